@@ -1,0 +1,341 @@
+package wasm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// pageSize is the Wasm page size.
+const pageSize = 64 << 10
+
+// instance is one instantiation of a policy module with its own memory and
+// parsed data. It is used by one goroutine at a time (the pool hands it out),
+// except for deadline and interrupt, which the watchdog touches.
+type instance struct {
+	policy *Policy
+	glue   api.Module
+	mod    api.Module
+	mem    api.Memory
+
+	evalFn, mallocFn, valueParseFn, valueDumpFn api.Function
+	interrupt                                   api.MutableGlobal
+
+	dataAddr uint32
+	heapBase uint32 // first free heap address after the data: reset point
+	stack    [7]uint64
+
+	// Per-evaluation state, read by builtins.
+	callCtx  context.Context
+	callTime time.Time
+	bctx     *topdown.BuiltinContext
+
+	// deadline is the running evaluation's deadline in unix nanos, 0 when
+	// idle, or interrupted once the watchdog has claimed the instance.
+	deadline atomic.Int64
+	dead     bool
+}
+
+func (p *Policy) newInstance(ctx context.Context) (*instance, error) {
+	e := p.engine
+	glue, err := e.runtime.InstantiateModule(ctx, e.glue, wazero.NewModuleConfig().WithName(""))
+	if err != nil {
+		return nil, fmt.Errorf("instantiate env glue module: %w", err)
+	}
+	rctx := experimental.WithImportResolver(ctx, func(name string) api.Module {
+		if name == "env" {
+			return glue
+		}
+		return nil
+	})
+	mod, err := e.runtime.InstantiateModule(rctx, p.code.compiled,
+		wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	if err != nil {
+		_ = glue.Close(ctx)
+		return nil, fmt.Errorf("%w: instantiate: %w", ErrInvalidPolicy, err)
+	}
+	in := &instance{policy: p, glue: glue, mod: mod, mem: mod.Memory(), callCtx: ctx}
+	// Host functions see the calling module; register both names for it.
+	e.instances.Store(mod, in)
+	e.instances.Store(glue, in)
+	if err := in.init(ctx); err != nil {
+		in.close(ctx)
+		return nil, err
+	}
+	p.mu.Lock()
+	p.all[in] = struct{}{}
+	p.mu.Unlock()
+	return in, nil
+}
+
+func (in *instance) init(ctx context.Context) error {
+	if in.mem == nil {
+		return fmt.Errorf("%w: module has no memory", ErrInvalidPolicy)
+	}
+	major, minor := in.global("opa_wasm_abi_version"), in.global("opa_wasm_abi_minor_version")
+	if major != 1 || minor < 2 {
+		return fmt.Errorf("%w: OPA Wasm ABI %d.%d, need 1.2 or later", ErrInvalidPolicy, major, minor)
+	}
+	for name, dst := range map[string]*api.Function{
+		"opa_eval":        &in.evalFn,
+		"opa_malloc":      &in.mallocFn,
+		"opa_value_parse": &in.valueParseFn,
+		"opa_value_dump":  &in.valueDumpFn,
+	} {
+		if *dst = in.mod.ExportedFunction(name); *dst == nil {
+			return fmt.Errorf("%w: missing export %s", ErrInvalidPolicy, name)
+		}
+	}
+
+	g, ok := in.mod.ExportedGlobal(interruptExport).(api.MutableGlobal)
+	if !ok {
+		return fmt.Errorf("%w: interrupt global missing", ErrInvalidPolicy)
+	}
+	in.interrupt = g
+
+	c := in.policy.code
+	if c.entrypoints == nil {
+		if err := in.readMetadata(ctx); err != nil {
+			return err
+		}
+	}
+	if in.policy.data != nil {
+		addr, err := in.parseJSON(ctx, in.policy.data)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidData, err)
+		}
+		in.dataAddr = addr
+	}
+	heap, err := in.call1(ctx, "opa_heap_ptr_get")
+	if err != nil {
+		return err
+	}
+	in.heapBase = heap
+	return nil
+}
+
+// readMetadata reads the module's entrypoints and the builtins it needs from
+// the host, once per compiled module. A builtin the host cannot serve fails
+// the load here, never a decision later.
+func (in *instance) readMetadata(ctx context.Context) error {
+	c := in.policy.code
+	var eps map[string]int32
+	if err := in.exportJSON(ctx, "entrypoints", &eps); err != nil {
+		return err
+	}
+	if len(eps) == 0 {
+		return fmt.Errorf("%w: module has no entrypoints", ErrInvalidPolicy)
+	}
+	var names map[string]int32
+	if err := in.exportJSON(ctx, "builtins", &names); err != nil {
+		return err
+	}
+	forbidden := forbiddenBuiltins()
+	bs := make(map[int32]builtinFunc, len(names))
+	for name, id := range names {
+		if forbidden[name] {
+			return fmt.Errorf("%w: %s is not allowed in a gateway policy", ErrUnsupportedBuiltin, name)
+		}
+		fn := topdown.GetBuiltin(name)
+		if fn == nil {
+			return fmt.Errorf("%w: %s", ErrUnsupportedBuiltin, name)
+		}
+		bs[id] = builtinFunc{name: name, fn: fn}
+	}
+	c.entrypoints, c.builtins = eps, bs
+	return nil
+}
+
+// exportJSON calls a metadata export (entrypoints, builtins) and decodes the
+// JSON value it returns.
+func (in *instance) exportJSON(ctx context.Context, name string, v any) error {
+	addr, err := in.call1(ctx, name)
+	if err != nil {
+		return err
+	}
+	str, err := in.call1(ctx, "opa_json_dump", addr)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal([]byte(readCString(in.mem, str)), v); err != nil {
+		return fmt.Errorf("%w: decode %s: %w", ErrInvalidPolicy, name, err)
+	}
+	return nil
+}
+
+func (in *instance) global(name string) int32 {
+	g := in.mod.ExportedGlobal(name)
+	if g == nil {
+		return -1
+	}
+	return int32(g.Get())
+}
+
+// call1 calls an export by name with i32 arguments and returns its i32 result
+// (or 0 for a void function). It is for set-up, not the hot path.
+func (in *instance) call1(ctx context.Context, name string, args ...uint32) (uint32, error) {
+	fn := in.mod.ExportedFunction(name)
+	if fn == nil {
+		return 0, fmt.Errorf("%w: missing export %s", ErrInvalidPolicy, name)
+	}
+	params := make([]uint64, len(args))
+	for i, a := range args {
+		params[i] = api.EncodeU32(a)
+	}
+	res, err := fn.Call(ctx, params...)
+	if err != nil {
+		return 0, in.classify(fmt.Errorf("call %s: %w", name, err))
+	}
+	if len(res) == 0 {
+		return 0, nil
+	}
+	return api.DecodeU32(res[0]), nil
+}
+
+// parseJSON copies doc into the heap and parses it into an OPA value.
+func (in *instance) parseJSON(ctx context.Context, doc []byte) (uint32, error) {
+	ptr, err := in.call1(ctx, "opa_malloc", uint32(len(doc)))
+	if err != nil {
+		return 0, err
+	}
+	if !in.mem.Write(ptr, doc) {
+		return 0, fmt.Errorf("write %d bytes at %d", len(doc), ptr)
+	}
+	addr, err := in.call1(ctx, "opa_json_parse", ptr, uint32(len(doc)))
+	if err != nil {
+		return 0, err
+	}
+	if addr == 0 {
+		return 0, errors.New("the module could not parse the JSON document")
+	}
+	return addr, nil
+}
+
+// eval runs one opa_eval: input is written above the data, the heap is reset
+// to just past it, and the result JSON is copied out.
+func (in *instance) eval(ctx context.Context, entrypoint int32, input []byte) ([]byte, error) {
+	inputAddr := in.heapBase
+	end := uint64(inputAddr) + uint64(len(input))
+	if size := uint64(in.mem.Size()); end+pageSize > size {
+		pages := uint32((end + pageSize - size + pageSize - 1) / pageSize)
+		if _, ok := in.mem.Grow(pages); !ok {
+			return nil, fmt.Errorf("%w: input of %d bytes exceeds the instance memory cap", ErrInvalidInput, len(input))
+		}
+	}
+	if !in.mem.Write(inputAddr, input) {
+		return nil, fmt.Errorf("%w: write input", ErrInvalidInput)
+	}
+
+	in.callCtx, in.callTime, in.bctx = ctx, time.Now(), nil
+	deadline := in.callTime.Add(in.policy.engine.cfg.evalTimeout).UnixNano()
+	if d, ok := ctx.Deadline(); ok && d.UnixNano() < deadline {
+		deadline = d.UnixNano()
+	}
+	in.deadline.Store(deadline)
+
+	s := in.stack[:]
+	s[0] = 0 // reserved
+	s[1] = api.EncodeI32(entrypoint)
+	s[2] = api.EncodeU32(in.dataAddr)
+	s[3] = api.EncodeU32(inputAddr)
+	s[4] = api.EncodeU32(uint32(len(input)))
+	s[5] = api.EncodeU32(uint32(end))
+	s[6] = 0 // JSON output
+	err := in.evalFn.CallWithStack(ctx, s)
+	timedOut := in.deadline.Swap(0) == interrupted
+	in.callCtx, in.bctx = nil, nil
+	if timedOut {
+		// The watchdog set (or is setting) the interrupt: never reuse it.
+		in.dead = true
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrTimeout, err)
+		}
+	}
+	if err != nil {
+		return nil, in.classify(err)
+	}
+	return in.result(api.DecodeU32(s[0]))
+}
+
+// result copies the entrypoint value out of the `[{"result": V}]` set that
+// opa_eval returns.
+func (in *instance) result(addr uint32) ([]byte, error) {
+	size := in.mem.Size()
+	if addr == 0 || addr >= size {
+		return nil, fmt.Errorf("%w: result address %d out of range", ErrAborted, addr)
+	}
+	raw, _ := in.mem.Read(addr, size-addr)
+	n := bytes.IndexByte(raw, 0)
+	if n < 0 {
+		return nil, fmt.Errorf("%w: unterminated result", ErrAborted)
+	}
+	raw = raw[:n]
+	const prefix, suffix = `[{"result":`, `}]`
+	if bytes.HasPrefix(raw, []byte(prefix)) && bytes.HasSuffix(raw, []byte(suffix)) &&
+		bytes.Count(raw, []byte(`{"result":`)) == 1 {
+		return bytes.Clone(raw[len(prefix) : len(raw)-len(suffix)]), nil
+	}
+	var set []struct {
+		Result json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return nil, fmt.Errorf("%w: decode result: %w", ErrAborted, err)
+	}
+	switch len(set) {
+	case 0:
+		return nil, ErrUndefined
+	case 1:
+		return bytes.Clone(set[0].Result), nil
+	default:
+		return nil, fmt.Errorf("%w: %d results for one entrypoint", ErrAborted, len(set))
+	}
+}
+
+// classify maps a failed call to the package's sentinel errors and marks the
+// instance dead when its module can no longer be trusted.
+func (in *instance) classify(err error) error {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		in.dead = true
+		return fmt.Errorf("%w: module exited: %w", ErrAborted, err)
+	}
+	// A trap or abort leaves the heap in an unknown state; start afresh.
+	in.dead = true
+	var be builtinError
+	if errors.As(err, &be) {
+		return fmt.Errorf("%w: %w", ErrAborted, be)
+	}
+	return fmt.Errorf("%w: %w", ErrAborted, err)
+}
+
+// interrupted marks an instance the watchdog has claimed.
+const interrupted = -1
+
+// interruptIfOverdue sets the interrupt of an evaluation that has run past
+// its deadline; it traps at its next loop iteration. Claiming the instance first means an evaluation that just
+// finished is never mistaken for a runaway one.
+func (in *instance) interruptIfOverdue(now int64) {
+	d := in.deadline.Load()
+	if d <= 0 || now <= d || !in.deadline.CompareAndSwap(d, interrupted) {
+		return
+	}
+	in.interrupt.Set(1)
+}
+
+func (in *instance) close(ctx context.Context) {
+	e := in.policy.engine
+	e.instances.Delete(in.mod)
+	e.instances.Delete(in.glue)
+	_ = in.mod.Close(ctx)
+	_ = in.glue.Close(ctx)
+}
