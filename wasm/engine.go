@@ -48,8 +48,9 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 	rc := wazero.NewRuntimeConfig().
 		WithCompilationCache(cache).
 		WithMemoryLimitPages(cfg.maxMemoryPages).
-		// Deadlines are enforced by instrumented loop checks (instrument.go),
-		// far cheaper than wazero's exit to Go at every loop back-edge.
+		// Deadlines are enforced by the instrumented fuel checks
+		// (instrument.go), far cheaper than wazero's exit to Go at every loop
+		// back-edge.
 		WithCloseOnContextDone(false)
 	e := &Engine{cfg: cfg, runtime: wazero.NewRuntimeWithConfig(ctx, rc), cache: cache}
 	if err := e.instantiateHost(ctx); err != nil {
@@ -124,6 +125,11 @@ func (e *Engine) hostBuiltin(ctx context.Context, mod api.Module, stack []uint64
 		panic(abortError{msg: "builtin called from an unknown module"})
 	}
 	id := int32(api.DecodeU32(stack[0]))
+	if id == yieldBuiltinID {
+		in.yield()
+		stack[0] = 0
+		return
+	}
 	args := make([]uint32, 0, len(stack)-2)
 	for _, v := range stack[2:] {
 		args = append(args, api.DecodeU32(v))

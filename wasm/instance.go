@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/topdown"
@@ -29,21 +28,18 @@ type instance struct {
 	mem    api.Memory
 
 	evalFn, mallocFn, valueParseFn, valueDumpFn api.Function
-	interrupt                                   api.MutableGlobal
 
 	dataAddr uint32
 	heapBase uint32 // first free heap address after the data: reset point
 	stack    [7]uint64
 
-	// Per-evaluation state, read by builtins.
+	// Per-evaluation state, read by builtins and the fuel check.
 	callCtx  context.Context
 	callTime time.Time
+	deadline time.Time
 	bctx     *topdown.BuiltinContext
 
-	// deadline is the running evaluation's deadline in unix nanos, 0 when
-	// idle, or interrupted once the watchdog has claimed the instance.
-	deadline atomic.Int64
-	dead     bool
+	dead bool
 }
 
 func (p *Policy) newInstance(ctx context.Context) (*instance, error) {
@@ -64,7 +60,10 @@ func (p *Policy) newInstance(ctx context.Context) (*instance, error) {
 		_ = glue.Close(ctx)
 		return nil, fmt.Errorf("%w: instantiate: %w", ErrInvalidPolicy, err)
 	}
-	in := &instance{policy: p, glue: glue, mod: mod, mem: mod.Memory(), callCtx: ctx}
+	// Parsing large data takes longer than a decision; loading gets a
+	// generous deadline of its own.
+	in := &instance{policy: p, glue: glue, mod: mod, mem: mod.Memory(), callCtx: ctx,
+		deadline: time.Now().Add(max(10*time.Second, 100*e.cfg.evalTimeout))}
 	// Host functions see the calling module; register both names for it.
 	e.instances.Store(mod, in)
 	e.instances.Store(glue, in)
@@ -72,9 +71,6 @@ func (p *Policy) newInstance(ctx context.Context) (*instance, error) {
 		in.close(ctx)
 		return nil, err
 	}
-	p.mu.Lock()
-	p.all[in] = struct{}{}
-	p.mu.Unlock()
 	return in, nil
 }
 
@@ -96,12 +92,6 @@ func (in *instance) init(ctx context.Context) error {
 			return fmt.Errorf("%w: missing export %s", ErrInvalidPolicy, name)
 		}
 	}
-
-	g, ok := in.mod.ExportedGlobal(interruptExport).(api.MutableGlobal)
-	if !ok {
-		return fmt.Errorf("%w: interrupt global missing", ErrInvalidPolicy)
-	}
-	in.interrupt = g
 
 	c := in.policy.code
 	if c.entrypoints == nil {
@@ -237,11 +227,10 @@ func (in *instance) eval(ctx context.Context, entrypoint int32, input []byte) ([
 	}
 
 	in.callCtx, in.callTime, in.bctx = ctx, time.Now(), nil
-	deadline := in.callTime.Add(in.policy.engine.cfg.evalTimeout).UnixNano()
-	if d, ok := ctx.Deadline(); ok && d.UnixNano() < deadline {
-		deadline = d.UnixNano()
+	in.deadline = in.callTime.Add(in.policy.engine.cfg.evalTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(in.deadline) {
+		in.deadline = d
 	}
-	in.deadline.Store(deadline)
 
 	s := in.stack[:]
 	s[0] = 0 // reserved
@@ -251,16 +240,10 @@ func (in *instance) eval(ctx context.Context, entrypoint int32, input []byte) ([
 	s[4] = api.EncodeU32(uint32(len(input)))
 	s[5] = api.EncodeU32(uint32(end))
 	s[6] = 0 // JSON output
-	err := in.evalFn.CallWithStack(ctx, s)
-	timedOut := in.deadline.Swap(0) == interrupted
+	// A context without Done keeps wazero from watching it with a goroutine
+	// per call; the fuel check honours the caller's context instead.
+	err := in.evalFn.CallWithStack(context.Background(), s)
 	in.callCtx, in.bctx = nil, nil
-	if timedOut {
-		// The watchdog set (or is setting) the interrupt: never reuse it.
-		in.dead = true
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrTimeout, err)
-		}
-	}
 	if err != nil {
 		return nil, in.classify(err)
 	}
@@ -304,6 +287,11 @@ func (in *instance) result(addr uint32) ([]byte, error) {
 // classify maps a failed call to the package's sentinel errors and marks the
 // instance dead when its module can no longer be trusted.
 func (in *instance) classify(err error) error {
+	var te timeoutError
+	if errors.As(err, &te) {
+		in.dead = true
+		return fmt.Errorf("%w: %w", ErrTimeout, te.cause)
+	}
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
 		in.dead = true
@@ -318,19 +306,23 @@ func (in *instance) classify(err error) error {
 	return fmt.Errorf("%w: %w", ErrAborted, err)
 }
 
-// interrupted marks an instance the watchdog has claimed.
-const interrupted = -1
-
-// interruptIfOverdue sets the interrupt of an evaluation that has run past
-// its deadline; it traps at its next loop iteration. Claiming the instance first means an evaluation that just
-// finished is never mistaken for a runaway one.
-func (in *instance) interruptIfOverdue(now int64) {
-	d := in.deadline.Load()
-	if d <= 0 || now <= d || !in.deadline.CompareAndSwap(d, interrupted) {
-		return
+// yield is the instrumented loops' periodic call into Go: the evaluation
+// stops here once it is past its deadline or its caller has given up.
+func (in *instance) yield() {
+	if time.Now().After(in.deadline) {
+		panic(timeoutError{cause: errors.New("deadline exceeded")})
 	}
-	in.interrupt.Set(1)
+	if ctx := in.callCtx; ctx != nil {
+		if err := ctx.Err(); err != nil {
+			panic(timeoutError{cause: err})
+		}
+	}
 }
+
+// timeoutError carries a stopped evaluation out of the host function panic.
+type timeoutError struct{ cause error }
+
+func (e timeoutError) Error() string { return "evaluation stopped: " + e.cause.Error() }
 
 func (in *instance) close(ctx context.Context) {
 	e := in.policy.engine

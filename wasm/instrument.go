@@ -5,33 +5,45 @@ import (
 	"fmt"
 )
 
-// Deadlines without a per-call cost.
+// Deadlines without a per-call cost, and without stalling the Go runtime.
 //
 // wazero can stop a running function when its context is done, but to do so
 // it compiles an exit to Go into every loop back-edge and starts a goroutine
 // per call; on an OPA policy that makes a decision about three times slower.
-// Instead, instrument rewrites the policy module once at load: it adds an
-// exported mutable i32 global, interruptExport, and at the head of every loop
-// a check that traps when the global is set. The watchdog sets it on an
-// instance that overran its deadline, and the evaluation traps at its next
-// loop iteration. The global is appended after all others and the export
-// after all others, so no existing index in the module changes.
+// Setting a flag from a watchdog goroutine is not enough either: native code
+// cannot be preempted, so a garbage collection that starts while a policy
+// spins waits for it forever, and the watchdog never runs.
+//
+// So instrument rewrites the policy module once at load. It appends a mutable
+// i32 global, the fuel, and at the head of every loop spends one unit; when
+// the fuel runs out, the loop calls the host (through the opa_builtin0 import
+// the module already has, with a reserved builtin id) and refills it. The host
+// call is a Go safepoint and checks the evaluation's deadline and context: an
+// evaluation past its deadline traps there. The global is appended after all
+// others, so no index in the module changes.
 
-// interruptExport names the global the watchdog sets to stop an evaluation.
-const interruptExport = "pbac_interrupt"
+// yieldBuiltinID is the builtin id the instrumented loops pass to
+// opa_builtin0 when their fuel runs out; OPA numbers real builtins from 0.
+const yieldBuiltinID = -1
+
+// fuelPerYield is how many loop iterations run between two host checks:
+// large enough to cost nothing measurable, small enough that a check comes
+// within a fraction of a millisecond.
+const fuelPerYield = 4096
 
 const (
 	sectionCustom   = 0
 	sectionFunction = 3
 	sectionGlobal   = 6
 	sectionCode     = 10
+	sectionTag      = 13
 	externGlobal    = 0x03
 )
 
 var errMalformed = errors.New("malformed module")
 
-// instrument returns module with the interrupt global, its export and a check
-// at every loop head.
+// instrument returns module with the fuel global and a fuel check at every
+// loop head.
 func instrument(module []byte) ([]byte, error) {
 	if len(module) < 8 || string(module[:4]) != "\x00asm" || module[4] != 1 {
 		return nil, fmt.Errorf("%w: not a Wasm 1.0 binary", errMalformed)
@@ -54,14 +66,15 @@ func instrument(module []byte) ([]byte, error) {
 
 	importedGlobals, definedGlobals := 0, 0
 	haveGlobal := false
+	yieldFunc := int64(-1)
 	for _, s := range sections {
 		switch s.id {
 		case sectionImport:
-			n, err := countImportedGlobals(s.body)
+			imps, err := readImports(s.body)
 			if err != nil {
 				return nil, err
 			}
-			importedGlobals = n
+			importedGlobals, yieldFunc = imps.globals, imps.builtin0
 		case sectionGlobal:
 			haveGlobal = true
 			sr := reader{b: s.body}
@@ -71,15 +84,19 @@ func instrument(module []byte) ([]byte, error) {
 			}
 		}
 	}
-	idx := uint32(importedGlobals + definedGlobals)
-	newGlobal := []byte{wasmI32, 0x01, 0x41, 0x00, 0x0b} // (mut i32) (i32.const 0)
+	if yieldFunc < 0 {
+		return nil, fmt.Errorf("%w: module does not import env.opa_builtin0", errMalformed)
+	}
+	fuel := uint32(importedGlobals + definedGlobals)
+	newGlobal := append([]byte{wasmI32, 0x01, 0x41}, appendS32(nil, fuelPerYield)...)
+	newGlobal = append(newGlobal, 0x0b) // (mut i32) (i32.const fuelPerYield)
 
 	out := append([]byte(nil), module[:8]...)
 	emit := func(id byte, body []byte) { out = appendSection(out, id, body) }
 	for _, s := range sections {
 		// A module without globals gets its global section right before the
 		// export section, where the binary format orders it.
-		if s.id == sectionExport && !haveGlobal {
+		if !haveGlobal && s.id >= sectionExport && s.id != sectionCustom && s.id != sectionTag {
 			emit(sectionGlobal, append(appendU32(nil, 1), newGlobal...))
 			haveGlobal = true
 		}
@@ -90,17 +107,8 @@ func instrument(module []byte) ([]byte, error) {
 				return nil, err
 			}
 			emit(s.id, body)
-		case sectionExport:
-			entry := appendName(nil, interruptExport)
-			entry = append(entry, externGlobal)
-			entry = appendU32(entry, idx)
-			body, err := appendToVec(s.body, entry)
-			if err != nil {
-				return nil, err
-			}
-			emit(s.id, body)
 		case sectionCode:
-			body, err := instrumentCode(s.body, idx)
+			body, err := instrumentCode(s.body, fuelCheck(fuel, uint32(yieldFunc)))
 			if err != nil {
 				return nil, err
 			}
@@ -110,9 +118,21 @@ func instrument(module []byte) ([]byte, error) {
 		}
 	}
 	if !haveGlobal {
-		return nil, fmt.Errorf("%w: module has no export section", errMalformed)
+		return nil, fmt.Errorf("%w: module has no code", errMalformed)
 	}
 	return out, nil
+}
+
+// appendS32 appends v as signed LEB128.
+func appendS32(dst []byte, v int32) []byte {
+	for {
+		b := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && b&0x40 == 0) || (v == -1 && b&0x40 != 0) {
+			return append(dst, b)
+		}
+		dst = append(dst, b|0x80)
+	}
 }
 
 // appendToVec adds one encoded entry to a section body that is a vector.
@@ -127,16 +147,51 @@ func appendToVec(body, entry []byte) ([]byte, error) {
 	return append(out, entry...), nil
 }
 
-func countImportedGlobals(body []byte) (int, error) {
+// fuelCheck is the code put at every loop head:
+//
+//	global.get $fuel
+//	if
+//	  global.get $fuel  i32.const 1  i32.sub  global.set $fuel
+//	else
+//	  i32.const yieldBuiltinID  i32.const 0  call $opa_builtin0  drop
+//	  i32.const fuelPerYield  global.set $fuel
+//	end
+func fuelCheck(fuel, builtin0 uint32) []byte {
+	c := appendU32([]byte{0x23}, fuel)
+	c = append(c, 0x04, 0x40)
+	c = appendU32(append(c, 0x23), fuel)
+	c = append(c, 0x41, 0x01, 0x6b)
+	c = appendU32(append(c, 0x24), fuel)
+	c = append(c, 0x05)
+	c = append(append(c, 0x41), appendS32(nil, yieldBuiltinID)...)
+	c = append(c, 0x41, 0x00)
+	c = appendU32(append(c, 0x10), builtin0)
+	c = append(c, 0x1a)
+	c = append(append(c, 0x41), appendS32(nil, fuelPerYield)...)
+	c = appendU32(append(c, 0x24), fuel)
+	return append(c, 0x0b)
+}
+
+type imports struct {
+	globals  int
+	builtin0 int64 // function index of env.opa_builtin0, or -1
+}
+
+func readImports(body []byte) (imports, error) {
 	r := reader{b: body}
 	n := r.u32()
-	globals := 0
+	imps := imports{builtin0: -1}
+	funcs := int64(0)
 	for range n {
-		r.bytes(int(r.u32())) // module
-		r.bytes(int(r.u32())) // name
+		mod := string(r.bytes(int(r.u32())))
+		name := string(r.bytes(int(r.u32())))
 		switch kind := r.byte(); kind {
 		case externFunc:
 			r.u32()
+			if mod == "env" && name == "opa_builtin0" {
+				imps.builtin0 = funcs
+			}
+			funcs++
 		case 0x01: // table: reftype, limits
 			r.byte()
 			r.limits()
@@ -145,20 +200,16 @@ func countImportedGlobals(body []byte) (int, error) {
 		case externGlobal:
 			r.byte() // valtype
 			r.byte() // mutability
-			globals++
+			imps.globals++
 		default:
-			return 0, fmt.Errorf("%w: import kind %#x", errMalformed, kind)
+			return imps, fmt.Errorf("%w: import kind %#x", errMalformed, kind)
 		}
 	}
-	return globals, r.err
+	return imps, r.err
 }
 
 // instrumentCode rewrites every function body of the code section.
-func instrumentCode(body []byte, global uint32) ([]byte, error) {
-	check := []byte{0x23} // global.get idx; if; unreachable; end
-	check = appendU32(check, global)
-	check = append(check, 0x04, 0x40, 0x00, 0x0b)
-
+func instrumentCode(body, check []byte) ([]byte, error) {
 	r := reader{b: body}
 	n := r.u32()
 	out := appendU32(nil, n)

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/tetratelabs/wazero"
@@ -61,11 +60,7 @@ type Policy struct {
 	closed  atomic.Bool
 	done    chan struct{}
 
-	mu  sync.Mutex // guards all
-	all map[*instance]struct{}
-
 	closeOnce sync.Once
-	watchdog  sync.WaitGroup
 }
 
 // Load compiles a policy module and instantiates it once with data (a JSON
@@ -131,7 +126,6 @@ func (c *code) newPolicy(ctx context.Context, data []byte) (*Policy, error) {
 		data:   data,
 		idle:   make(chan *instance, e.cfg.maxInstances),
 		done:   make(chan struct{}),
-		all:    map[*instance]struct{}{},
 	}
 	p.created.Store(1)
 	in, err := p.newInstance(ctx)
@@ -139,8 +133,6 @@ func (c *code) newPolicy(ctx context.Context, data []byte) (*Policy, error) {
 		return nil, err
 	}
 	p.idle <- in
-	p.watchdog.Add(1)
-	go p.watch()
 	return p, nil
 }
 
@@ -261,9 +253,6 @@ func (p *Policy) release(ctx context.Context, in *instance) {
 }
 
 func (p *Policy) discard(ctx context.Context, in *instance) {
-	p.mu.Lock()
-	delete(p.all, in)
-	p.mu.Unlock()
 	in.close(ctx)
 	p.created.Add(-1)
 }
@@ -286,31 +275,8 @@ func (p *Policy) Close(ctx context.Context) error {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
 		close(p.done)
-		p.watchdog.Wait()
 		p.drain(ctx)
 		p.code.release(ctx)
 	})
 	return nil
-}
-
-// watch stops evaluations that overrun their deadline. Checking a deadline
-// per instance from one goroutine keeps the hot path free of timers and of
-// the goroutine wazero would start per call for a cancellable context.
-func (p *Policy) watch() {
-	defer p.watchdog.Done()
-	period := max(p.engine.cfg.evalTimeout/4, time.Millisecond)
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.done:
-			return
-		case now := <-t.C:
-			p.mu.Lock()
-			for in := range p.all {
-				in.interruptIfOverdue(now.UnixNano())
-			}
-			p.mu.Unlock()
-		}
-	}
 }
