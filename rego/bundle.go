@@ -1,0 +1,341 @@
+package rego
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/compile"
+)
+
+// Bundle is a compiled policy bundle.
+type Bundle struct {
+	// Wasm is the OPA-ABI Wasm module holding every entrypoint.
+	Wasm []byte
+	// Data is the policy data, one JSON object.
+	Data []byte
+	// Revision is the lower-case hex sha256 of Wasm followed by Data.
+	Revision string
+	// Vectors is a JSON array of decision vectors, or nil.
+	Vectors []byte
+}
+
+// Bundle file names inside the tar.gz (OPA bundle layout).
+const (
+	tarWasm     = "/policy.wasm"
+	tarData     = "/data.json"
+	tarManifest = "/.manifest"
+	tarVectors  = "/pbac/vectors.json"
+)
+
+// Size limits for ReadTarGz.
+const (
+	maxBundleBytes = 64 << 20 // total uncompressed bytes
+	maxBundleFiles = 4096
+)
+
+// revision computes Bundle.Revision.
+func revision(wasm, data []byte) string {
+	h := sha256.New()
+	h.Write(wasm)
+	h.Write(data)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Build compiles all non-test .rego files of fsys plus its root data.json
+// into one Wasm module exporting every entrypoint of Entrypoints(). The build
+// is offline and deterministic. Parse and compile errors are returned as
+// SourceErrors ("file:row:col: message"). Directories named testdata or
+// vectors are ignored. Build never attaches vectors (see BuildShipped).
+func Build(ctx context.Context, fsys fs.FS) (*Bundle, error) {
+	src, err := loadSources(fsys, false)
+	if err != nil {
+		return nil, err
+	}
+	files := make([]string, 0, len(src.modules))
+	for p := range src.modules {
+		files = append(files, p)
+	}
+	sort.Strings(files)
+
+	b := &bundle.Bundle{Data: src.data}
+	b.SetRegoVersion(ast.RegoV1)
+	b.Manifest.Init()
+	for _, p := range files {
+		bs, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return nil, err
+		}
+		b.Modules = append(b.Modules, bundle.ModuleFile{
+			URL:    p,
+			Path:   p,
+			Raw:    bs,
+			Parsed: src.modules[p],
+		})
+	}
+
+	c := compile.New().
+		WithTarget(compile.TargetWasm).
+		WithRegoVersion(ast.RegoV1).
+		WithEntrypoints(entrypoints...).
+		WithBundle(b)
+	if err := c.Build(ctx); err != nil {
+		return nil, asSourceError(err)
+	}
+	out := c.Bundle()
+	if out == nil || len(out.WasmModules) != 1 {
+		return nil, errors.New("rego: compiler produced no Wasm module")
+	}
+	data, err := canonicalJSON(src.data)
+	if err != nil {
+		return nil, fmt.Errorf("rego: encoding data: %w", err)
+	}
+	wasm := bytes.Clone(out.WasmModules[0].Raw)
+	return &Bundle{Wasm: wasm, Data: data, Revision: revision(wasm, data)}, nil
+}
+
+// BuildShipped builds the shipped policy (Sources()) and attaches the
+// shipped decision vectors (testdata/vectors/*.json) as Bundle.Vectors.
+func BuildShipped(ctx context.Context) (*Bundle, error) {
+	b, err := Build(ctx, Sources())
+	if err != nil {
+		return nil, err
+	}
+	v, err := ShippedVectors()
+	if err != nil {
+		return nil, err
+	}
+	b.Vectors = v
+	return b, nil
+}
+
+// manifest is the JSON .manifest written by WriteTarGz; field order is fixed.
+type manifest struct {
+	Revision    string          `json:"revision"`
+	Roots       []string        `json:"roots"`
+	Wasm        []manifestWasm  `json:"wasm"`
+	RegoVersion int             `json:"rego_version"`
+	Metadata    json.RawMessage `json:"metadata,omitempty"`
+}
+
+type manifestWasm struct {
+	Entrypoint string `json:"entrypoint"`
+	Module     string `json:"module"`
+}
+
+// WriteTarGz writes b as an OPA bundle: /policy.wasm, /data.json,
+// /.manifest (revision, roots, wasm entrypoints) and, when b.Vectors is not
+// nil, /pbac/vectors.json. The output is byte-for-byte deterministic:
+// sorted entries, zero mtimes and owners, and a fixed gzip header.
+func (b *Bundle) WriteTarGz(w io.Writer) error {
+	if b == nil {
+		return errors.New("rego: nil bundle")
+	}
+	m := manifest{Revision: b.Revision, Roots: []string{""}, RegoVersion: 1}
+	for _, e := range entrypoints {
+		m.Wasm = append(m.Wasm, manifestWasm{Entrypoint: e, Module: tarWasm})
+	}
+	mbs, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	data := b.Data
+	if data == nil {
+		data = []byte("{}")
+	}
+	files := map[string][]byte{
+		tarWasm:     b.Wasm,
+		tarData:     data,
+		tarManifest: mbs,
+	}
+	if b.Vectors != nil {
+		files[tarVectors] = b.Vectors
+	}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+
+	gz, err := gzip.NewWriterLevel(w, gzip.BestCompression)
+	if err != nil {
+		return err
+	}
+	// Zero header fields: no name, no mtime (Go writes OS=unknown).
+	gz.Header = gzip.Header{}
+	tw := tar.NewWriter(gz)
+	epoch := time.Unix(0, 0).UTC()
+	for _, n := range names {
+		body := files[n]
+		hdr := &tar.Header{
+			Typeflag: tar.TypeReg,
+			Name:     n,
+			Mode:     0o644,
+			Size:     int64(len(body)),
+			ModTime:  epoch,
+			Format:   tar.FormatUSTAR,
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := tw.Write(body); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return gz.Close()
+}
+
+// ReadTarGz reads an OPA bundle tar.gz as written by WriteTarGz or by
+// `opa build -t wasm`. It needs exactly one .wasm module; data.json files
+// (root or nested, OPA-style) make up Data ({} when absent); .rego sources,
+// signatures and other files are ignored. Entry names that escape the root
+// ("..") are rejected, as are bundles over 64 MiB uncompressed or with more
+// than 4096 entries. Revision is recomputed from Wasm and Data.
+func ReadTarGz(r io.Reader) (*Bundle, error) {
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("rego: bundle is not gzip: %w", err)
+	}
+	defer gz.Close()
+	tr := tar.NewReader(gz)
+
+	var (
+		total      int64
+		count      int
+		wasmName   string
+		out        = &Bundle{}
+		dataFiles  = map[string][]byte{}
+		sawVectors bool
+	)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("rego: reading bundle: %w", err)
+		}
+		count++
+		if count > maxBundleFiles {
+			return nil, fmt.Errorf("rego: bundle has more than %d entries", maxBundleFiles)
+		}
+		name, ok := cleanName(hdr.Name)
+		if !ok {
+			if strings.Trim(hdr.Name, "/.") == "" && hdr.Typeflag == tar.TypeDir {
+				continue
+			}
+			return nil, fmt.Errorf("rego: bundle entry %q escapes the bundle root", hdr.Name)
+		}
+		switch hdr.Typeflag {
+		case tar.TypeReg:
+		case tar.TypeDir, tar.TypeXGlobalHeader:
+			continue
+		default:
+			return nil, fmt.Errorf("rego: bundle entry %q is not a regular file", hdr.Name)
+		}
+		if hdr.Size < 0 || total+hdr.Size > maxBundleBytes {
+			return nil, fmt.Errorf("rego: bundle exceeds %d bytes", maxBundleBytes)
+		}
+		body, err := io.ReadAll(io.LimitReader(tr, hdr.Size+1))
+		if err != nil {
+			return nil, fmt.Errorf("rego: reading %s: %w", name, err)
+		}
+		if int64(len(body)) != hdr.Size {
+			return nil, fmt.Errorf("rego: bundle entry %s has a wrong size", name)
+		}
+		total += hdr.Size
+
+		base := name[strings.LastIndex(name, "/")+1:]
+		switch {
+		case strings.HasSuffix(name, ".wasm"):
+			if wasmName != "" {
+				return nil, fmt.Errorf("rego: bundle has several Wasm modules (%s, %s)", wasmName, name)
+			}
+			wasmName = name
+			out.Wasm = body
+		case base == "data.json":
+			dataFiles[name] = body
+		case name == strings.TrimPrefix(tarVectors, "/"):
+			sawVectors = true
+			out.Vectors = body
+		}
+	}
+	if wasmName == "" {
+		return nil, errors.New("rego: bundle has no Wasm module")
+	}
+	if sawVectors && !json.Valid(out.Vectors) {
+		return nil, errors.New("rego: bundle vectors are not valid JSON")
+	}
+	data, err := mergeDataFiles(dataFiles)
+	if err != nil {
+		return nil, err
+	}
+	out.Data = data
+	out.Revision = revision(out.Wasm, out.Data)
+	return out, nil
+}
+
+// mergeDataFiles builds the bundle's data document. A lone root data.json is
+// kept byte for byte (so WriteTarGz/ReadTarGz round-trips); otherwise every
+// data.json is mounted at its directory path and the result re-encoded.
+func mergeDataFiles(files map[string][]byte) ([]byte, error) {
+	if len(files) == 0 {
+		return []byte("{}"), nil
+	}
+	if root, ok := files["data.json"]; ok && len(files) == 1 {
+		if _, err := decodeDataObject(root); err != nil {
+			return nil, fmt.Errorf("rego: bundle data.json: %w", err)
+		}
+		return root, nil
+	}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	doc := map[string]any{}
+	for _, n := range names {
+		obj, err := decodeDataObject(files[n])
+		if err != nil {
+			return nil, fmt.Errorf("rego: bundle %s: %w", n, err)
+		}
+		dir := strings.TrimSuffix(strings.TrimSuffix(n, "data.json"), "/")
+		node := doc
+		if dir != "" {
+			for _, key := range strings.Split(dir, "/") {
+				child, ok := node[key].(map[string]any)
+				if !ok {
+					if _, exists := node[key]; exists {
+						return nil, fmt.Errorf("rego: bundle %s conflicts with other data", n)
+					}
+					child = map[string]any{}
+					node[key] = child
+				}
+				node = child
+			}
+		}
+		for k, v := range obj {
+			if _, exists := node[k]; exists {
+				return nil, fmt.Errorf("rego: bundle %s: key %q defined twice", n, k)
+			}
+			node[k] = v
+		}
+	}
+	return canonicalJSON(doc)
+}

@@ -1,0 +1,45 @@
+# pbac/list: which of the backend's tools may this caller see (tools/list)?
+# tier ∩ role ∩ token scope, catalogue default-deny; argument rules are not
+# applied (they depend on the call).
+package pbac
+
+list_input := [t | some t in request.tools; is_string(t)]
+
+list_visible(t) if {
+	e := data.catalogue[t]
+	is_object(e)
+	not backend_mismatch(t)
+	effective(tier, subject, e.resource, e.access)
+	concat(":", [e.resource, e.access]) in token_scopes
+}
+
+list_deny contains msg if some msg in token_issues
+
+list_deny contains msg if some msg in client_binding_issues
+
+list_deny contains msg if some msg in subject_binding_issues
+
+default list_allow := false
+
+list_allow if {
+	count(list_deny) == 0
+	tok != null
+	now != null
+}
+
+list_tools := sort({t | some t in list_input; list_visible(t)}) if list_allow else := []
+
+default list := {
+	"allow": false,
+	"reasons": ["policy produced no decision"],
+	"tools": [],
+}
+
+list := {
+	"allow": list_allow,
+	"reasons": reasons_for(list_deny, concat("", [
+		format_int(count(list_tools), 10), " of ",
+		format_int(count(list_input), 10), " tools visible to tier ", tier,
+	])),
+	"tools": list_tools,
+}

@@ -1,0 +1,105 @@
+# pbac/token: which scopes, for how long, may the token endpoint issue?
+package pbac
+
+grant_type := g if {
+	g := request.grant_type
+	is_string(g)
+} else := ""
+
+token_exchange_grant := "urn:ietf:params:oauth:grant-type:token-exchange"
+
+token_grant_types := {"authorization_code", "client_credentials", "refresh_token"}
+
+human_grant_types := {"authorization_code", "refresh_token"}
+
+requested_scopes := scope_set(request.scopes)
+
+client_scopes := permitted_scopes(tier, subject)
+
+token_candidate_scopes := requested_scopes & client_scopes if {
+	count(requested_scopes) > 0
+} else := client_scopes
+
+# A refresh never widens the refreshed token.
+token_granted_scopes := token_candidate_scopes & token_scopes if {
+	grant_type == "refresh_token"
+	tok != null
+} else := token_candidate_scopes
+
+token_deny contains "grant_type is missing" if grant_type == ""
+
+token_deny contains "token exchange is decided by pbac/exchange" if {
+	grant_type == token_exchange_grant
+}
+
+token_deny contains msg if {
+	grant_type != ""
+	grant_type != token_exchange_grant
+	not grant_type in token_grant_types
+	msg := concat("", ["unsupported grant_type ", grant_type])
+}
+
+token_deny contains msg if {
+	grant_type in human_grant_types
+	subject == null
+	msg := concat("", ["grant_type ", grant_type, " requires a subject"])
+}
+
+token_deny contains "client is not verified; it gets the least tier, which grants nothing" if {
+	not client_verified
+}
+
+client_verified if client.verified == true
+
+token_deny contains msg if {
+	count(client_scopes) == 0
+	msg := concat("", ["tier ", tier, " with roles ", roles_or_machine, " grants no scopes"])
+}
+
+token_deny contains msg if {
+	count(client_scopes) > 0
+	count(token_granted_scopes) == 0
+	msg := concat("", ["none of the requested scopes are permitted for tier ", tier, " with roles ", roles_or_machine])
+}
+
+roles_or_machine := "(machine client)" if subject == null else := roles_text(subject)
+
+default token_allow := false
+
+token_allow if {
+	count(token_deny) == 0
+	count(token_granted_scopes) > 0
+}
+
+default token_single_use := false
+
+token_single_use if client.single_use_access_tokens == true
+
+token_single_use if tier_setting_true(tier, "single_use_tokens")
+
+default token := {
+	"allow": false,
+	"reasons": ["policy produced no decision"],
+	"tier": "unverified",
+	"scopes": [],
+	"ttl_seconds": 0,
+	"single_use": false,
+}
+
+token := {
+	"allow": true,
+	"reasons": [concat("", ["tier ", tier, " granted ", format_int(count(token_granted_scopes), 10), " scope(s)"])],
+	"tier": tier,
+	"scopes": sort(token_granted_scopes),
+	"ttl_seconds": tier_setting_number(tier, "token_ttl_seconds"),
+	"single_use": token_single_use,
+} if {
+	token_allow
+} else := {
+	"allow": false,
+	"reasons": reasons_for(token_deny, "no scope is grantable"),
+	"tier": tier,
+	"scopes": [],
+	"ttl_seconds": tier_setting_number(tier, "token_ttl_seconds"),
+	"single_use": token_single_use,
+}
