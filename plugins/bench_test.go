@@ -1,0 +1,97 @@
+package plugins_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/pbac-gateway/pbac/plugins"
+	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/wasm"
+)
+
+// benchInput is a developer-tier agent acting for alice, writing a Jira
+// issue: the common allowed path through every rule of pbac/tool_call.
+const benchInput = `{
+ "client": {"client_id": "c-alice-cc", "agent_provider": "claude-code", "agent_model": "claude-opus-4",
+            "single_use_access_tokens": false, "verified": true},
+ "subject": {"sub": "alice", "roles": ["engineering"]},
+ "token": {"client_id": "c-alice-cc", "sub": "alice", "scp": ["drive:read", "drive:write", "jira:read", "jira:write", "slack:read"],
+           "aud": ["http://127.0.0.1:8080/mcp"], "iat": 1700000000, "exp": 1700003600},
+ "request": {"backend": "jira", "method": "tools/call", "tool": "jira.create_issue",
+             "arguments": {"project": "SEC", "summary": "Rotate the staging keys", "description": "Found during the weekly review."}},
+ "now": 1700000100
+}`
+
+var shipped = sync.OnceValues(func() (*rego.Bundle, error) {
+	return rego.BuildShipped(context.Background())
+})
+
+func shippedRegistry(b testing.TB) *plugins.Registry {
+	b.Helper()
+	bundle, err := shipped()
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := newRegistry(b)
+	if _, err := r.Activate(context.Background(), bundle, "shipped"); err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+// BenchmarkToolCall compares one pbac/tool_call decision on the shipped
+// policy: Wasm in wazero through the registry (what the gateway calls) and
+// OPA's prepared topdown query (the reference evaluator). Both start from the
+// raw input JSON and return the decision.
+func BenchmarkToolCall(b *testing.B) {
+	ctx := context.Background()
+	input := []byte(benchInput)
+	b.Run("engine=wasm", func(b *testing.B) {
+		r := shippedRegistry(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			d, err := r.Decide(ctx, "pbac/tool_call", input)
+			if err != nil || !d.Allow {
+				b.Fatalf("%v %v", d, err)
+			}
+		}
+	})
+	b.Run("engine=wasm/parallel", func(b *testing.B) {
+		r := shippedRegistry(b)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := r.Decide(ctx, "pbac/tool_call", input); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	ref, err := rego.NewReference(ctx, rego.Sources(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("engine=topdown", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ref.Decide(ctx, "pbac/tool_call", input); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("engine=topdown/parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := ref.Decide(ctx, "pbac/tool_call", input); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+var _ = wasm.ErrClosed

@@ -1,0 +1,351 @@
+// Package plugins keeps the policy modules of the gateway: each version is
+// validated before it can decide anything, activated atomically, drained when
+// replaced, and can be rolled back, shadowed by a candidate, or delivered by
+// dropping a bundle in a watched directory.
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/wasm"
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrNoPolicy means no version is active: every decision is a deny.
+	ErrNoPolicy = errors.New("no active policy")
+	// ErrValidation means a candidate version failed validation and was not
+	// activated.
+	ErrValidation = errors.New("policy validation failed")
+	// ErrMalformedDecision means the policy returned something other than an
+	// object with a boolean allow.
+	ErrMalformedDecision = errors.New("malformed policy decision")
+	// ErrNoRollback means there is no earlier version to return to.
+	ErrNoRollback = errors.New("no earlier policy version")
+)
+
+// historyDepth is how many earlier versions Rollback can return to.
+const historyDepth = 8
+
+// Info describes one policy version.
+type Info struct {
+	// Version is the content hash of the module and its data.
+	Version     string    `json:"version"`
+	ModuleHash  string    `json:"module_hash"`
+	Source      string    `json:"source"`
+	LoadedAt    time.Time `json:"loaded_at"`
+	ActivatedAt time.Time `json:"activated_at,omitzero"`
+	Entrypoints []string  `json:"entrypoints"`
+	Builtins    []string  `json:"builtins"`
+	// Vectors is how many of the bundle's own decision vectors passed.
+	Vectors int `json:"vectors"`
+}
+
+// Event is one entry of the registry's history: an activation, a rejected
+// candidate, a rollback, a shadow change.
+type Event struct {
+	At      time.Time `json:"at"`
+	Kind    string    `json:"kind"`
+	Version string    `json:"version,omitempty"`
+	Source  string    `json:"source"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// version is a loaded, validated policy. Decisions hold its read lock, so
+// retiring it waits for the decisions in flight and no decision ever runs on
+// a closed version.
+type version struct {
+	info   Info
+	bundle *rego.Bundle
+	policy *wasm.Policy
+
+	mu     sync.RWMutex
+	closed bool
+}
+
+// enter marks a decision in flight; false when the version is retired.
+func (v *version) enter() bool {
+	v.mu.RLock()
+	if v.closed {
+		v.mu.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (v *version) exit() { v.mu.RUnlock() }
+
+// retire waits for in-flight decisions, then closes the instances.
+func (v *version) retire(ctx context.Context) {
+	v.mu.Lock()
+	v.closed = true
+	v.mu.Unlock()
+	_ = v.policy.Close(ctx)
+}
+
+// Registry holds the active policy version and the history behind it. It is
+// safe for concurrent use; Decide is the hot path and takes no registry lock.
+type Registry struct {
+	engine      *wasm.Engine
+	entrypoints []string
+	logger      *slog.Logger
+	now         func() time.Time
+
+	active atomic.Pointer[version]
+	shadow atomic.Pointer[shadow]
+
+	retiring sync.WaitGroup // versions draining after a swap
+
+	mu      sync.Mutex // serialises changes: activate, rollback, shadow, close
+	history []*rego.Bundle
+	sources []string
+	events  []Event
+	closed  bool
+}
+
+// Option configures a Registry.
+type Option func(*Registry)
+
+// WithEntrypoints sets the entrypoints every version must export (default:
+// the policy contract's rego.Entrypoints()).
+func WithEntrypoints(eps ...string) Option {
+	return func(r *Registry) { r.entrypoints = slices.Clone(eps) }
+}
+
+// WithLogger sets the logger for activations and rejections.
+func WithLogger(l *slog.Logger) Option {
+	return func(r *Registry) { r.logger = l }
+}
+
+// WithClock sets the clock used for timestamps (tests).
+func WithClock(now func() time.Time) Option {
+	return func(r *Registry) { r.now = now }
+}
+
+// New returns an empty registry on engine. Until a version is activated,
+// every decision fails with ErrNoPolicy.
+func New(engine *wasm.Engine, opts ...Option) *Registry {
+	r := &Registry{
+		engine:      engine,
+		entrypoints: rego.Entrypoints(),
+		logger:      slog.New(slog.DiscardHandler),
+		now:         time.Now,
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// Decide evaluates entrypoint on input with the active version. The decision
+// is made entirely by one version; its Version says which. Any error means
+// no decision was made and the caller must deny.
+func (r *Registry) Decide(ctx context.Context, entrypoint string, input []byte) (Decision, error) {
+	for {
+		v := r.active.Load()
+		if v == nil {
+			return Decision{}, ErrNoPolicy
+		}
+		if !v.enter() {
+			continue // swapped out just now: take the new one
+		}
+		raw, err := v.policy.Eval(ctx, entrypoint, input)
+		v.exit()
+		if err != nil {
+			return Decision{}, fmt.Errorf("policy %s: %w", short(v.info.Version), err)
+		}
+		d, err := parseDecision(v.info.Version, raw)
+		if err != nil {
+			return Decision{}, err
+		}
+		if s := r.shadow.Load(); s != nil {
+			s.offer(entrypoint, input, d)
+		}
+		return d, nil
+	}
+}
+
+// Active describes the active version; ok is false when there is none.
+func (r *Registry) Active() (Info, bool) {
+	v := r.active.Load()
+	if v == nil {
+		return Info{}, false
+	}
+	return v.info, true
+}
+
+// Events returns the registry's history, oldest first.
+func (r *Registry) Events() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
+}
+
+// Activate validates b and, if it passes, makes it the active version. A
+// bundle that fails validation never decides anything: the error wraps
+// ErrValidation and says why, and the active version stays.
+func (r *Registry) Activate(ctx context.Context, b *rego.Bundle, source string) (Info, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return Info{}, wasm.ErrClosed
+	}
+	v, err := r.load(ctx, b, source, nil)
+	if err != nil {
+		r.record(Event{Kind: "rejected", Source: source, Error: err.Error()})
+		r.logger.Warn("policy rejected", "source", source, "err", err)
+		return Info{}, err
+	}
+	r.swap(ctx, v, "activated")
+	return v.info, nil
+}
+
+// SetData replaces the active version's data without recompiling its module:
+// the result is a new version (new hash, same module) validated like any
+// other, and the next decision uses it.
+func (r *Registry) SetData(ctx context.Context, data []byte, source string) (Info, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return Info{}, wasm.ErrClosed
+	}
+	cur := r.active.Load()
+	if cur == nil {
+		return Info{}, ErrNoPolicy
+	}
+	nb := &rego.Bundle{Wasm: cur.bundle.Wasm, Data: data, Vectors: cur.bundle.Vectors}
+	nb.Revision = rego.Revision(nb.Wasm, nb.Data)
+	v, err := r.load(ctx, nb, source, cur.policy)
+	if err != nil {
+		r.record(Event{Kind: "rejected", Source: source, Error: err.Error()})
+		r.logger.Warn("policy data rejected", "source", source, "err", err)
+		return Info{}, err
+	}
+	r.swap(ctx, v, "data_updated")
+	return v.info, nil
+}
+
+// Rollback re-activates the version that was active before the current one.
+func (r *Registry) Rollback(ctx context.Context) (Info, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return Info{}, wasm.ErrClosed
+	}
+	if len(r.history) == 0 {
+		return Info{}, ErrNoRollback
+	}
+	n := len(r.history) - 1
+	b, src := r.history[n], r.sources[n]
+	v, err := r.load(ctx, b, "rollback:"+src, nil)
+	if err != nil {
+		r.record(Event{Kind: "rejected", Source: "rollback:" + src, Error: err.Error()})
+		return Info{}, err
+	}
+	r.history, r.sources = r.history[:n], r.sources[:n]
+	r.swapNoHistory(ctx, v, "rolled_back")
+	return v.info, nil
+}
+
+// Close retires the active and shadow versions; later decisions fail with
+// ErrNoPolicy.
+func (r *Registry) Close(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	if s := r.shadow.Swap(nil); s != nil {
+		s.stop(ctx)
+	}
+	if v := r.active.Swap(nil); v != nil {
+		v.retire(ctx)
+	}
+	r.retiring.Wait()
+	return nil
+}
+
+// load compiles (or, for a data update, reuses the module of base) and
+// validates a candidate version. Callers hold r.mu.
+func (r *Registry) load(ctx context.Context, b *rego.Bundle, source string, base *wasm.Policy) (*version, error) {
+	if b == nil || len(b.Wasm) == 0 {
+		return nil, fmt.Errorf("%w: bundle from %s has no Wasm module", ErrValidation, source)
+	}
+	rev := b.Revision
+	if rev == "" {
+		rev = rego.Revision(b.Wasm, b.Data)
+	}
+	var (
+		p   *wasm.Policy
+		err error
+	)
+	if base != nil {
+		p, err = base.WithData(ctx, b.Data)
+	} else {
+		p, err = r.engine.Load(ctx, b.Wasm, b.Data)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: load %s: %w", ErrValidation, short(rev), err)
+	}
+	info := Info{
+		Version:     rev,
+		ModuleHash:  p.ModuleHash(),
+		Source:      source,
+		LoadedAt:    r.now(),
+		Entrypoints: p.Entrypoints(),
+		Builtins:    p.Builtins(),
+	}
+	n, err := validate(ctx, p, r.entrypoints, b.Vectors)
+	if err != nil {
+		_ = p.Close(ctx)
+		return nil, fmt.Errorf("%w: %s from %s: %w", ErrValidation, short(rev), source, err)
+	}
+	info.Vectors = n
+	return &version{info: info, bundle: b, policy: p}, nil
+}
+
+// swap makes v active, keeps the old bundle for rollback and retires the old
+// version once its in-flight decisions finish. Callers hold r.mu.
+func (r *Registry) swap(ctx context.Context, v *version, kind string) {
+	if old := r.active.Load(); old != nil {
+		r.history = append(r.history, old.bundle)
+		r.sources = append(r.sources, old.info.Source)
+		if len(r.history) > historyDepth {
+			r.history, r.sources = r.history[1:], r.sources[1:]
+		}
+	}
+	r.swapNoHistory(ctx, v, kind)
+}
+
+func (r *Registry) swapNoHistory(ctx context.Context, v *version, kind string) {
+	v.info.ActivatedAt = r.now()
+	old := r.active.Swap(v)
+	r.record(Event{Kind: kind, Version: v.info.Version, Source: v.info.Source})
+	r.logger.Info("policy "+kind, "version", short(v.info.Version), "source", v.info.Source,
+		"vectors", v.info.Vectors)
+	if old != nil {
+		// Retiring waits for in-flight decisions; do not hold up the caller.
+		r.retiring.Go(func() { old.retire(context.WithoutCancel(ctx)) })
+	}
+}
+
+func (r *Registry) record(e Event) {
+	e.At = r.now()
+	r.events = append(r.events, e)
+	if len(r.events) > 256 {
+		r.events = r.events[len(r.events)-256:]
+	}
+}
+
+func short(v string) string {
+	if len(v) > 12 {
+		return v[:12]
+	}
+	return v
+}
