@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -100,6 +101,12 @@ func (e *Engine) instantiateHost(ctx context.Context) error {
 	return err
 }
 
+// loadTimeout bounds instantiating a module and parsing its data, which
+// take longer than a decision.
+func (e *Engine) loadTimeout() time.Duration {
+	return max(10*time.Second, 100*e.cfg.evalTimeout)
+}
+
 func (e *Engine) lookup(mod api.Module) *instance {
 	if v, ok := e.instances.Load(mod); ok {
 		return v.(*instance)
@@ -120,15 +127,21 @@ func (e *Engine) hostPrintln(_ context.Context, mod api.Module, stack []uint64) 
 // hostBuiltin serves opa_builtin0..4: stack[0] is the builtin id, stack[1]
 // a reserved context pointer, the rest argument value addresses.
 func (e *Engine) hostBuiltin(ctx context.Context, mod api.Module, stack []uint64) {
-	in := e.lookup(mod)
-	if in == nil {
-		panic(abortError{msg: "builtin called from an unknown module"})
-	}
 	id := int32(api.DecodeU32(stack[0]))
+	in := e.lookup(mod)
 	if id == yieldBuiltinID {
-		in.yield()
+		if in != nil {
+			in.yield()
+		} else if err := ctx.Err(); err != nil {
+			// The module's start function, still instantiating: bounded by
+			// the load context.
+			panic(timeoutError{cause: err})
+		}
 		stack[0] = 0
 		return
+	}
+	if in == nil {
+		panic(abortError{msg: "builtin called from an unknown module"})
 	}
 	args := make([]uint32, 0, len(stack)-2)
 	for _, v := range stack[2:] {

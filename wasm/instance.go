@@ -48,7 +48,11 @@ func (p *Policy) newInstance(ctx context.Context) (*instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("instantiate env glue module: %w", err)
 	}
-	rctx := experimental.WithImportResolver(ctx, func(name string) api.Module {
+	// The module's start function runs during instantiation; its fuel
+	// checks stop it when this context ends.
+	ictx, cancel := context.WithTimeout(ctx, e.loadTimeout())
+	defer cancel()
+	rctx := experimental.WithImportResolver(ictx, func(name string) api.Module {
 		if name == "env" {
 			return glue
 		}
@@ -63,7 +67,7 @@ func (p *Policy) newInstance(ctx context.Context) (*instance, error) {
 	// Parsing large data takes longer than a decision; loading gets a
 	// generous deadline of its own.
 	in := &instance{policy: p, glue: glue, mod: mod, mem: mod.Memory(), callCtx: ctx,
-		deadline: time.Now().Add(max(10*time.Second, 100*e.cfg.evalTimeout))}
+		deadline: time.Now().Add(e.loadTimeout())}
 	// Host functions see the calling module; register both names for it.
 	e.instances.Store(mod, in)
 	e.instances.Store(glue, in)
