@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/tetratelabs/wazero"
@@ -186,8 +187,10 @@ func (p *Policy) Eval(ctx context.Context, entrypoint string, input []byte) ([]b
 	if len(input) > p.engine.cfg.maxInputBytes {
 		return nil, fmt.Errorf("%w: %d bytes exceeds the %d byte limit", ErrInvalidInput, len(input), p.engine.cfg.maxInputBytes)
 	}
-	if !json.Valid(input) {
-		return nil, fmt.Errorf("%w: not valid JSON", ErrInvalidInput)
+	// JSON text is UTF-8 (RFC 8259); OPA's parser aborts on anything else
+	// while Go's validator lets it through.
+	if !utf8.Valid(input) || !json.Valid(input) {
+		return nil, fmt.Errorf("%w: not valid UTF-8 JSON", ErrInvalidInput)
 	}
 	in, err := p.acquire(ctx)
 	if err != nil {

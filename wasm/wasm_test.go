@@ -131,6 +131,7 @@ func TestEvalErrors(t *testing.T) {
 	}{
 		{"unknown entrypoint", "t/nope", `{}`, wasm.ErrUnknownEntrypoint},
 		{"invalid JSON", "t/allow", `{"user":`, wasm.ErrInvalidInput},
+		{"invalid UTF-8 in a string", "t/allow", "{\"user\":\"\xff\"}", wasm.ErrInvalidInput},
 		{"oversized input", "t/allow", `{"x":"` + strings.Repeat("a", 2000) + `"}`, wasm.ErrInvalidInput},
 	}
 	for _, tc := range tests {
