@@ -94,4 +94,68 @@ func BenchmarkToolCall(b *testing.B) {
 	})
 }
 
-var _ = wasm.ErrClosed
+// BenchmarkSwap measures validate + activate of the shipped bundle (its
+// decision vectors included) on a registry that already runs a version, and a
+// data-only update that reuses the compiled module.
+func BenchmarkSwap(b *testing.B) {
+	ctx := context.Background()
+	bundle, err := shipped()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("activate", func(b *testing.B) {
+		r := shippedRegistry(b)
+		for b.Loop() {
+			if _, err := r.Activate(ctx, bundle, "bench"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("set-data", func(b *testing.B) {
+		r := shippedRegistry(b)
+		for b.Loop() {
+			if _, err := r.SetData(ctx, bundle.Data, "bench"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkColdStart measures a restart: a new engine loads the shipped
+// module and makes its first decision, with the compiled code read from the
+// on-disk compilation cache, and without one (a full compile).
+func BenchmarkColdStart(b *testing.B) {
+	ctx := context.Background()
+	bundle, err := shipped()
+	if err != nil {
+		b.Fatal(err)
+	}
+	input := []byte(benchInput)
+	start := func(b *testing.B, cfg wasm.Config) {
+		e, err := wasm.NewEngine(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := e.Load(ctx, bundle.Wasm, bundle.Data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Eval(ctx, "pbac/tool_call", input); err != nil {
+			b.Fatal(err)
+		}
+		_ = p.Close(ctx)
+		_ = e.Close(ctx)
+	}
+	b.Run("cache=disk", func(b *testing.B) {
+		cfg := wasm.NewConfig().WithCacheDir(b.TempDir())
+		start(b, cfg) // populate the cache
+		for b.Loop() {
+			start(b, cfg)
+		}
+	})
+	b.Run("cache=none", func(b *testing.B) {
+		for b.Loop() {
+			start(b, wasm.NewConfig())
+		}
+	})
+}

@@ -1,0 +1,32 @@
+// Command pbac is PBAC Gateway: one binary for the gateway, its
+// authorization server, the policy tooling and the benchmarks.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCommand().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		var exit exitError
+		if errors.As(err, &exit) {
+			os.Exit(exit.code)
+		}
+		fmt.Fprintln(os.Stderr, "pbac:", err)
+		os.Exit(1)
+	}
+}
+
+// exitError ends the command with a specific status after it has reported
+// its outcome itself (a failing test run, say).
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }

@@ -1,0 +1,42 @@
+# PBAC Gateway tasks. `just` installs from npm: npm install -g rust-just
+
+default: test
+
+# The whole demo (until the gateway lands, this says what is missing).
+up:
+    go run ./cmd/pbac up
+
+# The README's test command.
+test:
+    go test ./...
+
+race:
+    go test -race ./...
+
+lint:
+    test -z "$(gofmt -l .)" || (gofmt -l . && exit 1)
+    go vet ./...
+    staticcheck ./...
+
+# Decision benchmarks: Wasm in wazero vs OPA's topdown, serial and parallel,
+# plus swap latency and cold start from the compilation cache.
+bench:
+    go test -run '^$' -bench . -benchtime 2s -count 1 ./wasm/ ./plugins/
+
+# Rego unit tests of the shipped policy.
+policy-test:
+    go run ./cmd/pbac policy test
+
+# Build the shipped policy into a bundle.
+policy-build out="bundle.tar.gz":
+    go run ./cmd/pbac policy build -o {{out}}
+
+# Fuzz the parsers of outside input for a while each.
+fuzz seconds="30":
+    go test -run '^$' -fuzz FuzzShippedPolicy -fuzztime {{seconds}}s ./wasm/
+    go test -run '^$' -fuzz FuzzInstrument -fuzztime {{seconds}}s ./wasm/
+    go test -run '^$' -fuzz FuzzReferenceDecide -fuzztime {{seconds}}s ./rego/
+
+# What CI runs.
+ci:
+    bash .ci/run
