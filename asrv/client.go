@@ -1,0 +1,106 @@
+package asrv
+
+import (
+	"time"
+
+	"github.com/go-jose/go-jose/v3"
+	"github.com/ory/fosite"
+)
+
+// Token endpoint authentication methods a registered client may use.
+const (
+	AuthMethodNone        = "none"
+	AuthMethodSecretBasic = "client_secret_basic"
+	AuthMethodSecretPost  = "client_secret_post"
+)
+
+// AgentClaims are the claims of a verified software statement. They are the
+// only source of an agent's identity for policy: metadata a client sends
+// without a valid statement never becomes a claim.
+type AgentClaims struct {
+	// Verified is true only when a software statement signed by a trusted
+	// issuer was presented at registration.
+	Verified              bool   `json:"verified"`
+	Issuer                string `json:"issuer,omitempty"`
+	SoftwareID            string `json:"software_id,omitempty"`
+	AgentProvider         string `json:"agent_provider,omitempty"`
+	AgentModel            string `json:"agent_model,omitempty"`
+	SingleUseAccessTokens bool   `json:"single_use_access_tokens,omitempty"`
+}
+
+// Client is a registered OAuth client: an agent. It implements fosite.Client
+// and the parts of fosite.OpenIDConnectClient fosite's client authentication
+// consults. Secrets are stored only as hashes.
+type Client struct {
+	ID                      string      `json:"client_id"`
+	SecretHash              []byte      `json:"secret_hash,omitempty"`
+	RedirectURIs            []string    `json:"redirect_uris"`
+	GrantTypes              []string    `json:"grant_types"`
+	ResponseTypes           []string    `json:"response_types"`
+	Scopes                  []string    `json:"scopes"`
+	Audience                []string    `json:"audience,omitempty"`
+	TokenEndpointAuthMethod string      `json:"token_endpoint_auth_method"`
+	Name                    string      `json:"client_name,omitempty"`
+	URI                     string      `json:"client_uri,omitempty"`
+	Agent                   AgentClaims `json:"agent"`
+	// SoftwareStatement is the JWS presented at registration, kept so RFC 7592
+	// reads return it; it carries no secret.
+	SoftwareStatement string `json:"software_statement,omitempty"`
+	// RegistrationTokenHash is the SHA-256 of the RFC 7592 registration access
+	// token.
+	RegistrationTokenHash []byte    `json:"registration_token_hash,omitempty"`
+	CreatedAt             time.Time `json:"created_at"`
+}
+
+var (
+	_ fosite.Client              = (*Client)(nil)
+	_ fosite.OpenIDConnectClient = (*Client)(nil)
+	_ fosite.ResponseModeClient  = (*Client)(nil)
+)
+
+// GetID implements fosite.Client.
+func (c *Client) GetID() string { return c.ID }
+
+// GetHashedSecret implements fosite.Client.
+func (c *Client) GetHashedSecret() []byte { return c.SecretHash }
+
+// GetRedirectURIs implements fosite.Client.
+func (c *Client) GetRedirectURIs() []string { return c.RedirectURIs }
+
+// GetGrantTypes implements fosite.Client.
+func (c *Client) GetGrantTypes() fosite.Arguments { return c.GrantTypes }
+
+// GetResponseTypes implements fosite.Client.
+func (c *Client) GetResponseTypes() fosite.Arguments { return c.ResponseTypes }
+
+// GetScopes implements fosite.Client.
+func (c *Client) GetScopes() fosite.Arguments { return c.Scopes }
+
+// IsPublic implements fosite.Client: a client without a secret.
+func (c *Client) IsPublic() bool { return c.TokenEndpointAuthMethod == AuthMethodNone }
+
+// GetAudience implements fosite.Client.
+func (c *Client) GetAudience() fosite.Arguments { return c.Audience }
+
+// GetRequestURIs implements fosite.OpenIDConnectClient.
+func (c *Client) GetRequestURIs() []string { return nil }
+
+// GetJSONWebKeys implements fosite.OpenIDConnectClient.
+func (c *Client) GetJSONWebKeys() *jose.JSONWebKeySet { return nil }
+
+// GetJSONWebKeysURI implements fosite.OpenIDConnectClient.
+func (c *Client) GetJSONWebKeysURI() string { return "" }
+
+// GetRequestObjectSigningAlgorithm implements fosite.OpenIDConnectClient.
+func (c *Client) GetRequestObjectSigningAlgorithm() string { return "" }
+
+// GetTokenEndpointAuthMethod implements fosite.OpenIDConnectClient.
+func (c *Client) GetTokenEndpointAuthMethod() string { return c.TokenEndpointAuthMethod }
+
+// GetTokenEndpointAuthSigningAlgorithm implements fosite.OpenIDConnectClient.
+func (c *Client) GetTokenEndpointAuthSigningAlgorithm() string { return "" }
+
+// GetResponseModes implements fosite.ResponseModeClient: query only.
+func (c *Client) GetResponseModes() []fosite.ResponseModeType {
+	return []fosite.ResponseModeType{fosite.ResponseModeDefault, fosite.ResponseModeQuery}
+}

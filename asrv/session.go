@@ -1,0 +1,89 @@
+package asrv
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/ory/fosite"
+)
+
+// Actor is one link of an RFC 8693 delegation chain: Sub is the client id of
+// the agent that delegated, Act the link before it.
+type Actor struct {
+	Sub string `json:"sub"`
+	Act *Actor `json:"act,omitempty"`
+}
+
+// Depth is the number of links in the chain.
+func (a *Actor) Depth() int {
+	n := 0
+	for ; a != nil; a = a.Act {
+		n++
+	}
+	return n
+}
+
+// Session is what the AS keeps with every code and token: who the human is
+// (absent for machine clients), the agent's delegation chain, and the
+// resource the token is bound to (RFC 8707). It implements fosite.Session.
+type Session struct {
+	Subject   string                         `json:"sub,omitempty"`
+	Roles     []string                       `json:"roles,omitempty"`
+	ClientID  string                         `json:"client_id"`
+	Act       *Actor                         `json:"act,omitempty"`
+	ExpiresAt map[fosite.TokenType]time.Time `json:"expires_at,omitempty"`
+	// SingleUse marks an access token policy made single-use at issuance.
+	SingleUse bool `json:"single_use,omitempty"`
+	// Tier is the trust tier policy assigned at issuance (for audit only;
+	// every use re-evaluates policy).
+	Tier string `json:"tier,omitempty"`
+}
+
+var _ fosite.Session = (*Session)(nil)
+
+// SetExpiresAt implements fosite.Session.
+func (s *Session) SetExpiresAt(key fosite.TokenType, exp time.Time) {
+	if s.ExpiresAt == nil {
+		s.ExpiresAt = map[fosite.TokenType]time.Time{}
+	}
+	s.ExpiresAt[key] = exp
+}
+
+// GetExpiresAt implements fosite.Session.
+func (s *Session) GetExpiresAt(key fosite.TokenType) time.Time {
+	if s == nil || s.ExpiresAt == nil {
+		return time.Time{}
+	}
+	return s.ExpiresAt[key]
+}
+
+// GetUsername implements fosite.Session.
+func (s *Session) GetUsername() string { return s.GetSubject() }
+
+// GetSubject implements fosite.Session.
+func (s *Session) GetSubject() string {
+	if s == nil {
+		return ""
+	}
+	return s.Subject
+}
+
+// Clone implements fosite.Session.
+func (s *Session) Clone() fosite.Session {
+	if s == nil {
+		return nil
+	}
+	c := *s
+	c.Roles = slices.Clone(s.Roles)
+	c.ExpiresAt = maps.Clone(s.ExpiresAt)
+	c.Act = s.Act.clone()
+	return &c
+}
+
+func (a *Actor) clone() *Actor {
+	if a == nil {
+		return nil
+	}
+	return &Actor{Sub: a.Sub, Act: a.Act.clone()}
+}

@@ -1,0 +1,55 @@
+package asrv
+
+import (
+	"context"
+	"errors"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/pkce"
+)
+
+// Store errors callers branch on. Token lookups also return fosite's own
+// sentinels (fosite.ErrNotFound, fosite.ErrInactiveToken) where fosite's
+// handlers expect them.
+var (
+	// ErrClientExists means a client with that id is already registered.
+	ErrClientExists = errors.New("client already registered")
+	// ErrConsumed means a single-use token was already used.
+	ErrConsumed = errors.New("token already used")
+)
+
+// ClientStore persists registered clients.
+type ClientStore interface {
+	fosite.ClientManager
+	// CreateClient registers c; ErrClientExists if the id is taken.
+	CreateClient(ctx context.Context, c *Client) error
+	// Client returns the registered client, or fosite.ErrNotFound.
+	Client(ctx context.Context, id string) (*Client, error)
+	// DeleteClient removes a client and every token issued to it.
+	DeleteClient(ctx context.Context, id string) error
+}
+
+// TokenStore persists codes and tokens by signature (never the raw value).
+// Every write that issues, rotates, consumes or revokes a token is durable
+// when it returns.
+type TokenStore interface {
+	oauth2.CoreStorage
+	oauth2.TokenRevocationStorage
+	pkce.PKCERequestStorage
+	// ConsumeAccessToken deletes the access token with this signature and
+	// returns its request, atomically: of any number of concurrent calls for
+	// one token exactly one succeeds; the others get ErrConsumed (or
+	// fosite.ErrNotFound once the deletion is visible).
+	ConsumeAccessToken(ctx context.Context, signature string) (fosite.Requester, error)
+}
+
+// Store is everything the authorization server persists. The Badger store
+// is the embedded default; a networked store implements the same interface
+// for several replicas.
+type Store interface {
+	ClientStore
+	TokenStore
+	// Close flushes and closes the store.
+	Close() error
+}

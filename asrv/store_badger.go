@@ -1,0 +1,916 @@
+package asrv
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/ory/fosite"
+)
+
+// BadgerStore is the embedded Store: one Badger database holding clients,
+// authorization codes, PKCE requests, access and refresh tokens (by
+// signature only), two indexes and the client-assertion JTI replay cache.
+//
+// Key layout (all values are JSON unless noted):
+//
+//	client/<id>                                  Client
+//	code/<sig>  pkce/<sig>  at/<sig>  rt/<sig>   storedRequest (TTL = the token's expiry)
+//	idx/req/<len><request id><token key>         empty (request-id index, same TTL)
+//	idx/client/<len><client id><token key>       empty (client index, same TTL)
+//	jti/<hex sha256(jti)>                        expiry (TTL = exp)
+//
+// <len> is the uvarint length of the id that follows, so an id can never be
+// confused with a prefix of a longer one.
+//
+// Requests read back from the store are always *fosite.Request values whose
+// Client is an *asrv.Client loaded from the client store (a token of a
+// deleted client reads as fosite.ErrNotFound) and whose Session is a freshly
+// decoded *asrv.Session. The session argument of the Get* methods is
+// ignored: fosite's handlers only ever use the session of the returned
+// request (Merge / SetSession), and the revocation handler passes nil.
+type BadgerStore struct {
+	db       *badger.DB
+	cfg      badgerConfig
+	inMemory bool
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	stopGC    chan struct{}
+	gcDone    sync.WaitGroup
+}
+
+var _ Store = (*BadgerStore)(nil)
+
+type badgerConfig struct {
+	logger     *slog.Logger
+	gcInterval time.Duration
+	clock      func() time.Time
+}
+
+// BadgerOption configures OpenBadger.
+type BadgerOption func(*badgerConfig)
+
+// WithLogger routes the store's and Badger's logs to l. Badger's own
+// informational chatter is logged at debug level.
+func WithBadgerLogger(l *slog.Logger) BadgerOption {
+	return func(c *badgerConfig) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}
+
+// WithGCInterval sets how often value-log garbage collection runs
+// (default 10 minutes; <= 0 disables it). In-memory stores never run it.
+func WithBadgerGCInterval(d time.Duration) BadgerOption {
+	return func(c *badgerConfig) { c.gcInterval = d }
+}
+
+// WithClock sets the clock expiry is judged by (default time.Now). Badger's
+// own TTLs always use the real clock; an entry reads as expired when either
+// says so.
+func WithBadgerClock(now func() time.Time) BadgerOption {
+	return func(c *badgerConfig) {
+		if now != nil {
+			c.clock = now
+		}
+	}
+}
+
+const (
+	badgerDefaultGCInterval = 10 * time.Minute
+	badgerGCDiscardRatio    = 0.5
+	// badgerMaxConflictRetries bounds the retries of a transaction that lost a
+	// write conflict.
+	badgerMaxConflictRetries = 16
+	// maxStoreSignatureLen bounds signatures used as key parts. fosite's HMAC
+	// signatures are 43 characters; anything much longer is not ours.
+	maxStoreSignatureLen = 512
+	// maxStoreIDLen bounds client and request ids used as key parts.
+	maxStoreIDLen = 1024
+	// badgerSweepBatch is how many index entries one DeleteClient transaction
+	// removes, keeping transactions far below Badger's size limit.
+	badgerSweepBatch = 256
+)
+
+var errBadgerClosed = errors.New("asrv: badger store is closed")
+
+// OpenBadger opens (creating) a Badger store in dir; dir == "" opens an
+// in-memory store (tests, ephemeral demo). On-disk stores sync every write
+// before it returns.
+func OpenBadger(ctx context.Context, dir string, opts ...BadgerOption) (*BadgerStore, error) {
+	cfg := badgerConfig{
+		logger:     slog.Default(),
+		gcInterval: badgerDefaultGCInterval,
+		clock:      time.Now,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("asrv: open badger store: %w", err)
+	}
+	inMemory := dir == ""
+	bo := badger.DefaultOptions(dir).
+		WithLogger(slogBadgerLogger{l: cfg.logger.With("component", "badger")}).
+		WithNumVersionsToKeep(1)
+	if inMemory {
+		bo = bo.WithInMemory(true).
+			WithMemTableSize(8 << 20).
+			WithBlockCacheSize(8 << 20).
+			WithNumCompactors(2)
+	} else {
+		bo = bo.WithSyncWrites(true).
+			WithMemTableSize(16 << 20).
+			WithBlockCacheSize(32 << 20).
+			WithValueLogFileSize(128 << 20)
+	}
+	db, err := badger.Open(bo)
+	if err != nil {
+		where := dir
+		if inMemory {
+			where = "memory"
+		}
+		return nil, fmt.Errorf("asrv: open badger store (%s): %w", where, err)
+	}
+	s := &BadgerStore{db: db, cfg: cfg, inMemory: inMemory, stopGC: make(chan struct{})}
+	if !inMemory && cfg.gcInterval > 0 {
+		s.gcDone.Add(1)
+		go s.gcLoop()
+	}
+	return s, nil
+}
+
+func (s *BadgerStore) gcLoop() {
+	defer s.gcDone.Done()
+	t := time.NewTicker(s.cfg.gcInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopGC:
+			return
+		case <-t.C:
+			for {
+				select {
+				case <-s.stopGC:
+					return
+				default:
+				}
+				err := s.db.RunValueLogGC(badgerGCDiscardRatio)
+				if err == nil {
+					continue // a file was rewritten; try the next one
+				}
+				if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+					s.cfg.logger.Warn("badger value log GC failed", "err", err)
+				}
+				break
+			}
+		}
+	}
+}
+
+// Close stops garbage collection and closes the database. It is idempotent:
+// later calls return the first call's result.
+func (s *BadgerStore) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		close(s.stopGC)
+		s.gcDone.Wait()
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("asrv: close badger store: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// slogBadgerLogger adapts slog to badger.Logger; Badger's info messages
+// (compaction, flushes, replay) go to debug so the store is quiet at info.
+type slogBadgerLogger struct{ l *slog.Logger }
+
+func (g slogBadgerLogger) Errorf(f string, a ...any) { g.l.Error(badgerLogMsg(f, a)) }
+func (g slogBadgerLogger) Warningf(f string, a ...any) {
+	g.l.Warn(badgerLogMsg(f, a))
+}
+func (g slogBadgerLogger) Infof(f string, a ...any)  { g.l.Debug(badgerLogMsg(f, a)) }
+func (g slogBadgerLogger) Debugf(f string, a ...any) { g.l.Debug(badgerLogMsg(f, a)) }
+
+func badgerLogMsg(f string, a []any) string { return strings.TrimSpace(fmt.Sprintf(f, a...)) }
+
+// --- transactions ---------------------------------------------------------
+
+func (s *BadgerStore) view(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	if err := s.usable(ctx); err != nil {
+		return err
+	}
+	return s.db.View(fn)
+}
+
+// update runs fn in a read-write transaction and commits it (synced to disk
+// for on-disk stores), retrying when it loses a write conflict. fn learns
+// whether it is a retry. When the retries run out the error wraps
+// fosite.ErrSerializationFailure, which fosite turns into "retry".
+func (s *BadgerStore) update(ctx context.Context, fn func(txn *badger.Txn, retry bool) error) error {
+	for attempt := 0; ; attempt++ {
+		if err := s.usable(ctx); err != nil {
+			return err
+		}
+		err := s.db.Update(func(txn *badger.Txn) error { return fn(txn, attempt > 0) })
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+		if attempt >= badgerMaxConflictRetries {
+			return fmt.Errorf("%w: %w", fosite.ErrSerializationFailure, err)
+		}
+	}
+}
+
+func (s *BadgerStore) usable(ctx context.Context) error {
+	if s.closed.Load() {
+		return errBadgerClosed
+	}
+	return ctx.Err()
+}
+
+func (s *BadgerStore) now() time.Time { return s.cfg.clock() }
+
+// --- keys -----------------------------------------------------------------
+
+type badgerKind struct {
+	prefix string
+	typ    fosite.TokenType // which session expiry bounds it
+	name   string
+}
+
+var (
+	badgerKindCode    = badgerKind{"code/", fosite.AuthorizeCode, "authorization code"}
+	badgerKindPKCE    = badgerKind{"pkce/", fosite.AuthorizeCode, "PKCE request"}
+	badgerKindAccess  = badgerKind{"at/", fosite.AccessToken, "access token"}
+	badgerKindRefresh = badgerKind{"rt/", fosite.RefreshToken, "refresh token"}
+)
+
+const (
+	badgerPrefixClient   = "client/"
+	badgerPrefixReqIndex = "idx/req/"
+	badgerPrefixCliIndex = "idx/client/"
+	badgerPrefixJTI      = "jti/"
+)
+
+func (k badgerKind) key(sig string) []byte { return []byte(k.prefix + sig) }
+
+func badgerClientKey(id string) []byte { return []byte(badgerPrefixClient + id) }
+
+// badgerIndexBase is prefix + uvarint(len(id)) + id.
+func badgerIndexBase(prefix, id string) []byte {
+	b := make([]byte, 0, len(prefix)+binary.MaxVarintLen64+len(id))
+	b = append(b, prefix...)
+	b = binary.AppendUvarint(b, uint64(len(id)))
+	return append(b, id...)
+}
+
+func badgerIndexKey(prefix, id string, tokenKey []byte) []byte {
+	return append(badgerIndexBase(prefix, id), tokenKey...)
+}
+
+func badgerJTIKey(jti string) []byte {
+	h := sha256.Sum256([]byte(jti))
+	return []byte(badgerPrefixJTI + hex.EncodeToString(h[:]))
+}
+
+func validStoreSignature(sig string) bool { return sig != "" && len(sig) <= maxStoreSignatureLen }
+
+func validStoreID(id string) bool { return id != "" && len(id) <= maxStoreIDLen }
+
+// badgerExpiresAt converts t to Badger's ExpiresAt (unix seconds, 0 = never),
+// rounding up so an entry never disappears before t.
+func badgerExpiresAt(t time.Time) uint64 {
+	if t.IsZero() {
+		return 0
+	}
+	sec := t.Unix()
+	if t.Nanosecond() > 0 {
+		sec++
+	}
+	if sec <= 0 {
+		return 1 // already expired
+	}
+	return uint64(sec)
+}
+
+// --- clients --------------------------------------------------------------
+
+// CreateClient registers c; ErrClientExists if the id is taken.
+func (s *BadgerStore) CreateClient(ctx context.Context, c *Client) error {
+	if c == nil || !validStoreID(c.ID) {
+		return fmt.Errorf("asrv: create client: invalid client id")
+	}
+	val, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("asrv: create client %q: encode: %w", c.ID, err)
+	}
+	err = s.update(ctx, func(txn *badger.Txn, _ bool) error {
+		_, err := txn.Get(badgerClientKey(c.ID))
+		switch {
+		case err == nil:
+			return ErrClientExists
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		return txn.Set(badgerClientKey(c.ID), val)
+	})
+	if err != nil {
+		return fmt.Errorf("asrv: create client %q: %w", c.ID, err)
+	}
+	return nil
+}
+
+// Client returns the registered client, or fosite.ErrNotFound.
+func (s *BadgerStore) Client(ctx context.Context, id string) (*Client, error) {
+	var c *Client
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		var err error
+		c, err = badgerLoadClient(txn, id)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("asrv: get client %q: %w", id, err)
+	}
+	return c, nil
+}
+
+// GetClient implements fosite.ClientManager.
+func (s *BadgerStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	c, err := s.Client(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func badgerLoadClient(txn *badger.Txn, id string) (*Client, error) {
+	if !validStoreID(id) {
+		return nil, fosite.ErrNotFound
+	}
+	item, err := txn.Get(badgerClientKey(id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fosite.ErrNotFound
+	} else if err != nil {
+		return nil, err
+	}
+	c := new(Client)
+	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, c) }); err != nil {
+		return nil, fmt.Errorf("decode client: %w", err)
+	}
+	if c.ID != id {
+		return nil, fmt.Errorf("decode client: stored id %q does not match key", c.ID)
+	}
+	return c, nil
+}
+
+// DeleteClient removes a client and every code and token issued to it. The
+// client itself goes first, in its own transaction, so its tokens stop
+// resolving at once (a token whose client is gone reads as not found); the
+// tokens are then removed in batches. It returns fosite.ErrNotFound when no
+// such client was registered (after sweeping any leftovers).
+func (s *BadgerStore) DeleteClient(ctx context.Context, id string) error {
+	if !validStoreID(id) {
+		return fmt.Errorf("asrv: delete client: %w", fosite.ErrNotFound)
+	}
+	existed := false
+	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+		_, err := txn.Get(badgerClientKey(id))
+		switch {
+		case err == nil:
+			existed = true
+		case errors.Is(err, badger.ErrKeyNotFound):
+			existed = false
+			return nil
+		default:
+			return err
+		}
+		return txn.Delete(badgerClientKey(id))
+	})
+	if err != nil {
+		return fmt.Errorf("asrv: delete client %q: %w", id, err)
+	}
+	base := badgerIndexBase(badgerPrefixCliIndex, id)
+	for {
+		var keys [][]byte
+		if err := s.view(ctx, func(txn *badger.Txn) error {
+			keys = badgerScanKeys(txn, base, badgerSweepBatch)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("asrv: delete tokens of client %q: %w", id, err)
+		}
+		if len(keys) == 0 {
+			break
+		}
+		err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+			for _, ik := range keys {
+				if err := badgerDeleteTokenByKey(txn, ik[len(base):]); err != nil {
+					return err
+				}
+				// The index entry itself, in case the token was already gone
+				// or unreadable.
+				if err := txn.Delete(ik); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("asrv: delete tokens of client %q: %w", id, err)
+		}
+	}
+	if !existed {
+		return fmt.Errorf("asrv: delete client %q: %w", id, fosite.ErrNotFound)
+	}
+	return nil
+}
+
+// badgerScanKeys returns up to limit keys (copies) under prefix.
+func badgerScanKeys(txn *badger.Txn, prefix []byte, limit int) [][]byte {
+	o := badger.DefaultIteratorOptions
+	o.PrefetchValues = false
+	o.Prefix = prefix
+	it := txn.NewIterator(o)
+	defer it.Close()
+	var keys [][]byte
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil))
+		if limit > 0 && len(keys) >= limit {
+			break
+		}
+	}
+	return keys
+}
+
+// --- client assertion JTIs -----------------------------------------------
+
+type badgerJTI struct {
+	Exp time.Time `json:"exp"`
+}
+
+// ClientAssertionJWTValid returns fosite.ErrJTIKnown when jti was recorded
+// and has not yet expired, nil otherwise.
+func (s *BadgerStore) ClientAssertionJWTValid(ctx context.Context, jti string) error {
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		known, err := s.jtiKnown(txn, jti)
+		if err != nil {
+			return err
+		}
+		if known {
+			return fosite.ErrJTIKnown
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("asrv: check client assertion jti: %w", err)
+	}
+	return nil
+}
+
+// SetClientAssertionJWT records jti until exp; fosite.ErrJTIKnown if it is
+// already recorded. An exp already in the past records nothing (such an
+// assertion is rejected for its expiry anyway). Expired JTIs are removed by
+// Badger's TTL, so there is no sweep.
+func (s *BadgerStore) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
+	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+		known, err := s.jtiKnown(txn, jti)
+		if err != nil {
+			return err
+		}
+		if known {
+			return fosite.ErrJTIKnown
+		}
+		if !exp.After(s.now()) {
+			return nil
+		}
+		val, err := json.Marshal(badgerJTI{Exp: exp.UTC()})
+		if err != nil {
+			return err
+		}
+		e := badger.NewEntry(badgerJTIKey(jti), val)
+		e.ExpiresAt = badgerExpiresAt(exp)
+		return txn.SetEntry(e)
+	})
+	if err != nil {
+		return fmt.Errorf("asrv: record client assertion jti: %w", err)
+	}
+	return nil
+}
+
+func (s *BadgerStore) jtiKnown(txn *badger.Txn, jti string) (bool, error) {
+	item, err := txn.Get(badgerJTIKey(jti))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	var v badgerJTI
+	if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &v) }); err != nil {
+		// Unreadable: treat as known, the safe answer for replay protection.
+		return true, nil
+	}
+	return v.Exp.After(s.now()), nil
+}
+
+// --- tokens ---------------------------------------------------------------
+
+// CreateAuthorizeCodeSession stores the request of an authorization code.
+func (s *BadgerStore) CreateAuthorizeCodeSession(ctx context.Context, sig string, req fosite.Requester) error {
+	return s.createToken(ctx, badgerKindCode, sig, "", req)
+}
+
+// GetAuthorizeCodeSession returns the request of an authorization code. For
+// an invalidated code it returns the request AND
+// fosite.ErrInvalidatedAuthorizeCode, so fosite revokes the grant's tokens.
+func (s *BadgerStore) GetAuthorizeCodeSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+	req, rec, err := s.getToken(ctx, badgerKindCode, sig)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Inactive {
+		return req, fmt.Errorf("asrv: get authorization code: %w", fosite.ErrInvalidatedAuthorizeCode)
+	}
+	return req, nil
+}
+
+// InvalidateAuthorizeCodeSession marks a code used. The code is kept (until
+// it expires) so reuse is detected. Invalidating an already invalidated code
+// fails with fosite.ErrInvalidatedAuthorizeCode: of two concurrent token
+// requests redeeming one code, only one gets tokens.
+func (s *BadgerStore) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
+	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+		rec, item, err := s.loadRecord(txn, badgerKindCode, sig)
+		if err != nil {
+			return err
+		}
+		if rec.Inactive {
+			return fosite.ErrInvalidatedAuthorizeCode
+		}
+		rec.Inactive = true
+		return badgerRewriteRecord(txn, badgerKindCode.key(sig), rec, item.ExpiresAt())
+	})
+	if err != nil {
+		return fmt.Errorf("asrv: invalidate authorization code: %w", err)
+	}
+	return nil
+}
+
+// CreatePKCERequestSession stores the PKCE request of an authorization code.
+func (s *BadgerStore) CreatePKCERequestSession(ctx context.Context, sig string, req fosite.Requester) error {
+	return s.createToken(ctx, badgerKindPKCE, sig, "", req)
+}
+
+// GetPKCERequestSession returns the PKCE request of an authorization code.
+func (s *BadgerStore) GetPKCERequestSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+	req, _, err := s.getToken(ctx, badgerKindPKCE, sig)
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// DeletePKCERequestSession deletes a PKCE request (nil if absent).
+func (s *BadgerStore) DeletePKCERequestSession(ctx context.Context, sig string) error {
+	return s.deleteToken(ctx, badgerKindPKCE, sig)
+}
+
+// CreateAccessTokenSession stores the request of an access token.
+func (s *BadgerStore) CreateAccessTokenSession(ctx context.Context, sig string, req fosite.Requester) error {
+	return s.createToken(ctx, badgerKindAccess, sig, "", req)
+}
+
+// GetAccessTokenSession returns the request of an access token, or
+// fosite.ErrNotFound (absent, expired, or its client deleted).
+func (s *BadgerStore) GetAccessTokenSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+	req, _, err := s.getToken(ctx, badgerKindAccess, sig)
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// DeleteAccessTokenSession deletes an access token (nil if absent).
+func (s *BadgerStore) DeleteAccessTokenSession(ctx context.Context, sig string) error {
+	return s.deleteToken(ctx, badgerKindAccess, sig)
+}
+
+// ConsumeAccessToken deletes the access token and returns its request in one
+// transaction. Of concurrent callers exactly one succeeds: a caller that
+// loses the write conflict re-reads, finds the token gone and gets
+// ErrConsumed; a caller that starts after the deletion gets
+// fosite.ErrNotFound.
+func (s *BadgerStore) ConsumeAccessToken(ctx context.Context, sig string) (fosite.Requester, error) {
+	var req *fosite.Request
+	err := s.update(ctx, func(txn *badger.Txn, retry bool) error {
+		rec, _, err := s.loadRecord(txn, badgerKindAccess, sig)
+		if err != nil {
+			if retry && errors.Is(err, fosite.ErrNotFound) {
+				return ErrConsumed
+			}
+			return err
+		}
+		client, err := badgerLoadClient(txn, rec.ClientID)
+		if err != nil {
+			return err
+		}
+		req = rec.toRequest(client)
+		return badgerDeleteRecord(txn, badgerKindAccess.key(sig), rec)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("asrv: consume access token: %w", err)
+	}
+	return req, nil
+}
+
+// CreateRefreshTokenSession stores the request of a refresh token together
+// with the signature of the access token issued with it.
+func (s *BadgerStore) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, req fosite.Requester) error {
+	return s.createToken(ctx, badgerKindRefresh, sig, accessSig, req)
+}
+
+// GetRefreshTokenSession returns the request of a refresh token. For a
+// rotated or revoked (inactive) one it returns the request AND
+// fosite.ErrInactiveToken, which fosite treats as reuse and answers by
+// revoking the whole grant.
+func (s *BadgerStore) GetRefreshTokenSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+	req, rec, err := s.getToken(ctx, badgerKindRefresh, sig)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Inactive {
+		return req, fmt.Errorf("asrv: get refresh token: %w", fosite.ErrInactiveToken)
+	}
+	return req, nil
+}
+
+// DeleteRefreshTokenSession deletes a refresh token (nil if absent).
+func (s *BadgerStore) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
+	return s.deleteToken(ctx, badgerKindRefresh, sig)
+}
+
+// RotateRefreshToken marks the refresh token inactive (kept for reuse
+// detection) and deletes the access tokens of requestID, atomically. It
+// fails with fosite.ErrNotFound for an unknown token and with
+// fosite.ErrInactiveToken for one already rotated, so of two concurrent
+// refreshes with one token only one succeeds.
+func (s *BadgerStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
+	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+		rec, item, err := s.loadRecord(txn, badgerKindRefresh, sig)
+		if err != nil {
+			return err
+		}
+		if rec.Inactive {
+			return fosite.ErrInactiveToken
+		}
+		rec.Inactive = true
+		if err := badgerRewriteRecord(txn, badgerKindRefresh.key(sig), rec, item.ExpiresAt()); err != nil {
+			return err
+		}
+		return badgerRevokeFamily(txn, requestID, badgerKindAccess)
+	})
+	if err != nil {
+		return fmt.Errorf("asrv: rotate refresh token: %w", err)
+	}
+	return nil
+}
+
+// RevokeRefreshToken marks every refresh token of requestID inactive. It
+// returns nil when there are none.
+func (s *BadgerStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+		return badgerRevokeFamily(txn, requestID, badgerKindRefresh)
+	})
+	if err != nil {
+		return fmt.Errorf("asrv: revoke refresh tokens of request: %w", err)
+	}
+	return nil
+}
+
+// RevokeAccessToken deletes every access token of requestID. It returns nil
+// when there are none.
+func (s *BadgerStore) RevokeAccessToken(ctx context.Context, requestID string) error {
+	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+		return badgerRevokeFamily(txn, requestID, badgerKindAccess)
+	})
+	if err != nil {
+		return fmt.Errorf("asrv: revoke access tokens of request: %w", err)
+	}
+	return nil
+}
+
+// badgerRevokeFamily deletes the access tokens, or deactivates the refresh tokens,
+// of requestID, found through the request-id index.
+func badgerRevokeFamily(txn *badger.Txn, requestID string, kind badgerKind) error {
+	if !validStoreID(requestID) {
+		return nil
+	}
+	base := badgerIndexBase(badgerPrefixReqIndex, requestID)
+	for _, ik := range badgerScanKeys(txn, append(base, kind.prefix...), 0) {
+		tk := ik[len(base):]
+		item, err := txn.Get(tk)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			if err := txn.Delete(ik); err != nil {
+				return err
+			}
+			continue
+		} else if err != nil {
+			return err
+		}
+		rec, err := badgerItemRecord(item)
+		if err != nil {
+			// Unreadable: it cannot be served anyway; remove it.
+			if err := txn.Delete(tk); err != nil {
+				return err
+			}
+			if err := txn.Delete(ik); err != nil {
+				return err
+			}
+			continue
+		}
+		switch kind {
+		case badgerKindRefresh:
+			if !rec.Inactive {
+				rec.Inactive = true
+				if err := badgerRewriteRecord(txn, tk, rec, item.ExpiresAt()); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := badgerDeleteRecord(txn, tk, rec); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *BadgerStore) createToken(ctx context.Context, kind badgerKind, sig, accessSig string, req fosite.Requester) error {
+	if !validStoreSignature(sig) {
+		return fmt.Errorf("asrv: create %s: invalid signature", kind.name)
+	}
+	rec, err := newStoredRequest(req)
+	if err != nil {
+		return fmt.Errorf("asrv: create %s: %w", kind.name, err)
+	}
+	rec.AccessSignature = accessSig
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("asrv: create %s: encode: %w", kind.name, err)
+	}
+	exp := badgerExpiresAt(rec.Session.GetExpiresAt(kind.typ))
+	key := kind.key(sig)
+	err = s.update(ctx, func(txn *badger.Txn, _ bool) error {
+		// Reading the client puts it in this transaction's read set: a
+		// concurrent DeleteClient makes this commit conflict and the retry
+		// finds the client gone, so no token outlives its client.
+		if _, err := badgerLoadClient(txn, rec.ClientID); err != nil {
+			return fmt.Errorf("client %q: %w", rec.ClientID, err)
+		}
+		entries := []*badger.Entry{
+			badger.NewEntry(key, val),
+			badger.NewEntry(badgerIndexKey(badgerPrefixReqIndex, rec.ID, key), nil),
+			badger.NewEntry(badgerIndexKey(badgerPrefixCliIndex, rec.ClientID, key), nil),
+		}
+		for _, e := range entries {
+			e.ExpiresAt = exp
+			if err := txn.SetEntry(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("asrv: create %s: %w", kind.name, err)
+	}
+	return nil
+}
+
+func (s *BadgerStore) getToken(ctx context.Context, kind badgerKind, sig string) (*fosite.Request, *storedRequest, error) {
+	var (
+		req *fosite.Request
+		rec *storedRequest
+	)
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		var err error
+		rec, _, err = s.loadRecord(txn, kind, sig)
+		if err != nil {
+			return err
+		}
+		client, err := badgerLoadClient(txn, rec.ClientID)
+		if err != nil {
+			return err
+		}
+		req = rec.toRequest(client)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("asrv: get %s: %w", kind.name, err)
+	}
+	return req, rec, nil
+}
+
+func (s *BadgerStore) deleteToken(ctx context.Context, kind badgerKind, sig string) error {
+	if !validStoreSignature(sig) {
+		return nil
+	}
+	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+		return badgerDeleteTokenByKey(txn, kind.key(sig))
+	})
+	if err != nil {
+		return fmt.Errorf("asrv: delete %s: %w", kind.name, err)
+	}
+	return nil
+}
+
+// loadRecord reads a token record; fosite.ErrNotFound when it is absent,
+// expired (by Badger's TTL or the store's clock) or unreadable.
+func (s *BadgerStore) loadRecord(txn *badger.Txn, kind badgerKind, sig string) (*storedRequest, *badger.Item, error) {
+	if !validStoreSignature(sig) {
+		return nil, nil, fosite.ErrNotFound
+	}
+	item, err := txn.Get(kind.key(sig))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil, fosite.ErrNotFound
+	} else if err != nil {
+		return nil, nil, err
+	}
+	rec, err := badgerItemRecord(item)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", fosite.ErrNotFound, err)
+	}
+	if exp := rec.Session.GetExpiresAt(kind.typ); !exp.IsZero() && !s.now().Before(exp) {
+		return nil, nil, fosite.ErrNotFound
+	}
+	return rec, item, nil
+}
+
+func badgerItemRecord(item *badger.Item) (*storedRequest, error) {
+	var rec *storedRequest
+	err := item.Value(func(v []byte) error {
+		var err error
+		rec, err = decodeStoredRequest(v)
+		return err
+	})
+	return rec, err
+}
+
+// badgerDeleteTokenByKey deletes a token record and its index entries; nothing if
+// it is absent.
+func badgerDeleteTokenByKey(txn *badger.Txn, tk []byte) error {
+	item, err := txn.Get(tk)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	rec, err := badgerItemRecord(item)
+	if err != nil {
+		rec = nil // unreadable: delete the record, indexes expire or are swept
+	}
+	return badgerDeleteRecord(txn, tk, rec)
+}
+
+func badgerDeleteRecord(txn *badger.Txn, tk []byte, rec *storedRequest) error {
+	if err := txn.Delete(tk); err != nil {
+		return err
+	}
+	if rec == nil {
+		return nil
+	}
+	if validStoreID(rec.ID) {
+		if err := txn.Delete(badgerIndexKey(badgerPrefixReqIndex, rec.ID, tk)); err != nil {
+			return err
+		}
+	}
+	if validStoreID(rec.ClientID) {
+		if err := txn.Delete(badgerIndexKey(badgerPrefixCliIndex, rec.ClientID, tk)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// badgerRewriteRecord stores rec under tk keeping its Badger expiry.
+func badgerRewriteRecord(txn *badger.Txn, tk []byte, rec *storedRequest, expiresAt uint64) error {
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	e := badger.NewEntry(tk, val)
+	e.ExpiresAt = expiresAt
+	return txn.SetEntry(e)
+}

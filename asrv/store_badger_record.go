@@ -1,0 +1,159 @@
+package asrv
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/ory/fosite"
+)
+
+// storedRequestVersion is the version of the storedRequest encoding.
+const storedRequestVersion = 1
+
+// storedRequest is what the store keeps of a fosite.Requester: never a raw
+// token or credential, only the request's identity, scopes, audience, the
+// allow-listed form parameters and the session.
+type storedRequest struct {
+	Version           int        `json:"v"`
+	ID                string     `json:"id"`
+	RequestedAt       time.Time  `json:"requested_at"`
+	ClientID          string     `json:"client_id"`
+	RequestedScope    []string   `json:"requested_scope,omitempty"`
+	GrantedScope      []string   `json:"granted_scope,omitempty"`
+	RequestedAudience []string   `json:"requested_audience,omitempty"`
+	GrantedAudience   []string   `json:"granted_audience,omitempty"`
+	Form              url.Values `json:"form,omitempty"`
+	Session           *Session   `json:"session,omitempty"`
+	// Inactive marks an invalidated authorization code or a rotated/revoked
+	// refresh token, kept so reuse is detected.
+	Inactive bool `json:"inactive,omitempty"`
+	// AccessSignature is, for a refresh token, the signature of the access
+	// token issued with it.
+	AccessSignature string `json:"access_signature,omitempty"`
+}
+
+// persistedFormKeys are the only request form parameters the store keeps:
+// the ones fosite's handlers read back from a stored request (redirect_uri
+// for the code exchange, code_challenge{,_method} for PKCE, prompt/max_age/
+// nonce for OpenID Connect) plus non-secret descriptive ones. Everything
+// else — client_secret, code_verifier, password, assertion,
+// client_assertion, refresh_token, code, subject_token, actor_token, any
+// unknown parameter — is dropped.
+var persistedFormKeys = map[string]bool{
+	"grant_type":            true,
+	"response_type":         true,
+	"response_mode":         true,
+	"client_id":             true,
+	"redirect_uri":          true,
+	"scope":                 true,
+	"audience":              true,
+	"resource":              true,
+	"state":                 true,
+	"nonce":                 true,
+	"prompt":                true,
+	"max_age":               true,
+	"acr_values":            true,
+	"code_challenge":        true,
+	"code_challenge_method": true,
+	"requested_token_type":  true,
+	"subject_token_type":    true,
+	"actor_token_type":      true,
+}
+
+// persistableForm returns a copy of form holding only persistedFormKeys; never
+// nil.
+func persistableForm(form url.Values) url.Values {
+	out := url.Values{}
+	for k, v := range form {
+		if persistedFormKeys[k] {
+			out[k] = slices.Clone(v)
+		}
+	}
+	return out
+}
+
+// newStoredRequest captures req for storage. The session must be an
+// *asrv.Session (or nil).
+func newStoredRequest(req fosite.Requester) (*storedRequest, error) {
+	if req == nil {
+		return nil, errors.New("nil request")
+	}
+	client := req.GetClient()
+	if client == nil || !validStoreID(client.GetID()) {
+		return nil, errors.New("request has no valid client")
+	}
+	id := req.GetID()
+	if !validStoreID(id) {
+		return nil, errors.New("request has no valid id")
+	}
+	var sess *Session
+	switch s := req.GetSession().(type) {
+	case nil:
+	case *Session:
+		if s != nil {
+			sess = s.Clone().(*Session)
+		}
+	default:
+		return nil, fmt.Errorf("unsupported session type %T (want *asrv.Session)", s)
+	}
+	return &storedRequest{
+		Version:           storedRequestVersion,
+		ID:                id,
+		RequestedAt:       req.GetRequestedAt().UTC(),
+		ClientID:          client.GetID(),
+		RequestedScope:    slices.Clone([]string(req.GetRequestedScopes())),
+		GrantedScope:      slices.Clone([]string(req.GetGrantedScopes())),
+		RequestedAudience: slices.Clone([]string(req.GetRequestedAudience())),
+		GrantedAudience:   slices.Clone([]string(req.GetGrantedAudience())),
+		Form:              persistableForm(req.GetRequestForm()),
+		Session:           sess,
+	}, nil
+}
+
+// decodeStoredRequest parses a stored value. The bytes come from the
+// database and are treated as untrusted: malformed input yields an error,
+// never a panic, and the form is filtered through the allow-list again.
+func decodeStoredRequest(b []byte) (*storedRequest, error) {
+	var rec storedRequest
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("decode stored request: %w", err)
+	}
+	if rec.Version != storedRequestVersion {
+		return nil, fmt.Errorf("decode stored request: unsupported version %d", rec.Version)
+	}
+	if !validStoreID(rec.ID) {
+		return nil, errors.New("decode stored request: missing or invalid request id")
+	}
+	if !validStoreID(rec.ClientID) {
+		return nil, errors.New("decode stored request: missing or invalid client id")
+	}
+	rec.Form = persistableForm(rec.Form)
+	if rec.Session == nil {
+		rec.Session = &Session{}
+	}
+	return &rec, nil
+}
+
+// toRequest rebuilds the fosite request around client. Every call returns
+// fresh values the caller may modify.
+func (rec *storedRequest) toRequest(client *Client) *fosite.Request {
+	sess := &Session{}
+	if rec.Session != nil {
+		sess = rec.Session.Clone().(*Session)
+	}
+	return &fosite.Request{
+		ID:                rec.ID,
+		RequestedAt:       rec.RequestedAt,
+		Client:            client,
+		RequestedScope:    fosite.Arguments(slices.Clone(rec.RequestedScope)),
+		GrantedScope:      fosite.Arguments(slices.Clone(rec.GrantedScope)),
+		RequestedAudience: fosite.Arguments(slices.Clone(rec.RequestedAudience)),
+		GrantedAudience:   fosite.Arguments(slices.Clone(rec.GrantedAudience)),
+		Form:              persistableForm(rec.Form),
+		Session:           sess,
+	}
+}

@@ -1,0 +1,475 @@
+package asrv_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/storetest"
+)
+
+func bgQuietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func bgOpenMem(t *testing.T, opts ...asrv.BadgerOption) *asrv.BadgerStore {
+	t.Helper()
+	s, err := asrv.OpenBadger(context.Background(), "", append([]asrv.BadgerOption{asrv.WithBadgerLogger(bgQuietLogger())}, opts...)...)
+	if err != nil {
+		t.Fatalf("OpenBadger(memory): %v", err)
+	}
+	return s
+}
+
+func bgOpenDisk(t *testing.T, dir string, opts ...asrv.BadgerOption) *asrv.BadgerStore {
+	t.Helper()
+	s, err := asrv.OpenBadger(context.Background(), dir, append([]asrv.BadgerOption{asrv.WithBadgerLogger(bgQuietLogger())}, opts...)...)
+	if err != nil {
+		t.Fatalf("OpenBadger(%s): %v", dir, err)
+	}
+	return s
+}
+
+func TestBadgerContract(t *testing.T) {
+	t.Run("memory", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) asrv.Store { return bgOpenMem(t) })
+	})
+	t.Run("disk", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) asrv.Store { return bgOpenDisk(t, t.TempDir()) })
+	})
+}
+
+func bgClient(id string) *asrv.Client {
+	return &asrv.Client{
+		ID:                      id,
+		GrantTypes:              []string{"authorization_code", "refresh_token"},
+		Scopes:                  []string{"tools:read"},
+		TokenEndpointAuthMethod: asrv.AuthMethodSecretBasic,
+	}
+}
+
+func bgRequest(c *asrv.Client, id string) *fosite.Request {
+	sess := &asrv.Session{Subject: "alice", ClientID: c.ID}
+	exp := time.Now().Add(time.Hour)
+	sess.SetExpiresAt(fosite.AccessToken, exp)
+	sess.SetExpiresAt(fosite.RefreshToken, exp)
+	sess.SetExpiresAt(fosite.AuthorizeCode, exp)
+	return &fosite.Request{
+		ID:           id,
+		RequestedAt:  time.Now().UTC(),
+		Client:       c,
+		GrantedScope: fosite.Arguments{"tools:read"},
+		Form:         storetest.SensitiveForm(),
+		Session:      sess,
+	}
+}
+
+// TestBadgerDurableAcrossReopen writes tokens, closes, reopens and finds
+// them all, with their state.
+func TestBadgerDurableAcrossReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := bgOpenDisk(t, dir)
+	c := bgClient("agent-1")
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	var ats, rts []string
+	for i := range n {
+		r := bgRequest(c, fmt.Sprintf("req-%d", i))
+		at, rt := rand.Text(), rand.Text()
+		if err := s.CreateAccessTokenSession(ctx, at, r); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateRefreshTokenSession(ctx, rt, at, r); err != nil {
+			t.Fatal(err)
+		}
+		ats, rts = append(ats, at), append(rts, rt)
+	}
+	code := rand.Text()
+	if err := s.CreateAuthorizeCodeSession(ctx, code, bgRequest(c, "req-code")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.InvalidateAuthorizeCodeSession(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RotateRefreshToken(ctx, "req-0", rts[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := s.GetAccessTokenSession(ctx, ats[1], nil); err == nil {
+		t.Fatal("a closed store answered")
+	}
+
+	s = bgOpenDisk(t, dir)
+	defer s.Close()
+	if _, err := s.Client(ctx, "agent-1"); err != nil {
+		t.Fatalf("client after reopen: %v", err)
+	}
+	for i := range n {
+		if i == 0 {
+			if _, err := s.GetAccessTokenSession(ctx, ats[0], nil); !errors.Is(err, fosite.ErrNotFound) {
+				t.Errorf("access token of a rotated grant after reopen: %v", err)
+			}
+			if _, err := s.GetRefreshTokenSession(ctx, rts[0], nil); !errors.Is(err, fosite.ErrInactiveToken) {
+				t.Errorf("rotated refresh token after reopen: %v", err)
+			}
+			continue
+		}
+		if _, err := s.GetAccessTokenSession(ctx, ats[i], nil); err != nil {
+			t.Errorf("access token %d after reopen: %v", i, err)
+		}
+		if _, err := s.GetRefreshTokenSession(ctx, rts[i], nil); err != nil {
+			t.Errorf("refresh token %d after reopen: %v", i, err)
+		}
+	}
+	if r, err := s.GetAuthorizeCodeSession(ctx, code, nil); !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) || r == nil {
+		t.Errorf("invalidated code after reopen: %v, %v", r, err)
+	}
+}
+
+const bgKillHelperEnv = "ASRV_BADGER_KILL_HELPER_DIR"
+
+// TestBadgerKillHelper is the child of TestBadgerSurvivesKill: it writes
+// tokens forever, printing each signature once its write has returned.
+func TestBadgerKillHelper(t *testing.T) {
+	dir := os.Getenv(bgKillHelperEnv)
+	if dir == "" {
+		t.Skip("helper process only")
+	}
+	ctx := context.Background()
+	s, err := asrv.OpenBadger(ctx, dir, asrv.WithBadgerLogger(bgQuietLogger()))
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(1)
+	}
+	c := bgClient("agent-1")
+	if err := s.CreateClient(ctx, c); err != nil && !errors.Is(err, asrv.ErrClientExists) {
+		fmt.Println("ERR", err)
+		os.Exit(1)
+	}
+	for i := 0; ; i++ {
+		sig := rand.Text()
+		if err := s.CreateAccessTokenSession(ctx, sig, bgRequest(c, fmt.Sprintf("r%d", i))); err != nil {
+			fmt.Println("ERR", err)
+			os.Exit(1)
+		}
+		fmt.Println("OK", sig)
+	}
+}
+
+// TestBadgerSurvivesKill kills a writer with SIGKILL and checks that every
+// token whose write had returned is there after reopening.
+func TestBadgerSurvivesKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a process")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBadgerKillHelper$", "-test.v=false")
+	cmd.Env = append(os.Environ(), bgKillHelperEnv+"="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var written []string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && len(written) < 40 {
+		line := sc.Text()
+		if sig, ok := strings.CutPrefix(line, "OK "); ok {
+			written = append(written, sig)
+		} else if strings.HasPrefix(line, "ERR") {
+			t.Fatalf("helper: %s", line)
+		}
+	}
+	if err := cmd.Process.Kill(); err != nil { // SIGKILL
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if len(written) < 40 {
+		t.Fatalf("helper wrote only %d tokens", len(written))
+	}
+
+	s := bgOpenDisk(t, dir)
+	defer s.Close()
+	for _, sig := range written {
+		if _, err := s.GetAccessTokenSession(context.Background(), sig, nil); err != nil {
+			t.Errorf("token acknowledged before kill -9 is gone: %v", err)
+		}
+	}
+}
+
+// TestBadgerNoSecretsAtRest puts secrets into request forms and checks that
+// neither the live values nor the database files contain them.
+func TestBadgerNoSecretsAtRest(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := bgOpenDisk(t, dir)
+	c := bgClient("agent-1")
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		r := bgRequest(c, fmt.Sprintf("req-%d", i))
+		sig := rand.Text()
+		for _, err := range []error{
+			s.CreateAuthorizeCodeSession(ctx, sig, r),
+			s.CreatePKCERequestSession(ctx, sig, r),
+			s.CreateAccessTokenSession(ctx, sig, r),
+			s.CreateRefreshTokenSession(ctx, sig, sig, r),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var entries int
+	if err := s.RawEntriesForTest(func(k, v []byte) {
+		entries++
+		for _, secret := range storetest.SensitiveValues() {
+			if bytes.Contains(k, []byte(secret)) || bytes.Contains(v, []byte(secret)) {
+				t.Errorf("entry %q holds %q", k, secret)
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if entries < 20*4 {
+		t.Fatalf("only %d entries", entries)
+	}
+	// The form fosite needs is still there (proves the scan saw request data).
+	var sawChallenge bool
+	_ = s.RawEntriesForTest(func(_, v []byte) {
+		sawChallenge = sawChallenge || bytes.Contains(v, []byte("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"))
+	})
+	if !sawChallenge {
+		t.Error("the code_challenge was not persisted")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, secret := range storetest.SensitiveValues() {
+			if bytes.Contains(b, []byte(secret)) {
+				t.Errorf("%s contains %q", path, secret)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+type bgClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *bgClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *bgClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func TestBadgerClockExpiry(t *testing.T) {
+	ctx := context.Background()
+	clk := &bgClock{now: time.Now()}
+	s := bgOpenMem(t, asrv.WithBadgerClock(clk.Now))
+	defer s.Close()
+	c := bgClient("agent-1")
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	r := bgRequest(c, "r1")
+	r.Session.(*asrv.Session).SetExpiresAt(fosite.AccessToken, clk.Now().Add(time.Hour))
+	r.Session.(*asrv.Session).SetExpiresAt(fosite.RefreshToken, clk.Now().Add(48*time.Hour))
+	at, rt := rand.Text(), rand.Text()
+	if err := s.CreateAccessTokenSession(ctx, at, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateRefreshTokenSession(ctx, rt, at, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetClientAssertionJWT(ctx, "jti", clk.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(2 * time.Hour)
+	if _, err := s.GetAccessTokenSession(ctx, at, nil); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("expired access token: %v", err)
+	}
+	if _, err := s.ConsumeAccessToken(ctx, at); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("consuming expired access token: %v", err)
+	}
+	if _, err := s.GetRefreshTokenSession(ctx, rt, nil); err != nil {
+		t.Errorf("refresh token within its lifetime: %v", err)
+	}
+	if err := s.ClientAssertionJWTValid(ctx, "jti"); err != nil {
+		t.Errorf("expired jti: %v", err)
+	}
+	clk.Add(48 * time.Hour)
+	if _, err := s.GetRefreshTokenSession(ctx, rt, nil); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("expired refresh token: %v", err)
+	}
+}
+
+// TestBadgerTamperedValues: garbage in the database reads as not found.
+func TestBadgerTamperedValues(t *testing.T) {
+	ctx := context.Background()
+	s := bgOpenMem(t)
+	defer s.Close()
+	c := bgClient("agent-1")
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range []string{"", "{", "null", `{"v":1}`, `{"v":2,"id":"r","client_id":"agent-1"}`, `{"v":1,"id":"r","client_id":"agent-1","session":7}`, "\xff\xfe"} {
+		sig := fmt.Sprintf("sig-%d", i)
+		if err := s.SetRawForTest([]byte("at/"+sig), []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := s.GetAccessTokenSession(ctx, sig, nil); !errors.Is(err, fosite.ErrNotFound) {
+			t.Errorf("tampered %q: got %v, %v; want fosite.ErrNotFound", v, r, err)
+		}
+		if _, err := s.ConsumeAccessToken(ctx, sig); !errors.Is(err, fosite.ErrNotFound) {
+			t.Errorf("consume tampered %q: %v", v, err)
+		}
+		if err := s.DeleteAccessTokenSession(ctx, sig); err != nil {
+			t.Errorf("delete tampered %q: %v", v, err)
+		}
+	}
+	// A record naming another client than its key's owner still resolves to
+	// the client it names, which must exist.
+	if err := s.SetRawForTest([]byte("at/x"), []byte(`{"v":1,"id":"r","client_id":"nobody"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetAccessTokenSession(ctx, "x", nil); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("record of an unknown client: %v", err)
+	}
+}
+
+func TestBadgerUnsupportedSession(t *testing.T) {
+	ctx := context.Background()
+	s := bgOpenMem(t)
+	defer s.Close()
+	c := bgClient("agent-1")
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	r := bgRequest(c, "r")
+	r.Session = &fosite.DefaultSession{Subject: "x"}
+	if err := s.CreateAccessTokenSession(ctx, "sig", r); err == nil {
+		t.Error("stored a session that is not an *asrv.Session")
+	}
+	r.Session = nil
+	if err := s.CreateAccessTokenSession(ctx, "sig", r); err != nil {
+		t.Fatalf("nil session: %v", err)
+	}
+	got, err := s.GetAccessTokenSession(ctx, "sig", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sess, ok := got.GetSession().(*asrv.Session); !ok || sess == nil {
+		t.Errorf("session = %T, want a non-nil *asrv.Session", got.GetSession())
+	}
+}
+
+func TestBadgerGCAndClose(t *testing.T) {
+	s := bgOpenDisk(t, t.TempDir(), asrv.WithBadgerGCInterval(5*time.Millisecond))
+	time.Sleep(30 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hung")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+type bgRecordingHandler struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (h *bgRecordingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *bgRecordingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.recs = append(h.recs, r)
+	return nil
+}
+func (h *bgRecordingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *bgRecordingHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestBadgerLogging: Badger's chatter reaches slog, below info.
+func TestBadgerLogging(t *testing.T) {
+	h := &bgRecordingHandler{}
+	s, err := asrv.OpenBadger(context.Background(), t.TempDir(), asrv.WithBadgerLogger(slog.New(h)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.recs) == 0 {
+		t.Fatal("no Badger log records reached slog")
+	}
+	for _, r := range h.recs {
+		if r.Level >= slog.LevelInfo {
+			t.Errorf("Badger logged at %v: %s", r.Level, r.Message)
+		}
+	}
+}
+
+func TestOpenBadgerCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if s, err := asrv.OpenBadger(ctx, ""); err == nil {
+		s.Close()
+		t.Fatal("opened with a cancelled context")
+	}
+	s := bgOpenMem(t)
+	defer s.Close()
+	if err := s.CreateClient(ctx, bgClient("a")); !errors.Is(err, context.Canceled) {
+		t.Errorf("CreateClient with a cancelled context: %v", err)
+	}
+}

@@ -1,0 +1,816 @@
+// Package storetest is the contract every asrv.Store must satisfy: the
+// semantics fosite's handlers rely on (reuse detection, revocation by
+// request id, error sentinels) plus the gateway's own (single-use access
+// tokens, no secrets at rest, client deletion cascading to tokens).
+//
+// A store package runs it from a test:
+//
+//	func TestContract(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) asrv.Store { return openFresh(t) })
+//	}
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/asrv"
+)
+
+// Run runs the contract suite. open must return a fresh, empty store for
+// each call; Run closes it when the subtest ends. The expiry tests sleep
+// about 1.2 s, since a store's clock cannot be injected through the
+// interface.
+func Run(t *testing.T, open func(t *testing.T) asrv.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, f *fixture)
+	}{
+		{"Clients", testClients},
+		{"TokenKinds", testTokenKinds},
+		{"UnknownSignatures", testUnknownSignatures},
+		{"TokenForUnknownClient", testTokenForUnknownClient},
+		{"ReturnedRequestsAreCopies", testReturnedRequestsAreCopies},
+		{"SensitiveFormKeysNotPersisted", testSensitiveFormKeys},
+		{"AuthorizeCodeInvalidation", testAuthorizeCodeInvalidation},
+		{"RefreshRotationAndReuse", testRefreshRotation},
+		{"ConcurrentRefreshRotation", testConcurrentRotation},
+		{"RevokeByRequestID", testRevokeByRequestID},
+		{"ConsumeAccessToken", testConsume},
+		{"ConsumeAccessTokenConcurrent", testConsumeConcurrent},
+		{"DeleteClientRemovesTokens", testDeleteClientRemovesTokens},
+		{"ClientAssertionJTI", testJTI},
+		{"Expiry", testExpiry},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			tc.fn(t, &fixture{t: t, s: s, ctx: context.Background()})
+		})
+	}
+}
+
+type fixture struct {
+	t   *testing.T
+	s   asrv.Store
+	ctx context.Context
+}
+
+// client registers a client with id.
+func (f *fixture) client(id string) *asrv.Client {
+	f.t.Helper()
+	c := &asrv.Client{
+		ID:                      id,
+		SecretHash:              []byte("$2a$10$notarealhashnotarealhashnotarealhashnotarealhash"),
+		RedirectURIs:            []string{"https://agent.example/cb"},
+		GrantTypes:              []string{"authorization_code", "refresh_token", "client_credentials"},
+		ResponseTypes:           []string{"code"},
+		Scopes:                  []string{"tools:read", "tools:write", "offline"},
+		Audience:                []string{"https://mcp.example"},
+		TokenEndpointAuthMethod: asrv.AuthMethodSecretBasic,
+		Name:                    "agent " + id,
+		Agent:                   asrv.AgentClaims{Verified: true, Issuer: "https://vendor.example", AgentModel: "m1"},
+		CreatedAt:               time.Now().UTC().Truncate(time.Second),
+	}
+	if err := f.s.CreateClient(f.ctx, c); err != nil {
+		f.t.Fatalf("CreateClient(%q): %v", id, err)
+	}
+	return c
+}
+
+// request builds a request of client c with id reqID and a session expiring
+// an hour from now for every token type.
+func request(c *asrv.Client, reqID string) *fosite.Request {
+	now := time.Now().UTC().Truncate(time.Second)
+	sess := &asrv.Session{
+		Subject:  "alice",
+		Roles:    []string{"engineer"},
+		ClientID: c.ID,
+		Act:      &asrv.Actor{Sub: "planner", Act: &asrv.Actor{Sub: "root-agent"}},
+		Tier:     "trusted",
+	}
+	for _, tt := range []fosite.TokenType{fosite.AccessToken, fosite.RefreshToken, fosite.AuthorizeCode} {
+		sess.SetExpiresAt(tt, now.Add(time.Hour))
+	}
+	return &fosite.Request{
+		ID:                reqID,
+		RequestedAt:       now,
+		Client:            c,
+		RequestedScope:    fosite.Arguments{"tools:read", "tools:write"},
+		GrantedScope:      fosite.Arguments{"tools:read"},
+		RequestedAudience: fosite.Arguments{"https://mcp.example"},
+		GrantedAudience:   fosite.Arguments{"https://mcp.example"},
+		Form: url.Values{
+			"grant_type":   {"authorization_code"},
+			"redirect_uri": {"https://agent.example/cb"},
+			"scope":        {"tools:read tools:write"},
+		},
+		Session: sess,
+	}
+}
+
+func sig() string { return rand.Text() + rand.Text() }
+
+// kind is one kind of stored code or token.
+type kind struct {
+	name   string
+	typ    fosite.TokenType
+	create func(f *fixture, sig string, r fosite.Requester) error
+	get    func(f *fixture, sig string, s fosite.Session) (fosite.Requester, error)
+	del    func(f *fixture, sig string) error // nil: no delete operation
+}
+
+var kinds = []kind{
+	{
+		name: "authorize code", typ: fosite.AuthorizeCode,
+		create: func(f *fixture, sig string, r fosite.Requester) error {
+			return f.s.CreateAuthorizeCodeSession(f.ctx, sig, r)
+		},
+		get: func(f *fixture, sig string, s fosite.Session) (fosite.Requester, error) {
+			return f.s.GetAuthorizeCodeSession(f.ctx, sig, s)
+		},
+	},
+	{
+		name: "pkce", typ: fosite.AuthorizeCode,
+		create: func(f *fixture, sig string, r fosite.Requester) error {
+			return f.s.CreatePKCERequestSession(f.ctx, sig, r)
+		},
+		get: func(f *fixture, sig string, s fosite.Session) (fosite.Requester, error) {
+			return f.s.GetPKCERequestSession(f.ctx, sig, s)
+		},
+		del: func(f *fixture, sig string) error { return f.s.DeletePKCERequestSession(f.ctx, sig) },
+	},
+	{
+		name: "access token", typ: fosite.AccessToken,
+		create: func(f *fixture, sig string, r fosite.Requester) error {
+			return f.s.CreateAccessTokenSession(f.ctx, sig, r)
+		},
+		get: func(f *fixture, sig string, s fosite.Session) (fosite.Requester, error) {
+			return f.s.GetAccessTokenSession(f.ctx, sig, s)
+		},
+		del: func(f *fixture, sig string) error { return f.s.DeleteAccessTokenSession(f.ctx, sig) },
+	},
+	{
+		name: "refresh token", typ: fosite.RefreshToken,
+		create: func(f *fixture, sig string, r fosite.Requester) error {
+			return f.s.CreateRefreshTokenSession(f.ctx, sig, "access-"+sig, r)
+		},
+		get: func(f *fixture, sig string, s fosite.Session) (fosite.Requester, error) {
+			return f.s.GetRefreshTokenSession(f.ctx, sig, s)
+		},
+		del: func(f *fixture, sig string) error { return f.s.DeleteRefreshTokenSession(f.ctx, sig) },
+	},
+}
+
+func (k kind) mustCreate(f *fixture, sig string, r fosite.Requester) {
+	f.t.Helper()
+	if err := k.create(f, sig, r); err != nil {
+		f.t.Fatalf("create %s: %v", k.name, err)
+	}
+}
+
+func (k kind) mustGet(f *fixture, sig string) fosite.Requester {
+	f.t.Helper()
+	r, err := k.get(f, sig, nil)
+	if err != nil {
+		f.t.Fatalf("get %s: %v", k.name, err)
+	}
+	return r
+}
+
+func (k kind) wantNotFound(f *fixture, sig string) {
+	f.t.Helper()
+	r, err := k.get(f, sig, nil)
+	if !errors.Is(err, fosite.ErrNotFound) {
+		f.t.Fatalf("get %s: got (%v, %v), want fosite.ErrNotFound", k.name, r, err)
+	}
+}
+
+func kindByType(name string) kind {
+	for _, k := range kinds {
+		if k.name == name {
+			return k
+		}
+	}
+	panic("storetest: no kind " + name)
+}
+
+var (
+	accessKind  = kindByType("access token")
+	refreshKind = kindByType("refresh token")
+	codeKind    = kindByType("authorize code")
+)
+
+// checkRequest compares what a store returned with what was stored.
+func checkRequest(t *testing.T, got fosite.Requester, want *fosite.Request) {
+	t.Helper()
+	if got == nil {
+		t.Fatal("returned request is nil")
+	}
+	if got.GetID() != want.ID {
+		t.Errorf("ID = %q, want %q", got.GetID(), want.ID)
+	}
+	if !got.GetRequestedAt().Equal(want.RequestedAt) {
+		t.Errorf("RequestedAt = %v, want %v", got.GetRequestedAt(), want.RequestedAt)
+	}
+	c, ok := got.GetClient().(*asrv.Client)
+	if !ok {
+		t.Fatalf("client is %T, want *asrv.Client", got.GetClient())
+	}
+	wc := want.Client.(*asrv.Client)
+	if c.ID != wc.ID || !slices.Equal(c.Scopes, wc.Scopes) || c.Agent != wc.Agent {
+		t.Errorf("client = %+v, want %+v", c, wc)
+	}
+	for _, a := range []struct {
+		name      string
+		got, want fosite.Arguments
+	}{
+		{"requested scope", got.GetRequestedScopes(), want.RequestedScope},
+		{"granted scope", got.GetGrantedScopes(), want.GrantedScope},
+		{"requested audience", got.GetRequestedAudience(), want.RequestedAudience},
+		{"granted audience", got.GetGrantedAudience(), want.GrantedAudience},
+	} {
+		if !slices.Equal(a.got, a.want) {
+			t.Errorf("%s = %q, want %q", a.name, a.got, a.want)
+		}
+	}
+	if !reflect.DeepEqual(got.GetRequestForm(), want.Form) {
+		t.Errorf("form = %v, want %v", got.GetRequestForm(), want.Form)
+	}
+	sess, ok := got.GetSession().(*asrv.Session)
+	if !ok {
+		t.Fatalf("session is %T, want *asrv.Session", got.GetSession())
+	}
+	ws := want.Session.(*asrv.Session)
+	if sess.Subject != ws.Subject || sess.ClientID != ws.ClientID || sess.Tier != ws.Tier ||
+		sess.SingleUse != ws.SingleUse || !slices.Equal(sess.Roles, ws.Roles) ||
+		!reflect.DeepEqual(sess.Act, ws.Act) {
+		t.Errorf("session = %+v, want %+v", sess, ws)
+	}
+	for _, tt := range []fosite.TokenType{fosite.AccessToken, fosite.RefreshToken, fosite.AuthorizeCode} {
+		if g, w := sess.GetExpiresAt(tt), ws.GetExpiresAt(tt); !g.Equal(w) {
+			t.Errorf("session expiry %s = %v, want %v", tt, g, w)
+		}
+	}
+}
+
+func testClients(t *testing.T, f *fixture) {
+	c := f.client("agent-1")
+	if err := f.s.CreateClient(f.ctx, &asrv.Client{ID: "agent-1"}); !errors.Is(err, asrv.ErrClientExists) {
+		t.Fatalf("duplicate CreateClient: %v, want ErrClientExists", err)
+	}
+	got, err := f.s.Client(f.ctx, "agent-1")
+	if err != nil {
+		t.Fatalf("Client: %v", err)
+	}
+	if !reflect.DeepEqual(got, c) {
+		t.Errorf("Client = %+v\nwant %+v", got, c)
+	}
+	fc, err := f.s.GetClient(f.ctx, "agent-1")
+	if err != nil {
+		t.Fatalf("GetClient: %v", err)
+	}
+	if _, ok := fc.(*asrv.Client); !ok || fc.GetID() != "agent-1" {
+		t.Errorf("GetClient = %T %v", fc, fc)
+	}
+	for _, id := range []string{"nobody", "agent-", "agent-10", ""} {
+		if _, err := f.s.Client(f.ctx, id); !errors.Is(err, fosite.ErrNotFound) {
+			t.Errorf("Client(%q) err = %v, want fosite.ErrNotFound", id, err)
+		}
+		if fc, err := f.s.GetClient(f.ctx, id); !errors.Is(err, fosite.ErrNotFound) || fc != nil {
+			t.Errorf("GetClient(%q) = %v, %v; want nil, fosite.ErrNotFound", id, fc, err)
+		}
+	}
+	f.client("agent-2")
+	if err := f.s.DeleteClient(f.ctx, "agent-1"); err != nil {
+		t.Fatalf("DeleteClient: %v", err)
+	}
+	if _, err := f.s.Client(f.ctx, "agent-1"); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("Client after delete: %v, want fosite.ErrNotFound", err)
+	}
+	if _, err := f.s.Client(f.ctx, "agent-2"); err != nil {
+		t.Errorf("other client after delete: %v", err)
+	}
+	if err := f.s.DeleteClient(f.ctx, "agent-1"); err != nil && !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("second DeleteClient: %v, want nil or fosite.ErrNotFound", err)
+	}
+	// The id is free again.
+	f.client("agent-1")
+}
+
+func testTokenKinds(t *testing.T, f *fixture) {
+	c := f.client("agent-1")
+	for _, k := range kinds {
+		t.Run(strings.ReplaceAll(k.name, " ", "_"), func(t *testing.T) {
+			f := &fixture{t: t, s: f.s, ctx: f.ctx}
+			s := sig()
+			want := request(c, "req-"+k.name)
+			k.mustCreate(f, s, want)
+			checkRequest(t, k.mustGet(f, s), want)
+
+			// A session passed to Get does not change what is returned.
+			other := &asrv.Session{Subject: "mallory"}
+			got, err := k.get(f, s, other)
+			if err != nil {
+				t.Fatalf("get with session: %v", err)
+			}
+			checkRequest(t, got, want)
+
+			// Another signature is another entry.
+			s2 := sig()
+			want2 := request(c, "req2-"+k.name)
+			want2.Session.(*asrv.Session).Subject = "bob"
+			k.mustCreate(f, s2, want2)
+			checkRequest(t, k.mustGet(f, s2), want2)
+			checkRequest(t, k.mustGet(f, s), want)
+
+			if k.del == nil {
+				return
+			}
+			if err := k.del(f, s); err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			k.wantNotFound(f, s)
+			checkRequest(t, k.mustGet(f, s2), want2)
+			if err := k.del(f, s); err != nil {
+				t.Errorf("deleting an absent %s: %v, want nil", k.name, err)
+			}
+		})
+	}
+}
+
+func testUnknownSignatures(t *testing.T, f *fixture) {
+	c := f.client("agent-1")
+	known := sig()
+	for _, k := range kinds {
+		k.mustCreate(f, known, request(c, "r-"+k.name))
+	}
+	for _, k := range kinds {
+		for _, s := range []string{sig(), "", known[:10], known + "x", strings.Repeat("A", 70000)} {
+			k.wantNotFound(f, s)
+		}
+	}
+	if _, err := f.s.ConsumeAccessToken(f.ctx, sig()); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("ConsumeAccessToken(unknown) = %v, want fosite.ErrNotFound", err)
+	}
+	if err := f.s.InvalidateAuthorizeCodeSession(f.ctx, sig()); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("InvalidateAuthorizeCodeSession(unknown) = %v, want fosite.ErrNotFound", err)
+	}
+	if err := f.s.RotateRefreshToken(f.ctx, "r-refresh token", sig()); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("RotateRefreshToken(unknown) = %v, want fosite.ErrNotFound", err)
+	}
+}
+
+func testTokenForUnknownClient(t *testing.T, f *fixture) {
+	ghost := &asrv.Client{ID: "ghost"}
+	for _, k := range kinds {
+		s := sig()
+		if err := k.create(f, s, request(ghost, "r")); err == nil {
+			t.Errorf("create %s for an unregistered client succeeded", k.name)
+		}
+		k.wantNotFound(f, s)
+	}
+}
+
+func testReturnedRequestsAreCopies(t *testing.T, f *fixture) {
+	c := f.client("agent-1")
+	s := sig()
+	want := request(c, "r1")
+	accessKind.mustCreate(f, s, want)
+
+	// Changing the request after storing it does not change the store.
+	want = request(c, "r1")
+	stored := request(c, "r1")
+	s2 := sig()
+	accessKind.mustCreate(f, s2, stored)
+	stored.Session.(*asrv.Session).Subject = "changed"
+	stored.GrantedScope[0] = "changed"
+	stored.Form.Set("scope", "changed")
+	checkRequest(t, accessKind.mustGet(f, s2), want)
+
+	// Changing a returned request does not change the store.
+	got := accessKind.mustGet(f, s)
+	got.GetSession().(*asrv.Session).Subject = "changed"
+	got.GetSession().(*asrv.Session).Act.Sub = "changed"
+	got.GetSession().SetExpiresAt(fosite.AccessToken, time.Now().Add(-time.Hour))
+	got.GetGrantedScopes()[0] = "changed"
+	got.GetRequestForm().Set("redirect_uri", "changed")
+	checkRequest(t, accessKind.mustGet(f, s), want)
+}
+
+// sensitive are request parameters that carry secrets or raw tokens.
+var sensitive = map[string]string{
+	"client_secret":    "CLIENTSECRET-5f1c2",
+	"code_verifier":    "VERIFIER-9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7",
+	"password":         "PASSWORD-71ce",
+	"assertion":        "ASSERTION-eyJhbGciOi",
+	"client_assertion": "CLIENTASSERTION-eyJhbGciOi",
+	"refresh_token":    "REFRESHTOKEN-ory_rt_x.y",
+	"access_token":     "ACCESSTOKEN-ory_at_x.y",
+	"code":             "AUTHCODE-ory_ac_x.y",
+	"subject_token":    "SUBJECTTOKEN-ory_at_s.t",
+	"actor_token":      "ACTORTOKEN-ory_at_a.t",
+	"x-unknown-param":  "UNKNOWNPARAM-value",
+}
+
+// SensitiveForm returns a form carrying every sensitive parameter plus the
+// parameters fosite reads back from stored requests. Store tests may use it
+// to check raw storage bytes; SensitiveValues lists what must never appear.
+func SensitiveForm() url.Values {
+	form := url.Values{
+		"grant_type":            {"authorization_code"},
+		"redirect_uri":          {"https://agent.example/cb"},
+		"scope":                 {"tools:read"},
+		"code_challenge":        {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"},
+		"code_challenge_method": {"S256"},
+		"resource":              {"https://mcp.example"},
+		"state":                 {"st-123"},
+	}
+	for k, v := range sensitive {
+		form.Set(k, v)
+	}
+	return form
+}
+
+// SensitiveValues are the values of SensitiveForm that must never be
+// persisted.
+func SensitiveValues() []string {
+	var vs []string
+	for _, v := range sensitive {
+		vs = append(vs, v)
+	}
+	slices.Sort(vs)
+	return vs
+}
+
+func testSensitiveFormKeys(t *testing.T, f *fixture) {
+	c := f.client("agent-1")
+	for _, k := range kinds {
+		s := sig()
+		r := request(c, "r-"+k.name)
+		r.Form = SensitiveForm()
+		k.mustCreate(f, s, r)
+		got := k.mustGet(f, s)
+		form := got.GetRequestForm()
+		for key, v := range sensitive {
+			if form.Has(key) {
+				t.Errorf("%s: form kept %q", k.name, key)
+			}
+			if strings.Contains(fmt.Sprintf("%v", form), v) {
+				t.Errorf("%s: form contains the value of %q", k.name, key)
+			}
+		}
+		// What fosite's handlers read back must survive.
+		for _, key := range []string{"redirect_uri", "code_challenge", "code_challenge_method", "grant_type", "scope"} {
+			if form.Get(key) != r.Form.Get(key) {
+				t.Errorf("%s: form[%q] = %q, want %q", k.name, key, form.Get(key), r.Form.Get(key))
+			}
+		}
+	}
+}
+
+func testAuthorizeCodeInvalidation(t *testing.T, f *fixture) {
+	c := f.client("agent-1")
+	s := sig()
+	want := request(c, "r1")
+	codeKind.mustCreate(f, s, want)
+	if err := f.s.InvalidateAuthorizeCodeSession(f.ctx, s); err != nil {
+		t.Fatalf("InvalidateAuthorizeCodeSession: %v", err)
+	}
+	// fosite needs the request with the error, to revoke the grant's tokens.
+	got, err := f.s.GetAuthorizeCodeSession(f.ctx, s, nil)
+	if !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+		t.Fatalf("Get invalidated code: err = %v, want fosite.ErrInvalidatedAuthorizeCode", err)
+	}
+	checkRequest(t, got, want)
+	// A second redemption must not succeed.
+	if err := f.s.InvalidateAuthorizeCodeSession(f.ctx, s); err == nil {
+		t.Error("invalidating an invalidated code succeeded")
+	}
+	// Concurrent redemptions of a fresh code: exactly one invalidation wins.
+	s2 := sig()
+	codeKind.mustCreate(f, s2, request(c, "r2"))
+	if n := concurrently(20, func() error { return f.s.InvalidateAuthorizeCodeSession(f.ctx, s2) }); n != 1 {
+		t.Errorf("%d concurrent invalidations succeeded, want 1", n)
+	}
+}
+
+// concurrently runs fn n times at once and returns how many returned nil.
+func concurrently(n int, fn func() error) int {
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		mu    sync.Mutex
+		ok    int
+	)
+	for range n {
+		wg.Go(func() {
+			<-start
+			if fn() == nil {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	return ok
+}
+
+func testRefreshRotation(t *testing.T, f *fixture) {
+	c := f.client("agent-1")
+	req := request(c, "family-1")
+	at1, rt1 := sig(), sig()
+	accessKind.mustCreate(f, at1, req)
+	refreshKind.mustCreate(f, rt1, req)
+	// An unrelated grant is never touched.
+	otherAT, otherRT := sig(), sig()
+	accessKind.mustCreate(f, otherAT, request(c, "family-2"))
+	refreshKind.mustCreate(f, otherRT, request(c, "family-2"))
+
+	if err := f.s.RotateRefreshToken(f.ctx, "family-1", rt1); err != nil {
+		t.Fatalf("RotateRefreshToken: %v", err)
+	}
+	got, err := f.s.GetRefreshTokenSession(f.ctx, rt1, nil)
+	if !errors.Is(err, fosite.ErrInactiveToken) {
+		t.Fatalf("rotated refresh token: err = %v, want fosite.ErrInactiveToken", err)
+	}
+	checkRequest(t, got, req) // fosite needs the request to revoke the family
+	accessKind.wantNotFound(f, at1)
+
+	// fosite stores the new pair under the same request id.
+	at2, rt2 := sig(), sig()
+	accessKind.mustCreate(f, at2, req)
+	refreshKind.mustCreate(f, rt2, req)
+	checkRequest(t, refreshKind.mustGet(f, rt2), req)
+	if err := f.s.RotateRefreshToken(f.ctx, "family-1", rt1); err == nil {
+		t.Error("rotating an already rotated refresh token succeeded")
+	}
+
+	// Reuse of rt1: fosite deletes it and revokes the family.
+	if err := f.s.DeleteRefreshTokenSession(f.ctx, rt1); err != nil {
+		t.Fatalf("DeleteRefreshTokenSession: %v", err)
+	}
+	if err := f.s.RevokeRefreshToken(f.ctx, "family-1"); err != nil {
+		t.Fatalf("RevokeRefreshToken: %v", err)
+	}
+	if err := f.s.RevokeAccessToken(f.ctx, "family-1"); err != nil {
+		t.Fatalf("RevokeAccessToken: %v", err)
+	}
+	refreshKind.wantNotFound(f, rt1)
+	if _, err := f.s.GetRefreshTokenSession(f.ctx, rt2, nil); !errors.Is(err, fosite.ErrInactiveToken) && !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("refresh token of a revoked family: err = %v, want inactive or not found", err)
+	}
+	accessKind.wantNotFound(f, at2)
+
+	accessKind.mustGet(f, otherAT)
+	refreshKind.mustGet(f, otherRT)
+}
+
+func testConcurrentRotation(t *testing.T, f *fixture) {
+	c := f.client("agent-1")
+	rt := sig()
+	refreshKind.mustCreate(f, rt, request(c, "fam"))
+	if n := concurrently(20, func() error { return f.s.RotateRefreshToken(f.ctx, "fam", rt) }); n != 1 {
+		t.Errorf("%d concurrent rotations of one refresh token succeeded, want 1", n)
+	}
+}
+
+func testRevokeByRequestID(t *testing.T, f *fixture) {
+	c := f.client("agent-1")
+	r1, r2 := request(c, "req-1"), request(c, "req-1x") // r2's id extends r1's
+	a1, a2, a3 := sig(), sig(), sig()
+	f1, f2 := sig(), sig()
+	accessKind.mustCreate(f, a1, r1)
+	accessKind.mustCreate(f, a2, r1)
+	refreshKind.mustCreate(f, f1, r1)
+	accessKind.mustCreate(f, a3, r2)
+	refreshKind.mustCreate(f, f2, r2)
+
+	if err := f.s.RevokeAccessToken(f.ctx, "req-1"); err != nil {
+		t.Fatalf("RevokeAccessToken: %v", err)
+	}
+	accessKind.wantNotFound(f, a1)
+	accessKind.wantNotFound(f, a2)
+	refreshKind.mustGet(f, f1) // access revocation leaves refresh tokens
+	accessKind.mustGet(f, a3)
+
+	if err := f.s.RevokeRefreshToken(f.ctx, "req-1"); err != nil {
+		t.Fatalf("RevokeRefreshToken: %v", err)
+	}
+	if _, err := f.s.GetRefreshTokenSession(f.ctx, f1, nil); !errors.Is(err, fosite.ErrInactiveToken) && !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("revoked refresh token: err = %v, want inactive or not found", err)
+	}
+	refreshKind.mustGet(f, f2)
+	accessKind.mustGet(f, a3)
+
+	for _, id := range []string{"no-such-request", "req-", ""} {
+		if err := f.s.RevokeAccessToken(f.ctx, id); err != nil {
+			t.Errorf("RevokeAccessToken(%q) = %v, want nil", id, err)
+		}
+		if err := f.s.RevokeRefreshToken(f.ctx, id); err != nil {
+			t.Errorf("RevokeRefreshToken(%q) = %v, want nil", id, err)
+		}
+	}
+	refreshKind.mustGet(f, f2)
+	accessKind.mustGet(f, a3)
+}
+
+func testConsume(t *testing.T, f *fixture) {
+	c := f.client("agent-1")
+	s := sig()
+	want := request(c, "r1")
+	want.Session.(*asrv.Session).SingleUse = true
+	accessKind.mustCreate(f, s, want)
+	got, err := f.s.ConsumeAccessToken(f.ctx, s)
+	if err != nil {
+		t.Fatalf("ConsumeAccessToken: %v", err)
+	}
+	checkRequest(t, got, want)
+	accessKind.wantNotFound(f, s)
+	if _, err := f.s.ConsumeAccessToken(f.ctx, s); !errors.Is(err, fosite.ErrNotFound) && !errors.Is(err, asrv.ErrConsumed) {
+		t.Errorf("second ConsumeAccessToken = %v, want ErrConsumed or fosite.ErrNotFound", err)
+	}
+}
+
+func testConsumeConcurrent(t *testing.T, f *fixture) {
+	c := f.client("agent-1")
+	for round := range 3 {
+		s := sig()
+		want := request(c, fmt.Sprintf("r%d", round))
+		accessKind.mustCreate(f, s, want)
+		var (
+			mu      sync.Mutex
+			winners []fosite.Requester
+			badErrs []error
+		)
+		concurrently(50, func() error {
+			r, err := f.s.ConsumeAccessToken(f.ctx, s)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				winners = append(winners, r)
+			case errors.Is(err, asrv.ErrConsumed), errors.Is(err, fosite.ErrNotFound):
+			default:
+				badErrs = append(badErrs, err)
+			}
+			return err
+		})
+		if len(winners) != 1 {
+			t.Fatalf("round %d: %d of 50 concurrent consumers succeeded, want exactly 1", round, len(winners))
+		}
+		checkRequest(t, winners[0], want)
+		for _, err := range badErrs {
+			t.Errorf("round %d: loser got %v, want ErrConsumed or fosite.ErrNotFound", round, err)
+		}
+		accessKind.wantNotFound(f, s)
+	}
+}
+
+func testDeleteClientRemovesTokens(t *testing.T, f *fixture) {
+	a := f.client("agent-a")
+	b := f.client("agent-b")
+	f.client("agent-a2") // an id extending a's
+	type tok struct {
+		k   kind
+		sig string
+	}
+	var aToks, bToks []tok
+	for i := range 3 {
+		for _, k := range kinds {
+			s := sig()
+			k.mustCreate(f, s, request(a, fmt.Sprintf("ra-%d", i)))
+			aToks = append(aToks, tok{k, s})
+			s = sig()
+			k.mustCreate(f, s, request(b, fmt.Sprintf("rb-%d", i)))
+			bToks = append(bToks, tok{k, s})
+		}
+	}
+	if err := f.s.DeleteClient(f.ctx, "agent-a"); err != nil {
+		t.Fatalf("DeleteClient: %v", err)
+	}
+	for _, tk := range aToks {
+		tk.k.wantNotFound(f, tk.sig)
+	}
+	for _, tk := range bToks {
+		tk.k.mustGet(f, tk.sig)
+	}
+	// Registering the id again does not bring the old tokens back.
+	f.client("agent-a")
+	for _, tk := range aToks {
+		tk.k.wantNotFound(f, tk.sig)
+	}
+	if _, err := f.s.ConsumeAccessToken(f.ctx, aToks[2].sig); err == nil {
+		t.Error("consumed an access token of a deleted client")
+	}
+}
+
+func testJTI(t *testing.T, f *fixture) {
+	exp := time.Now().Add(time.Hour)
+	if err := f.s.ClientAssertionJWTValid(f.ctx, "jti-1"); err != nil {
+		t.Fatalf("unknown jti: %v, want nil", err)
+	}
+	if err := f.s.SetClientAssertionJWT(f.ctx, "jti-1", exp); err != nil {
+		t.Fatalf("SetClientAssertionJWT: %v", err)
+	}
+	if err := f.s.ClientAssertionJWTValid(f.ctx, "jti-1"); !errors.Is(err, fosite.ErrJTIKnown) {
+		t.Errorf("known jti: %v, want fosite.ErrJTIKnown", err)
+	}
+	if err := f.s.SetClientAssertionJWT(f.ctx, "jti-1", exp); !errors.Is(err, fosite.ErrJTIKnown) {
+		t.Errorf("recording a known jti: %v, want fosite.ErrJTIKnown", err)
+	}
+	if err := f.s.ClientAssertionJWTValid(f.ctx, "jti-2"); err != nil {
+		t.Errorf("other jti: %v, want nil", err)
+	}
+	long := strings.Repeat("j", 100000)
+	if err := f.s.SetClientAssertionJWT(f.ctx, long, exp); err != nil {
+		t.Errorf("long jti: %v", err)
+	}
+	if err := f.s.ClientAssertionJWTValid(f.ctx, long); !errors.Is(err, fosite.ErrJTIKnown) {
+		t.Errorf("long known jti: %v, want fosite.ErrJTIKnown", err)
+	}
+	if n := concurrently(20, func() error { return f.s.SetClientAssertionJWT(f.ctx, "jti-race", exp) }); n != 1 {
+		t.Errorf("%d concurrent recordings of one jti succeeded, want 1", n)
+	}
+}
+
+func testExpiry(t *testing.T, f *fixture) {
+	c := f.client("agent-1")
+	soon := time.Now().Add(time.Second)
+	type tok struct {
+		k   kind
+		sig string
+	}
+	var short, long, past []tok
+	for _, k := range kinds {
+		r := request(c, "short-"+k.name)
+		r.Session.(*asrv.Session).SetExpiresAt(k.typ, soon)
+		s := sig()
+		k.mustCreate(f, s, r)
+		short = append(short, tok{k, s})
+
+		s = sig()
+		k.mustCreate(f, s, request(c, "long-"+k.name))
+		long = append(long, tok{k, s})
+
+		r = request(c, "past-"+k.name)
+		r.Session.(*asrv.Session).SetExpiresAt(k.typ, time.Now().Add(-time.Minute))
+		s = sig()
+		if err := k.create(f, s, r); err == nil {
+			k.wantNotFound(f, s)
+		}
+		past = append(past, tok{k, s})
+	}
+	// No expiry at all: lives until deleted.
+	noExp := request(c, "no-expiry")
+	noExp.Session.(*asrv.Session).ExpiresAt = nil
+	noExpSig := sig()
+	accessKind.mustCreate(f, noExpSig, noExp)
+
+	if err := f.s.SetClientAssertionJWT(f.ctx, "jti-soon", soon); err != nil {
+		t.Fatalf("SetClientAssertionJWT: %v", err)
+	}
+	for _, tk := range short {
+		tk.k.mustGet(f, tk.sig)
+	}
+
+	time.Sleep(time.Until(soon) + 200*time.Millisecond)
+
+	for _, tk := range short {
+		tk.k.wantNotFound(f, tk.sig)
+	}
+	for _, tk := range long {
+		tk.k.mustGet(f, tk.sig)
+	}
+	for _, tk := range past {
+		tk.k.wantNotFound(f, tk.sig)
+	}
+	accessKind.mustGet(f, noExpSig)
+	if _, err := f.s.ConsumeAccessToken(f.ctx, short[slices.IndexFunc(short, func(x tok) bool { return x.k.name == accessKind.name })].sig); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("consuming an expired access token: %v, want fosite.ErrNotFound", err)
+	}
+	if err := f.s.ClientAssertionJWTValid(f.ctx, "jti-soon"); err != nil {
+		t.Errorf("expired jti: %v, want nil", err)
+	}
+	if err := f.s.SetClientAssertionJWT(f.ctx, "jti-soon", time.Now().Add(time.Hour)); err != nil {
+		t.Errorf("recording an expired jti again: %v", err)
+	}
+}
