@@ -15,6 +15,7 @@ arguments.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newUpCommand(), newPolicyCommand())
+	root.AddCommand(newUpCommand(), newPolicyCommand(), newAsrvCommand())
+	root.AddCommand(newStatementCommand())
 	return root
 }

@@ -1,0 +1,216 @@
+package asrv
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+)
+
+// tokenExchangeHandler implements RFC 8693 token exchange as a fosite token
+// endpoint handler: an agent (the authenticated client, the actor) trades
+// its own token (the subject token, whose sub is the human) for a narrower
+// token for a sub-agent (the audience). The result has sub = the human,
+// act = {sub: the delegating agent, act: any earlier link}, the sub-agent as
+// client and audience, and only scopes policy allows.
+type tokenExchangeHandler struct {
+	server *Server
+}
+
+var _ fosite.TokenEndpointHandler = (*tokenExchangeHandler)(nil)
+
+// maxChainDepth bounds delegation chains whatever policy says: a chain is
+// stored with every token and walked on every introspection.
+const maxChainDepth = 8
+
+func (h *tokenExchangeHandler) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool {
+	return false
+}
+
+func (h *tokenExchangeHandler) CanHandleTokenEndpointRequest(_ context.Context, ar fosite.AccessRequester) bool {
+	return ar.GetGrantTypes().ExactOne(GrantTypeExchange)
+}
+
+func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosite.AccessRequester) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, ar) {
+		return fosite.ErrUnknownRequest
+	}
+	s := h.server
+	req, ok := ar.(*fosite.AccessRequest)
+	if !ok {
+		return fosite.ErrServerError.WithDebug("unexpected access request type")
+	}
+	actor, ok := ar.GetClient().(*Client)
+	if !ok {
+		return fosite.ErrServerError.WithDebug("unexpected client type")
+	}
+	if !slices.Contains(actor.GrantTypes, GrantTypeExchange) {
+		return fosite.ErrUnauthorizedClient.WithHint("The client is not registered for token exchange.")
+	}
+	form := ar.GetRequestForm()
+	if t := form.Get("requested_token_type"); t != "" && t != TokenTypeAccess {
+		return fosite.ErrInvalidRequest.WithHint("Only access tokens can be requested.")
+	}
+	if form.Get("subject_token_type") != TokenTypeAccess {
+		return fosite.ErrInvalidRequest.WithHint("subject_token_type must be " + TokenTypeAccess + ".")
+	}
+	subject, err := s.activeAccessToken(ctx, form.Get("subject_token"))
+	if err != nil {
+		return fosite.ErrInvalidGrant.WithHint("The subject token is not active.")
+	}
+	if subject.GetClient().GetID() != actor.ID {
+		return fosite.ErrInvalidGrant.WithHint("The subject token was not issued to the authenticated client.")
+	}
+	if at := form.Get("actor_token"); at != "" {
+		if form.Get("actor_token_type") != TokenTypeAccess {
+			return fosite.ErrInvalidRequest.WithHint("actor_token_type must be " + TokenTypeAccess + ".")
+		}
+		a, err := s.activeAccessToken(ctx, at)
+		if err != nil || a.GetClient().GetID() != actor.ID {
+			return fosite.ErrInvalidGrant.WithHint("The actor token is not an active token of the authenticated client.")
+		}
+	}
+	audiences := form["audience"]
+	if len(audiences) != 1 || audiences[0] == "" {
+		return errInvalidTarget.WithHint("Exactly one audience, the client id of the sub-agent, is required.")
+	}
+	target, err := s.store.Client(ctx, audiences[0])
+	if err != nil {
+		return errInvalidTarget.WithHint("The audience is not a registered client.")
+	}
+	subjSession, ok := subject.GetSession().(*Session)
+	if !ok {
+		return fosite.ErrServerError.WithDebug("unexpected session type")
+	}
+	held := []string(subject.GetGrantedScopes())
+	asked := []string(ar.GetRequestedScopes())
+	if len(asked) == 0 {
+		asked = held
+	}
+	for _, sc := range asked {
+		if !slices.Contains(held, sc) {
+			return fosite.ErrInvalidScope.WithHintf("The scope %q is not held by the subject token.", sc)
+		}
+	}
+	resources := []string(subject.GetGrantedAudience())
+	if rs, ok := form["resource"]; ok {
+		for _, r := range rs {
+			if !slices.Contains(resources, r) {
+				return errInvalidTarget.WithHintf("The resource %q is not an audience of the subject token.", r)
+			}
+		}
+		resources = slices.Compact(slices.Sorted(slices.Values(rs)))
+	}
+	chain := &Actor{Sub: actor.ID, Act: subjSession.Act.clone()}
+	if chain.Depth() > maxChainDepth {
+		return fosite.ErrInvalidGrant.WithHint("The delegation chain is too long.")
+	}
+
+	in := policyInput{
+		Client: clientInput(actor),
+		Token:  tokenInput(subject, subjSession),
+		Request: policyRequest{
+			GrantType:      GrantTypeExchange,
+			Scopes:         asked,
+			Resource:       resources,
+			Actor:          clientInput(actor),
+			AudienceClient: clientInput(target),
+		},
+	}
+	var user *User
+	if subjSession.Subject != "" {
+		u, err := s.users.Lookup(ctx, subjSession.Subject)
+		if err != nil {
+			return fosite.ErrInvalidGrant.WithHint("The subject token's user no longer exists.")
+		}
+		user = &u
+		in.Subject = subjectInput(user)
+	}
+	var ed exchangeDecision
+	d, err := s.decide(ctx, EntrypointExchange, in, &ed)
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	if !d.Allow {
+		return fosite.ErrAccessDenied.WithHint("Policy denied the delegation: " + strings.Join(d.Reasons, "; "))
+	}
+	scopes := intersect(ed.Scopes, asked)
+	if len(scopes) == 0 {
+		return fosite.ErrInvalidScope.WithHint("Policy grants none of the requested scopes.")
+	}
+
+	session := &Session{ClientID: target.ID, Act: chain, Tier: subjSession.Tier}
+	if user != nil {
+		session.Subject, session.Roles = user.Subject, user.Roles
+	}
+	// Never outlive the subject token.
+	exp := s.now().UTC().Add(ttlOf(ed.TTLSeconds, s.cfg.AccessTokenTTL)).Round(time.Second)
+	if subjExp := subjSession.GetExpiresAt(fosite.AccessToken); !subjExp.IsZero() && subjExp.Before(exp) {
+		exp = subjExp
+	}
+	session.SetExpiresAt(fosite.AccessToken, exp)
+	req.Client = target
+	req.SetSession(session)
+	req.GrantedScope = fosite.Arguments(scopes)
+	req.GrantedAudience = fosite.Arguments(append(slices.Clone(resources), target.ID))
+	return nil
+}
+
+func (h *tokenExchangeHandler) PopulateTokenEndpointResponse(ctx context.Context, ar fosite.AccessRequester, resp fosite.AccessResponder) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, ar) {
+		return fosite.ErrUnknownRequest
+	}
+	s := h.server
+	token, sig, err := s.strategy.GenerateAccessToken(ctx, ar)
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	if err := s.store.CreateAccessTokenSession(ctx, sig, ar.Sanitize(nil)); err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	resp.SetAccessToken(token)
+	resp.SetTokenType("bearer")
+	resp.SetExpiresIn(time.Until(ar.GetSession().GetExpiresAt(fosite.AccessToken)).Round(time.Second))
+	resp.SetScopes(ar.GetGrantedScopes())
+	resp.SetExtra("issued_token_type", TokenTypeAccess)
+	return nil
+}
+
+// activeAccessToken finds an access token's request and checks its MAC and
+// expiry.
+func (s *Server) activeAccessToken(ctx context.Context, token string) (fosite.Requester, error) {
+	if token == "" {
+		return nil, errNotActive
+	}
+	sig := s.strategy.AccessTokenSignature(ctx, token)
+	if sig == "" {
+		return nil, errNotActive
+	}
+	req, err := s.store.GetAccessTokenSession(ctx, sig, &Session{})
+	if err != nil {
+		if errors.Is(err, fosite.ErrNotFound) || errors.Is(err, fosite.ErrInactiveToken) {
+			return nil, errNotActive
+		}
+		return nil, err
+	}
+	if err := s.strategy.ValidateAccessToken(ctx, req, token); err != nil {
+		return nil, errNotActive
+	}
+	return req, nil
+}
+
+// tokenInput renders a stored token for policy.
+func tokenInput(req fosite.Requester, sess *Session) *policyToken {
+	return &policyToken{
+		ClientID: req.GetClient().GetID(),
+		Sub:      sess.Subject,
+		Scp:      []string(req.GetGrantedScopes()),
+		Aud:      []string(req.GetGrantedAudience()),
+		Iat:      req.GetRequestedAt().Unix(),
+		Exp:      sess.GetExpiresAt(fosite.AccessToken).Unix(),
+		Act:      sess.Act,
+	}
+}

@@ -1,0 +1,179 @@
+package asrv
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/ory/fosite"
+)
+
+// Introspection is the state of an access token as the gateway needs it.
+// An inactive token carries the reasons, for the audit record; they are not
+// sent to RFC 7662 callers.
+type Introspection struct {
+	Active    bool
+	Reasons   []string
+	Scopes    []string
+	ClientID  string
+	Subject   string
+	Roles     []string
+	Audience  []string
+	IssuedAt  int64
+	ExpiresAt int64
+	Act       *Actor
+	Tier      string
+	// Client is the registered client the token belongs to (nil if inactive).
+	Client *Client
+	// Consumed is set when this introspection used up a single-use token.
+	Consumed bool
+}
+
+func inactive(reasons ...string) Introspection {
+	return Introspection{Reasons: reasons}
+}
+
+// Introspect checks an access token for the protected resource (empty:
+// any): the token must exist, match its MAC, be unexpired and bound to the
+// resource, and pbac/introspect must allow it under current policy data. A
+// single-use token is consumed by its first successful introspection; of
+// concurrent introspections exactly one succeeds. Errors are reserved for a
+// failing store; callers deny on them too.
+func (s *Server) Introspect(ctx context.Context, token, resource string) (Introspection, error) {
+	req, err := s.activeAccessToken(ctx, token)
+	if err != nil {
+		if errors.Is(err, errNotActive) {
+			return inactive("token is unknown, expired or revoked"), nil
+		}
+		return Introspection{}, err
+	}
+	if resource != "" && !slices.Contains(req.GetGrantedAudience(), resource) {
+		return inactive("token was not issued for this resource"), nil
+	}
+	client, ok := req.GetClient().(*Client)
+	if !ok {
+		return inactive("token client is unknown"), nil
+	}
+	sess, ok := req.GetSession().(*Session)
+	if !ok {
+		return inactive("token session is unreadable"), nil
+	}
+	in := policyInput{
+		Client:  clientInput(client),
+		Token:   tokenInput(req, sess),
+		Request: policyRequest{Resource: []string(req.GetGrantedAudience())},
+	}
+	var roles []string
+	if sess.Subject != "" {
+		u, err := s.users.Lookup(ctx, sess.Subject)
+		if err != nil {
+			return inactive("token user no longer exists"), nil
+		}
+		in.Subject = subjectInput(&u)
+		roles = u.Roles
+	}
+	var id introspectDecision
+	d, err := s.decide(ctx, EntrypointIntrospect, in, &id)
+	if err != nil {
+		return Introspection{}, err
+	}
+	if !d.Allow {
+		return inactive(d.Reasons...), nil
+	}
+	out := Introspection{
+		Active:    true,
+		Reasons:   d.Reasons,
+		Scopes:    id.Scopes,
+		ClientID:  client.ID,
+		Subject:   sess.Subject,
+		Roles:     roles,
+		Audience:  []string(req.GetGrantedAudience()),
+		IssuedAt:  in.Token.Iat,
+		ExpiresAt: in.Token.Exp,
+		Act:       sess.Act,
+		Tier:      id.Tier,
+		Client:    client,
+	}
+	if id.JITSingleUse {
+		sig := s.strategy.AccessTokenSignature(ctx, token)
+		if _, err := s.store.ConsumeAccessToken(ctx, sig); err != nil {
+			if errors.Is(err, ErrConsumed) || errors.Is(err, fosite.ErrNotFound) {
+				return inactive("single-use token was already used"), nil
+			}
+			return Introspection{}, err
+		}
+		out.Consumed = true
+	}
+	return out, nil
+}
+
+// serveIntrospect is RFC 7662: only an authenticated confidential client (a
+// resource server) may ask.
+func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if err := r.ParseForm(); err != nil {
+		writeOAuthError(w, fosite.ErrInvalidRequest.WithHint("The request body could not be parsed."))
+		return
+	}
+	caller, err := s.fosite().AuthenticateClient(ctx, r, r.PostForm)
+	if err != nil || caller.IsPublic() {
+		w.Header().Set("WWW-Authenticate", `Basic realm="pbac"`)
+		writeOAuthError(w, fosite.ErrInvalidClient.WithHint("Introspection requires client authentication."))
+		return
+	}
+	token := r.PostForm.Get("token")
+	if token == "" {
+		writeOAuthError(w, fosite.ErrInvalidRequest.WithHint("The token parameter is missing."))
+		return
+	}
+	if hint := r.PostForm.Get("token_type_hint"); hint != "" && hint != "access_token" {
+		// Refresh tokens are never shown to resource servers.
+		writeJSON(w, http.StatusOK, map[string]any{"active": false})
+		return
+	}
+	res, err := s.Introspect(ctx, token, r.PostForm.Get("resource"))
+	if err != nil {
+		s.log.ErrorContext(ctx, "introspection failed", "err", err)
+		writeOAuthError(w, fosite.ErrServerError)
+		return
+	}
+	s.log.InfoContext(ctx, "introspection", "caller", caller.GetID(), "active", res.Active,
+		"client_id", res.ClientID, "reasons", res.Reasons)
+	writeJSON(w, http.StatusOK, res.rfc7662())
+}
+
+func (i Introspection) rfc7662() map[string]any {
+	if !i.Active {
+		return map[string]any{"active": false}
+	}
+	m := map[string]any{
+		"active":     true,
+		"scope":      strings.Join(i.Scopes, " "),
+		"client_id":  i.ClientID,
+		"token_type": "Bearer",
+		"exp":        i.ExpiresAt,
+		"iat":        i.IssuedAt,
+		"aud":        i.Audience,
+	}
+	if i.Subject != "" {
+		m["sub"] = i.Subject
+	}
+	if i.Act != nil {
+		m["act"] = i.Act
+	}
+	if i.Tier != "" {
+		m["pbac_tier"] = i.Tier
+	}
+	return m
+}
+
+func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	err := s.provider.NewRevocationRequest(ctx, r)
+	if err != nil {
+		s.log.InfoContext(ctx, "revocation rejected", "err", err)
+	}
+	s.provider.WriteRevocationResponse(ctx, w, err)
+}

@@ -1,0 +1,209 @@
+package asrv
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Policy entrypoints the authorization server consults.
+const (
+	EntrypointRegister   = "pbac/register"
+	EntrypointToken      = "pbac/token"
+	EntrypointIntrospect = "pbac/introspect"
+	EntrypointExchange   = "pbac/exchange"
+)
+
+// Decision is a policy decision: allow, the reasons, and the whole result
+// object for the entrypoint's own fields.
+type Decision struct {
+	Allow   bool
+	Reasons []string
+	Result  json.RawMessage
+}
+
+// Decider is how the AS asks policy. The plugins registry implements it
+// (through an adapter in the binary); any error is a deny.
+type Decider interface {
+	Decide(ctx context.Context, entrypoint string, input []byte) (Decision, error)
+}
+
+// DeciderFunc adapts a function to Decider.
+type DeciderFunc func(ctx context.Context, entrypoint string, input []byte) (Decision, error)
+
+// Decide implements Decider.
+func (f DeciderFunc) Decide(ctx context.Context, entrypoint string, input []byte) (Decision, error) {
+	return f(ctx, entrypoint, input)
+}
+
+// User is a human who signs in at the authorization endpoint.
+type User struct {
+	Subject string
+	Name    string
+	Roles   []string
+}
+
+// UserSource authenticates the humans agents act for. The demo source holds
+// alice, bob and carol; real deployments plug in their directory.
+type UserSource interface {
+	// Authenticate returns the user for the credentials, or ErrBadCredentials.
+	Authenticate(ctx context.Context, username, password string) (User, error)
+	// Lookup returns a user by subject (roles are re-read on every token
+	// issuance), or ErrUnknownUser.
+	Lookup(ctx context.Context, subject string) (User, error)
+}
+
+// User source errors.
+var (
+	ErrBadCredentials = errors.New("bad credentials")
+	ErrUnknownUser    = errors.New("unknown user")
+)
+
+// DemoUsers is the demo tenant's user source: alice (engineering), bob
+// (analytics) and carol (contractor), each with the password "demo". It is
+// for `pbac up` only.
+type DemoUsers struct{}
+
+func demoUsers() map[string]User {
+	return map[string]User{
+		"alice": {Subject: "alice", Name: "Alice (engineering)", Roles: []string{"engineering"}},
+		"bob":   {Subject: "bob", Name: "Bob (analytics)", Roles: []string{"analytics"}},
+		"carol": {Subject: "carol", Name: "Carol (contractor)", Roles: []string{"contractor"}},
+	}
+}
+
+// Authenticate implements UserSource.
+func (DemoUsers) Authenticate(_ context.Context, username, password string) (User, error) {
+	u, ok := demoUsers()[username]
+	// Compare even for unknown users so timing does not reveal who exists.
+	if subtle.ConstantTimeCompare([]byte(password), []byte("demo")) != 1 || !ok {
+		return User{}, ErrBadCredentials
+	}
+	return u, nil
+}
+
+// Lookup implements UserSource.
+func (DemoUsers) Lookup(_ context.Context, subject string) (User, error) {
+	u, ok := demoUsers()[subject]
+	if !ok {
+		return User{}, ErrUnknownUser
+	}
+	return u, nil
+}
+
+// The policy input of DESIGN.md's contract.
+type policyInput struct {
+	Client  *policyClient  `json:"client,omitempty"`
+	Subject *policySubject `json:"subject,omitempty"`
+	Token   *policyToken   `json:"token,omitempty"`
+	Request policyRequest  `json:"request"`
+	Now     int64          `json:"now"`
+}
+
+type policyClient struct {
+	ClientID              string `json:"client_id"`
+	AgentProvider         string `json:"agent_provider,omitempty"`
+	AgentModel            string `json:"agent_model,omitempty"`
+	SingleUseAccessTokens bool   `json:"single_use_access_tokens"`
+	SoftwareID            string `json:"software_id,omitempty"`
+	Verified              bool   `json:"verified"`
+}
+
+type policySubject struct {
+	Sub   string   `json:"sub"`
+	Roles []string `json:"roles"`
+}
+
+type policyToken struct {
+	ClientID string   `json:"client_id"`
+	Sub      string   `json:"sub,omitempty"`
+	Scp      []string `json:"scp"`
+	Aud      []string `json:"aud"`
+	Iat      int64    `json:"iat"`
+	Exp      int64    `json:"exp"`
+	Act      *Actor   `json:"act,omitempty"`
+}
+
+type policyRequest struct {
+	GrantType      string        `json:"grant_type,omitempty"`
+	Scopes         []string      `json:"scopes,omitempty"`
+	Resource       []string      `json:"resource,omitempty"`
+	Actor          *policyClient `json:"actor,omitempty"`
+	AudienceClient *policyClient `json:"audience_client,omitempty"`
+}
+
+func clientInput(c *Client) *policyClient {
+	if c == nil {
+		return nil
+	}
+	a := c.Agent
+	return &policyClient{
+		ClientID:              c.ID,
+		AgentProvider:         a.AgentProvider,
+		AgentModel:            a.AgentModel,
+		SingleUseAccessTokens: a.SingleUseAccessTokens,
+		SoftwareID:            a.SoftwareID,
+		Verified:              a.Verified,
+	}
+}
+
+func subjectInput(u *User) *policySubject {
+	if u == nil {
+		return nil
+	}
+	return &policySubject{Sub: u.Subject, Roles: slices.Clone(u.Roles)}
+}
+
+// decide asks policy and decodes the entrypoint's result into out (may be
+// nil). Any failure to decide is a deny, with the failure as the reason.
+func (s *Server) decide(ctx context.Context, entrypoint string, in policyInput, out any) (Decision, error) {
+	if in.Now == 0 {
+		in.Now = s.now().Unix()
+	}
+	raw, err := json.Marshal(in)
+	if err != nil {
+		return Decision{}, fmt.Errorf("encode %s input: %w", entrypoint, err)
+	}
+	d, err := s.policy.Decide(ctx, entrypoint, raw)
+	if err != nil {
+		return Decision{Reasons: []string{"policy could not decide: " + err.Error()}}, nil
+	}
+	if out != nil && len(d.Result) > 0 {
+		if err := json.Unmarshal(d.Result, out); err != nil {
+			return Decision{Reasons: []string{"policy result is malformed"}}, nil
+		}
+	}
+	return d, nil
+}
+
+// tokenDecision is pbac/token's result.
+type tokenDecision struct {
+	Tier       string   `json:"tier"`
+	Scopes     []string `json:"scopes"`
+	TTLSeconds int64    `json:"ttl_seconds"`
+	SingleUse  bool     `json:"single_use"`
+}
+
+// introspectDecision is pbac/introspect's result.
+type introspectDecision struct {
+	Tier         string   `json:"tier"`
+	JITSingleUse bool     `json:"jit_single_use"`
+	Scopes       []string `json:"scopes"`
+}
+
+// exchangeDecision is pbac/exchange's result.
+type exchangeDecision struct {
+	Scopes     []string `json:"scopes"`
+	TTLSeconds int64    `json:"ttl_seconds"`
+}
+
+func ttlOf(seconds int64, fallback time.Duration) time.Duration {
+	if seconds <= 0 {
+		return fallback
+	}
+	return min(time.Duration(seconds)*time.Second, fallback)
+}

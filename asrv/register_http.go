@@ -1,0 +1,90 @@
+package asrv
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/ory/fosite"
+)
+
+// serveRegister is RFC 7591 dynamic client registration. A software
+// statement, when present, must verify against a trusted issuer; its claims
+// (never the client's own metadata) are what policy sees as the agent.
+func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeRegistrationError(w, &RegistrationError{Code: "invalid_client_metadata", Description: "the request body is too large or unreadable"})
+		return
+	}
+	req, err := ParseRegistration(body)
+	if err != nil {
+		writeRegistrationError(w, err)
+		return
+	}
+	client, secret, regToken, err := NewClient(req, s.cfg.Statements, s.now())
+	if err != nil {
+		s.log.InfoContext(ctx, "registration rejected", "err", err)
+		writeRegistrationError(w, err)
+		return
+	}
+	if len(client.Scopes) == 0 {
+		client.Scopes = append([]string(nil), s.cfg.Scopes...)
+	}
+	d, err := s.decide(ctx, EntrypointRegister, policyInput{Client: clientInput(client)}, nil)
+	if err != nil {
+		writeOAuthError(w, fosite.ErrServerError)
+		return
+	}
+	if !d.Allow {
+		s.log.InfoContext(ctx, "registration denied by policy", "provider", client.Agent.AgentProvider, "reasons", d.Reasons)
+		writeRegistrationError(w, &RegistrationError{Code: "unapproved_software_statement",
+			Description: "policy does not allow this client to register: " + strings.Join(d.Reasons, "; ")})
+		return
+	}
+	if err := s.store.CreateClient(ctx, client); err != nil {
+		s.log.ErrorContext(ctx, "store client", "err", err)
+		writeOAuthError(w, fosite.ErrServerError)
+		return
+	}
+	s.log.InfoContext(ctx, "client registered", "client_id", client.ID, "verified", client.Agent.Verified,
+		"provider", client.Agent.AgentProvider, "model", client.Agent.AgentModel)
+	writeJSON(w, http.StatusCreated, RegistrationResponse(client, secret, regToken, s.url(PathRegister+"/"+client.ID)))
+}
+
+// serveClientConfiguration is RFC 7592 read and delete, authorized by the
+// registration access token issued at registration.
+func (s *Server) serveClientConfiguration(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id := r.PathValue("client_id")
+	presented, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	client, err := s.store.Client(ctx, id)
+	if !ok || err != nil || !CheckRegistrationToken(client, presented) {
+		// Unknown client and wrong token look the same to the caller.
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token"})
+		return
+	}
+	switch r.Method {
+	case http.MethodGet:
+		writeJSON(w, http.StatusOK, RegistrationResponse(client, "", "", s.url(PathRegister+"/"+client.ID)))
+	case http.MethodDelete:
+		if err := s.store.DeleteClient(ctx, id); err != nil {
+			s.log.ErrorContext(ctx, "delete client", "err", err)
+			writeOAuthError(w, fosite.ErrServerError)
+			return
+		}
+		s.log.InfoContext(ctx, "client deleted", "client_id", id)
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func writeRegistrationError(w http.ResponseWriter, err error) {
+	var re *RegistrationError
+	if !errors.As(err, &re) {
+		re = &RegistrationError{Code: "invalid_client_metadata", Description: "the registration request is invalid"}
+	}
+	writeJSON(w, http.StatusBadRequest, map[string]string{"error": re.Code, "error_description": re.Description})
+}

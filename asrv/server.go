@@ -1,0 +1,299 @@
+// Package asrv is the OAuth 2.1 authorization server of the gateway: agents
+// register dynamically with signed software statements, get opaque tokens
+// held in a Store, and every registration, token issuance, exchange and
+// introspection is decided by policy.
+package asrv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/pkce"
+)
+
+// Endpoint paths, fixed so every client, document and test agrees.
+const (
+	PathMetadata        = "/.well-known/oauth-authorization-server"
+	PathOpenIDMetadata  = "/.well-known/openid-configuration"
+	PathRegister        = "/oauth2/register"
+	PathAuthorize       = "/oauth2/authorize"
+	PathToken           = "/oauth2/token"
+	PathIntrospect      = "/oauth2/introspect"
+	PathRevoke          = "/oauth2/revoke"
+	GrantTypeExchange   = "urn:ietf:params:oauth:grant-type:token-exchange"
+	TokenTypeAccess     = "urn:ietf:params:oauth:token-type:access_token"
+	maxRequestBodyBytes = 64 << 10
+)
+
+// Config configures a Server. Issuer, Resources, Secret, Store, Policy and
+// Users are required.
+type Config struct {
+	// Issuer is the AS's base URL (https, or http on loopback for the demo).
+	Issuer string
+	// Resources are the protected resources (RFC 8707 identifiers, e.g. the
+	// gateway's MCP URL) this AS issues tokens for. The first is the default
+	// for clients that send no resource parameter.
+	Resources []string
+	// Scopes are the scopes clients may ask for (scopes_supported).
+	Scopes []string
+	// Secret keys the HMAC of opaque tokens: at least 32 bytes, kept across
+	// restarts so issued tokens stay valid.
+	Secret []byte
+	Store  Store
+	Policy Decider
+	Users  UserSource
+	// Statements verifies software statements; nil trusts no issuer, so
+	// every client registers unverified.
+	Statements *StatementVerifier
+
+	AccessTokenTTL  time.Duration // default 10 min
+	RefreshTokenTTL time.Duration // default 24 h
+	AuthCodeTTL     time.Duration // default 1 min
+
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Server is the authorization server. Its Handler serves every endpoint;
+// Introspect serves the gateway in process.
+type Server struct {
+	cfg      Config
+	provider fosite.OAuth2Provider
+	fcfg     *fosite.Config
+	strategy *oauth2.HMACSHAStrategy
+	store    Store
+	policy   Decider
+	users    UserSource
+	log      *slog.Logger
+	now      func() time.Time
+	issuer   *url.URL
+}
+
+// New builds a Server; a configuration mistake fails here, not mid-request.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Store == nil:
+		return nil, errors.New("asrv: a store is required")
+	case cfg.Policy == nil:
+		return nil, errors.New("asrv: a policy decider is required")
+	case cfg.Users == nil:
+		return nil, errors.New("asrv: a user source is required")
+	case len(cfg.Secret) < 32:
+		return nil, errors.New("asrv: the token secret must be at least 32 bytes")
+	case len(cfg.Resources) == 0:
+		return nil, errors.New("asrv: at least one protected resource is required")
+	}
+	iss, err := url.Parse(cfg.Issuer)
+	if err != nil || iss.Host == "" || (iss.Scheme != "https" && !(iss.Scheme == "http" && isLoopbackHost(iss.Hostname()))) {
+		return nil, fmt.Errorf("asrv: issuer %q must be an https URL (or http on loopback)", cfg.Issuer)
+	}
+	if cfg.AccessTokenTTL <= 0 {
+		cfg.AccessTokenTTL = 10 * time.Minute
+	}
+	if cfg.RefreshTokenTTL <= 0 {
+		cfg.RefreshTokenTTL = 24 * time.Hour
+	}
+	if cfg.AuthCodeTTL <= 0 {
+		cfg.AuthCodeTTL = time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	base := strings.TrimSuffix(cfg.Issuer, "/")
+	fc := &fosite.Config{
+		AccessTokenLifespan:            cfg.AccessTokenTTL,
+		RefreshTokenLifespan:           cfg.RefreshTokenTTL,
+		AuthorizeCodeLifespan:          cfg.AuthCodeTTL,
+		GlobalSecret:                   cfg.Secret,
+		TokenURL:                       base + PathToken,
+		AccessTokenIssuer:              base,
+		EnforcePKCE:                    true,
+		EnforcePKCEForPublicClients:    true,
+		EnablePKCEPlainChallengeMethod: false,
+		ScopeStrategy:                  fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy:       resourceAudience(cfg.Resources),
+		// Refresh tokens for every grant that issues them; policy decides
+		// scopes, not an offline_access convention.
+		RefreshTokenScopes:         []string{},
+		SendDebugMessagesToClients: false,
+		MinParameterEntropy:        fosite.MinParameterEntropy,
+		RedirectSecureChecker:      secureRedirect,
+		TokenEntropy:               32,
+	}
+	strategy := compose.NewOAuth2HMACStrategy(fc)
+	s := &Server{
+		cfg:      cfg,
+		fcfg:     fc,
+		strategy: strategy,
+		store:    cfg.Store,
+		policy:   cfg.Policy,
+		users:    cfg.Users,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		issuer:   iss,
+	}
+	// Only the grants MCP needs, composed here so a missing piece fails at
+	// start-up: authorization code + PKCE, refresh, client credentials,
+	// token exchange; introspection and revocation.
+	handlers := []any{
+		&oauth2.AuthorizeExplicitGrantHandler{
+			AccessTokenStrategy:    strategy,
+			RefreshTokenStrategy:   strategy,
+			AuthorizeCodeStrategy:  strategy,
+			CoreStorage:            grantStore{cfg.Store},
+			TokenRevocationStorage: cfg.Store,
+			Config:                 fc,
+		},
+		&pkce.Handler{AuthorizeCodeStrategy: strategy, Storage: cfg.Store, Config: fc},
+		&oauth2.RefreshTokenGrantHandler{
+			AccessTokenStrategy:    strategy,
+			RefreshTokenStrategy:   strategy,
+			TokenRevocationStorage: cfg.Store,
+			Config:                 fc,
+		},
+		&oauth2.ClientCredentialsGrantHandler{
+			HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: strategy, AccessTokenStorage: cfg.Store, Config: fc},
+			Config:       fc,
+		},
+		&tokenExchangeHandler{server: s},
+		&oauth2.CoreValidator{CoreStrategy: strategy, CoreStorage: cfg.Store, Config: fc},
+		&oauth2.TokenRevocationHandler{
+			TokenRevocationStorage: cfg.Store,
+			AccessTokenStrategy:    strategy,
+			RefreshTokenStrategy:   strategy,
+		},
+	}
+	for _, h := range handlers {
+		if ah, ok := h.(fosite.AuthorizeEndpointHandler); ok {
+			fc.AuthorizeEndpointHandlers.Append(ah)
+		}
+		if th, ok := h.(fosite.TokenEndpointHandler); ok {
+			fc.TokenEndpointHandlers.Append(th)
+		}
+		if ti, ok := h.(fosite.TokenIntrospector); ok {
+			fc.TokenIntrospectionHandlers.Append(ti)
+		}
+		if rh, ok := h.(fosite.RevocationHandler); ok {
+			fc.RevocationHandlers.Append(rh)
+		}
+	}
+	s.provider = fosite.NewOAuth2Provider(cfg.Store, fc)
+	return s, nil
+}
+
+// Handler serves every endpoint of the authorization server.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathMetadata, s.serveMetadata)
+	mux.HandleFunc("GET "+PathOpenIDMetadata, s.serveMetadata)
+	mux.HandleFunc("POST "+PathRegister, s.serveRegister)
+	mux.HandleFunc("GET "+PathRegister+"/{client_id}", s.serveClientConfiguration)
+	mux.HandleFunc("DELETE "+PathRegister+"/{client_id}", s.serveClientConfiguration)
+	mux.HandleFunc("GET "+PathAuthorize, s.serveAuthorize)
+	mux.HandleFunc("POST "+PathAuthorize, s.serveAuthorize)
+	mux.HandleFunc("POST "+PathToken, s.serveToken)
+	mux.HandleFunc("POST "+PathIntrospect, s.serveIntrospect)
+	mux.HandleFunc("POST "+PathRevoke, s.serveRevoke)
+	return limitBody(mux)
+}
+
+// limitBody bounds every request body: OAuth requests are small.
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBodyBytes)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) url(path string) string {
+	return strings.TrimSuffix(s.cfg.Issuer, "/") + path
+}
+
+// Metadata is the RFC 8414 authorization server metadata.
+func (s *Server) Metadata() map[string]any {
+	return map[string]any{
+		"issuer":                                         s.cfg.Issuer,
+		"authorization_endpoint":                         s.url(PathAuthorize),
+		"token_endpoint":                                 s.url(PathToken),
+		"registration_endpoint":                          s.url(PathRegister),
+		"introspection_endpoint":                         s.url(PathIntrospect),
+		"revocation_endpoint":                            s.url(PathRevoke),
+		"response_types_supported":                       []string{"code"},
+		"response_modes_supported":                       []string{"query"},
+		"grant_types_supported":                          []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeExchange},
+		"code_challenge_methods_supported":               []string{"S256"},
+		"token_endpoint_auth_methods_supported":          []string{AuthMethodSecretBasic, AuthMethodSecretPost, AuthMethodNone},
+		"introspection_endpoint_auth_methods_supported":  []string{AuthMethodSecretBasic, AuthMethodSecretPost},
+		"revocation_endpoint_auth_methods_supported":     []string{AuthMethodSecretBasic, AuthMethodSecretPost, AuthMethodNone},
+		"scopes_supported":                               s.cfg.Scopes,
+		"resource_indicators_supported":                  true,
+		"authorization_response_iss_parameter_supported": false,
+	}
+}
+
+func (s *Server) serveMetadata(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, s.Metadata())
+}
+
+// resourcesFor validates the RFC 8707 resource parameters of a request: each
+// must be a resource this AS serves. None given means the default resource.
+func (s *Server) resourcesFor(form url.Values) ([]string, error) {
+	asked := form["resource"]
+	if len(asked) == 0 {
+		return []string{s.cfg.Resources[0]}, nil
+	}
+	var out []string
+	for _, r := range asked {
+		if !slices.Contains(s.cfg.Resources, r) {
+			return nil, errInvalidTarget.WithHintf("The resource %q is not served by this authorization server.", r)
+		}
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// resourceAudience lets a grant carry as audience the protected resources
+// this AS serves (RFC 8707) besides the client's own registered audience.
+func resourceAudience(resources []string) fosite.AudienceMatchingStrategy {
+	return func(haystack []string, needle []string) error {
+		for _, n := range needle {
+			if !slices.Contains(resources, n) && !slices.Contains(haystack, n) {
+				return fosite.ErrInvalidRequest.WithHintf("Requested audience %q has not been whitelisted by the OAuth 2.0 Client.", n)
+			}
+		}
+		return nil
+	}
+}
+
+// secureRedirect allows https, loopback http (RFC 8252 §7.3) and private-use
+// schemes (RFC 8252 §7.1).
+func secureRedirect(_ context.Context, u *url.URL) bool {
+	switch u.Scheme {
+	case "https":
+		return true
+	case "http":
+		return isLoopbackHost(u.Hostname())
+	default:
+		return strings.Contains(u.Scheme, ".")
+	}
+}
+
+func isLoopbackHost(h string) bool {
+	return h == "127.0.0.1" || h == "::1" || h == "localhost"
+}

@@ -1,0 +1,462 @@
+package asrv_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/plugins"
+	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/wasm"
+)
+
+// testAS is a running authorization server on 127.0.0.1 with the shipped
+// policy, an in-memory Badger store and a trusted statement issuer.
+type testAS struct {
+	t        *testing.T
+	srv      *httptest.Server
+	as       *asrv.Server
+	store    *asrv.BadgerStore
+	issuer   *asrv.IssuerKey
+	resource string
+	// rs is a confidential client the tests use as the resource server
+	// (the gateway) to call the introspection endpoint.
+	rsID, rsSecret string
+}
+
+var shippedBundle = sync.OnceValues(func() (*rego.Bundle, error) {
+	return rego.BuildShipped(context.Background())
+})
+
+// registryDecider adapts the plugins registry to asrv.Decider, as the
+// binary does.
+func registryDecider(r *plugins.Registry) asrv.Decider {
+	return asrv.DeciderFunc(func(ctx context.Context, ep string, input []byte) (asrv.Decision, error) {
+		d, err := r.Decide(ctx, ep, input)
+		if err != nil {
+			return asrv.Decision{}, err
+		}
+		return asrv.Decision{Allow: d.Allow, Reasons: d.Reasons, Result: d.Result}, nil
+	})
+}
+
+func newTestAS(t *testing.T, opts ...func(*asrv.Config)) *testAS {
+	t.Helper()
+	ctx := context.Background()
+	b, err := shippedBundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := wasm.NewEngine(ctx, wasm.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := plugins.New(engine)
+	if _, err := reg.Activate(ctx, b, "shipped"); err != nil {
+		t.Fatal(err)
+	}
+	store, err := asrv.OpenBadger(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := asrv.LoadOrCreateIssuerKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := asrv.NewStatementVerifier(key.Trusted())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Start()
+	ta := &testAS{t: t, srv: srv, store: store, issuer: key, resource: srv.URL + "/mcp"}
+	cfg := asrv.Config{
+		Issuer:     srv.URL,
+		Resources:  []string{ta.resource},
+		Scopes:     []string{"drive:read", "drive:write", "jira:read", "jira:write", "slack:read", "slack:write", "gitlab:read", "gitlab:write", "gitlab:approve", "jenkins:read", "jenkins:build", "database:read"},
+		Secret:     bytes.Repeat([]byte("k"), 32),
+		Store:      store,
+		Policy:     registryDecider(reg),
+		Users:      asrv.DemoUsers{},
+		Statements: verifier,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	as, err := asrv.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta.as = as
+	srv.Config.Handler = as.Handler()
+	t.Cleanup(func() {
+		srv.Close()
+		_ = store.Close()
+		_ = reg.Close(ctx)
+		_ = engine.Close(ctx)
+	})
+	rs := ta.register(map[string]any{
+		"client_name": "gateway", "grant_types": []string{"client_credentials"},
+		"token_endpoint_auth_method": "client_secret_basic",
+	})
+	ta.rsID, ta.rsSecret = rs["client_id"].(string), rs["client_secret"].(string)
+	return ta
+}
+
+// statement signs a software statement with the trusted test issuer.
+func (ta *testAS) statement(provider string, singleUse bool) string {
+	jws, err := ta.issuer.Sign(asrv.StatementClaims{
+		SoftwareID: provider + "-sw", AgentProvider: provider, AgentModel: "test-model",
+		SingleUseAccessTokens: singleUse,
+	}, time.Now())
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	return jws
+}
+
+func (ta *testAS) post(path string, body any) (int, map[string]any) {
+	ta.t.Helper()
+	raw, _ := json.Marshal(body)
+	resp, err := http.Post(ta.srv.URL+path, "application/json", bytes.NewReader(raw))
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// register performs DCR and fails the test unless it succeeds.
+func (ta *testAS) register(meta map[string]any) map[string]any {
+	ta.t.Helper()
+	status, out := ta.post(asrv.PathRegister, meta)
+	if status != http.StatusCreated {
+		ta.t.Fatalf("register %v: %d %v", meta, status, out)
+	}
+	return out
+}
+
+// form posts a form, with basic auth when user is set.
+func (ta *testAS) form(path, user, pass string, v url.Values) (int, map[string]any) {
+	ta.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, ta.srv.URL+path, strings.NewReader(v.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if user != "" {
+		req.SetBasicAuth(url.QueryEscape(user), url.QueryEscape(pass))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	_ = json.Unmarshal(body, &out)
+	return resp.StatusCode, out
+}
+
+// introspect asks the introspection endpoint as the resource server.
+func (ta *testAS) introspect(token string) map[string]any {
+	ta.t.Helper()
+	status, out := ta.form(asrv.PathIntrospect, ta.rsID, ta.rsSecret, url.Values{"token": {token}})
+	if status != http.StatusOK {
+		ta.t.Fatalf("introspect: %d %v", status, out)
+	}
+	return out
+}
+
+// publicAgent registers a public MCP client (PKCE, no secret) with a
+// statement for provider ("" for none).
+func (ta *testAS) publicAgent(provider string, redirect string) string {
+	meta := map[string]any{
+		"client_name": "agent " + provider, "redirect_uris": []string{redirect},
+		"grant_types":                []string{"authorization_code", "refresh_token", asrv.GrantTypeExchange},
+		"response_types":             []string{"code"},
+		"token_endpoint_auth_method": "none",
+	}
+	if provider != "" {
+		meta["software_statement"] = ta.statement(provider, false)
+	}
+	return ta.register(meta)["client_id"].(string)
+}
+
+var csrfField = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
+
+// authorize drives the authorization endpoint as a browser would: load the
+// sign-in page, post the credentials, and return the redirect it answers.
+func (ta *testAS) authorize(authURL, user, password string) *url.URL {
+	ta.t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Get(authURL)
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		ta.t.Fatalf("authorize page: %d %s %s", resp.StatusCode, resp.Header.Get("Location"), page)
+	}
+	m := csrfField.FindSubmatch(page)
+	if m == nil {
+		ta.t.Fatalf("no CSRF token on the sign-in page:\n%s", page)
+	}
+	resp, err = c.PostForm(authURL, url.Values{
+		"username": {user}, "password": {password}, "csrf_token": {string(m[1])}, "decision": {"approve"},
+	})
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 3 {
+		ta.t.Fatalf("sign-in answered %d, want a redirect", resp.StatusCode)
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	return loc
+}
+
+func (ta *testAS) oauthConfig(clientID, redirect string, scopes ...string) *oauth2.Config {
+	return &oauth2.Config{
+		ClientID:    clientID,
+		RedirectURL: redirect,
+		Scopes:      scopes,
+		Endpoint: oauth2.Endpoint{
+			AuthURL:   ta.srv.URL + asrv.PathAuthorize,
+			TokenURL:  ta.srv.URL + asrv.PathToken,
+			AuthStyle: oauth2.AuthStyleInParams,
+		},
+	}
+}
+
+// codeFlow runs authorization code + PKCE as user and returns the token.
+func (ta *testAS) codeFlow(clientID, redirect, user string, scopes ...string) *oauth2.Token {
+	ta.t.Helper()
+	cfg := ta.oauthConfig(clientID, redirect, scopes...)
+	verifier := oauth2.GenerateVerifier()
+	state := "state-for-" + user
+	loc := ta.authorize(cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier),
+		oauth2.SetAuthURLParam("resource", ta.resource)), user, "demo")
+	if got := loc.Query().Get("state"); got != state {
+		ta.t.Fatalf("state %q, want %q (redirect %s)", got, state, loc)
+	}
+	code := loc.Query().Get("code")
+	if code == "" {
+		ta.t.Fatalf("no code in redirect %s", loc)
+	}
+	tok, err := cfg.Exchange(context.Background(), code, oauth2.VerifierOption(verifier),
+		oauth2.SetAuthURLParam("resource", ta.resource))
+	if err != nil {
+		ta.t.Fatalf("exchange code: %v", err)
+	}
+	return tok
+}
+
+func TestMetadata(t *testing.T) {
+	ta := newTestAS(t)
+	for _, path := range []string{asrv.PathMetadata, asrv.PathOpenIDMetadata} {
+		resp, err := http.Get(ta.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var md map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&md)
+		resp.Body.Close()
+		if md["issuer"] != ta.srv.URL || md["token_endpoint"] != ta.srv.URL+asrv.PathToken ||
+			fmt.Sprint(md["code_challenge_methods_supported"]) != "[S256]" ||
+			md["registration_endpoint"] != ta.srv.URL+asrv.PathRegister {
+			t.Fatalf("%s: unexpected metadata %v", path, md)
+		}
+	}
+}
+
+// TestAuthorizationCodeFlow: DCR with a statement → auth code + PKCE as
+// alice → introspect → refresh (rotation) → reuse detection → revoke.
+func TestAuthorizationCodeFlow(t *testing.T) {
+	ta := newTestAS(t)
+	redirect := "http://127.0.0.1:43121/callback"
+	clientID := ta.publicAgent("claude-code", redirect)
+	tok := ta.codeFlow(clientID, redirect, "alice", "jira:read", "jira:write", "drive:read")
+	if tok.RefreshToken == "" {
+		t.Fatal("no refresh token")
+	}
+	if exp := time.Until(tok.Expiry); exp <= 0 || exp > 11*time.Minute {
+		t.Fatalf("access token lives %v; want the short default", exp)
+	}
+
+	info := ta.introspect(tok.AccessToken)
+	if info["active"] != true || info["sub"] != "alice" || info["client_id"] != clientID ||
+		info["scope"] != "drive:read jira:read jira:write" {
+		t.Fatalf("introspection %v", info)
+	}
+	if aud := fmt.Sprint(info["aud"]); aud != "["+ta.resource+"]" {
+		t.Fatalf("audience %s, want the resource", aud)
+	}
+
+	cfg := ta.oauthConfig(clientID, redirect)
+	refreshed, err := cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	if refreshed.RefreshToken == tok.RefreshToken || refreshed.AccessToken == tok.AccessToken {
+		t.Fatal("refresh did not rotate the tokens")
+	}
+	if ta.introspect(refreshed.AccessToken)["active"] != true {
+		t.Fatal("refreshed access token is not active")
+	}
+
+	// Reusing the first refresh token revokes the whole family.
+	_, err = cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	if err == nil || !strings.Contains(err.Error(), "invalid_grant") {
+		t.Fatalf("refresh reuse: err = %v, want invalid_grant", err)
+	}
+	if ta.introspect(refreshed.AccessToken)["active"] != false {
+		t.Fatal("refresh reuse did not revoke the family's access token")
+	}
+
+	// Revocation.
+	tok2 := ta.codeFlow(clientID, redirect, "alice", "jira:read")
+	if status, out := ta.form(asrv.PathRevoke, "", "", url.Values{"token": {tok2.AccessToken}, "client_id": {clientID}}); status != http.StatusOK {
+		t.Fatalf("revoke: %d %v", status, out)
+	}
+	if ta.introspect(tok2.AccessToken)["active"] != false {
+		t.Fatal("revoked token is still active")
+	}
+}
+
+// TestScopesAreTierIntersectRole: bob (analytics) through a developer agent
+// gets no Jira write, whatever the agent asks for.
+func TestScopesAreTierIntersectRole(t *testing.T) {
+	ta := newTestAS(t)
+	redirect := "http://127.0.0.1:43122/cb"
+	clientID := ta.publicAgent("claude-code", redirect)
+	tok := ta.codeFlow(clientID, redirect, "bob", "jira:read", "jira:write", "slack:write")
+	if got := ta.introspect(tok.AccessToken)["scope"]; got != "jira:read slack:write" {
+		t.Fatalf("bob's scopes %q, want jira:read slack:write", got)
+	}
+}
+
+func TestClientCredentialsForCIBot(t *testing.T) {
+	ta := newTestAS(t)
+	reg := ta.register(map[string]any{
+		"client_name": "ci bot", "grant_types": []string{"client_credentials"},
+		"token_endpoint_auth_method": "client_secret_basic",
+		"software_statement":         ta.statement("ci-bot", false),
+	})
+	cc := clientcredentials.Config{
+		ClientID: reg["client_id"].(string), ClientSecret: reg["client_secret"].(string),
+		TokenURL: ta.srv.URL + asrv.PathToken, Scopes: []string{"jira:write", "drive:read"},
+		EndpointParams: url.Values{"resource": {ta.resource}},
+	}
+	tok, err := cc.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := ta.introspect(tok.AccessToken)
+	if info["active"] != true || info["scope"] != "drive:read jira:write" || info["sub"] != nil {
+		t.Fatalf("ci bot introspection %v", info)
+	}
+	if info["pbac_tier"] != "ci_agent" {
+		t.Fatalf("tier %v, want ci_agent", info["pbac_tier"])
+	}
+	// Slack is not granted to the ci_agent tier.
+	cc.Scopes = []string{"slack:write"}
+	if _, err := cc.Token(context.Background()); err == nil || !strings.Contains(err.Error(), "invalid_scope") {
+		t.Fatalf("ci bot slack token: err = %v, want invalid_scope", err)
+	}
+}
+
+// TestTokenExchange: alice's developer agent delegates to a sub-agent; the
+// new token names alice, carries the act chain, and only the narrowed scope.
+func TestTokenExchange(t *testing.T) {
+	ta := newTestAS(t)
+	redirect := "http://127.0.0.1:43123/cb"
+	parentID := ta.publicAgent("claude-code", redirect)
+	childID := ta.publicAgent("claude-code", "http://127.0.0.1:43124/cb")
+	tok := ta.codeFlow(parentID, redirect, "alice", "jira:read", "jira:write", "drive:read")
+
+	status, out := ta.form(asrv.PathToken, "", "", url.Values{
+		"grant_type":         {asrv.GrantTypeExchange},
+		"client_id":          {parentID},
+		"subject_token":      {tok.AccessToken},
+		"subject_token_type": {asrv.TokenTypeAccess},
+		"audience":           {childID},
+		"scope":              {"jira:read"},
+	})
+	if status != http.StatusOK {
+		t.Fatalf("exchange: %d %v", status, out)
+	}
+	if out["issued_token_type"] != asrv.TokenTypeAccess {
+		t.Fatalf("exchange response %v", out)
+	}
+	info := ta.introspect(out["access_token"].(string))
+	act, _ := info["act"].(map[string]any)
+	if info["active"] != true || info["sub"] != "alice" || info["client_id"] != childID ||
+		info["scope"] != "jira:read" || act["sub"] != parentID {
+		t.Fatalf("delegated token %v", info)
+	}
+}
+
+func TestSingleUseTokenRacingIntrospections(t *testing.T) {
+	ta := newTestAS(t)
+	reg := ta.register(map[string]any{
+		"client_name": "scanner", "grant_types": []string{"client_credentials"},
+		"token_endpoint_auth_method": "client_secret_basic",
+		"software_statement":         ta.statement("security-scanner", true),
+	})
+	cc := clientcredentials.Config{ClientID: reg["client_id"].(string), ClientSecret: reg["client_secret"].(string),
+		TokenURL: ta.srv.URL + asrv.PathToken, Scopes: []string{"drive:read"}}
+	tok, err := cc.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exp := time.Until(tok.Expiry); exp > 301*time.Second {
+		t.Fatalf("scanner token lives %v; the read_only tier caps it at 300 s", exp)
+	}
+	const n = 50
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		active int
+	)
+	for range n {
+		wg.Go(func() {
+			res, err := ta.as.Introspect(context.Background(), tok.AccessToken, "")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if res.Active {
+				mu.Lock()
+				active++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if active != 1 {
+		t.Fatalf("%d of %d racing introspections succeeded, want exactly 1", active, n)
+	}
+	if ta.introspect(tok.AccessToken)["active"] != false {
+		t.Fatal("a consumed single-use token is active again")
+	}
+}

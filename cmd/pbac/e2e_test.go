@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pbac-gateway/pbac/asrv"
+)
+
+// buildBinary builds the pbac binary once per test run.
+var buildBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "pbac-e2e-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "pbac")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", &exec.ExitError{Stderr: out}
+	}
+	return bin, nil
+})
+
+// proc is the real pbac binary running on 127.0.0.1.
+type proc struct {
+	cmd  *exec.Cmd
+	base string
+}
+
+var listening = regexp.MustCompile(`authorization server at (http://127\.0\.0\.1:\d+)`)
+
+func startAsrv(t *testing.T, dataDir, addr string) *proc {
+	t.Helper()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatalf("build pbac: %v", err)
+	}
+	cmd := exec.Command(bin, "asrv", "--listen", addr, "--data-dir", dataDir, "--log-level", "warn")
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := bufio.NewScanner(stdout)
+	found := make(chan string, 1)
+	go func() {
+		for lines.Scan() {
+			if m := listening.FindStringSubmatch(lines.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+	}()
+	select {
+	case base := <-found:
+		return &proc{cmd: cmd, base: base}
+	case <-time.After(60 * time.Second):
+		t.Fatal("pbac asrv did not start")
+		return nil
+	}
+}
+
+func (p *proc) postJSON(t *testing.T, path string, body any) map[string]any {
+	t.Helper()
+	raw, _ := json.Marshal(body)
+	resp, err := http.Post(p.base+path, "application/json", strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("POST %s: %d %v", path, resp.StatusCode, out)
+	}
+	return out
+}
+
+func (p *proc) postForm(t *testing.T, path, user, pass string, v url.Values) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, p.base+path, strings.NewReader(v.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(user), url.QueryEscape(pass))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %d %v", path, resp.StatusCode, out)
+	}
+	return out
+}
+
+// TestAsrvDurableAcrossKill issues tokens from the real binary, kills it
+// with SIGKILL, restarts it on the same data dir, and checks every token it
+// answered with is still active and a consumed single-use token stays used.
+func TestAsrvDurableAcrossKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dataDir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	p := startAsrv(t, dataDir, addr)
+	key, err := asrv.LoadOrCreateIssuerKey(dataDir) // the key the binary trusts
+	if err != nil {
+		t.Fatal(err)
+	}
+	register := func(provider string, singleUse bool) (string, string) {
+		meta := map[string]any{"client_name": provider, "grant_types": []string{"client_credentials"},
+			"token_endpoint_auth_method": "client_secret_basic"}
+		if provider != "" {
+			jws, err := key.Sign(asrv.StatementClaims{AgentProvider: provider, AgentModel: "m", SingleUseAccessTokens: singleUse}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			meta["software_statement"] = jws
+		}
+		out := p.postJSON(t, asrv.PathRegister, meta)
+		return out["client_id"].(string), out["client_secret"].(string)
+	}
+	rsID, rsSecret := register("", false)
+	ciID, ciSecret := register("ci-bot", false)
+	scanID, scanSecret := register("security-scanner", true)
+
+	const n = 20
+	var tokens []string
+	for range n {
+		out := p.postForm(t, asrv.PathToken, ciID, ciSecret, url.Values{"grant_type": {"client_credentials"}, "scope": {"jira:read"}})
+		tokens = append(tokens, out["access_token"].(string))
+	}
+	single := p.postForm(t, asrv.PathToken, scanID, scanSecret, url.Values{"grant_type": {"client_credentials"}, "scope": {"drive:read"}})["access_token"].(string)
+	introspect := func(p *proc, tok string) bool {
+		return p.postForm(t, asrv.PathIntrospect, rsID, rsSecret, url.Values{"token": {tok}})["active"] == true
+	}
+	if !introspect(p, single) {
+		t.Fatal("single-use token inactive on first use")
+	}
+
+	if err := p.cmd.Process.Kill(); err != nil { // SIGKILL: no shutdown path runs
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+
+	p2 := startAsrv(t, dataDir, addr)
+	for i, tok := range tokens {
+		if !introspect(p2, tok) {
+			t.Fatalf("token %d of %d is not active after kill -9 and restart", i+1, n)
+		}
+	}
+	if introspect(p2, single) {
+		t.Fatal("a consumed single-use token is active again after restart")
+	}
+}
