@@ -15,8 +15,6 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"golang.org/x/crypto/bcrypt"
 )
 
 // RFC 7591 §3.2.2 error codes.
@@ -38,18 +36,12 @@ const (
 const (
 	// MaxRegistrationSize is the largest DCR request body accepted.
 	MaxRegistrationSize = 64 << 10
-	// SecretHashCost is the bcrypt cost of client secret hashes. Secrets are
-	// 256-bit random values, so the cost guards against nothing but a
-	// leaked store being brute forced and is kept at bcrypt's default; it
-	// must be at least fosite's minimum.
-	SecretHashCost = bcrypt.DefaultCost
-
-	maxClientNameLen   = 200
-	maxRedirectURIs    = 32
-	maxURILen          = 2048
-	maxScopes          = 128
-	maxScopeTokenLen   = 256
-	maxSoftwareVersion = 256
+	maxClientNameLen    = 200
+	maxRedirectURIs     = 32
+	maxURILen           = 2048
+	maxScopes           = 128
+	maxScopeTokenLen    = 256
+	maxSoftwareVersion  = 256
 )
 
 // RegistrationError is an RFC 7591 §3.2.2 error response.
@@ -452,10 +444,7 @@ func NewClient(req *RegistrationRequest, v *StatementVerifier, now time.Time) (c
 		if err != nil {
 			return nil, "", "", fmt.Errorf("client secret: %w", err)
 		}
-		c.SecretHash, err = bcrypt.GenerateFromPassword([]byte(secret), SecretHashCost)
-		if err != nil {
-			return nil, "", "", fmt.Errorf("client secret: %w", err)
-		}
+		c.SecretHash = hashSecret([]byte(secret))
 	}
 	return c, secret, registrationToken, nil
 }

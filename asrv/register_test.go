@@ -4,12 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"golang.org/x/crypto/bcrypt"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
-	"golang.org/x/crypto/bcrypt"
 )
 
 const regLoopbackCB = `"redirect_uris": ["http://127.0.0.1:8976/callback"]`
@@ -240,8 +240,11 @@ func TestRegisterNewClientSecretsAndTokens(t *testing.T) {
 	if len(c.ID) != 22 || secret == "" || regToken == "" || c.IsPublic() {
 		t.Fatalf("id %q secret %q token %q", c.ID, secret, regToken)
 	}
-	if err := bcrypt.CompareHashAndPassword(c.SecretHash, []byte(secret)); err != nil {
+	if err := (secretHasher{}).Compare(t.Context(), c.SecretHash, []byte(secret)); err != nil {
 		t.Fatalf("secret hash does not match: %v", err)
+	}
+	if err := (secretHasher{}).Compare(t.Context(), c.SecretHash, []byte(secret+"x")); err == nil {
+		t.Fatal("a wrong secret matches the hash")
 	}
 	if strings.Contains(string(c.SecretHash), secret) {
 		t.Fatal("secret stored in clear")
@@ -414,4 +417,17 @@ func FuzzParseRegistration(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(checkRegistrationInvariants)
+}
+
+func TestSecretHasherVerifiesBcrypt(t *testing.T) {
+	h, err := bcrypt.GenerateFromPassword([]byte("old-secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (secretHasher{}).Compare(t.Context(), h, []byte("old-secret")); err != nil {
+		t.Fatalf("bcrypt hash does not verify: %v", err)
+	}
+	if err := (secretHasher{}).Compare(t.Context(), h, []byte("wrong")); err == nil {
+		t.Fatal("wrong secret verifies against a bcrypt hash")
+	}
 }

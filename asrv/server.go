@@ -132,6 +132,7 @@ func New(cfg Config) (*Server, error) {
 		MinParameterEntropy:        fosite.MinParameterEntropy,
 		RedirectSecureChecker:      secureRedirect,
 		TokenEntropy:               32,
+		ClientSecretsHasher:        secretHasher{},
 	}
 	strategy := compose.NewOAuth2HMACStrategy(fc)
 	s := &Server{

@@ -28,7 +28,7 @@ import (
 // testAS is a running authorization server on 127.0.0.1 with the shipped
 // policy, an in-memory Badger store and a trusted statement issuer.
 type testAS struct {
-	t        *testing.T
+	t        testing.TB
 	srv      *httptest.Server
 	as       *asrv.Server
 	store    *asrv.BadgerStore
@@ -55,7 +55,7 @@ func registryDecider(r *plugins.Registry) asrv.Decider {
 	})
 }
 
-func newTestAS(t *testing.T, opts ...func(*asrv.Config)) *testAS {
+func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
 	t.Helper()
 	ctx := context.Background()
 	b, err := shippedBundle()
