@@ -69,3 +69,79 @@ test_introspect_garbage if {
 		count(d.reasons) > 0
 	}
 }
+
+# ---------------------------------------------------------------------------
+# The fast allow path (introspect_fast) against the full rules.
+
+introspect_fast_allow(inp) := x if {
+	x := data.pbac.introspect_fast_allow with input as inp
+} else := false
+
+introspect_full_allow(inp) := x if {
+	deny := data.pbac.introspect_deny with input as inp
+	count(deny) == 0
+	x := data.pbac.introspect_allow with input as inp
+} else := false
+
+# What introspect returned before the fast path, when the full rules allow.
+introspect_full_decision(inp) := {
+	"allow": true,
+	"reasons": [concat("", ["token active for tier ", tier])],
+	"tier": tier,
+	"jit_single_use": jit,
+	"scopes": sort(scopes),
+} if {
+	tier := data.pbac.tier with input as inp
+	jit := data.pbac.jit_single_use with input as inp
+	scopes := data.pbac.introspect_scopes with input as inp
+}
+
+introspect_fast_inputs := [
+	introspect_input("claude-code", alice, human_token("claude-code", alice)),
+	introspect_input("claude-code", bob, human_token("claude-code", bob)),
+	introspect_input("claude-code", carol, human_token("claude-code", carol)),
+	introspect_input("claude-code", {"sub": "dave"}, human_token("claude-code", {"sub": "dave"})),
+	introspect_input("claude-code", {"sub": "eve", "roles": ["ceo"]}, human_token("claude-code", {"sub": "eve"})),
+	introspect_input("ci-bot", null, machine_token("ci-bot")),
+	introspect_input("security-scanner", null, machine_token("security-scanner")),
+	introspect_input("claude-code-trusted", alice, human_token("claude-code-trusted", alice)),
+	introspect_input("nobody", null, machine_token("nobody")),
+	introspect_input("security-scanner", null, object.union(machine_token("security-scanner"), {"exp": 1700000000 + 3 * 86400})),
+	introspect_input("security-scanner", null, object.union(machine_token("security-scanner"), {"exp": 1700000099})),
+	introspect_input("security-scanner", null, object.union(machine_token("security-scanner"), {"iat": 1700000161, "exp": 1700000300})),
+	introspect_input("claude-code", alice, object.union(human_token("claude-code", alice), {"scp": "jira:read slack:write"})),
+	introspect_input("claude-code", alice, object.union(human_token("claude-code", alice), {"scp": ["jira:read", "x:y:z", "", 7]})),
+	introspect_input("claude-code", alice, object.union(human_token("claude-code", alice), {"scp": ["database:ddl"]})),
+	introspect_input("claude-code", alice, object.union(human_token("claude-code", alice), {"client_id": "other"})),
+	introspect_input("claude-code", alice, object.union(human_token("claude-code", alice), {"sub": "mallory"})),
+	introspect_input("claude-code", alice, object.union(human_token("claude-code", alice), {"aud": ""})),
+	introspect_input("claude-code", alice, object.union(human_token("claude-code", alice), {"act": {"sub": "a", "act": {"sub": "b", "act": {"sub": "c", "act": {"sub": "d"}}}}})),
+	introspect_input("claude-code", null, human_token("claude-code", alice)),
+	json.patch(introspect_input("security-scanner", null, machine_token("security-scanner")), [{"op": "replace", "path": "/client/single_use_access_tokens", "value": true}]),
+	{},
+	{"token": {"exp": "never"}, "now": now},
+]
+
+test_introspect_fast_path_agrees_with_full_rules if {
+	wrong := [inp |
+		some inp in introspect_fast_inputs
+		introspect_fast_allow(inp) != introspect_full_allow(inp)
+	]
+	print("wrong:", wrong)
+	count(wrong) == 0
+	some a in introspect_fast_inputs
+	introspect_fast_allow(a)
+	some d in introspect_fast_inputs
+	not introspect_fast_allow(d)
+}
+
+test_introspect_fast_path_decision_equals_full_decision if {
+	wrong := [[d, introspect_full_decision(inp)] |
+		some inp in introspect_fast_inputs
+		introspect_fast_allow(inp)
+		d := introspect(inp)
+		d != introspect_full_decision(inp)
+	]
+	print("wrong:", wrong)
+	count(wrong) == 0
+}

@@ -52,19 +52,25 @@ tier_rank(t) := r if {
 
 # tier_of(c) is the trust tier of client object c: the tier listing its
 # agent_provider, but only when the client is verified. A provider listed
-# under several tiers gets the least-privileged (lowest rank) one.
+# under several tiers gets the least-privileged (lowest rank, then name) one.
 tier_of(c) := t if {
 	c.verified == true
 	p := c.agent_provider
 	is_string(p)
-	cands := {[tier_rank(name), name] |
+	names := [name |
 		some name, provs in data.agents.trust_tiers
 		is_array(provs)
 		p in provs
-	}
-	count(cands) > 0
-	t := min(cands)[1]
+	]
+	t := least_tier(names)
 } else := default_tier
+
+# The usual case, one tier, skips building and ordering the [rank, name] set.
+least_tier(names) := names[0] if {
+	count(names) == 1
+} else := min({[tier_rank(n), n] | some n in names})[1] if {
+	count(names) > 1
+}
 
 tier_settings(t) := s if {
 	s := data.tiers[t]
@@ -105,7 +111,8 @@ role_grants(null, _, _) := true
 
 role_grants(s, r, a) if {
 	s != null
-	some role in roles_of(s)
+	some role in s.roles # the members of roles_of(s), without building the set
+	is_string(role)
 	accs := data.roles[role].grants[r]
 	is_array(accs)
 	a in accs
@@ -145,6 +152,21 @@ token_scopes := scope_set(tok.scp) if {
 	tok != null
 } else := set()
 
+# token_has_scope(sc): sc, a non-empty string, is in token_scopes; checked
+# on the scp array itself when it is one, without building the set.
+token_has_scope(sc) if {
+	scp := tok.scp
+	is_array(scp)
+	sc in scp
+}
+
+token_has_scope(sc) if {
+	not token_scp_is_array
+	sc in token_scopes
+}
+
+token_scp_is_array if is_array(tok.scp)
+
 has_audience(t) if {
 	is_string(t.aud)
 	t.aud != ""
@@ -171,10 +193,30 @@ act_paths := [
 	["act", "act", "act", "act", "act", "act", "act", "act", "act"],
 ]
 
-# Number of delegation hops (nested act claims) in token t.
-act_depth(t) := count([p | some p in act_paths; is_object(object.get(t, p, null))]) if {
-	is_object(t.act)
-} else := 0
+# Number of delegation hops (nested act claims) in token t: the length of
+# the chain of nested act objects, capped at count(act_paths) (9). Walks the
+# chain from the top, so a token without act costs one lookup.
+act_depth(t) := 0 if {
+	not act_object(t)
+} else := 1 if {
+	not act_object(t.act)
+} else := 2 if {
+	not act_object(t.act.act)
+} else := 3 if {
+	not act_object(t.act.act.act)
+} else := 4 if {
+	not act_object(t.act.act.act.act)
+} else := 5 if {
+	not act_object(t.act.act.act.act.act)
+} else := 6 if {
+	not act_object(t.act.act.act.act.act.act)
+} else := 7 if {
+	not act_object(t.act.act.act.act.act.act.act)
+} else := 8 if {
+	not act_object(t.act.act.act.act.act.act.act.act)
+} else := 9
+
+act_object(t) if is_object(t.act)
 
 max_chain_depth := n if {
 	n := data.delegation.max_chain_depth
@@ -229,42 +271,65 @@ token_issues contains msg if {
 path_segments(p) := [seg |
 	some i, seg in parts
 	seg != ".."
-	not popped(steps, i)
+	not popped(depths, i)
 ] if {
 	s0 := lower(p)
 	s1 := replace(replace(replace(s0, "\\", "/"), "%2f", "/"), "%5c", "/")
 	s2 := replace(s1, "%2e", ".")
 	parts := [x | some x in split(s2, "/"); x != ""; x != "."]
 	steps := [v | some x in parts; v := path_step(x)]
+	depths := [sum(array.slice(steps, 0, k)) | some k in numbers.range(1, count(steps))]
 }
 
 path_step("..") := -1
 
 path_step(x) := 1 if x != ".."
 
-# Segment i is removed by a later ".." when some running sum of the steps
-# after it reaches -1.
-popped(steps, i) if {
-	n := count(steps)
-	i + 1 < n
-	some j in numbers.range(i + 1, n - 1)
-	sum(array.slice(steps, i + 1, j + 1)) < 0
+# depths[k] is the running sum of steps[0..k]. Segment i is removed by a
+# later ".." when the running sum of the steps after it reaches -1, that is
+# when some later depth is below depths[i].
+popped(depths, i) if {
+	some j, d in depths
+	j > i
+	d < depths[i]
 }
 
-clean_path(p) := concat("", ["/", concat("/", path_segments(p))])
+# clean_path(p): "/" followed by the clean segments joined with "/".
+#
+# Fast path: once lower-cased, a path with no "\\", no "%", no empty segment
+# ("//", a trailing "/") and no segment starting with "." (no "/." and no
+# leading ".") is already clean, save for the leading "/": splitting it would
+# keep every segment, drop none and pop none. Anything else goes through
+# path_segments.
+clean_path(p) := c if {
+	s := lower(p)
+	plain_path(s)
+	c := rooted(s)
+} else := concat("", ["/", concat("/", path_segments(p))])
 
-path_under(norm, prefix) if {
-	pre := clean_path(prefix)
-	norm == pre
+plain_path(s) if {
+	s != ""
+	not contains(s, "%")
+	not contains(s, "\\")
+	not contains(s, "//")
+	not contains(s, "/.")
+	not startswith(s, ".")
+	not endswith(s, "/")
 }
 
-path_under(norm, prefix) if {
-	pre := clean_path(prefix)
+rooted(s) := s if startswith(s, "/") else := concat("", ["/", s])
+
+# path_under(norm, prefix): the clean path norm is prefix (cleaned) or below it.
+path_under(norm, prefix) if under_clean(norm, clean_path(prefix))
+
+under_clean(norm, pre) if norm == pre
+
+under_clean(norm, pre) if {
 	pre != "/"
 	startswith(norm, concat("", [pre, "/"]))
 }
 
-path_under(_, prefix) if clean_path(prefix) == "/"
+under_clean(_, "/")
 
 # ---------------------------------------------------------------------------
 # Output helpers

@@ -385,3 +385,129 @@ test_garbage_inputs_deny_with_reasons if {
 		count(d.reasons) > 0
 	}
 }
+
+# ---------------------------------------------------------------------------
+# The fast allow path (tool_call_fast) against the full rules.
+
+fast_allow(inp) := x if {
+	x := data.pbac.tool_call_fast_allow with input as inp
+} else := false
+
+# The full rules: no deny reason and tool_call_allow.
+full_allow(inp) if {
+	count(data.pbac.tool_call_deny) == 0 with input as inp
+	data.pbac.tool_call_allow with input as inp
+}
+
+full_allow_bool(inp) := true if full_allow(inp) else := false
+
+# The decision the full rules build (what tool_call returned before the fast path).
+full_decision(inp) := object.union(
+	{
+		"allow": allow,
+		"reasons": reasons,
+		"tier": tier,
+		"resource": resource,
+		"access": access,
+		"insufficient_scope": insufficient,
+	},
+	extra,
+) if {
+	allow := data.pbac.tool_call_allow with input as inp
+	reasons := data.pbac.tool_call_reasons with input as inp
+	tier := data.pbac.tier with input as inp
+	resource := data.pbac.tool_resource with input as inp
+	access := data.pbac.tool_access with input as inp
+	insufficient := data.pbac.tool_call_insufficient_scope with input as inp
+	extra := data.pbac.tool_call_extra with input as inp
+}
+
+patched(inp, ops) := json.patch(inp, ops)
+
+# Vector-like inputs: both allowed and denied, across every rule.
+fast_path_inputs := array.concat(
+	array.concat(
+		[machine_call(row[0], row[1], args_for(row[1])) | some row in matrix],
+		[human_call(row[0], alice, row[1], args_for(row[1])) | some row in matrix],
+	),
+	[
+		human_call("claude-code", bob, "jira.create_issue", {}),
+		human_call("claude-code", bob, "slack.post_message", {}),
+		human_call("claude-code", carol, "drive.read_file", {"path": "/public/handbook.md"}),
+		human_call("claude-code", carol, "drive.read_file", {"path": "/Public/./a//b.md"}),
+		human_call("claude-code", carol, "drive.read_file", {"path": "/eng/design.md"}),
+		human_call("claude-code", carol, "drive.read_file", {"path": "/public/../eng/design.md"}),
+		human_call("claude-code", carol, "drive.list_files", {}),
+		human_call("claude-code", {"sub": "dave"}, "jira.get_issue", {}),
+		human_call("claude-code", {"sub": "fay", "roles": ["contractor", "analytics"]}, "slack.post_message", {}),
+		machine_call("claude-code", "drive.read_file", {"path": "/prod/secrets/db.env"}),
+		machine_call("claude-code", "drive.read_file", {"path": "/docs/../prod/secrets/db.env"}),
+		machine_call("claude-code", "drive.read_file", {"path": "/prod%2fsecrets/db.env"}),
+		machine_call("claude-code", "drive.read_file", {"path": "/prod/secretsanta.md"}),
+		machine_call("claude-code", "drive.read_file", {"path": ["/prod/secrets/x"]}),
+		machine_call("claude-code-trusted", "jenkins.get_build_log", {"job": "pbac-ci", "path": "/var/jenkins_home/secrets/master.key"}),
+		machine_call("claude-code-trusted", "jenkins.get_build_log", {"job": "Prod-Secrets-Sync"}),
+		machine_call("claude-code", "database.query", {"sql": "SELECT * FROM pg_shadow"}),
+		machine_call("claude-code", "database.query", {"sql": "select 1"}),
+		human_call("claude-code-trusted", alice, "gitlab.approve_merge_request", {"iid": 7, "author": client_id("claude-code-trusted")}),
+		human_call("claude-code-trusted", alice, "gitlab.approve_merge_request", {"iid": 7, "author": "someone-else"}),
+		patched(machine_call("claude-code-trusted", "gitlab.approve_merge_request", {"author": "planner-1"}), [{"op": "add", "path": "/token/act", "value": {"sub": "planner-1"}}]),
+		patched(machine_call("claude-code-trusted", "gitlab.approve_merge_request", {"author": "x"}), [{"op": "add", "path": "/token/act", "value": {"sub": "planner-1"}}]),
+		patched(machine_call("claude-code", "jira.get_issue", {}), [{"op": "add", "path": "/token/act", "value": {"sub": "a1", "act": {"sub": "a2", "act": {"sub": "a3", "act": {"sub": "a4"}}}}}]),
+		human_call("ci-bot", alice, "gitlab.merge_merge_request", {}),
+		human_call("claude-code-trusted", alice, "drive.delete_everything", {}),
+		patched(machine_call("claude-code", "jira.get_issue", {}), [{"op": "replace", "path": "/now", "value": 1700000300}]),
+		patched(machine_call("claude-code", "jira.get_issue", {}), [{"op": "replace", "path": "/token/iat", "value": 1700000161}]),
+		patched(machine_call("claude-code", "jira.get_issue", {}), [{"op": "replace", "path": "/token/iat", "value": 1700000160}]),
+		patched(machine_call("claude-code", "jira.get_issue", {}), [{"op": "replace", "path": "/token/aud", "value": []}]),
+		patched(machine_call("claude-code", "jira.get_issue", {}), [{"op": "replace", "path": "/token/aud", "value": "https://gw.example/mcp"}]),
+		patched(machine_call("claude-code", "jira.get_issue", {}), [{"op": "replace", "path": "/token/client_id", "value": "other"}]),
+		patched(machine_call("claude-code", "jira.create_issue", {}), [{"op": "replace", "path": "/token/scp", "value": ["jira:read"]}]),
+		patched(machine_call("claude-code", "jira.create_issue", {}), [{"op": "replace", "path": "/token/scp", "value": "jira:read jira:write"}]),
+		patched(machine_call("claude-code", "jira.get_issue", {}), [{"op": "replace", "path": "/request/backend", "value": "drive"}]),
+		patched(machine_call("claude-code", "jira.get_issue", {}), [{"op": "replace", "path": "/request/backend", "value": 7}]),
+		patched(machine_call("claude-code", "jira.get_issue", {}), [{"op": "remove", "path": "/request/backend"}]),
+		patched(machine_call("claude-code", "jira.get_issue", {}), [{"op": "replace", "path": "/request/method", "value": "tools/list"}]),
+		patched(machine_call("claude-code", "jira.get_issue", {}), [{"op": "remove", "path": "/request/method"}]),
+		patched(machine_call("claude-code", "jira.get_issue", {}), [{"op": "replace", "path": "/client/verified", "value": false}]),
+		patched(human_call("claude-code", alice, "jira.get_issue", {}), [{"op": "remove", "path": "/subject"}]),
+		patched(human_call("claude-code", alice, "jira.get_issue", {}), [{"op": "replace", "path": "/subject/sub", "value": "mallory"}]),
+		{},
+		{"request": {"tool": 5, "arguments": "a"}},
+	],
+)
+
+test_fast_path_agrees_with_full_rules if {
+	wrong := [inp |
+		some inp in fast_path_inputs
+		fast_allow(inp) != full_allow_bool(inp)
+	]
+	print("wrong:", wrong)
+	count(wrong) == 0
+	# both kinds are covered
+	some a in fast_path_inputs
+	fast_allow(a)
+	some d in fast_path_inputs
+	not fast_allow(d)
+}
+
+test_fast_path_decision_equals_full_decision if {
+	wrong := [[d, full_decision(inp)] |
+		some inp in fast_path_inputs
+		d := tool_call(inp)
+		d != full_decision(inp)
+	]
+	print("wrong:", wrong)
+	count(wrong) == 0
+}
+
+# Where the fast path is stricter than the rules (rare shapes), the full
+# rules still allow: a token without iat, a client without client_id.
+test_fast_path_stricter_shapes_fall_back if {
+	no_iat := json.remove(machine_call("claude-code", "jira.get_issue", {}), ["token/iat"])
+	not fast_allow(no_iat)
+	allowed(no_iat)
+	no_id := json.remove(machine_call("claude-code", "jira.get_issue", {}), ["client/client_id"])
+	not fast_allow(no_id)
+	allowed(no_id)
+}
