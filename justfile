@@ -19,9 +19,10 @@ lint:
     staticcheck ./...
 
 # Decision benchmarks: Wasm in wazero vs OPA's topdown, serial and parallel,
-# plus swap latency and cold start from the compilation cache.
+# swap latency, cold start from the compilation cache, and the AS's
+# introspection and token issuance.
 bench:
-    go test -run '^$' -bench . -benchtime 2s -count 1 ./wasm/ ./plugins/
+    go test -run '^$' -bench . -benchtime 2s -count 1 ./wasm/ ./plugins/ ./asrv/
 
 # Rego unit tests of the shipped policy.
 policy-test:
@@ -36,6 +37,9 @@ fuzz seconds="30":
     go test -run '^$' -fuzz FuzzShippedPolicy -fuzztime {{seconds}}s ./wasm/
     go test -run '^$' -fuzz FuzzInstrument -fuzztime {{seconds}}s ./wasm/
     go test -run '^$' -fuzz FuzzReferenceDecide -fuzztime {{seconds}}s ./rego/
+    go test -run '^$' -fuzz FuzzVerifyStatement -fuzztime {{seconds}}s ./asrv/
+    go test -run '^$' -fuzz FuzzParseRegistration -fuzztime {{seconds}}s ./asrv/
+    go test -run '^$' -fuzz FuzzDecodeStoredRequest -fuzztime {{seconds}}s ./asrv/
 
 # What CI runs.
 ci:

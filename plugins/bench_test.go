@@ -2,8 +2,10 @@ package plugins_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
@@ -50,12 +52,16 @@ func BenchmarkToolCall(b *testing.B) {
 	b.Run("engine=wasm", func(b *testing.B) {
 		r := shippedRegistry(b)
 		b.ReportAllocs()
+		samples := make([]time.Duration, 0, 1<<18)
 		for b.Loop() {
+			start := time.Now()
 			d, err := r.Decide(ctx, "pbac/tool_call", input)
+			samples = append(samples, time.Since(start))
 			if err != nil || !d.Allow {
 				b.Fatalf("%v %v", d, err)
 			}
 		}
+		reportLatency(b, samples)
 	})
 	b.Run("engine=wasm/parallel", func(b *testing.B) {
 		r := shippedRegistry(b)
@@ -75,11 +81,16 @@ func BenchmarkToolCall(b *testing.B) {
 	}
 	b.Run("engine=topdown", func(b *testing.B) {
 		b.ReportAllocs()
+		samples := make([]time.Duration, 0, 1<<16)
 		for b.Loop() {
-			if _, err := ref.Decide(ctx, "pbac/tool_call", input); err != nil {
+			start := time.Now()
+			_, err := ref.Decide(ctx, "pbac/tool_call", input)
+			samples = append(samples, time.Since(start))
+			if err != nil {
 				b.Fatal(err)
 			}
 		}
+		reportLatency(b, samples)
 	})
 	b.Run("engine=topdown/parallel", func(b *testing.B) {
 		b.ReportAllocs()
@@ -92,6 +103,19 @@ func BenchmarkToolCall(b *testing.B) {
 			}
 		})
 	})
+}
+
+// reportLatency adds p50 and p99 of the sampled durations to the benchmark.
+func reportLatency(b *testing.B, samples []time.Duration) {
+	if len(samples) == 0 {
+		return
+	}
+	slices.Sort(samples)
+	q := func(p float64) float64 {
+		return float64(samples[int(p*float64(len(samples)-1))].Nanoseconds()) / 1e3
+	}
+	b.ReportMetric(q(0.50), "p50-µs")
+	b.ReportMetric(q(0.99), "p99-µs")
 }
 
 // BenchmarkSwap measures validate + activate of the shipped bundle (its

@@ -15,13 +15,14 @@ func newUpCommand() *cobra.Command {
 			fmt.Fprint(cmd.ErrOrStderr(), `pbac up is not available yet.
 
 Built so far: the policy engine (Rego compiled to Wasm, run in wazero, hot
-swappable). Try:
+swappable) and the authorization server. Try:
   pbac policy test            run the shipped policy's Rego tests
-  pbac policy build -o b.tar.gz
   pbac policy eval pbac/tool_call --input input.json
+  pbac asrv                   the OAuth authorization server alone
+  pbac statement sign --provider claude-code --model claude-opus-4
 
-Still missing for "up": the authorization server, the MCP gateway, the demo
-backends and the dashboard.
+Still missing for "up": the MCP gateway, the demo backends and the
+dashboard.
 `)
 			return errors.New("pbac up: the gateway is not built yet")
 		},
