@@ -1,0 +1,338 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// driveFile is one document in the demo drive.
+type driveFile struct {
+	Path       string
+	Content    string
+	Owner      string
+	Modified   string
+	SharedWith []string
+}
+
+type drive struct {
+	mu    sync.Mutex
+	files map[string]*driveFile
+}
+
+// FileInfo describes a drive file without its content.
+type FileInfo struct {
+	Path       string   `json:"path" jsonschema:"absolute path of the file"`
+	Size       int      `json:"size" jsonschema:"size in bytes"`
+	Owner      string   `json:"owner"`
+	Modified   string   `json:"modified" jsonschema:"last modification time, RFC 3339"`
+	SharedWith []string `json:"shared_with" jsonschema:"users or groups the file is shared with"`
+}
+
+func (f *driveFile) info() FileInfo {
+	return FileInfo{Path: f.Path, Size: len(f.Content), Owner: f.Owner, Modified: f.Modified, SharedWith: slices.Clone(f.SharedWith)}
+}
+
+type ListFilesArgs struct {
+	Path string `json:"path,omitempty" jsonschema:"folder or path prefix to list, e.g. /team; all files when empty"`
+}
+
+type ListFilesOutput struct {
+	Path  string     `json:"path"`
+	Files []FileInfo `json:"files"`
+}
+
+type SearchFilesArgs struct {
+	Query string `json:"query" jsonschema:"text to look for (case-insensitive) in file paths and contents"`
+}
+
+type SearchHit struct {
+	FileInfo
+	Snippet string `json:"snippet" jsonschema:"the matching line, or the path when only the path matched"`
+}
+
+type SearchFilesOutput struct {
+	Query   string      `json:"query"`
+	Matches []SearchHit `json:"matches"`
+}
+
+type ReadFileArgs struct {
+	Path string `json:"path" jsonschema:"absolute path of the file, e.g. /public/handbook.md"`
+}
+
+type ReadFileOutput struct {
+	FileInfo
+	Content string `json:"content"`
+}
+
+type WriteFileArgs struct {
+	Path    string `json:"path" jsonschema:"absolute path of the file to create or overwrite"`
+	Content string `json:"content" jsonschema:"the new content of the file"`
+}
+
+type WriteFileOutput struct {
+	FileInfo
+	Created bool `json:"created" jsonschema:"true when the file did not exist before"`
+}
+
+type ShareFileArgs struct {
+	Path string `json:"path" jsonschema:"absolute path of the file to share"`
+	With string `json:"with" jsonschema:"user or group to share with, e.g. bob@example.com or team-platform"`
+}
+
+type ShareFileOutput struct {
+	FileInfo
+	Added bool `json:"added" jsonschema:"false when the file was already shared with that principal"`
+}
+
+// cleanPath validates and normalises an absolute drive path.
+func cleanPath(p string) (string, error) {
+	p = strings.TrimSpace(p)
+	if p == "" {
+		return "", fmt.Errorf("argument %q is required and must not be empty", "path")
+	}
+	if !strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf("path %q must be absolute (start with /)", p)
+	}
+	if slices.Contains(strings.Split(p, "/"), "..") {
+		return "", fmt.Errorf("path %q must not contain a \"..\" segment", p)
+	}
+	return path.Clean(p), nil
+}
+
+func newDriveServer() *mcp.Server {
+	d := &drive{files: map[string]*driveFile{}}
+	for _, f := range seedDrive() {
+		d.files[f.Path] = f
+	}
+	s := newServer("drive", "Demo Drive",
+		"A shared document drive. Paths are absolute (/public, /team, /finance, /prod). "+
+			"Use list_files or search_files to find documents, read_file to read one.")
+
+	mcp.AddTool(s, &mcp.Tool{
+		Name:        "list_files",
+		Description: "List the files in the drive, optionally only those under a folder or path prefix.",
+		Annotations: readOnly("List files"),
+	}, d.listFiles)
+	mcp.AddTool(s, &mcp.Tool{
+		Name:        "search_files",
+		Description: "Search file paths and contents for a text (case-insensitive).",
+		Annotations: readOnly("Search files"),
+	}, d.searchFiles)
+	mcp.AddTool(s, &mcp.Tool{
+		Name:        "read_file",
+		Description: "Read the content of one file.",
+		Annotations: readOnly("Read file"),
+	}, d.readFile)
+	mcp.AddTool(s, &mcp.Tool{
+		Name:        "write_file",
+		Description: "Create a file or overwrite an existing file's content.",
+		Annotations: writes("Write file", true, true),
+	}, d.writeFile)
+	mcp.AddTool(s, &mcp.Tool{
+		Name:        "share_file",
+		Description: "Share a file with a user or group.",
+		Annotations: writes("Share file", false, true),
+	}, d.shareFile)
+	return s
+}
+
+// sorted returns the files in path order; d.mu must be held.
+func (d *drive) sorted() []*driveFile {
+	out := make([]*driveFile, 0, len(d.files))
+	for _, f := range d.files {
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b *driveFile) int { return strings.Compare(a.Path, b.Path) })
+	return out
+}
+
+func (d *drive) listFiles(_ context.Context, _ *mcp.CallToolRequest, in ListFilesArgs) (*mcp.CallToolResult, ListFilesOutput, error) {
+	prefix := strings.TrimSpace(in.Path)
+	if prefix != "" && prefix != "/" {
+		p, err := cleanPath(prefix)
+		if err != nil {
+			return nil, ListFilesOutput{}, err
+		}
+		prefix = p
+	} else {
+		prefix = "/"
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := ListFilesOutput{Path: prefix, Files: []FileInfo{}}
+	for _, f := range d.sorted() {
+		// A prefix matches a folder ("/team" lists "/team/x") or a path start.
+		if strings.HasPrefix(f.Path, prefix) {
+			out.Files = append(out.Files, f.info())
+		}
+	}
+	lines := []string{fmt.Sprintf("%d file(s) under %s:", len(out.Files), prefix)}
+	for _, f := range out.Files {
+		lines = append(lines, fmt.Sprintf("  %s  (%d bytes, owner %s, modified %s)", f.Path, f.Size, f.Owner, f.Modified))
+	}
+	return textLines(lines), out, nil
+}
+
+func (d *drive) searchFiles(_ context.Context, _ *mcp.CallToolRequest, in SearchFilesArgs) (*mcp.CallToolResult, SearchFilesOutput, error) {
+	if err := required("query", in.Query); err != nil {
+		return nil, SearchFilesOutput{}, err
+	}
+	q := strings.ToLower(strings.TrimSpace(in.Query))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := SearchFilesOutput{Query: in.Query, Matches: []SearchHit{}}
+	for _, f := range d.sorted() {
+		hit := SearchHit{FileInfo: f.info()}
+		found := false
+		for line := range strings.SplitSeq(f.Content, "\n") {
+			if strings.Contains(strings.ToLower(line), q) {
+				hit.Snippet, found = strings.TrimSpace(line), true
+				break
+			}
+		}
+		if !found && strings.Contains(strings.ToLower(f.Path), q) {
+			hit.Snippet, found = f.Path, true
+		}
+		if found {
+			out.Matches = append(out.Matches, hit)
+		}
+	}
+	lines := []string{fmt.Sprintf("%d file(s) match %q:", len(out.Matches), in.Query)}
+	for _, m := range out.Matches {
+		lines = append(lines, fmt.Sprintf("  %s: %s", m.Path, m.Snippet))
+	}
+	return textLines(lines), out, nil
+}
+
+func (d *drive) readFile(_ context.Context, _ *mcp.CallToolRequest, in ReadFileArgs) (*mcp.CallToolResult, ReadFileOutput, error) {
+	p, err := cleanPath(in.Path)
+	if err != nil {
+		return nil, ReadFileOutput{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, ok := d.files[p]
+	if !ok {
+		return nil, ReadFileOutput{}, fmt.Errorf("file %s not found", p)
+	}
+	out := ReadFileOutput{FileInfo: f.info(), Content: f.Content}
+	return textResult("%s (%d bytes, owner %s)\n\n%s", f.Path, len(f.Content), f.Owner, f.Content), out, nil
+}
+
+func (d *drive) writeFile(_ context.Context, _ *mcp.CallToolRequest, in WriteFileArgs) (*mcp.CallToolResult, WriteFileOutput, error) {
+	p, err := cleanPath(in.Path)
+	if err != nil {
+		return nil, WriteFileOutput{}, err
+	}
+	if p == "/" || strings.HasSuffix(in.Path, "/") {
+		return nil, WriteFileOutput{}, fmt.Errorf("path %q names a folder, not a file", in.Path)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, exists := d.files[p]
+	if !exists {
+		f = &driveFile{Path: p, Owner: "agent", SharedWith: []string{}}
+		d.files[p] = f
+	}
+	f.Content = in.Content
+	f.Modified = now()
+	out := WriteFileOutput{FileInfo: f.info(), Created: !exists}
+	verb := "Updated"
+	if !exists {
+		verb = "Created"
+	}
+	return textResult("%s %s (%d bytes).", verb, p, len(in.Content)), out, nil
+}
+
+func (d *drive) shareFile(_ context.Context, _ *mcp.CallToolRequest, in ShareFileArgs) (*mcp.CallToolResult, ShareFileOutput, error) {
+	p, err := cleanPath(in.Path)
+	if err != nil {
+		return nil, ShareFileOutput{}, err
+	}
+	if err := required("with", in.With); err != nil {
+		return nil, ShareFileOutput{}, err
+	}
+	with := strings.TrimSpace(in.With)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, ok := d.files[p]
+	if !ok {
+		return nil, ShareFileOutput{}, fmt.Errorf("file %s not found", p)
+	}
+	added := !slices.Contains(f.SharedWith, with)
+	if added {
+		f.SharedWith = append(f.SharedWith, with)
+		f.Modified = now()
+	}
+	out := ShareFileOutput{FileInfo: f.info(), Added: added}
+	if !added {
+		return textResult("%s was already shared with %s.", p, with), out, nil
+	}
+	return textResult("Shared %s with %s (now shared with: %s).", p, with, strings.Join(f.SharedWith, ", ")), out, nil
+}
+
+func seedDrive() []*driveFile {
+	return []*driveFile{
+		{Path: "/public/handbook.md", Owner: "people-ops", Modified: "2025-01-15T09:00:00Z", SharedWith: []string{"everyone"}, Content: `# Acme Engineering Handbook
+
+## Working hours
+Core hours are 10:00-16:00 in your local time zone.
+
+## Code review
+Every merge request needs one approval from someone other than its author.
+Nobody approves their own change; bots included.
+
+## Production access
+Production is reached only through the deploy pipeline (Jenkins deploy-prod).
+Secrets live under /prod/secrets and are read by the pipeline, never by people or agents.
+
+## AI agents
+Agents act with their own identity through the PBAC gateway. Ask #security before
+connecting a new agent.
+`},
+		{Path: "/public/onboarding.md", Owner: "people-ops", Modified: "2025-02-03T11:30:00Z", SharedWith: []string{"everyone"}, Content: `# Onboarding checklist
+
+1. Get your laptop and SSO account from IT.
+2. Join #general, #deploys and your team channel in Slack.
+3. Read the handbook (/public/handbook.md).
+4. Pick a "good first issue" in Jira project PLAT.
+5. Open your first merge request in GitLab (platform/api) and ask for a review.
+`},
+		{Path: "/team/roadmap.md", Owner: "alice", Modified: "2025-09-01T08:15:00Z", SharedWith: []string{"team-platform"}, Content: `# Platform roadmap (H2)
+
+- Q3: move the API behind the PBAC gateway (PLAT-101)
+- Q3: rotate AWS credentials automatically (SEC-12)
+- Q4: self-service deploys for staging
+- Q4: retire the shared CI service account (SEC-14)
+`},
+		{Path: "/team/notes.txt", Owner: "bob", Modified: "2025-09-10T16:40:00Z", SharedWith: []string{"team-platform"}, Content: `Standup notes 2025-09-10
+- alice: gateway policy for CI bot almost done
+- bob: dashboard latency panel, p99 regressed after the cache change
+- carol: contractor access review pending (ask security)
+`},
+		{Path: "/finance/q3-forecast.xlsx", Owner: "finance", Modified: "2025-07-01T12:00:00Z", SharedWith: []string{"finance-team"}, Content: `[spreadsheet stub: q3-forecast.xlsx]
+Sheet "Summary"
+Quarter,Revenue (USD),Costs (USD),Headcount
+Q3-2025,4,200,000,3,100,000,58
+Q3-2025 (stretch),4,650,000,3,250,000,61
+CONFIDENTIAL - finance only
+`},
+		{Path: "/prod/secrets/db.env", Owner: "sre", Modified: "2025-06-20T07:00:00Z", SharedWith: []string{"deploy-pipeline"}, Content: `# FAKE demo credentials - not real, for the PBAC demo only
+DB_HOST=prod-db.internal.example
+DB_USER=app_prod
+DB_PASSWORD=FAKE-demo-password-do-not-use
+`},
+		{Path: "/prod/secrets/aws-credentials", Owner: "sre", Modified: "2025-06-20T07:00:00Z", SharedWith: []string{"deploy-pipeline"}, Content: `# FAKE demo credentials - not real, for the PBAC demo only
+[production]
+aws_access_key_id = FAKE-ACCESS-KEY-ID-DEMO
+aws_secret_access_key = FAKE-secret-access-key-demo-only
+region = eu-west-1
+`},
+	}
+}
