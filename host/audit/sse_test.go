@@ -1,0 +1,204 @@
+package audit
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+type sseEvent struct {
+	event, data, comment string
+}
+
+// readEvents parses an event stream into ev until the body ends.
+func readEvents(body *bufio.Reader, ev chan<- sseEvent) {
+	defer close(ev)
+	var cur sseEvent
+	for {
+		line, err := body.ReadString('\n')
+		if err != nil {
+			return
+		}
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case line == "":
+			if cur != (sseEvent{}) {
+				ev <- cur
+			}
+			cur = sseEvent{}
+		case strings.HasPrefix(line, ":"):
+			cur.comment = strings.TrimSpace(line[1:])
+		case strings.HasPrefix(line, "event: "):
+			cur.event = line[len("event: "):]
+		case strings.HasPrefix(line, "data: "):
+			cur.data = line[len("data: "):]
+		}
+	}
+}
+
+func TestSSEHandler(t *testing.T) {
+	tests := []struct {
+		name  string
+		query string
+		want  []string // request ids expected, in order
+	}{
+		{"all", "", []string{"a1", "d1", "a2", "e1"}},
+		{"by client", "?client_id=ci-bot", []string{"d1", "e1"}},
+		{"by decision", "?decision=deny", []string{"d1"}},
+		{"by client and decision", "?client_id=claude-code&decision=allow", []string{"a1", "a2"}},
+	}
+	records := []Record{
+		{RequestID: "a1", ClientID: "claude-code", Decision: DecisionAllow, Method: "tools/call", Tool: "drive.read"},
+		{RequestID: "d1", ClientID: "ci-bot", Decision: DecisionDeny, Method: "tools/call", Tool: "slack.post", Reasons: []string{"tier ci_agent may not use slack"}},
+		{RequestID: "a2", ClientID: "claude-code", Decision: DecisionAllow, Method: "tools/list"},
+		{RequestID: "e1", ClientID: "ci-bot", Decision: DecisionError, Method: "tools/call", Tool: "x"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := NewTrail(testLogger())
+			defer tr.Close(context.Background())
+			srv := httptest.NewServer(SSEHandler(tr, WithSSEHeartbeat(40*time.Millisecond)))
+			defer srv.Close()
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+tc.query, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" || resp.StatusCode != 200 {
+				t.Fatalf("status %d content type %q", resp.StatusCode, ct)
+			}
+			events := make(chan sseEvent, 64)
+			go readEvents(bufio.NewReader(resp.Body), events)
+			next := func() sseEvent {
+				select {
+				case e, ok := <-events:
+					if !ok {
+						t.Fatal("stream ended")
+					}
+					return e
+				case <-time.After(5 * time.Second):
+					t.Fatal("no event")
+				}
+				return sseEvent{}
+			}
+			if e := next(); e.comment != "connected" {
+				t.Fatalf("first event %+v", e)
+			}
+			// The subscription exists once "connected" was sent.
+			for _, r := range records {
+				tr.Record(r)
+			}
+			var got []string
+			sawHeartbeat := false
+			for len(got) < len(tc.want) || !sawHeartbeat {
+				e := next()
+				switch {
+				case e.comment == "heartbeat":
+					sawHeartbeat = true
+				case e.event == "audit":
+					var r Record
+					if err := json.Unmarshal([]byte(e.data), &r); err != nil {
+						t.Fatalf("bad data %q: %v", e.data, err)
+					}
+					got = append(got, r.RequestID)
+				default:
+					t.Fatalf("unexpected event %+v", e)
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Fatalf("got %v want %v", got, tc.want)
+			}
+			// Cancelling the request ends the handler and its subscription.
+			cancel()
+			deadline := time.Now().Add(5 * time.Second)
+			for tr.Stats().Subscribers != 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("handler still subscribed after cancel")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
+
+func TestSSEHandlerEndsWhenTrailCloses(t *testing.T) {
+	tr := NewTrail(testLogger())
+	srv := httptest.NewServer(SSEHandler(tr))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if _, err := br.ReadString('\n'); err != nil { // retry: line
+		t.Fatal(err)
+	}
+	if err := tr.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			if _, err := br.ReadString('\n'); err != nil {
+				close(done)
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("stream did not end when the trail closed")
+	}
+}
+
+func TestSSEHandlerReportsDrops(t *testing.T) {
+	tr := NewTrail(testLogger())
+	defer tr.Close(context.Background())
+	h := SSEHandler(tr, WithSSEBuffer(1))
+	// Drive the handler directly with a recorder-like writer that blocks
+	// until we have recorded a burst, so the stream falls behind.
+	pr := newPipeWriter()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
+	go h.ServeHTTP(pr, req)
+	pr.waitWrites(1) // "connected" written: subscribed
+	pr.block()
+	tr.Record(Record{RequestID: "first", Decision: DecisionAllow})
+	pr.waitBlocked()
+	for i := range 10 {
+		tr.Record(Record{RequestID: "burst" + string(rune('a'+i)), Decision: DecisionAllow})
+	}
+	pr.unblock()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(pr.String(), `event: dropped`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no dropped event in %q", pr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(pr.String(), `data: {"dropped":9}`) {
+		t.Fatalf("want 9 dropped: %q", pr.String())
+	}
+	r := httptest.NewRecorder()
+	h.ServeHTTP(r, httptest.NewRequest(http.MethodGet, "/?decision=maybe", nil))
+	if r.Code != http.StatusBadRequest {
+		t.Fatalf("bad decision filter: %d", r.Code)
+	}
+	r = httptest.NewRecorder()
+	h.ServeHTTP(r, httptest.NewRequest(http.MethodPost, "/", nil))
+	if r.Code != http.StatusMethodNotAllowed {
+		t.Fatalf("POST: %d", r.Code)
+	}
+}

@@ -1,0 +1,285 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestTrailOrderingAndBatching(t *testing.T) {
+	tests := []struct {
+		name      string
+		n         int
+		batchSize int
+		gated     bool // hold the first write so the rest queue up and batch
+	}{
+		{"single records", 50, 0, false},
+		{"many records default batch", 5000, 0, false},
+		{"gated batch 64", 1000, 64, true},
+		{"gated batch 1", 100, 1, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &memSink{}
+			if tc.gated {
+				sink.gate = make(chan struct{})
+				sink.entered = make(chan struct{}, 1)
+			}
+			tr := NewTrailWithOptions(testLogger(), TrailOptions{BatchSize: tc.batchSize, QueueSize: tc.n + 1}, sink)
+			for i := range tc.n {
+				tr.Record(rec(i))
+				if tc.gated && i == 0 {
+					<-sink.entered // first record is in the writer's hands
+				}
+			}
+			if tc.gated {
+				close(sink.gate)
+			}
+			ctx, cancel := ctxTimeout(10 * time.Second)
+			defer cancel()
+			if err := tr.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got, batches, closed := sink.snapshot()
+			if !closed {
+				t.Fatal("sink not closed")
+			}
+			if len(got) != tc.n || tr.Dropped() != 0 {
+				t.Fatalf("got %d records, dropped %d, want %d, 0", len(got), tr.Dropped(), tc.n)
+			}
+			for i, r := range got {
+				if r.RequestID != rec(i).RequestID {
+					t.Fatalf("record %d is %s: order broken", i, r.RequestID)
+				}
+			}
+			max := tc.batchSize
+			if max == 0 {
+				max = DefaultBatchSize
+			}
+			for _, b := range batches {
+				if b < 1 || b > max {
+					t.Fatalf("batch of %d outside [1,%d]", b, max)
+				}
+			}
+			if tc.gated {
+				want := 1 + (tc.n-1+max-1)/max // the lone first record, then full batches
+				if len(batches) != want {
+					t.Fatalf("%d batches %v, want %d", len(batches), batches[:min(10, len(batches))], want)
+				}
+			}
+			if st := tr.Stats(); st.Written != uint64(tc.n) || st.Queued != 0 {
+				t.Fatalf("stats %+v", st)
+			}
+		})
+	}
+}
+
+func TestTrailSetsTime(t *testing.T) {
+	sink := &memSink{}
+	tr := NewTrail(testLogger(), sink)
+	before := time.Now()
+	tr.Record(Record{RequestID: "x", Method: "tools/list", Decision: DecisionAllow})
+	if err := tr.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ := sink.snapshot()
+	if len(got) != 1 || got[0].Time.Before(before) || got[0].Time.Location() != time.UTC {
+		t.Fatalf("time not stamped: %+v", got)
+	}
+}
+
+func TestTrailDropsWhenSinkStuck(t *testing.T) {
+	tests := []struct {
+		name    string
+		queue   int
+		timeout time.Duration
+		n       int
+	}{
+		{"tiny queue", 4, 5 * time.Millisecond, 40},
+		{"small queue longer bound", 16, 20 * time.Millisecond, 60},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &memSink{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+			tr := NewTrailWithOptions(testLogger(), TrailOptions{QueueSize: tc.queue, EnqueueTimeout: tc.timeout, BatchSize: 8}, sink)
+			tr.Record(rec(0))
+			<-sink.entered                             // the writer is now stuck in the sink
+			bound := tc.timeout + 250*time.Millisecond // generous slack for -race and busy CI
+			for i := 1; i < tc.n; i++ {
+				start := time.Now()
+				tr.Record(rec(i))
+				if d := time.Since(start); d > bound {
+					t.Fatalf("Record %d blocked %v (bound %v)", i, d, bound)
+				}
+			}
+			wantDropped := uint64(tc.n - 1 - tc.queue) // one in the sink, queue full, rest dropped
+			if got := tr.Dropped(); got != wantDropped {
+				t.Fatalf("dropped %d, want %d", got, wantDropped)
+			}
+			close(sink.gate)
+			ctx, cancel := ctxTimeout(5 * time.Second)
+			defer cancel()
+			if err := tr.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got, _, _ := sink.snapshot()
+			if uint64(len(got))+tr.Dropped() != uint64(tc.n) {
+				t.Fatalf("written %d + dropped %d != %d", len(got), tr.Dropped(), tc.n)
+			}
+			// Delivered records are the oldest ones, in order.
+			for i, r := range got {
+				if r.RequestID != rec(i).RequestID {
+					t.Fatalf("record %d is %s", i, r.RequestID)
+				}
+			}
+			// After Close, records are counted, not lost silently.
+			before := tr.Dropped()
+			tr.Record(rec(tc.n))
+			if tr.Dropped() != before+1 {
+				t.Fatal("record after close not counted as dropped")
+			}
+		})
+	}
+}
+
+func TestTrailCloseDeadlineWithStuckSink(t *testing.T) {
+	sink := &memSink{gate: make(chan struct{}), entered: make(chan struct{}, 1)} // never opened
+	tr := NewTrailWithOptions(testLogger(), TrailOptions{QueueSize: 100, BatchSize: 1}, sink)
+	for i := range 10 {
+		tr.Record(rec(i))
+	}
+	<-sink.entered
+	ctx, cancel := ctxTimeout(50 * time.Millisecond)
+	defer cancel()
+	err := tr.Close(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close = %v, want deadline exceeded", err)
+	}
+	// The stuck write is cancelled through its context; the rest is dropped
+	// and the sinks are closed by the writer.
+	select {
+	case <-tr.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("writer did not finish after cancellation")
+	}
+	if got := tr.Dropped(); got != 9 {
+		t.Fatalf("dropped %d, want 9", got)
+	}
+	if st := tr.Stats(); st.SinkFailed != 1 {
+		t.Fatalf("sink failures %d, want 1", st.SinkFailed)
+	}
+	if _, _, closed := sink.snapshot(); !closed {
+		t.Fatal("sink not closed")
+	}
+	if err := tr.Close(context.Background()); err != nil {
+		t.Fatalf("second Close = %v", err)
+	}
+}
+
+func TestTrailSubscribers(t *testing.T) {
+	const n = 100
+	tests := []struct {
+		name     string
+		buffer   int
+		read     bool
+		wantGot  int
+		wantLost uint64
+	}{
+		{"fast subscriber", n, true, n, 0},
+		{"slow subscriber buffer 5", 5, false, 5, n - 5},
+		{"slow subscriber buffer 0 means 1", 0, false, 1, n - 1},
+	}
+	stuck := &memSink{gate: make(chan struct{})} // sinks stuck: subscribers must not care
+	tr := NewTrailWithOptions(testLogger(), TrailOptions{QueueSize: 2 * n}, stuck)
+	subs := make([]*Subscription, len(tests))
+	for i, tc := range tests {
+		subs[i] = tr.NewSubscription(tc.buffer)
+	}
+	ch, cancelExtra := tr.Subscribe(n)
+	var wg sync.WaitGroup
+	var extra []Record
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for r := range ch {
+			extra = append(extra, r)
+		}
+	}()
+
+	start := time.Now()
+	for i := range n {
+		tr.Record(rec(i))
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("recording took %v: subscribers blocked the trail", d)
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := subs[i]
+			s.Cancel()
+			s.Cancel() // idempotent
+			var got []Record
+			for r := range s.C {
+				got = append(got, r)
+			}
+			if len(got) != tc.wantGot || s.Dropped() != tc.wantLost {
+				t.Fatalf("got %d lost %d, want %d lost %d", len(got), s.Dropped(), tc.wantGot, tc.wantLost)
+			}
+			for j, r := range got {
+				if r.RequestID != rec(j).RequestID {
+					t.Fatalf("subscriber record %d is %s", j, r.RequestID)
+				}
+			}
+		})
+	}
+	if st := tr.Stats(); st.SubscriberDropped != (n-5)+(n-1) || st.Subscribers != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	close(stuck.gate)
+	if err := tr.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait() // Close ends the remaining subscription
+	cancelExtra()
+	if len(extra) != n {
+		t.Fatalf("extra subscriber got %d", len(extra))
+	}
+	late, cancelLate := tr.Subscribe(1)
+	defer cancelLate()
+	if _, ok := <-late; ok {
+		t.Fatal("subscription on a closed trail is open")
+	}
+}
+
+func TestTrailConcurrentRecordAndClose(t *testing.T) {
+	sink := &memSink{}
+	tr := NewTrailWithOptions(testLogger(), TrailOptions{QueueSize: 64, EnqueueTimeout: time.Millisecond}, sink)
+	ch, cancel := tr.Subscribe(8)
+	defer cancel()
+	go func() {
+		for range ch {
+		}
+	}()
+	var wg sync.WaitGroup
+	const workers, per = 8, 500
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				tr.Record(rec(w*per + i))
+			}
+		}()
+	}
+	time.Sleep(5 * time.Millisecond)
+	if err := tr.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	got, _, _ := sink.snapshot()
+	if uint64(len(got))+tr.Dropped() != workers*per {
+		t.Fatalf("written %d + dropped %d != %d", len(got), tr.Dropped(), workers*per)
+	}
+}
