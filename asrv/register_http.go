@@ -1,7 +1,9 @@
 package asrv
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -24,34 +26,47 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		writeRegistrationError(w, err)
 		return
 	}
-	client, secret, regToken, err := NewClient(req, s.cfg.Statements, s.now())
+	client, secret, regToken, err := s.Register(ctx, req)
 	if err != nil {
+		var re *RegistrationError
+		if !errors.As(err, &re) {
+			s.log.ErrorContext(ctx, "register client", "err", err)
+			writeOAuthError(w, fosite.ErrServerError)
+			return
+		}
 		s.log.InfoContext(ctx, "registration rejected", "err", err)
 		writeRegistrationError(w, err)
 		return
+	}
+	s.log.InfoContext(ctx, "client registered", "client_id", client.ID, "verified", client.Agent.Verified,
+		"provider", client.Agent.AgentProvider, "model", client.Agent.AgentModel)
+	writeJSON(w, http.StatusCreated, RegistrationResponse(client, secret, regToken, s.url(PathRegister+"/"+client.ID)))
+}
+
+// Register registers a client as the registration endpoint does: the
+// statement is verified, policy (pbac/register) must allow it, and it is
+// stored. The secret and registration token are returned once. A refusal is
+// a *RegistrationError.
+func (s *Server) Register(ctx context.Context, req *RegistrationRequest) (client *Client, secret, regToken string, err error) {
+	client, secret, regToken, err = NewClient(req, s.cfg.Statements, s.now())
+	if err != nil {
+		return nil, "", "", err
 	}
 	if len(client.Scopes) == 0 {
 		client.Scopes = append([]string(nil), s.cfg.Scopes...)
 	}
 	d, err := s.decide(ctx, EntrypointRegister, policyInput{Client: clientInput(client)}, nil)
 	if err != nil {
-		writeOAuthError(w, fosite.ErrServerError)
-		return
+		return nil, "", "", err
 	}
 	if !d.Allow {
-		s.log.InfoContext(ctx, "registration denied by policy", "provider", client.Agent.AgentProvider, "reasons", d.Reasons)
-		writeRegistrationError(w, &RegistrationError{Code: "unapproved_software_statement",
-			Description: "policy does not allow this client to register: " + strings.Join(d.Reasons, "; ")})
-		return
+		return nil, "", "", &RegistrationError{Code: "unapproved_software_statement",
+			Description: "policy does not allow this client to register: " + strings.Join(d.Reasons, "; ")}
 	}
 	if err := s.store.CreateClient(ctx, client); err != nil {
-		s.log.ErrorContext(ctx, "store client", "err", err)
-		writeOAuthError(w, fosite.ErrServerError)
-		return
+		return nil, "", "", fmt.Errorf("store client: %w", err)
 	}
-	s.log.InfoContext(ctx, "client registered", "client_id", client.ID, "verified", client.Agent.Verified,
-		"provider", client.Agent.AgentProvider, "model", client.Agent.AgentModel)
-	writeJSON(w, http.StatusCreated, RegistrationResponse(client, secret, regToken, s.url(PathRegister+"/"+client.ID)))
+	return client, secret, regToken, nil
 }
 
 // serveClientConfiguration is RFC 7592 read and delete, authorized by the

@@ -182,6 +182,17 @@ func (r *Registry) Active() (Info, bool) {
 	return v.info, true
 }
 
+// ActiveBundle returns the bundle the active version was loaded from (its
+// module and data); ok is false when there is none. The bundle must not be
+// modified.
+func (r *Registry) ActiveBundle() (*rego.Bundle, bool) {
+	v := r.active.Load()
+	if v == nil {
+		return nil, false
+	}
+	return v.bundle, true
+}
+
 // Events returns the registry's history, oldest first.
 func (r *Registry) Events() []Event {
 	r.mu.Lock()
@@ -209,8 +220,9 @@ func (r *Registry) Activate(ctx context.Context, b *rego.Bundle, source string) 
 }
 
 // SetData replaces the active version's data without recompiling its module:
-// the result is a new version (new hash, same module) validated like any
-// other, and the next decision uses it.
+// the result is a new version (new hash, same module), and the next decision
+// uses it. It must pass the fail-closed smoke checks; the bundle's own
+// vectors are not run, since they describe the bundle's data.
 func (r *Registry) SetData(ctx context.Context, data []byte, source string) (Info, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -221,7 +233,10 @@ func (r *Registry) SetData(ctx context.Context, data []byte, source string) (Inf
 	if cur == nil {
 		return Info{}, ErrNoPolicy
 	}
-	nb := &rego.Bundle{Wasm: cur.bundle.Wasm, Data: data, Vectors: cur.bundle.Vectors}
+	// The bundle's vectors describe decisions under the bundle's own data;
+	// new data changes decisions by design, so only the fail-closed smoke
+	// checks gate a data update.
+	nb := &rego.Bundle{Wasm: cur.bundle.Wasm, Data: data}
 	nb.Revision = rego.Revision(nb.Wasm, nb.Data)
 	v, err := r.load(ctx, nb, source, cur.policy)
 	if err != nil {

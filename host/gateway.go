@@ -1,0 +1,417 @@
+// Package host is the gateway: a Fiber server that is the MCP policy
+// enforcement point. Every request to /mcp/<backend> carries a bearer token
+// that is introspected; every tools/call is decided by pbac/tool_call with
+// its arguments and forwarded byte for byte only when allowed; tools/list is
+// filtered by pbac/list; every decision is audited.
+package host
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/host/audit"
+	"github.com/pbac-gateway/pbac/plugins"
+)
+
+// Introspector checks a bearer token. The in-process *asrv.Server
+// implements it; a remote AS is reached over RFC 7662.
+type Introspector interface {
+	Introspect(ctx context.Context, token, resource string) (asrv.Introspection, error)
+}
+
+// Decider is the policy. *plugins.Registry implements it.
+type Decider interface {
+	Decide(ctx context.Context, entrypoint string, input []byte) (plugins.Decision, error)
+}
+
+// Backend is one MCP server behind the gateway.
+type Backend struct {
+	// Name is the path segment (/mcp/<name>) and the tool name prefix.
+	Name string
+	// URL is the backend's Streamable HTTP endpoint.
+	URL string
+	// Headers are added to every forwarded request: credentials the backend
+	// needs come from here, never from the client.
+	Headers map[string]string
+	// Timeout bounds one forwarded request (streams excepted); default 30 s.
+	Timeout time.Duration
+}
+
+// Config configures a Gateway.
+type Config struct {
+	// PublicURL is the gateway's base URL as clients reach it; the protected
+	// resource is PublicURL + "/mcp".
+	PublicURL string
+	Backends  []Backend
+	// AuthorizationServers are the issuer URLs the protected resource
+	// metadata names.
+	AuthorizationServers []string
+	// Scopes are advertised in the protected resource metadata.
+	Scopes       []string
+	Introspector Introspector
+	Policy       Decider
+	Audit        *audit.Trail
+	// AuthServer, when set, is mounted on the same listener (the AS runs in
+	// process by default).
+	AuthServer http.Handler
+	// AllowedOrigins may call /mcp from a browser; requests with any other
+	// Origin are refused (DNS rebinding). PublicURL's origin is always
+	// allowed.
+	AllowedOrigins []string
+	MaxBodyBytes   int // default 4 MiB
+	MaxJSONDepth   int // default 64
+	Logger         *slog.Logger
+}
+
+// Gateway is the MCP enforcement point.
+type Gateway struct {
+	cfg      Config
+	app      *fiber.App
+	backends map[string]*Backend
+	client   *http.Client
+	log      *slog.Logger
+	metrics  *metrics
+	sessions *sessions
+	resource string
+	origins  map[string]bool
+}
+
+// New builds a gateway; a configuration mistake fails here.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Introspector == nil || cfg.Policy == nil {
+		return nil, errors.New("host: an introspector and a policy are required")
+	}
+	pub, err := url.Parse(cfg.PublicURL)
+	if err != nil || pub.Host == "" || (pub.Scheme != "http" && pub.Scheme != "https") {
+		return nil, fmt.Errorf("host: public URL %q must be an absolute http(s) URL", cfg.PublicURL)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 4 << 20
+	}
+	if cfg.MaxJSONDepth <= 0 {
+		cfg.MaxJSONDepth = 64
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	base := strings.TrimSuffix(cfg.PublicURL, "/")
+	g := &Gateway{
+		cfg:      cfg,
+		backends: map[string]*Backend{},
+		log:      cfg.Logger,
+		metrics:  newMetrics(),
+		sessions: newSessions(),
+		resource: base + "/mcp",
+		origins:  map[string]bool{pub.Scheme + "://" + pub.Host: true},
+		client: &http.Client{
+			Transport: &http.Transport{
+				Proxy:               nil, // backends are reached directly, never through an environment proxy
+				MaxIdleConns:        256,
+				MaxIdleConnsPerHost: 64,
+				IdleConnTimeout:     90 * time.Second,
+				ForceAttemptHTTP2:   false,
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+	for _, o := range cfg.AllowedOrigins {
+		g.origins[strings.TrimSuffix(o, "/")] = true
+	}
+	for i := range cfg.Backends {
+		b := cfg.Backends[i]
+		if b.Name == "" || strings.ContainsAny(b.Name, "/.? ") {
+			return nil, fmt.Errorf("host: backend name %q must be a plain path segment", b.Name)
+		}
+		if u, err := url.Parse(b.URL); err != nil || u.Host == "" {
+			return nil, fmt.Errorf("host: backend %s: URL %q is not absolute", b.Name, b.URL)
+		}
+		if _, dup := g.backends[b.Name]; dup {
+			return nil, fmt.Errorf("host: backend %s is configured twice", b.Name)
+		}
+		if b.Timeout <= 0 {
+			b.Timeout = 30 * time.Second
+		}
+		g.backends[b.Name] = &b
+	}
+	g.app = g.routes()
+	return g, nil
+}
+
+// Resources are the protected resource identifiers the gateway serves: the
+// aggregate /mcp and each /mcp/<backend>. The AS must issue tokens for them.
+func (g *Gateway) Resources() []string {
+	out := []string{g.resource}
+	for _, name := range slices.Sorted(mapKeys(g.backends)) {
+		out = append(out, g.resource+"/"+name)
+	}
+	return out
+}
+
+// App is the Fiber application serving the gateway (and the AS when
+// mounted).
+func (g *Gateway) App() *fiber.App { return g.app }
+
+// Shutdown drains in-flight requests, then closes idle backend connections.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	err := g.app.ShutdownWithContext(ctx)
+	g.client.CloseIdleConnections()
+	return err
+}
+
+// MetricsRegistry exposes the gateway's Prometheus registry.
+func (g *Gateway) MetricsRegistry() *prometheus.Registry { return g.metrics.reg }
+
+func (g *Gateway) routes() *fiber.App {
+	app := fiber.New(fiber.Config{
+		BodyLimit:             g.cfg.MaxBodyBytes,
+		DisableStartupMessage: true,
+		ReadTimeout:           60 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		ReadBufferSize:        16 << 10,
+		ErrorHandler: func(c *fiber.Ctx, err error) error {
+			code := fiber.StatusInternalServerError
+			var fe *fiber.Error
+			if errors.As(err, &fe) {
+				code = fe.Code
+			}
+			return c.Status(code).JSON(fiber.Map{"error": http.StatusText(code)})
+		},
+	})
+	prm := func(c *fiber.Ctx) error { return g.serveResourceMetadata(c) }
+	app.Get("/.well-known/oauth-protected-resource", prm)
+	app.Get("/.well-known/oauth-protected-resource/mcp", prm)
+	app.Get("/.well-known/oauth-protected-resource/mcp/:backend", prm)
+	app.Post("/mcp/:backend", g.handlePost)
+	app.Get("/mcp/:backend", g.handleStream)
+	app.Delete("/mcp/:backend", g.handleDelete)
+	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{})))
+	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
+	if g.cfg.AuthServer != nil {
+		as := adaptor.HTTPHandler(g.cfg.AuthServer)
+		app.All("/oauth2/*", as)
+		app.Get("/.well-known/oauth-authorization-server", as)
+		app.Get("/.well-known/openid-configuration", as)
+	}
+	return app
+}
+
+// serveResourceMetadata is RFC 9728 protected resource metadata, at the
+// well-known URL and its path-suffixed forms.
+func (g *Gateway) serveResourceMetadata(c *fiber.Ctx) error {
+	resource := g.resource
+	if b := c.Params("backend"); b != "" {
+		if _, ok := g.backends[b]; !ok {
+			return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "unknown resource"})
+		}
+		resource += "/" + b
+	}
+	c.Set("Cache-Control", "public, max-age=300")
+	return c.JSON(fiber.Map{
+		"resource":                 resource,
+		"authorization_servers":    g.cfg.AuthorizationServers,
+		"bearer_methods_supported": []string{"header"},
+		"scopes_supported":         g.cfg.Scopes,
+		"resource_name":            "PBAC Gateway",
+	})
+}
+
+func (g *Gateway) metadataURL(backend string) string {
+	u := strings.TrimSuffix(g.cfg.PublicURL, "/") + "/.well-known/oauth-protected-resource/mcp"
+	if backend != "" {
+		u += "/" + backend
+	}
+	return u
+}
+
+// checkOrigin refuses browser requests from origins that are not allowed:
+// the MCP transport's defence against DNS rebinding.
+func (g *Gateway) checkOrigin(c *fiber.Ctx) bool {
+	o := c.Get("Origin")
+	return o == "" || g.origins[o]
+}
+
+// caller is an authenticated request's identity.
+type caller struct {
+	token asrv.Introspection
+}
+
+// authenticate introspects the bearer token for this backend's resource.
+// On failure it has written the 401 and returns false.
+func (g *Gateway) authenticate(c *fiber.Ctx, backend string, rid string) (*caller, bool, time.Duration) {
+	start := time.Now()
+	challenge := func(errCode, desc string) {
+		h := fmt.Sprintf(`Bearer resource_metadata=%q`, g.metadataURL(backend))
+		if errCode != "" {
+			h += fmt.Sprintf(`, error=%q, error_description=%q`, errCode, desc)
+		}
+		c.Set("WWW-Authenticate", h)
+		_ = c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": orDefault(errCode, "unauthorized"), "error_description": desc})
+	}
+	authz := c.Get("Authorization")
+	token, ok := strings.CutPrefix(authz, "Bearer ")
+	if !ok || token == "" {
+		challenge("", "a bearer token is required")
+		return nil, false, time.Since(start)
+	}
+	res, err := g.cfg.Introspector.Introspect(c.UserContext(), token, "")
+	took := time.Since(start)
+	if err != nil {
+		g.log.Error("introspection failed", "request_id", rid, "err", err)
+		challenge("invalid_token", "the token could not be checked")
+		return nil, false, took
+	}
+	if !res.Active {
+		challenge("invalid_token", "the token is not active")
+		return nil, false, took
+	}
+	if !slices.Contains(res.Audience, g.resource) && !slices.Contains(res.Audience, g.resource+"/"+backend) {
+		challenge("invalid_token", "the token was not issued for this resource")
+		return nil, false, took
+	}
+	return &caller{token: res}, true, took
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func newID() string {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		panic(errors.New("crypto/rand failed"))
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// policyInput is the input of pbac/tool_call and pbac/list.
+type policyInput struct {
+	Client  policyClient   `json:"client"`
+	Subject *policySubject `json:"subject,omitempty"`
+	Token   policyToken    `json:"token"`
+	Request policyRequest  `json:"request"`
+	Now     int64          `json:"now"`
+}
+
+type policyClient struct {
+	ClientID              string `json:"client_id"`
+	AgentProvider         string `json:"agent_provider,omitempty"`
+	AgentModel            string `json:"agent_model,omitempty"`
+	SingleUseAccessTokens bool   `json:"single_use_access_tokens"`
+	SoftwareID            string `json:"software_id,omitempty"`
+	Verified              bool   `json:"verified"`
+}
+
+type policySubject struct {
+	Sub   string   `json:"sub"`
+	Roles []string `json:"roles"`
+}
+
+type policyToken struct {
+	ClientID string      `json:"client_id"`
+	Sub      string      `json:"sub,omitempty"`
+	Scp      []string    `json:"scp"`
+	Aud      []string    `json:"aud"`
+	Iat      int64       `json:"iat"`
+	Exp      int64       `json:"exp"`
+	Act      *asrv.Actor `json:"act,omitempty"`
+}
+
+type policyRequest struct {
+	Backend   string          `json:"backend"`
+	Method    string          `json:"method"`
+	Tool      string          `json:"tool,omitempty"`
+	Arguments json.RawMessage `json:"arguments,omitempty"`
+	Tools     []string        `json:"tools,omitempty"`
+}
+
+func (cl *caller) input(backend, method string) policyInput {
+	t := cl.token
+	in := policyInput{
+		Token: policyToken{ClientID: t.ClientID, Sub: t.Subject, Scp: t.Scopes, Aud: t.Audience,
+			Iat: t.IssuedAt, Exp: t.ExpiresAt, Act: t.Act},
+		Request: policyRequest{Backend: backend, Method: method},
+		Now:     time.Now().Unix(),
+	}
+	if c := t.Client; c != nil {
+		in.Client = policyClient{ClientID: c.ID, AgentProvider: c.Agent.AgentProvider, AgentModel: c.Agent.AgentModel,
+			SingleUseAccessTokens: c.Agent.SingleUseAccessTokens, SoftwareID: c.Agent.SoftwareID, Verified: c.Agent.Verified}
+	}
+	if t.Subject != "" {
+		in.Subject = &policySubject{Sub: t.Subject, Roles: t.Roles}
+	}
+	return in
+}
+
+// sessions binds the gateway's session ids to a backend session and to the
+// agent and human that opened it.
+type sessions struct {
+	mu sync.Mutex
+	m  map[string]*session
+}
+
+type session struct {
+	backend, backendID string
+	clientID, subject  string
+	lastUsed           time.Time
+}
+
+func newSessions() *sessions { return &sessions{m: map[string]*session{}} }
+
+func (s *sessions) put(id string, sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess.lastUsed = time.Now()
+	s.m[id] = sess
+}
+
+func (s *sessions) get(id string) (*session, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess, ok := s.m[id]
+	if ok {
+		sess.lastUsed = time.Now()
+	}
+	return sess, ok
+}
+
+func (s *sessions) delete(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, id)
+}
+
+func (s *sessions) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
+	return func(yield func(K) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,419 @@
+package host_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/demo"
+	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/host/audit"
+	"github.com/pbac-gateway/pbac/internal/oauthtest"
+	"github.com/pbac-gateway/pbac/plugins"
+	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/wasm"
+)
+
+var shipped = sync.OnceValues(func() (*rego.Bundle, error) { return rego.BuildShipped(context.Background()) })
+
+// stack is the whole product in process: policy, AS, gateway, the demo
+// backends, each on its own 127.0.0.1 listener.
+type stack struct {
+	t        testing.TB
+	base     string
+	resource string
+	registry *plugins.Registry
+	index    *audit.Index
+	issuer   *asrv.IssuerKey
+	gw       *host.Gateway
+}
+
+func newStack(t testing.TB) *stack {
+	t.Helper()
+	ctx := context.Background()
+	b, err := shipped()
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := wasm.NewEngine(ctx, wasm.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := plugins.New(engine)
+	if _, err := reg.Activate(ctx, b, "shipped"); err != nil {
+		t.Fatal(err)
+	}
+	runs, err := demo.StartAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	var backends []host.Backend
+	resources := []string{base + "/mcp"}
+	for _, r := range runs {
+		backends = append(backends, host.Backend{Name: r.Name, URL: r.URL})
+		resources = append(resources, base+"/mcp/"+r.Name)
+	}
+	store, err := asrv.OpenBadger(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := asrv.LoadOrCreateIssuerKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := asrv.NewStatementVerifier(key.Trusted())
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := asrv.New(asrv.Config{
+		Issuer: base, Resources: resources, Secret: bytes.Repeat([]byte("s"), 32),
+		Scopes: []string{"drive:read", "drive:write", "jira:read", "jira:write", "slack:read", "slack:write",
+			"database:read", "database:ddl", "gitlab:read", "gitlab:write", "gitlab:approve", "jenkins:read", "jenkins:build"},
+		Store: store, Users: asrv.DemoUsers{}, Statements: verifier,
+		Policy: asrv.DeciderFunc(func(ctx context.Context, ep string, in []byte) (asrv.Decision, error) {
+			d, err := reg.Decide(ctx, ep, in)
+			return asrv.Decision{Allow: d.Allow, Reasons: d.Reasons, Result: d.Result}, err
+		}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	index, err := audit.OpenIndex(ctx, "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trail := audit.NewTrail(slog.New(slog.DiscardHandler), index)
+	gw, err := host.New(host.Config{
+		PublicURL: base, Backends: backends, AuthorizationServers: []string{base},
+		Introspector: as, Policy: reg, Audit: trail, AuthServer: as.Handler(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gw.App().Listener(ln) }()
+	t.Cleanup(func() {
+		_ = gw.Shutdown(context.Background())
+		_ = trail.Close(context.Background())
+		_ = store.Close()
+		for _, r := range runs {
+			_ = r.Close(context.Background())
+		}
+		_ = reg.Close(ctx)
+		_ = engine.Close(ctx)
+	})
+	return &stack{t: t, base: base, resource: base + "/mcp", registry: reg, index: index, issuer: key, gw: gw}
+}
+
+func (s *stack) statement(provider string, singleUse bool) string {
+	jws, err := s.issuer.Sign(asrv.StatementClaims{AgentProvider: provider, AgentModel: "test", SingleUseAccessTokens: singleUse}, time.Now())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return jws
+}
+
+// humanAgent registers a public agent for provider and returns alice's
+// token for it, through the sign-in page.
+func (s *stack) humanAgent(provider, user string, scopes ...string) string {
+	s.t.Helper()
+	ctx := context.Background()
+	redirect := "http://127.0.0.1:45001/cb"
+	reg, err := oauthtest.Register(ctx, s.base, map[string]any{
+		"client_name": provider, "redirect_uris": []string{redirect}, "token_endpoint_auth_method": "none",
+		"grant_types": []string{"authorization_code", "refresh_token"}, "software_statement": s.statement(provider, false),
+	})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	tok, err := oauthtest.CodeFlow(ctx, s.base, reg["client_id"].(string), redirect, user, "demo", s.resource, scopes...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok.AccessToken
+}
+
+// machineAgent registers a confidential agent and returns a client
+// credentials token.
+func (s *stack) machineAgent(provider string, singleUse bool, scopes ...string) string {
+	s.t.Helper()
+	ctx := context.Background()
+	reg, err := oauthtest.Register(ctx, s.base, map[string]any{
+		"client_name": provider, "grant_types": []string{"client_credentials"},
+		"token_endpoint_auth_method": "client_secret_basic", "software_statement": s.statement(provider, singleUse),
+	})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	tok, err := oauthtest.ClientCredentials(ctx, s.base, reg["client_id"].(string), reg["client_secret"].(string), s.resource, scopes...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok.AccessToken
+}
+
+// connect opens an MCP session to one backend through the gateway.
+func (s *stack) connect(token, backend string) (*mcp.ClientSession, error) {
+	client := mcp.NewClient(&mcp.Implementation{Name: "pbac-test", Version: "1"}, nil)
+	return client.Connect(context.Background(), &mcp.StreamableClientTransport{
+		Endpoint:             s.base + "/mcp/" + backend,
+		HTTPClient:           &http.Client{Transport: &oauthtest.BearerTransport{Token: token}},
+		MaxRetries:           -1,
+		DisableStandaloneSSE: true,
+	}, nil)
+}
+
+// call makes one tools/call and reports allowed (a result) or denied.
+func (s *stack) call(token, backend, tool string, args map[string]any) (bool, string) {
+	s.t.Helper()
+	sess, err := s.connect(token, backend)
+	if err != nil {
+		return false, "connect: " + err.Error()
+	}
+	defer sess.Close()
+	res, err := sess.CallTool(context.Background(), &mcp.CallToolParams{Name: tool, Arguments: args})
+	if err != nil {
+		return false, err.Error()
+	}
+	if res.IsError {
+		return true, "tool error"
+	}
+	return true, ""
+}
+
+func TestUnauthenticatedRequestGets401WithResourceMetadata(t *testing.T) {
+	s := newStack(t)
+	resp, err := http.Post(s.base+"/mcp/jira", "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := `resource_metadata="` + s.base + `/.well-known/oauth-protected-resource/mcp/jira"`
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), want) {
+		t.Fatalf("got %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	prm, err := http.Get(s.base + "/.well-known/oauth-protected-resource/mcp/jira")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(prm.Body)
+	prm.Body.Close()
+	if !strings.Contains(string(body), `"resource":"`+s.base+`/mcp/jira"`) || !strings.Contains(string(body), `"authorization_servers":["`+s.base+`"]`) {
+		t.Fatalf("protected resource metadata: %s", body)
+	}
+}
+
+// TestSeedMatrixOverHTTP is DESIGN.md's seed trust-tier matrix, end to end:
+// real tokens, real MCP sessions through the gateway, real backends.
+func TestSeedMatrixOverHTTP(t *testing.T) {
+	s := newStack(t)
+	all := []string{"drive:read", "drive:write", "jira:read", "jira:write", "slack:read", "slack:write", "database:read", "database:ddl"}
+	agents := []struct {
+		name  string
+		token string
+		want  string // drive read/write, jira read/write, slack read/write, ddl
+	}{
+		{"alice's claude code (developer)", s.humanAgent("claude-code", "alice", all...), "rw rw rw -"},
+		{"ci bot (ci_agent)", s.machineAgent("ci-bot", false, "drive:read", "jira:read", "jira:write", "database:read"), "r- rw -- -"},
+		{"security scanner (read_only)", s.machineAgent("security-scanner", false, "drive:read", "jira:read", "database:read"), "r- r- -- -"},
+		{"autonomous planner (internal_trusted)", s.humanAgent("claude-code-trusted", "alice", all...), "rw rw rw -"},
+	}
+	calls := []struct {
+		backend, tool string
+		args          map[string]any
+	}{
+		{"drive", "read_file", map[string]any{"path": "/public/handbook.md"}},
+		{"drive", "write_file", map[string]any{"path": "/team/notes.txt", "content": "note"}},
+		{"jira", "search_issues", map[string]any{"query": "SEC"}},
+		{"jira", "create_issue", map[string]any{"project": "SEC", "summary": "s", "description": "d"}},
+		{"slack", "read_history", map[string]any{"channel": "general"}},
+		{"slack", "post_message", map[string]any{"channel": "general", "text": "hi"}},
+		{"database", "execute_ddl", map[string]any{"sql": "CREATE TABLE t (id int)"}},
+	}
+	for _, a := range agents {
+		t.Run(a.name, func(t *testing.T) {
+			var got []byte
+			for i, c := range calls {
+				ok, why := s.call(a.token, c.backend, c.tool, c.args)
+				mark := byte('-')
+				if ok {
+					mark = "rwrwrwd"[i]
+					if i == 6 {
+						mark = 'x' // DDL must never be allowed
+					}
+				}
+				got = append(got, mark)
+				if i%2 == 1 || i == 6 {
+					got = append(got, ' ')
+				}
+				t.Logf("%s.%s: allowed=%v %s", c.backend, c.tool, ok, why)
+			}
+			if g := strings.TrimSpace(string(got)); g != a.want {
+				t.Fatalf("matrix row %q, want %q", g, a.want)
+			}
+		})
+	}
+}
+
+func TestDeniedCallIs403WithReasonAndNeverReachesBackend(t *testing.T) {
+	s := newStack(t)
+	token := s.machineAgent("ci-bot", false, "jira:read", "drive:read")
+	body := `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/prod/secrets/db.env"}}}`
+	req, _ := http.NewRequest(http.MethodPost, s.base+"/mcp/drive", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(out), "denied by policy") ||
+		!strings.Contains(string(out), "prod-secrets") {
+		t.Fatalf("got %d %s", resp.StatusCode, out)
+	}
+	recs, err := s.waitAudit(audit.Filter{Decision: "deny", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recs[0].Tool != "drive.read_file" || !strings.HasPrefix(recs[0].ArgsDigest, "sha256:") || recs[0].PolicyVersion == "" {
+		t.Fatalf("audit record %+v", recs[0])
+	}
+}
+
+func TestDuplicateKeysAndHeaderMismatchAreRejected(t *testing.T) {
+	s := newStack(t)
+	token := s.machineAgent("ci-bot", false, "drive:read")
+	for _, tc := range []struct {
+		name, body string
+		header     map[string]string
+		want       int
+	}{
+		{"duplicate argument keys", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/public/handbook.md","path":"/prod/secrets/db.env"}}}`, nil, 400},
+		{"Mcp-Method header disagrees with the body", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/public/handbook.md"}}}`, map[string]string{"Mcp-Method": "tools/list"}, 400},
+		{"Mcp-Name header disagrees with the body", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/public/handbook.md"}}}`, map[string]string{"Mcp-Name": "list_files"}, 400},
+		{"foreign Origin", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, map[string]string{"Origin": "http://evil.example"}, 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, s.base+"/mcp/drive", strings.NewReader(tc.body))
+			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("Content-Type", "application/json")
+			for k, v := range tc.header {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("got %d %s, want %d", resp.StatusCode, out, tc.want)
+			}
+		})
+	}
+}
+
+func TestToolsListIsFiltered(t *testing.T) {
+	s := newStack(t)
+	token := s.machineAgent("security-scanner", false, "drive:read")
+	sess, err := s.connect(token, "drive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	res, err := sess.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tl := range res.Tools {
+		names = append(names, tl.Name)
+	}
+	if got := strings.Join(names, ","); strings.Contains(got, "write_file") || strings.Contains(got, "share_file") || !strings.Contains(got, "read_file") {
+		t.Fatalf("scanner sees tools %s", got)
+	}
+}
+
+func TestPolicyDataChangeAppliesToTheNextCall(t *testing.T) {
+	s := newStack(t)
+	token := s.machineAgent("ci-bot", false, "jira:read", "jira:write")
+	args := map[string]any{"project": "SEC", "summary": "s", "description": "d"}
+	if ok, why := s.call(token, "jira", "create_issue", args); !ok {
+		t.Fatalf("ci bot cannot create an issue before the change: %s", why)
+	}
+	// Move ci-bot to read_only in the active policy's data.
+	b, _ := shipped()
+	var data map[string]any
+	if err := json.Unmarshal(b.Data, &data); err != nil {
+		t.Fatal(err)
+	}
+	tiers := data["agents"].(map[string]any)["trust_tiers"].(map[string]any)
+	tiers["ci_agent"] = []any{}
+	tiers["read_only"] = []any{"security-scanner", "ci-bot"}
+	changed, _ := json.Marshal(data)
+	if _, err := s.registry.SetData(context.Background(), changed, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, why := s.call(token, "jira", "create_issue", args); ok {
+		t.Fatal("the same token still writes after ci-bot moved to read_only")
+	} else {
+		t.Log(why)
+	}
+}
+
+func TestSingleUseTokenWorksOnce(t *testing.T) {
+	s := newStack(t)
+	token := s.machineAgent("security-scanner", true, "jira:read")
+	req := func() int {
+		r, _ := http.NewRequest(http.MethodPost, s.base+"/mcp/jira", strings.NewReader(
+			`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_issues","arguments":{"query":"SEC"}}}`))
+		r.Header.Set("Authorization", "Bearer "+token)
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := req(); got == http.StatusUnauthorized || got == http.StatusForbidden {
+		t.Fatalf("first use: %d", got)
+	}
+	if got := req(); got != http.StatusUnauthorized {
+		t.Fatalf("second use: %d, want 401", got)
+	}
+}
+
+func (s *stack) waitAudit(f audit.Filter) ([]audit.Record, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		recs, err := s.index.Query(context.Background(), f)
+		if err != nil || len(recs) > 0 || time.Now().After(deadline) {
+			if err == nil && len(recs) == 0 {
+				err = fmt.Errorf("no audit record matches %+v", f)
+			}
+			return recs, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
