@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pbac-gateway/pbac/asrv"
-	"github.com/pbac-gateway/pbac/rego"
 )
 
 func newAsrvCommand() *cobra.Command {
@@ -49,14 +48,20 @@ token and introspection is decided by the shipped policy.`,
 			if len(resources) == 0 {
 				resources = []string{base + "/mcp"}
 			}
-			srv, cleanup, err := newAuthorizationServer(ctx, dataDir, base, resources, log)
+			pol, err := newPolicyRuntime(ctx, dataDir, log)
 			if err != nil {
 				ln.Close()
 				return err
 			}
-			defer cleanup()
+			defer pol.Close(context.WithoutCancel(ctx))
+			as, err := newAuthorizationServer(ctx, dataDir, base, resources, pol, log)
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			defer as.store.Close()
 			fmt.Fprintf(cmd.OutOrStdout(), "pbac asrv: authorization server at %s (data dir %s)\n", base, dataDir)
-			return serveHTTP(ctx, ln, srv.Handler(), log)
+			return serveHTTP(ctx, ln, as.server.Handler(), log)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9090", "address to listen on")
@@ -67,44 +72,46 @@ token and introspection is decided by the shipped policy.`,
 	return cmd
 }
 
+// authRuntime is the authorization server with what it owns.
+type authRuntime struct {
+	server *asrv.Server
+	store  *asrv.BadgerStore
+	issuer *asrv.IssuerKey
+}
+
 // newAuthorizationServer opens the data dir's store, token secret and
-// statement issuer key, and starts the shipped policy.
-func newAuthorizationServer(ctx context.Context, dataDir, issuer string, resources []string, log *slog.Logger) (*asrv.Server, func(), error) {
+// statement issuer key, on the given policy.
+func newAuthorizationServer(ctx context.Context, dataDir, issuer string, resources []string, pol *policyRuntime, log *slog.Logger) (*authRuntime, error) {
 	secret, err := asrv.LoadOrCreateTokenSecret(dataDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	key, err := asrv.LoadOrCreateIssuerKey(dataDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	verifier, err := asrv.NewStatementVerifier(key.Trusted())
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	store, err := asrv.OpenBadger(ctx, filepath.Join(dataDir, "store"), asrv.WithBadgerLogger(log))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	pol, err := newPolicyRuntime(ctx, dataDir, log)
-	if err != nil {
-		_ = store.Close()
-		return nil, nil, err
+	active, _ := pol.registry.ActiveBundle()
+	var scopes []string
+	if active != nil {
+		scopes = scopesOf(active.Data)
 	}
-	b, _ := rego.BuildShipped(ctx)
 	srv, err := asrv.New(asrv.Config{
-		Issuer: issuer, Resources: resources, Scopes: scopesOf(b.Data), Secret: secret,
+		Issuer: issuer, Resources: resources, Scopes: scopes, Secret: secret,
 		Store: store, Policy: pol.decider(), Users: asrv.DemoUsers{}, Statements: verifier, Logger: log,
 	})
-	cleanup := func() {
-		pol.Close(context.WithoutCancel(ctx))
-		_ = store.Close()
-	}
 	if err != nil {
-		cleanup()
-		return nil, nil, err
+		_ = store.Close()
+		return nil, err
 	}
-	return srv, cleanup, nil
+	return &authRuntime{server: srv, store: store, issuer: key}, nil
 }
 
 // serveHTTP serves until ctx ends, then drains for up to 10 s.

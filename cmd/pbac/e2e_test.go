@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -169,5 +171,88 @@ func TestAsrvDurableAcrossKill(t *testing.T) {
 	}
 	if introspect(p2, single) {
 		t.Fatal("a consumed single-use token is active again after restart")
+	}
+}
+
+var upReady = regexp.MustCompile(`authorization server\s+(http://127\.0\.0\.1:\d+)/`)
+
+// startUp runs the real `pbac up` and returns its base URL and output so
+// far (which names the demo agents).
+func startUp(t *testing.T, dataDir string) (string, *bytes.Buffer) {
+	t.Helper()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatalf("build pbac: %v", err)
+	}
+	cmd := exec.Command(bin, "up", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn")
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() })
+	var out bytes.Buffer
+	var mu sync.Mutex
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		base := ""
+		for sc.Scan() {
+			mu.Lock()
+			out.WriteString(sc.Text() + "\n")
+			mu.Unlock()
+			if m := upReady.FindStringSubmatch(sc.Text()); m != nil {
+				base = m[1]
+			}
+			if strings.HasPrefix(sc.Text(), "Press Ctrl-C") {
+				ready <- base
+			}
+		}
+	}()
+	select {
+	case base := <-ready:
+		mu.Lock()
+		defer mu.Unlock()
+		return base, bytes.NewBuffer(bytes.Clone(out.Bytes()))
+	case <-time.After(90 * time.Second):
+		t.Fatal("pbac up did not come up")
+		return "", nil
+	}
+}
+
+// TestUpServesTheDemo drives the real `pbac up`: the CI bot's printed
+// credentials get a token, a Jira read through the gateway is allowed and a
+// Slack post is refused with the policy's reason.
+func TestUpServesTheDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	base, out := startUp(t, t.TempDir())
+	m := regexp.MustCompile(`ci-bot\s+ci-bot\s+client_id=(\S+) client_secret=(\S+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no ci-bot credentials in the output:\n%s", out)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"jira:read jira:write"}, "resource": {base + "/mcp"}}
+	p := &proc{base: base}
+	tok := p.postForm(t, asrv.PathToken, m[1], m[2], form)["access_token"].(string)
+	call := func(backend, body string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, base+"/mcp/"+backend, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	init := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`
+	if status, body := call("jira", init); status != http.StatusOK {
+		t.Fatalf("initialize: %d %s", status, body)
+	}
+	if status, body := call("slack", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"post_message","arguments":{"channel":"general","text":"hi"}}}`); status != http.StatusForbidden || !strings.Contains(body, "ci_agent tier does not grant slack:write") {
+		t.Fatalf("slack post by the CI bot: %d %s", status, body)
 	}
 }

@@ -17,5 +17,6 @@ arguments.`,
 	}
 	root.AddCommand(newUpCommand(), newPolicyCommand(), newAsrvCommand())
 	root.AddCommand(newStatementCommand())
+	root.AddCommand(newDemoCommand())
 	return root
 }

@@ -1,30 +1,249 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/demo"
+	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/host/audit"
 )
 
 func newUpCommand() *cobra.Command {
-	return &cobra.Command{
+	var listen, dataDir, logLevel string
+	cmd := &cobra.Command{
 		Use:   "up",
-		Short: "Run the whole demo: authorization server, gateway, backends and dashboard",
+		Short: "Run the whole demo: authorization server, gateway and the demo backends",
+		Long: `Starts everything on 127.0.0.1 in one process: the OAuth authorization server,
+the MCP gateway in front of the six demo backends (drive, jira, slack, jenkins,
+gitlab, database), the shipped policy, and an audit trail. State (tokens,
+keys, audit) lives in the data dir, created on first run. Demo agents for the
+seed trust-tier matrix are registered once and printed with their
+credentials.
+
+Drop a policy bundle (pbac policy build -o ...) into <data-dir>/policies to
+make it live; a bad one is rejected and the active policy stays.`,
+		Example: `  pbac up
+  pbac up --listen 127.0.0.1:9000 --data-dir /tmp/pbac`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprint(cmd.ErrOrStderr(), `pbac up is not available yet.
-
-Built so far: the policy engine (Rego compiled to Wasm, run in wazero, hot
-swappable) and the authorization server. Try:
-  pbac policy test            run the shipped policy's Rego tests
-  pbac policy eval pbac/tool_call --input input.json
-  pbac asrv                   the OAuth authorization server alone
-  pbac statement sign --provider claude-code --model claude-opus-4
-
-Still missing for "up": the MCP gateway, the demo backends and the
-dashboard.
-`)
-			return errors.New("pbac up: the gateway is not built yet")
+			return runUp(cmd.Context(), cmd.OutOrStdout(), listen, dataDir, newLogger(logLevel))
 		},
 	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the gateway and authorization server")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data dir (default $PBAC_DATA_DIR or ~/.local/share/pbac)")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func runUp(ctx context.Context, out io.Writer, listen, dataDir string, log *slog.Logger) error {
+	if dataDir == "" {
+		dataDir = asrv.DefaultDataDir()
+	}
+	if dataDir == "" {
+		return errors.New("no data dir: pass --data-dir or set PBAC_DATA_DIR")
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", listen, err)
+	}
+	defer ln.Close()
+	base := "http://" + ln.Addr().String()
+
+	pol, err := newPolicyRuntime(ctx, dataDir, log)
+	if err != nil {
+		return err
+	}
+	defer pol.Close(context.WithoutCancel(ctx))
+	policyDir := filepath.Join(dataDir, "policies")
+	if err := os.MkdirAll(policyDir, 0o700); err != nil {
+		return err
+	}
+	go func() {
+		if err := pol.registry.WatchDir(ctx, policyDir); err != nil {
+			log.Error("policy directory watch stopped", "dir", policyDir, "err", err)
+		}
+	}()
+
+	backends, err := demo.StartAll(ctx)
+	if err != nil {
+		return fmt.Errorf("start the demo backends: %w", err)
+	}
+	defer func() {
+		for _, b := range backends {
+			_ = b.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	var hb []host.Backend
+	resources := []string{base + "/mcp"}
+	for _, b := range backends {
+		hb = append(hb, host.Backend{Name: b.Name, URL: b.URL})
+		resources = append(resources, base+"/mcp/"+b.Name)
+	}
+
+	as, err := newAuthorizationServer(ctx, dataDir, base, resources, pol, log)
+	if err != nil {
+		return err
+	}
+	defer as.store.Close()
+
+	auditDir := filepath.Join(dataDir, "audit")
+	if err := os.MkdirAll(auditDir, 0o700); err != nil {
+		return err
+	}
+	file, err := audit.NewFileSink(filepath.Join(auditDir, "audit.jsonl"), 100, 10)
+	if err != nil {
+		return err
+	}
+	index, err := audit.OpenIndex(ctx, filepath.Join(auditDir, "index"), 30*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	trail := audit.NewTrail(log, file, index)
+	defer trail.Close(context.WithoutCancel(ctx))
+
+	active, _ := pol.registry.ActiveBundle()
+	gw, err := host.New(host.Config{
+		PublicURL: base, Backends: hb, AuthorizationServers: []string{base}, Scopes: scopesOf(active.Data),
+		Introspector: as.server, Policy: pol.registry, Audit: trail, AuthServer: as.server.Handler(), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	agents, err := seedDemoAgents(ctx, dataDir, as)
+	if err != nil {
+		return fmt.Errorf("register the demo agents: %w", err)
+	}
+	printUp(out, base, dataDir, backends, agents)
+
+	errc := make(chan error, 1)
+	go func() { errc <- gw.App().Listener(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		log.Info("shutting down: draining in-flight calls")
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return gw.Shutdown(sctx)
+	}
+}
+
+func printUp(out io.Writer, base, dataDir string, backends []*demo.Running, agents []demoAgent) {
+	fmt.Fprintf(out, "PBAC Gateway is up — data in %s\n\n", dataDir)
+	fmt.Fprintf(out, "  authorization server  %s/.well-known/oauth-authorization-server\n", base)
+	fmt.Fprintf(out, "  metrics               %s/metrics\n", base)
+	fmt.Fprintf(out, "  policy bundles        drop into %s\n\n", filepath.Join(dataDir, "policies"))
+	fmt.Fprintln(out, "MCP endpoints (each asks for an OAuth token; sign in as alice, bob or carol, password demo):")
+	for _, b := range backends {
+		fmt.Fprintf(out, "  %-9s %s/mcp/%s\n", b.Name, base, b.Name)
+	}
+	fmt.Fprintln(out, "\nDemo agents (the seed trust-tier matrix):")
+	for _, a := range agents {
+		line := fmt.Sprintf("  %-22s %-20s client_id=%s", a.Name, a.Provider, a.ClientID)
+		if a.ClientSecret != "" {
+			line += " client_secret=" + a.ClientSecret
+		}
+		fmt.Fprintln(out, line)
+	}
+	fmt.Fprintln(out, "\nConnect Claude Code (it registers itself and opens the sign-in page):")
+	for _, name := range []string{"jira", "drive"} {
+		fmt.Fprintf(out, "  claude mcp add --transport http pbac-%s %s/mcp/%s\n", name, base, name)
+	}
+	fmt.Fprintln(out, "\nPress Ctrl-C to stop.")
+}
+
+// demoAgent is one pre-registered agent of the demo tenant.
+type demoAgent struct {
+	Name         string `json:"name"`
+	Provider     string `json:"provider"`
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret,omitempty"`
+}
+
+// demoAgentsFile keeps the demo agents' credentials across restarts (mode
+// 0600, in the data dir, demo only).
+const demoAgentsFile = "demo-agents.json"
+
+// seedDemoAgents registers the four agents of the seed matrix with signed
+// statements, once: later runs reuse them while they are still registered.
+func seedDemoAgents(ctx context.Context, dataDir string, as *authRuntime) ([]demoAgent, error) {
+	path := filepath.Join(dataDir, demoAgentsFile)
+	var saved []demoAgent
+	if raw, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(raw, &saved)
+	}
+	specs := []struct {
+		name, provider string
+		machine        bool
+		singleUse      bool
+	}{
+		{"alice-claude-code", "claude-code", false, false},
+		{"ci-bot", "ci-bot", true, false},
+		{"security-scanner", "security-scanner", true, true},
+		{"autonomous-planner", "claude-code-trusted", false, false},
+	}
+	var agents []demoAgent
+	changed := false
+	for _, sp := range specs {
+		if a, ok := findAgent(saved, sp.name); ok {
+			if _, err := as.store.Client(ctx, a.ClientID); err == nil {
+				agents = append(agents, a)
+				continue
+			}
+		}
+		jws, err := as.issuer.Sign(asrv.StatementClaims{SoftwareID: "pbac-demo-" + sp.name, AgentProvider: sp.provider,
+			AgentModel: "demo", SingleUseAccessTokens: sp.singleUse}, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		req := &asrv.RegistrationRequest{ClientName: sp.name, SoftwareStatement: jws}
+		if sp.machine {
+			req.GrantTypes = []string{"client_credentials"}
+			req.TokenEndpointAuthMethod = asrv.AuthMethodSecretBasic
+		} else {
+			req.GrantTypes = []string{"authorization_code", "refresh_token", asrv.GrantTypeExchange}
+			req.RedirectURIs = []string{"http://127.0.0.1/callback"}
+			req.TokenEndpointAuthMethod = asrv.AuthMethodNone
+		}
+		if err := req.Validate(); err != nil {
+			return nil, err
+		}
+		c, secret, _, err := as.server.Register(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		agents = append(agents, demoAgent{Name: sp.name, Provider: sp.provider, ClientID: c.ID, ClientSecret: secret})
+		changed = true
+	}
+	if changed {
+		raw, _ := json.MarshalIndent(agents, "", "  ")
+		if err := os.WriteFile(path, raw, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return agents, nil
+}
+
+func findAgent(list []demoAgent, name string) (demoAgent, bool) {
+	for _, a := range list {
+		if strings.EqualFold(a.Name, name) {
+			return a, true
+		}
+	}
+	return demoAgent{}, false
 }
