@@ -38,6 +38,8 @@ type stack struct {
 	index    *audit.Index
 	issuer   *asrv.IssuerKey
 	gw       *host.Gateway
+	// direct maps a backend name to its own URL, for baselines.
+	direct map[string]string
 }
 
 func newStack(t testing.TB) *stack {
@@ -66,7 +68,9 @@ func newStack(t testing.TB) *stack {
 	base := "http://" + ln.Addr().String()
 	var backends []host.Backend
 	resources := []string{base + "/mcp"}
+	direct := map[string]string{}
 	for _, r := range runs {
+		direct[r.Name] = r.URL
 		backends = append(backends, host.Backend{Name: r.Name, URL: r.URL})
 		resources = append(resources, base+"/mcp/"+r.Name)
 	}
@@ -118,7 +122,7 @@ func newStack(t testing.TB) *stack {
 		_ = reg.Close(ctx)
 		_ = engine.Close(ctx)
 	})
-	return &stack{t: t, base: base, resource: base + "/mcp", registry: reg, index: index, issuer: key, gw: gw}
+	return &stack{t: t, base: base, resource: base + "/mcp", registry: reg, index: index, issuer: key, gw: gw, direct: direct}
 }
 
 func (s *stack) statement(provider string, singleUse bool) string {
