@@ -22,6 +22,9 @@ import (
 
 // buildBinary builds the pbac binary once per test run.
 var buildBinary = sync.OnceValues(func() (string, error) {
+	if bin := os.Getenv("PBAC_E2E_BINARY"); bin != "" {
+		return bin, nil // built outside, e.g. before entering a network namespace
+	}
 	dir, err := os.MkdirTemp("", "pbac-e2e-")
 	if err != nil {
 		return "", err
@@ -254,5 +257,65 @@ func TestUpServesTheDemo(t *testing.T) {
 	}
 	if status, body := call("slack", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"post_message","arguments":{"channel":"general","text":"hi"}}}`); status != http.StatusForbidden || !strings.Contains(body, "ci_agent tier does not grant slack:write") {
 		t.Fatalf("slack post by the CI bot: %d %s", status, body)
+	}
+}
+
+// TestUpAirGapped runs TestUpServesTheDemo again inside a network namespace
+// that has only loopback (unshare -n): the product needs no egress at run
+// time. It needs root and unshare, as CI has; elsewhere it says so and skips.
+func TestUpAirGapped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	if os.Getenv("PBAC_E2E_AIRGAPPED") != "" {
+		t.Skip("already inside the namespace")
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and unshare(1) to create a network namespace")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs ip(8) to bring loopback up in the namespace")
+	}
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(unshare, "-n", "sh", "-c", `ip link set lo up && exec "$0" "$@"`,
+		self, "-test.run", "^(TestUpServesTheDemo|TestNoEgress)$", "-test.v")
+	cmd.Env = append(os.Environ(), "PBAC_E2E_AIRGAPPED=1", "PBAC_E2E_BINARY="+bin)
+	out, err := cmd.CombinedOutput()
+	t.Logf("inside the namespace:\n%s", out)
+	if err != nil {
+		t.Fatalf("the end-to-end test failed without network: %v", err)
+	}
+	if !strings.Contains(string(out), "--- PASS: TestUpServesTheDemo") || !strings.Contains(string(out), "--- PASS: TestNoEgress") {
+		t.Fatal("the tests did not run inside the namespace")
+	}
+}
+
+// TestNoEgress proves, inside the air-gapped namespace, that the only
+// network is loopback: no other interface is up and there is no route. It
+// sends nothing anywhere.
+func TestNoEgress(t *testing.T) {
+	if os.Getenv("PBAC_E2E_AIRGAPPED") == "" {
+		t.Skip("runs inside TestUpAirGapped's namespace")
+	}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp != 0 && ifc.Flags&net.FlagLoopback == 0 {
+			t.Fatalf("interface %s is up besides loopback", ifc.Name)
+		}
+	}
+	routes, err := os.ReadFile("/proc/net/route")
+	if err == nil && len(strings.Split(strings.TrimSpace(string(routes)), "\n")) > 1 {
+		t.Fatalf("the namespace has routes:\n%s", routes)
 	}
 }
