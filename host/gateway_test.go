@@ -36,6 +36,8 @@ type stack struct {
 	resource string
 	registry *plugins.Registry
 	index    *audit.Index
+	trail    *audit.Trail
+	store    *asrv.BadgerStore
 	issuer   *asrv.IssuerKey
 	gw       *host.Gateway
 	// direct maps a backend name to its own URL, for baselines.
@@ -122,7 +124,7 @@ func newStack(t testing.TB) *stack {
 		_ = reg.Close(ctx)
 		_ = engine.Close(ctx)
 	})
-	return &stack{t: t, base: base, resource: base + "/mcp", registry: reg, index: index, issuer: key, gw: gw, direct: direct}
+	return &stack{t: t, base: base, resource: base + "/mcp", registry: reg, index: index, trail: trail, store: store, issuer: key, gw: gw, direct: direct}
 }
 
 func (s *stack) statement(provider string, singleUse bool) string {
@@ -165,11 +167,35 @@ func (s *stack) machineAgent(provider string, singleUse bool, scopes ...string) 
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	tok, err := oauthtest.ClientCredentials(ctx, s.base, reg["client_id"].(string), reg["client_secret"].(string), s.resource, scopes...)
+	return s.tokenFor([2]string{reg["client_id"].(string), reg["client_secret"].(string)}, scopes...)
+}
+
+// machineAgentReg registers a confidential agent and returns its id and
+// secret.
+func (s *stack) machineAgentReg(provider string) [2]string {
+	s.t.Helper()
+	reg, err := oauthtest.Register(context.Background(), s.base, map[string]any{
+		"client_name": provider, "grant_types": []string{"client_credentials"},
+		"token_endpoint_auth_method": "client_secret_basic", "software_statement": s.statement(provider, false),
+	})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return [2]string{reg["client_id"].(string), reg["client_secret"].(string)}
+}
+
+// tokenFor gets a client credentials token for a registered agent.
+func (s *stack) tokenFor(reg [2]string, scopes ...string) string {
+	s.t.Helper()
+	tok, err := oauthtest.ClientCredentials(context.Background(), s.base, reg[0], reg[1], s.resource, scopes...)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	return tok.AccessToken
+}
+
+func auditFilterClient(clientID, decision string) audit.Filter {
+	return audit.Filter{ClientID: clientID, Decision: decision, Limit: 10}
 }
 
 // connect opens an MCP session to one backend through the gateway.

@@ -187,7 +187,7 @@ func startUp(t *testing.T, dataDir string) (string, *bytes.Buffer) {
 	if err != nil {
 		t.Fatalf("build pbac: %v", err)
 	}
-	cmd := exec.Command(bin, "up", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn")
+	cmd := exec.Command(bin, "up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn")
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +25,7 @@ import (
 )
 
 func newUpCommand() *cobra.Command {
-	var listen, dataDir, logLevel string
+	var listen, adminListen, dataDir, logLevel string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the whole demo: authorization server, gateway and the demo backends",
@@ -38,16 +41,22 @@ make it live; a bad one is rejected and the active policy stays.`,
 		Example: `  pbac up
   pbac up --listen 127.0.0.1:9000 --data-dir /tmp/pbac`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runUp(cmd.Context(), cmd.OutOrStdout(), listen, dataDir, newLogger(logLevel))
+			return runUp(cmd.Context(), cmd.OutOrStdout(), upConfig{listen: listen, adminListen: adminListen, dataDir: dataDir}, newLogger(logLevel))
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the gateway and authorization server")
+	cmd.Flags().StringVar(&adminListen, "admin-listen", "127.0.0.1:8081", "address of the admin API (policy, audit, clients)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data dir (default $PBAC_DATA_DIR or ~/.local/share/pbac)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
 
-func runUp(ctx context.Context, out io.Writer, listen, dataDir string, log *slog.Logger) error {
+type upConfig struct {
+	listen, adminListen, dataDir string
+}
+
+func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) error {
+	dataDir := cfg.dataDir
 	if dataDir == "" {
 		dataDir = asrv.DefaultDataDir()
 	}
@@ -57,11 +66,16 @@ func runUp(ctx context.Context, out io.Writer, listen, dataDir string, log *slog
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	ln, err := net.Listen("tcp", listen)
+	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", listen, err)
+		return fmt.Errorf("listen on %s: %w", cfg.listen, err)
 	}
 	defer ln.Close()
+	adminLn, err := net.Listen("tcp", cfg.adminListen)
+	if err != nil {
+		return fmt.Errorf("listen on %s for the admin API: %w", cfg.adminListen, err)
+	}
+	defer adminLn.Close()
 	base := "http://" + ln.Addr().String()
 
 	pol, err := newPolicyRuntime(ctx, dataDir, log)
@@ -124,14 +138,26 @@ func runUp(ctx context.Context, out io.Writer, listen, dataDir string, log *slog
 	if err != nil {
 		return err
 	}
+	adminToken, err := loadOrCreateAdminToken(dataDir)
+	if err != nil {
+		return err
+	}
+	adminAPI, err := host.NewAdmin(host.AdminConfig{
+		Token: adminToken, Registry: pol.registry, Audit: trail, Index: index, Logger: log,
+		DeleteClient: func(r *http.Request, id string) error { return as.store.DeleteClient(r.Context(), id) },
+	})
+	if err != nil {
+		return err
+	}
 	agents, err := seedDemoAgents(ctx, dataDir, as)
 	if err != nil {
 		return fmt.Errorf("register the demo agents: %w", err)
 	}
-	printUp(out, base, dataDir, backends, agents)
+	printUp(out, base, "http://"+adminLn.Addr().String(), dataDir, backends, agents)
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- gw.App().Listener(ln) }()
+	go func() { errc <- serveHTTP(ctx, adminLn, adminAPI, log) }()
 	select {
 	case err := <-errc:
 		return err
@@ -143,10 +169,11 @@ func runUp(ctx context.Context, out io.Writer, listen, dataDir string, log *slog
 	}
 }
 
-func printUp(out io.Writer, base, dataDir string, backends []*demo.Running, agents []demoAgent) {
+func printUp(out io.Writer, base, adminBase, dataDir string, backends []*demo.Running, agents []demoAgent) {
 	fmt.Fprintf(out, "PBAC Gateway is up — data in %s\n\n", dataDir)
 	fmt.Fprintf(out, "  authorization server  %s/.well-known/oauth-authorization-server\n", base)
 	fmt.Fprintf(out, "  metrics               %s/metrics\n", base)
+	fmt.Fprintf(out, "  admin API             %s/admin/status  (Authorization: Bearer $(cat %s))\n", adminBase, filepath.Join(dataDir, adminTokenFile))
 	fmt.Fprintf(out, "  policy bundles        drop into %s\n\n", filepath.Join(dataDir, "policies"))
 	fmt.Fprintln(out, "MCP endpoints (each asks for an OAuth token; sign in as alice, bob or carol, password demo):")
 	for _, b := range backends {
@@ -237,6 +264,33 @@ func seedDemoAgents(ctx context.Context, dataDir string, as *authRuntime) ([]dem
 		}
 	}
 	return agents, nil
+}
+
+// adminTokenFile holds the admin API's bearer token in the data dir.
+const adminTokenFile = "admin-token"
+
+func loadOrCreateAdminToken(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, adminTokenFile)
+	if raw, err := os.ReadFile(path); err == nil {
+		if info, err := os.Stat(path); err == nil && info.Mode().Perm()&0o077 != 0 {
+			return "", fmt.Errorf("%s is readable by others; chmod 600 it", path)
+		}
+		return strings.TrimSpace(string(raw)), nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	tok := base64.RawURLEncoding.EncodeToString(b)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("create the admin token: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		return "", err
+	}
+	return tok, f.Sync()
 }
 
 func findAgent(list []demoAgent, name string) (demoAgent, bool) {

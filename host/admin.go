@@ -1,0 +1,228 @@
+package host
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pbac-gateway/pbac/host/audit"
+	"github.com/pbac-gateway/pbac/plugins"
+	"github.com/pbac-gateway/pbac/rego"
+)
+
+// maxBundleUpload bounds a policy bundle uploaded to the admin API.
+const maxBundleUpload = 64 << 20
+
+// AdminConfig configures the admin API.
+type AdminConfig struct {
+	// Token authenticates every admin request (Authorization: Bearer).
+	Token    string
+	Registry *plugins.Registry
+	Audit    *audit.Trail
+	Index    *audit.Index
+	// DeleteClient revokes a client and its tokens (the AS store's).
+	DeleteClient func(r *http.Request, id string) error
+	Logger       *slog.Logger
+}
+
+// NewAdmin returns the admin API, for a listener of its own: policy
+// versions (upload, activate, roll back, shadow, patch data), the audit
+// trail (query, live stream) and client revocation. Every request must carry
+// the admin token.
+func NewAdmin(cfg AdminConfig) (http.Handler, error) {
+	if len(cfg.Token) < 16 {
+		return nil, errors.New("host: the admin token must be at least 16 characters")
+	}
+	if cfg.Registry == nil {
+		return nil, errors.New("host: the admin API needs the policy registry")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &admin{cfg: cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /admin/status", a.status)
+	mux.HandleFunc("GET /admin/policy/versions", a.versions)
+	mux.HandleFunc("POST /admin/policy/bundles", a.upload)
+	mux.HandleFunc("POST /admin/policy/rollback", a.rollback)
+	mux.HandleFunc("PUT /admin/policy/data", a.setData)
+	mux.HandleFunc("GET /admin/policy/shadow", a.shadow)
+	mux.HandleFunc("DELETE /admin/policy/shadow", a.clearShadow)
+	mux.HandleFunc("GET /admin/audit", a.queryAudit)
+	if cfg.Audit != nil {
+		mux.Handle("GET /admin/audit/stream", audit.SSEHandler(cfg.Audit))
+	}
+	mux.HandleFunc("DELETE /admin/clients/{id}", a.deleteClient)
+	return a.authenticate(mux), nil
+}
+
+type admin struct {
+	cfg AdminConfig
+}
+
+func (a *admin) authenticate(next http.Handler) http.Handler {
+	want := []byte(a.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pbac-admin"`)
+			adminJSON(w, http.StatusUnauthorized, map[string]string{"error": "the admin token is missing or wrong"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func adminJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func adminError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, plugins.ErrValidation):
+		status = http.StatusUnprocessableEntity
+	case errors.Is(err, plugins.ErrNoRollback), errors.Is(err, plugins.ErrNoPolicy):
+		status = http.StatusConflict
+	}
+	adminJSON(w, status, map[string]string{"error": err.Error()})
+}
+
+func (a *admin) status(w http.ResponseWriter, _ *http.Request) {
+	out := map[string]any{}
+	if info, ok := a.cfg.Registry.Active(); ok {
+		out["policy"] = info
+	}
+	if st, ok := a.cfg.Registry.Shadow(); ok {
+		out["shadow"] = st
+	}
+	if a.cfg.Audit != nil {
+		out["audit"] = a.cfg.Audit.Stats()
+	}
+	adminJSON(w, http.StatusOK, out)
+}
+
+func (a *admin) versions(w http.ResponseWriter, _ *http.Request) {
+	info, _ := a.cfg.Registry.Active()
+	adminJSON(w, http.StatusOK, map[string]any{"active": info, "events": a.cfg.Registry.Events()})
+}
+
+// upload takes a bundle (tar.gz) and activates it, or runs it as the shadow
+// with ?shadow=true.
+func (a *admin) upload(w http.ResponseWriter, r *http.Request) {
+	b, err := rego.ReadTarGz(io.LimitReader(r.Body, maxBundleUpload))
+	if err != nil {
+		adminJSON(w, http.StatusBadRequest, map[string]string{"error": "not a policy bundle: " + err.Error()})
+		return
+	}
+	source := "admin upload"
+	var info plugins.Info
+	if shadow, _ := strconv.ParseBool(r.URL.Query().Get("shadow")); shadow {
+		info, err = a.cfg.Registry.SetShadow(r.Context(), b, source)
+	} else {
+		info, err = a.cfg.Registry.Activate(r.Context(), b, source)
+	}
+	if err != nil {
+		adminError(w, err)
+		return
+	}
+	a.cfg.Logger.Info("admin: policy uploaded", "version", info.Version, "shadow", r.URL.Query().Get("shadow"))
+	adminJSON(w, http.StatusOK, info)
+}
+
+func (a *admin) rollback(w http.ResponseWriter, r *http.Request) {
+	info, err := a.cfg.Registry.Rollback(r.Context())
+	if err != nil {
+		adminError(w, err)
+		return
+	}
+	adminJSON(w, http.StatusOK, info)
+}
+
+func (a *admin) setData(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxBundleUpload))
+	if err != nil || !json.Valid(data) {
+		adminJSON(w, http.StatusBadRequest, map[string]string{"error": "the body must be the policy data as a JSON object"})
+		return
+	}
+	info, err := a.cfg.Registry.SetData(r.Context(), data, "admin data update")
+	if err != nil {
+		adminError(w, err)
+		return
+	}
+	adminJSON(w, http.StatusOK, info)
+}
+
+func (a *admin) shadow(w http.ResponseWriter, _ *http.Request) {
+	st, ok := a.cfg.Registry.Shadow()
+	if !ok {
+		adminJSON(w, http.StatusNotFound, map[string]string{"error": "no shadow policy"})
+		return
+	}
+	adminJSON(w, http.StatusOK, st)
+}
+
+func (a *admin) clearShadow(w http.ResponseWriter, r *http.Request) {
+	st, ok := a.cfg.Registry.ClearShadow(r.Context())
+	if !ok {
+		adminJSON(w, http.StatusNotFound, map[string]string{"error": "no shadow policy"})
+		return
+	}
+	adminJSON(w, http.StatusOK, st)
+}
+
+func (a *admin) queryAudit(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.Index == nil {
+		adminJSON(w, http.StatusNotFound, map[string]string{"error": "no audit index"})
+		return
+	}
+	q := r.URL.Query()
+	f := audit.Filter{ClientID: q.Get("client_id"), Tool: q.Get("tool"), Decision: q.Get("decision"), Subject: q.Get("sub")}
+	for key, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if v := q.Get(key); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				adminJSON(w, http.StatusBadRequest, map[string]string{"error": key + " must be an RFC 3339 time"})
+				return
+			}
+			*dst = t
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			adminJSON(w, http.StatusBadRequest, map[string]string{"error": "limit must be a positive integer"})
+			return
+		}
+		f.Limit = n
+	}
+	recs, err := a.cfg.Index.Query(r.Context(), f)
+	if err != nil {
+		adminError(w, err)
+		return
+	}
+	adminJSON(w, http.StatusOK, map[string]any{"records": recs})
+}
+
+func (a *admin) deleteClient(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.DeleteClient == nil {
+		adminJSON(w, http.StatusNotFound, map[string]string{"error": "client management is not available"})
+		return
+	}
+	id := r.PathValue("id")
+	if err := a.cfg.DeleteClient(r, id); err != nil {
+		adminJSON(w, http.StatusNotFound, map[string]string{"error": "no such client"})
+		return
+	}
+	a.cfg.Logger.Info("admin: client revoked", "client_id", id)
+	w.WriteHeader(http.StatusNoContent)
+}

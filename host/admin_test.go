@@ -1,0 +1,120 @@
+package host_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/pbac-gateway/pbac/host"
+)
+
+func TestAdminAPI(t *testing.T) {
+	s := newStack(t)
+	const token = "admin-token-for-tests-0123456789"
+	h, err := host.NewAdmin(host.AdminConfig{
+		Token: token, Registry: s.registry, Audit: s.trail, Index: s.index,
+		DeleteClient: func(r *http.Request, id string) error { return s.store.DeleteClient(r.Context(), id) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	do := func(method, path, bearer string, body []byte) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, bytes.NewReader(body))
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		var out map[string]any
+		_ = json.Unmarshal(raw, &out)
+		return resp.StatusCode, out
+	}
+
+	t.Run("authentication", func(t *testing.T) {
+		for _, bearer := range []string{"", "wrong-token-wrong-token-wrong-tok"} {
+			if status, _ := do("GET", "/admin/status", bearer, nil); status != http.StatusUnauthorized {
+				t.Fatalf("token %q: %d, want 401", bearer, status)
+			}
+		}
+	})
+
+	status, st := do("GET", "/admin/status", token, nil)
+	first := st["policy"].(map[string]any)["version"].(string)
+	if status != http.StatusOK || first == "" {
+		t.Fatalf("status: %d %v", status, st)
+	}
+
+	t.Run("data update then rollback", func(t *testing.T) {
+		if status, _ := do("PUT", "/admin/policy/data", token, []byte(`{"agents":`)); status != http.StatusBadRequest {
+			t.Fatalf("bad data: %d", status)
+		}
+		b, _ := shipped()
+		var data map[string]any
+		_ = json.Unmarshal(b.Data, &data)
+		data["note"] = "changed by the admin test"
+		raw, _ := json.Marshal(data)
+		status, info := do("PUT", "/admin/policy/data", token, raw)
+		if status != http.StatusOK || info["version"] == first {
+			t.Fatalf("data update: %d %v", status, info)
+		}
+		status, info = do("POST", "/admin/policy/rollback", token, nil)
+		if status != http.StatusOK || info["version"] != first {
+			t.Fatalf("rollback: %d %v", status, info)
+		}
+	})
+
+	t.Run("bundle upload, shadow", func(t *testing.T) {
+		if status, _ := do("POST", "/admin/policy/bundles", token, []byte("not a bundle")); status != http.StatusBadRequest {
+			t.Fatalf("garbage upload: %d", status)
+		}
+		b, _ := shipped()
+		var tgz bytes.Buffer
+		if err := b.WriteTarGz(&tgz); err != nil {
+			t.Fatal(err)
+		}
+		if status, info := do("POST", "/admin/policy/bundles?shadow=true", token, tgz.Bytes()); status != http.StatusOK {
+			t.Fatalf("shadow upload: %d %v", status, info)
+		}
+		if status, _ := do("GET", "/admin/policy/shadow", token, nil); status != http.StatusOK {
+			t.Fatalf("shadow stats: %d", status)
+		}
+		if status, _ := do("DELETE", "/admin/policy/shadow", token, nil); status != http.StatusOK {
+			t.Fatalf("clear shadow: %d", status)
+		}
+		if status, info := do("POST", "/admin/policy/bundles", token, tgz.Bytes()); status != http.StatusOK {
+			t.Fatalf("activate upload: %d %v", status, info)
+		}
+	})
+
+	t.Run("audit query and client revocation", func(t *testing.T) {
+		reg := s.machineAgentReg("ci-bot")
+		tok := s.tokenFor(reg, "jira:read")
+		if ok, _ := s.call(tok, "slack", "post_message", map[string]any{"channel": "general", "text": "x"}); ok {
+			t.Fatal("ci bot posted to slack")
+		}
+		if _, err := s.waitAudit(auditFilterClient(reg[0], "deny")); err != nil {
+			t.Fatal(err)
+		}
+		status, out := do("GET", "/admin/audit?decision=deny&client_id="+reg[0], token, nil)
+		if recs, _ := out["records"].([]any); status != http.StatusOK || len(recs) == 0 {
+			t.Fatalf("audit query: %d %v", status, out)
+		}
+		if status, _ := do("DELETE", "/admin/clients/"+reg[0], token, nil); status != http.StatusNoContent {
+			t.Fatalf("revoke client: %d", status)
+		}
+		if ok, why := s.call(tok, "jira", "search_issues", map[string]any{"query": "SEC"}); ok || !strings.Contains(why, "Unauthorized") {
+			t.Fatalf("a revoked client's token still works (%v, %s)", ok, why)
+		}
+	})
+}
