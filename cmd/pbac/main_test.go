@@ -92,3 +92,17 @@ func TestPolicyEvalRejectsBadInput(t *testing.T) {
 		t.Fatalf("err = %v, want an unknown-entrypoint error", err)
 	}
 }
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	_ = os.WriteFile(good, []byte("backends:\n  - name: jira\n    url: http://127.0.0.1:7000/mcp\n"), 0o600)
+	_ = os.WriteFile(bad, []byte("backends:\n  - name: jira\n    url: http://127.0.0.1:7000/mcp\n    timout: 5s\n"), 0o600)
+	if out, _, err := run(t, "", "config", "check", good); err != nil || !strings.Contains(out, "valid, 1 backend") {
+		t.Fatalf("good config: %v %s", err, out)
+	}
+	if _, _, err := run(t, "", "config", "check", bad); err == nil || !strings.Contains(err.Error(), "line 4") {
+		t.Fatalf("bad config: err = %v, want the line of the misspelt key", err)
+	}
+}

@@ -15,7 +15,7 @@ arguments.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newUpCommand(), newPolicyCommand(), newAsrvCommand())
+	root.AddCommand(newUpCommand(), newPolicyCommand(), newAsrvCommand(), newConfigCommand())
 	root.AddCommand(newStatementCommand())
 	root.AddCommand(newDemoCommand())
 	return root

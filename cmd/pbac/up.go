@@ -25,7 +25,7 @@ import (
 )
 
 func newUpCommand() *cobra.Command {
-	var listen, adminListen, dataDir, logLevel string
+	var listen, adminListen, dataDir, logLevel, configPath string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the whole demo: authorization server, gateway and the demo backends",
@@ -41,18 +41,50 @@ make it live; a bad one is rejected and the active policy stays.`,
 		Example: `  pbac up
   pbac up --listen 127.0.0.1:9000 --data-dir /tmp/pbac`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runUp(cmd.Context(), cmd.OutOrStdout(), upConfig{listen: listen, adminListen: adminListen, dataDir: dataDir}, newLogger(logLevel))
+			cfg := upConfig{listen: listen, adminListen: adminListen, dataDir: dataDir}
+			if configPath != "" {
+				fc, err := host.LoadConfig(configPath)
+				if err != nil {
+					return err
+				}
+				cfg.file = fc
+				// The file sets what the command line does not.
+				if !cmd.Flags().Changed("listen") && fc.Listen != "" {
+					cfg.listen = fc.Listen
+				}
+				if !cmd.Flags().Changed("admin-listen") && fc.AdminListen != "" {
+					cfg.adminListen = fc.AdminListen
+				}
+				if !cmd.Flags().Changed("data-dir") && fc.DataDir != "" {
+					cfg.dataDir = fc.DataDir
+				}
+			}
+			return runUp(cmd.Context(), cmd.OutOrStdout(), cfg, newLogger(logLevel))
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the gateway and authorization server")
 	cmd.Flags().StringVar(&adminListen, "admin-listen", "127.0.0.1:8081", "address of the admin API (policy, audit, clients)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data dir (default $PBAC_DATA_DIR or ~/.local/share/pbac)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML): backends, listeners, data dir; see pbac config check")
 	return cmd
 }
 
 type upConfig struct {
 	listen, adminListen, dataDir string
+	file                         *host.FileConfig
+}
+
+// startDemo tells whether the demo backends run: by default only when the
+// configuration lists no backends of its own.
+func (c upConfig) startDemo() bool {
+	if c.file == nil {
+		return true
+	}
+	if c.file.Demo != nil {
+		return *c.file.Demo
+	}
+	return len(c.file.Backends) == 0
 }
 
 func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) error {
@@ -77,6 +109,9 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	}
 	defer adminLn.Close()
 	base := "http://" + ln.Addr().String()
+	if cfg.file != nil && cfg.file.PublicURL != "" {
+		base = strings.TrimSuffix(cfg.file.PublicURL, "/")
+	}
 
 	pol, err := newPolicyRuntime(ctx, dataDir, log)
 	if err != nil {
@@ -93,19 +128,31 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 		}
 	}()
 
-	backends, err := demo.StartAll(ctx)
-	if err != nil {
-		return fmt.Errorf("start the demo backends: %w", err)
-	}
-	defer func() {
-		for _, b := range backends {
-			_ = b.Close(context.WithoutCancel(ctx))
+	var backends []*demo.Running
+	if cfg.startDemo() {
+		if backends, err = demo.StartAll(ctx); err != nil {
+			return fmt.Errorf("start the demo backends: %w", err)
 		}
-	}()
+		defer func() {
+			for _, b := range backends {
+				_ = b.Close(context.WithoutCancel(ctx))
+			}
+		}()
+	}
 	var hb []host.Backend
-	resources := []string{base + "/mcp"}
 	for _, b := range backends {
 		hb = append(hb, host.Backend{Name: b.Name, URL: b.URL})
+	}
+	if cfg.file != nil {
+		configured, stop, err := startConfiguredBackends(ctx, cfg.file, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		hb = append(hb, configured...)
+	}
+	resources := []string{base + "/mcp"}
+	for _, b := range hb {
 		resources = append(resources, base+"/mcp/"+b.Name)
 	}
 
@@ -153,7 +200,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	if err != nil {
 		return fmt.Errorf("register the demo agents: %w", err)
 	}
-	printUp(out, base, "http://"+adminLn.Addr().String(), dataDir, backends, agents)
+	printUp(out, base, "http://"+adminLn.Addr().String(), dataDir, hb, agents)
 
 	errc := make(chan error, 2)
 	go func() { errc <- gw.App().Listener(ln) }()
@@ -169,7 +216,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	}
 }
 
-func printUp(out io.Writer, base, adminBase, dataDir string, backends []*demo.Running, agents []demoAgent) {
+func printUp(out io.Writer, base, adminBase, dataDir string, backends []host.Backend, agents []demoAgent) {
 	fmt.Fprintf(out, "PBAC Gateway is up — data in %s\n\n", dataDir)
 	fmt.Fprintf(out, "  authorization server  %s/.well-known/oauth-authorization-server\n", base)
 	fmt.Fprintf(out, "  metrics               %s/metrics\n", base)
@@ -192,6 +239,22 @@ func printUp(out io.Writer, base, adminBase, dataDir string, backends []*demo.Ru
 		fmt.Fprintf(out, "  claude mcp add --transport http pbac-%s %s/mcp/%s\n", name, base, name)
 	}
 	fmt.Fprintln(out, "\nPress Ctrl-C to stop.")
+}
+
+// startConfiguredBackends resolves the configuration file's backends.
+func startConfiguredBackends(ctx context.Context, fc *host.FileConfig, log *slog.Logger) ([]host.Backend, func(), error) {
+	var out []host.Backend
+	for _, bc := range fc.Backends {
+		if len(bc.Command) > 0 {
+			return nil, nil, fmt.Errorf("backend %s: stdio command backends are not supported yet; run it behind a Streamable HTTP adapter and give its url", bc.Name)
+		}
+		b, err := bc.Backend()
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, b)
+	}
+	return out, func() {}, nil
 }
 
 // demoAgent is one pre-registered agent of the demo tenant.

@@ -1,0 +1,75 @@
+package host
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "jira-auth")
+	if err := os.WriteFile(secret, []byte("Bearer s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PBAC_TEST_KEY", "k-123")
+	write := func(body string) string {
+		p := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name, body string
+		wantErr    string
+	}{
+		{"empty file is the demo", "", ""},
+		{"url and stdio backends", `
+listen: 127.0.0.1:9000
+backends:
+  - name: jira
+    url: http://127.0.0.1:7000/mcp
+    timeout: 5s
+    headers: {X-Api-Key: "${PBAC_TEST_KEY}"}
+    headers_from_files: {Authorization: ` + secret + `}
+  - name: files
+    command: [server-filesystem, /srv]
+    env: [A=b]
+`, ""},
+		{"misspelt key", "listne: x\n", "field listne not found"},
+		{"bad name", "backends: [{name: Jira!, url: http://x/mcp}]", "name must be"},
+		{"duplicate name", "backends: [{name: a, url: http://x/mcp}, {name: a, url: http://y/mcp}]", "used twice"},
+		{"url and command", "backends: [{name: a, url: http://x/mcp, command: [x]}]", "not both"},
+		{"neither", "backends: [{name: a}]", "url or command is required"},
+		{"relative url", "backends: [{name: a, url: /mcp}]", "absolute"},
+		{"bad timeout", "backends: [{name: a, url: http://x/mcp, timeout: soon}]", "not a positive duration"},
+		{"unset env in a header", `backends: [{name: a, url: http://x/mcp, headers: {K: "${PBAC_TEST_UNSET_VAR}"}}]`, "not set"},
+		{"missing secret file", "backends: [{name: a, url: http://x/mcp, headers_from_files: {K: /nonexistent/f}}]", "no such file"},
+		{"bad env entry", "backends: [{name: a, command: [x], env: [NOEQUALS]}]", "KEY=VALUE"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := LoadConfig(write(tc.body))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.name == "url and stdio backends" {
+				b, err := cfg.Backends[0].Backend()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b.Headers["X-Api-Key"] != "k-123" || b.Headers["Authorization"] != "Bearer s3cret" || b.Timeout.Seconds() != 5 {
+					t.Fatalf("resolved backend %+v", b)
+				}
+			}
+		})
+	}
+}
