@@ -166,6 +166,14 @@ func (i Introspection) rfc7662() map[string]any {
 	if i.Tier != "" {
 		m["pbac_tier"] = i.Tier
 	}
+	// What a remote gateway needs for its own policy decision: the agent's
+	// verified claims and the human's roles.
+	if i.Client != nil {
+		m["pbac_agent"] = i.Client.Agent
+	}
+	if len(i.Roles) > 0 {
+		m["pbac_roles"] = i.Roles
+	}
 	return m
 }
 

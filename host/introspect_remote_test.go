@@ -1,0 +1,33 @@
+package host_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/pbac-gateway/pbac/host"
+)
+
+// TestRemoteIntrospectorMatchesInProcess: the gateway's RFC 7662 client,
+// against the real AS over HTTP, sees what the in-process introspection
+// sees (so a gateway with a remote AS decides the same).
+func TestRemoteIntrospectorMatchesInProcess(t *testing.T) {
+	s := newStack(t)
+	rs := s.machineAgentReg("ci-bot") // the gateway's own confidential client
+	token := s.humanAgent("claude-code", "alice", "jira:read", "jira:write")
+	remote := &host.RemoteIntrospector{Endpoint: s.base + "/oauth2/introspect", ClientID: rs[0], ClientSecret: rs[1]}
+	got, err := remote.Introspect(context.Background(), token, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Active || got.Subject != "alice" || len(got.Roles) != 1 || got.Roles[0] != "engineering" ||
+		got.Client.Agent.AgentProvider != "claude-code" || !got.Client.Agent.Verified || got.Tier != "developer" {
+		t.Fatalf("remote introspection %+v (agent %+v)", got, got.Client.Agent)
+	}
+	if res, err := remote.Introspect(context.Background(), token+"x", ""); err != nil || res.Active {
+		t.Fatalf("tampered token: %+v %v", res, err)
+	}
+	bad := &host.RemoteIntrospector{Endpoint: s.base + "/oauth2/introspect", ClientID: rs[0], ClientSecret: "wrong"}
+	if _, err := bad.Introspect(context.Background(), token, ""); err == nil {
+		t.Fatal("introspection with a wrong secret did not fail")
+	}
+}
