@@ -198,6 +198,12 @@ func (g *Gateway) routes() *fiber.App {
 	app.Get("/.well-known/oauth-protected-resource", prm)
 	app.Get("/.well-known/oauth-protected-resource/mcp", prm)
 	app.Get("/.well-known/oauth-protected-resource/mcp/:backend", prm)
+	app.Post("/mcp", g.handleAggregate)
+	app.Get("/mcp", func(c *fiber.Ctx) error {
+		// The aggregated server sends nothing unprompted.
+		return c.SendStatus(fiber.StatusMethodNotAllowed)
+	})
+	app.Delete("/mcp", g.handleAggregateDelete)
 	app.Post("/mcp/:backend", g.handlePost)
 	app.Get("/mcp/:backend", g.handleStream)
 	app.Delete("/mcp/:backend", g.handleDelete)
@@ -281,7 +287,7 @@ func (g *Gateway) authenticate(c *fiber.Ctx, backend string, rid string) (*calle
 		challenge("invalid_token", "the token is not active")
 		return nil, false, took
 	}
-	if !slices.Contains(res.Audience, g.resource) && !slices.Contains(res.Audience, g.resource+"/"+backend) {
+	if !slices.Contains(res.Audience, g.resource) && (backend == "" || !slices.Contains(res.Audience, g.resource+"/"+backend)) {
 		challenge("invalid_token", "the token was not issued for this resource")
 		return nil, false, took
 	}
@@ -373,6 +379,8 @@ type session struct {
 	backend, backendID string
 	clientID, subject  string
 	lastUsed           time.Time
+	// agg is set for a session of the aggregated server.
+	agg *aggSession
 }
 
 func newSessions() *sessions { return &sessions{m: map[string]*session{}} }

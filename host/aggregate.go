@@ -1,0 +1,350 @@
+package host
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/pbac-gateway/pbac/host/audit"
+)
+
+// The aggregated server at /mcp: one MCP server whose tools are every
+// backend's, named <backend>.<tool>, so a client needs one URL. The gateway
+// answers initialize, ping and tools/list itself and forwards each
+// tools/call to its backend over a backend session it opens lazily.
+
+// aggregateVersions are the protocol revisions the aggregated server
+// speaks, newest first.
+var aggregateVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26"}
+
+// backendProtocol is the revision the gateway speaks to backends as a client.
+const backendProtocol = "2025-06-18"
+
+// maxToolPages bounds the tools/list pages read from one backend.
+const maxToolPages = 20
+
+// aggSession is a client's session with the aggregated server: its
+// backend sessions, opened on first use.
+type aggSession struct {
+	mu       sync.Mutex
+	backends map[string]string // backend name -> backend session id ("" if the backend is stateless)
+}
+
+func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
+	start := time.Now()
+	rid := newID()
+	if !g.checkOrigin(c) {
+		return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
+	}
+	cl, ok, took := g.authenticate(c, "", rid)
+	if !ok {
+		g.metrics.decision("auth", "deny")
+		return nil
+	}
+	body := bytes.Clone(c.Body())
+	msg, err := parseMessage(body, g.cfg.MaxJSONDepth)
+	if err != nil {
+		return g.reply(c, fiber.StatusBadRequest, rpcError(nil, codeInvalidRequest, "invalid request: "+err.Error(), nil))
+	}
+	if err := checkHeaders(c, msg); err != nil {
+		return g.reply(c, fiber.StatusBadRequest, rpcError(msg.ID, codeHeaderMismatch, err.Error(), nil))
+	}
+	if msg.IsResponse || (msg.ID == nil && strings.HasPrefix(msg.Method, "notifications/")) {
+		return c.SendStatus(fiber.StatusAccepted)
+	}
+	if msg.Method == "initialize" {
+		return g.aggregateInitialize(c, cl, msg)
+	}
+	sess, errBody := g.aggregateSession(c, cl, msg)
+	if errBody != nil {
+		return g.reply(c, fiber.StatusNotFound, errBody)
+	}
+	rec := audit.Record{Time: start.UTC(), RequestID: rid, Method: msg.Method,
+		LatencyMicros: map[string]int64{"introspect": took.Microseconds()}}
+	fillCaller(&rec, cl)
+	switch msg.Method {
+	case "ping":
+		return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{}))
+	case "tools/list":
+		return g.aggregateToolsList(c, cl, msg, sess, &rec, start)
+	case "tools/call":
+		return g.aggregateToolsCall(c, cl, msg, sess, &rec, start)
+	default:
+		return g.reply(c, fiber.StatusOK, rpcError(msg.ID, -32601, "method not served by the aggregated server: use /mcp/<backend>", nil))
+	}
+}
+
+func rpcResult(id json.RawMessage, result any) []byte {
+	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": result})
+	return b
+}
+
+func (g *Gateway) aggregateInitialize(c *fiber.Ctx, cl *caller, msg *rpcMessage) error {
+	var params struct {
+		ProtocolVersion string `json:"protocolVersion"`
+	}
+	if raw, ok := msg.Params["protocolVersion"]; ok {
+		_ = json.Unmarshal(raw, &params.ProtocolVersion)
+	}
+	version := aggregateVersions[0]
+	if slices.Contains(aggregateVersions, params.ProtocolVersion) {
+		version = params.ProtocolVersion
+	}
+	id := newID()
+	g.sessions.put(id, &session{clientID: cl.token.ClientID, subject: cl.token.Subject,
+		agg: &aggSession{backends: map[string]string{}}})
+	g.metrics.sessions.Set(float64(g.sessions.count()))
+	c.Set(hdrSession, id)
+	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{
+		"protocolVersion": version,
+		"capabilities":    map[string]any{"tools": map[string]any{"listChanged": false}},
+		"serverInfo":      map[string]any{"name": "pbac-gateway", "title": "PBAC Gateway", "version": "0.1.0"},
+		"instructions": "Every backend's tools, named <backend>.<tool>. Each call is authorized by policy " +
+			"with its arguments; a denied call returns an error with the reason.",
+	}))
+}
+
+// aggregateSession finds the caller's aggregated session.
+func (g *Gateway) aggregateSession(c *fiber.Ctx, cl *caller, msg *rpcMessage) (*aggSession, []byte) {
+	sess, ok := g.sessions.get(c.Get(hdrSession))
+	if !ok || sess.agg == nil {
+		return nil, rpcError(msg.ID, codeInvalidRequest, "unknown or missing session: send initialize first", nil)
+	}
+	if sess.clientID != cl.token.ClientID || sess.subject != cl.token.Subject {
+		return nil, rpcError(msg.ID, codeInvalidRequest, "the session belongs to another agent", nil)
+	}
+	return sess.agg, nil
+}
+
+func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *rpcMessage, sess *aggSession, rec *audit.Record, start time.Time) error {
+	ctx := c.UserContext()
+	var tools []json.RawMessage
+	var names []string
+	for _, name := range slices.Sorted(mapKeys(g.backends)) {
+		b := g.backends[name]
+		cursor := ""
+		for range maxToolPages {
+			params := map[string]any{}
+			if cursor != "" {
+				params["cursor"] = cursor
+			}
+			res, err := g.backendCall(ctx, b, sess, "tools/list", params)
+			if err != nil {
+				g.log.Warn("aggregate: tools/list failed", "backend", name, "err", err)
+				break // one unavailable backend does not hide the others
+			}
+			var page struct {
+				Tools      []map[string]json.RawMessage `json:"tools"`
+				NextCursor string                       `json:"nextCursor"`
+			}
+			if err := json.Unmarshal(res, &page); err != nil {
+				break
+			}
+			for _, t := range page.Tools {
+				var tn string
+				_ = json.Unmarshal(t["name"], &tn)
+				full := name + "." + tn
+				t["name"], _ = json.Marshal(full)
+				raw, _ := json.Marshal(t)
+				tools = append(tools, raw)
+				names = append(names, full)
+			}
+			if cursor = page.NextCursor; cursor == "" {
+				break
+			}
+		}
+	}
+	allowed, version, err := g.allowedTools(ctx, &Backend{}, cl, names)
+	if err != nil {
+		rec.Decision, rec.Reasons = "error", []string{err.Error()}
+		g.finish(rec, start)
+		return g.reply(c, fiber.StatusForbidden, rpcError(msg.ID, codeDenied, "denied: the policy could not decide", nil))
+	}
+	out := make([]json.RawMessage, 0, len(tools))
+	for i, t := range tools {
+		if allowed[names[i]] {
+			out = append(out, t)
+		}
+	}
+	rec.PolicyVersion, rec.Status = version, fiber.StatusOK
+	rec.Reasons = []string{fmt.Sprintf("%d of %d tools listed", len(out), len(tools))}
+	g.finish(rec, start)
+	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{"tools": out}))
+}
+
+func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *rpcMessage, sess *aggSession, rec *audit.Record, start time.Time) error {
+	backendName, tool, ok := strings.Cut(msg.Name, ".")
+	b, known := g.backends[backendName]
+	if !ok || !known || tool == "" {
+		return g.reply(c, fiber.StatusOK, rpcError(msg.ID, codeInvalidParams, "unknown tool "+msg.Name+": tools are named <backend>.<tool>", nil))
+	}
+	rec.Backend = backendName
+	local := *msg
+	local.Name = tool
+	allowed, err := g.decideCall(c, b, cl, &local, rec)
+	if err != nil || !allowed {
+		g.finish(rec, start)
+		return err
+	}
+	// Forward the same params with the backend's own tool name; the
+	// arguments are the exact bytes policy decided on.
+	params := map[string]json.RawMessage{}
+	for k, v := range msg.Params {
+		params[k] = v
+	}
+	params["name"], _ = json.Marshal(tool)
+	bstart := time.Now()
+	res, err := g.backendCall(c.UserContext(), b, sess, "tools/call", params)
+	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
+	if err != nil {
+		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
+		rec.Reasons = append(rec.Reasons, err.Error())
+		g.finish(rec, start)
+		return g.reply(c, fiber.StatusOK, rpcError(msg.ID, codeInternalError, "backend "+backendName+" failed: "+err.Error(), nil))
+	}
+	rec.Status = fiber.StatusOK
+	g.finish(rec, start)
+	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, json.RawMessage(res)))
+}
+
+// errBackendError is a JSON-RPC error a backend answered with.
+var errBackendError = errors.New("backend error")
+
+// backendCall sends one request to a backend as an MCP client, opening the
+// backend session first if needed, and returns the result.
+func (g *Gateway) backendCall(ctx context.Context, b *Backend, sess *aggSession, method string, params any) (json.RawMessage, error) {
+	sid, err := g.backendSession(ctx, b, sess)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+	res, _, err := g.backendRoundTrip(ctx, b, sid, body)
+	return res, err
+}
+
+func (g *Gateway) backendSession(ctx context.Context, b *Backend, sess *aggSession) (string, error) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if sid, ok := sess.backends[b.Name]; ok {
+		return sid, nil
+	}
+	init, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": map[string]any{
+		"protocolVersion": backendProtocol, "capabilities": map[string]any{},
+		"clientInfo": map[string]any{"name": "pbac-gateway", "version": "0.1.0"}}})
+	_, sid, err := g.backendRoundTrip(ctx, b, "", init)
+	if err != nil {
+		return "", fmt.Errorf("initialize %s: %w", b.Name, err)
+	}
+	note := []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	if _, _, err := g.backendRoundTrip(ctx, b, sid, note); err != nil {
+		return "", fmt.Errorf("initialize %s: %w", b.Name, err)
+	}
+	sess.backends[b.Name] = sid
+	return sid, nil
+}
+
+// backendRoundTrip posts one message and returns the result of the answer
+// (JSON or SSE) and the session id the backend named.
+func (g *Gateway) backendRoundTrip(ctx context.Context, b *Backend, sid string, body []byte) (json.RawMessage, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL, bytes.NewReader(body))
+	if err != nil {
+		return nil, "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set(hdrProtocol, backendProtocol)
+	if sid != "" {
+		req.Header.Set(hdrSession, sid)
+	}
+	for k, v := range b.Headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	if newSID := resp.Header.Get(hdrSession); newSID != "" {
+		sid = newSID
+	}
+	if resp.StatusCode == http.StatusAccepted {
+		return nil, sid, nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, sid, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	var msgs [][]byte
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		sc := bufio.NewScanner(io.LimitReader(resp.Body, maxFilteredResponse))
+		sc.Buffer(make([]byte, 64<<10), maxFilteredResponse)
+		for sc.Scan() {
+			if data, ok := bytes.CutPrefix(sc.Bytes(), []byte("data:")); ok {
+				msgs = append(msgs, bytes.Clone(bytes.TrimSpace(data)))
+			}
+		}
+	} else {
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, maxFilteredResponse))
+		if err != nil {
+			return nil, sid, err
+		}
+		msgs = append(msgs, raw)
+	}
+	for _, m := range msgs {
+		var env struct {
+			ID     json.RawMessage `json:"id"`
+			Result json.RawMessage `json:"result"`
+			Error  *struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(m, &env) != nil || env.ID == nil {
+			continue // a notification on the way
+		}
+		if env.Error != nil {
+			return nil, sid, fmt.Errorf("%w: %s", errBackendError, env.Error.Message)
+		}
+		return env.Result, sid, nil
+	}
+	return nil, sid, errors.New("no response from the backend")
+}
+
+// handleAggregateDelete ends an aggregated session and its backend sessions.
+func (g *Gateway) handleAggregateDelete(c *fiber.Ctx) error {
+	cl, ok, _ := g.authenticate(c, "", newID())
+	if !ok {
+		return nil
+	}
+	sess, errBody := g.aggregateSession(c, cl, &rpcMessage{})
+	if errBody != nil {
+		return g.reply(c, fiber.StatusNotFound, errBody)
+	}
+	sess.mu.Lock()
+	for name, sid := range sess.backends {
+		if b, ok := g.backends[name]; ok && sid != "" {
+			req, err := http.NewRequestWithContext(c.UserContext(), http.MethodDelete, b.URL, nil)
+			if err == nil {
+				req.Header.Set(hdrSession, sid)
+				if resp, err := g.client.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}
+		}
+	}
+	sess.mu.Unlock()
+	g.sessions.delete(c.Get(hdrSession))
+	g.metrics.sessions.Set(float64(g.sessions.count()))
+	return c.SendStatus(fiber.StatusNoContent)
+}
