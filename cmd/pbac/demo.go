@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
 	"github.com/pbac-gateway/pbac/demo"
@@ -21,14 +22,26 @@ func newDemoCommand() *cobra.Command {
 }
 
 func newDemoBackendCommand() *cobra.Command {
-	var listen string
+	var (
+		listen string
+		stdio  bool
+	)
 	cmd := &cobra.Command{
-		Use:       "backend NAME",
-		Short:     "Serve one demo backend over MCP Streamable HTTP (no gateway, no auth)",
-		Long:      "Serve one demo backend (" + strings.Join(demo.Names(), ", ") + ") at http://ADDR/mcp until interrupted.",
+		Use:   "backend NAME",
+		Short: "Serve one demo backend over MCP Streamable HTTP (no gateway, no auth)",
+		Long: "Serve one demo backend (" + strings.Join(demo.Names(), ", ") + ") at http://ADDR/mcp until interrupted.\n" +
+			"With --stdio, serve it instead over stdin/stdout (newline-delimited JSON-RPC, one client) until stdin closes.",
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: demo.Names(),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if stdio {
+				// stdout carries the protocol: nothing else may be written to it.
+				s, err := demo.NewServer(args[0])
+				if err != nil {
+					return err
+				}
+				return s.Run(cmd.Context(), &mcp.StdioTransport{})
+			}
 			r, err := demo.Start(cmd.Context(), args[0], listen)
 			if err != nil {
 				return err
@@ -38,6 +51,7 @@ func newDemoBackendCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "address to listen on (port 0 picks a free port)")
+	cmd.Flags().BoolVar(&stdio, "stdio", false, "serve over stdin/stdout instead of HTTP (--listen is ignored)")
 	return cmd
 }
 

@@ -17,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/internal/oauthtest"
 )
 
 // buildBinary builds the pbac binary once per test run.
@@ -260,7 +263,7 @@ func TestUpServesTheDemo(t *testing.T) {
 	}
 }
 
-// TestUpAirGapped runs TestUpServesTheDemo again inside a network namespace
+// TestUpAirGapped runs TestUpServesTheDemo and TestUpSeedMatrix again inside a network namespace
 // that has only loopback (unshare -n): the product needs no egress at run
 // time. It needs root and unshare, as CI has; elsewhere it says so and skips.
 func TestUpAirGapped(t *testing.T) {
@@ -286,14 +289,15 @@ func TestUpAirGapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(unshare, "-n", "sh", "-c", `ip link set lo up && exec "$0" "$@"`,
-		self, "-test.run", "^(TestUpServesTheDemo|TestNoEgress)$", "-test.v")
+		self, "-test.run", "^(TestUpServesTheDemo|TestUpSeedMatrix|TestNoEgress)$", "-test.v")
 	cmd.Env = append(os.Environ(), "PBAC_E2E_AIRGAPPED=1", "PBAC_E2E_BINARY="+bin)
 	out, err := cmd.CombinedOutput()
 	t.Logf("inside the namespace:\n%s", out)
 	if err != nil {
 		t.Fatalf("the end-to-end test failed without network: %v", err)
 	}
-	if !strings.Contains(string(out), "--- PASS: TestUpServesTheDemo") || !strings.Contains(string(out), "--- PASS: TestNoEgress") {
+	if !strings.Contains(string(out), "--- PASS: TestUpServesTheDemo") || !strings.Contains(string(out), "--- PASS: TestUpSeedMatrix") ||
+		!strings.Contains(string(out), "--- PASS: TestNoEgress") {
 		t.Fatal("the tests did not run inside the namespace")
 	}
 }
@@ -317,5 +321,96 @@ func TestNoEgress(t *testing.T) {
 	routes, err := os.ReadFile("/proc/net/route")
 	if err == nil && len(strings.Split(strings.TrimSpace(string(routes)), "\n")) > 1 {
 		t.Fatalf("the namespace has routes:\n%s", routes)
+	}
+}
+
+// TestUpSeedMatrix is the seed trust-tier matrix against the real binary:
+// statements from `pbac statement sign`, registration by DCR, tokens by the
+// code flow as alice (Claude Code rows) and client credentials (CI bot,
+// scanner), calls with the go-sdk MCP client through the gateway.
+func TestUpSeedMatrix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dataDir := t.TempDir()
+	base, _ := startUp(t, dataDir)
+	bin, _ := buildBinary()
+	ctx := t.Context()
+	sign := func(provider string) string {
+		out, err := exec.Command(bin, "statement", "sign", "--data-dir", dataDir, "--provider", provider, "--model", "e2e").Output()
+		if err != nil {
+			t.Fatalf("pbac statement sign: %v", err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	resource := base + "/mcp"
+	all := []string{"drive:read", "drive:write", "jira:read", "jira:write", "slack:read", "slack:write", "database:read", "database:ddl"}
+	human := func(provider string) string {
+		redirect := "http://127.0.0.1:47001/cb"
+		reg, err := oauthtest.Register(ctx, base, map[string]any{"client_name": provider, "redirect_uris": []string{redirect},
+			"token_endpoint_auth_method": "none", "software_statement": sign(provider)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := oauthtest.CodeFlow(ctx, base, reg["client_id"].(string), redirect, "alice", "demo", resource, all...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.AccessToken
+	}
+	machine := func(provider string, scopes ...string) string {
+		reg, err := oauthtest.Register(ctx, base, map[string]any{"client_name": provider, "grant_types": []string{"client_credentials"},
+			"token_endpoint_auth_method": "client_secret_basic", "software_statement": sign(provider)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := oauthtest.ClientCredentials(ctx, base, reg["client_id"].(string), reg["client_secret"].(string), resource, scopes...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.AccessToken
+	}
+	calls := []struct {
+		backend, tool string
+		args          map[string]any
+	}{
+		{"drive", "read_file", map[string]any{"path": "/public/handbook.md"}},
+		{"drive", "write_file", map[string]any{"path": "/team/notes.txt", "content": "e2e"}},
+		{"jira", "get_issue", map[string]any{"key": "SEC-12"}},
+		{"jira", "add_comment", map[string]any{"key": "SEC-12", "body": "e2e"}},
+		{"slack", "list_channels", map[string]any{}},
+		{"slack", "post_message", map[string]any{"channel": "general", "text": "e2e"}},
+		{"database", "execute_ddl", map[string]any{"sql": "CREATE TABLE e2e (id int)"}},
+	}
+	row := func(token string) string {
+		var b strings.Builder
+		for i, c := range calls {
+			client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
+			sess, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp/" + c.backend,
+				MaxRetries: -1, DisableStandaloneSSE: true,
+				HTTPClient: &http.Client{Transport: &oauthtest.BearerTransport{Token: token}}}, nil)
+			mark := "-"
+			if err == nil {
+				if res, err := sess.CallTool(ctx, &mcp.CallToolParams{Name: c.tool, Arguments: c.args}); err == nil && !res.IsError {
+					mark = [...]string{"r", "w", "r", "w", "r", "w", "x"}[i]
+				}
+				sess.Close()
+			}
+			b.WriteString(mark)
+			if i%2 == 1 {
+				b.WriteString(" ")
+			}
+		}
+		return b.String()
+	}
+	for _, a := range []struct{ name, token, want string }{
+		{"alice's claude code", human("claude-code"), "rw rw rw -"},
+		{"ci bot", machine("ci-bot", "drive:read", "jira:read", "jira:write"), "r- rw -- -"},
+		{"security scanner", machine("security-scanner", "drive:read", "jira:read"), "r- r- -- -"},
+		{"autonomous planner", human("claude-code-trusted"), "rw rw rw -"},
+	} {
+		if got := row(a.token); got != a.want {
+			t.Errorf("%s: %q, want %q", a.name, got, a.want)
+		}
 	}
 }

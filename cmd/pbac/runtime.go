@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -61,31 +62,44 @@ func (p *policyRuntime) decider() asrv.Decider {
 	})
 }
 
-// scopesOf lists every "<resource>:<access>" scope the policy data's tier
-// grants mention: the scopes the AS advertises and clients may ask for.
+// scopesOf lists every "<resource>:<access>" scope the policy data knows:
+// each catalogued tool's, and each tier and role grant's. They are the
+// scopes the AS advertises and clients may ask for; policy decides which
+// are granted.
 func scopesOf(data []byte) []string {
+	type grants struct {
+		Grants map[string][]string `json:"grants"`
+	}
 	var d struct {
-		Tiers map[string]struct {
-			Grants map[string][]string `json:"grants"`
-		} `json:"tiers"`
+		Tiers     map[string]grants `json:"tiers"`
+		Roles     map[string]grants `json:"roles"`
+		Catalogue map[string]struct {
+			Resource string `json:"resource"`
+			Access   string `json:"access"`
+		} `json:"catalogue"`
 	}
 	if err := json.Unmarshal(data, &d); err != nil {
 		return nil
 	}
 	seen := map[string]bool{}
-	var out []string
-	for _, t := range d.Tiers {
-		for res, accs := range t.Grants {
-			for _, a := range accs {
-				if sc := res + ":" + a; !seen[sc] {
-					seen[sc] = true
-					out = append(out, sc)
+	add := func(res, acc string) {
+		if res != "" && acc != "" {
+			seen[res+":"+acc] = true
+		}
+	}
+	for _, t := range d.Catalogue {
+		add(t.Resource, t.Access)
+	}
+	for _, set := range []map[string]grants{d.Tiers, d.Roles} {
+		for _, g := range set {
+			for res, accs := range g.Grants {
+				for _, a := range accs {
+					add(res, a)
 				}
 			}
 		}
 	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(seen))
 }
 
 func newLogger(level string) *slog.Logger {
