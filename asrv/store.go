@@ -28,6 +28,8 @@ type ClientStore interface {
 	Client(ctx context.Context, id string) (*Client, error)
 	// DeleteClient removes a client and every token issued to it.
 	DeleteClient(ctx context.Context, id string) error
+	// Clients lists the registered clients, ordered by id.
+	Clients(ctx context.Context) ([]*Client, error)
 }
 
 // TokenStore persists codes and tokens by signature (never the raw value).

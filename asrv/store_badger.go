@@ -349,6 +349,27 @@ func (s *BadgerStore) Client(ctx context.Context, id string) (*Client, error) {
 	return c, nil
 }
 
+// Clients lists the registered clients, ordered by id.
+func (s *BadgerStore) Clients(ctx context.Context) ([]*Client, error) {
+	var out []*Client
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(badgerPrefixClient), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var c Client
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &c) }); err != nil {
+				return fmt.Errorf("decode client %q: %w", it.Item().Key(), err)
+			}
+			out = append(out, &c)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("asrv: list clients: %w", err)
+	}
+	return out, nil
+}
+
 // GetClient implements fosite.ClientManager.
 func (s *BadgerStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
 	c, err := s.Client(ctx, id)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/host/audit"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
@@ -28,7 +29,9 @@ type AdminConfig struct {
 	Index    *audit.Index
 	// DeleteClient revokes a client and its tokens (the AS store's).
 	DeleteClient func(r *http.Request, id string) error
-	Logger       *slog.Logger
+	// ListClients lists the registered clients (the AS store's).
+	ListClients func(r *http.Request) ([]*asrv.Client, error)
+	Logger      *slog.Logger
 }
 
 // NewAdmin returns the admin API, for a listener of its own: policy
@@ -58,6 +61,7 @@ func NewAdmin(cfg AdminConfig) (http.Handler, error) {
 	if cfg.Audit != nil {
 		mux.Handle("GET /admin/audit/stream", audit.SSEHandler(cfg.Audit))
 	}
+	mux.HandleFunc("GET /admin/clients", a.listClients)
 	mux.HandleFunc("DELETE /admin/clients/{id}", a.deleteClient)
 	return a.authenticate(mux), nil
 }
@@ -211,6 +215,28 @@ func (a *admin) queryAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	adminJSON(w, http.StatusOK, map[string]any{"records": recs})
+}
+
+// listClients shows each client's identity and verified claims, never a
+// secret or token hash.
+func (a *admin) listClients(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.ListClients == nil {
+		adminJSON(w, http.StatusNotFound, map[string]string{"error": "client management is not available"})
+		return
+	}
+	list, err := a.cfg.ListClients(r)
+	if err != nil {
+		adminError(w, err)
+		return
+	}
+	out := make([]map[string]any, 0, len(list))
+	for _, c := range list {
+		out = append(out, map[string]any{
+			"client_id": c.ID, "client_name": c.Name, "agent": c.Agent, "grant_types": c.GrantTypes,
+			"token_endpoint_auth_method": c.TokenEndpointAuthMethod, "created_at": c.CreatedAt,
+		})
+	}
+	adminJSON(w, http.StatusOK, map[string]any{"clients": out})
 }
 
 func (a *admin) deleteClient(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/host"
 )
 
@@ -18,6 +19,7 @@ func TestAdminAPI(t *testing.T) {
 	h, err := host.NewAdmin(host.AdminConfig{
 		Token: token, Registry: s.registry, Audit: s.trail, Index: s.index,
 		DeleteClient: func(r *http.Request, id string) error { return s.store.DeleteClient(r.Context(), id) },
+		ListClients:  func(r *http.Request) ([]*asrv.Client, error) { return s.store.Clients(r.Context()) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +111,11 @@ func TestAdminAPI(t *testing.T) {
 		status, out := do("GET", "/admin/audit?decision=deny&client_id="+reg[0], token, nil)
 		if recs, _ := out["records"].([]any); status != http.StatusOK || len(recs) == 0 {
 			t.Fatalf("audit query: %d %v", status, out)
+		}
+		status, out = do("GET", "/admin/clients", token, nil)
+		listed, _ := json.Marshal(out)
+		if status != http.StatusOK || !strings.Contains(string(listed), reg[0]) || strings.Contains(string(listed), "secret_hash") {
+			t.Fatalf("client list: %d %s", status, listed)
 		}
 		if status, _ := do("DELETE", "/admin/clients/"+reg[0], token, nil); status != http.StatusNoContent {
 			t.Fatalf("revoke client: %d", status)

@@ -447,3 +447,27 @@ func (s *stack) waitAudit(f audit.Filter) ([]audit.Record, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestMetricsExposeDecisionsAndPolicyVersion(t *testing.T) {
+	s := newStack(t)
+	token := s.machineAgent("ci-bot", false, "jira:read")
+	if ok, why := s.call(token, "jira", "search_issues", map[string]any{"query": "SEC"}); !ok {
+		t.Fatal(why)
+	}
+	resp, err := http.Get(s.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	info, _ := s.registry.Active()
+	for _, want := range []string{
+		`pbac_decisions_total{decision="allow",method="tools/call"} 1`,
+		`pbac_stage_seconds_bucket{stage="policy"`,
+		`pbac_policy_version_info{version="` + info.Version + `"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("metrics lack %s", want)
+		}
+	}
+}

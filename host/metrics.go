@@ -1,6 +1,7 @@
 package host
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,10 @@ type metrics struct {
 	decisions *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	sessions  prometheus.Gauge
+	policy    *prometheus.GaugeVec
+
+	mu            sync.Mutex
+	policyVersion string
 }
 
 func newMetrics() *metrics {
@@ -30,14 +35,32 @@ func newMetrics() *metrics {
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pbac_active_sessions", Help: "MCP sessions the gateway holds.",
 		}),
+		policy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pbac_policy_version_info", Help: "The policy version of the latest decision (value 1).",
+		}, []string{"version"}),
 	}
-	m.reg.MustRegister(m.decisions, m.latency, m.sessions,
+	m.reg.MustRegister(m.decisions, m.latency, m.sessions, m.policy,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 func (m *metrics) decision(method, decision string) {
 	m.decisions.WithLabelValues(method, decision).Inc()
+}
+
+// version records the policy version decisions are made with.
+func (m *metrics) version(v string) {
+	if v == "" {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v == m.policyVersion {
+		return
+	}
+	m.policy.Reset()
+	m.policy.WithLabelValues(v).Set(1)
+	m.policyVersion = v
 }
 
 func (m *metrics) stage(name string, d time.Duration) {

@@ -185,6 +185,7 @@ func (g *Gateway) finish(rec *audit.Record, start time.Time) {
 	}
 	g.metrics.decision(rec.Method, rec.Decision)
 	g.metrics.stage("total", total)
+	g.metrics.version(rec.PolicyVersion)
 	if g.cfg.Audit != nil {
 		g.cfg.Audit.Record(*rec)
 	}

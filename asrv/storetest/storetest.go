@@ -298,8 +298,18 @@ func testClients(t *testing.T, f *fixture) {
 		}
 	}
 	f.client("agent-2")
+	list, err := f.s.Clients(f.ctx)
+	if err != nil {
+		t.Fatalf("Clients: %v", err)
+	}
+	if len(list) != 2 || list[0].ID != "agent-1" || list[1].ID != "agent-2" {
+		t.Errorf("Clients = %v, want agent-1, agent-2 in order", list)
+	}
 	if err := f.s.DeleteClient(f.ctx, "agent-1"); err != nil {
 		t.Fatalf("DeleteClient: %v", err)
+	}
+	if list, _ := f.s.Clients(f.ctx); len(list) != 1 || list[0].ID != "agent-2" {
+		t.Errorf("Clients after delete = %v, want agent-2", list)
 	}
 	if _, err := f.s.Client(f.ctx, "agent-1"); !errors.Is(err, fosite.ErrNotFound) {
 		t.Errorf("Client after delete: %v, want fosite.ErrNotFound", err)
