@@ -340,6 +340,16 @@ func TestDuplicateKeysAndHeaderMismatchAreRejected(t *testing.T) {
 		{"Mcp-Method header disagrees with the body", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/public/handbook.md"}}}`, map[string]string{"Mcp-Method": "tools/list"}, 400},
 		{"Mcp-Name header disagrees with the body", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/public/handbook.md"}}}`, map[string]string{"Mcp-Name": "list_files"}, 400},
 		{"foreign Origin", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, map[string]string{"Origin": "http://evil.example"}, 403},
+		{"2026-07-28 request without Mcp-Method", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/public/handbook.md"}}}`,
+			map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Name": "read_file"}, 400},
+		{"2026-07-28 tools/call without Mcp-Name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/public/handbook.md"}}}`,
+			map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call"}, 400},
+		{"protocol header disagrees with the body's _meta", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/public/handbook.md"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}`,
+			map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "read_file"}, 400},
+		{"base64 Mcp-Name that decodes to another tool", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/public/handbook.md"}}}`,
+			map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "=?base64?d3JpdGVfZmlsZQ==?="}, 400},
+		{"base64 Mcp-Name that matches passes the header check", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/prod/secrets/db.env"}}}`,
+			map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "=?base64?cmVhZF9maWxl?="}, 403},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodPost, s.base+"/mcp/drive", strings.NewReader(tc.body))
@@ -356,6 +366,11 @@ func TestDuplicateKeysAndHeaderMismatchAreRejected(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != tc.want {
 				t.Fatalf("got %d %s, want %d", resp.StatusCode, out, tc.want)
+			}
+			if strings.Contains(tc.name, "header") || strings.Contains(tc.name, "Mcp-") {
+				if tc.want == 400 && !strings.Contains(string(out), "-32020") {
+					t.Fatalf("a header mismatch must answer HeaderMismatch (-32020): %s", out)
+				}
 			}
 		})
 	}

@@ -17,9 +17,9 @@ const (
 	codeInternalError  = -32603
 	// codeDenied is the gateway's own code for a call policy refused.
 	codeDenied = -32001
-	// codeHeaderMismatch answers an Mcp-Method/Mcp-Name header that
-	// disagrees with the body (2026-07-28 revision).
-	codeHeaderMismatch = -32003
+	// codeHeaderMismatch answers MCP headers that disagree with the body
+	// or are missing (HeaderMismatch, 2026-07-28 revision).
+	codeHeaderMismatch = -32020
 )
 
 var (
@@ -47,6 +47,9 @@ type rpcMessage struct {
 	// IsResponse is set for a client's response to a server request
 	// (sampling, elicitation): it has result or error and no method.
 	IsResponse bool
+	// MetaProtocolVersion is params._meta["io.modelcontextprotocol/protocolVersion"]
+	// (2026-07-28 requests carry it).
+	MetaProtocolVersion string
 }
 
 // parseMessage reads one JSON-RPC message from body.
@@ -107,6 +110,16 @@ func parseMessage(body []byte, maxDepth int) (*rpcMessage, error) {
 	}
 	if m.URI, err = str("uri"); err != nil {
 		return nil, err
+	}
+	if meta, ok := m.Params["_meta"]; ok {
+		var mm map[string]json.RawMessage
+		if json.Unmarshal(meta, &mm) == nil {
+			if v, ok := mm["io.modelcontextprotocol/protocolVersion"]; ok {
+				if err := json.Unmarshal(v, &m.MetaProtocolVersion); err != nil {
+					return nil, errors.New("_meta protocolVersion must be a string")
+				}
+			}
+		}
 	}
 	if a, ok := m.Params["arguments"]; ok && string(bytes.TrimSpace(a)) != "null" {
 		if t := bytes.TrimSpace(a); len(t) == 0 || t[0] != '{' {

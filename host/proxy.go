@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,23 +85,66 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 	return g.forward(c, backend, msg, sess, &rec, start)
 }
 
-// checkHeaders enforces that Mcp-Method and Mcp-Name, when a client sends
-// them (2026-07-28 revision), agree with the body: the gateway decides on the
-// body and refuses a disagreement rather than resolving it.
+// statelessRevision is the first revision whose requests carry the
+// method and name in headers and have no sessions.
+const statelessRevision = "2026-07-28"
+
+// checkHeaders enforces that the MCP headers agree with the body: the
+// gateway decides on the body and refuses a disagreement rather than
+// resolving it. Under the 2026-07-28 revision the headers are required and
+// the protocol version must match the body's _meta.
 func checkHeaders(c *fiber.Ctx, m *rpcMessage) error {
+	if m.IsResponse {
+		return nil
+	}
+	version := c.Get(hdrProtocol)
+	named := m.Method == "tools/call" || m.Method == "resources/read" || m.Method == "prompts/get"
+	name := m.Name
+	if m.Method == "resources/read" {
+		name = m.URI
+	}
+	if version >= statelessRevision {
+		if m.MetaProtocolVersion != "" && m.MetaProtocolVersion != version {
+			return fmt.Errorf("header mismatch: %s %q does not match the body's protocol version %q", hdrProtocol, version, m.MetaProtocolVersion)
+		}
+		if c.Get(hdrMethod) == "" {
+			return fmt.Errorf("header mismatch: %s is required", hdrMethod)
+		}
+		if named && c.Get(hdrName) == "" {
+			return fmt.Errorf("header mismatch: %s is required for %s", hdrName, m.Method)
+		}
+	}
 	if h := c.Get(hdrMethod); h != "" && h != m.Method {
 		return fmt.Errorf("header mismatch: %s %q does not match the body's method %q", hdrMethod, h, m.Method)
 	}
 	if h := c.Get(hdrName); h != "" {
-		name := m.Name
-		if m.Method == "resources/read" {
-			name = m.URI
+		v, err := decodeHeaderValue(h)
+		if err != nil {
+			return fmt.Errorf("header mismatch: %s: %w", hdrName, err)
 		}
-		if h != name {
+		if !named || v != name {
 			return fmt.Errorf("header mismatch: %s %q does not match the body", hdrName, h)
 		}
 	}
 	return nil
+}
+
+// decodeHeaderValue undoes the 2026-07-28 Base64 sentinel encoding
+// (=?base64?...?=) of Mcp-Name and Mcp-Param-* values.
+func decodeHeaderValue(v string) (string, error) {
+	inner, ok := strings.CutPrefix(v, "=?base64?")
+	if !ok {
+		return v, nil
+	}
+	inner, ok = strings.CutSuffix(inner, "?=")
+	if !ok {
+		return "", errors.New("malformed base64 sentinel")
+	}
+	b, err := base64.StdEncoding.DecodeString(inner)
+	if err != nil {
+		return "", errors.New("malformed base64 value")
+	}
+	return string(b), nil
 }
 
 func fillCaller(rec *audit.Record, cl *caller) {
@@ -224,6 +268,13 @@ func (g *Gateway) backendRequest(ctx context.Context, c *fiber.Ctx, backend *Bac
 			req.Header.Set(h, v)
 		}
 	}
+	// Mcp-Param-* mirror annotated arguments (2026-07-28); the backend
+	// validates them against the body it gets, which is the body policy saw.
+	c.Request().Header.VisitAll(func(k, v []byte) {
+		if key := string(k); len(key) > len("Mcp-Param-") && strings.EqualFold(key[:len("Mcp-Param-")], "Mcp-Param-") {
+			req.Header.Set(key, string(v))
+		}
+	})
 	if sess != nil {
 		req.Header.Set(hdrSession, sess.backendID)
 	}
