@@ -66,9 +66,26 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 	if msg.Method == "initialize" {
 		return g.aggregateInitialize(c, cl, msg)
 	}
-	sess, errBody := g.aggregateSession(c, cl, msg)
-	if errBody != nil {
-		return g.reply(c, fiber.StatusNotFound, errBody)
+	stateless := c.Get(hdrProtocol) >= statelessRevision
+	if msg.Method == "server/discover" {
+		return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{
+			"resultType":        "complete",
+			"supportedVersions": append([]string{statelessRevision}, aggregateVersions...),
+			"capabilities":      map[string]any{"tools": map[string]any{}},
+			"_meta":             map[string]any{"io.modelcontextprotocol/serverInfo": serverInfo()},
+			"instructions":      aggregateInstructions,
+		}))
+	}
+	var sess *aggSession
+	if stateless {
+		// No sessions in this revision: the caller's backend sessions are
+		// kept per agent and human instead.
+		sess = g.statelessSession(cl)
+	} else {
+		var errBody []byte
+		if sess, errBody = g.aggregateSession(c, cl, msg); errBody != nil {
+			return g.reply(c, fiber.StatusNotFound, errBody)
+		}
 	}
 	rec := audit.Record{Time: start.UTC(), RequestID: rid, Method: msg.Method,
 		LatencyMicros: map[string]int64{"introspect": took.Microseconds()}}
@@ -109,10 +126,28 @@ func (g *Gateway) aggregateInitialize(c *fiber.Ctx, cl *caller, msg *rpcMessage)
 	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{
 		"protocolVersion": version,
 		"capabilities":    map[string]any{"tools": map[string]any{"listChanged": false}},
-		"serverInfo":      map[string]any{"name": "pbac-gateway", "title": "PBAC Gateway", "version": "0.1.0"},
-		"instructions": "Every backend's tools, named <backend>.<tool>. Each call is authorized by policy " +
-			"with its arguments; a denied call returns an error with the reason.",
+		"serverInfo":      serverInfo(),
+		"instructions":    aggregateInstructions,
 	}))
+}
+
+const aggregateInstructions = "Every backend's tools, named <backend>.<tool>. Each call is authorized by policy " +
+	"with its arguments; a denied call returns an error with the reason."
+
+func serverInfo() map[string]any {
+	return map[string]any{"name": "pbac-gateway", "title": "PBAC Gateway", "version": "0.1.0"}
+}
+
+// statelessSession returns the backend sessions kept for a caller of the
+// stateless revision.
+func (g *Gateway) statelessSession(cl *caller) *aggSession {
+	key := "stateless\x00" + cl.token.ClientID + "\x00" + cl.token.Subject
+	if sess, ok := g.sessions.get(key); ok && sess.agg != nil {
+		return sess.agg
+	}
+	agg := &aggSession{backends: map[string]string{}}
+	g.sessions.put(key, &session{clientID: cl.token.ClientID, subject: cl.token.Subject, agg: agg})
+	return agg
 }
 
 // aggregateSession finds the caller's aggregated session.
@@ -204,6 +239,23 @@ func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *rpcMessage, 
 		params[k] = v
 	}
 	params["name"], _ = json.Marshal(tool)
+	// The protocol fields of _meta belong to the client's hop; the backend
+	// session speaks its own revision.
+	if meta, ok := params["_meta"]; ok {
+		var mm map[string]json.RawMessage
+		if json.Unmarshal(meta, &mm) == nil {
+			for k := range mm {
+				if strings.HasPrefix(k, "io.modelcontextprotocol/") {
+					delete(mm, k)
+				}
+			}
+			if len(mm) == 0 {
+				delete(params, "_meta")
+			} else {
+				params["_meta"], _ = json.Marshal(mm)
+			}
+		}
+	}
 	bstart := time.Now()
 	res, err := g.backendCall(c.UserContext(), b, sess, "tools/call", params)
 	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
@@ -284,7 +336,8 @@ func (g *Gateway) backendRoundTrip(ctx context.Context, b *Backend, sid string, 
 		return nil, sid, nil
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, sid, fmt.Errorf("HTTP %d", resp.StatusCode)
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, sid, fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
 	}
 	var msgs [][]byte
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {

@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -54,5 +55,38 @@ func TestAggregatedServer(t *testing.T) {
 	}
 	if _, err := sess.CallTool(context.Background(), &mcp.CallToolParams{Name: "nosuch", Arguments: map[string]any{}}); err == nil {
 		t.Fatal("a tool without a backend prefix was accepted")
+	}
+}
+
+// TestAggregatedStatelessRevision: a 2026-07-28 client needs no initialize
+// or session: server/discover, tools/list and tools/call with the headers.
+func TestAggregatedStatelessRevision(t *testing.T) {
+	s := newStack(t)
+	token := s.machineAgent("ci-bot", false, "jira:read")
+	post := func(method, name, body string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, s.base+"/mcp", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+		req.Header.Set("Mcp-Method", method)
+		if name != "" {
+			req.Header.Set("Mcp-Name", name)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := post("server/discover", "", `{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{}}`); status != 200 || !strings.Contains(body, `"supportedVersions"`) {
+		t.Fatalf("discover: %d %s", status, body)
+	}
+	if status, body := post("tools/list", "", `{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}`); status != 200 || !strings.Contains(body, "jira.search_issues") {
+		t.Fatalf("tools/list: %d %s", status, body)
+	}
+	if status, body := post("tools/call", "jira.search_issues", `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"jira.search_issues","arguments":{"query":"SEC"}}}`); status != 200 || !strings.Contains(body, `"result"`) {
+		t.Fatalf("tools/call: %d %s", status, body)
 	}
 }
