@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -412,5 +413,66 @@ func TestUpSeedMatrix(t *testing.T) {
 		if got := row(a.token); got != a.want {
 			t.Errorf("%s: %q, want %q", a.name, got, a.want)
 		}
+	}
+}
+
+// TestUpWithStdioBackend: a configuration file puts a stdio MCP server (the
+// demo Jira, over stdin/stdout) behind the gateway; a call reaches it
+// through the bridge and is decided like any other.
+func TestUpWithStdioBackend(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	cfg := filepath.Join(dataDir, "pbac.yaml")
+	body := "demo: false\nbackends:\n  - name: tracker\n    command: [" + strconv.Quote(bin) + ", demo, backend, jira, --stdio]\n"
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "up", "--config", cfg, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+		"--data-dir", dataDir, "--log-level", "warn")
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() })
+	sc := bufio.NewScanner(stdout)
+	var out strings.Builder
+	for sc.Scan() {
+		out.WriteString(sc.Text() + "\n")
+		if strings.HasPrefix(sc.Text(), "Press Ctrl-C") {
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	m := upReady.FindStringSubmatch(out.String())
+	ci := regexp.MustCompile(`ci-bot\s+ci-bot\s+client_id=(\S+) client_secret=(\S+)`).FindStringSubmatch(out.String())
+	if m == nil || ci == nil || !strings.Contains(out.String(), "/mcp/tracker") {
+		t.Fatalf("unexpected output:\n%s", out.String())
+	}
+	base := m[1]
+	p := &proc{base: base}
+	tok := p.postForm(t, asrv.PathToken, ci[1], ci[2], url.Values{"grant_type": {"client_credentials"}, "scope": {"jira:read"}})["access_token"].(string)
+	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
+	sess, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: base + "/mcp/tracker", MaxRetries: -1,
+		DisableStandaloneSSE: true, HTTPClient: &http.Client{Transport: &oauthtest.BearerTransport{Token: tok}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	// The backend is named "tracker", so the catalogue knows none of its
+	// tools: even a read is denied until policy reviews them (failure mode 4).
+	if _, err := sess.CallTool(t.Context(), &mcp.CallToolParams{Name: "search_issues", Arguments: map[string]any{"query": "SEC"}}); err == nil ||
+		!strings.Contains(err.Error(), "tool tracker.search_issues is not in the catalogue") {
+		t.Fatalf("call to an unreviewed backend: %v", err)
+	}
+	res, err := sess.ListTools(t.Context(), nil)
+	if err != nil || len(res.Tools) != 0 {
+		t.Fatalf("tools of an unreviewed backend are listed: %v %v", err, res)
 	}
 }

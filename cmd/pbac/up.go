@@ -242,20 +242,47 @@ func printUp(out io.Writer, base, adminBase, dataDir string, backends []host.Bac
 	fmt.Fprintln(out, "\nPress Ctrl-C to stop.")
 }
 
-// startConfiguredBackends resolves the configuration file's backends.
+// startConfiguredBackends resolves the configuration file's backends: a
+// URL is used as it is; a command is started behind a stdio bridge.
 func startConfiguredBackends(ctx context.Context, fc *host.FileConfig, log *slog.Logger) ([]host.Backend, func(), error) {
-	var out []host.Backend
-	for _, bc := range fc.Backends {
-		if len(bc.Command) > 0 {
-			return nil, nil, fmt.Errorf("backend %s: stdio command backends are not supported yet; run it behind a Streamable HTTP adapter and give its url", bc.Name)
+	var (
+		out     []host.Backend
+		bridges []*host.StdioBackend
+	)
+	stop := func() {
+		for _, b := range bridges {
+			_ = b.Close(context.WithoutCancel(ctx))
 		}
-		b, err := bc.Backend()
+	}
+	for _, bc := range fc.Backends {
+		if len(bc.Command) == 0 {
+			b, err := bc.Backend()
+			if err != nil {
+				stop()
+				return nil, nil, err
+			}
+			out = append(out, b)
+			continue
+		}
+		bridge, err := host.StartStdio(ctx, host.StdioConfig{
+			Name: bc.Name, Command: bc.Command, Env: bc.Env, Dir: bc.Dir,
+			Logger: log.With("backend", bc.Name),
+		})
 		if err != nil {
-			return nil, nil, err
+			stop()
+			return nil, nil, fmt.Errorf("backend %s: %w", bc.Name, err)
+		}
+		bridges = append(bridges, bridge)
+		b := host.Backend{Name: bc.Name, URL: bridge.URL()}
+		if bc.Timeout != "" {
+			if b.Timeout, err = time.ParseDuration(bc.Timeout); err != nil {
+				stop()
+				return nil, nil, err
+			}
 		}
 		out = append(out, b)
 	}
-	return out, func() {}, nil
+	return out, stop, nil
 }
 
 // demoAgent is one pre-registered agent of the demo tenant.
