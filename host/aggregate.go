@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -166,7 +167,7 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *rpcMessage, 
 	ctx := c.UserContext()
 	var tools []json.RawMessage
 	var names []string
-	for _, name := range slices.Sorted(mapKeys(g.backends)) {
+	for _, name := range slices.Sorted(maps.Keys(g.backends)) {
 		b := g.backends[name]
 		cursor := ""
 		for range maxToolPages {

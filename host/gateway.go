@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -77,7 +78,9 @@ type Config struct {
 	AllowedOrigins []string
 	MaxBodyBytes   int // default 4 MiB
 	MaxJSONDepth   int // default 64
-	Logger         *slog.Logger
+	// SessionIdle ends a session unused this long (default 30 min).
+	SessionIdle time.Duration
+	Logger      *slog.Logger
 }
 
 // Gateway is the MCP enforcement point.
@@ -91,6 +94,8 @@ type Gateway struct {
 	sessions *sessions
 	resource string
 	origins  map[string]bool
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 // New builds a gateway; a configuration mistake fails here.
@@ -111,6 +116,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.SessionIdle <= 0 {
+		cfg.SessionIdle = 30 * time.Minute
+	}
 	base := strings.TrimSuffix(cfg.PublicURL, "/")
 	g := &Gateway{
 		cfg:      cfg,
@@ -120,6 +128,7 @@ func New(cfg Config) (*Gateway, error) {
 		sessions: newSessions(),
 		resource: base + "/mcp",
 		origins:  map[string]bool{pub.Scheme + "://" + pub.Host: true},
+		stop:     make(chan struct{}),
 		client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:               nil, // backends are reached directly, never through an environment proxy
@@ -151,14 +160,33 @@ func New(cfg Config) (*Gateway, error) {
 		g.backends[b.Name] = &b
 	}
 	g.app = g.routes()
+	go g.expireSessions()
 	return g, nil
+}
+
+// expireSessions forgets sessions idle longer than SessionIdle; their
+// clients must initialize again (404), as the transport specifies.
+func (g *Gateway) expireSessions() {
+	t := time.NewTicker(max(g.cfg.SessionIdle/4, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case now := <-t.C:
+			if n := g.sessions.expire(now.Add(-g.cfg.SessionIdle)); n > 0 {
+				g.metrics.sessions.Set(float64(g.sessions.count()))
+				g.log.Info("idle sessions ended", "count", n)
+			}
+		}
+	}
 }
 
 // Resources are the protected resource identifiers the gateway serves: the
 // aggregate /mcp and each /mcp/<backend>. The AS must issue tokens for them.
 func (g *Gateway) Resources() []string {
 	out := []string{g.resource}
-	for _, name := range slices.Sorted(mapKeys(g.backends)) {
+	for _, name := range slices.Sorted(maps.Keys(g.backends)) {
 		out = append(out, g.resource+"/"+name)
 	}
 	return out
@@ -170,6 +198,7 @@ func (g *Gateway) App() *fiber.App { return g.app }
 
 // Shutdown drains in-flight requests, then closes idle backend connections.
 func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.stopOnce.Do(func() { close(g.stop) })
 	err := g.app.ShutdownWithContext(ctx)
 	g.client.CloseIdleConnections()
 	return err
@@ -408,18 +437,22 @@ func (s *sessions) delete(id string) {
 	delete(s.m, id)
 }
 
+// expire removes sessions last used before cutoff and returns how many.
+func (s *sessions) expire(cutoff time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, sess := range s.m {
+		if sess.lastUsed.Before(cutoff) {
+			delete(s.m, id)
+			n++
+		}
+	}
+	return n
+}
+
 func (s *sessions) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.m)
-}
-
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
