@@ -22,7 +22,7 @@ lint:
 # swap latency, cold start from the compilation cache, and the AS's
 # introspection and token issuance.
 bench:
-    go test -run '^$' -bench . -benchtime 2s -count 1 ./wasm/ ./plugins/ ./asrv/
+    go test -run '^$' -bench . -benchtime 2s -count 1 ./wasm/ ./plugins/ ./asrv/ ./host/
 
 # Rego unit tests of the shipped policy.
 policy-test:
@@ -40,6 +40,7 @@ fuzz seconds="30":
     go test -run '^$' -fuzz FuzzVerifyStatement -fuzztime {{seconds}}s ./asrv/
     go test -run '^$' -fuzz FuzzParseRegistration -fuzztime {{seconds}}s ./asrv/
     go test -run '^$' -fuzz FuzzDecodeStoredRequest -fuzztime {{seconds}}s ./asrv/
+    go test -run '^$' -fuzz FuzzParseMessage -fuzztime {{seconds}}s ./host/
 
 # What CI runs.
 ci:
