@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/rego"
 )
 
 const csrfCookie = "pbac_authz_csrf"
@@ -108,10 +110,10 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var td tokenDecision
-	d, err := s.decide(ctx, EntrypointToken, policyInput{
-		Client:  clientInput(client),
+	d, err := s.decide(ctx, EntrypointToken, rego.Input{
+		Client:  client.PolicyClient(),
 		Subject: subjectInput(&user),
-		Request: policyRequest{GrantType: "authorization_code", Scopes: ar.GetRequestedScopes(), Resource: resources},
+		Request: rego.Request{GrantType: "authorization_code", Scopes: ar.GetRequestedScopes(), Resource: resources},
 	}, &td)
 	if err != nil {
 		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,20 +12,8 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/internal/latency"
 )
-
-// reportLatency adds p50 and p99 of the sampled durations to the benchmark.
-func reportLatency(b *testing.B, samples []time.Duration) {
-	if len(samples) == 0 {
-		return
-	}
-	slices.Sort(samples)
-	q := func(p float64) float64 {
-		return float64(samples[int(p*float64(len(samples)-1))].Nanoseconds()) / 1e3
-	}
-	b.ReportMetric(q(0.50), "p50-µs")
-	b.ReportMetric(q(0.99), "p99-µs")
-}
 
 // BenchmarkIntrospect is the gateway's hot path in the AS: an in-process
 // introspection of a live access token (Badger lookup, MAC and expiry
@@ -55,7 +42,7 @@ func BenchmarkIntrospect(b *testing.B) {
 			b.Fatalf("%v %v", res.Reasons, err)
 		}
 	}
-	reportLatency(b, samples)
+	latency.Report(b, samples)
 }
 
 // BenchmarkTokenIssuance issues client_credentials tokens through the token
@@ -99,7 +86,7 @@ func BenchmarkTokenIssuance(b *testing.B) {
 					b.Fatalf("%d %s", rec.Code, rec.Body)
 				}
 			}
-			reportLatency(b, samples)
+			latency.Report(b, samples)
 		})
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/rego"
 )
 
 // tokenExchangeHandler implements RFC 8693 token exchange as a fosite token
@@ -104,20 +106,20 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 		}
 		resources = slices.Compact(slices.Sorted(slices.Values(rs)))
 	}
-	chain := &Actor{Sub: actor.ID, Act: subjSession.Act.clone()}
+	chain := &Actor{Sub: actor.ID, Act: subjSession.Act.Clone()}
 	if chain.Depth() > maxChainDepth {
 		return fosite.ErrInvalidGrant.WithHint("The delegation chain is too long.")
 	}
 
-	in := policyInput{
-		Client: clientInput(actor),
+	in := rego.Input{
+		Client: actor.PolicyClient(),
 		Token:  tokenInput(subject, subjSession),
-		Request: policyRequest{
+		Request: rego.Request{
 			GrantType:      GrantTypeExchange,
 			Scopes:         asked,
 			Resource:       resources,
-			Actor:          clientInput(actor),
-			AudienceClient: clientInput(target),
+			Actor:          actor.PolicyClient(),
+			AudienceClient: target.PolicyClient(),
 		},
 	}
 	var user *User
@@ -203,8 +205,8 @@ func (s *Server) activeAccessToken(ctx context.Context, token string) (fosite.Re
 }
 
 // tokenInput renders a stored token for policy.
-func tokenInput(req fosite.Requester, sess *Session) *policyToken {
-	return &policyToken{
+func tokenInput(req fosite.Requester, sess *Session) *rego.Token {
+	return &rego.Token{
 		ClientID: req.GetClient().GetID(),
 		Sub:      sess.Subject,
 		Scp:      []string(req.GetGrantedScopes()),

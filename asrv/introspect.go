@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/rego"
 )
 
 // Introspection is the state of an access token as the gateway needs it.
@@ -60,10 +62,10 @@ func (s *Server) Introspect(ctx context.Context, token, resource string) (Intros
 	if !ok {
 		return inactive("token session is unreadable"), nil
 	}
-	in := policyInput{
-		Client:  clientInput(client),
+	in := rego.Input{
+		Client:  client.PolicyClient(),
 		Token:   tokenInput(req, sess),
-		Request: policyRequest{Resource: []string(req.GetGrantedAudience())},
+		Request: rego.Request{Resource: []string(req.GetGrantedAudience())},
 	}
 	var roles []string
 	if sess.Subject != "" {

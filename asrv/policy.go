@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/pbac-gateway/pbac/rego"
 )
 
 // Policy entrypoints the authorization server consults.
@@ -95,53 +97,13 @@ func (DemoUsers) Lookup(_ context.Context, subject string) (User, error) {
 	return u, nil
 }
 
-// The policy input of DESIGN.md's contract.
-type policyInput struct {
-	Client  *policyClient  `json:"client,omitempty"`
-	Subject *policySubject `json:"subject,omitempty"`
-	Token   *policyToken   `json:"token,omitempty"`
-	Request policyRequest  `json:"request"`
-	Now     int64          `json:"now"`
-}
-
-type policyClient struct {
-	ClientID              string `json:"client_id"`
-	AgentProvider         string `json:"agent_provider,omitempty"`
-	AgentModel            string `json:"agent_model,omitempty"`
-	SingleUseAccessTokens bool   `json:"single_use_access_tokens"`
-	SoftwareID            string `json:"software_id,omitempty"`
-	Verified              bool   `json:"verified"`
-}
-
-type policySubject struct {
-	Sub   string   `json:"sub"`
-	Roles []string `json:"roles"`
-}
-
-type policyToken struct {
-	ClientID string   `json:"client_id"`
-	Sub      string   `json:"sub,omitempty"`
-	Scp      []string `json:"scp"`
-	Aud      []string `json:"aud"`
-	Iat      int64    `json:"iat"`
-	Exp      int64    `json:"exp"`
-	Act      *Actor   `json:"act,omitempty"`
-}
-
-type policyRequest struct {
-	GrantType      string        `json:"grant_type,omitempty"`
-	Scopes         []string      `json:"scopes,omitempty"`
-	Resource       []string      `json:"resource,omitempty"`
-	Actor          *policyClient `json:"actor,omitempty"`
-	AudienceClient *policyClient `json:"audience_client,omitempty"`
-}
-
-func clientInput(c *Client) *policyClient {
+// PolicyClient renders the client for policy: its verified agent claims.
+func (c *Client) PolicyClient() *rego.Client {
 	if c == nil {
 		return nil
 	}
 	a := c.Agent
-	return &policyClient{
+	return &rego.Client{
 		ClientID:              c.ID,
 		AgentProvider:         a.AgentProvider,
 		AgentModel:            a.AgentModel,
@@ -151,16 +113,16 @@ func clientInput(c *Client) *policyClient {
 	}
 }
 
-func subjectInput(u *User) *policySubject {
+func subjectInput(u *User) *rego.Subject {
 	if u == nil {
 		return nil
 	}
-	return &policySubject{Sub: u.Subject, Roles: slices.Clone(u.Roles)}
+	return &rego.Subject{Sub: u.Subject, Roles: slices.Clone(u.Roles)}
 }
 
 // decide asks policy and decodes the entrypoint's result into out (may be
 // nil). Any failure to decide is a deny, with the failure as the reason.
-func (s *Server) decide(ctx context.Context, entrypoint string, in policyInput, out any) (Decision, error) {
+func (s *Server) decide(ctx context.Context, entrypoint string, in rego.Input, out any) (Decision, error) {
 	if in.Now == 0 {
 		in.Now = s.now().Unix()
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/rego"
 )
 
 // serveRegister is RFC 7591 dynamic client registration. A software
@@ -55,7 +57,7 @@ func (s *Server) Register(ctx context.Context, req *RegistrationRequest) (client
 	if len(client.Scopes) == 0 {
 		client.Scopes = append([]string(nil), s.cfg.Scopes...)
 	}
-	d, err := s.decide(ctx, EntrypointRegister, policyInput{Client: clientInput(client)}, nil)
+	d, err := s.decide(ctx, EntrypointRegister, rego.Input{Client: client.PolicyClient()}, nil)
 	if err != nil {
 		return nil, "", "", err
 	}

@@ -6,23 +6,14 @@ import (
 	"time"
 
 	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/rego"
 )
 
-// Actor is one link of an RFC 8693 delegation chain: Sub is the client id of
-// the agent that delegated, Act the link before it.
-type Actor struct {
-	Sub string `json:"sub"`
-	Act *Actor `json:"act,omitempty"`
-}
-
-// Depth is the number of links in the chain.
-func (a *Actor) Depth() int {
-	n := 0
-	for ; a != nil; a = a.Act {
-		n++
-	}
-	return n
-}
+// Actor is one link of an RFC 8693 delegation chain (the policy input's
+// type): Sub is the client id of the agent that delegated, Act the link
+// before it.
+type Actor = rego.Actor
 
 // Session is what the AS keeps with every code and token: who the human is
 // (absent for machine clients), the agent's delegation chain, and the
@@ -77,13 +68,6 @@ func (s *Session) Clone() fosite.Session {
 	c := *s
 	c.Roles = slices.Clone(s.Roles)
 	c.ExpiresAt = maps.Clone(s.ExpiresAt)
-	c.Act = s.Act.clone()
+	c.Act = s.Act.Clone()
 	return &c
-}
-
-func (a *Actor) clone() *Actor {
-	if a == nil {
-		return nil
-	}
-	return &Actor{Sub: a.Sub, Act: a.Act.clone()}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/rego"
 )
 
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
@@ -71,7 +73,7 @@ func (s *Server) applyTokenPolicy(ctx context.Context, ar fosite.AccessRequester
 		return nil, nil // token exchange: decided by its handler
 	}
 
-	in := policyInput{Client: clientInput(client), Request: policyRequest{GrantType: grantType}}
+	in := rego.Input{Client: client.PolicyClient(), Request: rego.Request{GrantType: grantType}}
 	var resources []string
 	switch grantType {
 	case "client_credentials":
@@ -115,7 +117,7 @@ func (s *Server) applyTokenPolicy(ctx context.Context, ar fosite.AccessRequester
 		}
 		in.Request.Scopes = granted
 		if grantType == "refresh_token" {
-			in.Token = &policyToken{ClientID: client.ID, Sub: session.Subject, Scp: granted, Aud: resources}
+			in.Token = &rego.Token{ClientID: client.ID, Sub: session.Subject, Scp: granted, Aud: resources}
 		}
 		if session.Subject != "" {
 			u, err := s.users.Lookup(ctx, session.Subject)
@@ -166,7 +168,7 @@ func (s *Server) applyTokenPolicy(ctx context.Context, ar fosite.AccessRequester
 // permitsSomething asks policy whether the client would get any token with
 // no particular scopes requested: it tells a scope problem from a client
 // that may have no token at all.
-func (s *Server) permitsSomething(ctx context.Context, in policyInput) bool {
+func (s *Server) permitsSomething(ctx context.Context, in rego.Input) bool {
 	in.Request.Scopes = nil
 	d, err := s.decide(ctx, EntrypointToken, in, nil)
 	return err == nil && d.Allow

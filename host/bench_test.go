@@ -3,10 +3,11 @@ package host_test
 import (
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pbac-gateway/pbac/internal/latency"
 )
 
 // rawSession is a minimal Streamable HTTP client: initialize once, then
@@ -67,10 +68,7 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 				r.post(b, call)
 				samples = append(samples, time.Since(start))
 			}
-			slices.Sort(samples)
-			q := func(p float64) float64 { return float64(samples[int(p*float64(len(samples)-1))].Microseconds()) }
-			b.ReportMetric(q(0.5), "p50-µs")
-			b.ReportMetric(q(0.99), "p99-µs")
+			latency.Report(b, samples)
 		})
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +28,7 @@ import (
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/host/audit"
 	"github.com/pbac-gateway/pbac/plugins"
+	"github.com/pbac-gateway/pbac/rego"
 )
 
 // Introspector checks a bearer token. The in-process *asrv.Server
@@ -338,61 +338,23 @@ func newID() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// policyInput is the input of pbac/tool_call and pbac/list.
-type policyInput struct {
-	Client  policyClient   `json:"client"`
-	Subject *policySubject `json:"subject,omitempty"`
-	Token   policyToken    `json:"token"`
-	Request policyRequest  `json:"request"`
-	Now     int64          `json:"now"`
-}
-
-type policyClient struct {
-	ClientID              string `json:"client_id"`
-	AgentProvider         string `json:"agent_provider,omitempty"`
-	AgentModel            string `json:"agent_model,omitempty"`
-	SingleUseAccessTokens bool   `json:"single_use_access_tokens"`
-	SoftwareID            string `json:"software_id,omitempty"`
-	Verified              bool   `json:"verified"`
-}
-
-type policySubject struct {
-	Sub   string   `json:"sub"`
-	Roles []string `json:"roles"`
-}
-
-type policyToken struct {
-	ClientID string      `json:"client_id"`
-	Sub      string      `json:"sub,omitempty"`
-	Scp      []string    `json:"scp"`
-	Aud      []string    `json:"aud"`
-	Iat      int64       `json:"iat"`
-	Exp      int64       `json:"exp"`
-	Act      *asrv.Actor `json:"act,omitempty"`
-}
-
-type policyRequest struct {
-	Backend   string          `json:"backend"`
-	Method    string          `json:"method"`
-	Tool      string          `json:"tool,omitempty"`
-	Arguments json.RawMessage `json:"arguments,omitempty"`
-	Tools     []string        `json:"tools,omitempty"`
-}
-
-func (cl *caller) input(backend, method string) policyInput {
+// input is the policy input for a call by this caller (pbac/tool_call,
+// pbac/list): the agent's verified claims, the human, the token as
+// introspected now.
+func (cl *caller) input(backend, method string) rego.Input {
 	t := cl.token
-	in := policyInput{
-		Token: policyToken{ClientID: t.ClientID, Sub: t.Subject, Scp: t.Scopes, Aud: t.Audience,
+	in := rego.Input{
+		Client: t.Client.PolicyClient(),
+		Token: &rego.Token{ClientID: t.ClientID, Sub: t.Subject, Scp: t.Scopes, Aud: t.Audience,
 			Iat: t.IssuedAt, Exp: t.ExpiresAt, Act: t.Act},
-		Request: policyRequest{Backend: backend, Method: method},
+		Request: rego.Request{Backend: backend, Method: method},
 		Now:     time.Now().Unix(),
 	}
-	if c := t.Client; c != nil {
-		in.Client = policyClient{ClientID: c.ID, AgentProvider: c.Agent.AgentProvider, AgentModel: c.Agent.AgentModel,
-			SingleUseAccessTokens: c.Agent.SingleUseAccessTokens, SoftwareID: c.Agent.SoftwareID, Verified: c.Agent.Verified}
+	if in.Client == nil {
+		in.Client = &rego.Client{ClientID: t.ClientID}
 	}
 	if t.Subject != "" {
-		in.Subject = &policySubject{Sub: t.Subject, Roles: t.Roles}
+		in.Subject = &rego.Subject{Sub: t.Subject, Roles: t.Roles}
 	}
 	return in
 }

@@ -2,11 +2,11 @@ package plugins_test
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pbac-gateway/pbac/internal/latency"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
@@ -61,7 +61,7 @@ func BenchmarkToolCall(b *testing.B) {
 				b.Fatalf("%v %v", d, err)
 			}
 		}
-		reportLatency(b, samples)
+		latency.Report(b, samples)
 	})
 	b.Run("engine=wasm/parallel", func(b *testing.B) {
 		r := shippedRegistry(b)
@@ -90,7 +90,7 @@ func BenchmarkToolCall(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		reportLatency(b, samples)
+		latency.Report(b, samples)
 	})
 	b.Run("engine=topdown/parallel", func(b *testing.B) {
 		b.ReportAllocs()
@@ -103,19 +103,6 @@ func BenchmarkToolCall(b *testing.B) {
 			}
 		})
 	})
-}
-
-// reportLatency adds p50 and p99 of the sampled durations to the benchmark.
-func reportLatency(b *testing.B, samples []time.Duration) {
-	if len(samples) == 0 {
-		return
-	}
-	slices.Sort(samples)
-	q := func(p float64) float64 {
-		return float64(samples[int(p*float64(len(samples)-1))].Nanoseconds()) / 1e3
-	}
-	b.ReportMetric(q(0.50), "p50-µs")
-	b.ReportMetric(q(0.99), "p99-µs")
 }
 
 // BenchmarkSwap measures validate + activate of the shipped bundle (its
