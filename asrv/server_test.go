@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +18,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/internal/oauthtest"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
@@ -197,38 +196,10 @@ func (ta *testAS) publicAgent(provider string, redirect string) string {
 	return ta.register(meta)["client_id"].(string)
 }
 
-var csrfField = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
-
-// authorize drives the authorization endpoint as a browser would: load the
-// sign-in page, post the credentials, and return the redirect it answers.
+// authorize drives the sign-in page and returns the redirect it answers.
 func (ta *testAS) authorize(authURL, user, password string) *url.URL {
 	ta.t.Helper()
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Get(authURL)
-	if err != nil {
-		ta.t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		ta.t.Fatalf("authorize page: %d %s %s", resp.StatusCode, resp.Header.Get("Location"), page)
-	}
-	m := csrfField.FindSubmatch(page)
-	if m == nil {
-		ta.t.Fatalf("no CSRF token on the sign-in page:\n%s", page)
-	}
-	resp, err = c.PostForm(authURL, url.Values{
-		"username": {user}, "password": {password}, "csrf_token": {string(m[1])}, "decision": {"approve"},
-	})
-	if err != nil {
-		ta.t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 3 {
-		ta.t.Fatalf("sign-in answered %d, want a redirect", resp.StatusCode)
-	}
-	loc, err := url.Parse(resp.Header.Get("Location"))
+	loc, err := oauthtest.Authorize(authURL, user, password)
 	if err != nil {
 		ta.t.Fatal(err)
 	}

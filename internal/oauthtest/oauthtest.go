@@ -56,6 +56,24 @@ func CodeFlow(ctx context.Context, base, clientID, redirect, user, password, res
 	verifier := oauth2.GenerateVerifier()
 	state := "state-" + oauth2.GenerateVerifier()[:16]
 	authURL := cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", resource))
+	loc, err := Authorize(authURL, user, password)
+	if err != nil {
+		return nil, err
+	}
+	if e := loc.Query().Get("error"); e != "" {
+		return nil, fmt.Errorf("authorization refused: %s: %s", e, loc.Query().Get("error_description"))
+	}
+	if loc.Query().Get("state") != state {
+		return nil, fmt.Errorf("state mismatch in %s", loc)
+	}
+	return cfg.Exchange(ctx, loc.Query().Get("code"), oauth2.VerifierOption(verifier),
+		oauth2.SetAuthURLParam("resource", resource))
+}
+
+// Authorize drives the authorization endpoint as a browser would: it loads
+// the sign-in page, posts the credentials with the page's CSRF token, and
+// returns the redirect the endpoint answers with.
+func Authorize(authURL, user, password string) (*url.URL, error) {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Get(authURL)
@@ -78,14 +96,7 @@ func CodeFlow(ctx context.Context, base, clientID, redirect, user, password, res
 	if err != nil || resp.StatusCode/100 != 3 {
 		return nil, fmt.Errorf("sign-in answered %d", resp.StatusCode)
 	}
-	if e := loc.Query().Get("error"); e != "" {
-		return nil, fmt.Errorf("authorization refused: %s: %s", e, loc.Query().Get("error_description"))
-	}
-	if loc.Query().Get("state") != state {
-		return nil, fmt.Errorf("state mismatch in %s", loc)
-	}
-	return cfg.Exchange(ctx, loc.Query().Get("code"), oauth2.VerifierOption(verifier),
-		oauth2.SetAuthURLParam("resource", resource))
+	return loc, nil
 }
 
 // ClientCredentials gets a token for a confidential client.
