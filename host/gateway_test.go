@@ -486,3 +486,50 @@ func TestMetricsExposeDecisionsAndPolicyVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestStandaloneStreamAndSessionEnd: a client that opens the GET stream
+// and ends its session with DELETE works through the gateway, and another
+// agent cannot use its session id.
+func TestStandaloneStreamAndSessionEnd(t *testing.T) {
+	s := newStack(t)
+	token := s.machineAgent("ci-bot", false, "jira:read")
+	other := s.machineAgent("security-scanner", false, "jira:read")
+	client := mcp.NewClient(&mcp.Implementation{Name: "stream", Version: "1"}, nil)
+	var sid string
+	hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultTransport.RoundTrip(r)
+		if err == nil && resp.Header.Get("Mcp-Session-Id") != "" {
+			sid = resp.Header.Get("Mcp-Session-Id")
+		}
+		return resp, err
+	})}
+	sess, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: s.base + "/mcp/jira", HTTPClient: hc, MaxRetries: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sess.CallTool(context.Background(), &mcp.CallToolParams{Name: "search_issues", Arguments: map[string]any{"query": "SEC"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The same session id with another agent's token is refused.
+	req, _ := http.NewRequest(http.MethodPost, s.base+"/mcp/jira", strings.NewReader(`{"jsonrpc":"2.0","id":5,"method":"ping"}`))
+	req.Header.Set("Authorization", "Bearer "+other)
+	req.Header.Set("Mcp-Session-Id", sid)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if sid == "" || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("another agent with session %q: %d, want 403", sid, resp.StatusCode)
+	}
+	if err := sess.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

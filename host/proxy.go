@@ -512,22 +512,33 @@ func (g *Gateway) allowedTools(ctx context.Context, backend *Backend, cl *caller
 	return allowed, d.Version, nil
 }
 
-// handleStream serves the GET stream (server-to-client messages) through.
-func (g *Gateway) handleStream(c *fiber.Ctx) error {
-	backend, ok := g.backends[c.Params("backend")]
-	if !ok {
-		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "unknown backend"})
+// sessionRequest checks a GET or DELETE on /mcp/<backend>: a known
+// backend, an allowed origin, a valid token and, when one is named, the
+// caller's own session. When ok is false the answer has been written.
+func (g *Gateway) sessionRequest(c *fiber.Ctx) (backend *Backend, sess *session, ok bool, err error) {
+	backend, known := g.backends[c.Params("backend")]
+	if !known {
+		return nil, nil, false, c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "unknown backend"})
 	}
 	if !g.checkOrigin(c) {
-		return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
+		return nil, nil, false, c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
 	}
-	cl, ok, _ := g.authenticate(c, backend.Name, newID())
-	if !ok {
-		return nil
+	cl, authed, _ := g.authenticate(c, backend.Name, newID())
+	if !authed {
+		return nil, nil, false, nil
 	}
 	sess, status, errBody := g.resolveSession(c, backend, cl, &rpcMessage{})
 	if errBody != nil {
-		return g.reply(c, status, errBody)
+		return nil, nil, false, g.reply(c, status, errBody)
+	}
+	return backend, sess, true, nil
+}
+
+// handleStream serves the GET stream (server-to-client messages) through.
+func (g *Gateway) handleStream(c *fiber.Ctx) error {
+	backend, sess, ok, err := g.sessionRequest(c)
+	if !ok {
+		return err
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.UserContext()))
 	req, err := g.backendRequest(ctx, c, backend, http.MethodGet, nil, sess)
@@ -552,20 +563,9 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 
 // handleDelete ends a session at the backend and forgets it.
 func (g *Gateway) handleDelete(c *fiber.Ctx) error {
-	backend, ok := g.backends[c.Params("backend")]
+	backend, sess, ok, err := g.sessionRequest(c)
 	if !ok {
-		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "unknown backend"})
-	}
-	if !g.checkOrigin(c) {
-		return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
-	}
-	cl, ok, _ := g.authenticate(c, backend.Name, newID())
-	if !ok {
-		return nil
-	}
-	sess, status, errBody := g.resolveSession(c, backend, cl, &rpcMessage{})
-	if errBody != nil {
-		return g.reply(c, status, errBody)
+		return err
 	}
 	if sess == nil {
 		return g.reply(c, fiber.StatusBadRequest, rpcError(nil, codeInvalidRequest, "no session to end", nil))
