@@ -22,6 +22,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
+	"github.com/pbac-gateway/pbac/rego"
 )
 
 // buildBinary builds the pbac binary once per test run.
@@ -290,7 +291,7 @@ func TestUpAirGapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(unshare, "-n", "sh", "-c", `ip link set lo up && exec "$0" "$@"`,
-		self, "-test.run", "^(TestUpServesTheDemo|TestUpSeedMatrix|TestNoEgress)$", "-test.v")
+		self, "-test.run", "^(TestUpServesTheDemo|TestUpSeedMatrix|TestUpScenarios|TestNoEgress)$", "-test.v")
 	cmd.Env = append(os.Environ(), "PBAC_E2E_AIRGAPPED=1", "PBAC_E2E_BINARY="+bin)
 	out, err := cmd.CombinedOutput()
 	t.Logf("inside the namespace:\n%s", out)
@@ -298,6 +299,7 @@ func TestUpAirGapped(t *testing.T) {
 		t.Fatalf("the end-to-end test failed without network: %v", err)
 	}
 	if !strings.Contains(string(out), "--- PASS: TestUpServesTheDemo") || !strings.Contains(string(out), "--- PASS: TestUpSeedMatrix") ||
+		!strings.Contains(string(out), "--- PASS: TestUpScenarios") ||
 		!strings.Contains(string(out), "--- PASS: TestNoEgress") {
 		t.Fatal("the tests did not run inside the namespace")
 	}
@@ -475,4 +477,186 @@ func TestUpWithStdioBackend(t *testing.T) {
 	if err != nil || len(res.Tools) != 0 {
 		t.Fatalf("tools of an unreviewed backend are listed: %v %v", err, res)
 	}
+}
+
+var adminLine = regexp.MustCompile(`admin API\s+(http://127\.0\.0\.1:\d+)/admin/status`)
+
+// TestUpScenarios drives the story of DESIGN.md against the real binary
+// with the demo agents it prints: a policy data change through the admin
+// API bites the next call with the same token, the scanner's single-use
+// token works once, the planner delegates to a sub-agent whose narrowed
+// token reads but cannot write and is audited with sub and act, and the
+// failure modes are stopped.
+func TestUpScenarios(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dataDir := t.TempDir()
+	base, out := startUp(t, dataDir)
+	ctx := t.Context()
+	adminBase := adminLine.FindStringSubmatch(out.String())
+	adminToken, err := os.ReadFile(filepath.Join(dataDir, "admin-token"))
+	if adminBase == nil || err != nil {
+		t.Fatalf("no admin API in the output or no token: %v\n%s", err, out)
+	}
+	agent := func(name string) (id, secret string) {
+		m := regexp.MustCompile(name + `\s+\S+\s+client_id=(\S+)(?: client_secret=(\S+))?`).FindStringSubmatch(out.String())
+		if m == nil {
+			t.Fatalf("no %s in the output", name)
+		}
+		return m[1], m[2]
+	}
+	admin := func(method, path string, body []byte) (int, []byte) {
+		req, _ := http.NewRequest(method, adminBase[1]+path, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(adminToken)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	resource := base + "/mcp"
+	call := func(token, backend, tool string, args map[string]any) (bool, string) {
+		client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
+		sess, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp/" + backend, MaxRetries: -1,
+			DisableStandaloneSSE: true, HTTPClient: &http.Client{Transport: &oauthtest.BearerTransport{Token: token}}}, nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer sess.Close()
+		res, err := sess.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
+		if err != nil {
+			return false, err.Error()
+		}
+		return !res.IsError, ""
+	}
+
+	t.Run("a policy data change applies to the next call with the same token", func(t *testing.T) {
+		id, secret := agent("ci-bot")
+		tok, err := oauthtest.ClientCredentials(ctx, base, id, secret, resource, "jira:read", "jira:write")
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := map[string]any{"project": "SEC", "summary": "e2e"}
+		if ok, why := call(tok.AccessToken, "jira", "create_issue", args); !ok {
+			t.Fatalf("before: %s", why)
+		}
+		bundle, err := rego.BuildShipped(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var data map[string]any
+		_ = json.Unmarshal(bundle.Data, &data)
+		tiers := data["agents"].(map[string]any)["trust_tiers"].(map[string]any)
+		tiers["ci_agent"], tiers["read_only"] = []any{}, []any{"security-scanner", "ci-bot"}
+		raw, _ := json.Marshal(data)
+		if status, body := admin("PUT", "/admin/policy/data", raw); status != http.StatusOK {
+			t.Fatalf("data update: %d %s", status, body)
+		}
+		defer func() {
+			if status, body := admin("POST", "/admin/policy/rollback", nil); status != http.StatusOK {
+				t.Fatalf("rollback: %d %s", status, body)
+			}
+		}()
+		// The token was issued for 900 s to a ci_agent; read_only tokens
+		// live at most 300 s, so under the new data the token itself is no
+		// longer valid (401), before the write would be refused (403).
+		if ok, why := call(tok.AccessToken, "jira", "create_issue", args); ok ||
+			!(strings.Contains(why, "Unauthorized") || strings.Contains(why, "read_only tier does not grant jira:write")) {
+			t.Fatalf("after moving ci-bot to read_only: allowed=%v %s", ok, why)
+		}
+	})
+
+	t.Run("the scanner's single-use token works once", func(t *testing.T) {
+		id, secret := agent("security-scanner")
+		tok, err := oauthtest.ClientCredentials(ctx, base, id, secret, resource, "jira:read")
+		if err != nil {
+			t.Fatal(err)
+		}
+		post := func(body string) int {
+			req, _ := http.NewRequest(http.MethodPost, base+"/mcp/jira", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if got := post(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`); got != http.StatusOK {
+			t.Fatalf("first use of the single-use token: %d", got)
+		}
+		if got := post(`{"jsonrpc":"2.0","id":1,"method":"ping"}`); got != http.StatusUnauthorized {
+			t.Fatalf("a used single-use token answered %d, want 401", got)
+		}
+	})
+
+	t.Run("a delegated sub-agent reads within its narrowed scope", func(t *testing.T) {
+		plannerID, _ := agent("autonomous-planner")
+		subID, _ := agent("alice-claude-code")
+		tok, err := oauthtest.CodeFlow(ctx, base, plannerID, "http://127.0.0.1:48001/callback", "alice", "demo", resource, "jira:read", "jira:write")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.PostForm(base+"/oauth2/token", url.Values{"grant_type": {asrv.GrantTypeExchange}, "client_id": {plannerID},
+			"subject_token": {tok.AccessToken}, "subject_token_type": {asrv.TokenTypeAccess}, "audience": {subID}, "scope": {"jira:read"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ex map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&ex)
+		resp.Body.Close()
+		sub, _ := ex["access_token"].(string)
+		if sub == "" {
+			t.Fatalf("exchange: %d %v", resp.StatusCode, ex)
+		}
+		if ok, why := call(sub, "jira", "search_issues", map[string]any{"query": "SEC"}); !ok {
+			t.Fatalf("delegated read: %s", why)
+		}
+		if ok, _ := call(sub, "jira", "create_issue", map[string]any{"project": "SEC", "summary": "x"}); ok {
+			t.Fatal("the delegated token wrote outside its scope")
+		}
+		var recs struct {
+			Records []struct {
+				Subject string          `json:"sub"`
+				Act     json.RawMessage `json:"act"`
+			} `json:"records"`
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for len(recs.Records) == 0 && time.Now().Before(deadline) {
+			_, body := admin("GET", "/admin/audit?decision=deny&client_id="+subID, nil)
+			_ = json.Unmarshal(body, &recs)
+			time.Sleep(50 * time.Millisecond)
+		}
+		if len(recs.Records) == 0 || recs.Records[0].Subject != "alice" || !strings.Contains(string(recs.Records[0].Act), plannerID) {
+			t.Fatalf("audit of the delegated call: %+v", recs.Records)
+		}
+	})
+
+	t.Run("failure modes are stopped", func(t *testing.T) {
+		id, secret := agent("ci-bot")
+		tok, err := oauthtest.ClientCredentials(ctx, base, id, secret, resource, "drive:read", "gitlab:read", "gitlab:write", "jenkins:read", "jenkins:build")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			backend, tool string
+			args          map[string]any
+			reason        string
+		}{
+			{"drive", "read_file", map[string]any{"path": "/prod/secrets/db.env"}, "prod-secrets"},
+			{"gitlab", "approve_merge_request", map[string]any{"project": "platform/api", "iid": 7, "author": id}, "separation of duties"},
+			{"jenkins", "trigger_deploy", map[string]any{"job": "deploy-prod", "environment": "production"}, "separation of duties"},
+			{"jenkins", "delete_job", map[string]any{"job": "x"}, "not in the catalogue"},
+		} {
+			if ok, why := call(tok.AccessToken, c.backend, c.tool, c.args); ok || !strings.Contains(why, c.reason) {
+				t.Errorf("%s.%s: allowed=%v %s, want a denial naming %q", c.backend, c.tool, ok, why, c.reason)
+			}
+		}
+	})
 }
