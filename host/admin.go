@@ -31,7 +31,9 @@ type AdminConfig struct {
 	DeleteClient func(r *http.Request, id string) error
 	// ListClients lists the registered clients (the AS store's).
 	ListClients func(r *http.Request) ([]*asrv.Client, error)
-	Logger      *slog.Logger
+	// BackendHealth reports each backend's reachability.
+	BackendHealth func(r *http.Request) map[string]string
+	Logger        *slog.Logger
 }
 
 // NewAdmin returns the admin API, for a listener of its own: policy
@@ -101,7 +103,7 @@ func adminError(w http.ResponseWriter, err error) {
 	adminJSON(w, status, map[string]string{"error": err.Error()})
 }
 
-func (a *admin) status(w http.ResponseWriter, _ *http.Request) {
+func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{}
 	if info, ok := a.cfg.Registry.Active(); ok {
 		out["policy"] = info
@@ -111,6 +113,9 @@ func (a *admin) status(w http.ResponseWriter, _ *http.Request) {
 	}
 	if a.cfg.Audit != nil {
 		out["audit"] = a.cfg.Audit.Stats()
+	}
+	if a.cfg.BackendHealth != nil {
+		out["backends"] = a.cfg.BackendHealth(r)
 	}
 	adminJSON(w, http.StatusOK, out)
 }

@@ -18,8 +18,9 @@ func TestAdminAPI(t *testing.T) {
 	const token = "admin-token-for-tests-0123456789"
 	h, err := host.NewAdmin(host.AdminConfig{
 		Token: token, Registry: s.registry, Audit: s.trail, Index: s.index,
-		DeleteClient: func(r *http.Request, id string) error { return s.store.DeleteClient(r.Context(), id) },
-		ListClients:  func(r *http.Request) ([]*asrv.Client, error) { return s.store.Clients(r.Context()) },
+		DeleteClient:  func(r *http.Request, id string) error { return s.store.DeleteClient(r.Context(), id) },
+		ListClients:   func(r *http.Request) ([]*asrv.Client, error) { return s.store.Clients(r.Context()) },
+		BackendHealth: func(r *http.Request) map[string]string { return s.gw.BackendHealth(r.Context()) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +56,9 @@ func TestAdminAPI(t *testing.T) {
 	first := st["policy"].(map[string]any)["version"].(string)
 	if status != http.StatusOK || first == "" {
 		t.Fatalf("status: %d %v", status, st)
+	}
+	if b, _ := st["backends"].(map[string]any); len(b) != 6 || !strings.HasPrefix(b["jira"].(string), "up") {
+		t.Fatalf("backend health: %v", st["backends"])
 	}
 
 	t.Run("data update then rollback", func(t *testing.T) {

@@ -418,3 +418,36 @@ func (s *sessions) count() int {
 	defer s.mu.Unlock()
 	return len(s.m)
 }
+
+// BackendHealth probes every backend (a GET without a session, which any
+// Streamable HTTP server answers, if only with an error status) and reports
+// "up" with the status, or "down" with the reason.
+func (g *Gateway) BackendHealth(ctx context.Context) map[string]string {
+	out := make(map[string]string, len(g.backends))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, b := range g.backends {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			state := "down"
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.URL, nil)
+			if err == nil {
+				req.Header.Set("Accept", "text/event-stream")
+				var resp *http.Response
+				if resp, err = g.client.Do(req); err == nil {
+					resp.Body.Close()
+					state = fmt.Sprintf("up (HTTP %d)", resp.StatusCode)
+				}
+			}
+			if err != nil {
+				state = "down: " + err.Error()
+			}
+			mu.Lock()
+			out[name] = state
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}

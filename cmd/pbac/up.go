@@ -191,8 +191,9 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	}
 	adminAPI, err := host.NewAdmin(host.AdminConfig{
 		Token: adminToken, Registry: pol.registry, Audit: trail, Index: index, Logger: log,
-		DeleteClient: func(r *http.Request, id string) error { return as.store.DeleteClient(r.Context(), id) },
-		ListClients:  func(r *http.Request) ([]*asrv.Client, error) { return as.store.Clients(r.Context()) },
+		DeleteClient:  func(r *http.Request, id string) error { return as.store.DeleteClient(r.Context(), id) },
+		ListClients:   func(r *http.Request) ([]*asrv.Client, error) { return as.store.Clients(r.Context()) },
+		BackendHealth: func(r *http.Request) map[string]string { return gw.BackendHealth(r.Context()) },
 	})
 	if err != nil {
 		return err
