@@ -306,27 +306,38 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, msg *rpcMessage, sess 
 	g.adoptSession(c, backend, resp, msg, rec)
 	copyResponseHeaders(c, resp)
 	c.Status(resp.StatusCode)
-	if !strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream") {
-		b, err := io.ReadAll(io.LimitReader(resp.Body, int64(g.cfg.MaxBodyBytes)*4))
-		resp.Body.Close()
-		cancel()
-		g.metrics.stage("backend", time.Since(bstart))
-		rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
-		g.finish(rec, start)
-		if err != nil {
-			return err
-		}
-		return c.Send(b)
-	}
-	// An SSE answer streams through as it comes.
 	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
+	g.metrics.stage("backend", time.Since(bstart))
 	g.finish(rec, start)
+	if !strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream") {
+		// A JSON answer is passed on whole, whatever its size, without being
+		// held in memory; the backend request ends when it has been sent.
+		size := -1
+		if resp.ContentLength >= 0 {
+			size = int(resp.ContentLength)
+		}
+		c.Response().SetBodyStream(&closeFunc{ReadCloser: resp.Body, after: cancel}, size)
+		return nil
+	}
+	// An SSE answer streams through as it comes, flushed event by event.
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer cancel()
 		defer resp.Body.Close()
 		pipe(w, resp.Body)
 	})
 	return nil
+}
+
+// closeFunc runs after once the body is closed.
+type closeFunc struct {
+	io.ReadCloser
+	after func()
+}
+
+func (c *closeFunc) Close() error {
+	err := c.ReadCloser.Close()
+	c.after()
+	return err
 }
 
 // pipe copies a stream, flushing each chunk, until either side is done.
