@@ -282,6 +282,9 @@ func TestUpAirGapped(t *testing.T) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs ip(8) to bring loopback up in the namespace")
 	}
+	if out, err := exec.Command(unshare, "-n", "true").CombinedOutput(); err != nil {
+		t.Skipf("this machine does not allow network namespaces: %v %s", err, out)
+	}
 	bin, err := buildBinary()
 	if err != nil {
 		t.Fatal(err)
