@@ -225,6 +225,7 @@ func printUp(out io.Writer, base, adminBase, dataDir string, backends []host.Bac
 	fmt.Fprintf(out, "  admin API             %s/admin/status  (Authorization: Bearer $(cat %s))\n", adminBase, filepath.Join(dataDir, adminTokenFile))
 	fmt.Fprintf(out, "  policy bundles        drop into %s\n\n", filepath.Join(dataDir, "policies"))
 	fmt.Fprintln(out, "MCP endpoints (each asks for an OAuth token; sign in as alice, bob or carol, password demo):")
+	fmt.Fprintf(out, "  %-9s %s/mcp   (every backend's tools, as <backend>.<tool>)\n", "all", base)
 	for _, b := range backends {
 		fmt.Fprintf(out, "  %-9s %s/mcp/%s\n", b.Name, base, b.Name)
 	}
@@ -237,8 +238,15 @@ func printUp(out io.Writer, base, adminBase, dataDir string, backends []host.Bac
 		fmt.Fprintln(out, line)
 	}
 	fmt.Fprintln(out, "\nConnect Claude Code (it registers itself and opens the sign-in page):")
-	for _, name := range []string{"jira", "drive"} {
-		fmt.Fprintf(out, "  claude mcp add --transport http pbac-%s %s/mcp/%s\n", name, base, name)
+	fmt.Fprintf(out, "  claude mcp add --transport http pbac %s/mcp\n", base)
+	if len(backends) > 0 {
+		one := backends[0].Name
+		for _, b := range backends {
+			if b.Name == "jira" {
+				one = b.Name
+			}
+		}
+		fmt.Fprintf(out, "  claude mcp add --transport http pbac-%s %s/mcp/%s   (one backend)\n", one, base, one)
 	}
 	fmt.Fprintln(out, "\nPress Ctrl-C to stop.")
 }
