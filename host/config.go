@@ -32,12 +32,44 @@ import (
 //	    command: [npx, -y, "@modelcontextprotocol/server-filesystem", /srv/docs]
 //	    env: [NODE_OPTIONS=--max-old-space-size=256]
 type FileConfig struct {
-	Listen      string          `yaml:"listen"`
+	// AuthorizationServer, when set, is a remote AS the gateway trusts
+	// instead of running one in process.
+	AuthorizationServer *RemoteASConfig `yaml:"authorization_server"`
+	Listen              string          `yaml:"listen"`
 	AdminListen string          `yaml:"admin_listen"`
 	DataDir     string          `yaml:"data_dir"`
 	PublicURL   string          `yaml:"public_url"`
 	Demo        *bool           `yaml:"demo"`
 	Backends    []BackendConfig `yaml:"backends"`
+}
+
+// RemoteASConfig names a remote authorization server: its issuer (for the
+// protected resource metadata), its RFC 7662 endpoint, and the gateway's own
+// client credentials there.
+//
+//	authorization_server:
+//	  issuer: https://as.example
+//	  introspection_endpoint: https://as.example/oauth2/introspect  # default: <issuer>/oauth2/introspect
+//	  client_id: gateway
+//	  client_secret_file: /run/secrets/gateway-secret
+type RemoteASConfig struct {
+	Issuer                string `yaml:"issuer"`
+	IntrospectionEndpoint string `yaml:"introspection_endpoint"`
+	ClientID              string `yaml:"client_id"`
+	ClientSecretFile      string `yaml:"client_secret_file"`
+}
+
+// Introspector builds the RFC 7662 client, reading the secret file.
+func (r *RemoteASConfig) Introspector() (*RemoteIntrospector, error) {
+	secret, err := os.ReadFile(r.ClientSecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("authorization_server: client secret: %w", err)
+	}
+	endpoint := r.IntrospectionEndpoint
+	if endpoint == "" {
+		endpoint = strings.TrimSuffix(r.Issuer, "/") + "/oauth2/introspect"
+	}
+	return &RemoteIntrospector{Endpoint: endpoint, ClientID: r.ClientID, ClientSecret: strings.TrimSpace(string(secret))}, nil
 }
 
 // BackendConfig is one backend of the configuration file: a Streamable
@@ -83,6 +115,22 @@ func (c *FileConfig) Validate() error {
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 			errs = append(errs, fmt.Errorf("public_url %q must be an absolute http(s) URL", c.PublicURL))
+		}
+	}
+	if as := c.AuthorizationServer; as != nil {
+		if u, err := url.Parse(as.Issuer); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			errs = append(errs, fmt.Errorf("authorization_server.issuer %q must be an absolute http(s) URL", as.Issuer))
+		}
+		if as.IntrospectionEndpoint != "" {
+			if u, err := url.Parse(as.IntrospectionEndpoint); err != nil || u.Host == "" {
+				errs = append(errs, fmt.Errorf("authorization_server.introspection_endpoint %q must be an absolute URL", as.IntrospectionEndpoint))
+			}
+		}
+		if as.ClientID == "" {
+			errs = append(errs, errors.New("authorization_server.client_id is required (the gateway's own client)"))
+		}
+		if _, err := os.Stat(as.ClientSecretFile); err != nil {
+			errs = append(errs, fmt.Errorf("authorization_server.client_secret_file: %w", err))
 		}
 	}
 	seen := map[string]bool{}

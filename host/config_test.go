@@ -73,3 +73,23 @@ backends:
 		})
 	}
 }
+
+func TestLoadConfigRemoteAS(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "s")
+	_ = os.WriteFile(secret, []byte("gw-secret\n"), 0o600)
+	p := filepath.Join(dir, "c.yaml")
+	_ = os.WriteFile(p, []byte("authorization_server:\n  issuer: https://as.example\n  client_id: gw\n  client_secret_file: "+secret+"\n"), 0o600)
+	cfg, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := cfg.AuthorizationServer.Introspector()
+	if err != nil || in.Endpoint != "https://as.example/oauth2/introspect" || in.ClientSecret != "gw-secret" {
+		t.Fatalf("%+v %v", in, err)
+	}
+	_ = os.WriteFile(p, []byte("authorization_server:\n  issuer: as.example\n"), 0o600)
+	if _, err := LoadConfig(p); err == nil || !strings.Contains(err.Error(), "client_id is required") || !strings.Contains(err.Error(), "absolute") {
+		t.Fatalf("err = %v", err)
+	}
+}

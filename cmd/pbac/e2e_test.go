@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -50,13 +51,13 @@ type proc struct {
 
 var listening = regexp.MustCompile(`authorization server at (http://127\.0\.0\.1:\d+)`)
 
-func startAsrv(t *testing.T, dataDir, addr string) *proc {
+func startAsrv(t *testing.T, dataDir, addr string, extra ...string) *proc {
 	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
 		t.Fatalf("build pbac: %v", err)
 	}
-	cmd := exec.Command(bin, "asrv", "--listen", addr, "--data-dir", dataDir, "--log-level", "warn")
+	cmd := exec.Command(bin, append([]string{"asrv", "--listen", addr, "--data-dir", dataDir, "--log-level", "warn"}, extra...)...)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -662,4 +663,90 @@ func TestUpScenarios(t *testing.T) {
 			}
 		}
 	})
+}
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestUpWithRemoteAS runs the authorization server and the gateway as two
+// processes: the gateway checks tokens at the AS over RFC 7662 with its own
+// client credentials, and decides as it does in process.
+func TestUpWithRemoteAS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	ctx := t.Context()
+	asDir, gwDir := t.TempDir(), t.TempDir()
+	gwAddr := freeAddr(t)
+	gwBase := "http://" + gwAddr
+	as := startAsrv(t, asDir, freeAddr(t), "--resource", gwBase+"/mcp", "--resource", gwBase+"/mcp/jira", "--resource", gwBase+"/mcp/slack")
+	gwClient, err := oauthtest.Register(ctx, as.base, map[string]any{"client_name": "gateway",
+		"grant_types": []string{"client_credentials"}, "token_endpoint_auth_method": "client_secret_basic"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretFile := filepath.Join(gwDir, "gateway-secret")
+	_ = os.WriteFile(secretFile, []byte(gwClient["client_secret"].(string)), 0o600)
+	cfg := filepath.Join(gwDir, "pbac.yaml")
+	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("authorization_server:\n  issuer: %s\n  client_id: %s\n  client_secret_file: %s\n",
+		as.base, gwClient["client_id"], secretFile)), 0o600)
+
+	bin, _ := buildBinary()
+	cmd := exec.Command(bin, "up", "--config", cfg, "--listen", gwAddr, "--admin-listen", "127.0.0.1:0", "--data-dir", gwDir, "--log-level", "warn")
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() })
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "Press Ctrl-C") {
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+
+	key, err := asrv.LoadOrCreateIssuerKey(asDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, _ := key.Sign(asrv.StatementClaims{AgentProvider: "ci-bot", AgentModel: "e2e"}, time.Now())
+	ci, err := oauthtest.Register(ctx, as.base, map[string]any{"client_name": "ci", "grant_types": []string{"client_credentials"},
+		"token_endpoint_auth_method": "client_secret_basic", "software_statement": jws})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := oauthtest.ClientCredentials(ctx, as.base, ci["client_id"].(string), ci["client_secret"].(string), gwBase+"/mcp", "jira:read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The gateway's 401 names the remote AS.
+	resp, err := http.Get(gwBase + "/.well-known/oauth-protected-resource/mcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prm, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(prm), as.base) {
+		t.Fatalf("protected resource metadata does not name the remote AS: %s", prm)
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
+	sess, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: gwBase + "/mcp/jira", MaxRetries: -1,
+		DisableStandaloneSSE: true, HTTPClient: &http.Client{Transport: &oauthtest.BearerTransport{Token: tok.AccessToken}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if res, err := sess.CallTool(ctx, &mcp.CallToolParams{Name: "search_issues", Arguments: map[string]any{"query": "SEC"}}); err != nil || res.IsError {
+		t.Fatalf("read through a gateway with a remote AS: %v %v", err, res)
+	}
+	if _, err := sess.CallTool(ctx, &mcp.CallToolParams{Name: "create_issue", Arguments: map[string]any{"project": "SEC", "summary": "x"}}); err == nil ||
+		!strings.Contains(err.Error(), "token lacks scope jira:write") {
+		t.Fatalf("write without the scope: %v", err)
+	}
 }

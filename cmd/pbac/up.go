@@ -75,6 +75,14 @@ type upConfig struct {
 	file                         *host.FileConfig
 }
 
+// remoteAS is the configured remote authorization server, if any.
+func (c upConfig) remoteAS() *host.RemoteASConfig {
+	if c.file == nil {
+		return nil
+	}
+	return c.file.AuthorizationServer
+}
+
 // startDemo tells whether the demo backends run: by default only when the
 // configuration lists no backends of its own.
 func (c upConfig) startDemo() bool {
@@ -156,11 +164,26 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 		resources = append(resources, base+"/mcp/"+b.Name)
 	}
 
-	as, err := newAuthorizationServer(ctx, dataDir, base, resources, pol, log)
-	if err != nil {
-		return err
+	// The authorization server runs in process, unless the configuration
+	// names a remote one the gateway trusts.
+	gwCfg := host.Config{PublicURL: base, Backends: hb, Policy: pol.registry, Logger: log}
+	adminCfg := host.AdminConfig{Registry: pol.registry, Logger: log}
+	var as *authRuntime
+	if remote := cfg.remoteAS(); remote != nil {
+		intro, err := remote.Introspector()
+		if err != nil {
+			return err
+		}
+		gwCfg.Introspector, gwCfg.AuthorizationServers = intro, []string{remote.Issuer}
+	} else {
+		if as, err = newAuthorizationServer(ctx, dataDir, base, resources, pol, log); err != nil {
+			return err
+		}
+		defer as.store.Close()
+		gwCfg.Introspector, gwCfg.AuthorizationServers, gwCfg.AuthServer = as.server, []string{base}, as.server.Handler()
+		adminCfg.DeleteClient = func(r *http.Request, id string) error { return as.store.DeleteClient(r.Context(), id) }
+		adminCfg.ListClients = func(r *http.Request) ([]*asrv.Client, error) { return as.store.Clients(r.Context()) }
 	}
-	defer as.store.Close()
 
 	auditDir := filepath.Join(dataDir, "audit")
 	if err := os.MkdirAll(auditDir, 0o700); err != nil {
@@ -178,31 +201,27 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	defer trail.Close(context.WithoutCancel(ctx))
 
 	active, _ := pol.registry.ActiveBundle()
-	gw, err := host.New(host.Config{
-		PublicURL: base, Backends: hb, AuthorizationServers: []string{base}, Scopes: scopesOf(active.Data),
-		Introspector: as.server, Policy: pol.registry, Audit: trail, AuthServer: as.server.Handler(), Logger: log,
-	})
+	gwCfg.Scopes, gwCfg.Audit = scopesOf(active.Data), trail
+	gw, err := host.New(gwCfg)
 	if err != nil {
 		return err
 	}
-	adminToken, err := loadOrCreateAdminToken(dataDir)
+	if adminCfg.Token, err = loadOrCreateAdminToken(dataDir); err != nil {
+		return err
+	}
+	adminCfg.Audit, adminCfg.Index = trail, index
+	adminCfg.BackendHealth = func(r *http.Request) map[string]string { return gw.BackendHealth(r.Context()) }
+	adminAPI, err := host.NewAdmin(adminCfg)
 	if err != nil {
 		return err
 	}
-	adminAPI, err := host.NewAdmin(host.AdminConfig{
-		Token: adminToken, Registry: pol.registry, Audit: trail, Index: index, Logger: log,
-		DeleteClient:  func(r *http.Request, id string) error { return as.store.DeleteClient(r.Context(), id) },
-		ListClients:   func(r *http.Request) ([]*asrv.Client, error) { return as.store.Clients(r.Context()) },
-		BackendHealth: func(r *http.Request) map[string]string { return gw.BackendHealth(r.Context()) },
-	})
-	if err != nil {
-		return err
+	var agents []demoAgent
+	if as != nil {
+		if agents, err = seedDemoAgents(ctx, dataDir, as); err != nil {
+			return fmt.Errorf("register the demo agents: %w", err)
+		}
 	}
-	agents, err := seedDemoAgents(ctx, dataDir, as)
-	if err != nil {
-		return fmt.Errorf("register the demo agents: %w", err)
-	}
-	printUp(out, base, "http://"+adminLn.Addr().String(), dataDir, hb, agents)
+	printUp(out, base, gwCfg.AuthorizationServers[0], "http://"+adminLn.Addr().String(), dataDir, hb, agents)
 
 	errc := make(chan error, 2)
 	go func() { errc <- gw.App().Listener(ln) }()
@@ -218,9 +237,10 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	}
 }
 
-func printUp(out io.Writer, base, adminBase, dataDir string, backends []host.Backend, agents []demoAgent) {
+func printUp(out io.Writer, base, issuer, adminBase, dataDir string, backends []host.Backend, agents []demoAgent) {
 	fmt.Fprintf(out, "PBAC Gateway is up — data in %s\n\n", dataDir)
-	fmt.Fprintf(out, "  authorization server  %s/.well-known/oauth-authorization-server\n", base)
+	fmt.Fprintf(out, "  gateway               %s\n", base)
+	fmt.Fprintf(out, "  authorization server  %s/.well-known/oauth-authorization-server\n", issuer)
 	fmt.Fprintf(out, "  metrics               %s/metrics\n", base)
 	fmt.Fprintf(out, "  admin API             %s/admin/status  (Authorization: Bearer $(cat %s))\n", adminBase, filepath.Join(dataDir, adminTokenFile))
 	fmt.Fprintf(out, "  policy bundles        drop into %s\n\n", filepath.Join(dataDir, "policies"))
@@ -229,7 +249,9 @@ func printUp(out io.Writer, base, adminBase, dataDir string, backends []host.Bac
 	for _, b := range backends {
 		fmt.Fprintf(out, "  %-9s %s/mcp/%s\n", b.Name, base, b.Name)
 	}
-	fmt.Fprintln(out, "\nDemo agents (the seed trust-tier matrix):")
+	if len(agents) > 0 {
+		fmt.Fprintln(out, "\nDemo agents (the seed trust-tier matrix):")
+	}
 	for _, a := range agents {
 		line := fmt.Sprintf("  %-22s %-20s client_id=%s", a.Name, a.Provider, a.ClientID)
 		if a.ClientSecret != "" {
