@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/ory/fosite"
@@ -51,7 +50,9 @@ func (s *Server) Introspect(ctx context.Context, token, resource string) (Intros
 		}
 		return Introspection{}, err
 	}
-	if resource != "" && !slices.Contains(req.GetGrantedAudience(), resource) {
+	// Checked before policy and before a single-use token is consumed: a
+	// token shown at the wrong resource must not be spent there.
+	if resource != "" && !audienceCovers(req.GetGrantedAudience(), resource) {
 		return inactive("token was not issued for this resource"), nil
 	}
 	client, ok := req.GetClient().(*Client)
@@ -109,6 +110,18 @@ func (s *Server) Introspect(ctx context.Context, token, resource string) (Intros
 		out.Consumed = true
 	}
 	return out, nil
+}
+
+// audienceCovers reports whether a token with this audience may be used at
+// resource: the resource is in it, or lies under one of its resources (a
+// token for https://gw/mcp is good at https://gw/mcp/jira).
+func audienceCovers(aud []string, resource string) bool {
+	for _, a := range aud {
+		if a == resource || strings.HasPrefix(resource, strings.TrimSuffix(a, "/")+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // serveIntrospect is RFC 7662: only an authenticated confidential client (a

@@ -305,7 +305,13 @@ func (g *Gateway) authenticate(c *fiber.Ctx, backend string, rid string) (*calle
 		challenge("", "a bearer token is required")
 		return nil, false, time.Since(start)
 	}
-	res, err := g.cfg.Introspector.Introspect(c.UserContext(), token, "")
+	// The resource travels with the introspection, so a token for another
+	// resource is refused before a single-use token is spent.
+	resource := g.resource
+	if backend != "" {
+		resource += "/" + backend
+	}
+	res, err := g.cfg.Introspector.Introspect(c.UserContext(), token, resource)
 	took := time.Since(start)
 	if err != nil {
 		g.log.Error("introspection failed", "request_id", rid, "err", err)

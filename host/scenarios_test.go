@@ -194,3 +194,42 @@ func TestHotSwapUnderConcurrentCalls(t *testing.T) {
 		}
 	}
 }
+
+// TestSingleUseTokenIsNotSpentAtTheWrongResource: a single-use token bound
+// to /mcp/jira, shown at /mcp/slack, is refused there without being
+// consumed, and still works once at Jira.
+func TestSingleUseTokenIsNotSpentAtTheWrongResource(t *testing.T) {
+	s := newStack(t)
+	reg, err := oauthtest.Register(context.Background(), s.base, map[string]any{
+		"client_name": "scanner", "grant_types": []string{"client_credentials"},
+		"token_endpoint_auth_method": "client_secret_basic", "software_statement": s.statement("security-scanner", true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := oauthtest.ClientCredentials(context.Background(), s.base, reg["client_id"].(string), reg["client_secret"].(string),
+		s.base+"/mcp/jira", "jira:read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ping := func(backend string) int {
+		req, _ := http.NewRequest(http.MethodPost, s.base+"/mcp/"+backend, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := ping("slack"); got != http.StatusUnauthorized {
+		t.Fatalf("at the wrong resource: %d, want 401", got)
+	}
+	if got := ping("jira"); got == http.StatusUnauthorized {
+		t.Fatal("the single-use token was spent at the wrong resource")
+	}
+	if got := ping("jira"); got != http.StatusUnauthorized {
+		t.Fatalf("second use at its resource: %d, want 401", got)
+	}
+}
