@@ -36,11 +36,11 @@ type FileConfig struct {
 	// instead of running one in process.
 	AuthorizationServer *RemoteASConfig `yaml:"authorization_server"`
 	Listen              string          `yaml:"listen"`
-	AdminListen string          `yaml:"admin_listen"`
-	DataDir     string          `yaml:"data_dir"`
-	PublicURL   string          `yaml:"public_url"`
-	Demo        *bool           `yaml:"demo"`
-	Backends    []BackendConfig `yaml:"backends"`
+	AdminListen         string          `yaml:"admin_listen"`
+	DataDir             string          `yaml:"data_dir"`
+	PublicURL           string          `yaml:"public_url"`
+	Demo                *bool           `yaml:"demo"`
+	Backends            []BackendConfig `yaml:"backends"`
 }
 
 // RemoteASConfig names a remote authorization server: its issuer (for the
