@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
-	"errors"
 	"html/template"
 	"net/http"
 	"strings"
@@ -147,7 +146,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, c *Client, ar fosite.AuthorizeRequester, username, msg string) {
-	token := randomToken()
+	token := randomToken(32)
 	http.SetCookie(w, &http.Cookie{
 		Name: csrfCookie, Value: token, Path: PathAuthorize, HttpOnly: true,
 		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: 600,
@@ -188,10 +187,10 @@ func checkCSRF(r *http.Request) bool {
 	return subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostForm.Get("csrf_token"))) == 1
 }
 
-func randomToken() string {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic(errors.New("crypto/rand failed")) // the platform is broken; nothing is safe
-	}
+// randomToken returns n random bytes, base64url encoded: ids, secrets,
+// registration tokens and CSRF tokens.
+func randomToken(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails; on a broken platform it crashes the program
 	return base64.RawURLEncoding.EncodeToString(b)
 }

@@ -1,10 +1,8 @@
 package asrv
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -370,15 +368,6 @@ func dcrDedupe(in []string) []string {
 	return out
 }
 
-// dcrRandomToken returns n random bytes, base64url without padding.
-func dcrRandomToken(n int) (string, error) {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
-}
-
 // NewClient builds the client to store for a registration request. It
 // validates req (on a copy), verifies the software statement with v when
 // one is present (a failing statement is an error; without one the client
@@ -416,14 +405,8 @@ func NewClient(req *RegistrationRequest, v *StatementVerifier, now time.Time) (c
 		}
 	}
 
-	id, err := dcrRandomToken(16)
-	if err != nil {
-		return nil, "", "", fmt.Errorf("client id: %w", err)
-	}
-	registrationToken, err = dcrRandomToken(32)
-	if err != nil {
-		return nil, "", "", fmt.Errorf("registration token: %w", err)
-	}
+	id := randomToken(16)
+	registrationToken = randomToken(32)
 	tokenHash := sha256.Sum256([]byte(registrationToken))
 	c = &Client{
 		ID:                      id,
@@ -440,10 +423,7 @@ func NewClient(req *RegistrationRequest, v *StatementVerifier, now time.Time) (c
 		CreatedAt:               now.UTC(),
 	}
 	if r.TokenEndpointAuthMethod != AuthMethodNone {
-		secret, err = dcrRandomToken(32)
-		if err != nil {
-			return nil, "", "", fmt.Errorf("client secret: %w", err)
-		}
+		secret = randomToken(32)
 		c.SecretHash = hashSecret([]byte(secret))
 	}
 	return c, secret, registrationToken, nil
