@@ -18,10 +18,9 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
-	"github.com/pbac-gateway/pbac/plugins"
-	"github.com/pbac-gateway/pbac/rego"
-	"github.com/pbac-gateway/pbac/wasm"
+	"github.com/pbac-gateway/pbac/internal/policytest"
 )
 
 // testAS is a running authorization server on 127.0.0.1 with the shipped
@@ -38,37 +37,10 @@ type testAS struct {
 	rsID, rsSecret string
 }
 
-var shippedBundle = sync.OnceValues(func() (*rego.Bundle, error) {
-	return rego.BuildShipped(context.Background())
-})
-
-// registryDecider adapts the plugins registry to asrv.Decider, as the
-// binary does.
-func registryDecider(r *plugins.Registry) asrv.Decider {
-	return asrv.DeciderFunc(func(ctx context.Context, ep string, input []byte) (asrv.Decision, error) {
-		d, err := r.Decide(ctx, ep, input)
-		if err != nil {
-			return asrv.Decision{}, err
-		}
-		return asrv.Decision{Allow: d.Allow, Reasons: d.Reasons, Result: d.Result}, nil
-	})
-}
-
 func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
 	t.Helper()
 	ctx := context.Background()
-	b, err := shippedBundle()
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := wasm.NewEngine(ctx, wasm.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := plugins.New(engine)
-	if _, err := reg.Activate(ctx, b, "shipped"); err != nil {
-		t.Fatal(err)
-	}
+	reg := policytest.Registry(t)
 	store, err := asrv.OpenBadger(ctx, "")
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +62,7 @@ func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
 		Scopes:     []string{"drive:read", "drive:write", "jira:read", "jira:write", "slack:read", "slack:write", "gitlab:read", "gitlab:write", "gitlab:approve", "jenkins:read", "jenkins:build", "database:read"},
 		Secret:     bytes.Repeat([]byte("k"), 32),
 		Store:      store,
-		Policy:     registryDecider(reg),
+		Policy:     host.ASDecider(reg),
 		Users:      asrv.DemoUsers{},
 		Statements: verifier,
 	}
@@ -106,8 +78,6 @@ func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
 	t.Cleanup(func() {
 		srv.Close()
 		_ = store.Close()
-		_ = reg.Close(ctx)
-		_ = engine.Close(ctx)
 	})
 	rs := ta.register(map[string]any{
 		"client_name": "gateway", "grant_types": []string{"client_credentials"},

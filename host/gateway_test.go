@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,12 +20,11 @@ import (
 	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/host/audit"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
+	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/plugins"
-	"github.com/pbac-gateway/pbac/rego"
-	"github.com/pbac-gateway/pbac/wasm"
 )
 
-var shipped = sync.OnceValues(func() (*rego.Bundle, error) { return rego.BuildShipped(context.Background()) })
+var shipped = policytest.Shipped
 
 // stack is the whole product in process: policy, AS, gateway, the demo
 // backends, each on its own 127.0.0.1 listener.
@@ -47,18 +45,7 @@ type stack struct {
 func newStack(t testing.TB) *stack {
 	t.Helper()
 	ctx := context.Background()
-	b, err := shipped()
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := wasm.NewEngine(ctx, wasm.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := plugins.New(engine)
-	if _, err := reg.Activate(ctx, b, "shipped"); err != nil {
-		t.Fatal(err)
-	}
+	reg := policytest.Registry(t)
 	runs, err := demo.StartAll(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -93,10 +80,7 @@ func newStack(t testing.TB) *stack {
 		Scopes: []string{"drive:read", "drive:write", "jira:read", "jira:write", "slack:read", "slack:write",
 			"database:read", "database:ddl", "gitlab:read", "gitlab:write", "gitlab:approve", "jenkins:read", "jenkins:build"},
 		Store: store, Users: asrv.DemoUsers{}, Statements: verifier,
-		Policy: asrv.DeciderFunc(func(ctx context.Context, ep string, in []byte) (asrv.Decision, error) {
-			d, err := reg.Decide(ctx, ep, in)
-			return asrv.Decision{Allow: d.Allow, Reasons: d.Reasons, Result: d.Result}, err
-		}),
+		Policy: host.ASDecider(reg),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -121,8 +105,6 @@ func newStack(t testing.TB) *stack {
 		for _, r := range runs {
 			_ = r.Close(context.Background())
 		}
-		_ = reg.Close(ctx)
-		_ = engine.Close(ctx)
 	})
 	return &stack{t: t, base: base, resource: base + "/mcp", registry: reg, index: index, trail: trail, store: store, issuer: key, gw: gw, direct: direct}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/host"
 )
 
 func newAsrvCommand() *cobra.Command {
@@ -105,7 +106,7 @@ func newAuthorizationServer(ctx context.Context, dataDir, issuer string, resourc
 	}
 	srv, err := asrv.New(asrv.Config{
 		Issuer: issuer, Resources: resources, Scopes: scopes, Secret: secret,
-		Store: store, Policy: pol.decider(), Users: asrv.DemoUsers{}, Statements: verifier, Logger: log,
+		Store: store, Policy: host.ASDecider(pol.registry), Users: asrv.DemoUsers{}, Statements: verifier, Logger: log,
 	})
 	if err != nil {
 		_ = store.Close()

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
@@ -49,17 +48,6 @@ func newPolicyRuntime(ctx context.Context, dataDir string, log *slog.Logger) (*p
 func (p *policyRuntime) Close(ctx context.Context) {
 	_ = p.registry.Close(ctx)
 	_ = p.engine.Close(ctx)
-}
-
-// decider adapts the registry to the authorization server's interface.
-func (p *policyRuntime) decider() asrv.Decider {
-	return asrv.DeciderFunc(func(ctx context.Context, ep string, input []byte) (asrv.Decision, error) {
-		d, err := p.registry.Decide(ctx, ep, input)
-		if err != nil {
-			return asrv.Decision{}, err
-		}
-		return asrv.Decision{Allow: d.Allow, Reasons: d.Reasons, Result: d.Result}, nil
-	})
 }
 
 // scopesOf lists every "<resource>:<access>" scope the policy data knows:

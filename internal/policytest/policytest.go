@@ -1,0 +1,42 @@
+// Package policytest gives tests a policy registry running the shipped
+// policy, built once per test binary.
+package policytest
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/pbac-gateway/pbac/plugins"
+	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/wasm"
+)
+
+// Shipped is the shipped policy bundle (its vectors included), compiled once.
+var Shipped = sync.OnceValues(func() (*rego.Bundle, error) {
+	return rego.BuildShipped(context.Background())
+})
+
+// Registry returns a registry on a fresh engine with the shipped policy
+// active; both close when the test ends.
+func Registry(t testing.TB) *plugins.Registry {
+	t.Helper()
+	ctx := context.Background()
+	b, err := Shipped()
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := wasm.NewEngine(ctx, wasm.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := plugins.New(engine)
+	t.Cleanup(func() {
+		_ = reg.Close(ctx)
+		_ = engine.Close(ctx)
+	})
+	if _, err := reg.Activate(ctx, b, "shipped"); err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
