@@ -283,19 +283,28 @@ func (g *gitlab) createMergeRequest(_ context.Context, _ *mcp.CallToolRequest, i
 	return textResult("Opened %s %q (%s -> %s) by %s; it needs %d approval(s) before merge.", m.ref(), m.Title, src, dst, m.Author, m.ApprovalsRequired), out, nil
 }
 
-func (g *gitlab) approveMergeRequest(_ context.Context, _ *mcp.CallToolRequest, in ActOnMergeRequestArgs) (*mcp.CallToolResult, MergeRequestOutput, error) {
+// openMR finds the open merge request an approver or merger acts on, and
+// who acts. The caller holds g.mu.
+func (g *gitlab) openMR(in ActOnMergeRequestArgs, verb string) (*gitlabMR, string, error) {
 	if err := required("author", in.Author); err != nil {
-		return nil, MergeRequestOutput{}, err
+		return nil, "", err
 	}
-	who := strings.TrimSpace(in.Author)
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	m, err := g.mr(in.Project, in.IID)
 	if err != nil {
-		return nil, MergeRequestOutput{}, err
+		return nil, "", err
 	}
 	if m.State != "opened" {
-		return nil, MergeRequestOutput{}, fmt.Errorf("%s is %s; only open merge requests can be approved", m.ref(), m.State)
+		return nil, "", fmt.Errorf("%s is %s; only open merge requests can be %s", m.ref(), m.State, verb)
+	}
+	return m, strings.TrimSpace(in.Author), nil
+}
+
+func (g *gitlab) approveMergeRequest(_ context.Context, _ *mcp.CallToolRequest, in ActOnMergeRequestArgs) (*mcp.CallToolResult, MergeRequestOutput, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m, who, err := g.openMR(in, "approved")
+	if err != nil {
+		return nil, MergeRequestOutput{}, err
 	}
 	msg := fmt.Sprintf("%s already approved %s", who, m.ref())
 	if !slices.Contains(m.Approvals, who) {
@@ -308,18 +317,11 @@ func (g *gitlab) approveMergeRequest(_ context.Context, _ *mcp.CallToolRequest, 
 }
 
 func (g *gitlab) mergeMergeRequest(_ context.Context, _ *mcp.CallToolRequest, in ActOnMergeRequestArgs) (*mcp.CallToolResult, MergeRequestOutput, error) {
-	if err := required("author", in.Author); err != nil {
-		return nil, MergeRequestOutput{}, err
-	}
-	who := strings.TrimSpace(in.Author)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	m, err := g.mr(in.Project, in.IID)
+	m, who, err := g.openMR(in, "merged")
 	if err != nil {
 		return nil, MergeRequestOutput{}, err
-	}
-	if m.State != "opened" {
-		return nil, MergeRequestOutput{}, fmt.Errorf("%s is %s; only open merge requests can be merged", m.ref(), m.State)
 	}
 	if len(m.Approvals) < m.ApprovalsRequired {
 		return nil, MergeRequestOutput{}, fmt.Errorf("%s cannot be merged: it has %d of %d required approval(s)", m.ref(), len(m.Approvals), m.ApprovalsRequired)
