@@ -29,7 +29,7 @@ var wantTools = map[string]map[string]hint{
 	"drive":   {"list_files": ro, "search_files": ro, "read_file": ro, "write_file": dIdem, "share_file": addIdem},
 	"jira":    {"search_issues": ro, "get_issue": ro, "create_issue": add, "add_comment": add, "transition_issue": dIdem},
 	"slack":   {"list_channels": ro, "read_history": ro, "post_message": add},
-	"jenkins": {"list_jobs": ro, "get_build_log": ro, "trigger_build": add, "trigger_deploy": destr},
+	"jenkins": {"list_jobs": ro, "get_build_log": ro, "trigger_build": add, "trigger_deploy": destr, "delete_job": dIdem},
 	"gitlab": {"list_merge_requests": ro, "get_merge_request": ro, "get_diff": ro,
 		"create_merge_request": add, "approve_merge_request": addIdem, "merge_merge_request": destr},
 	"database": {"query": ro, "execute_ddl": destr},
@@ -362,6 +362,9 @@ func TestJenkins(t *testing.T) {
 		{name: "unknown job", tool: "get_build_log", args: map[string]any{"job": "nope"}, wantErr: true},
 		{name: "unknown build", tool: "get_build_log", args: map[string]any{"job": "build-api", "build": 5}, wantErr: true},
 		{name: "bad params", tool: "trigger_build", args: map[string]any{"job": "build-api", "parameters": map[string]any{"N": 1}}, wantErr: true},
+		{name: "delete", tool: "delete_job", args: map[string]any{"job": "nightly-tests"}, want: []string{"Deleted nightly-tests and 2 build(s)"}},
+		{name: "deleted", tool: "get_build_log", args: map[string]any{"job": "nightly-tests"}, wantErr: true},
+		{name: "delete unknown", tool: "delete_job", args: map[string]any{"job": "nightly-tests"}, wantErr: true},
 	})
 }
 

@@ -75,6 +75,15 @@ type TriggerDeployArgs struct {
 	Environment string `json:"environment" jsonschema:"target environment: staging or production"`
 }
 
+type DeleteJobArgs struct {
+	Job string `json:"job" jsonschema:"job name to delete with all its builds"`
+}
+
+type DeleteJobOutput struct {
+	Job           string `json:"job"`
+	BuildsDeleted int    `json:"builds_deleted"`
+}
+
 type TriggerOutput struct {
 	Job   string `json:"job"`
 	Build Build  `json:"build"`
@@ -110,6 +119,14 @@ func newJenkinsServer() *mcp.Server {
 		Description: "Start a deployment job for an environment (staging or production).",
 		Annotations: writes("Trigger deploy", true, false),
 	}, j.triggerDeploy)
+	// delete_job is the tool "added last week": the shipped policy's
+	// catalogue does not list it, so no agent reaches it until someone
+	// reviews it (failure mode 4 of DESIGN.md).
+	mcp.AddTool(s, &mcp.Tool{
+		Name:        "delete_job",
+		Description: "Delete a job and its build history. Cannot be undone.",
+		Annotations: writes("Delete job", true, true),
+	}, j.deleteJob)
 	return s
 }
 
@@ -249,6 +266,18 @@ func (j *jenkins) triggerDeploy(_ context.Context, _ *mcp.CallToolRequest, in Tr
 	b := j.run(job, "remote API call ("+agentUser+")", map[string]string{"ENVIRONMENT": env})
 	out := TriggerOutput{Job: job.name, Build: b.public(), Log: b.log}
 	return textResult("Started %s #%d to %s: %s.", job.name, b.Number, env, b.Result), out, nil
+}
+
+func (j *jenkins) deleteJob(_ context.Context, _ *mcp.CallToolRequest, in DeleteJobArgs) (*mcp.CallToolResult, DeleteJobOutput, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	job, err := j.job(in.Job)
+	if err != nil {
+		return nil, DeleteJobOutput{}, err
+	}
+	delete(j.jobs, job.name)
+	out := DeleteJobOutput{Job: job.name, BuildsDeleted: len(job.builds)}
+	return textResult("Deleted %s and %d build(s).", job.name, out.BuildsDeleted), out, nil
 }
 
 func seedJenkins() []*jenkinsJob {
