@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -70,6 +71,9 @@ var (
 // for `pbac up` only.
 type DemoUsers struct{}
 
+// DemoPassword is every demo user's password.
+const DemoPassword = "demo"
+
 func demoUsers() map[string]User {
 	return map[string]User{
 		"alice": {Subject: "alice", Name: "Alice (engineering)", Roles: []string{"engineering"}},
@@ -82,10 +86,20 @@ func demoUsers() map[string]User {
 func (DemoUsers) Authenticate(_ context.Context, username, password string) (User, error) {
 	u, ok := demoUsers()[username]
 	// Compare even for unknown users so timing does not reveal who exists.
-	if subtle.ConstantTimeCompare([]byte(password), []byte("demo")) != 1 || !ok {
+	if subtle.ConstantTimeCompare([]byte(password), []byte(DemoPassword)) != 1 || !ok {
 		return User{}, ErrBadCredentials
 	}
 	return u, nil
+}
+
+// List returns the demo users, by subject.
+func (DemoUsers) List() []User {
+	m := demoUsers()
+	out := make([]User, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, m[k])
+	}
+	return out
 }
 
 // Lookup implements UserSource.

@@ -45,6 +45,7 @@ type aggSession struct {
 func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 	start := time.Now()
 	rid := newID()
+	c.Set("X-Request-Id", rid)
 	if !g.checkOrigin(c) {
 		return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
 	}

@@ -1,7 +1,9 @@
 package host
 
 import (
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +21,82 @@ type metrics struct {
 
 	mu            sync.Mutex
 	policyVersion string
+
+	// recent keeps each stage's latest observations for exact quantiles
+	// over a window (the dashboard's latency panel).
+	recent map[string]*window
+	// counts of decisions, for the same panel.
+	counts sync.Map // decision -> *atomic.Uint64
+}
+
+// latencyWindow is how many latest observations of each stage the gateway
+// keeps for the latency report.
+const latencyWindow = 1024
+
+// window is a ring of the latest observations of one stage.
+type window struct {
+	mu    sync.Mutex
+	us    [latencyWindow]int64
+	next  int
+	total uint64
+}
+
+func (w *window) add(us int64) {
+	w.mu.Lock()
+	w.us[w.next] = us
+	w.next = (w.next + 1) % latencyWindow
+	w.total++
+	w.mu.Unlock()
+}
+
+// quantiles returns the p50 and p99 of the window and how many
+// observations it holds.
+func (w *window) quantiles() (p50, p99 int64, n int) {
+	w.mu.Lock()
+	n = int(min(w.total, latencyWindow))
+	vals := make([]int64, n)
+	copy(vals, w.us[:n])
+	w.mu.Unlock()
+	if n == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(vals)
+	at := func(q float64) int64 { return vals[min(n-1, int(q*float64(n)))] }
+	return at(0.50), at(0.99), n
+}
+
+// Latency stages of the report, in order.
+var latencyStages = []string{"introspect", "policy", "backend", "total", "overhead"}
+
+// StageLatency is one stage of a LatencyReport.
+type StageLatency struct {
+	Stage string `json:"stage"`
+	Count int    `json:"count"`
+	P50us int64  `json:"p50_us"`
+	P99us int64  `json:"p99_us"`
+}
+
+// LatencyReport is p50/p99 per stage over the gateway's latest calls.
+type LatencyReport struct {
+	Window    int               `json:"window"`
+	Stages    []StageLatency    `json:"stages"`
+	Decisions map[string]uint64 `json:"decisions"`
+}
+
+// Latency reports p50 and p99 of each stage (introspect, policy, backend,
+// total, and overhead = total - backend) over the latest calls.
+func (g *Gateway) Latency() LatencyReport {
+	m := g.metrics
+	out := LatencyReport{Window: latencyWindow, Decisions: map[string]uint64{}}
+	for _, st := range latencyStages {
+		p50, p99, n := m.recent[st].quantiles()
+		out.Stages = append(out.Stages, StageLatency{Stage: st, Count: n, P50us: p50, P99us: p99})
+	}
+	m.counts.Range(func(k, v any) bool {
+		out.Decisions[k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return out
 }
 
 func newMetrics() *metrics {
@@ -39,6 +117,10 @@ func newMetrics() *metrics {
 			Name: "pbac_policy_version_info", Help: "The policy version of the latest decision (value 1).",
 		}, []string{"version"}),
 	}
+	m.recent = map[string]*window{}
+	for _, st := range latencyStages {
+		m.recent[st] = &window{}
+	}
 	m.reg.MustRegister(m.decisions, m.latency, m.sessions, m.policy,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -46,6 +128,14 @@ func newMetrics() *metrics {
 
 func (m *metrics) decision(method, decision string) {
 	m.decisions.WithLabelValues(method, decision).Inc()
+	if method == "auth" {
+		decision = "unauthenticated"
+	}
+	c, ok := m.counts.Load(decision)
+	if !ok {
+		c, _ = m.counts.LoadOrStore(decision, new(atomic.Uint64))
+	}
+	c.(*atomic.Uint64).Add(1)
 }
 
 // version records the policy version decisions are made with.
@@ -65,4 +155,10 @@ func (m *metrics) version(v string) {
 
 func (m *metrics) stage(name string, d time.Duration) {
 	m.latency.WithLabelValues(name).Observe(d.Seconds())
+	m.recent[name].add(d.Microseconds())
+}
+
+// overhead records what the gateway added to a forwarded call.
+func (m *metrics) overhead(d time.Duration) {
+	m.recent["overhead"].add(d.Microseconds())
 }

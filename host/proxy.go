@@ -36,6 +36,7 @@ const maxFilteredResponse = 8 << 20
 func (g *Gateway) handlePost(c *fiber.Ctx) error {
 	start := time.Now()
 	rid := newID()
+	c.Set("X-Request-Id", rid)
 	backend, ok := g.backends[c.Params("backend")]
 	if !ok {
 		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "unknown backend"})
@@ -229,6 +230,9 @@ func (g *Gateway) finish(rec *audit.Record, start time.Time) {
 	}
 	g.metrics.decision(rec.Method, rec.Decision)
 	g.metrics.stage("total", total)
+	if b, ok := rec.LatencyMicros["backend"]; ok {
+		g.metrics.overhead(total - time.Duration(b)*time.Microsecond)
+	}
 	g.metrics.version(rec.PolicyVersion)
 	if g.cfg.Audit != nil {
 		g.cfg.Audit.Record(*rec)

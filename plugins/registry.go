@@ -248,6 +248,13 @@ func (r *Registry) SetData(ctx context.Context, data []byte, source string) (Inf
 	return v.info, nil
 }
 
+// CanRollback tells whether an earlier version is there to roll back to.
+func (r *Registry) CanRollback() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.history) > 0
+}
+
 // Rollback re-activates the version that was active before the current one.
 func (r *Registry) Rollback(ctx context.Context) (Info, error) {
 	r.mu.Lock()

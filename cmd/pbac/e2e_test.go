@@ -602,7 +602,7 @@ func TestUpScenarios(t *testing.T) {
 
 	t.Run("a delegated sub-agent reads within its narrowed scope", func(t *testing.T) {
 		plannerID, _ := agent("autonomous-planner")
-		subID, _ := agent("alice-claude-code")
+		subID, _ := agent("claude-code")
 		tok, err := oauthtest.CodeFlow(ctx, base, plannerID, "http://127.0.0.1:48001/callback", "alice", "demo", resource, "jira:read", "jira:write")
 		if err != nil {
 			t.Fatal(err)

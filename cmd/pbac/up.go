@@ -221,11 +221,15 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 			return fmt.Errorf("register the demo agents: %w", err)
 		}
 	}
+	dash, err := newDashboard(base, gwCfg.AuthorizationServers[0], hb, adminCfg, gw, as, agents, pol, cfg.startDemo() && as != nil, log)
+	if err != nil {
+		return fmt.Errorf("build the dashboard: %w", err)
+	}
 	printUp(out, base, gwCfg.AuthorizationServers[0], "http://"+adminLn.Addr().String(), dataDir, hb, agents)
 
 	errc := make(chan error, 2)
 	go func() { errc <- gw.App().Listener(ln) }()
-	go func() { errc <- serveHTTP(ctx, adminLn, adminAPI, log) }()
+	go func() { errc <- serveHTTP(ctx, adminLn, adminMux(adminAPI, dash), log) }()
 	select {
 	case err := <-errc:
 		return err
@@ -239,6 +243,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 
 func printUp(out io.Writer, base, issuer, adminBase, dataDir string, backends []host.Backend, agents []demoAgent) {
 	fmt.Fprintf(out, "PBAC Gateway is up — data in %s\n\n", dataDir)
+	fmt.Fprintf(out, "  dashboard             %s/ui/  (sign in as alice, bob or carol, password demo)\n", adminBase)
 	fmt.Fprintf(out, "  gateway               %s\n", base)
 	fmt.Fprintf(out, "  authorization server  %s/.well-known/oauth-authorization-server\n", issuer)
 	fmt.Fprintf(out, "  metrics               %s/metrics\n", base)
@@ -341,7 +346,7 @@ func seedDemoAgents(ctx context.Context, dataDir string, as *authRuntime) ([]dem
 		machine        bool
 		singleUse      bool
 	}{
-		{"alice-claude-code", "claude-code", false, false},
+		{"claude-code", "claude-code", false, false},
 		{"ci-bot", "ci-bot", true, false},
 		{"security-scanner", "security-scanner", true, true},
 		{"autonomous-planner", "claude-code-trusted", false, false},

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/demo"
+	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/host/ui"
+	"github.com/pbac-gateway/pbac/plugins"
+)
+
+// newDashboard builds the dashboard for the admin listener. In the demo
+// tenant it can also register agents and run the narrative scenarios as
+// the seeded agents, over real HTTP through the gateway.
+func newDashboard(base, issuer string, backends []host.Backend, admin host.AdminConfig, gw *host.Gateway,
+	as *authRuntime, agents []demoAgent, pol *policyRuntime, demoTenant bool, log *slog.Logger) (*ui.Handler, error) {
+	cfg := ui.Config{
+		GatewayURL: base, Issuer: issuer, Registry: pol.registry, Audit: admin.Audit, Index: admin.Index,
+		AdminToken: admin.Token, Latency: gw.Latency, Logger: log.With("component", "dashboard"),
+	}
+	for _, b := range backends {
+		cfg.Backends = append(cfg.Backends, b.Name)
+	}
+	if as != nil {
+		cfg.Users, cfg.Clients = asrv.DemoUsers{}, as.store
+	}
+	if demoTenant {
+		seeded := make([]ui.SeededAgent, 0, len(agents))
+		for _, a := range agents {
+			seeded = append(seeded, ui.SeededAgent{Name: a.Name, ClientID: a.ClientID, ClientSecret: a.ClientSecret})
+		}
+		cfg.Demo = &ui.Demo{
+			Users:    asrv.DemoUsers{}.List(),
+			Password: asrv.DemoPassword,
+			Agents:   func() []ui.SeededAgent { return seeded },
+			Sign: func(c asrv.StatementClaims) (string, error) {
+				return as.issuer.Sign(c, time.Now())
+			},
+			Register: func(ctx context.Context, req *asrv.RegistrationRequest) (*asrv.Client, string, error) {
+				c, secret, _, err := as.server.Register(ctx, req)
+				return c, secret, err
+			},
+			Runner: &demo.Runner{Client: &demo.AgentClient{BaseURL: base}, Policy: registryEditor{pol.registry}},
+		}
+	}
+	return ui.New(cfg)
+}
+
+// adminMux serves the admin API and the dashboard on the admin listener.
+func adminMux(adminAPI, dashboard http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/admin/", adminAPI)
+	mux.Handle("/ui", dashboard)
+	mux.Handle("/ui/", dashboard)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/ui/", http.StatusFound)
+	})
+	return mux
+}
+
+// registryEditor lets the demo's scenarios change policy data.
+type registryEditor struct{ reg *plugins.Registry }
+
+func (e registryEditor) PolicyData() ([]byte, string, error) {
+	b, ok := e.reg.ActiveBundle()
+	if !ok {
+		return nil, "", plugins.ErrNoPolicy
+	}
+	info, _ := e.reg.Active()
+	return b.Data, info.Version, nil
+}
+
+func (e registryEditor) SetPolicyData(ctx context.Context, data []byte, source string) (string, error) {
+	info, err := e.reg.SetData(ctx, data, source)
+	return info.Version, err
+}

@@ -1,0 +1,303 @@
+package demo
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// An AgentClient plays an agent of the demo tenant against a running
+// gateway, over real HTTP: it gets its token from the authorization server
+// the way an MCP client does (authorization code with PKCE, the demo user
+// signing in on the sign-in page; or client credentials for a machine
+// agent), and calls tools through the gateway's aggregated /mcp endpoint.
+//
+// Each tool call is one stateless request (MCP revision 2026-07-28): no
+// session handshake spends a single-use token before the call itself, and
+// the gateway's HTTP status and error body are seen exactly as sent.
+type AgentClient struct {
+	// BaseURL is the gateway's (and in-process authorization server's) base
+	// URL, e.g. http://127.0.0.1:8080.
+	BaseURL string
+	// HTTP is the client used for every request (default: one with a 30 s
+	// timeout). Redirects are never followed.
+	HTTP *http.Client
+
+	ids atomic.Int64
+}
+
+// AgentIdentity is who the client acts as.
+type AgentIdentity struct {
+	ClientID string
+	// ClientSecret authenticates a machine agent (client credentials).
+	ClientSecret string
+	// RedirectURI is a registered redirect URI of a human agent; the code is
+	// read from the redirect, which is never followed.
+	RedirectURI string
+	// Machine agents act as themselves; the others act for a signed-in user.
+	Machine bool
+}
+
+// Token is an access token the agent obtained.
+type Token struct {
+	AccessToken string
+	Scopes      []string
+	Expiry      time.Time
+}
+
+// ErrAuthorization is returned when the authorization server refuses to
+// issue a token (the user denied, policy refused, bad credentials).
+var ErrAuthorization = errors.New("demo: the authorization server refused")
+
+func (a *AgentClient) httpClient() *http.Client {
+	if a.HTTP != nil {
+		return a.HTTP
+	}
+	return &http.Client{Timeout: 30 * time.Second}
+}
+
+// GetToken obtains an access token for the gateway's MCP resource: as user
+// (signing in with password) for a human agent, as itself for a machine
+// agent. No scopes are asked for: the authorization server grants what the
+// agent's tier and the user's role allow.
+func (a *AgentClient) GetToken(ctx context.Context, id AgentIdentity, user, password string) (Token, error) {
+	resource := strings.TrimSuffix(a.BaseURL, "/") + "/mcp"
+	tokenURL := strings.TrimSuffix(a.BaseURL, "/") + "/oauth2/token"
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, a.noRedirects())
+	var (
+		tok *oauth2.Token
+		err error
+	)
+	if id.Machine {
+		if id.ClientSecret == "" {
+			return Token{}, fmt.Errorf("%w: no client secret is known for machine agent %s", ErrAuthorization, id.ClientID)
+		}
+		cc := clientcredentials.Config{ClientID: id.ClientID, ClientSecret: id.ClientSecret, TokenURL: tokenURL,
+			EndpointParams: url.Values{"resource": {resource}}}
+		tok, err = cc.Token(ctx)
+	} else {
+		tok, err = a.codeFlow(ctx, id, user, password, resource, tokenURL)
+	}
+	if err != nil {
+		return Token{}, fmt.Errorf("%w: %w", ErrAuthorization, err)
+	}
+	out := Token{AccessToken: tok.AccessToken, Expiry: tok.Expiry}
+	if s, ok := tok.Extra("scope").(string); ok && s != "" {
+		out.Scopes = strings.Fields(s)
+	}
+	return out, nil
+}
+
+func (a *AgentClient) noRedirects() *http.Client {
+	c := *a.httpClient()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &c
+}
+
+// csrfInput finds the sign-in form's CSRF field on the authorization page.
+var csrfInput = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
+
+// codeFlow runs the authorization code flow with PKCE (S256), signing in on
+// the authorization server's page as a browser would.
+func (a *AgentClient) codeFlow(ctx context.Context, id AgentIdentity, user, password, resource, tokenURL string) (*oauth2.Token, error) {
+	if id.RedirectURI == "" {
+		return nil, fmt.Errorf("agent %s has no redirect URI", id.ClientID)
+	}
+	cfg := &oauth2.Config{ClientID: id.ClientID, RedirectURL: id.RedirectURI,
+		Endpoint: oauth2.Endpoint{AuthURL: strings.TrimSuffix(a.BaseURL, "/") + "/oauth2/authorize", TokenURL: tokenURL,
+			AuthStyle: oauth2.AuthStyleInParams}}
+	verifier := oauth2.GenerateVerifier()
+	state := oauth2.GenerateVerifier()[:24]
+	authURL := cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", resource))
+
+	jar, _ := cookiejar.New(nil)
+	browser := a.noRedirects()
+	browser.Jar = jar
+	page, status, err := get(ctx, browser, authURL)
+	if err != nil {
+		return nil, fmt.Errorf("load the sign-in page: %w", err)
+	}
+	m := csrfInput.FindSubmatch(page)
+	if status != http.StatusOK || m == nil {
+		return nil, fmt.Errorf("the authorization endpoint answered %d instead of a sign-in page", status)
+	}
+	form := url.Values{"username": {user}, "password": {password}, "csrf_token": {string(m[1])}, "decision": {"approve"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, authURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := browser.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("sign in: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, fmt.Errorf("unknown user or wrong password for %q", user)
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.StatusCode/100 != 3 {
+		return nil, fmt.Errorf("sign in answered %d", resp.StatusCode)
+	}
+	q := loc.Query()
+	if e := q.Get("error"); e != "" {
+		return nil, fmt.Errorf("%s: %s", e, q.Get("error_description"))
+	}
+	if q.Get("state") != state {
+		return nil, errors.New("the redirect's state does not match the request's")
+	}
+	return cfg.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier), oauth2.SetAuthURLParam("resource", resource))
+}
+
+func get(ctx context.Context, c *http.Client, u string) ([]byte, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return b, resp.StatusCode, err
+}
+
+// CallResult is what the gateway answered to one tools/call.
+type CallResult struct {
+	// Status is the HTTP status: 200 when policy allowed the call (the tool
+	// itself may still have failed: Result.IsError), 401 for a token the
+	// gateway did not accept, 403 when policy denied.
+	Status    int
+	RequestID string
+	// Result is the tool's result when the call reached the backend.
+	Result *mcp.CallToolResult
+	// Error is the JSON-RPC error or the OAuth error the gateway answered.
+	Error string
+	// Reasons are the policy's reasons for a denial.
+	Reasons       []string
+	PolicyVersion string
+}
+
+// statelessRevision is the MCP revision without sessions; the gateway's
+// aggregated endpoint serves it.
+const statelessRevision = "2026-07-28"
+
+// maxResponse bounds a response the client reads.
+const maxResponse = 8 << 20
+
+// CallTool calls tool (named <backend>.<tool>) through the gateway with
+// the token, as one stateless MCP request.
+func (a *AgentClient) CallTool(ctx context.Context, token, tool string, args map[string]any) (CallResult, error) {
+	if args == nil {
+		args = map[string]any{}
+	}
+	body, err := json.Marshal(map[string]any{
+		"jsonrpc": "2.0", "id": a.ids.Add(1), "method": "tools/call",
+		"params": map[string]any{"name": tool, "arguments": args},
+	})
+	if err != nil {
+		return CallResult{}, fmt.Errorf("encode the call: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(a.BaseURL, "/")+"/mcp", bytes.NewReader(body))
+	if err != nil {
+		return CallResult{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", statelessRevision)
+	req.Header.Set("Mcp-Method", "tools/call")
+	req.Header.Set("Mcp-Name", tool)
+	resp, err := a.httpClient().Do(req)
+	if err != nil {
+		return CallResult{}, fmt.Errorf("call %s: %w", tool, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return CallResult{}, fmt.Errorf("read the answer to %s: %w", tool, err)
+	}
+	out := CallResult{Status: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id")}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		raw = lastSSEData(raw)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		var oe struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		_ = json.Unmarshal(raw, &oe)
+		out.Error = strings.TrimSpace(oe.Error + ": " + oe.Description)
+		return out, nil
+	}
+	var msg struct {
+		Result json.RawMessage `json:"result"`
+		Error  *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+			Data    struct {
+				Reasons       []string `json:"reasons"`
+				PolicyVersion string   `json:"policy_version"`
+			} `json:"data"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(raw, &msg); err != nil {
+		out.Error = fmt.Sprintf("the gateway answered %d with a body that is not JSON-RPC", resp.StatusCode)
+		return out, nil
+	}
+	if msg.Error != nil {
+		out.Error, out.Reasons, out.PolicyVersion = msg.Error.Message, msg.Error.Data.Reasons, msg.Error.Data.PolicyVersion
+		return out, nil
+	}
+	var res mcp.CallToolResult
+	if err := json.Unmarshal(msg.Result, &res); err != nil {
+		out.Error = "the tool result could not be decoded: " + err.Error()
+		return out, nil
+	}
+	out.Result = &res
+	return out, nil
+}
+
+// lastSSEData returns the data of the last event of an SSE body.
+func lastSSEData(b []byte) []byte {
+	var last []byte
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64<<10), maxResponse)
+	for sc.Scan() {
+		if d, ok := bytes.CutPrefix(sc.Bytes(), []byte("data:")); ok {
+			last = bytes.Clone(bytes.TrimSpace(d))
+		}
+	}
+	return last
+}
+
+// ResultText is the text of a tool result's content, joined.
+func ResultText(r *mcp.CallToolResult) string {
+	if r == nil {
+		return ""
+	}
+	var parts []string
+	for _, c := range r.Content {
+		if t, ok := c.(*mcp.TextContent); ok {
+			parts = append(parts, t.Text)
+		}
+	}
+	return strings.Join(parts, "\n")
+}

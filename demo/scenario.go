@@ -1,0 +1,388 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// A Scenario is a scripted sequence of real tool calls through the gateway,
+// told in plain words: the narrative demo. What each call returns is
+// decided by the live policy; nothing here says what the outcome must be.
+type Scenario struct {
+	ID    string `json:"id"`
+	Title string `json:"title"`
+	Story string `json:"story"`
+	// FailureMode is 1-5 for the failure mode of DESIGN.md the scenario
+	// shows, 0 otherwise.
+	FailureMode int `json:"failure_mode"`
+	// Agent is the demo agent's name; User the demo user it acts for ("" for
+	// a machine agent).
+	Agent string `json:"agent"`
+	User  string `json:"user"`
+	Steps []Step `json:"steps"`
+}
+
+// Step kinds.
+const (
+	// StepCall is a tool call through the gateway.
+	StepCall = "call"
+	// StepRepeat repeats the previous call with the same token.
+	StepRepeat = "repeat"
+	// StepPolicy is an operator's change of policy data, undone when the
+	// scenario ends.
+	StepPolicy = "policy"
+)
+
+// Step is one step of a scenario.
+type Step struct {
+	Kind  string         `json:"kind"`
+	Title string         `json:"title"`
+	Tool  string         `json:"tool,omitempty"`
+	Args  map[string]any `json:"args,omitempty"`
+	// Revoke removes one access from a tier's grants (a StepPolicy).
+	Revoke *Revoke `json:"revoke,omitempty"`
+}
+
+// Revoke names one access of one resource in one tier's grants.
+type Revoke struct {
+	Tier     string `json:"tier"`
+	Resource string `json:"resource"`
+	Access   string `json:"access"`
+}
+
+//go:embed scenarios.json
+var scenariosJSON []byte
+
+// LiveTestID is the scenario of the onboarding's live test.
+const LiveTestID = "live-test"
+
+// Scenarios returns the demo's scenarios, in order.
+func Scenarios() ([]Scenario, error) {
+	var out []Scenario
+	dec := json.NewDecoder(bytes.NewReader(scenariosJSON))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("demo: scenarios.json: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, sc := range out {
+		if err := sc.validate(); err != nil {
+			return nil, fmt.Errorf("demo: scenario %q: %w", sc.ID, err)
+		}
+		if seen[sc.ID] {
+			return nil, fmt.Errorf("demo: scenario %q appears twice", sc.ID)
+		}
+		seen[sc.ID] = true
+	}
+	return out, nil
+}
+
+func (sc *Scenario) validate() error {
+	if sc.ID == "" || sc.Title == "" || sc.Agent == "" || len(sc.Steps) == 0 {
+		return errors.New("id, title, agent and steps are required")
+	}
+	for i, st := range sc.Steps {
+		switch st.Kind {
+		case StepCall:
+			if _, _, ok := strings.Cut(st.Tool, "."); !ok {
+				return fmt.Errorf("step %d: tool must be <backend>.<tool>", i)
+			}
+		case StepRepeat:
+			if !slices.ContainsFunc(sc.Steps[:i], func(s Step) bool { return s.Kind == StepCall }) {
+				return fmt.Errorf("step %d repeats a call but none comes before it", i)
+			}
+		case StepPolicy:
+			if st.Revoke == nil || st.Revoke.Tier == "" || st.Revoke.Resource == "" || st.Revoke.Access == "" {
+				return fmt.Errorf("step %d: a policy step needs revoke.tier, .resource and .access", i)
+			}
+		default:
+			return fmt.Errorf("step %d: unknown kind %q", i, st.Kind)
+		}
+	}
+	return nil
+}
+
+// Event is one line of a scenario run's report, as it happens.
+type Event struct {
+	Type string `json:"type"` // "token", "step", "done" or "error"
+
+	// token
+	Agent     string   `json:"agent,omitempty"`
+	ClientID  string   `json:"client_id,omitempty"`
+	User      string   `json:"user,omitempty"`
+	Tier      string   `json:"tier,omitempty"`
+	Scopes    []string `json:"scopes,omitempty"`
+	ExpiresIn int64    `json:"expires_in,omitempty"`
+	SingleUse bool     `json:"single_use,omitempty"`
+
+	// step
+	Index         int     `json:"index"`
+	Kind          string  `json:"kind,omitempty"`
+	Title         string  `json:"title,omitempty"`
+	Tool          string  `json:"tool,omitempty"`
+	ArgsGist      string  `json:"args_gist,omitempty"`
+	Status        int     `json:"status,omitempty"`
+	Decision      string  `json:"decision,omitempty"`
+	Reason        string  `json:"reason,omitempty"`
+	Summary       string  `json:"summary,omitempty"`
+	TookMS        float64 `json:"took_ms,omitempty"`
+	PolicyVersion string  `json:"policy_version,omitempty"`
+	RequestID     string  `json:"request_id,omitempty"`
+
+	// done
+	Allowed  int    `json:"allowed,omitempty"`
+	Denied   int    `json:"denied,omitempty"`
+	Restored string `json:"restored_policy_version,omitempty"`
+
+	Error string `json:"error,omitempty"`
+}
+
+// PolicyEditor changes policy data for a scenario's policy steps.
+type PolicyEditor interface {
+	// PolicyData returns the active policy data and its version.
+	PolicyData() (data []byte, version string, err error)
+	// SetPolicyData activates a data-only version and returns its version.
+	SetPolicyData(ctx context.Context, data []byte, source string) (version string, err error)
+}
+
+// Runner runs scenarios against a gateway.
+type Runner struct {
+	Client *AgentClient
+	// Policy makes the policy steps; without it they fail.
+	Policy PolicyEditor
+}
+
+// RunOptions say who runs a scenario.
+type RunOptions struct {
+	AgentName string
+	Agent     AgentIdentity
+	// User and Password sign in for a human agent.
+	User, Password string
+	// Tier and SingleUse describe the agent in the report.
+	Tier      string
+	SingleUse bool
+	// Pace is the pause between steps, so that a person can follow.
+	Pace time.Duration
+}
+
+// Run runs sc and reports each step to emit as it happens. It returns an
+// error only when the run could not start (no token); a denied call is a
+// result, not an error. A policy change the scenario made is undone before
+// Run returns, unless someone changed the policy again in the meantime.
+func (r *Runner) Run(ctx context.Context, sc Scenario, opt RunOptions, emit func(Event)) error {
+	tok, err := r.Client.GetToken(ctx, opt.Agent, opt.User, opt.Password)
+	if err != nil {
+		emit(Event{Type: "error", Error: err.Error()})
+		return err
+	}
+	user := opt.User
+	if opt.Agent.Machine {
+		user = ""
+	}
+	te := Event{Type: "token", Agent: opt.AgentName, ClientID: opt.Agent.ClientID, User: user, Tier: opt.Tier,
+		Scopes: tok.Scopes, SingleUse: opt.SingleUse}
+	if !tok.Expiry.IsZero() {
+		te.ExpiresIn = int64(time.Until(tok.Expiry).Round(time.Second) / time.Second)
+	}
+	emit(te)
+
+	runID := fmt.Sprintf("%06x", time.Now().UnixNano()&0xffffff)
+	var (
+		lastTool          string
+		lastArgs          map[string]any
+		allowed, denied   int
+		restore           []byte
+		changedTo, source string
+	)
+	defer func() {
+		done := Event{Type: "done", Allowed: allowed, Denied: denied}
+		if restore != nil {
+			if v, err := r.restore(context.WithoutCancel(ctx), restore, changedTo, source); err != nil {
+				done.Error = err.Error()
+			} else {
+				done.Restored = v
+			}
+		}
+		emit(done)
+	}()
+	for i := range sc.Steps {
+		st := sc.Steps[i]
+		if i > 0 && opt.Pace > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(opt.Pace):
+			}
+		}
+		ev := Event{Type: "step", Index: i, Kind: st.Kind, Title: st.Title}
+		switch st.Kind {
+		case StepPolicy:
+			if restore == nil {
+				if restore, _, err = r.policyData(); err != nil {
+					ev.Decision, ev.Reason = "error", err.Error()
+					emit(ev)
+					continue
+				}
+			}
+			source = "demo scenario " + sc.ID
+			v, err := r.revoke(ctx, st.Revoke, source)
+			if err != nil {
+				ev.Decision, ev.Reason = "error", err.Error()
+			} else {
+				changedTo, ev.PolicyVersion = v, v
+				ev.Summary = fmt.Sprintf("policy version %s is live: tier %s no longer grants %s:%s", short(v),
+					st.Revoke.Tier, st.Revoke.Resource, st.Revoke.Access)
+			}
+			emit(ev)
+			continue
+		case StepRepeat:
+			st.Tool, st.Args = lastTool, lastArgs
+		}
+		if st.Kind == StepCall {
+			st.Args = expand(st.Args, runID)
+		}
+		lastTool, lastArgs = st.Tool, st.Args
+		ev.Tool, ev.ArgsGist = st.Tool, ArgsGist(st.Args)
+		start := time.Now()
+		res, err := r.Client.CallTool(ctx, tok.AccessToken, st.Tool, st.Args)
+		ev.TookMS = float64(time.Since(start).Microseconds()) / 1000
+		if err != nil {
+			ev.Decision, ev.Reason = "error", err.Error()
+			emit(ev)
+			continue
+		}
+		ev.Status, ev.RequestID, ev.PolicyVersion = res.Status, res.RequestID, res.PolicyVersion
+		switch {
+		case res.Status == 200 && res.Result != nil:
+			ev.Decision = "allow"
+			ev.Summary = gist(ResultText(res.Result), 240)
+			if res.Result.IsError {
+				ev.Summary = "the tool refused: " + ev.Summary
+			}
+			allowed++
+		case res.Status == 200:
+			ev.Decision, ev.Reason = "error", res.Error
+		default:
+			ev.Decision = "deny"
+			ev.Reason = res.Error
+			if len(res.Reasons) > 0 {
+				ev.Reason = strings.Join(res.Reasons, "; ")
+			}
+			denied++
+		}
+		emit(ev)
+	}
+	return nil
+}
+
+func (r *Runner) policyData() ([]byte, string, error) {
+	if r.Policy == nil {
+		return nil, "", errors.New("this gateway does not let the demo change policy data")
+	}
+	return r.Policy.PolicyData()
+}
+
+// revoke removes rv.Access from data.tiers[rv.Tier].grants[rv.Resource].
+func (r *Runner) revoke(ctx context.Context, rv *Revoke, source string) (string, error) {
+	raw, _, err := r.policyData()
+	if err != nil {
+		return "", err
+	}
+	var data map[string]any
+	if err := json.Unmarshal(raw, &data); err != nil {
+		return "", fmt.Errorf("the active policy data is not a JSON object: %w", err)
+	}
+	tiers, _ := data["tiers"].(map[string]any)
+	tier, _ := tiers[rv.Tier].(map[string]any)
+	grants, _ := tier["grants"].(map[string]any)
+	accs, _ := grants[rv.Resource].([]any)
+	if grants == nil {
+		return "", fmt.Errorf("the policy data has no tier %q with grants", rv.Tier)
+	}
+	kept := slices.DeleteFunc(slices.Clone(accs), func(a any) bool { return a == rv.Access })
+	grants[rv.Resource] = kept
+	out, err := json.Marshal(data)
+	if err != nil {
+		return "", err
+	}
+	return r.Policy.SetPolicyData(ctx, out, source)
+}
+
+// restore puts the original data back if the version the scenario made is
+// still the active one.
+func (r *Runner) restore(ctx context.Context, original []byte, changedTo, source string) (string, error) {
+	_, active, err := r.policyData()
+	if err != nil {
+		return "", err
+	}
+	if changedTo == "" || active != changedTo {
+		return "", fmt.Errorf("the policy changed again since the scenario's change (now %s): left as it is", short(active))
+	}
+	return r.Policy.SetPolicyData(ctx, original, source+" (undone)")
+}
+
+// expand replaces "{run}" in string arguments with the run's id, so that a
+// scenario run twice creates two things rather than colliding with itself.
+func expand(args map[string]any, runID string) map[string]any {
+	out := make(map[string]any, len(args))
+	for k, v := range args {
+		switch v := v.(type) {
+		case string:
+			out[k] = strings.ReplaceAll(v, "{run}", runID)
+		case map[string]any:
+			out[k] = expand(v, runID)
+		default:
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// ArgsGist renders arguments in one short line: key=value, sorted by key.
+func ArgsGist(args map[string]any) string {
+	keys := make([]string, 0, len(args))
+	for k := range args {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		v := args[k]
+		var s string
+		switch v := v.(type) {
+		case string:
+			s = v
+		default:
+			b, _ := json.Marshal(v)
+			s = string(b)
+		}
+		parts = append(parts, k+"="+gist(s, 60))
+	}
+	return gist(strings.Join(parts, ", "), 200)
+}
+
+// gist is s on one line, cut to at most n runes.
+func gist(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
+
+func short(v string) string {
+	if len(v) > 12 {
+		return v[:12]
+	}
+	return v
+}
