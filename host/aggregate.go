@@ -54,6 +54,7 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 		g.metrics.decision("auth", "deny")
 		return nil
 	}
+	g.metrics.stage("introspect", took)
 	body := bytes.Clone(c.Body())
 	msg, err := parseMessage(body, g.cfg.MaxJSONDepth)
 	if err != nil {
@@ -260,7 +261,9 @@ func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *rpcMessage, 
 	}
 	bstart := time.Now()
 	res, err := g.backendCall(c.UserContext(), b, sess, "tools/call", params)
-	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
+	btook := time.Since(bstart)
+	g.metrics.stage("backend", btook)
+	rec.LatencyMicros["backend"] = btook.Microseconds()
 	if err != nil {
 		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
 		rec.Reasons = append(rec.Reasons, err.Error())
