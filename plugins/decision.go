@@ -42,3 +42,11 @@ func parseDecision(version string, raw []byte) (Decision, error) {
 	}
 	return Decision{Allow: *shape.Allow, Reasons: shape.Reasons, Version: version, Result: raw}, nil
 }
+
+// ParseDecision reads an entrypoint's result object as a Decision made by
+// version, for deciders outside the registry (an OPA server over HTTP, say).
+// A result that is not an object with a boolean allow is an error wrapping
+// ErrMalformedDecision; the caller must deny.
+func ParseDecision(version string, raw []byte) (Decision, error) {
+	return parseDecision(version, raw)
+}
