@@ -68,8 +68,11 @@ type Result struct {
 	// nanoseconds; in the open loop the difference to Latency is the time
 	// calls waited for a free connection.
 	Service *hdrhistogram.Histogram
-	// Elapsed is the run's wall time.
+	// Elapsed is the run's wall time: from the first intended send to the
+	// last answer.
 	Elapsed time.Duration
+	// Rate is the open loop's rate (0 for a closed loop).
+	Rate float64
 	// CPU is this process's user + system CPU time over the run (zero
 	// where the platform does not report it).
 	CPU time.Duration
@@ -127,6 +130,15 @@ func OpenPool(ctx context.Context, t Target, n int) (*Pool, error) {
 		p.conns = append(p.conns, c)
 	}
 	return p, nil
+}
+
+// Check makes one call on the first connection: a target that refuses
+// the call (a policy denial, a tool error) fails here, before a run.
+func (p *Pool) Check(ctx context.Context) error {
+	if len(p.conns) == 0 {
+		return errors.New("bench: the pool is closed")
+	}
+	return p.conns[0].Call(ctx)
 }
 
 // Size is the number of connections.

@@ -93,30 +93,31 @@ func (p *Pool) RunOpen(ctx context.Context, cfg OpenLoop) (*Result, error) {
 	cpu0 := processCPU()
 	// The first call is due a moment from now, so the workers are ready.
 	start := time.Now().Add(time.Millisecond)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	var unsent int64
-schedule:
-	for i := range total {
-		due := start.Add(time.Duration(float64(i) * interval))
-		if wait := time.Until(due); wait > 0 {
-			timer.Reset(wait)
+	unsentc := make(chan int64, 1)
+	go func() {
+		// The schedule runs on a thread of its own (see lockPreciseSleep)
+		// that ends with it.
+		sleep := lockPreciseSleep()
+		defer close(queue)
+		for i := range total {
+			due := start.Add(time.Duration(float64(i) * interval))
+			for wait := time.Until(due); wait > 0; wait = time.Until(due) {
+				if ctx.Err() != nil {
+					unsentc <- total - i
+					return
+				}
+				sleep(min(wait, 5*time.Millisecond))
+			}
 			select {
-			case <-timer.C:
+			case queue <- due:
 			case <-ctx.Done():
-				unsent = total - i
-				break schedule
+				unsentc <- total - i
+				return
 			}
 		}
-		select {
-		case queue <- due:
-		case <-ctx.Done():
-			unsent = total - i
-			break schedule
-		}
-	}
-	close(queue)
+		unsentc <- 0
+	}()
+	unsent := <-unsentc
 	lastDue := start.Add(time.Duration(float64(total-1) * interval))
 
 	finished := make(chan struct{})
@@ -124,10 +125,11 @@ schedule:
 		wg.Wait()
 		close(finished)
 	}()
-	timer.Reset(time.Until(lastDue.Add(cfg.Drain)))
+	drain := time.NewTimer(time.Until(lastDue.Add(cfg.Drain)))
+	defer drain.Stop()
 	select {
 	case <-finished:
-	case <-timer.C:
+	case <-drain.C:
 		cancel()
 		<-finished
 	case <-ctx.Done():
@@ -136,6 +138,7 @@ schedule:
 	res := merge(tallies)
 	res.Elapsed = time.Since(start)
 	res.CPU = processCPU() - cpu0
+	res.Rate = cfg.Rate
 	if unsent > 0 {
 		res.Requests += unsent
 		res.Errors += unsent

@@ -68,7 +68,11 @@ type ModeReport struct {
 	ServiceP50    float64 `json:"service_p50_us"`
 	ServiceP99    float64 `json:"service_p99_us"`
 	ThroughputRPS float64 `json:"throughput_rps"`
-	CPUMsPer1k    float64 `json:"cpu_ms_per_1k"`
+	// Overloaded is set when an open-loop mode completed less than 95% of
+	// the rate: calls queued for a connection and its latencies are mostly
+	// that wait.
+	Overloaded bool    `json:"overloaded,omitempty"`
+	CPUMsPer1k float64 `json:"cpu_ms_per_1k"`
 	// AddedP50 and AddedP99 are this mode's latency over direct's.
 	AddedP50 *float64 `json:"added_p50_us,omitempty"`
 	AddedP99 *float64 `json:"added_p99_us,omitempty"`
@@ -113,6 +117,7 @@ func NewModeReport(name string, r *Result, extraCPU time.Duration) ModeReport {
 		m.ServiceP50, m.ServiceP99 = micros(h.ValueAtQuantile(50)), micros(h.ValueAtQuantile(99))
 	}
 	m.ThroughputRPS = round1(r.Throughput())
+	m.Overloaded = r.Rate > 0 && r.Throughput() < 0.95*r.Rate && !m.Failed()
 	if r.Requests > 0 {
 		cpu := r.CPU + extraCPU
 		m.CPUMsPer1k = round1(float64(cpu) / float64(time.Millisecond) * 1000 / float64(r.Requests))
@@ -244,23 +249,45 @@ func (r *Report) WriteTable(w io.Writer) error {
 
 func (r *Report) openSummary(b *strings.Builder) {
 	if r.AddedP50 != nil {
-		fmt.Fprintf(b, "the gateway (introspection + Wasm policy + audit + proxy) adds %s µs at p50 and %s µs at p99 to a direct call",
+		fmt.Fprintf(b, "the gateway (introspection + Wasm policy + audit + proxy) adds %s µs at p50 and %s µs at p99 to a direct call\n",
 			num(*r.AddedP50), num(*r.AddedP99))
 		if px, ok := r.Mode(ModeProxy); ok && px.AddedP50 != nil {
-			fmt.Fprintf(b, ";\na bare reverse proxy adds %s µs at p50 and %s µs at p99", num(*px.AddedP50), num(*px.AddedP99))
-			if r.RatioP50 != nil || r.RatioP99 != nil {
-				fmt.Fprintf(b, ": the gateway costs %s× (p50) and %s× (p99) an extra hop", ratio(r.RatioP50), ratio(r.RatioP99))
+			fmt.Fprintf(b, "a bare reverse proxy adds %s µs at p50 and %s µs at p99", num(*px.AddedP50), num(*px.AddedP99))
+			var rs []string
+			if r.RatioP50 != nil {
+				rs = append(rs, fmt.Sprintf("%.1f× at p50", *r.RatioP50))
+			}
+			if r.RatioP99 != nil {
+				rs = append(rs, fmt.Sprintf("%.1f× at p99", *r.RatioP99))
+			}
+			if len(rs) > 0 {
+				fmt.Fprintf(b, "; the gateway costs %s what an extra hop does", strings.Join(rs, " and "))
+			}
+			b.WriteString("\n")
+		}
+	}
+	gw, gok := r.Mode(ModeGateway)
+	if sc, ok := r.Mode(ModeOPASidecar); ok && sc.AddedP50 != nil {
+		if sc.Overloaded {
+			fmt.Fprintf(b, "deciding through an OPA sidecar over HTTP did not keep up with %g calls/s on %d connections (%.0f/s): its calls queued for a connection",
+				r.Scenario.Rate, r.Scenario.Concurrency, sc.ThroughputRPS)
+			if gok {
+				fmt.Fprintf(b, ";\nfrom the actual send it takes %s µs at p50 and %s µs at p99, the gateway %s and %s",
+					us(sc.ServiceP50), us(sc.ServiceP99), us(gw.ServiceP50), us(gw.ServiceP99))
+			}
+		} else {
+			fmt.Fprintf(b, "deciding through an OPA sidecar over HTTP adds %s µs at p50 and %s µs at p99", num(*sc.AddedP50), num(*sc.AddedP99))
+			if gok {
+				fmt.Fprintf(b, ": embedding the policy saves %s µs at p50 and %s µs at p99 per call", num(sc.P50-gw.P50), num(sc.P99-gw.P99))
 			}
 		}
 		b.WriteString("\n")
 	}
-	gw, gok := r.Mode(ModeGateway)
-	if sc, ok := r.Mode(ModeOPASidecar); ok && sc.AddedP50 != nil {
-		fmt.Fprintf(b, "deciding through an OPA sidecar over HTTP adds %s µs at p50 and %s µs at p99", num(*sc.AddedP50), num(*sc.AddedP99))
-		if gok {
-			fmt.Fprintf(b, ": embedding the policy saves %s µs at p50 and %s µs at p99 per call", num(sc.P50-gw.P50), num(sc.P99-gw.P99))
+	for _, m := range r.Modes {
+		if m.Overloaded && m.Name != ModeOPASidecar {
+			fmt.Fprintf(b, "%s did not keep up with %g calls/s on %d connections (%.0f/s): its latencies are mostly queueing\n",
+				m.Name, r.Scenario.Rate, r.Scenario.Concurrency, m.ThroughputRPS)
 		}
-		b.WriteString("\n")
 	}
 	var svc []string
 	for _, m := range r.Modes {
@@ -310,13 +337,6 @@ func added(v *float64) string {
 		return "+" + us(*v)
 	}
 	return "−" + us(-*v)
-}
-
-func ratio(v *float64) string {
-	if v == nil {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.1f", *v)
 }
 
 func secs(s float64) string {

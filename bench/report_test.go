@@ -13,7 +13,7 @@ import (
 // calls, with one slow call of max µs.
 func result(n int, base, spread, slow int64, errs int64) *Result {
 	r := &Result{Latency: newHistogram(), Service: newHistogram(), ErrorKinds: map[string]int64{},
-		Requests: int64(n) + errs, Errors: errs, Elapsed: 20 * time.Second, CPU: time.Duration(n) * 200 * time.Microsecond}
+		Requests: int64(n) + errs, Errors: errs, Elapsed: 20 * time.Second, Rate: 1000, CPU: time.Duration(n) * 200 * time.Microsecond}
 	for i := range int64(n - 1) {
 		v := (base + i%spread) * 1000
 		_ = r.Latency.RecordValue(v)
@@ -116,5 +116,23 @@ func TestReportWithoutDirectHasNoAddedLatency(t *testing.T) {
 	}
 	if rep.Failed() {
 		t.Fatal("a clean run failed")
+	}
+}
+
+func TestReportSaysWhenAModeDidNotKeepUp(t *testing.T) {
+	rep := &Report{Scenario: Scenario{Loop: LoopOpen, Rate: 1000, Concurrency: 8}, Modes: []ModeReport{
+		NewModeReport(ModeDirect, result(20000, 300, 100, 4000, 0), 0),
+		NewModeReport(ModeGateway, result(20000, 600, 150, 9000, 0), 0),
+		// Half the rate completed: the calls queued.
+		NewModeReport(ModeOPASidecar, result(10000, 900_000, 1000, 1_500_000, 0), 0),
+	}}
+	rep.Compute()
+	if rep.Modes[1].Overloaded || !rep.Modes[2].Overloaded {
+		t.Fatalf("overloaded: gateway %v, opa-sidecar %v", rep.Modes[1].Overloaded, rep.Modes[2].Overloaded)
+	}
+	var b bytes.Buffer
+	_ = rep.WriteTable(&b)
+	if !bytes.Contains(b.Bytes(), []byte("OPA sidecar over HTTP did not keep up with 1000 calls/s on 8 connections (500/s)")) {
+		t.Fatalf("the table does not say the sidecar did not keep up:\n%s", b.String())
 	}
 }
