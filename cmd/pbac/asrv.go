@@ -83,6 +83,17 @@ type authRuntime struct {
 // newAuthorizationServer opens the data dir's store, token secret and
 // statement issuer key, on the given policy.
 func newAuthorizationServer(ctx context.Context, dataDir, issuer string, resources []string, pol *policyRuntime, log *slog.Logger) (*authRuntime, error) {
+	active, _ := pol.registry.ActiveBundle()
+	var scopes []string
+	if active != nil {
+		scopes = scopesOf(active.Data)
+	}
+	return newAuthorizationServerWith(ctx, dataDir, issuer, resources, scopes, host.ASDecider(pol.registry), log)
+}
+
+// newAuthorizationServerWith is newAuthorizationServer deciding through any
+// policy (an OPA server over HTTP, for pbac bench).
+func newAuthorizationServerWith(ctx context.Context, dataDir, issuer string, resources, scopes []string, policy asrv.Decider, log *slog.Logger) (*authRuntime, error) {
 	secret, err := asrv.LoadOrCreateTokenSecret(dataDir)
 	if err != nil {
 		return nil, err
@@ -99,14 +110,9 @@ func newAuthorizationServer(ctx context.Context, dataDir, issuer string, resourc
 	if err != nil {
 		return nil, err
 	}
-	active, _ := pol.registry.ActiveBundle()
-	var scopes []string
-	if active != nil {
-		scopes = scopesOf(active.Data)
-	}
 	srv, err := asrv.New(asrv.Config{
 		Issuer: issuer, Resources: resources, Scopes: scopes, Secret: secret,
-		Store: store, Policy: host.ASDecider(pol.registry), Users: asrv.DemoUsers{}, Statements: verifier, Logger: log,
+		Store: store, Policy: policy, Users: asrv.DemoUsers{}, Statements: verifier, Logger: log,
 	})
 	if err != nil {
 		_ = store.Close()

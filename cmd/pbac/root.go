@@ -18,5 +18,6 @@ arguments.`,
 	root.AddCommand(newUpCommand(), newPolicyCommand(), newAsrvCommand(), newConfigCommand())
 	root.AddCommand(newStatementCommand())
 	root.AddCommand(newDemoCommand())
+	root.AddCommand(newBenchCommand())
 	return root
 }

@@ -1,0 +1,681 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/bench"
+	"github.com/pbac-gateway/pbac/demo"
+	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/host/audit"
+	"github.com/pbac-gateway/pbac/plugins/opahttp"
+	"github.com/pbac-gateway/pbac/rego"
+)
+
+// benchOptions are pbac bench's flags.
+type benchOptions struct {
+	rate                        float64
+	duration, warmup            time.Duration
+	concurrency, argsSize       int
+	tool, args                  string
+	modes                       []string
+	json, saturate, allowRemote bool
+	targetDirect, targetGateway string
+	token, output, opaPath      string
+	logLevel                    string
+}
+
+// Limits of the flags.
+const (
+	benchMaxDuration = 10 * time.Minute
+	benchMaxWarmup   = time.Minute
+	benchMaxArgs     = 1 << 20
+	benchDefaultTool = "jira.search_issues"
+	benchDefaultArgs = `{"query":"SEC"}`
+	// benchAgent is the provider claim of the agent the benchmark
+	// registers: the CI bot, which may read and write Jira.
+	benchAgent = "ci-bot"
+)
+
+func newBenchCommand() *cobra.Command {
+	o := benchOptions{}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure what the gateway adds to a tools/call, next to a bare proxy and an OPA sidecar",
+		Long: `Measures, in one run and against the same backend, the latency of an MCP
+tools/call (a JSON-RPC POST with arguments, on keep-alive connections, one MCP
+session each) in four modes:
+
+  direct       the backend itself
+  proxy        a bare net/http/httputil reverse proxy: the floor of any extra hop
+  gateway      the gateway: token introspection, the Wasm policy on tools/call
+               with its arguments, audit, proxy
+  opa-sidecar  the same gateway deciding through an out-of-process OPA server
+               over HTTP (opa run --server, built once from the OPA module),
+               for introspection's decision and the call's
+
+The load is open loop: calls are scheduled at --rate whatever the answers do,
+and each call's latency is measured from when it was meant to be sent, so a
+stall is charged to every call it delayed (corrected for coordinated
+omission); percentiles come from HDR histograms. Modes run one after another,
+each with its own warm-up. --saturate instead runs a closed loop (each
+connection calls again as soon as it has an answer) and reports the
+throughput at saturation and the CPU time per 1,000 calls.
+
+By default it starts everything itself on 127.0.0.1 in this process: the demo
+backend of --tool, the proxy, the gateway with its authorization server on a
+temporary data dir, and a CI bot agent registered with a signed statement.
+--target-direct and --target-gateway (with --token) point it at running ones
+instead. Targets must be loopback addresses unless --allow-remote.
+
+Exits non-zero when a mode could not be set up or more than 1% of its calls
+failed.`,
+		Example: `  pbac bench
+  pbac bench --rate 500 --duration 10s --modes direct,gateway --json
+  pbac bench --saturate --duration 10s
+  pbac bench -o bench/results.json
+  pbac bench --target-direct http://127.0.0.1:9001/mcp \
+    --target-gateway http://127.0.0.1:8080/mcp/jira --token "$TOKEN" --modes direct,proxy,gateway`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			return runBench(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o, newLogger(o.logLevel))
+		},
+	}
+	f := cmd.Flags()
+	f.Float64Var(&o.rate, "rate", 1000, "calls per second in each mode (open loop), 1..100000")
+	f.DurationVar(&o.duration, "duration", 20*time.Second, "measured time per mode, at most 10m")
+	f.DurationVar(&o.warmup, "warmup", 3*time.Second, "warm-up per mode before measuring, at most 1m")
+	f.IntVar(&o.concurrency, "concurrency", 8, "connections (each its own MCP session), 1..1024")
+	f.StringVar(&o.tool, "tool", benchDefaultTool, "tool to call, as <backend>.<tool>")
+	f.StringVar(&o.args, "args", "", `tool arguments, a JSON object (default `+benchDefaultArgs+` for `+benchDefaultTool+`, else {})`)
+	f.IntVar(&o.argsSize, "args-size", 0, "pad the first string argument with spaces until the arguments are this many bytes")
+	f.StringSliceVar(&o.modes, "modes", bench.Modes(), "modes to run, comma-separated: "+strings.Join(bench.Modes(), ", "))
+	f.BoolVar(&o.json, "json", false, "print the report as JSON")
+	f.BoolVar(&o.saturate, "saturate", false, "closed loop: throughput at saturation and CPU per 1k calls")
+	f.StringVar(&o.targetDirect, "target-direct", "", "a running backend's MCP endpoint to call directly (default: start the demo backend)")
+	f.StringVar(&o.targetGateway, "target-gateway", "", "a running gateway's /mcp/<backend> endpoint for that backend (needs --token)")
+	f.StringVar(&o.token, "token", "", "bearer token for --target-gateway")
+	f.BoolVar(&o.allowRemote, "allow-remote", false, "allow targets that are not loopback addresses")
+	f.StringVarP(&o.output, "output", "o", "", "also write the JSON report to this file")
+	f.StringVar(&o.opaPath, "opa", "", "opa binary for opa-sidecar (default: build it once into the user cache dir)")
+	f.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error")
+	return cmd
+}
+
+func (o *benchOptions) validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if !o.saturate && (o.rate < 1 || o.rate > bench.MaxRate || o.rate != o.rate) {
+		bad("--rate %g: must be 1..%d calls/s", o.rate, bench.MaxRate)
+	}
+	if o.duration <= 0 || o.duration > benchMaxDuration {
+		bad("--duration %s: must be more than 0 and at most %s", o.duration, benchMaxDuration)
+	}
+	if o.warmup < 0 || o.warmup > benchMaxWarmup {
+		bad("--warmup %s: must be 0..%s", o.warmup, benchMaxWarmup)
+	}
+	if !o.saturate && o.rate*o.duration.Seconds() > bench.MaxRequestsPerRun {
+		bad("--rate × --duration is %.0f calls per mode, more than %d", o.rate*o.duration.Seconds(), bench.MaxRequestsPerRun)
+	}
+	if o.concurrency < 1 || o.concurrency > bench.MaxConcurrency {
+		bad("--concurrency %d: must be 1..%d", o.concurrency, bench.MaxConcurrency)
+	}
+	if o.argsSize < 0 || o.argsSize > benchMaxArgs {
+		bad("--args-size %d: must be 0..%d bytes", o.argsSize, benchMaxArgs)
+	}
+	if b, t, ok := strings.Cut(o.tool, "."); !ok || b == "" || t == "" {
+		bad("--tool %q: must be <backend>.<tool>, e.g. %s", o.tool, benchDefaultTool)
+	}
+	if o.args != "" && !json.Valid([]byte(o.args)) {
+		bad("--args: not valid JSON: %s", o.args)
+	}
+	if len(o.modes) == 0 {
+		bad("--modes: name at least one of %s", strings.Join(bench.Modes(), ", "))
+	}
+	seen := map[string]bool{}
+	for _, m := range o.modes {
+		if !slices.Contains(bench.Modes(), m) {
+			bad("--modes: unknown mode %q (known: %s)", m, strings.Join(bench.Modes(), ", "))
+		}
+		if seen[m] {
+			bad("--modes: %s is named twice", m)
+		}
+		seen[m] = true
+	}
+	for flag, u := range map[string]string{"--target-direct": o.targetDirect, "--target-gateway": o.targetGateway} {
+		if u == "" {
+			continue
+		}
+		if err := checkTarget(u, o.allowRemote); err != nil {
+			bad("%s: %w", flag, err)
+		}
+	}
+	if o.targetGateway != "" && o.token == "" {
+		bad("--target-gateway needs --token, a bearer token that gateway accepts for %s", o.tool)
+	}
+	if o.token != "" && o.targetGateway == "" {
+		bad("--token is only for --target-gateway")
+	}
+	if o.targetGateway != "" && o.targetDirect == "" && (seen[bench.ModeDirect] || seen[bench.ModeProxy] || seen[bench.ModeOPASidecar]) {
+		bad("--target-gateway needs --target-direct, the backend behind it, so that every mode calls the same backend (or run --modes gateway)")
+	}
+	// Keep the flags' order out of the report: modes always run in the
+	// canonical order.
+	o.modes = slices.DeleteFunc(slices.Clone(bench.Modes()), func(m string) bool { return !seen[m] })
+	return errors.Join(errs...)
+}
+
+// checkTarget accepts an absolute http(s) URL on a loopback address, or
+// any host when remote targets are allowed.
+func checkTarget(raw string, allowRemote bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return fmt.Errorf("%q is not an absolute http(s) URL", raw)
+	}
+	if allowRemote {
+		return nil
+	}
+	h := u.Hostname()
+	if ip := net.ParseIP(h); h == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	return fmt.Errorf("%s is not a loopback address (127.0.0.1, ::1 or localhost); pass --allow-remote to benchmark it", h)
+}
+
+// benchEnv is what every mode shares: the backend, the arguments, a
+// temporary directory; each mode's own system (proxy, gateway) is started
+// just before it runs and stopped after, so no mode runs beside another's
+// idle state.
+type benchEnv struct {
+	o       benchOptions
+	log     *slog.Logger
+	stderr  io.Writer
+	dir     string
+	backend host.Backend
+	tool    string // the tool's name at the backend
+	args    json.RawMessage
+	closers []func()
+}
+
+// modeSystem is one mode's target, running.
+type modeSystem struct {
+	target bench.Target
+	// extraCPU reports CPU time spent outside this process (opa's).
+	extraCPU func() time.Duration
+	stop     func()
+}
+
+func (e *benchEnv) onClose(f func()) { e.closers = append(e.closers, f) }
+
+func (e *benchEnv) Close() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
+	e.closers = nil
+}
+
+func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions, log *slog.Logger) error {
+	env, err := newBenchEnv(ctx, stderr, o, log)
+	if env != nil {
+		defer env.Close()
+	}
+	if err != nil {
+		return err
+	}
+	scope := "this process's CPU time (user + system): the load generator, the backend, the gateway and the authorization server all run in it"
+	if o.targetDirect != "" || o.targetGateway != "" {
+		scope = "this process's CPU time (user + system) only: the load generator and whatever of the backend, proxy and gateway it started; a target given by URL is not counted"
+	}
+	if slices.Contains(o.modes, bench.ModeOPASidecar) {
+		scope += "; opa-sidecar adds the opa server process's"
+	}
+	loop, rate := bench.LoopOpen, o.rate
+	if o.saturate {
+		loop, rate = bench.LoopClosed, 0
+	}
+	rep := &bench.Report{Scenario: bench.Scenario{
+		Loop: loop, Tool: o.tool, ArgsBytes: len(env.args), Rate: rate,
+		DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(), Concurrency: o.concurrency,
+		CPUs: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), CPUScope: scope,
+	}}
+	for _, name := range o.modes {
+		sys, err := env.start(ctx, name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fmt.Fprintf(stderr, "bench: %s cannot run: %v\n", name, err)
+			rep.Modes = append(rep.Modes, bench.FailedMode(name, err))
+			continue
+		}
+		m, err := runMode(ctx, stderr, o, name, sys)
+		sys.stop()
+		// What the mode left behind is garbage before the next one runs.
+		runtime.GC()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fmt.Fprintf(stderr, "bench: %s failed: %v\n", name, err)
+			m = bench.FailedMode(name, err)
+		}
+		rep.Modes = append(rep.Modes, m)
+	}
+	rep.Compute()
+
+	js, err := rep.JSON()
+	if err != nil {
+		return err
+	}
+	if o.output != "" {
+		if dir := filepath.Dir(o.output); dir != "." {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("write the report: %w", err)
+			}
+		}
+		if err := os.WriteFile(o.output, js, 0o644); err != nil {
+			return fmt.Errorf("write the report: %w", err)
+		}
+	}
+	if o.json {
+		_, err = stdout.Write(js)
+	} else {
+		fmt.Fprintln(stdout)
+		err = rep.WriteTable(stdout)
+	}
+	if err != nil {
+		return err
+	}
+	if o.output != "" {
+		fmt.Fprintf(stderr, "bench: report written to %s\n", o.output)
+	}
+	if rep.Failed() {
+		var failed []string
+		for _, m := range rep.Modes {
+			if m.Failed() {
+				failed = append(failed, m.Name)
+			}
+		}
+		return fmt.Errorf("bench: %s did not run or had more than 1%% errors", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// runMode opens the connections, checks one call, warms up and measures.
+func runMode(ctx context.Context, stderr io.Writer, o benchOptions, name string, sys *modeSystem) (bench.ModeReport, error) {
+	pool, err := bench.OpenPool(ctx, sys.target, o.concurrency)
+	if err != nil {
+		return bench.ModeReport{}, err
+	}
+	defer pool.Close()
+	if err := pool.Check(ctx); err != nil {
+		return bench.ModeReport{}, fmt.Errorf("the first call failed: %w", err)
+	}
+	if o.saturate {
+		fmt.Fprintf(stderr, "bench: %-11s warm-up %s, then a closed loop on %d connections for %s\n", name, o.warmup, o.concurrency, o.duration)
+	} else {
+		fmt.Fprintf(stderr, "bench: %-11s warm-up %s, then %g calls/s on %d connections for %s\n", name, o.warmup, o.rate, o.concurrency, o.duration)
+	}
+	run := func(d time.Duration) (*bench.Result, error) {
+		if o.saturate {
+			return pool.RunClosed(ctx, bench.ClosedLoop{Duration: d})
+		}
+		return pool.RunOpen(ctx, bench.OpenLoop{Rate: o.rate, Duration: d})
+	}
+	if o.warmup > 0 {
+		if _, err := run(o.warmup); err != nil {
+			return bench.ModeReport{}, err
+		}
+	}
+	var extra0 time.Duration
+	if sys.extraCPU != nil {
+		extra0 = sys.extraCPU()
+	}
+	res, err := run(o.duration)
+	if err != nil {
+		return bench.ModeReport{}, err
+	}
+	var extra time.Duration
+	if sys.extraCPU != nil {
+		extra = sys.extraCPU() - extra0
+	}
+	return bench.NewModeReport(name, res, extra), nil
+}
+
+// newBenchEnv resolves the arguments and starts the backend (unless
+// --target-direct names one).
+func newBenchEnv(ctx context.Context, stderr io.Writer, o benchOptions, log *slog.Logger) (*benchEnv, error) {
+	backendName, toolName, _ := strings.Cut(o.tool, ".")
+	rawArgs := o.args
+	if rawArgs == "" {
+		rawArgs = "{}"
+		if o.tool == benchDefaultTool {
+			rawArgs = benchDefaultArgs
+		}
+	}
+	args, err := bench.PadArguments(json.RawMessage(rawArgs), o.argsSize)
+	if err != nil {
+		return nil, fmt.Errorf("--args/--args-size: %w", err)
+	}
+	e := &benchEnv{o: o, log: log, stderr: stderr, tool: toolName, args: args}
+	if e.dir, err = os.MkdirTemp("", "pbac-bench-"); err != nil {
+		return nil, err
+	}
+	e.onClose(func() { _ = os.RemoveAll(e.dir) })
+
+	directURL := o.targetDirect
+	if directURL == "" {
+		if _, err := demo.NewServer(backendName); err != nil {
+			return e, fmt.Errorf("--tool %s: %w; or point --target-direct at your backend", o.tool, err)
+		}
+		run, err := demo.Start(ctx, backendName, "127.0.0.1:0")
+		if err != nil {
+			return e, fmt.Errorf("start the demo backend: %w", err)
+		}
+		e.onClose(func() { _ = run.Close(context.WithoutCancel(ctx)) })
+		directURL = run.URL
+	}
+	e.backend = host.Backend{Name: backendName, URL: directURL}
+	return e, nil
+}
+
+func (e *benchEnv) mcp(url string, token func(context.Context) (string, error)) *bench.MCPTarget {
+	return &bench.MCPTarget{URL: url, Tool: e.tool, Arguments: e.args, Token: token}
+}
+
+// start starts what mode needs and returns its target.
+func (e *benchEnv) start(ctx context.Context, mode string) (*modeSystem, error) {
+	nothing := func() {}
+	switch mode {
+	case bench.ModeDirect:
+		return &modeSystem{target: e.mcp(e.backend.URL, nil), stop: nothing}, nil
+	case bench.ModeProxy:
+		u, stop, err := startReverseProxy(e.backend, e.log)
+		if err != nil {
+			return nil, err
+		}
+		return &modeSystem{target: e.mcp(u, nil), stop: stop}, nil
+	case bench.ModeGateway:
+		if e.o.targetGateway != "" {
+			tok := e.o.token
+			return &modeSystem{target: e.mcp(e.o.targetGateway, func(context.Context) (string, error) { return tok, nil }), stop: nothing}, nil
+		}
+		fmt.Fprintln(e.stderr, "bench: starting the gateway (shipped policy in Wasm, authorization server, audit)")
+		gw, err := startWasmGateway(ctx, filepath.Join(e.dir, "gateway"), e.backend, e.o.tool, e.log)
+		if err != nil {
+			return nil, err
+		}
+		return &modeSystem{target: e.mcp(gw.url, gw.token), stop: gw.close}, nil
+	case bench.ModeOPASidecar:
+		fmt.Fprintln(e.stderr, "bench: starting the gateway with an OPA sidecar (opa run --server)")
+		gw, pid, err := startSidecarGateway(ctx, filepath.Join(e.dir, "sidecar"), e.backend, e.o, e.log)
+		if err != nil {
+			return nil, err
+		}
+		return &modeSystem{target: e.mcp(gw.url, gw.token), stop: gw.close, extraCPU: func() time.Duration {
+			d, _ := bench.ProcessCPU(pid)
+			return d
+		}}, nil
+	}
+	return nil, fmt.Errorf("unknown mode %q", mode)
+}
+
+// startReverseProxy serves a bare httputil.ReverseProxy to the backend at
+// <proxy>/mcp/<backend>: the floor of any extra hop.
+func startReverseProxy(b host.Backend, log *slog.Logger) (string, func(), error) {
+	target, err := url.Parse(b.URL)
+	if err != nil {
+		return "", nil, fmt.Errorf("backend URL: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("listen for the proxy: %w", err)
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.Out.URL.Scheme, r.Out.URL.Host, r.Out.URL.Path, r.Out.URL.RawPath = target.Scheme, target.Host, target.Path, ""
+			r.Out.Host = target.Host
+		},
+		Transport: &http.Transport{
+			Proxy:               nil,
+			MaxIdleConns:        256,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+		},
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	// Full duplex: the proxy sends the answer's headers as soon as the
+	// backend does, and net/http would otherwise end reading the request
+	// body then, failing the upstream request's last read and with it the
+	// upstream connection.
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		rp.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+	return "http://" + ln.Addr().String() + "/mcp/" + b.Name, stop, nil
+}
+
+// benchGateway is a gateway the benchmark started, with its own
+// authorization server and a registered CI bot.
+type benchGateway struct {
+	url   string
+	token func(context.Context) (string, error)
+	close func()
+}
+
+// startWasmGateway is the gateway as pbac up runs it: the shipped policy in
+// Wasm for the gateway and the AS.
+func startWasmGateway(ctx context.Context, dir string, backend host.Backend, tool string, log *slog.Logger) (*benchGateway, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	pol, err := newPolicyRuntime(ctx, dir, log)
+	if err != nil {
+		return nil, err
+	}
+	active, _ := pol.registry.ActiveBundle()
+	gw, err := startBenchGateway(ctx, dir, backend, tool, active.Data, pol.registry, host.ASDecider(pol.registry), log)
+	if err != nil {
+		pol.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	stop := gw.close
+	gw.close = func() {
+		stop()
+		pol.Close(context.WithoutCancel(ctx))
+	}
+	return gw, nil
+}
+
+// startSidecarGateway runs `opa run --server` on the shipped policy and a
+// gateway whose every decision — the AS's too — is a POST to it. It returns
+// the opa process id, whose CPU time counts for the mode.
+func startSidecarGateway(ctx context.Context, dir string, backend host.Backend, o benchOptions, log *slog.Logger) (*benchGateway, int, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, 0, err
+	}
+	bin := o.opaPath
+	if bin == "" {
+		var err error
+		if bin, err = opahttp.Binary(ctx, opahttp.BinaryOptions{Logger: log}); err != nil {
+			return nil, 0, fmt.Errorf("no opa binary (pass --opa): %w", err)
+		}
+	}
+	srv, err := opahttp.StartServer(ctx, opahttp.ServerConfig{Binary: bin, Policy: rego.Sources(), Logger: log})
+	if err != nil {
+		return nil, 0, err
+	}
+	dec, err := opahttp.New(srv.URL(), opahttp.WithVersion("opa-sidecar"))
+	if err != nil {
+		_ = srv.Close()
+		return nil, 0, err
+	}
+	data, err := fs.ReadFile(rego.Sources(), "data.json")
+	if err != nil {
+		_ = srv.Close()
+		return nil, 0, err
+	}
+	gw, err := startBenchGateway(ctx, dir, backend, o.tool, data, dec, host.ASDecider(dec), log)
+	if err != nil {
+		_ = srv.Close()
+		return nil, 0, err
+	}
+	stop := gw.close
+	gw.close = func() {
+		stop()
+		dec.Close()
+		_ = srv.Close()
+	}
+	return gw, srv.PID(), nil
+}
+
+// startBenchGateway starts a gateway for one backend with its own
+// authorization server and audit trail under dir, deciding through policy,
+// registers a CI bot with a signed statement and gets it a client
+// credentials token for the tool's scope.
+func startBenchGateway(ctx context.Context, dir string, backend host.Backend, tool string, data []byte,
+	policy host.Decider, asPolicy asrv.Decider, log *slog.Logger) (*benchGateway, error) {
+	scope, err := toolScope(data, tool)
+	if err != nil {
+		return nil, err
+	}
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	fail := func(err error) (*benchGateway, error) {
+		closeAll()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen for the gateway: %w", err)
+	}
+	closers = append(closers, func() { _ = ln.Close() })
+	base := "http://" + ln.Addr().String()
+	resource := base + "/mcp/" + backend.Name
+	scopes := scopesOf(data)
+	as, err := newAuthorizationServerWith(ctx, dir, base, []string{base + "/mcp", resource}, scopes, asPolicy, log)
+	if err != nil {
+		return fail(fmt.Errorf("start the authorization server: %w", err))
+	}
+	closers = append(closers, func() { _ = as.store.Close() })
+
+	file, err := audit.NewFileSink(filepath.Join(dir, "audit", "audit.jsonl"), 100, 2)
+	if err != nil {
+		return fail(err)
+	}
+	index, err := audit.OpenIndex(ctx, filepath.Join(dir, "audit", "index"), time.Hour)
+	if err != nil {
+		return fail(err)
+	}
+	trail := audit.NewTrail(log, file, index)
+	closers = append(closers, func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = trail.Close(cctx)
+	})
+
+	gw, err := host.New(host.Config{
+		PublicURL: base, Backends: []host.Backend{backend}, AuthorizationServers: []string{base}, Scopes: scopes,
+		Introspector: as.server, Policy: policy, Audit: trail, AuthServer: as.server.Handler(), Logger: log,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	go func() { _ = gw.App().Listener(ln) }()
+	closers = append(closers, func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = gw.Shutdown(cctx)
+	})
+
+	jws, err := as.issuer.Sign(asrv.StatementClaims{SoftwareID: "pbac-bench", AgentProvider: benchAgent, AgentModel: "bench"}, time.Now())
+	if err != nil {
+		return fail(err)
+	}
+	req := &asrv.RegistrationRequest{ClientName: "pbac-bench", SoftwareStatement: jws,
+		GrantTypes: []string{"client_credentials"}, TokenEndpointAuthMethod: asrv.AuthMethodSecretBasic}
+	if err := req.Validate(); err != nil {
+		return fail(err)
+	}
+	client, secret, _, err := as.server.Register(ctx, req)
+	if err != nil {
+		return fail(fmt.Errorf("register the benchmark agent: %w", err))
+	}
+	// The token source renews the token before it expires, so a long run
+	// outlives the CI tier's token lifetime.
+	cc := clientcredentials.Config{ClientID: client.ID, ClientSecret: secret, TokenURL: base + "/oauth2/token",
+		Scopes: []string{scope}, EndpointParams: url.Values{"resource": {resource}}}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	ts := cc.TokenSource(context.WithValue(context.WithoutCancel(ctx), oauth2.HTTPClient, hc))
+	tok, err := ts.Token()
+	if err != nil {
+		return fail(fmt.Errorf("get a client credentials token for %s: %w", scope, err))
+	}
+	if !slices.Contains(strings.Fields(fmt.Sprint(tok.Extra("scope"))), scope) {
+		return fail(fmt.Errorf("policy granted the %s agent %q, not %s: the gateway would deny %s", benchAgent, tok.Extra("scope"), scope, tool))
+	}
+	return &benchGateway{
+		url: resource,
+		token: func(context.Context) (string, error) {
+			t, err := ts.Token()
+			if err != nil {
+				return "", err
+			}
+			return t.AccessToken, nil
+		},
+		close: closeAll,
+	}, nil
+}
+
+// toolScope is the scope a tool needs, "<resource>:<access>", from the
+// policy catalogue; a tool the catalogue does not list is denied.
+func toolScope(data []byte, tool string) (string, error) {
+	var d struct {
+		Catalogue map[string]struct {
+			Resource string `json:"resource"`
+			Access   string `json:"access"`
+		} `json:"catalogue"`
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		return "", fmt.Errorf("policy data: %w", err)
+	}
+	e, ok := d.Catalogue[tool]
+	if !ok || e.Resource == "" || e.Access == "" {
+		return "", fmt.Errorf("%s is not in the policy catalogue, so the gateway denies it; pick a catalogued tool", tool)
+	}
+	return e.Resource + ":" + e.Access, nil
+}
