@@ -18,10 +18,21 @@ lint:
     go vet ./...
     staticcheck ./...
 
+# Per-call overhead side by side, on one backend: the backend directly, a bare
+# reverse proxy, the gateway, and the gateway deciding through an OPA sidecar
+# (open loop, 1,000 tools/call per second for 20 s per mode after a warm-up).
+# Prints a table and writes bench/results.json (not committed).
+bench:
+    go run ./cmd/pbac bench -o bench/results.json
+
+# Throughput at saturation (closed loop) and CPU per 1,000 calls.
+bench-saturate:
+    go run ./cmd/pbac bench --saturate --duration 10s
+
 # Decision benchmarks: Wasm in wazero vs OPA's topdown, serial and parallel,
 # swap latency, cold start from the compilation cache, and the AS's
 # introspection and token issuance.
-bench:
+bench-go:
     go test -run '^$' -bench . -benchtime 2s -count 1 ./wasm/ ./plugins/ ./asrv/ ./host/
 
 # Rego unit tests of the shipped policy.

@@ -76,6 +76,9 @@ type ModeReport struct {
 	// AddedP50 and AddedP99 are this mode's latency over direct's.
 	AddedP50 *float64 `json:"added_p50_us,omitempty"`
 	AddedP99 *float64 `json:"added_p99_us,omitempty"`
+	// Stages is the gateway's own per-stage timing over its latest calls,
+	// for a gateway the benchmark started.
+	Stages []Stage `json:"gateway_stages,omitempty"`
 	// Error says why the mode did not run, or its most frequent error.
 	Error      string           `json:"error,omitempty"`
 	ErrorKinds map[string]int64 `json:"error_kinds,omitempty"`
@@ -84,6 +87,14 @@ type ModeReport struct {
 // Failed reports whether the mode did not run or had more than 1% errors.
 func (m ModeReport) Failed() bool {
 	return m.Requests == 0 || float64(m.Errors) > 0.01*float64(m.Requests)
+}
+
+// Stage is one stage of the gateway's own timing of a call (introspect,
+// policy, backend, overhead = total − backend), in microseconds.
+type Stage struct {
+	Name string  `json:"stage"`
+	P50  float64 `json:"p50_us"`
+	P99  float64 `json:"p99_us"`
 }
 
 // Report is the whole run: per mode, and what the gateway adds.
@@ -288,6 +299,16 @@ func (r *Report) openSummary(b *strings.Builder) {
 			fmt.Fprintf(b, "%s did not keep up with %g calls/s on %d connections (%.0f/s): its latencies are mostly queueing\n",
 				m.Name, r.Scenario.Rate, r.Scenario.Concurrency, m.ThroughputRPS)
 		}
+	}
+	for _, m := range r.Modes {
+		if len(m.Stages) == 0 {
+			continue
+		}
+		parts := make([]string, 0, len(m.Stages))
+		for _, st := range m.Stages {
+			parts = append(parts, fmt.Sprintf("%s %s/%s", st.Name, us(st.P50), us(st.P99)))
+		}
+		fmt.Fprintf(b, "%s, timed inside the gateway (p50/p99 µs over its latest calls): %s\n", m.Name, strings.Join(parts, ", "))
 	}
 	var svc []string
 	for _, m := range r.Modes {

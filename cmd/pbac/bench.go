@@ -225,7 +225,9 @@ type modeSystem struct {
 	target bench.Target
 	// extraCPU reports CPU time spent outside this process (opa's).
 	extraCPU func() time.Duration
-	stop     func()
+	// stages reports the gateway's own stage timing, for one we started.
+	stages func() []bench.Stage
+	stop   func()
 }
 
 func (e *benchEnv) onClose(f func()) { e.closers = append(e.closers, f) }
@@ -362,7 +364,11 @@ func runMode(ctx context.Context, stderr io.Writer, o benchOptions, name string,
 	if sys.extraCPU != nil {
 		extra = sys.extraCPU() - extra0
 	}
-	return bench.NewModeReport(name, res, extra), nil
+	m := bench.NewModeReport(name, res, extra)
+	if sys.stages != nil {
+		m.Stages = sys.stages()
+	}
+	return m, nil
 }
 
 // newBenchEnv resolves the arguments and starts the backend (unless
@@ -428,14 +434,14 @@ func (e *benchEnv) start(ctx context.Context, mode string) (*modeSystem, error) 
 		if err != nil {
 			return nil, err
 		}
-		return &modeSystem{target: e.mcp(gw.url, gw.token), stop: gw.close}, nil
+		return &modeSystem{target: e.mcp(gw.url, gw.token), stop: gw.close, stages: gw.stages}, nil
 	case bench.ModeOPASidecar:
 		fmt.Fprintln(e.stderr, "bench: starting the gateway with an OPA sidecar (opa run --server)")
 		gw, pid, err := startSidecarGateway(ctx, filepath.Join(e.dir, "sidecar"), e.backend, e.o, e.log)
 		if err != nil {
 			return nil, err
 		}
-		return &modeSystem{target: e.mcp(gw.url, gw.token), stop: gw.close, extraCPU: func() time.Duration {
+		return &modeSystem{target: e.mcp(gw.url, gw.token), stop: gw.close, stages: gw.stages, extraCPU: func() time.Duration {
 			d, _ := bench.ProcessCPU(pid)
 			return d
 		}}, nil
@@ -490,7 +496,19 @@ func startReverseProxy(b host.Backend, log *slog.Logger) (string, func(), error)
 type benchGateway struct {
 	url   string
 	token func(context.Context) (string, error)
+	gw    *host.Gateway
 	close func()
+}
+
+// stages is the gateway's own timing of its latest calls, by stage.
+func (g *benchGateway) stages() []bench.Stage {
+	var out []bench.Stage
+	for _, st := range g.gw.Latency().Stages {
+		if st.Count > 0 && st.Stage != "total" {
+			out = append(out, bench.Stage{Name: st.Stage, P50: float64(st.P50us), P99: float64(st.P99us)})
+		}
+	}
+	return out
 }
 
 // startWasmGateway is the gateway as pbac up runs it: the shipped policy in
@@ -657,6 +675,7 @@ func startBenchGateway(ctx context.Context, dir string, backend host.Backend, to
 			}
 			return t.AccessToken, nil
 		},
+		gw:    gw,
 		close: closeAll,
 	}, nil
 }
