@@ -31,6 +31,11 @@ type Bundle struct {
 	Revision string
 	// Vectors is a JSON array of decision vectors, or nil.
 	Vectors []byte
+	// Modules are the Rego sources the Wasm was compiled from, by path
+	// (test files excluded), or nil when the bundle does not carry them.
+	// They are not part of Revision: OPA's own evaluator runs them to check
+	// the Wasm against (pbac conformance policy).
+	Modules map[string][]byte
 }
 
 // Bundle file names inside the tar.gz (OPA bundle layout).
@@ -74,11 +79,13 @@ func Build(ctx context.Context, fsys fs.FS) (*Bundle, error) {
 	b := &bundle.Bundle{Data: src.data}
 	b.SetRegoVersion(ast.RegoV1)
 	b.Manifest.Init()
+	raw := make(map[string][]byte, len(files))
 	for _, p := range files {
 		bs, err := fs.ReadFile(fsys, p)
 		if err != nil {
 			return nil, err
 		}
+		raw[p] = bs
 		b.Modules = append(b.Modules, bundle.ModuleFile{
 			URL:    p,
 			Path:   p,
@@ -104,7 +111,7 @@ func Build(ctx context.Context, fsys fs.FS) (*Bundle, error) {
 		return nil, fmt.Errorf("rego: encoding data: %w", err)
 	}
 	wasm := bytes.Clone(out.WasmModules[0].Raw)
-	return &Bundle{Wasm: wasm, Data: data, Revision: revision(wasm, data)}, nil
+	return &Bundle{Wasm: wasm, Data: data, Revision: revision(wasm, data), Modules: raw}, nil
 }
 
 // BuildShipped builds the shipped policy (Sources()) and attaches the
@@ -137,8 +144,9 @@ type manifestWasm struct {
 }
 
 // WriteTarGz writes b as an OPA bundle: /policy.wasm, /data.json,
-// /.manifest (revision, roots, wasm entrypoints) and, when b.Vectors is not
-// nil, /pbac/vectors.json. The output is byte-for-byte deterministic:
+// /.manifest (revision, roots, wasm entrypoints), the Rego sources of
+// b.Modules at their paths (as `opa build -t wasm` keeps them) and, when
+// b.Vectors is not nil, /pbac/vectors.json. The output is byte-for-byte deterministic:
 // sorted entries, zero mtimes and owners, and a fixed gzip header.
 func (b *Bundle) WriteTarGz(w io.Writer) error {
 	if b == nil {
@@ -163,6 +171,13 @@ func (b *Bundle) WriteTarGz(w io.Writer) error {
 	}
 	if b.Vectors != nil {
 		files[tarVectors] = b.Vectors
+	}
+	for p, src := range b.Modules {
+		name, ok := cleanName(p)
+		if !ok || !strings.HasSuffix(name, ".rego") {
+			return fmt.Errorf("rego: module path %q is not a relative .rego path", p)
+		}
+		files["/"+name] = src
 	}
 	names := make([]string, 0, len(files))
 	for n := range files {
@@ -203,8 +218,9 @@ func (b *Bundle) WriteTarGz(w io.Writer) error {
 
 // ReadTarGz reads an OPA bundle tar.gz as written by WriteTarGz or by
 // `opa build -t wasm`. It needs exactly one .wasm module; data.json files
-// (root or nested, OPA-style) make up Data ({} when absent); .rego sources,
-// signatures and other files are ignored. Entry names that escape the root
+// (root or nested, OPA-style) make up Data ({} when absent); .rego sources
+// other than *_test.rego become Modules; signatures and other files are
+// ignored. Entry names that escape the root
 // ("..") are rejected, as are bundles over 64 MiB uncompressed or with more
 // than 4096 entries. Revision is recomputed from Wasm and Data.
 func ReadTarGz(r io.Reader) (*Bundle, error) {
@@ -274,6 +290,11 @@ func ReadTarGz(r io.Reader) (*Bundle, error) {
 		case name == strings.TrimPrefix(tarVectors, "/"):
 			sawVectors = true
 			out.Vectors = body
+		case strings.HasSuffix(name, ".rego") && !isTestFile(name):
+			if out.Modules == nil {
+				out.Modules = map[string][]byte{}
+			}
+			out.Modules[name] = body
 		}
 	}
 	if wasmName == "" {

@@ -72,13 +72,44 @@ func loadSources(fsys fs.FS, withTests bool) (*sources, error) {
 	}
 	sort.Strings(files)
 
-	var errs SourceErrors
+	raw := make(map[string][]byte, len(files))
 	for _, p := range files {
 		bs, err := fs.ReadFile(fsys, p)
 		if err != nil {
 			return nil, fmt.Errorf("rego: %w", err)
 		}
-		m, err := ast.ParseModuleWithOpts(p, string(bs), parserOpts)
+		raw[p] = bs
+	}
+	if err := src.parse(raw); err != nil {
+		return nil, err
+	}
+
+	bs, err := fs.ReadFile(fsys, dataFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("rego: %w", err)
+	default:
+		d, err := decodeDataObject(bs)
+		if err != nil {
+			return nil, &SourceError{File: dataFile, Message: err.Error()}
+		}
+		src.data = d
+	}
+	return src, nil
+}
+
+// parse parses Rego sources by path into modules and tests. Errors of all
+// files are collected and returned as SourceErrors.
+func (src *sources) parse(raw map[string][]byte) error {
+	files := make([]string, 0, len(raw))
+	for p := range raw {
+		files = append(files, p)
+	}
+	sort.Strings(files)
+	var errs SourceErrors
+	for _, p := range files {
+		m, err := ast.ParseModuleWithOpts(p, string(raw[p]), parserOpts)
 		if err != nil {
 			se := sourceErrors(err)
 			if len(se) == 0 {
@@ -98,25 +129,12 @@ func loadSources(fsys fs.FS, withTests bool) (*sources, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		return errs
 	}
 	if len(src.modules) == 0 {
-		return nil, errors.New("rego: no policy modules (*.rego) found")
+		return errors.New("rego: no policy modules (*.rego) found")
 	}
-
-	bs, err := fs.ReadFile(fsys, dataFile)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, fmt.Errorf("rego: %w", err)
-	default:
-		d, err := decodeDataObject(bs)
-		if err != nil {
-			return nil, &SourceError{File: dataFile, Message: err.Error()}
-		}
-		src.data = d
-	}
-	return src, nil
+	return nil
 }
 
 // decodeDataObject decodes policy data, which must be one JSON object.

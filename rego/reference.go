@@ -22,6 +22,10 @@ type Reference struct {
 	queries map[string]oparego.PreparedEvalQuery
 }
 
+// ErrNoSources is returned by NewReferenceFromBundle for a bundle that
+// carries no Rego sources (only its Wasm).
+var ErrNoSources = errors.New("rego: the bundle carries no Rego sources")
+
 // NewReference prepares the entrypoints of the non-test policy in fsys.
 // data is the policy data as one JSON object; nil means fsys's data.json.
 func NewReference(ctx context.Context, fsys fs.FS, data []byte) (*Reference, error) {
@@ -36,8 +40,40 @@ func NewReference(ctx context.Context, fsys fs.FS, data []byte) (*Reference, err
 			return nil, fmt.Errorf("rego: reference data: %w", err)
 		}
 	}
+	return newReference(ctx, src.modules, doc)
+}
+
+// NewReferenceFromBundle prepares the entrypoints of the Rego sources a
+// bundle carries (Bundle.Modules), over the bundle's data: OPA's evaluator
+// on what the bundle's Wasm was compiled from.
+func NewReferenceFromBundle(ctx context.Context, b *Bundle) (*Reference, error) {
+	if b == nil || len(b.Modules) == 0 {
+		return nil, ErrNoSources
+	}
+	src := &sources{modules: map[string]*ast.Module{}, tests: map[string]*ast.Module{}}
+	raw := make(map[string][]byte, len(b.Modules))
+	for p, bs := range b.Modules {
+		if !isTestFile(p) {
+			raw[p] = bs
+		}
+	}
+	if err := src.parse(raw); err != nil {
+		return nil, err
+	}
+	data := b.Data
+	if len(data) == 0 {
+		data = []byte("{}")
+	}
+	doc, err := decodeDataObject(data)
+	if err != nil {
+		return nil, fmt.Errorf("rego: bundle data: %w", err)
+	}
+	return newReference(ctx, src.modules, doc)
+}
+
+func newReference(ctx context.Context, modules map[string]*ast.Module, doc map[string]any) (*Reference, error) {
 	compiler := ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1)
-	if compiler.Compile(src.modules); compiler.Failed() {
+	if compiler.Compile(modules); compiler.Failed() {
 		return nil, asSourceError(compiler.Errors)
 	}
 	store := inmem.NewFromObject(doc)

@@ -325,6 +325,14 @@ func TestBuildDeterministic(t *testing.T) {
 		!bytes.Equal(back.Vectors, b1.Vectors) || back.Revision != b1.Revision {
 		t.Fatal("ReadTarGz does not round-trip")
 	}
+	if len(b1.Modules) == 0 || !reflect.DeepEqual(back.Modules, b1.Modules) {
+		t.Fatalf("the Rego sources do not round-trip: %d modules built, %d read", len(b1.Modules), len(back.Modules))
+	}
+	for p := range b1.Modules {
+		if isTestFile(p) {
+			t.Errorf("test file %s in the bundle", p)
+		}
+	}
 	var t3 bytes.Buffer
 	if err := back.WriteTarGz(&t3); err != nil {
 		t.Fatal(err)
@@ -461,4 +469,64 @@ func FuzzReferenceDecide(f *testing.F) {
 			t.Fatalf("%s(%s): no reasons: %s", e, input, out)
 		}
 	})
+}
+
+// TestReferenceFromBundle: OPA's evaluator over the sources a bundle
+// carries decides every shipped vector as the reference over the policy
+// directory does; a bundle without sources says so.
+func TestReferenceFromBundle(t *testing.T) {
+	ctx := context.Background()
+	b, err := BuildShipped(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := b.WriteTarGz(&buf); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadTarGz(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromBundle, err := NewReferenceFromBundle(ctx, back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromDir := shippedReference(t)
+	sub, err := fs.Sub(vectorsFS, "testdata/vectors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := LoadVectors(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs {
+		got, err1 := fromBundle.Decide(ctx, v.Entrypoint, v.Input)
+		want, err2 := fromDir.Decide(ctx, v.Entrypoint, v.Input)
+		if err1 != nil || err2 != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: from the bundle %s (%v), from the directory %s (%v)", v.Name, got, err1, want, err2)
+		}
+	}
+
+	tests := []struct {
+		name string
+		b    *Bundle
+		want error
+	}{
+		{"nil bundle", nil, ErrNoSources},
+		{"no sources", &Bundle{Wasm: b.Wasm, Data: b.Data}, ErrNoSources},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := NewReferenceFromBundle(ctx, tt.b); !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	broken := &Bundle{Wasm: b.Wasm, Data: b.Data, Modules: map[string][]byte{"x.rego": []byte("package pbac\n\nx := \n")}}
+	var se SourceErrors
+	if _, err := NewReferenceFromBundle(ctx, broken); !errors.As(err, &se) {
+		t.Fatalf("a source that does not parse: err = %v, want SourceErrors", err)
+	}
 }
