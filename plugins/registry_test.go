@@ -92,7 +92,7 @@ func TestActivateAndDecide(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Version != b.Revision || info.Source != "test" || info.ActivatedAt.IsZero() || len(info.Entrypoints) != 6 {
+	if info.Version != b.Revision || info.Source != "test" || info.ActivatedAt.IsZero() || len(info.Entrypoints) != len(rego.Entrypoints()) {
 		t.Fatalf("unexpected info %+v", info)
 	}
 	d, marker := decide(t, r, "alice")
@@ -174,6 +174,7 @@ introspect := d
 exchange := d
 tool_call := d
 list := d
+anonymous := d
 `)}})
 	if err != nil {
 		t.Fatal(err)

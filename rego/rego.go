@@ -27,6 +27,7 @@ var entrypoints = []string{
 	"pbac/exchange",
 	"pbac/tool_call",
 	"pbac/list",
+	"pbac/anonymous",
 }
 
 // Sources returns the shipped policy as an fs.FS rooted at the policy
@@ -41,7 +42,7 @@ func Sources() fs.FS {
 }
 
 // Entrypoints returns the policy entrypoints, "pbac/register" …
-// "pbac/list", in the order they are compiled into the Wasm module.
+// "pbac/anonymous", in the order they are compiled into the Wasm module.
 func Entrypoints() []string {
 	return slices.Clone(entrypoints)
 }

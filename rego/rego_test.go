@@ -166,6 +166,7 @@ func checkShape(t *testing.T, name, entrypoint string, got map[string]any) {
 		"pbac/exchange":   {"scopes", "ttl_seconds"},
 		"pbac/tool_call":  {"tier", "resource", "access", "insufficient_scope"},
 		"pbac/list":       {"tools"},
+		"pbac/anonymous":  {"tools"},
 	}[entrypoint]
 	for _, f := range fields {
 		if _, ok := got[f]; !ok {
@@ -423,7 +424,7 @@ func TestShippedPolicyUsesOnlyNativeBuiltins(t *testing.T) {
 }
 
 func TestEntrypointsAndSources(t *testing.T) {
-	want := []string{"pbac/register", "pbac/token", "pbac/introspect", "pbac/exchange", "pbac/tool_call", "pbac/list"}
+	want := []string{"pbac/register", "pbac/token", "pbac/introspect", "pbac/exchange", "pbac/tool_call", "pbac/list", "pbac/anonymous"}
 	if got := Entrypoints(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Entrypoints() = %v", got)
 	}

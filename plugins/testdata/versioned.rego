@@ -29,3 +29,5 @@ exchange := decision
 tool_call := decision
 
 list := decision
+
+anonymous := decision
