@@ -437,7 +437,7 @@ func (e *benchEnv) start(ctx context.Context, mode string) (*modeSystem, error) 
 		return &modeSystem{target: e.mcp(gw.url, gw.token), stop: gw.close, stages: gw.stages}, nil
 	case bench.ModeOPASidecar:
 		fmt.Fprintln(e.stderr, "bench: starting the gateway with an OPA sidecar (opa run --server)")
-		gw, pid, err := startSidecarGateway(ctx, filepath.Join(e.dir, "sidecar"), e.backend, e.o, e.log)
+		gw, pid, err := startSidecarGateway(ctx, e.stderr, filepath.Join(e.dir, "sidecar"), e.backend, e.o, e.log)
 		if err != nil {
 			return nil, err
 		}
@@ -538,14 +538,17 @@ func startWasmGateway(ctx context.Context, dir string, backend host.Backend, too
 // startSidecarGateway runs `opa run --server` on the shipped policy and a
 // gateway whose every decision — the AS's too — is a POST to it. It returns
 // the opa process id, whose CPU time counts for the mode.
-func startSidecarGateway(ctx context.Context, dir string, backend host.Backend, o benchOptions, log *slog.Logger) (*benchGateway, int, error) {
+func startSidecarGateway(ctx context.Context, stderr io.Writer, dir string, backend host.Backend, o benchOptions, log *slog.Logger) (*benchGateway, int, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, 0, err
 	}
 	bin := o.opaPath
 	if bin == "" {
 		var err error
-		if bin, err = opahttp.Binary(ctx, opahttp.BinaryOptions{Logger: log}); err != nil {
+		onBuild := func(version, path string) {
+			fmt.Fprintf(stderr, "bench: building the OPA command line %s once, into %s (a minute or two)\n", version, path)
+		}
+		if bin, err = opahttp.Binary(ctx, opahttp.BinaryOptions{Logger: log, OnBuild: onBuild}); err != nil {
 			return nil, 0, fmt.Errorf("no opa binary (pass --opa): %w", err)
 		}
 	}

@@ -28,8 +28,11 @@ type BinaryOptions struct {
 	// module requires).
 	Version string
 	// Go is the go command (default "go" on PATH).
-	Go     string
-	Logger *slog.Logger
+	Go string
+	// OnBuild, when set, is called before a build starts (which takes a
+	// minute or two), with the version and the path it will be cached at.
+	OnBuild func(version, path string)
+	Logger  *slog.Logger
 }
 
 // Binary returns the path of an OPA command line of the same version as
@@ -87,6 +90,9 @@ func Binary(ctx context.Context, opts BinaryOptions) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancel()
 	opts.Logger.Info("building the OPA command line once", "version", version, "cache", out)
+	if opts.OnBuild != nil {
+		opts.OnBuild(version, out)
+	}
 	start := time.Now()
 	var buildErr error
 	if root != "" {
