@@ -2,13 +2,16 @@
 // enforcement point. Every request to /mcp/<backend> carries a bearer token
 // that is introspected; every tools/call is decided by pbac/tool_call with
 // its arguments and forwarded byte for byte only when allowed; tools/list is
-// filtered by pbac/list; every decision is audited.
+// filtered by pbac/list; every decision is audited. A request without a
+// token is decided by pbac/anonymous (default deny: the 401 challenge);
+// one it admits proceeds as client "anonymous", never with a token.
 package host
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -282,26 +285,76 @@ func (g *Gateway) checkOrigin(c *fiber.Ctx) bool {
 	return o == "" || g.origins[o]
 }
 
-// caller is an authenticated request's identity.
+// caller is a request's identity: an introspected token, or a caller
+// without one that pbac/anonymous admitted.
 type caller struct {
 	token asrv.Introspection
+	// anonymous is set for a caller without a token; admitted is then the
+	// pbac/anonymous decision that let it in (for a call, the call's
+	// decision).
+	anonymous bool
+	admitted  plugins.Decision
+}
+
+// AnonymousClientID is the client_id audit records carry for requests
+// made without a token that policy (pbac/anonymous) admitted.
+const AnonymousClientID = "anonymous"
+
+// bearerToken is the request's bearer token, "" when it carries none.
+func bearerToken(c *fiber.Ctx) string {
+	token, ok := strings.CutPrefix(c.Get("Authorization"), "Bearer ")
+	if !ok {
+		return ""
+	}
+	return token
+}
+
+// challenge answers 401 with the WWW-Authenticate header that leads an
+// MCP client to the protected resource metadata (RFC 9728).
+func (g *Gateway) challenge(c *fiber.Ctx, backend, errCode, desc string) {
+	h := fmt.Sprintf(`Bearer resource_metadata=%q`, g.metadataURL(backend))
+	if errCode != "" {
+		h += fmt.Sprintf(`, error=%q, error_description=%q`, errCode, desc)
+	}
+	c.Set("WWW-Authenticate", h)
+	_ = c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": orDefault(errCode, "unauthorized"), "error_description": desc})
+}
+
+// admitAnonymous asks pbac/anonymous whether a request without a token may
+// proceed: method is the JSON-RPC method (GET or DELETE for the transport's
+// bodiless requests), tool the called "<backend>.<name>" or "". When the
+// policy refuses, or cannot decide, it has written the usual 401 challenge
+// and returns false: a token is what the caller needs.
+func (g *Gateway) admitAnonymous(c *fiber.Ctx, backend, method, tool, rid string) (*caller, bool, time.Duration) {
+	start := time.Now()
+	raw, err := json.Marshal(rego.Input{
+		Request: rego.Request{Backend: backend, Method: method, Tool: tool},
+		Now:     start.Unix(),
+	})
+	if err != nil {
+		g.challenge(c, backend, "", "a bearer token is required")
+		return nil, false, time.Since(start)
+	}
+	d, err := g.cfg.Policy.Decide(c.UserContext(), "pbac/anonymous", raw)
+	took := time.Since(start)
+	g.metrics.stage("policy", took)
+	if err != nil {
+		g.log.Error("policy error on an anonymous request", "request_id", rid, "err", err)
+	}
+	if err != nil || !d.Allow {
+		g.challenge(c, backend, "", "a bearer token is required")
+		return nil, false, took
+	}
+	return &caller{anonymous: true, admitted: d}, true, took
 }
 
 // authenticate introspects the bearer token for this backend's resource.
 // On failure it has written the 401 and returns false.
 func (g *Gateway) authenticate(c *fiber.Ctx, backend string, rid string) (*caller, bool, time.Duration) {
 	start := time.Now()
-	challenge := func(errCode, desc string) {
-		h := fmt.Sprintf(`Bearer resource_metadata=%q`, g.metadataURL(backend))
-		if errCode != "" {
-			h += fmt.Sprintf(`, error=%q, error_description=%q`, errCode, desc)
-		}
-		c.Set("WWW-Authenticate", h)
-		_ = c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": orDefault(errCode, "unauthorized"), "error_description": desc})
-	}
-	authz := c.Get("Authorization")
-	token, ok := strings.CutPrefix(authz, "Bearer ")
-	if !ok || token == "" {
+	challenge := func(errCode, desc string) { g.challenge(c, backend, errCode, desc) }
+	token := bearerToken(c)
+	if token == "" {
 		challenge("", "a bearer token is required")
 		return nil, false, time.Since(start)
 	}
@@ -375,7 +428,10 @@ type sessions struct {
 type session struct {
 	backend, backendID string
 	clientID, subject  string
-	lastUsed           time.Time
+	// anonymous marks a session opened without a token: only callers
+	// without a token may use it.
+	anonymous bool
+	lastUsed  time.Time
 	// agg is set for a session of the aggregated server.
 	agg *aggSession
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/pbac-gateway/pbac/host/audit"
+	"github.com/pbac-gateway/pbac/rego"
 )
 
 // Header names of the Streamable HTTP transport.
@@ -45,27 +46,54 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 		g.metrics.decision("origin", "deny")
 		return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
 	}
-	cl, ok, introspectTook := g.authenticate(c, backend.Name, rid)
-	if !ok {
-		g.metrics.decision("auth", "deny")
-		return nil
+	// A request without a token is read first: policy decides on its
+	// method and tool whether it may proceed anonymously.
+	var (
+		cl             *caller
+		introspectTook time.Duration
+	)
+	if bearerToken(c) != "" {
+		var ok bool
+		if cl, ok, introspectTook = g.authenticate(c, backend.Name, rid); !ok {
+			g.metrics.decision("auth", "deny")
+			return nil
+		}
+		g.metrics.stage("introspect", introspectTook)
 	}
-	g.metrics.stage("introspect", introspectTook)
 	body := bytes.Clone(c.Body()) // fasthttp reuses its buffers
 	msg, err := parseMessage(body, g.cfg.MaxJSONDepth)
 	if err != nil {
+		if cl == nil {
+			g.metrics.decision("auth", "deny")
+			g.challenge(c, backend.Name, "", "a bearer token is required")
+			return nil
+		}
 		code := codeInvalidRequest
 		if strings.HasPrefix(err.Error(), "malformed JSON") || errors.Is(err, errBadUTF8) {
 			code = codeParseError
 		}
 		return g.reply(c, fiber.StatusBadRequest, rpcError(nil, code, "invalid request: "+err.Error(), nil))
 	}
+	latency := map[string]int64{"introspect": introspectTook.Microseconds()}
+	if cl == nil {
+		tool := ""
+		if name := callTarget(msg); name != "" {
+			tool = backend.Name + "." + name
+		}
+		var ok bool
+		var took time.Duration
+		if cl, ok, took = g.admitAnonymous(c, backend.Name, msg.Method, tool, rid); !ok {
+			g.metrics.decision("auth", "deny")
+			return nil
+		}
+		latency = map[string]int64{"policy": took.Microseconds()}
+	}
 	if err := checkHeaders(c, msg); err != nil {
 		return g.reply(c, fiber.StatusBadRequest, rpcError(msg.ID, codeHeaderMismatch, err.Error(), nil))
 	}
 	rec := audit.Record{
 		Time: start.UTC(), RequestID: rid, Backend: backend.Name, Method: msg.Method,
-		LatencyMicros: map[string]int64{"introspect": introspectTook.Microseconds()},
+		LatencyMicros: latency,
 	}
 	fillCaller(&rec, cl)
 	sess, status, errBody := g.resolveSession(c, backend, cl, msg)
@@ -83,7 +111,26 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 	case "tools/list":
 		return g.forwardFiltered(c, backend, cl, msg, sess, &rec, start)
 	}
-	return g.forward(c, backend, msg, sess, &rec, start)
+	return g.forward(c, backend, cl, msg, sess, &rec, start)
+}
+
+// callTarget is what a decided call names: the tool of tools/call,
+// "resource:<uri>" for resources/read, "prompt:<name>" for prompts/get;
+// "" for other methods or when the name is missing.
+func callTarget(msg *rpcMessage) string {
+	switch msg.Method {
+	case "tools/call":
+		return msg.Name
+	case "resources/read":
+		if msg.URI != "" {
+			return "resource:" + msg.URI
+		}
+	case "prompts/get":
+		if msg.Name != "" {
+			return "prompt:" + msg.Name
+		}
+	}
+	return ""
 }
 
 // statelessRevision is the first revision whose requests carry the
@@ -149,6 +196,12 @@ func decodeHeaderValue(v string) (string, error) {
 }
 
 func fillCaller(rec *audit.Record, cl *caller) {
+	if cl.anonymous {
+		// The admission decision is this request's decision.
+		d := cl.admitted
+		rec.ClientID, rec.Decision, rec.Reasons, rec.PolicyVersion = AnonymousClientID, "allow", d.Reasons, d.Version
+		return
+	}
 	t := cl.token
 	rec.ClientID, rec.Subject, rec.Tier, rec.Scopes = t.ClientID, t.Subject, t.Tier, t.Scopes
 	if t.Client != nil {
@@ -160,20 +213,18 @@ func fillCaller(rec *audit.Record, cl *caller) {
 }
 
 // decideCall asks pbac/tool_call about a call. On deny it has answered 403.
+// For an anonymous caller, pbac/anonymous has decided the call already.
 func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *rpcMessage, rec *audit.Record) (bool, error) {
-	tool := msg.Name
-	switch msg.Method {
-	case "resources/read":
-		tool = "resource:" + msg.URI
-	case "prompts/get":
-		tool = "prompt:" + msg.Name
-	}
+	tool := callTarget(msg)
 	if tool == "" {
 		return false, g.reply(c, fiber.StatusBadRequest, rpcError(msg.ID, codeInvalidParams, "params.name is required", nil))
 	}
 	full := backend.Name + "." + tool
 	rec.Tool = full
 	rec.ArgsDigest = audit.Digest(msg.Arguments)
+	if cl.anonymous {
+		return true, nil
+	}
 	in := cl.input(backend.Name, msg.Method)
 	in.Request.Tool = full
 	in.Request.Arguments = msg.Arguments
@@ -250,7 +301,7 @@ func (g *Gateway) resolveSession(c *fiber.Ctx, backend *Backend, cl *caller, msg
 	if !ok || sess.backend != backend.Name {
 		return nil, fiber.StatusNotFound, rpcError(msg.ID, codeInvalidRequest, "unknown or expired session", nil)
 	}
-	if sess.clientID != cl.token.ClientID || sess.subject != cl.token.Subject {
+	if sess.anonymous != cl.anonymous || sess.clientID != cl.token.ClientID || sess.subject != cl.token.Subject {
 		return nil, fiber.StatusForbidden, rpcError(msg.ID, codeInvalidRequest, "the session belongs to another agent", nil)
 	}
 	return sess, 0, nil
@@ -289,7 +340,7 @@ func (g *Gateway) backendRequest(ctx context.Context, c *fiber.Ctx, backend *Bac
 }
 
 // forward sends an allowed message to the backend and streams the answer.
-func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, msg *rpcMessage, sess *session, rec *audit.Record, start time.Time) error {
+func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *rpcMessage, sess *session, rec *audit.Record, start time.Time) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), backend.Timeout)
 	req, err := g.backendRequest(ctx, c, backend, http.MethodPost, msg.Raw, sess)
 	if err != nil {
@@ -307,7 +358,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, msg *rpcMessage, sess 
 		return g.reply(c, fiber.StatusBadGateway, rpcError(msg.ID, codeInternalError, "backend "+backend.Name+" is unavailable", nil))
 	}
 	rec.Status = resp.StatusCode
-	g.adoptSession(c, backend, resp, msg, rec)
+	g.adoptSession(c, backend, cl, resp)
 	copyResponseHeaders(c, resp)
 	c.Status(resp.StatusCode)
 	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
@@ -373,7 +424,7 @@ func copyResponseHeaders(c *fiber.Ctx, resp *http.Response) {
 
 // adoptSession replaces a session id the backend assigned (on initialize)
 // with one of the gateway's, bound to the caller.
-func (g *Gateway) adoptSession(c *fiber.Ctx, backend *Backend, resp *http.Response, msg *rpcMessage, rec *audit.Record) {
+func (g *Gateway) adoptSession(c *fiber.Ctx, backend *Backend, cl *caller, resp *http.Response) {
 	bid := resp.Header.Get(hdrSession)
 	if bid == "" {
 		return
@@ -383,7 +434,8 @@ func (g *Gateway) adoptSession(c *fiber.Ctx, backend *Backend, resp *http.Respon
 		return
 	}
 	id := newID()
-	g.sessions.put(id, &session{backend: backend.Name, backendID: bid, clientID: rec.ClientID, subject: rec.Subject})
+	g.sessions.put(id, &session{backend: backend.Name, backendID: bid, clientID: cl.token.ClientID, subject: cl.token.Subject,
+		anonymous: cl.anonymous})
 	g.metrics.sessions.Set(float64(g.sessions.count()))
 	c.Set(hdrSession, id)
 }
@@ -410,7 +462,7 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	if err != nil {
 		return err
 	}
-	g.adoptSession(c, backend, resp, msg, rec)
+	g.adoptSession(c, backend, cl, resp)
 	copyResponseHeaders(c, resp)
 	sse := strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream")
 	filtered, kept, err := g.filterTools(c.UserContext(), backend, cl, body, sse, rec)
@@ -498,16 +550,20 @@ func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller,
 	return out.Bytes(), kept, nil
 }
 
-// allowedTools asks pbac/list which of names the caller may call.
+// allowedTools asks pbac/list (pbac/anonymous for a caller without a
+// token) which of names the caller may call.
 func (g *Gateway) allowedTools(ctx context.Context, backend *Backend, cl *caller, names []string) (map[string]bool, string, error) {
-	in := cl.input(backend.Name, "tools/list")
+	in, entrypoint := cl.input(backend.Name, "tools/list"), "pbac/list"
+	if cl.anonymous {
+		in, entrypoint = rego.Input{Request: rego.Request{Backend: backend.Name, Method: "tools/list"}, Now: time.Now().Unix()}, "pbac/anonymous"
+	}
 	in.Request.Tools = names
 	raw, err := json.Marshal(in)
 	if err != nil {
 		return nil, "", err
 	}
 	start := time.Now()
-	d, err := g.cfg.Policy.Decide(ctx, "pbac/list", raw)
+	d, err := g.cfg.Policy.Decide(ctx, entrypoint, raw)
 	g.metrics.stage("policy", time.Since(start))
 	if err != nil {
 		return nil, "", fmt.Errorf("policy could not decide the tool list: %w", err)
@@ -538,7 +594,16 @@ func (g *Gateway) sessionRequest(c *fiber.Ctx) (backend *Backend, sess *session,
 	if !g.checkOrigin(c) {
 		return nil, nil, false, c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
 	}
-	cl, authed, _ := g.authenticate(c, backend.Name, newID())
+	var (
+		cl     *caller
+		authed bool
+	)
+	if bearerToken(c) != "" {
+		cl, authed, _ = g.authenticate(c, backend.Name, newID())
+	} else {
+		// The transport's bodiless requests ask as method GET or DELETE.
+		cl, authed, _ = g.admitAnonymous(c, backend.Name, c.Method(), "", newID())
+	}
 	if !authed {
 		return nil, nil, false, nil
 	}
