@@ -2,7 +2,7 @@
 
 default: test
 
-# The whole demo (until the gateway lands, this says what is missing).
+# The whole demo: gateway, authorization server, backends, dashboard.
 up:
     go run ./cmd/pbac up
 
@@ -34,6 +34,11 @@ bench-saturate:
 # introspection and token issuance.
 bench-go:
     go test -run '^$' -bench . -benchtime 2s -count 1 ./wasm/ ./plugins/ ./asrv/ ./host/
+
+# The dashboard in headless Chromium (Debian's chromium; npm ci once).
+browser-test:
+    cd host/ui/e2e && npm ci --no-audit --no-fund
+    PBAC_BROWSER_TESTS=1 go test -count=1 -run TestDashboardInBrowser -v ./cmd/pbac/
 
 # Rego unit tests of the shipped policy.
 policy-test:

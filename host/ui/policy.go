@@ -76,7 +76,9 @@ func (h *Handler) setData(w http.ResponseWriter, r *http.Request, s *session) {
 			policyError(w, plugins.ErrNoPolicy)
 			return
 		}
-		b := &rego.Bundle{Wasm: active.Wasm, Data: raw, Vectors: active.Vectors}
+		// Like a data-only activation, a data-only shadow is not held to
+		// the bundle's vectors: they state what the shipped data decides.
+		b := &rego.Bundle{Wasm: active.Wasm, Data: raw}
 		b.Revision = rego.Revision(b.Wasm, b.Data)
 		info, err = h.cfg.Registry.SetShadow(r.Context(), b, source)
 	} else {
