@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -137,6 +138,13 @@ func TestAnonymousAccessIsAPolicyDecision(t *testing.T) {
 		t.Fatalf("anonymous audit record: %+v", call)
 	}
 
+	// The client's answer to a server request (sampling, elicitation) has
+	// no method; policy is asked about it as "response".
+	answer := `{"jsonrpc":"2.0","id":99,"result":{}}`
+	if status, _, body := s.raw(http.MethodPost, "/mcp/jira", answer, map[string]string{"Mcp-Session-Id": sid}); status == http.StatusUnauthorized || status == http.StatusForbidden {
+		t.Fatalf("an anonymous response in an admitted session: %d %s", status, body)
+	}
+
 	other := s.machineAgent("ci-bot", false, "jira:read")
 	refused := []struct {
 		name   string
@@ -172,13 +180,11 @@ func TestAnonymousAccessIsAPolicyDecision(t *testing.T) {
 	if _, err := sess.CallTool(context.Background(), &mcp.CallToolParams{Name: "search_issues", Arguments: map[string]any{"query": "SEC"}}); err == nil {
 		t.Fatal("an anonymous call went through after the data revoked anonymous access")
 	}
-	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
-		body := ""
-		if m == http.MethodPost {
-			body = ping
-		}
-		if status, challenge, _ := s.raw(m, "/mcp/jira", body, map[string]string{"Mcp-Session-Id": sid}); status != http.StatusUnauthorized || !strings.Contains(challenge, "/mcp/jira") {
-			t.Fatalf("%s after revocation: %d %q", m, status, challenge)
+	for _, r := range []struct{ method, body string }{
+		{http.MethodPost, ping}, {http.MethodPost, answer}, {http.MethodGet, ""}, {http.MethodDelete, ""},
+	} {
+		if status, challenge, _ := s.raw(r.method, "/mcp/jira", r.body, map[string]string{"Mcp-Session-Id": sid}); status != http.StatusUnauthorized || !strings.Contains(challenge, "/mcp/jira") {
+			t.Fatalf("%s %s after revocation: %d %q", r.method, r.body, status, challenge)
 		}
 	}
 }
@@ -210,5 +216,36 @@ func TestAnonymousSessionStreamAndEnd(t *testing.T) {
 		if status, _, body := s.raw(tt.method, "/mcp/jira", "", map[string]string{"Mcp-Session-Id": sid}); status != tt.want {
 			t.Fatalf("%s: %d %s, want %d", tt.name, status, body, tt.want)
 		}
+	}
+}
+
+// TestShutdownEndsQuietStreams: a GET stream on which the backend sends
+// nothing does not hold Shutdown until its deadline (a client that went
+// away is only noticed on the next write, which may never come).
+func TestShutdownEndsQuietStreams(t *testing.T) {
+	s := newStack(t)
+	s.setAnonymousBackends("jira")
+	var sid string
+	sess, err := s.connectAnonymous("jira", &sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	req, _ := http.NewRequest(http.MethodGet, s.base+"/mcp/jira", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream: %d", resp.StatusCode)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := s.gw.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with an open stream: %v after %v", err, time.Since(start))
 	}
 }

@@ -80,9 +80,13 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 		if name := callTarget(msg); name != "" {
 			tool = backend.Name + "." + name
 		}
+		method := msg.Method
+		if msg.IsResponse {
+			method = anonymousResponse
+		}
 		var ok bool
 		var took time.Duration
-		if cl, ok, took = g.admitAnonymous(c, backend.Name, msg.Method, tool, rid); !ok {
+		if cl, ok, took = g.admitAnonymous(c, backend.Name, method, tool, rid); !ok {
 			g.metrics.decision("auth", "deny")
 			return nil
 		}
@@ -113,6 +117,11 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 	}
 	return g.forward(c, backend, cl, msg, sess, &rec, start)
 }
+
+// anonymousResponse is the method pbac/anonymous is asked about for a
+// JSON-RPC response, which has none: the client answering a server's
+// request (sampling, elicitation, roots).
+const anonymousResponse = "response"
 
 // callTarget is what a decided call names: the tool of tools/call,
 // "resource:<uri>" for resources/read, "prompt:<name>" for prompts/get;
@@ -621,6 +630,16 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.UserContext()))
+	// A client that went away is noticed only on the next write, which may
+	// never come on a quiet stream: Shutdown ends every stream instead of
+	// waiting for it.
+	go func() {
+		select {
+		case <-g.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	req, err := g.backendRequest(ctx, c, backend, http.MethodGet, nil, sess)
 	if err != nil {
 		cancel()

@@ -3,8 +3,9 @@
 # Default deny: only the backends listed in data.anonymous.backends admit
 # callers without a token (the shipped data lists none). The gateway asks on
 # every request that carries no bearer token, with the backend, the JSON-RPC
-# method (GET or DELETE for the transport's bodiless requests) and, for a
-# call, the tool as "<backend>.<tool>"; for tools/list it also sends the
+# method (GET or DELETE for the transport's bodiless requests, "response"
+# for the client's answer to a server request such as sampling or
+# elicitation) and, for a call, the tool as "<backend>.<tool>"; for tools/list it also sends the
 # listed tool names and keeps only those in "tools". A deny is the usual 401
 # challenge. Listing a backend opens every method and tool it serves to
 # anyone who can reach the gateway, catalogued or not: meant for public

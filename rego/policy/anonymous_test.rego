@@ -25,7 +25,7 @@ test_anonymous_empty_input_denied if {
 }
 
 test_anonymous_listed_backend_admitted if {
-	every method in ["initialize", "notifications/initialized", "ping", "logging/setLevel", "completion/complete", "GET", "DELETE"] {
+	every method in ["initialize", "notifications/initialized", "ping", "logging/setLevel", "completion/complete", "GET", "DELETE", "response"] {
 		d := anon_open({"backend": "everything", "method": method})
 		d.allow
 		d.reasons == ["backend everything admits anonymous callers"]
