@@ -49,6 +49,8 @@ type BadgerStore struct {
 	closeErr  error
 	stopGC    chan struct{}
 	gcDone    sync.WaitGroup
+
+	cache *accessCache
 }
 
 var _ Store = (*BadgerStore)(nil)
@@ -145,7 +147,7 @@ func OpenBadger(ctx context.Context, dir string, opts ...BadgerOption) (*BadgerS
 		}
 		return nil, fmt.Errorf("asrv: open badger store (%s): %w", where, err)
 	}
-	s := &BadgerStore{db: db, cfg: cfg, inMemory: inMemory, stopGC: make(chan struct{})}
+	s := &BadgerStore{db: db, cfg: cfg, inMemory: inMemory, stopGC: make(chan struct{}), cache: newAccessCache()}
 	if !inMemory && cfg.gcInterval > 0 {
 		s.gcDone.Add(1)
 		go s.gcLoop()
@@ -227,6 +229,7 @@ func (s *BadgerStore) update(ctx context.Context, fn func(txn *badger.Txn, retry
 			return err
 		}
 		err := s.db.Update(func(txn *badger.Txn) error { return fn(txn, attempt > 0) })
+		s.cache.invalidate()
 		if !errors.Is(err, badger.ErrConflict) {
 			return err
 		}
@@ -825,13 +828,29 @@ func (s *BadgerStore) getToken(ctx context.Context, kind badgerKind, sig string)
 		req *fosite.Request
 		rec *storedRequest
 	)
+	cached := kind == badgerKindAccess
+	var gen uint64
+	if cached {
+		if err := s.usable(ctx); err != nil {
+			return nil, nil, err
+		}
+		var e accessEntry
+		var hit bool
+		if e, gen, hit = s.cache.get(sig); hit {
+			if exp := e.rec.Session.GetExpiresAt(kind.typ); !exp.IsZero() && !s.now().Before(exp) {
+				return nil, nil, fmt.Errorf("asrv: get %s: %w", kind.name, fosite.ErrNotFound)
+			}
+			return e.rec.toRequest(e.client), e.rec, nil
+		}
+	}
+	var client *Client
 	err := s.view(ctx, func(txn *badger.Txn) error {
 		var err error
 		rec, _, err = s.loadRecord(txn, kind, sig)
 		if err != nil {
 			return err
 		}
-		client, err := badgerLoadClient(txn, rec.ClientID)
+		client, err = badgerLoadClient(txn, rec.ClientID)
 		if err != nil {
 			return err
 		}
@@ -840,6 +859,9 @@ func (s *BadgerStore) getToken(ctx context.Context, kind badgerKind, sig string)
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("asrv: get %s: %w", kind.name, err)
+	}
+	if cached {
+		s.cache.put(sig, gen, accessEntry{rec: rec, client: client})
 	}
 	return req, rec, nil
 }

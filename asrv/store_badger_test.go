@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -472,4 +473,72 @@ func TestOpenBadgerCancelled(t *testing.T) {
 	if err := s.CreateClient(ctx, bgClient("a")); !errors.Is(err, context.Canceled) {
 		t.Errorf("CreateClient with a cancelled context: %v", err)
 	}
+}
+
+// TestBadgerReadCacheFollowsWrites: an access token read (and so cached)
+// is gone on the next read after a revocation, a consumption, the client's
+// deletion or its expiry, and a mutated result does not change the next.
+func TestBadgerReadCacheFollowsWrites(t *testing.T) {
+	ctx := context.Background()
+	clk := &bgClock{now: time.Now()}
+	s := bgOpenMem(t, asrv.WithBadgerClock(clk.Now))
+	defer s.Close()
+	c := bgClient("agent-cache")
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	issue := func(id string) string {
+		r := bgRequest(c, id)
+		r.Session.(*asrv.Session).SetExpiresAt(fosite.AccessToken, clk.Now().Add(time.Hour))
+		sig := rand.Text()
+		if err := s.CreateAccessTokenSession(ctx, sig, r); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // the second read is served from the cache
+			req, err := s.GetAccessTokenSession(ctx, sig, nil)
+			if err != nil {
+				t.Fatalf("read %s: %v", id, err)
+			}
+			req.GrantScope("mutated-by-caller")
+		}
+		return sig
+	}
+	gone := func(what, sig string) {
+		t.Helper()
+		if _, err := s.GetAccessTokenSession(ctx, sig, nil); !errors.Is(err, fosite.ErrNotFound) {
+			t.Errorf("after %s: %v, want not found", what, err)
+		}
+	}
+
+	sig := issue("r-revoke")
+	if err := s.RevokeAccessToken(ctx, "r-revoke"); err != nil {
+		t.Fatal(err)
+	}
+	gone("a revocation", sig)
+
+	sig = issue("r-consume")
+	if _, err := s.ConsumeAccessToken(ctx, sig); err != nil {
+		t.Fatal(err)
+	}
+	gone("a consumption", sig)
+
+	sig = issue("r-delete")
+	if err := s.DeleteAccessTokenSession(ctx, sig); err != nil {
+		t.Fatal(err)
+	}
+	gone("a deletion", sig)
+
+	sig = issue("r-expire")
+	req, _ := s.GetAccessTokenSession(ctx, sig, nil)
+	if slices.Contains(req.GetGrantedScopes(), "mutated-by-caller") {
+		t.Error("a caller's change to a read token reached the next read")
+	}
+	clk.Add(2 * time.Hour)
+	gone("its expiry", sig)
+
+	sig = issue("r-client")
+	if err := s.DeleteClient(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	gone("the client's deletion", sig)
 }

@@ -1,0 +1,61 @@
+package asrv
+
+import "sync"
+
+// accessCache keeps decoded access-token records and their clients, so that
+// introspecting a token does not decode two JSON documents from Badger on
+// every call. It is coherent because Badger is opened by this process alone
+// and every write goes through BadgerStore.update, which empties the cache
+// after it commits: an entry never outlives a write that could have changed
+// or removed it (a revocation, a consumption, a deleted client). Expiry is
+// checked on every hit. Policy is not cached: the decision is made on every
+// call from the record.
+type accessCache struct {
+	mu      sync.Mutex
+	gen     uint64
+	entries map[string]accessEntry
+}
+
+type accessEntry struct {
+	rec    *storedRequest
+	client *Client
+}
+
+// maxAccessCacheEntries bounds the cache; a full cache starts over.
+const maxAccessCacheEntries = 1 << 16
+
+func newAccessCache() *accessCache {
+	return &accessCache{entries: map[string]accessEntry{}}
+}
+
+// get returns the entry for an access-token signature and the generation a
+// fill after a miss must present.
+func (c *accessCache) get(sig string) (accessEntry, uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[sig]
+	return e, c.gen, ok
+}
+
+// put stores an entry read at generation gen, unless a write came since.
+func (c *accessCache) put(sig string, gen uint64, e accessEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if len(c.entries) >= maxAccessCacheEntries {
+		c.entries = map[string]accessEntry{}
+	}
+	c.entries[sig] = e
+}
+
+// invalidate empties the cache; called after every committed write.
+func (c *accessCache) invalidate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	if len(c.entries) > 0 {
+		c.entries = map[string]accessEntry{}
+	}
+}
