@@ -40,6 +40,12 @@ browser-test:
     cd host/ui/e2e && npm ci --no-audit --no-fund
     PBAC_BROWSER_TESTS=1 go test -count=1 -run TestDashboardInBrowser -v ./cmd/pbac/
 
+# The official MCP conformance suite, directly and through the gateway
+# (npm ci pins the suite and the Node 22 it needs under conformance/).
+conformance:
+    cd conformance && npm ci --no-audit --no-fund
+    PBAC_CONFORMANCE=1 go test -count=1 -run TestOfficialSuiteThroughGateway -v ./conformance/official/
+
 # Rego unit tests of the shipped policy.
 policy-test:
     go run ./cmd/pbac policy test
