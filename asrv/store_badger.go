@@ -97,11 +97,6 @@ const (
 	// badgerMaxConflictRetries bounds the retries of a transaction that lost a
 	// write conflict.
 	badgerMaxConflictRetries = 16
-	// maxStoreSignatureLen bounds signatures used as key parts. fosite's HMAC
-	// signatures are 43 characters; anything much longer is not ours.
-	maxStoreSignatureLen = 512
-	// maxStoreIDLen bounds client and request ids used as key parts.
-	maxStoreIDLen = 1024
 	// badgerSweepBatch is how many index entries one DeleteClient transaction
 	// removes, keeping transactions far below Badger's size limit.
 	badgerSweepBatch = 256
@@ -290,10 +285,6 @@ func badgerJTIKey(jti string) []byte {
 	h := sha256.Sum256([]byte(jti))
 	return []byte(badgerPrefixJTI + hex.EncodeToString(h[:]))
 }
-
-func validStoreSignature(sig string) bool { return sig != "" && len(sig) <= maxStoreSignatureLen }
-
-func validStoreID(id string) bool { return id != "" && len(id) <= maxStoreIDLen }
 
 // badgerExpiresAt converts t to Badger's ExpiresAt (unix seconds, 0 = never),
 // rounding up so an entry never disappears before t.
