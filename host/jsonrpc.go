@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // JSON-RPC error codes the gateway answers with.
@@ -52,33 +54,52 @@ type rpcMessage struct {
 	MetaProtocolVersion string
 }
 
-// parseMessage reads one JSON-RPC message from body.
+// parseMessage reads one JSON-RPC message from body, in one strict pass
+// (jsontext): exactly one object, no duplicate keys at any depth (compared
+// after unescaping), valid UTF-8, nesting at most maxDepth. The fields are
+// sub-slices of body, so what policy sees is what the backend gets.
 func parseMessage(body []byte, maxDepth int) (*rpcMessage, error) {
 	if !utf8.Valid(body) {
 		return nil, errBadUTF8
 	}
-	if err := checkStrict(body, maxDepth); err != nil {
+	if err := checkDepth(body, maxDepth); err != nil {
 		return nil, err
 	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil {
-		return nil, errNotObject
+	top, err := objectMembers(body)
+	if err != nil {
+		return nil, err
 	}
 	m := &rpcMessage{Raw: body}
-	if v, ok := top["jsonrpc"]; !ok || string(bytes.TrimSpace(v)) != `"2.0"` {
+	var (
+		version, method, params  []byte
+		hasResult, hasError, has bool
+	)
+	for _, mb := range top {
+		switch mb.key {
+		case "jsonrpc":
+			version = mb.raw
+		case "id":
+			m.ID = json.RawMessage(mb.raw)
+		case "method":
+			method, has = mb.raw, true
+		case "params":
+			params = mb.raw
+		case "result":
+			hasResult = true
+		case "error":
+			hasError = true
+		}
+	}
+	if string(version) != `"2.0"` {
 		return nil, errors.New(`jsonrpc must be "2.0"`)
 	}
-	if id, ok := top["id"]; ok {
-		m.ID = id
-	}
-	method, hasMethod := top["method"]
-	_, hasResult := top["result"]
-	_, hasError := top["error"]
 	switch {
-	case hasMethod:
-		if err := json.Unmarshal(method, &m.Method); err != nil || m.Method == "" {
+	case has:
+		s, ok := jsonString(method)
+		if !ok || s == "" {
 			return nil, errors.New("method must be a non-empty string")
 		}
+		m.Method = s
 	case hasResult || hasError:
 		if m.ID == nil {
 			return nil, errors.New("a response needs an id")
@@ -88,41 +109,55 @@ func parseMessage(body []byte, maxDepth int) (*rpcMessage, error) {
 	default:
 		return nil, errors.New("no method")
 	}
-	if p, ok := top["params"]; ok && string(bytes.TrimSpace(p)) != "null" {
-		if err := json.Unmarshal(p, &m.Params); err != nil {
-			return nil, errors.New("params must be an object")
-		}
+	if params == nil || string(params) == "null" {
+		return m, nil
+	}
+	if params[0] != '{' {
+		return nil, errors.New("params must be an object")
+	}
+	members, err := objectMembers(params)
+	if err != nil {
+		return nil, err
+	}
+	m.Params = make(map[string]json.RawMessage, len(members))
+	for _, mb := range members {
+		m.Params[mb.key] = json.RawMessage(mb.raw)
 	}
 	str := func(key string) (string, error) {
 		raw, ok := m.Params[key]
 		if !ok {
 			return "", nil
 		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		s, ok := jsonString(raw)
+		if !ok {
 			return "", fmt.Errorf("params.%s must be a string", key)
 		}
 		return s, nil
 	}
-	var err error
 	if m.Name, err = str("name"); err != nil {
 		return nil, err
 	}
 	if m.URI, err = str("uri"); err != nil {
 		return nil, err
 	}
-	if meta, ok := m.Params["_meta"]; ok {
-		var mm map[string]json.RawMessage
-		if json.Unmarshal(meta, &mm) == nil {
-			if v, ok := mm["io.modelcontextprotocol/protocolVersion"]; ok {
-				if err := json.Unmarshal(v, &m.MetaProtocolVersion); err != nil {
-					return nil, errors.New("_meta protocolVersion must be a string")
-				}
+	if meta, ok := m.Params["_meta"]; ok && len(meta) > 0 && meta[0] == '{' {
+		metas, err := objectMembers(meta)
+		if err != nil {
+			return nil, err
+		}
+		for _, mb := range metas {
+			if mb.key != "io.modelcontextprotocol/protocolVersion" {
+				continue
 			}
+			s, ok := jsonString(mb.raw)
+			if !ok {
+				return nil, errors.New("_meta protocolVersion must be a string")
+			}
+			m.MetaProtocolVersion = s
 		}
 	}
-	if a, ok := m.Params["arguments"]; ok && string(bytes.TrimSpace(a)) != "null" {
-		if t := bytes.TrimSpace(a); len(t) == 0 || t[0] != '{' {
+	if a, ok := m.Params["arguments"]; ok && string(a) != "null" {
+		if len(a) == 0 || a[0] != '{' {
 			return nil, errors.New("params.arguments must be an object")
 		}
 		m.Arguments = a
@@ -130,80 +165,97 @@ func parseMessage(body []byte, maxDepth int) (*rpcMessage, error) {
 	return m, nil
 }
 
-// checkStrict walks the document's tokens: one top-level object, no
-// duplicate keys in any object, nesting at most maxDepth.
-func checkStrict(body []byte, maxDepth int) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	type frame struct {
-		obj  bool
-		keys map[string]struct{}
-		// expectKey is true in an object when the next string is a key.
-		expectKey bool
+// member is one member of a JSON object: its unescaped key and its value's
+// exact bytes (a sub-slice of the document).
+type member struct {
+	key string
+	raw []byte
+}
+
+// objectMembers reads doc as exactly one JSON object, strictly (the whole
+// document is validated, duplicate keys refused at every depth), and
+// returns its members in order.
+func objectMembers(doc []byte) ([]member, error) {
+	dec := jsontext.NewDecoder(bytes.NewReader(doc))
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return nil, malformed(err)
 	}
-	var stack []*frame
-	first := true
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			break
-		}
+	if tok.Kind() != '{' {
+		return nil, errNotObject
+	}
+	var out []member
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadToken()
 		if err != nil {
-			return fmt.Errorf("malformed JSON: %w", err)
+			return nil, malformed(err)
 		}
-		if first {
-			if d, ok := tok.(json.Delim); !ok || d != '{' {
-				return errNotObject
-			}
-			first = false
+		key := name.String() // a token is valid only until the next read
+		start := dec.InputOffset()
+		if err := dec.SkipValue(); err != nil {
+			return nil, malformed(err)
 		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{', '[':
-				if top != nil && top.obj {
-					top.expectKey = true
-				}
-				if len(stack) >= maxDepth {
-					return errTooDeep
-				}
-				stack = append(stack, &frame{obj: t == '{', keys: map[string]struct{}{}, expectKey: t == '{'})
-			case '}', ']':
-				stack = stack[:len(stack)-1]
-				if len(stack) == 0 {
-					if dec.More() {
-						return errNotObject
-					}
-					if _, err := dec.Token(); err != io.EOF {
-						return errNotObject
-					}
-					return nil
-				}
-			}
-		case string:
-			if top != nil && top.obj && top.expectKey {
-				if _, dup := top.keys[t]; dup {
-					return fmt.Errorf("%w %q", errDuplicateKey, t)
-				}
-				top.keys[t] = struct{}{}
-				top.expectKey = false
-				continue
-			}
-			if top != nil && top.obj {
-				top.expectKey = true
-			}
-		default:
-			if top != nil && top.obj {
-				top.expectKey = true
-			}
-		}
+		raw := bytes.TrimLeft(doc[start:dec.InputOffset()], " \t\r\n:")
+		out = append(out, member{key: key, raw: raw})
 	}
-	if len(stack) != 0 || first {
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, malformed(err)
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return nil, errNotObject
+	}
+	return out, nil
+}
+
+func malformed(err error) error {
+	switch {
+	case errors.Is(err, jsontext.ErrDuplicateName):
+		return fmt.Errorf("%w: %v", errDuplicateKey, err)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return errors.New("malformed JSON: unexpected end")
+	}
+	return fmt.Errorf("malformed JSON: %w", err)
+}
+
+// jsonString decodes a JSON string value; false when raw is not one.
+func jsonString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// checkDepth refuses a document nested deeper than maxDepth, before any
+// parser walks it.
+func checkDepth(doc []byte, maxDepth int) error {
+	depth, inString, escaped := 0, false, false
+	for _, c := range doc {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			if depth++; depth > maxDepth {
+				return errTooDeep
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
 	}
 	return nil
 }
