@@ -59,12 +59,14 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 	if form.Get("subject_token_type") != TokenTypeAccess {
 		return fosite.ErrInvalidRequest.WithHint("subject_token_type must be " + TokenTypeAccess + ".")
 	}
+	// RFC 8693 §2.2.2: a subject or actor token that is invalid for any
+	// reason, or unacceptable by policy, is invalid_request.
 	subject, err := s.activeAccessToken(ctx, form.Get("subject_token"))
 	if err != nil {
-		return fosite.ErrInvalidGrant.WithHint("The subject token is not active.")
+		return fosite.ErrInvalidRequest.WithHint("The subject token is not active.")
 	}
 	if subject.GetClient().GetID() != actor.ID {
-		return fosite.ErrInvalidGrant.WithHint("The subject token was not issued to the authenticated client.")
+		return fosite.ErrInvalidRequest.WithHint("The subject token was not issued to the authenticated client.")
 	}
 	if at := form.Get("actor_token"); at != "" {
 		if form.Get("actor_token_type") != TokenTypeAccess {
@@ -72,7 +74,7 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 		}
 		a, err := s.activeAccessToken(ctx, at)
 		if err != nil || a.GetClient().GetID() != actor.ID {
-			return fosite.ErrInvalidGrant.WithHint("The actor token is not an active token of the authenticated client.")
+			return fosite.ErrInvalidRequest.WithHint("The actor token is not an active token of the authenticated client.")
 		}
 	}
 	audiences := form["audience"]

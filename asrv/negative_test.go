@@ -228,8 +228,9 @@ func TestTokenEndpointRejects(t *testing.T) {
 	}{
 		{"exchange scope escalation", clientID, url.Values{"scope": {"jira:write"}}, "invalid_scope"},
 		{"exchange to an unregistered audience", clientID, url.Values{"audience": {"no-such-agent"}}, "invalid_target"},
-		{"exchange of another client's token", otherID, nil, "invalid_grant"},
-		{"forged actor token", clientID, url.Values{"actor_token": {"ory_at_forged.signature"}, "actor_token_type": {asrv.TokenTypeAccess}}, "invalid_grant"},
+		{"exchange of another client's token", otherID, nil, "invalid_request"}, // RFC 8693 §2.2.2
+		{"forged actor token", clientID, url.Values{"actor_token": {"ory_at_forged.signature"}, "actor_token_type": {asrv.TokenTypeAccess}}, "invalid_request"},
+		{"forged subject token", clientID, url.Values{"subject_token": {"ory_at_forged.signature"}}, "invalid_request"},
 		{"exchange without subject token type", clientID, url.Values{"subject_token_type": {""}}, "invalid_request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
