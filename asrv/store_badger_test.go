@@ -46,15 +46,6 @@ func bgOpenDisk(t *testing.T, dir string, opts ...asrv.BadgerOption) *asrv.Badge
 	return s
 }
 
-func TestBadgerContract(t *testing.T) {
-	t.Run("memory", func(t *testing.T) {
-		storetest.Run(t, func(t *testing.T) asrv.Store { return bgOpenMem(t) })
-	})
-	t.Run("disk", func(t *testing.T) {
-		storetest.Run(t, func(t *testing.T) asrv.Store { return bgOpenDisk(t, t.TempDir()) })
-	})
-}
-
 func bgClient(id string) *asrv.Client {
 	return &asrv.Client{
 		ID:                      id,

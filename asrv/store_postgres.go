@@ -1,0 +1,797 @@
+package asrv
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/ory/fosite"
+)
+
+// PostgresStore is the networked Store: several authorization servers (or
+// gateway replicas running one in process) share it. Tables (see
+// migrations/):
+//
+//	asrv_clients  id, doc                      the Client as JSON (secrets as hashes)
+//	asrv_tokens   kind, sig, request_id, client_id, inactive, expires_at, request
+//	asrv_jtis     sha256(jti), expires_at
+//
+// Tokens are keyed by signature, never by raw value; request is the same
+// storedRequest encoding the Badger store keeps (no secrets, no raw tokens).
+// A token row references its client with ON DELETE CASCADE, so deleting a
+// client deletes its tokens in the same transaction.
+//
+// Every operation that must have one winner is one conditional statement,
+// so it is atomic across replicas without application locks:
+//
+//   - ConsumeAccessToken is DELETE … RETURNING: a concurrent DELETE of the
+//     same row waits for the first and then finds nothing.
+//   - InvalidateAuthorizeCodeSession and RotateRefreshToken are UPDATE … SET
+//     inactive = true WHERE NOT inactive: a concurrent UPDATE waits on the
+//     row lock, re-evaluates the condition on the committed row and matches
+//     nothing. Rotation deletes the grant's access tokens in the same
+//     transaction.
+//   - SetClientAssertionJWT is INSERT … ON CONFLICT DO UPDATE … WHERE the
+//     recorded one has expired.
+//
+// Expiry is judged by the store's clock (WithPostgresClock), passed to
+// every statement, so replicas agree as far as their clocks do; expired rows
+// are invisible at once and deleted by a periodic sweep.
+//
+// There is deliberately no read cache (unlike BadgerStore's accessCache):
+// that cache is coherent only because one process owns the Badger files and
+// sees every write. Here other replicas write too, and a revocation or a
+// consumption on one must be seen by all on their very next call, so every
+// read goes to the database.
+//
+// Requests read back are *fosite.Request values whose Client is the
+// *asrv.Client stored now and whose Session is freshly decoded; the session
+// argument of the Get* methods is ignored, as in BadgerStore.
+type PostgresStore struct {
+	pool *pgxpool.Pool
+	cfg  postgresConfig
+	desc string
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	stopSweep context.CancelFunc
+	sweepDone sync.WaitGroup
+}
+
+var _ Store = (*PostgresStore)(nil)
+
+type postgresConfig struct {
+	logger        *slog.Logger
+	clock         func() time.Time
+	sweepInterval time.Duration
+}
+
+// PostgresOption configures OpenPostgres.
+type PostgresOption func(*postgresConfig)
+
+// WithPostgresLogger routes the store's logs to l.
+func WithPostgresLogger(l *slog.Logger) PostgresOption {
+	return func(c *postgresConfig) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}
+
+// WithPostgresClock sets the clock expiry is judged by (default time.Now).
+func WithPostgresClock(now func() time.Time) PostgresOption {
+	return func(c *postgresConfig) {
+		if now != nil {
+			c.clock = now
+		}
+	}
+}
+
+// WithPostgresSweepInterval sets how often expired rows are deleted
+// (default 5 minutes; <= 0 disables the sweep). Replicas sweeping at once
+// share the work (SKIP LOCKED).
+func WithPostgresSweepInterval(d time.Duration) PostgresOption {
+	return func(c *postgresConfig) { c.sweepInterval = d }
+}
+
+const (
+	postgresDefaultSweepInterval = 5 * time.Minute
+	// postgresSweepBatch is how many rows one sweep statement deletes.
+	postgresSweepBatch = 1000
+)
+
+var errPostgresClosed = errors.New("asrv: postgres store is closed")
+
+// OpenPostgres connects to the database named by dsn (a postgres:// URL or
+// key=value string as libpq takes it; pool settings such as pool_max_conns
+// included), brings its schema to the current version and starts the
+// expiry sweep. Errors never contain the password.
+func OpenPostgres(ctx context.Context, dsn string, opts ...PostgresOption) (*PostgresStore, error) {
+	cfg := postgresConfig{
+		logger:        slog.Default(),
+		clock:         time.Now,
+		sweepInterval: postgresDefaultSweepInterval,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	pcfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgconn's parse errors redact the password.
+		return nil, fmt.Errorf("asrv: open postgres store: %w", err)
+	}
+	desc := describePostgres(&pcfg.ConnConfig.Config)
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("asrv: open postgres store %s: %w", desc, err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("asrv: open postgres store %s: %w", desc, err)
+	}
+	applied, err := migratePostgres(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("asrv: open postgres store %s: %w", desc, err)
+	}
+	if len(applied) > 0 {
+		cfg.logger.Info("postgres store schema migrated", "store", desc, "versions", applied)
+	}
+	sweepCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s := &PostgresStore{pool: pool, cfg: cfg, desc: desc, stopSweep: stop}
+	if cfg.sweepInterval > 0 {
+		s.sweepDone.Add(1)
+		go s.sweepLoop(sweepCtx)
+	}
+	return s, nil
+}
+
+// describePostgres names a database for logs and errors: user, address and
+// database, never the password.
+func describePostgres(c *pgconn.Config) string {
+	return fmt.Sprintf("postgres://%s@%s/%s", c.User, net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))), c.Database)
+}
+
+// String names the database (without the password).
+func (s *PostgresStore) String() string { return s.desc }
+
+// Close stops the sweep and closes the connection pool. It is idempotent.
+func (s *PostgresStore) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.stopSweep()
+		s.sweepDone.Wait()
+		s.pool.Close()
+	})
+	return nil
+}
+
+func (s *PostgresStore) usable(ctx context.Context) error {
+	if s.closed.Load() {
+		return errPostgresClosed
+	}
+	return ctx.Err()
+}
+
+func (s *PostgresStore) now() time.Time { return s.cfg.clock() }
+
+// sweepLoop sweeps every interval until ctx (cancelled by Close) ends.
+func (s *PostgresStore) sweepLoop(ctx context.Context) {
+	defer s.sweepDone.Done()
+	t := time.NewTicker(s.cfg.sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := s.SweepExpired(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				s.cfg.logger.Warn("postgres store: sweeping expired rows failed", "store", s.desc, "err", err)
+			case n > 0:
+				s.cfg.logger.Debug("postgres store: swept expired rows", "store", s.desc, "rows", n)
+			}
+		}
+	}
+}
+
+// SweepExpired deletes the codes, tokens and JTIs that have expired by the
+// store's clock, in batches, and returns how many rows it deleted. Expired
+// rows are already invisible; this only reclaims the space. It runs
+// periodically on its own (WithPostgresSweepInterval).
+func (s *PostgresStore) SweepExpired(ctx context.Context) (int64, error) {
+	var total int64
+	for _, q := range []string{
+		`DELETE FROM asrv_tokens WHERE (kind, sig) IN (
+			SELECT kind, sig FROM asrv_tokens WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+		`DELETE FROM asrv_jtis WHERE hash IN (
+			SELECT hash FROM asrv_jtis WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+	} {
+		for {
+			if err := s.usable(ctx); err != nil {
+				return total, fmt.Errorf("asrv: sweep expired rows: %w", err)
+			}
+			tag, err := s.pool.Exec(ctx, q, s.now(), postgresSweepBatch)
+			if err != nil {
+				return total, fmt.Errorf("asrv: sweep expired rows: %w", err)
+			}
+			total += tag.RowsAffected()
+			if tag.RowsAffected() < postgresSweepBatch {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// --- token kinds ------------------------------------------------------------
+
+// postgresKind is the value of asrv_tokens.kind.
+type postgresKind string
+
+const (
+	postgresKindCode    postgresKind = "code"
+	postgresKindPKCE    postgresKind = "pkce"
+	postgresKindAccess  postgresKind = "at"
+	postgresKindRefresh postgresKind = "rt"
+)
+
+// typ is the session expiry that bounds the kind.
+func (k postgresKind) typ() fosite.TokenType {
+	switch k {
+	case postgresKindAccess:
+		return fosite.AccessToken
+	case postgresKindRefresh:
+		return fosite.RefreshToken
+	default:
+		return fosite.AuthorizeCode
+	}
+}
+
+func (k postgresKind) name() string {
+	switch k {
+	case postgresKindCode:
+		return "authorization code"
+	case postgresKindPKCE:
+		return "PKCE request"
+	case postgresKindAccess:
+		return "access token"
+	default:
+		return "refresh token"
+	}
+}
+
+// postgresExpiry is the expires_at column for t: NULL for no expiry.
+// PostgreSQL keeps microseconds and pgx truncates, as it does the clock
+// passed to each statement, so a row the database reads as live is live
+// by the exact clock too (it may read as expired up to 1 µs early).
+func postgresExpiry(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// --- clients ----------------------------------------------------------------
+
+// CreateClient registers c; ErrClientExists if the id is taken.
+func (s *PostgresStore) CreateClient(ctx context.Context, c *Client) error {
+	if c == nil || !validStoreID(c.ID) {
+		return fmt.Errorf("asrv: create client: invalid client id")
+	}
+	doc, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("asrv: create client %q: encode: %w", c.ID, err)
+	}
+	if err := s.usable(ctx); err != nil {
+		return fmt.Errorf("asrv: create client %q: %w", c.ID, err)
+	}
+	tag, err := s.pool.Exec(ctx, `INSERT INTO asrv_clients (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, c.ID, doc)
+	if err != nil {
+		return fmt.Errorf("asrv: create client %q: %w", c.ID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("asrv: create client %q: %w", c.ID, ErrClientExists)
+	}
+	return nil
+}
+
+// Client returns the registered client, or fosite.ErrNotFound.
+func (s *PostgresStore) Client(ctx context.Context, id string) (*Client, error) {
+	c, err := s.loadClient(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("asrv: get client %q: %w", id, err)
+	}
+	return c, nil
+}
+
+func (s *PostgresStore) loadClient(ctx context.Context, id string) (*Client, error) {
+	if !validStoreID(id) {
+		return nil, fosite.ErrNotFound
+	}
+	if err := s.usable(ctx); err != nil {
+		return nil, err
+	}
+	var doc []byte
+	err := s.pool.QueryRow(ctx, `SELECT doc FROM asrv_clients WHERE id = $1`, id).Scan(&doc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fosite.ErrNotFound
+	} else if err != nil {
+		return nil, err
+	}
+	return decodePostgresClient(id, doc)
+}
+
+func decodePostgresClient(id string, doc []byte) (*Client, error) {
+	c := new(Client)
+	if err := json.Unmarshal(doc, c); err != nil {
+		return nil, fmt.Errorf("decode client: %w", err)
+	}
+	if c.ID != id {
+		return nil, fmt.Errorf("decode client: stored id %q does not match row %q", c.ID, id)
+	}
+	return c, nil
+}
+
+// GetClient implements fosite.ClientManager.
+func (s *PostgresStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	c, err := s.Client(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Clients lists the registered clients, ordered by id (byte order).
+func (s *PostgresStore) Clients(ctx context.Context) ([]*Client, error) {
+	if err := s.usable(ctx); err != nil {
+		return nil, fmt.Errorf("asrv: list clients: %w", err)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, doc FROM asrv_clients ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("asrv: list clients: %w", err)
+	}
+	var out []*Client
+	for rows.Next() {
+		var (
+			id  string
+			doc []byte
+		)
+		if err := rows.Scan(&id, &doc); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("asrv: list clients: %w", err)
+		}
+		c, err := decodePostgresClient(id, doc)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("asrv: list clients: client %q: %w", id, err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("asrv: list clients: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteClient removes a client and, by the foreign key's cascade in the
+// same statement, every code and token issued to it. fosite.ErrNotFound
+// when no such client was registered.
+func (s *PostgresStore) DeleteClient(ctx context.Context, id string) error {
+	if !validStoreID(id) {
+		return fmt.Errorf("asrv: delete client: %w", fosite.ErrNotFound)
+	}
+	if err := s.usable(ctx); err != nil {
+		return fmt.Errorf("asrv: delete client %q: %w", id, err)
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM asrv_clients WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("asrv: delete client %q: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("asrv: delete client %q: %w", id, fosite.ErrNotFound)
+	}
+	return nil
+}
+
+// --- client assertion JTIs ------------------------------------------------
+
+func postgresJTIHash(jti string) []byte {
+	h := sha256.Sum256([]byte(jti))
+	return h[:]
+}
+
+// ClientAssertionJWTValid returns fosite.ErrJTIKnown when jti was recorded
+// and has not yet expired, nil otherwise.
+func (s *PostgresStore) ClientAssertionJWTValid(ctx context.Context, jti string) error {
+	known, err := s.jtiKnown(ctx, jti)
+	if err != nil {
+		return fmt.Errorf("asrv: check client assertion jti: %w", err)
+	}
+	if known {
+		return fmt.Errorf("asrv: check client assertion jti: %w", fosite.ErrJTIKnown)
+	}
+	return nil
+}
+
+func (s *PostgresStore) jtiKnown(ctx context.Context, jti string) (bool, error) {
+	if err := s.usable(ctx); err != nil {
+		return false, err
+	}
+	var one int
+	err := s.pool.QueryRow(ctx, `SELECT 1 FROM asrv_jtis WHERE hash = $1 AND expires_at > $2`, postgresJTIHash(jti), s.now()).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// SetClientAssertionJWT records jti until exp; fosite.ErrJTIKnown if it is
+// already recorded and live. Of concurrent recordings of one jti exactly one
+// succeeds. An exp already in the past records nothing.
+func (s *PostgresStore) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
+	now := s.now()
+	if !exp.After(now) {
+		known, err := s.jtiKnown(ctx, jti)
+		if err != nil {
+			return fmt.Errorf("asrv: record client assertion jti: %w", err)
+		}
+		if known {
+			return fmt.Errorf("asrv: record client assertion jti: %w", fosite.ErrJTIKnown)
+		}
+		return nil
+	}
+	if err := s.usable(ctx); err != nil {
+		return fmt.Errorf("asrv: record client assertion jti: %w", err)
+	}
+	tag, err := s.pool.Exec(ctx, `INSERT INTO asrv_jtis AS j (hash, expires_at) VALUES ($1, $2)
+		ON CONFLICT (hash) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE j.expires_at <= $3`,
+		postgresJTIHash(jti), exp, now)
+	if err != nil {
+		return fmt.Errorf("asrv: record client assertion jti: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("asrv: record client assertion jti: %w", fosite.ErrJTIKnown)
+	}
+	return nil
+}
+
+// --- tokens -----------------------------------------------------------------
+
+// CreateAuthorizeCodeSession stores the request of an authorization code.
+func (s *PostgresStore) CreateAuthorizeCodeSession(ctx context.Context, sig string, req fosite.Requester) error {
+	return s.createToken(ctx, postgresKindCode, sig, "", req)
+}
+
+// GetAuthorizeCodeSession returns the request of an authorization code. For
+// an invalidated code it returns the request AND
+// fosite.ErrInvalidatedAuthorizeCode, so fosite revokes the grant's tokens.
+func (s *PostgresStore) GetAuthorizeCodeSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+	req, inactive, err := s.getToken(ctx, postgresKindCode, sig)
+	if err != nil {
+		return nil, err
+	}
+	if inactive {
+		return req, fmt.Errorf("asrv: get authorization code: %w", fosite.ErrInvalidatedAuthorizeCode)
+	}
+	return req, nil
+}
+
+// InvalidateAuthorizeCodeSession marks a code used, keeping it until it
+// expires so reuse is detected. Of concurrent redemptions of one code, on
+// any number of replicas, exactly one succeeds; the others get
+// fosite.ErrInvalidatedAuthorizeCode.
+func (s *PostgresStore) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
+	if err := s.deactivate(ctx, postgresKindCode, sig, fosite.ErrInvalidatedAuthorizeCode, ""); err != nil {
+		return fmt.Errorf("asrv: invalidate authorization code: %w", err)
+	}
+	return nil
+}
+
+// CreatePKCERequestSession stores the PKCE request of an authorization code.
+func (s *PostgresStore) CreatePKCERequestSession(ctx context.Context, sig string, req fosite.Requester) error {
+	return s.createToken(ctx, postgresKindPKCE, sig, "", req)
+}
+
+// GetPKCERequestSession returns the PKCE request of an authorization code.
+func (s *PostgresStore) GetPKCERequestSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+	req, _, err := s.getToken(ctx, postgresKindPKCE, sig)
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// DeletePKCERequestSession deletes a PKCE request (nil if absent).
+func (s *PostgresStore) DeletePKCERequestSession(ctx context.Context, sig string) error {
+	return s.deleteToken(ctx, postgresKindPKCE, sig)
+}
+
+// CreateAccessTokenSession stores the request of an access token.
+func (s *PostgresStore) CreateAccessTokenSession(ctx context.Context, sig string, req fosite.Requester) error {
+	return s.createToken(ctx, postgresKindAccess, sig, "", req)
+}
+
+// GetAccessTokenSession returns the request of an access token, or
+// fosite.ErrNotFound (absent, expired, or its client deleted).
+func (s *PostgresStore) GetAccessTokenSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+	req, _, err := s.getToken(ctx, postgresKindAccess, sig)
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// DeleteAccessTokenSession deletes an access token (nil if absent).
+func (s *PostgresStore) DeleteAccessTokenSession(ctx context.Context, sig string) error {
+	return s.deleteToken(ctx, postgresKindAccess, sig)
+}
+
+// ConsumeAccessToken deletes the access token and returns its request in one
+// statement (DELETE … RETURNING). Of concurrent callers on any number of
+// replicas exactly one gets the row; the others wait for its deletion to
+// commit and get fosite.ErrNotFound, as does any later caller.
+func (s *PostgresStore) ConsumeAccessToken(ctx context.Context, sig string) (fosite.Requester, error) {
+	if !validStoreSignature(sig) {
+		return nil, fmt.Errorf("asrv: consume access token: %w", fosite.ErrNotFound)
+	}
+	if err := s.usable(ctx); err != nil {
+		return nil, fmt.Errorf("asrv: consume access token: %w", err)
+	}
+	now := s.now()
+	var (
+		clientID   string
+		raw, cdoc  []byte
+		consumeErr error
+	)
+	err := s.pool.QueryRow(ctx, `DELETE FROM asrv_tokens t USING asrv_clients c
+		WHERE t.kind = $1 AND t.sig = $2 AND c.id = t.client_id AND (t.expires_at IS NULL OR t.expires_at > $3)
+		RETURNING t.client_id, t.request, c.doc`, postgresKindAccess, sig, now).Scan(&clientID, &raw, &cdoc)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		consumeErr = fosite.ErrNotFound
+	case err != nil:
+		consumeErr = err
+	}
+	if consumeErr != nil {
+		return nil, fmt.Errorf("asrv: consume access token: %w", consumeErr)
+	}
+	// The row is gone whatever follows: a record that does not decode, or
+	// that has expired by the exact clock, could not have been served anyway.
+	req, err := s.toRequest(postgresKindAccess, clientID, raw, cdoc, false, now)
+	if err != nil {
+		return nil, fmt.Errorf("asrv: consume access token: %w", err)
+	}
+	return req, nil
+}
+
+// CreateRefreshTokenSession stores the request of a refresh token together
+// with the signature of the access token issued with it.
+func (s *PostgresStore) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, req fosite.Requester) error {
+	return s.createToken(ctx, postgresKindRefresh, sig, accessSig, req)
+}
+
+// GetRefreshTokenSession returns the request of a refresh token. For a
+// rotated or revoked (inactive) one it returns the request AND
+// fosite.ErrInactiveToken, which fosite treats as reuse and answers by
+// revoking the whole grant.
+func (s *PostgresStore) GetRefreshTokenSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+	req, inactive, err := s.getToken(ctx, postgresKindRefresh, sig)
+	if err != nil {
+		return nil, err
+	}
+	if inactive {
+		return req, fmt.Errorf("asrv: get refresh token: %w", fosite.ErrInactiveToken)
+	}
+	return req, nil
+}
+
+// DeleteRefreshTokenSession deletes a refresh token (nil if absent).
+func (s *PostgresStore) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
+	return s.deleteToken(ctx, postgresKindRefresh, sig)
+}
+
+// RotateRefreshToken marks the refresh token inactive (kept for reuse
+// detection) and deletes the access tokens of requestID, in one
+// transaction. fosite.ErrNotFound for an unknown or expired token,
+// fosite.ErrInactiveToken for one already rotated: of concurrent refreshes
+// with one token, on any number of replicas, exactly one succeeds.
+func (s *PostgresStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
+	if err := s.deactivate(ctx, postgresKindRefresh, sig, fosite.ErrInactiveToken, requestID); err != nil {
+		return fmt.Errorf("asrv: rotate refresh token: %w", err)
+	}
+	return nil
+}
+
+// RevokeRefreshToken marks every refresh token of requestID inactive. It
+// returns nil when there are none.
+func (s *PostgresStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	if !validStoreID(requestID) {
+		return nil
+	}
+	if err := s.usable(ctx); err != nil {
+		return fmt.Errorf("asrv: revoke refresh tokens of request: %w", err)
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE asrv_tokens SET inactive = true WHERE request_id = $1 AND kind = $2 AND NOT inactive`,
+		requestID, postgresKindRefresh); err != nil {
+		return fmt.Errorf("asrv: revoke refresh tokens of request: %w", err)
+	}
+	return nil
+}
+
+// RevokeAccessToken deletes every access token of requestID. It returns nil
+// when there are none.
+func (s *PostgresStore) RevokeAccessToken(ctx context.Context, requestID string) error {
+	if !validStoreID(requestID) {
+		return nil
+	}
+	if err := s.usable(ctx); err != nil {
+		return fmt.Errorf("asrv: revoke access tokens of request: %w", err)
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM asrv_tokens WHERE request_id = $1 AND kind = $2`,
+		requestID, postgresKindAccess); err != nil {
+		return fmt.Errorf("asrv: revoke access tokens of request: %w", err)
+	}
+	return nil
+}
+
+// deactivate sets inactive on a live, active code or refresh token, and,
+// when familyID is set, deletes that request's access tokens in the same
+// transaction. The UPDATE's condition makes it the single winner among
+// concurrent callers; a caller that matched nothing learns why: the row is
+// inactive (inactiveErr) or absent or expired (fosite.ErrNotFound).
+func (s *PostgresStore) deactivate(ctx context.Context, kind postgresKind, sig string, inactiveErr error, familyID string) error {
+	if !validStoreSignature(sig) {
+		return fosite.ErrNotFound
+	}
+	if err := s.usable(ctx); err != nil {
+		return err
+	}
+	now := s.now()
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE asrv_tokens SET inactive = true
+			WHERE kind = $1 AND sig = $2 AND NOT inactive AND (expires_at IS NULL OR expires_at > $3)`, kind, sig, now)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			var inactive bool
+			err := tx.QueryRow(ctx, `SELECT inactive FROM asrv_tokens
+				WHERE kind = $1 AND sig = $2 AND (expires_at IS NULL OR expires_at > $3)`, kind, sig, now).Scan(&inactive)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				return fosite.ErrNotFound
+			case err != nil:
+				return err
+			case inactive:
+				return inactiveErr
+			default: // cannot happen: the UPDATE would have matched
+				return fosite.ErrSerializationFailure
+			}
+		}
+		if familyID != "" && validStoreID(familyID) {
+			if _, err := tx.Exec(ctx, `DELETE FROM asrv_tokens WHERE request_id = $1 AND kind = $2`, familyID, postgresKindAccess); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *PostgresStore) createToken(ctx context.Context, kind postgresKind, sig, accessSig string, req fosite.Requester) error {
+	if !validStoreSignature(sig) {
+		return fmt.Errorf("asrv: create %s: invalid signature", kind.name())
+	}
+	rec, err := newStoredRequest(req)
+	if err != nil {
+		return fmt.Errorf("asrv: create %s: %w", kind.name(), err)
+	}
+	rec.AccessSignature = accessSig
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("asrv: create %s: encode: %w", kind.name(), err)
+	}
+	if err := s.usable(ctx); err != nil {
+		return fmt.Errorf("asrv: create %s: %w", kind.name(), err)
+	}
+	// The foreign key refuses a token of an unknown client, and a
+	// concurrent DeleteClient either waits for this insert and then deletes
+	// the token with its client, or commits first and the insert fails.
+	_, err = s.pool.Exec(ctx, `INSERT INTO asrv_tokens (kind, sig, request_id, client_id, expires_at, request)
+		VALUES ($1, $2, $3, $4, $5, $6)`,
+		kind, sig, rec.ID, rec.ClientID, postgresExpiry(rec.Session.GetExpiresAt(kind.typ())), val)
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			switch pgErr.Code {
+			case "23503": // foreign_key_violation
+				err = fmt.Errorf("client %q: %w", rec.ClientID, fosite.ErrNotFound)
+			case "23505": // unique_violation
+				err = errors.New("a token with this signature is already stored")
+			}
+		}
+		return fmt.Errorf("asrv: create %s: %w", kind.name(), err)
+	}
+	return nil
+}
+
+// getToken reads a live code or token with its client in one query and
+// reports whether it is inactive.
+func (s *PostgresStore) getToken(ctx context.Context, kind postgresKind, sig string) (*fosite.Request, bool, error) {
+	if !validStoreSignature(sig) {
+		return nil, false, fmt.Errorf("asrv: get %s: %w", kind.name(), fosite.ErrNotFound)
+	}
+	if err := s.usable(ctx); err != nil {
+		return nil, false, fmt.Errorf("asrv: get %s: %w", kind.name(), err)
+	}
+	now := s.now()
+	var (
+		clientID  string
+		raw, cdoc []byte
+		inactive  bool
+	)
+	err := s.pool.QueryRow(ctx, `SELECT t.client_id, t.request, t.inactive, c.doc
+		FROM asrv_tokens t JOIN asrv_clients c ON c.id = t.client_id
+		WHERE t.kind = $1 AND t.sig = $2 AND (t.expires_at IS NULL OR t.expires_at > $3)`,
+		kind, sig, now).Scan(&clientID, &raw, &inactive, &cdoc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = fosite.ErrNotFound
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("asrv: get %s: %w", kind.name(), err)
+	}
+	req, err := s.toRequest(kind, clientID, raw, cdoc, inactive, now)
+	if err != nil {
+		return nil, false, fmt.Errorf("asrv: get %s: %w", kind.name(), err)
+	}
+	return req, inactive, nil
+}
+
+// toRequest decodes a row. The bytes are untrusted: a record that does not
+// decode, names another client than its row, or has expired by the exact
+// clock reads as fosite.ErrNotFound.
+func (s *PostgresStore) toRequest(kind postgresKind, clientID string, raw, cdoc []byte, inactive bool, now time.Time) (*fosite.Request, error) {
+	rec, err := decodeStoredRequest(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", fosite.ErrNotFound, err)
+	}
+	if rec.ClientID != clientID {
+		return nil, fmt.Errorf("%w: record names client %q, row %q", fosite.ErrNotFound, rec.ClientID, clientID)
+	}
+	if exp := rec.Session.GetExpiresAt(kind.typ()); !exp.IsZero() && !now.Before(exp) {
+		return nil, fosite.ErrNotFound
+	}
+	client, err := decodePostgresClient(clientID, cdoc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", fosite.ErrNotFound, err)
+	}
+	rec.Inactive = inactive
+	return rec.toRequest(client), nil
+}
+
+func (s *PostgresStore) deleteToken(ctx context.Context, kind postgresKind, sig string) error {
+	if !validStoreSignature(sig) {
+		return nil
+	}
+	if err := s.usable(ctx); err != nil {
+		return fmt.Errorf("asrv: delete %s: %w", kind.name(), err)
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM asrv_tokens WHERE kind = $1 AND sig = $2`, kind, sig); err != nil {
+		return fmt.Errorf("asrv: delete %s: %w", kind.name(), err)
+	}
+	return nil
+}

@@ -1,0 +1,483 @@
+package asrv_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/storetest"
+)
+
+// The PostgreSQL half of the store tests runs when PBAC_TEST_POSTGRES names
+// a database the tests may create schemas in. Each test gets a schema of its
+// own (dropped when it ends), reached through search_path, so runs and tests
+// never see each other's rows.
+const pgTestEnv = "PBAC_TEST_POSTGRES"
+
+const pgSkipHint = "set " + pgTestEnv + "=postgres://… to run against PostgreSQL; start one with:\n" +
+	"  . .ci/postgres.sh   # as root: initdb into /tmp as the postgres user, 127.0.0.1 only, exports " + pgTestEnv + "\n" +
+	"or by hand:\n" +
+	"  mkdir /tmp/pg && chown postgres /tmp/pg\n" +
+	"  runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb -D /tmp/pg/data --auth=trust -U postgres\n" +
+	"  runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D /tmp/pg/data -l /tmp/pg/log -w start -o '-c listen_addresses=127.0.0.1 -p 5432 -k /tmp/pg'\n" +
+	"  psql -h 127.0.0.1 -U postgres -c 'CREATE ROLE pbac LOGIN' -c 'CREATE DATABASE pbac_test OWNER pbac'\n" +
+	"  export " + pgTestEnv + "='postgres://pbac@127.0.0.1:5432/pbac_test?sslmode=disable'"
+
+// pgTestDSN returns the test database's DSN, or skips t.
+func pgTestDSN(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv(pgTestEnv)
+	if dsn == "" {
+		t.Skip(pgSkipHint)
+	}
+	return dsn
+}
+
+// pgFreshSchema creates an empty schema, dropped when t ends, and returns
+// the DSN that works in it.
+func pgFreshSchema(t testing.TB) string {
+	t.Helper()
+	dsn := pgTestDSN(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", pgTestEnv, err)
+	}
+	defer conn.Close(ctx)
+	schema := "pbac_test_" + strings.ToLower(rand.Text())
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Errorf("connect to drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return pgWithParam(t, dsn, "search_path", schema)
+}
+
+// pgWithParam adds a connection parameter to a postgres:// DSN.
+func pgWithParam(t testing.TB, dsn, key, val string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		t.Fatalf("%s must be a postgres:// URL", pgTestEnv)
+	}
+	q := u.Query()
+	q.Set(key, val)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func pgOpen(t testing.TB, dsn string, opts ...asrv.PostgresOption) *asrv.PostgresStore {
+	t.Helper()
+	s, err := asrv.OpenPostgres(context.Background(), dsn, append([]asrv.PostgresOption{asrv.WithPostgresLogger(bgQuietLogger())}, opts...)...)
+	if err != nil {
+		t.Fatalf("OpenPostgres: %v", err)
+	}
+	return s
+}
+
+// pgReplicas opens n stores on one schema, each with its own connection
+// pool: n replicas of the authorization server. They start together, so
+// they also race to migrate.
+func pgReplicas(t *testing.T, dsn string, n int) []*asrv.PostgresStore {
+	t.Helper()
+	stores := make([]*asrv.PostgresStore, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			stores[i], errs[i] = asrv.OpenPostgres(context.Background(), pgWithParam(t, dsn, "pool_max_conns", "4"),
+				asrv.WithPostgresLogger(bgQuietLogger()))
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("replica %d: OpenPostgres: %v", i, err)
+		}
+		t.Cleanup(func() { _ = stores[i].Close() })
+	}
+	return stores
+}
+
+// TestPostgresReplicasRace: replicas, each with its own connection pool,
+// race to consume one single-use access token, to rotate one refresh token
+// and to redeem one authorization code. Exactly one wins each race, and
+// every loser gets the error fosite expects.
+func TestPostgresReplicasRace(t *testing.T) {
+	dsn := pgFreshSchema(t)
+	const replicas, perReplica = 8, 4
+	stores := pgReplicas(t, dsn, replicas)
+	ctx := context.Background()
+	c := bgClient("agent-race")
+	if err := stores[0].CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+
+	race := func(name string, fn func(s *asrv.PostgresStore) error, loserOK func(error) bool) {
+		t.Helper()
+		var (
+			wg     sync.WaitGroup
+			start  = make(chan struct{})
+			mu     sync.Mutex
+			wins   int
+			losers []error
+		)
+		for _, s := range stores {
+			for range perReplica {
+				wg.Go(func() {
+					<-start
+					err := fn(s)
+					mu.Lock()
+					defer mu.Unlock()
+					if err == nil {
+						wins++
+					} else {
+						losers = append(losers, err)
+					}
+				})
+			}
+		}
+		close(start)
+		wg.Wait()
+		if wins != 1 {
+			t.Errorf("%s: %d of %d callers on %d replicas won, want exactly 1", name, wins, replicas*perReplica, replicas)
+		}
+		for _, err := range losers {
+			if !loserOK(err) {
+				t.Errorf("%s: a loser got %v", name, err)
+			}
+		}
+	}
+
+	for round := range 5 {
+		r := bgRequest(c, fmt.Sprintf("req-%d", round))
+		r.Session.(*asrv.Session).SingleUse = true
+		at, rt, code := rand.Text(), rand.Text(), rand.Text()
+		creator := stores[round%replicas]
+		for _, err := range []error{
+			creator.CreateAccessTokenSession(ctx, at, r),
+			creator.CreateRefreshTokenSession(ctx, rt, at, r),
+			creator.CreateAuthorizeCodeSession(ctx, code, r),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		race(fmt.Sprintf("round %d: consume single-use access token", round), func(s *asrv.PostgresStore) error {
+			_, err := s.ConsumeAccessToken(ctx, at)
+			return err
+		}, func(err error) bool { return errors.Is(err, fosite.ErrNotFound) || errors.Is(err, asrv.ErrConsumed) })
+		race(fmt.Sprintf("round %d: rotate refresh token", round), func(s *asrv.PostgresStore) error {
+			return s.RotateRefreshToken(ctx, r.ID, rt)
+		}, func(err error) bool { return errors.Is(err, fosite.ErrInactiveToken) })
+		race(fmt.Sprintf("round %d: redeem authorization code", round), func(s *asrv.PostgresStore) error {
+			return s.InvalidateAuthorizeCodeSession(ctx, code)
+		}, func(err error) bool { return errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) })
+
+		for i, s := range stores {
+			if _, err := s.GetAccessTokenSession(ctx, at, nil); !errors.Is(err, fosite.ErrNotFound) {
+				t.Errorf("replica %d: consumed token: %v", i, err)
+			}
+			if _, err := s.GetRefreshTokenSession(ctx, rt, nil); !errors.Is(err, fosite.ErrInactiveToken) {
+				t.Errorf("replica %d: rotated refresh token: %v", i, err)
+			}
+			if _, err := s.GetAuthorizeCodeSession(ctx, code, nil); !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+				t.Errorf("replica %d: redeemed code: %v", i, err)
+			}
+		}
+	}
+}
+
+// TestPostgresReplicasSeeWrites: there is no read cache, so a write on one
+// replica is what every other replica reads next: a revocation, a
+// consumption, a client's deletion.
+func TestPostgresReplicasSeeWrites(t *testing.T) {
+	stores := pgReplicas(t, pgFreshSchema(t), 3)
+	a, b, c := stores[0], stores[1], stores[2]
+	ctx := context.Background()
+	cl := bgClient("agent-1")
+	if err := a.CreateClient(ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+	issue := func(id string) string {
+		sig := rand.Text()
+		if err := a.CreateAccessTokenSession(ctx, sig, bgRequest(cl, id)); err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range stores {
+			for range 2 {
+				if _, err := s.GetAccessTokenSession(ctx, sig, nil); err != nil {
+					t.Fatalf("replica %d reads a new token: %v", i, err)
+				}
+			}
+		}
+		return sig
+	}
+	gone := func(what, sig string) {
+		t.Helper()
+		for i, s := range stores {
+			if _, err := s.GetAccessTokenSession(ctx, sig, nil); !errors.Is(err, fosite.ErrNotFound) {
+				t.Errorf("replica %d after %s: %v, want not found", i, what, err)
+			}
+		}
+	}
+	sig := issue("r-revoke")
+	if err := b.RevokeAccessToken(ctx, "r-revoke"); err != nil {
+		t.Fatal(err)
+	}
+	gone("a revocation on another replica", sig)
+
+	sig = issue("r-consume")
+	if _, err := c.ConsumeAccessToken(ctx, sig); err != nil {
+		t.Fatal(err)
+	}
+	gone("a consumption on another replica", sig)
+
+	sig = issue("r-client")
+	if err := b.DeleteClient(ctx, cl.ID); err != nil {
+		t.Fatal(err)
+	}
+	gone("the client's deletion on another replica", sig)
+	if _, err := c.Client(ctx, cl.ID); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("deleted client on another replica: %v", err)
+	}
+}
+
+// pgRaw opens a plain connection into the schema of dsn.
+func pgRaw(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
+// TestPostgresNoSecretsAtRest: no raw token, secret or credential reaches
+// any row; tokens are found by signature.
+func TestPostgresNoSecretsAtRest(t *testing.T) {
+	dsn := pgFreshSchema(t)
+	s := pgOpen(t, dsn)
+	defer s.Close()
+	ctx := context.Background()
+	c := bgClient("agent-1")
+	c.SecretHash = []byte("sha256$0123")
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		r := bgRequest(c, fmt.Sprintf("req-%d", i))
+		sig := rand.Text()
+		for _, err := range []error{
+			s.CreateAuthorizeCodeSession(ctx, sig, r),
+			s.CreatePKCERequestSession(ctx, sig, r),
+			s.CreateAccessTokenSession(ctx, sig, r),
+			s.CreateRefreshTokenSession(ctx, sig, sig, r),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	conn := pgRaw(t, dsn)
+	var dump string
+	if err := conn.QueryRow(ctx, `SELECT
+		(SELECT coalesce(string_agg(t::text, E'\n'), '') FROM asrv_tokens t) || E'\n' ||
+		(SELECT coalesce(string_agg(c::text, E'\n'), '') FROM asrv_clients c) || E'\n' ||
+		(SELECT coalesce(string_agg(j::text, E'\n'), '') FROM asrv_jtis j)`).Scan(&dump); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(dump, "req-"); n < 40 {
+		t.Fatalf("the dump holds %d requests, want 40", n)
+	}
+	for _, secret := range storetest.SensitiveValues() {
+		if strings.Contains(dump, secret) {
+			t.Errorf("a row holds %q", secret)
+		}
+	}
+	if !strings.Contains(dump, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM") {
+		t.Error("the code_challenge was not persisted")
+	}
+}
+
+func TestPostgresClockExpiryAndSweep(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgFreshSchema(t)
+	clk := &bgClock{now: time.Now()}
+	s := pgOpen(t, dsn, asrv.WithPostgresClock(clk.Now), asrv.WithPostgresSweepInterval(0))
+	defer s.Close()
+	c := bgClient("agent-1")
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	r := bgRequest(c, "r1")
+	r.Session.(*asrv.Session).SetExpiresAt(fosite.AccessToken, clk.Now().Add(time.Hour))
+	r.Session.(*asrv.Session).SetExpiresAt(fosite.RefreshToken, clk.Now().Add(48*time.Hour))
+	r.Session.(*asrv.Session).SetExpiresAt(fosite.AuthorizeCode, clk.Now().Add(time.Minute))
+	at, rt, code := rand.Text(), rand.Text(), rand.Text()
+	for _, err := range []error{
+		s.CreateAccessTokenSession(ctx, at, r),
+		s.CreateRefreshTokenSession(ctx, rt, at, r),
+		s.CreateAuthorizeCodeSession(ctx, code, r),
+		s.SetClientAssertionJWT(ctx, "jti", clk.Now().Add(time.Hour)),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Add(2 * time.Hour)
+	if _, err := s.GetAccessTokenSession(ctx, at, nil); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("expired access token: %v", err)
+	}
+	if _, err := s.ConsumeAccessToken(ctx, at); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("consuming expired access token: %v", err)
+	}
+	if err := s.InvalidateAuthorizeCodeSession(ctx, code); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("redeeming an expired code: %v", err)
+	}
+	if _, err := s.GetRefreshTokenSession(ctx, rt, nil); err != nil {
+		t.Errorf("refresh token within its lifetime: %v", err)
+	}
+	if err := s.ClientAssertionJWTValid(ctx, "jti"); err != nil {
+		t.Errorf("expired jti: %v", err)
+	}
+	n, err := s.SweepExpired(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 { // access token, code, jti
+		t.Errorf("swept %d rows, want 3", n)
+	}
+	if _, err := s.GetRefreshTokenSession(ctx, rt, nil); err != nil {
+		t.Errorf("live refresh token after a sweep: %v", err)
+	}
+	clk.Add(48 * time.Hour)
+	if err := s.RotateRefreshToken(ctx, "r1", rt); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("rotating an expired refresh token: %v", err)
+	}
+	if n, err := s.SweepExpired(ctx); err != nil || n != 1 {
+		t.Errorf("second sweep: %d rows, %v; want 1", n, err)
+	}
+}
+
+// TestPostgresTamperedRows: a row whose request does not decode, or names
+// another client than its row, reads as not found.
+func TestPostgresTamperedRows(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgFreshSchema(t)
+	s := pgOpen(t, dsn)
+	defer s.Close()
+	for _, id := range []string{"agent-1", "agent-2"} {
+		if err := s.CreateClient(ctx, bgClient(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn := pgRaw(t, dsn)
+	for i, v := range []string{"null", "{}", `{"v":1}`, `{"v":2,"id":"r","client_id":"agent-1"}`,
+		`{"v":1,"id":"r","client_id":"agent-1","session":7}`, `{"v":1,"id":"r","client_id":"agent-2"}`, `[1,2]`} {
+		sig := fmt.Sprintf("sig-%d", i)
+		if _, err := conn.Exec(ctx, `INSERT INTO asrv_tokens (kind, sig, request_id, client_id, request) VALUES ('at', $1, 'r', 'agent-1', $2)`, sig, v); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := s.GetAccessTokenSession(ctx, sig, nil); !errors.Is(err, fosite.ErrNotFound) {
+			t.Errorf("tampered %q: got %v, %v; want fosite.ErrNotFound", v, r, err)
+		}
+		if _, err := s.ConsumeAccessToken(ctx, sig); !errors.Is(err, fosite.ErrNotFound) {
+			t.Errorf("consume tampered %q: %v", v, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, `UPDATE asrv_clients SET doc = '{"client_id":"someone-else"}' WHERE id = 'agent-2'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Client(ctx, "agent-2"); err == nil {
+		t.Error("a client row whose document names another id was served")
+	}
+}
+
+// TestPostgresMigrations: the schema is versioned; opening again applies
+// nothing; a database migrated by a newer binary is refused.
+func TestPostgresMigrations(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgFreshSchema(t)
+	pgOpen(t, dsn).Close()
+	pgOpen(t, dsn).Close()
+	conn := pgRaw(t, dsn)
+	var n, maxV int
+	if err := conn.QueryRow(ctx, `SELECT count(*), max(version) FROM asrv_schema_migrations`).Scan(&n, &maxV); err != nil {
+		t.Fatal(err)
+	}
+	if want := asrv.PostgresSchemaVersion(); n != want || maxV != want {
+		t.Errorf("asrv_schema_migrations has %d rows up to version %d, want %d", n, maxV, want)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO asrv_schema_migrations (version, name) VALUES ($1, 'from_the_future')`, maxV+1); err != nil {
+		t.Fatal(err)
+	}
+	s, err := asrv.OpenPostgres(ctx, dsn, asrv.WithPostgresLogger(bgQuietLogger()))
+	if err == nil {
+		s.Close()
+		t.Fatal("opened a database whose schema is newer than the binary")
+	}
+	if !strings.Contains(err.Error(), "newer") {
+		t.Errorf("error %q does not say the schema is newer", err)
+	}
+}
+
+// TestPostgresErrorsHidePassword: a failed connection's error names the
+// database but never its password.
+func TestPostgresErrorsHidePassword(t *testing.T) {
+	const pw = "s3cr3t-Pa55word"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, dsn := range []string{
+		"postgres://pbac:" + pw + "@127.0.0.1:1/pbac?sslmode=disable&connect_timeout=2",
+		"host=127.0.0.1 port=1 user=pbac password=" + pw + " dbname=pbac sslmode=disable connect_timeout=2",
+		"postgres://pbac:" + pw + "@127.0.0.1:1/pbac?sslmode=bogus",
+	} {
+		s, err := asrv.OpenPostgres(ctx, dsn)
+		if err == nil {
+			s.Close()
+			t.Fatalf("opened %q", dsn)
+		}
+		if strings.Contains(err.Error(), pw) {
+			t.Errorf("error shows the password: %v", err)
+		}
+	}
+}
+
+func TestPostgresClosed(t *testing.T) {
+	s := pgOpen(t, pgFreshSchema(t), asrv.WithPostgresSweepInterval(time.Millisecond))
+	time.Sleep(20 * time.Millisecond) // a few sweeps
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := s.GetAccessTokenSession(context.Background(), "x", nil); err == nil {
+		t.Error("a closed store answered")
+	}
+	if !strings.HasPrefix(s.String(), "postgres://") {
+		t.Errorf("String() = %q", s.String())
+	}
+}
