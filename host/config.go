@@ -20,6 +20,7 @@ import (
 //	listen: 127.0.0.1:8080          # gateway + authorization server
 //	admin_listen: 127.0.0.1:8081    # admin API
 //	data_dir: /var/lib/pbac
+//	store: postgres://pbac@db.internal:5432/pbac?sslmode=verify-full  # token store shared by replicas (default: Badger under data_dir; password from PGPASSWORD or ~/.pgpass)
 //	public_url: https://gw.example  # as clients reach it (default http://<listen>)
 //	demo: false                     # start the demo backends (default: only when no backends are listed)
 //	backends:
@@ -38,6 +39,7 @@ type FileConfig struct {
 	Listen              string          `yaml:"listen"`
 	AdminListen         string          `yaml:"admin_listen"`
 	DataDir             string          `yaml:"data_dir"`
+	Store               string          `yaml:"store"`
 	PublicURL           string          `yaml:"public_url"`
 	Demo                *bool           `yaml:"demo"`
 	Backends            []BackendConfig `yaml:"backends"`
@@ -115,6 +117,15 @@ func (c *FileConfig) Validate() error {
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 			errs = append(errs, fmt.Errorf("public_url %q must be an absolute http(s) URL", c.PublicURL))
+		}
+	}
+	if c.Store != "" {
+		if u, err := url.Parse(c.Store); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			// Not echoed: it may carry a password.
+			errs = append(errs, errors.New("store must be a postgres:// URL (or absent for Badger under data_dir)"))
+		}
+		if c.AuthorizationServer != nil {
+			errs = append(errs, errors.New("store is the in-process authorization server's; with authorization_server there is none"))
 		}
 	}
 	if as := c.AuthorizationServer; as != nil {

@@ -93,3 +93,29 @@ func TestLoadConfigRemoteAS(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestLoadConfigStore(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	load := func(body string) (*FileConfig, error) {
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return LoadConfig(p)
+	}
+	cfg, err := load("store: postgres://pbac@db.internal:5432/pbac?sslmode=verify-full\n")
+	if err != nil || cfg.Store != "postgres://pbac@db.internal:5432/pbac?sslmode=verify-full" {
+		t.Fatalf("postgres store: %+v, %v", cfg, err)
+	}
+	for _, body := range []string{
+		"store: mysql://pbac:pw-LEAK@db/pbac\n",
+		"store: host=db password=pw-LEAK\n",
+		"store: postgres://pbac:pw-LEAK@db/pbac\nauthorization_server: {issuer: https://as.example, client_id: gw, client_secret_file: /dev/null}\n",
+	} {
+		_, err := load(body)
+		if err == nil || !strings.Contains(err.Error(), "store") {
+			t.Errorf("%q: err = %v, want one about store", body, err)
+		} else if strings.Contains(err.Error(), "pw-LEAK") {
+			t.Errorf("%q: the error shows the password: %v", body, err)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,8 +19,8 @@ import (
 
 func newAsrvCommand() *cobra.Command {
 	var (
-		listen, dataDir, issuer, logLevel string
-		resources                         []string
+		listen, dataDir, store, issuer, logLevel string
+		resources                                []string
 	)
 	cmd := &cobra.Command{
 		Use:   "asrv",
@@ -27,7 +28,8 @@ func newAsrvCommand() *cobra.Command {
 		Long: `Runs the OAuth 2.1 authorization server on its own: dynamic client registration
 with software statements, authorization code + PKCE with a sign-in page for the
 demo users, refresh, client credentials, token exchange, introspection and
-revocation, with opaque tokens in Badger under the data dir. Every registration,
+revocation, with opaque tokens in Badger under the data dir, or in PostgreSQL
+with --store postgres://… (shared by several replicas). Every registration,
 token and introspection is decided by the shipped policy.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -55,18 +57,19 @@ token and introspection is decided by the shipped policy.`,
 				return err
 			}
 			defer pol.Close(context.WithoutCancel(ctx))
-			as, err := newAuthorizationServer(ctx, dataDir, base, resources, pol, log)
+			as, err := newAuthorizationServer(ctx, dataDir, store, base, resources, pol, log)
 			if err != nil {
 				ln.Close()
 				return err
 			}
 			defer as.store.Close()
-			fmt.Fprintf(cmd.OutOrStdout(), "pbac asrv: authorization server at %s (data dir %s)\n", base, dataDir)
+			fmt.Fprintf(cmd.OutOrStdout(), "pbac asrv: authorization server at %s (data dir %s, token store %s)\n", base, dataDir, as.storeName)
 			return serveHTTP(ctx, ln, as.server.Handler(), log)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9090", "address to listen on")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data dir (default $PBAC_DATA_DIR or ~/.local/share/pbac)")
+	cmd.Flags().StringVar(&store, "store", "", storeFlagUsage)
 	cmd.Flags().StringVar(&issuer, "issuer", "", "issuer URL (default http://<listen address>)")
 	cmd.Flags().StringSliceVar(&resources, "resource", nil, "protected resource URL tokens are for (repeatable; default <issuer>/mcp)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -76,24 +79,61 @@ token and introspection is decided by the shipped policy.`,
 // authRuntime is the authorization server with what it owns.
 type authRuntime struct {
 	server *asrv.Server
-	store  *asrv.BadgerStore
-	issuer *asrv.IssuerKey
+	store  asrv.Store
+	// storeName names the token store for people: a Badger directory or a
+	// PostgreSQL database, never with a password.
+	storeName string
+	issuer    *asrv.IssuerKey
 }
 
-// newAuthorizationServer opens the data dir's store, token secret and
-// statement issuer key, on the given policy.
-func newAuthorizationServer(ctx context.Context, dataDir, issuer string, resources []string, pol *policyRuntime, log *slog.Logger) (*authRuntime, error) {
+// storeFlagUsage documents --store (pbac asrv, pbac up).
+const storeFlagUsage = "token store: empty for Badger under the data dir, or postgres://user@host:5432/db?sslmode=… for PostgreSQL shared by replicas (password from PGPASSWORD or ~/.pgpass rather than the URL)"
+
+// openStore opens the token store spec names: "" (or "badger") for Badger
+// under dataDir/store, a postgres:// or postgresql:// URL for PostgreSQL.
+// It returns the store and a name for it fit for logs (no password).
+func openStore(ctx context.Context, spec, dataDir string, log *slog.Logger) (asrv.Store, string, error) {
+	switch {
+	case spec == "" || spec == "badger":
+		dir := filepath.Join(dataDir, "store")
+		s, err := asrv.OpenBadger(ctx, dir, asrv.WithBadgerLogger(log))
+		if err != nil {
+			return nil, "", err
+		}
+		return s, "badger:" + dir, nil
+	case strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://"):
+		s, err := asrv.OpenPostgres(ctx, spec, asrv.WithPostgresLogger(log))
+		if err != nil {
+			return nil, "", err
+		}
+		log.Info("token store: postgres", "store", s.String())
+		return s, s.String(), nil
+	default:
+		// Not echoed: a mistyped DSN may still carry a password.
+		return nil, "", errors.New("--store: want postgres://… (or postgresql://…), or nothing for Badger under the data dir")
+	}
+}
+
+// newAuthorizationServer opens the token store (storeSpec, see openStore),
+// the data dir's token secret and statement issuer key, on the given
+// policy.
+func newAuthorizationServer(ctx context.Context, dataDir, storeSpec, issuer string, resources []string, pol *policyRuntime, log *slog.Logger) (*authRuntime, error) {
 	active, _ := pol.registry.ActiveBundle()
 	var scopes []string
 	if active != nil {
 		scopes = scopesOf(active.Data)
 	}
-	return newAuthorizationServerWith(ctx, dataDir, issuer, resources, scopes, host.ASDecider(pol.registry), log)
+	return newAuthorizationServerOn(ctx, dataDir, storeSpec, issuer, resources, scopes, host.ASDecider(pol.registry), log)
 }
 
-// newAuthorizationServerWith is newAuthorizationServer deciding through any
-// policy (an OPA server over HTTP, for pbac bench).
+// newAuthorizationServerWith is newAuthorizationServer on the data dir's
+// Badger store, deciding through any policy (an OPA server over HTTP, for
+// pbac bench).
 func newAuthorizationServerWith(ctx context.Context, dataDir, issuer string, resources, scopes []string, policy asrv.Decider, log *slog.Logger) (*authRuntime, error) {
+	return newAuthorizationServerOn(ctx, dataDir, "", issuer, resources, scopes, policy, log)
+}
+
+func newAuthorizationServerOn(ctx context.Context, dataDir, storeSpec, issuer string, resources, scopes []string, policy asrv.Decider, log *slog.Logger) (*authRuntime, error) {
 	secret, err := asrv.LoadOrCreateTokenSecret(dataDir)
 	if err != nil {
 		return nil, err
@@ -106,7 +146,7 @@ func newAuthorizationServerWith(ctx context.Context, dataDir, issuer string, res
 	if err != nil {
 		return nil, err
 	}
-	store, err := asrv.OpenBadger(ctx, filepath.Join(dataDir, "store"), asrv.WithBadgerLogger(log))
+	store, storeName, err := openStore(ctx, storeSpec, dataDir, log)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +158,7 @@ func newAuthorizationServerWith(ctx context.Context, dataDir, issuer string, res
 		_ = store.Close()
 		return nil, err
 	}
-	return &authRuntime{server: srv, store: store, issuer: key}, nil
+	return &authRuntime{server: srv, store: store, storeName: storeName, issuer: key}, nil
 }
 
 // serveHTTP serves until ctx ends, then drains for up to 10 s.

@@ -25,7 +25,7 @@ import (
 )
 
 func newUpCommand() *cobra.Command {
-	var listen, adminListen, dataDir, logLevel, configPath string
+	var listen, adminListen, dataDir, store, logLevel, configPath string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the whole demo: authorization server, gateway and the demo backends",
@@ -41,7 +41,7 @@ make it live; a bad one is rejected and the active policy stays.`,
 		Example: `  pbac up
   pbac up --listen 127.0.0.1:9000 --data-dir /tmp/pbac`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := upConfig{listen: listen, adminListen: adminListen, dataDir: dataDir}
+			cfg := upConfig{listen: listen, adminListen: adminListen, dataDir: dataDir, store: store}
 			if configPath != "" {
 				fc, err := host.LoadConfig(configPath)
 				if err != nil {
@@ -58,6 +58,9 @@ make it live; a bad one is rejected and the active policy stays.`,
 				if !cmd.Flags().Changed("data-dir") && fc.DataDir != "" {
 					cfg.dataDir = fc.DataDir
 				}
+				if !cmd.Flags().Changed("store") && fc.Store != "" {
+					cfg.store = fc.Store
+				}
 			}
 			return runUp(cmd.Context(), cmd.OutOrStdout(), cfg, newLogger(logLevel))
 		},
@@ -65,6 +68,7 @@ make it live; a bad one is rejected and the active policy stays.`,
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the gateway and authorization server")
 	cmd.Flags().StringVar(&adminListen, "admin-listen", "127.0.0.1:8081", "address of the admin API (policy, audit, clients)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data dir (default $PBAC_DATA_DIR or ~/.local/share/pbac)")
+	cmd.Flags().StringVar(&store, "store", "", storeFlagUsage)
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML): backends, listeners, data dir; see pbac config check")
 	return cmd
@@ -72,6 +76,7 @@ make it live; a bad one is rejected and the active policy stays.`,
 
 type upConfig struct {
 	listen, adminListen, dataDir string
+	store                        string // token store: "" Badger, postgres://… PostgreSQL
 	file                         *host.FileConfig
 }
 
@@ -176,7 +181,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 		}
 		gwCfg.Introspector, gwCfg.AuthorizationServers = intro, []string{remote.Issuer}
 	} else {
-		if as, err = newAuthorizationServer(ctx, dataDir, base, resources, pol, log); err != nil {
+		if as, err = newAuthorizationServer(ctx, dataDir, cfg.store, base, resources, pol, log); err != nil {
 			return err
 		}
 		defer as.store.Close()
