@@ -16,10 +16,21 @@ import (
 )
 
 // BenchmarkIntrospect is the gateway's hot path in the AS: an in-process
-// introspection of a live access token (Badger lookup, MAC and expiry
-// check, pbac/introspect in Wasm) on the shipped policy.
+// introspection of a live access token (store lookup, MAC and expiry
+// check, pbac/introspect in Wasm) on the shipped policy, on each store:
+// Badger in memory (with its read cache) and, when PBAC_TEST_POSTGRES is
+// set, PostgreSQL (one query per introspection, no cache).
 func BenchmarkIntrospect(b *testing.B) {
-	ta := newTestAS(b)
+	b.Run("store=badger", func(b *testing.B) { benchIntrospect(b) })
+	b.Run("store=postgres", func(b *testing.B) {
+		store := pgOpen(b, pgFreshSchema(b))
+		b.Cleanup(func() { _ = store.Close() })
+		benchIntrospect(b, func(c *asrv.Config) { c.Store = store })
+	})
+}
+
+func benchIntrospect(b *testing.B, opts ...func(*asrv.Config)) {
+	ta := newTestAS(b, opts...)
 	reg := ta.register(map[string]any{
 		"client_name": "ci", "grant_types": []string{"client_credentials"},
 		"token_endpoint_auth_method": "client_secret_basic",
