@@ -1,0 +1,490 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/spf13/cobra"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/conformance/clientcheck"
+	"github.com/pbac-gateway/pbac/conformance/clientcheck/tenantpolicy"
+	"github.com/pbac-gateway/pbac/host"
+)
+
+// The throwaway tenant's backend and the scopes its policy knows: a client
+// is first offered only the read scope (the protected resource metadata
+// advertises no more), and test-tool needs write, so calling it is a
+// step-up.
+const (
+	tenantBackend = "conformance"
+	scopeRead     = tenantBackend + ":read"
+	scopeWrite    = tenantBackend + ":write"
+	tenantUser    = "alice"
+	tenantPass    = "demo"
+)
+
+type conformanceClientFlags struct {
+	command  string
+	name     string
+	env      []string
+	phases   []string
+	timeout  time.Duration
+	jsonOut  bool
+	markdown bool
+	verbose  bool
+	all      bool
+}
+
+// newConformanceClientCommand is `pbac conformance client`: it certifies
+// an MCP client against a throwaway tenant.
+func newConformanceClientCommand() *cobra.Command {
+	var f conformanceClientFlags
+	cmd := &cobra.Command{
+		Use:   "client --command CMD",
+		Short: "Certify an MCP client's authorization behaviour against a throwaway tenant",
+		Long: `Starts a throwaway tenant on 127.0.0.1 (the authorization server, the gateway and
+one backend, in a temporary data dir) behind a recording proxy, runs the client
+command against it, and checks the client's requests step by step: it reads the
+protected resource metadata after the 401, finds the authorization server
+(RFC 8414), registers (DCR) or uses a pre-registered id, uses PKCE S256, sends
+resource, uses the token, steps up on 403 insufficient_scope, never sends the
+token elsewhere, refreshes an expired token, and starts a new session after a
+404 on an expired one.
+
+The command runs once per phase, each on a fresh tenant: "flow" (the whole
+flow and a step-up: the tenant offers conformance:read, and the backend's
+test-tool needs conformance:write), "expiry" (access tokens live 2 s and an
+answer is held until the token expired) and "session" (sessions end after
+1 s idle and an answer is held until the session ended). The gateway's MCP URL
+is in $MCP_SERVER_URL and replaces {url} in the command. A client that fetches
+the authorization URL itself (as the official conformance suite's clients do)
+is signed in by the harness on the AS's own sign-in page as the tenant's user
+(alice); a client that opens a browser with $BROWSER gets a helper that does
+the same.
+
+Exits 1 when a check fails.`,
+		Example: `  pbac conformance client --command "MCP_CONFORMANCE_SCENARIO=auth/metadata-default ./everything-client {url}"
+  pbac conformance client --name ts-sdk --command "node conformance/clients/ts-sdk.mjs {url}" --json`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runConformanceClient(cmd, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.command, "command", "", "the client command (sh -c); {url} is the gateway's MCP URL (required)")
+	fl.StringVar(&f.name, "name", "", "the client's name in the report (default: the command)")
+	fl.StringArrayVar(&f.env, "env", nil, "KEY=VALUE for the client's environment (repeatable)")
+	fl.StringSliceVar(&f.phases, "phase", []string{"flow", "expiry", "session"}, "phases to run")
+	fl.DurationVar(&f.timeout, "timeout", 60*time.Second, "time limit of one run of the client")
+	fl.BoolVar(&f.jsonOut, "json", false, "print the report as JSON")
+	fl.BoolVar(&f.markdown, "markdown", false, "print the report as a Markdown table")
+	fl.BoolVar(&f.verbose, "verbose", false, "show the client's output and the recorded requests")
+	fl.BoolVar(&f.all, "all", false, "certify every client this repository knows (the Go SDK's everything-client, built from go.mod) instead of --command")
+	return cmd
+}
+
+// ClientReport is one client's certification.
+type ClientReport struct {
+	Client  string               `json:"client"`
+	Command string               `json:"command"`
+	Results []clientcheck.Result `json:"results"`
+	Runs    []clientcheck.Run    `json:"runs,omitempty"`
+	Passed  int                  `json:"passed"`
+	Failed  int                  `json:"failed"`
+}
+
+func runConformanceClient(cmd *cobra.Command, f conformanceClientFlags) error {
+	ctx := cmd.Context()
+	log := newLogger("warn")
+	if f.verbose {
+		log = newLogger("info")
+	}
+	var stderr io.Writer = io.Discard
+	if f.verbose {
+		stderr = cmd.ErrOrStderr()
+	}
+	specs := []clientSpec{{name: f.name, command: f.command, env: f.env}}
+	if f.all {
+		bin, cleanup, err := buildGoSDKClient(ctx)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		specs = []clientSpec{goSDKClient(bin)}
+	} else if f.command == "" {
+		return errors.New("--command (or --all) is required")
+	}
+	var reps []ClientReport
+	for _, spec := range specs {
+		rep, err := certifyClient(ctx, spec, f.phases, f.timeout, stderr, log)
+		if err != nil {
+			return err
+		}
+		reps = append(reps, rep)
+	}
+	out := cmd.OutOrStdout()
+	if f.markdown {
+		writeClientMarkdown(out, reps)
+		return failedAny(reps)
+	}
+	rep := reps[0]
+	switch {
+	case f.jsonOut:
+		if !f.verbose {
+			rep.Runs = nil
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	default:
+		printClientReport(out, rep)
+	}
+	return failedAny(reps)
+}
+
+func failedAny(reps []ClientReport) error {
+	for _, r := range reps {
+		if r.Failed > 0 {
+			return exitError{code: 1}
+		}
+	}
+	return nil
+}
+
+// buildGoSDKClient builds the Go SDK's conformance/everything-client at the
+// version go.mod requires.
+func buildGoSDKClient(ctx context.Context) (string, func(), error) {
+	dir, err := os.MkdirTemp("", "pbac-everything-client-")
+	if err != nil {
+		return "", nil, err
+	}
+	bin := filepath.Join(dir, "everything-client")
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/modelcontextprotocol/go-sdk/conformance/everything-client").CombinedOutput()
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("build the Go SDK's everything-client: %w\n%s", err, out)
+	}
+	return bin, func() { _ = os.RemoveAll(dir) }, nil
+}
+
+type clientSpec struct {
+	name, command string
+	env           []string
+}
+
+// certifyClient runs the client once per phase against a fresh tenant and
+// evaluates the recordings.
+func certifyClient(ctx context.Context, spec clientSpec, phases []string, timeout time.Duration, clientOut io.Writer, log *slog.Logger) (ClientReport, error) {
+	if spec.name == "" {
+		spec.name = spec.command
+	}
+	pol, err := newPolicyRuntime(ctx, "", log)
+	if err != nil {
+		return ClientReport{}, err
+	}
+	defer pol.Close(context.WithoutCancel(ctx))
+	if err := activateTenantPolicy(ctx, pol); err != nil {
+		return ClientReport{}, err
+	}
+	rep := ClientReport{Client: spec.name, Command: spec.command}
+	for _, p := range phases {
+		phase := clientcheck.Phase(p)
+		run, err := runPhase(ctx, pol, spec, phase, timeout, clientOut, log)
+		if err != nil {
+			return ClientReport{}, fmt.Errorf("phase %s: %w", phase, err)
+		}
+		rep.Runs = append(rep.Runs, run)
+	}
+	rep.Results = clientcheck.Evaluate(rep.Runs)
+	for _, r := range rep.Results {
+		if r.Pass {
+			rep.Passed++
+		} else {
+			rep.Failed++
+		}
+	}
+	return rep, nil
+}
+
+// activateTenantPolicy makes the tenant's own policy live
+// (conformance/clientcheck/tenantpolicy): any registered client may get
+// conformance:read and conformance:write for the signed-in user, and
+// test-tool needs write.
+func activateTenantPolicy(ctx context.Context, pol *policyRuntime) error {
+	b, err := tenantpolicy.Build(ctx)
+	if err != nil {
+		return fmt.Errorf("build the tenant policy: %w", err)
+	}
+	if _, err := pol.registry.Activate(ctx, b, "conformance tenant"); err != nil {
+		return fmt.Errorf("activate the tenant policy: %w", err)
+	}
+	return nil
+}
+
+// tenant is a throwaway gateway + AS + backend behind the observer.
+type tenant struct {
+	url      string // the MCP URL the client is given
+	base     string
+	observer *clientcheck.Observer
+	close    func()
+}
+
+type phaseSettings struct {
+	tokenTTL, sessionIdle time.Duration
+	delay                 *clientcheck.Delay
+}
+
+func settingsFor(p clientcheck.Phase) (phaseSettings, error) {
+	switch p {
+	case clientcheck.PhaseFlow:
+		return phaseSettings{tokenTTL: 10 * time.Minute, sessionIdle: 30 * time.Minute}, nil
+	case clientcheck.PhaseExpiry:
+		return phaseSettings{tokenTTL: 2 * time.Second, sessionIdle: 30 * time.Minute,
+			delay: &clientcheck.Delay{RPC: "tools/list", For: 3 * time.Second}}, nil
+	case clientcheck.PhaseSession:
+		return phaseSettings{tokenTTL: 10 * time.Minute, sessionIdle: time.Second,
+			delay: &clientcheck.Delay{RPC: "tools/list", For: 3 * time.Second}}, nil
+	}
+	return phaseSettings{}, fmt.Errorf("unknown phase %q (flow, expiry, session)", p)
+}
+
+func startTenant(ctx context.Context, pol *policyRuntime, ps phaseSettings, log *slog.Logger) (_ *tenant, err error) {
+	var closers []func()
+	cleanup := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
+	dataDir, err := os.MkdirTemp("", "pbac-conformance-")
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() { _ = os.RemoveAll(dataDir) })
+
+	backendURL, stopBackend, err := startTestBackend()
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, stopBackend)
+
+	pub, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() { _ = pub.Close() })
+	gwLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	base := "http://" + pub.Addr().String()
+	resources := []string{base + "/mcp", base + "/mcp/" + tenantBackend}
+
+	secret, err := asrv.LoadOrCreateTokenSecret(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	store, err := asrv.OpenBadger(ctx, filepath.Join(dataDir, "store"), asrv.WithBadgerLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() { _ = store.Close() })
+	as, err := asrv.New(asrv.Config{
+		Issuer: base, Resources: resources, Scopes: []string{scopeRead, scopeWrite}, Secret: secret,
+		Store: store, Policy: host.ASDecider(pol.registry), Users: asrv.DemoUsers{}, Logger: log,
+		AccessTokenTTL: ps.tokenTTL,
+	})
+	if err != nil {
+		return nil, err
+	}
+	gw, err := host.New(host.Config{
+		PublicURL: base, Backends: []host.Backend{{Name: tenantBackend, URL: backendURL}},
+		AuthorizationServers: []string{base}, Scopes: []string{scopeRead},
+		Introspector: as, Policy: pol.registry, AuthServer: as.Handler(),
+		SessionIdle: ps.sessionIdle, Logger: log,
+	})
+	if err != nil {
+		_ = gwLn.Close()
+		return nil, err
+	}
+	go func() { _ = gw.App().Listener(gwLn) }()
+	closers = append(closers, func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = gw.Shutdown(sctx)
+	})
+	up, _ := url.Parse("http://" + gwLn.Addr().String())
+	obs := clientcheck.NewObserver(clientcheck.ObserverConfig{Upstream: up, SignInUser: tenantUser, SignInPassword: tenantPass,
+		Delay: ps.delay, Logger: log})
+	srv := &http.Server{Handler: obs, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(pub) }()
+	closers = append(closers, func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	})
+	return &tenant{url: base + "/mcp/" + tenantBackend, base: base, observer: obs, close: cleanup}, nil
+}
+
+// startTestBackend serves an MCP server with the tools the conformance
+// clients call: test-tool (what the official suite's auth scenarios call)
+// and echo.
+func startTestBackend() (string, func(), error) {
+	srv := mcp.NewServer(&mcp.Implementation{Name: "pbac-conformance-backend", Version: "1"}, nil)
+	type echoArgs struct {
+		Text string `json:"text,omitempty"`
+	}
+	mcp.AddTool(srv, &mcp.Tool{Name: "test-tool", Description: "answers ok"},
+		func(context.Context, *mcp.CallToolRequest, echoArgs) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil, nil
+		})
+	mcp.AddTool(srv, &mcp.Tool{Name: "echo", Description: "echoes text"},
+		func(_ context.Context, _ *mcp.CallToolRequest, a echoArgs) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: a.Text}}}, nil, nil
+		})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	hs := &http.Server{Handler: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	return "http://" + ln.Addr().String(), func() { _ = hs.Close() }, nil
+}
+
+// runPhase runs the client once against a fresh tenant.
+func runPhase(ctx context.Context, pol *policyRuntime, spec clientSpec, phase clientcheck.Phase, timeout time.Duration, clientOut io.Writer, log *slog.Logger) (clientcheck.Run, error) {
+	ps, err := settingsFor(phase)
+	if err != nil {
+		return clientcheck.Run{}, err
+	}
+	tn, err := startTenant(ctx, pol, ps, log)
+	if err != nil {
+		return clientcheck.Run{}, fmt.Errorf("start the tenant: %w", err)
+	}
+	defer tn.close()
+	helper, err := browserHelper()
+	if err != nil {
+		return clientcheck.Run{}, err
+	}
+	defer os.Remove(helper)
+
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c := exec.CommandContext(rctx, "sh", "-c", strings.ReplaceAll(spec.command, "{url}", tn.url))
+	c.Env = append(os.Environ(), "MCP_SERVER_URL="+tn.url, "BROWSER="+helper)
+	c.Env = append(c.Env, spec.env...)
+	c.Stdout, c.Stderr = clientOut, clientOut
+	c.WaitDelay = 5 * time.Second
+	code := 0
+	if err := c.Run(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			return clientcheck.Run{}, fmt.Errorf("run %q: %w", spec.command, err)
+		}
+		code = ee.ExitCode()
+		if code == 0 {
+			code = -1
+		}
+	}
+	return clientcheck.Run{Phase: phase, MCPPath: "/mcp/" + tenantBackend, Resource: tn.url, StepUpScope: scopeWrite,
+		Events: tn.observer.Events(), ExitCode: code}, nil
+}
+
+// browserHelper writes the $BROWSER the client gets: it fetches the
+// authorization URL as a client would (no text/html in Accept), so the
+// observer signs in on the AS's page, and follows the AS's redirect to the
+// client's redirect URI, as a browser would. It needs curl.
+func browserHelper() (string, error) {
+	f, err := os.CreateTemp("", "pbac-browser-*.sh")
+	if err != nil {
+		return "", err
+	}
+	const script = `#!/bin/sh
+# pbac conformance client: a "browser" that signs in on the AS's page through
+# the harness and follows the redirect back to the client.
+exec curl -sS -L -o /dev/null -H 'Accept: */*' "$1"
+`
+	if _, err := f.WriteString(script); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	return f.Name(), os.Chmod(f.Name(), 0o700)
+}
+
+func printClientReport(out io.Writer, rep ClientReport) {
+	fmt.Fprintf(out, "MCP client conformance: %s\n\n", rep.Client)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "result\tphase\tcheck\tspec\tdetail")
+	for _, r := range rep.Results {
+		res := "PASS"
+		if !r.Pass {
+			res = "FAIL"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", res, r.Phase, r.Name, r.Ref, r.Message)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(out, "\n%d passed, %d failed\n", rep.Passed, rep.Failed)
+}
+
+// writeClientMarkdown writes the client × check table.
+func writeClientMarkdown(out io.Writer, reps []ClientReport) {
+	if len(reps) == 0 {
+		return
+	}
+	fmt.Fprint(out, "| check | spec |")
+	for _, r := range reps {
+		fmt.Fprintf(out, " %s |", r.Client)
+	}
+	fmt.Fprint(out, "\n|---|---|")
+	for range reps {
+		fmt.Fprint(out, "---|")
+	}
+	fmt.Fprintln(out)
+	for i, res := range reps[0].Results {
+		fmt.Fprintf(out, "| %s | %s |", res.Name, res.Ref)
+		for _, r := range reps {
+			cell := "—"
+			if i < len(r.Results) {
+				cell = "✅ pass"
+				if !r.Results[i].Pass {
+					cell = "❌ " + strings.ReplaceAll(r.Results[i].Message, "|", "\\|")
+				}
+			}
+			fmt.Fprintf(out, " %s |", cell)
+		}
+		fmt.Fprintln(out)
+	}
+}
+
+// goSDKClient is the Go SDK's everything-client at bin, in one of the
+// official suite's auth scenarios (each one's client code is the same).
+func goSDKClient(bin string) clientSpec {
+	return clientSpec{name: "go-sdk everything-client v1.8.0", command: "'" + bin + "' {url}",
+		env: []string{"MCP_CONFORMANCE_SCENARIO=auth/metadata-default"}}
+}
