@@ -1,0 +1,374 @@
+//go:build linux
+
+package ebpf
+
+import (
+	"errors"
+	"fmt"
+
+	cebpf "github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+)
+
+// The programs are written in eBPF assembly with cilium/ebpf's asm package,
+// so building the probe needs no C compiler. Each program is a few dozen
+// instructions.
+//
+// Marker programs (entry uprobes on the gateway's marker functions) read
+// the call's id from RAX, the first integer argument of Go's register ABI
+// on amd64, and write {id, stage, time} to the ring buffer.
+//
+// Socket programs (raw tracepoints of the sock subsystem, so no kprobe
+// support is needed) add the two ends only the kernel sees, on the
+// gateway's own connections (those whose local port is one the gateway
+// listens on):
+//
+//   - sock:sk_data_ready: the client's request has arrived on the
+//     connection (on loopback, within the sender's send call). The time is
+//     kept per socket until the gateway reads it.
+//   - sock:sock_recv_length: a gateway thread has read that socket; the
+//     arrival moves to the thread, so the marker the same goroutine hits
+//     next (probeRequestStart) can claim it for its call, and remembers the
+//     socket as the call's.
+//   - sock:sock_send_length: the first send on the call's socket after that
+//     is the reply leaving for the client.
+
+// regsAX is the offset of RAX in x86-64 pt_regs: Go ABIInternal's first
+// integer argument.
+const regsAX = 80
+
+// A raw tracepoint's context is its arguments, a u64 each:
+// sk_data_ready(sk), sock_recv_length(sk, ret, flags),
+// sock_send_length(sk, ret, flags).
+const (
+	argSock = 0
+	argRet  = 8
+)
+
+// Flags of bpf_map_update_elem.
+const (
+	bpfAny     = 0
+	bpfNoExist = 1
+)
+
+// bpfRBNoWakeup: a record does not wake the reader, which polls the ring
+// every readInterval instead: a wake-up per call would cost more than the
+// probe's programs.
+const bpfRBNoWakeup = 1
+
+// eventSize is the ring buffer record: id, stage, time (ns since boot),
+// three little-endian uint64s.
+const eventSize = 24
+
+// probeMaps are the maps the programs share.
+type probeMaps struct {
+	events  *cebpf.Map // ring buffer of events
+	ports   *cebpf.Map // u16 local port -> 1: the gateway's listening ports
+	arrival *cebpf.Map // sk -> ns: request data arrived, not yet read
+	pending *cebpf.Map // pid_tgid -> {ns, sk}: read by this thread, not yet claimed by a call
+	callOf  *cebpf.Map // sk -> call id: the call being served on this connection
+}
+
+func newProbeMaps() (*probeMaps, error) {
+	m := &probeMaps{}
+	specs := []struct {
+		dst  **cebpf.Map
+		spec cebpf.MapSpec
+	}{
+		{&m.events, cebpf.MapSpec{Name: "pbac_events", Type: cebpf.RingBuf, MaxEntries: 1 << 20}},
+		{&m.ports, cebpf.MapSpec{Name: "pbac_ports", Type: cebpf.Hash, KeySize: 2, ValueSize: 1, MaxEntries: 64}},
+		{&m.arrival, cebpf.MapSpec{Name: "pbac_arrival", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 8, MaxEntries: 16384}},
+		{&m.pending, cebpf.MapSpec{Name: "pbac_pending", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 16, MaxEntries: 16384}},
+		{&m.callOf, cebpf.MapSpec{Name: "pbac_callof", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 8, MaxEntries: 16384}},
+	}
+	for _, s := range specs {
+		mp, err := cebpf.NewMap(&s.spec)
+		if err != nil {
+			m.close()
+			return nil, fmt.Errorf("create map %s: %w", s.spec.Name, err)
+		}
+		*s.dst = mp
+	}
+	return m, nil
+}
+
+func (m *probeMaps) close() {
+	for _, mp := range []*cebpf.Map{m.events, m.ports, m.arrival, m.pending, m.callOf} {
+		if mp != nil {
+			_ = mp.Close()
+		}
+	}
+}
+
+// emit writes the event {id, stage, ts} from the stack slot at -32..-8.
+// idReg and tsReg must survive helper calls (R6–R9) or be set just before.
+func (m *probeMaps) emit(idReg asm.Register, stage Stage, tsReg asm.Register) asm.Instructions {
+	return asm.Instructions{
+		asm.StoreMem(asm.R10, -32, idReg, asm.DWord),
+		asm.Mov.Imm(asm.R1, int32(stage)),
+		asm.StoreMem(asm.R10, -24, asm.R1, asm.DWord),
+		asm.StoreMem(asm.R10, -16, tsReg, asm.DWord),
+		asm.LoadMapPtr(asm.R1, m.events.FD()),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, -32),
+		asm.Mov.Imm(asm.R3, eventSize),
+		asm.Mov.Imm(asm.R4, bpfRBNoWakeup),
+		asm.FnRingbufOutput.Call(),
+	}
+}
+
+// gatewaySocket jumps to exit unless the socket in skReg (R6–R9) has a
+// local port the gateway listens on. It uses the stack slot at -64.
+func (m *probeMaps) gatewaySocket(skReg asm.Register, portOff int32, exit string) asm.Instructions {
+	return asm.Instructions{
+		asm.StoreImm(asm.R10, -64, 0, asm.Word),
+		asm.Mov.Reg(asm.R1, asm.R10),
+		asm.Add.Imm(asm.R1, -64),
+		asm.Mov.Imm(asm.R2, 2),
+		asm.Mov.Reg(asm.R3, skReg),
+		asm.Add.Imm(asm.R3, portOff),
+		asm.FnProbeReadKernel.Call(),
+		asm.JNE.Imm(asm.R0, 0, exit),
+		asm.LoadMapPtr(asm.R1, m.ports.FD()),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, -64),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, exit),
+	}
+}
+
+// stackKey points R2 (and R3 when val != 0) at stack slots.
+func stackPtr(dst asm.Register, off int32) asm.Instructions {
+	return asm.Instructions{asm.Mov.Reg(dst, asm.R10), asm.Add.Imm(dst, off)}
+}
+
+func ret() asm.Instructions {
+	return asm.Instructions{asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"), asm.Return()}
+}
+
+func join(parts ...asm.Instructions) asm.Instructions {
+	var out asm.Instructions
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// markerProgram reports a marker's stage with the call id from RAX.
+func (m *probeMaps) markerProgram(stage Stage) asm.Instructions {
+	return join(
+		asm.Instructions{
+			asm.LoadMem(asm.R7, asm.R1, regsAX, asm.DWord),
+			asm.FnKtimeGetNs.Call(),
+			asm.Mov.Reg(asm.R9, asm.R0),
+		},
+		m.emit(asm.R7, stage, asm.R9),
+		ret(),
+	)
+}
+
+// requestStartProgram reports StageStart and, when this thread has just
+// read a gateway connection, StageArrival with the data's arrival time, and
+// binds the connection to the call.
+func (m *probeMaps) requestStartProgram() asm.Instructions {
+	return join(
+		asm.Instructions{
+			asm.LoadMem(asm.R7, asm.R1, regsAX, asm.DWord),
+			asm.FnKtimeGetNs.Call(),
+			asm.Mov.Reg(asm.R9, asm.R0),
+			asm.FnGetCurrentPidTgid.Call(),
+			asm.StoreMem(asm.R10, -40, asm.R0, asm.DWord),
+			asm.LoadMapPtr(asm.R1, m.pending.FD()),
+		},
+		stackPtr(asm.R2, -40),
+		asm.Instructions{
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "start"),
+			asm.LoadMem(asm.R8, asm.R0, 0, asm.DWord), // arrival time
+			asm.LoadMem(asm.R1, asm.R0, 8, asm.DWord), // socket
+			asm.StoreMem(asm.R10, -48, asm.R1, asm.DWord),
+		},
+		m.emit(asm.R7, StageArrival, asm.R8),
+		asm.Instructions{
+			asm.StoreMem(asm.R10, -56, asm.R7, asm.DWord),
+			asm.LoadMapPtr(asm.R1, m.callOf.FD()),
+		},
+		stackPtr(asm.R2, -48),
+		stackPtr(asm.R3, -56),
+		asm.Instructions{
+			asm.Mov.Imm(asm.R4, bpfAny),
+			asm.FnMapUpdateElem.Call(),
+			asm.LoadMapPtr(asm.R1, m.pending.FD()),
+		},
+		stackPtr(asm.R2, -40),
+		asm.Instructions{asm.FnMapDeleteElem.Call()},
+		relabel(m.emit(asm.R7, StageStart, asm.R9), "start"),
+		ret(),
+	)
+}
+
+// relabel puts a symbol on the first instruction.
+func relabel(insns asm.Instructions, sym string) asm.Instructions {
+	insns[0] = insns[0].WithSymbol(sym)
+	return insns
+}
+
+// readableProgram (sock:sk_data_ready) notes when data arrives on a
+// gateway connection; the first arrival since the last read counts.
+func (m *probeMaps) readableProgram(portOff int32) asm.Instructions {
+	return join(
+		asm.Instructions{asm.LoadMem(asm.R7, asm.R1, argSock, asm.DWord)},
+		m.gatewaySocket(asm.R7, portOff, "exit"),
+		asm.Instructions{
+			asm.FnKtimeGetNs.Call(),
+			asm.StoreMem(asm.R10, -16, asm.R0, asm.DWord),
+			asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord),
+			asm.LoadMapPtr(asm.R1, m.arrival.FD()),
+		},
+		stackPtr(asm.R2, -8),
+		stackPtr(asm.R3, -16),
+		asm.Instructions{
+			asm.Mov.Imm(asm.R4, bpfNoExist),
+			asm.FnMapUpdateElem.Call(),
+		},
+		ret(),
+	)
+}
+
+// recvProgram (sock:sock_recv_length) hands a gateway connection's arrival
+// time to the thread reading it.
+func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
+	return join(
+		asm.Instructions{
+			asm.LoadMem(asm.R7, asm.R1, argSock, asm.DWord),
+			asm.LoadMem(asm.R8, asm.R1, argRet, asm.DWord),
+			asm.JSLE.Imm32(asm.R8, 0, "exit"), // nothing read
+		},
+		m.gatewaySocket(asm.R7, portOff, "exit"),
+		asm.Instructions{
+			asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord),
+			asm.LoadMapPtr(asm.R1, m.arrival.FD()),
+		},
+		stackPtr(asm.R2, -8),
+		asm.Instructions{
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "exit"),
+			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+			asm.StoreMem(asm.R10, -32, asm.R1, asm.DWord), // value: time
+			asm.StoreMem(asm.R10, -24, asm.R7, asm.DWord), // value: socket
+			asm.FnGetCurrentPidTgid.Call(),
+			asm.StoreMem(asm.R10, -16, asm.R0, asm.DWord),
+			asm.LoadMapPtr(asm.R1, m.pending.FD()),
+		},
+		stackPtr(asm.R2, -16),
+		stackPtr(asm.R3, -32),
+		asm.Instructions{
+			asm.Mov.Imm(asm.R4, bpfAny),
+			asm.FnMapUpdateElem.Call(),
+			asm.LoadMapPtr(asm.R1, m.arrival.FD()),
+		},
+		stackPtr(asm.R2, -8),
+		asm.Instructions{asm.FnMapDeleteElem.Call()},
+		ret(),
+	)
+}
+
+// sendProgram (sock:sock_send_length) reports the first send on a call's
+// connection as StageReplyOut. A send by a thread also drops what it read
+// but no call claimed (a request that is not a marked call).
+func (m *probeMaps) sendProgram(portOff int32) asm.Instructions {
+	return join(
+		asm.Instructions{
+			asm.LoadMem(asm.R6, asm.R1, argSock, asm.DWord),
+			asm.LoadMem(asm.R8, asm.R1, argRet, asm.DWord),
+			asm.JSLE.Imm32(asm.R8, 0, "exit"), // nothing sent
+		},
+		m.gatewaySocket(asm.R6, portOff, "exit"),
+		asm.Instructions{
+			asm.FnGetCurrentPidTgid.Call(),
+			asm.StoreMem(asm.R10, -40, asm.R0, asm.DWord),
+			asm.LoadMapPtr(asm.R1, m.pending.FD()),
+		},
+		stackPtr(asm.R2, -40),
+		asm.Instructions{
+			asm.FnMapDeleteElem.Call(),
+			asm.StoreMem(asm.R10, -48, asm.R6, asm.DWord),
+			asm.LoadMapPtr(asm.R1, m.callOf.FD()),
+		},
+		stackPtr(asm.R2, -48),
+		asm.Instructions{
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "exit"),
+			asm.LoadMem(asm.R7, asm.R0, 0, asm.DWord),
+			asm.FnKtimeGetNs.Call(),
+			asm.Mov.Reg(asm.R9, asm.R0),
+		},
+		m.emit(asm.R7, StageReplyOut, asm.R9),
+		asm.Instructions{asm.LoadMapPtr(asm.R1, m.callOf.FD())},
+		stackPtr(asm.R2, -48),
+		asm.Instructions{asm.FnMapDeleteElem.Call()},
+		ret(),
+	)
+}
+
+func loadProgram(name string, typ cebpf.ProgramType, insns asm.Instructions) (*cebpf.Program, error) {
+	prog, err := cebpf.NewProgramWithOptions(&cebpf.ProgramSpec{
+		Name: name, Type: typ, License: "GPL", Instructions: insns,
+	}, cebpf.ProgramOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("load program %s: %w", name, err)
+	}
+	return prog, nil
+}
+
+// localPortOffset finds, in the kernel's BTF, the offset of the local port
+// (struct sock_common's skc_num) in struct sock.
+func localPortOffset() (int32, error) {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return 0, fmt.Errorf("kernel BTF: %w", err)
+	}
+	var sock *btf.Struct
+	if err := spec.TypeByName("sock", &sock); err != nil {
+		return 0, fmt.Errorf("kernel BTF: struct sock: %w", err)
+	}
+	common, ok := memberOffset(sock, "__sk_common")
+	if !ok {
+		return 0, errors.New("kernel BTF: struct sock has no __sk_common")
+	}
+	var sc *btf.Struct
+	if err := spec.TypeByName("sock_common", &sc); err != nil {
+		return 0, fmt.Errorf("kernel BTF: struct sock_common: %w", err)
+	}
+	num, ok := memberOffset(sc, "skc_num")
+	if !ok {
+		return 0, errors.New("kernel BTF: struct sock_common has no skc_num")
+	}
+	return int32(common + num), nil
+}
+
+// memberOffset finds a member by name in a struct or union, looking into
+// anonymous members, and returns its byte offset.
+func memberOffset(t btf.Type, name string) (uint32, bool) {
+	var members []btf.Member
+	switch t := t.(type) {
+	case *btf.Struct:
+		members = t.Members
+	case *btf.Union:
+		members = t.Members
+	default:
+		return 0, false
+	}
+	for _, mb := range members {
+		if mb.Name == name {
+			return mb.Offset.Bytes(), true
+		}
+		if mb.Name == "" {
+			if off, ok := memberOffset(btf.UnderlyingType(mb.Type), name); ok {
+				return mb.Offset.Bytes() + off, true
+			}
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,319 @@
+package ebpf
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Stage is a point in a call's life the probe reports, in order.
+type Stage uint8
+
+const (
+	// StageArrival: the request's bytes arrived on the gateway's connection
+	// (kernel, socket level).
+	StageArrival Stage = iota + 1
+	// StageStart: the handler has the request (marker probeRequestStart).
+	StageStart
+	// StageAuthenticated: the token has been introspected (probeAuthenticated).
+	StageAuthenticated
+	// StageDecided: policy allowed the call (probeDecided).
+	StageDecided
+	// StageForward: the request to the backend is about to leave (probeForwardStart).
+	StageForward
+	// StageBackendDone: the backend's response headers are in (probeBackendDone).
+	StageBackendDone
+	// StageReplyDone: the handler handed the reply to the server (probeReplyDone).
+	StageReplyDone
+	// StageReplyOut: the reply's first bytes leave for the client (kernel,
+	// socket level).
+	StageReplyOut
+	numStages
+)
+
+var stageNames = [numStages]string{"", "arrival", "start", "authenticated", "decided", "forward", "backend_done", "reply_done", "reply_out"}
+
+func (s Stage) String() string {
+	if s < numStages {
+		return stageNames[s]
+	}
+	return fmt.Sprintf("stage(%d)", uint8(s))
+}
+
+// segmentNames name the time between consecutive stages, the per-stage
+// breakdown; with a stage not probed, the segment across it is named by
+// its two ends.
+var segmentNames = map[[2]Stage]string{
+	{StageArrival, StageStart}:         "receive",      // wake-up, read and parse of the request
+	{StageStart, StageAuthenticated}:   "authenticate", // token introspection
+	{StageAuthenticated, StageDecided}: "decide",       // JSON-RPC parse, session, pbac/tool_call
+	{StageDecided, StageForward}:       "prepare",      // building the backend request
+	{StageForward, StageBackendDone}:   "backend",      // the backend's time, as the gateway sees it
+	{StageBackendDone, StageReplyDone}: "respond",      // response headers, audit, handing over the body
+	{StageReplyDone, StageReplyOut}:    "send",         // the server writing the reply
+}
+
+func segmentName(from, to Stage) string {
+	if n, ok := segmentNames[[2]Stage{from, to}]; ok {
+		return n
+	}
+	return from.String() + "→" + to.String()
+}
+
+// call is one call's stage times (ns since boot, 0 when not seen).
+type call struct {
+	ts [numStages]uint64
+}
+
+// Collector assembles events into calls and keeps histograms of their
+// overhead: cumulative ones and ones for the current window.
+type Collector struct {
+	mu      sync.Mutex
+	sockets bool // socket stages are expected (StageArrival, StageReplyOut)
+	open    map[uint64]*call
+	total   *histSet
+	window  *histSet
+	// counts
+	events, partial, notForwarded, evicted int64
+	lastTS                                 uint64
+}
+
+// histSet is one set of histograms, in ns.
+type histSet struct {
+	ingress, egress, overhead, backend, total *hdrhistogram.Histogram
+	segments                                  map[string]*hdrhistogram.Histogram
+	order                                     []string // segments in the order first seen
+	calls                                     int64
+}
+
+func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, 60_000_000_000, 3) }
+
+func newHistSet() *histSet {
+	return &histSet{ingress: newHist(), egress: newHist(), overhead: newHist(), backend: newHist(), total: newHist(),
+		segments: map[string]*hdrhistogram.Histogram{}}
+}
+
+func (h *histSet) segment(name string) *hdrhistogram.Histogram {
+	hist, ok := h.segments[name]
+	if !ok {
+		hist = newHist()
+		h.segments[name] = hist
+		h.order = append(h.order, name)
+	}
+	return hist
+}
+
+// maxOpen bounds the calls being assembled; openTimeout is how long a call
+// may wait for its last stage before it is dropped as partial.
+const (
+	maxOpen     = 65536
+	openTimeout = 30e9
+)
+
+// NewCollector returns a collector; sockets says whether the socket-level
+// stages are attached, so a call is complete only with them.
+func NewCollector(sockets bool) *Collector {
+	return &Collector{sockets: sockets, open: map[uint64]*call{}, total: newHistSet(), window: newHistSet()}
+}
+
+// Add records one event.
+func (c *Collector) Add(id uint64, stage Stage, ts uint64) {
+	if stage == 0 || stage >= numStages {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.events++
+	if ts > c.lastTS {
+		c.lastTS = ts
+	}
+	cl := c.open[id]
+	if cl == nil {
+		if len(c.open) >= maxOpen {
+			c.evictLocked()
+		}
+		cl = &call{}
+		c.open[id] = cl
+	}
+	cl.ts[stage] = ts
+	last := StageReplyDone
+	if c.sockets {
+		last = StageReplyOut
+	}
+	if stage == last {
+		delete(c.open, id)
+		c.finishLocked(cl)
+	}
+}
+
+// evictLocked drops calls that waited too long for their last stage.
+func (c *Collector) evictLocked() {
+	for id, cl := range c.open {
+		first := uint64(0)
+		for _, t := range cl.ts {
+			if t != 0 && (first == 0 || t < first) {
+				first = t
+			}
+		}
+		if c.lastTS-first > openTimeout || len(c.open) >= maxOpen {
+			delete(c.open, id)
+			c.evicted++
+		}
+	}
+}
+
+func (c *Collector) finishLocked(cl *call) {
+	ts := cl.ts
+	if ts[StageForward] == 0 {
+		// Answered by the gateway itself: a denial, an error.
+		c.notForwarded++
+		return
+	}
+	begin, end := StageStart, StageReplyDone
+	if c.sockets {
+		begin, end = StageArrival, StageReplyOut
+	}
+	if ts[begin] == 0 || ts[end] == 0 || ts[StageBackendDone] == 0 ||
+		!(ts[begin] <= ts[StageForward] && ts[StageForward] <= ts[StageBackendDone] && ts[StageBackendDone] <= ts[end]) {
+		c.partial++
+		return
+	}
+	in, out := int64(ts[StageForward]-ts[begin]), int64(ts[end]-ts[StageBackendDone])
+	for _, h := range []*histSet{c.total, c.window} {
+		h.calls++
+		_ = h.ingress.RecordValue(in)
+		_ = h.egress.RecordValue(out)
+		_ = h.overhead.RecordValue(in + out)
+		_ = h.backend.RecordValue(int64(ts[StageBackendDone] - ts[StageForward]))
+		_ = h.total.RecordValue(int64(ts[end] - ts[begin]))
+		prev := Stage(0)
+		for st := StageArrival; st < numStages; st++ {
+			if ts[st] == 0 {
+				continue
+			}
+			if prev != 0 && ts[st] >= ts[prev] {
+				h.segment(segmentName(prev, st)).RecordValue(int64(ts[st] - ts[prev]))
+			}
+			prev = st
+		}
+	}
+}
+
+// Percentiles are a histogram's figures in µs.
+type Percentiles struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50_us"`
+	P90   float64 `json:"p90_us"`
+	P99   float64 `json:"p99_us"`
+	Max   float64 `json:"max_us"`
+}
+
+func percentiles(h *hdrhistogram.Histogram) Percentiles {
+	us := func(v int64) float64 { return float64(v) / 1e3 }
+	return Percentiles{Count: h.TotalCount(), P50: us(h.ValueAtQuantile(50)), P90: us(h.ValueAtQuantile(90)),
+		P99: us(h.ValueAtQuantile(99)), Max: us(h.Max())}
+}
+
+// Summary is what the probe saw, over a window or the whole run.
+type Summary struct {
+	// Calls forwarded to a backend with every stage the probe expects.
+	Calls int64 `json:"calls"`
+	// Sockets is true when the socket-level stages were attached: Ingress
+	// then starts when the request arrived on the gateway's connection and
+	// Egress ends when the reply left on it; otherwise both are bounded by
+	// the markers inside the handler.
+	Sockets bool `json:"sockets"`
+	// Ingress: request in → forward out (the gateway's time before the backend).
+	Ingress Percentiles `json:"ingress"`
+	// Egress: backend response → reply out.
+	Egress Percentiles `json:"egress"`
+	// Overhead: ingress + egress of each call, what the gateway adds.
+	Overhead Percentiles `json:"overhead"`
+	// Backend: forward out → backend response, as the gateway sees it.
+	Backend Percentiles `json:"backend"`
+	// Total: request in → reply out, the whole call in the gateway.
+	Total Percentiles `json:"total"`
+	// AddedP50 and AddedP99 are Total's percentiles minus Backend's: what
+	// the gateway adds computed as pbac bench computes its added latency
+	// (the gateway's percentile minus the backend's), where Overhead is
+	// the percentile of each call's own overhead. With skewed latencies
+	// the percentile of a sum exceeds the sum of the percentiles, so
+	// AddedP50 is the figure to set beside the bench's added p50.
+	AddedP50 float64 `json:"added_p50_us"`
+	AddedP99 float64 `json:"added_p99_us"`
+	// Stages breaks the call down between consecutive stages.
+	Stages []StageFigures `json:"stages"`
+	// Events read, calls not forwarded (answered by the gateway), calls
+	// missing a stage or out of order, calls dropped waiting.
+	Events       int64 `json:"events"`
+	NotForwarded int64 `json:"not_forwarded"`
+	Partial      int64 `json:"partial"`
+	Evicted      int64 `json:"evicted,omitempty"`
+}
+
+// StageFigures is one segment of the breakdown.
+type StageFigures struct {
+	Name string `json:"name"`
+	Percentiles
+}
+
+func (h *histSet) summary() Summary {
+	s := Summary{Calls: h.calls, Ingress: percentiles(h.ingress), Egress: percentiles(h.egress),
+		Overhead: percentiles(h.overhead), Backend: percentiles(h.backend), Total: percentiles(h.total)}
+	s.AddedP50, s.AddedP99 = s.Total.P50-s.Backend.P50, s.Total.P99-s.Backend.P99
+	for _, name := range h.order {
+		s.Stages = append(s.Stages, StageFigures{Name: name, Percentiles: percentiles(h.segments[name])})
+	}
+	return s
+}
+
+// Total is the summary of every call so far.
+func (c *Collector) Total() Summary {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.summaryLocked(c.total)
+}
+
+// Window is the summary of the calls since the last Window, and starts a
+// new window.
+func (c *Collector) Window() Summary {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.summaryLocked(c.window)
+	c.window = newHistSet()
+	return s
+}
+
+func (c *Collector) summaryLocked(h *histSet) Summary {
+	s := h.summary()
+	s.Sockets = c.sockets
+	s.Events, s.NotForwarded, s.Partial, s.Evicted = c.events, c.notForwarded, c.partial, c.evicted
+	return s
+}
+
+// WriteText prints a summary as a few lines of text.
+func (s Summary) WriteText(w io.Writer, title string) error {
+	var b strings.Builder
+	pp := func(p Percentiles) string { return fmt.Sprintf("%.1f/%.1f", p.P50, p.P99) }
+	in, out := "request in → forward out", "backend response → reply out"
+	if !s.Sockets {
+		in, out = "handler start → forward out", "backend response → reply handed to the server"
+	}
+	fmt.Fprintf(&b, "%s: %d calls (p50/p99 µs): %s %s, %s %s, overhead %s; total %s, backend %s, added (total − backend) %.1f/%.1f\n",
+		title, s.Calls, in, pp(s.Ingress), out, pp(s.Egress), pp(s.Overhead), pp(s.Total), pp(s.Backend), s.AddedP50, s.AddedP99)
+	if len(s.Stages) > 0 {
+		parts := make([]string, 0, len(s.Stages))
+		for _, st := range s.Stages {
+			parts = append(parts, st.Name+" "+pp(st.Percentiles))
+		}
+		fmt.Fprintf(&b, "  stages (p50/p99 µs): %s\n", strings.Join(parts, ", "))
+	}
+	if s.Partial > 0 || s.NotForwarded > 0 || s.Evicted > 0 {
+		fmt.Fprintf(&b, "  not forwarded %d, partial %d, evicted %d\n", s.NotForwarded, s.Partial, s.Evicted)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
