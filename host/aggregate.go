@@ -45,6 +45,7 @@ type aggSession struct {
 func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 	start := time.Now()
 	rid := newID()
+	probeRequestStart(c.Context().ID())
 	c.Set("X-Request-Id", rid)
 	if !g.checkOrigin(c) {
 		return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
@@ -55,6 +56,7 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 		return nil
 	}
 	g.metrics.stage("introspect", took)
+	probeAuthenticated(c.Context().ID())
 	body := bytes.Clone(c.Body())
 	msg, err := parseMessage(body, g.cfg.MaxJSONDepth)
 	if err != nil {
@@ -235,6 +237,7 @@ func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *rpcMessage, 
 		g.finish(rec, start)
 		return err
 	}
+	probeDecided(c.Context().ID())
 	// Forward the same params with the backend's own tool name; the
 	// arguments are the exact bytes policy decided on.
 	params := map[string]json.RawMessage{}
@@ -259,8 +262,10 @@ func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *rpcMessage, 
 			}
 		}
 	}
+	probeForwardStart(c.Context().ID())
 	bstart := time.Now()
 	res, err := g.backendCall(c.UserContext(), b, sess, "tools/call", params)
+	probeBackendDone(c.Context().ID())
 	btook := time.Since(bstart)
 	g.metrics.stage("backend", btook)
 	rec.LatencyMicros["backend"] = btook.Microseconds()
@@ -272,6 +277,7 @@ func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *rpcMessage, 
 	}
 	rec.Status = fiber.StatusOK
 	g.finish(rec, start)
+	probeReplyDone(c.Context().ID())
 	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, json.RawMessage(res)))
 }
 

@@ -37,6 +37,7 @@ const maxFilteredResponse = 8 << 20
 func (g *Gateway) handlePost(c *fiber.Ctx) error {
 	start := time.Now()
 	rid := newID()
+	probeRequestStart(c.Context().ID())
 	c.Set("X-Request-Id", rid)
 	backend, ok := g.backends[c.Params("backend")]
 	if !ok {
@@ -59,6 +60,7 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 			return nil
 		}
 		g.metrics.stage("introspect", introspectTook)
+		probeAuthenticated(c.Context().ID())
 	}
 	body := bytes.Clone(c.Body()) // fasthttp reuses its buffers
 	msg, err := parseMessage(body, g.cfg.MaxJSONDepth)
@@ -112,6 +114,7 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 			g.finish(&rec, start)
 			return err
 		}
+		probeDecided(c.Context().ID())
 	case "tools/list":
 		return g.forwardFiltered(c, backend, cl, msg, sess, &rec, start)
 	}
@@ -356,8 +359,10 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *rpcMe
 		cancel()
 		return err
 	}
+	probeForwardStart(c.Context().ID())
 	bstart := time.Now()
 	resp, err := g.client.Do(req)
+	probeBackendDone(c.Context().ID())
 	if err != nil {
 		cancel()
 		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
@@ -373,6 +378,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *rpcMe
 	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
 	g.metrics.stage("backend", time.Since(bstart))
 	g.finish(rec, start)
+	probeReplyDone(c.Context().ID())
 	if !strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream") {
 		// A JSON answer is passed on whole, whatever its size, without being
 		// held in memory; the backend request ends when it has been sent.
