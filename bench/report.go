@@ -79,6 +79,9 @@ type ModeReport struct {
 	// Stages is the gateway's own per-stage timing over its latest calls,
 	// for a gateway the benchmark started.
 	Stages []Stage `json:"gateway_stages,omitempty"`
+	// Probe is what the eBPF probe saw of the measured calls (pbac bench
+	// --probe), as pbac probe --json prints it.
+	Probe json.RawMessage `json:"probe,omitempty"`
 	// Error says why the mode did not run, or its most frequent error.
 	Error      string           `json:"error,omitempty"`
 	ErrorKinds map[string]int64 `json:"error_kinds,omitempty"`

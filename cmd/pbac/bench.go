@@ -26,6 +26,7 @@ import (
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/bench"
 	"github.com/pbac-gateway/pbac/demo"
+	"github.com/pbac-gateway/pbac/ebpf"
 	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/host/audit"
 	"github.com/pbac-gateway/pbac/plugins/opahttp"
@@ -40,6 +41,7 @@ type benchOptions struct {
 	tool, args                  string
 	modes                       []string
 	json, saturate, allowRemote bool
+	probe                       bool
 	targetDirect, targetGateway string
 	token, output, opaPath      string
 	logLevel                    string
@@ -122,6 +124,7 @@ failed.`,
 	f.StringVarP(&o.output, "output", "o", "", "also write the JSON report to this file")
 	f.StringVar(&o.opaPath, "opa", "", "opa binary for opa-sidecar (default: build it once into the user cache dir)")
 	f.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error")
+	f.BoolVar(&o.probe, "probe", false, "attach the eBPF probe (pbac probe) to the gateway it starts and report the probe's figures beside the bench's")
 	return cmd
 }
 
@@ -227,7 +230,9 @@ type modeSystem struct {
 	extraCPU func() time.Duration
 	// stages reports the gateway's own stage timing, for one we started.
 	stages func() []bench.Stage
-	stop   func()
+	// probe is the eBPF probe on a gateway we started (--probe).
+	probe *ebpf.Probe
+	stop  func()
 }
 
 func (e *benchEnv) onClose(f func()) { e.closers = append(e.closers, f) }
@@ -306,7 +311,9 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions, log
 		_, err = stdout.Write(js)
 	} else {
 		fmt.Fprintln(stdout)
-		err = rep.WriteTable(stdout)
+		if err = rep.WriteTable(stdout); err == nil {
+			err = writeProbeFigures(stdout, rep)
+		}
 	}
 	if err != nil {
 		return err
@@ -352,6 +359,9 @@ func runMode(ctx context.Context, stderr io.Writer, o benchOptions, name string,
 			return bench.ModeReport{}, err
 		}
 	}
+	if sys.probe != nil {
+		sys.probe.Window() // the measured calls only
+	}
 	var extra0 time.Duration
 	if sys.extraCPU != nil {
 		extra0 = sys.extraCPU()
@@ -367,6 +377,11 @@ func runMode(ctx context.Context, stderr io.Writer, o benchOptions, name string,
 	m := bench.NewModeReport(name, res, extra)
 	if sys.stages != nil {
 		m.Stages = sys.stages()
+	}
+	if sys.probe != nil {
+		if m.Probe, err = probeFigures(sys.probe); err != nil {
+			return bench.ModeReport{}, err
+		}
 	}
 	return m, nil
 }
@@ -434,7 +449,11 @@ func (e *benchEnv) start(ctx context.Context, mode string) (*modeSystem, error) 
 		if err != nil {
 			return nil, err
 		}
-		return &modeSystem{target: e.mcp(gw.url, gw.token), stop: gw.close, stages: gw.stages}, nil
+		sys := &modeSystem{target: e.mcp(gw.url, gw.token), stop: gw.close, stages: gw.stages}
+		if e.o.probe {
+			sys.probe, sys.stop = e.attachProbe(gw)
+		}
+		return sys, nil
 	case bench.ModeOPASidecar:
 		fmt.Fprintln(e.stderr, "bench: starting the gateway with an OPA sidecar (opa run --server)")
 		gw, pid, err := startSidecarGateway(ctx, e.stderr, filepath.Join(e.dir, "sidecar"), e.backend, e.o, e.log)
@@ -700,4 +719,52 @@ func toolScope(data []byte, tool string) (string, error) {
 		return "", fmt.Errorf("%s is not in the policy catalogue, so the gateway denies it; pick a catalogued tool", tool)
 	}
 	return e.Resource + ":" + e.Access, nil
+}
+
+// attachProbe attaches the eBPF probe to the gateway the benchmark started
+// in this process; when it cannot, the mode runs without it. The returned
+// stop stops the gateway and detaches the probe.
+func (e *benchEnv) attachProbe(gw *benchGateway) (*ebpf.Probe, func()) {
+	var addr net.Addr
+	if u, err := url.Parse(gw.url); err == nil {
+		addr, _ = net.ResolveTCPAddr("tcp", u.Host)
+	}
+	p, err := attachSelfProbe(addr, e.log)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "bench: no probe: %v\n", err)
+		return nil, gw.close
+	}
+	fmt.Fprintf(e.stderr, "bench: the eBPF probe is attached to the gateway (ports %v)\n", p.Ports())
+	return p, func() {
+		_ = p.Close()
+		gw.close()
+	}
+}
+
+// probeFigures is the probe's summary of the calls since its last window.
+func probeFigures(p *ebpf.Probe) (json.RawMessage, error) {
+	return json.Marshal(p.Window())
+}
+
+// writeProbeFigures prints the probe's figures under the table, beside the
+// bench's added latency.
+func writeProbeFigures(w io.Writer, rep *bench.Report) error {
+	for _, m := range rep.Modes {
+		if m.Probe == nil {
+			continue
+		}
+		var s ebpf.Summary
+		if err := json.Unmarshal(m.Probe, &s); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
+		if err := s.WriteText(w, m.Name+", as the eBPF probe saw it"); err != nil {
+			return err
+		}
+		if m.AddedP50 != nil && m.AddedP99 != nil {
+			fmt.Fprintf(w, "  added latency (p50/p99 µs): the bench's (gateway − direct, at the client) %.0f/%.0f, the probe's (total − backend, in the kernel) %.0f/%.0f\n",
+				*m.AddedP50, *m.AddedP99, s.AddedP50, s.AddedP99)
+		}
+	}
+	return nil
 }
