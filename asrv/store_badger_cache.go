@@ -1,6 +1,9 @@
 package asrv
 
-import "sync"
+import (
+	"strings"
+	"sync"
+)
 
 // accessCache keeps decoded access-token records and their clients, so that
 // introspecting a token does not decode two JSON documents from Badger on
@@ -47,7 +50,10 @@ func (c *accessCache) put(sig string, gen uint64, e accessEntry) {
 	if len(c.entries) >= maxAccessCacheEntries {
 		c.entries = map[string]accessEntry{}
 	}
-	c.entries[sig] = e
+	// The key is copied: a caller's string may alias a buffer it reuses
+	// (fasthttp's request buffers do), and a key that changes under the map
+	// would hand one agent's record to another agent's token.
+	c.entries[strings.Clone(sig)] = e
 }
 
 // invalidate empties the cache; called after every committed write.

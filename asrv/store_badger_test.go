@@ -17,6 +17,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/ory/fosite"
 
@@ -532,4 +533,41 @@ func TestBadgerReadCacheFollowsWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone("the client's deletion", sig)
+}
+
+// TestBadgerReadCacheKeyIsCopied: the gateway's token strings alias
+// fasthttp's reused request buffers. A signature whose bytes change after
+// the read must not make the cache answer another token with this one's
+// record (this once handed an agent the previous agent's client).
+func TestBadgerReadCacheKeyIsCopied(t *testing.T) {
+	ctx := context.Background()
+	s := bgOpenMem(t)
+	defer s.Close()
+	var sigs, ids []string
+	for _, id := range []string{"agent-first", "agent-second"} {
+		c := bgClient(id)
+		if err := s.CreateClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		r := bgRequest(c, "req-"+id)
+		r.Session.(*asrv.Session).SetExpiresAt(fosite.AccessToken, time.Now().Add(time.Hour))
+		sig := rand.Text() // same length for both
+		if err := s.CreateAccessTokenSession(ctx, sig, r); err != nil {
+			t.Fatal(err)
+		}
+		sigs, ids = append(sigs, sig), append(ids, c.ID)
+	}
+	buf := []byte(sigs[0])
+	aliased := unsafe.String(&buf[0], len(buf))
+	if _, err := s.GetAccessTokenSession(ctx, aliased, nil); err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, sigs[1]) // the buffer is reused for the next request
+	req, err := s.GetAccessTokenSession(ctx, sigs[1], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := req.GetClient().GetID(); got != ids[1] {
+		t.Fatalf("the second token resolved to client %s, want %s", got, ids[1])
+	}
 }
