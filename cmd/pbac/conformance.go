@@ -22,7 +22,7 @@ func newConformanceCommand() *cobra.Command {
 		Use:   "conformance",
 		Short: "Check policies, servers and clients against the standards this gateway follows",
 	}
-	cmd.AddCommand(newConformancePolicyCommand())
+	cmd.AddCommand(newConformancePolicyCommand(), newConformanceServerCommand(), newConformanceClientCommand())
 	return cmd
 }
 

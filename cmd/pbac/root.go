@@ -18,6 +18,6 @@ arguments.`,
 	root.AddCommand(newUpCommand(), newPolicyCommand(), newAsrvCommand(), newConfigCommand())
 	root.AddCommand(newStatementCommand())
 	root.AddCommand(newDemoCommand())
-	root.AddCommand(newBenchCommand())
+	root.AddCommand(newBenchCommand(), newProbeCommand(), newConformanceCommand())
 	return root
 }

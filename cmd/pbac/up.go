@@ -26,6 +26,7 @@ import (
 
 func newUpCommand() *cobra.Command {
 	var listen, adminListen, dataDir, store, logLevel, configPath string
+	var probe bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the whole demo: authorization server, gateway and the demo backends",
@@ -41,7 +42,7 @@ make it live; a bad one is rejected and the active policy stays.`,
 		Example: `  pbac up
   pbac up --listen 127.0.0.1:9000 --data-dir /tmp/pbac`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := upConfig{listen: listen, adminListen: adminListen, dataDir: dataDir, store: store}
+			cfg := upConfig{listen: listen, adminListen: adminListen, dataDir: dataDir, store: store, probe: probe}
 			if configPath != "" {
 				fc, err := host.LoadConfig(configPath)
 				if err != nil {
@@ -70,6 +71,7 @@ make it live; a bad one is rejected and the active policy stays.`,
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data dir (default $PBAC_DATA_DIR or ~/.local/share/pbac)")
 	cmd.Flags().StringVar(&store, "store", "", storeFlagUsage)
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().BoolVar(&probe, "probe", false, "attach the eBPF latency probe to this gateway (root or CAP_BPF + CAP_PERFMON); without them it logs why and runs as usual")
 	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML): backends, listeners, data dir; see pbac config check")
 	return cmd
 }
@@ -78,6 +80,7 @@ type upConfig struct {
 	listen, adminListen, dataDir string
 	store                        string // token store: "" Badger, postgres://… PostgreSQL
 	file                         *host.FileConfig
+	probe                        bool // attach the eBPF latency probe
 }
 
 // remoteAS is the configured remote authorization server, if any.
@@ -116,6 +119,9 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 		return fmt.Errorf("listen on %s: %w", cfg.listen, err)
 	}
 	defer ln.Close()
+	if cfg.probe {
+		defer startSelfProbe(ctx, log, ln.Addr())()
+	}
 	adminLn, err := net.Listen("tcp", cfg.adminListen)
 	if err != nil {
 		return fmt.Errorf("listen on %s for the admin API: %w", cfg.adminListen, err)
