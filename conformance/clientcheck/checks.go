@@ -248,6 +248,13 @@ func stepsUp(run Run) (bool, string) {
 	call := ev[i].RPC
 	a := first(ev, i+1, isAuthorize)
 	if a < 0 {
+		if r := first(ev, i+1, func(e Event) bool { return isToken(e) && grant(e) == "refresh_token" }); r >= 0 {
+			sc := ev[r].Form.Get("scope")
+			if sc == "" {
+				sc = "none"
+			}
+			return false, fmt.Sprintf("no new authorization after the 403: the client refreshed its token instead (scope parameter: %s; granted %q), and a refresh cannot add %s", sc, ev[r].Scope, run.StepUpScope)
+		}
 		return false, "no new authorization after the 403"
 	}
 	if sc := strings.Fields(ev[a].Query.Get("scope")); run.StepUpScope != "" && !slices.Contains(sc, run.StepUpScope) {
@@ -305,10 +312,18 @@ func refreshes(run Run) (bool, string) {
 	if ev[r].Status != 200 {
 		return false, fmt.Sprintf("the refresh answered %d", ev[r].Status)
 	}
-	if first(ev, r+1, func(e Event) bool { return isMCP(run, e) && e.Bearer == ev[r].AccessToken && e.Status/100 == 2 }) < 0 {
-		return false, "the refreshed token was not used successfully"
+	// The refreshed token counts as used when the gateway authenticated it
+	// (anything but 401): in this phase the call that meets the expired
+	// token is test-tool, so a client that has not stepped up yet meets the
+	// 403 insufficient_scope next, which is the step-up check's business.
+	u := first(ev, r+1, func(e Event) bool { return isMCP(run, e) && e.Bearer == ev[r].AccessToken })
+	if u < 0 {
+		return false, "the refreshed token was not used"
 	}
-	return true, "refresh_token grant, then the new token"
+	if ev[u].Status == 401 {
+		return false, "the refreshed token was refused (401)"
+	}
+	return true, fmt.Sprintf("refresh_token grant, then the new token (%s answered %d)", ev[u].RPC, ev[u].Status)
 }
 
 func reinitializes(run Run) (bool, string) {

@@ -66,6 +66,20 @@ func compliant() []Run {
 	return []Run{run(PhaseFlow, flow), run(PhaseExpiry, expiry), run(PhaseSession, session)}
 }
 
+// A refreshed token the gateway authenticates passes the refresh check even
+// when the call it carries needs a scope the client has yet to step up to.
+func TestRefreshThenInsufficientScope(t *testing.T) {
+	runs := compliant()
+	ev := runs[1].Events
+	ev[len(ev)-1].Status = 403
+	ev[len(ev)-1].WWWAuthenticate = `Bearer error="insufficient_scope", scope="conformance:write"`
+	for _, r := range Evaluate(runs) {
+		if r.Name == "refreshes an expired token" && !r.Pass {
+			t.Fatalf("refresh then 403 insufficient_scope: %s", r.Message)
+		}
+	}
+}
+
 func TestCompliantClientPassesEveryCheck(t *testing.T) {
 	for _, r := range Evaluate(compliant()) {
 		if !r.Pass {
@@ -91,6 +105,11 @@ func TestEachStepIsChecked(t *testing.T) {
 		{"no step-up", PhaseFlow, func(ev []Event) []Event { return ev[:9] }, "steps up"},
 		{"step-up without the scope", PhaseFlow, func(ev []Event) []Event { ev[9].Query.Set("scope", "conformance:read"); return ev }, "steps up"},
 		{"no refresh", PhaseExpiry, func(ev []Event) []Event { return ev[:8] }, "refreshes"},
+		{"refreshed token refused", PhaseExpiry, func(ev []Event) []Event { ev[9].Status = 401; return ev }, "refreshes"},
+		{"refreshed token unused", PhaseExpiry, func(ev []Event) []Event { return ev[:9] }, "refreshes"},
+		{"a refresh for the step-up", PhaseFlow, func(ev []Event) []Event {
+			return append(ev[:9], tokenReq("refresh_token", "at2", "rt2"), Event{Method: "POST", Path: mcp, RPC: "tools/call", Bearer: "at2", Session: "s1", Status: 403})
+		}, "steps up"},
 		{"no new session", PhaseSession, func(ev []Event) []Event { return ev[:9] }, "starts a new session"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
