@@ -416,7 +416,11 @@ func runPhase(ctx context.Context, pol *policyRuntime, spec clientSpec, phase cl
 // browserHelper writes the $BROWSER the client gets: it fetches the
 // authorization URL as a client would (no text/html in Accept), so the
 // observer signs in on the AS's page, and follows the AS's redirect to the
-// client's redirect URI, as a browser would. It needs curl.
+// client's redirect URI, as a browser would. A person takes seconds to sign
+// in, and a client may start listening on its redirect URI only after it
+// opened the browser (mcp-remote does, when it authorizes again mid-session),
+// so the redirect is retried while the connection is refused, for up to
+// 15 s. It needs curl.
 func browserHelper() (string, error) {
 	f, err := os.CreateTemp("", "pbac-browser-*.sh")
 	if err != nil {
@@ -425,7 +429,9 @@ func browserHelper() (string, error) {
 	const script = `#!/bin/sh
 # pbac conformance client: a "browser" that signs in on the AS's page through
 # the harness and follows the redirect back to the client.
-exec curl -sS -L -o /dev/null -H 'Accept: */*' "$1"
+loc=$(curl -sS -o /dev/null -w '%{redirect_url}' -H 'Accept: */*' "$1") || exit 1
+[ -n "$loc" ] || exit 1
+exec curl -sS -L -o /dev/null --retry 15 --retry-connrefused --retry-delay 1 --retry-max-time 15 "$loc"
 `
 	if _, err := f.WriteString(script); err != nil {
 		f.Close()

@@ -260,6 +260,9 @@ func stepsUp(run Run) (bool, string) {
 	if sc := strings.Fields(ev[a].Query.Get("scope")); run.StepUpScope != "" && !slices.Contains(sc, run.StepUpScope) {
 		return false, fmt.Sprintf("re-authorized with scope %q, without the challenged %q", ev[a].Query.Get("scope"), run.StepUpScope)
 	}
+	if ev[a].AuthorizeError != "" {
+		return false, fmt.Sprintf("the re-authorization with scope %q was refused: %s", ev[a].Query.Get("scope"), ev[a].AuthorizeError)
+	}
 	toks := issued(Run{Events: ev[a:]})
 	if first(ev, a, func(e Event) bool {
 		return isMCP(run, e) && e.RPC == call && e.Status/100 == 2 && slices.Contains(toks, e.Bearer)
@@ -312,16 +315,12 @@ func refreshes(run Run) (bool, string) {
 	if ev[r].Status != 200 {
 		return false, fmt.Sprintf("the refresh answered %d", ev[r].Status)
 	}
-	// The refreshed token counts as used when the gateway authenticated it
-	// (anything but 401): in this phase the call that meets the expired
-	// token is test-tool, so a client that has not stepped up yet meets the
-	// 403 insufficient_scope next, which is the step-up check's business.
 	u := first(ev, r+1, func(e Event) bool { return isMCP(run, e) && e.Bearer == ev[r].AccessToken })
 	if u < 0 {
 		return false, "the refreshed token was not used"
 	}
-	if ev[u].Status == 401 {
-		return false, "the refreshed token was refused (401)"
+	if !accepted(ev[u]) {
+		return false, fmt.Sprintf("the refreshed token was used, and %s answered %d", ev[u].RPC, ev[u].Status)
 	}
 	return true, fmt.Sprintf("refresh_token grant, then the new token (%s answered %d)", ev[u].RPC, ev[u].Status)
 }
@@ -338,12 +337,26 @@ func reinitializes(run Run) (bool, string) {
 	if j < 0 {
 		return false, "after the 404 the client did not initialize a new session"
 	}
-	if first(ev, j+1, func(e Event) bool {
-		return isMCP(run, e) && e.Session != "" && e.RPC != "" && e.RPC != "notifications/initialized" && e.Status/100 == 2
-	}) < 0 {
+	k := first(ev, j+1, func(e Event) bool {
+		return isMCP(run, e) && e.Session != "" && e.RPC != "" && e.RPC != "notifications/initialized"
+	})
+	if k < 0 {
 		return false, "the new session was not used"
 	}
-	return true, "initialized again and continued"
+	if !accepted(ev[k]) {
+		return false, fmt.Sprintf("in the new session %s answered %d", ev[k].RPC, ev[k].Status)
+	}
+	return true, fmt.Sprintf("initialized again and continued (%s answered %d)", ev[k].RPC, ev[k].Status)
+}
+
+// accepted tells whether the gateway took an MCP request's token and
+// session: it answered 2xx, or 403 insufficient_scope. In the expiry and
+// session phases the call that meets the expired token or session is
+// test-tool, so a client that has not stepped up yet meets that 403 next,
+// which is the step-up check's business, not the refresh's or the
+// session's.
+func accepted(e Event) bool {
+	return e.Status/100 == 2 || (e.Status == 403 && strings.Contains(e.WWWAuthenticate, "insufficient_scope"))
 }
 
 func exitsCleanly(run Run) (bool, string) {

@@ -66,16 +66,19 @@ func compliant() []Run {
 	return []Run{run(PhaseFlow, flow), run(PhaseExpiry, expiry), run(PhaseSession, session)}
 }
 
-// A refreshed token the gateway authenticates passes the refresh check even
+// A refreshed token or a new session the gateway takes passes its check even
 // when the call it carries needs a scope the client has yet to step up to.
 func TestRefreshThenInsufficientScope(t *testing.T) {
 	runs := compliant()
 	ev := runs[1].Events
 	ev[len(ev)-1].Status = 403
 	ev[len(ev)-1].WWWAuthenticate = `Bearer error="insufficient_scope", scope="conformance:write"`
+	ev = runs[2].Events
+	ev[len(ev)-1].Status = 403
+	ev[len(ev)-1].WWWAuthenticate = `Bearer error="insufficient_scope", scope="conformance:write"`
 	for _, r := range Evaluate(runs) {
-		if r.Name == "refreshes an expired token" && !r.Pass {
-			t.Fatalf("refresh then 403 insufficient_scope: %s", r.Message)
+		if (r.Name == "refreshes an expired token" || r.Name == "starts a new session after 404 on an expired session") && !r.Pass {
+			t.Errorf("%s, then 403 insufficient_scope: %s", r.Name, r.Message)
 		}
 	}
 }
@@ -110,6 +113,8 @@ func TestEachStepIsChecked(t *testing.T) {
 		{"a refresh for the step-up", PhaseFlow, func(ev []Event) []Event {
 			return append(ev[:9], tokenReq("refresh_token", "at2", "rt2"), Event{Method: "POST", Path: mcp, RPC: "tools/call", Bearer: "at2", Session: "s1", Status: 403})
 		}, "steps up"},
+		{"step-up refused", PhaseFlow, func(ev []Event) []Event { ev[9].AuthorizeError = "invalid_scope"; return ev }, "steps up"},
+		{"new session refused", PhaseSession, func(ev []Event) []Event { ev[10].Status = 400; return ev }, "starts a new session"},
 		{"no new session", PhaseSession, func(ev []Event) []Event { return ev[:9] }, "starts a new session"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

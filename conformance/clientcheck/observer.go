@@ -51,6 +51,22 @@ type Event struct {
 	Scope string `json:"scope,omitempty"`
 	// SignedIn marks an authorization request the harness signed in for.
 	SignedIn bool `json:"signed_in,omitempty"`
+	// AuthorizeError is the error an authorization request's redirect
+	// carried back to the client (invalid_scope, access_denied, ...).
+	AuthorizeError string `json:"authorize_error,omitempty"`
+}
+
+// redirectError is the error parameter (and its description) of an
+// authorization redirect's Location.
+func redirectError(loc string) string {
+	u, err := url.Parse(loc)
+	if err != nil || u.Query().Get("error") == "" {
+		return ""
+	}
+	if d := u.Query().Get("error_description"); d != "" {
+		return u.Query().Get("error") + ": " + d
+	}
+	return u.Query().Get("error")
 }
 
 // Delay holds the answer to one request: the first successful answer to
@@ -151,7 +167,7 @@ func (o *Observer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/oauth2/authorize") && o.cfg.SignInUser != "" && isClientFetch(r) {
 		ev.SignedIn = true
 		loc, status := o.signIn(r)
-		ev.Status = status
+		ev.Status, ev.AuthorizeError = status, redirectError(loc)
 		o.record(ev)
 		if loc != "" {
 			w.Header().Set("Location", loc)
@@ -200,6 +216,9 @@ func (o *Observer) answered(resp *http.Response) {
 	ev.Status = resp.StatusCode
 	ev.WWWAuthenticate = resp.Header.Get("WWW-Authenticate")
 	ev.AccessToken, ev.RefreshToken, ev.Scope = access, refresh, scope
+	if strings.HasSuffix(resp.Request.URL.Path, "/oauth2/authorize") && resp.StatusCode/100 == 3 {
+		ev.AuthorizeError = redirectError(resp.Header.Get("Location"))
+	}
 	hold := time.Duration(0)
 	if d := o.cfg.Delay; d != nil && !o.delayed && ev.RPC == d.RPC && resp.StatusCode/100 == 2 {
 		o.delayed, hold = true, d.For
