@@ -79,7 +79,8 @@ the same.
 
 Exits 1 when a check fails.`,
 		Example: `  pbac conformance client --command "MCP_CONFORMANCE_SCENARIO=auth/metadata-default ./everything-client {url}"
-  pbac conformance client --name ts-sdk --command "node conformance/clients/ts-sdk.mjs {url}" --json`,
+  pbac conformance client --name ts-sdk --command "node conformance/clients/ts-sdk-client.mjs {url}" --json
+  pbac conformance client --all --markdown   # the client × check table in conformance/CLIENTS.md`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
