@@ -54,7 +54,11 @@ func (s *Server) Register(ctx context.Context, req *RegistrationRequest) (client
 	if err != nil {
 		return nil, "", "", err
 	}
-	if len(client.Scopes) == 0 {
+	// A client's registered scope is a hint, not a ceiling: policy decides
+	// what each token grants (tier ∩ role ∩ request), and a ceiling the
+	// client chose for itself would only break the MCP step-up, where a 403
+	// insufficient_scope asks for a scope it did not know at registration.
+	if len(s.cfg.Scopes) > 0 || len(client.Scopes) == 0 {
 		client.Scopes = append([]string(nil), s.cfg.Scopes...)
 	}
 	d, err := s.decide(ctx, EntrypointRegister, rego.Input{Client: client.PolicyClient()}, nil)

@@ -401,3 +401,26 @@ func TestSingleUseTokenRacingIntrospections(t *testing.T) {
 		t.Fatal("a consumed single-use token is active again")
 	}
 }
+
+// TestRegisteredScopeIsNotACeiling: a client that registered with one scope
+// may later ask for another (the MCP step-up after a 403
+// insufficient_scope); policy, not the registration, decides what it gets.
+func TestRegisteredScopeIsNotACeiling(t *testing.T) {
+	ta := newTestAS(t)
+	reg := ta.register(map[string]any{"client_name": "stepper", "grant_types": []string{"client_credentials"},
+		"token_endpoint_auth_method": "client_secret_basic", "scope": "jira:read",
+		"software_statement": ta.statement("ci-bot", false)})
+	if got := reg["scope"]; got == "jira:read" {
+		t.Fatalf("the registration kept its scope as a ceiling: %v", got)
+	}
+	id, secret := reg["client_id"].(string), reg["client_secret"].(string)
+	status, tok := ta.form(asrv.PathToken, id, secret, url.Values{"grant_type": {"client_credentials"}, "scope": {"jira:read jira:write"}})
+	if status != 200 || !strings.Contains(tok["scope"].(string), "jira:write") {
+		t.Fatalf("step-up scope refused: %d %v", status, tok)
+	}
+	// Policy still narrows: the ci_agent tier grants no slack.
+	status, tok = ta.form(asrv.PathToken, id, secret, url.Values{"grant_type": {"client_credentials"}, "scope": {"slack:write"}})
+	if status == 200 && strings.Contains(tok["scope"].(string), "slack:write") {
+		t.Fatalf("policy did not narrow: %d %v", status, tok)
+	}
+}
