@@ -52,6 +52,9 @@ type TokenStore interface {
 type Store interface {
 	ClientStore
 	TokenStore
+	// Ping tells whether the store answers, cheaply: readiness probes call
+	// it. A closed store fails.
+	Ping(ctx context.Context) error
 	// Close flushes and closes the store.
 	Close() error
 }

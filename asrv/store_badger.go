@@ -234,6 +234,18 @@ func (s *BadgerStore) update(ctx context.Context, fn func(txn *badger.Txn, retry
 	}
 }
 
+// Ping fails once the store is closed (or Badger has closed itself on a
+// fatal error); it reads nothing.
+func (s *BadgerStore) Ping(ctx context.Context) error {
+	if err := s.usable(ctx); err != nil {
+		return err
+	}
+	if s.db.IsClosed() {
+		return errBadgerClosed
+	}
+	return nil
+}
+
 func (s *BadgerStore) usable(ctx context.Context) error {
 	if s.closed.Load() {
 		return errBadgerClosed

@@ -177,6 +177,18 @@ func (s *PostgresStore) Close() error {
 	return nil
 }
 
+// Ping asks the database for a round trip (pgxpool's ping on one pooled
+// connection).
+func (s *PostgresStore) Ping(ctx context.Context) error {
+	if err := s.usable(ctx); err != nil {
+		return err
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("asrv: ping %s: %w", s.desc, err)
+	}
+	return nil
+}
+
 func (s *PostgresStore) usable(ctx context.Context) error {
 	if s.closed.Load() {
 		return errPostgresClosed

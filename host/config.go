@@ -2,12 +2,16 @@ package host
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,7 +25,13 @@ import (
 //	admin_listen: 127.0.0.1:8081    # admin API
 //	data_dir: /var/lib/pbac
 //	store: postgres://pbac@db.internal:5432/pbac?sslmode=verify-full  # token store shared by replicas (default: Badger under data_dir; password from PGPASSWORD or ~/.pgpass)
-//	public_url: https://gw.example  # as clients reach it (default http://<listen>)
+//	public_url: https://gw.example  # as clients reach it (default http(s)://<listen>)
+//	store_file: /run/secrets/pbac-store  # the store URL read from a file (instead of store)
+//	tls: {cert_file: /etc/pbac/tls.crt, key_file: /etc/pbac/tls.key}      # gateway listener; reloaded on change
+//	admin_tls: {cert_file: /etc/pbac/admin.crt, key_file: /etc/pbac/admin.key}
+//	log_level: info                 # debug, info, warn, error
+//	log_format: json                # json or text (default text)
+//	drain_delay: 5s                 # on SIGTERM, /readyz answers 503 this long before the listeners close
 //	demo: false                     # start the demo backends (default: only when no backends are listed)
 //	backends:
 //	  - name: jira
@@ -43,6 +53,14 @@ type FileConfig struct {
 	PublicURL           string          `yaml:"public_url"`
 	Demo                *bool           `yaml:"demo"`
 	Backends            []BackendConfig `yaml:"backends"`
+	// StoreFile holds the store URL (it may carry a password).
+	StoreFile string `yaml:"store_file"`
+	// TLS and AdminTLS turn TLS on for the gateway and admin listeners.
+	TLS        *TLSFiles `yaml:"tls"`
+	AdminTLS   *TLSFiles `yaml:"admin_tls"`
+	LogLevel   string    `yaml:"log_level"`
+	LogFormat  string    `yaml:"log_format"`
+	DrainDelay string    `yaml:"drain_delay"`
 }
 
 // RemoteASConfig names a remote authorization server: its issuer (for the
@@ -95,20 +113,163 @@ var (
 // LoadConfig reads and validates a configuration file. Errors name the
 // file, and the line where the YAML parser can tell.
 func LoadConfig(path string) (*FileConfig, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
+	return LoadConfigEnv(path, func(string) (string, bool) { return "", false })
+}
+
+// LoadConfigEnv reads a configuration file (none when path is empty),
+// applies the PBAC_* environment overrides lookup finds (see ApplyEnv) and
+// validates the result.
+func LoadConfigEnv(path string, lookup func(string) (string, bool)) (*FileConfig, error) {
 	var cfg FileConfig
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true) // a misspelt key is an error, not silently ignored
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+	where := "config"
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true) // a misspelt key is an error, not silently ignored
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		where = "config " + path
 	}
+	cfg.ApplyEnv(lookup)
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	return &cfg, nil
+}
+
+// EnvOverride is an environment variable that overrides a file key.
+type EnvOverride struct{ Env, Key string }
+
+// EnvOverrides lists each environment variable that overrides the file,
+// with its key. Flags override both.
+func EnvOverrides() []EnvOverride {
+	return []EnvOverride{
+		{"PBAC_LISTEN", "listen"},
+		{"PBAC_ADMIN_LISTEN", "admin_listen"},
+		{"PBAC_DATA_DIR", "data_dir"},
+		{"PBAC_STORE", "store"},
+		{"PBAC_STORE_FILE", "store_file"},
+		{"PBAC_PUBLIC_URL", "public_url"},
+		{"PBAC_TLS_CERT", "tls.cert_file"},
+		{"PBAC_TLS_KEY", "tls.key_file"},
+		{"PBAC_ADMIN_TLS_CERT", "admin_tls.cert_file"},
+		{"PBAC_ADMIN_TLS_KEY", "admin_tls.key_file"},
+		{"PBAC_LOG_LEVEL", "log_level"},
+		{"PBAC_LOG_FORMAT", "log_format"},
+		{"PBAC_DRAIN_DELAY", "drain_delay"},
+	}
+}
+
+// ApplyEnv overrides the file's keys with the PBAC_* variables lookup finds
+// set and non-empty (EnvOverrides). PBAC_STORE and PBAC_STORE_FILE replace
+// both store keys, so a file's store never fights an environment's.
+func (c *FileConfig) ApplyEnv(lookup func(string) (string, bool)) {
+	for _, o := range EnvOverrides() {
+		v, ok := lookup(o.Env)
+		if !ok || v == "" {
+			continue
+		}
+		switch o.Key {
+		case "listen":
+			c.Listen = v
+		case "admin_listen":
+			c.AdminListen = v
+		case "data_dir":
+			c.DataDir = v
+		case "store":
+			c.Store, c.StoreFile = v, ""
+		case "store_file":
+			c.Store, c.StoreFile = "", v
+		case "public_url":
+			c.PublicURL = v
+		case "tls.cert_file":
+			c.TLS = withDefault(c.TLS)
+			c.TLS.CertFile = v
+		case "tls.key_file":
+			c.TLS = withDefault(c.TLS)
+			c.TLS.KeyFile = v
+		case "admin_tls.cert_file":
+			c.AdminTLS = withDefault(c.AdminTLS)
+			c.AdminTLS.CertFile = v
+		case "admin_tls.key_file":
+			c.AdminTLS = withDefault(c.AdminTLS)
+			c.AdminTLS.KeyFile = v
+		case "log_level":
+			c.LogLevel = v
+		case "log_format":
+			c.LogFormat = v
+		case "drain_delay":
+			c.DrainDelay = v
+		}
+	}
+}
+
+func withDefault(t *TLSFiles) *TLSFiles {
+	if t == nil {
+		return &TLSFiles{}
+	}
+	return t
+}
+
+// TLSFiles is one listener's certificate and key (PEM files).
+type TLSFiles struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled tells whether TLS is configured (t may be nil).
+func (t *TLSFiles) Enabled() bool { return t != nil && (t.CertFile != "" || t.KeyFile != "") }
+
+// Check loads the pair: both files readable, the key the certificate's.
+func (t *TLSFiles) Check() error {
+	if t.CertFile == "" || t.KeyFile == "" {
+		return errors.New("both cert_file and key_file are required")
+	}
+	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+		return fmt.Errorf("%s and %s: %w", t.CertFile, t.KeyFile, err)
+	}
+	return nil
+}
+
+// StoreURL is the token store's URL: store, or store_file's content; ""
+// for Badger.
+func (c *FileConfig) StoreURL() (string, error) {
+	if c.StoreFile == "" {
+		return c.Store, nil
+	}
+	raw, err := os.ReadFile(c.StoreFile)
+	if err != nil {
+		return "", fmt.Errorf("store_file: %w", err)
+	}
+	return strings.TrimSpace(string(raw)), nil
+}
+
+// CheckStoreURL checks a token store URL's syntax; the error never repeats
+// the URL, which may carry a password.
+func CheckStoreURL(s string) error {
+	if s == "" || s == "badger" {
+		return nil
+	}
+	if u, err := url.Parse(s); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return errors.New("must be a postgres:// URL (or absent for Badger under data_dir)")
+	}
+	return nil
+}
+
+// CheckListenAddr checks a host:port listen address.
+func CheckListenAddr(a string) error {
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
 }
 
 // Validate checks the configuration and reports every problem at once.
@@ -119,10 +280,10 @@ func (c *FileConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("public_url %q must be an absolute http(s) URL", c.PublicURL))
 		}
 	}
+	errs = append(errs, c.validateOperation()...)
 	if c.Store != "" {
-		if u, err := url.Parse(c.Store); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-			// Not echoed: it may carry a password.
-			errs = append(errs, errors.New("store must be a postgres:// URL (or absent for Badger under data_dir)"))
+		if err := CheckStoreURL(c.Store); err != nil {
+			errs = append(errs, fmt.Errorf("store: %w", err))
 		}
 		if c.AuthorizationServer != nil {
 			errs = append(errs, errors.New("store is the in-process authorization server's; with authorization_server there is none"))
@@ -188,6 +349,62 @@ func (c *FileConfig) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateOperation checks the listeners, TLS, store file, logging and
+// drain keys.
+func (c *FileConfig) validateOperation() []error {
+	var errs []error
+	for _, l := range []struct{ key, addr string }{{"listen", c.Listen}, {"admin_listen", c.AdminListen}} {
+		if l.addr != "" {
+			if err := CheckListenAddr(l.addr); err != nil {
+				errs = append(errs, fmt.Errorf("%s %q: %w", l.key, l.addr, err))
+			}
+		}
+	}
+	for _, t := range []struct {
+		key   string
+		files *TLSFiles
+	}{{"tls", c.TLS}, {"admin_tls", c.AdminTLS}} {
+		if t.files.Enabled() {
+			if err := t.files.Check(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", t.key, err))
+			}
+		}
+	}
+	if c.TLS.Enabled() && c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "https://") {
+		errs = append(errs, fmt.Errorf("public_url %q: the gateway listener serves TLS, so clients reach it over https", c.PublicURL))
+	}
+	if c.StoreFile != "" {
+		switch dsn, err := c.StoreURL(); {
+		case err != nil:
+			errs = append(errs, err)
+		case c.Store != "":
+			errs = append(errs, errors.New("give store or store_file, not both"))
+		default:
+			if err := CheckStoreURL(dsn); err != nil {
+				errs = append(errs, fmt.Errorf("store_file %s: %w", c.StoreFile, err))
+			}
+			if c.AuthorizationServer != nil {
+				errs = append(errs, errors.New("store_file is the in-process authorization server's; with authorization_server there is none"))
+			}
+		}
+	}
+	if c.LogLevel != "" {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+			errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
+		}
+	}
+	if c.LogFormat != "" && c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("log_format %q: want json or text", c.LogFormat))
+	}
+	if c.DrainDelay != "" {
+		if d, err := time.ParseDuration(c.DrainDelay); err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("drain_delay %q is not a duration (e.g. 5s)", c.DrainDelay))
+		}
+	}
+	return errs
 }
 
 // Backend resolves a URL backend's configuration: timeout parsed, header

@@ -84,6 +84,9 @@ type Config struct {
 	// SessionIdle ends a session unused this long (default 30 min).
 	SessionIdle time.Duration
 	Logger      *slog.Logger
+	// Ready backs /readyz: nil when the gateway should get traffic, else
+	// why not (errors.Join of one error per unready part). Nil Ready: always.
+	Ready func(ctx context.Context) error
 }
 
 // Gateway is the MCP enforcement point.
@@ -241,6 +244,7 @@ func (g *Gateway) routes() *fiber.App {
 	app.Delete("/mcp/:backend", g.handleDelete)
 	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{})))
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
+	app.Get("/readyz", g.serveReady)
 	if g.cfg.AuthServer != nil {
 		as := adaptor.HTTPHandler(g.cfg.AuthServer)
 		app.All("/oauth2/*", as)

@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) asrv.Store) {
 		{"DeleteClientRemovesTokens", testDeleteClientRemovesTokens},
 		{"ClientAssertionJTI", testJTI},
 		{"Expiry", testExpiry},
+		{"Ping", testPing},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -822,5 +823,18 @@ func testExpiry(t *testing.T, f *fixture) {
 	}
 	if err := f.s.SetClientAssertionJWT(f.ctx, "jti-soon", time.Now().Add(time.Hour)); err != nil {
 		t.Errorf("recording an expired jti again: %v", err)
+	}
+}
+
+// testPing: an open store answers; a closed one does not.
+func testPing(t *testing.T, f *fixture) {
+	if err := f.s.Ping(f.ctx); err != nil {
+		t.Fatalf("Ping on an open store: %v", err)
+	}
+	if err := f.s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := f.s.Ping(f.ctx); err == nil {
+		t.Fatal("Ping on a closed store succeeded")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -19,8 +20,8 @@ import (
 
 func newAsrvCommand() *cobra.Command {
 	var (
-		listen, dataDir, store, issuer, logLevel string
-		resources                                []string
+		listen, dataDir, store, issuer, logLevel, configPath string
+		resources                                            []string
 	)
 	cmd := &cobra.Command{
 		Use:   "asrv",
@@ -33,20 +34,25 @@ with --store postgres://… (shared by several replicas). Every registration,
 token and introspection is decided by the shipped policy.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			log := newLogger(logLevel)
+			ops, err := resolveOps(cmd.Flags(), configPath, os.LookupEnv)
+			if err != nil {
+				return err
+			}
+			log := ops.logger()
+			dataDir := ops.dataDir
 			if dataDir == "" {
 				dataDir = asrv.DefaultDataDir()
 			}
 			if dataDir == "" {
 				return errors.New("no data dir: pass --data-dir or set PBAC_DATA_DIR")
 			}
-			ln, err := net.Listen("tcp", listen)
+			ln, scheme, err := openListener(ops.listen, ops.tls, log)
 			if err != nil {
-				return fmt.Errorf("listen: %w", err)
+				return err
 			}
-			base := issuer
+			base := strings.TrimSuffix(ops.publicURL, "/")
 			if base == "" {
-				base = "http://" + ln.Addr().String()
+				base = scheme + "://" + ln.Addr().String()
 			}
 			if len(resources) == 0 {
 				resources = []string{base + "/mcp"}
@@ -57,22 +63,34 @@ token and introspection is decided by the shipped policy.`,
 				return err
 			}
 			defer pol.Close(context.WithoutCancel(ctx))
-			as, err := newAuthorizationServer(ctx, dataDir, store, base, resources, pol, log)
+			as, err := newAuthorizationServer(ctx, dataDir, ops.store, base, resources, pol, log)
 			if err != nil {
 				ln.Close()
 				return err
 			}
 			defer as.store.Close()
+			ready := &readiness{policy: func() bool { _, ok := pol.registry.Active(); return ok }, store: as.store.Ping}
 			fmt.Fprintf(cmd.OutOrStdout(), "pbac asrv: authorization server at %s (data dir %s, token store %s)\n", base, dataDir, as.storeName)
-			return serveHTTP(ctx, ln, as.server.Handler(), log)
+			// On SIGTERM /readyz turns 503 for the drain delay before the
+			// listener stops.
+			stop, cancel := context.WithCancel(context.WithoutCancel(ctx))
+			defer cancel()
+			go func() {
+				<-ctx.Done()
+				drainWait(context.Background(), ready, ops.drainDelay, log)
+				cancel()
+			}()
+			return serveHTTP(stop, ln, withProbes(as.server.Handler(), ready.check), log)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9090", "address to listen on")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data dir (default $PBAC_DATA_DIR or ~/.local/share/pbac)")
 	cmd.Flags().StringVar(&store, "store", "", storeFlagUsage)
-	cmd.Flags().StringVar(&issuer, "issuer", "", "issuer URL (default http://<listen address>)")
+	cmd.Flags().StringVar(&issuer, "issuer", "", "issuer URL (default http(s)://<listen address>; public_url in the config file)")
 	cmd.Flags().StringSliceVar(&resources, "resource", nil, "protected resource URL tokens are for (repeatable; default <issuer>/mcp)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML) as pbac up reads it: listen, data_dir, store, public_url (the issuer), tls, log_*, drain_delay; PBAC_* environment variables override it, flags override both")
+	addOpsFlags(cmd, false)
 	return cmd
 }
 

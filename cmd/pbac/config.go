@@ -2,26 +2,111 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net/url"
+	"os"
 
 	"github.com/spf13/cobra"
-
-	"github.com/pbac-gateway/pbac/host"
 )
 
 func newConfigCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Work with the configuration file"}
 	cmd.AddCommand(&cobra.Command{
-		Use:   "check FILE",
-		Short: "Validate a configuration file without starting anything",
-		Args:  cobra.ExactArgs(1),
+		Use:   "check [FILE]",
+		Short: "Validate a configuration without starting anything",
+		Long: `Reads the configuration file (if given), applies the PBAC_* environment
+overrides as pbac up would, validates the result — listen addresses, TLS
+certificate and key files (readable, the key the certificate's), the store
+URL's syntax, public URL scheme against TLS, backends — and prints what
+pbac up --config FILE would run. Nothing is started or connected to.
+
+Precedence: command-line flags, then PBAC_* environment variables, then the
+file, then the flags' defaults.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fc, err := host.LoadConfig(args[0])
+			path := ""
+			if len(args) == 1 {
+				path = args[0]
+			}
+			ops, err := resolveOps(newUpCommand().Flags(), path, os.LookupEnv)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid, %d backend(s)\n", args[0], len(fc.Backends))
+			name := path
+			if name == "" {
+				name = "environment"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid, %d backend(s)\n", name, len(ops.file.Backends))
+			printOps(cmd.OutOrStdout(), ops)
 			return nil
 		},
 	})
 	return cmd
+}
+
+// printOps says what pbac up would run with these settings; the store URL
+// is shown without its password.
+func printOps(w io.Writer, s opsSettings) {
+	scheme := func(on bool) string {
+		if on {
+			return "https"
+		}
+		return "http"
+	}
+	gw := scheme(s.tls.Enabled()) + "://" + s.listen
+	fmt.Fprintf(w, "  gateway listener      %s\n", gw)
+	if s.tls.Enabled() {
+		fmt.Fprintf(w, "    tls                 %s, %s (reloaded on change)\n", s.tls.CertFile, s.tls.KeyFile)
+	}
+	fmt.Fprintf(w, "  admin listener        %s://%s\n", scheme(s.adminTLS.Enabled()), s.adminListen)
+	if s.adminTLS.Enabled() {
+		fmt.Fprintf(w, "    tls                 %s, %s (reloaded on change)\n", s.adminTLS.CertFile, s.adminTLS.KeyFile)
+	}
+	pub := s.publicURL
+	if pub == "" {
+		pub = gw + " (default)"
+	}
+	fmt.Fprintf(w, "  public URL            %s\n", pub)
+	dataDir := s.dataDir
+	if dataDir == "" {
+		dataDir = "(default: $PBAC_DATA_DIR or ~/.local/share/pbac)"
+	}
+	fmt.Fprintf(w, "  data dir              %s\n", dataDir)
+	switch {
+	case s.file.AuthorizationServer != nil:
+		fmt.Fprintf(w, "  authorization server  remote, %s\n", s.file.AuthorizationServer.Issuer)
+	case s.store == "" || s.store == "badger":
+		fmt.Fprintf(w, "  token store           badger under the data dir\n")
+	default:
+		fmt.Fprintf(w, "  token store           %s\n", redactURL(s.store))
+	}
+	fmt.Fprintf(w, "  logs                  %s, level %s\n", s.logFormat, s.logLevel)
+	fmt.Fprintf(w, "  drain delay           %s\n", s.drainDelay)
+	for _, b := range s.file.Backends {
+		target := b.URL
+		if target == "" {
+			target = fmt.Sprintf("stdio %q", b.Command)
+		}
+		fmt.Fprintf(w, "  backend %-13s %s\n", b.Name, target)
+	}
+}
+
+// redactURL shows a store URL without its password (and any password
+// query parameter).
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable)"
+	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -42,28 +41,13 @@ make it live; a bad one is rejected and the active policy stays.`,
 		Example: `  pbac up
   pbac up --listen 127.0.0.1:9000 --data-dir /tmp/pbac`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := upConfig{listen: listen, adminListen: adminListen, dataDir: dataDir, store: store, probe: probe}
-			if configPath != "" {
-				fc, err := host.LoadConfig(configPath)
-				if err != nil {
-					return err
-				}
-				cfg.file = fc
-				// The file sets what the command line does not.
-				if !cmd.Flags().Changed("listen") && fc.Listen != "" {
-					cfg.listen = fc.Listen
-				}
-				if !cmd.Flags().Changed("admin-listen") && fc.AdminListen != "" {
-					cfg.adminListen = fc.AdminListen
-				}
-				if !cmd.Flags().Changed("data-dir") && fc.DataDir != "" {
-					cfg.dataDir = fc.DataDir
-				}
-				if !cmd.Flags().Changed("store") && fc.Store != "" {
-					cfg.store = fc.Store
-				}
+			ops, err := resolveOps(cmd.Flags(), configPath, os.LookupEnv)
+			if err != nil {
+				return err
 			}
-			return runUp(cmd.Context(), cmd.OutOrStdout(), cfg, newLogger(logLevel))
+			cfg := upConfig{listen: ops.listen, adminListen: ops.adminListen, dataDir: ops.dataDir, store: ops.store,
+				probe: probe, file: ops.file, ops: ops}
+			return runUp(cmd.Context(), cmd.OutOrStdout(), cfg, ops.logger())
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the gateway and authorization server")
@@ -72,7 +56,8 @@ make it live; a bad one is rejected and the active policy stays.`,
 	cmd.Flags().StringVar(&store, "store", "", storeFlagUsage)
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().BoolVar(&probe, "probe", false, "attach the eBPF latency probe to this gateway (root or CAP_BPF + CAP_PERFMON); without them it logs why and runs as usual")
-	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML): backends, listeners, data dir; see pbac config check")
+	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML): backends, listeners, TLS, data dir; see pbac config check. PBAC_* environment variables override it, flags override both")
+	addOpsFlags(cmd, true)
 	return cmd
 }
 
@@ -81,6 +66,7 @@ type upConfig struct {
 	store                        string // token store: "" Badger, postgres://… PostgreSQL
 	file                         *host.FileConfig
 	probe                        bool // attach the eBPF latency probe
+	ops                          opsSettings
 }
 
 // remoteAS is the configured remote authorization server, if any.
@@ -114,20 +100,20 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	ln, err := net.Listen("tcp", cfg.listen)
+	ln, scheme, err := openListener(cfg.listen, cfg.ops.tls, log)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.listen, err)
+		return err
 	}
 	defer ln.Close()
 	if cfg.probe {
 		defer startSelfProbe(ctx, log, ln.Addr())()
 	}
-	adminLn, err := net.Listen("tcp", cfg.adminListen)
+	adminLn, adminScheme, err := openListener(cfg.adminListen, cfg.ops.adminTLS, log)
 	if err != nil {
-		return fmt.Errorf("listen on %s for the admin API: %w", cfg.adminListen, err)
+		return fmt.Errorf("admin API: %w", err)
 	}
 	defer adminLn.Close()
-	base := "http://" + ln.Addr().String()
+	base := scheme + "://" + ln.Addr().String()
 	if cfg.file != nil && cfg.file.PublicURL != "" {
 		base = strings.TrimSuffix(cfg.file.PublicURL, "/")
 	}
@@ -177,7 +163,8 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 
 	// The authorization server runs in process, unless the configuration
 	// names a remote one the gateway trusts.
-	gwCfg := host.Config{PublicURL: base, Backends: hb, Policy: pol.registry, Logger: log}
+	ready := &readiness{policy: func() bool { _, ok := pol.registry.Active(); return ok }}
+	gwCfg := host.Config{PublicURL: base, Backends: hb, Policy: pol.registry, Logger: log, Ready: ready.check}
 	adminCfg := host.AdminConfig{Registry: pol.registry, Logger: log}
 	var as *authRuntime
 	if remote := cfg.remoteAS(); remote != nil {
@@ -191,6 +178,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 			return err
 		}
 		defer as.store.Close()
+		ready.store = as.store.Ping
 		gwCfg.Introspector, gwCfg.AuthorizationServers, gwCfg.AuthServer = as.server, []string{base}, as.server.Handler()
 		adminCfg.DeleteClient = func(r *http.Request, id string) error { return as.store.DeleteClient(r.Context(), id) }
 		adminCfg.ListClients = func(r *http.Request) ([]*asrv.Client, error) { return as.store.Clients(r.Context()) }
@@ -236,20 +224,33 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	if err != nil {
 		return fmt.Errorf("build the dashboard: %w", err)
 	}
-	printUp(out, base, gwCfg.AuthorizationServers[0], "http://"+adminLn.Addr().String(), dataDir, hb, agents)
+	printUp(out, base, gwCfg.AuthorizationServers[0], adminScheme+"://"+adminLn.Addr().String(), dataDir, hb, agents)
 
+	// On SIGTERM: /readyz turns 503 (for the drain delay), then both
+	// listeners stop accepting and in-flight calls finish (10 s at most),
+	// then the deferred closes run: audit, store, policy.
+	stopAdmin, cancelAdmin := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelAdmin()
 	errc := make(chan error, 2)
 	go func() { errc <- gw.App().Listener(ln) }()
-	go func() { errc <- serveHTTP(ctx, adminLn, adminMux(adminAPI, dash), log) }()
+	go func() { errc <- serveHTTP(stopAdmin, adminLn, withProbes(adminMux(adminAPI, dash), ready.check), log) }()
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
-		log.Info("shutting down: draining in-flight calls")
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		return gw.Shutdown(sctx)
 	}
+	drainWait(context.Background(), ready, cfg.ops.drainDelay, log)
+	log.Info("shutting down: draining in-flight calls")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	cancelAdmin()
+	err = gw.Shutdown(sctx)
+	for range 2 {
+		if e := <-errc; e != nil && !errors.Is(e, http.ErrServerClosed) {
+			err = errors.Join(err, e)
+		}
+	}
+	return err
 }
 
 func printUp(out io.Writer, base, issuer, adminBase, dataDir string, backends []host.Backend, agents []demoAgent) {

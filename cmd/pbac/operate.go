@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/internal/certreload"
+)
+
+// opsSettings are the operating settings a serving command (pbac up, pbac
+// asrv) takes from its flags, the PBAC_* environment and the configuration
+// file — in that order of precedence, then the flags' defaults.
+type opsSettings struct {
+	listen, adminListen, dataDir string
+	store                        string // the URL itself, store_file read
+	publicURL                    string
+	logLevel, logFormat          string
+	tls, adminTLS                *host.TLSFiles
+	drainDelay                   time.Duration
+	file                         *host.FileConfig // file + environment
+}
+
+// addOpsFlags adds the TLS, log format and drain flags; admin says whether
+// the command has an admin listener.
+func addOpsFlags(cmd *cobra.Command, admin bool) {
+	f := cmd.Flags()
+	f.String("tls-cert", "", "certificate file (PEM) for the listener; with --tls-key turns TLS on (reloaded when the files change)")
+	f.String("tls-key", "", "private key file (PEM) for --tls-cert")
+	if admin {
+		f.String("admin-tls-cert", "", "certificate file (PEM) for the admin listener")
+		f.String("admin-tls-key", "", "private key file (PEM) for --admin-tls-cert")
+	}
+	f.String("log-format", "text", "log format: text or json (one JSON object a line)")
+	f.Duration("drain-delay", 0, "on SIGTERM, answer /readyz with 503 this long before the listeners stop (let the load balancer notice)")
+}
+
+// resolveOps reads the configuration file (configPath; none when empty)
+// with the environment lookup finds, then lets every flag set on the command
+// line win. The store URL is read from store_file when that names it.
+func resolveOps(flags *pflag.FlagSet, configPath string, lookup func(string) (string, bool)) (opsSettings, error) {
+	fc, err := host.LoadConfigEnv(configPath, lookup)
+	if err != nil {
+		return opsSettings{}, err
+	}
+	pick := func(flag, fromFile string) string {
+		fl := flags.Lookup(flag)
+		switch {
+		case fl == nil:
+			return fromFile
+		case fl.Changed || fromFile == "":
+			return fl.Value.String()
+		default:
+			return fromFile
+		}
+	}
+	store, err := fc.StoreURL()
+	if err != nil {
+		return opsSettings{}, err
+	}
+	s := opsSettings{
+		listen:      pick("listen", fc.Listen),
+		adminListen: pick("admin-listen", fc.AdminListen),
+		dataDir:     pick("data-dir", fc.DataDir),
+		store:       pick("store", store),
+		publicURL:   pick("issuer", fc.PublicURL),
+		logLevel:    pick("log-level", fc.LogLevel),
+		logFormat:   pick("log-format", fc.LogFormat),
+		file:        fc,
+	}
+	s.tls = pickTLS(pick("tls-cert", tlsField(fc.TLS, true)), pick("tls-key", tlsField(fc.TLS, false)))
+	s.adminTLS = pickTLS(pick("admin-tls-cert", tlsField(fc.AdminTLS, true)), pick("admin-tls-key", tlsField(fc.AdminTLS, false)))
+	if d := pick("drain-delay", fc.DrainDelay); d != "" {
+		if s.drainDelay, err = time.ParseDuration(d); err != nil || s.drainDelay < 0 {
+			return opsSettings{}, fmt.Errorf("drain delay %q is not a duration (e.g. 5s)", d)
+		}
+	}
+	return s, s.check()
+}
+
+func tlsField(t *host.TLSFiles, cert bool) string {
+	switch {
+	case t == nil:
+		return ""
+	case cert:
+		return t.CertFile
+	default:
+		return t.KeyFile
+	}
+}
+
+func pickTLS(cert, key string) *host.TLSFiles {
+	if cert == "" && key == "" {
+		return nil
+	}
+	return &host.TLSFiles{CertFile: cert, KeyFile: key}
+}
+
+// check validates what the flags may have changed since the file was
+// validated: addresses, TLS pairs, the store URL, the public URL's scheme.
+func (s opsSettings) check() error {
+	var errs []error
+	for _, l := range []struct{ name, addr string }{{"listen", s.listen}, {"admin listen", s.adminListen}} {
+		if l.addr != "" {
+			if err := host.CheckListenAddr(l.addr); err != nil {
+				errs = append(errs, fmt.Errorf("%s address %q: %w", l.name, l.addr, err))
+			}
+		}
+	}
+	for _, t := range []struct {
+		name  string
+		files *host.TLSFiles
+	}{{"tls", s.tls}, {"admin tls", s.adminTLS}} {
+		if t.files.Enabled() {
+			if err := t.files.Check(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", t.name, err))
+			}
+		}
+	}
+	if err := host.CheckStoreURL(s.store); err != nil {
+		errs = append(errs, fmt.Errorf("token store (--store, PBAC_STORE, store:): %w", err))
+	}
+	if s.tls.Enabled() && s.publicURL != "" && !strings.HasPrefix(s.publicURL, "https://") {
+		errs = append(errs, fmt.Errorf("public URL %q: the listener serves TLS, so clients reach it over https", s.publicURL))
+	}
+	if s.logFormat != "json" && s.logFormat != "text" {
+		errs = append(errs, fmt.Errorf("log format %q: want json or text", s.logFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// logger builds the slog logger the settings ask for, on stderr.
+func (s opsSettings) logger() *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(s.logLevel))); err != nil {
+		l = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	if s.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// openListener opens addr, under TLS when files say so (the certificate reloaded
+// when its files change); scheme is "https" or "http".
+func openListener(addr string, files *host.TLSFiles, log *slog.Logger) (ln net.Listener, scheme string, err error) {
+	var cfg *tls.Config
+	if files.Enabled() {
+		r, err := certreload.New(files.CertFile, files.KeyFile, certreload.WithLogger(log))
+		if err != nil {
+			return nil, "", err
+		}
+		cfg = r.Config()
+	}
+	if ln, err = net.Listen("tcp", addr); err != nil {
+		return nil, "", fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	if cfg == nil {
+		return ln, "http", nil
+	}
+	return tls.NewListener(ln, cfg), "https", nil
+}
+
+// readiness is what /readyz reports: not draining, a policy version
+// active, the token store answering.
+type readiness struct {
+	draining atomic.Bool
+	policy   func() bool                     // a policy version is active
+	store    func(ctx context.Context) error // nil: no store in this process
+}
+
+func (r *readiness) check(ctx context.Context) error {
+	var errs []error
+	if r.draining.Load() {
+		errs = append(errs, errors.New("draining: shutting down"))
+	}
+	if r.policy != nil && !r.policy() {
+		errs = append(errs, errors.New("policy: no version active"))
+	}
+	if r.store != nil {
+		if err := r.store(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("token store: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// withProbes serves /healthz (the process answers) and /readyz (ready for
+// traffic) in front of h.
+func withProbes(h http.Handler, ready func(context.Context) error) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.Handle("GET /readyz", host.ReadyHandler(ready))
+	mux.Handle("/", h)
+	return mux
+}
+
+// drainWait turns readiness off and waits delay (or ctx), so load balancers
+// stop sending new calls before the listeners close.
+func drainWait(ctx context.Context, r *readiness, delay time.Duration, log *slog.Logger) {
+	r.draining.Store(true)
+	log.Info("draining: /readyz answers 503", "delay", delay)
+	if delay <= 0 {
+		return
+	}
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/internal/certreload/certtest"
+)
+
+// TestOpsPrecedence: a flag set on the command line beats the PBAC_*
+// environment, which beats the file, which beats the flag's default.
+func TestOpsPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pbac.yaml")
+	if err := os.WriteFile(file, []byte("listen: 127.0.0.1:1001\nlog_level: warn\ndrain_delay: 3s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dsnFile := filepath.Join(dir, "store-dsn")
+	if err := os.WriteFile(dsnFile, []byte("postgres://pbac:s3cret@db:5432/pbac\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		file       string
+		env        map[string]string
+		flags      map[string]string
+		listen     string
+		logLevel   string
+		store      string
+		drainDelay time.Duration
+	}{
+		{name: "defaults", listen: "127.0.0.1:8080", logLevel: "info"},
+		{name: "file", file: file, listen: "127.0.0.1:1001", logLevel: "warn", drainDelay: 3 * time.Second},
+		{name: "env over file", file: file, env: map[string]string{"PBAC_LISTEN": "127.0.0.1:1002", "PBAC_DRAIN_DELAY": "1s"},
+			listen: "127.0.0.1:1002", logLevel: "warn", drainDelay: time.Second},
+		{name: "flag over env", file: file, env: map[string]string{"PBAC_LISTEN": "127.0.0.1:1002", "PBAC_LOG_LEVEL": "error"},
+			flags: map[string]string{"listen": "127.0.0.1:1003", "log-level": "debug"}, listen: "127.0.0.1:1003", logLevel: "debug", drainDelay: 3 * time.Second},
+		{name: "empty env ignored", file: file, env: map[string]string{"PBAC_LISTEN": ""}, listen: "127.0.0.1:1001", logLevel: "warn", drainDelay: 3 * time.Second},
+		{name: "store from file", env: map[string]string{"PBAC_STORE_FILE": dsnFile}, listen: "127.0.0.1:8080", logLevel: "info",
+			store: "postgres://pbac:s3cret@db:5432/pbac"},
+		{name: "store flag over store file", env: map[string]string{"PBAC_STORE_FILE": dsnFile}, flags: map[string]string{"store": "postgres://other/db"},
+			listen: "127.0.0.1:8080", logLevel: "info", store: "postgres://other/db"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			flags := newUpCommand().Flags()
+			for k, v := range tc.flags {
+				if err := flags.Set(k, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
+			s, err := resolveOps(flags, tc.file, lookup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.listen != tc.listen || s.logLevel != tc.logLevel || s.store != tc.store || s.drainDelay != tc.drainDelay {
+				t.Errorf("got listen=%s log=%s store=%s drain=%s, want %s %s %s %s",
+					s.listen, s.logLevel, s.store, s.drainDelay, tc.listen, tc.logLevel, tc.store, tc.drainDelay)
+			}
+		})
+	}
+}
+
+func TestConfigCheckOperating(t *testing.T) {
+	dir := t.TempDir()
+	cf, kf := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	certtest.New(t, "gw").Write(t, cf, kf)
+	otherKey := filepath.Join(dir, "other.key")
+	if err := os.WriteFile(otherKey, certtest.New(t, "other").KeyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", "listen: 127.0.0.1:8443\npublic_url: https://gw.example\nstore: postgres://pbac:hunter2@db:5432/pbac\n"+
+		"tls: {cert_file: "+cf+", key_file: "+kf+"}\nlog_format: json\n")
+	out, _, err := run(t, "", "config", "check", good)
+	if err != nil {
+		t.Fatalf("good config: %v", err)
+	}
+	for _, want := range []string{"valid", "https://127.0.0.1:8443", "json", "postgres://pbac:xxxxx@db:5432/pbac"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "hunter2") {
+		t.Errorf("the store password is printed:\n%s", out)
+	}
+	bad := []struct{ name, body, want string }{
+		{"missing cert", "tls: {cert_file: " + filepath.Join(dir, "nope.crt") + ", key_file: " + kf + "}\n", "no such file"},
+		{"mismatched pair", "tls: {cert_file: " + cf + ", key_file: " + otherKey + "}\n", "private key does not match"},
+		{"half a pair", "admin_tls: {cert_file: " + cf + "}\n", "both cert_file and key_file"},
+		{"http public URL with TLS", "public_url: http://gw.example\ntls: {cert_file: " + cf + ", key_file: " + kf + "}\n", "over https"},
+		{"bad listen", "listen: 8080\n", "listen"},
+		{"bad store", "store: mysql://pbac:hunter2@db/pbac\n", "postgres://"},
+		{"bad log format", "log_format: xml\n", "log_format"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := run(t, "", "config", "check", write(strings.ReplaceAll(tc.name, " ", "-")+".yaml", tc.body))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one naming %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("the error repeats the password: %v", err)
+			}
+		})
+	}
+}
+
+// TestReadiness: ready with an open store and an active policy; 503 naming
+// the store once it is closed, the policy when none is active, and the
+// drain once it began.
+func TestReadiness(t *testing.T) {
+	ctx := t.Context()
+	store, err := asrv.OpenBadger(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	active := true
+	r := &readiness{policy: func() bool { return active }, store: store.Ping}
+	status := func() (int, []string) {
+		code, body := host.ReadyStatus(ctx, r.check)
+		var v struct {
+			Ready    bool     `json:"ready"`
+			NotReady []string `json:"not_ready"`
+		}
+		if err := json.Unmarshal(body, &v); err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if v.Ready != (code == 200) {
+			t.Fatalf("code %d with body %s", code, body)
+		}
+		return code, v.NotReady
+	}
+	if code, why := status(); code != 200 {
+		t.Fatalf("ready: %d %v", code, why)
+	}
+	active = false
+	if code, why := status(); code != 503 || len(why) != 1 || !strings.HasPrefix(why[0], "policy:") {
+		t.Fatalf("no policy: %d %v", code, why)
+	}
+	active = true
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code, why := status(); code != 503 || len(why) != 1 || !strings.HasPrefix(why[0], "token store:") {
+		t.Fatalf("store closed: %d %v", code, why)
+	}
+	drainWait(context.Background(), r, 0, slog.New(slog.DiscardHandler))
+	if code, why := status(); code != 503 || len(why) != 2 || !strings.HasPrefix(why[0], "draining") {
+		t.Fatalf("draining: %d %v", code, why)
+	}
+}
+
+// TestDeployExampleParses: deploy/pbac.yaml uses only known keys (its files
+// exist only on a real host, so it is decoded, not fully validated).
+func TestDeployExampleParses(t *testing.T) {
+	raw, err := os.ReadFile("../../deploy/pbac.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fc host.FileConfig
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fc); err != nil {
+		t.Fatalf("deploy/pbac.yaml: %v", err)
+	}
+	if !fc.TLS.Enabled() || !strings.HasPrefix(fc.PublicURL, "https://") || fc.LogFormat != "json" {
+		t.Errorf("deploy/pbac.yaml: want TLS, an https public URL and JSON logs: %+v", fc)
+	}
+}
