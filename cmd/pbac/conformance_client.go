@@ -23,6 +23,7 @@ import (
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/conformance/clientcheck"
 	"github.com/pbac-gateway/pbac/conformance/clientcheck/tenantpolicy"
+	"github.com/pbac-gateway/pbac/conformance/official"
 	"github.com/pbac-gateway/pbac/host"
 )
 
@@ -48,6 +49,8 @@ type conformanceClientFlags struct {
 	markdown bool
 	verbose  bool
 	all      bool
+	suite    string
+	suiteDir string
 }
 
 // newConformanceClientCommand is `pbac conformance client`: it certifies
@@ -77,9 +80,16 @@ is signed in by the harness on the AS's own sign-in page as the tenant's user
 (alice); a client that opens a browser with $BROWSER gets a helper that does
 the same.
 
+With --suite (auth, all, …) the command is also run through the official MCP
+conformance suite's client mode (@modelcontextprotocol/conformance, which starts
+its own test server and authorization server per scenario), and its checks join
+the report as rows "official:<scenario>". It needs Node 22 and the suite:
+cd conformance && npm ci in the pbac repository.
+
 Exits 1 when a check fails.`,
 		Example: `  pbac conformance client --command "MCP_CONFORMANCE_SCENARIO=auth/metadata-default ./everything-client {url}"
   pbac conformance client --name ts-sdk --command "node conformance/clients/ts-sdk-client.mjs {url}" --json
+  pbac conformance client --suite auth --command "./everything-client {url}"
   pbac conformance client --all --markdown   # the client × check table in conformance/CLIENTS.md`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
@@ -98,6 +108,8 @@ Exits 1 when a check fails.`,
 	fl.BoolVar(&f.markdown, "markdown", false, "print the report as a Markdown table")
 	fl.BoolVar(&f.verbose, "verbose", false, "show the client's output and the recorded requests")
 	fl.BoolVar(&f.all, "all", false, "certify every client this repository knows instead of --command: the Go SDK's everything-client (built from go.mod) and, when conformance/clients has been installed (npm ci), the TypeScript SDK client and mcp-remote")
+	fl.StringVar(&f.suite, "suite", "", "also run this suite of the official MCP conformance suite's client scenarios ("+strings.Join(official.ClientSuites, ", ")+") and merge its checks into the report; needs Node 22 and the suite (cd conformance && npm ci)")
+	fl.StringVar(&f.suiteDir, "suite-dir", "", "the conformance/ directory where npm ci installed the official suite (default: found from the working directory up)")
 	return cmd
 }
 
@@ -107,8 +119,36 @@ type ClientReport struct {
 	Command string               `json:"command"`
 	Results []clientcheck.Result `json:"results"`
 	Runs    []clientcheck.Run    `json:"runs,omitempty"`
-	Passed  int                  `json:"passed"`
-	Failed  int                  `json:"failed"`
+	// Official are the official suite's checks (--suite), INFO ones left
+	// out; OfficialSuite names the suite.
+	OfficialSuite string           `json:"official_suite,omitempty"`
+	Official      []OfficialResult `json:"official,omitempty"`
+	// Passed and Failed count Results and Official together; Warnings are
+	// the official suite's WARNINGs (SHOULDs not met), which fail nothing.
+	Passed   int `json:"passed"`
+	Failed   int `json:"failed"`
+	Warnings int `json:"warnings,omitempty"`
+}
+
+// OfficialResult is one check of the official suite's client mode.
+type OfficialResult struct {
+	Scenario string `json:"scenario"`
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	// Status is SUCCESS, FAILURE or WARNING, as the suite says.
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
+}
+
+// Result is the row's first column: PASS, FAIL or WARN.
+func (r OfficialResult) Result() string {
+	switch r.Status {
+	case "SUCCESS":
+		return "PASS"
+	case "FAILURE":
+		return "FAIL"
+	}
+	return "WARN"
 }
 
 func runConformanceClient(cmd *cobra.Command, f conformanceClientFlags) error {
@@ -137,11 +177,23 @@ func runConformanceClient(cmd *cobra.Command, f conformanceClientFlags) error {
 	} else if f.command == "" {
 		return errors.New("--command (or --all) is required")
 	}
+	var suite *official.Suite
+	if f.suite != "" {
+		var err error
+		if suite, err = findOfficialSuite(f.suiteDir); err != nil {
+			return err
+		}
+	}
 	var reps []ClientReport
 	for _, spec := range specs {
 		rep, err := certifyClient(ctx, spec, f.phases, f.timeout, stderr, log)
 		if err != nil {
 			return err
+		}
+		if suite != nil {
+			if err := runOfficialClientSuite(ctx, suite, f.suite, spec, f.timeout, &rep); err != nil {
+				return err
+			}
 		}
 		reps = append(reps, rep)
 	}
@@ -460,8 +512,15 @@ func printClientReport(out io.Writer, rep ClientReport) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", res, r.Phase, r.Name, r.Ref, r.Message)
 	}
+	for _, r := range rep.Official {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Result(), "official:"+r.Scenario, r.Name, "conformance "+rep.OfficialSuite, oneLine(r.Message))
+	}
 	_ = tw.Flush()
-	fmt.Fprintf(out, "\n%d passed, %d failed\n", rep.Passed, rep.Failed)
+	fmt.Fprintf(out, "\n%d passed, %d failed", rep.Passed, rep.Failed)
+	if rep.Official != nil {
+		fmt.Fprintf(out, ", %d warnings (the official suite's %d checks included)", rep.Warnings, len(rep.Official))
+	}
+	fmt.Fprintln(out)
 }
 
 // writeClientMarkdown writes the client × check table.
@@ -492,6 +551,7 @@ func writeClientMarkdown(out io.Writer, reps []ClientReport) {
 		}
 		fmt.Fprintln(out)
 	}
+	writeOfficialMarkdown(out, reps)
 }
 
 // goSDKClient is the Go SDK's everything-client at bin, in one of the

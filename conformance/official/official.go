@@ -81,6 +81,7 @@ type Check struct {
 	Name     string `json:"name"`
 	// Status is SUCCESS, FAILURE, WARNING or INFO, as the suite says.
 	Status       string `json:"status"`
+	Description  string `json:"description,omitempty"`
 	ErrorMessage string `json:"errorMessage,omitempty"`
 }
 
