@@ -215,9 +215,17 @@ test('audit view filters, latency panel, and a phone-sized screen', async () => 
   await signIn(page, 'alice');
   await go(page, 'audit');
   await page.selectOption('#audit-decision', 'deny');
-  await page.locator('#audit-form button[type="submit"]').click();
+  // The view may already show the unfiltered trail: wait for the filtered
+  // answer, then for the table to show only what it returned.
+  await Promise.all([
+    page.waitForResponse((r) => r.url().includes('/ui/api/audit?') && r.url().includes('decision=deny')),
+    page.locator('#audit-form button[type="submit"]').click(),
+  ]);
+  await page.waitForFunction(() => {
+    const trs = [...document.querySelectorAll('#audit-table tbody tr')];
+    return trs.length > 0 && trs.every((tr) => /deny/i.test(tr.innerText));
+  });
   const rows = page.locator('#audit-table tbody tr');
-  await rows.first().waitFor();
   const n = await rows.count();
   assert.ok(n > 0, 'denials are listed');
   for (let i = 0; i < Math.min(n, 10); i++) {
