@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -33,7 +34,13 @@ type AdminConfig struct {
 	ListClients func(r *http.Request) ([]*asrv.Client, error)
 	// BackendHealth reports each backend's reachability.
 	BackendHealth func(r *http.Request) map[string]string
-	Logger        *slog.Logger
+	// BundleToken, when set, is a read-only token that may fetch the policy
+	// bundle (GET /bundles/pbac) and nothing else; the admin token may too.
+	BundleToken string
+	// PolicySource reports the bundle server this replica polls, if any
+	// (shown in /admin/status as bundle_source).
+	PolicySource func() any
+	Logger       *slog.Logger
 }
 
 // NewAdmin returns the admin API, for a listener of its own: policy
@@ -46,6 +53,9 @@ func NewAdmin(cfg AdminConfig) (http.Handler, error) {
 	}
 	if cfg.Registry == nil {
 		return nil, errors.New("host: the admin API needs the policy registry")
+	}
+	if cfg.BundleToken != "" && len(cfg.BundleToken) < 16 {
+		return nil, errors.New("host: the bundle token must be at least 16 characters")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -65,18 +75,61 @@ func NewAdmin(cfg AdminConfig) (http.Handler, error) {
 	}
 	mux.HandleFunc("GET /admin/clients", a.listClients)
 	mux.HandleFunc("DELETE /admin/clients/{id}", a.deleteClient)
-	return a.authenticate(mux), nil
+	top := http.NewServeMux()
+	top.Handle("GET /bundles/{name}", a.authenticate(http.HandlerFunc(a.serveBundle), cfg.BundleToken))
+	top.Handle("/", a.authenticate(mux))
+	return top, nil
+}
+
+// BundleName is the bundle the admin API serves at /bundles/<name>.
+const BundleName = "pbac"
+
+// serveBundle is OPA's bundle service API for the active policy: the
+// bundle as it was pushed (signature included), with its revision as a
+// strong ETag, so If-None-Match gets a 304 while it stays active. Replicas
+// poll it (pbac up --bundle-server) to run what was pushed to this one.
+func (a *admin) serveBundle(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("name") != BundleName {
+		adminJSON(w, http.StatusNotFound, map[string]string{"error": "no such bundle; this server has /bundles/" + BundleName})
+		return
+	}
+	b, ok := a.cfg.Registry.ActiveBundle()
+	info, _ := a.cfg.Registry.Active()
+	if !ok {
+		adminJSON(w, http.StatusNotFound, map[string]string{"error": plugins.ErrNoPolicy.Error()})
+		return
+	}
+	raw, err := b.TarGz()
+	if err != nil {
+		adminError(w, err)
+		return
+	}
+	w.Header().Set("ETag", `"`+info.Version+`"`)
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("Cache-Control", "no-cache")
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(raw))
 }
 
 type admin struct {
 	cfg AdminConfig
 }
 
-func (a *admin) authenticate(next http.Handler) http.Handler {
-	want := []byte(a.cfg.Token)
+// authenticate lets through requests bearing the admin token or one of
+// the extra tokens (empty ones ignored).
+func (a *admin) authenticate(next http.Handler, extra ...string) http.Handler {
+	want := [][]byte{[]byte(a.cfg.Token)}
+	for _, t := range extra {
+		if t != "" {
+			want = append(want, []byte(t))
+		}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+		match := 0
+		for _, t := range want {
+			match |= subtle.ConstantTimeCompare([]byte(got), t)
+		}
+		if !ok || match != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pbac-admin"`)
 			adminJSON(w, http.StatusUnauthorized, map[string]string{"error": "the admin token is missing or wrong"})
 			return
@@ -117,6 +170,10 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 	if a.cfg.BackendHealth != nil {
 		out["backends"] = a.cfg.BackendHealth(r)
 	}
+	if a.cfg.PolicySource != nil {
+		out["bundle_source"] = a.cfg.PolicySource()
+	}
+	out["signatures_required"] = a.cfg.Registry.SignaturesRequired()
 	adminJSON(w, http.StatusOK, out)
 }
 

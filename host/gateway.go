@@ -130,7 +130,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg:      cfg,
 		backends: map[string]*Backend{},
 		log:      cfg.Logger,
-		metrics:  newMetrics(),
+		metrics:  newMetrics(activeVersion(cfg.Policy)),
 		sessions: newSessions(),
 		resource: base + "/mcp",
 		origins:  map[string]bool{pub.Scheme + "://" + pub.Host: true},

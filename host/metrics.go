@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/pbac-gateway/pbac/plugins"
 )
 
 // metrics are the gateway's Prometheus metrics, on a registry of its own
@@ -21,6 +23,10 @@ type metrics struct {
 
 	mu            sync.Mutex
 	policyVersion string
+	// active reads the active policy version at scrape time, so the
+	// version metric moves when a new version goes live, before any
+	// decision is made with it; nil when the policy cannot tell.
+	active func() string
 
 	// recent keeps each stage's latest observations for exact quantiles
 	// over a window (the dashboard's latency panel).
@@ -99,9 +105,10 @@ func (g *Gateway) Latency() LatencyReport {
 	return out
 }
 
-func newMetrics() *metrics {
+func newMetrics(active func() string) *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		active: active,
+		reg:    prometheus.NewRegistry(),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pbac_decisions_total", Help: "Requests decided by the gateway, by MCP method and result.",
 		}, []string{"method", "decision"}),
@@ -114,14 +121,14 @@ func newMetrics() *metrics {
 			Name: "pbac_active_sessions", Help: "MCP sessions the gateway holds.",
 		}),
 		policy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "pbac_policy_version_info", Help: "The policy version of the latest decision (value 1).",
+			Name: "pbac_policy_version_info", Help: "The active policy version (value 1).",
 		}, []string{"version"}),
 	}
 	m.recent = map[string]*window{}
 	for _, st := range latencyStages {
 		m.recent[st] = &window{}
 	}
-	m.reg.MustRegister(m.decisions, m.latency, m.sessions, m.policy,
+	m.reg.MustRegister(m.decisions, m.latency, m.sessions, policyVersionCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -136,6 +143,32 @@ func (m *metrics) decision(method, decision string) {
 		c, _ = m.counts.LoadOrStore(decision, new(atomic.Uint64))
 	}
 	c.(*atomic.Uint64).Add(1)
+}
+
+// policyVersionCollector refreshes pbac_policy_version_info from the
+// active version on every scrape.
+type policyVersionCollector struct{ m *metrics }
+
+func (c policyVersionCollector) Describe(ch chan<- *prometheus.Desc) { c.m.policy.Describe(ch) }
+
+func (c policyVersionCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.m.active != nil {
+		c.m.version(c.m.active())
+	}
+	c.m.policy.Collect(ch)
+}
+
+// activeVersion reads the active version of policy, when it can tell (the
+// plugins registry can).
+func activeVersion(policy Decider) func() string {
+	a, ok := policy.(interface{ Active() (plugins.Info, bool) })
+	if !ok {
+		return nil
+	}
+	return func() string {
+		info, _ := a.Active()
+		return info.Version
+	}
 }
 
 // version records the policy version decisions are made with.

@@ -5,6 +5,7 @@
 package plugins
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,10 @@ var (
 	ErrMalformedDecision = errors.New("malformed policy decision")
 	// ErrNoRollback means there is no earlier version to return to.
 	ErrNoRollback = errors.New("no earlier policy version")
+	// ErrSignature means signatures are required and a candidate bundle is
+	// unsigned or wrongly signed; it is never activated. It comes wrapped
+	// together with ErrValidation.
+	ErrSignature = errors.New("policy bundle signature refused")
 )
 
 // historyDepth is how many earlier versions Rollback can return to.
@@ -47,6 +52,9 @@ type Info struct {
 	Builtins    []string  `json:"builtins"`
 	// Vectors is how many of the bundle's own decision vectors passed.
 	Vectors int `json:"vectors"`
+	// SignedBy is the key id that verified the bundle, when signatures are
+	// required.
+	SignedBy string `json:"signed_by,omitempty"`
 }
 
 // Event is one entry of the registry's history: an activation, a rejected
@@ -109,6 +117,8 @@ type Registry struct {
 	sources []string
 	events  []Event
 	closed  bool
+	// verifier, once set, must verify every bundle activated or shadowed.
+	verifier *rego.Verifier
 }
 
 // Option configures a Registry.
@@ -143,6 +153,44 @@ func New(engine *wasm.Engine, opts ...Option) *Registry {
 		o(r)
 	}
 	return r
+}
+
+// RequireSignatures makes every later bundle — whatever its source: admin
+// upload, watched directory, bundle server — pass v before it is loaded:
+// an unsigned or wrongly signed bundle is refused (ErrSignature) and the
+// active version stays. A bundle that went through ReadTarGz carries its
+// bytes (Raw), which are verified; one built in process cannot be signed
+// and is refused. Data-only updates (SetData) are refused too, since no
+// signature covers them. The version active now (typically the shipped
+// policy, built into the binary) stays, and rollbacks return only to
+// versions that were accepted.
+func (r *Registry) RequireSignatures(v *rego.Verifier) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.verifier = v
+}
+
+// SignaturesRequired tells whether RequireSignatures is in force.
+func (r *Registry) SignaturesRequired() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.verifier != nil
+}
+
+// verify checks b against the verifier, if any, and returns the bundle to
+// load: the one read back from the verified bytes. Callers hold r.mu.
+func (r *Registry) verify(b *rego.Bundle, source string) (*rego.Bundle, error) {
+	if r.verifier == nil {
+		return b, nil
+	}
+	if b == nil || b.Raw == nil {
+		return nil, fmt.Errorf("%w: %w: bundle from %s: %w", ErrValidation, ErrSignature, source, rego.ErrUnsigned)
+	}
+	vb, err := rego.ReadVerifiedTarGz(bytes.NewReader(b.Raw), r.verifier)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w: bundle from %s: %w", ErrValidation, ErrSignature, source, err)
+	}
+	return vb, nil
 }
 
 // Decide evaluates entrypoint on input with the active version. The decision
@@ -209,7 +257,11 @@ func (r *Registry) Activate(ctx context.Context, b *rego.Bundle, source string) 
 	if r.closed {
 		return Info{}, wasm.ErrClosed
 	}
-	v, err := r.load(ctx, b, source, nil)
+	b, err := r.verify(b, source)
+	var v *version
+	if err == nil {
+		v, err = r.load(ctx, b, source, nil)
+	}
 	if err != nil {
 		r.record(Event{Kind: "rejected", Source: source, Error: err.Error()})
 		r.logger.Warn("policy rejected", "source", source, "err", err)
@@ -232,6 +284,11 @@ func (r *Registry) SetData(ctx context.Context, data []byte, source string) (Inf
 	cur := r.active.Load()
 	if cur == nil {
 		return Info{}, ErrNoPolicy
+	}
+	if r.verifier != nil {
+		err := fmt.Errorf("%w: %w: signed bundles are required, so policy data changes only with a signed bundle", ErrValidation, ErrSignature)
+		r.record(Event{Kind: "rejected", Source: source, Error: err.Error()})
+		return Info{}, err
 	}
 	// The bundle's vectors describe decisions under the bundle's own data;
 	// new data changes decisions by design, so only the fail-closed smoke
@@ -329,6 +386,7 @@ func (r *Registry) load(ctx context.Context, b *rego.Bundle, source string, base
 		return nil, fmt.Errorf("%w: %s from %s: %w", ErrValidation, short(rev), source, err)
 	}
 	info.Vectors = n
+	info.SignedBy = b.SignedBy
 	return &version{info: info, bundle: b, policy: p}, nil
 }
 

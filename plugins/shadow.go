@@ -158,7 +158,11 @@ func (s *shadow) stop(ctx context.Context) {
 func (r *Registry) SetShadow(ctx context.Context, b *rego.Bundle, source string) (Info, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	v, err := r.load(ctx, b, source, nil)
+	b, err := r.verify(b, source)
+	var v *version
+	if err == nil {
+		v, err = r.load(ctx, b, source, nil)
+	}
 	if err != nil {
 		r.record(Event{Kind: "shadow_rejected", Source: source, Error: err.Error()})
 		return Info{}, err

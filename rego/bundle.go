@@ -36,6 +36,14 @@ type Bundle struct {
 	// They are not part of Revision: OPA's own evaluator runs them to check
 	// the Wasm against (pbac conformance policy).
 	Modules map[string][]byte
+	// Raw is the tar.gz the bundle was read from (ReadTarGz), byte for
+	// byte, or nil for a bundle built in process. It is what signatures are
+	// checked against (ReadVerifiedTarGz) and what the bundle server hands
+	// on to other replicas, so a signature travels unchanged.
+	Raw []byte
+	// SignedBy is the key id that verified the bundle's signature
+	// (ReadVerifiedTarGz), or "".
+	SignedBy string
 }
 
 // Bundle file names inside the tar.gz (OPA bundle layout).
@@ -149,8 +157,17 @@ type manifestWasm struct {
 // b.Vectors is not nil, /pbac/vectors.json. The output is byte-for-byte deterministic:
 // sorted entries, zero mtimes and owners, and a fixed gzip header.
 func (b *Bundle) WriteTarGz(w io.Writer) error {
+	files, err := b.tarFiles()
+	if err != nil {
+		return err
+	}
+	return writeTarGz(w, files)
+}
+
+// tarFiles lays b out as the files of its tar.gz, by absolute name.
+func (b *Bundle) tarFiles() (map[string][]byte, error) {
 	if b == nil {
-		return errors.New("rego: nil bundle")
+		return nil, errors.New("rego: nil bundle")
 	}
 	m := manifest{Revision: b.Revision, Roots: []string{""}, RegoVersion: 1}
 	for _, e := range entrypoints {
@@ -158,7 +175,7 @@ func (b *Bundle) WriteTarGz(w io.Writer) error {
 	}
 	mbs, err := json.Marshal(m)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	data := b.Data
 	if data == nil {
@@ -175,10 +192,16 @@ func (b *Bundle) WriteTarGz(w io.Writer) error {
 	for p, src := range b.Modules {
 		name, ok := cleanName(p)
 		if !ok || !strings.HasSuffix(name, ".rego") {
-			return fmt.Errorf("rego: module path %q is not a relative .rego path", p)
+			return nil, fmt.Errorf("rego: module path %q is not a relative .rego path", p)
 		}
 		files["/"+name] = src
 	}
+	return files, nil
+}
+
+// writeTarGz writes files deterministically: sorted entries, zero mtimes
+// and owners, and a fixed gzip header.
+func writeTarGz(w io.Writer, files map[string][]byte) error {
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
@@ -216,17 +239,50 @@ func (b *Bundle) WriteTarGz(w io.Writer) error {
 	return gz.Close()
 }
 
+// TarGz returns the bundle as a tar.gz: the bytes it was read from when
+// there are any (Raw, signatures and all), otherwise WriteTarGz's output.
+func (b *Bundle) TarGz() ([]byte, error) {
+	if b != nil && b.Raw != nil {
+		return b.Raw, nil
+	}
+	var buf bytes.Buffer
+	if err := b.WriteTarGz(&buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
 // ReadTarGz reads an OPA bundle tar.gz as written by WriteTarGz or by
 // `opa build -t wasm`. It needs exactly one .wasm module; data.json files
 // (root or nested, OPA-style) make up Data ({} when absent); .rego sources
 // other than *_test.rego become Modules; signatures and other files are
-// ignored. Entry names that escape the root
-// ("..") are rejected, as are bundles over 64 MiB uncompressed or with more
-// than 4096 entries. Revision is recomputed from Wasm and Data.
+// ignored (ReadVerifiedTarGz checks them). Entry names that escape the root
+// ("..") are rejected, as are bundles over 64 MiB or with more than 4096
+// entries. Revision is recomputed from Wasm and Data; Raw keeps the bytes
+// read.
 func ReadTarGz(r io.Reader) (*Bundle, error) {
-	gz, err := gzip.NewReader(r)
+	b, _, err := readTarGz(r)
+	return b, err
+}
+
+// tarContents is every regular file of a bundle tar.gz by name (no leading
+// slash), and the signatures file apart.
+type tarContents struct {
+	files      map[string][]byte
+	signatures []byte
+}
+
+func readTarGz(r io.Reader) (*Bundle, *tarContents, error) {
+	raw, err := io.ReadAll(io.LimitReader(r, maxBundleBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("rego: bundle is not gzip: %w", err)
+		return nil, nil, fmt.Errorf("rego: reading bundle: %w", err)
+	}
+	if len(raw) > maxBundleBytes {
+		return nil, nil, fmt.Errorf("rego: bundle exceeds %d bytes", maxBundleBytes)
+	}
+	gz, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return nil, nil, fmt.Errorf("rego: bundle is not gzip: %w", err)
 	}
 	defer gz.Close()
 	tr := tar.NewReader(gz)
@@ -235,9 +291,10 @@ func ReadTarGz(r io.Reader) (*Bundle, error) {
 		total      int64
 		count      int
 		wasmName   string
-		out        = &Bundle{}
+		out        = &Bundle{Raw: raw}
 		dataFiles  = map[string][]byte{}
 		sawVectors bool
+		contents   = &tarContents{files: map[string][]byte{}}
 	)
 	for {
 		hdr, err := tr.Next()
@@ -245,43 +302,54 @@ func ReadTarGz(r io.Reader) (*Bundle, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("rego: reading bundle: %w", err)
+			return nil, nil, fmt.Errorf("rego: reading bundle: %w", err)
 		}
 		count++
 		if count > maxBundleFiles {
-			return nil, fmt.Errorf("rego: bundle has more than %d entries", maxBundleFiles)
+			return nil, nil, fmt.Errorf("rego: bundle has more than %d entries", maxBundleFiles)
 		}
 		name, ok := cleanName(hdr.Name)
 		if !ok {
 			if strings.Trim(hdr.Name, "/.") == "" && hdr.Typeflag == tar.TypeDir {
 				continue
 			}
-			return nil, fmt.Errorf("rego: bundle entry %q escapes the bundle root", hdr.Name)
+			return nil, nil, fmt.Errorf("rego: bundle entry %q escapes the bundle root", hdr.Name)
 		}
 		switch hdr.Typeflag {
 		case tar.TypeReg:
 		case tar.TypeDir, tar.TypeXGlobalHeader:
 			continue
 		default:
-			return nil, fmt.Errorf("rego: bundle entry %q is not a regular file", hdr.Name)
+			return nil, nil, fmt.Errorf("rego: bundle entry %q is not a regular file", hdr.Name)
 		}
 		if hdr.Size < 0 || total+hdr.Size > maxBundleBytes {
-			return nil, fmt.Errorf("rego: bundle exceeds %d bytes", maxBundleBytes)
+			return nil, nil, fmt.Errorf("rego: bundle exceeds %d bytes", maxBundleBytes)
 		}
 		body, err := io.ReadAll(io.LimitReader(tr, hdr.Size+1))
 		if err != nil {
-			return nil, fmt.Errorf("rego: reading %s: %w", name, err)
+			return nil, nil, fmt.Errorf("rego: reading %s: %w", name, err)
 		}
 		if int64(len(body)) != hdr.Size {
-			return nil, fmt.Errorf("rego: bundle entry %s has a wrong size", name)
+			return nil, nil, fmt.Errorf("rego: bundle entry %s has a wrong size", name)
 		}
 		total += hdr.Size
 
 		base := name[strings.LastIndex(name, "/")+1:]
+		if base == signaturesFile {
+			if contents.signatures != nil {
+				return nil, nil, errors.New("rego: bundle has several signatures files")
+			}
+			contents.signatures = body
+			continue
+		}
+		if _, dup := contents.files[name]; dup {
+			return nil, nil, fmt.Errorf("rego: bundle entry %s appears twice", name)
+		}
+		contents.files[name] = body
 		switch {
 		case strings.HasSuffix(name, ".wasm"):
 			if wasmName != "" {
-				return nil, fmt.Errorf("rego: bundle has several Wasm modules (%s, %s)", wasmName, name)
+				return nil, nil, fmt.Errorf("rego: bundle has several Wasm modules (%s, %s)", wasmName, name)
 			}
 			wasmName = name
 			out.Wasm = body
@@ -298,18 +366,18 @@ func ReadTarGz(r io.Reader) (*Bundle, error) {
 		}
 	}
 	if wasmName == "" {
-		return nil, errors.New("rego: bundle has no Wasm module")
+		return nil, nil, errors.New("rego: bundle has no Wasm module")
 	}
 	if sawVectors && !json.Valid(out.Vectors) {
-		return nil, errors.New("rego: bundle vectors are not valid JSON")
+		return nil, nil, errors.New("rego: bundle vectors are not valid JSON")
 	}
 	data, err := mergeDataFiles(dataFiles)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out.Data = data
 	out.Revision = revision(out.Wasm, out.Data)
-	return out, nil
+	return out, contents, nil
 }
 
 // mergeDataFiles builds the bundle's data document. A lone root data.json is

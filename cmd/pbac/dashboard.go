@@ -54,6 +54,7 @@ func newDashboard(base, issuer string, backends []host.Backend, admin host.Admin
 func adminMux(adminAPI, dashboard http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", adminAPI)
+	mux.Handle("/bundles/", adminAPI) // OPA bundle service API: the active bundle, for other replicas
 	mux.Handle("/ui", dashboard)
 	mux.Handle("/ui/", dashboard)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {

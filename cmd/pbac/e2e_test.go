@@ -187,13 +187,14 @@ var upReady = regexp.MustCompile(`authorization server\s+(http://127\.0\.0\.1:\d
 
 // startUp runs the real `pbac up` and returns its base URL and output so
 // far (which names the demo agents).
-func startUp(t *testing.T, dataDir string) (string, *bytes.Buffer) {
+func startUp(t *testing.T, dataDir string, extra ...string) (string, *bytes.Buffer) {
 	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
 		t.Fatalf("build pbac: %v", err)
 	}
-	cmd := exec.Command(bin, "up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn")
+	args := append([]string{"up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn"}, extra...)
+	cmd := exec.Command(bin, args...)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

@@ -43,7 +43,7 @@ func policySources(args []string) (fs.FS, string, error) {
 }
 
 func newPolicyBuildCommand() *cobra.Command {
-	var out string
+	var out, signingKey, keyID string
 	cmd := &cobra.Command{
 		Use:   "build [dir]",
 		Short: "Compile Rego (and data.json) to a Wasm policy bundle",
@@ -51,7 +51,13 @@ func newPolicyBuildCommand() *cobra.Command {
 shipped policy when no dir is given — into one Wasm module with all
 entrypoints, and writes an OPA-format bundle (tar.gz). The build is offline
 and deterministic: the same sources give the same bytes. The shipped policy's
-decision vectors travel in the bundle and are checked at every activation.`,
+decision vectors travel in the bundle and are checked at every activation.
+
+With --signing-key the bundle is signed in OPA's format (/.signatures.json):
+replicas started with --bundle-verification-key accept only bundles signed
+by one of their keys.`,
+		Example: `  pbac policy build -o bundle.tar.gz
+  pbac policy build ./policy -o bundle.tar.gz --signing-key ops.key.pem --key-id ops-2026`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fsys, name, err := policySources(args)
@@ -68,7 +74,12 @@ decision vectors travel in the bundle and are checked at every activation.`,
 				return fmt.Errorf("build %s:\n%w", name, err)
 			}
 			var buf bytes.Buffer
-			if err := b.WriteTarGz(&buf); err != nil {
+			if signingKey != "" {
+				err = writeSigned(&buf, b, signingKey, keyID)
+			} else {
+				err = b.WriteTarGz(&buf)
+			}
+			if err != nil {
 				return err
 			}
 			if out == "-" {
@@ -84,7 +95,22 @@ decision vectors travel in the bundle and are checked at every activation.`,
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "bundle.tar.gz", "bundle file to write (- for stdout)")
+	cmd.Flags().StringVar(&signingKey, "signing-key", "", "private key (PEM: RSA, ECDSA or Ed25519) to sign the bundle with")
+	cmd.Flags().StringVar(&keyID, "key-id", rego.DefaultKeyID, "key id recorded in the signature (replicas pick the verification key by it)")
 	return cmd
+}
+
+// writeSigned writes b signed with the PEM private key in keyPath.
+func writeSigned(w io.Writer, b *rego.Bundle, keyPath, keyID string) error {
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return fmt.Errorf("signing key: %w", err)
+	}
+	s, err := rego.NewSigner(keyPEM, keyID)
+	if err != nil {
+		return err
+	}
+	return b.WriteSignedTarGz(w, s)
 }
 
 // buildDir compiles a policy directory; decision vectors in its vectors/

@@ -26,6 +26,7 @@ import (
 func newUpCommand() *cobra.Command {
 	var listen, adminListen, dataDir, store, logLevel, configPath string
 	var probe bool
+	var bundles *bundleFlags
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the whole demo: authorization server, gateway and the demo backends",
@@ -46,7 +47,7 @@ make it live; a bad one is rejected and the active policy stays.`,
 				return err
 			}
 			cfg := upConfig{listen: ops.listen, adminListen: ops.adminListen, dataDir: ops.dataDir, store: ops.store,
-				probe: probe, file: ops.file, ops: ops}
+				probe: probe, file: ops.file, ops: ops, bundles: bundles}
 			return runUp(cmd.Context(), cmd.OutOrStdout(), cfg, ops.logger())
 		},
 	}
@@ -58,6 +59,7 @@ make it live; a bad one is rejected and the active policy stays.`,
 	cmd.Flags().BoolVar(&probe, "probe", false, "attach the eBPF latency probe to this gateway (root or CAP_BPF + CAP_PERFMON); without them it logs why and runs as usual")
 	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML): backends, listeners, TLS, data dir; see pbac config check. PBAC_* environment variables override it, flags override both")
 	addOpsFlags(cmd, true)
+	bundles = addBundleFlags(cmd)
 	return cmd
 }
 
@@ -67,6 +69,7 @@ type upConfig struct {
 	file                         *host.FileConfig
 	probe                        bool // attach the eBPF latency probe
 	ops                          opsSettings
+	bundles                      *bundleFlags // policy distribution
 }
 
 // remoteAS is the configured remote authorization server, if any.
@@ -123,6 +126,10 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 		return err
 	}
 	defer pol.Close(context.WithoutCancel(ctx))
+	bundleStatus, bundleToken, err := startDistribution(ctx, cfg.bundles, pol.registry, log)
+	if err != nil {
+		return err
+	}
 	policyDir := filepath.Join(dataDir, "policies")
 	if err := os.MkdirAll(policyDir, 0o700); err != nil {
 		return err
@@ -165,7 +172,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	// names a remote one the gateway trusts.
 	ready := &readiness{policy: func() bool { _, ok := pol.registry.Active(); return ok }}
 	gwCfg := host.Config{PublicURL: base, Backends: hb, Policy: pol.registry, Logger: log, Ready: ready.check}
-	adminCfg := host.AdminConfig{Registry: pol.registry, Logger: log}
+	adminCfg := host.AdminConfig{Registry: pol.registry, Logger: log, BundleToken: bundleToken, PolicySource: bundleStatus}
 	var as *authRuntime
 	if remote := cfg.remoteAS(); remote != nil {
 		intro, err := remote.Introspector()
