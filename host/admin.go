@@ -146,14 +146,21 @@ func adminJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func adminError(w http.ResponseWriter, err error) {
-	status := http.StatusInternalServerError
+	adminJSON(w, PolicyErrorStatus(err), map[string]string{"error": err.Error()})
+}
+
+// PolicyErrorStatus is the HTTP status of a policy registry error: 422 for
+// a version that failed validation, 409 when there is nothing to roll back
+// to or no active policy, 500 otherwise. The admin API and the dashboard
+// answer with it.
+func PolicyErrorStatus(err error) int {
 	switch {
 	case errors.Is(err, plugins.ErrValidation):
-		status = http.StatusUnprocessableEntity
+		return http.StatusUnprocessableEntity
 	case errors.Is(err, plugins.ErrNoRollback), errors.Is(err, plugins.ErrNoPolicy):
-		status = http.StatusConflict
+		return http.StatusConflict
 	}
-	adminJSON(w, status, map[string]string{"error": err.Error()})
+	return http.StatusInternalServerError
 }
 
 func (a *admin) status(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pbac-gateway/pbac/demo"
+	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/host/audit"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
@@ -32,16 +33,9 @@ func (h *Handler) policy(w http.ResponseWriter, _ *http.Request, _ *session) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// policyError maps a registry error to a status.
+// policyError answers a registry error with the admin API's status.
 func policyError(w http.ResponseWriter, err error) {
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, plugins.ErrValidation):
-		status = http.StatusUnprocessableEntity
-	case errors.Is(err, plugins.ErrNoRollback), errors.Is(err, plugins.ErrNoPolicy):
-		status = http.StatusConflict
-	}
-	writeError(w, status, err.Error())
+	writeError(w, host.PolicyErrorStatus(err), err.Error())
 }
 
 func (h *Handler) who(s *session) string {
