@@ -7,6 +7,8 @@ package plugins
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -119,6 +121,8 @@ type Registry struct {
 	closed  bool
 	// verifier, once set, must verify every bundle activated or shadowed.
 	verifier *rego.Verifier
+	// subscribers hear of every change of the active version.
+	subscribers map[chan struct{}]struct{}
 }
 
 // Option configures a Registry.
@@ -260,7 +264,13 @@ func (r *Registry) Activate(ctx context.Context, b *rego.Bundle, source string) 
 	b, err := r.verify(b, source)
 	var v *version
 	if err == nil {
-		v, err = r.load(ctx, b, source, nil)
+		// The same module with other data (a data change distributed as a
+		// bundle) reuses the active version's compiled module.
+		var base *wasm.Policy
+		if cur := r.active.Load(); cur != nil && cur.info.ModuleHash == moduleHash(b.Wasm) {
+			base = cur.policy
+		}
+		v, err = r.load(ctx, b, source, base)
 	}
 	if err != nil {
 		r.record(Event{Kind: "rejected", Source: source, Error: err.Error()})
@@ -409,10 +419,46 @@ func (r *Registry) swapNoHistory(ctx context.Context, v *version, kind string) {
 	r.record(Event{Kind: kind, Version: v.info.Version, Source: v.info.Source})
 	r.logger.Info("policy "+kind, "version", short(v.info.Version), "source", v.info.Source,
 		"vectors", v.info.Vectors)
+	r.notify()
 	if old != nil {
 		// Retiring waits for in-flight decisions; do not hold up the caller.
 		r.retiring.Go(func() { old.retire(context.WithoutCancel(ctx)) })
 	}
+}
+
+// Subscribe returns a channel that receives a value after every change of
+// the active version (activation, data update, rollback); changes that come
+// faster than the subscriber reads collapse into one. Read Active for the
+// version itself. cancel stops the subscription.
+func (r *Registry) Subscribe() (changes <-chan struct{}, cancel func()) {
+	ch := make(chan struct{}, 1)
+	r.mu.Lock()
+	if r.subscribers == nil {
+		r.subscribers = map[chan struct{}]struct{}{}
+	}
+	r.subscribers[ch] = struct{}{}
+	r.mu.Unlock()
+	return ch, func() {
+		r.mu.Lock()
+		delete(r.subscribers, ch)
+		r.mu.Unlock()
+	}
+}
+
+// notify tells every subscriber the active version changed. Callers hold
+// r.mu.
+func (r *Registry) notify() {
+	for ch := range r.subscribers {
+		select {
+		case ch <- struct{}{}:
+		default: // one already pending says the same
+		}
+	}
+}
+
+func moduleHash(module []byte) string {
+	sum := sha256.Sum256(module)
+	return hex.EncodeToString(sum[:])
 }
 
 func (r *Registry) record(e Event) {

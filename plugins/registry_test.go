@@ -423,3 +423,76 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestSubscribeHearsEveryChange: a subscriber hears of an activation, a
+// data update and a rollback, changes faster than it reads collapse into
+// one, and after cancel it hears nothing.
+func TestSubscribeHearsEveryChange(t *testing.T) {
+	r := newRegistry(t)
+	ctx := context.Background()
+	changes, cancel := r.Subscribe()
+	heard := func() bool {
+		select {
+		case <-changes:
+			return true
+		default:
+			return false
+		}
+	}
+	if heard() {
+		t.Fatal("a change before any")
+	}
+	if _, err := r.Activate(ctx, bundleWith(t, 1, "alice"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if !heard() {
+		t.Error("no change heard after Activate")
+	}
+	if _, err := r.SetData(ctx, []byte(`{"marker": 2, "allowed": []}`), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !heard() || heard() {
+		t.Error("a data update and a rollback: want one pending change, then none")
+	}
+	if _, err := r.Activate(ctx, &rego.Bundle{Wasm: []byte("not wasm")}, "bad"); err == nil {
+		t.Fatal("a bad bundle was activated")
+	}
+	if heard() {
+		t.Error("a refused bundle was heard as a change")
+	}
+	cancel()
+	if _, err := r.Activate(ctx, bundleWith(t, 3, "alice"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if heard() {
+		t.Error("heard a change after cancel")
+	}
+}
+
+// TestActivateReusesTheCompiledModuleForSameModule: a bundle with the
+// active module and other data (a data change distributed as a bundle)
+// keeps the module hash and decides with its own data.
+func TestActivateReusesTheCompiledModuleForSameModule(t *testing.T) {
+	r := newRegistry(t)
+	ctx := context.Background()
+	first, err := r.Activate(ctx, bundleWith(t, 1, "alice"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := r.Activate(ctx, bundleWith(t, 2, "bob"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.ModuleHash != first.ModuleHash || second.Version == first.Version {
+		t.Fatalf("versions %+v and %+v: want the same module, other versions", first, second)
+	}
+	if _, marker := decide(t, r, "bob"); marker != 2 {
+		t.Errorf("marker %d after the second activation, want 2", marker)
+	}
+	if d, _ := decide(t, r, "alice"); d.Allow {
+		t.Error("alice allowed under data that lists only bob")
+	}
+}
