@@ -42,6 +42,20 @@ func LoadOrCreateTokenSecret(dataDir string) ([]byte, error) {
 	return secret, nil
 }
 
+// ReadTokenSecret reads a token secret file as LoadOrCreateTokenSecret
+// keeps it (32 bytes, mode 0600): the AS's, copied to gateway replicas that
+// introspect on its shared store.
+func ReadTokenSecret(path string) ([]byte, error) {
+	secret, err := readSecretFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("token secret: %w", err)
+	}
+	if len(secret) != 32 {
+		return nil, fmt.Errorf("token secret %s: %d bytes, want 32", path, len(secret))
+	}
+	return secret, nil
+}
+
 func readSecretFile(path string) ([]byte, error) {
 	info, err := os.Stat(path)
 	if err != nil {

@@ -2,6 +2,7 @@ package host
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -40,8 +41,18 @@ type AdminConfig struct {
 	// PolicySource reports the bundle server this replica polls, if any
 	// (shown in /admin/status as bundle_source).
 	PolicySource func() any
-	Logger       *slog.Logger
+	// Propagate, when set, hands a change made here to the other replicas
+	// and waits (within ctx) until every live one runs it; complete says
+	// whether they all did, report says who did (see plugins/pgsync).
+	Propagate func(ctx context.Context) (report any, complete bool, err error)
+	// PolicySync reports the replicas' shared policy state for /admin/status.
+	PolicySync func(ctx context.Context) any
+	Logger     *slog.Logger
 }
+
+// propagateWait bounds how long a policy change waits for the other
+// replicas to confirm it.
+const propagateWait = 10 * time.Second
 
 // NewAdmin returns the admin API, for a listener of its own: policy
 // versions (upload, activate, roll back, shadow, patch data), the audit
@@ -180,6 +191,9 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 	if a.cfg.PolicySource != nil {
 		out["bundle_source"] = a.cfg.PolicySource()
 	}
+	if a.cfg.PolicySync != nil {
+		out["policy_sync"] = a.cfg.PolicySync(r.Context())
+	}
 	out["signatures_required"] = a.cfg.Registry.SignaturesRequired()
 	adminJSON(w, http.StatusOK, out)
 }
@@ -209,7 +223,38 @@ func (a *admin) upload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.cfg.Logger.Info("admin: policy uploaded", "version", info.Version, "shadow", r.URL.Query().Get("shadow"))
-	adminJSON(w, http.StatusOK, info)
+	if shadow, _ := strconv.ParseBool(r.URL.Query().Get("shadow")); shadow {
+		adminJSON(w, http.StatusOK, info)
+		return
+	}
+	a.changed(w, r, info)
+}
+
+// changed answers a policy change that is active here: with the other
+// replicas' confirmation when there are replicas to tell — 200 when every
+// live replica runs it, 202 when some have not confirmed it (yet).
+func (a *admin) changed(w http.ResponseWriter, r *http.Request, info plugins.Info) {
+	if a.cfg.Propagate == nil {
+		adminJSON(w, http.StatusOK, info)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), propagateWait)
+	defer cancel()
+	report, complete, err := a.cfg.Propagate(ctx)
+	out := struct {
+		plugins.Info
+		Replicas any    `json:"replicas,omitempty"`
+		Error    string `json:"error,omitempty"`
+	}{Info: info, Replicas: report}
+	status := http.StatusOK
+	if err != nil || !complete {
+		status = http.StatusAccepted
+		if err != nil {
+			out.Error = "active here; not confirmed by every replica: " + err.Error()
+		}
+		a.cfg.Logger.Warn("admin: policy change not confirmed by every replica", "version", info.Version, "err", err)
+	}
+	adminJSON(w, status, out)
 }
 
 func (a *admin) rollback(w http.ResponseWriter, r *http.Request) {
@@ -218,7 +263,7 @@ func (a *admin) rollback(w http.ResponseWriter, r *http.Request) {
 		adminError(w, err)
 		return
 	}
-	adminJSON(w, http.StatusOK, info)
+	a.changed(w, r, info)
 }
 
 func (a *admin) setData(w http.ResponseWriter, r *http.Request) {
@@ -232,7 +277,7 @@ func (a *admin) setData(w http.ResponseWriter, r *http.Request) {
 		adminError(w, err)
 		return
 	}
-	adminJSON(w, http.StatusOK, info)
+	a.changed(w, r, info)
 }
 
 func (a *admin) shadow(w http.ResponseWriter, _ *http.Request) {

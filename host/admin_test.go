@@ -2,11 +2,15 @@ package host_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/pbac-gateway/pbac/asrv"
@@ -128,4 +132,79 @@ func TestAdminAPI(t *testing.T) {
 			t.Fatalf("a revoked client's token still works (%v, %s)", ok, why)
 		}
 	})
+}
+
+// TestAdminPropagation: with replicas to tell, a policy change answers 200
+// with their confirmation when every live replica runs it, and 202 with
+// who is pending (and why) when not; the change stays active here either
+// way, and /admin/status shows the replicas' state.
+func TestAdminPropagation(t *testing.T) {
+	s := newStack(t)
+	const token = "admin-token-for-tests-0123456789"
+	var complete atomic.Bool
+	h, err := host.NewAdmin(host.AdminConfig{
+		Token: token, Registry: s.registry,
+		Propagate: func(ctx context.Context) (any, bool, error) {
+			if complete.Load() {
+				return map[string]any{"confirmed": []string{"a", "b"}}, true, nil
+			}
+			if _, ok := ctx.Deadline(); !ok {
+				return nil, false, errors.New("the wait for the replicas is not bounded")
+			}
+			return map[string]any{"pending": []string{"b"}}, false, errors.New("b refused the bundle")
+		},
+		PolicySync: func(context.Context) any { return map[string]any{"head_seq": 7} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	put := func(ctx context.Context, body []byte) (int, map[string]any) {
+		req, _ := http.NewRequestWithContext(ctx, "PUT", srv.URL+"/admin/policy/data", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	b, _ := shipped()
+	var data map[string]any
+	_ = json.Unmarshal(b.Data, &data)
+
+	complete.Store(true)
+	data["note"] = "one"
+	raw, _ := json.Marshal(data)
+	status, out := put(context.Background(), raw)
+	if status != http.StatusOK || out["replicas"] == nil || out["version"] == nil {
+		t.Fatalf("confirmed change: %d %v", status, out)
+	}
+
+	complete.Store(false)
+	data["note"] = "two"
+	raw, _ = json.Marshal(data)
+	status, out = put(context.Background(), raw)
+	if status != http.StatusAccepted || out["replicas"] == nil || !strings.Contains(fmt.Sprint(out["error"]), "b refused the bundle") {
+		t.Fatalf("unconfirmed change: %d %v, want 202 with the pending replicas and why", status, out)
+	}
+	info, _ := s.registry.Active()
+	if info.Source != "admin data update" || info.Version != out["version"] {
+		t.Errorf("the unconfirmed change is not active here: %+v", info)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+"/admin/status", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&st)
+	if sync, _ := st["policy_sync"].(map[string]any); sync["head_seq"] != float64(7) {
+		t.Errorf("status policy_sync: %v", st["policy_sync"])
+	}
 }

@@ -72,11 +72,21 @@ type FileConfig struct {
 //	  introspection_endpoint: https://as.example/oauth2/introspect  # default: <issuer>/oauth2/introspect
 //	  client_id: gateway
 //	  client_secret_file: /run/secrets/gateway-secret
+//
+// Or, when the gateway shares the AS's PostgreSQL store (store: or
+// store_file:), it reads tokens there itself — no HTTP hop per call — with
+// the AS's token secret (the token-secret file of the AS's data dir):
+//
+//	authorization_server:
+//	  issuer: https://as.example
+//	  token_secret_file: /run/secrets/token-secret
+//	store_file: /run/secrets/store-url
 type RemoteASConfig struct {
 	Issuer                string `yaml:"issuer"`
 	IntrospectionEndpoint string `yaml:"introspection_endpoint"`
 	ClientID              string `yaml:"client_id"`
 	ClientSecretFile      string `yaml:"client_secret_file"`
+	TokenSecretFile       string `yaml:"token_secret_file"`
 }
 
 // Introspector builds the RFC 7662 client, reading the secret file.
@@ -285,8 +295,8 @@ func (c *FileConfig) Validate() error {
 		if err := CheckStoreURL(c.Store); err != nil {
 			errs = append(errs, fmt.Errorf("store: %w", err))
 		}
-		if c.AuthorizationServer != nil {
-			errs = append(errs, errors.New("store is the in-process authorization server's; with authorization_server there is none"))
+		if as := c.AuthorizationServer; as != nil && (!strings.HasPrefix(c.Store, "postgres") || as.TokenSecretFile == "") {
+			errs = append(errs, errors.New("with authorization_server, store is for introspecting on the AS's shared PostgreSQL store: give a postgres:// store and authorization_server.token_secret_file, or no store"))
 		}
 	}
 	if as := c.AuthorizationServer; as != nil {
@@ -298,11 +308,20 @@ func (c *FileConfig) Validate() error {
 				errs = append(errs, fmt.Errorf("authorization_server.introspection_endpoint %q must be an absolute URL", as.IntrospectionEndpoint))
 			}
 		}
-		if as.ClientID == "" {
-			errs = append(errs, errors.New("authorization_server.client_id is required (the gateway's own client)"))
-		}
-		if _, err := os.Stat(as.ClientSecretFile); err != nil {
-			errs = append(errs, fmt.Errorf("authorization_server.client_secret_file: %w", err))
+		if as.TokenSecretFile != "" {
+			if _, err := os.Stat(as.TokenSecretFile); err != nil {
+				errs = append(errs, fmt.Errorf("authorization_server.token_secret_file: %w", err))
+			}
+			if c.Store == "" && c.StoreFile == "" {
+				errs = append(errs, errors.New("authorization_server.token_secret_file is for introspecting on the shared store: give store (or store_file) too"))
+			}
+		} else {
+			if as.ClientID == "" {
+				errs = append(errs, errors.New("authorization_server.client_id is required (the gateway's own client)"))
+			}
+			if _, err := os.Stat(as.ClientSecretFile); err != nil {
+				errs = append(errs, fmt.Errorf("authorization_server.client_secret_file: %w", err))
+			}
 		}
 	}
 	seen := map[string]bool{}
@@ -385,8 +404,8 @@ func (c *FileConfig) validateOperation() []error {
 			if err := CheckStoreURL(dsn); err != nil {
 				errs = append(errs, fmt.Errorf("store_file %s: %w", c.StoreFile, err))
 			}
-			if c.AuthorizationServer != nil {
-				errs = append(errs, errors.New("store_file is the in-process authorization server's; with authorization_server there is none"))
+			if as := c.AuthorizationServer; as != nil && (!strings.HasPrefix(dsn, "postgres") || as.TokenSecretFile == "") {
+				errs = append(errs, errors.New("with authorization_server, store_file is for introspecting on the AS's shared PostgreSQL store: give authorization_server.token_secret_file too, or no store"))
 			}
 		}
 	}

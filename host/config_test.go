@@ -94,6 +94,31 @@ func TestLoadConfigRemoteAS(t *testing.T) {
 	}
 }
 
+// TestLoadConfigSharedStoreReplica: a gateway replica of a remote AS may
+// introspect on the AS's PostgreSQL store with the AS's token secret, and
+// then needs no client credentials at the AS.
+func TestLoadConfigSharedStoreReplica(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "token-secret")
+	if err := os.WriteFile(secret, make([]byte, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "c.yaml")
+	body := "store: postgres://pbac@db/pbac\nauthorization_server:\n  issuer: https://as.example\n  token_secret_file: " + secret + "\n"
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(p)
+	if err != nil || cfg.AuthorizationServer.TokenSecretFile != secret {
+		t.Fatalf("shared-store replica: %+v, %v", cfg, err)
+	}
+	missing := strings.Replace(body, secret, filepath.Join(dir, "absent"), 1)
+	_ = os.WriteFile(p, []byte(missing), 0o600)
+	if _, err := LoadConfig(p); err == nil || !strings.Contains(err.Error(), "token_secret_file") {
+		t.Errorf("a missing token secret file: %v", err)
+	}
+}
+
 func TestLoadConfigStore(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.yaml")
 	load := func(body string) (*FileConfig, error) {
@@ -110,6 +135,10 @@ func TestLoadConfigStore(t *testing.T) {
 		"store: mysql://pbac:pw-LEAK@db/pbac\n",
 		"store: host=db password=pw-LEAK\n",
 		"store: postgres://pbac:pw-LEAK@db/pbac\nauthorization_server: {issuer: https://as.example, client_id: gw, client_secret_file: /dev/null}\n",
+		// Introspecting on the shared store needs the AS's token secret.
+		"store: postgres://pbac:pw-LEAK@db/pbac\nauthorization_server: {issuer: https://as.example}\n",
+		// ... and a store to introspect on.
+		"authorization_server: {issuer: https://as.example, token_secret_file: /dev/null}\n",
 	} {
 		_, err := load(body)
 		if err == nil || !strings.Contains(err.Error(), "store") {

@@ -22,6 +22,7 @@ func newAsrvCommand() *cobra.Command {
 	var (
 		listen, dataDir, store, issuer, logLevel, configPath string
 		resources                                            []string
+		bundles                                              *bundleFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "asrv",
@@ -63,6 +64,16 @@ token and introspection is decided by the shipped policy.`,
 				return err
 			}
 			defer pol.Close(context.WithoutCancel(ctx))
+			if _, _, err := startDistribution(ctx, bundles, pol.registry, log); err != nil {
+				ln.Close()
+				return err
+			}
+			_, leave, err := startPolicySync(ctx, bundles, ops.store, pol.registry, log)
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			defer leave()
 			as, err := newAuthorizationServer(ctx, dataDir, ops.store, base, resources, pol, log)
 			if err != nil {
 				ln.Close()
@@ -91,6 +102,7 @@ token and introspection is decided by the shipped policy.`,
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML) as pbac up reads it: listen, data_dir, store, public_url (the issuer), tls, log_*, drain_delay; PBAC_* environment variables override it, flags override both")
 	addOpsFlags(cmd, false)
+	bundles = addBundleFlags(cmd)
 	return cmd
 }
 
@@ -144,6 +156,26 @@ func newAuthorizationServer(ctx context.Context, dataDir, storeSpec, issuer stri
 	return newAuthorizationServerOn(ctx, dataDir, storeSpec, issuer, resources, scopes, host.ASDecider(pol.registry), log)
 }
 
+// newSharedStoreIntrospector is the authorization server's introspection
+// alone, on the AS's shared PostgreSQL store with the AS's token secret:
+// a gateway replica reads tokens there instead of asking the AS over HTTP.
+// Its OAuth endpoints are not served.
+func newSharedStoreIntrospector(ctx context.Context, dataDir, storeSpec string, remote *host.RemoteASConfig, resources []string, pol *policyRuntime, log *slog.Logger) (*authRuntime, error) {
+	secret, err := asrv.ReadTokenSecret(remote.TokenSecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("authorization_server.token_secret_file: %w", err)
+	}
+	if !isPostgres(storeSpec) {
+		return nil, errors.New("authorization_server.token_secret_file needs the AS's PostgreSQL store (store: postgres://…)")
+	}
+	active, _ := pol.registry.ActiveBundle()
+	var scopes []string
+	if active != nil {
+		scopes = scopesOf(active.Data)
+	}
+	return newAuthorizationServerWithSecret(ctx, dataDir, storeSpec, remote.Issuer, resources, scopes, host.ASDecider(pol.registry), secret, log)
+}
+
 // newAuthorizationServerWith is newAuthorizationServer on the data dir's
 // Badger store, deciding through any policy (an OPA server over HTTP, for
 // pbac bench).
@@ -156,6 +188,10 @@ func newAuthorizationServerOn(ctx context.Context, dataDir, storeSpec, issuer st
 	if err != nil {
 		return nil, err
 	}
+	return newAuthorizationServerWithSecret(ctx, dataDir, storeSpec, issuer, resources, scopes, policy, secret, log)
+}
+
+func newAuthorizationServerWithSecret(ctx context.Context, dataDir, storeSpec, issuer string, resources, scopes []string, policy asrv.Decider, secret []byte, log *slog.Logger) (*authRuntime, error) {
 	key, err := asrv.LoadOrCreateIssuerKey(dataDir)
 	if err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/plugins/bundlesource"
+	"github.com/pbac-gateway/pbac/plugins/pgsync"
 	"github.com/pbac-gateway/pbac/rego"
 )
 
@@ -23,6 +24,9 @@ type bundleFlags struct {
 	interval         time.Duration
 	verificationKeys []string
 	token, tokenFile string
+	// sync: share the policy head through a PostgreSQL store.
+	sync         bool
+	syncInterval time.Duration
 }
 
 func addBundleFlags(cmd *cobra.Command) *bundleFlags {
@@ -33,6 +37,8 @@ func addBundleFlags(cmd *cobra.Command) *bundleFlags {
 	fl.StringArrayVar(&f.verificationKeys, "bundle-verification-key", nil, "public key (PEM) bundles must be signed with, as FILE or KEYID=FILE (key id default); repeatable. Then every bundle — bundle server, admin upload, policy directory — must be signed")
 	fl.StringVar(&f.token, "bundle-token", "", "read-only bearer token for /bundles/pbac: sent to --bundle-server, and accepted by this admin listener besides the admin token (16+ characters)")
 	fl.StringVar(&f.tokenFile, "bundle-token-file", "", "read --bundle-token from this file")
+	fl.BoolVar(&f.sync, "policy-sync", true, "with a PostgreSQL store, keep one policy version on every replica sharing it: a change on one (upload, data, rollback, dropped bundle) is pushed to all, and the admin API answers once every live replica runs it")
+	fl.DurationVar(&f.syncInterval, "policy-sync-interval", 2*time.Second, "policy sync heartbeat and fallback poll; a replica silent for three intervals is no longer waited for")
 	return f
 }
 
@@ -110,4 +116,43 @@ func startDistribution(ctx context.Context, f *bundleFlags, reg *plugins.Registr
 	}
 	go func() { _ = src.Run(ctx) }()
 	return func() any { return src.Status() }, token, nil
+}
+
+// startPolicySync joins the replicas' shared policy head when the token
+// store is PostgreSQL (and --policy-sync is on); it returns nil otherwise.
+// Stop it with the returned function, which leaves the replica set.
+func startPolicySync(ctx context.Context, f *bundleFlags, storeSpec string, reg *plugins.Registry, log *slog.Logger) (*pgsync.Sync, func(), error) {
+	if f == nil || !f.sync || !isPostgres(storeSpec) {
+		return nil, func() {}, nil
+	}
+	s, err := pgsync.Open(ctx, pgsync.Config{DSN: storeSpec, Registry: reg, Interval: f.syncInterval, Logger: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("policy sync: %w", err)
+	}
+	info, _ := reg.Active()
+	log.Info("policy sync: sharing the policy version with the replicas on the store", "replica", s.Replica(), "version", info.Version)
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { _ = s.Run(rctx); close(done) }()
+	return s, func() {
+		cancel()
+		<-done
+		lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer lcancel()
+		if err := s.Close(lctx); err != nil {
+			log.Warn("policy sync: leave", "err", err)
+		}
+	}, nil
+}
+
+func isPostgres(spec string) bool {
+	return strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://")
+}
+
+// propagateVia adapts a sync for the admin API.
+func propagateVia(s *pgsync.Sync) func(context.Context) (any, bool, error) {
+	return func(ctx context.Context) (any, bool, error) {
+		c, err := s.Propagate(ctx)
+		return c, c.Complete, err
+	}
 }

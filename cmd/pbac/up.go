@@ -130,6 +130,11 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	if err != nil {
 		return err
 	}
+	sync, leave, err := startPolicySync(ctx, cfg.bundles, cfg.store, pol.registry, log)
+	if err != nil {
+		return err
+	}
+	defer leave()
 	policyDir := filepath.Join(dataDir, "policies")
 	if err := os.MkdirAll(policyDir, 0o700); err != nil {
 		return err
@@ -173,8 +178,22 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	ready := &readiness{policy: func() bool { _, ok := pol.registry.Active(); return ok }}
 	gwCfg := host.Config{PublicURL: base, Backends: hb, Policy: pol.registry, Logger: log, Ready: ready.check}
 	adminCfg := host.AdminConfig{Registry: pol.registry, Logger: log, BundleToken: bundleToken, PolicySource: bundleStatus}
+	if sync != nil {
+		adminCfg.Propagate = propagateVia(sync)
+		adminCfg.PolicySync = func(ctx context.Context) any { return sync.Status(ctx) }
+	}
 	var as *authRuntime
-	if remote := cfg.remoteAS(); remote != nil {
+	if remote := cfg.remoteAS(); remote != nil && remote.TokenSecretFile != "" {
+		// A replica of a remote AS's shared store: tokens are read there.
+		shared, err := newSharedStoreIntrospector(ctx, dataDir, cfg.store, remote, resources, pol, log)
+		if err != nil {
+			return err
+		}
+		defer shared.store.Close()
+		ready.store = shared.store.Ping
+		log.Info("introspecting on the authorization server's shared store", "issuer", remote.Issuer, "store", shared.storeName)
+		gwCfg.Introspector, gwCfg.AuthorizationServers = shared.server, []string{remote.Issuer}
+	} else if remote != nil {
 		intro, err := remote.Introspector()
 		if err != nil {
 			return err
