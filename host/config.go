@@ -61,6 +61,66 @@ type FileConfig struct {
 	LogLevel   string    `yaml:"log_level"`
 	LogFormat  string    `yaml:"log_format"`
 	DrainDelay string    `yaml:"drain_delay"`
+	// Policy is how this replica gets its policy versions.
+	Policy *PolicyConfig `yaml:"policy"`
+
+	envErrs []error // environment values that do not parse
+}
+
+// PolicyConfig is the policy distribution of one replica (the flags of the
+// same names without the prefix: --bundle-server, --policy-sync, …):
+//
+//	policy:
+//	  bundle_server: https://gw-1.internal:8081     # poll its /bundles/pbac
+//	  bundle_poll_interval: 30s
+//	  bundle_token_file: /run/secrets/bundle-token
+//	  verification_keys: [ops-2026=/etc/pbac/ops.pub.pem]   # then every bundle must be signed
+//	  sync: true               # with a PostgreSQL store: one version on every replica (default)
+//	  sync_interval: 2s
+type PolicyConfig struct {
+	BundleServer       string   `yaml:"bundle_server"`
+	BundlePollInterval string   `yaml:"bundle_poll_interval"`
+	BundleTokenFile    string   `yaml:"bundle_token_file"`
+	VerificationKeys   []string `yaml:"verification_keys"`
+	Sync               *bool    `yaml:"sync"`
+	SyncInterval       string   `yaml:"sync_interval"`
+}
+
+func (p *PolicyConfig) validate() []error {
+	if p == nil {
+		return nil
+	}
+	var errs []error
+	if p.BundleServer != "" {
+		if u, err := url.Parse(p.BundleServer); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			errs = append(errs, fmt.Errorf("policy.bundle_server %q must be an absolute http(s) URL", p.BundleServer))
+		}
+	}
+	for _, d := range []struct{ key, v string }{{"policy.bundle_poll_interval", p.BundlePollInterval}, {"policy.sync_interval", p.SyncInterval}} {
+		if d.v == "" {
+			continue
+		}
+		if v, err := time.ParseDuration(d.v); err != nil || v <= 0 {
+			errs = append(errs, fmt.Errorf("%s %q: want a positive duration (e.g. 30s)", d.key, d.v))
+		}
+	}
+	files := []struct{ key, path string }{{"policy.bundle_token_file", p.BundleTokenFile}}
+	for _, k := range p.VerificationKeys {
+		_, path, ok := strings.Cut(k, "=")
+		if !ok {
+			path = k
+		}
+		files = append(files, struct{ key, path string }{"policy.verification_keys", path})
+	}
+	for _, f := range files {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.key, err))
+		}
+	}
+	return errs
 }
 
 // RemoteASConfig names a remote authorization server: its issuer (for the
@@ -171,6 +231,12 @@ func EnvOverrides() []EnvOverride {
 		{"PBAC_LOG_LEVEL", "log_level"},
 		{"PBAC_LOG_FORMAT", "log_format"},
 		{"PBAC_DRAIN_DELAY", "drain_delay"},
+		{"PBAC_BUNDLE_SERVER", "policy.bundle_server"},
+		{"PBAC_BUNDLE_POLL_INTERVAL", "policy.bundle_poll_interval"},
+		{"PBAC_BUNDLE_TOKEN_FILE", "policy.bundle_token_file"},
+		{"PBAC_BUNDLE_VERIFICATION_KEYS", "policy.verification_keys"},
+		{"PBAC_POLICY_SYNC", "policy.sync"},
+		{"PBAC_POLICY_SYNC_INTERVAL", "policy.sync_interval"},
 	}
 }
 
@@ -214,8 +280,32 @@ func (c *FileConfig) ApplyEnv(lookup func(string) (string, bool)) {
 			c.LogFormat = v
 		case "drain_delay":
 			c.DrainDelay = v
+		case "policy.bundle_server":
+			c.policy().BundleServer = v
+		case "policy.bundle_poll_interval":
+			c.policy().BundlePollInterval = v
+		case "policy.bundle_token_file":
+			c.policy().BundleTokenFile = v
+		case "policy.verification_keys":
+			c.policy().VerificationKeys = strings.Split(v, ",")
+		case "policy.sync":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: want true or false", o.Env, v))
+				continue
+			}
+			c.policy().Sync = &b
+		case "policy.sync_interval":
+			c.policy().SyncInterval = v
 		}
 	}
+}
+
+func (c *FileConfig) policy() *PolicyConfig {
+	if c.Policy == nil {
+		c.Policy = &PolicyConfig{}
+	}
+	return c.Policy
 }
 
 func withDefault(t *TLSFiles) *TLSFiles {
@@ -291,6 +381,8 @@ func (c *FileConfig) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateOperation()...)
+	errs = append(errs, c.envErrs...)
+	errs = append(errs, c.Policy.validate()...)
 	if c.Store != "" {
 		if err := CheckStoreURL(c.Store); err != nil {
 			errs = append(errs, fmt.Errorf("store: %w", err))

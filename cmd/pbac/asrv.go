@@ -22,7 +22,6 @@ func newAsrvCommand() *cobra.Command {
 	var (
 		listen, dataDir, store, issuer, logLevel, configPath string
 		resources                                            []string
-		bundles                                              *bundleFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "asrv",
@@ -40,6 +39,10 @@ token and introspection is decided by the shipped policy.`,
 				return err
 			}
 			log := ops.logger()
+			bundles, err := bundleSettings(cmd.Flags(), ops.file)
+			if err != nil {
+				return err
+			}
 			dataDir := ops.dataDir
 			if dataDir == "" {
 				dataDir = asrv.DefaultDataDir()
@@ -102,7 +105,7 @@ token and introspection is decided by the shipped policy.`,
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML) as pbac up reads it: listen, data_dir, store, public_url (the issuer), tls, log_*, drain_delay; PBAC_* environment variables override it, flags override both")
 	addOpsFlags(cmd, false)
-	bundles = addBundleFlags(cmd)
+	addBundleFlags(cmd)
 	return cmd
 }
 

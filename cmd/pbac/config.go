@@ -28,7 +28,12 @@ file, then the flags' defaults.`,
 			if len(args) == 1 {
 				path = args[0]
 			}
-			ops, err := resolveOps(newUpCommand().Flags(), path, os.LookupEnv)
+			flags := newUpCommand().Flags()
+			ops, err := resolveOps(flags, path, os.LookupEnv)
+			if err != nil {
+				return err
+			}
+			bundles, err := bundleSettings(flags, ops.file)
 			if err != nil {
 				return err
 			}
@@ -38,6 +43,7 @@ file, then the flags' defaults.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid, %d backend(s)\n", name, len(ops.file.Backends))
 			printOps(cmd.OutOrStdout(), ops)
+			printPolicy(cmd.OutOrStdout(), ops, bundles)
 			return nil
 		},
 	})
@@ -73,8 +79,10 @@ func printOps(w io.Writer, s opsSettings) {
 	}
 	fmt.Fprintf(w, "  data dir              %s\n", dataDir)
 	switch {
+	case s.file.AuthorizationServer != nil && s.file.AuthorizationServer.TokenSecretFile != "":
+		fmt.Fprintf(w, "  authorization server  remote, %s; tokens read on its store %s\n", s.file.AuthorizationServer.Issuer, redactURL(s.store))
 	case s.file.AuthorizationServer != nil:
-		fmt.Fprintf(w, "  authorization server  remote, %s\n", s.file.AuthorizationServer.Issuer)
+		fmt.Fprintf(w, "  authorization server  remote, %s (RFC 7662)\n", s.file.AuthorizationServer.Issuer)
 	case s.store == "" || s.store == "badger":
 		fmt.Fprintf(w, "  token store           badger under the data dir\n")
 	default:
@@ -88,6 +96,20 @@ func printOps(w io.Writer, s opsSettings) {
 			target = fmt.Sprintf("stdio %q", b.Command)
 		}
 		fmt.Fprintf(w, "  backend %-13s %s\n", b.Name, target)
+	}
+}
+
+// printPolicy says where policy versions would come from.
+func printPolicy(w io.Writer, s opsSettings, b *bundleFlags) {
+	fmt.Fprintf(w, "  policy                the shipped policy; bundles dropped in <data dir>/policies; admin API\n")
+	if b.server != "" {
+		fmt.Fprintf(w, "    bundle server       %s, every %s\n", b.server, b.interval)
+	}
+	if len(b.verificationKeys) > 0 {
+		fmt.Fprintf(w, "    signatures          required, keys %q\n", b.verificationKeys)
+	}
+	if b.sync && isPostgres(s.store) {
+		fmt.Fprintf(w, "    replicas            one version on every replica of the PostgreSQL store (heartbeat %s)\n", b.syncInterval)
 	}
 }
 

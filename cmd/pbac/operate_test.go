@@ -186,3 +186,83 @@ func TestDeployExampleParses(t *testing.T) {
 		t.Errorf("deploy/pbac.yaml: want TLS, an https public URL and JSON logs: %+v", fc)
 	}
 }
+
+// TestBundleSettingsPrecedence: the policy distribution flags follow the
+// same order — flag, PBAC_* environment, the file's policy: section, the
+// flag's default — and bad values in the file or environment are refused.
+func TestBundleSettingsPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "ops.pub.pem")
+	if err := os.WriteFile(key, []byte("not checked here"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "pbac.yaml")
+	body := "policy:\n  bundle_server: https://gw-1.internal:8081\n  bundle_poll_interval: 10s\n  sync: false\n  verification_keys: [ops=" + key + "]\n"
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		file     string
+		env      map[string]string
+		flags    map[string]string
+		server   string
+		interval time.Duration
+		sync     bool
+		keys     int
+	}{
+		{name: "defaults", interval: 30 * time.Second, sync: true},
+		{name: "file", file: file, server: "https://gw-1.internal:8081", interval: 10 * time.Second, keys: 1},
+		{name: "env over file", file: file, env: map[string]string{"PBAC_BUNDLE_SERVER": "https://gw-2.internal:8081", "PBAC_POLICY_SYNC": "true"},
+			server: "https://gw-2.internal:8081", interval: 10 * time.Second, sync: true, keys: 1},
+		{name: "flag over env", file: file, env: map[string]string{"PBAC_BUNDLE_POLL_INTERVAL": "20s"},
+			flags:  map[string]string{"bundle-poll-interval": "5s", "bundle-server": "https://gw-3.internal:8081"},
+			server: "https://gw-3.internal:8081", interval: 5 * time.Second, keys: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			flags := newUpCommand().Flags()
+			for k, v := range tc.flags {
+				if err := flags.Set(k, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
+			ops, err := resolveOps(flags, tc.file, lookup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := bundleSettings(flags, ops.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.server != tc.server || b.interval != tc.interval || b.sync != tc.sync || len(b.verificationKeys) != tc.keys {
+				t.Errorf("got server %q interval %s sync %v keys %v; want %q %s %v %d", b.server, b.interval, b.sync, b.verificationKeys,
+					tc.server, tc.interval, tc.sync, tc.keys)
+			}
+		})
+	}
+	for _, bad := range []struct {
+		body string
+		env  map[string]string
+		want string
+	}{
+		{body: "policy:\n  bundle_server: gw-1:8081\n", want: "policy.bundle_server"},
+		{body: "policy:\n  bundle_poll_interval: soon\n", want: "policy.bundle_poll_interval"},
+		{body: "policy:\n  sync_interval: -1s\n", want: "policy.sync_interval"},
+		{body: "policy:\n  verification_keys: [" + filepath.Join(dir, "absent.pem") + "]\n", want: "policy.verification_keys"},
+		{body: "policy:\n  bundle_token_file: " + filepath.Join(dir, "absent") + "\n", want: "policy.bundle_token_file"},
+		{body: "policy:\n  bundel_server: x\n", want: "bundel_server"},
+		{env: map[string]string{"PBAC_POLICY_SYNC": "sometimes"}, want: "PBAC_POLICY_SYNC"},
+	} {
+		path := ""
+		if bad.body != "" {
+			path = filepath.Join(t.TempDir(), "bad.yaml")
+			_ = os.WriteFile(path, []byte(bad.body), 0o600)
+		}
+		lookup := func(k string) (string, bool) { v, ok := bad.env[k]; return v, ok }
+		if _, err := resolveOps(newUpCommand().Flags(), path, lookup); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%q %v: err = %v, want one naming %s", bad.body, bad.env, err, bad.want)
+		}
+	}
+}

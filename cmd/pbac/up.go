@@ -26,7 +26,6 @@ import (
 func newUpCommand() *cobra.Command {
 	var listen, adminListen, dataDir, store, logLevel, configPath string
 	var probe bool
-	var bundles *bundleFlags
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the whole demo: authorization server, gateway and the demo backends",
@@ -46,6 +45,10 @@ make it live; a bad one is rejected and the active policy stays.`,
 			if err != nil {
 				return err
 			}
+			bundles, err := bundleSettings(cmd.Flags(), ops.file)
+			if err != nil {
+				return err
+			}
 			cfg := upConfig{listen: ops.listen, adminListen: ops.adminListen, dataDir: ops.dataDir, store: ops.store,
 				probe: probe, file: ops.file, ops: ops, bundles: bundles}
 			return runUp(cmd.Context(), cmd.OutOrStdout(), cfg, ops.logger())
@@ -59,7 +62,7 @@ make it live; a bad one is rejected and the active policy stays.`,
 	cmd.Flags().BoolVar(&probe, "probe", false, "attach the eBPF latency probe to this gateway (root or CAP_BPF + CAP_PERFMON); without them it logs why and runs as usual")
 	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML): backends, listeners, TLS, data dir; see pbac config check. PBAC_* environment variables override it, flags override both")
 	addOpsFlags(cmd, true)
-	bundles = addBundleFlags(cmd)
+	addBundleFlags(cmd)
 	return cmd
 }
 
