@@ -21,6 +21,7 @@ func newDashboard(base, issuer string, backends []host.Backend, admin host.Admin
 	cfg := ui.Config{
 		GatewayURL: base, Issuer: issuer, Registry: pol.registry, Audit: admin.Audit, Index: admin.Index,
 		AdminToken: admin.Token, Latency: gw.Latency, Logger: log.With("component", "dashboard"),
+		Propagate: admin.Propagate,
 	}
 	for _, b := range backends {
 		cfg.Backends = append(cfg.Backends, b.Name)

@@ -83,7 +83,37 @@ func (h *Handler) setData(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	h.cfg.Logger.Info("dashboard: policy data changed", "version", info.Version, "by", h.who(s), "shadow", r.URL.Query().Get("shadow"))
-	writeJSON(w, http.StatusOK, info)
+	if shadow, _ := strconv.ParseBool(r.URL.Query().Get("shadow")); shadow {
+		writeJSON(w, http.StatusOK, info)
+		return
+	}
+	h.changed(w, r, info)
+}
+
+// changed answers a policy change active here; with replicas, once every
+// live one runs it (200), or with who is pending after the wait (202).
+func (h *Handler) changed(w http.ResponseWriter, r *http.Request, info plugins.Info) {
+	if h.cfg.Propagate == nil {
+		writeJSON(w, http.StatusOK, info)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	report, complete, err := h.cfg.Propagate(ctx)
+	out := struct {
+		plugins.Info
+		Replicas any    `json:"replicas,omitempty"`
+		Error    string `json:"error,omitempty"`
+	}{Info: info, Replicas: report}
+	status := http.StatusOK
+	if err != nil || !complete {
+		status = http.StatusAccepted
+		if err != nil {
+			out.Error = "active here; not confirmed by every replica: " + err.Error()
+		}
+		h.cfg.Logger.Warn("dashboard: policy change not confirmed by every replica", "version", info.Version, "err", err)
+	}
+	writeJSON(w, status, out)
 }
 
 // sameShape guards an edit of the data against accidents: every top-level
@@ -151,7 +181,11 @@ func (h *Handler) uploadBundle(w http.ResponseWriter, r *http.Request, s *sessio
 		return
 	}
 	h.cfg.Logger.Info("dashboard: policy bundle uploaded", "version", info.Version, "by", h.who(s))
-	writeJSON(w, http.StatusOK, info)
+	if shadow, _ := strconv.ParseBool(r.URL.Query().Get("shadow")); shadow {
+		writeJSON(w, http.StatusOK, info)
+		return
+	}
+	h.changed(w, r, info)
 }
 
 func (h *Handler) rollback(w http.ResponseWriter, r *http.Request, s *session) {
@@ -161,7 +195,7 @@ func (h *Handler) rollback(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	h.cfg.Logger.Info("dashboard: policy rolled back", "version", info.Version, "by", h.who(s))
-	writeJSON(w, http.StatusOK, info)
+	h.changed(w, r, info)
 }
 
 func (h *Handler) clearShadow(w http.ResponseWriter, r *http.Request, _ *session) {

@@ -57,8 +57,11 @@ type Config struct {
 	// Latency reports the gateway's per-stage latency.
 	Latency func() host.LatencyReport
 	// Demo is the demo tenant; nil outside it.
-	Demo   *Demo
-	Logger *slog.Logger
+	Demo *Demo
+	// Propagate, when set, hands a policy change made here to the other
+	// replicas and waits until every live one runs it (as the admin API's).
+	Propagate func(ctx context.Context) (report any, complete bool, err error)
+	Logger    *slog.Logger
 }
 
 // Demo is what the demo tenant adds: its users, its seeded agents, agent
