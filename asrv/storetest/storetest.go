@@ -30,7 +30,7 @@ import (
 
 // Run runs the contract suite. open must return a fresh, empty store for
 // each call; Run closes it when the subtest ends. The expiry tests sleep
-// about 1.2 s, since a store's clock cannot be injected through the
+// about 2.2 s, since a store's clock cannot be injected through the
 // interface.
 func Run(t *testing.T, open func(t *testing.T) asrv.Store) {
 	tests := []struct {
@@ -765,7 +765,7 @@ func testJTI(t *testing.T, f *fixture) {
 
 func testExpiry(t *testing.T, f *fixture) {
 	c := f.client("agent-1")
-	soon := time.Now().Add(time.Second)
+	soon := time.Now().Add(2 * time.Second)
 	type tok struct {
 		k   kind
 		sig string
@@ -799,8 +799,14 @@ func testExpiry(t *testing.T, f *fixture) {
 	if err := f.s.SetClientAssertionJWT(f.ctx, "jti-soon", soon); err != nil {
 		t.Fatalf("SetClientAssertionJWT: %v", err)
 	}
-	for _, tk := range short {
-		tk.k.mustGet(f, tk.sig)
+	// Before their expiry the short-lived ones are there — when the machine
+	// was quick enough to leave time to look (a loaded CI runner may not).
+	if time.Until(soon) > 500*time.Millisecond {
+		for _, tk := range short {
+			tk.k.mustGet(f, tk.sig)
+		}
+	} else {
+		t.Logf("creating the tokens took until %v before their expiry: the reads before it are skipped", time.Until(soon))
 	}
 
 	time.Sleep(time.Until(soon) + 200*time.Millisecond)
