@@ -281,6 +281,10 @@ func (s *Sync) heartbeat(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pgsync: heartbeat: %w", err)
 	}
+	// Replicas killed without leaving are forgotten after a day.
+	if _, err := s.pool.Exec(ctx, `DELETE FROM pbac_policy_replicas WHERE seen_at < now() - interval '1 day'`); err != nil {
+		return fmt.Errorf("pgsync: forget departed replicas: %w", err)
+	}
 	return nil
 }
 
