@@ -3,6 +3,7 @@ package asrv_test
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/demo"
 )
 
 // TestRegistrationRejects: each row is a registration the AS must refuse,
@@ -139,6 +141,43 @@ func TestLoopbackRedirectAnyPort(t *testing.T) {
 	tok := ta.codeFlow(clientID, "http://127.0.0.1:51234/callback", "alice", "jira:read")
 	if tok.AccessToken == "" {
 		t.Fatal("no token")
+	}
+}
+
+// TestClaudeCodeLocalhostCallback: the demo tenant's human agents carry
+// Claude Code's fixed localhost callback beside the any-port 127.0.0.1 one;
+// the localhost one matches only on its own port (a host name gets no
+// loopback port leeway), and both sign in.
+func TestClaudeCodeLocalhostCallback(t *testing.T) {
+	ta := newTestAS(t)
+	reg := ta.register(map[string]any{
+		"client_name": "claude-code", "redirect_uris": demo.HumanRedirectURIs(),
+		"token_endpoint_auth_method": "none", "software_statement": ta.statement("claude-code", false),
+	})
+	clientID := reg["client_id"].(string)
+	fixed := fmt.Sprintf("http://localhost:%d/callback", demo.ClaudeCodeCallbackPort)
+	if tok := ta.codeFlow(clientID, fixed, "alice", "jira:read"); tok.AccessToken == "" {
+		t.Fatal("no token through the localhost callback")
+	}
+	if tok := ta.codeFlow(clientID, "http://127.0.0.1:40123/callback", "alice", "jira:read"); tok.AccessToken == "" {
+		t.Fatal("no token through the 127.0.0.1 callback")
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	v := url.Values{
+		"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {fmt.Sprintf("http://localhost:%d/callback", demo.ClaudeCodeCallbackPort+1)},
+		"state": {"state-12345678"}, "code_challenge": {oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())},
+		"code_challenge_method": {"S256"}, "resource": {ta.resource},
+	}
+	resp, err := noRedirect.Get(ta.srv.URL + asrv.PathAuthorize + "?" + v.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 == 3 || resp.StatusCode == http.StatusOK {
+		t.Fatalf("localhost on another port: %d %q, want an error page", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if got := demo.CallbackPort(demo.HumanRedirectURIs()); got != demo.ClaudeCodeCallbackPort {
+		t.Errorf("CallbackPort = %d", got)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,35 @@ type Token struct {
 	AccessToken string
 	Scopes      []string
 	Expiry      time.Time
+}
+
+// ClaudeCodeCallbackPort is the fixed port of the loopback redirect URI the
+// demo tenant registers for agents that act for a user, so Claude Code can
+// use a pre-registered client id: claude mcp add --client-id ID
+// --callback-port 33418 … makes it listen on http://localhost:33418/callback.
+const ClaudeCodeCallbackPort = 33418
+
+// HumanRedirectURIs are the redirect URIs the demo tenant registers for an
+// agent acting for a user: 127.0.0.1 on any port (RFC 8252, the scenarios'
+// agents and most CLI clients) and Claude Code's localhost callback on its
+// fixed port (a host name, so the port must match exactly).
+func HumanRedirectURIs() []string {
+	return []string{"http://127.0.0.1/callback", fmt.Sprintf("http://localhost:%d/callback", ClaudeCodeCallbackPort)}
+}
+
+// CallbackPort returns the port of a localhost …/callback redirect URI
+// among uris (what claude mcp add --callback-port needs), or 0.
+func CallbackPort(uris []string) int {
+	for _, raw := range uris {
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "http" || u.Hostname() != "localhost" || u.Path != "/callback" {
+			continue
+		}
+		if p, err := strconv.Atoi(u.Port()); err == nil && p > 0 {
+			return p
+		}
+	}
+	return 0
 }
 
 // ErrAuthorization is returned when the authorization server refuses to

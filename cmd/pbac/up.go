@@ -412,7 +412,7 @@ func seedDemoAgents(ctx context.Context, dataDir string, as *authRuntime) ([]dem
 			req.TokenEndpointAuthMethod = asrv.AuthMethodSecretBasic
 		} else {
 			req.GrantTypes = []string{"authorization_code", "refresh_token", asrv.GrantTypeExchange}
-			req.RedirectURIs = []string{"http://127.0.0.1/callback"}
+			req.RedirectURIs = demo.HumanRedirectURIs()
 			req.TokenEndpointAuthMethod = asrv.AuthMethodNone
 		}
 		if err := req.Validate(); err != nil {

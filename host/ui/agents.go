@@ -40,6 +40,9 @@ type agentView struct {
 	CreatedAt   time.Time `json:"created_at"`
 	Secret      string    `json:"client_secret,omitempty"`
 	RedirectURI string    `json:"-"`
+	// CallbackPort is the port of the agent's localhost redirect URI, for
+	// claude mcp add --callback-port; 0 when it has none.
+	CallbackPort int `json:"callback_port,omitempty"`
 }
 
 // kindOf tells a machine agent (client credentials only) from one that
@@ -62,6 +65,7 @@ func (h *Handler) view(ctx context.Context, c *asrv.Client, tiers map[string]tie
 	if len(c.RedirectURIs) > 0 {
 		v.RedirectURI = c.RedirectURIs[0]
 	}
+	v.CallbackPort = demo.CallbackPort(c.RedirectURIs)
 	var reg struct {
 		Tier string `json:"tier"`
 	}
@@ -156,10 +160,6 @@ var (
 	providerName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 )
 
-// dashboardRedirect is the loopback redirect URI of agents registered from
-// the dashboard (any port, RFC 8252).
-const dashboardRedirect = "http://127.0.0.1/callback"
-
 func (h *Handler) registerAgent(w http.ResponseWriter, r *http.Request, _ *session) {
 	d := h.cfg.Demo
 	if d == nil || d.Register == nil || d.Sign == nil {
@@ -206,7 +206,7 @@ func (h *Handler) registerAgent(w http.ResponseWriter, r *http.Request, _ *sessi
 		req.GrantTypes, req.TokenEndpointAuthMethod = []string{"client_credentials"}, asrv.AuthMethodSecretBasic
 	} else {
 		req.GrantTypes = []string{"authorization_code", "refresh_token", asrv.GrantTypeExchange}
-		req.RedirectURIs, req.TokenEndpointAuthMethod = []string{dashboardRedirect}, asrv.AuthMethodNone
+		req.RedirectURIs, req.TokenEndpointAuthMethod = demo.HumanRedirectURIs(), asrv.AuthMethodNone
 	}
 	if err := req.Validate(); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())

@@ -82,7 +82,7 @@ test('onboarding: sign in, pick an agent, connect, see the matrix, live 200 and 
 
   // Step 3: the connect line names this gateway and the agent's client id.
   const claude = (await page.locator('[data-snippet="claude"]').innerText()).trim();
-  assert.match(claude, /^claude mcp add --transport http --client-id \S+ pbac http:\/\/127\.0\.0\.1:\d+\/mcp$/);
+  assert.match(claude, /^claude mcp add --transport http --client-id \S+ --callback-port 33418 pbac http:\/\/127\.0\.0\.1:\d+\/mcp$/);
   for (const client of ['opencode', 'cline', 'continue', 'cursor', 'vscode']) {
     assert.equal(await page.locator(`[data-snippet="${client}"]`).count(), 1, `no ${client} snippet`);
     assert.match(await page.locator(`[data-snippet="${client}"]`).textContent(), /\/mcp/);

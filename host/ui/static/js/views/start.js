@@ -353,10 +353,13 @@ function snippetBlock(key, what, text, file) {
       copyButton({ what, source: pre, attrs: { 'data-copy': key } })));
 }
 
-export function snippets(mcp, clientId) {
+export function snippets(mcp, clientId, callbackPort) {
   const json = (o) => JSON.stringify(o, null, 2);
+  // Claude Code listens on http://localhost:<port>/callback; a pre-registered
+  // client needs that exact redirect URI, so the port is fixed.
+  const port = callbackPort ? ` --callback-port ${callbackPort}` : '';
   return {
-    claude: `claude mcp add --transport http --client-id ${clientId} pbac ${mcp}`,
+    claude: `claude mcp add --transport http --client-id ${clientId}${port} pbac ${mcp}`,
     opencode: json({ $schema: 'https://opencode.ai/config.json', mcp: { pbac: { type: 'remote', url: mcp, oauth: { clientId } } } }),
     cline: json({ mcpServers: { pbac: { type: 'streamableHttp', url: mcp } } }),
     continue: ['name: PBAC Gateway', 'version: 0.0.1', 'schema: v1', 'mcpServers:', '  - name: pbac', '    type: streamable-http', `    url: ${mcp}`].join('\n'),
@@ -374,7 +377,7 @@ function renderConnect() {
     replace(el, h('p', { class: 'empty' }, 'Pick an agent in step 2: the commands below are made for it.'));
     return;
   }
-  const s = snippets(mcp, a.client_id);
+  const s = snippets(mcp, a.client_id, a.callback_port);
   const who = currentUser();
   const signInAs = who ? `${who.sub} (password ${cfg.demo_password || 'yours'})` : 'a user of this gateway';
   const parts = [
