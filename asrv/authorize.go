@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"html/template"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/ory/fosite"
@@ -62,7 +63,28 @@ type loginView struct {
 	Action, CSRF, Username, Error         string
 }
 
+// issWriter adds RFC 9207's iss parameter to every redirect back to the
+// client (a code or an error), so a client talking to several authorization
+// servers can tell which one answered (mix-up defense, RFC 9700 §4.4).
+type issWriter struct {
+	http.ResponseWriter
+	iss string
+}
+
+func (w issWriter) WriteHeader(code int) {
+	if code >= 300 && code < 400 {
+		if u, err := url.Parse(w.Header().Get("Location")); err == nil && u.Scheme != "" {
+			q := u.Query()
+			q.Set("iss", w.iss)
+			u.RawQuery = q.Encode()
+			w.Header().Set("Location", u.String())
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
 func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
+	w = issWriter{ResponseWriter: w, iss: s.cfg.Issuer}
 	ctx := r.Context()
 	ar, err := s.provider.NewAuthorizeRequest(ctx, r)
 	if err != nil {

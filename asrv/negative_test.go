@@ -129,6 +129,9 @@ func TestAuthorizeRejects(t *testing.T) {
 			if resp.StatusCode/100 != 3 || loc.Query().Get("error") != tc.wantRedirectError {
 				t.Fatalf("got %d Location %q, want a redirect with error=%s", resp.StatusCode, loc, tc.wantRedirectError)
 			}
+			if loc.Query().Get("iss") != ta.srv.URL {
+				t.Errorf("error redirect %q: want iss=%s (RFC 9207)", loc, ta.srv.URL)
+			}
 		})
 	}
 }

@@ -241,7 +241,7 @@ func (s *Server) Metadata() map[string]any {
 		"revocation_endpoint_auth_methods_supported":     []string{AuthMethodSecretBasic, AuthMethodSecretPost, AuthMethodNone},
 		"scopes_supported":                               s.cfg.Scopes,
 		"resource_indicators_supported":                  true,
-		"authorization_response_iss_parameter_supported": false,
+		"authorization_response_iss_parameter_supported": true,
 	}
 }
 

@@ -200,6 +200,9 @@ func (ta *testAS) codeFlow(clientID, redirect, user string, scopes ...string) *o
 	if got := loc.Query().Get("state"); got != state {
 		ta.t.Fatalf("state %q, want %q (redirect %s)", got, state, loc)
 	}
+	if got := loc.Query().Get("iss"); got != ta.srv.URL {
+		ta.t.Fatalf("iss %q, want the issuer %q (RFC 9207; redirect %s)", got, ta.srv.URL, loc)
+	}
 	code := loc.Query().Get("code")
 	if code == "" {
 		ta.t.Fatalf("no code in redirect %s", loc)
