@@ -307,6 +307,12 @@ func printUp(out io.Writer, base, issuer, adminBase, dataDir string, backends []
 	}
 	fmt.Fprintln(out, "\nConnect Claude Code (it registers itself and opens the sign-in page):")
 	fmt.Fprintf(out, "  claude mcp add --transport http pbac %s/mcp\n", base)
+	for _, a := range agents {
+		if a.Name == "claude-code" {
+			fmt.Fprintf(out, "  claude mcp add --transport http --client-id %s --callback-port %d pbac %s/mcp   (as the demo agent)\n",
+				a.ClientID, demo.ClaudeCodeCallbackPort, base)
+		}
+	}
 	if len(backends) > 0 {
 		one := backends[0].Name
 		for _, b := range backends {
