@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -402,7 +403,11 @@ func seedDemoAgents(ctx context.Context, dataDir string, as *authRuntime) ([]dem
 	changed := false
 	for _, sp := range specs {
 		if a, ok := findAgent(saved, sp.name); ok {
-			if _, err := as.store.Client(ctx, a.ClientID); err == nil {
+			// Reused while registered — and, for one acting for a user,
+			// while it has today's redirect URIs (older data dirs lack
+			// Claude Code's localhost callback).
+			if c, err := as.store.Client(ctx, a.ClientID); err == nil &&
+				(sp.machine || !slices.ContainsFunc(demo.HumanRedirectURIs(), func(u string) bool { return !slices.Contains(c.RedirectURIs, u) })) {
 				agents = append(agents, a)
 				continue
 			}
