@@ -155,10 +155,34 @@ func (a *AgentClient) codeFlow(ctx context.Context, id AgentIdentity, user, pass
 	state := oauth2.GenerateVerifier()[:24]
 	authURL := cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", resource))
 
-	jar, _ := cookiejar.New(nil)
 	browser := a.noRedirects()
+	loc, err := SignIn(ctx, browser, authURL, user, password)
+	if err != nil {
+		return nil, err
+	}
+	q := loc.Query()
+	if e := q.Get("error"); e != "" {
+		return nil, fmt.Errorf("%s: %s", e, q.Get("error_description"))
+	}
+	if q.Get("state") != state {
+		return nil, errors.New("the redirect's state does not match the request's")
+	}
+	if iss := q.Get("iss"); iss != "" && iss != strings.TrimSuffix(a.BaseURL, "/") {
+		return nil, fmt.Errorf("the redirect comes from issuer %q, not %q (RFC 9207 mix-up)", iss, a.BaseURL)
+	}
+	return cfg.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier), oauth2.SetAuthURLParam("resource", resource))
+}
+
+// SignIn drives an authorization endpoint's sign-in page as a browser
+// would: it loads the page at authURL, posts user and password with the
+// page's CSRF token and approves, and returns the redirect the endpoint
+// answers with (the code or the error, for the caller to read). c must not
+// follow redirects; a cookie jar is added to a copy of it.
+func SignIn(ctx context.Context, c *http.Client, authURL, user, password string) (*url.URL, error) {
+	jar, _ := cookiejar.New(nil)
+	browser := *c
 	browser.Jar = jar
-	page, status, err := get(ctx, browser, authURL)
+	page, status, err := get(ctx, &browser, authURL)
 	if err != nil {
 		return nil, fmt.Errorf("load the sign-in page: %w", err)
 	}
@@ -185,14 +209,7 @@ func (a *AgentClient) codeFlow(ctx context.Context, id AgentIdentity, user, pass
 	if err != nil || resp.StatusCode/100 != 3 {
 		return nil, fmt.Errorf("sign in answered %d", resp.StatusCode)
 	}
-	q := loc.Query()
-	if e := q.Get("error"); e != "" {
-		return nil, fmt.Errorf("%s: %s", e, q.Get("error_description"))
-	}
-	if q.Get("state") != state {
-		return nil, errors.New("the redirect's state does not match the request's")
-	}
-	return cfg.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier), oauth2.SetAuthURLParam("resource", resource))
+	return loc, nil
 }
 
 func get(ctx context.Context, c *http.Client, u string) ([]byte, int, error) {

@@ -8,14 +8,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
-	"regexp"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/pbac-gateway/pbac/demo"
 )
 
 // Register performs RFC 7591 registration at base and returns the response.
@@ -44,8 +43,6 @@ func Register(ctx context.Context, base string, meta map[string]any) (map[string
 	return out, nil
 }
 
-var csrfField = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
-
 // CodeFlow runs the authorization code flow with PKCE (S256) for clientID
 // as user (password "demo" for the demo users) and returns the token.
 func CodeFlow(ctx context.Context, base, clientID, redirect, user, password, resource string, scopes ...string) (*oauth2.Token, error) {
@@ -70,33 +67,11 @@ func CodeFlow(ctx context.Context, base, clientID, redirect, user, password, res
 		oauth2.SetAuthURLParam("resource", resource))
 }
 
-// Authorize drives the authorization endpoint as a browser would: it loads
-// the sign-in page, posts the credentials with the page's CSRF token, and
-// returns the redirect the endpoint answers with.
+// Authorize drives the authorization endpoint as a browser would (see
+// demo.SignIn) and returns the redirect the endpoint answers with.
 func Authorize(authURL, user, password string) (*url.URL, error) {
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Get(authURL)
-	if err != nil {
-		return nil, err
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := csrfField.FindSubmatch(page)
-	if resp.StatusCode != http.StatusOK || m == nil {
-		return nil, fmt.Errorf("sign-in page: %d %s", resp.StatusCode, resp.Header.Get("Location"))
-	}
-	resp, err = c.PostForm(authURL, url.Values{"username": {user}, "password": {password},
-		"csrf_token": {string(m[1])}, "decision": {"approve"}})
-	if err != nil {
-		return nil, err
-	}
-	resp.Body.Close()
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil || resp.StatusCode/100 != 3 {
-		return nil, fmt.Errorf("sign-in answered %d", resp.StatusCode)
-	}
-	return loc, nil
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return demo.SignIn(context.Background(), c, authURL, user, password)
 }
 
 // ClientCredentials gets a token for a confidential client.
