@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -45,6 +46,9 @@ type benchOptions struct {
 	targetDirect, targetGateway string
 	token, output, opaPath      string
 	logLevel                    string
+	// Go profiles of this process over the whole run, as go test writes
+	// them (go tool pprof reads them).
+	cpuProfile, mutexProfile, blockProfile string
 }
 
 // Limits of the flags.
@@ -103,7 +107,12 @@ failed.`,
 			if err := o.validate(); err != nil {
 				return err
 			}
-			return runBench(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o, newLogger(o.logLevel))
+			stop, err := startProfiles(o)
+			if err != nil {
+				return err
+			}
+			err = runBench(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o, newLogger(o.logLevel))
+			return errors.Join(err, stop())
 		},
 	}
 	f := cmd.Flags()
@@ -124,6 +133,9 @@ failed.`,
 	f.StringVarP(&o.output, "output", "o", "", "also write the JSON report to this file")
 	f.StringVar(&o.opaPath, "opa", "", "opa binary for opa-sidecar (default: build it once into the user cache dir)")
 	f.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (load generator, backend, gateway, AS) over the whole run to this file")
+	f.StringVar(&o.mutexProfile, "mutexprofile", "", "write a mutex contention profile (every contended lock) over the whole run to this file")
+	f.StringVar(&o.blockProfile, "blockprofile", "", "write a goroutine blocking profile (every blocking event) over the whole run to this file")
 	f.BoolVar(&o.probe, "probe", false, "attach the eBPF probe (pbac probe) to the gateway it starts and report the probe's figures beside the bench's")
 	return cmd
 }
@@ -189,6 +201,75 @@ func (o *benchOptions) validate() error {
 	// canonical order.
 	o.modes = slices.DeleteFunc(slices.Clone(bench.Modes()), func(m string) bool { return !seen[m] })
 	return errors.Join(errs...)
+}
+
+// startProfiles starts the profiles --cpuprofile, --mutexprofile and
+// --blockprofile ask for; stop writes them. The files are created first, so
+// a path that cannot be written fails before the run does.
+func startProfiles(o benchOptions) (stop func() error, err error) {
+	var stops []func() error
+	stop = func() error {
+		var errs []error
+		for i := len(stops) - 1; i >= 0; i-- {
+			errs = append(errs, stops[i]())
+		}
+		stops = nil
+		return errors.Join(errs...)
+	}
+	create := func(flag, path string) (*os.File, error) {
+		f, err := os.Create(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
+		return f, nil
+	}
+	if o.cpuProfile != "" {
+		f, err := create("--cpuprofile", o.cpuProfile)
+		if err != nil {
+			return nil, errors.Join(err, stop())
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			_ = f.Close()
+			return nil, errors.Join(fmt.Errorf("--cpuprofile: %w", err), stop())
+		}
+		stops = append(stops, func() error {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				return fmt.Errorf("--cpuprofile: %w", err)
+			}
+			return nil
+		})
+	}
+	lookup := func(flag, path, name string, set func(int)) error {
+		f, err := create(flag, path)
+		if err != nil {
+			return err
+		}
+		set(1)
+		stops = append(stops, func() error {
+			set(0)
+			err := pprof.Lookup(name).WriteTo(f, 0)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", flag, err)
+			}
+			return nil
+		})
+		return nil
+	}
+	if o.mutexProfile != "" {
+		if err := lookup("--mutexprofile", o.mutexProfile, "mutex", func(n int) { runtime.SetMutexProfileFraction(n) }); err != nil {
+			return nil, errors.Join(err, stop())
+		}
+	}
+	if o.blockProfile != "" {
+		if err := lookup("--blockprofile", o.blockProfile, "block", runtime.SetBlockProfileRate); err != nil {
+			return nil, errors.Join(err, stop())
+		}
+	}
+	return stop, nil
 }
 
 // checkTarget accepts an absolute http(s) URL on a loopback address, or
