@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/tetratelabs/wazero"
@@ -200,8 +199,8 @@ func (p *Policy) Eval(ctx context.Context, entrypoint string, input []byte) ([]b
 		return nil, fmt.Errorf("%w: %d bytes exceeds the %d byte limit", ErrInvalidInput, len(input), p.engine.cfg.maxInputBytes)
 	}
 	// JSON text is UTF-8 (RFC 8259); OPA's parser aborts on anything else
-	// while Go's validator lets it through.
-	if !utf8.Valid(input) || !json.Valid(input) {
+	// while Go's json.Valid lets it through. validJSON checks both at once.
+	if !validJSON(input) {
 		return nil, fmt.Errorf("%w: not valid UTF-8 JSON", ErrInvalidInput)
 	}
 	in, err := p.acquire(ctx)
