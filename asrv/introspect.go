@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/ory/fosite"
@@ -43,7 +44,7 @@ func inactive(reasons ...string) Introspection {
 // concurrent introspections exactly one succeeds. Errors are reserved for a
 // failing store; callers deny on them too.
 func (s *Server) Introspect(ctx context.Context, token, resource string) (Introspection, error) {
-	req, err := s.activeAccessToken(ctx, token)
+	req, err := s.viewActiveAccessToken(ctx, token)
 	if err != nil {
 		if errors.Is(err, errNotActive) {
 			return inactive("token is unknown, expired or revoked"), nil
@@ -86,16 +87,17 @@ func (s *Server) Introspect(ctx context.Context, token, resource string) (Intros
 		return inactive(d.Reasons...), nil
 	}
 	out := Introspection{
-		Active:    true,
-		Reasons:   d.Reasons,
-		Scopes:    id.Scopes,
-		ClientID:  client.ID,
-		Subject:   sess.Subject,
-		Roles:     roles,
-		Audience:  []string(req.GetGrantedAudience()),
+		Active:   true,
+		Reasons:  d.Reasons,
+		Scopes:   id.Scopes,
+		ClientID: client.ID,
+		Subject:  sess.Subject,
+		Roles:    roles,
+		// Copies: req may share the store's cached record.
+		Audience:  slices.Clone([]string(req.GetGrantedAudience())),
 		IssuedAt:  in.Token.Iat,
 		ExpiresAt: in.Token.Exp,
-		Act:       sess.Act,
+		Act:       sess.Act.Clone(),
 		Tier:      id.Tier,
 		Client:    client,
 	}
@@ -110,6 +112,41 @@ func (s *Server) Introspect(ctx context.Context, token, resource string) (Intros
 		out.Consumed = true
 	}
 	return out, nil
+}
+
+// accessTokenViewer is a store that can show an access token's request
+// for reading only, without the copy GetAccessTokenSession makes for
+// callers that may change it. The request must be neither modified nor
+// kept.
+type accessTokenViewer interface {
+	viewAccessToken(ctx context.Context, sig string) (fosite.Requester, error)
+}
+
+// viewActiveAccessToken is activeAccessToken for introspection, which only
+// reads the request: from a store that can show it without a copy, it does.
+func (s *Server) viewActiveAccessToken(ctx context.Context, token string) (fosite.Requester, error) {
+	v, ok := s.store.(accessTokenViewer)
+	if !ok {
+		return s.activeAccessToken(ctx, token)
+	}
+	if token == "" {
+		return nil, errNotActive
+	}
+	sig := s.strategy.AccessTokenSignature(ctx, token)
+	if sig == "" {
+		return nil, errNotActive
+	}
+	req, err := v.viewAccessToken(ctx, sig)
+	if err != nil {
+		if errors.Is(err, fosite.ErrNotFound) || errors.Is(err, fosite.ErrInactiveToken) {
+			return nil, errNotActive
+		}
+		return nil, err
+	}
+	if err := s.strategy.ValidateAccessToken(ctx, req, token); err != nil {
+		return nil, errNotActive
+	}
+	return req, nil
 }
 
 // audienceCovers reports whether a token with this audience may be used at

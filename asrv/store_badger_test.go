@@ -20,6 +20,7 @@ import (
 	"unsafe"
 
 	"github.com/ory/fosite"
+	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/asrv/storetest"
@@ -569,5 +570,36 @@ func TestBadgerReadCacheKeyIsCopied(t *testing.T) {
 	}
 	if got := req.GetClient().GetID(); got != ids[1] {
 		t.Fatalf("the second token resolved to client %s, want %s", got, ids[1])
+	}
+}
+
+// Introspection reads a token from the Badger store's read cache without
+// copying the record; what it returns is the caller's own, so a caller that
+// changes it changes nothing for the next introspection.
+func TestIntrospectionResultIsNotTheCachedRecord(t *testing.T) {
+	ta := newTestAS(t)
+	reg := ta.register(map[string]any{
+		"client_name": "ci", "grant_types": []string{"client_credentials"},
+		"token_endpoint_auth_method": "client_secret_basic",
+		"software_statement":         ta.statement("ci-bot", false),
+	})
+	cc := clientcredentials.Config{ClientID: reg["client_id"].(string), ClientSecret: reg["client_secret"].(string),
+		TokenURL: ta.srv.URL + asrv.PathToken, Scopes: []string{"jira:read"}}
+	tok, err := cc.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first, err := ta.as.Introspect(ctx, tok.AccessToken, ta.resource)
+	if err != nil || !first.Active || len(first.Audience) == 0 {
+		t.Fatalf("%+v %v", first, err)
+	}
+	want := slices.Clone(first.Audience)
+	for i := range first.Audience {
+		first.Audience[i] = "https://attacker.example/mcp"
+	}
+	again, err := ta.as.Introspect(ctx, tok.AccessToken, ta.resource)
+	if err != nil || !again.Active || !slices.Equal(again.Audience, want) {
+		t.Fatalf("second introspection: %+v %v; want active with audience %v", again, err, want)
 	}
 }
