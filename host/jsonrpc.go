@@ -65,14 +65,34 @@ func parseMessage(body []byte, maxDepth int) (*rpcMessage, error) {
 	if err := checkDepth(body, maxDepth); err != nil {
 		return nil, err
 	}
-	top, err := objectMembers(body)
+	// One pass reads the message, the params object and its _meta: each
+	// is parsed (and checked for duplicate keys) once.
+	var params, metas []member
+	var paramsRead, metaRead bool
+	inParams := func(key string) (*[]member, *bool, descender) {
+		if key == "_meta" {
+			return &metas, &metaRead, nil
+		}
+		return nil, nil, nil
+	}
+	top, err := objectMembers(body, func(key string) (*[]member, *bool, descender) {
+		if key == "params" {
+			return &params, &paramsRead, inParams
+		}
+		return nil, nil, nil
+	})
 	if err != nil {
+		// The error of a pass that skips every value: its wording names
+		// what is wrong as the whole document's parse does.
+		if _, err2 := objectMembers(body, nil); err2 != nil {
+			return nil, err2
+		}
 		return nil, err
 	}
 	m := &rpcMessage{Raw: body}
 	var (
-		version, method, params  []byte
-		hasResult, hasError, has bool
+		version, method, rawParams []byte
+		hasResult, hasError, has   bool
 	)
 	for _, mb := range top {
 		switch mb.key {
@@ -83,7 +103,7 @@ func parseMessage(body []byte, maxDepth int) (*rpcMessage, error) {
 		case "method":
 			method, has = mb.raw, true
 		case "params":
-			params = mb.raw
+			rawParams = mb.raw
 		case "result":
 			hasResult = true
 		case "error":
@@ -109,18 +129,14 @@ func parseMessage(body []byte, maxDepth int) (*rpcMessage, error) {
 	default:
 		return nil, errors.New("no method")
 	}
-	if params == nil || string(params) == "null" {
+	if rawParams == nil || string(rawParams) == "null" {
 		return m, nil
 	}
-	if params[0] != '{' {
+	if rawParams[0] != '{' || !paramsRead {
 		return nil, errors.New("params must be an object")
 	}
-	members, err := objectMembers(params)
-	if err != nil {
-		return nil, err
-	}
-	m.Params = make(map[string]json.RawMessage, len(members))
-	for _, mb := range members {
+	m.Params = make(map[string]json.RawMessage, len(params))
+	for _, mb := range params {
 		m.Params[mb.key] = json.RawMessage(mb.raw)
 	}
 	str := func(key string) (string, error) {
@@ -140,11 +156,7 @@ func parseMessage(body []byte, maxDepth int) (*rpcMessage, error) {
 	if m.URI, err = str("uri"); err != nil {
 		return nil, err
 	}
-	if meta, ok := m.Params["_meta"]; ok && len(meta) > 0 && meta[0] == '{' {
-		metas, err := objectMembers(meta)
-		if err != nil {
-			return nil, err
-		}
+	if meta, ok := m.Params["_meta"]; ok && len(meta) > 0 && meta[0] == '{' && metaRead {
 		for _, mb := range metas {
 			if mb.key != "io.modelcontextprotocol/protocolVersion" {
 				continue
@@ -172,11 +184,19 @@ type member struct {
 	raw []byte
 }
 
+// descender says, for a member's key, where the members of its value go
+// when the value is an object: into *dst (and *read is set), its own
+// members descended into by next. A nil dst skips the value.
+type descender func(key string) (dst *[]member, read *bool, next descender)
+
 // objectMembers reads doc as exactly one JSON object, strictly (the whole
 // document is validated, duplicate keys refused at every depth), and
-// returns its members in order.
-func objectMembers(doc []byte) ([]member, error) {
-	dec := jsontext.NewDecoder(bytes.NewReader(doc))
+// returns its members in order; the object values descend names are read
+// in the same pass.
+func objectMembers(doc []byte, descend descender) ([]member, error) {
+	// A bytes.Buffer is parsed in place, without a copy into the
+	// decoder's own buffer.
+	dec := jsontext.NewDecoder(bytes.NewBuffer(doc))
 	tok, err := dec.ReadToken()
 	if err != nil {
 		return nil, malformed(err)
@@ -184,6 +204,19 @@ func objectMembers(doc []byte) ([]member, error) {
 	if tok.Kind() != '{' {
 		return nil, errNotObject
 	}
+	out, err := readMembers(dec, doc, descend)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return nil, errNotObject
+	}
+	return out, nil
+}
+
+// readMembers reads the members of the object whose '{' dec has just read,
+// and its '}'.
+func readMembers(dec *jsontext.Decoder, doc []byte, descend descender) ([]member, error) {
 	var out []member
 	for dec.PeekKind() != '}' {
 		name, err := dec.ReadToken()
@@ -192,7 +225,21 @@ func objectMembers(doc []byte) ([]member, error) {
 		}
 		key := name.String() // a token is valid only until the next read
 		start := dec.InputOffset()
-		if err := dec.SkipValue(); err != nil {
+		var dst *[]member
+		var read *bool
+		var next descender
+		if descend != nil {
+			dst, read, next = descend(key)
+		}
+		if dst != nil && dec.PeekKind() == '{' {
+			if _, err := dec.ReadToken(); err != nil {
+				return nil, malformed(err)
+			}
+			if *dst, err = readMembers(dec, doc, next); err != nil {
+				return nil, err
+			}
+			*read = true
+		} else if err := dec.SkipValue(); err != nil {
 			return nil, malformed(err)
 		}
 		raw := bytes.TrimLeft(doc[start:dec.InputOffset()], " \t\r\n:")
@@ -200,9 +247,6 @@ func objectMembers(doc []byte) ([]member, error) {
 	}
 	if _, err := dec.ReadToken(); err != nil {
 		return nil, malformed(err)
-	}
-	if _, err := dec.ReadToken(); err != io.EOF {
-		return nil, errNotObject
 	}
 	return out, nil
 }
