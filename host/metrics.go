@@ -31,6 +31,11 @@ type metrics struct {
 	// recent keeps each stage's latest observations for exact quantiles
 	// over a window (the dashboard's latency panel).
 	recent map[string]*window
+	// observers caches latency's histogram of each stage observed so far
+	// (stage -> prometheus.Observer): WithLabelValues hashes the label and
+	// takes a lock on every call. A stage's series still appears with its
+	// first observation.
+	observers sync.Map
 	// counts of decisions, for the same panel.
 	counts sync.Map // decision -> *atomic.Uint64
 }
@@ -187,7 +192,11 @@ func (m *metrics) version(v string) {
 }
 
 func (m *metrics) stage(name string, d time.Duration) {
-	m.latency.WithLabelValues(name).Observe(d.Seconds())
+	o, ok := m.observers.Load(name)
+	if !ok {
+		o, _ = m.observers.LoadOrStore(name, m.latency.WithLabelValues(name))
+	}
+	o.(prometheus.Observer).Observe(d.Seconds())
 	m.recent[name].add(d.Microseconds())
 }
 
