@@ -29,15 +29,15 @@ func BenchmarkIntrospect(b *testing.B) {
 	})
 }
 
-// BenchmarkIntrospectSpaced is BenchmarkIntrospect/store=badger with the
-// CPU idle between introspections, as a gateway at a thousand calls a second
-// is: what one call costs with cold caches, which a tight loop hides (at
-// 1 ms the p50 is several times the tight loop's). The idle time is not
-// counted (see p50-µs, not ns/op).
+// BenchmarkIntrospectSpaced is BenchmarkIntrospect/store=badger with 1 ms
+// between introspections, as a gateway at a thousand calls a second sees
+// them: what one call costs once other work (here, on a shared machine,
+// other processes) has had the time to push its code and data out of the
+// CPU caches, which the tight loop hides. On a 2-core VM its p50 is about
+// three times the tight loop's, and a busy-wait instead of the sleep costs
+// the same. The idle time is not counted (see p50-µs, not ns/op).
 func BenchmarkIntrospectSpaced(b *testing.B) {
-	for _, gap := range []time.Duration{100 * time.Microsecond, time.Millisecond} {
-		b.Run("gap="+gap.String(), func(b *testing.B) { benchIntrospect(b, gap) })
-	}
+	benchIntrospect(b, time.Millisecond)
 }
 
 // benchIntrospect times Introspect on a live token, sleeping gap before
