@@ -73,9 +73,11 @@ type Sync struct {
 
 // Replica is one replica's state as the database has it.
 type Replica struct {
-	ID      string    `json:"id"`
-	Seq     int64     `json:"seq"`
-	Version string    `json:"version"`
+	ID      string `json:"id"`
+	Seq     int64  `json:"seq"`
+	Version string `json:"version"`
+	// Refused says why the replica refused the head, if it did.
+	Refused string    `json:"refused,omitempty"`
 	SeenAt  time.Time `json:"seen_at"`
 	// Live: heard from within three intervals.
 	Live bool `json:"live"`
@@ -272,12 +274,13 @@ func (s *Sync) settle(h head, refused string) {
 func (s *Sync) heartbeat(ctx context.Context) error {
 	info, _ := s.cfg.Registry.Active()
 	s.mu.Lock()
-	seq := s.applied
+	seq, refused := s.applied, s.lastErr
 	s.mu.Unlock()
 	_, err := s.pool.Exec(ctx, `
-		INSERT INTO pbac_policy_replicas (replica, seq, version, seen_at) VALUES ($1, $2, $3, now())
-		ON CONFLICT (replica) DO UPDATE SET seq = excluded.seq, version = excluded.version, seen_at = now()`,
-		s.cfg.Replica, seq, info.Version)
+		INSERT INTO pbac_policy_replicas (replica, seq, version, refused, seen_at) VALUES ($1, $2, $3, $4, now())
+		ON CONFLICT (replica) DO UPDATE SET seq = excluded.seq, version = excluded.version,
+			refused = excluded.refused, seen_at = now()`,
+		s.cfg.Replica, seq, info.Version, refused)
 	if err != nil {
 		return fmt.Errorf("pgsync: heartbeat: %w", err)
 	}
@@ -378,14 +381,14 @@ func signal(ch chan<- struct{}) {
 // Replicas lists the replicas the database knows, live ones first.
 func (s *Sync) Replicas(ctx context.Context) ([]Replica, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT replica, seq, version, seen_at, seen_at > now() - $1::interval
+		SELECT replica, seq, version, refused, seen_at, seen_at > now() - $1::interval
 		FROM pbac_policy_replicas ORDER BY replica`, (3 * s.cfg.Interval).String())
 	if err != nil {
 		return nil, fmt.Errorf("pgsync: list replicas: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Replica, error) {
 		var r Replica
-		err := row.Scan(&r.ID, &r.Seq, &r.Version, &r.SeenAt, &r.Live)
+		err := row.Scan(&r.ID, &r.Seq, &r.Version, &r.Refused, &r.SeenAt, &r.Live)
 		return r, err
 	})
 	if err != nil {

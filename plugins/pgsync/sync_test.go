@@ -276,6 +276,9 @@ func TestSignedReplicaRefusesUnsignedHead(t *testing.T) {
 	if !errors.Is(err, pgsync.ErrNotConfirmed) || conf.Complete || len(conf.Pending) != 1 || conf.Pending[0].ID != "strict" {
 		t.Fatalf("unsigned head: %+v, %v; want strict pending and ErrNotConfirmed", conf, err)
 	}
+	if !strings.Contains(conf.Pending[0].Refused, "signature") {
+		t.Errorf("the pending replica's entry does not say why it refused: %+v", conf.Pending[0])
+	}
 	if m := strict.marker(t); m != 1 {
 		t.Errorf("the strict replica runs marker %v, want its own 1", m)
 	}

@@ -11,10 +11,11 @@ CREATE TABLE pbac_policy_head (
 );
 
 -- Each running replica's last word: the head it has dealt with, the version
--- it runs, when it last said so.
+-- it runs, why it refused the head (if it did), when it last said so.
 CREATE TABLE pbac_policy_replicas (
     replica text PRIMARY KEY,
     seq     bigint NOT NULL,
     version text NOT NULL,
+    refused text NOT NULL DEFAULT '',
     seen_at timestamptz NOT NULL DEFAULT now()
 );
