@@ -230,31 +230,38 @@ func (a *admin) upload(w http.ResponseWriter, r *http.Request) {
 	a.changed(w, r, info)
 }
 
-// changed answers a policy change that is active here: with the other
-// replicas' confirmation when there are replicas to tell — 200 when every
-// live replica runs it, 202 when some have not confirmed it (yet).
+// changed answers a policy change that is active here (see
+// PolicyChangeAnswer).
 func (a *admin) changed(w http.ResponseWriter, r *http.Request, info plugins.Info) {
-	if a.cfg.Propagate == nil {
-		adminJSON(w, http.StatusOK, info)
-		return
+	status, body := PolicyChangeAnswer(r.Context(), a.cfg.Propagate, info, a.cfg.Logger)
+	adminJSON(w, status, body)
+}
+
+// PolicyChangeAnswer is the answer to a policy change that is active here:
+// without replicas (propagate nil), 200 with the version; with replicas,
+// once propagate reports that every live replica runs it, 200 with their
+// confirmation, else — after propagateWait at most — 202 with who is
+// pending and why. The admin API and the dashboard answer with it.
+func PolicyChangeAnswer(ctx context.Context, propagate func(context.Context) (any, bool, error), info plugins.Info, log *slog.Logger) (int, any) {
+	if propagate == nil {
+		return http.StatusOK, info
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), propagateWait)
+	ctx, cancel := context.WithTimeout(ctx, propagateWait)
 	defer cancel()
-	report, complete, err := a.cfg.Propagate(ctx)
+	report, complete, err := propagate(ctx)
 	out := struct {
 		plugins.Info
 		Replicas any    `json:"replicas,omitempty"`
 		Error    string `json:"error,omitempty"`
 	}{Info: info, Replicas: report}
-	status := http.StatusOK
-	if err != nil || !complete {
-		status = http.StatusAccepted
-		if err != nil {
-			out.Error = "active here; not confirmed by every replica: " + err.Error()
-		}
-		a.cfg.Logger.Warn("admin: policy change not confirmed by every replica", "version", info.Version, "err", err)
+	if err == nil && complete {
+		return http.StatusOK, out
 	}
-	adminJSON(w, status, out)
+	if err != nil {
+		out.Error = "active here; not confirmed by every replica: " + err.Error()
+	}
+	log.Warn("policy change not confirmed by every replica", "version", info.Version, "err", err)
+	return http.StatusAccepted, out
 }
 
 func (a *admin) rollback(w http.ResponseWriter, r *http.Request) {

@@ -90,30 +90,11 @@ func (h *Handler) setData(w http.ResponseWriter, r *http.Request, s *session) {
 	h.changed(w, r, info)
 }
 
-// changed answers a policy change active here; with replicas, once every
-// live one runs it (200), or with who is pending after the wait (202).
+// changed answers a policy change active here, waiting for the other
+// replicas when there are (host.PolicyChangeAnswer).
 func (h *Handler) changed(w http.ResponseWriter, r *http.Request, info plugins.Info) {
-	if h.cfg.Propagate == nil {
-		writeJSON(w, http.StatusOK, info)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	report, complete, err := h.cfg.Propagate(ctx)
-	out := struct {
-		plugins.Info
-		Replicas any    `json:"replicas,omitempty"`
-		Error    string `json:"error,omitempty"`
-	}{Info: info, Replicas: report}
-	status := http.StatusOK
-	if err != nil || !complete {
-		status = http.StatusAccepted
-		if err != nil {
-			out.Error = "active here; not confirmed by every replica: " + err.Error()
-		}
-		h.cfg.Logger.Warn("dashboard: policy change not confirmed by every replica", "version", info.Version, "err", err)
-	}
-	writeJSON(w, status, out)
+	status, body := host.PolicyChangeAnswer(r.Context(), h.cfg.Propagate, info, h.cfg.Logger)
+	writeJSON(w, status, body)
 }
 
 // sameShape guards an edit of the data against accidents: every top-level
