@@ -13,6 +13,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/internal/latency"
+	"github.com/pbac-gateway/pbac/internal/pgtest"
 )
 
 // BenchmarkIntrospect is the gateway's hot path in the AS: an in-process
@@ -23,7 +24,7 @@ import (
 func BenchmarkIntrospect(b *testing.B) {
 	b.Run("store=badger", func(b *testing.B) { benchIntrospect(b, 0) })
 	b.Run("store=postgres", func(b *testing.B) {
-		store := pgOpen(b, pgFreshSchema(b))
+		store := pgOpen(b, pgtest.FreshSchema(b))
 		b.Cleanup(func() { _ = store.Close() })
 		benchIntrospect(b, 0, func(c *asrv.Config) { c.Store = store })
 	})

@@ -5,6 +5,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/asrv/storetest"
+	"github.com/pbac-gateway/pbac/internal/pgtest"
 )
 
 // TestStoreContract runs the one store contract against every store: Badger
@@ -18,7 +19,7 @@ func TestStoreContract(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) asrv.Store { return bgOpenDisk(t, t.TempDir()) })
 	})
 	t.Run("postgres", func(t *testing.T) {
-		pgTestDSN(t)
-		storetest.Run(t, func(t *testing.T) asrv.Store { return pgOpen(t, pgFreshSchema(t)) })
+		pgtest.DSN(t)
+		storetest.Run(t, func(t *testing.T) asrv.Store { return pgOpen(t, pgtest.FreshSchema(t)) })
 	})
 }

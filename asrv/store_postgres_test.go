@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,74 +15,12 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/asrv/storetest"
+	"github.com/pbac-gateway/pbac/internal/pgtest"
 )
 
 // The PostgreSQL half of the store tests runs when PBAC_TEST_POSTGRES names
-// a database the tests may create schemas in. Each test gets a schema of its
-// own (dropped when it ends), reached through search_path, so runs and tests
-// never see each other's rows.
-const pgTestEnv = "PBAC_TEST_POSTGRES"
-
-const pgSkipHint = "set " + pgTestEnv + "=postgres://… to run against PostgreSQL; start one with:\n" +
-	"  . .ci/postgres.sh   # as root: initdb into /tmp as the postgres user, 127.0.0.1 only, exports " + pgTestEnv + "\n" +
-	"or by hand:\n" +
-	"  mkdir /tmp/pg && chown postgres /tmp/pg\n" +
-	"  runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb -D /tmp/pg/data --auth=trust -U postgres\n" +
-	"  runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D /tmp/pg/data -l /tmp/pg/log -w start -o '-c listen_addresses=127.0.0.1 -p 5432 -k /tmp/pg'\n" +
-	"  psql -h 127.0.0.1 -U postgres -c 'CREATE ROLE pbac LOGIN' -c 'CREATE DATABASE pbac_test OWNER pbac'\n" +
-	"  export " + pgTestEnv + "='postgres://pbac@127.0.0.1:5432/pbac_test?sslmode=disable'"
-
-// pgTestDSN returns the test database's DSN, or skips t.
-func pgTestDSN(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv(pgTestEnv)
-	if dsn == "" {
-		t.Skip(pgSkipHint)
-	}
-	return dsn
-}
-
-// pgFreshSchema creates an empty schema, dropped when t ends, and returns
-// the DSN that works in it.
-func pgFreshSchema(t testing.TB) string {
-	t.Helper()
-	dsn := pgTestDSN(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("connect to %s: %v", pgTestEnv, err)
-	}
-	defer conn.Close(ctx)
-	schema := "pbac_test_" + strings.ToLower(rand.Text())
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("connect to drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return pgWithParam(t, dsn, "search_path", schema)
-}
-
-// pgWithParam adds a connection parameter to a postgres:// DSN.
-func pgWithParam(t testing.TB, dsn, key, val string) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		t.Fatalf("%s must be a postgres:// URL", pgTestEnv)
-	}
-	q := u.Query()
-	q.Set(key, val)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+// a database the tests may create schemas in (internal/pgtest): each test
+// gets a schema of its own.
 
 func pgOpen(t testing.TB, dsn string, opts ...asrv.PostgresOption) *asrv.PostgresStore {
 	t.Helper()
@@ -105,7 +41,7 @@ func pgReplicas(t *testing.T, dsn string, n int) []*asrv.PostgresStore {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			stores[i], errs[i] = asrv.OpenPostgres(context.Background(), pgWithParam(t, dsn, "pool_max_conns", "4"),
+			stores[i], errs[i] = asrv.OpenPostgres(context.Background(), pgtest.WithParam(t, dsn, "pool_max_conns", "4"),
 				asrv.WithPostgresLogger(bgQuietLogger()))
 		})
 	}
@@ -124,7 +60,7 @@ func pgReplicas(t *testing.T, dsn string, n int) []*asrv.PostgresStore {
 // and to redeem one authorization code. Exactly one wins each race, and
 // every loser gets the error fosite expects.
 func TestPostgresReplicasRace(t *testing.T) {
-	dsn := pgFreshSchema(t)
+	dsn := pgtest.FreshSchema(t)
 	const replicas, perReplica = 8, 4
 	stores := pgReplicas(t, dsn, replicas)
 	ctx := context.Background()
@@ -212,7 +148,7 @@ func TestPostgresReplicasRace(t *testing.T) {
 // replica is what every other replica reads next: a revocation, a
 // consumption, a client's deletion.
 func TestPostgresReplicasSeeWrites(t *testing.T) {
-	stores := pgReplicas(t, pgFreshSchema(t), 3)
+	stores := pgReplicas(t, pgtest.FreshSchema(t), 3)
 	a, b, c := stores[0], stores[1], stores[2]
 	ctx := context.Background()
 	cl := bgClient("agent-1")
@@ -277,7 +213,7 @@ func pgRaw(t *testing.T, dsn string) *pgx.Conn {
 // TestPostgresNoSecretsAtRest: no raw token, secret or credential reaches
 // any row; tokens are found by signature.
 func TestPostgresNoSecretsAtRest(t *testing.T) {
-	dsn := pgFreshSchema(t)
+	dsn := pgtest.FreshSchema(t)
 	s := pgOpen(t, dsn)
 	defer s.Close()
 	ctx := context.Background()
@@ -323,7 +259,7 @@ func TestPostgresNoSecretsAtRest(t *testing.T) {
 
 func TestPostgresClockExpiryAndSweep(t *testing.T) {
 	ctx := context.Background()
-	dsn := pgFreshSchema(t)
+	dsn := pgtest.FreshSchema(t)
 	clk := &bgClock{now: time.Now()}
 	s := pgOpen(t, dsn, asrv.WithPostgresClock(clk.Now), asrv.WithPostgresSweepInterval(0))
 	defer s.Close()
@@ -385,7 +321,7 @@ func TestPostgresClockExpiryAndSweep(t *testing.T) {
 // another client than its row, reads as not found.
 func TestPostgresTamperedRows(t *testing.T) {
 	ctx := context.Background()
-	dsn := pgFreshSchema(t)
+	dsn := pgtest.FreshSchema(t)
 	s := pgOpen(t, dsn)
 	defer s.Close()
 	for _, id := range []string{"agent-1", "agent-2"} {
@@ -419,7 +355,7 @@ func TestPostgresTamperedRows(t *testing.T) {
 // nothing; a database migrated by a newer binary is refused.
 func TestPostgresMigrations(t *testing.T) {
 	ctx := context.Background()
-	dsn := pgFreshSchema(t)
+	dsn := pgtest.FreshSchema(t)
 	pgOpen(t, dsn).Close()
 	pgOpen(t, dsn).Close()
 	conn := pgRaw(t, dsn)
@@ -466,7 +402,7 @@ func TestPostgresErrorsHidePassword(t *testing.T) {
 }
 
 func TestPostgresClosed(t *testing.T) {
-	s := pgOpen(t, pgFreshSchema(t), asrv.WithPostgresSweepInterval(time.Millisecond))
+	s := pgOpen(t, pgtest.FreshSchema(t), asrv.WithPostgresSweepInterval(time.Millisecond))
 	time.Sleep(20 * time.Millisecond) // a few sweeps
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

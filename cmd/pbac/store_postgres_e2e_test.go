@@ -3,20 +3,16 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"crypto/rand"
 	"net"
 	"net/url"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/internal/pgtest"
 )
 
 // pgE2EDSN returns PBAC_TEST_POSTGRES with a fresh schema (dropped at the
@@ -24,35 +20,7 @@ import (
 // ignores, so the test can check it never shows; or skips.
 func pgE2EDSN(t *testing.T, password string) string {
 	t.Helper()
-	dsn := os.Getenv("PBAC_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("set PBAC_TEST_POSTGRES=postgres://… to run against PostgreSQL (see asrv/store_postgres_test.go or . .ci/postgres.sh)")
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	schema := "pbac_e2e_" + strings.ToLower(rand.Text())
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if conn, err := pgx.Connect(ctx, dsn); err == nil {
-			_, _ = conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-			_ = conn.Close(ctx)
-		}
-	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	u.User = url.UserPassword(u.User.Username(), password)
-	return u.String()
+	return pgtest.WithPassword(t, pgtest.FreshSchema(t), password)
 }
 
 // syncBuffer collects a process's output.

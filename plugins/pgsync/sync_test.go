@@ -10,55 +10,18 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/pbac-gateway/pbac/internal/pgtest"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/plugins/pgsync"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
 )
-
-// freshSchema returns PBAC_TEST_POSTGRES with a schema of its own (dropped
-// at the end) as search_path, or skips.
-func freshSchema(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("PBAC_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("set PBAC_TEST_POSTGRES=postgres://… to run against PostgreSQL (. .ci/postgres.sh starts one; see asrv/store_postgres_test.go)")
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	schema := "pbac_sync_" + strings.ToLower(rand.Text())
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(ctx, dsn); err == nil {
-			_, _ = c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-			_ = c.Close(ctx)
-		}
-	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
 
 // The test policy reports data.marker, so each replica's decision says
 // which version made it.
@@ -168,7 +131,7 @@ func (r *replica) marker(t *testing.T) float64 {
 // all three when Propagate returns, so every replica's next decision uses
 // it; a rollback on another replica travels the same way.
 func TestDataChangeReachesEveryReplicaBeforePropagateReturns(t *testing.T) {
-	dsn := freshSchema(t)
+	dsn := pgtest.FreshSchema(t)
 	a := startReplica(t, dsn, "a", bundleWith(t, 1), nil)
 	b := startReplica(t, dsn, "b", bundleWith(t, 2), nil)
 	c := startReplica(t, dsn, "c", bundleWith(t, 3), nil)
@@ -227,7 +190,7 @@ func TestDataChangeReachesEveryReplicaBeforePropagateReturns(t *testing.T) {
 // explicitly (a dropped bundle, the dashboard) is published by Run and
 // reaches the others within moments.
 func TestChangeWithoutPropagateIsPublished(t *testing.T) {
-	dsn := freshSchema(t)
+	dsn := pgtest.FreshSchema(t)
 	a := startReplica(t, dsn, "a", bundleWith(t, 1), nil)
 	b := startReplica(t, dsn, "b", bundleWith(t, 1), nil)
 	if _, err := a.reg.Activate(context.Background(), bundleWith(t, 5), "dir:x.tar.gz"); err != nil {
@@ -246,7 +209,7 @@ func TestChangeWithoutPropagateIsPublished(t *testing.T) {
 // keeps its version when an unsigned bundle is published, says why, and is
 // reported pending; a signed bundle then reaches it.
 func TestSignedReplicaRefusesUnsignedHead(t *testing.T) {
-	dsn := freshSchema(t)
+	dsn := pgtest.FreshSchema(t)
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
