@@ -186,6 +186,15 @@ func (h *tokenExchangeHandler) PopulateTokenEndpointResponse(ctx context.Context
 // activeAccessToken finds an access token's request and checks its MAC and
 // expiry.
 func (s *Server) activeAccessToken(ctx context.Context, token string) (fosite.Requester, error) {
+	return s.checkedAccessToken(ctx, token, func(ctx context.Context, sig string) (fosite.Requester, error) {
+		return s.store.GetAccessTokenSession(ctx, sig, &Session{})
+	})
+}
+
+// checkedAccessToken reads the access token's request with get (by its
+// signature) and checks its MAC and expiry; an unknown, inactive or forged
+// token is errNotActive.
+func (s *Server) checkedAccessToken(ctx context.Context, token string, get func(ctx context.Context, sig string) (fosite.Requester, error)) (fosite.Requester, error) {
 	if token == "" {
 		return nil, errNotActive
 	}
@@ -193,7 +202,7 @@ func (s *Server) activeAccessToken(ctx context.Context, token string) (fosite.Re
 	if sig == "" {
 		return nil, errNotActive
 	}
-	req, err := s.store.GetAccessTokenSession(ctx, sig, &Session{})
+	req, err := get(ctx, sig)
 	if err != nil {
 		if errors.Is(err, fosite.ErrNotFound) || errors.Is(err, fosite.ErrInactiveToken) {
 			return nil, errNotActive

@@ -129,24 +129,7 @@ func (s *Server) viewActiveAccessToken(ctx context.Context, token string) (fosit
 	if !ok {
 		return s.activeAccessToken(ctx, token)
 	}
-	if token == "" {
-		return nil, errNotActive
-	}
-	sig := s.strategy.AccessTokenSignature(ctx, token)
-	if sig == "" {
-		return nil, errNotActive
-	}
-	req, err := v.viewAccessToken(ctx, sig)
-	if err != nil {
-		if errors.Is(err, fosite.ErrNotFound) || errors.Is(err, fosite.ErrInactiveToken) {
-			return nil, errNotActive
-		}
-		return nil, err
-	}
-	if err := s.strategy.ValidateAccessToken(ctx, req, token); err != nil {
-		return nil, errNotActive
-	}
-	return req, nil
+	return s.checkedAccessToken(ctx, token, v.viewAccessToken)
 }
 
 // audienceCovers reports whether a token with this audience may be used at
