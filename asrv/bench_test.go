@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/oauth2/clientcredentials"
-
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/internal/latency"
 	"github.com/pbac-gateway/pbac/internal/pgtest"
@@ -45,17 +43,7 @@ func BenchmarkIntrospectSpaced(b *testing.B) {
 // each call.
 func benchIntrospect(b *testing.B, gap time.Duration, opts ...func(*asrv.Config)) {
 	ta := newTestAS(b, opts...)
-	reg := ta.register(map[string]any{
-		"client_name": "ci", "grant_types": []string{"client_credentials"},
-		"token_endpoint_auth_method": "client_secret_basic",
-		"software_statement":         ta.statement("ci-bot", false),
-	})
-	cc := clientcredentials.Config{ClientID: reg["client_id"].(string), ClientSecret: reg["client_secret"].(string),
-		TokenURL: ta.srv.URL + asrv.PathToken, Scopes: []string{"jira:read"}}
-	tok, err := cc.Token(context.Background())
-	if err != nil {
-		b.Fatal(err)
-	}
+	token := ta.machineToken("ci-bot", "jira:read")
 	ctx := context.Background()
 	samples := make([]time.Duration, 0, 1<<16)
 	b.ReportAllocs()
@@ -64,7 +52,7 @@ func benchIntrospect(b *testing.B, gap time.Duration, opts ...func(*asrv.Config)
 			time.Sleep(gap)
 		}
 		start := time.Now()
-		res, err := ta.as.Introspect(ctx, tok.AccessToken, ta.resource)
+		res, err := ta.as.Introspect(ctx, token, ta.resource)
 		samples = append(samples, time.Since(start))
 		if err != nil || !res.Active {
 			b.Fatalf("%v %v", res.Reasons, err)

@@ -166,6 +166,25 @@ func (ta *testAS) publicAgent(provider string, redirect string) string {
 	return ta.register(meta)["client_id"].(string)
 }
 
+// machineToken registers a machine agent of provider (client credentials,
+// signed statement) and returns an access token with scopes for the AS's
+// resource.
+func (ta *testAS) machineToken(provider string, scopes ...string) string {
+	ta.t.Helper()
+	reg := ta.register(map[string]any{
+		"client_name": provider, "grant_types": []string{"client_credentials"},
+		"token_endpoint_auth_method": "client_secret_basic",
+		"software_statement":         ta.statement(provider, false),
+	})
+	cc := clientcredentials.Config{ClientID: reg["client_id"].(string), ClientSecret: reg["client_secret"].(string),
+		TokenURL: ta.srv.URL + asrv.PathToken, Scopes: scopes, EndpointParams: url.Values{"resource": {ta.resource}}}
+	tok, err := cc.Token(context.Background())
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	return tok.AccessToken
+}
+
 // authorize drives the sign-in page and returns the redirect it answers.
 func (ta *testAS) authorize(authURL, user, password string) *url.URL {
 	ta.t.Helper()

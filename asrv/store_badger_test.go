@@ -20,7 +20,6 @@ import (
 	"unsafe"
 
 	"github.com/ory/fosite"
-	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/asrv/storetest"
@@ -578,19 +577,9 @@ func TestBadgerReadCacheKeyIsCopied(t *testing.T) {
 // changes it changes nothing for the next introspection.
 func TestIntrospectionResultIsNotTheCachedRecord(t *testing.T) {
 	ta := newTestAS(t)
-	reg := ta.register(map[string]any{
-		"client_name": "ci", "grant_types": []string{"client_credentials"},
-		"token_endpoint_auth_method": "client_secret_basic",
-		"software_statement":         ta.statement("ci-bot", false),
-	})
-	cc := clientcredentials.Config{ClientID: reg["client_id"].(string), ClientSecret: reg["client_secret"].(string),
-		TokenURL: ta.srv.URL + asrv.PathToken, Scopes: []string{"jira:read"}}
-	tok, err := cc.Token(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := ta.machineToken("ci-bot", "jira:read")
 	ctx := context.Background()
-	first, err := ta.as.Introspect(ctx, tok.AccessToken, ta.resource)
+	first, err := ta.as.Introspect(ctx, token, ta.resource)
 	if err != nil || !first.Active || len(first.Audience) == 0 {
 		t.Fatalf("%+v %v", first, err)
 	}
@@ -598,7 +587,7 @@ func TestIntrospectionResultIsNotTheCachedRecord(t *testing.T) {
 	for i := range first.Audience {
 		first.Audience[i] = "https://attacker.example/mcp"
 	}
-	again, err := ta.as.Introspect(ctx, tok.AccessToken, ta.resource)
+	again, err := ta.as.Introspect(ctx, token, ta.resource)
 	if err != nil || !again.Active || !slices.Equal(again.Audience, want) {
 		t.Fatalf("second introspection: %+v %v; want active with audience %v", again, err, want)
 	}
