@@ -37,8 +37,9 @@ type gatewayReplica struct {
 // there. Clients spread their calls over the replicas. It checks that
 //   - the seed trust-tier matrix holds on every replica;
 //   - a single-use token succeeds exactly once across the three;
-//   - a revocation at the AS, and a policy data change made on one replica,
-//     are seen by every replica on its next call;
+//   - a revocation at the AS, an agent revoked on one replica's admin API,
+//     and a policy data change made on one replica are seen by every
+//     replica on its next call;
 //   - a policy version pushed to one replica runs on all three when the
 //     push returns (well within the sync interval);
 //   - killing one replica mid-load loses no token and fails no call that
@@ -232,6 +233,19 @@ func TestThreeReplicas(t *testing.T) {
 	for _, r := range replicas {
 		if res := call(r, revoked, "jira.search_issues", map[string]any{"query": "SEC"}); res.Status != http.StatusUnauthorized {
 			t.Errorf("replica %s: a token revoked at the AS answered %d on the next call, want 401", r.name, res.Status)
+		}
+	}
+
+	// An agent revoked on one replica's admin API (its registration and
+	// every token deleted in the shared store) is refused by all three.
+	gone := register("ci-bot", true, false)
+	goneToken := machineToken(gone, "jira:read")
+	if code, body := replicas[1].admin.do(t, http.MethodDelete, "/admin/clients/"+gone["client_id"].(string), nil); code != http.StatusNoContent {
+		t.Fatalf("revoke an agent on b: %d %s", code, body)
+	}
+	for _, r := range replicas {
+		if res := call(r, goneToken, "jira.search_issues", map[string]any{"query": "SEC"}); res.Status != http.StatusUnauthorized {
+			t.Errorf("replica %s: a token of an agent revoked on b answered %d, want 401", r.name, res.Status)
 		}
 	}
 

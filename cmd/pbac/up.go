@@ -197,6 +197,8 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 		ready.store = shared.store.Ping
 		log.Info("introspecting on the authorization server's shared store", "issuer", remote.Issuer, "store", shared.storeName)
 		gwCfg.Introspector, gwCfg.AuthorizationServers = shared.server, []string{remote.Issuer}
+		adminCfg.DeleteClient = func(r *http.Request, id string) error { return shared.store.DeleteClient(r.Context(), id) }
+		adminCfg.ListClients = func(r *http.Request) ([]*asrv.Client, error) { return shared.store.Clients(r.Context()) }
 	} else if remote != nil {
 		intro, err := remote.Introspector()
 		if err != nil {
