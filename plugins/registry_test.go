@@ -2,7 +2,6 @@ package plugins_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,38 +13,11 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
 )
-
-// testPolicy builds the versioned test policy once per test binary.
-var testPolicy = sync.OnceValues(func() (*rego.Bundle, error) {
-	src, err := os.ReadFile("testdata/versioned.rego")
-	if err != nil {
-		return nil, err
-	}
-	return rego.Build(context.Background(), fstest.MapFS{
-		"versioned.rego": {Data: src},
-		"data.json":      {Data: []byte(`{"marker": 0, "allowed": ["alice"]}`)},
-	})
-})
-
-// bundleWith returns the test policy with other data.
-func bundleWith(t testing.TB, marker int, allowed ...string) *rego.Bundle {
-	t.Helper()
-	base, err := testPolicy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if allowed == nil {
-		allowed = []string{}
-	}
-	data, _ := json.Marshal(map[string]any{"marker": marker, "allowed": allowed})
-	b := &rego.Bundle{Wasm: base.Wasm, Data: data}
-	b.Revision = rego.Revision(b.Wasm, b.Data)
-	return b
-}
 
 func newRegistry(t testing.TB) *plugins.Registry {
 	t.Helper()
@@ -87,7 +59,7 @@ func TestNoPolicyIsADeny(t *testing.T) {
 
 func TestActivateAndDecide(t *testing.T) {
 	r := newRegistry(t)
-	b := bundleWith(t, 1, "alice")
+	b := policytest.Versioned(t, 1, "alice")
 	info, err := r.Activate(context.Background(), b, "test")
 	if err != nil {
 		t.Fatal(err)
@@ -107,12 +79,12 @@ func TestActivateAndDecide(t *testing.T) {
 func TestValidationRejects(t *testing.T) {
 	ctx := context.Background()
 	r := newRegistry(t)
-	good := bundleWith(t, 1, "alice")
+	good := policytest.Versioned(t, 1, "alice")
 	if _, err := r.Activate(ctx, good, "good"); err != nil {
 		t.Fatal(err)
 	}
 
-	failingVectors := bundleWith(t, 3, "alice")
+	failingVectors := policytest.Versioned(t, 3, "alice")
 	failingVectors.Vectors = []byte(`[{"name": "bob is allowed", "entrypoint": "pbac/tool_call",
 		"input": {"user": "bob"}, "want": {"allow": true}}]`)
 
@@ -157,7 +129,7 @@ func TestMissingEntrypointIsRejected(t *testing.T) {
 	defer e.Close(ctx)
 	r := plugins.New(e, plugins.WithEntrypoints(append(rego.Entrypoints(), "pbac/audit")...))
 	defer r.Close(ctx)
-	_, err = r.Activate(ctx, bundleWith(t, 1), "test")
+	_, err = r.Activate(ctx, policytest.Versioned(t, 1), "test")
 	if !errors.Is(err, plugins.ErrValidation) || !strings.Contains(err.Error(), "missing entrypoint pbac/audit") {
 		t.Fatalf("err = %v, want a missing-entrypoint validation error", err)
 	}
@@ -188,7 +160,7 @@ anonymous := d
 func TestSetDataAppliesToNextDecision(t *testing.T) {
 	ctx := context.Background()
 	r := newRegistry(t)
-	first, err := r.Activate(ctx, bundleWith(t, 1, "alice"), "test")
+	first, err := r.Activate(ctx, policytest.Versioned(t, 1, "alice"), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,8 +186,8 @@ func TestRollback(t *testing.T) {
 	if _, err := r.Rollback(ctx); !errors.Is(err, plugins.ErrNoRollback) {
 		t.Fatalf("rollback on empty registry: %v", err)
 	}
-	v1, _ := r.Activate(ctx, bundleWith(t, 1, "alice"), "v1")
-	if _, err := r.Activate(ctx, bundleWith(t, 2), "v2"); err != nil {
+	v1, _ := r.Activate(ctx, policytest.Versioned(t, 1, "alice"), "v1")
+	if _, err := r.Activate(ctx, policytest.Versioned(t, 2), "v2"); err != nil {
 		t.Fatal(err)
 	}
 	info, err := r.Rollback(ctx)
@@ -241,7 +213,7 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	bundles := make([]*rego.Bundle, swaps+1)
 	markerOf := map[string]int{}
 	for i := range bundles {
-		bundles[i] = bundleWith(t, i, "alice")
+		bundles[i] = policytest.Versioned(t, i, "alice")
 		markerOf[bundles[i].Revision] = i
 	}
 	if _, err := r.Activate(ctx, bundles[0], "v0"); err != nil {
@@ -316,10 +288,10 @@ func TestHotSwapUnderLoad(t *testing.T) {
 func TestShadowCountsDisagreements(t *testing.T) {
 	ctx := context.Background()
 	r := newRegistry(t)
-	if _, err := r.Activate(ctx, bundleWith(t, 1, "alice", "bob"), "active"); err != nil {
+	if _, err := r.Activate(ctx, policytest.Versioned(t, 1, "alice", "bob"), "active"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.SetShadow(ctx, bundleWith(t, 2, "alice"), "candidate"); err != nil {
+	if _, err := r.SetShadow(ctx, policytest.Versioned(t, 2, "alice"), "candidate"); err != nil {
 		t.Fatal(err)
 	}
 	for _, user := range []string{"alice", "bob", "bob", "carol"} {
@@ -369,7 +341,7 @@ func TestWatchDirActivatesDroppedBundles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	first := bundleWith(t, 1, "alice")
+	first := policytest.Versioned(t, 1, "alice")
 	drop("first.tar.gz", first)
 
 	done := make(chan error, 1)
@@ -379,7 +351,7 @@ func TestWatchDirActivatesDroppedBundles(t *testing.T) {
 		return ok && info.Version == first.Revision
 	})
 
-	second := bundleWith(t, 2, "bob")
+	second := policytest.Versioned(t, 2, "bob")
 	drop("second.tar.gz", second)
 	waitFor(t, "the dropped bundle", func() bool {
 		info, _ := r.Active()
@@ -442,7 +414,7 @@ func TestSubscribeHearsEveryChange(t *testing.T) {
 	if heard() {
 		t.Fatal("a change before any")
 	}
-	if _, err := r.Activate(ctx, bundleWith(t, 1, "alice"), "test"); err != nil {
+	if _, err := r.Activate(ctx, policytest.Versioned(t, 1, "alice"), "test"); err != nil {
 		t.Fatal(err)
 	}
 	if !heard() {
@@ -464,7 +436,7 @@ func TestSubscribeHearsEveryChange(t *testing.T) {
 		t.Error("a refused bundle was heard as a change")
 	}
 	cancel()
-	if _, err := r.Activate(ctx, bundleWith(t, 3, "alice"), "test"); err != nil {
+	if _, err := r.Activate(ctx, policytest.Versioned(t, 3, "alice"), "test"); err != nil {
 		t.Fatal(err)
 	}
 	if heard() {
@@ -478,11 +450,11 @@ func TestSubscribeHearsEveryChange(t *testing.T) {
 func TestActivateReusesTheCompiledModuleForSameModule(t *testing.T) {
 	r := newRegistry(t)
 	ctx := context.Background()
-	first, err := r.Activate(ctx, bundleWith(t, 1, "alice"), "test")
+	first, err := r.Activate(ctx, policytest.Versioned(t, 1, "alice"), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := r.Activate(ctx, bundleWith(t, 2, "bob"), "test")
+	second, err := r.Activate(ctx, policytest.Versioned(t, 2, "bob"), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

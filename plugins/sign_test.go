@@ -5,33 +5,16 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
 )
-
-// ecKeys returns a PEM private key and its PEM public key.
-func ecKeys(t testing.TB) (priv, pub []byte) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKCS8PrivateKey(k)
-	pder, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder})
-}
 
 // signedTarGz signs b with priv (key id "default") and returns the tar.gz.
 func signedTarGz(t testing.TB, b *rego.Bundle, priv []byte) []byte {
@@ -68,16 +51,16 @@ func verifier(t testing.TB, pub []byte) *rego.Verifier {
 
 func TestSignaturesRequired(t *testing.T) {
 	ctx := context.Background()
-	priv, pub := ecKeys(t)
-	otherPriv, _ := ecKeys(t)
+	priv, pub := policytest.SigningKeys(t)
+	otherPriv, _ := policytest.SigningKeys(t)
 	r := newRegistry(t)
 	// The first version is trusted as built (the shipped policy's role).
-	if _, err := r.Activate(ctx, bundleWith(t, 1, "alice"), "shipped"); err != nil {
+	if _, err := r.Activate(ctx, policytest.Versioned(t, 1, "alice"), "shipped"); err != nil {
 		t.Fatal(err)
 	}
 	r.RequireSignatures(verifier(t, pub))
 
-	good := bundleWith(t, 2, "alice")
+	good := policytest.Versioned(t, 2, "alice")
 	info, err := r.Activate(ctx, readBack(t, signedTarGz(t, good, priv)), "signed")
 	if err != nil {
 		t.Fatal(err)
@@ -87,17 +70,17 @@ func TestSignaturesRequired(t *testing.T) {
 	}
 
 	var unsigned bytes.Buffer
-	if err := bundleWith(t, 3).WriteTarGz(&unsigned); err != nil {
+	if err := policytest.Versioned(t, 3).WriteTarGz(&unsigned); err != nil {
 		t.Fatal(err)
 	}
 	// A file changed after signing: bundle 4's files under bundle 5's
 	// signature.
-	tampered := swapSignature(t, signedTarGz(t, bundleWith(t, 4), priv), signedTarGz(t, bundleWith(t, 5), priv))
+	tampered := swapSignature(t, signedTarGz(t, policytest.Versioned(t, 4), priv), signedTarGz(t, policytest.Versioned(t, 5), priv))
 	cases := map[string]*rego.Bundle{
-		"in process, never signed": bundleWith(t, 3),
+		"in process, never signed": policytest.Versioned(t, 3),
 		"unsigned tar.gz":          readBack(t, unsigned.Bytes()),
 		"tampered after signing":   readBack(t, tampered),
-		"signed by another key":    readBack(t, signedTarGz(t, bundleWith(t, 6), otherPriv)),
+		"signed by another key":    readBack(t, signedTarGz(t, policytest.Versioned(t, 6), otherPriv)),
 	}
 	for name, b := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -120,7 +103,7 @@ func TestSignaturesRequired(t *testing.T) {
 		t.Fatalf("deciding with marker %d", m)
 	}
 	// Rollback returns to the version accepted before.
-	if info, err := r.Rollback(ctx); err != nil || info.Version != bundleWith(t, 1, "alice").Revision {
+	if info, err := r.Rollback(ctx); err != nil || info.Version != policytest.Versioned(t, 1, "alice").Revision {
 		t.Fatalf("rollback: %+v %v", info, err)
 	}
 }
@@ -142,15 +125,15 @@ func swapSignature(t *testing.T, raw, donor []byte) []byte {
 func TestWatchDirRefusesUnsignedBundles(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	priv, pub := ecKeys(t)
+	priv, pub := policytest.SigningKeys(t)
 	r := newRegistry(t)
-	if _, err := r.Activate(ctx, bundleWith(t, 1, "alice"), "shipped"); err != nil {
+	if _, err := r.Activate(ctx, policytest.Versioned(t, 1, "alice"), "shipped"); err != nil {
 		t.Fatal(err)
 	}
 	r.RequireSignatures(verifier(t, pub))
 	dir := t.TempDir()
 	var unsigned bytes.Buffer
-	if err := bundleWith(t, 2).WriteTarGz(&unsigned); err != nil {
+	if err := policytest.Versioned(t, 2).WriteTarGz(&unsigned); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "unsigned.tar.gz"), unsigned.Bytes(), 0o600); err != nil {
@@ -160,7 +143,7 @@ func TestWatchDirRefusesUnsignedBundles(t *testing.T) {
 		t.Fatalf("unsigned file: got %v", err)
 	}
 	go func() { _ = r.WatchDir(ctx, dir) }()
-	good := bundleWith(t, 3, "alice")
+	good := policytest.Versioned(t, 3, "alice")
 	tmp := filepath.Join(dir, ".incoming")
 	if err := os.WriteFile(tmp, signedTarGz(t, good, priv), 0o600); err != nil {
 		t.Fatal(err)

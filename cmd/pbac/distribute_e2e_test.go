@@ -3,12 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"net/http"
 	"os"
@@ -18,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/rego"
 )
 
@@ -26,17 +22,12 @@ var adminReady = regexp.MustCompile(`admin API\s+(http://127\.0\.0\.1:\d+)/admin
 // writeKeyPair writes an ECDSA P-256 key pair as PEM files.
 func writeKeyPair(t *testing.T, dir, name string) (priv, pub string) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKCS8PrivateKey(k)
-	pder, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	privPEM, pubPEM := policytest.SigningKeys(t)
 	priv, pub = filepath.Join(dir, name+".key.pem"), filepath.Join(dir, name+".pub.pem")
-	if err := os.WriteFile(priv, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := os.WriteFile(priv, privPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder}), 0o600); err != nil {
+	if err := os.WriteFile(pub, pubPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return priv, pub

@@ -3,48 +3,18 @@ package bundlesource_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/json"
-	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync"
 	"testing"
-	"testing/fstest"
 	"time"
 
+	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/plugins/bundlesource"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
 )
-
-var testPolicy = sync.OnceValues(func() (*rego.Bundle, error) {
-	src, err := os.ReadFile("../testdata/versioned.rego")
-	if err != nil {
-		return nil, err
-	}
-	return rego.Build(context.Background(), fstest.MapFS{
-		"versioned.rego": {Data: src},
-		"data.json":      {Data: []byte(`{"marker": 0, "allowed": ["alice"]}`)},
-	})
-})
-
-func version(t *testing.T, marker int) *rego.Bundle {
-	t.Helper()
-	base, err := testPolicy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := json.Marshal(map[string]any{"marker": marker, "allowed": []string{"alice"}})
-	b := &rego.Bundle{Wasm: base.Wasm, Data: data}
-	b.Revision = rego.Revision(b.Wasm, b.Data)
-	return b
-}
 
 type keys struct {
 	signer   *rego.Signer
@@ -53,17 +23,12 @@ type keys struct {
 
 func newKeys(t *testing.T) keys {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	priv, pub := policytest.SigningKeys(t)
+	s, err := rego.NewSigner(priv, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, _ := x509.MarshalPKCS8PrivateKey(k)
-	pder, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	s, err := rego.NewSigner(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := rego.NewVerifier(rego.VerificationKey{PEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder})})
+	v, err := rego.NewVerifier(rego.VerificationKey{PEM: pub})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +114,7 @@ func replica(t *testing.T, k keys) *plugins.Registry {
 		_ = r.Close(ctx)
 		_ = e.Close(ctx)
 	})
-	if _, err := r.Activate(ctx, version(t, 0), "shipped"); err != nil {
+	if _, err := r.Activate(ctx, policytest.Versioned(t, 0, "alice"), "shipped"); err != nil {
 		t.Fatal(err)
 	}
 	r.RequireSignatures(k.verifier)
@@ -172,13 +137,13 @@ func TestPollETagAndRefusal(t *testing.T) {
 	}
 
 	// The server runs what the replica runs: 304 before any download.
-	v0 := version(t, 0)
+	v0 := policytest.Versioned(t, 0, "alice")
 	srv.serve(k.sign(t, v0), v0.Revision)
 	if res, err := src.Poll(ctx); res != bundlesource.ResultUnchanged || err != nil {
 		t.Fatalf("same version: %s %v", res, err)
 	}
 
-	v1 := version(t, 1)
+	v1 := policytest.Versioned(t, 1, "alice")
 	srv.serve(k.sign(t, v1), v1.Revision)
 	if res, err := src.Poll(ctx); res != bundlesource.ResultActivated || err != nil {
 		t.Fatalf("new version: %s %v", res, err)
@@ -199,11 +164,11 @@ func TestPollETagAndRefusal(t *testing.T) {
 
 	// Unsigned, wrongly signed: refused, v1 stays, and not downloaded again.
 	var unsigned bytes.Buffer
-	v2 := version(t, 2)
+	v2 := policytest.Versioned(t, 2, "alice")
 	if err := v2.WriteTarGz(&unsigned); err != nil {
 		t.Fatal(err)
 	}
-	v3 := version(t, 3)
+	v3 := policytest.Versioned(t, 3, "alice")
 	for _, bad := range []struct {
 		raw []byte
 		rev string
@@ -239,7 +204,7 @@ func TestRunPicksUpNewVersionWithinInterval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v0 := version(t, 0)
+	v0 := policytest.Versioned(t, 0, "alice")
 	srv.serve(k.sign(t, v0), v0.Revision)
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx) }()
@@ -252,7 +217,7 @@ func TestRunPicksUpNewVersionWithinInterval(t *testing.T) {
 	waitFor(t, time.Second, "the first poll", func() bool { return !src.Status().LastPoll.IsZero() })
 
 	for i := 1; i <= 3; i++ {
-		v := version(t, i)
+		v := policytest.Versioned(t, i, "alice")
 		srv.serve(k.sign(t, v), v.Revision)
 		start := time.Now()
 		waitFor(t, 5*time.Second, "the new version", func() bool { return active(reg) == v.Revision })
@@ -275,7 +240,7 @@ func TestBackoffAndRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v1 := version(t, 1)
+	v1 := policytest.Versioned(t, 1, "alice")
 	srv.serve(k.sign(t, v1), v1.Revision)
 	srv.mu.Lock()
 	srv.down = 4

@@ -3,69 +3,19 @@ package pgsync_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"strings"
 	"sync"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/pbac-gateway/pbac/internal/pgtest"
+	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/plugins/pgsync"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
 )
-
-// The test policy reports data.marker, so each replica's decision says
-// which version made it.
-const policySrc = `package pbac
-
-decision := {"allow": allow, "reasons": ["r"], "marker": data.marker}
-
-default allow := false
-
-allow if input.user in data.allowed
-
-register := decision
-
-token := decision
-
-introspect := decision
-
-exchange := decision
-
-tool_call := decision
-
-list := decision
-
-anonymous := decision
-`
-
-var built = sync.OnceValues(func() (*rego.Bundle, error) {
-	return rego.Build(context.Background(), fstest.MapFS{
-		"p.rego":    {Data: []byte(policySrc)},
-		"data.json": {Data: []byte(`{"marker": 0, "allowed": ["alice"]}`)},
-	})
-})
-
-func bundleWith(t *testing.T, marker int) *rego.Bundle {
-	t.Helper()
-	base, err := built()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := json.Marshal(map[string]any{"marker": marker, "allowed": []string{"alice"}})
-	b := &rego.Bundle{Wasm: base.Wasm, Data: data}
-	b.Revision = rego.Revision(b.Wasm, b.Data)
-	return b
-}
 
 // replica is one registry with a sync running.
 type replica struct {
@@ -132,9 +82,9 @@ func (r *replica) marker(t *testing.T) float64 {
 // it; a rollback on another replica travels the same way.
 func TestDataChangeReachesEveryReplicaBeforePropagateReturns(t *testing.T) {
 	dsn := pgtest.FreshSchema(t)
-	a := startReplica(t, dsn, "a", bundleWith(t, 1), nil)
-	b := startReplica(t, dsn, "b", bundleWith(t, 2), nil)
-	c := startReplica(t, dsn, "c", bundleWith(t, 3), nil)
+	a := startReplica(t, dsn, "a", policytest.Versioned(t, 1, "alice"), nil)
+	b := startReplica(t, dsn, "b", policytest.Versioned(t, 2, "alice"), nil)
+	c := startReplica(t, dsn, "c", policytest.Versioned(t, 3, "alice"), nil)
 	for _, r := range []*replica{a, b, c} {
 		if m := r.marker(t); m != 1 {
 			t.Fatalf("%s decides with marker %v after joining, want the head's 1", r.sync.Replica(), m)
@@ -191,9 +141,9 @@ func TestDataChangeReachesEveryReplicaBeforePropagateReturns(t *testing.T) {
 // reaches the others within moments.
 func TestChangeWithoutPropagateIsPublished(t *testing.T) {
 	dsn := pgtest.FreshSchema(t)
-	a := startReplica(t, dsn, "a", bundleWith(t, 1), nil)
-	b := startReplica(t, dsn, "b", bundleWith(t, 1), nil)
-	if _, err := a.reg.Activate(context.Background(), bundleWith(t, 5), "dir:x.tar.gz"); err != nil {
+	a := startReplica(t, dsn, "a", policytest.Versioned(t, 1, "alice"), nil)
+	b := startReplica(t, dsn, "b", policytest.Versioned(t, 1, "alice"), nil)
+	if _, err := a.reg.Activate(context.Background(), policytest.Versioned(t, 5, "alice"), "dir:x.tar.gz"); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -210,14 +160,7 @@ func TestChangeWithoutPropagateIsPublished(t *testing.T) {
 // reported pending; a signed bundle then reaches it.
 func TestSignedReplicaRefusesUnsignedHead(t *testing.T) {
 	dsn := pgtest.FreshSchema(t)
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKCS8PrivateKey(k)
-	pder, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	priv := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	pub := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder})
+	priv, pub := policytest.SigningKeys(t)
 	v, err := rego.NewVerifier(rego.VerificationKey{PEM: pub})
 	if err != nil {
 		t.Fatal(err)
@@ -227,8 +170,8 @@ func TestSignedReplicaRefusesUnsignedHead(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	loose := startReplica(t, dsn, "loose", bundleWith(t, 1), nil)
-	strict := startReplica(t, dsn, "strict", bundleWith(t, 1), v)
+	loose := startReplica(t, dsn, "loose", policytest.Versioned(t, 1, "alice"), nil)
+	strict := startReplica(t, dsn, "strict", policytest.Versioned(t, 1, "alice"), v)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -250,7 +193,7 @@ func TestSignedReplicaRefusesUnsignedHead(t *testing.T) {
 	}
 
 	var buf bytes.Buffer
-	if err := bundleWith(t, 10).WriteSignedTarGz(&buf, signer); err != nil {
+	if err := policytest.Versioned(t, 10, "alice").WriteSignedTarGz(&buf, signer); err != nil {
 		t.Fatal(err)
 	}
 	signed, err := rego.ReadTarGz(bytes.NewReader(buf.Bytes()))
