@@ -1,60 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/pbac-gateway/pbac/conformance/authsuite"
 )
-
-// startUpWith runs the real `pbac up` with extra arguments and returns its
-// base URL.
-func startUpWith(t *testing.T, dataDir string, extra ...string) string {
-	t.Helper()
-	bin, err := buildBinary()
-	if err != nil {
-		t.Fatalf("build pbac: %v", err)
-	}
-	args := append([]string{"up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn"}, extra...)
-	cmd := exec.Command(bin, args...)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() })
-	ready := make(chan string, 1)
-	var once sync.Once
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		base := ""
-		for sc.Scan() {
-			if m := upReady.FindStringSubmatch(sc.Text()); m != nil {
-				base = m[1]
-			}
-			if strings.HasPrefix(sc.Text(), "Press Ctrl-C") {
-				once.Do(func() { ready <- base })
-			}
-		}
-	}()
-	select {
-	case base := <-ready:
-		return base
-	case <-time.After(90 * time.Second):
-		t.Fatal("pbac up did not come up")
-		return ""
-	}
-}
 
 // TestConformanceServerAgainstUp runs the whole MCP authorization suite
 // against the real `pbac up` binary, with an echo backend behind it for the
@@ -71,7 +28,7 @@ func TestConformanceServerAgainstUp(t *testing.T) {
 	if err := os.WriteFile(conf, []byte("demo: true\nbackends:\n  - name: echo\n    url: "+echo.URL+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	base := startUpWith(t, dataDir, "--config", conf)
+	base, _ := startUp(t, dataDir, "--config", conf)
 
 	cmd := newConformanceServerCommand()
 	var out bytes.Buffer

@@ -116,6 +116,24 @@ func (p *proc) postForm(t *testing.T, path, user, pass string, v url.Values) map
 	return out
 }
 
+// registerMachine registers a client credentials client at p, with a
+// software statement for provider signed by key (none when provider is
+// empty), and returns its id and secret.
+func (p *proc) registerMachine(t *testing.T, key *asrv.IssuerKey, provider string, singleUse bool) (id, secret string) {
+	t.Helper()
+	meta := map[string]any{"client_name": provider, "grant_types": []string{"client_credentials"},
+		"token_endpoint_auth_method": "client_secret_basic"}
+	if provider != "" {
+		jws, err := key.Sign(asrv.StatementClaims{AgentProvider: provider, AgentModel: "m", SingleUseAccessTokens: singleUse}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		meta["software_statement"] = jws
+	}
+	out := p.postJSON(t, asrv.PathRegister, meta)
+	return out["client_id"].(string), out["client_secret"].(string)
+}
+
 // TestAsrvDurableAcrossKill issues tokens from the real binary, kills it
 // with SIGKILL, restarts it on the same data dir, and checks every token it
 // answered with is still active and a consumed single-use token stays used.
@@ -137,17 +155,7 @@ func TestAsrvDurableAcrossKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	register := func(provider string, singleUse bool) (string, string) {
-		meta := map[string]any{"client_name": provider, "grant_types": []string{"client_credentials"},
-			"token_endpoint_auth_method": "client_secret_basic"}
-		if provider != "" {
-			jws, err := key.Sign(asrv.StatementClaims{AgentProvider: provider, AgentModel: "m", SingleUseAccessTokens: singleUse}, time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			meta["software_statement"] = jws
-		}
-		out := p.postJSON(t, asrv.PathRegister, meta)
-		return out["client_id"].(string), out["client_secret"].(string)
+		return p.registerMachine(t, key, provider, singleUse)
 	}
 	rsID, rsSecret := register("", false)
 	ciID, ciSecret := register("ci-bot", false)

@@ -97,17 +97,7 @@ func TestAsrvReplicasOnPostgres(t *testing.T) {
 	}
 
 	register := func(p *proc, provider string, singleUse bool) (string, string) {
-		meta := map[string]any{"client_name": provider, "grant_types": []string{"client_credentials"},
-			"token_endpoint_auth_method": "client_secret_basic"}
-		if provider != "" {
-			jws, err := key.Sign(asrv.StatementClaims{AgentProvider: provider, AgentModel: "m", SingleUseAccessTokens: singleUse}, time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			meta["software_statement"] = jws
-		}
-		out := p.postJSON(t, asrv.PathRegister, meta)
-		return out["client_id"].(string), out["client_secret"].(string)
+		return p.registerMachine(t, key, provider, singleUse)
 	}
 	rsID, rsSecret := register(a, "", false)
 	ciID, ciSecret := register(b, "ci-bot", false)
