@@ -216,17 +216,13 @@ func TestBadgerSurvivesKill(t *testing.T) {
 	}
 }
 
-// TestBadgerNoSecretsAtRest puts secrets into request forms and checks that
-// neither the live values nor the database files contain them.
-func TestBadgerNoSecretsAtRest(t *testing.T) {
+// writeEveryKind stores n requests of client c (their forms carrying the
+// secrets bgRequest puts there) as every kind of token: code, PKCE, access
+// and refresh, each under a random signature.
+func writeEveryKind(t *testing.T, s asrv.Store, c *asrv.Client, n int) {
+	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	s := bgOpenDisk(t, dir)
-	c := bgClient("agent-1")
-	if err := s.CreateClient(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 20 {
+	for i := range n {
 		r := bgRequest(c, fmt.Sprintf("req-%d", i))
 		sig := rand.Text()
 		for _, err := range []error{
@@ -240,6 +236,19 @@ func TestBadgerNoSecretsAtRest(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestBadgerNoSecretsAtRest puts secrets into request forms and checks that
+// neither the live values nor the database files contain them.
+func TestBadgerNoSecretsAtRest(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := bgOpenDisk(t, dir)
+	c := bgClient("agent-1")
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	writeEveryKind(t, s, c, 20)
 	var entries int
 	if err := s.RawEntriesForTest(func(k, v []byte) {
 		entries++

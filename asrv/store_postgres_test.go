@@ -222,20 +222,7 @@ func TestPostgresNoSecretsAtRest(t *testing.T) {
 	if err := s.CreateClient(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 10 {
-		r := bgRequest(c, fmt.Sprintf("req-%d", i))
-		sig := rand.Text()
-		for _, err := range []error{
-			s.CreateAuthorizeCodeSession(ctx, sig, r),
-			s.CreatePKCERequestSession(ctx, sig, r),
-			s.CreateAccessTokenSession(ctx, sig, r),
-			s.CreateRefreshTokenSession(ctx, sig, sig, r),
-		} {
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	writeEveryKind(t, s, c, 10)
 	conn := pgRaw(t, dsn)
 	var dump string
 	if err := conn.QueryRow(ctx, `SELECT
