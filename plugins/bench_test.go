@@ -2,12 +2,11 @@ package plugins_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pbac-gateway/pbac/internal/latency"
-	"github.com/pbac-gateway/pbac/plugins"
+	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
 )
@@ -25,23 +24,6 @@ const benchInput = `{
  "now": 1700000100
 }`
 
-var shipped = sync.OnceValues(func() (*rego.Bundle, error) {
-	return rego.BuildShipped(context.Background())
-})
-
-func shippedRegistry(b testing.TB) *plugins.Registry {
-	b.Helper()
-	bundle, err := shipped()
-	if err != nil {
-		b.Fatal(err)
-	}
-	r := newRegistry(b)
-	if _, err := r.Activate(context.Background(), bundle, "shipped"); err != nil {
-		b.Fatal(err)
-	}
-	return r
-}
-
 // BenchmarkToolCall compares one pbac/tool_call decision on the shipped
 // policy: Wasm in wazero through the registry (what the gateway calls) and
 // OPA's prepared topdown query (the reference evaluator). Both start from the
@@ -50,7 +32,7 @@ func BenchmarkToolCall(b *testing.B) {
 	ctx := context.Background()
 	input := []byte(benchInput)
 	b.Run("engine=wasm", func(b *testing.B) {
-		r := shippedRegistry(b)
+		r := policytest.Registry(b)
 		b.ReportAllocs()
 		samples := make([]time.Duration, 0, 1<<18)
 		for b.Loop() {
@@ -64,7 +46,7 @@ func BenchmarkToolCall(b *testing.B) {
 		latency.Report(b, samples)
 	})
 	b.Run("engine=wasm/parallel", func(b *testing.B) {
-		r := shippedRegistry(b)
+		r := policytest.Registry(b)
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
@@ -110,12 +92,12 @@ func BenchmarkToolCall(b *testing.B) {
 // data-only update that reuses the compiled module.
 func BenchmarkSwap(b *testing.B) {
 	ctx := context.Background()
-	bundle, err := shipped()
+	bundle, err := policytest.Shipped()
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Run("activate", func(b *testing.B) {
-		r := shippedRegistry(b)
+		r := policytest.Registry(b)
 		for b.Loop() {
 			if _, err := r.Activate(ctx, bundle, "bench"); err != nil {
 				b.Fatal(err)
@@ -123,7 +105,7 @@ func BenchmarkSwap(b *testing.B) {
 		}
 	})
 	b.Run("set-data", func(b *testing.B) {
-		r := shippedRegistry(b)
+		r := policytest.Registry(b)
 		for b.Loop() {
 			if _, err := r.SetData(ctx, bundle.Data, "bench"); err != nil {
 				b.Fatal(err)
@@ -137,7 +119,7 @@ func BenchmarkSwap(b *testing.B) {
 // on-disk compilation cache, and without one (a full compile).
 func BenchmarkColdStart(b *testing.B) {
 	ctx := context.Background()
-	bundle, err := shipped()
+	bundle, err := policytest.Shipped()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,21 +19,6 @@ import (
 	"github.com/pbac-gateway/pbac/wasm"
 )
 
-func newRegistry(t testing.TB) *plugins.Registry {
-	t.Helper()
-	ctx := context.Background()
-	e, err := wasm.NewEngine(ctx, wasm.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := plugins.New(e)
-	t.Cleanup(func() {
-		_ = r.Close(ctx)
-		_ = e.Close(ctx)
-	})
-	return r
-}
-
 func decide(t testing.TB, r *plugins.Registry, user string) (plugins.Decision, int) {
 	t.Helper()
 	d, err := r.Decide(context.Background(), "pbac/tool_call", fmt.Appendf(nil, `{"user":%q}`, user))
@@ -48,7 +33,7 @@ func decide(t testing.TB, r *plugins.Registry, user string) (plugins.Decision, i
 }
 
 func TestNoPolicyIsADeny(t *testing.T) {
-	r := newRegistry(t)
+	r := policytest.Empty(t)
 	if _, err := r.Decide(context.Background(), "pbac/tool_call", []byte(`{}`)); !errors.Is(err, plugins.ErrNoPolicy) {
 		t.Fatalf("err = %v, want ErrNoPolicy", err)
 	}
@@ -58,7 +43,7 @@ func TestNoPolicyIsADeny(t *testing.T) {
 }
 
 func TestActivateAndDecide(t *testing.T) {
-	r := newRegistry(t)
+	r := policytest.Empty(t)
 	b := policytest.Versioned(t, 1, "alice")
 	info, err := r.Activate(context.Background(), b, "test")
 	if err != nil {
@@ -78,7 +63,7 @@ func TestActivateAndDecide(t *testing.T) {
 
 func TestValidationRejects(t *testing.T) {
 	ctx := context.Background()
-	r := newRegistry(t)
+	r := policytest.Empty(t)
 	good := policytest.Versioned(t, 1, "alice")
 	if _, err := r.Activate(ctx, good, "good"); err != nil {
 		t.Fatal(err)
@@ -137,7 +122,7 @@ func TestMissingEntrypointIsRejected(t *testing.T) {
 
 func TestFailOpenPolicyIsRejected(t *testing.T) {
 	ctx := context.Background()
-	r := newRegistry(t)
+	r := policytest.Empty(t)
 	b, err := rego.Build(ctx, fstest.MapFS{"p.rego": {Data: []byte(`package pbac
 d := {"allow": true, "reasons": ["everything goes"]}
 register := d
@@ -159,7 +144,7 @@ anonymous := d
 
 func TestSetDataAppliesToNextDecision(t *testing.T) {
 	ctx := context.Background()
-	r := newRegistry(t)
+	r := policytest.Empty(t)
 	first, err := r.Activate(ctx, policytest.Versioned(t, 1, "alice"), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +167,7 @@ func TestSetDataAppliesToNextDecision(t *testing.T) {
 
 func TestRollback(t *testing.T) {
 	ctx := context.Background()
-	r := newRegistry(t)
+	r := policytest.Empty(t)
 	if _, err := r.Rollback(ctx); !errors.Is(err, plugins.ErrNoRollback) {
 		t.Fatalf("rollback on empty registry: %v", err)
 	}
@@ -208,7 +193,7 @@ func TestRollback(t *testing.T) {
 // returned never sees an older version.
 func TestHotSwapUnderLoad(t *testing.T) {
 	ctx := context.Background()
-	r := newRegistry(t)
+	r := policytest.Empty(t)
 	const swaps = 40
 	bundles := make([]*rego.Bundle, swaps+1)
 	markerOf := map[string]int{}
@@ -287,7 +272,7 @@ func TestHotSwapUnderLoad(t *testing.T) {
 
 func TestShadowCountsDisagreements(t *testing.T) {
 	ctx := context.Background()
-	r := newRegistry(t)
+	r := policytest.Empty(t)
 	if _, err := r.Activate(ctx, policytest.Versioned(t, 1, "alice", "bob"), "active"); err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +307,7 @@ func TestShadowCountsDisagreements(t *testing.T) {
 func TestWatchDirActivatesDroppedBundles(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	r := newRegistry(t)
+	r := policytest.Empty(t)
 	dir := t.TempDir()
 	drop := func(name string, b *rego.Bundle) {
 		t.Helper()
@@ -379,7 +364,7 @@ func TestWatchDirActivatesDroppedBundles(t *testing.T) {
 }
 
 func TestWatchDirMissing(t *testing.T) {
-	r := newRegistry(t)
+	r := policytest.Empty(t)
 	if err := r.WatchDir(context.Background(), filepath.Join(t.TempDir(), "absent")); err == nil {
 		t.Fatal("watching a missing directory succeeded")
 	}
@@ -400,7 +385,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // data update and a rollback, changes faster than it reads collapse into
 // one, and after cancel it hears nothing.
 func TestSubscribeHearsEveryChange(t *testing.T) {
-	r := newRegistry(t)
+	r := policytest.Empty(t)
 	ctx := context.Background()
 	changes, cancel := r.Subscribe()
 	heard := func() bool {
@@ -448,7 +433,7 @@ func TestSubscribeHearsEveryChange(t *testing.T) {
 // active module and other data (a data change distributed as a bundle)
 // keeps the module hash and decides with its own data.
 func TestActivateReusesTheCompiledModuleForSameModule(t *testing.T) {
-	r := newRegistry(t)
+	r := policytest.Empty(t)
 	ctx := context.Background()
 	first, err := r.Activate(ctx, policytest.Versioned(t, 1, "alice"), "test")
 	if err != nil {

@@ -53,7 +53,7 @@ func TestSignaturesRequired(t *testing.T) {
 	ctx := context.Background()
 	priv, pub := policytest.SigningKeys(t)
 	otherPriv, _ := policytest.SigningKeys(t)
-	r := newRegistry(t)
+	r := policytest.Empty(t)
 	// The first version is trusted as built (the shipped policy's role).
 	if _, err := r.Activate(ctx, policytest.Versioned(t, 1, "alice"), "shipped"); err != nil {
 		t.Fatal(err)
@@ -126,7 +126,7 @@ func TestWatchDirRefusesUnsignedBundles(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	priv, pub := policytest.SigningKeys(t)
-	r := newRegistry(t)
+	r := policytest.Empty(t)
 	if _, err := r.Activate(ctx, policytest.Versioned(t, 1, "alice"), "shipped"); err != nil {
 		t.Fatal(err)
 	}

@@ -21,11 +21,22 @@ var Shipped = sync.OnceValues(func() (*rego.Bundle, error) {
 // active; both close when the test ends.
 func Registry(t testing.TB) *plugins.Registry {
 	t.Helper()
-	ctx := context.Background()
 	b, err := Shipped()
 	if err != nil {
 		t.Fatal(err)
 	}
+	reg := Empty(t)
+	if _, err := reg.Activate(context.Background(), b, "shipped"); err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+// Empty returns a registry on a fresh engine with no version active (every
+// decision a deny until one is); both close when the test ends.
+func Empty(t testing.TB) *plugins.Registry {
+	t.Helper()
+	ctx := context.Background()
 	engine, err := wasm.NewEngine(ctx, wasm.NewConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -35,8 +46,5 @@ func Registry(t testing.TB) *plugins.Registry {
 		_ = reg.Close(ctx)
 		_ = engine.Close(ctx)
 	})
-	if _, err := reg.Activate(ctx, b, "shipped"); err != nil {
-		t.Fatal(err)
-	}
 	return reg
 }

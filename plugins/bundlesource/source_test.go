@@ -13,7 +13,6 @@ import (
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/plugins/bundlesource"
 	"github.com/pbac-gateway/pbac/rego"
-	"github.com/pbac-gateway/pbac/wasm"
 )
 
 type keys struct {
@@ -104,17 +103,8 @@ func (s *server) stats() (requests []time.Time, downloads int, auth []string) {
 // replica is a registry running version 0, requiring signatures by k.
 func replica(t *testing.T, k keys) *plugins.Registry {
 	t.Helper()
-	ctx := context.Background()
-	e, err := wasm.NewEngine(ctx, wasm.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := plugins.New(e)
-	t.Cleanup(func() {
-		_ = r.Close(ctx)
-		_ = e.Close(ctx)
-	})
-	if _, err := r.Activate(ctx, policytest.Versioned(t, 0, "alice"), "shipped"); err != nil {
+	r := policytest.Empty(t)
+	if _, err := r.Activate(context.Background(), policytest.Versioned(t, 0, "alice"), "shipped"); err != nil {
 		t.Fatal(err)
 	}
 	r.RequireSignatures(k.verifier)
