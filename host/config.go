@@ -360,6 +360,12 @@ func CheckStoreURL(s string) error {
 	return nil
 }
 
+// IsPostgresStore tells whether a store setting names PostgreSQL (a
+// postgres:// or postgresql:// URL) rather than Badger.
+func IsPostgresStore(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
 // CheckListenAddr checks a host:port listen address.
 func CheckListenAddr(a string) error {
 	_, port, err := net.SplitHostPort(a)
@@ -387,7 +393,7 @@ func (c *FileConfig) Validate() error {
 		if err := CheckStoreURL(c.Store); err != nil {
 			errs = append(errs, fmt.Errorf("store: %w", err))
 		}
-		if as := c.AuthorizationServer; as != nil && (!strings.HasPrefix(c.Store, "postgres") || as.TokenSecretFile == "") {
+		if as := c.AuthorizationServer; as != nil && (!IsPostgresStore(c.Store) || as.TokenSecretFile == "") {
 			errs = append(errs, errors.New("with authorization_server, store is for introspecting on the AS's shared PostgreSQL store: give a postgres:// store and authorization_server.token_secret_file, or no store"))
 		}
 	}
@@ -496,7 +502,7 @@ func (c *FileConfig) validateOperation() []error {
 			if err := CheckStoreURL(dsn); err != nil {
 				errs = append(errs, fmt.Errorf("store_file %s: %w", c.StoreFile, err))
 			}
-			if as := c.AuthorizationServer; as != nil && (!strings.HasPrefix(dsn, "postgres") || as.TokenSecretFile == "") {
+			if as := c.AuthorizationServer; as != nil && (!IsPostgresStore(dsn) || as.TokenSecretFile == "") {
 				errs = append(errs, errors.New("with authorization_server, store_file is for introspecting on the AS's shared PostgreSQL store: give authorization_server.token_secret_file too, or no store"))
 			}
 		}

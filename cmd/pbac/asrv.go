@@ -134,7 +134,7 @@ func openStore(ctx context.Context, spec, dataDir string, log *slog.Logger) (asr
 			return nil, "", err
 		}
 		return s, "badger:" + dir, nil
-	case strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://"):
+	case host.IsPostgresStore(spec):
 		s, err := asrv.OpenPostgres(ctx, spec, asrv.WithPostgresLogger(log))
 		if err != nil {
 			return nil, "", err
@@ -168,7 +168,7 @@ func newSharedStoreIntrospector(ctx context.Context, dataDir, storeSpec string, 
 	if err != nil {
 		return nil, fmt.Errorf("authorization_server.token_secret_file: %w", err)
 	}
-	if !isPostgres(storeSpec) {
+	if !host.IsPostgresStore(storeSpec) {
 		return nil, errors.New("authorization_server.token_secret_file needs the AS's PostgreSQL store (store: postgres://…)")
 	}
 	active, _ := pol.registry.ActiveBundle()

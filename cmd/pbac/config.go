@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pbac-gateway/pbac/host"
 )
 
 func newConfigCommand() *cobra.Command {
@@ -108,7 +110,7 @@ func printPolicy(w io.Writer, s opsSettings, b *bundleFlags) {
 	if len(b.verificationKeys) > 0 {
 		fmt.Fprintf(w, "    signatures          required, keys %q\n", b.verificationKeys)
 	}
-	if b.sync && isPostgres(s.store) {
+	if b.sync && host.IsPostgresStore(s.store) {
 		fmt.Fprintf(w, "    replicas            one version on every replica of the PostgreSQL store (heartbeat %s)\n", b.syncInterval)
 	}
 }

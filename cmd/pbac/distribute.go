@@ -187,7 +187,7 @@ func startDistribution(ctx context.Context, f *bundleFlags, reg *plugins.Registr
 // store is PostgreSQL (and --policy-sync is on); it returns nil otherwise.
 // Stop it with the returned function, which leaves the replica set.
 func startPolicySync(ctx context.Context, f *bundleFlags, storeSpec string, reg *plugins.Registry, log *slog.Logger) (*pgsync.Sync, func(), error) {
-	if f == nil || !f.sync || !isPostgres(storeSpec) {
+	if f == nil || !f.sync || !host.IsPostgresStore(storeSpec) {
 		return nil, func() {}, nil
 	}
 	s, err := pgsync.Open(ctx, pgsync.Config{DSN: storeSpec, Registry: reg, Interval: f.syncInterval, Logger: log})
@@ -208,10 +208,6 @@ func startPolicySync(ctx context.Context, f *bundleFlags, storeSpec string, reg 
 			log.Warn("policy sync: leave", "err", err)
 		}
 	}, nil
-}
-
-func isPostgres(spec string) bool {
-	return strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://")
 }
 
 // propagateVia adapts a sync for the admin API.
