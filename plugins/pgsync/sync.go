@@ -25,8 +25,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -251,7 +251,7 @@ func (s *Sync) follow(ctx context.Context) error {
 	}
 	b, err := rego.ReadTarGz(bytes.NewReader(h.bundle))
 	if err == nil {
-		_, err = s.cfg.Registry.Activate(ctx, b, "postgres:"+h.by)
+		_, err = s.cfg.Registry.Activate(ctx, b, headSource+h.by)
 	}
 	if err != nil {
 		s.cfg.Logger.Error("the replicas' policy head was refused; this replica keeps its version",
@@ -329,7 +329,11 @@ func (s *Sync) Run(ctx context.Context) error {
 	}
 }
 
-func fromHead(source string) bool { return len(source) > 9 && source[:9] == "postgres:" }
+// headSource prefixes the registry source of a version activated from the
+// head, so that activation is not published back.
+const headSource = "postgres:"
+
+func fromHead(source string) bool { return strings.HasPrefix(source, headSource) }
 
 // listen holds a connection that LISTENs on the channel and signals notes
 // for every notification; it reconnects with backoff.
@@ -381,8 +385,9 @@ func signal(ch chan<- struct{}) {
 // Replicas lists the replicas the database knows, live ones first.
 func (s *Sync) Replicas(ctx context.Context) ([]Replica, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT replica, seq, version, refused, seen_at, seen_at > now() - $1::interval
-		FROM pbac_policy_replicas ORDER BY replica`, (3 * s.cfg.Interval).String())
+		SELECT replica, seq, version, refused, seen_at, live FROM (
+			SELECT *, seen_at > now() - make_interval(secs => $1) AS live FROM pbac_policy_replicas) r
+		ORDER BY live DESC, replica`, (3 * s.cfg.Interval).Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("pgsync: list replicas: %w", err)
 	}
@@ -394,15 +399,6 @@ func (s *Sync) Replicas(ctx context.Context) ([]Replica, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgsync: list replicas: %w", err)
 	}
-	slices.SortStableFunc(out, func(a, b Replica) int {
-		if a.Live == b.Live {
-			return 0
-		}
-		if a.Live {
-			return -1
-		}
-		return 1
-	})
 	return out, nil
 }
 
@@ -431,23 +427,25 @@ func (s *Sync) Propagate(ctx context.Context) (Confirmation, error) {
 	poll := time.NewTicker(20 * time.Millisecond)
 	defer poll.Stop()
 	for {
-		members, err := s.Replicas(ctx)
-		if err != nil && ctx.Err() == nil {
-			return c, err
-		}
-		c.Confirmed, c.Pending = c.Confirmed[:0], c.Pending[:0]
-		for _, m := range members {
-			switch {
-			case !m.Live:
-			case m.Version == c.Version:
-				c.Confirmed = append(c.Confirmed, m.ID)
-			default:
-				c.Pending = append(c.Pending, m)
+		// A read cut short by the end of the wait keeps the last answer.
+		switch members, err := s.Replicas(ctx); {
+		case err == nil:
+			c.Confirmed, c.Pending = nil, nil
+			for _, m := range members {
+				switch {
+				case !m.Live:
+				case m.Version == c.Version:
+					c.Confirmed = append(c.Confirmed, m.ID)
+				default:
+					c.Pending = append(c.Pending, m)
+				}
 			}
-		}
-		if err == nil && len(c.Pending) == 0 {
-			c.Complete = true
-			return c, nil
+			if len(c.Pending) == 0 {
+				c.Complete = true
+				return c, nil
+			}
+		case ctx.Err() == nil:
+			return c, err
 		}
 		select {
 		case <-ctx.Done():
