@@ -371,6 +371,16 @@ func startConfiguredBackends(ctx context.Context, fc *host.FileConfig, log *slog
 	return out, stop, nil
 }
 
+// hasAll tells whether have holds every one of want.
+func hasAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
 // demoAgent is one pre-registered agent of the demo tenant.
 type demoAgent struct {
 	Name         string `json:"name"`
@@ -408,8 +418,7 @@ func seedDemoAgents(ctx context.Context, dataDir string, as *authRuntime) ([]dem
 			// Reused while registered — and, for one acting for a user,
 			// while it has today's redirect URIs (older data dirs lack
 			// Claude Code's localhost callback).
-			if c, err := as.store.Client(ctx, a.ClientID); err == nil &&
-				(sp.machine || !slices.ContainsFunc(demo.HumanRedirectURIs(), func(u string) bool { return !slices.Contains(c.RedirectURIs, u) })) {
+			if c, err := as.store.Client(ctx, a.ClientID); err == nil && (sp.machine || hasAll(c.RedirectURIs, demo.HumanRedirectURIs())) {
 				agents = append(agents, a)
 				continue
 			}
