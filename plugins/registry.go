@@ -7,8 +7,6 @@ package plugins
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -267,7 +265,7 @@ func (r *Registry) Activate(ctx context.Context, b *rego.Bundle, source string) 
 		// The same module with other data (a data change distributed as a
 		// bundle) reuses the active version's compiled module.
 		var base *wasm.Policy
-		if cur := r.active.Load(); cur != nil && cur.info.ModuleHash == moduleHash(b.Wasm) {
+		if cur := r.active.Load(); cur != nil && cur.info.ModuleHash == wasm.ModuleHash(b.Wasm) {
 			base = cur.policy
 		}
 		v, err = r.load(ctx, b, source, base)
@@ -454,11 +452,6 @@ func (r *Registry) notify() {
 		default: // one already pending says the same
 		}
 	}
-}
-
-func moduleHash(module []byte) string {
-	sum := sha256.Sum256(module)
-	return hex.EncodeToString(sum[:])
 }
 
 func (r *Registry) record(e Event) {

@@ -91,8 +91,7 @@ func (e *Engine) Load(ctx context.Context, module, data []byte) (*Policy, error)
 		_ = compiled.Close(ctx)
 		return nil, err
 	}
-	sum := sha256.Sum256(module)
-	c := &code{engine: e, compiled: compiled, hash: hex.EncodeToString(sum[:])}
+	c := &code{engine: e, compiled: compiled, hash: ModuleHash(module)}
 	c.refs.Store(1)
 	p, err := c.newPolicy(ctx, data)
 	if err != nil {
@@ -166,6 +165,13 @@ func (p *Policy) WithData(ctx context.Context, data []byte) (*Policy, error) {
 
 // ModuleHash returns the sha256 of the Wasm module, hex encoded.
 func (p *Policy) ModuleHash() string { return p.code.hash }
+
+// ModuleHash is the hash Policy.ModuleHash reports for a module: its
+// sha256, hex encoded.
+func ModuleHash(module []byte) string {
+	sum := sha256.Sum256(module)
+	return hex.EncodeToString(sum[:])
+}
 
 // Data returns the policy data this Policy was loaded with.
 func (p *Policy) Data() []byte { return p.data }
