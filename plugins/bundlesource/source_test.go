@@ -241,7 +241,11 @@ func TestBackoffAndRecovery(t *testing.T) {
 		cancel()
 		<-done
 	}()
-	waitFor(t, 10*time.Second, "recovery", func() bool { return active(reg) == v1.Revision })
+	// The registry activates before the source records the poll's result,
+	// so recovery is when both say so.
+	waitFor(t, 10*time.Second, "recovery", func() bool {
+		return active(reg) == v1.Revision && src.Status().Result == bundlesource.ResultActivated
+	})
 	reqs, _, _ := srv.stats()
 	if len(reqs) < 5 {
 		t.Fatalf("%d requests", len(reqs))
