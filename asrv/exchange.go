@@ -114,14 +114,14 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 	}
 
 	in := rego.Input{
-		Client: actor.PolicyClient(),
+		Client: s.policyClient(actor),
 		Token:  tokenInput(subject, subjSession),
 		Request: rego.Request{
 			GrantType:      GrantTypeExchange,
 			Scopes:         asked,
 			Resource:       resources,
-			Actor:          actor.PolicyClient(),
-			AudienceClient: target.PolicyClient(),
+			Actor:          s.policyClient(actor),
+			AudienceClient: s.policyClient(target),
 		},
 	}
 	var user *User

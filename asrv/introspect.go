@@ -65,7 +65,7 @@ func (s *Server) Introspect(ctx context.Context, token, resource string) (Intros
 		return inactive("token session is unreadable"), nil
 	}
 	in := rego.Input{
-		Client:  client.PolicyClient(),
+		Client:  s.policyClient(client),
 		Token:   tokenInput(req, sess),
 		Request: rego.Request{Resource: []string(req.GetGrantedAudience())},
 	}

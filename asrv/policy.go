@@ -183,3 +183,8 @@ func ttlOf(seconds int64, fallback time.Duration) time.Duration {
 	}
 	return min(time.Duration(seconds)*time.Second, fallback)
 }
+
+// policyClient renders a client for policy as this server sees it now.
+func (s *Server) policyClient(c *Client) *rego.Client {
+	return c.PolicyClient()
+}

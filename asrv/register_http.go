@@ -61,7 +61,7 @@ func (s *Server) Register(ctx context.Context, req *RegistrationRequest) (client
 	if len(s.cfg.Scopes) > 0 || len(client.Scopes) == 0 {
 		client.Scopes = append([]string(nil), s.cfg.Scopes...)
 	}
-	d, err := s.decide(ctx, EntrypointRegister, rego.Input{Client: client.PolicyClient()}, nil)
+	d, err := s.decide(ctx, EntrypointRegister, rego.Input{Client: s.policyClient(client)}, nil)
 	if err != nil {
 		return nil, "", "", err
 	}

@@ -375,7 +375,7 @@ func checkRegistrationInvariants(t *testing.T, body []byte) {
 		t.Fatal("authorization_code without redirect uris")
 	}
 	for _, u := range req.RedirectURIs {
-		if strings.ContainsAny(u, "# ") || dcrCheckRedirectURI(u) != nil {
+		if strings.ContainsAny(u, "# ") || checkRedirectURI(u) != nil {
 			t.Fatalf("bad redirect uri %q accepted", u)
 		}
 		if strings.HasPrefix(u, "http:") && !strings.HasPrefix(u, "http://127.0.0.1") &&

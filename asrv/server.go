@@ -5,7 +5,6 @@
 package asrv
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -280,21 +279,4 @@ func resourceAudience(resources []string) fosite.AudienceMatchingStrategy {
 		}
 		return nil
 	}
-}
-
-// secureRedirect allows https, loopback http (RFC 8252 §7.3) and private-use
-// schemes (RFC 8252 §7.1).
-func secureRedirect(_ context.Context, u *url.URL) bool {
-	switch u.Scheme {
-	case "https":
-		return true
-	case "http":
-		return isLoopbackHost(u.Hostname())
-	default:
-		return strings.Contains(u.Scheme, ".")
-	}
-}
-
-func isLoopbackHost(h string) bool {
-	return h == "127.0.0.1" || h == "::1" || h == "localhost"
 }
