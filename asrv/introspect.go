@@ -144,8 +144,9 @@ func audienceCovers(aud []string, resource string) bool {
 	return false
 }
 
-// serveIntrospect is RFC 7662: only an authenticated confidential client (a
-// resource server) may ask.
+// serveIntrospect is RFC 7662: only an authenticated confidential client on
+// the Introspectors list (a resource server) may ask; any other is refused
+// before the token is even read.
 func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if err := r.ParseForm(); err != nil {
@@ -156,6 +157,11 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	if err != nil || caller.IsPublic() {
 		w.Header().Set("WWW-Authenticate", `Basic realm="pbac"`)
 		writeOAuthError(w, fosite.ErrInvalidClient.WithHint("Introspection requires client authentication."))
+		return
+	}
+	if !s.mayIntrospect(caller.GetID()) {
+		s.log.WarnContext(ctx, "introspection refused: client is not an allowed introspector", "caller", caller.GetID())
+		writeOAuthError(w, errIntrospectionForbidden)
 		return
 	}
 	token := r.PostForm.Get("token")
@@ -177,6 +183,14 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	s.log.InfoContext(ctx, "introspection", "caller", caller.GetID(), "active", res.Active,
 		"client_id", res.ClientID, "reasons", res.Reasons)
 	writeJSON(w, http.StatusOK, res.rfc7662())
+}
+
+// errIntrospectionForbidden answers an authenticated client that is not
+// an allowed introspector.
+var errIntrospectionForbidden = &fosite.RFC6749Error{
+	ErrorField:       "unauthorized_client",
+	DescriptionField: "This client may not use the introspection endpoint.",
+	CodeField:        http.StatusForbidden,
 }
 
 func (i Introspection) rfc7662() map[string]any {

@@ -54,6 +54,11 @@ type Config struct {
 	// Statements verifies software statements; nil trusts no issuer, so
 	// every client registers unverified.
 	Statements *StatementVerifier
+	// Introspectors are the only clients that may call the RFC 7662
+	// introspection endpoint: resource servers, such as a gateway that runs
+	// apart from this AS. Empty: nobody may (a gateway in the same process
+	// calls Introspect directly).
+	Introspectors []Introspector
 
 	AccessTokenTTL  time.Duration // default 10 min
 	RefreshTokenTTL time.Duration // default 24 h
@@ -76,6 +81,9 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	issuer   *url.URL
+	// introspectors are the clients Config.Introspectors allows, by id;
+	// those configured with a secret are their own *Client, never stored.
+	introspectors map[string]*Client
 }
 
 // New builds a Server; a configuration mistake fails here, not mid-request.
@@ -111,6 +119,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	introspectors, err := newIntrospectors(cfg.Introspectors)
+	if err != nil {
+		return nil, err
+	}
 	base := strings.TrimSuffix(cfg.Issuer, "/")
 	fc := &fosite.Config{
 		AccessTokenLifespan:            cfg.AccessTokenTTL,
@@ -144,6 +156,8 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		issuer:   iss,
+
+		introspectors: introspectors,
 	}
 	// Only the grants MCP needs, composed here so a missing piece fails at
 	// start-up: authorization code + PKCE, refresh, client credentials,
@@ -190,7 +204,7 @@ func New(cfg Config) (*Server, error) {
 			fc.RevocationHandlers.Append(rh)
 		}
 	}
-	s.provider = fosite.NewOAuth2Provider(cfg.Store, fc)
+	s.provider = fosite.NewOAuth2Provider(configuredClients{Store: cfg.Store, introspectors: introspectors}, fc)
 	return s, nil
 }
 

@@ -3,6 +3,7 @@ package asrv_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,9 +33,11 @@ type testAS struct {
 	store    *asrv.BadgerStore
 	issuer   *asrv.IssuerKey
 	resource string
-	// rs is a confidential client the tests use as the resource server
-	// (the gateway) to call the introspection endpoint.
+	// rs is the resource server (the gateway) the AS lets call the
+	// introspection endpoint: configured, not registered.
 	rsID, rsSecret string
+	// cfg is the configuration the AS was built with.
+	cfg asrv.Config
 }
 
 func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
@@ -55,7 +58,8 @@ func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Start()
-	ta := &testAS{t: t, srv: srv, store: store, issuer: key, resource: srv.URL + "/mcp"}
+	ta := &testAS{t: t, srv: srv, store: store, issuer: key, resource: srv.URL + "/mcp",
+		rsID: "gateway", rsSecret: rand.Text()}
 	cfg := asrv.Config{
 		Issuer:     srv.URL,
 		Resources:  []string{ta.resource},
@@ -65,6 +69,8 @@ func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
 		Policy:     host.ASDecider(reg),
 		Users:      asrv.DemoUsers{},
 		Statements: verifier,
+
+		Introspectors: []asrv.Introspector{{ClientID: ta.rsID, Secret: ta.rsSecret}},
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -73,17 +79,12 @@ func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ta.as = as
+	ta.as, ta.cfg = as, cfg
 	srv.Config.Handler = as.Handler()
 	t.Cleanup(func() {
 		srv.Close()
 		_ = store.Close()
 	})
-	rs := ta.register(map[string]any{
-		"client_name": "gateway", "grant_types": []string{"client_credentials"},
-		"token_endpoint_auth_method": "client_secret_basic",
-	})
-	ta.rsID, ta.rsSecret = rs["client_id"].(string), rs["client_secret"].(string)
 	return ta
 }
 
