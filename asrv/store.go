@@ -35,6 +35,14 @@ type ClientStore interface {
 // TokenStore persists codes and tokens by signature (never the raw value).
 // Every write that issues, rotates, consumes or revokes a token is durable
 // when it returns.
+//
+// Delegated tokens (RFC 8693) die with their chain: RevokeAccessToken and
+// RevokeRefreshToken of a grant also delete every access token delegated
+// from a token of that grant, at any depth, and DeleteClient also deletes
+// every token delegated from a token of that client. Rotating a refresh
+// token is not a revocation (the delegated tokens keep their own expiry,
+// never later than their subject token's), nor is consuming a single-use
+// token.
 type TokenStore interface {
 	oauth2.CoreStorage
 	oauth2.TokenRevocationStorage
@@ -44,6 +52,17 @@ type TokenStore interface {
 	// one token exactly one succeeds; the others get ErrConsumed (or
 	// fosite.ErrNotFound once the deletion is visible).
 	ConsumeAccessToken(ctx context.Context, signature string) (fosite.Requester, error)
+	// CreateDelegatedAccessToken stores the access token of a token
+	// exchange whose subject token has the signature subjectSig, linked to
+	// the subject token's chain (see above). Atomically with the creation it
+	// checks that the subject token is still stored and that every client
+	// of the chain is still registered, and with consumeSubject deletes the
+	// subject token (a single-use token is spent by the exchange): of
+	// concurrent exchanges of one single-use subject exactly one succeeds.
+	// A revocation or client deletion racing with it either makes it fail
+	// or removes what it stored. When the subject is gone it stores nothing
+	// and returns fosite.ErrNotFound or ErrConsumed.
+	CreateDelegatedAccessToken(ctx context.Context, signature string, req fosite.Requester, subjectSig string, consumeSubject bool) error
 }
 
 // Store is everything the authorization server persists. The Badger store

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,7 +28,13 @@ import (
 //	client/<id>                                  Client
 //	code/<sig>  pkce/<sig>  at/<sig>  rt/<sig>   storedRequest (TTL = the token's expiry)
 //	idx/req/<len><request id><token key>         empty (request-id index, same TTL)
-//	idx/client/<len><client id><token key>       empty (client index, same TTL)
+//	idx/client/<len><client id><token key>       empty (client index, same TTL; a delegated
+//	                                             token is also indexed under every actor's id)
+//	idx/anc/<len><request id><token key>         empty (a delegated token under every grant it
+//	                                             descends from, same TTL)
+//	grant/<len><request id>                      empty: read and written by every delegation from
+//	                                             the grant and every revocation of it, so that the
+//	                                             two always conflict (see badgerTouchGrant)
 //	jti/<hex sha256(jti)>                        expiry (TTL = exp)
 //
 // <len> is the uvarint length of the id that follows, so an id can never be
@@ -274,6 +281,8 @@ const (
 	badgerPrefixClient   = "client/"
 	badgerPrefixReqIndex = "idx/req/"
 	badgerPrefixCliIndex = "idx/client/"
+	badgerPrefixAncIndex = "idx/anc/"
+	badgerPrefixGrant    = "grant/"
 	badgerPrefixJTI      = "jti/"
 )
 
@@ -654,6 +663,9 @@ func (s *BadgerStore) ConsumeAccessToken(ctx context.Context, sig string) (fosit
 		if err != nil {
 			return err
 		}
+		if err := badgerActorsRegistered(txn, rec); err != nil {
+			return err
+		}
 		req = rec.toRequest(client)
 		return badgerDeleteRecord(txn, badgerKindAccess.key(sig), rec)
 	})
@@ -715,11 +727,15 @@ func (s *BadgerStore) RotateRefreshToken(ctx context.Context, requestID, sig str
 	return nil
 }
 
-// RevokeRefreshToken marks every refresh token of requestID inactive. It
-// returns nil when there are none.
+// RevokeRefreshToken marks every refresh token of requestID inactive and
+// deletes the access tokens delegated from the grant. It returns nil when
+// there are none.
 func (s *BadgerStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
 	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
-		return badgerRevokeFamily(txn, requestID, badgerKindRefresh)
+		if err := badgerRevokeFamily(txn, requestID, badgerKindRefresh); err != nil {
+			return err
+		}
+		return badgerRevokeDescendants(txn, requestID)
 	})
 	if err != nil {
 		return fmt.Errorf("asrv: revoke refresh tokens of request: %w", err)
@@ -727,11 +743,15 @@ func (s *BadgerStore) RevokeRefreshToken(ctx context.Context, requestID string) 
 	return nil
 }
 
-// RevokeAccessToken deletes every access token of requestID. It returns nil
-// when there are none.
+// RevokeAccessToken deletes every access token of requestID and every
+// access token delegated from the grant. It returns nil when there are
+// none.
 func (s *BadgerStore) RevokeAccessToken(ctx context.Context, requestID string) error {
 	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
-		return badgerRevokeFamily(txn, requestID, badgerKindAccess)
+		if err := badgerRevokeFamily(txn, requestID, badgerKindAccess); err != nil {
+			return err
+		}
+		return badgerRevokeDescendants(txn, requestID)
 	})
 	if err != nil {
 		return fmt.Errorf("asrv: revoke access tokens of request: %w", err)
@@ -785,6 +805,97 @@ func badgerRevokeFamily(txn *badger.Txn, requestID string, kind badgerKind) erro
 	return nil
 }
 
+// badgerRevokeDescendants deletes the access tokens delegated from a token
+// of requestID, at any depth (each is indexed under every grant it
+// descends from).
+func badgerRevokeDescendants(txn *badger.Txn, requestID string) error {
+	if !validStoreID(requestID) {
+		return nil
+	}
+	if err := badgerTouchGrant(txn, requestID, 0, true); err != nil {
+		return err
+	}
+	base := badgerIndexBase(badgerPrefixAncIndex, requestID)
+	for _, ik := range badgerScanKeys(txn, base, 0) {
+		if err := badgerDeleteTokenByKey(txn, ik[len(base):]); err != nil {
+			return err
+		}
+		if err := txn.Delete(ik); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// badgerTouchGrant reads and writes (sets until exp, or with remove
+// deletes) the grant key of requestID. Badger detects conflicts on keys a
+// transaction read and another wrote, not on a range scan that would have
+// found a key written meanwhile: without a key both touch, a revocation
+// could miss a delegated token committed after it started, and a delegation
+// could miss a refresh-side revocation committed after it started.
+func badgerTouchGrant(txn *badger.Txn, requestID string, exp uint64, remove bool) error {
+	k := badgerIndexBase(badgerPrefixGrant, requestID)
+	if _, err := txn.Get(k); err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+		return err
+	}
+	if remove {
+		return txn.Delete(k)
+	}
+	e := badger.NewEntry(k, nil)
+	e.ExpiresAt = exp
+	return txn.SetEntry(e)
+}
+
+// CreateDelegatedAccessToken stores a token exchange's access token in one
+// transaction with reading (and, with consumeSubject, deleting) the subject
+// token and reading every client of the chain: a concurrent revocation,
+// consumption or client deletion writes one of those keys, so one of the
+// two transactions conflicts and its retry sees the other's outcome.
+func (s *BadgerStore) CreateDelegatedAccessToken(ctx context.Context, sig string, req fosite.Requester, subjectSig string, consumeSubject bool) error {
+	if !validStoreSignature(sig) {
+		return errors.New("asrv: create delegated access token: invalid signature")
+	}
+	rec, err := newStoredRequest(req)
+	if err != nil {
+		return fmt.Errorf("asrv: create delegated access token: %w", err)
+	}
+	exp := badgerExpiresAt(rec.Session.GetExpiresAt(fosite.AccessToken))
+	key := badgerKindAccess.key(sig)
+	err = s.update(ctx, func(txn *badger.Txn, retry bool) error {
+		subject, _, err := s.loadRecord(txn, badgerKindAccess, subjectSig)
+		if err != nil {
+			if retry && errors.Is(err, fosite.ErrNotFound) {
+				return ErrConsumed
+			}
+			return fmt.Errorf("subject token: %w", err)
+		}
+		linked := *rec
+		if err := linked.delegatedFrom(subject); err != nil {
+			return err
+		}
+		for _, id := range append(slices.Clone(linked.Actors), linked.ClientID) {
+			if _, err := badgerLoadClient(txn, id); err != nil {
+				return fmt.Errorf("client %q: %w", id, err)
+			}
+		}
+		for _, id := range linked.Ancestors {
+			if err := badgerTouchGrant(txn, id, exp, false); err != nil {
+				return err
+			}
+		}
+		if consumeSubject {
+			if err := badgerDeleteRecord(txn, badgerKindAccess.key(subjectSig), subject); err != nil {
+				return err
+			}
+		}
+		return badgerSetToken(txn, key, &linked, exp)
+	})
+	if err != nil {
+		return fmt.Errorf("asrv: create delegated access token: %w", err)
+	}
+	return nil
+}
+
 func (s *BadgerStore) createToken(ctx context.Context, kind badgerKind, sig, accessSig string, req fosite.Requester) error {
 	if !validStoreSignature(sig) {
 		return fmt.Errorf("asrv: create %s: invalid signature", kind.name)
@@ -794,10 +905,6 @@ func (s *BadgerStore) createToken(ctx context.Context, kind badgerKind, sig, acc
 		return fmt.Errorf("asrv: create %s: %w", kind.name, err)
 	}
 	rec.AccessSignature = accessSig
-	val, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("asrv: create %s: encode: %w", kind.name, err)
-	}
 	exp := badgerExpiresAt(rec.Session.GetExpiresAt(kind.typ))
 	key := kind.key(sig)
 	err = s.update(ctx, func(txn *badger.Txn, _ bool) error {
@@ -807,21 +914,38 @@ func (s *BadgerStore) createToken(ctx context.Context, kind badgerKind, sig, acc
 		if _, err := badgerLoadClient(txn, rec.ClientID); err != nil {
 			return fmt.Errorf("client %q: %w", rec.ClientID, err)
 		}
-		entries := []*badger.Entry{
-			badger.NewEntry(key, val),
-			badger.NewEntry(badgerIndexKey(badgerPrefixReqIndex, rec.ID, key), nil),
-			badger.NewEntry(badgerIndexKey(badgerPrefixCliIndex, rec.ClientID, key), nil),
-		}
-		for _, e := range entries {
-			e.ExpiresAt = exp
-			if err := txn.SetEntry(e); err != nil {
-				return err
-			}
-		}
-		return nil
+		return badgerSetToken(txn, key, rec, exp)
 	})
 	if err != nil {
 		return fmt.Errorf("asrv: create %s: %w", kind.name, err)
+	}
+	return nil
+}
+
+// badgerSetToken writes a token record and its index entries, all expiring
+// at exp: by request id and client, and for a delegated token by every
+// grant it descends from and every actor.
+func badgerSetToken(txn *badger.Txn, key []byte, rec *storedRequest, exp uint64) error {
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	entries := []*badger.Entry{
+		badger.NewEntry(key, val),
+		badger.NewEntry(badgerIndexKey(badgerPrefixReqIndex, rec.ID, key), nil),
+		badger.NewEntry(badgerIndexKey(badgerPrefixCliIndex, rec.ClientID, key), nil),
+	}
+	for _, id := range rec.Ancestors {
+		entries = append(entries, badger.NewEntry(badgerIndexKey(badgerPrefixAncIndex, id, key), nil))
+	}
+	for _, id := range rec.Actors {
+		entries = append(entries, badger.NewEntry(badgerIndexKey(badgerPrefixCliIndex, id, key), nil))
+	}
+	for _, e := range entries {
+		e.ExpiresAt = exp
+		if err := txn.SetEntry(e); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -855,6 +979,9 @@ func (s *BadgerStore) getToken(ctx context.Context, kind badgerKind, sig string)
 		}
 		client, err = badgerLoadClient(txn, rec.ClientID)
 		if err != nil {
+			return err
+		}
+		if err := badgerActorsRegistered(txn, rec); err != nil {
 			return err
 		}
 		req = rec.toRequest(client)
@@ -930,12 +1057,39 @@ func badgerDeleteTokenByKey(txn *badger.Txn, tk []byte) error {
 	return badgerDeleteRecord(txn, tk, rec)
 }
 
+// badgerActorsRegistered is fosite.ErrNotFound when a client of a
+// delegated token's chain is gone: DeleteClient deletes the client before it
+// sweeps the tokens indexed under it, and a token must not be served in
+// between.
+func badgerActorsRegistered(txn *badger.Txn, rec *storedRequest) error {
+	for _, id := range rec.Actors {
+		if _, err := badgerLoadClient(txn, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func badgerDeleteRecord(txn *badger.Txn, tk []byte, rec *storedRequest) error {
 	if err := txn.Delete(tk); err != nil {
 		return err
 	}
 	if rec == nil {
 		return nil
+	}
+	for _, id := range rec.Ancestors {
+		if validStoreID(id) {
+			if err := txn.Delete(badgerIndexKey(badgerPrefixAncIndex, id, tk)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, id := range rec.Actors {
+		if validStoreID(id) {
+			if err := txn.Delete(badgerIndexKey(badgerPrefixCliIndex, id, tk)); err != nil {
+				return err
+			}
+		}
 	}
 	if validStoreID(rec.ID) {
 		if err := txn.Delete(badgerIndexKey(badgerPrefixReqIndex, rec.ID, tk)); err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -24,13 +25,15 @@ import (
 // migrations/):
 //
 //	asrv_clients  id, doc                      the Client as JSON (secrets as hashes)
-//	asrv_tokens   kind, sig, request_id, client_id, inactive, expires_at, request
+//	asrv_tokens   kind, sig, request_id, client_id, inactive, expires_at, request,
+//	              ancestors, actors (a delegated token's chain: grants and clients)
 //	asrv_jtis     sha256(jti), expires_at
 //
 // Tokens are keyed by signature, never by raw value; request is the same
 // storedRequest encoding the Badger store keeps (no secrets, no raw tokens).
 // A token row references its client with ON DELETE CASCADE, so deleting a
-// client deletes its tokens in the same transaction.
+// client deletes its tokens in the same transaction; the tokens delegated
+// from them name it in actors and go in the same transaction too.
 //
 // Every operation that must have one winner is one conditional statement,
 // so it is atomic across replicas without application locks:
@@ -44,6 +47,12 @@ import (
 //     transaction.
 //   - SetClientAssertionJWT is INSERT … ON CONFLICT DO UPDATE … WHERE the
 //     recorded one has expired.
+//   - CreateDelegatedAccessToken locks (or, for a single-use subject,
+//     deletes) the subject token's row and shares the chain's client rows
+//     before it inserts; a revocation deletes the grant's rows first and
+//     the delegated ones in a later statement, whose snapshot sees any
+//     delegated token that got in first (READ COMMITTED), and a deletion
+//     of a chain client likewise. So the two never cross.
 //
 // Expiry is judged by the store's clock (WithPostgresClock), passed to
 // every statement, so replicas agree as far as their clocks do; expired rows
@@ -408,11 +417,22 @@ func (s *PostgresStore) DeleteClient(ctx context.Context, id string) error {
 	if err := s.usable(ctx); err != nil {
 		return fmt.Errorf("asrv: delete client %q: %w", id, err)
 	}
-	tag, err := s.pool.Exec(ctx, `DELETE FROM asrv_clients WHERE id = $1`, id)
+	var existed bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM asrv_clients WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		existed = tag.RowsAffected() > 0
+		// A later statement: its snapshot sees a delegated token whose
+		// insertion waited on the client row.
+		_, err = tx.Exec(ctx, `DELETE FROM asrv_tokens WHERE actors @> ARRAY[$1::text]`, id)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("asrv: delete client %q: %w", id, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if !existed {
 		return fmt.Errorf("asrv: delete client %q: %w", id, fosite.ErrNotFound)
 	}
 	return nil
@@ -629,34 +649,128 @@ func (s *PostgresStore) RotateRefreshToken(ctx context.Context, requestID, sig s
 	return nil
 }
 
-// RevokeRefreshToken marks every refresh token of requestID inactive. It
-// returns nil when there are none.
+// RevokeRefreshToken marks every refresh token of requestID inactive and
+// deletes the access tokens delegated from the grant. It returns nil when
+// there are none.
 func (s *PostgresStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	if !validStoreID(requestID) {
-		return nil
-	}
-	if err := s.usable(ctx); err != nil {
-		return fmt.Errorf("asrv: revoke refresh tokens of request: %w", err)
-	}
-	if _, err := s.pool.Exec(ctx, `UPDATE asrv_tokens SET inactive = true WHERE request_id = $1 AND kind = $2 AND NOT inactive`,
-		requestID, postgresKindRefresh); err != nil {
+	if err := s.revokeGrant(ctx, requestID, `UPDATE asrv_tokens SET inactive = true WHERE request_id = $1 AND kind = $2 AND NOT inactive`,
+		postgresKindRefresh); err != nil {
 		return fmt.Errorf("asrv: revoke refresh tokens of request: %w", err)
 	}
 	return nil
 }
 
-// RevokeAccessToken deletes every access token of requestID. It returns nil
-// when there are none.
+// RevokeAccessToken deletes every access token of requestID and every
+// access token delegated from the grant. It returns nil when there are
+// none.
 func (s *PostgresStore) RevokeAccessToken(ctx context.Context, requestID string) error {
+	if err := s.revokeGrant(ctx, requestID, `DELETE FROM asrv_tokens WHERE request_id = $1 AND kind = $2`,
+		postgresKindAccess); err != nil {
+		return fmt.Errorf("asrv: revoke access tokens of request: %w", err)
+	}
+	return nil
+}
+
+// revokeGrant runs revoke (on request_id $1 and kind $2) and then, in a
+// later statement of the same transaction, deletes the access tokens
+// delegated from the grant: the revocation's row locks make a racing
+// CreateDelegatedAccessToken either wait and fail, or commit first and be
+// seen by the later statement.
+func (s *PostgresStore) revokeGrant(ctx context.Context, requestID, revoke string, kind postgresKind) error {
 	if !validStoreID(requestID) {
 		return nil
 	}
 	if err := s.usable(ctx); err != nil {
-		return fmt.Errorf("asrv: revoke access tokens of request: %w", err)
+		return err
 	}
-	if _, err := s.pool.Exec(ctx, `DELETE FROM asrv_tokens WHERE request_id = $1 AND kind = $2`,
-		requestID, postgresKindAccess); err != nil {
-		return fmt.Errorf("asrv: revoke access tokens of request: %w", err)
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, revoke, requestID, kind); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM asrv_tokens WHERE kind = $1 AND ancestors @> ARRAY[$2::text]`, postgresKindAccess, requestID)
+		return err
+	})
+}
+
+// CreateDelegatedAccessToken stores a token exchange's access token in one
+// transaction: the chain's client rows are locked FOR SHARE, the subject
+// token's row is locked (FOR SHARE) or, with consumeSubject, deleted (one
+// winner among concurrent exchanges, as ConsumeAccessToken), and the token
+// is inserted with its chain.
+func (s *PostgresStore) CreateDelegatedAccessToken(ctx context.Context, sig string, req fosite.Requester, subjectSig string, consumeSubject bool) error {
+	if !validStoreSignature(sig) {
+		return errors.New("asrv: create delegated access token: invalid signature")
+	}
+	rec, err := newStoredRequest(req)
+	if err != nil {
+		return fmt.Errorf("asrv: create delegated access token: %w", err)
+	}
+	if !validStoreSignature(subjectSig) {
+		return fmt.Errorf("asrv: create delegated access token: subject token: %w", fosite.ErrNotFound)
+	}
+	if err := s.usable(ctx); err != nil {
+		return fmt.Errorf("asrv: create delegated access token: %w", err)
+	}
+	now := s.now()
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Lock order, as DeleteClient's (client row, then its token rows
+		// by the cascade): the chain's client rows first, then the
+		// subject's row. The chain is read first without a lock; a token's
+		// chain never changes.
+		var holder string
+		var actors []string
+		err := tx.QueryRow(ctx, `SELECT client_id, actors FROM asrv_tokens
+			WHERE kind = $1 AND sig = $2 AND (expires_at IS NULL OR expires_at > $3)`,
+			postgresKindAccess, subjectSig, now).Scan(&holder, &actors)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("subject token: %w", fosite.ErrNotFound)
+		} else if err != nil {
+			return err
+		}
+		chain := slices.Compact(slices.Sorted(slices.Values(append(actors, holder, rec.ClientID))))
+		rows, err := tx.Query(ctx, `SELECT id FROM asrv_clients WHERE id = ANY($1) ORDER BY id FOR SHARE`, chain)
+		if err != nil {
+			return err
+		}
+		found := 0
+		for rows.Next() {
+			found++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if found != len(chain) {
+			return fmt.Errorf("a client of the delegation chain: %w", fosite.ErrNotFound)
+		}
+		q := `SELECT request_id, client_id, ancestors, actors FROM asrv_tokens
+			WHERE kind = $1 AND sig = $2 AND (expires_at IS NULL OR expires_at > $3) FOR SHARE`
+		if consumeSubject {
+			q = `DELETE FROM asrv_tokens WHERE kind = $1 AND sig = $2 AND (expires_at IS NULL OR expires_at > $3)
+				RETURNING request_id, client_id, ancestors, actors`
+		}
+		var subject storedRequest
+		err = tx.QueryRow(ctx, q, postgresKindAccess, subjectSig, now).Scan(&subject.ID, &subject.ClientID, &subject.Ancestors, &subject.Actors)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("subject token: %w", ErrConsumed)
+		} else if err != nil {
+			return err
+		}
+		if err := rec.delegatedFrom(&subject); err != nil {
+			return err
+		}
+		val, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("encode: %w", err)
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO asrv_tokens (kind, sig, request_id, client_id, expires_at, request, ancestors, actors)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			postgresKindAccess, sig, rec.ID, rec.ClientID, postgresExpiry(rec.Session.GetExpiresAt(fosite.AccessToken)), val,
+			rec.Ancestors, rec.Actors)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("asrv: create delegated access token: %w", err)
 	}
 	return nil
 }
