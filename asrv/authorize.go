@@ -3,7 +3,6 @@ package asrv
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -11,10 +10,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ory/fosite"
 
+	"github.com/pbac-gateway/pbac/asrv/signin"
 	"github.com/pbac-gateway/pbac/rego"
 )
 
@@ -129,20 +131,33 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodGet {
-		s.renderLogin(w, r, client, ar, "", "")
+		s.renderLogin(w, r, client, ar, "", "", http.StatusOK)
 		return
 	}
-	if !checkCSRF(r) {
-		s.renderLogin(w, r, client, ar, r.PostForm.Get("username"), "Your sign-in form expired; please try again.")
+	username := r.PostForm.Get("username")
+	if err := s.checkSignInForm(r); err != nil {
+		if !errors.Is(err, signin.ErrFormInvalid) && !errors.Is(err, signin.ErrFormExpired) {
+			s.log.ErrorContext(ctx, "sign-in form check failed", "err", err)
+		}
+		s.renderLogin(w, r, client, ar, username, "Your sign-in form expired; please try again.", http.StatusForbidden)
 		return
 	}
 	if r.PostForm.Get("decision") != "approve" {
 		s.authorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user denied the request."))
 		return
 	}
-	user, err := s.users.Authenticate(ctx, r.PostForm.Get("username"), r.PostForm.Get("password"))
+	attempt, err := s.signIn.Begin(ctx, signin.Attempt{Surface: "authorize", Username: username, RemoteAddr: r.RemoteAddr})
+	var throttled *signin.ThrottledError
+	if errors.As(err, &throttled) {
+		wait := max(time.Second, throttled.RetryAfter.Round(time.Second))
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
+		s.renderLogin(w, r, client, ar, username, fmt.Sprintf("Too many failed sign-in attempts: try again in %s.", wait), http.StatusTooManyRequests)
+		return
+	}
+	user, err := s.users.Authenticate(ctx, username, r.PostForm.Get("password"))
+	attempt.Done(ctx, err == nil)
 	if err != nil {
-		s.renderLogin(w, r, client, ar, r.PostForm.Get("username"), "Unknown user or wrong password.")
+		s.renderLogin(w, r, client, ar, username, "Unknown user or wrong password.", http.StatusUnauthorized)
 		return
 	}
 
@@ -300,28 +315,34 @@ func setPageHeaders(w http.ResponseWriter) {
 	h.Set("Referrer-Policy", "no-referrer")
 }
 
-func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, c *Client, ar fosite.AuthorizeRequester, username, msg string) {
-	token := randomToken(32)
+// renderLogin shows the sign-in page with a fresh form token, bound to
+// this browser (its sign-in cookie, set here when absent) and to this
+// authorization request.
+func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, c *Client, ar fosite.AuthorizeRequester, username, msg string, status int) {
+	cookie := signInCookie(r)
+	if cookie == "" {
+		cookie = randomToken(32)
+	}
 	http.SetCookie(w, &http.Cookie{
-		Name: csrfCookie, Value: token, Path: PathAuthorize, HttpOnly: true,
-		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: 600,
+		Name: csrfCookie, Value: cookie, Path: PathAuthorize, HttpOnly: true,
+		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(s.forms.TTL() / time.Second),
 	})
 	setPageHeaders(w)
 	name := c.Name
 	if name == "" {
 		name = "An unnamed client"
 	}
+	agent := s.policyClient(c)
 	view := loginView{
-		ClientName: name, ClientID: c.ID, Provider: c.Agent.AgentProvider, Model: c.Agent.AgentModel,
-		Verified: c.Agent.Verified, Demo: isDemoUsers(s.users), Scopes: ar.GetRequestedScopes(),
-		Action: PathAuthorize + "?" + r.URL.RawQuery, CSRF: token, Username: username, Error: msg,
+		ClientName: name, ClientID: c.ID, Provider: agent.AgentProvider, Model: agent.AgentModel,
+		Verified: agent.Verified, Demo: isDemoUsers(s.users), Scopes: ar.GetRequestedScopes(),
+		Action: PathAuthorize + "?" + r.URL.RawQuery, CSRF: s.forms.Issue(cookie, signInBinding(r.Form)),
+		Username: username, Error: msg,
 	}
 	if u := ar.GetRedirectURI(); u != nil && !s.redirectTrusted(ar) {
 		view.SendsTo = u.Scheme + "://" + u.Host
 	}
-	if msg != "" {
-		w.WriteHeader(http.StatusUnauthorized)
-	}
+	w.WriteHeader(status)
 	if err := loginPage.Execute(w, view); err != nil {
 		s.log.Error("render login page", "err", err)
 	}
@@ -330,14 +351,6 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, c *Client, 
 func isDemoUsers(u UserSource) bool {
 	_, ok := u.(DemoUsers)
 	return ok
-}
-
-func checkCSRF(r *http.Request) bool {
-	c, err := r.Cookie(csrfCookie)
-	if err != nil || c.Value == "" {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostForm.Get("csrf_token"))) == 1
 }
 
 // randomToken returns n random bytes, base64url encoded: ids, secrets,

@@ -18,6 +18,8 @@ import (
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/pkce"
+
+	"github.com/pbac-gateway/pbac/asrv/signin"
 )
 
 // Endpoint paths, fixed so every client, document and test agrees.
@@ -54,6 +56,9 @@ type Config struct {
 	// Statements verifies software statements; nil trusts no issuer, so
 	// every client registers unverified.
 	Statements *StatementVerifier
+	// SignIn throttles and audits password sign-in; nil: a guard of its
+	// own with the defaults. Share one with the dashboard's sign-in.
+	SignIn *signin.Guard
 	// Introspectors are the only clients that may call the RFC 7662
 	// introspection endpoint: resource servers, such as a gateway that runs
 	// apart from this AS. Empty: nobody may (a gateway in the same process
@@ -81,6 +86,8 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	issuer   *url.URL
+	signIn   *signin.Guard
+	forms    *signin.Forms
 	// introspectors are the clients Config.Introspectors allows, by id;
 	// those configured with a secret are their own *Client, never stored.
 	introspectors map[string]*Client
@@ -119,6 +126,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.SignIn == nil {
+		cfg.SignIn = signin.New(signin.Config{Logger: cfg.Logger})
+	}
+	forms, err := signin.NewForms(signInFormsKey(cfg.Secret), signInFormTTL, storeSpender{cfg.Store}, cfg.Now)
+	if err != nil {
+		return nil, err
+	}
 	introspectors, err := newIntrospectors(cfg.Introspectors)
 	if err != nil {
 		return nil, err
@@ -156,6 +170,8 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		issuer:   iss,
+		signIn:   cfg.SignIn,
+		forms:    forms,
 
 		introspectors: introspectors,
 	}

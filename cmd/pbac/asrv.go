@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/signin"
 	"github.com/pbac-gateway/pbac/host"
 )
 
@@ -117,6 +118,8 @@ type authRuntime struct {
 	// PostgreSQL database, never with a password.
 	storeName string
 	issuer    *asrv.IssuerKey
+	// signIn is the sign-in guard the AS uses (nil: its own default).
+	signIn *signin.Guard
 }
 
 // storeFlagUsage documents --store (pbac asrv, pbac up).
@@ -159,7 +162,9 @@ type asSetup struct {
 	secret []byte
 	// settings are the config file's asrv: block (nil: defaults).
 	settings *host.ASSettings
-	log      *slog.Logger
+	// signIn throttles the AS's sign-in page; the dashboard shares it.
+	signIn *signin.Guard
+	log    *slog.Logger
 }
 
 // newAuthorizationServer opens the token store (storeSpec, see openStore),
@@ -167,7 +172,8 @@ type asSetup struct {
 // policy.
 func newAuthorizationServer(ctx context.Context, dataDir, storeSpec, issuer string, resources []string, pol *policyRuntime, settings *host.ASSettings, log *slog.Logger) (*authRuntime, error) {
 	return openAuthorizationServer(ctx, asSetup{dataDir: dataDir, storeSpec: storeSpec, issuer: issuer, resources: resources,
-		scopes: activeScopes(pol), policy: host.ASDecider(pol.registry), settings: settings, log: log})
+		scopes: activeScopes(pol), policy: host.ASDecider(pol.registry), settings: settings,
+		signIn: signin.New(signin.Config{Logger: log.With("component", "sign-in")}), log: log})
 }
 
 // activeScopes are the scopes the active policy version's data names.
@@ -229,13 +235,13 @@ func openAuthorizationServer(ctx context.Context, su asSetup) (*authRuntime, err
 	srv, err := asrv.New(asrv.Config{
 		Issuer: su.issuer, Resources: su.resources, Scopes: su.scopes, Secret: secret,
 		Store: store, Policy: su.policy, Users: asrv.DemoUsers{}, Statements: verifier, Logger: su.log,
-		Introspectors: introspectors,
+		Introspectors: introspectors, SignIn: su.signIn,
 	})
 	if err != nil {
 		_ = store.Close()
 		return nil, err
 	}
-	return &authRuntime{server: srv, store: store, storeName: storeName, issuer: key}, nil
+	return &authRuntime{server: srv, store: store, storeName: storeName, issuer: key, signIn: su.signIn}, nil
 }
 
 // serveHTTP serves until ctx ends, then drains for up to 10 s.

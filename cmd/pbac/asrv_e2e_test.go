@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -134,4 +136,87 @@ func TestUpDelegationLifecycle(t *testing.T) {
 			t.Fatalf("the derived token's second use: %d, want 401 (single-use)", got)
 		}
 	})
+}
+
+var csrfFieldE2E = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
+
+// TestUpSignInThrottled: against the real `pbac up`, the issue's password
+// guessing. After 5 wrong passwords for alice on the authorization
+// server's sign-in page it answers 429 with Retry-After (for the right
+// password too), and so does the dashboard's sign-in for alice: one guard
+// for both. Bob, from the same address, still signs in. A forged
+// double-submitted CSRF pair (cookie x, field x) is refused.
+func TestUpSignInThrottled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dataDir := t.TempDir()
+	base, out := startUp(t, dataDir)
+	clientID, _ := upAgent(t, out.String(), "claude-code")
+	authURL := base + asrv.PathAuthorize + "?" + url.Values{"response_type": {"code"}, "client_id": {clientID},
+		"redirect_uri": {"http://127.0.0.1:48003/callback"}, "state": {"state-12345678"},
+		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}, "resource": {base + "/mcp"}}.Encode()
+
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	page := func(resp *http.Response) (int, string) {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := csrfFieldE2E.FindSubmatch(body)
+		if m == nil {
+			t.Fatalf("%d without a sign-in form:\n%s", resp.StatusCode, body)
+		}
+		return resp.StatusCode, string(m[1])
+	}
+	resp, err := browser.Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, token := page(resp)
+	var got []int
+	for i := range 7 {
+		pw := "guess"
+		if i == 6 {
+			pw = "demo"
+		}
+		resp, err := browser.PostForm(authURL, url.Values{"username": {"alice"}, "password": {pw}, "csrf_token": {token}, "decision": {"approve"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "" {
+			t.Fatal("429 without Retry-After")
+		}
+		var status int
+		status, token = page(resp)
+		got = append(got, status)
+	}
+	if want := []int{401, 401, 401, 401, 401, 429, 429}; !slices.Equal(got, want) {
+		t.Fatalf("sign-in answers %v, want %v", got, want)
+	}
+
+	m := dashboardLine.FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no dashboard in the output:\n%s", out)
+	}
+	djar, _ := cookiejar.New(nil)
+	d := &dashboardClient{t: t, base: m[1], http: &http.Client{Jar: djar}}
+	d.loadSignInForm()
+	if status, body := d.do("POST", "/ui/api/session", map[string]string{"username": "alice", "password": "demo"}); status != http.StatusTooManyRequests {
+		t.Fatalf("the dashboard's sign-in for alice after the AS page's failures: %d %s, want 429", status, body)
+	}
+	signInDashboard(t, out.String(), "bob")
+
+	forged := &http.Client{CheckRedirect: browser.CheckRedirect}
+	req, _ := http.NewRequest(http.MethodPost, authURL, strings.NewReader(url.Values{"username": {"bob"}, "password": {"demo"},
+		"csrf_token": {"x"}, "decision": {"approve"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(&http.Cookie{Name: "pbac_authz_csrf", Value: "x"})
+	resp, err = forged.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Location") != "" {
+		t.Fatalf("a double-submitted made-up CSRF pair: %d %q, want 403 and no code", resp.StatusCode, resp.Header.Get("Location"))
+	}
 }

@@ -27,7 +27,8 @@ func newDashboard(base, issuer string, backends []host.Backend, admin host.Admin
 		cfg.Backends = append(cfg.Backends, b.Name)
 	}
 	if as != nil {
-		cfg.Users, cfg.Clients = asrv.DemoUsers{}, as.store
+		// One sign-in guard for both pages: failures count together.
+		cfg.Users, cfg.Clients, cfg.SignIn = asrv.DemoUsers{}, as.store, as.signIn
 	}
 	if demoTenant {
 		seeded := make([]ui.SeededAgent, 0, len(agents))
