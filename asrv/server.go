@@ -56,6 +56,9 @@ type Config struct {
 	// Statements verifies software statements; nil trusts no issuer, so
 	// every client registers unverified.
 	Statements *StatementVerifier
+	// Registration limits dynamic client registration; zero fields take
+	// the defaults.
+	Registration RegistrationLimits
 	// SignIn throttles and audits password sign-in; nil: a guard of its
 	// own with the defaults. Share one with the dashboard's sign-in.
 	SignIn *signin.Guard
@@ -88,6 +91,7 @@ type Server struct {
 	issuer   *url.URL
 	signIn   *signin.Guard
 	forms    *signin.Forms
+	reg      *registrations
 	// introspectors are the clients Config.Introspectors allows, by id;
 	// those configured with a secret are their own *Client, never stored.
 	introspectors map[string]*Client
@@ -137,6 +141,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.Registration = cfg.Registration.withDefaults()
 	base := strings.TrimSuffix(cfg.Issuer, "/")
 	fc := &fosite.Config{
 		AccessTokenLifespan:            cfg.AccessTokenTTL,
@@ -172,6 +177,7 @@ func New(cfg Config) (*Server, error) {
 		issuer:   iss,
 		signIn:   cfg.SignIn,
 		forms:    forms,
+		reg:      newRegistrations(cfg.Registration, cfg.Now),
 
 		introspectors: introspectors,
 	}

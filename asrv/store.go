@@ -3,6 +3,7 @@ package asrv
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
@@ -20,10 +21,24 @@ var (
 )
 
 // ClientStore persists registered clients.
+//
+// An unverified client (no trusted software statement) is pending from its
+// registration until the first code or token is issued to it: anybody can
+// register one, so pending clients are counted apart and expire
+// (DeletePendingClients). Clients stored before pending was tracked never
+// are.
 type ClientStore interface {
 	fosite.ClientManager
-	// CreateClient registers c; ErrClientExists if the id is taken.
+	// CreateClient registers c; ErrClientExists if the id is taken. An
+	// unverified c is pending, since c.CreatedAt.
 	CreateClient(ctx context.Context, c *Client) error
+	// CountClients counts the registered clients, and of them the pending
+	// ones.
+	CountClients(ctx context.Context) (total, pending int, err error)
+	// DeletePendingClients deletes the clients still pending that were
+	// registered before the cutoff, and returns how many. A client that
+	// gets its first code or token meanwhile is not deleted.
+	DeletePendingClients(ctx context.Context, registeredBefore time.Time) (int, error)
 	// Client returns the registered client, or fosite.ErrNotFound.
 	Client(ctx context.Context, id string) (*Client, error)
 	// DeleteClient removes a client and every token issued to it.

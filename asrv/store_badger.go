@@ -26,6 +26,8 @@ import (
 // Key layout (all values are JSON unless noted):
 //
 //	client/<id>                                  Client
+//	pending/<id>                                 registration time (unix seconds, 8 bytes): an
+//	                                             unverified client with no code or token yet
 //	code/<sig>  pkce/<sig>  at/<sig>  rt/<sig>   storedRequest (TTL = the token's expiry)
 //	idx/req/<len><request id><token key>         empty (request-id index, same TTL)
 //	idx/client/<len><client id><token key>       empty (client index, same TTL; a delegated
@@ -279,6 +281,7 @@ var (
 
 const (
 	badgerPrefixClient   = "client/"
+	badgerPrefixPending  = "pending/"
 	badgerPrefixReqIndex = "idx/req/"
 	badgerPrefixCliIndex = "idx/client/"
 	badgerPrefixAncIndex = "idx/anc/"
@@ -342,12 +345,97 @@ func (s *BadgerStore) CreateClient(ctx context.Context, c *Client) error {
 		case !errors.Is(err, badger.ErrKeyNotFound):
 			return err
 		}
-		return txn.Set(badgerClientKey(c.ID), val)
+		if err := txn.Set(badgerClientKey(c.ID), val); err != nil {
+			return err
+		}
+		if c.Agent.Verified {
+			return nil
+		}
+		return txn.Set(badgerPendingKey(c.ID), binary.BigEndian.AppendUint64(nil, uint64(c.CreatedAt.Unix())))
 	})
 	if err != nil {
 		return fmt.Errorf("asrv: create client %q: %w", c.ID, err)
 	}
 	return nil
+}
+
+func badgerPendingKey(id string) []byte { return []byte(badgerPrefixPending + id) }
+
+// badgerClientUsed clears id's pending mark, in the transaction that
+// issues it a code or token.
+func badgerClientUsed(txn *badger.Txn, id string) error {
+	k := badgerPendingKey(id)
+	if _, err := txn.Get(k); errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return txn.Delete(k)
+}
+
+// CountClients counts the registered and the pending clients (keys only).
+func (s *BadgerStore) CountClients(ctx context.Context) (total, pending int, err error) {
+	err = s.view(ctx, func(txn *badger.Txn) error {
+		total = badgerCountKeys(txn, []byte(badgerPrefixClient))
+		pending = badgerCountKeys(txn, []byte(badgerPrefixPending))
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("asrv: count clients: %w", err)
+	}
+	return total, pending, nil
+}
+
+func badgerCountKeys(txn *badger.Txn, prefix []byte) int {
+	o := badger.DefaultIteratorOptions
+	o.PrefetchValues = false
+	o.Prefix = prefix
+	it := txn.NewIterator(o)
+	defer it.Close()
+	n := 0
+	for it.Rewind(); it.Valid(); it.Next() {
+		n++
+	}
+	return n
+}
+
+// DeletePendingClients deletes the pending clients registered before the
+// cutoff. Each is deleted in a transaction that reads its pending mark, so
+// one whose first token was issued meanwhile (clearing the mark) conflicts
+// and survives.
+func (s *BadgerStore) DeletePendingClients(ctx context.Context, registeredBefore time.Time) (int, error) {
+	var ids []string
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(badgerPrefixPending), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var at int64
+			_ = it.Item().Value(func(v []byte) error {
+				if len(v) == 8 {
+					at = int64(binary.BigEndian.Uint64(v))
+				}
+				return nil
+			})
+			if at < registeredBefore.Unix() {
+				ids = append(ids, strings.TrimPrefix(string(it.Item().Key()), badgerPrefixPending))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("asrv: delete pending clients: %w", err)
+	}
+	n := 0
+	for _, id := range ids {
+		deleted, err := s.deleteClient(ctx, id, true)
+		if err != nil {
+			return n, fmt.Errorf("asrv: delete pending clients: %w", err)
+		}
+		if deleted {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // Client returns the registered client, or fosite.ErrNotFound.
@@ -423,22 +511,48 @@ func (s *BadgerStore) DeleteClient(ctx context.Context, id string) error {
 	if !validStoreID(id) {
 		return fmt.Errorf("asrv: delete client: %w", fosite.ErrNotFound)
 	}
+	existed, err := s.deleteClient(ctx, id, false)
+	if err != nil {
+		return err
+	}
+	if !existed {
+		return fmt.Errorf("asrv: delete client %q: %w", id, fosite.ErrNotFound)
+	}
+	return nil
+}
+
+// deleteClient deletes a client (with onlyPending, only while it is
+// pending) and sweeps its tokens; it reports whether it deleted it.
+func (s *BadgerStore) deleteClient(ctx context.Context, id string, onlyPending bool) (bool, error) {
 	existed := false
 	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+		existed = false
+		if onlyPending {
+			if _, err := txn.Get(badgerPendingKey(id)); errors.Is(err, badger.ErrKeyNotFound) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+		}
 		_, err := txn.Get(badgerClientKey(id))
 		switch {
 		case err == nil:
 			existed = true
 		case errors.Is(err, badger.ErrKeyNotFound):
-			existed = false
-			return nil
+			return txn.Delete(badgerPendingKey(id))
 		default:
+			return err
+		}
+		if err := txn.Delete(badgerPendingKey(id)); err != nil {
 			return err
 		}
 		return txn.Delete(badgerClientKey(id))
 	})
 	if err != nil {
-		return fmt.Errorf("asrv: delete client %q: %w", id, err)
+		return false, fmt.Errorf("asrv: delete client %q: %w", id, err)
+	}
+	if !existed && onlyPending {
+		return false, nil
 	}
 	base := badgerIndexBase(badgerPrefixCliIndex, id)
 	for {
@@ -447,7 +561,7 @@ func (s *BadgerStore) DeleteClient(ctx context.Context, id string) error {
 			keys = badgerScanKeys(txn, base, badgerSweepBatch)
 			return nil
 		}); err != nil {
-			return fmt.Errorf("asrv: delete tokens of client %q: %w", id, err)
+			return existed, fmt.Errorf("asrv: delete tokens of client %q: %w", id, err)
 		}
 		if len(keys) == 0 {
 			break
@@ -466,13 +580,10 @@ func (s *BadgerStore) DeleteClient(ctx context.Context, id string) error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("asrv: delete tokens of client %q: %w", id, err)
+			return existed, fmt.Errorf("asrv: delete tokens of client %q: %w", id, err)
 		}
 	}
-	if !existed {
-		return fmt.Errorf("asrv: delete client %q: %w", id, fosite.ErrNotFound)
-	}
-	return nil
+	return existed, nil
 }
 
 // badgerScanKeys returns up to limit keys (copies) under prefix.
@@ -883,6 +994,9 @@ func (s *BadgerStore) CreateDelegatedAccessToken(ctx context.Context, sig string
 				return err
 			}
 		}
+		if err := badgerClientUsed(txn, linked.ClientID); err != nil {
+			return err
+		}
 		if consumeSubject {
 			if err := badgerDeleteRecord(txn, badgerKindAccess.key(subjectSig), subject); err != nil {
 				return err
@@ -913,6 +1027,9 @@ func (s *BadgerStore) createToken(ctx context.Context, kind badgerKind, sig, acc
 		// finds the client gone, so no token outlives its client.
 		if _, err := badgerLoadClient(txn, rec.ClientID); err != nil {
 			return fmt.Errorf("client %q: %w", rec.ClientID, err)
+		}
+		if err := badgerClientUsed(txn, rec.ClientID); err != nil {
+			return err
 		}
 		return badgerSetToken(txn, key, rec, exp)
 	})

@@ -24,7 +24,9 @@ import (
 // gateway replicas running one in process) share it. Tables (see
 // migrations/):
 //
-//	asrv_clients  id, doc                      the Client as JSON (secrets as hashes)
+//	asrv_clients  id, doc, pending_since       the Client as JSON (secrets as hashes); when an
+//	                                           unverified client without a code or token yet
+//	                                           registered
 //	asrv_tokens   kind, sig, request_id, client_id, inactive, expires_at, request,
 //	              ancestors, actors (a delegated token's chain: grants and clients)
 //	asrv_jtis     sha256(jti), expires_at
@@ -319,7 +321,12 @@ func (s *PostgresStore) CreateClient(ctx context.Context, c *Client) error {
 	if err := s.usable(ctx); err != nil {
 		return fmt.Errorf("asrv: create client %q: %w", c.ID, err)
 	}
-	tag, err := s.pool.Exec(ctx, `INSERT INTO asrv_clients (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, c.ID, doc)
+	var pending *time.Time
+	if !c.Agent.Verified {
+		at := c.CreatedAt.UTC()
+		pending = &at
+	}
+	tag, err := s.pool.Exec(ctx, `INSERT INTO asrv_clients (id, doc, pending_since) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`, c.ID, doc, pending)
 	if err != nil {
 		return fmt.Errorf("asrv: create client %q: %w", c.ID, err)
 	}
@@ -436,6 +443,32 @@ func (s *PostgresStore) DeleteClient(ctx context.Context, id string) error {
 		return fmt.Errorf("asrv: delete client %q: %w", id, fosite.ErrNotFound)
 	}
 	return nil
+}
+
+// CountClients counts the registered and the pending clients.
+func (s *PostgresStore) CountClients(ctx context.Context) (total, pending int, err error) {
+	if err := s.usable(ctx); err != nil {
+		return 0, 0, fmt.Errorf("asrv: count clients: %w", err)
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT count(*), count(pending_since) FROM asrv_clients`).Scan(&total, &pending); err != nil {
+		return 0, 0, fmt.Errorf("asrv: count clients: %w", err)
+	}
+	return total, pending, nil
+}
+
+// DeletePendingClients deletes the pending clients registered before the
+// cutoff in one statement: a client whose first token is being issued
+// holds its row (the token's insertion clears pending_since first), and
+// the DELETE re-checks the condition on the row it waited for.
+func (s *PostgresStore) DeletePendingClients(ctx context.Context, registeredBefore time.Time) (int, error) {
+	if err := s.usable(ctx); err != nil {
+		return 0, fmt.Errorf("asrv: delete pending clients: %w", err)
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM asrv_clients WHERE pending_since IS NOT NULL AND pending_since < $1`, registeredBefore)
+	if err != nil {
+		return 0, fmt.Errorf("asrv: delete pending clients: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 // --- client assertion JTIs ------------------------------------------------
@@ -714,9 +747,14 @@ func (s *PostgresStore) CreateDelegatedAccessToken(ctx context.Context, sig stri
 	now := s.now()
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// Lock order, as DeleteClient's (client row, then its token rows
-		// by the cascade): the chain's client rows first, then the
-		// subject's row. The chain is read first without a lock; a token's
-		// chain never changes.
+		// by the cascade): the client rows first — the new token's client
+		// updated (no longer pending) before the chain's are shared, so
+		// that two delegations to one pending client queue rather than
+		// deadlock — then the subject's row. The chain is read first
+		// without a lock; a token's chain never changes.
+		if _, err := tx.Exec(ctx, `UPDATE asrv_clients SET pending_since = NULL WHERE id = $1 AND pending_since IS NOT NULL`, rec.ClientID); err != nil {
+			return err
+		}
 		var holder string
 		var actors []string
 		err := tx.QueryRow(ctx, `SELECT client_id, actors FROM asrv_tokens
@@ -837,7 +875,11 @@ func (s *PostgresStore) createToken(ctx context.Context, kind postgresKind, sig,
 	// The foreign key refuses a token of an unknown client, and a
 	// concurrent DeleteClient either waits for this insert and then deletes
 	// the token with its client, or commits first and the insert fails.
-	_, err = s.pool.Exec(ctx, `INSERT INTO asrv_tokens (kind, sig, request_id, client_id, expires_at, request)
+	// The client is no longer pending: cleared in the same statement (a
+	// data-modifying CTE always runs), which locks its row against a
+	// concurrent DeletePendingClients.
+	_, err = s.pool.Exec(ctx, `WITH used AS (UPDATE asrv_clients SET pending_since = NULL WHERE id = $4 AND pending_since IS NOT NULL)
+		INSERT INTO asrv_tokens (kind, sig, request_id, client_id, expires_at, request)
 		VALUES ($1, $2, $3, $4, $5, $6)`,
 		kind, sig, rec.ID, rec.ClientID, postgresExpiry(rec.Session.GetExpiresAt(kind.typ())), val)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/pbac-gateway/pbac/asrv"
 )
@@ -17,8 +18,47 @@ import (
 //	    - client_id: gateway           # a gateway running apart (its authorization_server.client_id)
 //	      client_secret_file: /run/secrets/gateway   # configured here, never registered
 //	    - client_id: 3bK9…             # or a confidential client registered at this AS, by id
+//	  registration:                    # dynamic client registration (RFC 7591), open to anybody
+//	    per_address: 30                # registrations one address may make at once…
+//	    per_address_interval: 20s      # …then one every
+//	    max_clients: 10000
+//	    max_unverified: 1000           # unverified clients that never got a code or token…
+//	    unverified_ttl: 24h            # …are deleted after this long
 type ASSettings struct {
 	IntrospectionClients []IntrospectionClient `yaml:"introspection_clients"`
+	Registration         *RegistrationSettings `yaml:"registration"`
+}
+
+// RegistrationSettings bound dynamic client registration (zero: defaults).
+type RegistrationSettings struct {
+	PerAddress         int    `yaml:"per_address"`
+	PerAddressInterval string `yaml:"per_address_interval"`
+	MaxClients         int    `yaml:"max_clients"`
+	MaxUnverified      int    `yaml:"max_unverified"`
+	UnverifiedTTL      string `yaml:"unverified_ttl"`
+}
+
+// Limits resolves the registration settings (s may be nil: defaults).
+func (s *ASSettings) Limits() (asrv.RegistrationLimits, error) {
+	if s == nil || s.Registration == nil {
+		return asrv.RegistrationLimits{}, nil
+	}
+	r := s.Registration
+	l := asrv.RegistrationLimits{PerAddressBurst: r.PerAddress, MaxClients: r.MaxClients, MaxPending: r.MaxUnverified}
+	for _, d := range []struct {
+		key, v string
+		dst    *time.Duration
+	}{{"per_address_interval", r.PerAddressInterval, &l.PerAddressInterval}, {"unverified_ttl", r.UnverifiedTTL, &l.PendingTTL}} {
+		if d.v == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d.v)
+		if err != nil || v <= 0 {
+			return asrv.RegistrationLimits{}, fmt.Errorf("asrv.registration.%s %q: want a positive duration (e.g. 24h)", d.key, d.v)
+		}
+		*d.dst = v
+	}
+	return l, nil
 }
 
 // IntrospectionClient is one resource server allowed to introspect.
@@ -46,6 +86,14 @@ func (s *ASSettings) validate() []error {
 			if _, err := os.Stat(c.ClientSecretFile); err != nil {
 				errs = append(errs, fmt.Errorf("%s: client_secret_file: %w", where, err))
 			}
+		}
+	}
+	if r := s.Registration; r != nil {
+		if r.PerAddress < 0 || r.MaxClients < 0 || r.MaxUnverified < 0 {
+			errs = append(errs, errors.New("asrv.registration: counts must not be negative (0 or absent: the default)"))
+		}
+		if _, err := s.Limits(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errs

@@ -50,6 +50,8 @@ func Run(t *testing.T, open func(t *testing.T) asrv.Store) {
 		{"ConsumeAccessToken", testConsume},
 		{"ConsumeAccessTokenConcurrent", testConsumeConcurrent},
 		{"DeleteClientRemovesTokens", testDeleteClientRemovesTokens},
+		{"PendingClients", testPendingClients},
+		{"PendingClientRacingItsFirstToken", testPendingRace},
 		{"DelegatedTokensDieWithTheirChain", testDelegatedChain},
 		{"DelegatedFromASingleUseSubjectOnce", testDelegatedConsumeConcurrent},
 		{"DelegationRacingRevocation", testDelegationRacingRevocation},
@@ -1085,4 +1087,109 @@ func testDelegationRacingClientDeletion(t *testing.T, f *fixture) {
 			t.Fatalf("round %d: the delegated token outlived its delegating client (create: %v): %v", round, createErr, err)
 		}
 	}
+}
+
+// unverified registers a client without a trusted statement, registered
+// at at.
+func (f *fixture) unverified(id string, at time.Time) *asrv.Client {
+	f.t.Helper()
+	c := &asrv.Client{ID: id, RedirectURIs: []string{"http://127.0.0.1/cb"}, GrantTypes: []string{"authorization_code"},
+		ResponseTypes: []string{"code"}, TokenEndpointAuthMethod: asrv.AuthMethodNone, CreatedAt: at.UTC().Truncate(time.Second)}
+	if err := f.s.CreateClient(f.ctx, c); err != nil {
+		f.t.Fatalf("CreateClient(%q): %v", id, err)
+	}
+	return c
+}
+
+func (f *fixture) wantCounts(total, pending int) {
+	f.t.Helper()
+	gt, gp, err := f.s.CountClients(f.ctx)
+	if err != nil || gt != total || gp != pending {
+		f.t.Fatalf("CountClients = %d, %d, %v; want %d, %d", gt, gp, err, total, pending)
+	}
+}
+
+// testPendingClients: an unverified client is pending until its first code
+// or token (of any kind, delegated ones too); pending clients are counted
+// apart; DeletePendingClients deletes the pending ones registered before
+// the cutoff and nothing else.
+func testPendingClients(t *testing.T, f *fixture) {
+	old := time.Now().Add(-48 * time.Hour)
+	f.wantCounts(0, 0)
+	verified := f.client("verified")
+	f.wantCounts(1, 0)
+	for _, k := range kinds {
+		c := f.unverified("used-by-"+strings.ReplaceAll(k.name, " ", "-"), old)
+		k.mustCreate(f, sig(), request(c, "r-"+c.ID))
+	}
+	f.wantCounts(1+len(kinds), 0)
+	target := f.unverified("delegated-to", old)
+	root := sig()
+	accessKind.mustCreate(f, root, request(verified, "root"))
+	f.wantCounts(2+len(kinds), 1)
+	f.mustDelegate(sig(), delegated(target, "to-target", &asrv.Actor{Sub: verified.ID}), root, false)
+	f.wantCounts(2+len(kinds), 0)
+
+	f.unverified("stale-1", old)
+	f.unverified("stale-2", old)
+	f.unverified("fresh", time.Now())
+	f.wantCounts(5+len(kinds), 3)
+	n, err := f.s.DeletePendingClients(f.ctx, time.Now().Add(-24*time.Hour))
+	if err != nil || n != 2 {
+		t.Fatalf("DeletePendingClients = %d, %v; want 2", n, err)
+	}
+	f.wantCounts(3+len(kinds), 1)
+	for _, id := range []string{"stale-1", "stale-2"} {
+		if _, err := f.s.Client(f.ctx, id); !errors.Is(err, fosite.ErrNotFound) {
+			t.Errorf("pending client %s survived: %v", id, err)
+		}
+	}
+	for _, id := range []string{"verified", "fresh", "delegated-to", "used-by-access-token"} {
+		if _, err := f.s.Client(f.ctx, id); err != nil {
+			t.Errorf("client %s was deleted: %v", id, err)
+		}
+	}
+	if err := f.s.DeleteClient(f.ctx, "fresh"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantCounts(2+len(kinds), 0)
+}
+
+// testPendingRace: a pending client's first token and the deletion of
+// pending clients at the same moment: if the token was issued, the client
+// is still there.
+func testPendingRace(t *testing.T, f *fixture) {
+	old := time.Now().Add(-48 * time.Hour)
+	kept := 0
+	for round := range 30 {
+		c := f.unverified(fmt.Sprintf("racer-%d", round), old)
+		tok := sig()
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var createErr, sweepErr error
+		wg.Go(func() {
+			<-start
+			createErr = f.s.CreateAccessTokenSession(f.ctx, tok, request(c, "r"))
+		})
+		wg.Go(func() {
+			<-start
+			_, sweepErr = f.s.DeletePendingClients(f.ctx, time.Now())
+		})
+		close(start)
+		wg.Wait()
+		if sweepErr != nil {
+			t.Fatalf("round %d: %v", round, sweepErr)
+		}
+		_, clientErr := f.s.Client(f.ctx, c.ID)
+		if createErr == nil {
+			kept++
+			if clientErr != nil {
+				t.Fatalf("round %d: a client that got its token was deleted as never used: %v", round, clientErr)
+			}
+			accessKind.mustGet(f, tok)
+		} else {
+			accessKind.wantNotFound(f, tok)
+		}
+	}
+	t.Logf("%d of 30 clients got their token before the sweep", kept)
 }

@@ -220,6 +220,10 @@ func openAuthorizationServer(ctx context.Context, su asSetup) (*authRuntime, err
 	if err != nil {
 		return nil, err
 	}
+	limits, err := su.settings.Limits()
+	if err != nil {
+		return nil, err
+	}
 	key, err := asrv.LoadOrCreateIssuerKey(su.dataDir)
 	if err != nil {
 		return nil, err
@@ -235,7 +239,7 @@ func openAuthorizationServer(ctx context.Context, su asSetup) (*authRuntime, err
 	srv, err := asrv.New(asrv.Config{
 		Issuer: su.issuer, Resources: su.resources, Scopes: su.scopes, Secret: secret,
 		Store: store, Policy: su.policy, Users: asrv.DemoUsers{}, Statements: verifier, Logger: su.log,
-		Introspectors: introspectors, SignIn: su.signIn,
+		Introspectors: introspectors, SignIn: su.signIn, Registration: limits,
 	})
 	if err != nil {
 		_ = store.Close()

@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -218,5 +220,40 @@ func TestUpSignInThrottled(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Location") != "" {
 		t.Fatalf("a double-submitted made-up CSRF pair: %d %q, want 403 and no code", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// TestUpRegistrationLimits: against the real `pbac up` with the
+// asrv.registration settings of its config file, one address gets its
+// burst of registrations, then 429 with Retry-After; and unverified
+// registrations stop at their cap with 503.
+func TestUpRegistrationLimits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	conf := filepath.Join(t.TempDir(), "pbac.yaml")
+	if err := os.WriteFile(conf, []byte("asrv:\n  registration:\n    per_address: 4\n    per_address_interval: 1h\n    max_unverified: 2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base, _ := startUp(t, t.TempDir(), "--config", conf)
+	register := func() (int, string) {
+		resp, err := http.Post(base+asrv.PathRegister, "application/json",
+			strings.NewReader(`{"redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"none"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	var got []int
+	for range 5 {
+		status, wait := register()
+		if status/100 != 2 && wait == "" {
+			t.Fatalf("%d without Retry-After", status)
+		}
+		got = append(got, status)
+	}
+	if want := []int{201, 201, 503, 503, 429}; !slices.Equal(got, want) {
+		t.Fatalf("registrations answered %v, want %v (2 unverified at most, 4 attempts per address)", got, want)
 	}
 }
