@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/oauth2"
 
@@ -17,8 +16,8 @@ import (
 // asks for single-use access tokens.
 func (ta *testAS) singleUseAgent(provider, redirect string) string {
 	ta.t.Helper()
-	jws, err := ta.issuer.Sign(asrv.StatementClaims{SoftwareID: provider + "-su", AgentProvider: provider, AgentModel: "m",
-		SingleUseAccessTokens: true}, time.Now())
+	jws, err := ta.as.Statement(ta.issuer, asrv.StatementClaims{SoftwareID: provider + "-su", AgentProvider: provider, AgentModel: "m",
+		SingleUseAccessTokens: true})
 	if err != nil {
 		ta.t.Fatal(err)
 	}

@@ -121,7 +121,7 @@ func (s *Server) inspect(ctx context.Context, req fosite.Requester, resource str
 		ExpiresAt: in.Token.Exp,
 		Act:       sess.Act.Clone(),
 		Tier:      id.Tier,
-		Client:    client,
+		Client:    s.clientAsSeen(client),
 	}, id.JITSingleUse || sess.SingleUse, nil
 }
 

@@ -215,7 +215,8 @@ func TestRegisterWithStatement(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := AgentClaims{Verified: true, Issuer: stmtEdIssuer, SoftwareID: "4f9c2b1e-claude-code",
-				AgentProvider: "claude-code", AgentModel: "claude-opus-4", SingleUseAccessTokens: true}
+				AgentProvider: "claude-code", AgentModel: "claude-opus-4", SingleUseAccessTokens: true,
+				StatementID: "statement-1", KeyID: stmtEdKID}
 			if c.Agent != want {
 				t.Fatalf("claims %+v, want %+v", c.Agent, want)
 			}

@@ -142,6 +142,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg.Registration = cfg.Registration.withDefaults()
+	// Statements are for this server: their aud names its issuer.
+	if cfg.Statements != nil && len(cfg.Statements.Audiences()) == 0 {
+		base := strings.TrimSuffix(cfg.Issuer, "/")
+		cfg.Statements = cfg.Statements.WithAudience(base, base+"/")
+	}
 	base := strings.TrimSuffix(cfg.Issuer, "/")
 	fc := &fosite.Config{
 		AccessTokenLifespan:            cfg.AccessTokenTTL,

@@ -90,10 +90,10 @@ func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
 
 // statement signs a software statement with the trusted test issuer.
 func (ta *testAS) statement(provider string, singleUse bool) string {
-	jws, err := ta.issuer.Sign(asrv.StatementClaims{
+	jws, err := ta.as.Statement(ta.issuer, asrv.StatementClaims{
 		SoftwareID: provider + "-sw", AgentProvider: provider, AgentModel: "test-model",
 		SingleUseAccessTokens: singleUse,
-	}, time.Now())
+	})
 	if err != nil {
 		ta.t.Fatal(err)
 	}
@@ -102,10 +102,16 @@ func (ta *testAS) statement(provider string, singleUse bool) string {
 
 func (ta *testAS) post(path string, body any) (int, map[string]any) {
 	ta.t.Helper()
+	return postJSONTo(ta.t, ta.srv.URL+path, body)
+}
+
+// postJSONTo posts body as JSON to target.
+func postJSONTo(t testing.TB, target string, body any) (int, map[string]any) {
+	t.Helper()
 	raw, _ := json.Marshal(body)
-	resp, err := http.Post(ta.srv.URL+path, "application/json", bytes.NewReader(raw))
+	resp, err := http.Post(target, "application/json", bytes.NewReader(raw))
 	if err != nil {
-		ta.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	var out map[string]any
@@ -126,14 +132,20 @@ func (ta *testAS) register(meta map[string]any) map[string]any {
 // form posts a form, with basic auth when user is set.
 func (ta *testAS) form(path, user, pass string, v url.Values) (int, map[string]any) {
 	ta.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, ta.srv.URL+path, strings.NewReader(v.Encode()))
+	return postFormTo(ta.t, ta.srv.URL+path, user, pass, v)
+}
+
+// postFormTo posts a form to target, with basic auth when user is set.
+func postFormTo(t testing.TB, target, user, pass string, v url.Values) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, target, strings.NewReader(v.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if user != "" {
 		req.SetBasicAuth(url.QueryEscape(user), url.QueryEscape(pass))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		ta.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,9 +25,43 @@ import (
 //	    max_clients: 10000
 //	    max_unverified: 1000           # unverified clients that never got a code or token…
 //	    unverified_ttl: 24h            # …are deleted after this long
+//	  statements:                      # software statements (pbac statement sign)
+//	    max_lifetime: 720h             # the longest exp - iat accepted
+//	    revoked_ids: [V1StGXR8_Z5jdHi6B-myTw]   # jti (pbac statement inspect): refused, and their clients unverified
+//	    revoked_keys: [Jx2…]           # issuer key ids (kid): likewise for every statement they signed
 type ASSettings struct {
 	IntrospectionClients []IntrospectionClient `yaml:"introspection_clients"`
 	Registration         *RegistrationSettings `yaml:"registration"`
+	Statements           *StatementSettings    `yaml:"statements"`
+}
+
+// StatementSettings shape software statement verification.
+type StatementSettings struct {
+	MaxLifetime string   `yaml:"max_lifetime"`
+	RevokedIDs  []string `yaml:"revoked_ids"`
+	RevokedKeys []string `yaml:"revoked_keys"`
+}
+
+// StatementVerifier returns v with the settings' lifetime and revocations
+// (s may be nil: v as it is).
+func (s *ASSettings) StatementVerifier(v *asrv.StatementVerifier) (*asrv.StatementVerifier, error) {
+	if s == nil || s.Statements == nil {
+		return v, nil
+	}
+	st := s.Statements
+	if st.MaxLifetime != "" {
+		d, err := time.ParseDuration(st.MaxLifetime)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("asrv.statements.max_lifetime %q: want a positive duration (e.g. 720h)", st.MaxLifetime)
+		}
+		v = v.WithMaxLifetime(d)
+	}
+	for _, id := range slices.Concat(st.RevokedIDs, st.RevokedKeys) {
+		if strings.TrimSpace(id) == "" {
+			return nil, errors.New("asrv.statements: an empty revoked id")
+		}
+	}
+	return v.WithRevoked(asrv.StatementRevocations{StatementIDs: st.RevokedIDs, KeyIDs: st.RevokedKeys}), nil
 }
 
 // RegistrationSettings bound dynamic client registration (zero: defaults).
@@ -87,6 +122,9 @@ func (s *ASSettings) validate() []error {
 				errs = append(errs, fmt.Errorf("%s: client_secret_file: %w", where, err))
 			}
 		}
+	}
+	if _, err := s.StatementVerifier(nil); err != nil {
+		errs = append(errs, err)
 	}
 	if r := s.Registration; r != nil {
 		if r.PerAddress < 0 || r.MaxClients < 0 || r.MaxUnverified < 0 {

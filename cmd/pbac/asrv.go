@@ -232,6 +232,9 @@ func openAuthorizationServer(ctx context.Context, su asSetup) (*authRuntime, err
 	if err != nil {
 		return nil, err
 	}
+	if verifier, err = su.settings.StatementVerifier(verifier); err != nil {
+		return nil, err
+	}
 	store, storeName, err := openStore(ctx, su.storeSpec, su.dataDir, su.log)
 	if err != nil {
 		return nil, err

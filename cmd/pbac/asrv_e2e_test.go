@@ -104,7 +104,7 @@ func TestUpDelegationLifecycle(t *testing.T) {
 
 	t.Run("a single-use token is exchanged once, for a single-use token", func(t *testing.T) {
 		bin, _ := buildBinary()
-		jws, err := exec.Command(bin, "statement", "sign", "--data-dir", dataDir, "--provider", "claude-code", "--single-use").Output()
+		jws, err := exec.Command(bin, "statement", "sign", "--data-dir", dataDir, "--audience", base, "--provider", "claude-code", "--single-use").Output()
 		if err != nil {
 			t.Fatalf("pbac statement sign: %v", err)
 		}
@@ -255,5 +255,63 @@ func TestUpRegistrationLimits(t *testing.T) {
 	}
 	if want := []int{201, 201, 503, 503, 429}; !slices.Equal(got, want) {
 		t.Fatalf("registrations answered %v, want %v (2 unverified at most, 4 attempts per address)", got, want)
+	}
+}
+
+// TestUpStatementRevocation: against the real `pbac up`, statements from
+// `pbac statement sign` are for one authorization server and revocable: a
+// statement whose id (from `pbac statement inspect`) the config file's
+// asrv.statements.revoked_ids lists no longer registers, another one from
+// the same key does, and one for another authorization server does not.
+func TestUpStatementRevocation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dataDir, addr := t.TempDir(), freeAddr(t)
+	base := "http://" + addr
+	bin, _ := buildBinary()
+	sign := func(audience string) string {
+		out, err := exec.Command(bin, "statement", "sign", "--data-dir", dataDir, "--audience", audience, "--provider", "ci-bot", "--ttl", "1h").Output()
+		if err != nil {
+			t.Fatalf("pbac statement sign: %v", err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	revoked, kept, elsewhere := sign(base), sign(base), sign("https://other-as.example")
+	inspect := exec.Command(bin, "statement", "inspect", "-")
+	inspect.Stdin = strings.NewReader(revoked)
+	raw, err := inspect.Output()
+	if err != nil {
+		t.Fatalf("pbac statement inspect: %v", err)
+	}
+	var shown struct{ Claims struct{ Jti string } }
+	if err := json.Unmarshal(raw, &shown); err != nil || shown.Claims.Jti == "" {
+		t.Fatalf("inspect: %v %s", err, raw)
+	}
+	conf := filepath.Join(t.TempDir(), "pbac.yaml")
+	if err := os.WriteFile(conf, []byte("asrv:\n  statements:\n    revoked_ids: ["+shown.Claims.Jti+"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startUp(t, dataDir, "--listen", addr, "--config", conf)
+	for _, tc := range []struct {
+		name, jws, wantError string
+	}{
+		{"revoked", revoked, "unapproved_software_statement"},
+		{"for another authorization server", elsewhere, "invalid_software_statement"},
+		{"another statement of the same key", kept, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := oauthtest.Register(t.Context(), base, map[string]any{"client_name": "ci", "grant_types": []string{"client_credentials"},
+				"token_endpoint_auth_method": "client_secret_basic", "software_statement": tc.jws})
+			if tc.wantError == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || out["error"] != tc.wantError {
+				t.Fatalf("registration: %v %v, want %s", err, out, tc.wantError)
+			}
+		})
 	}
 }

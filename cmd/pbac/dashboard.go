@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/demo"
@@ -40,7 +39,7 @@ func newDashboard(base, issuer string, backends []host.Backend, admin host.Admin
 			Password: asrv.DemoPassword,
 			Agents:   func() []ui.SeededAgent { return seeded },
 			Sign: func(c asrv.StatementClaims) (string, error) {
-				return as.issuer.Sign(c, time.Now())
+				return as.server.Statement(as.issuer, c)
 			},
 			Register: func(ctx context.Context, req *asrv.RegistrationRequest) (*asrv.Client, string, error) {
 				c, secret, _, err := as.server.Register(ctx, req)

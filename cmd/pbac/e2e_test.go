@@ -143,7 +143,8 @@ func (p *proc) registerMachine(t *testing.T, key *asrv.IssuerKey, provider strin
 	meta := map[string]any{"client_name": provider, "grant_types": []string{"client_credentials"},
 		"token_endpoint_auth_method": "client_secret_basic"}
 	if provider != "" {
-		jws, err := key.Sign(asrv.StatementClaims{AgentProvider: provider, AgentModel: "m", SingleUseAccessTokens: singleUse}, time.Now())
+		jws, err := key.Sign(asrv.StatementClaims{AgentProvider: provider, AgentModel: "m", SingleUseAccessTokens: singleUse,
+			Audience: []string{p.base}, TTL: time.Hour}, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -372,7 +373,7 @@ func TestUpSeedMatrix(t *testing.T) {
 	bin, _ := buildBinary()
 	ctx := t.Context()
 	sign := func(provider string) string {
-		out, err := exec.Command(bin, "statement", "sign", "--data-dir", dataDir, "--provider", provider, "--model", "e2e").Output()
+		out, err := exec.Command(bin, "statement", "sign", "--data-dir", dataDir, "--audience", base, "--provider", provider, "--model", "e2e").Output()
 		if err != nil {
 			t.Fatalf("pbac statement sign: %v", err)
 		}
@@ -739,7 +740,7 @@ func TestUpWithRemoteAS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jws, _ := key.Sign(asrv.StatementClaims{AgentProvider: "ci-bot", AgentModel: "e2e"}, time.Now())
+	jws, _ := key.Sign(asrv.StatementClaims{AgentProvider: "ci-bot", AgentModel: "e2e", Audience: []string{as.base}, TTL: time.Hour}, time.Now())
 	ci, err := oauthtest.Register(ctx, as.base, map[string]any{"client_name": "ci", "grant_types": []string{"client_credentials"},
 		"token_endpoint_auth_method": "client_secret_basic", "software_statement": jws})
 	if err != nil {

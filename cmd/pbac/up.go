@@ -431,8 +431,8 @@ func seedDemoAgents(ctx context.Context, dataDir string, as *authRuntime) ([]dem
 				continue
 			}
 		}
-		jws, err := as.issuer.Sign(asrv.StatementClaims{SoftwareID: "pbac-demo-" + sp.name, AgentProvider: sp.provider,
-			AgentModel: "demo", SingleUseAccessTokens: sp.singleUse}, time.Now())
+		jws, err := as.server.Statement(as.issuer, asrv.StatementClaims{SoftwareID: "pbac-demo-" + sp.name, AgentProvider: sp.provider,
+			AgentModel: "demo", SingleUseAccessTokens: sp.singleUse})
 		if err != nil {
 			return nil, err
 		}
