@@ -1,16 +1,22 @@
 package asrv
 
 import (
+	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"html/template"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ory/fosite"
 
+	"github.com/pbac-gateway/pbac/asrv/signin"
 	"github.com/pbac-gateway/pbac/rego"
 )
 
@@ -43,6 +49,7 @@ ul{padding-left:20px;margin:6px 0}code{font-size:13px}
 {{else}}<span class="badge warn">unverified</span>
 <div class="muted">No signed software statement: policy gives it the least trust tier.</div>{{end}}
 <div class="muted">client id <code>{{.ClientID}}</code></div>
+{{if .SendsTo}}<div class="muted">After you approve, your browser is sent to <code>{{.SendsTo}}</code>, an address nobody vouched for: approve only if you started this sign-in there.</div>{{end}}
 </div>
 <div>It asks for {{if .Scopes}}these scopes:<ul>{{range .Scopes}}<li><code>{{.}}</code></li>{{end}}</ul>{{else}}whatever your role and its tier allow.{{end}}
 Policy grants the agent no more than its tier and your role allow, and decides every call again.</div>
@@ -61,6 +68,9 @@ type loginView struct {
 	Verified, Demo                        bool
 	Scopes                                []string
 	Action, CSRF, Username, Error         string
+	// SendsTo names where an untrusted redirect URI leads (scheme and
+	// host), for the user to judge before approving.
+	SendsTo string
 }
 
 // issWriter adds RFC 9207's iss parameter to every redirect back to the
@@ -89,60 +99,81 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	ar, err := s.provider.NewAuthorizeRequest(ctx, r)
 	if err != nil {
 		s.log.InfoContext(ctx, "authorize request rejected", "err", err)
-		s.provider.WriteAuthorizeError(ctx, w, ar, err)
+		s.authorizeError(ctx, w, ar, err)
+		return
+	}
+	// The redirect URI obeys the rule registration applies (fosite matches
+	// loopback URIs by host and path only), and every parameter that has
+	// one value has one: otherwise there is no URI to answer to.
+	if err := checkAuthorizeParams(r.Form, ar); err != nil {
+		s.log.InfoContext(ctx, "authorize request rejected", "err", err)
+		s.renderError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	// PKCE with S256 is checked before the sign-in page is shown (fosite's
 	// PKCE handler checks again when the code is issued).
 	if ar.GetRequestForm().Get("code_challenge") == "" {
-		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("PKCE is required: send code_challenge with code_challenge_method S256."))
+		s.authorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("PKCE is required: send code_challenge with code_challenge_method S256."))
 		return
 	}
 	if ar.GetRequestForm().Get("code_challenge_method") != "S256" {
-		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("Only the S256 code challenge method is supported."))
+		s.authorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("Only the S256 code challenge method is supported."))
 		return
 	}
 	resources, err := s.resourcesFor(r.Form)
 	if err != nil {
-		s.provider.WriteAuthorizeError(ctx, w, ar, err)
+		s.authorizeError(ctx, w, ar, err)
 		return
 	}
 	client, ok := ar.GetClient().(*Client)
 	if !ok {
-		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithDebug("unexpected client type"))
+		s.authorizeError(ctx, w, ar, fosite.ErrServerError.WithDebug("unexpected client type"))
 		return
 	}
 	if r.Method == http.MethodGet {
-		s.renderLogin(w, r, client, ar, "", "")
+		s.renderLogin(w, r, client, ar, "", "", http.StatusOK)
 		return
 	}
-	if !checkCSRF(r) {
-		s.renderLogin(w, r, client, ar, r.PostForm.Get("username"), "Your sign-in form expired; please try again.")
+	username := r.PostForm.Get("username")
+	if err := s.checkSignInForm(r); err != nil {
+		if !errors.Is(err, signin.ErrFormInvalid) && !errors.Is(err, signin.ErrFormExpired) {
+			s.log.ErrorContext(ctx, "sign-in form check failed", "err", err)
+		}
+		s.renderLogin(w, r, client, ar, username, "Your sign-in form expired; please try again.", http.StatusForbidden)
 		return
 	}
 	if r.PostForm.Get("decision") != "approve" {
-		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user denied the request."))
+		s.authorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user denied the request."))
 		return
 	}
-	user, err := s.users.Authenticate(ctx, r.PostForm.Get("username"), r.PostForm.Get("password"))
+	attempt, err := s.signIn.Begin(ctx, signin.Attempt{Surface: "authorize", Username: username, RemoteAddr: r.RemoteAddr})
+	var throttled *signin.ThrottledError
+	if errors.As(err, &throttled) {
+		wait := max(time.Second, throttled.RetryAfter.Round(time.Second))
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
+		s.renderLogin(w, r, client, ar, username, fmt.Sprintf("Too many failed sign-in attempts: try again in %s.", wait), http.StatusTooManyRequests)
+		return
+	}
+	user, err := s.users.Authenticate(ctx, username, r.PostForm.Get("password"))
+	attempt.Done(ctx, err == nil)
 	if err != nil {
-		s.renderLogin(w, r, client, ar, r.PostForm.Get("username"), "Unknown user or wrong password.")
+		s.renderLogin(w, r, client, ar, username, "Unknown user or wrong password.", http.StatusUnauthorized)
 		return
 	}
 
 	var td tokenDecision
 	d, err := s.decide(ctx, EntrypointToken, rego.Input{
-		Client:  client.PolicyClient(),
+		Client:  s.policyClient(client),
 		Subject: subjectInput(&user),
 		Request: rego.Request{GrantType: "authorization_code", Scopes: ar.GetRequestedScopes(), Resource: resources},
 	}, &td)
 	if err != nil {
-		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		s.authorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
 		return
 	}
 	if !d.Allow {
 		s.log.InfoContext(ctx, "authorization denied by policy", "client_id", client.ID, "sub", user.Subject, "reasons", d.Reasons)
-		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint(strings.Join(d.Reasons, "; ")))
+		s.authorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint(strings.Join(d.Reasons, "; ")))
 		return
 	}
 	for _, sc := range td.Scopes {
@@ -160,37 +191,158 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	session := &Session{Subject: user.Subject, Roles: user.Roles, ClientID: client.ID, Tier: td.Tier}
 	resp, err := s.provider.NewAuthorizeResponse(ctx, ar, session)
 	if err != nil {
-		s.provider.WriteAuthorizeError(ctx, w, ar, err)
+		s.authorizeError(ctx, w, ar, err)
 		return
 	}
 	s.log.InfoContext(ctx, "authorization code issued", "client_id", client.ID, "sub", user.Subject, "scopes", td.Scopes)
 	s.provider.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
 
-func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, c *Client, ar fosite.AuthorizeRequester, username, msg string) {
-	token := randomToken(32)
-	http.SetCookie(w, &http.Cookie{
-		Name: csrfCookie, Value: token, Path: PathAuthorize, HttpOnly: true,
-		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: 600,
-	})
+// singleValuedAuthorizeParams may appear at most once in an authorization
+// request (RFC 6749 §3.1); resource may repeat (RFC 8707).
+var singleValuedAuthorizeParams = []string{"client_id", "redirect_uri", "response_type", "response_mode",
+	"state", "scope", "code_challenge", "code_challenge_method"}
+
+// checkAuthorizeParams refuses an authorization request fosite accepted
+// whose redirect URI breaks the registration rule (checkRedirectURI), as
+// sent or as fosite resolved it, or that repeats a single-valued parameter.
+func checkAuthorizeParams(form url.Values, ar fosite.AuthorizeRequester) error {
+	for _, k := range singleValuedAuthorizeParams {
+		if len(form[k]) > 1 {
+			return fmt.Errorf("the %s parameter is repeated", k)
+		}
+	}
+	if raw := form.Get("redirect_uri"); raw != "" {
+		if err := checkRedirectURI(raw); err != nil {
+			return fmt.Errorf("redirect_uri: %w", err)
+		}
+	}
+	u := ar.GetRedirectURI()
+	if u == nil || checkRedirectURI(u.String()) != nil || ar.GetClient() == nil ||
+		!redirectRegistered(u, ar.GetClient().GetRedirectURIs()) {
+		return errors.New("the redirect URI is not one this server redirects to")
+	}
+	return nil
+}
+
+// redirectRegistered tells whether u is one of the registered redirect
+// URIs: the same string, or for http to a loopback IP literal the same
+// host, path and query on any port (RFC 8252 §7.3). fosite's own loopback
+// match ignores the registered URI's scheme.
+func redirectRegistered(u *url.URL, registered []string) bool {
+	for _, r := range registered {
+		if u.String() == r {
+			return true
+		}
+		ru, err := url.Parse(r)
+		if err == nil && isLoopbackRedirect(u) && isLoopbackRedirect(ru) && net.ParseIP(u.Hostname()) != nil && ru.Hostname() == u.Hostname() &&
+			ru.Path == u.Path && ru.RawQuery == u.RawQuery {
+			return true
+		}
+	}
+	return false
+}
+
+// authorizeError answers a failed authorization request. The error goes
+// back to the client's redirect URI (RFC 6749 §4.1.2.1) only when that URI
+// can be trusted with an unattended redirect; otherwise the user gets an
+// error page (RFC 9700 §4.11.2): a self-registered, unverified client may
+// name anyone's https or private-use URI, and redirecting there on a bad
+// request, with no user interaction, would make this server an open
+// redirector for phishing.
+func (s *Server) authorizeError(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, err error) {
+	if ar != nil && s.redirectTrusted(ar) {
+		s.provider.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	e := fosite.ErrorToRFC6749Error(err)
+	status := e.CodeField
+	if status < 400 || status > 599 {
+		status = http.StatusBadRequest
+	}
+	s.renderError(w, status, e.ErrorField, e.GetDescription())
+}
+
+// redirectTrusted tells whether an authorization request's answer may be
+// redirected to its redirect URI without the user's say: the URI was
+// matched against the client's registration and obeys the registration
+// rule, and either it can only reach the user's own machine (loopback) or
+// the client is verified by a trusted software statement.
+func (s *Server) redirectTrusted(ar fosite.AuthorizeRequester) bool {
+	if !ar.IsRedirectURIValid() {
+		return false
+	}
+	u := ar.GetRedirectURI()
+	if checkRedirectURI(u.String()) != nil {
+		return false
+	}
+	if isLoopbackRedirect(u) {
+		return true
+	}
+	c, ok := ar.GetClient().(*Client)
+	return ok && s.policyClient(c).Verified
+}
+
+var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Authorization failed — PBAC Gateway</title>
+<style>
+body{font:15px/1.5 system-ui,sans-serif;background:#f4f5f7;color:#1d2330;margin:0}
+main{max-width:440px;margin:48px auto;background:#fff;border-radius:10px;padding:28px 32px;box-shadow:0 2px 12px #0001}
+h1{font-size:20px;margin:0 0 8px}.muted{color:#5b6475;font-size:13px}code{font-size:13px}
+</style></head><body><main>
+<h1>This authorization request cannot be completed</h1>
+<p>{{if .Description}}{{.Description}}{{else}}The request is not valid.{{end}}</p>
+<p class="muted">Error <code>{{.Code}}</code>. You can close this window; the application that sent you here was not told the outcome.</p>
+</main></body></html>`))
+
+// renderError shows an authorization error to the user instead of
+// redirecting to the client.
+func (s *Server) renderError(w http.ResponseWriter, status int, code, description string) {
+	setPageHeaders(w)
+	w.WriteHeader(status)
+	if err := errorPage.Execute(w, struct{ Code, Description string }{code, description}); err != nil {
+		s.log.Error("render authorization error page", "err", err)
+	}
+}
+
+func setPageHeaders(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("Referrer-Policy", "no-referrer")
+}
+
+// renderLogin shows the sign-in page with a fresh form token, bound to
+// this browser (its sign-in cookie, set here when absent) and to this
+// authorization request.
+func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, c *Client, ar fosite.AuthorizeRequester, username, msg string, status int) {
+	cookie := signInCookie(r)
+	if cookie == "" {
+		cookie = randomToken(32)
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: csrfCookie, Value: cookie, Path: PathAuthorize, HttpOnly: true,
+		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(s.forms.TTL() / time.Second),
+	})
+	setPageHeaders(w)
 	name := c.Name
 	if name == "" {
 		name = "An unnamed client"
 	}
+	agent := s.policyClient(c)
 	view := loginView{
-		ClientName: name, ClientID: c.ID, Provider: c.Agent.AgentProvider, Model: c.Agent.AgentModel,
-		Verified: c.Agent.Verified, Demo: isDemoUsers(s.users), Scopes: ar.GetRequestedScopes(),
-		Action: PathAuthorize + "?" + r.URL.RawQuery, CSRF: token, Username: username, Error: msg,
+		ClientName: name, ClientID: c.ID, Provider: agent.AgentProvider, Model: agent.AgentModel,
+		Verified: agent.Verified, Demo: isDemoUsers(s.users), Scopes: ar.GetRequestedScopes(),
+		Action: PathAuthorize + "?" + r.URL.RawQuery, CSRF: s.forms.Issue(cookie, signInBinding(r.Form)),
+		Username: username, Error: msg,
 	}
-	if msg != "" {
-		w.WriteHeader(http.StatusUnauthorized)
+	if u := ar.GetRedirectURI(); u != nil && !s.redirectTrusted(ar) {
+		view.SendsTo = u.Scheme + "://" + u.Host
 	}
+	w.WriteHeader(status)
 	if err := loginPage.Execute(w, view); err != nil {
 		s.log.Error("render login page", "err", err)
 	}
@@ -199,14 +351,6 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, c *Client, 
 func isDemoUsers(u UserSource) bool {
 	_, ok := u.(DemoUsers)
 	return ok
-}
-
-func checkCSRF(r *http.Request) bool {
-	c, err := r.Cookie(csrfCookie)
-	if err != nil || c.Value == "" {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostForm.Get("csrf_token"))) == 1
 }
 
 // randomToken returns n random bytes, base64url encoded: ids, secrets,

@@ -26,6 +26,11 @@ type AgentClaims struct {
 	AgentProvider         string `json:"agent_provider,omitempty"`
 	AgentModel            string `json:"agent_model,omitempty"`
 	SingleUseAccessTokens bool   `json:"single_use_access_tokens,omitempty"`
+	// StatementID and KeyID name the statement (its jti) and the issuer key
+	// (its kid) that verified these claims, so that revoking either makes
+	// the client unverified.
+	StatementID string `json:"statement_id,omitempty"`
+	KeyID       string `json:"key_id,omitempty"`
 }
 
 // Client is a registered OAuth client: an agent. It implements fosite.Client

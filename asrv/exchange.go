@@ -61,12 +61,25 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 	}
 	// RFC 8693 §2.2.2: a subject or actor token that is invalid for any
 	// reason, or unacceptable by policy, is invalid_request.
-	subject, err := s.activeAccessToken(ctx, form.Get("subject_token"))
+	subjectToken := form.Get("subject_token")
+	subject, err := s.activeAccessToken(ctx, subjectToken)
 	if err != nil {
 		return fosite.ErrInvalidRequest.WithHint("The subject token is not active.")
 	}
 	if subject.GetClient().GetID() != actor.ID {
 		return fosite.ErrInvalidRequest.WithHint("The subject token was not issued to the authenticated client.")
+	}
+	// The subject token must be active under policy now, as at any use; a
+	// single-use one is spent by this exchange (when the new token is
+	// stored) and the new token is single-use too, so the grant is used
+	// once whichever token uses it.
+	state, subjectSingleUse, err := s.inspect(ctx, subject, "")
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	if !state.Active {
+		s.log.InfoContext(ctx, "token exchange: subject token not active under policy", "client_id", actor.ID, "reasons", state.Reasons)
+		return fosite.ErrInvalidRequest.WithHint("The subject token is not active.")
 	}
 	if at := form.Get("actor_token"); at != "" {
 		if form.Get("actor_token_type") != TokenTypeAccess {
@@ -114,14 +127,14 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 	}
 
 	in := rego.Input{
-		Client: actor.PolicyClient(),
+		Client: s.policyClient(actor),
 		Token:  tokenInput(subject, subjSession),
 		Request: rego.Request{
 			GrantType:      GrantTypeExchange,
 			Scopes:         asked,
 			Resource:       resources,
-			Actor:          actor.PolicyClient(),
-			AudienceClient: target.PolicyClient(),
+			Actor:          s.policyClient(actor),
+			AudienceClient: s.policyClient(target),
 		},
 	}
 	var user *User
@@ -146,7 +159,8 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 		return fosite.ErrInvalidScope.WithHint("Policy grants none of the requested scopes.")
 	}
 
-	session := &Session{ClientID: target.ID, Act: chain, Tier: subjSession.Tier}
+	session := &Session{ClientID: target.ID, Act: chain, Tier: subjSession.Tier, SingleUse: subjectSingleUse,
+		delegation: &delegation{subjectSig: s.strategy.AccessTokenSignature(ctx, subjectToken), consume: subjectSingleUse}}
 	if user != nil {
 		session.Subject, session.Roles = user.Subject, user.Roles
 	}
@@ -168,11 +182,21 @@ func (h *tokenExchangeHandler) PopulateTokenEndpointResponse(ctx context.Context
 		return fosite.ErrUnknownRequest
 	}
 	s := h.server
+	sess, ok := ar.GetSession().(*Session)
+	if !ok || sess.delegation == nil {
+		return fosite.ErrServerError.WithDebug("token exchange response without its subject token")
+	}
 	token, sig, err := s.strategy.GenerateAccessToken(ctx, ar)
 	if err != nil {
 		return fosite.ErrServerError.WithWrap(err)
 	}
-	if err := s.store.CreateAccessTokenSession(ctx, sig, ar.Sanitize(nil)); err != nil {
+	// Stored with its chain, atomically with checking (or consuming) the
+	// subject token: a revocation, consumption or client deletion in the
+	// meantime makes this fail, or removes the new token with its chain.
+	if err := s.store.CreateDelegatedAccessToken(ctx, sig, ar.Sanitize(nil), sess.delegation.subjectSig, sess.delegation.consume); err != nil {
+		if errors.Is(err, fosite.ErrNotFound) || errors.Is(err, ErrConsumed) {
+			return fosite.ErrInvalidRequest.WithHint("The subject token is not active.")
+		}
 		return fosite.ErrServerError.WithWrap(err)
 	}
 	resp.SetAccessToken(token)

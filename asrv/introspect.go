@@ -40,9 +40,10 @@ func inactive(reasons ...string) Introspection {
 // Introspect checks an access token for the protected resource (empty:
 // any): the token must exist, match its MAC, be unexpired and bound to the
 // resource, and pbac/introspect must allow it under current policy data. A
-// single-use token is consumed by its first successful introspection; of
-// concurrent introspections exactly one succeeds. Errors are reserved for a
-// failing store; callers deny on them too.
+// single-use token (made so at issuance, or by policy now) is consumed by
+// its first successful introspection; of concurrent introspections exactly
+// one succeeds. Errors are reserved for a failing store; callers deny on
+// them too.
 func (s *Server) Introspect(ctx context.Context, token, resource string) (Introspection, error) {
 	req, err := s.viewActiveAccessToken(ctx, token)
 	if err != nil {
@@ -51,21 +52,42 @@ func (s *Server) Introspect(ctx context.Context, token, resource string) (Intros
 		}
 		return Introspection{}, err
 	}
+	out, singleUse, err := s.inspect(ctx, req, resource)
+	if err != nil || !out.Active {
+		return out, err
+	}
+	if singleUse {
+		sig := s.strategy.AccessTokenSignature(ctx, token)
+		if _, err := s.store.ConsumeAccessToken(ctx, sig); err != nil {
+			if errors.Is(err, ErrConsumed) || errors.Is(err, fosite.ErrNotFound) {
+				return inactive("single-use token was already used"), nil
+			}
+			return Introspection{}, err
+		}
+		out.Consumed = true
+	}
+	return out, nil
+}
+
+// inspect decides whether a stored access token is active for resource
+// (empty: any) under current policy, without using it: singleUse tells
+// whether a use must consume it. The request is only read.
+func (s *Server) inspect(ctx context.Context, req fosite.Requester, resource string) (out Introspection, singleUse bool, err error) {
 	// Checked before policy and before a single-use token is consumed: a
 	// token shown at the wrong resource must not be spent there.
 	if resource != "" && !audienceCovers(req.GetGrantedAudience(), resource) {
-		return inactive("token was not issued for this resource"), nil
+		return inactive("token was not issued for this resource"), false, nil
 	}
 	client, ok := req.GetClient().(*Client)
 	if !ok {
-		return inactive("token client is unknown"), nil
+		return inactive("token client is unknown"), false, nil
 	}
 	sess, ok := req.GetSession().(*Session)
 	if !ok {
-		return inactive("token session is unreadable"), nil
+		return inactive("token session is unreadable"), false, nil
 	}
 	in := rego.Input{
-		Client:  client.PolicyClient(),
+		Client:  s.policyClient(client),
 		Token:   tokenInput(req, sess),
 		Request: rego.Request{Resource: []string(req.GetGrantedAudience())},
 	}
@@ -73,7 +95,7 @@ func (s *Server) Introspect(ctx context.Context, token, resource string) (Intros
 	if sess.Subject != "" {
 		u, err := s.users.Lookup(ctx, sess.Subject)
 		if err != nil {
-			return inactive("token user no longer exists"), nil
+			return inactive("token user no longer exists"), false, nil
 		}
 		in.Subject = subjectInput(&u)
 		roles = u.Roles
@@ -81,12 +103,12 @@ func (s *Server) Introspect(ctx context.Context, token, resource string) (Intros
 	var id introspectDecision
 	d, err := s.decide(ctx, EntrypointIntrospect, in, &id)
 	if err != nil {
-		return Introspection{}, err
+		return Introspection{}, false, err
 	}
 	if !d.Allow {
-		return inactive(d.Reasons...), nil
+		return inactive(d.Reasons...), false, nil
 	}
-	out := Introspection{
+	return Introspection{
 		Active:   true,
 		Reasons:  d.Reasons,
 		Scopes:   id.Scopes,
@@ -99,19 +121,8 @@ func (s *Server) Introspect(ctx context.Context, token, resource string) (Intros
 		ExpiresAt: in.Token.Exp,
 		Act:       sess.Act.Clone(),
 		Tier:      id.Tier,
-		Client:    client,
-	}
-	if id.JITSingleUse {
-		sig := s.strategy.AccessTokenSignature(ctx, token)
-		if _, err := s.store.ConsumeAccessToken(ctx, sig); err != nil {
-			if errors.Is(err, ErrConsumed) || errors.Is(err, fosite.ErrNotFound) {
-				return inactive("single-use token was already used"), nil
-			}
-			return Introspection{}, err
-		}
-		out.Consumed = true
-	}
-	return out, nil
+		Client:    s.clientAsSeen(client),
+	}, id.JITSingleUse || sess.SingleUse, nil
 }
 
 // accessTokenViewer is a store that can show an access token's request
@@ -144,8 +155,9 @@ func audienceCovers(aud []string, resource string) bool {
 	return false
 }
 
-// serveIntrospect is RFC 7662: only an authenticated confidential client (a
-// resource server) may ask.
+// serveIntrospect is RFC 7662: only an authenticated confidential client on
+// the Introspectors list (a resource server) may ask; any other is refused
+// before the token is even read.
 func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if err := r.ParseForm(); err != nil {
@@ -156,6 +168,11 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	if err != nil || caller.IsPublic() {
 		w.Header().Set("WWW-Authenticate", `Basic realm="pbac"`)
 		writeOAuthError(w, fosite.ErrInvalidClient.WithHint("Introspection requires client authentication."))
+		return
+	}
+	if !s.mayIntrospect(caller.GetID()) {
+		s.log.WarnContext(ctx, "introspection refused: client is not an allowed introspector", "caller", caller.GetID())
+		writeOAuthError(w, errIntrospectionForbidden)
 		return
 	}
 	token := r.PostForm.Get("token")
@@ -177,6 +194,14 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	s.log.InfoContext(ctx, "introspection", "caller", caller.GetID(), "active", res.Active,
 		"client_id", res.ClientID, "reasons", res.Reasons)
 	writeJSON(w, http.StatusOK, res.rfc7662())
+}
+
+// errIntrospectionForbidden answers an authenticated client that is not
+// an allowed introspector.
+var errIntrospectionForbidden = &fosite.RFC6749Error{
+	ErrorField:       "unauthorized_client",
+	DescriptionField: "This client may not use the introspection endpoint.",
+	CodeField:        http.StatusForbidden,
 }
 
 func (i Introspection) rfc7662() map[string]any {

@@ -61,7 +61,11 @@ type StatementClaims struct {
 	AgentProvider         string
 	AgentModel            string
 	SingleUseAccessTokens bool
-	// TTL is the statement's lifetime; 0 means no "exp".
+	// Audience are the authorization servers (their issuer URLs) the
+	// statement is for; at least one.
+	Audience []string
+	// TTL is the statement's lifetime, at least 1 s and at most
+	// DefaultStatementMaxLifetime.
 	TTL time.Duration
 }
 
@@ -175,18 +179,21 @@ func (k *IssuerKey) Trusted() TrustedIssuer {
 }
 
 type signedStatementClaims struct {
-	Iss                   string `json:"iss"`
-	SoftwareID            string `json:"software_id,omitempty"`
-	AgentProvider         string `json:"agent_provider"`
-	AgentModel            string `json:"agent_model,omitempty"`
-	SingleUseAccessTokens bool   `json:"single_use_access_tokens,omitempty"`
-	Iat                   int64  `json:"iat"`
-	Exp                   int64  `json:"exp,omitempty"`
+	Iss                   string   `json:"iss"`
+	Aud                   []string `json:"aud"`
+	Jti                   string   `json:"jti"`
+	SoftwareID            string   `json:"software_id,omitempty"`
+	AgentProvider         string   `json:"agent_provider"`
+	AgentModel            string   `json:"agent_model,omitempty"`
+	SingleUseAccessTokens bool     `json:"single_use_access_tokens,omitempty"`
+	Iat                   int64    `json:"iat"`
+	Exp                   int64    `json:"exp"`
 }
 
 // Sign issues a software statement: an EdDSA compact JWS with iss
-// LocalIssuer, kid the key's thumbprint, iat now and, when c.TTL > 0, exp
-// now+TTL. The claims must pass the checks Verify applies.
+// LocalIssuer, kid the key's thumbprint, aud c.Audience, a random jti
+// (revocable by it), iat now and exp now+TTL. The claims must pass the
+// checks Verify applies.
 func (k *IssuerKey) Sign(c StatementClaims, now time.Time) (string, error) {
 	if c.AgentProvider == "" {
 		return "", errors.New("sign statement: agent provider is required")
@@ -198,27 +205,35 @@ func (k *IssuerKey) Sign(c StatementClaims, now time.Time) (string, error) {
 			return "", fmt.Errorf("sign statement: %s %v", name, err)
 		}
 	}
-	if c.TTL < 0 || (c.TTL > 0 && c.TTL < time.Second) {
-		return "", errors.New("sign statement: TTL must be 0 (no expiry) or at least 1s")
+	if c.TTL < time.Second || c.TTL > DefaultStatementMaxLifetime {
+		return "", fmt.Errorf("sign statement: the lifetime must be from 1s to %s (a statement must expire)", DefaultStatementMaxLifetime)
+	}
+	if len(c.Audience) == 0 || len(c.Audience) > maxStatementAudiences {
+		return "", fmt.Errorf("sign statement: name 1 to %d audiences (the authorization servers' issuer URLs)", maxStatementAudiences)
+	}
+	for _, a := range c.Audience {
+		if a == "" {
+			return "", errors.New("sign statement: empty audience")
+		}
 	}
 	iat := now.Unix()
 	if iat < 0 || iat > maxNumericDate {
 		return "", errors.New("sign statement: time out of range")
 	}
+	ttl := int64(c.TTL / time.Second)
+	if ttl > maxNumericDate-iat {
+		return "", errors.New("sign statement: TTL too long")
+	}
 	claims := signedStatementClaims{
 		Iss:                   LocalIssuer,
+		Aud:                   c.Audience,
+		Jti:                   randomToken(16),
 		SoftwareID:            c.SoftwareID,
 		AgentProvider:         c.AgentProvider,
 		AgentModel:            c.AgentModel,
 		SingleUseAccessTokens: c.SingleUseAccessTokens,
 		Iat:                   iat,
-	}
-	if c.TTL > 0 {
-		ttl := int64(c.TTL / time.Second)
-		if ttl > maxNumericDate-iat {
-			return "", errors.New("sign statement: TTL too long")
-		}
-		claims.Exp = iat + ttl
+		Exp:                   iat + ttl,
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {
@@ -236,4 +251,21 @@ func (k *IssuerKey) Sign(c StatementClaims, now time.Time) (string, error) {
 		return "", err
 	}
 	return obj.CompactSerialize()
+}
+
+// DefaultStatementTTL is the lifetime of the statements the server signs
+// for agents it registers in process.
+const DefaultStatementTTL = time.Hour
+
+// Statement signs a statement with key for this server (its audience is
+// the server's issuer; a zero TTL is DefaultStatementTTL): for agents
+// registered in process, such as the demo's and the dashboard's.
+func (s *Server) Statement(key *IssuerKey, c StatementClaims) (string, error) {
+	if len(c.Audience) == 0 {
+		c.Audience = []string{s.cfg.Issuer}
+	}
+	if c.TTL == 0 {
+		c.TTL = DefaultStatementTTL
+	}
+	return key.Sign(c, s.now())
 }

@@ -166,11 +166,13 @@ func TestIssuerSignVerifyRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	v = v.WithAudience("https://as.example")
 	now := time.Now()
-	jws, err := k.Sign(StatementClaims{
+	claims := StatementClaims{
 		SoftwareID: "sw-1", AgentProvider: "ci-bot", AgentModel: "gpt-x",
-		SingleUseAccessTokens: true, TTL: time.Hour,
-	}, now)
+		SingleUseAccessTokens: true, TTL: time.Hour, Audience: []string{"https://as.example"},
+	}
+	jws, err := k.Sign(claims, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,22 +180,38 @@ func TestIssuerSignVerifyRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got.StatementID == "" || got.KeyID != k.KeyID() {
+		t.Fatalf("the statement's id %q and key id %q are not recorded (key %q)", got.StatementID, got.KeyID, k.KeyID())
+	}
 	want := AgentClaims{Verified: true, Issuer: LocalIssuer, SoftwareID: "sw-1",
-		AgentProvider: "ci-bot", AgentModel: "gpt-x", SingleUseAccessTokens: true}
+		AgentProvider: "ci-bot", AgentModel: "gpt-x", SingleUseAccessTokens: true, StatementID: got.StatementID, KeyID: k.KeyID()}
 	if got != want {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
 	if _, err := v.Verify(jws, now.Add(time.Hour+time.Second)); !errors.Is(err, ErrInvalidStatement) {
 		t.Fatalf("after TTL: err = %v, want expired", err)
 	}
-
-	// No TTL: no exp.
-	jws, err = k.Sign(StatementClaims{AgentProvider: "claude-code"}, now)
-	if err != nil {
-		t.Fatal(err)
+	// Every statement has its own id.
+	again, _ := k.Sign(claims, now)
+	if c, err := v.Verify(again, now); err != nil || c.StatementID == got.StatementID {
+		t.Fatalf("two statements share the id %q (%v)", c.StatementID, err)
 	}
-	if _, err := v.Verify(jws, now.Add(24*365*time.Hour)); err != nil {
-		t.Fatalf("statement without TTL: %v", err)
+	// Another authorization server does not take it.
+	if _, err := v.WithAudience("https://elsewhere.example").Verify(jws, now); !errors.Is(err, ErrInvalidStatement) {
+		t.Fatalf("at another AS: err = %v, want invalid (aud)", err)
+	}
+	// Revoking the statement, or the key, refuses it.
+	for name, r := range map[string]StatementRevocations{
+		"statement": {StatementIDs: []string{got.StatementID}},
+		"key":       {KeyIDs: []string{k.KeyID()}},
+	} {
+		rv := v.WithRevoked(r)
+		if _, err := rv.Verify(jws, now); !errors.Is(err, ErrUntrustedStatement) {
+			t.Fatalf("revoked %s: err = %v, want untrusted", name, err)
+		}
+		if !rv.Revoked(got) || v.Revoked(got) {
+			t.Fatalf("revoked %s: Revoked = %v; unrevoked: %v", name, rv.Revoked(got), v.Revoked(got))
+		}
 	}
 
 	// Another data dir's key is not trusted.
@@ -201,7 +219,7 @@ func TestIssuerSignVerifyRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jws, err = other.Sign(StatementClaims{AgentProvider: "claude-code"}, now)
+	jws, err = other.Sign(claims, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,13 +233,18 @@ func TestIssuerSignRejectsBadClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	aud := []string{"https://as.example"}
 	for name, c := range map[string]StatementClaims{
-		"no provider":       {},
-		"negative TTL":      {AgentProvider: "p", TTL: -time.Second},
-		"sub-second TTL":    {AgentProvider: "p", TTL: time.Millisecond},
-		"control in model":  {AgentProvider: "p", AgentModel: "a\x00b"},
-		"provider too long": {AgentProvider: strings.Repeat("p", 300)},
-		"software id \\n":   {AgentProvider: "p", SoftwareID: "x\n"},
+		"no provider":            {TTL: time.Hour, Audience: aud},
+		"no TTL: never expires":  {AgentProvider: "p", Audience: aud},
+		"negative TTL":           {AgentProvider: "p", TTL: -time.Second, Audience: aud},
+		"sub-second TTL":         {AgentProvider: "p", TTL: time.Millisecond, Audience: aud},
+		"TTL beyond the maximum": {AgentProvider: "p", TTL: DefaultStatementMaxLifetime + time.Second, Audience: aud},
+		"no audience":            {AgentProvider: "p", TTL: time.Hour},
+		"empty audience":         {AgentProvider: "p", TTL: time.Hour, Audience: []string{""}},
+		"control in model":       {AgentProvider: "p", AgentModel: "a\x00b", TTL: time.Hour, Audience: aud},
+		"provider too long":      {AgentProvider: strings.Repeat("p", 300), TTL: time.Hour, Audience: aud},
+		"software id \\n":        {AgentProvider: "p", SoftwareID: "x\n", TTL: time.Hour, Audience: aud},
 	} {
 		if _, err := k.Sign(c, time.Now()); err == nil {
 			t.Errorf("%s: signed", name)

@@ -24,11 +24,11 @@ func TestRegistrationRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreign, err := other.Sign(asrv.StatementClaims{AgentProvider: "claude-code-trusted", AgentModel: "m"}, time.Now())
+	foreign, err := ta.as.Statement(other, asrv.StatementClaims{AgentProvider: "claude-code-trusted", AgentModel: "m"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	expired, err := ta.issuer.Sign(asrv.StatementClaims{AgentProvider: "claude-code", TTL: time.Second}, time.Now().Add(-time.Hour))
+	expired, err := ta.issuer.Sign(asrv.StatementClaims{AgentProvider: "claude-code", TTL: time.Second, Audience: []string{ta.srv.URL}}, time.Now().Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -183,3 +183,20 @@ func ttlOf(seconds int64, fallback time.Duration) time.Duration {
 	}
 	return min(time.Duration(seconds)*time.Second, fallback)
 }
+
+// policyClient renders a client for policy as this server sees it now.
+func (s *Server) policyClient(c *Client) *rego.Client {
+	return s.clientAsSeen(c).PolicyClient()
+}
+
+// clientAsSeen is c as this server trusts it now: a client verified by a
+// statement, or a key, revoked since is unverified (its single-use
+// restriction stays).
+func (s *Server) clientAsSeen(c *Client) *Client {
+	if c == nil || !s.cfg.Statements.Revoked(c.Agent) {
+		return c
+	}
+	cp := *c
+	cp.Agent = AgentClaims{SingleUseAccessTokens: c.Agent.SingleUseAccessTokens}
+	return &cp
+}

@@ -217,7 +217,7 @@ func (r *RegistrationRequest) Validate() error {
 	}
 	r.RedirectURIs = dcrDedupe(r.RedirectURIs)
 	for i, u := range r.RedirectURIs {
-		if err := dcrCheckRedirectURI(u); err != nil {
+		if err := checkRedirectURI(u); err != nil {
 			return dcrRedirectErr("redirect_uris[%d]: %v", i, err)
 		}
 	}
@@ -250,56 +250,6 @@ func (r *RegistrationRequest) Validate() error {
 			Description: fmt.Sprintf("software_statement larger than %d bytes", MaxStatementSize)}
 	}
 	return nil
-}
-
-// dcrCheckRedirectURI enforces RFC 9700 / RFC 8252 redirect URIs: absolute,
-// printable ASCII, no fragment, no userinfo; https; http only to a loopback
-// host (any port, RFC 8252 §7.3); or a private-use scheme containing a dot
-// (RFC 8252 §7.1).
-func dcrCheckRedirectURI(raw string) error {
-	if raw == "" {
-		return errors.New("empty")
-	}
-	if len(raw) > maxURILen {
-		return fmt.Errorf("longer than %d bytes", maxURILen)
-	}
-	for i := 0; i < len(raw); i++ {
-		if raw[i] <= 0x20 || raw[i] >= 0x7f {
-			return errors.New("must be printable ASCII without spaces")
-		}
-	}
-	if strings.Contains(raw, "#") {
-		return errors.New("must not contain a fragment")
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return errors.New("not a valid URI")
-	}
-	if !u.IsAbs() {
-		return errors.New("must be an absolute URI")
-	}
-	if u.User != nil {
-		return errors.New("must not contain userinfo")
-	}
-	switch u.Scheme {
-	case "https":
-		if u.Opaque != "" || u.Hostname() == "" {
-			return errors.New("https URI needs a host")
-		}
-	case "http":
-		if u.Opaque != "" || !dcrLoopbackHost(u.Hostname()) {
-			return errors.New("http is allowed only for loopback hosts (127.0.0.1, [::1], localhost)")
-		}
-	default:
-		if !strings.Contains(u.Scheme, ".") {
-			return errors.New("scheme must be https, http on loopback, or a private-use scheme in reverse domain notation")
-		}
-	}
-	return nil
-}
-
-func dcrLoopbackHost(h string) bool {
-	return h == "127.0.0.1" || h == "::1" || strings.EqualFold(h, "localhost")
 }
 
 // dcrCheckWebURI accepts an absolute http(s) URL with a host and no userinfo.

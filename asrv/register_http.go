@@ -3,13 +3,15 @@ package asrv
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ory/fosite"
 
+	"github.com/pbac-gateway/pbac/internal/throttle"
 	"github.com/pbac-gateway/pbac/rego"
 )
 
@@ -18,6 +20,14 @@ import (
 // (never the client's own metadata) are what policy sees as the agent.
 func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	addr := throttle.AddressKey(r.RemoteAddr)
+	if ok, wait := s.reg.perAddr.Allow(addr); !ok {
+		s.log.WarnContext(ctx, "registration refused: rate limit of the address", "address", addr)
+		retryAfter(w, wait)
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "temporarily_unavailable",
+			"error_description": "too many registrations from this address; try again later"})
+		return
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		writeRegistrationError(w, &RegistrationError{Code: "invalid_client_metadata", Description: "the request body is too large or unreadable"})
@@ -31,6 +41,13 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	client, secret, regToken, err := s.Register(ctx, req)
 	if err != nil {
 		var re *RegistrationError
+		if errors.Is(err, ErrRegistrationFull) {
+			s.log.WarnContext(ctx, "registration refused", "err", err)
+			retryAfter(w, time.Hour)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable",
+				"error_description": "the authorization server takes no more registrations now; try again later"})
+			return
+		}
 		if !errors.As(err, &re) {
 			s.log.ErrorContext(ctx, "register client", "err", err)
 			writeOAuthError(w, fosite.ErrServerError)
@@ -47,8 +64,9 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 
 // Register registers a client as the registration endpoint does: the
 // statement is verified, policy (pbac/register) must allow it, and it is
-// stored. The secret and registration token are returned once. A refusal is
-// a *RegistrationError.
+// stored, within the registration limits. The secret and registration
+// token are returned once. A refusal is a *RegistrationError, or
+// ErrRegistrationFull.
 func (s *Server) Register(ctx context.Context, req *RegistrationRequest) (client *Client, secret, regToken string, err error) {
 	client, secret, regToken, err = NewClient(req, s.cfg.Statements, s.now())
 	if err != nil {
@@ -61,7 +79,7 @@ func (s *Server) Register(ctx context.Context, req *RegistrationRequest) (client
 	if len(s.cfg.Scopes) > 0 || len(client.Scopes) == 0 {
 		client.Scopes = append([]string(nil), s.cfg.Scopes...)
 	}
-	d, err := s.decide(ctx, EntrypointRegister, rego.Input{Client: client.PolicyClient()}, nil)
+	d, err := s.decide(ctx, EntrypointRegister, rego.Input{Client: s.policyClient(client)}, nil)
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -69,10 +87,15 @@ func (s *Server) Register(ctx context.Context, req *RegistrationRequest) (client
 		return nil, "", "", &RegistrationError{Code: "unapproved_software_statement",
 			Description: "policy does not allow this client to register: " + strings.Join(d.Reasons, "; ")}
 	}
-	if err := s.store.CreateClient(ctx, client); err != nil {
-		return nil, "", "", fmt.Errorf("store client: %w", err)
+	if err := s.admitClient(ctx, client); err != nil {
+		return nil, "", "", err
 	}
 	return client, secret, regToken, nil
+}
+
+// retryAfter sets Retry-After to d, in whole seconds (at least 1).
+func retryAfter(w http.ResponseWriter, d time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(d.Round(time.Second)/time.Second))))
 }
 
 // serveClientConfiguration is RFC 7592 read and delete, authorized by the

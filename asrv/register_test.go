@@ -215,7 +215,8 @@ func TestRegisterWithStatement(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := AgentClaims{Verified: true, Issuer: stmtEdIssuer, SoftwareID: "4f9c2b1e-claude-code",
-				AgentProvider: "claude-code", AgentModel: "claude-opus-4", SingleUseAccessTokens: true}
+				AgentProvider: "claude-code", AgentModel: "claude-opus-4", SingleUseAccessTokens: true,
+				StatementID: "statement-1", KeyID: stmtEdKID}
 			if c.Agent != want {
 				t.Fatalf("claims %+v, want %+v", c.Agent, want)
 			}
@@ -375,7 +376,7 @@ func checkRegistrationInvariants(t *testing.T, body []byte) {
 		t.Fatal("authorization_code without redirect uris")
 	}
 	for _, u := range req.RedirectURIs {
-		if strings.ContainsAny(u, "# ") || dcrCheckRedirectURI(u) != nil {
+		if strings.ContainsAny(u, "# ") || checkRedirectURI(u) != nil {
 			t.Fatalf("bad redirect uri %q accepted", u)
 		}
 		if strings.HasPrefix(u, "http:") && !strings.HasPrefix(u, "http://127.0.0.1") &&

@@ -5,7 +5,6 @@
 package asrv
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +18,8 @@ import (
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/pkce"
+
+	"github.com/pbac-gateway/pbac/asrv/signin"
 )
 
 // Endpoint paths, fixed so every client, document and test agrees.
@@ -55,6 +56,17 @@ type Config struct {
 	// Statements verifies software statements; nil trusts no issuer, so
 	// every client registers unverified.
 	Statements *StatementVerifier
+	// Registration limits dynamic client registration; zero fields take
+	// the defaults.
+	Registration RegistrationLimits
+	// SignIn throttles and audits password sign-in; nil: a guard of its
+	// own with the defaults. Share one with the dashboard's sign-in.
+	SignIn *signin.Guard
+	// Introspectors are the only clients that may call the RFC 7662
+	// introspection endpoint: resource servers, such as a gateway that runs
+	// apart from this AS. Empty: nobody may (a gateway in the same process
+	// calls Introspect directly).
+	Introspectors []Introspector
 
 	AccessTokenTTL  time.Duration // default 10 min
 	RefreshTokenTTL time.Duration // default 24 h
@@ -77,6 +89,12 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	issuer   *url.URL
+	signIn   *signin.Guard
+	forms    *signin.Forms
+	reg      *registrations
+	// introspectors are the clients Config.Introspectors allows, by id;
+	// those configured with a secret are their own *Client, never stored.
+	introspectors map[string]*Client
 }
 
 // New builds a Server; a configuration mistake fails here, not mid-request.
@@ -112,6 +130,23 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.SignIn == nil {
+		cfg.SignIn = signin.New(signin.Config{Logger: cfg.Logger})
+	}
+	forms, err := signin.NewForms(signInFormsKey(cfg.Secret), signInFormTTL, storeSpender{cfg.Store}, cfg.Now)
+	if err != nil {
+		return nil, err
+	}
+	introspectors, err := newIntrospectors(cfg.Introspectors)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Registration = cfg.Registration.withDefaults()
+	// Statements are for this server: their aud names its issuer.
+	if cfg.Statements != nil && len(cfg.Statements.Audiences()) == 0 {
+		base := strings.TrimSuffix(cfg.Issuer, "/")
+		cfg.Statements = cfg.Statements.WithAudience(base, base+"/")
+	}
 	base := strings.TrimSuffix(cfg.Issuer, "/")
 	fc := &fosite.Config{
 		AccessTokenLifespan:            cfg.AccessTokenTTL,
@@ -145,6 +180,11 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		issuer:   iss,
+		signIn:   cfg.SignIn,
+		forms:    forms,
+		reg:      newRegistrations(cfg.Registration, cfg.Now),
+
+		introspectors: introspectors,
 	}
 	// Only the grants MCP needs, composed here so a missing piece fails at
 	// start-up: authorization code + PKCE, refresh, client credentials,
@@ -191,7 +231,7 @@ func New(cfg Config) (*Server, error) {
 			fc.RevocationHandlers.Append(rh)
 		}
 	}
-	s.provider = fosite.NewOAuth2Provider(cfg.Store, fc)
+	s.provider = fosite.NewOAuth2Provider(configuredClients{Store: cfg.Store, introspectors: introspectors}, fc)
 	return s, nil
 }
 
@@ -280,21 +320,4 @@ func resourceAudience(resources []string) fosite.AudienceMatchingStrategy {
 		}
 		return nil
 	}
-}
-
-// secureRedirect allows https, loopback http (RFC 8252 §7.3) and private-use
-// schemes (RFC 8252 §7.1).
-func secureRedirect(_ context.Context, u *url.URL) bool {
-	switch u.Scheme {
-	case "https":
-		return true
-	case "http":
-		return isLoopbackHost(u.Hostname())
-	default:
-		return strings.Contains(u.Scheme, ".")
-	}
-}
-
-func isLoopbackHost(h string) bool {
-	return h == "127.0.0.1" || h == "::1" || h == "localhost"
 }

@@ -3,6 +3,7 @@ package asrv_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,9 +33,11 @@ type testAS struct {
 	store    *asrv.BadgerStore
 	issuer   *asrv.IssuerKey
 	resource string
-	// rs is a confidential client the tests use as the resource server
-	// (the gateway) to call the introspection endpoint.
+	// rs is the resource server (the gateway) the AS lets call the
+	// introspection endpoint: configured, not registered.
 	rsID, rsSecret string
+	// cfg is the configuration the AS was built with.
+	cfg asrv.Config
 }
 
 func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
@@ -55,7 +58,8 @@ func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Start()
-	ta := &testAS{t: t, srv: srv, store: store, issuer: key, resource: srv.URL + "/mcp"}
+	ta := &testAS{t: t, srv: srv, store: store, issuer: key, resource: srv.URL + "/mcp",
+		rsID: "gateway", rsSecret: rand.Text()}
 	cfg := asrv.Config{
 		Issuer:     srv.URL,
 		Resources:  []string{ta.resource},
@@ -65,6 +69,8 @@ func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
 		Policy:     host.ASDecider(reg),
 		Users:      asrv.DemoUsers{},
 		Statements: verifier,
+
+		Introspectors: []asrv.Introspector{{ClientID: ta.rsID, Secret: ta.rsSecret}},
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -73,26 +79,21 @@ func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ta.as = as
+	ta.as, ta.cfg = as, cfg
 	srv.Config.Handler = as.Handler()
 	t.Cleanup(func() {
 		srv.Close()
 		_ = store.Close()
 	})
-	rs := ta.register(map[string]any{
-		"client_name": "gateway", "grant_types": []string{"client_credentials"},
-		"token_endpoint_auth_method": "client_secret_basic",
-	})
-	ta.rsID, ta.rsSecret = rs["client_id"].(string), rs["client_secret"].(string)
 	return ta
 }
 
 // statement signs a software statement with the trusted test issuer.
 func (ta *testAS) statement(provider string, singleUse bool) string {
-	jws, err := ta.issuer.Sign(asrv.StatementClaims{
+	jws, err := ta.as.Statement(ta.issuer, asrv.StatementClaims{
 		SoftwareID: provider + "-sw", AgentProvider: provider, AgentModel: "test-model",
 		SingleUseAccessTokens: singleUse,
-	}, time.Now())
+	})
 	if err != nil {
 		ta.t.Fatal(err)
 	}
@@ -101,10 +102,16 @@ func (ta *testAS) statement(provider string, singleUse bool) string {
 
 func (ta *testAS) post(path string, body any) (int, map[string]any) {
 	ta.t.Helper()
+	return postJSONTo(ta.t, ta.srv.URL+path, body)
+}
+
+// postJSONTo posts body as JSON to target.
+func postJSONTo(t testing.TB, target string, body any) (int, map[string]any) {
+	t.Helper()
 	raw, _ := json.Marshal(body)
-	resp, err := http.Post(ta.srv.URL+path, "application/json", bytes.NewReader(raw))
+	resp, err := http.Post(target, "application/json", bytes.NewReader(raw))
 	if err != nil {
-		ta.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	var out map[string]any
@@ -125,14 +132,20 @@ func (ta *testAS) register(meta map[string]any) map[string]any {
 // form posts a form, with basic auth when user is set.
 func (ta *testAS) form(path, user, pass string, v url.Values) (int, map[string]any) {
 	ta.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, ta.srv.URL+path, strings.NewReader(v.Encode()))
+	return postFormTo(ta.t, ta.srv.URL+path, user, pass, v)
+}
+
+// postFormTo posts a form to target, with basic auth when user is set.
+func postFormTo(t testing.TB, target, user, pass string, v url.Values) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, target, strings.NewReader(v.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if user != "" {
 		req.SetBasicAuth(url.QueryEscape(user), url.QueryEscape(pass))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		ta.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)

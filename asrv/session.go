@@ -29,6 +29,18 @@ type Session struct {
 	// Tier is the trust tier policy assigned at issuance (for audit only;
 	// every use re-evaluates policy).
 	Tier string `json:"tier,omitempty"`
+
+	// delegation carries, from a token exchange's handling to its
+	// response, the subject token the new token is delegated from; never
+	// stored.
+	delegation *delegation
+}
+
+// delegation is the subject token of a token exchange being answered.
+type delegation struct {
+	subjectSig string
+	// consume: the subject is single-use, and the exchange is its use.
+	consume bool
 }
 
 var _ fosite.Session = (*Session)(nil)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 	"unicode"
@@ -35,6 +36,11 @@ var (
 const (
 	// MaxStatementSize is the largest software statement Verify accepts.
 	MaxStatementSize = 16 << 10
+	// DefaultStatementMaxLifetime is the longest a statement may be valid
+	// (exp - iat) unless the verifier says otherwise: a statement is a
+	// bearer credential for registering as a verified agent, so it must
+	// expire.
+	DefaultStatementMaxLifetime = 30 * 24 * time.Hour
 	// StatementClockSkew is the clock skew tolerated for nbf and iat.
 	StatementClockSkew = 60 * time.Second
 
@@ -73,10 +79,83 @@ type trustedKey struct {
 }
 
 // StatementVerifier verifies software statements against a fixed set of
-// trusted issuers. It is immutable after construction and safe for
-// concurrent use.
+// trusted issuers. A statement must name its audience (aud, one of the
+// verifier's audiences: the authorization server's issuer), expire within
+// the maximum lifetime, carry an id (jti), and be neither revoked itself
+// nor signed by a revoked key. It is immutable after construction (the
+// With… methods return changed copies) and safe for concurrent use.
 type StatementVerifier struct {
-	byIssuer map[string][]trustedKey
+	byIssuer    map[string][]trustedKey
+	audiences   []string
+	maxLifetime time.Duration
+	revoked     StatementRevocations
+}
+
+// StatementRevocations are statements and issuer keys no longer trusted:
+// a statement with a revoked id (jti), or signed by a key whose id (kid)
+// is revoked, no longer registers, and a client registered with one is
+// treated as unverified from then on.
+type StatementRevocations struct {
+	StatementIDs []string
+	KeyIDs       []string
+}
+
+// WithAudience returns a copy of v that accepts statements for any of
+// audiences (aud); a statement without one of them is invalid.
+func (v *StatementVerifier) WithAudience(audiences ...string) *StatementVerifier {
+	c := v.clone()
+	c.audiences = slices.Clone(audiences)
+	return c
+}
+
+// Audiences are the audiences v accepts (none: not yet bound to an
+// authorization server).
+func (v *StatementVerifier) Audiences() []string {
+	if v == nil {
+		return nil
+	}
+	return slices.Clone(v.audiences)
+}
+
+// WithMaxLifetime returns a copy of v accepting statements valid (exp -
+// iat) for at most d (d <= 0: DefaultStatementMaxLifetime).
+func (v *StatementVerifier) WithMaxLifetime(d time.Duration) *StatementVerifier {
+	c := v.clone()
+	c.maxLifetime = d
+	return c
+}
+
+// WithRevoked returns a copy of v that refuses the revoked statements and
+// keys.
+func (v *StatementVerifier) WithRevoked(r StatementRevocations) *StatementVerifier {
+	c := v.clone()
+	c.revoked = StatementRevocations{StatementIDs: slices.Clone(r.StatementIDs), KeyIDs: slices.Clone(r.KeyIDs)}
+	return c
+}
+
+// Revoked tells whether a client's verified claims come from a statement,
+// or a key, revoked since: such a client is treated as unverified.
+func (v *StatementVerifier) Revoked(a AgentClaims) bool {
+	if v == nil || !a.Verified {
+		return false
+	}
+	return (a.StatementID != "" && slices.Contains(v.revoked.StatementIDs, a.StatementID)) ||
+		(a.KeyID != "" && slices.Contains(v.revoked.KeyIDs, a.KeyID))
+}
+
+func (v *StatementVerifier) clone() *StatementVerifier {
+	if v == nil {
+		return &StatementVerifier{byIssuer: map[string][]trustedKey{}}
+	}
+	c := *v
+	return &c
+}
+
+func (v *StatementVerifier) lifetime() time.Duration {
+	if v.maxLifetime <= 0 {
+		return DefaultStatementMaxLifetime
+	}
+	return v.maxLifetime
 }
 
 // NewStatementVerifier returns a verifier trusting issuers. It rejects
@@ -185,17 +264,26 @@ func (v *StatementVerifier) Verify(jws string, now time.Time) (AgentClaims, erro
 	if c.iss != tk.issuer { // same bytes as above; defensive
 		return AgentClaims{}, stmtUntrustedf("issuer changed after verification")
 	}
-	if err := c.checkTimes(now); err != nil {
+	if err := c.checkTimes(now, v.lifetime()); err != nil {
 		return AgentClaims{}, err
 	}
-	return AgentClaims{
+	if !slices.ContainsFunc(c.aud, func(a string) bool { return slices.Contains(v.audiences, a) }) {
+		return AgentClaims{}, stmtInvalidf("statement is not for this authorization server (aud)")
+	}
+	claims := AgentClaims{
 		Verified:              true,
 		Issuer:                c.iss,
 		SoftwareID:            c.softwareID,
 		AgentProvider:         c.agentProvider,
 		AgentModel:            c.agentModel,
 		SingleUseAccessTokens: c.singleUse,
-	}, nil
+		StatementID:           c.jti,
+		KeyID:                 tk.kid,
+	}
+	if v.Revoked(claims) {
+		return AgentClaims{}, stmtUntrustedf("statement or its issuer key is revoked")
+	}
+	return claims, nil
 }
 
 func (v *StatementVerifier) selectKey(iss, kid string) *trustedKey {
@@ -241,11 +329,15 @@ func unverifiedIssuer(payload []byte) (string, error) {
 }
 
 type statementClaims struct {
-	iss, softwareID, agentProvider, agentModel string
-	singleUse                                  bool
-	iat                                        time.Time
-	exp, nbf                                   *time.Time
+	iss, softwareID, agentProvider, agentModel, jti string
+	aud                                             []string
+	singleUse                                       bool
+	iat, exp                                        time.Time
+	nbf                                             *time.Time
 }
+
+// maxStatementAudiences bounds the aud array.
+const maxStatementAudiences = 16
 
 // parseStatementClaims decodes a verified payload. Unknown claims are
 // ignored; known claims must have their registered type.
@@ -267,6 +359,7 @@ func parseStatementClaims(payload []byte) (*statementClaims, error) {
 		{"software_id", &c.softwareID, false},
 		{"agent_provider", &c.agentProvider, true},
 		{"agent_model", &c.agentModel, false},
+		{"jti", &c.jti, true},
 	} {
 		raw, present := fields[s.name]
 		if !present {
@@ -290,33 +383,61 @@ func parseStatementClaims(payload []byte) (*statementClaims, error) {
 			return nil, stmtInvalidf("single_use_access_tokens claim must be a boolean")
 		}
 	}
-	raw, present := fields["iat"]
-	if !present {
-		return nil, stmtInvalidf("missing iat claim")
-	}
-	if c.iat, err = stmtNumericDate(raw); err != nil {
-		return nil, stmtInvalidf("iat claim %v", err)
+	if c.aud, err = stmtAudienceClaim(fields["aud"]); err != nil {
+		return nil, err
 	}
 	for _, d := range []struct {
 		name string
-		dst  **time.Time
-	}{{"exp", &c.exp}, {"nbf", &c.nbf}} {
+		dst  *time.Time
+	}{{"iat", &c.iat}, {"exp", &c.exp}} {
 		raw, present := fields[d.name]
 		if !present {
-			continue
+			return nil, stmtInvalidf("missing %s claim", d.name)
 		}
-		t, err := stmtNumericDate(raw)
-		if err != nil {
+		if *d.dst, err = stmtNumericDate(raw); err != nil {
 			return nil, stmtInvalidf("%s claim %v", d.name, err)
 		}
-		*d.dst = &t
+	}
+	if raw, present := fields["nbf"]; present {
+		t, err := stmtNumericDate(raw)
+		if err != nil {
+			return nil, stmtInvalidf("nbf claim %v", err)
+		}
+		c.nbf = &t
 	}
 	return c, nil
 }
 
-func (c *statementClaims) checkTimes(now time.Time) error {
-	if c.exp != nil && !c.exp.After(now) {
+// stmtAudienceClaim decodes the aud claim (RFC 7519 §4.1.3): a string or an
+// array of strings, required.
+func stmtAudienceClaim(raw json.RawMessage) ([]string, error) {
+	if raw == nil {
+		return nil, stmtInvalidf("missing aud claim")
+	}
+	if one, ok := stmtJSONString(raw); ok {
+		return []string{one}, nil
+	}
+	var many []json.RawMessage
+	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &many) != nil || len(many) == 0 || len(many) > maxStatementAudiences {
+		return nil, stmtInvalidf("aud claim must be a string or 1 to %d strings", maxStatementAudiences)
+	}
+	out := make([]string, 0, len(many))
+	for _, m := range many {
+		a, ok := stmtJSONString(m)
+		if !ok {
+			return nil, stmtInvalidf("aud claim must be a string or 1 to %d strings", maxStatementAudiences)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func (c *statementClaims) checkTimes(now time.Time, maxLifetime time.Duration) error {
+	if !c.exp.After(now) {
 		return stmtInvalidf("statement expired")
+	}
+	if c.exp.Sub(c.iat) > maxLifetime {
+		return stmtInvalidf("statement is valid for longer than %s (exp - iat)", maxLifetime)
 	}
 	if c.nbf != nil && c.nbf.After(now.Add(StatementClockSkew)) {
 		return stmtInvalidf("statement not valid yet (nbf in the future)")

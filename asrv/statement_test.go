@@ -15,6 +15,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,12 @@ const (
 	stmtEdIssuer   = "urn:test:ed-issuer"
 	stmtEdKID      = "ed-1"
 	stmtVectorsDir = "testdata/statements"
+	// stmtAudience is the authorization server the test verifier is for.
+	stmtAudience = "https://as.example"
+	// stmtRevokedID is a statement id (jti) and stmtRevokedKID a key id
+	// (of edOther, under stmtEdIssuer) the test verifier has revoked.
+	stmtRevokedID  = "revoked-statement-1"
+	stmtRevokedKID = "ed-revoked"
 )
 
 // stmtNow is the fixed "now" of the statement tests and vectors.
@@ -104,16 +111,21 @@ func generateStatementKeys(t *testing.T) {
 	}
 }
 
+// stmtTestVerifier trusts the ES256 issuer (no key id) and the EdDSA
+// issuer's two keys, one of them revoked; it is for stmtAudience, with
+// the default maximum lifetime, and has revoked stmtRevokedID. The
+// committed vectors record the same (their "verifier").
 func stmtTestVerifier(t testing.TB, ks statementKeys) *StatementVerifier {
 	t.Helper()
 	v, err := NewStatementVerifier(
 		TrustedIssuer{Issuer: stmtESIssuer, Key: &ks.es256.PublicKey},
 		TrustedIssuer{Issuer: stmtEdIssuer, KeyID: stmtEdKID, Key: ks.ed.Public()},
+		TrustedIssuer{Issuer: stmtEdIssuer, KeyID: stmtRevokedKID, Key: ks.edOther.Public()},
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v
+	return v.WithAudience(stmtAudience).WithRevoked(StatementRevocations{StatementIDs: []string{stmtRevokedID}, KeyIDs: []string{stmtRevokedKID}})
 }
 
 func stmtB64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
@@ -163,6 +175,8 @@ func stmtClaims(iss string, mods ...func(map[string]any)) map[string]any {
 		"single_use_access_tokens": true,
 		"iat":                      stmtNow.Add(-time.Hour).Unix(),
 		"exp":                      stmtNow.Add(time.Hour).Unix(),
+		"aud":                      stmtAudience,
+		"jti":                      "statement-1",
 	}
 	for _, m := range mods {
 		m(c)
@@ -192,9 +206,26 @@ func statementCases() []statementCase {
 		{"valid EdDSA with kid", func(t testing.TB, ks statementKeys) string {
 			return stmtSign(t, jose.EdDSA, ks.ed, stmtEdKID, stmtClaims(stmtEdIssuer))
 		}, nil},
-		{"valid minimal claims", es(claimDel("software_id"), claimDel("agent_model"), claimDel("single_use_access_tokens"), claimDel("exp")), nil},
+		{"valid minimal claims", es(claimDel("software_id"), claimDel("agent_model"), claimDel("single_use_access_tokens")), nil},
 		{"valid fractional dates", es(claimSet("iat", 1767222000.5), claimSet("exp", 1767229200.25)), nil},
-		{"valid unknown claims ignored", es(claimSet("aud", []string{"x"}), claimSet("extra", map[string]any{"a": 1})), nil},
+		{"valid unknown claims ignored", es(claimSet("extra", map[string]any{"a": 1})), nil},
+		{"valid audience among several", es(claimSet("aud", []string{"https://other-as.example", stmtAudience})), nil},
+		{"valid for the longest lifetime", es(claimSet("iat", stmtNow.Add(-time.Hour).Unix()),
+			claimSet("exp", stmtNow.Add(-time.Hour+DefaultStatementMaxLifetime).Unix())), nil},
+		{"missing aud", es(claimDel("aud")), ErrInvalidStatement},
+		{"aud of another authorization server", es(claimSet("aud", "https://other-as.example")), ErrInvalidStatement},
+		{"aud empty array", es(claimSet("aud", []string{})), ErrInvalidStatement},
+		{"aud wrong type", es(claimSet("aud", 7)), ErrInvalidStatement},
+		{"aud array with a non-string", es(claimSet("aud", []any{stmtAudience, 7})), ErrInvalidStatement},
+		{"missing exp (a statement must expire)", es(claimDel("exp")), ErrInvalidStatement},
+		{"lifetime longer than the maximum", es(claimSet("iat", stmtNow.Add(-time.Hour).Unix()),
+			claimSet("exp", stmtNow.Add(-time.Hour+DefaultStatementMaxLifetime+time.Second).Unix())), ErrInvalidStatement},
+		{"missing jti", es(claimDel("jti")), ErrInvalidStatement},
+		{"empty jti", es(claimSet("jti", "")), ErrInvalidStatement},
+		{"revoked statement", es(claimSet("jti", stmtRevokedID)), ErrUntrustedStatement},
+		{"revoked issuer key", func(t testing.TB, ks statementKeys) string {
+			return stmtSign(t, jose.EdDSA, ks.edOther, stmtRevokedKID, stmtClaims(stmtEdIssuer))
+		}, ErrUntrustedStatement},
 		{"alg none refused", func(t testing.TB, ks statementKeys) string {
 			return stmtB64([]byte(`{"alg":"none"}`)) + "." + stmtB64(stmtJSON(t, stmtClaims(stmtESIssuer))) + "."
 		}, ErrInvalidStatement},
@@ -373,7 +404,7 @@ func TestStatementClaimsReturned(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := AgentClaims{Verified: true, Issuer: stmtESIssuer, SoftwareID: "4f9c2b1e-claude-code",
-		AgentProvider: "claude-code", AgentModel: "claude-opus-4", SingleUseAccessTokens: true}
+		AgentProvider: "claude-code", AgentModel: "claude-opus-4", SingleUseAccessTokens: true, StatementID: "statement-1"}
 	if got != want {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
@@ -386,7 +417,7 @@ func TestStatementVerifierWithoutIssuersTrustsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []*StatementVerifier{empty, nil} {
+	for _, v := range []*StatementVerifier{empty.WithAudience(stmtAudience), nil} {
 		if _, err := v.Verify(jws, stmtNow); !errors.Is(err, ErrUntrustedStatement) {
 			t.Fatalf("err = %v, want untrusted", err)
 		}
@@ -432,6 +463,7 @@ func TestStatementKeyRotationByKeyID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	v = v.WithAudience(stmtAudience)
 	for kid, key := range map[string]ed25519.PrivateKey{"old": ks.edOther, "new": ks.ed} {
 		if _, err := v.Verify(stmtSign(t, jose.EdDSA, key, kid, stmtClaims(stmtEdIssuer)), stmtNow); err != nil {
 			t.Fatalf("kid %s: %v", kid, err)
@@ -451,6 +483,26 @@ type statementVector struct {
 	Want string `json:"want"`
 }
 
+// statementTrust is a trusted issuer key of the vectors' verifier.
+type statementTrust struct {
+	Issuer  string `json:"issuer"`
+	KeyID   string `json:"kid,omitempty"`
+	KeyFile string `json:"key_file"`
+}
+
+// statementVectors is the committed file: the verifier every vector is
+// checked by (keys in keys/) and the vectors.
+type statementVectors struct {
+	Verifier struct {
+		Trusted            []statementTrust `json:"trusted"`
+		Audience           string           `json:"audience"`
+		MaxLifetimeSeconds int64            `json:"max_lifetime_seconds"`
+		RevokedIDs         []string         `json:"revoked_statement_ids"`
+		RevokedKeyIDs      []string         `json:"revoked_key_ids"`
+	} `json:"verifier"`
+	Vectors []statementVector `json:"vectors"`
+}
+
 // stmtVectorNames are the statementCases exported as committed vectors.
 var stmtVectorNames = []string{
 	"valid ES256", "valid EdDSA with kid", "alg none refused",
@@ -458,6 +510,9 @@ var stmtVectorNames = []string{
 	"right issuer wrong key EdDSA", "tampered payload", "expired", "nbf in the future",
 	"iat in the future", "missing agent_provider", "wrong type single_use_access_tokens",
 	"duplicate claims", "two signatures (JSON serialization) refused",
+	"valid audience among several", "missing aud", "aud of another authorization server",
+	"missing exp (a statement must expire)", "lifetime longer than the maximum", "missing jti",
+	"revoked statement", "revoked issuer key",
 }
 
 func stmtWantClass(err error) string {
@@ -482,15 +537,20 @@ func TestStatementVectors(t *testing.T) {
 		for _, c := range statementCases() {
 			byName[c.name] = c
 		}
-		var vs []statementVector
+		var file statementVectors
+		vf := &file.Verifier
+		vf.Trusted = []statementTrust{{stmtESIssuer, "", "keys/es256.pem"}, {stmtEdIssuer, stmtEdKID, "keys/ed25519.pem"},
+			{stmtEdIssuer, stmtRevokedKID, "keys/ed25519-other.pem"}}
+		vf.Audience, vf.MaxLifetimeSeconds = stmtAudience, int64(DefaultStatementMaxLifetime/time.Second)
+		vf.RevokedIDs, vf.RevokedKeyIDs = []string{stmtRevokedID}, []string{stmtRevokedKID}
 		for _, n := range stmtVectorNames {
 			c, ok := byName[n]
 			if !ok {
 				t.Fatalf("no case %q", n)
 			}
-			vs = append(vs, statementVector{Name: n, JWS: c.jws(t, ks), Now: stmtNow.Unix(), Want: stmtWantClass(c.want)})
+			file.Vectors = append(file.Vectors, statementVector{Name: n, JWS: c.jws(t, ks), Now: stmtNow.Unix(), Want: stmtWantClass(c.want)})
 		}
-		data, err := json.MarshalIndent(vs, "", "  ")
+		data, err := json.MarshalIndent(file, "", "  ")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -502,12 +562,19 @@ func TestStatementVectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var vs []statementVector
-	if err := json.Unmarshal(data, &vs); err != nil {
+	var file statementVectors
+	if err := json.Unmarshal(data, &file); err != nil {
 		t.Fatal(err)
 	}
-	if len(vs) < 10 {
+	vs := file.Vectors
+	if len(vs) < 20 {
 		t.Fatalf("only %d vectors", len(vs))
+	}
+	// The file's verifier is the test verifier.
+	vf := file.Verifier
+	if vf.Audience != stmtAudience || vf.MaxLifetimeSeconds != int64(DefaultStatementMaxLifetime/time.Second) ||
+		!slices.Equal(vf.RevokedIDs, []string{stmtRevokedID}) || !slices.Equal(vf.RevokedKeyIDs, []string{stmtRevokedKID}) || len(vf.Trusted) != 3 {
+		t.Fatalf("the vectors' verifier %+v is not the test verifier", vf)
 	}
 	v := stmtTestVerifier(t, loadStatementKeys(t))
 	for _, vec := range vs {

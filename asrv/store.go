@@ -3,6 +3,7 @@ package asrv
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
@@ -20,10 +21,24 @@ var (
 )
 
 // ClientStore persists registered clients.
+//
+// An unverified client (no trusted software statement) is pending from its
+// registration until the first code or token is issued to it: anybody can
+// register one, so pending clients are counted apart and expire
+// (DeletePendingClients). Clients stored before pending was tracked never
+// are.
 type ClientStore interface {
 	fosite.ClientManager
-	// CreateClient registers c; ErrClientExists if the id is taken.
+	// CreateClient registers c; ErrClientExists if the id is taken. An
+	// unverified c is pending, since c.CreatedAt.
 	CreateClient(ctx context.Context, c *Client) error
+	// CountClients counts the registered clients, and of them the pending
+	// ones.
+	CountClients(ctx context.Context) (total, pending int, err error)
+	// DeletePendingClients deletes the clients still pending that were
+	// registered before the cutoff, and returns how many. A client that
+	// gets its first code or token meanwhile is not deleted.
+	DeletePendingClients(ctx context.Context, registeredBefore time.Time) (int, error)
 	// Client returns the registered client, or fosite.ErrNotFound.
 	Client(ctx context.Context, id string) (*Client, error)
 	// DeleteClient removes a client and every token issued to it.
@@ -35,6 +50,14 @@ type ClientStore interface {
 // TokenStore persists codes and tokens by signature (never the raw value).
 // Every write that issues, rotates, consumes or revokes a token is durable
 // when it returns.
+//
+// Delegated tokens (RFC 8693) die with their chain: RevokeAccessToken and
+// RevokeRefreshToken of a grant also delete every access token delegated
+// from a token of that grant, at any depth, and DeleteClient also deletes
+// every token delegated from a token of that client. Rotating a refresh
+// token is not a revocation (the delegated tokens keep their own expiry,
+// never later than their subject token's), nor is consuming a single-use
+// token.
 type TokenStore interface {
 	oauth2.CoreStorage
 	oauth2.TokenRevocationStorage
@@ -44,6 +67,17 @@ type TokenStore interface {
 	// one token exactly one succeeds; the others get ErrConsumed (or
 	// fosite.ErrNotFound once the deletion is visible).
 	ConsumeAccessToken(ctx context.Context, signature string) (fosite.Requester, error)
+	// CreateDelegatedAccessToken stores the access token of a token
+	// exchange whose subject token has the signature subjectSig, linked to
+	// the subject token's chain (see above). Atomically with the creation it
+	// checks that the subject token is still stored and that every client
+	// of the chain is still registered, and with consumeSubject deletes the
+	// subject token (a single-use token is spent by the exchange): of
+	// concurrent exchanges of one single-use subject exactly one succeeds.
+	// A revocation or client deletion racing with it either makes it fail
+	// or removes what it stored. When the subject is gone it stores nothing
+	// and returns fosite.ErrNotFound or ErrConsumed.
+	CreateDelegatedAccessToken(ctx context.Context, signature string, req fosite.Requester, subjectSig string, consumeSubject bool) error
 }
 
 // Store is everything the authorization server persists. The Badger store

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,9 +26,17 @@ import (
 // Key layout (all values are JSON unless noted):
 //
 //	client/<id>                                  Client
+//	pending/<id>                                 registration time (unix seconds, 8 bytes): an
+//	                                             unverified client with no code or token yet
 //	code/<sig>  pkce/<sig>  at/<sig>  rt/<sig>   storedRequest (TTL = the token's expiry)
 //	idx/req/<len><request id><token key>         empty (request-id index, same TTL)
-//	idx/client/<len><client id><token key>       empty (client index, same TTL)
+//	idx/client/<len><client id><token key>       empty (client index, same TTL; a delegated
+//	                                             token is also indexed under every actor's id)
+//	idx/anc/<len><request id><token key>         empty (a delegated token under every grant it
+//	                                             descends from, same TTL)
+//	grant/<len><request id>                      empty: read and written by every delegation from
+//	                                             the grant and every revocation of it, so that the
+//	                                             two always conflict (see badgerTouchGrant)
 //	jti/<hex sha256(jti)>                        expiry (TTL = exp)
 //
 // <len> is the uvarint length of the id that follows, so an id can never be
@@ -272,8 +281,11 @@ var (
 
 const (
 	badgerPrefixClient   = "client/"
+	badgerPrefixPending  = "pending/"
 	badgerPrefixReqIndex = "idx/req/"
 	badgerPrefixCliIndex = "idx/client/"
+	badgerPrefixAncIndex = "idx/anc/"
+	badgerPrefixGrant    = "grant/"
 	badgerPrefixJTI      = "jti/"
 )
 
@@ -333,12 +345,97 @@ func (s *BadgerStore) CreateClient(ctx context.Context, c *Client) error {
 		case !errors.Is(err, badger.ErrKeyNotFound):
 			return err
 		}
-		return txn.Set(badgerClientKey(c.ID), val)
+		if err := txn.Set(badgerClientKey(c.ID), val); err != nil {
+			return err
+		}
+		if c.Agent.Verified {
+			return nil
+		}
+		return txn.Set(badgerPendingKey(c.ID), binary.BigEndian.AppendUint64(nil, uint64(c.CreatedAt.Unix())))
 	})
 	if err != nil {
 		return fmt.Errorf("asrv: create client %q: %w", c.ID, err)
 	}
 	return nil
+}
+
+func badgerPendingKey(id string) []byte { return []byte(badgerPrefixPending + id) }
+
+// badgerClientUsed clears id's pending mark, in the transaction that
+// issues it a code or token.
+func badgerClientUsed(txn *badger.Txn, id string) error {
+	k := badgerPendingKey(id)
+	if _, err := txn.Get(k); errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return txn.Delete(k)
+}
+
+// CountClients counts the registered and the pending clients (keys only).
+func (s *BadgerStore) CountClients(ctx context.Context) (total, pending int, err error) {
+	err = s.view(ctx, func(txn *badger.Txn) error {
+		total = badgerCountKeys(txn, []byte(badgerPrefixClient))
+		pending = badgerCountKeys(txn, []byte(badgerPrefixPending))
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("asrv: count clients: %w", err)
+	}
+	return total, pending, nil
+}
+
+func badgerCountKeys(txn *badger.Txn, prefix []byte) int {
+	o := badger.DefaultIteratorOptions
+	o.PrefetchValues = false
+	o.Prefix = prefix
+	it := txn.NewIterator(o)
+	defer it.Close()
+	n := 0
+	for it.Rewind(); it.Valid(); it.Next() {
+		n++
+	}
+	return n
+}
+
+// DeletePendingClients deletes the pending clients registered before the
+// cutoff. Each is deleted in a transaction that reads its pending mark, so
+// one whose first token was issued meanwhile (clearing the mark) conflicts
+// and survives.
+func (s *BadgerStore) DeletePendingClients(ctx context.Context, registeredBefore time.Time) (int, error) {
+	var ids []string
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(badgerPrefixPending), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var at int64
+			_ = it.Item().Value(func(v []byte) error {
+				if len(v) == 8 {
+					at = int64(binary.BigEndian.Uint64(v))
+				}
+				return nil
+			})
+			if at < registeredBefore.Unix() {
+				ids = append(ids, strings.TrimPrefix(string(it.Item().Key()), badgerPrefixPending))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("asrv: delete pending clients: %w", err)
+	}
+	n := 0
+	for _, id := range ids {
+		deleted, err := s.deleteClient(ctx, id, true)
+		if err != nil {
+			return n, fmt.Errorf("asrv: delete pending clients: %w", err)
+		}
+		if deleted {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // Client returns the registered client, or fosite.ErrNotFound.
@@ -414,22 +511,48 @@ func (s *BadgerStore) DeleteClient(ctx context.Context, id string) error {
 	if !validStoreID(id) {
 		return fmt.Errorf("asrv: delete client: %w", fosite.ErrNotFound)
 	}
+	existed, err := s.deleteClient(ctx, id, false)
+	if err != nil {
+		return err
+	}
+	if !existed {
+		return fmt.Errorf("asrv: delete client %q: %w", id, fosite.ErrNotFound)
+	}
+	return nil
+}
+
+// deleteClient deletes a client (with onlyPending, only while it is
+// pending) and sweeps its tokens; it reports whether it deleted it.
+func (s *BadgerStore) deleteClient(ctx context.Context, id string, onlyPending bool) (bool, error) {
 	existed := false
 	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+		existed = false
+		if onlyPending {
+			if _, err := txn.Get(badgerPendingKey(id)); errors.Is(err, badger.ErrKeyNotFound) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+		}
 		_, err := txn.Get(badgerClientKey(id))
 		switch {
 		case err == nil:
 			existed = true
 		case errors.Is(err, badger.ErrKeyNotFound):
-			existed = false
-			return nil
+			return txn.Delete(badgerPendingKey(id))
 		default:
+			return err
+		}
+		if err := txn.Delete(badgerPendingKey(id)); err != nil {
 			return err
 		}
 		return txn.Delete(badgerClientKey(id))
 	})
 	if err != nil {
-		return fmt.Errorf("asrv: delete client %q: %w", id, err)
+		return false, fmt.Errorf("asrv: delete client %q: %w", id, err)
+	}
+	if !existed && onlyPending {
+		return false, nil
 	}
 	base := badgerIndexBase(badgerPrefixCliIndex, id)
 	for {
@@ -438,7 +561,7 @@ func (s *BadgerStore) DeleteClient(ctx context.Context, id string) error {
 			keys = badgerScanKeys(txn, base, badgerSweepBatch)
 			return nil
 		}); err != nil {
-			return fmt.Errorf("asrv: delete tokens of client %q: %w", id, err)
+			return existed, fmt.Errorf("asrv: delete tokens of client %q: %w", id, err)
 		}
 		if len(keys) == 0 {
 			break
@@ -457,13 +580,10 @@ func (s *BadgerStore) DeleteClient(ctx context.Context, id string) error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("asrv: delete tokens of client %q: %w", id, err)
+			return existed, fmt.Errorf("asrv: delete tokens of client %q: %w", id, err)
 		}
 	}
-	if !existed {
-		return fmt.Errorf("asrv: delete client %q: %w", id, fosite.ErrNotFound)
-	}
-	return nil
+	return existed, nil
 }
 
 // badgerScanKeys returns up to limit keys (copies) under prefix.
@@ -654,6 +774,9 @@ func (s *BadgerStore) ConsumeAccessToken(ctx context.Context, sig string) (fosit
 		if err != nil {
 			return err
 		}
+		if err := badgerActorsRegistered(txn, rec); err != nil {
+			return err
+		}
 		req = rec.toRequest(client)
 		return badgerDeleteRecord(txn, badgerKindAccess.key(sig), rec)
 	})
@@ -715,11 +838,15 @@ func (s *BadgerStore) RotateRefreshToken(ctx context.Context, requestID, sig str
 	return nil
 }
 
-// RevokeRefreshToken marks every refresh token of requestID inactive. It
-// returns nil when there are none.
+// RevokeRefreshToken marks every refresh token of requestID inactive and
+// deletes the access tokens delegated from the grant. It returns nil when
+// there are none.
 func (s *BadgerStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
 	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
-		return badgerRevokeFamily(txn, requestID, badgerKindRefresh)
+		if err := badgerRevokeFamily(txn, requestID, badgerKindRefresh); err != nil {
+			return err
+		}
+		return badgerRevokeDescendants(txn, requestID)
 	})
 	if err != nil {
 		return fmt.Errorf("asrv: revoke refresh tokens of request: %w", err)
@@ -727,11 +854,15 @@ func (s *BadgerStore) RevokeRefreshToken(ctx context.Context, requestID string) 
 	return nil
 }
 
-// RevokeAccessToken deletes every access token of requestID. It returns nil
-// when there are none.
+// RevokeAccessToken deletes every access token of requestID and every
+// access token delegated from the grant. It returns nil when there are
+// none.
 func (s *BadgerStore) RevokeAccessToken(ctx context.Context, requestID string) error {
 	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
-		return badgerRevokeFamily(txn, requestID, badgerKindAccess)
+		if err := badgerRevokeFamily(txn, requestID, badgerKindAccess); err != nil {
+			return err
+		}
+		return badgerRevokeDescendants(txn, requestID)
 	})
 	if err != nil {
 		return fmt.Errorf("asrv: revoke access tokens of request: %w", err)
@@ -785,6 +916,100 @@ func badgerRevokeFamily(txn *badger.Txn, requestID string, kind badgerKind) erro
 	return nil
 }
 
+// badgerRevokeDescendants deletes the access tokens delegated from a token
+// of requestID, at any depth (each is indexed under every grant it
+// descends from).
+func badgerRevokeDescendants(txn *badger.Txn, requestID string) error {
+	if !validStoreID(requestID) {
+		return nil
+	}
+	if err := badgerTouchGrant(txn, requestID, 0, true); err != nil {
+		return err
+	}
+	base := badgerIndexBase(badgerPrefixAncIndex, requestID)
+	for _, ik := range badgerScanKeys(txn, base, 0) {
+		if err := badgerDeleteTokenByKey(txn, ik[len(base):]); err != nil {
+			return err
+		}
+		if err := txn.Delete(ik); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// badgerTouchGrant reads and writes (sets until exp, or with remove
+// deletes) the grant key of requestID. Badger detects conflicts on keys a
+// transaction read and another wrote, not on a range scan that would have
+// found a key written meanwhile: without a key both touch, a revocation
+// could miss a delegated token committed after it started, and a delegation
+// could miss a refresh-side revocation committed after it started.
+func badgerTouchGrant(txn *badger.Txn, requestID string, exp uint64, remove bool) error {
+	k := badgerIndexBase(badgerPrefixGrant, requestID)
+	if _, err := txn.Get(k); err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+		return err
+	}
+	if remove {
+		return txn.Delete(k)
+	}
+	e := badger.NewEntry(k, nil)
+	e.ExpiresAt = exp
+	return txn.SetEntry(e)
+}
+
+// CreateDelegatedAccessToken stores a token exchange's access token in one
+// transaction with reading (and, with consumeSubject, deleting) the subject
+// token and reading every client of the chain: a concurrent revocation,
+// consumption or client deletion writes one of those keys, so one of the
+// two transactions conflicts and its retry sees the other's outcome.
+func (s *BadgerStore) CreateDelegatedAccessToken(ctx context.Context, sig string, req fosite.Requester, subjectSig string, consumeSubject bool) error {
+	if !validStoreSignature(sig) {
+		return errors.New("asrv: create delegated access token: invalid signature")
+	}
+	rec, err := newStoredRequest(req)
+	if err != nil {
+		return fmt.Errorf("asrv: create delegated access token: %w", err)
+	}
+	exp := badgerExpiresAt(rec.Session.GetExpiresAt(fosite.AccessToken))
+	key := badgerKindAccess.key(sig)
+	err = s.update(ctx, func(txn *badger.Txn, retry bool) error {
+		subject, _, err := s.loadRecord(txn, badgerKindAccess, subjectSig)
+		if err != nil {
+			if retry && errors.Is(err, fosite.ErrNotFound) {
+				return ErrConsumed
+			}
+			return fmt.Errorf("subject token: %w", err)
+		}
+		linked := *rec
+		if err := linked.delegatedFrom(subject); err != nil {
+			return err
+		}
+		for _, id := range append(slices.Clone(linked.Actors), linked.ClientID) {
+			if _, err := badgerLoadClient(txn, id); err != nil {
+				return fmt.Errorf("client %q: %w", id, err)
+			}
+		}
+		for _, id := range linked.Ancestors {
+			if err := badgerTouchGrant(txn, id, exp, false); err != nil {
+				return err
+			}
+		}
+		if err := badgerClientUsed(txn, linked.ClientID); err != nil {
+			return err
+		}
+		if consumeSubject {
+			if err := badgerDeleteRecord(txn, badgerKindAccess.key(subjectSig), subject); err != nil {
+				return err
+			}
+		}
+		return badgerSetToken(txn, key, &linked, exp)
+	})
+	if err != nil {
+		return fmt.Errorf("asrv: create delegated access token: %w", err)
+	}
+	return nil
+}
+
 func (s *BadgerStore) createToken(ctx context.Context, kind badgerKind, sig, accessSig string, req fosite.Requester) error {
 	if !validStoreSignature(sig) {
 		return fmt.Errorf("asrv: create %s: invalid signature", kind.name)
@@ -794,10 +1019,6 @@ func (s *BadgerStore) createToken(ctx context.Context, kind badgerKind, sig, acc
 		return fmt.Errorf("asrv: create %s: %w", kind.name, err)
 	}
 	rec.AccessSignature = accessSig
-	val, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("asrv: create %s: encode: %w", kind.name, err)
-	}
 	exp := badgerExpiresAt(rec.Session.GetExpiresAt(kind.typ))
 	key := kind.key(sig)
 	err = s.update(ctx, func(txn *badger.Txn, _ bool) error {
@@ -807,21 +1028,41 @@ func (s *BadgerStore) createToken(ctx context.Context, kind badgerKind, sig, acc
 		if _, err := badgerLoadClient(txn, rec.ClientID); err != nil {
 			return fmt.Errorf("client %q: %w", rec.ClientID, err)
 		}
-		entries := []*badger.Entry{
-			badger.NewEntry(key, val),
-			badger.NewEntry(badgerIndexKey(badgerPrefixReqIndex, rec.ID, key), nil),
-			badger.NewEntry(badgerIndexKey(badgerPrefixCliIndex, rec.ClientID, key), nil),
+		if err := badgerClientUsed(txn, rec.ClientID); err != nil {
+			return err
 		}
-		for _, e := range entries {
-			e.ExpiresAt = exp
-			if err := txn.SetEntry(e); err != nil {
-				return err
-			}
-		}
-		return nil
+		return badgerSetToken(txn, key, rec, exp)
 	})
 	if err != nil {
 		return fmt.Errorf("asrv: create %s: %w", kind.name, err)
+	}
+	return nil
+}
+
+// badgerSetToken writes a token record and its index entries, all expiring
+// at exp: by request id and client, and for a delegated token by every
+// grant it descends from and every actor.
+func badgerSetToken(txn *badger.Txn, key []byte, rec *storedRequest, exp uint64) error {
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	entries := []*badger.Entry{
+		badger.NewEntry(key, val),
+		badger.NewEntry(badgerIndexKey(badgerPrefixReqIndex, rec.ID, key), nil),
+		badger.NewEntry(badgerIndexKey(badgerPrefixCliIndex, rec.ClientID, key), nil),
+	}
+	for _, id := range rec.Ancestors {
+		entries = append(entries, badger.NewEntry(badgerIndexKey(badgerPrefixAncIndex, id, key), nil))
+	}
+	for _, id := range rec.Actors {
+		entries = append(entries, badger.NewEntry(badgerIndexKey(badgerPrefixCliIndex, id, key), nil))
+	}
+	for _, e := range entries {
+		e.ExpiresAt = exp
+		if err := txn.SetEntry(e); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -855,6 +1096,9 @@ func (s *BadgerStore) getToken(ctx context.Context, kind badgerKind, sig string)
 		}
 		client, err = badgerLoadClient(txn, rec.ClientID)
 		if err != nil {
+			return err
+		}
+		if err := badgerActorsRegistered(txn, rec); err != nil {
 			return err
 		}
 		req = rec.toRequest(client)
@@ -930,12 +1174,39 @@ func badgerDeleteTokenByKey(txn *badger.Txn, tk []byte) error {
 	return badgerDeleteRecord(txn, tk, rec)
 }
 
+// badgerActorsRegistered is fosite.ErrNotFound when a client of a
+// delegated token's chain is gone: DeleteClient deletes the client before it
+// sweeps the tokens indexed under it, and a token must not be served in
+// between.
+func badgerActorsRegistered(txn *badger.Txn, rec *storedRequest) error {
+	for _, id := range rec.Actors {
+		if _, err := badgerLoadClient(txn, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func badgerDeleteRecord(txn *badger.Txn, tk []byte, rec *storedRequest) error {
 	if err := txn.Delete(tk); err != nil {
 		return err
 	}
 	if rec == nil {
 		return nil
+	}
+	for _, id := range rec.Ancestors {
+		if validStoreID(id) {
+			if err := txn.Delete(badgerIndexKey(badgerPrefixAncIndex, id, tk)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, id := range rec.Actors {
+		if validStoreID(id) {
+			if err := txn.Delete(badgerIndexKey(badgerPrefixCliIndex, id, tk)); err != nil {
+				return err
+			}
+		}
 	}
 	if validStoreID(rec.ID) {
 		if err := txn.Delete(badgerIndexKey(badgerPrefixReqIndex, rec.ID, tk)); err != nil {

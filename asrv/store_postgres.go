@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -23,14 +24,18 @@ import (
 // gateway replicas running one in process) share it. Tables (see
 // migrations/):
 //
-//	asrv_clients  id, doc                      the Client as JSON (secrets as hashes)
-//	asrv_tokens   kind, sig, request_id, client_id, inactive, expires_at, request
+//	asrv_clients  id, doc, pending_since       the Client as JSON (secrets as hashes); when an
+//	                                           unverified client without a code or token yet
+//	                                           registered
+//	asrv_tokens   kind, sig, request_id, client_id, inactive, expires_at, request,
+//	              ancestors, actors (a delegated token's chain: grants and clients)
 //	asrv_jtis     sha256(jti), expires_at
 //
 // Tokens are keyed by signature, never by raw value; request is the same
 // storedRequest encoding the Badger store keeps (no secrets, no raw tokens).
 // A token row references its client with ON DELETE CASCADE, so deleting a
-// client deletes its tokens in the same transaction.
+// client deletes its tokens in the same transaction; the tokens delegated
+// from them name it in actors and go in the same transaction too.
 //
 // Every operation that must have one winner is one conditional statement,
 // so it is atomic across replicas without application locks:
@@ -44,6 +49,12 @@ import (
 //     transaction.
 //   - SetClientAssertionJWT is INSERT … ON CONFLICT DO UPDATE … WHERE the
 //     recorded one has expired.
+//   - CreateDelegatedAccessToken locks (or, for a single-use subject,
+//     deletes) the subject token's row and shares the chain's client rows
+//     before it inserts; a revocation deletes the grant's rows first and
+//     the delegated ones in a later statement, whose snapshot sees any
+//     delegated token that got in first (READ COMMITTED), and a deletion
+//     of a chain client likewise. So the two never cross.
 //
 // Expiry is judged by the store's clock (WithPostgresClock), passed to
 // every statement, so replicas agree as far as their clocks do; expired rows
@@ -310,7 +321,12 @@ func (s *PostgresStore) CreateClient(ctx context.Context, c *Client) error {
 	if err := s.usable(ctx); err != nil {
 		return fmt.Errorf("asrv: create client %q: %w", c.ID, err)
 	}
-	tag, err := s.pool.Exec(ctx, `INSERT INTO asrv_clients (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, c.ID, doc)
+	var pending *time.Time
+	if !c.Agent.Verified {
+		at := c.CreatedAt.UTC()
+		pending = &at
+	}
+	tag, err := s.pool.Exec(ctx, `INSERT INTO asrv_clients (id, doc, pending_since) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`, c.ID, doc, pending)
 	if err != nil {
 		return fmt.Errorf("asrv: create client %q: %w", c.ID, err)
 	}
@@ -408,14 +424,51 @@ func (s *PostgresStore) DeleteClient(ctx context.Context, id string) error {
 	if err := s.usable(ctx); err != nil {
 		return fmt.Errorf("asrv: delete client %q: %w", id, err)
 	}
-	tag, err := s.pool.Exec(ctx, `DELETE FROM asrv_clients WHERE id = $1`, id)
+	var existed bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM asrv_clients WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		existed = tag.RowsAffected() > 0
+		// A later statement: its snapshot sees a delegated token whose
+		// insertion waited on the client row.
+		_, err = tx.Exec(ctx, `DELETE FROM asrv_tokens WHERE actors @> ARRAY[$1::text]`, id)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("asrv: delete client %q: %w", id, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if !existed {
 		return fmt.Errorf("asrv: delete client %q: %w", id, fosite.ErrNotFound)
 	}
 	return nil
+}
+
+// CountClients counts the registered and the pending clients.
+func (s *PostgresStore) CountClients(ctx context.Context) (total, pending int, err error) {
+	if err := s.usable(ctx); err != nil {
+		return 0, 0, fmt.Errorf("asrv: count clients: %w", err)
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT count(*), count(pending_since) FROM asrv_clients`).Scan(&total, &pending); err != nil {
+		return 0, 0, fmt.Errorf("asrv: count clients: %w", err)
+	}
+	return total, pending, nil
+}
+
+// DeletePendingClients deletes the pending clients registered before the
+// cutoff in one statement: a client whose first token is being issued
+// holds its row (the token's insertion clears pending_since first), and
+// the DELETE re-checks the condition on the row it waited for.
+func (s *PostgresStore) DeletePendingClients(ctx context.Context, registeredBefore time.Time) (int, error) {
+	if err := s.usable(ctx); err != nil {
+		return 0, fmt.Errorf("asrv: delete pending clients: %w", err)
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM asrv_clients WHERE pending_since IS NOT NULL AND pending_since < $1`, registeredBefore)
+	if err != nil {
+		return 0, fmt.Errorf("asrv: delete pending clients: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 // --- client assertion JTIs ------------------------------------------------
@@ -629,34 +682,133 @@ func (s *PostgresStore) RotateRefreshToken(ctx context.Context, requestID, sig s
 	return nil
 }
 
-// RevokeRefreshToken marks every refresh token of requestID inactive. It
-// returns nil when there are none.
+// RevokeRefreshToken marks every refresh token of requestID inactive and
+// deletes the access tokens delegated from the grant. It returns nil when
+// there are none.
 func (s *PostgresStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	if !validStoreID(requestID) {
-		return nil
-	}
-	if err := s.usable(ctx); err != nil {
-		return fmt.Errorf("asrv: revoke refresh tokens of request: %w", err)
-	}
-	if _, err := s.pool.Exec(ctx, `UPDATE asrv_tokens SET inactive = true WHERE request_id = $1 AND kind = $2 AND NOT inactive`,
-		requestID, postgresKindRefresh); err != nil {
+	if err := s.revokeGrant(ctx, requestID, `UPDATE asrv_tokens SET inactive = true WHERE request_id = $1 AND kind = $2 AND NOT inactive`,
+		postgresKindRefresh); err != nil {
 		return fmt.Errorf("asrv: revoke refresh tokens of request: %w", err)
 	}
 	return nil
 }
 
-// RevokeAccessToken deletes every access token of requestID. It returns nil
-// when there are none.
+// RevokeAccessToken deletes every access token of requestID and every
+// access token delegated from the grant. It returns nil when there are
+// none.
 func (s *PostgresStore) RevokeAccessToken(ctx context.Context, requestID string) error {
+	if err := s.revokeGrant(ctx, requestID, `DELETE FROM asrv_tokens WHERE request_id = $1 AND kind = $2`,
+		postgresKindAccess); err != nil {
+		return fmt.Errorf("asrv: revoke access tokens of request: %w", err)
+	}
+	return nil
+}
+
+// revokeGrant runs revoke (on request_id $1 and kind $2) and then, in a
+// later statement of the same transaction, deletes the access tokens
+// delegated from the grant: the revocation's row locks make a racing
+// CreateDelegatedAccessToken either wait and fail, or commit first and be
+// seen by the later statement.
+func (s *PostgresStore) revokeGrant(ctx context.Context, requestID, revoke string, kind postgresKind) error {
 	if !validStoreID(requestID) {
 		return nil
 	}
 	if err := s.usable(ctx); err != nil {
-		return fmt.Errorf("asrv: revoke access tokens of request: %w", err)
+		return err
 	}
-	if _, err := s.pool.Exec(ctx, `DELETE FROM asrv_tokens WHERE request_id = $1 AND kind = $2`,
-		requestID, postgresKindAccess); err != nil {
-		return fmt.Errorf("asrv: revoke access tokens of request: %w", err)
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, revoke, requestID, kind); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM asrv_tokens WHERE kind = $1 AND ancestors @> ARRAY[$2::text]`, postgresKindAccess, requestID)
+		return err
+	})
+}
+
+// CreateDelegatedAccessToken stores a token exchange's access token in one
+// transaction: the chain's client rows are locked FOR SHARE, the subject
+// token's row is locked (FOR SHARE) or, with consumeSubject, deleted (one
+// winner among concurrent exchanges, as ConsumeAccessToken), and the token
+// is inserted with its chain.
+func (s *PostgresStore) CreateDelegatedAccessToken(ctx context.Context, sig string, req fosite.Requester, subjectSig string, consumeSubject bool) error {
+	if !validStoreSignature(sig) {
+		return errors.New("asrv: create delegated access token: invalid signature")
+	}
+	rec, err := newStoredRequest(req)
+	if err != nil {
+		return fmt.Errorf("asrv: create delegated access token: %w", err)
+	}
+	if !validStoreSignature(subjectSig) {
+		return fmt.Errorf("asrv: create delegated access token: subject token: %w", fosite.ErrNotFound)
+	}
+	if err := s.usable(ctx); err != nil {
+		return fmt.Errorf("asrv: create delegated access token: %w", err)
+	}
+	now := s.now()
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Lock order, as DeleteClient's (client row, then its token rows
+		// by the cascade): the client rows first — the new token's client
+		// updated (no longer pending) before the chain's are shared, so
+		// that two delegations to one pending client queue rather than
+		// deadlock — then the subject's row. The chain is read first
+		// without a lock; a token's chain never changes.
+		if _, err := tx.Exec(ctx, `UPDATE asrv_clients SET pending_since = NULL WHERE id = $1 AND pending_since IS NOT NULL`, rec.ClientID); err != nil {
+			return err
+		}
+		var holder string
+		var actors []string
+		err := tx.QueryRow(ctx, `SELECT client_id, actors FROM asrv_tokens
+			WHERE kind = $1 AND sig = $2 AND (expires_at IS NULL OR expires_at > $3)`,
+			postgresKindAccess, subjectSig, now).Scan(&holder, &actors)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("subject token: %w", fosite.ErrNotFound)
+		} else if err != nil {
+			return err
+		}
+		chain := slices.Compact(slices.Sorted(slices.Values(append(actors, holder, rec.ClientID))))
+		rows, err := tx.Query(ctx, `SELECT id FROM asrv_clients WHERE id = ANY($1) ORDER BY id FOR SHARE`, chain)
+		if err != nil {
+			return err
+		}
+		found := 0
+		for rows.Next() {
+			found++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if found != len(chain) {
+			return fmt.Errorf("a client of the delegation chain: %w", fosite.ErrNotFound)
+		}
+		q := `SELECT request_id, client_id, ancestors, actors FROM asrv_tokens
+			WHERE kind = $1 AND sig = $2 AND (expires_at IS NULL OR expires_at > $3) FOR SHARE`
+		if consumeSubject {
+			q = `DELETE FROM asrv_tokens WHERE kind = $1 AND sig = $2 AND (expires_at IS NULL OR expires_at > $3)
+				RETURNING request_id, client_id, ancestors, actors`
+		}
+		var subject storedRequest
+		err = tx.QueryRow(ctx, q, postgresKindAccess, subjectSig, now).Scan(&subject.ID, &subject.ClientID, &subject.Ancestors, &subject.Actors)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("subject token: %w", ErrConsumed)
+		} else if err != nil {
+			return err
+		}
+		if err := rec.delegatedFrom(&subject); err != nil {
+			return err
+		}
+		val, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("encode: %w", err)
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO asrv_tokens (kind, sig, request_id, client_id, expires_at, request, ancestors, actors)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			postgresKindAccess, sig, rec.ID, rec.ClientID, postgresExpiry(rec.Session.GetExpiresAt(fosite.AccessToken)), val,
+			rec.Ancestors, rec.Actors)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("asrv: create delegated access token: %w", err)
 	}
 	return nil
 }
@@ -723,7 +875,11 @@ func (s *PostgresStore) createToken(ctx context.Context, kind postgresKind, sig,
 	// The foreign key refuses a token of an unknown client, and a
 	// concurrent DeleteClient either waits for this insert and then deletes
 	// the token with its client, or commits first and the insert fails.
-	_, err = s.pool.Exec(ctx, `INSERT INTO asrv_tokens (kind, sig, request_id, client_id, expires_at, request)
+	// The client is no longer pending: cleared in the same statement (a
+	// data-modifying CTE always runs), which locks its row against a
+	// concurrent DeletePendingClients.
+	_, err = s.pool.Exec(ctx, `WITH used AS (UPDATE asrv_clients SET pending_since = NULL WHERE id = $4 AND pending_since IS NOT NULL)
+		INSERT INTO asrv_tokens (kind, sig, request_id, client_id, expires_at, request)
 		VALUES ($1, $2, $3, $4, $5, $6)`,
 		kind, sig, rec.ID, rec.ClientID, postgresExpiry(rec.Session.GetExpiresAt(kind.typ())), val)
 	if err != nil {

@@ -49,6 +49,35 @@ type storedRequest struct {
 	// AccessSignature is, for a refresh token, the signature of the access
 	// token issued with it.
 	AccessSignature string `json:"access_signature,omitempty"`
+	// Ancestors are, for a delegated access token, the request ids of the
+	// grants it descends from (its subject token's, that one's subject
+	// token's, …), and Actors the clients of those tokens: revoking any of
+	// those grants, or deleting any of those clients, removes it.
+	Ancestors []string `json:"ancestors,omitempty"`
+	Actors    []string `json:"actors,omitempty"`
+}
+
+// maxStoreChainLinks bounds Ancestors and Actors whatever the caller's
+// chain limit: each is an index entry and a check.
+const maxStoreChainLinks = 16
+
+// delegatedFrom sets rec's chain links from the subject token's record:
+// the subject's grant and client, and everything the subject descends
+// from.
+func (rec *storedRequest) delegatedFrom(subject *storedRequest) error {
+	rec.Ancestors = appendLink(slices.Clone(subject.Ancestors), subject.ID)
+	rec.Actors = appendLink(slices.Clone(subject.Actors), subject.ClientID)
+	if len(rec.Ancestors) > maxStoreChainLinks || len(rec.Actors) > maxStoreChainLinks {
+		return errors.New("delegation chain too long")
+	}
+	return nil
+}
+
+func appendLink(links []string, id string) []string {
+	if slices.Contains(links, id) {
+		return links
+	}
+	return append(links, id)
 }
 
 // persistedFormKeys are the only request form parameters the store keeps:
@@ -147,6 +176,14 @@ func decodeStoredRequest(b []byte) (*storedRequest, error) {
 		return nil, errors.New("decode stored request: missing or invalid client id")
 	}
 	rec.Form = persistableForm(rec.Form)
+	if len(rec.Ancestors) > maxStoreChainLinks || len(rec.Actors) > maxStoreChainLinks {
+		return nil, errors.New("decode stored request: delegation chain too long")
+	}
+	for _, id := range slices.Concat(rec.Ancestors, rec.Actors) {
+		if !validStoreID(id) {
+			return nil, errors.New("decode stored request: invalid delegation link")
+		}
+	}
 	if rec.Session == nil {
 		rec.Session = &Session{}
 	}

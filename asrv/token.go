@@ -73,7 +73,7 @@ func (s *Server) applyTokenPolicy(ctx context.Context, ar fosite.AccessRequester
 		return nil, nil // token exchange: decided by its handler
 	}
 
-	in := rego.Input{Client: client.PolicyClient(), Request: rego.Request{GrantType: grantType}}
+	in := rego.Input{Client: s.policyClient(client), Request: rego.Request{GrantType: grantType}}
 	var resources []string
 	switch grantType {
 	case "client_credentials":

@@ -63,6 +63,8 @@ type FileConfig struct {
 	DrainDelay string    `yaml:"drain_delay"`
 	// Policy is how this replica gets its policy versions.
 	Policy *PolicyConfig `yaml:"policy"`
+	// ASrv configures the authorization server this process runs.
+	ASrv *ASSettings `yaml:"asrv"`
 
 	envErrs []error // environment values that do not parse
 }
@@ -389,6 +391,7 @@ func (c *FileConfig) Validate() error {
 	errs = append(errs, c.validateOperation()...)
 	errs = append(errs, c.envErrs...)
 	errs = append(errs, c.Policy.validate()...)
+	errs = append(errs, c.ASrv.validate()...)
 	if c.Store != "" {
 		if err := CheckStoreURL(c.Store); err != nil {
 			errs = append(errs, fmt.Errorf("store: %w", err))

@@ -81,6 +81,8 @@ func newStack(t testing.TB) *stack {
 			"database:read", "database:ddl", "gitlab:read", "gitlab:write", "gitlab:approve", "jenkins:read", "jenkins:build"},
 		Store: store, Users: asrv.DemoUsers{}, Statements: verifier,
 		Policy: host.ASDecider(reg),
+		// The gateway's own client at the AS, for RFC 7662 over HTTP.
+		Introspectors: []asrv.Introspector{{ClientID: testIntrospectorID, Secret: testIntrospectorSecret}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +112,8 @@ func newStack(t testing.TB) *stack {
 }
 
 func (s *stack) statement(provider string, singleUse bool) string {
-	jws, err := s.issuer.Sign(asrv.StatementClaims{AgentProvider: provider, AgentModel: "test", SingleUseAccessTokens: singleUse}, time.Now())
+	jws, err := s.issuer.Sign(asrv.StatementClaims{AgentProvider: provider, AgentModel: "test", SingleUseAccessTokens: singleUse,
+		Audience: []string{s.base}, TTL: time.Hour}, time.Now())
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -7,14 +7,16 @@ import (
 	"github.com/pbac-gateway/pbac/host"
 )
 
+// The gateway's own client at the AS of newStack (asrv.Introspector).
+const testIntrospectorID, testIntrospectorSecret = "gateway", "test-introspector-secret-0123456789"
+
 // TestRemoteIntrospectorMatchesInProcess: the gateway's RFC 7662 client,
 // against the real AS over HTTP, sees what the in-process introspection
 // sees (so a gateway with a remote AS decides the same).
 func TestRemoteIntrospectorMatchesInProcess(t *testing.T) {
 	s := newStack(t)
-	rs := s.machineAgentReg("ci-bot") // the gateway's own confidential client
 	token := s.humanAgent("claude-code", "alice", "jira:read", "jira:write")
-	remote := &host.RemoteIntrospector{Endpoint: s.base + "/oauth2/introspect", ClientID: rs[0], ClientSecret: rs[1]}
+	remote := &host.RemoteIntrospector{Endpoint: s.base + "/oauth2/introspect", ClientID: testIntrospectorID, ClientSecret: testIntrospectorSecret}
 	got, err := remote.Introspect(context.Background(), token, "")
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +28,7 @@ func TestRemoteIntrospectorMatchesInProcess(t *testing.T) {
 	if res, err := remote.Introspect(context.Background(), token+"x", ""); err != nil || res.Active {
 		t.Fatalf("tampered token: %+v %v", res, err)
 	}
-	bad := &host.RemoteIntrospector{Endpoint: s.base + "/oauth2/introspect", ClientID: rs[0], ClientSecret: "wrong"}
+	bad := &host.RemoteIntrospector{Endpoint: s.base + "/oauth2/introspect", ClientID: testIntrospectorID, ClientSecret: "wrong"}
 	if _, err := bad.Introspect(context.Background(), token, ""); err == nil {
 		t.Fatal("introspection with a wrong secret did not fail")
 	}

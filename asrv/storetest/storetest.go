@@ -50,6 +50,12 @@ func Run(t *testing.T, open func(t *testing.T) asrv.Store) {
 		{"ConsumeAccessToken", testConsume},
 		{"ConsumeAccessTokenConcurrent", testConsumeConcurrent},
 		{"DeleteClientRemovesTokens", testDeleteClientRemovesTokens},
+		{"PendingClients", testPendingClients},
+		{"PendingClientRacingItsFirstToken", testPendingRace},
+		{"DelegatedTokensDieWithTheirChain", testDelegatedChain},
+		{"DelegatedFromASingleUseSubjectOnce", testDelegatedConsumeConcurrent},
+		{"DelegationRacingRevocation", testDelegationRacingRevocation},
+		{"DelegationRacingClientDeletion", testDelegationRacingClientDeletion},
 		{"ClientAssertionJTI", testJTI},
 		{"Expiry", testExpiry},
 		{"Ping", testPing},
@@ -843,4 +849,347 @@ func testPing(t *testing.T, f *fixture) {
 	if err := f.s.Ping(f.ctx); err == nil {
 		t.Fatal("Ping on a closed store succeeded")
 	}
+}
+
+// delegated builds the request of an access token that client c got by
+// exchanging a token of act's chain, with its own request id.
+func delegated(c *asrv.Client, reqID string, act *asrv.Actor) *fosite.Request {
+	r := request(c, reqID)
+	r.Session.(*asrv.Session).Act = act
+	return r
+}
+
+func (f *fixture) mustDelegate(sig string, r fosite.Requester, subjectSig string, consume bool) {
+	f.t.Helper()
+	if err := f.s.CreateDelegatedAccessToken(f.ctx, sig, r, subjectSig, consume); err != nil {
+		f.t.Fatalf("CreateDelegatedAccessToken: %v", err)
+	}
+}
+
+// testDelegatedChain: a delegated token dies when any grant it descends
+// from is revoked (access or refresh side) or any client of its chain is
+// deleted, at any depth; it survives a refresh of its subject's grant and
+// the consumption of a single-use subject; and it cannot be created from a
+// subject token that is gone.
+func testDelegatedChain(t *testing.T, f *fixture) {
+	a, b, c := f.client("agent-a"), f.client("agent-b"), f.client("agent-c")
+	// chain builds: root (a's grant "root", access + refresh token), child
+	// (b's, delegated from root), grandchild (c's, delegated from child).
+	type chain struct{ root, rootRT, child, grandchild string }
+	build := func(t *testing.T, tag string) chain {
+		f := &fixture{t: t, s: f.s, ctx: f.ctx}
+		ch := chain{root: sig(), rootRT: sig(), child: sig(), grandchild: sig()}
+		accessKind.mustCreate(f, ch.root, request(a, "root-"+tag))
+		refreshKind.mustCreate(f, ch.rootRT, request(a, "root-"+tag))
+		f.mustDelegate(ch.child, delegated(b, "child-"+tag, &asrv.Actor{Sub: a.ID}), ch.root, false)
+		f.mustDelegate(ch.grandchild, delegated(c, "grandchild-"+tag, &asrv.Actor{Sub: b.ID, Act: &asrv.Actor{Sub: a.ID}}), ch.child, false)
+		checkRequest(t, accessKind.mustGet(f, ch.child), delegated(b, "child-"+tag, &asrv.Actor{Sub: a.ID}))
+		accessKind.mustGet(f, ch.grandchild)
+		return ch
+	}
+	for _, tc := range []struct {
+		name string
+		act  func(f *fixture, tag string, ch chain) error
+		// which survive: root, child, grandchild
+		root, child, grandchild bool
+	}{
+		{"revoking the root grant's access tokens", func(f *fixture, tag string, _ chain) error {
+			return f.s.RevokeAccessToken(f.ctx, "root-"+tag)
+		}, false, false, false},
+		{"revoking the root grant's refresh tokens", func(f *fixture, tag string, _ chain) error {
+			return f.s.RevokeRefreshToken(f.ctx, "root-"+tag)
+		}, true, false, false},
+		{"revoking the child's grant", func(f *fixture, tag string, _ chain) error {
+			return f.s.RevokeAccessToken(f.ctx, "child-"+tag)
+		}, true, false, false},
+		{"revoking the grandchild's grant", func(f *fixture, tag string, _ chain) error {
+			return f.s.RevokeAccessToken(f.ctx, "grandchild-"+tag)
+		}, true, true, false},
+		{"rotating the root's refresh token", func(f *fixture, tag string, ch chain) error {
+			return f.s.RotateRefreshToken(f.ctx, "root-"+tag, ch.rootRT)
+		}, false, true, true},
+		{"consuming the root", func(f *fixture, _ string, ch chain) error {
+			_, err := f.s.ConsumeAccessToken(f.ctx, ch.root)
+			return err
+		}, false, true, true},
+		{"revoking another grant", func(f *fixture, _ string, _ chain) error {
+			return f.s.RevokeAccessToken(f.ctx, "root-other")
+		}, true, true, true},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			f := &fixture{t: t, s: f.s, ctx: f.ctx}
+			tag := strings.ReplaceAll(tc.name, " ", "-")
+			ch := build(t, tag)
+			if err := tc.act(f, tag, ch); err != nil {
+				t.Fatal(err)
+			}
+			for _, tok := range []struct {
+				name, sig string
+				live      bool
+			}{{"root", ch.root, tc.root}, {"child", ch.child, tc.child}, {"grandchild", ch.grandchild, tc.grandchild}} {
+				_, err := f.s.GetAccessTokenSession(f.ctx, tok.sig, nil)
+				if tok.live && err != nil {
+					t.Errorf("%s: %v, want it live", tok.name, err)
+				}
+				if !tok.live && !errors.Is(err, fosite.ErrNotFound) {
+					t.Errorf("%s: err = %v, want fosite.ErrNotFound", tok.name, err)
+				}
+			}
+		})
+	}
+
+	t.Run("deleting_a_client_of_the_chain", func(t *testing.T) {
+		f := &fixture{t: t, s: f.s, ctx: f.ctx}
+		ch := build(t, "delete-b")
+		if err := f.s.DeleteClient(f.ctx, b.ID); err != nil {
+			t.Fatal(err)
+		}
+		accessKind.mustGet(f, ch.root)
+		accessKind.wantNotFound(f, ch.child)      // b's own
+		accessKind.wantNotFound(f, ch.grandchild) // c's, delegated by b
+		if _, err := f.s.ConsumeAccessToken(f.ctx, ch.grandchild); err == nil {
+			t.Error("consumed a token delegated by a deleted client")
+		}
+		f.client("agent-b") // the id registered again brings nothing back
+		accessKind.wantNotFound(f, ch.grandchild)
+		b = f.client("agent-b2")
+	})
+	t.Run("deleting_the_root_client", func(t *testing.T) {
+		f := &fixture{t: t, s: f.s, ctx: f.ctx}
+		root, child := sig(), sig()
+		accessKind.mustCreate(f, root, request(c, "root-c"))
+		f.mustDelegate(child, delegated(a, "child-of-c", &asrv.Actor{Sub: c.ID}), root, true) // the root is consumed
+		accessKind.wantNotFound(f, root)
+		accessKind.mustGet(f, child)
+		if err := f.s.DeleteClient(f.ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		accessKind.wantNotFound(f, child)
+	})
+	t.Run("no_subject_no_delegation", func(t *testing.T) {
+		f := &fixture{t: t, s: f.s, ctx: f.ctx}
+		gone, child := sig(), sig()
+		for _, subj := range []string{gone, "", strings.Repeat("x", 70000)} {
+			err := f.s.CreateDelegatedAccessToken(f.ctx, child, delegated(a, "orphan", &asrv.Actor{Sub: a.ID}), subj, false)
+			if !errors.Is(err, fosite.ErrNotFound) && !errors.Is(err, asrv.ErrConsumed) {
+				t.Errorf("delegating from subject %.10q: %v, want fosite.ErrNotFound", subj, err)
+			}
+			accessKind.wantNotFound(f, child)
+		}
+		// Nor for a client that is not registered.
+		root := sig()
+		accessKind.mustCreate(f, root, request(a, "root-ghost"))
+		if err := f.s.CreateDelegatedAccessToken(f.ctx, child, delegated(&asrv.Client{ID: "ghost"}, "to-ghost", &asrv.Actor{Sub: a.ID}), root, true); err == nil {
+			t.Error("delegated to an unregistered client")
+		}
+		accessKind.mustGet(f, root) // nothing happened: the root is not consumed
+	})
+}
+
+// testDelegatedConsumeConcurrent: of concurrent exchanges of one
+// single-use subject token, exactly one stores its token.
+func testDelegatedConsumeConcurrent(t *testing.T, f *fixture) {
+	a, b := f.client("agent-a"), f.client("agent-b")
+	for round := range 3 {
+		root := sig()
+		accessKind.mustCreate(f, root, request(a, fmt.Sprintf("root-%d", round)))
+		var (
+			mu       sync.Mutex
+			children []string
+			bad      []error
+		)
+		concurrently(30, func() error {
+			child := sig()
+			err := f.s.CreateDelegatedAccessToken(f.ctx, child, delegated(b, "child-"+child, &asrv.Actor{Sub: a.ID}), root, true)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				children = append(children, child)
+			case errors.Is(err, asrv.ErrConsumed), errors.Is(err, fosite.ErrNotFound):
+			default:
+				bad = append(bad, err)
+			}
+			return err
+		})
+		if len(children) != 1 {
+			t.Fatalf("round %d: %d of 30 concurrent exchanges of one single-use subject succeeded, want 1", round, len(children))
+		}
+		for _, err := range bad {
+			t.Errorf("round %d: loser got %v, want ErrConsumed or fosite.ErrNotFound", round, err)
+		}
+		accessKind.wantNotFound(f, root)
+		accessKind.mustGet(f, children[0])
+	}
+}
+
+// testDelegationRacingRevocation: an exchange and a revocation of its
+// subject's grant at the same moment never leave a delegated token alive.
+func testDelegationRacingRevocation(t *testing.T, f *fixture) {
+	a, b := f.client("agent-a"), f.client("agent-b")
+	created := 0
+	for round := range 40 {
+		root, child := sig(), sig()
+		grant := fmt.Sprintf("root-%d", round)
+		accessKind.mustCreate(f, root, request(a, grant))
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var createErr, revokeErr error
+		wg.Go(func() {
+			<-start
+			createErr = f.s.CreateDelegatedAccessToken(f.ctx, child, delegated(b, "child-"+grant, &asrv.Actor{Sub: a.ID}), root, round%2 == 0)
+		})
+		wg.Go(func() {
+			<-start
+			revokeErr = f.s.RevokeAccessToken(f.ctx, grant)
+		})
+		close(start)
+		wg.Wait()
+		if revokeErr != nil {
+			t.Fatalf("round %d: revoke: %v", round, revokeErr)
+		}
+		if createErr == nil {
+			created++
+		}
+		if _, err := f.s.GetAccessTokenSession(f.ctx, child, nil); !errors.Is(err, fosite.ErrNotFound) {
+			t.Fatalf("round %d: the delegated token outlived the revocation of its subject's grant (create: %v): %v", round, createErr, err)
+		}
+	}
+	t.Logf("%d of 40 delegations got in before the revocation (and were removed by it)", created)
+}
+
+// testDelegationRacingClientDeletion: an exchange and the deletion of its
+// delegating client at the same moment never leave a delegated token
+// alive.
+func testDelegationRacingClientDeletion(t *testing.T, f *fixture) {
+	b := f.client("agent-b")
+	for round := range 20 {
+		a := f.client(fmt.Sprintf("agent-a-%d", round))
+		root, child := sig(), sig()
+		accessKind.mustCreate(f, root, request(a, fmt.Sprintf("root-%d", round)))
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var createErr, deleteErr error
+		wg.Go(func() {
+			<-start
+			createErr = f.s.CreateDelegatedAccessToken(f.ctx, child, delegated(b, fmt.Sprintf("child-%d", round), &asrv.Actor{Sub: a.ID}), root, false)
+		})
+		wg.Go(func() {
+			<-start
+			deleteErr = f.s.DeleteClient(f.ctx, a.ID)
+		})
+		close(start)
+		wg.Wait()
+		if deleteErr != nil {
+			t.Fatalf("round %d: delete: %v", round, deleteErr)
+		}
+		if _, err := f.s.GetAccessTokenSession(f.ctx, child, nil); !errors.Is(err, fosite.ErrNotFound) {
+			t.Fatalf("round %d: the delegated token outlived its delegating client (create: %v): %v", round, createErr, err)
+		}
+	}
+}
+
+// unverified registers a client without a trusted statement, registered
+// at at.
+func (f *fixture) unverified(id string, at time.Time) *asrv.Client {
+	f.t.Helper()
+	c := &asrv.Client{ID: id, RedirectURIs: []string{"http://127.0.0.1/cb"}, GrantTypes: []string{"authorization_code"},
+		ResponseTypes: []string{"code"}, TokenEndpointAuthMethod: asrv.AuthMethodNone, CreatedAt: at.UTC().Truncate(time.Second)}
+	if err := f.s.CreateClient(f.ctx, c); err != nil {
+		f.t.Fatalf("CreateClient(%q): %v", id, err)
+	}
+	return c
+}
+
+func (f *fixture) wantCounts(total, pending int) {
+	f.t.Helper()
+	gt, gp, err := f.s.CountClients(f.ctx)
+	if err != nil || gt != total || gp != pending {
+		f.t.Fatalf("CountClients = %d, %d, %v; want %d, %d", gt, gp, err, total, pending)
+	}
+}
+
+// testPendingClients: an unverified client is pending until its first code
+// or token (of any kind, delegated ones too); pending clients are counted
+// apart; DeletePendingClients deletes the pending ones registered before
+// the cutoff and nothing else.
+func testPendingClients(t *testing.T, f *fixture) {
+	old := time.Now().Add(-48 * time.Hour)
+	f.wantCounts(0, 0)
+	verified := f.client("verified")
+	f.wantCounts(1, 0)
+	for _, k := range kinds {
+		c := f.unverified("used-by-"+strings.ReplaceAll(k.name, " ", "-"), old)
+		k.mustCreate(f, sig(), request(c, "r-"+c.ID))
+	}
+	f.wantCounts(1+len(kinds), 0)
+	target := f.unverified("delegated-to", old)
+	root := sig()
+	accessKind.mustCreate(f, root, request(verified, "root"))
+	f.wantCounts(2+len(kinds), 1)
+	f.mustDelegate(sig(), delegated(target, "to-target", &asrv.Actor{Sub: verified.ID}), root, false)
+	f.wantCounts(2+len(kinds), 0)
+
+	f.unverified("stale-1", old)
+	f.unverified("stale-2", old)
+	f.unverified("fresh", time.Now())
+	f.wantCounts(5+len(kinds), 3)
+	n, err := f.s.DeletePendingClients(f.ctx, time.Now().Add(-24*time.Hour))
+	if err != nil || n != 2 {
+		t.Fatalf("DeletePendingClients = %d, %v; want 2", n, err)
+	}
+	f.wantCounts(3+len(kinds), 1)
+	for _, id := range []string{"stale-1", "stale-2"} {
+		if _, err := f.s.Client(f.ctx, id); !errors.Is(err, fosite.ErrNotFound) {
+			t.Errorf("pending client %s survived: %v", id, err)
+		}
+	}
+	for _, id := range []string{"verified", "fresh", "delegated-to", "used-by-access-token"} {
+		if _, err := f.s.Client(f.ctx, id); err != nil {
+			t.Errorf("client %s was deleted: %v", id, err)
+		}
+	}
+	if err := f.s.DeleteClient(f.ctx, "fresh"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantCounts(2+len(kinds), 0)
+}
+
+// testPendingRace: a pending client's first token and the deletion of
+// pending clients at the same moment: if the token was issued, the client
+// is still there.
+func testPendingRace(t *testing.T, f *fixture) {
+	old := time.Now().Add(-48 * time.Hour)
+	kept := 0
+	for round := range 30 {
+		c := f.unverified(fmt.Sprintf("racer-%d", round), old)
+		tok := sig()
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var createErr, sweepErr error
+		wg.Go(func() {
+			<-start
+			createErr = f.s.CreateAccessTokenSession(f.ctx, tok, request(c, "r"))
+		})
+		wg.Go(func() {
+			<-start
+			_, sweepErr = f.s.DeletePendingClients(f.ctx, time.Now())
+		})
+		close(start)
+		wg.Wait()
+		if sweepErr != nil {
+			t.Fatalf("round %d: %v", round, sweepErr)
+		}
+		_, clientErr := f.s.Client(f.ctx, c.ID)
+		if createErr == nil {
+			kept++
+			if clientErr != nil {
+				t.Fatalf("round %d: a client that got its token was deleted as never used: %v", round, clientErr)
+			}
+			accessKind.mustGet(f, tok)
+		} else {
+			accessKind.wantNotFound(f, tok)
+		}
+	}
+	t.Logf("%d of 30 clients got their token before the sweep", kept)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/signin"
 	"github.com/pbac-gateway/pbac/host"
 )
 
@@ -77,7 +78,7 @@ token and introspection is decided by the shipped policy.`,
 				return err
 			}
 			defer leave()
-			as, err := newAuthorizationServer(ctx, dataDir, ops.store, base, resources, pol, log)
+			as, err := newAuthorizationServer(ctx, dataDir, ops.store, base, resources, pol, ops.file.ASrv, log)
 			if err != nil {
 				ln.Close()
 				return err
@@ -117,6 +118,8 @@ type authRuntime struct {
 	// PostgreSQL database, never with a password.
 	storeName string
 	issuer    *asrv.IssuerKey
+	// signIn is the sign-in guard the AS uses (nil: its own default).
+	signIn *signin.Guard
 }
 
 // storeFlagUsage documents --store (pbac asrv, pbac up).
@@ -147,16 +150,38 @@ func openStore(ctx context.Context, spec, dataDir string, log *slog.Logger) (asr
 	}
 }
 
+// asSetup is what an authorization server of this binary is built from.
+type asSetup struct {
+	dataDir   string // token secret (unless secret is set), statement issuer key, Badger store
+	storeSpec string // see openStore
+	issuer    string
+	resources []string
+	scopes    []string
+	policy    asrv.Decider
+	// secret is the token secret; nil: the data dir's (created if absent).
+	secret []byte
+	// settings are the config file's asrv: block (nil: defaults).
+	settings *host.ASSettings
+	// signIn throttles the AS's sign-in page; the dashboard shares it.
+	signIn *signin.Guard
+	log    *slog.Logger
+}
+
 // newAuthorizationServer opens the token store (storeSpec, see openStore),
 // the data dir's token secret and statement issuer key, on the given
 // policy.
-func newAuthorizationServer(ctx context.Context, dataDir, storeSpec, issuer string, resources []string, pol *policyRuntime, log *slog.Logger) (*authRuntime, error) {
-	active, _ := pol.registry.ActiveBundle()
-	var scopes []string
-	if active != nil {
-		scopes = scopesOf(active.Data)
+func newAuthorizationServer(ctx context.Context, dataDir, storeSpec, issuer string, resources []string, pol *policyRuntime, settings *host.ASSettings, log *slog.Logger) (*authRuntime, error) {
+	return openAuthorizationServer(ctx, asSetup{dataDir: dataDir, storeSpec: storeSpec, issuer: issuer, resources: resources,
+		scopes: activeScopes(pol), policy: host.ASDecider(pol.registry), settings: settings,
+		signIn: signin.New(signin.Config{Logger: log.With("component", "sign-in")}), log: log})
+}
+
+// activeScopes are the scopes the active policy version's data names.
+func activeScopes(pol *policyRuntime) []string {
+	if active, _ := pol.registry.ActiveBundle(); active != nil {
+		return scopesOf(active.Data)
 	}
-	return newAuthorizationServerOn(ctx, dataDir, storeSpec, issuer, resources, scopes, host.ASDecider(pol.registry), log)
+	return nil
 }
 
 // newSharedStoreIntrospector is the authorization server's introspection
@@ -171,31 +196,35 @@ func newSharedStoreIntrospector(ctx context.Context, dataDir, storeSpec string, 
 	if !host.IsPostgresStore(storeSpec) {
 		return nil, errors.New("authorization_server.token_secret_file needs the AS's PostgreSQL store (store: postgres://…)")
 	}
-	active, _ := pol.registry.ActiveBundle()
-	var scopes []string
-	if active != nil {
-		scopes = scopesOf(active.Data)
-	}
-	return newAuthorizationServerWithSecret(ctx, dataDir, storeSpec, remote.Issuer, resources, scopes, host.ASDecider(pol.registry), secret, log)
+	return openAuthorizationServer(ctx, asSetup{dataDir: dataDir, storeSpec: storeSpec, issuer: remote.Issuer, resources: resources,
+		scopes: activeScopes(pol), policy: host.ASDecider(pol.registry), secret: secret, log: log})
 }
 
 // newAuthorizationServerWith is newAuthorizationServer on the data dir's
 // Badger store, deciding through any policy (an OPA server over HTTP, for
 // pbac bench).
 func newAuthorizationServerWith(ctx context.Context, dataDir, issuer string, resources, scopes []string, policy asrv.Decider, log *slog.Logger) (*authRuntime, error) {
-	return newAuthorizationServerOn(ctx, dataDir, "", issuer, resources, scopes, policy, log)
+	return openAuthorizationServer(ctx, asSetup{dataDir: dataDir, issuer: issuer, resources: resources, scopes: scopes, policy: policy, log: log})
 }
 
-func newAuthorizationServerOn(ctx context.Context, dataDir, storeSpec, issuer string, resources, scopes []string, policy asrv.Decider, log *slog.Logger) (*authRuntime, error) {
-	secret, err := asrv.LoadOrCreateTokenSecret(dataDir)
+// openAuthorizationServer builds the authorization server of a setup.
+func openAuthorizationServer(ctx context.Context, su asSetup) (*authRuntime, error) {
+	secret := su.secret
+	if secret == nil {
+		var err error
+		if secret, err = asrv.LoadOrCreateTokenSecret(su.dataDir); err != nil {
+			return nil, err
+		}
+	}
+	introspectors, err := su.settings.Introspectors()
 	if err != nil {
 		return nil, err
 	}
-	return newAuthorizationServerWithSecret(ctx, dataDir, storeSpec, issuer, resources, scopes, policy, secret, log)
-}
-
-func newAuthorizationServerWithSecret(ctx context.Context, dataDir, storeSpec, issuer string, resources, scopes []string, policy asrv.Decider, secret []byte, log *slog.Logger) (*authRuntime, error) {
-	key, err := asrv.LoadOrCreateIssuerKey(dataDir)
+	limits, err := su.settings.Limits()
+	if err != nil {
+		return nil, err
+	}
+	key, err := asrv.LoadOrCreateIssuerKey(su.dataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -203,19 +232,23 @@ func newAuthorizationServerWithSecret(ctx context.Context, dataDir, storeSpec, i
 	if err != nil {
 		return nil, err
 	}
-	store, storeName, err := openStore(ctx, storeSpec, dataDir, log)
+	if verifier, err = su.settings.StatementVerifier(verifier); err != nil {
+		return nil, err
+	}
+	store, storeName, err := openStore(ctx, su.storeSpec, su.dataDir, su.log)
 	if err != nil {
 		return nil, err
 	}
 	srv, err := asrv.New(asrv.Config{
-		Issuer: issuer, Resources: resources, Scopes: scopes, Secret: secret,
-		Store: store, Policy: policy, Users: asrv.DemoUsers{}, Statements: verifier, Logger: log,
+		Issuer: su.issuer, Resources: su.resources, Scopes: su.scopes, Secret: secret,
+		Store: store, Policy: su.policy, Users: asrv.DemoUsers{}, Statements: verifier, Logger: su.log,
+		Introspectors: introspectors, SignIn: su.signIn, Registration: limits,
 	})
 	if err != nil {
 		_ = store.Close()
 		return nil, err
 	}
-	return &authRuntime{server: srv, store: store, storeName: storeName, issuer: key}, nil
+	return &authRuntime{server: srv, store: store, storeName: storeName, issuer: key, signIn: su.signIn}, nil
 }
 
 // serveHTTP serves until ctx ends, then drains for up to 10 s.

@@ -743,7 +743,7 @@ func startBenchGateway(ctx context.Context, dir string, backend host.Backend, to
 		_ = gw.Shutdown(cctx)
 	})
 
-	jws, err := as.issuer.Sign(asrv.StatementClaims{SoftwareID: "pbac-bench", AgentProvider: benchAgent, AgentModel: "bench"}, time.Now())
+	jws, err := as.server.Statement(as.issuer, asrv.StatementClaims{SoftwareID: "pbac-bench", AgentProvider: benchAgent, AgentModel: "bench"})
 	if err != nil {
 		return fail(err)
 	}

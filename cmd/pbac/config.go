@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -89,6 +90,18 @@ func printOps(w io.Writer, s opsSettings) {
 		fmt.Fprintf(w, "  token store           badger under the data dir\n")
 	default:
 		fmt.Fprintf(w, "  token store           %s\n", redactURL(s.store))
+	}
+	if as := s.file.ASrv; as != nil {
+		var ids []string
+		for _, c := range as.IntrospectionClients {
+			ids = append(ids, c.ClientID)
+		}
+		if len(ids) > 0 {
+			fmt.Fprintf(w, "  introspection clients %s\n", strings.Join(ids, ", "))
+		}
+		if st := as.Statements; st != nil && len(st.RevokedIDs)+len(st.RevokedKeys) > 0 {
+			fmt.Fprintf(w, "  revoked statements    %d statement(s), %d key(s)\n", len(st.RevokedIDs), len(st.RevokedKeys))
+		}
 	}
 	fmt.Fprintf(w, "  logs                  %s, level %s\n", s.logFormat, s.logLevel)
 	fmt.Fprintf(w, "  drain delay           %s\n", s.drainDelay)

@@ -74,6 +74,8 @@ Exits 1 when a check fails.`,
 	fl.StringVar(&f.cfg.StepUpTool, "step-up-tool", "", "a tool the --scope token may not call (403 insufficient_scope)")
 	fl.StringVar(&f.stepArgs, "step-up-args", "", "its arguments (JSON object)")
 	fl.StringVar(&f.cfg.ExchangeAudience, "exchange-audience", "", "a client id a token may be exchanged for (RFC 8693)")
+	fl.StringVar(&f.cfg.IntrospectorID, "introspection-client-id", "", "a resource server the AS lets introspect (RFC 7662); default: the client the suite registers")
+	fl.StringVar(&f.cfg.IntrospectorSecret, "introspection-client-secret", "", "its secret")
 	fl.StringVar(&f.cfg.EchoURL, "echo-url", "", "ours only: an MCP endpoint whose backend echoes the headers it gets")
 	fl.BoolVar(&f.cfg.Ours, "ours", false, "the target is a PBAC Gateway demo tenant: demo defaults and the ours-only checks")
 	fl.StringVar(&f.dataDir, "data-dir", "", "with --ours: the tenant's data dir, for demo-agents.json (default $PBAC_DATA_DIR or ~/.local/share/pbac)")

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -24,8 +23,13 @@ func TestConformanceServerAgainstUp(t *testing.T) {
 	echo := httptest.NewServer(authsuite.EchoBackend())
 	defer echo.Close()
 	dataDir := t.TempDir()
-	conf := filepath.Join(t.TempDir(), "pbac.yaml")
-	if err := os.WriteFile(conf, []byte("demo: true\nbackends:\n  - name: echo\n    url: "+echo.URL+"\n"), 0o600); err != nil {
+	// The AS lets one resource server introspect (asrv.introspection_clients).
+	conf, rsID, rsSecret := introspectorConfig(t, t.TempDir())
+	raw, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, append(raw, []byte("demo: true\nbackends:\n  - name: echo\n    url: "+echo.URL+"\n")...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	base, _ := startUp(t, dataDir, "--config", conf)
@@ -34,8 +38,9 @@ func TestConformanceServerAgainstUp(t *testing.T) {
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(io.Discard)
-	cmd.SetArgs([]string{"--url", base + "/mcp/jira", "--ours", "--data-dir", dataDir, "--echo-url", base + "/mcp/echo", "--json"})
-	err := cmd.Execute()
+	cmd.SetArgs([]string{"--url", base + "/mcp/jira", "--ours", "--data-dir", dataDir, "--echo-url", base + "/mcp/echo", "--json",
+		"--introspection-client-id", rsID, "--introspection-client-secret", rsSecret})
+	err = cmd.Execute()
 	var rep authsuite.Report
 	if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil {
 		t.Fatalf("the report is not JSON (%v): %s", jerr, out.String())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/demo"
@@ -27,7 +26,8 @@ func newDashboard(base, issuer string, backends []host.Backend, admin host.Admin
 		cfg.Backends = append(cfg.Backends, b.Name)
 	}
 	if as != nil {
-		cfg.Users, cfg.Clients = asrv.DemoUsers{}, as.store
+		// One sign-in guard for both pages: failures count together.
+		cfg.Users, cfg.Clients, cfg.SignIn = asrv.DemoUsers{}, as.store, as.signIn
 	}
 	if demoTenant {
 		seeded := make([]ui.SeededAgent, 0, len(agents))
@@ -39,7 +39,7 @@ func newDashboard(base, issuer string, backends []host.Backend, admin host.Admin
 			Password: asrv.DemoPassword,
 			Agents:   func() []ui.SeededAgent { return seeded },
 			Sign: func(c asrv.StatementClaims) (string, error) {
-				return as.issuer.Sign(c, time.Now())
+				return as.server.Statement(as.issuer, c)
 			},
 			Register: func(ctx context.Context, req *asrv.RegistrationRequest) (*asrv.Client, string, error) {
 				c, secret, _, err := as.server.Register(ctx, req)

@@ -32,6 +32,7 @@ func signInDashboard(t *testing.T, out, user string) *dashboardClient {
 	}
 	jar, _ := cookiejar.New(nil)
 	d := &dashboardClient{t: t, base: m[1], http: &http.Client{Jar: jar, Timeout: 2 * time.Minute}}
+	d.loadSignInForm()
 	status, body := d.do("POST", "/ui/api/session", map[string]string{"username": user, "password": "demo"})
 	if status != 200 {
 		t.Fatalf("sign in: %d %s", status, body)
@@ -40,6 +41,17 @@ func signInDashboard(t *testing.T, out, user string) *dashboardClient {
 	_ = json.Unmarshal(body, &s)
 	d.csrf = s.CSRF
 	return d
+}
+
+// loadSignInForm gets a sign-in form token: the next request carries it.
+func (d *dashboardClient) loadSignInForm() {
+	d.t.Helper()
+	status, body := d.do("GET", "/ui/api/session/form", nil)
+	var f struct{ CSRF string }
+	if err := json.Unmarshal(body, &f); status != 200 || err != nil || f.CSRF == "" {
+		d.t.Fatalf("sign-in form: %d %s", status, body)
+	}
+	d.csrf = f.CSRF
 }
 
 func (d *dashboardClient) do(method, path string, body any) (int, []byte) {

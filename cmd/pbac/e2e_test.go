@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -116,6 +117,24 @@ func (p *proc) postForm(t *testing.T, path, user, pass string, v url.Values) map
 	return out
 }
 
+// introspectorConfig writes a configuration file (with a secret file
+// beside it, in dir) that lets one resource server, the gateway, call the
+// introspection endpoint, and returns the file's path and the credentials.
+func introspectorConfig(t *testing.T, dir string) (path, id, secret string) {
+	t.Helper()
+	id, secret = "gateway", rand.Text()
+	secretFile := filepath.Join(dir, "introspector-secret")
+	path = filepath.Join(dir, "asrv.yaml")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf("asrv:\n  introspection_clients:\n    - client_id: %s\n      client_secret_file: %s\n", id, secretFile)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, id, secret
+}
+
 // registerMachine registers a client credentials client at p, with a
 // software statement for provider signed by key (none when provider is
 // empty), and returns its id and secret.
@@ -124,7 +143,8 @@ func (p *proc) registerMachine(t *testing.T, key *asrv.IssuerKey, provider strin
 	meta := map[string]any{"client_name": provider, "grant_types": []string{"client_credentials"},
 		"token_endpoint_auth_method": "client_secret_basic"}
 	if provider != "" {
-		jws, err := key.Sign(asrv.StatementClaims{AgentProvider: provider, AgentModel: "m", SingleUseAccessTokens: singleUse}, time.Now())
+		jws, err := key.Sign(asrv.StatementClaims{AgentProvider: provider, AgentModel: "m", SingleUseAccessTokens: singleUse,
+			Audience: []string{p.base}, TTL: time.Hour}, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,7 +169,8 @@ func TestAsrvDurableAcrossKill(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 
-	p := startAsrv(t, dataDir, addr)
+	conf, rsID, rsSecret := introspectorConfig(t, t.TempDir())
+	p := startAsrv(t, dataDir, addr, "--config", conf)
 	key, err := asrv.LoadOrCreateIssuerKey(dataDir) // the key the binary trusts
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +178,6 @@ func TestAsrvDurableAcrossKill(t *testing.T) {
 	register := func(provider string, singleUse bool) (string, string) {
 		return p.registerMachine(t, key, provider, singleUse)
 	}
-	rsID, rsSecret := register("", false)
 	ciID, ciSecret := register("ci-bot", false)
 	scanID, scanSecret := register("security-scanner", true)
 
@@ -180,7 +200,7 @@ func TestAsrvDurableAcrossKill(t *testing.T) {
 	}
 	_ = p.cmd.Wait()
 
-	p2 := startAsrv(t, dataDir, addr)
+	p2 := startAsrv(t, dataDir, addr, "--config", conf)
 	for i, tok := range tokens {
 		if !introspect(p2, tok) {
 			t.Fatalf("token %d of %d is not active after kill -9 and restart", i+1, n)
@@ -353,7 +373,7 @@ func TestUpSeedMatrix(t *testing.T) {
 	bin, _ := buildBinary()
 	ctx := t.Context()
 	sign := func(provider string) string {
-		out, err := exec.Command(bin, "statement", "sign", "--data-dir", dataDir, "--provider", provider, "--model", "e2e").Output()
+		out, err := exec.Command(bin, "statement", "sign", "--data-dir", dataDir, "--audience", base, "--provider", provider, "--model", "e2e").Output()
 		if err != nil {
 			t.Fatalf("pbac statement sign: %v", err)
 		}
@@ -695,17 +715,13 @@ func TestUpWithRemoteAS(t *testing.T) {
 	asDir, gwDir := t.TempDir(), t.TempDir()
 	gwAddr := freeAddr(t)
 	gwBase := "http://" + gwAddr
-	as := startAsrv(t, asDir, freeAddr(t), "--resource", gwBase+"/mcp", "--resource", gwBase+"/mcp/jira", "--resource", gwBase+"/mcp/slack")
-	gwClient, err := oauthtest.Register(ctx, as.base, map[string]any{"client_name": "gateway",
-		"grant_types": []string{"client_credentials"}, "token_endpoint_auth_method": "client_secret_basic"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	secretFile := filepath.Join(gwDir, "gateway-secret")
-	_ = os.WriteFile(secretFile, []byte(gwClient["client_secret"].(string)), 0o600)
+	// The AS lets the gateway introspect (its asrv.introspection_clients);
+	// the gateway names the same credentials (authorization_server:).
+	asConf, gwID, _ := introspectorConfig(t, asDir)
+	as := startAsrv(t, asDir, freeAddr(t), "--config", asConf, "--resource", gwBase+"/mcp", "--resource", gwBase+"/mcp/jira", "--resource", gwBase+"/mcp/slack")
 	cfg := filepath.Join(gwDir, "pbac.yaml")
 	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("authorization_server:\n  issuer: %s\n  client_id: %s\n  client_secret_file: %s\n",
-		as.base, gwClient["client_id"], secretFile)), 0o600)
+		as.base, gwID, filepath.Join(asDir, "introspector-secret"))), 0o600)
 
 	bin, _ := buildBinary()
 	cmd := exec.Command(bin, "up", "--config", cfg, "--listen", gwAddr, "--admin-listen", "127.0.0.1:0", "--data-dir", gwDir, "--log-level", "warn")
@@ -724,7 +740,7 @@ func TestUpWithRemoteAS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jws, _ := key.Sign(asrv.StatementClaims{AgentProvider: "ci-bot", AgentModel: "e2e"}, time.Now())
+	jws, _ := key.Sign(asrv.StatementClaims{AgentProvider: "ci-bot", AgentModel: "e2e", Audience: []string{as.base}, TTL: time.Hour}, time.Now())
 	ci, err := oauthtest.Register(ctx, as.base, map[string]any{"client_name": "ci", "grant_types": []string{"client_credentials"},
 		"token_endpoint_auth_method": "client_secret_basic", "software_statement": jws})
 	if err != nil {

@@ -106,7 +106,8 @@ func TestThreeReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	register := func(provider string, machine, singleUse bool) map[string]any {
-		jws, err := key.Sign(asrv.StatementClaims{AgentProvider: provider, AgentModel: "e2e", SingleUseAccessTokens: singleUse}, time.Now())
+		jws, err := key.Sign(asrv.StatementClaims{AgentProvider: provider, AgentModel: "e2e", SingleUseAccessTokens: singleUse,
+			Audience: []string{as.base}, TTL: time.Hour}, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

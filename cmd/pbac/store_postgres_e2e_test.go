@@ -43,13 +43,13 @@ func (s *syncBuffer) String() string {
 
 // startAsrvOn runs `pbac asrv --store dsn`, logging at debug, and collects
 // everything it prints.
-func startAsrvOn(t *testing.T, dataDir, dsn string, out *syncBuffer) *proc {
+func startAsrvOn(t *testing.T, dataDir, dsn string, out *syncBuffer, extra ...string) *proc {
 	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
 		t.Fatalf("build pbac: %v", err)
 	}
-	cmd := exec.Command(bin, "asrv", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--store", dsn, "--log-level", "debug")
+	cmd := exec.Command(bin, append([]string{"asrv", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--store", dsn, "--log-level", "debug"}, extra...)...)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
@@ -89,8 +89,9 @@ func TestAsrvReplicasOnPostgres(t *testing.T) {
 	dsn := pgE2EDSN(t, password)
 	dataDir := t.TempDir()
 	var outA, outB syncBuffer
-	a := startAsrvOn(t, dataDir, dsn, &outA) // creates the data dir's secret and key
-	b := startAsrvOn(t, dataDir, dsn, &outB)
+	conf, rsID, rsSecret := introspectorConfig(t, t.TempDir())
+	a := startAsrvOn(t, dataDir, dsn, &outA, "--config", conf) // creates the data dir's secret and key
+	b := startAsrvOn(t, dataDir, dsn, &outB, "--config", conf)
 	key, err := asrv.LoadOrCreateIssuerKey(dataDir)
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +100,6 @@ func TestAsrvReplicasOnPostgres(t *testing.T) {
 	register := func(p *proc, provider string, singleUse bool) (string, string) {
 		return p.registerMachine(t, key, provider, singleUse)
 	}
-	rsID, rsSecret := register(a, "", false)
 	ciID, ciSecret := register(b, "ci-bot", false)
 	scanID, scanSecret := register(a, "security-scanner", true)
 	token := func(p *proc, id, secret, scope string) string {

@@ -84,6 +84,14 @@ func (c upConfig) remoteAS() *host.RemoteASConfig {
 	return c.file.AuthorizationServer
 }
 
+// asSettings are the configuration's asrv: block (nil: defaults).
+func (c upConfig) asSettings() *host.ASSettings {
+	if c.file == nil {
+		return nil
+	}
+	return c.file.ASrv
+}
+
 // startDemo tells whether the demo backends run: by default only when the
 // configuration lists no backends of its own.
 func (c upConfig) startDemo() bool {
@@ -206,7 +214,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 		}
 		gwCfg.Introspector, gwCfg.AuthorizationServers = intro, []string{remote.Issuer}
 	} else {
-		if as, err = newAuthorizationServer(ctx, dataDir, cfg.store, base, resources, pol, log); err != nil {
+		if as, err = newAuthorizationServer(ctx, dataDir, cfg.store, base, resources, pol, cfg.asSettings(), log); err != nil {
 			return err
 		}
 		defer as.store.Close()
@@ -423,8 +431,8 @@ func seedDemoAgents(ctx context.Context, dataDir string, as *authRuntime) ([]dem
 				continue
 			}
 		}
-		jws, err := as.issuer.Sign(asrv.StatementClaims{SoftwareID: "pbac-demo-" + sp.name, AgentProvider: sp.provider,
-			AgentModel: "demo", SingleUseAccessTokens: sp.singleUse}, time.Now())
+		jws, err := as.server.Statement(as.issuer, asrv.StatementClaims{SoftwareID: "pbac-demo-" + sp.name, AgentProvider: sp.provider,
+			AgentModel: "demo", SingleUseAccessTokens: sp.singleUse})
 		if err != nil {
 			return nil, err
 		}

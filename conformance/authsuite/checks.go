@@ -81,6 +81,8 @@ func checks() []check {
 			"RFC 7662 §2.2", false, (*suite).checkIntrospectJunk},
 		{"introspect-active", "introspecting a live token answers active with scope, client_id, exp",
 			"RFC 7662 §2.2", false, (*suite).checkIntrospectActive},
+		{"introspect-allow-list", "a client anybody can register may not introspect another client's token",
+			"RFC 7662 §2.1, §4; RFC 9700 §4.10", true, (*suite).checkIntrospectOthers},
 		{"exchange-errors", "token exchange refuses a bad request with invalid_request",
 			"RFC 8693 §2.1, §2.2.2", false, (*suite).checkExchangeErrors},
 		{"exchange-shape", "token exchange answers with access_token, issued_token_type and token_type",

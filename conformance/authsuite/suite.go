@@ -76,6 +76,11 @@ type Config struct {
 	// ExchangeAudience is a registered client id a token may be exchanged
 	// for (RFC 8693). Empty skips the successful exchange.
 	ExchangeAudience string
+	// IntrospectorID and IntrospectorSecret are a resource server the AS
+	// lets call its introspection endpoint (RFC 7662 §2.1 leaves who may to
+	// the AS). Empty: the confidential client the suite registers, which
+	// an AS with an allow-list refuses (those checks then skip).
+	IntrospectorID, IntrospectorSecret string
 	// EchoURL (ours only) is an MCP endpoint behind the gateway whose
 	// backend answers initialize with the request headers it received.
 	EchoURL string

@@ -427,11 +427,23 @@ func (s *suite) introspect(token, user, secret string) (*response, error) {
 }
 
 func (s *suite) introspector() (string, string) {
+	if s.cfg.IntrospectorID != "" {
+		return s.cfg.IntrospectorID, s.cfg.IntrospectorSecret
+	}
 	if s.dcrConf.id != "" {
 		return s.dcrConf.id, s.dcrConf.secret
 	}
 	return s.cfg.ClientID, s.cfg.ClientSecret
 }
+
+// introspectorRefused tells whether the AS refused the caller as an
+// introspector (403, or 401 for a client it does know) when none was
+// configured: an allow-list, which RFC 7662 §2.1 allows.
+func (s *suite) introspectorRefused(r *response) bool {
+	return s.cfg.IntrospectorID == "" && (r.status == http.StatusForbidden || r.status == http.StatusUnauthorized)
+}
+
+const introspectorHint = "the AS lets only allow-listed resource servers introspect (RFC 7662 §2.1): give --introspection-client-id and --introspection-client-secret"
 
 func (s *suite) checkIntrospectAuth() (Status, string) {
 	if s.endpoint("introspection_endpoint") == "" {
@@ -462,6 +474,9 @@ func (s *suite) checkIntrospectJunk() (Status, string) {
 	if err != nil {
 		return fail("%v", err)
 	}
+	if s.introspectorRefused(r) {
+		return skip("%s (%d %s)", introspectorHint, r.status, oauthError(r))
+	}
 	m := r.json()
 	if r.status != http.StatusOK || m["active"] != false {
 		return fail("want 200 {\"active\": false}, got %s", r)
@@ -487,6 +502,9 @@ func (s *suite) checkIntrospectActive() (Status, string) {
 	if err != nil {
 		return fail("%v", err)
 	}
+	if s.introspectorRefused(r) {
+		return skip("%s (%d %s)", introspectorHint, r.status, oauthError(r))
+	}
 	m := r.json()
 	if r.status != http.StatusOK || m["active"] != true {
 		return fail("want active true, got %s", r)
@@ -501,6 +519,29 @@ func (s *suite) checkIntrospectActive() (Status, string) {
 		return fail("client_id %v, want %s", m["client_id"], s.cfg.ClientID)
 	}
 	return pass("active, client_id %s, scope %q", m["client_id"], m["scope"])
+}
+
+// checkIntrospectOthers (ours): a confidential client anybody can
+// register is not a resource server: it may not introspect the suite's
+// token, and learns nothing of it.
+func (s *suite) checkIntrospectOthers() (Status, string) {
+	if s.endpoint("introspection_endpoint") == "" {
+		return skip("the AS metadata names no introspection_endpoint")
+	}
+	if s.dcrConf.id == "" {
+		return skip("no registered confidential client (dcr-confidential did not pass)")
+	}
+	if s.tok == nil {
+		return skip("no token (the code flow did not run)")
+	}
+	r, err := s.introspect(s.tok.AccessToken, s.dcrConf.id, s.dcrConf.secret)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if r.status == http.StatusOK || r.json()["active"] == true || r.json()["sub"] != nil {
+		return fail("a freshly registered client introspected another client's token: %s", r)
+	}
+	return pass("refused with %d %s", r.status, oauthError(r))
 }
 
 // --- token exchange (RFC 8693) ---

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/signin"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/host/audit"
@@ -50,6 +51,9 @@ type Config struct {
 	// Users signs people in (the authorization server's user source); nil
 	// leaves only the admin token.
 	Users asrv.UserSource
+	// SignIn throttles and audits sign-in attempts: share the
+	// authorization server's. Nil: a guard of the dashboard's own.
+	SignIn *signin.Guard
 	// AdminToken signs an operator in.
 	AdminToken string
 	// Clients lists and revokes agents; nil hides them.
@@ -95,6 +99,9 @@ type Handler struct {
 	// again).
 	mu      sync.Mutex
 	secrets map[string]string
+
+	signIn *signin.Guard
+	forms  *signin.Forms
 }
 
 // New builds the dashboard.
@@ -108,7 +115,15 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{cfg: cfg, mux: http.NewServeMux(), sessions: newSessions(), secrets: map[string]string{}}
+	if cfg.SignIn == nil {
+		cfg.SignIn = signin.New(signin.Config{Logger: cfg.Logger})
+	}
+	forms, err := newSignInForms()
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{cfg: cfg, mux: http.NewServeMux(), sessions: newSessions(), secrets: map[string]string{},
+		signIn: cfg.SignIn, forms: forms}
 	if cfg.Demo != nil {
 		sc, err := demo.Scenarios()
 		if err != nil {
@@ -134,7 +149,8 @@ func New(cfg Config) (*Handler, error) {
 	})
 
 	h.mux.HandleFunc("GET /ui/api/config", h.config)
-	h.mux.HandleFunc("POST /ui/api/session", h.signIn)
+	h.mux.HandleFunc("GET /ui/api/session/form", h.signInForm)
+	h.mux.HandleFunc("POST /ui/api/session", h.signInHandler)
 	h.mux.HandleFunc("GET /ui/api/session", h.signedIn(h.session))
 	h.mux.HandleFunc("DELETE /ui/api/session", h.signedIn(h.signOut))
 	h.mux.HandleFunc("GET /ui/api/agents", h.signedIn(h.agents))
@@ -364,7 +380,10 @@ func (h *Handler) operator(next sessionHandler) http.HandlerFunc {
 	})
 }
 
-func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) signInHandler(w http.ResponseWriter, r *http.Request) {
+	if !h.checkSignInForm(w, r) {
+		return
+	}
 	var in struct {
 		Username   string `json:"username"`
 		Password   string `json:"password"`
@@ -377,13 +396,24 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
 	sess := &session{csrf: randomToken(24)}
 	switch {
 	case in.AdminToken != "":
-		if subtle.ConstantTimeCompare([]byte(in.AdminToken), []byte(h.cfg.AdminToken)) != 1 {
+		attempt, ok := h.beginSignIn(w, r, "")
+		if !ok {
+			return
+		}
+		ok = subtle.ConstantTimeCompare([]byte(in.AdminToken), []byte(h.cfg.AdminToken)) == 1
+		attempt.Done(r.Context(), ok)
+		if !ok {
 			writeError(w, http.StatusUnauthorized, "wrong admin token")
 			return
 		}
 		sess.operator = true
 	case in.Username != "" && h.cfg.Users != nil:
+		attempt, ok := h.beginSignIn(w, r, in.Username)
+		if !ok {
+			return
+		}
 		u, err := h.cfg.Users.Authenticate(r.Context(), in.Username, in.Password)
+		attempt.Done(r.Context(), err == nil)
 		if err != nil {
 			writeError(w, http.StatusUnauthorized, "unknown user or wrong password")
 			return

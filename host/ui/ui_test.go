@@ -40,6 +40,11 @@ func newDash(t *testing.T, demoTenant bool) *dash {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newDashWith(t, h)
+}
+
+// newDashWith serves h and is a browser on it.
+func newDashWith(t *testing.T, h *Handler) *dash {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	jar, _ := cookiejar.New(nil)
@@ -80,9 +85,28 @@ func (d *dash) do(method, path string, body any, hdr ...string) (int, map[string
 	return resp.StatusCode, out
 }
 
+// signInForm loads a sign-in form: its token goes in the CSRF header of the
+// next request.
+func (d *dash) signInForm() {
+	d.t.Helper()
+	d.csrf = ""
+	status, out := d.do("GET", "/ui/api/session/form", nil)
+	if status != 200 || out["csrf"] == "" {
+		d.t.Fatalf("sign-in form: %d %v", status, out)
+	}
+	d.csrf = out["csrf"].(string)
+}
+
+// postSignIn loads a sign-in form and posts body with its token.
+func (d *dash) postSignIn(body any) (int, map[string]any) {
+	d.t.Helper()
+	d.signInForm()
+	return d.do("POST", "/ui/api/session", body)
+}
+
 func (d *dash) signIn(user string) {
 	d.t.Helper()
-	status, out := d.do("POST", "/ui/api/session", map[string]string{"username": user, "password": "demo"})
+	status, out := d.postSignIn(map[string]string{"username": user, "password": "demo"})
 	if status != 200 {
 		d.t.Fatalf("sign in as %s: %d %v", user, status, out)
 	}
@@ -105,7 +129,7 @@ func TestSignInAndSession(t *testing.T) {
 		{"two objects", `{"username":"alice","password":"demo"}{}`, 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if status, out := d.do("POST", "/ui/api/session", tc.body); status != tc.status || out["error"] == "" {
+			if status, out := d.postSignIn(tc.body); status != tc.status || out["error"] == "" {
 				t.Fatalf("got %d %v, want %d with an error", status, out, tc.status)
 			}
 		})
@@ -113,6 +137,7 @@ func TestSignInAndSession(t *testing.T) {
 	if status, _ := d.do("GET", "/ui/api/session", nil); status != 401 {
 		t.Fatalf("session before sign-in: %d", status)
 	}
+	d.csrf = ""
 	d.signIn("bob")
 	status, out := d.do("GET", "/ui/api/session", nil)
 	if status != 200 || out["user"].(map[string]any)["sub"] != "bob" || out["operator"] != true {
@@ -143,7 +168,7 @@ func TestCSRFAndOperator(t *testing.T) {
 		t.Fatalf("a user changes policy outside the demo: %d %v", status, out)
 	}
 	// The admin token makes an operator.
-	status, out := d.do("POST", "/ui/api/session", map[string]string{"admin_token": testAdminToken})
+	status, out := d.postSignIn(map[string]string{"admin_token": testAdminToken})
 	if status != 200 || out["operator"] != true || out["user"] != nil {
 		t.Fatalf("operator sign-in: %d %v", status, out)
 	}

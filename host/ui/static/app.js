@@ -139,12 +139,16 @@ async function signIn(body, button) {
   setMessage(msg, '');
   button.disabled = true;
   try {
+    // A sign-in form token from the server, for this one attempt.
+    const form = await api('GET', '/ui/api/session/form');
+    setCsrf(form.csrf);
     const s = await api('POST', '/ui/api/session', body, { quiet401: true });
     $('#signin-password').value = '';
     $('#signin-token').value = '';
     await signedIn(s);
   } catch (e) {
-    setMessage(msg, e.status === 401 ? `${e.message}.` : `Could not sign in: ${e.message}`, 'error');
+    setCsrf('');
+    setMessage(msg, e.status === 401 || e.status === 429 ? `${e.message}.` : `Could not sign in: ${e.message}`, 'error');
   } finally {
     button.disabled = false;
   }
