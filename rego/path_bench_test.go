@@ -73,8 +73,10 @@ func BenchmarkPathologicalPath(b *testing.B) {
 	}
 }
 
-// BenchmarkToolCallPath is an ordinary allowed drive.read_file, to compare
-// with BenchmarkPathologicalPath.
+// BenchmarkToolCallPath is one drive.read_file decision in Wasm on an
+// ordinary path, a non-ASCII one (the full refused class is matched once)
+// and a look-alike bypass (denied), to compare with
+// BenchmarkPathologicalPath.
 func BenchmarkToolCallPath(b *testing.B) {
 	ctx := context.Background()
 	bundle, err := rego.BuildShipped(ctx)
@@ -90,11 +92,19 @@ func BenchmarkToolCallPath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	input := []byte(strings.Replace(string(pathologicalCall(3)), "/a/a/a/%", "/team/roadmap.md", 1))
-	for b.Loop() {
-		out, err := p.Eval(ctx, "pbac/tool_call", input)
-		if err != nil || !strings.Contains(string(out), `"allow":true`) {
-			b.Fatalf("%s %v", out, err)
-		}
+	for _, c := range []struct{ name, path, want string }{
+		{"ascii", "/team/roadmap.md", `"allow":true`},
+		{"non-ascii", "/team/caf\u00e9.md", `"allow":true`},
+		{"fullwidth-solidus", "/prod\uff0fsecrets/db.env", `"allow":false`},
+	} {
+		input := []byte(strings.Replace(string(pathologicalCall(3)), "/a/a/a/%", c.path, 1))
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				out, err := p.Eval(ctx, "pbac/tool_call", input)
+				if err != nil || !strings.Contains(string(out), c.want) {
+					b.Fatalf("%s %v", out, err)
+				}
+			}
+		})
 	}
 }

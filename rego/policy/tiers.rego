@@ -325,19 +325,29 @@ canonical_segments(v) if {
 	not endswith(v, " ")
 }
 
-# canonical_chars(s): s holds no refused character. The strings policy
-# checks in a call (checked_strings, tool_call.rego) are matched together,
-# once per decision: OPA's Wasm target compiles a regular expression on
-# every call, and the full refused class costs about a millisecond. Only
-# a string outside that set, or a call whose strings fail together, is
-# matched alone.
+# canonical_chars(s): s holds no refused character. OPA's Wasm target
+# compiles a regular expression on every call, and the full refused class
+# costs it about a millisecond, so the strings policy checks in a call
+# (checked_strings, tool_call.rego) are first matched together against the
+# small canonical_ascii, once per decision; only when that fails is each
+# of them judged, once (clean_checked_strings), and the refused class
+# compiled for those that are not ASCII.
 canonical_chars(s) := true if {
 	checked_ascii
 	s in checked_strings
 } else := true if {
-	checked_clean
+	s in clean_checked_strings
+} else := false if {
 	s in checked_strings
-} else := true if {
+} else := string_chars_ok(s)
+
+checked_ascii if regex.match(canonical_ascii, checked_text)
+
+checked_text := concat("/", [s | some s in checked_strings])
+
+clean_checked_strings := {s | some s in checked_strings; string_chars_ok(s)}
+
+string_chars_ok(s) := true if {
 	regex.match(canonical_ascii, s)
 } else := false if {
 	regex.match(any_ascii, s) # ASCII, so it holds a refused ASCII character
@@ -346,16 +356,6 @@ canonical_chars(s) := true if {
 } else := false
 
 any_ascii := `^[\x00-\x7f]*$`
-
-checked_ascii if regex.match(canonical_ascii, checked_text)
-
-checked_clean if {
-	not checked_ascii
-	not regex.match(any_ascii, checked_text)
-	not regex.match(canonical_refused, checked_text)
-}
-
-checked_text := concat("/", [s | some s in checked_strings])
 
 rooted(s) := s if startswith(s, "/") else := concat("", ["/", s])
 

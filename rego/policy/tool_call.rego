@@ -98,15 +98,15 @@ case_variant(names, k) if {
 	lower(n) == lk
 }
 
-# The argument names joined, for one character check of them all (names
-# with refused characters, such as "ſql", which folds to "sql").
-keys_text(args) := concat("/", [k | some k, _ in args])
+# The argument names policy looks at for the called tool, once per
+# decision.
+tool_declared_names := declared_names(tool_entry, tool_resource) if in_catalogue else := set()
 
 # The strings of this call whose characters policy checks: the argument
-# names and the string values of the arguments it looks at.
+# names (one with a refused character, such as "ſql", which folds to
+# "sql", is denied) and the string values of the arguments it looks at.
 checked_strings := {k | some k, _ in arguments} | {v |
-	in_catalogue
-	some n in declared_names(tool_entry, tool_resource)
+	some n in tool_declared_names
 	v := arguments[n]
 	is_string(v)
 }
@@ -440,15 +440,15 @@ format_kind(k) := k if is_string(k) else := "value"
 
 tool_call_deny contains msg if {
 	in_catalogue
-	names := declared_names(tool_entry, tool_resource)
 	some k, _ in arguments
-	case_variant(names, k)
+	case_variant(tool_declared_names, k)
 	msg := concat("", ["argument name ", k, " is another spelling of an argument policy checks"])
 }
 
 tool_call_deny contains "an argument name holds a refused character" if {
 	in_catalogue
-	not canonical_chars(keys_text(arguments))
+	some k, _ in arguments
+	not canonical_chars(k)
 }
 
 tool_call_deny contains msg if {
@@ -696,7 +696,7 @@ protected_violation_in(r, args) if {
 # any) is the caller.
 arguments_ok(e, r, args, t) if {
 	not bad_declared_arg(e, args)
-	not bad_key_in(e, r, args)
+	not bad_key_in(args)
 	not bad_actor(e, args, t)
 	not reach_unusable(e, args)
 }
@@ -707,13 +707,17 @@ bad_declared_arg(e, args) if {
 	not canonical_value(kind, v)
 }
 
-bad_key_in(e, r, args) if {
-	names := declared_names(e, r)
+# (The fast path's e and r are tool_entry and tool_resource: both come
+# from the same input.)
+bad_key_in(args) if {
 	some k, _ in args
-	case_variant(names, k)
+	case_variant(tool_declared_names, k)
 }
 
-bad_key_in(_, _, args) if not canonical_chars(keys_text(args))
+bad_key_in(args) if {
+	some k, _ in args
+	not canonical_chars(k)
+}
 
 reach_blocked(e, r, args) if {
 	some rule in data.protected_arguments
