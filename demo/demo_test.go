@@ -245,7 +245,7 @@ func TestDrive(t *testing.T) {
 			}},
 		{name: "share", tool: "share_file", args: map[string]any{"path": "/team/plan.md", "with": "bob@example.com"},
 			want: []string{"Shared /team/plan.md with bob@example.com"}},
-		{name: "shared visible", tool: "list_files", args: map[string]any{"path": "/team/plan"},
+		{name: "shared visible", tool: "list_files", args: map[string]any{"path": "/team/plan.md"},
 			check: func(t *testing.T, res *mcp.CallToolResult) {
 				var out ListFilesOutput
 				decode(t, res, &out)
@@ -253,9 +253,39 @@ func TestDrive(t *testing.T) {
 					t.Errorf("files %+v", out.Files)
 				}
 			}},
+		// A folder is read segment by segment, as policy compares a list's
+		// reach: "/pro" is not a folder of /prod/secrets.
+		{name: "list is by folder, not by prefix", tool: "list_files", args: map[string]any{"path": "/pro"},
+			want: []string{"0 file(s)"}},
+		{name: "search in a folder", tool: "search_files", args: map[string]any{"query": "a", "path": "/public"},
+			check: func(t *testing.T, res *mcp.CallToolResult) {
+				var out SearchFilesOutput
+				decode(t, res, &out)
+				for _, m := range out.Matches {
+					if !strings.HasPrefix(m.Path, "/public/") {
+						t.Errorf("a search in /public found %s", m.Path)
+					}
+				}
+				if len(out.Matches) == 0 {
+					t.Error("a search in /public found nothing")
+				}
+			}},
 		{name: "missing file", tool: "read_file", args: map[string]any{"path": "/nope.txt"}, wantErr: true, want: []string{"not found"}},
 		{name: "relative path", tool: "read_file", args: map[string]any{"path": "team/notes.txt"}, wantErr: true, want: []string{"absolute"}},
 		{name: "dotdot", tool: "read_file", args: map[string]any{"path": "/public/../prod/secrets/db.env"}, wantErr: true},
+		// The drive never reads a path otherwise than policy does (issue 14,
+		// High #2): no trimming, cleaning or decoding.
+		{name: "leading space", tool: "read_file", args: map[string]any{"path": " /prod/secrets/db.env"}, wantErr: true, want: []string{"must be absolute"}},
+		{name: "inner traversal", tool: "read_file", args: map[string]any{"path": "/public/./handbook.md"}, wantErr: true, want: []string{"canonical"}},
+		{name: "leading tab", tool: "read_file", args: map[string]any{"path": "\t/prod/secrets/db.env"}, wantErr: true},
+		{name: "leading newline", tool: "read_file", args: map[string]any{"path": "\n/prod/secrets/db.env"}, wantErr: true},
+		{name: "trailing slash", tool: "read_file", args: map[string]any{"path": "/prod/secrets/db.env/"}, wantErr: true},
+		{name: "double slash", tool: "read_file", args: map[string]any{"path": "//prod/secrets/db.env"}, wantErr: true},
+		{name: "fullwidth solidus", tool: "read_file", args: map[string]any{"path": "/prod\uff0fsecrets/db.env"}, wantErr: true},
+		{name: "write with a leading space", tool: "write_file", args: map[string]any{"path": " /prod/secrets/db.env", "content": "x"}, wantErr: true},
+		{name: "the secret is untouched", tool: "read_file", args: map[string]any{"path": "/prod/secrets/db.env"}, want: []string{"FAKE"}},
+		{name: "list with a leading space", tool: "list_files", args: map[string]any{"path": " /prod"}, wantErr: true},
+		{name: "share with a padded name", tool: "share_file", args: map[string]any{"path": "/team/plan.md", "with": " bob"}, wantErr: true},
 		{name: "missing arg", tool: "read_file", args: map[string]any{}, wantErr: true},
 		{name: "unknown arg", tool: "read_file", args: map[string]any{"path": "/public/handbook.md", "x": 1}, wantErr: true},
 		{name: "empty query", tool: "search_files", args: map[string]any{"query": " "}, wantErr: true},
@@ -411,6 +441,10 @@ func TestGitlab(t *testing.T) {
 		{name: "same branches", tool: "create_merge_request", args: map[string]any{"project": "platform/api", "source_branch": "main",
 			"target_branch": "main", "title": "x", "author": "bob"}, wantErr: true},
 		{name: "approve without author", tool: "approve_merge_request", args: map[string]any{"project": "platform/api", "iid": 6, "author": ""}, wantErr: true},
+		// An author is recorded as sent, never trimmed into another name.
+		{name: "approve as a padded name", tool: "approve_merge_request", args: map[string]any{"project": "platform/api", "iid": 6, "author": " bob"}, wantErr: true},
+		{name: "open as a padded name", tool: "create_merge_request", args: map[string]any{"project": "platform/api", "source_branch": "x2",
+			"target_branch": "main", "title": "x", "author": "ci-bot "}, wantErr: true},
 	})
 }
 

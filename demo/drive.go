@@ -3,12 +3,13 @@ package demo
 import (
 	"context"
 	"fmt"
-	"path"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pbac-gateway/pbac/internal/canon"
 )
 
 // driveFile is one document in the demo drive.
@@ -39,7 +40,7 @@ func (f *driveFile) info() FileInfo {
 }
 
 type ListFilesArgs struct {
-	Path string `json:"path,omitempty" jsonschema:"folder or path prefix to list, e.g. /team; all files when empty"`
+	Path string `json:"path,omitempty" jsonschema:"folder to list, e.g. /team (its files and those of its subfolders); the whole drive when left out"`
 }
 
 type ListFilesOutput struct {
@@ -49,6 +50,7 @@ type ListFilesOutput struct {
 
 type SearchFilesArgs struct {
 	Query string `json:"query" jsonschema:"text to look for (case-insensitive) in file paths and contents"`
+	Path  string `json:"path,omitempty" jsonschema:"folder to search below, e.g. /team; the whole drive when left out"`
 }
 
 type SearchHit struct {
@@ -90,19 +92,36 @@ type ShareFileOutput struct {
 	Added bool `json:"added" jsonschema:"false when the file was already shared with that principal"`
 }
 
-// cleanPath validates and normalises an absolute drive path.
-func cleanPath(p string) (string, error) {
-	p = strings.TrimSpace(p)
+// checkPath refuses a drive path that is not canonical (internal/canon):
+// the drive reads a path exactly as the gateway's policy decided on it, so
+// it never trims, cleans or decodes one — " /prod/secrets/db.env" is not
+// a name of /prod/secrets/db.env here, as it is not for policy.
+func checkPath(p string) (string, error) {
 	if p == "" {
 		return "", fmt.Errorf("argument %q is required and must not be empty", "path")
 	}
 	if !strings.HasPrefix(p, "/") {
 		return "", fmt.Errorf("path %q must be absolute (start with /)", p)
 	}
-	if slices.Contains(strings.Split(p, "/"), "..") {
-		return "", fmt.Errorf("path %q must not contain a \"..\" segment", p)
+	if err := canon.Check(canon.KindPath, p); err != nil {
+		return "", fmt.Errorf("path %q is %w", p, err)
 	}
-	return path.Clean(p), nil
+	return p, nil
+}
+
+// under tells whether path p is folder dir or inside it, segment by
+// segment (as policy compares a list or search tool's reach).
+func under(p, dir string) bool {
+	return dir == "/" || p == dir || strings.HasPrefix(p, dir+"/")
+}
+
+// folder is the folder a list or search reads below: the canonical path
+// argument, or the whole drive when it is left out.
+func folder(p string) (string, error) {
+	if p == "" {
+		return "/", nil
+	}
+	return checkPath(p)
 }
 
 func newDriveServer() *mcp.Server {
@@ -116,12 +135,12 @@ func newDriveServer() *mcp.Server {
 
 	mcp.AddTool(s, &mcp.Tool{
 		Name:        "list_files",
-		Description: "List the files in the drive, optionally only those under a folder or path prefix.",
+		Description: "List the files in the drive, optionally only those in a folder (and its subfolders).",
 		Annotations: readOnly("List files"),
 	}, d.listFiles)
 	mcp.AddTool(s, &mcp.Tool{
 		Name:        "search_files",
-		Description: "Search file paths and contents for a text (case-insensitive).",
+		Description: "Search file paths and contents for a text (case-insensitive), optionally only in a folder.",
 		Annotations: readOnly("Search files"),
 	}, d.searchFiles)
 	mcp.AddTool(s, &mcp.Tool{
@@ -153,22 +172,15 @@ func (d *drive) sorted() []*driveFile {
 }
 
 func (d *drive) listFiles(_ context.Context, _ *mcp.CallToolRequest, in ListFilesArgs) (*mcp.CallToolResult, ListFilesOutput, error) {
-	prefix := strings.TrimSpace(in.Path)
-	if prefix != "" && prefix != "/" {
-		p, err := cleanPath(prefix)
-		if err != nil {
-			return nil, ListFilesOutput{}, err
-		}
-		prefix = p
-	} else {
-		prefix = "/"
+	prefix, err := folder(in.Path)
+	if err != nil {
+		return nil, ListFilesOutput{}, err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := ListFilesOutput{Path: prefix, Files: []FileInfo{}}
 	for _, f := range d.sorted() {
-		// A prefix matches a folder ("/team" lists "/team/x") or a path start.
-		if strings.HasPrefix(f.Path, prefix) {
+		if under(f.Path, prefix) {
 			out.Files = append(out.Files, f.info())
 		}
 	}
@@ -183,11 +195,18 @@ func (d *drive) searchFiles(_ context.Context, _ *mcp.CallToolRequest, in Search
 	if err := required("query", in.Query); err != nil {
 		return nil, SearchFilesOutput{}, err
 	}
+	dir, err := folder(in.Path)
+	if err != nil {
+		return nil, SearchFilesOutput{}, err
+	}
 	q := strings.ToLower(strings.TrimSpace(in.Query))
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := SearchFilesOutput{Query: in.Query, Matches: []SearchHit{}}
 	for _, f := range d.sorted() {
+		if !under(f.Path, dir) {
+			continue
+		}
 		hit := SearchHit{FileInfo: f.info()}
 		found := false
 		for line := range strings.SplitSeq(f.Content, "\n") {
@@ -211,7 +230,7 @@ func (d *drive) searchFiles(_ context.Context, _ *mcp.CallToolRequest, in Search
 }
 
 func (d *drive) readFile(_ context.Context, _ *mcp.CallToolRequest, in ReadFileArgs) (*mcp.CallToolResult, ReadFileOutput, error) {
-	p, err := cleanPath(in.Path)
+	p, err := checkPath(in.Path)
 	if err != nil {
 		return nil, ReadFileOutput{}, err
 	}
@@ -226,11 +245,11 @@ func (d *drive) readFile(_ context.Context, _ *mcp.CallToolRequest, in ReadFileA
 }
 
 func (d *drive) writeFile(_ context.Context, _ *mcp.CallToolRequest, in WriteFileArgs) (*mcp.CallToolResult, WriteFileOutput, error) {
-	p, err := cleanPath(in.Path)
+	p, err := checkPath(in.Path)
 	if err != nil {
 		return nil, WriteFileOutput{}, err
 	}
-	if p == "/" || strings.HasSuffix(in.Path, "/") {
+	if p == "/" {
 		return nil, WriteFileOutput{}, fmt.Errorf("path %q names a folder, not a file", in.Path)
 	}
 	d.mu.Lock()
@@ -251,14 +270,17 @@ func (d *drive) writeFile(_ context.Context, _ *mcp.CallToolRequest, in WriteFil
 }
 
 func (d *drive) shareFile(_ context.Context, _ *mcp.CallToolRequest, in ShareFileArgs) (*mcp.CallToolResult, ShareFileOutput, error) {
-	p, err := cleanPath(in.Path)
+	p, err := checkPath(in.Path)
 	if err != nil {
 		return nil, ShareFileOutput{}, err
 	}
 	if err := required("with", in.With); err != nil {
 		return nil, ShareFileOutput{}, err
 	}
-	with := strings.TrimSpace(in.With)
+	with := in.With
+	if err := canon.Check(canon.KindName, with); err != nil {
+		return nil, ShareFileOutput{}, fmt.Errorf("with %q is %w", with, err)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	f, ok := d.files[p]

@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pbac-gateway/pbac/internal/canon"
 )
 
 // MergeRequest is a GitLab merge request.
@@ -73,14 +75,14 @@ type CreateMergeRequestArgs struct {
 	SourceBranch string `json:"source_branch" jsonschema:"branch with the change"`
 	TargetBranch string `json:"target_branch" jsonschema:"branch to merge into, usually main"`
 	Title        string `json:"title"`
-	Author       string `json:"author" jsonschema:"who opens the merge request"`
+	Author       string `json:"author,omitempty" jsonschema:"who opens the merge request; through the PBAC gateway the caller, filled in when left out"`
 	Description  string `json:"description,omitempty"`
 }
 
 type ActOnMergeRequestArgs struct {
 	Project string `json:"project" jsonschema:"project path, e.g. platform/api"`
 	IID     int    `json:"iid" jsonschema:"merge request number within the project"`
-	Author  string `json:"author" jsonschema:"who performs the action (the approver or the merger)"`
+	Author  string `json:"author,omitempty" jsonschema:"who performs the action (the approver or the merger); through the PBAC gateway the caller, filled in when left out"`
 }
 
 type MergeRequestOutput struct {
@@ -244,6 +246,12 @@ func (g *gitlab) createMergeRequest(_ context.Context, _ *mcp.CallToolRequest, i
 			return nil, MergeRequestOutput{}, err
 		}
 	}
+	// Who is recorded as the author is who approvals are checked against:
+	// it is taken as sent (the gateway sets it to the caller), never
+	// trimmed into someone else's name.
+	if err := canon.Check(canon.KindName, in.Author); err != nil {
+		return nil, MergeRequestOutput{}, fmt.Errorf("author %q is %w", in.Author, err)
+	}
 	src, dst := strings.TrimSpace(in.SourceBranch), strings.TrimSpace(in.TargetBranch)
 	if src == dst {
 		return nil, MergeRequestOutput{}, fmt.Errorf("source and target branch are both %q", src)
@@ -272,7 +280,7 @@ func (g *gitlab) createMergeRequest(_ context.Context, _ *mcp.CallToolRequest, i
 	ts := now()
 	m := &gitlabMR{MergeRequest: MergeRequest{
 		Project: p.path, IID: iid, Title: strings.TrimSpace(in.Title), Description: in.Description,
-		SourceBranch: src, TargetBranch: dst, Author: strings.TrimSpace(in.Author), State: "opened",
+		SourceBranch: src, TargetBranch: dst, Author: in.Author, State: "opened",
 		Approvals: []string{}, ApprovalsRequired: 1, Created: ts, Updated: ts,
 	}}
 	slug := strings.NewReplacer("/", "-", " ", "-").Replace(src)
@@ -296,7 +304,10 @@ func (g *gitlab) openMR(in ActOnMergeRequestArgs, verb string) (*gitlabMR, strin
 	if m.State != "opened" {
 		return nil, "", fmt.Errorf("%s is %s; only open merge requests can be %s", m.ref(), m.State, verb)
 	}
-	return m, strings.TrimSpace(in.Author), nil
+	if err := canon.Check(canon.KindName, in.Author); err != nil {
+		return nil, "", fmt.Errorf("author %q is %w", in.Author, err)
+	}
+	return m, in.Author, nil
 }
 
 func (g *gitlab) approveMergeRequest(_ context.Context, _ *mcp.CallToolRequest, in ActOnMergeRequestArgs) (*mcp.CallToolResult, MergeRequestOutput, error) {

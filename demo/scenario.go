@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -95,6 +96,12 @@ func (sc *Scenario) validate() error {
 		case StepCall:
 			if _, _, ok := strings.Cut(st.Tool, "."); !ok {
 				return fmt.Errorf("step %d: tool must be <backend>.<tool>", i)
+			}
+			for _, v := range st.Args {
+				s, _ := v.(string)
+				if n, _, ok := stepRef(s); ok && (n >= i || sc.Steps[n].Kind != StepCall) {
+					return fmt.Errorf("step %d: %s does not name an earlier call", i, s)
+				}
 			}
 		case StepRepeat:
 			if !slices.ContainsFunc(sc.Steps[:i], func(s Step) bool { return s.Kind == StepCall }) {
@@ -196,6 +203,7 @@ func (r *Runner) Run(ctx context.Context, sc Scenario, opt RunOptions, emit func
 	emit(te)
 
 	runID := fmt.Sprintf("%06x", time.Now().UnixNano()&0xffffff)
+	results := make([]map[string]any, len(sc.Steps)) // each call's structured result
 	var (
 		lastTool          string
 		lastArgs          map[string]any
@@ -248,7 +256,12 @@ func (r *Runner) Run(ctx context.Context, sc Scenario, opt RunOptions, emit func
 			st.Tool, st.Args = lastTool, lastArgs
 		}
 		if st.Kind == StepCall {
-			st.Args = expand(st.Args, runID)
+			var err error
+			if st.Args, err = expand(st.Args, runID, results); err != nil {
+				ev.Tool, ev.Decision, ev.Reason = st.Tool, "error", err.Error()
+				emit(ev)
+				continue
+			}
 		}
 		lastTool, lastArgs = st.Tool, st.Args
 		ev.Tool, ev.ArgsGist = st.Tool, ArgsGist(st.Args)
@@ -264,6 +277,7 @@ func (r *Runner) Run(ctx context.Context, sc Scenario, opt RunOptions, emit func
 		switch {
 		case res.Status == 200 && res.Result != nil:
 			ev.Decision = "allow"
+			results[i], _ = res.Result.StructuredContent.(map[string]any)
 			ev.Summary = gist(ResultText(res.Result), 240)
 			if res.Result.IsError {
 				ev.Summary = "the tool refused: " + ev.Summary
@@ -331,20 +345,58 @@ func (r *Runner) restore(ctx context.Context, original []byte, changedTo, source
 }
 
 // expand replaces "{run}" in string arguments with the run's id, so that a
-// scenario run twice creates two things rather than colliding with itself.
-func expand(args map[string]any, runID string) map[string]any {
+// scenario run twice creates two things rather than colliding with itself,
+// and an argument that is exactly "{step<N>.<field>}" with that field of
+// step N's structured result (the merge request a step opened, say).
+func expand(args map[string]any, runID string, results []map[string]any) (map[string]any, error) {
 	out := make(map[string]any, len(args))
 	for k, v := range args {
 		switch v := v.(type) {
 		case string:
+			if n, field, ok := stepRef(v); ok {
+				var got any
+				if n < len(results) && results[n] != nil {
+					got = results[n][field]
+				}
+				if got == nil {
+					return nil, fmt.Errorf("argument %s needs %s, which step %d did not return", k, field, n)
+				}
+				out[k] = got
+				continue
+			}
 			out[k] = strings.ReplaceAll(v, "{run}", runID)
 		case map[string]any:
-			out[k] = expand(v, runID)
+			sub, err := expand(v, runID, results)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = sub
 		default:
 			out[k] = v
 		}
 	}
-	return out
+	return out, nil
+}
+
+// stepRef reads "{step<N>.<field>}".
+func stepRef(s string) (n int, field string, ok bool) {
+	inner, ok := strings.CutPrefix(s, "{step")
+	if !ok {
+		return 0, "", false
+	}
+	inner, ok = strings.CutSuffix(inner, "}")
+	if !ok {
+		return 0, "", false
+	}
+	num, field, ok := strings.Cut(inner, ".")
+	if !ok || field == "" {
+		return 0, "", false
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 0 {
+		return 0, "", false
+	}
+	return n, field, true
 }
 
 // ArgsGist renders arguments in one short line: key=value, sorted by key.

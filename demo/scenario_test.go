@@ -87,6 +87,7 @@ func TestScenarioValidation(t *testing.T) {
 		{"repeat first", Scenario{ID: "x", Title: "x", Agent: "a", Steps: []Step{{Kind: StepRepeat}}}, "none comes before"},
 		{"policy without revoke", Scenario{ID: "x", Title: "x", Agent: "a", Steps: []Step{{Kind: StepPolicy}}}, "revoke"},
 		{"unknown kind", Scenario{ID: "x", Title: "x", Agent: "a", Steps: []Step{{Kind: "sleep"}}}, "unknown kind"},
+		{"result of a later step", Scenario{ID: "x", Title: "x", Agent: "a", Steps: []Step{{Kind: StepCall, Tool: "a.b", Args: map[string]any{"iid": "{step0.iid}"}}}}, "earlier call"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.sc.validate()
@@ -99,7 +100,11 @@ func TestScenarioValidation(t *testing.T) {
 
 func TestArgsGistAndExpand(t *testing.T) {
 	args := map[string]any{"path": "/team/x.md", "iid": 7, "params": map[string]any{"BRANCH": "b-{run}"}, "long": strings.Repeat("é", 100)}
-	got := ArgsGist(expand(args, "abc123"))
+	expanded, err := expand(args, "abc123", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ArgsGist(expanded)
 	if !strings.HasPrefix(got, "iid=7, long=éé") || !strings.Contains(got, `params={"BRANCH":"b-abc123"}`) || !strings.HasSuffix(got, "path=/team/x.md") {
 		t.Fatalf("gist %q", got)
 	}
@@ -109,5 +114,21 @@ func TestArgsGistAndExpand(t *testing.T) {
 	raw, _ := json.Marshal(args)
 	if !strings.Contains(string(raw), "{run}") {
 		t.Fatal("expand changed the scenario's own arguments")
+	}
+}
+
+// TestExpandStepResults: an argument "{step<N>.<field>}" takes that field of
+// step N's result, with its JSON type; a missing one is an error, not a
+// call with a placeholder.
+func TestExpandStepResults(t *testing.T) {
+	results := []map[string]any{{"iid": float64(8), "project": "platform/api"}, nil}
+	got, err := expand(map[string]any{"iid": "{step0.iid}", "project": "{step0.project}", "note": "{step0}"}, "r", results)
+	if err != nil || got["iid"] != float64(8) || got["project"] != "platform/api" || got["note"] != "{step0}" {
+		t.Fatalf("expand = %v, %v", got, err)
+	}
+	for _, ref := range []string{"{step1.iid}", "{step0.author}", "{step5.iid}"} {
+		if _, err := expand(map[string]any{"iid": ref}, "r", results); err == nil {
+			t.Errorf("%s: no error", ref)
+		}
 	}
 }

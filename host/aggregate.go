@@ -230,9 +230,13 @@ func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *rpcMessage, 
 		return g.reply(c, fiber.StatusOK, rpcError(msg.ID, codeInvalidParams, "unknown tool "+msg.Name+": tools are named <backend>.<tool>", nil))
 	}
 	rec.Backend = backendName
+	msg, attrs, ok, err := g.prepareCall(c, b, cl, msg, tool, rec, start)
+	if !ok {
+		return err
+	}
 	local := *msg
 	local.Name = tool
-	allowed, err := g.decideCall(c, b, cl, &local, rec)
+	allowed, err := g.decideCall(c, b, cl, &local, attrs, rec)
 	if err != nil || !allowed {
 		g.finish(rec, start)
 		return err

@@ -32,6 +32,7 @@ import (
 //	log_level: info                 # debug, info, warn, error
 //	log_format: json                # json or text (default text)
 //	drain_delay: 5s                 # on SIGTERM, /readyz answers 503 this long before the listeners close
+//	argument_limits: {max_bytes: 262144, max_path_segments: 64}  # a call's arguments, checked before policy (ArgumentLimits)
 //	demo: false                     # start the demo backends (default: only when no backends are listed)
 //	backends:
 //	  - name: jira
@@ -65,6 +66,9 @@ type FileConfig struct {
 	Policy *PolicyConfig `yaml:"policy"`
 	// ASrv configures the authorization server this process runs.
 	ASrv *ASSettings `yaml:"asrv"`
+	// ArgumentLimits bound a call's arguments before policy; a key left
+	// out keeps its default (DefaultArgumentLimits).
+	ArgumentLimits *ArgumentLimitsConfig `yaml:"argument_limits"`
 
 	envErrs []error // environment values that do not parse
 }
@@ -392,6 +396,7 @@ func (c *FileConfig) Validate() error {
 	errs = append(errs, c.envErrs...)
 	errs = append(errs, c.Policy.validate()...)
 	errs = append(errs, c.ASrv.validate()...)
+	errs = append(errs, c.ArgumentLimits.validate()...)
 	if c.Store != "" {
 		if err := CheckStoreURL(c.Store); err != nil {
 			errs = append(errs, fmt.Errorf("store: %w", err))
@@ -551,4 +556,41 @@ func (b BackendConfig) Backend() (Backend, error) {
 		out.Headers[h] = strings.TrimSpace(string(raw))
 	}
 	return out, nil
+}
+
+// ArgumentLimitsConfig is the argument_limits key: ArgumentLimits in YAML.
+type ArgumentLimitsConfig struct {
+	MaxBytes        int `yaml:"max_bytes"`
+	MaxStringBytes  int `yaml:"max_string_bytes"`
+	MaxPathBytes    int `yaml:"max_path_bytes"`
+	MaxPathSegments int `yaml:"max_path_segments"`
+	MaxDepth        int `yaml:"max_depth"`
+	MaxKeys         int `yaml:"max_keys"`
+}
+
+// Limits are the configured limits (zero fields take the defaults when
+// the gateway starts); a nil config is all defaults.
+func (a *ArgumentLimitsConfig) Limits() ArgumentLimits {
+	if a == nil {
+		return ArgumentLimits{}
+	}
+	return ArgumentLimits{MaxBytes: a.MaxBytes, MaxStringBytes: a.MaxStringBytes, MaxPathBytes: a.MaxPathBytes,
+		MaxPathSegments: a.MaxPathSegments, MaxDepth: a.MaxDepth, MaxKeys: a.MaxKeys}
+}
+
+func (a *ArgumentLimitsConfig) validate() []error {
+	if a == nil {
+		return nil
+	}
+	var errs []error
+	for _, f := range []struct {
+		key string
+		v   int
+	}{{"max_bytes", a.MaxBytes}, {"max_string_bytes", a.MaxStringBytes}, {"max_path_bytes", a.MaxPathBytes},
+		{"max_path_segments", a.MaxPathSegments}, {"max_depth", a.MaxDepth}, {"max_keys", a.MaxKeys}} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("argument_limits.%s %d: want a positive number (or leave it out for the default)", f.key, f.v))
+		}
+	}
+	return errs
 }

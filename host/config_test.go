@@ -48,6 +48,9 @@ backends:
 		{"unset env in a header", `backends: [{name: a, url: http://x/mcp, headers: {K: "${PBAC_TEST_UNSET_VAR}"}}]`, "not set"},
 		{"missing secret file", "backends: [{name: a, url: http://x/mcp, headers_from_files: {K: /nonexistent/f}}]", "no such file"},
 		{"bad env entry", "backends: [{name: a, command: [x], env: [NOEQUALS]}]", "KEY=VALUE"},
+		{"argument limits", "argument_limits: {max_bytes: 1024, max_path_segments: 8}\n", ""},
+		{"negative argument limit", "argument_limits: {max_depth: -1}\n", "argument_limits.max_depth"},
+		{"misspelt argument limit", "argument_limits: {max_segments: 8}\n", "field max_segments not found"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -60,6 +63,14 @@ backends:
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.name == "argument limits" {
+				got := cfg.ArgumentLimits.Limits().withDefaults()
+				want := DefaultArgumentLimits()
+				want.MaxBytes, want.MaxPathSegments = 1024, 8
+				if got != want {
+					t.Fatalf("argument limits %+v, want %+v", got, want)
+				}
 			}
 			if tc.name == "url and stdio backends" {
 				b, err := cfg.Backends[0].Backend()

@@ -81,6 +81,9 @@ type Config struct {
 	AllowedOrigins []string
 	MaxBodyBytes   int // default 4 MiB
 	MaxJSONDepth   int // default 64
+	// ArgumentLimits bound a call's arguments, checked before policy
+	// (zero fields: DefaultArgumentLimits).
+	ArgumentLimits ArgumentLimits
 	// SessionIdle ends a session unused this long (default 30 min).
 	SessionIdle time.Duration
 	Logger      *slog.Logger
@@ -100,8 +103,10 @@ type Gateway struct {
 	sessions *sessions
 	resource string
 	origins  map[string]bool
-	stop     chan struct{}
-	stopOnce sync.Once
+	// catalogues holds the argument rules of the active policy's catalogue.
+	catalogues catalogues
+	stop       chan struct{}
+	stopOnce   sync.Once
 }
 
 // New builds a gateway; a configuration mistake fails here.
@@ -119,6 +124,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.MaxJSONDepth <= 0 {
 		cfg.MaxJSONDepth = 64
 	}
+	cfg.ArgumentLimits = cfg.ArgumentLimits.withDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

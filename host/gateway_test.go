@@ -300,15 +300,28 @@ func TestDeniedCallIs403WithReasonAndNeverReachesBackend(t *testing.T) {
 	}
 	out, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(out), "denied by policy") ||
-		!strings.Contains(string(out), "prod-secrets") {
+	// The agent is told the policy's public reason and the request id, not
+	// the rule (issue 14, Low #16); the audit record has the full reasons.
+	var answer struct {
+		Error struct {
+			Message string `json:"message"`
+			Data    struct {
+				Reasons   []string `json:"reasons"`
+				RequestID string   `json:"request_id"`
+			} `json:"data"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(out, &answer)
+	if resp.StatusCode != http.StatusForbidden || answer.Error.Message != "denied by policy: the arguments name data protected by policy" ||
+		strings.Contains(string(out), "prod-secrets") || answer.Error.Data.RequestID != resp.Header.Get("X-Request-Id") || answer.Error.Data.RequestID == "" {
 		t.Fatalf("got %d %s", resp.StatusCode, out)
 	}
 	recs, err := s.waitAudit(audit.Filter{Decision: "deny", Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if recs[0].Tool != "drive.read_file" || !strings.HasPrefix(recs[0].ArgsDigest, "sha256:") || recs[0].PolicyVersion == "" {
+	if recs[0].Tool != "drive.read_file" || !strings.HasPrefix(recs[0].ArgsDigest, "sha256:") || recs[0].PolicyVersion == "" ||
+		recs[0].RequestID != answer.Error.Data.RequestID || !strings.Contains(strings.Join(recs[0].Reasons, ";"), "protected by rule prod-secrets") {
 		t.Fatalf("audit record %+v", recs[0])
 	}
 }

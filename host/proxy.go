@@ -109,7 +109,14 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 
 	switch msg.Method {
 	case "tools/call", "resources/read", "prompts/get":
-		allowed, err := g.decideCall(c, backend, cl, msg, &rec)
+		var (
+			attrs map[string]any
+			ok    bool
+		)
+		if msg, attrs, ok, err = g.prepareCall(c, backend, cl, msg, callTarget(msg), &rec, start); !ok {
+			return err
+		}
+		allowed, err := g.decideCall(c, backend, cl, msg, attrs, &rec)
 		if err != nil || !allowed {
 			g.finish(&rec, start)
 			return err
@@ -224,9 +231,83 @@ func fillCaller(rec *audit.Record, cl *caller) {
 	}
 }
 
-// decideCall asks pbac/tool_call about a call. On deny it has answered 403.
-// For an anonymous caller, pbac/anonymous has decided the call already.
-func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *rpcMessage, rec *audit.Record) (bool, error) {
+// prepareCall checks a call's arguments before policy: the limits, then
+// what the active catalogue declares about tool (the backend's name for
+// it): canonical path and name arguments, no other spelling of an argument
+// policy looks at, the actor argument the caller (filled in when absent).
+// It then looks up what the catalogue says policy needs from the backend
+// (the author of a merge request). It returns the message to decide on and
+// to forward — msg, or a copy with the actor filled in — and the resource
+// attributes for policy. When ok is false it has answered 400 (invalid
+// params) and audited the refusal.
+func (g *Gateway) prepareCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *rpcMessage, tool string, rec *audit.Record, start time.Time) (_ *rpcMessage, attrs map[string]any, ok bool, _ error) {
+	full := backend.Name + "." + tool
+	refused := func(err error) (*rpcMessage, map[string]any, bool, error) {
+		rec.Tool, rec.ArgsDigest = full, audit.Digest(msg.Arguments)
+		rec.Decision, rec.Status = "deny", fiber.StatusBadRequest
+		rec.Reasons = []string{"refused before policy: " + err.Error()}
+		g.finish(rec, start)
+		return nil, nil, false, g.reply(c, fiber.StatusBadRequest, rpcError(msg.ID, codeInvalidParams, err.Error(),
+			map[string]any{"request_id": rec.RequestID}))
+	}
+	if msg.Arguments != nil {
+		if err := g.cfg.ArgumentLimits.check(msg.Arguments); err != nil {
+			return refused(err)
+		}
+	}
+	rules, err := g.catalogues.rules(g.cfg.Policy, full)
+	if err != nil {
+		// Policy makes the same checks and denies what it cannot look up.
+		g.log.Error("the policy data's catalogue cannot be read", "request_id", rec.RequestID, "err", err)
+	}
+	if rules == nil {
+		return msg, nil, true, nil
+	}
+	var members []member
+	if msg.Arguments != nil {
+		if members, err = objectMembers(msg.Arguments, nil); err != nil {
+			return refused(fmt.Errorf("%w: %w", errArguments, err))
+		}
+	}
+	identity := ""
+	if !cl.anonymous {
+		identity = orDefault(cl.token.Subject, cl.token.ClientID)
+	}
+	fill, err := rules.checkArguments(members, identity, g.cfg.ArgumentLimits)
+	if err != nil {
+		return refused(err)
+	}
+	if fill && msg.Arguments != nil {
+		if msg, err = withArgument(msg, rules.actor, identity, g.cfg.MaxJSONDepth); err != nil {
+			return refused(fmt.Errorf("%w: %w", errArguments, err))
+		}
+		if members, err = objectMembers(msg.Arguments, nil); err != nil {
+			return refused(fmt.Errorf("%w: %w", errArguments, err))
+		}
+	}
+	if rules.lookup != nil && !cl.anonymous {
+		// What the backend records, not what the caller says; without it
+		// policy denies (the author could not be determined).
+		res, err := g.backendCall(c.UserContext(), backend, g.statelessSession(cl), "tools/call", rules.lookup.params(members))
+		if err != nil {
+			g.log.Warn("author lookup failed", "request_id", rec.RequestID, "tool", full, "err", err)
+		} else if a := rules.lookup.author(res); a != "" {
+			attrs = map[string]any{"author": a}
+		}
+	}
+	return msg, attrs, true, nil
+}
+
+// deniedByPolicy is what the agent is told when policy gives no public
+// reason (a bundle older than public_reasons).
+const deniedByPolicy = "denied by policy"
+
+// decideCall asks pbac/tool_call about a call (attrs are the resource
+// attributes prepareCall looked up). On deny it has answered 403 with the
+// policy's public reasons and the request id; the full reasons go to the
+// audit record and the log. For an anonymous caller, pbac/anonymous has
+// decided the call already.
+func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *rpcMessage, attrs map[string]any, rec *audit.Record) (bool, error) {
 	tool := callTarget(msg)
 	if tool == "" {
 		return false, g.reply(c, fiber.StatusBadRequest, rpcError(msg.ID, codeInvalidParams, "params.name is required", nil))
@@ -240,6 +321,7 @@ func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *rp
 	in := cl.input(backend.Name, msg.Method)
 	in.Request.Tool = full
 	in.Request.Arguments = msg.Arguments
+	in.Request.ResourceAttributes = attrs
 	raw, err := json.Marshal(in)
 	if err != nil {
 		return false, err
@@ -253,7 +335,8 @@ func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *rp
 		// A decision that cannot be made is a deny.
 		rec.Decision, rec.Reasons, rec.Status = "error", []string{"policy could not decide: " + err.Error()}, fiber.StatusForbidden
 		g.log.Error("policy error", "request_id", rec.RequestID, "err", err)
-		return false, g.reply(c, fiber.StatusForbidden, rpcError(msg.ID, codeDenied, "denied: the policy could not decide", nil))
+		return false, g.reply(c, fiber.StatusForbidden, rpcError(msg.ID, codeDenied, "denied: the policy could not decide",
+			map[string]any{"request_id": rec.RequestID}))
 	}
 	rec.PolicyVersion = d.Version
 	rec.Reasons = d.Reasons
@@ -262,21 +345,30 @@ func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *rp
 		return true, nil
 	}
 	var extra struct {
-		RequiredScope     string `json:"required_scope"`
-		InsufficientScope bool   `json:"insufficient_scope"`
+		RequiredScope     string   `json:"required_scope"`
+		InsufficientScope bool     `json:"insufficient_scope"`
+		PublicReasons     []string `json:"public_reasons"`
 	}
 	_ = d.Decode(&extra)
 	rec.Decision, rec.Status = "deny", fiber.StatusForbidden
+	g.log.Info("call denied by policy", "request_id", rec.RequestID, "tool", full, "client_id", rec.ClientID, "reasons", d.Reasons)
 	if extra.InsufficientScope && extra.RequiredScope != "" {
 		c.Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="insufficient_scope", scope=%q, resource_metadata=%q`,
 			extra.RequiredScope, g.metadataURL(backend.Name)))
 	}
-	data := map[string]any{"reasons": d.Reasons, "policy_version": d.Version}
+	// The agent gets what policy says it may be told, and the request id
+	// that finds the full reasons in the audit trail.
+	public, text := extra.PublicReasons, deniedByPolicy
+	if len(public) > 0 {
+		text += ": " + strings.Join(public, "; ")
+	} else {
+		public = []string{deniedByPolicy}
+	}
+	data := map[string]any{"reasons": public, "request_id": rec.RequestID, "policy_version": d.Version}
 	if extra.RequiredScope != "" {
 		data["required_scope"] = extra.RequiredScope
 	}
-	return false, g.reply(c, fiber.StatusForbidden,
-		rpcError(msg.ID, codeDenied, "denied by policy: "+strings.Join(d.Reasons, "; "), data))
+	return false, g.reply(c, fiber.StatusForbidden, rpcError(msg.ID, codeDenied, text, data))
 }
 
 func (g *Gateway) reply(c *fiber.Ctx, status int, body []byte) error {

@@ -36,12 +36,17 @@ func TestFailureModes(t *testing.T) {
 		wantAllowed                bool
 		wantReason                 string
 	}{
-		{"1. an agent reads production secrets", dev, "drive", "read_file", map[string]any{"path": "/prod/secrets/db.env"}, false, "prod-secrets"},
-		{"1. ... through a traversal", planner, "drive", "read_file", map[string]any{"path": "/public/../prod/secrets/db.env"}, false, "prod-secrets"},
-		{"1. ... or a Jenkins credential job", dev, "jenkins", "get_build_log", map[string]any{"job": "credentials/aws-rotate"}, false, "jenkins-credentials"},
+		// The agent is told that the data is protected, not which rule
+		// protects it (issue 14, Low #16); a traversal is not even a
+		// canonical path (High #2).
+		{"1. an agent reads production secrets", dev, "drive", "read_file", map[string]any{"path": "/prod/secrets/db.env"}, false, "protected by policy"},
+		{"1. ... through a traversal", planner, "drive", "read_file", map[string]any{"path": "/public/../prod/secrets/db.env"}, false, "not a canonical path"},
+		{"1. ... or a Jenkins credential job", dev, "jenkins", "get_build_log", map[string]any{"job": "credentials/aws-rotate"}, false, "protected by policy"},
+		// The author of record comes from the token: the gateway fills it in
+		// (High #3).
 		{"2. the CI bot opens a merge request", ci, "gitlab", "create_merge_request", map[string]any{"project": "platform/api",
-			"source_branch": "fix", "target_branch": "main", "title": "fix", "author": "ci-bot"}, true, ""},
-		{"2. ... but may not approve it", ci, "gitlab", "approve_merge_request", map[string]any{"project": "platform/api", "iid": 7, "author": "ci-bot"}, false, "separation of duties"},
+			"source_branch": "fix", "target_branch": "main", "title": "fix"}, true, ""},
+		{"2. ... but may not approve it", ci, "gitlab", "approve_merge_request", map[string]any{"project": "platform/api", "iid": 7}, false, "separation of duties"},
 		{"2. ... nor deploy", ci, "jenkins", "trigger_deploy", map[string]any{"job": "deploy-prod", "environment": "production"}, false, "separation of duties"},
 		{"4. a tool nobody reviewed is denied even for the most trusted tier", planner, "jenkins", "delete_job", map[string]any{"job": "nightly-tests"}, false, "not in the catalogue"},
 	} {

@@ -72,16 +72,20 @@ func (a *Actor) Clone() *Actor {
 // Request is what is being asked: a grant at the authorization server, or
 // an MCP call at the gateway.
 type Request struct {
-	Backend        string   `json:"backend,omitempty"`
-	Method         string   `json:"method,omitempty"`
-	Tool           string   `json:"tool,omitempty"`
-	Arguments      RawJSON  `json:"arguments,omitempty"`
-	Tools          []string `json:"tools,omitempty"`
-	GrantType      string   `json:"grant_type,omitempty"`
-	Scopes         []string `json:"scopes,omitempty"`
-	Resource       []string `json:"resource,omitempty"`
-	Actor          *Client  `json:"actor,omitempty"`
-	AudienceClient *Client  `json:"audience_client,omitempty"`
+	Backend   string  `json:"backend,omitempty"`
+	Method    string  `json:"method,omitempty"`
+	Tool      string  `json:"tool,omitempty"`
+	Arguments RawJSON `json:"arguments,omitempty"`
+	// ResourceAttributes are what the gateway looked up at the backend for
+	// a call, as the catalogue entry's author_lookup declares ({"author":
+	// ...}).
+	ResourceAttributes map[string]any `json:"resource_attributes,omitempty"`
+	Tools              []string       `json:"tools,omitempty"`
+	GrantType          string         `json:"grant_type,omitempty"`
+	Scopes             []string       `json:"scopes,omitempty"`
+	Resource           []string       `json:"resource,omitempty"`
+	Actor              *Client        `json:"actor,omitempty"`
+	AudienceClient     *Client        `json:"audience_client,omitempty"`
 }
 
 // RawJSON is JSON passed to policy as it is (the call's exact arguments).

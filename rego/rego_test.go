@@ -405,7 +405,7 @@ func TestShippedPolicyUsesOnlyNativeBuiltins(t *testing.T) {
 	native := map[string]bool{}
 	for _, n := range strings.Fields(`and or minus plus mul div rem count sum min max sort
 		array.concat array.slice concat contains startswith endswith lower upper split replace
-		trim trim_space trim_prefix trim_suffix format_int substring indexof
+		trim trim_space trim_prefix trim_suffix format_int substring indexof regex.match
 		equal neq gt gte lt lte internal.member_2 internal.member_3 is_array is_boolean
 		is_number is_object is_string is_null is_set numbers.range object.get object.union
 		object.keys object.remove object.filter walk`) {

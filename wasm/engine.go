@@ -16,8 +16,11 @@ import (
 	"github.com/tetratelabs/wazero/api"
 )
 
-// minMemoryPages is the smallest memory an OPA policy asks for.
-const minMemoryPages = 2
+// minMemoryPages is the memory every instance starts with. OPA's modules
+// declare two pages, but one that links RE2 (regex.match) places its
+// static data beyond them (measured: four pages load the shipped policy,
+// two do not); eight leave room.
+const minMemoryPages = 8
 
 // Engine owns one wazero runtime, its compilation cache and the host
 // functions every policy instance calls into. Policies loaded from one engine

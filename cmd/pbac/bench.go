@@ -732,6 +732,9 @@ func startBenchGateway(ctx context.Context, dir string, backend host.Backend, to
 	gw, err := host.New(host.Config{
 		PublicURL: base, Backends: []host.Backend{backend}, AuthorizationServers: []string{base}, Scopes: scopes,
 		Introspector: as.server, Policy: policy, Audit: trail, AuthServer: as.server.Handler(), Logger: log,
+		// --args-size measures arguments up to benchMaxArgs, one padded
+		// string: the gateway admits them.
+		ArgumentLimits: host.ArgumentLimits{MaxBytes: benchMaxArgs + 1024, MaxStringBytes: benchMaxArgs},
 	})
 	if err != nil {
 		return fail(err)

@@ -132,10 +132,12 @@ func TestDashboardScenarios(t *testing.T) {
 	_, out := startUp(t, t.TempDir())
 	d := signInDashboard(t, out.String(), "alice")
 
-	const ok, no, unauth = "OK", "Forbidden", "Unauthorized"
+	const ok, no, unauth, refused = "OK", "Forbidden", "Unauthorized", "Bad Request"
 	want := map[string][]string{
-		"live-test":        {ok, no},
-		"prod-secrets":     {ok, no, no, no},
+		"live-test": {ok, no},
+		// The traversal is not a canonical path: refused before policy
+		// (issue 14, High #2).
+		"prod-secrets":     {ok, no, refused, no},
 		"ci-self-approval": {ok, ok, no, no},
 		"scanner-token":    {ok, unauth},
 		"planner-new-tool": {ok, ok, no},

@@ -682,7 +682,9 @@ func TestUpScenarios(t *testing.T) {
 			args          map[string]any
 			reason        string
 		}{
-			{"drive", "read_file", map[string]any{"path": "/prod/secrets/db.env"}, "prod-secrets"},
+			// The agent is told the data is protected, not by which rule
+			// (issue 14, Low #16).
+			{"drive", "read_file", map[string]any{"path": "/prod/secrets/db.env"}, "protected by policy"},
 			{"gitlab", "approve_merge_request", map[string]any{"project": "platform/api", "iid": 7, "author": id}, "separation of duties"},
 			{"jenkins", "trigger_deploy", map[string]any{"job": "deploy-prod", "environment": "production"}, "separation of duties"},
 			{"jenkins", "delete_job", map[string]any{"job": "x"}, "not in the catalogue"},

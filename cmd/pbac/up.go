@@ -189,6 +189,9 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	// names a remote one the gateway trusts.
 	ready := &readiness{policy: func() bool { _, ok := pol.registry.Active(); return ok }}
 	gwCfg := host.Config{PublicURL: base, Backends: hb, Policy: pol.registry, Logger: log, Ready: ready.check}
+	if cfg.file != nil {
+		gwCfg.ArgumentLimits = cfg.file.ArgumentLimits.Limits()
+	}
 	adminCfg := host.AdminConfig{Registry: pol.registry, Logger: log, BundleToken: bundleToken, PolicySource: bundleStatus}
 	if sync != nil {
 		adminCfg.Propagate = propagateVia(sync)

@@ -61,7 +61,11 @@ func DefaultDomain() Domain {
 		CatalogueTools: catalogue,
 		Paths: []string{"/public/handbook.md", "/prod/secrets/db.env", "/PROD/Secrets/x",
 			"/public/../prod/secrets/key", "//prod//secrets/k", "/prod/secrets", "/prod/secretsX/y",
-			"%2fprod%2fsecrets%2fk", "\\prod\\secrets\\k", "/team/notes.txt", "/public/./a/../b", ""},
+			"%2fprod%2fsecrets%2fk", "\\prod\\secrets\\k", "/team/notes.txt", "/public/./a/../b", "",
+			// spellings two parsers read differently (issue 14): Unicode
+			// look-alikes, invisible and separator characters, NFC/NFKC
+			" /prod/secrets/db.env", "\t/prod/secrets/k", "/prod\uff0fsecrets/k", "/prod/secr\u200bets/k",
+			"/prod/\u017fecrets/k", "/prod/secrets\u3000", "/docs/caf\u00e9.md", "/docs/cafe\u0301.md", "/prod/secrets/"},
 		Jobs: []string{"build-api", "deploy-prod", "credentials/aws", "rotate-secrets", "nightly"},
 		SQL: []string{"select 1", "select * from pg_shadow", "SELECT password FROM credentials",
 			"drop table users", "create index i on t(x)"},
@@ -326,7 +330,20 @@ func (g *Generator) arguments() any {
 	if g.chance(0.3) {
 		a["content"] = "quarterly report"
 	}
+	if g.chance(0.1) {
+		a[g.pick("Path", "PATH", "pa\u200bth", "\u017fql", "Content-Type").(string)] = g.str(g.d.Paths)
+	}
+	if g.chance(0.2) {
+		a["project"] = g.pick("platform/api", " platform/api", "platform//api", 7)
+	}
 	return a
+}
+
+// resourceAttributes draws what the gateway looked up for a call (the
+// author of a merge request), sometimes broken or missing.
+func (g *Generator) resourceAttributes() any {
+	return g.pick(map[string]any{"author": g.str(g.d.ClientIDs)}, map[string]any{"author": "alice"},
+		map[string]any{"author": " C-CI"}, map[string]any{"author": 7}, map[string]any{}, "x", nil)
 }
 
 // backendOf is the "<backend>" of "<backend>.<tool>" (the whole name when
@@ -376,6 +393,7 @@ func (g *Generator) coherent() map[string]any {
 			"arguments":  map[string]any{"path": g.str(g.d.Paths[:min(len(g.d.Paths), 2)]), "job": g.str(g.d.Jobs[:1]), "sql": g.str(g.d.SQL[:1])},
 			"grant_type": g.pick("authorization_code", "client_credentials", "refresh_token"),
 			"scopes":     requested, "actor": client, "audience_client": audience, "tools": tools,
+			"resource_attributes": g.resourceAttributes(),
 		},
 		"now": now,
 	}
@@ -430,6 +448,9 @@ func (g *Generator) wildDoc() map[string]any {
 		"scopes":          g.scopes(),
 		"actor":           g.client(),
 		"audience_client": g.pick(g.client(), nil),
+	}
+	if g.chance(0.5) {
+		req["resource_attributes"] = g.resourceAttributes()
 	}
 	var tools []any
 	for range g.r.IntN(6) {

@@ -19,13 +19,23 @@ type policyData struct {
 	Agents struct {
 		TrustTiers map[string][]string `json:"trust_tiers"`
 	} `json:"agents"`
-	Tiers     map[string]tierData `json:"tiers"`
-	Roles     map[string]roleData `json:"roles"`
-	Catalogue map[string]struct {
-		Resource string `json:"resource"`
-		Access   string `json:"access"`
-	} `json:"catalogue"`
+	Tiers     map[string]tierData       `json:"tiers"`
+	Roles     map[string]roleData       `json:"roles"`
+	Catalogue map[string]catalogueEntry `json:"catalogue"`
 }
+
+// catalogueEntry is what the matrix reads of a catalogued tool: its
+// access, and whether its decision depends on more than tier and role —
+// the subtree a list or search reaches, the author of what it acts on.
+type catalogueEntry struct {
+	Resource     string          `json:"resource"`
+	Access       string          `json:"access"`
+	Reach        json.RawMessage `json:"reach"`
+	AuthorLookup json.RawMessage `json:"author_lookup"`
+}
+
+// plain: the tool's decision depends on tier, role and scope only.
+func (e catalogueEntry) plain() bool { return e.Reach == nil && e.AuthorLookup == nil }
 
 type tierData struct {
 	Rank int   `json:"rank"`
@@ -113,7 +123,9 @@ func (h *Handler) computeMatrix(ctx context.Context, user *asrv.User) (map[strin
 	}
 	info, _ := h.cfg.Registry.Active()
 
-	// resource -> access -> a tool that needs it
+	// resource -> access -> a tool that needs it, preferably one whose
+	// decision depends on tier, role and scope only (not a search's reach
+	// or a merge request's author)
 	tools := map[string]map[string]string{}
 	for _, name := range slicesSortedKeys(data.Catalogue) {
 		e := data.Catalogue[name]
@@ -123,7 +135,7 @@ func (h *Handler) computeMatrix(ctx context.Context, user *asrv.User) (map[strin
 		if tools[e.Resource] == nil {
 			tools[e.Resource] = map[string]string{}
 		}
-		if _, ok := tools[e.Resource][e.Access]; !ok {
+		if cur, ok := tools[e.Resource][e.Access]; !ok || (!data.Catalogue[cur].plain() && e.plain()) {
 			tools[e.Resource][e.Access] = name
 		}
 	}
@@ -195,6 +207,11 @@ func (h *Handler) computeMatrix(ctx context.Context, user *asrv.User) (map[strin
 				call := rego.Input{Client: client, Subject: subject, Now: now,
 					Token:   &rego.Token{ClientID: client.ClientID, Scp: td.Scopes, Aud: []string{resource}, Iat: now, Exp: now + 300},
 					Request: rego.Request{Backend: r, Method: "tools/call", Tool: tools[r][a], Arguments: args}}
+				if data.Catalogue[tools[r][a]].AuthorLookup != nil {
+					// The matrix shows what the tier and role allow on
+					// someone else's merge request.
+					call.Request.ResourceAttributes = map[string]any{"author": "another agent"}
+				}
 				if user != nil {
 					call.Token.Sub = user.Subject
 				}

@@ -264,72 +264,129 @@ token_issues contains msg if {
 }
 
 # ---------------------------------------------------------------------------
-# Paths
-
-# Clean path segments: lower-cased, separators unified ("\\", "%2f", "%5c"),
-# empty and "." segments dropped, ".." resolved (clamped at the root).
-path_segments(p) := [seg |
-	some i, seg in parts
-	seg != ".."
-	not popped(depths, i)
-] if {
-	s0 := lower(p)
-	s1 := replace(replace(replace(s0, "\\", "/"), "%2f", "/"), "%5c", "/")
-	s2 := replace(s1, "%2e", ".")
-	parts := [x | some x in split(s2, "/"); x != ""; x != "."]
-	steps := [v | some x in parts; v := path_step(x)]
-	depths := [sum(array.slice(steps, 0, k)) | some k in numbers.range(1, count(steps))]
-}
-
-path_step("..") := -1
-
-path_step(x) := 1 if x != ".."
-
-# depths[k] is the running sum of steps[0..k]. Segment i is removed by a
-# later ".." when the running sum of the steps after it reaches -1, that is
-# when some later depth is below depths[i].
-popped(depths, i) if {
-	some j, d in depths
-	j > i
-	d < depths[i]
-}
-
-# clean_path(p): "/" followed by the clean segments joined with "/".
+# Paths and names
 #
-# Fast path: once lower-cased, a path with no "\\", no "%", no empty segment
-# ("//", a trailing "/") and no segment starting with "." (no "/." and no
-# leading ".") is already clean, save for the leading "/": splitting it would
-# keep every segment, drop none and pop none. Anything else goes through
-# path_segments.
-clean_path(p) := c if {
-	s := lower(p)
-	plain_path(s)
-	c := rooted(s)
-} else := concat("", ["/", concat("/", path_segments(p))])
+# Policy decides on arguments exactly as the backend gets them, so it never
+# cleans a path: a value two parsers could read differently (" /a", "a//b",
+# "a/../b", "%2f", "\\", a fullwidth solidus, a zero-width space, ...) is not
+# canonical, and every rule that compares a path denies it (the gateway
+# refuses it before policy). canonical.rego holds the characters, generated
+# from internal/canon; every check is linear in the value.
 
-plain_path(s) if {
-	s != ""
-	not contains(s, "%")
-	not contains(s, "\\")
-	not contains(s, "//")
-	not contains(s, "/.")
-	not startswith(s, ".")
-	not endswith(s, "/")
+# canonical_value(kind, v): v is a string spelled canonically as kind:
+# "path" ("/" or "/a/b"), "name" ("a" or "a/b") or "ref" (a path when it
+# starts with "/", else a name).
+canonical_value("path", v) if canonical_path_value(v)
+
+canonical_value("name", v) if canonical_name_value(v)
+
+canonical_value("ref", v) if {
+	is_string(v)
+	startswith(v, "/")
+	canonical_path_value(v)
 }
+
+canonical_value("ref", v) if {
+	is_string(v)
+	not startswith(v, "/")
+	canonical_name_value(v)
+}
+
+# "/" or "/" followed by segments joined by "/"; no segment is empty,
+# starts or ends with a space, or ends with "." (so no "." or ".."). These
+# contains checks are internal/canon's segment rules, one scan each.
+canonical_path_value("/")
+
+canonical_path_value(v) if {
+	is_string(v)
+	startswith(v, "/")
+	v != "/"
+	canonical_segments(v)
+	canonical_chars(v)
+}
+
+# Segments joined by "/", without a leading "/".
+canonical_name_value(v) if {
+	is_string(v)
+	v != ""
+	not startswith(v, "/")
+	not startswith(v, " ")
+	canonical_segments(v)
+	canonical_chars(v)
+}
+
+canonical_segments(v) if {
+	not endswith(v, "/")
+	not contains(v, "//")
+	not contains(v, "/ ")
+	not contains(v, " /")
+	not contains(v, "./")
+	not endswith(v, ".")
+	not endswith(v, " ")
+}
+
+# canonical_chars(s): s holds no refused character. OPA's Wasm target
+# compiles a regular expression on every call, and the full refused class
+# costs it about a millisecond, so the strings policy checks in a call
+# (checked_strings, tool_call.rego) are first matched together against the
+# small canonical_ascii, once per decision; only when that fails is each
+# of them judged, once (clean_checked_strings), and the refused class
+# compiled for those that are not ASCII.
+canonical_chars(s) := true if {
+	checked_ascii
+	s in checked_strings
+} else := true if {
+	s in clean_checked_strings
+} else := false if {
+	s in checked_strings
+} else := string_chars_ok(s)
+
+checked_ascii if regex.match(canonical_ascii, checked_text)
+
+checked_text := concat("/", [s | some s in checked_strings])
+
+clean_checked_strings := {s | some s in checked_strings; string_chars_ok(s)}
+
+string_chars_ok(s) := true if {
+	regex.match(canonical_ascii, s)
+} else := false if {
+	regex.match(any_ascii, s) # ASCII, so it holds a refused ASCII character
+} else := true if {
+	not regex.match(canonical_refused, s)
+} else := false
+
+any_ascii := `^[\x00-\x7f]*$`
 
 rooted(s) := s if startswith(s, "/") else := concat("", ["/", s])
 
-# path_under(norm, prefix): the clean path norm is prefix (cleaned) or below it.
-path_under(norm, prefix) if under_clean(norm, clean_path(prefix))
+# folded(v): a canonical value as a rooted, lower-cased path, to compare
+# with protected prefixes: a backend that ignores case is covered, and one
+# that does not only loses what policy over-protects.
+folded(v) := lower(rooted(v))
 
-under_clean(norm, pre) if norm == pre
+# prefix_path(pre): a prefix from data, rooted and lower-cased, without a
+# trailing "/" (except "/" itself).
+prefix_path(pre) := "/" if {
+	pre == "/"
+} else := lower(rooted(trim_suffix(pre, "/")))
 
-under_clean(norm, pre) if {
+# exact_prefix(pre): a prefix from data, rooted, case kept, without a
+# trailing "/", for allow-list constraints (a case-sensitive backend must
+# not be widened by case folding).
+exact_prefix(pre) := "/" if {
+	pre == "/"
+} else := rooted(trim_suffix(pre, "/"))
+
+# path_under(p, pre): the rooted path p is pre or below it (segment by
+# segment: "/prod/secretsanta" is not under "/prod/secrets").
+path_under(p, pre) if p == pre
+
+path_under(p, pre) if {
 	pre != "/"
-	startswith(norm, concat("", [pre, "/"]))
+	startswith(p, concat("", [pre, "/"]))
 }
 
-under_clean(_, "/")
+path_under(_, "/")
 
 # ---------------------------------------------------------------------------
 # Output helpers

@@ -47,42 +47,170 @@ scope_missing if {
 }
 
 # ---------------------------------------------------------------------------
-# Argument protection (data.protected_arguments)
+# What the catalogue declares about a tool's arguments
+#
+#   "arguments": {"<name>": "path" | "name"}  a path or name argument: when
+#       present it must be canonical (canonical_value).
+#   "actor_arg": "<name>"  the argument naming who acts (approver, author):
+#       when present it must be the caller (caller_identity); the gateway
+#       fills it in when it is absent.
+#   "author_lookup": {"tool", "arguments", "field"}  the gateway looks the
+#       resource's author up at the backend and passes it as
+#       request.resource_attributes.author; the caller may not act on what
+#       it authored (no self-approval).
+#   "reach": {"arg", "default"}  a list or search tool: the path argument
+#       (or default, "/" when none) whose subtree the tool reads; it may
+#       not cover a protected path prefix of the tool's resource.
 
-protected_hit(rule, v) if protected_hit_clean(rule, v, clean_path(v))
+arg_kinds(e) := k if {
+	k := e.arguments
+	is_object(k)
+} else := {}
 
-protected_hit_clean(rule, _, cv) if {
-	some pre in rule.path_prefixes
-	is_string(pre)
-	path_under(cv, pre)
+# declared_names(e, r): every argument name the policy looks at for a tool
+# with catalogue entry e on resource r.
+declared_names(e, r) := {n |
+	some n, _ in arg_kinds(e)
+} | {n |
+	n := e.actor_arg
+	is_string(n)
+} | {n |
+	n := e.reach.arg
+	is_string(n)
+} | {n |
+	some rule in data.protected_arguments
+	r in rule.resources
+	some n in rule.args
+	is_string(n)
+} | {n |
+	some role, _ in data.roles
+	n := data.roles[role].arg_constraints[r].arg
+	is_string(n)
 }
 
-# Substrings are matched on the lower-cased value and on the cleaned path, so
-# that "secr%2fets"-style tricks that only resolve after cleaning are caught.
-protected_hit_clean(rule, v, cv) if {
+# case_variant(names, k): argument name k is another spelling ("Path",
+# "PATH") of an argument policy looks at, which a case-insensitive decoder
+# in the backend would read as that argument.
+case_variant(names, k) if {
+	not k in names
+	lk := lower(k)
+	some n in names
+	lower(n) == lk
+}
+
+# The argument names policy looks at for the called tool, once per
+# decision.
+tool_declared_names := declared_names(tool_entry, tool_resource) if in_catalogue else := set()
+
+# The strings of this call whose characters policy checks: the argument
+# names (one with a refused character, such as "ſql", which folds to
+# "sql", is denied) and the string values of the arguments it looks at.
+checked_strings := {k | some k, _ in arguments} | {v |
+	some n in tool_declared_names
+	v := arguments[n]
+	is_string(v)
+}
+
+# The caller's identity as the backend records it: the human the token
+# names, else the agent (client_id). The gateway forces actor arguments to
+# it.
+caller_identity(t) := s if {
+	s := t.sub
+	is_string(s)
+	s != ""
+} else := c if {
+	c := t.client_id
+	is_string(c)
+}
+
+# bad_actor(e, args, t): the actor argument is present and is not exactly
+# the caller.
+bad_actor(e, args, t) if {
+	name := e.actor_arg
+	is_string(name)
+	v := args[name]
+	not v == caller_identity(t)
+}
+
+# The author of the resource, as the gateway looked it up at the backend.
+looked_up_author(req) := a if {
+	a := req.resource_attributes.author
+	is_string(a)
+	a != ""
+}
+
+needs_author(e) if is_object(e.author_lookup)
+
+# Identities are compared trimmed and lower-cased on both sides.
+identity_key(x) := lower(trim_space(x))
+
+# reach_of(e, args): the path a list or search tool reads below.
+reach_of(e, args) := v if {
+	v := args[e.reach.arg]
+} else := d if {
+	d := e.reach.default
+} else := "/"
+
+# reach_hit(e, r, args, rule): the reach covers a protected prefix of rule
+# (it holds the protected area or lies inside it).
+reach_hit(e, r, args, rule) if {
+	is_object(e.reach)
+	v := reach_of(e, args)
+	canonical_value("path", v)
+	p := folded(v)
+	r in rule.resources
+	some pre in rule.path_prefixes
+	is_string(pre)
+	covers(p, prefix_path(pre))
+}
+
+covers(p, pre) if path_under(pre, p)
+
+covers(p, pre) if path_under(p, pre)
+
+# A reach that is not a canonical path (a bad default in data; a bad
+# argument is denied as a declared path).
+reach_unusable(e, args) if {
+	is_object(e.reach)
+	not canonical_value("path", reach_of(e, args))
+}
+
+# ---------------------------------------------------------------------------
+# Argument protection (data.protected_arguments)
+#
+# protected_state(rule, v): "ok", or why the value of a protected argument
+# is refused: not a string, not canonical (for a rule with path prefixes),
+# or protected (under a prefix, case-insensitively; or holding a
+# substring, lower-cased).
+
+protected_state(rule, v) := "not a string" if {
+	not is_string(v)
+} else := "not canonical" if {
+	has_prefixes(rule)
+	not canonical_value("ref", v)
+} else := "protected" if {
+	protected_hit(rule, v)
+} else := "ok"
+
+has_prefixes(rule) if {
+	some pre in rule.path_prefixes
+	is_string(pre)
+}
+
+protected_hit(rule, v) if {
+	canonical_value("ref", v)
+	p := folded(v)
+	some pre in rule.path_prefixes
+	is_string(pre)
+	path_under(p, prefix_path(pre))
+}
+
+protected_hit(rule, v) if {
+	lv := lower(v)
 	some sub in rule.substrings
 	is_string(sub)
 	sub != ""
-	ls := lower(sub)
-	substring_hit(v, cv, ls)
-}
-
-substring_hit(v, _, ls) if contains(lower(v), ls)
-
-substring_hit(_, cv, ls) if contains(cv, ls)
-
-protected_violations contains msg if {
-	in_catalogue
-	some rule in data.protected_arguments
-	tool_resource in rule.resources
-	some name in rule.args
-	v := arguments[name]
-	is_string(v)
-	protected_hit(rule, v)
-	msg := concat("", [
-		"argument ", name, " is protected by rule ", rule.id,
-		" (", object.get(rule, "description", rule.id), ")",
-	])
+	contains(lv, lower(sub))
 }
 
 protected_violations contains msg if {
@@ -91,9 +219,19 @@ protected_violations contains msg if {
 	tool_resource in rule.resources
 	some name in rule.args
 	v := arguments[name]
-	not is_string(v)
-	msg := concat("", ["argument ", name, " must be a string (protected rule ", rule.id, ")"])
+	st := protected_state(rule, v)
+	st != "ok"
+	msg := protected_message(rule, name, st)
 }
+
+protected_message(rule, name, "protected") := concat("", [
+	"argument ", name, " is protected by rule ", rule.id,
+	" (", object.get(rule, "description", rule.id), ")",
+])
+
+protected_message(rule, name, "not a string") := concat("", ["argument ", name, " must be a string (protected rule ", rule.id, ")"])
+
+protected_message(rule, name, "not canonical") := concat("", ["argument ", name, " is not canonical (protected rule ", rule.id, ")"])
 
 # ---------------------------------------------------------------------------
 # Role argument constraints (data.roles[role].arg_constraints[resource])
@@ -104,15 +242,17 @@ protected_violations contains msg if {
 # replaced keys merged with the original ones.)
 role_constrains(role, r) if is_object(data.roles[role].arg_constraints[r])
 
+# An allow-list: the value must be canonical and under a prefix exactly,
+# case kept.
 role_constraint_ok(role, r, args) := true if {
 	not role_constrains(role, r)
 } else := true if {
 	c := data.roles[role].arg_constraints[r]
 	v := args[c.arg]
-	is_string(v)
+	canonical_value("ref", v)
 	some pre in c.path_prefixes
 	is_string(pre)
-	path_under(clean_path(v), pre)
+	path_under(rooted(v), exact_prefix(pre))
 } else := true if {
 	c := data.roles[role].arg_constraints[r]
 	object.get(c, "required", false) != true
@@ -144,7 +284,8 @@ role_constraint_text(s, r) := concat(", ", sort({t |
 # ---------------------------------------------------------------------------
 # Self-approval
 
-# Identities of the calling agent and every agent in its delegation chain.
+# Identities of the caller: the agent, the human it acts for, and every
+# agent in its delegation chain.
 self_ids contains id if {
 	id := client.client_id
 	is_string(id)
@@ -152,6 +293,16 @@ self_ids contains id if {
 
 self_ids contains id if {
 	id := tok.client_id
+	is_string(id)
+}
+
+self_ids contains id if {
+	id := tok.sub
+	is_string(id)
+}
+
+self_ids contains id if {
+	id := subject.sub
 	is_string(id)
 }
 
@@ -164,8 +315,20 @@ self_ids contains id if {
 	is_string(id)
 }
 
-# The tool's author argument names the caller or an agent in its chain.
-self_approval if self_approval_in(tool_entry, arguments)
+self_id_keys := {identity_key(id) | some id in self_ids; id != ""}
+
+# self_approval_in(e, req): the tool acts on a resource whose author the
+# gateway looked up, and that author is the caller (or the author could not
+# be determined, which is denied as well).
+self_approval_in(e, req) if {
+	needs_author(e)
+	not looked_up_author(req)
+}
+
+self_approval_in(e, req) if {
+	needs_author(e)
+	identity_key(looked_up_author(req)) in self_id_keys
+}
 
 # ---------------------------------------------------------------------------
 # Deny reasons
@@ -243,12 +406,75 @@ tool_call_deny contains msg if {
 
 tool_call_deny contains msg if some msg in protected_violations
 
+tool_call_deny contains msg if some msg in reach_violations
+
 tool_call_deny contains msg if {
 	in_catalogue
-	self_approval
+	self_approval_in(tool_entry, request)
+	looked_up_author(request)
 	msg := concat("", [
 		"separation of duties: ", tool_name,
-		" on a merge request authored by the same agent (self-approval)",
+		" on a merge request the caller authored (self-approval)",
+	])
+}
+
+tool_call_deny contains msg if {
+	in_catalogue
+	needs_author(tool_entry)
+	not looked_up_author(request)
+	msg := concat("", [
+		"the author of what ", tool_name,
+		" acts on could not be determined (request.resource_attributes.author)",
+	])
+}
+
+tool_call_deny contains msg if {
+	in_catalogue
+	some name, kind in arg_kinds(tool_entry)
+	v := arguments[name]
+	not canonical_value(kind, v)
+	msg := concat("", ["argument ", name, " is not a canonical ", format_kind(kind)])
+}
+
+format_kind(k) := k if is_string(k) else := "value"
+
+tool_call_deny contains msg if {
+	in_catalogue
+	some k, _ in arguments
+	case_variant(tool_declared_names, k)
+	msg := concat("", ["argument name ", k, " is another spelling of an argument policy checks"])
+}
+
+tool_call_deny contains "an argument name holds a refused character" if {
+	in_catalogue
+	some k, _ in arguments
+	not canonical_chars(k)
+}
+
+tool_call_deny contains msg if {
+	in_catalogue
+	tok != null
+	bad_actor(tool_entry, arguments, tok)
+	msg := concat("", ["argument ", tool_entry.actor_arg, " must name the caller (", caller_identity_text, ") or be left out"])
+}
+
+caller_identity_text := caller_identity(tok) if tok != null else := "unknown"
+
+tool_call_deny contains msg if {
+	in_catalogue
+	reach_unusable(tool_entry, arguments)
+	msg := concat("", [tool_name, " has no canonical reach (catalogue reach)"])
+}
+
+# A list or search tool whose reach covers protected data (internal: names
+# the rule).
+reach_violations contains msg if {
+	in_catalogue
+	some rule in data.protected_arguments
+	reach_hit(tool_entry, tool_resource, arguments, rule)
+	msg := concat("", [
+		tool_name, " reaches ", reach_of(tool_entry, arguments),
+		", which covers data protected by rule ", rule.id,
 	])
 }
 
@@ -272,6 +498,28 @@ tool_call_reasons := [concat("", [tier, " tier may ", tool_access, " ", tool_res
 } else := sort(tool_call_deny) if {
 	count(tool_call_deny) > 0
 } else := ["no rule allows this call"]
+
+# What the agent is told (public_reasons): the deny reasons, except that
+# those naming policy internals (protected rules and their ids) are replaced
+# by a short statement the agent can relay to its person. The full reasons
+# go to the audit trail.
+tool_call_private := protected_violations | reach_violations
+
+tool_call_public_extra contains "the arguments name data protected by policy" if count(protected_violations) > 0
+
+tool_call_public_extra contains msg if {
+	count(reach_violations) > 0
+	msg := concat("", [
+		tool_name, " would reach protected data: narrow its ",
+		object.get(tool_entry.reach, "arg", "path"), " argument to a folder without any",
+	])
+}
+
+tool_call_public_reasons := tool_call_reasons if {
+	tool_call_allow
+} else := sort((tool_call_deny - tool_call_private) | tool_call_public_extra) if {
+	count(tool_call_deny) > 0
+} else := tool_call_reasons
 
 default tool_call_insufficient_scope := false
 
@@ -303,6 +551,7 @@ tool_call_fast(inp) := {
 	"access": a,
 	"insufficient_scope": false,
 	"required_scope": sc,
+	"public_reasons": [concat("", [ti, " tier may ", a, " ", r])],
 } if {
 	# token_issues, client_binding_issues
 	c := inp.client
@@ -338,9 +587,12 @@ tool_call_fast(inp) := {
 	sc := concat(":", [r, a])
 	scope_in(t.scp, sc)
 
-	# protected arguments, self-approval
+	# arguments: canonical paths and names, their spelling, the actor,
+	# protected arguments, reach, self-approval
+	arguments_ok(e, r, args, t)
 	not protected_violation_in(r, args)
-	not self_approval_in(e, args)
+	not reach_blocked(e, r, args)
+	not self_approval_in(e, req)
 }
 
 tool_call_fast_allow if tool_call_fast(input)
@@ -436,24 +688,46 @@ protected_violation_in(r, args) if {
 	r in rule.resources
 	some name in rule.args
 	v := args[name]
-	not protected_value_ok(rule, v)
+	protected_state(rule, v) != "ok"
 }
 
-protected_value_ok(rule, v) if {
-	is_string(v)
-	not protected_hit(rule, v)
+# arguments_ok(e, r, args, t): no declared argument is spelled
+# non-canonically, no argument name is refused, and the actor argument (if
+# any) is the caller.
+arguments_ok(e, r, args, t) if {
+	not bad_declared_arg(e, args)
+	not bad_key_in(args)
+	not bad_actor(e, args, t)
+	not reach_unusable(e, args)
 }
 
-self_approval_in(e, args) if {
-	name := e.author_arg
-	author := args[name]
-	is_string(author)
-	author in self_ids
+bad_declared_arg(e, args) if {
+	some name, kind in arg_kinds(e)
+	v := args[name]
+	not canonical_value(kind, v)
+}
+
+# (The fast path's e and r are tool_entry and tool_resource: both come
+# from the same input.)
+bad_key_in(args) if {
+	some k, _ in args
+	case_variant(tool_declared_names, k)
+}
+
+bad_key_in(args) if {
+	some k, _ in args
+	not canonical_chars(k)
+}
+
+reach_blocked(e, r, args) if {
+	some rule in data.protected_arguments
+	reach_hit(e, r, args, rule)
 }
 
 default tool_call := {
 	"allow": false,
 	"reasons": ["policy produced no decision"],
+	"public_reasons": ["policy produced no decision"],
 	"tier": "unverified",
 	"resource": "",
 	"access": "",
@@ -466,6 +740,7 @@ tool_call := d if {
 	{
 		"allow": tool_call_allow,
 		"reasons": tool_call_reasons,
+		"public_reasons": tool_call_public_reasons,
 		"tier": tier,
 		"resource": tool_resource,
 		"access": tool_access,

@@ -161,20 +161,109 @@ secret_paths := [
 	"/prod/%2e%2e/prod/secrets/db.env",
 ]
 
+# Canonical spellings are protected by the rule; the others are not
+# canonical, which is denied before any prefix is compared.
 test_prod_secrets_denied_for_every_tier if {
 	every p in ["claude-code", "ci-bot", "security-scanner", "claude-code-trusted"] {
 		every path in secret_paths {
 			d := tool_call(machine_call(p, "drive.read_file", {"path": path}))
 			not d.allow
-			has_reason(d, "argument path is protected by rule prod-secrets")
+			prod_secrets_reason(d)
 		}
 	}
+}
+
+prod_secrets_reason(d) if has_reason(d, "argument path is protected by rule prod-secrets")
+
+prod_secrets_reason(d) if has_reason(d, "argument path is not a canonical path")
+
+# Issue 14, High #2: every spelling a backend might read as a protected
+# path — whitespace and controls around it, encodings, dot segments, other
+# separators, Unicode look-alikes and invisible characters — is denied, for
+# reads and writes alike, with a reason; the agent is told no rule id.
+bypass_spellings := [
+	" /prod/secrets/db.env", "\t/prod/secrets/db.env", "\n/prod/secrets/db.env", "\r\n/prod/secrets/db.env",
+	"/prod/secrets/db.env ", "/prod/secrets/db.env\u0000", "\u0000/prod/secrets/db.env", "\u000b/prod/secrets/db.env",
+	"/prod/secrets/db.env/", "/prod/secrets/db.env/.", "/prod/secrets./db.env", "/prod/secrets /db.env",
+	"/prod/%73ecrets/db.env", "/prod%2Fsecrets/db.env", "/prod%252Fsecrets/db.env", "\\prod\\secrets\\db.env",
+	"/prod\\secrets/db.env", "//prod/secrets/db.env", "/./prod/secrets/db.env", "/x/../prod/secrets/db.env",
+	"/prod\uff0fsecrets/db.env", "/prod\u2215secrets/db.env", "/prod\u2044secrets/db.env", "/prod\u29f8secrets/db.env",
+	"/prod/secr\u200bets/db.env", "/prod/\u200dsecrets/db.env", "\u202e/prod/secrets/db.env", "/prod/\ufeffsecrets/db.env",
+	"/prod/\u017fecrets/db.env", "/\uff50rod/secrets/db.env", "\u00a0/prod/secrets/db.env", "\u3000/prod/secrets/db.env",
+	"/prod/secrets/db\uff0eenv", "/prod/secrets\u2024/db.env", "/PROD/SECRETS/DB.ENV", "/Prod/Secrets",
+]
+
+test_bypass_spellings_denied if {
+	wrong := [[tool, path] |
+		some tool in ["drive.read_file", "drive.write_file", "drive.share_file", "drive.list_files", "drive.search_files"]
+		some path in bypass_spellings
+		d := tool_call(human_call("claude-code-trusted", alice, tool, {"path": path, "content": "x", "with": "bob"}))
+		not denied_without_rule_id(d)
+	]
+	print("wrong:", wrong)
+	count(wrong) == 0
+}
+
+denied_without_rule_id(d) if {
+	not d.allow
+	count(d.reasons) > 0
+	every r in d.public_reasons {
+		not contains(r, "prod-secrets")
+		not contains(r, "rule")
+	}
+}
+
+test_non_canonical_path_reason if {
+	d := tool_call(machine_call("claude-code", "drive.read_file", {"path": " /prod/secrets/db.env"}))
+	not d.allow
+	has_reason(d, "argument path is not a canonical path")
+	has_reason(d, "argument path is not canonical (protected rule prod-secrets)")
+	"argument path is not a canonical path" in d.public_reasons
+}
+
+# An argument spelled with another case ("Path") that a case-insensitive
+# decoder in the backend would read as "path", and argument names with
+# refused characters ("ſql" folds to "sql"), are denied.
+test_argument_name_spellings_denied if {
+	every args in [
+		{"Path": "/prod/secrets/db.env"},
+		{"PATH": "/prod/secrets/db.env"},
+		{"path": "/public/handbook.md", "Path": "/prod/secrets/db.env"},
+		{"pa\u200bth": "/prod/secrets/db.env"},
+		{"\uff50ath": "/prod/secrets/db.env"},
+	] {
+		d := tool_call(machine_call("claude-code", "drive.read_file", args))
+		not d.allow
+		has_reason(d, "argument name")
+	}
+	d := tool_call(machine_call("claude-code", "database.query", {"\u017fql": "SELECT * FROM pg_shadow"}))
+	not d.allow
+	has_reason(d, "argument name")
+}
+
+test_other_arguments_keep_their_names if allowed(machine_call("claude-code", "drive.write_file", {"path": "/docs/a.md", "content": "x", "Content-Type": "text/plain"}))
+
+# Allow-list constraints compare exactly: "/Public" is not "/public" on a
+# case-sensitive backend.
+test_contractor_constraint_is_case_sensitive if {
+	allowed(human_call("claude-code", carol, "drive.read_file", {"path": "/public/handbook.md"}))
+	denied(human_call("claude-code", carol, "drive.read_file", {"path": "/Public/handbook.md"}))
+	denied(human_call("claude-code", carol, "drive.read_file", {"path": " /public/handbook.md"}))
+}
+
+# Protected prefixes compare case-insensitively: a backend that ignores
+# case is covered.
+test_prod_secrets_any_case_denied if {
+	d := tool_call(machine_call("claude-code", "drive.read_file", {"path": "/PROD/Secrets/db.env"}))
+	not d.allow
+	has_reason(d, "argument path is protected by rule prod-secrets")
 }
 
 test_prod_secrets_denied_for_internal_trusted_with_alice if {
 	d := tool_call(human_call("claude-code-trusted", alice, "drive.read_file", {"path": "/prod/secrets/api-keys.json"}))
 	not d.allow
 	d.reasons == ["argument path is protected by rule prod-secrets (production secrets in Drive)"]
+	d.public_reasons == ["the arguments name data protected by policy"]
 	d.insufficient_scope == false
 }
 
@@ -196,10 +285,15 @@ test_non_string_protected_argument_denied if {
 }
 
 test_jenkins_credentials_denied if {
-	every job in ["credentials-rotate", "Prod-Secrets-Sync", "deploy/../credentials"] {
+	every job in ["credentials-rotate", "Prod-Secrets-Sync", "credentials/aws-rotate", "CREDENTIALS/aws-rotate"] {
 		d := tool_call(human_call("claude-code-trusted", alice, "jenkins.get_build_log", {"job": job}))
 		not d.allow
 		has_reason(d, "protected by rule jenkins-credentials")
+	}
+	every job in ["deploy/../credentials", " credentials/aws-rotate", "/credentials/aws-rotate/", "credentials%2faws-rotate"] {
+		d := tool_call(human_call("claude-code-trusted", alice, "jenkins.get_build_log", {"job": job}))
+		not d.allow
+		has_reason(d, "argument job is not a canonical name")
 	}
 }
 
@@ -243,36 +337,97 @@ test_ci_agent_cannot_approve_merge_or_deploy if {
 
 test_ci_agent_separation_of_duties_beats_grants if {
 	# Even if someone adds approve to the CI tier's grants, SoD still denies.
-	d := data.pbac.tool_call with input as machine_call("ci-bot", "gitlab.approve_merge_request", {})
+	d := data.pbac.tool_call with input as mr_machine_call("ci-bot", "gitlab.approve_merge_request", "bob")
 		with data.tiers.ci_agent.grants.gitlab as ["read", "write", "approve"]
 	not d.allow
 	d.reasons == ["separation of duties: ci_agent tier may not approve (gitlab.approve_merge_request)"]
 }
 
+# Issue 14, High #3: the rule compares the merge request's author as the
+# backend knows it (looked up by the gateway: request.resource_attributes)
+# with the caller, trimmed and lower-cased on both sides; the caller's own
+# argument no longer decides it.
+mr_call(provider, subj, tool, author) := json.patch(human_call(provider, subj, tool, {"project": "platform/api", "iid": 7}), [{"op": "add", "path": "/request/resource_attributes", "value": {"author": author}}])
+
+mr_machine_call(provider, tool, author) := json.patch(machine_call(provider, tool, {"project": "platform/api", "iid": 7}), [{"op": "add", "path": "/request/resource_attributes", "value": {"author": author}}])
+
 test_no_self_approval if {
 	me := client_id("claude-code-trusted")
-	d := tool_call(human_call("claude-code-trusted", alice, "gitlab.approve_merge_request", {"iid": 7, "author": me}))
-	not d.allow
-	has_reason(d, "self-approval")
-	allowed(human_call("claude-code-trusted", alice, "gitlab.approve_merge_request", {"iid": 7, "author": "someone-else"}))
-	allowed(human_call("claude-code-trusted", alice, "gitlab.approve_merge_request", {"iid": 7}))
+	every author in [me, concat("", [" ", me]), upper(me), concat("", [me, "\t"]), "alice", " Alice "] {
+		d := tool_call(mr_call("claude-code-trusted", alice, "gitlab.approve_merge_request", author))
+		not d.allow
+		has_reason(d, "self-approval")
+	}
+	allowed(mr_call("claude-code-trusted", alice, "gitlab.approve_merge_request", "bob"))
 }
 
 test_no_self_merge if {
 	me := client_id("claude-code-trusted")
-	denied(machine_call("claude-code-trusted", "gitlab.merge_merge_request", {"author": me}))
+	denied(mr_machine_call("claude-code-trusted", "gitlab.merge_merge_request", me))
+	allowed(mr_machine_call("claude-code-trusted", "gitlab.merge_merge_request", "bob"))
 }
 
 test_no_self_approval_through_delegation if {
-	inp := json.patch(machine_call("claude-code-trusted", "gitlab.approve_merge_request", {"author": "planner-1"}), [{"op": "add", "path": "/token/act", "value": {"sub": "planner-1"}}])
+	inp := json.patch(mr_machine_call("claude-code-trusted", "gitlab.approve_merge_request", "Planner-1"), [{"op": "add", "path": "/token/act", "value": {"sub": "planner-1"}}])
 	d := tool_call(inp)
 	not d.allow
 	has_reason(d, "self-approval")
 }
 
+test_unknown_author_denied if {
+	d := tool_call(human_call("claude-code-trusted", alice, "gitlab.approve_merge_request", {"project": "platform/api", "iid": 7}))
+	not d.allow
+	has_reason(d, "could not be determined")
+	denied(mr_call("claude-code-trusted", alice, "gitlab.approve_merge_request", ""))
+	denied(mr_call("claude-code-trusted", alice, "gitlab.approve_merge_request", 7))
+}
+
+# The author argument names who acts (the approver of record): it must be
+# the caller exactly — the human for a human's agent, else the agent — or be
+# left out (the gateway fills it in). Any other spelling is denied.
+test_actor_argument_must_be_the_caller if {
+	allowed(json.patch(mr_call("claude-code-trusted", alice, "gitlab.approve_merge_request", "bob"), [{"op": "add", "path": "/request/arguments/author", "value": "alice"}]))
+	every actor in [" alice", "Alice", "ALICE", "alice\n", "bob", client_id("claude-code-trusted"), 7, null] {
+		d := tool_call(json.patch(mr_call("claude-code-trusted", alice, "gitlab.approve_merge_request", "bob"), [{"op": "add", "path": "/request/arguments/author", "value": actor}]))
+		not d.allow
+		has_reason(d, "argument author must name the caller")
+	}
+	me := client_id("ci-bot")
+	allowed(machine_call("ci-bot", "gitlab.create_merge_request", {"project": "platform/api", "author": me}))
+	denied(machine_call("ci-bot", "gitlab.create_merge_request", {"project": "platform/api", "author": "bob"}))
+}
+
 test_developer_may_approve_others_but_not_merge if {
-	allowed(human_call("claude-code", alice, "gitlab.approve_merge_request", {"author": "bob-agent"}))
-	denied(human_call("claude-code", alice, "gitlab.merge_merge_request", {"author": "bob-agent"}))
+	allowed(mr_call("claude-code", alice, "gitlab.approve_merge_request", "bob-agent"))
+	denied(mr_call("claude-code", alice, "gitlab.merge_merge_request", "bob-agent"))
+}
+
+# Issue 14, Medium #4: list and search tools read a whole subtree (their
+# reach, catalogue "reach"); one that covers a protected prefix is denied,
+# whatever its query.
+test_search_and_list_over_protected_data_denied if {
+	every c in [
+		["drive.search_files", {"query": "password"}],
+		["drive.search_files", {"query": "x", "path": "/"}],
+		["drive.search_files", {"query": "x", "path": "/prod"}],
+		["drive.search_files", {"query": "x", "path": "/prod/secrets/db.env"}],
+		["drive.list_files", {}],
+		["drive.list_files", {"path": "/prod"}],
+		["drive.list_files", {"path": "/PROD"}],
+		["drive.list_files", {"path": "/prod/secrets"}],
+	] {
+		d := tool_call(machine_call("claude-code-trusted", c[0], c[1]))
+		not d.allow
+		has_reason(d, "which covers data protected by rule prod-secrets")
+		some r in d.public_reasons
+		contains(r, "would reach protected data")
+	}
+}
+
+test_search_and_list_elsewhere_allowed if {
+	allowed(machine_call("claude-code-trusted", "drive.search_files", {"query": "password", "path": "/team"}))
+	allowed(machine_call("claude-code-trusted", "drive.list_files", {"path": "/public"}))
+	allowed(machine_call("claude-code-trusted", "drive.list_files", {"path": "/prod/public"}))
 }
 
 test_only_internal_trusted_deploys if {
@@ -410,6 +565,7 @@ full_decision(inp) := object.union(
 		"resource": resource,
 		"access": access,
 		"insufficient_scope": insufficient,
+		"public_reasons": public,
 	},
 	extra,
 ) if {
@@ -420,6 +576,7 @@ full_decision(inp) := object.union(
 	access := data.pbac.tool_access with input as inp
 	insufficient := data.pbac.tool_call_insufficient_scope with input as inp
 	extra := data.pbac.tool_call_extra with input as inp
+	public := data.pbac.tool_call_public_reasons with input as inp
 }
 
 patched(inp, ops) := json.patch(inp, ops)
@@ -451,8 +608,30 @@ fast_path_inputs := array.concat(
 		machine_call("claude-code", "database.query", {"sql": "select 1"}),
 		human_call("claude-code-trusted", alice, "gitlab.approve_merge_request", {"iid": 7, "author": client_id("claude-code-trusted")}),
 		human_call("claude-code-trusted", alice, "gitlab.approve_merge_request", {"iid": 7, "author": "someone-else"}),
-		patched(machine_call("claude-code-trusted", "gitlab.approve_merge_request", {"author": "planner-1"}), [{"op": "add", "path": "/token/act", "value": {"sub": "planner-1"}}]),
-		patched(machine_call("claude-code-trusted", "gitlab.approve_merge_request", {"author": "x"}), [{"op": "add", "path": "/token/act", "value": {"sub": "planner-1"}}]),
+		mr_call("claude-code-trusted", alice, "gitlab.approve_merge_request", client_id("claude-code-trusted")),
+		mr_call("claude-code-trusted", alice, "gitlab.approve_merge_request", " ALICE"),
+		mr_call("claude-code-trusted", alice, "gitlab.approve_merge_request", "bob"),
+		mr_call("claude-code-trusted", alice, "gitlab.approve_merge_request", 7),
+		patched(mr_call("claude-code-trusted", alice, "gitlab.approve_merge_request", "bob"), [{"op": "add", "path": "/request/arguments/author", "value": "alice"}]),
+		patched(mr_call("claude-code-trusted", alice, "gitlab.approve_merge_request", "bob"), [{"op": "add", "path": "/request/arguments/author", "value": " alice"}]),
+		patched(mr_machine_call("claude-code-trusted", "gitlab.approve_merge_request", "planner-1"), [{"op": "add", "path": "/token/act", "value": {"sub": "planner-1"}}]),
+		patched(mr_machine_call("claude-code-trusted", "gitlab.approve_merge_request", "x"), [{"op": "add", "path": "/token/act", "value": {"sub": "planner-1"}}]),
+		machine_call("ci-bot", "gitlab.create_merge_request", {"project": "platform/api", "author": client_id("ci-bot")}),
+		machine_call("ci-bot", "gitlab.create_merge_request", {"project": "platform/api", "author": "ci-bot"}),
+		machine_call("claude-code", "drive.read_file", {"path": " /prod/secrets/db.env"}),
+		machine_call("claude-code", "drive.read_file", {"path": "/prod\uff0fsecrets/db.env"}),
+		machine_call("claude-code", "drive.read_file", {"Path": "/prod/secrets/db.env"}),
+		machine_call("claude-code", "drive.read_file", {"pa\u200bth": "/docs/a.md"}),
+		machine_call("claude-code", "drive.write_file", {"path": "/docs/a.md", "content": "x", "Content-Type": "text/plain"}),
+		machine_call("claude-code", "database.query", {"\u017fql": "select 1"}),
+		machine_call("claude-code", "drive.search_files", {"query": "password"}),
+		machine_call("claude-code", "drive.search_files", {"query": "password", "path": "/team"}),
+		machine_call("claude-code", "drive.list_files", {"path": "/prod"}),
+		machine_call("claude-code", "drive.list_files", {"path": "/public"}),
+		machine_call("claude-code", "drive.list_files", {"path": "/public/"}),
+		machine_call("claude-code-trusted", "jenkins.get_build_log", {"job": " credentials/aws-rotate"}),
+		machine_call("claude-code-trusted", "jenkins.get_build_log", {"job": "build-api"}),
+		human_call("claude-code", carol, "drive.read_file", {"path": "/Public/handbook.md"}),
 		patched(machine_call("claude-code", "jira.get_issue", {}), [{"op": "add", "path": "/token/act", "value": {"sub": "a1", "act": {"sub": "a2", "act": {"sub": "a3", "act": {"sub": "a4"}}}}}]),
 		human_call("ci-bot", alice, "gitlab.merge_merge_request", {}),
 		human_call("claude-code-trusted", alice, "drive.delete_everything", {}),
