@@ -65,14 +65,31 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 	if err := checkHeaders(c, msg); err != nil {
 		return g.reply(c, fiber.StatusBadRequest, rpcError(msg.ID, codeHeaderMismatch, err.Error(), nil))
 	}
-	if msg.IsResponse || (msg.ID == nil && strings.HasPrefix(msg.Method, "notifications/")) {
+	rec := audit.Record{Time: start.UTC(), RequestID: rid, Method: msg.Method,
+		LatencyMicros: map[string]int64{"introspect": took.Microseconds()}}
+	fillCaller(&rec, cl)
+	notification := msg.IsResponse || (msg.ID == nil && strings.HasPrefix(msg.Method, "notifications/"))
+	switch {
+	case notification, msg.Method == "initialize", msg.Method == "server/discover", msg.Method == "ping", msg.Method == "tools/list":
+		// The aggregated server's own methods are decided as well
+		// (pbac/method, backend ""): a caller with no grant anywhere opens
+		// no session here.
+		if allowed, err := g.decideMethod(c, "", cl, methodOf(msg), msg.ID, &rec, start); err != nil || !allowed {
+			return err
+		}
+	}
+	if notification {
+		rec.Status = fiber.StatusAccepted
+		g.finish(&rec, start)
 		return c.SendStatus(fiber.StatusAccepted)
 	}
 	if msg.Method == "initialize" {
-		return g.aggregateInitialize(c, cl, msg)
+		return g.aggregateInitialize(c, cl, msg, &rec, start)
 	}
 	stateless := c.Get(hdrProtocol) >= statelessRevision
 	if msg.Method == "server/discover" {
+		rec.Status = fiber.StatusOK
+		g.finish(&rec, start)
 		return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{
 			"resultType":        "complete",
 			"supportedVersions": append([]string{statelessRevision}, aggregateVersions...),
@@ -92,11 +109,10 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 			return g.reply(c, fiber.StatusNotFound, errBody)
 		}
 	}
-	rec := audit.Record{Time: start.UTC(), RequestID: rid, Method: msg.Method,
-		LatencyMicros: map[string]int64{"introspect": took.Microseconds()}}
-	fillCaller(&rec, cl)
 	switch msg.Method {
 	case "ping":
+		rec.Status = fiber.StatusOK
+		g.finish(&rec, start)
 		return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{}))
 	case "tools/list":
 		return g.aggregateToolsList(c, cl, msg, sess, &rec, start)
@@ -112,7 +128,7 @@ func rpcResult(id json.RawMessage, result any) []byte {
 	return b
 }
 
-func (g *Gateway) aggregateInitialize(c *fiber.Ctx, cl *caller, msg *rpcMessage) error {
+func (g *Gateway) aggregateInitialize(c *fiber.Ctx, cl *caller, msg *rpcMessage, rec *audit.Record, start time.Time) error {
 	var params struct {
 		ProtocolVersion string `json:"protocolVersion"`
 	}
@@ -128,6 +144,8 @@ func (g *Gateway) aggregateInitialize(c *fiber.Ctx, cl *caller, msg *rpcMessage)
 		agg: &aggSession{backends: map[string]string{}}})
 	g.metrics.sessions.Set(float64(g.sessions.count()))
 	c.Set(hdrSession, id)
+	rec.Status = fiber.StatusOK
+	g.finish(rec, start)
 	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{
 		"protocolVersion": version,
 		"capabilities":    map[string]any{"tools": map[string]any{"listChanged": false}},
@@ -173,6 +191,14 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *rpcMessage, 
 	var names []string
 	for _, name := range slices.Sorted(maps.Keys(g.backends)) {
 		b := g.backends[name]
+		// The gateway opens a backend session only where the caller could
+		// open one itself (pbac/method, tools/list on that backend).
+		if d, _, err := g.askMethod(ctx, name, cl, "tools/list"); err != nil || !d.Allow {
+			if err != nil {
+				g.log.Warn("aggregate: policy could not decide tools/list", "backend", name, "err", err)
+			}
+			continue
+		}
 		cursor := ""
 		for range maxToolPages {
 			params := map[string]any{}
@@ -387,13 +413,20 @@ func (g *Gateway) backendRoundTrip(ctx context.Context, b *Backend, sid string, 
 
 // handleAggregateDelete ends an aggregated session and its backend sessions.
 func (g *Gateway) handleAggregateDelete(c *fiber.Ctx) error {
-	cl, ok, _ := g.authenticate(c, "", newID())
+	start := time.Now()
+	rid := newID()
+	cl, ok, _ := g.authenticate(c, "", rid)
 	if !ok {
 		return nil
 	}
 	sess, errBody := g.aggregateSession(c, cl, &rpcMessage{})
 	if errBody != nil {
 		return g.reply(c, fiber.StatusNotFound, errBody)
+	}
+	rec := audit.Record{Time: start.UTC(), RequestID: rid, Method: http.MethodDelete, LatencyMicros: map[string]int64{}}
+	fillCaller(&rec, cl)
+	if allowed, err := g.decideMethod(c, "", cl, http.MethodDelete, nil, &rec, start); err != nil || !allowed {
+		return err
 	}
 	sess.mu.Lock()
 	for name, sid := range sess.backends {
@@ -410,5 +443,7 @@ func (g *Gateway) handleAggregateDelete(c *fiber.Ctx) error {
 	sess.mu.Unlock()
 	g.sessions.delete(c.Get(hdrSession))
 	g.metrics.sessions.Set(float64(g.sessions.count()))
+	rec.Status = fiber.StatusNoContent
+	g.finish(&rec, start)
 	return c.SendStatus(fiber.StatusNoContent)
 }

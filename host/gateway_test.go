@@ -42,7 +42,18 @@ type stack struct {
 	direct map[string]string
 }
 
-func newStack(t testing.TB) *stack {
+func newStack(t testing.TB) *stack { return newStackWith(t, stackOptions{}) }
+
+// stackOptions vary the stack of one test.
+type stackOptions struct {
+	// backendURL, when set, is the URL the gateway gets for a backend
+	// (a recording proxy in front of it, say).
+	backendURL func(name, url string) string
+	// config adjusts the gateway's configuration.
+	config func(*host.Config)
+}
+
+func newStackWith(t testing.TB, opts stackOptions) *stack {
 	t.Helper()
 	ctx := context.Background()
 	reg := policytest.Registry(t)
@@ -60,7 +71,11 @@ func newStack(t testing.TB) *stack {
 	direct := map[string]string{}
 	for _, r := range runs {
 		direct[r.Name] = r.URL
-		backends = append(backends, host.Backend{Name: r.Name, URL: r.URL})
+		u := r.URL
+		if opts.backendURL != nil {
+			u = opts.backendURL(r.Name, r.URL)
+		}
+		backends = append(backends, host.Backend{Name: r.Name, URL: u})
 		resources = append(resources, base+"/mcp/"+r.Name)
 	}
 	store, err := asrv.OpenBadger(ctx, "")
@@ -90,10 +105,14 @@ func newStack(t testing.TB) *stack {
 		t.Fatal(err)
 	}
 	trail := audit.NewTrail(slog.New(slog.DiscardHandler), index)
-	gw, err := host.New(host.Config{
+	gwCfg := host.Config{
 		PublicURL: base, Backends: backends, AuthorizationServers: []string{base},
 		Introspector: as, Policy: reg, Audit: trail, AuthServer: as.Handler(),
-	})
+	}
+	if opts.config != nil {
+		opts.config(&gwCfg)
+	}
+	gw, err := host.New(gwCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -115,8 +115,15 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 			return err
 		}
 		probeDecided(c.Context().ID())
-	case "tools/list":
-		return g.forwardFiltered(c, backend, cl, msg, sess, &rec, start)
+	default:
+		// Every other method is decided too (pbac/method): no grant on a
+		// backend, no session there; an unknown method never reaches it.
+		if allowed, err := g.decideMethod(c, backend.Name, cl, methodOf(msg), msg.ID, &rec, start); err != nil || !allowed {
+			return err
+		}
+		if msg.Method == "tools/list" {
+			return g.forwardFiltered(c, backend, cl, msg, sess, &rec, start)
+		}
 	}
 	return g.forward(c, backend, cl, msg, sess, &rec, start)
 }
@@ -599,39 +606,49 @@ func (g *Gateway) allowedTools(ctx context.Context, backend *Backend, cl *caller
 }
 
 // sessionRequest checks a GET or DELETE on /mcp/<backend>: a known
-// backend, an allowed origin, a valid token and, when one is named, the
-// caller's own session. When ok is false the answer has been written.
-func (g *Gateway) sessionRequest(c *fiber.Ctx) (backend *Backend, sess *session, ok bool, err error) {
+// backend, an allowed origin, a valid token, the caller's own session when
+// one is named, and policy's decision on the method (GET or DELETE). When
+// ok is false the answer has been written; else rec is the request's audit
+// record, to finish once the backend has answered.
+func (g *Gateway) sessionRequest(c *fiber.Ctx) (backend *Backend, sess *session, rec *audit.Record, ok bool, err error) {
+	start := time.Now()
 	backend, known := g.backends[c.Params("backend")]
 	if !known {
-		return nil, nil, false, c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "unknown backend"})
+		return nil, nil, nil, false, c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "unknown backend"})
 	}
 	if !g.checkOrigin(c) {
-		return nil, nil, false, c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
+		return nil, nil, nil, false, c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
 	}
 	var (
 		cl     *caller
 		authed bool
 	)
+	rid := newID()
 	if bearerToken(c) != "" {
-		cl, authed, _ = g.authenticate(c, backend.Name, newID())
+		cl, authed, _ = g.authenticate(c, backend.Name, rid)
 	} else {
 		// The transport's bodiless requests ask as method GET or DELETE.
-		cl, authed, _ = g.admitAnonymous(c, backend.Name, c.Method(), "", newID())
+		cl, authed, _ = g.admitAnonymous(c, backend.Name, c.Method(), "", rid)
 	}
 	if !authed {
-		return nil, nil, false, nil
+		return nil, nil, nil, false, nil
 	}
 	sess, status, errBody := g.resolveSession(c, backend, cl, &rpcMessage{})
 	if errBody != nil {
-		return nil, nil, false, g.reply(c, status, errBody)
+		return nil, nil, nil, false, g.reply(c, status, errBody)
 	}
-	return backend, sess, true, nil
+	rec = &audit.Record{Time: start.UTC(), RequestID: rid, Backend: backend.Name, Method: c.Method(), LatencyMicros: map[string]int64{}}
+	fillCaller(rec, cl)
+	if allowed, err := g.decideMethod(c, backend.Name, cl, c.Method(), nil, rec, start); err != nil || !allowed {
+		return nil, nil, nil, false, err
+	}
+	return backend, sess, rec, true, nil
 }
 
 // handleStream serves the GET stream (server-to-client messages) through.
 func (g *Gateway) handleStream(c *fiber.Ctx) error {
-	backend, sess, ok, err := g.sessionRequest(c)
+	start := time.Now()
+	backend, sess, rec, ok, err := g.sessionRequest(c)
 	if !ok {
 		return err
 	}
@@ -654,8 +671,13 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 	resp, err := g.client.Do(req)
 	if err != nil {
 		cancel()
+		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
+		rec.Reasons = append(rec.Reasons, "backend unreachable")
+		g.finish(rec, start)
 		return g.reply(c, fiber.StatusBadGateway, rpcError(nil, codeInternalError, "backend "+backend.Name+" is unavailable", nil))
 	}
+	rec.Status = resp.StatusCode
+	g.finish(rec, start)
 	copyResponseHeaders(c, resp)
 	c.Status(resp.StatusCode)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
@@ -668,11 +690,14 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 
 // handleDelete ends a session at the backend and forgets it.
 func (g *Gateway) handleDelete(c *fiber.Ctx) error {
-	backend, sess, ok, err := g.sessionRequest(c)
+	start := time.Now()
+	backend, sess, rec, ok, err := g.sessionRequest(c)
 	if !ok {
 		return err
 	}
 	if sess == nil {
+		rec.Status = fiber.StatusBadRequest
+		g.finish(rec, start)
 		return g.reply(c, fiber.StatusBadRequest, rpcError(nil, codeInvalidRequest, "no session to end", nil))
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), backend.Timeout)
@@ -686,5 +711,7 @@ func (g *Gateway) handleDelete(c *fiber.Ctx) error {
 	}
 	g.sessions.delete(c.Get(hdrSession))
 	g.metrics.sessions.Set(float64(g.sessions.count()))
+	rec.Status = fiber.StatusNoContent
+	g.finish(rec, start)
 	return c.SendStatus(fiber.StatusNoContent)
 }
