@@ -40,6 +40,9 @@ const maxToolPages = 20
 type aggSession struct {
 	mu       sync.Mutex
 	backends map[string]string // backend name -> backend session id ("" if the backend is stateless)
+	// owner is the caller's quota key, sent to backends that share by
+	// owner (Backend.OwnerHeader).
+	owner string
 }
 
 func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
@@ -140,9 +143,8 @@ func (g *Gateway) aggregateInitialize(c *fiber.Ctx, cl *caller, msg *rpcMessage,
 		version = params.ProtocolVersion
 	}
 	id := newID()
-	g.sessions.put(id, &session{clientID: cl.token.ClientID, subject: cl.token.Subject,
-		agg: &aggSession{backends: map[string]string{}}})
-	g.metrics.sessions.Set(float64(g.sessions.count()))
+	g.putSession(id, &session{clientID: cl.token.ClientID, subject: cl.token.Subject, owner: cl.ownerKey(),
+		agg: &aggSession{backends: map[string]string{}, owner: cl.ownerKey()}})
 	c.Set(hdrSession, id)
 	rec.Status = fiber.StatusOK
 	g.finish(rec, start)
@@ -168,8 +170,8 @@ func (g *Gateway) statelessSession(cl *caller) *aggSession {
 	if sess, ok := g.sessions.get(key); ok && sess.agg != nil {
 		return sess.agg
 	}
-	agg := &aggSession{backends: map[string]string{}}
-	g.sessions.put(key, &session{clientID: cl.token.ClientID, subject: cl.token.Subject, agg: agg})
+	agg := &aggSession{backends: map[string]string{}, owner: cl.ownerKey()}
+	g.putSession(key, &session{clientID: cl.token.ClientID, subject: cl.token.Subject, owner: cl.ownerKey(), agg: agg})
 	return agg
 }
 
@@ -318,7 +320,7 @@ func (g *Gateway) backendCall(ctx context.Context, b *Backend, sess *aggSession,
 		return nil, err
 	}
 	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-	res, _, err := g.backendRoundTrip(ctx, b, sid, body)
+	res, _, err := g.backendRoundTrip(ctx, b, sess.owner, sid, body)
 	return res, err
 }
 
@@ -331,21 +333,22 @@ func (g *Gateway) backendSession(ctx context.Context, b *Backend, sess *aggSessi
 	init, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": map[string]any{
 		"protocolVersion": backendProtocol, "capabilities": map[string]any{},
 		"clientInfo": map[string]any{"name": "pbac-gateway", "version": "0.1.0"}}})
-	_, sid, err := g.backendRoundTrip(ctx, b, "", init)
+	_, sid, err := g.backendRoundTrip(ctx, b, sess.owner, "", init)
 	if err != nil {
 		return "", fmt.Errorf("initialize %s: %w", b.Name, err)
 	}
 	note := []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
-	if _, _, err := g.backendRoundTrip(ctx, b, sid, note); err != nil {
+	if _, _, err := g.backendRoundTrip(ctx, b, sess.owner, sid, note); err != nil {
 		return "", fmt.Errorf("initialize %s: %w", b.Name, err)
 	}
 	sess.backends[b.Name] = sid
 	return sid, nil
 }
 
-// backendRoundTrip posts one message and returns the result of the answer
-// (JSON or SSE) and the session id the backend named.
-func (g *Gateway) backendRoundTrip(ctx context.Context, b *Backend, sid string, body []byte) (json.RawMessage, string, error) {
+// backendRoundTrip posts one message for the caller whose quota key is
+// owner and returns the result of the answer (JSON or SSE) and the session
+// id the backend named.
+func (g *Gateway) backendRoundTrip(ctx context.Context, b *Backend, owner, sid string, body []byte) (json.RawMessage, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL, bytes.NewReader(body))
@@ -361,6 +364,7 @@ func (g *Gateway) backendRoundTrip(ctx context.Context, b *Backend, sid string, 
 	for k, v := range b.Headers {
 		req.Header.Set(k, v)
 	}
+	setOwner(req, b, owner)
 	resp, err := g.client.Do(req)
 	if err != nil {
 		return nil, "", err

@@ -56,6 +56,11 @@ type Backend struct {
 	Headers map[string]string
 	// Timeout bounds one forwarded request (streams excepted); default 30 s.
 	Timeout time.Duration
+	// OwnerHeader, when set, is a header the gateway puts on every request
+	// it sends there: an opaque key of the agent the request is for (never
+	// its identity), which a backend that shares itself per agent reads. A
+	// client cannot set it. StdioBackend.Backend sets StdioOwnerHeader.
+	OwnerHeader string
 }
 
 // Config configures a Gateway.
@@ -83,7 +88,13 @@ type Config struct {
 	MaxJSONDepth   int // default 64
 	// SessionIdle ends a session unused this long (default 30 min).
 	SessionIdle time.Duration
-	Logger      *slog.Logger
+	// SessionsPerAgent bounds the sessions one agent (a client and the
+	// person it acts for; a caller without a token: its address) holds at
+	// once, per-backend and aggregated together (default
+	// DefaultSessionsPerAgent). A new session beyond it ends the agent's
+	// least recently used one, at its backend too.
+	SessionsPerAgent int
+	Logger           *slog.Logger
 	// Ready backs /readyz: nil when the gateway should get traffic, else
 	// why not (errors.Join of one error per unready part). Nil Ready: always.
 	Ready func(ctx context.Context) error
@@ -102,6 +113,9 @@ type Gateway struct {
 	origins  map[string]bool
 	stop     chan struct{}
 	stopOnce sync.Once
+	// bg are the gateway's own goroutines (session expiry, ending
+	// sessions at backends); Shutdown waits for them.
+	bg sync.WaitGroup
 }
 
 // New builds a gateway; a configuration mistake fails here.
@@ -131,7 +145,7 @@ func New(cfg Config) (*Gateway, error) {
 		backends: map[string]*Backend{},
 		log:      cfg.Logger,
 		metrics:  newMetrics(activeVersion(cfg.Policy)),
-		sessions: newSessions(),
+		sessions: newSessions(cfg.SessionsPerAgent),
 		resource: base + "/mcp",
 		origins:  map[string]bool{pub.Scheme + "://" + pub.Host: true},
 		stop:     make(chan struct{}),
@@ -166,7 +180,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.backends[b.Name] = &b
 	}
 	g.app = g.routes()
-	go g.expireSessions()
+	g.bg.Go(g.expireSessions)
 	return g, nil
 }
 
@@ -180,9 +194,11 @@ func (g *Gateway) expireSessions() {
 		case <-g.stop:
 			return
 		case now := <-t.C:
-			if n := g.sessions.expire(now.Add(-g.cfg.SessionIdle)); n > 0 {
+			if gone := g.sessions.expire(now.Add(-g.cfg.SessionIdle)); len(gone) > 0 {
 				g.metrics.sessions.Set(float64(g.sessions.count()))
-				g.log.Info("idle sessions ended", "count", n)
+				g.metrics.sessionsEnded.WithLabelValues("idle").Add(float64(len(gone)))
+				g.log.Info("idle sessions ended", "count", len(gone))
+				g.endAtBackends(gone...)
 			}
 		}
 	}
@@ -202,16 +218,31 @@ func (g *Gateway) Resources() []string {
 // mounted).
 func (g *Gateway) App() *fiber.App { return g.app }
 
-// Shutdown drains in-flight requests, then closes idle backend connections.
+// Shutdown drains in-flight requests and the gateway's own goroutines
+// (within ctx), then closes idle backend connections.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.stopOnce.Do(func() { close(g.stop) })
 	err := g.app.ShutdownWithContext(ctx)
+	done := make(chan struct{})
+	go func() { g.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("host: shutdown: background work still running: %w", ctx.Err()))
+	}
 	g.client.CloseIdleConnections()
 	return err
 }
 
 // MetricsRegistry exposes the gateway's Prometheus registry.
 func (g *Gateway) MetricsRegistry() *prometheus.Registry { return g.metrics.reg }
+
+// MetricsHandler serves the gateway's metrics in the Prometheus text
+// format. It belongs on the admin listener: the agents' listener does not
+// serve /metrics (the policy version and the counts are the operator's).
+func (g *Gateway) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{})
+}
 
 func (g *Gateway) routes() *fiber.App {
 	app := fiber.New(fiber.Config{
@@ -242,7 +273,6 @@ func (g *Gateway) routes() *fiber.App {
 	app.Post("/mcp/:backend", g.handlePost)
 	app.Get("/mcp/:backend", g.handleStream)
 	app.Delete("/mcp/:backend", g.handleDelete)
-	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{})))
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	app.Get("/readyz", g.serveReady)
 	if g.cfg.AuthServer != nil {
@@ -298,6 +328,9 @@ type caller struct {
 	// decision).
 	anonymous bool
 	admitted  plugins.Decision
+	// remote is the address of a caller without a token (its session
+	// quota key).
+	remote string
 }
 
 // AnonymousClientID is the client_id audit records carry for requests
@@ -349,7 +382,7 @@ func (g *Gateway) admitAnonymous(c *fiber.Ctx, backend, method, tool, rid string
 		g.challenge(c, backend, "", "a bearer token is required")
 		return nil, false, took
 	}
-	return &caller{anonymous: true, admitted: d}, true, took
+	return &caller{anonymous: true, admitted: d, remote: strings.Clone(c.IP())}, true, took
 }
 
 // authenticate introspects the bearer token for this backend's resource.
@@ -420,69 +453,6 @@ func (cl *caller) input(backend, method string) rego.Input {
 		in.Subject = &rego.Subject{Sub: t.Subject, Roles: t.Roles}
 	}
 	return in
-}
-
-// sessions binds the gateway's session ids to a backend session and to the
-// agent and human that opened it.
-type sessions struct {
-	mu sync.Mutex
-	m  map[string]*session
-}
-
-type session struct {
-	backend, backendID string
-	clientID, subject  string
-	// anonymous marks a session opened without a token: only callers
-	// without a token may use it.
-	anonymous bool
-	lastUsed  time.Time
-	// agg is set for a session of the aggregated server.
-	agg *aggSession
-}
-
-func newSessions() *sessions { return &sessions{m: map[string]*session{}} }
-
-func (s *sessions) put(id string, sess *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sess.lastUsed = time.Now()
-	s.m[id] = sess
-}
-
-func (s *sessions) get(id string) (*session, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sess, ok := s.m[id]
-	if ok {
-		sess.lastUsed = time.Now()
-	}
-	return sess, ok
-}
-
-func (s *sessions) delete(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, id)
-}
-
-// expire removes sessions last used before cutoff and returns how many.
-func (s *sessions) expire(cutoff time.Time) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for id, sess := range s.m {
-		if sess.lastUsed.Before(cutoff) {
-			delete(s.m, id)
-			n++
-		}
-	}
-	return n
-}
-
-func (s *sessions) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
 }
 
 // BackendHealth probes every backend (a GET without a session, which any

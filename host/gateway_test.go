@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -470,22 +471,36 @@ func TestMetricsExposeDecisionsAndPolicyVersion(t *testing.T) {
 	if ok, why := s.call(token, "jira", "search_issues", map[string]any{"query": "SEC"}); !ok {
 		t.Fatal(why)
 	}
-	resp, err := http.Get(s.base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := s.scrape()
 	info, _ := s.registry.Active()
 	for _, want := range []string{
 		`pbac_decisions_total{decision="allow",method="tools/call"} 1`,
 		`pbac_stage_seconds_bucket{stage="policy"`,
 		`pbac_policy_version_info{version="` + info.Version + `"} 1`,
 	} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Fatalf("metrics lack %s", want)
 		}
 	}
+	// The agents' listener does not serve them (they are the operator's).
+	resp, err := http.Get(s.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /metrics on the agents' listener: %d, want 404", resp.StatusCode)
+	}
+}
+
+// scrape reads the gateway's metrics as the admin listener serves them.
+func (s *stack) scrape() string {
+	rec := httptest.NewRecorder()
+	s.gw.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		s.t.Fatalf("metrics: %d", rec.Code)
+	}
+	return rec.Body.String()
 }
 
 // TestStandaloneStreamAndSessionEnd: a client that opens the GET stream

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pbac-gateway/pbac/host/audit"
 )
@@ -158,17 +159,24 @@ func TestEveryMethodIsDecided(t *testing.T) {
 		if got := log.of("slack"); len(got) != 0 {
 			t.Fatalf("slack saw %v", got)
 		}
-		recs, err := s.waitAudit(audit.Filter{Decision: "deny", Limit: 100})
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The trail is asynchronous: wait for the records to be indexed.
+		want := []string{"initialize", "logging/setLevel", "GET", "DELETE"}
 		seen := map[string]bool{}
-		for _, r := range recs {
-			if r.Backend == "slack" && r.Status == http.StatusForbidden {
-				seen[r.Method] = true
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			recs, err := s.index.Query(context.Background(), audit.Filter{Decision: "deny", Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				if r.Backend == "slack" && r.Status == http.StatusForbidden {
+					seen[r.Method] = true
+				}
+			}
+			if !slices.ContainsFunc(want, func(m string) bool { return !seen[m] }) {
+				break
 			}
 		}
-		for _, m := range []string{"initialize", "logging/setLevel", "GET", "DELETE"} {
+		for _, m := range want {
 			if !seen[m] {
 				t.Errorf("no audited deny of %s on slack (have %v)", m, seen)
 			}

@@ -366,6 +366,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *rpcMe
 		cancel()
 		return err
 	}
+	setOwner(req, backend, cl.ownerKey())
 	probeForwardStart(c.Context().ID())
 	bstart := time.Now()
 	resp, err := g.client.Do(req)
@@ -437,7 +438,7 @@ func pipe(w *bufio.Writer, r io.Reader) {
 }
 
 func copyResponseHeaders(c *fiber.Ctx, resp *http.Response) {
-	for _, h := range []string{fiber.HeaderContentType, hdrProtocol, fiber.HeaderCacheControl} {
+	for _, h := range []string{fiber.HeaderContentType, hdrProtocol, fiber.HeaderCacheControl, fiber.HeaderRetryAfter} {
 		if v := resp.Header.Get(h); v != "" {
 			c.Set(h, v)
 		}
@@ -456,9 +457,8 @@ func (g *Gateway) adoptSession(c *fiber.Ctx, backend *Backend, cl *caller, resp 
 		return
 	}
 	id := newID()
-	g.sessions.put(id, &session{backend: backend.Name, backendID: bid, clientID: cl.token.ClientID, subject: cl.token.Subject,
-		anonymous: cl.anonymous})
-	g.metrics.sessions.Set(float64(g.sessions.count()))
+	g.putSession(id, &session{backend: backend.Name, backendID: bid, clientID: cl.token.ClientID, subject: cl.token.Subject,
+		anonymous: cl.anonymous, owner: cl.ownerKey()})
 	c.Set(hdrSession, id)
 }
 
@@ -471,6 +471,7 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	if err != nil {
 		return err
 	}
+	setOwner(req, backend, cl.ownerKey())
 	bstart := time.Now()
 	resp, err := g.client.Do(req)
 	if err != nil {
@@ -637,9 +638,10 @@ func (g *Gateway) sessionRequest(c *fiber.Ctx) (backend *Backend, sess *session,
 	if errBody != nil {
 		return nil, nil, nil, false, g.reply(c, status, errBody)
 	}
-	rec = &audit.Record{Time: start.UTC(), RequestID: rid, Backend: backend.Name, Method: c.Method(), LatencyMicros: map[string]int64{}}
+	method := strings.Clone(c.Method()) // fasthttp reuses its buffers; the record outlives the request
+	rec = &audit.Record{Time: start.UTC(), RequestID: rid, Backend: backend.Name, Method: method, LatencyMicros: map[string]int64{}}
 	fillCaller(rec, cl)
-	if allowed, err := g.decideMethod(c, backend.Name, cl, c.Method(), nil, rec, start); err != nil || !allowed {
+	if allowed, err := g.decideMethod(c, backend.Name, cl, method, nil, rec, start); err != nil || !allowed {
 		return nil, nil, nil, false, err
 	}
 	return backend, sess, rec, true, nil

@@ -51,10 +51,12 @@ func newDashboard(base, issuer string, backends []host.Backend, admin host.Admin
 	return ui.New(cfg)
 }
 
-// adminMux serves the admin API and the dashboard on the admin listener.
-func adminMux(adminAPI, dashboard http.Handler) http.Handler {
+// adminMux serves the admin API, the dashboard and the gateway's metrics
+// on the admin listener.
+func adminMux(adminAPI, dashboard, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", adminAPI)
+	mux.Handle("GET /metrics", metrics)
 	mux.Handle("/bundles/", adminAPI) // OPA bundle service API: the active bundle, for other replicas
 	mux.Handle("/ui", dashboard)
 	mux.Handle("/ui/", dashboard)

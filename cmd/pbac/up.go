@@ -180,7 +180,8 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	// The authorization server runs in process, unless the configuration
 	// names a remote one the gateway trusts.
 	ready := &readiness{policy: func() bool { _, ok := pol.registry.Active(); return ok }}
-	gwCfg := host.Config{PublicURL: base, Backends: hb, Policy: pol.registry, Logger: log, Ready: ready.check}
+	gwCfg := host.Config{PublicURL: base, Backends: hb, Policy: pol.registry, Logger: log, Ready: ready.check,
+		SessionsPerAgent: cfg.file.LimitsOrDefault().SessionsPerAgent}
 	adminCfg := host.AdminConfig{Registry: pol.registry, Logger: log, BundleToken: bundleToken, PolicySource: bundleStatus}
 	if sync != nil {
 		adminCfg.Propagate = propagateVia(sync)
@@ -265,7 +266,9 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	defer cancelAdmin()
 	errc := make(chan error, 2)
 	go func() { errc <- gw.App().Listener(ln) }()
-	go func() { errc <- serveHTTP(stopAdmin, adminLn, withProbes(adminMux(adminAPI, dash), ready.check), log) }()
+	go func() {
+		errc <- serveHTTP(stopAdmin, adminLn, withProbes(adminMux(adminAPI, dash, gw.MetricsHandler()), ready.check), log)
+	}()
 	select {
 	case err := <-errc:
 		return err
@@ -290,7 +293,7 @@ func printUp(out io.Writer, base, issuer, adminBase, dataDir string, backends []
 	fmt.Fprintf(out, "  dashboard             %s/ui/  (sign in as alice, bob or carol, password demo)\n", adminBase)
 	fmt.Fprintf(out, "  gateway               %s\n", base)
 	fmt.Fprintf(out, "  authorization server  %s/.well-known/oauth-authorization-server\n", issuer)
-	fmt.Fprintf(out, "  metrics               %s/metrics\n", base)
+	fmt.Fprintf(out, "  metrics               %s/metrics  (admin listener)\n", adminBase)
 	fmt.Fprintf(out, "  admin API             %s/admin/status  (Authorization: Bearer $(cat %s))\n", adminBase, filepath.Join(dataDir, adminTokenFile))
 	fmt.Fprintf(out, "  policy bundles        drop into %s\n\n", filepath.Join(dataDir, "policies"))
 	fmt.Fprintln(out, "MCP endpoints (each asks for an OAuth token; sign in as alice, bob or carol, password demo):")
@@ -350,8 +353,10 @@ func startConfiguredBackends(ctx context.Context, fc *host.FileConfig, log *slog
 			out = append(out, b)
 			continue
 		}
+		limits := fc.LimitsOrDefault()
 		bridge, err := host.StartStdio(ctx, host.StdioConfig{
 			Name: bc.Name, Command: bc.Command, Env: bc.Env, Dir: bc.Dir,
+			MaxSessions: limits.StdioSessions, MaxSessionsPerAgent: limits.StdioSessionsPerAgent,
 			Logger: log.With("backend", bc.Name),
 		})
 		if err != nil {
@@ -359,7 +364,7 @@ func startConfiguredBackends(ctx context.Context, fc *host.FileConfig, log *slog
 			return nil, nil, fmt.Errorf("backend %s: %w", bc.Name, err)
 		}
 		bridges = append(bridges, bridge)
-		b := host.Backend{Name: bc.Name, URL: bridge.URL()}
+		b := bridge.Backend()
 		if bc.Timeout != "" {
 			if b.Timeout, err = time.ParseDuration(bc.Timeout); err != nil {
 				stop()
