@@ -50,7 +50,7 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 	rid := newID()
 	probeRequestStart(c.Context().ID())
 	c.Set("X-Request-Id", rid)
-	if !g.checkOrigin(c) {
+	if !g.checkOrigin(c, "") {
 		return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
 	}
 	cl, ok, took := g.authenticate(c, "", rid)

@@ -94,7 +94,11 @@ type Config struct {
 	// DefaultSessionsPerAgent). A new session beyond it ends the agent's
 	// least recently used one, at its backend too.
 	SessionsPerAgent int
-	Logger           *slog.Logger
+	// RefusalWindow is how long refusals of one kind (a bad or missing
+	// token, a foreign origin, from one address) are summed into one audit
+	// record after the first (default DefaultRefusalWindow).
+	RefusalWindow time.Duration
+	Logger        *slog.Logger
 	// Ready backs /readyz: nil when the gateway should get traffic, else
 	// why not (errors.Join of one error per unready part). Nil Ready: always.
 	Ready func(ctx context.Context) error
@@ -114,8 +118,9 @@ type Gateway struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	// bg are the gateway's own goroutines (session expiry, ending
-	// sessions at backends); Shutdown waits for them.
-	bg sync.WaitGroup
+	// sessions at backends, refusal audit); Shutdown waits for them.
+	bg       sync.WaitGroup
+	refusals *refusals
 }
 
 // New builds a gateway; a configuration mistake fails here.
@@ -179,8 +184,14 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		g.backends[b.Name] = &b
 	}
+	g.refusals = newRefusals(cfg.RefusalWindow, func(r audit.Record) {
+		if g.cfg.Audit != nil {
+			g.cfg.Audit.Record(r)
+		}
+	})
 	g.app = g.routes()
 	g.bg.Go(g.expireSessions)
+	g.bg.Go(func() { g.refusals.run(g.stop) })
 	return g, nil
 }
 
@@ -313,10 +324,26 @@ func (g *Gateway) metadataURL(backend string) string {
 }
 
 // checkOrigin refuses browser requests from origins that are not allowed:
-// the MCP transport's defence against DNS rebinding.
-func (g *Gateway) checkOrigin(c *fiber.Ctx) bool {
+// the MCP transport's defence against DNS rebinding. A refusal is audited
+// (aggregated, see refusals).
+func (g *Gateway) checkOrigin(c *fiber.Ctx, backend string) bool {
 	o := c.Get("Origin")
-	return o == "" || g.origins[o]
+	if o == "" || g.origins[o] {
+		return true
+	}
+	g.noteRefusal(c, backend, "origin_not_allowed", "origin "+o+" is not allowed", fiber.StatusForbidden)
+	return false
+}
+
+// noteRefusal audits a request refused before any identity is known.
+func (g *Gateway) noteRefusal(c *fiber.Ctx, backend, reason, desc string, status int) {
+	rid := c.GetRespHeader("X-Request-Id")
+	if rid == "" {
+		rid = newID()
+	}
+	// fasthttp reuses its buffers; the record outlives the request.
+	g.refusals.note(time.Now(), strings.Clone(rid), reason, strings.Clone(desc), backend, strings.Clone(c.IP()),
+		strings.Clone(c.Method()), status)
 }
 
 // caller is a request's identity: an introspected token, or a caller
@@ -349,6 +376,7 @@ func bearerToken(c *fiber.Ctx) string {
 // challenge answers 401 with the WWW-Authenticate header that leads an
 // MCP client to the protected resource metadata (RFC 9728).
 func (g *Gateway) challenge(c *fiber.Ctx, backend, errCode, desc string) {
+	g.noteRefusal(c, backend, refusalReason(errCode), desc, fiber.StatusUnauthorized)
 	h := fmt.Sprintf(`Bearer resource_metadata=%q`, g.metadataURL(backend))
 	if errCode != "" {
 		h += fmt.Sprintf(`, error=%q, error_description=%q`, errCode, desc)

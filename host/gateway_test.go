@@ -119,7 +119,15 @@ func newStackWith(t testing.TB, opts stackOptions) *stack {
 	}
 	go func() { _ = gw.App().Listener(ln) }()
 	t.Cleanup(func() {
-		_ = gw.Shutdown(context.Background())
+		// A connection the client's pool dialled but never used keeps
+		// fasthttp's Shutdown waiting for its read timeout (60 s): close
+		// them first.
+		http.DefaultClient.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := gw.Shutdown(ctx); err != nil {
+			t.Errorf("gateway shutdown: %v", err)
+		}
 		_ = trail.Close(context.Background())
 		_ = store.Close()
 		for _, r := range runs {

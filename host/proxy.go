@@ -43,7 +43,7 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 	if !ok {
 		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "unknown backend"})
 	}
-	if !g.checkOrigin(c) {
+	if !g.checkOrigin(c, backend.Name) {
 		g.metrics.decision("origin", "deny")
 		return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
 	}
@@ -617,7 +617,7 @@ func (g *Gateway) sessionRequest(c *fiber.Ctx) (backend *Backend, sess *session,
 	if !known {
 		return nil, nil, nil, false, c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "unknown backend"})
 	}
-	if !g.checkOrigin(c) {
+	if !g.checkOrigin(c, backend.Name) {
 		return nil, nil, nil, false, c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
 	}
 	var (

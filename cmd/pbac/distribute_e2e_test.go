@@ -57,6 +57,7 @@ func (a replicaAdmin) do(t *testing.T, method, path string, body []byte) (int, [
 	t.Helper()
 	req, _ := http.NewRequest(method, a.base+path, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+a.token)
+	req.Header.Set("Content-Type", adminContentType(path))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

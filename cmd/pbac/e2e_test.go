@@ -522,6 +522,7 @@ func TestUpScenarios(t *testing.T) {
 	admin := func(method, path string, body []byte) (int, []byte) {
 		req, _ := http.NewRequest(method, adminBase[1]+path, bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(adminToken)))
+		req.Header.Set("Content-Type", adminContentType(path))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -672,6 +673,15 @@ func TestUpScenarios(t *testing.T) {
 			}
 		}
 	})
+}
+
+// adminContentType is what the admin listener takes on a change to path:
+// a bundle as gzip, everything else as JSON.
+func adminContentType(path string) string {
+	if strings.Contains(path, "/policy/bundles") {
+		return "application/gzip"
+	}
+	return "application/json"
 }
 
 // freeAddr returns a loopback address that was free a moment ago.

@@ -253,7 +253,18 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 			return fmt.Errorf("register the demo agents: %w", err)
 		}
 	}
-	dash, err := newDashboard(base, gwCfg.AuthorizationServers[0], hb, adminCfg, gw, as, agents, pol, cfg.startDemo() && as != nil, log)
+	// The admin listener answers only to its own address and names, and
+	// takes changes only from its own pages (DNS rebinding, CSRF).
+	var adminHosts []string
+	if cfg.file != nil {
+		adminHosts = cfg.file.AdminHosts
+	}
+	guard, err := host.NewAdminGuard(adminLn.Addr().String(), adminHosts)
+	if err != nil {
+		return err
+	}
+	dash, err := newDashboard(base, gwCfg.AuthorizationServers[0], hb, adminCfg, gw, as, agents, pol, cfg.startDemo() && as != nil,
+		guard.Loopback(), log)
 	if err != nil {
 		return fmt.Errorf("build the dashboard: %w", err)
 	}
@@ -267,7 +278,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	errc := make(chan error, 2)
 	go func() { errc <- gw.App().Listener(ln) }()
 	go func() {
-		errc <- serveHTTP(stopAdmin, adminLn, withProbes(adminMux(adminAPI, dash, gw.MetricsHandler()), ready.check), log)
+		errc <- serveHTTP(stopAdmin, adminLn, withProbes(guard.Handler(adminMux(adminAPI, dash, gw.MetricsHandler())), ready.check), log)
 	}()
 	select {
 	case err := <-errc:
