@@ -5,6 +5,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -18,7 +19,7 @@ import (
 //     every interface — or one of the configured admin host names.
 //   - Cross-site requests: a request that changes something (any method
 //     but GET, HEAD, OPTIONS) must not come from another origin (Origin,
-//     when present, is this listener's own; Sec-Fetch-Site, when present,
+//     when present, names this listener's host and port; Sec-Fetch-Site, when present,
 //     is same-origin or none), and its body must be one a form cannot send:
 //     Content-Type application/json (application/gzip for a policy bundle).
 //     A POST without one is refused too; a bodiless DELETE needs none (a
@@ -123,14 +124,14 @@ func (g *AdminGuard) Handler(next http.Handler) http.Handler {
 }
 
 // crossSite is why a state change is refused as coming from another
-// origin, or "".
+// origin, or "". The Origin's host and port must be the request's Host;
+// its scheme is not compared, so that a proxy terminating TLS in front of
+// the listener does not break the dashboard (no one else serves that
+// host and port under the other scheme).
 func crossSite(r *http.Request) string {
 	if o := r.Header.Get("Origin"); o != "" {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		if !strings.EqualFold(o, scheme+"://"+r.Host) {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !strings.EqualFold(u.Host, r.Host) {
 			return "origin " + o + " may not change anything here"
 		}
 	}

@@ -54,6 +54,8 @@ func TestAdminGuard(t *testing.T) {
 		{"change without Origin (a script)", "127.0.0.1:8081", nil, req{"PUT", "/admin/policy/data", "127.0.0.1:8081", jsonCT, "{}"}, http.StatusTeapot},
 		{"cross-origin change", "127.0.0.1:8081", nil, req{"POST", "/ui/api/session", "127.0.0.1:8081", with("Content-Type", "application/json", "Origin", "http://attacker.example"), "{}"}, http.StatusForbidden},
 		{"another local port's origin", "127.0.0.1:8081", nil, req{"POST", "/ui/api/session", "127.0.0.1:8081", with("Content-Type", "application/json", "Origin", "http://127.0.0.1:3000"), "{}"}, http.StatusForbidden},
+		{"behind a TLS-terminating proxy", "127.0.0.1:8081", []string{"admin.example"}, req{"POST", "/ui/api/session", "admin.example", with("Content-Type", "application/json", "Origin", "https://admin.example"), "{}"}, http.StatusTeapot},
+		{"origin of another port of the name", "127.0.0.1:8081", []string{"admin.example"}, req{"POST", "/ui/api/session", "admin.example", with("Content-Type", "application/json", "Origin", "https://admin.example:8443"), "{}"}, http.StatusForbidden},
 		{"origin null", "127.0.0.1:8081", nil, req{"POST", "/ui/api/session", "127.0.0.1:8081", with("Content-Type", "application/json", "Origin", "null"), "{}"}, http.StatusForbidden},
 		{"cross-site fetch metadata", "127.0.0.1:8081", nil, req{"DELETE", "/ui/api/agents/x", "127.0.0.1:8081", with("Sec-Fetch-Site", "cross-site"), ""}, http.StatusForbidden},
 		{"same-site is not same-origin", "127.0.0.1:8081", nil, req{"POST", "/ui/api/policy/rollback", "127.0.0.1:8081", with("Content-Type", "application/json", "Sec-Fetch-Site", "same-site"), ""}, http.StatusForbidden},
