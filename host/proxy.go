@@ -366,7 +366,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *rpcMe
 		cancel()
 		return err
 	}
-	setOwner(req, backend, cl.ownerKey())
+	setCallerOwner(req, backend, cl)
 	probeForwardStart(c.Context().ID())
 	bstart := time.Now()
 	resp, err := g.client.Do(req)
@@ -471,7 +471,7 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	if err != nil {
 		return err
 	}
-	setOwner(req, backend, cl.ownerKey())
+	setCallerOwner(req, backend, cl)
 	bstart := time.Now()
 	resp, err := g.client.Do(req)
 	if err != nil {

@@ -196,10 +196,18 @@ func (g *Gateway) endAtBackends(gone ...*session) {
 	})
 }
 
-// setOwner names the caller's quota key on a request to a backend that
-// shares itself per agent (Backend.OwnerHeader).
+// setOwner names the quota key owner on a request to a backend that shares
+// itself per agent (Backend.OwnerHeader).
 func setOwner(req *http.Request, b *Backend, owner string) {
 	if b.OwnerHeader != "" {
 		req.Header.Set(b.OwnerHeader, owner)
+	}
+}
+
+// setCallerOwner is setOwner with cl's key, computed only for a backend
+// that reads it (the hot path forwards to others).
+func setCallerOwner(req *http.Request, b *Backend, cl *caller) {
+	if b.OwnerHeader != "" {
+		req.Header.Set(b.OwnerHeader, cl.ownerKey())
 	}
 }
