@@ -40,6 +40,9 @@ const maxToolPages = 20
 type aggSession struct {
 	mu       sync.Mutex
 	backends map[string]string // backend name -> backend session id ("" if the backend is stateless)
+	// owner is the caller's quota key, sent to backends that share by
+	// owner (Backend.OwnerHeader).
+	owner string
 }
 
 func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
@@ -47,7 +50,7 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 	rid := newID()
 	probeRequestStart(c.Context().ID())
 	c.Set("X-Request-Id", rid)
-	if !g.checkOrigin(c) {
+	if !g.checkOrigin(c, "") {
 		return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
 	}
 	cl, ok, took := g.authenticate(c, "", rid)
@@ -65,14 +68,31 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 	if err := checkHeaders(c, msg); err != nil {
 		return g.reply(c, fiber.StatusBadRequest, rpcError(msg.ID, codeHeaderMismatch, err.Error(), nil))
 	}
-	if msg.IsResponse || (msg.ID == nil && strings.HasPrefix(msg.Method, "notifications/")) {
+	rec := audit.Record{Time: start.UTC(), RequestID: rid, Method: msg.Method,
+		LatencyMicros: map[string]int64{"introspect": took.Microseconds()}}
+	fillCaller(&rec, cl)
+	notification := msg.IsResponse || (msg.ID == nil && strings.HasPrefix(msg.Method, "notifications/"))
+	switch {
+	case notification, msg.Method == "initialize", msg.Method == "server/discover", msg.Method == "ping", msg.Method == "tools/list":
+		// The aggregated server's own methods are decided as well
+		// (pbac/method, backend ""): a caller with no grant anywhere opens
+		// no session here.
+		if allowed, err := g.decideMethod(c, "", cl, methodOf(msg), msg.ID, &rec, start); err != nil || !allowed {
+			return err
+		}
+	}
+	if notification {
+		rec.Status = fiber.StatusAccepted
+		g.finish(&rec, start)
 		return c.SendStatus(fiber.StatusAccepted)
 	}
 	if msg.Method == "initialize" {
-		return g.aggregateInitialize(c, cl, msg)
+		return g.aggregateInitialize(c, cl, msg, &rec, start)
 	}
 	stateless := c.Get(hdrProtocol) >= statelessRevision
 	if msg.Method == "server/discover" {
+		rec.Status = fiber.StatusOK
+		g.finish(&rec, start)
 		return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{
 			"resultType":        "complete",
 			"supportedVersions": append([]string{statelessRevision}, aggregateVersions...),
@@ -92,11 +112,10 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 			return g.reply(c, fiber.StatusNotFound, errBody)
 		}
 	}
-	rec := audit.Record{Time: start.UTC(), RequestID: rid, Method: msg.Method,
-		LatencyMicros: map[string]int64{"introspect": took.Microseconds()}}
-	fillCaller(&rec, cl)
 	switch msg.Method {
 	case "ping":
+		rec.Status = fiber.StatusOK
+		g.finish(&rec, start)
 		return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{}))
 	case "tools/list":
 		return g.aggregateToolsList(c, cl, msg, sess, &rec, start)
@@ -112,7 +131,7 @@ func rpcResult(id json.RawMessage, result any) []byte {
 	return b
 }
 
-func (g *Gateway) aggregateInitialize(c *fiber.Ctx, cl *caller, msg *rpcMessage) error {
+func (g *Gateway) aggregateInitialize(c *fiber.Ctx, cl *caller, msg *rpcMessage, rec *audit.Record, start time.Time) error {
 	var params struct {
 		ProtocolVersion string `json:"protocolVersion"`
 	}
@@ -124,10 +143,11 @@ func (g *Gateway) aggregateInitialize(c *fiber.Ctx, cl *caller, msg *rpcMessage)
 		version = params.ProtocolVersion
 	}
 	id := newID()
-	g.sessions.put(id, &session{clientID: cl.token.ClientID, subject: cl.token.Subject,
-		agg: &aggSession{backends: map[string]string{}}})
-	g.metrics.sessions.Set(float64(g.sessions.count()))
+	g.putSession(id, &session{clientID: cl.token.ClientID, subject: cl.token.Subject, owner: cl.ownerKey(),
+		agg: &aggSession{backends: map[string]string{}, owner: cl.ownerKey()}})
 	c.Set(hdrSession, id)
+	rec.Status = fiber.StatusOK
+	g.finish(rec, start)
 	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{
 		"protocolVersion": version,
 		"capabilities":    map[string]any{"tools": map[string]any{"listChanged": false}},
@@ -150,8 +170,8 @@ func (g *Gateway) statelessSession(cl *caller) *aggSession {
 	if sess, ok := g.sessions.get(key); ok && sess.agg != nil {
 		return sess.agg
 	}
-	agg := &aggSession{backends: map[string]string{}}
-	g.sessions.put(key, &session{clientID: cl.token.ClientID, subject: cl.token.Subject, agg: agg})
+	agg := &aggSession{backends: map[string]string{}, owner: cl.ownerKey()}
+	g.putSession(key, &session{clientID: cl.token.ClientID, subject: cl.token.Subject, owner: cl.ownerKey(), agg: agg})
 	return agg
 }
 
@@ -173,6 +193,14 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *rpcMessage, 
 	var names []string
 	for _, name := range slices.Sorted(maps.Keys(g.backends)) {
 		b := g.backends[name]
+		// The gateway opens a backend session only where the caller could
+		// open one itself (pbac/method, tools/list on that backend).
+		if d, _, err := g.askMethod(ctx, name, cl, "tools/list"); err != nil || !d.Allow {
+			if err != nil {
+				g.log.Warn("aggregate: policy could not decide tools/list", "backend", name, "err", err)
+			}
+			continue
+		}
 		cursor := ""
 		for range maxToolPages {
 			params := map[string]any{}
@@ -296,7 +324,7 @@ func (g *Gateway) backendCall(ctx context.Context, b *Backend, sess *aggSession,
 		return nil, err
 	}
 	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-	res, _, err := g.backendRoundTrip(ctx, b, sid, body)
+	res, _, err := g.backendRoundTrip(ctx, b, sess.owner, sid, body)
 	return res, err
 }
 
@@ -309,21 +337,22 @@ func (g *Gateway) backendSession(ctx context.Context, b *Backend, sess *aggSessi
 	init, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": map[string]any{
 		"protocolVersion": backendProtocol, "capabilities": map[string]any{},
 		"clientInfo": map[string]any{"name": "pbac-gateway", "version": "0.1.0"}}})
-	_, sid, err := g.backendRoundTrip(ctx, b, "", init)
+	_, sid, err := g.backendRoundTrip(ctx, b, sess.owner, "", init)
 	if err != nil {
 		return "", fmt.Errorf("initialize %s: %w", b.Name, err)
 	}
 	note := []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
-	if _, _, err := g.backendRoundTrip(ctx, b, sid, note); err != nil {
+	if _, _, err := g.backendRoundTrip(ctx, b, sess.owner, sid, note); err != nil {
 		return "", fmt.Errorf("initialize %s: %w", b.Name, err)
 	}
 	sess.backends[b.Name] = sid
 	return sid, nil
 }
 
-// backendRoundTrip posts one message and returns the result of the answer
-// (JSON or SSE) and the session id the backend named.
-func (g *Gateway) backendRoundTrip(ctx context.Context, b *Backend, sid string, body []byte) (json.RawMessage, string, error) {
+// backendRoundTrip posts one message for the caller whose quota key is
+// owner and returns the result of the answer (JSON or SSE) and the session
+// id the backend named.
+func (g *Gateway) backendRoundTrip(ctx context.Context, b *Backend, owner, sid string, body []byte) (json.RawMessage, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL, bytes.NewReader(body))
@@ -339,6 +368,7 @@ func (g *Gateway) backendRoundTrip(ctx context.Context, b *Backend, sid string, 
 	for k, v := range b.Headers {
 		req.Header.Set(k, v)
 	}
+	setOwner(req, b, owner)
 	resp, err := g.client.Do(req)
 	if err != nil {
 		return nil, "", err
@@ -391,13 +421,20 @@ func (g *Gateway) backendRoundTrip(ctx context.Context, b *Backend, sid string, 
 
 // handleAggregateDelete ends an aggregated session and its backend sessions.
 func (g *Gateway) handleAggregateDelete(c *fiber.Ctx) error {
-	cl, ok, _ := g.authenticate(c, "", newID())
+	start := time.Now()
+	rid := newID()
+	cl, ok, _ := g.authenticate(c, "", rid)
 	if !ok {
 		return nil
 	}
 	sess, errBody := g.aggregateSession(c, cl, &rpcMessage{})
 	if errBody != nil {
 		return g.reply(c, fiber.StatusNotFound, errBody)
+	}
+	rec := audit.Record{Time: start.UTC(), RequestID: rid, Method: http.MethodDelete, LatencyMicros: map[string]int64{}}
+	fillCaller(&rec, cl)
+	if allowed, err := g.decideMethod(c, "", cl, http.MethodDelete, nil, &rec, start); err != nil || !allowed {
+		return err
 	}
 	sess.mu.Lock()
 	for name, sid := range sess.backends {
@@ -414,5 +451,7 @@ func (g *Gateway) handleAggregateDelete(c *fiber.Ctx) error {
 	sess.mu.Unlock()
 	g.sessions.delete(c.Get(hdrSession))
 	g.metrics.sessions.Set(float64(g.sessions.count()))
+	rec.Status = fiber.StatusNoContent
+	g.finish(&rec, start)
 	return c.SendStatus(fiber.StatusNoContent)
 }

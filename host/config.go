@@ -33,6 +33,11 @@ import (
 //	log_format: json                # json or text (default text)
 //	drain_delay: 5s                 # on SIGTERM, /readyz answers 503 this long before the listeners close
 //	argument_limits: {max_bytes: 262144, max_path_segments: 64}  # a call's arguments, checked before policy (ArgumentLimits)
+//	admin_hosts: [gw-1.internal]    # names the admin listener answers to, besides its address (and loopback names)
+//	limits:
+//	  sessions_per_agent: 100       # MCP sessions one agent (client + person) holds; beyond, its least recently used ends
+//	  stdio_sessions: 16            # processes of one stdio backend at once
+//	  stdio_sessions_per_agent: 4   # processes one agent holds on one stdio backend
 //	demo: false                     # start the demo backends (default: only when no backends are listed)
 //	backends:
 //	  - name: jira
@@ -69,6 +74,11 @@ type FileConfig struct {
 	// ArgumentLimits bound a call's arguments before policy; a key left
 	// out keeps its default (DefaultArgumentLimits).
 	ArgumentLimits *ArgumentLimitsConfig `yaml:"argument_limits"`
+	// AdminHosts are host names the admin listener answers to besides its
+	// own address (a DNS-rebinding defence: any other Host is refused).
+	AdminHosts []string `yaml:"admin_hosts"`
+	// Limits bound what one agent may hold.
+	Limits *LimitsConfig `yaml:"limits"`
 
 	envErrs []error // environment values that do not parse
 }
@@ -124,6 +134,53 @@ func (p *PolicyConfig) validate() []error {
 		}
 		if _, err := os.Stat(f.path); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", f.key, err))
+		}
+	}
+	return errs
+}
+
+// LimitsConfig bounds what one agent (a client and the person it acts for)
+// may hold, so that no agent exhausts the gateway for the others. Zero
+// fields take the defaults.
+type LimitsConfig struct {
+	// SessionsPerAgent: MCP sessions (per backend and aggregated together);
+	// a new one beyond it ends the agent's least recently used one.
+	SessionsPerAgent int `yaml:"sessions_per_agent"`
+	// StdioSessions: processes of one stdio backend alive at once.
+	StdioSessions int `yaml:"stdio_sessions"`
+	// StdioSessionsPerAgent: processes one agent holds on one stdio backend.
+	StdioSessionsPerAgent int `yaml:"stdio_sessions_per_agent"`
+}
+
+// LimitsOrDefault returns the limits, with defaults for what is not set.
+func (c *FileConfig) LimitsOrDefault() LimitsConfig {
+	var l LimitsConfig
+	if c != nil && c.Limits != nil {
+		l = *c.Limits
+	}
+	if l.SessionsPerAgent <= 0 {
+		l.SessionsPerAgent = DefaultSessionsPerAgent
+	}
+	if l.StdioSessions <= 0 {
+		l.StdioSessions = stdioDefaultSessions
+	}
+	if l.StdioSessionsPerAgent <= 0 {
+		l.StdioSessionsPerAgent = DefaultStdioSessionsPerAgent
+	}
+	return l
+}
+
+func (l *LimitsConfig) validate() []error {
+	if l == nil {
+		return nil
+	}
+	var errs []error
+	for _, v := range []struct {
+		key string
+		n   int
+	}{{"limits.sessions_per_agent", l.SessionsPerAgent}, {"limits.stdio_sessions", l.StdioSessions}, {"limits.stdio_sessions_per_agent", l.StdioSessionsPerAgent}} {
+		if v.n < 0 {
+			errs = append(errs, fmt.Errorf("%s %d: want a positive number (0 or absent: the default)", v.key, v.n))
 		}
 	}
 	return errs
@@ -243,6 +300,10 @@ func EnvOverrides() []EnvOverride {
 		{"PBAC_BUNDLE_VERIFICATION_KEYS", "policy.verification_keys"},
 		{"PBAC_POLICY_SYNC", "policy.sync"},
 		{"PBAC_POLICY_SYNC_INTERVAL", "policy.sync_interval"},
+		{"PBAC_ADMIN_HOSTS", "admin_hosts"},
+		{"PBAC_SESSIONS_PER_AGENT", "limits.sessions_per_agent"},
+		{"PBAC_STDIO_SESSIONS", "limits.stdio_sessions"},
+		{"PBAC_STDIO_SESSIONS_PER_AGENT", "limits.stdio_sessions_per_agent"},
 	}
 }
 
@@ -303,6 +364,25 @@ func (c *FileConfig) ApplyEnv(lookup func(string) (string, bool)) {
 			c.policy().Sync = &b
 		case "policy.sync_interval":
 			c.policy().SyncInterval = v
+		case "admin_hosts":
+			c.AdminHosts = strings.Split(v, ",")
+		case "limits.sessions_per_agent", "limits.stdio_sessions", "limits.stdio_sessions_per_agent":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: want a number", o.Env, v))
+				continue
+			}
+			if c.Limits == nil {
+				c.Limits = &LimitsConfig{}
+			}
+			switch o.Key {
+			case "limits.sessions_per_agent":
+				c.Limits.SessionsPerAgent = n
+			case "limits.stdio_sessions":
+				c.Limits.StdioSessions = n
+			default:
+				c.Limits.StdioSessionsPerAgent = n
+			}
 		}
 	}
 }
@@ -397,6 +477,12 @@ func (c *FileConfig) Validate() error {
 	errs = append(errs, c.Policy.validate()...)
 	errs = append(errs, c.ASrv.validate()...)
 	errs = append(errs, c.ArgumentLimits.validate()...)
+	errs = append(errs, c.Limits.validate()...)
+	for _, h := range c.AdminHosts {
+		if h == "" || strings.ContainsAny(h, "/:@ ") {
+			errs = append(errs, fmt.Errorf("admin_hosts: %q must be a host name without port or scheme", h))
+		}
+	}
 	if c.Store != "" {
 		if err := CheckStoreURL(c.Store); err != nil {
 			errs = append(errs, fmt.Errorf("store: %w", err))

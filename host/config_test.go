@@ -159,3 +159,60 @@ func TestLoadConfigStore(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadConfigLimits: the limits and admin host names come from the file
+// or the PBAC_* environment, default when absent, and refuse nonsense.
+func TestLoadConfigLimits(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	defaults := LimitsConfig{SessionsPerAgent: DefaultSessionsPerAgent, StdioSessions: 16, StdioSessionsPerAgent: DefaultStdioSessionsPerAgent}
+	for _, tc := range []struct {
+		name, body string
+		env        map[string]string
+		want       LimitsConfig
+		hosts      []string
+		wantErr    string
+	}{
+		{name: "defaults", want: defaults},
+		{name: "from the file", body: "limits: {sessions_per_agent: 10, stdio_sessions: 8, stdio_sessions_per_agent: 2}\nadmin_hosts: [gw-1.internal]\n",
+			want: LimitsConfig{SessionsPerAgent: 10, StdioSessions: 8, StdioSessionsPerAgent: 2}, hosts: []string{"gw-1.internal"}},
+		{name: "one key, the rest default", body: "limits: {stdio_sessions_per_agent: 1}\n",
+			want: LimitsConfig{SessionsPerAgent: DefaultSessionsPerAgent, StdioSessions: 16, StdioSessionsPerAgent: 1}},
+		{name: "environment over the file", body: "limits: {sessions_per_agent: 10}\n",
+			env:  map[string]string{"PBAC_SESSIONS_PER_AGENT": "20", "PBAC_STDIO_SESSIONS": "4", "PBAC_ADMIN_HOSTS": "a.internal,b.internal"},
+			want: LimitsConfig{SessionsPerAgent: 20, StdioSessions: 4, StdioSessionsPerAgent: DefaultStdioSessionsPerAgent}, hosts: []string{"a.internal", "b.internal"}},
+		{name: "negative", body: "limits: {sessions_per_agent: -1}\n", wantErr: "limits.sessions_per_agent -1"},
+		{name: "not a number in the environment", env: map[string]string{"PBAC_STDIO_SESSIONS_PER_AGENT": "many"}, wantErr: "want a number"},
+		{name: "a host with a port", body: "admin_hosts: [gw-1.internal:8081]\n", wantErr: "without port"},
+		{name: "a misspelt limit", body: "limits: {sessions_per_agnet: 3}\n", wantErr: "not found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := LoadConfigEnv(write(tc.body), func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.LimitsOrDefault(); got != tc.want {
+				t.Fatalf("limits %+v, want %+v", got, tc.want)
+			}
+			if strings.Join(cfg.AdminHosts, ",") != strings.Join(tc.hosts, ",") {
+				t.Fatalf("admin_hosts %v, want %v", cfg.AdminHosts, tc.hosts)
+			}
+		})
+	}
+	var none *FileConfig
+	if got := none.LimitsOrDefault(); got != defaults {
+		t.Fatalf("no file: %+v", got)
+	}
+}

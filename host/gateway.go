@@ -56,6 +56,11 @@ type Backend struct {
 	Headers map[string]string
 	// Timeout bounds one forwarded request (streams excepted); default 30 s.
 	Timeout time.Duration
+	// OwnerHeader, when set, is a header the gateway puts on every request
+	// it sends there: an opaque key of the agent the request is for (never
+	// its identity), which a backend that shares itself per agent reads. A
+	// client cannot set it. StdioBackend.Backend sets StdioOwnerHeader.
+	OwnerHeader string
 }
 
 // Config configures a Gateway.
@@ -86,7 +91,17 @@ type Config struct {
 	ArgumentLimits ArgumentLimits
 	// SessionIdle ends a session unused this long (default 30 min).
 	SessionIdle time.Duration
-	Logger      *slog.Logger
+	// SessionsPerAgent bounds the sessions one agent (a client and the
+	// person it acts for; a caller without a token: its address) holds at
+	// once, per-backend and aggregated together (default
+	// DefaultSessionsPerAgent). A new session beyond it ends the agent's
+	// least recently used one, at its backend too.
+	SessionsPerAgent int
+	// RefusalWindow is how long refusals of one kind (a bad or missing
+	// token, a foreign origin, from one address) are summed into one audit
+	// record after the first (default DefaultRefusalWindow).
+	RefusalWindow time.Duration
+	Logger        *slog.Logger
 	// Ready backs /readyz: nil when the gateway should get traffic, else
 	// why not (errors.Join of one error per unready part). Nil Ready: always.
 	Ready func(ctx context.Context) error
@@ -107,6 +122,10 @@ type Gateway struct {
 	catalogues catalogues
 	stop       chan struct{}
 	stopOnce   sync.Once
+	// bg are the gateway's own goroutines (session expiry, ending
+	// sessions at backends, refusal audit); Shutdown waits for them.
+	bg       sync.WaitGroup
+	refusals *refusals
 }
 
 // New builds a gateway; a configuration mistake fails here.
@@ -137,7 +156,7 @@ func New(cfg Config) (*Gateway, error) {
 		backends: map[string]*Backend{},
 		log:      cfg.Logger,
 		metrics:  newMetrics(activeVersion(cfg.Policy)),
-		sessions: newSessions(),
+		sessions: newSessions(cfg.SessionsPerAgent),
 		resource: base + "/mcp",
 		origins:  map[string]bool{pub.Scheme + "://" + pub.Host: true},
 		stop:     make(chan struct{}),
@@ -171,8 +190,14 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		g.backends[b.Name] = &b
 	}
+	g.refusals = newRefusals(cfg.RefusalWindow, func(r audit.Record) {
+		if g.cfg.Audit != nil {
+			g.cfg.Audit.Record(r)
+		}
+	})
 	g.app = g.routes()
-	go g.expireSessions()
+	g.bg.Go(g.expireSessions)
+	g.bg.Go(func() { g.refusals.run(g.stop) })
 	return g, nil
 }
 
@@ -186,9 +211,11 @@ func (g *Gateway) expireSessions() {
 		case <-g.stop:
 			return
 		case now := <-t.C:
-			if n := g.sessions.expire(now.Add(-g.cfg.SessionIdle)); n > 0 {
+			if gone := g.sessions.expire(now.Add(-g.cfg.SessionIdle)); len(gone) > 0 {
 				g.metrics.sessions.Set(float64(g.sessions.count()))
-				g.log.Info("idle sessions ended", "count", n)
+				g.metrics.sessionsEnded.WithLabelValues("idle").Add(float64(len(gone)))
+				g.log.Info("idle sessions ended", "count", len(gone))
+				g.endAtBackends(gone...)
 			}
 		}
 	}
@@ -208,16 +235,31 @@ func (g *Gateway) Resources() []string {
 // mounted).
 func (g *Gateway) App() *fiber.App { return g.app }
 
-// Shutdown drains in-flight requests, then closes idle backend connections.
+// Shutdown drains in-flight requests and the gateway's own goroutines
+// (within ctx), then closes idle backend connections.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.stopOnce.Do(func() { close(g.stop) })
 	err := g.app.ShutdownWithContext(ctx)
+	done := make(chan struct{})
+	go func() { g.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("host: shutdown: background work still running: %w", ctx.Err()))
+	}
 	g.client.CloseIdleConnections()
 	return err
 }
 
 // MetricsRegistry exposes the gateway's Prometheus registry.
 func (g *Gateway) MetricsRegistry() *prometheus.Registry { return g.metrics.reg }
+
+// MetricsHandler serves the gateway's metrics in the Prometheus text
+// format. It belongs on the admin listener: the agents' listener does not
+// serve /metrics (the policy version and the counts are the operator's).
+func (g *Gateway) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{})
+}
 
 func (g *Gateway) routes() *fiber.App {
 	app := fiber.New(fiber.Config{
@@ -248,7 +290,6 @@ func (g *Gateway) routes() *fiber.App {
 	app.Post("/mcp/:backend", g.handlePost)
 	app.Get("/mcp/:backend", g.handleStream)
 	app.Delete("/mcp/:backend", g.handleDelete)
-	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{})))
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	app.Get("/readyz", g.serveReady)
 	if g.cfg.AuthServer != nil {
@@ -289,10 +330,26 @@ func (g *Gateway) metadataURL(backend string) string {
 }
 
 // checkOrigin refuses browser requests from origins that are not allowed:
-// the MCP transport's defence against DNS rebinding.
-func (g *Gateway) checkOrigin(c *fiber.Ctx) bool {
+// the MCP transport's defence against DNS rebinding. A refusal is audited
+// (aggregated, see refusals).
+func (g *Gateway) checkOrigin(c *fiber.Ctx, backend string) bool {
 	o := c.Get("Origin")
-	return o == "" || g.origins[o]
+	if o == "" || g.origins[o] {
+		return true
+	}
+	g.noteRefusal(c, backend, "origin_not_allowed", "origin "+o+" is not allowed", fiber.StatusForbidden)
+	return false
+}
+
+// noteRefusal audits a request refused before any identity is known.
+func (g *Gateway) noteRefusal(c *fiber.Ctx, backend, reason, desc string, status int) {
+	rid := c.GetRespHeader("X-Request-Id")
+	if rid == "" {
+		rid = newID()
+	}
+	// fasthttp reuses its buffers; the record outlives the request.
+	g.refusals.note(time.Now(), strings.Clone(rid), reason, strings.Clone(desc), backend, strings.Clone(c.IP()),
+		strings.Clone(c.Method()), status)
 }
 
 // caller is a request's identity: an introspected token, or a caller
@@ -304,6 +361,9 @@ type caller struct {
 	// decision).
 	anonymous bool
 	admitted  plugins.Decision
+	// remote is the address of a caller without a token (its session
+	// quota key).
+	remote string
 }
 
 // AnonymousClientID is the client_id audit records carry for requests
@@ -322,6 +382,7 @@ func bearerToken(c *fiber.Ctx) string {
 // challenge answers 401 with the WWW-Authenticate header that leads an
 // MCP client to the protected resource metadata (RFC 9728).
 func (g *Gateway) challenge(c *fiber.Ctx, backend, errCode, desc string) {
+	g.noteRefusal(c, backend, refusalReason(errCode), desc, fiber.StatusUnauthorized)
 	h := fmt.Sprintf(`Bearer resource_metadata=%q`, g.metadataURL(backend))
 	if errCode != "" {
 		h += fmt.Sprintf(`, error=%q, error_description=%q`, errCode, desc)
@@ -355,7 +416,7 @@ func (g *Gateway) admitAnonymous(c *fiber.Ctx, backend, method, tool, rid string
 		g.challenge(c, backend, "", "a bearer token is required")
 		return nil, false, took
 	}
-	return &caller{anonymous: true, admitted: d}, true, took
+	return &caller{anonymous: true, admitted: d, remote: strings.Clone(c.IP())}, true, took
 }
 
 // authenticate introspects the bearer token for this backend's resource.
@@ -426,69 +487,6 @@ func (cl *caller) input(backend, method string) rego.Input {
 		in.Subject = &rego.Subject{Sub: t.Subject, Roles: t.Roles}
 	}
 	return in
-}
-
-// sessions binds the gateway's session ids to a backend session and to the
-// agent and human that opened it.
-type sessions struct {
-	mu sync.Mutex
-	m  map[string]*session
-}
-
-type session struct {
-	backend, backendID string
-	clientID, subject  string
-	// anonymous marks a session opened without a token: only callers
-	// without a token may use it.
-	anonymous bool
-	lastUsed  time.Time
-	// agg is set for a session of the aggregated server.
-	agg *aggSession
-}
-
-func newSessions() *sessions { return &sessions{m: map[string]*session{}} }
-
-func (s *sessions) put(id string, sess *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sess.lastUsed = time.Now()
-	s.m[id] = sess
-}
-
-func (s *sessions) get(id string) (*session, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sess, ok := s.m[id]
-	if ok {
-		sess.lastUsed = time.Now()
-	}
-	return sess, ok
-}
-
-func (s *sessions) delete(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, id)
-}
-
-// expire removes sessions last used before cutoff and returns how many.
-func (s *sessions) expire(cutoff time.Time) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for id, sess := range s.m {
-		if sess.lastUsed.Before(cutoff) {
-			delete(s.m, id)
-			n++
-		}
-	}
-	return n
-}
-
-func (s *sessions) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
 }
 
 // BackendHealth probes every backend (a GET without a session, which any

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +43,18 @@ type stack struct {
 	direct map[string]string
 }
 
-func newStack(t testing.TB) *stack {
+func newStack(t testing.TB) *stack { return newStackWith(t, stackOptions{}) }
+
+// stackOptions vary the stack of one test.
+type stackOptions struct {
+	// backendURL, when set, is the URL the gateway gets for a backend
+	// (a recording proxy in front of it, say).
+	backendURL func(name, url string) string
+	// config adjusts the gateway's configuration.
+	config func(*host.Config)
+}
+
+func newStackWith(t testing.TB, opts stackOptions) *stack {
 	t.Helper()
 	ctx := context.Background()
 	reg := policytest.Registry(t)
@@ -60,7 +72,11 @@ func newStack(t testing.TB) *stack {
 	direct := map[string]string{}
 	for _, r := range runs {
 		direct[r.Name] = r.URL
-		backends = append(backends, host.Backend{Name: r.Name, URL: r.URL})
+		u := r.URL
+		if opts.backendURL != nil {
+			u = opts.backendURL(r.Name, r.URL)
+		}
+		backends = append(backends, host.Backend{Name: r.Name, URL: u})
 		resources = append(resources, base+"/mcp/"+r.Name)
 	}
 	store, err := asrv.OpenBadger(ctx, "")
@@ -92,16 +108,31 @@ func newStack(t testing.TB) *stack {
 		t.Fatal(err)
 	}
 	trail := audit.NewTrail(slog.New(slog.DiscardHandler), index)
-	gw, err := host.New(host.Config{
+	gwCfg := host.Config{
 		PublicURL: base, Backends: backends, AuthorizationServers: []string{base},
 		Introspector: as, Policy: reg, Audit: trail, AuthServer: as.Handler(),
-	})
+	}
+	if opts.config != nil {
+		opts.config(&gwCfg)
+	}
+	gw, err := host.New(gwCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = gw.App().Listener(ln) }()
 	t.Cleanup(func() {
-		_ = gw.Shutdown(context.Background())
+		// A connection the client's pool dialled but never used keeps
+		// fasthttp's Shutdown waiting for its read timeout (60 s): close
+		// them first.
+		http.DefaultClient.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := gw.Shutdown(ctx); err != nil {
+			// fasthttp waits out the read timeout of a connection that was
+			// dialled and never used; bounded here, it is not the test's
+			// subject.
+			t.Logf("gateway shutdown: %v", err)
+		}
 		_ = trail.Close(context.Background())
 		_ = store.Close()
 		for _, r := range runs {
@@ -467,22 +498,36 @@ func TestMetricsExposeDecisionsAndPolicyVersion(t *testing.T) {
 	if ok, why := s.call(token, "jira", "search_issues", map[string]any{"query": "SEC"}); !ok {
 		t.Fatal(why)
 	}
-	resp, err := http.Get(s.base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := s.scrape()
 	info, _ := s.registry.Active()
 	for _, want := range []string{
 		`pbac_decisions_total{decision="allow",method="tools/call"} 1`,
 		`pbac_stage_seconds_bucket{stage="policy"`,
 		`pbac_policy_version_info{version="` + info.Version + `"} 1`,
 	} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Fatalf("metrics lack %s", want)
 		}
 	}
+	// The agents' listener does not serve them (they are the operator's).
+	resp, err := http.Get(s.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /metrics on the agents' listener: %d, want 404", resp.StatusCode)
+	}
+}
+
+// scrape reads the gateway's metrics as the admin listener serves them.
+func (s *stack) scrape() string {
+	rec := httptest.NewRecorder()
+	s.gw.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		s.t.Fatalf("metrics: %d", rec.Code)
+	}
+	return rec.Body.String()
 }
 
 // TestStandaloneStreamAndSessionEnd: a client that opens the GET stream

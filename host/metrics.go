@@ -19,7 +19,10 @@ type metrics struct {
 	decisions *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	sessions  prometheus.Gauge
-	policy    *prometheus.GaugeVec
+	// sessionsEnded counts sessions the gateway ended itself, by reason
+	// ("idle", "quota").
+	sessionsEnded *prometheus.CounterVec
+	policy        *prometheus.GaugeVec
 
 	mu            sync.Mutex
 	policyVersion string
@@ -125,6 +128,9 @@ func newMetrics(active func() string) *metrics {
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pbac_active_sessions", Help: "MCP sessions the gateway holds.",
 		}),
+		sessionsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pbac_sessions_ended_total", Help: "Sessions the gateway ended itself: idle too long, or pushed out by the agent's session quota.",
+		}, []string{"reason"}),
 		policy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pbac_policy_version_info", Help: "The active policy version (value 1).",
 		}, []string{"version"}),
@@ -133,12 +139,46 @@ func newMetrics(active func() string) *metrics {
 	for _, st := range latencyStages {
 		m.recent[st] = &window{}
 	}
-	m.reg.MustRegister(m.decisions, m.latency, m.sessions, policyVersionCollector{m},
+	m.reg.MustRegister(m.decisions, m.latency, m.sessions, m.sessionsEnded, policyVersionCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
+// methodLabels are the values pbac_decisions_total's method label takes:
+// what clients send in the MCP revisions the gateway speaks, the
+// transport's GET and DELETE, "response" (a client's answer to a server
+// request) and the gateway's own "auth" and "origin" refusals. Any other
+// method is counted as "other": a label taken as the client wrote it would
+// let one agent create series without bound.
+var methodLabels = map[string]bool{
+	"initialize": true, "ping": true, "server/discover": true,
+	"tools/list": true, "tools/call": true,
+	"resources/list": true, "resources/templates/list": true, "resources/read": true,
+	"resources/subscribe": true, "resources/unsubscribe": true,
+	"prompts/list": true, "prompts/get": true,
+	"completion/complete": true, "logging/setLevel": true,
+	"tasks/get": true, "tasks/list": true, "tasks/result": true, "tasks/cancel": true,
+	"notifications/initialized": true, "notifications/cancelled": true, "notifications/progress": true,
+	"notifications/roots/list_changed": true, "notifications/tasks/status": true,
+	"GET": true, "DELETE": true, anonymousResponse: true, "auth": true, "origin": true,
+}
+
+// decisionLabels are the values of the decision label.
+var decisionLabels = map[string]bool{"allow": true, "deny": true, "error": true}
+
+// boundedLabel is v when known lists it, else "other".
+func boundedLabel(v string, known map[string]bool) string {
+	if known[v] {
+		return v
+	}
+	return "other"
+}
+
 func (m *metrics) decision(method, decision string) {
+	if method == "" {
+		method = anonymousResponse // a response carries no method
+	}
+	method, decision = boundedLabel(method, methodLabels), boundedLabel(decision, decisionLabels)
 	m.decisions.WithLabelValues(method, decision).Inc()
 	if method == "auth" {
 		decision = "unauthenticated"

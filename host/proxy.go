@@ -43,7 +43,7 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 	if !ok {
 		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "unknown backend"})
 	}
-	if !g.checkOrigin(c) {
+	if !g.checkOrigin(c, backend.Name) {
 		g.metrics.decision("origin", "deny")
 		return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
 	}
@@ -122,8 +122,15 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 			return err
 		}
 		probeDecided(c.Context().ID())
-	case "tools/list":
-		return g.forwardFiltered(c, backend, cl, msg, sess, &rec, start)
+	default:
+		// Every other method is decided too (pbac/method): no grant on a
+		// backend, no session there; an unknown method never reaches it.
+		if allowed, err := g.decideMethod(c, backend.Name, cl, methodOf(msg), msg.ID, &rec, start); err != nil || !allowed {
+			return err
+		}
+		if msg.Method == "tools/list" {
+			return g.forwardFiltered(c, backend, cl, msg, sess, &rec, start)
+		}
 	}
 	return g.forward(c, backend, cl, msg, sess, &rec, start)
 }
@@ -451,6 +458,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *rpcMe
 		cancel()
 		return err
 	}
+	setCallerOwner(req, backend, cl)
 	probeForwardStart(c.Context().ID())
 	bstart := time.Now()
 	resp, err := g.client.Do(req)
@@ -522,7 +530,7 @@ func pipe(w *bufio.Writer, r io.Reader) {
 }
 
 func copyResponseHeaders(c *fiber.Ctx, resp *http.Response) {
-	for _, h := range []string{fiber.HeaderContentType, hdrProtocol, fiber.HeaderCacheControl} {
+	for _, h := range []string{fiber.HeaderContentType, hdrProtocol, fiber.HeaderCacheControl, fiber.HeaderRetryAfter} {
 		if v := resp.Header.Get(h); v != "" {
 			c.Set(h, v)
 		}
@@ -541,9 +549,8 @@ func (g *Gateway) adoptSession(c *fiber.Ctx, backend *Backend, cl *caller, resp 
 		return
 	}
 	id := newID()
-	g.sessions.put(id, &session{backend: backend.Name, backendID: bid, clientID: cl.token.ClientID, subject: cl.token.Subject,
-		anonymous: cl.anonymous})
-	g.metrics.sessions.Set(float64(g.sessions.count()))
+	g.putSession(id, &session{backend: backend.Name, backendID: bid, clientID: cl.token.ClientID, subject: cl.token.Subject,
+		anonymous: cl.anonymous, owner: cl.ownerKey()})
 	c.Set(hdrSession, id)
 }
 
@@ -556,6 +563,7 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	if err != nil {
 		return err
 	}
+	setCallerOwner(req, backend, cl)
 	bstart := time.Now()
 	resp, err := g.client.Do(req)
 	if err != nil {
@@ -691,39 +699,50 @@ func (g *Gateway) allowedTools(ctx context.Context, backend *Backend, cl *caller
 }
 
 // sessionRequest checks a GET or DELETE on /mcp/<backend>: a known
-// backend, an allowed origin, a valid token and, when one is named, the
-// caller's own session. When ok is false the answer has been written.
-func (g *Gateway) sessionRequest(c *fiber.Ctx) (backend *Backend, sess *session, ok bool, err error) {
+// backend, an allowed origin, a valid token, the caller's own session when
+// one is named, and policy's decision on the method (GET or DELETE). When
+// ok is false the answer has been written; else rec is the request's audit
+// record, to finish once the backend has answered.
+func (g *Gateway) sessionRequest(c *fiber.Ctx) (backend *Backend, sess *session, rec *audit.Record, ok bool, err error) {
+	start := time.Now()
 	backend, known := g.backends[c.Params("backend")]
 	if !known {
-		return nil, nil, false, c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "unknown backend"})
+		return nil, nil, nil, false, c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "unknown backend"})
 	}
-	if !g.checkOrigin(c) {
-		return nil, nil, false, c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
+	if !g.checkOrigin(c, backend.Name) {
+		return nil, nil, nil, false, c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
 	}
 	var (
 		cl     *caller
 		authed bool
 	)
+	rid := newID()
 	if bearerToken(c) != "" {
-		cl, authed, _ = g.authenticate(c, backend.Name, newID())
+		cl, authed, _ = g.authenticate(c, backend.Name, rid)
 	} else {
 		// The transport's bodiless requests ask as method GET or DELETE.
-		cl, authed, _ = g.admitAnonymous(c, backend.Name, c.Method(), "", newID())
+		cl, authed, _ = g.admitAnonymous(c, backend.Name, c.Method(), "", rid)
 	}
 	if !authed {
-		return nil, nil, false, nil
+		return nil, nil, nil, false, nil
 	}
 	sess, status, errBody := g.resolveSession(c, backend, cl, &rpcMessage{})
 	if errBody != nil {
-		return nil, nil, false, g.reply(c, status, errBody)
+		return nil, nil, nil, false, g.reply(c, status, errBody)
 	}
-	return backend, sess, true, nil
+	method := strings.Clone(c.Method()) // fasthttp reuses its buffers; the record outlives the request
+	rec = &audit.Record{Time: start.UTC(), RequestID: rid, Backend: backend.Name, Method: method, LatencyMicros: map[string]int64{}}
+	fillCaller(rec, cl)
+	if allowed, err := g.decideMethod(c, backend.Name, cl, method, nil, rec, start); err != nil || !allowed {
+		return nil, nil, nil, false, err
+	}
+	return backend, sess, rec, true, nil
 }
 
 // handleStream serves the GET stream (server-to-client messages) through.
 func (g *Gateway) handleStream(c *fiber.Ctx) error {
-	backend, sess, ok, err := g.sessionRequest(c)
+	start := time.Now()
+	backend, sess, rec, ok, err := g.sessionRequest(c)
 	if !ok {
 		return err
 	}
@@ -746,8 +765,13 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 	resp, err := g.client.Do(req)
 	if err != nil {
 		cancel()
+		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
+		rec.Reasons = append(rec.Reasons, "backend unreachable")
+		g.finish(rec, start)
 		return g.reply(c, fiber.StatusBadGateway, rpcError(nil, codeInternalError, "backend "+backend.Name+" is unavailable", nil))
 	}
+	rec.Status = resp.StatusCode
+	g.finish(rec, start)
 	copyResponseHeaders(c, resp)
 	c.Status(resp.StatusCode)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
@@ -760,11 +784,14 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 
 // handleDelete ends a session at the backend and forgets it.
 func (g *Gateway) handleDelete(c *fiber.Ctx) error {
-	backend, sess, ok, err := g.sessionRequest(c)
+	start := time.Now()
+	backend, sess, rec, ok, err := g.sessionRequest(c)
 	if !ok {
 		return err
 	}
 	if sess == nil {
+		rec.Status = fiber.StatusBadRequest
+		g.finish(rec, start)
 		return g.reply(c, fiber.StatusBadRequest, rpcError(nil, codeInvalidRequest, "no session to end", nil))
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), backend.Timeout)
@@ -778,5 +805,7 @@ func (g *Gateway) handleDelete(c *fiber.Ctx) error {
 	}
 	g.sessions.delete(c.Get(hdrSession))
 	g.metrics.sessions.Set(float64(g.sessions.count()))
+	rec.Status = fiber.StatusNoContent
+	g.finish(rec, start)
 	return c.SendStatus(fiber.StatusNoContent)
 }

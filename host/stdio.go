@@ -29,7 +29,12 @@ import (
 const (
 	stdioDefaultTimeout  = 60 * time.Second
 	stdioDefaultSessions = 16
-	stdioDefaultIdle     = 30 * time.Minute
+	// DefaultStdioSessionsPerAgent is how many of one stdio backend's
+	// processes one agent may hold when StdioConfig does not say.
+	DefaultStdioSessionsPerAgent = 4
+	stdioDefaultIdle             = 30 * time.Minute
+	// stdioRetryAfter is the Retry-After (seconds) of a refused initialize.
+	stdioRetryAfter = "5"
 	// stdioMaxBody bounds one POSTed JSON-RPC message.
 	stdioMaxBody = 4 << 20
 	// stdioMaxLine bounds one line (one message) the process writes to stdout.
@@ -58,9 +63,16 @@ var stdioBaseEnv = []string{"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", 
 var (
 	errStdioEnded     = errors.New("the stdio session has ended")
 	errStdioDuplicate = errors.New("a request with this id is already in flight in this session")
-	errStdioFull      = errors.New("too many stdio sessions")
+	errStdioFull      = errors.New("every stdio session is in use")
+	errStdioAgentFull = errors.New("this agent holds as many stdio sessions as one agent may, all of them busy")
 	errStdioClosed    = errors.New("the stdio backend is closing")
 )
+
+// StdioOwnerHeader is the header on which the gateway names, to a stdio
+// bridge, the opaque key of the agent a request is for (Backend.OwnerHeader).
+// The bridge shares its processes by it: requests without it count as one
+// agent.
+const StdioOwnerHeader = "Pbac-Owner"
 
 // StdioConfig describes one stdio MCP server command.
 type StdioConfig struct {
@@ -75,9 +87,17 @@ type StdioConfig struct {
 	Logger *slog.Logger
 	// RequestTimeout (default 60 s) is how long a POST waits for its response.
 	RequestTimeout time.Duration
-	// MaxSessions (default 16) bounds the processes alive at once; an
-	// initialize beyond it is answered 503.
+	// MaxSessions (default 16) bounds the processes alive at once.
 	MaxSessions int
+	// MaxSessionsPerAgent (default DefaultStdioSessionsPerAgent) bounds the
+	// processes one agent (StdioOwnerHeader) holds. An initialize beyond it
+	// ends that agent's least recently used session that is not serving a
+	// request, or, when every one is busy, is refused with 429 and
+	// Retry-After. When all MaxSessions are taken, an agent holding fewer
+	// than another gets a slot by ending that other agent's least recently
+	// used session not serving a request; else the initialize is refused
+	// with 503 and Retry-After. So one agent never starves the others.
+	MaxSessionsPerAgent int
 	// IdleTimeout (default 30 min; negative: never) ends a session, and its
 	// process, after that long with no request, no pending response and no
 	// open GET stream: a client that vanished without DELETE must not hold
@@ -138,6 +158,9 @@ func StartStdio(ctx context.Context, cfg StdioConfig) (*StdioBackend, error) {
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = stdioDefaultSessions
 	}
+	if cfg.MaxSessionsPerAgent <= 0 {
+		cfg.MaxSessionsPerAgent = DefaultStdioSessionsPerAgent
+	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = stdioDefaultIdle
 	}
@@ -180,6 +203,12 @@ func StartStdio(ctx context.Context, cfg StdioConfig) (*StdioBackend, error) {
 
 // URL is the Streamable HTTP endpoint: http://127.0.0.1:PORT/mcp.
 func (b *StdioBackend) URL() string { return b.url }
+
+// Backend is the gateway's backend for this bridge: its URL, and the owner
+// header its fair sharing reads.
+func (b *StdioBackend) Backend() Backend {
+	return Backend{Name: b.cfg.Name, URL: b.url, OwnerHeader: StdioOwnerHeader}
+}
 
 // Close ends every session, kills every process (SIGTERM to its process
 // group, SIGKILL after a grace period or when ctx ends first), closes the
@@ -267,19 +296,27 @@ func (b *StdioBackend) reapIdle() {
 	}
 }
 
-// newSession reserves a session slot and starts its process.
-func (b *StdioBackend) newSession() (*stdioSession, int, error) {
+// newSession reserves a session slot for owner and starts its process,
+// first ending a session to make room when the quotas say so (see
+// StdioConfig.MaxSessionsPerAgent).
+func (b *StdioBackend) newSession(owner string) (*stdioSession, int, error) {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
 		return nil, http.StatusServiceUnavailable, errStdioClosed
 	}
-	if len(b.sessions) >= b.cfg.MaxSessions {
+	victim, status, err := b.makeRoom(owner, time.Now())
+	if err != nil {
 		b.mu.Unlock()
-		return nil, http.StatusServiceUnavailable, errStdioFull
+		return nil, status, err
+	}
+	if victim != nil {
+		// Forgotten now, so that its slot is this one's; ended below.
+		delete(b.sessions, victim.id)
 	}
 	s := &stdioSession{
 		b:          b,
+		owner:      owner,
 		id:         newID(),
 		pending:    map[string]*stdioCall{},
 		standalone: newMailbox(stdioBacklog),
@@ -294,6 +331,10 @@ func (b *StdioBackend) newSession() (*stdioSession, int, error) {
 	b.procs[s] = struct{}{}
 	b.reaped.Add(1)
 	b.mu.Unlock()
+	if victim != nil {
+		victim.log.Info("stdio session ended to make room", "for_owner", owner[:min(len(owner), 8)], "owner", victim.owner[:min(len(victim.owner), 8)])
+		victim.end("ended to make room for another session (stdio session quota)")
+	}
 	if err := s.start(); err != nil {
 		s.end("start failed")
 		b.mu.Lock()
@@ -307,6 +348,59 @@ func (b *StdioBackend) newSession() (*stdioSession, int, error) {
 	return s, 0, nil
 }
 
+// makeRoom decides whether owner may start a session now: nil and no
+// victim when there is room; a victim to end when the owner is at its quota
+// (its own least recently used idle session) or the bridge is full (the
+// least recently used idle session of the agent holding the most, when it
+// holds at least two more than owner); else the status and error to refuse
+// with. b.mu is held.
+func (b *StdioBackend) makeRoom(owner string, now time.Time) (*stdioSession, int, error) {
+	held := map[string][]*stdioSession{}
+	for _, s := range b.sessions {
+		held[s.owner] = append(held[s.owner], s)
+	}
+	mine := len(held[owner])
+	if mine >= b.cfg.MaxSessionsPerAgent {
+		if v := leastRecentlyUsedIdle(held[owner], now); v != nil {
+			return v, 0, nil
+		}
+		return nil, http.StatusTooManyRequests, errStdioAgentFull
+	}
+	if len(b.sessions) < b.cfg.MaxSessions {
+		return nil, 0, nil
+	}
+	// Full: take from the agents holding the most, while they hold at
+	// least two more than owner (then sharing evens out, it never swings).
+	others := make([]string, 0, len(held))
+	for o, ss := range held {
+		if o != owner && len(ss) >= mine+2 {
+			others = append(others, o)
+		}
+	}
+	slices.SortFunc(others, func(x, y string) int { return len(held[y]) - len(held[x]) })
+	for _, o := range others {
+		if v := leastRecentlyUsedIdle(held[o], now); v != nil {
+			return v, 0, nil
+		}
+	}
+	return nil, http.StatusServiceUnavailable, errStdioFull
+}
+
+// leastRecentlyUsedIdle is the session of ss last used longest ago among
+// those serving no request (an open GET stream does not count: ending the
+// session ends it), or nil.
+func leastRecentlyUsedIdle(ss []*stdioSession, now time.Time) *stdioSession {
+	var lru *stdioSession
+	var lruIdle time.Duration
+	for _, s := range ss {
+		idle, ok := s.evictable(now)
+		if ok && (lru == nil || idle > lruIdle) {
+			lru, lruIdle = s, idle
+		}
+	}
+	return lru
+}
+
 func (b *StdioBackend) session(id string) *stdioSession {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -315,9 +409,10 @@ func (b *StdioBackend) session(id string) *stdioSession {
 
 // stdioSession is one client session: one process.
 type stdioSession struct {
-	b   *StdioBackend
-	id  string
-	log *slog.Logger
+	b     *StdioBackend
+	id    string
+	owner string // StdioOwnerHeader of the initialize that started it
+	log   *slog.Logger
 
 	cmd     *exec.Cmd
 	pid     int
@@ -523,6 +618,21 @@ func (s *stdioSession) finish() {
 	defer s.mu.Unlock()
 	s.active--
 	s.lastUsed = time.Now()
+}
+
+// evictable reports how long the session has been unused and whether it
+// serves no request now (an open GET stream aside).
+func (s *stdioSession) evictable(now time.Time) (time.Duration, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	busy := s.active
+	if s.getOpen {
+		busy--
+	}
+	if s.ended || busy > 0 || len(s.pending) > 0 {
+		return 0, false
+	}
+	return now.Sub(s.lastUsed), true
 }
 
 func (s *stdioSession) idleFor(now time.Time) time.Duration {
@@ -1021,11 +1131,16 @@ func (b *StdioBackend) handlePost(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		var status int
-		if s, status, err = b.newSession(); err != nil {
-			if status == http.StatusServiceUnavailable {
-				w.Header().Set("Retry-After", "5")
+		if s, status, err = b.newSession(r.Header.Get(StdioOwnerHeader)); err != nil {
+			msg := "stdio backend " + b.cfg.Name + ": " + err.Error()
+			switch status {
+			case http.StatusTooManyRequests:
+				w.Header().Set("Retry-After", stdioRetryAfter)
+				msg += fmt.Sprintf(" (%d): end one (DELETE) or retry later", b.cfg.MaxSessionsPerAgent)
+			case http.StatusServiceUnavailable:
+				w.Header().Set("Retry-After", stdioRetryAfter)
 			}
-			stdioFail(w, status, in.id, codeInternalError, "stdio backend "+b.cfg.Name+": "+err.Error())
+			stdioFail(w, status, in.id, codeInternalError, msg)
 			return
 		}
 	} else if s = b.lookup(w, r, in.id); s == nil {

@@ -732,3 +732,140 @@ func (l *logBuffer) contains(s string) bool { return strings.Contains(l.String()
 func (l *logBuffer) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+// postAs is postRaw for the agent whose owner key is owner (what the
+// gateway sends in StdioOwnerHeader), cancelled with ctx.
+func postAs(t *testing.T, ctx context.Context, url, owner, sid, body string) (*http.Response, error) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set(StdioOwnerHeader, owner)
+	if sid != "" {
+		req.Header.Set(hdrSession, sid)
+	}
+	return http.DefaultClient.Do(req)
+}
+
+// initAs opens a session for owner and returns its id, or "" and the
+// answer when refused.
+func initAs(t *testing.T, url, owner string) (string, *http.Response) {
+	t.Helper()
+	resp, err := postAs(t, t.Context(), url, owner, "", initializeBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", resp
+	}
+	resp.Body.Close()
+	return resp.Header.Get(hdrSession), resp
+}
+
+func stdioAlive(t *testing.T, url, owner, sid string) bool {
+	t.Helper()
+	resp, err := postAs(t, t.Context(), url, owner, sid, `{"jsonrpc":"2.0","id":"p","method":"ping"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// TestStdioSessionsAreSharedFairly: one agent cannot hold more than
+// MaxSessionsPerAgent processes (a new session ends its own least recently
+// used idle one, or is refused with 429 and Retry-After when all of its
+// sessions are busy), and when the bridge is full an agent holding fewer
+// gets a slot from the agent holding the most, while an agent already
+// holding its share is refused (503, Retry-After) instead of taking one.
+func TestStdioSessionsAreSharedFairly(t *testing.T) {
+	b, _ := startHelper(t, StdioConfig{MaxSessions: 4, MaxSessionsPerAgent: 2, RequestTimeout: time.Minute, IdleTimeout: -1})
+	url := b.URL()
+	open := func(owner string) string {
+		t.Helper()
+		sid, resp := initAs(t, url, owner)
+		if sid == "" {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			t.Fatalf("initialize for %s: %d %s", owner, resp.StatusCode, body)
+		}
+		time.Sleep(5 * time.Millisecond) // distinct last-use times
+		return sid
+	}
+	refused := func(owner string, status int, why string) {
+		t.Helper()
+		sid, resp := initAs(t, url, owner)
+		if sid != "" {
+			t.Fatalf("initialize for %s was not refused", owner)
+		}
+		if resp.Header.Get("Retry-After") == "" {
+			t.Errorf("refusal without Retry-After")
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != status || !bytes.Contains(body, []byte(why)) || !bytes.Contains(body, []byte(`"error"`)) {
+			t.Fatalf("initialize for %s: %d %s, want %d with %q", owner, resp.StatusCode, body, status, why)
+		}
+	}
+
+	// Agent A at its quota: a third session ends its own oldest.
+	a1, a2 := open("A"), open("A")
+	a3 := open("A")
+	if stdioAlive(t, url, "A", a1) || !stdioAlive(t, url, "A", a2) || !stdioAlive(t, url, "A", a3) {
+		t.Fatal("A's third session did not replace its least recently used one")
+	}
+
+	// Both of A's sessions busy: A is refused, with a reason and a Retry-After.
+	ctx, cancel := context.WithCancel(t.Context())
+	var busy sync.WaitGroup
+	for _, sid := range []string{a2, a3} {
+		busy.Go(func() {
+			if resp, err := postAs(t, ctx, url, "A", sid, `{"jsonrpc":"2.0","id":"s","method":"tools/call","params":{"name":"sleep","arguments":{}}}`); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	waitFor(t, "A's sessions to be busy", func() bool {
+		for _, sid := range []string{a2, a3} {
+			if s := b.session(sid); s == nil {
+				return false
+			} else if _, idle := s.evictable(time.Now()); idle {
+				return false
+			}
+		}
+		return true
+	})
+	refused("A", http.StatusTooManyRequests, "end one (DELETE) or retry later")
+	cancel()
+	busy.Wait()
+	waitFor(t, "A's sessions to be idle", func() bool {
+		for _, sid := range []string{a2, a3} {
+			if _, idle := b.session(sid).evictable(time.Now()); !idle {
+				return false
+			}
+		}
+		return true
+	})
+
+	// B fills the bridge; then C, holding nothing, gets a slot from an
+	// agent holding two, and C's second try is refused: it holds its share.
+	b1, b2 := open("B"), open("B")
+	open("C")
+	live := 0
+	for _, s := range []struct{ owner, sid string }{{"A", a2}, {"A", a3}, {"B", b1}, {"B", b2}} {
+		if stdioAlive(t, url, s.owner, s.sid) {
+			live++
+		}
+	}
+	if live != 3 {
+		t.Fatalf("%d of A's and B's four sessions live after C joined, want 3", live)
+	}
+	refused("C", http.StatusServiceUnavailable, "every stdio session is in use")
+	b.mu.Lock()
+	n := len(b.sessions)
+	b.mu.Unlock()
+	if n != 4 {
+		t.Fatalf("%d sessions, want MaxSessions (4)", n)
+	}
+}

@@ -132,6 +132,7 @@ exchange := d
 tool_call := d
 list := d
 anonymous := d
+method := d
 `)}})
 	if err != nil {
 		t.Fatal(err)

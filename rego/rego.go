@@ -28,6 +28,7 @@ var entrypoints = []string{
 	"pbac/tool_call",
 	"pbac/list",
 	"pbac/anonymous",
+	"pbac/method",
 }
 
 // Sources returns the shipped policy as an fs.FS rooted at the policy
@@ -42,7 +43,7 @@ func Sources() fs.FS {
 }
 
 // Entrypoints returns the policy entrypoints, "pbac/register" …
-// "pbac/anonymous", in the order they are compiled into the Wasm module.
+// "pbac/method", in the order they are compiled into the Wasm module.
 func Entrypoints() []string {
 	return slices.Clone(entrypoints)
 }

@@ -167,6 +167,7 @@ func checkShape(t *testing.T, name, entrypoint string, got map[string]any) {
 		"pbac/tool_call":  {"tier", "resource", "access", "insufficient_scope"},
 		"pbac/list":       {"tools"},
 		"pbac/anonymous":  {"tools"},
+		"pbac/method":     {"tier"},
 	}[entrypoint]
 	for _, f := range fields {
 		if _, ok := got[f]; !ok {
@@ -424,7 +425,7 @@ func TestShippedPolicyUsesOnlyNativeBuiltins(t *testing.T) {
 }
 
 func TestEntrypointsAndSources(t *testing.T) {
-	want := []string{"pbac/register", "pbac/token", "pbac/introspect", "pbac/exchange", "pbac/tool_call", "pbac/list", "pbac/anonymous"}
+	want := []string{"pbac/register", "pbac/token", "pbac/introspect", "pbac/exchange", "pbac/tool_call", "pbac/list", "pbac/anonymous", "pbac/method"}
 	if got := Entrypoints(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Entrypoints() = %v", got)
 	}

@@ -71,6 +71,9 @@ func printOps(w io.Writer, s opsSettings) {
 	if s.adminTLS.Enabled() {
 		fmt.Fprintf(w, "    tls                 %s, %s (reloaded on change)\n", s.adminTLS.CertFile, s.adminTLS.KeyFile)
 	}
+	if len(s.file.AdminHosts) > 0 {
+		fmt.Fprintf(w, "    admin hosts         %s (besides its address)\n", strings.Join(s.file.AdminHosts, ", "))
+	}
 	pub := s.publicURL
 	if pub == "" {
 		pub = gw + " (default)"
@@ -103,6 +106,8 @@ func printOps(w io.Writer, s opsSettings) {
 			fmt.Fprintf(w, "  revoked statements    %d statement(s), %d key(s)\n", len(st.RevokedIDs), len(st.RevokedKeys))
 		}
 	}
+	l := s.file.LimitsOrDefault()
+	fmt.Fprintf(w, "  limits per agent      %d sessions; %d of each stdio backend's %d processes\n", l.SessionsPerAgent, l.StdioSessionsPerAgent, l.StdioSessions)
 	fmt.Fprintf(w, "  logs                  %s, level %s\n", s.logFormat, s.logLevel)
 	fmt.Fprintf(w, "  drain delay           %s\n", s.drainDelay)
 	for _, b := range s.file.Backends {

@@ -32,7 +32,10 @@ func TestConformanceServerAgainstUp(t *testing.T) {
 	if err := os.WriteFile(conf, append(raw, []byte("demo: true\nbackends:\n  - name: echo\n    url: "+echo.URL+"\n")...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	base, _ := startUp(t, dataDir, "--config", conf)
+	base, up := startUp(t, dataDir, "--config", conf)
+	// Whose grants open a session on the echo backend is the tenant's
+	// policy data to say (pbac/method): here, jira's.
+	mapBackends(t, up.String(), dataDir, map[string]string{"echo": "jira"})
 
 	cmd := newConformanceServerCommand()
 	var out bytes.Buffer

@@ -78,12 +78,12 @@ func TestConformancePolicy(t *testing.T) {
 		want     []string
 	}{
 		{"shipped bundle", []string{"policy", good, "--inputs", "40"}, 0,
-			[]string{"pbac/tool_call", "pbac/anonymous", "ok: 7 entrypoints", "no input was allowed"}},
-		{"policy directory", []string{"policy", policyDir, "--inputs", "20"}, 0, []string{"ok: 7 entrypoints"}},
+			[]string{"pbac/tool_call", "pbac/anonymous", "ok: 8 entrypoints", "no input was allowed"}},
+		{"policy directory", []string{"policy", policyDir, "--inputs", "20"}, 0, []string{"ok: 8 entrypoints"}},
 		{"sources and Wasm disagree", []string{"policy", bad, "--inputs", "300"}, 1,
 			[]string{"pbac/list disagreement 1 of", "decisions differ", "input: {", "FAIL:"}},
 		{"no sources", []string{"policy", bare, "--inputs", "10"}, -1, []string{"--source"}},
-		{"no sources, named", []string{"policy", bare, "--inputs", "20", "--source", policyDir}, 0, []string{"ok: 7 entrypoints"}},
+		{"no sources, named", []string{"policy", bare, "--inputs", "20", "--source", policyDir}, 0, []string{"ok: 8 entrypoints"}},
 		{"not a bundle", []string{"policy", policyDir + "/data.json"}, -1, []string{"not gzip"}},
 		{"bad inputs flag", []string{"policy", good, "--inputs", "0"}, -1, []string{"--inputs"}},
 	}

@@ -14,13 +14,14 @@ import (
 
 // newDashboard builds the dashboard for the admin listener. In the demo
 // tenant it can also register agents and run the narrative scenarios as
-// the seeded agents, over real HTTP through the gateway.
+// the seeded agents, over real HTTP through the gateway; its users operate
+// the demo only when the admin listener is loopback.
 func newDashboard(base, issuer string, backends []host.Backend, admin host.AdminConfig, gw *host.Gateway,
-	as *authRuntime, agents []demoAgent, pol *policyRuntime, demoTenant bool, log *slog.Logger) (*ui.Handler, error) {
+	as *authRuntime, agents []demoAgent, pol *policyRuntime, demoTenant, loopback bool, log *slog.Logger) (*ui.Handler, error) {
 	cfg := ui.Config{
 		GatewayURL: base, Issuer: issuer, Registry: pol.registry, Audit: admin.Audit, Index: admin.Index,
 		AdminToken: admin.Token, Latency: gw.Latency, Logger: log.With("component", "dashboard"),
-		Propagate: admin.Propagate,
+		Propagate: admin.Propagate, DemoOperators: demoTenant && loopback,
 	}
 	for _, b := range backends {
 		cfg.Backends = append(cfg.Backends, b.Name)
@@ -51,10 +52,12 @@ func newDashboard(base, issuer string, backends []host.Backend, admin host.Admin
 	return ui.New(cfg)
 }
 
-// adminMux serves the admin API and the dashboard on the admin listener.
-func adminMux(adminAPI, dashboard http.Handler) http.Handler {
+// adminMux serves the admin API, the dashboard and the gateway's metrics
+// on the admin listener.
+func adminMux(adminAPI, dashboard, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", adminAPI)
+	mux.Handle("GET /metrics", metrics)
 	mux.Handle("/bundles/", adminAPI) // OPA bundle service API: the active bundle, for other replicas
 	mux.Handle("/ui", dashboard)
 	mux.Handle("/ui/", dashboard)

@@ -63,6 +63,7 @@ func (d *dashboardClient) do(method, path string, body any) (int, []byte) {
 	}
 	req, _ := http.NewRequest(method, d.base+path, r)
 	req.Header.Set("X-PBAC-CSRF", d.csrf)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := d.http.Do(req)
 	if err != nil {
 		d.t.Fatal(err)

@@ -57,6 +57,7 @@ func (a replicaAdmin) do(t *testing.T, method, path string, body []byte) (int, [
 	t.Helper()
 	req, _ := http.NewRequest(method, a.base+path, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+a.token)
+	req.Header.Set("Content-Type", adminContentType(path))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +97,7 @@ func TestPolicyDistribution(t *testing.T) {
 	const bundleToken = "read-only-bundle-token-0123456789"
 
 	_, a := startReplica(t, "--bundle-verification-key", pub, "--bundle-token", bundleToken)
-	gwB, b := startReplica(t, "--bundle-verification-key", "default="+pub, "--bundle-token", bundleToken,
+	_, b := startReplica(t, "--bundle-verification-key", "default="+pub, "--bundle-token", bundleToken,
 		"--bundle-server", a.base, "--bundle-poll-interval", "1s")
 
 	shipped, _ := a.status(t)
@@ -181,8 +182,8 @@ func TestPolicyDistribution(t *testing.T) {
 	if policy, _ := st["policy"].(map[string]any); policy["signed_by"] != "default" {
 		t.Fatalf("B's policy: %v", policy)
 	}
-	// The metric reports the version B runs.
-	resp, err = http.Get(gwB + "/metrics")
+	// The metric reports the version B runs (on its admin listener).
+	resp, err = http.Get(b.base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

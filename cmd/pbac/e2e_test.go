@@ -452,8 +452,14 @@ func TestUpSeedMatrix(t *testing.T) {
 }
 
 // TestUpWithStdioBackend: a configuration file puts a stdio MCP server (the
-// demo Jira, over stdin/stdout) behind the gateway; a call reaches it
-// through the bridge and is decided like any other.
+// demo Jira, over stdin/stdout) behind the gateway. An agent with no grant
+// on it cannot even open a session there (its resource is its name until
+// policy data maps it); once the data maps "tracker" to the jira resource,
+// a session opens and a call is decided like any other. Each agent holds
+// at most limits.stdio_sessions_per_agent of its processes, through
+// /mcp/tracker and the aggregated /mcp alike, and another agent still gets
+// one; when every process is taken by agents holding their share, the
+// initialize is refused with Retry-After.
 func TestUpWithStdioBackend(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -464,7 +470,8 @@ func TestUpWithStdioBackend(t *testing.T) {
 	}
 	dataDir := t.TempDir()
 	cfg := filepath.Join(dataDir, "pbac.yaml")
-	body := "demo: false\nbackends:\n  - name: tracker\n    command: [" + strconv.Quote(bin) + ", demo, backend, jira, --stdio]\n"
+	body := "demo: false\nlimits: {stdio_sessions: 2, stdio_sessions_per_agent: 1}\nbackends:\n  - name: tracker\n    command: [" +
+		strconv.Quote(bin) + ", demo, backend, jira, --stdio]\n"
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -486,13 +493,24 @@ func TestUpWithStdioBackend(t *testing.T) {
 	}
 	go func() { _, _ = io.Copy(io.Discard, stdout) }()
 	m := upReady.FindStringSubmatch(out.String())
-	ci := regexp.MustCompile(`ci-bot\s+ci-bot\s+client_id=(\S+) client_secret=(\S+)`).FindStringSubmatch(out.String())
+	ci := ciCreds.FindStringSubmatch(out.String())
 	if m == nil || ci == nil || !strings.Contains(out.String(), "/mcp/tracker") {
 		t.Fatalf("unexpected output:\n%s", out.String())
 	}
 	base := m[1]
 	p := &proc{base: base}
-	tok := p.postForm(t, asrv.PathToken, ci[1], ci[2], url.Values{"grant_type": {"client_credentials"}, "scope": {"jira:read"}})["access_token"].(string)
+	tokenOf := func(id, secret string) string {
+		return p.postForm(t, asrv.PathToken, id, secret, url.Values{"grant_type": {"client_credentials"}, "scope": {"jira:read"}})["access_token"].(string)
+	}
+	tok := tokenOf(ci[1], ci[2])
+
+	// No grant on "tracker": no session there.
+	if a := mcpPost(t, base, "/mcp/tracker", tok, "", mcpInit); a.status != http.StatusForbidden || !strings.Contains(a.body, "holds no access on tracker") {
+		t.Fatalf("initialize on a backend nobody has a grant on: %d %s", a.status, a.body)
+	}
+	// The policy data maps the backend to the jira resource.
+	mapBackends(t, out.String(), dataDir, map[string]string{"tracker": "jira"})
+
 	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
 	sess, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: base + "/mcp/tracker", MaxRetries: -1,
 		DisableStandaloneSSE: true, HTTPClient: &http.Client{Transport: &oauthtest.BearerTransport{Token: tok}}}, nil)
@@ -500,8 +518,8 @@ func TestUpWithStdioBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.Close()
-	// The backend is named "tracker", so the catalogue knows none of its
-	// tools: even a read is denied until policy reviews them (failure mode 4).
+	// The catalogue knows none of the backend's tools: even a read is
+	// denied until policy reviews them (failure mode 4).
 	if _, err := sess.CallTool(t.Context(), &mcp.CallToolParams{Name: "search_issues", Arguments: map[string]any{"query": "SEC"}}); err == nil ||
 		!strings.Contains(err.Error(), "tool tracker.search_issues is not in the catalogue") {
 		t.Fatalf("call to an unreviewed backend: %v", err)
@@ -509,6 +527,42 @@ func TestUpWithStdioBackend(t *testing.T) {
 	res, err := sess.ListTools(t.Context(), nil)
 	if err != nil || len(res.Tools) != 0 {
 		t.Fatalf("tools of an unreviewed backend are listed: %v %v", err, res)
+	}
+
+	// Stdio sharing: one process per agent, two in all.
+	ping := `{"jsonrpc":"2.0","id":7,"method":"ping"}`
+	first := mcpPost(t, base, "/mcp/tracker", tok, "", mcpInit)
+	if first.status != http.StatusOK {
+		t.Fatalf("a second session of the CI bot: %d %s", first.status, first.body)
+	}
+	if _, err := sess.ListTools(t.Context(), nil); err == nil {
+		t.Fatal("the CI bot holds two stdio processes; its quota is one")
+	}
+	key, err := asrv.LoadOrCreateIssuerKey(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherTok := tokenOf(p.registerMachine(t, key, "ci-bot", false))
+	other := mcpPost(t, base, "/mcp/tracker", otherTok, "", mcpInit)
+	if other.status != http.StatusOK {
+		t.Fatalf("another agent's session while the CI bot holds its share: %d %s", other.status, other.body)
+	}
+	thirdTok := tokenOf(p.registerMachine(t, key, "ci-bot", false))
+	third := mcpPost(t, base, "/mcp/tracker", thirdTok, "", mcpInit)
+	if third.status != http.StatusServiceUnavailable || third.header.Get("Retry-After") == "" || !strings.Contains(third.body, "every stdio session is in use") {
+		t.Fatalf("a third agent when both processes are held by agents at their share: %d %q %s", third.status, third.header.Get("Retry-After"), third.body)
+	}
+	// The aggregated server's backend session is the CI bot's too: it
+	// replaces the bot's own process, never the other agent's.
+	agg := mcpPost(t, base, "/mcp", tok, "", mcpInit)
+	if a := mcpPost(t, base, "/mcp", tok, agg.sid, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`); a.status != http.StatusOK {
+		t.Fatalf("aggregated tools/list: %d %s", a.status, a.body)
+	}
+	if a := mcpPost(t, base, "/mcp/tracker", tok, first.sid, ping); a.status == http.StatusOK {
+		t.Fatal("the CI bot's aggregated session did not count against its stdio quota")
+	}
+	if a := mcpPost(t, base, "/mcp/tracker", otherTok, other.sid, ping); a.status != http.StatusOK {
+		t.Fatalf("the other agent's process was taken: %d %s", a.status, a.body)
 	}
 }
 
@@ -542,6 +596,7 @@ func TestUpScenarios(t *testing.T) {
 	admin := func(method, path string, body []byte) (int, []byte) {
 		req, _ := http.NewRequest(method, adminBase[1]+path, bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(adminToken)))
+		req.Header.Set("Content-Type", adminContentType(path))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -694,6 +749,15 @@ func TestUpScenarios(t *testing.T) {
 			}
 		}
 	})
+}
+
+// adminContentType is what the admin listener takes on a change to path:
+// a bundle as gzip, everything else as JSON.
+func adminContentType(path string) string {
+	if strings.Contains(path, "/policy/bundles") {
+		return "application/gzip"
+	}
+	return "application/json"
 }
 
 // freeAddr returns a loopback address that was free a moment ago.

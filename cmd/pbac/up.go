@@ -188,7 +188,8 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	// The authorization server runs in process, unless the configuration
 	// names a remote one the gateway trusts.
 	ready := &readiness{policy: func() bool { _, ok := pol.registry.Active(); return ok }}
-	gwCfg := host.Config{PublicURL: base, Backends: hb, Policy: pol.registry, Logger: log, Ready: ready.check}
+	gwCfg := host.Config{PublicURL: base, Backends: hb, Policy: pol.registry, Logger: log, Ready: ready.check,
+		SessionsPerAgent: cfg.file.LimitsOrDefault().SessionsPerAgent}
 	if cfg.file != nil {
 		gwCfg.ArgumentLimits = cfg.file.ArgumentLimits.Limits()
 	}
@@ -263,7 +264,18 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 			return fmt.Errorf("register the demo agents: %w", err)
 		}
 	}
-	dash, err := newDashboard(base, gwCfg.AuthorizationServers[0], hb, adminCfg, gw, as, agents, pol, cfg.startDemo() && as != nil, log)
+	// The admin listener answers only to its own address and names, and
+	// takes changes only from its own pages (DNS rebinding, CSRF).
+	var adminHosts []string
+	if cfg.file != nil {
+		adminHosts = cfg.file.AdminHosts
+	}
+	guard, err := host.NewAdminGuard(adminLn.Addr().String(), adminHosts)
+	if err != nil {
+		return err
+	}
+	dash, err := newDashboard(base, gwCfg.AuthorizationServers[0], hb, adminCfg, gw, as, agents, pol, cfg.startDemo() && as != nil,
+		guard.Loopback(), log)
 	if err != nil {
 		return fmt.Errorf("build the dashboard: %w", err)
 	}
@@ -276,7 +288,9 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	defer cancelAdmin()
 	errc := make(chan error, 2)
 	go func() { errc <- gw.App().Listener(ln) }()
-	go func() { errc <- serveHTTP(stopAdmin, adminLn, withProbes(adminMux(adminAPI, dash), ready.check), log) }()
+	go func() {
+		errc <- serveHTTP(stopAdmin, adminLn, withProbes(guard.Handler(adminMux(adminAPI, dash, gw.MetricsHandler())), ready.check), log)
+	}()
 	select {
 	case err := <-errc:
 		return err
@@ -301,7 +315,7 @@ func printUp(out io.Writer, base, issuer, adminBase, dataDir string, backends []
 	fmt.Fprintf(out, "  dashboard             %s/ui/  (sign in as alice, bob or carol, password demo)\n", adminBase)
 	fmt.Fprintf(out, "  gateway               %s\n", base)
 	fmt.Fprintf(out, "  authorization server  %s/.well-known/oauth-authorization-server\n", issuer)
-	fmt.Fprintf(out, "  metrics               %s/metrics\n", base)
+	fmt.Fprintf(out, "  metrics               %s/metrics  (admin listener)\n", adminBase)
 	fmt.Fprintf(out, "  admin API             %s/admin/status  (Authorization: Bearer $(cat %s))\n", adminBase, filepath.Join(dataDir, adminTokenFile))
 	fmt.Fprintf(out, "  policy bundles        drop into %s\n\n", filepath.Join(dataDir, "policies"))
 	fmt.Fprintln(out, "MCP endpoints (each asks for an OAuth token; sign in as alice, bob or carol, password demo):")
@@ -361,8 +375,10 @@ func startConfiguredBackends(ctx context.Context, fc *host.FileConfig, log *slog
 			out = append(out, b)
 			continue
 		}
+		limits := fc.LimitsOrDefault()
 		bridge, err := host.StartStdio(ctx, host.StdioConfig{
 			Name: bc.Name, Command: bc.Command, Env: bc.Env, Dir: bc.Dir,
+			MaxSessions: limits.StdioSessions, MaxSessionsPerAgent: limits.StdioSessionsPerAgent,
 			Logger: log.With("backend", bc.Name),
 		})
 		if err != nil {
@@ -370,7 +386,7 @@ func startConfiguredBackends(ctx context.Context, fc *host.FileConfig, log *slog
 			return nil, nil, fmt.Errorf("backend %s: %w", bc.Name, err)
 		}
 		bridges = append(bridges, bridge)
-		b := host.Backend{Name: bc.Name, URL: bridge.URL()}
+		b := bridge.Backend()
 		if bc.Timeout != "" {
 			if b.Timeout, err = time.ParseDuration(bc.Timeout); err != nil {
 				stop()

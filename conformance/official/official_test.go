@@ -323,6 +323,7 @@ func (u *upProc) admitAnonymous(t *testing.T, backend string) {
 	body, _ := json.Marshal(data)
 	req, _ := http.NewRequest(http.MethodPut, u.admin+"/admin/policy/data", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+u.token)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

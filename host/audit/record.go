@@ -54,6 +54,11 @@ type Record struct {
 	ArgsDigest    string           `json:"args_digest,omitempty"` // "sha256:<hex>" of the exact argument bytes
 	Args          json.RawMessage  `json:"args,omitempty"`        // only when redaction is off
 	LatencyMicros map[string]int64 `json:"latency_us,omitempty"`  // introspect, policy, backend, total
+	// Remote is the client's address, on a refusal before any identity is
+	// known (a bad or missing token); Count is how many such refusals the
+	// record stands for (they are aggregated, see host).
+	Remote string `json:"remote,omitempty"`
+	Count  int    `json:"count,omitempty"`
 }
 
 // Digest returns "sha256:<hex>" of exactly the given bytes (no

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -256,6 +257,10 @@ func (h *Handler) runScenario(w http.ResponseWriter, r *http.Request, s *session
 	}
 	if sc == nil {
 		writeError(w, http.StatusNotFound, "no scenario "+id)
+		return
+	}
+	if !s.operator && slices.ContainsFunc(sc.Steps, func(st demo.Step) bool { return st.Kind == demo.StepPolicy }) {
+		writeError(w, http.StatusForbidden, "this scenario changes policy data for a moment: only an operator may run it")
 		return
 	}
 	in := struct {

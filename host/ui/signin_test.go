@@ -65,7 +65,7 @@ func TestDashboardSignInThrottled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := newDashWith(t, h)
+	d := serveDash(t, h)
 	for _, user := range []string{"alice", "nobody-by-this-name"} {
 		var got []int
 		for i := range 7 {

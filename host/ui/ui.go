@@ -62,6 +62,11 @@ type Config struct {
 	Latency func() host.LatencyReport
 	// Demo is the demo tenant; nil outside it.
 	Demo *Demo
+	// DemoOperators lets every user signed in to the demo tenant operate it
+	// (policy data, bundles, agents). Set it only when the dashboard is
+	// reachable from this machine alone (a loopback admin listener);
+	// otherwise only the admin token operates.
+	DemoOperators bool
 	// Propagate, when set, hands a policy change made here to the other
 	// replicas and waits until every live one runs it (as the admin API's).
 	Propagate func(ctx context.Context) (report any, complete bool, err error)
@@ -419,8 +424,9 @@ func (h *Handler) signInHandler(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		sess.user = &u
-		// In the local demo tenant every user operates the demo.
-		sess.operator = h.cfg.Demo != nil
+		// In the demo tenant on a loopback listener every user operates
+		// the local demo; anywhere else only the admin token does.
+		sess.operator = h.cfg.Demo != nil && h.cfg.DemoOperators
 	default:
 		writeError(w, http.StatusBadRequest, "give a username and password, or the admin token")
 		return

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/internal/policytest"
 )
@@ -26,7 +27,14 @@ type dash struct {
 	csrf string
 }
 
+// newDash is the dashboard of a loopback listener: in the demo tenant its
+// users operate the demo.
 func newDash(t *testing.T, demoTenant bool) *dash {
+	t.Helper()
+	return newDashWith(t, demoTenant, func(c *Config) { c.DemoOperators = demoTenant })
+}
+
+func newDashWith(t *testing.T, demoTenant bool, adjust func(*Config)) *dash {
 	t.Helper()
 	cfg := Config{
 		GatewayURL: "http://127.0.0.1:9", Issuer: "http://127.0.0.1:9", Backends: []string{"drive", "jira"},
@@ -36,15 +44,16 @@ func newDash(t *testing.T, demoTenant bool) *dash {
 	if demoTenant {
 		cfg.Demo = &Demo{Users: asrv.DemoUsers{}.List(), Password: asrv.DemoPassword}
 	}
+	adjust(&cfg)
 	h, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newDashWith(t, h)
+	return serveDash(t, h)
 }
 
-// newDashWith serves h and is a browser on it.
-func newDashWith(t *testing.T, h *Handler) *dash {
+// serveDash serves h and is a browser on it.
+func serveDash(t *testing.T, h *Handler) *dash {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	jar, _ := cookiejar.New(nil)
@@ -368,6 +377,38 @@ func TestLabel(t *testing.T) {
 	} {
 		if got := label(tc.in); got != tc.want {
 			t.Errorf("label(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestDemoUsersOperateOnlyOnLoopback: the demo tenant's users operate the
+// demo (policy data, the scenarios that change it) only when the dashboard
+// is on a loopback listener (DemoOperators); elsewhere only the admin token
+// operates, even in the demo tenant.
+func TestDemoUsersOperateOnlyOnLoopback(t *testing.T) {
+	local := newDash(t, true)
+	local.signIn("alice")
+	if status, out := local.do("GET", "/ui/api/session", nil); status != 200 || out["operator"] != true {
+		t.Fatalf("a demo user on a loopback listener: %d %v", status, out)
+	}
+
+	remote := newDashWith(t, true, func(c *Config) {
+		c.DemoOperators = false
+		c.Demo.Runner = &demo.Runner{}
+	})
+	remote.signIn("alice")
+	if status, out := remote.do("GET", "/ui/api/session", nil); status != 200 || out["operator"] != false {
+		t.Fatalf("a demo user on a listener others reach: %d %v", status, out)
+	}
+	for _, tc := range []struct{ method, path, body string }{
+		{"PUT", "/ui/api/policy/data", "{}"},
+		{"POST", "/ui/api/policy/rollback", ""},
+		{"DELETE", "/ui/api/policy/shadow", ""},
+		{"POST", "/ui/api/scenarios/broad-scope/run", "{}"},
+	} {
+		status, out := remote.do(tc.method, tc.path, tc.body)
+		if status != 403 || !strings.Contains(out["error"].(string), "operator") {
+			t.Errorf("%s %s by a demo user: %d %v", tc.method, tc.path, status, out)
 		}
 	}
 }

@@ -78,3 +78,13 @@ list := {
 } else := {"allow": false, "reasons": ["no token"], "tools": []}
 
 anonymous := {"allow": false, "reasons": ["the conformance tenant admits no anonymous callers"], "tools": []}
+
+# Every request that is not a call (initialize, ping, the lists, the GET
+# stream …) of a client holding one of the tenant's scopes: the clients under
+# test must reach the tenant's one backend to be checked at all.
+method := {"allow": true, "reasons": ["a token with a tenant scope may use every method"], "tier": "conformance"} if {
+	has_token
+	is_string(input.request.method)
+	some s in token_scp
+	s in tenant_scopes
+} else := {"allow": false, "reasons": ["no token with a tenant scope"], "tier": "conformance"}

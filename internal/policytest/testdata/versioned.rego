@@ -31,3 +31,5 @@ tool_call := decision
 list := decision
 
 anonymous := decision
+
+method := decision

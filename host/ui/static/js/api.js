@@ -38,7 +38,12 @@ async function errorMessage(res) {
 export async function api(method, path, body, opts = {}) {
   const headers = { Accept: 'application/json' };
   const init = { method, headers, credentials: 'same-origin', cache: 'no-store', signal: opts.signal };
-  if (method !== 'GET' && method !== 'HEAD') headers['X-PBAC-CSRF'] = csrf;
+  if (method !== 'GET' && method !== 'HEAD') {
+    headers['X-PBAC-CSRF'] = csrf;
+    // The admin listener takes a change only as JSON (or a bundle): a
+    // body a cross-site form could send is refused.
+    headers['Content-Type'] = 'application/json';
+  }
   if (body !== undefined) {
     if (body instanceof Blob) {
       init.body = body;

@@ -1,0 +1,70 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/pbac-gateway/pbac/host/audit"
+	"github.com/pbac-gateway/pbac/plugins"
+)
+
+// methodOf is the method policy is asked about for a message: its JSON-RPC
+// method, or "response" for the client's answer to a server request.
+func methodOf(msg *rpcMessage) string {
+	if msg.IsResponse {
+		return anonymousResponse
+	}
+	return msg.Method
+}
+
+// askMethod asks pbac/method whether the caller with a token may make a
+// request that is not a call: method on backend ("" for the aggregated
+// server). An error is a decision that could not be made.
+func (g *Gateway) askMethod(ctx context.Context, backend string, cl *caller, method string) (plugins.Decision, time.Duration, error) {
+	in := cl.input(backend, method)
+	raw, err := json.Marshal(in)
+	if err != nil {
+		return plugins.Decision{}, 0, fmt.Errorf("encode the pbac/method input: %w", err)
+	}
+	start := time.Now()
+	d, err := g.cfg.Policy.Decide(ctx, "pbac/method", raw)
+	took := time.Since(start)
+	g.metrics.stage("policy", took)
+	if err != nil {
+		return plugins.Decision{}, took, fmt.Errorf("decide %s on %q: %w", method, backend, err)
+	}
+	return d, took, nil
+}
+
+// decideMethod decides a request that is not a call (pbac/method) and fills
+// rec with the decision. A caller without a token has been decided by
+// pbac/anonymous already. On deny, or when the policy cannot decide, it has
+// answered 403, finished rec, and returns false.
+func (g *Gateway) decideMethod(c *fiber.Ctx, backend string, cl *caller, method string, id json.RawMessage, rec *audit.Record, start time.Time) (bool, error) {
+	if cl.anonymous {
+		return true, nil
+	}
+	d, took, err := g.askMethod(c.UserContext(), backend, cl, method)
+	rec.LatencyMicros["policy"] = took.Microseconds()
+	if err != nil {
+		// A decision that cannot be made is a deny.
+		rec.Decision, rec.Reasons, rec.Status = "error", []string{"policy could not decide: " + err.Error()}, fiber.StatusForbidden
+		g.log.Error("policy error", "request_id", rec.RequestID, "err", err)
+		g.finish(rec, start)
+		return false, g.reply(c, fiber.StatusForbidden, rpcError(id, codeDenied, "denied: the policy could not decide", nil))
+	}
+	rec.PolicyVersion, rec.Reasons = d.Version, d.Reasons
+	if d.Allow {
+		rec.Decision = "allow"
+		return true, nil
+	}
+	rec.Decision, rec.Status = "deny", fiber.StatusForbidden
+	g.finish(rec, start)
+	return false, g.reply(c, fiber.StatusForbidden, rpcError(id, codeDenied, "denied by policy: "+strings.Join(d.Reasons, "; "),
+		map[string]any{"reasons": d.Reasons, "policy_version": d.Version}))
+}
