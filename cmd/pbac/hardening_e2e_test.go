@@ -218,9 +218,15 @@ func TestUpHostileReview(t *testing.T) {
 		if a := mcpPost(t, base, "/mcp/drive", "", "", secret); a.status != http.StatusUnauthorized {
 			t.Fatalf("anonymous read of a production secret: %d %s", a.status, a.body)
 		}
-		// The dashboard itself still works: its own origin, JSON.
-		status, body := rawHTTP(t, browser, "POST", admin+"/ui/api/session", signIn,
-			map[string]string{"Content-Type": "application/json", "Origin": admin, "Sec-Fetch-Site": "same-origin"})
+		// The dashboard itself still works: its own origin, JSON, with the
+		// token of the sign-in form it loaded.
+		status, body := rawHTTP(t, browser, "GET", admin+"/ui/api/session/form", "", nil)
+		var form struct{ CSRF string }
+		if err := json.Unmarshal([]byte(body), &form); status != http.StatusOK || err != nil || form.CSRF == "" {
+			t.Fatalf("the dashboard's sign-in form: %d %s", status, body)
+		}
+		status, body = rawHTTP(t, browser, "POST", admin+"/ui/api/session", signIn,
+			map[string]string{"Content-Type": "application/json", "Origin": admin, "Sec-Fetch-Site": "same-origin", "X-PBAC-CSRF": form.CSRF})
 		if status != http.StatusOK || !strings.Contains(body, `"operator":true`) {
 			t.Fatalf("the dashboard's own sign-in on a loopback listener: %d %s", status, body)
 		}
