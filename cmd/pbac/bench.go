@@ -856,7 +856,7 @@ func startWasmGateway(ctx context.Context, dir string, spec gatewaySpec, log *sl
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	pol, err := newPolicyRuntime(ctx, dir, log)
+	pol, err := newPolicyRuntime(ctx, dir, policyLimits{}, log)
 	if err != nil {
 		return nil, err
 	}

@@ -5,10 +5,13 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/plugins"
+	"github.com/pbac-gateway/pbac/wasm"
 )
 
 func newConfigCommand() *cobra.Command {
@@ -92,6 +95,8 @@ func printOps(w io.Writer, s opsSettings) {
 	}
 	fmt.Fprintf(w, "  logs                  %s, level %s\n", s.logFormat, s.logLevel)
 	fmt.Fprintf(w, "  drain delay           %s\n", s.drainDelay)
+	fmt.Fprintf(w, "  policy decisions      at most %s each, the wait for an instance included; an evaluation at most %s\n",
+		orDefaultDuration(s.limits.decisionTimeout, plugins.DefaultDecisionTimeout), orDefaultDuration(s.limits.evalTimeout, wasm.NewConfig().EvalTimeout()))
 	for _, b := range s.file.Backends {
 		target := b.URL
 		if target == "" {
@@ -99,6 +104,13 @@ func printOps(w io.Writer, s opsSettings) {
 		}
 		fmt.Fprintf(w, "  backend %-13s %s\n", b.Name, target)
 	}
+}
+
+func orDefaultDuration(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
 }
 
 // printPolicy says where policy versions would come from.
