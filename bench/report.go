@@ -157,6 +157,9 @@ type Report struct {
 	// the gateway's cost in units of a bare extra hop.
 	RatioP50 *float64 `json:"ratio_p50,omitempty"`
 	RatioP99 *float64 `json:"ratio_p99,omitempty"`
+	// Notes are what went wrong around the measurements, such as a
+	// system that did not shut down.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // micros converts histogram nanoseconds to microseconds, to 0.1 µs.
@@ -297,6 +300,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	} else {
 		r.openSummary(&b)
 		r.attackSummary(&b)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "%s\n", n)
 	}
 	for _, m := range r.Modes {
 		switch {

@@ -247,6 +247,29 @@ func (o *benchOptions) validate() error {
 	return errors.Join(errs...)
 }
 
+// benchStopLimit bounds how long the bench waits for a mode's system to
+// shut down.
+const benchStopLimit = 30 * time.Second
+
+// stopWithin runs stop and waits for it at most limit. A stop that does
+// not return in time (a gateway whose decisions hang) is left behind, to
+// end with the process, so the report still comes out.
+func stopWithin(stop func(), limit time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		stop()
+	}()
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 // startProfiles starts the profiles --cpuprofile, --mutexprofile and
 // --blockprofile ask for; stop writes them. The files are created first, so
 // a path that cannot be written fails before the run does.
@@ -421,7 +444,11 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions, log
 			more, err = runAttack(ctx, stderr, o, name, sys, env.attackShapes)
 			ms = append(ms, more...)
 		}
-		sys.stop()
+		if !stopWithin(sys.stop, benchStopLimit) {
+			note := fmt.Sprintf("%s: what the bench started did not shut down within %s (requests or decisions still waiting); the bench went on without it", name, benchStopLimit)
+			fmt.Fprintln(stderr, "bench: "+note)
+			rep.Notes = append(rep.Notes, note)
+		}
 		// What the mode left behind is garbage before the next one runs.
 		runtime.GC()
 		if err != nil {
