@@ -438,12 +438,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions, log
 			rep.Modes = append(rep.Modes, bench.FailedMode(name, err))
 			continue
 		}
-		ms, err := runMode(ctx, stderr, o, name, sys)
-		if err == nil && sys.attack != nil {
-			var more []bench.ModeReport
-			more, err = runAttack(ctx, stderr, o, name, sys, env.attackShapes)
-			ms = append(ms, more...)
-		}
+		ms, err := runMode(ctx, stderr, o, name, sys, env.attackShapes)
 		if !stopWithin(sys.stop, benchStopLimit) {
 			note := fmt.Sprintf("%s: what the bench started did not shut down within %s (requests or decisions still waiting); the bench went on without it", name, benchStopLimit)
 			fmt.Fprintln(stderr, "bench: "+note)
@@ -502,26 +497,43 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions, log
 	return nil
 }
 
-// runMode opens the connections, checks one call, warms up and measures.
-func runMode(ctx context.Context, stderr io.Writer, o benchOptions, name string, sys *modeSystem) ([]bench.ModeReport, error) {
-	m, err := measure(ctx, stderr, o, name, sys.target, sys)
+// runMode opens the connections, checks one call, warms up and measures;
+// with attackers, it goes on to the attack (runAttack) on the same
+// connections.
+func runMode(ctx context.Context, stderr io.Writer, o benchOptions, name string, sys *modeSystem, shapes []bench.AttackShape) ([]bench.ModeReport, error) {
+	pool, err := openChecked(ctx, sys.target, o.concurrency)
 	if err != nil {
 		return nil, err
 	}
-	return []bench.ModeReport{m}, nil
+	defer pool.Close()
+	m, err := measure(ctx, stderr, o, name, pool, sys)
+	if err != nil {
+		return nil, err
+	}
+	rows := []bench.ModeReport{m}
+	if sys.attack == nil {
+		return rows, nil
+	}
+	more, err := runAttack(ctx, stderr, o, name, sys, pool, shapes)
+	return append(rows, more...), err
 }
 
-// measure opens o.concurrency connections to target, checks one call,
-// warms up and measures; sys's stage timing and probe are read when given.
-func measure(ctx context.Context, stderr io.Writer, o benchOptions, name string, target bench.Target, sys *modeSystem) (bench.ModeReport, error) {
-	pool, err := bench.OpenPool(ctx, target, o.concurrency)
+// openChecked opens n connections to target and checks one call.
+func openChecked(ctx context.Context, target bench.Target, n int) (*bench.Pool, error) {
+	pool, err := bench.OpenPool(ctx, target, n)
 	if err != nil {
-		return bench.ModeReport{}, err
+		return nil, err
 	}
-	defer pool.Close()
 	if err := pool.Check(ctx); err != nil {
-		return bench.ModeReport{}, fmt.Errorf("the first call failed: %w", err)
+		_ = pool.Close()
+		return nil, fmt.Errorf("the first call failed: %w", err)
 	}
+	return pool, nil
+}
+
+// measure warms up and measures on pool; sys's stage timing, extra CPU
+// and probe are read when given.
+func measure(ctx context.Context, stderr io.Writer, o benchOptions, name string, pool *bench.Pool, sys *modeSystem) (bench.ModeReport, error) {
 	if o.saturate {
 		fmt.Fprintf(stderr, "bench: %-11s warm-up %s, then a closed loop on %d connections for %s\n", name, o.warmup, o.concurrency, o.duration)
 	} else {
@@ -568,18 +580,28 @@ func measure(ctx context.Context, stderr io.Writer, o benchOptions, name string,
 	return m, nil
 }
 
+// attackDrain is how long an open-loop run may wait for its last calls
+// (bench.OpenLoop's default drain), counted in the attack's time limit.
+const attackDrain = 10 * time.Second
+
 // runAttack measures the token endpoint, then starts the attackers and,
-// while they run, measures the mode's tool calls and the token endpoint
-// again. The rows are <mode>:token, <mode>+attack (with what the attackers
-// got) and <mode>:token+attack.
-func runAttack(ctx context.Context, stderr io.Writer, o benchOptions, name string, sys *modeSystem, shapes []bench.AttackShape) ([]bench.ModeReport, error) {
-	var rows []bench.ModeReport
+// while they run, measures the mode's tool calls (on pool, the baseline's
+// connections) and the token endpoint again. Every connection is opened
+// before the attack, so the rows measure calls, not connection set-up.
+// The rows are <mode>:token, <mode>+attack (with what the attackers got)
+// and <mode>:token+attack.
+func runAttack(ctx context.Context, stderr io.Writer, o benchOptions, name string, sys *modeSystem, pool *bench.Pool, shapes []bench.AttackShape) ([]bench.ModeReport, error) {
 	tokenRow := name + bench.TokenRow
-	m, err := measure(ctx, stderr, o, tokenRow, sys.asToken, nil)
+	tokens, err := openChecked(ctx, sys.asToken, o.concurrency)
 	if err != nil {
 		return nil, fmt.Errorf("token endpoint: %w", err)
 	}
-	rows = append(rows, m)
+	defer tokens.Close()
+	m, err := measure(ctx, stderr, o, tokenRow, tokens, nil)
+	if err != nil {
+		return nil, fmt.Errorf("token endpoint: %w", err)
+	}
+	rows := []bench.ModeReport{m}
 
 	attackers, err := bench.OpenPool(ctx, sys.attack, o.attackers)
 	if err != nil {
@@ -593,17 +615,17 @@ func runAttack(ctx context.Context, stderr io.Writer, o benchOptions, name strin
 		err error
 	}
 	done := make(chan attackDone, 1)
-	// Bounded by its own limit too: two measured rows, their warm-ups and
-	// their drains.
-	limit := 2*(o.warmup+o.duration) + 30*time.Second
+	// The attack ends when both rows are measured, and at the latest after
+	// the time they may take (warm-ups, runs and drains) and a margin.
+	limit := 2*(o.warmup+o.duration+attackDrain) + 30*time.Second
 	go func() {
 		res, err := attackers.RunAttack(actx, limit)
 		done <- attackDone{res, err}
 	}()
-	m, err = measure(ctx, stderr, o, name+bench.UnderAttack, sys.target, nil)
+	m, err = measure(ctx, stderr, o, name+bench.UnderAttack, pool, nil)
 	var mt bench.ModeReport
 	if err == nil {
-		mt, err = measure(ctx, stderr, o, tokenRow+bench.UnderAttack, sys.asToken, nil)
+		mt, err = measure(ctx, stderr, o, tokenRow+bench.UnderAttack, tokens, nil)
 	}
 	stop()
 	a := <-done
