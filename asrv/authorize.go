@@ -168,7 +168,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		Request: rego.Request{GrantType: "authorization_code", Scopes: ar.GetRequestedScopes(), Resource: resources},
 	}, &td)
 	if err != nil {
-		s.authorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		s.authorizeError(ctx, w, ar, policyError(err))
 		return
 	}
 	if !d.Allow {

@@ -149,7 +149,7 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 	var ed exchangeDecision
 	d, err := s.decide(ctx, EntrypointExchange, in, &ed)
 	if err != nil {
-		return fosite.ErrServerError.WithWrap(err)
+		return policyError(err)
 	}
 	if !d.Allow {
 		return fosite.ErrAccessDenied.WithHint("Policy denied the delegation: " + strings.Join(d.Reasons, "; "))

@@ -42,8 +42,8 @@ func inactive(reasons ...string) Introspection {
 // resource, and pbac/introspect must allow it under current policy data. A
 // single-use token (made so at issuance, or by policy now) is consumed by
 // its first successful introspection; of concurrent introspections exactly
-// one succeeds. Errors are reserved for a failing store; callers deny on
-// them too.
+// one succeeds. Errors are reserved for a failing store or a decision
+// policy could not make (ErrUndecided); callers deny on them too.
 func (s *Server) Introspect(ctx context.Context, token, resource string) (Introspection, error) {
 	req, err := s.viewActiveAccessToken(ctx, token)
 	if err != nil {
@@ -188,7 +188,7 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	res, err := s.Introspect(ctx, token, r.PostForm.Get("resource"))
 	if err != nil {
 		s.log.ErrorContext(ctx, "introspection failed", "err", err)
-		writeOAuthError(w, fosite.ErrServerError)
+		writeOAuthError(w, policyError(err))
 		return
 	}
 	s.log.InfoContext(ctx, "introspection", "caller", caller.GetID(), "active", res.Active,

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ory/fosite"
+
 	"github.com/pbac-gateway/pbac/rego"
 )
 
@@ -30,7 +32,8 @@ type Decision struct {
 }
 
 // Decider is how the AS asks policy. The plugins registry implements it
-// (through an adapter in the binary); any error is a deny.
+// (through an adapter in the binary); any error is a deny. Decide must
+// return in bounded time (the registry bounds every decision).
 type Decider interface {
 	Decide(ctx context.Context, entrypoint string, input []byte) (Decision, error)
 }
@@ -134,8 +137,14 @@ func subjectInput(u *User) *rego.Subject {
 	return &rego.Subject{Sub: u.Subject, Roles: slices.Clone(u.Roles)}
 }
 
+// ErrUndecided means policy could not make a decision: it failed, ran out
+// of time or was too busy. The request is refused as temporarily
+// unavailable (see policyError); the cause goes to the log, not the client.
+var ErrUndecided = errors.New("the policy could not decide")
+
 // decide asks policy and decodes the entrypoint's result into out (may be
-// nil). Any failure to decide is a deny, with the failure as the reason.
+// nil). A decision policy could not make is an error wrapping ErrUndecided,
+// logged with its cause; the caller refuses the request (policyError).
 func (s *Server) decide(ctx context.Context, entrypoint string, in rego.Input, out any) (Decision, error) {
 	if in.Now == 0 {
 		in.Now = s.now().Unix()
@@ -146,7 +155,8 @@ func (s *Server) decide(ctx context.Context, entrypoint string, in rego.Input, o
 	}
 	d, err := s.policy.Decide(ctx, entrypoint, raw)
 	if err != nil {
-		return Decision{Reasons: []string{"policy could not decide: " + err.Error()}}, nil
+		s.log.ErrorContext(ctx, "policy could not decide", "entrypoint", entrypoint, "err", err)
+		return Decision{}, fmt.Errorf("%w: %s: %w", ErrUndecided, entrypoint, err)
 	}
 	if out != nil && len(d.Result) > 0 {
 		if err := json.Unmarshal(d.Result, out); err != nil {
@@ -154,6 +164,16 @@ func (s *Server) decide(ctx context.Context, entrypoint string, in rego.Input, o
 		}
 	}
 	return d, nil
+}
+
+// policyError is the OAuth error for a request decide failed on: one
+// policy could not decide is temporarily_unavailable (503; RFC 6749
+// §4.1.2.1), anything else a server_error. The cause stays in the logs.
+func policyError(err error) *fosite.RFC6749Error {
+	if errors.Is(err, ErrUndecided) {
+		return fosite.ErrTemporarilyUnavailable.WithHint("The policy could not decide; try again later.").WithWrap(err)
+	}
+	return fosite.ErrServerError.WithWrap(err)
 }
 
 // tokenDecision is pbac/token's result.

@@ -50,7 +50,7 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		}
 		if !errors.As(err, &re) {
 			s.log.ErrorContext(ctx, "register client", "err", err)
-			writeOAuthError(w, fosite.ErrServerError)
+			writeOAuthError(w, policyError(err))
 			return
 		}
 		s.log.InfoContext(ctx, "registration rejected", "err", err)

@@ -133,7 +133,7 @@ func (s *Server) applyTokenPolicy(ctx context.Context, ar fosite.AccessRequester
 	var td tokenDecision
 	d, err := s.decide(ctx, EntrypointToken, in, &td)
 	if err != nil {
-		return nil, fosite.ErrServerError.WithWrap(err)
+		return nil, policyError(err)
 	}
 	if !d.Allow {
 		reason := strings.Join(d.Reasons, "; ")

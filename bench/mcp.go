@@ -106,7 +106,7 @@ func (c *mcpConn) Call(ctx context.Context) error {
 	}
 	switch {
 	case bytes.Contains(ans, []byte(`"isError":true`)):
-		return fmt.Errorf("tool error: %.200s", ans)
+		return fmt.Errorf("%w: %.200s", ErrTool, ans)
 	case !bytes.Contains(ans, []byte(`"result":`)):
 		return fmt.Errorf("no result: %.200s", ans)
 	}
@@ -144,7 +144,7 @@ func (c *mcpConn) post(ctx context.Context, msg []byte, answer bool) ([]byte, er
 		return nil, fmt.Errorf("reading the answer: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, bytes.TrimSpace(c.answer.Bytes()))
+		return nil, &StatusError{Code: resp.StatusCode, Body: bytes.Clone(bytes.TrimSpace(c.answer.Bytes()))}
 	}
 	if !answer && resp.StatusCode != http.StatusAccepted {
 		return nil, fmt.Errorf("HTTP %d, want 202", resp.StatusCode)
@@ -154,6 +154,18 @@ func (c *mcpConn) post(ctx context.Context, msg []byte, answer bool) ([]byte, er
 	}
 	return c.answer.Bytes(), nil
 }
+
+// ErrTool is a call the tool answered with an error result.
+var ErrTool = errors.New("tool error")
+
+// StatusError is a call answered with a status other than 2xx.
+type StatusError struct {
+	Code int
+	// Body is the answer's body, trimmed.
+	Body []byte
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("HTTP %d: %.200s", e.Code, e.Body) }
 
 // Close ends the session (DELETE) and the connection.
 func (c *mcpConn) Close() error {

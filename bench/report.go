@@ -50,6 +50,48 @@ type Scenario struct {
 	GoVersion string `json:"go_version"`
 	// CPUScope says whose CPU time cpu_ms_per_1k counts.
 	CPUScope string `json:"cpu_scope"`
+	// Attackers is the number of hostile connections of the attack phase
+	// (pbac bench --attackers), 0 for none.
+	Attackers int `json:"attackers,omitempty"`
+	// AttackTool is the tool they call with pathological arguments.
+	AttackTool string `json:"attack_tool,omitempty"`
+}
+
+// UnderAttack is the suffix of a row measured while the attackers ran:
+// "gateway" is the baseline, "gateway+attack" the same calls under attack.
+const UnderAttack = "+attack"
+
+// TokenRow is the suffix of a row that measures the authorization
+// server's token endpoint (client credentials) beside a mode's tool calls:
+// "gateway:token", "gateway:token+attack".
+const TokenRow = ":token"
+
+// AttackFigures is what the attackers of a row's run got.
+type AttackFigures struct {
+	Attackers int      `json:"attackers"`
+	Tool      string   `json:"tool"`
+	Shapes    []string `json:"shapes"`
+	// ArgBytes is the size of each pathological string.
+	ArgBytes int   `json:"arg_bytes"`
+	Requests int64 `json:"requests"`
+	// Outcomes counts their calls by outcome ("HTTP 403: …", "tool
+	// error", "ok", "timed out").
+	Outcomes map[string]int64 `json:"outcomes"`
+	P50      float64          `json:"p50_us"`
+	P99      float64          `json:"p99_us"`
+	Max      float64          `json:"max_us"`
+}
+
+// NewAttackFigures summarises an attack.
+func NewAttackFigures(attackers int, tool string, shapes []AttackShape, argBytes int, r *AttackResult) *AttackFigures {
+	a := &AttackFigures{Attackers: attackers, Tool: tool, ArgBytes: argBytes, Requests: r.Requests, Outcomes: r.Outcomes}
+	for _, s := range shapes {
+		a.Shapes = append(a.Shapes, s.Name)
+	}
+	if h := r.Latency; h.TotalCount() > 0 {
+		a.P50, a.P99, a.Max = micros(h.ValueAtQuantile(50)), micros(h.ValueAtQuantile(99)), micros(h.Max())
+	}
+	return a
 }
 
 // ModeReport is one mode's figures; latencies in microseconds.
@@ -82,6 +124,9 @@ type ModeReport struct {
 	// Probe is what the eBPF probe saw of the measured calls (pbac bench
 	// --probe), as pbac probe --json prints it.
 	Probe json.RawMessage `json:"probe,omitempty"`
+	// Attack is what the attackers got while this row was measured (rows
+	// named <mode>+attack).
+	Attack *AttackFigures `json:"attack,omitempty"`
 	// Error says why the mode did not run, or its most frequent error.
 	Error      string           `json:"error,omitempty"`
 	ErrorKinds map[string]int64 `json:"error_kinds,omitempty"`
@@ -112,6 +157,9 @@ type Report struct {
 	// the gateway's cost in units of a bare extra hop.
 	RatioP50 *float64 `json:"ratio_p50,omitempty"`
 	RatioP99 *float64 `json:"ratio_p99,omitempty"`
+	// Notes are what went wrong around the measurements, such as a
+	// system that did not shut down.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // micros converts histogram nanoseconds to microseconds, to 0.1 µs.
@@ -165,7 +213,7 @@ func (r *Report) Compute() {
 	for i := range r.Modes {
 		m := &r.Modes[i]
 		m.AddedP50, m.AddedP99 = nil, nil
-		if ok && m.Name != ModeDirect && m.Requests > m.Errors {
+		if ok && m.Name != ModeDirect && !strings.Contains(m.Name, TokenRow) && m.Requests > m.Errors {
 			m.AddedP50, m.AddedP99 = ptr(round1(m.P50-direct.P50)), ptr(round1(m.P99-direct.P99))
 		}
 	}
@@ -218,8 +266,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 			s.Tool, s.Rate, secs(s.DurationS), secs(s.WarmupS), s.Concurrency, s.ArgsBytes, s.CPUs)
 		b.WriteString("latency in µs from each call's intended send time (open loop, coordinated omission corrected)\n\n")
 	}
+	width := 12
+	for _, m := range r.Modes {
+		width = max(width, len(m.Name)+1)
+	}
 	row := func(cells ...string) {
-		fmt.Fprintf(&b, "%-12s", cells[0])
+		fmt.Fprintf(&b, "%-*s", width, cells[0])
 		for _, c := range cells[1:] {
 			fmt.Fprintf(&b, " %9s", c)
 		}
@@ -247,6 +299,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 		r.closedSummary(&b)
 	} else {
 		r.openSummary(&b)
+		r.attackSummary(&b)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "%s\n", n)
 	}
 	for _, m := range r.Modes {
 		switch {
@@ -322,6 +378,36 @@ func (r *Report) openSummary(b *strings.Builder) {
 	if len(svc) > 0 {
 		fmt.Fprintf(b, "from the actual send (p50/p99 µs, without queueing for a connection): %s\n", strings.Join(svc, ", "))
 	}
+}
+
+// attackSummary compares each row measured under attack with its
+// baseline and says what the attackers got.
+func (r *Report) attackSummary(b *strings.Builder) {
+	for _, m := range r.Modes {
+		base, ok := strings.CutSuffix(m.Name, UnderAttack)
+		if !ok {
+			continue
+		}
+		if a := m.Attack; a != nil {
+			fmt.Fprintf(b, "%s: %d attackers called %s with %d-byte pathological arguments (%s) in a closed loop: %d calls, p50 %s µs, p99 %s µs, max %s µs; %s\n",
+				m.Name, a.Attackers, a.Tool, a.ArgBytes, strings.Join(a.Shapes, ", "), a.Requests,
+				us(a.P50), us(a.P99), us(a.Max), describeErrors(a.Outcomes))
+		}
+		bm, ok := r.Mode(base)
+		if !ok || m.Requests <= m.Errors {
+			continue
+		}
+		fmt.Fprintf(b, "%s under attack: p50 %s → %s µs (%s), p99 %s → %s µs (%s)\n", base,
+			us(bm.P50), us(m.P50), times(m.P50, bm.P50), us(bm.P99), us(m.P99), times(m.P99, bm.P99))
+	}
+}
+
+// times is v as a multiple of base.
+func times(v, base float64) string {
+	if base <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("×%.1f", v/base)
 }
 
 func (r *Report) closedSummary(b *strings.Builder) {

@@ -93,6 +93,8 @@ type FileConfig struct {
 //	  verification_keys: [ops-2026=/etc/pbac/ops.pub.pem]   # then every bundle must be signed
 //	  sync: true               # with a PostgreSQL store: one version on every replica (default)
 //	  sync_interval: 2s
+//	  decision_timeout: 1s     # one decision, the wait for a policy instance included; then a deny
+//	  eval_timeout: 100ms      # one evaluation; at most decision_timeout
 type PolicyConfig struct {
 	BundleServer       string   `yaml:"bundle_server"`
 	BundlePollInterval string   `yaml:"bundle_poll_interval"`
@@ -100,6 +102,8 @@ type PolicyConfig struct {
 	VerificationKeys   []string `yaml:"verification_keys"`
 	Sync               *bool    `yaml:"sync"`
 	SyncInterval       string   `yaml:"sync_interval"`
+	DecisionTimeout    string   `yaml:"decision_timeout"`
+	EvalTimeout        string   `yaml:"eval_timeout"`
 }
 
 func (p *PolicyConfig) validate() []error {
@@ -112,7 +116,8 @@ func (p *PolicyConfig) validate() []error {
 			errs = append(errs, fmt.Errorf("policy.bundle_server %q must be an absolute http(s) URL", p.BundleServer))
 		}
 	}
-	for _, d := range []struct{ key, v string }{{"policy.bundle_poll_interval", p.BundlePollInterval}, {"policy.sync_interval", p.SyncInterval}} {
+	for _, d := range []struct{ key, v string }{{"policy.bundle_poll_interval", p.BundlePollInterval}, {"policy.sync_interval", p.SyncInterval},
+		{"policy.decision_timeout", p.DecisionTimeout}, {"policy.eval_timeout", p.EvalTimeout}} {
 		if d.v == "" {
 			continue
 		}
@@ -304,6 +309,8 @@ func EnvOverrides() []EnvOverride {
 		{"PBAC_SESSIONS_PER_AGENT", "limits.sessions_per_agent"},
 		{"PBAC_STDIO_SESSIONS", "limits.stdio_sessions"},
 		{"PBAC_STDIO_SESSIONS_PER_AGENT", "limits.stdio_sessions_per_agent"},
+		{"PBAC_POLICY_DECISION_TIMEOUT", "policy.decision_timeout"},
+		{"PBAC_POLICY_EVAL_TIMEOUT", "policy.eval_timeout"},
 	}
 }
 
@@ -383,6 +390,10 @@ func (c *FileConfig) ApplyEnv(lookup func(string) (string, bool)) {
 			default:
 				c.Limits.StdioSessionsPerAgent = n
 			}
+		case "policy.decision_timeout":
+			c.policy().DecisionTimeout = v
+		case "policy.eval_timeout":
+			c.policy().EvalTimeout = v
 		}
 	}
 }

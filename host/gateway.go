@@ -439,6 +439,12 @@ func (g *Gateway) authenticate(c *fiber.Ctx, backend string, rid string) (*calle
 	took := time.Since(start)
 	if err != nil {
 		g.log.Error("introspection failed", "request_id", rid, "err", err)
+		if errors.Is(err, asrv.ErrUndecided) {
+			// The token may be fine: a 401 would send the client to get
+			// another. Policy could not decide, so this request is denied.
+			_ = g.reply(c, fiber.StatusForbidden, rpcError(nil, codeDenied, "denied: the policy could not decide", nil))
+			return nil, false, took
+		}
 		challenge("invalid_token", "the token could not be checked")
 		return nil, false, took
 	}

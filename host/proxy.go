@@ -341,7 +341,7 @@ func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *rp
 	if err != nil {
 		// A decision that cannot be made is a deny.
 		rec.Decision, rec.Reasons, rec.Status = "error", []string{"policy could not decide: " + err.Error()}, fiber.StatusForbidden
-		g.log.Error("policy error", "request_id", rec.RequestID, "err", err)
+		g.log.Error("policy could not decide", "request_id", rec.RequestID, "entrypoint", "pbac/tool_call", "tool", full, "err", err)
 		return false, g.reply(c, fiber.StatusForbidden, rpcError(msg.ID, codeDenied, "denied: the policy could not decide",
 			map[string]any{"request_id": rec.RequestID}))
 	}
@@ -581,6 +581,12 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	copyResponseHeaders(c, resp)
 	sse := strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream")
 	filtered, kept, err := g.filterTools(c.UserContext(), backend, cl, body, sse, rec)
+	if errors.Is(err, errUndecided) {
+		rec.Decision, rec.Status, rec.Reasons = "error", fiber.StatusForbidden, []string{err.Error()}
+		g.log.Error("policy could not decide", "request_id", rec.RequestID, "entrypoint", "pbac/list", "err", err)
+		g.finish(rec, start)
+		return g.reply(c, fiber.StatusForbidden, rpcError(msg.ID, codeDenied, "denied: the policy could not decide", nil))
+	}
 	if err != nil {
 		// Fail closed: an answer we cannot filter is not passed on.
 		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
@@ -665,6 +671,10 @@ func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller,
 	return out.Bytes(), kept, nil
 }
 
+// errUndecided is a decision the policy could not make; the request is
+// denied ("denied: the policy could not decide").
+var errUndecided = errors.New("the policy could not decide")
+
 // allowedTools asks pbac/list (pbac/anonymous for a caller without a
 // token) which of names the caller may call.
 func (g *Gateway) allowedTools(ctx context.Context, backend *Backend, cl *caller, names []string) (map[string]bool, string, error) {
@@ -681,7 +691,7 @@ func (g *Gateway) allowedTools(ctx context.Context, backend *Backend, cl *caller
 	d, err := g.cfg.Policy.Decide(ctx, entrypoint, raw)
 	g.metrics.stage("policy", time.Since(start))
 	if err != nil {
-		return nil, "", fmt.Errorf("policy could not decide the tool list: %w", err)
+		return nil, "", fmt.Errorf("%w: the tool list: %w", errUndecided, err)
 	}
 	var res struct {
 		Tools []string `json:"tools"`

@@ -35,7 +35,19 @@ var (
 	// unsigned or wrongly signed; it is never activated. It comes wrapped
 	// together with ErrValidation.
 	ErrSignature = errors.New("policy bundle signature refused")
+	// ErrDecisionTimeout means no decision was made within the decision
+	// timeout: waiting for a policy instance and evaluating took longer
+	// (an overloaded engine, or evaluations that run away). The caller
+	// must deny.
+	ErrDecisionTimeout = errors.New("no policy decision within the decision timeout")
 )
+
+// DefaultDecisionTimeout bounds one decision, the wait for a policy
+// instance included, unless WithDecisionTimeout says otherwise: ten times
+// the engine's default evaluation deadline (100 ms), so a decision may
+// queue behind several evaluations that run to their deadline before it
+// is refused.
+const DefaultDecisionTimeout = time.Second
 
 // historyDepth is how many earlier versions Rollback can return to.
 const historyDepth = 8
@@ -106,6 +118,8 @@ type Registry struct {
 	entrypoints []string
 	logger      *slog.Logger
 	now         func() time.Time
+	// decisionTimeout bounds every decision (Decide), from its call.
+	decisionTimeout time.Duration
 
 	active atomic.Pointer[version]
 	shadow atomic.Pointer[shadow]
@@ -137,6 +151,19 @@ func WithLogger(l *slog.Logger) Option {
 	return func(r *Registry) { r.logger = l }
 }
 
+// WithDecisionTimeout bounds every decision, the wait for a policy
+// instance and the evaluation together (default DefaultDecisionTimeout); a
+// caller's earlier deadline still wins. It should be at least the
+// engine's evaluation deadline (wasm.Config.WithEvalTimeout), which would
+// otherwise never be reached. d <= 0 keeps the default.
+func WithDecisionTimeout(d time.Duration) Option {
+	return func(r *Registry) {
+		if d > 0 {
+			r.decisionTimeout = d
+		}
+	}
+}
+
 // WithClock sets the clock used for timestamps (tests).
 func WithClock(now func() time.Time) Option {
 	return func(r *Registry) { r.now = now }
@@ -146,10 +173,11 @@ func WithClock(now func() time.Time) Option {
 // every decision fails with ErrNoPolicy.
 func New(engine *wasm.Engine, opts ...Option) *Registry {
 	r := &Registry{
-		engine:      engine,
-		entrypoints: rego.Entrypoints(),
-		logger:      slog.New(slog.DiscardHandler),
-		now:         time.Now,
+		engine:          engine,
+		entrypoints:     rego.Entrypoints(),
+		logger:          slog.New(slog.DiscardHandler),
+		now:             time.Now,
+		decisionTimeout: DefaultDecisionTimeout,
 	}
 	for _, o := range opts {
 		o(r)
@@ -196,9 +224,29 @@ func (r *Registry) verify(b *rego.Bundle, source string) (*rego.Bundle, error) {
 }
 
 // Decide evaluates entrypoint on input with the active version. The decision
-// is made entirely by one version; its Version says which. Any error means
-// no decision was made and the caller must deny.
+// is made entirely by one version; its Version says which. It is bounded by
+// the decision timeout, the wait for a policy instance included, or by ctx's
+// deadline when that comes first: every caller (gateway, authorization
+// server, dashboard) gets an answer or an error in time. A ctx already done
+// is refused; one cancelled later is not watched. Any error means no
+// decision was made and the caller must deny; one that ran out of the
+// decision timeout wraps ErrDecisionTimeout.
 func (r *Registry) Decide(ctx context.Context, entrypoint string, input []byte) (Decision, error) {
+	if err := ctx.Err(); err != nil {
+		return Decision{}, fmt.Errorf("decide %s: %w", entrypoint, err)
+	}
+	// The caller's deadline is kept, its cancellation is not watched:
+	// deriving from a context the context package does not know (the AS
+	// behind Fiber gets fasthttp's request context) would start a
+	// goroutine per decision to watch it, and the decision is bounded
+	// anyway.
+	start := time.Now()
+	deadline := start.Add(r.decisionTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	dctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
 	for {
 		v := r.active.Load()
 		if v == nil {
@@ -207,9 +255,14 @@ func (r *Registry) Decide(ctx context.Context, entrypoint string, input []byte) 
 		if !v.enter() {
 			continue // swapped out just now: take the new one
 		}
-		raw, err := v.policy.Eval(ctx, entrypoint, input)
+		raw, err := v.policy.Eval(dctx, entrypoint, input)
 		v.exit()
 		if err != nil {
+			// Ours, not the caller's deadline (the evaluation's own check
+			// of it can beat the context's timer).
+			if time.Since(start) >= r.decisionTimeout {
+				return Decision{}, fmt.Errorf("%w (%s): policy %s: %w", ErrDecisionTimeout, r.decisionTimeout, short(v.info.Version), err)
+			}
 			return Decision{}, fmt.Errorf("policy %s: %w", short(v.info.Version), err)
 		}
 		d, err := parseDecision(v.info.Version, raw)

@@ -53,6 +53,9 @@ func (c Config) WithEvalTimeout(d time.Duration) Config {
 	return c
 }
 
+// EvalTimeout is the deadline of one evaluation.
+func (c Config) EvalTimeout() time.Duration { return c.evalTimeout }
+
 // WithMaxInputBytes bounds the size of one evaluation's input JSON.
 func (c Config) WithMaxInputBytes(n int) Config {
 	if n > 0 {

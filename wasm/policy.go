@@ -55,23 +55,33 @@ type Policy struct {
 	code   *code
 	data   []byte
 
-	// Idle instances wait on a stack, so the one released last (its
-	// memory still in the CPU caches) serves the next decision: under the
-	// usual light concurrency one or two instances do all the work instead
-	// of every instance in turn, cold. A caller that finds none idle and
-	// may create none waits on handoff, which release feeds while anyone
-	// waits; an instance left there by a waiter that gave up is idle too.
+	// The pool. Idle instances wait on a stack, so the one released last
+	// (its memory still in the CPU caches) serves the next decision: under
+	// the usual light concurrency one or two instances do all the work
+	// instead of every instance in turn, cold. A caller that finds none
+	// idle and may create none queues in waiters, first come first served.
+	//
+	// created counts the slots in use, at most maxInstances: instances
+	// idle, busy or being created, and grants on their way to a waiter.
+	// A slot is never dropped while anyone waits: a released instance goes
+	// to the first waiter, and so does the slot of an instance that died
+	// (a timeout closes its module) or failed to be created, as a grant to
+	// create one. A waiter that gives up passes on a grant it was sent.
+	// So while anyone waits, every slot is taken and nothing is idle.
 	mu      sync.Mutex
 	idle    []*instance
-	waiting int
-	handoff chan *instance
+	created int
+	waiters []chan grant
 
-	created atomic.Int32
-	closed  atomic.Bool
-	done    chan struct{}
+	closed atomic.Bool
+	done   chan struct{}
 
 	closeOnce sync.Once
 }
+
+// grant is what a waiter is handed: an instance, or, when in is nil, a
+// slot to create one in.
+type grant struct{ in *instance }
 
 // Load compiles a policy module and instantiates it once with data (a JSON
 // object, or nil for none). The returned Policy has one ready instance: the
@@ -128,17 +138,13 @@ func (c *code) newPolicy(ctx context.Context, data []byte) (*Policy, error) {
 	if data != nil && !json.Valid(data) {
 		return nil, fmt.Errorf("%w: not valid JSON", ErrInvalidData)
 	}
-	e := c.engine
 	p := &Policy{
-		engine: e,
-		code:   c,
-		data:   data,
-		// Never more instances than maxInstances exist, so a send on
-		// handoff never blocks.
-		handoff: make(chan *instance, e.cfg.maxInstances),
+		engine:  c.engine,
+		code:    c,
+		data:    data,
+		created: 1,
 		done:    make(chan struct{}),
 	}
-	p.created.Store(1)
 	in, err := p.newInstance(ctx)
 	if err != nil {
 		return nil, err
@@ -211,7 +217,13 @@ func (p *Policy) Eval(ctx context.Context, entrypoint string, input []byte) ([]b
 	}
 	in, err := p.acquire(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("eval %s: %w", entrypoint, err)
+	}
+	if err := ctx.Err(); err != nil {
+		// Out of time before it began: an evaluation stopped at once
+		// would cost the instance its life for nothing.
+		p.release(ctx, in)
+		return nil, fmt.Errorf("eval %s: wait for a policy instance: %w", entrypoint, err)
 	}
 	out, err := in.eval(ctx, id, input)
 	p.release(ctx, in)
@@ -225,103 +237,146 @@ func (p *Policy) Eval(ctx context.Context, entrypoint string, input []byte) ([]b
 }
 
 // acquire returns the idle instance released last, creates one while
-// under the limit, or waits for one to be released.
+// under the limit, or waits for one: an instance someone released, or the
+// slot of one that died, to create one in. Errors wrap ErrClosed, the
+// context's error, or the failure to create an instance.
 func (p *Policy) acquire(ctx context.Context) (*instance, error) {
-	if p.closed.Load() {
-		return nil, ErrClosed
-	}
-	if in := p.pop(false); in != nil {
-		return in, nil
-	}
-	for {
-		n := p.created.Load()
-		if int(n) >= p.engine.cfg.maxInstances {
-			break
-		}
-		if p.created.CompareAndSwap(n, n+1) {
-			in, err := p.newInstance(ctx)
-			if err != nil {
-				p.created.Add(-1)
-				return nil, err
-			}
-			return in, nil
-		}
-	}
-	// Registered as waiting under the same lock that found the stack
-	// empty: a release from now on hands its instance over.
-	if in := p.pop(true); in != nil {
-		return in, nil
-	}
-	defer func() {
-		p.mu.Lock()
-		p.waiting--
-		p.mu.Unlock()
-	}()
-	select {
-	case in := <-p.handoff:
-		return in, nil
-	case <-p.done:
-		return nil, ErrClosed
-	case <-ctx.Done():
-		return nil, fmt.Errorf("wait for a policy instance: %w", ctx.Err())
-	}
-}
-
-// pop takes the idle instance released last, or one left in handoff; nil
-// when there is none, and then, with wait, the caller counts as waiting.
-func (p *Policy) pop(wait bool) *instance {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	if p.closed.Load() {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
 	if n := len(p.idle); n > 0 {
 		in := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		return in
+		p.mu.Unlock()
+		return in, nil
 	}
-	select {
-	case in := <-p.handoff:
-		return in
-	default:
+	if p.created < p.engine.cfg.maxInstances {
+		p.created++
+		p.mu.Unlock()
+		return p.create(ctx)
 	}
-	if wait {
-		p.waiting++
-	}
-	return nil
-}
+	// One grant at most is ever sent to a waiter, so the send under
+	// p.mu never blocks.
+	w := make(chan grant, 1)
+	p.waiters = append(p.waiters, w)
+	p.mu.Unlock()
 
-// release returns an instance to the pool, or discards it when it died (a
-// timeout closed its module) or the policy closed meanwhile.
-func (p *Policy) release(ctx context.Context, in *instance) {
-	if in.dead || p.closed.Load() {
-		p.discard(ctx, in)
-		return
+	var err error
+	select {
+	case g := <-w:
+		return p.take(ctx, g)
+	case <-p.done:
+		err = ErrClosed
+	case <-ctx.Done():
+		err = fmt.Errorf("wait for a policy instance: %w", ctx.Err())
 	}
 	p.mu.Lock()
-	if p.waiting > 0 {
-		p.handoff <- in
+	if i := slices.Index(p.waiters, w); i >= 0 {
+		p.waiters = slices.Delete(p.waiters, i, i+1)
+		p.mu.Unlock()
+		return nil, err
+	}
+	p.mu.Unlock()
+	// Granted just as it gave up: the grant goes to the next in line.
+	p.pass(ctx, <-w)
+	return nil, err
+}
+
+// take turns a grant into an instance, creating one for a slot.
+func (p *Policy) take(ctx context.Context, g grant) (*instance, error) {
+	if g.in != nil {
+		return g.in, nil
+	}
+	return p.create(ctx)
+}
+
+// create makes an instance in a slot the caller holds. A caller that has
+// given up already passes the slot on instead. Once begun, the instance is
+// made whatever becomes of the caller (it takes about a millisecond, and
+// at most the engine's load timeout), so the pool gets its replacement:
+// when the caller has given up meanwhile, the instance goes to the pool.
+// On failure the slot goes on to the next waiter.
+func (p *Policy) create(ctx context.Context) (*instance, error) {
+	if err := ctx.Err(); err != nil {
+		p.freeSlot()
+		return nil, fmt.Errorf("wait for a policy instance: %w", err)
+	}
+	in, err := p.newInstance(context.WithoutCancel(ctx))
+	if err != nil {
+		p.freeSlot()
+		return nil, fmt.Errorf("create a policy instance: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		p.put(ctx, in)
+		return nil, fmt.Errorf("wait for a policy instance: %w", err)
+	}
+	return in, nil
+}
+
+// release returns an instance to the pool after an evaluation. One that
+// died (a timeout closed its module) is closed and its slot goes on.
+func (p *Policy) release(ctx context.Context, in *instance) {
+	if in.dead {
+		in.close(ctx)
+		p.freeSlot()
+		return
+	}
+	p.put(ctx, in)
+}
+
+// pass hands on a grant its waiter gave up.
+func (p *Policy) pass(ctx context.Context, g grant) {
+	if g.in != nil {
+		p.put(ctx, g.in)
+		return
+	}
+	p.freeSlot()
+}
+
+// put gives a live instance to the first waiter, or makes it idle; once
+// the policy is closed, it closes the instance.
+func (p *Policy) put(ctx context.Context, in *instance) {
+	p.mu.Lock()
+	if p.closed.Load() {
+		p.created--
+		p.mu.Unlock()
+		in.close(ctx)
+		return
+	}
+	if w, ok := p.nextWaiter(); ok {
+		w <- grant{in: in}
 	} else {
 		p.idle = append(p.idle, in)
 	}
 	p.mu.Unlock()
-	if p.closed.Load() {
-		p.drain(ctx)
-	}
 }
 
-func (p *Policy) discard(ctx context.Context, in *instance) {
-	in.close(ctx)
-	p.created.Add(-1)
-}
-
-// drain closes every idle instance.
-func (p *Policy) drain(ctx context.Context) {
-	for {
-		in := p.pop(false)
-		if in == nil {
+// freeSlot gives up a slot whose instance is gone (or was never made): to
+// the first waiter, who creates an instance in it, or back to the pool.
+func (p *Policy) freeSlot() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed.Load() {
+		if w, ok := p.nextWaiter(); ok {
+			w <- grant{}
 			return
 		}
-		p.discard(ctx, in)
 	}
+	p.created--
+}
+
+// nextWaiter dequeues the first waiter. Callers hold p.mu.
+func (p *Policy) nextWaiter() (chan grant, bool) {
+	if len(p.waiters) == 0 {
+		return nil, false
+	}
+	w := p.waiters[0]
+	p.waiters[0] = nil
+	p.waiters = p.waiters[1:]
+	return w, true
 }
 
 // Close stops the policy: new evaluations fail with ErrClosed, idle
@@ -329,9 +384,18 @@ func (p *Policy) drain(ctx context.Context) {
 // module is released when no Policy uses it.
 func (p *Policy) Close(ctx context.Context) error {
 	p.closeOnce.Do(func() {
+		p.mu.Lock()
 		p.closed.Store(true)
+		idle := p.idle
+		p.idle = nil
+		p.created -= len(idle)
+		p.mu.Unlock()
+		// Waiters leave with ErrClosed, passing on any grant they were
+		// sent; put and freeSlot close what comes back from now on.
 		close(p.done)
-		p.drain(ctx)
+		for _, in := range idle {
+			in.close(ctx)
+		}
 		p.code.release(ctx)
 	})
 	return nil

@@ -13,12 +13,11 @@ import (
 func testPool() (*Policy, *instance, *instance) {
 	p := &Policy{
 		engine:  &Engine{cfg: NewConfig().WithMaxInstances(2)},
-		handoff: make(chan *instance, 2),
+		created: 2,
 		done:    make(chan struct{}),
 	}
 	a, b := &instance{policy: p}, &instance{policy: p}
 	p.idle = []*instance{a, b}
-	p.created.Store(2)
 	return p, a, b
 }
 
@@ -105,8 +104,8 @@ func TestPoolWaitersGetReleasedInstances(t *testing.T) {
 	if a == b {
 		t.Fatal("one instance handed out twice")
 	}
-	if p.waiting != 0 {
-		t.Fatalf("%d callers still counted as waiting", p.waiting)
+	if n := len(p.waiters); n != 0 {
+		t.Fatalf("%d callers still queued as waiting", n)
 	}
 }
 
@@ -127,5 +126,68 @@ func TestPoolWaiterSeesClose(t *testing.T) {
 	}
 	if _, err := p.acquire(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("acquire on a closed policy: %v, want ErrClosed", err)
+	}
+}
+
+// A waiter whose wait ends just as an instance is handed to it passes the
+// instance on to the next in line, or, when it took the instance after
+// all, releases it to them: either way nothing is lost and nobody is left
+// waiting. Which of the two happens is up to the scheduler, so the race is
+// run many times.
+func TestPoolWaiterThatGivesUpPassesItsGrantOn(t *testing.T) {
+	for range 50 {
+		p := &Policy{engine: &Engine{cfg: NewConfig().WithMaxInstances(1)}, created: 1, done: make(chan struct{})}
+		a := &instance{policy: p} // busy: nobody holds it in the pool
+
+		ctx1, cancel1 := context.WithCancel(context.Background())
+		first, second := make(chan error, 1), make(chan *instance, 1)
+		go func() {
+			in, err := p.acquire(ctx1)
+			if err == nil {
+				p.release(context.Background(), in)
+			}
+			first <- err
+		}()
+		waitWaiting(t, p, 1)
+		go func() {
+			in, err := p.acquire(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			second <- in
+		}()
+		waitWaiting(t, p, 2)
+
+		// The first waiter gives up at the moment a grant is sent to it.
+		p.mu.Lock()
+		cancel1()
+		w, _ := p.nextWaiter()
+		w <- grant{in: a}
+		p.mu.Unlock()
+
+		if err := <-first; err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("the first waiter: %v", err)
+		}
+		if in := <-second; in != a {
+			t.Fatal("the second waiter did not get the instance the first one let go")
+		}
+		if p.created != 1 || len(p.idle) != 0 || len(p.waiters) != 0 {
+			t.Fatalf("created %d, idle %d, waiting %d; want the one instance held by the second waiter", p.created, len(p.idle), len(p.waiters))
+		}
+	}
+}
+
+func waitWaiting(t *testing.T, p *Policy, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Microsecond) {
+		p.mu.Lock()
+		got := len(p.waiters)
+		p.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers waiting, want %d", got, n)
+		}
 	}
 }

@@ -265,7 +265,9 @@ func TestWithDataSharesModule(t *testing.T) {
 
 func TestConcurrentEval(t *testing.T) {
 	ctx := context.Background()
-	e := newEngine(t, wasm.NewConfig().WithMaxInstances(4))
+	// Generous deadlines: this is about sharing instances, and on a loaded
+	// machine under -race an evaluation can overrun the default 100 ms.
+	e := newEngine(t, wasm.NewConfig().WithMaxInstances(4).WithEvalTimeout(30*time.Second))
 	p := load(t, e, testModule(t), `{"items": [1, 2]}`)
 	var wg sync.WaitGroup
 	errs := make(chan error, 32)

@@ -62,7 +62,7 @@ token and introspection is decided by the shipped policy.`,
 			if len(resources) == 0 {
 				resources = []string{base + "/mcp"}
 			}
-			pol, err := newPolicyRuntime(ctx, dataDir, log)
+			pol, err := newPolicyRuntime(ctx, dataDir, ops.limits, log)
 			if err != nil {
 				ln.Close()
 				return err

@@ -18,6 +18,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -46,6 +47,11 @@ type benchOptions struct {
 	targetDirect, targetGateway string
 	token, output, opaPath      string
 	logLevel                    string
+	// attackers > 0 measures each gateway mode again while that many
+	// connections call attackTool with pathological arguments of
+	// attackSize bytes.
+	attackers, attackSize int
+	attackTool            string
 	// Go profiles of this process over the whole run, as go test writes
 	// them (go tool pprof reads them).
 	cpuProfile, mutexProfile, blockProfile string
@@ -61,6 +67,9 @@ const (
 	// benchAgent is the provider claim of the agent the benchmark
 	// registers: the CI bot, which may read and write Jira.
 	benchAgent = "ci-bot"
+	// benchAttackTool is the default tool of the attackers: its path
+	// argument is what the policy's path handling walks.
+	benchAttackTool = "drive.read_file"
 )
 
 func newBenchCommand() *cobra.Command {
@@ -94,11 +103,23 @@ temporary data dir, and a CI bot agent registered with a signed statement.
 --target-direct and --target-gateway (with --token) point it at running ones
 instead. Targets must be loopback addresses unless --allow-remote.
 
+With --attackers N, each gateway mode (gateway, opa-sidecar) is measured
+twice in the same run: first as above (the baseline), then while N hostile
+connections call --attack-tool in a closed loop, each with one of several
+pathological arguments of --attack-size bytes ("/a"×n + "/%", backslashes,
+"." and ".." segments, encoded and empty separators) in the string argument
+the policy protects for that tool. Both times it also measures the
+authorization server's token endpoint (client credentials) at --rate, since
+the AS decides with the same engine. The report shows each row's p50/p99
+beside its baseline and what the attackers got (their outcomes and
+latency).
+
 Exits non-zero when a mode could not be set up or more than 1% of its calls
 failed.`,
 		Example: `  pbac bench
   pbac bench --rate 500 --duration 10s --modes direct,gateway --json
   pbac bench --saturate --duration 10s
+  pbac bench --modes gateway --rate 50 --duration 10s --warmup 2s --attackers 6
   pbac bench -o bench/results.json
   pbac bench --target-direct http://127.0.0.1:9001/mcp \
     --target-gateway http://127.0.0.1:8080/mcp/jira --token "$TOKEN" --modes direct,proxy,gateway`,
@@ -136,6 +157,9 @@ failed.`,
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (load generator, backend, gateway, AS) over the whole run to this file")
 	f.StringVar(&o.mutexProfile, "mutexprofile", "", "write a mutex contention profile (every contended lock) over the whole run to this file")
 	f.StringVar(&o.blockProfile, "blockprofile", "", "write a goroutine blocking profile (every blocking event) over the whole run to this file")
+	f.IntVar(&o.attackers, "attackers", 0, "measure each gateway mode again while this many connections call --attack-tool with pathological arguments in a closed loop (and the token endpoint, both ways); 0..64")
+	f.StringVar(&o.attackTool, "attack-tool", benchAttackTool, "the attackers' tool, as <backend>.<tool>; its pathological string argument is the one the policy protects for its backend (else path)")
+	f.IntVar(&o.attackSize, "attack-size", 2048, "bytes of each pathological argument string, 16..1048576")
 	f.BoolVar(&o.probe, "probe", false, "attach the eBPF probe (pbac probe) to the gateway it starts and report the probe's figures beside the bench's")
 	return cmd
 }
@@ -197,10 +221,53 @@ func (o *benchOptions) validate() error {
 	if o.targetGateway != "" && o.targetDirect == "" && (seen[bench.ModeDirect] || seen[bench.ModeProxy] || seen[bench.ModeOPASidecar]) {
 		bad("--target-gateway needs --target-direct, the backend behind it, so that every mode calls the same backend (or run --modes gateway)")
 	}
+	if o.attackers < 0 || o.attackers > bench.MaxAttackers {
+		bad("--attackers %d: must be 0..%d", o.attackers, bench.MaxAttackers)
+	}
+	if o.attackers > 0 {
+		if b, t, ok := strings.Cut(o.attackTool, "."); !ok || b == "" || t == "" {
+			bad("--attack-tool %q: must be <backend>.<tool>, e.g. %s", o.attackTool, benchAttackTool)
+		}
+		if o.attackSize < 16 || o.attackSize > bench.MaxAttackBytes {
+			bad("--attack-size %d: must be 16..%d bytes", o.attackSize, bench.MaxAttackBytes)
+		}
+		if o.saturate {
+			bad("--attackers measures the open loop; drop --saturate")
+		}
+		if o.targetGateway != "" {
+			bad("--attackers needs the gateway pbac bench starts (its agent's credentials reach both tools and the token endpoint); drop --target-gateway")
+		}
+		if !seen[bench.ModeGateway] && !seen[bench.ModeOPASidecar] {
+			bad("--attackers attacks a gateway: add gateway or opa-sidecar to --modes")
+		}
+	}
 	// Keep the flags' order out of the report: modes always run in the
 	// canonical order.
 	o.modes = slices.DeleteFunc(slices.Clone(bench.Modes()), func(m string) bool { return !seen[m] })
 	return errors.Join(errs...)
+}
+
+// benchStopLimit bounds how long the bench waits for a mode's system to
+// shut down.
+const benchStopLimit = 30 * time.Second
+
+// stopWithin runs stop and waits for it at most limit. A stop that does
+// not return in time (a gateway whose decisions hang) is left behind, to
+// end with the process, so the report still comes out.
+func stopWithin(stop func(), limit time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		stop()
+	}()
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // startProfiles starts the profiles --cpuprofile, --mutexprofile and
@@ -301,7 +368,12 @@ type benchEnv struct {
 	backend host.Backend
 	tool    string // the tool's name at the backend
 	args    json.RawMessage
-	closers []func()
+	// attackBackend serves --attack-tool (the same as backend when both
+	// tools are its), and attackShapes are the attackers' arguments; both
+	// only with --attackers.
+	attackBackend host.Backend
+	attackShapes  []bench.AttackShape
+	closers       []func()
 }
 
 // modeSystem is one mode's target, running.
@@ -313,7 +385,11 @@ type modeSystem struct {
 	stages func() []bench.Stage
 	// probe is the eBPF probe on a gateway we started (--probe).
 	probe *ebpf.Probe
-	stop  func()
+	// attack opens an attacker's connection (one pathological argument
+	// each, in turn) and asToken a connection to the token endpoint; both
+	// only with --attackers.
+	attack, asToken bench.Target
+	stop            func()
 }
 
 func (e *benchEnv) onClose(f func()) { e.closers = append(e.closers, f) }
@@ -349,6 +425,9 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions, log
 		DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(), Concurrency: o.concurrency,
 		CPUs: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), CPUScope: scope,
 	}}
+	if o.attackers > 0 {
+		rep.Scenario.Attackers, rep.Scenario.AttackTool = o.attackers, o.attackTool
+	}
 	for _, name := range o.modes {
 		sys, err := env.start(ctx, name)
 		if err != nil {
@@ -359,8 +438,12 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions, log
 			rep.Modes = append(rep.Modes, bench.FailedMode(name, err))
 			continue
 		}
-		m, err := runMode(ctx, stderr, o, name, sys)
-		sys.stop()
+		ms, err := runMode(ctx, stderr, o, name, sys, env.attackShapes)
+		if !stopWithin(sys.stop, benchStopLimit) {
+			note := fmt.Sprintf("%s: what the bench started did not shut down within %s (requests or decisions still waiting); the bench went on without it", name, benchStopLimit)
+			fmt.Fprintln(stderr, "bench: "+note)
+			rep.Notes = append(rep.Notes, note)
+		}
 		// What the mode left behind is garbage before the next one runs.
 		runtime.GC()
 		if err != nil {
@@ -368,9 +451,9 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions, log
 				return ctx.Err()
 			}
 			fmt.Fprintf(stderr, "bench: %s failed: %v\n", name, err)
-			m = bench.FailedMode(name, err)
+			ms = append(ms, bench.FailedMode(name, err))
 		}
-		rep.Modes = append(rep.Modes, m)
+		rep.Modes = append(rep.Modes, ms...)
 	}
 	rep.Compute()
 
@@ -414,16 +497,43 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions, log
 	return nil
 }
 
-// runMode opens the connections, checks one call, warms up and measures.
-func runMode(ctx context.Context, stderr io.Writer, o benchOptions, name string, sys *modeSystem) (bench.ModeReport, error) {
-	pool, err := bench.OpenPool(ctx, sys.target, o.concurrency)
+// runMode opens the connections, checks one call, warms up and measures;
+// with attackers, it goes on to the attack (runAttack) on the same
+// connections.
+func runMode(ctx context.Context, stderr io.Writer, o benchOptions, name string, sys *modeSystem, shapes []bench.AttackShape) ([]bench.ModeReport, error) {
+	pool, err := openChecked(ctx, sys.target, o.concurrency)
 	if err != nil {
-		return bench.ModeReport{}, err
+		return nil, err
 	}
 	defer pool.Close()
-	if err := pool.Check(ctx); err != nil {
-		return bench.ModeReport{}, fmt.Errorf("the first call failed: %w", err)
+	m, err := measure(ctx, stderr, o, name, pool, sys)
+	if err != nil {
+		return nil, err
 	}
+	rows := []bench.ModeReport{m}
+	if sys.attack == nil {
+		return rows, nil
+	}
+	more, err := runAttack(ctx, stderr, o, name, sys, pool, shapes)
+	return append(rows, more...), err
+}
+
+// openChecked opens n connections to target and checks one call.
+func openChecked(ctx context.Context, target bench.Target, n int) (*bench.Pool, error) {
+	pool, err := bench.OpenPool(ctx, target, n)
+	if err != nil {
+		return nil, err
+	}
+	if err := pool.Check(ctx); err != nil {
+		_ = pool.Close()
+		return nil, fmt.Errorf("the first call failed: %w", err)
+	}
+	return pool, nil
+}
+
+// measure warms up and measures on pool; sys's stage timing, extra CPU
+// and probe are read when given.
+func measure(ctx context.Context, stderr io.Writer, o benchOptions, name string, pool *bench.Pool, sys *modeSystem) (bench.ModeReport, error) {
 	if o.saturate {
 		fmt.Fprintf(stderr, "bench: %-11s warm-up %s, then a closed loop on %d connections for %s\n", name, o.warmup, o.concurrency, o.duration)
 	} else {
@@ -439,6 +549,9 @@ func runMode(ctx context.Context, stderr io.Writer, o benchOptions, name string,
 		if _, err := run(o.warmup); err != nil {
 			return bench.ModeReport{}, err
 		}
+	}
+	if sys == nil {
+		sys = &modeSystem{}
 	}
 	if sys.probe != nil {
 		sys.probe.Window() // the measured calls only
@@ -465,6 +578,65 @@ func runMode(ctx context.Context, stderr io.Writer, o benchOptions, name string,
 		}
 	}
 	return m, nil
+}
+
+// attackDrain is how long an open-loop run may wait for its last calls
+// (bench.OpenLoop's default drain), counted in the attack's time limit.
+const attackDrain = 10 * time.Second
+
+// runAttack measures the token endpoint, then starts the attackers and,
+// while they run, measures the mode's tool calls (on pool, the baseline's
+// connections) and the token endpoint again. Every connection is opened
+// before the attack, so the rows measure calls, not connection set-up.
+// The rows are <mode>:token, <mode>+attack (with what the attackers got)
+// and <mode>:token+attack.
+func runAttack(ctx context.Context, stderr io.Writer, o benchOptions, name string, sys *modeSystem, pool *bench.Pool, shapes []bench.AttackShape) ([]bench.ModeReport, error) {
+	tokenRow := name + bench.TokenRow
+	tokens, err := openChecked(ctx, sys.asToken, o.concurrency)
+	if err != nil {
+		return nil, fmt.Errorf("token endpoint: %w", err)
+	}
+	defer tokens.Close()
+	m, err := measure(ctx, stderr, o, tokenRow, tokens, nil)
+	if err != nil {
+		return nil, fmt.Errorf("token endpoint: %w", err)
+	}
+	rows := []bench.ModeReport{m}
+
+	attackers, err := bench.OpenPool(ctx, sys.attack, o.attackers)
+	if err != nil {
+		return rows, fmt.Errorf("open the attackers' connections: %w", err)
+	}
+	defer attackers.Close()
+	fmt.Fprintf(stderr, "bench: %-11s %d attackers call %s with pathological arguments in a closed loop\n", name, o.attackers, o.attackTool)
+	actx, stop := context.WithCancel(ctx)
+	type attackDone struct {
+		res *bench.AttackResult
+		err error
+	}
+	done := make(chan attackDone, 1)
+	// The attack ends when both rows are measured, and at the latest after
+	// the time they may take (warm-ups, runs and drains) and a margin.
+	limit := 2*(o.warmup+o.duration+attackDrain) + 30*time.Second
+	go func() {
+		res, err := attackers.RunAttack(actx, limit)
+		done <- attackDone{res, err}
+	}()
+	m, err = measure(ctx, stderr, o, name+bench.UnderAttack, pool, nil)
+	var mt bench.ModeReport
+	if err == nil {
+		mt, err = measure(ctx, stderr, o, tokenRow+bench.UnderAttack, tokens, nil)
+	}
+	stop()
+	a := <-done
+	if err != nil {
+		return rows, err
+	}
+	if a.err != nil {
+		return rows, fmt.Errorf("attack: %w", a.err)
+	}
+	m.Attack = bench.NewAttackFigures(o.attackers, o.attackTool, shapes, o.attackSize, a.res)
+	return append(rows, m, mt), nil
 }
 
 // newBenchEnv resolves the arguments and starts the backend (unless
@@ -501,7 +673,105 @@ func newBenchEnv(ctx context.Context, stderr io.Writer, o benchOptions, log *slo
 		directURL = run.URL
 	}
 	e.backend = host.Backend{Name: backendName, URL: directURL}
+	if o.attackers > 0 {
+		if err := e.prepareAttack(ctx); err != nil {
+			return e, err
+		}
+	}
 	return e, nil
+}
+
+// prepareAttack starts the attack tool's demo backend (unless it is the
+// backend already running) and builds the attackers' arguments.
+func (e *benchEnv) prepareAttack(ctx context.Context) error {
+	name, _, _ := strings.Cut(e.o.attackTool, ".")
+	data, err := fs.ReadFile(rego.Sources(), "data.json")
+	if err != nil {
+		return err
+	}
+	if _, err := toolScope(data, e.o.attackTool); err != nil {
+		return fmt.Errorf("--attack-tool: %w", err)
+	}
+	if e.attackShapes, err = bench.AttackShapes(attackArgument(data, e.o.attackTool), e.o.attackSize); err != nil {
+		return err
+	}
+	if name == e.backend.Name {
+		e.attackBackend = e.backend
+		return nil
+	}
+	if _, err := demo.NewServer(name); err != nil {
+		return fmt.Errorf("--attack-tool %s: %w", e.o.attackTool, err)
+	}
+	run, err := demo.Start(ctx, name, "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("start the demo backend %s: %w", name, err)
+	}
+	e.onClose(func() { _ = run.Close(context.WithoutCancel(ctx)) })
+	e.attackBackend = host.Backend{Name: name, URL: run.URL}
+	return nil
+}
+
+// attackArgument is the string argument the attackers fill: the first
+// argument a protected_arguments rule of the policy data names for the
+// tool's backend, which the policy's path handling walks; else "path".
+func attackArgument(data []byte, tool string) string {
+	var d struct {
+		Catalogue map[string]struct {
+			Resource string `json:"resource"`
+		} `json:"catalogue"`
+		Protected []struct {
+			Resources []string `json:"resources"`
+			Args      []string `json:"args"`
+		} `json:"protected_arguments"`
+	}
+	if json.Unmarshal(data, &d) == nil {
+		res := d.Catalogue[tool].Resource
+		for _, p := range d.Protected {
+			if slices.Contains(p.Resources, res) && len(p.Args) > 0 {
+				return p.Args[0]
+			}
+		}
+	}
+	return "path"
+}
+
+// gatewaySpec is what a gateway of the benchmark serves: its backends,
+// the measured tool, and other tools its agent must reach too.
+type gatewaySpec struct {
+	backends   []host.Backend
+	tool       string
+	otherTools []string
+}
+
+// spec is the gateway the modes start: the tool's backend, and the attack
+// tool's when there are attackers.
+func (e *benchEnv) spec() gatewaySpec {
+	s := gatewaySpec{backends: []host.Backend{e.backend}, tool: e.o.tool}
+	if e.o.attackers > 0 {
+		s.otherTools = []string{e.o.attackTool}
+		if e.attackBackend.Name != e.backend.Name {
+			s.backends = append(s.backends, e.attackBackend)
+		}
+	}
+	return s
+}
+
+// withAttack fills in sys's attack and token endpoint targets for a
+// gateway the benchmark started.
+func (e *benchEnv) withAttack(sys *modeSystem, gw *benchGateway) *modeSystem {
+	if e.o.attackers == 0 {
+		return sys
+	}
+	_, tool, _ := strings.Cut(e.o.attackTool, ".")
+	url, token := gw.endpoint(e.o.attackTool)
+	var n atomic.Int64
+	sys.attack = bench.TargetFunc(func(ctx context.Context) (bench.Conn, error) {
+		shape := e.attackShapes[int(n.Add(1)-1)%len(e.attackShapes)]
+		t := &bench.MCPTarget{URL: url, Tool: tool, Arguments: shape.Arguments, Token: token}
+		return t.Open(ctx)
+	})
+	sys.asToken = gw.asToken
+	return sys
 }
 
 func (e *benchEnv) mcp(url string, token func(context.Context) (string, error)) *bench.MCPTarget {
@@ -526,7 +796,7 @@ func (e *benchEnv) start(ctx context.Context, mode string) (*modeSystem, error) 
 			return &modeSystem{target: e.mcp(e.o.targetGateway, func(context.Context) (string, error) { return tok, nil }), stop: nothing}, nil
 		}
 		fmt.Fprintln(e.stderr, "bench: starting the gateway (shipped policy in Wasm, authorization server, audit)")
-		gw, err := startWasmGateway(ctx, filepath.Join(e.dir, "gateway"), e.backend, e.o.tool, e.log)
+		gw, err := startWasmGateway(ctx, filepath.Join(e.dir, "gateway"), e.spec(), e.log)
 		if err != nil {
 			return nil, err
 		}
@@ -534,17 +804,17 @@ func (e *benchEnv) start(ctx context.Context, mode string) (*modeSystem, error) 
 		if e.o.probe {
 			sys.probe, sys.stop = e.attachProbe(gw)
 		}
-		return sys, nil
+		return e.withAttack(sys, gw), nil
 	case bench.ModeOPASidecar:
 		fmt.Fprintln(e.stderr, "bench: starting the gateway with an OPA sidecar (opa run --server)")
-		gw, pid, err := startSidecarGateway(ctx, e.stderr, filepath.Join(e.dir, "sidecar"), e.backend, e.o, e.log)
+		gw, pid, err := startSidecarGateway(ctx, e.stderr, filepath.Join(e.dir, "sidecar"), e.spec(), e.o, e.log)
 		if err != nil {
 			return nil, err
 		}
-		return &modeSystem{target: e.mcp(gw.url, gw.token), stop: gw.close, stages: gw.stages, extraCPU: func() time.Duration {
+		return e.withAttack(&modeSystem{target: e.mcp(gw.url, gw.token), stop: gw.close, stages: gw.stages, extraCPU: func() time.Duration {
 			d, _ := bench.ProcessCPU(pid)
 			return d
-		}}, nil
+		}}, gw), nil
 	}
 	return nil, fmt.Errorf("unknown mode %q", mode)
 }
@@ -594,10 +864,28 @@ func startReverseProxy(b host.Backend, log *slog.Logger) (string, func(), error)
 // benchGateway is a gateway the benchmark started, with its own
 // authorization server and a registered CI bot.
 type benchGateway struct {
+	// url and token reach the measured tool.
 	url   string
 	token func(context.Context) (string, error)
-	gw    *host.Gateway
-	close func()
+	// endpoints reach each tool the agent has a token for, by tool.
+	endpoints map[string]benchEndpoint
+	// asToken asks the token endpoint for the measured tool's token.
+	asToken *bench.TokenTarget
+	gw      *host.Gateway
+	close   func()
+}
+
+// benchEndpoint is a tool's /mcp/<backend> URL and the agent's token for it.
+type benchEndpoint struct {
+	url   string
+	token func(context.Context) (string, error)
+}
+
+// endpoint is the URL and token for tool (one the gateway was started
+// for).
+func (g *benchGateway) endpoint(tool string) (string, func(context.Context) (string, error)) {
+	ep := g.endpoints[tool]
+	return ep.url, ep.token
 }
 
 // stages is the gateway's own timing of its latest calls, by stage.
@@ -613,16 +901,16 @@ func (g *benchGateway) stages() []bench.Stage {
 
 // startWasmGateway is the gateway as pbac up runs it: the shipped policy in
 // Wasm for the gateway and the AS.
-func startWasmGateway(ctx context.Context, dir string, backend host.Backend, tool string, log *slog.Logger) (*benchGateway, error) {
+func startWasmGateway(ctx context.Context, dir string, spec gatewaySpec, log *slog.Logger) (*benchGateway, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	pol, err := newPolicyRuntime(ctx, dir, log)
+	pol, err := newPolicyRuntime(ctx, dir, policyLimits{}, log)
 	if err != nil {
 		return nil, err
 	}
 	active, _ := pol.registry.ActiveBundle()
-	gw, err := startBenchGateway(ctx, dir, backend, tool, active.Data, pol.registry, host.ASDecider(pol.registry), log)
+	gw, err := startBenchGateway(ctx, dir, spec, active.Data, pol.registry, host.ASDecider(pol.registry), log)
 	if err != nil {
 		pol.Close(context.WithoutCancel(ctx))
 		return nil, err
@@ -638,7 +926,7 @@ func startWasmGateway(ctx context.Context, dir string, backend host.Backend, too
 // startSidecarGateway runs `opa run --server` on the shipped policy and a
 // gateway whose every decision — the AS's too — is a POST to it. It returns
 // the opa process id, whose CPU time counts for the mode.
-func startSidecarGateway(ctx context.Context, stderr io.Writer, dir string, backend host.Backend, o benchOptions, log *slog.Logger) (*benchGateway, int, error) {
+func startSidecarGateway(ctx context.Context, stderr io.Writer, dir string, spec gatewaySpec, o benchOptions, log *slog.Logger) (*benchGateway, int, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, 0, err
 	}
@@ -666,7 +954,7 @@ func startSidecarGateway(ctx context.Context, stderr io.Writer, dir string, back
 		_ = srv.Close()
 		return nil, 0, err
 	}
-	gw, err := startBenchGateway(ctx, dir, backend, o.tool, data, dec, host.ASDecider(dec), log)
+	gw, err := startBenchGateway(ctx, dir, spec, data, dec, host.ASDecider(dec), log)
 	if err != nil {
 		_ = srv.Close()
 		return nil, 0, err
@@ -680,15 +968,20 @@ func startSidecarGateway(ctx context.Context, stderr io.Writer, dir string, back
 	return gw, srv.PID(), nil
 }
 
-// startBenchGateway starts a gateway for one backend with its own
+// startBenchGateway starts a gateway for spec's backends with its own
 // authorization server and audit trail under dir, deciding through policy,
 // registers a CI bot with a signed statement and gets it a client
-// credentials token for the tool's scope.
-func startBenchGateway(ctx context.Context, dir string, backend host.Backend, tool string, data []byte,
+// credentials token for each tool's scope.
+func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, data []byte,
 	policy host.Decider, asPolicy asrv.Decider, log *slog.Logger) (*benchGateway, error) {
-	scope, err := toolScope(data, tool)
-	if err != nil {
-		return nil, err
+	tools := append([]string{spec.tool}, spec.otherTools...)
+	scopes := map[string]string{}
+	for _, t := range tools {
+		sc, err := toolScope(data, t)
+		if err != nil {
+			return nil, err
+		}
+		scopes[t] = sc
 	}
 	var closers []func()
 	closeAll := func() {
@@ -706,9 +999,16 @@ func startBenchGateway(ctx context.Context, dir string, backend host.Backend, to
 	}
 	closers = append(closers, func() { _ = ln.Close() })
 	base := "http://" + ln.Addr().String()
-	resource := base + "/mcp/" + backend.Name
-	scopes := scopesOf(data)
-	as, err := newAuthorizationServerWith(ctx, dir, base, []string{base + "/mcp", resource}, scopes, asPolicy, log)
+	resourceOf := func(tool string) string {
+		b, _, _ := strings.Cut(tool, ".")
+		return base + "/mcp/" + b
+	}
+	resources := []string{base + "/mcp"}
+	for _, b := range spec.backends {
+		resources = append(resources, base+"/mcp/"+b.Name)
+	}
+	allScopes := scopesOf(data)
+	as, err := newAuthorizationServerWith(ctx, dir, base, resources, allScopes, asPolicy, log)
 	if err != nil {
 		return fail(fmt.Errorf("start the authorization server: %w", err))
 	}
@@ -730,7 +1030,7 @@ func startBenchGateway(ctx context.Context, dir string, backend host.Backend, to
 	})
 
 	gw, err := host.New(host.Config{
-		PublicURL: base, Backends: []host.Backend{backend}, AuthorizationServers: []string{base}, Scopes: scopes,
+		PublicURL: base, Backends: spec.backends, AuthorizationServers: []string{base}, Scopes: allScopes,
 		Introspector: as.server, Policy: policy, Audit: trail, AuthServer: as.server.Handler(), Logger: log,
 		// --args-size measures arguments up to benchMaxArgs, one padded
 		// string: the gateway admits them.
@@ -759,31 +1059,34 @@ func startBenchGateway(ctx context.Context, dir string, backend host.Backend, to
 	if err != nil {
 		return fail(fmt.Errorf("register the benchmark agent: %w", err))
 	}
-	// The token source renews the token before it expires, so a long run
-	// outlives the CI tier's token lifetime.
-	cc := clientcredentials.Config{ClientID: client.ID, ClientSecret: secret, TokenURL: base + "/oauth2/token",
-		Scopes: []string{scope}, EndpointParams: url.Values{"resource": {resource}}}
+	bg := &benchGateway{endpoints: map[string]benchEndpoint{}, gw: gw, close: closeAll,
+		asToken: &bench.TokenTarget{URL: base + "/oauth2/token", ClientID: client.ID, Secret: secret,
+			Scope: scopes[spec.tool], Resource: resourceOf(spec.tool)}}
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	ts := cc.TokenSource(context.WithValue(context.WithoutCancel(ctx), oauth2.HTTPClient, hc))
-	tok, err := ts.Token()
-	if err != nil {
-		return fail(fmt.Errorf("get a client credentials token for %s: %w", scope, err))
-	}
-	if !slices.Contains(strings.Fields(fmt.Sprint(tok.Extra("scope"))), scope) {
-		return fail(fmt.Errorf("policy granted the %s agent %q, not %s: the gateway would deny %s", benchAgent, tok.Extra("scope"), scope, tool))
-	}
-	return &benchGateway{
-		url: resource,
-		token: func(context.Context) (string, error) {
+	for _, tool := range tools {
+		scope, resource := scopes[tool], resourceOf(tool)
+		// The token source renews the token before it expires, so a long
+		// run outlives the CI tier's token lifetime.
+		cc := clientcredentials.Config{ClientID: client.ID, ClientSecret: secret, TokenURL: base + "/oauth2/token",
+			Scopes: []string{scope}, EndpointParams: url.Values{"resource": {resource}}}
+		ts := cc.TokenSource(context.WithValue(context.WithoutCancel(ctx), oauth2.HTTPClient, hc))
+		tok, err := ts.Token()
+		if err != nil {
+			return fail(fmt.Errorf("get a client credentials token for %s: %w", scope, err))
+		}
+		if !slices.Contains(strings.Fields(fmt.Sprint(tok.Extra("scope"))), scope) {
+			return fail(fmt.Errorf("policy granted the %s agent %q, not %s: the gateway would deny %s", benchAgent, tok.Extra("scope"), scope, tool))
+		}
+		bg.endpoints[tool] = benchEndpoint{url: resource, token: func(context.Context) (string, error) {
 			t, err := ts.Token()
 			if err != nil {
 				return "", err
 			}
 			return t.AccessToken, nil
-		},
-		gw:    gw,
-		close: closeAll,
-	}, nil
+		}}
+	}
+	bg.url, bg.token = bg.endpoint(spec.tool)
+	return bg, nil
 }
 
 // toolScope is the scope a tool needs, "<resource>:<access>", from the

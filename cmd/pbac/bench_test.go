@@ -65,6 +65,60 @@ func TestBenchSmoke(t *testing.T) {
 	}
 }
 
+// TestBenchAttackSmoke runs the attack mode briefly: the gateway is
+// measured as a baseline and under attack, the token endpoint both ways,
+// and the attackers' outcomes are reported. It asserts the shape of the
+// report, not the figures (those are what the mode is for).
+func TestBenchAttackSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a gateway, two demo backends and attackers")
+	}
+	stdout, stderr, err := run(t, "", "bench", "--modes", "gateway", "--rate", "20", "--duration", "500ms",
+		"--warmup", "100ms", "--attackers", "2", "--attack-size", "512", "--json")
+	var rep struct {
+		Scenario struct {
+			Attackers  int    `json:"attackers"`
+			AttackTool string `json:"attack_tool"`
+		} `json:"scenario"`
+		Modes []struct {
+			Name     string `json:"name"`
+			Requests int64  `json:"requests"`
+			Errors   int64  `json:"errors"`
+			Attack   *struct {
+				Attackers int              `json:"attackers"`
+				Requests  int64            `json:"requests"`
+				Outcomes  map[string]int64 `json:"outcomes"`
+				ArgBytes  int              `json:"arg_bytes"`
+			} `json:"attack"`
+		} `json:"modes"`
+	}
+	if jerr := json.Unmarshal([]byte(stdout), &rep); jerr != nil {
+		t.Fatalf("pbac bench --attackers: %v; printed no JSON: %v\n%s\n%s", err, jerr, stdout, stderr)
+	}
+	if err != nil && !strings.Contains(err.Error(), "more than 1% errors") {
+		t.Fatalf("pbac bench --attackers: %v\n%s", err, stderr)
+	}
+	if rep.Scenario.Attackers != 2 || rep.Scenario.AttackTool != benchAttackTool {
+		t.Fatalf("scenario %+v", rep.Scenario)
+	}
+	want := []string{"gateway", "gateway:token", "gateway+attack", "gateway:token+attack"}
+	if len(rep.Modes) != len(want) {
+		t.Fatalf("rows %+v, want %v", rep.Modes, want)
+	}
+	for i, m := range rep.Modes {
+		if m.Name != want[i] || m.Requests != 10 {
+			t.Fatalf("row %d: %+v, want %s with 10 calls", i, m, want[i])
+		}
+		if i < 2 && m.Errors != 0 {
+			t.Fatalf("baseline row %s failed %d calls", m.Name, m.Errors)
+		}
+	}
+	a := rep.Modes[2].Attack
+	if a == nil || a.Attackers != 2 || a.Requests == 0 || a.ArgBytes != 512 || len(a.Outcomes) == 0 {
+		t.Fatalf("attack figures %+v", a)
+	}
+}
+
 func TestBenchRefusesBadFlags(t *testing.T) {
 	for _, c := range []struct {
 		args []string
@@ -86,6 +140,12 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 		{[]string{"--target-gateway", "http://127.0.0.1:8080/mcp/jira", "--token", "t"}, "needs --target-direct"},
 		{[]string{"--token", "t"}, "only for --target-gateway"},
 		{[]string{"--rate", "100000", "--duration", "5m"}, "more than 10000000"},
+		{[]string{"--attackers", "65"}, "--attackers 65: must be 0..64"},
+		{[]string{"--attackers", "2", "--attack-tool", "read_file"}, "--attack-tool \"read_file\": must be <backend>.<tool>"},
+		{[]string{"--attackers", "2", "--attack-size", "8"}, "--attack-size 8"},
+		{[]string{"--attackers", "2", "--saturate"}, "drop --saturate"},
+		{[]string{"--attackers", "2", "--modes", "direct,proxy"}, "add gateway or opa-sidecar"},
+		{[]string{"--attackers", "2", "--modes", "gateway", "--target-gateway", "http://127.0.0.1:8080/mcp/jira", "--token", "t"}, "drop --target-gateway"},
 	} {
 		_, _, err := run(t, "", append([]string{"bench"}, c.args...)...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

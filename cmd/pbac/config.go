@@ -6,10 +6,13 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/plugins"
+	"github.com/pbac-gateway/pbac/wasm"
 )
 
 func newConfigCommand() *cobra.Command {
@@ -110,6 +113,8 @@ func printOps(w io.Writer, s opsSettings) {
 	fmt.Fprintf(w, "  limits per agent      %d sessions; %d of each stdio backend's %d processes\n", l.SessionsPerAgent, l.StdioSessionsPerAgent, l.StdioSessions)
 	fmt.Fprintf(w, "  logs                  %s, level %s\n", s.logFormat, s.logLevel)
 	fmt.Fprintf(w, "  drain delay           %s\n", s.drainDelay)
+	fmt.Fprintf(w, "  policy decisions      at most %s each, the wait for an instance included; an evaluation at most %s\n",
+		orDefaultDuration(s.limits.decisionTimeout, plugins.DefaultDecisionTimeout), orDefaultDuration(s.limits.evalTimeout, wasm.NewConfig().EvalTimeout()))
 	for _, b := range s.file.Backends {
 		target := b.URL
 		if target == "" {
@@ -117,6 +122,13 @@ func printOps(w io.Writer, s opsSettings) {
 		}
 		fmt.Fprintf(w, "  backend %-13s %s\n", b.Name, target)
 	}
+}
+
+func orDefaultDuration(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
 }
 
 // printPolicy says where policy versions would come from.

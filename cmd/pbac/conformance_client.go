@@ -255,7 +255,7 @@ func certifyClient(ctx context.Context, spec clientSpec, phases []string, timeou
 	if spec.name == "" {
 		spec.name = spec.command
 	}
-	pol, err := newPolicyRuntime(ctx, "", log)
+	pol, err := newPolicyRuntime(ctx, "", policyLimits{}, log)
 	if err != nil {
 		return ClientReport{}, err
 	}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/internal/certreload"
+	"github.com/pbac-gateway/pbac/plugins"
+	"github.com/pbac-gateway/pbac/wasm"
 )
 
 // opsSettings are the operating settings a serving command (pbac up, pbac
@@ -30,6 +32,7 @@ type opsSettings struct {
 	logLevel, logFormat          string
 	tls, adminTLS                *host.TLSFiles
 	drainDelay                   time.Duration
+	limits                       policyLimits
 	file                         *host.FileConfig // file + environment
 }
 
@@ -45,6 +48,8 @@ func addOpsFlags(cmd *cobra.Command, admin bool) {
 	}
 	f.String("log-format", "text", "log format: text or json (one JSON object a line)")
 	f.Duration("drain-delay", 0, "on SIGTERM, answer /readyz with 503 this long before the listeners stop (let the load balancer notice)")
+	f.Duration("policy-decision-timeout", plugins.DefaultDecisionTimeout, "bound of one policy decision, the wait for a policy instance included; a decision not made in time is a deny (the gateway's 403, the authorization server's temporarily_unavailable)")
+	f.Duration("policy-eval-timeout", wasm.NewConfig().EvalTimeout(), "bound of one policy evaluation, at most --policy-decision-timeout; a policy that runs longer is stopped")
 }
 
 // resolveOps reads the configuration file (configPath; none when empty)
@@ -85,6 +90,20 @@ func resolveOps(flags *pflag.FlagSet, configPath string, lookup func(string) (st
 	if d := pick("drain-delay", fc.DrainDelay); d != "" {
 		if s.drainDelay, err = time.ParseDuration(d); err != nil || s.drainDelay < 0 {
 			return opsSettings{}, fmt.Errorf("drain delay %q is not a duration (e.g. 5s)", d)
+		}
+	}
+	var decision, eval string
+	if p := fc.Policy; p != nil {
+		decision, eval = p.DecisionTimeout, p.EvalTimeout
+	}
+	for _, t := range []struct {
+		flag, fromFile string
+		into           *time.Duration
+	}{{"policy-decision-timeout", decision, &s.limits.decisionTimeout}, {"policy-eval-timeout", eval, &s.limits.evalTimeout}} {
+		if v := pick(t.flag, t.fromFile); v != "" {
+			if *t.into, err = time.ParseDuration(v); err != nil || *t.into <= 0 {
+				return opsSettings{}, fmt.Errorf("--%s %q: want a positive duration (e.g. 1s)", t.flag, v)
+			}
 		}
 	}
 	return s, s.check()
@@ -137,6 +156,9 @@ func (s opsSettings) check() error {
 	}
 	if s.logFormat != "json" && s.logFormat != "text" {
 		errs = append(errs, fmt.Errorf("log format %q: want json or text", s.logFormat))
+	}
+	if err := s.limits.check(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

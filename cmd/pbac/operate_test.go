@@ -266,3 +266,55 @@ func TestBundleSettingsPrecedence(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyLimitsPrecedence: the decision and evaluation timeouts come
+// from the flags, PBAC_POLICY_*_TIMEOUT or the policy: section, in that
+// order, and an evaluation deadline longer than the decision timeout (it
+// would never be reached) is refused.
+func TestPolicyLimitsPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "pbac.yaml")
+	if err := os.WriteFile(file, []byte("policy:\n  decision_timeout: 3s\n  eval_timeout: 200ms\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name           string
+		file           string
+		env, flags     map[string]string
+		decision, eval time.Duration
+		wantErr        string
+	}{
+		{name: "defaults", decision: time.Second, eval: 100 * time.Millisecond},
+		{name: "file", file: file, decision: 3 * time.Second, eval: 200 * time.Millisecond},
+		{name: "env over file", file: file, env: map[string]string{"PBAC_POLICY_DECISION_TIMEOUT": "2s", "PBAC_POLICY_EVAL_TIMEOUT": "150ms"},
+			decision: 2 * time.Second, eval: 150 * time.Millisecond},
+		{name: "flag over env", file: file, env: map[string]string{"PBAC_POLICY_DECISION_TIMEOUT": "2s"},
+			flags: map[string]string{"policy-decision-timeout": "500ms"}, decision: 500 * time.Millisecond, eval: 200 * time.Millisecond},
+		{name: "evaluation longer than the decision", flags: map[string]string{"policy-eval-timeout": "2s"}, wantErr: "longer than the decision timeout"},
+		{name: "not a duration", env: map[string]string{"PBAC_POLICY_DECISION_TIMEOUT": "soon"}, wantErr: "policy.decision_timeout"},
+		{name: "not positive", flags: map[string]string{"policy-eval-timeout": "0s"}, wantErr: "--policy-eval-timeout"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			flags := newUpCommand().Flags()
+			for k, v := range tc.flags {
+				if err := flags.Set(k, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
+			s, err := resolveOps(flags, tc.file, lookup)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.limits.decisionTimeout != tc.decision || s.limits.evalTimeout != tc.eval {
+				t.Errorf("decision %s, evaluation %s; want %s, %s", s.limits.decisionTimeout, s.limits.evalTimeout, tc.decision, tc.eval)
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
@@ -23,8 +24,34 @@ type policyRuntime struct {
 	registry *plugins.Registry
 }
 
-func newPolicyRuntime(ctx context.Context, dataDir string, log *slog.Logger) (*policyRuntime, error) {
-	cfg := wasm.NewConfig().WithLogger(log)
+// policyLimits bound policy decisions: one evaluation (the engine's
+// deadline) and one whole decision, the wait for a policy instance
+// included (the registry's). Zero keeps a default.
+type policyLimits struct {
+	evalTimeout, decisionTimeout time.Duration
+}
+
+// check refuses an evaluation deadline the decision timeout would cut
+// short: it would never be reached.
+func (l policyLimits) check() error {
+	eval, decision := l.evalTimeout, l.decisionTimeout
+	if eval == 0 {
+		eval = wasm.NewConfig().EvalTimeout()
+	}
+	if decision == 0 {
+		decision = plugins.DefaultDecisionTimeout
+	}
+	if eval > decision {
+		return fmt.Errorf("policy evaluation timeout %s (--policy-eval-timeout, policy.eval_timeout) is longer than the decision timeout %s (--policy-decision-timeout, policy.decision_timeout), which bounds the whole decision", eval, decision)
+	}
+	return nil
+}
+
+func newPolicyRuntime(ctx context.Context, dataDir string, limits policyLimits, log *slog.Logger) (*policyRuntime, error) {
+	if err := limits.check(); err != nil {
+		return nil, err
+	}
+	cfg := wasm.NewConfig().WithLogger(log).WithEvalTimeout(limits.evalTimeout)
 	if dataDir != "" {
 		cfg = cfg.WithCacheDir(filepath.Join(dataDir, "wasm-cache"))
 	}
@@ -32,7 +59,7 @@ func newPolicyRuntime(ctx context.Context, dataDir string, log *slog.Logger) (*p
 	if err != nil {
 		return nil, err
 	}
-	reg := plugins.New(engine, plugins.WithLogger(log))
+	reg := plugins.New(engine, plugins.WithLogger(log), plugins.WithDecisionTimeout(limits.decisionTimeout))
 	b, err := rego.BuildShipped(ctx)
 	if err == nil {
 		_, err = reg.Activate(ctx, b, "shipped")

@@ -133,7 +133,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 		base = strings.TrimSuffix(cfg.file.PublicURL, "/")
 	}
 
-	pol, err := newPolicyRuntime(ctx, dataDir, log)
+	pol, err := newPolicyRuntime(ctx, dataDir, cfg.ops.limits, log)
 	if err != nil {
 		return err
 	}
