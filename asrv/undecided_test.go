@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/host"
@@ -24,7 +23,7 @@ func TestUndecidedTokenRequestIsTemporarilyUnavailable(t *testing.T) {
 	}
 	ta := newTestAS(t, func(c *asrv.Config) { c.Policy = host.ASDecider(reg) })
 	register := func(softwareID string) (string, string) {
-		jws, err := ta.issuer.Sign(asrv.StatementClaims{SoftwareID: softwareID, AgentProvider: "ci-bot", AgentModel: "test-model"}, time.Now())
+		jws, err := ta.as.Statement(ta.issuer, asrv.StatementClaims{SoftwareID: softwareID, AgentProvider: "ci-bot", AgentModel: "test-model"})
 		if err != nil {
 			t.Fatal(err)
 		}
