@@ -151,7 +151,7 @@ test('narrative demo: the five failure modes are stopped', async () => {
   await signIn(page, 'alice');
   await go(page, 'demo');
   const modes = {
-    'prod-secrets': ['200', '403', '403', '403'],
+    'prod-secrets': ['200', '403', '400', '403'], // the traversal spelling is refused before policy (400)
     'ci-self-approval': ['200', '200', '403', '403'],
     'scanner-token': ['200', '401'],
     'planner-new-tool': ['200', '200', '403'],
