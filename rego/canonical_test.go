@@ -1,6 +1,7 @@
 package rego
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/pbac-gateway/pbac/internal/canon"
+	"github.com/pbac-gateway/pbac/wasm"
 )
 
 var updateCanonical = flag.Bool("update-canonical", false, "rewrite policy/canonical.rego from internal/canon")
@@ -69,7 +71,7 @@ func TestPolicyCanonicalAgreesWithCanon(t *testing.T) {
 	r := shippedReference(t)
 	corpus := []string{"/", "/a", "/prod/secrets/db.env", " /prod/secrets/db.env", "/a//b", "/a/./b", "/a/../b", "/a/", "/a.",
 		"/a /b", "/a/ b", "/a\\b", "/a%2fb", "/caf\u00e9", "/cafe\u0301", "/\u212b", "/\uff0f", "/\u2215", "/\u200b", "/\u017f", "a/b"}
-	alphabet := []rune{'/', '/', '/', 'a', 'b', '.', ' ', '%', '\\', '\t', 0, 0x7f, 0xe9, 0x301, 0x212b, 0xff0f, 0x2215, 0x200b,
+	alphabet := []rune{'/', '/', '/', 'a', 'b', '.', ' ', '%', '\\', '\t', 0, 0x7f, '"', '<', '&', 0x2028, 0xe9, 0x301, 0x212b, 0xff0f, 0x2215, 0x200b,
 		0x17f, 0x212a, 0xa0, 0x3000, 0xfeff, 0x202e, 0xfffd, 0xe000, 0x30ce, 0x6587, 0xfb01, 0x1d400, 0x2024}
 	rng := rand.New(rand.NewPCG(14, 2))
 	for range 400 {
@@ -78,6 +80,22 @@ func TestPolicyCanonicalAgreesWithCanon(t *testing.T) {
 			b.WriteRune(alphabet[rng.IntN(len(alphabet))])
 		}
 		corpus = append(corpus, b.String())
+	}
+	// The Wasm module (what the gateway runs) must say the same as the
+	// reference: its ASCII fast path (plain_ascii) takes the slower path
+	// for strings it cannot vouch for, never the other way round.
+	b, err := BuildShipped(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := wasm.NewEngine(context.Background(), wasm.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	w, err := e.Load(context.Background(), b.Wasm, b.Data)
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, s := range corpus {
 		in := map[string]any{
@@ -90,8 +108,18 @@ func TestPolicyCanonicalAgreesWithCanon(t *testing.T) {
 		}
 		d := decide(t, r, "pbac/tool_call", in)
 		reasons, _ := json.Marshal(d["reasons"])
+		raw, _ := json.Marshal(in)
+		out, err := w.Eval(context.Background(), "pbac/tool_call", raw)
+		if err != nil {
+			t.Fatalf("%q: wasm: %v", s, err)
+		}
+		var wd map[string]any
+		_ = json.Unmarshal(out, &wd)
+		if wr, _ := json.Marshal(wd["reasons"]); string(wr) != string(reasons) {
+			t.Errorf("%q: wasm says %s, the reference %s", s, wr, reasons)
+		}
 		policyOK := !strings.Contains(string(reasons), "argument path is not a canonical path")
-		err := canon.Check(canon.KindPath, s)
+		err = canon.Check(canon.KindPath, s)
 		switch {
 		case err == nil && !policyOK:
 			t.Errorf("%q: the gateway accepts it, policy refuses it: %s", s, reasons)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+
+	"github.com/pbac-gateway/pbac/wasm"
 )
 
 var (
@@ -407,6 +409,7 @@ func TestShippedPolicyUsesOnlyNativeBuiltins(t *testing.T) {
 	for _, n := range strings.Fields(`and or minus plus mul div rem count sum min max sort
 		array.concat array.slice concat contains startswith endswith lower upper split replace
 		trim trim_space trim_prefix trim_suffix format_int substring indexof regex.match
+		base64.encode json.marshal
 		equal neq gt gte lt lte internal.member_2 internal.member_3 is_array is_boolean
 		is_number is_object is_string is_null is_set numbers.range object.get object.union
 		object.keys object.remove object.filter walk`) {
@@ -422,6 +425,24 @@ func TestShippedPolicyUsesOnlyNativeBuiltins(t *testing.T) {
 		}
 	}
 	t.Logf("builtins used: %v", used)
+	// The compiled module itself is the authority: it imports no builtin
+	// from the host.
+	b, err := BuildShipped(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := wasm.NewEngine(context.Background(), wasm.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	p, err := e.Load(context.Background(), b.Wasm, b.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host := p.Builtins(); len(host) != 0 {
+		t.Errorf("the shipped policy calls builtins on the host: %v", host)
+	}
 }
 
 func TestEntrypointsAndSources(t *testing.T) {

@@ -328,10 +328,10 @@ canonical_segments(v) if {
 # canonical_chars(s): s holds no refused character. OPA's Wasm target
 # compiles a regular expression on every call, and the full refused class
 # costs it about a millisecond, so the strings policy checks in a call
-# (checked_strings, tool_call.rego) are first matched together against the
-# small canonical_ascii, once per decision; only when that fails is each
-# of them judged, once (clean_checked_strings), and the refused class
-# compiled for those that are not ASCII.
+# (checked_strings, tool_call.rego) are first checked together by
+# plain_ascii, without a regular expression, once per decision; only when
+# that cannot vouch for them is each judged, once (clean_checked_strings),
+# by canonical_ascii and, for those that are not ASCII, the refused class.
 canonical_chars(s) := true if {
 	checked_ascii
 	s in checked_strings
@@ -341,7 +341,20 @@ canonical_chars(s) := true if {
 	s in checked_strings
 } else := string_chars_ok(s)
 
-checked_ascii if regex.match(canonical_ascii, checked_text)
+checked_ascii if plain_ascii(checked_text)
+
+# plain_ascii(s): s is printable ASCII without "%" or "\\" (what
+# canonical_ascii matches), decided without a regular expression: as many
+# bytes as characters (three copies encode to exactly four base64 bytes
+# each), nothing JSON escapes (controls, "\\"; also the harmless '"', which
+# then takes the slower path), and no "%" or DEL. It never holds for a
+# string canonical_ascii does not match; it may fail for one it matches.
+plain_ascii(s) if {
+	count(base64.encode(concat("", [s, s, s]))) == 4 * count(s)
+	count(json.marshal(s)) == count(s) + 2
+	not contains(s, "%")
+	not contains(s, "\u007f")
+}
 
 checked_text := concat("/", [s | some s in checked_strings])
 
