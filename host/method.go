@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -56,7 +55,8 @@ func (g *Gateway) decideMethod(c *fiber.Ctx, backend string, cl *caller, method 
 		rec.Decision, rec.Reasons, rec.Status = "error", []string{"policy could not decide: " + err.Error()}, fiber.StatusForbidden
 		g.log.Error("policy error", "request_id", rec.RequestID, "err", err)
 		g.finish(rec, start)
-		return false, g.reply(c, fiber.StatusForbidden, rpcError(id, codeDenied, "denied: the policy could not decide", nil))
+		return false, g.reply(c, fiber.StatusForbidden, rpcError(id, codeDenied, "denied: the policy could not decide",
+			map[string]any{"request_id": rec.RequestID}))
 	}
 	rec.PolicyVersion, rec.Reasons = d.Version, d.Reasons
 	if d.Allow {
@@ -65,6 +65,10 @@ func (g *Gateway) decideMethod(c *fiber.Ctx, backend string, cl *caller, method 
 	}
 	rec.Decision, rec.Status = "deny", fiber.StatusForbidden
 	g.finish(rec, start)
-	return false, g.reply(c, fiber.StatusForbidden, rpcError(id, codeDenied, "denied by policy: "+strings.Join(d.Reasons, "; "),
-		map[string]any{"reasons": d.Reasons, "policy_version": d.Version}))
+	var extra struct {
+		PublicReasons []string `json:"public_reasons"`
+	}
+	_ = d.Decode(&extra)
+	text, data := publicDenial(extra.PublicReasons, rec.RequestID, d.Version)
+	return false, g.reply(c, fiber.StatusForbidden, rpcError(id, codeDenied, text, data))
 }

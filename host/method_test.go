@@ -147,7 +147,8 @@ func TestEveryMethodIsDecided(t *testing.T) {
 		for _, m := range methods {
 			status, sid, body := s.rpc(ci, http.MethodPost, "/mcp/slack", "", rpcBody(m.name, m.notification))
 			if status != http.StatusForbidden || sid != "" || !strings.Contains(body, `"code":-32001`) ||
-				!strings.Contains(body, "holds no") || !strings.Contains(body, "on slack") {
+				!strings.Contains(body, "holds no") || !strings.Contains(body, "on slack") ||
+				!strings.Contains(body, `"request_id":"`) {
 				t.Errorf("%s on slack: %d session %q %s", m.name, status, sid, body)
 			}
 		}

@@ -363,19 +363,24 @@ func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *rp
 		c.Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="insufficient_scope", scope=%q, resource_metadata=%q`,
 			extra.RequiredScope, g.metadataURL(backend.Name)))
 	}
-	// The agent gets what policy says it may be told, and the request id
-	// that finds the full reasons in the audit trail.
-	public, text := extra.PublicReasons, deniedByPolicy
+	text, data := publicDenial(extra.PublicReasons, rec.RequestID, d.Version)
+	if extra.RequiredScope != "" {
+		data["required_scope"] = extra.RequiredScope
+	}
+	return false, g.reply(c, fiber.StatusForbidden, rpcError(msg.ID, codeDenied, text, data))
+}
+
+// publicDenial is the JSON-RPC error message and data of a denial: what
+// policy says the agent may be told (deniedByPolicy when it says nothing),
+// and the request id that finds the full reasons in the audit trail.
+func publicDenial(public []string, requestID, version string) (string, map[string]any) {
+	text := deniedByPolicy
 	if len(public) > 0 {
 		text += ": " + strings.Join(public, "; ")
 	} else {
 		public = []string{deniedByPolicy}
 	}
-	data := map[string]any{"reasons": public, "request_id": rec.RequestID, "policy_version": d.Version}
-	if extra.RequiredScope != "" {
-		data["required_scope"] = extra.RequiredScope
-	}
-	return false, g.reply(c, fiber.StatusForbidden, rpcError(msg.ID, codeDenied, text, data))
+	return text, map[string]any{"reasons": public, "request_id": requestID, "policy_version": version}
 }
 
 func (g *Gateway) reply(c *fiber.Ctx, status int, body []byte) error {
