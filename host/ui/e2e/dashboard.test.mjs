@@ -164,8 +164,17 @@ test('narrative demo: the five failure modes are stopped', async () => {
     }
     await shot(page, `failure-mode-${id}`);
   }
+  // A person who picks the user by hand and then runs a card keeps that
+  // choice: the token acts for bob, not for the card's alice.
+  await page.selectOption('#demo-user', 'bob');
+  const other = page.locator('[data-scenario="prod-secrets"]');
+  await other.locator('[data-run]').click();
+  await other.locator('.token-text').waitFor();
+  assert.match(await other.locator('.token-text').innerText(), /acting for bob/);
   // The fifth: a policy step between two calls with the same token.
+  // Clicking the card picks its own agent and user again.
   const card = page.locator('[data-scenario="broad-scope"]');
+  await card.locator('.scenario-story').click();
   await card.locator('[data-run]').click();
   assert.equal(await statusOf(card.locator('[data-step-result="0"]')), '200');
   assert.equal(await statusOf(card.locator('[data-step-result="2"]')), '403');

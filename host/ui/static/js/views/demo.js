@@ -16,6 +16,10 @@ const FAILURE_MODES = {
 };
 
 let pickedScenario = null;
+// chosenByHand is set when the person changes the agent or user selectors:
+// running a card keeps that choice instead of the card's defaults (clicking
+// a card picks its defaults again).
+let chosenByHand = false;
 const running = new Set();
 let loaded = false;
 let userSelectReady = false;
@@ -23,8 +27,9 @@ let userSelectReady = false;
 export function init() {
   on('agents', renderAgentSelect);
   on('scenarios', renderScenarios);
-  $('#demo-user').addEventListener('change', describePick);
-  $('#demo-agent').addEventListener('change', describePick);
+  const byHand = () => { chosenByHand = true; describePick(); };
+  $('#demo-user').addEventListener('change', byHand);
+  $('#demo-agent').addEventListener('change', byHand);
   subscribe(addFeedRow);
   onFeedStatus((s) => {
     const el = $('#feed-status');
@@ -93,12 +98,16 @@ function describePick() {
   replace(note, 'Selected: ', h('strong', null, sc.title), ` — runs as ${a ? a.client_name : sc.agent}, ${who}.`);
 }
 
-function pickScenario(sc) {
+// pickScenario marks sc as the picked card and sets the selectors to its
+// agent and user, unless keepChoice and the person chose them by hand.
+function pickScenario(sc, keepChoice = false) {
   pickedScenario = sc.id;
-  const a = agentByName(sc.agent);
-  if (a) $('#demo-agent').value = a.client_id;
-  const userSel = $('#demo-user');
-  userSel.value = sc.user || '';
+  if (!(keepChoice && chosenByHand)) {
+    chosenByHand = false;
+    const a = agentByName(sc.agent);
+    if (a) $('#demo-agent').value = a.client_id;
+    $('#demo-user').value = sc.user || '';
+  }
   for (const card of $$('#scenario-list .scenario')) {
     card.classList.toggle('is-picked', card.getAttribute('data-scenario') === sc.id);
   }
@@ -161,7 +170,7 @@ function scenarioCard(sc) {
 
 async function run(sc, card, btn, out) {
   if (running.has(sc.id)) return;
-  if (pickedScenario !== sc.id) pickScenario(sc);
+  if (pickedScenario !== sc.id) pickScenario(sc, true);
   running.add(sc.id);
   clear(out);
   const tokenSlot = h('div');
