@@ -20,6 +20,19 @@ var (
 	ErrConsumed = errors.New("token already used")
 )
 
+// Bounds on what a Store keys by: a Store treats an empty or longer
+// signature or id as unknown (or refuses to store it), and the AS refuses
+// to be configured with one.
+const (
+	// MaxStoreSignatureLen bounds token signatures. fosite's HMAC
+	// signatures are 43 characters; anything much longer is not ours.
+	MaxStoreSignatureLen = 512
+	// MaxStoreIDLen bounds client and request ids.
+	MaxStoreIDLen = 1024
+)
+
+func validStoreID(id string) bool { return id != "" && len(id) <= MaxStoreIDLen }
+
 // ClientStore persists registered clients.
 //
 // An unverified client (no trusted software statement) is pending from its

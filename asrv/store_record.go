@@ -17,17 +17,7 @@ import (
 // storedRequestVersion is the version of the storedRequest encoding.
 const storedRequestVersion = 1
 
-const (
-	// maxStoreSignatureLen bounds signatures used as keys. fosite's HMAC
-	// signatures are 43 characters; anything much longer is not ours.
-	maxStoreSignatureLen = 512
-	// maxStoreIDLen bounds client and request ids used as keys.
-	maxStoreIDLen = 1024
-)
-
-func validStoreSignature(sig string) bool { return sig != "" && len(sig) <= maxStoreSignatureLen }
-
-func validStoreID(id string) bool { return id != "" && len(id) <= maxStoreIDLen }
+func validStoreSignature(sig string) bool { return sig != "" && len(sig) <= MaxStoreSignatureLen }
 
 // storedRequest is what the store keeps of a fosite.Requester: never a raw
 // token or credential, only the request's identity, scopes, audience, the
