@@ -105,3 +105,14 @@ type Store interface {
 	// Close flushes and closes the store.
 	Close() error
 }
+
+// AccessTokenViewer is what a Store may also do: show an access token's
+// request for reading only, without the copy GetAccessTokenSession makes
+// for callers that may change it. Introspection, which reads and keeps
+// nothing, uses it when the store has it (the Badger store serves it from
+// its read cache).
+type AccessTokenViewer interface {
+	// ViewAccessToken is GetAccessTokenSession for a caller that neither
+	// modifies nor keeps the request.
+	ViewAccessToken(ctx context.Context, sig string) (fosite.Requester, error)
+}
