@@ -61,7 +61,7 @@ fuzz seconds="30":
     go test -run '^$' -fuzz FuzzReferenceDecide -fuzztime {{seconds}}s ./rego/
     go test -run '^$' -fuzz FuzzVerifyStatement -fuzztime {{seconds}}s ./asrv/
     go test -run '^$' -fuzz FuzzParseRegistration -fuzztime {{seconds}}s ./asrv/
-    go test -run '^$' -fuzz FuzzDecodeStoredRequest -fuzztime {{seconds}}s ./asrv/
+    go test -run '^$' -fuzz FuzzDecodeRecord -fuzztime {{seconds}}s ./asrv/store/
     go test -run '^$' -fuzz FuzzParseMessage -fuzztime {{seconds}}s ./host/
 
 # What CI runs.

@@ -125,22 +125,14 @@ func (s *Server) inspect(ctx context.Context, req fosite.Requester, resource str
 	}, id.JITSingleUse || sess.SingleUse, nil
 }
 
-// accessTokenViewer is a store that can show an access token's request
-// for reading only, without the copy GetAccessTokenSession makes for
-// callers that may change it. The request must be neither modified nor
-// kept.
-type accessTokenViewer interface {
-	viewAccessToken(ctx context.Context, sig string) (fosite.Requester, error)
-}
-
 // viewActiveAccessToken is activeAccessToken for introspection, which only
 // reads the request: from a store that can show it without a copy, it does.
 func (s *Server) viewActiveAccessToken(ctx context.Context, token string) (fosite.Requester, error) {
-	v, ok := s.store.(accessTokenViewer)
+	v, ok := s.store.(AccessTokenViewer)
 	if !ok {
 		return s.activeAccessToken(ctx, token)
 	}
-	return s.checkedAccessToken(ctx, token, v.viewAccessToken)
+	return s.checkedAccessToken(ctx, token, v.ViewAccessToken)
 }
 
 // audienceCovers reports whether a token with this audience may be used at

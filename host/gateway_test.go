@@ -17,6 +17,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/store/badger"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/host/audit"
@@ -36,7 +37,7 @@ type stack struct {
 	registry *plugins.Registry
 	index    *audit.Index
 	trail    *audit.Trail
-	store    *asrv.BadgerStore
+	store    *badger.Store
 	issuer   *asrv.IssuerKey
 	gw       *host.Gateway
 	// direct maps a backend name to its own URL, for baselines.
@@ -79,7 +80,7 @@ func newStackWith(t testing.TB, opts stackOptions) *stack {
 		backends = append(backends, host.Backend{Name: r.Name, URL: u})
 		resources = append(resources, base+"/mcp/"+r.Name)
 	}
-	store, err := asrv.OpenBadger(ctx, "")
+	store, err := badger.Open(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/asrv/signin"
+	"github.com/pbac-gateway/pbac/asrv/store/badger"
+	"github.com/pbac-gateway/pbac/asrv/store/postgres"
 	"github.com/pbac-gateway/pbac/host"
 )
 
@@ -132,13 +134,13 @@ func openStore(ctx context.Context, spec, dataDir string, log *slog.Logger) (asr
 	switch {
 	case spec == "" || spec == "badger":
 		dir := filepath.Join(dataDir, "store")
-		s, err := asrv.OpenBadger(ctx, dir, asrv.WithBadgerLogger(log))
+		s, err := badger.Open(ctx, dir, badger.WithLogger(log))
 		if err != nil {
 			return nil, "", err
 		}
 		return s, "badger:" + dir, nil
 	case host.IsPostgresStore(spec):
-		s, err := asrv.OpenPostgres(ctx, spec, asrv.WithPostgresLogger(log))
+		s, err := postgres.Open(ctx, spec, postgres.WithLogger(log))
 		if err != nil {
 			return nil, "", err
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/store/badger"
 	"github.com/pbac-gateway/pbac/conformance/clientcheck"
 	"github.com/pbac-gateway/pbac/conformance/clientcheck/tenantpolicy"
 	"github.com/pbac-gateway/pbac/conformance/official"
@@ -365,7 +366,7 @@ func startTenant(ctx context.Context, pol *policyRuntime, ps phaseSettings, log 
 	if err != nil {
 		return nil, err
 	}
-	store, err := asrv.OpenBadger(ctx, filepath.Join(dataDir, "store"), asrv.WithBadgerLogger(log))
+	store, err := badger.Open(ctx, filepath.Join(dataDir, "store"), badger.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/store/badger"
 	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/internal/certreload/certtest"
 )
@@ -129,7 +129,7 @@ func TestConfigCheckOperating(t *testing.T) {
 // drain once it began.
 func TestReadiness(t *testing.T) {
 	ctx := t.Context()
-	store, err := asrv.OpenBadger(ctx, "")
+	store, err := badger.Open(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package asrv
+package badger
 
 import (
 	"context"
@@ -7,12 +7,15 @@ import (
 	"sync"
 
 	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/store"
 )
 
 // accessCache keeps decoded access-token records and their clients, so that
 // introspecting a token does not decode two JSON documents from Badger on
 // every call. It is coherent because Badger is opened by this process alone
-// and every write goes through BadgerStore.update, which empties the cache
+// and every write goes through Store.update, which empties the cache
 // after it commits: an entry never outlives a write that could have changed
 // or removed it (a revocation, a consumption, a deleted client). Expiry is
 // checked on every hit. Policy is not cached: the decision is made on every
@@ -24,8 +27,8 @@ type accessCache struct {
 }
 
 type accessEntry struct {
-	rec    *storedRequest
-	client *Client
+	rec    *store.Record
+	client *asrv.Client
 }
 
 // maxAccessCacheEntries bounds the cache; a full cache starts over.
@@ -70,12 +73,12 @@ func (c *accessCache) invalidate() {
 	}
 }
 
-// viewAccessToken is GetAccessTokenSession for a caller that only reads the
+// ViewAccessToken is GetAccessTokenSession for a caller that only reads the
 // request and keeps nothing of it (introspection): on a cache hit the
 // request shares the cached record's slices and session instead of copying
 // them, which is most of a hit's allocations. The cached record is never
 // written to (a write replaces the cache), so readers may share it.
-func (s *BadgerStore) viewAccessToken(ctx context.Context, sig string) (fosite.Requester, error) {
+func (s *Store) ViewAccessToken(ctx context.Context, sig string) (fosite.Requester, error) {
 	if err := s.usable(ctx); err != nil {
 		return nil, err
 	}
@@ -83,17 +86,17 @@ func (s *BadgerStore) viewAccessToken(ctx context.Context, sig string) (fosite.R
 		if exp := e.rec.Session.GetExpiresAt(badgerKindAccess.typ); !exp.IsZero() && !s.now().Before(exp) {
 			return nil, fmt.Errorf("asrv: get %s: %w", badgerKindAccess.name, fosite.ErrNotFound)
 		}
-		return e.rec.view(e.client), nil
+		return view(e.rec, e.client), nil
 	}
 	return s.GetAccessTokenSession(ctx, sig, nil)
 }
 
 // view is the record as a request that shares its slices and session: for
 // reading only.
-func (rec *storedRequest) view(client *Client) *fosite.Request {
+func view(rec *store.Record, client *asrv.Client) *fosite.Request {
 	sess := rec.Session
 	if sess == nil {
-		sess = &Session{}
+		sess = &asrv.Session{}
 	}
 	return &fosite.Request{
 		ID:                rec.ID,

@@ -1,4 +1,8 @@
-package asrv
+// Package badger is the embedded token store: an asrv.Store in one Badger
+// database, on disk (synced on every write) or in memory. It is the
+// default; asrv/store/postgres is the one replicas share. Only a binary
+// that imports this package links Badger.
+package badger
 
 import (
 	"context"
@@ -17,9 +21,12 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/store"
 )
 
-// BadgerStore is the embedded Store: one Badger database holding clients,
+// Store is the embedded asrv.Store: one Badger database holding clients,
 // authorization codes, PKCE requests, access and refresh tokens (by
 // signature only), two indexes and the client-assertion JTI replay cache.
 //
@@ -28,7 +35,7 @@ import (
 //	client/<id>                                  Client
 //	pending/<id>                                 registration time (unix seconds, 8 bytes): an
 //	                                             unverified client with no code or token yet
-//	code/<sig>  pkce/<sig>  at/<sig>  rt/<sig>   storedRequest (TTL = the token's expiry)
+//	code/<sig>  pkce/<sig>  at/<sig>  rt/<sig>   store.Record (TTL = the token's expiry)
 //	idx/req/<len><request id><token key>         empty (request-id index, same TTL)
 //	idx/client/<len><client id><token key>       empty (client index, same TTL; a delegated
 //	                                             token is also indexed under every actor's id)
@@ -48,7 +55,7 @@ import (
 // decoded *asrv.Session. The session argument of the Get* methods is
 // ignored: fosite's handlers only ever use the session of the returned
 // request (Merge / SetSession), and the revocation handler passes nil.
-type BadgerStore struct {
+type Store struct {
 	db       *badger.DB
 	cfg      badgerConfig
 	inMemory bool
@@ -62,7 +69,10 @@ type BadgerStore struct {
 	cache *accessCache
 }
 
-var _ Store = (*BadgerStore)(nil)
+var (
+	_ asrv.Store             = (*Store)(nil)
+	_ asrv.AccessTokenViewer = (*Store)(nil)
+)
 
 type badgerConfig struct {
 	logger     *slog.Logger
@@ -70,12 +80,12 @@ type badgerConfig struct {
 	clock      func() time.Time
 }
 
-// BadgerOption configures OpenBadger.
-type BadgerOption func(*badgerConfig)
+// Option configures Open.
+type Option func(*badgerConfig)
 
 // WithLogger routes the store's and Badger's logs to l. Badger's own
 // informational chatter is logged at debug level.
-func WithBadgerLogger(l *slog.Logger) BadgerOption {
+func WithLogger(l *slog.Logger) Option {
 	return func(c *badgerConfig) {
 		if l != nil {
 			c.logger = l
@@ -85,14 +95,14 @@ func WithBadgerLogger(l *slog.Logger) BadgerOption {
 
 // WithGCInterval sets how often value-log garbage collection runs
 // (default 10 minutes; <= 0 disables it). In-memory stores never run it.
-func WithBadgerGCInterval(d time.Duration) BadgerOption {
+func WithGCInterval(d time.Duration) Option {
 	return func(c *badgerConfig) { c.gcInterval = d }
 }
 
 // WithClock sets the clock expiry is judged by (default time.Now). Badger's
 // own TTLs always use the real clock; an entry reads as expired when either
 // says so.
-func WithBadgerClock(now func() time.Time) BadgerOption {
+func WithClock(now func() time.Time) Option {
 	return func(c *badgerConfig) {
 		if now != nil {
 			c.clock = now
@@ -113,10 +123,10 @@ const (
 
 var errBadgerClosed = errors.New("asrv: badger store is closed")
 
-// OpenBadger opens (creating) a Badger store in dir; dir == "" opens an
+// Open opens (creating) a Badger store in dir; dir == "" opens an
 // in-memory store (tests, ephemeral demo). On-disk stores sync every write
 // before it returns.
-func OpenBadger(ctx context.Context, dir string, opts ...BadgerOption) (*BadgerStore, error) {
+func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	cfg := badgerConfig{
 		logger:     slog.Default(),
 		gcInterval: badgerDefaultGCInterval,
@@ -151,7 +161,7 @@ func OpenBadger(ctx context.Context, dir string, opts ...BadgerOption) (*BadgerS
 		}
 		return nil, fmt.Errorf("asrv: open badger store (%s): %w", where, err)
 	}
-	s := &BadgerStore{db: db, cfg: cfg, inMemory: inMemory, stopGC: make(chan struct{}), cache: newAccessCache()}
+	s := &Store{db: db, cfg: cfg, inMemory: inMemory, stopGC: make(chan struct{}), cache: newAccessCache()}
 	if !inMemory && cfg.gcInterval > 0 {
 		s.gcDone.Add(1)
 		go s.gcLoop()
@@ -159,7 +169,7 @@ func OpenBadger(ctx context.Context, dir string, opts ...BadgerOption) (*BadgerS
 	return s, nil
 }
 
-func (s *BadgerStore) gcLoop() {
+func (s *Store) gcLoop() {
 	defer s.gcDone.Done()
 	t := time.NewTicker(s.cfg.gcInterval)
 	defer t.Stop()
@@ -189,7 +199,7 @@ func (s *BadgerStore) gcLoop() {
 
 // Close stops garbage collection and closes the database. It is idempotent:
 // later calls return the first call's result.
-func (s *BadgerStore) Close() error {
+func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		close(s.stopGC)
@@ -216,7 +226,7 @@ func badgerLogMsg(f string, a []any) string { return strings.TrimSpace(fmt.Sprin
 
 // --- transactions ---------------------------------------------------------
 
-func (s *BadgerStore) view(ctx context.Context, fn func(txn *badger.Txn) error) error {
+func (s *Store) view(ctx context.Context, fn func(txn *badger.Txn) error) error {
 	if err := s.usable(ctx); err != nil {
 		return err
 	}
@@ -227,7 +237,7 @@ func (s *BadgerStore) view(ctx context.Context, fn func(txn *badger.Txn) error) 
 // for on-disk stores), retrying when it loses a write conflict. fn learns
 // whether it is a retry. When the retries run out the error wraps
 // fosite.ErrSerializationFailure, which fosite turns into "retry".
-func (s *BadgerStore) update(ctx context.Context, fn func(txn *badger.Txn, retry bool) error) error {
+func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn, retry bool) error) error {
 	for attempt := 0; ; attempt++ {
 		if err := s.usable(ctx); err != nil {
 			return err
@@ -245,7 +255,7 @@ func (s *BadgerStore) update(ctx context.Context, fn func(txn *badger.Txn, retry
 
 // Ping fails once the store is closed (or Badger has closed itself on a
 // fatal error); it reads nothing.
-func (s *BadgerStore) Ping(ctx context.Context) error {
+func (s *Store) Ping(ctx context.Context) error {
 	if err := s.usable(ctx); err != nil {
 		return err
 	}
@@ -255,14 +265,14 @@ func (s *BadgerStore) Ping(ctx context.Context) error {
 	return nil
 }
 
-func (s *BadgerStore) usable(ctx context.Context) error {
+func (s *Store) usable(ctx context.Context) error {
 	if s.closed.Load() {
 		return errBadgerClosed
 	}
 	return ctx.Err()
 }
 
-func (s *BadgerStore) now() time.Time { return s.cfg.clock() }
+func (s *Store) now() time.Time { return s.cfg.clock() }
 
 // --- keys -----------------------------------------------------------------
 
@@ -328,9 +338,9 @@ func badgerExpiresAt(t time.Time) uint64 {
 
 // --- clients --------------------------------------------------------------
 
-// CreateClient registers c; ErrClientExists if the id is taken.
-func (s *BadgerStore) CreateClient(ctx context.Context, c *Client) error {
-	if c == nil || !validStoreID(c.ID) {
+// CreateClient registers c; asrv.ErrClientExists if the id is taken.
+func (s *Store) CreateClient(ctx context.Context, c *asrv.Client) error {
+	if c == nil || !store.ValidID(c.ID) {
 		return fmt.Errorf("asrv: create client: invalid client id")
 	}
 	val, err := json.Marshal(c)
@@ -341,7 +351,7 @@ func (s *BadgerStore) CreateClient(ctx context.Context, c *Client) error {
 		_, err := txn.Get(badgerClientKey(c.ID))
 		switch {
 		case err == nil:
-			return ErrClientExists
+			return asrv.ErrClientExists
 		case !errors.Is(err, badger.ErrKeyNotFound):
 			return err
 		}
@@ -374,7 +384,7 @@ func badgerClientUsed(txn *badger.Txn, id string) error {
 }
 
 // CountClients counts the registered and the pending clients (keys only).
-func (s *BadgerStore) CountClients(ctx context.Context) (total, pending int, err error) {
+func (s *Store) CountClients(ctx context.Context) (total, pending int, err error) {
 	err = s.view(ctx, func(txn *badger.Txn) error {
 		total = badgerCountKeys(txn, []byte(badgerPrefixClient))
 		pending = badgerCountKeys(txn, []byte(badgerPrefixPending))
@@ -403,7 +413,7 @@ func badgerCountKeys(txn *badger.Txn, prefix []byte) int {
 // cutoff. Each is deleted in a transaction that reads its pending mark, so
 // one whose first token was issued meanwhile (clearing the mark) conflicts
 // and survives.
-func (s *BadgerStore) DeletePendingClients(ctx context.Context, registeredBefore time.Time) (int, error) {
+func (s *Store) DeletePendingClients(ctx context.Context, registeredBefore time.Time) (int, error) {
 	var ids []string
 	err := s.view(ctx, func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(badgerPrefixPending), PrefetchValues: true})
@@ -439,8 +449,8 @@ func (s *BadgerStore) DeletePendingClients(ctx context.Context, registeredBefore
 }
 
 // Client returns the registered client, or fosite.ErrNotFound.
-func (s *BadgerStore) Client(ctx context.Context, id string) (*Client, error) {
-	var c *Client
+func (s *Store) Client(ctx context.Context, id string) (*asrv.Client, error) {
+	var c *asrv.Client
 	err := s.view(ctx, func(txn *badger.Txn) error {
 		var err error
 		c, err = badgerLoadClient(txn, id)
@@ -453,13 +463,13 @@ func (s *BadgerStore) Client(ctx context.Context, id string) (*Client, error) {
 }
 
 // Clients lists the registered clients, ordered by id.
-func (s *BadgerStore) Clients(ctx context.Context) ([]*Client, error) {
-	var out []*Client
+func (s *Store) Clients(ctx context.Context) ([]*asrv.Client, error) {
+	var out []*asrv.Client
 	err := s.view(ctx, func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(badgerPrefixClient), PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			var c Client
+			var c asrv.Client
 			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &c) }); err != nil {
 				return fmt.Errorf("decode client %q: %w", it.Item().Key(), err)
 			}
@@ -474,7 +484,7 @@ func (s *BadgerStore) Clients(ctx context.Context) ([]*Client, error) {
 }
 
 // GetClient implements fosite.ClientManager.
-func (s *BadgerStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
 	c, err := s.Client(ctx, id)
 	if err != nil {
 		return nil, err
@@ -482,8 +492,8 @@ func (s *BadgerStore) GetClient(ctx context.Context, id string) (fosite.Client, 
 	return c, nil
 }
 
-func badgerLoadClient(txn *badger.Txn, id string) (*Client, error) {
-	if !validStoreID(id) {
+func badgerLoadClient(txn *badger.Txn, id string) (*asrv.Client, error) {
+	if !store.ValidID(id) {
 		return nil, fosite.ErrNotFound
 	}
 	item, err := txn.Get(badgerClientKey(id))
@@ -492,7 +502,7 @@ func badgerLoadClient(txn *badger.Txn, id string) (*Client, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	c := new(Client)
+	c := new(asrv.Client)
 	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, c) }); err != nil {
 		return nil, fmt.Errorf("decode client: %w", err)
 	}
@@ -507,8 +517,8 @@ func badgerLoadClient(txn *badger.Txn, id string) (*Client, error) {
 // resolving at once (a token whose client is gone reads as not found); the
 // tokens are then removed in batches. It returns fosite.ErrNotFound when no
 // such client was registered (after sweeping any leftovers).
-func (s *BadgerStore) DeleteClient(ctx context.Context, id string) error {
-	if !validStoreID(id) {
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	if !store.ValidID(id) {
 		return fmt.Errorf("asrv: delete client: %w", fosite.ErrNotFound)
 	}
 	existed, err := s.deleteClient(ctx, id, false)
@@ -523,7 +533,7 @@ func (s *BadgerStore) DeleteClient(ctx context.Context, id string) error {
 
 // deleteClient deletes a client (with onlyPending, only while it is
 // pending) and sweeps its tokens; it reports whether it deleted it.
-func (s *BadgerStore) deleteClient(ctx context.Context, id string, onlyPending bool) (bool, error) {
+func (s *Store) deleteClient(ctx context.Context, id string, onlyPending bool) (bool, error) {
 	existed := false
 	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
 		existed = false
@@ -611,7 +621,7 @@ type badgerJTI struct {
 
 // ClientAssertionJWTValid returns fosite.ErrJTIKnown when jti was recorded
 // and has not yet expired, nil otherwise.
-func (s *BadgerStore) ClientAssertionJWTValid(ctx context.Context, jti string) error {
+func (s *Store) ClientAssertionJWTValid(ctx context.Context, jti string) error {
 	err := s.view(ctx, func(txn *badger.Txn) error {
 		known, err := s.jtiKnown(txn, jti)
 		if err != nil {
@@ -632,7 +642,7 @@ func (s *BadgerStore) ClientAssertionJWTValid(ctx context.Context, jti string) e
 // already recorded. An exp already in the past records nothing (such an
 // assertion is rejected for its expiry anyway). Expired JTIs are removed by
 // Badger's TTL, so there is no sweep.
-func (s *BadgerStore) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
+func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
 	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
 		known, err := s.jtiKnown(txn, jti)
 		if err != nil {
@@ -658,7 +668,7 @@ func (s *BadgerStore) SetClientAssertionJWT(ctx context.Context, jti string, exp
 	return nil
 }
 
-func (s *BadgerStore) jtiKnown(txn *badger.Txn, jti string) (bool, error) {
+func (s *Store) jtiKnown(txn *badger.Txn, jti string) (bool, error) {
 	item, err := txn.Get(badgerJTIKey(jti))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return false, nil
@@ -676,14 +686,14 @@ func (s *BadgerStore) jtiKnown(txn *badger.Txn, jti string) (bool, error) {
 // --- tokens ---------------------------------------------------------------
 
 // CreateAuthorizeCodeSession stores the request of an authorization code.
-func (s *BadgerStore) CreateAuthorizeCodeSession(ctx context.Context, sig string, req fosite.Requester) error {
+func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, sig string, req fosite.Requester) error {
 	return s.createToken(ctx, badgerKindCode, sig, "", req)
 }
 
 // GetAuthorizeCodeSession returns the request of an authorization code. For
 // an invalidated code it returns the request AND
 // fosite.ErrInvalidatedAuthorizeCode, so fosite revokes the grant's tokens.
-func (s *BadgerStore) GetAuthorizeCodeSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+func (s *Store) GetAuthorizeCodeSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
 	req, rec, err := s.getToken(ctx, badgerKindCode, sig)
 	if err != nil {
 		return nil, err
@@ -698,7 +708,7 @@ func (s *BadgerStore) GetAuthorizeCodeSession(ctx context.Context, sig string, _
 // it expires) so reuse is detected. Invalidating an already invalidated code
 // fails with fosite.ErrInvalidatedAuthorizeCode: of two concurrent token
 // requests redeeming one code, only one gets tokens.
-func (s *BadgerStore) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
+func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
 	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
 		rec, item, err := s.loadRecord(txn, badgerKindCode, sig)
 		if err != nil {
@@ -717,12 +727,12 @@ func (s *BadgerStore) InvalidateAuthorizeCodeSession(ctx context.Context, sig st
 }
 
 // CreatePKCERequestSession stores the PKCE request of an authorization code.
-func (s *BadgerStore) CreatePKCERequestSession(ctx context.Context, sig string, req fosite.Requester) error {
+func (s *Store) CreatePKCERequestSession(ctx context.Context, sig string, req fosite.Requester) error {
 	return s.createToken(ctx, badgerKindPKCE, sig, "", req)
 }
 
 // GetPKCERequestSession returns the PKCE request of an authorization code.
-func (s *BadgerStore) GetPKCERequestSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
 	req, _, err := s.getToken(ctx, badgerKindPKCE, sig)
 	if err != nil {
 		return nil, err
@@ -731,18 +741,18 @@ func (s *BadgerStore) GetPKCERequestSession(ctx context.Context, sig string, _ f
 }
 
 // DeletePKCERequestSession deletes a PKCE request (nil if absent).
-func (s *BadgerStore) DeletePKCERequestSession(ctx context.Context, sig string) error {
+func (s *Store) DeletePKCERequestSession(ctx context.Context, sig string) error {
 	return s.deleteToken(ctx, badgerKindPKCE, sig)
 }
 
 // CreateAccessTokenSession stores the request of an access token.
-func (s *BadgerStore) CreateAccessTokenSession(ctx context.Context, sig string, req fosite.Requester) error {
+func (s *Store) CreateAccessTokenSession(ctx context.Context, sig string, req fosite.Requester) error {
 	return s.createToken(ctx, badgerKindAccess, sig, "", req)
 }
 
 // GetAccessTokenSession returns the request of an access token, or
 // fosite.ErrNotFound (absent, expired, or its client deleted).
-func (s *BadgerStore) GetAccessTokenSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+func (s *Store) GetAccessTokenSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
 	req, _, err := s.getToken(ctx, badgerKindAccess, sig)
 	if err != nil {
 		return nil, err
@@ -751,22 +761,22 @@ func (s *BadgerStore) GetAccessTokenSession(ctx context.Context, sig string, _ f
 }
 
 // DeleteAccessTokenSession deletes an access token (nil if absent).
-func (s *BadgerStore) DeleteAccessTokenSession(ctx context.Context, sig string) error {
+func (s *Store) DeleteAccessTokenSession(ctx context.Context, sig string) error {
 	return s.deleteToken(ctx, badgerKindAccess, sig)
 }
 
 // ConsumeAccessToken deletes the access token and returns its request in one
 // transaction. Of concurrent callers exactly one succeeds: a caller that
 // loses the write conflict re-reads, finds the token gone and gets
-// ErrConsumed; a caller that starts after the deletion gets
+// asrv.ErrConsumed; a caller that starts after the deletion gets
 // fosite.ErrNotFound.
-func (s *BadgerStore) ConsumeAccessToken(ctx context.Context, sig string) (fosite.Requester, error) {
+func (s *Store) ConsumeAccessToken(ctx context.Context, sig string) (fosite.Requester, error) {
 	var req *fosite.Request
 	err := s.update(ctx, func(txn *badger.Txn, retry bool) error {
 		rec, _, err := s.loadRecord(txn, badgerKindAccess, sig)
 		if err != nil {
 			if retry && errors.Is(err, fosite.ErrNotFound) {
-				return ErrConsumed
+				return asrv.ErrConsumed
 			}
 			return err
 		}
@@ -777,7 +787,7 @@ func (s *BadgerStore) ConsumeAccessToken(ctx context.Context, sig string) (fosit
 		if err := badgerActorsRegistered(txn, rec); err != nil {
 			return err
 		}
-		req = rec.toRequest(client)
+		req = rec.Request(client)
 		return badgerDeleteRecord(txn, badgerKindAccess.key(sig), rec)
 	})
 	if err != nil {
@@ -788,7 +798,7 @@ func (s *BadgerStore) ConsumeAccessToken(ctx context.Context, sig string) (fosit
 
 // CreateRefreshTokenSession stores the request of a refresh token together
 // with the signature of the access token issued with it.
-func (s *BadgerStore) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, req fosite.Requester) error {
+func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, req fosite.Requester) error {
 	return s.createToken(ctx, badgerKindRefresh, sig, accessSig, req)
 }
 
@@ -796,7 +806,7 @@ func (s *BadgerStore) CreateRefreshTokenSession(ctx context.Context, sig, access
 // rotated or revoked (inactive) one it returns the request AND
 // fosite.ErrInactiveToken, which fosite treats as reuse and answers by
 // revoking the whole grant.
-func (s *BadgerStore) GetRefreshTokenSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+func (s *Store) GetRefreshTokenSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
 	req, rec, err := s.getToken(ctx, badgerKindRefresh, sig)
 	if err != nil {
 		return nil, err
@@ -808,7 +818,7 @@ func (s *BadgerStore) GetRefreshTokenSession(ctx context.Context, sig string, _ 
 }
 
 // DeleteRefreshTokenSession deletes a refresh token (nil if absent).
-func (s *BadgerStore) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
+func (s *Store) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
 	return s.deleteToken(ctx, badgerKindRefresh, sig)
 }
 
@@ -817,7 +827,7 @@ func (s *BadgerStore) DeleteRefreshTokenSession(ctx context.Context, sig string)
 // fails with fosite.ErrNotFound for an unknown token and with
 // fosite.ErrInactiveToken for one already rotated, so of two concurrent
 // refreshes with one token only one succeeds.
-func (s *BadgerStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
+func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
 	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
 		rec, item, err := s.loadRecord(txn, badgerKindRefresh, sig)
 		if err != nil {
@@ -841,7 +851,7 @@ func (s *BadgerStore) RotateRefreshToken(ctx context.Context, requestID, sig str
 // RevokeRefreshToken marks every refresh token of requestID inactive and
 // deletes the access tokens delegated from the grant. It returns nil when
 // there are none.
-func (s *BadgerStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
+func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
 	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
 		if err := badgerRevokeFamily(txn, requestID, badgerKindRefresh); err != nil {
 			return err
@@ -857,7 +867,7 @@ func (s *BadgerStore) RevokeRefreshToken(ctx context.Context, requestID string) 
 // RevokeAccessToken deletes every access token of requestID and every
 // access token delegated from the grant. It returns nil when there are
 // none.
-func (s *BadgerStore) RevokeAccessToken(ctx context.Context, requestID string) error {
+func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
 	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
 		if err := badgerRevokeFamily(txn, requestID, badgerKindAccess); err != nil {
 			return err
@@ -873,7 +883,7 @@ func (s *BadgerStore) RevokeAccessToken(ctx context.Context, requestID string) e
 // badgerRevokeFamily deletes the access tokens, or deactivates the refresh tokens,
 // of requestID, found through the request-id index.
 func badgerRevokeFamily(txn *badger.Txn, requestID string, kind badgerKind) error {
-	if !validStoreID(requestID) {
+	if !store.ValidID(requestID) {
 		return nil
 	}
 	base := badgerIndexBase(badgerPrefixReqIndex, requestID)
@@ -920,7 +930,7 @@ func badgerRevokeFamily(txn *badger.Txn, requestID string, kind badgerKind) erro
 // of requestID, at any depth (each is indexed under every grant it
 // descends from).
 func badgerRevokeDescendants(txn *badger.Txn, requestID string) error {
-	if !validStoreID(requestID) {
+	if !store.ValidID(requestID) {
 		return nil
 	}
 	if err := badgerTouchGrant(txn, requestID, 0, true); err != nil {
@@ -962,11 +972,11 @@ func badgerTouchGrant(txn *badger.Txn, requestID string, exp uint64, remove bool
 // token and reading every client of the chain: a concurrent revocation,
 // consumption or client deletion writes one of those keys, so one of the
 // two transactions conflicts and its retry sees the other's outcome.
-func (s *BadgerStore) CreateDelegatedAccessToken(ctx context.Context, sig string, req fosite.Requester, subjectSig string, consumeSubject bool) error {
-	if !validStoreSignature(sig) {
+func (s *Store) CreateDelegatedAccessToken(ctx context.Context, sig string, req fosite.Requester, subjectSig string, consumeSubject bool) error {
+	if !store.ValidSignature(sig) {
 		return errors.New("asrv: create delegated access token: invalid signature")
 	}
-	rec, err := newStoredRequest(req)
+	rec, err := store.NewRecord(req)
 	if err != nil {
 		return fmt.Errorf("asrv: create delegated access token: %w", err)
 	}
@@ -976,12 +986,12 @@ func (s *BadgerStore) CreateDelegatedAccessToken(ctx context.Context, sig string
 		subject, _, err := s.loadRecord(txn, badgerKindAccess, subjectSig)
 		if err != nil {
 			if retry && errors.Is(err, fosite.ErrNotFound) {
-				return ErrConsumed
+				return asrv.ErrConsumed
 			}
 			return fmt.Errorf("subject token: %w", err)
 		}
 		linked := *rec
-		if err := linked.delegatedFrom(subject); err != nil {
+		if err := linked.DelegatedFrom(subject); err != nil {
 			return err
 		}
 		for _, id := range append(slices.Clone(linked.Actors), linked.ClientID) {
@@ -1010,11 +1020,11 @@ func (s *BadgerStore) CreateDelegatedAccessToken(ctx context.Context, sig string
 	return nil
 }
 
-func (s *BadgerStore) createToken(ctx context.Context, kind badgerKind, sig, accessSig string, req fosite.Requester) error {
-	if !validStoreSignature(sig) {
+func (s *Store) createToken(ctx context.Context, kind badgerKind, sig, accessSig string, req fosite.Requester) error {
+	if !store.ValidSignature(sig) {
 		return fmt.Errorf("asrv: create %s: invalid signature", kind.name)
 	}
-	rec, err := newStoredRequest(req)
+	rec, err := store.NewRecord(req)
 	if err != nil {
 		return fmt.Errorf("asrv: create %s: %w", kind.name, err)
 	}
@@ -1042,7 +1052,7 @@ func (s *BadgerStore) createToken(ctx context.Context, kind badgerKind, sig, acc
 // badgerSetToken writes a token record and its index entries, all expiring
 // at exp: by request id and client, and for a delegated token by every
 // grant it descends from and every actor.
-func badgerSetToken(txn *badger.Txn, key []byte, rec *storedRequest, exp uint64) error {
+func badgerSetToken(txn *badger.Txn, key []byte, rec *store.Record, exp uint64) error {
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode: %w", err)
@@ -1067,10 +1077,10 @@ func badgerSetToken(txn *badger.Txn, key []byte, rec *storedRequest, exp uint64)
 	return nil
 }
 
-func (s *BadgerStore) getToken(ctx context.Context, kind badgerKind, sig string) (*fosite.Request, *storedRequest, error) {
+func (s *Store) getToken(ctx context.Context, kind badgerKind, sig string) (*fosite.Request, *store.Record, error) {
 	var (
 		req *fosite.Request
-		rec *storedRequest
+		rec *store.Record
 	)
 	cached := kind == badgerKindAccess
 	var gen uint64
@@ -1084,10 +1094,10 @@ func (s *BadgerStore) getToken(ctx context.Context, kind badgerKind, sig string)
 			if exp := e.rec.Session.GetExpiresAt(kind.typ); !exp.IsZero() && !s.now().Before(exp) {
 				return nil, nil, fmt.Errorf("asrv: get %s: %w", kind.name, fosite.ErrNotFound)
 			}
-			return e.rec.toRequest(e.client), e.rec, nil
+			return e.rec.Request(e.client), e.rec, nil
 		}
 	}
-	var client *Client
+	var client *asrv.Client
 	err := s.view(ctx, func(txn *badger.Txn) error {
 		var err error
 		rec, _, err = s.loadRecord(txn, kind, sig)
@@ -1101,7 +1111,7 @@ func (s *BadgerStore) getToken(ctx context.Context, kind badgerKind, sig string)
 		if err := badgerActorsRegistered(txn, rec); err != nil {
 			return err
 		}
-		req = rec.toRequest(client)
+		req = rec.Request(client)
 		return nil
 	})
 	if err != nil {
@@ -1113,8 +1123,8 @@ func (s *BadgerStore) getToken(ctx context.Context, kind badgerKind, sig string)
 	return req, rec, nil
 }
 
-func (s *BadgerStore) deleteToken(ctx context.Context, kind badgerKind, sig string) error {
-	if !validStoreSignature(sig) {
+func (s *Store) deleteToken(ctx context.Context, kind badgerKind, sig string) error {
+	if !store.ValidSignature(sig) {
 		return nil
 	}
 	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
@@ -1128,8 +1138,8 @@ func (s *BadgerStore) deleteToken(ctx context.Context, kind badgerKind, sig stri
 
 // loadRecord reads a token record; fosite.ErrNotFound when it is absent,
 // expired (by Badger's TTL or the store's clock) or unreadable.
-func (s *BadgerStore) loadRecord(txn *badger.Txn, kind badgerKind, sig string) (*storedRequest, *badger.Item, error) {
-	if !validStoreSignature(sig) {
+func (s *Store) loadRecord(txn *badger.Txn, kind badgerKind, sig string) (*store.Record, *badger.Item, error) {
+	if !store.ValidSignature(sig) {
 		return nil, nil, fosite.ErrNotFound
 	}
 	item, err := txn.Get(kind.key(sig))
@@ -1148,11 +1158,11 @@ func (s *BadgerStore) loadRecord(txn *badger.Txn, kind badgerKind, sig string) (
 	return rec, item, nil
 }
 
-func badgerItemRecord(item *badger.Item) (*storedRequest, error) {
-	var rec *storedRequest
+func badgerItemRecord(item *badger.Item) (*store.Record, error) {
+	var rec *store.Record
 	err := item.Value(func(v []byte) error {
 		var err error
-		rec, err = decodeStoredRequest(v)
+		rec, err = store.DecodeRecord(v)
 		return err
 	})
 	return rec, err
@@ -1178,7 +1188,7 @@ func badgerDeleteTokenByKey(txn *badger.Txn, tk []byte) error {
 // delegated token's chain is gone: DeleteClient deletes the client before it
 // sweeps the tokens indexed under it, and a token must not be served in
 // between.
-func badgerActorsRegistered(txn *badger.Txn, rec *storedRequest) error {
+func badgerActorsRegistered(txn *badger.Txn, rec *store.Record) error {
 	for _, id := range rec.Actors {
 		if _, err := badgerLoadClient(txn, id); err != nil {
 			return err
@@ -1187,7 +1197,7 @@ func badgerActorsRegistered(txn *badger.Txn, rec *storedRequest) error {
 	return nil
 }
 
-func badgerDeleteRecord(txn *badger.Txn, tk []byte, rec *storedRequest) error {
+func badgerDeleteRecord(txn *badger.Txn, tk []byte, rec *store.Record) error {
 	if err := txn.Delete(tk); err != nil {
 		return err
 	}
@@ -1195,25 +1205,25 @@ func badgerDeleteRecord(txn *badger.Txn, tk []byte, rec *storedRequest) error {
 		return nil
 	}
 	for _, id := range rec.Ancestors {
-		if validStoreID(id) {
+		if store.ValidID(id) {
 			if err := txn.Delete(badgerIndexKey(badgerPrefixAncIndex, id, tk)); err != nil {
 				return err
 			}
 		}
 	}
 	for _, id := range rec.Actors {
-		if validStoreID(id) {
+		if store.ValidID(id) {
 			if err := txn.Delete(badgerIndexKey(badgerPrefixCliIndex, id, tk)); err != nil {
 				return err
 			}
 		}
 	}
-	if validStoreID(rec.ID) {
+	if store.ValidID(rec.ID) {
 		if err := txn.Delete(badgerIndexKey(badgerPrefixReqIndex, rec.ID, tk)); err != nil {
 			return err
 		}
 	}
-	if validStoreID(rec.ClientID) {
+	if store.ValidID(rec.ClientID) {
 		if err := txn.Delete(badgerIndexKey(badgerPrefixCliIndex, rec.ClientID, tk)); err != nil {
 			return err
 		}
@@ -1222,7 +1232,7 @@ func badgerDeleteRecord(txn *badger.Txn, tk []byte, rec *storedRequest) error {
 }
 
 // badgerRewriteRecord stores rec under tk keeping its Badger expiry.
-func badgerRewriteRecord(txn *badger.Txn, tk []byte, rec *storedRequest, expiresAt uint64) error {
+func badgerRewriteRecord(txn *badger.Txn, tk []byte, rec *store.Record, expiresAt uint64) error {
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode: %w", err)

@@ -1,4 +1,4 @@
-package asrv
+package postgres
 
 import (
 	"context"
@@ -24,8 +24,8 @@ func postgresMigrations() pgmigrate.Set {
 		Table: "asrv_schema_migrations", LockKey: 0x7062_6163_6173_7276}
 }
 
-// PostgresSchemaVersion is the schema version this binary migrates to.
-func PostgresSchemaVersion() int { return postgresMigrations().Latest() }
+// SchemaVersion is the schema version this binary migrates to.
+func SchemaVersion() int { return postgresMigrations().Latest() }
 
 // migratePostgres brings the schema to the latest embedded version and
 // returns the versions it applied; a database already at a later version

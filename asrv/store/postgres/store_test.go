@@ -1,10 +1,12 @@
-package asrv_test
+package postgres_test
 
 import (
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -14,41 +16,46 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/store/postgres"
 	"github.com/pbac-gateway/pbac/asrv/storetest"
 	"github.com/pbac-gateway/pbac/internal/pgtest"
 )
 
-// The PostgreSQL half of the store tests runs when PBAC_TEST_POSTGRES names
-// a database the tests may create schemas in (internal/pgtest): each test
-// gets a schema of its own.
+// The PostgreSQL store's tests run when PBAC_TEST_POSTGRES names a database
+// the tests may create schemas in (internal/pgtest): each test gets a
+// schema of its own.
 
-func pgOpen(t testing.TB, dsn string, opts ...asrv.PostgresOption) *asrv.PostgresStore {
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func openStore(t testing.TB, dsn string, opts ...postgres.Option) *postgres.Store {
 	t.Helper()
-	s, err := asrv.OpenPostgres(context.Background(), dsn, append([]asrv.PostgresOption{asrv.WithPostgresLogger(bgQuietLogger())}, opts...)...)
+	s, err := postgres.Open(context.Background(), dsn, append([]postgres.Option{postgres.WithLogger(quietLogger())}, opts...)...)
 	if err != nil {
-		t.Fatalf("OpenPostgres: %v", err)
+		t.Fatalf("Open: %v", err)
 	}
 	return s
 }
 
-// pgReplicas opens n stores on one schema, each with its own connection
+// openReplicas opens n stores on one schema, each with its own connection
 // pool: n replicas of the authorization server. They start together, so
 // they also race to migrate.
-func pgReplicas(t *testing.T, dsn string, n int) []*asrv.PostgresStore {
+func openReplicas(t *testing.T, dsn string, n int) []*postgres.Store {
 	t.Helper()
-	stores := make([]*asrv.PostgresStore, n)
+	stores := make([]*postgres.Store, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			stores[i], errs[i] = asrv.OpenPostgres(context.Background(), pgtest.WithParam(t, dsn, "pool_max_conns", "4"),
-				asrv.WithPostgresLogger(bgQuietLogger()))
+			stores[i], errs[i] = postgres.Open(context.Background(), pgtest.WithParam(t, dsn, "pool_max_conns", "4"),
+				postgres.WithLogger(quietLogger()))
 		})
 	}
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			t.Fatalf("replica %d: OpenPostgres: %v", i, err)
+			t.Fatalf("replica %d: Open: %v", i, err)
 		}
 		t.Cleanup(func() { _ = stores[i].Close() })
 	}
@@ -62,14 +69,14 @@ func pgReplicas(t *testing.T, dsn string, n int) []*asrv.PostgresStore {
 func TestPostgresReplicasRace(t *testing.T) {
 	dsn := pgtest.FreshSchema(t)
 	const replicas, perReplica = 8, 4
-	stores := pgReplicas(t, dsn, replicas)
+	stores := openReplicas(t, dsn, replicas)
 	ctx := context.Background()
-	c := bgClient("agent-race")
+	c := storetest.NewClient("agent-race")
 	if err := stores[0].CreateClient(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 
-	race := func(name string, fn func(s *asrv.PostgresStore) error, loserOK func(error) bool) {
+	race := func(name string, fn func(s *postgres.Store) error, loserOK func(error) bool) {
 		t.Helper()
 		var (
 			wg     sync.WaitGroup
@@ -106,7 +113,7 @@ func TestPostgresReplicasRace(t *testing.T) {
 	}
 
 	for round := range 5 {
-		r := bgRequest(c, fmt.Sprintf("req-%d", round))
+		r := storetest.NewRequest(c, fmt.Sprintf("req-%d", round))
 		r.Session.(*asrv.Session).SingleUse = true
 		at, rt, code := rand.Text(), rand.Text(), rand.Text()
 		creator := stores[round%replicas]
@@ -119,14 +126,14 @@ func TestPostgresReplicasRace(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		race(fmt.Sprintf("round %d: consume single-use access token", round), func(s *asrv.PostgresStore) error {
+		race(fmt.Sprintf("round %d: consume single-use access token", round), func(s *postgres.Store) error {
 			_, err := s.ConsumeAccessToken(ctx, at)
 			return err
 		}, func(err error) bool { return errors.Is(err, fosite.ErrNotFound) || errors.Is(err, asrv.ErrConsumed) })
-		race(fmt.Sprintf("round %d: rotate refresh token", round), func(s *asrv.PostgresStore) error {
+		race(fmt.Sprintf("round %d: rotate refresh token", round), func(s *postgres.Store) error {
 			return s.RotateRefreshToken(ctx, r.ID, rt)
 		}, func(err error) bool { return errors.Is(err, fosite.ErrInactiveToken) })
-		race(fmt.Sprintf("round %d: redeem authorization code", round), func(s *asrv.PostgresStore) error {
+		race(fmt.Sprintf("round %d: redeem authorization code", round), func(s *postgres.Store) error {
 			return s.InvalidateAuthorizeCodeSession(ctx, code)
 		}, func(err error) bool { return errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) })
 
@@ -148,16 +155,16 @@ func TestPostgresReplicasRace(t *testing.T) {
 // replica is what every other replica reads next: a revocation, a
 // consumption, a client's deletion.
 func TestPostgresReplicasSeeWrites(t *testing.T) {
-	stores := pgReplicas(t, pgtest.FreshSchema(t), 3)
+	stores := openReplicas(t, pgtest.FreshSchema(t), 3)
 	a, b, c := stores[0], stores[1], stores[2]
 	ctx := context.Background()
-	cl := bgClient("agent-1")
+	cl := storetest.NewClient("agent-1")
 	if err := a.CreateClient(ctx, cl); err != nil {
 		t.Fatal(err)
 	}
 	issue := func(id string) string {
 		sig := rand.Text()
-		if err := a.CreateAccessTokenSession(ctx, sig, bgRequest(cl, id)); err != nil {
+		if err := a.CreateAccessTokenSession(ctx, sig, storetest.NewRequest(cl, id)); err != nil {
 			t.Fatal(err)
 		}
 		for i, s := range stores {
@@ -199,8 +206,8 @@ func TestPostgresReplicasSeeWrites(t *testing.T) {
 	}
 }
 
-// pgRaw opens a plain connection into the schema of dsn.
-func pgRaw(t *testing.T, dsn string) *pgx.Conn {
+// rawConn opens a plain connection into the schema of dsn.
+func rawConn(t *testing.T, dsn string) *pgx.Conn {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), dsn)
 	if err != nil {
@@ -214,16 +221,16 @@ func pgRaw(t *testing.T, dsn string) *pgx.Conn {
 // any row; tokens are found by signature.
 func TestPostgresNoSecretsAtRest(t *testing.T) {
 	dsn := pgtest.FreshSchema(t)
-	s := pgOpen(t, dsn)
+	s := openStore(t, dsn)
 	defer s.Close()
 	ctx := context.Background()
-	c := bgClient("agent-1")
+	c := storetest.NewClient("agent-1")
 	c.SecretHash = []byte("sha256$0123")
 	if err := s.CreateClient(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	writeEveryKind(t, s, c, 10)
-	conn := pgRaw(t, dsn)
+	storetest.WriteEveryKind(t, s, c, 10)
+	conn := rawConn(t, dsn)
 	var dump string
 	if err := conn.QueryRow(ctx, `SELECT
 		(SELECT coalesce(string_agg(t::text, E'\n'), '') FROM asrv_tokens t) || E'\n' ||
@@ -247,14 +254,14 @@ func TestPostgresNoSecretsAtRest(t *testing.T) {
 func TestPostgresClockExpiryAndSweep(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.FreshSchema(t)
-	clk := &bgClock{now: time.Now()}
-	s := pgOpen(t, dsn, asrv.WithPostgresClock(clk.Now), asrv.WithPostgresSweepInterval(0))
+	clk := storetest.NewClock(time.Now())
+	s := openStore(t, dsn, postgres.WithClock(clk.Now), postgres.WithSweepInterval(0))
 	defer s.Close()
-	c := bgClient("agent-1")
+	c := storetest.NewClient("agent-1")
 	if err := s.CreateClient(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	r := bgRequest(c, "r1")
+	r := storetest.NewRequest(c, "r1")
 	r.Session.(*asrv.Session).SetExpiresAt(fosite.AccessToken, clk.Now().Add(time.Hour))
 	r.Session.(*asrv.Session).SetExpiresAt(fosite.RefreshToken, clk.Now().Add(48*time.Hour))
 	r.Session.(*asrv.Session).SetExpiresAt(fosite.AuthorizeCode, clk.Now().Add(time.Minute))
@@ -309,14 +316,14 @@ func TestPostgresClockExpiryAndSweep(t *testing.T) {
 func TestPostgresTamperedRows(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.FreshSchema(t)
-	s := pgOpen(t, dsn)
+	s := openStore(t, dsn)
 	defer s.Close()
 	for _, id := range []string{"agent-1", "agent-2"} {
-		if err := s.CreateClient(ctx, bgClient(id)); err != nil {
+		if err := s.CreateClient(ctx, storetest.NewClient(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	conn := pgRaw(t, dsn)
+	conn := rawConn(t, dsn)
 	for i, v := range []string{"null", "{}", `{"v":1}`, `{"v":2,"id":"r","client_id":"agent-1"}`,
 		`{"v":1,"id":"r","client_id":"agent-1","session":7}`, `{"v":1,"id":"r","client_id":"agent-2"}`, `[1,2]`} {
 		sig := fmt.Sprintf("sig-%d", i)
@@ -343,20 +350,20 @@ func TestPostgresTamperedRows(t *testing.T) {
 func TestPostgresMigrations(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.FreshSchema(t)
-	pgOpen(t, dsn).Close()
-	pgOpen(t, dsn).Close()
-	conn := pgRaw(t, dsn)
+	openStore(t, dsn).Close()
+	openStore(t, dsn).Close()
+	conn := rawConn(t, dsn)
 	var n, maxV int
 	if err := conn.QueryRow(ctx, `SELECT count(*), max(version) FROM asrv_schema_migrations`).Scan(&n, &maxV); err != nil {
 		t.Fatal(err)
 	}
-	if want := asrv.PostgresSchemaVersion(); n != want || maxV != want {
+	if want := postgres.SchemaVersion(); n != want || maxV != want {
 		t.Errorf("asrv_schema_migrations has %d rows up to version %d, want %d", n, maxV, want)
 	}
 	if _, err := conn.Exec(ctx, `INSERT INTO asrv_schema_migrations (version, name) VALUES ($1, 'from_the_future')`, maxV+1); err != nil {
 		t.Fatal(err)
 	}
-	s, err := asrv.OpenPostgres(ctx, dsn, asrv.WithPostgresLogger(bgQuietLogger()))
+	s, err := postgres.Open(ctx, dsn, postgres.WithLogger(quietLogger()))
 	if err == nil {
 		s.Close()
 		t.Fatal("opened a database whose schema is newer than the binary")
@@ -377,7 +384,7 @@ func TestPostgresErrorsHidePassword(t *testing.T) {
 		"host=127.0.0.1 port=1 user=pbac password=" + pw + " dbname=pbac sslmode=disable connect_timeout=2",
 		"postgres://pbac:" + pw + "@127.0.0.1:1/pbac?sslmode=bogus",
 	} {
-		s, err := asrv.OpenPostgres(ctx, dsn)
+		s, err := postgres.Open(ctx, dsn)
 		if err == nil {
 			s.Close()
 			t.Fatalf("opened %q", dsn)
@@ -389,7 +396,7 @@ func TestPostgresErrorsHidePassword(t *testing.T) {
 }
 
 func TestPostgresClosed(t *testing.T) {
-	s := pgOpen(t, pgtest.FreshSchema(t), asrv.WithPostgresSweepInterval(time.Millisecond))
+	s := openStore(t, pgtest.FreshSchema(t), postgres.WithSweepInterval(time.Millisecond))
 	time.Sleep(20 * time.Millisecond) // a few sweeps
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

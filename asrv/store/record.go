@@ -1,4 +1,11 @@
-package asrv
+// Package store holds what the token-store backends share: the record a
+// store keeps of a fosite request (never a raw token or credential) and the
+// bounds on what it keys by. The backends are its subpackages, each its own
+// package so that a binary links only the drivers it opens: store/badger
+// (embedded, the default) and store/postgres (shared by replicas). The
+// interface they implement is asrv.Store, and asrv/storetest is the
+// contract suite every one of them passes.
+package store
 
 import (
 	"encoding/json"
@@ -9,40 +16,35 @@ import (
 	"time"
 
 	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/asrv"
 )
 
-// What every Store keeps of a request, and the bounds on the identifiers it
-// keys by, shared by the Badger and PostgreSQL stores.
+// RecordVersion is the version of the Record encoding.
+const RecordVersion = 1
 
-// storedRequestVersion is the version of the storedRequest encoding.
-const storedRequestVersion = 1
+// ValidSignature tells whether sig may be a token signature a store keys
+// by (asrv.MaxStoreSignatureLen).
+func ValidSignature(sig string) bool { return sig != "" && len(sig) <= asrv.MaxStoreSignatureLen }
 
-const (
-	// maxStoreSignatureLen bounds signatures used as keys. fosite's HMAC
-	// signatures are 43 characters; anything much longer is not ours.
-	maxStoreSignatureLen = 512
-	// maxStoreIDLen bounds client and request ids used as keys.
-	maxStoreIDLen = 1024
-)
+// ValidID tells whether id may be a client or request id a store keys by
+// (asrv.MaxStoreIDLen).
+func ValidID(id string) bool { return id != "" && len(id) <= asrv.MaxStoreIDLen }
 
-func validStoreSignature(sig string) bool { return sig != "" && len(sig) <= maxStoreSignatureLen }
-
-func validStoreID(id string) bool { return id != "" && len(id) <= maxStoreIDLen }
-
-// storedRequest is what the store keeps of a fosite.Requester: never a raw
+// Record is what a store keeps of a fosite.Requester: never a raw
 // token or credential, only the request's identity, scopes, audience, the
 // allow-listed form parameters and the session.
-type storedRequest struct {
-	Version           int        `json:"v"`
-	ID                string     `json:"id"`
-	RequestedAt       time.Time  `json:"requested_at"`
-	ClientID          string     `json:"client_id"`
-	RequestedScope    []string   `json:"requested_scope,omitempty"`
-	GrantedScope      []string   `json:"granted_scope,omitempty"`
-	RequestedAudience []string   `json:"requested_audience,omitempty"`
-	GrantedAudience   []string   `json:"granted_audience,omitempty"`
-	Form              url.Values `json:"form,omitempty"`
-	Session           *Session   `json:"session,omitempty"`
+type Record struct {
+	Version           int           `json:"v"`
+	ID                string        `json:"id"`
+	RequestedAt       time.Time     `json:"requested_at"`
+	ClientID          string        `json:"client_id"`
+	RequestedScope    []string      `json:"requested_scope,omitempty"`
+	GrantedScope      []string      `json:"granted_scope,omitempty"`
+	RequestedAudience []string      `json:"requested_audience,omitempty"`
+	GrantedAudience   []string      `json:"granted_audience,omitempty"`
+	Form              url.Values    `json:"form,omitempty"`
+	Session           *asrv.Session `json:"session,omitempty"`
 	// Inactive marks an invalidated authorization code or a rotated/revoked
 	// refresh token, kept so reuse is detected.
 	Inactive bool `json:"inactive,omitempty"`
@@ -57,17 +59,17 @@ type storedRequest struct {
 	Actors    []string `json:"actors,omitempty"`
 }
 
-// maxStoreChainLinks bounds Ancestors and Actors whatever the caller's
-// chain limit: each is an index entry and a check.
-const maxStoreChainLinks = 16
+// MaxChainLinks bounds Ancestors and Actors whatever the caller's chain
+// limit: each is an index entry and a check.
+const MaxChainLinks = 16
 
-// delegatedFrom sets rec's chain links from the subject token's record:
+// DelegatedFrom sets rec's chain links from the subject token's record:
 // the subject's grant and client, and everything the subject descends
 // from.
-func (rec *storedRequest) delegatedFrom(subject *storedRequest) error {
+func (rec *Record) DelegatedFrom(subject *Record) error {
 	rec.Ancestors = appendLink(slices.Clone(subject.Ancestors), subject.ID)
 	rec.Actors = appendLink(slices.Clone(subject.Actors), subject.ClientID)
-	if len(rec.Ancestors) > maxStoreChainLinks || len(rec.Actors) > maxStoreChainLinks {
+	if len(rec.Ancestors) > MaxChainLinks || len(rec.Actors) > MaxChainLinks {
 		return errors.New("delegation chain too long")
 	}
 	return nil
@@ -120,32 +122,32 @@ func persistableForm(form url.Values) url.Values {
 	return out
 }
 
-// newStoredRequest captures req for storage. The session must be an
+// NewRecord captures req for storage. The session must be an
 // *asrv.Session (or nil).
-func newStoredRequest(req fosite.Requester) (*storedRequest, error) {
+func NewRecord(req fosite.Requester) (*Record, error) {
 	if req == nil {
 		return nil, errors.New("nil request")
 	}
 	client := req.GetClient()
-	if client == nil || !validStoreID(client.GetID()) {
+	if client == nil || !ValidID(client.GetID()) {
 		return nil, errors.New("request has no valid client")
 	}
 	id := req.GetID()
-	if !validStoreID(id) {
+	if !ValidID(id) {
 		return nil, errors.New("request has no valid id")
 	}
-	var sess *Session
+	var sess *asrv.Session
 	switch s := req.GetSession().(type) {
 	case nil:
-	case *Session:
+	case *asrv.Session:
 		if s != nil {
-			sess = s.Clone().(*Session)
+			sess = s.Clone().(*asrv.Session)
 		}
 	default:
 		return nil, fmt.Errorf("unsupported session type %T (want *asrv.Session)", s)
 	}
-	return &storedRequest{
-		Version:           storedRequestVersion,
+	return &Record{
+		Version:           RecordVersion,
 		ID:                id,
 		RequestedAt:       req.GetRequestedAt().UTC(),
 		ClientID:          client.GetID(),
@@ -158,44 +160,44 @@ func newStoredRequest(req fosite.Requester) (*storedRequest, error) {
 	}, nil
 }
 
-// decodeStoredRequest parses a stored value. The bytes come from the
+// DecodeRecord parses a stored value. The bytes come from the
 // database and are treated as untrusted: malformed input yields an error,
 // never a panic, and the form is filtered through the allow-list again.
-func decodeStoredRequest(b []byte) (*storedRequest, error) {
-	var rec storedRequest
+func DecodeRecord(b []byte) (*Record, error) {
+	var rec Record
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return nil, fmt.Errorf("decode stored request: %w", err)
 	}
-	if rec.Version != storedRequestVersion {
+	if rec.Version != RecordVersion {
 		return nil, fmt.Errorf("decode stored request: unsupported version %d", rec.Version)
 	}
-	if !validStoreID(rec.ID) {
+	if !ValidID(rec.ID) {
 		return nil, errors.New("decode stored request: missing or invalid request id")
 	}
-	if !validStoreID(rec.ClientID) {
+	if !ValidID(rec.ClientID) {
 		return nil, errors.New("decode stored request: missing or invalid client id")
 	}
 	rec.Form = persistableForm(rec.Form)
-	if len(rec.Ancestors) > maxStoreChainLinks || len(rec.Actors) > maxStoreChainLinks {
+	if len(rec.Ancestors) > MaxChainLinks || len(rec.Actors) > MaxChainLinks {
 		return nil, errors.New("decode stored request: delegation chain too long")
 	}
 	for _, id := range slices.Concat(rec.Ancestors, rec.Actors) {
-		if !validStoreID(id) {
+		if !ValidID(id) {
 			return nil, errors.New("decode stored request: invalid delegation link")
 		}
 	}
 	if rec.Session == nil {
-		rec.Session = &Session{}
+		rec.Session = &asrv.Session{}
 	}
 	return &rec, nil
 }
 
-// toRequest rebuilds the fosite request around client. Every call returns
+// Request rebuilds the fosite request around client. Every call returns
 // fresh values the caller may modify.
-func (rec *storedRequest) toRequest(client *Client) *fosite.Request {
-	sess := &Session{}
+func (rec *Record) Request(client *asrv.Client) *fosite.Request {
+	sess := &asrv.Session{}
 	if rec.Session != nil {
-		sess = rec.Session.Clone().(*Session)
+		sess = rec.Session.Clone().(*asrv.Session)
 	}
 	return &fosite.Request{
 		ID:                rec.ID,

@@ -1,4 +1,7 @@
-package asrv
+// Package postgres is the networked token store: an asrv.Store in
+// PostgreSQL that several authorization servers (or gateway replicas) share.
+// Only a binary that imports this package links pgx.
+package postgres
 
 import (
 	"context"
@@ -18,9 +21,12 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/store"
 )
 
-// PostgresStore is the networked Store: several authorization servers (or
+// Store is the networked asrv.Store: several authorization servers (or
 // gateway replicas running one in process) share it. Tables (see
 // migrations/):
 //
@@ -32,7 +38,7 @@ import (
 //	asrv_jtis     sha256(jti), expires_at
 //
 // Tokens are keyed by signature, never by raw value; request is the same
-// storedRequest encoding the Badger store keeps (no secrets, no raw tokens).
+// store.Record encoding the Badger store keeps (no secrets, no raw tokens).
 // A token row references its client with ON DELETE CASCADE, so deleting a
 // client deletes its tokens in the same transaction; the tokens delegated
 // from them name it in actors and go in the same transaction too.
@@ -56,11 +62,11 @@ import (
 //     delegated token that got in first (READ COMMITTED), and a deletion
 //     of a chain client likewise. So the two never cross.
 //
-// Expiry is judged by the store's clock (WithPostgresClock), passed to
+// Expiry is judged by the store's clock (WithClock), passed to
 // every statement, so replicas agree as far as their clocks do; expired rows
 // are invisible at once and deleted by a periodic sweep.
 //
-// There is deliberately no read cache (unlike BadgerStore's accessCache):
+// There is deliberately no read cache (unlike the Badger store's accessCache):
 // that cache is coherent only because one process owns the Badger files and
 // sees every write. Here other replicas write too, and a revocation or a
 // consumption on one must be seen by all on their very next call, so every
@@ -68,8 +74,8 @@ import (
 //
 // Requests read back are *fosite.Request values whose Client is the
 // *asrv.Client stored now and whose Session is freshly decoded; the session
-// argument of the Get* methods is ignored, as in BadgerStore.
-type PostgresStore struct {
+// argument of the Get* methods is ignored, as in the Badger store.
+type Store struct {
 	pool *pgxpool.Pool
 	cfg  postgresConfig
 	desc string
@@ -80,7 +86,7 @@ type PostgresStore struct {
 	sweepDone sync.WaitGroup
 }
 
-var _ Store = (*PostgresStore)(nil)
+var _ asrv.Store = (*Store)(nil)
 
 type postgresConfig struct {
 	logger        *slog.Logger
@@ -88,11 +94,11 @@ type postgresConfig struct {
 	sweepInterval time.Duration
 }
 
-// PostgresOption configures OpenPostgres.
-type PostgresOption func(*postgresConfig)
+// Option configures Open.
+type Option func(*postgresConfig)
 
-// WithPostgresLogger routes the store's logs to l.
-func WithPostgresLogger(l *slog.Logger) PostgresOption {
+// WithLogger routes the store's logs to l.
+func WithLogger(l *slog.Logger) Option {
 	return func(c *postgresConfig) {
 		if l != nil {
 			c.logger = l
@@ -100,8 +106,8 @@ func WithPostgresLogger(l *slog.Logger) PostgresOption {
 	}
 }
 
-// WithPostgresClock sets the clock expiry is judged by (default time.Now).
-func WithPostgresClock(now func() time.Time) PostgresOption {
+// WithClock sets the clock expiry is judged by (default time.Now).
+func WithClock(now func() time.Time) Option {
 	return func(c *postgresConfig) {
 		if now != nil {
 			c.clock = now
@@ -109,10 +115,10 @@ func WithPostgresClock(now func() time.Time) PostgresOption {
 	}
 }
 
-// WithPostgresSweepInterval sets how often expired rows are deleted
+// WithSweepInterval sets how often expired rows are deleted
 // (default 5 minutes; <= 0 disables the sweep). Replicas sweeping at once
 // share the work (SKIP LOCKED).
-func WithPostgresSweepInterval(d time.Duration) PostgresOption {
+func WithSweepInterval(d time.Duration) Option {
 	return func(c *postgresConfig) { c.sweepInterval = d }
 }
 
@@ -124,11 +130,11 @@ const (
 
 var errPostgresClosed = errors.New("asrv: postgres store is closed")
 
-// OpenPostgres connects to the database named by dsn (a postgres:// URL or
+// Open connects to the database named by dsn (a postgres:// URL or
 // key=value string as libpq takes it; pool settings such as pool_max_conns
 // included), brings its schema to the current version and starts the
 // expiry sweep. Errors never contain the password.
-func OpenPostgres(ctx context.Context, dsn string, opts ...PostgresOption) (*PostgresStore, error) {
+func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	cfg := postgresConfig{
 		logger:        slog.Default(),
 		clock:         time.Now,
@@ -160,7 +166,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...PostgresOption) (*Pos
 		cfg.logger.Info("postgres store schema migrated", "store", desc, "versions", applied)
 	}
 	sweepCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	s := &PostgresStore{pool: pool, cfg: cfg, desc: desc, stopSweep: stop}
+	s := &Store{pool: pool, cfg: cfg, desc: desc, stopSweep: stop}
 	if cfg.sweepInterval > 0 {
 		s.sweepDone.Add(1)
 		go s.sweepLoop(sweepCtx)
@@ -175,10 +181,10 @@ func describePostgres(c *pgconn.Config) string {
 }
 
 // String names the database (without the password).
-func (s *PostgresStore) String() string { return s.desc }
+func (s *Store) String() string { return s.desc }
 
 // Close stops the sweep and closes the connection pool. It is idempotent.
-func (s *PostgresStore) Close() error {
+func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.stopSweep()
@@ -190,7 +196,7 @@ func (s *PostgresStore) Close() error {
 
 // Ping asks the database for a round trip (pgxpool's ping on one pooled
 // connection).
-func (s *PostgresStore) Ping(ctx context.Context) error {
+func (s *Store) Ping(ctx context.Context) error {
 	if err := s.usable(ctx); err != nil {
 		return err
 	}
@@ -200,17 +206,17 @@ func (s *PostgresStore) Ping(ctx context.Context) error {
 	return nil
 }
 
-func (s *PostgresStore) usable(ctx context.Context) error {
+func (s *Store) usable(ctx context.Context) error {
 	if s.closed.Load() {
 		return errPostgresClosed
 	}
 	return ctx.Err()
 }
 
-func (s *PostgresStore) now() time.Time { return s.cfg.clock() }
+func (s *Store) now() time.Time { return s.cfg.clock() }
 
 // sweepLoop sweeps every interval until ctx (cancelled by Close) ends.
-func (s *PostgresStore) sweepLoop(ctx context.Context) {
+func (s *Store) sweepLoop(ctx context.Context) {
 	defer s.sweepDone.Done()
 	t := time.NewTicker(s.cfg.sweepInterval)
 	defer t.Stop()
@@ -233,8 +239,8 @@ func (s *PostgresStore) sweepLoop(ctx context.Context) {
 // SweepExpired deletes the codes, tokens and JTIs that have expired by the
 // store's clock, in batches, and returns how many rows it deleted. Expired
 // rows are already invisible; this only reclaims the space. It runs
-// periodically on its own (WithPostgresSweepInterval).
-func (s *PostgresStore) SweepExpired(ctx context.Context) (int64, error) {
+// periodically on its own (WithSweepInterval).
+func (s *Store) SweepExpired(ctx context.Context) (int64, error) {
 	var total int64
 	for _, q := range []string{
 		`DELETE FROM asrv_tokens WHERE (kind, sig) IN (
@@ -309,9 +315,9 @@ func postgresExpiry(t time.Time) *time.Time {
 
 // --- clients ----------------------------------------------------------------
 
-// CreateClient registers c; ErrClientExists if the id is taken.
-func (s *PostgresStore) CreateClient(ctx context.Context, c *Client) error {
-	if c == nil || !validStoreID(c.ID) {
+// CreateClient registers c; asrv.ErrClientExists if the id is taken.
+func (s *Store) CreateClient(ctx context.Context, c *asrv.Client) error {
+	if c == nil || !store.ValidID(c.ID) {
 		return fmt.Errorf("asrv: create client: invalid client id")
 	}
 	doc, err := json.Marshal(c)
@@ -331,13 +337,13 @@ func (s *PostgresStore) CreateClient(ctx context.Context, c *Client) error {
 		return fmt.Errorf("asrv: create client %q: %w", c.ID, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("asrv: create client %q: %w", c.ID, ErrClientExists)
+		return fmt.Errorf("asrv: create client %q: %w", c.ID, asrv.ErrClientExists)
 	}
 	return nil
 }
 
 // Client returns the registered client, or fosite.ErrNotFound.
-func (s *PostgresStore) Client(ctx context.Context, id string) (*Client, error) {
+func (s *Store) Client(ctx context.Context, id string) (*asrv.Client, error) {
 	c, err := s.loadClient(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("asrv: get client %q: %w", id, err)
@@ -345,8 +351,8 @@ func (s *PostgresStore) Client(ctx context.Context, id string) (*Client, error) 
 	return c, nil
 }
 
-func (s *PostgresStore) loadClient(ctx context.Context, id string) (*Client, error) {
-	if !validStoreID(id) {
+func (s *Store) loadClient(ctx context.Context, id string) (*asrv.Client, error) {
+	if !store.ValidID(id) {
 		return nil, fosite.ErrNotFound
 	}
 	if err := s.usable(ctx); err != nil {
@@ -362,8 +368,8 @@ func (s *PostgresStore) loadClient(ctx context.Context, id string) (*Client, err
 	return decodePostgresClient(id, doc)
 }
 
-func decodePostgresClient(id string, doc []byte) (*Client, error) {
-	c := new(Client)
+func decodePostgresClient(id string, doc []byte) (*asrv.Client, error) {
+	c := new(asrv.Client)
 	if err := json.Unmarshal(doc, c); err != nil {
 		return nil, fmt.Errorf("decode client: %w", err)
 	}
@@ -374,7 +380,7 @@ func decodePostgresClient(id string, doc []byte) (*Client, error) {
 }
 
 // GetClient implements fosite.ClientManager.
-func (s *PostgresStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
 	c, err := s.Client(ctx, id)
 	if err != nil {
 		return nil, err
@@ -383,7 +389,7 @@ func (s *PostgresStore) GetClient(ctx context.Context, id string) (fosite.Client
 }
 
 // Clients lists the registered clients, ordered by id (byte order).
-func (s *PostgresStore) Clients(ctx context.Context) ([]*Client, error) {
+func (s *Store) Clients(ctx context.Context) ([]*asrv.Client, error) {
 	if err := s.usable(ctx); err != nil {
 		return nil, fmt.Errorf("asrv: list clients: %w", err)
 	}
@@ -391,7 +397,7 @@ func (s *PostgresStore) Clients(ctx context.Context) ([]*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("asrv: list clients: %w", err)
 	}
-	var out []*Client
+	var out []*asrv.Client
 	for rows.Next() {
 		var (
 			id  string
@@ -417,8 +423,8 @@ func (s *PostgresStore) Clients(ctx context.Context) ([]*Client, error) {
 // DeleteClient removes a client and, by the foreign key's cascade in the
 // same statement, every code and token issued to it. fosite.ErrNotFound
 // when no such client was registered.
-func (s *PostgresStore) DeleteClient(ctx context.Context, id string) error {
-	if !validStoreID(id) {
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	if !store.ValidID(id) {
 		return fmt.Errorf("asrv: delete client: %w", fosite.ErrNotFound)
 	}
 	if err := s.usable(ctx); err != nil {
@@ -446,7 +452,7 @@ func (s *PostgresStore) DeleteClient(ctx context.Context, id string) error {
 }
 
 // CountClients counts the registered and the pending clients.
-func (s *PostgresStore) CountClients(ctx context.Context) (total, pending int, err error) {
+func (s *Store) CountClients(ctx context.Context) (total, pending int, err error) {
 	if err := s.usable(ctx); err != nil {
 		return 0, 0, fmt.Errorf("asrv: count clients: %w", err)
 	}
@@ -460,7 +466,7 @@ func (s *PostgresStore) CountClients(ctx context.Context) (total, pending int, e
 // cutoff in one statement: a client whose first token is being issued
 // holds its row (the token's insertion clears pending_since first), and
 // the DELETE re-checks the condition on the row it waited for.
-func (s *PostgresStore) DeletePendingClients(ctx context.Context, registeredBefore time.Time) (int, error) {
+func (s *Store) DeletePendingClients(ctx context.Context, registeredBefore time.Time) (int, error) {
 	if err := s.usable(ctx); err != nil {
 		return 0, fmt.Errorf("asrv: delete pending clients: %w", err)
 	}
@@ -480,7 +486,7 @@ func postgresJTIHash(jti string) []byte {
 
 // ClientAssertionJWTValid returns fosite.ErrJTIKnown when jti was recorded
 // and has not yet expired, nil otherwise.
-func (s *PostgresStore) ClientAssertionJWTValid(ctx context.Context, jti string) error {
+func (s *Store) ClientAssertionJWTValid(ctx context.Context, jti string) error {
 	known, err := s.jtiKnown(ctx, jti)
 	if err != nil {
 		return fmt.Errorf("asrv: check client assertion jti: %w", err)
@@ -491,7 +497,7 @@ func (s *PostgresStore) ClientAssertionJWTValid(ctx context.Context, jti string)
 	return nil
 }
 
-func (s *PostgresStore) jtiKnown(ctx context.Context, jti string) (bool, error) {
+func (s *Store) jtiKnown(ctx context.Context, jti string) (bool, error) {
 	if err := s.usable(ctx); err != nil {
 		return false, err
 	}
@@ -508,7 +514,7 @@ func (s *PostgresStore) jtiKnown(ctx context.Context, jti string) (bool, error) 
 // SetClientAssertionJWT records jti until exp; fosite.ErrJTIKnown if it is
 // already recorded and live. Of concurrent recordings of one jti exactly one
 // succeeds. An exp already in the past records nothing.
-func (s *PostgresStore) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
+func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
 	now := s.now()
 	if !exp.After(now) {
 		known, err := s.jtiKnown(ctx, jti)
@@ -538,14 +544,14 @@ func (s *PostgresStore) SetClientAssertionJWT(ctx context.Context, jti string, e
 // --- tokens -----------------------------------------------------------------
 
 // CreateAuthorizeCodeSession stores the request of an authorization code.
-func (s *PostgresStore) CreateAuthorizeCodeSession(ctx context.Context, sig string, req fosite.Requester) error {
+func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, sig string, req fosite.Requester) error {
 	return s.createToken(ctx, postgresKindCode, sig, "", req)
 }
 
 // GetAuthorizeCodeSession returns the request of an authorization code. For
 // an invalidated code it returns the request AND
 // fosite.ErrInvalidatedAuthorizeCode, so fosite revokes the grant's tokens.
-func (s *PostgresStore) GetAuthorizeCodeSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+func (s *Store) GetAuthorizeCodeSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
 	req, inactive, err := s.getToken(ctx, postgresKindCode, sig)
 	if err != nil {
 		return nil, err
@@ -560,7 +566,7 @@ func (s *PostgresStore) GetAuthorizeCodeSession(ctx context.Context, sig string,
 // expires so reuse is detected. Of concurrent redemptions of one code, on
 // any number of replicas, exactly one succeeds; the others get
 // fosite.ErrInvalidatedAuthorizeCode.
-func (s *PostgresStore) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
+func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
 	if err := s.deactivate(ctx, postgresKindCode, sig, fosite.ErrInvalidatedAuthorizeCode, ""); err != nil {
 		return fmt.Errorf("asrv: invalidate authorization code: %w", err)
 	}
@@ -568,12 +574,12 @@ func (s *PostgresStore) InvalidateAuthorizeCodeSession(ctx context.Context, sig 
 }
 
 // CreatePKCERequestSession stores the PKCE request of an authorization code.
-func (s *PostgresStore) CreatePKCERequestSession(ctx context.Context, sig string, req fosite.Requester) error {
+func (s *Store) CreatePKCERequestSession(ctx context.Context, sig string, req fosite.Requester) error {
 	return s.createToken(ctx, postgresKindPKCE, sig, "", req)
 }
 
 // GetPKCERequestSession returns the PKCE request of an authorization code.
-func (s *PostgresStore) GetPKCERequestSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
 	req, _, err := s.getToken(ctx, postgresKindPKCE, sig)
 	if err != nil {
 		return nil, err
@@ -582,18 +588,18 @@ func (s *PostgresStore) GetPKCERequestSession(ctx context.Context, sig string, _
 }
 
 // DeletePKCERequestSession deletes a PKCE request (nil if absent).
-func (s *PostgresStore) DeletePKCERequestSession(ctx context.Context, sig string) error {
+func (s *Store) DeletePKCERequestSession(ctx context.Context, sig string) error {
 	return s.deleteToken(ctx, postgresKindPKCE, sig)
 }
 
 // CreateAccessTokenSession stores the request of an access token.
-func (s *PostgresStore) CreateAccessTokenSession(ctx context.Context, sig string, req fosite.Requester) error {
+func (s *Store) CreateAccessTokenSession(ctx context.Context, sig string, req fosite.Requester) error {
 	return s.createToken(ctx, postgresKindAccess, sig, "", req)
 }
 
 // GetAccessTokenSession returns the request of an access token, or
 // fosite.ErrNotFound (absent, expired, or its client deleted).
-func (s *PostgresStore) GetAccessTokenSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+func (s *Store) GetAccessTokenSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
 	req, _, err := s.getToken(ctx, postgresKindAccess, sig)
 	if err != nil {
 		return nil, err
@@ -602,7 +608,7 @@ func (s *PostgresStore) GetAccessTokenSession(ctx context.Context, sig string, _
 }
 
 // DeleteAccessTokenSession deletes an access token (nil if absent).
-func (s *PostgresStore) DeleteAccessTokenSession(ctx context.Context, sig string) error {
+func (s *Store) DeleteAccessTokenSession(ctx context.Context, sig string) error {
 	return s.deleteToken(ctx, postgresKindAccess, sig)
 }
 
@@ -610,8 +616,8 @@ func (s *PostgresStore) DeleteAccessTokenSession(ctx context.Context, sig string
 // statement (DELETE … RETURNING). Of concurrent callers on any number of
 // replicas exactly one gets the row; the others wait for its deletion to
 // commit and get fosite.ErrNotFound, as does any later caller.
-func (s *PostgresStore) ConsumeAccessToken(ctx context.Context, sig string) (fosite.Requester, error) {
-	if !validStoreSignature(sig) {
+func (s *Store) ConsumeAccessToken(ctx context.Context, sig string) (fosite.Requester, error) {
+	if !store.ValidSignature(sig) {
 		return nil, fmt.Errorf("asrv: consume access token: %w", fosite.ErrNotFound)
 	}
 	if err := s.usable(ctx); err != nil {
@@ -646,7 +652,7 @@ func (s *PostgresStore) ConsumeAccessToken(ctx context.Context, sig string) (fos
 
 // CreateRefreshTokenSession stores the request of a refresh token together
 // with the signature of the access token issued with it.
-func (s *PostgresStore) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, req fosite.Requester) error {
+func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, req fosite.Requester) error {
 	return s.createToken(ctx, postgresKindRefresh, sig, accessSig, req)
 }
 
@@ -654,7 +660,7 @@ func (s *PostgresStore) CreateRefreshTokenSession(ctx context.Context, sig, acce
 // rotated or revoked (inactive) one it returns the request AND
 // fosite.ErrInactiveToken, which fosite treats as reuse and answers by
 // revoking the whole grant.
-func (s *PostgresStore) GetRefreshTokenSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+func (s *Store) GetRefreshTokenSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
 	req, inactive, err := s.getToken(ctx, postgresKindRefresh, sig)
 	if err != nil {
 		return nil, err
@@ -666,7 +672,7 @@ func (s *PostgresStore) GetRefreshTokenSession(ctx context.Context, sig string, 
 }
 
 // DeleteRefreshTokenSession deletes a refresh token (nil if absent).
-func (s *PostgresStore) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
+func (s *Store) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
 	return s.deleteToken(ctx, postgresKindRefresh, sig)
 }
 
@@ -675,7 +681,7 @@ func (s *PostgresStore) DeleteRefreshTokenSession(ctx context.Context, sig strin
 // transaction. fosite.ErrNotFound for an unknown or expired token,
 // fosite.ErrInactiveToken for one already rotated: of concurrent refreshes
 // with one token, on any number of replicas, exactly one succeeds.
-func (s *PostgresStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
+func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
 	if err := s.deactivate(ctx, postgresKindRefresh, sig, fosite.ErrInactiveToken, requestID); err != nil {
 		return fmt.Errorf("asrv: rotate refresh token: %w", err)
 	}
@@ -685,7 +691,7 @@ func (s *PostgresStore) RotateRefreshToken(ctx context.Context, requestID, sig s
 // RevokeRefreshToken marks every refresh token of requestID inactive and
 // deletes the access tokens delegated from the grant. It returns nil when
 // there are none.
-func (s *PostgresStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
+func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
 	if err := s.revokeGrant(ctx, requestID, `UPDATE asrv_tokens SET inactive = true WHERE request_id = $1 AND kind = $2 AND NOT inactive`,
 		postgresKindRefresh); err != nil {
 		return fmt.Errorf("asrv: revoke refresh tokens of request: %w", err)
@@ -696,7 +702,7 @@ func (s *PostgresStore) RevokeRefreshToken(ctx context.Context, requestID string
 // RevokeAccessToken deletes every access token of requestID and every
 // access token delegated from the grant. It returns nil when there are
 // none.
-func (s *PostgresStore) RevokeAccessToken(ctx context.Context, requestID string) error {
+func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
 	if err := s.revokeGrant(ctx, requestID, `DELETE FROM asrv_tokens WHERE request_id = $1 AND kind = $2`,
 		postgresKindAccess); err != nil {
 		return fmt.Errorf("asrv: revoke access tokens of request: %w", err)
@@ -709,8 +715,8 @@ func (s *PostgresStore) RevokeAccessToken(ctx context.Context, requestID string)
 // delegated from the grant: the revocation's row locks make a racing
 // CreateDelegatedAccessToken either wait and fail, or commit first and be
 // seen by the later statement.
-func (s *PostgresStore) revokeGrant(ctx context.Context, requestID, revoke string, kind postgresKind) error {
-	if !validStoreID(requestID) {
+func (s *Store) revokeGrant(ctx context.Context, requestID, revoke string, kind postgresKind) error {
+	if !store.ValidID(requestID) {
 		return nil
 	}
 	if err := s.usable(ctx); err != nil {
@@ -730,15 +736,15 @@ func (s *PostgresStore) revokeGrant(ctx context.Context, requestID, revoke strin
 // token's row is locked (FOR SHARE) or, with consumeSubject, deleted (one
 // winner among concurrent exchanges, as ConsumeAccessToken), and the token
 // is inserted with its chain.
-func (s *PostgresStore) CreateDelegatedAccessToken(ctx context.Context, sig string, req fosite.Requester, subjectSig string, consumeSubject bool) error {
-	if !validStoreSignature(sig) {
+func (s *Store) CreateDelegatedAccessToken(ctx context.Context, sig string, req fosite.Requester, subjectSig string, consumeSubject bool) error {
+	if !store.ValidSignature(sig) {
 		return errors.New("asrv: create delegated access token: invalid signature")
 	}
-	rec, err := newStoredRequest(req)
+	rec, err := store.NewRecord(req)
 	if err != nil {
 		return fmt.Errorf("asrv: create delegated access token: %w", err)
 	}
-	if !validStoreSignature(subjectSig) {
+	if !store.ValidSignature(subjectSig) {
 		return fmt.Errorf("asrv: create delegated access token: subject token: %w", fosite.ErrNotFound)
 	}
 	if err := s.usable(ctx); err != nil {
@@ -787,14 +793,14 @@ func (s *PostgresStore) CreateDelegatedAccessToken(ctx context.Context, sig stri
 			q = `DELETE FROM asrv_tokens WHERE kind = $1 AND sig = $2 AND (expires_at IS NULL OR expires_at > $3)
 				RETURNING request_id, client_id, ancestors, actors`
 		}
-		var subject storedRequest
+		var subject store.Record
 		err = tx.QueryRow(ctx, q, postgresKindAccess, subjectSig, now).Scan(&subject.ID, &subject.ClientID, &subject.Ancestors, &subject.Actors)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("subject token: %w", ErrConsumed)
+			return fmt.Errorf("subject token: %w", asrv.ErrConsumed)
 		} else if err != nil {
 			return err
 		}
-		if err := rec.delegatedFrom(&subject); err != nil {
+		if err := rec.DelegatedFrom(&subject); err != nil {
 			return err
 		}
 		val, err := json.Marshal(rec)
@@ -818,8 +824,8 @@ func (s *PostgresStore) CreateDelegatedAccessToken(ctx context.Context, sig stri
 // transaction. The UPDATE's condition makes it the single winner among
 // concurrent callers; a caller that matched nothing learns why: the row is
 // inactive (inactiveErr) or absent or expired (fosite.ErrNotFound).
-func (s *PostgresStore) deactivate(ctx context.Context, kind postgresKind, sig string, inactiveErr error, familyID string) error {
-	if !validStoreSignature(sig) {
+func (s *Store) deactivate(ctx context.Context, kind postgresKind, sig string, inactiveErr error, familyID string) error {
+	if !store.ValidSignature(sig) {
 		return fosite.ErrNotFound
 	}
 	if err := s.usable(ctx); err != nil {
@@ -847,7 +853,7 @@ func (s *PostgresStore) deactivate(ctx context.Context, kind postgresKind, sig s
 				return fosite.ErrSerializationFailure
 			}
 		}
-		if familyID != "" && validStoreID(familyID) {
+		if familyID != "" && store.ValidID(familyID) {
 			if _, err := tx.Exec(ctx, `DELETE FROM asrv_tokens WHERE request_id = $1 AND kind = $2`, familyID, postgresKindAccess); err != nil {
 				return err
 			}
@@ -856,11 +862,11 @@ func (s *PostgresStore) deactivate(ctx context.Context, kind postgresKind, sig s
 	})
 }
 
-func (s *PostgresStore) createToken(ctx context.Context, kind postgresKind, sig, accessSig string, req fosite.Requester) error {
-	if !validStoreSignature(sig) {
+func (s *Store) createToken(ctx context.Context, kind postgresKind, sig, accessSig string, req fosite.Requester) error {
+	if !store.ValidSignature(sig) {
 		return fmt.Errorf("asrv: create %s: invalid signature", kind.name())
 	}
-	rec, err := newStoredRequest(req)
+	rec, err := store.NewRecord(req)
 	if err != nil {
 		return fmt.Errorf("asrv: create %s: %w", kind.name(), err)
 	}
@@ -899,8 +905,8 @@ func (s *PostgresStore) createToken(ctx context.Context, kind postgresKind, sig,
 
 // getToken reads a live code or token with its client in one query and
 // reports whether it is inactive.
-func (s *PostgresStore) getToken(ctx context.Context, kind postgresKind, sig string) (*fosite.Request, bool, error) {
-	if !validStoreSignature(sig) {
+func (s *Store) getToken(ctx context.Context, kind postgresKind, sig string) (*fosite.Request, bool, error) {
+	if !store.ValidSignature(sig) {
 		return nil, false, fmt.Errorf("asrv: get %s: %w", kind.name(), fosite.ErrNotFound)
 	}
 	if err := s.usable(ctx); err != nil {
@@ -932,8 +938,8 @@ func (s *PostgresStore) getToken(ctx context.Context, kind postgresKind, sig str
 // toRequest decodes a row. The bytes are untrusted: a record that does not
 // decode, names another client than its row, or has expired by the exact
 // clock reads as fosite.ErrNotFound.
-func (s *PostgresStore) toRequest(kind postgresKind, clientID string, raw, cdoc []byte, inactive bool, now time.Time) (*fosite.Request, error) {
-	rec, err := decodeStoredRequest(raw)
+func (s *Store) toRequest(kind postgresKind, clientID string, raw, cdoc []byte, inactive bool, now time.Time) (*fosite.Request, error) {
+	rec, err := store.DecodeRecord(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", fosite.ErrNotFound, err)
 	}
@@ -948,11 +954,11 @@ func (s *PostgresStore) toRequest(kind postgresKind, clientID string, raw, cdoc 
 		return nil, fmt.Errorf("%w: %w", fosite.ErrNotFound, err)
 	}
 	rec.Inactive = inactive
-	return rec.toRequest(client), nil
+	return rec.Request(client), nil
 }
 
-func (s *PostgresStore) deleteToken(ctx context.Context, kind postgresKind, sig string) error {
-	if !validStoreSignature(sig) {
+func (s *Store) deleteToken(ctx context.Context, kind postgresKind, sig string) error {
+	if !store.ValidSignature(sig) {
 		return nil
 	}
 	if err := s.usable(ctx); err != nil {

@@ -1,4 +1,4 @@
-package asrv
+package store
 
 import (
 	"encoding/json"
@@ -7,17 +7,19 @@ import (
 	"time"
 
 	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/asrv"
 )
 
-// FuzzDecodeStoredRequest: bytes read from the database are outside input
+// FuzzDecodeRecord: bytes read from the database are outside input
 // once someone tampers with the files. Decoding and rebuilding a request
 // must never panic, and whatever decodes must still obey the form
 // allow-list.
-func FuzzDecodeStoredRequest(f *testing.F) {
-	sess := &Session{Subject: "alice", ClientID: "c1", Act: &Actor{Sub: "a", Act: &Actor{Sub: "b"}}, Roles: []string{"r"}}
+func FuzzDecodeRecord(f *testing.F) {
+	sess := &asrv.Session{Subject: "alice", ClientID: "c1", Act: &asrv.Actor{Sub: "a", Act: &asrv.Actor{Sub: "b"}}, Roles: []string{"r"}}
 	sess.SetExpiresAt(fosite.AccessToken, time.Unix(1_900_000_000, 0))
-	valid, err := json.Marshal(&storedRequest{
-		Version: storedRequestVersion, ID: "req-1", ClientID: "c1",
+	valid, err := json.Marshal(&Record{
+		Version: RecordVersion, ID: "req-1", ClientID: "c1",
 		RequestedAt:  time.Unix(1_800_000_000, 0).UTC(),
 		GrantedScope: []string{"tools:read"},
 		Form:         url.Values{"redirect_uri": {"https://a.example/cb"}, "code_verifier": {"x"}},
@@ -36,20 +38,20 @@ func FuzzDecodeStoredRequest(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		rec, err := decodeStoredRequest(b)
+		rec, err := DecodeRecord(b)
 		if err != nil {
 			if rec != nil {
 				t.Fatal("record returned with an error")
 			}
 			return
 		}
-		req := rec.toRequest(&Client{ID: rec.ClientID})
+		req := rec.Request(&asrv.Client{ID: rec.ClientID})
 		for k := range req.GetRequestForm() {
 			if !persistedFormKeys[k] {
 				t.Fatalf("form key %q survived decoding", k)
 			}
 		}
-		s, ok := req.GetSession().(*Session)
+		s, ok := req.GetSession().(*asrv.Session)
 		if !ok || s == nil {
 			t.Fatalf("session %T", req.GetSession())
 		}

@@ -1,9 +1,9 @@
-package asrv
+package badger
 
 import "github.com/dgraph-io/badger/v4"
 
 // RawEntriesForTest calls fn with every live key and value in the database.
-func (s *BadgerStore) RawEntriesForTest(fn func(key, val []byte)) error {
+func (s *Store) RawEntriesForTest(fn func(key, val []byte)) error {
 	return s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.DefaultIteratorOptions)
 		defer it.Close()
@@ -19,6 +19,6 @@ func (s *BadgerStore) RawEntriesForTest(fn func(key, val []byte)) error {
 }
 
 // SetRawForTest overwrites a raw key, as tampering with the files would.
-func (s *BadgerStore) SetRawForTest(key, val []byte) error {
+func (s *Store) SetRawForTest(key, val []byte) error {
 	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(key, val) })
 }
