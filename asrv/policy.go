@@ -120,7 +120,7 @@ func (c *Client) PolicyClient() *rego.Client {
 		return nil
 	}
 	a := c.Agent
-	return &rego.Client{
+	pc := &rego.Client{
 		ClientID:              c.ID,
 		AgentProvider:         a.AgentProvider,
 		AgentModel:            a.AgentModel,
@@ -128,6 +128,11 @@ func (c *Client) PolicyClient() *rego.Client {
 		SoftwareID:            a.SoftwareID,
 		Verified:              a.Verified,
 	}
+	if c.Attestation != nil {
+		at := *c.Attestation
+		pc.Attestation = &at
+	}
+	return pc
 }
 
 func subjectInput(u *User) *rego.Subject {

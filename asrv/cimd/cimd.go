@@ -22,7 +22,10 @@
 // returns validated documents and sentinel errors to branch on.
 package cimd
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors callers branch on. Every error a Resolver or AssertionVerifier
 // returns wraps exactly one of them, with the detail for logs; a client
@@ -35,6 +38,9 @@ var (
 	// and no document is pinned for it, or the URL's host resolves to an
 	// address that is not allowed.
 	ErrNotAllowed = errors.New("cimd: fetching this client's metadata is not allowed")
+	// ErrNotPinned means fetching is off and no document is pinned for the
+	// client id (air-gapped); it wraps ErrNotAllowed.
+	ErrNotPinned = fmt.Errorf("%w: fetching is off and no document is pinned", ErrNotAllowed)
 	// ErrFetch means the fetch failed: network error, time limit, a status
 	// other than 200 (a redirect included), a body too large, the wrong
 	// content type.

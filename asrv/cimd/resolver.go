@@ -175,7 +175,7 @@ func (r *Resolver) Resolve(ctx context.Context, clientID string) (*Document, err
 		return d.Clone(), nil
 	}
 	if !r.cfg.Fetch {
-		return nil, fmt.Errorf("%w: fetching is off and no document is pinned for %s", ErrNotAllowed, clientID)
+		return nil, fmt.Errorf("%w for %s", ErrNotPinned, clientID)
 	}
 	if e, ok := r.docs.get(clientID, r.cfg.Now()); ok {
 		if e.err != nil {

@@ -444,8 +444,7 @@ func TestPinnedDocumentsWithFetchingOff(t *testing.T) {
 	if !d.Pinned || d.ClientName != "Test Agent" {
 		t.Fatalf("pinned document %+v", d)
 	}
-	if _, err := r.Resolve(t.Context(), "https://other.example/client.json"); !errors.Is(err, ErrNotAllowed) ||
-		!strings.Contains(err.Error(), "fetching is off and no document is pinned") {
+	if _, err := r.Resolve(t.Context(), "https://other.example/client.json"); !errors.Is(err, ErrNotAllowed) || !errors.Is(err, ErrNotPinned) {
 		t.Fatalf("unpinned with fetching off: %v", err)
 	}
 
