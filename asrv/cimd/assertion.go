@@ -153,7 +153,8 @@ func AssertionSubject(assertion string) string {
 //   - d's token_endpoint_auth_method is private_key_jwt;
 //   - a compact JWS of one signature, by an asymmetric algorithm
 //     (SigningAlgs, or d's token_endpoint_auth_signing_alg alone), with no
-//     key of its own (jwk, jku and x5u headers are never used), and a typ,
+//     key of its own (jwk, jku and x5u headers are refused; an x5c chain
+//     is never used), and a typ,
 //     if any, of JWT or client-authentication+jwt;
 //   - signed by a key of d's jwks, or of the set at its jwks_uri (fetched
 //     again once, when no key matches, for a rotated key);
@@ -189,7 +190,7 @@ func (v *AssertionVerifier) Verify(ctx context.Context, d *Document, assertion s
 	if h.JSONWebKey != nil {
 		return fmt.Errorf("%w: a key embedded in the assertion is never trusted", ErrInvalidAssertion)
 	}
-	for _, name := range []jose.HeaderKey{"jku", "x5u", "x5c"} {
+	for _, name := range []jose.HeaderKey{"jku", "x5u"} {
 		if _, ok := h.ExtraHeaders[name]; ok {
 			return fmt.Errorf("%w: header %s is not accepted", ErrInvalidAssertion, name)
 		}

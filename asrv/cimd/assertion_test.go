@@ -7,9 +7,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"net/http"
 	"sync"
 	"testing"
@@ -164,6 +166,8 @@ func TestClientAssertionRules(t *testing.T) {
 		{"signed by another key with the same kid", doc, other.sign(t, good(), nil), ErrInvalidAssertion},
 		{"a kid the client does not have", doc, key.sign(t, good(), map[jose.HeaderKey]any{"kid": "nope"}), ErrInvalidAssertion},
 		{"a key embedded in the header is not trusted", doc, other.sign(t, good(), map[jose.HeaderKey]any{"jwk": other.public(), "kid": ""}), ErrInvalidAssertion},
+		{"a jku header is refused", doc, key.sign(t, good(), map[jose.HeaderKey]any{"jku": "https://evil.example/jwks.json"}), ErrInvalidAssertion},
+		{"an x5c chain does not make its key trusted", doc, other.sign(t, good(), map[jose.HeaderKey]any{"x5c": []string{selfSignedDER(t, other)}}), ErrInvalidAssertion},
 		{"typ of an access token", doc, key.sign(t, good(), map[jose.HeaderKey]any{"typ": "at+jwt"}), ErrInvalidAssertion},
 		{"HS256 is refused", doc, hmacAssertion(t, good()), ErrInvalidAssertion},
 		{"alg none is refused", doc, "eyJhbGciOiJub25lIn0." + b64(t, good()) + ".", ErrInvalidAssertion},
@@ -313,6 +317,17 @@ func TestAssertionSubject(t *testing.T) {
 	if got := AssertionSubject("garbage"); got != "" {
 		t.Fatal(got)
 	}
+}
+
+// selfSignedDER is a base64 (standard) DER certificate for k's public key.
+func selfSignedDER(t testing.TB, k signingKey) string {
+	t.Helper()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.priv.Public(), k.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(der)
 }
 
 func mustParse(t testing.TB, id string, doc map[string]any) *Document {
