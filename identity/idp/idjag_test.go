@@ -117,7 +117,9 @@ func TestIDJAGRefusals(t *testing.T) {
 			}
 			sign := tc.sign
 			if sign == nil {
-				sign = func(t *testing.T, op *testProvider, typ string, c map[string]any) string { return op.key.sign(t, typ, c) }
+				sign = func(t *testing.T, op *testProvider, typ string, c map[string]any) string {
+					return op.key.sign(t, typ, c)
+				}
 			}
 			client := tc.clientID
 			if client == "" {
