@@ -16,12 +16,15 @@ import (
 // An inactive token carries the reasons, for the audit record; they are not
 // sent to RFC 7662 callers.
 type Introspection struct {
-	Active    bool
-	Reasons   []string
-	Scopes    []string
-	ClientID  string
-	Subject   string
-	Roles     []string
+	Active   bool
+	Reasons  []string
+	Scopes   []string
+	ClientID string
+	Subject  string
+	Roles    []string
+	// Groups are the person's groups (see Session.Groups), for the
+	// gateway's subject.groups.
+	Groups    []string
 	Audience  []string
 	IssuedAt  int64
 	ExpiresAt int64
@@ -91,14 +94,14 @@ func (s *Server) inspect(ctx context.Context, req fosite.Requester, resource str
 		Token:   tokenInput(req, sess),
 		Request: rego.Request{Resource: []string(req.GetGrantedAudience())},
 	}
-	var roles []string
+	var roles, groups []string
 	if sess.Subject != "" {
-		u, err := s.users.Lookup(ctx, sess.Subject)
+		u, err := s.personOf(ctx, sess)
 		if err != nil {
 			return inactive("token user no longer exists"), false, nil
 		}
 		in.Subject = subjectInput(&u)
-		roles = u.Roles
+		roles, groups = u.Roles, u.Groups
 	}
 	var id introspectDecision
 	d, err := s.decide(ctx, EntrypointIntrospect, in, &id)
@@ -115,6 +118,7 @@ func (s *Server) inspect(ctx context.Context, req fosite.Requester, resource str
 		ClientID: client.ID,
 		Subject:  sess.Subject,
 		Roles:    roles,
+		Groups:   groups,
 		// Copies: req may share the store's cached record.
 		Audience:  slices.Clone([]string(req.GetGrantedAudience())),
 		IssuedAt:  in.Token.Iat,
@@ -233,6 +237,9 @@ func (i Introspection) rfc7662() map[string]any {
 	}
 	if len(i.Roles) > 0 {
 		m["pbac_roles"] = i.Roles
+	}
+	if len(i.Groups) > 0 {
+		m["pbac_groups"] = i.Groups
 	}
 	return m
 }
