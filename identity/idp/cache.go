@@ -69,6 +69,9 @@ func (c *cached[T]) refresh(ctx context.Context, now func() time.Time, need func
 		return zero, failure
 	}
 	v, ttl, err := fetch(ctx)
+	if err != nil && ctx.Err() != nil {
+		return zero, err // the caller went away: not the provider's failure
+	}
 	t = now()
 	c.mu.Lock()
 	defer c.mu.Unlock()

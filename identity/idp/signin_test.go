@@ -185,6 +185,22 @@ func TestProviderDown(t *testing.T) {
 	}
 }
 
+// TestCancelledSignInIsNotAProviderFailure: a sign-in whose request went
+// away while the provider was asked does not make the next one wait out
+// the failure back-off.
+func TestCancelledSignInIsNotAProviderFailure(t *testing.T) {
+	op := newTestProvider(t)
+	pr := op.provider(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := pr.Start(ctx); err == nil {
+		t.Fatal("Start with a cancelled context succeeded")
+	}
+	if _, err := pr.Start(context.Background()); err != nil {
+		t.Fatalf("the next sign-in: %v", err)
+	}
+}
+
 // TestDiscoveryAndKeysCachedPerHeaders: the discovery document and the key
 // set are fetched once and kept as long as the provider's Cache-Control
 // says, within the bounds (discovery 5 min to 24 h, keys 1 min to 24 h);
