@@ -317,10 +317,12 @@ const agentRedirect = "http://127.0.0.1:9/callback"
 // subject and groups of their ID token, recorded with the grant and sent
 // to policy as subject.groups: dana (group engineering) gets what the
 // engineering role allows, erin (group contractor) the contractor's
-// narrower grant; a refreshed token keeps the groups.
+// narrower grant; a refreshed token and a token delegated from it (RFC
+// 8693) keep the groups.
 func TestSSOSignInThroughARealProvider(t *testing.T) {
 	ta, _ := newSSOTestAS(t, nil)
 	client := ta.publicAgent("claude-code", agentRedirect)
+	subAgent := ta.publicAgent("claude-code", "http://127.0.0.1:10/callback")
 	for _, tc := range []struct {
 		person     string
 		wantScopes string
@@ -358,6 +360,14 @@ func TestSSOSignInThroughARealProvider(t *testing.T) {
 			in, err = ta.as.Introspect(context.Background(), refreshed.AccessToken, ta.resource)
 			if err != nil || !in.Active || in.Subject != tc.person || !slices.Equal(in.Groups, want) {
 				t.Fatalf("refreshed token: %+v, %v", in, err)
+			}
+			status, out := ta.exchange(client, refreshed.AccessToken, subAgent, "jira:write")
+			if status != http.StatusOK {
+				t.Fatalf("exchange: %d %v", status, out)
+			}
+			in, err = ta.as.Introspect(context.Background(), out["access_token"].(string), "")
+			if err != nil || !in.Active || in.Subject != tc.person || !slices.Equal(in.Groups, want) || in.ClientID != subAgent {
+				t.Fatalf("delegated token: %+v, %v", in, err)
 			}
 		})
 	}
