@@ -19,7 +19,6 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/pbac-gateway/pbac/asrv"
-	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
 	"github.com/pbac-gateway/pbac/internal/policytest"
 )
@@ -66,7 +65,7 @@ func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
 		Scopes:     []string{"drive:read", "drive:write", "jira:read", "jira:write", "slack:read", "slack:write", "gitlab:read", "gitlab:write", "gitlab:approve", "jenkins:read", "jenkins:build", "database:read"},
 		Secret:     bytes.Repeat([]byte("k"), 32),
 		Store:      store,
-		Policy:     host.ASDecider(reg),
+		Policy:     reg,
 		Users:      asrv.DemoUsers{},
 		Statements: verifier,
 

@@ -11,8 +11,8 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/internal/canon"
-	"github.com/pbac-gateway/pbac/rego"
 )
 
 // A call's arguments are checked before policy sees them, in one place
@@ -119,37 +119,8 @@ type toolRules struct {
 	lookup *authorLookup
 }
 
-// authorLookup is a catalogue entry's author_lookup: call the backend's
-// Tool with the call's Arguments of these names and read Field of the
-// result's structured content.
-type authorLookup struct {
-	Tool      string   `json:"tool"`
-	Arguments []string `json:"arguments"`
-	Field     string   `json:"field"`
-}
-
-// catalogueData is the part of the policy data the gateway reads.
-type catalogueData struct {
-	Catalogue map[string]struct {
-		Resource     string            `json:"resource"`
-		Arguments    map[string]string `json:"arguments"`
-		ActorArg     string            `json:"actor_arg"`
-		AuthorLookup *authorLookup     `json:"author_lookup"`
-		Reach        *struct {
-			Arg string `json:"arg"`
-		} `json:"reach"`
-	} `json:"catalogue"`
-	ProtectedArguments []struct {
-		Resources    []string `json:"resources"`
-		Args         []string `json:"args"`
-		PathPrefixes []string `json:"path_prefixes"`
-	} `json:"protected_arguments"`
-	Roles map[string]struct {
-		ArgConstraints map[string]struct {
-			Arg string `json:"arg"`
-		} `json:"arg_constraints"`
-	} `json:"roles"`
-}
+// authorLookup is a catalogue entry's author_lookup.
+type authorLookup contract.AuthorLookup
 
 // catalogue is the tools' rules of one policy version.
 type catalogue struct {
@@ -157,16 +128,12 @@ type catalogue struct {
 	tools    map[string]*toolRules
 }
 
-// parseCatalogue reads the argument rules of every catalogued tool from
-// policy data.
-func parseCatalogue(revision string, data []byte) (*catalogue, error) {
-	var d catalogueData
-	if err := json.Unmarshal(data, &d); err != nil {
-		return nil, fmt.Errorf("read the catalogue of policy %s: %w", revision, err)
-	}
+// newCatalogue derives the argument rules of every catalogued tool from
+// the policy data's view.
+func newCatalogue(revision string, d *contract.Data) *catalogue {
 	cat := &catalogue{revision: revision, tools: make(map[string]*toolRules, len(d.Catalogue))}
 	for tool, e := range d.Catalogue {
-		r := &toolRules{kinds: map[string]canon.Kind{}, actor: e.ActorArg, lookup: e.AuthorLookup}
+		r := &toolRules{kinds: map[string]canon.Kind{}, actor: e.ActorArg, lookup: (*authorLookup)(e.AuthorLookup)}
 		seen := map[string]bool{}
 		addName := func(n string) {
 			if n != "" && !seen[n] {
@@ -208,7 +175,7 @@ func parseCatalogue(revision string, data []byte) (*catalogue, error) {
 		addName(e.ActorArg)
 		cat.tools[tool] = r
 	}
-	return cat, nil
+	return cat
 }
 
 func contains(xs []string, x string) bool {
@@ -220,10 +187,11 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-// policyBundle is what a Decider that runs a bundle (*plugins.Registry)
-// shows of it.
-type policyBundle interface {
-	ActiveBundle() (*rego.Bundle, bool)
+// activePolicy is what a Decider that runs bundles (*plugins.Registry)
+// shows of its active version: the version, and the typed view of its
+// data (nil when none is active).
+type activePolicy interface {
+	ActivePolicy() (version string, data *contract.Data, err error)
 }
 
 // catalogues keeps the catalogue of the active policy version, parsed once
@@ -236,20 +204,20 @@ type catalogues struct {
 // is not catalogued or the Decider does not show its data (then policy
 // alone checks the arguments).
 func (cs *catalogues) rules(policy Decider, tool string) (*toolRules, error) {
-	pb, ok := policy.(policyBundle)
-	if !ok {
-		return nil, nil
-	}
-	b, ok := pb.ActiveBundle()
+	ap, ok := policy.(activePolicy)
 	if !ok {
 		return nil, nil
 	}
 	cat := cs.current.Load()
-	if cat == nil || cat.revision != b.Revision {
-		var err error
-		if cat, err = parseCatalogue(b.Revision, b.Data); err != nil {
-			return nil, err
-		}
+	version, data, err := ap.ActivePolicy()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("read the catalogue of policy %s: %w", version, err)
+	case data == nil:
+		return nil, nil
+	}
+	if cat == nil || cat.revision != version {
+		cat = newCatalogue(version, data)
 		cs.current.Store(cat)
 	}
 	return cat.tools[tool], nil

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/internal/canon"
 	"github.com/pbac-gateway/pbac/rego"
 )
@@ -47,11 +48,11 @@ func shippedRules(t testing.TB, tool string) *toolRules {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := parseCatalogue("shipped", data)
+	d, err := contract.ParseData(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := cat.tools[tool]
+	r := newCatalogue("shipped", d).tools[tool]
 	if r == nil {
 		t.Fatalf("%s is not catalogued", tool)
 	}
@@ -76,7 +77,7 @@ func TestParseCatalogue(t *testing.T) {
 	if approve.actor != "author" || approve.lookup == nil || approve.lookup.Tool != "get_merge_request" || approve.lookup.Field != "author" {
 		t.Fatalf("gitlab.approve_merge_request: %+v", approve)
 	}
-	if _, err := parseCatalogue("bad", []byte(`{"catalogue": 7}`)); err == nil {
+	if _, err := contract.ParseData([]byte(`{"catalogue": 7}`)); err == nil {
 		t.Fatal("a catalogue that is not an object was read")
 	}
 }

@@ -28,22 +28,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/host/audit"
-	"github.com/pbac-gateway/pbac/plugins"
-	"github.com/pbac-gateway/pbac/rego"
 )
 
-// Introspector checks a bearer token. The in-process *asrv.Server
-// implements it; a remote AS is reached over RFC 7662.
-type Introspector interface {
-	Introspect(ctx context.Context, token, resource string) (asrv.Introspection, error)
-}
+// Introspector checks a bearer token (contract.Introspector). The
+// in-process *asrv.Server implements it; a remote AS is reached over RFC
+// 7662 (RemoteIntrospector).
+type Introspector = contract.Introspector
 
-// Decider is the policy. *plugins.Registry implements it.
-type Decider interface {
-	Decide(ctx context.Context, entrypoint string, input []byte) (plugins.Decision, error)
-}
+// Decider is the policy (contract.Decider). *plugins.Registry implements
+// it; when it also shows its active policy (ActivePolicy, as the registry
+// does), the gateway checks a call's arguments against the catalogue of
+// that policy's data and reports its version in the metrics.
+type Decider = contract.Decider
 
 // Backend is one MCP server behind the gateway.
 type Backend struct {
@@ -355,12 +353,12 @@ func (g *Gateway) noteRefusal(c *fiber.Ctx, backend, reason, desc string, status
 // caller is a request's identity: an introspected token, or a caller
 // without one that pbac/anonymous admitted.
 type caller struct {
-	token asrv.Introspection
+	token contract.Identity
 	// anonymous is set for a caller without a token; admitted is then the
 	// pbac/anonymous decision that let it in (for a call, the call's
 	// decision).
 	anonymous bool
-	admitted  plugins.Decision
+	admitted  contract.Decision
 	// remote is the address of a caller without a token (its session
 	// quota key).
 	remote string
@@ -398,15 +396,15 @@ func (g *Gateway) challenge(c *fiber.Ctx, backend, errCode, desc string) {
 // and returns false: a token is what the caller needs.
 func (g *Gateway) admitAnonymous(c *fiber.Ctx, backend, method, tool, rid string) (*caller, bool, time.Duration) {
 	start := time.Now()
-	raw, err := json.Marshal(rego.Input{
-		Request: rego.Request{Backend: backend, Method: method, Tool: tool},
+	raw, err := json.Marshal(contract.Input{
+		Request: contract.Request{Backend: backend, Method: method, Tool: tool},
 		Now:     start.Unix(),
 	})
 	if err != nil {
 		g.challenge(c, backend, "", "a bearer token is required")
 		return nil, false, time.Since(start)
 	}
-	d, err := g.cfg.Policy.Decide(c.UserContext(), "pbac/anonymous", raw)
+	d, err := g.cfg.Policy.Decide(c.UserContext(), contract.Anonymous, raw)
 	took := time.Since(start)
 	g.metrics.stage("policy", took)
 	if err != nil {
@@ -439,7 +437,7 @@ func (g *Gateway) authenticate(c *fiber.Ctx, backend string, rid string) (*calle
 	took := time.Since(start)
 	if err != nil {
 		g.log.Error("introspection failed", "request_id", rid, "err", err)
-		if errors.Is(err, asrv.ErrUndecided) {
+		if errors.Is(err, contract.ErrUndecided) {
 			// The token may be fine: a 401 would send the client to get
 			// another. Policy could not decide, so this request is denied.
 			_ = g.reply(c, fiber.StatusForbidden, rpcError(nil, codeDenied, "denied: the policy could not decide", nil))
@@ -477,20 +475,17 @@ func newID() string {
 // input is the policy input for a call by this caller (pbac/tool_call,
 // pbac/list): the agent's verified claims, the human, the token as
 // introspected now.
-func (cl *caller) input(backend, method string) rego.Input {
+func (cl *caller) input(backend, method string) contract.Input {
 	t := cl.token
-	in := rego.Input{
-		Client: t.Client.PolicyClient(),
-		Token: &rego.Token{ClientID: t.ClientID, Sub: t.Subject, Scp: t.Scopes, Aud: t.Audience,
+	in := contract.Input{
+		Client: t.PolicyClient(),
+		Token: &contract.TokenClaims{ClientID: t.ClientID, Sub: t.Subject, Scp: t.Scopes, Aud: t.Audience,
 			Iat: t.IssuedAt, Exp: t.ExpiresAt, Act: t.Act},
-		Request: rego.Request{Backend: backend, Method: method},
+		Request: contract.Request{Backend: backend, Method: method},
 		Now:     time.Now().Unix(),
 	}
-	if in.Client == nil {
-		in.Client = &rego.Client{ClientID: t.ClientID}
-	}
 	if t.Subject != "" {
-		in.Subject = &rego.Subject{Sub: t.Subject, Roles: t.Roles}
+		in.Subject = &contract.Subject{Sub: t.Subject, Roles: t.Roles}
 	}
 	return in
 }

@@ -96,7 +96,7 @@ func newStackWith(t testing.TB, opts stackOptions) *stack {
 		Scopes: []string{"drive:read", "drive:write", "jira:read", "jira:write", "slack:read", "slack:write",
 			"database:read", "database:ddl", "gitlab:read", "gitlab:write", "gitlab:approve", "jenkins:read", "jenkins:build"},
 		Store: store, Users: asrv.DemoUsers{}, Statements: verifier,
-		Policy: host.ASDecider(reg),
+		Policy: reg,
 		// The gateway's own client at the AS, for RFC 7662 over HTTP.
 		Introspectors: []asrv.Introspector{{ClientID: testIntrospectorID, Secret: testIntrospectorSecret}},
 	})

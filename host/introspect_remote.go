@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 // RemoteIntrospector checks tokens at a remote authorization server's RFC
@@ -26,17 +26,17 @@ type RemoteIntrospector struct {
 
 // introspection is the RFC 7662 response, with the AS's pbac_* members.
 type introspection struct {
-	Active   bool             `json:"active"`
-	Scope    string           `json:"scope"`
-	ClientID string           `json:"client_id"`
-	Sub      string           `json:"sub"`
-	Aud      audience         `json:"aud"`
-	Exp      int64            `json:"exp"`
-	Iat      int64            `json:"iat"`
-	Act      *asrv.Actor      `json:"act"`
-	Tier     string           `json:"pbac_tier"`
-	Agent    asrv.AgentClaims `json:"pbac_agent"`
-	Roles    []string         `json:"pbac_roles"`
+	Active   bool                 `json:"active"`
+	Scope    string               `json:"scope"`
+	ClientID string               `json:"client_id"`
+	Sub      string               `json:"sub"`
+	Aud      audience             `json:"aud"`
+	Exp      int64                `json:"exp"`
+	Iat      int64                `json:"iat"`
+	Act      *contract.Actor      `json:"act"`
+	Tier     string               `json:"pbac_tier"`
+	Agent    contract.AgentClaims `json:"pbac_agent"`
+	Roles    []string             `json:"pbac_roles"`
 }
 
 // audience accepts RFC 7662's aud as a string or an array.
@@ -58,7 +58,7 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 
 // Introspect implements Introspector. Any failure to get an answer is an
 // error (the gateway denies); an inactive token is an inactive result.
-func (r *RemoteIntrospector) Introspect(ctx context.Context, token, resource string) (asrv.Introspection, error) {
+func (r *RemoteIntrospector) Introspect(ctx context.Context, token, resource string) (contract.Identity, error) {
 	hc := r.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
@@ -69,29 +69,29 @@ func (r *RemoteIntrospector) Introspect(ctx context.Context, token, resource str
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.Endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return asrv.Introspection{}, err
+		return contract.Identity{}, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	req.SetBasicAuth(url.QueryEscape(r.ClientID), url.QueryEscape(r.ClientSecret))
 	resp, err := hc.Do(req)
 	if err != nil {
-		return asrv.Introspection{}, fmt.Errorf("introspect at %s: %w", r.Endpoint, err)
+		return contract.Identity{}, fmt.Errorf("introspect at %s: %w", r.Endpoint, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return asrv.Introspection{}, fmt.Errorf("introspect at %s: HTTP %d", r.Endpoint, resp.StatusCode)
+		return contract.Identity{}, fmt.Errorf("introspect at %s: HTTP %d", r.Endpoint, resp.StatusCode)
 	}
 	var in introspection
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&in); err != nil {
-		return asrv.Introspection{}, fmt.Errorf("introspect at %s: %w", r.Endpoint, err)
+		return contract.Identity{}, fmt.Errorf("introspect at %s: %w", r.Endpoint, err)
 	}
 	if !in.Active {
-		return asrv.Introspection{Reasons: []string{"the authorization server reports the token inactive"}}, nil
+		return contract.Identity{Reasons: []string{"the authorization server reports the token inactive"}}, nil
 	}
-	return asrv.Introspection{
+	return contract.Identity{
 		Active: true, Scopes: strings.Fields(in.Scope), ClientID: in.ClientID, Subject: in.Sub,
 		Roles: in.Roles, Audience: in.Aud, IssuedAt: in.Iat, ExpiresAt: in.Exp, Act: in.Act, Tier: in.Tier,
-		Client: &asrv.Client{ID: in.ClientID, Agent: in.Agent},
+		Agent: in.Agent,
 	}, nil
 }

@@ -22,8 +22,8 @@ func TestRemoteIntrospectorMatchesInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !got.Active || got.Subject != "alice" || len(got.Roles) != 1 || got.Roles[0] != "engineering" ||
-		got.Client.Agent.AgentProvider != "claude-code" || !got.Client.Agent.Verified || got.Tier != "developer" {
-		t.Fatalf("remote introspection %+v (agent %+v)", got, got.Client.Agent)
+		got.Agent.AgentProvider != "claude-code" || !got.Agent.Verified || got.Tier != "developer" {
+		t.Fatalf("remote introspection %+v (agent %+v)", got, got.Agent)
 	}
 	if res, err := remote.Introspect(context.Background(), token+"x", ""); err != nil || res.Active {
 		t.Fatalf("tampered token: %+v %v", res, err)

@@ -9,8 +9,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/host/audit"
-	"github.com/pbac-gateway/pbac/plugins"
 )
 
 // methodOf is the method policy is asked about for a message: its JSON-RPC
@@ -25,18 +25,18 @@ func methodOf(msg *rpcMessage) string {
 // askMethod asks pbac/method whether the caller with a token may make a
 // request that is not a call: method on backend ("" for the aggregated
 // server). An error is a decision that could not be made.
-func (g *Gateway) askMethod(ctx context.Context, backend string, cl *caller, method string) (plugins.Decision, time.Duration, error) {
+func (g *Gateway) askMethod(ctx context.Context, backend string, cl *caller, method string) (contract.Decision, time.Duration, error) {
 	in := cl.input(backend, method)
 	raw, err := json.Marshal(in)
 	if err != nil {
-		return plugins.Decision{}, 0, fmt.Errorf("encode the pbac/method input: %w", err)
+		return contract.Decision{}, 0, fmt.Errorf("encode the pbac/method input: %w", err)
 	}
 	start := time.Now()
-	d, err := g.cfg.Policy.Decide(ctx, "pbac/method", raw)
+	d, err := g.cfg.Policy.Decide(ctx, contract.Method, raw)
 	took := time.Since(start)
 	g.metrics.stage("policy", took)
 	if err != nil {
-		return plugins.Decision{}, took, fmt.Errorf("decide %s on %q: %w", method, backend, err)
+		return contract.Decision{}, took, fmt.Errorf("decide %s on %q: %w", method, backend, err)
 	}
 	return d, took, nil
 }

@@ -8,8 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"github.com/pbac-gateway/pbac/plugins"
 )
 
 // metrics are the gateway's Prometheus metrics, on a registry of its own
@@ -206,13 +204,13 @@ func (c policyVersionCollector) Collect(ch chan<- prometheus.Metric) {
 // activeVersion reads the active version of policy, when it can tell (the
 // plugins registry can).
 func activeVersion(policy Decider) func() string {
-	a, ok := policy.(interface{ Active() (plugins.Info, bool) })
+	a, ok := policy.(activePolicy)
 	if !ok {
 		return nil
 	}
 	return func() string {
-		info, _ := a.Active()
-		return info.Version
+		v, _, _ := a.ActivePolicy()
+		return v
 	}
 }
 

@@ -15,8 +15,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/host/audit"
-	"github.com/pbac-gateway/pbac/rego"
 )
 
 // Header names of the Streamable HTTP transport.
@@ -230,9 +230,7 @@ func fillCaller(rec *audit.Record, cl *caller) {
 	}
 	t := cl.token
 	rec.ClientID, rec.Subject, rec.Tier, rec.Scopes = t.ClientID, t.Subject, t.Tier, t.Scopes
-	if t.Client != nil {
-		rec.AgentProvider, rec.AgentModel = t.Client.Agent.AgentProvider, t.Client.Agent.AgentModel
-	}
+	rec.AgentProvider, rec.AgentModel = t.Agent.AgentProvider, t.Agent.AgentModel
 	if t.Act != nil {
 		rec.Act, _ = json.Marshal(t.Act)
 	}
@@ -334,14 +332,14 @@ func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *rp
 		return false, err
 	}
 	start := time.Now()
-	d, err := g.cfg.Policy.Decide(c.UserContext(), "pbac/tool_call", raw)
+	d, err := g.cfg.Policy.Decide(c.UserContext(), contract.ToolCall, raw)
 	took := time.Since(start)
 	g.metrics.stage("policy", took)
 	rec.LatencyMicros["policy"] = took.Microseconds()
 	if err != nil {
 		// A decision that cannot be made is a deny.
 		rec.Decision, rec.Reasons, rec.Status = "error", []string{"policy could not decide: " + err.Error()}, fiber.StatusForbidden
-		g.log.Error("policy could not decide", "request_id", rec.RequestID, "entrypoint", "pbac/tool_call", "tool", full, "err", err)
+		g.log.Error("policy could not decide", "request_id", rec.RequestID, "entrypoint", contract.ToolCall, "tool", full, "err", err)
 		return false, g.reply(c, fiber.StatusForbidden, rpcError(msg.ID, codeDenied, "denied: the policy could not decide",
 			map[string]any{"request_id": rec.RequestID}))
 	}
@@ -351,11 +349,7 @@ func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *rp
 		rec.Decision = "allow"
 		return true, nil
 	}
-	var extra struct {
-		RequiredScope     string   `json:"required_scope"`
-		InsufficientScope bool     `json:"insufficient_scope"`
-		PublicReasons     []string `json:"public_reasons"`
-	}
+	var extra contract.ToolCallResult
 	_ = d.Decode(&extra)
 	rec.Decision, rec.Status = "deny", fiber.StatusForbidden
 	g.log.Info("call denied by policy", "request_id", rec.RequestID, "tool", full, "client_id", rec.ClientID, "reasons", d.Reasons)
@@ -583,7 +577,7 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	filtered, kept, err := g.filterTools(c.UserContext(), backend, cl, body, sse, rec)
 	if errors.Is(err, errUndecided) {
 		rec.Decision, rec.Status, rec.Reasons = "error", fiber.StatusForbidden, []string{err.Error()}
-		g.log.Error("policy could not decide", "request_id", rec.RequestID, "entrypoint", "pbac/list", "err", err)
+		g.log.Error("policy could not decide", "request_id", rec.RequestID, "entrypoint", contract.List, "err", err)
 		g.finish(rec, start)
 		return g.reply(c, fiber.StatusForbidden, rpcError(msg.ID, codeDenied, "denied: the policy could not decide", nil))
 	}
@@ -678,9 +672,9 @@ var errUndecided = errors.New("the policy could not decide")
 // allowedTools asks pbac/list (pbac/anonymous for a caller without a
 // token) which of names the caller may call.
 func (g *Gateway) allowedTools(ctx context.Context, backend *Backend, cl *caller, names []string) (map[string]bool, string, error) {
-	in, entrypoint := cl.input(backend.Name, "tools/list"), "pbac/list"
+	in, entrypoint := cl.input(backend.Name, "tools/list"), contract.List
 	if cl.anonymous {
-		in, entrypoint = rego.Input{Request: rego.Request{Backend: backend.Name, Method: "tools/list"}, Now: time.Now().Unix()}, "pbac/anonymous"
+		in, entrypoint = contract.Input{Request: contract.Request{Backend: backend.Name, Method: "tools/list"}, Now: time.Now().Unix()}, contract.Anonymous
 	}
 	in.Request.Tools = names
 	raw, err := json.Marshal(in)
@@ -693,9 +687,7 @@ func (g *Gateway) allowedTools(ctx context.Context, backend *Backend, cl *caller
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: the tool list: %w", errUndecided, err)
 	}
-	var res struct {
-		Tools []string `json:"tools"`
-	}
+	var res contract.ListResult
 	if err := d.Decode(&res); err != nil {
 		return nil, "", err
 	}

@@ -172,16 +172,8 @@ type asSetup struct {
 // policy.
 func newAuthorizationServer(ctx context.Context, dataDir, storeSpec, issuer string, resources []string, pol *policyRuntime, settings *host.ASSettings, log *slog.Logger) (*authRuntime, error) {
 	return openAuthorizationServer(ctx, asSetup{dataDir: dataDir, storeSpec: storeSpec, issuer: issuer, resources: resources,
-		scopes: activeScopes(pol), policy: host.ASDecider(pol.registry), settings: settings,
+		scopes: activeScopes(pol.registry), policy: pol.registry, settings: settings,
 		signIn: signin.New(signin.Config{Logger: log.With("component", "sign-in")}), log: log})
-}
-
-// activeScopes are the scopes the active policy version's data names.
-func activeScopes(pol *policyRuntime) []string {
-	if active, _ := pol.registry.ActiveBundle(); active != nil {
-		return scopesOf(active.Data)
-	}
-	return nil
 }
 
 // newSharedStoreIntrospector is the authorization server's introspection
@@ -197,7 +189,7 @@ func newSharedStoreIntrospector(ctx context.Context, dataDir, storeSpec string, 
 		return nil, errors.New("authorization_server.token_secret_file needs the AS's PostgreSQL store (store: postgres://…)")
 	}
 	return openAuthorizationServer(ctx, asSetup{dataDir: dataDir, storeSpec: storeSpec, issuer: remote.Issuer, resources: resources,
-		scopes: activeScopes(pol), policy: host.ASDecider(pol.registry), secret: secret, log: log})
+		scopes: activeScopes(pol.registry), policy: pol.registry, secret: secret, log: log})
 }
 
 // newAuthorizationServerWith is newAuthorizationServer on the data dir's

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/bench"
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/ebpf"
 	"github.com/pbac-gateway/pbac/host"
@@ -685,7 +685,7 @@ func newBenchEnv(ctx context.Context, stderr io.Writer, o benchOptions, log *slo
 // backend already running) and builds the attackers' arguments.
 func (e *benchEnv) prepareAttack(ctx context.Context) error {
 	name, _, _ := strings.Cut(e.o.attackTool, ".")
-	data, err := fs.ReadFile(rego.Sources(), "data.json")
+	data, err := shippedData()
 	if err != nil {
 		return err
 	}
@@ -714,23 +714,9 @@ func (e *benchEnv) prepareAttack(ctx context.Context) error {
 // attackArgument is the string argument the attackers fill: the first
 // argument a protected_arguments rule of the policy data names for the
 // tool's backend, which the policy's path handling walks; else "path".
-func attackArgument(data []byte, tool string) string {
-	var d struct {
-		Catalogue map[string]struct {
-			Resource string `json:"resource"`
-		} `json:"catalogue"`
-		Protected []struct {
-			Resources []string `json:"resources"`
-			Args      []string `json:"args"`
-		} `json:"protected_arguments"`
-	}
-	if json.Unmarshal(data, &d) == nil {
-		res := d.Catalogue[tool].Resource
-		for _, p := range d.Protected {
-			if slices.Contains(p.Resources, res) && len(p.Args) > 0 {
-				return p.Args[0]
-			}
-		}
+func attackArgument(data *contract.Data, tool string) string {
+	if args := data.ProtectedArgs(data.Catalogue[tool].Resource); len(args) > 0 {
+		return args[0]
 	}
 	return "path"
 }
@@ -909,8 +895,12 @@ func startWasmGateway(ctx context.Context, dir string, spec gatewaySpec, log *sl
 	if err != nil {
 		return nil, err
 	}
-	active, _ := pol.registry.ActiveBundle()
-	gw, err := startBenchGateway(ctx, dir, spec, active.Data, pol.registry, host.ASDecider(pol.registry), log)
+	_, data, err := pol.registry.ActivePolicy()
+	if err != nil {
+		pol.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	gw, err := startBenchGateway(ctx, dir, spec, data, pol.registry, pol.registry, log)
 	if err != nil {
 		pol.Close(context.WithoutCancel(ctx))
 		return nil, err
@@ -949,12 +939,12 @@ func startSidecarGateway(ctx context.Context, stderr io.Writer, dir string, spec
 		_ = srv.Close()
 		return nil, 0, err
 	}
-	data, err := fs.ReadFile(rego.Sources(), "data.json")
+	data, err := shippedData()
 	if err != nil {
 		_ = srv.Close()
 		return nil, 0, err
 	}
-	gw, err := startBenchGateway(ctx, dir, spec, data, dec, host.ASDecider(dec), log)
+	gw, err := startBenchGateway(ctx, dir, spec, data, dec, dec, log)
 	if err != nil {
 		_ = srv.Close()
 		return nil, 0, err
@@ -972,7 +962,7 @@ func startSidecarGateway(ctx context.Context, stderr io.Writer, dir string, spec
 // authorization server and audit trail under dir, deciding through policy,
 // registers a CI bot with a signed statement and gets it a client
 // credentials token for each tool's scope.
-func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, data []byte,
+func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, data *contract.Data,
 	policy host.Decider, asPolicy asrv.Decider, log *slog.Logger) (*benchGateway, error) {
 	tools := append([]string{spec.tool}, spec.otherTools...)
 	scopes := map[string]string{}
@@ -1007,7 +997,7 @@ func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, data [
 	for _, b := range spec.backends {
 		resources = append(resources, base+"/mcp/"+b.Name)
 	}
-	allScopes := scopesOf(data)
+	allScopes := data.Scopes()
 	as, err := newAuthorizationServerWith(ctx, dir, base, resources, allScopes, asPolicy, log)
 	if err != nil {
 		return fail(fmt.Errorf("start the authorization server: %w", err))
@@ -1091,21 +1081,12 @@ func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, data [
 
 // toolScope is the scope a tool needs, "<resource>:<access>", from the
 // policy catalogue; a tool the catalogue does not list is denied.
-func toolScope(data []byte, tool string) (string, error) {
-	var d struct {
-		Catalogue map[string]struct {
-			Resource string `json:"resource"`
-			Access   string `json:"access"`
-		} `json:"catalogue"`
-	}
-	if err := json.Unmarshal(data, &d); err != nil {
-		return "", fmt.Errorf("policy data: %w", err)
-	}
-	e, ok := d.Catalogue[tool]
-	if !ok || e.Resource == "" || e.Access == "" {
+func toolScope(data *contract.Data, tool string) (string, error) {
+	sc := data.Catalogue[tool].Scope()
+	if sc == "" {
 		return "", fmt.Errorf("%s is not in the policy catalogue, so the gateway denies it; pick a catalogued tool", tool)
 	}
-	return e.Resource + ":" + e.Access, nil
+	return sc, nil
 }
 
 // attachProbe attaches the eBPF probe to the gateway the benchmark started

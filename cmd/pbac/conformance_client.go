@@ -372,7 +372,7 @@ func startTenant(ctx context.Context, pol *policyRuntime, ps phaseSettings, log 
 	closers = append(closers, func() { _ = store.Close() })
 	as, err := asrv.New(asrv.Config{
 		Issuer: base, Resources: resources, Scopes: []string{scopeRead, scopeWrite}, Secret: secret,
-		Store: store, Policy: host.ASDecider(pol.registry), Users: asrv.DemoUsers{}, Logger: log,
+		Store: store, Policy: pol.registry, Users: asrv.DemoUsers{}, Logger: log,
 		AccessTokenTTL: ps.tokenTTL,
 	})
 	if err != nil {

@@ -243,8 +243,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	trail := audit.NewTrail(log, file, index)
 	defer trail.Close(context.WithoutCancel(ctx))
 
-	active, _ := pol.registry.ActiveBundle()
-	gwCfg.Scopes, gwCfg.Audit = scopesOf(active.Data), trail
+	gwCfg.Scopes, gwCfg.Audit = activeScopes(pol.registry), trail
 	gw, err := host.New(gwCfg)
 	if err != nil {
 		return err

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/demo"
-	"github.com/pbac-gateway/pbac/rego"
 )
 
 func randomToken(n int) string {
@@ -55,7 +55,7 @@ func kindOf(c *asrv.Client) string {
 }
 
 // view describes a client, with the tier the active policy gives it now.
-func (h *Handler) view(ctx context.Context, c *asrv.Client, tiers map[string]tierData, seeded map[string]bool) agentView {
+func (h *Handler) view(ctx context.Context, c *asrv.Client, tiers map[string]contract.Tier, seeded map[string]bool) agentView {
 	v := agentView{ClientID: c.ID, ClientName: c.Name, Provider: c.Agent.AgentProvider, Model: c.Agent.AgentModel,
 		SoftwareID: c.Agent.SoftwareID, Verified: c.Agent.Verified, SingleUse: c.Agent.SingleUseAccessTokens,
 		Kind: kindOf(c), GrantTypes: c.GrantTypes, Demo: seeded[c.ID], CreatedAt: c.CreatedAt}
@@ -66,23 +66,21 @@ func (h *Handler) view(ctx context.Context, c *asrv.Client, tiers map[string]tie
 		v.RedirectURI = c.RedirectURIs[0]
 	}
 	v.CallbackPort = demo.CallbackPort(c.RedirectURIs)
-	var reg struct {
-		Tier string `json:"tier"`
-	}
-	d, err := h.decide(ctx, "pbac/register", rego.Input{Client: c.PolicyClient(), Now: time.Now().Unix()}, &reg)
+	var reg contract.RegisterResult
+	d, err := h.decide(ctx, contract.Register, contract.Input{Client: c.PolicyClient(), Now: time.Now().Unix()}, &reg)
 	switch {
 	case err != nil:
 		v.Tier, v.TierReason = "unknown", "the policy could not decide: "+err.Error()
 	default:
 		v.Tier, v.TierReason = reg.Tier, strings.Join(d.Reasons, "; ")
 	}
-	v.TTLSeconds = tiers[v.Tier].TTL
+	v.TTLSeconds = tiers[v.Tier].TokenTTLSeconds
 	return v
 }
 
 // decide evaluates an entrypoint of the active policy and decodes its
 // result into out.
-func (h *Handler) decide(ctx context.Context, entrypoint string, in rego.Input, out any) (decision, error) {
+func (h *Handler) decide(ctx context.Context, entrypoint contract.Entrypoint, in contract.Input, out any) (decision, error) {
 	raw, err := json.Marshal(in)
 	if err != nil {
 		return decision{}, err

@@ -10,55 +10,25 @@ import (
 	"time"
 
 	"github.com/pbac-gateway/pbac/asrv"
-	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
-// policyData is the part of the policy data the dashboard reads to know
-// what to ask the policy about. Decisions always come from evaluating it.
-type policyData struct {
-	Agents struct {
-		TrustTiers map[string][]string `json:"trust_tiers"`
-	} `json:"agents"`
-	Tiers     map[string]tierData       `json:"tiers"`
-	Roles     map[string]roleData       `json:"roles"`
-	Catalogue map[string]catalogueEntry `json:"catalogue"`
-}
+// plain: the tool's decision depends on tier, role and scope only, not
+// on the subtree a list or search reaches or the author of what it acts on.
+func plain(e contract.Tool) bool { return e.Reach == nil && e.AuthorLookup == nil }
 
-// catalogueEntry is what the matrix reads of a catalogued tool: its
-// access, and whether its decision depends on more than tier and role —
-// the subtree a list or search reaches, the author of what it acts on.
-type catalogueEntry struct {
-	Resource     string          `json:"resource"`
-	Access       string          `json:"access"`
-	Reach        json.RawMessage `json:"reach"`
-	AuthorLookup json.RawMessage `json:"author_lookup"`
-}
-
-// plain: the tool's decision depends on tier, role and scope only.
-func (e catalogueEntry) plain() bool { return e.Reach == nil && e.AuthorLookup == nil }
-
-type tierData struct {
-	Rank int   `json:"rank"`
-	TTL  int64 `json:"token_ttl_seconds"`
-}
-
-type roleData struct {
-	ArgConstraints map[string]struct {
-		Arg          string   `json:"arg"`
-		PathPrefixes []string `json:"path_prefixes"`
-	} `json:"arg_constraints"`
-}
-
-func (h *Handler) activeData() (policyData, error) {
-	var d policyData
-	b, ok := h.cfg.Registry.ActiveBundle()
-	if !ok {
-		return d, errors.New("no policy is active")
+// activeData is the typed view of the active policy's data: what the
+// dashboard reads to know what to ask the policy about. Decisions always
+// come from evaluating it.
+func (h *Handler) activeData() (contract.Data, error) {
+	_, d, err := h.cfg.Registry.ActivePolicy()
+	switch {
+	case err != nil:
+		return contract.Data{}, err
+	case d == nil:
+		return contract.Data{}, errors.New("no policy is active")
 	}
-	if err := json.Unmarshal(b.Data, &d); err != nil {
-		return d, err
-	}
-	return d, nil
+	return *d, nil
 }
 
 type matrixCell struct {
@@ -135,7 +105,7 @@ func (h *Handler) computeMatrix(ctx context.Context, user *asrv.User) (map[strin
 		if tools[e.Resource] == nil {
 			tools[e.Resource] = map[string]string{}
 		}
-		if cur, ok := tools[e.Resource][e.Access]; !ok || (!data.Catalogue[cur].plain() && e.plain()) {
+		if cur, ok := tools[e.Resource][e.Access]; !ok || (!plain(data.Catalogue[cur]) && plain(e)) {
 			tools[e.Resource][e.Access] = name
 		}
 	}
@@ -174,22 +144,19 @@ func (h *Handler) computeMatrix(ctx context.Context, user *asrv.User) (map[strin
 	now := time.Now().Unix()
 	var rows []matrixRow
 	for _, p := range providers {
-		client := &rego.Client{ClientID: "matrix-" + p.name, AgentProvider: p.name, AgentModel: "any", Verified: true}
+		client := &contract.Client{ClientID: "matrix-" + p.name, AgentProvider: p.name, AgentModel: "any", Verified: true}
 		if p.name == unverifiedRow {
-			client = &rego.Client{ClientID: "matrix-unverified"}
+			client = &contract.Client{ClientID: "matrix-unverified"}
 		}
-		in := rego.Input{Client: client, Now: now,
-			Request: rego.Request{GrantType: "client_credentials", Resource: []string{resource}}}
-		var subject *rego.Subject
+		in := contract.Input{Client: client, Now: now,
+			Request: contract.Request{GrantType: "client_credentials", Resource: []string{resource}}}
+		var subject *contract.Subject
 		if user != nil {
-			subject = &rego.Subject{Sub: user.Subject, Roles: user.Roles}
+			subject = &contract.Subject{Sub: user.Subject, Roles: user.Roles}
 			in.Subject, in.Request.GrantType = subject, "authorization_code"
 		}
-		var td struct {
-			Tier   string   `json:"tier"`
-			Scopes []string `json:"scopes"`
-		}
-		tokDecision, err := h.decide(ctx, "pbac/token", in, &td)
+		var td contract.TokenResult
+		tokDecision, err := h.decide(ctx, contract.Token, in, &td)
 		if err != nil {
 			return nil, err
 		}
@@ -204,9 +171,9 @@ func (h *Handler) computeMatrix(ctx context.Context, user *asrv.User) (map[strin
 			cell := matrixCell{Allowed: []string{}, Denied: []string{}, Reasons: map[string]string{}}
 			args, note := constrainedArgs(data, user, r)
 			for _, a := range accesses[r] {
-				call := rego.Input{Client: client, Subject: subject, Now: now,
-					Token:   &rego.Token{ClientID: client.ClientID, Scp: td.Scopes, Aud: []string{resource}, Iat: now, Exp: now + 300},
-					Request: rego.Request{Backend: r, Method: "tools/call", Tool: tools[r][a], Arguments: args}}
+				call := contract.Input{Client: client, Subject: subject, Now: now,
+					Token:   &contract.TokenClaims{ClientID: client.ClientID, Scp: td.Scopes, Aud: []string{resource}, Iat: now, Exp: now + 300},
+					Request: contract.Request{Backend: r, Method: "tools/call", Tool: tools[r][a], Arguments: args}}
 				if data.Catalogue[tools[r][a]].AuthorLookup != nil {
 					// The matrix shows what the tier and role allow on
 					// someone else's merge request.
@@ -215,7 +182,7 @@ func (h *Handler) computeMatrix(ctx context.Context, user *asrv.User) (map[strin
 				if user != nil {
 					call.Token.Sub = user.Subject
 				}
-				d, err := h.decide(ctx, "pbac/tool_call", call, nil)
+				d, err := h.decide(ctx, contract.ToolCall, call, nil)
 				switch {
 				case err != nil:
 					cell.Denied = append(cell.Denied, a)
@@ -249,9 +216,9 @@ func (h *Handler) computeMatrix(ctx context.Context, user *asrv.User) (map[strin
 // constrainedArgs are arguments that meet the user's role constraints on a
 // resource (so the matrix shows what the role allows within them), with a
 // note saying what the constraint is.
-func constrainedArgs(data policyData, user *asrv.User, resource string) (rego.RawJSON, string) {
+func constrainedArgs(data contract.Data, user *asrv.User, resource string) (contract.RawJSON, string) {
 	if user == nil {
-		return rego.RawJSON("{}"), ""
+		return contract.RawJSON("{}"), ""
 	}
 	for _, role := range user.Roles {
 		c, ok := data.Roles[role].ArgConstraints[resource]
@@ -262,7 +229,7 @@ func constrainedArgs(data policyData, user *asrv.User, resource string) (rego.Ra
 		b, _ := json.Marshal(map[string]string{c.Arg: pre + "/readme.md"})
 		return b, "only " + c.Arg + " under " + strings.Join(c.PathPrefixes, ", ")
 	}
-	return rego.RawJSON("{}"), ""
+	return contract.RawJSON("{}"), ""
 }
 
 func slicesSortedKeys[V any](m map[string]V) []string {

@@ -1,17 +1,17 @@
-package rego
+package contract
 
 import "encoding/json"
 
-// The policy input of the contract (DESIGN.md, rego/README.md): what the
+// The policy input of the contract (rego/README.md): what the
 // authorization server and the gateway send to every entrypoint. Every
 // field may be absent; the policy denies what it needs and does not get.
 
 // Input is one entrypoint's input document.
 type Input struct {
-	Client  *Client  `json:"client,omitempty"`
-	Subject *Subject `json:"subject,omitempty"`
-	Token   *Token   `json:"token,omitempty"`
-	Request Request  `json:"request"`
+	Client  *Client      `json:"client,omitempty"`
+	Subject *Subject     `json:"subject,omitempty"`
+	Token   *TokenClaims `json:"token,omitempty"`
+	Request Request      `json:"request"`
 	// Now is the decision time in unix seconds; the policy never reads a
 	// clock of its own.
 	Now int64 `json:"now"`
@@ -34,8 +34,8 @@ type Subject struct {
 	Roles []string `json:"roles"`
 }
 
-// Token is an access token's claims.
-type Token struct {
+// TokenClaims are an access token's claims.
+type TokenClaims struct {
 	ClientID string   `json:"client_id"`
 	Sub      string   `json:"sub,omitempty"`
 	Scp      []string `json:"scp"`
