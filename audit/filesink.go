@@ -106,7 +106,7 @@ func (s *FileSink) Write(ctx context.Context, recs []Record) error {
 	var errs []error
 	s.buf = s.buf[:0]
 	for i := range recs {
-		line, err := encodeRecord(&recs[i])
+		line, err := Encode(&recs[i])
 		if err != nil {
 			errs = append(errs, fmt.Errorf("audit: file sink: encode record %q: %w", recs[i].RequestID, err))
 			continue

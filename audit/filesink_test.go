@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // readLines returns the records of a JSON-lines file.
@@ -195,71 +194,5 @@ func TestFileSinkRotationMB(t *testing.T) {
 		if st.Size() > 1<<20 || st.Size() < 1<<19 {
 			t.Fatalf("backup %s size %d", b, st.Size())
 		}
-	}
-}
-
-// Close drains: 10k records through the trail end up in the file and the
-// index.
-func TestTrailCloseDrainsToFileAndIndex(t *testing.T) {
-	const n = 10000
-	dir := t.TempDir()
-	path := filepath.Join(dir, "audit.jsonl")
-	fs, err := NewFileSink(path, 100, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix, err := OpenIndex(context.Background(), filepath.Join(dir, "index"), 24*time.Hour, WithIndexLogger(testLogger()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The queue holds all of them, so nothing may be dropped however slow
-	// the sinks are; the test is that Close writes everything queued.
-	tr := NewTrailWithOptions(testLogger(), TrailOptions{QueueSize: n}, fs, ix)
-	now := time.Now()
-	for i := range n {
-		r := rec(i)
-		r.Time = now.Add(time.Duration(i-n) * time.Microsecond)
-		r.Args = json.RawMessage(`{"path":"/docs/x"}`)
-		r.ArgsDigest = Digest(r.Args)
-		tr.Record(r)
-	}
-	ctx, cancel := ctxTimeout(60 * time.Second)
-	defer cancel()
-	if err := tr.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if tr.Dropped() != 0 {
-		t.Fatalf("dropped %d", tr.Dropped())
-	}
-	lines := readLines(t, path)
-	if len(lines) != n {
-		t.Fatalf("file has %d records, want %d", len(lines), n)
-	}
-	for i, r := range lines {
-		if r.RequestID != rec(i).RequestID {
-			t.Fatalf("file record %d is %s", i, r.RequestID)
-		}
-	}
-	checkMode(t, path)
-
-	ix2, err := OpenIndex(context.Background(), filepath.Join(dir, "index"), 24*time.Hour, WithIndexLogger(testLogger()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ix2.Close()
-	got, err := ix2.Query(context.Background(), Filter{Limit: MaxQueryLimit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != n {
-		t.Fatalf("index has %d records, want %d", len(got), n)
-	}
-	for i, r := range got {
-		if r.RequestID != rec(n-1-i).RequestID {
-			t.Fatalf("index record %d is %s", i, r.RequestID)
-		}
-	}
-	if got[0].ArgsDigest != Digest([]byte(`{"path":"/docs/x"}`)) {
-		t.Fatalf("digest lost: %+v", got[0])
 	}
 }

@@ -73,10 +73,11 @@ func Digest(args []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// encodeRecord marshals r as one line of JSON (no trailing newline). A
-// record is never lost to bad input: when Act or Args are not valid JSON
-// they are kept as JSON strings holding the raw bytes instead.
-func encodeRecord(r *Record) ([]byte, error) {
+// Encode marshals r as one line of JSON (no trailing newline), as every
+// sink stores it. A record is never lost to bad input: when Act or Args are
+// not valid JSON they are kept as JSON strings holding the raw bytes
+// instead.
+func Encode(r *Record) ([]byte, error) {
 	b, err := json.Marshal(r)
 	if err == nil {
 		return b, nil
@@ -89,4 +90,32 @@ func encodeRecord(r *Record) ([]byte, error) {
 		c.Args, _ = json.Marshal(string(c.Args))
 	}
 	return json.Marshal(&c)
+}
+
+// Filter selects records for Index.Query. Empty fields match everything.
+// Since is inclusive, Until exclusive. Limit <= 0 means DefaultQueryLimit;
+// it is capped at MaxQueryLimit.
+type Filter struct {
+	ClientID string
+	Tool     string
+	Decision string
+	Subject  string
+	Since    time.Time
+	Until    time.Time
+	Limit    int
+}
+
+// Query limits.
+const (
+	DefaultQueryLimit = 100
+	MaxQueryLimit     = 10000
+)
+
+// Matches reports whether r passes the filter's client, tool, decision and
+// subject (its time range and limit are the query's).
+func (f *Filter) Matches(r *Record) bool {
+	return (f.ClientID == "" || r.ClientID == f.ClientID) &&
+		(f.Tool == "" || r.Tool == f.Tool) &&
+		(f.Decision == "" || r.Decision == f.Decision) &&
+		(f.Subject == "" || r.Subject == f.Subject)
 }

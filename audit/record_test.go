@@ -49,7 +49,7 @@ func TestEncodeRecordInvalidRawJSON(t *testing.T) {
 	r := rec(1)
 	r.Act = json.RawMessage(`{"sub":"agent"`) // truncated
 	r.Args = json.RawMessage(`not json`)
-	b, err := encodeRecord(&r)
+	b, err := Encode(&r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestEncodeRecordInvalidRawJSON(t *testing.T) {
 	}
 	r.Act = json.RawMessage(`{"sub":"agent","act":{"sub":"planner"}}`)
 	r.Args = json.RawMessage(`{"path":"/tmp"}`)
-	b, _ = encodeRecord(&r)
+	b, _ = Encode(&r)
 	if !strings.Contains(string(b), `"act":{"sub":"agent","act":{"sub":"planner"}}`) || !strings.Contains(string(b), `"ts":"2026-11-23T12:00:00.001Z"`) {
 		t.Fatalf("unexpected encoding %s", b)
 	}

@@ -134,10 +134,10 @@ func (h *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					return
 				}
 			}
-			if !matches(&rec, &f) {
+			if !f.Matches(&rec) {
 				continue
 			}
-			b, err := encodeRecord(&rec)
+			b, err := Encode(&rec)
 			if err != nil {
 				continue
 			}

@@ -14,7 +14,8 @@ import (
 	"time"
 
 	"github.com/pbac-gateway/pbac/asrv"
-	"github.com/pbac-gateway/pbac/host/audit"
+	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/audit/index"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
 )
@@ -28,7 +29,7 @@ type AdminConfig struct {
 	Token    string
 	Registry *plugins.Registry
 	Audit    *audit.Trail
-	Index    *audit.Index
+	Index    *index.Index
 	// DeleteClient revokes a client and its tokens (the AS store's).
 	DeleteClient func(r *http.Request, id string) error
 	// ListClients lists the registered clients (the AS store's).

@@ -17,7 +17,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/pbac-gateway/pbac/host/audit"
+	"github.com/pbac-gateway/pbac/audit"
 )
 
 // The aggregated server at /mcp: one MCP server whose tools are every

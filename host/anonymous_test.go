@@ -12,8 +12,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/host"
-	"github.com/pbac-gateway/pbac/host/audit"
 )
 
 // setAnonymousBackends makes the active policy's data admit callers

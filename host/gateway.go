@@ -28,8 +28,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/contract"
-	"github.com/pbac-gateway/pbac/host/audit"
 )
 
 // Introspector checks a bearer token (contract.Introspector). The

@@ -17,9 +17,10 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/audit/index"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/host"
-	"github.com/pbac-gateway/pbac/host/audit"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
 	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/plugins"
@@ -34,7 +35,7 @@ type stack struct {
 	base     string
 	resource string
 	registry *plugins.Registry
-	index    *audit.Index
+	index    *index.Index
 	trail    *audit.Trail
 	store    *asrv.BadgerStore
 	issuer   *asrv.IssuerKey
@@ -103,11 +104,11 @@ func newStackWith(t testing.TB, opts stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	index, err := audit.OpenIndex(ctx, "", time.Hour)
+	idx, err := index.Open(ctx, "", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	trail := audit.NewTrail(slog.New(slog.DiscardHandler), index)
+	trail := audit.NewTrail(slog.New(slog.DiscardHandler), idx)
 	gwCfg := host.Config{
 		PublicURL: base, Backends: backends, AuthorizationServers: []string{base},
 		Introspector: as, Policy: reg, Audit: trail, AuthServer: as.Handler(),
@@ -139,7 +140,7 @@ func newStackWith(t testing.TB, opts stackOptions) *stack {
 			_ = r.Close(context.Background())
 		}
 	})
-	return &stack{t: t, base: base, resource: base + "/mcp", registry: reg, index: index, trail: trail, store: store, issuer: key, gw: gw, direct: direct}
+	return &stack{t: t, base: base, resource: base + "/mcp", registry: reg, index: idx, trail: trail, store: store, issuer: key, gw: gw, direct: direct}
 }
 
 func (s *stack) statement(provider string, singleUse bool) string {

@@ -9,8 +9,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/contract"
-	"github.com/pbac-gateway/pbac/host/audit"
 )
 
 // methodOf is the method policy is asked about for a message: its JSON-RPC

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbac-gateway/pbac/host/audit"
+	"github.com/pbac-gateway/pbac/audit"
 )
 
 // backendLog records what reached each backend: "POST <json-rpc method>"

@@ -15,8 +15,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/contract"
-	"github.com/pbac-gateway/pbac/host/audit"
 )
 
 // Header names of the Streamable HTTP transport.

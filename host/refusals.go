@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pbac-gateway/pbac/host/audit"
+	"github.com/pbac-gateway/pbac/audit"
 )
 
 // Requests refused before anyone is known — a missing, inactive or foreign

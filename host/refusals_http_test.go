@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/host"
-	"github.com/pbac-gateway/pbac/host/audit"
 )
 
 // TestRefusedTokensAreAudited: a request refused for a bad or missing token

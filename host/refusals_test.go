@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbac-gateway/pbac/host/audit"
+	"github.com/pbac-gateway/pbac/audit"
 )
 
 // TestRefusalsAreAggregated: whatever the flood, a window writes at most

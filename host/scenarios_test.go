@@ -15,7 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pbac-gateway/pbac/asrv"
-	"github.com/pbac-gateway/pbac/host/audit"
+	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
 )
 

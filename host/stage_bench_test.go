@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbac-gateway/pbac/host/audit"
+	"github.com/pbac-gateway/pbac/audit"
 )
 
 // Per-stage micro-benchmarks of the hot path, with allocation counts (the

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pbac-gateway/pbac/host/audit"
+	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/internal/policytest"
 )
 

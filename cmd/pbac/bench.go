@@ -25,12 +25,13 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/audit/index"
 	"github.com/pbac-gateway/pbac/bench"
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/ebpf"
 	"github.com/pbac-gateway/pbac/host"
-	"github.com/pbac-gateway/pbac/host/audit"
 	"github.com/pbac-gateway/pbac/plugins/opahttp"
 	"github.com/pbac-gateway/pbac/rego"
 )
@@ -1008,11 +1009,11 @@ func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, data *
 	if err != nil {
 		return fail(err)
 	}
-	index, err := audit.OpenIndex(ctx, filepath.Join(dir, "audit", "index"), time.Hour)
+	idx, err := index.Open(ctx, filepath.Join(dir, "audit", "index"), time.Hour)
 	if err != nil {
 		return fail(err)
 	}
-	trail := audit.NewTrail(log, file, index)
+	trail := audit.NewTrail(log, file, idx)
 	closers = append(closers, func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()

@@ -19,9 +19,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/audit/index"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/host"
-	"github.com/pbac-gateway/pbac/host/audit"
 )
 
 func newUpCommand() *cobra.Command {
@@ -236,11 +237,11 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	if err != nil {
 		return err
 	}
-	index, err := audit.OpenIndex(ctx, filepath.Join(auditDir, "index"), 30*24*time.Hour)
+	idx, err := index.Open(ctx, filepath.Join(auditDir, "index"), 30*24*time.Hour)
 	if err != nil {
 		return err
 	}
-	trail := audit.NewTrail(log, file, index)
+	trail := audit.NewTrail(log, file, idx)
 	defer trail.Close(context.WithoutCancel(ctx))
 
 	gwCfg.Scopes, gwCfg.Audit = activeScopes(pol.registry), trail
@@ -251,7 +252,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	if adminCfg.Token, err = loadOrCreateAdminToken(dataDir); err != nil {
 		return err
 	}
-	adminCfg.Audit, adminCfg.Index = trail, index
+	adminCfg.Audit, adminCfg.Index = trail, idx
 	adminCfg.BackendHealth = func(r *http.Request) map[string]string { return gw.BackendHealth(r.Context()) }
 	adminAPI, err := host.NewAdmin(adminCfg)
 	if err != nil {

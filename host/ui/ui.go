@@ -22,9 +22,10 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/asrv/signin"
+	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/audit/index"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/host"
-	"github.com/pbac-gateway/pbac/host/audit"
 	"github.com/pbac-gateway/pbac/plugins"
 )
 
@@ -47,7 +48,7 @@ type Config struct {
 	Backends []string
 	Registry *plugins.Registry
 	Audit    *audit.Trail
-	Index    *audit.Index
+	Index    *index.Index
 	// Users signs people in (the authorization server's user source); nil
 	// leaves only the admin token.
 	Users asrv.UserSource

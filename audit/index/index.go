@@ -1,4 +1,8 @@
-package audit
+// Package index is the queryable audit store: audit records in a Badger
+// database of their own, indexed by client, tool, decision and subject. It
+// is an audit.Sink apart from package audit so that what records audits
+// (the gateway) does not link Badger.
+package index
 
 import (
 	"bytes"
@@ -16,6 +20,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/pbac-gateway/pbac/audit"
 )
 
 // Index is a queryable audit store in its own Badger database. It is a Sink
@@ -55,26 +61,7 @@ type Index struct {
 	gcDone    sync.WaitGroup
 }
 
-var _ Sink = (*Index)(nil)
-
-// Filter selects records for Index.Query. Empty fields match everything.
-// Since is inclusive, Until exclusive. Limit <= 0 means DefaultQueryLimit;
-// it is capped at MaxQueryLimit.
-type Filter struct {
-	ClientID string
-	Tool     string
-	Decision string
-	Subject  string
-	Since    time.Time
-	Until    time.Time
-	Limit    int
-}
-
-// Query limits.
-const (
-	DefaultQueryLimit = 100
-	MaxQueryLimit     = 10000
-)
+var _ audit.Sink = (*Index)(nil)
 
 const (
 	maxIndexValueLen    = 256
@@ -83,12 +70,12 @@ const (
 	idLen               = 16
 )
 
-// IndexOption configures OpenIndex.
-type IndexOption func(*Index)
+// Option configures Open.
+type Option func(*Index)
 
-// WithIndexLogger routes the index's and Badger's logs to l (Badger's
+// WithLogger routes the index's and Badger's logs to l (Badger's
 // informational messages at debug level).
-func WithIndexLogger(l *slog.Logger) IndexOption {
+func WithLogger(l *slog.Logger) Option {
 	return func(ix *Index) {
 		if l != nil {
 			ix.log = l
@@ -96,12 +83,12 @@ func WithIndexLogger(l *slog.Logger) IndexOption {
 	}
 }
 
-// OpenIndex opens (creating) the audit index in dir; dir == "" keeps it in
+// Open opens (creating) the audit index in dir; dir == "" keeps it in
 // memory. retention > 0 makes every record expire retention after its
 // Record.Time; retention <= 0 keeps records forever. Writes are not synced
 // one by one (the JSON-lines file is the durable trail; the index is the
 // query path); Close flushes everything.
-func OpenIndex(ctx context.Context, dir string, retention time.Duration, opts ...IndexOption) (*Index, error) {
+func Open(ctx context.Context, dir string, retention time.Duration, opts ...Option) (*Index, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("audit: open index: %w", err)
 	}
@@ -142,7 +129,7 @@ func OpenIndex(ctx context.Context, dir string, retention time.Duration, opts ..
 
 // Write stores recs with their index entries. Records already past their
 // retention are skipped.
-func (ix *Index) Write(ctx context.Context, recs []Record) error {
+func (ix *Index) Write(ctx context.Context, recs []audit.Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -169,7 +156,7 @@ func (ix *Index) Write(ctx context.Context, recs []Record) error {
 				expiresAt++
 			}
 		}
-		val, err := encodeRecord(r)
+		val, err := audit.Encode(r)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("audit: index: encode record %q: %w", r.RequestID, err))
 			continue
@@ -197,19 +184,19 @@ func (ix *Index) Write(ctx context.Context, recs []Record) error {
 }
 
 // Query returns the records matching f, newest first.
-func (ix *Index) Query(ctx context.Context, f Filter) ([]Record, error) {
+func (ix *Index) Query(ctx context.Context, f audit.Filter) ([]audit.Record, error) {
 	recs, _, err := ix.query(ctx, f)
 	return recs, err
 }
 
 // query also reports how many index/primary keys it visited (tests use it
 // to check that filtered queries do not scan).
-func (ix *Index) query(ctx context.Context, f Filter) ([]Record, int, error) {
+func (ix *Index) query(ctx context.Context, f audit.Filter) ([]audit.Record, int, error) {
 	limit := f.Limit
 	if limit <= 0 {
-		limit = DefaultQueryLimit
+		limit = audit.DefaultQueryLimit
 	}
-	limit = min(limit, MaxQueryLimit)
+	limit = min(limit, audit.MaxQueryLimit)
 	lower := makeID(f.Since, 0)
 	var upper []byte
 	if f.Until.IsZero() {
@@ -233,15 +220,15 @@ func (ix *Index) query(ctx context.Context, f Filter) ([]Record, int, error) {
 		}
 	}
 
-	var out []Record
+	var out []audit.Record
 	visited := 0
 	err := ix.db.View(func(txn *badger.Txn) error {
 		emit := func(val []byte) error {
-			var r Record
+			var r audit.Record
 			if err := json.Unmarshal(val, &r); err != nil {
 				return fmt.Errorf("audit: index: decode record: %w", err)
 			}
-			if matches(&r, &f) { // guards against hashed-key collisions
+			if f.Matches(&r) { // guards against hashed-key collisions
 				out = append(out, r)
 			}
 			return nil
@@ -333,13 +320,6 @@ func (ix *Index) query(ctx context.Context, f Filter) ([]Record, int, error) {
 		return nil, visited, err
 	}
 	return out, visited, nil
-}
-
-func matches(r *Record, f *Filter) bool {
-	return (f.ClientID == "" || r.ClientID == f.ClientID) &&
-		(f.Tool == "" || r.Tool == f.Tool) &&
-		(f.Decision == "" || r.Decision == f.Decision) &&
-		(f.Subject == "" || r.Subject == f.Subject)
 }
 
 // Close stops value-log GC and closes the database. It is idempotent.
