@@ -18,6 +18,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/jsonrpc"
 )
 
 // The aggregated server at /mcp: one MCP server whose tools are every
@@ -61,12 +62,12 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 	g.metrics.stage("introspect", took)
 	probeAuthenticated(c.Context().ID())
 	body := bytes.Clone(c.Body())
-	msg, err := parseMessage(body, g.cfg.MaxJSONDepth)
+	msg, err := jsonrpc.Parse(body, g.cfg.MaxJSONDepth)
 	if err != nil {
-		return g.reply(c, fiber.StatusBadRequest, rpcError(nil, codeInvalidRequest, "invalid request: "+err.Error(), nil))
+		return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(nil, jsonrpc.CodeInvalidRequest, "invalid request: "+err.Error(), nil))
 	}
 	if err := checkHeaders(c, msg); err != nil {
-		return g.reply(c, fiber.StatusBadRequest, rpcError(msg.ID, codeHeaderMismatch, err.Error(), nil))
+		return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeHeaderMismatch, err.Error(), nil))
 	}
 	rec := audit.Record{Time: start.UTC(), RequestID: rid, Method: msg.Method,
 		LatencyMicros: map[string]int64{"introspect": took.Microseconds()}}
@@ -122,7 +123,7 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 	case "tools/call":
 		return g.aggregateToolsCall(c, cl, msg, sess, &rec, start)
 	default:
-		return g.reply(c, fiber.StatusOK, rpcError(msg.ID, -32601, "method not served by the aggregated server: use /mcp/<backend>", nil))
+		return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, -32601, "method not served by the aggregated server: use /mcp/<backend>", nil))
 	}
 }
 
@@ -131,7 +132,7 @@ func rpcResult(id json.RawMessage, result any) []byte {
 	return b
 }
 
-func (g *Gateway) aggregateInitialize(c *fiber.Ctx, cl *caller, msg *rpcMessage, rec *audit.Record, start time.Time) error {
+func (g *Gateway) aggregateInitialize(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message, rec *audit.Record, start time.Time) error {
 	var params struct {
 		ProtocolVersion string `json:"protocolVersion"`
 	}
@@ -176,18 +177,18 @@ func (g *Gateway) statelessSession(cl *caller) *aggSession {
 }
 
 // aggregateSession finds the caller's aggregated session.
-func (g *Gateway) aggregateSession(c *fiber.Ctx, cl *caller, msg *rpcMessage) (*aggSession, []byte) {
+func (g *Gateway) aggregateSession(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message) (*aggSession, []byte) {
 	sess, ok := g.sessions.get(c.Get(hdrSession))
 	if !ok || sess.agg == nil {
-		return nil, rpcError(msg.ID, codeInvalidRequest, "unknown or missing session: send initialize first", nil)
+		return nil, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidRequest, "unknown or missing session: send initialize first", nil)
 	}
 	if sess.clientID != cl.token.ClientID || sess.subject != cl.token.Subject {
-		return nil, rpcError(msg.ID, codeInvalidRequest, "the session belongs to another agent", nil)
+		return nil, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidRequest, "the session belongs to another agent", nil)
 	}
 	return sess.agg, nil
 }
 
-func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *rpcMessage, sess *aggSession, rec *audit.Record, start time.Time) error {
+func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message, sess *aggSession, rec *audit.Record, start time.Time) error {
 	ctx := c.UserContext()
 	var tools []json.RawMessage
 	var names []string
@@ -237,7 +238,7 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *rpcMessage, 
 	if err != nil {
 		rec.Decision, rec.Reasons = "error", []string{err.Error()}
 		g.finish(rec, start)
-		return g.reply(c, fiber.StatusForbidden, rpcError(msg.ID, codeDenied, "denied: the policy could not decide", nil))
+		return g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, "denied: the policy could not decide", nil))
 	}
 	out := make([]json.RawMessage, 0, len(tools))
 	for i, t := range tools {
@@ -251,11 +252,11 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *rpcMessage, 
 	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{"tools": out}))
 }
 
-func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *rpcMessage, sess *aggSession, rec *audit.Record, start time.Time) error {
+func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message, sess *aggSession, rec *audit.Record, start time.Time) error {
 	backendName, tool, ok := strings.Cut(msg.Name, ".")
 	b, known := g.backends[backendName]
 	if !ok || !known || tool == "" {
-		return g.reply(c, fiber.StatusOK, rpcError(msg.ID, codeInvalidParams, "unknown tool "+msg.Name+": tools are named <backend>.<tool>", nil))
+		return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidParams, "unknown tool "+msg.Name+": tools are named <backend>.<tool>", nil))
 	}
 	rec.Backend = backendName
 	msg, attrs, ok, err := g.prepareCall(c, b, cl, msg, tool, rec, start)
@@ -305,7 +306,7 @@ func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *rpcMessage, 
 		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
 		rec.Reasons = append(rec.Reasons, err.Error())
 		g.finish(rec, start)
-		return g.reply(c, fiber.StatusOK, rpcError(msg.ID, codeInternalError, "backend "+backendName+" failed: "+err.Error(), nil))
+		return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backendName+" failed: "+err.Error(), nil))
 	}
 	rec.Status = fiber.StatusOK
 	g.finish(rec, start)
@@ -427,7 +428,7 @@ func (g *Gateway) handleAggregateDelete(c *fiber.Ctx) error {
 	if !ok {
 		return nil
 	}
-	sess, errBody := g.aggregateSession(c, cl, &rpcMessage{})
+	sess, errBody := g.aggregateSession(c, cl, &jsonrpc.Message{})
 	if errBody != nil {
 		return g.reply(c, fiber.StatusNotFound, errBody)
 	}

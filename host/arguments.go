@@ -13,6 +13,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/internal/canon"
+	"github.com/pbac-gateway/pbac/jsonrpc"
 )
 
 // A call's arguments are checked before policy sees them, in one place
@@ -227,35 +228,35 @@ func (cs *catalogues) rules(policy Decider, tool string) (*toolRules, error) {
 // arguments object) break the tool's rules. identity is the caller as
 // actor arguments must name it ("" for a caller without a token). It
 // returns whether the actor argument is missing and should be filled in.
-func (r *toolRules) checkArguments(members []member, identity string, lim ArgumentLimits) (fillActor bool, err error) {
+func (r *toolRules) checkArguments(members []jsonrpc.Member, identity string, lim ArgumentLimits) (fillActor bool, err error) {
 	present := make(map[string]bool, len(members))
 	for _, m := range members {
-		present[m.key] = true
-		if canon.HasRefused(m.key) {
-			return false, refuse("argument name %q holds a refused character", m.key)
+		present[m.Key] = true
+		if canon.HasRefused(m.Key) {
+			return false, refuse("argument name %q holds a refused character", m.Key)
 		}
 		for _, n := range r.names {
-			if m.key != n && strings.EqualFold(m.key, n) {
-				return false, refuse("argument %q is another spelling of %q", m.key, n)
+			if m.Key != n && strings.EqualFold(m.Key, n) {
+				return false, refuse("argument %q is another spelling of %q", m.Key, n)
 			}
 		}
-		if kind, ok := r.kinds[m.key]; ok {
-			s, isString := jsonString(m.raw)
+		if kind, ok := r.kinds[m.Key]; ok {
+			s, isString := jsonrpc.Unquote(m.Raw)
 			if !isString {
-				return false, refuse("argument %s must be a string", m.key)
+				return false, refuse("argument %s must be a string", m.Key)
 			}
 			if len(s) > lim.MaxPathBytes {
-				return false, refuse("argument %s is %d bytes, more than %d", m.key, len(s), lim.MaxPathBytes)
+				return false, refuse("argument %s is %d bytes, more than %d", m.Key, len(s), lim.MaxPathBytes)
 			}
 			if n := strings.Count(s, "/") + 1; n > lim.MaxPathSegments {
-				return false, refuse("argument %s has %d segments, more than %d", m.key, n, lim.MaxPathSegments)
+				return false, refuse("argument %s has %d segments, more than %d", m.Key, n, lim.MaxPathSegments)
 			}
 			if err := canon.Check(kind, s); err != nil {
-				return false, refuse("argument %s is %v", m.key, err)
+				return false, refuse("argument %s is %v", m.Key, err)
 			}
 		}
-		if m.key == r.actor {
-			if s, ok := jsonString(m.raw); !ok || identity == "" || s != identity {
+		if m.Key == r.actor {
+			if s, ok := jsonrpc.Unquote(m.Raw); !ok || identity == "" || s != identity {
 				return false, refuse("argument %s names who acts: it must be the caller (%s) or be left out", r.actor, orDefault(identity, "no one: the call has no token"))
 			}
 		}
@@ -266,7 +267,7 @@ func (r *toolRules) checkArguments(members []member, identity string, lim Argume
 // withArgument returns a copy of msg whose arguments object has name set to
 // value as its first member, re-read from the new body (what policy then
 // sees and the backend gets).
-func withArgument(msg *rpcMessage, name, value string, maxDepth int) (*rpcMessage, error) {
+func withArgument(msg *jsonrpc.Message, name, value string, maxDepth int) (*jsonrpc.Message, error) {
 	args := msg.Arguments
 	off := cap(msg.Raw) - cap(args)
 	if len(args) == 0 || off < 0 || off+len(args) > len(msg.Raw) || &msg.Raw[off] != &args[0] {
@@ -282,16 +283,16 @@ func withArgument(msg *rpcMessage, name, value string, maxDepth int) (*rpcMessag
 	body = append(body, msg.Raw[:off+1]...)
 	body = append(body, member...)
 	body = append(body, msg.Raw[off+1:]...)
-	return parseMessage(body, maxDepth)
+	return jsonrpc.Parse(body, maxDepth)
 }
 
 // lookupParams are the params of the author lookup's tools/call: its tool
 // and the named arguments of the call, as sent.
-func (l *authorLookup) params(members []member) map[string]any {
+func (l *authorLookup) params(members []jsonrpc.Member) map[string]any {
 	args := map[string]json.RawMessage{}
 	for _, m := range members {
-		if contains(l.Arguments, m.key) {
-			args[m.key] = json.RawMessage(m.raw)
+		if contains(l.Arguments, m.Key) {
+			args[m.Key] = json.RawMessage(m.Raw)
 		}
 	}
 	return map[string]any{"name": l.Tool, "arguments": args}
@@ -307,6 +308,6 @@ func (l *authorLookup) author(result json.RawMessage) string {
 	if json.Unmarshal(result, &res) != nil || res.IsError {
 		return ""
 	}
-	s, _ := jsonString(res.StructuredContent[l.Field])
+	s, _ := jsonrpc.Unquote(res.StructuredContent[l.Field])
 	return s
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/internal/canon"
+	"github.com/pbac-gateway/pbac/jsonrpc"
 	"github.com/pbac-gateway/pbac/rego"
 )
 
@@ -82,9 +83,9 @@ func TestParseCatalogue(t *testing.T) {
 	}
 }
 
-func members(t testing.TB, args string) []member {
+func members(t testing.TB, args string) []jsonrpc.Member {
 	t.Helper()
-	m, err := objectMembers([]byte(args), nil)
+	m, err := jsonrpc.Members([]byte(args))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func TestWithArgument(t *testing.T) {
 		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments": {"iid":7} ,"name":"t"}}`, `{"author":"c1","iid":7}`},
 		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"a":{"b":"}"}}}}`, `{"author":"c1","a":{"b":"}"}}`},
 	} {
-		msg, err := parseMessage([]byte(c.body), 64)
+		msg, err := jsonrpc.Parse([]byte(c.body), 64)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,7 +166,7 @@ func TestWithArgument(t *testing.T) {
 			t.Fatalf("%s became %s", c.body, out.Raw)
 		}
 	}
-	if _, err := withArgument(&rpcMessage{Raw: []byte(`{}`), Arguments: []byte(`{}`)}, "a", "b", 64); err == nil {
+	if _, err := withArgument(&jsonrpc.Message{Raw: []byte(`{}`), Arguments: []byte(`{}`)}, "a", "b", 64); err == nil {
 		t.Fatal("arguments that are not part of the message were spliced")
 	}
 }
@@ -184,12 +185,12 @@ func FuzzArguments(f *testing.F) {
 	lim := DefaultArgumentLimits()
 	f.Fuzz(func(t *testing.T, args string) {
 		body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":` + args + `}}`
-		msg, err := parseMessage([]byte(body), 64)
+		msg, err := jsonrpc.Parse([]byte(body), 64)
 		if err != nil || msg.Arguments == nil {
 			return
 		}
 		_ = lim.check(msg.Arguments)
-		ms, err := objectMembers(msg.Arguments, nil)
+		ms, err := jsonrpc.Members(msg.Arguments)
 		if err != nil {
 			t.Fatalf("parsed arguments %s do not parse again: %v", msg.Arguments, err)
 		}
@@ -201,12 +202,12 @@ func FuzzArguments(f *testing.F) {
 		if err != nil {
 			t.Fatalf("fill in the actor of %s: %v", body, err)
 		}
-		got, err := objectMembers(out.Arguments, nil)
-		if err != nil || len(got) != len(ms)+1 || got[0].key != "author" || string(got[0].raw) != `"alice"` {
+		got, err := jsonrpc.Members(out.Arguments)
+		if err != nil || len(got) != len(ms)+1 || got[0].Key != "author" || string(got[0].Raw) != `"alice"` {
 			t.Fatalf("filled in %s: %v", out.Arguments, err)
 		}
 		for i, m := range ms {
-			if got[i+1].key != m.key || string(got[i+1].raw) != string(m.raw) {
+			if got[i+1].Key != m.Key || string(got[i+1].Raw) != string(m.Raw) {
 				t.Fatalf("member %d changed: %s", i, out.Arguments)
 			}
 		}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/contract"
+	"github.com/pbac-gateway/pbac/jsonrpc"
 )
 
 // Introspector checks a bearer token (contract.Introspector). The
@@ -440,7 +441,7 @@ func (g *Gateway) authenticate(c *fiber.Ctx, backend string, rid string) (*calle
 		if errors.Is(err, contract.ErrUndecided) {
 			// The token may be fine: a 401 would send the client to get
 			// another. Policy could not decide, so this request is denied.
-			_ = g.reply(c, fiber.StatusForbidden, rpcError(nil, codeDenied, "denied: the policy could not decide", nil))
+			_ = g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(nil, jsonrpc.CodeDenied, "denied: the policy could not decide", nil))
 			return nil, false, took
 		}
 		challenge("invalid_token", "the token could not be checked")

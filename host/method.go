@@ -11,11 +11,12 @@ import (
 
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/contract"
+	"github.com/pbac-gateway/pbac/jsonrpc"
 )
 
 // methodOf is the method policy is asked about for a message: its JSON-RPC
 // method, or "response" for the client's answer to a server request.
-func methodOf(msg *rpcMessage) string {
+func methodOf(msg *jsonrpc.Message) string {
 	if msg.IsResponse {
 		return anonymousResponse
 	}
@@ -56,7 +57,7 @@ func (g *Gateway) decideMethod(c *fiber.Ctx, backend string, cl *caller, method 
 		rec.Decision, rec.Reasons, rec.Status = "error", []string{"policy could not decide: " + err.Error()}, fiber.StatusForbidden
 		g.log.Error("policy error", "request_id", rec.RequestID, "err", err)
 		g.finish(rec, start)
-		return false, g.reply(c, fiber.StatusForbidden, rpcError(id, codeDenied, "denied: the policy could not decide", nil))
+		return false, g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(id, jsonrpc.CodeDenied, "denied: the policy could not decide", nil))
 	}
 	rec.PolicyVersion, rec.Reasons = d.Version, d.Reasons
 	if d.Allow {
@@ -65,6 +66,6 @@ func (g *Gateway) decideMethod(c *fiber.Ctx, backend string, cl *caller, method 
 	}
 	rec.Decision, rec.Status = "deny", fiber.StatusForbidden
 	g.finish(rec, start)
-	return false, g.reply(c, fiber.StatusForbidden, rpcError(id, codeDenied, "denied by policy: "+strings.Join(d.Reasons, "; "),
+	return false, g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(id, jsonrpc.CodeDenied, "denied by policy: "+strings.Join(d.Reasons, "; "),
 		map[string]any{"reasons": d.Reasons, "policy_version": d.Version}))
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/contract"
+	"github.com/pbac-gateway/pbac/jsonrpc"
 )
 
 // Header names of the Streamable HTTP transport.
@@ -63,18 +64,14 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 		probeAuthenticated(c.Context().ID())
 	}
 	body := bytes.Clone(c.Body()) // fasthttp reuses its buffers
-	msg, err := parseMessage(body, g.cfg.MaxJSONDepth)
+	msg, err := jsonrpc.Parse(body, g.cfg.MaxJSONDepth)
 	if err != nil {
 		if cl == nil {
 			g.metrics.decision("auth", "deny")
 			g.challenge(c, backend.Name, "", "a bearer token is required")
 			return nil
 		}
-		code := codeInvalidRequest
-		if strings.HasPrefix(err.Error(), "malformed JSON") || errors.Is(err, errBadUTF8) {
-			code = codeParseError
-		}
-		return g.reply(c, fiber.StatusBadRequest, rpcError(nil, code, "invalid request: "+err.Error(), nil))
+		return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(nil, jsonrpc.Code(err), "invalid request: "+err.Error(), nil))
 	}
 	latency := map[string]int64{"introspect": introspectTook.Microseconds()}
 	if cl == nil {
@@ -95,7 +92,7 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 		latency = map[string]int64{"policy": took.Microseconds()}
 	}
 	if err := checkHeaders(c, msg); err != nil {
-		return g.reply(c, fiber.StatusBadRequest, rpcError(msg.ID, codeHeaderMismatch, err.Error(), nil))
+		return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeHeaderMismatch, err.Error(), nil))
 	}
 	rec := audit.Record{
 		Time: start.UTC(), RequestID: rid, Backend: backend.Name, Method: msg.Method,
@@ -143,7 +140,7 @@ const anonymousResponse = "response"
 // callTarget is what a decided call names: the tool of tools/call,
 // "resource:<uri>" for resources/read, "prompt:<name>" for prompts/get;
 // "" for other methods or when the name is missing.
-func callTarget(msg *rpcMessage) string {
+func callTarget(msg *jsonrpc.Message) string {
 	switch msg.Method {
 	case "tools/call":
 		return msg.Name
@@ -167,7 +164,7 @@ const statelessRevision = "2026-07-28"
 // gateway decides on the body and refuses a disagreement rather than
 // resolving it. Under the 2026-07-28 revision the headers are required and
 // the protocol version must match the body's _meta.
-func checkHeaders(c *fiber.Ctx, m *rpcMessage) error {
+func checkHeaders(c *fiber.Ctx, m *jsonrpc.Message) error {
 	if m.IsResponse {
 		return nil
 	}
@@ -245,14 +242,14 @@ func fillCaller(rec *audit.Record, cl *caller) {
 // to forward — msg, or a copy with the actor filled in — and the resource
 // attributes for policy. When ok is false it has answered 400 (invalid
 // params) and audited the refusal.
-func (g *Gateway) prepareCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *rpcMessage, tool string, rec *audit.Record, start time.Time) (_ *rpcMessage, attrs map[string]any, ok bool, _ error) {
+func (g *Gateway) prepareCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, tool string, rec *audit.Record, start time.Time) (_ *jsonrpc.Message, attrs map[string]any, ok bool, _ error) {
 	full := backend.Name + "." + tool
-	refused := func(err error) (*rpcMessage, map[string]any, bool, error) {
+	refused := func(err error) (*jsonrpc.Message, map[string]any, bool, error) {
 		rec.Tool, rec.ArgsDigest = full, audit.Digest(msg.Arguments)
 		rec.Decision, rec.Status = "deny", fiber.StatusBadRequest
 		rec.Reasons = []string{"refused before policy: " + err.Error()}
 		g.finish(rec, start)
-		return nil, nil, false, g.reply(c, fiber.StatusBadRequest, rpcError(msg.ID, codeInvalidParams, err.Error(),
+		return nil, nil, false, g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidParams, err.Error(),
 			map[string]any{"request_id": rec.RequestID}))
 	}
 	if msg.Arguments != nil {
@@ -268,9 +265,9 @@ func (g *Gateway) prepareCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *r
 	if rules == nil {
 		return msg, nil, true, nil
 	}
-	var members []member
+	var members []jsonrpc.Member
 	if msg.Arguments != nil {
-		if members, err = objectMembers(msg.Arguments, nil); err != nil {
+		if members, err = jsonrpc.Members(msg.Arguments); err != nil {
 			return refused(fmt.Errorf("%w: %w", errArguments, err))
 		}
 	}
@@ -286,7 +283,7 @@ func (g *Gateway) prepareCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *r
 		if msg, err = withArgument(msg, rules.actor, identity, g.cfg.MaxJSONDepth); err != nil {
 			return refused(fmt.Errorf("%w: %w", errArguments, err))
 		}
-		if members, err = objectMembers(msg.Arguments, nil); err != nil {
+		if members, err = jsonrpc.Members(msg.Arguments); err != nil {
 			return refused(fmt.Errorf("%w: %w", errArguments, err))
 		}
 	}
@@ -312,10 +309,10 @@ const deniedByPolicy = "denied by policy"
 // policy's public reasons and the request id; the full reasons go to the
 // audit record and the log. For an anonymous caller, pbac/anonymous has
 // decided the call already.
-func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *rpcMessage, attrs map[string]any, rec *audit.Record) (bool, error) {
+func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, attrs map[string]any, rec *audit.Record) (bool, error) {
 	tool := callTarget(msg)
 	if tool == "" {
-		return false, g.reply(c, fiber.StatusBadRequest, rpcError(msg.ID, codeInvalidParams, "params.name is required", nil))
+		return false, g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidParams, "params.name is required", nil))
 	}
 	full := backend.Name + "." + tool
 	rec.Tool = full
@@ -340,7 +337,7 @@ func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *rp
 		// A decision that cannot be made is a deny.
 		rec.Decision, rec.Reasons, rec.Status = "error", []string{"policy could not decide: " + err.Error()}, fiber.StatusForbidden
 		g.log.Error("policy could not decide", "request_id", rec.RequestID, "entrypoint", contract.ToolCall, "tool", full, "err", err)
-		return false, g.reply(c, fiber.StatusForbidden, rpcError(msg.ID, codeDenied, "denied: the policy could not decide",
+		return false, g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, "denied: the policy could not decide",
 			map[string]any{"request_id": rec.RequestID}))
 	}
 	rec.PolicyVersion = d.Version
@@ -369,7 +366,7 @@ func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *rp
 	if extra.RequiredScope != "" {
 		data["required_scope"] = extra.RequiredScope
 	}
-	return false, g.reply(c, fiber.StatusForbidden, rpcError(msg.ID, codeDenied, text, data))
+	return false, g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, text, data))
 }
 
 func (g *Gateway) reply(c *fiber.Ctx, status int, body []byte) error {
@@ -397,17 +394,17 @@ func (g *Gateway) finish(rec *audit.Record, start time.Time) {
 
 // resolveSession maps the client's session id to the backend's, checking
 // the session belongs to this agent and human.
-func (g *Gateway) resolveSession(c *fiber.Ctx, backend *Backend, cl *caller, msg *rpcMessage) (*session, int, []byte) {
+func (g *Gateway) resolveSession(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message) (*session, int, []byte) {
 	id := c.Get(hdrSession)
 	if id == "" {
 		return nil, 0, nil
 	}
 	sess, ok := g.sessions.get(id)
 	if !ok || sess.backend != backend.Name {
-		return nil, fiber.StatusNotFound, rpcError(msg.ID, codeInvalidRequest, "unknown or expired session", nil)
+		return nil, fiber.StatusNotFound, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidRequest, "unknown or expired session", nil)
 	}
 	if sess.anonymous != cl.anonymous || sess.clientID != cl.token.ClientID || sess.subject != cl.token.Subject {
-		return nil, fiber.StatusForbidden, rpcError(msg.ID, codeInvalidRequest, "the session belongs to another agent", nil)
+		return nil, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidRequest, "the session belongs to another agent", nil)
 	}
 	return sess, 0, nil
 }
@@ -445,7 +442,7 @@ func (g *Gateway) backendRequest(ctx context.Context, c *fiber.Ctx, backend *Bac
 }
 
 // forward sends an allowed message to the backend and streams the answer.
-func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *rpcMessage, sess *session, rec *audit.Record, start time.Time) error {
+func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, sess *session, rec *audit.Record, start time.Time) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), backend.Timeout)
 	req, err := g.backendRequest(ctx, c, backend, http.MethodPost, msg.Raw, sess)
 	if err != nil {
@@ -463,7 +460,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *rpcMe
 		rec.Reasons = append(rec.Reasons, "backend unreachable")
 		g.finish(rec, start)
 		g.log.Warn("backend request failed", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
-		return g.reply(c, fiber.StatusBadGateway, rpcError(msg.ID, codeInternalError, "backend "+backend.Name+" is unavailable", nil))
+		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backend.Name+" is unavailable", nil))
 	}
 	rec.Status = resp.StatusCode
 	g.adoptSession(c, backend, cl, resp)
@@ -550,7 +547,7 @@ func (g *Gateway) adoptSession(c *fiber.Ctx, backend *Backend, cl *caller, resp 
 
 // forwardFiltered forwards tools/list and removes from the answer every tool
 // pbac/list does not let this caller call.
-func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, msg *rpcMessage, sess *session, rec *audit.Record, start time.Time) error {
+func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, sess *session, rec *audit.Record, start time.Time) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), backend.Timeout)
 	defer cancel()
 	req, err := g.backendRequest(ctx, c, backend, http.MethodPost, msg.Raw, sess)
@@ -563,7 +560,7 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	if err != nil {
 		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
 		g.finish(rec, start)
-		return g.reply(c, fiber.StatusBadGateway, rpcError(msg.ID, codeInternalError, "backend "+backend.Name+" is unavailable", nil))
+		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backend.Name+" is unavailable", nil))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxFilteredResponse))
@@ -579,14 +576,14 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 		rec.Decision, rec.Status, rec.Reasons = "error", fiber.StatusForbidden, []string{err.Error()}
 		g.log.Error("policy could not decide", "request_id", rec.RequestID, "entrypoint", contract.List, "err", err)
 		g.finish(rec, start)
-		return g.reply(c, fiber.StatusForbidden, rpcError(msg.ID, codeDenied, "denied: the policy could not decide", nil))
+		return g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, "denied: the policy could not decide", nil))
 	}
 	if err != nil {
 		// Fail closed: an answer we cannot filter is not passed on.
 		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
 		rec.Reasons = []string{err.Error()}
 		g.finish(rec, start)
-		return g.reply(c, fiber.StatusBadGateway, rpcError(msg.ID, codeInternalError, "the tool list could not be filtered", nil))
+		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "the tool list could not be filtered", nil))
 	}
 	rec.Status = resp.StatusCode
 	rec.Reasons = append(rec.Reasons, fmt.Sprintf("%d tools listed", kept))
@@ -728,7 +725,7 @@ func (g *Gateway) sessionRequest(c *fiber.Ctx) (backend *Backend, sess *session,
 	if !authed {
 		return nil, nil, nil, false, nil
 	}
-	sess, status, errBody := g.resolveSession(c, backend, cl, &rpcMessage{})
+	sess, status, errBody := g.resolveSession(c, backend, cl, &jsonrpc.Message{})
 	if errBody != nil {
 		return nil, nil, nil, false, g.reply(c, status, errBody)
 	}
@@ -770,7 +767,7 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
 		rec.Reasons = append(rec.Reasons, "backend unreachable")
 		g.finish(rec, start)
-		return g.reply(c, fiber.StatusBadGateway, rpcError(nil, codeInternalError, "backend "+backend.Name+" is unavailable", nil))
+		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(nil, jsonrpc.CodeInternalError, "backend "+backend.Name+" is unavailable", nil))
 	}
 	rec.Status = resp.StatusCode
 	g.finish(rec, start)
@@ -794,7 +791,7 @@ func (g *Gateway) handleDelete(c *fiber.Ctx) error {
 	if sess == nil {
 		rec.Status = fiber.StatusBadRequest
 		g.finish(rec, start)
-		return g.reply(c, fiber.StatusBadRequest, rpcError(nil, codeInvalidRequest, "no session to end", nil))
+		return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(nil, jsonrpc.CodeInvalidRequest, "no session to end", nil))
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), backend.Timeout)
 	defer cancel()

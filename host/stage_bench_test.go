@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/jsonrpc"
 )
 
 // Per-stage micro-benchmarks of the hot path, with allocation counts (the
@@ -21,7 +22,7 @@ func BenchmarkParseMessage(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(benchCall)))
 	for b.Loop() {
-		if _, err := parseMessage(benchCall, 64); err != nil {
+		if _, err := jsonrpc.Parse(benchCall, 64); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -17,12 +16,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/pbac-gateway/pbac/jsonrpc"
 )
 
 // Limits and defaults of the stdio bridge.
@@ -752,7 +752,7 @@ func (s *stdioSession) dispatch(raw []byte, noise *lineLimiter) {
 			s.log.Warn("stdio process wrote a message with neither method nor result; skipped")
 			return
 		}
-		key, ok := idKey(env.ID)
+		key, ok := jsonrpc.IDKey(env.ID)
 		s.mu.Lock()
 		c := s.pending[key]
 		if ok && c != nil {
@@ -773,7 +773,7 @@ func (s *stdioSession) dispatch(raw []byte, noise *lineLimiter) {
 			ProgressToken json.RawMessage `json:"progressToken"`
 		}
 		if json.Unmarshal(env.Params, &p) == nil {
-			if tok, ok := idKey(p.ProgressToken); ok {
+			if tok, ok := jsonrpc.IDKey(p.ProgressToken); ok {
 				for _, c := range s.pending {
 					if c.token == tok && c.sse {
 						target = c.box
@@ -918,36 +918,6 @@ func (m *mailbox) take() ([][]byte, []byte) {
 	return msgs, final
 }
 
-// idKey canonicalizes a JSON-RPC id (or progress token): a string or a
-// number, numbers compared by value. ok is false for anything else.
-func idKey(raw json.RawMessage) (key string, ok bool) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return "", false
-	}
-	switch c := raw[0]; {
-	case c == '"':
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return "", false
-		}
-		return "s:" + s, true
-	case c == '-' || (c >= '0' && c <= '9'):
-		if n, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
-			return "n:" + strconv.FormatInt(n, 10), true
-		}
-		f, err := strconv.ParseFloat(string(raw), 64)
-		if err != nil {
-			return "", false
-		}
-		if f == math.Trunc(f) && math.Abs(f) < 1<<63 {
-			return "n:" + strconv.FormatInt(int64(f), 10), true
-		}
-		return "n:" + strconv.FormatFloat(f, 'g', -1, 64), true
-	}
-	return "", false
-}
-
 // stdioKind is what a POSTed message is.
 type stdioKind int
 
@@ -972,39 +942,39 @@ type stdioIncoming struct {
 func parseStdioPost(body []byte) (*stdioIncoming, int, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
-		return nil, codeInvalidRequest, errors.New("empty body")
+		return nil, jsonrpc.CodeInvalidRequest, errors.New("empty body")
 	}
 	if body[0] == '[' {
-		return nil, codeInvalidRequest, errors.New("JSON-RPC batches are not supported")
+		return nil, jsonrpc.CodeInvalidRequest, errors.New("JSON-RPC batches are not supported")
 	}
 	if !utf8.Valid(body) {
-		return nil, codeParseError, errBadUTF8
+		return nil, jsonrpc.CodeParseError, jsonrpc.ErrBadUTF8
 	}
 	var buf bytes.Buffer
 	buf.Grow(len(body) + 1)
 	if err := json.Compact(&buf, body); err != nil {
-		return nil, codeParseError, fmt.Errorf("malformed JSON: %w", err)
+		return nil, jsonrpc.CodeParseError, fmt.Errorf("malformed JSON: %w", err)
 	}
 	var env stdioEnvelope
 	if err := json.Unmarshal(buf.Bytes(), &env); err != nil {
-		return nil, codeInvalidRequest, errNotObject
+		return nil, jsonrpc.CodeInvalidRequest, jsonrpc.ErrNotObject
 	}
 	in := &stdioIncoming{id: env.ID}
 	if env.JSONRPC != "2.0" {
-		return nil, codeInvalidRequest, errors.New(`jsonrpc must be "2.0"`)
+		return nil, jsonrpc.CodeInvalidRequest, errors.New(`jsonrpc must be "2.0"`)
 	}
 	var ok bool
 	switch {
 	case env.Method != nil:
 		if json.Unmarshal(env.Method, &in.method) != nil || in.method == "" {
-			return nil, codeInvalidRequest, errors.New("method must be a non-empty string")
+			return nil, jsonrpc.CodeInvalidRequest, errors.New("method must be a non-empty string")
 		}
 		if env.ID == nil {
 			in.kind = stdioNotification
 			break
 		}
-		if in.key, ok = idKey(env.ID); !ok {
-			return nil, codeInvalidRequest, errors.New("id must be a string or a number")
+		if in.key, ok = jsonrpc.IDKey(env.ID); !ok {
+			return nil, jsonrpc.CodeInvalidRequest, errors.New("id must be a string or a number")
 		}
 		in.kind = stdioRequest
 		var p struct {
@@ -1013,15 +983,15 @@ func parseStdioPost(body []byte) (*stdioIncoming, int, error) {
 			} `json:"_meta"`
 		}
 		if json.Unmarshal(env.Params, &p) == nil {
-			in.token, _ = idKey(p.Meta.ProgressToken)
+			in.token, _ = jsonrpc.IDKey(p.Meta.ProgressToken)
 		}
 	case env.Result != nil || env.Error != nil:
-		if in.key, ok = idKey(env.ID); !ok {
-			return nil, codeInvalidRequest, errors.New("a response needs a string or number id")
+		if in.key, ok = jsonrpc.IDKey(env.ID); !ok {
+			return nil, jsonrpc.CodeInvalidRequest, errors.New("a response needs a string or number id")
 		}
 		in.kind = stdioResponse
 	default:
-		return nil, codeInvalidRequest, errors.New("no method")
+		return nil, jsonrpc.CodeInvalidRequest, errors.New("no method")
 	}
 	buf.WriteByte('\n')
 	in.line = buf.Bytes()
@@ -1057,7 +1027,7 @@ func stdioReply(w http.ResponseWriter, status int, body []byte) {
 }
 
 func stdioFail(w http.ResponseWriter, status int, id json.RawMessage, code int, msg string) {
-	stdioReply(w, status, rpcError(id, code, msg, nil))
+	stdioReply(w, status, jsonrpc.ErrorBody(id, code, msg, nil))
 }
 
 func (b *StdioBackend) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -1074,7 +1044,7 @@ func (b *StdioBackend) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		b.handleDelete(w, r)
 	default:
 		w.Header().Set("Allow", "GET, POST, DELETE")
-		stdioFail(w, http.StatusMethodNotAllowed, nil, codeInvalidRequest, "method not allowed")
+		stdioFail(w, http.StatusMethodNotAllowed, nil, jsonrpc.CodeInvalidRequest, "method not allowed")
 	}
 }
 
@@ -1082,12 +1052,12 @@ func (b *StdioBackend) serveHTTP(w http.ResponseWriter, r *http.Request) {
 func (b *StdioBackend) lookup(w http.ResponseWriter, r *http.Request, id json.RawMessage) *stdioSession {
 	sid := r.Header.Get(hdrSession)
 	if sid == "" {
-		stdioFail(w, http.StatusBadRequest, id, codeInvalidRequest, "missing "+hdrSession)
+		stdioFail(w, http.StatusBadRequest, id, jsonrpc.CodeInvalidRequest, "missing "+hdrSession)
 		return nil
 	}
 	s := b.session(sid)
 	if s == nil {
-		stdioFail(w, http.StatusNotFound, id, codeInvalidRequest, "unknown or expired session")
+		stdioFail(w, http.StatusNotFound, id, jsonrpc.CodeInvalidRequest, "unknown or expired session")
 		return nil
 	}
 	return s
@@ -1098,22 +1068,22 @@ func (b *StdioBackend) handlePost(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			stdioFail(w, http.StatusRequestEntityTooLarge, nil, codeInvalidRequest,
+			stdioFail(w, http.StatusRequestEntityTooLarge, nil, jsonrpc.CodeInvalidRequest,
 				fmt.Sprintf("request body exceeds %d bytes", stdioMaxBody))
 			return
 		}
-		stdioFail(w, http.StatusBadRequest, nil, codeInvalidRequest, "could not read the body")
+		stdioFail(w, http.StatusBadRequest, nil, jsonrpc.CodeInvalidRequest, "could not read the body")
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			stdioFail(w, http.StatusUnsupportedMediaType, nil, codeInvalidRequest, "Content-Type must be application/json")
+			stdioFail(w, http.StatusUnsupportedMediaType, nil, jsonrpc.CodeInvalidRequest, "Content-Type must be application/json")
 			return
 		}
 	}
 	jsonOK, sseOK := stdioAccepts(r.Header.Values("Accept"))
 	if !jsonOK && !sseOK {
-		stdioFail(w, http.StatusNotAcceptable, nil, codeInvalidRequest, "Accept must allow application/json and text/event-stream")
+		stdioFail(w, http.StatusNotAcceptable, nil, jsonrpc.CodeInvalidRequest, "Accept must allow application/json and text/event-stream")
 		return
 	}
 	in, code, err := parseStdioPost(body)
@@ -1126,7 +1096,7 @@ func (b *StdioBackend) handlePost(w http.ResponseWriter, r *http.Request) {
 	fresh := r.Header.Get(hdrSession) == ""
 	if fresh {
 		if in.kind != stdioRequest || in.method != "initialize" {
-			stdioFail(w, http.StatusBadRequest, in.id, codeInvalidRequest,
+			stdioFail(w, http.StatusBadRequest, in.id, jsonrpc.CodeInvalidRequest,
 				"missing "+hdrSession+": only initialize starts a session")
 			return
 		}
@@ -1140,7 +1110,7 @@ func (b *StdioBackend) handlePost(w http.ResponseWriter, r *http.Request) {
 			case http.StatusServiceUnavailable:
 				w.Header().Set("Retry-After", stdioRetryAfter)
 			}
-			stdioFail(w, status, in.id, codeInternalError, msg)
+			stdioFail(w, status, in.id, jsonrpc.CodeInternalError, msg)
 			return
 		}
 	} else if s = b.lookup(w, r, in.id); s == nil {
@@ -1148,7 +1118,7 @@ func (b *StdioBackend) handlePost(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.begin() {
 		s.finish()
-		stdioFail(w, http.StatusNotFound, in.id, codeInvalidRequest, "unknown or expired session")
+		stdioFail(w, http.StatusNotFound, in.id, jsonrpc.CodeInvalidRequest, "unknown or expired session")
 		return
 	}
 	defer s.finish()
@@ -1157,7 +1127,7 @@ func (b *StdioBackend) handlePost(w http.ResponseWriter, r *http.Request) {
 	if in.kind != stdioRequest {
 		if err := s.write(in.line, deadline); err != nil {
 			s.end("stdin write failed: " + err.Error())
-			stdioFail(w, http.StatusNotFound, in.id, codeInvalidRequest, "the stdio session has ended")
+			stdioFail(w, http.StatusNotFound, in.id, jsonrpc.CodeInvalidRequest, "the stdio session has ended")
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
@@ -1167,9 +1137,9 @@ func (b *StdioBackend) handlePost(w http.ResponseWriter, r *http.Request) {
 	call := &stdioCall{sse: sseOK, token: in.token, box: newMailbox(stdioStreamQueue)}
 	if err := s.register(in.key, call); err != nil {
 		if errors.Is(err, errStdioDuplicate) {
-			stdioFail(w, http.StatusBadRequest, in.id, codeInvalidRequest, err.Error())
+			stdioFail(w, http.StatusBadRequest, in.id, jsonrpc.CodeInvalidRequest, err.Error())
 		} else {
-			stdioFail(w, http.StatusNotFound, in.id, codeInvalidRequest, "unknown or expired session")
+			stdioFail(w, http.StatusNotFound, in.id, jsonrpc.CodeInvalidRequest, "unknown or expired session")
 		}
 		return
 	}
@@ -1189,7 +1159,7 @@ func (b *StdioBackend) handlePost(w http.ResponseWriter, r *http.Request) {
 		if fresh {
 			status = http.StatusBadGateway
 		}
-		stdioFail(w, status, in.id, codeInternalError, "the stdio process does not accept input")
+		stdioFail(w, status, in.id, jsonrpc.CodeInternalError, "the stdio process does not accept input")
 		return
 	}
 
@@ -1265,7 +1235,7 @@ func (b *StdioBackend) handlePost(w http.ResponseWriter, r *http.Request) {
 			if fresh {
 				status = http.StatusBadGateway
 			}
-			answer(rpcError(in.id, codeInternalError, "stdio backend "+b.cfg.Name+": "+s.endReason(), nil), status)
+			answer(jsonrpc.ErrorBody(in.id, jsonrpc.CodeInternalError, "stdio backend "+b.cfg.Name+": "+s.endReason(), nil), status)
 			return
 		case <-timer.C:
 			s.unregister(in.key, call)
@@ -1275,7 +1245,7 @@ func (b *StdioBackend) handlePost(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			go s.cancelRequest(in.id)
-			answer(rpcError(in.id, codeInternalError, fmt.Sprintf("stdio backend %s did not answer within %s", b.cfg.Name, b.cfg.RequestTimeout), nil), http.StatusOK)
+			answer(jsonrpc.ErrorBody(in.id, jsonrpc.CodeInternalError, fmt.Sprintf("stdio backend %s did not answer within %s", b.cfg.Name, b.cfg.RequestTimeout), nil), http.StatusOK)
 			return
 		case <-r.Context().Done():
 			// The client is gone. Disconnection is not cancellation: the
@@ -1317,7 +1287,7 @@ func writeSSE(w io.Writer, rc *http.ResponseController, msg []byte) error {
 // pending request.
 func (b *StdioBackend) handleGet(w http.ResponseWriter, r *http.Request) {
 	if _, sseOK := stdioAccepts(r.Header.Values("Accept")); !sseOK {
-		stdioFail(w, http.StatusNotAcceptable, nil, codeInvalidRequest, "Accept must allow text/event-stream")
+		stdioFail(w, http.StatusNotAcceptable, nil, jsonrpc.CodeInvalidRequest, "Accept must allow text/event-stream")
 		return
 	}
 	s := b.lookup(w, r, nil)
@@ -1328,11 +1298,11 @@ func (b *StdioBackend) handleGet(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case s.ended:
 		s.mu.Unlock()
-		stdioFail(w, http.StatusNotFound, nil, codeInvalidRequest, "unknown or expired session")
+		stdioFail(w, http.StatusNotFound, nil, jsonrpc.CodeInvalidRequest, "unknown or expired session")
 		return
 	case s.getOpen:
 		s.mu.Unlock()
-		stdioFail(w, http.StatusConflict, nil, codeInvalidRequest, "this session already has a GET stream")
+		stdioFail(w, http.StatusConflict, nil, jsonrpc.CodeInvalidRequest, "this session already has a GET stream")
 		return
 	}
 	s.getOpen = true

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pbac-gateway/pbac/jsonrpc"
 )
 
 // --- the real thing: pbac demo backend jira --stdio ---
@@ -497,15 +499,15 @@ func TestStdioHelpers(t *testing.T) {
 	}{
 		{`1`, `1.0`, true}, {`1`, `1e0`, true}, {`1`, `"1"`, false}, {`"a"`, `"\u0061"`, true}, {`-2`, `-2`, true}, {`1.5`, `1.5`, true},
 	} {
-		ka, oka := idKey(json.RawMessage(tc.a))
-		kb, okb := idKey(json.RawMessage(tc.b))
+		ka, oka := jsonrpc.IDKey(json.RawMessage(tc.a))
+		kb, okb := jsonrpc.IDKey(json.RawMessage(tc.b))
 		if !oka || !okb || (ka == kb) != tc.same {
-			t.Errorf("idKey(%s)=%q, idKey(%s)=%q", tc.a, ka, tc.b, kb)
+			t.Errorf("jsonrpc.IDKey(%s)=%q, jsonrpc.IDKey(%s)=%q", tc.a, ka, tc.b, kb)
 		}
 	}
 	for _, bad := range []string{`null`, `{}`, `[1]`, `true`, ``} {
-		if _, ok := idKey(json.RawMessage(bad)); ok {
-			t.Errorf("idKey(%s) accepted", bad)
+		if _, ok := jsonrpc.IDKey(json.RawMessage(bad)); ok {
+			t.Errorf("jsonrpc.IDKey(%s) accepted", bad)
 		}
 	}
 	if _, err := StartStdio(t.Context(), StdioConfig{Name: "x", Command: []string{"no-such-command-pbac"}}); err == nil {

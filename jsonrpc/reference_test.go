@@ -1,4 +1,4 @@
-package host
+package jsonrpc
 
 import (
 	"bytes"
@@ -12,21 +12,21 @@ import (
 	"unicode/utf8"
 )
 
-// parseMessageReference is the first parser of the gateway (encoding/json
+// parseReference is the first parser of the gateway (encoding/json
 // tokens, a map per object): slow, and the reference the one-pass parser is
 // checked against.
-func parseMessageReference(body []byte, maxDepth int) (*rpcMessage, error) {
+func parseReference(body []byte, maxDepth int) (*Message, error) {
 	if !utf8.Valid(body) {
-		return nil, errBadUTF8
+		return nil, ErrBadUTF8
 	}
 	if err := checkStrictReference(body, maxDepth); err != nil {
 		return nil, err
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
-		return nil, errNotObject
+		return nil, ErrNotObject
 	}
-	m := &rpcMessage{Raw: body}
+	m := &Message{Raw: body}
 	if v, ok := top["jsonrpc"]; !ok || string(bytes.TrimSpace(v)) != `"2.0"` {
 		return nil, errors.New(`jsonrpc must be "2.0"`)
 	}
@@ -81,6 +81,9 @@ func parseMessageReference(body []byte, maxDepth int) (*rpcMessage, error) {
 					return nil, errors.New("_meta protocolVersion must be a string")
 				}
 			}
+			if v, ok := mm["progressToken"]; ok {
+				m.ProgressToken = v
+			}
 		}
 	}
 	if a, ok := m.Params["arguments"]; ok && string(bytes.TrimSpace(a)) != "null" {
@@ -115,7 +118,7 @@ func checkStrictReference(body []byte, maxDepth int) error {
 		}
 		if first {
 			if d, ok := tok.(json.Delim); !ok || d != '{' {
-				return errNotObject
+				return ErrNotObject
 			}
 			first = false
 		}
@@ -131,17 +134,17 @@ func checkStrictReference(body []byte, maxDepth int) error {
 					top.expectKey = true
 				}
 				if len(stack) >= maxDepth {
-					return errTooDeep
+					return ErrTooDeep
 				}
 				stack = append(stack, &frame{obj: t == '{', keys: map[string]struct{}{}, expectKey: t == '{'})
 			case '}', ']':
 				stack = stack[:len(stack)-1]
 				if len(stack) == 0 {
 					if dec.More() {
-						return errNotObject
+						return ErrNotObject
 					}
 					if _, err := dec.Token(); err != io.EOF {
-						return errNotObject
+						return ErrNotObject
 					}
 					return nil
 				}
@@ -149,7 +152,7 @@ func checkStrictReference(body []byte, maxDepth int) error {
 		case string:
 			if top != nil && top.obj && top.expectKey {
 				if _, dup := top.keys[t]; dup {
-					return fmt.Errorf("%w %q", errDuplicateKey, t)
+					return fmt.Errorf("%w %q", ErrDuplicateKey, t)
 				}
 				top.keys[t] = struct{}{}
 				top.expectKey = false
@@ -185,14 +188,16 @@ func FuzzParseMessageDifferential(f *testing.F) {
 		`{"jsonrpc":"2.0","id":1,"result":{"x":[1,2,{"y":null}]}}`,
 		`{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"x\u0041","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"arguments":null}}`,
 		`{"jsonrpc":"2.0","id":1,"method":"m","params":{"n\u0061me":"x","name":"y"}}`,
+		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x","_meta":{"progressToken":"p-1"}}}`,
+		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"_meta":{"progressToken": 3 ,"progressToken":4}}}`,
 		` {"jsonrpc" : "2.0" , "id" : 1 , "method" : "ping" } `,
 		`[{"jsonrpc":"2.0"}]`, `{"a":{"a":{"a":1,"a":2}}}`, "{\"\xff\":1}", `{"jsonrpc":"2.0","method":"x","params":{"s":"\ud800"}}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		got, err := parseMessage(body, 16)
-		want, refErr := parseMessageReference(body, 16)
+		got, err := Parse(body, 16)
+		want, refErr := parseReference(body, 16)
 		switch {
 		case err != nil && refErr != nil:
 			return
@@ -206,7 +211,8 @@ func FuzzParseMessageDifferential(f *testing.F) {
 		}
 		if string(got.ID) != string(want.ID) || got.Method != want.Method || got.Name != want.Name || got.URI != want.URI ||
 			string(got.Arguments) != string(want.Arguments) || got.IsResponse != want.IsResponse ||
-			got.MetaProtocolVersion != want.MetaProtocolVersion {
+			got.MetaProtocolVersion != want.MetaProtocolVersion ||
+			string(bytes.TrimSpace(got.ProgressToken)) != string(bytes.TrimSpace(want.ProgressToken)) {
 			t.Fatalf("fields differ for %q:\n got %+v\nwant %+v", body, got, want)
 		}
 		if !maps.EqualFunc(got.Params, want.Params, func(a, b json.RawMessage) bool {

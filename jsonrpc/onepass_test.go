@@ -1,4 +1,4 @@
-package host
+package jsonrpc
 
 import "testing"
 
@@ -16,7 +16,7 @@ func TestParseMessageErrorWording(t *testing.T) {
 		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}`,
 			`malformed JSON: unexpected end`},
 	} {
-		_, err := parseMessage([]byte(c.body), 64)
+		_, err := Parse([]byte(c.body), 64)
 		if err == nil || err.Error() != c.want {
 			t.Errorf("%s:\n got %v\nwant %s", c.body, err, c.want)
 		}
