@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/pbac-gateway/pbac/stdio"
 )
 
 // FileConfig is the gateway's configuration file (YAML). Every field is
@@ -167,10 +169,10 @@ func (c *FileConfig) LimitsOrDefault() LimitsConfig {
 		l.SessionsPerAgent = DefaultSessionsPerAgent
 	}
 	if l.StdioSessions <= 0 {
-		l.StdioSessions = stdioDefaultSessions
+		l.StdioSessions = stdio.DefaultSessions
 	}
 	if l.StdioSessionsPerAgent <= 0 {
-		l.StdioSessionsPerAgent = DefaultStdioSessionsPerAgent
+		l.StdioSessionsPerAgent = stdio.DefaultSessionsPerAgent
 	}
 	return l
 }

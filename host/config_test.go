@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pbac-gateway/pbac/stdio"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -171,7 +173,7 @@ func TestLoadConfigLimits(t *testing.T) {
 		}
 		return p
 	}
-	defaults := LimitsConfig{SessionsPerAgent: DefaultSessionsPerAgent, StdioSessions: 16, StdioSessionsPerAgent: DefaultStdioSessionsPerAgent}
+	defaults := LimitsConfig{SessionsPerAgent: DefaultSessionsPerAgent, StdioSessions: 16, StdioSessionsPerAgent: stdio.DefaultSessionsPerAgent}
 	for _, tc := range []struct {
 		name, body string
 		env        map[string]string
@@ -186,7 +188,7 @@ func TestLoadConfigLimits(t *testing.T) {
 			want: LimitsConfig{SessionsPerAgent: DefaultSessionsPerAgent, StdioSessions: 16, StdioSessionsPerAgent: 1}},
 		{name: "environment over the file", body: "limits: {sessions_per_agent: 10}\n",
 			env:  map[string]string{"PBAC_SESSIONS_PER_AGENT": "20", "PBAC_STDIO_SESSIONS": "4", "PBAC_ADMIN_HOSTS": "a.internal,b.internal"},
-			want: LimitsConfig{SessionsPerAgent: 20, StdioSessions: 4, StdioSessionsPerAgent: DefaultStdioSessionsPerAgent}, hosts: []string{"a.internal", "b.internal"}},
+			want: LimitsConfig{SessionsPerAgent: 20, StdioSessions: 4, StdioSessionsPerAgent: stdio.DefaultSessionsPerAgent}, hosts: []string{"a.internal", "b.internal"}},
 		{name: "negative", body: "limits: {sessions_per_agent: -1}\n", wantErr: "limits.sessions_per_agent -1"},
 		{name: "not a number in the environment", env: map[string]string{"PBAC_STDIO_SESSIONS_PER_AGENT": "many"}, wantErr: "want a number"},
 		{name: "a host with a port", body: "admin_hosts: [gw-1.internal:8081]\n", wantErr: "without port"},

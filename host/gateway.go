@@ -58,7 +58,7 @@ type Backend struct {
 	// OwnerHeader, when set, is a header the gateway puts on every request
 	// it sends there: an opaque key of the agent the request is for (never
 	// its identity), which a backend that shares itself per agent reads. A
-	// client cannot set it. StdioBackend.Backend sets StdioOwnerHeader.
+	// client cannot set it. A stdio bridge reads stdio.OwnerHeader.
 	OwnerHeader string
 }
 

@@ -129,7 +129,7 @@ func (s *sessions) count() int {
 
 // ownerKey is the quota key of a caller: its client and person, or, for a
 // caller without a token, its address. It is opaque (a hash), so a backend
-// it is sent to (StdioOwnerHeader) learns nobody's identity.
+// it is sent to (stdio.OwnerHeader) learns nobody's identity.
 func (cl *caller) ownerKey() string {
 	k := "token\x00" + cl.token.ClientID + "\x00" + cl.token.Subject
 	if cl.anonymous {

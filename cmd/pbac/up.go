@@ -23,6 +23,7 @@ import (
 	"github.com/pbac-gateway/pbac/audit/index"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/stdio"
 )
 
 func newUpCommand() *cobra.Command {
@@ -358,7 +359,7 @@ func printUp(out io.Writer, base, issuer, adminBase, dataDir string, backends []
 func startConfiguredBackends(ctx context.Context, fc *host.FileConfig, log *slog.Logger) ([]host.Backend, func(), error) {
 	var (
 		out     []host.Backend
-		bridges []*host.StdioBackend
+		bridges []*stdio.Bridge
 	)
 	stop := func() {
 		for _, b := range bridges {
@@ -376,7 +377,7 @@ func startConfiguredBackends(ctx context.Context, fc *host.FileConfig, log *slog
 			continue
 		}
 		limits := fc.LimitsOrDefault()
-		bridge, err := host.StartStdio(ctx, host.StdioConfig{
+		bridge, err := stdio.Start(ctx, stdio.Config{
 			Name: bc.Name, Command: bc.Command, Env: bc.Env, Dir: bc.Dir,
 			MaxSessions: limits.StdioSessions, MaxSessionsPerAgent: limits.StdioSessionsPerAgent,
 			Logger: log.With("backend", bc.Name),
@@ -386,7 +387,7 @@ func startConfiguredBackends(ctx context.Context, fc *host.FileConfig, log *slog
 			return nil, nil, fmt.Errorf("backend %s: %w", bc.Name, err)
 		}
 		bridges = append(bridges, bridge)
-		b := bridge.Backend()
+		b := host.Backend{Name: bc.Name, URL: bridge.URL(), OwnerHeader: stdio.OwnerHeader}
 		if bc.Timeout != "" {
 			if b.Timeout, err = time.ParseDuration(bc.Timeout); err != nil {
 				stop()

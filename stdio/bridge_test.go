@@ -1,4 +1,6 @@
-package host
+//go:build unix
+
+package stdio
 
 import (
 	"bufio"
@@ -51,7 +53,7 @@ func TestStdioDemoBackend(t *testing.T) {
 	}
 	bin := buildPBAC(t, t.TempDir())
 	logs := &logBuffer{}
-	b, err := StartStdio(t.Context(), StdioConfig{
+	b, err := Start(t.Context(), Config{
 		Name:    "jira",
 		Command: []string{bin, "demo", "backend", "jira", "--stdio"},
 		Logger:  logs.logger(),
@@ -283,7 +285,7 @@ func TestStdioHelperProcess(t *testing.T) {
 	os.Exit(0)
 }
 
-func startHelper(t *testing.T, cfg StdioConfig) (*StdioBackend, *logBuffer) {
+func startHelper(t *testing.T, cfg Config) (*Bridge, *logBuffer) {
 	t.Helper()
 	t.Setenv("SECRET_OF_THE_GATEWAY", "must-not-reach-the-backend")
 	logs := &logBuffer{}
@@ -291,7 +293,7 @@ func startHelper(t *testing.T, cfg StdioConfig) (*StdioBackend, *logBuffer) {
 	cfg.Command = []string{os.Args[0], "-test.run=^TestStdioHelperProcess$"}
 	cfg.Env = []string{"PBAC_STDIO_HELPER=1"}
 	cfg.Logger = logs.logger()
-	b, err := StartStdio(t.Context(), cfg)
+	b, err := Start(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +308,7 @@ func startHelper(t *testing.T, cfg StdioConfig) (*StdioBackend, *logBuffer) {
 }
 
 func TestStdioServerMessages(t *testing.T) {
-	b, logs := startHelper(t, StdioConfig{})
+	b, logs := startHelper(t, Config{})
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 
@@ -409,13 +411,13 @@ func TestStdioServerMessages(t *testing.T) {
 	if logs.contains("leaked gateway environment") {
 		t.Error("the process inherited the gateway's environment")
 	}
-	if n := strings.Count(logs.String(), "spam "); n > 2*stdioLinesPerSecond {
+	if n := strings.Count(logs.String(), "spam "); n > 2*linesPerSecond {
 		t.Errorf("%d stderr lines logged: the rate limit does not hold", n)
 	}
 }
 
 func TestStdioLifecycle(t *testing.T) {
-	b, logs := startHelper(t, StdioConfig{MaxSessions: 2, RequestTimeout: 500 * time.Millisecond, IdleTimeout: -1})
+	b, logs := startHelper(t, Config{MaxSessions: 2, RequestTimeout: 500 * time.Millisecond, IdleTimeout: -1})
 
 	// Requests that are not a session's start.
 	for _, tc := range []struct {
@@ -426,7 +428,7 @@ func TestStdioLifecycle(t *testing.T) {
 		{"batch", "", `[{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}]`, http.StatusBadRequest},
 		{"not JSON", "", `{"jsonrpc":`, http.StatusBadRequest},
 		{"unknown session", "nope", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, http.StatusNotFound},
-		{"too large", "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"x":"` + strings.Repeat("a", stdioMaxBody) + `"}}`, http.StatusRequestEntityTooLarge},
+		{"too large", "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"x":"` + strings.Repeat("a", maxBody) + `"}}`, http.StatusRequestEntityTooLarge},
 	} {
 		resp := postRaw(t, b.URL(), tc.sid, tc.body)
 		if resp.StatusCode != tc.status {
@@ -480,7 +482,7 @@ func TestStdioLifecycle(t *testing.T) {
 }
 
 func TestStdioIdleTimeout(t *testing.T) {
-	b, _ := startHelper(t, StdioConfig{IdleTimeout: 300 * time.Millisecond})
+	b, _ := startHelper(t, Config{IdleTimeout: 300 * time.Millisecond})
 	sid := rawInit(t, b.URL())
 	pid := sessionPID(b, sid)
 	waitGone(t, pid)
@@ -489,9 +491,9 @@ func TestStdioIdleTimeout(t *testing.T) {
 }
 
 func TestStdioHelpers(t *testing.T) {
-	env := stdioEnv([]string{"PATH=/bin", "AWS_SECRET_ACCESS_KEY=x", "LC_ALL=C", "HOME=/root"}, []string{"TOKEN=t", "HOME=/srv"})
+	env := processEnv([]string{"PATH=/bin", "AWS_SECRET_ACCESS_KEY=x", "LC_ALL=C", "HOME=/root"}, []string{"TOKEN=t", "HOME=/srv"})
 	if got := strings.Join(env, " "); got != "PATH=/bin LC_ALL=C HOME=/root TOKEN=t HOME=/srv" {
-		t.Errorf("stdioEnv = %s", got)
+		t.Errorf("processEnv = %s", got)
 	}
 	for _, tc := range []struct {
 		a, b string
@@ -510,10 +512,10 @@ func TestStdioHelpers(t *testing.T) {
 			t.Errorf("jsonrpc.IDKey(%s) accepted", bad)
 		}
 	}
-	if _, err := StartStdio(t.Context(), StdioConfig{Name: "x", Command: []string{"no-such-command-pbac"}}); err == nil {
+	if _, err := Start(t.Context(), Config{Name: "x", Command: []string{"no-such-command-pbac"}}); err == nil {
 		t.Error("a missing command was accepted")
 	}
-	if _, err := StartStdio(t.Context(), StdioConfig{Name: "x", Command: []string{"true"}, Env: []string{"NOEQUALS"}}); err == nil {
+	if _, err := Start(t.Context(), Config{Name: "x", Command: []string{"true"}, Env: []string{"NOEQUALS"}}); err == nil {
 		t.Error("a malformed Env entry was accepted")
 	}
 }
@@ -542,7 +544,7 @@ func callText(t *testing.T, ctx context.Context, cs *mcp.ClientSession, p *mcp.C
 	return res.Content[0].(*mcp.TextContent).Text
 }
 
-func sessionPID(b *StdioBackend, id string) int {
+func sessionPID(b *Bridge, id string) int {
 	s := b.session(id)
 	if s == nil {
 		return 0
@@ -560,7 +562,7 @@ func rawInit(t *testing.T, url string) string {
 	resp := postRaw(t, url, "", initializeBody)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	sid := resp.Header.Get(hdrSession)
+	sid := resp.Header.Get(sessionHeader)
 	if resp.StatusCode != http.StatusOK || sid == "" || !bytes.Contains(body, []byte(`"protocolVersion"`)) {
 		t.Fatalf("initialize: %d, session %q, %s", resp.StatusCode, sid, body)
 	}
@@ -579,7 +581,7 @@ func postRaw(t *testing.T, url, sid, body string) *http.Response {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	if sid != "" {
-		req.Header.Set(hdrSession, sid)
+		req.Header.Set(sessionHeader, sid)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -593,7 +595,7 @@ func getRaw(t *testing.T, url, sid string) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set(hdrSession, sid)
+	req.Header.Set(sessionHeader, sid)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("GET: %v", err)
@@ -605,7 +607,7 @@ func getRaw(t *testing.T, url, sid string) *http.Response {
 func deleteRaw(t *testing.T, url, sid string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodDelete, url, nil)
-	req.Header.Set(hdrSession, sid)
+	req.Header.Set(sessionHeader, sid)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("DELETE: %v", err)
@@ -736,15 +738,15 @@ func (l *logBuffer) logger() *slog.Logger {
 }
 
 // postAs is postRaw for the agent whose owner key is owner (what the
-// gateway sends in StdioOwnerHeader), cancelled with ctx.
+// gateway sends in OwnerHeader), cancelled with ctx.
 func postAs(t *testing.T, ctx context.Context, url, owner, sid, body string) (*http.Response, error) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set(StdioOwnerHeader, owner)
+	req.Header.Set(OwnerHeader, owner)
 	if sid != "" {
-		req.Header.Set(hdrSession, sid)
+		req.Header.Set(sessionHeader, sid)
 	}
 	return http.DefaultClient.Do(req)
 }
@@ -761,7 +763,7 @@ func initAs(t *testing.T, url, owner string) (string, *http.Response) {
 		return "", resp
 	}
 	resp.Body.Close()
-	return resp.Header.Get(hdrSession), resp
+	return resp.Header.Get(sessionHeader), resp
 }
 
 func stdioAlive(t *testing.T, url, owner, sid string) bool {
@@ -781,7 +783,7 @@ func stdioAlive(t *testing.T, url, owner, sid string) bool {
 // gets a slot from the agent holding the most, while an agent already
 // holding its share is refused (503, Retry-After) instead of taking one.
 func TestStdioSessionsAreSharedFairly(t *testing.T) {
-	b, _ := startHelper(t, StdioConfig{MaxSessions: 4, MaxSessionsPerAgent: 2, RequestTimeout: time.Minute, IdleTimeout: -1})
+	b, _ := startHelper(t, Config{MaxSessions: 4, MaxSessionsPerAgent: 2, RequestTimeout: time.Minute, IdleTimeout: -1})
 	url := b.URL()
 	open := func(owner string) string {
 		t.Helper()
