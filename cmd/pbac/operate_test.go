@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/internal/certreload/certtest"
 )
@@ -176,7 +177,7 @@ func TestDeployExampleParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fc host.FileConfig
+	var fc config.File
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(&fc); err != nil {

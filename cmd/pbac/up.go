@@ -21,6 +21,7 @@ import (
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/audit/index"
+	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/stdio"
@@ -72,14 +73,14 @@ make it live; a bad one is rejected and the active policy stays.`,
 type upConfig struct {
 	listen, adminListen, dataDir string
 	store                        string // token store: "" Badger, postgres://… PostgreSQL
-	file                         *host.FileConfig
+	file                         *config.File
 	probe                        bool // attach the eBPF latency probe
 	ops                          opsSettings
 	bundles                      *bundleFlags // policy distribution
 }
 
 // remoteAS is the configured remote authorization server, if any.
-func (c upConfig) remoteAS() *host.RemoteASConfig {
+func (c upConfig) remoteAS() *config.RemoteAS {
 	if c.file == nil {
 		return nil
 	}
@@ -87,7 +88,7 @@ func (c upConfig) remoteAS() *host.RemoteASConfig {
 }
 
 // asSettings are the configuration's asrv: block (nil: defaults).
-func (c upConfig) asSettings() *host.ASSettings {
+func (c upConfig) asSettings() *config.ASrv {
 	if c.file == nil {
 		return nil
 	}
@@ -193,7 +194,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	gwCfg := host.Config{PublicURL: base, Backends: hb, Policy: pol.registry, Logger: log, Ready: ready.check,
 		SessionsPerAgent: cfg.file.LimitsOrDefault().SessionsPerAgent}
 	if cfg.file != nil {
-		gwCfg.ArgumentLimits = cfg.file.ArgumentLimits.Limits()
+		gwCfg.ArgumentLimits = gatewayArgumentLimits(cfg.file.ArgumentLimits)
 	}
 	adminCfg := host.AdminConfig{Registry: pol.registry, Logger: log, BundleToken: bundleToken, PolicySource: bundleStatus}
 	if sync != nil {
@@ -214,7 +215,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 		adminCfg.DeleteClient = func(r *http.Request, id string) error { return shared.store.DeleteClient(r.Context(), id) }
 		adminCfg.ListClients = func(r *http.Request) ([]*asrv.Client, error) { return shared.store.Clients(r.Context()) }
 	} else if remote != nil {
-		intro, err := remote.Introspector()
+		intro, err := remoteIntrospector(remote)
 		if err != nil {
 			return err
 		}
@@ -356,7 +357,7 @@ func printUp(out io.Writer, base, issuer, adminBase, dataDir string, backends []
 
 // startConfiguredBackends resolves the configuration file's backends: a
 // URL is used as it is; a command is started behind a stdio bridge.
-func startConfiguredBackends(ctx context.Context, fc *host.FileConfig, log *slog.Logger) ([]host.Backend, func(), error) {
+func startConfiguredBackends(ctx context.Context, fc *config.File, log *slog.Logger) ([]host.Backend, func(), error) {
 	var (
 		out     []host.Backend
 		bridges []*stdio.Bridge
@@ -368,7 +369,7 @@ func startConfiguredBackends(ctx context.Context, fc *host.FileConfig, log *slog
 	}
 	for _, bc := range fc.Backends {
 		if len(bc.Command) == 0 {
-			b, err := bc.Backend()
+			b, err := gatewayBackend(bc)
 			if err != nil {
 				stop()
 				return nil, nil, err

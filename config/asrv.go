@@ -1,4 +1,4 @@
-package host
+package config
 
 import (
 	"errors"
@@ -7,11 +7,9 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/pbac-gateway/pbac/asrv"
 )
 
-// ASSettings configures the authorization server this process runs: pbac
+// ASrv configures the authorization server this process runs: pbac
 // asrv, or pbac up's own when no authorization_server is named.
 //
 //	asrv:
@@ -29,43 +27,54 @@ import (
 //	    max_lifetime: 720h             # the longest exp - iat accepted
 //	    revoked_ids: [V1StGXR8_Z5jdHi6B-myTw]   # jti (pbac statement inspect): refused, and their clients unverified
 //	    revoked_keys: [Jx2…]           # issuer key ids (kid): likewise for every statement they signed
-type ASSettings struct {
+type ASrv struct {
 	IntrospectionClients []IntrospectionClient `yaml:"introspection_clients"`
-	Registration         *RegistrationSettings `yaml:"registration"`
-	Statements           *StatementSettings    `yaml:"statements"`
+	Registration         *Registration         `yaml:"registration"`
+	Statements           *Statements           `yaml:"statements"`
 }
 
-// StatementSettings shape software statement verification.
-type StatementSettings struct {
+// Statements shape software statement verification.
+type Statements struct {
 	MaxLifetime string   `yaml:"max_lifetime"`
 	RevokedIDs  []string `yaml:"revoked_ids"`
 	RevokedKeys []string `yaml:"revoked_keys"`
 }
 
-// StatementVerifier returns v with the settings' lifetime and revocations
-// (s may be nil: v as it is).
-func (s *ASSettings) StatementVerifier(v *asrv.StatementVerifier) (*asrv.StatementVerifier, error) {
+// StatementPolicy is how the authorization server checks software
+// statements, resolved.
+type StatementPolicy struct {
+	// MaxLifetime is the longest exp - iat accepted (0: the AS's default).
+	MaxLifetime time.Duration
+	// RevokedIDs and RevokedKeys are statement ids (jti) and issuer key ids
+	// (kid) refused, their clients made unverified.
+	RevokedIDs, RevokedKeys []string
+}
+
+// StatementPolicy resolves the statements settings (s may be nil: none).
+func (s *ASrv) StatementPolicy() (StatementPolicy, error) {
 	if s == nil || s.Statements == nil {
-		return v, nil
+		return StatementPolicy{}, nil
 	}
 	st := s.Statements
+	var out StatementPolicy
 	if st.MaxLifetime != "" {
 		d, err := time.ParseDuration(st.MaxLifetime)
 		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("asrv.statements.max_lifetime %q: want a positive duration (e.g. 720h)", st.MaxLifetime)
+			return StatementPolicy{}, fmt.Errorf("asrv.statements.max_lifetime %q: want a positive duration (e.g. 720h)", st.MaxLifetime)
 		}
-		v = v.WithMaxLifetime(d)
+		out.MaxLifetime = d
 	}
 	for _, id := range slices.Concat(st.RevokedIDs, st.RevokedKeys) {
 		if strings.TrimSpace(id) == "" {
-			return nil, errors.New("asrv.statements: an empty revoked id")
+			return StatementPolicy{}, errors.New("asrv.statements: an empty revoked id")
 		}
 	}
-	return v.WithRevoked(asrv.StatementRevocations{StatementIDs: st.RevokedIDs, KeyIDs: st.RevokedKeys}), nil
+	out.RevokedIDs, out.RevokedKeys = st.RevokedIDs, st.RevokedKeys
+	return out, nil
 }
 
-// RegistrationSettings bound dynamic client registration (zero: defaults).
-type RegistrationSettings struct {
+// Registration bound dynamic client registration (zero: defaults).
+type Registration struct {
 	PerAddress         int    `yaml:"per_address"`
 	PerAddressInterval string `yaml:"per_address_interval"`
 	MaxClients         int    `yaml:"max_clients"`
@@ -73,23 +82,34 @@ type RegistrationSettings struct {
 	UnverifiedTTL      string `yaml:"unverified_ttl"`
 }
 
-// Limits resolves the registration settings (s may be nil: defaults).
-func (s *ASSettings) Limits() (asrv.RegistrationLimits, error) {
+// RegistrationLimits are the registration settings, resolved (zero
+// fields: the authorization server's defaults).
+type RegistrationLimits struct {
+	PerAddress         int
+	PerAddressInterval time.Duration
+	MaxClients         int
+	MaxUnverified      int
+	UnverifiedTTL      time.Duration
+}
+
+// RegistrationLimits resolves the registration settings (s may be nil:
+// defaults).
+func (s *ASrv) RegistrationLimits() (RegistrationLimits, error) {
 	if s == nil || s.Registration == nil {
-		return asrv.RegistrationLimits{}, nil
+		return RegistrationLimits{}, nil
 	}
 	r := s.Registration
-	l := asrv.RegistrationLimits{PerAddressBurst: r.PerAddress, MaxClients: r.MaxClients, MaxPending: r.MaxUnverified}
+	l := RegistrationLimits{PerAddress: r.PerAddress, MaxClients: r.MaxClients, MaxUnverified: r.MaxUnverified}
 	for _, d := range []struct {
 		key, v string
 		dst    *time.Duration
-	}{{"per_address_interval", r.PerAddressInterval, &l.PerAddressInterval}, {"unverified_ttl", r.UnverifiedTTL, &l.PendingTTL}} {
+	}{{"per_address_interval", r.PerAddressInterval, &l.PerAddressInterval}, {"unverified_ttl", r.UnverifiedTTL, &l.UnverifiedTTL}} {
 		if d.v == "" {
 			continue
 		}
 		v, err := time.ParseDuration(d.v)
 		if err != nil || v <= 0 {
-			return asrv.RegistrationLimits{}, fmt.Errorf("asrv.registration.%s %q: want a positive duration (e.g. 24h)", d.key, d.v)
+			return RegistrationLimits{}, fmt.Errorf("asrv.registration.%s %q: want a positive duration (e.g. 24h)", d.key, d.v)
 		}
 		*d.dst = v
 	}
@@ -102,7 +122,7 @@ type IntrospectionClient struct {
 	ClientSecretFile string `yaml:"client_secret_file"`
 }
 
-func (s *ASSettings) validate() []error {
+func (s *ASrv) validate() []error {
 	if s == nil {
 		return nil
 	}
@@ -123,29 +143,35 @@ func (s *ASSettings) validate() []error {
 			}
 		}
 	}
-	if _, err := s.StatementVerifier(nil); err != nil {
+	if _, err := s.StatementPolicy(); err != nil {
 		errs = append(errs, err)
 	}
 	if r := s.Registration; r != nil {
 		if r.PerAddress < 0 || r.MaxClients < 0 || r.MaxUnverified < 0 {
 			errs = append(errs, errors.New("asrv.registration: counts must not be negative (0 or absent: the default)"))
 		}
-		if _, err := s.Limits(); err != nil {
+		if _, err := s.RegistrationLimits(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errs
 }
 
+// Introspector is a resource server allowed to introspect, resolved: its
+// client id and, for one configured here, its secret.
+type Introspector struct {
+	ClientID, Secret string
+}
+
 // Introspectors resolves the introspection clients, reading their secret
 // files (s may be nil: none).
-func (s *ASSettings) Introspectors() ([]asrv.Introspector, error) {
+func (s *ASrv) Introspectors() ([]Introspector, error) {
 	if s == nil {
 		return nil, nil
 	}
-	var out []asrv.Introspector
+	var out []Introspector
 	for _, c := range s.IntrospectionClients {
-		in := asrv.Introspector{ClientID: c.ClientID}
+		in := Introspector{ClientID: c.ClientID}
 		if c.ClientSecretFile != "" {
 			raw, err := os.ReadFile(c.ClientSecretFile)
 			if err != nil {

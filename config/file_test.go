@@ -1,12 +1,10 @@
-package host
+package config
 
 import (
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/pbac-gateway/pbac/stdio"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -56,7 +54,7 @@ backends:
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := LoadConfig(write(tc.body))
+			cfg, err := Load(write(tc.body))
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
@@ -67,15 +65,15 @@ backends:
 				t.Fatal(err)
 			}
 			if tc.name == "argument limits" {
-				got := cfg.ArgumentLimits.Limits().withDefaults()
-				want := DefaultArgumentLimits()
-				want.MaxBytes, want.MaxPathSegments = 1024, 8
+				// The keys left out stay zero: the gateway's defaults
+				// (gateway's TestArgumentLimits).
+				got, want := *cfg.ArgumentLimits, ArgumentLimits{MaxBytes: 1024, MaxPathSegments: 8}
 				if got != want {
 					t.Fatalf("argument limits %+v, want %+v", got, want)
 				}
 			}
 			if tc.name == "url and stdio backends" {
-				b, err := cfg.Backends[0].Backend()
+				b, err := cfg.Backends[0].Resolve()
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -93,16 +91,16 @@ func TestLoadConfigRemoteAS(t *testing.T) {
 	_ = os.WriteFile(secret, []byte("gw-secret\n"), 0o600)
 	p := filepath.Join(dir, "c.yaml")
 	_ = os.WriteFile(p, []byte("authorization_server:\n  issuer: https://as.example\n  client_id: gw\n  client_secret_file: "+secret+"\n"), 0o600)
-	cfg, err := LoadConfig(p)
+	cfg, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := cfg.AuthorizationServer.Introspector()
+	in, err := cfg.AuthorizationServer.Introspection()
 	if err != nil || in.Endpoint != "https://as.example/oauth2/introspect" || in.ClientSecret != "gw-secret" {
 		t.Fatalf("%+v %v", in, err)
 	}
 	_ = os.WriteFile(p, []byte("authorization_server:\n  issuer: as.example\n"), 0o600)
-	if _, err := LoadConfig(p); err == nil || !strings.Contains(err.Error(), "client_id is required") || !strings.Contains(err.Error(), "absolute") {
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "client_id is required") || !strings.Contains(err.Error(), "absolute") {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -121,24 +119,24 @@ func TestLoadConfigSharedStoreReplica(t *testing.T) {
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadConfig(p)
+	cfg, err := Load(p)
 	if err != nil || cfg.AuthorizationServer.TokenSecretFile != secret {
 		t.Fatalf("shared-store replica: %+v, %v", cfg, err)
 	}
 	missing := strings.Replace(body, secret, filepath.Join(dir, "absent"), 1)
 	_ = os.WriteFile(p, []byte(missing), 0o600)
-	if _, err := LoadConfig(p); err == nil || !strings.Contains(err.Error(), "token_secret_file") {
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "token_secret_file") {
 		t.Errorf("a missing token secret file: %v", err)
 	}
 }
 
 func TestLoadConfigStore(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.yaml")
-	load := func(body string) (*FileConfig, error) {
+	load := func(body string) (*File, error) {
 		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		return LoadConfig(p)
+		return Load(p)
 	}
 	cfg, err := load("store: postgres://pbac@db.internal:5432/pbac?sslmode=verify-full\n")
 	if err != nil || cfg.Store != "postgres://pbac@db.internal:5432/pbac?sslmode=verify-full" {
@@ -173,29 +171,29 @@ func TestLoadConfigLimits(t *testing.T) {
 		}
 		return p
 	}
-	defaults := LimitsConfig{SessionsPerAgent: DefaultSessionsPerAgent, StdioSessions: 16, StdioSessionsPerAgent: stdio.DefaultSessionsPerAgent}
+	defaults := Limits{SessionsPerAgent: DefaultSessionsPerAgent, StdioSessions: 16, StdioSessionsPerAgent: DefaultStdioSessionsPerAgent}
 	for _, tc := range []struct {
 		name, body string
 		env        map[string]string
-		want       LimitsConfig
+		want       Limits
 		hosts      []string
 		wantErr    string
 	}{
 		{name: "defaults", want: defaults},
 		{name: "from the file", body: "limits: {sessions_per_agent: 10, stdio_sessions: 8, stdio_sessions_per_agent: 2}\nadmin_hosts: [gw-1.internal]\n",
-			want: LimitsConfig{SessionsPerAgent: 10, StdioSessions: 8, StdioSessionsPerAgent: 2}, hosts: []string{"gw-1.internal"}},
+			want: Limits{SessionsPerAgent: 10, StdioSessions: 8, StdioSessionsPerAgent: 2}, hosts: []string{"gw-1.internal"}},
 		{name: "one key, the rest default", body: "limits: {stdio_sessions_per_agent: 1}\n",
-			want: LimitsConfig{SessionsPerAgent: DefaultSessionsPerAgent, StdioSessions: 16, StdioSessionsPerAgent: 1}},
+			want: Limits{SessionsPerAgent: DefaultSessionsPerAgent, StdioSessions: 16, StdioSessionsPerAgent: 1}},
 		{name: "environment over the file", body: "limits: {sessions_per_agent: 10}\n",
 			env:  map[string]string{"PBAC_SESSIONS_PER_AGENT": "20", "PBAC_STDIO_SESSIONS": "4", "PBAC_ADMIN_HOSTS": "a.internal,b.internal"},
-			want: LimitsConfig{SessionsPerAgent: 20, StdioSessions: 4, StdioSessionsPerAgent: stdio.DefaultSessionsPerAgent}, hosts: []string{"a.internal", "b.internal"}},
+			want: Limits{SessionsPerAgent: 20, StdioSessions: 4, StdioSessionsPerAgent: DefaultStdioSessionsPerAgent}, hosts: []string{"a.internal", "b.internal"}},
 		{name: "negative", body: "limits: {sessions_per_agent: -1}\n", wantErr: "limits.sessions_per_agent -1"},
 		{name: "not a number in the environment", env: map[string]string{"PBAC_STDIO_SESSIONS_PER_AGENT": "many"}, wantErr: "want a number"},
 		{name: "a host with a port", body: "admin_hosts: [gw-1.internal:8081]\n", wantErr: "without port"},
 		{name: "a misspelt limit", body: "limits: {sessions_per_agnet: 3}\n", wantErr: "not found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := LoadConfigEnv(write(tc.body), func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			cfg, err := LoadEnv(write(tc.body), func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
@@ -213,7 +211,7 @@ func TestLoadConfigLimits(t *testing.T) {
 			}
 		})
 	}
-	var none *FileConfig
+	var none *File
 	if got := none.LimitsOrDefault(); got != defaults {
 		t.Fatalf("no file: %+v", got)
 	}

@@ -1,4 +1,4 @@
-package host
+package main
 
 import (
 	"os"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/config"
 )
 
 // TestLoadConfigASrv: the asrv: block resolves to the authorization
@@ -34,27 +35,27 @@ func TestLoadConfigASrv(t *testing.T) {
     revoked_ids: [jti-1]
     revoked_keys: [kid-1]
 `), 0o600)
-	cfg, err := LoadConfig(p)
+	cfg, err := config.Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := cfg.ASrv.Introspectors()
+	in, err := asIntrospectors(cfg.ASrv)
 	if err != nil || len(in) != 2 || in[0] != (asrv.Introspector{ClientID: "gateway", Secret: "gateway-secret-0123456789"}) ||
 		in[1] != (asrv.Introspector{ClientID: "registered-rs"}) {
 		t.Fatalf("introspectors %+v %v", in, err)
 	}
-	l, err := cfg.ASrv.Limits()
+	l, err := asRegistrationLimits(cfg.ASrv)
 	if err != nil || l != (asrv.RegistrationLimits{PerAddressBurst: 5, PerAddressInterval: time.Minute, MaxClients: 100, MaxPending: 10, PendingTTL: 2 * time.Hour}) {
 		t.Fatalf("limits %+v %v", l, err)
 	}
-	v, err := cfg.ASrv.StatementVerifier(nil)
+	v, err := asStatementVerifier(cfg.ASrv, nil)
 	if err != nil || !v.Revoked(asrv.AgentClaims{Verified: true, StatementID: "jti-1"}) || !v.Revoked(asrv.AgentClaims{Verified: true, KeyID: "kid-1"}) ||
 		v.Revoked(asrv.AgentClaims{Verified: true, StatementID: "jti-2", KeyID: "kid-2"}) {
 		t.Fatalf("statement verifier %v", err)
 	}
 
-	var none *ASSettings
-	if in, err := none.Introspectors(); err != nil || in != nil {
+	var none *config.ASrv
+	if in, err := asIntrospectors(none); err != nil || in != nil {
 		t.Fatalf("no asrv block: %v %v", in, err)
 	}
 
@@ -69,7 +70,7 @@ func TestLoadConfigASrv(t *testing.T) {
   statements:
     max_lifetime: -1h
 `), 0o600)
-	_, err = LoadConfig(p)
+	_, err = config.Load(p)
 	for _, want := range []string{"client_id is required", "/does/not/exist", `"a" is listed twice`, "must not be negative", "unverified_ttl", "max_lifetime"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("err = %v, want it to say %q", err, want)

@@ -1,4 +1,11 @@
-package host
+// Package config loads the configuration of pbac up and pbac asrv: the
+// YAML file, the PBAC_* environment that overrides it, and the flags that
+// override both. Keys() is the one table of the settings that have an
+// environment variable or a flag: the environment overrides, pbac config
+// check's listing and the documentation are produced from it. The package
+// resolves settings to plain values; the caller builds the gateway, the
+// authorization server and the stdio bridges from them.
+package config
 
 import (
 	"bytes"
@@ -16,11 +23,9 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/pbac-gateway/pbac/stdio"
 )
 
-// FileConfig is the gateway's configuration file (YAML). Every field is
+// File is the gateway's configuration file (YAML). Every field is
 // optional; an empty file runs the demo.
 //
 //	listen: 127.0.0.1:8080          # gateway + authorization server
@@ -50,17 +55,17 @@ import (
 //	  - name: files
 //	    command: [npx, -y, "@modelcontextprotocol/server-filesystem", /srv/docs]
 //	    env: [NODE_OPTIONS=--max-old-space-size=256]
-type FileConfig struct {
+type File struct {
 	// AuthorizationServer, when set, is a remote AS the gateway trusts
 	// instead of running one in process.
-	AuthorizationServer *RemoteASConfig `yaml:"authorization_server"`
-	Listen              string          `yaml:"listen"`
-	AdminListen         string          `yaml:"admin_listen"`
-	DataDir             string          `yaml:"data_dir"`
-	Store               string          `yaml:"store"`
-	PublicURL           string          `yaml:"public_url"`
-	Demo                *bool           `yaml:"demo"`
-	Backends            []BackendConfig `yaml:"backends"`
+	AuthorizationServer *RemoteAS `yaml:"authorization_server"`
+	Listen              string    `yaml:"listen"`
+	AdminListen         string    `yaml:"admin_listen"`
+	DataDir             string    `yaml:"data_dir"`
+	Store               string    `yaml:"store"`
+	PublicURL           string    `yaml:"public_url"`
+	Demo                *bool     `yaml:"demo"`
+	Backends            []Backend `yaml:"backends"`
 	// StoreFile holds the store URL (it may carry a password).
 	StoreFile string `yaml:"store_file"`
 	// TLS and AdminTLS turn TLS on for the gateway and admin listeners.
@@ -70,22 +75,22 @@ type FileConfig struct {
 	LogFormat  string    `yaml:"log_format"`
 	DrainDelay string    `yaml:"drain_delay"`
 	// Policy is how this replica gets its policy versions.
-	Policy *PolicyConfig `yaml:"policy"`
+	Policy *Policy `yaml:"policy"`
 	// ASrv configures the authorization server this process runs.
-	ASrv *ASSettings `yaml:"asrv"`
+	ASrv *ASrv `yaml:"asrv"`
 	// ArgumentLimits bound a call's arguments before policy; a key left
-	// out keeps its default (DefaultArgumentLimits).
-	ArgumentLimits *ArgumentLimitsConfig `yaml:"argument_limits"`
+	// out keeps the gateway's default (gateway.DefaultArgumentLimits).
+	ArgumentLimits *ArgumentLimits `yaml:"argument_limits"`
 	// AdminHosts are host names the admin listener answers to besides its
 	// own address (a DNS-rebinding defence: any other Host is refused).
 	AdminHosts []string `yaml:"admin_hosts"`
 	// Limits bound what one agent may hold.
-	Limits *LimitsConfig `yaml:"limits"`
+	Limits *Limits `yaml:"limits"`
 
 	envErrs []error // environment values that do not parse
 }
 
-// PolicyConfig is the policy distribution of one replica (the flags of the
+// Policy is the policy distribution of one replica (the flags of the
 // same names without the prefix: --bundle-server, --policy-sync, …):
 //
 //	policy:
@@ -97,7 +102,7 @@ type FileConfig struct {
 //	  sync_interval: 2s
 //	  decision_timeout: 1s     # one decision, the wait for a policy instance included; then a deny
 //	  eval_timeout: 100ms      # one evaluation; at most decision_timeout
-type PolicyConfig struct {
+type Policy struct {
 	BundleServer       string   `yaml:"bundle_server"`
 	BundlePollInterval string   `yaml:"bundle_poll_interval"`
 	BundleTokenFile    string   `yaml:"bundle_token_file"`
@@ -108,7 +113,7 @@ type PolicyConfig struct {
 	EvalTimeout        string   `yaml:"eval_timeout"`
 }
 
-func (p *PolicyConfig) validate() []error {
+func (p *Policy) validate() []error {
 	if p == nil {
 		return nil
 	}
@@ -146,10 +151,10 @@ func (p *PolicyConfig) validate() []error {
 	return errs
 }
 
-// LimitsConfig bounds what one agent (a client and the person it acts for)
+// Limits bounds what one agent (a client and the person it acts for)
 // may hold, so that no agent exhausts the gateway for the others. Zero
 // fields take the defaults.
-type LimitsConfig struct {
+type Limits struct {
 	// SessionsPerAgent: MCP sessions (per backend and aggregated together);
 	// a new one beyond it ends the agent's least recently used one.
 	SessionsPerAgent int `yaml:"sessions_per_agent"`
@@ -159,9 +164,18 @@ type LimitsConfig struct {
 	StdioSessionsPerAgent int `yaml:"stdio_sessions_per_agent"`
 }
 
+// Defaults of the limits: the gateway's and the stdio bridge's own
+// (gateway.DefaultSessionsPerAgent, stdio.DefaultSessions,
+// stdio.DefaultSessionsPerAgent; TestConfigDefaultsAreThePackagesOwn).
+const (
+	DefaultSessionsPerAgent      = 100
+	DefaultStdioSessions         = 16
+	DefaultStdioSessionsPerAgent = 4
+)
+
 // LimitsOrDefault returns the limits, with defaults for what is not set.
-func (c *FileConfig) LimitsOrDefault() LimitsConfig {
-	var l LimitsConfig
+func (c *File) LimitsOrDefault() Limits {
+	var l Limits
 	if c != nil && c.Limits != nil {
 		l = *c.Limits
 	}
@@ -169,15 +183,15 @@ func (c *FileConfig) LimitsOrDefault() LimitsConfig {
 		l.SessionsPerAgent = DefaultSessionsPerAgent
 	}
 	if l.StdioSessions <= 0 {
-		l.StdioSessions = stdio.DefaultSessions
+		l.StdioSessions = DefaultStdioSessions
 	}
 	if l.StdioSessionsPerAgent <= 0 {
-		l.StdioSessionsPerAgent = stdio.DefaultSessionsPerAgent
+		l.StdioSessionsPerAgent = DefaultStdioSessionsPerAgent
 	}
 	return l
 }
 
-func (l *LimitsConfig) validate() []error {
+func (l *Limits) validate() []error {
 	if l == nil {
 		return nil
 	}
@@ -193,7 +207,7 @@ func (l *LimitsConfig) validate() []error {
 	return errs
 }
 
-// RemoteASConfig names a remote authorization server: its issuer (for the
+// RemoteAS names a remote authorization server: its issuer (for the
 // protected resource metadata), its RFC 7662 endpoint, and the gateway's own
 // client credentials there.
 //
@@ -211,7 +225,7 @@ func (l *LimitsConfig) validate() []error {
 //	  issuer: https://as.example
 //	  token_secret_file: /run/secrets/token-secret
 //	store_file: /run/secrets/store-url
-type RemoteASConfig struct {
+type RemoteAS struct {
 	Issuer                string `yaml:"issuer"`
 	IntrospectionEndpoint string `yaml:"introspection_endpoint"`
 	ClientID              string `yaml:"client_id"`
@@ -219,22 +233,29 @@ type RemoteASConfig struct {
 	TokenSecretFile       string `yaml:"token_secret_file"`
 }
 
-// Introspector builds the RFC 7662 client, reading the secret file.
-func (r *RemoteASConfig) Introspector() (*RemoteIntrospector, error) {
+// Introspection is what the gateway's RFC 7662 client needs of a remote
+// authorization server.
+type Introspection struct {
+	Endpoint, ClientID, ClientSecret string
+}
+
+// Introspection resolves the RFC 7662 endpoint and the gateway's
+// credentials there, reading the secret file.
+func (r *RemoteAS) Introspection() (Introspection, error) {
 	secret, err := os.ReadFile(r.ClientSecretFile)
 	if err != nil {
-		return nil, fmt.Errorf("authorization_server: client secret: %w", err)
+		return Introspection{}, fmt.Errorf("authorization_server: client secret: %w", err)
 	}
 	endpoint := r.IntrospectionEndpoint
 	if endpoint == "" {
 		endpoint = strings.TrimSuffix(r.Issuer, "/") + "/oauth2/introspect"
 	}
-	return &RemoteIntrospector{Endpoint: endpoint, ClientID: r.ClientID, ClientSecret: strings.TrimSpace(string(secret))}, nil
+	return Introspection{Endpoint: endpoint, ClientID: r.ClientID, ClientSecret: strings.TrimSpace(string(secret))}, nil
 }
 
-// BackendConfig is one backend of the configuration file: a Streamable
+// Backend is one backend of the configuration file: a Streamable
 // HTTP URL, or a stdio command the gateway starts.
-type BackendConfig struct {
+type Backend struct {
 	Name             string            `yaml:"name"`
 	URL              string            `yaml:"url"`
 	Command          []string          `yaml:"command"`
@@ -250,17 +271,17 @@ var (
 	envRef      = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 )
 
-// LoadConfig reads and validates a configuration file. Errors name the
+// Load reads and validates a configuration file. Errors name the
 // file, and the line where the YAML parser can tell.
-func LoadConfig(path string) (*FileConfig, error) {
-	return LoadConfigEnv(path, func(string) (string, bool) { return "", false })
+func Load(path string) (*File, error) {
+	return LoadEnv(path, func(string) (string, bool) { return "", false })
 }
 
-// LoadConfigEnv reads a configuration file (none when path is empty),
+// LoadEnv reads a configuration file (none when path is empty),
 // applies the PBAC_* environment overrides lookup finds (see ApplyEnv) and
 // validates the result.
-func LoadConfigEnv(path string, lookup func(string) (string, bool)) (*FileConfig, error) {
-	var cfg FileConfig
+func LoadEnv(path string, lookup func(string) (string, bool)) (*File, error) {
+	var cfg File
 	where := "config"
 	if path != "" {
 		raw, err := os.ReadFile(path)
@@ -285,124 +306,39 @@ func LoadConfigEnv(path string, lookup func(string) (string, bool)) (*FileConfig
 type EnvOverride struct{ Env, Key string }
 
 // EnvOverrides lists each environment variable that overrides the file,
-// with its key. Flags override both.
+// with its key (Keys with an environment variable). Flags override both.
 func EnvOverrides() []EnvOverride {
-	return []EnvOverride{
-		{"PBAC_LISTEN", "listen"},
-		{"PBAC_ADMIN_LISTEN", "admin_listen"},
-		{"PBAC_DATA_DIR", "data_dir"},
-		{"PBAC_STORE", "store"},
-		{"PBAC_STORE_FILE", "store_file"},
-		{"PBAC_PUBLIC_URL", "public_url"},
-		{"PBAC_TLS_CERT", "tls.cert_file"},
-		{"PBAC_TLS_KEY", "tls.key_file"},
-		{"PBAC_ADMIN_TLS_CERT", "admin_tls.cert_file"},
-		{"PBAC_ADMIN_TLS_KEY", "admin_tls.key_file"},
-		{"PBAC_LOG_LEVEL", "log_level"},
-		{"PBAC_LOG_FORMAT", "log_format"},
-		{"PBAC_DRAIN_DELAY", "drain_delay"},
-		{"PBAC_BUNDLE_SERVER", "policy.bundle_server"},
-		{"PBAC_BUNDLE_POLL_INTERVAL", "policy.bundle_poll_interval"},
-		{"PBAC_BUNDLE_TOKEN_FILE", "policy.bundle_token_file"},
-		{"PBAC_BUNDLE_VERIFICATION_KEYS", "policy.verification_keys"},
-		{"PBAC_POLICY_SYNC", "policy.sync"},
-		{"PBAC_POLICY_SYNC_INTERVAL", "policy.sync_interval"},
-		{"PBAC_ADMIN_HOSTS", "admin_hosts"},
-		{"PBAC_SESSIONS_PER_AGENT", "limits.sessions_per_agent"},
-		{"PBAC_STDIO_SESSIONS", "limits.stdio_sessions"},
-		{"PBAC_STDIO_SESSIONS_PER_AGENT", "limits.stdio_sessions_per_agent"},
-		{"PBAC_POLICY_DECISION_TIMEOUT", "policy.decision_timeout"},
-		{"PBAC_POLICY_EVAL_TIMEOUT", "policy.eval_timeout"},
+	var out []EnvOverride
+	for _, k := range keys {
+		if k.Env != "" {
+			out = append(out, EnvOverride{Env: k.Env, Key: k.Name})
+		}
 	}
+	return out
 }
 
 // ApplyEnv overrides the file's keys with the PBAC_* variables lookup finds
 // set and non-empty (EnvOverrides). PBAC_STORE and PBAC_STORE_FILE replace
-// both store keys, so a file's store never fights an environment's.
-func (c *FileConfig) ApplyEnv(lookup func(string) (string, bool)) {
-	for _, o := range EnvOverrides() {
-		v, ok := lookup(o.Env)
+// both store keys, so a file's store never fights an environment's. A
+// value that does not parse is reported by Validate.
+func (c *File) ApplyEnv(lookup func(string) (string, bool)) {
+	for _, k := range keys {
+		if k.Env == "" || k.set == nil {
+			continue
+		}
+		v, ok := lookup(k.Env)
 		if !ok || v == "" {
 			continue
 		}
-		switch o.Key {
-		case "listen":
-			c.Listen = v
-		case "admin_listen":
-			c.AdminListen = v
-		case "data_dir":
-			c.DataDir = v
-		case "store":
-			c.Store, c.StoreFile = v, ""
-		case "store_file":
-			c.Store, c.StoreFile = "", v
-		case "public_url":
-			c.PublicURL = v
-		case "tls.cert_file":
-			c.TLS = withDefault(c.TLS)
-			c.TLS.CertFile = v
-		case "tls.key_file":
-			c.TLS = withDefault(c.TLS)
-			c.TLS.KeyFile = v
-		case "admin_tls.cert_file":
-			c.AdminTLS = withDefault(c.AdminTLS)
-			c.AdminTLS.CertFile = v
-		case "admin_tls.key_file":
-			c.AdminTLS = withDefault(c.AdminTLS)
-			c.AdminTLS.KeyFile = v
-		case "log_level":
-			c.LogLevel = v
-		case "log_format":
-			c.LogFormat = v
-		case "drain_delay":
-			c.DrainDelay = v
-		case "policy.bundle_server":
-			c.policy().BundleServer = v
-		case "policy.bundle_poll_interval":
-			c.policy().BundlePollInterval = v
-		case "policy.bundle_token_file":
-			c.policy().BundleTokenFile = v
-		case "policy.verification_keys":
-			c.policy().VerificationKeys = strings.Split(v, ",")
-		case "policy.sync":
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: want true or false", o.Env, v))
-				continue
-			}
-			c.policy().Sync = &b
-		case "policy.sync_interval":
-			c.policy().SyncInterval = v
-		case "admin_hosts":
-			c.AdminHosts = strings.Split(v, ",")
-		case "limits.sessions_per_agent", "limits.stdio_sessions", "limits.stdio_sessions_per_agent":
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: want a number", o.Env, v))
-				continue
-			}
-			if c.Limits == nil {
-				c.Limits = &LimitsConfig{}
-			}
-			switch o.Key {
-			case "limits.sessions_per_agent":
-				c.Limits.SessionsPerAgent = n
-			case "limits.stdio_sessions":
-				c.Limits.StdioSessions = n
-			default:
-				c.Limits.StdioSessionsPerAgent = n
-			}
-		case "policy.decision_timeout":
-			c.policy().DecisionTimeout = v
-		case "policy.eval_timeout":
-			c.policy().EvalTimeout = v
+		if err := k.set(c, v); err != nil {
+			c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: %w", k.Env, v, err))
 		}
 	}
 }
 
-func (c *FileConfig) policy() *PolicyConfig {
+func (c *File) policy() *Policy {
 	if c.Policy == nil {
-		c.Policy = &PolicyConfig{}
+		c.Policy = &Policy{}
 	}
 	return c.Policy
 }
@@ -436,7 +372,7 @@ func (t *TLSFiles) Check() error {
 
 // StoreURL is the token store's URL: store, or store_file's content; ""
 // for Badger.
-func (c *FileConfig) StoreURL() (string, error) {
+func (c *File) StoreURL() (string, error) {
 	if c.StoreFile == "" {
 		return c.Store, nil
 	}
@@ -478,7 +414,7 @@ func CheckListenAddr(a string) error {
 }
 
 // Validate checks the configuration and reports every problem at once.
-func (c *FileConfig) Validate() error {
+func (c *File) Validate() error {
 	var errs []error
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
@@ -577,7 +513,7 @@ func (c *FileConfig) Validate() error {
 
 // validateOperation checks the listeners, TLS, store file, logging and
 // drain keys.
-func (c *FileConfig) validateOperation() []error {
+func (c *File) validateOperation() []error {
 	var errs []error
 	for _, l := range []struct{ key, addr string }{{"listen", c.Listen}, {"admin_listen", c.AdminListen}} {
 		if l.addr != "" {
@@ -631,14 +567,21 @@ func (c *FileConfig) validateOperation() []error {
 	return errs
 }
 
-// Backend resolves a URL backend's configuration: timeout parsed, header
+// ResolvedBackend is a URL backend as the gateway takes it.
+type ResolvedBackend struct {
+	Name, URL string
+	Headers   map[string]string
+	Timeout   time.Duration // 0: the gateway's default
+}
+
+// Resolve resolves a URL backend's configuration: timeout parsed, header
 // values with ${VAR} expanded and secret files read.
-func (b BackendConfig) Backend() (Backend, error) {
-	out := Backend{Name: b.Name, URL: b.URL, Headers: map[string]string{}}
+func (b Backend) Resolve() (ResolvedBackend, error) {
+	out := ResolvedBackend{Name: b.Name, URL: b.URL, Headers: map[string]string{}}
 	if b.Timeout != "" {
 		d, err := time.ParseDuration(b.Timeout)
 		if err != nil {
-			return Backend{}, err
+			return ResolvedBackend{}, err
 		}
 		out.Timeout = d
 	}
@@ -650,15 +593,16 @@ func (b BackendConfig) Backend() (Backend, error) {
 	for h, path := range b.HeadersFromFiles {
 		raw, err := os.ReadFile(path)
 		if err != nil {
-			return Backend{}, fmt.Errorf("backend %s: header %s: %w", b.Name, h, err)
+			return ResolvedBackend{}, fmt.Errorf("backend %s: header %s: %w", b.Name, h, err)
 		}
 		out.Headers[h] = strings.TrimSpace(string(raw))
 	}
 	return out, nil
 }
 
-// ArgumentLimitsConfig is the argument_limits key: ArgumentLimits in YAML.
-type ArgumentLimitsConfig struct {
+// ArgumentLimits is the argument_limits key: the gateway's ArgumentLimits
+// in YAML (zero: the gateway's default).
+type ArgumentLimits struct {
 	MaxBytes        int `yaml:"max_bytes"`
 	MaxStringBytes  int `yaml:"max_string_bytes"`
 	MaxPathBytes    int `yaml:"max_path_bytes"`
@@ -667,17 +611,7 @@ type ArgumentLimitsConfig struct {
 	MaxKeys         int `yaml:"max_keys"`
 }
 
-// Limits are the configured limits (zero fields take the defaults when
-// the gateway starts); a nil config is all defaults.
-func (a *ArgumentLimitsConfig) Limits() ArgumentLimits {
-	if a == nil {
-		return ArgumentLimits{}
-	}
-	return ArgumentLimits{MaxBytes: a.MaxBytes, MaxStringBytes: a.MaxStringBytes, MaxPathBytes: a.MaxPathBytes,
-		MaxPathSegments: a.MaxPathSegments, MaxDepth: a.MaxDepth, MaxKeys: a.MaxKeys}
-}
-
-func (a *ArgumentLimitsConfig) validate() []error {
+func (a *ArgumentLimits) validate() []error {
 	if a == nil {
 		return nil
 	}
