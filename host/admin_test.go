@@ -13,17 +13,24 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/pbac-gateway/pbac/asrv"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/admin"
 )
 
 func TestAdminAPI(t *testing.T) {
 	s := newStack(t)
 	const token = "admin-token-for-tests-0123456789"
-	h, err := host.NewAdmin(host.AdminConfig{
+	h, err := admin.New(admin.Config{
 		Token: token, Registry: s.registry, Audit: s.trail, Index: s.index,
-		DeleteClient:  func(r *http.Request, id string) error { return s.store.DeleteClient(r.Context(), id) },
-		ListClients:   func(r *http.Request) ([]*asrv.Client, error) { return s.store.Clients(r.Context()) },
+		DeleteClient: func(r *http.Request, id string) error { return s.store.DeleteClient(r.Context(), id) },
+		ListClients: func(r *http.Request) ([]admin.Client, error) {
+			list, err := s.store.Clients(r.Context())
+			out := make([]admin.Client, 0, len(list))
+			for _, c := range list {
+				out = append(out, admin.Client{ID: c.ID, Name: c.Name, Agent: c.Agent, GrantTypes: c.GrantTypes,
+					TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, CreatedAt: c.CreatedAt})
+			}
+			return out, err
+		},
 		BackendHealth: func(r *http.Request) map[string]string { return s.gw.BackendHealth(r.Context()) },
 	})
 	if err != nil {
@@ -142,7 +149,7 @@ func TestAdminPropagation(t *testing.T) {
 	s := newStack(t)
 	const token = "admin-token-for-tests-0123456789"
 	var complete atomic.Bool
-	h, err := host.NewAdmin(host.AdminConfig{
+	h, err := admin.New(admin.Config{
 		Token: token, Registry: s.registry,
 		Propagate: func(ctx context.Context) (any, bool, error) {
 			if complete.Load() {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/host"
@@ -16,12 +17,12 @@ import (
 // tenant it can also register agents and run the narrative scenarios as
 // the seeded agents, over real HTTP through the gateway; its users operate
 // the demo only when the admin listener is loopback.
-func newDashboard(base, issuer string, backends []host.Backend, admin host.AdminConfig, gw *host.Gateway,
+func newDashboard(base, issuer string, backends []host.Backend, adminCfg admin.Config, gw *host.Gateway,
 	as *authRuntime, agents []demoAgent, pol *policyRuntime, demoTenant, loopback bool, log *slog.Logger) (*ui.Handler, error) {
 	cfg := ui.Config{
-		GatewayURL: base, Issuer: issuer, Registry: pol.registry, Audit: admin.Audit, Index: admin.Index,
-		AdminToken: admin.Token, Latency: gw.Latency, Logger: log.With("component", "dashboard"),
-		Propagate: admin.Propagate, DemoOperators: demoTenant && loopback,
+		GatewayURL: base, Issuer: issuer, Registry: pol.registry, Audit: adminCfg.Audit, Index: adminCfg.Index,
+		AdminToken: adminCfg.Token, Latency: gw.Latency, Logger: log.With("component", "dashboard"),
+		Propagate: adminCfg.Propagate, DemoOperators: demoTenant && loopback,
 	}
 	for _, b := range backends {
 		cfg.Backends = append(cfg.Backends, b.Name)

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/config"
-	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/plugins/bundlesource"
 	"github.com/pbac-gateway/pbac/plugins/pgsync"
@@ -168,7 +168,7 @@ func startDistribution(ctx context.Context, f *bundleFlags, reg *plugins.Registr
 		return nil, token, nil
 	}
 	src, err := bundlesource.New(bundlesource.Config{
-		URL:      bundlesource.BundleURL(f.server, host.BundleName),
+		URL:      bundlesource.BundleURL(f.server, admin.BundleName),
 		Token:    token,
 		Interval: f.interval,
 		Registry: reg,

@@ -39,11 +39,11 @@ type opsSettings struct {
 
 // addOpsFlags adds the TLS, log format and drain flags; admin says whether
 // the command has an admin listener.
-func addOpsFlags(cmd *cobra.Command, admin bool) {
+func addOpsFlags(cmd *cobra.Command, hasAdmin bool) {
 	f := cmd.Flags()
 	f.String("tls-cert", "", "certificate file (PEM) for the listener; with --tls-key turns TLS on (reloaded when the files change)")
 	f.String("tls-key", "", "private key file (PEM) for --tls-cert")
-	if admin {
+	if hasAdmin {
 		f.String("admin-tls-cert", "", "certificate file (PEM) for the admin listener")
 		f.String("admin-tls-key", "", "private key file (PEM) for --admin-tls-cert")
 	}

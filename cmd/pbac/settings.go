@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/host"
@@ -77,4 +78,18 @@ func gatewayBackend(b config.Backend) (host.Backend, error) {
 		return host.Backend{}, err
 	}
 	return host.Backend{Name: r.Name, URL: r.URL, Headers: r.Headers, Timeout: r.Timeout}, nil
+}
+
+// adminClients shows the AS's clients as the admin API lists them: their
+// identity and verified claims, never a secret or a token hash.
+func adminClients(list []*asrv.Client, err error) ([]admin.Client, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := make([]admin.Client, 0, len(list))
+	for _, c := range list {
+		out = append(out, admin.Client{ID: c.ID, Name: c.Name, Agent: c.Agent, GrantTypes: c.GrantTypes,
+			TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, CreatedAt: c.CreatedAt})
+	}
+	return out, nil
 }

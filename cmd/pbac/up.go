@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/audit/index"
@@ -196,7 +197,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	if cfg.file != nil {
 		gwCfg.ArgumentLimits = gatewayArgumentLimits(cfg.file.ArgumentLimits)
 	}
-	adminCfg := host.AdminConfig{Registry: pol.registry, Logger: log, BundleToken: bundleToken, PolicySource: bundleStatus}
+	adminCfg := admin.Config{Registry: pol.registry, Logger: log, BundleToken: bundleToken, PolicySource: bundleStatus}
 	if sync != nil {
 		adminCfg.Propagate = propagateVia(sync)
 		adminCfg.PolicySync = func(ctx context.Context) any { return sync.Status(ctx) }
@@ -213,7 +214,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 		log.Info("introspecting on the authorization server's shared store", "issuer", remote.Issuer, "store", shared.storeName)
 		gwCfg.Introspector, gwCfg.AuthorizationServers = shared.server, []string{remote.Issuer}
 		adminCfg.DeleteClient = func(r *http.Request, id string) error { return shared.store.DeleteClient(r.Context(), id) }
-		adminCfg.ListClients = func(r *http.Request) ([]*asrv.Client, error) { return shared.store.Clients(r.Context()) }
+		adminCfg.ListClients = func(r *http.Request) ([]admin.Client, error) { return adminClients(shared.store.Clients(r.Context())) }
 	} else if remote != nil {
 		intro, err := remoteIntrospector(remote)
 		if err != nil {
@@ -228,7 +229,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 		ready.store = as.store.Ping
 		gwCfg.Introspector, gwCfg.AuthorizationServers, gwCfg.AuthServer = as.server, []string{base}, as.server.Handler()
 		adminCfg.DeleteClient = func(r *http.Request, id string) error { return as.store.DeleteClient(r.Context(), id) }
-		adminCfg.ListClients = func(r *http.Request) ([]*asrv.Client, error) { return as.store.Clients(r.Context()) }
+		adminCfg.ListClients = func(r *http.Request) ([]admin.Client, error) { return adminClients(as.store.Clients(r.Context())) }
 	}
 
 	auditDir := filepath.Join(dataDir, "audit")
@@ -256,7 +257,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	}
 	adminCfg.Audit, adminCfg.Index = trail, idx
 	adminCfg.BackendHealth = func(r *http.Request) map[string]string { return gw.BackendHealth(r.Context()) }
-	adminAPI, err := host.NewAdmin(adminCfg)
+	adminAPI, err := admin.New(adminCfg)
 	if err != nil {
 		return err
 	}
@@ -272,7 +273,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	if cfg.file != nil {
 		adminHosts = cfg.file.AdminHosts
 	}
-	guard, err := host.NewAdminGuard(adminLn.Addr().String(), adminHosts)
+	guard, err := admin.NewGuard(adminLn.Addr().String(), adminHosts)
 	if err != nil {
 		return err
 	}

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/demo"
-	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
 )
@@ -36,7 +36,7 @@ func (h *Handler) policy(w http.ResponseWriter, _ *http.Request, _ *session) {
 
 // policyError answers a registry error with the admin API's status.
 func policyError(w http.ResponseWriter, err error) {
-	writeError(w, host.PolicyErrorStatus(err), err.Error())
+	writeError(w, admin.PolicyErrorStatus(err), err.Error())
 }
 
 func (h *Handler) who(s *session) string {
@@ -92,9 +92,9 @@ func (h *Handler) setData(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 // changed answers a policy change active here, waiting for the other
-// replicas when there are (host.PolicyChangeAnswer).
+// replicas when there are (admin.PolicyChangeAnswer).
 func (h *Handler) changed(w http.ResponseWriter, r *http.Request, info plugins.Info) {
-	status, body := host.PolicyChangeAnswer(r.Context(), h.cfg.Propagate, info, h.cfg.Logger)
+	status, body := admin.PolicyChangeAnswer(r.Context(), h.cfg.Propagate, info, h.cfg.Logger)
 	writeJSON(w, status, body)
 }
 

@@ -1,4 +1,4 @@
-package host
+package admin
 
 import (
 	"fmt"
@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// AdminGuard protects the admin listener (admin API, dashboard, metrics,
+// Guard protects the admin listener (admin API, dashboard, metrics,
 // bundle service) from browsers made to call it by another site:
 //
 //   - DNS rebinding: a page of attacker.example whose name now resolves to
@@ -27,21 +27,21 @@ import (
 //
 // Probes (GET /healthz, /readyz) are exempt: load balancers name the
 // address they probe.
-type AdminGuard struct {
+type Guard struct {
 	hosts    map[string]bool
 	anyIP    bool
 	loopback bool
 }
 
-// NewAdminGuard builds the guard of a listener bound to addr (host:port
+// NewGuard builds the guard of a listener bound to addr (host:port
 // as bound, e.g. net.Listener.Addr().String()), which also answers to the
 // host names in extra.
-func NewAdminGuard(addr string, extra []string) (*AdminGuard, error) {
+func NewGuard(addr string, extra []string) (*Guard, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin guard: listener address %q: %w", addr, err)
 	}
-	g := &AdminGuard{hosts: map[string]bool{}}
+	g := &Guard{hosts: map[string]bool{}}
 	ip := net.ParseIP(host)
 	switch {
 	case ip == nil:
@@ -66,7 +66,7 @@ func NewAdminGuard(addr string, extra []string) (*AdminGuard, error) {
 }
 
 // Loopback tells whether the listener is reachable from this machine only.
-func (g *AdminGuard) Loopback() bool { return g.loopback }
+func (g *Guard) Loopback() bool { return g.loopback }
 
 // normalHost is a host name as compared: lower-case, without brackets or a
 // final dot.
@@ -79,7 +79,7 @@ func normalHost(h string) string {
 }
 
 // allowedHost tells whether a request's Host names this listener.
-func (g *AdminGuard) allowedHost(hostport string) bool {
+func (g *Guard) allowedHost(hostport string) bool {
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
@@ -95,7 +95,7 @@ func (g *AdminGuard) allowedHost(hostport string) bool {
 }
 
 // Handler wraps next with the checks.
-func (g *AdminGuard) Handler(next http.Handler) http.Handler {
+func (g *Guard) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz") {
 			next.ServeHTTP(w, r)

@@ -1,4 +1,11 @@
-package host
+// Package admin is the admin API of the admin listener: policy versions
+// (upload, activate, roll back, shadow, patch data), the bundle the
+// replicas poll (/bundles/pbac), the audit trail (query, live stream) and
+// client revocation, every request under the admin token; and the guard
+// of the whole listener (Guard: Host, Origin and content type). The
+// dashboard answers policy changes as it does (PolicyErrorStatus,
+// PolicyChangeAnswer).
+package admin
 
 import (
 	"bytes"
@@ -13,9 +20,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/audit/index"
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
 )
@@ -23,8 +30,8 @@ import (
 // maxBundleUpload bounds a policy bundle uploaded to the admin API.
 const maxBundleUpload = 64 << 20
 
-// AdminConfig configures the admin API.
-type AdminConfig struct {
+// Config configures the admin API.
+type Config struct {
 	// Token authenticates every admin request (Authorization: Bearer).
 	Token    string
 	Registry *plugins.Registry
@@ -33,7 +40,7 @@ type AdminConfig struct {
 	// DeleteClient revokes a client and its tokens (the AS store's).
 	DeleteClient func(r *http.Request, id string) error
 	// ListClients lists the registered clients (the AS store's).
-	ListClients func(r *http.Request) ([]*asrv.Client, error)
+	ListClients func(r *http.Request) ([]Client, error)
 	// BackendHealth reports each backend's reachability.
 	BackendHealth func(r *http.Request) map[string]string
 	// BundleToken, when set, is a read-only token that may fetch the policy
@@ -55,24 +62,24 @@ type AdminConfig struct {
 // replicas to confirm it.
 const propagateWait = 10 * time.Second
 
-// NewAdmin returns the admin API, for a listener of its own: policy
+// New returns the admin API, for a listener of its own: policy
 // versions (upload, activate, roll back, shadow, patch data), the audit
 // trail (query, live stream) and client revocation. Every request must carry
 // the admin token.
-func NewAdmin(cfg AdminConfig) (http.Handler, error) {
+func New(cfg Config) (http.Handler, error) {
 	if len(cfg.Token) < 16 {
-		return nil, errors.New("host: the admin token must be at least 16 characters")
+		return nil, errors.New("admin: the admin token must be at least 16 characters")
 	}
 	if cfg.Registry == nil {
-		return nil, errors.New("host: the admin API needs the policy registry")
+		return nil, errors.New("admin: the admin API needs the policy registry")
 	}
 	if cfg.BundleToken != "" && len(cfg.BundleToken) < 16 {
-		return nil, errors.New("host: the bundle token must be at least 16 characters")
+		return nil, errors.New("admin: the bundle token must be at least 16 characters")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &admin{cfg: cfg}
+	a := &api{cfg: cfg}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/status", a.status)
 	mux.HandleFunc("GET /admin/policy/versions", a.versions)
@@ -100,7 +107,7 @@ const BundleName = "pbac"
 // bundle as it was pushed (signature included), with its revision as a
 // strong ETag, so If-None-Match gets a 304 while it stays active. Replicas
 // poll it (pbac up --bundle-server) to run what was pushed to this one.
-func (a *admin) serveBundle(w http.ResponseWriter, r *http.Request) {
+func (a *api) serveBundle(w http.ResponseWriter, r *http.Request) {
 	if r.PathValue("name") != BundleName {
 		adminJSON(w, http.StatusNotFound, map[string]string{"error": "no such bundle; this server has /bundles/" + BundleName})
 		return
@@ -122,13 +129,13 @@ func (a *admin) serveBundle(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(raw))
 }
 
-type admin struct {
-	cfg AdminConfig
+type api struct {
+	cfg Config
 }
 
 // authenticate lets through requests bearing the admin token or one of
 // the extra tokens (empty ones ignored).
-func (a *admin) authenticate(next http.Handler, extra ...string) http.Handler {
+func (a *api) authenticate(next http.Handler, extra ...string) http.Handler {
 	want := [][]byte{[]byte(a.cfg.Token)}
 	for _, t := range extra {
 		if t != "" {
@@ -175,7 +182,7 @@ func PolicyErrorStatus(err error) int {
 	return http.StatusInternalServerError
 }
 
-func (a *admin) status(w http.ResponseWriter, r *http.Request) {
+func (a *api) status(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{}
 	if info, ok := a.cfg.Registry.Active(); ok {
 		out["policy"] = info
@@ -199,14 +206,14 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 	adminJSON(w, http.StatusOK, out)
 }
 
-func (a *admin) versions(w http.ResponseWriter, _ *http.Request) {
+func (a *api) versions(w http.ResponseWriter, _ *http.Request) {
 	info, _ := a.cfg.Registry.Active()
 	adminJSON(w, http.StatusOK, map[string]any{"active": info, "events": a.cfg.Registry.Events()})
 }
 
 // upload takes a bundle (tar.gz) and activates it, or runs it as the shadow
 // with ?shadow=true.
-func (a *admin) upload(w http.ResponseWriter, r *http.Request) {
+func (a *api) upload(w http.ResponseWriter, r *http.Request) {
 	b, err := rego.ReadTarGz(io.LimitReader(r.Body, maxBundleUpload))
 	if err != nil {
 		adminJSON(w, http.StatusBadRequest, map[string]string{"error": "not a policy bundle: " + err.Error()})
@@ -233,7 +240,7 @@ func (a *admin) upload(w http.ResponseWriter, r *http.Request) {
 
 // changed answers a policy change that is active here (see
 // PolicyChangeAnswer).
-func (a *admin) changed(w http.ResponseWriter, r *http.Request, info plugins.Info) {
+func (a *api) changed(w http.ResponseWriter, r *http.Request, info plugins.Info) {
 	status, body := PolicyChangeAnswer(r.Context(), a.cfg.Propagate, info, a.cfg.Logger)
 	adminJSON(w, status, body)
 }
@@ -265,7 +272,7 @@ func PolicyChangeAnswer(ctx context.Context, propagate func(context.Context) (an
 	return http.StatusAccepted, out
 }
 
-func (a *admin) rollback(w http.ResponseWriter, r *http.Request) {
+func (a *api) rollback(w http.ResponseWriter, r *http.Request) {
 	info, err := a.cfg.Registry.Rollback(r.Context())
 	if err != nil {
 		adminError(w, err)
@@ -274,7 +281,7 @@ func (a *admin) rollback(w http.ResponseWriter, r *http.Request) {
 	a.changed(w, r, info)
 }
 
-func (a *admin) setData(w http.ResponseWriter, r *http.Request) {
+func (a *api) setData(w http.ResponseWriter, r *http.Request) {
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxBundleUpload))
 	if err != nil || !json.Valid(data) {
 		adminJSON(w, http.StatusBadRequest, map[string]string{"error": "the body must be the policy data as a JSON object"})
@@ -288,7 +295,7 @@ func (a *admin) setData(w http.ResponseWriter, r *http.Request) {
 	a.changed(w, r, info)
 }
 
-func (a *admin) shadow(w http.ResponseWriter, _ *http.Request) {
+func (a *api) shadow(w http.ResponseWriter, _ *http.Request) {
 	st, ok := a.cfg.Registry.Shadow()
 	if !ok {
 		adminJSON(w, http.StatusNotFound, map[string]string{"error": "no shadow policy"})
@@ -297,7 +304,7 @@ func (a *admin) shadow(w http.ResponseWriter, _ *http.Request) {
 	adminJSON(w, http.StatusOK, st)
 }
 
-func (a *admin) clearShadow(w http.ResponseWriter, r *http.Request) {
+func (a *api) clearShadow(w http.ResponseWriter, r *http.Request) {
 	st, ok := a.cfg.Registry.ClearShadow(r.Context())
 	if !ok {
 		adminJSON(w, http.StatusNotFound, map[string]string{"error": "no shadow policy"})
@@ -306,7 +313,7 @@ func (a *admin) clearShadow(w http.ResponseWriter, r *http.Request) {
 	adminJSON(w, http.StatusOK, st)
 }
 
-func (a *admin) queryAudit(w http.ResponseWriter, r *http.Request) {
+func (a *api) queryAudit(w http.ResponseWriter, r *http.Request) {
 	if a.cfg.Index == nil {
 		adminJSON(w, http.StatusNotFound, map[string]string{"error": "no audit index"})
 		return
@@ -339,9 +346,19 @@ func (a *admin) queryAudit(w http.ResponseWriter, r *http.Request) {
 	adminJSON(w, http.StatusOK, map[string]any{"records": recs})
 }
 
-// listClients shows each client's identity and verified claims, never a
-// secret or token hash.
-func (a *admin) listClients(w http.ResponseWriter, r *http.Request) {
+// Client is what the admin API shows of a registered client: its
+// identity and verified claims, never a secret or a token hash.
+type Client struct {
+	ID                      string               `json:"client_id"`
+	Name                    string               `json:"client_name"`
+	Agent                   contract.AgentClaims `json:"agent"`
+	GrantTypes              []string             `json:"grant_types"`
+	TokenEndpointAuthMethod string               `json:"token_endpoint_auth_method"`
+	CreatedAt               time.Time            `json:"created_at"`
+}
+
+// listClients shows each client's identity and verified claims.
+func (a *api) listClients(w http.ResponseWriter, r *http.Request) {
 	if a.cfg.ListClients == nil {
 		adminJSON(w, http.StatusNotFound, map[string]string{"error": "client management is not available"})
 		return
@@ -351,17 +368,13 @@ func (a *admin) listClients(w http.ResponseWriter, r *http.Request) {
 		adminError(w, err)
 		return
 	}
-	out := make([]map[string]any, 0, len(list))
-	for _, c := range list {
-		out = append(out, map[string]any{
-			"client_id": c.ID, "client_name": c.Name, "agent": c.Agent, "grant_types": c.GrantTypes,
-			"token_endpoint_auth_method": c.TokenEndpointAuthMethod, "created_at": c.CreatedAt,
-		})
+	if list == nil {
+		list = []Client{}
 	}
-	adminJSON(w, http.StatusOK, map[string]any{"clients": out})
+	adminJSON(w, http.StatusOK, map[string]any{"clients": list})
 }
 
-func (a *admin) deleteClient(w http.ResponseWriter, r *http.Request) {
+func (a *api) deleteClient(w http.ResponseWriter, r *http.Request) {
 	if a.cfg.DeleteClient == nil {
 		adminJSON(w, http.StatusNotFound, map[string]string{"error": "client management is not available"})
 		return

@@ -1,4 +1,4 @@
-package host_test
+package admin_test
 
 import (
 	"bytes"
@@ -8,7 +8,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/admin"
+	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
@@ -25,7 +26,7 @@ func TestAdminServesTheActiveBundle(t *testing.T) {
 	}
 	reg := plugins.New(e)
 	t.Cleanup(func() { _ = reg.Close(ctx); _ = e.Close(ctx) })
-	b, err := shipped()
+	b, err := policytest.Shipped()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,8 +43,8 @@ func TestAdminServesTheActiveBundle(t *testing.T) {
 	if _, err := reg.Activate(ctx, up, "upload"); err != nil {
 		t.Fatal(err)
 	}
-	const admin, bundle = "admin-token-for-tests-0123456789", "bundle-token-for-tests-012345"
-	h, err := host.NewAdmin(host.AdminConfig{Token: admin, BundleToken: bundle, Registry: reg})
+	const adminToken, bundle = "admin-token-for-tests-0123456789", "bundle-token-for-tests-012345"
+	h, err := admin.New(admin.Config{Token: adminToken, BundleToken: bundle, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func TestAdminServesTheActiveBundle(t *testing.T) {
 		return resp, raw
 	}
 	etag := `"` + b.Revision + `"`
-	for _, tok := range []string{admin, bundle} {
+	for _, tok := range []string{adminToken, bundle} {
 		resp, raw := get("/bundles/pbac", tok, "")
 		if resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") != etag || !bytes.Equal(raw, uploaded) {
 			t.Fatalf("GET: %d etag %s, %d bytes", resp.StatusCode, resp.Header.Get("ETag"), len(raw))
@@ -86,7 +87,7 @@ func TestAdminServesTheActiveBundle(t *testing.T) {
 	if resp, _ := get("/admin/status", bundle, ""); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("bundle token on /admin/status: %d", resp.StatusCode)
 	}
-	if _, err := host.NewAdmin(host.AdminConfig{Token: admin, BundleToken: "short", Registry: reg}); err == nil {
+	if _, err := admin.New(admin.Config{Token: adminToken, BundleToken: "short", Registry: reg}); err == nil {
 		t.Fatal("a short bundle token was accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package host
+package admin
 
 import (
 	"net"
@@ -18,7 +18,7 @@ func FuzzAdminGuardHost(f *testing.F) {
 	} {
 		f.Add(s[0], s[1])
 	}
-	g, err := NewAdminGuard("127.0.0.1:8081", nil)
+	g, err := NewGuard("127.0.0.1:8081", nil)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package host_test
+package admin_test
 
 import (
 	"net/http"
@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/admin"
 )
 
 // TestAdminGuard: the admin listener answers only to its own address (and
@@ -71,7 +71,7 @@ func TestAdminGuard(t *testing.T) {
 		{"DELETE with a text body", "127.0.0.1:8081", nil, req{"DELETE", "/admin/clients/x", "127.0.0.1:8081", with("Content-Type", "text/plain"), "x"}, http.StatusUnsupportedMediaType},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g, err := host.NewAdminGuard(tc.listen, tc.extra)
+			g, err := admin.NewGuard(tc.listen, tc.extra)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,7 +94,7 @@ func TestAdminGuard(t *testing.T) {
 		listen string
 		want   bool
 	}{{"127.0.0.1:8081", true}, {"[::1]:8081", true}, {"0.0.0.0:8081", false}, {"10.0.0.5:8081", false}} {
-		g, err := host.NewAdminGuard(tc.listen, nil)
+		g, err := admin.NewGuard(tc.listen, nil)
 		if err != nil || g.Loopback() != tc.want {
 			t.Errorf("Loopback(%s) = %v, want %v (%v)", tc.listen, g.Loopback(), tc.want, err)
 		}
