@@ -31,7 +31,7 @@ import (
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/ebpf"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/plugins/opahttp"
 	"github.com/pbac-gateway/pbac/rego"
 )
@@ -366,13 +366,13 @@ type benchEnv struct {
 	log     *slog.Logger
 	stderr  io.Writer
 	dir     string
-	backend host.Backend
+	backend gateway.Backend
 	tool    string // the tool's name at the backend
 	args    json.RawMessage
 	// attackBackend serves --attack-tool (the same as backend when both
 	// tools are its), and attackShapes are the attackers' arguments; both
 	// only with --attackers.
-	attackBackend host.Backend
+	attackBackend gateway.Backend
 	attackShapes  []bench.AttackShape
 	closers       []func()
 }
@@ -673,7 +673,7 @@ func newBenchEnv(ctx context.Context, stderr io.Writer, o benchOptions, log *slo
 		e.onClose(func() { _ = run.Close(context.WithoutCancel(ctx)) })
 		directURL = run.URL
 	}
-	e.backend = host.Backend{Name: backendName, URL: directURL}
+	e.backend = gateway.Backend{Name: backendName, URL: directURL}
 	if o.attackers > 0 {
 		if err := e.prepareAttack(ctx); err != nil {
 			return e, err
@@ -708,7 +708,7 @@ func (e *benchEnv) prepareAttack(ctx context.Context) error {
 		return fmt.Errorf("start the demo backend %s: %w", name, err)
 	}
 	e.onClose(func() { _ = run.Close(context.WithoutCancel(ctx)) })
-	e.attackBackend = host.Backend{Name: name, URL: run.URL}
+	e.attackBackend = gateway.Backend{Name: name, URL: run.URL}
 	return nil
 }
 
@@ -725,7 +725,7 @@ func attackArgument(data *contract.Data, tool string) string {
 // gatewaySpec is what a gateway of the benchmark serves: its backends,
 // the measured tool, and other tools its agent must reach too.
 type gatewaySpec struct {
-	backends   []host.Backend
+	backends   []gateway.Backend
 	tool       string
 	otherTools []string
 }
@@ -733,7 +733,7 @@ type gatewaySpec struct {
 // spec is the gateway the modes start: the tool's backend, and the attack
 // tool's when there are attackers.
 func (e *benchEnv) spec() gatewaySpec {
-	s := gatewaySpec{backends: []host.Backend{e.backend}, tool: e.o.tool}
+	s := gatewaySpec{backends: []gateway.Backend{e.backend}, tool: e.o.tool}
 	if e.o.attackers > 0 {
 		s.otherTools = []string{e.o.attackTool}
 		if e.attackBackend.Name != e.backend.Name {
@@ -808,7 +808,7 @@ func (e *benchEnv) start(ctx context.Context, mode string) (*modeSystem, error) 
 
 // startReverseProxy serves a bare httputil.ReverseProxy to the backend at
 // <proxy>/mcp/<backend>: the floor of any extra hop.
-func startReverseProxy(b host.Backend, log *slog.Logger) (string, func(), error) {
+func startReverseProxy(b gateway.Backend, log *slog.Logger) (string, func(), error) {
 	target, err := url.Parse(b.URL)
 	if err != nil {
 		return "", nil, fmt.Errorf("backend URL: %w", err)
@@ -858,7 +858,7 @@ type benchGateway struct {
 	endpoints map[string]benchEndpoint
 	// asToken asks the token endpoint for the measured tool's token.
 	asToken *bench.TokenTarget
-	gw      *host.Gateway
+	gw      *gateway.Gateway
 	close   func()
 }
 
@@ -964,7 +964,7 @@ func startSidecarGateway(ctx context.Context, stderr io.Writer, dir string, spec
 // registers a CI bot with a signed statement and gets it a client
 // credentials token for each tool's scope.
 func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, data *contract.Data,
-	policy host.Decider, asPolicy asrv.Decider, log *slog.Logger) (*benchGateway, error) {
+	policy gateway.Decider, asPolicy asrv.Decider, log *slog.Logger) (*benchGateway, error) {
 	tools := append([]string{spec.tool}, spec.otherTools...)
 	scopes := map[string]string{}
 	for _, t := range tools {
@@ -1020,12 +1020,12 @@ func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, data *
 		_ = trail.Close(cctx)
 	})
 
-	gw, err := host.New(host.Config{
+	gw, err := gateway.New(gateway.Config{
 		PublicURL: base, Backends: spec.backends, AuthorizationServers: []string{base}, Scopes: allScopes,
 		Introspector: as.server, Policy: policy, Audit: trail, AuthServer: as.server.Handler(), Logger: log,
 		// --args-size measures arguments up to benchMaxArgs, one padded
 		// string: the gateway admits them.
-		ArgumentLimits: host.ArgumentLimits{MaxBytes: benchMaxArgs + 1024, MaxStringBytes: benchMaxArgs},
+		ArgumentLimits: gateway.ArgumentLimits{MaxBytes: benchMaxArgs + 1024, MaxStringBytes: benchMaxArgs},
 	})
 	if err != nil {
 		return fail(err)

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/pbac-gateway/pbac/config"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/plugins/bundlesource"
 	"github.com/pbac-gateway/pbac/stdio"
@@ -47,7 +47,7 @@ func TestConfigDefaultsAreThePackagesOwn(t *testing.T) {
 		name      string
 		got, want int
 	}{
-		{"sessions per agent", config.DefaultSessionsPerAgent, host.DefaultSessionsPerAgent},
+		{"sessions per agent", config.DefaultSessionsPerAgent, gateway.DefaultSessionsPerAgent},
 		{"stdio sessions", config.DefaultStdioSessions, stdio.DefaultSessions},
 		{"stdio sessions per agent", config.DefaultStdioSessionsPerAgent, stdio.DefaultSessionsPerAgent},
 	} {
@@ -59,7 +59,7 @@ func TestConfigDefaultsAreThePackagesOwn(t *testing.T) {
 		"policy.decision_timeout":     plugins.DefaultDecisionTimeout.String(),
 		"policy.eval_timeout":         wasm.NewConfig().EvalTimeout().String(),
 		"policy.bundle_poll_interval": bundlesource.DefaultInterval.String(),
-		"limits.sessions_per_agent":   strconv.Itoa(host.DefaultSessionsPerAgent),
+		"limits.sessions_per_agent":   strconv.Itoa(gateway.DefaultSessionsPerAgent),
 	} {
 		if k, _ := config.Lookup(name); k.Default != want {
 			t.Errorf("%s: the table's default %q, the package's %q", name, k.Default, want)

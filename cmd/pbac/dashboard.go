@@ -8,7 +8,7 @@ import (
 	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/demo"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/host/ui"
 	"github.com/pbac-gateway/pbac/plugins"
 )
@@ -17,7 +17,7 @@ import (
 // tenant it can also register agents and run the narrative scenarios as
 // the seeded agents, over real HTTP through the gateway; its users operate
 // the demo only when the admin listener is loopback.
-func newDashboard(base, issuer string, backends []host.Backend, adminCfg admin.Config, gw *host.Gateway,
+func newDashboard(base, issuer string, backends []gateway.Backend, adminCfg admin.Config, gw *gateway.Gateway,
 	as *authRuntime, agents []demoAgent, pol *policyRuntime, demoTenant, loopback bool, log *slog.Logger) (*ui.Handler, error) {
 	cfg := ui.Config{
 		GatewayURL: base, Issuer: issuer, Registry: pol.registry, Audit: adminCfg.Audit, Index: adminCfg.Index,

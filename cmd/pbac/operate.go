@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/pbac-gateway/pbac/config"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/internal/certreload"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/wasm"
@@ -230,7 +230,7 @@ func (r *readiness) check(ctx context.Context) error {
 func withProbes(h http.Handler, ready func(context.Context) error) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	mux.Handle("GET /readyz", host.ReadyHandler(ready))
+	mux.Handle("GET /readyz", gateway.ReadyHandler(ready))
 	mux.Handle("/", h)
 	return mux
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/config"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/internal/certreload/certtest"
 )
 
@@ -137,7 +137,7 @@ func TestReadiness(t *testing.T) {
 	active := true
 	r := &readiness{policy: func() bool { return active }, store: store.Ping}
 	status := func() (int, []string) {
-		code, body := host.ReadyStatus(ctx, r.check)
+		code, body := gateway.ReadyStatus(ctx, r.check)
 		var v struct {
 			Ready    bool     `json:"ready"`
 			NotReady []string `json:"not_ready"`

@@ -4,7 +4,7 @@ import (
 	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/config"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/gateway"
 )
 
 // The configuration resolves to plain values (package config); these build
@@ -53,31 +53,31 @@ func asStatementVerifier(s *config.ASrv, v *asrv.StatementVerifier) (*asrv.State
 
 // gatewayArgumentLimits are the configuration's argument limits (zero
 // fields: the gateway's defaults).
-func gatewayArgumentLimits(a *config.ArgumentLimits) host.ArgumentLimits {
+func gatewayArgumentLimits(a *config.ArgumentLimits) gateway.ArgumentLimits {
 	if a == nil {
-		return host.ArgumentLimits{}
+		return gateway.ArgumentLimits{}
 	}
-	return host.ArgumentLimits{MaxBytes: a.MaxBytes, MaxStringBytes: a.MaxStringBytes, MaxPathBytes: a.MaxPathBytes,
+	return gateway.ArgumentLimits{MaxBytes: a.MaxBytes, MaxStringBytes: a.MaxStringBytes, MaxPathBytes: a.MaxPathBytes,
 		MaxPathSegments: a.MaxPathSegments, MaxDepth: a.MaxDepth, MaxKeys: a.MaxKeys}
 }
 
 // remoteIntrospector is the RFC 7662 client of a remote authorization
 // server.
-func remoteIntrospector(r *config.RemoteAS) (*host.RemoteIntrospector, error) {
+func remoteIntrospector(r *config.RemoteAS) (*gateway.RemoteIntrospector, error) {
 	in, err := r.Introspection()
 	if err != nil {
 		return nil, err
 	}
-	return &host.RemoteIntrospector{Endpoint: in.Endpoint, ClientID: in.ClientID, ClientSecret: in.ClientSecret}, nil
+	return &gateway.RemoteIntrospector{Endpoint: in.Endpoint, ClientID: in.ClientID, ClientSecret: in.ClientSecret}, nil
 }
 
 // gatewayBackend is a URL backend of the configuration, resolved.
-func gatewayBackend(b config.Backend) (host.Backend, error) {
+func gatewayBackend(b config.Backend) (gateway.Backend, error) {
 	r, err := b.Resolve()
 	if err != nil {
-		return host.Backend{}, err
+		return gateway.Backend{}, err
 	}
-	return host.Backend{Name: r.Name, URL: r.URL, Headers: r.Headers, Timeout: r.Timeout}, nil
+	return gateway.Backend{Name: r.Name, URL: r.URL, Headers: r.Headers, Timeout: r.Timeout}, nil
 }
 
 // adminClients shows the AS's clients as the admin API lists them: their

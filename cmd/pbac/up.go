@@ -24,7 +24,7 @@ import (
 	"github.com/pbac-gateway/pbac/audit/index"
 	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/demo"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/stdio"
 )
 
@@ -172,9 +172,9 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 			}
 		}()
 	}
-	var hb []host.Backend
+	var hb []gateway.Backend
 	for _, b := range backends {
-		hb = append(hb, host.Backend{Name: b.Name, URL: b.URL})
+		hb = append(hb, gateway.Backend{Name: b.Name, URL: b.URL})
 	}
 	if cfg.file != nil {
 		configured, stop, err := startConfiguredBackends(ctx, cfg.file, log)
@@ -192,7 +192,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	// The authorization server runs in process, unless the configuration
 	// names a remote one the gateway trusts.
 	ready := &readiness{policy: func() bool { _, ok := pol.registry.Active(); return ok }}
-	gwCfg := host.Config{PublicURL: base, Backends: hb, Policy: pol.registry, Logger: log, Ready: ready.check,
+	gwCfg := gateway.Config{PublicURL: base, Backends: hb, Policy: pol.registry, Logger: log, Ready: ready.check,
 		SessionsPerAgent: cfg.file.LimitsOrDefault().SessionsPerAgent}
 	if cfg.file != nil {
 		gwCfg.ArgumentLimits = gatewayArgumentLimits(cfg.file.ArgumentLimits)
@@ -248,7 +248,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	defer trail.Close(context.WithoutCancel(ctx))
 
 	gwCfg.Scopes, gwCfg.Audit = activeScopes(pol.registry), trail
-	gw, err := host.New(gwCfg)
+	gw, err := gateway.New(gwCfg)
 	if err != nil {
 		return err
 	}
@@ -313,7 +313,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	return err
 }
 
-func printUp(out io.Writer, base, issuer, adminBase, dataDir string, backends []host.Backend, agents []demoAgent) {
+func printUp(out io.Writer, base, issuer, adminBase, dataDir string, backends []gateway.Backend, agents []demoAgent) {
 	fmt.Fprintf(out, "PBAC Gateway is up — data in %s\n\n", dataDir)
 	fmt.Fprintf(out, "  dashboard             %s/ui/  (sign in as alice, bob or carol, password demo)\n", adminBase)
 	fmt.Fprintf(out, "  gateway               %s\n", base)
@@ -358,9 +358,9 @@ func printUp(out io.Writer, base, issuer, adminBase, dataDir string, backends []
 
 // startConfiguredBackends resolves the configuration file's backends: a
 // URL is used as it is; a command is started behind a stdio bridge.
-func startConfiguredBackends(ctx context.Context, fc *config.File, log *slog.Logger) ([]host.Backend, func(), error) {
+func startConfiguredBackends(ctx context.Context, fc *config.File, log *slog.Logger) ([]gateway.Backend, func(), error) {
 	var (
-		out     []host.Backend
+		out     []gateway.Backend
 		bridges []*stdio.Bridge
 	)
 	stop := func() {
@@ -389,7 +389,7 @@ func startConfiguredBackends(ctx context.Context, fc *config.File, log *slog.Log
 			return nil, nil, fmt.Errorf("backend %s: %w", bc.Name, err)
 		}
 		bridges = append(bridges, bridge)
-		b := host.Backend{Name: bc.Name, URL: bridge.URL(), OwnerHeader: stdio.OwnerHeader}
+		b := gateway.Backend{Name: bc.Name, URL: bridge.URL(), OwnerHeader: stdio.OwnerHeader}
 		if bc.Timeout != "" {
 			if b.Timeout, err = time.ParseDuration(bc.Timeout); err != nil {
 				stop()

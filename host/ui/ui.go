@@ -25,7 +25,7 @@ import (
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/audit/index"
 	"github.com/pbac-gateway/pbac/demo"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/plugins"
 )
 
@@ -60,7 +60,7 @@ type Config struct {
 	// Clients lists and revokes agents; nil hides them.
 	Clients Clients
 	// Latency reports the gateway's per-stage latency.
-	Latency func() host.LatencyReport
+	Latency func() gateway.LatencyReport
 	// Demo is the demo tenant; nil outside it.
 	Demo *Demo
 	// DemoOperators lets every user signed in to the demo tenant operate it

@@ -12,7 +12,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/demo"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/internal/policytest"
 )
 
@@ -39,7 +39,7 @@ func newDashWith(t *testing.T, demoTenant bool, adjust func(*Config)) *dash {
 	cfg := Config{
 		GatewayURL: "http://127.0.0.1:9", Issuer: "http://127.0.0.1:9", Backends: []string{"drive", "jira"},
 		Registry: policytest.Registry(t), Users: asrv.DemoUsers{}, AdminToken: testAdminToken,
-		Latency: func() host.LatencyReport { return host.LatencyReport{Window: 1024} },
+		Latency: func() gateway.LatencyReport { return gateway.LatencyReport{Window: 1024} },
 	}
 	if demoTenant {
 		cfg.Demo = &Demo{Users: asrv.DemoUsers{}.List(), Password: asrv.DemoPassword}

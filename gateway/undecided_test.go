@@ -1,4 +1,4 @@
-package host_test
+package gateway_test
 
 import (
 	"context"

@@ -1,11 +1,11 @@
-// Package host is the gateway: a Fiber server that is the MCP policy
-// enforcement point. Every request to /mcp/<backend> carries a bearer token
+// Package gateway is the MCP policy enforcement point: a Fiber server in
+// front of the MCP backends. Every request to /mcp/<backend> carries a bearer token
 // that is introspected; every tools/call is decided by pbac/tool_call with
 // its arguments and forwarded byte for byte only when allowed; tools/list is
 // filtered by pbac/list; every decision is audited. A request without a
 // token is decided by pbac/anonymous (default deny: the 401 challenge);
 // one it admits proceeds as client "anonymous", never with a token.
-package host
+package gateway
 
 import (
 	"context"
@@ -130,11 +130,11 @@ type Gateway struct {
 // New builds a gateway; a configuration mistake fails here.
 func New(cfg Config) (*Gateway, error) {
 	if cfg.Introspector == nil || cfg.Policy == nil {
-		return nil, errors.New("host: an introspector and a policy are required")
+		return nil, errors.New("gateway: an introspector and a policy are required")
 	}
 	pub, err := url.Parse(cfg.PublicURL)
 	if err != nil || pub.Host == "" || (pub.Scheme != "http" && pub.Scheme != "https") {
-		return nil, fmt.Errorf("host: public URL %q must be an absolute http(s) URL", cfg.PublicURL)
+		return nil, fmt.Errorf("gateway: public URL %q must be an absolute http(s) URL", cfg.PublicURL)
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 4 << 20
@@ -176,13 +176,13 @@ func New(cfg Config) (*Gateway, error) {
 	for i := range cfg.Backends {
 		b := cfg.Backends[i]
 		if b.Name == "" || strings.ContainsAny(b.Name, "/.? ") {
-			return nil, fmt.Errorf("host: backend name %q must be a plain path segment", b.Name)
+			return nil, fmt.Errorf("gateway: backend name %q must be a plain path segment", b.Name)
 		}
 		if u, err := url.Parse(b.URL); err != nil || u.Host == "" {
-			return nil, fmt.Errorf("host: backend %s: URL %q is not absolute", b.Name, b.URL)
+			return nil, fmt.Errorf("gateway: backend %s: URL %q is not absolute", b.Name, b.URL)
 		}
 		if _, dup := g.backends[b.Name]; dup {
-			return nil, fmt.Errorf("host: backend %s is configured twice", b.Name)
+			return nil, fmt.Errorf("gateway: backend %s is configured twice", b.Name)
 		}
 		if b.Timeout <= 0 {
 			b.Timeout = 30 * time.Second
@@ -244,7 +244,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		err = errors.Join(err, fmt.Errorf("host: shutdown: background work still running: %w", ctx.Err()))
+		err = errors.Join(err, fmt.Errorf("gateway: shutdown: background work still running: %w", ctx.Err()))
 	}
 	g.client.CloseIdleConnections()
 	return err

@@ -1,4 +1,4 @@
-package host_test
+package gateway_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pbac-gateway/pbac/audit"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/gateway"
 )
 
 // setAnonymousBackends makes the active policy's data admit callers
@@ -121,7 +121,7 @@ func TestAnonymousAccessIsAPolicyDecision(t *testing.T) {
 	}
 
 	// The trail indexes records asynchronously: wait for the call's own.
-	recs, err := s.waitAudit(audit.Filter{ClientID: host.AnonymousClientID, Tool: "jira.search_issues", Limit: 20})
+	recs, err := s.waitAudit(audit.Filter{ClientID: gateway.AnonymousClientID, Tool: "jira.search_issues", Limit: 20})
 	if err != nil {
 		t.Fatal(err)
 	}

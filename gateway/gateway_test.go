@@ -1,4 +1,4 @@
-package host_test
+package gateway_test
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/audit/index"
 	"github.com/pbac-gateway/pbac/demo"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
 	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/plugins"
@@ -39,7 +39,7 @@ type stack struct {
 	trail    *audit.Trail
 	store    *asrv.BadgerStore
 	issuer   *asrv.IssuerKey
-	gw       *host.Gateway
+	gw       *gateway.Gateway
 	// direct maps a backend name to its own URL, for baselines.
 	direct map[string]string
 }
@@ -52,7 +52,7 @@ type stackOptions struct {
 	// (a recording proxy in front of it, say).
 	backendURL func(name, url string) string
 	// config adjusts the gateway's configuration.
-	config func(*host.Config)
+	config func(*gateway.Config)
 }
 
 func newStackWith(t testing.TB, opts stackOptions) *stack {
@@ -68,7 +68,7 @@ func newStackWith(t testing.TB, opts stackOptions) *stack {
 		t.Fatal(err)
 	}
 	base := "http://" + ln.Addr().String()
-	var backends []host.Backend
+	var backends []gateway.Backend
 	resources := []string{base + "/mcp"}
 	direct := map[string]string{}
 	for _, r := range runs {
@@ -77,7 +77,7 @@ func newStackWith(t testing.TB, opts stackOptions) *stack {
 		if opts.backendURL != nil {
 			u = opts.backendURL(r.Name, r.URL)
 		}
-		backends = append(backends, host.Backend{Name: r.Name, URL: u})
+		backends = append(backends, gateway.Backend{Name: r.Name, URL: u})
 		resources = append(resources, base+"/mcp/"+r.Name)
 	}
 	store, err := asrv.OpenBadger(ctx, "")
@@ -109,14 +109,14 @@ func newStackWith(t testing.TB, opts stackOptions) *stack {
 		t.Fatal(err)
 	}
 	trail := audit.NewTrail(slog.New(slog.DiscardHandler), idx)
-	gwCfg := host.Config{
+	gwCfg := gateway.Config{
 		PublicURL: base, Backends: backends, AuthorizationServers: []string{base},
 		Introspector: as, Policy: reg, Audit: trail, AuthServer: as.Handler(),
 	}
 	if opts.config != nil {
 		opts.config(&gwCfg)
 	}
-	gw, err := host.New(gwCfg)
+	gw, err := gateway.New(gwCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

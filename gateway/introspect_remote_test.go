@@ -1,10 +1,10 @@
-package host_test
+package gateway_test
 
 import (
 	"context"
 	"testing"
 
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/gateway"
 )
 
 // The gateway's own client at the AS of newStack (asrv.Introspector).
@@ -16,7 +16,7 @@ const testIntrospectorID, testIntrospectorSecret = "gateway", "test-introspector
 func TestRemoteIntrospectorMatchesInProcess(t *testing.T) {
 	s := newStack(t)
 	token := s.humanAgent("claude-code", "alice", "jira:read", "jira:write")
-	remote := &host.RemoteIntrospector{Endpoint: s.base + "/oauth2/introspect", ClientID: testIntrospectorID, ClientSecret: testIntrospectorSecret}
+	remote := &gateway.RemoteIntrospector{Endpoint: s.base + "/oauth2/introspect", ClientID: testIntrospectorID, ClientSecret: testIntrospectorSecret}
 	got, err := remote.Introspect(context.Background(), token, "")
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +28,7 @@ func TestRemoteIntrospectorMatchesInProcess(t *testing.T) {
 	if res, err := remote.Introspect(context.Background(), token+"x", ""); err != nil || res.Active {
 		t.Fatalf("tampered token: %+v %v", res, err)
 	}
-	bad := &host.RemoteIntrospector{Endpoint: s.base + "/oauth2/introspect", ClientID: testIntrospectorID, ClientSecret: "wrong"}
+	bad := &gateway.RemoteIntrospector{Endpoint: s.base + "/oauth2/introspect", ClientID: testIntrospectorID, ClientSecret: "wrong"}
 	if _, err := bad.Introspect(context.Background(), token, ""); err == nil {
 		t.Fatal("introspection with a wrong secret did not fail")
 	}

@@ -1,4 +1,4 @@
-package host_test
+package gateway_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/pbac-gateway/pbac/audit"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/gateway"
 )
 
 // TestRefusedTokensAreAudited: a request refused for a bad or missing token
@@ -18,9 +18,9 @@ import (
 // the count, not one per request.
 func TestRefusedTokensAreAudited(t *testing.T) {
 	const window = 500 * time.Millisecond
-	s := newStackWith(t, stackOptions{config: func(c *host.Config) { c.RefusalWindow = window }})
+	s := newStackWith(t, stackOptions{config: func(c *gateway.Config) { c.RefusalWindow = window }})
 	refused := func() []audit.Record {
-		recs, err := s.index.Query(context.Background(), audit.Filter{ClientID: host.RefusedClientID, Limit: 1000})
+		recs, err := s.index.Query(context.Background(), audit.Filter{ClientID: gateway.RefusedClientID, Limit: 1000})
 		if err != nil {
 			t.Fatal(err)
 		}
