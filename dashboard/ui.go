@@ -1,9 +1,9 @@
-// Package ui is the dashboard: a single page embedded in the binary (no CDN,
+// Package dashboard is the dashboard: a single page embedded in the binary (no CDN,
 // works offline) and the JSON API behind it (API.md). It is served on the
 // admin listener, beside the admin API: onboarding, the narrative demo, the
 // live audit trail, the trust-tier matrix computed from the active policy,
 // policy versions (activate, roll back, shadow) and the gateway's latency.
-package ui
+package dashboard
 
 import (
 	"context"
@@ -113,10 +113,10 @@ type Handler struct {
 // New builds the dashboard.
 func New(cfg Config) (*Handler, error) {
 	if cfg.Registry == nil {
-		return nil, errors.New("ui: the dashboard needs the policy registry")
+		return nil, errors.New("dashboard: the dashboard needs the policy registry")
 	}
 	if len(cfg.AdminToken) < 16 {
-		return nil, errors.New("ui: the admin token must be at least 16 characters")
+		return nil, errors.New("dashboard: the admin token must be at least 16 characters")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

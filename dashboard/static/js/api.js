@@ -1,4 +1,4 @@
-// The dashboard's JSON API (host/ui/API.md): same-origin fetches with the
+// The dashboard's JSON API (dashboard/API.md): same-origin fetches with the
 // session cookie, the CSRF header on every change, {error} messages, and
 // NDJSON streams read as they arrive.
 
