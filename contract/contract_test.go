@@ -85,38 +85,43 @@ func TestEveryOptionalEntrypointHasAFallback(t *testing.T) {
 }
 
 // TestMethodFallbackAllowsOnlyWhatASessionNeeds: the pbac/method fallback
-// lets a caller with a token start a session, keep it alive and list tools,
-// and denies every other method and every caller without a token.
+// lets a caller with a token start a session, keep it alive and list tools
+// on a backend it holds a scope for, and denies every other method, every
+// backend it holds no scope for and every caller without a token.
 func TestMethodFallbackAllowsOnlyWhatASessionNeeds(t *testing.T) {
 	tok := &TokenClaims{ClientID: "c", Scp: []string{"jira:read"}}
 	for _, tc := range []struct {
-		method string
-		token  *TokenClaims
-		now    int64
-		allow  bool
+		backend, method string
+		token           *TokenClaims
+		now             int64
+		allow           bool
 	}{
-		{"initialize", tok, 1, true},
-		{"notifications/initialized", tok, 1, true},
-		{"ping", tok, 1, true},
-		{"tools/list", tok, 1, true},
-		{"GET", tok, 1, true},
-		{"DELETE", tok, 1, true},
-		{"resources/list", tok, 1, false},
-		{"prompts/list", tok, 1, false},
-		{"completion/complete", tok, 1, false},
-		{"logging/setLevel", tok, 1, false},
-		{"response", tok, 1, false},
-		{"sampling/createMessage", tok, 1, false},
-		{"tools/call", tok, 1, false},
-		{"", tok, 1, false},
-		{"initialize", nil, 1, false},
-		{"initialize", tok, 0, false},
+		{"jira", "initialize", tok, 1, true},
+		{"jira", "notifications/initialized", tok, 1, true},
+		{"jira", "ping", tok, 1, true},
+		{"jira", "tools/list", tok, 1, true},
+		{"jira", "GET", tok, 1, true},
+		{"jira", "DELETE", tok, 1, true},
+		{"", "initialize", tok, 1, true},
+		{"slack", "initialize", tok, 1, false},
+		{"slack", "tools/list", tok, 1, false},
+		{"", "initialize", &TokenClaims{ClientID: "c"}, 1, false},
+		{"jira", "resources/list", tok, 1, false},
+		{"jira", "prompts/list", tok, 1, false},
+		{"jira", "completion/complete", tok, 1, false},
+		{"jira", "logging/setLevel", tok, 1, false},
+		{"jira", "response", tok, 1, false},
+		{"jira", "sampling/createMessage", tok, 1, false},
+		{"jira", "tools/call", tok, 1, false},
+		{"jira", "", tok, 1, false},
+		{"jira", "initialize", nil, 1, false},
+		{"jira", "initialize", tok, 0, false},
 	} {
-		in, _ := json.Marshal(Input{Token: tc.token, Now: tc.now, Request: Request{Backend: "jira", Method: tc.method}})
+		in, _ := json.Marshal(Input{Token: tc.token, Now: tc.now, Request: Request{Backend: tc.backend, Method: tc.method}})
 		raw, ok := Fallback(Method, in)
 		var d Decision
 		if !ok || json.Unmarshal(raw, &d) != nil || d.Allow != tc.allow || len(d.Reasons) == 0 {
-			t.Errorf("%q (token %v, now %d): %s, want allow=%v", tc.method, tc.token != nil, tc.now, raw, tc.allow)
+			t.Errorf("%q on %q (token %v, now %d): %s, want allow=%v", tc.method, tc.backend, tc.token != nil, tc.now, raw, tc.allow)
 		}
 	}
 	var d Decision

@@ -25,10 +25,11 @@ var fallbackMethods = []string{
 //
 // pbac/method's fallback allows a caller with a token only the methods a
 // session cannot do without (initialize, ping, the lifecycle
-// notifications, tools/list, GET, DELETE) and denies every other method:
-// before pbac/method existed the gateway decided no method but the calls,
-// and this keeps such a bundle usable without letting anything through
-// that a newer policy could refuse.
+// notifications, tools/list, GET, DELETE), and only on a backend its token
+// holds a scope for ("<backend>:<access>"; any scope on the aggregated
+// server); it denies every other method. Before pbac/method existed the
+// gateway decided no method but the calls; this keeps such a bundle usable
+// without letting through what the shipped pbac/method refuses.
 func Fallback(ep Entrypoint, input []byte) (result []byte, ok bool) {
 	switch ep {
 	case Method:
@@ -57,8 +58,21 @@ func methodFallback(input []byte) []byte {
 	case !slices.Contains(fallbackMethods, m):
 		return deny("method " + m + " is not allowed: the active policy predates pbac/method (contract version 1), " +
 			"and without it only " + strings.Join(fallbackMethods, ", ") + " are")
+	case !slices.ContainsFunc(in.Token.Scp, func(sc string) bool {
+		res, _, ok := strings.Cut(sc, ":")
+		return ok && (in.Request.Backend == "" || res == in.Request.Backend)
+	}):
+		return deny("this token holds no scope on " + orAggregated(in.Request.Backend) +
+			" (the built-in pbac/method fallback: the active policy predates pbac/method)")
 	}
 	b, _ := json.Marshal(map[string]any{"allow": true, "reasons": []string{
 		"method " + m + " is allowed by the built-in pbac/method fallback (the active policy predates pbac/method)"}})
 	return b
+}
+
+func orAggregated(backend string) string {
+	if backend == "" {
+		return "any backend"
+	}
+	return backend
 }
