@@ -17,7 +17,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/pbac-gateway/pbac/asrv/signin"
-	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 const csrfCookie = "pbac_authz_csrf"
@@ -161,11 +161,11 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	var td tokenDecision
-	d, err := s.decide(ctx, EntrypointToken, rego.Input{
+	var td contract.TokenResult
+	d, err := s.decide(ctx, contract.Token, contract.Input{
 		Client:  s.policyClient(client),
 		Subject: subjectInput(&user),
-		Request: rego.Request{GrantType: "authorization_code", Scopes: ar.GetRequestedScopes(), Resource: resources},
+		Request: contract.Request{GrantType: "authorization_code", Scopes: ar.GetRequestedScopes(), Resource: resources},
 	}, &td)
 	if err != nil {
 		s.authorizeError(ctx, w, ar, policyError(err))
