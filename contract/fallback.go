@@ -40,7 +40,9 @@ func Fallback(ep Entrypoint, input []byte) (result []byte, ok bool) {
 
 func methodFallback(input []byte) []byte {
 	deny := func(reason string) []byte {
-		b, _ := json.Marshal(map[string]any{"allow": false, "reasons": []string{reason}})
+		// The reasons are about the method, the token and the bundle's
+		// age: the agent may be told them.
+		b, _ := json.Marshal(map[string]any{"allow": false, "reasons": []string{reason}, "public_reasons": []string{reason}})
 		return b
 	}
 	var in Input
