@@ -18,7 +18,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/pbac-gateway/pbac/asrv/signin"
-	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 const csrfCookie = "pbac_authz_csrf"
@@ -198,11 +198,11 @@ func (s *Server) authorizeRequest(ctx context.Context, w http.ResponseWriter, r 
 // when it allows, issues the authorization code; via is how they signed in
 // (Session.Via).
 func (s *Server) grantAuthorization(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, client *Client, resources []string, user User, via string) {
-	var td tokenDecision
-	d, err := s.decide(ctx, EntrypointToken, rego.Input{
+	var td contract.TokenResult
+	d, err := s.decide(ctx, contract.Token, contract.Input{
 		Client:  s.policyClient(client),
 		Subject: subjectInput(&user),
-		Request: rego.Request{GrantType: "authorization_code", Scopes: ar.GetRequestedScopes(), Resource: resources},
+		Request: contract.Request{GrantType: "authorization_code", Scopes: ar.GetRequestedScopes(), Resource: resources},
 	}, &td)
 	if err != nil {
 		s.authorizeError(ctx, w, ar, policyError(err))

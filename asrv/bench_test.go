@@ -2,14 +2,18 @@ package asrv_test
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/store/badger"
+	"github.com/pbac-gateway/pbac/asrv/store/postgres"
 	"github.com/pbac-gateway/pbac/internal/latency"
 	"github.com/pbac-gateway/pbac/internal/pgtest"
 )
@@ -22,7 +26,11 @@ import (
 func BenchmarkIntrospect(b *testing.B) {
 	b.Run("store=badger", func(b *testing.B) { benchIntrospect(b, 0) })
 	b.Run("store=postgres", func(b *testing.B) {
-		store := pgOpen(b, pgtest.FreshSchema(b))
+		quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		store, err := postgres.Open(context.Background(), pgtest.FreshSchema(b), postgres.WithLogger(quiet))
+		if err != nil {
+			b.Fatal(err)
+		}
 		b.Cleanup(func() { _ = store.Close() })
 		benchIntrospect(b, 0, func(c *asrv.Config) { c.Store = store })
 	})
@@ -73,7 +81,7 @@ func BenchmarkTokenIssuance(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			var opts []func(*asrv.Config)
 			if disk {
-				store, err := asrv.OpenBadger(context.Background(), b.TempDir())
+				store, err := badger.Open(context.Background(), b.TempDir())
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -5,6 +5,8 @@ import (
 
 	"github.com/go-jose/go-jose/v3"
 	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 // Token endpoint authentication methods a registered client may use.
@@ -14,24 +16,10 @@ const (
 	AuthMethodSecretPost  = "client_secret_post"
 )
 
-// AgentClaims are the claims of a verified software statement. They are the
-// only source of an agent's identity for policy: metadata a client sends
-// without a valid statement never becomes a claim.
-type AgentClaims struct {
-	// Verified is true only when a software statement signed by a trusted
-	// issuer was presented at registration.
-	Verified              bool   `json:"verified"`
-	Issuer                string `json:"issuer,omitempty"`
-	SoftwareID            string `json:"software_id,omitempty"`
-	AgentProvider         string `json:"agent_provider,omitempty"`
-	AgentModel            string `json:"agent_model,omitempty"`
-	SingleUseAccessTokens bool   `json:"single_use_access_tokens,omitempty"`
-	// StatementID and KeyID name the statement (its jti) and the issuer key
-	// (its kid) that verified these claims, so that revoking either makes
-	// the client unverified.
-	StatementID string `json:"statement_id,omitempty"`
-	KeyID       string `json:"key_id,omitempty"`
-}
+// AgentClaims are the claims of a verified software statement
+// (contract.AgentClaims): the only source of an agent's identity for
+// policy.
+type AgentClaims = contract.AgentClaims
 
 // Client is a registered OAuth client: an agent. It implements fosite.Client
 // and the parts of fosite.OpenIDConnectClient fosite's client authentication

@@ -9,7 +9,7 @@ import (
 
 	"github.com/ory/fosite"
 
-	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 // tokenExchangeHandler implements RFC 8693 token exchange as a fosite token
@@ -126,10 +126,10 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 		return fosite.ErrInvalidGrant.WithHint("The delegation chain is too long.")
 	}
 
-	in := rego.Input{
+	in := contract.Input{
 		Client: s.policyClient(actor),
 		Token:  tokenInput(subject, subjSession),
-		Request: rego.Request{
+		Request: contract.Request{
 			GrantType:      GrantTypeExchange,
 			Scopes:         asked,
 			Resource:       resources,
@@ -146,8 +146,8 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 		user = &u
 		in.Subject = subjectInput(user)
 	}
-	var ed exchangeDecision
-	d, err := s.decide(ctx, EntrypointExchange, in, &ed)
+	var ed contract.ExchangeResult
+	d, err := s.decide(ctx, contract.Exchange, in, &ed)
 	if err != nil {
 		return policyError(err)
 	}
@@ -240,8 +240,8 @@ func (s *Server) checkedAccessToken(ctx context.Context, token string, get func(
 }
 
 // tokenInput renders a stored token for policy.
-func tokenInput(req fosite.Requester, sess *Session) *rego.Token {
-	return &rego.Token{
+func tokenInput(req fosite.Requester, sess *Session) *contract.TokenClaims {
+	return &contract.TokenClaims{
 		ClientID: req.GetClient().GetID(),
 		Sub:      sess.Subject,
 		Scp:      []string(req.GetGrantedScopes()),

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -135,4 +136,25 @@ func (ta *testAS) singleUseToken() string {
 		ta.t.Fatalf("single-use token: %d %v", status, out)
 	}
 	return out["access_token"].(string)
+}
+
+// Introspection reads a token from the Badger store's read cache without
+// copying the record; what it returns is the caller's own, so a caller that
+// changes it changes nothing for the next introspection.
+func TestIntrospectionResultIsNotTheCachedRecord(t *testing.T) {
+	ta := newTestAS(t)
+	token := ta.machineToken("ci-bot", "jira:read")
+	ctx := context.Background()
+	first, err := ta.as.Introspect(ctx, token, ta.resource)
+	if err != nil || !first.Active || len(first.Audience) == 0 {
+		t.Fatalf("%+v %v", first, err)
+	}
+	want := slices.Clone(first.Audience)
+	for i := range first.Audience {
+		first.Audience[i] = "https://attacker.example/mcp"
+	}
+	again, err := ta.as.Introspect(ctx, token, ta.resource)
+	if err != nil || !again.Active || !slices.Equal(again.Audience, want) {
+		t.Fatalf("second introspection: %+v %v; want active with audience %v", again, err, want)
+	}
 }

@@ -31,7 +31,7 @@ func newIntrospectors(list []Introspector) (map[string]*Client, error) {
 	for i, in := range list {
 		switch {
 		case !validStoreID(in.ClientID):
-			return nil, fmt.Errorf("asrv: introspector %d: a client id (at most %d bytes) is required", i, maxStoreIDLen)
+			return nil, fmt.Errorf("asrv: introspector %d: a client id (at most %d bytes) is required", i, MaxStoreIDLen)
 		case out[in.ClientID] != nil:
 			return nil, fmt.Errorf("asrv: introspector %q is listed twice", in.ClientID)
 		case in.Secret != "" && len(in.Secret) < minIntrospectorSecret:

@@ -19,7 +19,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/pbac-gateway/pbac/asrv"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/asrv/store/badger"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
 	"github.com/pbac-gateway/pbac/internal/policytest"
 )
@@ -30,7 +30,7 @@ type testAS struct {
 	t        testing.TB
 	srv      *httptest.Server
 	as       *asrv.Server
-	store    *asrv.BadgerStore
+	store    *badger.Store
 	issuer   *asrv.IssuerKey
 	resource string
 	// rs is the resource server (the gateway) the AS lets call the
@@ -44,7 +44,7 @@ func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
 	t.Helper()
 	ctx := context.Background()
 	reg := policytest.Registry(t)
-	store, err := asrv.OpenBadger(ctx, "")
+	store, err := badger.Open(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
 		Scopes:     []string{"drive:read", "drive:write", "jira:read", "jira:write", "slack:read", "slack:write", "gitlab:read", "gitlab:write", "gitlab:approve", "jenkins:read", "jenkins:build", "database:read"},
 		Secret:     bytes.Repeat([]byte("k"), 32),
 		Store:      store,
-		Policy:     host.ASDecider(reg),
+		Policy:     reg,
 		Users:      asrv.DemoUsers{},
 		Statements: verifier,
 

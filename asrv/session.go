@@ -7,13 +7,13 @@ import (
 
 	"github.com/ory/fosite"
 
-	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 // Actor is one link of an RFC 8693 delegation chain (the policy input's
 // type): Sub is the client id of the agent that delegated, Act the link
 // before it.
-type Actor = rego.Actor
+type Actor = contract.Actor
 
 // Session is what the AS keeps with every code and token: who the human is
 // (absent for machine clients), the agent's delegation chain, and the

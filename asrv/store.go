@@ -20,6 +20,19 @@ var (
 	ErrConsumed = errors.New("token already used")
 )
 
+// Bounds on what a Store keys by: a Store treats an empty or longer
+// signature or id as unknown (or refuses to store it), and the AS refuses
+// to be configured with one.
+const (
+	// MaxStoreSignatureLen bounds token signatures. fosite's HMAC
+	// signatures are 43 characters; anything much longer is not ours.
+	MaxStoreSignatureLen = 512
+	// MaxStoreIDLen bounds client and request ids.
+	MaxStoreIDLen = 1024
+)
+
+func validStoreID(id string) bool { return id != "" && len(id) <= MaxStoreIDLen }
+
 // ClientStore persists registered clients.
 //
 // An unverified client (no trusted software statement) is pending from its
@@ -91,4 +104,15 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close flushes and closes the store.
 	Close() error
+}
+
+// AccessTokenViewer is what a Store may also do: show an access token's
+// request for reading only, without the copy GetAccessTokenSession makes
+// for callers that may change it. Introspection, which reads and keeps
+// nothing, uses it when the store has it (the Badger store serves it from
+// its read cache).
+type AccessTokenViewer interface {
+	// ViewAccessToken is GetAccessTokenSession for a caller that neither
+	// modifies nor keeps the request.
+	ViewAccessToken(ctx context.Context, sig string) (fosite.Requester, error)
 }

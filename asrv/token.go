@@ -10,7 +10,7 @@ import (
 
 	"github.com/ory/fosite"
 
-	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
@@ -73,7 +73,7 @@ func (s *Server) applyTokenPolicy(ctx context.Context, ar fosite.AccessRequester
 		return nil, nil // token exchange: decided by its handler
 	}
 
-	in := rego.Input{Client: s.policyClient(client), Request: rego.Request{GrantType: grantType}}
+	in := contract.Input{Client: s.policyClient(client), Request: contract.Request{GrantType: grantType}}
 	var resources []string
 	switch grantType {
 	case "client_credentials":
@@ -117,7 +117,7 @@ func (s *Server) applyTokenPolicy(ctx context.Context, ar fosite.AccessRequester
 		}
 		in.Request.Scopes = granted
 		if grantType == "refresh_token" {
-			in.Token = &rego.Token{ClientID: client.ID, Sub: session.Subject, Scp: granted, Aud: resources}
+			in.Token = &contract.TokenClaims{ClientID: client.ID, Sub: session.Subject, Scp: granted, Aud: resources}
 		}
 		if session.Subject != "" {
 			u, err := s.personOf(ctx, session)
@@ -130,8 +130,8 @@ func (s *Server) applyTokenPolicy(ctx context.Context, ar fosite.AccessRequester
 	}
 	in.Request.Resource = resources
 
-	var td tokenDecision
-	d, err := s.decide(ctx, EntrypointToken, in, &td)
+	var td contract.TokenResult
+	d, err := s.decide(ctx, contract.Token, in, &td)
 	if err != nil {
 		return nil, policyError(err)
 	}
@@ -168,9 +168,9 @@ func (s *Server) applyTokenPolicy(ctx context.Context, ar fosite.AccessRequester
 // permitsSomething asks policy whether the client would get any token with
 // no particular scopes requested: it tells a scope problem from a client
 // that may have no token at all.
-func (s *Server) permitsSomething(ctx context.Context, in rego.Input) bool {
+func (s *Server) permitsSomething(ctx context.Context, in contract.Input) bool {
 	in.Request.Scopes = nil
-	d, err := s.decide(ctx, EntrypointToken, in, nil)
+	d, err := s.decide(ctx, contract.Token, in, nil)
 	return err == nil && d.Allow
 }
 

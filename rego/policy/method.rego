@@ -167,8 +167,13 @@ default method := {
 	"tier": "unverified",
 }
 
+# What the agent is told equals the reasons: every method reason is about
+# the caller's tier, roles, scopes or the method itself, never about data.
 method := {
 	"allow": method_allow,
-	"reasons": reasons_for(method_deny, concat("", [tier, " tier may use ", method_name, method_where])),
+	"reasons": method_reasons,
+	"public_reasons": method_reasons,
 	"tier": tier,
 }
+
+method_reasons := reasons_for(method_deny, concat("", [tier, " tier may use ", method_name, method_where]))

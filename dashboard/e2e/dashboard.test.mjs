@@ -1,0 +1,280 @@
+// Browser tests of the dashboard: Playwright (playwright-core) driving
+// Debian's Chromium, headless, against the real `pbac up` that
+// TestDashboardInBrowser (cmd/pbac) starts. PBAC_DASHBOARD is the
+// dashboard's URL; every step writes a screenshot to PBAC_ARTIFACTS.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BASE = process.env.PBAC_DASHBOARD;
+const ARTIFACTS = process.env.PBAC_ARTIFACTS || 'artifacts';
+const TIMEOUT = 20_000;
+
+let browser;
+
+before(async () => {
+  assert.ok(BASE, 'PBAC_DASHBOARD must name the dashboard URL');
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    // No network but loopback on these machines: keep Chromium from trying.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--disable-default-apps'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+// open gives a fresh, signed-out page that records page errors.
+async function open(viewport = { width: 1280, height: 900 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
+  return { context, page, errors };
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+async function signIn(page, user) {
+  await page.goto(BASE);
+  await page.fill('#signin-username', user);
+  await page.fill('#signin-password', 'demo');
+  await page.click('#signin-submit');
+  await page.locator('#signout').waitFor({ state: 'visible' });
+}
+
+async function go(page, view) {
+  await page.click(`a[href="#${view}"]`);
+  await page.locator(`#view-${view}`).waitFor({ state: 'visible' });
+}
+
+// statusOf reads the HTTP status a result row shows.
+async function statusOf(row) {
+  await row.locator('.status').waitFor({ state: 'visible' });
+  return (await row.locator('.status').innerText()).trim();
+}
+
+test('onboarding: sign in, pick an agent, connect, see the matrix, live 200 and 403', async () => {
+  const { context, page, errors } = await open();
+  await page.goto(BASE);
+  await page.locator('#signin-form').waitFor({ state: 'visible' });
+  await shot(page, 'onboarding-0-sign-in');
+
+  // Step 1: sign in as a demo user.
+  await signIn(page, 'alice');
+  await page.locator('#view-start').waitFor({ state: 'visible' });
+  await shot(page, 'onboarding-1-signed-in');
+
+  // Step 2: pick the developer's Claude Code; its verified claims and tier show.
+  const card = page.locator('[data-agent="claude-code"]');
+  await card.click();
+  await assert.doesNotReject(card.getByText('developer', { exact: false }).first().waitFor());
+  await shot(page, 'onboarding-2-agent');
+
+  // Step 3: the connect line names this gateway and the agent's client id.
+  const claude = (await page.locator('[data-snippet="claude"]').innerText()).trim();
+  assert.match(claude, /^claude mcp add --transport http --client-id \S+ --callback-port 33418 pbac http:\/\/127\.0\.0\.1:\d+\/mcp$/);
+  for (const client of ['opencode', 'cline', 'continue', 'cursor', 'vscode']) {
+    assert.equal(await page.locator(`[data-snippet="${client}"]`).count(), 1, `no ${client} snippet`);
+    assert.match(await page.locator(`[data-snippet="${client}"]`).textContent(), /\/mcp/);
+  }
+  await shot(page, 'onboarding-3-connect');
+
+  // Step 4: the live matrix is the seed matrix of the shipped policy.
+  const cell = (provider, resource) =>
+    page.locator(`#onboard-matrix tr[data-provider="${provider}"] td[data-resource="${resource}"]`);
+  await cell('claude-code', 'drive').waitFor();
+  const expected = {
+    'claude-code': { drive: 'r/w', jira: 'r/w', slack: 'r/w' },
+    'ci-bot': { drive: 'read', jira: 'r/w', slack: 'denied' },
+    'security-scanner': { drive: 'read', jira: 'read', slack: 'denied' },
+    'claude-code-trusted': { drive: 'r/w', jira: 'r/w', slack: 'r/w' },
+  };
+  for (const [provider, cells] of Object.entries(expected)) {
+    for (const [resource, label] of Object.entries(cells)) {
+      const text = (await cell(provider, resource).innerText()).trim();
+      assert.ok(text.startsWith(label), `${provider} ${resource}: "${text}", want "${label}"`);
+    }
+  }
+  await shot(page, 'onboarding-4-matrix');
+
+  // Step 5: one token, a read allowed and a merge refused, with the reason.
+  await page.click('#live-test-run');
+  const read = page.locator('[data-result-index="0"]');
+  const merge = page.locator('[data-result-index="1"]');
+  assert.equal(await statusOf(read), '200');
+  assert.equal(await statusOf(merge), '403');
+  assert.match(await merge.locator('.reason').innerText(), /gitlab:merge/);
+  await page.locator('#live-test-summary').waitFor({ state: 'visible' });
+  await shot(page, 'onboarding-5-live-test');
+
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+// Each user's day: what the steps return follows the user's role.
+const days = {
+  alice: ['200', '200', '200', '200', '403'],
+  bob: ['200', '200', '403', '403'],
+  carol: ['200', '200', '403', '403'],
+};
+
+for (const [user, want] of Object.entries(days)) {
+  test(`narrative demo: ${user}'s day, watched live`, async () => {
+    const { context, page, errors } = await open();
+    await signIn(page, user);
+    await go(page, 'demo');
+    const card = page.locator(`[data-scenario="${user}-day"]`);
+    await card.locator('[data-run]').click();
+    for (let i = 0; i < want.length; i++) {
+      assert.equal(await statusOf(card.locator(`[data-step-result="${i}"]`)), want[i], `${user} step ${i}`);
+    }
+    // The calls also arrive on the live feed from the audit stream.
+    await page.locator('#live-feed [data-request-id]').first().waitFor();
+    await shot(page, `demo-${user}`);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+}
+
+test('narrative demo: the five failure modes are stopped', async () => {
+  const { context, page, errors } = await open();
+  await signIn(page, 'alice');
+  await go(page, 'demo');
+  const modes = {
+    'prod-secrets': ['200', '403', '400', '403'], // the traversal spelling is refused before policy (400)
+    'ci-self-approval': ['200', '200', '403', '403'],
+    'scanner-token': ['200', '401'],
+    'planner-new-tool': ['200', '200', '403'],
+  };
+  for (const [id, want] of Object.entries(modes)) {
+    const card = page.locator(`[data-scenario="${id}"]`);
+    await card.locator('[data-run]').click();
+    for (let i = 0; i < want.length; i++) {
+      assert.equal(await statusOf(card.locator(`[data-step-result="${i}"]`)), want[i], `${id} step ${i}`);
+    }
+    await shot(page, `failure-mode-${id}`);
+  }
+  // A person who picks the user by hand and then runs a card keeps that
+  // choice: the token acts for bob, not for the card's alice.
+  await page.selectOption('#demo-user', 'bob');
+  const other = page.locator('[data-scenario="prod-secrets"]');
+  await other.locator('[data-run]').click();
+  await other.locator('.token-text').waitFor();
+  assert.match(await other.locator('.token-text').innerText(), /acting for bob/);
+  // The fifth: a policy step between two calls with the same token.
+  // Clicking the card picks its own agent and user again.
+  const card = page.locator('[data-scenario="broad-scope"]');
+  await card.locator('.scenario-story').click();
+  await card.locator('[data-run]').click();
+  assert.equal(await statusOf(card.locator('[data-step-result="0"]')), '200');
+  assert.equal(await statusOf(card.locator('[data-step-result="2"]')), '403');
+  await shot(page, 'failure-mode-broad-scope');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('hot swap from the UI: the next call decides with the new policy, and rollback undoes it', async () => {
+  const { context, page, errors } = await open();
+  await signIn(page, 'carol');
+  await go(page, 'demo');
+  const card = page.locator('[data-scenario="carol-day"]');
+  const firstStatus = async () => {
+    await card.locator('[data-run]').click();
+    // Wait for the run to finish: its last step shows.
+    await statusOf(card.locator('[data-step-result="3"]'));
+    return statusOf(card.locator('[data-step-result="0"]'));
+  };
+  assert.equal(await firstStatus(), '200', 'carol files a ticket before the swap');
+
+  // Move claude-code to the read_only tier in the trust-tier editor.
+  await go(page, 'matrix');
+  await page.selectOption('[data-tier-for="claude-code"]', 'read_only');
+  await page.click('#tiers-activate');
+  await page.locator('#matrix-table tr[data-provider="claude-code"] td[data-resource="jira"]', { hasText: 'read' }).waitFor();
+  assert.ok(!(await page.locator('#matrix-table tr[data-provider="claude-code"] td[data-resource="jira"]').innerText()).includes('r/w'));
+  await shot(page, 'hot-swap-1-matrix');
+
+  await go(page, 'demo');
+  assert.equal(await firstStatus(), '403', 'the next call after the swap is refused');
+  await shot(page, 'hot-swap-2-refused');
+
+  // Roll back from the policy view; the call is allowed again.
+  await go(page, 'policy');
+  await page.click('#policy-rollback');
+  await page.locator('#toast').filter({ hasText: /roll|version/i }).waitFor();
+  await shot(page, 'hot-swap-3-rolled-back');
+  await go(page, 'demo');
+  assert.equal(await firstStatus(), '200', 'after the rollback');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('audit view filters, latency panel, and a phone-sized screen', async () => {
+  const { context, page, errors } = await open();
+  await signIn(page, 'alice');
+  await go(page, 'audit');
+  await page.selectOption('#audit-decision', 'deny');
+  // The view may already show the unfiltered trail: wait for the filtered
+  // answer, then for the table to show only what it returned.
+  await Promise.all([
+    page.waitForResponse((r) => r.url().includes('/ui/api/audit?') && r.url().includes('decision=deny')),
+    page.locator('#audit-form button[type="submit"]').click(),
+  ]);
+  await page.waitForFunction(() => {
+    const trs = [...document.querySelectorAll('#audit-table tbody tr')];
+    return trs.length > 0 && trs.every((tr) => /deny/i.test(tr.innerText));
+  });
+  const rows = page.locator('#audit-table tbody tr');
+  const n = await rows.count();
+  assert.ok(n > 0, 'denials are listed');
+  for (let i = 0; i < Math.min(n, 10); i++) {
+    assert.match(await rows.nth(i).innerText(), /deny/i);
+  }
+  await shot(page, 'audit-denials');
+
+  await go(page, 'latency');
+  await page.locator('#latency-table tr[data-stage="total"]').waitFor();
+  assert.match(await page.locator('#latency-table tr[data-stage="policy"]').innerText(), /\d/);
+  await shot(page, 'latency');
+  assert.deepEqual(errors, []);
+  await context.close();
+
+  // A phone: the page fits the screen's width.
+  const phone = await open({ width: 390, height: 844 });
+  await signIn(phone.page, 'alice');
+  const overflow = await phone.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 1, `the page is ${overflow}px wider than a phone`);
+  await shot(phone.page, 'phone-onboarding');
+  assert.deepEqual(phone.errors, []);
+  await phone.context.close();
+});
+
+test('keyboard: sign in with the keyboard alone', async () => {
+  const { context, page, errors } = await open();
+  await page.goto(BASE);
+  await page.locator('#signin-username').focus();
+  await page.keyboard.type('bob');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('demo');
+  await page.keyboard.press('Enter');
+  await page.locator('#signout').waitFor({ state: 'visible' });
+  // Every form control on the page has an accessible name.
+  const unnamed = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea, button')]
+    .filter((el) => el.offsetParent !== null)
+    .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby')
+      && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+    .map((el) => el.outerHTML.slice(0, 80)));
+  assert.deepEqual(unnamed, []);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
