@@ -139,7 +139,7 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 	}
 	var user *User
 	if subjSession.Subject != "" {
-		u, err := s.users.Lookup(ctx, subjSession.Subject)
+		u, err := s.personOf(ctx, subjSession)
 		if err != nil {
 			return fosite.ErrInvalidGrant.WithHint("The subject token's user no longer exists.")
 		}
@@ -162,7 +162,7 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 	session := &Session{ClientID: target.ID, Act: chain, Tier: subjSession.Tier, SingleUse: subjectSingleUse,
 		delegation: &delegation{subjectSig: s.strategy.AccessTokenSignature(ctx, subjectToken), consume: subjectSingleUse}}
 	if user != nil {
-		session.Subject, session.Roles = user.Subject, user.Roles
+		session.Subject, session.Roles, session.Groups, session.Via = user.Subject, user.Roles, user.Groups, subjSession.Via
 	}
 	// Never outlive the subject token.
 	exp := s.now().UTC().Add(ttlOf(ed.TTLSeconds, s.cfg.AccessTokenTTL)).Round(time.Second)

@@ -78,14 +78,14 @@ func (s *Server) inspect(ctx context.Context, req fosite.Requester, resource str
 		Token:   tokenInput(req, sess),
 		Request: contract.Request{Resource: []string(req.GetGrantedAudience())},
 	}
-	var roles []string
+	var roles, groups []string
 	if sess.Subject != "" {
-		u, err := s.users.Lookup(ctx, sess.Subject)
+		u, err := s.personOf(ctx, sess)
 		if err != nil {
 			return inactive("token user no longer exists"), false, nil
 		}
 		in.Subject = subjectInput(&u)
-		roles = u.Roles
+		roles, groups = u.Roles, u.Groups
 	}
 	var id contract.IntrospectResult
 	d, err := s.decide(ctx, contract.Introspect, in, &id)
@@ -102,6 +102,7 @@ func (s *Server) inspect(ctx context.Context, req fosite.Requester, resource str
 		ClientID: client.ID,
 		Subject:  sess.Subject,
 		Roles:    roles,
+		Groups:   groups,
 		// Copies: req may share the store's cached record.
 		Audience:  slices.Clone([]string(req.GetGrantedAudience())),
 		IssuedAt:  in.Token.Iat,
@@ -210,6 +211,9 @@ func rfc7662(i Introspection) map[string]any {
 	m["pbac_agent"] = i.Agent
 	if len(i.Roles) > 0 {
 		m["pbac_roles"] = i.Roles
+	}
+	if len(i.Groups) > 0 {
+		m["pbac_groups"] = i.Groups
 	}
 	return m
 }

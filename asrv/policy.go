@@ -31,11 +31,18 @@ type DeciderFunc = contract.DeciderFunc
 type User struct {
 	Subject string
 	Name    string
-	Roles   []string
+	// Roles are given by the source itself (the demo users); Groups are
+	// the person's groups at their identity source, which policy data maps
+	// to roles.
+	Roles  []string
+	Email  string
+	Groups []string
 }
 
-// UserSource authenticates the humans agents act for. The demo source holds
-// alice, bob and carol; real deployments plug in their directory.
+// UserSource authenticates the humans agents act for with a name and a
+// password. The demo source holds alice, bob and carol (the demo tenant
+// only); an install without an identity provider has a users file
+// (PasswordUsers); with neither, Config.Users is nil.
 type UserSource interface {
 	// Authenticate returns the user for the credentials, or ErrBadCredentials.
 	Authenticate(ctx context.Context, username, password string) (User, error)
@@ -107,7 +114,7 @@ func subjectInput(u *User) *contract.Subject {
 	if u == nil {
 		return nil
 	}
-	return &contract.Subject{Sub: u.Subject, Roles: slices.Clone(u.Roles)}
+	return &contract.Subject{Sub: u.Subject, Roles: slices.Clone(u.Roles), Groups: slices.Clone(u.Groups)}
 }
 
 // ErrUndecided means policy could not make a decision: it failed, ran out

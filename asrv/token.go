@@ -120,12 +120,12 @@ func (s *Server) applyTokenPolicy(ctx context.Context, ar fosite.AccessRequester
 			in.Token = &contract.TokenClaims{ClientID: client.ID, Sub: session.Subject, Scp: granted, Aud: resources}
 		}
 		if session.Subject != "" {
-			u, err := s.users.Lookup(ctx, session.Subject)
+			u, err := s.personOf(ctx, session)
 			if err != nil {
 				return nil, fosite.ErrInvalidGrant.WithHint("The user this grant was issued for no longer exists.")
 			}
 			in.Subject = subjectInput(&u)
-			session.Roles = u.Roles
+			session.Roles, session.Groups = u.Roles, u.Groups
 		}
 	}
 	in.Request.Resource = resources

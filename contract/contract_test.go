@@ -179,3 +179,33 @@ func TestIdentityPolicyClient(t *testing.T) {
 		t.Fatalf("unverified PolicyClient() = %+v", got)
 	}
 }
+
+// TestDataRolesOf: a person's roles are their own, then those
+// identity.group_roles gives their groups, each once; a group the data
+// does not name gives nothing (roles_of in tiers.rego).
+func TestDataRolesOf(t *testing.T) {
+	d, err := ParseData([]byte(`{"identity": {"group_roles": {"eng": ["engineering"], "ops": ["engineering", "oncall"], "empty": []}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name          string
+		roles, groups []string
+		want          []string
+	}{
+		{"no roles, no groups", nil, nil, []string{}},
+		{"own roles only", []string{"analytics"}, nil, []string{"analytics"}},
+		{"a group gives its roles", nil, []string{"eng"}, []string{"engineering"}},
+		{"each role once, own first", []string{"oncall"}, []string{"eng", "ops"}, []string{"oncall", "engineering"}},
+		{"an unnamed group gives nothing", nil, []string{"visitors", "empty"}, []string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := d.RolesOf(tc.roles, tc.groups); !slices.Equal(got, tc.want) {
+				t.Fatalf("RolesOf(%v, %v) = %v, want %v", tc.roles, tc.groups, got, tc.want)
+			}
+		})
+	}
+	if got := (&Data{}).RolesOf([]string{"r"}, []string{"g"}); !slices.Equal(got, []string{"r"}) {
+		t.Fatalf("without identity data: %v", got)
+	}
+}

@@ -20,6 +20,14 @@ type Data struct {
 	Catalogue          map[string]Tool     `json:"catalogue"`
 	Backends           map[string]Backend  `json:"backends"`
 	ProtectedArguments []ProtectedArgument `json:"protected_arguments"`
+	People             People              `json:"identity"`
+}
+
+// People is data.identity: what people's groups at their identity source
+// (the IdP's groups claim, the users file) give.
+type People struct {
+	// GroupRoles are group -> the roles it gives (identity.rego).
+	GroupRoles map[string][]string `json:"group_roles"`
 }
 
 // Agents is data.agents: the providers of each trust tier.
@@ -142,6 +150,29 @@ func (d *Data) Scopes() []string {
 		grants(r.Grants)
 	}
 	return slices.Sorted(maps.Keys(seen))
+}
+
+// RolesOf are the roles of a person who holds roles and is in groups: the
+// roles themselves, then those the data's group_roles give each group, each
+// once, in that order (roles_of in tiers.rego). It is for readers that show
+// or prepare what a person may do (the dashboard's matrix); decisions come
+// from evaluating the policy, which computes the same set.
+func (d *Data) RolesOf(roles, groups []string) []string {
+	out := make([]string, 0, len(roles))
+	add := func(r string) {
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	for _, r := range roles {
+		add(r)
+	}
+	for _, g := range groups {
+		for _, r := range d.People.GroupRoles[g] {
+			add(r)
+		}
+	}
+	return out
 }
 
 // ProtectedArgs lists the arguments a protected_arguments rule names for

@@ -39,12 +39,16 @@ func (a AgentClaims) PolicyClient(clientID string) *Client {
 // allows now. An inactive token carries only the reasons, for the audit
 // record; they are not sent to RFC 7662 callers.
 type Identity struct {
-	Active    bool
-	Reasons   []string
-	Scopes    []string
-	ClientID  string
-	Subject   string
-	Roles     []string
+	Active   bool
+	Reasons  []string
+	Scopes   []string
+	ClientID string
+	Subject  string
+	Roles    []string
+	// Groups are the person's groups at their identity source, recorded
+	// with the grant (or read from the users file at each use); policy
+	// sees them as subject.groups and data maps them to roles.
+	Groups    []string
 	Audience  []string
 	IssuedAt  int64
 	ExpiresAt int64

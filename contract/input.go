@@ -32,6 +32,10 @@ type Client struct {
 type Subject struct {
 	Sub   string   `json:"sub"`
 	Roles []string `json:"roles"`
+	// Groups are the person's groups at their identity source (the IdP's
+	// groups claim, the users file); policy data maps them to roles
+	// (data.identity.group_roles).
+	Groups []string `json:"groups,omitempty"`
 }
 
 // TokenClaims are an access token's claims.

@@ -152,7 +152,7 @@ func (h *Handler) computeMatrix(ctx context.Context, user *asrv.User) (map[strin
 			Request: contract.Request{GrantType: "client_credentials", Resource: []string{resource}}}
 		var subject *contract.Subject
 		if user != nil {
-			subject = &contract.Subject{Sub: user.Subject, Roles: user.Roles}
+			subject = &contract.Subject{Sub: user.Subject, Roles: user.Roles, Groups: user.Groups}
 			in.Subject, in.Request.GrantType = subject, "authorization_code"
 		}
 		var td contract.TokenResult
@@ -215,12 +215,13 @@ func (h *Handler) computeMatrix(ctx context.Context, user *asrv.User) (map[strin
 
 // constrainedArgs are arguments that meet the user's role constraints on a
 // resource (so the matrix shows what the role allows within them), with a
-// note saying what the constraint is.
+// note saying what the constraint is. The user's roles are their own and
+// those the policy data gives their groups.
 func constrainedArgs(data contract.Data, user *asrv.User, resource string) (contract.RawJSON, string) {
 	if user == nil {
 		return contract.RawJSON("{}"), ""
 	}
-	for _, role := range user.Roles {
+	for _, role := range data.RolesOf(user.Roles, user.Groups) {
 		c, ok := data.Roles[role].ArgConstraints[resource]
 		if !ok || c.Arg == "" || len(c.PathPrefixes) == 0 {
 			continue

@@ -236,6 +236,9 @@ type userView struct {
 	Sub   string   `json:"sub"`
 	Name  string   `json:"name"`
 	Roles []string `json:"roles"`
+	// Groups are the person's groups at their identity source (the users
+	// file), which policy data maps to roles; absent for the demo users.
+	Groups []string `json:"groups,omitempty"`
 }
 
 func viewUser(u asrv.User) userView {
@@ -243,7 +246,7 @@ func viewUser(u asrv.User) userView {
 	if roles == nil {
 		roles = []string{}
 	}
-	return userView{Sub: u.Subject, Name: u.Name, Roles: roles}
+	return userView{Sub: u.Subject, Name: u.Name, Roles: roles, Groups: u.Groups}
 }
 
 func (h *Handler) config(w http.ResponseWriter, _ *http.Request) {

@@ -3,16 +3,19 @@ package dashboard
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/gateway"
+	"github.com/pbac-gateway/pbac/identity/usersfile"
 	"github.com/pbac-gateway/pbac/internal/policytest"
 )
 
@@ -115,7 +118,12 @@ func (d *dash) postSignIn(body any) (int, map[string]any) {
 
 func (d *dash) signIn(user string) {
 	d.t.Helper()
-	status, out := d.postSignIn(map[string]string{"username": user, "password": "demo"})
+	d.signInAs(user, asrv.DemoPassword)
+}
+
+func (d *dash) signInAs(user, password string) {
+	d.t.Helper()
+	status, out := d.postSignIn(map[string]string{"username": user, "password": password})
 	if status != 200 {
 		d.t.Fatalf("sign in as %s: %d %v", user, status, out)
 	}
@@ -411,4 +419,70 @@ func TestDemoUsersOperateOnlyOnLoopback(t *testing.T) {
 			t.Errorf("%s %s by a demo user: %d %v", tc.method, tc.path, status, out)
 		}
 	}
+}
+
+// TestMatrixRolesFromGroups: a person of a users file has no role of their
+// own; the matrix evaluates them with their groups, which the shipped
+// data's identity.group_roles maps to roles — the contractor group's role
+// constraint included — and a group the data does not name gives nothing.
+func TestMatrixRolesFromGroups(t *testing.T) {
+	users := usersFileUsers(t, map[string][]string{"dana": {"contractor"}, "erin": {"engineering"}, "frank": {"visitors"}})
+	d := newDashWith(t, false, func(c *Config) { c.Users = users })
+	d.signInAs("dana", filePassword)
+	_, out := d.do("GET", "/ui/api/session", nil)
+	if u := out["user"].(map[string]any); u["sub"] != "dana" || fmt.Sprint(u["groups"]) != "[contractor]" || len(u["roles"].([]any)) != 0 {
+		t.Fatalf("dana's session: %v", out)
+	}
+	for _, tc := range []struct {
+		user                     string
+		drive, jira, slack, note string
+	}{
+		{"dana", "read", "r/w", "denied", "only path under /public"},
+		{"erin", "r/w", "r/w", "r/w", ""},
+		{"frank", "denied", "denied", "denied", ""},
+	} {
+		status, m := d.do("GET", "/ui/api/matrix?user="+tc.user, nil)
+		if status != 200 {
+			t.Fatalf("%s's matrix: %d %v", tc.user, status, m)
+		}
+		labels := cellLabels(t, m)["claude-code"]
+		if labels["drive"] != tc.drive || labels["jira"] != tc.jira || labels["slack"] != tc.slack {
+			t.Errorf("%s (claude-code): drive %q jira %q slack %q, want %q %q %q", tc.user,
+				labels["drive"], labels["jira"], labels["slack"], tc.drive, tc.jira, tc.slack)
+		}
+		for _, r := range m["rows"].([]any) {
+			row := r.(map[string]any)
+			if row["provider"] != "claude-code" {
+				continue
+			}
+			if note, _ := row["cells"].(map[string]any)["drive"].(map[string]any)["note"].(string); note != tc.note {
+				t.Errorf("%s's drive note %q, want %q", tc.user, note, tc.note)
+			}
+		}
+	}
+}
+
+// filePassword is the password of the people of usersFileUsers.
+const filePassword = "correct horse battery staple"
+
+// usersFileUsers writes a users file of people (name -> groups) and opens
+// it as a user source.
+func usersFileUsers(t *testing.T, people map[string][]string) asrv.UserSource {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "users.yaml")
+	cheap := usersfile.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+	for name, groups := range people {
+		e, err := usersfile.NewEntry(name, groups, []byte(filePassword), cheap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := usersfile.Append(path, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := usersfile.Open(path, usersfile.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return asrv.PasswordUsers(f)
 }

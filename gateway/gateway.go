@@ -474,8 +474,9 @@ func newID() string {
 }
 
 // input is the policy input for a call by this caller (pbac/tool_call,
-// pbac/list): the agent's verified claims, the human, the token as
-// introspected now.
+// pbac/list): the agent's verified claims, the human (their roles and the
+// groups their grant records, which policy data maps to roles), the token
+// as introspected now.
 func (cl *caller) input(backend, method string) contract.Input {
 	t := cl.token
 	in := contract.Input{
@@ -486,7 +487,7 @@ func (cl *caller) input(backend, method string) contract.Input {
 		Now:     time.Now().Unix(),
 	}
 	if t.Subject != "" {
-		in.Subject = &contract.Subject{Sub: t.Subject, Roles: t.Roles}
+		in.Subject = &contract.Subject{Sub: t.Subject, Roles: t.Roles, Groups: t.Groups}
 	}
 	return in
 }

@@ -54,6 +54,8 @@ type stackOptions struct {
 	backendURL func(name, url string) string
 	// config adjusts the gateway's configuration.
 	config func(*gateway.Config)
+	// users are the people who sign in (default: the demo users).
+	users asrv.UserSource
 }
 
 func newStackWith(t testing.TB, opts stackOptions) *stack {
@@ -93,11 +95,15 @@ func newStackWith(t testing.TB, opts stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var users asrv.UserSource = asrv.DemoUsers{}
+	if opts.users != nil {
+		users = opts.users
+	}
 	as, err := asrv.New(asrv.Config{
 		Issuer: base, Resources: resources, Secret: bytes.Repeat([]byte("s"), 32),
 		Scopes: []string{"drive:read", "drive:write", "jira:read", "jira:write", "slack:read", "slack:write",
 			"database:read", "database:ddl", "gitlab:read", "gitlab:write", "gitlab:approve", "jenkins:read", "jenkins:build"},
-		Store: store, Users: asrv.DemoUsers{}, Statements: verifier,
+		Store: store, Users: users, Statements: verifier,
 		Policy: reg,
 		// The gateway's own client at the AS, for RFC 7662 over HTTP.
 		Introspectors: []asrv.Introspector{{ClientID: testIntrospectorID, Secret: testIntrospectorSecret}},
@@ -153,9 +159,16 @@ func (s *stack) statement(provider string, singleUse bool) string {
 	return jws
 }
 
-// humanAgent registers a public agent for provider and returns alice's
-// token for it, through the sign-in page.
+// humanAgent registers a public agent for provider and returns the demo
+// user's token for it, through the sign-in page.
 func (s *stack) humanAgent(provider, user string, scopes ...string) string {
+	s.t.Helper()
+	return s.personAgent(provider, user, asrv.DemoPassword, scopes...)
+}
+
+// personAgent registers a public agent for provider and returns user's
+// token for it, signing in with password.
+func (s *stack) personAgent(provider, user, password string, scopes ...string) string {
 	s.t.Helper()
 	ctx := context.Background()
 	redirect := "http://127.0.0.1:45001/cb"
@@ -166,7 +179,7 @@ func (s *stack) humanAgent(provider, user string, scopes ...string) string {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	tok, err := oauthtest.CodeFlow(ctx, s.base, reg["client_id"].(string), redirect, user, "demo", s.resource, scopes...)
+	tok, err := oauthtest.CodeFlow(ctx, s.base, reg["client_id"].(string), redirect, user, password, s.resource, scopes...)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -37,6 +37,7 @@ type introspection struct {
 	Tier     string               `json:"pbac_tier"`
 	Agent    contract.AgentClaims `json:"pbac_agent"`
 	Roles    []string             `json:"pbac_roles"`
+	Groups   []string             `json:"pbac_groups"`
 }
 
 // audience accepts RFC 7662's aud as a string or an array.
@@ -92,6 +93,6 @@ func (r *RemoteIntrospector) Introspect(ctx context.Context, token, resource str
 	return contract.Identity{
 		Active: true, Scopes: strings.Fields(in.Scope), ClientID: in.ClientID, Subject: in.Sub,
 		Roles: in.Roles, Audience: in.Aud, IssuedAt: in.Iat, ExpiresAt: in.Exp, Act: in.Act, Tier: in.Tier,
-		Agent: in.Agent,
+		Groups: in.Groups, Agent: in.Agent,
 	}, nil
 }

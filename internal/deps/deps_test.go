@@ -32,6 +32,7 @@ type rule struct {
 var (
 	storeDrivers = []string{"github.com/dgraph-io/badger", "github.com/jackc/pgx"}
 	opa          = "github.com/open-policy-agent/"
+	zitadel      = "github.com/zitadel/"
 )
 
 var rules = []rule{
@@ -57,6 +58,16 @@ var rules = []rule{
 		banned: []string{"github.com/jackc/pgx", module + "/asrv/store/postgres"}},
 	{pkg: "asrv/store/postgres", why: "the PostgreSQL store links only its own driver",
 		banned: []string{"github.com/dgraph-io/badger", module + "/asrv/store/badger"}},
+	{pkg: "identity", why: "what the authorization server knows of identity sources is interfaces and config: the standard library only",
+		stdOnly: true},
+	{pkg: "asrv", why: "the authorization server takes people through identity's interfaces: neither the OpenID client nor the users file is linked unless the binary wires them",
+		banned: []string{module + "/identity/idp", module + "/identity/usersfile", "github.com/coreos/go-oidc"}},
+	{pkg: "identity/idp", why: "the OpenID provider the tests run (zitadel) is test-only",
+		banned: []string{zitadel, storeDrivers[0], storeDrivers[1], opa}},
+	{pkg: "identity/usersfile", why: "the users file is a file: no token store, no policy compiler, no test provider",
+		banned: []string{zitadel, storeDrivers[0], storeDrivers[1], opa, module + "/asrv"}},
+	{pkg: "cmd/pbac", why: "the OpenID provider the tests run (zitadel) is never in the binary",
+		banned: []string{zitadel}},
 	{pkg: "config", why: "configuration loading resolves to plain values: it links none of the parts it configures",
 		banned: []string{module + "/gateway", module + "/asrv", module + "/stdio", module + "/plugins", opa, "github.com/gofiber/"}},
 }
