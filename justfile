@@ -33,11 +33,11 @@ bench-saturate:
 # swap latency, cold start from the compilation cache, and the AS's
 # introspection and token issuance.
 bench-go:
-    go test -run '^$' -bench . -benchtime 2s -count 1 ./wasm/ ./plugins/ ./asrv/ ./host/
+    go test -run '^$' -bench . -benchtime 2s -count 1 ./wasm/ ./plugins/ ./asrv/ ./gateway/
 
 # The dashboard in headless Chromium (Debian's chromium; npm ci once).
 browser-test:
-    cd host/ui/e2e && npm ci --no-audit --no-fund
+    cd dashboard/e2e && npm ci --no-audit --no-fund
     PBAC_BROWSER_TESTS=1 go test -count=1 -run TestDashboardInBrowser -v ./cmd/pbac/
 
 # The official MCP conformance suite, directly and through the gateway
@@ -62,7 +62,9 @@ fuzz seconds="30":
     go test -run '^$' -fuzz FuzzVerifyStatement -fuzztime {{seconds}}s ./asrv/
     go test -run '^$' -fuzz FuzzParseRegistration -fuzztime {{seconds}}s ./asrv/
     go test -run '^$' -fuzz FuzzDecodeRecord -fuzztime {{seconds}}s ./asrv/store/
-    go test -run '^$' -fuzz FuzzParseMessage -fuzztime {{seconds}}s ./host/
+    go test -run '^$' -fuzz FuzzParseMessage -fuzztime {{seconds}}s ./jsonrpc/
+    go test -run '^$' -fuzz FuzzParseMessageDifferential -fuzztime {{seconds}}s ./jsonrpc/
+    go test -run '^$' -fuzz FuzzBridgeMessages -fuzztime {{seconds}}s ./stdio/
 
 # What CI runs.
 ci:

@@ -1,6 +1,7 @@
 package asrv
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -17,7 +18,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/pbac-gateway/pbac/asrv/signin"
-	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 const csrfCookie = "pbac_authz_csrf"
@@ -49,7 +50,7 @@ ul{padding-left:20px;margin:6px 0}code{font-size:13px}
 {{else}}<span class="badge warn">unverified</span>
 <div class="muted">No signed software statement: policy gives it the least trust tier.</div>{{end}}
 <div class="muted">client id <code>{{.ClientID}}</code></div>
-{{if .MetadataHost}}<div class="muted">Described by a metadata document published by <code>{{.MetadataHost}}</code>; after you approve, your browser is sent to <code>{{.RedirectHost}}</code>.</div>
+{{if .MetadataHost}}<div class="muted">Described by a metadata document published by <code>{{.MetadataHost}}</code>{{if not .SendsTo}}; once you have signed in and approved, your browser is sent back to <code>{{.RedirectHost}}</code>{{end}}.</div>
 {{if .LoopbackOnly}}<div class="muted"><span class="badge warn">localhost only</span> This client only redirects to this computer, so any program on it could claim to be it: approve only if you started this sign-in yourself, just now.</div>{{end}}{{end}}
 {{if .SendsTo}}<div class="muted">After you approve, your browser is sent to <code>{{.SendsTo}}</code>, an address nobody vouched for: approve only if you started this sign-in there.</div>{{end}}
 </div>
@@ -57,19 +58,25 @@ ul{padding-left:20px;margin:6px 0}code{font-size:13px}
 Policy grants the agent no more than its tier and your role allow, and decides every call again.</div>
 <form method="post" action="{{.Action}}">
 <input type="hidden" name="csrf_token" value="{{.CSRF}}">
-<label for="username">User</label><input id="username" type="text" name="username" autocomplete="username" value="{{.Username}}" required>
+{{if .SSO}}<div class="row"><button class="approve" type="submit" name="decision" value="sso" formnovalidate>Sign in with {{.SSO}} and approve</button></div>
+{{if .Passwords}}<div class="muted" style="margin-top:16px">or with a name and password:</div>{{end}}{{end}}
+{{if .Passwords}}<label for="username">User</label><input id="username" type="text" name="username" autocomplete="username" value="{{.Username}}" required>
 <label for="password">Password</label><input id="password" type="password" name="password" autocomplete="current-password" required>
-{{if .Demo}}<div class="muted">Demo users: alice (engineering), bob (analytics), carol (contractor); password <code>demo</code>.</div>{{end}}
+{{if .Demo}}<div class="muted">Demo users: alice (engineering), bob (analytics), carol (contractor); password <code>demo</code>.</div>{{end}}{{end}}
 {{if .Error}}<div class="err">{{.Error}}</div>{{end}}
-<div class="row"><button class="approve" type="submit" name="decision" value="approve">Sign in and approve</button>
-<button class="deny" type="submit" name="decision" value="deny" formnovalidate>Deny</button></div>
+<div class="row">{{if .Passwords}}<button class="approve" type="submit" name="decision" value="approve">Sign in and approve</button>
+{{end}}<button class="deny" type="submit" name="decision" value="deny" formnovalidate>Deny</button></div>
 </form></main></body></html>`))
 
 type loginView struct {
 	ClientName, ClientID, Provider, Model string
 	Verified, Demo                        bool
-	Scopes                                []string
-	Action, CSRF, Username, Error         string
+	// Passwords: the name and password form is offered; SSO, when set,
+	// names the identity provider the single sign-on button goes to.
+	Passwords                     bool
+	SSO                           string
+	Scopes                        []string
+	Action, CSRF, Username, Error string
 	// SendsTo names where an untrusted redirect URI leads (scheme and
 	// host), for the user to judge before approving.
 	SendsTo string
@@ -102,46 +109,11 @@ func (w issWriter) WriteHeader(code int) {
 }
 
 func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
+	browser := w // for the redirect to the identity provider, which is not an answer to the client
 	w = issWriter{ResponseWriter: w, iss: s.cfg.Issuer}
 	ctx := r.Context()
-	if s.clients.metadata != nil {
-		ctx = withRedirectHint(ctx, r)
-	}
-	ar, err := s.provider.NewAuthorizeRequest(ctx, r)
-	if err != nil {
-		if e, ok := metadataError(err); ok {
-			err = e // what was wrong with the client's metadata document, not "no such client"
-		}
-		s.log.InfoContext(ctx, "authorize request rejected", "err", err)
-		s.authorizeError(ctx, w, ar, err)
-		return
-	}
-	// The redirect URI obeys the rule registration applies (fosite matches
-	// loopback URIs by host and path only), and every parameter that has
-	// one value has one: otherwise there is no URI to answer to.
-	if err := checkAuthorizeParams(r.Form, ar); err != nil {
-		s.log.InfoContext(ctx, "authorize request rejected", "err", err)
-		s.renderError(w, http.StatusBadRequest, "invalid_request", err.Error())
-		return
-	}
-	// PKCE with S256 is checked before the sign-in page is shown (fosite's
-	// PKCE handler checks again when the code is issued).
-	if ar.GetRequestForm().Get("code_challenge") == "" {
-		s.authorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("PKCE is required: send code_challenge with code_challenge_method S256."))
-		return
-	}
-	if ar.GetRequestForm().Get("code_challenge_method") != "S256" {
-		s.authorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("Only the S256 code challenge method is supported."))
-		return
-	}
-	resources, err := s.resourcesFor(r.Form)
-	if err != nil {
-		s.authorizeError(ctx, w, ar, err)
-		return
-	}
-	client, ok := ar.GetClient().(*Client)
+	ar, client, resources, ok := s.authorizeRequest(ctx, w, r)
 	if !ok {
-		s.authorizeError(ctx, w, ar, fosite.ErrServerError.WithDebug("unexpected client type"))
 		return
 	}
 	if r.Method == http.MethodGet {
@@ -156,8 +128,15 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, r, client, ar, username, "Your sign-in form expired; please try again.", http.StatusForbidden)
 		return
 	}
-	if r.PostForm.Get("decision") != "approve" {
+	switch d := r.PostForm.Get("decision"); {
+	case d == "sso" && s.sso != nil:
+		s.startSSO(ctx, browser, w, r, client, ar)
+		return
+	case d != "approve":
 		s.authorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user denied the request."))
+		return
+	case s.users == nil:
+		s.renderLogin(w, r, client, ar, username, "Signing in with a password is not available here.", http.StatusBadRequest)
 		return
 	}
 	attempt, err := s.signIn.Begin(ctx, signin.Attempt{Surface: "authorize", Username: username, RemoteAddr: r.RemoteAddr})
@@ -174,12 +153,70 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, r, client, ar, username, "Unknown user or wrong password.", http.StatusUnauthorized)
 		return
 	}
+	s.grantAuthorization(ctx, w, ar, client, resources, user, "")
+}
 
-	var td tokenDecision
-	d, err := s.decide(ctx, EntrypointToken, rego.Input{
+// authorizeRequest reads and checks an authorization request (answering
+// the failures itself): fosite's checks, the redirect URI rule, PKCE with
+// S256, the resources; and that people can sign in here at all.
+func (s *Server) authorizeRequest(ctx context.Context, w http.ResponseWriter, r *http.Request) (fosite.AuthorizeRequester, *Client, []string, bool) {
+	if s.clients.metadata != nil {
+		ctx = withRedirectHint(ctx, r)
+	}
+	ar, err := s.provider.NewAuthorizeRequest(ctx, r)
+	if err != nil {
+		if e, ok := metadataError(err); ok {
+			err = e // what was wrong with the client's metadata document, not "no such client"
+		}
+		s.log.InfoContext(ctx, "authorize request rejected", "err", err)
+		s.authorizeError(ctx, w, ar, err)
+		return nil, nil, nil, false
+	}
+	// The redirect URI obeys the rule registration applies (fosite matches
+	// loopback URIs by host and path only), and every parameter that has
+	// one value has one: otherwise there is no URI to answer to.
+	if err := checkAuthorizeParams(r.Form, ar); err != nil {
+		s.log.InfoContext(ctx, "authorize request rejected", "err", err)
+		s.renderError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return nil, nil, nil, false
+	}
+	// PKCE with S256 is checked before the sign-in page is shown (fosite's
+	// PKCE handler checks again when the code is issued).
+	if ar.GetRequestForm().Get("code_challenge") == "" {
+		s.authorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("PKCE is required: send code_challenge with code_challenge_method S256."))
+		return nil, nil, nil, false
+	}
+	if ar.GetRequestForm().Get("code_challenge_method") != "S256" {
+		s.authorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("Only the S256 code challenge method is supported."))
+		return nil, nil, nil, false
+	}
+	resources, err := s.resourcesFor(r.Form)
+	if err != nil {
+		s.authorizeError(ctx, w, ar, err)
+		return nil, nil, nil, false
+	}
+	client, ok := ar.GetClient().(*Client)
+	if !ok {
+		s.authorizeError(ctx, w, ar, fosite.ErrServerError.WithDebug("unexpected client type"))
+		return nil, nil, nil, false
+	}
+	if !s.humanSignIn() {
+		s.log.WarnContext(ctx, "authorization refused: no identity source is configured", "client_id", client.ID)
+		s.authorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint(errNoIdentitySource))
+		return nil, nil, nil, false
+	}
+	return ar, client, resources, true
+}
+
+// grantAuthorization asks policy for the grant of a signed-in person and,
+// when it allows, issues the authorization code; via is how they signed in
+// (Session.Via).
+func (s *Server) grantAuthorization(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, client *Client, resources []string, user User, via string) {
+	var td contract.TokenResult
+	d, err := s.decide(ctx, contract.Token, contract.Input{
 		Client:  s.policyClient(client),
 		Subject: subjectInput(&user),
-		Request: rego.Request{GrantType: "authorization_code", Scopes: ar.GetRequestedScopes(), Resource: resources},
+		Request: contract.Request{GrantType: "authorization_code", Scopes: ar.GetRequestedScopes(), Resource: resources},
 	}, &td)
 	if err != nil {
 		s.authorizeError(ctx, w, ar, policyError(err))
@@ -207,13 +244,14 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.authorizeError(ctx, w, ar, anchorError(err))
 		return
 	}
-	session := &Session{Subject: user.Subject, Roles: user.Roles, ClientID: client.ID, Tier: td.Tier}
+	session := &Session{Subject: user.Subject, Roles: user.Roles, Groups: user.Groups, Via: via, ClientID: client.ID, Tier: td.Tier}
 	resp, err := s.provider.NewAuthorizeResponse(ctx, ar, session)
 	if err != nil {
 		s.authorizeError(ctx, w, ar, err)
 		return
 	}
-	s.log.InfoContext(ctx, "authorization code issued", "client_id", client.ID, "sub", user.Subject, "scopes", td.Scopes)
+	s.log.InfoContext(ctx, "authorization code issued", "client_id", client.ID, "sub", user.Subject, "groups", user.Groups,
+		"via", cmp.Or(via, "password"), "scopes", td.Scopes)
 	s.provider.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
 
@@ -354,7 +392,7 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, c *Client, 
 	agent := s.policyClient(c)
 	view := loginView{
 		ClientName: name, ClientID: c.ID, Provider: agent.AgentProvider, Model: agent.AgentModel,
-		Verified: agent.Verified, Demo: isDemoUsers(s.users), Scopes: ar.GetRequestedScopes(),
+		Verified: agent.Verified, Demo: isDemoUsers(s.users), Scopes: ar.GetRequestedScopes(), Passwords: s.users != nil,
 		Action: PathAuthorize + "?" + r.URL.RawQuery, CSRF: s.forms.Issue(cookie, signInBinding(r.Form)),
 		Username: username, Error: msg,
 	}
@@ -366,6 +404,9 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, c *Client, 
 		if u := ar.GetRedirectURI(); u != nil {
 			view.RedirectHost = u.Host
 		}
+	}
+	if s.sso != nil {
+		view.SSO = s.sso.Label()
 	}
 	w.WriteHeader(status)
 	if err := loginPage.Execute(w, view); err != nil {

@@ -7,7 +7,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/pbac-gateway/pbac/asrv/cimd"
-	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 // Token endpoint authentication methods a registered client may use.
@@ -17,24 +17,10 @@ const (
 	AuthMethodSecretPost  = "client_secret_post"
 )
 
-// AgentClaims are the claims of a verified software statement. They are the
-// only source of an agent's identity for policy: metadata a client sends
-// without a valid statement never becomes a claim.
-type AgentClaims struct {
-	// Verified is true only when a software statement signed by a trusted
-	// issuer was presented at registration.
-	Verified              bool   `json:"verified"`
-	Issuer                string `json:"issuer,omitempty"`
-	SoftwareID            string `json:"software_id,omitempty"`
-	AgentProvider         string `json:"agent_provider,omitempty"`
-	AgentModel            string `json:"agent_model,omitempty"`
-	SingleUseAccessTokens bool   `json:"single_use_access_tokens,omitempty"`
-	// StatementID and KeyID name the statement (its jti) and the issuer key
-	// (its kid) that verified these claims, so that revoking either makes
-	// the client unverified.
-	StatementID string `json:"statement_id,omitempty"`
-	KeyID       string `json:"key_id,omitempty"`
-}
+// AgentClaims are the claims of a verified software statement
+// (contract.AgentClaims): the only source of an agent's identity for
+// policy.
+type AgentClaims = contract.AgentClaims
 
 // Client is a registered OAuth client: an agent. It implements fosite.Client
 // and the parts of fosite.OpenIDConnectClient fosite's client authentication
@@ -55,7 +41,7 @@ type Client struct {
 	// by its own registration: a client of a metadata document (kind
 	// AttestationCIMD) is resolved from its URL, and stored only so its
 	// tokens have a client (see anchorMetadataClient).
-	Attestation *rego.Attestation `json:"attestation,omitempty"`
+	Attestation *contract.Attestation `json:"attestation,omitempty"`
 	// SoftwareStatement is the JWS presented at registration, kept so RFC 7592
 	// reads return it; it carries no secret.
 	SoftwareStatement string `json:"software_statement,omitempty"`

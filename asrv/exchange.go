@@ -9,7 +9,7 @@ import (
 
 	"github.com/ory/fosite"
 
-	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 // tokenExchangeHandler implements RFC 8693 token exchange as a fosite token
@@ -126,10 +126,10 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 		return fosite.ErrInvalidGrant.WithHint("The delegation chain is too long.")
 	}
 
-	in := rego.Input{
+	in := contract.Input{
 		Client: s.policyClient(actor),
 		Token:  tokenInput(subject, subjSession),
-		Request: rego.Request{
+		Request: contract.Request{
 			GrantType:      GrantTypeExchange,
 			Scopes:         asked,
 			Resource:       resources,
@@ -139,15 +139,15 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 	}
 	var user *User
 	if subjSession.Subject != "" {
-		u, err := s.users.Lookup(ctx, subjSession.Subject)
+		u, err := s.personOf(ctx, subjSession)
 		if err != nil {
 			return fosite.ErrInvalidGrant.WithHint("The subject token's user no longer exists.")
 		}
 		user = &u
 		in.Subject = subjectInput(user)
 	}
-	var ed exchangeDecision
-	d, err := s.decide(ctx, EntrypointExchange, in, &ed)
+	var ed contract.ExchangeResult
+	d, err := s.decide(ctx, contract.Exchange, in, &ed)
 	if err != nil {
 		return policyError(err)
 	}
@@ -162,7 +162,7 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 	session := &Session{ClientID: target.ID, Act: chain, Tier: subjSession.Tier, SingleUse: subjectSingleUse,
 		delegation: &delegation{subjectSig: s.strategy.AccessTokenSignature(ctx, subjectToken), consume: subjectSingleUse}}
 	if user != nil {
-		session.Subject, session.Roles = user.Subject, user.Roles
+		session.Subject, session.Roles, session.Groups, session.Via = user.Subject, user.Roles, user.Groups, subjSession.Via
 	}
 	// Never outlive the subject token.
 	exp := s.now().UTC().Add(ttlOf(ed.TTLSeconds, s.cfg.AccessTokenTTL)).Round(time.Second)
@@ -240,8 +240,8 @@ func (s *Server) checkedAccessToken(ctx context.Context, token string, get func(
 }
 
 // tokenInput renders a stored token for policy.
-func tokenInput(req fosite.Requester, sess *Session) *rego.Token {
-	return &rego.Token{
+func tokenInput(req fosite.Requester, sess *Session) *contract.TokenClaims {
+	return &contract.TokenClaims{
 		ClientID: req.GetClient().GetID(),
 		Sub:      sess.Subject,
 		Scp:      []string(req.GetGrantedScopes()),

@@ -9,29 +9,16 @@ import (
 
 	"github.com/ory/fosite"
 
-	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
-// Introspection is the state of an access token as the gateway needs it.
-// An inactive token carries the reasons, for the audit record; they are not
-// sent to RFC 7662 callers.
-type Introspection struct {
-	Active    bool
-	Reasons   []string
-	Scopes    []string
-	ClientID  string
-	Subject   string
-	Roles     []string
-	Audience  []string
-	IssuedAt  int64
-	ExpiresAt int64
-	Act       *Actor
-	Tier      string
-	// Client is the registered client the token belongs to (nil if inactive).
-	Client *Client
-	// Consumed is set when this introspection used up a single-use token.
-	Consumed bool
-}
+// Introspection is the state of an access token as the gateway needs it:
+// contract.Identity, so that the gateway reads it without importing the
+// authorization server. An inactive token carries the reasons, for the
+// audit record; they are not sent to RFC 7662 callers.
+type Introspection = contract.Identity
+
+var _ contract.Introspector = (*Server)(nil)
 
 func inactive(reasons ...string) Introspection {
 	return Introspection{Reasons: reasons}
@@ -86,22 +73,22 @@ func (s *Server) inspect(ctx context.Context, req fosite.Requester, resource str
 	if !ok {
 		return inactive("token session is unreadable"), false, nil
 	}
-	in := rego.Input{
+	in := contract.Input{
 		Client:  s.policyClient(client),
 		Token:   tokenInput(req, sess),
-		Request: rego.Request{Resource: []string(req.GetGrantedAudience())},
+		Request: contract.Request{Resource: []string(req.GetGrantedAudience())},
 	}
-	var roles []string
+	var roles, groups []string
 	if sess.Subject != "" {
-		u, err := s.users.Lookup(ctx, sess.Subject)
+		u, err := s.personOf(ctx, sess)
 		if err != nil {
 			return inactive("token user no longer exists"), false, nil
 		}
 		in.Subject = subjectInput(&u)
-		roles = u.Roles
+		roles, groups = u.Roles, u.Groups
 	}
-	var id introspectDecision
-	d, err := s.decide(ctx, EntrypointIntrospect, in, &id)
+	var id contract.IntrospectResult
+	d, err := s.decide(ctx, contract.Introspect, in, &id)
 	if err != nil {
 		return Introspection{}, false, err
 	}
@@ -115,13 +102,14 @@ func (s *Server) inspect(ctx context.Context, req fosite.Requester, resource str
 		ClientID: client.ID,
 		Subject:  sess.Subject,
 		Roles:    roles,
+		Groups:   groups,
 		// Copies: req may share the store's cached record.
 		Audience:  slices.Clone([]string(req.GetGrantedAudience())),
 		IssuedAt:  in.Token.Iat,
 		ExpiresAt: in.Token.Exp,
 		Act:       sess.Act.Clone(),
 		Tier:      id.Tier,
-		Client:    s.clientAsSeen(client),
+		Agent:     s.clientAsSeen(client).Agent,
 	}, id.JITSingleUse || sess.SingleUse, nil
 }
 
@@ -185,7 +173,7 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.InfoContext(ctx, "introspection", "caller", caller.GetID(), "active", res.Active,
 		"client_id", res.ClientID, "reasons", res.Reasons)
-	writeJSON(w, http.StatusOK, res.rfc7662())
+	writeJSON(w, http.StatusOK, rfc7662(res))
 }
 
 // errIntrospectionForbidden answers an authenticated client that is not
@@ -196,7 +184,7 @@ var errIntrospectionForbidden = &fosite.RFC6749Error{
 	CodeField:        http.StatusForbidden,
 }
 
-func (i Introspection) rfc7662() map[string]any {
+func rfc7662(i Introspection) map[string]any {
 	if !i.Active {
 		return map[string]any{"active": false}
 	}
@@ -220,11 +208,12 @@ func (i Introspection) rfc7662() map[string]any {
 	}
 	// What a remote gateway needs for its own policy decision: the agent's
 	// verified claims and the human's roles.
-	if i.Client != nil {
-		m["pbac_agent"] = i.Client.Agent
-	}
+	m["pbac_agent"] = i.Agent
 	if len(i.Roles) > 0 {
 		m["pbac_roles"] = i.Roles
+	}
+	if len(i.Groups) > 0 {
+		m["pbac_groups"] = i.Groups
 	}
 	return m
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/pbac-gateway/pbac/asrv/cimd"
-	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 // Clients of Client ID Metadata Documents (draft-ietf-oauth-client-id-
@@ -104,7 +104,7 @@ func (m *metadataClients) fromDocument(d *cimd.Document) *Client {
 		TokenEndpointAuthMethod: d.TokenEndpointAuthMethod,
 		Name:                    d.ClientName,
 		URI:                     d.ClientURI,
-		Attestation:             &rego.Attestation{Kind: AttestationCIMD, Origin: d.Origin},
+		Attestation:             &contract.Attestation{Kind: AttestationCIMD, Origin: d.Origin},
 		CreatedAt:               m.now().UTC(),
 		metadata:                d,
 	}

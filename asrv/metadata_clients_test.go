@@ -22,6 +22,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/asrv/cimd"
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/internal/certreload/certtest"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
 )
@@ -93,7 +94,7 @@ type admitCIMD struct {
 	seen []json.RawMessage
 }
 
-func (a *admitCIMD) Decide(ctx context.Context, ep string, input []byte) (asrv.Decision, error) {
+func (a *admitCIMD) Decide(ctx context.Context, ep contract.Entrypoint, input []byte) (asrv.Decision, error) {
 	var in struct {
 		Client *struct {
 			Verified    bool              `json:"verified"`
@@ -103,7 +104,7 @@ func (a *admitCIMD) Decide(ctx context.Context, ep string, input []byte) (asrv.D
 			Scopes []string `json:"scopes"`
 		} `json:"request"`
 	}
-	if ep == asrv.EntrypointToken && json.Unmarshal(input, &in) == nil && in.Client != nil && in.Client.Attestation["kind"] == "cimd" {
+	if ep == contract.Token && json.Unmarshal(input, &in) == nil && in.Client != nil && in.Client.Attestation["kind"] == "cimd" {
 		a.mu.Lock()
 		a.seen = append(a.seen, append(json.RawMessage(nil), input...))
 		a.mu.Unlock()

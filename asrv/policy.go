@@ -12,49 +12,37 @@ import (
 
 	"github.com/ory/fosite"
 
-	"github.com/pbac-gateway/pbac/rego"
-)
-
-// Policy entrypoints the authorization server consults.
-const (
-	EntrypointRegister   = "pbac/register"
-	EntrypointToken      = "pbac/token"
-	EntrypointIntrospect = "pbac/introspect"
-	EntrypointExchange   = "pbac/exchange"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 // Decision is a policy decision: allow, the reasons, and the whole result
 // object for the entrypoint's own fields.
-type Decision struct {
-	Allow   bool
-	Reasons []string
-	Result  json.RawMessage
-}
+type Decision = contract.Decision
 
-// Decider is how the AS asks policy. The plugins registry implements it
-// (through an adapter in the binary); any error is a deny. Decide must
-// return in bounded time (the registry bounds every decision).
-type Decider interface {
-	Decide(ctx context.Context, entrypoint string, input []byte) (Decision, error)
-}
+// Decider is how the AS asks policy: contract.Decider, which the plugins
+// registry implements. Any error is a deny. Decide must return in bounded
+// time (the registry bounds every decision).
+type Decider = contract.Decider
 
 // DeciderFunc adapts a function to Decider.
-type DeciderFunc func(ctx context.Context, entrypoint string, input []byte) (Decision, error)
-
-// Decide implements Decider.
-func (f DeciderFunc) Decide(ctx context.Context, entrypoint string, input []byte) (Decision, error) {
-	return f(ctx, entrypoint, input)
-}
+type DeciderFunc = contract.DeciderFunc
 
 // User is a human who signs in at the authorization endpoint.
 type User struct {
 	Subject string
 	Name    string
-	Roles   []string
+	// Roles are given by the source itself (the demo users); Groups are
+	// the person's groups at their identity source, which policy data maps
+	// to roles.
+	Roles  []string
+	Email  string
+	Groups []string
 }
 
-// UserSource authenticates the humans agents act for. The demo source holds
-// alice, bob and carol; real deployments plug in their directory.
+// UserSource authenticates the humans agents act for with a name and a
+// password. The demo source holds alice, bob and carol (the demo tenant
+// only); an install without an identity provider has a users file
+// (PasswordUsers); with neither, Config.Users is nil.
 type UserSource interface {
 	// Authenticate returns the user for the credentials, or ErrBadCredentials.
 	Authenticate(ctx context.Context, username, password string) (User, error)
@@ -114,20 +102,14 @@ func (DemoUsers) Lookup(_ context.Context, subject string) (User, error) {
 	return u, nil
 }
 
-// PolicyClient renders the client for policy: its verified agent claims.
-func (c *Client) PolicyClient() *rego.Client {
+// PolicyClient renders the client for policy: its verified agent claims,
+// and how it is known when that is not by a registration of its own
+// (Attestation).
+func (c *Client) PolicyClient() *contract.Client {
 	if c == nil {
 		return nil
 	}
-	a := c.Agent
-	pc := &rego.Client{
-		ClientID:              c.ID,
-		AgentProvider:         a.AgentProvider,
-		AgentModel:            a.AgentModel,
-		SingleUseAccessTokens: a.SingleUseAccessTokens,
-		SoftwareID:            a.SoftwareID,
-		Verified:              a.Verified,
-	}
+	pc := c.Agent.PolicyClient(c.ID)
 	if c.Attestation != nil {
 		at := *c.Attestation
 		pc.Attestation = &at
@@ -135,22 +117,23 @@ func (c *Client) PolicyClient() *rego.Client {
 	return pc
 }
 
-func subjectInput(u *User) *rego.Subject {
+func subjectInput(u *User) *contract.Subject {
 	if u == nil {
 		return nil
 	}
-	return &rego.Subject{Sub: u.Subject, Roles: slices.Clone(u.Roles)}
+	return &contract.Subject{Sub: u.Subject, Roles: slices.Clone(u.Roles), Groups: slices.Clone(u.Groups)}
 }
 
 // ErrUndecided means policy could not make a decision: it failed, ran out
 // of time or was too busy. The request is refused as temporarily
 // unavailable (see policyError); the cause goes to the log, not the client.
-var ErrUndecided = errors.New("the policy could not decide")
+// It is contract.ErrUndecided, which the gateway checks for.
+var ErrUndecided = contract.ErrUndecided
 
 // decide asks policy and decodes the entrypoint's result into out (may be
 // nil). A decision policy could not make is an error wrapping ErrUndecided,
 // logged with its cause; the caller refuses the request (policyError).
-func (s *Server) decide(ctx context.Context, entrypoint string, in rego.Input, out any) (Decision, error) {
+func (s *Server) decide(ctx context.Context, entrypoint contract.Entrypoint, in contract.Input, out any) (Decision, error) {
 	if in.Now == 0 {
 		in.Now = s.now().Unix()
 	}
@@ -181,27 +164,6 @@ func policyError(err error) *fosite.RFC6749Error {
 	return fosite.ErrServerError.WithWrap(err)
 }
 
-// tokenDecision is pbac/token's result.
-type tokenDecision struct {
-	Tier       string   `json:"tier"`
-	Scopes     []string `json:"scopes"`
-	TTLSeconds int64    `json:"ttl_seconds"`
-	SingleUse  bool     `json:"single_use"`
-}
-
-// introspectDecision is pbac/introspect's result.
-type introspectDecision struct {
-	Tier         string   `json:"tier"`
-	JITSingleUse bool     `json:"jit_single_use"`
-	Scopes       []string `json:"scopes"`
-}
-
-// exchangeDecision is pbac/exchange's result.
-type exchangeDecision struct {
-	Scopes     []string `json:"scopes"`
-	TTLSeconds int64    `json:"ttl_seconds"`
-}
-
 func ttlOf(seconds int64, fallback time.Duration) time.Duration {
 	if seconds <= 0 {
 		return fallback
@@ -210,7 +172,7 @@ func ttlOf(seconds int64, fallback time.Duration) time.Duration {
 }
 
 // policyClient renders a client for policy as this server sees it now.
-func (s *Server) policyClient(c *Client) *rego.Client {
+func (s *Server) policyClient(c *Client) *contract.Client {
 	return s.clientAsSeen(c).PolicyClient()
 }
 

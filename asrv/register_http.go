@@ -11,8 +11,8 @@ import (
 
 	"github.com/ory/fosite"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/internal/throttle"
-	"github.com/pbac-gateway/pbac/rego"
 )
 
 // serveRegister is RFC 7591 dynamic client registration. A software
@@ -79,7 +79,7 @@ func (s *Server) Register(ctx context.Context, req *RegistrationRequest) (client
 	if len(s.cfg.Scopes) > 0 || len(client.Scopes) == 0 {
 		client.Scopes = append([]string(nil), s.cfg.Scopes...)
 	}
-	d, err := s.decide(ctx, EntrypointRegister, rego.Input{Client: s.policyClient(client)}, nil)
+	d, err := s.decide(ctx, contract.Register, contract.Input{Client: s.policyClient(client)}, nil)
 	if err != nil {
 		return nil, "", "", err
 	}

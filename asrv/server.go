@@ -5,6 +5,7 @@
 package asrv
 
 import (
+	"crypto/cipher"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv/cimd"
 	"github.com/pbac-gateway/pbac/asrv/signin"
+	"github.com/pbac-gateway/pbac/identity"
 )
 
 // Endpoint paths, fixed so every client, document and test agrees.
@@ -37,8 +39,8 @@ const (
 	maxRequestBodyBytes = 64 << 10
 )
 
-// Config configures a Server. Issuer, Resources, Secret, Store, Policy and
-// Users are required.
+// Config configures a Server. Issuer, Resources, Secret, Store and Policy
+// are required.
 type Config struct {
 	// Issuer is the AS's base URL (https, or http on loopback for the demo).
 	Issuer string
@@ -53,7 +55,16 @@ type Config struct {
 	Secret []byte
 	Store  Store
 	Policy Decider
-	Users  UserSource
+	// Users signs people in with a name and a password: DemoUsers in the
+	// demo tenant only, or a users file (PasswordUsers). nil: no password
+	// form.
+	Users UserSource
+	// SSO signs people in at the organisation's identity provider
+	// (identity/idp); the sign-in page offers it as a button. nil: none.
+	// With neither Users nor SSO people cannot sign in: the authorization
+	// endpoint refuses (access_denied) and only machine clients get
+	// tokens.
+	SSO identity.RedirectSource
 	// Statements verifies software statements; nil trusts no issuer, so
 	// every client registers unverified.
 	Statements *StatementVerifier
@@ -92,12 +103,15 @@ type Server struct {
 	store    Store
 	policy   Decider
 	users    UserSource
+	sso      identity.RedirectSource
 	log      *slog.Logger
 	now      func() time.Time
 	issuer   *url.URL
 	signIn   *signin.Guard
 	forms    *signin.Forms
-	reg      *registrations
+	// ssoSeal seals the state of single sign-ons in their cookies.
+	ssoSeal cipher.AEAD
+	reg     *registrations
 	// introspectors are the clients Config.Introspectors allows, by id;
 	// those configured with a secret are their own *Client, never stored.
 	introspectors map[string]*Client
@@ -112,8 +126,6 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("asrv: a store is required")
 	case cfg.Policy == nil:
 		return nil, errors.New("asrv: a policy decider is required")
-	case cfg.Users == nil:
-		return nil, errors.New("asrv: a user source is required")
 	case len(cfg.Secret) < 32:
 		return nil, errors.New("asrv: the token secret must be at least 32 bytes")
 	case len(cfg.Resources) == 0:
@@ -142,6 +154,10 @@ func New(cfg Config) (*Server, error) {
 		cfg.SignIn = signin.New(signin.Config{Logger: cfg.Logger})
 	}
 	forms, err := signin.NewForms(signInFormsKey(cfg.Secret), signInFormTTL, storeSpender{cfg.Store}, cfg.Now)
+	if err != nil {
+		return nil, err
+	}
+	ssoSeal, err := newSSOSeal(cfg.Secret)
 	if err != nil {
 		return nil, err
 	}
@@ -189,11 +205,13 @@ func New(cfg Config) (*Server, error) {
 		store:    cfg.Store,
 		policy:   cfg.Policy,
 		users:    cfg.Users,
+		sso:      cfg.SSO,
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		issuer:   iss,
 		signIn:   cfg.SignIn,
 		forms:    forms,
+		ssoSeal:  ssoSeal,
 		reg:      newRegistrations(cfg.Registration, cfg.Now),
 
 		introspectors: introspectors,
@@ -259,6 +277,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE "+PathRegister+"/{client_id}", s.serveClientConfiguration)
 	mux.HandleFunc("GET "+PathAuthorize, s.serveAuthorize)
 	mux.HandleFunc("POST "+PathAuthorize, s.serveAuthorize)
+	mux.HandleFunc("GET "+PathIDPCallback, s.serveIDPCallback)
 	mux.HandleFunc("POST "+PathToken, s.serveToken)
 	mux.HandleFunc("POST "+PathIntrospect, s.serveIntrospect)
 	mux.HandleFunc("POST "+PathRevoke, s.serveRevoke)

@@ -20,7 +20,6 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/asrv/store/badger"
-	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
 	"github.com/pbac-gateway/pbac/internal/policytest"
 )
@@ -67,7 +66,7 @@ func newTestAS(t testing.TB, opts ...func(*asrv.Config)) *testAS {
 		Scopes:     []string{"drive:read", "drive:write", "jira:read", "jira:write", "slack:read", "slack:write", "gitlab:read", "gitlab:write", "gitlab:approve", "jenkins:read", "jenkins:build", "database:read"},
 		Secret:     bytes.Repeat([]byte("k"), 32),
 		Store:      store,
-		Policy:     host.ASDecider(reg),
+		Policy:     reg,
 		Users:      asrv.DemoUsers{},
 		Statements: verifier,
 

@@ -7,20 +7,29 @@ import (
 
 	"github.com/ory/fosite"
 
-	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 // Actor is one link of an RFC 8693 delegation chain (the policy input's
 // type): Sub is the client id of the agent that delegated, Act the link
 // before it.
-type Actor = rego.Actor
+type Actor = contract.Actor
 
 // Session is what the AS keeps with every code and token: who the human is
 // (absent for machine clients), the agent's delegation chain, and the
 // resource the token is bound to (RFC 8707). It implements fosite.Session.
 type Session struct {
-	Subject   string                         `json:"sub,omitempty"`
-	Roles     []string                       `json:"roles,omitempty"`
+	Subject string   `json:"sub,omitempty"`
+	Roles   []string `json:"roles,omitempty"`
+	// Groups are the person's groups, recorded with the grant: for a
+	// person who signed in at the identity provider (Via "sso") the ones
+	// policy sees for as long as the grant lives (sign in again to refresh
+	// them); for a person of the password source those of their latest
+	// lookup.
+	Groups []string `json:"groups,omitempty"`
+	// Via is how the person signed in: "sso" at the identity provider,
+	// empty with a password (Config.Users).
+	Via       string                         `json:"via,omitempty"`
 	ClientID  string                         `json:"client_id"`
 	Act       *Actor                         `json:"act,omitempty"`
 	ExpiresAt map[fosite.TokenType]time.Time `json:"expires_at,omitempty"`
@@ -79,6 +88,7 @@ func (s *Session) Clone() fosite.Session {
 	}
 	c := *s
 	c.Roles = slices.Clone(s.Roles)
+	c.Groups = slices.Clone(s.Groups)
 	c.ExpiresAt = maps.Clone(s.ExpiresAt)
 	c.Act = s.Act.Clone()
 	return &c

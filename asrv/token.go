@@ -10,7 +10,7 @@ import (
 
 	"github.com/ory/fosite"
 
-	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
@@ -80,7 +80,7 @@ func (s *Server) applyTokenPolicy(ctx context.Context, ar fosite.AccessRequester
 		return nil, nil // token exchange: decided by its handler
 	}
 
-	in := rego.Input{Client: s.policyClient(client), Request: rego.Request{GrantType: grantType}}
+	in := contract.Input{Client: s.policyClient(client), Request: contract.Request{GrantType: grantType}}
 	var resources []string
 	switch grantType {
 	case "client_credentials":
@@ -124,21 +124,21 @@ func (s *Server) applyTokenPolicy(ctx context.Context, ar fosite.AccessRequester
 		}
 		in.Request.Scopes = granted
 		if grantType == "refresh_token" {
-			in.Token = &rego.Token{ClientID: client.ID, Sub: session.Subject, Scp: granted, Aud: resources}
+			in.Token = &contract.TokenClaims{ClientID: client.ID, Sub: session.Subject, Scp: granted, Aud: resources}
 		}
 		if session.Subject != "" {
-			u, err := s.users.Lookup(ctx, session.Subject)
+			u, err := s.personOf(ctx, session)
 			if err != nil {
 				return nil, fosite.ErrInvalidGrant.WithHint("The user this grant was issued for no longer exists.")
 			}
 			in.Subject = subjectInput(&u)
-			session.Roles = u.Roles
+			session.Roles, session.Groups = u.Roles, u.Groups
 		}
 	}
 	in.Request.Resource = resources
 
-	var td tokenDecision
-	d, err := s.decide(ctx, EntrypointToken, in, &td)
+	var td contract.TokenResult
+	d, err := s.decide(ctx, contract.Token, in, &td)
 	if err != nil {
 		return nil, policyError(err)
 	}
@@ -175,9 +175,9 @@ func (s *Server) applyTokenPolicy(ctx context.Context, ar fosite.AccessRequester
 // permitsSomething asks policy whether the client would get any token with
 // no particular scopes requested: it tells a scope problem from a client
 // that may have no token at all.
-func (s *Server) permitsSomething(ctx context.Context, in rego.Input) bool {
+func (s *Server) permitsSomething(ctx context.Context, in contract.Input) bool {
 	in.Request.Scopes = nil
-	d, err := s.decide(ctx, EntrypointToken, in, nil)
+	d, err := s.decide(ctx, contract.Token, in, nil)
 	return err == nil && d.Allow
 }
 

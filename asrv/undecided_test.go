@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/pbac-gateway/pbac/asrv"
-	"github.com/pbac-gateway/pbac/host"
 	"github.com/pbac-gateway/pbac/internal/policytest"
 )
 
@@ -21,7 +20,7 @@ func TestUndecidedTokenRequestIsTemporarilyUnavailable(t *testing.T) {
 	if _, err := reg.Activate(context.Background(), policytest.Runaway(t), "runaway"); err != nil {
 		t.Fatal(err)
 	}
-	ta := newTestAS(t, func(c *asrv.Config) { c.Policy = host.ASDecider(reg) })
+	ta := newTestAS(t, func(c *asrv.Config) { c.Policy = reg })
 	register := func(softwareID string) (string, string) {
 		jws, err := ta.as.Statement(ta.issuer, asrv.StatementClaims{SoftwareID: softwareID, AgentProvider: "ci-bot", AgentModel: "test-model"})
 		if err != nil {

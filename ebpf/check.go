@@ -1,7 +1,7 @@
 // Package ebpf is the optional latency probe: it measures each gateway
 // call's overhead from outside the gateway's code, with eBPF programs the
 // kernel runs at entry uprobes on the gateway's marker functions
-// (host/probe_markers.go) and at kprobes on the TCP socket calls of the
+// (gateway/probe_markers.go) and at kprobes on the TCP socket calls of the
 // gateway's connections. It needs Linux on amd64, root or CAP_BPF +
 // CAP_PERFMON, and kernel BTF; Check says exactly what is missing.
 package ebpf

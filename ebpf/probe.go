@@ -22,7 +22,7 @@ import (
 // HostPrefix is the package path of the gateway's markers.
 const HostPrefix = "github.com/pbac-gateway/pbac/host."
 
-// Markers are the marker functions (host/probe_markers.go) by stage.
+// Markers are the marker functions (gateway/probe_markers.go) by stage.
 // Each probed marker costs the gateway an entry uprobe's trap into the
 // kernel per call, so the ones only the per-stage breakdown needs are
 // attached with Options.Stages (probeReplyDone also without the socket

@@ -3,28 +3,12 @@ package plugins
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/pbac-gateway/pbac/contract"
 )
 
-// Decision is the outcome of one policy entrypoint. Every entrypoint of the
-// policy contract returns an object with at least "allow" and "reasons";
-// Result keeps the whole object for the entrypoint-specific fields.
-type Decision struct {
-	Allow   bool     `json:"allow"`
-	Reasons []string `json:"reasons"`
-	// Version is the policy version that made the decision.
-	Version string `json:"-"`
-	// Result is the entrypoint's whole result object.
-	Result json.RawMessage `json:"-"`
-}
-
-// Decode unmarshals the whole result object into v, for entrypoint-specific
-// fields such as scopes or jit_single_use.
-func (d Decision) Decode(v any) error {
-	if err := json.Unmarshal(d.Result, v); err != nil {
-		return fmt.Errorf("decode %s decision: %w", d.Version, err)
-	}
-	return nil
-}
+// Decision is the outcome of one policy entrypoint (contract.Decision).
+type Decision = contract.Decision
 
 // parseDecision reads a result object. A result that is not an object with a
 // boolean allow is a policy bug; it is reported as ErrMalformedDecision so the

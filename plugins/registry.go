@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
 )
@@ -67,6 +68,12 @@ type Info struct {
 	// SignedBy is the key id that verified the bundle, when signatures are
 	// required.
 	SignedBy string `json:"signed_by,omitempty"`
+	// ContractVersion is the policy contract version the bundle declares
+	// (1 when it declares none).
+	ContractVersion int `json:"contract_version"`
+	// Fallbacks are the entrypoints of this binary's contract the bundle
+	// predates, decided by the built-in contract.Fallback.
+	Fallbacks []contract.Entrypoint `json:"fallbacks,omitempty"`
 }
 
 // Event is one entry of the registry's history: an activation, a rejected
@@ -86,6 +93,11 @@ type version struct {
 	info   Info
 	bundle *rego.Bundle
 	policy *wasm.Policy
+	// fallback holds the entrypoints decided by contract.Fallback (nil for
+	// a bundle of this binary's contract version).
+	fallback map[contract.Entrypoint]bool
+	// data is the typed view of the bundle's data, read once on first use.
+	data func() (*contract.Data, error)
 
 	mu     sync.RWMutex
 	closed bool
@@ -102,6 +114,16 @@ func (v *version) enter() bool {
 }
 
 func (v *version) exit() { v.mu.RUnlock() }
+
+// eval evaluates ep on input: with the module, or with the built-in
+// fallback when the bundle predates ep.
+func (v *version) eval(ctx context.Context, ep contract.Entrypoint, input []byte) ([]byte, error) {
+	if v.fallback[ep] {
+		raw, _ := contract.Fallback(ep, input)
+		return raw, nil
+	}
+	return v.policy.Eval(ctx, string(ep), input)
+}
 
 // retire waits for in-flight decisions, then closes the instances.
 func (v *version) retire(ctx context.Context) {
@@ -140,8 +162,9 @@ type Registry struct {
 // Option configures a Registry.
 type Option func(*Registry)
 
-// WithEntrypoints sets the entrypoints every version must export (default:
-// the policy contract's rego.Entrypoints()).
+// WithEntrypoints sets the entrypoints every version must export, whatever
+// contract version it declares (default: what the policy contract requires
+// of the bundle's version, contract.Required).
 func WithEntrypoints(eps ...string) Option {
 	return func(r *Registry) { r.entrypoints = slices.Clone(eps) }
 }
@@ -174,7 +197,6 @@ func WithClock(now func() time.Time) Option {
 func New(engine *wasm.Engine, opts ...Option) *Registry {
 	r := &Registry{
 		engine:          engine,
-		entrypoints:     rego.Entrypoints(),
 		logger:          slog.New(slog.DiscardHandler),
 		now:             time.Now,
 		decisionTimeout: DefaultDecisionTimeout,
@@ -231,7 +253,7 @@ func (r *Registry) verify(b *rego.Bundle, source string) (*rego.Bundle, error) {
 // is refused; one cancelled later is not watched. Any error means no
 // decision was made and the caller must deny; one that ran out of the
 // decision timeout wraps ErrDecisionTimeout.
-func (r *Registry) Decide(ctx context.Context, entrypoint string, input []byte) (Decision, error) {
+func (r *Registry) Decide(ctx context.Context, entrypoint contract.Entrypoint, input []byte) (Decision, error) {
 	if err := ctx.Err(); err != nil {
 		return Decision{}, fmt.Errorf("decide %s: %w", entrypoint, err)
 	}
@@ -255,7 +277,7 @@ func (r *Registry) Decide(ctx context.Context, entrypoint string, input []byte) 
 		if !v.enter() {
 			continue // swapped out just now: take the new one
 		}
-		raw, err := v.policy.Eval(dctx, entrypoint, input)
+		raw, err := v.eval(dctx, entrypoint, input)
 		v.exit()
 		if err != nil {
 			// Ours, not the caller's deadline (the evaluation's own check
@@ -294,6 +316,19 @@ func (r *Registry) ActiveBundle() (*rego.Bundle, bool) {
 		return nil, false
 	}
 	return v.bundle, true
+}
+
+// ActivePolicy returns the active version and the typed view of its data,
+// read once per version; "" and nil when no version is active. err is a
+// data document that does not read as contract.Data (its decisions are
+// unaffected: policy reads the data itself).
+func (r *Registry) ActivePolicy() (version string, data *contract.Data, err error) {
+	v := r.active.Load()
+	if v == nil {
+		return "", nil, nil
+	}
+	data, err = v.data()
+	return v.info.Version, data, err
 }
 
 // Events returns the registry's history, oldest first.
@@ -354,7 +389,7 @@ func (r *Registry) SetData(ctx context.Context, data []byte, source string) (Inf
 	// The bundle's vectors describe decisions under the bundle's own data;
 	// new data changes decisions by design, so only the fail-closed smoke
 	// checks gate a data update.
-	nb := &rego.Bundle{Wasm: cur.bundle.Wasm, Data: data}
+	nb := &rego.Bundle{Wasm: cur.bundle.Wasm, Data: data, ContractVersion: cur.bundle.ContractVersion}
 	nb.Revision = rego.Revision(nb.Wasm, nb.Data)
 	v, err := r.load(ctx, nb, source, cur.policy)
 	if err != nil {
@@ -441,14 +476,27 @@ func (r *Registry) load(ctx context.Context, b *rego.Bundle, source string, base
 		Entrypoints: p.Entrypoints(),
 		Builtins:    p.Builtins(),
 	}
-	n, err := validate(ctx, p, r.entrypoints, b.Vectors)
+	val, err := validate(ctx, p, r.entrypoints, b.ContractVersion, b.Vectors)
 	if err != nil {
 		_ = p.Close(ctx)
 		return nil, fmt.Errorf("%w: %s from %s: %w", ErrValidation, short(rev), source, err)
 	}
-	info.Vectors = n
+	info.Vectors = val.vectors
 	info.SignedBy = b.SignedBy
-	return &version{info: info, bundle: b, policy: p}, nil
+	info.ContractVersion = val.version
+	info.Fallbacks = val.fallbacks
+	v := &version{info: info, bundle: b, policy: p}
+	if len(val.fallbacks) > 0 {
+		v.fallback = map[contract.Entrypoint]bool{}
+		for _, ep := range val.fallbacks {
+			v.fallback[ep] = true
+			r.logger.Warn("policy predates an entrypoint: the built-in fallback decides it", "version", short(rev),
+				"contract_version", val.version, "entrypoint", ep)
+		}
+	}
+	data := b.Data
+	v.data = sync.OnceValues(func() (*contract.Data, error) { return contract.ParseData(data) })
+	return v, nil
 }
 
 // swap makes v active, keeps the old bundle for rollback and retires the old

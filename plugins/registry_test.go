@@ -13,6 +13,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
@@ -49,7 +50,7 @@ func TestActivateAndDecide(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Version != b.Revision || info.Source != "test" || info.ActivatedAt.IsZero() || len(info.Entrypoints) != len(rego.Entrypoints()) {
+	if info.Version != b.Revision || info.Source != "test" || info.ActivatedAt.IsZero() || len(info.Entrypoints) != len(contract.Names()) {
 		t.Fatalf("unexpected info %+v", info)
 	}
 	d, marker := decide(t, r, "alice")
@@ -112,7 +113,7 @@ func TestMissingEntrypointIsRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close(ctx)
-	r := plugins.New(e, plugins.WithEntrypoints(append(rego.Entrypoints(), "pbac/audit")...))
+	r := plugins.New(e, plugins.WithEntrypoints(append(contract.Names(), "pbac/audit")...))
 	defer r.Close(ctx)
 	_, err = r.Activate(ctx, policytest.Versioned(t, 1), "test")
 	if !errors.Is(err, plugins.ErrValidation) || !strings.Contains(err.Error(), "missing entrypoint pbac/audit") {

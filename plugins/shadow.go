@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/rego"
 )
 
@@ -38,20 +39,20 @@ type ShadowStats struct {
 // Disagreement is one live decision where the shadow version would have
 // decided otherwise than the active one.
 type Disagreement struct {
-	At            time.Time       `json:"at"`
-	Entrypoint    string          `json:"entrypoint"`
-	ActiveVersion string          `json:"active_version"`
-	ActiveAllow   bool            `json:"active_allow"`
-	ActiveReasons []string        `json:"active_reasons"`
-	ShadowAllow   bool            `json:"shadow_allow"`
-	ShadowReasons []string        `json:"shadow_reasons"`
-	Input         json.RawMessage `json:"input,omitempty"`
+	At            time.Time           `json:"at"`
+	Entrypoint    contract.Entrypoint `json:"entrypoint"`
+	ActiveVersion string              `json:"active_version"`
+	ActiveAllow   bool                `json:"active_allow"`
+	ActiveReasons []string            `json:"active_reasons"`
+	ShadowAllow   bool                `json:"shadow_allow"`
+	ShadowReasons []string            `json:"shadow_reasons"`
+	Input         json.RawMessage     `json:"input,omitempty"`
 	// InputTruncated is set when the input was too large to keep.
 	InputTruncated bool `json:"input_truncated,omitempty"`
 }
 
 type shadowJob struct {
-	entrypoint string
+	entrypoint contract.Entrypoint
 	input      []byte
 	active     Decision
 }
@@ -74,7 +75,7 @@ type shadow struct {
 }
 
 // offer queues a decision for the shadow without ever blocking.
-func (s *shadow) offer(entrypoint string, input []byte, active Decision) {
+func (s *shadow) offer(entrypoint contract.Entrypoint, input []byte, active Decision) {
 	s.gate.RLock()
 	defer s.gate.RUnlock()
 	if s.stopped {
@@ -90,7 +91,7 @@ func (s *shadow) offer(entrypoint string, input []byte, active Decision) {
 func (s *shadow) run(ctx context.Context) {
 	defer s.done.Done()
 	for job := range s.jobs {
-		raw, err := s.v.policy.Eval(ctx, job.entrypoint, job.input)
+		raw, err := s.v.eval(ctx, job.entrypoint, job.input)
 		var d Decision
 		if err == nil {
 			d, err = parseDecision(s.v.info.Version, raw)

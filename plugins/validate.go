@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
 )
@@ -13,42 +14,84 @@ import (
 // maxVectorFailures bounds how many failing vectors an error lists.
 const maxVectorFailures = 5
 
+// validated is what validation found out about a candidate.
+type validated struct {
+	// vectors is how many of the bundle's vectors passed.
+	vectors int
+	// version is the bundle's contract version (contract.BundleVersion).
+	version int
+	// fallbacks are the entrypoints of this binary's contract the bundle
+	// does not export because its contract version predates them: they are
+	// decided by contract.Fallback.
+	fallbacks []contract.Entrypoint
+}
+
 // validate checks a loaded candidate before it may decide anything:
-//   - it exports every required entrypoint;
-//   - on an empty input every entrypoint returns a deny (fail closed), as
-//     an object with a boolean allow;
+//   - it exports every required entrypoint: explicit, when the registry
+//     was given a list (WithEntrypoints); else what the contract requires
+//     of the bundle's contract version (declared, see contract.Required),
+//     the entrypoints newer than it falling back (contract.Fallback) and
+//     entrypoints this binary does not know being ignored;
+//   - on an empty input every entrypoint it will be asked returns a deny
+//     (fail closed), as an object with a boolean allow;
 //   - every decision vector shipped in the bundle passes.
-//
-// It returns how many vectors passed.
-func validate(ctx context.Context, p *wasm.Policy, required []string, vectors []byte) (int, error) {
+func validate(ctx context.Context, p *wasm.Policy, explicit []string, declared int, vectors []byte) (validated, error) {
 	have := map[string]bool{}
 	for _, ep := range p.Entrypoints() {
 		have[ep] = true
 	}
-	for _, ep := range required {
-		if !have[ep] {
-			return 0, fmt.Errorf("missing entrypoint %s", ep)
+	out := validated{version: contract.BundleVersion(declared)}
+	required := explicit
+	why := ""
+	if explicit == nil {
+		req, err := contract.Required(out.version)
+		if err != nil {
+			return validated{}, err
 		}
+		for _, ep := range req {
+			required = append(required, string(ep))
+		}
+		for _, ep := range contract.Optional(out.version) {
+			if !have[string(ep)] {
+				out.fallbacks = append(out.fallbacks, ep)
+			}
+		}
+		why = fmt.Sprintf(" (contract version %d requires it)", out.version)
 	}
 	for _, ep := range required {
+		if !have[ep] {
+			return validated{}, fmt.Errorf("missing entrypoint %s%s", ep, why)
+		}
+	}
+	// Smoke decisions on every entrypoint the binary will ask: the required
+	// ones and the newer ones the bundle exports anyway.
+	smoke := required
+	if explicit == nil {
+		for _, ep := range contract.Optional(out.version) {
+			if have[string(ep)] {
+				smoke = append(smoke, string(ep))
+			}
+		}
+	}
+	for _, ep := range smoke {
 		raw, err := p.Eval(ctx, ep, []byte(`{}`))
 		if err != nil {
-			return 0, fmt.Errorf("smoke decision %s: %w", ep, err)
+			return validated{}, fmt.Errorf("smoke decision %s: %w", ep, err)
 		}
 		d, err := parseDecision("", raw)
 		if err != nil {
-			return 0, fmt.Errorf("smoke decision %s: %w", ep, err)
+			return validated{}, fmt.Errorf("smoke decision %s: %w", ep, err)
 		}
 		if d.Allow {
-			return 0, fmt.Errorf("smoke decision %s: an empty input is allowed; the policy must fail closed", ep)
+			return validated{}, fmt.Errorf("smoke decision %s: an empty input is allowed; the policy must fail closed", ep)
 		}
 	}
 	if len(vectors) == 0 {
-		return 0, nil
+		return out, nil
 	}
 	var vs []rego.Vector
 	if err := json.Unmarshal(vectors, &vs); err != nil {
-		return 0, fmt.Errorf("decode the bundle's vectors: %w", err)
+		return validated{}, fmt.Errorf("decode the bundle's vectors: %w", err)
 	}
 	var failures []error
 	for _, v := range vs {
@@ -64,7 +107,8 @@ func validate(ctx context.Context, p *wasm.Policy, required []string, vectors []
 	}
 	if len(failures) > 0 {
 		shown := failures[:min(len(failures), maxVectorFailures)]
-		return 0, fmt.Errorf("%d of %d vectors failed: %w", len(failures), len(vs), errors.Join(shown...))
+		return validated{}, fmt.Errorf("%d of %d vectors failed: %w", len(failures), len(vs), errors.Join(shown...))
 	}
-	return len(vs), nil
+	out.vectors = len(vs)
+	return out, nil
 }

@@ -13,12 +13,15 @@ import (
 	"io"
 	"io/fs"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/compile"
+
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 // Bundle is a compiled policy bundle.
@@ -44,6 +47,14 @@ type Bundle struct {
 	// SignedBy is the key id that verified the bundle's signature
 	// (ReadVerifiedTarGz), or "".
 	SignedBy string
+	// ContractVersion is the policy contract version the bundle declares
+	// (its manifest's metadata.contract_version): Build sets
+	// contract.Version; 0 is a bundle that declares none, version 1 (see
+	// contract.BundleVersion). It is not part of Revision.
+	ContractVersion int
+	// entrypoints are what Build compiled into the module (nil: the
+	// contract's), as the manifest lists them.
+	entrypoints []string
 }
 
 // Bundle file names inside the tar.gz (OPA bundle layout).
@@ -68,12 +79,40 @@ func revision(wasm, data []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// BuildOption changes what Build compiles.
+type BuildOption func(*buildConfig)
+
+type buildConfig struct {
+	version     int
+	entrypoints []string
+}
+
+// ForContract builds a bundle that declares contract version v and
+// exports exactly eps (which the sources must define), instead of this
+// binary's contract.Version and every entrypoint of it: a bundle for a
+// fleet still on an older contract, or one of a newer contract in tests.
+func ForContract(v int, eps ...contract.Entrypoint) BuildOption {
+	return func(c *buildConfig) {
+		c.version = v
+		c.entrypoints = make([]string, len(eps))
+		for i, ep := range eps {
+			c.entrypoints[i] = string(ep)
+		}
+	}
+}
+
 // Build compiles all non-test .rego files of fsys plus its root data.json
-// into one Wasm module exporting every entrypoint of Entrypoints(). The build
-// is offline and deterministic. Parse and compile errors are returned as
-// SourceErrors ("file:row:col: message"). Directories named testdata or
-// vectors are ignored. Build never attaches vectors (see BuildShipped).
-func Build(ctx context.Context, fsys fs.FS) (*Bundle, error) {
+// into one Wasm module exporting every entrypoint of the contract
+// (contract.Entrypoints), and declares contract.Version, unless an option
+// says otherwise. The build is offline and deterministic. Parse and compile
+// errors are returned as SourceErrors ("file:row:col: message").
+// Directories named testdata or vectors are ignored. Build never attaches
+// vectors (see BuildShipped).
+func Build(ctx context.Context, fsys fs.FS, opts ...BuildOption) (*Bundle, error) {
+	cfg := buildConfig{version: contract.Version, entrypoints: entrypoints}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	src, err := loadSources(fsys, false)
 	if err != nil {
 		return nil, err
@@ -105,7 +144,7 @@ func Build(ctx context.Context, fsys fs.FS) (*Bundle, error) {
 	c := compile.New().
 		WithTarget(compile.TargetWasm).
 		WithRegoVersion(ast.RegoV1).
-		WithEntrypoints(entrypoints...).
+		WithEntrypoints(cfg.entrypoints...).
 		WithBundle(b)
 	if err := c.Build(ctx); err != nil {
 		return nil, asSourceError(err)
@@ -119,7 +158,11 @@ func Build(ctx context.Context, fsys fs.FS) (*Bundle, error) {
 		return nil, fmt.Errorf("rego: encoding data: %w", err)
 	}
 	wasm := bytes.Clone(out.WasmModules[0].Raw)
-	return &Bundle{Wasm: wasm, Data: data, Revision: revision(wasm, data), Modules: raw}, nil
+	bdl := &Bundle{Wasm: wasm, Data: data, Revision: revision(wasm, data), Modules: raw, ContractVersion: cfg.version}
+	if len(opts) > 0 {
+		bdl.entrypoints = cfg.entrypoints
+	}
+	return bdl, nil
 }
 
 // BuildShipped builds the shipped policy (Sources()) and attaches the
@@ -138,6 +181,7 @@ func BuildShipped(ctx context.Context) (*Bundle, error) {
 }
 
 // manifest is the JSON .manifest written by WriteTarGz; field order is fixed.
+// Metadata carries the contract version (manifestMetadata).
 type manifest struct {
 	Revision    string          `json:"revision"`
 	Roots       []string        `json:"roots"`
@@ -151,8 +195,44 @@ type manifestWasm struct {
 	Module     string `json:"module"`
 }
 
+// manifestMetadata is the manifest's metadata as PBAC writes it: OPA keeps
+// metadata free for the bundle's author, so the contract version travels
+// there and OPA itself reads the bundle unchanged.
+type manifestMetadata struct {
+	ContractVersion int `json:"contract_version,omitempty"`
+}
+
+// readManifest reads the contract version a bundle's .manifest declares
+// (0: none).
+func readManifest(raw []byte) (int, error) {
+	var m struct {
+		Metadata json.RawMessage `json:"metadata"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return 0, fmt.Errorf("rego: bundle .manifest: %w", err)
+	}
+	if len(m.Metadata) == 0 || string(m.Metadata) == "null" {
+		return 0, nil
+	}
+	var md map[string]json.RawMessage
+	if err := json.Unmarshal(m.Metadata, &md); err != nil {
+		// Metadata of another shape is the author's own business.
+		return 0, nil
+	}
+	raw, ok := md["contract_version"]
+	if !ok {
+		return 0, nil
+	}
+	v, err := strconv.Atoi(string(raw))
+	if err != nil || v < 1 {
+		return 0, fmt.Errorf("rego: bundle .manifest: contract_version %.20s is not a positive integer", raw)
+	}
+	return v, nil
+}
+
 // WriteTarGz writes b as an OPA bundle: /policy.wasm, /data.json,
-// /.manifest (revision, roots, wasm entrypoints), the Rego sources of
+// /.manifest (revision, roots, wasm entrypoints, and the contract version
+// as metadata.contract_version), the Rego sources of
 // b.Modules at their paths (as `opa build -t wasm` keeps them) and, when
 // b.Vectors is not nil, /pbac/vectors.json. The output is byte-for-byte deterministic:
 // sorted entries, zero mtimes and owners, and a fixed gzip header.
@@ -170,8 +250,19 @@ func (b *Bundle) tarFiles() (map[string][]byte, error) {
 		return nil, errors.New("rego: nil bundle")
 	}
 	m := manifest{Revision: b.Revision, Roots: []string{""}, RegoVersion: 1}
-	for _, e := range entrypoints {
+	eps := b.entrypoints
+	if eps == nil {
+		eps = entrypoints
+	}
+	for _, e := range eps {
 		m.Wasm = append(m.Wasm, manifestWasm{Entrypoint: e, Module: tarWasm})
+	}
+	if b.ContractVersion != 0 {
+		md, err := json.Marshal(manifestMetadata{ContractVersion: b.ContractVersion})
+		if err != nil {
+			return nil, err
+		}
+		m.Metadata = md
 	}
 	mbs, err := json.Marshal(m)
 	if err != nil {
@@ -255,11 +346,13 @@ func (b *Bundle) TarGz() ([]byte, error) {
 // ReadTarGz reads an OPA bundle tar.gz as written by WriteTarGz or by
 // `opa build -t wasm`. It needs exactly one .wasm module; data.json files
 // (root or nested, OPA-style) make up Data ({} when absent); .rego sources
-// other than *_test.rego become Modules; signatures and other files are
-// ignored (ReadVerifiedTarGz checks them). Entry names that escape the root
-// ("..") are rejected, as are bundles over 64 MiB or with more than 4096
-// entries. Revision is recomputed from Wasm and Data; Raw keeps the bytes
-// read.
+// other than *_test.rego become Modules; the .manifest's
+// metadata.contract_version becomes ContractVersion (a manifest that is not
+// JSON, or a contract_version that is not a positive integer, is refused);
+// signatures and other files are ignored (ReadVerifiedTarGz checks them).
+// Entry names that escape the root ("..") are rejected, as are bundles over
+// 64 MiB or with more than 4096 entries. Revision is recomputed from Wasm
+// and Data; Raw keeps the bytes read.
 func ReadTarGz(r io.Reader) (*Bundle, error) {
 	b, _, err := readTarGz(r)
 	return b, err
@@ -355,6 +448,10 @@ func readTarGz(r io.Reader) (*Bundle, *tarContents, error) {
 			out.Wasm = body
 		case base == "data.json":
 			dataFiles[name] = body
+		case name == strings.TrimPrefix(tarManifest, "/"):
+			if out.ContractVersion, err = readManifest(body); err != nil {
+				return nil, nil, err
+			}
 		case name == strings.TrimPrefix(tarVectors, "/"):
 			sawVectors = true
 			out.Vectors = body

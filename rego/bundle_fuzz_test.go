@@ -13,6 +13,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/rego"
 )
 
@@ -26,7 +27,7 @@ func FuzzReadTarGz(f *testing.F) {
 	// sources are parsed on every signature check).
 	var src strings.Builder
 	src.WriteString("package pbac\n\nd := {\"allow\": false, \"reasons\": [\"no\"]}\n")
-	for _, ep := range rego.Entrypoints() {
+	for _, ep := range contract.Names() {
 		fmt.Fprintf(&src, "\n%s := d\n", strings.TrimPrefix(ep, "pbac/"))
 	}
 	b, err := rego.Build(context.Background(), fstest.MapFS{

@@ -9,7 +9,8 @@ package rego
 import (
 	"embed"
 	"io/fs"
-	"slices"
+
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 //go:embed policy
@@ -19,17 +20,8 @@ var policyFS embed.FS
 var vectorsFS embed.FS
 
 // entrypoints are the policy decisions compiled into the Wasm module, in
-// this fixed order (the Wasm entrypoint ids follow it).
-var entrypoints = []string{
-	"pbac/register",
-	"pbac/token",
-	"pbac/introspect",
-	"pbac/exchange",
-	"pbac/tool_call",
-	"pbac/list",
-	"pbac/anonymous",
-	"pbac/method",
-}
+// the contract's fixed order (the Wasm entrypoint ids follow it).
+var entrypoints = contract.Names()
 
 // Sources returns the shipped policy as an fs.FS rooted at the policy
 // directory: the *.rego modules, their *_test.rego unit tests and data.json.
@@ -42,13 +34,7 @@ func Sources() fs.FS {
 	return sub
 }
 
-// Entrypoints returns the policy entrypoints, "pbac/register" …
-// "pbac/method", in the order they are compiled into the Wasm module.
-func Entrypoints() []string {
-	return slices.Clone(entrypoints)
-}
-
-// isEntrypoint reports whether e is one of Entrypoints().
+// isEntrypoint reports whether e is an entrypoint of the contract.
 func isEntrypoint(e string) bool {
-	return slices.Contains(entrypoints, e)
+	return contract.Known(contract.Entrypoint(e))
 }

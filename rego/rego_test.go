@@ -14,6 +14,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/wasm"
 )
 
@@ -117,7 +118,7 @@ func TestVectorsReference(t *testing.T) {
 		}
 		checkShape(t, v.Name, v.Entrypoint, got)
 	}
-	for _, e := range Entrypoints() {
+	for _, e := range entrypoints {
 		if per[e] == 0 {
 			t.Errorf("no vectors for %s", e)
 		}
@@ -447,12 +448,12 @@ func TestShippedPolicyUsesOnlyNativeBuiltins(t *testing.T) {
 
 func TestEntrypointsAndSources(t *testing.T) {
 	want := []string{"pbac/register", "pbac/token", "pbac/introspect", "pbac/exchange", "pbac/tool_call", "pbac/list", "pbac/anonymous", "pbac/method"}
-	if got := Entrypoints(); !reflect.DeepEqual(got, want) {
-		t.Fatalf("Entrypoints() = %v", got)
+	if got := entrypoints; !reflect.DeepEqual(got, want) {
+		t.Fatalf("entrypoints = %v", got)
 	}
-	Entrypoints()[0] = "mutated"
-	if Entrypoints()[0] != want[0] {
-		t.Fatal("Entrypoints exposes internal state")
+	contract.Names()[0] = "mutated"
+	if contract.Names()[0] != want[0] {
+		t.Fatal("contract.Names exposes internal state")
 	}
 	if _, err := fs.Stat(Sources(), "data.json"); err != nil {
 		t.Fatal(err)

@@ -34,7 +34,7 @@ func ShippedVectors() ([]byte, error) {
 
 // LoadVectors reads every *.json file at the root of fsys (sorted by name);
 // each holds a JSON array of vectors (a single vector object is accepted
-// too). Entrypoints are checked against Entrypoints().
+// too). Entrypoints are checked against the contract's (contract.Known).
 func LoadVectors(fsys fs.FS) ([]Vector, error) {
 	names, err := fs.Glob(fsys, "*.json")
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pbac-gateway/pbac/conformance/policydiff"
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
 )
@@ -115,7 +116,7 @@ func TestDifferentialWasmVsReference(t *testing.T) {
 				}
 				t.Logf("%s: %d of %d agreed, %d allowed", res.Entrypoint, res.Agreements, res.Inputs, res.Allows)
 			}
-			if len(rep.Results) != len(rego.Entrypoints()) || !rep.OK() {
+			if len(rep.Results) != len(contract.Names()) || !rep.OK() {
 				t.Fatalf("%d disagreements over %d entrypoints", rep.Disagreed(), len(rep.Results))
 			}
 		})
@@ -148,7 +149,7 @@ func FuzzShippedPolicy(f *testing.F) {
 	f.Add(uint8(2), []byte(`{"request": {"arguments": {"path": "\u002fprod\u002fsecrets\u002fx"}}}`))
 	f.Fuzz(func(t *testing.T, which uint8, input []byte) {
 		sp := shippedForTest(t)
-		eps := rego.Entrypoints()
+		eps := contract.Names()
 		ep := eps[int(which)%len(eps)]
 		ctx := context.Background()
 		if !json.Valid(input) || !utf8.Valid(input) {

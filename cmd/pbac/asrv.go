@@ -18,7 +18,7 @@ import (
 	"github.com/pbac-gateway/pbac/asrv/signin"
 	"github.com/pbac-gateway/pbac/asrv/store/badger"
 	"github.com/pbac-gateway/pbac/asrv/store/postgres"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/config"
 )
 
 func newAsrvCommand() *cobra.Command {
@@ -139,7 +139,7 @@ func openStore(ctx context.Context, spec, dataDir string, log *slog.Logger) (asr
 			return nil, "", err
 		}
 		return s, "badger:" + dir, nil
-	case host.IsPostgresStore(spec):
+	case config.IsPostgresStore(spec):
 		s, err := postgres.Open(ctx, spec, postgres.WithLogger(log))
 		if err != nil {
 			return nil, "", err
@@ -163,7 +163,7 @@ type asSetup struct {
 	// secret is the token secret; nil: the data dir's (created if absent).
 	secret []byte
 	// settings are the config file's asrv: block (nil: defaults).
-	settings *host.ASSettings
+	settings *config.ASrv
 	// signIn throttles the AS's sign-in page; the dashboard shares it.
 	signIn *signin.Guard
 	log    *slog.Logger
@@ -172,34 +172,26 @@ type asSetup struct {
 // newAuthorizationServer opens the token store (storeSpec, see openStore),
 // the data dir's token secret and statement issuer key, on the given
 // policy.
-func newAuthorizationServer(ctx context.Context, dataDir, storeSpec, issuer string, resources []string, pol *policyRuntime, settings *host.ASSettings, log *slog.Logger) (*authRuntime, error) {
+func newAuthorizationServer(ctx context.Context, dataDir, storeSpec, issuer string, resources []string, pol *policyRuntime, settings *config.ASrv, log *slog.Logger) (*authRuntime, error) {
 	return openAuthorizationServer(ctx, asSetup{dataDir: dataDir, storeSpec: storeSpec, issuer: issuer, resources: resources,
-		scopes: activeScopes(pol), policy: host.ASDecider(pol.registry), settings: settings,
+		scopes: activeScopes(pol.registry), policy: pol.registry, settings: settings,
 		signIn: signin.New(signin.Config{Logger: log.With("component", "sign-in")}), log: log})
-}
-
-// activeScopes are the scopes the active policy version's data names.
-func activeScopes(pol *policyRuntime) []string {
-	if active, _ := pol.registry.ActiveBundle(); active != nil {
-		return scopesOf(active.Data)
-	}
-	return nil
 }
 
 // newSharedStoreIntrospector is the authorization server's introspection
 // alone, on the AS's shared PostgreSQL store with the AS's token secret:
 // a gateway replica reads tokens there instead of asking the AS over HTTP.
 // Its OAuth endpoints are not served.
-func newSharedStoreIntrospector(ctx context.Context, dataDir, storeSpec string, remote *host.RemoteASConfig, resources []string, pol *policyRuntime, log *slog.Logger) (*authRuntime, error) {
+func newSharedStoreIntrospector(ctx context.Context, dataDir, storeSpec string, remote *config.RemoteAS, resources []string, pol *policyRuntime, log *slog.Logger) (*authRuntime, error) {
 	secret, err := asrv.ReadTokenSecret(remote.TokenSecretFile)
 	if err != nil {
 		return nil, fmt.Errorf("authorization_server.token_secret_file: %w", err)
 	}
-	if !host.IsPostgresStore(storeSpec) {
+	if !config.IsPostgresStore(storeSpec) {
 		return nil, errors.New("authorization_server.token_secret_file needs the AS's PostgreSQL store (store: postgres://…)")
 	}
 	return openAuthorizationServer(ctx, asSetup{dataDir: dataDir, storeSpec: storeSpec, issuer: remote.Issuer, resources: resources,
-		scopes: activeScopes(pol), policy: host.ASDecider(pol.registry), secret: secret, log: log})
+		scopes: activeScopes(pol.registry), policy: pol.registry, secret: secret, log: log})
 }
 
 // newAuthorizationServerWith is newAuthorizationServer on the data dir's
@@ -218,11 +210,11 @@ func openAuthorizationServer(ctx context.Context, su asSetup) (*authRuntime, err
 			return nil, err
 		}
 	}
-	introspectors, err := su.settings.Introspectors()
+	introspectors, err := asIntrospectors(su.settings)
 	if err != nil {
 		return nil, err
 	}
-	limits, err := su.settings.Limits()
+	limits, err := asRegistrationLimits(su.settings)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +226,7 @@ func openAuthorizationServer(ctx context.Context, su asSetup) (*authRuntime, err
 	if err != nil {
 		return nil, err
 	}
-	if verifier, err = su.settings.StatementVerifier(verifier); err != nil {
+	if verifier, err = asStatementVerifier(su.settings, verifier); err != nil {
 		return nil, err
 	}
 	store, storeName, err := openStore(ctx, su.storeSpec, su.dataDir, su.log)

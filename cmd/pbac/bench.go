@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,11 +25,13 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/audit/index"
 	"github.com/pbac-gateway/pbac/bench"
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/ebpf"
-	"github.com/pbac-gateway/pbac/host"
-	"github.com/pbac-gateway/pbac/host/audit"
+	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/plugins/opahttp"
 	"github.com/pbac-gateway/pbac/rego"
 )
@@ -365,13 +366,13 @@ type benchEnv struct {
 	log     *slog.Logger
 	stderr  io.Writer
 	dir     string
-	backend host.Backend
+	backend gateway.Backend
 	tool    string // the tool's name at the backend
 	args    json.RawMessage
 	// attackBackend serves --attack-tool (the same as backend when both
 	// tools are its), and attackShapes are the attackers' arguments; both
 	// only with --attackers.
-	attackBackend host.Backend
+	attackBackend gateway.Backend
 	attackShapes  []bench.AttackShape
 	closers       []func()
 }
@@ -672,7 +673,7 @@ func newBenchEnv(ctx context.Context, stderr io.Writer, o benchOptions, log *slo
 		e.onClose(func() { _ = run.Close(context.WithoutCancel(ctx)) })
 		directURL = run.URL
 	}
-	e.backend = host.Backend{Name: backendName, URL: directURL}
+	e.backend = gateway.Backend{Name: backendName, URL: directURL}
 	if o.attackers > 0 {
 		if err := e.prepareAttack(ctx); err != nil {
 			return e, err
@@ -685,7 +686,7 @@ func newBenchEnv(ctx context.Context, stderr io.Writer, o benchOptions, log *slo
 // backend already running) and builds the attackers' arguments.
 func (e *benchEnv) prepareAttack(ctx context.Context) error {
 	name, _, _ := strings.Cut(e.o.attackTool, ".")
-	data, err := fs.ReadFile(rego.Sources(), "data.json")
+	data, err := shippedData()
 	if err != nil {
 		return err
 	}
@@ -707,30 +708,16 @@ func (e *benchEnv) prepareAttack(ctx context.Context) error {
 		return fmt.Errorf("start the demo backend %s: %w", name, err)
 	}
 	e.onClose(func() { _ = run.Close(context.WithoutCancel(ctx)) })
-	e.attackBackend = host.Backend{Name: name, URL: run.URL}
+	e.attackBackend = gateway.Backend{Name: name, URL: run.URL}
 	return nil
 }
 
 // attackArgument is the string argument the attackers fill: the first
 // argument a protected_arguments rule of the policy data names for the
 // tool's backend, which the policy's path handling walks; else "path".
-func attackArgument(data []byte, tool string) string {
-	var d struct {
-		Catalogue map[string]struct {
-			Resource string `json:"resource"`
-		} `json:"catalogue"`
-		Protected []struct {
-			Resources []string `json:"resources"`
-			Args      []string `json:"args"`
-		} `json:"protected_arguments"`
-	}
-	if json.Unmarshal(data, &d) == nil {
-		res := d.Catalogue[tool].Resource
-		for _, p := range d.Protected {
-			if slices.Contains(p.Resources, res) && len(p.Args) > 0 {
-				return p.Args[0]
-			}
-		}
+func attackArgument(data *contract.Data, tool string) string {
+	if args := data.ProtectedArgs(data.Catalogue[tool].Resource); len(args) > 0 {
+		return args[0]
 	}
 	return "path"
 }
@@ -738,7 +725,7 @@ func attackArgument(data []byte, tool string) string {
 // gatewaySpec is what a gateway of the benchmark serves: its backends,
 // the measured tool, and other tools its agent must reach too.
 type gatewaySpec struct {
-	backends   []host.Backend
+	backends   []gateway.Backend
 	tool       string
 	otherTools []string
 }
@@ -746,7 +733,7 @@ type gatewaySpec struct {
 // spec is the gateway the modes start: the tool's backend, and the attack
 // tool's when there are attackers.
 func (e *benchEnv) spec() gatewaySpec {
-	s := gatewaySpec{backends: []host.Backend{e.backend}, tool: e.o.tool}
+	s := gatewaySpec{backends: []gateway.Backend{e.backend}, tool: e.o.tool}
 	if e.o.attackers > 0 {
 		s.otherTools = []string{e.o.attackTool}
 		if e.attackBackend.Name != e.backend.Name {
@@ -821,7 +808,7 @@ func (e *benchEnv) start(ctx context.Context, mode string) (*modeSystem, error) 
 
 // startReverseProxy serves a bare httputil.ReverseProxy to the backend at
 // <proxy>/mcp/<backend>: the floor of any extra hop.
-func startReverseProxy(b host.Backend, log *slog.Logger) (string, func(), error) {
+func startReverseProxy(b gateway.Backend, log *slog.Logger) (string, func(), error) {
 	target, err := url.Parse(b.URL)
 	if err != nil {
 		return "", nil, fmt.Errorf("backend URL: %w", err)
@@ -871,7 +858,7 @@ type benchGateway struct {
 	endpoints map[string]benchEndpoint
 	// asToken asks the token endpoint for the measured tool's token.
 	asToken *bench.TokenTarget
-	gw      *host.Gateway
+	gw      *gateway.Gateway
 	close   func()
 }
 
@@ -909,8 +896,12 @@ func startWasmGateway(ctx context.Context, dir string, spec gatewaySpec, log *sl
 	if err != nil {
 		return nil, err
 	}
-	active, _ := pol.registry.ActiveBundle()
-	gw, err := startBenchGateway(ctx, dir, spec, active.Data, pol.registry, host.ASDecider(pol.registry), log)
+	_, data, err := pol.registry.ActivePolicy()
+	if err != nil {
+		pol.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	gw, err := startBenchGateway(ctx, dir, spec, data, pol.registry, pol.registry, log)
 	if err != nil {
 		pol.Close(context.WithoutCancel(ctx))
 		return nil, err
@@ -949,12 +940,12 @@ func startSidecarGateway(ctx context.Context, stderr io.Writer, dir string, spec
 		_ = srv.Close()
 		return nil, 0, err
 	}
-	data, err := fs.ReadFile(rego.Sources(), "data.json")
+	data, err := shippedData()
 	if err != nil {
 		_ = srv.Close()
 		return nil, 0, err
 	}
-	gw, err := startBenchGateway(ctx, dir, spec, data, dec, host.ASDecider(dec), log)
+	gw, err := startBenchGateway(ctx, dir, spec, data, dec, dec, log)
 	if err != nil {
 		_ = srv.Close()
 		return nil, 0, err
@@ -972,8 +963,8 @@ func startSidecarGateway(ctx context.Context, stderr io.Writer, dir string, spec
 // authorization server and audit trail under dir, deciding through policy,
 // registers a CI bot with a signed statement and gets it a client
 // credentials token for each tool's scope.
-func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, data []byte,
-	policy host.Decider, asPolicy asrv.Decider, log *slog.Logger) (*benchGateway, error) {
+func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, data *contract.Data,
+	policy gateway.Decider, asPolicy asrv.Decider, log *slog.Logger) (*benchGateway, error) {
 	tools := append([]string{spec.tool}, spec.otherTools...)
 	scopes := map[string]string{}
 	for _, t := range tools {
@@ -1007,7 +998,7 @@ func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, data [
 	for _, b := range spec.backends {
 		resources = append(resources, base+"/mcp/"+b.Name)
 	}
-	allScopes := scopesOf(data)
+	allScopes := data.Scopes()
 	as, err := newAuthorizationServerWith(ctx, dir, base, resources, allScopes, asPolicy, log)
 	if err != nil {
 		return fail(fmt.Errorf("start the authorization server: %w", err))
@@ -1018,23 +1009,23 @@ func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, data [
 	if err != nil {
 		return fail(err)
 	}
-	index, err := audit.OpenIndex(ctx, filepath.Join(dir, "audit", "index"), time.Hour)
+	idx, err := index.Open(ctx, filepath.Join(dir, "audit", "index"), time.Hour)
 	if err != nil {
 		return fail(err)
 	}
-	trail := audit.NewTrail(log, file, index)
+	trail := audit.NewTrail(log, file, idx)
 	closers = append(closers, func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		_ = trail.Close(cctx)
 	})
 
-	gw, err := host.New(host.Config{
+	gw, err := gateway.New(gateway.Config{
 		PublicURL: base, Backends: spec.backends, AuthorizationServers: []string{base}, Scopes: allScopes,
 		Introspector: as.server, Policy: policy, Audit: trail, AuthServer: as.server.Handler(), Logger: log,
 		// --args-size measures arguments up to benchMaxArgs, one padded
 		// string: the gateway admits them.
-		ArgumentLimits: host.ArgumentLimits{MaxBytes: benchMaxArgs + 1024, MaxStringBytes: benchMaxArgs},
+		ArgumentLimits: gateway.ArgumentLimits{MaxBytes: benchMaxArgs + 1024, MaxStringBytes: benchMaxArgs},
 	})
 	if err != nil {
 		return fail(err)
@@ -1091,21 +1082,12 @@ func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, data [
 
 // toolScope is the scope a tool needs, "<resource>:<access>", from the
 // policy catalogue; a tool the catalogue does not list is denied.
-func toolScope(data []byte, tool string) (string, error) {
-	var d struct {
-		Catalogue map[string]struct {
-			Resource string `json:"resource"`
-			Access   string `json:"access"`
-		} `json:"catalogue"`
-	}
-	if err := json.Unmarshal(data, &d); err != nil {
-		return "", fmt.Errorf("policy data: %w", err)
-	}
-	e, ok := d.Catalogue[tool]
-	if !ok || e.Resource == "" || e.Access == "" {
+func toolScope(data *contract.Data, tool string) (string, error) {
+	sc := data.Catalogue[tool].Scope()
+	if sc == "" {
 		return "", fmt.Errorf("%s is not in the policy catalogue, so the gateway denies it; pick a catalogued tool", tool)
 	}
-	return e.Resource + ":" + e.Access, nil
+	return sc, nil
 }
 
 // attachProbe attaches the eBPF probe to the gateway the benchmark started

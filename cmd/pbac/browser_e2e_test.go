@@ -12,12 +12,12 @@ import (
 // chromiumPath is Debian's Chromium, which the browser tests drive.
 const chromiumPath = "/usr/bin/chromium"
 
-// TestDashboardInBrowser runs the Playwright tests of host/ui/e2e in
+// TestDashboardInBrowser runs the Playwright tests of dashboard/e2e in
 // headless Chromium against the real binary: the onboarding to the live 200
 // and 403, the narrative demo for each user, a hot swap from the UI. Their
-// screenshots go to $PBAC_ARTIFACTS (default host/ui/e2e/artifacts).
+// screenshots go to $PBAC_ARTIFACTS (default dashboard/e2e/artifacts).
 //
-// It needs node, Debian's chromium and `npm ci` in host/ui/e2e; .ci/run
+// It needs node, Debian's chromium and `npm ci` in dashboard/e2e; .ci/run
 // installs them and sets PBAC_BROWSER_TESTS=1, which turns a missing tool
 // into a failure instead of a skip.
 func TestDashboardInBrowser(t *testing.T) {
@@ -25,7 +25,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Skip("builds and runs the binary and a browser")
 	}
 	required := os.Getenv("PBAC_BROWSER_TESTS") == "1"
-	dir, err := filepath.Abs("../../host/ui/e2e")
+	dir, err := filepath.Abs("../../dashboard/e2e")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	case !exists(chromiumPath):
 		missing = chromiumPath + " (apt-get install chromium)"
 	case !exists(filepath.Join(dir, "node_modules", "playwright-core")):
-		missing = "playwright-core (npm ci in host/ui/e2e)"
+		missing = "playwright-core (npm ci in dashboard/e2e)"
 	}
 	if missing != "" {
 		if required {

@@ -9,8 +9,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/wasm"
 )
@@ -50,6 +51,7 @@ file, then the flags' defaults.`,
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid, %d backend(s)\n", name, len(ops.file.Backends))
 			printOps(cmd.OutOrStdout(), ops)
 			printPolicy(cmd.OutOrStdout(), ops, bundles)
+			printSettings(cmd.OutOrStdout(), flags, ops.file, os.LookupEnv)
 			return nil
 		},
 	})
@@ -140,8 +142,34 @@ func printPolicy(w io.Writer, s opsSettings, b *bundleFlags) {
 	if len(b.verificationKeys) > 0 {
 		fmt.Fprintf(w, "    signatures          required, keys %q\n", b.verificationKeys)
 	}
-	if b.sync && host.IsPostgresStore(s.store) {
+	if b.sync && config.IsPostgresStore(s.store) {
 		fmt.Fprintf(w, "    replicas            one version on every replica of the PostgreSQL store (heartbeat %s)\n", b.syncInterval)
+	}
+}
+
+// printSettings lists every setting of the configuration table
+// (config.Keys) with its value and where it comes from: the command line,
+// the PBAC_* environment, the file, or the flag's default.
+func printSettings(w io.Writer, flags *pflag.FlagSet, fc *config.File, lookup func(string) (string, bool)) {
+	fmt.Fprintf(w, "  settings (flag > environment > file > default):\n")
+	for _, k := range config.Keys() {
+		value, source := k.FromFile(fc), "file"
+		if v, ok := lookup(k.Env); k.Env != "" && ok && v != "" {
+			source = k.Env
+		}
+		if fl := flags.Lookup(k.Flag); k.Flag != "" && fl != nil && fl.Changed {
+			value, source = fl.Value.String(), "--"+k.Flag
+		}
+		if value == "" {
+			value, source = k.Default, "default"
+		}
+		if value == "" {
+			continue
+		}
+		if k.Secret {
+			value = redactURL(value)
+		}
+		fmt.Fprintf(w, "    %-33s %s (%s)\n", k.Name, value, source)
 	}
 }
 

@@ -25,7 +25,7 @@ import (
 	"github.com/pbac-gateway/pbac/conformance/clientcheck"
 	"github.com/pbac-gateway/pbac/conformance/clientcheck/tenantpolicy"
 	"github.com/pbac-gateway/pbac/conformance/official"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/gateway"
 )
 
 // The throwaway tenant's backend and the scopes its policy knows: a client
@@ -373,14 +373,14 @@ func startTenant(ctx context.Context, pol *policyRuntime, ps phaseSettings, log 
 	closers = append(closers, func() { _ = store.Close() })
 	as, err := asrv.New(asrv.Config{
 		Issuer: base, Resources: resources, Scopes: []string{scopeRead, scopeWrite}, Secret: secret,
-		Store: store, Policy: host.ASDecider(pol.registry), Users: asrv.DemoUsers{}, Logger: log,
+		Store: store, Policy: pol.registry, Users: asrv.DemoUsers{}, Logger: log,
 		AccessTokenTTL: ps.tokenTTL,
 	})
 	if err != nil {
 		return nil, err
 	}
-	gw, err := host.New(host.Config{
-		PublicURL: base, Backends: []host.Backend{{Name: tenantBackend, URL: backendURL}},
+	gw, err := gateway.New(gateway.Config{
+		PublicURL: base, Backends: []gateway.Backend{{Name: tenantBackend, URL: backendURL}},
 		AuthorizationServers: []string{base}, Scopes: []string{scopeRead},
 		Introspector: as, Policy: pol.registry, AuthServer: as.Handler(),
 		SessionIdle: ps.sessionIdle, Logger: log,

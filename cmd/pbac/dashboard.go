@@ -5,10 +5,11 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/dashboard"
 	"github.com/pbac-gateway/pbac/demo"
-	"github.com/pbac-gateway/pbac/host"
-	"github.com/pbac-gateway/pbac/host/ui"
+	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/plugins"
 )
 
@@ -16,12 +17,12 @@ import (
 // tenant it can also register agents and run the narrative scenarios as
 // the seeded agents, over real HTTP through the gateway; its users operate
 // the demo only when the admin listener is loopback.
-func newDashboard(base, issuer string, backends []host.Backend, admin host.AdminConfig, gw *host.Gateway,
-	as *authRuntime, agents []demoAgent, pol *policyRuntime, demoTenant, loopback bool, log *slog.Logger) (*ui.Handler, error) {
-	cfg := ui.Config{
-		GatewayURL: base, Issuer: issuer, Registry: pol.registry, Audit: admin.Audit, Index: admin.Index,
-		AdminToken: admin.Token, Latency: gw.Latency, Logger: log.With("component", "dashboard"),
-		Propagate: admin.Propagate, DemoOperators: demoTenant && loopback,
+func newDashboard(base, issuer string, backends []gateway.Backend, adminCfg admin.Config, gw *gateway.Gateway,
+	as *authRuntime, agents []demoAgent, pol *policyRuntime, demoTenant, loopback bool, log *slog.Logger) (*dashboard.Handler, error) {
+	cfg := dashboard.Config{
+		GatewayURL: base, Issuer: issuer, Registry: pol.registry, Audit: adminCfg.Audit, Index: adminCfg.Index,
+		AdminToken: adminCfg.Token, Latency: gw.Latency, Logger: log.With("component", "dashboard"),
+		Propagate: adminCfg.Propagate, DemoOperators: demoTenant && loopback,
 	}
 	for _, b := range backends {
 		cfg.Backends = append(cfg.Backends, b.Name)
@@ -31,14 +32,14 @@ func newDashboard(base, issuer string, backends []host.Backend, admin host.Admin
 		cfg.Users, cfg.Clients, cfg.SignIn = asrv.DemoUsers{}, as.store, as.signIn
 	}
 	if demoTenant {
-		seeded := make([]ui.SeededAgent, 0, len(agents))
+		seeded := make([]dashboard.SeededAgent, 0, len(agents))
 		for _, a := range agents {
-			seeded = append(seeded, ui.SeededAgent{Name: a.Name, ClientID: a.ClientID, ClientSecret: a.ClientSecret})
+			seeded = append(seeded, dashboard.SeededAgent{Name: a.Name, ClientID: a.ClientID, ClientSecret: a.ClientSecret})
 		}
-		cfg.Demo = &ui.Demo{
+		cfg.Demo = &dashboard.Demo{
 			Users:    asrv.DemoUsers{}.List(),
 			Password: asrv.DemoPassword,
-			Agents:   func() []ui.SeededAgent { return seeded },
+			Agents:   func() []dashboard.SeededAgent { return seeded },
 			Sign: func(c asrv.StatementClaims) (string, error) {
 				return as.server.Statement(as.issuer, c)
 			},
@@ -49,18 +50,18 @@ func newDashboard(base, issuer string, backends []host.Backend, admin host.Admin
 			Runner: &demo.Runner{Client: &demo.AgentClient{BaseURL: base}, Policy: registryEditor{pol.registry}},
 		}
 	}
-	return ui.New(cfg)
+	return dashboard.New(cfg)
 }
 
 // adminMux serves the admin API, the dashboard and the gateway's metrics
 // on the admin listener.
-func adminMux(adminAPI, dashboard, metrics http.Handler) http.Handler {
+func adminMux(adminAPI, dash, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", adminAPI)
 	mux.Handle("GET /metrics", metrics)
 	mux.Handle("/bundles/", adminAPI) // OPA bundle service API: the active bundle, for other replicas
-	mux.Handle("/ui", dashboard)
-	mux.Handle("/ui/", dashboard)
+	mux.Handle("/ui", dash)
+	mux.Handle("/ui/", dash)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/ui/", http.StatusFound)
 	})

@@ -12,7 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/admin"
+	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/plugins/bundlesource"
 	"github.com/pbac-gateway/pbac/plugins/pgsync"
@@ -43,7 +44,7 @@ func addBundleFlags(cmd *cobra.Command) {
 
 // bundleSettings reads the distribution flags, taking the configuration's
 // policy: section (file, then PBAC_* environment) for every flag not given.
-func bundleSettings(flags *pflag.FlagSet, fc *host.FileConfig) (*bundleFlags, error) {
+func bundleSettings(flags *pflag.FlagSet, fc *config.File) (*bundleFlags, error) {
 	f := &bundleFlags{}
 	var errs []error
 	get := func(err error) {
@@ -167,7 +168,7 @@ func startDistribution(ctx context.Context, f *bundleFlags, reg *plugins.Registr
 		return nil, token, nil
 	}
 	src, err := bundlesource.New(bundlesource.Config{
-		URL:      bundlesource.BundleURL(f.server, host.BundleName),
+		URL:      bundlesource.BundleURL(f.server, admin.BundleName),
 		Token:    token,
 		Interval: f.interval,
 		Registry: reg,
@@ -187,7 +188,7 @@ func startDistribution(ctx context.Context, f *bundleFlags, reg *plugins.Registr
 // store is PostgreSQL (and --policy-sync is on); it returns nil otherwise.
 // Stop it with the returned function, which leaves the replica set.
 func startPolicySync(ctx context.Context, f *bundleFlags, storeSpec string, reg *plugins.Registry, log *slog.Logger) (*pgsync.Sync, func(), error) {
-	if f == nil || !f.sync || !host.IsPostgresStore(storeSpec) {
+	if f == nil || !f.sync || !config.IsPostgresStore(storeSpec) {
 		return nil, func() {}, nil
 	}
 	s, err := pgsync.Open(ctx, pgsync.Config{DSN: storeSpec, Registry: reg, Interval: f.syncInterval, Logger: log})

@@ -16,7 +16,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/config"
+	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/internal/certreload"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/wasm"
@@ -30,19 +31,19 @@ type opsSettings struct {
 	store                        string // the URL itself, store_file read
 	publicURL                    string
 	logLevel, logFormat          string
-	tls, adminTLS                *host.TLSFiles
+	tls, adminTLS                *config.TLSFiles
 	drainDelay                   time.Duration
 	limits                       policyLimits
-	file                         *host.FileConfig // file + environment
+	file                         *config.File // file + environment
 }
 
 // addOpsFlags adds the TLS, log format and drain flags; admin says whether
 // the command has an admin listener.
-func addOpsFlags(cmd *cobra.Command, admin bool) {
+func addOpsFlags(cmd *cobra.Command, hasAdmin bool) {
 	f := cmd.Flags()
 	f.String("tls-cert", "", "certificate file (PEM) for the listener; with --tls-key turns TLS on (reloaded when the files change)")
 	f.String("tls-key", "", "private key file (PEM) for --tls-cert")
-	if admin {
+	if hasAdmin {
 		f.String("admin-tls-cert", "", "certificate file (PEM) for the admin listener")
 		f.String("admin-tls-key", "", "private key file (PEM) for --admin-tls-cert")
 	}
@@ -56,75 +57,79 @@ func addOpsFlags(cmd *cobra.Command, admin bool) {
 // with the environment lookup finds, then lets every flag set on the command
 // line win. The store URL is read from store_file when that names it.
 func resolveOps(flags *pflag.FlagSet, configPath string, lookup func(string) (string, bool)) (opsSettings, error) {
-	fc, err := host.LoadConfigEnv(configPath, lookup)
+	fc, err := config.LoadEnv(configPath, lookup)
 	if err != nil {
 		return opsSettings{}, err
-	}
-	pick := func(flag, fromFile string) string {
-		fl := flags.Lookup(flag)
-		switch {
-		case fl == nil:
-			return fromFile
-		case fl.Changed || fromFile == "":
-			return fl.Value.String()
-		default:
-			return fromFile
-		}
 	}
 	store, err := fc.StoreURL()
 	if err != nil {
 		return opsSettings{}, err
 	}
+	// pick is a key's value (config.Keys): its flag when given on the
+	// command line, else the file's (the environment applied), else the
+	// flag's default.
+	pick := func(name string) string {
+		k, ok := config.Lookup(name)
+		if !ok {
+			panic("config: no key " + name)
+		}
+		fromFile := k.FromFile(fc)
+		if name == "store" {
+			fromFile = store // store_file read
+		}
+		return pickFlag(flags, k.Flag, fromFile)
+	}
 	s := opsSettings{
-		listen:      pick("listen", fc.Listen),
-		adminListen: pick("admin-listen", fc.AdminListen),
-		dataDir:     pick("data-dir", fc.DataDir),
-		store:       pick("store", store),
-		publicURL:   pick("issuer", fc.PublicURL),
-		logLevel:    pick("log-level", fc.LogLevel),
-		logFormat:   pick("log-format", fc.LogFormat),
+		listen:      pick("listen"),
+		adminListen: pick("admin_listen"),
+		dataDir:     pick("data_dir"),
+		store:       pick("store"),
+		publicURL:   pick("public_url"),
+		logLevel:    pick("log_level"),
+		logFormat:   pick("log_format"),
 		file:        fc,
 	}
-	s.tls = pickTLS(pick("tls-cert", tlsField(fc.TLS, true)), pick("tls-key", tlsField(fc.TLS, false)))
-	s.adminTLS = pickTLS(pick("admin-tls-cert", tlsField(fc.AdminTLS, true)), pick("admin-tls-key", tlsField(fc.AdminTLS, false)))
-	if d := pick("drain-delay", fc.DrainDelay); d != "" {
+	s.tls = pickTLS(pick("tls.cert_file"), pick("tls.key_file"))
+	s.adminTLS = pickTLS(pick("admin_tls.cert_file"), pick("admin_tls.key_file"))
+	if d := pick("drain_delay"); d != "" {
 		if s.drainDelay, err = time.ParseDuration(d); err != nil || s.drainDelay < 0 {
 			return opsSettings{}, fmt.Errorf("drain delay %q is not a duration (e.g. 5s)", d)
 		}
 	}
-	var decision, eval string
-	if p := fc.Policy; p != nil {
-		decision, eval = p.DecisionTimeout, p.EvalTimeout
-	}
 	for _, t := range []struct {
-		flag, fromFile string
-		into           *time.Duration
-	}{{"policy-decision-timeout", decision, &s.limits.decisionTimeout}, {"policy-eval-timeout", eval, &s.limits.evalTimeout}} {
-		if v := pick(t.flag, t.fromFile); v != "" {
+		key  string
+		into *time.Duration
+	}{{"policy.decision_timeout", &s.limits.decisionTimeout}, {"policy.eval_timeout", &s.limits.evalTimeout}} {
+		if v := pick(t.key); v != "" {
 			if *t.into, err = time.ParseDuration(v); err != nil || *t.into <= 0 {
-				return opsSettings{}, fmt.Errorf("--%s %q: want a positive duration (e.g. 1s)", t.flag, v)
+				k, _ := config.Lookup(t.key)
+				return opsSettings{}, fmt.Errorf("--%s %q: want a positive duration (e.g. 1s)", k.Flag, v)
 			}
 		}
 	}
 	return s, s.check()
 }
 
-func tlsField(t *host.TLSFiles, cert bool) string {
+// pickFlag is the flag's value when it was given on the command line, else
+// fromFile, else the flag's default (fromFile alone when the command has
+// no such flag).
+func pickFlag(flags *pflag.FlagSet, flag, fromFile string) string {
+	fl := flags.Lookup(flag)
 	switch {
-	case t == nil:
-		return ""
-	case cert:
-		return t.CertFile
+	case flag == "" || fl == nil:
+		return fromFile
+	case fl.Changed || fromFile == "":
+		return fl.Value.String()
 	default:
-		return t.KeyFile
+		return fromFile
 	}
 }
 
-func pickTLS(cert, key string) *host.TLSFiles {
+func pickTLS(cert, key string) *config.TLSFiles {
 	if cert == "" && key == "" {
 		return nil
 	}
-	return &host.TLSFiles{CertFile: cert, KeyFile: key}
+	return &config.TLSFiles{CertFile: cert, KeyFile: key}
 }
 
 // check validates what the flags may have changed since the file was
@@ -133,14 +138,14 @@ func (s opsSettings) check() error {
 	var errs []error
 	for _, l := range []struct{ name, addr string }{{"listen", s.listen}, {"admin listen", s.adminListen}} {
 		if l.addr != "" {
-			if err := host.CheckListenAddr(l.addr); err != nil {
+			if err := config.CheckListenAddr(l.addr); err != nil {
 				errs = append(errs, fmt.Errorf("%s address %q: %w", l.name, l.addr, err))
 			}
 		}
 	}
 	for _, t := range []struct {
 		name  string
-		files *host.TLSFiles
+		files *config.TLSFiles
 	}{{"tls", s.tls}, {"admin tls", s.adminTLS}} {
 		if t.files.Enabled() {
 			if err := t.files.Check(); err != nil {
@@ -148,7 +153,7 @@ func (s opsSettings) check() error {
 			}
 		}
 	}
-	if err := host.CheckStoreURL(s.store); err != nil {
+	if err := config.CheckStoreURL(s.store); err != nil {
 		errs = append(errs, fmt.Errorf("token store (--store, PBAC_STORE, store:): %w", err))
 	}
 	if s.tls.Enabled() && s.publicURL != "" && !strings.HasPrefix(s.publicURL, "https://") {
@@ -178,7 +183,7 @@ func (s opsSettings) logger() *slog.Logger {
 
 // openListener opens addr, under TLS when files say so (the certificate reloaded
 // when its files change); scheme is "https" or "http".
-func openListener(addr string, files *host.TLSFiles, log *slog.Logger) (ln net.Listener, scheme string, err error) {
+func openListener(addr string, files *config.TLSFiles, log *slog.Logger) (ln net.Listener, scheme string, err error) {
 	var cfg *tls.Config
 	if files.Enabled() {
 		r, err := certreload.New(files.CertFile, files.KeyFile, certreload.WithLogger(log))
@@ -225,7 +230,7 @@ func (r *readiness) check(ctx context.Context) error {
 func withProbes(h http.Handler, ready func(context.Context) error) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	mux.Handle("GET /readyz", host.ReadyHandler(ready))
+	mux.Handle("GET /readyz", gateway.ReadyHandler(ready))
 	mux.Handle("/", h)
 	return mux
 }

@@ -14,7 +14,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pbac-gateway/pbac/asrv/store/badger"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/config"
+	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/internal/certreload/certtest"
 )
 
@@ -136,7 +137,7 @@ func TestReadiness(t *testing.T) {
 	active := true
 	r := &readiness{policy: func() bool { return active }, store: store.Ping}
 	status := func() (int, []string) {
-		code, body := host.ReadyStatus(ctx, r.check)
+		code, body := gateway.ReadyStatus(ctx, r.check)
 		var v struct {
 			Ready    bool     `json:"ready"`
 			NotReady []string `json:"not_ready"`
@@ -176,7 +177,7 @@ func TestDeployExampleParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fc host.FileConfig
+	var fc config.File
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(&fc); err != nil {

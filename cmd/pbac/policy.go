@@ -49,8 +49,10 @@ func newPolicyBuildCommand() *cobra.Command {
 		Short: "Compile Rego (and data.json) to a Wasm policy bundle",
 		Long: `Compiles every .rego file (tests excluded) and data.json under dir — or the
 shipped policy when no dir is given — into one Wasm module with all
-entrypoints, and writes an OPA-format bundle (tar.gz). The build is offline
-and deterministic: the same sources give the same bytes. The shipped policy's
+entrypoints, and writes an OPA-format bundle (tar.gz) that declares this
+binary's policy contract version in its manifest (metadata.contract_version;
+see rego/README.md). The build is offline and deterministic: the same
+sources give the same bytes. The shipped policy's
 decision vectors travel in the bundle and are checked at every activation.
 
 With --signing-key the bundle is signed in OPA's format (/.signatures.json):
@@ -89,8 +91,8 @@ by one of their keys.`,
 			if err := writeFileAtomic(out, buf.Bytes()); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s (%d bytes, revision %s, %d-byte module)\n",
-				out, buf.Len(), b.Revision[:12], len(b.Wasm))
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s (%d bytes, revision %s, %d-byte module, contract version %d)\n",
+				out, buf.Len(), b.Revision[:12], len(b.Wasm), b.ContractVersion)
 			return nil
 		},
 	}

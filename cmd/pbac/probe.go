@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pbac-gateway/pbac/ebpf"
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/gateway"
 )
 
 // probeOptions are pbac probe's flags.
@@ -183,7 +183,7 @@ func startSelfProbe(ctx context.Context, log *slog.Logger, addr net.Addr) (stop 
 // by address (go run and go test leave out the symbol table) and the
 // gateway's connections by the port of addr.
 func attachSelfProbe(addr net.Addr, log *slog.Logger) (*ebpf.Probe, error) {
-	o := ebpf.Options{Addresses: host.ProbeMarkers(), Logger: log}
+	o := ebpf.Options{Addresses: gateway.ProbeMarkers(), Logger: log}
 	if ta, ok := addr.(*net.TCPAddr); ok && ta.Port > 0 {
 		o.Ports = []uint16{uint16(ta.Port)}
 	} else {

@@ -16,7 +16,7 @@ arguments.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newUpCommand(), newPolicyCommand(), newAsrvCommand(), newConfigCommand())
-	root.AddCommand(newStatementCommand())
+	root.AddCommand(newStatementCommand(), newUserCommand())
 	root.AddCommand(newDemoCommand())
 	root.AddCommand(newBenchCommand(), newProbeCommand(), newConformanceCommand())
 	return root

@@ -2,16 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"io/fs"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
@@ -77,44 +76,23 @@ func (p *policyRuntime) Close(ctx context.Context) {
 	_ = p.engine.Close(ctx)
 }
 
-// scopesOf lists every "<resource>:<access>" scope the policy data knows:
-// each catalogued tool's, and each tier and role grant's. They are the
-// scopes the AS advertises and clients may ask for; policy decides which
-// are granted.
-func scopesOf(data []byte) []string {
-	type grants struct {
-		Grants map[string][]string `json:"grants"`
+// shippedData is the typed view of the shipped policy's data.
+func shippedData() (*contract.Data, error) {
+	raw, err := fs.ReadFile(rego.Sources(), "data.json")
+	if err != nil {
+		return nil, err
 	}
-	var d struct {
-		Tiers     map[string]grants `json:"tiers"`
-		Roles     map[string]grants `json:"roles"`
-		Catalogue map[string]struct {
-			Resource string `json:"resource"`
-			Access   string `json:"access"`
-		} `json:"catalogue"`
+	return contract.ParseData(raw)
+}
+
+// activeScopes are the scopes the active policy version's data names
+// (contract.Data.Scopes): the scopes the AS advertises and clients may ask
+// for; policy decides which are granted.
+func activeScopes(reg *plugins.Registry) []string {
+	if _, data, err := reg.ActivePolicy(); err == nil && data != nil {
+		return data.Scopes()
 	}
-	if err := json.Unmarshal(data, &d); err != nil {
-		return nil
-	}
-	seen := map[string]bool{}
-	add := func(res, acc string) {
-		if res != "" && acc != "" {
-			seen[res+":"+acc] = true
-		}
-	}
-	for _, t := range d.Catalogue {
-		add(t.Resource, t.Access)
-	}
-	for _, set := range []map[string]grants{d.Tiers, d.Roles} {
-		for _, g := range set {
-			for res, accs := range g.Grants {
-				for _, a := range accs {
-					add(res, a)
-				}
-			}
-		}
-	}
-	return slices.Sorted(maps.Keys(seen))
+	return nil
 }
 
 func newLogger(level string) *slog.Logger {

@@ -11,8 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/spf13/cobra"
+
+	"github.com/pbac-gateway/pbac/asrv"
 )
 
 func newStatementCommand() *cobra.Command {

@@ -18,10 +18,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/audit/index"
+	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/demo"
-	"github.com/pbac-gateway/pbac/host"
-	"github.com/pbac-gateway/pbac/host/audit"
+	"github.com/pbac-gateway/pbac/gateway"
+	"github.com/pbac-gateway/pbac/stdio"
 )
 
 func newUpCommand() *cobra.Command {
@@ -70,14 +74,14 @@ make it live; a bad one is rejected and the active policy stays.`,
 type upConfig struct {
 	listen, adminListen, dataDir string
 	store                        string // token store: "" Badger, postgres://… PostgreSQL
-	file                         *host.FileConfig
+	file                         *config.File
 	probe                        bool // attach the eBPF latency probe
 	ops                          opsSettings
 	bundles                      *bundleFlags // policy distribution
 }
 
 // remoteAS is the configured remote authorization server, if any.
-func (c upConfig) remoteAS() *host.RemoteASConfig {
+func (c upConfig) remoteAS() *config.RemoteAS {
 	if c.file == nil {
 		return nil
 	}
@@ -85,7 +89,7 @@ func (c upConfig) remoteAS() *host.RemoteASConfig {
 }
 
 // asSettings are the configuration's asrv: block (nil: defaults).
-func (c upConfig) asSettings() *host.ASSettings {
+func (c upConfig) asSettings() *config.ASrv {
 	if c.file == nil {
 		return nil
 	}
@@ -168,9 +172,9 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 			}
 		}()
 	}
-	var hb []host.Backend
+	var hb []gateway.Backend
 	for _, b := range backends {
-		hb = append(hb, host.Backend{Name: b.Name, URL: b.URL})
+		hb = append(hb, gateway.Backend{Name: b.Name, URL: b.URL})
 	}
 	if cfg.file != nil {
 		configured, stop, err := startConfiguredBackends(ctx, cfg.file, log)
@@ -188,12 +192,12 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	// The authorization server runs in process, unless the configuration
 	// names a remote one the gateway trusts.
 	ready := &readiness{policy: func() bool { _, ok := pol.registry.Active(); return ok }}
-	gwCfg := host.Config{PublicURL: base, Backends: hb, Policy: pol.registry, Logger: log, Ready: ready.check,
+	gwCfg := gateway.Config{PublicURL: base, Backends: hb, Policy: pol.registry, Logger: log, Ready: ready.check,
 		SessionsPerAgent: cfg.file.LimitsOrDefault().SessionsPerAgent}
 	if cfg.file != nil {
-		gwCfg.ArgumentLimits = cfg.file.ArgumentLimits.Limits()
+		gwCfg.ArgumentLimits = gatewayArgumentLimits(cfg.file.ArgumentLimits)
 	}
-	adminCfg := host.AdminConfig{Registry: pol.registry, Logger: log, BundleToken: bundleToken, PolicySource: bundleStatus}
+	adminCfg := admin.Config{Registry: pol.registry, Logger: log, BundleToken: bundleToken, PolicySource: bundleStatus}
 	if sync != nil {
 		adminCfg.Propagate = propagateVia(sync)
 		adminCfg.PolicySync = func(ctx context.Context) any { return sync.Status(ctx) }
@@ -210,9 +214,9 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 		log.Info("introspecting on the authorization server's shared store", "issuer", remote.Issuer, "store", shared.storeName)
 		gwCfg.Introspector, gwCfg.AuthorizationServers = shared.server, []string{remote.Issuer}
 		adminCfg.DeleteClient = func(r *http.Request, id string) error { return shared.store.DeleteClient(r.Context(), id) }
-		adminCfg.ListClients = func(r *http.Request) ([]*asrv.Client, error) { return shared.store.Clients(r.Context()) }
+		adminCfg.ListClients = func(r *http.Request) ([]admin.Client, error) { return adminClients(shared.store.Clients(r.Context())) }
 	} else if remote != nil {
-		intro, err := remote.Introspector()
+		intro, err := remoteIntrospector(remote)
 		if err != nil {
 			return err
 		}
@@ -225,7 +229,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 		ready.store = as.store.Ping
 		gwCfg.Introspector, gwCfg.AuthorizationServers, gwCfg.AuthServer = as.server, []string{base}, as.server.Handler()
 		adminCfg.DeleteClient = func(r *http.Request, id string) error { return as.store.DeleteClient(r.Context(), id) }
-		adminCfg.ListClients = func(r *http.Request) ([]*asrv.Client, error) { return as.store.Clients(r.Context()) }
+		adminCfg.ListClients = func(r *http.Request) ([]admin.Client, error) { return adminClients(as.store.Clients(r.Context())) }
 	}
 
 	auditDir := filepath.Join(dataDir, "audit")
@@ -236,25 +240,24 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	if err != nil {
 		return err
 	}
-	index, err := audit.OpenIndex(ctx, filepath.Join(auditDir, "index"), 30*24*time.Hour)
+	idx, err := index.Open(ctx, filepath.Join(auditDir, "index"), 30*24*time.Hour)
 	if err != nil {
 		return err
 	}
-	trail := audit.NewTrail(log, file, index)
+	trail := audit.NewTrail(log, file, idx)
 	defer trail.Close(context.WithoutCancel(ctx))
 
-	active, _ := pol.registry.ActiveBundle()
-	gwCfg.Scopes, gwCfg.Audit = scopesOf(active.Data), trail
-	gw, err := host.New(gwCfg)
+	gwCfg.Scopes, gwCfg.Audit = activeScopes(pol.registry), trail
+	gw, err := gateway.New(gwCfg)
 	if err != nil {
 		return err
 	}
 	if adminCfg.Token, err = loadOrCreateAdminToken(dataDir); err != nil {
 		return err
 	}
-	adminCfg.Audit, adminCfg.Index = trail, index
+	adminCfg.Audit, adminCfg.Index = trail, idx
 	adminCfg.BackendHealth = func(r *http.Request) map[string]string { return gw.BackendHealth(r.Context()) }
-	adminAPI, err := host.NewAdmin(adminCfg)
+	adminAPI, err := admin.New(adminCfg)
 	if err != nil {
 		return err
 	}
@@ -270,7 +273,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	if cfg.file != nil {
 		adminHosts = cfg.file.AdminHosts
 	}
-	guard, err := host.NewAdminGuard(adminLn.Addr().String(), adminHosts)
+	guard, err := admin.NewGuard(adminLn.Addr().String(), adminHosts)
 	if err != nil {
 		return err
 	}
@@ -310,7 +313,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	return err
 }
 
-func printUp(out io.Writer, base, issuer, adminBase, dataDir string, backends []host.Backend, agents []demoAgent) {
+func printUp(out io.Writer, base, issuer, adminBase, dataDir string, backends []gateway.Backend, agents []demoAgent) {
 	fmt.Fprintf(out, "PBAC Gateway is up — data in %s\n\n", dataDir)
 	fmt.Fprintf(out, "  dashboard             %s/ui/  (sign in as alice, bob or carol, password demo)\n", adminBase)
 	fmt.Fprintf(out, "  gateway               %s\n", base)
@@ -355,10 +358,10 @@ func printUp(out io.Writer, base, issuer, adminBase, dataDir string, backends []
 
 // startConfiguredBackends resolves the configuration file's backends: a
 // URL is used as it is; a command is started behind a stdio bridge.
-func startConfiguredBackends(ctx context.Context, fc *host.FileConfig, log *slog.Logger) ([]host.Backend, func(), error) {
+func startConfiguredBackends(ctx context.Context, fc *config.File, log *slog.Logger) ([]gateway.Backend, func(), error) {
 	var (
-		out     []host.Backend
-		bridges []*host.StdioBackend
+		out     []gateway.Backend
+		bridges []*stdio.Bridge
 	)
 	stop := func() {
 		for _, b := range bridges {
@@ -367,7 +370,7 @@ func startConfiguredBackends(ctx context.Context, fc *host.FileConfig, log *slog
 	}
 	for _, bc := range fc.Backends {
 		if len(bc.Command) == 0 {
-			b, err := bc.Backend()
+			b, err := gatewayBackend(bc)
 			if err != nil {
 				stop()
 				return nil, nil, err
@@ -376,7 +379,7 @@ func startConfiguredBackends(ctx context.Context, fc *host.FileConfig, log *slog
 			continue
 		}
 		limits := fc.LimitsOrDefault()
-		bridge, err := host.StartStdio(ctx, host.StdioConfig{
+		bridge, err := stdio.Start(ctx, stdio.Config{
 			Name: bc.Name, Command: bc.Command, Env: bc.Env, Dir: bc.Dir,
 			MaxSessions: limits.StdioSessions, MaxSessionsPerAgent: limits.StdioSessionsPerAgent,
 			Logger: log.With("backend", bc.Name),
@@ -386,7 +389,7 @@ func startConfiguredBackends(ctx context.Context, fc *host.FileConfig, log *slog
 			return nil, nil, fmt.Errorf("backend %s: %w", bc.Name, err)
 		}
 		bridges = append(bridges, bridge)
-		b := bridge.Backend()
+		b := gateway.Backend{Name: bc.Name, URL: bridge.URL(), OwnerHeader: stdio.OwnerHeader}
 		if bc.Timeout != "" {
 			if b.Timeout, err = time.ParseDuration(bc.Timeout); err != nil {
 				stop()

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbac-gateway/pbac/host"
+	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/rego"
 )
 
@@ -166,7 +166,7 @@ func TestOfficialSuiteThroughGateway(t *testing.T) {
 	}
 
 	// The gateway audited the suite's requests as the anonymous client.
-	recs := up.audit(t, host.AnonymousClientID)
+	recs := up.audit(t, gateway.AnonymousClientID)
 	calls := 0
 	for _, r := range recs {
 		if r.Decision != "allow" || r.Backend != "everything" || r.PolicyVersion == "" {

@@ -16,6 +16,7 @@ import (
 	"reflect"
 	"slices"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
 )
@@ -86,7 +87,7 @@ type Options struct {
 	// Seed seeds the generator (the same seed gives the same inputs).
 	Seed uint64
 	// Entrypoints to check (default: the policy contract's,
-	// rego.Entrypoints()).
+	// contract.Names()).
 	Entrypoints []string
 	// Domain the inputs are drawn from (default: DomainFromData of the
 	// bundle's data, or DefaultDomain for Run).
@@ -104,7 +105,7 @@ func (o Options) withDefaults() Options {
 		o.Inputs = 1000
 	}
 	if len(o.Entrypoints) == 0 {
-		o.Entrypoints = rego.Entrypoints()
+		o.Entrypoints = contract.Names()
 	}
 	if o.Domain == nil {
 		d := DefaultDomain()

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/pbac-gateway/pbac/conformance/policydiff"
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/rego"
 )
 
@@ -203,7 +204,7 @@ func TestCheckBundleShipped(t *testing.T) {
 	if !rep.OK() || rep.Revision != b.Revision {
 		t.Fatalf("the shipped bundle disagrees with itself: %+v", rep)
 	}
-	if got, want := len(rep.Results), len(rego.Entrypoints()); got != want {
+	if got, want := len(rep.Results), len(contract.Names()); got != want {
 		t.Fatalf("%d results, want %d", got, want)
 	}
 	for _, r := range rep.Results {

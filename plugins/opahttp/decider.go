@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/plugins"
 )
 
@@ -81,7 +82,8 @@ func New(baseURL string, opts ...Option) (*Decider, error) {
 // Decide evaluates entrypoint ("pbac/tool_call") on the raw JSON input.
 // Any failure — transport, a non-200 answer, an undefined or malformed
 // result — is an error, and the caller denies.
-func (d *Decider) Decide(ctx context.Context, entrypoint string, input []byte) (plugins.Decision, error) {
+func (d *Decider) Decide(ctx context.Context, ep contract.Entrypoint, input []byte) (plugins.Decision, error) {
+	entrypoint := string(ep)
 	if !validEntrypoint(entrypoint) {
 		return plugins.Decision{}, fmt.Errorf("opahttp: invalid entrypoint %q", entrypoint)
 	}

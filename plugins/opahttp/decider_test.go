@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/plugins/opahttp"
 )
@@ -80,7 +81,7 @@ func TestDeciderConvertsOPAResults(t *testing.T) {
 		t.Fatalf("deny: %+v, %v", dec, err)
 	}
 
-	for ep, want := range map[string]error{
+	for ep, want := range map[contract.Entrypoint]error{
 		"pbac/undefined": opahttp.ErrUndefined,
 		"pbac/malformed": plugins.ErrMalformedDecision,
 		"pbac/notobject": plugins.ErrMalformedDecision,
@@ -95,7 +96,7 @@ func TestDeciderConvertsOPAResults(t *testing.T) {
 	if _, err := d.Decide(ctx, "pbac/tool_call", []byte(`{"not json`)); err == nil {
 		t.Error("invalid input JSON was decided")
 	}
-	for _, ep := range []string{"", "pbac//x", "../admin", "pbac/tool_call?x=1"} {
+	for _, ep := range []contract.Entrypoint{"", "pbac//x", "../admin", "pbac/tool_call?x=1"} {
 		if _, err := d.Decide(ctx, ep, []byte(`{}`)); err == nil {
 			t.Errorf("entrypoint %q was accepted", ep)
 		}

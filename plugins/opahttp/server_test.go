@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/plugins/opahttp"
 	"github.com/pbac-gateway/pbac/rego"
 )
@@ -43,7 +44,7 @@ func TestShippedPolicyThroughOPAServer(t *testing.T) {
 		t.Fatalf("only %d shipped vectors", len(vectors))
 	}
 	for _, v := range vectors {
-		dec, err := d.Decide(ctx, v.Entrypoint, v.Input)
+		dec, err := d.Decide(ctx, contract.Entrypoint(v.Entrypoint), v.Input)
 		if err != nil {
 			t.Errorf("%s: %v", v.Name, err)
 			continue
@@ -54,7 +55,7 @@ func TestShippedPolicyThroughOPAServer(t *testing.T) {
 	}
 	// Every entrypoint denies the empty input, as the registry demands of a
 	// candidate policy.
-	for _, ep := range rego.Entrypoints() {
+	for _, ep := range contract.Entrypoints() {
 		dec, err := d.Decide(ctx, ep, []byte(`{}`))
 		if err != nil || dec.Allow {
 			t.Errorf("%s on {}: %+v, %v; want a deny", ep, dec, err)

@@ -103,7 +103,8 @@ tier_setting_true(t, key) if data.tiers[t][key] == true
 # ---------------------------------------------------------------------------
 # Roles
 
-roles_of(s) := {r | some r in s.roles; is_string(r)}
+# The subject's roles: given by its source, and by its groups (identity.rego).
+roles_of(s) := {r | some r in s.roles; is_string(r)} | group_roles_of(s)
 
 # role_grants(s, r, a): subject s may use access a on resource r.
 # Machine clients (no subject) are bounded by their tier alone.

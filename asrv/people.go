@@ -1,0 +1,79 @@
+package asrv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/pbac-gateway/pbac/identity"
+)
+
+// Where the people agents act for come from (package identity): a
+// password source (Config.Users: the demo users in the demo tenant, or a
+// users file through PasswordUsers) and single sign-on at the
+// organisation's identity provider (Config.SSO). With neither, the
+// authorization endpoint refuses every request (access_denied naming the
+// missing configuration) and only machine clients get tokens.
+
+// viaSSO is Session.Via for a person who signed in at the identity
+// provider.
+const viaSSO = "sso"
+
+// PathIDPCallback is where the identity provider sends the browser back:
+// register <issuer>/oauth2/idp/callback as the AS's redirect URI there.
+const PathIDPCallback = identity.CallbackPath
+
+// PasswordUsers adapts a password identity source (the users file) to a
+// UserSource: the person's groups travel as User.Groups.
+func PasswordUsers(src identity.PasswordSource) UserSource { return passwordUsers{src} }
+
+type passwordUsers struct{ src identity.PasswordSource }
+
+func (p passwordUsers) Authenticate(ctx context.Context, username, password string) (User, error) {
+	person, err := p.src.Authenticate(ctx, username, password)
+	if err != nil {
+		if errors.Is(err, identity.ErrBadCredentials) {
+			return User{}, fmt.Errorf("%w: %w", ErrBadCredentials, err)
+		}
+		return User{}, err
+	}
+	return userOf(person), nil
+}
+
+func (p passwordUsers) Lookup(ctx context.Context, subject string) (User, error) {
+	person, err := p.src.Lookup(ctx, subject)
+	if err != nil {
+		return User{}, fmt.Errorf("%w: %w", ErrUnknownUser, err)
+	}
+	return userOf(person), nil
+}
+
+func userOf(p identity.Person) User {
+	return User{Subject: p.Subject, Name: p.Name, Email: p.Email, Groups: slices.Clone(p.Groups)}
+}
+
+// humanSignIn tells whether people can sign in at all.
+func (s *Server) humanSignIn() bool { return s.users != nil || s.sso != nil }
+
+// errNoIdentitySource refuses an authorization request on a server where
+// nobody can sign in.
+const errNoIdentitySource = "No identity source is configured for people to sign in (identity.oidc or identity.users_file in the configuration); this server issues tokens to machine clients only."
+
+// personOf is the person a grant acts for, as policy sees them now: a
+// person who signed in at the identity provider with the groups recorded
+// at sign-in (the provider cannot be asked again without them); a person
+// of the password source as it knows them now (ErrUnknownUser once they
+// are gone).
+func (s *Server) personOf(ctx context.Context, sess *Session) (User, error) {
+	if sess.Via == viaSSO {
+		if s.sso == nil {
+			return User{}, fmt.Errorf("%w: %q signed in by single sign-on, which is no longer configured", ErrUnknownUser, sess.Subject)
+		}
+		return User{Subject: sess.Subject, Groups: slices.Clone(sess.Groups)}, nil
+	}
+	if s.users == nil {
+		return User{}, fmt.Errorf("%w: %q signed in with a password, and no password source is configured", ErrUnknownUser, sess.Subject)
+	}
+	return s.users.Lookup(ctx, sess.Subject)
+}

@@ -1,0 +1,121 @@
+// Package audit is the gateway's audit trail: every decision the PEP makes
+// (allow, deny, error) becomes a Record, handed to a Trail that fans it out
+// asynchronously to durable sinks (a rotated JSON-lines file, a queryable
+// Badger index) and to live subscribers (the dashboard's SSE stream).
+//
+// The request path only ever calls Trail.Record, which never blocks for
+// longer than a short, configured bound; records that cannot be queued
+// within that bound are counted (Trail.Dropped) and logged, never lost
+// silently.
+package audit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
+// Decisions.
+const (
+	DecisionAllow = "allow"
+	DecisionDeny  = "deny"
+	DecisionError = "error"
+)
+
+// Latency stages (keys of Record.LatencyMicros).
+const (
+	StageIntrospect = "introspect"
+	StagePolicy     = "policy"
+	StageBackend    = "backend"
+	StageTotal      = "total"
+)
+
+// Record is one audited request. A Record handed to Trail.Record belongs to
+// the trail from then on: the caller must not modify its slices, maps or raw
+// JSON afterwards.
+type Record struct {
+	Time          time.Time        `json:"ts"`
+	RequestID     string           `json:"request_id"`
+	ClientID      string           `json:"client_id"`
+	AgentProvider string           `json:"agent_provider,omitempty"`
+	AgentModel    string           `json:"agent_model,omitempty"`
+	Tier          string           `json:"tier,omitempty"`
+	Subject       string           `json:"sub,omitempty"`
+	Act           json.RawMessage  `json:"act,omitempty"` // RFC 8693 actor chain as JSON
+	Backend       string           `json:"backend,omitempty"`
+	Method        string           `json:"method"` // tools/call, tools/list, resources/read, ...
+	Tool          string           `json:"tool,omitempty"`
+	Scopes        []string         `json:"scopes,omitempty"`
+	Decision      string           `json:"decision"` // "allow" | "deny" | "error"
+	Reasons       []string         `json:"reasons,omitempty"`
+	Status        int              `json:"status"` // HTTP status returned to the client
+	PolicyVersion string           `json:"policy_version,omitempty"`
+	ArgsDigest    string           `json:"args_digest,omitempty"` // "sha256:<hex>" of the exact argument bytes
+	Args          json.RawMessage  `json:"args,omitempty"`        // only when redaction is off
+	LatencyMicros map[string]int64 `json:"latency_us,omitempty"`  // introspect, policy, backend, total
+	// Remote is the client's address, on a refusal before any identity is
+	// known (a bad or missing token); Count is how many such refusals the
+	// record stands for (they are aggregated, see host).
+	Remote string `json:"remote,omitempty"`
+	Count  int    `json:"count,omitempty"`
+}
+
+// Digest returns "sha256:<hex>" of exactly the given bytes (no
+// canonicalisation: the digest identifies the bytes the backend received).
+// It returns "" for empty input, so a call without arguments carries no
+// digest.
+func Digest(args []byte) string {
+	if len(args) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(args)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Encode marshals r as one line of JSON (no trailing newline), as every
+// sink stores it. A record is never lost to bad input: when Act or Args are
+// not valid JSON they are kept as JSON strings holding the raw bytes
+// instead.
+func Encode(r *Record) ([]byte, error) {
+	b, err := json.Marshal(r)
+	if err == nil {
+		return b, nil
+	}
+	c := *r
+	if len(c.Act) > 0 && !json.Valid(c.Act) {
+		c.Act, _ = json.Marshal(string(c.Act))
+	}
+	if len(c.Args) > 0 && !json.Valid(c.Args) {
+		c.Args, _ = json.Marshal(string(c.Args))
+	}
+	return json.Marshal(&c)
+}
+
+// Filter selects records for Index.Query. Empty fields match everything.
+// Since is inclusive, Until exclusive. Limit <= 0 means DefaultQueryLimit;
+// it is capped at MaxQueryLimit.
+type Filter struct {
+	ClientID string
+	Tool     string
+	Decision string
+	Subject  string
+	Since    time.Time
+	Until    time.Time
+	Limit    int
+}
+
+// Query limits.
+const (
+	DefaultQueryLimit = 100
+	MaxQueryLimit     = 10000
+)
+
+// Matches reports whether r passes the filter's client, tool, decision and
+// subject (its time range and limit are the query's).
+func (f *Filter) Matches(r *Record) bool {
+	return (f.ClientID == "" || r.ClientID == f.ClientID) &&
+		(f.Tool == "" || r.Tool == f.Tool) &&
+		(f.Decision == "" || r.Decision == f.Decision) &&
+		(f.Subject == "" || r.Subject == f.Subject)
+}

@@ -1,0 +1,187 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ASrv configures the authorization server this process runs: pbac
+// asrv, or pbac up's own when no authorization_server is named.
+//
+//	asrv:
+//	  introspection_clients:           # the only clients that may call /oauth2/introspect (RFC 7662)
+//	    - client_id: gateway           # a gateway running apart (its authorization_server.client_id)
+//	      client_secret_file: /run/secrets/gateway   # configured here, never registered
+//	    - client_id: 3bK9…             # or a confidential client registered at this AS, by id
+//	  registration:                    # dynamic client registration (RFC 7591), open to anybody
+//	    per_address: 30                # registrations one address may make at once…
+//	    per_address_interval: 20s      # …then one every
+//	    max_clients: 10000
+//	    max_unverified: 1000           # unverified clients that never got a code or token…
+//	    unverified_ttl: 24h            # …are deleted after this long
+//	  statements:                      # software statements (pbac statement sign)
+//	    max_lifetime: 720h             # the longest exp - iat accepted
+//	    revoked_ids: [V1StGXR8_Z5jdHi6B-myTw]   # jti (pbac statement inspect): refused, and their clients unverified
+//	    revoked_keys: [Jx2…]           # issuer key ids (kid): likewise for every statement they signed
+type ASrv struct {
+	IntrospectionClients []IntrospectionClient `yaml:"introspection_clients"`
+	Registration         *Registration         `yaml:"registration"`
+	Statements           *Statements           `yaml:"statements"`
+}
+
+// Statements shape software statement verification.
+type Statements struct {
+	MaxLifetime string   `yaml:"max_lifetime"`
+	RevokedIDs  []string `yaml:"revoked_ids"`
+	RevokedKeys []string `yaml:"revoked_keys"`
+}
+
+// StatementPolicy is how the authorization server checks software
+// statements, resolved.
+type StatementPolicy struct {
+	// MaxLifetime is the longest exp - iat accepted (0: the AS's default).
+	MaxLifetime time.Duration
+	// RevokedIDs and RevokedKeys are statement ids (jti) and issuer key ids
+	// (kid) refused, their clients made unverified.
+	RevokedIDs, RevokedKeys []string
+}
+
+// StatementPolicy resolves the statements settings (s may be nil: none).
+func (s *ASrv) StatementPolicy() (StatementPolicy, error) {
+	if s == nil || s.Statements == nil {
+		return StatementPolicy{}, nil
+	}
+	st := s.Statements
+	var out StatementPolicy
+	if st.MaxLifetime != "" {
+		d, err := time.ParseDuration(st.MaxLifetime)
+		if err != nil || d <= 0 {
+			return StatementPolicy{}, fmt.Errorf("asrv.statements.max_lifetime %q: want a positive duration (e.g. 720h)", st.MaxLifetime)
+		}
+		out.MaxLifetime = d
+	}
+	for _, id := range slices.Concat(st.RevokedIDs, st.RevokedKeys) {
+		if strings.TrimSpace(id) == "" {
+			return StatementPolicy{}, errors.New("asrv.statements: an empty revoked id")
+		}
+	}
+	out.RevokedIDs, out.RevokedKeys = st.RevokedIDs, st.RevokedKeys
+	return out, nil
+}
+
+// Registration bound dynamic client registration (zero: defaults).
+type Registration struct {
+	PerAddress         int    `yaml:"per_address"`
+	PerAddressInterval string `yaml:"per_address_interval"`
+	MaxClients         int    `yaml:"max_clients"`
+	MaxUnverified      int    `yaml:"max_unverified"`
+	UnverifiedTTL      string `yaml:"unverified_ttl"`
+}
+
+// RegistrationLimits are the registration settings, resolved (zero
+// fields: the authorization server's defaults).
+type RegistrationLimits struct {
+	PerAddress         int
+	PerAddressInterval time.Duration
+	MaxClients         int
+	MaxUnverified      int
+	UnverifiedTTL      time.Duration
+}
+
+// RegistrationLimits resolves the registration settings (s may be nil:
+// defaults).
+func (s *ASrv) RegistrationLimits() (RegistrationLimits, error) {
+	if s == nil || s.Registration == nil {
+		return RegistrationLimits{}, nil
+	}
+	r := s.Registration
+	l := RegistrationLimits{PerAddress: r.PerAddress, MaxClients: r.MaxClients, MaxUnverified: r.MaxUnverified}
+	for _, d := range []struct {
+		key, v string
+		dst    *time.Duration
+	}{{"per_address_interval", r.PerAddressInterval, &l.PerAddressInterval}, {"unverified_ttl", r.UnverifiedTTL, &l.UnverifiedTTL}} {
+		if d.v == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d.v)
+		if err != nil || v <= 0 {
+			return RegistrationLimits{}, fmt.Errorf("asrv.registration.%s %q: want a positive duration (e.g. 24h)", d.key, d.v)
+		}
+		*d.dst = v
+	}
+	return l, nil
+}
+
+// IntrospectionClient is one resource server allowed to introspect.
+type IntrospectionClient struct {
+	ClientID         string `yaml:"client_id"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+}
+
+func (s *ASrv) validate() []error {
+	if s == nil {
+		return nil
+	}
+	var errs []error
+	seen := map[string]bool{}
+	for i, c := range s.IntrospectionClients {
+		where := fmt.Sprintf("asrv.introspection_clients[%d]", i)
+		switch {
+		case c.ClientID == "":
+			errs = append(errs, fmt.Errorf("%s: client_id is required", where))
+		case seen[c.ClientID]:
+			errs = append(errs, fmt.Errorf("%s: client_id %q is listed twice", where, c.ClientID))
+		}
+		seen[c.ClientID] = true
+		if c.ClientSecretFile != "" {
+			if _, err := os.Stat(c.ClientSecretFile); err != nil {
+				errs = append(errs, fmt.Errorf("%s: client_secret_file: %w", where, err))
+			}
+		}
+	}
+	if _, err := s.StatementPolicy(); err != nil {
+		errs = append(errs, err)
+	}
+	if r := s.Registration; r != nil {
+		if r.PerAddress < 0 || r.MaxClients < 0 || r.MaxUnverified < 0 {
+			errs = append(errs, errors.New("asrv.registration: counts must not be negative (0 or absent: the default)"))
+		}
+		if _, err := s.RegistrationLimits(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// Introspector is a resource server allowed to introspect, resolved: its
+// client id and, for one configured here, its secret.
+type Introspector struct {
+	ClientID, Secret string
+}
+
+// Introspectors resolves the introspection clients, reading their secret
+// files (s may be nil: none).
+func (s *ASrv) Introspectors() ([]Introspector, error) {
+	if s == nil {
+		return nil, nil
+	}
+	var out []Introspector
+	for _, c := range s.IntrospectionClients {
+		in := Introspector{ClientID: c.ClientID}
+		if c.ClientSecretFile != "" {
+			raw, err := os.ReadFile(c.ClientSecretFile)
+			if err != nil {
+				return nil, fmt.Errorf("asrv.introspection_clients %s: %w", c.ClientID, err)
+			}
+			if in.Secret = strings.TrimSpace(string(raw)); in.Secret == "" {
+				return nil, errors.New("asrv.introspection_clients " + c.ClientID + ": the secret file is empty")
+			}
+		}
+		out = append(out, in)
+	}
+	return out, nil
+}

@@ -1,0 +1,257 @@
+package config
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// Key is one setting that the environment or a flag can set: its key in
+// the file (dotted for nested ones), the PBAC_* environment variable that
+// overrides the file, the flag that overrides both (pbac up's, or pbac
+// asrv's where pbac up has none), the flag's default and what the setting
+// does. Keys is the one table of them:
+// ApplyEnv, EnvOverrides and pbac config check's listing are produced from
+// it, and a test holds pbac up's flags to it.
+type Key struct {
+	Name    string
+	Env     string // "" when no environment variable sets it
+	Flag    string // "" when no flag sets it
+	Default string // as the flag shows it; "" when it has none
+	Doc     string
+	// Secret marks a value that may carry a password (shown redacted).
+	Secret bool
+
+	set func(c *File, v string) error // applies an environment value
+	get func(c *File) string          // the value in the file ("" unset)
+}
+
+// Keys returns the table of settings, in the order pbac config check
+// lists them.
+func Keys() []Key {
+	out := make([]Key, len(keys))
+	copy(out, keys)
+	return out
+}
+
+// Lookup returns the key named name (its file key).
+func Lookup(name string) (Key, bool) {
+	for _, k := range keys {
+		if k.Name == name {
+			return k, true
+		}
+	}
+	return Key{}, false
+}
+
+// FromFile is the key's value in c (the file with the environment
+// applied); "" when it is not set there.
+func (k Key) FromFile(c *File) string {
+	if c == nil || k.get == nil {
+		return ""
+	}
+	return k.get(c)
+}
+
+var errNotANumber = errors.New("want a number")
+
+// str is a key held in a string field of the file.
+func str(field func(c *File) *string) (func(*File, string) error, func(*File) string) {
+	return func(c *File, v string) error { *field(c) = v; return nil },
+		func(c *File) string { return *field(c) }
+}
+
+// list is a key held in a list field, comma-separated in the environment.
+func list(field func(c *File) *[]string) (func(*File, string) error, func(*File) string) {
+	return func(c *File, v string) error { *field(c) = strings.Split(v, ","); return nil },
+		func(c *File) string { return strings.Join(*field(c), ",") }
+}
+
+// number is a key held in an int field of the limits.
+func number(field func(l *Limits) *int) (func(*File, string) error, func(*File) string) {
+	return func(c *File, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return errNotANumber
+			}
+			*field(c.limits()) = n
+			return nil
+		}, func(c *File) string {
+			if c.Limits == nil || *field(c.Limits) == 0 {
+				return ""
+			}
+			return strconv.Itoa(*field(c.Limits))
+		}
+}
+
+func tlsFile(files func(c *File) **TLSFiles, cert bool) (func(*File, string) error, func(*File) string) {
+	pick := func(t *TLSFiles) *string {
+		if cert {
+			return &t.CertFile
+		}
+		return &t.KeyFile
+	}
+	return func(c *File, v string) error {
+			*files(c) = withDefault(*files(c))
+			*pick(*files(c)) = v
+			return nil
+		}, func(c *File) string {
+			if *files(c) == nil {
+				return ""
+			}
+			return *pick(*files(c))
+		}
+}
+
+func policyStr(field func(p *Policy) *string) (func(*File, string) error, func(*File) string) {
+	return func(c *File, v string) error { *field(c.policy()) = v; return nil },
+		func(c *File) string {
+			if c.Policy == nil {
+				return ""
+			}
+			return *field(c.Policy)
+		}
+}
+
+// key builds a table row from its setter and getter.
+func key(name, env, flag, def, doc string, sg func() (func(*File, string) error, func(*File) string)) Key {
+	k := Key{Name: name, Env: env, Flag: flag, Default: def, Doc: doc}
+	k.set, k.get = sg()
+	return k
+}
+
+// keys is the table. Defaults are those of pbac up's flags.
+var keys = []Key{
+	key("listen", "PBAC_LISTEN", "listen", "127.0.0.1:8080", "address of the gateway and authorization server",
+		func() (func(*File, string) error, func(*File) string) {
+			return str(func(c *File) *string { return &c.Listen })
+		}),
+	key("admin_listen", "PBAC_ADMIN_LISTEN", "admin-listen", "127.0.0.1:8081", "address of the admin API and the dashboard",
+		func() (func(*File, string) error, func(*File) string) {
+			return str(func(c *File) *string { return &c.AdminListen })
+		}),
+	key("data_dir", "PBAC_DATA_DIR", "data-dir", "", "data directory (default ~/.local/share/pbac)",
+		func() (func(*File, string) error, func(*File) string) {
+			return str(func(c *File) *string { return &c.DataDir })
+		}),
+	withSecret(key("store", "PBAC_STORE", "store", "", "token store: a postgres:// URL shared by replicas (default: Badger under the data dir)",
+		func() (func(*File, string) error, func(*File) string) {
+			return func(c *File, v string) error { c.Store, c.StoreFile = v, ""; return nil },
+				func(c *File) string { return c.Store }
+		})),
+	key("store_file", "PBAC_STORE_FILE", "", "", "a file holding the store URL (instead of store)",
+		func() (func(*File, string) error, func(*File) string) {
+			return func(c *File, v string) error { c.Store, c.StoreFile = "", v; return nil },
+				func(c *File) string { return c.StoreFile }
+		}),
+	key("public_url", "PBAC_PUBLIC_URL", "issuer", "", "the gateway's URL as clients reach it, the authorization server's issuer (default http(s)://<listen>)",
+		func() (func(*File, string) error, func(*File) string) {
+			return str(func(c *File) *string { return &c.PublicURL })
+		}),
+	key("tls.cert_file", "PBAC_TLS_CERT", "tls-cert", "", "certificate (PEM) of the gateway listener; reloaded on change",
+		func() (func(*File, string) error, func(*File) string) {
+			return tlsFile(func(c *File) **TLSFiles { return &c.TLS }, true)
+		}),
+	key("tls.key_file", "PBAC_TLS_KEY", "tls-key", "", "private key (PEM) of tls.cert_file",
+		func() (func(*File, string) error, func(*File) string) {
+			return tlsFile(func(c *File) **TLSFiles { return &c.TLS }, false)
+		}),
+	key("admin_tls.cert_file", "PBAC_ADMIN_TLS_CERT", "admin-tls-cert", "", "certificate (PEM) of the admin listener",
+		func() (func(*File, string) error, func(*File) string) {
+			return tlsFile(func(c *File) **TLSFiles { return &c.AdminTLS }, true)
+		}),
+	key("admin_tls.key_file", "PBAC_ADMIN_TLS_KEY", "admin-tls-key", "", "private key (PEM) of admin_tls.cert_file",
+		func() (func(*File, string) error, func(*File) string) {
+			return tlsFile(func(c *File) **TLSFiles { return &c.AdminTLS }, false)
+		}),
+	key("log_level", "PBAC_LOG_LEVEL", "log-level", "info", "debug, info, warn or error",
+		func() (func(*File, string) error, func(*File) string) {
+			return str(func(c *File) *string { return &c.LogLevel })
+		}),
+	key("log_format", "PBAC_LOG_FORMAT", "log-format", "text", "text, or json (one object a line)",
+		func() (func(*File, string) error, func(*File) string) {
+			return str(func(c *File) *string { return &c.LogFormat })
+		}),
+	key("drain_delay", "PBAC_DRAIN_DELAY", "drain-delay", "0s", "on SIGTERM, /readyz answers 503 this long before the listeners close",
+		func() (func(*File, string) error, func(*File) string) {
+			return str(func(c *File) *string { return &c.DrainDelay })
+		}),
+	key("policy.bundle_server", "PBAC_BUNDLE_SERVER", "bundle-server", "", "poll this bundle server's /bundles/pbac for the policy",
+		func() (func(*File, string) error, func(*File) string) {
+			return policyStr(func(p *Policy) *string { return &p.BundleServer })
+		}),
+	key("policy.bundle_poll_interval", "PBAC_BUNDLE_POLL_INTERVAL", "bundle-poll-interval", "30s", "how often to poll the bundle server",
+		func() (func(*File, string) error, func(*File) string) {
+			return policyStr(func(p *Policy) *string { return &p.BundlePollInterval })
+		}),
+	key("policy.bundle_token_file", "PBAC_BUNDLE_TOKEN_FILE", "bundle-token-file", "", "the read-only bundle token, from a file",
+		func() (func(*File, string) error, func(*File) string) {
+			return policyStr(func(p *Policy) *string { return &p.BundleTokenFile })
+		}),
+	key("policy.verification_keys", "PBAC_BUNDLE_VERIFICATION_KEYS", "bundle-verification-key", "", "public keys (KEYID=FILE) every bundle must be signed with",
+		func() (func(*File, string) error, func(*File) string) {
+			return func(c *File, v string) error { c.policy().VerificationKeys = strings.Split(v, ","); return nil },
+				func(c *File) string {
+					if c.Policy == nil {
+						return ""
+					}
+					return strings.Join(c.Policy.VerificationKeys, ",")
+				}
+		}),
+	key("policy.sync", "PBAC_POLICY_SYNC", "policy-sync", "true", "with a PostgreSQL store, one policy version on every replica",
+		func() (func(*File, string) error, func(*File) string) {
+			return func(c *File, v string) error {
+					b, err := strconv.ParseBool(v)
+					if err != nil {
+						return errors.New("want true or false")
+					}
+					c.policy().Sync = &b
+					return nil
+				}, func(c *File) string {
+					if c.Policy == nil || c.Policy.Sync == nil {
+						return ""
+					}
+					return strconv.FormatBool(*c.Policy.Sync)
+				}
+		}),
+	key("policy.sync_interval", "PBAC_POLICY_SYNC_INTERVAL", "policy-sync-interval", "2s", "policy sync heartbeat and fallback poll",
+		func() (func(*File, string) error, func(*File) string) {
+			return policyStr(func(p *Policy) *string { return &p.SyncInterval })
+		}),
+	key("policy.decision_timeout", "PBAC_POLICY_DECISION_TIMEOUT", "policy-decision-timeout", "1s", "bound of one policy decision, the wait for an instance included; then a deny",
+		func() (func(*File, string) error, func(*File) string) {
+			return policyStr(func(p *Policy) *string { return &p.DecisionTimeout })
+		}),
+	key("policy.eval_timeout", "PBAC_POLICY_EVAL_TIMEOUT", "policy-eval-timeout", "100ms", "bound of one policy evaluation, at most policy.decision_timeout",
+		func() (func(*File, string) error, func(*File) string) {
+			return policyStr(func(p *Policy) *string { return &p.EvalTimeout })
+		}),
+	key("admin_hosts", "PBAC_ADMIN_HOSTS", "", "", "host names the admin listener answers to besides its address",
+		func() (func(*File, string) error, func(*File) string) {
+			return list(func(c *File) *[]string { return &c.AdminHosts })
+		}),
+	key("limits.sessions_per_agent", "PBAC_SESSIONS_PER_AGENT", "", strconv.Itoa(DefaultSessionsPerAgent), "MCP sessions one agent holds; beyond, its least recently used one ends",
+		func() (func(*File, string) error, func(*File) string) {
+			return number(func(l *Limits) *int { return &l.SessionsPerAgent })
+		}),
+	key("limits.stdio_sessions", "PBAC_STDIO_SESSIONS", "", strconv.Itoa(DefaultStdioSessions), "processes of one stdio backend at once",
+		func() (func(*File, string) error, func(*File) string) {
+			return number(func(l *Limits) *int { return &l.StdioSessions })
+		}),
+	key("limits.stdio_sessions_per_agent", "PBAC_STDIO_SESSIONS_PER_AGENT", "", strconv.Itoa(DefaultStdioSessionsPerAgent), "processes one agent holds on one stdio backend",
+		func() (func(*File, string) error, func(*File) string) {
+			return number(func(l *Limits) *int { return &l.StdioSessionsPerAgent })
+		}),
+}
+
+func withSecret(k Key) Key {
+	k.Secret = true
+	return k
+}
+
+func (c *File) limits() *Limits {
+	if c.Limits == nil {
+		c.Limits = &Limits{}
+	}
+	return c.Limits
+}

@@ -1,0 +1,94 @@
+package contract
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Decision is the outcome of one entrypoint. Every entrypoint returns an
+// object with at least "allow" and "reasons"; Result keeps the whole object
+// for the entrypoint's own fields (decode them with Decode into one of the
+// result types below).
+type Decision struct {
+	Allow   bool     `json:"allow"`
+	Reasons []string `json:"reasons"`
+	// Version is the policy version that made the decision.
+	Version string `json:"-"`
+	// Result is the entrypoint's whole result object.
+	Result json.RawMessage `json:"-"`
+}
+
+// Decode unmarshals the whole result object into v, for entrypoint-specific
+// fields such as scopes or required_scope.
+func (d Decision) Decode(v any) error {
+	if err := json.Unmarshal(d.Result, v); err != nil {
+		return fmt.Errorf("decode %s decision: %w", d.Version, err)
+	}
+	return nil
+}
+
+// Decider asks policy: it evaluates entrypoint on input (an Input,
+// JSON-encoded). Any error is a decision that could not be made, and the
+// caller denies; Decide returns in bounded time. *plugins.Registry
+// implements it.
+type Decider interface {
+	Decide(ctx context.Context, entrypoint Entrypoint, input []byte) (Decision, error)
+}
+
+// DeciderFunc adapts a function to Decider.
+type DeciderFunc func(ctx context.Context, entrypoint Entrypoint, input []byte) (Decision, error)
+
+// Decide implements Decider.
+func (f DeciderFunc) Decide(ctx context.Context, entrypoint Entrypoint, input []byte) (Decision, error) {
+	return f(ctx, entrypoint, input)
+}
+
+// ErrUndecided means policy could not make a decision: it failed, ran out
+// of time or was too busy. The request is denied; the cause goes to the
+// log, not the client.
+var ErrUndecided = errors.New("the policy could not decide")
+
+// The results callers read, besides allow and reasons, by entrypoint.
+
+// RegisterResult is pbac/register's result.
+type RegisterResult struct {
+	Tier string `json:"tier"`
+}
+
+// TokenResult is pbac/token's result.
+type TokenResult struct {
+	Tier       string   `json:"tier"`
+	Scopes     []string `json:"scopes"`
+	TTLSeconds int64    `json:"ttl_seconds"`
+	SingleUse  bool     `json:"single_use"`
+}
+
+// IntrospectResult is pbac/introspect's result.
+type IntrospectResult struct {
+	Tier         string   `json:"tier"`
+	JITSingleUse bool     `json:"jit_single_use"`
+	Scopes       []string `json:"scopes"`
+}
+
+// ExchangeResult is pbac/exchange's result.
+type ExchangeResult struct {
+	Scopes     []string `json:"scopes"`
+	TTLSeconds int64    `json:"ttl_seconds"`
+}
+
+// ToolCallResult is pbac/tool_call's result: on a deny, the scope that
+// was missing (and whether it was the only reason), and the reasons the
+// agent may be told.
+type ToolCallResult struct {
+	RequiredScope     string   `json:"required_scope"`
+	InsufficientScope bool     `json:"insufficient_scope"`
+	PublicReasons     []string `json:"public_reasons"`
+}
+
+// ListResult is pbac/list's (and pbac/anonymous's, for tools/list)
+// result: the tools the caller may call.
+type ListResult struct {
+	Tools []string `json:"tools"`
+}

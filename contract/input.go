@@ -1,0 +1,110 @@
+package contract
+
+import "encoding/json"
+
+// The policy input of the contract (rego/README.md): what the
+// authorization server and the gateway send to every entrypoint. Every
+// field may be absent; the policy denies what it needs and does not get.
+
+// Input is one entrypoint's input document.
+type Input struct {
+	Client  *Client      `json:"client,omitempty"`
+	Subject *Subject     `json:"subject,omitempty"`
+	Token   *TokenClaims `json:"token,omitempty"`
+	Request Request      `json:"request"`
+	// Now is the decision time in unix seconds; the policy never reads a
+	// clock of its own.
+	Now int64 `json:"now"`
+}
+
+// Client is an agent as policy sees it: only claims verified from a signed
+// software statement count (Verified).
+type Client struct {
+	ClientID              string `json:"client_id"`
+	AgentProvider         string `json:"agent_provider,omitempty"`
+	AgentModel            string `json:"agent_model,omitempty"`
+	SingleUseAccessTokens bool   `json:"single_use_access_tokens"`
+	SoftwareID            string `json:"software_id,omitempty"`
+	Verified              bool   `json:"verified"`
+	// Attestation says how the client's identity is known, when it is
+	// known otherwise than by a registration of its own: for a client id
+	// metadata document, kind "cimd" and the origin that publishes it.
+	Attestation *Attestation `json:"attestation,omitempty"`
+}
+
+// Attestation is how a client is known, for policy to weigh.
+type Attestation struct {
+	// Kind is "cimd": the client_id is the URL of a client ID metadata
+	// document the authorization server resolved.
+	Kind string `json:"kind"`
+	// Origin is who vouches: for "cimd", the client id URL's origin
+	// (https://host[:port]).
+	Origin string `json:"origin,omitempty"`
+}
+
+// Subject is the human an agent acts for; absent for machine clients.
+type Subject struct {
+	Sub   string   `json:"sub"`
+	Roles []string `json:"roles"`
+	// Groups are the person's groups at their identity source (the IdP's
+	// groups claim, the users file); policy data maps them to roles
+	// (data.identity.group_roles).
+	Groups []string `json:"groups,omitempty"`
+}
+
+// TokenClaims are an access token's claims.
+type TokenClaims struct {
+	ClientID string   `json:"client_id"`
+	Sub      string   `json:"sub,omitempty"`
+	Scp      []string `json:"scp"`
+	Aud      []string `json:"aud"`
+	Iat      int64    `json:"iat"`
+	Exp      int64    `json:"exp"`
+	Act      *Actor   `json:"act,omitempty"`
+}
+
+// Actor is one link of an RFC 8693 delegation chain: Sub is the client id of
+// the agent that delegated, Act the link before it.
+type Actor struct {
+	Sub string `json:"sub"`
+	Act *Actor `json:"act,omitempty"`
+}
+
+// Depth is the number of links in the chain.
+func (a *Actor) Depth() int {
+	n := 0
+	for ; a != nil; a = a.Act {
+		n++
+	}
+	return n
+}
+
+// Clone copies the chain.
+func (a *Actor) Clone() *Actor {
+	if a == nil {
+		return nil
+	}
+	return &Actor{Sub: a.Sub, Act: a.Act.Clone()}
+}
+
+// Request is what is being asked: a grant at the authorization server, or
+// an MCP call at the gateway.
+type Request struct {
+	Backend   string  `json:"backend,omitempty"`
+	Method    string  `json:"method,omitempty"`
+	Tool      string  `json:"tool,omitempty"`
+	Arguments RawJSON `json:"arguments,omitempty"`
+	// ResourceAttributes are what the gateway looked up at the backend for
+	// a call, as the catalogue entry's author_lookup declares ({"author":
+	// ...}).
+	ResourceAttributes map[string]any `json:"resource_attributes,omitempty"`
+	Tools              []string       `json:"tools,omitempty"`
+	GrantType          string         `json:"grant_type,omitempty"`
+	Scopes             []string       `json:"scopes,omitempty"`
+	Resource           []string       `json:"resource,omitempty"`
+	Actor              *Client        `json:"actor,omitempty"`
+	AudienceClient     *Client        `json:"audience_client,omitempty"`
+}
+
+// RawJSON is JSON passed to policy as it is (the call's exact arguments).
+type RawJSON = json.RawMessage

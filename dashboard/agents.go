@@ -1,0 +1,287 @@
+package dashboard
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/contract"
+	"github.com/pbac-gateway/pbac/demo"
+)
+
+func randomToken(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails; crashes the program on a broken platform
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+type agentView struct {
+	ClientID    string    `json:"client_id"`
+	ClientName  string    `json:"client_name"`
+	Provider    string    `json:"provider"`
+	Model       string    `json:"model"`
+	SoftwareID  string    `json:"software_id"`
+	Verified    bool      `json:"verified"`
+	SingleUse   bool      `json:"single_use"`
+	Tier        string    `json:"tier"`
+	TierReason  string    `json:"tier_reason"`
+	Kind        string    `json:"kind"`
+	GrantTypes  []string  `json:"grant_types"`
+	TTLSeconds  int64     `json:"token_ttl_seconds"`
+	Demo        bool      `json:"demo"`
+	CreatedAt   time.Time `json:"created_at"`
+	Secret      string    `json:"client_secret,omitempty"`
+	RedirectURI string    `json:"-"`
+	// CallbackPort is the port of the agent's localhost redirect URI, for
+	// claude mcp add --callback-port; 0 when it has none.
+	CallbackPort int `json:"callback_port,omitempty"`
+}
+
+// kindOf tells a machine agent (client credentials only) from one that
+// acts for a user.
+func kindOf(c *asrv.Client) string {
+	if slices.Contains(c.GrantTypes, "authorization_code") {
+		return "human"
+	}
+	return "machine"
+}
+
+// view describes a client, with the tier the active policy gives it now.
+func (h *Handler) view(ctx context.Context, c *asrv.Client, tiers map[string]contract.Tier, seeded map[string]bool) agentView {
+	v := agentView{ClientID: c.ID, ClientName: c.Name, Provider: c.Agent.AgentProvider, Model: c.Agent.AgentModel,
+		SoftwareID: c.Agent.SoftwareID, Verified: c.Agent.Verified, SingleUse: c.Agent.SingleUseAccessTokens,
+		Kind: kindOf(c), GrantTypes: c.GrantTypes, Demo: seeded[c.ID], CreatedAt: c.CreatedAt}
+	if v.GrantTypes == nil {
+		v.GrantTypes = []string{}
+	}
+	if len(c.RedirectURIs) > 0 {
+		v.RedirectURI = c.RedirectURIs[0]
+	}
+	v.CallbackPort = demo.CallbackPort(c.RedirectURIs)
+	var reg contract.RegisterResult
+	d, err := h.decide(ctx, contract.Register, contract.Input{Client: c.PolicyClient(), Now: time.Now().Unix()}, &reg)
+	switch {
+	case err != nil:
+		v.Tier, v.TierReason = "unknown", "the policy could not decide: "+err.Error()
+	default:
+		v.Tier, v.TierReason = reg.Tier, strings.Join(d.Reasons, "; ")
+	}
+	v.TTLSeconds = tiers[v.Tier].TokenTTLSeconds
+	return v
+}
+
+// decide evaluates an entrypoint of the active policy and decodes its
+// result into out.
+func (h *Handler) decide(ctx context.Context, entrypoint contract.Entrypoint, in contract.Input, out any) (decision, error) {
+	raw, err := json.Marshal(in)
+	if err != nil {
+		return decision{}, err
+	}
+	d, err := h.cfg.Registry.Decide(ctx, entrypoint, raw)
+	if err != nil {
+		return decision{}, err
+	}
+	if out != nil {
+		if err := d.Decode(out); err != nil {
+			return decision{}, err
+		}
+	}
+	return decision{Allow: d.Allow, Reasons: d.Reasons, Version: d.Version}, nil
+}
+
+type decision struct {
+	Allow   bool
+	Reasons []string
+	Version string
+}
+
+func (h *Handler) seeded() map[string]bool {
+	out := map[string]bool{}
+	if h.cfg.Demo != nil && h.cfg.Demo.Agents != nil {
+		for _, a := range h.cfg.Demo.Agents() {
+			out[a.ClientID] = true
+		}
+	}
+	return out
+}
+
+func (h *Handler) listAgents(ctx context.Context) ([]agentView, error) {
+	if h.cfg.Clients == nil {
+		return nil, errors.New("this gateway uses a remote authorization server: its agents are managed there")
+	}
+	list, err := h.cfg.Clients.Clients(ctx)
+	if err != nil {
+		return nil, err
+	}
+	data, _ := h.activeData()
+	seeded := h.seeded()
+	out := make([]agentView, 0, len(list))
+	for _, c := range list {
+		out = append(out, h.view(ctx, c, data.Tiers, seeded))
+	}
+	// The seeded agents first, in matrix order, then the others by name.
+	slices.SortStableFunc(out, func(a, b agentView) int {
+		if a.Demo != b.Demo {
+			if a.Demo {
+				return -1
+			}
+			return 1
+		}
+		if a.Demo {
+			return a.CreatedAt.Compare(b.CreatedAt)
+		}
+		return strings.Compare(a.ClientName, b.ClientName)
+	})
+	return out, nil
+}
+
+func (h *Handler) agents(w http.ResponseWriter, r *http.Request, _ *session) {
+	list, err := h.listAgents(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agents": list})
+}
+
+// agentName and providerName bound what the dashboard registers.
+var (
+	agentName    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$`)
+	providerName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+)
+
+func (h *Handler) registerAgent(w http.ResponseWriter, r *http.Request, _ *session) {
+	d := h.cfg.Demo
+	if d == nil || d.Register == nil || d.Sign == nil {
+		writeError(w, http.StatusServiceUnavailable, "agents register themselves with a software statement from their vendor; the dashboard registers agents only in the demo tenant")
+		return
+	}
+	var in struct {
+		ClientName string `json:"client_name"`
+		Provider   string `json:"provider"`
+		Model      string `json:"model"`
+		Kind       string `json:"kind"`
+		SingleUse  bool   `json:"single_use"`
+	}
+	if err := decodeBody(r, &in); err != nil {
+		writeError(w, http.StatusBadRequest, "bad registration: "+err.Error())
+		return
+	}
+	switch {
+	case !agentName.MatchString(in.ClientName):
+		writeError(w, http.StatusBadRequest, "client_name: 1-64 letters, digits, spaces, dots, dashes or underscores")
+		return
+	case !providerName.MatchString(in.Provider):
+		writeError(w, http.StatusBadRequest, "provider: 1-64 lower-case letters, digits, dots, dashes or underscores")
+		return
+	case len(in.Model) > 64:
+		writeError(w, http.StatusBadRequest, "model: at most 64 characters")
+		return
+	case in.Kind != "human" && in.Kind != "machine":
+		writeError(w, http.StatusBadRequest, `kind must be "human" (acts for a signed-in user) or "machine" (acts as itself)`)
+		return
+	}
+	model := in.Model
+	if model == "" {
+		model = "unspecified"
+	}
+	jws, err := d.Sign(asrv.StatementClaims{SoftwareID: "pbac-dashboard-" + strings.ToLower(strings.ReplaceAll(in.ClientName, " ", "-")),
+		AgentProvider: in.Provider, AgentModel: model, SingleUseAccessTokens: in.SingleUse})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "sign the software statement: "+err.Error())
+		return
+	}
+	req := &asrv.RegistrationRequest{ClientName: in.ClientName, SoftwareStatement: jws}
+	if in.Kind == "machine" {
+		req.GrantTypes, req.TokenEndpointAuthMethod = []string{"client_credentials"}, asrv.AuthMethodSecretBasic
+	} else {
+		req.GrantTypes = []string{"authorization_code", "refresh_token", asrv.GrantTypeExchange}
+		req.RedirectURIs, req.TokenEndpointAuthMethod = demo.HumanRedirectURIs(), asrv.AuthMethodNone
+	}
+	if err := req.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	c, secret, err := d.Register(r.Context(), req)
+	if err != nil {
+		status, msg := http.StatusInternalServerError, "register: "+err.Error()
+		if re, ok := errors.AsType[*asrv.RegistrationError](err); ok {
+			status, msg = http.StatusBadRequest, re.Description
+			if re.Code == "unapproved_software_statement" {
+				status = http.StatusForbidden
+			}
+		}
+		writeError(w, status, msg)
+		return
+	}
+	if secret != "" {
+		h.mu.Lock()
+		h.secrets[c.ID] = secret
+		h.mu.Unlock()
+	}
+	data, _ := h.activeData()
+	v := h.view(r.Context(), c, data.Tiers, h.seeded())
+	v.Secret = secret
+	h.cfg.Logger.Info("dashboard: agent registered", "client_id", c.ID, "provider", in.Provider, "tier", v.Tier)
+	writeJSON(w, http.StatusCreated, v)
+}
+
+func (h *Handler) deleteAgent(w http.ResponseWriter, r *http.Request, _ *session) {
+	if h.cfg.Clients == nil {
+		writeError(w, http.StatusServiceUnavailable, "agents are managed by the remote authorization server")
+		return
+	}
+	id := r.PathValue("id")
+	if err := h.cfg.Clients.DeleteClient(r.Context(), id); err != nil {
+		writeError(w, http.StatusNotFound, "no such agent")
+		return
+	}
+	h.mu.Lock()
+	delete(h.secrets, id)
+	h.mu.Unlock()
+	h.cfg.Logger.Info("dashboard: agent revoked", "client_id", id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// identity finds the agent a scenario runs as: a registered client's id,
+// or a seeded agent's name.
+func (h *Handler) identity(ctx context.Context, ref string) (agentView, demo.AgentIdentity, error) {
+	list, err := h.listAgents(ctx)
+	if err != nil {
+		return agentView{}, demo.AgentIdentity{}, err
+	}
+	seeded := map[string]SeededAgent{}
+	if h.cfg.Demo != nil && h.cfg.Demo.Agents != nil {
+		for _, a := range h.cfg.Demo.Agents() {
+			seeded[a.ClientID] = a
+			if a.Name == ref {
+				ref = a.ClientID
+			}
+		}
+	}
+	i := slices.IndexFunc(list, func(a agentView) bool { return a.ClientID == ref })
+	if i < 0 {
+		return agentView{}, demo.AgentIdentity{}, errUnknownAgent
+	}
+	a := list[i]
+	id := demo.AgentIdentity{ClientID: a.ClientID, Machine: a.Kind == "machine", RedirectURI: a.RedirectURI}
+	if id.Machine {
+		id.ClientSecret = seeded[a.ClientID].ClientSecret
+		h.mu.Lock()
+		if s, ok := h.secrets[a.ClientID]; ok {
+			id.ClientSecret = s
+		}
+		h.mu.Unlock()
+	}
+	return a, id, nil
+}
+
+var errUnknownAgent = errors.New("no such agent: give a registered agent's client_id or a demo agent's name")

@@ -1,0 +1,331 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pbac-gateway/pbac/admin"
+	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/demo"
+	"github.com/pbac-gateway/pbac/plugins"
+	"github.com/pbac-gateway/pbac/rego"
+)
+
+func (h *Handler) policy(w http.ResponseWriter, _ *http.Request, _ *session) {
+	reg := h.cfg.Registry
+	out := map[string]any{"events": reg.Events(), "shadow": nil, "data": nil, "can_rollback": false}
+	if info, ok := reg.Active(); ok {
+		out["active"] = info
+	}
+	if st, ok := reg.Shadow(); ok {
+		out["shadow"] = st
+	}
+	if b, ok := reg.ActiveBundle(); ok {
+		out["data"] = json.RawMessage(b.Data)
+	}
+	out["can_rollback"] = reg.CanRollback()
+	writeJSON(w, http.StatusOK, out)
+}
+
+// policyError answers a registry error with the admin API's status.
+func policyError(w http.ResponseWriter, err error) {
+	writeError(w, admin.PolicyErrorStatus(err), err.Error())
+}
+
+func (h *Handler) who(s *session) string {
+	if s.user != nil {
+		return "dashboard (" + s.user.Subject + ")"
+	}
+	return "dashboard (operator)"
+}
+
+func (h *Handler) setData(w http.ResponseWriter, r *http.Request, s *session) {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBundleUpload))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "read the policy data: "+err.Error())
+		return
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		writeError(w, http.StatusBadRequest, "the policy data must be one JSON object: "+err.Error())
+		return
+	}
+	if active, ok := h.cfg.Registry.ActiveBundle(); ok {
+		if err := sameShape(active.Data, obj); err != nil {
+			writeError(w, http.StatusUnprocessableEntity, "the policy data was not changed: "+err.Error())
+			return
+		}
+	}
+	source := h.who(s) + ": data edit"
+	var info plugins.Info
+	if shadow, _ := strconv.ParseBool(r.URL.Query().Get("shadow")); shadow {
+		active, ok := h.cfg.Registry.ActiveBundle()
+		if !ok {
+			policyError(w, plugins.ErrNoPolicy)
+			return
+		}
+		// Like a data-only activation, a data-only shadow is not held to
+		// the bundle's vectors: they state what the shipped data decides.
+		b := &rego.Bundle{Wasm: active.Wasm, Data: raw, ContractVersion: active.ContractVersion}
+		b.Revision = rego.Revision(b.Wasm, b.Data)
+		info, err = h.cfg.Registry.SetShadow(r.Context(), b, source)
+	} else {
+		info, err = h.cfg.Registry.SetData(r.Context(), raw, source)
+	}
+	if err != nil {
+		policyError(w, err)
+		return
+	}
+	h.cfg.Logger.Info("dashboard: policy data changed", "version", info.Version, "by", h.who(s), "shadow", r.URL.Query().Get("shadow"))
+	if shadow, _ := strconv.ParseBool(r.URL.Query().Get("shadow")); shadow {
+		writeJSON(w, http.StatusOK, info)
+		return
+	}
+	h.changed(w, r, info)
+}
+
+// changed answers a policy change active here, waiting for the other
+// replicas when there are (admin.PolicyChangeAnswer).
+func (h *Handler) changed(w http.ResponseWriter, r *http.Request, info plugins.Info) {
+	status, body := admin.PolicyChangeAnswer(r.Context(), h.cfg.Propagate, info, h.cfg.Logger)
+	writeJSON(w, status, body)
+}
+
+// sameShape guards an edit of the data against accidents: every top-level
+// key of the active data must still be there, as the same kind of JSON
+// value. (The policy itself is checked by the registry's validation.)
+func sameShape(active []byte, candidate map[string]json.RawMessage) error {
+	var cur map[string]json.RawMessage
+	if err := json.Unmarshal(active, &cur); err != nil {
+		return nil // nothing to compare with
+	}
+	var missing, changed []string
+	for _, k := range slicesSortedKeys(cur) {
+		v, ok := candidate[k]
+		switch {
+		case !ok:
+			missing = append(missing, k)
+		case kindOfJSON(v) != kindOfJSON(cur[k]):
+			changed = append(changed, k+" must be "+kindOfJSON(cur[k]))
+		}
+	}
+	switch {
+	case len(missing) > 0:
+		return errors.New("it lacks " + strings.Join(missing, ", ") + " (remove a key's content, not the key)")
+	case len(changed) > 0:
+		return errors.New(strings.Join(changed, "; "))
+	}
+	return nil
+}
+
+func kindOfJSON(v json.RawMessage) string {
+	t := strings.TrimLeft(string(v), " \t\r\n")
+	switch {
+	case t == "":
+		return "empty"
+	case t[0] == '{':
+		return "an object"
+	case t[0] == '[':
+		return "an array"
+	case t[0] == '"':
+		return "a string"
+	case t == "true" || t == "false":
+		return "a boolean"
+	case t == "null":
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+func (h *Handler) uploadBundle(w http.ResponseWriter, r *http.Request, s *session) {
+	b, err := rego.ReadTarGz(io.LimitReader(r.Body, maxBundleUpload))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "not a policy bundle (build one with pbac policy build -o bundle.tar.gz): "+err.Error())
+		return
+	}
+	source := h.who(s) + ": bundle upload"
+	var info plugins.Info
+	if shadow, _ := strconv.ParseBool(r.URL.Query().Get("shadow")); shadow {
+		info, err = h.cfg.Registry.SetShadow(r.Context(), b, source)
+	} else {
+		info, err = h.cfg.Registry.Activate(r.Context(), b, source)
+	}
+	if err != nil {
+		policyError(w, err)
+		return
+	}
+	h.cfg.Logger.Info("dashboard: policy bundle uploaded", "version", info.Version, "by", h.who(s))
+	if shadow, _ := strconv.ParseBool(r.URL.Query().Get("shadow")); shadow {
+		writeJSON(w, http.StatusOK, info)
+		return
+	}
+	h.changed(w, r, info)
+}
+
+func (h *Handler) rollback(w http.ResponseWriter, r *http.Request, s *session) {
+	info, err := h.cfg.Registry.Rollback(r.Context())
+	if err != nil {
+		policyError(w, err)
+		return
+	}
+	h.cfg.Logger.Info("dashboard: policy rolled back", "version", info.Version, "by", h.who(s))
+	h.changed(w, r, info)
+}
+
+func (h *Handler) clearShadow(w http.ResponseWriter, r *http.Request, _ *session) {
+	st, ok := h.cfg.Registry.ClearShadow(r.Context())
+	if !ok {
+		writeError(w, http.StatusNotFound, "no shadow policy")
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (h *Handler) queryAudit(w http.ResponseWriter, r *http.Request, _ *session) {
+	if h.cfg.Index == nil {
+		writeError(w, http.StatusServiceUnavailable, "no audit index")
+		return
+	}
+	q := r.URL.Query()
+	f := audit.Filter{ClientID: q.Get("client_id"), Tool: q.Get("tool"), Decision: q.Get("decision"), Subject: q.Get("sub"), Limit: 100}
+	if d := f.Decision; d != "" && d != "allow" && d != "deny" && d != "error" {
+		writeError(w, http.StatusBadRequest, "decision must be allow, deny or error")
+		return
+	}
+	for key, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if v := q.Get(key); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, key+" must be an RFC 3339 time")
+				return
+			}
+			*dst = t
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "limit must be an integer from 1 to 1000")
+			return
+		}
+		f.Limit = n
+	}
+	recs, err := h.cfg.Index.Query(r.Context(), f)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "query the audit trail: "+err.Error())
+		return
+	}
+	if recs == nil {
+		recs = []audit.Record{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"records": recs})
+}
+
+// --- scenarios ---
+
+func (h *Handler) listScenarios(w http.ResponseWriter, _ *http.Request, _ *session) {
+	if h.cfg.Demo == nil {
+		writeJSON(w, http.StatusOK, map[string]any{"scenarios": []demo.Scenario{}})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"scenarios": h.scenarios})
+}
+
+// maxPace bounds the pause between a scenario's steps.
+const maxPace = 5 * time.Second
+
+func (h *Handler) runScenario(w http.ResponseWriter, r *http.Request, s *session) {
+	d := h.cfg.Demo
+	if d == nil || d.Runner == nil {
+		writeError(w, http.StatusServiceUnavailable, "the narrative demo runs only in the demo tenant")
+		return
+	}
+	id := r.PathValue("id")
+	var sc *demo.Scenario
+	for i := range h.scenarios {
+		if h.scenarios[i].ID == id {
+			sc = &h.scenarios[i]
+		}
+	}
+	if sc == nil {
+		writeError(w, http.StatusNotFound, "no scenario "+id)
+		return
+	}
+	if !s.operator && slices.ContainsFunc(sc.Steps, func(st demo.Step) bool { return st.Kind == demo.StepPolicy }) {
+		writeError(w, http.StatusForbidden, "this scenario changes policy data for a moment: only an operator may run it")
+		return
+	}
+	in := struct {
+		User   *string `json:"user"`
+		Agent  string  `json:"agent"`
+		PaceMS int     `json:"pace_ms"`
+	}{}
+	if r.ContentLength != 0 {
+		if err := decodeBody(r, &in); err != nil && !errors.Is(err, io.EOF) {
+			writeError(w, http.StatusBadRequest, "bad run request: "+err.Error())
+			return
+		}
+	}
+	if in.PaceMS < 0 || time.Duration(in.PaceMS)*time.Millisecond > maxPace {
+		writeError(w, http.StatusBadRequest, "pace_ms must be from 0 to 5000")
+		return
+	}
+	agentRef := sc.Agent
+	if in.Agent != "" {
+		agentRef = in.Agent
+	}
+	view, ident, err := h.identity(r.Context(), agentRef)
+	if err != nil {
+		status := http.StatusServiceUnavailable
+		if errors.Is(err, errUnknownAgent) {
+			status = http.StatusBadRequest
+		}
+		writeError(w, status, err.Error())
+		return
+	}
+	user := sc.User
+	if in.User != nil {
+		user = *in.User
+	}
+	if !ident.Machine && user == "" && s.user != nil {
+		user = s.user.Subject
+	}
+	if !ident.Machine {
+		if user == "" {
+			writeError(w, http.StatusBadRequest, "agent "+view.ClientName+" acts for a user: pick one")
+			return
+		}
+		if _, err := h.lookupUser(r.Context(), user); err != nil {
+			writeError(w, http.StatusBadRequest, "unknown user "+user)
+			return
+		}
+	}
+	opt := demo.RunOptions{AgentName: view.ClientName, Agent: ident, User: user, Password: d.Password,
+		Tier: view.Tier, SingleUse: view.SingleUse, Pace: time.Duration(in.PaceMS) * time.Millisecond}
+
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	emit := func(e demo.Event) {
+		_ = enc.Encode(e)
+		_ = rc.Flush()
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+	defer cancel()
+	if err := d.Runner.Run(ctx, *sc, opt, emit); err != nil {
+		h.cfg.Logger.Info("dashboard: scenario could not start", "scenario", id, "agent", view.ClientID, "err", err)
+		return
+	}
+	h.cfg.Logger.Info("dashboard: scenario run", "scenario", id, "agent", view.ClientID, "user", user,
+		"by", strings.TrimSpace(h.who(s)))
+}

@@ -1,0 +1,476 @@
+// Package dashboard is the dashboard: a single page embedded in the binary (no CDN,
+// works offline) and the JSON API behind it (API.md). It is served on the
+// admin listener, beside the admin API: onboarding, the narrative demo, the
+// live audit trail, the trust-tier matrix computed from the active policy,
+// policy versions (activate, roll back, shadow) and the gateway's latency.
+package dashboard
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/signin"
+	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/audit/index"
+	"github.com/pbac-gateway/pbac/demo"
+	"github.com/pbac-gateway/pbac/gateway"
+	"github.com/pbac-gateway/pbac/plugins"
+)
+
+//go:embed static
+var static embed.FS
+
+// Clients is the authorization server's client registry, as the dashboard
+// uses it.
+type Clients interface {
+	Clients(ctx context.Context) ([]*asrv.Client, error)
+	DeleteClient(ctx context.Context, id string) error
+}
+
+// Config configures the dashboard.
+type Config struct {
+	// GatewayURL is the gateway's public base URL (MCP at GatewayURL/mcp).
+	GatewayURL string
+	// Issuer is the authorization server's issuer URL.
+	Issuer   string
+	Backends []string
+	Registry *plugins.Registry
+	Audit    *audit.Trail
+	Index    *index.Index
+	// Users signs people in (the authorization server's user source); nil
+	// leaves only the admin token.
+	Users asrv.UserSource
+	// SignIn throttles and audits sign-in attempts: share the
+	// authorization server's. Nil: a guard of the dashboard's own.
+	SignIn *signin.Guard
+	// AdminToken signs an operator in.
+	AdminToken string
+	// Clients lists and revokes agents; nil hides them.
+	Clients Clients
+	// Latency reports the gateway's per-stage latency.
+	Latency func() gateway.LatencyReport
+	// Demo is the demo tenant; nil outside it.
+	Demo *Demo
+	// DemoOperators lets every user signed in to the demo tenant operate it
+	// (policy data, bundles, agents). Set it only when the dashboard is
+	// reachable from this machine alone (a loopback admin listener);
+	// otherwise only the admin token operates.
+	DemoOperators bool
+	// Propagate, when set, hands a policy change made here to the other
+	// replicas and waits until every live one runs it (as the admin API's).
+	Propagate func(ctx context.Context) (report any, complete bool, err error)
+	Logger    *slog.Logger
+}
+
+// Demo is what the demo tenant adds: its users, its seeded agents, agent
+// registration with the tenant's statement key, and the scenario runner.
+type Demo struct {
+	Users    []asrv.User
+	Password string
+	// Agents returns the seeded agents with their credentials.
+	Agents func() []SeededAgent
+	// Sign signs a software statement with the demo tenant's key.
+	Sign func(asrv.StatementClaims) (string, error)
+	// Register registers a client (RFC 7591, in process).
+	Register func(ctx context.Context, req *asrv.RegistrationRequest) (*asrv.Client, string, error)
+	Runner   *demo.Runner
+}
+
+// SeededAgent is one of the demo tenant's pre-registered agents.
+type SeededAgent struct {
+	Name, ClientID, ClientSecret string
+}
+
+// Handler serves the dashboard under /ui/.
+type Handler struct {
+	cfg       Config
+	mux       *http.ServeMux
+	sessions  *sessions
+	scenarios []demo.Scenario
+
+	// secrets of machine agents registered from the dashboard in this
+	// process, so that the demo can run them (never stored, never shown
+	// again).
+	mu      sync.Mutex
+	secrets map[string]string
+
+	signIn *signin.Guard
+	forms  *signin.Forms
+}
+
+// New builds the dashboard.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Registry == nil {
+		return nil, errors.New("dashboard: the dashboard needs the policy registry")
+	}
+	if len(cfg.AdminToken) < 16 {
+		return nil, errors.New("dashboard: the admin token must be at least 16 characters")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.SignIn == nil {
+		cfg.SignIn = signin.New(signin.Config{Logger: cfg.Logger})
+	}
+	forms, err := newSignInForms()
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{cfg: cfg, mux: http.NewServeMux(), sessions: newSessions(), secrets: map[string]string{},
+		signIn: cfg.SignIn, forms: forms}
+	if cfg.Demo != nil {
+		sc, err := demo.Scenarios()
+		if err != nil {
+			return nil, err
+		}
+		h.scenarios = sc
+	}
+	assets, err := fs.Sub(static, "static")
+	if err != nil {
+		return nil, err
+	}
+	files := http.StripPrefix("/ui/", http.FileServerFS(assets))
+	h.mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, http.StatusMethodNotAllowed, "the dashboard's pages are read-only")
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
+	h.mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/ui/", http.StatusFound)
+	})
+
+	h.mux.HandleFunc("GET /ui/api/config", h.config)
+	h.mux.HandleFunc("GET /ui/api/session/form", h.signInForm)
+	h.mux.HandleFunc("POST /ui/api/session", h.signInHandler)
+	h.mux.HandleFunc("GET /ui/api/session", h.signedIn(h.session))
+	h.mux.HandleFunc("DELETE /ui/api/session", h.signedIn(h.signOut))
+	h.mux.HandleFunc("GET /ui/api/agents", h.signedIn(h.agents))
+	h.mux.HandleFunc("POST /ui/api/agents", h.operator(h.registerAgent))
+	h.mux.HandleFunc("DELETE /ui/api/agents/{id}", h.operator(h.deleteAgent))
+	h.mux.HandleFunc("GET /ui/api/matrix", h.signedIn(h.matrix))
+	h.mux.HandleFunc("GET /ui/api/policy", h.signedIn(h.policy))
+	h.mux.HandleFunc("PUT /ui/api/policy/data", h.operator(h.setData))
+	h.mux.HandleFunc("POST /ui/api/policy/bundles", h.operator(h.uploadBundle))
+	h.mux.HandleFunc("POST /ui/api/policy/rollback", h.operator(h.rollback))
+	h.mux.HandleFunc("DELETE /ui/api/policy/shadow", h.operator(h.clearShadow))
+	h.mux.HandleFunc("GET /ui/api/audit", h.signedIn(h.queryAudit))
+	if cfg.Audit != nil {
+		sse := audit.SSEHandler(cfg.Audit)
+		h.mux.HandleFunc("GET /ui/api/audit/stream", h.signedIn(func(w http.ResponseWriter, r *http.Request, _ *session) {
+			sse.ServeHTTP(w, r)
+		}))
+	}
+	h.mux.HandleFunc("GET /ui/api/latency", h.signedIn(h.latency))
+	h.mux.HandleFunc("GET /ui/api/scenarios", h.signedIn(h.listScenarios))
+	h.mux.HandleFunc("POST /ui/api/scenarios/{id}/run", h.signedIn(h.runScenario))
+	h.mux.HandleFunc("/ui/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such dashboard endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return h, nil
+}
+
+// contentSecurityPolicy allows the page's own scripts, styles and API only.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Content-Security-Policy", contentSecurityPolicy)
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("X-Frame-Options", "DENY")
+	hd.Set("Referrer-Policy", "no-referrer")
+	if strings.HasPrefix(r.URL.Path, "/ui/api/") {
+		hd.Set("Cache-Control", "no-store")
+	} else {
+		hd.Set("Cache-Control", "no-cache")
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// maxJSONBody bounds a JSON request body; a policy bundle has its own.
+const (
+	maxJSONBody     = 1 << 20
+	maxBundleUpload = 64 << 20
+)
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// decodeBody reads a JSON object into v, strictly.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxJSONBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
+}
+
+type userView struct {
+	Sub   string   `json:"sub"`
+	Name  string   `json:"name"`
+	Roles []string `json:"roles"`
+	// Groups are the person's groups at their identity source (the users
+	// file), which policy data maps to roles; absent for the demo users.
+	Groups []string `json:"groups,omitempty"`
+}
+
+func viewUser(u asrv.User) userView {
+	roles := u.Roles
+	if roles == nil {
+		roles = []string{}
+	}
+	return userView{Sub: u.Subject, Name: u.Name, Roles: roles, Groups: u.Groups}
+}
+
+func (h *Handler) config(w http.ResponseWriter, _ *http.Request) {
+	type backend struct {
+		Name   string `json:"name"`
+		MCPURL string `json:"mcp_url"`
+	}
+	out := map[string]any{
+		"gateway_url": h.cfg.GatewayURL, "mcp_url": h.cfg.GatewayURL + "/mcp", "issuer": h.cfg.Issuer,
+		"demo": h.cfg.Demo != nil, "sign_in_users": h.cfg.Users != nil,
+	}
+	bs := []backend{}
+	for _, b := range h.cfg.Backends {
+		bs = append(bs, backend{Name: b, MCPURL: h.cfg.GatewayURL + "/mcp/" + b})
+	}
+	out["backends"] = bs
+	if d := h.cfg.Demo; d != nil {
+		users := []userView{}
+		for _, u := range d.Users {
+			users = append(users, viewUser(u))
+		}
+		out["users"], out["demo_password"] = users, d.Password
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// --- sessions ---
+
+const (
+	sessionCookie  = "pbac_ui"
+	sessionIdle    = 8 * time.Hour
+	sessionMaxAge  = 24 * time.Hour
+	maxSessions    = 1024
+	csrfHeader     = "X-PBAC-CSRF"
+	sessionIDBytes = 32
+)
+
+type session struct {
+	user     *asrv.User
+	operator bool
+	csrf     string
+	created  time.Time
+	lastSeen time.Time
+}
+
+// sessions are held in memory, keyed by the SHA-256 of the cookie value.
+type sessions struct {
+	mu sync.Mutex
+	m  map[[32]byte]*session
+}
+
+func newSessions() *sessions { return &sessions{m: map[[32]byte]*session{}} }
+
+func (s *sessions) create(sess *session) string {
+	id := randomToken(sessionIDBytes)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	for k, v := range s.m {
+		if v.expired(now) {
+			delete(s.m, k)
+		}
+	}
+	if len(s.m) >= maxSessions {
+		// Drop the oldest session rather than refuse a sign-in.
+		var oldest [32]byte
+		var at time.Time
+		for k, v := range s.m {
+			if at.IsZero() || v.lastSeen.Before(at) {
+				oldest, at = k, v.lastSeen
+			}
+		}
+		delete(s.m, oldest)
+	}
+	sess.created, sess.lastSeen = now, now
+	s.m[sha256.Sum256([]byte(id))] = sess
+	return id
+}
+
+func (s *session) expired(now time.Time) bool {
+	return now.Sub(s.lastSeen) > sessionIdle || now.Sub(s.created) > sessionMaxAge
+}
+
+func (s *sessions) get(id string) (*session, bool) {
+	key := sha256.Sum256([]byte(id))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess, ok := s.m[key]
+	if !ok {
+		return nil, false
+	}
+	now := time.Now()
+	if sess.expired(now) {
+		delete(s.m, key)
+		return nil, false
+	}
+	sess.lastSeen = now
+	return sess, true
+}
+
+func (s *sessions) remove(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, sha256.Sum256([]byte(id)))
+}
+
+type sessionHandler func(http.ResponseWriter, *http.Request, *session)
+
+// signedIn requires a session, and the CSRF header on a change.
+func (h *Handler) signedIn(next sessionHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, err := r.Cookie(sessionCookie)
+		if err != nil {
+			writeError(w, http.StatusUnauthorized, "sign in first")
+			return
+		}
+		sess, ok := h.sessions.get(c.Value)
+		if !ok {
+			writeError(w, http.StatusUnauthorized, "your session has ended: sign in again")
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if subtle.ConstantTimeCompare([]byte(r.Header.Get(csrfHeader)), []byte(sess.csrf)) != 1 {
+				writeError(w, http.StatusForbidden, "missing or wrong "+csrfHeader+" header")
+				return
+			}
+		}
+		next(w, r, sess)
+	}
+}
+
+// operator requires a session allowed to change policy and clients.
+func (h *Handler) operator(next sessionHandler) http.HandlerFunc {
+	return h.signedIn(func(w http.ResponseWriter, r *http.Request, s *session) {
+		if !s.operator {
+			writeError(w, http.StatusForbidden, "only an operator may do this: sign in with the admin token")
+			return
+		}
+		next(w, r, s)
+	})
+}
+
+func (h *Handler) signInHandler(w http.ResponseWriter, r *http.Request) {
+	if !h.checkSignInForm(w, r) {
+		return
+	}
+	var in struct {
+		Username   string `json:"username"`
+		Password   string `json:"password"`
+		AdminToken string `json:"admin_token"`
+	}
+	if err := decodeBody(r, &in); err != nil {
+		writeError(w, http.StatusBadRequest, "the body must be {\"username\", \"password\"} or {\"admin_token\"}: "+err.Error())
+		return
+	}
+	sess := &session{csrf: randomToken(24)}
+	switch {
+	case in.AdminToken != "":
+		attempt, ok := h.beginSignIn(w, r, "")
+		if !ok {
+			return
+		}
+		ok = subtle.ConstantTimeCompare([]byte(in.AdminToken), []byte(h.cfg.AdminToken)) == 1
+		attempt.Done(r.Context(), ok)
+		if !ok {
+			writeError(w, http.StatusUnauthorized, "wrong admin token")
+			return
+		}
+		sess.operator = true
+	case in.Username != "" && h.cfg.Users != nil:
+		attempt, ok := h.beginSignIn(w, r, in.Username)
+		if !ok {
+			return
+		}
+		u, err := h.cfg.Users.Authenticate(r.Context(), in.Username, in.Password)
+		attempt.Done(r.Context(), err == nil)
+		if err != nil {
+			writeError(w, http.StatusUnauthorized, "unknown user or wrong password")
+			return
+		}
+		sess.user = &u
+		// In the demo tenant on a loopback listener every user operates
+		// the local demo; anywhere else only the admin token does.
+		sess.operator = h.cfg.Demo != nil && h.cfg.DemoOperators
+	default:
+		writeError(w, http.StatusBadRequest, "give a username and password, or the admin token")
+		return
+	}
+	id := h.sessions.create(sess)
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/ui", HttpOnly: true,
+		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(sessionMaxAge / time.Second)})
+	who := "operator"
+	if sess.user != nil {
+		who = sess.user.Subject
+	}
+	h.cfg.Logger.Info("dashboard: signed in", "who", who, "operator", sess.operator)
+	writeJSON(w, http.StatusOK, sessionView(sess))
+}
+
+func sessionView(s *session) map[string]any {
+	var user any
+	if s.user != nil {
+		user = viewUser(*s.user)
+	}
+	return map[string]any{"user": user, "operator": s.operator, "csrf": s.csrf}
+}
+
+func (h *Handler) session(w http.ResponseWriter, _ *http.Request, s *session) {
+	writeJSON(w, http.StatusOK, sessionView(s))
+}
+
+func (h *Handler) signOut(w http.ResponseWriter, r *http.Request, _ *session) {
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		h.sessions.remove(c.Value)
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/ui", HttpOnly: true, MaxAge: -1,
+		SameSite: http.SameSiteStrictMode})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) latency(w http.ResponseWriter, _ *http.Request, _ *session) {
+	if h.cfg.Latency == nil {
+		writeError(w, http.StatusServiceUnavailable, "no latency figures on this listener")
+		return
+	}
+	writeJSON(w, http.StatusOK, h.cfg.Latency())
+}

@@ -1,0 +1,488 @@
+package dashboard
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/demo"
+	"github.com/pbac-gateway/pbac/gateway"
+	"github.com/pbac-gateway/pbac/identity/usersfile"
+	"github.com/pbac-gateway/pbac/internal/policytest"
+)
+
+const testAdminToken = "test-admin-token-0123456789"
+
+// dash is a dashboard on the shipped policy and the demo users, without an
+// authorization server's clients (those run in the end-to-end tests).
+type dash struct {
+	t    *testing.T
+	srv  *httptest.Server
+	http *http.Client
+	csrf string
+}
+
+// newDash is the dashboard of a loopback listener: in the demo tenant its
+// users operate the demo.
+func newDash(t *testing.T, demoTenant bool) *dash {
+	t.Helper()
+	return newDashWith(t, demoTenant, func(c *Config) { c.DemoOperators = demoTenant })
+}
+
+func newDashWith(t *testing.T, demoTenant bool, adjust func(*Config)) *dash {
+	t.Helper()
+	cfg := Config{
+		GatewayURL: "http://127.0.0.1:9", Issuer: "http://127.0.0.1:9", Backends: []string{"drive", "jira"},
+		Registry: policytest.Registry(t), Users: asrv.DemoUsers{}, AdminToken: testAdminToken,
+		Latency: func() gateway.LatencyReport { return gateway.LatencyReport{Window: 1024} },
+	}
+	if demoTenant {
+		cfg.Demo = &Demo{Users: asrv.DemoUsers{}.List(), Password: asrv.DemoPassword}
+	}
+	adjust(&cfg)
+	h, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveDash(t, h)
+}
+
+// serveDash serves h and is a browser on it.
+func serveDash(t *testing.T, h *Handler) *dash {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	jar, _ := cookiejar.New(nil)
+	return &dash{t: t, srv: srv, http: &http.Client{Jar: jar}}
+}
+
+// do sends a request; body may be nil, a string or a value to encode.
+func (d *dash) do(method, path string, body any, hdr ...string) (int, map[string]any) {
+	d.t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	default:
+		raw, _ := json.Marshal(b)
+		r = bytes.NewReader(raw)
+	}
+	req, _ := http.NewRequest(method, d.srv.URL+path, r)
+	if d.csrf != "" {
+		req.Header.Set(csrfHeader, d.csrf)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := d.http.Do(req)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]any{}
+	raw, _ := io.ReadAll(resp.Body)
+	if len(raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			d.t.Fatalf("%s %s: not JSON: %s", method, path, raw)
+		}
+	}
+	return resp.StatusCode, out
+}
+
+// signInForm loads a sign-in form: its token goes in the CSRF header of the
+// next request.
+func (d *dash) signInForm() {
+	d.t.Helper()
+	d.csrf = ""
+	status, out := d.do("GET", "/ui/api/session/form", nil)
+	if status != 200 || out["csrf"] == "" {
+		d.t.Fatalf("sign-in form: %d %v", status, out)
+	}
+	d.csrf = out["csrf"].(string)
+}
+
+// postSignIn loads a sign-in form and posts body with its token.
+func (d *dash) postSignIn(body any) (int, map[string]any) {
+	d.t.Helper()
+	d.signInForm()
+	return d.do("POST", "/ui/api/session", body)
+}
+
+func (d *dash) signIn(user string) {
+	d.t.Helper()
+	d.signInAs(user, asrv.DemoPassword)
+}
+
+func (d *dash) signInAs(user, password string) {
+	d.t.Helper()
+	status, out := d.postSignIn(map[string]string{"username": user, "password": password})
+	if status != 200 {
+		d.t.Fatalf("sign in as %s: %d %v", user, status, out)
+	}
+	d.csrf = out["csrf"].(string)
+}
+
+func TestSignInAndSession(t *testing.T) {
+	d := newDash(t, true)
+	for _, tc := range []struct {
+		name   string
+		body   any
+		status int
+	}{
+		{"wrong password", map[string]string{"username": "alice", "password": "nope"}, 401},
+		{"unknown user", map[string]string{"username": "mallory", "password": "demo"}, 401},
+		{"wrong admin token", map[string]string{"admin_token": "x"}, 401},
+		{"empty", map[string]string{}, 400},
+		{"not JSON", "username=alice", 400},
+		{"unknown field", map[string]string{"username": "alice", "password": "demo", "role": "admin"}, 400},
+		{"two objects", `{"username":"alice","password":"demo"}{}`, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if status, out := d.postSignIn(tc.body); status != tc.status || out["error"] == "" {
+				t.Fatalf("got %d %v, want %d with an error", status, out, tc.status)
+			}
+		})
+	}
+	if status, _ := d.do("GET", "/ui/api/session", nil); status != 401 {
+		t.Fatalf("session before sign-in: %d", status)
+	}
+	d.csrf = ""
+	d.signIn("bob")
+	status, out := d.do("GET", "/ui/api/session", nil)
+	if status != 200 || out["user"].(map[string]any)["sub"] != "bob" || out["operator"] != true {
+		t.Fatalf("session: %d %v", status, out)
+	}
+	if status, _ := d.do("DELETE", "/ui/api/session", nil); status != 204 {
+		t.Fatalf("sign out: %d", status)
+	}
+	if status, _ := d.do("GET", "/ui/api/matrix", nil); status != 401 {
+		t.Fatalf("after sign-out: %d", status)
+	}
+}
+
+func TestCSRFAndOperator(t *testing.T) {
+	d := newDash(t, false) // outside the demo tenant users are not operators
+	d.signIn("alice")
+	csrf := d.csrf
+	d.csrf = ""
+	if status, out := d.do("POST", "/ui/api/policy/rollback", nil); status != 403 || !strings.Contains(out["error"].(string), csrfHeader) {
+		t.Fatalf("change without CSRF header: %d %v", status, out)
+	}
+	d.csrf = "wrong"
+	if status, _ := d.do("POST", "/ui/api/policy/rollback", nil); status != 403 {
+		t.Fatalf("change with a wrong CSRF header: %d", status)
+	}
+	d.csrf = csrf
+	if status, out := d.do("PUT", "/ui/api/policy/data", "{}"); status != 403 || !strings.Contains(out["error"].(string), "operator") {
+		t.Fatalf("a user changes policy outside the demo: %d %v", status, out)
+	}
+	// The admin token makes an operator.
+	status, out := d.postSignIn(map[string]string{"admin_token": testAdminToken})
+	if status != 200 || out["operator"] != true || out["user"] != nil {
+		t.Fatalf("operator sign-in: %d %v", status, out)
+	}
+	d.csrf = out["csrf"].(string)
+	if status, out := d.do("POST", "/ui/api/policy/rollback", nil); status != 409 {
+		t.Fatalf("rollback with one version: %d %v", status, out)
+	}
+}
+
+func TestStaticAndHeaders(t *testing.T) {
+	d := newDash(t, true)
+	resp, err := http.Get(d.srv.URL + "/ui/robots.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "script-src 'self'") ||
+		resp.Header.Get("X-Frame-Options") != "DENY" {
+		t.Fatalf("static: %d %v", resp.StatusCode, resp.Header)
+	}
+	if status, out := d.do("POST", "/ui/robots.txt", nil); status != 405 || out["error"] == nil {
+		t.Fatalf("POST a page: %d %v", status, out)
+	}
+	if status, out := d.do("GET", "/ui/api/nope", nil); status != 404 || out["error"] == nil {
+		t.Fatalf("unknown endpoint: %d %v", status, out)
+	}
+	status, out := d.do("GET", "/ui/api/config", nil)
+	if status != 200 || out["demo"] != true || out["mcp_url"] != "http://127.0.0.1:9/mcp" || len(out["users"].([]any)) != 3 {
+		t.Fatalf("config: %d %v", status, out)
+	}
+}
+
+// cellLabels flattens a matrix to provider -> resource -> label.
+func cellLabels(t *testing.T, m map[string]any) map[string]map[string]string {
+	t.Helper()
+	out := map[string]map[string]string{}
+	for _, r := range m["rows"].([]any) {
+		row := r.(map[string]any)
+		cells := map[string]string{}
+		for res, c := range row["cells"].(map[string]any) {
+			cells[res] = c.(map[string]any)["label"].(string)
+		}
+		out[row["provider"].(string)] = cells
+	}
+	return out
+}
+
+// TestMatrixIsTheSeedMatrix: evaluating the shipped policy gives DESIGN.md's
+// seed trust-tier matrix, for an agent acting for alice and acting alone.
+func TestMatrixIsTheSeedMatrix(t *testing.T) {
+	d := newDash(t, true)
+	d.signIn("alice")
+	want := map[string][4]string{ // drive, jira, slack, ddl
+		"claude-code":         {"r/w", "r/w", "r/w", "denied"},
+		"ci-bot":              {"read", "r/w", "denied", "denied"},
+		"security-scanner":    {"read", "read", "denied", "denied"},
+		"claude-code-trusted": {"r/w", "r/w", "r/w", "denied"},
+	}
+	for _, user := range []string{"alice", ""} {
+		status, m := d.do("GET", "/ui/api/matrix?user="+user, nil)
+		if status != 200 {
+			t.Fatalf("matrix: %d %v", status, m)
+		}
+		labels := cellLabels(t, m)
+		rows := m["rows"].([]any)
+		for _, r := range rows {
+			row := r.(map[string]any)
+			w, ok := want[row["provider"].(string)]
+			if !ok {
+				continue
+			}
+			db := row["cells"].(map[string]any)["database"].(map[string]any)
+			ddl := "denied"
+			for _, a := range db["allowed"].([]any) {
+				if a == "ddl" {
+					ddl = "allowed"
+				}
+			}
+			got := [4]string{labels[row["provider"].(string)]["drive"], labels[row["provider"].(string)]["jira"],
+				labels[row["provider"].(string)]["slack"], ddl}
+			if got != w {
+				t.Errorf("user %q, %s: got %v, want %v", user, row["provider"], got, w)
+			}
+		}
+		if len(labels[unverifiedRow]) == 0 || labels[unverifiedRow]["drive"] != "denied" {
+			t.Errorf("the unverified row: %v", labels[unverifiedRow])
+		}
+	}
+	// The user's role narrows the tier: carol (contractor) reads Drive only
+	// under /public and has no Slack.
+	_, m := d.do("GET", "/ui/api/matrix?user=carol", nil)
+	labels := cellLabels(t, m)
+	if labels["claude-code"]["drive"] != "read" || labels["claude-code"]["slack"] != "denied" || labels["claude-code"]["jira"] != "r/w" {
+		t.Fatalf("carol's matrix: %v", labels["claude-code"])
+	}
+	if status, _ := d.do("GET", "/ui/api/matrix?user=mallory", nil); status != 400 {
+		t.Fatalf("unknown user: %d", status)
+	}
+}
+
+// TestDataChangeChangesTheMatrix: moving a provider to another tier in the
+// policy data changes the matrix on the next read; a bad change is refused
+// and the active version stays.
+func TestDataChangeChangesTheMatrix(t *testing.T) {
+	d := newDash(t, true)
+	d.signIn("alice")
+	_, pol := d.do("GET", "/ui/api/policy", nil)
+	before := pol["active"].(map[string]any)["version"].(string)
+	data := pol["data"].(map[string]any)
+	tiers := data["agents"].(map[string]any)["trust_tiers"].(map[string]any)
+	tiers["read_only"] = append(tiers["read_only"].([]any), "ci-bot")
+	tiers["ci_agent"] = []any{}
+	status, info := d.do("PUT", "/ui/api/policy/data", data)
+	if status != 200 || info["version"] == before {
+		t.Fatalf("set data: %d %v", status, info)
+	}
+	_, m := d.do("GET", "/ui/api/matrix?user=alice", nil)
+	if got := cellLabels(t, m)["ci-bot"]["jira"]; got != "read" {
+		t.Fatalf("ci-bot in read_only still has jira %q", got)
+	}
+	_, pol = d.do("GET", "/ui/api/policy", nil)
+	if pol["can_rollback"] != true {
+		t.Fatalf("can_rollback after a change: %v", pol["can_rollback"])
+	}
+
+	for _, tc := range []struct {
+		name, body string
+		status     int
+	}{
+		{"not JSON", "{", 400},
+		{"not an object", "[1,2]", 400},
+		{"drops keys", `{"catalogue": {}}`, 422},
+		{"changes a kind", strings.Replace(string(mustJSON(data)), `"catalogue":{`, `"catalogue":[],"x":{`, 1), 422},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if status, out := d.do("PUT", "/ui/api/policy/data", tc.body); status != tc.status || out["error"] == nil {
+				t.Fatalf("got %d %v, want %d", status, out, tc.status)
+			}
+		})
+	}
+	if _, pol := d.do("GET", "/ui/api/policy", nil); pol["active"].(map[string]any)["version"] != info["version"] {
+		t.Fatalf("a refused change replaced the active version: %v, want %v", pol["active"], info["version"])
+	}
+	// Shadow, then stop it.
+	if status, out := d.do("PUT", "/ui/api/policy/data?shadow=true", data); status != 200 {
+		t.Fatalf("shadow: %d %v", status, out)
+	}
+	if status, out := d.do("DELETE", "/ui/api/policy/shadow", nil); status != 200 {
+		t.Fatalf("clear shadow: %d %v", status, out)
+	}
+	if status, _ := d.do("DELETE", "/ui/api/policy/shadow", nil); status != 404 {
+		t.Fatalf("clear a missing shadow: %d", status)
+	}
+	if status, out := d.do("POST", "/ui/api/policy/rollback", nil); status != 200 || out["version"] != before {
+		t.Fatalf("rollback: %d %v", status, out)
+	}
+	if status, out := d.do("POST", "/ui/api/policy/bundles", "not a tarball"); status != 400 {
+		t.Fatalf("bad bundle: %d %v", status, out)
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func TestScenariosOutsideTheDemo(t *testing.T) {
+	d := newDash(t, false)
+	d.signIn("alice")
+	if status, out := d.do("GET", "/ui/api/scenarios", nil); status != 200 || len(out["scenarios"].([]any)) != 0 {
+		t.Fatalf("scenarios: %d %v", status, out)
+	}
+	if status, _ := d.do("POST", "/ui/api/scenarios/live-test/run", "{}"); status != 503 {
+		t.Fatalf("run outside the demo: %d", status)
+	}
+	if status, _ := d.do("GET", "/ui/api/agents", nil); status != 503 {
+		t.Fatalf("agents without an authorization server: %d", status)
+	}
+	if status, out := d.do("GET", "/ui/api/latency", nil); status != 200 || out["window"] != float64(1024) {
+		t.Fatalf("latency: %d %v", status, out)
+	}
+}
+
+func TestLabel(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want string
+	}{
+		{nil, "denied"},
+		{[]string{"read"}, "read"},
+		{[]string{"read", "write"}, "r/w"},
+		{[]string{"read", "write", "approve", "merge"}, "r/w + approve, merge"},
+		{[]string{"read", "build"}, "read, build"},
+	} {
+		if got := label(tc.in); got != tc.want {
+			t.Errorf("label(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestDemoUsersOperateOnlyOnLoopback: the demo tenant's users operate the
+// demo (policy data, the scenarios that change it) only when the dashboard
+// is on a loopback listener (DemoOperators); elsewhere only the admin token
+// operates, even in the demo tenant.
+func TestDemoUsersOperateOnlyOnLoopback(t *testing.T) {
+	local := newDash(t, true)
+	local.signIn("alice")
+	if status, out := local.do("GET", "/ui/api/session", nil); status != 200 || out["operator"] != true {
+		t.Fatalf("a demo user on a loopback listener: %d %v", status, out)
+	}
+
+	remote := newDashWith(t, true, func(c *Config) {
+		c.DemoOperators = false
+		c.Demo.Runner = &demo.Runner{}
+	})
+	remote.signIn("alice")
+	if status, out := remote.do("GET", "/ui/api/session", nil); status != 200 || out["operator"] != false {
+		t.Fatalf("a demo user on a listener others reach: %d %v", status, out)
+	}
+	for _, tc := range []struct{ method, path, body string }{
+		{"PUT", "/ui/api/policy/data", "{}"},
+		{"POST", "/ui/api/policy/rollback", ""},
+		{"DELETE", "/ui/api/policy/shadow", ""},
+		{"POST", "/ui/api/scenarios/broad-scope/run", "{}"},
+	} {
+		status, out := remote.do(tc.method, tc.path, tc.body)
+		if status != 403 || !strings.Contains(out["error"].(string), "operator") {
+			t.Errorf("%s %s by a demo user: %d %v", tc.method, tc.path, status, out)
+		}
+	}
+}
+
+// TestMatrixRolesFromGroups: a person of a users file has no role of their
+// own; the matrix evaluates them with their groups, which the shipped
+// data's identity.group_roles maps to roles — the contractor group's role
+// constraint included — and a group the data does not name gives nothing.
+func TestMatrixRolesFromGroups(t *testing.T) {
+	users := usersFileUsers(t, map[string][]string{"dana": {"contractor"}, "erin": {"engineering"}, "frank": {"visitors"}})
+	d := newDashWith(t, false, func(c *Config) { c.Users = users })
+	d.signInAs("dana", filePassword)
+	_, out := d.do("GET", "/ui/api/session", nil)
+	if u := out["user"].(map[string]any); u["sub"] != "dana" || fmt.Sprint(u["groups"]) != "[contractor]" || len(u["roles"].([]any)) != 0 {
+		t.Fatalf("dana's session: %v", out)
+	}
+	for _, tc := range []struct {
+		user                     string
+		drive, jira, slack, note string
+	}{
+		{"dana", "read", "r/w", "denied", "only path under /public"},
+		{"erin", "r/w", "r/w", "r/w", ""},
+		{"frank", "denied", "denied", "denied", ""},
+	} {
+		status, m := d.do("GET", "/ui/api/matrix?user="+tc.user, nil)
+		if status != 200 {
+			t.Fatalf("%s's matrix: %d %v", tc.user, status, m)
+		}
+		labels := cellLabels(t, m)["claude-code"]
+		if labels["drive"] != tc.drive || labels["jira"] != tc.jira || labels["slack"] != tc.slack {
+			t.Errorf("%s (claude-code): drive %q jira %q slack %q, want %q %q %q", tc.user,
+				labels["drive"], labels["jira"], labels["slack"], tc.drive, tc.jira, tc.slack)
+		}
+		for _, r := range m["rows"].([]any) {
+			row := r.(map[string]any)
+			if row["provider"] != "claude-code" {
+				continue
+			}
+			if note, _ := row["cells"].(map[string]any)["drive"].(map[string]any)["note"].(string); note != tc.note {
+				t.Errorf("%s's drive note %q, want %q", tc.user, note, tc.note)
+			}
+		}
+	}
+}
+
+// filePassword is the password of the people of usersFileUsers.
+const filePassword = "correct horse battery staple"
+
+// usersFileUsers writes a users file of people (name -> groups) and opens
+// it as a user source.
+func usersFileUsers(t *testing.T, people map[string][]string) asrv.UserSource {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "users.yaml")
+	cheap := usersfile.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+	for name, groups := range people {
+		e, err := usersfile.NewEntry(name, groups, []byte(filePassword), cheap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := usersfile.Append(path, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := usersfile.Open(path, usersfile.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return asrv.PasswordUsers(f)
+}

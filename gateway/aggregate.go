@@ -1,0 +1,458 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/jsonrpc"
+)
+
+// The aggregated server at /mcp: one MCP server whose tools are every
+// backend's, named <backend>.<tool>, so a client needs one URL. The gateway
+// answers initialize, ping and tools/list itself and forwards each
+// tools/call to its backend over a backend session it opens lazily.
+
+// aggregateVersions are the protocol revisions the aggregated server
+// speaks, newest first.
+var aggregateVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26"}
+
+// backendProtocol is the revision the gateway speaks to backends as a client.
+const backendProtocol = "2025-06-18"
+
+// maxToolPages bounds the tools/list pages read from one backend.
+const maxToolPages = 20
+
+// aggSession is a client's session with the aggregated server: its
+// backend sessions, opened on first use.
+type aggSession struct {
+	mu       sync.Mutex
+	backends map[string]string // backend name -> backend session id ("" if the backend is stateless)
+	// owner is the caller's quota key, sent to backends that share by
+	// owner (Backend.OwnerHeader).
+	owner string
+}
+
+func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
+	start := time.Now()
+	rid := newID()
+	probeRequestStart(c.Context().ID())
+	c.Set("X-Request-Id", rid)
+	if !g.checkOrigin(c, "") {
+		return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
+	}
+	cl, ok, took := g.authenticate(c, "", rid)
+	if !ok {
+		g.metrics.decision("auth", "deny")
+		return nil
+	}
+	g.metrics.stage("introspect", took)
+	probeAuthenticated(c.Context().ID())
+	body := bytes.Clone(c.Body())
+	msg, err := jsonrpc.Parse(body, g.cfg.MaxJSONDepth)
+	if err != nil {
+		return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(nil, jsonrpc.CodeInvalidRequest, "invalid request: "+err.Error(), nil))
+	}
+	if err := checkHeaders(c, msg); err != nil {
+		return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeHeaderMismatch, err.Error(), nil))
+	}
+	rec := audit.Record{Time: start.UTC(), RequestID: rid, Method: msg.Method,
+		LatencyMicros: map[string]int64{"introspect": took.Microseconds()}}
+	fillCaller(&rec, cl)
+	notification := msg.IsResponse || (msg.ID == nil && strings.HasPrefix(msg.Method, "notifications/"))
+	switch {
+	case notification, msg.Method == "initialize", msg.Method == "server/discover", msg.Method == "ping", msg.Method == "tools/list":
+		// The aggregated server's own methods are decided as well
+		// (pbac/method, backend ""): a caller with no grant anywhere opens
+		// no session here.
+		if allowed, err := g.decideMethod(c, "", cl, methodOf(msg), msg.ID, &rec, start); err != nil || !allowed {
+			return err
+		}
+	}
+	if notification {
+		rec.Status = fiber.StatusAccepted
+		g.finish(&rec, start)
+		return c.SendStatus(fiber.StatusAccepted)
+	}
+	if msg.Method == "initialize" {
+		return g.aggregateInitialize(c, cl, msg, &rec, start)
+	}
+	stateless := c.Get(hdrProtocol) >= statelessRevision
+	if msg.Method == "server/discover" {
+		rec.Status = fiber.StatusOK
+		g.finish(&rec, start)
+		return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{
+			"resultType":        "complete",
+			"supportedVersions": append([]string{statelessRevision}, aggregateVersions...),
+			"capabilities":      map[string]any{"tools": map[string]any{}},
+			"_meta":             map[string]any{"io.modelcontextprotocol/serverInfo": serverInfo()},
+			"instructions":      aggregateInstructions,
+		}))
+	}
+	var sess *aggSession
+	if stateless {
+		// No sessions in this revision: the caller's backend sessions are
+		// kept per agent and human instead.
+		sess = g.statelessSession(cl)
+	} else {
+		var errBody []byte
+		if sess, errBody = g.aggregateSession(c, cl, msg); errBody != nil {
+			return g.reply(c, fiber.StatusNotFound, errBody)
+		}
+	}
+	switch msg.Method {
+	case "ping":
+		rec.Status = fiber.StatusOK
+		g.finish(&rec, start)
+		return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{}))
+	case "tools/list":
+		return g.aggregateToolsList(c, cl, msg, sess, &rec, start)
+	case "tools/call":
+		return g.aggregateToolsCall(c, cl, msg, sess, &rec, start)
+	default:
+		return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, -32601, "method not served by the aggregated server: use /mcp/<backend>", nil))
+	}
+}
+
+func rpcResult(id json.RawMessage, result any) []byte {
+	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": result})
+	return b
+}
+
+func (g *Gateway) aggregateInitialize(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message, rec *audit.Record, start time.Time) error {
+	var params struct {
+		ProtocolVersion string `json:"protocolVersion"`
+	}
+	if raw, ok := msg.Params["protocolVersion"]; ok {
+		_ = json.Unmarshal(raw, &params.ProtocolVersion)
+	}
+	version := aggregateVersions[0]
+	if slices.Contains(aggregateVersions, params.ProtocolVersion) {
+		version = params.ProtocolVersion
+	}
+	id := newID()
+	g.putSession(id, &session{clientID: cl.token.ClientID, subject: cl.token.Subject, owner: cl.ownerKey(),
+		agg: &aggSession{backends: map[string]string{}, owner: cl.ownerKey()}})
+	c.Set(hdrSession, id)
+	rec.Status = fiber.StatusOK
+	g.finish(rec, start)
+	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{
+		"protocolVersion": version,
+		"capabilities":    map[string]any{"tools": map[string]any{"listChanged": false}},
+		"serverInfo":      serverInfo(),
+		"instructions":    aggregateInstructions,
+	}))
+}
+
+const aggregateInstructions = "Every backend's tools, named <backend>.<tool>. Each call is authorized by policy " +
+	"with its arguments; a denied call returns an error with the reason."
+
+func serverInfo() map[string]any {
+	return map[string]any{"name": "pbac-gateway", "title": "PBAC Gateway", "version": "0.1.0"}
+}
+
+// statelessSession returns the backend sessions kept for a caller of the
+// stateless revision.
+func (g *Gateway) statelessSession(cl *caller) *aggSession {
+	key := "stateless\x00" + cl.token.ClientID + "\x00" + cl.token.Subject
+	if sess, ok := g.sessions.get(key); ok && sess.agg != nil {
+		return sess.agg
+	}
+	agg := &aggSession{backends: map[string]string{}, owner: cl.ownerKey()}
+	g.putSession(key, &session{clientID: cl.token.ClientID, subject: cl.token.Subject, owner: cl.ownerKey(), agg: agg})
+	return agg
+}
+
+// aggregateSession finds the caller's aggregated session.
+func (g *Gateway) aggregateSession(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message) (*aggSession, []byte) {
+	sess, ok := g.sessions.get(c.Get(hdrSession))
+	if !ok || sess.agg == nil {
+		return nil, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidRequest, "unknown or missing session: send initialize first", nil)
+	}
+	if sess.clientID != cl.token.ClientID || sess.subject != cl.token.Subject {
+		return nil, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidRequest, "the session belongs to another agent", nil)
+	}
+	return sess.agg, nil
+}
+
+func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message, sess *aggSession, rec *audit.Record, start time.Time) error {
+	ctx := c.UserContext()
+	var tools []json.RawMessage
+	var names []string
+	for _, name := range slices.Sorted(maps.Keys(g.backends)) {
+		b := g.backends[name]
+		// The gateway opens a backend session only where the caller could
+		// open one itself (pbac/method, tools/list on that backend).
+		if d, _, err := g.askMethod(ctx, name, cl, "tools/list"); err != nil || !d.Allow {
+			if err != nil {
+				g.log.Warn("aggregate: policy could not decide tools/list", "backend", name, "err", err)
+			}
+			continue
+		}
+		cursor := ""
+		for range maxToolPages {
+			params := map[string]any{}
+			if cursor != "" {
+				params["cursor"] = cursor
+			}
+			res, err := g.backendCall(ctx, b, sess, "tools/list", params)
+			if err != nil {
+				g.log.Warn("aggregate: tools/list failed", "backend", name, "err", err)
+				break // one unavailable backend does not hide the others
+			}
+			var page struct {
+				Tools      []map[string]json.RawMessage `json:"tools"`
+				NextCursor string                       `json:"nextCursor"`
+			}
+			if err := json.Unmarshal(res, &page); err != nil {
+				break
+			}
+			for _, t := range page.Tools {
+				var tn string
+				_ = json.Unmarshal(t["name"], &tn)
+				full := name + "." + tn
+				t["name"], _ = json.Marshal(full)
+				raw, _ := json.Marshal(t)
+				tools = append(tools, raw)
+				names = append(names, full)
+			}
+			if cursor = page.NextCursor; cursor == "" {
+				break
+			}
+		}
+	}
+	allowed, version, err := g.allowedTools(ctx, &Backend{}, cl, names)
+	if err != nil {
+		rec.Decision, rec.Reasons = "error", []string{err.Error()}
+		g.finish(rec, start)
+		return g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, "denied: the policy could not decide", nil))
+	}
+	out := make([]json.RawMessage, 0, len(tools))
+	for i, t := range tools {
+		if allowed[names[i]] {
+			out = append(out, t)
+		}
+	}
+	rec.PolicyVersion, rec.Status = version, fiber.StatusOK
+	rec.Reasons = []string{fmt.Sprintf("%d of %d tools listed", len(out), len(tools))}
+	g.finish(rec, start)
+	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{"tools": out}))
+}
+
+func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message, sess *aggSession, rec *audit.Record, start time.Time) error {
+	backendName, tool, ok := strings.Cut(msg.Name, ".")
+	b, known := g.backends[backendName]
+	if !ok || !known || tool == "" {
+		return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidParams, "unknown tool "+msg.Name+": tools are named <backend>.<tool>", nil))
+	}
+	rec.Backend = backendName
+	msg, attrs, ok, err := g.prepareCall(c, b, cl, msg, tool, rec, start)
+	if !ok {
+		return err
+	}
+	local := *msg
+	local.Name = tool
+	allowed, err := g.decideCall(c, b, cl, &local, attrs, rec)
+	if err != nil || !allowed {
+		g.finish(rec, start)
+		return err
+	}
+	probeDecided(c.Context().ID())
+	// Forward the same params with the backend's own tool name; the
+	// arguments are the exact bytes policy decided on.
+	params := map[string]json.RawMessage{}
+	for k, v := range msg.Params {
+		params[k] = v
+	}
+	params["name"], _ = json.Marshal(tool)
+	// The protocol fields of _meta belong to the client's hop; the backend
+	// session speaks its own revision.
+	if meta, ok := params["_meta"]; ok {
+		var mm map[string]json.RawMessage
+		if json.Unmarshal(meta, &mm) == nil {
+			for k := range mm {
+				if strings.HasPrefix(k, "io.modelcontextprotocol/") {
+					delete(mm, k)
+				}
+			}
+			if len(mm) == 0 {
+				delete(params, "_meta")
+			} else {
+				params["_meta"], _ = json.Marshal(mm)
+			}
+		}
+	}
+	probeForwardStart(c.Context().ID())
+	bstart := time.Now()
+	res, err := g.backendCall(c.UserContext(), b, sess, "tools/call", params)
+	probeBackendDone(c.Context().ID())
+	btook := time.Since(bstart)
+	g.metrics.stage("backend", btook)
+	rec.LatencyMicros["backend"] = btook.Microseconds()
+	if err != nil {
+		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
+		rec.Reasons = append(rec.Reasons, err.Error())
+		g.finish(rec, start)
+		return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backendName+" failed: "+err.Error(), nil))
+	}
+	rec.Status = fiber.StatusOK
+	g.finish(rec, start)
+	probeReplyDone(c.Context().ID())
+	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, json.RawMessage(res)))
+}
+
+// errBackendError is a JSON-RPC error a backend answered with.
+var errBackendError = errors.New("backend error")
+
+// backendCall sends one request to a backend as an MCP client, opening the
+// backend session first if needed, and returns the result.
+func (g *Gateway) backendCall(ctx context.Context, b *Backend, sess *aggSession, method string, params any) (json.RawMessage, error) {
+	sid, err := g.backendSession(ctx, b, sess)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+	res, _, err := g.backendRoundTrip(ctx, b, sess.owner, sid, body)
+	return res, err
+}
+
+func (g *Gateway) backendSession(ctx context.Context, b *Backend, sess *aggSession) (string, error) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if sid, ok := sess.backends[b.Name]; ok {
+		return sid, nil
+	}
+	init, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": map[string]any{
+		"protocolVersion": backendProtocol, "capabilities": map[string]any{},
+		"clientInfo": map[string]any{"name": "pbac-gateway", "version": "0.1.0"}}})
+	_, sid, err := g.backendRoundTrip(ctx, b, sess.owner, "", init)
+	if err != nil {
+		return "", fmt.Errorf("initialize %s: %w", b.Name, err)
+	}
+	note := []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	if _, _, err := g.backendRoundTrip(ctx, b, sess.owner, sid, note); err != nil {
+		return "", fmt.Errorf("initialize %s: %w", b.Name, err)
+	}
+	sess.backends[b.Name] = sid
+	return sid, nil
+}
+
+// backendRoundTrip posts one message for the caller whose quota key is
+// owner and returns the result of the answer (JSON or SSE) and the session
+// id the backend named.
+func (g *Gateway) backendRoundTrip(ctx context.Context, b *Backend, owner, sid string, body []byte) (json.RawMessage, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL, bytes.NewReader(body))
+	if err != nil {
+		return nil, "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set(hdrProtocol, backendProtocol)
+	if sid != "" {
+		req.Header.Set(hdrSession, sid)
+	}
+	for k, v := range b.Headers {
+		req.Header.Set(k, v)
+	}
+	setOwner(req, b, owner)
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	if newSID := resp.Header.Get(hdrSession); newSID != "" {
+		sid = newSID
+	}
+	if resp.StatusCode == http.StatusAccepted {
+		return nil, sid, nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, sid, fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	var msgs [][]byte
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		sc := bufio.NewScanner(io.LimitReader(resp.Body, maxFilteredResponse))
+		sc.Buffer(make([]byte, 64<<10), maxFilteredResponse)
+		for sc.Scan() {
+			if data, ok := bytes.CutPrefix(sc.Bytes(), []byte("data:")); ok {
+				msgs = append(msgs, bytes.Clone(bytes.TrimSpace(data)))
+			}
+		}
+	} else {
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, maxFilteredResponse))
+		if err != nil {
+			return nil, sid, err
+		}
+		msgs = append(msgs, raw)
+	}
+	for _, m := range msgs {
+		var env struct {
+			ID     json.RawMessage `json:"id"`
+			Result json.RawMessage `json:"result"`
+			Error  *struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(m, &env) != nil || env.ID == nil {
+			continue // a notification on the way
+		}
+		if env.Error != nil {
+			return nil, sid, fmt.Errorf("%w: %s", errBackendError, env.Error.Message)
+		}
+		return env.Result, sid, nil
+	}
+	return nil, sid, errors.New("no response from the backend")
+}
+
+// handleAggregateDelete ends an aggregated session and its backend sessions.
+func (g *Gateway) handleAggregateDelete(c *fiber.Ctx) error {
+	start := time.Now()
+	rid := newID()
+	cl, ok, _ := g.authenticate(c, "", rid)
+	if !ok {
+		return nil
+	}
+	sess, errBody := g.aggregateSession(c, cl, &jsonrpc.Message{})
+	if errBody != nil {
+		return g.reply(c, fiber.StatusNotFound, errBody)
+	}
+	rec := audit.Record{Time: start.UTC(), RequestID: rid, Method: http.MethodDelete, LatencyMicros: map[string]int64{}}
+	fillCaller(&rec, cl)
+	if allowed, err := g.decideMethod(c, "", cl, http.MethodDelete, nil, &rec, start); err != nil || !allowed {
+		return err
+	}
+	sess.mu.Lock()
+	for name, sid := range sess.backends {
+		if b, ok := g.backends[name]; ok && sid != "" {
+			req, err := http.NewRequestWithContext(c.UserContext(), http.MethodDelete, b.URL, nil)
+			if err == nil {
+				req.Header.Set(hdrSession, sid)
+				if resp, err := g.client.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}
+		}
+	}
+	sess.mu.Unlock()
+	g.sessions.delete(c.Get(hdrSession))
+	g.metrics.sessions.Set(float64(g.sessions.count()))
+	rec.Status = fiber.StatusNoContent
+	g.finish(&rec, start)
+	return c.SendStatus(fiber.StatusNoContent)
+}

@@ -1,0 +1,815 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/contract"
+	"github.com/pbac-gateway/pbac/jsonrpc"
+)
+
+// Header names of the Streamable HTTP transport.
+const (
+	hdrSession  = "Mcp-Session-Id"
+	hdrProtocol = "Mcp-Protocol-Version"
+	hdrMethod   = "Mcp-Method"
+	hdrName     = "Mcp-Name"
+	hdrLastID   = "Last-Event-ID"
+)
+
+// maxFilteredResponse bounds a tools/list response the gateway reads whole
+// to filter it.
+const maxFilteredResponse = 8 << 20
+
+// handlePost is the hot path: authenticate, parse once, decide, forward the
+// exact bytes, stream the answer back, audit.
+func (g *Gateway) handlePost(c *fiber.Ctx) error {
+	start := time.Now()
+	rid := newID()
+	probeRequestStart(c.Context().ID())
+	c.Set("X-Request-Id", rid)
+	backend, ok := g.backends[c.Params("backend")]
+	if !ok {
+		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "unknown backend"})
+	}
+	if !g.checkOrigin(c, backend.Name) {
+		g.metrics.decision("origin", "deny")
+		return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
+	}
+	// A request without a token is read first: policy decides on its
+	// method and tool whether it may proceed anonymously.
+	var (
+		cl             *caller
+		introspectTook time.Duration
+	)
+	if bearerToken(c) != "" {
+		var ok bool
+		if cl, ok, introspectTook = g.authenticate(c, backend.Name, rid); !ok {
+			g.metrics.decision("auth", "deny")
+			return nil
+		}
+		g.metrics.stage("introspect", introspectTook)
+		probeAuthenticated(c.Context().ID())
+	}
+	body := bytes.Clone(c.Body()) // fasthttp reuses its buffers
+	msg, err := jsonrpc.Parse(body, g.cfg.MaxJSONDepth)
+	if err != nil {
+		if cl == nil {
+			g.metrics.decision("auth", "deny")
+			g.challenge(c, backend.Name, "", "a bearer token is required")
+			return nil
+		}
+		return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(nil, jsonrpc.Code(err), "invalid request: "+err.Error(), nil))
+	}
+	latency := map[string]int64{"introspect": introspectTook.Microseconds()}
+	if cl == nil {
+		tool := ""
+		if name := callTarget(msg); name != "" {
+			tool = backend.Name + "." + name
+		}
+		method := msg.Method
+		if msg.IsResponse {
+			method = anonymousResponse
+		}
+		var ok bool
+		var took time.Duration
+		if cl, ok, took = g.admitAnonymous(c, backend.Name, method, tool, rid); !ok {
+			g.metrics.decision("auth", "deny")
+			return nil
+		}
+		latency = map[string]int64{"policy": took.Microseconds()}
+	}
+	if err := checkHeaders(c, msg); err != nil {
+		return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeHeaderMismatch, err.Error(), nil))
+	}
+	rec := audit.Record{
+		Time: start.UTC(), RequestID: rid, Backend: backend.Name, Method: msg.Method,
+		LatencyMicros: latency,
+	}
+	fillCaller(&rec, cl)
+	sess, status, errBody := g.resolveSession(c, backend, cl, msg)
+	if errBody != nil {
+		return g.reply(c, status, errBody)
+	}
+
+	switch msg.Method {
+	case "tools/call", "resources/read", "prompts/get":
+		var (
+			attrs map[string]any
+			ok    bool
+		)
+		if msg, attrs, ok, err = g.prepareCall(c, backend, cl, msg, callTarget(msg), &rec, start); !ok {
+			return err
+		}
+		allowed, err := g.decideCall(c, backend, cl, msg, attrs, &rec)
+		if err != nil || !allowed {
+			g.finish(&rec, start)
+			return err
+		}
+		probeDecided(c.Context().ID())
+	default:
+		// Every other method is decided too (pbac/method): no grant on a
+		// backend, no session there; an unknown method never reaches it.
+		if allowed, err := g.decideMethod(c, backend.Name, cl, methodOf(msg), msg.ID, &rec, start); err != nil || !allowed {
+			return err
+		}
+		if msg.Method == "tools/list" {
+			return g.forwardFiltered(c, backend, cl, msg, sess, &rec, start)
+		}
+	}
+	return g.forward(c, backend, cl, msg, sess, &rec, start)
+}
+
+// anonymousResponse is the method pbac/anonymous is asked about for a
+// JSON-RPC response, which has none: the client answering a server's
+// request (sampling, elicitation, roots).
+const anonymousResponse = "response"
+
+// callTarget is what a decided call names: the tool of tools/call,
+// "resource:<uri>" for resources/read, "prompt:<name>" for prompts/get;
+// "" for other methods or when the name is missing.
+func callTarget(msg *jsonrpc.Message) string {
+	switch msg.Method {
+	case "tools/call":
+		return msg.Name
+	case "resources/read":
+		if msg.URI != "" {
+			return "resource:" + msg.URI
+		}
+	case "prompts/get":
+		if msg.Name != "" {
+			return "prompt:" + msg.Name
+		}
+	}
+	return ""
+}
+
+// statelessRevision is the first revision whose requests carry the
+// method and name in headers and have no sessions.
+const statelessRevision = "2026-07-28"
+
+// checkHeaders enforces that the MCP headers agree with the body: the
+// gateway decides on the body and refuses a disagreement rather than
+// resolving it. Under the 2026-07-28 revision the headers are required and
+// the protocol version must match the body's _meta.
+func checkHeaders(c *fiber.Ctx, m *jsonrpc.Message) error {
+	if m.IsResponse {
+		return nil
+	}
+	version := c.Get(hdrProtocol)
+	named := m.Method == "tools/call" || m.Method == "resources/read" || m.Method == "prompts/get"
+	name := m.Name
+	if m.Method == "resources/read" {
+		name = m.URI
+	}
+	if version >= statelessRevision {
+		if m.MetaProtocolVersion != "" && m.MetaProtocolVersion != version {
+			return fmt.Errorf("header mismatch: %s %q does not match the body's protocol version %q", hdrProtocol, version, m.MetaProtocolVersion)
+		}
+		if c.Get(hdrMethod) == "" {
+			return fmt.Errorf("header mismatch: %s is required", hdrMethod)
+		}
+		if named && c.Get(hdrName) == "" {
+			return fmt.Errorf("header mismatch: %s is required for %s", hdrName, m.Method)
+		}
+	}
+	if h := c.Get(hdrMethod); h != "" && h != m.Method {
+		return fmt.Errorf("header mismatch: %s %q does not match the body's method %q", hdrMethod, h, m.Method)
+	}
+	if h := c.Get(hdrName); h != "" {
+		v, err := decodeHeaderValue(h)
+		if err != nil {
+			return fmt.Errorf("header mismatch: %s: %w", hdrName, err)
+		}
+		if !named || v != name {
+			return fmt.Errorf("header mismatch: %s %q does not match the body", hdrName, h)
+		}
+	}
+	return nil
+}
+
+// decodeHeaderValue undoes the 2026-07-28 Base64 sentinel encoding
+// (=?base64?...?=) of Mcp-Name and Mcp-Param-* values.
+func decodeHeaderValue(v string) (string, error) {
+	inner, ok := strings.CutPrefix(v, "=?base64?")
+	if !ok {
+		return v, nil
+	}
+	inner, ok = strings.CutSuffix(inner, "?=")
+	if !ok {
+		return "", errors.New("malformed base64 sentinel")
+	}
+	b, err := base64.StdEncoding.DecodeString(inner)
+	if err != nil {
+		return "", errors.New("malformed base64 value")
+	}
+	return string(b), nil
+}
+
+func fillCaller(rec *audit.Record, cl *caller) {
+	if cl.anonymous {
+		// The admission decision is this request's decision.
+		d := cl.admitted
+		rec.ClientID, rec.Decision, rec.Reasons, rec.PolicyVersion = AnonymousClientID, "allow", d.Reasons, d.Version
+		return
+	}
+	t := cl.token
+	rec.ClientID, rec.Subject, rec.Tier, rec.Scopes = t.ClientID, t.Subject, t.Tier, t.Scopes
+	rec.AgentProvider, rec.AgentModel = t.Agent.AgentProvider, t.Agent.AgentModel
+	if t.Act != nil {
+		rec.Act, _ = json.Marshal(t.Act)
+	}
+}
+
+// prepareCall checks a call's arguments before policy: the limits, then
+// what the active catalogue declares about tool (the backend's name for
+// it): canonical path and name arguments, no other spelling of an argument
+// policy looks at, the actor argument the caller (filled in when absent).
+// It then looks up what the catalogue says policy needs from the backend
+// (the author of a merge request). It returns the message to decide on and
+// to forward — msg, or a copy with the actor filled in — and the resource
+// attributes for policy. When ok is false it has answered 400 (invalid
+// params) and audited the refusal.
+func (g *Gateway) prepareCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, tool string, rec *audit.Record, start time.Time) (_ *jsonrpc.Message, attrs map[string]any, ok bool, _ error) {
+	full := backend.Name + "." + tool
+	refused := func(err error) (*jsonrpc.Message, map[string]any, bool, error) {
+		rec.Tool, rec.ArgsDigest = full, audit.Digest(msg.Arguments)
+		rec.Decision, rec.Status = "deny", fiber.StatusBadRequest
+		rec.Reasons = []string{"refused before policy: " + err.Error()}
+		g.finish(rec, start)
+		return nil, nil, false, g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidParams, err.Error(),
+			map[string]any{"request_id": rec.RequestID}))
+	}
+	if msg.Arguments != nil {
+		if err := g.cfg.ArgumentLimits.check(msg.Arguments); err != nil {
+			return refused(err)
+		}
+	}
+	rules, err := g.catalogues.rules(g.cfg.Policy, full)
+	if err != nil {
+		// Policy makes the same checks and denies what it cannot look up.
+		g.log.Error("the policy data's catalogue cannot be read", "request_id", rec.RequestID, "err", err)
+	}
+	if rules == nil {
+		return msg, nil, true, nil
+	}
+	var members []jsonrpc.Member
+	if msg.Arguments != nil {
+		if members, err = jsonrpc.Members(msg.Arguments); err != nil {
+			return refused(fmt.Errorf("%w: %w", errArguments, err))
+		}
+	}
+	identity := ""
+	if !cl.anonymous {
+		identity = orDefault(cl.token.Subject, cl.token.ClientID)
+	}
+	fill, err := rules.checkArguments(members, identity, g.cfg.ArgumentLimits)
+	if err != nil {
+		return refused(err)
+	}
+	if fill && msg.Arguments != nil {
+		if msg, err = withArgument(msg, rules.actor, identity, g.cfg.MaxJSONDepth); err != nil {
+			return refused(fmt.Errorf("%w: %w", errArguments, err))
+		}
+		if members, err = jsonrpc.Members(msg.Arguments); err != nil {
+			return refused(fmt.Errorf("%w: %w", errArguments, err))
+		}
+	}
+	if rules.lookup != nil && !cl.anonymous {
+		// What the backend records, not what the caller says; without it
+		// policy denies (the author could not be determined).
+		res, err := g.backendCall(c.UserContext(), backend, g.statelessSession(cl), "tools/call", rules.lookup.params(members))
+		if err != nil {
+			g.log.Warn("author lookup failed", "request_id", rec.RequestID, "tool", full, "err", err)
+		} else if a := rules.lookup.author(res); a != "" {
+			attrs = map[string]any{"author": a}
+		}
+	}
+	return msg, attrs, true, nil
+}
+
+// deniedByPolicy is what the agent is told when policy gives no public
+// reason (a bundle older than public_reasons).
+const deniedByPolicy = "denied by policy"
+
+// decideCall asks pbac/tool_call about a call (attrs are the resource
+// attributes prepareCall looked up). On deny it has answered 403 with the
+// policy's public reasons and the request id; the full reasons go to the
+// audit record and the log. For an anonymous caller, pbac/anonymous has
+// decided the call already.
+func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, attrs map[string]any, rec *audit.Record) (bool, error) {
+	tool := callTarget(msg)
+	if tool == "" {
+		return false, g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidParams, "params.name is required", nil))
+	}
+	full := backend.Name + "." + tool
+	rec.Tool = full
+	rec.ArgsDigest = audit.Digest(msg.Arguments)
+	if cl.anonymous {
+		return true, nil
+	}
+	in := cl.input(backend.Name, msg.Method)
+	in.Request.Tool = full
+	in.Request.Arguments = msg.Arguments
+	in.Request.ResourceAttributes = attrs
+	raw, err := json.Marshal(in)
+	if err != nil {
+		return false, err
+	}
+	start := time.Now()
+	d, err := g.cfg.Policy.Decide(c.UserContext(), contract.ToolCall, raw)
+	took := time.Since(start)
+	g.metrics.stage("policy", took)
+	rec.LatencyMicros["policy"] = took.Microseconds()
+	if err != nil {
+		// A decision that cannot be made is a deny.
+		rec.Decision, rec.Reasons, rec.Status = "error", []string{"policy could not decide: " + err.Error()}, fiber.StatusForbidden
+		g.log.Error("policy could not decide", "request_id", rec.RequestID, "entrypoint", contract.ToolCall, "tool", full, "err", err)
+		return false, g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, "denied: the policy could not decide",
+			map[string]any{"request_id": rec.RequestID}))
+	}
+	rec.PolicyVersion = d.Version
+	rec.Reasons = d.Reasons
+	if d.Allow {
+		rec.Decision = "allow"
+		return true, nil
+	}
+	var extra contract.ToolCallResult
+	_ = d.Decode(&extra)
+	rec.Decision, rec.Status = "deny", fiber.StatusForbidden
+	g.log.Info("call denied by policy", "request_id", rec.RequestID, "tool", full, "client_id", rec.ClientID, "reasons", d.Reasons)
+	if extra.InsufficientScope && extra.RequiredScope != "" {
+		c.Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="insufficient_scope", scope=%q, resource_metadata=%q`,
+			extra.RequiredScope, g.metadataURL(backend.Name)))
+	}
+	text, data := publicDenial(extra.PublicReasons, rec.RequestID, d.Version)
+	if extra.RequiredScope != "" {
+		data["required_scope"] = extra.RequiredScope
+	}
+	return false, g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, text, data))
+}
+
+// publicDenial is the JSON-RPC error message and data of a denial: what
+// policy says the agent may be told (deniedByPolicy when it says nothing),
+// and the request id that finds the full reasons in the audit trail.
+func publicDenial(public []string, requestID, version string) (string, map[string]any) {
+	text := deniedByPolicy
+	if len(public) > 0 {
+		text += ": " + strings.Join(public, "; ")
+	} else {
+		public = []string{deniedByPolicy}
+	}
+	return text, map[string]any{"reasons": public, "request_id": requestID, "policy_version": version}
+}
+
+func (g *Gateway) reply(c *fiber.Ctx, status int, body []byte) error {
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Status(status).Send(body)
+}
+
+// finish completes and emits the audit record.
+func (g *Gateway) finish(rec *audit.Record, start time.Time) {
+	total := time.Since(start)
+	rec.LatencyMicros["total"] = total.Microseconds()
+	if rec.Decision == "" {
+		rec.Decision = "allow"
+	}
+	g.metrics.decision(rec.Method, rec.Decision)
+	g.metrics.stage("total", total)
+	if b, ok := rec.LatencyMicros["backend"]; ok {
+		g.metrics.overhead(total - time.Duration(b)*time.Microsecond)
+	}
+	g.metrics.version(rec.PolicyVersion)
+	if g.cfg.Audit != nil {
+		g.cfg.Audit.Record(*rec)
+	}
+}
+
+// resolveSession maps the client's session id to the backend's, checking
+// the session belongs to this agent and human.
+func (g *Gateway) resolveSession(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message) (*session, int, []byte) {
+	id := c.Get(hdrSession)
+	if id == "" {
+		return nil, 0, nil
+	}
+	sess, ok := g.sessions.get(id)
+	if !ok || sess.backend != backend.Name {
+		return nil, fiber.StatusNotFound, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidRequest, "unknown or expired session", nil)
+	}
+	if sess.anonymous != cl.anonymous || sess.clientID != cl.token.ClientID || sess.subject != cl.token.Subject {
+		return nil, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidRequest, "the session belongs to another agent", nil)
+	}
+	return sess, 0, nil
+}
+
+// backendRequest builds the request to the backend: the exact body, the
+// transport headers, the backend's own credentials, never the client's token.
+func (g *Gateway) backendRequest(ctx context.Context, c *fiber.Ctx, backend *Backend, method string, body []byte, sess *session) (*http.Request, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, backend.URL, rd)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range []string{fiber.HeaderContentType, fiber.HeaderAccept, hdrProtocol, hdrLastID, hdrMethod, hdrName} {
+		if v := c.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	// Mcp-Param-* mirror annotated arguments (2026-07-28); the backend
+	// validates them against the body it gets, which is the body policy saw.
+	c.Request().Header.VisitAll(func(k, v []byte) {
+		if key := string(k); len(key) > len("Mcp-Param-") && strings.EqualFold(key[:len("Mcp-Param-")], "Mcp-Param-") {
+			req.Header.Set(key, string(v))
+		}
+	})
+	if sess != nil {
+		req.Header.Set(hdrSession, sess.backendID)
+	}
+	for k, v := range backend.Headers {
+		req.Header.Set(k, v)
+	}
+	return req, nil
+}
+
+// forward sends an allowed message to the backend and streams the answer.
+func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, sess *session, rec *audit.Record, start time.Time) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), backend.Timeout)
+	req, err := g.backendRequest(ctx, c, backend, http.MethodPost, msg.Raw, sess)
+	if err != nil {
+		cancel()
+		return err
+	}
+	setCallerOwner(req, backend, cl)
+	probeForwardStart(c.Context().ID())
+	bstart := time.Now()
+	resp, err := g.client.Do(req)
+	probeBackendDone(c.Context().ID())
+	if err != nil {
+		cancel()
+		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
+		rec.Reasons = append(rec.Reasons, "backend unreachable")
+		g.finish(rec, start)
+		g.log.Warn("backend request failed", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
+		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backend.Name+" is unavailable", nil))
+	}
+	rec.Status = resp.StatusCode
+	g.adoptSession(c, backend, cl, resp)
+	copyResponseHeaders(c, resp)
+	c.Status(resp.StatusCode)
+	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
+	g.metrics.stage("backend", time.Since(bstart))
+	g.finish(rec, start)
+	probeReplyDone(c.Context().ID())
+	if !strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream") {
+		// A JSON answer is passed on whole, whatever its size, without being
+		// held in memory; the backend request ends when it has been sent.
+		size := -1
+		if resp.ContentLength >= 0 {
+			size = int(resp.ContentLength)
+		}
+		c.Response().SetBodyStream(&closeFunc{ReadCloser: resp.Body, after: cancel}, size)
+		return nil
+	}
+	// An SSE answer streams through as it comes, flushed event by event.
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer cancel()
+		defer resp.Body.Close()
+		pipe(w, resp.Body)
+	})
+	return nil
+}
+
+// closeFunc runs after once the body is closed.
+type closeFunc struct {
+	io.ReadCloser
+	after func()
+}
+
+func (c *closeFunc) Close() error {
+	err := c.ReadCloser.Close()
+	c.after()
+	return err
+}
+
+// pipe copies a stream, flushing each chunk, until either side is done.
+func pipe(w *bufio.Writer, r io.Reader) {
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if werr := w.Flush(); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func copyResponseHeaders(c *fiber.Ctx, resp *http.Response) {
+	for _, h := range []string{fiber.HeaderContentType, hdrProtocol, fiber.HeaderCacheControl, fiber.HeaderRetryAfter} {
+		if v := resp.Header.Get(h); v != "" {
+			c.Set(h, v)
+		}
+	}
+}
+
+// adoptSession replaces a session id the backend assigned (on initialize)
+// with one of the gateway's, bound to the caller.
+func (g *Gateway) adoptSession(c *fiber.Ctx, backend *Backend, cl *caller, resp *http.Response) {
+	bid := resp.Header.Get(hdrSession)
+	if bid == "" {
+		return
+	}
+	if cur := c.Get(hdrSession); cur != "" {
+		c.Set(hdrSession, cur) // the session continues
+		return
+	}
+	id := newID()
+	g.putSession(id, &session{backend: backend.Name, backendID: bid, clientID: cl.token.ClientID, subject: cl.token.Subject,
+		anonymous: cl.anonymous, owner: cl.ownerKey()})
+	c.Set(hdrSession, id)
+}
+
+// forwardFiltered forwards tools/list and removes from the answer every tool
+// pbac/list does not let this caller call.
+func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, sess *session, rec *audit.Record, start time.Time) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), backend.Timeout)
+	defer cancel()
+	req, err := g.backendRequest(ctx, c, backend, http.MethodPost, msg.Raw, sess)
+	if err != nil {
+		return err
+	}
+	setCallerOwner(req, backend, cl)
+	bstart := time.Now()
+	resp, err := g.client.Do(req)
+	if err != nil {
+		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
+		g.finish(rec, start)
+		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backend.Name+" is unavailable", nil))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxFilteredResponse))
+	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
+	if err != nil {
+		return err
+	}
+	g.adoptSession(c, backend, cl, resp)
+	copyResponseHeaders(c, resp)
+	sse := strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream")
+	filtered, kept, err := g.filterTools(c.UserContext(), backend, cl, body, sse, rec)
+	if errors.Is(err, errUndecided) {
+		rec.Decision, rec.Status, rec.Reasons = "error", fiber.StatusForbidden, []string{err.Error()}
+		g.log.Error("policy could not decide", "request_id", rec.RequestID, "entrypoint", contract.List, "err", err)
+		g.finish(rec, start)
+		return g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, "denied: the policy could not decide", nil))
+	}
+	if err != nil {
+		// Fail closed: an answer we cannot filter is not passed on.
+		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
+		rec.Reasons = []string{err.Error()}
+		g.finish(rec, start)
+		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "the tool list could not be filtered", nil))
+	}
+	rec.Status = resp.StatusCode
+	rec.Reasons = append(rec.Reasons, fmt.Sprintf("%d tools listed", kept))
+	g.finish(rec, start)
+	return c.Status(resp.StatusCode).Send(filtered)
+}
+
+// filterTools rewrites a tools/list result (plain JSON or the SSE events
+// carrying it) to the tools policy allows.
+func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller, body []byte, sse bool, rec *audit.Record) ([]byte, int, error) {
+	kept := 0
+	rewrite := func(msg []byte) ([]byte, error) {
+		var env map[string]json.RawMessage
+		if err := json.Unmarshal(msg, &env); err != nil {
+			return nil, fmt.Errorf("backend answer is not JSON: %w", err)
+		}
+		res, ok := env["result"]
+		if !ok {
+			return msg, nil // an error answer passes as it is
+		}
+		var result map[string]json.RawMessage
+		if err := json.Unmarshal(res, &result); err != nil {
+			return nil, fmt.Errorf("tools/list result is not an object: %w", err)
+		}
+		var tools []json.RawMessage
+		if err := json.Unmarshal(result["tools"], &tools); err != nil {
+			return nil, fmt.Errorf("tools/list result has no tool array: %w", err)
+		}
+		names := make([]string, 0, len(tools))
+		for _, t := range tools {
+			var tn struct {
+				Name string `json:"name"`
+			}
+			_ = json.Unmarshal(t, &tn)
+			names = append(names, backend.Name+"."+tn.Name)
+		}
+		allowed, version, err := g.allowedTools(ctx, backend, cl, names)
+		if err != nil {
+			return nil, err
+		}
+		rec.PolicyVersion = version
+		out := make([]json.RawMessage, 0, len(tools))
+		for i, t := range tools {
+			if allowed[names[i]] {
+				out = append(out, t)
+			}
+		}
+		kept = len(out)
+		if result["tools"], err = json.Marshal(out); err != nil {
+			return nil, err
+		}
+		if env["result"], err = json.Marshal(result); err != nil {
+			return nil, err
+		}
+		return json.Marshal(env)
+	}
+	if !sse {
+		b, err := rewrite(body)
+		return b, kept, err
+	}
+	var out bytes.Buffer
+	for _, line := range bytes.SplitAfter(body, []byte("\n")) {
+		data, ok := bytes.CutPrefix(line, []byte("data:"))
+		if !ok {
+			out.Write(line)
+			continue
+		}
+		b, err := rewrite(bytes.TrimSpace(data))
+		if err != nil {
+			return nil, 0, err
+		}
+		out.WriteString("data: ")
+		out.Write(b)
+		out.WriteByte('\n')
+	}
+	return out.Bytes(), kept, nil
+}
+
+// errUndecided is a decision the policy could not make; the request is
+// denied ("denied: the policy could not decide").
+var errUndecided = errors.New("the policy could not decide")
+
+// allowedTools asks pbac/list (pbac/anonymous for a caller without a
+// token) which of names the caller may call.
+func (g *Gateway) allowedTools(ctx context.Context, backend *Backend, cl *caller, names []string) (map[string]bool, string, error) {
+	in, entrypoint := cl.input(backend.Name, "tools/list"), contract.List
+	if cl.anonymous {
+		in, entrypoint = contract.Input{Request: contract.Request{Backend: backend.Name, Method: "tools/list"}, Now: time.Now().Unix()}, contract.Anonymous
+	}
+	in.Request.Tools = names
+	raw, err := json.Marshal(in)
+	if err != nil {
+		return nil, "", err
+	}
+	start := time.Now()
+	d, err := g.cfg.Policy.Decide(ctx, entrypoint, raw)
+	g.metrics.stage("policy", time.Since(start))
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: the tool list: %w", errUndecided, err)
+	}
+	var res contract.ListResult
+	if err := d.Decode(&res); err != nil {
+		return nil, "", err
+	}
+	allowed := map[string]bool{}
+	if d.Allow {
+		for _, t := range res.Tools {
+			allowed[t] = true
+		}
+	}
+	return allowed, d.Version, nil
+}
+
+// sessionRequest checks a GET or DELETE on /mcp/<backend>: a known
+// backend, an allowed origin, a valid token, the caller's own session when
+// one is named, and policy's decision on the method (GET or DELETE). When
+// ok is false the answer has been written; else rec is the request's audit
+// record, to finish once the backend has answered.
+func (g *Gateway) sessionRequest(c *fiber.Ctx) (backend *Backend, sess *session, rec *audit.Record, ok bool, err error) {
+	start := time.Now()
+	backend, known := g.backends[c.Params("backend")]
+	if !known {
+		return nil, nil, nil, false, c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "unknown backend"})
+	}
+	if !g.checkOrigin(c, backend.Name) {
+		return nil, nil, nil, false, c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
+	}
+	var (
+		cl     *caller
+		authed bool
+	)
+	rid := newID()
+	if bearerToken(c) != "" {
+		cl, authed, _ = g.authenticate(c, backend.Name, rid)
+	} else {
+		// The transport's bodiless requests ask as method GET or DELETE.
+		cl, authed, _ = g.admitAnonymous(c, backend.Name, c.Method(), "", rid)
+	}
+	if !authed {
+		return nil, nil, nil, false, nil
+	}
+	sess, status, errBody := g.resolveSession(c, backend, cl, &jsonrpc.Message{})
+	if errBody != nil {
+		return nil, nil, nil, false, g.reply(c, status, errBody)
+	}
+	method := strings.Clone(c.Method()) // fasthttp reuses its buffers; the record outlives the request
+	rec = &audit.Record{Time: start.UTC(), RequestID: rid, Backend: backend.Name, Method: method, LatencyMicros: map[string]int64{}}
+	fillCaller(rec, cl)
+	if allowed, err := g.decideMethod(c, backend.Name, cl, method, nil, rec, start); err != nil || !allowed {
+		return nil, nil, nil, false, err
+	}
+	return backend, sess, rec, true, nil
+}
+
+// handleStream serves the GET stream (server-to-client messages) through.
+func (g *Gateway) handleStream(c *fiber.Ctx) error {
+	start := time.Now()
+	backend, sess, rec, ok, err := g.sessionRequest(c)
+	if !ok {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(c.UserContext()))
+	// A client that went away is noticed only on the next write, which may
+	// never come on a quiet stream: Shutdown ends every stream instead of
+	// waiting for it.
+	go func() {
+		select {
+		case <-g.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	req, err := g.backendRequest(ctx, c, backend, http.MethodGet, nil, sess)
+	if err != nil {
+		cancel()
+		return err
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		cancel()
+		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
+		rec.Reasons = append(rec.Reasons, "backend unreachable")
+		g.finish(rec, start)
+		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(nil, jsonrpc.CodeInternalError, "backend "+backend.Name+" is unavailable", nil))
+	}
+	rec.Status = resp.StatusCode
+	g.finish(rec, start)
+	copyResponseHeaders(c, resp)
+	c.Status(resp.StatusCode)
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer cancel()
+		defer resp.Body.Close()
+		pipe(w, resp.Body)
+	})
+	return nil
+}
+
+// handleDelete ends a session at the backend and forgets it.
+func (g *Gateway) handleDelete(c *fiber.Ctx) error {
+	start := time.Now()
+	backend, sess, rec, ok, err := g.sessionRequest(c)
+	if !ok {
+		return err
+	}
+	if sess == nil {
+		rec.Status = fiber.StatusBadRequest
+		g.finish(rec, start)
+		return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(nil, jsonrpc.CodeInvalidRequest, "no session to end", nil))
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), backend.Timeout)
+	defer cancel()
+	req, err := g.backendRequest(ctx, c, backend, http.MethodDelete, nil, sess)
+	if err != nil {
+		return err
+	}
+	if resp, err := g.client.Do(req); err == nil {
+		resp.Body.Close()
+	}
+	g.sessions.delete(c.Get(hdrSession))
+	g.metrics.sessions.Set(float64(g.sessions.count()))
+	rec.Status = fiber.StatusNoContent
+	g.finish(rec, start)
+	return c.SendStatus(fiber.StatusNoContent)
+}

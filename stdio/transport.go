@@ -1,0 +1,434 @@
+package stdio
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/pbac-gateway/pbac/jsonrpc"
+)
+
+// kind is what a POSTed message is.
+type kind int
+
+const (
+	kindRequest kind = iota
+	kindNotification
+	kindResponse
+)
+
+// incoming is a POSTed message, ready for stdin.
+type incoming struct {
+	line   []byte // compact (one line), newline-terminated
+	id     json.RawMessage
+	key    string
+	method string
+	kind   kind
+	token  string
+}
+
+// parsePost reads a POST body as one JSON-RPC message, with the strict
+// parser the gateway uses (jsonrpc.Parse), and makes it a single line for
+// stdin. On error, code is the JSON-RPC error code to answer with.
+func parsePost(body []byte) (*incoming, int, error) {
+	m, err := jsonrpc.Parse(body, maxDepth)
+	if err != nil {
+		return nil, jsonrpc.Code(err), err
+	}
+	in := &incoming{id: m.ID, method: m.Method}
+	var ok bool
+	switch {
+	case m.IsResponse:
+		if in.key, ok = jsonrpc.IDKey(m.ID); !ok {
+			return nil, jsonrpc.CodeInvalidRequest, errors.New("a response needs a string or number id")
+		}
+		in.kind = kindResponse
+	case m.ID == nil:
+		in.kind = kindNotification
+	default:
+		if in.key, ok = jsonrpc.IDKey(m.ID); !ok {
+			return nil, jsonrpc.CodeInvalidRequest, errors.New("id must be a string or a number")
+		}
+		in.kind = kindRequest
+		in.token, _ = jsonrpc.IDKey(m.ProgressToken)
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(body) + 1)
+	if err := json.Compact(&buf, body); err != nil { // what Parse accepted compacts
+		return nil, jsonrpc.CodeParseError, fmt.Errorf("%w: %w", jsonrpc.ErrMalformed, err)
+	}
+	buf.WriteByte('\n')
+	in.line = buf.Bytes()
+	return in, 0, nil
+}
+
+// accepts reports which answers an Accept header allows. No Accept
+// header allows both.
+func accepts(values []string) (jsonOK, sseOK bool) {
+	if len(values) == 0 {
+		return true, true
+	}
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, _, _ := strings.Cut(part, ";")
+			switch strings.ToLower(strings.TrimSpace(mt)) {
+			case "*/*":
+				jsonOK, sseOK = true, true
+			case "application/json", "application/*":
+				jsonOK = true
+			case "text/event-stream", "text/*":
+				sseOK = true
+			}
+		}
+	}
+	return jsonOK, sseOK
+}
+
+func reply(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func fail(w http.ResponseWriter, status int, id json.RawMessage, code int, msg string) {
+	reply(w, status, jsonrpc.ErrorBody(id, code, msg, nil))
+}
+
+func (b *Bridge) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/mcp" {
+		http.NotFound(w, r)
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+		b.handlePost(w, r)
+	case http.MethodGet:
+		b.handleGet(w, r)
+	case http.MethodDelete:
+		b.handleDelete(w, r)
+	default:
+		w.Header().Set("Allow", "GET, POST, DELETE")
+		fail(w, http.StatusMethodNotAllowed, nil, jsonrpc.CodeInvalidRequest, "method not allowed")
+	}
+}
+
+// lookup finds the live session a request names; it has answered otherwise.
+func (b *Bridge) lookup(w http.ResponseWriter, r *http.Request, id json.RawMessage) *session {
+	sid := r.Header.Get(sessionHeader)
+	if sid == "" {
+		fail(w, http.StatusBadRequest, id, jsonrpc.CodeInvalidRequest, "missing "+sessionHeader)
+		return nil
+	}
+	s := b.session(sid)
+	if s == nil {
+		fail(w, http.StatusNotFound, id, jsonrpc.CodeInvalidRequest, "unknown or expired session")
+		return nil
+	}
+	return s
+}
+
+func (b *Bridge) handlePost(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			fail(w, http.StatusRequestEntityTooLarge, nil, jsonrpc.CodeInvalidRequest,
+				fmt.Sprintf("request body exceeds %d bytes", maxBody))
+			return
+		}
+		fail(w, http.StatusBadRequest, nil, jsonrpc.CodeInvalidRequest, "could not read the body")
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			fail(w, http.StatusUnsupportedMediaType, nil, jsonrpc.CodeInvalidRequest, "Content-Type must be application/json")
+			return
+		}
+	}
+	jsonOK, sseOK := accepts(r.Header.Values("Accept"))
+	if !jsonOK && !sseOK {
+		fail(w, http.StatusNotAcceptable, nil, jsonrpc.CodeInvalidRequest, "Accept must allow application/json and text/event-stream")
+		return
+	}
+	in, code, err := parsePost(body)
+	if err != nil {
+		fail(w, http.StatusBadRequest, nil, code, "invalid request: "+err.Error())
+		return
+	}
+
+	var s *session
+	fresh := r.Header.Get(sessionHeader) == ""
+	if fresh {
+		if in.kind != kindRequest || in.method != "initialize" {
+			fail(w, http.StatusBadRequest, in.id, jsonrpc.CodeInvalidRequest,
+				"missing "+sessionHeader+": only initialize starts a session")
+			return
+		}
+		var status int
+		if s, status, err = b.newSession(r.Header.Get(OwnerHeader)); err != nil {
+			msg := "stdio backend " + b.cfg.Name + ": " + err.Error()
+			switch status {
+			case http.StatusTooManyRequests:
+				w.Header().Set("Retry-After", retryAfter)
+				msg += fmt.Sprintf(" (%d): end one (DELETE) or retry later", b.cfg.MaxSessionsPerAgent)
+			case http.StatusServiceUnavailable:
+				w.Header().Set("Retry-After", retryAfter)
+			}
+			fail(w, status, in.id, jsonrpc.CodeInternalError, msg)
+			return
+		}
+	} else if s = b.lookup(w, r, in.id); s == nil {
+		return
+	}
+	if !s.begin() {
+		s.finish()
+		fail(w, http.StatusNotFound, in.id, jsonrpc.CodeInvalidRequest, "unknown or expired session")
+		return
+	}
+	defer s.finish()
+	deadline := time.Now().Add(b.cfg.RequestTimeout)
+
+	if in.kind != kindRequest {
+		if err := s.write(in.line, deadline); err != nil {
+			s.inputFailed(err)
+			fail(w, http.StatusNotFound, in.id, jsonrpc.CodeInvalidRequest, "the stdio session has ended")
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+
+	call := &pendingCall{sse: sseOK, token: in.token, box: newMailbox(streamQueue)}
+	if err := s.register(in.key, call); err != nil {
+		if errors.Is(err, errDuplicate) {
+			fail(w, http.StatusBadRequest, in.id, jsonrpc.CodeInvalidRequest, err.Error())
+		} else {
+			fail(w, http.StatusNotFound, in.id, jsonrpc.CodeInvalidRequest, "unknown or expired session")
+		}
+		return
+	}
+	established := false
+	if fresh {
+		// A session whose initialize did not succeed is not kept.
+		defer func() {
+			if !established {
+				s.end("initialize did not succeed")
+			}
+		}()
+	}
+	if err := s.write(in.line, deadline); err != nil {
+		s.unregister(in.key, call)
+		s.inputFailed(err)
+		status := http.StatusNotFound
+		if fresh {
+			status = http.StatusBadGateway
+		}
+		fail(w, status, in.id, jsonrpc.CodeInternalError, "the stdio process does not accept input")
+		return
+	}
+
+	rc := http.NewResponseController(w)
+	streaming := false
+	startStream := func() {
+		streaming = true
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache, no-transform")
+		h.Set("X-Accel-Buffering", "no")
+		if fresh {
+			h.Set(sessionHeader, s.id)
+		}
+		w.WriteHeader(http.StatusOK)
+	}
+	// answer sends the final message: the response, or an error in its place.
+	answer := func(msg []byte, status int) {
+		if streaming {
+			_ = writeSSE(w, rc, msg)
+			return
+		}
+		if fresh && established {
+			w.Header().Set(sessionHeader, s.id)
+		}
+		w.Header().Set("Cache-Control", "no-cache, no-transform")
+		reply(w, status, msg)
+	}
+	// relay writes server messages; it reports false when the client is gone.
+	relay := func(msgs [][]byte) bool {
+		for _, m := range msgs {
+			if !streaming {
+				startStream()
+			}
+			if err := writeSSE(w, rc, m); err != nil {
+				return false
+			}
+		}
+		return true
+	}
+	response := func(final []byte) {
+		if fresh {
+			var e struct {
+				Error json.RawMessage `json:"error"`
+			}
+			established = json.Unmarshal(final, &e) == nil && e.Error == nil
+		}
+		answer(final, http.StatusOK)
+	}
+
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		select {
+		case <-call.box.ready:
+			msgs, final := call.box.take()
+			if !relay(msgs) {
+				s.unregister(in.key, call)
+				return
+			}
+			if final != nil {
+				response(final)
+				return
+			}
+		case <-s.done:
+			// What the process wrote before it ended has been dispatched.
+			msgs, final := call.box.take()
+			if relay(msgs) && final != nil {
+				response(final)
+				return
+			}
+			status := http.StatusNotFound
+			if fresh {
+				status = http.StatusBadGateway
+			}
+			answer(jsonrpc.ErrorBody(in.id, jsonrpc.CodeInternalError, "stdio backend "+b.cfg.Name+": "+s.endReason(), nil), status)
+			return
+		case <-timer.C:
+			s.unregister(in.key, call)
+			msgs, final := call.box.take()
+			if relay(msgs) && final != nil { // it made it after all
+				response(final)
+				return
+			}
+			go s.cancelRequest(in.id)
+			answer(jsonrpc.ErrorBody(in.id, jsonrpc.CodeInternalError, fmt.Sprintf("stdio backend %s did not answer within %s", b.cfg.Name, b.cfg.RequestTimeout), nil), http.StatusOK)
+			return
+		case <-r.Context().Done():
+			// The client is gone. Disconnection is not cancellation: the
+			// process finishes the request and its late response is dropped.
+			s.unregister(in.key, call)
+			return
+		}
+	}
+}
+
+// cancelRequest tells the process the bridge gave up on a request.
+func (s *session) cancelRequest(id json.RawMessage) {
+	line, err := json.Marshal(map[string]any{
+		"jsonrpc": "2.0",
+		"method":  "notifications/cancelled",
+		"params":  map[string]any{"requestId": id, "reason": "request timed out at the gateway"},
+	})
+	if err != nil {
+		return
+	}
+	if err := s.write(append(line, '\n'), time.Now().Add(writeTimeout)); err != nil && !errors.Is(err, errEnded) {
+		s.inputFailed(err)
+	}
+}
+
+func writeSSE(w io.Writer, rc *http.ResponseController, msg []byte) error {
+	_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	buf := make([]byte, 0, len(msg)+24)
+	buf = append(buf, "event: message\ndata: "...)
+	buf = append(buf, msg...)
+	buf = append(buf, "\n\n"...)
+	if _, err := w.Write(buf); err != nil {
+		return err
+	}
+	return rc.Flush()
+}
+
+// handleGet serves the session's stream of server messages not tied to a
+// pending request.
+func (b *Bridge) handleGet(w http.ResponseWriter, r *http.Request) {
+	if _, sseOK := accepts(r.Header.Values("Accept")); !sseOK {
+		fail(w, http.StatusNotAcceptable, nil, jsonrpc.CodeInvalidRequest, "Accept must allow text/event-stream")
+		return
+	}
+	s := b.lookup(w, r, nil)
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	switch {
+	case s.ended:
+		s.mu.Unlock()
+		fail(w, http.StatusNotFound, nil, jsonrpc.CodeInvalidRequest, "unknown or expired session")
+		return
+	case s.getOpen:
+		s.mu.Unlock()
+		fail(w, http.StatusConflict, nil, jsonrpc.CodeInvalidRequest, "this session already has a GET stream")
+		return
+	}
+	s.getOpen = true
+	s.mu.Unlock()
+	s.begin()
+	defer func() {
+		s.mu.Lock()
+		s.getOpen = false
+		s.mu.Unlock()
+		s.finish()
+	}()
+
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache, no-transform")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if rc.Flush() != nil {
+		return
+	}
+	ping := time.NewTicker(keepAlive)
+	defer ping.Stop()
+	for {
+		select {
+		case <-s.standalone.ready:
+			msgs, _ := s.standalone.take()
+			for _, m := range msgs {
+				if writeSSE(w, rc, m) != nil {
+					return
+				}
+			}
+		case <-ping.C:
+			_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
+				return
+			}
+		case <-s.done:
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// handleDelete ends a session and waits (briefly) for its process to go.
+func (b *Bridge) handleDelete(w http.ResponseWriter, r *http.Request) {
+	s := b.lookup(w, r, nil)
+	if s == nil {
+		return
+	}
+	s.end("deleted by the client")
+	select {
+	case <-s.exited:
+	case <-time.After(killGrace + time.Second):
+	case <-r.Context().Done():
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
