@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"golang.org/x/oauth2"
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/asrv/cimd"
@@ -371,4 +372,86 @@ func TestCIMDPrivateKeyJWT(t *testing.T) {
 	if status, out := ta.form(asrv.PathToken, "", "", form("", assertion(key, id, ta.srv.URL, time.Minute))); status != http.StatusOK {
 		t.Fatalf("assertion without client_id, aud = issuer: %d %v", status, out)
 	}
+}
+
+// TestCIMDSignInThroughSSO: a client of a metadata document whose
+// document lists a port-less localhost redirect URI (as Claude Code's
+// does) completes a single sign-on at a real OpenID provider: the sign-in
+// page names the document's host and warns that the client is localhost
+// only, the authorization request resumed by the provider's callback is
+// matched against the document again (the requested port included), and
+// the code is issued to a stored snapshot of the client, for the person
+// and their groups.
+func TestCIMDSignInThroughSSO(t *testing.T) {
+	host, cfg := newCIMDHost(t)
+	pol := &admitCIMD{}
+	ta, _ := newSSOTestAS(t, func(c *asrv.Config) {
+		withMetadata(t, cfg)(c)
+		pol.next = c.Policy
+		c.Policy = pol
+	})
+	id := host.publish("/oauth/claude-code.json", map[string]any{
+		"client_name": "Localhost Agent", "redirect_uris": []string{"http://localhost/callback"},
+		"grant_types": []string{"authorization_code", "refresh_token"}, "token_endpoint_auth_method": "none",
+	})
+	const redirect = "http://localhost:9/callback"
+	authURL, verifier := ta.ssoAuthURL(id, redirect, "drive:read")
+
+	resp, err := browser().Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := readBody(t, resp)
+	for _, want := range []string{`value="sso"`, "Localhost Agent", strings.TrimPrefix(host.srv.URL, "https://"), "localhost only", "localhost:9"} {
+		if !strings.Contains(page, want) {
+			t.Fatalf("the sign-in page lacks %q:\n%s", want, page)
+		}
+	}
+
+	res := ssoSignIn(t, authURL, redirect, "dana", opPeople["dana"].password, nil)
+	if res.redirect == nil {
+		t.Fatalf("the sign-in ended on a page: %d\n%s", res.status, res.body)
+	}
+	code := res.redirect.Query().Get("code")
+	if code == "" || res.redirect.Host != "localhost:9" {
+		t.Fatalf("redirect to the agent: %s", res.redirect)
+	}
+	tok, err := ta.oauthConfig(id, redirect).Exchange(t.Context(), code, oauth2.VerifierOption(verifier), resourceParam(ta.resource))
+	if err != nil {
+		t.Fatalf("exchange the code: %v", err)
+	}
+	if tok.AccessToken == "" || tok.RefreshToken == "" {
+		t.Fatalf("token %+v", tok)
+	}
+	// The shipped policy would refuse the token at introspection (the
+	// client is unverified); what policy was asked at the grant shows who
+	// it is for.
+	pol.mu.Lock()
+	first := string(pol.seen[0])
+	pol.mu.Unlock()
+	for _, want := range []string{`"client_id":"` + id + `"`, `"attestation":{"kind":"cimd","origin":"` + host.srv.URL + `"}`,
+		`"sub":"dana"`, `"groups":["engineering"]`} {
+		if !strings.Contains(first, want) {
+			t.Fatalf("policy was asked without %s: %s", want, first)
+		}
+	}
+	stored, err := ta.store.Client(t.Context(), id)
+	if err != nil || !isCIMD(stored) {
+		t.Fatalf("the client's snapshot: %+v, %v", stored, err)
+	}
+
+	// A path the document does not list is refused, the snapshot
+	// notwithstanding: enforcement reads the document.
+	other, _ := ta.ssoAuthURL(id, "http://localhost:9/elsewhere", "drive:read")
+	resp, err = browser().Get(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readBody(t, resp); resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
+		t.Fatalf("a path the document does not list: %d %q\n%s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+}
+
+func isCIMD(c *asrv.Client) bool {
+	return c != nil && c.Attestation != nil && c.Attestation.Kind == asrv.AttestationCIMD && !c.Agent.Verified
 }
