@@ -50,6 +50,8 @@ ul{padding-left:20px;margin:6px 0}code{font-size:13px}
 {{else}}<span class="badge warn">unverified</span>
 <div class="muted">No signed software statement: policy gives it the least trust tier.</div>{{end}}
 <div class="muted">client id <code>{{.ClientID}}</code></div>
+{{if .MetadataHost}}<div class="muted">Described by a metadata document published by <code>{{.MetadataHost}}</code>{{if not .SendsTo}}; once you have signed in and approved, your browser is sent back to <code>{{.RedirectHost}}</code>{{end}}.</div>
+{{if .LoopbackOnly}}<div class="muted"><span class="badge warn">localhost only</span> This client only redirects to this computer, so any program on it could claim to be it: approve only if you started this sign-in yourself, just now.</div>{{end}}{{end}}
 {{if .SendsTo}}<div class="muted">After you approve, your browser is sent to <code>{{.SendsTo}}</code>, an address nobody vouched for: approve only if you started this sign-in there.</div>{{end}}
 </div>
 <div>It asks for {{if .Scopes}}these scopes:<ul>{{range .Scopes}}<li><code>{{.}}</code></li>{{end}}</ul>{{else}}whatever your role and its tier allow.{{end}}
@@ -78,6 +80,12 @@ type loginView struct {
 	// SendsTo names where an untrusted redirect URI leads (scheme and
 	// host), for the user to judge before approving.
 	SendsTo string
+	// For a client of a metadata document: the host that publishes it,
+	// where the redirect leads, and whether it only ever leads to this
+	// computer (MCP security considerations: show the redirect host, warn
+	// for localhost-only clients).
+	MetadataHost, RedirectHost string
+	LoopbackOnly               bool
 }
 
 // issWriter adds RFC 9207's iss parameter to every redirect back to the
@@ -152,8 +160,14 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 // the failures itself): fosite's checks, the redirect URI rule, PKCE with
 // S256, the resources; and that people can sign in here at all.
 func (s *Server) authorizeRequest(ctx context.Context, w http.ResponseWriter, r *http.Request) (fosite.AuthorizeRequester, *Client, []string, bool) {
+	if s.clients.metadata != nil {
+		ctx = withRedirectHint(ctx, r)
+	}
 	ar, err := s.provider.NewAuthorizeRequest(ctx, r)
 	if err != nil {
+		if e, ok := metadataError(err); ok {
+			err = e // what was wrong with the client's metadata document, not "no such client"
+		}
 		s.log.InfoContext(ctx, "authorize request rejected", "err", err)
 		s.authorizeError(ctx, w, ar, err)
 		return nil, nil, nil, false
@@ -224,6 +238,11 @@ func (s *Server) grantAuthorization(ctx context.Context, w http.ResponseWriter, 
 		for _, k := range []string{"username", "password", "csrf_token", "decision"} {
 			req.Form.Del(k)
 		}
+	}
+	if err := s.anchorMetadataClient(ctx, client); err != nil {
+		s.log.ErrorContext(ctx, "authorization refused", "client_id", client.ID, "err", err)
+		s.authorizeError(ctx, w, ar, anchorError(err))
+		return
 	}
 	session := &Session{Subject: user.Subject, Roles: user.Roles, Groups: user.Groups, Via: via, ClientID: client.ID, Tier: td.Tier}
 	resp, err := s.provider.NewAuthorizeResponse(ctx, ar, session)
@@ -379,6 +398,12 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, c *Client, 
 	}
 	if u := ar.GetRedirectURI(); u != nil && !s.redirectTrusted(ar) {
 		view.SendsTo = u.Scheme + "://" + u.Host
+	}
+	if c.metadata != nil {
+		view.MetadataHost, view.LoopbackOnly = c.metadata.Host, c.metadata.LoopbackOnly()
+		if u := ar.GetRedirectURI(); u != nil {
+			view.RedirectHost = u.Host
+		}
 	}
 	if s.sso != nil {
 		view.SSO = s.sso.Label()

@@ -6,6 +6,7 @@ import (
 	"github.com/go-jose/go-jose/v3"
 	"github.com/ory/fosite"
 
+	"github.com/pbac-gateway/pbac/asrv/cimd"
 	"github.com/pbac-gateway/pbac/contract"
 )
 
@@ -36,6 +37,11 @@ type Client struct {
 	Name                    string      `json:"client_name,omitempty"`
 	URI                     string      `json:"client_uri,omitempty"`
 	Agent                   AgentClaims `json:"agent"`
+	// Attestation, when set, says how the client is known otherwise than
+	// by its own registration: a client of a metadata document (kind
+	// AttestationCIMD) is resolved from its URL, and stored only so its
+	// tokens have a client (see anchorMetadataClient).
+	Attestation *contract.Attestation `json:"attestation,omitempty"`
 	// SoftwareStatement is the JWS presented at registration, kept so RFC 7592
 	// reads return it; it carries no secret.
 	SoftwareStatement string `json:"software_statement,omitempty"`
@@ -43,6 +49,10 @@ type Client struct {
 	// token.
 	RegistrationTokenHash []byte    `json:"registration_token_hash,omitempty"`
 	CreatedAt             time.Time `json:"created_at"`
+
+	// metadata is the document a metadata client was resolved from, for
+	// this request only.
+	metadata *cimd.Document
 }
 
 var (

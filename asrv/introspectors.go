@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/asrv/cimd"
 )
 
 // Introspector is a resource server allowed to call the introspection
@@ -61,6 +63,8 @@ func (s *Server) mayIntrospect(clientID string) bool {
 type configuredClients struct {
 	Store
 	introspectors map[string]*Client
+	// metadata resolves URL-formatted client ids (nil: not enabled).
+	metadata *metadataClients
 }
 
 // GetClient implements fosite.ClientManager.
@@ -68,6 +72,13 @@ func (c configuredClients) GetClient(ctx context.Context, id string) (fosite.Cli
 	if in, ok := c.introspectors[id]; ok && in.SecretHash != nil {
 		cp := *in
 		return &cp, nil
+	}
+	if cimd.IsURL(id) {
+		cl, err := c.metadataClient(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return cl, nil
 	}
 	cl, err := c.Store.GetClient(ctx, id)
 	if err != nil {

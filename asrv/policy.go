@@ -102,12 +102,19 @@ func (DemoUsers) Lookup(_ context.Context, subject string) (User, error) {
 	return u, nil
 }
 
-// PolicyClient renders the client for policy: its verified agent claims.
+// PolicyClient renders the client for policy: its verified agent claims,
+// and how it is known when that is not by a registration of its own
+// (Attestation).
 func (c *Client) PolicyClient() *contract.Client {
 	if c == nil {
 		return nil
 	}
-	return c.Agent.PolicyClient(c.ID)
+	pc := c.Agent.PolicyClient(c.ID)
+	if c.Attestation != nil {
+		at := *c.Attestation
+		pc.Attestation = &at
+	}
+	return pc
 }
 
 func subjectInput(u *User) *contract.Subject {

@@ -20,6 +20,7 @@ import (
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/pkce"
 
+	"github.com/pbac-gateway/pbac/asrv/cimd"
 	"github.com/pbac-gateway/pbac/asrv/signin"
 	"github.com/pbac-gateway/pbac/identity"
 )
@@ -78,6 +79,11 @@ type Config struct {
 	// apart from this AS. Empty: nobody may (a gateway in the same process
 	// calls Introspect directly).
 	Introspectors []Introspector
+	// ClientMetadata, when set, resolves client ids that are https URLs:
+	// Client ID Metadata Documents (the AS metadata then says
+	// client_id_metadata_document_supported). Nil: such ids are looked up
+	// in the store like any other. The caller closes it.
+	ClientMetadata *cimd.Resolver
 
 	AccessTokenTTL  time.Duration // default 10 min
 	RefreshTokenTTL time.Duration // default 24 h
@@ -109,6 +115,8 @@ type Server struct {
 	// introspectors are the clients Config.Introspectors allows, by id;
 	// those configured with a secret are their own *Client, never stored.
 	introspectors map[string]*Client
+	// clients is the client registry fosite sees.
+	clients configuredClients
 }
 
 // New builds a Server; a configuration mistake fails here, not mid-request.
@@ -154,6 +162,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	introspectors, err := newIntrospectors(cfg.Introspectors)
+	if err != nil {
+		return nil, err
+	}
+	metadata, err := newMetadataClients(&cfg, cfg.Store)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +215,9 @@ func New(cfg Config) (*Server, error) {
 		reg:      newRegistrations(cfg.Registration, cfg.Now),
 
 		introspectors: introspectors,
+		clients:       configuredClients{Store: cfg.Store, introspectors: introspectors, metadata: metadata},
 	}
+	fc.ClientAuthenticationStrategy = s.authenticateClient
 	// Only the grants MCP needs, composed here so a missing piece fails at
 	// start-up: authorization code + PKCE, refresh, client credentials,
 	// token exchange; introspection and revocation.
@@ -249,7 +263,7 @@ func New(cfg Config) (*Server, error) {
 			fc.RevocationHandlers.Append(rh)
 		}
 	}
-	s.provider = fosite.NewOAuth2Provider(configuredClients{Store: cfg.Store, introspectors: introspectors}, fc)
+	s.provider = fosite.NewOAuth2Provider(s.clients, fc)
 	return s, nil
 }
 
@@ -284,7 +298,7 @@ func (s *Server) url(path string) string {
 
 // Metadata is the RFC 8414 authorization server metadata.
 func (s *Server) Metadata() map[string]any {
-	return map[string]any{
+	m := map[string]any{
 		"issuer":                                         s.cfg.Issuer,
 		"authorization_endpoint":                         s.url(PathAuthorize),
 		"token_endpoint":                                 s.url(PathToken),
@@ -302,6 +316,16 @@ func (s *Server) Metadata() map[string]any {
 		"resource_indicators_supported":                  true,
 		"authorization_response_iss_parameter_supported": true,
 	}
+	if s.clients.metadata != nil {
+		// The draft, "Authorization Server Metadata"; a document's client
+		// authenticates with none or private_key_jwt ("Client
+		// Authentication"), whose algorithms RFC 8414 §2 requires listed.
+		m["client_id_metadata_document_supported"] = true
+		m["token_endpoint_auth_methods_supported"] = []string{AuthMethodSecretBasic, AuthMethodSecretPost, AuthMethodNone, cimd.AuthMethodPrivateKeyJWT}
+		m["token_endpoint_auth_signing_alg_values_supported"] = cimd.SigningAlgs
+		m["revocation_endpoint_auth_methods_supported"] = []string{AuthMethodSecretBasic, AuthMethodSecretPost, AuthMethodNone, cimd.AuthMethodPrivateKeyJWT}
+	}
+	return m
 }
 
 func (s *Server) serveMetadata(w http.ResponseWriter, _ *http.Request) {

@@ -27,6 +27,13 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.provider.WriteAccessError(ctx, w, ar, err)
 		return
 	}
+	if c, ok := ar.GetClient().(*Client); ok {
+		if err := s.anchorMetadataClient(ctx, c); err != nil {
+			s.log.ErrorContext(ctx, "token refused", "client_id", c.ID, "err", err)
+			s.provider.WriteAccessError(ctx, w, ar, anchorError(err))
+			return
+		}
+	}
 	if g != nil {
 		ctx = context.WithValue(ctx, grantKey{}, g)
 	}

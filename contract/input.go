@@ -26,6 +26,20 @@ type Client struct {
 	SingleUseAccessTokens bool   `json:"single_use_access_tokens"`
 	SoftwareID            string `json:"software_id,omitempty"`
 	Verified              bool   `json:"verified"`
+	// Attestation says how the client's identity is known, when it is
+	// known otherwise than by a registration of its own: for a client id
+	// metadata document, kind "cimd" and the origin that publishes it.
+	Attestation *Attestation `json:"attestation,omitempty"`
+}
+
+// Attestation is how a client is known, for policy to weigh.
+type Attestation struct {
+	// Kind is "cimd": the client_id is the URL of a client ID metadata
+	// document the authorization server resolved.
+	Kind string `json:"kind"`
+	// Origin is who vouches: for "cimd", the client id URL's origin
+	// (https://host[:port]).
+	Origin string `json:"origin,omitempty"`
 }
 
 // Subject is the human an agent acts for; absent for machine clients.

@@ -26,6 +26,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 // Run runs the contract suite. open must return a fresh, empty store for
@@ -52,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) asrv.Store) {
 		{"DeleteClientRemovesTokens", testDeleteClientRemovesTokens},
 		{"PendingClients", testPendingClients},
 		{"PendingClientRacingItsFirstToken", testPendingRace},
+		{"MetadataDocumentClientSnapshot", testMetadataSnapshot},
 		{"DelegatedTokensDieWithTheirChain", testDelegatedChain},
 		{"DelegatedFromASingleUseSubjectOnce", testDelegatedConsumeConcurrent},
 		{"DelegationRacingRevocation", testDelegationRacingRevocation},
@@ -1107,6 +1109,31 @@ func (f *fixture) wantCounts(total, pending int) {
 	if err != nil || gt != total || gp != pending {
 		f.t.Fatalf("CountClients = %d, %d, %v; want %d, %d", gt, gp, err, total, pending)
 	}
+}
+
+// testMetadataSnapshot: the snapshot the AS stores of a client ID metadata
+// document's client (its id an https URL, unverified, with an attestation
+// of kind cimd) reads back as stored, attestation included, and is pending
+// until its first code, like any unverified client.
+func testMetadataSnapshot(t *testing.T, f *fixture) {
+	const id = "https://agent.example/oauth/client-metadata.json?v=1"
+	c := &asrv.Client{ID: id, RedirectURIs: []string{"http://localhost/callback"}, GrantTypes: []string{"authorization_code", "refresh_token"},
+		ResponseTypes: []string{"code"}, TokenEndpointAuthMethod: asrv.AuthMethodNone, Name: "Agent",
+		Attestation: &contract.Attestation{Kind: asrv.AttestationCIMD, Origin: "https://agent.example"},
+		CreatedAt:   time.Now().UTC().Truncate(time.Second)}
+	if err := f.s.CreateClient(f.ctx, c); err != nil {
+		t.Fatalf("CreateClient: %v", err)
+	}
+	f.wantCounts(1, 1)
+	got, err := f.s.Client(f.ctx, id)
+	if err != nil {
+		t.Fatalf("Client: %v", err)
+	}
+	if !reflect.DeepEqual(got, c) {
+		t.Fatalf("Client = %+v (attestation %+v)\nwant %+v", got, got.Attestation, c)
+	}
+	codeKind.mustCreate(f, sig(), request(c, "first-code"))
+	f.wantCounts(1, 0)
 }
 
 // testPendingClients: an unverified client is pending until its first code
