@@ -91,6 +91,12 @@ func (f *fetcher) get(ctx context.Context, rawURL string, maxBytes int64, now ti
 		return nil, fmt.Errorf("%w: %s: %d bytes, more than the %d allowed", ErrFetch, rawURL, resp.ContentLength, maxBytes)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
+	if err == nil && ctx.Err() != nil {
+		// The time ran out while the body came: a read cut short by the
+		// cancelled request may still end in a clean EOF, with half a
+		// document.
+		err = ctx.Err()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: reading the body: %v", ErrFetch, rawURL, err)
 	}
