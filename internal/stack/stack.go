@@ -364,8 +364,13 @@ func (s *Stack) newGateway() error {
 		return err
 	}
 	s.gw = gw
+	ln := s.ln
 	s.onClose(phaseGateway, "gateway", func(ctx context.Context) error {
 		err := gw.Shutdown(ctx)
+		// A serve loop that had not yet taken the listener when Shutdown
+		// ran (a Close right after New) would serve on: closing the
+		// listener ends it.
+		err = errors.Join(err, ignoreClosed(ln.Close()))
 		return errors.Join(err, waitGroup(ctx, &s.gwServing, "the gateway listener"))
 	})
 	return nil
