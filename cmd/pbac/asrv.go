@@ -57,9 +57,10 @@ token and introspection is decided by the shipped policy.`,
 			fmt.Fprintf(cmd.OutOrStdout(), "pbac asrv: authorization server at %s (data dir %s, token store %s)\n", st.URL(), dataDir, st.StoreName())
 			// On SIGTERM /readyz turns 503 for the drain delay before the
 			// listener stops.
-			err = st.Wait(ctx)
-			st.Drain(context.Background(), ops.drainDelay)
-			log.Info("shutting down")
+			if err = st.Wait(ctx); err == nil {
+				st.Drain(context.Background(), ops.drainDelay)
+				log.Info("shutting down")
+			}
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
 			defer cancel()
 			return errors.Join(err, st.Close(cctx))

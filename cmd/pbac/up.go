@@ -145,9 +145,10 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	// listeners stop accepting and in-flight calls finish (10 s at most),
 	// then the rest closes in order: policy sources, backends, audit,
 	// store, policy.
-	err = st.Wait(ctx)
-	st.Drain(context.Background(), cfg.ops.drainDelay)
-	log.Info("shutting down: draining in-flight calls")
+	if err = st.Wait(ctx); err == nil {
+		st.Drain(context.Background(), cfg.ops.drainDelay)
+		log.Info("shutting down: draining in-flight calls")
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
 	defer cancel()
 	return errors.Join(err, st.Close(cctx))
