@@ -40,7 +40,7 @@ func (s *Stack) startBackends(ctx context.Context) error {
 		bridge, err := stdio.Start(ctx, stdio.Config{
 			Name: bc.Name, Command: bc.Command, Env: bc.Env, Dir: bc.Dir,
 			MaxSessions: s.cfg.Limits.StdioSessions, MaxSessionsPerAgent: s.cfg.Limits.StdioSessionsPerAgent,
-			Logger: s.log.With("backend", bc.Name),
+			Logger: s.log, // the bridge names its backend in every line
 		})
 		if err != nil {
 			return fmt.Errorf("backend %s: %w", bc.Name, err)
