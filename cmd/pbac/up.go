@@ -181,22 +181,29 @@ func printUp(out io.Writer, base, issuer, adminBase, dataDir string, backends []
 		}
 		fmt.Fprintln(out, line)
 	}
-	fmt.Fprintln(out, "\nConnect Claude Code (it registers itself and opens the sign-in page):")
-	fmt.Fprintf(out, "  claude mcp add --transport http pbac %s/mcp\n", base)
-	for _, a := range agents {
-		if a.Name == "claude-code" {
-			fmt.Fprintf(out, "  claude mcp add --transport http --client-id %s --callback-port %d pbac %s/mcp   (as the demo agent)\n",
-				a.ClientID, demo.ClaudeCodeCallbackPort, base)
+	one := ""
+	for _, b := range backends {
+		if one == "" || b.Name == "jira" {
+			one = b.Name
 		}
 	}
-	if len(backends) > 0 {
-		one := backends[0].Name
-		for _, b := range backends {
-			if b.Name == "jira" {
-				one = b.Name
-			}
+	// A client that registers itself has no verified claims: policy gives
+	// it the least tier, which grants nothing. The demo agent was
+	// registered with a signed statement.
+	clientID := ""
+	for _, a := range agents {
+		if a.Name == "claude-code" {
+			clientID = fmt.Sprintf("--client-id %s --callback-port %d ", a.ClientID, demo.ClaudeCodeCallbackPort)
 		}
-		fmt.Fprintf(out, "  claude mcp add --transport http pbac-%s %s/mcp/%s   (one backend)\n", one, base, one)
+	}
+	if clientID != "" {
+		fmt.Fprintln(out, "\nConnect Claude Code as the demo agent (it opens the sign-in page):")
+	} else {
+		fmt.Fprintln(out, "\nConnect Claude Code (it registers itself; an unverified client is granted nothing until its agent is known):")
+	}
+	fmt.Fprintf(out, "  claude mcp add --transport http %spbac %s/mcp\n", clientID, base)
+	if one != "" {
+		fmt.Fprintf(out, "  claude mcp add --transport http %spbac-%s %s/mcp/%s   (one backend)\n", clientID, one, base, one)
 	}
 	fmt.Fprintln(out, "\nPress Ctrl-C to stop.")
 }
