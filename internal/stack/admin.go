@@ -35,7 +35,6 @@ func (s *Stack) newAdmin() (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.adminToken = token
 	reg := s.policy.registry
 	cfg := admin.Config{Token: token, Registry: reg, Logger: s.log, BundleToken: s.cfg.Policy.BundleToken,
 		Audit: s.trail, Index: s.index, Propagate: s.propagate()}

@@ -176,7 +176,6 @@ type Stack struct {
 	backends        []gateway.Backend
 	agents          []DemoAgent
 	ready           *readiness
-	adminToken      string
 	bgCtx           context.Context // background work; cancelled by Close
 	bgCancel        context.CancelFunc
 	bg              sync.WaitGroup // policy sources: watch, bundle polling, sync
