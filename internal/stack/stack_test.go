@@ -53,8 +53,12 @@ func baseConfig(t *testing.T, dir string) stack.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Deadlines are not the subject here: generous ones keep the bundle's
+	// vectors (checked on activation) from timing out on a loaded machine
+	// (-race, packages tested in parallel).
+	limits := stack.PolicyLimits{EvalTimeout: 5 * time.Second, DecisionTimeout: 10 * time.Second}
 	return stack.Config{Logger: slog.New(slog.DiscardHandler), DataDir: dir, Listen: "127.0.0.1:0",
-		Policy: stack.Policy{Bundle: b}, Gateway: &stack.Gateway{}}
+		Policy: stack.Policy{Bundle: b, Limits: limits}, Gateway: &stack.Gateway{}}
 }
 
 // callJira registers a CI bot (a signed statement, client credentials),
