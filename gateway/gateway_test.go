@@ -1,15 +1,15 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,20 +17,22 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pbac-gateway/pbac/asrv"
-	"github.com/pbac-gateway/pbac/asrv/store/badger"
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/audit/index"
+	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
 	"github.com/pbac-gateway/pbac/internal/policytest"
+	system "github.com/pbac-gateway/pbac/internal/stack"
 	"github.com/pbac-gateway/pbac/plugins"
 )
 
 var shipped = policytest.Shipped
 
-// stack is the whole product in process: policy, AS, gateway, the demo
-// backends, each on its own 127.0.0.1 listener.
+// stack is the whole product in process, as internal/stack builds it:
+// policy, AS, gateway, audit, the demo backends, each on its own 127.0.0.1
+// listener.
 type stack struct {
 	t        testing.TB
 	base     string
@@ -38,7 +40,7 @@ type stack struct {
 	registry *plugins.Registry
 	index    *index.Index
 	trail    *audit.Trail
-	store    *badger.Store
+	store    asrv.Store
 	issuer   *asrv.IssuerKey
 	gw       *gateway.Gateway
 	// direct maps a backend name to its own URL, for baselines.
@@ -52,27 +54,34 @@ type stackOptions struct {
 	// backendURL, when set, is the URL the gateway gets for a backend
 	// (a recording proxy in front of it, say).
 	backendURL func(name, url string) string
-	// config adjusts the gateway's configuration.
-	config func(*gateway.Config)
+	// config adjusts the system's configuration.
+	config func(*system.Config)
 	// users are the people who sign in (default: the demo users).
 	users asrv.UserSource
 }
 
+// newStackWith builds the system through internal/stack (package
+// gateway_test, so the composition root may import the gateway): the
+// shipped policy, an in-memory token store and audit index, and the demo
+// backends as configured URL backends, started here so a test may put a
+// recording proxy in front of them.
 func newStackWith(t testing.TB, opts stackOptions) *stack {
 	t.Helper()
 	ctx := context.Background()
-	reg := policytest.Registry(t)
+	bundle, err := shipped()
+	if err != nil {
+		t.Fatal(err)
+	}
 	runs, err := demo.StartAll(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String()
-	var backends []gateway.Backend
-	resources := []string{base + "/mcp"}
+	t.Cleanup(func() {
+		for _, r := range runs {
+			_ = r.Close(context.Background())
+		}
+	})
+	var backends []config.Backend
 	direct := map[string]string{}
 	for _, r := range runs {
 		direct[r.Name] = r.URL
@@ -80,74 +89,46 @@ func newStackWith(t testing.TB, opts stackOptions) *stack {
 		if opts.backendURL != nil {
 			u = opts.backendURL(r.Name, r.URL)
 		}
-		backends = append(backends, gateway.Backend{Name: r.Name, URL: u})
-		resources = append(resources, base+"/mcp/"+r.Name)
+		backends = append(backends, config.Backend{Name: r.Name, URL: u})
 	}
-	store, err := badger.Open(ctx, "")
-	if err != nil {
+	dir := t.TempDir()
+	// The gateway's own client at the AS, for RFC 7662 over HTTP.
+	secretFile := filepath.Join(dir, "introspector-secret")
+	if err := os.WriteFile(secretFile, []byte(testIntrospectorSecret), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	key, err := asrv.LoadOrCreateIssuerKey(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := asrv.NewStatementVerifier(key.Trusted())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var users asrv.UserSource = asrv.DemoUsers{}
-	if opts.users != nil {
-		users = opts.users
-	}
-	as, err := asrv.New(asrv.Config{
-		Issuer: base, Resources: resources, Secret: bytes.Repeat([]byte("s"), 32),
-		Scopes: []string{"drive:read", "drive:write", "jira:read", "jira:write", "slack:read", "slack:write",
-			"database:read", "database:ddl", "gitlab:read", "gitlab:write", "gitlab:approve", "jenkins:read", "jenkins:build"},
-		Store: store, Users: users, Statements: verifier,
-		Policy: reg,
-		// The gateway's own client at the AS, for RFC 7662 over HTTP.
-		Introspectors: []asrv.Introspector{{ClientID: testIntrospectorID, Secret: testIntrospectorSecret}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := index.Open(ctx, "", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trail := audit.NewTrail(slog.New(slog.DiscardHandler), idx)
-	gwCfg := gateway.Config{
-		PublicURL: base, Backends: backends, AuthorizationServers: []string{base},
-		Introspector: as, Policy: reg, Audit: trail, AuthServer: as.Handler(),
+	cfg := system.Config{
+		Logger: slog.New(slog.DiscardHandler), DataDir: dir, Ephemeral: true, Listen: "127.0.0.1:0",
+		Policy: system.Policy{Bundle: bundle},
+		AuthServer: system.AuthServer{Settings: &config.ASrv{
+			IntrospectionClients: []config.IntrospectionClient{{ClientID: testIntrospectorID, ClientSecretFile: secretFile}}},
+			Users: opts.users},
+		Gateway:  &system.Gateway{},
+		Backends: backends,
 	}
 	if opts.config != nil {
-		opts.config(&gwCfg)
+		opts.config(&cfg)
 	}
-	gw, err := gateway.New(gwCfg)
+	st, err := system.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = gw.App().Listener(ln) }()
 	t.Cleanup(func() {
 		// A connection the client's pool dialled but never used keeps
 		// fasthttp's Shutdown waiting for its read timeout (60 s): close
 		// them first.
 		http.DefaultClient.CloseIdleConnections()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if err := gw.Shutdown(ctx); err != nil {
+		if err := st.Close(ctx); err != nil {
 			// fasthttp waits out the read timeout of a connection that was
-			// dialled and never used; bounded here, it is not the test's
-			// subject.
-			t.Logf("gateway shutdown: %v", err)
-		}
-		_ = trail.Close(context.Background())
-		_ = store.Close()
-		for _, r := range runs {
-			_ = r.Close(context.Background())
+			// dialled and never used; bounded here (10 s), it is not the
+			// test's subject.
+			t.Logf("stack close: %v", err)
 		}
 	})
-	return &stack{t: t, base: base, resource: base + "/mcp", registry: reg, index: idx, trail: trail, store: store, issuer: key, gw: gw, direct: direct}
+	return &stack{t: t, base: st.URL(), resource: st.URL() + "/mcp", registry: st.Registry(), index: st.Index(), trail: st.Trail(),
+		store: st.Store(), issuer: st.StatementKey(), gw: st.Gateway(), direct: direct}
 }
 
 func (s *stack) statement(provider string, singleUse bool) string {

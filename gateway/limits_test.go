@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbac-gateway/pbac/gateway"
+	system "github.com/pbac-gateway/pbac/internal/stack"
 )
 
 var decisionSeries = regexp.MustCompile(`(?m)^pbac_decisions_total\{decision="([^"]*)",method="([^"]*)"\} (\d+)$`)
@@ -68,7 +68,7 @@ func TestMetricLabelsAreBounded(t *testing.T) {
 func TestSessionQuotaPerAgent(t *testing.T) {
 	const quota = 3
 	log := newBackendLog(t)
-	s := newStackWith(t, stackOptions{backendURL: log.proxy, config: func(c *gateway.Config) { c.SessionsPerAgent = quota }})
+	s := newStackWith(t, stackOptions{backendURL: log.proxy, config: func(c *system.Config) { c.Limits.SessionsPerAgent = quota }})
 	a := s.machineAgent("ci-bot", false, "jira:read")
 	b := s.machineAgent("ci-bot", false, "jira:read") // another agent (client) of the same provider
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/gateway"
+	system "github.com/pbac-gateway/pbac/internal/stack"
 )
 
 // TestRefusedTokensAreAudited: a request refused for a bad or missing token
@@ -18,7 +19,7 @@ import (
 // the count, not one per request.
 func TestRefusedTokensAreAudited(t *testing.T) {
 	const window = 500 * time.Millisecond
-	s := newStackWith(t, stackOptions{config: func(c *gateway.Config) { c.RefusalWindow = window }})
+	s := newStackWith(t, stackOptions{config: func(c *system.Config) { c.Gateway.RefusalWindow = window }})
 	refused := func() []audit.Record {
 		recs, err := s.index.Query(context.Background(), audit.Filter{ClientID: gateway.RefusedClientID, Limit: 1000})
 		if err != nil {

@@ -25,13 +25,13 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/pbac-gateway/pbac/asrv"
-	"github.com/pbac-gateway/pbac/audit"
-	"github.com/pbac-gateway/pbac/audit/index"
 	"github.com/pbac-gateway/pbac/bench"
+	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/ebpf"
 	"github.com/pbac-gateway/pbac/gateway"
+	"github.com/pbac-gateway/pbac/internal/stack"
 	"github.com/pbac-gateway/pbac/plugins/opahttp"
 	"github.com/pbac-gateway/pbac/rego"
 )
@@ -889,38 +889,13 @@ func (g *benchGateway) stages() []bench.Stage {
 // startWasmGateway is the gateway as pbac up runs it: the shipped policy in
 // Wasm for the gateway and the AS.
 func startWasmGateway(ctx context.Context, dir string, spec gatewaySpec, log *slog.Logger) (*benchGateway, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	pol, err := newPolicyRuntime(ctx, dir, policyLimits{}, log)
-	if err != nil {
-		return nil, err
-	}
-	_, data, err := pol.registry.ActivePolicy()
-	if err != nil {
-		pol.Close(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	gw, err := startBenchGateway(ctx, dir, spec, data, pol.registry, pol.registry, log)
-	if err != nil {
-		pol.Close(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	stop := gw.close
-	gw.close = func() {
-		stop()
-		pol.Close(context.WithoutCancel(ctx))
-	}
-	return gw, nil
+	return startBenchGateway(ctx, dir, spec, stack.Policy{}, log)
 }
 
 // startSidecarGateway runs `opa run --server` on the shipped policy and a
 // gateway whose every decision — the AS's too — is a POST to it. It returns
 // the opa process id, whose CPU time counts for the mode.
 func startSidecarGateway(ctx context.Context, stderr io.Writer, dir string, spec gatewaySpec, o benchOptions, log *slog.Logger) (*benchGateway, int, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, 0, err
-	}
 	bin := o.opaPath
 	if bin == "" {
 		var err error
@@ -945,7 +920,7 @@ func startSidecarGateway(ctx context.Context, stderr io.Writer, dir string, spec
 		_ = srv.Close()
 		return nil, 0, err
 	}
-	gw, err := startBenchGateway(ctx, dir, spec, data, dec, dec, log)
+	gw, err := startBenchGateway(ctx, dir, spec, stack.Policy{Decider: dec, Data: data}, log)
 	if err != nil {
 		_ = srv.Close()
 		return nil, 0, err
@@ -963,8 +938,47 @@ func startSidecarGateway(ctx context.Context, stderr io.Writer, dir string, spec
 // authorization server and audit trail under dir, deciding through policy,
 // registers a CI bot with a signed statement and gets it a client
 // credentials token for each tool's scope.
-func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, data *contract.Data,
-	policy gateway.Decider, asPolicy asrv.Decider, log *slog.Logger) (*benchGateway, error) {
+func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, policy stack.Policy, log *slog.Logger) (*benchGateway, error) {
+	var backends []config.Backend
+	for _, b := range spec.backends {
+		backends = append(backends, config.Backend{Name: b.Name, URL: b.URL})
+	}
+	st, err := stack.New(ctx, stack.Config{
+		Logger: log, DataDir: dir, Listen: "127.0.0.1:0", Policy: policy, Backends: backends,
+		Gateway: &stack.Gateway{
+			// --args-size measures arguments up to benchMaxArgs, one padded
+			// string: the gateway admits them.
+			ArgumentLimits: &config.ArgumentLimits{MaxBytes: benchMaxArgs + 1024, MaxStringBytes: benchMaxArgs},
+		},
+		Audit: stack.Audit{MaxBackups: 2, Retention: time.Hour},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start the gateway: %w", err)
+	}
+	closeStack := func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		_ = st.Close(cctx)
+	}
+	bg, err := registerBenchAgent(ctx, st, spec, policy.Data)
+	if err != nil {
+		closeStack()
+		return nil, err
+	}
+	bg.close = closeStack
+	return bg, nil
+}
+
+// registerBenchAgent registers the CI bot with a signed statement on the stack's
+// authorization server and gets it a client credentials token for each
+// tool's scope.
+func registerBenchAgent(ctx context.Context, st *stack.Stack, spec gatewaySpec, data *contract.Data) (*benchGateway, error) {
+	if data == nil {
+		var err error
+		if _, data, err = st.Registry().ActivePolicy(); err != nil {
+			return nil, err
+		}
+	}
 	tools := append([]string{spec.tool}, spec.otherTools...)
 	scopes := map[string]string{}
 	for _, t := range tools {
@@ -974,83 +988,26 @@ func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, data *
 		}
 		scopes[t] = sc
 	}
-	var closers []func()
-	closeAll := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
-	fail := func(err error) (*benchGateway, error) {
-		closeAll()
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("listen for the gateway: %w", err)
-	}
-	closers = append(closers, func() { _ = ln.Close() })
-	base := "http://" + ln.Addr().String()
+	base := st.URL()
 	resourceOf := func(tool string) string {
 		b, _, _ := strings.Cut(tool, ".")
 		return base + "/mcp/" + b
 	}
-	resources := []string{base + "/mcp"}
-	for _, b := range spec.backends {
-		resources = append(resources, base+"/mcp/"+b.Name)
-	}
-	allScopes := data.Scopes()
-	as, err := newAuthorizationServerWith(ctx, dir, base, resources, allScopes, asPolicy, log)
+	as := st.AuthServer()
+	jws, err := as.Statement(st.StatementKey(), asrv.StatementClaims{SoftwareID: "pbac-bench", AgentProvider: benchAgent, AgentModel: "bench"})
 	if err != nil {
-		return fail(fmt.Errorf("start the authorization server: %w", err))
-	}
-	closers = append(closers, func() { _ = as.store.Close() })
-
-	file, err := audit.NewFileSink(filepath.Join(dir, "audit", "audit.jsonl"), 100, 2)
-	if err != nil {
-		return fail(err)
-	}
-	idx, err := index.Open(ctx, filepath.Join(dir, "audit", "index"), time.Hour)
-	if err != nil {
-		return fail(err)
-	}
-	trail := audit.NewTrail(log, file, idx)
-	closers = append(closers, func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_ = trail.Close(cctx)
-	})
-
-	gw, err := gateway.New(gateway.Config{
-		PublicURL: base, Backends: spec.backends, AuthorizationServers: []string{base}, Scopes: allScopes,
-		Introspector: as.server, Policy: policy, Audit: trail, AuthServer: as.server.Handler(), Logger: log,
-		// --args-size measures arguments up to benchMaxArgs, one padded
-		// string: the gateway admits them.
-		ArgumentLimits: gateway.ArgumentLimits{MaxBytes: benchMaxArgs + 1024, MaxStringBytes: benchMaxArgs},
-	})
-	if err != nil {
-		return fail(err)
-	}
-	go func() { _ = gw.App().Listener(ln) }()
-	closers = append(closers, func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = gw.Shutdown(cctx)
-	})
-
-	jws, err := as.server.Statement(as.issuer, asrv.StatementClaims{SoftwareID: "pbac-bench", AgentProvider: benchAgent, AgentModel: "bench"})
-	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	req := &asrv.RegistrationRequest{ClientName: "pbac-bench", SoftwareStatement: jws,
 		GrantTypes: []string{"client_credentials"}, TokenEndpointAuthMethod: asrv.AuthMethodSecretBasic}
 	if err := req.Validate(); err != nil {
-		return fail(err)
+		return nil, err
 	}
-	client, secret, _, err := as.server.Register(ctx, req)
+	client, secret, _, err := as.Register(ctx, req)
 	if err != nil {
-		return fail(fmt.Errorf("register the benchmark agent: %w", err))
+		return nil, fmt.Errorf("register the benchmark agent: %w", err)
 	}
-	bg := &benchGateway{endpoints: map[string]benchEndpoint{}, gw: gw, close: closeAll,
+	bg := &benchGateway{endpoints: map[string]benchEndpoint{}, gw: st.Gateway(),
 		asToken: &bench.TokenTarget{URL: base + "/oauth2/token", ClientID: client.ID, Secret: secret,
 			Scope: scopes[spec.tool], Resource: resourceOf(spec.tool)}}
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
@@ -1063,10 +1020,10 @@ func startBenchGateway(ctx context.Context, dir string, spec gatewaySpec, data *
 		ts := cc.TokenSource(context.WithValue(context.WithoutCancel(ctx), oauth2.HTTPClient, hc))
 		tok, err := ts.Token()
 		if err != nil {
-			return fail(fmt.Errorf("get a client credentials token for %s: %w", scope, err))
+			return nil, fmt.Errorf("get a client credentials token for %s: %w", scope, err)
 		}
 		if !slices.Contains(strings.Fields(fmt.Sprint(tok.Extra("scope"))), scope) {
-			return fail(fmt.Errorf("policy granted the %s agent %q, not %s: the gateway would deny %s", benchAgent, tok.Extra("scope"), scope, tool))
+			return nil, fmt.Errorf("policy granted the %s agent %q, not %s: the gateway would deny %s", benchAgent, tok.Extra("scope"), scope, tool)
 		}
 		bg.endpoints[tool] = benchEndpoint{url: resource, token: func(context.Context) (string, error) {
 			t, err := ts.Token()

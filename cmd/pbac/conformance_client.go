@@ -20,12 +20,11 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
-	"github.com/pbac-gateway/pbac/asrv"
-	"github.com/pbac-gateway/pbac/asrv/store/badger"
+	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/conformance/clientcheck"
 	"github.com/pbac-gateway/pbac/conformance/clientcheck/tenantpolicy"
 	"github.com/pbac-gateway/pbac/conformance/official"
-	"github.com/pbac-gateway/pbac/gateway"
+	"github.com/pbac-gateway/pbac/internal/stack"
 )
 
 // The throwaway tenant's backend and the scopes its policy knows: a client
@@ -256,14 +255,11 @@ func certifyClient(ctx context.Context, spec clientSpec, phases []string, timeou
 	if spec.name == "" {
 		spec.name = spec.command
 	}
-	pol, err := newPolicyRuntime(ctx, "", policyLimits{}, log)
+	pol, cleanup, err := tenantPolicy(ctx)
 	if err != nil {
 		return ClientReport{}, err
 	}
-	defer pol.Close(context.WithoutCancel(ctx))
-	if err := activateTenantPolicy(ctx, pol); err != nil {
-		return ClientReport{}, err
-	}
+	defer cleanup()
 	rep := ClientReport{Client: spec.name, Command: spec.command}
 	for _, p := range phases {
 		phase := clientcheck.Phase(p)
@@ -284,19 +280,20 @@ func certifyClient(ctx context.Context, spec clientSpec, phases []string, timeou
 	return rep, nil
 }
 
-// activateTenantPolicy makes the tenant's own policy live
-// (conformance/clientcheck/tenantpolicy): any registered client may get
-// conformance:read and conformance:write for the signed-in user, and
-// test-tool needs write.
-func activateTenantPolicy(ctx context.Context, pol *policyRuntime) error {
+// tenantPolicy is the tenant's own policy (conformance/clientcheck/
+// tenantpolicy): any registered client may get conformance:read and
+// conformance:write for the signed-in user, and test-tool needs write. It
+// is built once; the phases' tenants share one compilation cache.
+func tenantPolicy(ctx context.Context) (stack.Policy, func(), error) {
 	b, err := tenantpolicy.Build(ctx)
 	if err != nil {
-		return fmt.Errorf("build the tenant policy: %w", err)
+		return stack.Policy{}, nil, fmt.Errorf("build the tenant policy: %w", err)
 	}
-	if _, err := pol.registry.Activate(ctx, b, "conformance tenant"); err != nil {
-		return fmt.Errorf("activate the tenant policy: %w", err)
+	cache, err := os.MkdirTemp("", "pbac-conformance-wasm-")
+	if err != nil {
+		return stack.Policy{}, nil, err
 	}
-	return nil
+	return stack.Policy{Bundle: b, Source: "conformance tenant", CacheDir: cache}, func() { _ = os.RemoveAll(cache) }, nil
 }
 
 // tenant is a throwaway gateway + AS + backend behind the observer.
@@ -326,7 +323,7 @@ func settingsFor(p clientcheck.Phase) (phaseSettings, error) {
 	return phaseSettings{}, fmt.Errorf("unknown phase %q (flow, expiry, session)", p)
 }
 
-func startTenant(ctx context.Context, pol *policyRuntime, ps phaseSettings, log *slog.Logger) (_ *tenant, err error) {
+func startTenant(ctx context.Context, pol stack.Policy, ps phaseSettings, log *slog.Logger) (_ *tenant, err error) {
 	var closers []func()
 	cleanup := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -350,52 +347,31 @@ func startTenant(ctx context.Context, pol *policyRuntime, ps phaseSettings, log 
 	}
 	closers = append(closers, stopBackend)
 
+	// The client reaches the tenant through the observer: its address is
+	// the tenant's public URL.
 	pub, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	closers = append(closers, func() { _ = pub.Close() })
-	gwLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
 	base := "http://" + pub.Addr().String()
-	resources := []string{base + "/mcp", base + "/mcp/" + tenantBackend}
-
-	secret, err := asrv.LoadOrCreateTokenSecret(dataDir)
-	if err != nil {
-		return nil, err
-	}
-	store, err := badger.Open(ctx, filepath.Join(dataDir, "store"), badger.WithLogger(log))
-	if err != nil {
-		return nil, err
-	}
-	closers = append(closers, func() { _ = store.Close() })
-	as, err := asrv.New(asrv.Config{
-		Issuer: base, Resources: resources, Scopes: []string{scopeRead, scopeWrite}, Secret: secret,
-		Store: store, Policy: pol.registry, Users: asrv.DemoUsers{}, Logger: log,
-		AccessTokenTTL: ps.tokenTTL,
+	st, err := stack.New(ctx, stack.Config{
+		Logger: log, DataDir: dataDir, Ephemeral: true, Listen: "127.0.0.1:0", PublicURL: base, Policy: pol,
+		AuthServer: stack.AuthServer{Scopes: []string{scopeRead, scopeWrite}, AccessTokenTTL: ps.tokenTTL},
+		// The protected resource metadata offers read only: write is a
+		// step-up.
+		Gateway:  &stack.Gateway{Scopes: []string{scopeRead}, SessionIdle: ps.sessionIdle},
+		Backends: []config.Backend{{Name: tenantBackend, URL: backendURL}},
 	})
 	if err != nil {
 		return nil, err
 	}
-	gw, err := gateway.New(gateway.Config{
-		PublicURL: base, Backends: []gateway.Backend{{Name: tenantBackend, URL: backendURL}},
-		AuthorizationServers: []string{base}, Scopes: []string{scopeRead},
-		Introspector: as, Policy: pol.registry, AuthServer: as.Handler(),
-		SessionIdle: ps.sessionIdle, Logger: log,
-	})
-	if err != nil {
-		_ = gwLn.Close()
-		return nil, err
-	}
-	go func() { _ = gw.App().Listener(gwLn) }()
 	closers = append(closers, func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		_ = gw.Shutdown(sctx)
+		_ = st.Close(sctx)
 	})
-	up, _ := url.Parse("http://" + gwLn.Addr().String())
+	up, _ := url.Parse("http://" + st.Addr().String())
 	obs := clientcheck.NewObserver(clientcheck.ObserverConfig{Upstream: up, SignInUser: tenantUser, SignInPassword: tenantPass,
 		Delay: ps.delay, Logger: log})
 	srv := &http.Server{Handler: obs, ReadHeaderTimeout: 10 * time.Second}
@@ -434,7 +410,7 @@ func startTestBackend() (string, func(), error) {
 }
 
 // runPhase runs the client once against a fresh tenant.
-func runPhase(ctx context.Context, pol *policyRuntime, spec clientSpec, phase clientcheck.Phase, timeout time.Duration, clientOut io.Writer, log *slog.Logger) (clientcheck.Run, error) {
+func runPhase(ctx context.Context, pol stack.Policy, spec clientSpec, phase clientcheck.Phase, timeout time.Duration, clientOut io.Writer, log *slog.Logger) (clientcheck.Run, error) {
 	ps, err := settingsFor(phase)
 	if err != nil {
 		return clientcheck.Run{}, err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/conformance/authsuite"
+	"github.com/pbac-gateway/pbac/internal/stack"
 )
 
 type conformanceServerFlags struct {
@@ -132,18 +133,18 @@ func oursDefaults(cfg *authsuite.Config, dataDir string) error {
 		cfg.User, cfg.Password = "alice", "demo"
 	}
 	if cfg.ClientID == "" {
-		raw, err := os.ReadFile(filepath.Join(dataDir, demoAgentsFile))
+		raw, err := os.ReadFile(filepath.Join(dataDir, stack.DemoAgentsFile))
 		if err != nil {
 			return fmt.Errorf("--ours without --client-id reads the demo agents: %w", err)
 		}
-		var agents []demoAgent
+		var agents []stack.DemoAgent
 		if err := json.Unmarshal(raw, &agents); err != nil {
-			return fmt.Errorf("%s: %w", demoAgentsFile, err)
+			return fmt.Errorf("%s: %w", stack.DemoAgentsFile, err)
 		}
-		if a, ok := findAgent(agents, "claude-code"); ok {
+		if a, ok := stack.FindDemoAgent(agents, "claude-code"); ok {
 			cfg.ClientID = a.ClientID
 		}
-		if a, ok := findAgent(agents, "autonomous-planner"); ok && cfg.ExchangeAudience == "" {
+		if a, ok := stack.FindDemoAgent(agents, "autonomous-planner"); ok && cfg.ExchangeAudience == "" {
 			cfg.ExchangeAudience = a.ClientID
 		}
 	}

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -12,11 +10,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/config"
-	"github.com/pbac-gateway/pbac/plugins"
+	"github.com/pbac-gateway/pbac/internal/stack"
 	"github.com/pbac-gateway/pbac/plugins/bundlesource"
-	"github.com/pbac-gateway/pbac/plugins/pgsync"
 	"github.com/pbac-gateway/pbac/rego"
 )
 
@@ -146,75 +142,23 @@ func (f *bundleFlags) verifier() (*rego.Verifier, error) {
 	return rego.NewVerifier(keys...)
 }
 
-// startDistribution requires signatures on reg when keys are configured
-// and starts polling the bundle server, if any. It returns the source's
-// status for /admin/status (nil without a server) and the token the admin
-// listener also accepts for /bundles/pbac. Call it before any other bundle
-// source (the policy directory) starts.
-func startDistribution(ctx context.Context, f *bundleFlags, reg *plugins.Registry, log *slog.Logger) (status func() any, token string, err error) {
-	token, err = f.bundleToken()
+// policy is the stack's policy source settings: signatures, the bundle
+// server, the replicas' sync, and the decision limits (the policy
+// directory is the command's choice).
+func (f *bundleFlags) policy(limits policyLimits) (stack.Policy, error) {
+	p := stack.Policy{Limits: limits.stack()}
+	token, err := f.bundleToken()
 	if err != nil {
-		return nil, "", err
+		return stack.Policy{}, err
 	}
 	v, err := f.verifier()
 	if err != nil {
-		return nil, "", err
+		return stack.Policy{}, err
 	}
-	if v != nil {
-		reg.RequireSignatures(v)
-		log.Info("policy bundles must be signed", "key_ids", v.KeyIDs())
+	p.BundleToken, p.Verifier = token, v
+	if f != nil {
+		p.BundleServer, p.PollInterval = f.server, f.interval
+		p.Sync, p.SyncInterval = f.sync, f.syncInterval
 	}
-	if f == nil || f.server == "" {
-		return nil, token, nil
-	}
-	src, err := bundlesource.New(bundlesource.Config{
-		URL:      bundlesource.BundleURL(f.server, admin.BundleName),
-		Token:    token,
-		Interval: f.interval,
-		Registry: reg,
-		Logger:   log,
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	if v == nil {
-		log.Warn("polling a bundle server without --bundle-verification-key: bundles are not checked for a signature", "server", f.server)
-	}
-	go func() { _ = src.Run(ctx) }()
-	return func() any { return src.Status() }, token, nil
-}
-
-// startPolicySync joins the replicas' shared policy head when the token
-// store is PostgreSQL (and --policy-sync is on); it returns nil otherwise.
-// Stop it with the returned function, which leaves the replica set.
-func startPolicySync(ctx context.Context, f *bundleFlags, storeSpec string, reg *plugins.Registry, log *slog.Logger) (*pgsync.Sync, func(), error) {
-	if f == nil || !f.sync || !config.IsPostgresStore(storeSpec) {
-		return nil, func() {}, nil
-	}
-	s, err := pgsync.Open(ctx, pgsync.Config{DSN: storeSpec, Registry: reg, Interval: f.syncInterval, Logger: log})
-	if err != nil {
-		return nil, nil, fmt.Errorf("policy sync: %w", err)
-	}
-	info, _ := reg.Active()
-	log.Info("policy sync: sharing the policy version with the replicas on the store", "replica", s.Replica(), "version", info.Version)
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() { _ = s.Run(rctx); close(done) }()
-	return s, func() {
-		cancel()
-		<-done
-		lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer lcancel()
-		if err := s.Close(lctx); err != nil {
-			log.Warn("policy sync: leave", "err", err)
-		}
-	}, nil
-}
-
-// propagateVia adapts a sync for the admin API.
-func propagateVia(s *pgsync.Sync) func(context.Context) (any, bool, error) {
-	return func(ctx context.Context) (any, bool, error) {
-		c, err := s.Propagate(ctx)
-		return c, c.Complete, err
-	}
+	return p, nil
 }

@@ -1,0 +1,269 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+
+	"github.com/pbac-gateway/pbac/admin"
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/signin"
+	"github.com/pbac-gateway/pbac/asrv/store/badger"
+	"github.com/pbac-gateway/pbac/asrv/store/postgres"
+	"github.com/pbac-gateway/pbac/config"
+	"github.com/pbac-gateway/pbac/gateway"
+)
+
+// authRuntime is the authorization server with what it owns.
+type authRuntime struct {
+	server *asrv.Server
+	issuer *asrv.IssuerKey
+	// signIn is the sign-in guard the AS uses; the dashboard shares it.
+	signIn *signin.Guard
+	// served: its OAuth endpoints are served (not a replica's
+	// introspection on the shared store).
+	served bool
+}
+
+// openAuthorization builds what validates tokens: the authorization
+// server in process (the default), or the introspection of a remote one —
+// on its shared store (RemoteAS.TokenSecretFile) or over RFC 7662.
+func (s *Stack) openAuthorization(ctx context.Context) error {
+	remote := s.cfg.RemoteAS
+	switch {
+	case remote != nil && remote.TokenSecretFile != "":
+		// A replica of a remote AS's shared store: tokens are read there.
+		secret, err := asrv.ReadTokenSecret(remote.TokenSecretFile)
+		if err != nil {
+			return fmt.Errorf("authorization_server.token_secret_file: %w", err)
+		}
+		if !config.IsPostgresStore(s.cfg.Store) {
+			return errors.New("authorization_server.token_secret_file needs the AS's PostgreSQL store (store: postgres://…)")
+		}
+		s.issuer = remote.Issuer
+		// Its OAuth endpoints are not served: the configuration's asrv:
+		// block is the remote AS's business.
+		if err := s.openAS(ctx, remote.Issuer, secret, nil, nil); err != nil {
+			return err
+		}
+		s.log.Info("introspecting on the authorization server's shared store", "issuer", remote.Issuer, "store", s.storeName)
+	case remote != nil:
+		intro, err := remoteIntrospector(remote)
+		if err != nil {
+			return err
+		}
+		s.issuer, s.remote = remote.Issuer, intro
+		s.ready = &readiness{policy: s.policyActive}
+		return nil
+	default:
+		s.issuer = s.base
+		guard := signin.New(signin.Config{Logger: s.log.With("component", "sign-in")})
+		if err := s.openAS(ctx, s.base, nil, guard, s.cfg.AuthServer.Settings); err != nil {
+			return err
+		}
+		s.as.served = true
+	}
+	s.ready = &readiness{policy: s.policyActive, store: s.store.Ping}
+	return nil
+}
+
+// policyActive tells whether a policy version is active (an outside
+// decider always is).
+func (s *Stack) policyActive() bool {
+	if s.policy == nil {
+		return true
+	}
+	_, ok := s.policy.registry.Active()
+	return ok
+}
+
+// openAS opens the token store, the data dir's token secret (unless
+// secret is given) and statement issuer key, and the authorization server
+// on them. It is the one place the AS is built.
+func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard *signin.Guard, settings *config.ASrv) error {
+	if secret == nil {
+		var err error
+		if secret, err = asrv.LoadOrCreateTokenSecret(s.cfg.DataDir); err != nil {
+			return err
+		}
+	}
+	introspectors, err := asIntrospectors(settings)
+	if err != nil {
+		return err
+	}
+	limits, err := asRegistrationLimits(settings)
+	if err != nil {
+		return err
+	}
+	key, err := asrv.LoadOrCreateIssuerKey(s.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	verifier, err := asrv.NewStatementVerifier(key.Trusted())
+	if err != nil {
+		return err
+	}
+	if verifier, err = asStatementVerifier(settings, verifier); err != nil {
+		return err
+	}
+	store, storeName, err := openStore(ctx, s.cfg.Store, s.cfg.DataDir, s.cfg.Ephemeral, s.log)
+	if err != nil {
+		return err
+	}
+	s.store, s.storeName = store, storeName
+	s.onClose(phaseStore, "token store", func(context.Context) error { return store.Close() })
+	scopes := s.cfg.AuthServer.Scopes
+	if scopes == nil {
+		scopes = s.scopes()
+	}
+	var users asrv.UserSource = asrv.DemoUsers{}
+	if s.cfg.AuthServer.Users != nil {
+		users = s.cfg.AuthServer.Users
+	}
+	srv, err := asrv.New(asrv.Config{
+		Issuer: issuer, Resources: s.resources(), Scopes: scopes, Secret: secret,
+		Store: store, Policy: s.decider, Statements: verifier, Logger: s.log,
+		Introspectors: introspectors, SignIn: guard, Registration: limits,
+		AccessTokenTTL: s.cfg.AuthServer.AccessTokenTTL,
+		// Identity sources (AuthServer's Identity, to come) set SSO here;
+		// Client ID Metadata Documents set ClientMetadata.
+		Users: users,
+	})
+	if err != nil {
+		return err
+	}
+	s.as = &authRuntime{server: srv, issuer: key, signIn: guard}
+	return nil
+}
+
+// introspector is what the gateway validates tokens with.
+func (s *Stack) introspector() gateway.Introspector {
+	if s.as != nil {
+		return s.as.server
+	}
+	return s.remote
+}
+
+// openStore opens the token store spec names: "" (or "badger") for Badger
+// under dataDir/store (in memory when ephemeral), a postgres:// or
+// postgresql:// URL for PostgreSQL. It returns the store and a name for it
+// fit for logs (no password).
+func openStore(ctx context.Context, spec, dataDir string, ephemeral bool, log *slog.Logger) (asrv.Store, string, error) {
+	switch {
+	case (spec == "" || spec == "badger") && ephemeral:
+		st, err := badger.Open(ctx, "", badger.WithLogger(log))
+		if err != nil {
+			return nil, "", err
+		}
+		return st, "badger:memory", nil
+	case spec == "" || spec == "badger":
+		dir := filepath.Join(dataDir, "store")
+		st, err := badger.Open(ctx, dir, badger.WithLogger(log))
+		if err != nil {
+			return nil, "", err
+		}
+		return st, "badger:" + dir, nil
+	case config.IsPostgresStore(spec):
+		st, err := postgres.Open(ctx, spec, postgres.WithLogger(log))
+		if err != nil {
+			return nil, "", err
+		}
+		log.Info("token store: postgres", "store", st.String())
+		return st, st.String(), nil
+	default:
+		// Not echoed: a mistyped DSN may still carry a password.
+		return nil, "", errors.New("--store: want postgres://… (or postgresql://…), or nothing for Badger under the data dir")
+	}
+}
+
+// The configuration resolves to plain values (package config); these build
+// the parts' own types from them.
+
+// asIntrospectors are the configuration's introspection clients, as the
+// authorization server takes them (c may be nil: none).
+func asIntrospectors(c *config.ASrv) ([]asrv.Introspector, error) {
+	in, err := c.Introspectors()
+	if err != nil {
+		return nil, err
+	}
+	var out []asrv.Introspector
+	for _, ic := range in {
+		out = append(out, asrv.Introspector{ClientID: ic.ClientID, Secret: ic.Secret})
+	}
+	return out, nil
+}
+
+// asRegistrationLimits are the configuration's registration limits (c may
+// be nil: the defaults).
+func asRegistrationLimits(c *config.ASrv) (asrv.RegistrationLimits, error) {
+	l, err := c.RegistrationLimits()
+	if err != nil {
+		return asrv.RegistrationLimits{}, err
+	}
+	return asrv.RegistrationLimits{PerAddressBurst: l.PerAddress, PerAddressInterval: l.PerAddressInterval,
+		MaxClients: l.MaxClients, MaxPending: l.MaxUnverified, PendingTTL: l.UnverifiedTTL}, nil
+}
+
+// asStatementVerifier returns v with the configuration's statement
+// lifetime and revocations (c may be nil: v as it is).
+func asStatementVerifier(c *config.ASrv, v *asrv.StatementVerifier) (*asrv.StatementVerifier, error) {
+	p, err := c.StatementPolicy()
+	if err != nil {
+		return nil, err
+	}
+	if c == nil || c.Statements == nil {
+		return v, nil
+	}
+	if p.MaxLifetime > 0 {
+		v = v.WithMaxLifetime(p.MaxLifetime)
+	}
+	return v.WithRevoked(asrv.StatementRevocations{StatementIDs: p.RevokedIDs, KeyIDs: p.RevokedKeys}), nil
+}
+
+// gatewayArgumentLimits are the configuration's argument limits (zero
+// fields: the gateway's defaults).
+func gatewayArgumentLimits(a *config.ArgumentLimits) gateway.ArgumentLimits {
+	if a == nil {
+		return gateway.ArgumentLimits{}
+	}
+	return gateway.ArgumentLimits{MaxBytes: a.MaxBytes, MaxStringBytes: a.MaxStringBytes, MaxPathBytes: a.MaxPathBytes,
+		MaxPathSegments: a.MaxPathSegments, MaxDepth: a.MaxDepth, MaxKeys: a.MaxKeys}
+}
+
+// remoteIntrospector is the RFC 7662 client of a remote authorization
+// server.
+func remoteIntrospector(r *config.RemoteAS) (*gateway.RemoteIntrospector, error) {
+	in, err := r.Introspection()
+	if err != nil {
+		return nil, err
+	}
+	return &gateway.RemoteIntrospector{Endpoint: in.Endpoint, ClientID: in.ClientID, ClientSecret: in.ClientSecret}, nil
+}
+
+// adminClients shows the AS's clients as the admin API lists them: their
+// identity and verified claims, never a secret or a token hash.
+func adminClients(list []*asrv.Client, err error) ([]admin.Client, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := make([]admin.Client, 0, len(list))
+	for _, c := range list {
+		out = append(out, admin.Client{ID: c.ID, Name: c.Name, Agent: c.Agent, GrantTypes: c.GrantTypes,
+			TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, CreatedAt: c.CreatedAt})
+	}
+	return out, nil
+}
+
+// adminClientFuncs are the admin API's client list and revocation, on the
+// token store (nil funcs without one).
+func (s *Stack) adminClientFuncs(cfg *admin.Config) {
+	if s.store == nil {
+		return
+	}
+	st := s.store
+	cfg.DeleteClient = func(r *http.Request, id string) error { return st.DeleteClient(r.Context(), id) }
+	cfg.ListClients = func(r *http.Request) ([]admin.Client, error) { return adminClients(st.Clients(r.Context())) }
+}

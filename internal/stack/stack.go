@@ -1,0 +1,561 @@
+// Package stack is the composition root of PBAC Gateway: it builds the
+// whole running system — policy runtime, token store, authorization server
+// (or the introspection of a remote one), audit trail, gateway, admin API,
+// dashboard, the demo tenant when asked — from one Config, and Close stops
+// and joins every goroutine it started, in order.
+//
+// pbac up, pbac asrv, pbac bench, the conformance tenant and the gateway's
+// tests all build their system here; cmd/pbac only turns flags and the
+// configuration file into a Config. A new part (an identity source, client
+// admission, tracing) is wired once, here.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/audit/index"
+	"github.com/pbac-gateway/pbac/config"
+	"github.com/pbac-gateway/pbac/contract"
+	"github.com/pbac-gateway/pbac/gateway"
+	"github.com/pbac-gateway/pbac/plugins"
+	"github.com/pbac-gateway/pbac/plugins/bundlesource"
+	"github.com/pbac-gateway/pbac/plugins/pgsync"
+)
+
+// Config is everything the system is built from, resolved: cmd/pbac fills
+// it from flags, the PBAC_* environment and the configuration file; tests
+// and tools fill it directly. The zero value of an optional part leaves it
+// out or takes its default, as each field says.
+type Config struct {
+	// Logger receives every part's logs (nil: discarded).
+	Logger *slog.Logger
+	// DataDir holds the state: token secret, statement issuer key, Badger
+	// token store (store/), audit trail (audit/), policy bundles dropped in
+	// (policies/), the Wasm compilation cache (wasm-cache/), the admin
+	// token and the demo agents. Required; created (0700) when absent.
+	DataDir string
+	// Ephemeral keeps the token store and the audit index in memory and
+	// writes no audit file and no compilation cache (tests, throwaway
+	// tenants). The data dir still holds the secret and keys.
+	Ephemeral bool
+
+	// Listen is the address of the gateway and the in-process
+	// authorization server (or of the authorization server alone);
+	// "127.0.0.1:0" picks a free port. TLS, when set, is served there.
+	Listen string
+	TLS    *config.TLSFiles
+	// PublicURL is the base URL clients reach (a proxy in front, say);
+	// empty: http(s)://<Listen's address>. It is the gateway's public URL
+	// and the in-process authorization server's issuer.
+	PublicURL string
+	// Admin, when set, runs the admin listener: the admin API, the
+	// dashboard and the gateway's metrics. Nil: no admin listener.
+	Admin *Admin
+
+	// Store is the token store: "" (or "badger") for Badger under the data
+	// dir, a postgres:// URL for PostgreSQL shared by replicas.
+	Store string
+	// Policy is where decisions come from.
+	Policy Policy
+	// AuthServer shapes the authorization server this process runs.
+	AuthServer AuthServer
+	// RemoteAS, when set, is an authorization server elsewhere that the
+	// gateway trusts instead of running one: tokens are introspected over
+	// RFC 7662, or read on its shared PostgreSQL store when
+	// TokenSecretFile is set.
+	RemoteAS *config.RemoteAS
+
+	// Gateway shapes the MCP gateway. Nil: no gateway, the authorization
+	// server alone (pbac asrv).
+	Gateway *Gateway
+	// Backends are the configured backends: a URL is proxied as it is, a
+	// command runs behind a stdio bridge.
+	Backends []config.Backend
+	// Limits bound what one agent holds (zero fields: the defaults).
+	Limits config.Limits
+	// Demo is the demo tenant.
+	Demo Demo
+	// Audit shapes the audit trail (zero fields: the defaults).
+	Audit Audit
+}
+
+// Admin is the admin listener.
+type Admin struct {
+	Listen string
+	TLS    *config.TLSFiles
+	// Hosts are names the admin listener answers to besides its own
+	// address (a DNS-rebinding defence).
+	Hosts []string
+}
+
+// AuthServer shapes the in-process authorization server.
+type AuthServer struct {
+	// Settings are the configuration's asrv: block (introspection
+	// clients, registration limits, statements); nil: the defaults.
+	Settings *config.ASrv
+	// Resources are the protected resources tokens are for, when the
+	// authorization server runs alone (nil: <issuer>/mcp). With a gateway
+	// they are the gateway's: /mcp and each /mcp/<backend>.
+	Resources []string
+	// Scopes clients may ask for (nil: those of the active policy's data).
+	Scopes []string
+	// AccessTokenTTL is the access tokens' lifetime (0: the AS's default).
+	AccessTokenTTL time.Duration
+
+	// Users are the people who sign in with a password (nil: the demo
+	// users). Identity sources (config key identity:, asrv.Config.SSO) and
+	// Client ID Metadata Documents (config key asrv.client_id_metadata:,
+	// asrv.Config.ClientMetadata) plug in here too, one field each,
+	// resolved by cmd/pbac and passed through in openAS (authserver.go).
+	Users asrv.UserSource
+}
+
+// Gateway shapes the MCP gateway.
+type Gateway struct {
+	// Scopes are advertised in the protected resource metadata (nil: those
+	// of the active policy's data).
+	Scopes []string
+	// ArgumentLimits bound a call's arguments (nil or zero fields: the
+	// gateway's defaults).
+	ArgumentLimits *config.ArgumentLimits
+	// SessionIdle ends a session unused this long (0: the default).
+	SessionIdle time.Duration
+	// RefusalWindow sums refusals of one kind (0: the default).
+	RefusalWindow time.Duration
+}
+
+// Demo is the demo tenant.
+type Demo struct {
+	// Backends starts the demo backends (drive, jira, …) in process and
+	// makes the dashboard the demo tenant's (its users, scenarios, agent
+	// registration).
+	Backends bool
+	// Agents registers the seed matrix's agents with the in-process
+	// authorization server, once (kept in the data dir).
+	Agents bool
+}
+
+// Audit shapes the audit trail.
+type Audit struct {
+	// MaxBackups rotated files of 100 MB are kept (0: 10).
+	MaxBackups int
+	// Retention is how long the index keeps records (0: 30 days).
+	Retention time.Duration
+}
+
+// Stack is the running system.
+type Stack struct {
+	cfg Config
+	log *slog.Logger
+
+	ln, adminLn     net.Listener
+	base, adminBase string
+	issuer          string
+	policy          *policyRuntime
+	decider         contract.Decider
+	data            *contract.Data // an outside decider's policy data
+	bundleSource    *bundlesource.Source
+	sync            *pgsync.Sync
+	as              *authRuntime // nil: the AS runs elsewhere
+	remote          *gateway.RemoteIntrospector
+	store           asrv.Store // the in-process AS's or the shared store; nil with a remote AS
+	storeName       string
+	trail           *audit.Trail
+	index           *index.Index
+	gw              *gateway.Gateway
+	backends        []gateway.Backend
+	agents          []DemoAgent
+	ready           *readiness
+	bgCtx           context.Context // background work; cancelled by Close
+	bgCancel        context.CancelFunc
+	bg              sync.WaitGroup // policy sources: watch, bundle polling, sync
+	gwServing       sync.WaitGroup // the gateway listener's serve loop
+	serveErr        chan error     // what the serve loops returned
+	closers         [numPhases][]closer
+	closeOnce       sync.Once
+	closeErr        error
+}
+
+// phase is a step of Close: every part registers how it is closed in its
+// phase, and Close runs the phases in this order (within a phase, the last
+// registered first).
+type phase int
+
+const (
+	phaseServe         phase = iota // listeners and their servers drain
+	phaseGateway                    // the gateway's in-flight calls and its goroutines
+	phasePolicySources              // bundle polling, policy sync, the policy directory watch
+	phaseBackends                   // stdio bridges, demo backends
+	phaseAudit                      // the audit trail flushes and closes its sinks
+	phaseStore                      // the token store
+	phasePolicy                     // the policy registry and the Wasm engine
+	numPhases
+)
+
+type closer struct {
+	name string
+	fn   func(ctx context.Context) error
+}
+
+// drainTimeout bounds how long the listeners and the gateway's in-flight
+// calls are given to finish on Close.
+const drainTimeout = 10 * time.Second
+
+// New builds the system cfg describes and starts serving. On an error
+// everything already opened is closed again (and its goroutines joined)
+// before New returns.
+func New(ctx context.Context, cfg Config) (_ *Stack, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("no data dir: pass --data-dir or set PBAC_DATA_DIR")
+	}
+	if cfg.Gateway == nil && cfg.RemoteAS != nil {
+		return nil, errors.New("the authorization server alone cannot use a remote one")
+	}
+	s := &Stack{cfg: cfg, log: cfg.Logger}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if cerr := s.Close(cctx); cerr != nil {
+				s.log.Warn("closing what was built before the failure", "err", cerr)
+			}
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create the data dir: %w", err)
+	}
+	if err := s.openListeners(); err != nil {
+		return nil, err
+	}
+	if err := s.openPolicy(ctx); err != nil {
+		return nil, err
+	}
+	if cfg.Gateway != nil {
+		if err := s.startBackends(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.openAuthorization(ctx); err != nil {
+		return nil, err
+	}
+	if cfg.Gateway != nil {
+		if err := s.openAudit(ctx); err != nil {
+			return nil, err
+		}
+		if err := s.newGateway(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Demo.Agents && s.as != nil && s.as.served {
+		if s.agents, err = seedDemoAgents(ctx, cfg.DataDir, s.as, s.store); err != nil {
+			return nil, fmt.Errorf("register the demo agents: %w", err)
+		}
+	}
+	var adminHandler http.Handler
+	if cfg.Admin != nil {
+		if adminHandler, err = s.newAdmin(); err != nil {
+			return nil, err
+		}
+	}
+	s.serve(adminHandler)
+	return s, nil
+}
+
+// onClose registers how a part is closed, in its phase.
+func (s *Stack) onClose(p phase, name string, fn func(ctx context.Context) error) {
+	s.closers[p] = append(s.closers[p], closer{name: name, fn: fn})
+}
+
+// openListeners opens the listener (and the admin one) first, so a port in
+// use fails before anything else starts.
+func (s *Stack) openListeners() error {
+	ln, scheme, err := openListener(s.cfg.Listen, s.cfg.TLS, s.log)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	// Registered first, so it runs after the server or the gateway that
+	// serves it shut down (which close it themselves): it matters only
+	// when New fails before serving.
+	s.onClose(phaseGateway, "listener", func(context.Context) error { return ignoreClosed(ln.Close()) })
+	s.base = scheme + "://" + ln.Addr().String()
+	if s.cfg.PublicURL != "" {
+		s.base = strings.TrimSuffix(s.cfg.PublicURL, "/")
+	}
+	if s.cfg.Admin == nil {
+		return nil
+	}
+	adminLn, adminScheme, err := openListener(s.cfg.Admin.Listen, s.cfg.Admin.TLS, s.log)
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	s.adminLn = adminLn
+	s.onClose(phaseServe, "admin listener", func(context.Context) error { return ignoreClosed(adminLn.Close()) })
+	s.adminBase = adminScheme + "://" + adminLn.Addr().String()
+	return nil
+}
+
+// resources are the protected resources tokens are issued for: the
+// gateway's /mcp and /mcp/<backend>, or the AS's own list when it runs
+// alone.
+func (s *Stack) resources() []string {
+	if s.cfg.Gateway == nil {
+		if len(s.cfg.AuthServer.Resources) > 0 {
+			return s.cfg.AuthServer.Resources
+		}
+		return []string{s.base + "/mcp"}
+	}
+	out := []string{s.base + "/mcp"}
+	for _, b := range s.backends {
+		out = append(out, s.base+"/mcp/"+b.Name)
+	}
+	return out
+}
+
+// scopes are the scopes the active policy's data names
+// (contract.Data.Scopes): what the AS and the gateway advertise and clients
+// may ask for; policy decides which are granted.
+func (s *Stack) scopes() []string {
+	data := s.data
+	if s.policy != nil {
+		if _, d, err := s.policy.registry.ActivePolicy(); err == nil {
+			data = d
+		}
+	}
+	if data == nil {
+		return nil
+	}
+	return data.Scopes()
+}
+
+// newGateway builds the gateway on what is open.
+func (s *Stack) newGateway() error {
+	g := s.cfg.Gateway
+	scopes := g.Scopes
+	if scopes == nil {
+		scopes = s.scopes()
+	}
+	cfg := gateway.Config{
+		PublicURL: s.base, Backends: s.backends, AuthorizationServers: []string{s.issuer}, Scopes: scopes,
+		Introspector: s.introspector(), Policy: s.decider, Audit: s.trail, Logger: s.log, Ready: s.ready.check,
+		ArgumentLimits: gatewayArgumentLimits(g.ArgumentLimits), SessionsPerAgent: s.cfg.Limits.SessionsPerAgent,
+		SessionIdle: g.SessionIdle, RefusalWindow: g.RefusalWindow,
+	}
+	if s.as != nil && s.as.served {
+		cfg.AuthServer = s.as.server.Handler()
+	}
+	gw, err := gateway.New(cfg)
+	if err != nil {
+		return err
+	}
+	s.gw = gw
+	ln := s.ln
+	s.onClose(phaseGateway, "gateway", func(ctx context.Context) error {
+		err := gw.Shutdown(ctx)
+		// A serve loop that had not yet taken the listener when Shutdown
+		// ran (a Close right after New) would serve on: closing the
+		// listener ends it.
+		err = errors.Join(err, ignoreClosed(ln.Close()))
+		return errors.Join(err, waitGroup(ctx, &s.gwServing, "the gateway listener"))
+	})
+	return nil
+}
+
+// serve starts the listeners' serve loops.
+func (s *Stack) serve(adminHandler http.Handler) {
+	s.serveErr = make(chan error, 2)
+	ln := s.ln
+	if s.gw != nil {
+		s.gwServing.Go(func() { s.serveErr <- s.gw.App().Listener(ln) })
+	} else {
+		s.serveHTTP("authorization server", ln, withProbes(s.as.server.Handler(), s.ready.check))
+	}
+	if adminHandler != nil {
+		s.serveHTTP("admin listener", s.adminLn, adminHandler)
+	}
+}
+
+// serveHTTP serves h on ln until Close drains it.
+func (s *Stack) serveHTTP(name string, ln net.Listener, h http.Handler) {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	var done sync.WaitGroup
+	done.Go(func() { s.serveErr <- srv.Serve(ln) })
+	s.onClose(phaseServe, name, func(ctx context.Context) error {
+		err := srv.Shutdown(ctx)
+		return errors.Join(err, waitGroup(ctx, &done, name))
+	})
+}
+
+// waitGroup waits for wg within ctx.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup, what string) error {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s did not stop: %w", what, ctx.Err())
+	}
+}
+
+// Wait blocks until ctx is done (nil) or a listener stops serving on its
+// own (its error). Then drain and Close the stack.
+func (s *Stack) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-s.serveErr:
+		if err == nil {
+			err = errors.New("a listener stopped serving")
+		}
+		return err
+	}
+}
+
+// Drain turns /readyz to 503 and waits delay (or ctx), so load balancers
+// stop sending new calls before Close stops the listeners.
+func (s *Stack) Drain(ctx context.Context, delay time.Duration) {
+	drainWait(ctx, s.ready, delay, s.log)
+}
+
+// Close stops the system and joins every goroutine it started, in order:
+// the listeners drain (in-flight calls finish, within 10 s), the gateway
+// stops, then the policy sources (bundle polling, policy sync, the policy
+// directory watch), the stdio bridges and demo backends, the audit trail
+// (flushed), the token store and the policy runtime. Each step is bounded
+// by ctx; Close returns what failed. It may be called more than once.
+func (s *Stack) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() { s.closeErr = s.close(ctx) })
+	return s.closeErr
+}
+
+func (s *Stack) close(ctx context.Context) error {
+	var errs []error
+	run := func(ctx context.Context, p phase) {
+		list := s.closers[p]
+		for i := len(list) - 1; i >= 0; i-- {
+			if err := list[i].fn(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("close %s: %w", list[i].name, err))
+			}
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, drainTimeout)
+	run(dctx, phaseServe)
+	run(dctx, phaseGateway)
+	cancel()
+	if s.serveErr != nil {
+	drain:
+		for {
+			select {
+			case err := <-s.serveErr:
+				if err != nil && !errors.Is(err, http.ErrServerClosed) {
+					errs = append(errs, err)
+				}
+			default:
+				break drain
+			}
+		}
+	}
+	s.bgCancel()
+	run(ctx, phasePolicySources)
+	if err := waitGroup(ctx, &s.bg, "the policy sources"); err != nil {
+		errs = append(errs, err)
+	}
+	for p := phaseBackends; p < numPhases; p++ {
+		run(ctx, p)
+	}
+	return errors.Join(errs...)
+}
+
+// ignoreClosed drops the error of closing what is closed already.
+func ignoreClosed(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// URL is the base URL clients reach: the gateway's MCP endpoints are under
+// URL()/mcp.
+func (s *Stack) URL() string { return s.base }
+
+// Addr is the address the gateway (or the AS alone) listens on.
+func (s *Stack) Addr() net.Addr { return s.ln.Addr() }
+
+// AdminURL is the admin listener's base URL ("" without one).
+func (s *Stack) AdminURL() string { return s.adminBase }
+
+// Issuer is the authorization server's issuer URL: this process's or the
+// remote one's.
+func (s *Stack) Issuer() string { return s.issuer }
+
+// DataDir is the data dir.
+func (s *Stack) DataDir() string { return s.cfg.DataDir }
+
+// Registry is the policy registry (nil when an outside decider decides).
+func (s *Stack) Registry() *plugins.Registry {
+	if s.policy == nil {
+		return nil
+	}
+	return s.policy.registry
+}
+
+// Gateway is the gateway (nil when the AS runs alone).
+func (s *Stack) Gateway() *gateway.Gateway { return s.gw }
+
+// AuthServer is the in-process authorization server (nil with a remote
+// one).
+func (s *Stack) AuthServer() *asrv.Server {
+	if s.as == nil {
+		return nil
+	}
+	return s.as.server
+}
+
+// StatementKey is the data dir's software statement issuer key, which the
+// in-process authorization server trusts (nil with a remote AS).
+func (s *Stack) StatementKey() *asrv.IssuerKey {
+	if s.as == nil {
+		return nil
+	}
+	return s.as.issuer
+}
+
+// Store is the token store (nil when tokens are introspected over HTTP).
+func (s *Stack) Store() asrv.Store { return s.store }
+
+// StoreName names the token store for people (no password).
+func (s *Stack) StoreName() string { return s.storeName }
+
+// Trail is the audit trail (nil without a gateway).
+func (s *Stack) Trail() *audit.Trail { return s.trail }
+
+// Index is the audit index (nil without a gateway).
+func (s *Stack) Index() *index.Index { return s.index }
+
+// Backends are the gateway's backends: the demo ones, then the configured.
+func (s *Stack) Backends() []gateway.Backend { return s.backends }
+
+// DemoAgents are the seeded demo agents (Demo.Agents).
+func (s *Stack) DemoAgents() []DemoAgent { return s.agents }
