@@ -21,10 +21,10 @@ import (
 func TestSignInPageSaysWhoIsAsking(t *testing.T) {
 	const loopback = "http://127.0.0.1:43177/callback"
 	type setup struct {
-		ta                   *testAS
-		clientID, redirect   string
-		scopes               []string
-		cimdHost, cimdPrefix string
+		ta                 *testAS
+		clientID, redirect string
+		scopes             []string
+		cimdHost           string
 	}
 	demoAS := newTestAS(t)
 	for _, tc := range []struct {
