@@ -141,3 +141,44 @@ func TestScopesFollowTheActivePolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestNoOfflineAccessInChallengesOrResourceMetadata: SEP-2207. Neither the
+// 401 challenge nor a protected resource metadata document names
+// offline_access, even when the configured list does: whether a refresh
+// token comes with a grant is the authorization server's business.
+func TestNoOfflineAccessInChallengesOrResourceMetadata(t *testing.T) {
+	ctx := t.Context()
+	cfg := baseConfig(t, t.TempDir())
+	cfg.Gateway = &stack.Gateway{Scopes: []string{"jira:read", "offline_access"}}
+	cfg.Backends = []config.Backend{{Name: "wiki", URL: "http://127.0.0.1:9/mcp"}}
+	st, err := stack.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close(ctx) })
+	for _, path := range []string{"/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource/mcp/wiki"} {
+		resp, err := http.Get(st.URL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var md struct {
+			Scopes []string `json:"scopes_supported"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&md)
+		resp.Body.Close()
+		if err != nil || !slices.Equal(md.Scopes, []string{"jira:read"}) {
+			t.Errorf("%s: scopes_supported %v (%v), want [jira:read]", path, md.Scopes, err)
+		}
+	}
+	for _, path := range []string{"/mcp", "/mcp/wiki"} {
+		resp, err := http.Post(st.URL()+path, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		h := resp.Header.Get("WWW-Authenticate")
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(h, "resource_metadata=") || strings.Contains(h, "offline_access") {
+			t.Errorf("POST %s: %d WWW-Authenticate %q", path, resp.StatusCode, h)
+		}
+	}
+}
