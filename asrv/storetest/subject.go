@@ -49,7 +49,13 @@ func testRevokeSubject(t *testing.T, f *fixture) {
 	m := request(a, "machine-1")
 	m.Session.(*asrv.Session).Subject = ""
 	accessKind.mustCreate(f, machine, m)
-	// An expired token of dana's is not counted.
+	// A redeemed code of dana's goes but is not counted, nor is an expired
+	// token.
+	redeemed := sig()
+	codeKind.mustCreate(f, redeemed, personal(a, "dana-0", "dana", signedIn))
+	if err := f.s.InvalidateAuthorizeCodeSession(f.ctx, redeemed); err != nil {
+		t.Fatal(err)
+	}
 	expired := personal(a, "dana-old", "dana", signedIn)
 	expired.Session.(*asrv.Session).SetExpiresAt(fosite.AccessToken, time.Now().Add(-time.Second))
 	accessKind.mustCreate(f, sig(), expired)
@@ -61,6 +67,7 @@ func testRevokeSubject(t *testing.T, f *fixture) {
 	if want := (asrv.SubjectRevocation{AccessTokens: 4, RefreshTokens: 2, Codes: 2}); got != want {
 		t.Errorf("RevokeSubject counted %+v, want %+v", got, want)
 	}
+	codeKind.wantNotFound(f, redeemed)
 	for _, s := range []stored{dana1, dana2} {
 		codeKind.wantNotFound(f, s.code)
 		kindByType("pkce").wantNotFound(f, s.pkce)

@@ -186,7 +186,8 @@ func (s *Store) endable(kind badgerKind, rec *store.Record, subject string) bool
 }
 
 // endSubjectToken ends the record at key if it (still) acts for subject:
-// a refresh token is made inactive, anything else deleted.
+// a refresh token is made inactive, anything else deleted. It reports
+// whether that ended something usable.
 func (s *Store) endSubjectToken(txn *badger.Txn, kind badgerKind, key []byte, subject string) (bool, error) {
 	item, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -202,5 +203,6 @@ func (s *Store) endSubjectToken(txn *badger.Txn, kind badgerKind, key []byte, su
 		rec.Inactive = true
 		return true, badgerRewriteRecord(txn, key, rec, item.ExpiresAt())
 	}
-	return true, badgerDeleteRecord(txn, key, rec)
+	// A redeemed code goes too, but only one not yet redeemed counts.
+	return !rec.Inactive, badgerDeleteRecord(txn, key, rec)
 }

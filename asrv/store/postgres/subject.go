@@ -86,7 +86,7 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string, until time.Ti
 			return err
 		}
 		rows, err := tx.Query(ctx, `DELETE FROM asrv_tokens WHERE subject = $1 AND kind IN ($2, $3, $4)
-			RETURNING kind, (expires_at IS NULL OR expires_at > $5)`, subject, postgresKindCode, postgresKindPKCE, postgresKindAccess, now)
+			RETURNING kind, (expires_at IS NULL OR expires_at > $5) AND NOT inactive`, subject, postgresKindCode, postgresKindPKCE, postgresKindAccess, now)
 		if err != nil {
 			return err
 		}
