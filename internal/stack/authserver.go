@@ -270,6 +270,22 @@ func (s *Stack) adminClientFuncs(cfg *admin.Config) {
 	st := s.store
 	cfg.DeleteClient = func(r *http.Request, id string) error { return st.DeleteClient(r.Context(), id) }
 	cfg.ListClients = func(r *http.Request) ([]admin.Client, error) { return adminClients(st.Clients(r.Context())) }
+	if s.as != nil {
+		cfg.RevokePerson = revokePerson(s.as.server)
+	}
+}
+
+// revokePerson is the admin API's and the dashboard's "revoke everything
+// acting for this person", on the AS (in process, or a replica's view of
+// the shared store).
+func revokePerson(as *asrv.Server) func(r *http.Request, sub string) (admin.PersonRevocation, error) {
+	return func(r *http.Request, sub string) (admin.PersonRevocation, error) {
+		got, err := as.RevokeSubject(r.Context(), sub)
+		if errors.Is(err, asrv.ErrInvalidSubject) {
+			return admin.PersonRevocation{}, fmt.Errorf("%w: %w", admin.ErrBadSubject, err)
+		}
+		return admin.PersonRevocation{AccessTokens: got.AccessTokens, RefreshTokens: got.RefreshTokens, Codes: got.Codes}, err
+	}
 }
 
 // auditSignIn records a sign-in attempt (the AS's page or the dashboard's)
