@@ -522,6 +522,15 @@ func (c *File) Validate() error {
 	return errors.Join(errs...)
 }
 
+// IdentityOrNone is the identity section (c may be nil; the zero Config:
+// none configured).
+func (c *File) IdentityOrNone() identity.Config {
+	if c == nil || c.Identity == nil {
+		return identity.Config{}
+	}
+	return *c.Identity
+}
+
 // validateIdentity checks the identity section: its syntax
 // (identity.Config.Validate) and that the files it names exist. It is the
 // authorization server's: a gateway that trusts a remote one has no use
