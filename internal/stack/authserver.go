@@ -30,6 +30,8 @@ type authRuntime struct {
 	// served: its OAuth endpoints are served (not a replica's
 	// introspection on the shared store).
 	served bool
+	// people are where people sign in (the dashboard's operators too).
+	people people
 }
 
 // openAuthorization builds what validates tokens: the authorization
@@ -50,7 +52,9 @@ func (s *Stack) openAuthorization(ctx context.Context) error {
 		s.issuer = remote.Issuer
 		// Its OAuth endpoints are not served: the configuration's asrv:
 		// block is the remote AS's business.
-		if err := s.openAS(ctx, remote.Issuer, secret, nil, nil); err != nil {
+		// Its identity section is the AS's, so that the people of its
+		// tokens are known here as there (a users file looked up per use).
+		if err := s.openAS(ctx, remote.Issuer, secret, nil, nil, false); err != nil {
 			return err
 		}
 		s.log.Info("introspecting on the authorization server's shared store", "issuer", remote.Issuer, "store", s.storeName)
@@ -65,7 +69,7 @@ func (s *Stack) openAuthorization(ctx context.Context) error {
 	default:
 		s.issuer = s.base
 		guard := signin.New(signin.Config{Logger: s.log.With("component", "sign-in"), Audit: signin.AuditorFunc(s.auditSignIn)})
-		if err := s.openAS(ctx, s.base, nil, guard, s.cfg.AuthServer.Settings); err != nil {
+		if err := s.openAS(ctx, s.base, nil, guard, s.cfg.AuthServer.Settings, s.cfg.Demo.Backends); err != nil {
 			return err
 		}
 		s.as.served = true
@@ -86,13 +90,18 @@ func (s *Stack) policyActive() bool {
 
 // openAS opens the token store, the data dir's token secret (unless
 // secret is given) and statement issuer key, and the authorization server
-// on them. It is the one place the AS is built.
-func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard *signin.Guard, settings *config.ASrv) error {
+// on them, with the people of openPeople (the demo users only when
+// demoTenant). It is the one place the AS is built.
+func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard *signin.Guard, settings *config.ASrv, demoTenant bool) error {
 	if secret == nil {
 		var err error
 		if secret, err = asrv.LoadOrCreateTokenSecret(s.cfg.DataDir); err != nil {
 			return err
 		}
+	}
+	ppl, err := openPeople(s.cfg.AuthServer, issuer, demoTenant, s.log)
+	if err != nil {
+		return err
 	}
 	introspectors, err := asIntrospectors(settings)
 	if err != nil {
@@ -123,23 +132,26 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 	if scopes == nil {
 		scopes = s.scopes()
 	}
-	var users asrv.UserSource = asrv.DemoUsers{}
-	if s.cfg.AuthServer.Users != nil {
-		users = s.cfg.AuthServer.Users
-	}
 	srv, err := asrv.New(asrv.Config{
 		Issuer: issuer, Resources: s.resources(), Scopes: scopes, Secret: secret,
 		Store: store, Policy: s.decider, Statements: verifier, Logger: s.log,
 		Introspectors: introspectors, SignIn: guard, Registration: limits,
 		AccessTokenTTL: s.cfg.AuthServer.AccessTokenTTL,
-		// Identity sources (AuthServer's Identity, to come) set SSO here;
-		// Client ID Metadata Documents set ClientMetadata.
-		Users: users,
+		// Client ID Metadata Documents set ClientMetadata here.
+		Users: ppl.users, SSO: ppl.redirectSource(),
 	})
 	if err != nil {
 		return err
 	}
-	s.as = &authRuntime{server: srv, issuer: key, signIn: guard}
+	s.as = &authRuntime{server: srv, issuer: key, signIn: guard, people: ppl}
+	if mode := ppl.mode(); mode != "" {
+		s.log.Info("people sign in with "+mode, "issuer", issuer)
+	} else if guard != nil {
+		s.log.Warn("no identity source: nobody can sign in, only machine clients get tokens; configure identity.oidc or identity.users_file")
+	}
+	if ppl.sso != nil && guard != nil {
+		s.log.Info("single sign-on: register this redirect URI at the provider", "redirect_uri", ppl.sso.RedirectURL())
+	}
 	return nil
 }
 
