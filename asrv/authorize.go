@@ -233,9 +233,13 @@ func (s *Server) grantAuthorization(ctx context.Context, w http.ResponseWriter, 
 		s.authorizeError(ctx, w, ar, anchorError(err))
 		return
 	}
-	session := &Session{Subject: user.Subject, Roles: user.Roles, Groups: user.Groups, Via: via, ClientID: client.ID, Tier: td.Tier}
+	session := &Session{Subject: user.Subject, Roles: user.Roles, Groups: user.Groups, Via: via, ClientID: client.ID, Tier: td.Tier,
+		AuthTime: s.now().UTC()}
 	resp, err := s.provider.NewAuthorizeResponse(ctx, ar, session)
 	if err != nil {
+		if errors.Is(err, ErrSubjectRevoked) {
+			err = fosite.ErrAccessDenied.WithHint("Everything acting for you was just revoked; sign in again.").WithWrap(err)
+		}
 		s.authorizeError(ctx, w, ar, err)
 		return
 	}

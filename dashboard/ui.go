@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/asrv/signin"
 	"github.com/pbac-gateway/pbac/audit"
@@ -59,6 +60,9 @@ type Config struct {
 	AdminToken string
 	// Clients lists and revokes agents; nil hides them.
 	Clients Clients
+	// RevokePerson revokes everything acting for a person (the admin
+	// API's); nil hides it.
+	RevokePerson func(r *http.Request, sub string) (admin.PersonRevocation, error)
 	// Latency reports the gateway's per-stage latency.
 	Latency func() gateway.LatencyReport
 	// Demo is the demo tenant; nil outside it.
@@ -162,6 +166,7 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET /ui/api/agents", h.signedIn(h.agents))
 	h.mux.HandleFunc("POST /ui/api/agents", h.operator(h.registerAgent))
 	h.mux.HandleFunc("DELETE /ui/api/agents/{id}", h.operator(h.deleteAgent))
+	h.mux.HandleFunc("POST /ui/api/people/{sub}/revoke", h.operator(h.revokePerson))
 	h.mux.HandleFunc("GET /ui/api/matrix", h.signedIn(h.matrix))
 	h.mux.HandleFunc("GET /ui/api/policy", h.signedIn(h.policy))
 	h.mux.HandleFunc("PUT /ui/api/policy/data", h.operator(h.setData))
@@ -256,7 +261,7 @@ func (h *Handler) config(w http.ResponseWriter, _ *http.Request) {
 	}
 	out := map[string]any{
 		"gateway_url": h.cfg.GatewayURL, "mcp_url": h.cfg.GatewayURL + "/mcp", "issuer": h.cfg.Issuer,
-		"demo": h.cfg.Demo != nil, "sign_in_users": h.cfg.Users != nil,
+		"demo": h.cfg.Demo != nil, "sign_in_users": h.cfg.Users != nil, "revoke_people": h.cfg.RevokePerson != nil,
 	}
 	bs := []backend{}
 	for _, b := range h.cfg.Backends {
@@ -285,7 +290,10 @@ const (
 )
 
 type session struct {
-	user     *asrv.User
+	user *asrv.User
+	// operator: signed in with the admin token, or a demo user of a
+	// loopback demo tenant. A person may also operate by their groups
+	// (isOperator), decided at each request.
 	operator bool
 	csrf     string
 	created  time.Time
@@ -381,12 +389,33 @@ func (h *Handler) signedIn(next sessionHandler) http.HandlerFunc {
 // operator requires a session allowed to change policy and clients.
 func (h *Handler) operator(next sessionHandler) http.HandlerFunc {
 	return h.signedIn(func(w http.ResponseWriter, r *http.Request, s *session) {
-		if !s.operator {
-			writeError(w, http.StatusForbidden, "only an operator may do this: sign in with the admin token")
+		if !h.isOperator(s) {
+			writeError(w, http.StatusForbidden, "only an operator may do this: sign in with the admin token, or as a person of an operator group (identity.operator_groups in the policy data)")
 			return
 		}
 		next(w, r, s)
 	})
+}
+
+// isOperator tells whether the session may change policy and agents: it
+// signed in with the admin token (or as a demo user of a loopback demo
+// tenant), or its person is in a group the active policy data names as
+// operators (identity.operator_groups), read now, so moving a group there
+// applies to the next request. A person whose groups cannot be checked
+// (no active policy) does not operate.
+func (h *Handler) isOperator(s *session) bool {
+	if s.operator {
+		return true
+	}
+	if s.user == nil || len(s.user.Groups) == 0 {
+		return false
+	}
+	d, err := h.activeData()
+	if err != nil {
+		h.cfg.Logger.Warn("dashboard: the operator groups cannot be read; not an operator", "sub", s.user.Subject, "err", err)
+		return false
+	}
+	return d.People.Operator(s.user.Groups)
 }
 
 func (h *Handler) signInHandler(w http.ResponseWriter, r *http.Request) {
@@ -429,7 +458,8 @@ func (h *Handler) signInHandler(w http.ResponseWriter, r *http.Request) {
 		}
 		sess.user = &u
 		// In the demo tenant on a loopback listener every user operates
-		// the local demo; anywhere else only the admin token does.
+		// the local demo; anywhere else the admin token does, and the
+		// people of the operator groups (isOperator).
 		sess.operator = h.cfg.Demo != nil && h.cfg.DemoOperators
 	default:
 		writeError(w, http.StatusBadRequest, "give a username and password, or the admin token")
@@ -442,20 +472,20 @@ func (h *Handler) signInHandler(w http.ResponseWriter, r *http.Request) {
 	if sess.user != nil {
 		who = sess.user.Subject
 	}
-	h.cfg.Logger.Info("dashboard: signed in", "who", who, "operator", sess.operator)
-	writeJSON(w, http.StatusOK, sessionView(sess))
+	h.cfg.Logger.Info("dashboard: signed in", "who", who, "operator", h.isOperator(sess))
+	writeJSON(w, http.StatusOK, h.sessionView(sess))
 }
 
-func sessionView(s *session) map[string]any {
+func (h *Handler) sessionView(s *session) map[string]any {
 	var user any
 	if s.user != nil {
 		user = viewUser(*s.user)
 	}
-	return map[string]any{"user": user, "operator": s.operator, "csrf": s.csrf}
+	return map[string]any{"user": user, "operator": h.isOperator(s), "csrf": s.csrf}
 }
 
 func (h *Handler) session(w http.ResponseWriter, _ *http.Request, s *session) {
-	writeJSON(w, http.StatusOK, sessionView(s))
+	writeJSON(w, http.StatusOK, h.sessionView(s))
 }
 
 func (h *Handler) signOut(w http.ResponseWriter, r *http.Request, _ *session) {
