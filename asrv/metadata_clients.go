@@ -220,7 +220,7 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 		}
 		return nil, fosite.ErrInvalidClient.WithHint("The client assertion is not valid.").WithWrap(err).WithDebug(err.Error())
 	}
-	return c, nil
+	return s.clients.withScopes(c), nil
 }
 
 // assertionSpender spends client assertion jtis in the token store, where
