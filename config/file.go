@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/pbac-gateway/pbac/identity"
 )
 
 // File is the gateway's configuration file (YAML). Every field is
@@ -46,6 +48,9 @@ import (
 //	  stdio_sessions: 16            # processes of one stdio backend at once
 //	  stdio_sessions_per_agent: 4   # processes one agent holds on one stdio backend
 //	demo: false                     # start the demo backends (default: only when no backends are listed)
+//	identity:                       # who people sign in as (outside the demo: nobody without it)
+//	  oidc: {issuer: https://login.example.com, client_id: pbac, client_secret_file: /etc/pbac/secrets/oidc-client-secret}
+//	  users_file: /etc/pbac/users.yaml
 //	backends:
 //	  - name: jira
 //	    url: https://jira-mcp.internal/mcp
@@ -86,6 +91,11 @@ type File struct {
 	AdminHosts []string `yaml:"admin_hosts"`
 	// Limits bound what one agent may hold.
 	Limits *Limits `yaml:"limits"`
+	// Identity is where the people agents act for sign in: the
+	// organisation's OpenID Connect provider (oidc), a users file, or
+	// both. Without it only the demo tenant has people (its demo users);
+	// elsewhere only machine clients get tokens.
+	Identity *identity.Config `yaml:"identity"`
 
 	envErrs []error // environment values that do not parse
 }
@@ -427,6 +437,7 @@ func (c *File) Validate() error {
 	errs = append(errs, c.ASrv.validate()...)
 	errs = append(errs, c.ArgumentLimits.validate()...)
 	errs = append(errs, c.Limits.validate()...)
+	errs = append(errs, c.validateIdentity()...)
 	for _, h := range c.AdminHosts {
 		if h == "" || strings.ContainsAny(h, "/:@ ") {
 			errs = append(errs, fmt.Errorf("admin_hosts: %q must be a host name without port or scheme", h))
@@ -509,6 +520,46 @@ func (c *File) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// IdentityOrNone is the identity section (c may be nil; the zero Config:
+// none configured).
+func (c *File) IdentityOrNone() identity.Config {
+	if c == nil || c.Identity == nil {
+		return identity.Config{}
+	}
+	return *c.Identity
+}
+
+// validateIdentity checks the identity section: its syntax
+// (identity.Config.Validate) and that the files it names exist. It is the
+// authorization server's: a gateway that trusts a remote one has no use
+// for it.
+func (c *File) validateIdentity() []error {
+	id := c.Identity
+	if id == nil {
+		return nil
+	}
+	var errs []error
+	if err := id.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.AuthorizationServer != nil && id.Configured() {
+		errs = append(errs, errors.New("identity: people sign in at the authorization server; with authorization_server it belongs in that server's configuration"))
+	}
+	files := []struct{ key, path string }{{"identity.users_file", id.UsersFile}}
+	if id.OIDC != nil {
+		files = append(files, struct{ key, path string }{"identity.oidc.client_secret_file", id.OIDC.ClientSecretFile})
+	}
+	for _, f := range files {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.key, err))
+		}
+	}
+	return errs
 }
 
 // validateOperation checks the listeners, TLS, store file, logging and

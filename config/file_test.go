@@ -51,6 +51,18 @@ backends:
 		{"argument limits", "argument_limits: {max_bytes: 1024, max_path_segments: 8}\n", ""},
 		{"negative argument limit", "argument_limits: {max_depth: -1}\n", "argument_limits.max_depth"},
 		{"misspelt argument limit", "argument_limits: {max_segments: 8}\n", "field max_segments not found"},
+		{"identity: oidc and a users file", "identity:\n  oidc: {issuer: https://login.example.com, client_id: pbac, client_secret_file: " + secret +
+			", scopes: [openid, profile, email, groups], groups_claim: groups, subject_claim: email}\n  users_file: " + secret + "\n", ""},
+		{"identity: a public oidc client", "identity: {oidc: {issuer: 'http://127.0.0.1:5556/dex', client_id: pbac}}\n", ""},
+		{"identity: oidc issuer over http", "identity: {oidc: {issuer: 'http://login.example.com', client_id: pbac}}\n", "must be an https URL"},
+		{"identity: oidc without a client id", "identity: {oidc: {issuer: 'https://login.example.com'}}\n", "client_id is required"},
+		{"identity: scopes without openid", "identity: {oidc: {issuer: 'https://login.example.com', client_id: pbac, scopes: [profile]}}\n", "must include openid"},
+		{"identity: missing client secret file", "identity: {oidc: {issuer: 'https://login.example.com', client_id: pbac, client_secret_file: /nonexistent/s}}\n",
+			"identity.oidc.client_secret_file"},
+		{"identity: missing users file", "identity: {users_file: /nonexistent/users.yaml}\n", "identity.users_file"},
+		{"identity: misspelt key", "identity: {oidc: {issuer: 'https://login.example.com', client_id: pbac, group_claim: g}}\n", "field group_claim not found"},
+		{"identity beside a remote AS", "identity: {users_file: " + secret + "}\nauthorization_server: {issuer: 'https://as.example', client_id: gw, client_secret_file: " + secret + "}\n",
+			"belongs in that server's configuration"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

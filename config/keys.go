@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+
+	"github.com/pbac-gateway/pbac/identity"
 )
 
 // Key is one setting that the environment or a flag can set: its key in
@@ -230,6 +232,46 @@ var keys = []Key{
 		func() (func(*File, string) error, func(*File) string) {
 			return list(func(c *File) *[]string { return &c.AdminHosts })
 		}),
+	key("identity.users_file", "PBAC_USERS_FILE", "", "", "a users file (pbac user add) people sign in from with a password; re-read when it changes",
+		func() (func(*File, string) error, func(*File) string) {
+			return func(c *File, v string) error { c.identity().UsersFile = v; return nil },
+				func(c *File) string {
+					if c.Identity == nil {
+						return ""
+					}
+					return c.Identity.UsersFile
+				}
+		}),
+	key("identity.oidc.issuer", "PBAC_OIDC_ISSUER", "", "", "the organisation's OpenID Connect provider people sign in at (single sign-on); register <public_url>/oauth2/idp/callback there",
+		func() (func(*File, string) error, func(*File) string) {
+			return oidcStr(func(o *identity.OIDCConfig) *string { return &o.Issuer })
+		}),
+	key("identity.oidc.client_id", "PBAC_OIDC_CLIENT_ID", "", "", "the authorization server's client id at the provider",
+		func() (func(*File, string) error, func(*File) string) {
+			return oidcStr(func(o *identity.OIDCConfig) *string { return &o.ClientID })
+		}),
+	key("identity.oidc.client_secret_file", "PBAC_OIDC_CLIENT_SECRET_FILE", "", "", "a file holding that client's secret (none: a public client, PKCE alone)",
+		func() (func(*File, string) error, func(*File) string) {
+			return oidcStr(func(o *identity.OIDCConfig) *string { return &o.ClientSecretFile })
+		}),
+	key("identity.oidc.scopes", "PBAC_OIDC_SCOPES", "", strings.Join(identity.DefaultScopes, ","), "scopes asked of the provider (must include openid)",
+		func() (func(*File, string) error, func(*File) string) {
+			return func(c *File, v string) error { c.oidc().Scopes = strings.Split(v, ","); return nil },
+				func(c *File) string {
+					if c.Identity == nil || c.Identity.OIDC == nil {
+						return ""
+					}
+					return strings.Join(c.Identity.OIDC.Scopes, ",")
+				}
+		}),
+	key("identity.oidc.groups_claim", "PBAC_OIDC_GROUPS_CLAIM", "", identity.DefaultGroupsClaim, "the ID token claim holding the person's groups (policy data maps them to roles)",
+		func() (func(*File, string) error, func(*File) string) {
+			return oidcStr(func(o *identity.OIDCConfig) *string { return &o.GroupsClaim })
+		}),
+	key("identity.oidc.subject_claim", "PBAC_OIDC_SUBJECT_CLAIM", "", identity.DefaultSubjectClaim, "the ID token claim that becomes the person's subject (e.g. email, where unique and never reassigned)",
+		func() (func(*File, string) error, func(*File) string) {
+			return oidcStr(func(o *identity.OIDCConfig) *string { return &o.SubjectClaim })
+		}),
 	key("limits.sessions_per_agent", "PBAC_SESSIONS_PER_AGENT", "", strconv.Itoa(DefaultSessionsPerAgent), "MCP sessions one agent holds; beyond, its least recently used one ends",
 		func() (func(*File, string) error, func(*File) string) {
 			return number(func(l *Limits) *int { return &l.SessionsPerAgent })
@@ -247,6 +289,31 @@ var keys = []Key{
 func withSecret(k Key) Key {
 	k.Secret = true
 	return k
+}
+
+// oidcStr is a key held in a string field of identity.oidc.
+func oidcStr(field func(o *identity.OIDCConfig) *string) (func(*File, string) error, func(*File) string) {
+	return func(c *File, v string) error { *field(c.oidc()) = v; return nil },
+		func(c *File) string {
+			if c.Identity == nil || c.Identity.OIDC == nil {
+				return ""
+			}
+			return *field(c.Identity.OIDC)
+		}
+}
+
+func (c *File) identity() *identity.Config {
+	if c.Identity == nil {
+		c.Identity = &identity.Config{}
+	}
+	return c.Identity
+}
+
+func (c *File) oidc() *identity.OIDCConfig {
+	if id := c.identity(); id.OIDC == nil {
+		id.OIDC = &identity.OIDCConfig{}
+	}
+	return c.Identity.OIDC
 }
 
 func (c *File) limits() *Limits {

@@ -1,13 +1,17 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pbac-gateway/pbac/identity"
 )
 
 // TestKeysAreTheOneTable: every environment override comes from the table
-// (the 25 of before the table, none lost), names and variables are unique,
+// (the 25 of before the table, none lost, and identity's 7), names and variables are unique,
 // and each variable sets the file key it names (the value read back
 // through the table).
 func TestKeysAreTheOneTable(t *testing.T) {
@@ -16,7 +20,8 @@ func TestKeysAreTheOneTable(t *testing.T) {
 		"PBAC_DRAIN_DELAY", "PBAC_BUNDLE_SERVER", "PBAC_BUNDLE_POLL_INTERVAL", "PBAC_BUNDLE_TOKEN_FILE",
 		"PBAC_BUNDLE_VERIFICATION_KEYS", "PBAC_POLICY_SYNC", "PBAC_POLICY_SYNC_INTERVAL", "PBAC_ADMIN_HOSTS",
 		"PBAC_SESSIONS_PER_AGENT", "PBAC_STDIO_SESSIONS", "PBAC_STDIO_SESSIONS_PER_AGENT", "PBAC_POLICY_DECISION_TIMEOUT",
-		"PBAC_POLICY_EVAL_TIMEOUT"}
+		"PBAC_POLICY_EVAL_TIMEOUT", "PBAC_USERS_FILE", "PBAC_OIDC_ISSUER", "PBAC_OIDC_CLIENT_ID", "PBAC_OIDC_CLIENT_SECRET_FILE",
+		"PBAC_OIDC_SCOPES", "PBAC_OIDC_GROUPS_CLAIM", "PBAC_OIDC_SUBJECT_CLAIM"}
 	var got []string
 	for _, o := range EnvOverrides() {
 		got = append(got, o.Env)
@@ -39,7 +44,8 @@ func TestKeysAreTheOneTable(t *testing.T) {
 			continue
 		}
 		value := map[string]string{"policy.sync": "false", "limits.sessions_per_agent": "7", "limits.stdio_sessions": "7",
-			"limits.stdio_sessions_per_agent": "7", "policy.verification_keys": "a=/k1,b=/k2", "admin_hosts": "a.internal,b.internal"}[k.Name]
+			"limits.stdio_sessions_per_agent": "7", "policy.verification_keys": "a=/k1,b=/k2", "admin_hosts": "a.internal,b.internal",
+			"identity.oidc.scopes": "openid,groups"}[k.Name]
 		if value == "" {
 			value = "value-of-" + k.Name
 		}
@@ -59,5 +65,35 @@ func TestKeysAreTheOneTable(t *testing.T) {
 	}
 	if _, ok := Lookup("listen"); !ok {
 		t.Fatal("Lookup(listen) failed")
+	}
+}
+
+// TestIdentityFromTheEnvironment: the PBAC_OIDC_* and PBAC_USERS_FILE
+// variables make an identity section of their own or override the file's,
+// and an incomplete one is refused as the file's would be.
+func TestIdentityFromTheEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users.yaml")
+	if err := os.WriteFile(users, []byte("users: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := func(m map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+	}
+	c, err := LoadEnv("", env(map[string]string{"PBAC_OIDC_ISSUER": "https://login.example.com", "PBAC_OIDC_CLIENT_ID": "pbac",
+		"PBAC_OIDC_SCOPES": "openid,groups", "PBAC_USERS_FILE": users}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := identity.OIDCConfig{Issuer: "https://login.example.com", ClientID: "pbac", Scopes: []string{"openid", "groups"}}
+	if got := c.Identity.OIDC; got == nil || got.Issuer != want.Issuer || got.ClientID != want.ClientID || !slices.Equal(got.Scopes, want.Scopes) ||
+		c.Identity.UsersFile != users {
+		t.Fatalf("identity from the environment: %+v", c.Identity)
+	}
+	if _, err := LoadEnv("", env(map[string]string{"PBAC_OIDC_CLIENT_ID": "pbac"})); err == nil || !strings.Contains(err.Error(), "identity.oidc: issuer: is required") {
+		t.Fatalf("a client id without an issuer: %v", err)
+	}
+	if c, err := LoadEnv("", env(nil)); err != nil || c.Identity != nil {
+		t.Fatalf("no identity variables: %+v, %v", c.Identity, err)
 	}
 }

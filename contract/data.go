@@ -28,6 +28,22 @@ type Data struct {
 type People struct {
 	// GroupRoles are group -> the roles it gives (identity.rego).
 	GroupRoles map[string][]string `json:"group_roles"`
+	// OperatorGroups are the groups whose people operate the dashboard
+	// (change policy and agents), besides the admin token. The dashboard
+	// reads them at each change it is asked for, so moving a group here
+	// applies to the next one; no group is an operator by default.
+	OperatorGroups []string `json:"operator_groups"`
+}
+
+// Operator tells whether a person in groups operates the dashboard: one of
+// the groups is in OperatorGroups.
+func (p People) Operator(groups []string) bool {
+	for _, g := range groups {
+		if g != "" && slices.Contains(p.OperatorGroups, g) {
+			return true
+		}
+	}
+	return false
 }
 
 // Agents is data.agents: the providers of each trust tier.

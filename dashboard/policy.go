@@ -259,7 +259,7 @@ func (h *Handler) runScenario(w http.ResponseWriter, r *http.Request, s *session
 		writeError(w, http.StatusNotFound, "no scenario "+id)
 		return
 	}
-	if !s.operator && slices.ContainsFunc(sc.Steps, func(st demo.Step) bool { return st.Kind == demo.StepPolicy }) {
+	if !h.isOperator(s) && slices.ContainsFunc(sc.Steps, func(st demo.Step) bool { return st.Kind == demo.StepPolicy }) {
 		writeError(w, http.StatusForbidden, "this scenario changes policy data for a moment: only an operator may run it")
 		return
 	}

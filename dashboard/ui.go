@@ -290,7 +290,10 @@ const (
 )
 
 type session struct {
-	user     *asrv.User
+	user *asrv.User
+	// operator: signed in with the admin token, or a demo user of a
+	// loopback demo tenant. A person may also operate by their groups
+	// (isOperator), decided at each request.
 	operator bool
 	csrf     string
 	created  time.Time
@@ -386,12 +389,33 @@ func (h *Handler) signedIn(next sessionHandler) http.HandlerFunc {
 // operator requires a session allowed to change policy and clients.
 func (h *Handler) operator(next sessionHandler) http.HandlerFunc {
 	return h.signedIn(func(w http.ResponseWriter, r *http.Request, s *session) {
-		if !s.operator {
-			writeError(w, http.StatusForbidden, "only an operator may do this: sign in with the admin token")
+		if !h.isOperator(s) {
+			writeError(w, http.StatusForbidden, "only an operator may do this: sign in with the admin token, or as a person of an operator group (identity.operator_groups in the policy data)")
 			return
 		}
 		next(w, r, s)
 	})
+}
+
+// isOperator tells whether the session may change policy and agents: it
+// signed in with the admin token (or as a demo user of a loopback demo
+// tenant), or its person is in a group the active policy data names as
+// operators (identity.operator_groups), read now, so moving a group there
+// applies to the next request. A person whose groups cannot be checked
+// (no active policy) does not operate.
+func (h *Handler) isOperator(s *session) bool {
+	if s.operator {
+		return true
+	}
+	if s.user == nil || len(s.user.Groups) == 0 {
+		return false
+	}
+	d, err := h.activeData()
+	if err != nil {
+		h.cfg.Logger.Warn("dashboard: the operator groups cannot be read; not an operator", "sub", s.user.Subject, "err", err)
+		return false
+	}
+	return d.People.Operator(s.user.Groups)
 }
 
 func (h *Handler) signInHandler(w http.ResponseWriter, r *http.Request) {
@@ -434,7 +458,8 @@ func (h *Handler) signInHandler(w http.ResponseWriter, r *http.Request) {
 		}
 		sess.user = &u
 		// In the demo tenant on a loopback listener every user operates
-		// the local demo; anywhere else only the admin token does.
+		// the local demo; anywhere else the admin token does, and the
+		// people of the operator groups (isOperator).
 		sess.operator = h.cfg.Demo != nil && h.cfg.DemoOperators
 	default:
 		writeError(w, http.StatusBadRequest, "give a username and password, or the admin token")
@@ -447,20 +472,20 @@ func (h *Handler) signInHandler(w http.ResponseWriter, r *http.Request) {
 	if sess.user != nil {
 		who = sess.user.Subject
 	}
-	h.cfg.Logger.Info("dashboard: signed in", "who", who, "operator", sess.operator)
-	writeJSON(w, http.StatusOK, sessionView(sess))
+	h.cfg.Logger.Info("dashboard: signed in", "who", who, "operator", h.isOperator(sess))
+	writeJSON(w, http.StatusOK, h.sessionView(sess))
 }
 
-func sessionView(s *session) map[string]any {
+func (h *Handler) sessionView(s *session) map[string]any {
 	var user any
 	if s.user != nil {
 		user = viewUser(*s.user)
 	}
-	return map[string]any{"user": user, "operator": s.operator, "csrf": s.csrf}
+	return map[string]any{"user": user, "operator": h.isOperator(s), "csrf": s.csrf}
 }
 
 func (h *Handler) session(w http.ResponseWriter, _ *http.Request, s *session) {
-	writeJSON(w, http.StatusOK, sessionView(s))
+	writeJSON(w, http.StatusOK, h.sessionView(s))
 }
 
 func (h *Handler) signOut(w http.ResponseWriter, r *http.Request, _ *session) {

@@ -26,6 +26,7 @@ import (
 	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/identity/usersfile"
 	"github.com/pbac-gateway/pbac/internal/policytest"
+	"github.com/pbac-gateway/pbac/plugins"
 )
 
 const testAdminToken = "test-admin-token-0123456789"
@@ -573,5 +574,61 @@ func TestRevokePerson(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no audit record of the revocation")
+	}
+}
+
+// TestOperatorGroups: outside the demo a person of the users file operates
+// the dashboard when the active policy data names one of their groups as
+// operators (identity.operator_groups), checked at each request: naming
+// the group lets the next change through, taking it out refuses the one
+// after, with the same session. A person of another group never operates,
+// and the shipped data names no group.
+func TestOperatorGroups(t *testing.T) {
+	users := usersFileUsers(t, map[string][]string{"olga": {"engineering", "pbac-operators"}, "erin": {"engineering"}})
+	var reg *plugins.Registry
+	olga := newDashWith(t, false, func(c *Config) { c.Users, reg = users, c.Registry })
+	erin := serveDash(t, olga.srv.Config.Handler.(*Handler))
+	olga.signInAs("olga", filePassword)
+	erin.signInAs("erin", filePassword)
+	operator := func(d *dash) bool {
+		t.Helper()
+		_, out := d.do("GET", "/ui/api/session", nil)
+		return out["operator"] == true
+	}
+	rollback := func(d *dash) int {
+		t.Helper()
+		status, _ := d.do("POST", "/ui/api/policy/rollback", nil)
+		return status
+	}
+	if operator(olga) || rollback(olga) != http.StatusForbidden {
+		t.Fatal("olga operates under the shipped data, which names no operator group")
+	}
+	setOperators := func(groups ...string) {
+		t.Helper()
+		b, ok := reg.ActiveBundle()
+		if !ok {
+			t.Fatal("no active bundle")
+		}
+		var data map[string]any
+		if err := json.Unmarshal(b.Data, &data); err != nil {
+			t.Fatal(err)
+		}
+		data["identity"].(map[string]any)["operator_groups"] = groups
+		raw, _ := json.Marshal(data)
+		if _, err := reg.SetData(t.Context(), raw, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setOperators("pbac-operators")
+	// Two versions now: a rollback is possible (200) for an operator.
+	if !operator(olga) || rollback(olga) != http.StatusOK {
+		t.Fatal("olga of the operator group does not operate")
+	}
+	if operator(erin) || rollback(erin) != http.StatusForbidden {
+		t.Fatal("erin, of no operator group, operates")
+	}
+	// The rollback took the data back: olga's group is no longer named.
+	if operator(olga) || rollback(olga) != http.StatusForbidden {
+		t.Fatal("olga still operates once the data no longer names her group")
 	}
 }

@@ -99,12 +99,19 @@ func newStackWith(t testing.TB, opts stackOptions) *stack {
 	if err := os.WriteFile(secretFile, []byte(testIntrospectorSecret), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	users := opts.users
+	if users == nil {
+		// The demo backends' people: a test tenant signs them in
+		// explicitly (the stack gives the demo users to the demo tenant
+		// alone).
+		users = asrv.DemoUsers{}
+	}
 	cfg := system.Config{
 		Logger: slog.New(slog.DiscardHandler), DataDir: dir, Ephemeral: true, Listen: "127.0.0.1:0",
 		Policy: system.Policy{Bundle: bundle},
 		AuthServer: system.AuthServer{Settings: &config.ASrv{
 			IntrospectionClients: []config.IntrospectionClient{{ClientID: testIntrospectorID, ClientSecretFile: secretFile}}},
-			Users: opts.users},
+			Users: users},
 		Gateway:  &system.Gateway{},
 		Backends: backends,
 	}

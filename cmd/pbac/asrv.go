@@ -22,7 +22,9 @@ func newAsrvCommand() *cobra.Command {
 		Short: "Run the authorization server alone",
 		Long: `Runs the OAuth 2.1 authorization server on its own: dynamic client registration
 with software statements, authorization code + PKCE with a sign-in page for the
-demo users, refresh, client credentials, token exchange, introspection and
+people of the identity section (identity.oidc: single sign-on at the
+organisation's OpenID provider; identity.users_file: a users file — without
+either, only machine clients get tokens), refresh, client credentials, token exchange, introspection and
 revocation, with opaque tokens in Badger under the data dir, or in PostgreSQL
 with --store postgres://… (shared by several replicas). Every registration,
 token and introspection is decided by the shipped policy.`,
@@ -49,12 +51,18 @@ token and introspection is decided by the shipped policy.`,
 			// resources named (default <issuer>/mcp).
 			st, err := stack.New(ctx, stack.Config{
 				Logger: log, DataDir: dataDir, Listen: ops.listen, TLS: ops.tls, PublicURL: ops.publicURL,
-				Store: ops.store, Policy: pol, AuthServer: stack.AuthServer{Settings: ops.file.ASrv, Resources: resources},
+				Store: ops.store, Policy: pol, AuthServer: stack.AuthServer{Settings: ops.file.ASrv, Resources: resources,
+					Identity: ops.file.IdentityOrNone()},
 			})
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "pbac asrv: authorization server at %s (data dir %s, token store %s)\n", st.URL(), dataDir, st.StoreName())
+			if people := st.SignIn(); people.Mode != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "  people sign in with %s\n", people.Mode)
+			} else {
+				fmt.Fprintln(cmd.OutOrStdout(), "  no identity source: nobody signs in, only machine clients get tokens (configure identity.oidc or identity.users_file)")
+			}
 			// On SIGTERM /readyz turns 503 for the drain delay before the
 			// listener stops.
 			if err = st.Wait(ctx); err == nil {
@@ -72,7 +80,7 @@ token and introspection is decided by the shipped policy.`,
 	cmd.Flags().StringVar(&issuer, "issuer", "", "issuer URL (default http(s)://<listen address>; public_url in the config file)")
 	cmd.Flags().StringSliceVar(&resources, "resource", nil, "protected resource URL tokens are for (repeatable; default <issuer>/mcp)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML) as pbac up reads it: listen, data_dir, store, public_url (the issuer), tls, log_*, drain_delay; PBAC_* environment variables override it, flags override both")
+	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML) as pbac up reads it: listen, data_dir, store, public_url (the issuer), tls, log_*, drain_delay, identity, asrv; PBAC_* environment variables override it, flags override both")
 	addOpsFlags(cmd, false)
 	addBundleFlags(cmd)
 	return cmd

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/pbac-gateway/pbac/config"
+	"github.com/pbac-gateway/pbac/identity"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/wasm"
 )
@@ -50,6 +51,7 @@ file, then the flags' defaults.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid, %d backend(s)\n", name, len(ops.file.Backends))
 			printOps(cmd.OutOrStdout(), ops)
+			printIdentity(cmd.OutOrStdout(), ops)
 			printPolicy(cmd.OutOrStdout(), ops, bundles)
 			printSettings(cmd.OutOrStdout(), flags, ops.file, os.LookupEnv)
 			return nil
@@ -123,6 +125,41 @@ func printOps(w io.Writer, s opsSettings) {
 			target = fmt.Sprintf("stdio %q", b.Command)
 		}
 		fmt.Fprintf(w, "  backend %-13s %s\n", b.Name, target)
+	}
+}
+
+// printIdentity says where people would sign in, with the redirect URI
+// to register at the OpenID provider, and warns when nobody could.
+func printIdentity(w io.Writer, s opsSettings) {
+	if s.file.AuthorizationServer != nil {
+		fmt.Fprintf(w, "  people                sign in at the authorization server %s\n", s.file.AuthorizationServer.Issuer)
+		return
+	}
+	id := s.file.IdentityOrNone()
+	issuer := s.publicURL
+	if issuer == "" {
+		scheme := "http"
+		if s.tls.Enabled() {
+			scheme = "https"
+		}
+		issuer = scheme + "://" + s.listen
+	}
+	demoUsers := id.UsersFile == "" && (upConfig{file: s.file}).startDemo()
+	if id.UsersFile != "" {
+		fmt.Fprintf(w, "  people                users file %s (re-read when it changes)\n", id.UsersFile)
+	}
+	if o := id.OIDC; o != nil {
+		oc := o.WithDefaults()
+		fmt.Fprintf(w, "  people                single sign-on at %s (client %s; scopes %s; groups from %s, subject from %s)\n",
+			oc.Issuer, oc.ClientID, strings.Join(oc.Scopes, " "), oc.GroupsClaim, oc.SubjectClaim)
+		fmt.Fprintf(w, "    redirect URI        %s  (register it at the provider)\n", identity.CallbackURL(issuer))
+	}
+	switch {
+	case demoUsers:
+		fmt.Fprintf(w, "  people                the demo users alice, bob and carol, password demo (demo tenant of pbac up only; pbac asrv has none)\n")
+	case !id.Configured():
+		fmt.Fprintf(w, "  people                none — warning: no identity source, so nobody can sign in and only machine clients get tokens;\n")
+		fmt.Fprintf(w, "                        configure identity.oidc (single sign-on) or identity.users_file (pbac user add)\n")
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
+	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/conformance/clientcheck"
 	"github.com/pbac-gateway/pbac/conformance/clientcheck/tenantpolicy"
@@ -357,7 +358,9 @@ func startTenant(ctx context.Context, pol stack.Policy, ps phaseSettings, log *s
 	base := "http://" + pub.Addr().String()
 	st, err := stack.New(ctx, stack.Config{
 		Logger: log, DataDir: dataDir, Ephemeral: true, Listen: "127.0.0.1:0", PublicURL: base, Policy: pol,
-		AuthServer: stack.AuthServer{Scopes: []string{scopeRead, scopeWrite}, AccessTokenTTL: ps.tokenTTL},
+		// The clients sign in as a demo user (tenantUser): a throwaway
+		// tenant of the demo's people, given explicitly.
+		AuthServer: stack.AuthServer{Scopes: []string{scopeRead, scopeWrite}, AccessTokenTTL: ps.tokenTTL, Users: asrv.DemoUsers{}},
 		// The protected resource metadata offers read only: write is a
 		// step-up.
 		Gateway:  &stack.Gateway{Scopes: []string{scopeRead}, SessionIdle: ps.sessionIdle},

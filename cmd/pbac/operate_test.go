@@ -269,3 +269,59 @@ func TestPolicyLimitsPrecedence(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigCheckIdentity: pbac config check says where people sign in —
+// the demo users only in the demo tenant, a users file, single sign-on
+// with the redirect URI to register at the provider — and warns when
+// nobody could.
+func TestConfigCheckIdentity(t *testing.T) {
+	dir := t.TempDir()
+	users, secret := filepath.Join(dir, "users.yaml"), filepath.Join(dir, "oidc-secret")
+	for _, f := range []string{users, secret} {
+		if err := os.WriteFile(f, []byte("users: []\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name, body string
+		want, not  []string
+	}{
+		{"the demo", "", []string{"the demo users alice, bob and carol", "demo tenant of pbac up only"}, []string{"warning"}},
+		{"demo off, nothing configured", "demo: false\n", []string{"warning: no identity source", "configure identity.oidc", "identity.users_file"}, []string{"alice"}},
+		{"backends of its own", "backends: [{name: a, url: 'http://127.0.0.1:7/mcp'}]\n", []string{"warning: no identity source"}, []string{"alice"}},
+		{"a users file", "demo: false\nidentity: {users_file: " + users + "}\n", []string{"users file " + users}, []string{"warning", "alice"}},
+		{"a users file in the demo", "identity: {users_file: " + users + "}\n", []string{"users file " + users}, []string{"alice"}},
+		{"single sign-on", "demo: false\npublic_url: https://gw.example.com\nidentity:\n  oidc: {issuer: https://login.example.com, client_id: pbac, client_secret_file: " + secret + "}\n",
+			[]string{"single sign-on at https://login.example.com (client pbac; scopes openid profile email; groups from groups, subject from sub)",
+				"redirect URI        https://gw.example.com/oauth2/idp/callback"}, []string{"warning", "alice"}},
+		{"single sign-on from the environment", "demo: false\n", nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml")
+			if err := os.WriteFile(p, []byte(tc.body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if tc.name == "single sign-on from the environment" {
+				t.Setenv("PBAC_OIDC_ISSUER", "https://sso.example.org")
+				t.Setenv("PBAC_OIDC_CLIENT_ID", "gw")
+				tc.want = []string{"single sign-on at https://sso.example.org (client gw;", "redirect URI        http://127.0.0.1:8080/oauth2/idp/callback",
+					"identity.oidc.issuer              https://sso.example.org (PBAC_OIDC_ISSUER)"}
+				tc.not = []string{"warning"}
+			}
+			out, _, err := run(t, "", "config", "check", p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(out, n) {
+					t.Errorf("output has %q:\n%s", n, out)
+				}
+			}
+		})
+	}
+}

@@ -123,6 +123,7 @@ func (c upConfig) stackConfig(log *slog.Logger) (stack.Config, error) {
 		sc.Backends = c.file.Backends
 		sc.Admin.Hosts = c.file.AdminHosts
 		sc.Gateway.ArgumentLimits = c.file.ArgumentLimits
+		sc.AuthServer.Identity = c.file.IdentityOrNone()
 	}
 	return sc, nil
 }
@@ -139,7 +140,7 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 	if cfg.probe {
 		defer startSelfProbe(ctx, log, st.Addr())()
 	}
-	printUp(out, st.URL(), st.Issuer(), st.AdminURL(), st.DataDir(), st.Backends(), st.DemoAgents())
+	printUp(out, st.URL(), st.Issuer(), st.AdminURL(), st.DataDir(), st.SignIn(), st.Backends(), st.DemoAgents())
 
 	// On SIGTERM: /readyz turns 503 (for the drain delay), then both
 	// listeners stop accepting and in-flight calls finish (10 s at most),
@@ -158,15 +159,29 @@ func runUp(ctx context.Context, out io.Writer, cfg upConfig, log *slog.Logger) e
 // the listeners' drain (10 s), then the audit trail's flush and the rest.
 const closeTimeout = 40 * time.Second
 
-func printUp(out io.Writer, base, issuer, adminBase, dataDir string, backends []gateway.Backend, agents []stack.DemoAgent) {
+func printUp(out io.Writer, base, issuer, adminBase, dataDir string, people stack.SignIn, backends []gateway.Backend, agents []stack.DemoAgent) {
 	fmt.Fprintf(out, "PBAC Gateway is up — data in %s\n\n", dataDir)
-	fmt.Fprintf(out, "  dashboard             %s/ui/  (sign in as alice, bob or carol, password demo)\n", adminBase)
+	signIn := "sign in with the admin token"
+	if people.Demo {
+		signIn = "sign in as a demo user: alice, bob or carol, password demo"
+	} else if people.UsersFile {
+		signIn = "sign in as a person of the users file, or with the admin token"
+	}
+	fmt.Fprintf(out, "  dashboard             %s/ui/  (%s)\n", adminBase, signIn)
 	fmt.Fprintf(out, "  gateway               %s\n", base)
 	fmt.Fprintf(out, "  authorization server  %s/.well-known/oauth-authorization-server\n", issuer)
 	fmt.Fprintf(out, "  metrics               %s/metrics  (admin listener)\n", adminBase)
 	fmt.Fprintf(out, "  admin API             %s/admin/status  (Authorization: Bearer $(cat %s))\n", adminBase, filepath.Join(dataDir, adminTokenFile))
 	fmt.Fprintf(out, "  policy bundles        drop into %s\n\n", filepath.Join(dataDir, "policies"))
-	fmt.Fprintln(out, "MCP endpoints (each asks for an OAuth token; sign in as alice, bob or carol, password demo):")
+	switch {
+	case people.Demo:
+		fmt.Fprintln(out, "MCP endpoints (each asks for an OAuth token; sign in as a demo user: alice, bob or carol, password demo):")
+	case people.Mode != "":
+		fmt.Fprintf(out, "MCP endpoints (each asks for an OAuth token; people sign in with %s):\n", people.Mode)
+	default:
+		fmt.Fprintln(out, "MCP endpoints (each asks for an OAuth token; no identity source is configured, so only machine clients get one —")
+		fmt.Fprintln(out, "configure identity.oidc or identity.users_file for people to sign in):")
+	}
 	fmt.Fprintf(out, "  %-9s %s/mcp   (every backend's tools, as <backend>.<tool>)\n", "all", base)
 	for _, b := range backends {
 		fmt.Fprintf(out, "  %-9s %s/mcp/%s\n", b.Name, base, b.Name)

@@ -65,7 +65,9 @@ func (s *Stack) newAdmin() (http.Handler, error) {
 // newDashboard builds the dashboard for the admin listener. In the demo
 // tenant it can also register agents and run the narrative scenarios as
 // the seeded agents, over real HTTP through the gateway; its users operate
-// the demo only when the admin listener is loopback.
+// the demo only when the admin listener is loopback. Elsewhere the people
+// of the AS's users file sign in, and operate when policy data names one
+// of their groups (identity.operator_groups); the admin token always does.
 func (s *Stack) newDashboard(adminCfg admin.Config, loopback bool) (*dashboard.Handler, error) {
 	demoTenant := s.cfg.Demo.Backends && s.as != nil && s.as.served
 	cfg := dashboard.Config{
@@ -78,8 +80,11 @@ func (s *Stack) newDashboard(adminCfg admin.Config, loopback bool) (*dashboard.H
 	}
 	as := s.as
 	if as != nil && as.served {
-		// One sign-in guard for both pages: failures count together.
-		cfg.Users, cfg.Clients, cfg.SignIn = asrv.DemoUsers{}, s.store, as.signIn
+		// One sign-in guard for both pages: failures count together. The
+		// people who sign in are the AS's: a users file's, the demo
+		// users in the demo tenant only, nobody else (then only the admin
+		// token signs in).
+		cfg.Users, cfg.Clients, cfg.SignIn = as.people.users, s.store, as.signIn
 	}
 	if demoTenant {
 		seeded := make([]dashboard.SeededAgent, 0, len(s.agents))

@@ -2,17 +2,21 @@ package stack
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/asrv/signin"
 	"github.com/pbac-gateway/pbac/asrv/store/badger"
 	"github.com/pbac-gateway/pbac/asrv/store/postgres"
+	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/gateway"
 )
@@ -26,6 +30,8 @@ type authRuntime struct {
 	// served: its OAuth endpoints are served (not a replica's
 	// introspection on the shared store).
 	served bool
+	// people are where people sign in (the dashboard's operators too).
+	people people
 }
 
 // openAuthorization builds what validates tokens: the authorization
@@ -46,7 +52,9 @@ func (s *Stack) openAuthorization(ctx context.Context) error {
 		s.issuer = remote.Issuer
 		// Its OAuth endpoints are not served: the configuration's asrv:
 		// block is the remote AS's business.
-		if err := s.openAS(ctx, remote.Issuer, secret, nil, nil); err != nil {
+		// Its identity section is the AS's, so that the people of its
+		// tokens are known here as there (a users file looked up per use).
+		if err := s.openAS(ctx, remote.Issuer, secret, nil, nil, false); err != nil {
 			return err
 		}
 		s.log.Info("introspecting on the authorization server's shared store", "issuer", remote.Issuer, "store", s.storeName)
@@ -60,8 +68,8 @@ func (s *Stack) openAuthorization(ctx context.Context) error {
 		return nil
 	default:
 		s.issuer = s.base
-		guard := signin.New(signin.Config{Logger: s.log.With("component", "sign-in")})
-		if err := s.openAS(ctx, s.base, nil, guard, s.cfg.AuthServer.Settings); err != nil {
+		guard := signin.New(signin.Config{Logger: s.log.With("component", "sign-in"), Audit: signin.AuditorFunc(s.auditSignIn)})
+		if err := s.openAS(ctx, s.base, nil, guard, s.cfg.AuthServer.Settings, s.cfg.Demo.Backends); err != nil {
 			return err
 		}
 		s.as.served = true
@@ -82,13 +90,18 @@ func (s *Stack) policyActive() bool {
 
 // openAS opens the token store, the data dir's token secret (unless
 // secret is given) and statement issuer key, and the authorization server
-// on them. It is the one place the AS is built.
-func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard *signin.Guard, settings *config.ASrv) error {
+// on them, with the people of openPeople (the demo users only when
+// demoTenant). It is the one place the AS is built.
+func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard *signin.Guard, settings *config.ASrv, demoTenant bool) error {
 	if secret == nil {
 		var err error
 		if secret, err = asrv.LoadOrCreateTokenSecret(s.cfg.DataDir); err != nil {
 			return err
 		}
+	}
+	ppl, err := openPeople(s.cfg.AuthServer, issuer, demoTenant, s.log)
+	if err != nil {
+		return err
 	}
 	introspectors, err := asIntrospectors(settings)
 	if err != nil {
@@ -119,23 +132,26 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 	if scopes == nil {
 		scopes = s.scopes()
 	}
-	var users asrv.UserSource = asrv.DemoUsers{}
-	if s.cfg.AuthServer.Users != nil {
-		users = s.cfg.AuthServer.Users
-	}
 	srv, err := asrv.New(asrv.Config{
 		Issuer: issuer, Resources: s.resources(), Scopes: scopes, Secret: secret,
 		Store: store, Policy: s.decider, Statements: verifier, Logger: s.log,
 		Introspectors: introspectors, SignIn: guard, Registration: limits,
 		AccessTokenTTL: s.cfg.AuthServer.AccessTokenTTL,
-		// Identity sources (AuthServer's Identity, to come) set SSO here;
-		// Client ID Metadata Documents set ClientMetadata.
-		Users: users,
+		// Client ID Metadata Documents set ClientMetadata here.
+		Users: ppl.users, SSO: ppl.redirectSource(),
 	})
 	if err != nil {
 		return err
 	}
-	s.as = &authRuntime{server: srv, issuer: key, signIn: guard}
+	s.as = &authRuntime{server: srv, issuer: key, signIn: guard, people: ppl}
+	if mode := ppl.mode(); mode != "" {
+		s.log.Info("people sign in with "+mode, "issuer", issuer)
+	} else if guard != nil {
+		s.log.Warn("no identity source: nobody can sign in, only machine clients get tokens; configure identity.oidc or identity.users_file")
+	}
+	if ppl.sso != nil && guard != nil {
+		s.log.Info("single sign-on: register this redirect URI at the provider", "redirect_uri", ppl.sso.RedirectURL())
+	}
 	return nil
 }
 
@@ -282,4 +298,37 @@ func revokePerson(as *asrv.Server) func(r *http.Request, sub string) (admin.Pers
 		}
 		return admin.PersonRevocation{AccessTokens: got.AccessTokens, RefreshTokens: got.RefreshTokens, Codes: got.Codes}, err
 	}
+}
+
+// auditSignIn records a sign-in attempt (the AS's page or the dashboard's)
+// in the audit trail. The trail is opened after the AS and before anything
+// is served; without a gateway there is none and the guard's log line is
+// the record.
+func (s *Stack) auditSignIn(_ context.Context, e signin.Event) {
+	if s.trail == nil {
+		return
+	}
+	r := audit.Record{
+		Time: e.Time.UTC(), RequestID: newRequestID(), ClientID: "(sign-in)", Subject: e.Username,
+		Method: "sign-in/" + e.Surface, Remote: e.Address, Count: 1,
+	}
+	switch e.Outcome {
+	case signin.Success:
+		r.Decision, r.Status = audit.DecisionAllow, http.StatusOK
+		r.Reasons = []string{"signed in"}
+	case signin.Throttled:
+		r.Decision, r.Status = audit.DecisionDeny, http.StatusTooManyRequests
+		r.Reasons = []string{fmt.Sprintf("sign-in throttled: too many failed attempts for this user or address; retry after %s", e.RetryAfter.Round(time.Second))}
+	default:
+		r.Decision, r.Status = audit.DecisionDeny, http.StatusUnauthorized
+		r.Reasons = []string{"sign-in failed: wrong user name or password"}
+	}
+	s.trail.Record(r)
+}
+
+// newRequestID is an audit record's id, as the gateway makes them.
+func newRequestID() string {
+	b := make([]byte, 24)
+	rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
 }

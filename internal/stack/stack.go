@@ -28,6 +28,7 @@ import (
 	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/gateway"
+	"github.com/pbac-gateway/pbac/identity"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/plugins/bundlesource"
 	"github.com/pbac-gateway/pbac/plugins/pgsync"
@@ -113,11 +114,20 @@ type AuthServer struct {
 	// AccessTokenTTL is the access tokens' lifetime (0: the AS's default).
 	AccessTokenTTL time.Duration
 
-	// Users are the people who sign in with a password (nil: the demo
-	// users). Identity sources (config key identity:, asrv.Config.SSO) and
+	// Identity is the configuration's identity: section: the users file
+	// people sign in from with a password, and the organisation's OpenID
+	// provider (single sign-on); openAS opens them (people.go). Without
+	// either, people sign in only in the demo tenant (Demo.Backends), as
+	// its demo users; elsewhere the code flow is refused and only machine
+	// clients get tokens. A replica that introspects on a remote AS's
+	// shared store needs the AS's identity section too: tokens of a users
+	// file's people are decided with the file as it is now.
+	Identity identity.Config
+	// Users, when set, are the people who sign in with a password instead
+	// of Identity.UsersFile (tests; the conformance tenant's demo users).
 	// Client ID Metadata Documents (config key asrv.client_id_metadata:,
-	// asrv.Config.ClientMetadata) plug in here too, one field each,
-	// resolved by cmd/pbac and passed through in openAS (authserver.go).
+	// asrv.Config.ClientMetadata) plug in here too, resolved by cmd/pbac
+	// and passed through in openAS (authserver.go).
 	Users asrv.UserSource
 }
 
@@ -138,8 +148,9 @@ type Gateway struct {
 // Demo is the demo tenant.
 type Demo struct {
 	// Backends starts the demo backends (drive, jira, …) in process and
-	// makes the dashboard the demo tenant's (its users, scenarios, agent
-	// registration).
+	// makes this the demo tenant: its demo users sign in (unless a users
+	// file is configured), and the dashboard is the tenant's (its users,
+	// scenarios, agent registration).
 	Backends bool
 	// Agents registers the seed matrix's agents with the in-process
 	// authorization server, once (kept in the data dir).
@@ -559,3 +570,32 @@ func (s *Stack) Backends() []gateway.Backend { return s.backends }
 
 // DemoAgents are the seeded demo agents (Demo.Agents).
 func (s *Stack) DemoAgents() []DemoAgent { return s.agents }
+
+// SignIn says where people sign in at the in-process authorization server
+// (the zero SignIn when there is none, or nobody can).
+type SignIn struct {
+	// Mode names the sources for people ("" for none): the demo users, a
+	// users file, single sign-on at <issuer>.
+	Mode string
+	// Demo: the demo tenant's demo users sign in.
+	Demo bool
+	// UsersFile: people sign in with a password from a users file (or the
+	// source given as AuthServer.Users).
+	UsersFile bool
+	// SSO is the provider's issuer and RedirectURI the redirect URI to
+	// register there; empty without single sign-on.
+	SSO, RedirectURI string
+}
+
+// SignIn says where people sign in.
+func (s *Stack) SignIn() SignIn {
+	if s.as == nil || !s.as.served {
+		return SignIn{}
+	}
+	p := s.as.people
+	out := SignIn{Mode: p.mode(), Demo: p.demo, UsersFile: p.users != nil && !p.demo}
+	if p.sso != nil {
+		out.SSO, out.RedirectURI = p.sso.Issuer(), p.sso.RedirectURL()
+	}
+	return out
+}

@@ -76,3 +76,18 @@ test_malformed_groups_give_nothing if {
 		d.allow == false
 	}
 }
+
+# Operating the dashboard (data.identity.operator_groups) is not a grant:
+# an operator's agent gets what their roles give, and a group named only
+# there gives no role. Nobody is an operator by group in the shipped data.
+test_operator_groups_grant_nothing if {
+	count(data.identity.operator_groups) == 0
+	ops := {"sub": "olga", "roles": [], "groups": ["pbac-operators"]}
+	d := data.pbac.tool_call with input as human_call("claude-code", ops, "jira.create_issue", {})
+		with data.identity.operator_groups as ["pbac-operators"]
+	not d.allow
+	d.reasons == ["roles none do not grant jira:write"]
+	t := data.pbac.token with input as token_input("claude-code", ops, "authorization_code", ["jira:read"])
+		with data.identity.operator_groups as ["pbac-operators"]
+	not t.allow
+}
