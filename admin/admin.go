@@ -1,8 +1,9 @@
 // Package admin is the admin API of the admin listener: policy versions
 // (upload, activate, roll back, shadow, patch data), the bundle the
-// replicas poll (/bundles/pbac), the audit trail (query, live stream) and
-// client revocation, every request under the admin token; and the guard
-// of the whole listener (Guard: Host, Origin and content type). The
+// replicas poll (/bundles/pbac), the audit trail (query, live stream),
+// client revocation and revoking everything acting for a person, every
+// request under the admin token; and the guard of the whole listener
+// (Guard: Host, Origin and content type). The
 // dashboard answers policy changes as it does (PolicyErrorStatus,
 // PolicyChangeAnswer).
 package admin
@@ -41,6 +42,10 @@ type Config struct {
 	DeleteClient func(r *http.Request, id string) error
 	// ListClients lists the registered clients (the AS store's).
 	ListClients func(r *http.Request) ([]Client, error)
+	// RevokePerson revokes everything acting for the person sub (the AS's
+	// RevokeSubject): ErrBadSubject for a subject no grant can have. Nil:
+	// no authorization server's store here.
+	RevokePerson func(r *http.Request, sub string) (PersonRevocation, error)
 	// BackendHealth reports each backend's reachability.
 	BackendHealth func(r *http.Request) map[string]string
 	// BundleToken, when set, is a read-only token that may fetch the policy
@@ -94,6 +99,7 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	mux.HandleFunc("GET /admin/clients", a.listClients)
 	mux.HandleFunc("DELETE /admin/clients/{id}", a.deleteClient)
+	mux.HandleFunc("POST /admin/people/{sub}/revoke", a.revokePerson)
 	top := http.NewServeMux()
 	top.Handle("GET /bundles/{name}", a.authenticate(http.HandlerFunc(a.serveBundle), cfg.BundleToken))
 	top.Handle("/", a.authenticate(mux))

@@ -23,71 +23,6 @@ import (
 
 const csrfCookie = "pbac_authz_csrf"
 
-// loginPage is the sign-in and consent page of the authorization endpoint.
-// It has no external assets and posts back to the same URL, so the original
-// authorization request travels in the query string.
-var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign in — PBAC Gateway</title>
-<style>
-body{font:15px/1.5 system-ui,sans-serif;background:#f4f5f7;color:#1d2330;margin:0}
-main{max-width:440px;margin:48px auto;background:#fff;border-radius:10px;padding:28px 32px;box-shadow:0 2px 12px #0001}
-h1{font-size:20px;margin:0 0 4px}.muted{color:#5b6475;font-size:13px}
-.agent{background:#f0f3fa;border-radius:8px;padding:10px 12px;margin:16px 0}
-.badge{display:inline-block;font-size:12px;padding:1px 8px;border-radius:10px;background:#dff5e3;color:#17632a}
-.badge.warn{background:#fdecc8;color:#7a4b00}
-label{display:block;margin:12px 0 4px;font-weight:600}input[type=text],input[type=password]{width:100%;padding:8px;border:1px solid #c8cdd6;border-radius:6px;box-sizing:border-box}
-ul{padding-left:20px;margin:6px 0}code{font-size:13px}
-.row{display:flex;gap:10px;margin-top:20px}button{flex:1;padding:10px;border-radius:6px;border:0;font-size:15px;cursor:pointer}
-.approve{background:#2456d3;color:#fff}.deny{background:#e6e8ee;color:#1d2330}.err{color:#b3261e;margin-top:12px}
-</style></head><body><main>
-<h1>Sign in to authorize an agent</h1>
-<div class="muted">PBAC Gateway authorization server</div>
-<div class="agent">
-<strong>{{.ClientName}}</strong>
-{{if .Verified}}<span class="badge">verified</span>
-<div class="muted">provider <code>{{.Provider}}</code>{{if .Model}}, model <code>{{.Model}}</code>{{end}}</div>
-{{else}}<span class="badge warn">unverified</span>
-<div class="muted">No signed software statement: policy gives it the least trust tier.</div>{{end}}
-<div class="muted">client id <code>{{.ClientID}}</code></div>
-{{if .MetadataHost}}<div class="muted">Described by a metadata document published by <code>{{.MetadataHost}}</code>{{if not .SendsTo}}; once you have signed in and approved, your browser is sent back to <code>{{.RedirectHost}}</code>{{end}}.</div>
-{{if .LoopbackOnly}}<div class="muted"><span class="badge warn">localhost only</span> This client only redirects to this computer, so any program on it could claim to be it: approve only if you started this sign-in yourself, just now.</div>{{end}}{{end}}
-{{if .SendsTo}}<div class="muted">After you approve, your browser is sent to <code>{{.SendsTo}}</code>, an address nobody vouched for: approve only if you started this sign-in there.</div>{{end}}
-</div>
-<div>It asks for {{if .Scopes}}these scopes:<ul>{{range .Scopes}}<li><code>{{.}}</code></li>{{end}}</ul>{{else}}whatever your role and its tier allow.{{end}}
-Policy grants the agent no more than its tier and your role allow, and decides every call again.</div>
-<form method="post" action="{{.Action}}">
-<input type="hidden" name="csrf_token" value="{{.CSRF}}">
-{{if .SSO}}<div class="row"><button class="approve" type="submit" name="decision" value="sso" formnovalidate>Sign in with {{.SSO}} and approve</button></div>
-{{if .Passwords}}<div class="muted" style="margin-top:16px">or with a name and password:</div>{{end}}{{end}}
-{{if .Passwords}}<label for="username">User</label><input id="username" type="text" name="username" autocomplete="username" value="{{.Username}}" required>
-<label for="password">Password</label><input id="password" type="password" name="password" autocomplete="current-password" required>
-{{if .Demo}}<div class="muted">Demo users: alice (engineering), bob (analytics), carol (contractor); password <code>demo</code>.</div>{{end}}{{end}}
-{{if .Error}}<div class="err">{{.Error}}</div>{{end}}
-<div class="row">{{if .Passwords}}<button class="approve" type="submit" name="decision" value="approve">Sign in and approve</button>
-{{end}}<button class="deny" type="submit" name="decision" value="deny" formnovalidate>Deny</button></div>
-</form></main></body></html>`))
-
-type loginView struct {
-	ClientName, ClientID, Provider, Model string
-	Verified, Demo                        bool
-	// Passwords: the name and password form is offered; SSO, when set,
-	// names the identity provider the single sign-on button goes to.
-	Passwords                     bool
-	SSO                           string
-	Scopes                        []string
-	Action, CSRF, Username, Error string
-	// SendsTo names where an untrusted redirect URI leads (scheme and
-	// host), for the user to judge before approving.
-	SendsTo string
-	// For a client of a metadata document: the host that publishes it,
-	// where the redirect leads, and whether it only ever leads to this
-	// computer (MCP security considerations: show the redirect host, warn
-	// for localhost-only clients).
-	MetadataHost, RedirectHost string
-	LoopbackOnly               bool
-}
-
 // issWriter adds RFC 9207's iss parameter to every redirect back to the
 // client (a code or an error), so a client talking to several authorization
 // servers can tell which one answered (mix-up defense, RFC 9700 §4.4).
@@ -116,8 +51,25 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// Who is asking, as policy sees it before anyone signs in: a client
+	// policy refuses whoever signs in is told so now, never after a
+	// password.
+	p, err := s.preflight(ctx, client, ar, resources)
+	if err != nil {
+		s.authorizeError(ctx, w, ar, policyError(err))
+		return
+	}
+	if len(p.refused) > 0 {
+		s.log.InfoContext(ctx, "authorization refused before sign-in", "client_id", client.ID, "tier", p.tier, "reasons", p.refused)
+		if r.Method == http.MethodGet {
+			s.renderRefusal(ctx, w, p)
+			return
+		}
+		s.authorizeError(ctx, w, ar, p.refusal())
+		return
+	}
 	if r.Method == http.MethodGet {
-		s.renderLogin(w, r, client, ar, "", "", http.StatusOK)
+		s.renderLogin(w, r, p, "", "", http.StatusOK)
 		return
 	}
 	username := r.PostForm.Get("username")
@@ -125,18 +77,18 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		if !errors.Is(err, signin.ErrFormInvalid) && !errors.Is(err, signin.ErrFormExpired) {
 			s.log.ErrorContext(ctx, "sign-in form check failed", "err", err)
 		}
-		s.renderLogin(w, r, client, ar, username, "Your sign-in form expired; please try again.", http.StatusForbidden)
+		s.renderLogin(w, r, p, username, "Your sign-in form expired; please try again.", http.StatusForbidden)
 		return
 	}
 	switch d := r.PostForm.Get("decision"); {
 	case d == "sso" && s.sso != nil:
-		s.startSSO(ctx, browser, w, r, client, ar)
+		s.startSSO(ctx, browser, w, r, p)
 		return
 	case d != "approve":
 		s.authorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user denied the request."))
 		return
 	case s.users == nil:
-		s.renderLogin(w, r, client, ar, username, "Signing in with a password is not available here.", http.StatusBadRequest)
+		s.renderLogin(w, r, p, username, "Signing in with a password is not available here.", http.StatusBadRequest)
 		return
 	}
 	attempt, err := s.signIn.Begin(ctx, signin.Attempt{Surface: "authorize", Username: username, RemoteAddr: r.RemoteAddr})
@@ -144,16 +96,53 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	if errors.As(err, &throttled) {
 		wait := max(time.Second, throttled.RetryAfter.Round(time.Second))
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
-		s.renderLogin(w, r, client, ar, username, fmt.Sprintf("Too many failed sign-in attempts: try again in %s.", wait), http.StatusTooManyRequests)
+		s.renderLogin(w, r, p, username, fmt.Sprintf("Too many failed sign-in attempts: try again in %s.", wait), http.StatusTooManyRequests)
 		return
 	}
 	user, err := s.users.Authenticate(ctx, username, r.PostForm.Get("password"))
 	attempt.Done(ctx, err == nil)
 	if err != nil {
-		s.renderLogin(w, r, client, ar, username, "Unknown user or wrong password.", http.StatusUnauthorized)
+		s.renderLogin(w, r, p, username, "Unknown user or wrong password.", http.StatusUnauthorized)
 		return
 	}
 	s.grantAuthorization(ctx, w, ar, client, resources, user, "")
+}
+
+// pendingAuthorization is an authorization request that passed the
+// endpoint's checks, with what policy says of its client before anyone
+// signs in.
+type pendingAuthorization struct {
+	ar        fosite.AuthorizeRequester
+	client    *Client
+	resources []string
+	// tier is the client's trust tier; refused, when not empty, are the
+	// reasons policy refuses it whoever signs in.
+	tier    string
+	refused []string
+}
+
+// refusal is the OAuth error of a client refused whoever signs in.
+func (p *pendingAuthorization) refusal() error {
+	return fosite.ErrAccessDenied.WithHint(strings.Join(p.refused, "; "))
+}
+
+// preflight asks policy the question the authorization code flow asks
+// after sign-in (pbac/token, grant authorization_code, the requested
+// scopes and resources) without a person. The decision itself denies (no
+// subject); what counts is its refused_for_every_subject — the reasons it
+// denies whoever the person is, which the policy computes without reading
+// the subject — and the client's tier. A policy that predates the field
+// refuses nothing here, and the decision after sign-in decides as before.
+func (s *Server) preflight(ctx context.Context, client *Client, ar fosite.AuthorizeRequester, resources []string) (*pendingAuthorization, error) {
+	var td contract.TokenResult
+	_, err := s.decide(ctx, contract.Token, contract.Input{
+		Client:  s.policyClient(client),
+		Request: contract.Request{GrantType: "authorization_code", Scopes: ar.GetRequestedScopes(), Resource: resources},
+	}, &td)
+	if err != nil {
+		return nil, err
+	}
+	return &pendingAuthorization{ar: ar, client: client, resources: resources, tier: td.Tier, refused: td.RefusedForEverySubject}, nil
 }
 
 // authorizeRequest reads and checks an authorization request (answering
@@ -244,9 +233,13 @@ func (s *Server) grantAuthorization(ctx context.Context, w http.ResponseWriter, 
 		s.authorizeError(ctx, w, ar, anchorError(err))
 		return
 	}
-	session := &Session{Subject: user.Subject, Roles: user.Roles, Groups: user.Groups, Via: via, ClientID: client.ID, Tier: td.Tier}
+	session := &Session{Subject: user.Subject, Roles: user.Roles, Groups: user.Groups, Via: via, ClientID: client.ID, Tier: td.Tier,
+		AuthTime: s.now().UTC()}
 	resp, err := s.provider.NewAuthorizeResponse(ctx, ar, session)
 	if err != nil {
+		if errors.Is(err, ErrSubjectRevoked) {
+			err = fosite.ErrAccessDenied.WithHint("Everything acting for you was just revoked; sign in again.").WithWrap(err)
+		}
 		s.authorizeError(ctx, w, ar, err)
 		return
 	}
@@ -340,19 +333,6 @@ func (s *Server) redirectTrusted(ar fosite.AuthorizeRequester) bool {
 	return ok && s.policyClient(c).Verified
 }
 
-var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Authorization failed — PBAC Gateway</title>
-<style>
-body{font:15px/1.5 system-ui,sans-serif;background:#f4f5f7;color:#1d2330;margin:0}
-main{max-width:440px;margin:48px auto;background:#fff;border-radius:10px;padding:28px 32px;box-shadow:0 2px 12px #0001}
-h1{font-size:20px;margin:0 0 8px}.muted{color:#5b6475;font-size:13px}code{font-size:13px}
-</style></head><body><main>
-<h1>This authorization request cannot be completed</h1>
-<p>{{if .Description}}{{.Description}}{{else}}The request is not valid.{{end}}</p>
-<p class="muted">Error <code>{{.Code}}</code>. You can close this window; the application that sent you here was not told the outcome.</p>
-</main></body></html>`))
-
 // renderError shows an authorization error to the user instead of
 // redirecting to the client.
 func (s *Server) renderError(w http.ResponseWriter, status int, code, description string) {
@@ -363,19 +343,10 @@ func (s *Server) renderError(w http.ResponseWriter, status int, code, descriptio
 	}
 }
 
-func setPageHeaders(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
-}
-
 // renderLogin shows the sign-in page with a fresh form token, bound to
 // this browser (its sign-in cookie, set here when absent) and to this
 // authorization request.
-func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, c *Client, ar fosite.AuthorizeRequester, username, msg string, status int) {
+func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, p *pendingAuthorization, username, msg string, status int) {
 	cookie := signInCookie(r)
 	if cookie == "" {
 		cookie = randomToken(32)
@@ -384,35 +355,92 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, c *Client, 
 		Name: csrfCookie, Value: cookie, Path: PathAuthorize, HttpOnly: true,
 		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(s.forms.TTL() / time.Second),
 	})
-	setPageHeaders(w)
-	name := c.Name
-	if name == "" {
-		name = "An unnamed client"
-	}
-	agent := s.policyClient(c)
-	view := loginView{
-		ClientName: name, ClientID: c.ID, Provider: agent.AgentProvider, Model: agent.AgentModel,
-		Verified: agent.Verified, Demo: isDemoUsers(s.users), Scopes: ar.GetRequestedScopes(), Passwords: s.users != nil,
+	view := signInView{
+		Agent: s.agentView(p), Demo: isDemoUsers(s.users), Passwords: s.users != nil,
 		Action: PathAuthorize + "?" + r.URL.RawQuery, CSRF: s.forms.Issue(cookie, signInBinding(r.Form)),
 		Username: username, Error: msg,
-	}
-	if u := ar.GetRedirectURI(); u != nil && !s.redirectTrusted(ar) {
-		view.SendsTo = u.Scheme + "://" + u.Host
-	}
-	if c.metadata != nil {
-		view.MetadataHost, view.LoopbackOnly = c.metadata.Host, c.metadata.LoopbackOnly()
-		if u := ar.GetRedirectURI(); u != nil {
-			view.RedirectHost = u.Host
-		}
 	}
 	if s.sso != nil {
 		view.SSO = s.sso.Label()
 	}
+	s.renderSignIn(w, view, status)
+}
+
+// renderRefusal shows the first page for a client policy refuses whoever
+// signs in: who is asking, and why not. The client is told access_denied
+// only where its redirect URI may be trusted with an answer (the person
+// follows the page's link back); otherwise only the person is told (RFC
+// 9700 §4.11.2, as for every other error).
+func (s *Server) renderRefusal(ctx context.Context, w http.ResponseWriter, p *pendingAuthorization) {
+	view := signInView{Agent: s.agentView(p), Refused: p.refused}
+	if loc := s.errorRedirect(ctx, p.ar, p.refusal()); loc != "" {
+		// The URI passed the redirect rule (checkRedirectURI: https, http
+		// to loopback or a private-use scheme with a dot, never javascript:
+		// or data:), so it may be a link; html/template still escapes it.
+		view.ReturnURL = template.URL(loc)
+	}
+	s.renderSignIn(w, view, http.StatusForbidden)
+}
+
+func (s *Server) renderSignIn(w http.ResponseWriter, view signInView, status int) {
+	setPageHeaders(w)
 	w.WriteHeader(status)
-	if err := loginPage.Execute(w, view); err != nil {
-		s.log.Error("render login page", "err", err)
+	if err := signInPage.Execute(w, view); err != nil {
+		s.log.Error("render the sign-in page", "err", err)
 	}
 }
+
+// agentView is who asks and for what, as the sign-in page shows it.
+func (s *Server) agentView(p *pendingAuthorization) agentView {
+	c := s.clientAsSeen(p.client)
+	v := agentView{
+		Name: c.Name, ClientID: c.ID, Verified: c.Agent.Verified, ClaimedName: c.Name != "",
+		Tier: p.tier, Scopes: p.ar.GetRequestedScopes(), Resources: p.resources,
+	}
+	if v.Name == "" {
+		v.Name = "An unnamed client"
+	}
+	if v.Verified {
+		v.Provider, v.Model, v.StatementIssuer = c.Agent.AgentProvider, c.Agent.AgentModel, c.Agent.Issuer
+	}
+	u := p.ar.GetRedirectURI()
+	if u != nil {
+		v.RedirectHost = cmp.Or(u.Host, u.Scheme+":")
+		if !s.redirectTrusted(p.ar) {
+			v.SendsTo = u.Scheme + "://" + u.Host
+		}
+	}
+	if c.metadata != nil {
+		v.MetadataHost, v.LoopbackOnly = c.metadata.Host, c.metadata.LoopbackOnly()
+	}
+	return v
+}
+
+// errorRedirect is where authorizeError would send the browser for err:
+// the client's redirect URI with the error, its state and our iss; "" when
+// that URI may not be trusted with an unattended answer.
+func (s *Server) errorRedirect(ctx context.Context, ar fosite.AuthorizeRequester, err error) string {
+	if !s.redirectTrusted(ar) {
+		return ""
+	}
+	rec := &redirectRecorder{header: http.Header{}}
+	s.provider.WriteAuthorizeError(ctx, issWriter{ResponseWriter: rec, iss: s.cfg.Issuer}, ar, err)
+	if rec.status/100 != 3 {
+		return ""
+	}
+	return rec.header.Get("Location")
+}
+
+// redirectRecorder keeps the status and headers of an answer, for the
+// redirect fosite would write.
+type redirectRecorder struct {
+	header http.Header
+	status int
+}
+
+func (r *redirectRecorder) Header() http.Header         { return r.header }
+func (r *redirectRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (r *redirectRecorder) WriteHeader(code int)        { r.status = code }
 
 func isDemoUsers(u UserSource) bool {
 	_, ok := u.(DemoUsers)

@@ -122,11 +122,12 @@ func (s *Server) secureCookies(r *http.Request) bool {
 // startSSO sends the browser to the identity provider for an approved
 // authorization request. An unreachable provider is said on the sign-in
 // page, which the person can submit again.
-func (s *Server) startSSO(ctx context.Context, browser, w http.ResponseWriter, r *http.Request, client *Client, ar fosite.AuthorizeRequester) {
+func (s *Server) startSSO(ctx context.Context, browser, w http.ResponseWriter, r *http.Request, p *pendingAuthorization) {
+	client := p.client
 	red, err := s.sso.Start(ctx)
 	if err != nil {
 		s.log.WarnContext(ctx, "single sign-on could not start", "client_id", client.ID, "idp", s.sso.Label(), "err", err)
-		s.renderLogin(w, r, client, ar, "", fmt.Sprintf("The identity provider %s cannot be reached right now, so nobody can sign in with it; try again in a moment.", s.sso.Label()),
+		s.renderLogin(w, r, p, "", fmt.Sprintf("The identity provider %s cannot be reached right now, so nobody can sign in with it; try again in a moment.", s.sso.Label()),
 			http.StatusServiceUnavailable)
 		return
 	}
@@ -134,7 +135,7 @@ func (s *Server) startSSO(ctx context.Context, browser, w http.ResponseWriter, r
 	sealed, err := s.sealSSO(name, ssoRecord{Pending: red.Pending, Query: r.URL.RawQuery, Exp: s.now().Add(ssoTTL).Unix()})
 	if err != nil || len(sealed) > maxSSOCookie {
 		s.log.WarnContext(ctx, "single sign-on state does not fit a cookie", "client_id", client.ID, "bytes", len(sealed), "err", err)
-		s.renderLogin(w, r, client, ar, "", "This authorization request is too large to sign in with single sign-on.", http.StatusBadRequest)
+		s.renderLogin(w, r, p, "", "This authorization request is too large to sign in with single sign-on.", http.StatusBadRequest)
 		return
 	}
 	http.SetCookie(browser, &http.Cookie{

@@ -85,7 +85,10 @@ func TestAuthorizeNeverRedirectsUntrustedClients(t *testing.T) {
 		})
 	}
 
-	t.Run("the sign-in page names the unverified destination and denying stays here", func(t *testing.T) {
+	// Under the shipped policy an unverified client is refused on the
+	// first page (TestSignInPageSaysWhoIsAsking): the page names where its
+	// redirect leads, and only a trusted redirect gets the refusal.
+	t.Run("the first page names the unverified destination and the refusal stays here", func(t *testing.T) {
 		b := browser()
 		u := ta.authorizeURL(unverified, phish, nil)
 		resp, err := b.Get(u)
@@ -94,8 +97,48 @@ func TestAuthorizeNeverRedirectsUntrustedClients(t *testing.T) {
 		}
 		page, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "https://attacker.example") {
-			t.Fatalf("sign-in page %d does not name where approving leads:\n%s", resp.StatusCode, page)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(page), "https://attacker.example") ||
+			strings.Contains(string(page), `id="return"`) || resp.Header.Get("Location") != "" {
+			t.Fatalf("first page %d does not name where approving leads, or leads there:\n%s", resp.StatusCode, page)
+		}
+		resp, err = b.PostForm(u, url.Values{"decision": {"approve"}, "username": {"alice"}, "password": {asrv.DemoPassword}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); resp.StatusCode/100 == 3 || loc != "" {
+			t.Fatalf("a post answered %d Location %q, want the error page", resp.StatusCode, loc)
+		}
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("a post answered %d, want 403 access_denied on the error page", resp.StatusCode)
+		}
+	})
+
+	t.Run("a trusted destination is not flagged and gets the refusal", func(t *testing.T) {
+		resp, err := browser().Get(ta.authorizeURL(unverifiedLoopback, "http://127.0.0.1:5555/callback", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || strings.Contains(string(page), "nobody vouched for") ||
+			!strings.Contains(string(page), `id="return" href="http://127.0.0.1:5555/callback?error=access_denied`) {
+			t.Fatalf("loopback client's first page %d flags its destination or offers no way back:\n%s", resp.StatusCode, page)
+		}
+	})
+
+	t.Run("a verified client's page names where approving leads, and denying is redirected", func(t *testing.T) {
+		b := browser()
+		u := ta.authorizeURL(verifiedHTTPS, "https://agent.example/cb", nil)
+		resp, err := b.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), `<code id="redirect-host">agent.example</code>`) ||
+			strings.Contains(string(page), "nobody vouched for") {
+			t.Fatalf("sign-in page %d:\n%s", resp.StatusCode, page)
 		}
 		m := csrfField.FindSubmatch(page)
 		if m == nil {
@@ -106,23 +149,8 @@ func TestAuthorizeNeverRedirectsUntrustedClients(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if loc := resp.Header.Get("Location"); resp.StatusCode/100 == 3 || loc != "" {
-			t.Fatalf("deny answered %d Location %q, want the error page", resp.StatusCode, loc)
-		}
-		if resp.StatusCode != http.StatusForbidden {
-			t.Fatalf("deny answered %d, want 403 access_denied on the error page", resp.StatusCode)
-		}
-	})
-
-	t.Run("a trusted destination is not flagged", func(t *testing.T) {
-		resp, err := browser().Get(ta.authorizeURL(unverifiedLoopback, "http://127.0.0.1:5555/callback", nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		page, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || strings.Contains(string(page), "nobody vouched for") {
-			t.Fatalf("loopback client's sign-in page %d flags its destination:\n%s", resp.StatusCode, page)
+		if loc := resp.Header.Get("Location"); resp.StatusCode/100 != 3 || !strings.HasPrefix(loc, "https://agent.example/cb?error=access_denied") {
+			t.Fatalf("deny answered %d Location %q, want access_denied redirected to the verified client", resp.StatusCode, loc)
 		}
 	})
 }

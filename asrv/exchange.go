@@ -163,6 +163,7 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 		delegation: &delegation{subjectSig: s.strategy.AccessTokenSignature(ctx, subjectToken), consume: subjectSingleUse}}
 	if user != nil {
 		session.Subject, session.Roles, session.Groups, session.Via = user.Subject, user.Roles, user.Groups, subjSession.Via
+		session.AuthTime = subjSession.AuthTime
 	}
 	// Never outlive the subject token.
 	exp := s.now().UTC().Add(ttlOf(ed.TTLSeconds, s.cfg.AccessTokenTTL)).Round(time.Second)
@@ -194,7 +195,7 @@ func (h *tokenExchangeHandler) PopulateTokenEndpointResponse(ctx context.Context
 	// subject token: a revocation, consumption or client deletion in the
 	// meantime makes this fail, or removes the new token with its chain.
 	if err := s.store.CreateDelegatedAccessToken(ctx, sig, ar.Sanitize(nil), sess.delegation.subjectSig, sess.delegation.consume); err != nil {
-		if errors.Is(err, fosite.ErrNotFound) || errors.Is(err, ErrConsumed) {
+		if errors.Is(err, fosite.ErrNotFound) || errors.Is(err, ErrConsumed) || errors.Is(err, ErrSubjectRevoked) {
 			return fosite.ErrInvalidRequest.WithHint("The subject token is not active.")
 		}
 		return fosite.ErrServerError.WithWrap(err)

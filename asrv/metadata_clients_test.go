@@ -151,7 +151,10 @@ func TestCIMDMetadataAdvertised(t *testing.T) {
 // never a redirect.
 func TestCIMDAuthorizeEnforcesTheDocument(t *testing.T) {
 	host, cfg := newCIMDHost(t)
-	ta := newTestAS(t, withMetadata(t, cfg))
+	// A policy that admits these clients, so that the pages are sign-in
+	// pages (the shipped one refuses them on the first page).
+	pol := &admitCIMD{}
+	ta := newTestAS(t, withMetadata(t, cfg), func(c *asrv.Config) { pol.next = c.Policy; c.Policy = pol })
 	good := host.publish("/oauth/client.json", map[string]any{
 		"client_name": "Loopback Agent", "redirect_uris": []string{"http://localhost/callback", "http://127.0.0.1/callback"},
 		"grant_types": []string{"authorization_code", "refresh_token"}, "token_endpoint_auth_method": "none",
@@ -285,7 +288,9 @@ func TestCIMDShippedPolicyGivesNothing(t *testing.T) {
 func TestCIMDPinnedWithFetchingOff(t *testing.T) {
 	const id = "https://agent.example/oauth/client.json"
 	doc, _ := json.Marshal(map[string]any{"client_id": id, "client_name": "Pinned Agent", "redirect_uris": []string{"http://127.0.0.1/callback"}})
-	ta := newTestAS(t, withMetadata(t, cimd.Config{Fetch: false, Pinned: map[string][]byte{id: doc}}))
+	pol := &admitCIMD{}
+	ta := newTestAS(t, withMetadata(t, cimd.Config{Fetch: false, Pinned: map[string][]byte{id: doc}}),
+		func(c *asrv.Config) { pol.next = c.Policy; c.Policy = pol })
 	resp, err := browser().Get(ta.authorizeURL(id, "http://127.0.0.1:5000/callback", nil))
 	if err != nil {
 		t.Fatal(err)
@@ -426,13 +431,14 @@ func TestCIMDSignInThroughSSO(t *testing.T) {
 	// The shipped policy would refuse the token at introspection (the
 	// client is unverified); what policy was asked at the grant shows who
 	// it is for.
+	// (The first question, before sign-in, had no person.)
 	pol.mu.Lock()
-	first := string(pol.seen[0])
+	grant := string(pol.seen[len(pol.seen)-1])
 	pol.mu.Unlock()
 	for _, want := range []string{`"client_id":"` + id + `"`, `"attestation":{"kind":"cimd","origin":"` + host.srv.URL + `"}`,
 		`"sub":"dana"`, `"groups":["engineering"]`} {
-		if !strings.Contains(first, want) {
-			t.Fatalf("policy was asked without %s: %s", want, first)
+		if !strings.Contains(grant, want) {
+			t.Fatalf("policy was asked without %s: %s", want, grant)
 		}
 	}
 	stored, err := ta.store.Client(t.Context(), id)

@@ -77,3 +77,27 @@ func (s *Server) personOf(ctx context.Context, sess *Session) (User, error) {
 	}
 	return s.users.Lookup(ctx, sess.Subject)
 }
+
+// ErrInvalidSubject is a subject no grant can have (RevokeSubject).
+var ErrInvalidSubject = errors.New("invalid subject")
+
+// RevokeSubject ends everything acting for the person subject: every
+// authorization code, access token (delegated ones included) and refresh
+// family whose sub is theirs (TokenStore.RevokeSubject). A refresh, code
+// redemption or exchange of one of their grants that is under way is
+// refused too, for as long as any token of a grant begun before could
+// still be issued; the person can sign in again at once. The caller
+// audits it.
+func (s *Server) RevokeSubject(ctx context.Context, subject string) (SubjectRevocation, error) {
+	if !validStoreID(subject) {
+		return SubjectRevocation{}, fmt.Errorf("%w: empty or longer than %d bytes", ErrInvalidSubject, MaxStoreIDLen)
+	}
+	until := s.now().Add(max(s.cfg.RefreshTokenTTL, s.cfg.AccessTokenTTL, s.cfg.AuthCodeTTL))
+	r, err := s.store.RevokeSubject(ctx, subject, until)
+	if err != nil {
+		return r, fmt.Errorf("revoke everything acting for %q: %w", subject, err)
+	}
+	s.log.InfoContext(ctx, "everything acting for a person revoked", "sub", subject,
+		"access_tokens", r.AccessTokens, "refresh_tokens", r.RefreshTokens, "authorization_codes", r.Codes)
+	return r, nil
+}

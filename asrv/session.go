@@ -27,6 +27,13 @@ type Session struct {
 	// them); for a person of the password source those of their latest
 	// lookup.
 	Groups []string `json:"groups,omitempty"`
+	// AuthTime is when the grant began: the person's sign-in (or the
+	// identity assertion grant), kept through refreshes and carried into
+	// delegated tokens. A revocation of everything acting for the person
+	// (TokenStore.RevokeSubject) refuses any later token of a grant that
+	// began before it; zero (grants stored before it was recorded, machine
+	// tokens) counts as before.
+	AuthTime time.Time `json:"auth_time,omitzero"`
 	// Via is how the person signed in: "sso" at the identity provider,
 	// empty with a password (Config.Users).
 	Via       string                         `json:"via,omitempty"`

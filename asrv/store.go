@@ -18,6 +18,10 @@ var (
 	ErrClientExists = errors.New("client already registered")
 	// ErrConsumed means a single-use token was already used.
 	ErrConsumed = errors.New("token already used")
+	// ErrSubjectRevoked means a code or token was refused because
+	// everything acting for its person was revoked after its grant began
+	// (TokenStore.RevokeSubject).
+	ErrSubjectRevoked = errors.New("everything acting for this person was revoked")
 )
 
 // Bounds on what a Store keys by: a Store treats an empty or longer
@@ -91,7 +95,35 @@ type TokenStore interface {
 	// or removes what it stored. When the subject is gone it stores nothing
 	// and returns fosite.ErrNotFound or ErrConsumed.
 	CreateDelegatedAccessToken(ctx context.Context, signature string, req fosite.Requester, subjectSig string, consumeSubject bool) error
+	// RevokeSubject ends everything acting for one person (the
+	// Session.Subject of a grant): it deletes their authorization codes,
+	// PKCE requests and access tokens — delegated ones included, since a
+	// token exchange keeps the person as the subject — and marks their
+	// refresh tokens inactive (kept for reuse detection, as a revoked
+	// family). From then until `until` it refuses (ErrSubjectRevoked) to
+	// store a code or token for that person whose grant began
+	// (Session.AuthTime; zero counts as before) no later than the
+	// revocation: a refresh, code redemption or exchange already under way
+	// cannot leave a token behind it. A person who signs in again
+	// afterwards is not affected. It returns what it ended that was live.
+	RevokeSubject(ctx context.Context, subject string, until time.Time) (SubjectRevocation, error)
 }
+
+// SubjectRevocation counts what TokenStore.RevokeSubject ended.
+type SubjectRevocation struct {
+	// AccessTokens deleted, delegated ones included.
+	AccessTokens int `json:"access_tokens"`
+	// RefreshTokens made inactive (each ends its grant's family).
+	RefreshTokens int `json:"refresh_tokens"`
+	// Codes are the authorization codes deleted.
+	Codes int `json:"authorization_codes"`
+}
+
+// SubjectRevokedAt tells whether a record of a grant that began at
+// authTime, for a person whose tokens were revoked at revokedAt, is refused
+// (TokenStore.RevokeSubject): a grant that began no later than the
+// revocation is.
+func SubjectRevokedAt(authTime, revokedAt time.Time) bool { return !authTime.After(revokedAt) }
 
 // Store is everything the authorization server persists. The Badger store
 // is the embedded default; a networked store implements the same interface

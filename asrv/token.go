@@ -38,6 +38,11 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		ctx = context.WithValue(ctx, grantKey{}, g)
 	}
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
+	if errors.Is(err, ErrSubjectRevoked) {
+		// A refresh or code redemption under way when everything acting
+		// for the person was revoked.
+		err = fosite.ErrInvalidGrant.WithHint("Everything acting for this person was revoked.").WithWrap(err)
+	}
 	if err != nil {
 		s.log.WarnContext(ctx, "token response failed", "client_id", ar.GetClient().GetID(), "err", err)
 		s.provider.WriteAccessError(ctx, w, ar, err)

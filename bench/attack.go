@@ -63,6 +63,34 @@ func AttackShapes(arg string, size int) ([]AttackShape, error) {
 	return out, nil
 }
 
+// CanonicalAttackShape returns the costliest argument that is not refused
+// before policy: a canonical path (lower-case ASCII segments, no dots, no
+// encodings) of about size bytes in exactly segments segments. With the
+// gateway's argument limits in place (a path of at most 1 KiB and 64
+// segments by default) this, not AttackShapes' spellings, is what reaches
+// the policy's path rules on every call.
+func CanonicalAttackShape(arg string, size, segments int) (AttackShape, error) {
+	if arg == "" {
+		return AttackShape{}, errors.New("bench: an attack needs the name of a string argument")
+	}
+	if segments < 1 || size < 2*segments || size > MaxAttackBytes {
+		return AttackShape{}, fmt.Errorf("bench: a canonical path of %d bytes cannot have %d segments (2 bytes each at least, %d bytes at most)", size, segments, MaxAttackBytes)
+	}
+	var b strings.Builder
+	per := size / segments
+	for i := range segments {
+		b.WriteByte('/')
+		name := fmt.Sprintf("s%d", i)
+		b.WriteString(name)
+		b.WriteString(strings.Repeat("a", max(0, per-1-len(name))))
+	}
+	args, err := json.Marshal(map[string]string{arg: b.String()})
+	if err != nil {
+		return AttackShape{}, err
+	}
+	return AttackShape{Name: fmt.Sprintf("canonical, %d segments", segments), Arguments: args}, nil
+}
+
 // AttackResult is what the hostile connections of a run got.
 type AttackResult struct {
 	// Requests counts the calls answered (or failed) before the end.

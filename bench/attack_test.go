@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pbac-gateway/pbac/internal/canon"
 )
 
 // Every shape is one string argument of about the asked size that a path
@@ -46,6 +48,34 @@ func TestAttackShapesArePathologicalPathsOfTheAskedSize(t *testing.T) {
 	}{{"", 2048}, {"path", 4}, {"path", MaxAttackBytes + 1}} {
 		if _, err := AttackShapes(c.arg, c.size); err == nil {
 			t.Errorf("AttackShapes(%q, %d) accepted", c.arg, c.size)
+		}
+	}
+}
+
+// TestCanonicalAttackShapeIsCanonicalAndAdmitted: the shape that reaches
+// policy is a canonical path of the asked size and segment count, within
+// the gateway's default path limits at 1 KiB.
+func TestCanonicalAttackShapeIsCanonicalAndAdmitted(t *testing.T) {
+	s, err := CanonicalAttackShape("path", 1024, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := mustArg(t, s)
+	if len(v) > 1024 || len(v) < 1024-64 {
+		t.Errorf("%d bytes, want about 1024", len(v))
+	}
+	if n := strings.Count(v, "/"); n != 64 {
+		t.Errorf("%d segments, want 64", n)
+	}
+	if err := canon.Check(canon.KindPath, v); err != nil {
+		t.Errorf("not canonical: %v: %.40s…", err, v)
+	}
+	for _, c := range []struct {
+		arg            string
+		size, segments int
+	}{{"", 1024, 64}, {"path", 100, 64}, {"path", 1024, 0}, {"path", MaxAttackBytes + 1, 64}} {
+		if _, err := CanonicalAttackShape(c.arg, c.size, c.segments); err == nil {
+			t.Errorf("CanonicalAttackShape(%q, %d, %d) accepted", c.arg, c.size, c.segments)
 		}
 	}
 }

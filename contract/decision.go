@@ -63,6 +63,13 @@ type TokenResult struct {
 	Scopes     []string `json:"scopes"`
 	TTLSeconds int64    `json:"ttl_seconds"`
 	SingleUse  bool     `json:"single_use"`
+	// RefusedForEverySubject are the reasons the decision denies a human
+	// grant (authorization_code) of this client and request whoever the
+	// person is; the policy computes them without reading the subject, so
+	// the authorization server asks with none, before anyone signs in, and
+	// refuses on the first page. Empty: some person might be granted (or
+	// the bundle predates the field, and the sign-in decides).
+	RefusedForEverySubject []string `json:"refused_for_every_subject"`
 }
 
 // IntrospectResult is pbac/introspect's result.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/demo"
@@ -285,3 +286,39 @@ func (h *Handler) identity(ctx context.Context, ref string) (agentView, demo.Age
 }
 
 var errUnknownAgent = errors.New("no such agent: give a registered agent's client_id or a demo agent's name")
+
+// revokePerson revokes everything acting for a person, as the admin API's
+// POST /admin/people/{sub}/revoke does, and audits it under the operator
+// signed in here.
+func (h *Handler) revokePerson(w http.ResponseWriter, r *http.Request, s *session) {
+	if h.cfg.RevokePerson == nil {
+		writeError(w, http.StatusServiceUnavailable, "people are managed by the authorization server, which does not run here")
+		return
+	}
+	sub := r.PathValue("sub")
+	reason, err := admin.RevokeReason(r.Body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	got, err := h.cfg.RevokePerson(r, sub)
+	if errors.Is(err, admin.ErrBadSubject) {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err != nil {
+		h.cfg.Logger.Error("dashboard: revoking a person failed", "sub", sub, "err", err)
+		writeError(w, http.StatusInternalServerError, "the revocation failed; see the server's log")
+		return
+	}
+	operator := "the dashboard (admin token)"
+	if s.user != nil {
+		operator = "the dashboard (" + s.user.Subject + ")"
+	}
+	if h.cfg.Audit != nil {
+		h.cfg.Audit.Record(admin.RevokePersonRecord(sub, operator, reason, got))
+	}
+	h.cfg.Logger.Info("dashboard: everything acting for a person revoked", "sub", sub, "by", operator, "reason", reason,
+		"access_tokens", got.AccessTokens, "refresh_tokens", got.RefreshTokens, "authorization_codes", got.Codes)
+	writeJSON(w, http.StatusOK, map[string]any{"sub": sub, "revoked": got})
+}

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/asrv/signin"
 	"github.com/pbac-gateway/pbac/audit"
@@ -59,6 +60,9 @@ type Config struct {
 	AdminToken string
 	// Clients lists and revokes agents; nil hides them.
 	Clients Clients
+	// RevokePerson revokes everything acting for a person (the admin
+	// API's); nil hides it.
+	RevokePerson func(r *http.Request, sub string) (admin.PersonRevocation, error)
 	// Latency reports the gateway's per-stage latency.
 	Latency func() gateway.LatencyReport
 	// Demo is the demo tenant; nil outside it.
@@ -162,6 +166,7 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET /ui/api/agents", h.signedIn(h.agents))
 	h.mux.HandleFunc("POST /ui/api/agents", h.operator(h.registerAgent))
 	h.mux.HandleFunc("DELETE /ui/api/agents/{id}", h.operator(h.deleteAgent))
+	h.mux.HandleFunc("POST /ui/api/people/{sub}/revoke", h.operator(h.revokePerson))
 	h.mux.HandleFunc("GET /ui/api/matrix", h.signedIn(h.matrix))
 	h.mux.HandleFunc("GET /ui/api/policy", h.signedIn(h.policy))
 	h.mux.HandleFunc("PUT /ui/api/policy/data", h.operator(h.setData))
@@ -256,7 +261,7 @@ func (h *Handler) config(w http.ResponseWriter, _ *http.Request) {
 	}
 	out := map[string]any{
 		"gateway_url": h.cfg.GatewayURL, "mcp_url": h.cfg.GatewayURL + "/mcp", "issuer": h.cfg.Issuer,
-		"demo": h.cfg.Demo != nil, "sign_in_users": h.cfg.Users != nil,
+		"demo": h.cfg.Demo != nil, "sign_in_users": h.cfg.Users != nil, "revoke_people": h.cfg.RevokePerson != nil,
 	}
 	bs := []backend{}
 	for _, b := range h.cfg.Backends {

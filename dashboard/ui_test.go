@@ -2,7 +2,10 @@ package dashboard
 
 import (
 	"bytes"
+	"context"
+	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,8 +14,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ory/fosite"
+
+	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/store/badger"
+	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/identity/usersfile"
@@ -486,6 +495,86 @@ func usersFileUsers(t *testing.T, people map[string][]string) asrv.UserSource {
 		t.Fatal(err)
 	}
 	return asrv.PasswordUsers(f)
+}
+
+// TestRevokePerson: an operator revokes everything acting for a person from
+// the dashboard — the authorization server's tokens of that person end,
+// another person's stay, the audit trail says who did it and why — and a
+// user who is not an operator may not.
+func TestRevokePerson(t *testing.T) {
+	ctx := t.Context()
+	store, err := badger.Open(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	as, err := asrv.New(asrv.Config{Issuer: "http://127.0.0.1:9", Resources: []string{"http://127.0.0.1:9/mcp"},
+		Secret: bytes.Repeat([]byte("k"), 32), Store: store, Policy: policytest.Registry(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &asrv.Client{ID: "agent-1", GrantTypes: []string{"authorization_code"}, TokenEndpointAuthMethod: asrv.AuthMethodNone}
+	if err := store.CreateClient(ctx, client); err != nil {
+		t.Fatal(err)
+	}
+	token := func(sub string) string {
+		sess := &asrv.Session{Subject: sub, ClientID: client.ID, AuthTime: time.Now().Add(-time.Minute)}
+		sess.SetExpiresAt(fosite.AccessToken, time.Now().Add(time.Hour))
+		sig := rand.Text()
+		if err := store.CreateAccessTokenSession(ctx, sig, &fosite.Request{ID: rand.Text(), RequestedAt: time.Now(), Client: client, Session: sess}); err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	alice, bob := token("alice"), token("bob")
+	trail := audit.NewTrail(nil)
+	t.Cleanup(func() { _ = trail.Close(context.Background()) })
+	records, stop := trail.Subscribe(8)
+	defer stop()
+
+	d := newDashWith(t, false, func(c *Config) {
+		c.Audit = trail
+		c.RevokePerson = func(r *http.Request, sub string) (admin.PersonRevocation, error) {
+			got, err := as.RevokeSubject(r.Context(), sub)
+			return admin.PersonRevocation{AccessTokens: got.AccessTokens, RefreshTokens: got.RefreshTokens, Codes: got.Codes}, err
+		}
+	})
+	d.signIn("bob")
+	if status, out := d.do("POST", "/ui/api/people/alice/revoke", map[string]string{}); status != 403 {
+		t.Fatalf("a user who is not an operator revokes a person: %d %v", status, out)
+	}
+	status, out := d.postSignIn(map[string]string{"admin_token": testAdminToken})
+	if status != 200 {
+		t.Fatalf("operator sign-in: %d %v", status, out)
+	}
+	d.csrf = out["csrf"].(string)
+	if status, out := d.do("GET", "/ui/api/config", nil); status != 200 || out["revoke_people"] != true {
+		t.Fatalf("config does not offer revoking people: %d %v", status, out)
+	}
+	for _, bad := range []string{`{"reason": 1}`, `{"why": "x"}`, `{"reason": "two\nlines"}`} {
+		if status, out := d.do("POST", "/ui/api/people/alice/revoke", bad); status != 400 {
+			t.Fatalf("body %s: %d %v", bad, status, out)
+		}
+	}
+	status, out = d.do("POST", "/ui/api/people/alice/revoke", map[string]string{"reason": "left the company"})
+	if status != 200 || out["sub"] != "alice" || out["revoked"].(map[string]any)["access_tokens"] != float64(1) {
+		t.Fatalf("revoke alice: %d %v", status, out)
+	}
+	if _, err := store.GetAccessTokenSession(ctx, alice, nil); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("alice's token after the revocation: %v", err)
+	}
+	if _, err := store.GetAccessTokenSession(ctx, bob, nil); err != nil {
+		t.Errorf("bob's token after alice's revocation: %v", err)
+	}
+	select {
+	case rec := <-records:
+		if rec.Method != admin.MethodRevokePerson || rec.Subject != "alice" || rec.ClientID != admin.OperatorClientID ||
+			len(rec.Reasons) != 2 || !strings.Contains(rec.Reasons[0], "admin token") || rec.Reasons[1] != "reason: left the company" {
+			t.Fatalf("audit record %+v", rec)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no audit record of the revocation")
+	}
 }
 
 // TestOperatorGroups: outside the demo a person of the users file operates

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -142,6 +143,13 @@ func (a *AgentClient) noRedirects() *http.Client {
 // csrfInput finds the sign-in form's CSRF field on the authorization page.
 var csrfInput = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
 
+// returnLink finds the link back to the client on the page of an agent
+// policy refuses before anyone signs in; refusalReason its reasons.
+var (
+	returnLink    = regexp.MustCompile(`id="return" href="([^"]+)"`)
+	refusalReason = regexp.MustCompile(`(?s)<ul id="refusal-reasons">(.*?)</ul>`)
+)
+
 // codeFlow runs the authorization code flow with PKCE (S256), signing in on
 // the authorization server's page as a browser would.
 func (a *AgentClient) codeFlow(ctx context.Context, id AgentIdentity, user, password, resource, tokenURL string) (*oauth2.Token, error) {
@@ -176,8 +184,11 @@ func (a *AgentClient) codeFlow(ctx context.Context, id AgentIdentity, user, pass
 // SignIn drives an authorization endpoint's sign-in page as a browser
 // would: it loads the page at authURL, posts user and password with the
 // page's CSRF token and approves, and returns the redirect the endpoint
-// answers with (the code or the error, for the caller to read). c must not
-// follow redirects; a cookie jar is added to a copy of it.
+// answers with (the code or the error, for the caller to read). An agent
+// policy refuses whoever signs in gets no sign-in form: SignIn then follows
+// the page's link back to the client, as the person would, and returns its
+// access_denied. c must not follow redirects; a cookie jar is added to a
+// copy of it.
 func SignIn(ctx context.Context, c *http.Client, authURL, user, password string) (*url.URL, error) {
 	jar, _ := cookiejar.New(nil)
 	browser := *c
@@ -185,6 +196,15 @@ func SignIn(ctx context.Context, c *http.Client, authURL, user, password string)
 	page, status, err := get(ctx, &browser, authURL)
 	if err != nil {
 		return nil, fmt.Errorf("load the sign-in page: %w", err)
+	}
+	if status == http.StatusForbidden {
+		if m := returnLink.FindSubmatch(page); m != nil {
+			return url.Parse(html.UnescapeString(string(m[1])))
+		}
+		if m := refusalReason.FindSubmatch(page); m != nil {
+			reasons := strings.NewReplacer("<li>", "", "</li>", "; ").Replace(string(m[1]))
+			return nil, fmt.Errorf("refused before sign-in: %s", html.UnescapeString(strings.TrimSuffix(strings.TrimSpace(reasons), ";")))
+		}
 	}
 	m := csrfInput.FindSubmatch(page)
 	if status != http.StatusOK || m == nil {

@@ -164,7 +164,7 @@ func checkShape(t *testing.T, name, entrypoint string, got map[string]any) {
 	}
 	fields := map[string][]string{
 		"pbac/register":   {"tier"},
-		"pbac/token":      {"tier", "scopes", "ttl_seconds", "single_use"},
+		"pbac/token":      {"tier", "scopes", "ttl_seconds", "single_use", "refused_for_every_subject"},
 		"pbac/introspect": {"tier", "jit_single_use", "scopes"},
 		"pbac/exchange":   {"scopes", "ttl_seconds"},
 		"pbac/tool_call":  {"tier", "resource", "access", "insufficient_scope"},

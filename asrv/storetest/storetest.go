@@ -58,6 +58,8 @@ func Run(t *testing.T, open func(t *testing.T) asrv.Store) {
 		{"DelegatedFromASingleUseSubjectOnce", testDelegatedConsumeConcurrent},
 		{"DelegationRacingRevocation", testDelegationRacingRevocation},
 		{"DelegationRacingClientDeletion", testDelegationRacingClientDeletion},
+		{"RevokeSubject", testRevokeSubject},
+		{"RevokeSubjectRacingStores", testRevokeSubjectRacingStores},
 		{"ClientAssertionJTI", testJTI},
 		{"Expiry", testExpiry},
 		{"Ping", testPing},

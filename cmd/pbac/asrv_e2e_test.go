@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -13,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
@@ -220,6 +223,50 @@ func TestUpSignInThrottled(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Location") != "" {
 		t.Fatalf("a double-submitted made-up CSRF pair: %d %q, want 403 and no code", resp.StatusCode, resp.Header.Get("Location"))
+	}
+
+	// Every attempt is in the audit trail: alice's five failures and two
+	// throttled attempts on the AS's page, her throttled attempt and bob's
+	// success on the dashboard.
+	adminBase := adminLine.FindStringSubmatch(out.String())
+	adminToken, err := os.ReadFile(filepath.Join(dataDir, "admin-token"))
+	if adminBase == nil || err != nil {
+		t.Fatalf("no admin API: %v", err)
+	}
+	want := map[string]int{
+		"alice sign-in/authorize deny 401": 5, "alice sign-in/authorize deny 429": 2,
+		"alice sign-in/dashboard deny 429": 1, "bob sign-in/dashboard allow 200": 1,
+	}
+	var seen map[string]int
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		_, body := rawHTTP(t, http.DefaultClient, "GET", adminBase[1]+"/admin/audit?limit=100&client_id="+url.QueryEscape("(sign-in)"), "",
+			map[string]string{"Authorization": "Bearer " + strings.TrimSpace(string(adminToken))})
+		var res struct {
+			Records []struct {
+				Subject  string `json:"sub"`
+				Method   string `json:"method"`
+				Decision string `json:"decision"`
+				Status   int    `json:"status"`
+				Remote   string `json:"remote"`
+			} `json:"records"`
+		}
+		if err := json.Unmarshal([]byte(body), &res); err != nil {
+			t.Fatalf("the audit trail: %v: %s", err, body)
+		}
+		seen = map[string]int{}
+		for _, r := range res.Records {
+			if r.Remote != "127.0.0.1" {
+				t.Fatalf("a sign-in record without the client's address: %+v", r)
+			}
+			seen[fmt.Sprintf("%s %s %s %d", r.Subject, r.Method, r.Decision, r.Status)]++
+		}
+		if maps.Equal(seen, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sign-in attempts in the audit trail: %v, want %v", seen, want)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -53,6 +53,11 @@ type benchOptions struct {
 	// attackSize bytes.
 	attackers, attackSize int
 	attackTool            string
+	// attackCanonical: the attackers send only the costliest argument the
+	// gateway admits (a canonical path of attackSize bytes in 63
+	// segments), which reaches the policy on every call.
+	attackCanonical bool
+	attackSegments  int
 	// Go profiles of this process over the whole run, as go test writes
 	// them (go tool pprof reads them).
 	cpuProfile, mutexProfile, blockProfile string
@@ -71,6 +76,10 @@ const (
 	// benchAttackTool is the default tool of the attackers: its path
 	// argument is what the policy's path handling walks.
 	benchAttackTool = "drive.read_file"
+	// attackCanonicalSegments is the segment count of --attack-canonical's
+	// path: the most the gateway's default limit admits (it counts the
+	// slashes plus one, so 63 segments of a leading-slash path).
+	attackCanonicalSegments = 63
 )
 
 func newBenchCommand() *cobra.Command {
@@ -109,7 +118,13 @@ twice in the same run: first as above (the baseline), then while N hostile
 connections call --attack-tool in a closed loop, each with one of several
 pathological arguments of --attack-size bytes ("/a"×n + "/%", backslashes,
 "." and ".." segments, encoded and empty separators) in the string argument
-the policy protects for that tool. Both times it also measures the
+the policy protects for that tool; the gateway's argument limits refuse
+those before policy. --attack-canonical sends instead the costliest
+argument it admits, a canonical path of --attack-size bytes (at most 1024
+by default) in 63 segments, which the policy's path rules read on every
+call; with --attack-segments 1 and a short --attack-size the same closed
+loop sends benign calls, the control that tells the cost of an argument
+from the cost of the attackers' call rate. Both times it also measures the
 authorization server's token endpoint (client credentials) at --rate, since
 the AS decides with the same engine. The report shows each row's p50/p99
 beside its baseline and what the attackers got (their outcomes and
@@ -121,6 +136,7 @@ failed.`,
   pbac bench --rate 500 --duration 10s --modes direct,gateway --json
   pbac bench --saturate --duration 10s
   pbac bench --modes gateway --rate 50 --duration 10s --warmup 2s --attackers 6
+  pbac bench --modes gateway --rate 50 --duration 10s --attackers 6 --attack-canonical --attack-size 1024
   pbac bench -o bench/results.json
   pbac bench --target-direct http://127.0.0.1:9001/mcp \
     --target-gateway http://127.0.0.1:8080/mcp/jira --token "$TOKEN" --modes direct,proxy,gateway`,
@@ -161,6 +177,8 @@ failed.`,
 	f.IntVar(&o.attackers, "attackers", 0, "measure each gateway mode again while this many connections call --attack-tool with pathological arguments in a closed loop (and the token endpoint, both ways); 0..64")
 	f.StringVar(&o.attackTool, "attack-tool", benchAttackTool, "the attackers' tool, as <backend>.<tool>; its pathological string argument is the one the policy protects for its backend (else path)")
 	f.IntVar(&o.attackSize, "attack-size", 2048, "bytes of each pathological argument string, 16..1048576")
+	f.IntVar(&o.attackSegments, "attack-segments", attackCanonicalSegments, "segments of --attack-canonical's path (1 with a short --attack-size: benign calls at the same rate, the control)")
+	f.BoolVar(&o.attackCanonical, "attack-canonical", false, "the attackers send the costliest argument the gateway admits (a canonical path of --attack-size bytes in 63 segments, which reaches the policy) instead of the spellings refused before it")
 	f.BoolVar(&o.probe, "probe", false, "attach the eBPF probe (pbac probe) to the gateway it starts and report the probe's figures beside the bench's")
 	return cmd
 }
@@ -693,7 +711,13 @@ func (e *benchEnv) prepareAttack(ctx context.Context) error {
 	if _, err := toolScope(data, e.o.attackTool); err != nil {
 		return fmt.Errorf("--attack-tool: %w", err)
 	}
-	if e.attackShapes, err = bench.AttackShapes(attackArgument(data, e.o.attackTool), e.o.attackSize); err != nil {
+	if e.o.attackCanonical {
+		shape, err := bench.CanonicalAttackShape(attackArgument(data, e.o.attackTool), e.o.attackSize, e.o.attackSegments)
+		if err != nil {
+			return err
+		}
+		e.attackShapes = []bench.AttackShape{shape}
+	} else if e.attackShapes, err = bench.AttackShapes(attackArgument(data, e.o.attackTool), e.o.attackSize); err != nil {
 		return err
 	}
 	if name == e.backend.Name {

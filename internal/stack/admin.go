@@ -73,7 +73,7 @@ func (s *Stack) newDashboard(adminCfg admin.Config, loopback bool) (*dashboard.H
 	cfg := dashboard.Config{
 		GatewayURL: s.base, Issuer: s.issuer, Registry: s.policy.registry, Audit: adminCfg.Audit, Index: adminCfg.Index,
 		AdminToken: adminCfg.Token, Latency: s.gw.Latency, Logger: s.log.With("component", "dashboard"),
-		Propagate: adminCfg.Propagate, DemoOperators: demoTenant && loopback,
+		Propagate: adminCfg.Propagate, DemoOperators: demoTenant && loopback, RevokePerson: adminCfg.RevokePerson,
 	}
 	for _, b := range s.backends {
 		cfg.Backends = append(cfg.Backends, b.Name)

@@ -2,17 +2,21 @@ package stack
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/asrv/signin"
 	"github.com/pbac-gateway/pbac/asrv/store/badger"
 	"github.com/pbac-gateway/pbac/asrv/store/postgres"
+	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/gateway"
 )
@@ -64,7 +68,7 @@ func (s *Stack) openAuthorization(ctx context.Context) error {
 		return nil
 	default:
 		s.issuer = s.base
-		guard := signin.New(signin.Config{Logger: s.log.With("component", "sign-in")})
+		guard := signin.New(signin.Config{Logger: s.log.With("component", "sign-in"), Audit: signin.AuditorFunc(s.auditSignIn)})
 		if err := s.openAS(ctx, s.base, nil, guard, s.cfg.AuthServer.Settings, s.cfg.Demo.Backends); err != nil {
 			return err
 		}
@@ -278,4 +282,53 @@ func (s *Stack) adminClientFuncs(cfg *admin.Config) {
 	st := s.store
 	cfg.DeleteClient = func(r *http.Request, id string) error { return st.DeleteClient(r.Context(), id) }
 	cfg.ListClients = func(r *http.Request) ([]admin.Client, error) { return adminClients(st.Clients(r.Context())) }
+	if s.as != nil {
+		cfg.RevokePerson = revokePerson(s.as.server)
+	}
+}
+
+// revokePerson is the admin API's and the dashboard's "revoke everything
+// acting for this person", on the AS (in process, or a replica's view of
+// the shared store).
+func revokePerson(as *asrv.Server) func(r *http.Request, sub string) (admin.PersonRevocation, error) {
+	return func(r *http.Request, sub string) (admin.PersonRevocation, error) {
+		got, err := as.RevokeSubject(r.Context(), sub)
+		if errors.Is(err, asrv.ErrInvalidSubject) {
+			return admin.PersonRevocation{}, fmt.Errorf("%w: %w", admin.ErrBadSubject, err)
+		}
+		return admin.PersonRevocation{AccessTokens: got.AccessTokens, RefreshTokens: got.RefreshTokens, Codes: got.Codes}, err
+	}
+}
+
+// auditSignIn records a sign-in attempt (the AS's page or the dashboard's)
+// in the audit trail. The trail is opened after the AS and before anything
+// is served; without a gateway there is none and the guard's log line is
+// the record.
+func (s *Stack) auditSignIn(_ context.Context, e signin.Event) {
+	if s.trail == nil {
+		return
+	}
+	r := audit.Record{
+		Time: e.Time.UTC(), RequestID: newRequestID(), ClientID: "(sign-in)", Subject: e.Username,
+		Method: "sign-in/" + e.Surface, Remote: e.Address, Count: 1,
+	}
+	switch e.Outcome {
+	case signin.Success:
+		r.Decision, r.Status = audit.DecisionAllow, http.StatusOK
+		r.Reasons = []string{"signed in"}
+	case signin.Throttled:
+		r.Decision, r.Status = audit.DecisionDeny, http.StatusTooManyRequests
+		r.Reasons = []string{fmt.Sprintf("sign-in throttled: too many failed attempts for this user or address; retry after %s", e.RetryAfter.Round(time.Second))}
+	default:
+		r.Decision, r.Status = audit.DecisionDeny, http.StatusUnauthorized
+		r.Reasons = []string{"sign-in failed: wrong user name or password"}
+	}
+	s.trail.Record(r)
+}
+
+// newRequestID is an audit record's id, as the gateway makes them.
+func newRequestID() string {
+	b := make([]byte, 24)
+	rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
 }

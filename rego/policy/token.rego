@@ -71,6 +71,53 @@ token_allow if {
 	count(token_granted_scopes) > 0
 }
 
+# What a person could be granted at most, whoever they are: the tier's
+# grants that some role of data.roles also grants, minus separation of
+# duties. Every role a subject holds — its own or one its groups give —
+# grants only through data.roles, so the subject holding every role there
+# gets exactly this set and nobody gets more (permitted_scopes).
+any_person_scopes := {sc |
+	some r, accs in data.tiers[tier].grants
+	is_array(accs)
+	some a in accs
+	is_string(a)
+	not sod_blocked(tier, a)
+	some role_def in data.roles
+	role_accs := role_def.grants[r]
+	is_array(role_accs)
+	a in role_accs
+	sc := concat(":", [r, a])
+}
+
+# token_refused_for_every_subject: the reasons this decision denies a human
+# grant of this client and request whoever the person is. The rules read
+# the client and the request, never input.subject, so the authorization
+# server asks before anyone signs in (with no subject) and refuses on the
+# first page. Each rule implies a token_deny reason for every subject: an
+# unverified client is denied outright; a tier whose any_person_scopes is
+# empty, or meets none of the requested scopes, leaves token_granted_scopes
+# empty for every subject.
+token_refused_for_every_subject contains "client is not verified; it gets the least tier, which grants nothing" if {
+	grant_type in human_grant_types
+	not client_verified
+}
+
+token_refused_for_every_subject contains msg if {
+	grant_type in human_grant_types
+	client_verified
+	count(any_person_scopes) == 0
+	msg := concat("", ["tier ", tier, " grants no scopes to anyone"])
+}
+
+token_refused_for_every_subject contains msg if {
+	grant_type in human_grant_types
+	client_verified
+	count(any_person_scopes) > 0
+	count(requested_scopes) > 0
+	count(requested_scopes & any_person_scopes) == 0
+	msg := concat("", ["none of the requested scopes are permitted for tier ", tier, ", whatever the person's role"])
+}
+
 default token_single_use := false
 
 token_single_use if client.single_use_access_tokens == true
@@ -84,6 +131,7 @@ default token := {
 	"scopes": [],
 	"ttl_seconds": 0,
 	"single_use": false,
+	"refused_for_every_subject": [],
 }
 
 token := {
@@ -93,6 +141,7 @@ token := {
 	"scopes": sort(token_granted_scopes),
 	"ttl_seconds": tier_setting_number(tier, "token_ttl_seconds"),
 	"single_use": token_single_use,
+	"refused_for_every_subject": sort(token_refused_for_every_subject),
 } if {
 	token_allow
 } else := {
@@ -102,4 +151,5 @@ token := {
 	"scopes": [],
 	"ttl_seconds": tier_setting_number(tier, "token_ttl_seconds"),
 	"single_use": token_single_use,
+	"refused_for_every_subject": sort(token_refused_for_every_subject),
 }

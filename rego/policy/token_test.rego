@@ -118,3 +118,80 @@ test_token_garbage_denied if {
 		d.scopes == []
 	}
 }
+
+# refused_for_every_subject: what the authorization server may say on the
+# first page, before anyone signs in (asked with no subject).
+
+unverified_input(subj, scopes) := json.patch(token_input("claude-code", subj, "authorization_code", scopes), [{"op": "replace", "path": "/client/verified", "value": false}])
+
+test_refused_for_every_subject_unverified_client if {
+	d := tok_decision(unverified_input(null, []))
+	d.refused_for_every_subject == ["client is not verified; it gets the least tier, which grants nothing"]
+}
+
+test_refused_for_every_subject_is_not_read_from_the_subject if {
+	every subj in [null, alice, bob, carol, {"sub": "x", "roles": ["engineering", "analytics", "contractor"]}, {"sub": "y", "roles": "garbage"}] {
+		tok_decision(unverified_input(subj, [])).refused_for_every_subject == ["client is not verified; it gets the least tier, which grants nothing"]
+		tok_decision(token_input("claude-code", subj, "authorization_code", [])).refused_for_every_subject == []
+	}
+}
+
+test_refused_for_every_subject_none_for_a_verified_client if {
+	d := tok_decision(token_input("claude-code", null, "authorization_code", ["jira:read"]))
+	not d.allow # no subject yet
+	d.refused_for_every_subject == []
+}
+
+test_refused_for_every_subject_scopes_no_role_has if {
+	# database:ddl: engineering holds it, but no agent tier grants it.
+	d := tok_decision(token_input("claude-code", null, "authorization_code", ["database:ddl"]))
+	d.refused_for_every_subject == ["none of the requested scopes are permitted for tier developer, whatever the person's role"]
+	every subj in [alice, bob, carol] {
+		not tok_decision(token_input("claude-code", subj, "authorization_code", ["database:ddl"])).allow
+	}
+}
+
+test_refused_for_every_subject_tier_meets_no_role if {
+	d := data.pbac.token with input as token_input("claude-code", null, "authorization_code", [])
+		with data.roles as {"visitor": {"grants": {"wiki": ["read"]}}}
+	d.refused_for_every_subject == ["tier developer grants no scopes to anyone"]
+}
+
+test_refused_for_every_subject_separation_of_duties if {
+	# ci_agent may never approve, merge or deploy, whoever asks.
+	d := tok_decision(token_input("ci-bot", null, "authorization_code", ["gitlab:approve", "jenkins:deploy"]))
+	d.refused_for_every_subject == ["none of the requested scopes are permitted for tier ci_agent, whatever the person's role"]
+	not tok_decision(token_input("ci-bot", alice, "authorization_code", ["gitlab:approve", "jenkins:deploy"])).allow
+}
+
+test_refused_for_every_subject_one_role_is_enough if {
+	# Only engineering grants gitlab:write: a person could be granted it.
+	d := tok_decision(token_input("claude-code", null, "authorization_code", ["gitlab:write"]))
+	d.refused_for_every_subject == []
+	tok_decision(token_input("claude-code", alice, "authorization_code", ["gitlab:write"])).allow
+	not tok_decision(token_input("claude-code", bob, "authorization_code", ["gitlab:write"])).allow
+}
+
+test_refused_for_every_subject_through_groups_only if {
+	# A role no one holds directly, given by a group, still counts.
+	d := data.pbac.token with input as token_input("claude-code", null, "authorization_code", ["wiki:read"])
+		with data.roles as {"wiki_editor": {"grants": {"wiki": ["read"]}}}
+		with data.tiers.developer.grants as {"wiki": ["read"]}
+	d.refused_for_every_subject == []
+	g := data.pbac.token with input as token_input("claude-code", {"sub": "dana", "roles": [], "groups": ["wiki"]}, "authorization_code", ["wiki:read"])
+		with data.roles as {"wiki_editor": {"grants": {"wiki": ["read"]}}}
+		with data.tiers.developer.grants as {"wiki": ["read"]}
+		with data.identity.group_roles as {"wiki": ["wiki_editor"]}
+	g.allow
+}
+
+test_refused_for_every_subject_only_for_human_grants if {
+	inp := json.patch(token_input("ci-bot", null, "client_credentials", []), [{"op": "replace", "path": "/client/verified", "value": false}])
+	tok_decision(inp).refused_for_every_subject == []
+}
+
+test_refused_for_every_subject_garbage if {
+	every inp in [{}, [], "x", {"client": {"verified": "yes"}}, {"request": {"grant_type": 3}}] {
+		is_array(tok_decision(inp).refused_for_every_subject)
+	}
+}

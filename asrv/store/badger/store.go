@@ -45,6 +45,8 @@ import (
 //	                                             the grant and every revocation of it, so that the
 //	                                             two always conflict (see badgerTouchGrant)
 //	jti/<hex sha256(jti)>                        expiry (TTL = exp)
+//	revoked/<len><subject>                       the time everything acting for the person was
+//	                                             revoked (TTL = until; see subject.go)
 //
 // <len> is the uvarint length of the id that follows, so an id can never be
 // confused with a prefix of a longer one.
@@ -1004,6 +1006,9 @@ func (s *Store) CreateDelegatedAccessToken(ctx context.Context, sig string, req 
 				return err
 			}
 		}
+		if err := s.badgerSubjectAllowed(txn, &linked); err != nil {
+			return err
+		}
 		if err := badgerClientUsed(txn, linked.ClientID); err != nil {
 			return err
 		}
@@ -1037,6 +1042,9 @@ func (s *Store) createToken(ctx context.Context, kind badgerKind, sig, accessSig
 		// finds the client gone, so no token outlives its client.
 		if _, err := badgerLoadClient(txn, rec.ClientID); err != nil {
 			return fmt.Errorf("client %q: %w", rec.ClientID, err)
+		}
+		if err := s.badgerSubjectAllowed(txn, rec); err != nil {
+			return err
 		}
 		if err := badgerClientUsed(txn, rec.ClientID); err != nil {
 			return err

@@ -34,8 +34,10 @@ import (
 //	                                           unverified client without a code or token yet
 //	                                           registered
 //	asrv_tokens   kind, sig, request_id, client_id, inactive, expires_at, request,
-//	              ancestors, actors (a delegated token's chain: grants and clients)
+//	              ancestors, actors (a delegated token's chain: grants and clients),
+//	              subject (the person it acts for)
 //	asrv_jtis     sha256(jti), expires_at
+//	asrv_revoked_subjects  subject, revoked_at, expires_at   people whose tokens were revoked
 //
 // Tokens are keyed by signature, never by raw value; request is the same
 // store.Record encoding the Badger store keeps (no secrets, no raw tokens).
@@ -247,6 +249,8 @@ func (s *Store) SweepExpired(ctx context.Context) (int64, error) {
 			SELECT kind, sig FROM asrv_tokens WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 		`DELETE FROM asrv_jtis WHERE hash IN (
 			SELECT hash FROM asrv_jtis WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+		`DELETE FROM asrv_revoked_subjects WHERE subject IN (
+			SELECT subject FROM asrv_revoked_subjects WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 	} {
 		for {
 			if err := s.usable(ctx); err != nil {
@@ -752,6 +756,11 @@ func (s *Store) CreateDelegatedAccessToken(ctx context.Context, sig string, req 
 	}
 	now := s.now()
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The person's revocation lock comes first of all (see
+		// RevokeSubject).
+		if err := s.subjectAllowed(ctx, tx, rec); err != nil {
+			return err
+		}
 		// Lock order, as DeleteClient's (client row, then its token rows
 		// by the cascade): the client rows first — the new token's client
 		// updated (no longer pending) before the chain's are shared, so
@@ -807,10 +816,10 @@ func (s *Store) CreateDelegatedAccessToken(ctx context.Context, sig string, req 
 		if err != nil {
 			return fmt.Errorf("encode: %w", err)
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO asrv_tokens (kind, sig, request_id, client_id, expires_at, request, ancestors, actors)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		_, err = tx.Exec(ctx, `INSERT INTO asrv_tokens (kind, sig, request_id, client_id, expires_at, request, ancestors, actors, subject)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 			postgresKindAccess, sig, rec.ID, rec.ClientID, postgresExpiry(rec.Session.GetExpiresAt(fosite.AccessToken)), val,
-			rec.Ancestors, rec.Actors)
+			rec.Ancestors, rec.Actors, postgresSubject(rec))
 		return err
 	})
 	if err != nil {
@@ -884,10 +893,27 @@ func (s *Store) createToken(ctx context.Context, kind postgresKind, sig, accessS
 	// The client is no longer pending: cleared in the same statement (a
 	// data-modifying CTE always runs), which locks its row against a
 	// concurrent DeletePendingClients.
-	_, err = s.pool.Exec(ctx, `WITH used AS (UPDATE asrv_clients SET pending_since = NULL WHERE id = $4 AND pending_since IS NOT NULL)
-		INSERT INTO asrv_tokens (kind, sig, request_id, client_id, expires_at, request)
-		VALUES ($1, $2, $3, $4, $5, $6)`,
-		kind, sig, rec.ID, rec.ClientID, postgresExpiry(rec.Session.GetExpiresAt(kind.typ())), val)
+	insert := func(ctx context.Context, db interface {
+		Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+	}) error {
+		_, err := db.Exec(ctx, `WITH used AS (UPDATE asrv_clients SET pending_since = NULL WHERE id = $4 AND pending_since IS NOT NULL)
+		INSERT INTO asrv_tokens (kind, sig, request_id, client_id, expires_at, request, subject)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			kind, sig, rec.ID, rec.ClientID, postgresExpiry(rec.Session.GetExpiresAt(kind.typ())), val, postgresSubject(rec))
+		return err
+	}
+	if postgresSubject(rec) == nil {
+		err = insert(ctx, s.pool)
+	} else {
+		// A person's token: under their revocation lock (shared), after
+		// checking they were not revoked since the grant began.
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if err := s.subjectAllowed(ctx, tx, rec); err != nil {
+				return err
+			}
+			return insert(ctx, tx)
+		})
+	}
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) {

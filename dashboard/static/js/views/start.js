@@ -38,6 +38,7 @@ export function init() {
   });
 
   $('#register-form').addEventListener('submit', register);
+  $('#people-form').addEventListener('submit', revokePerson);
   $('#reg-provider').addEventListener('change', () => {
     const other = $('#reg-provider').value === OTHER;
     $('#reg-provider-other-field').hidden = !other;
@@ -84,6 +85,7 @@ export function reset() {
   lastRun = null;
   clear($('#agent-list'));
   clear($('#register-result'));
+  setMessage($('#people-result'), '');
   clear($('#connect-content'));
   clear($('#onboard-matrix'));
   clearLive();
@@ -93,6 +95,7 @@ function renderAll() {
   renderStep1();
   renderAgents();
   renderRegisterForm();
+  renderPeopleForm();
   renderConnect();
   renderVersion();
   renderLiveIntro();
@@ -286,6 +289,51 @@ function renderRegisterForm() {
     note.textContent = 'Only an operator may register agents: sign in with the admin token.';
   } else {
     note.textContent = 'The dashboard signs a software statement with the demo tenant\'s key and registers the agent through Dynamic Client Registration (RFC 7591). The policy decides its tier from the provider claim, and may refuse it.';
+  }
+}
+
+// --- revoke everything acting for a person ---
+
+function renderPeopleForm() {
+  const details = $('#people-details');
+  details.hidden = !(state.config && state.config.revoke_people && isOperator());
+  replace($('#people-known'), users().map((u) => h('option', { value: u.sub }, u.name || u.sub)));
+}
+
+let peopleArmed = null;
+
+async function revokePerson(e) {
+  e.preventDefault();
+  const out = $('#people-result');
+  const btn = $('#people-submit');
+  const sub = $('#people-sub').value.trim();
+  if (!sub) return;
+  // Two steps, as revoking an agent: the first press asks.
+  if (peopleArmed !== sub) {
+    peopleArmed = sub;
+    btn.textContent = `Revoke everything acting for ${sub}?`;
+    setTimeout(() => {
+      if (peopleArmed === sub) {
+        peopleArmed = null;
+        btn.textContent = 'Revoke everything acting for this person';
+      }
+    }, 4000);
+    return;
+  }
+  peopleArmed = null;
+  btn.textContent = 'Revoke everything acting for this person';
+  btn.disabled = true;
+  try {
+    const reason = $('#people-reason').value.trim();
+    const r = await api('POST', `/ui/api/people/${encodeURIComponent(sub)}/revoke`, reason ? { reason } : {});
+    const n = r.revoked || {};
+    setMessage(out, `Revoked for ${sub}: ${n.access_tokens || 0} access tokens (delegated ones included), `
+      + `${n.refresh_tokens || 0} refresh token families, ${n.authorization_codes || 0} authorization codes. Recorded in the audit trail.`, 'ok');
+    toast(`Everything acting for ${sub} is revoked.`, 'ok');
+  } catch (err) {
+    reportError(err, `Revoke everything acting for ${sub}`);
+  } finally {
+    btn.disabled = false;
   }
 }
 
