@@ -337,7 +337,7 @@ func TestNoIdentitySourceRefusesPeople(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusForbidden || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
 				!bytes.Contains(page, []byte("<code>access_denied</code>")) || !bytes.Contains(page, []byte("identity.oidc or identity.users_file")) ||
-				bytes.Contains(page, []byte("password")) {
+				bytes.Contains(page, []byte(`name="password"`)) {
 				t.Fatalf("the page for an unverified agent: %d %s\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), page)
 			}
 
