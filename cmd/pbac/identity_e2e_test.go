@@ -67,20 +67,16 @@ type idTenant struct {
 	base, admin, adminToken, dataDir, out string
 }
 
-// startIdentityUp runs pbac up with the configuration body (the demo off
-// unless it says otherwise) on listen ("" for any port).
-func startIdentityUp(t *testing.T, body, listen string) idTenant {
+// startIdentityUp runs pbac up with the configuration body and extra
+// arguments.
+func startIdentityUp(t *testing.T, body string, extra ...string) idTenant {
 	t.Helper()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "pbac.yaml")
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--config", conf}
-	if listen != "" {
-		args = append(args, "--listen", listen)
-	}
-	base, out := startUp(t, dir, args...)
+	base, out := startUp(t, dir, append([]string{"--config", conf}, extra...)...)
 	tn := idTenant{base: base, dataDir: dir, out: out.String()}
 	for _, line := range strings.Split(tn.out, "\n") {
 		if m := upAdmin.FindStringSubmatch(line); m != nil {
@@ -365,7 +361,7 @@ func TestUsersFilePeople(t *testing.T) {
 	users := filepath.Join(t.TempDir(), "users.yaml")
 	const password = "people-of-the-file"
 	writeUsers(t, users, password, map[string][]string{"dana": {"engineering"}, "erin": {"contractor"}, "olga": {"pbac-operators"}})
-	tn := startIdentityUp(t, demoBackendsConfig(t)+"identity: {users_file: "+users+"}\n", "")
+	tn := startIdentityUp(t, demoBackendsConfig(t)+"identity: {users_file: "+users+"}\n")
 	if !strings.Contains(tn.out, "people sign in with the users file "+users) || strings.Contains(tn.out, "alice") {
 		t.Errorf("pbac up's output:\n%s", tn.out)
 	}
@@ -489,11 +485,12 @@ type testOP struct {
 	lastIDToken string
 }
 
-// startOP starts the provider; pbac's redirect URI there is asIssuer's.
-func startOP(t *testing.T, asIssuer string) *testOP {
+// startOP starts the provider; pbac's redirect URIs there are those of
+// asIssuer and of the admin listener adminBase.
+func startOP(t *testing.T, asIssuer, adminBase string) *testOP {
 	o := &testOP{t: t, srv: httptest.NewUnstartedServer(nil)}
 	issuer := "http://" + o.srv.Listener.Addr().String()
-	client := storage.WebClient(opClientID, opClientSecret, identity.CallbackURL(asIssuer))
+	client := storage.WebClient(opClientID, opClientSecret, identity.CallbackURL(asIssuer), identity.CallbackURL(adminBase))
 	o.storage = opStorage{storage.NewStorageWithClients(opUsers{}, map[string]*storage.Client{opClientID: client})}
 	o.h = exampleop.SetupServer(issuer, o.storage, slog.New(slog.DiscardHandler), false)
 	o.srv.Config.Handler = o
@@ -588,7 +585,7 @@ type ssoResult struct {
 // callback until pbac redirects to the agent or shows a page.
 // beforeCallback runs before the browser follows the provider's redirect
 // back to pbac.
-func ssoSignIn(t *testing.T, authURL, person, password string, beforeCallback func()) ssoResult {
+func ssoSignIn(t *testing.T, authURL, person, password string, beforeCallback func(*url.URL)) ssoResult {
 	t.Helper()
 	b := noRedirects()
 	resp, err := b.Get(authURL)
@@ -605,16 +602,25 @@ func ssoSignIn(t *testing.T, authURL, person, password string, beforeCallback fu
 	if err != nil {
 		t.Fatal(err)
 	}
+	return followSSO(t, b, resp, agentCallback, person, password, beforeCallback)
+}
+
+// followSSO follows a sign-in from resp — through the provider's login
+// page as person — until a redirect to a URL starting with done, or a
+// page.
+func followSSO(t *testing.T, b *http.Client, resp *http.Response, done, person, password string, beforeCallback func(*url.URL)) ssoResult {
+	t.Helper()
+	var err error
 	for range 20 {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		loc, _ := resp.Location()
 		switch {
-		case resp.StatusCode >= 300 && resp.StatusCode < 400 && loc != nil && strings.HasPrefix(loc.String(), agentCallback):
+		case resp.StatusCode >= 300 && resp.StatusCode < 400 && loc != nil && strings.HasPrefix(loc.String(), done):
 			return ssoResult{redirect: loc}
 		case resp.StatusCode >= 300 && resp.StatusCode < 400 && loc != nil:
 			if loc.Path == asrv.PathIDPCallback && beforeCallback != nil {
-				beforeCallback()
+				beforeCallback(loc)
 			}
 			resp, err = b.Get(loc.String())
 		case resp.StatusCode == http.StatusOK && resp.Request.URL.Path == "/login/username":
@@ -646,8 +652,8 @@ func TestSingleSignOnPeople(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	listen := freeAddr(t)
-	o := startOP(t, "http://"+listen)
+	listen, adminListen := freeAddr(t), freeAddr(t)
+	o := startOP(t, "http://"+listen, "http://"+adminListen)
 	secret := filepath.Join(t.TempDir(), "oidc-client-secret")
 	if err := os.WriteFile(secret, []byte(opClientSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -658,7 +664,7 @@ func TestSingleSignOnPeople(t *testing.T) {
     client_id: %s
     client_secret_file: %s
     scopes: [openid, profile, email, groups]
-`, o.issuer(), opClientID, secret), listen)
+`, o.issuer(), opClientID, secret), "--listen", listen, "--admin-listen", adminListen)
 	if !strings.Contains(tn.out, "people sign in with single sign-on at "+o.issuer()) {
 		t.Errorf("pbac up's output:\n%s", tn.out)
 	}
@@ -705,6 +711,67 @@ func TestSingleSignOnPeople(t *testing.T) {
 		}
 	})
 
+	t.Run("the dashboard signs people in at the provider; an operator group operates", func(t *testing.T) {
+		b := noRedirects()
+		resp, err := b.Get(tn.admin + "/ui/api/session/sso")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var callback *url.URL
+		res := followSSO(t, b, resp, tn.admin+"/ui/", "dana", opPeople["dana"].password, func(u *url.URL) {
+			callback = u
+			// The provider's answer opened in another browser (login
+			// CSRF) signs nobody in there, and spends nothing.
+			other := noRedirects()
+			resp, err := other.Get(u.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || len(other.Jar.Cookies(resp.Request.URL.ResolveReference(&url.URL{Path: "/ui/"}))) != 0 {
+				t.Errorf("the dashboard's callback in another browser: %d", resp.StatusCode)
+			}
+		})
+		if res.redirect == nil {
+			t.Fatalf("the dashboard's sign-in ended on a page: %d\n%s", res.status, res.body)
+		}
+		// Replayed, it is spent.
+		if resp, err := b.Get(callback.String()); err != nil || resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("the dashboard's callback replayed: %v %v", resp, err)
+		}
+		d := &dashboardClient{t: t, base: tn.admin, http: &http.Client{Jar: b.Jar, Timeout: time.Minute}}
+		session := func() (sub string, groups []string, operator bool) {
+			_, body := d.do("GET", "/ui/api/session", nil)
+			var s struct {
+				User struct {
+					Sub    string
+					Groups []string
+				}
+				Operator bool
+				CSRF     string
+			}
+			_ = json.Unmarshal(body, &s)
+			d.csrf = s.CSRF
+			return s.User.Sub, s.User.Groups, s.Operator
+		}
+		if sub, groups, op := session(); sub != "dana" || !slices.Equal(groups, []string{"engineering"}) || op {
+			t.Fatalf("dana's dashboard session: %s %v operator=%v", sub, groups, op)
+		}
+		if status, _ := d.do("POST", "/ui/api/policy/rollback", nil); status != http.StatusForbidden {
+			t.Fatalf("dana operates before the data names her group: %d", status)
+		}
+		tn.setIdentityData(t, func(id map[string]any) { id["operator_groups"] = []string{"engineering"} })
+		if _, _, op := session(); !op {
+			t.Fatal("dana does not operate once the data names engineering")
+		}
+		if status, body := d.do("POST", "/ui/api/policy/rollback", nil); status != http.StatusOK {
+			t.Fatalf("dana's rollback: %d %s", status, body)
+		}
+		if _, _, op := session(); op {
+			t.Fatal("dana still operates after the rollback")
+		}
+	})
+
 	t.Run("forged ID tokens get no code", func(t *testing.T) {
 		o.mu.Lock()
 		earlier := o.lastIDToken
@@ -746,7 +813,7 @@ func TestSingleSignOnPeople(t *testing.T) {
 
 	t.Run("the provider down", func(t *testing.T) {
 		authURL, _, _ := codeRequest(tn.base, client, agentCallback, resource, "jira:read")
-		res := ssoSignIn(t, authURL, "dana", opPeople["dana"].password, func() { o.srv.Close() })
+		res := ssoSignIn(t, authURL, "dana", opPeople["dana"].password, func(*url.URL) { o.srv.Close() })
 		if res.redirect != nil || res.status != http.StatusServiceUnavailable || !strings.Contains(res.body, "cannot be reached") ||
 			!strings.Contains(res.body, "no token was issued") {
 			t.Fatalf("a sign-in with the provider gone: %v %d\n%s", res.redirect, res.status, res.body)
