@@ -73,6 +73,12 @@ type Config struct {
 	// endpoint refuses (access_denied) and only machine clients get
 	// tokens.
 	SSO identity.RedirectSource
+	// Assertions is the identity provider whose identity assertion grants
+	// (ID-JAG, MCP's enterprise-managed authorization) the token endpoint
+	// accepts as RFC 7523 jwt-bearer grants: the identity.oidc issuer,
+	// whose keys are its JWKS. nil: the grant is not offered. Accepting
+	// it does not need people to sign in here (Users, SSO).
+	Assertions identity.AssertionIssuer
 	// Statements verifies software statements; nil trusts no issuer, so
 	// every client registers unverified.
 	Statements *StatementVerifier
@@ -228,7 +234,8 @@ func New(cfg Config) (*Server, error) {
 	fc.ClientAuthenticationStrategy = s.authenticateClient
 	// Only the grants MCP needs, composed here so a missing piece fails at
 	// start-up: authorization code + PKCE, refresh, client credentials,
-	// token exchange; introspection and revocation.
+	// token exchange, the jwt-bearer grant of identity assertions (with
+	// Config.Assertions); introspection and revocation.
 	handlers := []any{
 		&oauth2.AuthorizeExplicitGrantHandler{
 			AccessTokenStrategy:    strategy,
@@ -250,12 +257,16 @@ func New(cfg Config) (*Server, error) {
 			Config:       fc,
 		},
 		&tokenExchangeHandler{server: s},
+		&jwtBearerHandler{server: s},
 		&oauth2.CoreValidator{CoreStrategy: strategy, CoreStorage: cfg.Store, Config: fc},
 		&oauth2.TokenRevocationHandler{
 			TokenRevocationStorage: cfg.Store,
 			AccessTokenStrategy:    strategy,
 			RefreshTokenStrategy:   strategy,
 		},
+	}
+	if cfg.Assertions == nil {
+		handlers = slices.DeleteFunc(handlers, func(h any) bool { _, ok := h.(*jwtBearerHandler); return ok })
 	}
 	for _, h := range handlers {
 		if ah, ok := h.(fosite.AuthorizeEndpointHandler); ok {
@@ -323,6 +334,13 @@ func (s *Server) Metadata() map[string]any {
 		"scopes_supported":                               orEmpty(s.scopes()),
 		"resource_indicators_supported":                  true,
 		"authorization_response_iss_parameter_supported": true,
+	}
+	if s.cfg.Assertions != nil {
+		// Enterprise-managed authorization: the grant type, and the ID-JAG
+		// profile where draft-ietf-oauth-identity-assertion-authz-grant
+		// §7.2 (and the MCP extension's "Discovery") has clients look.
+		m["grant_types_supported"] = []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeExchange, GrantTypeJWTBearer}
+		m["authorization_grant_profiles_supported"] = []string{GrantProfileIDJAG}
 	}
 	if s.clients.metadata != nil {
 		// The draft, "Authorization Server Metadata"; a document's client

@@ -532,9 +532,7 @@ func (c *File) IdentityOrNone() identity.Config {
 }
 
 // validateIdentity checks the identity section: its syntax
-// (identity.Config.Validate) and that the files it names exist. It is the
-// authorization server's: a gateway that trusts a remote one has no use
-// for it.
+// (identity.Config.Validate) and that the files it names exist.
 func (c *File) validateIdentity() []error {
 	id := c.Identity
 	if id == nil {
@@ -544,8 +542,12 @@ func (c *File) validateIdentity() []error {
 	if err := id.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.AuthorizationServer != nil && id.Configured() {
-		errs = append(errs, errors.New("identity: people sign in at the authorization server; with authorization_server it belongs in that server's configuration"))
+	// A replica reading tokens on the AS's shared store decides them with
+	// the AS's people (a users file is looked up at each use), so it takes
+	// the AS's identity section; one that asks the AS over RFC 7662 has
+	// no use for it.
+	if as := c.AuthorizationServer; as != nil && as.TokenSecretFile == "" && id.Configured() {
+		errs = append(errs, errors.New("identity: people sign in at the authorization server; with authorization_server (RFC 7662) it belongs in that server's configuration"))
 	}
 	files := []struct{ key, path string }{{"identity.users_file", id.UsersFile}}
 	if id.OIDC != nil {

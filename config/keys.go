@@ -242,7 +242,7 @@ var keys = []Key{
 					return c.Identity.UsersFile
 				}
 		}),
-	key("identity.oidc.issuer", "PBAC_OIDC_ISSUER", "", "", "the organisation's OpenID Connect provider people sign in at (single sign-on); register <public_url>/oauth2/idp/callback there",
+	key("identity.oidc.issuer", "PBAC_OIDC_ISSUER", "", "", "the organisation's OpenID Connect provider people sign in at (single sign-on); register public_url + /oauth2/idp/callback there as the redirect URI",
 		func() (func(*File, string) error, func(*File) string) {
 			return oidcStr(func(o *identity.OIDCConfig) *string { return &o.Issuer })
 		}),

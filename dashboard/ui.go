@@ -27,6 +27,7 @@ import (
 	"github.com/pbac-gateway/pbac/audit/index"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/gateway"
+	"github.com/pbac-gateway/pbac/identity"
 	"github.com/pbac-gateway/pbac/plugins"
 )
 
@@ -53,6 +54,10 @@ type Config struct {
 	// Users signs people in (the authorization server's user source); nil
 	// leaves only the admin token.
 	Users asrv.UserSource
+	// SSO signs people in at the organisation's identity provider, whose
+	// redirect URI for the dashboard is <admin base>/oauth2/idp/callback
+	// (the admin listener routes it here). Nil: none.
+	SSO identity.RedirectSource
 	// SignIn throttles and audits sign-in attempts: share the
 	// authorization server's. Nil: a guard of the dashboard's own.
 	SignIn *signin.Guard
@@ -109,6 +114,8 @@ type Handler struct {
 	// again).
 	mu      sync.Mutex
 	secrets map[string]string
+	// ssoPending are the single sign-ons under way, by state.
+	ssoPending map[string]ssoPending
 
 	signIn *signin.Guard
 	forms  *signin.Forms
@@ -133,7 +140,7 @@ func New(cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux(), sessions: newSessions(), secrets: map[string]string{},
-		signIn: cfg.SignIn, forms: forms}
+		ssoPending: map[string]ssoPending{}, signIn: cfg.SignIn, forms: forms}
 	if cfg.Demo != nil {
 		sc, err := demo.Scenarios()
 		if err != nil {
@@ -161,6 +168,8 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET /ui/api/config", h.config)
 	h.mux.HandleFunc("GET /ui/api/session/form", h.signInForm)
 	h.mux.HandleFunc("POST /ui/api/session", h.signInHandler)
+	h.mux.HandleFunc("GET /ui/api/session/sso", h.startSSO)
+	h.mux.HandleFunc("GET "+identity.CallbackPath, h.finishSSO)
 	h.mux.HandleFunc("GET /ui/api/session", h.signedIn(h.session))
 	h.mux.HandleFunc("DELETE /ui/api/session", h.signedIn(h.signOut))
 	h.mux.HandleFunc("GET /ui/api/agents", h.signedIn(h.agents))

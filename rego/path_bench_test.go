@@ -96,6 +96,10 @@ func BenchmarkToolCallPath(b *testing.B) {
 		{"ascii", "/team/roadmap.md", `"allow":true`},
 		{"non-ascii", "/team/caf\u00e9.md", `"allow":true`},
 		{"fullwidth-solidus", "/prod\uff0fsecrets/db.env", `"allow":false`},
+		// The costliest path the gateway's default argument limits admit:
+		// 1 KiB in 63 segments (what pbac bench --attack-canonical sends).
+		{"canonical-1KiB-63-segments", canonicalLongPath(1024, 63), `"allow":true`},
+		{"non-ascii-1KiB-63-segments", strings.ReplaceAll(canonicalLongPath(1024, 63), "aa", "\u00e9"), `"allow":true`},
 	} {
 		input := []byte(strings.Replace(string(pathologicalCall(3)), "/a/a/a/%", c.path, 1))
 		b.Run(c.name, func(b *testing.B) {
@@ -107,4 +111,15 @@ func BenchmarkToolCallPath(b *testing.B) {
 			}
 		})
 	}
+}
+
+// canonicalLongPath is a canonical path of about size bytes in segments
+// segments.
+func canonicalLongPath(size, segments int) string {
+	var b strings.Builder
+	for i := range segments {
+		name := fmt.Sprintf("/s%d", i)
+		b.WriteString(name + strings.Repeat("a", max(0, size/segments-len(name))))
+	}
+	return b.String()
 }

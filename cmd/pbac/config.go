@@ -153,6 +153,11 @@ func printIdentity(w io.Writer, s opsSettings) {
 		fmt.Fprintf(w, "  people                single sign-on at %s (client %s; scopes %s; groups from %s, subject from %s)\n",
 			oc.Issuer, oc.ClientID, strings.Join(oc.Scopes, " "), oc.GroupsClaim, oc.SubjectClaim)
 		fmt.Fprintf(w, "    redirect URI        %s  (register it at the provider)\n", identity.CallbackURL(issuer))
+		adminScheme := "http"
+		if s.adminTLS.Enabled() {
+			adminScheme = "https"
+		}
+		fmt.Fprintf(w, "    dashboard's         %s  (register it too for operators' single sign-on; pbac up only)\n", identity.CallbackURL(adminScheme+"://"+s.adminListen))
 	}
 	switch {
 	case demoUsers:

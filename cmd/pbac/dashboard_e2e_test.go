@@ -26,6 +26,13 @@ type dashboardClient struct {
 
 func signInDashboard(t *testing.T, out, user string) *dashboardClient {
 	t.Helper()
+	return signInDashboardAs(t, out, user, "demo")
+}
+
+// signInDashboardAs signs user in at the dashboard of the pbac up whose
+// output is out.
+func signInDashboardAs(t *testing.T, out, user, password string) *dashboardClient {
+	t.Helper()
 	m := dashboardLine.FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("no dashboard in the output:\n%s", out)
@@ -33,7 +40,7 @@ func signInDashboard(t *testing.T, out, user string) *dashboardClient {
 	jar, _ := cookiejar.New(nil)
 	d := &dashboardClient{t: t, base: m[1], http: &http.Client{Jar: jar, Timeout: 2 * time.Minute}}
 	d.loadSignInForm()
-	status, body := d.do("POST", "/ui/api/session", map[string]string{"username": user, "password": "demo"})
+	status, body := d.do("POST", "/ui/api/session", map[string]string{"username": user, "password": password})
 	if status != 200 {
 		t.Fatalf("sign in: %d %s", status, body)
 	}

@@ -55,7 +55,17 @@ func TestThreeReplicas(t *testing.T) {
 	resource := public + "/mcp"
 
 	asDir := t.TempDir()
-	as := startAsrv(t, asDir, freeAddr(t), "--store", dsn, "--resource", resource, "--policy-sync-interval", "500ms")
+	// alice signs in from a users file, in the engineering group (the demo
+	// users exist in the demo tenant only); the replicas decide her tokens
+	// with the same file.
+	users := filepath.Join(t.TempDir(), "users.yaml")
+	const alicePassword = "alice-of-the-users-file"
+	writeUsers(t, users, alicePassword, map[string][]string{"alice": {"engineering"}})
+	asConf := filepath.Join(t.TempDir(), "asrv.yaml")
+	if err := os.WriteFile(asConf, []byte("identity: {users_file: "+users+"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	as := startAsrv(t, asDir, freeAddr(t), "--config", asConf, "--store", dsn, "--resource", resource, "--policy-sync-interval", "500ms")
 	secretFile := filepath.Join(t.TempDir(), "token-secret")
 	secret, err := os.ReadFile(filepath.Join(asDir, asrv.TokenSecretFile))
 	if err != nil {
@@ -69,7 +79,8 @@ func TestThreeReplicas(t *testing.T) {
 	for _, name := range []string{"a", "b", "c"} {
 		dir := t.TempDir()
 		cfg := filepath.Join(dir, "pbac.yaml")
-		yaml := fmt.Sprintf("public_url: %s\nstore: %q\nauthorization_server:\n  issuer: %s\n  token_secret_file: %s\n", public, dsn, as.base, secretFile)
+		yaml := fmt.Sprintf("public_url: %s\nstore: %q\nauthorization_server:\n  issuer: %s\n  token_secret_file: %s\nidentity: {users_file: %s}\n",
+			public, dsn, as.base, secretFile, users)
 		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -126,7 +137,7 @@ func TestThreeReplicas(t *testing.T) {
 	all := []string{"drive:read", "drive:write", "jira:read", "jira:write", "slack:read", "slack:write", "database:read", "database:ddl"}
 	human := func(provider string) string {
 		reg := register(provider, false, false)
-		tok, err := oauthtest.CodeFlow(ctx, as.base, reg["client_id"].(string), "http://127.0.0.1:47001/cb", "alice", "demo", resource, all...)
+		tok, err := oauthtest.CodeFlow(ctx, as.base, reg["client_id"].(string), "http://127.0.0.1:47001/cb", "alice", alicePassword, resource, all...)
 		if err != nil {
 			t.Fatal(err)
 		}

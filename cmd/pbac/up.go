@@ -172,12 +172,18 @@ func printUp(out io.Writer, base, issuer, adminBase, dataDir string, people stac
 	fmt.Fprintf(out, "  authorization server  %s/.well-known/oauth-authorization-server\n", issuer)
 	fmt.Fprintf(out, "  metrics               %s/metrics  (admin listener)\n", adminBase)
 	fmt.Fprintf(out, "  admin API             %s/admin/status  (Authorization: Bearer $(cat %s))\n", adminBase, filepath.Join(dataDir, adminTokenFile))
-	fmt.Fprintf(out, "  policy bundles        drop into %s\n\n", filepath.Join(dataDir, "policies"))
+	fmt.Fprintf(out, "  policy bundles        drop into %s\n", filepath.Join(dataDir, "policies"))
+	if people.SSO != "" {
+		fmt.Fprintf(out, "  single sign-on        %s; register the redirect URIs %s (agents) and %s (dashboard)\n",
+			people.SSO, people.RedirectURI, people.DashboardRedirectURI)
+	}
+	fmt.Fprintln(out)
 	switch {
 	case people.Demo:
 		fmt.Fprintln(out, "MCP endpoints (each asks for an OAuth token; sign in as a demo user: alice, bob or carol, password demo):")
 	case people.Mode != "":
 		fmt.Fprintf(out, "MCP endpoints (each asks for an OAuth token; people sign in with %s):\n", people.Mode)
+
 	default:
 		fmt.Fprintln(out, "MCP endpoints (each asks for an OAuth token; no identity source is configured, so only machine clients get one —")
 		fmt.Fprintln(out, "configure identity.oidc or identity.users_file for people to sign in):")

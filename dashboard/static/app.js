@@ -117,6 +117,10 @@ function renderSignin() {
     },
     h('span', { class: 'user-pick-sub' }, u.sub),
     h('span', { class: 'user-pick-name' }, `${u.name || u.sub}${u.roles && u.roles.length ? ' · ' + u.roles.join(', ') : ''}`)))));
+  if (cfg.sso_label) {
+    $('#signin-sso-label').textContent = cfg.sso_label;
+    $('#signin-sso').hidden = false;
+  }
   if (!userForm) {
     $('#signin-form').hidden = true;
     $('#signin-token-form').hidden = false;

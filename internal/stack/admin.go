@@ -15,6 +15,7 @@ import (
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/dashboard"
 	"github.com/pbac-gateway/pbac/demo"
+	"github.com/pbac-gateway/pbac/identity/idp"
 	"github.com/pbac-gateway/pbac/plugins"
 )
 
@@ -85,6 +86,14 @@ func (s *Stack) newDashboard(adminCfg admin.Config, loopback bool) (*dashboard.H
 		// users in the demo tenant only, nobody else (then only the admin
 		// token signs in).
 		cfg.Users, cfg.Clients, cfg.SignIn = as.people.users, s.store, as.signIn
+		if as.people.sso != nil {
+			// The same provider, with the admin listener's redirect URI.
+			sso, err := idp.New(*s.cfg.AuthServer.Identity.OIDC, idp.Options{ASIssuer: s.adminBase, Logger: s.log.With("component", "dashboard-idp")})
+			if err != nil {
+				return nil, err
+			}
+			cfg.SSO = sso
+		}
 	}
 	if demoTenant {
 		seeded := make([]dashboard.SeededAgent, 0, len(s.agents))

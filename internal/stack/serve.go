@@ -13,6 +13,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/gateway"
+	"github.com/pbac-gateway/pbac/identity"
 	"github.com/pbac-gateway/pbac/internal/certreload"
 )
 
@@ -95,6 +96,7 @@ func adminMux(adminAPI, dash, metrics http.Handler) http.Handler {
 	mux.Handle("/bundles/", adminAPI) // OPA bundle service API: the active bundle, for other replicas
 	mux.Handle("/ui", dash)
 	mux.Handle("/ui/", dash)
+	mux.Handle("GET "+identity.CallbackPath, dash) // the dashboard's single sign-on
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/ui/", http.StatusFound)
 	})

@@ -612,8 +612,9 @@ type SignIn struct {
 	// source given as AuthServer.Users).
 	UsersFile bool
 	// SSO is the provider's issuer and RedirectURI the redirect URI to
-	// register there; empty without single sign-on.
-	SSO, RedirectURI string
+	// register there; empty without single sign-on. DashboardRedirectURI
+	// is the dashboard's (on the admin listener), when there is one.
+	SSO, RedirectURI, DashboardRedirectURI string
 }
 
 // SignIn says where people sign in.
@@ -625,6 +626,9 @@ func (s *Stack) SignIn() SignIn {
 	out := SignIn{Mode: p.mode(), Demo: p.demo, UsersFile: p.users != nil && !p.demo}
 	if p.sso != nil {
 		out.SSO, out.RedirectURI = p.sso.Issuer(), p.sso.RedirectURL()
+		if s.adminBase != "" {
+			out.DashboardRedirectURI = identity.CallbackURL(s.adminBase)
+		}
 	}
 	return out
 }
