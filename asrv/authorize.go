@@ -412,6 +412,8 @@ func (s *Server) agentView(p *pendingAuthorization) agentView {
 	}
 	if c.metadata != nil {
 		v.MetadataHost, v.LoopbackOnly = c.metadata.Host, c.metadata.LoopbackOnly()
+	} else if a := c.Attestation; a != nil && !v.Verified {
+		v.AttestedAs, v.AttestedBy = a.Kind, a.Origin
 	}
 	return v
 }

@@ -62,6 +62,10 @@ type agentView struct {
 	// clients).
 	MetadataHost string
 	LoopbackOnly bool
+	// AttestedBy and AttestedAs say how an unverified client is known
+	// otherwise (contract.Attestation: its kind and who vouches), for a
+	// kind the page has no words of its own for.
+	AttestedAs, AttestedBy string
 }
 
 func setPageHeaders(w http.ResponseWriter) {

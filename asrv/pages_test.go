@@ -5,8 +5,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 // TestSignInPageSaysWhoIsAsking: issue 16 item 5. Before anyone types a
@@ -111,6 +113,20 @@ func TestSignInPageSaysWhoIsAsking(t *testing.T) {
 			status: http.StatusOK,
 			want:   []string{`id="sso"`, `Sign in with 127.0.0.1:`, `tier developer`, `name="csrf_token"`},
 			absent: []string{`name="password"`, `Demo users`, `id="refused"`},
+		},
+		{
+			name: "an unverified client known by another attestation says which, and by whom",
+			setup: func(t *testing.T) setup {
+				c := &asrv.Client{ID: "attested-agent", Name: "Attested Agent", RedirectURIs: []string{loopback},
+					GrantTypes: []string{"authorization_code"}, ResponseTypes: []string{"code"}, TokenEndpointAuthMethod: asrv.AuthMethodNone,
+					Attestation: &contract.Attestation{Kind: "operator_approval", Origin: "ops@example.com"}, CreatedAt: time.Now()}
+				if err := demoAS.store.CreateClient(t.Context(), c); err != nil {
+					t.Fatal(err)
+				}
+				return setup{ta: demoAS, clientID: c.ID, redirect: loopback}
+			},
+			status: http.StatusForbidden,
+			want:   []string{`Known by attestation <code>operator_approval</code> from <code>ops@example.com</code>`, `tier unverified`},
 		},
 		{
 			name: "what a client says of itself is escaped",

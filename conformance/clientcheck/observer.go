@@ -11,6 +11,7 @@ package clientcheck
 import (
 	"bytes"
 	"encoding/json"
+	"html"
 	"io"
 	"log/slog"
 	"mime"
@@ -230,7 +231,10 @@ func (o *Observer) answered(resp *http.Response) {
 	}
 }
 
-var csrfField = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
+var (
+	csrfField  = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
+	returnLink = regexp.MustCompile(`id="return" href="([^"]+)"`)
+)
 
 // signIn does what a person would in a browser: loads the AS's sign-in
 // page for the client's authorization URL, signs in and approves, and
@@ -251,6 +255,12 @@ func (o *Observer) signIn(r *http.Request) (string, int) {
 	resp.Body.Close()
 	if loc := resp.Header.Get("Location"); resp.StatusCode/100 == 3 {
 		return loc, resp.StatusCode // refused before the page: the AS's own redirect
+	}
+	if l := returnLink.FindSubmatch(body); resp.StatusCode == http.StatusForbidden && l != nil {
+		// Policy refuses the client whoever signs in, and says so on the
+		// first page: the person follows its link back, which carries
+		// access_denied to the client.
+		return html.UnescapeString(string(l[1])), http.StatusSeeOther
 	}
 	m := csrfField.FindSubmatch(body)
 	if resp.StatusCode != http.StatusOK || m == nil {
