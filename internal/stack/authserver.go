@@ -134,7 +134,7 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 		Introspectors: introspectors, SignIn: guard, Registration: limits,
 		AccessTokenTTL: s.cfg.AuthServer.AccessTokenTTL,
 		// Client ID Metadata Documents set ClientMetadata here.
-		Users: ppl.users, SSO: ppl.redirectSource(),
+		Users: ppl.users, SSO: ppl.redirectSource(), Assertions: ppl.assertionIssuer(),
 	})
 	if err != nil {
 		return err

@@ -87,3 +87,13 @@ func (p people) redirectSource() identity.RedirectSource {
 	}
 	return p.sso
 }
+
+// assertionIssuer is the provider whose identity assertion grants (ID-JAG,
+// enterprise-managed authorization) the token endpoint accepts: the
+// single sign-on provider, identity.oidc (a nil interface without one).
+func (p people) assertionIssuer() identity.AssertionIssuer {
+	if p.sso == nil {
+		return nil
+	}
+	return p.sso
+}

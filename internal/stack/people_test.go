@@ -152,8 +152,16 @@ func TestSingleSignOnConfigured(t *testing.T) {
 		t.Fatal(err)
 	}
 	si := st.SignIn()
+	// The same provider's identity assertion grants are accepted, and the
+	// metadata says so (enterprise-managed authorization).
+	md := st.AuthServer().Metadata()
+	grants, _ := md["grant_types_supported"].([]string)
+	profiles, _ := md["authorization_grant_profiles_supported"].([]string)
 	_ = st.Close(t.Context())
 	settle()
+	if !slices.Contains(grants, asrv.GrantTypeJWTBearer) || !slices.Equal(profiles, []string{asrv.GrantProfileIDJAG}) {
+		t.Fatalf("metadata with identity.oidc: grant types %v, grant profiles %v", grants, profiles)
+	}
 	if si.SSO != "http://127.0.0.1:1/idp" || si.RedirectURI != st.URL()+"/oauth2/idp/callback" || si.Demo || si.UsersFile ||
 		si.Mode != "single sign-on at http://127.0.0.1:1/idp" {
 		t.Fatalf("sign-in %+v", si)
