@@ -179,6 +179,8 @@ func printUp(out io.Writer, base, issuer, adminBase, dataDir string, people stac
 	}
 	fmt.Fprintln(out)
 	switch {
+	case people.Remote:
+		fmt.Fprintf(out, "MCP endpoints (each asks for an OAuth token of the authorization server %s):\n", issuer)
 	case people.Demo:
 		fmt.Fprintln(out, "MCP endpoints (each asks for an OAuth token; sign in as a demo user: alice, bob or carol, password demo):")
 	case people.Mode != "":
