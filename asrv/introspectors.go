@@ -3,6 +3,7 @@ package asrv
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/ory/fosite"
 
@@ -65,6 +66,11 @@ type configuredClients struct {
 	introspectors map[string]*Client
 	// metadata resolves URL-formatted client ids (nil: not enabled).
 	metadata *metadataClients
+	// scopes are the scopes clients may ask for now (Server.scopes): a
+	// client's registered scope is a hint, not a ceiling, so the ceiling
+	// fosite checks requests against is this list, as of the active
+	// policy; nil keeps what the client registered.
+	scopes func() []string
 }
 
 // GetClient implements fosite.ClientManager.
@@ -73,16 +79,55 @@ func (c configuredClients) GetClient(ctx context.Context, id string) (fosite.Cli
 		cp := *in
 		return &cp, nil
 	}
+	var cl *Client
+	var err error
 	if cimd.IsURL(id) {
-		cl, err := c.metadataClient(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		return cl, nil
+		cl, err = c.metadataClient(ctx, id)
+	} else {
+		cl, err = c.Store.Client(ctx, id)
 	}
-	cl, err := c.Store.GetClient(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	return cl, nil
+	return c.withScopes(cl), nil
+}
+
+// withScopes is a copy of cl whose scopes are those clients may ask for
+// now.
+func (c configuredClients) withScopes(cl *Client) *Client {
+	if c.scopes == nil {
+		return cl
+	}
+	sc := c.scopes()
+	if sc == nil {
+		return cl
+	}
+	cp := *cl
+	cp.Scopes = slices.Clone(sc)
+	return &cp
+}
+
+// refreshStore is the store as the refresh grant reads it: the scopes of
+// the grant a refresh token carries are narrowed to those clients may ask
+// for now, so a scope the active policy no longer names is dropped from
+// the refreshed token (policy narrows it further) instead of failing
+// fosite's check against the client's scopes (invalid_scope).
+type refreshStore struct {
+	Store
+	scopes func() []string
+}
+
+func (r refreshStore) GetRefreshTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	req, err := r.Store.GetRefreshTokenSession(ctx, signature, session)
+	if err != nil || req == nil {
+		return req, err
+	}
+	now := r.scopes()
+	if now == nil {
+		return req, nil
+	}
+	if ar, ok := req.(*fosite.Request); ok {
+		ar.GrantedScope = slices.DeleteFunc(slices.Clone(ar.GrantedScope), func(sc string) bool { return !slices.Contains(now, sc) })
+	}
+	return req, nil
 }

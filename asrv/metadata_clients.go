@@ -35,7 +35,6 @@ const AttestationCIMD = "cimd"
 type metadataClients struct {
 	resolver   *cimd.Resolver
 	assertions *cimd.AssertionVerifier
-	scopes     []string
 	now        func() time.Time
 }
 
@@ -54,7 +53,7 @@ func newMetadataClients(cfg *Config, store Store) (*metadataClients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("asrv: client metadata: %w", err)
 	}
-	return &metadataClients{resolver: cfg.ClientMetadata, assertions: av, scopes: slices.Clone(cfg.Scopes), now: cfg.Now}, nil
+	return &metadataClients{resolver: cfg.ClientMetadata, assertions: av, now: cfg.Now}, nil
 }
 
 // isMetadataClient tells whether c is (a stored snapshot of) a metadata
@@ -98,9 +97,10 @@ func (m *metadataClients) fromDocument(d *cimd.Document) *Client {
 		RedirectURIs: slices.Clone(d.RedirectURIs),
 		GrantTypes:   slices.Clone(d.GrantTypes),
 		// As for registered clients, a client's scope is a hint, not a
-		// ceiling: policy decides what each token grants.
+		// ceiling: policy decides what each token grants, and fosite checks
+		// requests against the scopes clients may ask for now
+		// (configuredClients.withScopes).
 		ResponseTypes:           slices.Clone(d.ResponseTypes),
-		Scopes:                  slices.Clone(m.scopes),
 		TokenEndpointAuthMethod: d.TokenEndpointAuthMethod,
 		Name:                    d.ClientName,
 		URI:                     d.ClientURI,
@@ -220,7 +220,7 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 		}
 		return nil, fosite.ErrInvalidClient.WithHint("The client assertion is not valid.").WithWrap(err).WithDebug(err.Error())
 	}
-	return c, nil
+	return s.clients.withScopes(c), nil
 }
 
 // assertionSpender spends client assertion jtis in the token store, where

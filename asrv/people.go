@@ -61,14 +61,21 @@ func (s *Server) humanSignIn() bool { return s.users != nil || s.sso != nil }
 const errNoIdentitySource = "No identity source is configured for people to sign in (identity.oidc or identity.users_file in the configuration); this server issues tokens to machine clients only."
 
 // personOf is the person a grant acts for, as policy sees them now: a
-// person who signed in at the identity provider with the groups recorded
-// at sign-in (the provider cannot be asked again without them); a person
+// person who signed in at the identity provider (or whom its identity
+// assertion grant named) with the groups recorded at sign-in (the provider
+// cannot be asked again without them); a person
 // of the password source as it knows them now (ErrUnknownUser once they
 // are gone).
 func (s *Server) personOf(ctx context.Context, sess *Session) (User, error) {
-	if sess.Via == viaSSO {
+	switch sess.Via {
+	case viaSSO:
 		if s.sso == nil {
 			return User{}, fmt.Errorf("%w: %q signed in by single sign-on, which is no longer configured", ErrUnknownUser, sess.Subject)
+		}
+		return User{Subject: sess.Subject, Groups: slices.Clone(sess.Groups)}, nil
+	case viaAssertion:
+		if s.cfg.Assertions == nil {
+			return User{}, fmt.Errorf("%w: %q came with an identity assertion grant, which is no longer accepted", ErrUnknownUser, sess.Subject)
 		}
 		return User{Subject: sess.Subject, Groups: slices.Clone(sess.Groups)}, nil
 	}

@@ -29,6 +29,9 @@ const (
 	GrantRefreshToken      = "refresh_token"
 	GrantClientCredentials = "client_credentials"
 	GrantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange"
+	// GrantJWTBearer carries identity assertion grants (ID-JAG):
+	// confidential clients only.
+	GrantJWTBearer = GrantTypeJWTBearer
 )
 
 const (
@@ -180,10 +183,13 @@ func (r *RegistrationRequest) Validate() error {
 	r.GrantTypes = dcrDedupe(r.GrantTypes)
 	for _, g := range r.GrantTypes {
 		switch g {
-		case GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials, GrantTokenExchange:
+		case GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials, GrantTokenExchange, GrantJWTBearer:
 		default:
-			return dcrMetadataErr("unsupported grant type (supported: authorization_code, refresh_token, client_credentials, %s)", GrantTokenExchange)
+			return dcrMetadataErr("unsupported grant type (supported: authorization_code, refresh_token, client_credentials, %s, %s)", GrantTokenExchange, GrantJWTBearer)
 		}
+	}
+	if slices.Contains(r.GrantTypes, GrantJWTBearer) && r.TokenEndpointAuthMethod == AuthMethodNone {
+		return dcrMetadataErr("the jwt-bearer grant requires a confidential client (token_endpoint_auth_method must not be none)")
 	}
 	authCode := slices.Contains(r.GrantTypes, GrantAuthorizationCode)
 	if slices.Contains(r.GrantTypes, GrantClientCredentials) && r.TokenEndpointAuthMethod == AuthMethodNone {

@@ -76,8 +76,8 @@ func (s *Server) Register(ctx context.Context, req *RegistrationRequest) (client
 	// what each token grants (tier ∩ role ∩ request), and a ceiling the
 	// client chose for itself would only break the MCP step-up, where a 403
 	// insufficient_scope asks for a scope it did not know at registration.
-	if len(s.cfg.Scopes) > 0 || len(client.Scopes) == 0 {
-		client.Scopes = append([]string(nil), s.cfg.Scopes...)
+	if now := s.scopes(); len(now) > 0 || len(client.Scopes) == 0 {
+		client.Scopes = append([]string(nil), now...)
 	}
 	d, err := s.decide(ctx, contract.Register, contract.Input{Client: s.policyClient(client)}, nil)
 	if err != nil {

@@ -48,8 +48,16 @@ type Config struct {
 	// gateway's MCP URL) this AS issues tokens for. The first is the default
 	// for clients that send no resource parameter.
 	Resources []string
-	// Scopes are the scopes clients may ask for (scopes_supported).
+	// Scopes, when not nil, are the scopes clients may ask for
+	// (scopes_supported), fixed for the server's life.
 	Scopes []string
+	// ActiveScopes, when Scopes is nil, gives the scopes clients may ask
+	// for at each request: those of the active policy version
+	// (contract.Data.Scopes), so a policy change that adds or removes a
+	// backend's scopes is advertised and accepted from the next request.
+	// It must be cheap and safe for concurrent use. With neither, clients
+	// may ask for what they registered.
+	ActiveScopes func() []string
 	// Secret keys the HMAC of opaque tokens: at least 32 bytes, kept across
 	// restarts so issued tokens stay valid.
 	Secret []byte
@@ -65,6 +73,12 @@ type Config struct {
 	// endpoint refuses (access_denied) and only machine clients get
 	// tokens.
 	SSO identity.RedirectSource
+	// Assertions is the identity provider whose identity assertion grants
+	// (ID-JAG, MCP's enterprise-managed authorization) the token endpoint
+	// accepts as RFC 7523 jwt-bearer grants: the identity.oidc issuer,
+	// whose keys are its JWKS. nil: the grant is not offered. Accepting
+	// it does not need people to sign in here (Users, SSO).
+	Assertions identity.AssertionIssuer
 	// Statements verifies software statements; nil trusts no issuer, so
 	// every client registers unverified.
 	Statements *StatementVerifier
@@ -215,12 +229,13 @@ func New(cfg Config) (*Server, error) {
 		reg:      newRegistrations(cfg.Registration, cfg.Now),
 
 		introspectors: introspectors,
-		clients:       configuredClients{Store: cfg.Store, introspectors: introspectors, metadata: metadata},
 	}
+	s.clients = configuredClients{Store: cfg.Store, introspectors: introspectors, metadata: metadata, scopes: s.scopes}
 	fc.ClientAuthenticationStrategy = s.authenticateClient
 	// Only the grants MCP needs, composed here so a missing piece fails at
 	// start-up: authorization code + PKCE, refresh, client credentials,
-	// token exchange; introspection and revocation.
+	// token exchange, the jwt-bearer grant of identity assertions (with
+	// Config.Assertions); introspection and revocation.
 	handlers := []any{
 		&oauth2.AuthorizeExplicitGrantHandler{
 			AccessTokenStrategy:    strategy,
@@ -234,7 +249,7 @@ func New(cfg Config) (*Server, error) {
 		&oauth2.RefreshTokenGrantHandler{
 			AccessTokenStrategy:    strategy,
 			RefreshTokenStrategy:   strategy,
-			TokenRevocationStorage: cfg.Store,
+			TokenRevocationStorage: refreshStore{Store: cfg.Store, scopes: s.scopes},
 			Config:                 fc,
 		},
 		&oauth2.ClientCredentialsGrantHandler{
@@ -242,12 +257,16 @@ func New(cfg Config) (*Server, error) {
 			Config:       fc,
 		},
 		&tokenExchangeHandler{server: s},
+		&jwtBearerHandler{server: s},
 		&oauth2.CoreValidator{CoreStrategy: strategy, CoreStorage: cfg.Store, Config: fc},
 		&oauth2.TokenRevocationHandler{
 			TokenRevocationStorage: cfg.Store,
 			AccessTokenStrategy:    strategy,
 			RefreshTokenStrategy:   strategy,
 		},
+	}
+	if cfg.Assertions == nil {
+		handlers = slices.DeleteFunc(handlers, func(h any) bool { _, ok := h.(*jwtBearerHandler); return ok })
 	}
 	for _, h := range handlers {
 		if ah, ok := h.(fosite.AuthorizeEndpointHandler); ok {
@@ -312,9 +331,16 @@ func (s *Server) Metadata() map[string]any {
 		"token_endpoint_auth_methods_supported":          []string{AuthMethodSecretBasic, AuthMethodSecretPost, AuthMethodNone},
 		"introspection_endpoint_auth_methods_supported":  []string{AuthMethodSecretBasic, AuthMethodSecretPost},
 		"revocation_endpoint_auth_methods_supported":     []string{AuthMethodSecretBasic, AuthMethodSecretPost, AuthMethodNone},
-		"scopes_supported":                               s.cfg.Scopes,
+		"scopes_supported":                               orEmpty(s.scopes()),
 		"resource_indicators_supported":                  true,
 		"authorization_response_iss_parameter_supported": true,
+	}
+	if s.cfg.Assertions != nil {
+		// Enterprise-managed authorization: the grant type, and the ID-JAG
+		// profile where draft-ietf-oauth-identity-assertion-authz-grant
+		// §7.2 (and the MCP extension's "Discovery") has clients look.
+		m["grant_types_supported"] = []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeExchange, GrantTypeJWTBearer}
+		m["authorization_grant_profiles_supported"] = []string{GrantProfileIDJAG}
 	}
 	if s.clients.metadata != nil {
 		// The draft, "Authorization Server Metadata"; a document's client
@@ -329,8 +355,28 @@ func (s *Server) Metadata() map[string]any {
 }
 
 func (s *Server) serveMetadata(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Cache-Control", "public, max-age=300")
+	// scopes_supported follows the active policy: a cache must ask again.
+	w.Header().Set("Cache-Control", "no-cache")
 	writeJSON(w, http.StatusOK, s.Metadata())
+}
+
+// scopes are the scopes clients may ask for now (Config.Scopes, else
+// Config.ActiveScopes); nil when neither is configured.
+func (s *Server) scopes() []string {
+	switch {
+	case s.cfg.Scopes != nil:
+		return s.cfg.Scopes
+	case s.cfg.ActiveScopes != nil:
+		return orEmpty(s.cfg.ActiveScopes())
+	}
+	return nil
+}
+
+func orEmpty(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
 }
 
 // resourcesFor validates the RFC 8707 resource parameters of a request: each

@@ -22,7 +22,8 @@ type Session struct {
 	Subject string   `json:"sub,omitempty"`
 	Roles   []string `json:"roles,omitempty"`
 	// Groups are the person's groups, recorded with the grant: for a
-	// person who signed in at the identity provider (Via "sso") the ones
+	// person who signed in at the identity provider (Via "sso" or
+	// "id-jag") the ones
 	// policy sees for as long as the grant lives (sign in again to refresh
 	// them); for a person of the password source those of their latest
 	// lookup.
@@ -35,6 +36,7 @@ type Session struct {
 	// tokens) counts as before.
 	AuthTime time.Time `json:"auth_time,omitzero"`
 	// Via is how the person signed in: "sso" at the identity provider,
+	// "id-jag" by its identity assertion grant (the jwt-bearer grant),
 	// empty with a password (Config.Users).
 	Via       string                         `json:"via,omitempty"`
 	ClientID  string                         `json:"client_id"`

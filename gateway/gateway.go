@@ -71,8 +71,13 @@ type Config struct {
 	// AuthorizationServers are the issuer URLs the protected resource
 	// metadata names.
 	AuthorizationServers []string
-	// Scopes are advertised in the protected resource metadata.
-	Scopes       []string
+	// Scopes, when not nil, are advertised in the protected resource
+	// metadata, fixed.
+	Scopes []string
+	// ActiveScopes, when Scopes is nil, gives them at each request: those
+	// of the active policy version, so a change is advertised from the
+	// next request. It must be cheap and safe for concurrent use.
+	ActiveScopes func() []string
 	Introspector Introspector
 	Policy       Decider
 	Audit        *audit.Trail
@@ -310,14 +315,36 @@ func (g *Gateway) serveResourceMetadata(c *fiber.Ctx) error {
 		}
 		resource += "/" + b
 	}
-	c.Set("Cache-Control", "public, max-age=300")
+	// scopes_supported follows the active policy: a cache must ask again.
+	c.Set("Cache-Control", "no-cache")
 	return c.JSON(fiber.Map{
 		"resource":                 resource,
 		"authorization_servers":    g.cfg.AuthorizationServers,
 		"bearer_methods_supported": []string{"header"},
-		"scopes_supported":         g.cfg.Scopes,
+		"scopes_supported":         g.scopes(),
 		"resource_name":            "PBAC Gateway",
 	})
+}
+
+// scopes are the scopes the protected resource metadata advertises now
+// (Config.Scopes, else Config.ActiveScopes). Never offline_access: whether
+// a refresh token comes with a grant is the authorization server's and
+// policy's business, not a scope a resource asks for (SEP-2207).
+func (g *Gateway) scopes() []string {
+	var l []string
+	switch {
+	case g.cfg.Scopes != nil:
+		l = g.cfg.Scopes
+	case g.cfg.ActiveScopes != nil:
+		l = g.cfg.ActiveScopes()
+	}
+	out := make([]string, 0, len(l))
+	for _, sc := range l {
+		if sc != "offline_access" {
+			out = append(out, sc)
+		}
+	}
+	return out
 }
 
 func (g *Gateway) metadataURL(backend string) string {

@@ -45,6 +45,8 @@ type stack struct {
 	gw       *gateway.Gateway
 	// direct maps a backend name to its own URL, for baselines.
 	direct map[string]string
+	// adminURL is the admin listener's, when the test configured one.
+	adminURL string
 }
 
 func newStack(t testing.TB) *stack { return newStackWith(t, stackOptions{}) }
@@ -135,7 +137,7 @@ func newStackWith(t testing.TB, opts stackOptions) *stack {
 		}
 	})
 	return &stack{t: t, base: st.URL(), resource: st.URL() + "/mcp", registry: st.Registry(), index: st.Index(), trail: st.Trail(),
-		store: st.Store(), issuer: st.StatementKey(), gw: st.Gateway(), direct: direct}
+		store: st.Store(), issuer: st.StatementKey(), gw: st.Gateway(), direct: direct, adminURL: st.AdminURL()}
 }
 
 func (s *stack) statement(provider string, singleUse bool) string {

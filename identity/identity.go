@@ -93,3 +93,37 @@ type Pending struct {
 type Spender interface {
 	Spend(ctx context.Context, id string, exp time.Time) (fresh bool, err error)
 }
+
+// ErrInvalidAssertion: an identity assertion grant (ID-JAG) fails a check
+// (type, signature, issuer, audience, client, resource, time, replay); the
+// token endpoint answers invalid_grant.
+var ErrInvalidAssertion = errors.New("the identity assertion grant is not valid")
+
+// AssertionGrant is a verified identity assertion authorization grant
+// (ID-JAG; MCP's enterprise-managed authorization): the organisation's
+// provider lets ClientID act for Person at Resources.
+type AssertionGrant struct {
+	// Person is who the agent acts for, mapped as at sign-in.
+	Person Person
+	// ClientID is the client the grant was issued to.
+	ClientID string
+	// Resources are the RFC 8707 resources the grant is for.
+	Resources []string
+	// Scopes the provider allowed; nil when it did not say.
+	Scopes []string
+	// JTI, IssuedAt and Expiry identify the grant for the audit trail.
+	JTI              string
+	IssuedAt, Expiry time.Time
+}
+
+// AssertionIssuer is an identity provider whose identity assertion grants
+// an authorization server accepts at its token endpoint (RFC 7523
+// jwt-bearer).
+type AssertionIssuer interface {
+	// VerifyAssertion checks an ID-JAG the authenticated client clientID
+	// presented to the authorization server serving resources, and spends
+	// its jti in spend (once, until it expires). Errors wrap
+	// ErrInvalidAssertion (and ErrReplayed for a replay), ErrUnavailable
+	// when the provider's keys cannot be had, or are the spender's.
+	VerifyAssertion(ctx context.Context, assertion, clientID string, resources []string, spend Spender) (AssertionGrant, error)
+}

@@ -885,9 +885,15 @@ func testDelegatedChain(t *testing.T, f *fixture) {
 		ch := chain{root: sig(), rootRT: sig(), child: sig(), grandchild: sig()}
 		accessKind.mustCreate(f, ch.root, request(a, "root-"+tag))
 		refreshKind.mustCreate(f, ch.rootRT, request(a, "root-"+tag))
-		f.mustDelegate(ch.child, delegated(b, "child-"+tag, &asrv.Actor{Sub: a.ID}), ch.root, false)
+		// The stored request and the wanted one are built alike, so both
+		// carry the same expiry (request truncates now to the second).
+		child, want := delegated(b, "child-"+tag, &asrv.Actor{Sub: a.ID}), delegated(b, "child-"+tag, &asrv.Actor{Sub: a.ID})
+		for want.RequestedAt != child.RequestedAt {
+			child, want = delegated(b, "child-"+tag, &asrv.Actor{Sub: a.ID}), delegated(b, "child-"+tag, &asrv.Actor{Sub: a.ID})
+		}
+		f.mustDelegate(ch.child, child, ch.root, false)
 		f.mustDelegate(ch.grandchild, delegated(c, "grandchild-"+tag, &asrv.Actor{Sub: b.ID, Act: &asrv.Actor{Sub: a.ID}}), ch.child, false)
-		checkRequest(t, accessKind.mustGet(f, ch.child), delegated(b, "child-"+tag, &asrv.Actor{Sub: a.ID}))
+		checkRequest(t, accessKind.mustGet(f, ch.child), want)
 		accessKind.mustGet(f, ch.grandchild)
 		return ch
 	}

@@ -278,3 +278,34 @@ test('keyboard: sign in with the keyboard alone', async () => {
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+test('revoke everything acting for a person: an operator, two presses, counted and audited', async () => {
+  const { context, page, errors } = await open();
+  // Carol's day gives her agent tokens to revoke.
+  await signIn(page, 'alice');
+  await go(page, 'demo');
+  const day = page.locator('[data-scenario="carol-day"]');
+  await day.locator('[data-run]').click();
+  await statusOf(day.locator('[data-step-result="3"]'));
+
+  await go(page, 'start');
+  const details = page.locator('#people-details');
+  await details.waitFor({ state: 'visible' });
+  await details.locator('summary').click();
+  await page.fill('#people-sub', 'carol');
+  await page.fill('#people-reason', 'left the company');
+  // The first press asks; the second revokes.
+  await page.click('#people-submit');
+  assert.match(await page.locator('#people-submit').innerText(), /carol\?/);
+  await page.click('#people-submit');
+  const result = page.locator('#people-result');
+  await result.waitFor({ state: 'visible' });
+  assert.match(await result.innerText(), /Revoked for carol: [1-9]\d* access tokens/);
+  await shot(page, 'people-revoked');
+
+  // The audit trail says who did it and why.
+  await go(page, 'audit');
+  await page.locator('#audit-table tbody tr', { hasText: 'admin/revoke-person' }).first().waitFor();
+  assert.deepEqual(errors, []);
+  await context.close();
+});

@@ -33,7 +33,8 @@ const (
 // ErrInvalidAssertion is an ID-JAG that fails a check; the token endpoint
 // answers invalid_grant. (A replay wraps identity.ErrReplayed, a provider
 // whose keys cannot be fetched identity.ErrUnavailable.)
-var ErrInvalidAssertion = errors.New("the identity assertion grant is not valid")
+// It is identity.ErrInvalidAssertion.
+var ErrInvalidAssertion = identity.ErrInvalidAssertion
 
 // IDJAG is a verified identity assertion grant.
 type IDJAG struct {

@@ -128,12 +128,8 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 	}
 	s.store, s.storeName = store, storeName
 	s.onClose(phaseStore, "token store", func(context.Context) error { return store.Close() })
-	scopes := s.cfg.AuthServer.Scopes
-	if scopes == nil {
-		scopes = s.scopes()
-	}
 	srv, err := asrv.New(asrv.Config{
-		Issuer: issuer, Resources: s.resources(), Scopes: scopes, Secret: secret,
+		Issuer: issuer, Resources: s.resources(), Scopes: s.cfg.AuthServer.Scopes, ActiveScopes: s.scopes, Secret: secret,
 		Store: store, Policy: s.decider, Statements: verifier, Logger: s.log,
 		Introspectors: introspectors, SignIn: guard, Registration: limits,
 		AccessTokenTTL: s.cfg.AuthServer.AccessTokenTTL,

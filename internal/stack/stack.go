@@ -20,6 +20,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pbac-gateway/pbac/asrv"
@@ -109,7 +110,8 @@ type AuthServer struct {
 	// authorization server runs alone (nil: <issuer>/mcp). With a gateway
 	// they are the gateway's: /mcp and each /mcp/<backend>.
 	Resources []string
-	// Scopes clients may ask for (nil: those of the active policy's data).
+	// Scopes clients may ask for (nil: those of the active policy's data,
+	// as of each request).
 	Scopes []string
 	// AccessTokenTTL is the access tokens' lifetime (0: the AS's default).
 	AccessTokenTTL time.Duration
@@ -134,7 +136,7 @@ type AuthServer struct {
 // Gateway shapes the MCP gateway.
 type Gateway struct {
 	// Scopes are advertised in the protected resource metadata (nil: those
-	// of the active policy's data).
+	// of the active policy's data, as of each request).
 	Scopes []string
 	// ArgumentLimits bound a call's arguments (nil or zero fields: the
 	// gateway's defaults).
@@ -196,6 +198,7 @@ type Stack struct {
 	closers         [numPhases][]closer
 	closeOnce       sync.Once
 	closeErr        error
+	scopeCache      scopeCache // the active policy's scopes (scopes)
 }
 
 // phase is a step of Close: every part registers how it is closed in its
@@ -339,30 +342,56 @@ func (s *Stack) resources() []string {
 }
 
 // scopes are the scopes the active policy's data names
-// (contract.Data.Scopes): what the AS and the gateway advertise and clients
-// may ask for; policy decides which are granted.
+// (contract.Data.Scopes), asked at each request: what the AS and the
+// gateway advertise and clients may ask for; policy decides which are
+// granted. A data change that adds or removes a backend's scopes applies
+// from the next request.
 func (s *Stack) scopes() []string {
-	data := s.data
-	if s.policy != nil {
-		if _, d, err := s.policy.registry.ActivePolicy(); err == nil {
-			data = d
+	if s.policy == nil {
+		if s.data == nil {
+			return nil
 		}
+		return s.scopeCache.of("", s.data, nil)
 	}
-	if data == nil {
+	v, d, err := s.policy.registry.ActivePolicy()
+	return s.scopeCache.of(v, d, err)
+}
+
+// scopeCache keeps the scopes of the last policy version asked about, so
+// that a request computes them only when the version changed.
+type scopeCache struct {
+	last atomic.Pointer[versionScopes]
+}
+
+type versionScopes struct {
+	version string
+	scopes  []string
+}
+
+// of gives the scopes of data, the data of version; a version whose data
+// does not read as contract.Data (err) keeps the last known scopes. The
+// slice is shared: callers must not modify it.
+func (c *scopeCache) of(version string, data *contract.Data, err error) []string {
+	last := c.last.Load()
+	if last != nil && last.version == version {
+		return last.scopes
+	}
+	if err != nil || data == nil {
+		if last != nil {
+			return last.scopes
+		}
 		return nil
 	}
-	return data.Scopes()
+	vs := &versionScopes{version: version, scopes: data.Scopes()}
+	c.last.Store(vs)
+	return vs.scopes
 }
 
 // newGateway builds the gateway on what is open.
 func (s *Stack) newGateway() error {
 	g := s.cfg.Gateway
-	scopes := g.Scopes
-	if scopes == nil {
-		scopes = s.scopes()
-	}
 	cfg := gateway.Config{
-		PublicURL: s.base, Backends: s.backends, AuthorizationServers: []string{s.issuer}, Scopes: scopes,
+		PublicURL: s.base, Backends: s.backends, AuthorizationServers: []string{s.issuer}, Scopes: g.Scopes, ActiveScopes: s.scopes,
 		Introspector: s.introspector(), Policy: s.decider, Audit: s.trail, Logger: s.log, Ready: s.ready.check,
 		ArgumentLimits: gatewayArgumentLimits(g.ArgumentLimits), SessionsPerAgent: s.cfg.Limits.SessionsPerAgent,
 		SessionIdle: g.SessionIdle, RefusalWindow: g.RefusalWindow,

@@ -8,9 +8,14 @@ grant_type := g if {
 
 token_exchange_grant := "urn:ietf:params:oauth:grant-type:token-exchange"
 
-token_grant_types := {"authorization_code", "client_credentials", "refresh_token"}
+# RFC 7523 with an identity assertion grant (ID-JAG) of the organisation's
+# identity provider: enterprise-managed authorization, decided as a
+# person's sign-in.
+jwt_bearer_grant := "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
-human_grant_types := {"authorization_code", "refresh_token"}
+token_grant_types := {"authorization_code", "client_credentials", "refresh_token", jwt_bearer_grant}
+
+human_grant_types := {"authorization_code", "refresh_token", jwt_bearer_grant}
 
 requested_scopes := scope_set(request.scopes)
 

@@ -119,6 +119,17 @@ test_token_garbage_denied if {
 	}
 }
 
+test_identity_assertion_grant_is_decided_as_a_sign_in if {
+	jwt := "urn:ietf:params:oauth:grant-type:jwt-bearer"
+	d := tok_decision(token_input("claude-code", alice, jwt, ["jira:write", "drive:read"]))
+	d.allow
+	d.tier == "developer"
+	d.scopes == ["drive:read", "jira:write"]
+	m := tok_decision(token_input("claude-code", null, jwt, ["jira:read"]))
+	not m.allow
+	m.reasons == ["grant_type urn:ietf:params:oauth:grant-type:jwt-bearer requires a subject"]
+}
+
 # refused_for_every_subject: what the authorization server may say on the
 # first page, before anyone signs in (asked with no subject).
 

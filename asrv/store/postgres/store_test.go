@@ -411,3 +411,35 @@ func TestPostgresClosed(t *testing.T) {
 		t.Errorf("String() = %q", s.String())
 	}
 }
+
+// TestPostgresMigrationFillsSubjects: tokens stored before migration 4
+// (no subject column) get their person from the stored request, so
+// revoking that person finds them after the upgrade.
+func TestPostgresMigrationFillsSubjects(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.FreshSchema(t)
+	s := openStore(t, dsn)
+	c := storetest.NewClient("agent-1")
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	storetest.WriteEveryKind(t, s, c, 2) // alice's
+	s.Close()
+	// Back to the schema of version 3, rows and all.
+	conn := rawConn(t, dsn)
+	for _, q := range []string{`ALTER TABLE asrv_tokens DROP COLUMN subject`, `DROP TABLE asrv_revoked_subjects`,
+		`DELETE FROM asrv_schema_migrations WHERE version = 4`} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = openStore(t, dsn)
+	defer s.Close()
+	got, err := s.RevokeSubject(ctx, "alice", time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (asrv.SubjectRevocation{AccessTokens: 2, RefreshTokens: 2, Codes: 2}); got != want {
+		t.Fatalf("after the upgrade, RevokeSubject(alice) = %+v, want %+v", got, want)
+	}
+}
