@@ -164,8 +164,8 @@ func printUp(out io.Writer, base, issuer, adminBase, dataDir string, people stac
 	signIn := "sign in with the admin token"
 	if people.Demo {
 		signIn = "sign in as a demo user: alice, bob or carol, password demo"
-	} else if people.UsersFile {
-		signIn = "sign in as a person of the users file, or with the admin token"
+	} else if people.UsersFile || people.SSO != "" {
+		signIn = "sign in as a person of the organisation, or with the admin token; operators by group (identity.operator_groups)"
 	}
 	fmt.Fprintf(out, "  dashboard             %s/ui/  (%s)\n", adminBase, signIn)
 	fmt.Fprintf(out, "  gateway               %s\n", base)
@@ -179,6 +179,8 @@ func printUp(out io.Writer, base, issuer, adminBase, dataDir string, people stac
 	}
 	fmt.Fprintln(out)
 	switch {
+	case people.Remote:
+		fmt.Fprintf(out, "MCP endpoints (each asks for an OAuth token of the authorization server %s):\n", issuer)
 	case people.Demo:
 		fmt.Fprintln(out, "MCP endpoints (each asks for an OAuth token; sign in as a demo user: alice, bob or carol, password demo):")
 	case people.Mode != "":

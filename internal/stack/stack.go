@@ -615,12 +615,15 @@ type SignIn struct {
 	// register there; empty without single sign-on. DashboardRedirectURI
 	// is the dashboard's (on the admin listener), when there is one.
 	SSO, RedirectURI, DashboardRedirectURI string
+	// Remote: people sign in at a remote authorization server
+	// (Config.RemoteAS), not here.
+	Remote bool
 }
 
 // SignIn says where people sign in.
 func (s *Stack) SignIn() SignIn {
 	if s.as == nil || !s.as.served {
-		return SignIn{}
+		return SignIn{Remote: s.cfg.RemoteAS != nil}
 	}
 	p := s.as.people
 	out := SignIn{Mode: p.mode(), Demo: p.demo, UsersFile: p.users != nil && !p.demo}
