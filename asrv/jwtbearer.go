@@ -138,8 +138,16 @@ func (h *jwtBearerHandler) HandleTokenEndpointRequest(ctx context.Context, ar fo
 		return fosite.ErrInvalidScope.WithHint("Policy grants none of the requested scopes.")
 	}
 	now := s.now().UTC()
+	// The person was authenticated when the provider issued the grant,
+	// not when it is redeemed: a revocation of everything acting for them
+	// between the two refuses it (RevokeSubject refuses tokens of earlier
+	// sign-ins).
+	authTime := now
+	if !grant.IssuedAt.IsZero() && grant.IssuedAt.Before(now) {
+		authTime = grant.IssuedAt.UTC()
+	}
 	session := &Session{Subject: user.Subject, Groups: user.Groups, Via: viaAssertion, ClientID: client.ID,
-		Tier: td.Tier, SingleUse: td.SingleUse, AuthTime: now}
+		Tier: td.Tier, SingleUse: td.SingleUse, AuthTime: authTime}
 	session.SetExpiresAt(fosite.AccessToken, now.Add(ttlOf(td.TTLSeconds, s.cfg.AccessTokenTTL)).Truncate(time.Second))
 	req.SetSession(session)
 	req.GrantedScope = fosite.Arguments(scopes)

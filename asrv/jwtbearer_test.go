@@ -264,3 +264,68 @@ func TestIDJAGGrantNotOffered(t *testing.T) {
 		t.Fatalf("jwt-bearer without a provider: %d %v", status, out)
 	}
 }
+
+// TestIDJAGIssuedBeforeARevocation: an ID-JAG the provider issued before
+// "revoke everything acting for dana" is refused after it (the grant's
+// sign-in time is the ID-JAG's iat, not its redemption), and one issued
+// after the revocation is accepted.
+func TestIDJAGIssuedBeforeARevocation(t *testing.T) {
+	j := newJagAS(t)
+	c := j.claims("before-revocation")
+	c["iat"] = time.Now().Add(-2 * time.Minute).Unix()
+	before := j.idp.sign(t, j.idp.key, "oauth-id-jag+jwt", c)
+	if _, err := j.as.RevokeSubject(t.Context(), "dana"); err != nil {
+		t.Fatal(err)
+	}
+	if status, out := j.redeem(j.agent, j.secret, before, nil); status == http.StatusOK {
+		t.Fatalf("an ID-JAG issued before the revocation got a token after it: %v", out)
+	}
+	time.Sleep(1100 * time.Millisecond) // sign-in times are kept to the second
+	after := j.idp.sign(t, j.idp.key, "oauth-id-jag+jwt", j.claims("after-revocation"))
+	if status, out := j.redeem(j.agent, j.secret, after, nil); status != http.StatusOK {
+		t.Fatalf("an ID-JAG issued after the revocation: %d %v", status, out)
+	}
+}
+
+// TestIDJAGEmailSubjectMustBeVerified: with subject_claim email, the
+// address names the person only when the provider says it verified it: a
+// missing email_verified is refused like a false one.
+func TestIDJAGEmailSubjectMustBeVerified(t *testing.T) {
+	op := newJagIDP(t)
+	ta := newTestAS(t, func(c *asrv.Config) {
+		p, err := idp.New(identity.OIDCConfig{Issuer: op.issuer, ClientID: "pbac", SubjectClaim: "email"}, idp.Options{ASIssuer: c.Issuer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Assertions = p
+	})
+	j := &jagAS{testAS: ta, idp: op}
+	agent := ta.register(map[string]any{
+		"client_name": "enterprise agent", "grant_types": []string{asrv.GrantJWTBearer}, "token_endpoint_auth_method": asrv.AuthMethodSecretBasic,
+		"redirect_uris": []string{"http://127.0.0.1:43161/cb"}, "response_types": []string{},
+		"software_statement": ta.statement("claude-code", false),
+	})
+	j.agent, j.secret = agent["client_id"].(string), agent["client_secret"].(string)
+	for _, tc := range []struct {
+		name     string
+		verified any // nil: no email_verified claim
+		ok       bool
+	}{{"absent", nil, false}, {"false", false, false}, {"a string", "true", false}, {"true", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := j.claims("email-" + tc.name)
+			c["email"] = "dana@example.com"
+			if tc.verified != nil {
+				c["email_verified"] = tc.verified
+			}
+			status, out := j.redeem(j.agent, j.secret, j.idp.sign(t, j.idp.key, "oauth-id-jag+jwt", c), nil)
+			if (status == http.StatusOK) != tc.ok {
+				t.Fatalf("email_verified %v: %d %v", tc.verified, status, out)
+			}
+			if tc.ok {
+				if sub := j.introspect(out["access_token"].(string))["sub"]; sub != "dana@example.com" {
+					t.Fatalf("sub = %v", sub)
+				}
+			}
+		})
+	}
+}

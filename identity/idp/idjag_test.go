@@ -49,10 +49,16 @@ func TestIDJAGAccepted(t *testing.T) {
 			t.Fatalf("grant %+v", got)
 		}
 	}
-	got, err := op.jagVerifier(func(c *identity.OIDCConfig) { c.SubjectClaim = "email" }).
-		Verify(context.Background(), op.key.sign(t, idp.TypeIDJAG, jagClaims(op, "j-email")), "agent-1")
+	byEmail := op.jagVerifier(func(c *identity.OIDCConfig) { c.SubjectClaim = "email" })
+	claims := jagClaims(op, "j-email")
+	claims["email_verified"] = true
+	got, err := byEmail.Verify(context.Background(), op.key.sign(t, idp.TypeIDJAG, claims), "agent-1")
 	if err != nil || got.Person.Subject != "dana@example.com" {
 		t.Fatalf("subject from email: %+v, %v", got, err)
+	}
+	// An address the provider does not say it verified names nobody.
+	if got, err := byEmail.Verify(context.Background(), op.key.sign(t, idp.TypeIDJAG, jagClaims(op, "j-email-unverified")), "agent-1"); err == nil {
+		t.Fatalf("an email subject without email_verified: %+v", got)
 	}
 }
 

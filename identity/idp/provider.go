@@ -247,9 +247,11 @@ func (p *Provider) person(claims map[string]json.RawMessage) (identity.Person, e
 		return identity.Person{}, fmt.Errorf("%w: the subject claim %s is longer than %d bytes or not printable", identity.ErrInvalidToken, p.cfg.SubjectClaim, maxClaimBytes)
 	}
 	if p.cfg.SubjectClaim == "email" {
-		// An address the provider did not verify names nobody.
+		// An address the provider did not say it verified names nobody:
+		// a missing email_verified is not a yes (some providers omit it
+		// and let people edit their address).
 		var verified bool
-		if raw, ok := claims["email_verified"]; ok && (json.Unmarshal(raw, &verified) != nil || !verified) {
+		if raw, ok := claims["email_verified"]; !ok || json.Unmarshal(raw, &verified) != nil || !verified {
 			return identity.Person{}, fmt.Errorf("%w: the subject is an email address the provider has not verified", identity.ErrInvalidToken)
 		}
 	}

@@ -66,7 +66,10 @@ func openPeople(cfg AuthServer, issuer string, demoTenant bool, log *slog.Logger
 			return people{}, fmt.Errorf("identity.users_file: %w", err)
 		}
 		p.users, p.usersFile = asrv.PasswordUsers(f), id.UsersFile
-	case demoTenant:
+	case demoTenant && id.OIDC == nil:
+		// The demo users only where nobody else signs in: beside an
+		// organisation's provider they would be a second, well-known way
+		// in.
 		p.users, p.demo = asrv.DemoUsers{}, true
 	}
 	if id.OIDC != nil {

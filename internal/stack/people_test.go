@@ -166,6 +166,21 @@ func TestSingleSignOnConfigured(t *testing.T) {
 		si.Mode != "single sign-on at http://127.0.0.1:1/idp" {
 		t.Fatalf("sign-in %+v", si)
 	}
+	// Beside the organisation's provider the demo tenant has no demo
+	// users: they would be a second, well-known way in.
+	cfg = baseConfig(t, t.TempDir())
+	cfg.Ephemeral, cfg.Demo.Backends = true, true
+	cfg.AuthServer.Identity.OIDC = &identity.OIDCConfig{Issuer: "http://127.0.0.1:1/idp", ClientID: "pbac"}
+	st, err = stack.New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	si = st.SignIn()
+	_ = st.Close(t.Context())
+	settle()
+	if si.Demo || si.SSO == "" || strings.Contains(si.Mode, "demo") {
+		t.Fatalf("the demo tenant beside single sign-on: %+v, want no demo users", si)
+	}
 
 	for _, tc := range []struct {
 		name string
