@@ -811,6 +811,8 @@ func TestSingleSignOnPeople(t *testing.T) {
 		}
 	})
 
+	t.Run("the provider's identity assertion grants (ID-JAG) get tokens", func(t *testing.T) { testIDJAGGrant(t, tn, o, resource) })
+
 	t.Run("forged ID tokens get no code", func(t *testing.T) {
 		o.mu.Lock()
 		earlier := o.lastIDToken
