@@ -7,11 +7,13 @@ package dashboard
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -114,8 +116,10 @@ type Handler struct {
 	// again).
 	mu      sync.Mutex
 	secrets map[string]string
-	// ssoPending are the single sign-ons under way, by state.
-	ssoPending map[string]ssoPending
+	// ssoSeal seals the single sign-ons under way into their cookies;
+	// ssoSpent are the completed ones' states, until they expire.
+	ssoSeal  cipher.AEAD
+	ssoSpent map[string]time.Time
 
 	signIn *signin.Guard
 	forms  *signin.Forms
@@ -139,8 +143,12 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	seal, err := newSSOSeal()
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: the single sign-on key: %w", err)
+	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux(), sessions: newSessions(), secrets: map[string]string{},
-		ssoPending: map[string]ssoPending{}, signIn: cfg.SignIn, forms: forms}
+		ssoSeal: seal, ssoSpent: map[string]time.Time{}, signIn: cfg.SignIn, forms: forms}
 	if cfg.Demo != nil {
 		sc, err := demo.Scenarios()
 		if err != nil {
