@@ -94,7 +94,7 @@ type jagAS struct {
 	plainSecret   string
 }
 
-func newJagAS(t *testing.T) *jagAS {
+func newJagAS(t *testing.T, opts ...func(*asrv.Config)) *jagAS {
 	t.Helper()
 	op := newJagIDP(t)
 	ta := newTestAS(t, func(c *asrv.Config) {
@@ -103,6 +103,9 @@ func newJagAS(t *testing.T) *jagAS {
 			t.Fatal(err)
 		}
 		c.Assertions = p
+		for _, o := range opts {
+			o(c)
+		}
 	})
 	j := &jagAS{testAS: ta, idp: op}
 	reg := func(grants []string, auth string) map[string]any {
