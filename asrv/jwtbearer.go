@@ -146,6 +146,13 @@ func (h *jwtBearerHandler) HandleTokenEndpointRequest(ctx context.Context, ar fo
 	if !grant.IssuedAt.IsZero() && grant.IssuedAt.Before(now) {
 		authTime = grant.IssuedAt.UTC()
 	}
+	if now.Sub(authTime) > s.cfg.MaxSignInAge {
+		// An assertion that outlives the bound (a provider's long exp)
+		// is no newer a sign-in for it.
+		s.log.InfoContext(ctx, "jwt-bearer grant refused: the sign-in is too old", "client_id", client.ID,
+			"sub", user.Subject, "auth_time", authTime, "max_sign_in_age", s.cfg.MaxSignInAge)
+		return errSignInTooOld()
+	}
 	session := &Session{Subject: user.Subject, Groups: user.Groups, Via: viaAssertion, ClientID: client.ID,
 		Tier: td.Tier, SingleUse: td.SingleUse, AuthTime: authTime}
 	session.SetExpiresAt(fosite.AccessToken, now.Add(ttlOf(td.TTLSeconds, s.cfg.AccessTokenTTL)).Truncate(time.Second))

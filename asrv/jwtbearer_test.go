@@ -13,8 +13,10 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/cimd"
 	"github.com/pbac-gateway/pbac/identity"
 	"github.com/pbac-gateway/pbac/identity/idp"
 )
@@ -92,7 +94,7 @@ type jagAS struct {
 	plainSecret   string
 }
 
-func newJagAS(t *testing.T) *jagAS {
+func newJagAS(t *testing.T, opts ...func(*asrv.Config)) *jagAS {
 	t.Helper()
 	op := newJagIDP(t)
 	ta := newTestAS(t, func(c *asrv.Config) {
@@ -101,6 +103,9 @@ func newJagAS(t *testing.T) *jagAS {
 			t.Fatal(err)
 		}
 		c.Assertions = p
+		for _, o := range opts {
+			o(c)
+		}
 	})
 	j := &jagAS{testAS: ta, idp: op}
 	reg := func(grants []string, auth string) map[string]any {
@@ -262,6 +267,89 @@ func TestIDJAGGrantNotOffered(t *testing.T) {
 	status, out := ta.form(asrv.PathToken, "", "", url.Values{"grant_type": {asrv.GrantTypeJWTBearer}, "assertion": {"x"}, "client_id": {"nobody"}})
 	if status == http.StatusOK {
 		t.Fatalf("jwt-bearer without a provider: %d %v", status, out)
+	}
+}
+
+// TestIDJAGGrantForAMetadataDocumentClient: a client that is not
+// registered here but known by its Client ID Metadata Document redeems an
+// ID-JAG authenticating with private_key_jwt (as the extension allows);
+// the same document without private_key_jwt is not a client of the grant.
+func TestIDJAGGrantForAMetadataDocumentClient(t *testing.T) {
+	op := newJagIDP(t)
+	host, cfg := newCIMDHost(t)
+	pol := &admitCIMD{}
+	ta := newTestAS(t, withMetadata(t, cfg), func(c *asrv.Config) {
+		pol.next = c.Policy
+		c.Policy = pol
+		p, err := idp.New(identity.OIDCConfig{Issuer: op.issuer, ClientID: "pbac"}, idp.Options{ASIssuer: c.Issuer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Assertions = p
+	})
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set map[string]any
+	raw, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Use: "sig", Algorithm: "ES256"}}})
+	_ = json.Unmarshal(raw, &set)
+	host.publish("/jwks.json", set)
+	id := host.publish("/enterprise/client.json", map[string]any{
+		"client_name": "Enterprise Agent", "redirect_uris": []string{}, "grant_types": []string{asrv.GrantJWTBearer},
+		"response_types": []string{}, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": host.srv.URL + "/jwks.json",
+	})
+	clientAssertion := func() string {
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		out, err := jwt.Signed(s).Claims(jwt.Claims{Issuer: id, Subject: id, Audience: jwt.Audience{ta.srv.URL + asrv.PathToken}, ID: rand.Text(),
+			IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute))}).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	now := time.Now()
+	jag := op.sign(t, op.key, "oauth-id-jag+jwt", map[string]any{
+		"iss": op.issuer, "sub": "dana", "aud": ta.srv.URL, "client_id": id, "jti": "cimd-1",
+		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "resource": ta.resource, "scope": "jira:read", "groups": []string{"engineering"},
+	})
+	status, out := ta.form(asrv.PathToken, "", "", url.Values{"grant_type": {asrv.GrantTypeJWTBearer}, "assertion": {jag}, "client_id": {id},
+		"client_assertion_type": {cimd.ClientAssertionType}, "client_assertion": {clientAssertion()}})
+	if status != http.StatusOK || out["scope"] != "jira:read" {
+		t.Fatalf("a metadata document's client redeems an ID-JAG: %d %v", status, out)
+	}
+	// Policy decided the grant for dana, as the client of the document.
+	// (The shipped policy gives such clients nothing at introspection:
+	// the attestation policy is issue 17's.)
+	pol.mu.Lock()
+	var seen struct {
+		Client struct {
+			ClientID string `json:"client_id"`
+		} `json:"client"`
+		Subject struct {
+			Sub    string   `json:"sub"`
+			Groups []string `json:"groups"`
+		} `json:"subject"`
+		Request struct {
+			GrantType string `json:"grant_type"`
+		} `json:"request"`
+	}
+	if len(pol.seen) > 0 {
+		_ = json.Unmarshal(pol.seen[len(pol.seen)-1], &seen)
+	}
+	pol.mu.Unlock()
+	if seen.Client.ClientID != id || seen.Subject.Sub != "dana" || !slices.Equal(seen.Subject.Groups, []string{"engineering"}) ||
+		seen.Request.GrantType != asrv.GrantTypeJWTBearer {
+		t.Fatalf("policy saw %+v", seen)
+	}
+	// Without its client assertion it is not authenticated.
+	status, out = ta.form(asrv.PathToken, "", "", url.Values{"grant_type": {asrv.GrantTypeJWTBearer}, "assertion": {jag}, "client_id": {id}})
+	if status == http.StatusOK {
+		t.Fatalf("an ID-JAG redeemed without the client's assertion: %d %v", status, out)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/ory/fosite"
+
 	"github.com/pbac-gateway/pbac/identity"
 )
 
@@ -83,6 +85,26 @@ func (s *Server) personOf(ctx context.Context, sess *Session) (User, error) {
 		return User{}, fmt.Errorf("%w: %q signed in with a password, and no password source is configured", ErrUnknownUser, sess.Subject)
 	}
 	return s.users.Lookup(ctx, sess.Subject)
+}
+
+// signInTooOld tells whether a person's sign-in that a grant began with
+// (Session.AuthTime) is older than Config.MaxSignInAge, so no new token
+// may come of it: refreshes renew the refresh token's lifetime, and
+// without this bound a person removed at the identity provider, or moved
+// out of a group, would keep their agents' access for ever. A grant with
+// no recorded sign-in time counts as too old (it cannot be shown to be
+// young enough). Machine grants (no subject) have no sign-in.
+func (s *Server) signInTooOld(sess *Session) bool {
+	if sess.Subject == "" {
+		return false
+	}
+	return sess.AuthTime.IsZero() || s.now().Sub(sess.AuthTime) > s.cfg.MaxSignInAge
+}
+
+// errSignInTooOld refuses a token whose person's sign-in is older than
+// Config.MaxSignInAge.
+func errSignInTooOld() *fosite.RFC6749Error {
+	return fosite.ErrInvalidGrant.WithHint("The person's sign-in is older than this server allows (asrv.max_sign_in_age); sign in again.")
 }
 
 // ErrInvalidSubject is a subject no grant can have (RevokeSubject).

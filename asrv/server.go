@@ -37,6 +37,8 @@ const (
 	GrantTypeExchange   = "urn:ietf:params:oauth:grant-type:token-exchange"
 	TokenTypeAccess     = "urn:ietf:params:oauth:token-type:access_token"
 	maxRequestBodyBytes = 64 << 10
+	// DefaultMaxSignInAge is Config.MaxSignInAge's default.
+	DefaultMaxSignInAge = 24 * time.Hour
 )
 
 // Config configures a Server. Issuer, Resources, Secret, Store and Policy
@@ -102,6 +104,13 @@ type Config struct {
 	AccessTokenTTL  time.Duration // default 10 min
 	RefreshTokenTTL time.Duration // default 24 h
 	AuthCodeTTL     time.Duration // default 1 min
+	// MaxSignInAge bounds how long a person's sign-in lasts (default
+	// 24 h): a refresh, or an identity assertion grant, whose sign-in
+	// (Session.AuthTime) is older is refused with invalid_grant, and the
+	// person signs in again — which is also when their groups are read
+	// afresh. Refreshes renew the refresh token's lifetime, so without it
+	// a grant would never end.
+	MaxSignInAge time.Duration
 
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -157,6 +166,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.AuthCodeTTL <= 0 {
 		cfg.AuthCodeTTL = time.Minute
+	}
+	if cfg.MaxSignInAge <= 0 {
+		cfg.MaxSignInAge = DefaultMaxSignInAge
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

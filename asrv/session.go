@@ -33,7 +33,8 @@ type Session struct {
 	// delegated tokens. A revocation of everything acting for the person
 	// (TokenStore.RevokeSubject) refuses any later token of a grant that
 	// began before it; zero (grants stored before it was recorded, machine
-	// tokens) counts as before.
+	// tokens) counts as before. Config.MaxSignInAge counts from it too (a
+	// person's grant with none is too old to refresh).
 	AuthTime time.Time `json:"auth_time,omitzero"`
 	// Via is how the person signed in: "sso" at the identity provider,
 	// "id-jag" by its identity assertion grant (the jwt-bearer grant),

@@ -131,6 +131,13 @@ func (s *Server) applyTokenPolicy(ctx context.Context, ar fosite.AccessRequester
 		if grantType == "refresh_token" {
 			in.Token = &contract.TokenClaims{ClientID: client.ID, Sub: session.Subject, Scp: granted, Aud: resources}
 		}
+		if grantType == "refresh_token" && s.signInTooOld(session) {
+			// Refused before anything is rotated: the family stays as it
+			// was, and is of no more use.
+			s.log.InfoContext(ctx, "refresh refused: the sign-in is too old", "client_id", client.ID,
+				"sub", session.Subject, "auth_time", session.AuthTime, "max_sign_in_age", s.cfg.MaxSignInAge)
+			return nil, errSignInTooOld()
+		}
 		if session.Subject != "" {
 			u, err := s.personOf(ctx, session)
 			if err != nil {

@@ -17,6 +17,9 @@ const (
 type sseConfig struct {
 	heartbeat time.Duration
 	buffer    int
+	// onlySubject: stream only subject's records (WithSSESubject).
+	onlySubject bool
+	subject     string
 }
 
 // SSEOption configures SSEHandler.
@@ -37,6 +40,16 @@ func WithSSEBuffer(n int) SSEOption {
 		if n > 0 {
 			c.buffer = n
 		}
+	}
+}
+
+// WithSSESubject streams only the records of this subject, whatever the
+// request asks: a caller that may see only one person's records builds a
+// handler with it for each request. An empty subject selects none.
+func WithSSESubject(sub string) SSEOption {
+	return func(c *sseConfig) {
+		c.subject = sub
+		c.onlySubject = true
 	}
 }
 
@@ -76,6 +89,13 @@ func (h *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	f := Filter{ClientID: q.Get("client_id"), Decision: q.Get("decision"), Tool: q.Get("tool")}
+	if h.cfg.onlySubject {
+		if h.cfg.subject == "" {
+			http.Error(w, "no subject to stream the records of", http.StatusForbidden)
+			return
+		}
+		f.Subject = h.cfg.subject
+	}
 	switch f.Decision {
 	case "", DecisionAllow, DecisionDeny, DecisionError:
 	default:

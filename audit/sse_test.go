@@ -45,24 +45,27 @@ func TestSSEHandler(t *testing.T) {
 	tests := []struct {
 		name  string
 		query string
+		opts  []SSEOption
 		want  []string // request ids expected, in order
 	}{
-		{"all", "", []string{"a1", "d1", "a2", "e1"}},
-		{"by client", "?client_id=ci-bot", []string{"d1", "e1"}},
-		{"by decision", "?decision=deny", []string{"d1"}},
-		{"by client and decision", "?client_id=claude-code&decision=allow", []string{"a1", "a2"}},
+		{"all", "", nil, []string{"a1", "d1", "a2", "e1"}},
+		{"by client", "?client_id=ci-bot", nil, []string{"d1", "e1"}},
+		{"by decision", "?decision=deny", nil, []string{"d1"}},
+		{"by client and decision", "?client_id=claude-code&decision=allow", nil, []string{"a1", "a2"}},
+		{"one subject", "", []SSEOption{WithSSESubject("alice")}, []string{"a1", "e1"}},
+		{"one subject, whatever the query", "?sub=bob&decision=error", []SSEOption{WithSSESubject("alice")}, []string{"e1"}},
 	}
 	records := []Record{
-		{RequestID: "a1", ClientID: "claude-code", Decision: DecisionAllow, Method: "tools/call", Tool: "drive.read"},
+		{RequestID: "a1", ClientID: "claude-code", Subject: "alice", Decision: DecisionAllow, Method: "tools/call", Tool: "drive.read"},
 		{RequestID: "d1", ClientID: "ci-bot", Decision: DecisionDeny, Method: "tools/call", Tool: "slack.post", Reasons: []string{"tier ci_agent may not use slack"}},
-		{RequestID: "a2", ClientID: "claude-code", Decision: DecisionAllow, Method: "tools/list"},
-		{RequestID: "e1", ClientID: "ci-bot", Decision: DecisionError, Method: "tools/call", Tool: "x"},
+		{RequestID: "a2", ClientID: "claude-code", Subject: "bob", Decision: DecisionAllow, Method: "tools/list"},
+		{RequestID: "e1", ClientID: "ci-bot", Subject: "alice", Decision: DecisionError, Method: "tools/call", Tool: "x"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := NewTrail(testLogger())
 			defer tr.Close(context.Background())
-			srv := httptest.NewServer(SSEHandler(tr, WithSSEHeartbeat(40*time.Millisecond)))
+			srv := httptest.NewServer(SSEHandler(tr, append([]SSEOption{WithSSEHeartbeat(40 * time.Millisecond)}, tc.opts...)...))
 			defer srv.Close()
 
 			ctx, cancel := context.WithCancel(context.Background())
@@ -200,5 +203,17 @@ func TestSSEHandlerReportsDrops(t *testing.T) {
 	h.ServeHTTP(r, httptest.NewRequest(http.MethodPost, "/", nil))
 	if r.Code != http.StatusMethodNotAllowed {
 		t.Fatalf("POST: %d", r.Code)
+	}
+}
+
+// TestSSEHandlerNoSubject: a stream of one subject's records with no
+// subject to name is refused, not a stream of everyone's.
+func TestSSEHandlerNoSubject(t *testing.T) {
+	tr := NewTrail(testLogger())
+	defer tr.Close(context.Background())
+	rec := httptest.NewRecorder()
+	SSEHandler(tr, WithSSESubject("")).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Code != http.StatusForbidden {
+		t.Fatalf("status %d", rec.Code)
 	}
 }

@@ -27,10 +27,31 @@ import (
 //	    max_lifetime: 720h             # the longest exp - iat accepted
 //	    revoked_ids: [V1StGXR8_Z5jdHi6B-myTw]   # jti (pbac statement inspect): refused, and their clients unverified
 //	    revoked_keys: [Jx2…]           # issuer key ids (kid): likewise for every statement they signed
+//	  max_sign_in_age: 24h             # a person signs in again this long after signing in, refresh or not
 type ASrv struct {
 	IntrospectionClients []IntrospectionClient `yaml:"introspection_clients"`
 	Registration         *Registration         `yaml:"registration"`
 	Statements           *Statements           `yaml:"statements"`
+	MaxSignInAge         string                `yaml:"max_sign_in_age"`
+}
+
+// DefaultMaxSignInAge is asrv.max_sign_in_age's default (the
+// authorization server's own, asrv.DefaultMaxSignInAge).
+const DefaultMaxSignInAge = 24 * time.Hour
+
+// SignInMaxAge resolves asrv.max_sign_in_age: how long a person's sign-in
+// lasts before no refresh is answered and they sign in again (s may be
+// nil; unset: DefaultMaxSignInAge). Zero or negative is refused: a
+// sign-in that never ends is what the setting exists to prevent.
+func (s *ASrv) SignInMaxAge() (time.Duration, error) {
+	if s == nil || s.MaxSignInAge == "" {
+		return DefaultMaxSignInAge, nil
+	}
+	d, err := time.ParseDuration(s.MaxSignInAge)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("asrv.max_sign_in_age %q: want a positive duration (e.g. 24h)", s.MaxSignInAge)
+	}
+	return d, nil
 }
 
 // Statements shape software statement verification.
@@ -144,6 +165,9 @@ func (s *ASrv) validate() []error {
 		}
 	}
 	if _, err := s.StatementPolicy(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := s.SignInMaxAge(); err != nil {
 		errs = append(errs, err)
 	}
 	if r := s.Registration; r != nil {

@@ -272,6 +272,16 @@ var keys = []Key{
 		func() (func(*File, string) error, func(*File) string) {
 			return oidcStr(func(o *identity.OIDCConfig) *string { return &o.SubjectClaim })
 		}),
+	key("asrv.max_sign_in_age", "PBAC_MAX_SIGN_IN_AGE", "", "24h", "how long a person's sign-in lasts: a refresh (or ID-JAG) of an older one is refused and they sign in again, which re-reads their groups",
+		func() (func(*File, string) error, func(*File) string) {
+			return func(c *File, v string) error { c.asrv().MaxSignInAge = v; return nil },
+				func(c *File) string {
+					if c.ASrv == nil {
+						return ""
+					}
+					return c.ASrv.MaxSignInAge
+				}
+		}),
 	key("limits.sessions_per_agent", "PBAC_SESSIONS_PER_AGENT", "", strconv.Itoa(DefaultSessionsPerAgent), "MCP sessions one agent holds; beyond, its least recently used one ends",
 		func() (func(*File, string) error, func(*File) string) {
 			return number(func(l *Limits) *int { return &l.SessionsPerAgent })
@@ -314,6 +324,13 @@ func (c *File) oidc() *identity.OIDCConfig {
 		id.OIDC = &identity.OIDCConfig{}
 	}
 	return c.Identity.OIDC
+}
+
+func (c *File) asrv() *ASrv {
+	if c.ASrv == nil {
+		c.ASrv = &ASrv{}
+	}
+	return c.ASrv
 }
 
 func (c *File) limits() *Limits {

@@ -242,9 +242,22 @@ func slicesSortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-func (h *Handler) matrix(w http.ResponseWriter, r *http.Request, _ *session) {
+func (h *Handler) matrix(w http.ResponseWriter, r *http.Request, s *session) {
 	var user *asrv.User
-	if sub := r.URL.Query().Get("user"); sub != "" {
+	sub := r.URL.Query().Get("user")
+	switch {
+	case sub == "":
+	case h.restricted(s):
+		// A person who does not operate sees the matrix of their own
+		// agents (the first steps' "what may my agent do"), or of agents
+		// acting as themselves, not another person's.
+		if s.user == nil || sub != s.user.Subject {
+			writeError(w, http.StatusForbidden, "only an operator may see the matrix of another person")
+			return
+		}
+		u := *s.user
+		user = &u
+	default:
 		u, err := h.lookupUser(r.Context(), sub)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "unknown user "+sub)

@@ -189,13 +189,22 @@ func (h *Handler) clearShadow(w http.ResponseWriter, r *http.Request, _ *session
 	writeJSON(w, http.StatusOK, st)
 }
 
-func (h *Handler) queryAudit(w http.ResponseWriter, r *http.Request, _ *session) {
+func (h *Handler) queryAudit(w http.ResponseWriter, r *http.Request, s *session) {
 	if h.cfg.Index == nil {
 		writeError(w, http.StatusServiceUnavailable, "no audit index")
 		return
 	}
 	q := r.URL.Query()
 	f := audit.Filter{ClientID: q.Get("client_id"), Tool: q.Get("tool"), Decision: q.Get("decision"), Subject: q.Get("sub"), Limit: 100}
+	if sub, only := h.ownRecordsOnly(s); only {
+		// A person who does not operate sees their own records, whatever
+		// the query asks for.
+		if sub == "" {
+			writeError(w, http.StatusForbidden, "only an operator may read the audit trail")
+			return
+		}
+		f.Subject = sub
+	}
 	if d := f.Decision; d != "" && d != "allow" && d != "deny" && d != "error" {
 		writeError(w, http.StatusBadRequest, "decision must be allow, deny or error")
 		return

@@ -1,8 +1,15 @@
 package dashboard
 
 import (
-	"crypto/subtle"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"time"
@@ -14,21 +21,115 @@ import (
 // Single sign-on for the dashboard (Config.SSO): the same organisation's
 // provider the authorization server signs people in at, with the admin
 // listener's own redirect URI (<admin base>/oauth2/idp/callback). A
-// pending sign-in lives in this process (the dashboard's sessions do
-// anyway), bound to the browser that started it by a cookie scoped to the
-// callback, and is spent once.
+// started sign-in (the provider's state, nonce and PKCE verifier) is kept
+// in the browser, in a cookie sealed (AES-256-GCM) under a key this
+// process draws at start, named after the state and sent only to the
+// callback path: the server keeps nothing for a sign-in that does not
+// complete, so any number of started ones shuts nobody out. The dashboard's
+// sessions live in this process anyway, so a sign-in completes on the
+// process it started on. A completed state is remembered until it would
+// have expired, so that a sealed cookie is spent once.
 
 const (
-	ssoCookie     = "pbac_ui_sso"
-	ssoPendingTTL = 10 * time.Minute
-	maxSSOPending = 256
+	ssoCookiePrefix = "pbac_ui_sso_"
+	ssoPendingTTL   = 10 * time.Minute
+	// maxSSOCookie keeps the sealed cookie within what browsers store.
+	maxSSOCookie = 3800
 )
 
-// ssoPending is a started sign-in, by its state.
-type ssoPending struct {
-	pending identity.Pending
-	browser string // the cookie value bound to it
-	exp     time.Time
+// ssoRecord is a started sign-in, sealed in its cookie.
+type ssoRecord struct {
+	Pending identity.Pending `json:"p"`
+	Exp     int64            `json:"e"`
+}
+
+// newSSOSeal is the AEAD of the sign-in cookies, under a fresh random key.
+func newSSOSeal() (cipher.AEAD, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// ssoCookieName is the cookie of the sign-in with this state.
+func ssoCookieName(state string) string {
+	sum := sha256.Sum256([]byte("pbac dashboard sso cookie\x00" + state))
+	return ssoCookiePrefix + hex.EncodeToString(sum[:8])
+}
+
+func (h *Handler) sealSSO(name string, rec ssoRecord) (string, error) {
+	plain, err := json.Marshal(rec)
+	if err != nil {
+		return "", err
+	}
+	nonce := make([]byte, h.ssoSeal.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(h.ssoSeal.Seal(nonce, nonce, plain, []byte(name))), nil
+}
+
+var errSSOUnknown = errors.New("no sign-in of this browser has this state")
+
+// openSSO reads the sealed sign-in of the callback's state from this
+// browser's cookies: it must open under this process's key for this name,
+// carry this state, not have expired, and not have completed already.
+func (h *Handler) openSSO(r *http.Request, state string, now time.Time) (ssoRecord, string, error) {
+	if state == "" || len(state) > 512 {
+		return ssoRecord{}, "", fmt.Errorf("%w: the callback's state is missing or too long", errSSOUnknown)
+	}
+	name := ssoCookieName(state)
+	c, err := r.Cookie(name)
+	if err != nil {
+		return ssoRecord{}, name, fmt.Errorf("%w: no cookie %s", errSSOUnknown, name)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(c.Value)
+	n := h.ssoSeal.NonceSize()
+	if err != nil || len(raw) < n {
+		return ssoRecord{}, name, fmt.Errorf("%w: the cookie is malformed", errSSOUnknown)
+	}
+	plain, err := h.ssoSeal.Open(nil, raw[:n], raw[n:], []byte(name))
+	if err != nil {
+		return ssoRecord{}, name, fmt.Errorf("%w: the cookie was not sealed here for this state", errSSOUnknown)
+	}
+	var rec ssoRecord
+	if err := json.Unmarshal(plain, &rec); err != nil || rec.Pending.State != state {
+		return ssoRecord{}, name, fmt.Errorf("%w: the cookie is for another state", errSSOUnknown)
+	}
+	if now.Unix() >= rec.Exp {
+		return ssoRecord{}, name, fmt.Errorf("%w: the sign-in expired", errSSOUnknown)
+	}
+	return rec, name, nil
+}
+
+// spendSSO records that the sign-in of this state completed; false when it
+// already had. Only sign-ins the provider completed are recorded, each
+// until it would have expired.
+func (h *Handler) spendSSO(state string, exp, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s, e := range h.ssoSpent {
+		if now.After(e) {
+			delete(h.ssoSpent, s)
+		}
+	}
+	if _, ok := h.ssoSpent[state]; ok {
+		return false
+	}
+	h.ssoSpent[state] = exp
+	return true
+}
+
+func (h *Handler) ssoSpentAlready(state string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.ssoSpent[state]
+	return ok
 }
 
 // startSSO sends the browser to the provider.
@@ -43,23 +144,15 @@ func (h *Handler) startSSO(w http.ResponseWriter, r *http.Request) {
 		ssoPage(w, http.StatusServiceUnavailable, "The identity provider cannot be reached right now; try again later, or sign in with the admin token.")
 		return
 	}
-	browser := randomToken(24)
-	now := time.Now()
-	h.mu.Lock()
-	for s, p := range h.ssoPending {
-		if now.After(p.exp) {
-			delete(h.ssoPending, s)
-		}
-	}
-	if len(h.ssoPending) >= maxSSOPending {
-		h.mu.Unlock()
-		ssoPage(w, http.StatusServiceUnavailable, "Too many sign-ins are under way; try again in a few minutes.")
+	name := ssoCookieName(red.Pending.State)
+	sealed, err := h.sealSSO(name, ssoRecord{Pending: red.Pending, Exp: time.Now().Add(ssoPendingTTL).Unix()})
+	if err != nil || len(sealed) > maxSSOCookie {
+		h.cfg.Logger.Warn("dashboard: single sign-on state does not fit a cookie", "bytes", len(sealed), "err", err)
+		ssoPage(w, http.StatusInternalServerError, "The sign-in could not be started; sign in with the admin token.")
 		return
 	}
-	h.ssoPending[red.Pending.State] = ssoPending{pending: red.Pending, browser: browser, exp: now.Add(ssoPendingTTL)}
-	h.mu.Unlock()
 	// Lax: the way back from the provider is a cross-site navigation.
-	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: browser, Path: identity.CallbackPath, HttpOnly: true,
+	http.SetCookie(w, &http.Cookie{Name: name, Value: sealed, Path: identity.CallbackPath, HttpOnly: true,
 		Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode, MaxAge: int(ssoPendingTTL / time.Second)})
 	http.Redirect(w, r, red.URL, http.StatusSeeOther)
 }
@@ -73,21 +166,26 @@ func (h *Handler) finishSSO(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	state := q.Get("state")
-	h.mu.Lock()
-	p, ok := h.ssoPending[state]
-	c, err := r.Cookie(ssoCookie)
-	ok = ok && err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(p.browser)) == 1 && time.Now().Before(p.exp)
-	if ok {
-		delete(h.ssoPending, state)
+	now := time.Now()
+	rec, name, err := h.openSSO(r, q.Get("state"), now)
+	if name != "" {
+		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: identity.CallbackPath, HttpOnly: true, MaxAge: -1,
+			Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
 	}
-	h.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: "", Path: identity.CallbackPath, HttpOnly: true, MaxAge: -1})
-	if !ok {
+	if err == nil && h.ssoSpentAlready(rec.Pending.State) {
+		err = fmt.Errorf("%w: the sign-in already completed", errSSOUnknown)
+	}
+	if err != nil {
+		h.cfg.Logger.Info("dashboard: single sign-on callback refused", "err", err)
 		ssoPage(w, http.StatusBadRequest, "This sign-in is unknown to this browser, expired or already completed: start again from the dashboard.")
 		return
 	}
-	person, err := h.cfg.SSO.Finish(r.Context(), p.pending, q)
+	person, err := h.cfg.SSO.Finish(r.Context(), rec.Pending, q)
+	if err == nil && !h.spendSSO(rec.Pending.State, time.Unix(rec.Exp, 0), now) {
+		h.cfg.Logger.Warn("dashboard: single sign-on callback replayed")
+		ssoPage(w, http.StatusBadRequest, "This sign-in was already completed: start again from the dashboard.")
+		return
+	}
 	switch {
 	case errors.Is(err, identity.ErrUnavailable):
 		h.cfg.Logger.Warn("dashboard: single sign-on: the provider is unavailable", "err", err)

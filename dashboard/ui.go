@@ -7,11 +7,13 @@ package dashboard
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -114,8 +116,10 @@ type Handler struct {
 	// again).
 	mu      sync.Mutex
 	secrets map[string]string
-	// ssoPending are the single sign-ons under way, by state.
-	ssoPending map[string]ssoPending
+	// ssoSeal seals the single sign-ons under way into their cookies;
+	// ssoSpent are the completed ones' states, until they expire.
+	ssoSeal  cipher.AEAD
+	ssoSpent map[string]time.Time
 
 	signIn *signin.Guard
 	forms  *signin.Forms
@@ -139,8 +143,12 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	seal, err := newSSOSeal()
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: the single sign-on key: %w", err)
+	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux(), sessions: newSessions(), secrets: map[string]string{},
-		ssoPending: map[string]ssoPending{}, signIn: cfg.SignIn, forms: forms}
+		ssoSeal: seal, ssoSpent: map[string]time.Time{}, signIn: cfg.SignIn, forms: forms}
 	if cfg.Demo != nil {
 		sc, err := demo.Scenarios()
 		if err != nil {
@@ -177,7 +185,7 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("DELETE /ui/api/agents/{id}", h.operator(h.deleteAgent))
 	h.mux.HandleFunc("POST /ui/api/people/{sub}/revoke", h.operator(h.revokePerson))
 	h.mux.HandleFunc("GET /ui/api/matrix", h.signedIn(h.matrix))
-	h.mux.HandleFunc("GET /ui/api/policy", h.signedIn(h.policy))
+	h.mux.HandleFunc("GET /ui/api/policy", h.reader(h.policy))
 	h.mux.HandleFunc("PUT /ui/api/policy/data", h.operator(h.setData))
 	h.mux.HandleFunc("POST /ui/api/policy/bundles", h.operator(h.uploadBundle))
 	h.mux.HandleFunc("POST /ui/api/policy/rollback", h.operator(h.rollback))
@@ -185,7 +193,12 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET /ui/api/audit", h.signedIn(h.queryAudit))
 	if cfg.Audit != nil {
 		sse := audit.SSEHandler(cfg.Audit)
-		h.mux.HandleFunc("GET /ui/api/audit/stream", h.signedIn(func(w http.ResponseWriter, r *http.Request, _ *session) {
+		h.mux.HandleFunc("GET /ui/api/audit/stream", h.signedIn(func(w http.ResponseWriter, r *http.Request, s *session) {
+			if sub, only := h.ownRecordsOnly(s); only {
+				// Built for this request: the stream of this person's records.
+				audit.SSEHandler(cfg.Audit, audit.WithSSESubject(sub)).ServeHTTP(w, r)
+				return
+			}
 			sse.ServeHTTP(w, r)
 		}))
 	}
@@ -425,6 +438,41 @@ func (h *Handler) isOperator(s *session) bool {
 		return false
 	}
 	return d.People.Operator(s.user.Groups)
+}
+
+// restricted tells whether the session sees only what is its person's own:
+// outside the demo tenant, a person who does not operate (isOperator, read
+// now) sees only their own audit records, the trust-tier matrix of their
+// own agents, and not the policy document and data. In the demo tenant
+// the users are shared accounts with a published password, so nothing is
+// gained by hiding one from another.
+func (h *Handler) restricted(s *session) bool {
+	return h.cfg.Demo == nil && !h.isOperator(s)
+}
+
+// ownRecordsOnly tells whether the session may see only the audit records
+// of one subject, and whose: a restricted session's person's (an empty
+// subject, a session without a person, sees none).
+func (h *Handler) ownRecordsOnly(s *session) (sub string, only bool) {
+	if !h.restricted(s) {
+		return "", false
+	}
+	if s.user == nil {
+		return "", true
+	}
+	return s.user.Subject, true
+}
+
+// reader requires a session that may read the policy document and data:
+// an operator, or anyone in the demo tenant (restricted).
+func (h *Handler) reader(next sessionHandler) http.HandlerFunc {
+	return h.signedIn(func(w http.ResponseWriter, r *http.Request, s *session) {
+		if h.restricted(s) {
+			writeError(w, http.StatusForbidden, "only an operator may read the policy: sign in with the admin token, or as a person of an operator group (identity.operator_groups in the policy data)")
+			return
+		}
+		next(w, r, s)
+	})
 }
 
 func (h *Handler) signInHandler(w http.ResponseWriter, r *http.Request) {

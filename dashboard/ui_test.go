@@ -443,6 +443,10 @@ func TestMatrixRolesFromGroups(t *testing.T) {
 	if u := out["user"].(map[string]any); u["sub"] != "dana" || fmt.Sprint(u["groups"]) != "[contractor]" || len(u["roles"].([]any)) != 0 {
 		t.Fatalf("dana's session: %v", out)
 	}
+	// Another person's matrix is an operator's to see (TestWhoSeesWhat).
+	if status, out := d.postSignIn(map[string]string{"admin_token": testAdminToken}); status != 200 {
+		t.Fatalf("operator sign-in: %d %v", status, out)
+	}
 	for _, tc := range []struct {
 		user                     string
 		drive, jira, slack, note string

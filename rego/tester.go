@@ -8,6 +8,7 @@ import (
 	"maps"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
@@ -68,6 +69,9 @@ func Test(ctx context.Context, fsys fs.FS, w io.Writer, verbose bool) (passed, f
 	return passed, failed, nil
 }
 
+// testTimeout bounds one Rego test.
+const testTimeout = 2 * time.Minute
+
 // RunTests runs the *_test.rego unit tests of fsys and returns one result
 // per test, sorted by package and name.
 func RunTests(ctx context.Context, fsys fs.FS) ([]TestResult, error) {
@@ -81,6 +85,12 @@ func RunTests(ctx context.Context, fsys fs.FS) ([]TestResult, error) {
 
 	store := inmem.NewFromObject(src.data)
 	runner := tester.NewRunner().
+		// OPA's default of 5 s per test is a speed bound the heavier tests
+		// (every bypass spelling, the fast path against the full rules)
+		// miss under the race detector on two busy cores; the bound is
+		// there to stop a test that never ends, not to time the policy
+		// (benchmarks do that).
+		SetTimeout(testTimeout).
 		SetDefaultRegoVersion(ast.RegoV1).
 		SetStore(store).
 		CapturePrintOutput(true).

@@ -33,6 +33,9 @@ const (
 	GrantRefreshToken      = "refresh_token"
 	GrantClientCredentials = "client_credentials"
 	GrantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange"
+	// GrantJWTBearer carries identity assertion grants (ID-JAG; MCP's
+	// enterprise-managed authorization): private_key_jwt only.
+	GrantJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 )
 
 // Bounds on a document's contents.
@@ -127,8 +130,8 @@ func (d *Document) Clone() *Document {
 //     with exactly one of jwks_uri and jwks (RFC 7591 §2), of public
 //     asymmetric keys;
 //   - grant_types default to authorization_code (RFC 7591 §2); ones this
-//     server does not support are dropped; client_credentials needs
-//     private_key_jwt; response_types default to code;
+//     server does not support are dropped; client_credentials and
+//     jwt-bearer need private_key_jwt; response_types default to code;
 //   - a known member of the wrong type is an error; unknown members are
 //     ignored.
 //
@@ -253,7 +256,7 @@ func parseDocument(clientID string, body []byte) (*Document, error) {
 	}
 	for _, g := range grantTypes {
 		switch g {
-		case GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials, GrantTokenExchange:
+		case GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials, GrantTokenExchange, GrantJWTBearer:
 			if !slices.Contains(d.GrantTypes, g) {
 				d.GrantTypes = append(d.GrantTypes, g)
 			}
@@ -264,6 +267,9 @@ func parseDocument(clientID string, body []byte) (*Document, error) {
 	}
 	if slices.Contains(d.GrantTypes, GrantClientCredentials) && d.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT {
 		return nil, errors.New("the client_credentials grant needs private_key_jwt")
+	}
+	if slices.Contains(d.GrantTypes, GrantJWTBearer) && d.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT {
+		return nil, errors.New("the jwt-bearer grant needs private_key_jwt")
 	}
 	authCode := slices.Contains(d.GrantTypes, GrantAuthorizationCode)
 	if !responseTypesSet && authCode {

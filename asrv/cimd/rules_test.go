@@ -170,6 +170,19 @@ func TestDocumentRules(t *testing.T) {
 		{"client_credentials needs private_key_jwt", func(d map[string]any) {
 			d["grant_types"] = []string{"client_credentials"}
 		}, false, nil},
+		{"jwt-bearer (ID-JAG) needs private_key_jwt", func(d map[string]any) {
+			d["grant_types"] = []string{GrantJWTBearer}
+		}, false, nil},
+		{"jwt-bearer (ID-JAG) with private_key_jwt", func(d map[string]any) {
+			d["grant_types"] = []string{GrantJWTBearer}
+			d["response_types"] = []string{}
+			d["token_endpoint_auth_method"] = "private_key_jwt"
+			d["jwks_uri"] = "https://app.example.com/jwks.json"
+		}, true, func(t *testing.T, d *Document) {
+			if len(d.GrantTypes) != 1 || d.GrantTypes[0] != GrantJWTBearer {
+				t.Error(d.GrantTypes)
+			}
+		}},
 		{"response type code required for the code grant", func(d map[string]any) { d["response_types"] = []string{"token"} }, false, nil},
 		{"scope with a bad token", func(d map[string]any) { d["scope"] = "a  b" }, false, nil},
 		{"client_uri must be https", func(d map[string]any) { d["client_uri"] = "javascript:alert(1)" }, false, nil},

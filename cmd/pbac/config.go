@@ -166,6 +166,23 @@ func printIdentity(w io.Writer, s opsSettings) {
 		fmt.Fprintf(w, "  people                none — warning: no identity source, so nobody can sign in and only machine clients get tokens;\n")
 		fmt.Fprintf(w, "                        configure identity.oidc (single sign-on) or identity.users_file (pbac user add)\n")
 	}
+	if demoUsers || id.Configured() {
+		if age, err := s.file.ASrv.SignInMaxAge(); err == nil {
+			fmt.Fprintf(w, "    sign-in lasts       %s at most, refreshes included (asrv.max_sign_in_age)\n", shortDuration(age))
+		}
+	}
+}
+
+// shortDuration is d without its trailing zero units: 24h, 1h30m.
+func shortDuration(d time.Duration) string {
+	out := d.String()
+	if strings.HasSuffix(out, "m0s") {
+		out = strings.TrimSuffix(out, "0s")
+	}
+	if strings.HasSuffix(out, "h0m") {
+		out = strings.TrimSuffix(out, "0m")
+	}
+	return out
 }
 
 func orDefaultDuration(d, def time.Duration) time.Duration {

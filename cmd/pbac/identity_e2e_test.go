@@ -644,7 +644,9 @@ func followSSO(t *testing.T, b *http.Client, resp *http.Response, done, person, 
 // login page. An engineer's agent is allowed and denied as the seed matrix
 // says, a contractor's gets the contractor's narrower grants; moving the
 // engineering group in policy data flips the next call with the same token;
-// ID tokens forged on the provider's wire (wrong issuer, audience or key,
+// revoking everything acting for a person (the admin API) refuses the next
+// call of every token of theirs, and nobody else's, until they sign in
+// again; ID tokens forged on the provider's wire (wrong issuer, audience or key,
 // an earlier sign-in's nonce, expired) get no code; with the provider down
 // the sign-in ends on a clear page without a token, and the tokens issued
 // before keep working.
@@ -712,6 +714,18 @@ func TestSingleSignOnPeople(t *testing.T) {
 	})
 
 	t.Run("the dashboard signs people in at the provider; an operator group operates", func(t *testing.T) {
+		// Sign-ins started and abandoned by someone not signed in (300,
+		// more than the pending table this replaced held) keep nobody out.
+		for i := range 300 {
+			resp, err := noRedirects().Get(tn.admin + "/ui/api/session/sso")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("abandoned sign-in %d: %d", i, resp.StatusCode)
+			}
+		}
 		b := noRedirects()
 		resp, err := b.Get(tn.admin + "/ui/api/session/sso")
 		if err != nil {
@@ -760,6 +774,9 @@ func TestSingleSignOnPeople(t *testing.T) {
 		if status, _ := d.do("POST", "/ui/api/policy/rollback", nil); status != http.StatusForbidden {
 			t.Fatalf("dana operates before the data names her group: %d", status)
 		}
+		if status, _ := d.do("GET", "/ui/api/policy", nil); status != http.StatusForbidden {
+			t.Fatalf("dana reads the policy before the data names her group: %d", status)
+		}
 		tn.setIdentityData(t, func(id map[string]any) { id["operator_groups"] = []string{"engineering"} })
 		if _, _, op := session(); !op {
 			t.Fatal("dana does not operate once the data names engineering")
@@ -771,6 +788,45 @@ func TestSingleSignOnPeople(t *testing.T) {
 			t.Fatal("dana still operates after the rollback")
 		}
 	})
+
+	t.Run("revoking everything acting for a person ends every token of theirs", func(t *testing.T) {
+		issue := map[string]any{"key": "SEC-12"}
+		first, second := signIn(t, "erin", "jira:read"), signIn(t, "erin", "jira:read")
+		for _, tok := range []string{first.AccessToken, second.AccessToken} {
+			if ok, why := callTool(t, tn.base, tok, "jira", "get_issue", issue); !ok {
+				t.Fatalf("erin before the revocation: %s", why)
+			}
+		}
+		status, body := tn.adminDo(t, http.MethodPost, "/admin/people/erin/revoke", []byte(`{"reason": "left the company"}`))
+		var out struct {
+			Revoked struct {
+				AccessTokens  int `json:"access_tokens"`
+				RefreshTokens int `json:"refresh_tokens"`
+			}
+		}
+		if err := json.Unmarshal([]byte(body), &out); status != http.StatusOK || err != nil || out.Revoked.AccessTokens < 2 {
+			t.Fatalf("POST /admin/people/erin/revoke: %d %s", status, body)
+		}
+		for _, tok := range []string{first.AccessToken, second.AccessToken} {
+			if ok, why := callTool(t, tn.base, tok, "jira", "get_issue", issue); ok || !strings.Contains(why, "Unauthorized") {
+				t.Fatalf("erin's token after the revocation: allowed=%v %s", ok, why)
+			}
+		}
+		if first.RefreshToken != "" {
+			_, cfg, _ := codeRequest(tn.base, client, agentCallback, resource)
+			if _, err := cfg.TokenSource(t.Context(), &oauth2.Token{RefreshToken: first.RefreshToken}).Token(); err == nil {
+				t.Fatal("erin's refresh token refreshed after the revocation")
+			}
+		}
+		if ok, why := callTool(t, tn.base, dana.AccessToken, "jira", "get_issue", issue); !ok {
+			t.Fatalf("dana's token after erin's revocation: %s", why)
+		}
+		if ok, why := callTool(t, tn.base, signIn(t, "erin", "jira:read").AccessToken, "jira", "get_issue", issue); !ok {
+			t.Fatalf("erin signed in again: %s", why)
+		}
+	})
+
+	t.Run("the provider's identity assertion grants (ID-JAG) get tokens", func(t *testing.T) { testIDJAGGrant(t, tn, o, resource) })
 
 	t.Run("forged ID tokens get no code", func(t *testing.T) {
 		o.mu.Lock()

@@ -272,8 +272,8 @@ func TestPolicyLimitsPrecedence(t *testing.T) {
 
 // TestConfigCheckIdentity: pbac config check says where people sign in —
 // the demo users only in the demo tenant, a users file, single sign-on
-// with the redirect URI to register at the provider — and warns when
-// nobody could.
+// with the redirect URI to register at the provider, and how long a
+// sign-in lasts — and warns when nobody could.
 func TestConfigCheckIdentity(t *testing.T) {
 	dir := t.TempDir()
 	users, secret := filepath.Join(dir, "users.yaml"), filepath.Join(dir, "oidc-secret")
@@ -286,10 +286,12 @@ func TestConfigCheckIdentity(t *testing.T) {
 		name, body string
 		want, not  []string
 	}{
-		{"the demo", "", []string{"the demo users alice, bob and carol", "demo tenant of pbac up only"}, []string{"warning"}},
-		{"demo off, nothing configured", "demo: false\n", []string{"warning: no identity source", "configure identity.oidc", "identity.users_file"}, []string{"alice"}},
+		{"the demo", "", []string{"the demo users alice, bob and carol", "demo tenant of pbac up only", "sign-in lasts       24h at most"}, []string{"warning"}},
+		{"demo off, nothing configured", "demo: false\n", []string{"warning: no identity source", "configure identity.oidc", "identity.users_file"}, []string{"alice", "sign-in lasts"}},
 		{"backends of its own", "backends: [{name: a, url: 'http://127.0.0.1:7/mcp'}]\n", []string{"warning: no identity source"}, []string{"alice"}},
 		{"a users file", "demo: false\nidentity: {users_file: " + users + "}\n", []string{"users file " + users}, []string{"warning", "alice"}},
+		{"a users file, sign-ins of 90 minutes", "demo: false\nidentity: {users_file: " + users + "}\nasrv: {max_sign_in_age: 90m}\n",
+			[]string{"users file " + users, "sign-in lasts       1h30m at most, refreshes included (asrv.max_sign_in_age)"}, []string{"warning"}},
 		{"a users file in the demo", "identity: {users_file: " + users + "}\n", []string{"users file " + users}, []string{"alice"}},
 		{"single sign-on", "demo: false\npublic_url: https://gw.example.com\nidentity:\n  oidc: {issuer: https://login.example.com, client_id: pbac, client_secret_file: " + secret + "}\n",
 			[]string{"single sign-on at https://login.example.com (client pbac; scopes openid profile email; groups from groups, subject from sub)",

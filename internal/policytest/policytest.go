@@ -33,11 +33,15 @@ func Registry(t testing.TB) *plugins.Registry {
 }
 
 // Empty returns a registry on a fresh engine with no version active (every
-// decision a deny until one is); both close when the test ends.
+// decision a deny until one is); both close when the test ends. An
+// evaluation may take up to the registry's decision timeout (1 s) rather
+// than the engine's production default (100 ms): tests run under the race
+// detector beside others on two cores, and a test of deadlines sets its
+// own.
 func Empty(t testing.TB) *plugins.Registry {
 	t.Helper()
 	ctx := context.Background()
-	engine, err := wasm.NewEngine(ctx, wasm.NewConfig())
+	engine, err := wasm.NewEngine(ctx, wasm.NewConfig().WithEvalTimeout(plugins.DefaultDecisionTimeout))
 	if err != nil {
 		t.Fatal(err)
 	}

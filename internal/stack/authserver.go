@@ -111,6 +111,10 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 	if err != nil {
 		return err
 	}
+	maxSignInAge, err := settings.SignInMaxAge()
+	if err != nil {
+		return err
+	}
 	key, err := asrv.LoadOrCreateIssuerKey(s.cfg.DataDir)
 	if err != nil {
 		return err
@@ -132,7 +136,7 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 		Issuer: issuer, Resources: s.resources(), Scopes: s.cfg.AuthServer.Scopes, ActiveScopes: s.scopes, Secret: secret,
 		Store: store, Policy: s.decider, Statements: verifier, Logger: s.log,
 		Introspectors: introspectors, SignIn: guard, Registration: limits,
-		AccessTokenTTL: s.cfg.AuthServer.AccessTokenTTL,
+		AccessTokenTTL: s.cfg.AuthServer.AccessTokenTTL, MaxSignInAge: maxSignInAge,
 		// Client ID Metadata Documents set ClientMetadata here.
 		Users: ppl.users, SSO: ppl.redirectSource(), Assertions: ppl.assertionIssuer(),
 	})

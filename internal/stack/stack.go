@@ -104,7 +104,8 @@ type Admin struct {
 // AuthServer shapes the in-process authorization server.
 type AuthServer struct {
 	// Settings are the configuration's asrv: block (introspection
-	// clients, registration limits, statements); nil: the defaults.
+	// clients, registration limits, statements, the longest a person's
+	// sign-in lasts); nil: the defaults.
 	Settings *config.ASrv
 	// Resources are the protected resources tokens are for, when the
 	// authorization server runs alone (nil: <issuer>/mcp). With a gateway

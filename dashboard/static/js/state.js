@@ -10,6 +10,7 @@ export const state = {
   agentsError: '',
   scenarios: [],
   policy: null, // GET /ui/api/policy
+  policyError: '', // why the policy cannot be read (not an operator)
   pickedAgentId: null,
 };
 
@@ -115,7 +116,17 @@ export async function loadScenarios() {
 // {changed: true} when the active version is not the one seen before.
 export async function loadPolicy() {
   const before = state.policy && state.policy.active ? state.policy.active.version : null;
-  const p = await api('GET', '/ui/api/policy');
+  let p;
+  try {
+    p = await api('GET', '/ui/api/policy');
+    state.policyError = '';
+  } catch (e) {
+    // Outside the demo only an operator reads the policy (403): say so
+    // where the policy shows, rather than as a failure.
+    if (e.status !== 403) throw e;
+    p = null;
+    state.policyError = e.message;
+  }
   state.policy = p;
   const after = p && p.active ? p.active.version : null;
   emit('policy', { changed: before !== after, version: after });
@@ -132,5 +143,6 @@ export function reset() {
   state.agentsError = '';
   state.scenarios = [];
   state.policy = null;
+  state.policyError = '';
   state.pickedAgentId = null;
 }

@@ -66,7 +66,10 @@ async function refresh() {
 
 function render() {
   const p = state.policy;
-  if (!p) return;
+  if (!p) {
+    if (state.policyError) setMessage($('#policy-operator-note'), state.policyError, 'warn');
+    return;
+  }
   const op = isOperator();
   setMessage($('#policy-operator-note'), op ? '' : 'You may look at the policy; changing it (activate, shadow, roll back, upload) needs an operator: sign in with the admin token.', 'warn');
   renderActive(p);

@@ -1,0 +1,60 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMaxSignInAge: asrv.max_sign_in_age comes from the file or
+// PBAC_MAX_SIGN_IN_AGE (which wins), is 24h when absent (the table's
+// default says so too), and a duration that is not one, zero or negative
+// is refused at load.
+func TestMaxSignInAge(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name, body string
+		env        map[string]string
+		want       time.Duration
+		wantErr    string
+	}{
+		{name: "absent: 24h", want: 24 * time.Hour},
+		{name: "from the file", body: "asrv: {max_sign_in_age: 8h}\n", want: 8 * time.Hour},
+		{name: "from the environment", env: map[string]string{"PBAC_MAX_SIGN_IN_AGE": "90m"}, want: 90 * time.Minute},
+		{name: "the environment over the file", body: "asrv: {max_sign_in_age: 8h}\n", env: map[string]string{"PBAC_MAX_SIGN_IN_AGE": "1h"}, want: time.Hour},
+		{name: "not a duration", body: "asrv: {max_sign_in_age: a day}\n", wantErr: `asrv.max_sign_in_age "a day": want a positive duration`},
+		{name: "a number without a unit", env: map[string]string{"PBAC_MAX_SIGN_IN_AGE": "24"}, wantErr: `asrv.max_sign_in_age "24"`},
+		{name: "zero: a sign-in that never ends", body: "asrv: {max_sign_in_age: 0s}\n", wantErr: `asrv.max_sign_in_age "0s"`},
+		{name: "negative", env: map[string]string{"PBAC_MAX_SIGN_IN_AGE": "-1h"}, wantErr: `asrv.max_sign_in_age "-1h"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := LoadEnv(write(tc.body), func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := cfg.ASrv.SignInMaxAge()
+			if err != nil || got != tc.want {
+				t.Fatalf("SignInMaxAge() = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+	k, ok := Lookup("asrv.max_sign_in_age")
+	if d, err := time.ParseDuration(k.Default); !ok || err != nil || d != DefaultMaxSignInAge {
+		t.Fatalf("the table's default %q is not DefaultMaxSignInAge %v", k.Default, DefaultMaxSignInAge)
+	}
+}

@@ -1,0 +1,91 @@
+package stack_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/config"
+	"github.com/pbac-gateway/pbac/internal/oauthtest"
+	"github.com/pbac-gateway/pbac/internal/stack"
+)
+
+// TestMaxSignInAgeReachesTheAS: asrv.max_sign_in_age is the authorization
+// server's bound on a person's sign-in. Unset (24h) a refresh right after
+// signing in is answered; at 1ms it is refused with invalid_grant saying
+// to sign in again; a value that is no positive duration stops the stack
+// from starting, naming the key.
+func TestMaxSignInAgeReachesTheAS(t *testing.T) {
+	const redirect = "http://127.0.0.1:47021/cb"
+	for _, tc := range []struct {
+		name     string
+		settings *config.ASrv
+		refresh  string // the refresh's answer: "ok", or the error code
+		startErr string
+	}{
+		{name: "unset: 24h", refresh: "ok"},
+		{name: "1ms: every refresh comes too late", settings: &config.ASrv{MaxSignInAge: "1ms"}, refresh: "invalid_grant"},
+		{name: "zero", settings: &config.ASrv{MaxSignInAge: "0s"}, startErr: `asrv.max_sign_in_age "0s"`},
+		{name: "negative", settings: &config.ASrv{MaxSignInAge: "-24h"}, startErr: `asrv.max_sign_in_age "-24h"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := baseConfig(t, t.TempDir())
+			cfg.Ephemeral, cfg.Demo.Backends, cfg.AuthServer.Settings = true, true, tc.settings
+			st, err := stack.New(t.Context(), cfg)
+			if tc.startErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.startErr) {
+					if err == nil {
+						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+						defer cancel()
+						_ = st.Close(ctx)
+					}
+					t.Fatalf("stack.New: %v, want an error containing %q", err, tc.startErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				_ = st.Close(ctx)
+				settle()
+			})
+			jws, err := st.AuthServer().Statement(st.StatementKey(), asrv.StatementClaims{SoftwareID: "age-test", AgentProvider: "claude-code", AgentModel: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, _, _, err := st.AuthServer().Register(t.Context(), &asrv.RegistrationRequest{ClientName: "age-test", SoftwareStatement: jws,
+				RedirectURIs: []string{redirect}, TokenEndpointAuthMethod: asrv.AuthMethodNone, GrantTypes: []string{"authorization_code", "refresh_token"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			client := c.ID
+			resource := st.URL() + "/mcp"
+			tok, err := oauthtest.CodeFlow(t.Context(), st.URL(), client, redirect, "alice", "demo", resource, "jira:read")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.PostForm(st.URL()+"/oauth2/token", url.Values{"grant_type": {"refresh_token"},
+				"client_id": {client}, "refresh_token": {tok.RefreshToken}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var out map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&out)
+			switch {
+			case tc.refresh == "ok" && (resp.StatusCode != http.StatusOK || out["refresh_token"] == nil):
+				t.Fatalf("refresh: %d %v, want a new pair", resp.StatusCode, out)
+			case tc.refresh != "ok" && (out["error"] != tc.refresh || !strings.Contains(out["error_description"].(string), "sign in again")):
+				t.Fatalf("refresh: %d %v, want %s saying to sign in again", resp.StatusCode, out, tc.refresh)
+			}
+		})
+	}
+}
