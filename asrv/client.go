@@ -26,17 +26,27 @@ type AgentClaims = contract.AgentClaims
 // and the parts of fosite.OpenIDConnectClient fosite's client authentication
 // consults. Secrets are stored only as hashes.
 type Client struct {
-	ID                      string      `json:"client_id"`
-	SecretHash              []byte      `json:"secret_hash,omitempty"`
-	RedirectURIs            []string    `json:"redirect_uris"`
-	GrantTypes              []string    `json:"grant_types"`
-	ResponseTypes           []string    `json:"response_types"`
-	Scopes                  []string    `json:"scopes"`
-	Audience                []string    `json:"audience,omitempty"`
-	TokenEndpointAuthMethod string      `json:"token_endpoint_auth_method"`
-	Name                    string      `json:"client_name,omitempty"`
-	URI                     string      `json:"client_uri,omitempty"`
-	Agent                   AgentClaims `json:"agent"`
+	ID                      string   `json:"client_id"`
+	SecretHash              []byte   `json:"secret_hash,omitempty"`
+	RedirectURIs            []string `json:"redirect_uris"`
+	GrantTypes              []string `json:"grant_types"`
+	ResponseTypes           []string `json:"response_types"`
+	Scopes                  []string `json:"scopes"`
+	Audience                []string `json:"audience,omitempty"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
+	// Issuer is the issuer identifier of the authorization server the
+	// client registered at (SEP-2352: credentials are bound to the server
+	// that issued them). A client recorded for another issuer is not a
+	// client here (configuredClients.GetClient); empty for clients stored
+	// before it was recorded, which stay usable.
+	Issuer string `json:"issuer,omitempty"`
+	// ApplicationType is native or web (SEP-837), as registered or as
+	// inferred from the redirect URIs; empty for clients registered
+	// before it was recorded and for clients of metadata documents.
+	ApplicationType string      `json:"application_type,omitempty"`
+	Name            string      `json:"client_name,omitempty"`
+	URI             string      `json:"client_uri,omitempty"`
+	Agent           AgentClaims `json:"agent"`
 	// Attestation, when set, says how the client is known otherwise than
 	// by its own registration: a client of a metadata document (kind
 	// AttestationCIMD) is resolved from its URL, and stored only so its

@@ -23,6 +23,16 @@ const (
 	ErrCodeUnapprovedSoftwareStatement = "unapproved_software_statement"
 )
 
+// Application types (OpenID Connect Dynamic Client Registration 1.0 §2,
+// which the MCP authorization spec of 2026-07-28 has clients send at DCR,
+// SEP-837). A native client redirects only to a loopback http URI or a
+// private-use scheme; a web client only to https on a host that is not
+// loopback.
+const (
+	ApplicationTypeNative = "native"
+	ApplicationTypeWeb    = "web"
+)
+
 // Grant types a client may register.
 const (
 	GrantAuthorizationCode = "authorization_code"
@@ -82,6 +92,7 @@ type RegistrationRequest struct {
 	SoftwareID              string   `json:"software_id,omitempty"`
 	SoftwareVersion         string   `json:"software_version,omitempty"`
 	SoftwareStatement       string   `json:"software_statement,omitempty"`
+	ApplicationType         string   `json:"application_type,omitempty"`
 }
 
 // ParseRegistration decodes and validates a DCR body: at most 64 KiB of
@@ -112,6 +123,7 @@ func ParseRegistration(body []byte) (*RegistrationRequest, error) {
 		{"software_id", &req.SoftwareID},
 		{"software_version", &req.SoftwareVersion},
 		{"software_statement", &req.SoftwareStatement},
+		{"application_type", &req.ApplicationType},
 	} {
 		raw, ok := fields[f.name]
 		if !ok || string(raw) == "null" {
@@ -228,6 +240,10 @@ func (r *RegistrationRequest) Validate() error {
 		}
 	}
 
+	if err := r.checkApplicationType(); err != nil {
+		return err
+	}
+
 	// Scope.
 	if _, err := dcrParseScope(r.Scope); err != nil {
 		return dcrMetadataErr("scope: %v", err)
@@ -256,6 +272,61 @@ func (r *RegistrationRequest) Validate() error {
 			Description: fmt.Sprintf("software_statement larger than %d bytes", MaxStatementSize)}
 	}
 	return nil
+}
+
+// checkApplicationType validates application_type against the redirect
+// URIs (SEP-837; OIDC DCR §2) and, when the client left it out, fills it
+// in from them: native when every redirect URI is native-style, web
+// otherwise, web too for a client without redirect URIs (the OIDC
+// default). Clients of earlier MCP revisions omit it, so a list of
+// loopback redirect URIs must keep registering; a list that mixes the two
+// kinds fits neither type and is refused, with a reason that says so.
+func (r *RegistrationRequest) checkApplicationType() error {
+	explicit := r.ApplicationType != ""
+	if !explicit {
+		r.ApplicationType = ApplicationTypeWeb
+		if len(r.RedirectURIs) > 0 && !slices.ContainsFunc(r.RedirectURIs, func(u string) bool { return !isNativeRedirect(u) }) {
+			r.ApplicationType = ApplicationTypeNative
+		}
+	}
+	switch r.ApplicationType {
+	case ApplicationTypeNative:
+		for i, u := range r.RedirectURIs {
+			if !isNativeRedirect(u) {
+				return dcrRedirectErr("redirect_uris[%d]: a native application redirects only to http on a loopback host or to a private-use scheme", i)
+			}
+		}
+	case ApplicationTypeWeb:
+		for i, u := range r.RedirectURIs {
+			if isNativeRedirect(u) && !explicit {
+				return dcrRedirectErr("redirect_uris mix native (loopback http, private-use scheme) and web (https) URIs: register each kind as its own client, with application_type native or web")
+			}
+			if !isWebRedirect(u) {
+				return dcrRedirectErr("redirect_uris[%d]: a web application redirects only to https on a host that is not loopback (use application_type native for loopback or private-use scheme redirects)", i)
+			}
+		}
+	default:
+		return dcrMetadataErr("application_type must be native or web")
+	}
+	return nil
+}
+
+// isNativeRedirect tells whether a redirect URI (checked by
+// checkRedirectURI) is a native application's: http to a loopback host
+// (RFC 8252 §7.3) or a private-use scheme (RFC 8252 §7.1).
+func isNativeRedirect(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	return isLoopbackRedirect(u) || (u.Scheme != "http" && u.Scheme != "https")
+}
+
+// isWebRedirect tells whether a redirect URI (checked by checkRedirectURI)
+// is a web application's: https to a host that is not loopback.
+func isWebRedirect(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Scheme == "https" && u.Hostname() != "" && !isLoopbackHost(u.Hostname())
 }
 
 // dcrCheckWebURI accepts an absolute http(s) URL with a host and no userinfo.
@@ -371,6 +442,7 @@ func NewClient(req *RegistrationRequest, v *StatementVerifier, now time.Time) (c
 		ResponseTypes:           r.ResponseTypes,
 		Scopes:                  scopes,
 		TokenEndpointAuthMethod: r.TokenEndpointAuthMethod,
+		ApplicationType:         r.ApplicationType,
 		Name:                    r.ClientName,
 		URI:                     r.ClientURI,
 		Agent:                   agent,
@@ -423,6 +495,9 @@ func RegistrationResponse(c *Client, secret, regToken, configURI string) map[str
 	}
 	if len(c.Scopes) > 0 {
 		resp["scope"] = strings.Join(c.Scopes, " ")
+	}
+	if c.ApplicationType != "" {
+		resp["application_type"] = c.ApplicationType
 	}
 	if c.Name != "" {
 		resp["client_name"] = c.Name

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -430,5 +431,86 @@ func TestSecretHasherVerifiesBcrypt(t *testing.T) {
 	}
 	if err := (secretHasher{}).Compare(t.Context(), h, []byte("wrong")); err == nil {
 		t.Fatal("wrong secret verifies against a bcrypt hash")
+	}
+}
+
+// TestRegistrationApplicationType: application_type (SEP-837; OIDC DCR
+// §2) is native or web, checked against the redirect URIs, inferred from
+// them when left out, stored on the client and returned.
+func TestRegistrationApplicationType(t *testing.T) {
+	const (
+		loopback = "http://127.0.0.1:33418/callback"
+		localh   = "http://localhost:8080/mcp/oauth/callback"
+		private  = "com.example.agent:/oauth"
+		web      = "https://agent.example/cb"
+		webLocal = "https://localhost/cb"
+	)
+	for _, tc := range []struct {
+		name     string
+		appType  string
+		redirect []string
+		grants   []string
+		want     string // stored type; "" when refused
+		code     string // error code when refused
+	}{
+		{"native loopback", "native", []string{loopback}, nil, ApplicationTypeNative, ""},
+		{"native localhost", "native", []string{localh}, nil, ApplicationTypeNative, ""},
+		{"native private-use scheme", "native", []string{private, loopback}, nil, ApplicationTypeNative, ""},
+		{"native refuses https", "native", []string{web}, nil, "", ErrCodeInvalidRedirectURI},
+		{"native refuses one https among loopback", "native", []string{loopback, web}, nil, "", ErrCodeInvalidRedirectURI},
+		{"web https", "web", []string{web}, nil, ApplicationTypeWeb, ""},
+		{"web refuses loopback http", "web", []string{loopback}, nil, "", ErrCodeInvalidRedirectURI},
+		{"web refuses https localhost", "web", []string{webLocal}, nil, "", ErrCodeInvalidRedirectURI},
+		{"web refuses private-use scheme", "web", []string{private}, nil, "", ErrCodeInvalidRedirectURI},
+		{"omitted, loopback: native", "", []string{loopback}, nil, ApplicationTypeNative, ""},
+		{"omitted, private-use scheme: native", "", []string{private}, nil, ApplicationTypeNative, ""},
+		{"omitted, https: web", "", []string{web}, nil, ApplicationTypeWeb, ""},
+		{"omitted, mixed: refused", "", []string{loopback, web}, nil, "", ErrCodeInvalidRedirectURI},
+		{"omitted, no redirect: web", "", nil, []string{GrantClientCredentials}, ApplicationTypeWeb, ""},
+		{"native without redirect", "native", nil, []string{GrantClientCredentials}, ApplicationTypeNative, ""},
+		{"unknown type", "desktop", []string{loopback}, nil, "", ErrCodeInvalidClientMetadata},
+		{"case matters", "Native", []string{loopback}, nil, "", ErrCodeInvalidClientMetadata},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := map[string]any{"redirect_uris": tc.redirect}
+			if tc.appType != "" {
+				body["application_type"] = tc.appType
+			}
+			if tc.grants != nil {
+				body["grant_types"] = tc.grants
+			}
+			raw, _ := json.Marshal(body)
+			req, err := ParseRegistration(raw)
+			if tc.want == "" {
+				var re *RegistrationError
+				if !errors.As(err, &re) || re.Code != tc.code {
+					t.Fatalf("ParseRegistration = %v, want %s", err, tc.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseRegistration: %v", err)
+			}
+			c, _, _, err := NewClient(req, nil, time.Now())
+			if err != nil {
+				t.Fatalf("NewClient: %v", err)
+			}
+			if c.ApplicationType != tc.want {
+				t.Fatalf("stored application_type %q, want %q", c.ApplicationType, tc.want)
+			}
+			if got := RegistrationResponse(c, "", "", "")["application_type"]; got != tc.want {
+				t.Fatalf("response application_type %v, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRegistrationApplicationTypeType: a non-string application_type is
+// invalid client metadata.
+func TestRegistrationApplicationTypeType(t *testing.T) {
+	_, err := ParseRegistration([]byte(`{"redirect_uris":["http://127.0.0.1/cb"],"application_type":["native"]}`))
+	var re *RegistrationError
+	if !errors.As(err, &re) || re.Code != ErrCodeInvalidClientMetadata {
+		t.Fatalf("ParseRegistration = %v, want invalid_client_metadata", err)
 	}
 }

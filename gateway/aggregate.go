@@ -97,9 +97,10 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 		return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{
 			"resultType":        "complete",
 			"supportedVersions": append([]string{statelessRevision}, aggregateVersions...),
-			"capabilities":      map[string]any{"tools": map[string]any{}},
-			"_meta":             map[string]any{"io.modelcontextprotocol/serverInfo": serverInfo()},
-			"instructions":      aggregateInstructions,
+			"capabilities": map[string]any{"tools": map[string]any{},
+				"extensions": map[string]any{ExtensionOAuthClientCredentials: map[string]any{}}},
+			"_meta":        map[string]any{"io.modelcontextprotocol/serverInfo": serverInfo()},
+			"instructions": aggregateInstructions,
 		}))
 	}
 	var sess *aggSession
@@ -126,6 +127,14 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 		return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, -32601, "method not served by the aggregated server: use /mcp/<backend>", nil))
 	}
 }
+
+// ExtensionOAuthClientCredentials is the MCP extension of the OAuth
+// client credentials flow (SEP-1046): a machine agent gets its token with
+// its own credentials (client_secret_basic, or private_key_jwt for a
+// client of a metadata document), no person involved. The gateway takes
+// such tokens, and says so in server/discover's capabilities.extensions,
+// where the extension asks a server to advertise it.
+const ExtensionOAuthClientCredentials = "io.modelcontextprotocol/oauth-client-credentials"
 
 func rpcResult(id json.RawMessage, result any) []byte {
 	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": result})

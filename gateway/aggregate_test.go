@@ -9,6 +9,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
 )
 
@@ -82,6 +83,9 @@ func TestAggregatedStatelessRevision(t *testing.T) {
 	}
 	if status, body := post("server/discover", "", `{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{}}`); status != 200 || !strings.Contains(body, `"supportedVersions"`) {
 		t.Fatalf("discover: %d %s", status, body)
+	} else if !strings.Contains(body, `"extensions":{"`+gateway.ExtensionOAuthClientCredentials+`":{}}`) {
+		// SEP-1046: the token above is a client-credentials token.
+		t.Fatalf("discover does not advertise the client credentials extension: %s", body)
 	}
 	if status, body := post("tools/list", "", `{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}`); status != 200 || !strings.Contains(body, "jira.search_issues") {
 		t.Fatalf("tools/list: %d %s", status, body)

@@ -95,6 +95,7 @@ func (f *fixture) client(id string) *asrv.Client {
 		Scopes:                  []string{"tools:read", "tools:write", "offline"},
 		Audience:                []string{"https://mcp.example"},
 		TokenEndpointAuthMethod: asrv.AuthMethodSecretBasic,
+		ApplicationType:         asrv.ApplicationTypeWeb,
 		Name:                    "agent " + id,
 		Agent:                   asrv.AgentClaims{Verified: true, Issuer: "https://vendor.example", AgentModel: "m1"},
 		CreatedAt:               time.Now().UTC().Truncate(time.Second),
