@@ -34,12 +34,6 @@ type Client struct {
 	Scopes                  []string `json:"scopes"`
 	Audience                []string `json:"audience,omitempty"`
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
-	// Issuer is the issuer identifier of the authorization server the
-	// client registered at (SEP-2352: credentials are bound to the server
-	// that issued them). A client recorded for another issuer is not a
-	// client here (configuredClients.GetClient); empty for clients stored
-	// before it was recorded, which stay usable.
-	Issuer string `json:"issuer,omitempty"`
 	// ApplicationType is native or web (SEP-837), as registered or as
 	// inferred from the redirect URIs; empty for clients registered
 	// before it was recorded and for clients of metadata documents.

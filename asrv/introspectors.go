@@ -64,9 +64,6 @@ func (s *Server) mayIntrospect(clientID string) bool {
 type configuredClients struct {
 	Store
 	introspectors map[string]*Client
-	// issuer is this server's issuer identifier: a stored client
-	// registered at another is refused (SEP-2352).
-	issuer string
 	// metadata resolves URL-formatted client ids (nil: not enabled).
 	metadata *metadataClients
 	// scopes are the scopes clients may ask for now (Server.scopes): a
@@ -88,14 +85,6 @@ func (c configuredClients) GetClient(ctx context.Context, id string) (fosite.Cli
 		cl, err = c.metadataClient(ctx, id)
 	} else {
 		cl, err = c.Store.Client(ctx, id)
-		if err == nil && cl.Issuer != "" && cl.Issuer != c.issuer {
-			// Credentials are bound to the authorization server that
-			// issued them (SEP-2352): a client of this store registered
-			// under another issuer (a changed public URL, a replica
-			// configured for another) must register again here.
-			return nil, fmt.Errorf("%w: client %q was registered at issuer %q, not %q: %w",
-				ErrClientOfAnotherIssuer, id, cl.Issuer, c.issuer, fosite.ErrNotFound)
-		}
 	}
 	if err != nil {
 		return nil, err

@@ -72,7 +72,6 @@ func (s *Server) Register(ctx context.Context, req *RegistrationRequest) (client
 	if err != nil {
 		return nil, "", "", err
 	}
-	client.Issuer = s.cfg.Issuer
 	// A client's registered scope is a hint, not a ceiling: policy decides
 	// what each token grants (tier ∩ role ∩ request), and a ceiling the
 	// client chose for itself would only break the MCP step-up, where a 403

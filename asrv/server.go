@@ -242,7 +242,7 @@ func New(cfg Config) (*Server, error) {
 
 		introspectors: introspectors,
 	}
-	s.clients = configuredClients{Store: cfg.Store, issuer: cfg.Issuer, introspectors: introspectors, metadata: metadata, scopes: s.scopes}
+	s.clients = configuredClients{Store: cfg.Store, introspectors: introspectors, metadata: metadata, scopes: s.scopes}
 	fc.ClientAuthenticationStrategy = s.authenticateClient
 	// Only the grants MCP needs, composed here so a missing piece fails at
 	// start-up: authorization code + PKCE, refresh, client credentials,
@@ -326,10 +326,6 @@ func limitBody(next http.Handler) http.Handler {
 func (s *Server) url(path string) string {
 	return strings.TrimSuffix(s.cfg.Issuer, "/") + path
 }
-
-// Issuer is this server's issuer identifier (Config.Issuer), the one its
-// clients' credentials are bound to (SEP-2352).
-func (s *Server) Issuer() string { return s.cfg.Issuer }
 
 // Metadata is the RFC 8414 authorization server metadata.
 func (s *Server) Metadata() map[string]any {

@@ -22,10 +22,6 @@ var (
 	// everything acting for its person was revoked after its grant began
 	// (TokenStore.RevokeSubject).
 	ErrSubjectRevoked = errors.New("everything acting for this person was revoked")
-	// ErrClientOfAnotherIssuer means a stored client was registered at
-	// another issuer than this server's (SEP-2352); it is also
-	// fosite.ErrNotFound, so fosite answers invalid_client.
-	ErrClientOfAnotherIssuer = errors.New("client registered at another issuer")
 )
 
 // Bounds on what a Store keys by: a Store treats an empty or longer

@@ -48,10 +48,8 @@ func seedDemoAgents(ctx context.Context, dataDir string, as *authRuntime, store 
 		if a, ok := FindDemoAgent(saved, sp.name); ok {
 			// Reused while registered — and, for one acting for a user,
 			// while it has today's redirect URIs (older data dirs lack
-			// Claude Code's localhost callback), and while registered at
-			// today's issuer (credentials are bound to it, SEP-2352).
-			if c, err := store.Client(ctx, a.ClientID); err == nil && (sp.machine || hasAll(c.RedirectURIs, demo.HumanRedirectURIs())) &&
-				(c.Issuer == "" || c.Issuer == as.server.Issuer()) {
+			// Claude Code's localhost callback).
+			if c, err := store.Client(ctx, a.ClientID); err == nil && (sp.machine || hasAll(c.RedirectURIs, demo.HumanRedirectURIs())) {
 				agents = append(agents, a)
 				continue
 			}
