@@ -2,14 +2,8 @@ package asrv
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -40,77 +34,14 @@ const (
 	// ssoTTL is how long a person may take at the identity provider.
 	ssoTTL          = 10 * time.Minute
 	ssoCookiePrefix = "pbac_sso_"
-	// maxSSOCookie keeps the sealed cookie within what browsers store.
-	maxSSOCookie = 3800
 )
 
-// ssoRecord is a started single sign-on, sealed in its cookie.
-type ssoRecord struct {
-	Pending identity.Pending `json:"p"`
-	// Query is the authorization request this sign-in resumes.
-	Query string `json:"q"`
-	Exp   int64  `json:"e"`
-}
-
-// newSSOSeal is the AEAD of the sign-on cookies, keyed from the token
-// secret.
-func newSSOSeal(secret []byte) (cipher.AEAD, error) {
+// newSSOSeal seals the sign-on cookies under a key derived from the token
+// secret, so replicas that share the secret open each other's.
+func newSSOSeal(secret []byte) (*identity.SignInSeal, error) {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte("pbac single sign-on state key"))
-	block, err := aes.NewCipher(m.Sum(nil))
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
-}
-
-// ssoCookieName is the cookie of the sign-on with this state.
-func ssoCookieName(state string) string {
-	sum := sha256.Sum256([]byte("pbac sso cookie\x00" + state))
-	return ssoCookiePrefix + hex.EncodeToString(sum[:8])
-}
-
-func (s *Server) sealSSO(name string, rec ssoRecord) (string, error) {
-	plain, err := json.Marshal(rec)
-	if err != nil {
-		return "", err
-	}
-	nonce := make([]byte, s.ssoSeal.NonceSize())
-	_, _ = rand.Read(nonce)
-	return base64.RawURLEncoding.EncodeToString(s.ssoSeal.Seal(nonce, nonce, plain, []byte(name))), nil
-}
-
-var errSSOUnknown = errors.New("no sign-on of this browser has this state")
-
-// openSSO reads the sealed sign-on of the callback's state from this
-// browser's cookies: it must open under this server's key for this name,
-// carry this state, and not have expired.
-func (s *Server) openSSO(r *http.Request, state string) (ssoRecord, string, error) {
-	if state == "" || len(state) > 512 {
-		return ssoRecord{}, "", fmt.Errorf("%w: the callback's state is missing or too long", errSSOUnknown)
-	}
-	name := ssoCookieName(state)
-	c, err := r.Cookie(name)
-	if err != nil {
-		return ssoRecord{}, name, fmt.Errorf("%w: no cookie %s", errSSOUnknown, name)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(c.Value)
-	n := s.ssoSeal.NonceSize()
-	if err != nil || len(raw) < n {
-		return ssoRecord{}, name, fmt.Errorf("%w: the cookie is malformed", errSSOUnknown)
-	}
-	plain, err := s.ssoSeal.Open(nil, raw[:n], raw[n:], []byte(name))
-	if err != nil {
-		return ssoRecord{}, name, fmt.Errorf("%w: the cookie was not sealed here for this state", errSSOUnknown)
-	}
-	var rec ssoRecord
-	if err := json.Unmarshal(plain, &rec); err != nil || rec.Pending.State != state {
-		return ssoRecord{}, name, fmt.Errorf("%w: the cookie is for another state", errSSOUnknown)
-	}
-	if s.now().Unix() >= rec.Exp {
-		return ssoRecord{}, name, fmt.Errorf("%w: the sign-on expired", errSSOUnknown)
-	}
-	return rec, name, nil
+	return identity.NewSignInSeal(m.Sum(nil), ssoCookiePrefix, "pbac sso cookie")
 }
 
 // secureCookies: cookies are Secure on TLS and on an https issuer (TLS
@@ -131,9 +62,8 @@ func (s *Server) startSSO(ctx context.Context, browser, w http.ResponseWriter, r
 			http.StatusServiceUnavailable)
 		return
 	}
-	name := ssoCookieName(red.Pending.State)
-	sealed, err := s.sealSSO(name, ssoRecord{Pending: red.Pending, Query: r.URL.RawQuery, Exp: s.now().Add(ssoTTL).Unix()})
-	if err != nil || len(sealed) > maxSSOCookie {
+	name, sealed, err := s.ssoSeal.Seal(identity.SealedSignIn{Pending: red.Pending, Resume: r.URL.RawQuery, Exp: s.now().Add(ssoTTL).Unix()})
+	if err != nil || len(sealed) > identity.MaxSealedCookie {
 		s.log.WarnContext(ctx, "single sign-on state does not fit a cookie", "client_id", client.ID, "bytes", len(sealed), "err", err)
 		s.renderLogin(w, r, p, "", "This authorization request is too large to sign in with single sign-on.", http.StatusBadRequest)
 		return
@@ -158,7 +88,7 @@ func (s *Server) serveIDPCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	rec, name, err := s.openSSO(r, q.Get("state"))
+	rec, name, err := s.ssoSeal.Open(r, q.Get("state"), s.now())
 	if name != "" {
 		http.SetCookie(w, &http.Cookie{Name: name, Path: PathIDPCallback, HttpOnly: true, Secure: s.secureCookies(r), SameSite: http.SameSiteLaxMode, MaxAge: -1})
 	}
@@ -181,7 +111,7 @@ func (s *Server) serveIDPCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	// The authorization request, as it was sent, through the endpoint's
 	// checks again (the client may have been deleted meanwhile).
-	areq, err := http.NewRequestWithContext(ctx, http.MethodGet, PathAuthorize+"?"+rec.Query, nil)
+	areq, err := http.NewRequestWithContext(ctx, http.MethodGet, PathAuthorize+"?"+rec.Resume, nil)
 	if err != nil {
 		s.renderError(w, http.StatusBadRequest, "invalid_request", "The authorization request cannot be resumed.")
 		return

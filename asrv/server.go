@@ -5,7 +5,6 @@
 package asrv
 
 import (
-	"crypto/cipher"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -133,7 +132,7 @@ type Server struct {
 	signIn   *signin.Guard
 	forms    *signin.Forms
 	// ssoSeal seals the state of single sign-ons in their cookies.
-	ssoSeal cipher.AEAD
+	ssoSeal *identity.SignInSeal
 	reg     *registrations
 	// introspectors are the clients Config.Introspectors allows, by id;
 	// those configured with a secret are their own *Client, never stored.

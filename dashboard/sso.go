@@ -1,13 +1,7 @@
 package dashboard
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -33,78 +27,15 @@ import (
 const (
 	ssoCookiePrefix = "pbac_ui_sso_"
 	ssoPendingTTL   = 10 * time.Minute
-	// maxSSOCookie keeps the sealed cookie within what browsers store.
-	maxSSOCookie = 3800
 )
 
-// ssoRecord is a started sign-in, sealed in its cookie.
-type ssoRecord struct {
-	Pending identity.Pending `json:"p"`
-	Exp     int64            `json:"e"`
-}
-
-// newSSOSeal is the AEAD of the sign-in cookies, under a fresh random key.
-func newSSOSeal() (cipher.AEAD, error) {
+// newSSOSeal seals the sign-in cookies under a fresh random key.
+func newSSOSeal() (*identity.SignInSeal, error) {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
-}
-
-// ssoCookieName is the cookie of the sign-in with this state.
-func ssoCookieName(state string) string {
-	sum := sha256.Sum256([]byte("pbac dashboard sso cookie\x00" + state))
-	return ssoCookiePrefix + hex.EncodeToString(sum[:8])
-}
-
-func (h *Handler) sealSSO(name string, rec ssoRecord) (string, error) {
-	plain, err := json.Marshal(rec)
-	if err != nil {
-		return "", err
-	}
-	nonce := make([]byte, h.ssoSeal.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return "", err
-	}
-	return base64.RawURLEncoding.EncodeToString(h.ssoSeal.Seal(nonce, nonce, plain, []byte(name))), nil
-}
-
-var errSSOUnknown = errors.New("no sign-in of this browser has this state")
-
-// openSSO reads the sealed sign-in of the callback's state from this
-// browser's cookies: it must open under this process's key for this name,
-// carry this state, not have expired, and not have completed already.
-func (h *Handler) openSSO(r *http.Request, state string, now time.Time) (ssoRecord, string, error) {
-	if state == "" || len(state) > 512 {
-		return ssoRecord{}, "", fmt.Errorf("%w: the callback's state is missing or too long", errSSOUnknown)
-	}
-	name := ssoCookieName(state)
-	c, err := r.Cookie(name)
-	if err != nil {
-		return ssoRecord{}, name, fmt.Errorf("%w: no cookie %s", errSSOUnknown, name)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(c.Value)
-	n := h.ssoSeal.NonceSize()
-	if err != nil || len(raw) < n {
-		return ssoRecord{}, name, fmt.Errorf("%w: the cookie is malformed", errSSOUnknown)
-	}
-	plain, err := h.ssoSeal.Open(nil, raw[:n], raw[n:], []byte(name))
-	if err != nil {
-		return ssoRecord{}, name, fmt.Errorf("%w: the cookie was not sealed here for this state", errSSOUnknown)
-	}
-	var rec ssoRecord
-	if err := json.Unmarshal(plain, &rec); err != nil || rec.Pending.State != state {
-		return ssoRecord{}, name, fmt.Errorf("%w: the cookie is for another state", errSSOUnknown)
-	}
-	if now.Unix() >= rec.Exp {
-		return ssoRecord{}, name, fmt.Errorf("%w: the sign-in expired", errSSOUnknown)
-	}
-	return rec, name, nil
+	return identity.NewSignInSeal(key, ssoCookiePrefix, "pbac dashboard sso cookie")
 }
 
 // spendSSO records that the sign-in of this state completed; false when it
@@ -144,9 +75,8 @@ func (h *Handler) startSSO(w http.ResponseWriter, r *http.Request) {
 		ssoPage(w, http.StatusServiceUnavailable, "The identity provider cannot be reached right now; try again later, or sign in with the admin token.")
 		return
 	}
-	name := ssoCookieName(red.Pending.State)
-	sealed, err := h.sealSSO(name, ssoRecord{Pending: red.Pending, Exp: time.Now().Add(ssoPendingTTL).Unix()})
-	if err != nil || len(sealed) > maxSSOCookie {
+	name, sealed, err := h.ssoSeal.Seal(identity.SealedSignIn{Pending: red.Pending, Exp: time.Now().Add(ssoPendingTTL).Unix()})
+	if err != nil || len(sealed) > identity.MaxSealedCookie {
 		h.cfg.Logger.Warn("dashboard: single sign-on state does not fit a cookie", "bytes", len(sealed), "err", err)
 		ssoPage(w, http.StatusInternalServerError, "The sign-in could not be started; sign in with the admin token.")
 		return
@@ -167,13 +97,13 @@ func (h *Handler) finishSSO(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	now := time.Now()
-	rec, name, err := h.openSSO(r, q.Get("state"), now)
+	rec, name, err := h.ssoSeal.Open(r, q.Get("state"), now)
 	if name != "" {
 		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: identity.CallbackPath, HttpOnly: true, MaxAge: -1,
 			Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
 	}
 	if err == nil && h.ssoSpentAlready(rec.Pending.State) {
-		err = fmt.Errorf("%w: the sign-in already completed", errSSOUnknown)
+		err = fmt.Errorf("%w: the sign-in already completed", identity.ErrNoSealedSignIn)
 	}
 	if err != nil {
 		h.cfg.Logger.Info("dashboard: single sign-on callback refused", "err", err)

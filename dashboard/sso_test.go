@@ -150,7 +150,7 @@ func TestSSOSignInIsKeptByTheBrowser(t *testing.T) {
 			second := idp.signIn(t, start(other), olga)
 			// the first sign-in's cookie, under the second's name
 			c := b.Jar.Cookies(u)[0]
-			other.Jar.SetCookies(u, []*http.Cookie{{Name: ssoCookieName(second.Get("state")), Value: c.Value, Path: identity.CallbackPath}})
+			other.Jar.SetCookies(u, []*http.Cookie{{Name: h.ssoSeal.CookieName(second.Get("state")), Value: c.Value, Path: identity.CallbackPath}})
 			return other, callback(other, second)
 		}, http.StatusBadRequest},
 		{"a tampered cookie does not", func(t *testing.T) (*http.Client, *http.Response) {

@@ -7,7 +7,6 @@ package dashboard
 
 import (
 	"context"
-	"crypto/cipher"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
@@ -118,7 +117,7 @@ type Handler struct {
 	secrets map[string]string
 	// ssoSeal seals the single sign-ons under way into their cookies;
 	// ssoSpent are the completed ones' states, until they expire.
-	ssoSeal  cipher.AEAD
+	ssoSeal  *identity.SignInSeal
 	ssoSpent map[string]time.Time
 
 	signIn *signin.Guard
