@@ -1,6 +1,7 @@
 package asrv
 
 import (
+	"cmp"
 	"time"
 
 	"github.com/go-jose/go-jose/v3"
@@ -46,6 +47,14 @@ type Client struct {
 	// AttestationCIMD) is resolved from its URL, and stored only so its
 	// tokens have a client (see anchorMetadataClient).
 	Attestation *contract.Attestation `json:"attestation,omitempty"`
+	// Review is an operator's review of the registration: nil while
+	// nobody has reviewed it (pending), approved with the provider the
+	// operator assigned, or rejected (the client gets no code or token).
+	Review *ClientReview `json:"review,omitempty"`
+	// Vouch is a person's word for the client at sign-in ("this is my
+	// Claude Code"): policy honours it only for that person, and only for
+	// tiers that allow user attestation.
+	Vouch *ClientVouch `json:"vouch,omitempty"`
 	// SoftwareStatement is the JWS presented at registration, kept so RFC 7592
 	// reads return it; it carries no secret.
 	SoftwareStatement string `json:"software_statement,omitempty"`
@@ -57,6 +66,71 @@ type Client struct {
 	// metadata is the document a metadata client was resolved from, for
 	// this request only.
 	metadata *cimd.Document
+}
+
+// Review statuses (ClientReview.Status).
+const (
+	ReviewApproved = "approved"
+	ReviewRejected = "rejected"
+)
+
+// ClientReview is an operator's decision on a registration.
+type ClientReview struct {
+	Status string `json:"status"`
+	// Provider is the agent provider the operator assigned (approved).
+	Provider string `json:"provider,omitempty"`
+	// By is the operator: "admin" for the admin token, or the operator's
+	// subject when signed in to the dashboard.
+	By      string    `json:"by"`
+	At      time.Time `json:"at"`
+	Comment string    `json:"comment,omitempty"`
+}
+
+// ClientVouch is a person's attestation of a client.
+type ClientVouch struct {
+	Subject  string    `json:"subject"`
+	Provider string    `json:"provider"`
+	At       time.Time `json:"at"`
+}
+
+// Rejected tells whether an operator rejected the client.
+func (c *Client) Rejected() bool {
+	return c != nil && c.Review != nil && c.Review.Status == ReviewRejected
+}
+
+// PolicyAttestation is how the client is known, the strongest way first:
+// a verified software statement, an operator's approval, its metadata
+// document's URL, a person's word; nil when nobody vouches for it. The
+// caller passes the client as this server trusts it now (clientAsSeen:
+// a revoked statement no longer verifies it).
+func (c *Client) PolicyAttestation() *contract.Attestation {
+	switch {
+	case c == nil:
+		return nil
+	case c.Agent.Verified:
+		return &contract.Attestation{Kind: contract.AttestationStatement, By: statementIssuerName(c.Agent), Provider: c.Agent.AgentProvider}
+	case c.Review != nil && c.Review.Status == ReviewApproved:
+		return &contract.Attestation{Kind: contract.AttestationOperator, By: c.Review.By, Provider: c.Review.Provider}
+	case c.Attestation != nil && c.Attestation.Kind == contract.AttestationCIMD:
+		return &contract.Attestation{Kind: contract.AttestationCIMD, By: c.Attestation.Origin, Origin: c.Attestation.Origin}
+	case c.Vouch != nil:
+		return &contract.Attestation{Kind: contract.AttestationUser, By: c.Vouch.Subject, Provider: c.Vouch.Provider}
+	}
+	return nil
+}
+
+// LocalIssuerName is the name policy knows this server's own statement
+// key by (data.agents.statement_issuers).
+const LocalIssuerName = "local"
+
+// statementIssuerName is the configured name of the issuer that verified
+// a: clients verified before issuers had names were verified by this
+// server's own key.
+func statementIssuerName(a AgentClaims) string {
+	if a.IssuerName == "" && a.Issuer == LocalIssuer {
+		return LocalIssuerName
+	}
+	return cmp.Or(a.IssuerName, a.Issuer)
 }
 
 var (

@@ -73,8 +73,9 @@ func (s *Server) inspect(ctx context.Context, req fosite.Requester, resource str
 	if !ok {
 		return inactive("token session is unreadable"), false, nil
 	}
+	seen := s.clientAsSeen(client)
 	in := contract.Input{
-		Client:  s.policyClient(client),
+		Client:  seen.PolicyClient(),
 		Token:   tokenInput(req, sess),
 		Request: contract.Request{Resource: []string(req.GetGrantedAudience())},
 	}
@@ -104,12 +105,13 @@ func (s *Server) inspect(ctx context.Context, req fosite.Requester, resource str
 		Roles:    roles,
 		Groups:   groups,
 		// Copies: req may share the store's cached record.
-		Audience:  slices.Clone([]string(req.GetGrantedAudience())),
-		IssuedAt:  in.Token.Iat,
-		ExpiresAt: in.Token.Exp,
-		Act:       sess.Act.Clone(),
-		Tier:      id.Tier,
-		Agent:     s.clientAsSeen(client).Agent,
+		Audience:    slices.Clone([]string(req.GetGrantedAudience())),
+		IssuedAt:    in.Token.Iat,
+		ExpiresAt:   in.Token.Exp,
+		Act:         sess.Act.Clone(),
+		Tier:        id.Tier,
+		Agent:       seen.Agent,
+		Attestation: seen.PolicyAttestation(),
 	}, id.JITSingleUse || sess.SingleUse, nil
 }
 
@@ -209,6 +211,9 @@ func rfc7662(i Introspection) map[string]any {
 	// What a remote gateway needs for its own policy decision: the agent's
 	// verified claims and the human's roles.
 	m["pbac_agent"] = i.Agent
+	if i.Attestation != nil {
+		m["pbac_attestation"] = i.Attestation
+	}
 	if len(i.Roles) > 0 {
 		m["pbac_roles"] = i.Roles
 	}

@@ -29,7 +29,7 @@ import (
 
 // AttestationCIMD is the attestation kind of a client known by its client
 // id metadata document.
-const AttestationCIMD = "cimd"
+const AttestationCIMD = contract.AttestationCIMD
 
 // metadataClients turns resolved documents into clients.
 type metadataClients struct {

@@ -234,7 +234,7 @@ func TestCIMDCodeFlow(t *testing.T) {
 	seen := len(pol.seen)
 	first := string(pol.seen[0])
 	pol.mu.Unlock()
-	if seen < 2 || !strings.Contains(first, `"attestation":{"kind":"cimd","origin":"`+host.srv.URL+`"}`) || !strings.Contains(first, `"verified":false`) {
+	if seen < 2 || !strings.Contains(first, `"attestation":{"kind":"cimd","by":"`+host.srv.URL+`","origin":"`+host.srv.URL+`"}`) || !strings.Contains(first, `"verified":false`) {
 		t.Fatalf("policy saw %d inputs, the first %s", seen, first)
 	}
 	stored, err := ta.store.Client(ctx, id)
@@ -435,7 +435,7 @@ func TestCIMDSignInThroughSSO(t *testing.T) {
 	pol.mu.Lock()
 	grant := string(pol.seen[len(pol.seen)-1])
 	pol.mu.Unlock()
-	for _, want := range []string{`"client_id":"` + id + `"`, `"attestation":{"kind":"cimd","origin":"` + host.srv.URL + `"}`,
+	for _, want := range []string{`"client_id":"` + id + `"`, `"attestation":{"kind":"cimd","by":"` + host.srv.URL + `","origin":"` + host.srv.URL + `"}`,
 		`"sub":"dana"`, `"groups":["engineering"]`} {
 		if !strings.Contains(grant, want) {
 			t.Fatalf("policy was asked without %s: %s", want, grant)

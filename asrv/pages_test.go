@@ -56,9 +56,9 @@ func TestSignInPageSaysWhoIsAsking(t *testing.T) {
 			},
 			status: http.StatusForbidden,
 			want: []string{`id="verified">unverified<`, `tier unverified`, `registered itself without a signed software statement`,
-				`Policy refuses this agent, whoever signs in`, `<li>client is not verified; it gets the least tier, which grants nothing</li>`,
+				`Policy refuses this agent, whoever signs in`, `<li>client is not attested (no trusted statement, operator approval or known metadata document vouches for it); it gets the least tier, which grants nothing</li>`,
 				`<code id="redirect-host">127.0.0.1:43177</code>`,
-				`id="return" href="http://127.0.0.1:43177/callback?error=access_denied&amp;`, `client&#43;is&#43;not&#43;verified`},
+				`id="return" href="http://127.0.0.1:43177/callback?error=access_denied&amp;`, `client&#43;is&#43;not&#43;attested`},
 			absent: []string{`name="password"`, `name="csrf_token"`, `Sign in and approve`, `id="sso"`},
 		},
 		{
@@ -192,7 +192,7 @@ func TestRefusedClientNeverReachesThePassword(t *testing.T) {
 		body := readBody(t, resp)
 		loc, _ := url.Parse(resp.Header.Get("Location"))
 		if resp.StatusCode != http.StatusSeeOther || loc == nil || loc.Query().Get("error") != "access_denied" ||
-			!strings.Contains(loc.Query().Get("error_description"), "client is not verified") || loc.Query().Get("code") != "" {
+			!strings.Contains(loc.Query().Get("error_description"), "client is not attested") || loc.Query().Get("code") != "" {
 			t.Fatalf("password %q: %d Location %q\n%s", pw, resp.StatusCode, loc, body)
 		}
 	}

@@ -110,10 +110,7 @@ func (c *Client) PolicyClient() *contract.Client {
 		return nil
 	}
 	pc := c.Agent.PolicyClient(c.ID)
-	if c.Attestation != nil {
-		at := *c.Attestation
-		pc.Attestation = &at
-	}
+	pc.Attestation = c.PolicyAttestation()
 	return pc
 }
 

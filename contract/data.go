@@ -46,10 +46,43 @@ func (p People) Operator(groups []string) bool {
 	return false
 }
 
-// Agents is data.agents: the providers of each trust tier.
+// Agents is data.agents: the providers of each trust tier, and who may
+// vouch for which provider (tiers.rego, client_providers).
 type Agents struct {
 	TrustTiers  map[string][]string `json:"trust_tiers"`
 	DefaultTier string              `json:"default_tier"`
+	// StatementIssuers are trusted statement issuer name -> the providers
+	// its statements may name ("*": any).
+	StatementIssuers map[string][]string `json:"statement_issuers"`
+	// CIMDProviders are client id metadata document URL (or a prefix
+	// ending in "/") -> provider.
+	CIMDProviders map[string]string `json:"cimd_providers"`
+}
+
+// Providers are the providers listed in any trust tier, sorted.
+func (d *Data) Providers() []string {
+	set := map[string]bool{}
+	for _, ps := range d.Agents.TrustTiers {
+		for _, p := range ps {
+			set[p] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
+// UserAttestable are the providers a person may vouch for at sign-in:
+// those listed in a tier that allows user attestation, sorted.
+func (d *Data) UserAttestable() []string {
+	set := map[string]bool{}
+	for t, ps := range d.Agents.TrustTiers {
+		if !d.Tiers[t].UserAttestation {
+			continue
+		}
+		for _, p := range ps {
+			set[p] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
 }
 
 // Tier is one trust tier of data.tiers.
@@ -58,6 +91,9 @@ type Tier struct {
 	// Grants are resource -> accesses.
 	Grants          map[string][]string `json:"grants"`
 	TokenTTLSeconds int64               `json:"token_ttl_seconds"`
+	// UserAttestation lets a person vouch for a client as one of this
+	// tier's providers (attestation kind "user"); off unless set.
+	UserAttestation bool `json:"user_attestation"`
 }
 
 // Role is one role of data.roles.

@@ -8,8 +8,11 @@ import "context"
 type AgentClaims struct {
 	// Verified is true only when a software statement signed by a trusted
 	// issuer was presented at registration.
-	Verified              bool   `json:"verified"`
-	Issuer                string `json:"issuer,omitempty"`
+	Verified bool   `json:"verified"`
+	Issuer   string `json:"issuer,omitempty"`
+	// IssuerName is the configured name of the trusted statement issuer
+	// whose key verified the statement (who vouches, for policy).
+	IssuerName            string `json:"issuer_name,omitempty"`
 	SoftwareID            string `json:"software_id,omitempty"`
 	AgentProvider         string `json:"agent_provider,omitempty"`
 	AgentModel            string `json:"agent_model,omitempty"`
@@ -57,12 +60,22 @@ type Identity struct {
 	// Agent are the client's verified claims as the authorization server
 	// trusts them now (zero when inactive or unverified).
 	Agent AgentClaims
+	// Attestation is how the client is known now (nil: nobody vouches),
+	// as policy sees it in client.attestation.
+	Attestation *Attestation
 	// Consumed is set when this introspection used up a single-use token.
 	Consumed bool
 }
 
 // PolicyClient renders the token's client for policy.
-func (i Identity) PolicyClient() *Client { return i.Agent.PolicyClient(i.ClientID) }
+func (i Identity) PolicyClient() *Client {
+	c := i.Agent.PolicyClient(i.ClientID)
+	if i.Attestation != nil {
+		a := *i.Attestation
+		c.Attestation = &a
+	}
+	return c
+}
 
 // Introspector tells what a bearer token stands for at a protected
 // resource (empty: any). An inactive token is an Identity with Active

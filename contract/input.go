@@ -26,19 +26,44 @@ type Client struct {
 	SingleUseAccessTokens bool   `json:"single_use_access_tokens"`
 	SoftwareID            string `json:"software_id,omitempty"`
 	Verified              bool   `json:"verified"`
-	// Attestation says how the client's identity is known, when it is
-	// known otherwise than by a registration of its own: for a client id
-	// metadata document, kind "cimd" and the origin that publishes it.
+	// Attestation says how the client is known, when it is known at all
+	// (see Attestation); absent for a client nobody vouches for.
 	Attestation *Attestation `json:"attestation,omitempty"`
 }
 
-// Attestation is how a client is known, for policy to weigh.
+// Attestation kinds: who vouches for a client, and so which provider (and
+// through policy data, which trust tier) it is.
+const (
+	// AttestationStatement: a software statement signed by a trusted
+	// statement issuer (By is the issuer's configured name) names the
+	// provider; the client is Verified.
+	AttestationStatement = "software_statement"
+	// AttestationCIMD: the client_id is the https URL of a client ID
+	// metadata document the authorization server resolved; By is the
+	// URL's origin. Policy data maps client id URLs to providers.
+	AttestationCIMD = "cimd"
+	// AttestationOperator: an operator reviewed the registration and
+	// assigned the provider; By is the operator.
+	AttestationOperator = "operator"
+	// AttestationUser: the person signing in vouched for the client as
+	// Provider ("this is my Claude Code"); By is that person's subject.
+	// Policy honours it only for that person and only for tiers that
+	// allow it.
+	AttestationUser = "user"
+)
+
+// Attestation is how a client is known, for policy to weigh: one kind,
+// who vouches, and the provider they vouch for (absent for "cimd", where
+// policy data maps the client id URL to a provider).
 type Attestation struct {
-	// Kind is "cimd": the client_id is the URL of a client ID metadata
-	// document the authorization server resolved.
 	Kind string `json:"kind"`
-	// Origin is who vouches: for "cimd", the client id URL's origin
-	// (https://host[:port]).
+	// By is who vouches: the statement issuer's name, the document URL's
+	// origin (https://host[:port]), the operator, or the person's subject.
+	By string `json:"by,omitempty"`
+	// Provider is the agent provider vouched for.
+	Provider string `json:"provider,omitempty"`
+	// Origin is the client id URL's origin, for "cimd" (the same as By;
+	// kept for policies written against the first version).
 	Origin string `json:"origin,omitempty"`
 }
 

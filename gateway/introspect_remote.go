@@ -26,18 +26,19 @@ type RemoteIntrospector struct {
 
 // introspection is the RFC 7662 response, with the AS's pbac_* members.
 type introspection struct {
-	Active   bool                 `json:"active"`
-	Scope    string               `json:"scope"`
-	ClientID string               `json:"client_id"`
-	Sub      string               `json:"sub"`
-	Aud      audience             `json:"aud"`
-	Exp      int64                `json:"exp"`
-	Iat      int64                `json:"iat"`
-	Act      *contract.Actor      `json:"act"`
-	Tier     string               `json:"pbac_tier"`
-	Agent    contract.AgentClaims `json:"pbac_agent"`
-	Roles    []string             `json:"pbac_roles"`
-	Groups   []string             `json:"pbac_groups"`
+	Active   bool                  `json:"active"`
+	Scope    string                `json:"scope"`
+	ClientID string                `json:"client_id"`
+	Sub      string                `json:"sub"`
+	Aud      audience              `json:"aud"`
+	Exp      int64                 `json:"exp"`
+	Iat      int64                 `json:"iat"`
+	Act      *contract.Actor       `json:"act"`
+	Tier     string                `json:"pbac_tier"`
+	Agent    contract.AgentClaims  `json:"pbac_agent"`
+	Attest   *contract.Attestation `json:"pbac_attestation"`
+	Roles    []string              `json:"pbac_roles"`
+	Groups   []string              `json:"pbac_groups"`
 }
 
 // audience accepts RFC 7662's aud as a string or an array.
@@ -92,7 +93,7 @@ func (r *RemoteIntrospector) Introspect(ctx context.Context, token, resource str
 	}
 	return contract.Identity{
 		Active: true, Scopes: strings.Fields(in.Scope), ClientID: in.ClientID, Subject: in.Sub,
-		Roles: in.Roles, Audience: in.Aud, IssuedAt: in.Iat, ExpiresAt: in.Exp, Act: in.Act, Tier: in.Tier,
+		Roles: in.Roles, Audience: in.Aud, IssuedAt: in.Iat, ExpiresAt: in.Exp, Act: in.Act, Tier: in.Tier, Attestation: in.Attest,
 		Groups: in.Groups, Agent: in.Agent,
 	}, nil
 }

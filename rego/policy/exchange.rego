@@ -59,12 +59,12 @@ exchange_deny contains "subject token was not issued to the actor" if {
 
 exchange_deny contains "audience client is not registered" if audience_client == null
 
-exchange_deny contains "audience client is not verified" if {
+exchange_deny contains "audience client is not attested" if {
 	audience_client != null
-	not audience_verified
+	not audience_attested
 }
 
-audience_verified if audience_client.verified == true
+audience_attested if count(client_providers(audience_client)) > 0
 
 exchange_deny contains msg if {
 	some s in exchange_excess

@@ -55,7 +55,7 @@ test_delegation_to_unregistered_audience_denied if {
 
 test_delegation_to_unverified_audience_denied if {
 	inp := json.patch(exchange_input("claude-code", ["jira:read"]), [{"op": "replace", "path": "/request/audience_client/verified", "value": false}])
-	has_reason(exchange(inp), "audience client is not verified")
+	has_reason(exchange(inp), "audience client is not attested")
 }
 
 test_delegation_with_expired_subject_token_denied if {

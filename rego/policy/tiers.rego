@@ -50,20 +50,104 @@ tier_rank(t) := r if {
 	is_number(r)
 } else := 0
 
-# tier_of(c) is the trust tier of client object c: the tier listing its
-# agent_provider, but only when the client is verified. A provider listed
-# under several tiers gets the least-privileged (lowest rank, then name) one.
+# tier_of(c) is the trust tier of client object c: the least-privileged
+# (lowest rank, then name) tier listing a provider the client is known as
+# (client_providers), or the default tier when nobody vouches for it. A
+# person's word (attestation kind "user") counts only in tiers that allow
+# it (tiers[t].user_attestation).
 tier_of(c) := t if {
-	c.verified == true
-	p := c.agent_provider
-	is_string(p)
+	ps := client_providers(c)
 	names := [name |
 		some name, provs in data.agents.trust_tiers
 		is_array(provs)
+		some p in ps
 		p in provs
 	]
+	count(names) > 0
 	t := least_tier(names)
+	user_attestation_allowed(c, t)
 } else := default_tier
+
+# client_providers(c) is the set of providers client c is known as, by how
+# it is attested (contract.Attestation), the strongest way first:
+#   - a verified software statement names its provider, if the statement's
+#     issuer may vouch for it (data.agents.statement_issuers);
+#   - an operator who approved the registration assigned one;
+#   - a client ID metadata document's URL is mapped to providers by
+#     data.agents.cimd_providers (exact URL, or a prefix ending in "/");
+#   - the person the client acts for vouched for it, and only for them.
+client_providers(c) := {p} if {
+	c.verified == true
+	p := c.agent_provider
+	is_string(p)
+	issuer_may_vouch(statement_issuer(c), p)
+} else := {p} if {
+	c.attestation.kind == "operator"
+	p := c.attestation.provider
+	is_string(p)
+} else := ps if {
+	c.attestation.kind == "cimd"
+	ps := cimd_providers(c.client_id)
+} else := {p} if {
+	c.attestation.kind == "user"
+	p := c.attestation.provider
+	is_string(p)
+	subject != null
+	subject.sub == c.attestation.by
+} else := set()
+
+# The statement issuer's name (attestation.by); a verified client without
+# one was verified by the authorization server's own key, "local" (the only
+# issuer before trusted issuers were configurable).
+statement_issuer(c) := b if {
+	c.attestation.kind == "software_statement"
+	b := c.attestation.by
+	is_string(b)
+} else := "local"
+
+# issuer_may_vouch(name, p): data.agents.statement_issuers lets the issuer
+# vouch for provider p ("*": any). An issuer not listed vouches for nothing;
+# without the map at all (data written before it), the local issuer
+# vouches for any provider, as it did then.
+issuer_may_vouch(name, p) if {
+	some x in issuer_providers(name)
+	x in {"*", p}
+}
+
+issuer_providers(name) := l if {
+	l := data.agents.statement_issuers[name]
+	is_array(l)
+} else := ["*"] if {
+	name == "local"
+	not is_object(data.agents.statement_issuers)
+} else := []
+
+# cimd_providers(u) are the providers data.agents.cimd_providers maps the
+# client id URL u to: its exact URL, or a prefix of it that ends in "/".
+# The map is data, not caller input: the cost is one pass over it.
+cimd_providers(u) := {p |
+	is_string(u)
+	some key, p in data.agents.cimd_providers
+	is_string(key)
+	is_string(p)
+	cimd_url_matches(u, key)
+}
+
+cimd_url_matches(u, key) if u == key
+
+cimd_url_matches(u, key) if {
+	endswith(key, "/")
+	startswith(u, key)
+}
+
+user_attested(c) if c.attestation.kind == "user"
+
+user_attestation_allowed(c, _) if not user_attested(c)
+
+user_attestation_allowed(c, t) if {
+	user_attested(c)
+	tier_setting_true(t, "user_attestation")
+}
 
 # The usual case, one tier, skips building and ordering the [rank, name] set.
 least_tier(names) := names[0] if {

@@ -50,11 +50,32 @@ token_deny contains msg if {
 	msg := concat("", ["grant_type ", grant_type, " requires a subject"])
 }
 
-token_deny contains "client is not verified; it gets the least tier, which grants nothing" if {
-	not client_verified
+token_deny contains "client is not attested (no trusted statement, operator approval or known metadata document vouches for it); it gets the least tier, which grants nothing" if {
+	not client_attested
 }
 
-client_verified if client.verified == true
+# client_attested: somebody vouches for the client as a provider of some
+# tier (tiers.rego, client_providers), for this subject.
+client_attested if count(client_providers(client)) > 0
+
+# client_may_be_attested: whoever the person is, the client is attested
+# for some subject: known without a person, or vouched for by a person
+# (for them only), or a person could still vouch for it at sign-in
+# because some tier allows user attestation. Read without input.subject.
+client_may_be_attested if count(client_providers(client)) > 0 with input.subject as null
+
+client_may_be_attested if user_attested(client)
+
+client_may_be_attested if {
+	some t in object.keys(data.tiers)
+	tier_setting_true(t, "user_attestation")
+}
+
+# The tier is the same for every subject unless a person vouches.
+tier_fixed if {
+	count(client_providers(client)) > 0 with input.subject as null
+	not user_attested(client)
+}
 
 token_deny contains msg if {
 	count(client_scopes) == 0
@@ -99,24 +120,24 @@ any_person_scopes := {sc |
 # the client and the request, never input.subject, so the authorization
 # server asks before anyone signs in (with no subject) and refuses on the
 # first page. Each rule implies a token_deny reason for every subject: an
-# unverified client is denied outright; a tier whose any_person_scopes is
+# client nobody vouches for, or could, is denied outright; a tier whose any_person_scopes is
 # empty, or meets none of the requested scopes, leaves token_granted_scopes
 # empty for every subject.
-token_refused_for_every_subject contains "client is not verified; it gets the least tier, which grants nothing" if {
+token_refused_for_every_subject contains "client is not attested (no trusted statement, operator approval or known metadata document vouches for it); it gets the least tier, which grants nothing" if {
 	grant_type in human_grant_types
-	not client_verified
+	not client_may_be_attested
 }
 
 token_refused_for_every_subject contains msg if {
 	grant_type in human_grant_types
-	client_verified
+	tier_fixed
 	count(any_person_scopes) == 0
 	msg := concat("", ["tier ", tier, " grants no scopes to anyone"])
 }
 
 token_refused_for_every_subject contains msg if {
 	grant_type in human_grant_types
-	client_verified
+	tier_fixed
 	count(any_person_scopes) > 0
 	count(requested_scopes) > 0
 	count(requested_scopes & any_person_scopes) == 0

@@ -59,7 +59,7 @@ test_unverified_client_token_denied if {
 	d := tok_decision(inp)
 	not d.allow
 	d.tier == "unverified"
-	has_reason(d, "client is not verified")
+	has_reason(d, "client is not attested")
 }
 
 test_authorization_code_requires_subject if {
@@ -137,12 +137,12 @@ unverified_input(subj, scopes) := json.patch(token_input("claude-code", subj, "a
 
 test_refused_for_every_subject_unverified_client if {
 	d := tok_decision(unverified_input(null, []))
-	d.refused_for_every_subject == ["client is not verified; it gets the least tier, which grants nothing"]
+	d.refused_for_every_subject == ["client is not attested (no trusted statement, operator approval or known metadata document vouches for it); it gets the least tier, which grants nothing"]
 }
 
 test_refused_for_every_subject_is_not_read_from_the_subject if {
 	every subj in [null, alice, bob, carol, {"sub": "x", "roles": ["engineering", "analytics", "contractor"]}, {"sub": "y", "roles": "garbage"}] {
-		tok_decision(unverified_input(subj, [])).refused_for_every_subject == ["client is not verified; it gets the least tier, which grants nothing"]
+		tok_decision(unverified_input(subj, [])).refused_for_every_subject == ["client is not attested (no trusted statement, operator approval or known metadata document vouches for it); it gets the least tier, which grants nothing"]
 		tok_decision(token_input("claude-code", subj, "authorization_code", [])).refused_for_every_subject == []
 	}
 }
