@@ -41,6 +41,7 @@ import (
 //	log_level: info                 # debug, info, warn, error
 //	log_format: json                # json or text (default text)
 //	drain_delay: 5s                 # on SIGTERM, /readyz answers 503 this long before the listeners close
+//	denials: tool_error             # a policy denial no scope fixes: http_403 (default) or tool_error
 //	argument_limits: {max_bytes: 262144, max_path_segments: 64}  # a call's arguments, checked before policy (ArgumentLimits)
 //	admin_hosts: [gw-1.internal]    # names the admin listener answers to, besides its address (and loopback names)
 //	limits:
@@ -79,6 +80,9 @@ type File struct {
 	LogLevel   string    `yaml:"log_level"`
 	LogFormat  string    `yaml:"log_format"`
 	DrainDelay string    `yaml:"drain_delay"`
+	// Denials is how a tools/call policy denies, when no scope would fix
+	// it, is answered: "http_403" (default) or "tool_error".
+	Denials string `yaml:"denials"`
 	// Policy is how this replica gets its policy versions.
 	Policy *Policy `yaml:"policy"`
 	// ASrv configures the authorization server this process runs.
@@ -608,6 +612,9 @@ func (c *File) validateOperation() []error {
 		if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
 			errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
 		}
+	}
+	if c.Denials != "" && c.Denials != "http_403" && c.Denials != "tool_error" {
+		errs = append(errs, fmt.Errorf("denials %q: want http_403 or tool_error", c.Denials))
 	}
 	if c.LogFormat != "" && c.LogFormat != "json" && c.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("log_format %q: want json or text", c.LogFormat))

@@ -174,6 +174,10 @@ var keys = []Key{
 		func() (func(*File, string) error, func(*File) string) {
 			return str(func(c *File) *string { return &c.LogFormat })
 		}),
+	key("denials", "PBAC_DENIALS", "", "http_403", "how a tools/call policy denies (and no scope would fix) is answered: http_403 (a JSON-RPC error) or tool_error (a tool result with isError, the reasons as its text)",
+		func() (func(*File, string) error, func(*File) string) {
+			return str(func(c *File) *string { return &c.Denials })
+		}),
 	key("drain_delay", "PBAC_DRAIN_DELAY", "drain-delay", "0s", "on SIGTERM, /readyz answers 503 this long before the listeners close",
 		func() (func(*File, string) error, func(*File) string) {
 			return str(func(c *File) *string { return &c.DrainDelay })

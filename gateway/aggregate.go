@@ -274,7 +274,7 @@ func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 	}
 	local := *msg
 	local.Name = tool
-	allowed, err := g.decideCall(c, b, cl, &local, attrs, rec)
+	allowed, err := g.decideCall(c, "", b, cl, &local, attrs, rec)
 	if err != nil || !allowed {
 		g.finish(rec, start)
 		return err

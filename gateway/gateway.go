@@ -90,6 +90,11 @@ type Config struct {
 	AllowedOrigins []string
 	MaxBodyBytes   int // default 4 MiB
 	MaxJSONDepth   int // default 64
+	// Denials is how a tools/call policy denies is answered when no scope
+	// the person could grant would allow it: DenialHTTP403 (the default)
+	// or DenialToolError. A denial a scope would fix is always a 403 with
+	// an insufficient_scope challenge (step-up).
+	Denials string
 	// ArgumentLimits bound a call's arguments, checked before policy
 	// (zero fields: DefaultArgumentLimits).
 	ArgumentLimits ArgumentLimits
@@ -136,6 +141,9 @@ type Gateway struct {
 func New(cfg Config) (*Gateway, error) {
 	if cfg.Introspector == nil || cfg.Policy == nil {
 		return nil, errors.New("gateway: an introspector and a policy are required")
+	}
+	if cfg.Denials != "" && !slices.Contains(DenialModes, cfg.Denials) {
+		return nil, fmt.Errorf("gateway: denials %q: want one of %v", cfg.Denials, DenialModes)
 	}
 	pub, err := url.Parse(cfg.PublicURL)
 	if err != nil || pub.Host == "" || (pub.Scheme != "http" && pub.Scheme != "https") {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -113,7 +114,7 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 		if msg, attrs, ok, err = g.prepareCall(c, backend, cl, msg, callTarget(msg), &rec, start); !ok {
 			return err
 		}
-		allowed, err := g.decideCall(c, backend, cl, msg, attrs, &rec)
+		allowed, err := g.decideCall(c, backend.Name, backend, cl, msg, attrs, &rec)
 		if err != nil || !allowed {
 			g.finish(&rec, start)
 			return err
@@ -300,16 +301,31 @@ func (g *Gateway) prepareCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *j
 	return msg, attrs, true, nil
 }
 
+// How a policy denial of a tools/call is answered (Config.Denials).
+const (
+	// DenialHTTP403 answers HTTP 403 with a JSON-RPC error (-32001)
+	// carrying the policy's public reasons.
+	DenialHTTP403 = "http_403"
+	// DenialToolError answers HTTP 200 with a CallToolResult whose
+	// isError is true and whose text is the policy's public reasons, so
+	// the model sees why and can tell the person; the session goes on.
+	DenialToolError = "tool_error"
+)
+
+// DenialModes are the values Config.Denials takes.
+var DenialModes = []string{DenialHTTP403, DenialToolError}
+
 // deniedByPolicy is what the agent is told when policy gives no public
 // reason (a bundle older than public_reasons).
 const deniedByPolicy = "denied by policy"
 
 // decideCall asks pbac/tool_call about a call (attrs are the resource
-// attributes prepareCall looked up). On deny it has answered 403 with the
-// policy's public reasons and the request id; the full reasons go to the
-// audit record and the log. For an anonymous caller, pbac/anonymous has
-// decided the call already.
-func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, attrs map[string]any, rec *audit.Record) (bool, error) {
+// attributes prepareCall looked up) that reached the gateway at endpoint
+// ("" for the aggregated /mcp, else the backend's name). On deny it has
+// answered with the policy's public reasons and the request id (see
+// denyCall); the full reasons go to the audit record and the log. For an
+// anonymous caller, pbac/anonymous has decided the call already.
+func (g *Gateway) decideCall(c *fiber.Ctx, endpoint string, backend *Backend, cl *caller, msg *jsonrpc.Message, attrs map[string]any, rec *audit.Record) (bool, error) {
 	tool := callTarget(msg)
 	if tool == "" {
 		return false, g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidParams, "params.name is required", nil))
@@ -350,15 +366,57 @@ func (g *Gateway) decideCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *js
 	_ = d.Decode(&extra)
 	rec.Decision, rec.Status = "deny", fiber.StatusForbidden
 	g.log.Info("call denied by policy", "request_id", rec.RequestID, "tool", full, "client_id", rec.ClientID, "reasons", d.Reasons)
-	if extra.InsufficientScope && extra.RequiredScope != "" {
-		c.Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="insufficient_scope", scope=%q, resource_metadata=%q`,
-			extra.RequiredScope, g.metadataURL(backend.Name)))
-	}
-	text, data := publicDenial(extra.PublicReasons, rec.RequestID, d.Version)
+	return false, g.denyCall(c, endpoint, cl, msg, extra, rec, d.Version)
+}
+
+// denyCall answers a call policy denied. A denial a scope would fix
+// (insufficient_scope) is HTTP 403 with a step-up challenge naming the
+// protected resource the client connected to (endpoint) and the scopes to
+// ask for (stepUpScopes). Any other denial is answered as Config.Denials
+// says: a 403 JSON-RPC error, or a tool result with isError.
+func (g *Gateway) denyCall(c *fiber.Ctx, endpoint string, cl *caller, msg *jsonrpc.Message, extra contract.ToolCallResult, rec *audit.Record, version string) error {
+	text, data := publicDenial(extra.PublicReasons, rec.RequestID, version)
 	if extra.RequiredScope != "" {
 		data["required_scope"] = extra.RequiredScope
 	}
-	return false, g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, text, data))
+	stepUp := extra.InsufficientScope && extra.RequiredScope != ""
+	if stepUp {
+		c.Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="insufficient_scope", scope=%q, resource_metadata=%q, error_description=%q`,
+			strings.Join(stepUpScopes(c.Get(hdrProtocol), cl.token.Scopes, extra.RequiredScope), " "), g.metadataURL(endpoint),
+			"the call needs scope "+extra.RequiredScope))
+	}
+	if stepUp || g.cfg.Denials != DenialToolError || msg.Method != "tools/call" {
+		return g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, text, data))
+	}
+	rec.Status = fiber.StatusOK
+	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{
+		"content": []map[string]any{{"type": "text", "text": text + " (request id " + rec.RequestID + ")"}},
+		"isError": true,
+		"_meta":   map[string]any{denialMetaKey: data},
+	}))
+}
+
+// denialMetaKey names the denial's details (reasons, request id, policy
+// version) in a tool_error result's _meta.
+const denialMetaKey = "pbac-gateway/denial"
+
+// stepUpScopes are the scopes an insufficient_scope challenge asks for.
+// From revision 2026-07-28 (SEP-2350) the client keeps what it was
+// granted and adds the challenge's scopes, so the challenge names only
+// what the operation needs; a client of an earlier revision replaces its
+// scopes with the challenge's, so the challenge keeps the token's scopes
+// too and the step-up does not cost the agent what it could do before.
+func stepUpScopes(protocol string, granted []string, required string) []string {
+	if protocol >= statelessRevision {
+		return []string{required}
+	}
+	out := make([]string, 0, len(granted)+1)
+	for _, s := range granted {
+		if s != required && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return append(out, required)
 }
 
 // publicDenial is the JSON-RPC error message and data of a denial: what

@@ -123,6 +123,7 @@ func (c upConfig) stackConfig(log *slog.Logger) (stack.Config, error) {
 		sc.Backends = c.file.Backends
 		sc.Admin.Hosts = c.file.AdminHosts
 		sc.Gateway.ArgumentLimits = c.file.ArgumentLimits
+		sc.Gateway.Denials = c.file.Denials
 		sc.AuthServer.Identity = c.file.IdentityOrNone()
 	}
 	return sc, nil

@@ -144,6 +144,9 @@ type Gateway struct {
 	ArgumentLimits *config.ArgumentLimits
 	// SessionIdle ends a session unused this long (0: the default).
 	SessionIdle time.Duration
+	// Denials is how a policy denial no scope fixes is answered
+	// (gateway.Config.Denials; "": HTTP 403).
+	Denials string
 	// RefusalWindow sums refusals of one kind (0: the default).
 	RefusalWindow time.Duration
 }
@@ -395,7 +398,7 @@ func (s *Stack) newGateway() error {
 		PublicURL: s.base, Backends: s.backends, AuthorizationServers: []string{s.issuer}, Scopes: g.Scopes, ActiveScopes: s.scopes,
 		Introspector: s.introspector(), Policy: s.decider, Audit: s.trail, Logger: s.log, Ready: s.ready.check,
 		ArgumentLimits: gatewayArgumentLimits(g.ArgumentLimits), SessionsPerAgent: s.cfg.Limits.SessionsPerAgent,
-		SessionIdle: g.SessionIdle, RefusalWindow: g.RefusalWindow,
+		SessionIdle: g.SessionIdle, RefusalWindow: g.RefusalWindow, Denials: g.Denials,
 	}
 	if s.as != nil && s.as.served {
 		cfg.AuthServer = s.as.server.Handler()
