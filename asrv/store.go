@@ -62,6 +62,18 @@ type ClientStore interface {
 	DeleteClient(ctx context.Context, id string) error
 	// Clients lists the registered clients, ordered by id.
 	Clients(ctx context.Context) ([]*Client, error)
+	// UpdateClient changes the stored client id in one read-modify-write
+	// transaction: update gets the client as stored and changes it in
+	// place; its ID cannot change. When update fails nothing is stored and
+	// its error is returned wrapped. fosite.ErrNotFound when no such client
+	// is registered. It returns the client as stored. A client the update
+	// leaves approved by an operator (Review.Status ReviewApproved) is no
+	// longer pending; a rejected one stays pending while it never obtained
+	// a code or token, so it still expires (it never can obtain one).
+	UpdateClient(ctx context.Context, id string, update func(*Client) error) (*Client, error)
+	// PendingClients returns the ids of the pending clients (no code or
+	// token yet) with their registration time.
+	PendingClients(ctx context.Context) (map[string]time.Time, error)
 }
 
 // TokenStore persists codes and tokens by signature (never the raw value).

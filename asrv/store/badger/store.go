@@ -35,6 +35,7 @@ import (
 //	client/<id>                                  Client
 //	pending/<id>                                 registration time (unix seconds, 8 bytes): an
 //	                                             unverified client with no code or token yet
+//	                                             and not approved by an operator
 //	code/<sig>  pkce/<sig>  at/<sig>  rt/<sig>   store.Record (TTL = the token's expiry)
 //	idx/req/<len><request id><token key>         empty (request-id index, same TTL)
 //	idx/client/<len><client id><token key>       empty (client index, same TTL; a delegated
@@ -481,6 +482,69 @@ func (s *Store) Clients(ctx context.Context) ([]*asrv.Client, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("asrv: list clients: %w", err)
+	}
+	return out, nil
+}
+
+// UpdateClient changes the stored client in one transaction, retried on a
+// write conflict (update then runs again on the client as stored then).
+// The commit empties the access cache, so the next introspection of any
+// token of the client sees the change.
+func (s *Store) UpdateClient(ctx context.Context, id string, update func(*asrv.Client) error) (*asrv.Client, error) {
+	var out *asrv.Client
+	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+		c, err := badgerLoadClient(txn, id)
+		if err != nil {
+			return err
+		}
+		if err := update(c); err != nil {
+			return err
+		}
+		if c.ID != id {
+			return fmt.Errorf("the update changed the client id to %q", c.ID)
+		}
+		val, err := json.Marshal(c)
+		if err != nil {
+			return fmt.Errorf("encode: %w", err)
+		}
+		if err := txn.Set(badgerClientKey(id), val); err != nil {
+			return err
+		}
+		out = c
+		if c.Review != nil && c.Review.Status == asrv.ReviewApproved {
+			return badgerClientUsed(txn, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("asrv: update client %q: %w", id, err)
+	}
+	return out, nil
+}
+
+// PendingClients returns the pending clients' ids and registration times.
+func (s *Store) PendingClients(ctx context.Context) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(badgerPrefixPending), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var at time.Time
+			if err := it.Item().Value(func(v []byte) error {
+				if len(v) != 8 {
+					return fmt.Errorf("pending mark of %d bytes", len(v))
+				}
+				at = time.Unix(int64(binary.BigEndian.Uint64(v)), 0).UTC()
+				return nil
+			}); err != nil {
+				return fmt.Errorf("decode %q: %w", it.Item().Key(), err)
+			}
+			out[strings.TrimPrefix(string(it.Item().Key()), badgerPrefixPending)] = at
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("asrv: list pending clients: %w", err)
 	}
 	return out, nil
 }

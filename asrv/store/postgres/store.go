@@ -31,8 +31,8 @@ import (
 // migrations/):
 //
 //	asrv_clients  id, doc, pending_since       the Client as JSON (secrets as hashes); when an
-//	                                           unverified client without a code or token yet
-//	                                           registered
+//	                                           unverified client without a code or token yet,
+//	                                           not approved by an operator, registered
 //	asrv_tokens   kind, sig, request_id, client_id, inactive, expires_at, request,
 //	              ancestors, actors (a delegated token's chain: grants and clients),
 //	              subject (the person it acts for)
@@ -420,6 +420,75 @@ func (s *Store) Clients(ctx context.Context) ([]*asrv.Client, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("asrv: list clients: %w", err)
+	}
+	return out, nil
+}
+
+// UpdateClient changes the stored client in one transaction that holds
+// its row (SELECT … FOR UPDATE), so concurrent updates of one client queue
+// and each sees the one before it.
+func (s *Store) UpdateClient(ctx context.Context, id string, update func(*asrv.Client) error) (*asrv.Client, error) {
+	if !store.ValidID(id) {
+		return nil, fmt.Errorf("asrv: update client: %w", fosite.ErrNotFound)
+	}
+	if err := s.usable(ctx); err != nil {
+		return nil, fmt.Errorf("asrv: update client %q: %w", id, err)
+	}
+	var out *asrv.Client
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var doc []byte
+		err := tx.QueryRow(ctx, `SELECT doc FROM asrv_clients WHERE id = $1 FOR UPDATE`, id).Scan(&doc)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fosite.ErrNotFound
+		} else if err != nil {
+			return err
+		}
+		c, err := decodePostgresClient(id, doc)
+		if err != nil {
+			return err
+		}
+		if err := update(c); err != nil {
+			return err
+		}
+		if c.ID != id {
+			return fmt.Errorf("the update changed the client id to %q", c.ID)
+		}
+		if doc, err = json.Marshal(c); err != nil {
+			return fmt.Errorf("encode: %w", err)
+		}
+		approved := c.Review != nil && c.Review.Status == asrv.ReviewApproved
+		if _, err := tx.Exec(ctx, `UPDATE asrv_clients SET doc = $2, pending_since = CASE WHEN $3 THEN NULL ELSE pending_since END WHERE id = $1`, id, doc, approved); err != nil {
+			return err
+		}
+		out = c
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("asrv: update client %q: %w", id, err)
+	}
+	return out, nil
+}
+
+// PendingClients returns the pending clients' ids and registration times.
+func (s *Store) PendingClients(ctx context.Context) (map[string]time.Time, error) {
+	if err := s.usable(ctx); err != nil {
+		return nil, fmt.Errorf("asrv: list pending clients: %w", err)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, pending_since FROM asrv_clients WHERE pending_since IS NOT NULL`)
+	if err != nil {
+		return nil, fmt.Errorf("asrv: list pending clients: %w", err)
+	}
+	out := map[string]time.Time{}
+	var (
+		id string
+		at time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &at}, func() error {
+		out[id] = at.UTC()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("asrv: list pending clients: %w", err)
 	}
 	return out, nil
 }
