@@ -106,6 +106,10 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, r, p, username, "Unknown user or wrong password.", http.StatusUnauthorized)
 		return
 	}
+	if client, err = s.vouch(ctx, client, user, r.PostForm.Get("vouch")); err != nil {
+		s.authorizeError(ctx, w, ar, err)
+		return
+	}
 	s.grantAuthorization(ctx, w, ar, client, resources, user, "")
 }
 
@@ -261,7 +265,7 @@ func (s *Server) grantAuthorization(ctx context.Context, w http.ResponseWriter, 
 	}
 	// The sign-in fields never travel with the stored request.
 	if req, ok := ar.(*fosite.AuthorizeRequest); ok {
-		for _, k := range []string{"username", "password", "csrf_token", "decision"} {
+		for _, k := range []string{"username", "password", "csrf_token", "decision", "vouch"} {
 			req.Form.Del(k)
 		}
 	}
@@ -400,6 +404,7 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, p *pendingA
 	if s.sso != nil {
 		view.SSO = s.sso.Label()
 	}
+	view.Vouch = s.vouchable(p.client)
 	s.renderSignIn(w, view, status)
 }
 

@@ -62,7 +62,8 @@ func (s *Server) startSSO(ctx context.Context, browser, w http.ResponseWriter, r
 			http.StatusServiceUnavailable)
 		return
 	}
-	name, sealed, err := s.ssoSeal.Seal(identity.SealedSignIn{Pending: red.Pending, Resume: r.URL.RawQuery, Exp: s.now().Add(ssoTTL).Unix()})
+	name, sealed, err := s.ssoSeal.Seal(identity.SealedSignIn{Pending: red.Pending, Resume: r.URL.RawQuery, Exp: s.now().Add(ssoTTL).Unix(),
+		Vouch: r.PostForm.Get("vouch")})
 	if err != nil || len(sealed) > identity.MaxSealedCookie {
 		s.log.WarnContext(ctx, "single sign-on state does not fit a cookie", "client_id", client.ID, "bytes", len(sealed), "err", err)
 		s.renderLogin(w, r, p, "", "This authorization request is too large to sign in with single sign-on.", http.StatusBadRequest)
@@ -139,5 +140,10 @@ func (s *Server) serveIDPCallback(w http.ResponseWriter, r *http.Request) {
 		s.authorizeError(ctx, aw, ar, fosite.ErrAccessDenied.WithHint("The identity provider's answer did not pass verification; no token was issued."))
 		return
 	}
-	s.grantAuthorization(ctx, aw, ar, client, resources, userOf(person), viaSSO)
+	user := userOf(person)
+	if client, err = s.vouch(ctx, client, user, rec.Vouch); err != nil {
+		s.authorizeError(ctx, aw, ar, err)
+		return
+	}
+	s.grantAuthorization(ctx, aw, ar, client, resources, user, viaSSO)
 }

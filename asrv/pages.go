@@ -38,6 +38,9 @@ type signInView struct {
 	Passwords, Demo               bool
 	SSO                           string
 	Action, CSRF, Username, Error string
+	// Vouch are the providers the person may vouch for the agent as
+	// (user attestation); none: the page offers no choice.
+	Vouch []string
 }
 
 // agentView is who asks and for what, shown before anyone signs in.

@@ -59,6 +59,10 @@ type Config struct {
 	// It must be cheap and safe for concurrent use. With neither, clients
 	// may ask for what they registered.
 	ActiveScopes func() []string
+	// UserAttestable, when set, gives the providers a person may vouch
+	// for a client as at sign-in, per the active policy
+	// (contract.Data.UserAttestable); nil or empty: nobody may.
+	UserAttestable func() []string
 	// Secret keys the HMAC of opaque tokens: at least 32 bytes, kept across
 	// restarts so issued tokens stay valid.
 	Secret []byte

@@ -29,6 +29,9 @@ type SealedSignIn struct {
 	// authorization request); empty for the dashboard.
 	Resume string `json:"q,omitempty"`
 	Exp    int64  `json:"e"`
+	// Vouch is the provider the person vouched for the agent as on the
+	// sign-in page (user attestation), applied once they are signed in.
+	Vouch string `json:"v,omitempty"`
 }
 
 // SignInSeal keeps started single sign-ons in the browser rather than on

@@ -133,7 +133,7 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 	s.store, s.storeName = store, storeName
 	s.onClose(phaseStore, "token store", func(context.Context) error { return store.Close() })
 	srv, err := asrv.New(asrv.Config{
-		Issuer: issuer, Resources: s.resources(), Scopes: s.cfg.AuthServer.Scopes, ActiveScopes: s.scopes, Secret: secret,
+		Issuer: issuer, Resources: s.resources(), Scopes: s.cfg.AuthServer.Scopes, ActiveScopes: s.scopes, UserAttestable: s.userAttestable, Secret: secret,
 		Store: store, Policy: s.decider, Statements: verifier, Logger: s.log,
 		Introspectors: introspectors, SignIn: guard, Registration: limits,
 		AccessTokenTTL: s.cfg.AuthServer.AccessTokenTTL, MaxSignInAge: maxSignInAge,

@@ -361,6 +361,24 @@ func (s *Stack) scopes() []string {
 	return s.scopeCache.of(v, d, err)
 }
 
+// userAttestable are the providers the active policy lets a person vouch
+// for a client as (contract.Data.UserAttestable), asked at each sign-in
+// page; none when the active data does not read as contract.Data.
+func (s *Stack) userAttestable() []string {
+	d := s.data
+	if s.policy != nil {
+		_, ad, err := s.policy.registry.ActivePolicy()
+		if err != nil {
+			return nil
+		}
+		d = ad
+	}
+	if d == nil {
+		return nil
+	}
+	return d.UserAttestable()
+}
+
 // scopeCache keeps the scopes of the last policy version asked about, so
 // that a request computes them only when the version changed.
 type scopeCache struct {
