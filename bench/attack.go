@@ -149,12 +149,16 @@ func (p *Pool) RunAttack(ctx context.Context, limit time.Duration) (*AttackResul
 	return res, nil
 }
 
-// Outcome names what a call got, for counting: "ok", "tool error",
+// Outcome names what a call got, for counting: "ok", "denied by policy
+// (tool result)", "tool error",
 // "HTTP <status>: <the JSON-RPC or OAuth error message>", "timed out", or
 // "failed: <error>".
 func Outcome(err error) string {
 	if err == nil {
 		return "ok"
+	}
+	if errors.Is(err, ErrDenied) {
+		return "denied by policy (tool result)"
 	}
 	if errors.Is(err, ErrTool) {
 		return "tool error"

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pbac-gateway/pbac/contract"
 )
 
 // ProtocolVersion is the MCP revision the benchmark's sessions speak.
@@ -105,6 +107,8 @@ func (c *mcpConn) Call(ctx context.Context) error {
 		return err
 	}
 	switch {
+	case bytes.Contains(ans, []byte(contract.DenialMetaKey)) && isDenial(ans):
+		return fmt.Errorf("%w: %.200s", ErrDenied, ans)
 	case bytes.Contains(ans, []byte(`"isError":true`)):
 		return fmt.Errorf("%w: %.200s", ErrTool, ans)
 	case !bytes.Contains(ans, []byte(`"result":`)):
@@ -154,6 +158,26 @@ func (c *mcpConn) post(ctx context.Context, msg []byte, answer bool) ([]byte, er
 	}
 	return c.answer.Bytes(), nil
 }
+
+// isDenial tells whether ans (a JSON-RPC response, or an SSE stream
+// ending with one) is the gateway's tool result for a call policy denied.
+func isDenial(ans []byte) bool {
+	if i := bytes.LastIndex(ans, []byte("data:")); i >= 0 {
+		ans = bytes.TrimSpace(ans[i+len("data:"):])
+	}
+	var msg struct {
+		Result json.RawMessage `json:"result"`
+	}
+	if json.Unmarshal(ans, &msg) != nil {
+		return false
+	}
+	_, ok := contract.DenialOf(msg.Result)
+	return ok
+}
+
+// ErrDenied is a call policy denied, answered as a tool result (the
+// gateway's denials: tool_error).
+var ErrDenied = errors.New("denied by policy")
 
 // ErrTool is a call the tool answered with an error result.
 var ErrTool = errors.New("tool error")

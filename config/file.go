@@ -41,7 +41,7 @@ import (
 //	log_level: info                 # debug, info, warn, error
 //	log_format: json                # json or text (default text)
 //	drain_delay: 5s                 # on SIGTERM, /readyz answers 503 this long before the listeners close
-//	denials: tool_error             # a policy denial no scope fixes: http_403 (default) or tool_error
+//	denials: http_403               # a policy denial no scope fixes: tool_error (default) or http_403
 //	argument_limits: {max_bytes: 262144, max_path_segments: 64}  # a call's arguments, checked before policy (ArgumentLimits)
 //	admin_hosts: [gw-1.internal]    # names the admin listener answers to, besides its address (and loopback names)
 //	limits:
@@ -81,7 +81,7 @@ type File struct {
 	LogFormat  string    `yaml:"log_format"`
 	DrainDelay string    `yaml:"drain_delay"`
 	// Denials is how a tools/call policy denies, when no scope would fix
-	// it, is answered: "http_403" (default) or "tool_error".
+	// it, is answered: "tool_error" (default) or "http_403".
 	Denials string `yaml:"denials"`
 	// Policy is how this replica gets its policy versions.
 	Policy *Policy `yaml:"policy"`

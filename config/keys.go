@@ -174,7 +174,7 @@ var keys = []Key{
 		func() (func(*File, string) error, func(*File) string) {
 			return str(func(c *File) *string { return &c.LogFormat })
 		}),
-	key("denials", "PBAC_DENIALS", "", "http_403", "how a tools/call policy denies (and no scope would fix) is answered: http_403 (a JSON-RPC error) or tool_error (a tool result with isError, the reasons as its text)",
+	key("denials", "PBAC_DENIALS", "", "tool_error", "how a tools/call policy denies (and no scope would fix) is answered: tool_error (a tool result with isError, the reasons as its text) or http_403 (a JSON-RPC error)",
 		func() (func(*File, string) error, func(*File) string) {
 			return str(func(c *File) *string { return &c.Denials })
 		}),

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pbac-gateway/pbac/contract"
 	"html"
 	"io"
 	"net/http"
@@ -249,9 +250,14 @@ func get(ctx context.Context, c *http.Client, u string) ([]byte, int, error) {
 // CallResult is what the gateway answered to one tools/call.
 type CallResult struct {
 	// Status is the HTTP status: 200 when policy allowed the call (the tool
-	// itself may still have failed: Result.IsError), 401 for a token the
-	// gateway did not accept, 403 when policy denied.
-	Status    int
+	// itself may still have failed: Result.IsError) or when it denied it
+	// and the gateway answers denials as tool results (Denied), 401 for a
+	// token the gateway did not accept, 403 when policy denied (denials:
+	// http_403, or a step-up).
+	Status int
+	// Denied is set when policy denied the call, whichever way the
+	// gateway answered it.
+	Denied    bool
 	RequestID string
 	// Result is the tool's result when the call reached the backend.
 	Result *mcp.CallToolResult
@@ -331,9 +337,15 @@ func (a *AgentClient) CallTool(ctx context.Context, token, tool string, args map
 	}
 	if msg.Error != nil {
 		out.Error, out.Reasons, out.PolicyVersion = msg.Error.Message, msg.Error.Data.Reasons, msg.Error.Data.PolicyVersion
+		out.Denied = resp.StatusCode == http.StatusForbidden
 		return out, nil
 	}
 	var res mcp.CallToolResult
+	if d, ok := contract.DenialOf(msg.Result); ok {
+		_ = json.Unmarshal(msg.Result, &res)
+		out.Denied, out.Error, out.Reasons, out.PolicyVersion = true, ResultText(&res), d.Reasons, d.PolicyVersion
+		return out, nil
+	}
 	if err := json.Unmarshal(msg.Result, &res); err != nil {
 		out.Error = "the tool result could not be decoded: " + err.Error()
 		return out, nil

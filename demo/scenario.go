@@ -283,9 +283,9 @@ func (r *Runner) Run(ctx context.Context, sc Scenario, opt RunOptions, emit func
 				ev.Summary = "the tool refused: " + ev.Summary
 			}
 			allowed++
-		case res.Status == 200:
+		case res.Status == 200 && !res.Denied:
 			ev.Decision, ev.Reason = "error", res.Error
-		default:
+		default: // denied (a 403, or a tool result saying so), or refused
 			ev.Decision = "deny"
 			ev.Reason = res.Error
 			if len(res.Reasons) > 0 {

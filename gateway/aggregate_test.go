@@ -9,6 +9,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pbac-gateway/pbac/contract"
+	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
 )
@@ -50,9 +52,10 @@ func TestAggregatedServer(t *testing.T) {
 	if err != nil || res.IsError {
 		t.Fatalf("allowed call: %v %+v", err, res)
 	}
-	if _, err := sess.CallTool(context.Background(), &mcp.CallToolParams{Name: "slack.post_message",
-		Arguments: map[string]any{"channel": "general", "text": "hi"}}); err == nil || !strings.Contains(err.Error(), "denied by policy") {
-		t.Fatalf("denied call: err = %v", err)
+	if res, err := sess.CallTool(context.Background(), &mcp.CallToolParams{Name: "slack.post_message",
+		Arguments: map[string]any{"channel": "general", "text": "hi"}}); err != nil || !res.IsError || res.Meta[contract.DenialMetaKey] == nil ||
+		!strings.Contains(demo.ResultText(res), "denied by policy") {
+		t.Fatalf("denied call: %v %+v", err, res)
 	}
 	if _, err := sess.CallTool(context.Background(), &mcp.CallToolParams{Name: "nosuch", Arguments: map[string]any{}}); err == nil {
 		t.Fatal("a tool without a backend prefix was accepted")

@@ -84,7 +84,7 @@ func TestIssue14SecretsBypassSpellingsRefused(t *testing.T) {
 	// The canonical spelling is denied by policy, which tells the agent no
 	// rule (Low #16).
 	res := s.agentCall(token, "drive.read_file", map[string]any{"path": dbEnv})
-	if res.Status != http.StatusForbidden || res.Result != nil || strings.Contains(res.Error, "prod-secrets") ||
+	if !res.Denied || res.Result != nil || strings.Contains(res.Error, "prod-secrets") ||
 		len(res.Reasons) != 1 || res.Reasons[0] != "the arguments name data protected by policy" {
 		t.Fatalf("canonical read of the secret: %+v", res)
 	}
@@ -207,7 +207,7 @@ func TestSelfApprovalUsesTheBackendsAuthor(t *testing.T) {
 	iid := res.Result.StructuredContent.(map[string]any)["iid"]
 	for name, token := range map[string]string{"the author's agent": dev, "another agent of the same human": planner} {
 		res := s.agentCall(token, "gitlab.approve_merge_request", map[string]any{"project": "platform/api", "iid": iid})
-		if res.Status != http.StatusForbidden || !strings.Contains(strings.Join(res.Reasons, ";"), "self-approval") {
+		if !res.Denied || !strings.Contains(strings.Join(res.Reasons, ";"), "self-approval") {
 			t.Errorf("%s approves alice's merge request: %+v", name, res)
 		}
 	}
@@ -220,7 +220,7 @@ func TestSelfApprovalUsesTheBackendsAuthor(t *testing.T) {
 		t.Fatalf("the approver of record is not alice: %s", demo.ResultText(approvals))
 	}
 	// A merge request that does not exist has no author: policy denies.
-	if res := s.agentCall(dev, "gitlab.approve_merge_request", map[string]any{"project": "platform/api", "iid": 999}); res.Status != http.StatusForbidden {
+	if res := s.agentCall(dev, "gitlab.approve_merge_request", map[string]any{"project": "platform/api", "iid": 999}); !res.Denied {
 		t.Fatalf("approve a merge request without an author: %+v", res)
 	}
 }
@@ -242,7 +242,7 @@ func TestSearchAndListOverProtectedDataDenied(t *testing.T) {
 		{"drive.list_files", map[string]any{"path": "/prod/secrets"}},
 	} {
 		res := s.agentCall(token, c.tool, c.args)
-		if res.Status != http.StatusForbidden || res.Result != nil || !strings.Contains(strings.Join(res.Reasons, ";"), "would reach protected data") {
+		if !res.Denied || res.Result != nil || !strings.Contains(strings.Join(res.Reasons, ";"), "would reach protected data") {
 			t.Errorf("%s %v: %+v", c.tool, c.args, res)
 		}
 	}

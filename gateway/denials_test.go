@@ -95,9 +95,10 @@ func TestStepUpNamesTheResourceTheClientConnectedTo(t *testing.T) {
 	}
 }
 
-// TestDenialModes: a denial no scope fixes is a 403 JSON-RPC error by
-// default, and with denials: tool_error a 200 CallToolResult with isError
-// whose text carries the policy's public reasons and the request id; a
+// TestDenialModes: a denial no scope fixes is by default (denials:
+// tool_error) a 200 CallToolResult with isError whose text carries the
+// policy's public reasons and the request id, and with denials: http_403
+// a 403 JSON-RPC error; a
 // step-up denial stays a 403 challenge in both modes. The audit record is
 // a deny either way.
 func TestDenialModes(t *testing.T) {
@@ -133,7 +134,7 @@ func TestDenialModes(t *testing.T) {
 				if err := json.Unmarshal([]byte(body), &msg); err != nil {
 					t.Fatalf("%s: %v: %s", path, err, body)
 				}
-				if mode == gateway.DenialToolError {
+				if mode != gateway.DenialHTTP403 {
 					if status != http.StatusOK || msg.Result == nil || !msg.Result.IsError || len(msg.Result.Content) != 1 ||
 						!strings.HasPrefix(msg.Result.Content[0].Text, "denied by policy: ") || !strings.Contains(msg.Result.Content[0].Text, "request id ") {
 						t.Fatalf("%s tool_error: %d %s", path, status, body)

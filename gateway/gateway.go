@@ -91,8 +91,8 @@ type Config struct {
 	MaxBodyBytes   int // default 4 MiB
 	MaxJSONDepth   int // default 64
 	// Denials is how a tools/call policy denies is answered when no scope
-	// the person could grant would allow it: DenialHTTP403 (the default)
-	// or DenialToolError. A denial a scope would fix is always a 403 with
+	// the person could grant would allow it: DenialToolError (the default,
+	// "") or DenialHTTP403. A denial a scope would fix is always a 403 with
 	// an insufficient_scope challenge (step-up).
 	Denials string
 	// ArgumentLimits bound a call's arguments, checked before policy

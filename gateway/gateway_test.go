@@ -20,6 +20,7 @@ import (
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/audit/index"
 	"github.com/pbac-gateway/pbac/config"
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
@@ -242,6 +243,9 @@ func (s *stack) call(token, backend, tool string, args map[string]any) (bool, st
 	if err != nil {
 		return false, err.Error()
 	}
+	if res.Meta[contract.DenialMetaKey] != nil {
+		return false, demo.ResultText(res)
+	}
 	if res.IsError {
 		return true, "tool error"
 	}
@@ -322,7 +326,7 @@ func TestSeedMatrixOverHTTP(t *testing.T) {
 	}
 }
 
-func TestDeniedCallIs403WithReasonAndNeverReachesBackend(t *testing.T) {
+func TestDeniedCallIsAToolErrorWithReasonAndNeverReachesBackend(t *testing.T) {
 	s := newStack(t)
 	token := s.machineAgent("ci-bot", false, "jira:read", "drive:read")
 	body := `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/prod/secrets/db.env"}}}`
@@ -337,19 +341,17 @@ func TestDeniedCallIs403WithReasonAndNeverReachesBackend(t *testing.T) {
 	out, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	// The agent is told the policy's public reason and the request id, not
-	// the rule (issue 14, Low #16); the audit record has the full reasons.
+	// the rule (issue 14, Low #16), as a tool result with isError (the
+	// default denials: tool_error); the audit record has the full reasons.
 	var answer struct {
-		Error struct {
-			Message string `json:"message"`
-			Data    struct {
-				Reasons   []string `json:"reasons"`
-				RequestID string   `json:"request_id"`
-			} `json:"data"`
-		} `json:"error"`
+		Result json.RawMessage `json:"result"`
 	}
 	_ = json.Unmarshal(out, &answer)
-	if resp.StatusCode != http.StatusForbidden || answer.Error.Message != "denied by policy: the arguments name data protected by policy" ||
-		strings.Contains(string(out), "prod-secrets") || answer.Error.Data.RequestID != resp.Header.Get("X-Request-Id") || answer.Error.Data.RequestID == "" {
+	d, denied := contract.DenialOf(answer.Result)
+	rid := resp.Header.Get("X-Request-Id")
+	if resp.StatusCode != http.StatusOK || !denied || len(d.Reasons) != 1 || d.Reasons[0] != "the arguments name data protected by policy" ||
+		!strings.Contains(string(answer.Result), `"text":"denied by policy: the arguments name data protected by policy (request id `+rid+`)"`) ||
+		strings.Contains(string(out), "prod-secrets") || d.RequestID != rid || rid == "" {
 		t.Fatalf("got %d %s", resp.StatusCode, out)
 	}
 	recs, err := s.waitAudit(audit.Filter{Decision: "deny", Limit: 10})
@@ -357,7 +359,7 @@ func TestDeniedCallIs403WithReasonAndNeverReachesBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	if recs[0].Tool != "drive.read_file" || !strings.HasPrefix(recs[0].ArgsDigest, "sha256:") || recs[0].PolicyVersion == "" ||
-		recs[0].RequestID != answer.Error.Data.RequestID || !strings.Contains(strings.Join(recs[0].Reasons, ";"), "protected by rule prod-secrets") {
+		recs[0].RequestID != d.RequestID || !strings.Contains(strings.Join(recs[0].Reasons, ";"), "protected by rule prod-secrets") {
 		t.Fatalf("audit record %+v", recs[0])
 	}
 }
@@ -383,7 +385,8 @@ func TestDuplicateKeysAndHeaderMismatchAreRejected(t *testing.T) {
 		{"base64 Mcp-Name that decodes to another tool", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/public/handbook.md"}}}`,
 			map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "=?base64?d3JpdGVfZmlsZQ==?="}, 400},
 		{"base64 Mcp-Name that matches passes the header check", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/prod/secrets/db.env"}}}`,
-			map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "=?base64?cmVhZF9maWxl?="}, 403},
+			// and is decided: denied, answered as a tool result (denials: tool_error)
+			map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "=?base64?cmVhZF9maWxl?="}, 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodPost, s.base+"/mcp/drive", strings.NewReader(tc.body))

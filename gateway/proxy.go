@@ -301,14 +301,20 @@ func (g *Gateway) prepareCall(c *fiber.Ctx, backend *Backend, cl *caller, msg *j
 	return msg, attrs, true, nil
 }
 
-// How a policy denial of a tools/call is answered (Config.Denials).
+// How a policy denial of a tools/call is answered (Config.Denials). The
+// default is DenialToolError: measured with the TypeScript SDK and
+// mcp-remote (conformance/CLIENTS.md), a 403 reaches the application as a
+// transport exception wrapping the raw JSON-RPC body, a tool result
+// reaches the model as text it can tell the person.
 const (
 	// DenialHTTP403 answers HTTP 403 with a JSON-RPC error (-32001)
-	// carrying the policy's public reasons.
+	// carrying the policy's public reasons (before issue 18, the only
+	// answer).
 	DenialHTTP403 = "http_403"
-	// DenialToolError answers HTTP 200 with a CallToolResult whose
-	// isError is true and whose text is the policy's public reasons, so
-	// the model sees why and can tell the person; the session goes on.
+	// DenialToolError (the default) answers HTTP 200 with a
+	// CallToolResult whose isError is true and whose text is the policy's
+	// public reasons, so the model sees why and can tell the person; the
+	// session goes on.
 	DenialToolError = "tool_error"
 )
 
@@ -385,20 +391,16 @@ func (g *Gateway) denyCall(c *fiber.Ctx, endpoint string, cl *caller, msg *jsonr
 			strings.Join(stepUpScopes(c.Get(hdrProtocol), cl.token.Scopes, extra.RequiredScope), " "), g.metadataURL(endpoint),
 			"the call needs scope "+extra.RequiredScope))
 	}
-	if stepUp || g.cfg.Denials != DenialToolError || msg.Method != "tools/call" {
+	if stepUp || g.cfg.Denials == DenialHTTP403 || msg.Method != "tools/call" {
 		return g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, text, data))
 	}
 	rec.Status = fiber.StatusOK
 	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{
 		"content": []map[string]any{{"type": "text", "text": text + " (request id " + rec.RequestID + ")"}},
 		"isError": true,
-		"_meta":   map[string]any{denialMetaKey: data},
+		"_meta":   map[string]any{contract.DenialMetaKey: data},
 	}))
 }
-
-// denialMetaKey names the denial's details (reasons, request id, policy
-// version) in a tool_error result's _meta.
-const denialMetaKey = "pbac-gateway/denial"
 
 // stepUpScopes are the scopes an insufficient_scope challenge asks for.
 // From revision 2026-07-28 (SEP-2350) the client keeps what it was

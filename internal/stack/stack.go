@@ -145,7 +145,7 @@ type Gateway struct {
 	// SessionIdle ends a session unused this long (0: the default).
 	SessionIdle time.Duration
 	// Denials is how a policy denial no scope fixes is answered
-	// (gateway.Config.Denials; "": HTTP 403).
+	// (gateway.Config.Denials; "": a tool result with isError).
 	Denials string
 	// RefusalWindow sums refusals of one kind (0: the default).
 	RefusalWindow time.Duration
