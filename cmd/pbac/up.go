@@ -99,6 +99,16 @@ func (c upConfig) startDemo() bool {
 	return len(c.file.Backends) == 0
 }
 
+// demoAgents tells whether the demo agents are registered: as configured
+// (demo_agents), else whenever the demo backends run. A gateway of one's
+// own backends gets no agents with secrets it did not ask for.
+func (c upConfig) demoAgents() bool {
+	if c.file != nil && c.file.DemoAgents != nil {
+		return *c.file.DemoAgents
+	}
+	return c.startDemo()
+}
+
 // stackConfig is the system pbac up runs, from its resolved settings.
 func (c upConfig) stackConfig(log *slog.Logger) (stack.Config, error) {
 	pol, err := c.bundles.policy(c.ops.limits)
@@ -111,9 +121,9 @@ func (c upConfig) stackConfig(log *slog.Logger) (stack.Config, error) {
 		Admin: &stack.Admin{Listen: c.adminListen, TLS: c.ops.adminTLS},
 		Store: c.store, Policy: pol, AuthServer: stack.AuthServer{Settings: c.asSettings()}, RemoteAS: c.remoteAS(),
 		Gateway: &stack.Gateway{}, Limits: c.file.LimitsOrDefault(),
-		// The seed matrix's agents are registered whenever the AS runs in
-		// this process; the demo backends only when asked (startDemo).
-		Demo: stack.Demo{Backends: c.startDemo(), Agents: true},
+		// The seed matrix's agents are registered when the AS runs in this
+		// process and the demo is on (or demo_agents asks for them).
+		Demo: stack.Demo{Backends: c.startDemo(), Agents: c.demoAgents()},
 	}
 	if sc.DataDir == "" {
 		sc.DataDir = asrv.DefaultDataDir()
