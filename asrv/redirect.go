@@ -77,3 +77,16 @@ func isLoopbackRedirect(u *url.URL) bool {
 func isLoopbackHost(h string) bool {
 	return h == "127.0.0.1" || h == "::1" || strings.EqualFold(h, "localhost")
 }
+
+// RedirectAccepted tells whether the authorization endpoint sends a client
+// registered with the redirect URIs registered back to sent: sent obeys the
+// registration rule and is registered, exactly or, for http to a loopback
+// IP literal, on another port. The dashboard uses it to offer only the
+// client snippets an agent's registration lets work.
+func RedirectAccepted(sent string, registered []string) bool {
+	if checkRedirectURI(sent) != nil {
+		return false
+	}
+	u, err := url.Parse(sent)
+	return err == nil && redirectRegistered(u, registered)
+}

@@ -113,3 +113,29 @@ func FuzzRedirectURI(f *testing.F) {
 		}
 	})
 }
+
+// TestRedirectAccepted: the authorization endpoint's rule, as the dashboard
+// asks it: exact, or any port for a loopback IP literal; a host name only
+// on its port; never what registration refuses.
+func TestRedirectAccepted(t *testing.T) {
+	registered := []string{"http://127.0.0.1/cb", "http://localhost:7777/oauth/callback", "https://app.example.com/cb"}
+	for _, tc := range []struct {
+		sent string
+		want bool
+	}{
+		{"http://127.0.0.1:5555/cb", true},
+		{"http://127.0.0.1/cb", true},
+		{"http://127.0.0.1:5555/cb2", false},
+		{"http://[::1]:5555/cb", false},
+		{"http://localhost:7777/oauth/callback", true},
+		{"http://localhost:7778/oauth/callback", false},
+		{"https://app.example.com/cb", true},
+		{"https://app.example.com:444/cb", false},
+		{"http://evil.example@127.0.0.1:5555/cb", false},
+		{"http://127.0.0.1:5555/cb#x", false},
+	} {
+		if got := RedirectAccepted(tc.sent, registered); got != tc.want {
+			t.Errorf("RedirectAccepted(%q) = %v, want %v", tc.sent, got, tc.want)
+		}
+	}
+}

@@ -49,6 +49,7 @@ import (
 //	  stdio_sessions: 16            # processes of one stdio backend at once
 //	  stdio_sessions_per_agent: 4   # processes one agent holds on one stdio backend
 //	demo: false                     # start the demo backends (default: only when no backends are listed)
+//	demo_agents: false              # register the demo agents with secrets in the data dir (default: as demo)
 //	identity:                       # who people sign in as (outside the demo: nobody without it)
 //	  oidc: {issuer: https://login.example.com, client_id: pbac, client_secret_file: /etc/pbac/secrets/oidc-client-secret}
 //	  users_file: /etc/pbac/users.yaml
@@ -71,7 +72,9 @@ type File struct {
 	Store               string    `yaml:"store"`
 	PublicURL           string    `yaml:"public_url"`
 	Demo                *bool     `yaml:"demo"`
-	Backends            []Backend `yaml:"backends"`
+	// DemoAgents registers the demo agents (default: as Demo).
+	DemoAgents *bool     `yaml:"demo_agents"`
+	Backends   []Backend `yaml:"backends"`
 	// StoreFile holds the store URL (it may carry a password).
 	StoreFile string `yaml:"store_file"`
 	// TLS and AdminTLS turn TLS on for the gateway and admin listeners.

@@ -150,6 +150,22 @@ var keys = []Key{
 		func() (func(*File, string) error, func(*File) string) {
 			return str(func(c *File) *string { return &c.PublicURL })
 		}),
+	key("demo_agents", "PBAC_DEMO_AGENTS", "", "", "register the demo agents (claude-code, ci-bot, security-scanner, autonomous-planner) and keep their credentials in the data dir (default: as demo)",
+		func() (func(*File, string) error, func(*File) string) {
+			return func(c *File, v string) error {
+					b, err := strconv.ParseBool(v)
+					if err != nil {
+						return errors.New("want true or false")
+					}
+					c.DemoAgents = &b
+					return nil
+				}, func(c *File) string {
+					if c.DemoAgents == nil {
+						return ""
+					}
+					return strconv.FormatBool(*c.DemoAgents)
+				}
+		}),
 	key("tls.cert_file", "PBAC_TLS_CERT", "tls-cert", "", "certificate (PEM) of the gateway listener; reloaded on change",
 		func() (func(*File, string) error, func(*File) string) {
 			return tlsFile(func(c *File) **TLSFiles { return &c.TLS }, true)

@@ -11,8 +11,8 @@ import (
 )
 
 // TestKeysAreTheOneTable: every environment override comes from the table
-// (the 25 of before the table, none lost, identity's 7 and
-// asrv.max_sign_in_age's), names and variables are unique,
+// (the 25 of before the table, none lost, identity's 7,
+// asrv.max_sign_in_age's and demo_agents'), names and variables are unique,
 // and each variable sets the file key it names (the value read back
 // through the table).
 func TestKeysAreTheOneTable(t *testing.T) {
@@ -22,7 +22,7 @@ func TestKeysAreTheOneTable(t *testing.T) {
 		"PBAC_BUNDLE_VERIFICATION_KEYS", "PBAC_POLICY_SYNC", "PBAC_POLICY_SYNC_INTERVAL", "PBAC_ADMIN_HOSTS",
 		"PBAC_SESSIONS_PER_AGENT", "PBAC_STDIO_SESSIONS", "PBAC_STDIO_SESSIONS_PER_AGENT", "PBAC_POLICY_DECISION_TIMEOUT",
 		"PBAC_POLICY_EVAL_TIMEOUT", "PBAC_USERS_FILE", "PBAC_OIDC_ISSUER", "PBAC_OIDC_CLIENT_ID", "PBAC_OIDC_CLIENT_SECRET_FILE",
-		"PBAC_OIDC_SCOPES", "PBAC_OIDC_GROUPS_CLAIM", "PBAC_OIDC_SUBJECT_CLAIM", "PBAC_MAX_SIGN_IN_AGE"}
+		"PBAC_OIDC_SCOPES", "PBAC_OIDC_GROUPS_CLAIM", "PBAC_OIDC_SUBJECT_CLAIM", "PBAC_MAX_SIGN_IN_AGE", "PBAC_DEMO_AGENTS"}
 	var got []string
 	for _, o := range EnvOverrides() {
 		got = append(got, o.Env)
@@ -44,7 +44,7 @@ func TestKeysAreTheOneTable(t *testing.T) {
 		if k.Env == "" {
 			continue
 		}
-		value := map[string]string{"policy.sync": "false", "limits.sessions_per_agent": "7", "limits.stdio_sessions": "7",
+		value := map[string]string{"policy.sync": "false", "demo_agents": "true", "limits.sessions_per_agent": "7", "limits.stdio_sessions": "7",
 			"limits.stdio_sessions_per_agent": "7", "policy.verification_keys": "a=/k1,b=/k2", "admin_hosts": "a.internal,b.internal",
 			"identity.oidc.scopes": "openid,groups"}[k.Name]
 		if value == "" {

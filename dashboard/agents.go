@@ -14,6 +14,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/connect"
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/demo"
 )
@@ -41,9 +42,41 @@ type agentView struct {
 	CreatedAt   time.Time `json:"created_at"`
 	Secret      string    `json:"client_secret,omitempty"`
 	RedirectURI string    `json:"-"`
+	// RedirectURIs are the agent's registered redirect URIs.
+	RedirectURIs []string `json:"redirect_uris"`
 	// CallbackPort is the port of the agent's localhost redirect URI, for
 	// claude mcp add --callback-port; 0 when it has none.
 	CallbackPort int `json:"callback_port,omitempty"`
+	// Snippets configure each MCP client whose redirect URIs the agent's
+	// registration accepts (connect.Clients): each works as printed.
+	Snippets []snippetView `json:"snippets"`
+}
+
+// snippetView is one client's configuration for an agent.
+type snippetView struct {
+	Client string `json:"client"`
+	Label  string `json:"label"`
+	File   string `json:"file,omitempty"`
+	Note   string `json:"note"`
+	Text   string `json:"text"`
+}
+
+// snippets are the client configurations that work for an agent acting for
+// a user with these redirect URIs: a client is offered only when the
+// authorization server accepts every redirect URI it sends
+// (asrv.RedirectAccepted, the authorization endpoint's own rule).
+func snippets(mcpURL, clientID string, redirectURIs []string) []snippetView {
+	out := []snippetView{}
+	if len(redirectURIs) == 0 {
+		return out
+	}
+	for _, c := range connect.Clients() {
+		if !slices.ContainsFunc(c.Sends, func(sent string) bool { return !asrv.RedirectAccepted(sent, redirectURIs) }) {
+			out = append(out, snippetView{Client: c.ID, Label: c.Label, File: c.File, Note: c.Note,
+				Text: c.Snippet(connect.Target{MCPURL: mcpURL, ClientID: clientID})})
+		}
+	}
+	return out
 }
 
 // kindOf tells a machine agent (client credentials only) from one that
@@ -66,7 +99,13 @@ func (h *Handler) view(ctx context.Context, c *asrv.Client, tiers map[string]con
 	if len(c.RedirectURIs) > 0 {
 		v.RedirectURI = c.RedirectURIs[0]
 	}
+	v.RedirectURIs = append([]string{}, c.RedirectURIs...)
 	v.CallbackPort = demo.CallbackPort(c.RedirectURIs)
+	if v.Kind == "human" {
+		v.Snippets = snippets(h.cfg.GatewayURL+"/mcp", c.ID, c.RedirectURIs)
+	} else {
+		v.Snippets = []snippetView{}
+	}
 	var reg contract.RegisterResult
 	d, err := h.decide(ctx, contract.Register, contract.Input{Client: c.PolicyClient(), Now: time.Now().Unix()}, &reg)
 	switch {
@@ -171,6 +210,10 @@ func (h *Handler) registerAgent(w http.ResponseWriter, r *http.Request, _ *sessi
 		Model      string `json:"model"`
 		Kind       string `json:"kind"`
 		SingleUse  bool   `json:"single_use"`
+		// Client is a preset of connect.Clients (or connect.Custom): its
+		// redirect URIs when RedirectURIs is empty.
+		Client       string   `json:"client"`
+		RedirectURIs []string `json:"redirect_uris"`
 	}
 	if err := decodeBody(r, &in); err != nil {
 		writeError(w, http.StatusBadRequest, "bad registration: "+err.Error())
@@ -189,6 +232,14 @@ func (h *Handler) registerAgent(w http.ResponseWriter, r *http.Request, _ *sessi
 	case in.Kind != "human" && in.Kind != "machine":
 		writeError(w, http.StatusBadRequest, `kind must be "human" (acts for a signed-in user) or "machine" (acts as itself)`)
 		return
+	case in.Kind == "machine" && (len(in.RedirectURIs) > 0 || (in.Client != "" && in.Client != connect.Custom)):
+		writeError(w, http.StatusBadRequest, "redirect_uris and client are for an agent that acts for a user; a machine agent has no redirect")
+		return
+	}
+	redirects, err := humanRedirectURIs(in.Client, in.RedirectURIs)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	model := in.Model
 	if model == "" {
@@ -205,8 +256,10 @@ func (h *Handler) registerAgent(w http.ResponseWriter, r *http.Request, _ *sessi
 		req.GrantTypes, req.TokenEndpointAuthMethod = []string{"client_credentials"}, asrv.AuthMethodSecretBasic
 	} else {
 		req.GrantTypes = []string{"authorization_code", "refresh_token", asrv.GrantTypeExchange}
-		req.RedirectURIs, req.TokenEndpointAuthMethod = demo.HumanRedirectURIs(), asrv.AuthMethodNone
+		req.RedirectURIs, req.TokenEndpointAuthMethod = redirects, asrv.AuthMethodNone
 	}
+	// The registration rule of the authorization server (RFC 7591 at
+	// /oauth2/register), redirect URIs included: the one validator.
 	if err := req.Validate(); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -233,6 +286,38 @@ func (h *Handler) registerAgent(w http.ResponseWriter, r *http.Request, _ *sessi
 	v.Secret = secret
 	h.cfg.Logger.Info("dashboard: agent registered", "client_id", c.ID, "provider", in.Provider, "tier", v.Tier)
 	writeJSON(w, http.StatusCreated, v)
+}
+
+// humanRedirectURIs are the redirect URIs to register for an agent acting
+// for a user: those given, else the preset client's, else (no preset, none
+// given) those of every client the dashboard has a snippet for, as the demo
+// agents have. The authorization server's validator checks them after.
+func humanRedirectURIs(client string, given []string) ([]string, error) {
+	var preset connect.Client
+	if client != "" && client != connect.Custom {
+		c, ok := connect.Lookup(client)
+		if !ok {
+			return nil, errors.New("client: no such preset; want one of " + strings.Join(clientIDs(), ", ") + " or " + connect.Custom)
+		}
+		preset = c
+	}
+	switch {
+	case len(given) > 0:
+		return given, nil
+	case client == "":
+		return demo.HumanRedirectURIs(), nil
+	case client == connect.Custom:
+		return nil, errors.New("redirect_uris: a custom client needs the redirect URIs it sends")
+	}
+	return preset.RedirectURIs, nil
+}
+
+func clientIDs() []string {
+	var out []string
+	for _, c := range connect.Clients() {
+		out = append(out, c.ID)
+	}
+	return out
 }
 
 func (h *Handler) deleteAgent(w http.ResponseWriter, r *http.Request, _ *session) {

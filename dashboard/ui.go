@@ -26,6 +26,7 @@ import (
 	"github.com/pbac-gateway/pbac/asrv/signin"
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/audit/index"
+	"github.com/pbac-gateway/pbac/connect"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/identity"
@@ -289,6 +290,17 @@ func (h *Handler) config(w http.ResponseWriter, _ *http.Request) {
 		bs = append(bs, backend{Name: b, MCPURL: h.cfg.GatewayURL + "/mcp/" + b})
 	}
 	out["backends"] = bs
+	// The client presets of agent registration: their redirect URIs and a
+	// preview of their snippet (the agent's client id once registered).
+	type preset struct {
+		connect.Client
+		Preview string `json:"preview"`
+	}
+	presets := []preset{}
+	for _, c := range connect.Clients() {
+		presets = append(presets, preset{Client: c, Preview: c.Snippet(connect.Target{MCPURL: h.cfg.GatewayURL + "/mcp", ClientID: "<client id>"})})
+	}
+	out["clients"] = presets
 	if d := h.cfg.Demo; d != nil {
 		users := []userView{}
 		for _, u := range d.Users {

@@ -14,6 +14,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -22,6 +23,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/pbac-gateway/pbac/connect"
 )
 
 // An AgentClient plays an agent of the demo tenant against a running
@@ -67,14 +70,20 @@ type Token struct {
 // demo tenant registers for agents that act for a user, so Claude Code can
 // use a pre-registered client id: claude mcp add --client-id ID
 // --callback-port 33418 … makes it listen on http://localhost:33418/callback.
-const ClaudeCodeCallbackPort = 33418
+const ClaudeCodeCallbackPort = connect.ClaudeCodeCallbackPort
 
 // HumanRedirectURIs are the redirect URIs the demo tenant registers for an
 // agent acting for a user: 127.0.0.1 on any port (RFC 8252, the scenarios'
-// agents and most CLI clients) and Claude Code's localhost callback on its
-// fixed port (a host name, so the port must match exactly).
+// agents), then those of every MCP client the dashboard has a snippet for
+// (connect.Clients), so each snippet works for a demo agent as printed.
 func HumanRedirectURIs() []string {
-	return []string{"http://127.0.0.1/callback", fmt.Sprintf("http://localhost:%d/callback", ClaudeCodeCallbackPort)}
+	out := []string{"http://127.0.0.1/callback"}
+	for _, u := range connect.AllRedirectURIs() {
+		if !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // CallbackPort returns the port of a localhost …/callback redirect URI

@@ -90,7 +90,7 @@ func startAll(t *testing.T) map[string]*Running {
 	return byName
 }
 
-func connect(t *testing.T, url, version string) *mcp.ClientSession {
+func openSession(t *testing.T, url, version string) *mcp.ClientSession {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -172,7 +172,7 @@ func TestToolLists(t *testing.T) {
 	backends := startAll(t)
 	for _, name := range Names() {
 		t.Run(name, func(t *testing.T) {
-			cs := connect(t, backends[name].URL, "")
+			cs := openSession(t, backends[name].URL, "")
 			res, err := cs.ListTools(context.Background(), nil)
 			if err != nil {
 				t.Fatal(err)
@@ -213,7 +213,7 @@ func TestToolLists(t *testing.T) {
 }
 
 func TestDrive(t *testing.T) {
-	cs := connect(t, startAll(t)["drive"].URL, "")
+	cs := openSession(t, startAll(t)["drive"].URL, "")
 	runSteps(t, cs, []step{
 		{name: "list all", tool: "list_files", args: map[string]any{},
 			want: []string{"/public/handbook.md", "/prod/secrets/db.env", "/finance/q3-forecast.xlsx"},
@@ -294,7 +294,7 @@ func TestDrive(t *testing.T) {
 }
 
 func TestJira(t *testing.T) {
-	cs := connect(t, startAll(t)["jira"].URL, "2025-06-18")
+	cs := openSession(t, startAll(t)["jira"].URL, "2025-06-18")
 	runSteps(t, cs, []step{
 		{name: "all", tool: "search_issues", args: map[string]any{}, want: []string{"6 issue(s)", "SEC-12", "PLAT-101"}},
 		{name: "jql", tool: "search_issues", args: map[string]any{"jql": `project = SEC AND status = "To Do"`},
@@ -333,7 +333,7 @@ func TestJira(t *testing.T) {
 }
 
 func TestSlack(t *testing.T) {
-	cs := connect(t, startAll(t)["slack"].URL, "2025-03-26")
+	cs := openSession(t, startAll(t)["slack"].URL, "2025-03-26")
 	runSteps(t, cs, []step{
 		{name: "channels", tool: "list_channels", args: map[string]any{}, want: []string{"#general", "#security", "#deploys"}},
 		{name: "history", tool: "read_history", args: map[string]any{"channel": "#deploys", "limit": 2},
@@ -356,7 +356,7 @@ func TestSlack(t *testing.T) {
 }
 
 func TestJenkins(t *testing.T) {
-	cs := connect(t, startAll(t)["jenkins"].URL, "")
+	cs := openSession(t, startAll(t)["jenkins"].URL, "")
 	runSteps(t, cs, []step{
 		{name: "jobs", tool: "list_jobs", args: map[string]any{},
 			want: []string{"build-api", "build-web", "deploy-prod", "credentials/aws-rotate", "nightly-tests"}},
@@ -399,7 +399,7 @@ func TestJenkins(t *testing.T) {
 }
 
 func TestGitlab(t *testing.T) {
-	cs := connect(t, startAll(t)["gitlab"].URL, "2025-11-25")
+	cs := openSession(t, startAll(t)["gitlab"].URL, "2025-11-25")
 	runSteps(t, cs, []step{
 		{name: "list", tool: "list_merge_requests", args: map[string]any{"project": "platform/api"},
 			want: []string{"2 opened", "!6", "!7"}},
@@ -449,7 +449,7 @@ func TestGitlab(t *testing.T) {
 }
 
 func TestDatabase(t *testing.T) {
-	cs := connect(t, startAll(t)["database"].URL, "")
+	cs := openSession(t, startAll(t)["database"].URL, "")
 	runSteps(t, cs, []step{
 		{name: "select all", tool: "query", args: map[string]any{"sql": "SELECT * FROM users"}, want: []string{"alice@example.com", "(5 row(s) from users)"}},
 		{name: "where", tool: "query", args: map[string]any{"sql": "select * from users where role = 'contractor'"},
@@ -503,8 +503,8 @@ func TestDatabase(t *testing.T) {
 // and that the liveness probe answers.
 func TestSharedState(t *testing.T) {
 	r := startAll(t)["slack"]
-	a := connect(t, r.URL, "")
-	b := connect(t, r.URL, "2025-03-26")
+	a := openSession(t, r.URL, "")
+	b := openSession(t, r.URL, "2025-03-26")
 	runSteps(t, a, []step{{name: "post", tool: "post_message", args: map[string]any{"channel": "#security", "text": "cross-session"}}})
 	runSteps(t, b, []step{{name: "read", tool: "read_history", args: map[string]any{"channel": "#security", "limit": 1}, want: []string{"cross-session"}}})
 
@@ -531,8 +531,8 @@ func TestFreshState(t *testing.T) {
 		t.Cleanup(func() { _ = r.Close(context.Background()) })
 		urls = append(urls, r.URL)
 	}
-	runSteps(t, connect(t, urls[0], ""), []step{{name: "create", tool: "create_issue", args: map[string]any{"project": "SEC", "summary": "only here"}, want: []string{"SEC-15"}}})
-	runSteps(t, connect(t, urls[1], ""), []step{{name: "absent", tool: "get_issue", args: map[string]any{"key": "SEC-15"}, wantErr: true}})
+	runSteps(t, openSession(t, urls[0], ""), []step{{name: "create", tool: "create_issue", args: map[string]any{"project": "SEC", "summary": "only here"}, want: []string{"SEC-15"}}})
+	runSteps(t, openSession(t, urls[1], ""), []step{{name: "absent", tool: "get_issue", args: map[string]any{"key": "SEC-15"}, wantErr: true}})
 }
 
 // TestCloseWithOpenSession checks that Close returns promptly while a client
@@ -542,7 +542,7 @@ func TestCloseWithOpenSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs := connect(t, r.URL, "2025-06-18")
+	cs := openSession(t, r.URL, "2025-06-18")
 	runSteps(t, cs, []step{{name: "read", tool: "list_files", args: map[string]any{}}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -569,6 +569,6 @@ func TestJSONResponseHandler(t *testing.T) {
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close) // after the session's cleanup (LIFO)
-	cs := connect(t, srv.URL, "2025-03-26")
+	cs := openSession(t, srv.URL, "2025-03-26")
 	runSteps(t, cs, []step{{name: "query", tool: "query", args: map[string]any{"sql": "select email from users where username = 'bob'"}, want: []string{"bob@example.com"}}})
 }

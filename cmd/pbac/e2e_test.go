@@ -470,7 +470,7 @@ func TestUpWithStdioBackend(t *testing.T) {
 	}
 	dataDir := t.TempDir()
 	cfg := filepath.Join(dataDir, "pbac.yaml")
-	body := "demo: false\nlimits: {stdio_sessions: 2, stdio_sessions_per_agent: 1}\nbackends:\n  - name: tracker\n    command: [" +
+	body := "demo: false\ndemo_agents: true\nlimits: {stdio_sessions: 2, stdio_sessions_per_agent: 1}\nbackends:\n  - name: tracker\n    command: [" +
 		strconv.Quote(bin) + ", demo, backend, jira, --stdio]\n"
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)

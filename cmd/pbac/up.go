@@ -14,7 +14,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/config"
-	"github.com/pbac-gateway/pbac/demo"
+	"github.com/pbac-gateway/pbac/connect"
 	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/internal/stack"
 )
@@ -99,6 +99,16 @@ func (c upConfig) startDemo() bool {
 	return len(c.file.Backends) == 0
 }
 
+// demoAgents tells whether the demo agents are registered: as configured
+// (demo_agents), else whenever the demo backends run. A gateway of one's
+// own backends gets no agents with secrets it did not ask for.
+func (c upConfig) demoAgents() bool {
+	if c.file != nil && c.file.DemoAgents != nil {
+		return *c.file.DemoAgents
+	}
+	return c.startDemo()
+}
+
 // stackConfig is the system pbac up runs, from its resolved settings.
 func (c upConfig) stackConfig(log *slog.Logger) (stack.Config, error) {
 	pol, err := c.bundles.policy(c.ops.limits)
@@ -111,9 +121,9 @@ func (c upConfig) stackConfig(log *slog.Logger) (stack.Config, error) {
 		Admin: &stack.Admin{Listen: c.adminListen, TLS: c.ops.adminTLS},
 		Store: c.store, Policy: pol, AuthServer: stack.AuthServer{Settings: c.asSettings()}, RemoteAS: c.remoteAS(),
 		Gateway: &stack.Gateway{}, Limits: c.file.LimitsOrDefault(),
-		// The seed matrix's agents are registered whenever the AS runs in
-		// this process; the demo backends only when asked (startDemo).
-		Demo: stack.Demo{Backends: c.startDemo(), Agents: true},
+		// The seed matrix's agents are registered when the AS runs in this
+		// process and the demo is on (or demo_agents asks for them).
+		Demo: stack.Demo{Backends: c.startDemo(), Agents: c.demoAgents()},
 	}
 	if sc.DataDir == "" {
 		sc.DataDir = asrv.DefaultDataDir()
@@ -213,21 +223,22 @@ func printUp(out io.Writer, base, issuer, adminBase, dataDir string, people stac
 	}
 	// A client that registers itself has no verified claims: policy gives
 	// it the least tier, which grants nothing. The demo agent was
-	// registered with a signed statement.
-	clientID := ""
-	for _, a := range agents {
-		if a.Name == "claude-code" {
-			clientID = fmt.Sprintf("--client-id %s --callback-port %d ", a.ClientID, demo.ClaudeCodeCallbackPort)
-		}
+	// registered with a signed statement and Claude Code's redirect URI
+	// (connect.Clients), so its line works as printed.
+	claude := func(name, mcpURL string) string {
+		return "claude mcp add --transport http " + name + " " + mcpURL
 	}
-	if clientID != "" {
+	if a, ok := stack.FindDemoAgent(agents, "claude-code"); ok {
+		claude = func(name, mcpURL string) string {
+			return connect.ClaudeAddLine(a.ClientID, connect.ClaudeCodeCallbackPort, name, mcpURL)
+		}
 		fmt.Fprintln(out, "\nConnect Claude Code as the demo agent (it opens the sign-in page):")
 	} else {
 		fmt.Fprintln(out, "\nConnect Claude Code (it registers itself; an unverified client is granted nothing until its agent is known):")
 	}
-	fmt.Fprintf(out, "  claude mcp add --transport http %spbac %s/mcp\n", clientID, base)
+	fmt.Fprintf(out, "  %s\n", claude(connect.ServerName, base+"/mcp"))
 	if one != "" {
-		fmt.Fprintf(out, "  claude mcp add --transport http %spbac-%s %s/mcp/%s   (one backend)\n", clientID, one, base, one)
+		fmt.Fprintf(out, "  %s   (one backend)\n", claude(connect.ServerName+"-"+one, base+"/mcp/"+one))
 	}
 	fmt.Fprintln(out, "\nPress Ctrl-C to stop.")
 }

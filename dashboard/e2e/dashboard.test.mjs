@@ -83,7 +83,8 @@ test('onboarding: sign in, pick an agent, connect, see the matrix, live 200 and 
   // Step 3: the connect line names this gateway and the agent's client id.
   const claude = (await page.locator('[data-snippet="claude"]').innerText()).trim();
   assert.match(claude, /^claude mcp add --transport http --client-id \S+ --callback-port 33418 pbac http:\/\/127\.0\.0\.1:\d+\/mcp$/);
-  for (const client of ['opencode', 'cline', 'continue', 'cursor', 'vscode']) {
+  // The demo agent is registered for every client the dashboard knows.
+  for (const client of ['opencode', 'codex', 'gemini-cli', 'vscode', 'cursor', 'mcp-remote', 'inspector']) {
     assert.equal(await page.locator(`[data-snippet="${client}"]`).count(), 1, `no ${client} snippet`);
     assert.match(await page.locator(`[data-snippet="${client}"]`).textContent(), /\/mcp/);
   }
@@ -118,6 +119,53 @@ test('onboarding: sign in, pick an agent, connect, see the matrix, live 200 and 
   await shot(page, 'onboarding-5-live-test');
 
   assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('register an agent with the OpenCode preset: its redirect URI, then its opencode.json', async () => {
+  const { context, page, errors } = await open();
+  await signIn(page, 'alice');
+  await page.locator('#view-start').waitFor({ state: 'visible' });
+  await page.locator('#register-details summary').click();
+  await page.fill('#reg-name', 'opencode e2e');
+  await page.selectOption('#reg-provider', 'claude-code');
+  await page.selectOption('#reg-kind', 'human');
+  await page.selectOption('#reg-client', 'opencode');
+  // The preset fills in what OpenCode sends (any port on 127.0.0.1) and
+  // previews its configuration.
+  assert.equal(await page.inputValue('#reg-redirects'), 'http://127.0.0.1/mcp/oauth/callback');
+  assert.match(await page.locator('#reg-preview').innerText(), /"clientId": "<client id>"/);
+  await shot(page, 'register-opencode-0-form');
+  await page.click('#reg-submit');
+  await page.locator('#register-result .is-ok').waitFor();
+
+  // The new agent is picked; its connect step offers OpenCode's snippet,
+  // with its client id and the redirect URI it was registered for, and no
+  // Claude Code line (its localhost callback is not registered).
+  const card = page.locator('[data-agent="opencode e2e"]');
+  await card.waitFor();
+  const clientID = await card.getAttribute('data-client-id');
+  assert.ok(clientID);
+  await page.getByRole('tab', { name: 'OpenCode' }).click();
+  const text = (await page.locator('[data-snippet="opencode"]').innerText()).trim();
+  const cfg = JSON.parse(text);
+  assert.equal(cfg.mcp.pbac.type, 'remote');
+  assert.match(cfg.mcp.pbac.url, /^http:\/\/127\.0\.0\.1:\d+\/mcp$/);
+  assert.deepEqual(cfg.mcp.pbac.oauth, { clientId: clientID, redirectUri: 'http://127.0.0.1:19876/mcp/oauth/callback' });
+  assert.equal(await page.locator('[data-snippet="claude"]').count(), 0);
+  await shot(page, 'register-opencode-1-snippet');
+
+  // A redirect URI the authorization server's rule refuses is refused here.
+  await page.locator('#register-details summary').click();
+  await page.fill('#reg-name', 'bad redirect');
+  await page.selectOption('#reg-kind', 'human');
+  await page.selectOption('#reg-client', 'custom');
+  await page.fill('#reg-redirects', 'http://agent.example.com/cb');
+  await page.click('#reg-submit');
+  assert.match(await page.locator('#register-result [role="alert"]').innerText(), /loopback/);
+
+  // The refused registration's 400 is the only thing the console says.
+  assert.deepEqual(errors.filter((e) => !/status of 400/.test(e)), []);
   await context.close();
 });
 

@@ -62,6 +62,8 @@ var rules = []rule{
 		banned: []string{"github.com/dgraph-io/badger", module + "/asrv/store/badger"}},
 	{pkg: "asrv/cimd", why: "the client metadata document resolver parses hostile input with the standard library, JOSE and strict JSON only: no OAuth server, store or policy",
 		stdOnly: true, also: []string{"github.com/go-jose/go-jose/v4", "github.com/go-json-experiment/json"}},
+	{pkg: "connect", why: "the client presets are a table the dashboard, pbac up and the demo share: the standard library only",
+		stdOnly: true},
 	{pkg: "identity", why: "what the authorization server knows of identity sources is interfaces and config: the standard library only",
 		stdOnly: true},
 	{pkg: "asrv", why: "the authorization server takes people through identity's interfaces: neither the OpenID client nor the users file is linked unless the binary wires them",

@@ -39,6 +39,8 @@ export function init() {
 
   $('#register-form').addEventListener('submit', register);
   $('#people-form').addEventListener('submit', revokePerson);
+  $('#reg-client').addEventListener('change', fillPreset);
+  $('#reg-kind').addEventListener('change', renderRedirectFields);
   $('#reg-provider').addEventListener('change', () => {
     const other = $('#reg-provider').value === OTHER;
     $('#reg-provider-other-field').hidden = !other;
@@ -280,6 +282,8 @@ function renderRegisterForm() {
   if (before && [...sel.options].some((o) => o.value === before)) sel.value = before;
   $('#reg-provider-other-field').hidden = sel.value !== OTHER;
 
+  renderClientSelect();
+
   const note = $('#register-note');
   const allowed = isDemo() && isOperator();
   for (const el of $$('#register-form input, #register-form select, #register-form button')) el.disabled = !allowed;
@@ -290,6 +294,50 @@ function renderRegisterForm() {
   } else {
     note.textContent = 'The dashboard signs a software statement with the demo tenant\'s key and registers the agent through Dynamic Client Registration (RFC 7591). The policy decides its tier from the provider claim, and may refuse it.';
   }
+}
+
+// The client presets come from the server (GET /ui/api/config: clients,
+// made from the Go table connect.Clients): their redirect URIs and a preview
+// of their snippet. Nothing of them is written here.
+const CUSTOM = 'custom';
+
+function presets() {
+  return (state.config && state.config.clients) || [];
+}
+
+function renderClientSelect() {
+  const sel = $('#reg-client');
+  const before = sel.value;
+  const hadPresets = sel.options.length > 1;
+  replace(sel,
+    presets().map((c) => h('option', { value: c.id }, c.label)),
+    h('option', { value: CUSTOM }, 'Custom (type the redirect URIs)'));
+  if (hadPresets && [...sel.options].some((o) => o.value === before)) {
+    sel.value = before;
+  } else {
+    // The first time the presets are known: the first one, filled in.
+    sel.value = presets().length ? presets()[0].id : CUSTOM;
+    fillPreset();
+  }
+  renderRedirectFields();
+}
+
+function fillPreset() {
+  const c = presets().find((p) => p.id === $('#reg-client').value);
+  $('#reg-redirects').value = c ? c.redirect_uris.join('\n') : '';
+  const field = $('#reg-preview-field');
+  field.hidden = !c;
+  if (c) {
+    $('#reg-preview-file').textContent = c.file || 'a command to run';
+    $('#reg-preview code').textContent = c.preview;
+  }
+}
+
+function renderRedirectFields() {
+  const human = $('#reg-kind').value === 'human';
+  for (const id of ['#reg-client-field', '#reg-redirects-field']) $(id).hidden = !human;
+  if (!human) $('#reg-preview-field').hidden = true;
+  else $('#reg-preview-field').hidden = !presets().some((p) => p.id === $('#reg-client').value);
 }
 
 // --- revoke everything acting for a person ---
@@ -353,11 +401,17 @@ async function register(e) {
     kind: $('#reg-kind').value,
     single_use: $('#reg-single-use').checked,
   };
+  if (body.kind === 'human') {
+    body.client = $('#reg-client').value;
+    body.redirect_uris = $('#reg-redirects').value.split('\n').map((l) => l.trim()).filter(Boolean);
+  }
   const problem = !NAME_RE.test(name)
     ? 'The client name needs 1 to 64 letters, digits, spaces, dots, dashes or underscores, starting with a letter or digit.'
     : !PROVIDER_RE.test(provider)
       ? 'The provider needs 1 to 64 lower-case letters, digits, dots, dashes or underscores.'
-      : '';
+      : body.kind === 'human' && !body.redirect_uris.length
+        ? 'An agent that acts for a user needs at least one redirect URI: pick its client, or type the URIs it sends.'
+        : '';
   if (problem) {
     out.append(h('p', { class: 'inline-message is-error', role: 'alert' }, problem));
     return;
@@ -370,6 +424,8 @@ async function register(e) {
     pickAgent(a.client_id);
     $('#register-form').reset();
     $('#reg-provider-other-field').hidden = true;
+    fillPreset();
+    renderRedirectFields();
     $('#register-details').open = false;
     out.append(h('div', { class: 'inline-message is-ok' },
       h('p', null, 'Registered ', h('strong', null, a.client_name), ' with tier ', tierBadge(a.tier, a.tier_reason),
@@ -401,21 +457,6 @@ function snippetBlock(key, what, text, file) {
       copyButton({ what, source: pre, attrs: { 'data-copy': key } })));
 }
 
-export function snippets(mcp, clientId, callbackPort) {
-  const json = (o) => JSON.stringify(o, null, 2);
-  // Claude Code listens on http://localhost:<port>/callback; a pre-registered
-  // client needs that exact redirect URI, so the port is fixed.
-  const port = callbackPort ? ` --callback-port ${callbackPort}` : '';
-  return {
-    claude: `claude mcp add --transport http --client-id ${clientId}${port} pbac ${mcp}`,
-    opencode: json({ $schema: 'https://opencode.ai/config.json', mcp: { pbac: { type: 'remote', url: mcp, oauth: { clientId } } } }),
-    cline: json({ mcpServers: { pbac: { type: 'streamableHttp', url: mcp } } }),
-    continue: ['name: PBAC Gateway', 'version: 0.0.1', 'schema: v1', 'mcpServers:', '  - name: pbac', '    type: streamable-http', `    url: ${mcp}`].join('\n'),
-    cursor: json({ mcpServers: { pbac: { url: mcp } } }),
-    vscode: json({ servers: { pbac: { type: 'http', url: mcp } } }),
-  };
-}
-
 function renderConnect() {
   const el = $('#connect-content');
   const a = pickedAgent();
@@ -425,7 +466,11 @@ function renderConnect() {
     replace(el, h('p', { class: 'empty' }, 'Pick an agent in step 2: the commands below are made for it.'));
     return;
   }
-  const s = snippets(mcp, a.client_id, a.callback_port);
+  // The snippets are the server's (the Go table connect.Clients), only for
+  // the clients this agent's redirect URIs let sign in.
+  const list = a.snippets || [];
+  const claude = list.find((x) => x.client === 'claude-code');
+  const others = list.filter((x) => x !== claude);
   const who = currentUser();
   const signInAs = who ? `${who.sub} (password ${cfg.demo_password || 'yours'})` : 'a user of this gateway';
   const parts = [
@@ -434,21 +479,27 @@ function renderConnect() {
   if (a.kind === 'machine') {
     parts.push(h('p', { class: 'inline-message is-warn' },
       `${a.client_name} acts as itself (client credentials): it gets its token with its client id and secret, without anyone signing in. An interactive client such as Claude Code signs a user in: pick an agent that acts for a user to connect one.`));
+  } else if (!list.length) {
+    parts.push(h('p', { class: 'inline-message is-warn' },
+      `None of the MCP clients the dashboard knows sends a redirect URI ${a.client_name} is registered with (${(a.redirect_uris || []).join(', ')}): configure your client to send one of them.`));
   }
-  parts.push(
-    h('h3', { class: 'h-small' }, 'Claude Code'),
-    snippetBlock('claude', 'the Claude Code command', s.claude),
-    h('p', { class: 'hint' }, `Claude Code opens the gateway's sign-in page in your browser: sign in as ${signInAs}. Then type a prompt: every tool call it makes goes through the policy, and shows up in the audit trail.`),
-    h('h3', { class: 'h-small' }, 'Other clients'),
-    tabs([
-      { id: 'opencode', label: 'OpenCode', panel: snippetBlock('opencode', 'the OpenCode configuration', s.opencode, 'opencode.json') },
-      { id: 'cline', label: 'Cline', panel: snippetBlock('cline', 'the Cline configuration', s.cline, 'cline_mcp_settings.json') },
-      { id: 'continue', label: 'Continue', panel: snippetBlock('continue', 'the Continue configuration', s.continue, '.continue/mcpServers/pbac.yaml') },
-      { id: 'cursor', label: 'Cursor', panel: snippetBlock('cursor', 'the Cursor configuration', s.cursor, '~/.cursor/mcp.json') },
-      { id: 'vscode', label: 'VS Code', panel: snippetBlock('vscode', 'the VS Code configuration', s.vscode, '.vscode/mcp.json') },
-    ], { label: 'MCP client' }),
-    h('p', { class: 'hint' }, 'OpenCode uses this agent\'s client id. The others register themselves with the gateway the first time they connect (OAuth Dynamic Client Registration) and open the sign-in page; without a signed software statement they are unverified agents, and the matrix in step 4 shows what that allows.'),
-  );
+  if (claude) {
+    parts.push(
+      h('h3', { class: 'h-small' }, 'Claude Code'),
+      snippetBlock('claude', 'the Claude Code command', claude.text),
+      h('p', { class: 'hint' }, `Claude Code opens the gateway's sign-in page in your browser: sign in as ${signInAs}. Then type a prompt: every tool call it makes goes through the policy, and shows up in the audit trail.`));
+  }
+  if (others.length) {
+    parts.push(
+      h('h3', { class: 'h-small' }, claude ? 'Other clients' : 'Clients'),
+      tabs(others.map((x) => ({
+        id: x.client,
+        label: x.label,
+        panel: h('div', null,
+          snippetBlock(x.client, `the ${x.label} configuration`, x.text, x.file),
+          h('p', { class: 'hint' }, x.note)),
+      })), { label: 'MCP client' }));
+  }
   const backends = cfg.backends || [];
   if (backends.length) {
     parts.push(
