@@ -382,10 +382,12 @@ func (g *Gateway) decideCall(c *fiber.Ctx, endpoint string, backend *Backend, cl
 // says: a 403 JSON-RPC error, or a tool result with isError.
 func (g *Gateway) denyCall(c *fiber.Ctx, endpoint string, cl *caller, msg *jsonrpc.Message, extra contract.ToolCallResult, rec *audit.Record, version string) error {
 	text, data := publicDenial(extra.PublicReasons, rec.RequestID, version)
-	if extra.RequiredScope != "" {
+	// The scope is named only where it is what is missing: a denial a
+	// scope would not fix (a protected path, say) must not suggest one.
+	stepUp := extra.InsufficientScope && extra.RequiredScope != ""
+	if stepUp {
 		data["required_scope"] = extra.RequiredScope
 	}
-	stepUp := extra.InsufficientScope && extra.RequiredScope != ""
 	if stepUp {
 		c.Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="insufficient_scope", scope=%q, resource_metadata=%q, error_description=%q`,
 			strings.Join(stepUpScopes(c.Get(hdrProtocol), cl.token.Scopes, extra.RequiredScope), " "), g.metadataURL(endpoint),
