@@ -94,6 +94,9 @@ type Row struct {
 	// ModelSawDenied is the tool result the CLI gave the model for the
 	// denied call, verbatim.
 	ModelSawDenied string `json:"model_saw_denied"`
+	// DeniedHTTP is how the gateway answered the denied tools/call on the
+	// wire (status and challenge), from the observer.
+	DeniedHTTP string `json:"denied_http"`
 	// Audit is what the gateway's audit trail recorded for the two calls.
 	Audit string `json:"audit"`
 	// Snippet is the configuration that worked.
@@ -401,6 +404,14 @@ func judge(ctx context.Context, row *Row, t Target, events []clientcheck.Event, 
 	}
 	if denied != nil {
 		row.ModelSawDenied = denied.Content
+	}
+	for _, ev := range events {
+		if ev.RPC == "tools/call" && ev.Status != 200 {
+			row.DeniedHTTP = fmt.Sprintf("HTTP %d", ev.Status)
+			if ev.WWWAuthenticate != "" {
+				row.DeniedHTTP += ", WWW-Authenticate: " + ev.WWWAuthenticate
+			}
+		}
 	}
 }
 
