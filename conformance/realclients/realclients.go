@@ -169,6 +169,21 @@ func Installed(dir string) error {
 	return nil
 }
 
+// Runnable runs each CLI's --version: both packages put their native
+// binary in place in a postinstall script, and without it (npm ci
+// --ignore-scripts) the command is a stub that says so.
+func Runnable(ctx context.Context, dir string) error {
+	for _, b := range []string{"claude", "opencode"} {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		out, err := exec.CommandContext(ctx, filepath.Join(dir, "node_modules", ".bin", b), "--version").CombinedOutput()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s --version: %w\n%s", b, err, out)
+		}
+	}
+	return nil
+}
+
 // BrowserHelper writes the $BROWSER the CLIs get into dir: it fetches the
 // authorization URL as a client would (no text/html in Accept), so the
 // observer signs in on the AS's own page as the demo user, and follows the

@@ -55,6 +55,9 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 	if err := Installed(cfg.Dir); err != nil {
 		return nil, err
 	}
+	if err := Runnable(ctx, cfg.Dir); err != nil {
+		return nil, err
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 90 * time.Second
 	}
