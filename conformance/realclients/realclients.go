@@ -130,7 +130,7 @@ func (e Env) run(ctx context.Context, env []string, name string, args ...string)
 	c.WaitDelay = 5 * time.Second
 	err := c.Run()
 	if e.Log != nil {
-		fmt.Fprintf(e.Log, "$ %s %s\n%s\n", name, strings.Join(args, " "), out.String())
+		fmt.Fprintf(e.Log, "$ %s %s\n%s\n(%s)\n", name, strings.Join(args, " "), out.String(), exitOf(err))
 	}
 	if err != nil {
 		return out.String(), fmt.Errorf("run %s %s: %w", filepath.Base(name), strings.Join(args, " "), err)
@@ -443,3 +443,11 @@ var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 func plain(s string) string { return ansi.ReplaceAllString(s, "") }
 
 var errNotSignedIn = errors.New("the CLI did not sign in")
+
+// exitOf says how a command ended, for the log.
+func exitOf(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
