@@ -3,6 +3,7 @@ package realclients
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -29,8 +30,16 @@ var prompts = []string{
 func DriveClaudeCode(ctx context.Context, e Env, t Target) (Row, error) {
 	bin := filepath.Join(e.Dir, "node_modules", ".bin", "claude")
 	row := Row{Client: "Claude Code", Version: Version(e.Dir, "@anthropic-ai/claude-code")}
-	add := fmt.Sprintf("claude mcp add --transport http --scope user --client-id %s --callback-port %d %s %s/mcp",
-		t.ClientID, demo.ClaudeCodeCallbackPort, serverName, t.Base)
+	// The line pbac up printed, as a user pastes it (local scope: every
+	// command runs in e.Work).
+	add := t.ClaudeAdd
+	if add == "" {
+		return row, errors.New("pbac up printed no `claude mcp add` line for /mcp")
+	}
+	if !strings.Contains(add, "--client-id "+t.ClientID+" ") || !strings.Contains(add, fmt.Sprintf("--callback-port %d ", demo.ClaudeCodeCallbackPort)) ||
+		!strings.HasSuffix(add, " "+serverName+" "+t.Base+"/mcp") {
+		return row, fmt.Errorf("pbac up printed %q, not the demo agent's id, callback port and server %s at %s/mcp", add, serverName, t.Base)
+	}
 	row.Snippet = add
 	env := append(e.baseEnv(),
 		"CLAUDE_CONFIG_DIR="+filepath.Join(e.Work, ".claude"),
@@ -57,7 +66,7 @@ func DriveClaudeCode(ctx context.Context, e Env, t Target) (Row, error) {
 		// model saw, from the stand-in's record.
 		_, _ = e.run(ctx, env, bin, "-p", p, "--allowedTools", tool, "--output-format", "text")
 	}
-	judge(ctx, &row, t, t.Observer.Events()[from:], e.Model)
+	judge(ctx, &row, t, t.Observer.Events()[from:], e.Model.Requests(), e.Model.Results())
 	return row, nil
 }
 
@@ -111,7 +120,7 @@ func DriveOpenCode(ctx context.Context, e Env, t Target) (Row, error) {
 	for _, p := range prompts {
 		_, _ = e.run(ctx, env, bin, "run", p)
 	}
-	judge(ctx, &row, t, t.Observer.Events()[from:], e.Model)
+	judge(ctx, &row, t, t.Observer.Events()[from:], e.Model.Requests(), e.Model.Results())
 	return row, nil
 }
 

@@ -70,6 +70,7 @@ func StartGateway(ctx context.Context, bin string, stderr io.Writer) (_ *Gateway
 		return nil, fmt.Errorf("start pbac up: %w", err)
 	}
 	ready, exited := make(chan struct{}), make(chan struct{})
+	claudeLine := ""
 	g.scanned.Add(1)
 	go func() {
 		defer g.scanned.Done()
@@ -77,7 +78,15 @@ func StartGateway(ctx context.Context, bin string, stderr io.Writer) (_ *Gateway
 		var once sync.Once
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "Press Ctrl-C") {
+			line := strings.TrimSpace(sc.Text())
+			select {
+			case <-ready: // claudeLine is the caller's now
+			default:
+				if strings.HasPrefix(line, "claude mcp add ") && strings.HasSuffix(line, "/mcp") {
+					claudeLine = line
+				}
+			}
+			if strings.HasPrefix(line, "Press Ctrl-C") {
 				once.Do(func() { close(ready) })
 			}
 		}
@@ -102,6 +111,7 @@ func StartGateway(ctx context.Context, bin string, stderr io.Writer) (_ *Gateway
 	up, _ := url.Parse("http://" + listen)
 	g.Observer = clientcheck.NewObserver(clientcheck.ObserverConfig{Upstream: up, SignInUser: "alice", SignInPassword: asrv.DemoPassword})
 	g.Base = base
+	g.ClaudeAdd = claudeLine
 	g.AuditFile = filepath.Join(g.dataDir, "audit", "audit.jsonl")
 	g.srv = &http.Server{Handler: g.Observer, ReadHeaderTimeout: 10 * time.Second}
 	g.served = make(chan struct{})

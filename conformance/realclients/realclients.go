@@ -61,6 +61,9 @@ type Target struct {
 	Observer *clientcheck.Observer
 	// AuditFile is the gateway's audit trail (JSON Lines).
 	AuditFile string
+	// ClaudeAdd is the `claude mcp add` line for /mcp that pbac up
+	// printed ("" when it printed none).
+	ClaudeAdd string
 }
 
 // Env is what a driver runs in.
@@ -279,9 +282,9 @@ func toolCalls(ctx context.Context, path, clientID string, n int) ([]AuditRecord
 	}
 }
 
-// judge fills the row's steps from the observer's events since from, the
-// stand-in's records and the audit trail.
-func judge(ctx context.Context, row *Row, t Target, events []clientcheck.Event, model *modelapi.Server) {
+// judge fills the row's steps from the observer's events, the stand-in's
+// records and the audit trail.
+func judge(ctx context.Context, row *Row, t Target, events []clientcheck.Event, requests []modelapi.Request, results []modelapi.ToolResult) {
 	has := func(pred func(clientcheck.Event) bool) (clientcheck.Event, bool) {
 		for _, ev := range events {
 			if pred(ev) {
@@ -352,7 +355,7 @@ func judge(ctx context.Context, row *Row, t Target, events []clientcheck.Event, 
 
 	_, listed := has(func(ev clientcheck.Event) bool { return ev.RPC == "tools/list" && ev.Status == 200 })
 	offered := ""
-	for _, r := range model.Requests() {
+	for _, r := range requests {
 		for _, name := range r.Tools {
 			if strings.HasSuffix(name, toolSuffix) {
 				offered = name
@@ -369,7 +372,7 @@ func judge(ctx context.Context, row *Row, t Target, events []clientcheck.Event, 
 	}
 
 	var allowed, denied *modelapi.ToolResult
-	for _, r := range model.Results() {
+	for _, r := range results {
 		switch r.Marker {
 		case markerAllowed:
 			allowed = &r
