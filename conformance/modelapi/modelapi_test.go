@@ -1,0 +1,266 @@
+package modelapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// post sends body to path and returns the answer: a JSON body as one
+// element, or an event stream's data lines (event names prefixed "event:").
+func post(t *testing.T, s *Server, path string, body any) []string {
+	t.Helper()
+	raw, _ := json.Marshal(body)
+	resp, err := http.Post(s.URL()+path, "application/json", strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: status %d", path, resp.StatusCode)
+	}
+	var out []string
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		var v json.RawMessage
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		return []string{string(v)}
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			out = append(out, d)
+		} else if e, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+			out = append(out, "event:"+e)
+		}
+	}
+	return out
+}
+
+// toolCall reads the one tool call of an answer (name and arguments as
+// JSON), in either API's streaming or whole form; "" when there is none.
+func toolCall(t *testing.T, api string, answer []string) (name, args, text string) {
+	t.Helper()
+	for _, line := range answer {
+		if strings.HasPrefix(line, "event:") || line == "[DONE]" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("%s: not JSON: %s", api, line)
+		}
+		switch api {
+		case "anthropic":
+			if cb, ok := m["content_block"].(map[string]any); ok && cb["type"] == "tool_use" {
+				name = cb["name"].(string)
+			}
+			if d, ok := m["delta"].(map[string]any); ok {
+				if pj, ok := d["partial_json"].(string); ok {
+					args += pj
+				}
+				if tx, ok := d["text"].(string); ok {
+					text += tx
+				}
+			}
+			if content, ok := m["content"].([]any); ok {
+				for _, c := range content {
+					b := c.(map[string]any)
+					if b["type"] == "tool_use" {
+						name = b["name"].(string)
+						raw, _ := json.Marshal(b["input"])
+						args = string(raw)
+					} else {
+						text += b["text"].(string)
+					}
+				}
+			}
+		case "openai":
+			for _, ch := range m["choices"].([]any) {
+				c := ch.(map[string]any)
+				msg, _ := c["delta"].(map[string]any)
+				if msg == nil {
+					msg, _ = c["message"].(map[string]any)
+				}
+				if tx, ok := msg["content"].(string); ok {
+					text += tx
+				}
+				calls, _ := msg["tool_calls"].([]any)
+				for _, tc := range calls {
+					f := tc.(map[string]any)["function"].(map[string]any)
+					name, args = f["name"].(string), f["arguments"].(string)
+				}
+			}
+		}
+	}
+	return name, args, text
+}
+
+// callID is the id of the answer's tool call.
+func callID(answer []string) string {
+	for _, line := range answer {
+		for _, key := range []string{`"id":"toolu_`, `"id":"call_`} {
+			if i := strings.Index(line, key); i >= 0 {
+				rest := line[i+len(`"id":"`):]
+				return rest[:strings.Index(rest, `"`)]
+			}
+		}
+	}
+	return ""
+}
+
+// TestConversation plays the turns an agent CLI makes with each API, in
+// streaming and whole answers: a side request with no tools gets text, a
+// prompt with the marker gets a call of the offered tool whose name ends
+// with the planned one, and the tool result the client sends back is
+// recorded and answered with text.
+func TestConversation(t *testing.T) {
+	calls := []Call{{Marker: "pbac-allowed", Tool: "drive_read_file", Args: map[string]any{"path": "/team/roadmap.md"}}}
+	cases := []struct {
+		name, api, path string
+		stream          bool
+		tool            string
+		// first is the request with the prompt; side has no tools; result
+		// answers the call with id.
+		first, side func(prompt string) map[string]any
+		result      func(id, tool, content string) map[string]any
+		isError     bool
+	}{
+		{"anthropic streaming", "anthropic", "/v1/messages", true, "mcp__pbac__drive_read_file",
+			func(p string) map[string]any {
+				return map[string]any{"model": "m", "stream": true, "tools": []any{map[string]any{"name": "Bash"}, map[string]any{"name": "mcp__pbac__drive_read_file"}},
+					// Claude Code puts a system message after the user's.
+					"messages": []any{map[string]any{"role": "user", "content": []any{map[string]any{"type": "text", "text": p}}},
+						map[string]any{"role": "system", "content": "environment"}}}
+			},
+			func(p string) map[string]any {
+				return map[string]any{"model": "m", "stream": true, "messages": []any{map[string]any{"role": "user", "content": "title: " + p}}}
+			},
+			func(id, tool, content string) map[string]any {
+				return map[string]any{"model": "m", "stream": true, "tools": []any{map[string]any{"name": tool}}, "messages": []any{
+					map[string]any{"role": "user", "content": "pbac-allowed"},
+					map[string]any{"role": "assistant", "content": []any{map[string]any{"type": "tool_use", "id": id, "name": tool, "input": map[string]any{}}}},
+					map[string]any{"role": "user", "content": []any{map[string]any{"type": "tool_result", "tool_use_id": id, "is_error": true,
+						"content": []any{map[string]any{"type": "text", "text": content}}}}}}}
+			}, true},
+		{"anthropic whole", "anthropic", "/v1/messages", false, "mcp__pbac__drive_read_file",
+			func(p string) map[string]any {
+				return map[string]any{"model": "m", "tools": []any{map[string]any{"name": "mcp__pbac__drive_read_file"}},
+					"messages": []any{map[string]any{"role": "user", "content": p}}}
+			},
+			func(p string) map[string]any {
+				return map[string]any{"model": "m", "messages": []any{map[string]any{"role": "user", "content": p}}}
+			},
+			func(id, tool, content string) map[string]any {
+				return map[string]any{"model": "m", "messages": []any{
+					map[string]any{"role": "user", "content": []any{map[string]any{"type": "tool_result", "tool_use_id": id, "content": content}}}}}
+			}, false},
+		{"openai streaming", "openai", "/v1/chat/completions", true, "pbac_drive_read_file",
+			func(p string) map[string]any {
+				return map[string]any{"model": "m", "stream": true, "tools": []any{map[string]any{"type": "function", "function": map[string]any{"name": "pbac_drive_read_file"}}},
+					"messages": []any{map[string]any{"role": "system", "content": "you are"}, map[string]any{"role": "user", "content": []any{map[string]any{"type": "text", "text": p}}}}}
+			},
+			func(p string) map[string]any {
+				return map[string]any{"model": "m", "stream": true, "messages": []any{map[string]any{"role": "user", "content": "title: " + p}}}
+			},
+			func(id, tool, content string) map[string]any {
+				return map[string]any{"model": "m", "stream": true, "messages": []any{
+					map[string]any{"role": "user", "content": "pbac-allowed"},
+					map[string]any{"role": "assistant", "tool_calls": []any{map[string]any{"id": id, "type": "function", "function": map[string]any{"name": tool, "arguments": "{}"}}}},
+					map[string]any{"role": "tool", "tool_call_id": id, "content": content}}}
+			}, false},
+		{"openai whole", "openai", "/v1/chat/completions", false, "pbac_drive_read_file",
+			func(p string) map[string]any {
+				return map[string]any{"model": "m", "tools": []any{map[string]any{"type": "function", "function": map[string]any{"name": "pbac_drive_read_file"}}},
+					"messages": []any{map[string]any{"role": "user", "content": p}}}
+			},
+			func(p string) map[string]any {
+				return map[string]any{"model": "m", "messages": []any{map[string]any{"role": "user", "content": p}}}
+			},
+			func(id, tool, content string) map[string]any {
+				return map[string]any{"model": "m", "messages": []any{map[string]any{"role": "tool", "tool_call_id": id,
+					"content": []any{map[string]any{"type": "text", "text": content}}}}}
+			}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Start(calls)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := s.Close(ctx); err != nil {
+					t.Error(err)
+				}
+			})
+			const prompt = "pbac-allowed: read the roadmap"
+
+			if name, _, text := toolCall(t, tc.api, post(t, s, tc.path, tc.side(prompt))); name != "" || text != "ok" {
+				t.Errorf("side request: call %q, text %q; want text ok", name, text)
+			}
+			if name, _, _ := toolCall(t, tc.api, post(t, s, tc.path, tc.first("no marker here"))); name != "" {
+				t.Errorf("a prompt without the marker got a call of %s", name)
+			}
+			answer := post(t, s, tc.path, tc.first(prompt))
+			if tc.stream && tc.api == "anthropic" {
+				var events []string
+				for _, l := range answer {
+					if e, ok := strings.CutPrefix(l, "event:"); ok {
+						events = append(events, e)
+					}
+				}
+				want := "message_start content_block_start content_block_delta content_block_stop message_delta message_stop"
+				if got := strings.Join(events, " "); got != want {
+					t.Errorf("events %q, want %q", got, want)
+				}
+			}
+			if tc.stream && tc.api == "openai" && answer[len(answer)-1] != "[DONE]" {
+				t.Errorf("the stream ends with %q, not [DONE]", answer[len(answer)-1])
+			}
+			name, args, _ := toolCall(t, tc.api, answer)
+			if name != tc.tool || args != `{"path":"/team/roadmap.md"}` {
+				t.Fatalf("call %q %s, want %s with the planned arguments", name, args, tc.tool)
+			}
+			id := callID(answer)
+			if id == "" {
+				t.Fatalf("no call id in %q", answer)
+			}
+			if _, _, text := toolCall(t, tc.api, post(t, s, tc.path, tc.result(id, name, "denied by policy"))); !strings.Contains(text, "denied by policy") {
+				t.Errorf("after the result: %q", text)
+			}
+			got := s.Results()
+			want := ToolResult{API: tc.api, Marker: "pbac-allowed", Tool: tc.tool, CallID: id, Content: "denied by policy", IsError: tc.isError}
+			if len(got) != 1 || got[0] != want {
+				t.Errorf("results %+v, want [%+v]", got, want)
+			}
+		})
+	}
+}
+
+// TestCountTokensAndUnknownPaths: Claude Code's token counting is answered;
+// any other path is a 404 that is recorded.
+func TestCountTokensAndUnknownPaths(t *testing.T) {
+	s, err := Start(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	if got := post(t, s, "/v1/messages/count_tokens", map[string]any{"messages": []any{}}); got[0] != `{"input_tokens":100}` {
+		t.Errorf("count_tokens: %s", got)
+	}
+	resp, err := http.Get(s.URL() + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	reqs := s.Requests()
+	if resp.StatusCode != http.StatusNotFound || len(reqs) != 2 || reqs[1].Path != "GET /v1/models" || reqs[1].Answer != "not found" {
+		t.Errorf("unknown path: %d, requests %+v", resp.StatusCode, reqs)
+	}
+}

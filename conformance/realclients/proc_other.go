@@ -1,0 +1,7 @@
+//go:build !unix
+
+package realclients
+
+import "os/exec"
+
+func setProcessGroup(*exec.Cmd) {}
