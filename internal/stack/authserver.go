@@ -13,6 +13,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/cimd"
 	"github.com/pbac-gateway/pbac/asrv/signin"
 	"github.com/pbac-gateway/pbac/asrv/store/badger"
 	"github.com/pbac-gateway/pbac/asrv/store/postgres"
@@ -132,13 +133,24 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 	}
 	s.store, s.storeName = store, storeName
 	s.onClose(phaseStore, "token store", func(context.Context) error { return store.Close() })
+	var documents *cimd.Resolver
+	if guard != nil { // the AS's own endpoints are served here
+		if documents, err = openMetadataDocuments(s.cfg.AuthServer.Clients, s.log); err != nil {
+			return err
+		}
+	}
+	if documents != nil {
+		// Registered after the store, so closed before it: its fetches end
+		// once the listeners have drained.
+		s.onClose(phaseStore, "client metadata documents", func(context.Context) error { return documents.Close() })
+	}
 	srv, err := asrv.New(asrv.Config{
 		Issuer: issuer, Resources: s.resources(), Scopes: s.cfg.AuthServer.Scopes, ActiveScopes: s.scopes, UserAttestable: s.userAttestable, Secret: secret,
 		Store: store, Policy: s.decider, Statements: verifier, Logger: s.log,
 		Introspectors: introspectors, SignIn: guard, Registration: limits,
 		AccessTokenTTL: s.cfg.AuthServer.AccessTokenTTL, MaxSignInAge: maxSignInAge,
-		// Client ID Metadata Documents set ClientMetadata here.
-		Users: ppl.users, SSO: ppl.redirectSource(), Assertions: ppl.assertionIssuer(),
+		ClientMetadata: documents,
+		Users:          ppl.users, SSO: ppl.redirectSource(), Assertions: ppl.assertionIssuer(),
 	})
 	if err != nil {
 		return err
@@ -153,6 +165,39 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 		s.log.Info("single sign-on: register this redirect URI at the provider", "redirect_uri", ppl.sso.RedirectURL())
 	}
 	return nil
+}
+
+// openMetadataDocuments builds the resolver of Client ID Metadata
+// Documents the configuration asks for (c may be nil: on, fetching, the
+// defaults); nil when they are off. Pinned documents are read and
+// validated here, so a bad one fails at start.
+func openMetadataDocuments(c *config.Clients, log *slog.Logger) (*cimd.Resolver, error) {
+	m, err := c.MetadataDocumentSettings()
+	if err != nil || !m.Enabled {
+		return nil, err
+	}
+	cfg := cimd.Config{Fetch: m.Fetch, AllowNetworks: m.AllowNetworks, Timeout: m.Timeout, MaxBytes: m.MaxBytes,
+		Logger: log.With("component", "client-metadata")}
+	if m.CAFile != "" {
+		if cfg.RootCAs, err = cimd.LoadTrustStore(m.CAFile); err != nil {
+			return nil, fmt.Errorf("clients.metadata_documents.ca_file: %w", err)
+		}
+	}
+	if m.PinnedDir != "" {
+		if cfg.Pinned, err = cimd.LoadPinnedDir(m.PinnedDir); err != nil {
+			return nil, fmt.Errorf("clients.metadata_documents.pinned_dir: %w", err)
+		}
+	}
+	r, err := cimd.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("clients.metadata_documents: %w", err)
+	}
+	fetch := "fetched over HTTPS"
+	if !m.Fetch {
+		fetch = "not fetched (pinned only)"
+	}
+	log.Info("client metadata documents: "+fetch, "pinned", len(cfg.Pinned), "allow_networks", m.AllowNetworks)
+	return r, nil
 }
 
 // introspector is what the gateway validates tokens with.
