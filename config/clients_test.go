@@ -83,3 +83,56 @@ func TestMetadataDocumentSettings(t *testing.T) {
 		})
 	}
 }
+
+// TestStatementIssuersConfig: each of clients.statement_issuers has a
+// unique name other than "local" (this server's own key), an issuer, and
+// exactly one key file that exists; every problem is reported at load.
+func TestStatementIssuersConfig(t *testing.T) {
+	dir := t.TempDir()
+	jwks := filepath.Join(dir, "acme.jwks.json")
+	if err := os.WriteFile(jwks, []byte(`{"keys":[]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write := func(body string) string {
+		p := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	acme := "{name: acme, issuer: 'https://acme.example', jwks_file: " + jwks + "}"
+	for _, tc := range []struct {
+		name, body string
+		wantErr    []string
+	}{
+		{"one issuer", "clients: {statement_issuers: [" + acme + "]}\n", nil},
+		{"two of one name", "clients: {statement_issuers: [" + acme + ", " + acme + "]}\n",
+			[]string{`clients.statement_issuers[1] (acme): the name "acme" is used twice`}},
+		{"local is reserved", "clients: {statement_issuers: [{name: local, issuer: 'https://acme.example', jwks_file: " + jwks + "}]}\n",
+			[]string{`the name "local" is reserved for this authorization server's own key`}},
+		{"no name, no issuer, no keys", "clients: {statement_issuers: [{key_id: k}]}\n",
+			[]string{"clients.statement_issuers[0]: name is required", "issuer (the statements' iss) is required", "give keys_file (PEM public keys) or jwks_file"}},
+		{"both key files", "clients: {statement_issuers: [{name: acme, issuer: x, jwks_file: " + jwks + ", keys_file: " + jwks + "}]}\n",
+			[]string{"give keys_file or jwks_file, not both"}},
+		{"a missing key file", "clients: {statement_issuers: [{name: acme, issuer: x, keys_file: " + filepath.Join(dir, "none.pem") + "}]}\n",
+			[]string{"clients.statement_issuers[0] (acme): keys_file:"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Load(write(tc.body))
+			if len(tc.wantErr) == 0 {
+				if err != nil || len(cfg.Clients.StatementIssuers) != 1 {
+					t.Fatalf("Load: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("loaded")
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want one containing %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -1,15 +1,20 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/go-jose/go-jose/v4"
 )
 
 // TestConfigCheckMetadataDocuments: pbac config check says whether Client
 // ID Metadata Documents are fetched, and how many are pinned (each pinned
-// document validated as at start: a bad one is an error naming the key).
+// document validated as at start: a bad one is an error naming the key),
+// and whose statements verify (the issuers' key files read as at start).
 func TestConfigCheckMetadataDocuments(t *testing.T) {
 	dir := t.TempDir()
 	pinned, bad := filepath.Join(dir, "pinned"), filepath.Join(dir, "bad")
@@ -26,6 +31,12 @@ func TestConfigCheckMetadataDocuments(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bad, "agent.json"), []byte(strings.Replace(doc, "https://", "http://", 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	pub, _, _ := ed25519.GenerateKey(nil)
+	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: pub, KeyID: "acme-1"}}})
+	jwks := filepath.Join(dir, "acme.jwks.json")
+	if err := os.WriteFile(jwks, set, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, body string
 		want       []string
@@ -39,6 +50,10 @@ func TestConfigCheckMetadataDocuments(t *testing.T) {
 			[]string{"fetched over HTTPS", "allowed networks    [127.0.0.1/32]"}, ""},
 		{"off", "clients: {metadata_documents: {enabled: false}}\n", []string{"metadata documents    off"}, ""},
 		{"a bad pinned document", "clients: {metadata_documents: {pinned_dir: " + bad + "}}\n", nil, "clients.metadata_documents.pinned_dir"},
+		{"a trusted statement issuer", "clients: {statement_issuers: [{name: acme, issuer: 'https://acme.example', jwks_file: " + jwks + "}]}\n",
+			[]string{"statement issuers     local (this server's key", "acme: iss https://acme.example, 1 key(s)"}, ""},
+		{"an issuer's key file that is not a key set", "clients: {statement_issuers: [{name: acme, issuer: 'https://acme.example', jwks_file: " + filepath.Join(pinned, "agent.json") + "}]}\n",
+			nil, "clients.statement_issuers acme"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml")

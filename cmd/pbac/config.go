@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/asrv/cimd"
 	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/identity"
@@ -185,6 +186,9 @@ func printClients(w io.Writer, s opsSettings) error {
 	if s.file.AuthorizationServer != nil {
 		return nil // the remote authorization server's business
 	}
+	if err := printStatementIssuers(w, s.file.Clients); err != nil {
+		return err
+	}
 	m, err := s.file.Clients.MetadataDocumentSettings()
 	if err != nil {
 		return err
@@ -220,6 +224,25 @@ func printClients(w io.Writer, s opsSettings) error {
 		}
 	} else {
 		fmt.Fprintf(w, "  metadata documents    fetching off (air-gapped); %d pinned%s; any other URL client id is refused\n", pinned, from)
+	}
+	return nil
+}
+
+// printStatementIssuers lists whose software statements verify: this
+// server's own key and the configured issuers, whose key files are read
+// and checked as at start.
+func printStatementIssuers(w io.Writer, c *config.Clients) error {
+	fmt.Fprintf(w, "  statement issuers     %s (this server's key, pbac statement sign)\n", asrv.LocalIssuerName)
+	if c == nil {
+		return nil
+	}
+	for _, si := range c.StatementIssuers {
+		keys, err := asrv.ReadTrustedIssuer(si.Name, si.Issuer, si.KeyID, si.KeysFile, si.JWKSFile)
+		if err != nil {
+			return fmt.Errorf("clients.statement_issuers %s: %w", si.Name, err)
+		}
+		fmt.Fprintf(w, "                        %s: iss %s, %d key(s) (vouches only for what policy data's agents.statement_issuers lists)\n",
+			si.Name, si.Issuer, len(keys))
 	}
 	return nil
 }

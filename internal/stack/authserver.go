@@ -120,9 +120,13 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 	if err != nil {
 		return err
 	}
-	verifier, err := asrv.NewStatementVerifier(key.Trusted())
+	issuers, err := statementIssuers(s.cfg.AuthServer.Clients)
 	if err != nil {
 		return err
+	}
+	verifier, err := asrv.NewStatementVerifier(append([]asrv.TrustedIssuer{key.Trusted()}, issuers...)...)
+	if err != nil {
+		return fmt.Errorf("clients.statement_issuers: %w", err)
 	}
 	if verifier, err = asStatementVerifier(settings, verifier); err != nil {
 		return err
@@ -149,8 +153,7 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 		Store: store, Policy: s.decider, Statements: verifier, Logger: s.log,
 		Introspectors: introspectors, SignIn: guard, Registration: limits,
 		AccessTokenTTL: s.cfg.AuthServer.AccessTokenTTL, MaxSignInAge: maxSignInAge,
-		ClientMetadata: documents,
-		Users:          ppl.users, SSO: ppl.redirectSource(), Assertions: ppl.assertionIssuer(),
+		Users: ppl.users, SSO: ppl.redirectSource(), Assertions: ppl.assertionIssuer(), ClientMetadata: documents,
 	})
 	if err != nil {
 		return err
@@ -165,6 +168,27 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 		s.log.Info("single sign-on: register this redirect URI at the provider", "redirect_uri", ppl.sso.RedirectURL())
 	}
 	return nil
+}
+
+// statementIssuers are the trusted statement issuers the configuration
+// names besides this server's own key (c may be nil: none), their key
+// files read.
+func statementIssuers(c *config.Clients) ([]asrv.TrustedIssuer, error) {
+	if c == nil {
+		return nil, nil
+	}
+	var out []asrv.TrustedIssuer
+	for _, si := range c.StatementIssuers {
+		if si.Name == asrv.LocalIssuerName {
+			return nil, fmt.Errorf("clients.statement_issuers: the name %q is reserved for this authorization server's own key", si.Name)
+		}
+		got, err := asrv.ReadTrustedIssuer(si.Name, si.Issuer, si.KeyID, si.KeysFile, si.JWKSFile)
+		if err != nil {
+			return nil, fmt.Errorf("clients.statement_issuers %s: %w", si.Name, err)
+		}
+		out = append(out, got...)
+	}
+	return out, nil
 }
 
 // openMetadataDocuments builds the resolver of Client ID Metadata

@@ -26,17 +26,23 @@ import (
 // listen (a loopback one, on any port).
 const cimdRedirect = "http://127.0.0.1:47311/callback"
 
-// cimdDocument is a public client's metadata document at id.
-func cimdDocument(id string) []byte {
-	b, _ := json.Marshal(map[string]any{"client_id": id, "client_name": "Loopback Agent",
-		"redirect_uris": []string{"http://127.0.0.1/callback"}, "token_endpoint_auth_method": "none"})
+// cimdDocument is a public client's metadata document at id, with the
+// extra members given.
+func cimdDocument(id string, extra map[string]any) []byte {
+	doc := map[string]any{"client_id": id, "client_name": "Loopback Agent",
+		"redirect_uris": []string{"http://127.0.0.1/callback"}, "token_endpoint_auth_method": "none"}
+	for k, v := range extra {
+		doc[k] = v
+	}
+	b, _ := json.Marshal(doc)
 	return b
 }
 
 // cimdHost serves one metadata document over HTTPS on 127.0.0.1 with a
 // test CA, and writes that CA to a PEM file: the client id URL and the
-// file.
-func cimdHost(t *testing.T) (id, caFile string) {
+// file. extra, when set, gives the document's extra members (as of each
+// fetch).
+func cimdHost(t *testing.T, extra func() map[string]any) (id, caFile string) {
 	t.Helper()
 	var self string
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -44,8 +50,12 @@ func cimdHost(t *testing.T) (id, caFile string) {
 			http.NotFound(w, r)
 			return
 		}
+		var more map[string]any
+		if extra != nil {
+			more = extra()
+		}
 		w.Header().Set("Content-Type", "application/json")
-		w.Write(cimdDocument(self))
+		w.Write(cimdDocument(self, more))
 	}))
 	t.Cleanup(srv.Close)
 	self = srv.URL + "/agent/client.json"
@@ -82,6 +92,16 @@ func openCIMDStack(t *testing.T, clients *config.Clients) *stack.Stack {
 // change does.
 func mapCIMDProvider(t *testing.T, st *stack.Stack, url, provider string) {
 	t.Helper()
+	m := map[string]any{}
+	if url != "" {
+		m[url] = provider
+	}
+	setAgentsData(t, st, "cimd_providers", m)
+}
+
+// setAgentsData sets the active policy's data.agents[key] to v.
+func setAgentsData(t *testing.T, st *stack.Stack, key string, v any) {
+	t.Helper()
 	reg := st.Registry()
 	active, ok := reg.ActiveBundle()
 	if !ok {
@@ -91,11 +111,7 @@ func mapCIMDProvider(t *testing.T, st *stack.Stack, url, provider string) {
 	if err := json.Unmarshal(active.Data, &data); err != nil {
 		t.Fatal(err)
 	}
-	m := map[string]any{}
-	if url != "" {
-		m[url] = provider
-	}
-	data["agents"].(map[string]any)["cimd_providers"] = m
+	data["agents"].(map[string]any)[key] = v
 	raw, err := json.Marshal(data)
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +148,7 @@ func callJiraAs(t *testing.T, st *stack.Stack, token string) {
 // developer token and a tool call through the gateway. The AS metadata
 // advertises documents with token endpoint auth method none.
 func TestMetadataDocumentsThroughTheStack(t *testing.T) {
-	id, ca := cimdHost(t)
+	id, ca := cimdHost(t, nil)
 	st := openCIMDStack(t, &config.Clients{MetadataDocuments: &config.MetadataDocuments{
 		AllowNetworks: []string{"127.0.0.1/32"}, CAFile: ca}})
 	ctx := t.Context()
@@ -183,7 +199,7 @@ func TestMetadataDocumentsThroughTheStack(t *testing.T) {
 func TestMetadataDocumentsAirGapped(t *testing.T) {
 	const id = "https://agent.invalid/oauth/client.json"
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "agent.json"), cimdDocument(id), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "agent.json"), cimdDocument(id, nil), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	off := false
