@@ -175,7 +175,7 @@ func (k *IssuerKey) PublicKey() ed25519.PublicKey { return append(ed25519.Public
 
 // Trusted is the TrustedIssuer entry that verifies this key's statements.
 func (k *IssuerKey) Trusted() TrustedIssuer {
-	return TrustedIssuer{Issuer: LocalIssuer, KeyID: k.kid, Key: k.PublicKey()}
+	return TrustedIssuer{Name: LocalIssuerName, Issuer: LocalIssuer, KeyID: k.kid, Key: k.PublicKey()}
 }
 
 type signedStatementClaims struct {

@@ -183,7 +183,7 @@ func TestIssuerSignVerifyRoundTrip(t *testing.T) {
 	if got.StatementID == "" || got.KeyID != k.KeyID() {
 		t.Fatalf("the statement's id %q and key id %q are not recorded (key %q)", got.StatementID, got.KeyID, k.KeyID())
 	}
-	want := AgentClaims{Verified: true, Issuer: LocalIssuer, SoftwareID: "sw-1",
+	want := AgentClaims{Verified: true, Issuer: LocalIssuer, IssuerName: LocalIssuerName, SoftwareID: "sw-1",
 		AgentProvider: "ci-bot", AgentModel: "gpt-x", SingleUseAccessTokens: true, StatementID: got.StatementID, KeyID: k.KeyID()}
 	if got != want {
 		t.Fatalf("got %+v, want %+v", got, want)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -23,9 +24,12 @@ import (
 // meets these clients through its client storage (configuredClients) and
 // its client authentication strategy (authenticateClient), and sees an
 // ordinary *Client built from the document on each request. Such a client
-// is unverified (the document says who publishes it, not what the agent
-// is) and carries an attestation of kind "cimd" and the publishing origin,
-// which policy may weigh.
+// carries an attestation of kind "cimd" and the publishing origin, which
+// policy may weigh; it is unverified (the document says who publishes it,
+// not what the agent is) unless the document carries a software statement
+// that Config.Statements verifies, as at registration. A statement that
+// does not verify leaves the client unverified, never refused: a published
+// document may carry a statement for other servers.
 
 // AttestationCIMD is the attestation kind of a client known by its client
 // id metadata document.
@@ -35,6 +39,8 @@ const AttestationCIMD = contract.AttestationCIMD
 type metadataClients struct {
 	resolver   *cimd.Resolver
 	assertions *cimd.AssertionVerifier
+	statements *StatementVerifier
+	log        *slog.Logger
 	now        func() time.Time
 }
 
@@ -53,7 +59,7 @@ func newMetadataClients(cfg *Config, store Store) (*metadataClients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("asrv: client metadata: %w", err)
 	}
-	return &metadataClients{resolver: cfg.ClientMetadata, assertions: av, now: cfg.Now}, nil
+	return &metadataClients{resolver: cfg.ClientMetadata, assertions: av, statements: cfg.Statements, log: cfg.Logger, now: cfg.Now}, nil
 }
 
 // isMetadataClient tells whether c is (a stored snapshot of) a metadata
@@ -82,7 +88,11 @@ func (m *metadataClients) client(ctx context.Context, id string) (*Client, error
 	if err != nil {
 		return nil, err
 	}
-	c := m.fromDocument(d)
+	c, stmtErr := m.fromDocument(d)
+	if stmtErr != nil {
+		m.log.WarnContext(ctx, "metadata document's software statement does not verify; the client is unverified",
+			"client_id", d.ClientID, "err", stmtErr)
+	}
 	if hint, _ := ctx.Value(redirectHintKey{}).(string); hint != "" && !slices.Contains(c.RedirectURIs, hint) {
 		if _, ok := d.MatchRedirectURI(hint); ok {
 			c.RedirectURIs = append(c.RedirectURIs, hint)
@@ -91,7 +101,19 @@ func (m *metadataClients) client(ctx context.Context, id string) (*Client, error
 	return c, nil
 }
 
-func (m *metadataClients) fromDocument(d *cimd.Document) *Client {
+// fromDocument builds the client of a document, verified when its
+// software statement verifies (as a registration's would); the error is
+// the statement's, when it carries one that does not.
+func (m *metadataClients) fromDocument(d *cimd.Document) (*Client, error) {
+	var agent AgentClaims
+	var stmtErr error
+	switch {
+	case d.SoftwareStatement == "":
+	case m.statements == nil:
+		stmtErr = fmt.Errorf("%w: no software statement issuers are trusted", ErrUntrustedStatement)
+	default:
+		agent, stmtErr = m.statements.Verify(d.SoftwareStatement, m.now())
+	}
 	return &Client{
 		ID:           d.ClientID,
 		RedirectURIs: slices.Clone(d.RedirectURIs),
@@ -104,10 +126,12 @@ func (m *metadataClients) fromDocument(d *cimd.Document) *Client {
 		TokenEndpointAuthMethod: d.TokenEndpointAuthMethod,
 		Name:                    d.ClientName,
 		URI:                     d.ClientURI,
+		Agent:                   agent,
+		SoftwareStatement:       d.SoftwareStatement,
 		Attestation:             &contract.Attestation{Kind: AttestationCIMD, Origin: d.Origin},
 		CreatedAt:               m.now().UTC(),
 		metadata:                d,
-	}
+	}, stmtErr
 }
 
 // metadataClient is configuredClients.GetClient for a URL-formatted id. A
@@ -141,7 +165,7 @@ func (s *Server) anchorMetadataClient(ctx context.Context, c *Client) error {
 	} else if !errors.Is(err, fosite.ErrNotFound) {
 		return fmt.Errorf("anchor metadata client %s: %w", c.ID, err)
 	}
-	snap := s.clients.metadata.fromDocument(c.metadata)
+	snap, _ := s.clients.metadata.fromDocument(c.metadata)
 	snap.metadata = nil
 	if err := s.admitClient(ctx, snap); err != nil && !errors.Is(err, ErrClientExists) {
 		return fmt.Errorf("anchor metadata client %s: %w", c.ID, err)

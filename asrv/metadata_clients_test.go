@@ -283,6 +283,57 @@ func TestCIMDShippedPolicyGivesNothing(t *testing.T) {
 	}
 }
 
+// TestCIMDSoftwareStatement: a document's software_statement is verified
+// as a registration's: one this server's key signed makes the client
+// verified by "local" (the shipped policy then gives claude-code its tier,
+// and the stored snapshot says so); one nobody trusts leaves the client an
+// unverified client of its document, never refused for it.
+func TestCIMDSoftwareStatement(t *testing.T) {
+	host, cfg := newCIMDHost(t)
+	pol := &admitCIMD{}
+	ta := newTestAS(t, withMetadata(t, cfg), func(c *asrv.Config) { pol.next = c.Policy; c.Policy = pol })
+	ctx := t.Context()
+	const redirect = "http://127.0.0.1:40123/callback"
+
+	local, err := ta.issuer.Sign(asrv.StatementClaims{AgentProvider: "claude-code", Audience: []string{ta.srv.URL}, TTL: time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := host.publish("/local.json", map[string]any{"client_name": "Local Agent", "redirect_uris": []string{"http://127.0.0.1/callback"},
+		"software_statement": local})
+	if _, err := oauthtest.CodeFlow(ctx, ta.srv.URL, id, redirect, "alice", asrv.DemoPassword, ta.resource, "drive:read"); err != nil {
+		t.Fatalf("a document with this server's statement: %v", err)
+	}
+	stored, err := ta.store.Client(ctx, id)
+	if err != nil || !stored.Agent.Verified || stored.Agent.IssuerName != asrv.LocalIssuerName ||
+		stored.Attestation == nil || stored.Attestation.Kind != asrv.AttestationCIMD {
+		t.Fatalf("the snapshot %+v %v, want verified by local", stored, err)
+	}
+	if a := stored.PolicyAttestation(); a == nil || a.Kind != contract.AttestationStatement || a.By != asrv.LocalIssuerName || a.Provider != "claude-code" {
+		t.Fatalf("attestation %+v", a)
+	}
+
+	stranger, err := asrv.LoadOrCreateIssuerKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := stranger.Sign(asrv.StatementClaims{AgentProvider: "claude-code", Audience: []string{ta.srv.URL}, TTL: time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id = host.publish("/foreign.json", map[string]any{"client_name": "Foreign Agent", "redirect_uris": []string{"http://127.0.0.1/callback"},
+		"software_statement": foreign})
+	if _, err := oauthtest.CodeFlow(ctx, ta.srv.URL, id, redirect, "alice", asrv.DemoPassword, ta.resource, "drive:read"); err != nil {
+		t.Fatalf("a document with an untrusted statement (admitted as a document by the test policy): %v", err)
+	}
+	pol.mu.Lock()
+	last := string(pol.seen[len(pol.seen)-1])
+	pol.mu.Unlock()
+	if !strings.Contains(last, `"client_id":"`+id+`"`) || !strings.Contains(last, `"verified":false`) || !strings.Contains(last, `"kind":"cimd"`) {
+		t.Fatalf("policy saw %s", last)
+	}
+}
+
 // TestCIMDPinnedWithFetchingOff: air-gapped, a pinned document works and
 // any other URL client id is refused with a clear error.
 func TestCIMDPinnedWithFetchingOff(t *testing.T) {

@@ -194,15 +194,15 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	metadata, err := newMetadataClients(&cfg, cfg.Store)
-	if err != nil {
-		return nil, err
-	}
 	cfg.Registration = cfg.Registration.withDefaults()
 	// Statements are for this server: their aud names its issuer.
 	if cfg.Statements != nil && len(cfg.Statements.Audiences()) == 0 {
 		base := strings.TrimSuffix(cfg.Issuer, "/")
 		cfg.Statements = cfg.Statements.WithAudience(base, base+"/")
+	}
+	metadata, err := newMetadataClients(&cfg, cfg.Store)
+	if err != nil {
+		return nil, err
 	}
 	base := strings.TrimSuffix(cfg.Issuer, "/")
 	fc := &fosite.Config{

@@ -60,6 +60,11 @@ var statementAlgs = []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA}
 
 // TrustedIssuer is a software statement issuer trusted by its public key.
 type TrustedIssuer struct {
+	// Name is what policy calls the issuer (data.agents.statement_issuers;
+	// AgentClaims.IssuerName of what its key verifies): LocalIssuerName for
+	// this server's own key, the configured name for others. Empty: policy
+	// knows the issuer by its Issuer.
+	Name string
 	// Issuer is matched exactly against the statement's "iss" claim.
 	Issuer string
 	// KeyID, when set, must equal the statement's "kid" header. An issuer
@@ -72,6 +77,7 @@ type TrustedIssuer struct {
 }
 
 type trustedKey struct {
+	name   string
 	issuer string
 	kid    string
 	key    crypto.PublicKey
@@ -168,6 +174,9 @@ func NewStatementVerifier(issuers ...TrustedIssuer) (*StatementVerifier, error) 
 		if ti.Issuer == "" {
 			return nil, fmt.Errorf("trusted issuer %d: empty issuer", i)
 		}
+		if ti.Name == LocalIssuerName && ti.Issuer != LocalIssuer {
+			return nil, fmt.Errorf("trusted issuer %q: the name %q is reserved for this server's own key", ti.Issuer, LocalIssuerName)
+		}
 		alg, key, err := statementKey(ti.Key)
 		if err != nil {
 			return nil, fmt.Errorf("trusted issuer %q: %w", ti.Issuer, err)
@@ -181,7 +190,7 @@ func NewStatementVerifier(issuers ...TrustedIssuer) (*StatementVerifier, error) 
 			}
 		}
 		v.byIssuer[ti.Issuer] = append(v.byIssuer[ti.Issuer], trustedKey{
-			issuer: ti.Issuer, kid: ti.KeyID, key: key, alg: alg,
+			name: ti.Name, issuer: ti.Issuer, kid: ti.KeyID, key: key, alg: alg,
 		})
 	}
 	return v, nil
@@ -273,6 +282,7 @@ func (v *StatementVerifier) Verify(jws string, now time.Time) (AgentClaims, erro
 	claims := AgentClaims{
 		Verified:              true,
 		Issuer:                c.iss,
+		IssuerName:            tk.name,
 		SoftwareID:            c.softwareID,
 		AgentProvider:         c.agentProvider,
 		AgentModel:            c.agentModel,

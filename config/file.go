@@ -53,6 +53,9 @@ import (
 //	identity:                       # who people sign in as (outside the demo: nobody without it)
 //	  oidc: {issuer: https://login.example.com, client_id: pbac, client_secret_file: /etc/pbac/secrets/oidc-client-secret}
 //	  users_file: /etc/pbac/users.yaml
+//	clients:                        # clients no operator registered (Clients)
+//	  metadata_documents: {fetch: false, pinned_dir: /etc/pbac/clients}
+//	  statement_issuers: [{name: acme, issuer: https://acme.example, jwks_file: /etc/pbac/acme.jwks.json}]
 //	backends:
 //	  - name: jira
 //	    url: https://jira-mcp.internal/mcp
@@ -103,6 +106,9 @@ type File struct {
 	// both. Without it only the demo tenant has people (its demo users);
 	// elsewhere only machine clients get tokens.
 	Identity *identity.Config `yaml:"identity"`
+	// Clients is how the authorization server knows clients no operator
+	// registered: Client ID Metadata Documents, trusted statement issuers.
+	Clients *Clients `yaml:"clients"`
 
 	envErrs []error // environment values that do not parse
 }
@@ -445,6 +451,7 @@ func (c *File) Validate() error {
 	errs = append(errs, c.ArgumentLimits.validate()...)
 	errs = append(errs, c.Limits.validate()...)
 	errs = append(errs, c.validateIdentity()...)
+	errs = append(errs, c.Clients.validate()...)
 	for _, h := range c.AdminHosts {
 		if h == "" || strings.ContainsAny(h, "/:@ ") {
 			errs = append(errs, fmt.Errorf("admin_hosts: %q must be a host name without port or scheme", h))

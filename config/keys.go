@@ -302,6 +302,32 @@ var keys = []Key{
 					return c.ASrv.MaxSignInAge
 				}
 		}),
+	key("clients.metadata_documents.enabled", "PBAC_METADATA_DOCUMENTS", "", "true", "resolve client ids that are https URLs as Client ID Metadata Documents",
+		func() (func(*File, string) error, func(*File) string) {
+			return metadataBool(func(m *MetadataDocuments) **bool { return &m.Enabled })
+		}),
+	key("clients.metadata_documents.fetch", "PBAC_METADATA_DOCUMENTS_FETCH", "", "true", "fetch documents that are not pinned (false: air-gapped, pinned documents only)",
+		func() (func(*File, string) error, func(*File) string) {
+			return metadataBool(func(m *MetadataDocuments) **bool { return &m.Fetch })
+		}),
+	key("clients.metadata_documents.allow_networks", "PBAC_METADATA_DOCUMENTS_ALLOW_NETWORKS", "", "", "CIDR blocks (loopback, private…) documents may be fetched from nonetheless; every other special-purpose address is refused",
+		func() (func(*File, string) error, func(*File) string) {
+			return func(c *File, v string) error { c.metadataDocuments().AllowNetworks = strings.Split(v, ","); return nil },
+				func(c *File) string {
+					if c.Clients == nil || c.Clients.MetadataDocuments == nil {
+						return ""
+					}
+					return strings.Join(c.Clients.MetadataDocuments.AllowNetworks, ",")
+				}
+		}),
+	key("clients.metadata_documents.ca_file", "PBAC_METADATA_DOCUMENTS_CA_FILE", "", "", "PEM CA certificates: the only ones trusted for fetched documents (default: the system's)",
+		func() (func(*File, string) error, func(*File) string) {
+			return metadataStr(func(m *MetadataDocuments) *string { return &m.CAFile })
+		}),
+	key("clients.metadata_documents.pinned_dir", "PBAC_METADATA_DOCUMENTS_PINNED_DIR", "", "", "a directory of pinned documents: every *.json file is the document of the URL in its own client_id, never fetched",
+		func() (func(*File, string) error, func(*File) string) {
+			return metadataStr(func(m *MetadataDocuments) *string { return &m.PinnedDir })
+		}),
 	key("limits.sessions_per_agent", "PBAC_SESSIONS_PER_AGENT", "", strconv.Itoa(DefaultSessionsPerAgent), "MCP sessions one agent holds; beyond, its least recently used one ends",
 		func() (func(*File, string) error, func(*File) string) {
 			return number(func(l *Limits) *int { return &l.SessionsPerAgent })
@@ -314,6 +340,36 @@ var keys = []Key{
 		func() (func(*File, string) error, func(*File) string) {
 			return number(func(l *Limits) *int { return &l.StdioSessionsPerAgent })
 		}),
+}
+
+// metadataStr is a key held in a string field of
+// clients.metadata_documents.
+func metadataStr(field func(m *MetadataDocuments) *string) (func(*File, string) error, func(*File) string) {
+	return func(c *File, v string) error { *field(c.metadataDocuments()) = v; return nil },
+		func(c *File) string {
+			if c.Clients == nil || c.Clients.MetadataDocuments == nil {
+				return ""
+			}
+			return *field(c.Clients.MetadataDocuments)
+		}
+}
+
+// metadataBool is a key held in a boolean field of
+// clients.metadata_documents.
+func metadataBool(field func(m *MetadataDocuments) **bool) (func(*File, string) error, func(*File) string) {
+	return func(c *File, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("want true or false")
+			}
+			*field(c.metadataDocuments()) = &b
+			return nil
+		}, func(c *File) string {
+			if c.Clients == nil || c.Clients.MetadataDocuments == nil || *field(c.Clients.MetadataDocuments) == nil {
+				return ""
+			}
+			return strconv.FormatBool(**field(c.Clients.MetadataDocuments))
+		}
 }
 
 func withSecret(k Key) Key {

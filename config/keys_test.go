@@ -12,7 +12,8 @@ import (
 
 // TestKeysAreTheOneTable: every environment override comes from the table
 // (the 25 of before the table, none lost, identity's 7,
-// asrv.max_sign_in_age's and demo_agents'), names and variables are unique,
+// asrv.max_sign_in_age's, demo_agents' and clients.metadata_documents' 5), names and
+// variables are unique,
 // and each variable sets the file key it names (the value read back
 // through the table).
 func TestKeysAreTheOneTable(t *testing.T) {
@@ -22,7 +23,9 @@ func TestKeysAreTheOneTable(t *testing.T) {
 		"PBAC_BUNDLE_VERIFICATION_KEYS", "PBAC_POLICY_SYNC", "PBAC_POLICY_SYNC_INTERVAL", "PBAC_ADMIN_HOSTS",
 		"PBAC_SESSIONS_PER_AGENT", "PBAC_STDIO_SESSIONS", "PBAC_STDIO_SESSIONS_PER_AGENT", "PBAC_POLICY_DECISION_TIMEOUT",
 		"PBAC_POLICY_EVAL_TIMEOUT", "PBAC_USERS_FILE", "PBAC_OIDC_ISSUER", "PBAC_OIDC_CLIENT_ID", "PBAC_OIDC_CLIENT_SECRET_FILE",
-		"PBAC_OIDC_SCOPES", "PBAC_OIDC_GROUPS_CLAIM", "PBAC_OIDC_SUBJECT_CLAIM", "PBAC_MAX_SIGN_IN_AGE", "PBAC_DEMO_AGENTS"}
+		"PBAC_OIDC_SCOPES", "PBAC_OIDC_GROUPS_CLAIM", "PBAC_OIDC_SUBJECT_CLAIM", "PBAC_MAX_SIGN_IN_AGE", "PBAC_DEMO_AGENTS",
+		"PBAC_METADATA_DOCUMENTS", "PBAC_METADATA_DOCUMENTS_FETCH", "PBAC_METADATA_DOCUMENTS_ALLOW_NETWORKS",
+		"PBAC_METADATA_DOCUMENTS_CA_FILE", "PBAC_METADATA_DOCUMENTS_PINNED_DIR"}
 	var got []string
 	for _, o := range EnvOverrides() {
 		got = append(got, o.Env)
@@ -46,7 +49,8 @@ func TestKeysAreTheOneTable(t *testing.T) {
 		}
 		value := map[string]string{"policy.sync": "false", "demo_agents": "true", "limits.sessions_per_agent": "7", "limits.stdio_sessions": "7",
 			"limits.stdio_sessions_per_agent": "7", "policy.verification_keys": "a=/k1,b=/k2", "admin_hosts": "a.internal,b.internal",
-			"identity.oidc.scopes": "openid,groups"}[k.Name]
+			"identity.oidc.scopes": "openid,groups", "clients.metadata_documents.enabled": "false",
+			"clients.metadata_documents.fetch": "false", "clients.metadata_documents.allow_networks": "127.0.0.1/32,10.0.0.0/8"}[k.Name]
 		if value == "" {
 			value = "value-of-" + k.Name
 		}

@@ -52,7 +52,7 @@ token and introspection is decided by the shipped policy.`,
 			st, err := stack.New(ctx, stack.Config{
 				Logger: log, DataDir: dataDir, Listen: ops.listen, TLS: ops.tls, PublicURL: ops.publicURL,
 				Store: ops.store, Policy: pol, AuthServer: stack.AuthServer{Settings: ops.file.ASrv, Resources: resources,
-					Identity: ops.file.IdentityOrNone()},
+					Identity: ops.file.IdentityOrNone(), Clients: ops.file.Clients},
 			})
 			if err != nil {
 				return err

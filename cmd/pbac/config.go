@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/cimd"
 	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/identity"
 	"github.com/pbac-gateway/pbac/plugins"
@@ -52,6 +54,9 @@ file, then the flags' defaults.`,
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid, %d backend(s)\n", name, len(ops.file.Backends))
 			printOps(cmd.OutOrStdout(), ops)
 			printIdentity(cmd.OutOrStdout(), ops)
+			if err := printClients(cmd.OutOrStdout(), ops); err != nil {
+				return err
+			}
 			printPolicy(cmd.OutOrStdout(), ops, bundles)
 			printSettings(cmd.OutOrStdout(), flags, ops.file, os.LookupEnv)
 			return nil
@@ -171,6 +176,75 @@ func printIdentity(w io.Writer, s opsSettings) {
 			fmt.Fprintf(w, "    sign-in lasts       %s at most, refreshes included (asrv.max_sign_in_age)\n", shortDuration(age))
 		}
 	}
+}
+
+// printClients says how clients no operator registered are known: Client
+// ID Metadata Documents (fetched or not, how many pinned — each pinned
+// document is validated here, as at start). A pinned document that is not
+// valid is an error.
+func printClients(w io.Writer, s opsSettings) error {
+	if s.file.AuthorizationServer != nil {
+		return nil // the remote authorization server's business
+	}
+	if err := printStatementIssuers(w, s.file.Clients); err != nil {
+		return err
+	}
+	m, err := s.file.Clients.MetadataDocumentSettings()
+	if err != nil {
+		return err
+	}
+	if !m.Enabled {
+		fmt.Fprintf(w, "  metadata documents    off: a client id that is a URL is an unknown client\n")
+		return nil
+	}
+	pinned := 0
+	if m.PinnedDir != "" {
+		docs, err := cimd.LoadPinnedDir(m.PinnedDir)
+		if err != nil {
+			return fmt.Errorf("clients.metadata_documents.pinned_dir: %w", err)
+		}
+		r, err := cimd.New(cimd.Config{Pinned: docs})
+		if err != nil {
+			return fmt.Errorf("clients.metadata_documents.pinned_dir: %w", err)
+		}
+		_ = r.Close()
+		pinned = len(docs)
+	}
+	from := ""
+	if m.PinnedDir != "" {
+		from = " from " + m.PinnedDir
+	}
+	if m.Fetch {
+		fmt.Fprintf(w, "  metadata documents    fetched over HTTPS (at most %d bytes, %s); %d pinned%s\n", m.MaxBytes, shortDuration(m.Timeout), pinned, from)
+		if len(m.AllowNetworks) > 0 {
+			fmt.Fprintf(w, "    allowed networks    %v (special-purpose addresses otherwise refused)\n", m.AllowNetworks)
+		}
+		if m.CAFile != "" {
+			fmt.Fprintf(w, "    trust store         %s only\n", m.CAFile)
+		}
+	} else {
+		fmt.Fprintf(w, "  metadata documents    fetching off (air-gapped); %d pinned%s; any other URL client id is refused\n", pinned, from)
+	}
+	return nil
+}
+
+// printStatementIssuers lists whose software statements verify: this
+// server's own key and the configured issuers, whose key files are read
+// and checked as at start.
+func printStatementIssuers(w io.Writer, c *config.Clients) error {
+	fmt.Fprintf(w, "  statement issuers     %s (this server's key, pbac statement sign)\n", asrv.LocalIssuerName)
+	if c == nil {
+		return nil
+	}
+	for _, si := range c.StatementIssuers {
+		keys, err := asrv.ReadTrustedIssuer(si.Name, si.Issuer, si.KeyID, si.KeysFile, si.JWKSFile)
+		if err != nil {
+			return fmt.Errorf("clients.statement_issuers %s: %w", si.Name, err)
+		}
+		fmt.Fprintf(w, "                        %s: iss %s, %d key(s) (vouches only for what policy data's agents.statement_issuers lists)\n",
+			si.Name, si.Issuer, len(keys))
+	}
+	return nil
 }
 
 // shortDuration is d without its trailing zero units: 24h, 1h30m.

@@ -44,7 +44,7 @@ func TestStatementSignVerifiesWithDataDirKey(t *testing.T) {
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}
-	want := asrv.AgentClaims{Verified: true, Issuer: asrv.LocalIssuer, SoftwareID: "sw-1",
+	want := asrv.AgentClaims{Verified: true, Issuer: asrv.LocalIssuer, IssuerName: asrv.LocalIssuerName, SoftwareID: "sw-1",
 		AgentProvider: "ci-bot", AgentModel: "gpt-x", SingleUseAccessTokens: true, StatementID: got.StatementID, KeyID: key.KeyID()}
 	if got != want || got.StatementID == "" {
 		t.Fatalf("claims %+v, want %+v", got, want)

@@ -135,6 +135,7 @@ func (c upConfig) stackConfig(log *slog.Logger) (stack.Config, error) {
 		sc.Gateway.ArgumentLimits = c.file.ArgumentLimits
 		sc.Gateway.Denials = c.file.Denials
 		sc.AuthServer.Identity = c.file.IdentityOrNone()
+		sc.AuthServer.Clients = c.file.Clients
 	}
 	return sc, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/asrv/cimd"
 	"github.com/pbac-gateway/pbac/asrv/signin"
 	"github.com/pbac-gateway/pbac/asrv/store/badger"
 	"github.com/pbac-gateway/pbac/asrv/store/postgres"
@@ -119,9 +120,13 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 	if err != nil {
 		return err
 	}
-	verifier, err := asrv.NewStatementVerifier(key.Trusted())
+	issuers, err := statementIssuers(s.cfg.AuthServer.Clients)
 	if err != nil {
 		return err
+	}
+	verifier, err := asrv.NewStatementVerifier(append([]asrv.TrustedIssuer{key.Trusted()}, issuers...)...)
+	if err != nil {
+		return fmt.Errorf("clients.statement_issuers: %w", err)
 	}
 	if verifier, err = asStatementVerifier(settings, verifier); err != nil {
 		return err
@@ -132,13 +137,23 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 	}
 	s.store, s.storeName = store, storeName
 	s.onClose(phaseStore, "token store", func(context.Context) error { return store.Close() })
+	var documents *cimd.Resolver
+	if guard != nil { // the AS's own endpoints are served here
+		if documents, err = openMetadataDocuments(s.cfg.AuthServer.Clients, s.log); err != nil {
+			return err
+		}
+	}
+	if documents != nil {
+		// Registered after the store, so closed before it: its fetches end
+		// once the listeners have drained.
+		s.onClose(phaseStore, "client metadata documents", func(context.Context) error { return documents.Close() })
+	}
 	srv, err := asrv.New(asrv.Config{
 		Issuer: issuer, Resources: s.resources(), Scopes: s.cfg.AuthServer.Scopes, ActiveScopes: s.scopes, UserAttestable: s.userAttestable, Secret: secret,
 		Store: store, Policy: s.decider, Statements: verifier, Logger: s.log,
 		Introspectors: introspectors, SignIn: guard, Registration: limits,
 		AccessTokenTTL: s.cfg.AuthServer.AccessTokenTTL, MaxSignInAge: maxSignInAge,
-		// Client ID Metadata Documents set ClientMetadata here.
-		Users: ppl.users, SSO: ppl.redirectSource(), Assertions: ppl.assertionIssuer(),
+		Users: ppl.users, SSO: ppl.redirectSource(), Assertions: ppl.assertionIssuer(), ClientMetadata: documents,
 	})
 	if err != nil {
 		return err
@@ -153,6 +168,60 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 		s.log.Info("single sign-on: register this redirect URI at the provider", "redirect_uri", ppl.sso.RedirectURL())
 	}
 	return nil
+}
+
+// statementIssuers are the trusted statement issuers the configuration
+// names besides this server's own key (c may be nil: none), their key
+// files read.
+func statementIssuers(c *config.Clients) ([]asrv.TrustedIssuer, error) {
+	if c == nil {
+		return nil, nil
+	}
+	var out []asrv.TrustedIssuer
+	for _, si := range c.StatementIssuers {
+		if si.Name == asrv.LocalIssuerName {
+			return nil, fmt.Errorf("clients.statement_issuers: the name %q is reserved for this authorization server's own key", si.Name)
+		}
+		got, err := asrv.ReadTrustedIssuer(si.Name, si.Issuer, si.KeyID, si.KeysFile, si.JWKSFile)
+		if err != nil {
+			return nil, fmt.Errorf("clients.statement_issuers %s: %w", si.Name, err)
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+// openMetadataDocuments builds the resolver of Client ID Metadata
+// Documents the configuration asks for (c may be nil: on, fetching, the
+// defaults); nil when they are off. Pinned documents are read and
+// validated here, so a bad one fails at start.
+func openMetadataDocuments(c *config.Clients, log *slog.Logger) (*cimd.Resolver, error) {
+	m, err := c.MetadataDocumentSettings()
+	if err != nil || !m.Enabled {
+		return nil, err
+	}
+	cfg := cimd.Config{Fetch: m.Fetch, AllowNetworks: m.AllowNetworks, Timeout: m.Timeout, MaxBytes: m.MaxBytes,
+		Logger: log.With("component", "client-metadata")}
+	if m.CAFile != "" {
+		if cfg.RootCAs, err = cimd.LoadTrustStore(m.CAFile); err != nil {
+			return nil, fmt.Errorf("clients.metadata_documents.ca_file: %w", err)
+		}
+	}
+	if m.PinnedDir != "" {
+		if cfg.Pinned, err = cimd.LoadPinnedDir(m.PinnedDir); err != nil {
+			return nil, fmt.Errorf("clients.metadata_documents.pinned_dir: %w", err)
+		}
+	}
+	r, err := cimd.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("clients.metadata_documents: %w", err)
+	}
+	fetch := "fetched over HTTPS"
+	if !m.Fetch {
+		fetch = "not fetched (pinned only)"
+	}
+	log.Info("client metadata documents: "+fetch, "pinned", len(cfg.Pinned), "allow_networks", m.AllowNetworks)
+	return r, nil
 }
 
 // introspector is what the gateway validates tokens with.

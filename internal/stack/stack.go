@@ -128,10 +128,12 @@ type AuthServer struct {
 	Identity identity.Config
 	// Users, when set, are the people who sign in with a password instead
 	// of Identity.UsersFile (tests; the conformance tenant's demo users).
-	// Client ID Metadata Documents (config key asrv.client_id_metadata:,
-	// asrv.Config.ClientMetadata) plug in here too, resolved by cmd/pbac
-	// and passed through in openAS (authserver.go).
 	Users asrv.UserSource
+	// Clients is the configuration's clients: section: Client ID Metadata
+	// Documents (openAS builds the resolver, asrv.Config.ClientMetadata,
+	// and closes it) and the trusted statement issuers. Nil: documents on
+	// and fetched, no issuer but this AS's own key.
+	Clients *config.Clients
 }
 
 // Gateway shapes the MCP gateway.
