@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -143,4 +144,39 @@ func getPage(t *testing.T, u string, status int) string {
 		t.Fatalf("GET %s: %d, Location %q; want %d and a page:\n%s", u, resp.StatusCode, resp.Header.Get("Location"), status, page)
 	}
 	return page
+}
+
+// TestRejectedClientsInTokenExchange: a rejected sub-agent is no audience
+// of a token exchange, and a rejected parent exchanges nothing.
+func TestRejectedClientsInTokenExchange(t *testing.T) {
+	ta := newTestAS(t)
+	const redirect = "http://127.0.0.1:43192/cb"
+	parent := ta.publicAgent("claude-code", redirect)
+	child := ta.publicAgent("claude-code", "http://127.0.0.1:43193/cb")
+	tok := ta.codeFlow(parent, redirect, "alice", "jira:read")
+	exchange := func() (int, map[string]any) {
+		return ta.form(asrv.PathToken, "", "", url.Values{
+			"grant_type": {asrv.GrantTypeExchange}, "client_id": {parent}, "subject_token": {tok.AccessToken},
+			"subject_token_type": {asrv.TokenTypeAccess}, "audience": {child}, "scope": {"jira:read"},
+		})
+	}
+	for _, tc := range []struct {
+		rejected, wantErr string
+	}{
+		{child, "invalid_target"},
+		{parent, "invalid_request"}, // its subject token is no longer active
+	} {
+		if _, err := ta.as.ReviewClient(t.Context(), tc.rejected, asrv.ReviewRejected, "", "admin", ""); err != nil {
+			t.Fatal(err)
+		}
+		if status, out := exchange(); status < 400 || out["error"] != tc.wantErr {
+			t.Fatalf("exchange with %s rejected: %d %v; want %s", tc.rejected, status, out, tc.wantErr)
+		}
+		if _, err := ta.as.ReviewClient(t.Context(), tc.rejected, asrv.ReviewApproved, "claude-code", "admin", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if status, out := exchange(); status != http.StatusOK {
+		t.Fatalf("exchange once both are approved: %d %v", status, out)
+	}
 }
