@@ -59,7 +59,7 @@ func TestSignInPageSaysWhoIsAsking(t *testing.T) {
 				`Policy refuses this agent, whoever signs in`, `<li>client is not attested (no trusted statement, operator approval or known metadata document vouches for it); it gets the least tier, which grants nothing</li>`,
 				`<code id="redirect-host">127.0.0.1:43177</code>`,
 				`id="return" href="http://127.0.0.1:43177/callback?error=access_denied&amp;`, `client&#43;is&#43;not&#43;attested`,
-				`id="awaits-review"`, `<em>Agents → Pending review</em>, client id <code>{{client}}</code>`},
+				`id="awaits-review"`, `<em>Start here → Pending review</em> (with the agents), client id <code>{{client}}</code>`},
 			absent: []string{`name="password"`, `name="csrf_token"`, `Sign in and approve`, `id="sso"`},
 		},
 		{

@@ -71,7 +71,7 @@ var errClientRejected = fosite.ErrAccessDenied.WithHint("An operator rejected th
 // a rejected client, on its error page (never a redirect: nobody vouches
 // for its redirect URI).
 func rejectedPage(id string) string {
-	return fmt.Sprintf("An operator of this gateway rejected this agent (client id %s): it gets no authorization here. If that is a mistake, ask the operator to approve it (Agents, Pending review, in the dashboard).", id)
+	return fmt.Sprintf("An operator of this gateway rejected this agent (client id %s): it gets no authorization here. If that is a mistake, ask the operator to approve it (in the dashboard: Start here, Pending review).", id)
 }
 
 // ReviewClient records an operator's decision on the registered client id:

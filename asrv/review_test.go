@@ -86,7 +86,7 @@ func TestOperatorApprovalAndRejection(t *testing.T) {
 	}
 
 	page := getPage(t, ta.authorizeURL(id, redirect, nil), http.StatusForbidden)
-	for _, w := range []string{`id="awaits-review"`, `Agents → Pending review`, `<code>` + id + `</code>`} {
+	for _, w := range []string{`id="awaits-review"`, `Start here → Pending review`, `<code>` + id + `</code>`} {
 		if !strings.Contains(page, w) {
 			t.Errorf("the refusal lacks %s:\n%s", w, page)
 		}

@@ -80,7 +80,7 @@ func TestOperatorReviewEndToEnd(t *testing.T) {
 	id := reg["client_id"].(string)
 
 	page := authorizePage(t, s.base, id, redirect, s.resource)
-	for _, w := range []string{`id="awaits-review"`, `Agents → Pending review`, `<code>` + id + `</code>`} {
+	for _, w := range []string{`id="awaits-review"`, `Start here → Pending review`, `<code>` + id + `</code>`} {
 		if !strings.Contains(page, w) {
 			t.Fatalf("the first page lacks %s:\n%s", w, page)
 		}
