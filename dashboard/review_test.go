@@ -137,6 +137,13 @@ func TestReviewAgents(t *testing.T) {
 	if agent["provider"] != "claude-code" || agent["review"] != asrv.ReviewApproved || agent["tier"] != "developer" {
 		t.Fatalf("the approved agent: %v", agent)
 	}
+	_, out = d.do("GET", "/ui/api/matrix", nil)
+	for _, row := range out["rows"].([]any) {
+		row := row.(map[string]any)
+		if listed := fmt.Sprint(row["agents"]) == "[Claude Code]"; listed != (row["provider"] == "claude-code") {
+			t.Fatalf("matrix row %v %v: the approved agent belongs to the claude-code row", row["provider"], row["agents"])
+		}
+	}
 	select {
 	case rec := <-records:
 		if rec.Method != admin.MethodApproveClient || rec.ClientID != c.ID || rec.Subject != admin.OperatorAdmin || rec.AgentProvider != "claude-code" {

@@ -537,7 +537,7 @@ async function loadMatrix() {
 function highlightProvider() {
   const a = pickedAgent();
   if (!a) return '';
-  return a.verified && a.provider ? a.provider : '(unverified)';
+  return (a.verified || a.review === 'approved') && a.provider ? a.provider : '(unverified)';
 }
 
 function highlightMatrix() {
