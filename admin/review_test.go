@@ -62,3 +62,32 @@ func TestFilterClients(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReviewBody: whatever the body, an accepted review has the status
+// its endpoint gives, a provider exactly when it approves, and a one-line
+// comment within the bound, and its audit record names the client and the
+// operator.
+func FuzzReviewBody(f *testing.F) {
+	for _, s := range []string{"", "{}", `{"provider":"claude-code"}`, `{"provider":"x","comment":"\u2028"}`, `{"comment":"a\u0000b"}`, `{"provider":null}`, `[]`, "\xff"} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, body string, approve bool) {
+		d, err := ReviewBody(strings.NewReader(body), approve)
+		if err != nil {
+			if !errors.Is(err, ErrBadReview) {
+				t.Fatalf("error %v does not wrap ErrBadReview", err)
+			}
+			return
+		}
+		if approve != (d.Status == ClientApproved) || approve != (d.Provider != "") ||
+			strings.ContainsAny(d.Comment, "\r\n") || len([]rune(d.Comment)) > maxReviewComment {
+			t.Fatalf("accepted %+v for approve=%v", d, approve)
+		}
+		d.By = OperatorAdmin
+		rec := ReviewClientRecord("client-1", d)
+		if rec.ClientID != "client-1" || rec.Subject != OperatorAdmin || (d.Comment != "") != (len(rec.Reasons) == 2) {
+			t.Fatalf("record %+v", rec)
+		}
+	})
+}
