@@ -1,8 +1,9 @@
 // Package admin is the admin API of the admin listener: policy versions
 // (upload, activate, roll back, shadow, patch data), the bundle the
 // replicas poll (/bundles/pbac), the audit trail (query, live stream),
-// client revocation and revoking everything acting for a person, every
-// request under the admin token; and the guard of the whole listener
+// clients (list, review — approve as a provider or reject —, revoke) and
+// revoking everything acting for a person, every request under the admin
+// token; and the guard of the whole listener
 // (Guard: Host, Origin and content type). The
 // dashboard answers policy changes as it does (PolicyErrorStatus,
 // PolicyChangeAnswer).
