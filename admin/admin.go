@@ -1,8 +1,9 @@
 // Package admin is the admin API of the admin listener: policy versions
 // (upload, activate, roll back, shadow, patch data), the bundle the
 // replicas poll (/bundles/pbac), the audit trail (query, live stream),
-// client revocation and revoking everything acting for a person, every
-// request under the admin token; and the guard of the whole listener
+// clients (list, review — approve as a provider or reject —, revoke) and
+// revoking everything acting for a person, every request under the admin
+// token; and the guard of the whole listener
 // (Guard: Host, Origin and content type). The
 // dashboard answers policy changes as it does (PolicyErrorStatus,
 // PolicyChangeAnswer).
@@ -40,8 +41,14 @@ type Config struct {
 	Index    *index.Index
 	// DeleteClient revokes a client and its tokens (the AS store's).
 	DeleteClient func(r *http.Request, id string) error
-	// ListClients lists the registered clients (the AS store's).
+	// ListClients lists the registered clients (the AS store's), with
+	// their review status.
 	ListClients func(r *http.Request) ([]Client, error)
+	// ReviewClient records an operator's review of a client (the AS's):
+	// errors wrap ErrNoSuchClient, ErrNotReviewable or ErrBadReview. The
+	// provider of an approval is checked against the active policy first.
+	// Nil: no authorization server here.
+	ReviewClient func(r *http.Request, id string, d ClientDecision) (Client, error)
 	// RevokePerson revokes everything acting for the person sub (the AS's
 	// RevokeSubject): ErrBadSubject for a subject no grant can have. Nil:
 	// no authorization server's store here.
@@ -99,6 +106,8 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	mux.HandleFunc("GET /admin/clients", a.listClients)
 	mux.HandleFunc("DELETE /admin/clients/{id}", a.deleteClient)
+	mux.HandleFunc("POST /admin/clients/{id}/approve", a.reviewClient(true))
+	mux.HandleFunc("POST /admin/clients/{id}/reject", a.reviewClient(false))
 	mux.HandleFunc("POST /admin/people/{sub}/revoke", a.revokePerson)
 	top := http.NewServeMux()
 	top.Handle("GET /bundles/{name}", a.authenticate(http.HandlerFunc(a.serveBundle), cfg.BundleToken))
@@ -353,7 +362,8 @@ func (a *api) queryAudit(w http.ResponseWriter, r *http.Request) {
 }
 
 // Client is what the admin API shows of a registered client: its
-// identity and verified claims, never a secret or a token hash.
+// identity and verified claims, what it says of itself, and its review;
+// never a secret or a token hash.
 type Client struct {
 	ID                      string               `json:"client_id"`
 	Name                    string               `json:"client_name"`
@@ -361,9 +371,21 @@ type Client struct {
 	GrantTypes              []string             `json:"grant_types"`
 	TokenEndpointAuthMethod string               `json:"token_endpoint_auth_method"`
 	CreatedAt               time.Time            `json:"created_at"`
+	// Status is the client's review status (ClientPending, …).
+	Status          string   `json:"status"`
+	RedirectURIs    []string `json:"redirect_uris"`
+	ApplicationType string   `json:"application_type,omitempty"`
+	ClientURI       string   `json:"client_uri,omitempty"`
+	// ClaimedSoftwareID is the software_id it registered with, unverified.
+	ClaimedSoftwareID string        `json:"claimed_software_id,omitempty"`
+	Review            *ClientReview `json:"review,omitempty"`
+	// NoTokenYet: no code or token was ever issued to this unverified
+	// client (it expires unless approved or used).
+	NoTokenYet bool `json:"no_token_yet,omitempty"`
 }
 
-// listClients shows each client's identity and verified claims.
+// listClients shows each client's identity, verified claims and review
+// status; ?status= selects one status (400 for an unknown one).
 func (a *api) listClients(w http.ResponseWriter, r *http.Request) {
 	if a.cfg.ListClients == nil {
 		adminJSON(w, http.StatusNotFound, map[string]string{"error": "client management is not available"})
@@ -376,6 +398,10 @@ func (a *api) listClients(w http.ResponseWriter, r *http.Request) {
 	}
 	if list == nil {
 		list = []Client{}
+	}
+	if list, err = FilterClients(list, r.URL.Query().Get("status")); err != nil {
+		adminJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
 	}
 	adminJSON(w, http.StatusOK, map[string]any{"clients": list})
 }

@@ -52,6 +52,11 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if client.Rejected() {
+		s.log.InfoContext(ctx, "authorization refused: the client was rejected by an operator", "client_id", client.ID)
+		s.renderError(w, http.StatusForbidden, "access_denied", rejectedPage(client.ID))
+		return
+	}
 	// Who is asking, as policy sees it before anyone signs in: a client
 	// policy refuses whoever signs in is told so now, never after a
 	// password.
@@ -414,7 +419,8 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, p *pendingA
 // follows the page's link back); otherwise only the person is told (RFC
 // 9700 §4.11.2, as for every other error).
 func (s *Server) renderRefusal(ctx context.Context, w http.ResponseWriter, p *pendingAuthorization) {
-	view := signInView{Agent: s.agentView(p), Refused: p.refused}
+	view := signInView{Agent: s.agentView(p), Refused: p.refused,
+		AwaitsReview: !isMetadataClient(p.client) && s.clientAsSeen(p.client).PolicyAttestation() == nil}
 	if loc := s.errorRedirect(ctx, p.ar, p.refusal()); loc != "" {
 		// The URI passed the redirect rule (checkRedirectURI: https, http
 		// to loopback or a private-use scheme with a dot, never javascript:

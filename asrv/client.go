@@ -42,6 +42,10 @@ type Client struct {
 	Name            string      `json:"client_name,omitempty"`
 	URI             string      `json:"client_uri,omitempty"`
 	Agent           AgentClaims `json:"agent"`
+	// ClaimedSoftwareID is the software_id the registration request gave
+	// without a trusted statement: what the client says it is, shown to
+	// the operator who reviews it, never read by policy.
+	ClaimedSoftwareID string `json:"claimed_software_id,omitempty"`
 	// Attestation, when set, says how the client is known otherwise than
 	// by its own registration: a client of a metadata document (kind
 	// AttestationCIMD) is resolved from its URL, and stored only so its

@@ -98,6 +98,9 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, a
 	if err != nil {
 		return errInvalidTarget.WithHint("The audience is not a registered client.")
 	}
+	if target.Rejected() {
+		return errInvalidTarget.WithHint("An operator rejected the audience client.")
+	}
 	subjSession, ok := subject.GetSession().(*Session)
 	if !ok {
 		return fosite.ErrServerError.WithDebug("unexpected session type")

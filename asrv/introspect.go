@@ -69,6 +69,9 @@ func (s *Server) inspect(ctx context.Context, req fosite.Requester, resource str
 	if !ok {
 		return inactive("token client is unknown"), false, nil
 	}
+	if client.Rejected() {
+		return inactive(ClientRejectedReason), false, nil
+	}
 	sess, ok := req.GetSession().(*Session)
 	if !ok {
 		return inactive("token session is unreadable"), false, nil

@@ -33,6 +33,10 @@ type signInView struct {
 	// access_denied error, when it may be trusted with one.
 	Refused   []string
 	ReturnURL template.URL
+	// AwaitsReview: nothing vouches for the refused agent (no statement,
+	// operator, metadata document or person); an operator can approve it
+	// in the dashboard, where it is pending under its client id.
+	AwaitsReview bool
 	// Passwords: the name and password form is offered; SSO, when set,
 	// names the identity provider the single sign-on button goes to.
 	Passwords, Demo               bool

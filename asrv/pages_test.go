@@ -58,7 +58,8 @@ func TestSignInPageSaysWhoIsAsking(t *testing.T) {
 			want: []string{`id="verified">unverified<`, `tier unverified`, `registered itself without a signed software statement`,
 				`Policy refuses this agent, whoever signs in`, `<li>client is not attested (no trusted statement, operator approval or known metadata document vouches for it); it gets the least tier, which grants nothing</li>`,
 				`<code id="redirect-host">127.0.0.1:43177</code>`,
-				`id="return" href="http://127.0.0.1:43177/callback?error=access_denied&amp;`, `client&#43;is&#43;not&#43;attested`},
+				`id="return" href="http://127.0.0.1:43177/callback?error=access_denied&amp;`, `client&#43;is&#43;not&#43;attested`,
+				`id="awaits-review"`, `<em>Start here → Pending review</em> (with the agents), client id <code>{{client}}</code>`},
 			absent: []string{`name="password"`, `name="csrf_token"`, `Sign in and approve`, `id="sso"`},
 		},
 		{
@@ -69,7 +70,7 @@ func TestSignInPageSaysWhoIsAsking(t *testing.T) {
 			status: http.StatusForbidden,
 			want: []string{`id="verified">verified<`, `tier ci_agent`, `<li><code>gitlab:approve</code></li>`,
 				`<li>none of the requested scopes are permitted for tier ci_agent, whatever the person&#39;s role</li>`},
-			absent: []string{`name="password"`},
+			absent: []string{`name="password"`, `id="awaits-review"`},
 		},
 		{
 			name: "a metadata document's client with localhost-only redirects: its publisher, where it returns, a warning",
@@ -102,7 +103,7 @@ func TestSignInPageSaysWhoIsAsking(t *testing.T) {
 			},
 			status: http.StatusForbidden,
 			want:   []string{`id="localhost-only"`, `Policy refuses this agent`, `id="return" href="http://localhost:51234/callback?error=access_denied`},
-			absent: []string{`name="password"`},
+			absent: []string{`name="password"`, `id="awaits-review"`},
 		},
 		{
 			name: "single sign-on configured: the button names the provider, no password form without a users source",
@@ -158,7 +159,7 @@ func TestSignInPageSaysWhoIsAsking(t *testing.T) {
 			if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
 				t.Errorf("Content-Security-Policy %q", csp)
 			}
-			fill := strings.NewReplacer("{{resource}}", s.ta.resource, "{{cimd}}", s.cimdHost)
+			fill := strings.NewReplacer("{{resource}}", s.ta.resource, "{{cimd}}", s.cimdHost, "{{client}}", s.clientID)
 			for _, w := range tc.want {
 				if w = fill.Replace(w); !strings.Contains(page, w) {
 					t.Errorf("the page lacks %s", w)

@@ -450,6 +450,9 @@ func NewClient(req *RegistrationRequest, v *StatementVerifier, now time.Time) (c
 		RegistrationTokenHash:   tokenHash[:],
 		CreatedAt:               now.UTC(),
 	}
+	if !agent.Verified {
+		c.ClaimedSoftwareID = r.SoftwareID
+	}
 	if r.TokenEndpointAuthMethod != AuthMethodNone {
 		secret = randomToken(32)
 		c.SecretHash = hashSecret([]byte(secret))

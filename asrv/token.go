@@ -72,6 +72,9 @@ func (s *Server) applyTokenPolicy(ctx context.Context, ar fosite.AccessRequester
 	if !ok {
 		return nil, fosite.ErrServerError.WithDebug("unexpected session type")
 	}
+	if client.Rejected() {
+		return nil, errClientRejected
+	}
 	form := ar.GetRequestForm()
 	var grantType string
 	switch {

@@ -50,6 +50,9 @@ type agentView struct {
 	// Snippets configure each MCP client whose redirect URIs the agent's
 	// registration accepts (connect.Clients): each works as printed.
 	Snippets []snippetView `json:"snippets"`
+	// Review is an operator's decision on the agent (approved, whose
+	// provider it then shows, or rejected); empty when none.
+	Review string `json:"review,omitempty"`
 }
 
 // snippetView is one client's configuration for an agent.
@@ -105,6 +108,12 @@ func (h *Handler) view(ctx context.Context, c *asrv.Client, tiers map[string]con
 		v.Snippets = snippets(h.cfg.GatewayURL+"/mcp", c.ID, c.RedirectURIs)
 	} else {
 		v.Snippets = []snippetView{}
+	}
+	if r := c.Review; r != nil {
+		v.Review = r.Status
+		if r.Status == asrv.ReviewApproved && !v.Verified {
+			v.Provider = r.Provider
+		}
 	}
 	var reg contract.RegisterResult
 	d, err := h.decide(ctx, contract.Register, contract.Input{Client: c.PolicyClient(), Now: time.Now().Unix()}, &reg)

@@ -47,7 +47,8 @@ type matrixRow struct {
 	Cells    map[string]matrixCell `json:"cells"`
 }
 
-// unverifiedRow is the row of an agent without a verified statement.
+// unverifiedRow is the row of an agent without a verified statement or an
+// operator's approval.
 const unverifiedRow = "(unverified)"
 
 // accessOrder sorts accesses the way people read them.
@@ -133,7 +134,7 @@ func (h *Handler) computeMatrix(ctx context.Context, user *asrv.User) (map[strin
 	if list, err := h.listAgents(ctx); err == nil {
 		for _, a := range list {
 			p := a.Provider
-			if !a.Verified || p == "" {
+			if (!a.Verified && a.Review != asrv.ReviewApproved) || p == "" {
 				p = unverifiedRow
 			}
 			agentsByProvider[p] = append(agentsByProvider[p], a.ClientName)

@@ -67,6 +67,11 @@ type Config struct {
 	AdminToken string
 	// Clients lists and revokes agents; nil hides them.
 	Clients Clients
+	// ListClients lists the registered clients with their review status,
+	// and ReviewClient records an operator's review (the admin API's
+	// hooks); nil hides the review of pending agents.
+	ListClients  func(r *http.Request) ([]admin.Client, error)
+	ReviewClient func(r *http.Request, id string, d admin.ClientDecision) (admin.Client, error)
 	// RevokePerson revokes everything acting for a person (the admin
 	// API's); nil hides it.
 	RevokePerson func(r *http.Request, sub string) (admin.PersonRevocation, error)
@@ -183,6 +188,9 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET /ui/api/agents", h.signedIn(h.agents))
 	h.mux.HandleFunc("POST /ui/api/agents", h.operator(h.registerAgent))
 	h.mux.HandleFunc("DELETE /ui/api/agents/{id}", h.operator(h.deleteAgent))
+	h.mux.HandleFunc("GET /ui/api/agents/review", h.operator(h.clientsForReview))
+	h.mux.HandleFunc("POST /ui/api/agents/{id}/approve", h.operator(h.reviewAgent(true)))
+	h.mux.HandleFunc("POST /ui/api/agents/{id}/reject", h.operator(h.reviewAgent(false)))
 	h.mux.HandleFunc("POST /ui/api/people/{sub}/revoke", h.operator(h.revokePerson))
 	h.mux.HandleFunc("GET /ui/api/matrix", h.signedIn(h.matrix))
 	h.mux.HandleFunc("GET /ui/api/policy", h.reader(h.policy))
@@ -284,6 +292,7 @@ func (h *Handler) config(w http.ResponseWriter, _ *http.Request) {
 	out := map[string]any{
 		"gateway_url": h.cfg.GatewayURL, "mcp_url": h.cfg.GatewayURL + "/mcp", "issuer": h.cfg.Issuer,
 		"demo": h.cfg.Demo != nil, "sign_in_users": h.cfg.Users != nil, "revoke_people": h.cfg.RevokePerson != nil,
+		"review_agents": h.cfg.ReviewClient != nil && h.cfg.ListClients != nil,
 	}
 	bs := []backend{}
 	for _, b := range h.cfg.Backends {

@@ -357,3 +357,54 @@ test('revoke everything acting for a person: an operator, two presses, counted a
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+test('pending review: a self-registered agent is approved by an operator as claude-code', async () => {
+  const { context, page, errors } = await open();
+  await signIn(page, 'alice');
+  await page.locator('#view-start').waitFor({ state: 'visible' });
+
+  // An agent registers itself, without a software statement (DCR).
+  const config = await (await fetch(new URL('api/config', BASE))).json();
+  const res = await fetch(`${config.gateway_url}/oauth2/register`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      client_name: 'Self-registered agent', redirect_uris: ['http://127.0.0.1:45123/callback'],
+      token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], software_id: 'claude-code',
+    }),
+  });
+  assert.equal(res.status, 201);
+  const clientId = (await res.json()).client_id;
+
+  // Back to the agents: it is pending, with the providers to approve it as.
+  await go(page, 'audit');
+  await go(page, 'start');
+  const item = page.locator(`[data-pending-client="${clientId}"]`);
+  await item.waitFor();
+  assert.match(await item.innerText(), /Self-registered agent/);
+  assert.match(await item.innerText(), /says it is claude-code/);
+  await shot(page, 'review-1-pending');
+
+  await item.locator('[data-review-provider]').selectOption('claude-code');
+  // The shipped data puts claude-code in the developer tier; an earlier
+  // test may have moved it, so the tier is read from the choice.
+  const choice = await item.locator('[data-review-provider] option:checked').innerText();
+  const tier = (choice.match(/^claude-code — tier (\S+)$/) || [])[1];
+  assert.ok(tier, `the choice "${choice}" names claude-code's tier`);
+  await item.locator('[data-review-approve]').click();
+  await item.waitFor({ state: 'detached' });
+  await page.locator('#review-message', { hasText: 'No agent awaits review' }).waitFor();
+  assert.equal(await page.locator('#review-list [data-pending-client]').count(), 0);
+
+  // It is an agent now: approved, in claude-code's tier.
+  const card = page.locator(`.agent-card[data-client-id="${clientId}"]`);
+  await card.getByText('approved by an operator').waitFor();
+  assert.equal((await card.locator('.agent-tier .badge').innerText()).trim(), tier);
+  await shot(page, 'review-2-approved');
+
+  // The approval is in the audit trail.
+  await go(page, 'audit');
+  await page.locator('#audit-table tbody tr', { hasText: 'admin/approve-client' }).first().waitFor();
+  assert.deepEqual(errors, []);
+  await context.close();
+});

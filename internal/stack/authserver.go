@@ -328,20 +328,6 @@ func remoteIntrospector(r *config.RemoteAS) (*gateway.RemoteIntrospector, error)
 	return &gateway.RemoteIntrospector{Endpoint: in.Endpoint, ClientID: in.ClientID, ClientSecret: in.ClientSecret}, nil
 }
 
-// adminClients shows the AS's clients as the admin API lists them: their
-// identity and verified claims, never a secret or a token hash.
-func adminClients(list []*asrv.Client, err error) ([]admin.Client, error) {
-	if err != nil {
-		return nil, err
-	}
-	out := make([]admin.Client, 0, len(list))
-	for _, c := range list {
-		out = append(out, admin.Client{ID: c.ID, Name: c.Name, Agent: c.Agent, GrantTypes: c.GrantTypes,
-			TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, CreatedAt: c.CreatedAt})
-	}
-	return out, nil
-}
-
 // adminClientFuncs are the admin API's client list and revocation, on the
 // token store (nil funcs without one).
 func (s *Stack) adminClientFuncs(cfg *admin.Config) {
@@ -350,8 +336,9 @@ func (s *Stack) adminClientFuncs(cfg *admin.Config) {
 	}
 	st := s.store
 	cfg.DeleteClient = func(r *http.Request, id string) error { return st.DeleteClient(r.Context(), id) }
-	cfg.ListClients = func(r *http.Request) ([]admin.Client, error) { return adminClients(st.Clients(r.Context())) }
 	if s.as != nil {
+		cfg.ListClients = listClientsForReview(s.as.server)
+		cfg.ReviewClient = reviewClient(s.as.server)
 		cfg.RevokePerson = revokePerson(s.as.server)
 	}
 }

@@ -9,6 +9,7 @@ import {
 import { fetchMatrix, renderMatrix, providersOf } from '../matrix-table.js';
 import { copyButton, copyText, tabs } from '../widgets.js';
 import { runScenario, tokenLine, stepRow, reportText } from '../run.js';
+import { loadReview, resetReview } from '../review.js';
 
 const progress = { connected: false, matrixSeen: false, liveDone: false };
 let lastMatrix = null;
@@ -77,6 +78,7 @@ export function onShow() {
   renderAll();
   loadAgents();
   loadMatrix();
+  loadReview();
 }
 
 export function reset() {
@@ -86,6 +88,7 @@ export function reset() {
   lastMatrix = null;
   lastRun = null;
   clear($('#agent-list'));
+  resetReview();
   clear($('#register-result'));
   setMessage($('#people-result'), '');
   clear($('#connect-content'));
@@ -180,7 +183,10 @@ function agentCard(a) {
   const chips = h('ul', { class: 'chips' },
     h('li', null, a.verified
       ? chip('✓ verified statement', 'chip-ok', 'its software statement is signed by a trusted issuer')
-      : chip('unverified', 'chip-warn', 'no verified software statement')),
+      : a.review === 'approved'
+        ? chip('✓ approved by an operator', 'chip-ok', 'an operator approved it as this provider')
+        : chip('unverified', 'chip-warn', 'no verified software statement')),
+    a.review === 'rejected' ? h('li', null, chip('rejected', 'chip-warn', 'an operator rejected it: it gets no token')) : null,
     h('li', null, chip(a.kind === 'machine' ? 'acts as itself' : 'acts for a user', 'chip-kind',
       a.kind === 'machine' ? 'client credentials: it has no user' : 'authorization code + PKCE: a user signs in')),
     a.single_use ? h('li', null, chip('single-use tokens', 'chip-warn', 'each access token works for one call')) : null,
@@ -531,7 +537,7 @@ async function loadMatrix() {
 function highlightProvider() {
   const a = pickedAgent();
   if (!a) return '';
-  return a.verified && a.provider ? a.provider : '(unverified)';
+  return (a.verified || a.review === 'approved') && a.provider ? a.provider : '(unverified)';
 }
 
 function highlightMatrix() {
