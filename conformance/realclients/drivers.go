@@ -41,17 +41,7 @@ func DriveClaudeCode(ctx context.Context, e Env, t Target) (Row, error) {
 		return row, fmt.Errorf("pbac up printed %q, not the demo agent's id, callback port and server %s at %s/mcp", add, serverName, t.Base)
 	}
 	row.Snippet = add
-	env := append(e.baseEnv(),
-		"CLAUDE_CONFIG_DIR="+filepath.Join(e.Work, ".claude"),
-		"ANTHROPIC_BASE_URL="+e.Model.URL(),
-		"ANTHROPIC_API_KEY=sk-ant-standin-not-a-key",
-		"DISABLE_AUTOUPDATER=1",
-		"DISABLE_TELEMETRY=1",
-		"DISABLE_ERROR_REPORTING=1",
-		"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
-		// Offer the MCP tools to the model directly, not behind ToolSearch.
-		"ENABLE_TOOL_SEARCH=false",
-	)
+	env := claudeEnv(e)
 	from := len(t.Observer.Events())
 	if _, err := e.run(ctx, env, bin, strings.Fields(add)[1:]...); err != nil {
 		return row, err
@@ -68,6 +58,23 @@ func DriveClaudeCode(ctx context.Context, e Env, t Target) (Row, error) {
 	}
 	judge(ctx, &row, t, t.Observer.Events()[from:], e.Model.Requests(), e.Model.Results())
 	return row, nil
+}
+
+// claudeEnv is Claude Code's environment: its configuration in the
+// throwaway work dir, the stand-in as its model API, nothing else
+// reached.
+func claudeEnv(e Env) []string {
+	return append(e.baseEnv(),
+		"CLAUDE_CONFIG_DIR="+filepath.Join(e.Work, ".claude"),
+		"ANTHROPIC_BASE_URL="+e.Model.URL(),
+		"ANTHROPIC_API_KEY=sk-ant-standin-not-a-key",
+		"DISABLE_AUTOUPDATER=1",
+		"DISABLE_TELEMETRY=1",
+		"DISABLE_ERROR_REPORTING=1",
+		"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+		// Offer the MCP tools to the model directly, not behind ToolSearch.
+		"ENABLE_TOOL_SEARCH=false",
+	)
 }
 
 // DriveOpenCode drives OpenCode: an opencode.json with the stand-in as an

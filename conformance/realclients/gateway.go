@@ -33,9 +33,10 @@ type Gateway struct {
 	dataDir string
 }
 
-// StartGateway runs bin (the pbac binary) as `pbac up` and waits until it
-// serves. Its stderr goes to stderr (nil: discarded).
-func StartGateway(ctx context.Context, bin string, stderr io.Writer) (_ *Gateway, err error) {
+// StartGateway runs bin (the pbac binary) as `pbac up`, with env added to
+// its environment, and waits until it serves. Its stderr goes to stderr
+// (nil: discarded).
+func StartGateway(ctx context.Context, bin string, stderr io.Writer, env ...string) (_ *Gateway, err error) {
 	g := &Gateway{}
 	defer func() {
 		if err != nil {
@@ -57,7 +58,7 @@ func StartGateway(ctx context.Context, bin string, stderr io.Writer) (_ *Gateway
 	}
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
 	g.cmd = exec.Command(bin, "up", "--listen", listen, "--admin-listen", "127.0.0.1:0", "--data-dir", g.dataDir, "--log-level", "warn")
-	g.cmd.Env = append(os.Environ(), "PBAC_PUBLIC_URL="+base)
+	g.cmd.Env = append(append(os.Environ(), "PBAC_PUBLIC_URL="+base), env...)
 	g.cmd.Stderr = stderr
 	stdout, err := g.cmd.StdoutPipe()
 	if err != nil {
@@ -70,7 +71,7 @@ func StartGateway(ctx context.Context, bin string, stderr io.Writer) (_ *Gateway
 		return nil, fmt.Errorf("start pbac up: %w", err)
 	}
 	ready, exited := make(chan struct{}), make(chan struct{})
-	claudeLine := ""
+	claudeLine, adminURL := "", ""
 	g.scanned.Add(1)
 	go func() {
 		defer g.scanned.Done()
@@ -84,6 +85,11 @@ func StartGateway(ctx context.Context, bin string, stderr io.Writer) (_ *Gateway
 			default:
 				if strings.HasPrefix(line, "claude mcp add ") && strings.HasSuffix(line, "/mcp") {
 					claudeLine = line
+				}
+				if rest, ok := strings.CutPrefix(line, "admin API"); ok {
+					if f := strings.Fields(rest); len(f) > 0 {
+						adminURL = strings.TrimSuffix(f[0], "/admin/status")
+					}
 				}
 			}
 			if strings.HasPrefix(line, "Press Ctrl-C") {
@@ -111,7 +117,13 @@ func StartGateway(ctx context.Context, bin string, stderr io.Writer) (_ *Gateway
 	up, _ := url.Parse("http://" + listen)
 	g.Observer = clientcheck.NewObserver(clientcheck.ObserverConfig{Upstream: up, SignInUser: "alice", SignInPassword: asrv.DemoPassword})
 	g.Base = base
-	g.ClaudeAdd = claudeLine
+	g.ClaudeAdd, g.AdminURL = claudeLine, adminURL
+	tok, err := os.ReadFile(filepath.Join(g.dataDir, "admin-token"))
+	if err != nil {
+		_ = pub.Close()
+		return nil, fmt.Errorf("read the admin token: %w", err)
+	}
+	g.AdminToken = strings.TrimSpace(string(tok))
 	g.AuditFile = filepath.Join(g.dataDir, "audit", "audit.jsonl")
 	g.srv = &http.Server{Handler: g.Observer, ReadHeaderTimeout: 10 * time.Second}
 	g.served = make(chan struct{})

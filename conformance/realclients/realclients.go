@@ -64,6 +64,9 @@ type Target struct {
 	// ClaudeAdd is the `claude mcp add` line for /mcp that pbac up
 	// printed ("" when it printed none).
 	ClaudeAdd string
+	// AdminURL is the admin listener's base URL, and AdminToken its
+	// bearer token (the data dir's admin-token).
+	AdminURL, AdminToken string
 }
 
 // Env is what a driver runs in.

@@ -18,8 +18,10 @@ type Driver func(context.Context, Env, Target) (Row, error)
 // Drivers are the CLIs this package drives, by the name
 // `pbac conformance client --client` takes.
 var Drivers = map[string]Driver{
-	"claude-code": DriveClaudeCode,
-	"opencode":    DriveOpenCode,
+	"claude-code":      DriveClaudeCode,
+	"claude-code-cimd": DriveClaudeCodeCIMD,
+	"claude-code-dcr":  DriveClaudeCodeSelfRegistered,
+	"opencode":         DriveOpenCode,
 }
 
 // Names are the drivers' names, sorted.
@@ -80,7 +82,19 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 }
 
 func runOne(ctx context.Context, cfg Config, name string, drive Driver) (Row, error) {
-	g, err := StartGateway(ctx, cfg.Binary, cfg.Log)
+	var genv []string
+	if setup := gatewaySetups[name]; setup != nil {
+		dir, err := os.MkdirTemp("", "pbac-realclients-setup-")
+		if err != nil {
+			return Row{}, err
+		}
+		defer os.RemoveAll(dir)
+		if genv, err = setup(dir); err != nil {
+			return Row{}, fmt.Errorf("set up the gateway for %s: %w", name, err)
+		}
+		fmt.Fprintf(cfg.Log, "== %s: pbac up with %s\n", name, strings.Join(genv, " "))
+	}
+	g, err := StartGateway(ctx, cfg.Binary, cfg.Log, genv...)
 	if err != nil {
 		return Row{}, err
 	}
