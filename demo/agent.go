@@ -389,3 +389,26 @@ func ResultText(r *mcp.CallToolResult) string {
 	}
 	return strings.Join(parts, "\n")
 }
+
+// ClaudeCodeMetadataURL is the client id Claude Code presents where the
+// authorization server advertises Client ID Metadata Documents: the URL of
+// its published document (as Claude Code 2.1.332 sends it).
+const ClaudeCodeMetadataURL = "https://claude.ai/oauth/claude-code-client-metadata"
+
+// PinnedMetadataDocuments are the documents the demo tenant pins, so that
+// Claude Code added without a client id works with no network beyond
+// loopback: Claude Code's, as the demo's operator would pin it — its
+// client id and the loopback redirect URIs it uses on a port of its
+// choosing (RFC 8252 §7.3). The shipped policy data maps the URL to the
+// claude-code provider (agents.cimd_providers). Outside the demo an
+// operator pins documents in clients.metadata_documents.pinned_dir or lets
+// the server fetch them.
+func PinnedMetadataDocuments() map[string][]byte {
+	doc, _ := json.Marshal(map[string]any{
+		"client_id": ClaudeCodeMetadataURL, "client_name": "Claude Code",
+		"redirect_uris":  []string{"http://localhost/callback", "http://127.0.0.1/callback"},
+		"grant_types":    []string{"authorization_code", "refresh_token"},
+		"response_types": []string{"code"}, "token_endpoint_auth_method": "none",
+	})
+	return map[string][]byte{ClaudeCodeMetadataURL: doc}
+}

@@ -241,6 +241,11 @@ func printUp(out io.Writer, base, issuer, adminBase, dataDir string, people stac
 	if one != "" {
 		fmt.Fprintf(out, "  %s   (one backend)\n", claude(connect.ServerName+"-"+one, base+"/mcp/"+one))
 	}
+	if _, ok := stack.FindDemoAgent(agents, "claude-code"); ok {
+		fmt.Fprintln(out, "\nOr add it as any MCP server: Claude Code then presents its client ID metadata document, which the")
+		fmt.Fprintln(out, "demo pins and policy maps to claude-code (agents.cimd_providers):")
+		fmt.Fprintf(out, "  claude mcp add --transport http %s %s\n", connect.ServerName, base+"/mcp")
+	}
 	fmt.Fprintln(out, "\nPress Ctrl-C to stop.")
 }
 

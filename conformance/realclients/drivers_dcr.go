@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/pbac-gateway/pbac/conformance/clientcheck"
+	"github.com/pbac-gateway/pbac/demo"
 )
 
 // DriveClaudeCodeSelfRegistered drives Claude Code added as a user adds any
@@ -160,9 +160,8 @@ func adminCall(ctx context.Context, t Target, method, path string, body, out any
 }
 
 // claudeCodeClientID is the client id Claude Code presents where the
-// authorization server advertises Client ID Metadata Documents: the URL of
-// its published document (seen from Claude Code 2.1.332 itself).
-const claudeCodeClientID = "https://claude.ai/oauth/claude-code-client-metadata"
+// authorization server advertises Client ID Metadata Documents.
+const claudeCodeClientID = demo.ClaudeCodeMetadataURL
 
 // gatewaySetups prepare `pbac up` for a driver: the environment it runs
 // with, given a scratch directory that lives as long as the run.
@@ -171,22 +170,10 @@ var gatewaySetups = map[string]func(dir string) ([]string, error){
 	// the document (written here from what Claude Code sends: its client
 	// id and loopback redirect URIs on a port of its choosing) and the
 	// shipped policy data maps the URL to claude-code.
-	"claude-code-cimd": func(dir string) ([]string, error) {
-		pinned := filepath.Join(dir, "pinned")
-		if err := os.MkdirAll(pinned, 0o700); err != nil {
-			return nil, err
-		}
-		doc, _ := json.MarshalIndent(map[string]any{
-			"client_id": claudeCodeClientID, "client_name": "Claude Code",
-			"redirect_uris":  []string{"http://localhost/callback", "http://127.0.0.1/callback"},
-			"grant_types":    []string{"authorization_code", "refresh_token"},
-			"response_types": []string{"code"}, "token_endpoint_auth_method": "none",
-		}, "", "  ")
-		if err := os.WriteFile(filepath.Join(pinned, "claude-code.json"), doc, 0o600); err != nil {
-			return nil, err
-		}
-		return []string{"PBAC_METADATA_DOCUMENTS_FETCH=false", "PBAC_METADATA_DOCUMENTS_PINNED_DIR=" + pinned}, nil
-	},
+	// Claude Code by its metadata document, air-gapped: the demo tenant
+	// pins Claude Code's document (demo.PinnedMetadataDocuments) and the
+	// shipped policy data maps its URL to claude-code; nothing is fetched.
+	"claude-code-cimd": func(string) ([]string, error) { return []string{"PBAC_METADATA_DOCUMENTS_FETCH=false"}, nil },
 	// Claude Code registering itself: without metadata documents
 	// advertised it falls back to dynamic client registration.
 	"claude-code-dcr": func(string) ([]string, error) { return []string{"PBAC_METADATA_DOCUMENTS=false"}, nil },
@@ -195,8 +182,8 @@ var gatewaySetups = map[string]func(dir string) ([]string, error){
 // DriveClaudeCodeCIMD drives Claude Code added as a user adds any MCP
 // server, without a client id, where the authorization server takes
 // Client ID Metadata Documents: Claude Code presents its document's URL as
-// its client id; the operator pinned the document (fetching is off, as
-// air-gapped), and the shipped policy data maps the URL to claude-code.
+// its client id; the demo tenant pins the document (fetching is off here,
+// as air-gapped), and the shipped policy data maps the URL to claude-code.
 func DriveClaudeCodeCIMD(ctx context.Context, e Env, t Target) (Row, error) {
 	bin := filepath.Join(e.Dir, "node_modules", ".bin", "claude")
 	row := Row{Client: "Claude Code, by its client ID metadata document (pinned)", Version: Version(e.Dir, "@anthropic-ai/claude-code")}

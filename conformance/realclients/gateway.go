@@ -83,7 +83,7 @@ func StartGateway(ctx context.Context, bin string, stderr io.Writer, env ...stri
 			select {
 			case <-ready: // claudeLine is the caller's now
 			default:
-				if strings.HasPrefix(line, "claude mcp add ") && strings.HasSuffix(line, "/mcp") {
+				if strings.HasPrefix(line, "claude mcp add ") && strings.Contains(line, " --client-id ") && strings.HasSuffix(line, "/mcp") {
 					claudeLine = line
 				}
 				if rest, ok := strings.CutPrefix(line, "admin API"); ok {

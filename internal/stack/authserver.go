@@ -19,6 +19,7 @@ import (
 	"github.com/pbac-gateway/pbac/asrv/store/postgres"
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/config"
+	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/gateway"
 )
 
@@ -139,7 +140,7 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 	s.onClose(phaseStore, "token store", func(context.Context) error { return store.Close() })
 	var documents *cimd.Resolver
 	if guard != nil { // the AS's own endpoints are served here
-		if documents, err = openMetadataDocuments(s.cfg.AuthServer.Clients, s.log); err != nil {
+		if documents, err = openMetadataDocuments(s.cfg.AuthServer.Clients, demoTenant, s.log); err != nil {
 			return err
 		}
 	}
@@ -194,8 +195,11 @@ func statementIssuers(c *config.Clients) ([]asrv.TrustedIssuer, error) {
 // openMetadataDocuments builds the resolver of Client ID Metadata
 // Documents the configuration asks for (c may be nil: on, fetching, the
 // defaults); nil when they are off. Pinned documents are read and
-// validated here, so a bad one fails at start.
-func openMetadataDocuments(c *config.Clients, log *slog.Logger) (*cimd.Resolver, error) {
+// validated here, so a bad one fails at start. The demo tenant, unless a
+// pinned_dir is configured, pins Claude Code's document
+// (demo.PinnedMetadataDocuments), so Claude Code added without a client
+// id works with no network.
+func openMetadataDocuments(c *config.Clients, demoTenant bool, log *slog.Logger) (*cimd.Resolver, error) {
 	m, err := c.MetadataDocumentSettings()
 	if err != nil || !m.Enabled {
 		return nil, err
@@ -207,10 +211,13 @@ func openMetadataDocuments(c *config.Clients, log *slog.Logger) (*cimd.Resolver,
 			return nil, fmt.Errorf("clients.metadata_documents.ca_file: %w", err)
 		}
 	}
-	if m.PinnedDir != "" {
+	switch {
+	case m.PinnedDir != "":
 		if cfg.Pinned, err = cimd.LoadPinnedDir(m.PinnedDir); err != nil {
 			return nil, fmt.Errorf("clients.metadata_documents.pinned_dir: %w", err)
 		}
+	case demoTenant:
+		cfg.Pinned = demo.PinnedMetadataDocuments()
 	}
 	r, err := cimd.New(cfg)
 	if err != nil {
