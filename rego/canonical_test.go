@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pbac-gateway/pbac/internal/canon"
 	"github.com/pbac-gateway/pbac/wasm"
@@ -88,7 +89,7 @@ func TestPolicyCanonicalAgreesWithCanon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := wasm.NewEngine(context.Background(), wasm.NewConfig())
+	e, err := wasm.NewEngine(context.Background(), wasm.NewConfig().WithEvalTimeout(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
