@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/pbac-gateway/pbac/connect"
 	"github.com/pbac-gateway/pbac/demo"
 )
 
@@ -78,19 +79,29 @@ func claudeEnv(e Env) []string {
 }
 
 // DriveOpenCode drives OpenCode: an opencode.json with the stand-in as an
-// OpenAI-compatible provider and the gateway as a remote MCP server whose
-// oauth block names the demo agent's pre-registered id and a loopback
-// redirect URI it registered (http://127.0.0.1/callback, any port), then
-// `opencode mcp auth` on a pty and `opencode run` once per call.
+// OpenAI-compatible provider and, as the user pastes it, the snippet the
+// dashboard offers for OpenCode (connect.Clients: the gateway as a remote
+// MCP server whose oauth block names the demo agent's pre-registered id
+// and OpenCode's own redirect URI, /mcp/oauth/callback on its default
+// port), then `opencode mcp auth` on a pty and `opencode run` once per
+// call.
 func DriveOpenCode(ctx context.Context, e Env, t Target) (Row, error) {
 	bin := filepath.Join(e.Dir, "node_modules", ".bin", "opencode")
 	row := Row{Client: "OpenCode", Version: Version(e.Dir, "opencode-ai")}
-	port, err := freePort()
-	if err != nil {
-		return row, err
+	// The snippet the dashboard and connect.Clients offer for OpenCode,
+	// as a user pastes it (the demo agent registered its redirect URI).
+	oc, ok := connect.Lookup("opencode")
+	if !ok {
+		return row, errors.New("connect.Clients has no opencode preset")
 	}
-	mcp := map[string]any{"type": "remote", "url": t.Base + "/mcp",
-		"oauth": map[string]any{"clientId": t.ClientID, "redirectUri": fmt.Sprintf("http://127.0.0.1:%d/callback", port)}}
+	row.Snippet = oc.Snippet(connect.Target{MCPURL: t.Base + "/mcp", ClientID: t.ClientID})
+	var pasted struct {
+		MCP map[string]any `json:"mcp"`
+	}
+	if err := json.Unmarshal([]byte(row.Snippet), &pasted); err != nil || pasted.MCP[serverName] == nil {
+		return row, fmt.Errorf("the OpenCode snippet is not an opencode.json with mcp.%s: %v\n%s", serverName, err, row.Snippet)
+	}
+	mcp := pasted.MCP[serverName]
 	cfg := map[string]any{
 		"$schema":     "https://opencode.ai/config.json",
 		"model":       "standin/standin-model",
@@ -105,8 +116,6 @@ func DriveOpenCode(ctx context.Context, e Env, t Target) (Row, error) {
 		"mcp": map[string]any{serverName: mcp},
 	}
 	raw, _ := json.MarshalIndent(cfg, "", "  ")
-	snippet, _ := json.Marshal(map[string]any{"mcp": map[string]any{serverName: mcp}})
-	row.Snippet = string(snippet)
 	path := filepath.Join(e.Work, "opencode.json")
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		return row, fmt.Errorf("write opencode.json: %w", err)
