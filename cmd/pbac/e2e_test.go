@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
 	"github.com/pbac-gateway/pbac/rego"
 )
@@ -290,8 +292,18 @@ func TestUpServesTheDemo(t *testing.T) {
 	if status, body := call("jira", init); status != http.StatusOK {
 		t.Fatalf("initialize: %d %s", status, body)
 	}
-	if status, body := call("slack", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"post_message","arguments":{"channel":"general","text":"hi"}}}`); status != http.StatusForbidden || !strings.Contains(body, "ci_agent tier does not grant slack:write") {
-		t.Fatalf("slack post by the CI bot: %d %s", status, body)
+	// A denial no scope fixes is, by default (denials: tool_error), a tool
+	// result with isError: its text tells the model why, its _meta tells
+	// a program.
+	status, body := call("slack", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"post_message","arguments":{"channel":"general","text":"hi"}}}`)
+	var answer struct {
+		Result json.RawMessage `json:"result"`
+	}
+	_ = json.Unmarshal([]byte(body), &answer)
+	d, denied := contract.DenialOf(answer.Result)
+	if status != http.StatusOK || !denied || !slices.Contains(d.Reasons, "ci_agent tier does not grant slack:write") || d.RequestID == "" ||
+		!strings.Contains(body, "denied by policy: ci_agent tier does not grant slack:write") {
+		t.Fatalf("slack post by the CI bot: %d %s, want a tool result with the denial", status, body)
 	}
 }
 
@@ -520,9 +532,9 @@ func TestUpWithStdioBackend(t *testing.T) {
 	defer sess.Close()
 	// The catalogue knows none of the backend's tools: even a read is
 	// denied until policy reviews them (failure mode 4).
-	if _, err := sess.CallTool(t.Context(), &mcp.CallToolParams{Name: "search_issues", Arguments: map[string]any{"query": "SEC"}}); err == nil ||
-		!strings.Contains(err.Error(), "tool tracker.search_issues is not in the catalogue") {
-		t.Fatalf("call to an unreviewed backend: %v", err)
+	if ok, why := toolOutcome(sess.CallTool(t.Context(), &mcp.CallToolParams{Name: "search_issues", Arguments: map[string]any{"query": "SEC"}})); ok ||
+		!strings.HasPrefix(why, "denied: ") || !strings.Contains(why, "tool tracker.search_issues is not in the catalogue") {
+		t.Fatalf("call to an unreviewed backend: allowed=%v %s", ok, why)
 	}
 	res, err := sess.ListTools(t.Context(), nil)
 	if err != nil || len(res.Tools) != 0 {
@@ -614,11 +626,7 @@ func TestUpScenarios(t *testing.T) {
 			return false, err.Error()
 		}
 		defer sess.Close()
-		res, err := sess.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
-		if err != nil {
-			return false, err.Error()
-		}
-		return !res.IsError, ""
+		return toolOutcome(sess.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args}))
 	}
 
 	t.Run("a policy data change applies to the next call with the same token", func(t *testing.T) {
@@ -744,7 +752,7 @@ func TestUpScenarios(t *testing.T) {
 			{"jenkins", "trigger_deploy", map[string]any{"job": "deploy-prod", "environment": "production"}, "separation of duties"},
 			{"jenkins", "delete_job", map[string]any{"job": "x"}, "not in the catalogue"},
 		} {
-			if ok, why := call(tok.AccessToken, c.backend, c.tool, c.args); ok || !strings.Contains(why, c.reason) {
+			if ok, why := call(tok.AccessToken, c.backend, c.tool, c.args); ok || !strings.HasPrefix(why, "denied: ") || !strings.Contains(why, c.reason) {
 				t.Errorf("%s.%s: allowed=%v %s, want a denial naming %q", c.backend, c.tool, ok, why, c.reason)
 			}
 		}
