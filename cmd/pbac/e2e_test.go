@@ -307,6 +307,89 @@ func TestUpServesTheDemo(t *testing.T) {
 	}
 }
 
+// TestUpDenialsHTTP403: with denials: http_403 (here PBAC_DENIALS, which
+// the configuration's key table maps) pbac up answers a tools/call policy
+// denies, when no scope would fix it, with the 403 JSON-RPC error of
+// before: the public reasons and the request id in its data, no step-up
+// challenge, no scope named; the audit record is the same deny.
+func TestUpDenialsHTTP403(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	t.Setenv("PBAC_DENIALS", "http_403")
+	dataDir := t.TempDir()
+	base, out := startUp(t, dataDir)
+	m := regexp.MustCompile(`ci-bot\s+ci-bot\s+client_id=(\S+) client_secret=(\S+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no ci-bot credentials in the output:\n%s", out)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"jira:read jira:write"}, "resource": {base + "/mcp"}}
+	tok := (&proc{base: base}).postForm(t, asrv.PathToken, m[1], m[2], form)["access_token"].(string)
+	body := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slack.post_message","arguments":{"channel":"general","text":"hi"}}}`
+	req, _ := http.NewRequest(http.MethodPost, base+"/mcp", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", "tools/call")
+	req.Header.Set("Mcp-Name", "slack.post_message")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var answer struct {
+		Result json.RawMessage `json:"result"`
+		Error  *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+			Data    struct {
+				Reasons       []string `json:"reasons"`
+				RequestID     string   `json:"request_id"`
+				RequiredScope string   `json:"required_scope"`
+			} `json:"data"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(raw, &answer); err != nil || resp.StatusCode != http.StatusForbidden || answer.Error == nil || answer.Result != nil {
+		t.Fatalf("slack post by the CI bot under denials: http_403: %d %s, want a 403 JSON-RPC error", resp.StatusCode, raw)
+	}
+	e := answer.Error
+	if e.Code != -32001 || !strings.HasPrefix(e.Message, "denied by policy: ci_agent tier does not grant slack:write") ||
+		!slices.Contains(e.Data.Reasons, "ci_agent tier does not grant slack:write") || e.Data.RequestID == "" || e.Data.RequiredScope != "" {
+		t.Errorf("the denial: %s", raw)
+	}
+	if h := resp.Header.Get("WWW-Authenticate"); h != "" {
+		t.Errorf("a denial no scope fixes carries a challenge: %q", h)
+	}
+	// The audit record is the deny, with the status answered.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(dataDir, "audit", "audit.jsonl"))
+		found := false
+		for line := range strings.SplitSeq(string(b), "\n") {
+			var rec struct {
+				RequestID string `json:"request_id"`
+				Decision  string `json:"decision"`
+				Status    int    `json:"status"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.RequestID == e.Data.RequestID {
+				if rec.Decision != "deny" || rec.Status != http.StatusForbidden {
+					t.Fatalf("audit record of the denial: %s", line)
+				}
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no audit record of request %s", e.Data.RequestID)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestUpAirGapped runs TestUpServesTheDemo and TestUpSeedMatrix again inside a network namespace
 // that has only loopback (unshare -n): the product needs no egress at run
 // time. It needs root and unshare, as CI has; elsewhere it says so and skips.
