@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -44,6 +45,11 @@ type aggSession struct {
 	// owner is the caller's quota key, sent to backends that share by
 	// owner (Backend.OwnerHeader).
 	owner string
+	// ids numbers the requests the gateway sends in this session's
+	// backend sessions: the stateless calls of one agent share them
+	// concurrently, and a backend refuses a second in-flight request
+	// with the same id.
+	ids atomic.Int64
 }
 
 func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
@@ -333,7 +339,7 @@ func (g *Gateway) backendCall(ctx context.Context, b *Backend, sess *aggSession,
 	if err != nil {
 		return nil, err
 	}
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": sess.ids.Add(1), "method": method, "params": params})
 	res, _, err := g.backendRoundTrip(ctx, b, sess.owner, sid, body)
 	return res, err
 }

@@ -2,9 +2,11 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -95,5 +97,42 @@ func TestAggregatedStatelessRevision(t *testing.T) {
 	}
 	if status, body := post("tools/call", "jira.search_issues", `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"jira.search_issues","arguments":{"query":"SEC"}}}`); status != 200 || !strings.Contains(body, `"result"`) {
 		t.Fatalf("tools/call: %d %s", status, body)
+	}
+}
+
+// TestAggregatedConcurrentCallsOfOneAgent: the stateless calls of one
+// agent share the gateway's backend session, so the requests the gateway
+// sends there must not share a JSON-RPC id: a backend refuses a second
+// in-flight request with the same id ("duplicate in-flight request ID"),
+// which the caller got as "backend jira failed" (found by TestThreeReplicas
+// once it counted only calls that reached the backend).
+func TestAggregatedConcurrentCallsOfOneAgent(t *testing.T) {
+	s := newStack(t)
+	token := s.machineAgent("ci-bot", false, "jira:read")
+	const callers, calls = 8, 10
+	errs := make(chan string, callers*calls)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			client := &demo.AgentClient{BaseURL: s.base}
+			for range calls {
+				res, err := client.CallTool(t.Context(), token, "jira.search_issues", map[string]any{"query": "SEC"})
+				switch {
+				case err != nil:
+					errs <- err.Error()
+				case res.Status != http.StatusOK || res.Denied || res.Result == nil || res.Result.IsError:
+					errs <- fmt.Sprintf("%d denied=%v %s", res.Status, res.Denied, res.Error)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	var failed []string
+	for e := range errs {
+		failed = append(failed, e)
+	}
+	if len(failed) > 0 {
+		t.Fatalf("%d of %d concurrent calls failed; first: %s", len(failed), callers*calls, failed[0])
 	}
 }

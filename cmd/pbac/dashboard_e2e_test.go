@@ -81,9 +81,9 @@ func (d *dashboardClient) do(method, path string, body any) (int, []byte) {
 }
 
 type runEvent struct {
-	Type, Kind, Tool, Reason, Summary, Error, RequestID string
-	Status                                              int
-	Restored                                            string `json:"restored_policy_version"`
+	Type, Kind, Tool, Reason, Summary, Error, RequestID, Decision string
+	Status                                                        int
+	Restored                                                      string `json:"restored_policy_version"`
 }
 
 // run runs a scenario and returns its events.
@@ -124,9 +124,24 @@ func statuses(evs []runEvent) []string {
 			out = append(out, "P")
 			continue
 		}
-		out = append(out, http.StatusText(e.Status))
+		out = append(out, outcome(e))
 	}
 	return out
+}
+
+// deniedAsResult is what outcome says of a call policy denied and the
+// gateway answered, as it does by default (denials: tool_error), with a
+// 200 tool result carrying the denial.
+const deniedAsResult = "denied (tool result)"
+
+// outcome is a call step's HTTP status text, or deniedAsResult for a
+// denial answered 200: a step must never read as allowed ("OK") when
+// policy denied it.
+func outcome(e runEvent) string {
+	if e.Decision == "deny" && e.Status == http.StatusOK {
+		return deniedAsResult
+	}
+	return http.StatusText(e.Status)
 }
 
 // TestDashboardScenarios runs every narrative scenario of the demo tenant
@@ -140,7 +155,7 @@ func TestDashboardScenarios(t *testing.T) {
 	_, out := startUp(t, t.TempDir())
 	d := signInDashboard(t, out.String(), "alice")
 
-	const ok, no, unauth, refused = "OK", "Forbidden", "Unauthorized", "Bad Request"
+	const ok, no, unauth, refused = "OK", deniedAsResult, "Unauthorized", "Bad Request"
 	want := map[string][]string{
 		"live-test": {ok, no},
 		// The traversal is not a canonical path: refused before policy
@@ -170,7 +185,7 @@ func TestDashboardScenarios(t *testing.T) {
 				t.Fatalf("a run starts with the token and ends with done: %+v", evs)
 			}
 			for _, e := range evs {
-				if e.Type == "step" && e.Status == 403 {
+				if e.Type == "step" && outcome(e) == no {
 					if e.Reason == "" || e.RequestID == "" {
 						t.Errorf("a denial without reason or request id: %+v", e)
 					}

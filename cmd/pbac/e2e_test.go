@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
 	"github.com/pbac-gateway/pbac/rego"
 )
@@ -290,8 +292,101 @@ func TestUpServesTheDemo(t *testing.T) {
 	if status, body := call("jira", init); status != http.StatusOK {
 		t.Fatalf("initialize: %d %s", status, body)
 	}
-	if status, body := call("slack", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"post_message","arguments":{"channel":"general","text":"hi"}}}`); status != http.StatusForbidden || !strings.Contains(body, "ci_agent tier does not grant slack:write") {
-		t.Fatalf("slack post by the CI bot: %d %s", status, body)
+	// A denial no scope fixes is, by default (denials: tool_error), a tool
+	// result with isError: its text tells the model why, its _meta tells
+	// a program.
+	status, body := call("slack", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"post_message","arguments":{"channel":"general","text":"hi"}}}`)
+	var answer struct {
+		Result json.RawMessage `json:"result"`
+	}
+	_ = json.Unmarshal([]byte(body), &answer)
+	d, denied := contract.DenialOf(answer.Result)
+	if status != http.StatusOK || !denied || !slices.Contains(d.Reasons, "ci_agent tier does not grant slack:write") || d.RequestID == "" ||
+		!strings.Contains(body, "denied by policy: ci_agent tier does not grant slack:write") {
+		t.Fatalf("slack post by the CI bot: %d %s, want a tool result with the denial", status, body)
+	}
+}
+
+// TestUpDenialsHTTP403: with denials: http_403 (here PBAC_DENIALS, which
+// the configuration's key table maps) pbac up answers a tools/call policy
+// denies, when no scope would fix it, with the 403 JSON-RPC error of
+// before: the public reasons and the request id in its data, no step-up
+// challenge, no scope named; the audit record is the same deny.
+func TestUpDenialsHTTP403(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	t.Setenv("PBAC_DENIALS", "http_403")
+	dataDir := t.TempDir()
+	base, out := startUp(t, dataDir)
+	m := regexp.MustCompile(`ci-bot\s+ci-bot\s+client_id=(\S+) client_secret=(\S+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no ci-bot credentials in the output:\n%s", out)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"jira:read jira:write"}, "resource": {base + "/mcp"}}
+	tok := (&proc{base: base}).postForm(t, asrv.PathToken, m[1], m[2], form)["access_token"].(string)
+	body := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slack.post_message","arguments":{"channel":"general","text":"hi"}}}`
+	req, _ := http.NewRequest(http.MethodPost, base+"/mcp", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", "tools/call")
+	req.Header.Set("Mcp-Name", "slack.post_message")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var answer struct {
+		Result json.RawMessage `json:"result"`
+		Error  *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+			Data    struct {
+				Reasons       []string `json:"reasons"`
+				RequestID     string   `json:"request_id"`
+				RequiredScope string   `json:"required_scope"`
+			} `json:"data"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(raw, &answer); err != nil || resp.StatusCode != http.StatusForbidden || answer.Error == nil || answer.Result != nil {
+		t.Fatalf("slack post by the CI bot under denials: http_403: %d %s, want a 403 JSON-RPC error", resp.StatusCode, raw)
+	}
+	e := answer.Error
+	if e.Code != -32001 || !strings.HasPrefix(e.Message, "denied by policy: ci_agent tier does not grant slack:write") ||
+		!slices.Contains(e.Data.Reasons, "ci_agent tier does not grant slack:write") || e.Data.RequestID == "" || e.Data.RequiredScope != "" {
+		t.Errorf("the denial: %s", raw)
+	}
+	if h := resp.Header.Get("WWW-Authenticate"); h != "" {
+		t.Errorf("a denial no scope fixes carries a challenge: %q", h)
+	}
+	// The audit record is the deny, with the status answered.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(dataDir, "audit", "audit.jsonl"))
+		found := false
+		for line := range strings.SplitSeq(string(b), "\n") {
+			var rec struct {
+				RequestID string `json:"request_id"`
+				Decision  string `json:"decision"`
+				Status    int    `json:"status"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.RequestID == e.Data.RequestID {
+				if rec.Decision != "deny" || rec.Status != http.StatusForbidden {
+					t.Fatalf("audit record of the denial: %s", line)
+				}
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no audit record of request %s", e.Data.RequestID)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -520,9 +615,9 @@ func TestUpWithStdioBackend(t *testing.T) {
 	defer sess.Close()
 	// The catalogue knows none of the backend's tools: even a read is
 	// denied until policy reviews them (failure mode 4).
-	if _, err := sess.CallTool(t.Context(), &mcp.CallToolParams{Name: "search_issues", Arguments: map[string]any{"query": "SEC"}}); err == nil ||
-		!strings.Contains(err.Error(), "tool tracker.search_issues is not in the catalogue") {
-		t.Fatalf("call to an unreviewed backend: %v", err)
+	if ok, why := toolOutcome(sess.CallTool(t.Context(), &mcp.CallToolParams{Name: "search_issues", Arguments: map[string]any{"query": "SEC"}})); ok ||
+		!strings.HasPrefix(why, "denied: ") || !strings.Contains(why, "tool tracker.search_issues is not in the catalogue") {
+		t.Fatalf("call to an unreviewed backend: allowed=%v %s", ok, why)
 	}
 	res, err := sess.ListTools(t.Context(), nil)
 	if err != nil || len(res.Tools) != 0 {
@@ -614,11 +709,7 @@ func TestUpScenarios(t *testing.T) {
 			return false, err.Error()
 		}
 		defer sess.Close()
-		res, err := sess.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
-		if err != nil {
-			return false, err.Error()
-		}
-		return !res.IsError, ""
+		return toolOutcome(sess.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args}))
 	}
 
 	t.Run("a policy data change applies to the next call with the same token", func(t *testing.T) {
@@ -744,7 +835,7 @@ func TestUpScenarios(t *testing.T) {
 			{"jenkins", "trigger_deploy", map[string]any{"job": "deploy-prod", "environment": "production"}, "separation of duties"},
 			{"jenkins", "delete_job", map[string]any{"job": "x"}, "not in the catalogue"},
 		} {
-			if ok, why := call(tok.AccessToken, c.backend, c.tool, c.args); ok || !strings.Contains(why, c.reason) {
+			if ok, why := call(tok.AccessToken, c.backend, c.tool, c.args); ok || !strings.HasPrefix(why, "denied: ") || !strings.Contains(why, c.reason) {
 				t.Errorf("%s.%s: allowed=%v %s, want a denial naming %q", c.backend, c.tool, ok, why, c.reason)
 			}
 		}

@@ -34,6 +34,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/identity"
 	"github.com/pbac-gateway/pbac/identity/usersfile"
@@ -196,14 +197,33 @@ func callTool(t *testing.T, base, token, backend, tool string, args map[string]a
 		return false, err.Error()
 	}
 	defer sess.Close()
-	res, err := sess.CallTool(t.Context(), &mcp.CallToolParams{Name: tool, Arguments: args})
-	switch {
-	case err != nil:
+	return toolOutcome(sess.CallTool(t.Context(), &mcp.CallToolParams{Name: tool, Arguments: args}))
+}
+
+// toolOutcome says whether a tools/call was allowed and, when it was not,
+// why: a policy denial, answered by default as a tool result whose _meta
+// carries contract.DenialMetaKey (denials: tool_error), reads "denied: "
+// and the result's text, which carries the policy's public reasons; a
+// tool's own error result reads "the tool failed: …"; an error of the
+// client or the transport (a 401, a 403 step-up) is its message.
+func toolOutcome(res *mcp.CallToolResult, err error) (bool, string) {
+	if err != nil {
 		return false, err.Error()
-	case res.IsError:
-		return false, demo.ResultText(res)
 	}
-	return true, ""
+	if !res.IsError {
+		return true, ""
+	}
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return false, "the tool result could not be encoded: " + err.Error()
+	}
+	if d, ok := contract.DenialOf(raw); ok {
+		if d.RequestID == "" || len(d.Reasons) == 0 {
+			return false, "a denial without its request id or reasons: " + string(raw)
+		}
+		return false, "denied: " + demo.ResultText(res)
+	}
+	return false, "the tool failed: " + demo.ResultText(res)
 }
 
 // matrixRow is the seed matrix's row for token, as TestUpSeedMatrix writes
@@ -702,7 +722,11 @@ func TestSingleSignOnPeople(t *testing.T) {
 		tn.setIdentityData(t, func(id map[string]any) {
 			id["group_roles"].(map[string]any)["engineering"] = []string{"contractor"}
 		})
-		if ok, why := callTool(t, tn.base, dana.AccessToken, "slack", "post_message", post); ok || !strings.Contains(why, "Forbidden") {
+		// With no access on slack left, the session itself is refused: the
+		// initialize is a method decision, answered 403 whatever denials
+		// says.
+		if ok, why := callTool(t, tn.base, dana.AccessToken, "slack", "post_message", post); ok ||
+			!strings.Contains(why, "Forbidden") || !strings.Contains(why, "holds no access on slack") {
 			t.Fatalf("dana's slack post once engineering gives the contractor role: allowed=%v %s", ok, why)
 		}
 		if status, body := tn.adminDo(t, http.MethodPost, "/admin/policy/rollback", nil); status != http.StatusOK {

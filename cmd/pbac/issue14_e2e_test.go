@@ -47,6 +47,13 @@ func TestUpIssue14PolicyRepros(t *testing.T) {
 		}
 		return res
 	}
+	// denied: policy denied the call, answered by default (denials:
+	// tool_error) as a tool result with isError whose _meta carries the
+	// public reasons and the request id.
+	denied := func(res demo.CallResult) bool {
+		return res.Denied && res.Status == http.StatusOK && res.Result == nil && len(res.Reasons) > 0 &&
+			strings.HasPrefix(res.Error, "denied by policy")
+	}
 	leaks := func(res demo.CallResult) bool {
 		return res.Result != nil && strings.Contains(demo.ResultText(res.Result), "FAKE")
 	}
@@ -78,7 +85,7 @@ func TestUpIssue14PolicyRepros(t *testing.T) {
 			t.Errorf("an argument spelled Path: %+v", res)
 		}
 		// The canonical spelling is decided by policy: denied.
-		if res := call(alice, "drive.read_file", map[string]any{"path": "/prod/secrets/db.env"}); res.Status != http.StatusForbidden || leaks(res) {
+		if res := call(alice, "drive.read_file", map[string]any{"path": "/prod/secrets/db.env"}); !denied(res) || leaks(res) {
 			t.Errorf("canonical read: %+v", res)
 		}
 	})
@@ -104,11 +111,11 @@ func TestUpIssue14PolicyRepros(t *testing.T) {
 		// Left out, it is the caller, and the backend says alice authored
 		// the merge request: denied as self-approval.
 		res := call(alice, "gitlab.approve_merge_request", map[string]any{"project": "platform/api", "iid": iid})
-		if res.Status != http.StatusForbidden || !strings.Contains(strings.Join(res.Reasons, ";"), "self-approval") {
+		if !denied(res) || !strings.Contains(strings.Join(res.Reasons, ";"), "self-approval") {
 			t.Errorf("self-approval: %+v", res)
 		}
 		// The CI bot's !7 is someone else's.
-		if res := call(alice, "gitlab.approve_merge_request", map[string]any{"project": "platform/api", "iid": 7}); res.Status != http.StatusOK {
+		if res := call(alice, "gitlab.approve_merge_request", map[string]any{"project": "platform/api", "iid": 7}); res.Status != http.StatusOK || res.Result == nil || res.Result.IsError {
 			t.Errorf("approve another's merge request: %+v", res)
 		}
 	})
@@ -122,18 +129,18 @@ func TestUpIssue14PolicyRepros(t *testing.T) {
 			{"drive.search_files", map[string]any{"query": "DB_PASSWORD", "path": "/prod"}},
 			{"drive.list_files", map[string]any{"path": "/prod"}},
 		} {
-			if res := call(alice, c.tool, c.args); res.Status != http.StatusForbidden || leaks(res) {
+			if res := call(alice, c.tool, c.args); !denied(res) || leaks(res) {
 				t.Errorf("%s %v: %+v", c.tool, c.args, res)
 			}
 		}
-		if res := call(alice, "drive.search_files", map[string]any{"query": "roadmap", "path": "/team"}); res.Status != http.StatusOK || leaks(res) {
+		if res := call(alice, "drive.search_files", map[string]any{"query": "roadmap", "path": "/team"}); res.Status != http.StatusOK || res.Result == nil || res.Result.IsError || leaks(res) {
 			t.Errorf("a search in /team: %+v", res)
 		}
 	})
 
 	t.Run("Low 16: the agent is told no rule; the audit trail has it", func(t *testing.T) {
 		res := call(alice, "drive.read_file", map[string]any{"path": "/prod/secrets/db.env"})
-		if res.Status != http.StatusForbidden || res.RequestID == "" || strings.Contains(res.Error, "prod-secrets") ||
+		if !denied(res) || res.RequestID == "" || strings.Contains(res.Error, "prod-secrets") ||
 			strings.Contains(strings.Join(res.Reasons, ";"), "rule") {
 			t.Fatalf("%+v", res)
 		}

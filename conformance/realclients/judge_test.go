@@ -30,7 +30,7 @@ func goodRun() ([]clientcheck.Event, []modelapi.Request, []modelapi.ToolResult, 
 	requests := []modelapi.Request{{API: "anthropic", Tools: []string{"Bash", "mcp__pbac__drive_read_file"}}}
 	results := []modelapi.ToolResult{
 		{Marker: markerAllowed, Content: `{"content":"# Platform roadmap (H2)"}`},
-		{Marker: markerDenied, Content: `Error POSTing to endpoint: {"error":{"code":-32001}}`, IsError: true},
+		{Marker: markerDenied, Content: `Error POSTing to endpoint: {"error":{"code":-32001,"message":"denied by policy: the arguments name data protected by policy"}}`, IsError: true},
 	}
 	audit := []AuditRecord{
 		{ClientID: "agent", Subject: "alice", Method: "tools/call", Tool: gatewayTool, Decision: "allow", Status: 200},
@@ -87,6 +87,13 @@ func TestJudge(t *testing.T) {
 		}, map[string]string{"allowed": "no allow", "denied": "no deny"}},
 		{"no result for the denied call", func(r *run) { r.results = r.results[:1] },
 			map[string]string{"denied": "never got a result"}},
+		{"the model was not told why", func(r *run) { r.results[1].Content = "Error POSTing to endpoint: 403" },
+			map[string]string{"denied": "not told the policy denied"}},
+		{"the denial answered as a tool result (denials: tool_error)", func(r *run) {
+			r.events[len(r.events)-1].Status = 200
+			r.audit[1].Status = 200
+			r.results[1].Content = "denied by policy: the arguments name data protected by policy (request id R)"
+		}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var r run
@@ -117,8 +124,12 @@ func TestJudge(t *testing.T) {
 			if len(row.Failed()) != len(tc.failed) {
 				t.Errorf("Failed() = %q, want %d steps", row.Failed(), len(tc.failed))
 			}
-			if row.DeniedHTTP != "HTTP 403" {
-				t.Errorf("DeniedHTTP = %q", row.DeniedHTTP)
+			wantHTTP := "HTTP 403"
+			if r.audit[1].Status == 200 {
+				wantHTTP = "HTTP 200, a tool result with isError"
+			}
+			if r.audit[1].Decision == "deny" && r.audit[1].ClientID == "agent" && row.DeniedHTTP != wantHTTP {
+				t.Errorf("DeniedHTTP = %q, want %q", row.DeniedHTTP, wantHTTP)
 			}
 		})
 	}

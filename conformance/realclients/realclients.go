@@ -38,6 +38,9 @@ const (
 	gatewayTool   = "drive.read_file"
 	allowedPath   = "/team/roadmap.md"
 	deniedPath    = "/prod/secrets/db.env"
+	// deniedByPolicy opens the gateway's public text of a denial, whether
+	// it answers a tool result or a JSON-RPC error.
+	deniedByPolicy = "denied by policy"
 	// allowedText is in the allowed file's content.
 	allowedText = "Platform roadmap"
 )
@@ -417,6 +420,8 @@ func judge(ctx context.Context, row *Row, t Target, events []clientcheck.Event, 
 		row.Denied = "the model saw the secret file"
 	case !auditHas("deny"):
 		row.Denied = "the audit trail has no deny of " + gatewayTool + " for alice"
+	case !strings.Contains(denied.Content, deniedByPolicy):
+		row.Denied = "the model was not told the policy denied the call: " + clip(denied.Content)
 	default:
 		row.Denied = "pass (audit: deny)"
 		if denied.IsError {
@@ -426,14 +431,29 @@ func judge(ctx context.Context, row *Row, t Target, events []clientcheck.Event, 
 	if denied != nil {
 		row.ModelSawDenied = denied.Content
 	}
-	for _, ev := range events {
-		if ev.RPC == "tools/call" && ev.Status != 200 {
-			row.DeniedHTTP = fmt.Sprintf("HTTP %d", ev.Status)
-			if ev.WWWAuthenticate != "" {
-				row.DeniedHTTP += ", WWW-Authenticate: " + ev.WWWAuthenticate
+	row.DeniedHTTP = deniedHTTP(calls, events)
+}
+
+// deniedHTTP says how the gateway answered the denied call: the status
+// its audit record holds (denials: tool_error answers 200 with a tool
+// result, http_403 a 403), and the challenge of a 403 the observer saw.
+func deniedHTTP(calls []AuditRecord, events []clientcheck.Event) string {
+	for _, c := range calls {
+		if c.Decision != "deny" {
+			continue
+		}
+		if c.Status == 200 {
+			return "HTTP 200, a tool result with isError"
+		}
+		out := fmt.Sprintf("HTTP %d", c.Status)
+		for _, ev := range events {
+			if ev.RPC == "tools/call" && ev.Status == c.Status && ev.WWWAuthenticate != "" {
+				out += ", WWW-Authenticate: " + ev.WWWAuthenticate
 			}
 		}
+		return out
 	}
+	return ""
 }
 
 func clip(s string) string {

@@ -63,7 +63,29 @@ async function statusOf(row) {
   return (await row.locator('.status').innerText()).trim();
 }
 
-test('onboarding: sign in, pick an agent, connect, see the matrix, live 200 and 403', async () => {
+// outcomeOf reads what a result row says of a call: its HTTP status and
+// the gateway's decision ("200 allowed", "200 denied", "401 denied", …).
+// By default a policy denial is answered 200 with a tool result (denials:
+// tool_error); the row must still show it as a denial, with its reason,
+// and never with the colour of an allowed call.
+async function outcomeOf(row) {
+  const status = await statusOf(row);
+  const cls = (await row.getAttribute('class')) || '';
+  if (/\bresult-allow\b/.test(cls)) return `${status} allowed`;
+  if (!/\bresult-deny\b/.test(cls)) return `${status} error`;
+  const badge = (await row.locator('.status').getAttribute('class')) || '';
+  assert.doesNotMatch(badge, /status-ok/, `a denied call's status badge: ${badge}`);
+  assert.match(await row.locator('.decision-word').innerText(), /denied|token refused/i);
+  assert.notEqual((await row.locator('.reason').innerText()).trim(), '', 'a denial shows its reason');
+  return `${status} denied`;
+}
+
+// The outcomes of a call: allowed, denied by policy (a tool result with
+// isError, denials: tool_error), refused before policy (400), a token the
+// gateway did not accept (401).
+const OK = '200 allowed', DENY = '200 denied', BAD = '400 denied', UNAUTH = '401 denied';
+
+test('onboarding: sign in, pick an agent, connect, see the matrix, live allowed and denied', async () => {
   const { context, page, errors } = await open();
   await page.goto(BASE);
   await page.locator('#signin-form').waitFor({ state: 'visible' });
@@ -112,10 +134,11 @@ test('onboarding: sign in, pick an agent, connect, see the matrix, live 200 and 
   await page.click('#live-test-run');
   const read = page.locator('[data-result-index="0"]');
   const merge = page.locator('[data-result-index="1"]');
-  assert.equal(await statusOf(read), '200');
-  assert.equal(await statusOf(merge), '403');
+  assert.equal(await outcomeOf(read), OK);
+  assert.equal(await outcomeOf(merge), DENY);
   assert.match(await merge.locator('.reason').innerText(), /gitlab:merge/);
   await page.locator('#live-test-summary').waitFor({ state: 'visible' });
+  assert.match(await page.locator('#live-test-summary .verdict-sentence').innerText(), /the merge attempt was denied \(HTTP 200, a tool result with isError\) — .*gitlab:merge/);
   await shot(page, 'onboarding-5-live-test');
 
   assert.deepEqual(errors, []);
@@ -171,9 +194,9 @@ test('register an agent with the OpenCode preset: its redirect URI, then its ope
 
 // Each user's day: what the steps return follows the user's role.
 const days = {
-  alice: ['200', '200', '200', '200', '403'],
-  bob: ['200', '200', '403', '403'],
-  carol: ['200', '200', '403', '403'],
+  alice: [OK, OK, OK, OK, DENY],
+  bob: [OK, OK, DENY, DENY],
+  carol: [OK, OK, DENY, DENY],
 };
 
 for (const [user, want] of Object.entries(days)) {
@@ -184,7 +207,7 @@ for (const [user, want] of Object.entries(days)) {
     const card = page.locator(`[data-scenario="${user}-day"]`);
     await card.locator('[data-run]').click();
     for (let i = 0; i < want.length; i++) {
-      assert.equal(await statusOf(card.locator(`[data-step-result="${i}"]`)), want[i], `${user} step ${i}`);
+      assert.equal(await outcomeOf(card.locator(`[data-step-result="${i}"]`)), want[i], `${user} step ${i}`);
     }
     // The calls also arrive on the live feed from the audit stream.
     await page.locator('#live-feed [data-request-id]').first().waitFor();
@@ -199,16 +222,16 @@ test('narrative demo: the five failure modes are stopped', async () => {
   await signIn(page, 'alice');
   await go(page, 'demo');
   const modes = {
-    'prod-secrets': ['200', '403', '400', '403'], // the traversal spelling is refused before policy (400)
-    'ci-self-approval': ['200', '200', '403', '403'],
-    'scanner-token': ['200', '401'],
-    'planner-new-tool': ['200', '200', '403'],
+    'prod-secrets': [OK, DENY, BAD, DENY], // the traversal spelling is refused before policy (400)
+    'ci-self-approval': [OK, OK, DENY, DENY],
+    'scanner-token': [OK, UNAUTH],
+    'planner-new-tool': [OK, OK, DENY],
   };
   for (const [id, want] of Object.entries(modes)) {
     const card = page.locator(`[data-scenario="${id}"]`);
     await card.locator('[data-run]').click();
     for (let i = 0; i < want.length; i++) {
-      assert.equal(await statusOf(card.locator(`[data-step-result="${i}"]`)), want[i], `${id} step ${i}`);
+      assert.equal(await outcomeOf(card.locator(`[data-step-result="${i}"]`)), want[i], `${id} step ${i}`);
     }
     await shot(page, `failure-mode-${id}`);
   }
@@ -224,8 +247,8 @@ test('narrative demo: the five failure modes are stopped', async () => {
   const card = page.locator('[data-scenario="broad-scope"]');
   await card.locator('.scenario-story').click();
   await card.locator('[data-run]').click();
-  assert.equal(await statusOf(card.locator('[data-step-result="0"]')), '200');
-  assert.equal(await statusOf(card.locator('[data-step-result="2"]')), '403');
+  assert.equal(await outcomeOf(card.locator('[data-step-result="0"]')), OK);
+  assert.equal(await outcomeOf(card.locator('[data-step-result="2"]')), DENY);
   await shot(page, 'failure-mode-broad-scope');
   assert.deepEqual(errors, []);
   await context.close();
@@ -240,9 +263,9 @@ test('hot swap from the UI: the next call decides with the new policy, and rollb
     await card.locator('[data-run]').click();
     // Wait for the run to finish: its last step shows.
     await statusOf(card.locator('[data-step-result="3"]'));
-    return statusOf(card.locator('[data-step-result="0"]'));
+    return outcomeOf(card.locator('[data-step-result="0"]'));
   };
-  assert.equal(await firstStatus(), '200', 'carol files a ticket before the swap');
+  assert.equal(await firstStatus(), OK, 'carol files a ticket before the swap');
 
   // Move claude-code to the read_only tier in the trust-tier editor.
   await go(page, 'matrix');
@@ -253,7 +276,7 @@ test('hot swap from the UI: the next call decides with the new policy, and rollb
   await shot(page, 'hot-swap-1-matrix');
 
   await go(page, 'demo');
-  assert.equal(await firstStatus(), '403', 'the next call after the swap is refused');
+  assert.equal(await firstStatus(), DENY, 'the next call after the swap is refused');
   await shot(page, 'hot-swap-2-refused');
 
   // Roll back from the policy view; the call is allowed again.
@@ -262,7 +285,7 @@ test('hot swap from the UI: the next call decides with the new policy, and rollb
   await page.locator('#toast').filter({ hasText: /roll|version/i }).waitFor();
   await shot(page, 'hot-swap-3-rolled-back');
   await go(page, 'demo');
-  assert.equal(await firstStatus(), '200', 'after the rollback');
+  assert.equal(await firstStatus(), OK, 'after the rollback');
   assert.deepEqual(errors, []);
   await context.close();
 });
@@ -287,6 +310,9 @@ test('audit view filters, latency panel, and a phone-sized screen', async () => 
   assert.ok(n > 0, 'denials are listed');
   for (let i = 0; i < Math.min(n, 10); i++) {
     assert.match(await rows.nth(i).innerText(), /deny/i);
+    // A denial answered as a tool result is recorded with status 200: its
+    // badge still reads as a denial, not as an allowed call.
+    assert.doesNotMatch((await rows.nth(i).locator('.status').getAttribute('class')) || '', /status-ok/);
   }
   await shot(page, 'audit-denials');
 

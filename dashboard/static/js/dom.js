@@ -119,7 +119,11 @@ export function timeEl(ts, text) {
 
 // --- badges ---
 
-export function statusClass(status) {
+// statusClass colours a call's HTTP status by what it meant: a call policy
+// denied is a denial whatever the status (denials: tool_error answers it
+// 200 with a tool result whose isError is set).
+export function statusClass(status, decision) {
+  if (decision === 'deny' && status !== 401) return 'status-deny';
   if (!status) return 'status-err';
   if (status >= 200 && status < 300) return 'status-ok';
   if (status === 401) return 'status-auth';
@@ -128,17 +132,21 @@ export function statusClass(status) {
 }
 
 // statusBadge shows an HTTP status; the element has class "status" and the
-// number alone as its text.
-export function statusBadge(status, { big = false } = {}) {
+// number alone as its text. decision (allow, deny, error) is the gateway's
+// decision on the call, so that a denial answered 200 shows as a denial.
+export function statusBadge(status, { big = false, decision } = {}) {
   return h('span', {
-    class: ['status', statusClass(status), big && 'status-big'],
-    title: statusTitle(status),
+    class: ['status', statusClass(status, decision), big && 'status-big'],
+    title: statusTitle(status, decision),
   }, status ? String(status) : 'ERR');
 }
 
-function statusTitle(status) {
+function statusTitle(status, decision) {
+  if (decision === 'deny' && status >= 200 && status < 300) {
+    return `${status}: denied by policy, answered as a tool result with isError and the reasons; the backend was not called`;
+  }
   switch (status) {
-    case 200: return '200 OK: allowed and forwarded to the backend';
+    case 200: return decision === 'error' ? '200: the call did not reach a decision' : '200 OK: allowed and forwarded to the backend';
     case 401: return '401 Unauthorized: the token is not valid (any more)';
     case 403: return '403 Forbidden: refused by policy, the backend was not called';
     case 0: case undefined: case null: return 'no HTTP answer';

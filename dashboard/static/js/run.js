@@ -46,7 +46,7 @@ export function stepRow(ev, attr) {
   if (isPolicy) {
     statusCol.append(h('span', { class: ['badge-policy', ev.decision === 'error' && 'is-error'] }, 'policy'));
   } else {
-    statusCol.append(statusBadge(ev.status, { big: true }));
+    statusCol.append(statusBadge(ev.status, { big: true, decision: ev.decision }));
   }
   statusCol.append(h('span', { class: 'decision-word' }, decisionWord(ev)));
 

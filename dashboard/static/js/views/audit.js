@@ -153,7 +153,7 @@ export function recordRow(r) {
     h('td', null, h('code', { class: 'tool' }, r.tool || r.method || '—'),
       r.tool && r.method && r.method !== 'tools/call' ? h('span', { class: 'cell-sub' }, r.method) : null),
     h('td', null, decisionBadge(r.decision)),
-    h('td', null, statusBadge(r.status)),
+    h('td', null, statusBadge(r.status, { decision: r.decision })),
     h('td', { class: 'reasons' }, reasons.length
       ? (reasons.length === 1 ? reasons[0] : h('ul', { class: 'reason-list' }, reasons.map((x) => h('li', null, x))))
       : h('span', { class: 'muted' }, '—'),

@@ -210,7 +210,7 @@ function addFeedRow(r) {
   const reasons = (r.reasons || []).join('; ');
   const row = h('li', { class: ['feed-row', `feed-${r.decision || 'error'}`], 'data-request-id': r.request_id || '' },
     h('div', { class: 'feed-top' },
-      statusBadge(r.status),
+      statusBadge(r.status, { decision: r.decision }),
       h('code', { class: 'tool' }, r.tool || r.method || '—'),
       h('time', { class: 'feed-time', datetime: r.ts || '' }, fmtClock(r.ts))),
     h('p', { class: 'feed-who' },

@@ -636,12 +636,21 @@ async function runLiveTest() {
   }
 }
 
+// outcome says what the gateway decided on a call and how it answered: a
+// denial is answered 403, or 200 with a tool result (denials: tool_error).
+function outcome(s) {
+  const http = s.status ? `HTTP ${s.status}` : 'no HTTP answer';
+  if (s.decision === 'allow') return `allowed (${http})`;
+  if (s.decision === 'deny' && s.status >= 200 && s.status < 300) return `denied (${http}, a tool result with isError)`;
+  if (s.decision === 'deny') return `denied (${http})`;
+  return `an error (${http})`;
+}
+
 function verdictSentence(steps) {
   const read = steps.find((s) => s.index === 0);
   const merge = steps.find((s) => s.index === 1);
   if (!read || !merge) return '';
-  const st = (s) => (s.status ? String(s.status) : 'an error');
-  let text = `Same token: the read returned ${st(read)}, the merge attempt returned ${st(merge)}`;
+  let text = `Same token: the read was ${outcome(read)}, the merge attempt was ${outcome(merge)}`;
   if (merge.decision === 'deny' || merge.decision === 'error') text += ` — ${merge.reason || 'refused'}`;
   else text += ' — this agent\'s tier and your role both grant gitlab:merge';
   return `${text}.`;
@@ -659,7 +668,7 @@ function renderVerdict(run) {
   const version = (merge && merge.policy_version) || (read && read.policy_version) || activeVersion();
   replace(el,
     h('div', { class: 'verdict-badges', 'aria-hidden': 'true' },
-      statusBadge(read.status, { big: true }), h('span', { class: 'verdict-arrow' }, '→'), statusBadge(merge.status, { big: true })),
+      statusBadge(read.status, { big: true, decision: read.decision }), h('span', { class: 'verdict-arrow' }, '→'), statusBadge(merge.status, { big: true, decision: merge.decision })),
     h('div', { class: 'verdict-text' },
       h('p', { class: 'verdict-sentence' }, sentence),
       h('p', { class: 'hint' },
