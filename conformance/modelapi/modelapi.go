@@ -1,8 +1,9 @@
 // Package modelapi is a stand-in model API on 127.0.0.1 for driving real
-// agent CLIs (Claude Code, OpenCode) through the gateway without a model:
-// it answers the Anthropic Messages API (POST /v1/messages, streaming or
-// not, and /v1/messages/count_tokens) and the OpenAI Chat Completions API
-// (POST /v1/chat/completions, streaming or not).
+// agent CLIs (Claude Code, OpenCode, Codex) through the gateway without a
+// model: it answers the Anthropic Messages API (POST /v1/messages,
+// streaming or not, and /v1/messages/count_tokens), the OpenAI Chat
+// Completions API (POST /v1/chat/completions, streaming or not) and the
+// OpenAI Responses API (POST /v1/responses, streaming or not).
 //
 // Its answers depend only on the request, so side requests a CLI makes
 // (titles, quota checks, summaries) need no scripting:
@@ -44,7 +45,7 @@ type Call struct {
 // ToolResult is what the client sent back for one of the stand-in's calls:
 // what a model would have seen.
 type ToolResult struct {
-	// API is "anthropic" or "openai".
+	// API is "anthropic", "openai" or "responses".
 	API    string `json:"api"`
 	Marker string `json:"marker"`
 	// Tool is the tool's name as the client offered it.
@@ -52,7 +53,7 @@ type ToolResult struct {
 	CallID  string `json:"call_id"`
 	Content string `json:"content"`
 	// IsError is the Anthropic tool_result's is_error (OpenAI's tool
-	// messages have no such flag).
+	// messages and function call outputs have no such flag).
 	IsError bool `json:"is_error,omitempty"`
 }
 
@@ -102,6 +103,7 @@ func Start(calls []Call) (*Server, error) {
 	mux.HandleFunc("POST /v1/messages", s.anthropicMessages)
 	mux.HandleFunc("POST /v1/messages/count_tokens", s.anthropicCountTokens)
 	mux.HandleFunc("POST /v1/chat/completions", s.openAIChat)
+	mux.HandleFunc("POST /v1/responses", s.openAIResponses)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.note(Request{API: "unknown", Path: r.Method + " " + r.URL.Path, Answer: "not found"})
 		http.NotFound(w, r)

@@ -79,6 +79,35 @@ func toolCall(t *testing.T, api string, answer []string) (name, args, text strin
 					}
 				}
 			}
+		case "responses":
+			item, _ := m["item"].(map[string]any)
+			if m["type"] == "response.output_text.delta" {
+				text += m["delta"].(string)
+			}
+			items := []any{}
+			if m["type"] == "response.output_item.done" {
+				items = append(items, item)
+			}
+			if out, ok := m["output"].([]any); ok && m["type"] == nil {
+				items = out
+			}
+			for _, it := range items {
+				it := it.(map[string]any)
+				switch it["type"] {
+				case "function_call":
+					name, args = it["name"].(string), it["arguments"].(string)
+					if ns, ok := it["namespace"].(string); ok {
+						name = ns + "." + name
+					}
+				case "message": // streamed text came in deltas
+					if m["type"] != nil {
+						continue
+					}
+					for _, c := range it["content"].([]any) {
+						text += c.(map[string]any)["text"].(string)
+					}
+				}
+			}
 		case "openai":
 			for _, ch := range m["choices"].([]any) {
 				c := ch.(map[string]any)
@@ -103,9 +132,9 @@ func toolCall(t *testing.T, api string, answer []string) (name, args, text strin
 // callID is the id of the answer's tool call.
 func callID(answer []string) string {
 	for _, line := range answer {
-		for _, key := range []string{`"id":"toolu_`, `"id":"call_`} {
+		for _, key := range []string{`"id":"toolu_`, `"id":"call_`, `"call_id":"call_`} {
 			if i := strings.Index(line, key); i >= 0 {
-				rest := line[i+len(`"id":"`):]
+				rest := line[i+strings.Index(key, `":"`)+3:]
 				return rest[:strings.Index(rest, `"`)]
 			}
 		}
@@ -185,6 +214,35 @@ func TestConversation(t *testing.T) {
 				return map[string]any{"model": "m", "messages": []any{map[string]any{"role": "tool", "tool_call_id": id,
 					"content": []any{map[string]any{"type": "text", "text": content}}}}}
 			}, false},
+		// Codex offers an MCP server's tools in a namespace, beside its own.
+		{"responses streaming", "responses", "/v1/responses", true, "mcp__pbac.drive_read_file",
+			func(p string) map[string]any {
+				return map[string]any{"model": "m", "stream": true, "tools": []any{
+					map[string]any{"type": "function", "name": "exec_command"},
+					map[string]any{"type": "namespace", "name": "mcp__pbac", "tools": []any{map[string]any{"type": "function", "name": "drive_read_file"}}}},
+					"input": []any{map[string]any{"type": "message", "role": "developer", "content": []any{map[string]any{"type": "input_text", "text": "you are"}}},
+						map[string]any{"type": "message", "role": "user", "content": []any{map[string]any{"type": "input_text", "text": p}}}}}
+			},
+			func(p string) map[string]any {
+				return map[string]any{"model": "m", "stream": true, "input": "title: " + p}
+			},
+			func(id, tool, content string) map[string]any {
+				return map[string]any{"model": "m", "stream": true, "input": []any{
+					map[string]any{"type": "message", "role": "user", "content": []any{map[string]any{"type": "input_text", "text": "pbac-allowed"}}},
+					map[string]any{"type": "function_call", "call_id": id, "namespace": "mcp__pbac", "name": "drive_read_file", "arguments": "{}"},
+					map[string]any{"type": "function_call_output", "call_id": id, "output": content}}}
+			}, false},
+		{"responses whole", "responses", "/v1/responses", false, "drive_read_file",
+			func(p string) map[string]any {
+				return map[string]any{"model": "m", "tools": []any{map[string]any{"type": "function", "name": "drive_read_file"}}, "input": p}
+			},
+			func(p string) map[string]any {
+				return map[string]any{"model": "m", "input": []any{map[string]any{"type": "message", "role": "user", "content": p}}}
+			},
+			func(id, tool, content string) map[string]any {
+				return map[string]any{"model": "m", "input": []any{map[string]any{"type": "function_call_output", "call_id": id,
+					"output": []any{map[string]any{"type": "input_text", "text": content}}}}}
+			}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -216,6 +274,18 @@ func TestConversation(t *testing.T) {
 					}
 				}
 				want := "message_start content_block_start content_block_delta content_block_stop message_delta message_stop"
+				if got := strings.Join(events, " "); got != want {
+					t.Errorf("events %q, want %q", got, want)
+				}
+			}
+			if tc.stream && tc.api == "responses" {
+				var events []string
+				for _, l := range answer {
+					if e, ok := strings.CutPrefix(l, "event:"); ok {
+						events = append(events, e)
+					}
+				}
+				want := "response.created response.output_item.added response.function_call_arguments.done response.output_item.done response.completed"
 				if got := strings.Join(events, " "); got != want {
 					t.Errorf("events %q, want %q", got, want)
 				}

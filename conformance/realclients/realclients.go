@@ -1,5 +1,5 @@
-// Package realclients drives real agent CLIs — Claude Code and OpenCode,
-// unpatched, at the versions package-lock.json pins — end to end through a
+// Package realclients drives real agent CLIs — Claude Code, OpenCode,
+// Codex and Gemini CLI, unpatched, at the versions package-lock.json pins — end to end through a
 // running gateway, headless: the CLI discovers the authorization server,
 // signs in as the demo user through a $BROWSER helper, lists the gateway's
 // tools and calls one allowed and one denied tool because a stand-in model
@@ -145,7 +145,7 @@ func (e Env) run(ctx context.Context, env []string, name string, args ...string)
 }
 
 // onPTY runs command line on a pseudo-terminal (script(1)): the sign-in
-// subcommands of both CLIs need one.
+// subcommands of Claude Code and OpenCode need one.
 func (e Env) onPTY(ctx context.Context, env []string, line string) (string, error) {
 	return e.run(ctx, env, "script", "-qec", line, "/dev/null")
 }
@@ -165,9 +165,12 @@ func Version(dir, pkg string) string {
 	return p.Version
 }
 
-// Installed tells whether npm ci has installed both CLIs in dir.
+// commands are the CLIs' commands npm ci installs in node_modules/.bin.
+var commands = []string{"claude", "opencode", "codex", "gemini"}
+
+// Installed tells whether npm ci has installed the CLIs in dir.
 func Installed(dir string) error {
-	for _, b := range []string{"claude", "opencode"} {
+	for _, b := range commands {
 		if _, err := os.Stat(filepath.Join(dir, "node_modules", ".bin", b)); err != nil {
 			return fmt.Errorf("%s is not installed (cd %s && npm ci): %w", b, dir, err)
 		}
@@ -175,11 +178,11 @@ func Installed(dir string) error {
 	return nil
 }
 
-// Runnable runs each CLI's --version: both packages put their native
-// binary in place in a postinstall script, and without it (npm ci
+// Runnable runs each CLI's --version: Claude Code and OpenCode put their
+// native binary in place in a postinstall script, and without it (npm ci
 // --ignore-scripts) the command is a stub that says so.
 func Runnable(ctx context.Context, dir string) error {
-	for _, b := range []string{"claude", "opencode"} {
+	for _, b := range commands {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		out, err := exec.CommandContext(ctx, filepath.Join(dir, "node_modules", ".bin", b), "--version").CombinedOutput()
 		cancel()
