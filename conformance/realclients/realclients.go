@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pbac-gateway/pbac/conformance/clientcheck"
@@ -124,14 +125,34 @@ func (r Row) Failed() []string {
 // run runs one command of a driver, bounded by env.Timeout, and returns
 // its combined output. The process group is killed when the time is up.
 func (e Env) run(ctx context.Context, env []string, name string, args ...string) (string, error) {
+	return e.runAnswering(ctx, env, nil, name, args...)
+}
+
+// answer is what to type on a command's stdin once its output shows a
+// prompt.
+type answer struct{ prompt, input string }
+
+// runAnswering is run with a stdin that stays open until the command ends,
+// on which a.input is typed once the output shows a.prompt (nil: no stdin).
+func (e Env) runAnswering(ctx context.Context, env []string, a *answer, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.Timeout)
 	defer cancel()
 	c := exec.CommandContext(ctx, name, args...)
 	c.Dir = e.Work
 	c.Env = env
-	var out bytes.Buffer
-	c.Stdout, c.Stderr = &out, &out
+	out := &watched{}
+	c.Stdout, c.Stderr = out, out
 	c.Stdin = nil
+	if a != nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return "", fmt.Errorf("make a pipe for %s's input: %w", filepath.Base(name), err)
+		}
+		defer r.Close()
+		defer w.Close()
+		c.Stdin = r
+		out.prompt, out.input, out.stdin = a.prompt, a.input, w
+	}
 	setProcessGroup(c)
 	c.WaitDelay = 5 * time.Second
 	err := c.Run()
@@ -148,6 +169,38 @@ func (e Env) run(ctx context.Context, env []string, name string, args ...string)
 // subcommands of Claude Code and OpenCode need one.
 func (e Env) onPTY(ctx context.Context, env []string, line string) (string, error) {
 	return e.run(ctx, env, "script", "-qec", line, "/dev/null")
+}
+
+// onPTYAnswering is onPTY answering a prompt on the terminal.
+func (e Env) onPTYAnswering(ctx context.Context, env []string, line string, a answer) (string, error) {
+	return e.runAnswering(ctx, env, &a, "script", "-qec", line, "/dev/null")
+}
+
+// watched is a command's output that types input on stdin once prompt
+// has been written.
+type watched struct {
+	mu            sync.Mutex
+	buf           bytes.Buffer
+	prompt, input string
+	stdin         io.Writer
+	answered      bool
+}
+
+func (w *watched) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, _ := w.buf.Write(p)
+	if w.stdin != nil && !w.answered && strings.Contains(plain(w.buf.String()), w.prompt) {
+		w.answered = true
+		_, _ = io.WriteString(w.stdin, w.input)
+	}
+	return n, nil
+}
+
+func (w *watched) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 // Version is the version of the npm package pkg installed in dir.
@@ -360,10 +413,15 @@ func judge(ctx context.Context, row *Row, t Target, events []clientcheck.Event, 
 	}
 
 	_, listed := has(func(ev clientcheck.Event) bool { return ev.RPC == "tools/list" && ev.Status == 200 })
+	// The CLIs name the gateway's drive.read_file each its own way
+	// (mcp__pbac__drive_read_file, pbac_drive_read_file,
+	// mcp__pbac.drive_read_file, mcp_pbac_drive.read_file): compared with
+	// every character but letters and digits read as "_", as the stand-in
+	// does.
 	offered := ""
 	for _, r := range requests {
 		for _, name := range r.Tools {
-			if strings.HasSuffix(name, toolSuffix) {
+			if strings.HasSuffix(notWord.ReplaceAllString(name, "_"), toolSuffix) {
 				offered = name
 			}
 		}
@@ -445,6 +503,8 @@ func clip(s string) string {
 	}
 	return s
 }
+
+var notWord = regexp.MustCompile(`[^A-Za-z0-9]`)
 
 var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 

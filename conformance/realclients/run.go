@@ -22,6 +22,7 @@ var Drivers = map[string]Driver{
 	"claude-code-cimd": DriveClaudeCodeCIMD,
 	"claude-code-dcr":  DriveClaudeCodeSelfRegistered,
 	"codex":            DriveCodex,
+	"gemini":           DriveGemini,
 	"opencode":         DriveOpenCode,
 }
 
