@@ -12,8 +12,8 @@
 //	client        sends                                        source
 //	Claude Code   http://localhost:P/callback, P=--callback-port @anthropic-ai/claude-code 2.1.197: `claude mcp add --help` (--client-id, --callback-port); the binary builds `http://localhost:${port}/callback`
 //	OpenCode      http://127.0.0.1:19876/mcp/oauth/callback    opencode-ai 1.18.33: McpOAuthConfig (clientId, callbackPort, redirectUri, "default: http://127.0.0.1:19876/mcp/oauth/callback"); a set redirectUri is sent as written (issue 18)
-//	Codex         http://127.0.0.1:P/callback with oauth.callback_url and callback_port; else …/callback/<hash>   @openai/codex 0.171.0: McpServerOAuthConfig (client_id, callback_port, callback_url); issue 18
-//	Gemini CLI    http://localhost:P/oauth/callback, P from oauth.redirectUri    @google/gemini-cli 0.61.0: core/utils/oauth-flow.js getRedirectUri, getPortFromUrl
+//	Codex         http://127.0.0.1:P/callback with oauth.callback_url and callback_port; else …/callback/<hash>   @openai/codex 0.171.0: McpServerOAuthConfig (client_id, callback_port, callback_url); issue 18; run by conformance/realclients
+//	Gemini CLI    oauth.redirectUri as written (listening on its port, path /oauth/callback only); else http://localhost:P/oauth/callback    @google/gemini-cli 0.61.0: core/utils/oauth-flow.js getRedirectUri, getPortFromUrl, startCallbackServer; run by conformance/realclients
 //	VS Code       http://127.0.0.1:33418/ (or another free port)   microsoft/vscode src/vs/base/common/oauth.ts fetchDynamicRegistration (DEFAULT_AUTH_FLOW_PORT = 33418); not run here
 //	Cursor        http://localhost:8787/callback (older builds: cursor://anysphere.cursor-mcp/oauth/callback, refused here: not a reverse-domain scheme)   cursor.com/docs/mcp (static OAuth: auth.CLIENT_ID), as quoted by providers' setup guides; not run here
 //	mcp-remote    http://127.0.0.1:P/oauth/callback with --host 127.0.0.1   mcp-remote 0.15.1: buildRedirectUrl(host, port, "/oauth/callback"), --static-oauth-client-info; also what Claude Desktop, Cline and Windsurf run for a remote server

@@ -25,6 +25,7 @@ import (
 	"github.com/pbac-gateway/pbac/conformance/clientcheck"
 	"github.com/pbac-gateway/pbac/conformance/clientcheck/tenantpolicy"
 	"github.com/pbac-gateway/pbac/conformance/official"
+	"github.com/pbac-gateway/pbac/conformance/realclients"
 	"github.com/pbac-gateway/pbac/internal/stack"
 )
 
@@ -93,7 +94,7 @@ Exits 1 when a check fails.`,
   pbac conformance client --name ts-sdk --command "node conformance/clients/ts-sdk-client.mjs {url}" --json
   pbac conformance client --suite auth --command "./everything-client {url}"
   pbac conformance client --all --markdown   # the client × check table in conformance/CLIENTS.md
-  pbac conformance client --client claude-code,opencode   # the real CLIs (conformance/realclients/README.md)`,
+  pbac conformance client --client claude-code,opencode,codex,gemini   # the real CLIs (conformance/realclients/README.md)`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -112,7 +113,7 @@ Exits 1 when a check fails.`,
 	fl.BoolVar(&f.verbose, "verbose", false, "show the client's output and the recorded requests")
 	fl.BoolVar(&f.all, "all", false, "certify every client this repository knows instead of --command: the Go SDK's everything-client (built from go.mod) and, when conformance/clients has been installed (npm ci), the TypeScript SDK client and mcp-remote")
 	fl.StringVar(&f.suite, "suite", "", "also run this suite of the official MCP conformance suite's client scenarios ("+strings.Join(official.ClientSuites, ", ")+") and merge its checks into the report; needs Node 22 and the suite (cd conformance && npm ci)")
-	fl.StringSliceVar(&f.clients, "client", nil, "certify these clients instead of --command: claude-code and opencode (the real CLIs, each driven end to end through a pbac up of this binary with a stand-in model; needs npm ci in conformance/realclients; prints their table), or go-sdk, ts-sdk and mcp-remote (the harness's clients, as --all)")
+	fl.StringSliceVar(&f.clients, "client", nil, "certify these clients instead of --command: "+strings.Join(realclients.Names(), ", ")+" (the real CLIs, each driven end to end through a pbac up of this binary with a stand-in model; needs npm ci in conformance/realclients; prints their table), or go-sdk, ts-sdk and mcp-remote (the harness's clients, as --all)")
 	fl.StringVar(&f.suiteDir, "suite-dir", "", "the conformance/ directory where npm ci installed the official suite (default: found from the working directory up)")
 	return cmd
 }

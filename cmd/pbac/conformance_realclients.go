@@ -43,7 +43,7 @@ func clientSpecsByName(cmd *cobra.Command, names []string) ([]clientSpec, func()
 	return specs, cleanup, nil
 }
 
-// runRealClients drives the real CLIs named (claude-code, opencode)
+// runRealClients drives the real CLIs named (realclients.Drivers)
 // through a `pbac up` of this binary and prints their table.
 func runRealClients(cmd *cobra.Command, f conformanceClientFlags) error {
 	dir, ok := realClientsDir()

@@ -18,7 +18,7 @@ func TestSplitClients(t *testing.T) {
 		{"one real CLI", []string{"opencode"}, true, ""},
 		{"the harness's clients", []string{"go-sdk", "ts-sdk", "mcp-remote"}, false, ""},
 		{"mixed", []string{"claude-code", "go-sdk"}, false, "separate commands"},
-		{"unknown", []string{"cursor"}, false, `unknown client "cursor" (claude-code, opencode, go-sdk, ts-sdk, mcp-remote)`},
+		{"unknown", []string{"cursor"}, false, `unknown client "cursor" (claude-code, claude-code-cimd, claude-code-dcr, codex, gemini, opencode, go-sdk, ts-sdk, mcp-remote)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			real, err := splitClients(tc.clients)

@@ -1,8 +1,11 @@
 // Package modelapi is a stand-in model API on 127.0.0.1 for driving real
-// agent CLIs (Claude Code, OpenCode) through the gateway without a model:
-// it answers the Anthropic Messages API (POST /v1/messages, streaming or
-// not, and /v1/messages/count_tokens) and the OpenAI Chat Completions API
-// (POST /v1/chat/completions, streaming or not).
+// agent CLIs (Claude Code, OpenCode, Codex, Gemini CLI) through the gateway
+// without a model: it answers the Anthropic Messages API (POST
+// /v1/messages, streaming or not, and /v1/messages/count_tokens), the
+// OpenAI Chat Completions API (POST /v1/chat/completions, streaming or
+// not), the OpenAI Responses API (POST /v1/responses, streaming or not)
+// and the Gemini API (POST /v1beta/models/{model}:generateContent,
+// :streamGenerateContent and :countTokens).
 //
 // Its answers depend only on the request, so side requests a CLI makes
 // (titles, quota checks, summaries) need no scripting:
@@ -12,6 +15,8 @@
 //   - a request whose last user text contains a planned call's Marker and
 //     that offers a tool whose name ends with the call's Tool is answered
 //     with a call of that tool (the name exactly as the client offered it);
+//   - a Gemini request for JSON (responseMimeType application/json) is
+//     answered with an object its response schema accepts;
 //   - anything else is answered with a short text.
 package modelapi
 
@@ -35,7 +40,9 @@ type Call struct {
 	// Tool is the end of the tool's name as the client offers it, compared
 	// with every character but letters and digits read as "_" (Claude Code
 	// offers the gateway's drive.read_file on server pbac as
-	// mcp__pbac__drive_read_file, OpenCode as pbac_drive_read_file).
+	// mcp__pbac__drive_read_file, OpenCode as pbac_drive_read_file, Codex
+	// as drive_read_file in namespace mcp__pbac, Gemini CLI as
+	// mcp_pbac_drive.read_file).
 	Tool string
 	// Args are the call's arguments.
 	Args map[string]any
@@ -44,15 +51,16 @@ type Call struct {
 // ToolResult is what the client sent back for one of the stand-in's calls:
 // what a model would have seen.
 type ToolResult struct {
-	// API is "anthropic" or "openai".
+	// API is "anthropic", "openai", "responses" or "gemini".
 	API    string `json:"api"`
 	Marker string `json:"marker"`
 	// Tool is the tool's name as the client offered it.
 	Tool    string `json:"tool"`
 	CallID  string `json:"call_id"`
 	Content string `json:"content"`
-	// IsError is the Anthropic tool_result's is_error (OpenAI's tool
-	// messages have no such flag).
+	// IsError is the Anthropic tool_result's is_error, or a Gemini
+	// function response with an "error" member (OpenAI's tool messages and
+	// function call outputs have no such flag).
 	IsError bool `json:"is_error,omitempty"`
 }
 
@@ -102,6 +110,8 @@ func Start(calls []Call) (*Server, error) {
 	mux.HandleFunc("POST /v1/messages", s.anthropicMessages)
 	mux.HandleFunc("POST /v1/messages/count_tokens", s.anthropicCountTokens)
 	mux.HandleFunc("POST /v1/chat/completions", s.openAIChat)
+	mux.HandleFunc("POST /v1/responses", s.openAIResponses)
+	mux.HandleFunc("POST /v1beta/models/{call}", s.geminiModels)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.note(Request{API: "unknown", Path: r.Method + " " + r.URL.Path, Answer: "not found"})
 		http.NotFound(w, r)

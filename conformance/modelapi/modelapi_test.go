@@ -79,6 +79,49 @@ func toolCall(t *testing.T, api string, answer []string) (name, args, text strin
 					}
 				}
 			}
+		case "responses":
+			item, _ := m["item"].(map[string]any)
+			if m["type"] == "response.output_text.delta" {
+				text += m["delta"].(string)
+			}
+			items := []any{}
+			if m["type"] == "response.output_item.done" {
+				items = append(items, item)
+			}
+			if out, ok := m["output"].([]any); ok && m["type"] == nil {
+				items = out
+			}
+			for _, it := range items {
+				it := it.(map[string]any)
+				switch it["type"] {
+				case "function_call":
+					name, args = it["name"].(string), it["arguments"].(string)
+					if ns, ok := it["namespace"].(string); ok {
+						name = ns + "." + name
+					}
+				case "message": // streamed text came in deltas
+					if m["type"] != nil {
+						continue
+					}
+					for _, c := range it["content"].([]any) {
+						text += c.(map[string]any)["text"].(string)
+					}
+				}
+			}
+		case "gemini":
+			for _, c := range m["candidates"].([]any) {
+				content := c.(map[string]any)["content"].(map[string]any)
+				for _, p := range content["parts"].([]any) {
+					p := p.(map[string]any)
+					if tx, ok := p["text"].(string); ok {
+						text += tx
+					}
+					if fc, ok := p["functionCall"].(map[string]any); ok {
+						raw, _ := json.Marshal(fc["args"])
+						name, args = fc["name"].(string), string(raw)
+					}
+				}
+			}
 		case "openai":
 			for _, ch := range m["choices"].([]any) {
 				c := ch.(map[string]any)
@@ -103,9 +146,9 @@ func toolCall(t *testing.T, api string, answer []string) (name, args, text strin
 // callID is the id of the answer's tool call.
 func callID(answer []string) string {
 	for _, line := range answer {
-		for _, key := range []string{`"id":"toolu_`, `"id":"call_`} {
+		for _, key := range []string{`"id":"toolu_`, `"id":"call_`, `"call_id":"call_`} {
 			if i := strings.Index(line, key); i >= 0 {
-				rest := line[i+len(`"id":"`):]
+				rest := line[i+strings.Index(key, `":"`)+3:]
 				return rest[:strings.Index(rest, `"`)]
 			}
 		}
@@ -185,6 +228,64 @@ func TestConversation(t *testing.T) {
 				return map[string]any{"model": "m", "messages": []any{map[string]any{"role": "tool", "tool_call_id": id,
 					"content": []any{map[string]any{"type": "text", "text": content}}}}}
 			}, false},
+		// Codex offers an MCP server's tools in a namespace, beside its own.
+		{"responses streaming", "responses", "/v1/responses", true, "mcp__pbac.drive_read_file",
+			func(p string) map[string]any {
+				return map[string]any{"model": "m", "stream": true, "tools": []any{
+					map[string]any{"type": "function", "name": "exec_command"},
+					map[string]any{"type": "namespace", "name": "mcp__pbac", "tools": []any{map[string]any{"type": "function", "name": "drive_read_file"}}}},
+					"input": []any{map[string]any{"type": "message", "role": "developer", "content": []any{map[string]any{"type": "input_text", "text": "you are"}}},
+						map[string]any{"type": "message", "role": "user", "content": []any{map[string]any{"type": "input_text", "text": p}}}}}
+			},
+			func(p string) map[string]any {
+				return map[string]any{"model": "m", "stream": true, "input": "title: " + p}
+			},
+			func(id, tool, content string) map[string]any {
+				return map[string]any{"model": "m", "stream": true, "input": []any{
+					map[string]any{"type": "message", "role": "user", "content": []any{map[string]any{"type": "input_text", "text": "pbac-allowed"}}},
+					map[string]any{"type": "function_call", "call_id": id, "namespace": "mcp__pbac", "name": "drive_read_file", "arguments": "{}"},
+					map[string]any{"type": "function_call_output", "call_id": id, "output": content}}}
+			}, false},
+		{"responses whole", "responses", "/v1/responses", false, "drive_read_file",
+			func(p string) map[string]any {
+				return map[string]any{"model": "m", "tools": []any{map[string]any{"type": "function", "name": "drive_read_file"}}, "input": p}
+			},
+			func(p string) map[string]any {
+				return map[string]any{"model": "m", "input": []any{map[string]any{"type": "message", "role": "user", "content": p}}}
+			},
+			func(id, tool, content string) map[string]any {
+				return map[string]any{"model": "m", "input": []any{map[string]any{"type": "function_call_output", "call_id": id,
+					"output": []any{map[string]any{"type": "input_text", "text": content}}}}}
+			}, false},
+		// Gemini CLI keeps the dot of the gateway's tool names.
+		{"gemini streaming", "gemini", "/v1beta/models/m:streamGenerateContent?alt=sse", true, "mcp_pbac_drive.read_file",
+			func(p string) map[string]any {
+				return map[string]any{"tools": []any{map[string]any{"functionDeclarations": []any{map[string]any{"name": "read_file"}, map[string]any{"name": "mcp_pbac_drive.read_file"}}}},
+					"systemInstruction": map[string]any{"parts": []any{map[string]any{"text": "you are"}}},
+					"contents":          []any{map[string]any{"role": "user", "parts": []any{map[string]any{"text": p}}}}}
+			},
+			func(p string) map[string]any {
+				return map[string]any{"contents": []any{map[string]any{"role": "user", "parts": []any{map[string]any{"text": "title: " + p}}}}}
+			},
+			func(id, tool, content string) map[string]any {
+				return map[string]any{"contents": []any{
+					map[string]any{"role": "user", "parts": []any{map[string]any{"text": "pbac-allowed"}}},
+					map[string]any{"role": "model", "parts": []any{map[string]any{"functionCall": map[string]any{"id": id, "name": tool, "args": map[string]any{}}}}},
+					map[string]any{"role": "user", "parts": []any{map[string]any{"functionResponse": map[string]any{"id": id, "name": tool,
+						"response": map[string]any{"output": content}}}}}}}
+			}, false},
+		{"gemini whole", "gemini", "/v1beta/models/m:generateContent", false, "drive_read_file",
+			func(p string) map[string]any {
+				return map[string]any{"tools": []any{map[string]any{"functionDeclarations": []any{map[string]any{"name": "drive_read_file"}}}},
+					"contents": []any{map[string]any{"role": "user", "parts": []any{map[string]any{"text": p}}}}}
+			},
+			func(p string) map[string]any {
+				return map[string]any{"contents": []any{map[string]any{"role": "user", "parts": []any{map[string]any{"text": p}}}}}
+			},
+			func(id, tool, content string) map[string]any {
+				return map[string]any{"contents": []any{map[string]any{"role": "user", "parts": []any{map[string]any{"functionResponse": map[string]any{"id": id, "name": tool,
+					"response": map[string]any{"output": content}}}}}}}
+			}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -220,6 +321,18 @@ func TestConversation(t *testing.T) {
 					t.Errorf("events %q, want %q", got, want)
 				}
 			}
+			if tc.stream && tc.api == "responses" {
+				var events []string
+				for _, l := range answer {
+					if e, ok := strings.CutPrefix(l, "event:"); ok {
+						events = append(events, e)
+					}
+				}
+				want := "response.created response.output_item.added response.function_call_arguments.done response.output_item.done response.completed"
+				if got := strings.Join(events, " "); got != want {
+					t.Errorf("events %q, want %q", got, want)
+				}
+			}
 			if tc.stream && tc.api == "openai" && answer[len(answer)-1] != "[DONE]" {
 				t.Errorf("the stream ends with %q, not [DONE]", answer[len(answer)-1])
 			}
@@ -241,6 +354,63 @@ func TestConversation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGemini: Gemini CLI's side requests for JSON (its model router's
+// complexity score, its next-speaker check) get an object their schema
+// accepts, and a function response carrying an error is recorded as an
+// error, verbatim.
+func TestGemini(t *testing.T) {
+	s, err := Start([]Call{{Marker: "pbac-denied", Tool: "drive_read_file"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	for _, tc := range []struct {
+		name   string
+		config map[string]any
+		want   map[string]any
+	}{
+		{"router (Gemini API schema)", map[string]any{"responseMimeType": "application/json", "responseSchema": map[string]any{
+			"type": "OBJECT", "required": []string{"complexity_reasoning", "complexity_score"}, "properties": map[string]any{
+				"complexity_reasoning": map[string]any{"type": "STRING"}, "complexity_score": map[string]any{"type": "INTEGER"}}}},
+			map[string]any{"complexity_reasoning": "stand-in", "complexity_score": float64(1)}},
+		{"next speaker (JSON schema)", map[string]any{"responseMimeType": "application/json", "responseJsonSchema": map[string]any{
+			"type": "object", "properties": map[string]any{"reasoning": map[string]any{"type": "string"},
+				"next_speaker": map[string]any{"type": "string", "enum": []string{"user", "model"}},
+				"confidence":   map[string]any{"type": "number", "minimum": 5}}}},
+			map[string]any{"reasoning": "stand-in", "next_speaker": "user", "confidence": float64(5)}},
+	} {
+		_, _, text := toolCall(t, "gemini", post(t, s, "/v1beta/models/m:generateContent", map[string]any{"generationConfig": tc.config,
+			"contents": []any{map[string]any{"role": "user", "parts": []any{map[string]any{"text": "classify pbac-denied"}}}}}))
+		var got map[string]any
+		if err := json.Unmarshal([]byte(text), &got); err != nil {
+			t.Fatalf("%s: not JSON: %q", tc.name, text)
+		}
+		if raw, want := fmtJSON(got), fmtJSON(tc.want); raw != want {
+			t.Errorf("%s: %s, want %s", tc.name, raw, want)
+		}
+	}
+	answer := post(t, s, "/v1beta/models/m:streamGenerateContent?alt=sse", map[string]any{
+		"tools":    []any{map[string]any{"functionDeclarations": []any{map[string]any{"name": "mcp_pbac_drive.read_file"}}}},
+		"contents": []any{map[string]any{"role": "user", "parts": []any{map[string]any{"text": "pbac-denied"}}}}})
+	id := callID(answer)
+	errResp := map[string]any{"error": "MCP tool 'drive.read_file' reported tool error"}
+	post(t, s, "/v1beta/models/m:streamGenerateContent?alt=sse", map[string]any{"contents": []any{map[string]any{"role": "user", "parts": []any{
+		map[string]any{"functionResponse": map[string]any{"id": id, "name": "mcp_pbac_drive.read_file", "response": errResp}}}}}})
+	got := s.Results()
+	if len(got) != 1 || !got[0].IsError || got[0].Content != fmtJSON(errResp) || got[0].Marker != "pbac-denied" {
+		t.Errorf("results %+v, want the error response of the pbac-denied call", got)
+	}
+	var countTokens map[string]int
+	if err := json.Unmarshal([]byte(post(t, s, "/v1beta/models/m:countTokens", map[string]any{})[0]), &countTokens); err != nil || countTokens["totalTokens"] == 0 {
+		t.Errorf("countTokens: %v %v", countTokens, err)
+	}
+}
+
+func fmtJSON(v any) string {
+	raw, _ := json.Marshal(v)
+	return string(raw)
 }
 
 // TestCountTokensAndUnknownPaths: Claude Code's token counting is answered;

@@ -14,7 +14,7 @@ import (
 	"github.com/pbac-gateway/pbac/demo"
 )
 
-// serverName is the MCP server's name in both CLIs' configuration.
+// serverName is the MCP server's name in every CLI's configuration.
 const serverName = "pbac"
 
 // prompts ask the stand-in model for the allowed and the denied call.

@@ -1,5 +1,5 @@
-// Package realclients drives real agent CLIs — Claude Code and OpenCode,
-// unpatched, at the versions package-lock.json pins — end to end through a
+// Package realclients drives real agent CLIs — Claude Code, OpenCode,
+// Codex and Gemini CLI, unpatched, at the versions package-lock.json pins — end to end through a
 // running gateway, headless: the CLI discovers the authorization server,
 // signs in as the demo user through a $BROWSER helper, lists the gateway's
 // tools and calls one allowed and one denied tool because a stand-in model
@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pbac-gateway/pbac/conformance/clientcheck"
@@ -127,14 +128,34 @@ func (r Row) Failed() []string {
 // run runs one command of a driver, bounded by env.Timeout, and returns
 // its combined output. The process group is killed when the time is up.
 func (e Env) run(ctx context.Context, env []string, name string, args ...string) (string, error) {
+	return e.runAnswering(ctx, env, nil, name, args...)
+}
+
+// answer is what to type on a command's stdin once its output shows a
+// prompt.
+type answer struct{ prompt, input string }
+
+// runAnswering is run with a stdin that stays open until the command ends,
+// on which a.input is typed once the output shows a.prompt (nil: no stdin).
+func (e Env) runAnswering(ctx context.Context, env []string, a *answer, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.Timeout)
 	defer cancel()
 	c := exec.CommandContext(ctx, name, args...)
 	c.Dir = e.Work
 	c.Env = env
-	var out bytes.Buffer
-	c.Stdout, c.Stderr = &out, &out
+	out := &watched{}
+	c.Stdout, c.Stderr = out, out
 	c.Stdin = nil
+	if a != nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return "", fmt.Errorf("make a pipe for %s's input: %w", filepath.Base(name), err)
+		}
+		defer r.Close()
+		defer w.Close()
+		c.Stdin = r
+		out.prompt, out.input, out.stdin = a.prompt, a.input, w
+	}
 	setProcessGroup(c)
 	c.WaitDelay = 5 * time.Second
 	err := c.Run()
@@ -148,9 +169,41 @@ func (e Env) run(ctx context.Context, env []string, name string, args ...string)
 }
 
 // onPTY runs command line on a pseudo-terminal (script(1)): the sign-in
-// subcommands of both CLIs need one.
+// subcommands of Claude Code and OpenCode need one.
 func (e Env) onPTY(ctx context.Context, env []string, line string) (string, error) {
 	return e.run(ctx, env, "script", "-qec", line, "/dev/null")
+}
+
+// onPTYAnswering is onPTY answering a prompt on the terminal.
+func (e Env) onPTYAnswering(ctx context.Context, env []string, line string, a answer) (string, error) {
+	return e.runAnswering(ctx, env, &a, "script", "-qec", line, "/dev/null")
+}
+
+// watched is a command's output that types input on stdin once prompt
+// has been written.
+type watched struct {
+	mu            sync.Mutex
+	buf           bytes.Buffer
+	prompt, input string
+	stdin         io.Writer
+	answered      bool
+}
+
+func (w *watched) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, _ := w.buf.Write(p)
+	if w.stdin != nil && !w.answered && strings.Contains(plain(w.buf.String()), w.prompt) {
+		w.answered = true
+		_, _ = io.WriteString(w.stdin, w.input)
+	}
+	return n, nil
+}
+
+func (w *watched) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 // Version is the version of the npm package pkg installed in dir.
@@ -168,9 +221,12 @@ func Version(dir, pkg string) string {
 	return p.Version
 }
 
-// Installed tells whether npm ci has installed both CLIs in dir.
+// commands are the CLIs' commands npm ci installs in node_modules/.bin.
+var commands = []string{"claude", "opencode", "codex", "gemini"}
+
+// Installed tells whether npm ci has installed the CLIs in dir.
 func Installed(dir string) error {
-	for _, b := range []string{"claude", "opencode"} {
+	for _, b := range commands {
 		if _, err := os.Stat(filepath.Join(dir, "node_modules", ".bin", b)); err != nil {
 			return fmt.Errorf("%s is not installed (cd %s && npm ci): %w", b, dir, err)
 		}
@@ -178,11 +234,11 @@ func Installed(dir string) error {
 	return nil
 }
 
-// Runnable runs each CLI's --version: both packages put their native
-// binary in place in a postinstall script, and without it (npm ci
+// Runnable runs each CLI's --version: Claude Code and OpenCode put their
+// native binary in place in a postinstall script, and without it (npm ci
 // --ignore-scripts) the command is a stub that says so.
 func Runnable(ctx context.Context, dir string) error {
-	for _, b := range []string{"claude", "opencode"} {
+	for _, b := range commands {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		out, err := exec.CommandContext(ctx, filepath.Join(dir, "node_modules", ".bin", b), "--version").CombinedOutput()
 		cancel()
@@ -360,10 +416,15 @@ func judge(ctx context.Context, row *Row, t Target, events []clientcheck.Event, 
 	}
 
 	_, listed := has(func(ev clientcheck.Event) bool { return ev.RPC == "tools/list" && ev.Status == 200 })
+	// The CLIs name the gateway's drive.read_file each its own way
+	// (mcp__pbac__drive_read_file, pbac_drive_read_file,
+	// mcp__pbac.drive_read_file, mcp_pbac_drive.read_file): compared with
+	// every character but letters and digits read as "_", as the stand-in
+	// does.
 	offered := ""
 	for _, r := range requests {
 		for _, name := range r.Tools {
-			if strings.HasSuffix(name, toolSuffix) {
+			if strings.HasSuffix(notWord.ReplaceAllString(name, "_"), toolSuffix) {
 				offered = name
 			}
 		}
@@ -462,6 +523,8 @@ func clip(s string) string {
 	}
 	return s
 }
+
+var notWord = regexp.MustCompile(`[^A-Za-z0-9]`)
 
 var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// TestRealClients drives the real Claude Code and OpenCode CLIs through a
+// TestRealClients drives the real agent CLIs (Drivers) through a
 // real `pbac up` (built from this tree, or PBAC_E2E_BINARY), each against a
 // fresh gateway, and writes the Markdown table to $PBAC_REALCLIENTS_REPORT
 // (and the test log). It runs with PBAC_REAL_CLIENTS=1 after
@@ -19,7 +19,7 @@ import (
 func TestRealClients(t *testing.T) {
 	sw := os.Getenv("PBAC_REAL_CLIENTS")
 	if sw == "" {
-		t.Skip("set PBAC_REAL_CLIENTS=1 to drive the real Claude Code and OpenCode (after cd conformance/realclients && npm ci)")
+		t.Skip("set PBAC_REAL_CLIENTS=1 to drive the real agent CLIs (after cd conformance/realclients && npm ci)")
 	}
 	dir, err := filepath.Abs(".")
 	if err != nil {

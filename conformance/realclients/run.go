@@ -21,6 +21,8 @@ var Drivers = map[string]Driver{
 	"claude-code":      DriveClaudeCode,
 	"claude-code-cimd": DriveClaudeCodeCIMD,
 	"claude-code-dcr":  DriveClaudeCodeSelfRegistered,
+	"codex":            DriveCodex,
+	"gemini":           DriveGemini,
 	"opencode":         DriveOpenCode,
 }
 
