@@ -315,6 +315,42 @@ func tenantPolicy(ctx context.Context) (stack.Policy, func(), error) {
 	return stack.Policy{Bundle: b, Source: "conformance tenant", CacheDir: cache}, func() { _ = os.RemoveAll(cache) }, nil
 }
 
+// conformanceClientMetadataURL is the client ID metadata document URL the
+// official conformance suite gives its clients (its auth/basic-cimd
+// scenario; the Go SDK's everything-client uses it whenever the AS
+// supports metadata documents). The host does not resolve: the tenant
+// pins the document, as an air-gapped deployment pins its clients', and
+// fetches nothing.
+const conformanceClientMetadataURL = "https://conformance-test.local/client-metadata.json"
+
+// conformanceClientRedirect is the everything-client's redirect URI.
+const conformanceClientRedirect = "http://localhost:3000/callback"
+
+// pinConformanceClientDocument writes the pinned document of
+// conformanceClientMetadataURL under dataDir and returns the directory
+// (clients.metadata_documents.pinned_dir).
+func pinConformanceClientDocument(dataDir string) (string, error) {
+	dir := filepath.Join(dataDir, "pinned-client-metadata")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", fmt.Errorf("pin the conformance client's metadata document: %w", err)
+	}
+	doc, err := json.Marshal(map[string]any{
+		"client_id":                  conformanceClientMetadataURL,
+		"client_name":                "MCP conformance client",
+		"redirect_uris":              []string{conformanceClientRedirect},
+		"grant_types":                []string{"authorization_code", "refresh_token"},
+		"response_types":             []string{"code"},
+		"token_endpoint_auth_method": "none",
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "conformance-client.json"), doc, 0o600); err != nil {
+		return "", fmt.Errorf("pin the conformance client's metadata document: %w", err)
+	}
+	return dir, nil
+}
+
 // tenant is a throwaway gateway + AS + backend behind the observer.
 type tenant struct {
 	url      string // the MCP URL the client is given
@@ -365,6 +401,10 @@ func startTenant(ctx context.Context, pol stack.Policy, ps phaseSettings, log *s
 		return nil, err
 	}
 	closers = append(closers, stopBackend)
+	pinned, err := pinConformanceClientDocument(dataDir)
+	if err != nil {
+		return nil, err
+	}
 
 	// The client reaches the tenant through the observer: its address is
 	// the tenant's public URL.
@@ -378,7 +418,8 @@ func startTenant(ctx context.Context, pol stack.Policy, ps phaseSettings, log *s
 		Logger: log, DataDir: dataDir, Ephemeral: true, Listen: "127.0.0.1:0", PublicURL: base, Policy: pol,
 		// The clients sign in as a demo user (tenantUser): a throwaway
 		// tenant of the demo's people, given explicitly.
-		AuthServer: stack.AuthServer{Scopes: []string{scopeRead, scopeWrite}, AccessTokenTTL: ps.tokenTTL, Users: asrv.DemoUsers{}},
+		AuthServer: stack.AuthServer{Scopes: []string{scopeRead, scopeWrite}, AccessTokenTTL: ps.tokenTTL, Users: asrv.DemoUsers{},
+			Clients: &config.Clients{MetadataDocuments: &config.MetadataDocuments{Fetch: new(false), PinnedDir: pinned}}},
 		// The protected resource metadata offers read only: write is a
 		// step-up.
 		Gateway:  &stack.Gateway{Scopes: []string{scopeRead}, SessionIdle: ps.sessionIdle},

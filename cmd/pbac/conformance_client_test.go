@@ -67,7 +67,7 @@ func TestConformanceClientGoSDK(t *testing.T) {
 		"PKCE with S256": true,
 		"sends resource (the MCP server's URL) in authorization and token requests": true,
 		"uses the token in the Authorization header":                                true,
-		"steps up on 403 insufficient_scope":                                        false,
+		"steps up on 403 insufficient_scope":                                        true,
 		"never sends the token elsewhere":                                           true,
 		"refreshes an expired token":                                                false,
 		"starts a new session after 404 on an expired session":                      false,
