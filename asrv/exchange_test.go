@@ -200,6 +200,16 @@ func TestDelegatedTokensDieWithTheirChain(t *testing.T) {
 				t.Fatalf("delete client: %d", resp.StatusCode)
 			}
 		}, false, false, false},
+		{"the delegating client rejected by an operator", func(t *testing.T, ch chain) {
+			if _, err := ta.as.ReviewClient(t.Context(), ch.parentID, asrv.ReviewRejected, "", "admin", "not ours"); err != nil {
+				t.Fatal(err)
+			}
+		}, false, false, false},
+		{"the middle client rejected by an operator", func(t *testing.T, ch chain) {
+			if _, err := ta.as.ReviewClient(t.Context(), ch.child, asrv.ReviewRejected, "", "admin", "not ours"); err != nil {
+				t.Fatal(err)
+			}
+		}, true, false, false},
 		{"the child token revoked", func(t *testing.T, ch chain) {
 			if status, out := ta.form(asrv.PathRevoke, "", "", url.Values{"token": {ch.childTok}, "client_id": {ch.child}}); status != http.StatusOK {
 				t.Fatalf("revoke: %d %v", status, out)

@@ -3,6 +3,7 @@ package asrv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -76,6 +77,9 @@ func (s *Server) inspect(ctx context.Context, req fosite.Requester, resource str
 	if !ok {
 		return inactive("token session is unreadable"), false, nil
 	}
+	if reason, err := s.delegationRejected(ctx, sess.Act); err != nil || reason != "" {
+		return inactive(reason), false, err
+	}
 	seen := s.clientAsSeen(client)
 	in := contract.Input{
 		Client:  seen.PolicyClient(),
@@ -116,6 +120,32 @@ func (s *Server) inspect(ctx context.Context, req fosite.Requester, resource str
 		Agent:       seen.Agent,
 		Attestation: seen.PolicyAttestation(),
 	}, id.JITSingleUse || sess.SingleUse, nil
+}
+
+// delegationRejected is the reason a delegated token is no longer active
+// because an operator rejected a client of its delegation chain (act: the
+// agents that delegated, nearest first), or "". Rejecting a client ends the
+// tokens it obtained by exchange for others too, not only its own. The
+// chain is at most maxChainDepth links (exchange refuses deeper ones); a
+// client that no longer exists is not a rejection (its own tokens were
+// ended with it). A failing store is an error: the caller denies.
+func (s *Server) delegationRejected(ctx context.Context, act *Actor) (string, error) {
+	for a, n := act, 0; a != nil; a, n = a.Act, n+1 {
+		if n >= maxChainDepth {
+			return "delegation chain is longer than this server issues", nil
+		}
+		c, err := s.store.GetClient(ctx, a.Sub)
+		switch {
+		case errors.Is(err, fosite.ErrNotFound):
+			continue
+		case err != nil:
+			return "", fmt.Errorf("introspect: read delegating client %q: %w", a.Sub, err)
+		}
+		if cl, ok := c.(*Client); ok && cl.Rejected() {
+			return "a client that delegated this token (" + a.Sub + ") was rejected by an operator", nil
+		}
+	}
+	return "", nil
 }
 
 // viewActiveAccessToken is activeAccessToken for introspection, which only
