@@ -174,10 +174,10 @@ func (s *Server) policyClient(c *Client) *contract.Client {
 }
 
 // clientAsSeen is c as this server trusts it now: a client verified by a
-// statement, or a key, revoked since is unverified (its single-use
-// restriction stays).
+// statement, or a key, revoked since, or by an issuer no longer trusted,
+// is unverified (its single-use restriction stays).
 func (s *Server) clientAsSeen(c *Client) *Client {
-	if c == nil || !s.cfg.Statements.Revoked(c.Agent) {
+	if c == nil || !s.cfg.Statements.Untrusted(c.Agent) {
 		return c
 	}
 	cp := *c

@@ -149,6 +149,19 @@ func (v *StatementVerifier) Revoked(a AgentClaims) bool {
 		(a.KeyID != "" && slices.Contains(v.revoked.KeyIDs, a.KeyID))
 }
 
+// Untrusted tells whether a client's verified claims are no longer backed
+// by this verifier: revoked (Revoked), or verified by an issuer no longer
+// trusted at all (an operator removed it from clients.statement_issuers).
+// Such a client is treated as unverified. A key rotation within an issuer
+// that is still trusted does not unverify its clients: the statement was
+// checked when the client registered.
+func (v *StatementVerifier) Untrusted(a AgentClaims) bool {
+	if v == nil || !a.Verified {
+		return false
+	}
+	return v.Revoked(a) || (a.Issuer != "" && len(v.byIssuer[a.Issuer]) == 0)
+}
+
 func (v *StatementVerifier) clone() *StatementVerifier {
 	if v == nil {
 		return &StatementVerifier{byIssuer: map[string][]trustedKey{}}

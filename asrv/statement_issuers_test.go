@@ -203,3 +203,59 @@ func TestTrustedIssuerFiles(t *testing.T) {
 		t.Fatal("a third-party issuer named local was accepted")
 	}
 }
+
+// TestUntrustedAfterIssuerRemoved: a client verified by an issuer stays
+// verified while the issuer is trusted (even by another of its keys), and
+// is treated as unverified once its key is revoked or an operator removes
+// the issuer from clients.statement_issuers.
+func TestUntrustedAfterIssuerRemoved(t *testing.T) {
+	const acme = "https://acme.example"
+	f := newIssuerFiles(t)
+	fromJWKS, err := TrustedIssuersFromJWKS("acme", acme, "", f.jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := LoadOrCreateIssuerKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	with, err := NewStatementVerifier(append([]TrustedIssuer{local.Trusted()}, fromJWKS...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	with = with.WithAudience(stmtAudience)
+	claims, err := with.Verify(stmtSign(t, jose.ES256, f.es, "acme-es", stmtClaims(acme)), stmtNow)
+	if err != nil || !claims.Verified {
+		t.Fatalf("Verify = %+v, %v", claims, err)
+	}
+	without, err := NewStatementVerifier(local.Trusted())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fromJWKS[1].KeyID != "acme-ed" {
+		t.Fatalf("the JWK set's second key is %q, want acme-ed", fromJWKS[1].KeyID)
+	}
+	rotated, err := NewStatementVerifier(local.Trusted(), fromJWKS[1]) // acme's EdDSA key only
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		v      *StatementVerifier
+		claims AgentClaims
+		want   bool
+	}{
+		{"the issuer still trusted", with, claims, false},
+		{"the issuer trusted by another of its keys", rotated, claims, false},
+		{"the issuer removed from the configuration", without, claims, true},
+		{"its key revoked", with.WithRevoked(StatementRevocations{KeyIDs: []string{"acme-es"}}), claims, true},
+		{"an unverified client", without, AgentClaims{Issuer: acme}, false},
+		{"no verifier at all", nil, claims, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.v.Untrusted(tc.claims); got != tc.want {
+				t.Fatalf("Untrusted = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
