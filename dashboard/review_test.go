@@ -59,7 +59,7 @@ func TestReviewAgents(t *testing.T) {
 			return out, err
 		}
 		cfg.ReviewClient = func(r *http.Request, id string, d admin.ClientDecision) (admin.Client, error) {
-			c, err := as.ReviewClient(r.Context(), id, d.Status, d.Provider, d.By, d.Comment)
+			c, err := as.ReviewClient(r.Context(), id, asrv.ClientReview{Status: d.Status, Provider: d.Provider, By: d.By, Comment: d.Comment, Machine: d.Machine})
 			if errors.Is(err, asrv.ErrUnknownClient) {
 				return admin.Client{}, fmt.Errorf("%w: %w", admin.ErrNoSuchClient, err)
 			} else if err != nil {
