@@ -249,3 +249,23 @@ func TestVouchesPerSubjectAreBounded(t *testing.T) {
 		t.Fatalf("bob vouching: %v", loc)
 	}
 }
+
+// TestVouchNeverCoversMachineUse: a person's word counts for that person
+// only, so a client they vouched for that also registered
+// client_credentials gets no token acting for no person.
+func TestVouchNeverCoversMachineUse(t *testing.T) {
+	ta := userAttestationAS(t)
+	reg := ta.register(map[string]any{"client_name": "my agent", "redirect_uris": []string{"http://127.0.0.1:45001/cb"},
+		"token_endpoint_auth_method": "client_secret_basic", "grant_types": []string{"authorization_code", "client_credentials"}})
+	id, secret := reg["client_id"].(string), reg["client_secret"].(string)
+	if _, err := ta.store.UpdateClient(t.Context(), id, func(c *asrv.Client) error {
+		c.Vouch = &asrv.ClientVouch{Subject: "alice", Provider: "claude-code", At: time.Now().UTC()}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	status, out := ta.form(asrv.PathToken, id, secret, url.Values{"grant_type": {"client_credentials"}, "resource": {ta.resource}, "scope": {"jira:read"}})
+	if desc, _ := out["error_description"].(string); status < 400 || out["access_token"] != nil || !strings.Contains(desc, "not attested") {
+		t.Fatalf("client_credentials of a vouched client: %d %v", status, out)
+	}
+}
