@@ -382,6 +382,21 @@ type Client struct {
 	// NoTokenYet: no code or token was ever issued to this unverified
 	// client (it expires unless approved or used).
 	NoTokenYet bool `json:"no_token_yet,omitempty"`
+	// ActsForNoPerson: the client registered the client_credentials
+	// grant, so an approval would let it get tokens acting for no person
+	// (a machine of the provider's tier); approving it needs "machine":
+	// true. Always present, so a reviewer reads false as well as true.
+	ActsForNoPerson bool `json:"acts_for_no_person"`
+	// Vouch is a person's word for the client at sign-in, if any.
+	Vouch *ClientVouch `json:"vouch,omitempty"`
+}
+
+// ClientVouch is a person's attestation of a client at sign-in: who, as
+// which provider, when. Policy honours it for that person only.
+type ClientVouch struct {
+	Subject  string    `json:"subject"`
+	Provider string    `json:"provider"`
+	At       time.Time `json:"at"`
 }
 
 // listClients shows each client's identity, verified claims and review

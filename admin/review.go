@@ -20,13 +20,17 @@ import (
 // Operator review of self-registered clients:
 //
 //	GET  /admin/clients?status=pending|approved|rejected|verified|metadata|all
-//	POST /admin/clients/{id}/approve  {"provider": "claude-code", "comment": "…"}
+//	POST /admin/clients/{id}/approve  {"provider": "claude-code", "comment": "…", "machine": false}
 //	POST /admin/clients/{id}/reject   {"comment": "…"}
 //
 // An approval assigns the provider the client is, which the active
 // policy's trust tiers map to a tier; a rejection refuses the client
 // everywhere (the authorization server's). Each review is one audit
-// record naming the operator.
+// record naming the operator. A client that registered the
+// client_credentials grant would get tokens acting for no person, as a
+// machine of the provider's tier: the listing says so
+// (acts_for_no_person), and its approval must say "machine": true (400
+// otherwise).
 
 // Review statuses of a listed client (Client.Status), as the
 // authorization server reports them.
@@ -49,12 +53,18 @@ type ClientReview struct {
 	By       string    `json:"by"`
 	At       time.Time `json:"at"`
 	Comment  string    `json:"comment,omitempty"`
+	// Machine: the approval covers acting for no person.
+	Machine bool `json:"machine,omitempty"`
 }
 
 // ClientDecision is an operator's review to record: Status ClientApproved
-// with a Provider, or ClientRejected; By names the operator.
+// with a Provider, or ClientRejected; By names the operator. Machine, on
+// an approval, is the operator's word that the client may act for no
+// person (its client_credentials grant): the authorization server refuses
+// to approve such a client without it.
 type ClientDecision struct {
 	Status, Provider, By, Comment string
+	Machine                       bool
 }
 
 // Review errors the ReviewClient hook returns (wrapped), which the admin
@@ -99,13 +109,14 @@ const (
 )
 
 // ReviewBody reads the body of an approval (approve: {"provider": "…",
-// "comment": "…"}, provider required) or a rejection ({} or {"comment":
+// "comment": "…", "machine": true|false}, provider required) or a rejection ({} or {"comment":
 // "…"}): JSON, no unknown fields, a one-line comment of at most 500
 // characters. The error wraps ErrBadReview.
 func ReviewBody(body io.Reader, approve bool) (ClientDecision, error) {
 	var in struct {
 		Provider *string `json:"provider"`
 		Comment  string  `json:"comment"`
+		Machine  bool    `json:"machine"`
 	}
 	dec := json.NewDecoder(io.LimitReader(body, maxReviewBody))
 	dec.DisallowUnknownFields()
@@ -122,8 +133,11 @@ func ReviewBody(body io.Reader, approve bool) (ClientDecision, error) {
 			return ClientDecision{}, fmt.Errorf("%w: an approval names the provider: {\"provider\": \"claude-code\"}", ErrBadReview)
 		}
 		d.Provider = strings.TrimSpace(*in.Provider)
+		d.Machine = in.Machine
 	} else if in.Provider != nil {
 		return ClientDecision{}, fmt.Errorf("%w: a rejection names no provider", ErrBadReview)
+	} else if in.Machine {
+		return ClientDecision{}, fmt.Errorf("%w: a rejection confirms no machine use", ErrBadReview)
 	}
 	if !utf8.ValidString(d.Comment) || utf8.RuneCountInString(d.Comment) > maxReviewComment || strings.ContainsAny(d.Comment, "\r\n") {
 		return ClientDecision{}, fmt.Errorf("%w: comment: at most %d characters on one line", ErrBadReview, maxReviewComment)
@@ -168,7 +182,10 @@ func CheckProvider(reg *plugins.Registry, provider string) error {
 func ReviewClientRecord(id string, d ClientDecision) audit.Record {
 	method, what := MethodRejectClient, fmt.Sprintf("client %s rejected by %s: it gets no code or token, and its tokens are inactive", id, d.By)
 	if d.Status == ClientApproved {
-		method, what = MethodApproveClient, fmt.Sprintf("client %s approved by %s as provider %s", id, d.By, d.Provider)
+		method, what = MethodApproveClient, fmt.Sprintf("client %s approved by %s as provider %s, for use on a person's behalf only", id, d.By, d.Provider)
+		if d.Machine {
+			what = fmt.Sprintf("client %s approved by %s as provider %s, including machine use: its client_credentials tokens act for no person", id, d.By, d.Provider)
+		}
 	}
 	reasons := []string{what}
 	if d.Comment != "" {
@@ -227,7 +244,7 @@ func (a *api) reviewClient(approve bool) http.HandlerFunc {
 		if a.cfg.Audit != nil {
 			a.cfg.Audit.Record(ReviewClientRecord(id, d))
 		}
-		a.cfg.Logger.Info("admin: client reviewed", "client_id", id, "status", d.Status, "provider", d.Provider)
+		a.cfg.Logger.Info("admin: client reviewed", "client_id", id, "status", d.Status, "provider", d.Provider, "machine", d.Machine)
 		adminJSON(w, http.StatusOK, map[string]any{"client": c})
 	}
 }

@@ -16,6 +16,9 @@ func TestReviewBody(t *testing.T) {
 		ok         bool
 	}{
 		{"an approval", `{"provider": " claude-code ", "comment": "ours"}`, true, ClientDecision{Status: ClientApproved, Provider: "claude-code", Comment: "ours"}, true},
+		{"an approval confirming machine use", `{"provider": "ci-bot", "machine": true}`, true, ClientDecision{Status: ClientApproved, Provider: "ci-bot", Machine: true}, true},
+		{"machine use is a boolean", `{"provider": "ci-bot", "machine": "yes"}`, true, ClientDecision{}, false},
+		{"a rejection confirms no machine use", `{"machine": true}`, false, ClientDecision{}, false},
 		{"an approval without a provider", `{"comment": "ours"}`, true, ClientDecision{}, false},
 		{"an approval with an empty provider", `{"provider": "  "}`, true, ClientDecision{}, false},
 		{"an empty approval", ``, true, ClientDecision{}, false},

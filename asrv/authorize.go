@@ -111,11 +111,12 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, r, p, username, "Unknown user or wrong password.", http.StatusUnauthorized)
 		return
 	}
-	if client, err = s.vouch(ctx, client, user, r.PostForm.Get("vouch")); err != nil {
+	client, vouch, err := s.proposeVouch(ctx, client, user, r.PostForm.Get("vouch"))
+	if err != nil {
 		s.authorizeError(ctx, w, ar, err)
 		return
 	}
-	s.grantAuthorization(ctx, w, ar, client, resources, user, "")
+	s.grantAuthorization(ctx, w, ar, client, resources, user, "", vouch)
 }
 
 // pendingAuthorization is an authorization request that passed the
@@ -244,9 +245,10 @@ func (s *Server) authorizeRequest(ctx context.Context, w http.ResponseWriter, r 
 }
 
 // grantAuthorization asks policy for the grant of a signed-in person and,
-// when it allows, issues the authorization code; via is how they signed in
-// (Session.Via).
-func (s *Server) grantAuthorization(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, client *Client, resources []string, user User, via string) {
+// when it allows, records the person's new vouch (proposeVouch: client
+// carries it already, nil when none) and issues the authorization code;
+// via is how they signed in (Session.Via).
+func (s *Server) grantAuthorization(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, client *Client, resources []string, user User, via string, vouch *ClientVouch) {
 	var td contract.TokenResult
 	d, err := s.decide(ctx, contract.Token, contract.Input{
 		Client:  s.policyClient(client),
@@ -272,6 +274,13 @@ func (s *Server) grantAuthorization(ctx context.Context, w http.ResponseWriter, 
 	if req, ok := ar.(*fosite.AuthorizeRequest); ok {
 		for _, k := range []string{"username", "password", "csrf_token", "decision", "vouch"} {
 			req.Form.Del(k)
+		}
+	}
+	if vouch != nil {
+		// The person's word, which policy just allowed the grant with.
+		if err := s.recordVouch(ctx, client.ID, vouch); err != nil {
+			s.authorizeError(ctx, w, ar, err)
+			return
 		}
 	}
 	if err := s.anchorMetadataClient(ctx, client); err != nil {

@@ -141,9 +141,10 @@ func (s *Server) serveIDPCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user := userOf(person)
-	if client, err = s.vouch(ctx, client, user, rec.Vouch); err != nil {
+	client, vouch, err := s.proposeVouch(ctx, client, user, rec.Vouch)
+	if err != nil {
 		s.authorizeError(ctx, aw, ar, err)
 		return
 	}
-	s.grantAuthorization(ctx, aw, ar, client, resources, user, viaSSO)
+	s.grantAuthorization(ctx, aw, ar, client, resources, user, viaSSO, vouch)
 }

@@ -2,6 +2,7 @@ package asrv
 
 import (
 	"cmp"
+	"slices"
 	"time"
 
 	"github.com/go-jose/go-jose/v3"
@@ -88,6 +89,10 @@ type ClientReview struct {
 	By      string    `json:"by"`
 	At      time.Time `json:"at"`
 	Comment string    `json:"comment,omitempty"`
+	// Machine: the operator said the client may act for no person (its
+	// client_credentials grant); an approval without it covers only use
+	// on a person's behalf.
+	Machine bool `json:"machine,omitempty"`
 }
 
 // ClientVouch is a person's attestation of a client.
@@ -95,6 +100,12 @@ type ClientVouch struct {
 	Subject  string    `json:"subject"`
 	Provider string    `json:"provider"`
 	At       time.Time `json:"at"`
+}
+
+// ActsForNoPerson tells whether the client registered the
+// client_credentials grant: its tokens would act for nobody.
+func (c *Client) ActsForNoPerson() bool {
+	return c != nil && slices.Contains(c.GrantTypes, GrantClientCredentials)
 }
 
 // Rejected tells whether an operator rejected the client.
@@ -114,7 +125,7 @@ func (c *Client) PolicyAttestation() *contract.Attestation {
 	case c.Agent.Verified:
 		return &contract.Attestation{Kind: contract.AttestationStatement, By: statementIssuerName(c.Agent), Provider: c.Agent.AgentProvider}
 	case c.Review != nil && c.Review.Status == ReviewApproved:
-		return &contract.Attestation{Kind: contract.AttestationOperator, By: c.Review.By, Provider: c.Review.Provider}
+		return &contract.Attestation{Kind: contract.AttestationOperator, By: c.Review.By, Provider: c.Review.Provider, Machine: c.Review.Machine}
 	case c.Attestation != nil && c.Attestation.Kind == contract.AttestationCIMD:
 		return &contract.Attestation{Kind: contract.AttestationCIMD, By: c.Attestation.Origin, Origin: c.Attestation.Origin}
 	case c.Vouch != nil:

@@ -379,6 +379,10 @@ func TestCIMDPrivateKeyJWT(t *testing.T) {
 		"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": host.srv.URL + "/jwks.json",
 	})
 	public := host.publish("/public/client.json", map[string]any{"client_name": "Public", "redirect_uris": []string{"http://127.0.0.1/cb"}})
+	// A machine of a metadata document acts for no person only with a key
+	// of its own: the document that would do it without one is refused.
+	keyless := host.publish("/keyless/client.json", map[string]any{"client_name": "Keyless batch", "redirect_uris": []string{},
+		"grant_types": []string{"client_credentials"}, "token_endpoint_auth_method": "none"})
 	tokenURL := ta.srv.URL + asrv.PathToken
 	assertion := func(signer *ecdsa.PrivateKey, sub, aud string, exp time.Duration) string {
 		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: signer}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
@@ -416,6 +420,8 @@ func TestCIMDPrivateKeyJWT(t *testing.T) {
 		{"signed by another key", form(id, assertion(other, id, tokenURL, time.Minute))},
 		{"no assertion", url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "resource": {ta.resource}}},
 		{"a public client's document", form(public, assertion(key, public, tokenURL, time.Minute))},
+		{"client_credentials without private_key_jwt", url.Values{"grant_type": {"client_credentials"}, "client_id": {keyless}, "resource": {ta.resource}}},
+		{"client_credentials without private_key_jwt, with an assertion", form(keyless, assertion(key, keyless, tokenURL, time.Minute))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if status, out := ta.form(asrv.PathToken, "", "", tc.values); status != http.StatusUnauthorized && status != http.StatusBadRequest || out["access_token"] != nil {

@@ -74,15 +74,25 @@ func rejectedPage(id string) string {
 	return fmt.Sprintf("An operator of this gateway rejected this agent (client id %s): it gets no authorization here. If that is a mistake, ask the operator to approve it (in the dashboard: Start here, Pending review).", id)
 }
 
-// ReviewClient records an operator's decision on the registered client id:
-// status ReviewApproved with the provider the operator assigns, or
-// ReviewRejected (no provider). by names the operator ("admin" for the
-// admin token, or the dashboard operator's subject). Whether the provider
-// is one policy knows is the caller's to check (the active policy data's
-// trust tiers). It returns the client as stored.
-func (s *Server) ReviewClient(ctx context.Context, id, status, provider, by, comment string) (*Client, error) {
-	comment = strings.TrimSpace(comment)
-	provider = strings.TrimSpace(provider)
+// ErrMachineNotConfirmed is an approval of a client that registered the
+// client_credentials grant without the operator saying it may act for no
+// person (ClientReview.Machine). It wraps ErrInvalidReview.
+var ErrMachineNotConfirmed = fmt.Errorf("%w: this client registered the client_credentials grant, so an approval lets it get tokens that act for no person (a machine of the provider's tier); approve it with machine use confirmed (\"machine\": true) only if that is what it is", ErrInvalidReview)
+
+// ReviewClient records an operator's decision r on the registered client
+// id: status ReviewApproved with the provider the operator assigns, or
+// ReviewRejected (no provider). r.By names the operator ("admin" for the
+// admin token, or the dashboard operator's subject); r.At is set here.
+// An approval of a client that registered client_credentials must say
+// r.Machine (ErrMachineNotConfirmed), and only such an approval may:
+// whoever registered the client, an operator who believes it is a
+// person's agent must not make it a machine of that provider's tier.
+// Whether the provider is one policy knows is the caller's to check (the
+// active policy data's trust tiers). It returns the client as stored.
+func (s *Server) ReviewClient(ctx context.Context, id string, r ClientReview) (*Client, error) {
+	comment := strings.TrimSpace(r.Comment)
+	provider := strings.TrimSpace(r.Provider)
+	status, by := r.Status, r.By
 	switch {
 	case status != ReviewApproved && status != ReviewRejected:
 		return nil, fmt.Errorf("%w: status %q: want %q or %q", ErrInvalidReview, status, ReviewApproved, ReviewRejected)
@@ -90,6 +100,8 @@ func (s *Server) ReviewClient(ctx context.Context, id, status, provider, by, com
 		return nil, fmt.Errorf("%w: an approval names the provider the client is", ErrInvalidReview)
 	case status == ReviewRejected && provider != "":
 		return nil, fmt.Errorf("%w: a rejection names no provider", ErrInvalidReview)
+	case status == ReviewRejected && r.Machine:
+		return nil, fmt.Errorf("%w: a rejection confirms no machine use", ErrInvalidReview)
 	case len(provider) > maxClaimStringLen || dcrHasControl(provider):
 		return nil, fmt.Errorf("%w: provider: at most %d bytes without control characters", ErrInvalidReview, maxClaimStringLen)
 	case strings.TrimSpace(by) == "" || len(by) > MaxStoreIDLen || dcrHasControl(by):
@@ -97,10 +109,15 @@ func (s *Server) ReviewClient(ctx context.Context, id, status, provider, by, com
 	case utf8.RuneCountInString(comment) > MaxReviewComment || dcrHasControl(comment) || !utf8.ValidString(comment):
 		return nil, fmt.Errorf("%w: comment: at most %d characters on one line", ErrInvalidReview, MaxReviewComment)
 	}
-	review := &ClientReview{Status: status, Provider: provider, By: by, At: s.now().UTC(), Comment: comment}
+	review := &ClientReview{Status: status, Provider: provider, By: by, At: s.now().UTC(), Comment: comment, Machine: r.Machine}
 	c, err := s.store.UpdateClient(ctx, id, func(c *Client) error {
-		if isMetadataClient(c) {
+		switch {
+		case isMetadataClient(c):
 			return ErrNotReviewable
+		case status == ReviewApproved && c.ActsForNoPerson() && !r.Machine:
+			return ErrMachineNotConfirmed
+		case status == ReviewApproved && !c.ActsForNoPerson() && r.Machine:
+			return errMachineNotRegistered
 		}
 		c.Review = review
 		return nil
@@ -110,12 +127,21 @@ func (s *Server) ReviewClient(ctx context.Context, id, status, provider, by, com
 		return nil, fmt.Errorf("%w: %s is a client id metadata document's client; map its URL to a provider in the policy data (agents.cimd_providers)", ErrNotReviewable, id)
 	case errors.Is(err, fosite.ErrNotFound):
 		return nil, fmt.Errorf("%w: %q", ErrUnknownClient, id)
+	case errors.Is(err, ErrMachineNotConfirmed):
+		return nil, fmt.Errorf("client %s: %w", id, ErrMachineNotConfirmed)
+	case errors.Is(err, errMachineNotRegistered):
+		return nil, fmt.Errorf("client %s: %w", id, errMachineNotRegistered)
 	case err != nil:
 		return nil, fmt.Errorf("review client %q: %w", id, err)
 	}
-	s.log.InfoContext(ctx, "client reviewed by an operator", "client_id", id, "status", status, "provider", provider, "by", by)
+	s.log.InfoContext(ctx, "client reviewed by an operator", "client_id", id, "status", status, "provider", provider, "by", by,
+		"machine", review.Machine, "grant_types", c.GrantTypes)
 	return c, nil
 }
+
+// errMachineNotRegistered is an approval confirming machine use of a
+// client that did not register client_credentials: nothing to confirm.
+var errMachineNotRegistered = fmt.Errorf("%w: machine use is confirmed only for a client that registered the client_credentials grant, and this one did not", ErrInvalidReview)
 
 // ClientUnderReview is a registered client as an operator reviews it.
 type ClientUnderReview struct {

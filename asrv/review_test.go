@@ -35,7 +35,7 @@ func TestReviewClientValidation(t *testing.T) {
 		{"an approval", id, asrv.ReviewApproved, "claude-code", "admin", "ours", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := ta.as.ReviewClient(t.Context(), tc.id, tc.status, tc.provider, tc.by, tc.comment)
+			c, err := ta.as.ReviewClient(t.Context(), tc.id, asrv.ClientReview{Status: tc.status, Provider: tc.provider, By: tc.by, Comment: tc.comment})
 			if !errors.Is(err, tc.want) || (tc.want == nil) != (c != nil) {
 				t.Fatalf("ReviewClient = %v, %v; want %v", c, err, tc.want)
 			}
@@ -92,7 +92,7 @@ func TestOperatorApprovalAndRejection(t *testing.T) {
 		}
 	}
 
-	if _, err := ta.as.ReviewClient(t.Context(), id, asrv.ReviewApproved, "claude-code", "admin", ""); err != nil {
+	if _, err := ta.as.ReviewClient(t.Context(), id, asrv.ClientReview{Status: asrv.ReviewApproved, Provider: "claude-code", By: "admin"}); err != nil {
 		t.Fatal(err)
 	}
 	if e := statusOf(id); e.Status != asrv.ReviewStatusApproved || e.NoTokenYet {
@@ -104,7 +104,7 @@ func TestOperatorApprovalAndRejection(t *testing.T) {
 		t.Fatalf("introspection after the approval: %v", info)
 	}
 
-	if _, err := ta.as.ReviewClient(t.Context(), id, asrv.ReviewRejected, "", "ops@example.com", "not ours"); err != nil {
+	if _, err := ta.as.ReviewClient(t.Context(), id, asrv.ClientReview{Status: asrv.ReviewRejected, By: "ops@example.com", Comment: "not ours"}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := ta.as.Introspect(t.Context(), tok.AccessToken, ta.resource)
@@ -124,7 +124,7 @@ func TestOperatorApprovalAndRejection(t *testing.T) {
 	}
 
 	// Approving it again lifts the rejection.
-	if _, err := ta.as.ReviewClient(t.Context(), id, asrv.ReviewApproved, "claude-code", "admin", "after all"); err != nil {
+	if _, err := ta.as.ReviewClient(t.Context(), id, asrv.ClientReview{Status: asrv.ReviewApproved, Provider: "claude-code", By: "admin", Comment: "after all"}); err != nil {
 		t.Fatal(err)
 	}
 	if ta.introspect(tok.AccessToken)["active"] != true {
@@ -166,17 +166,91 @@ func TestRejectedClientsInTokenExchange(t *testing.T) {
 		{child, "invalid_target"},
 		{parent, "invalid_request"}, // its subject token is no longer active
 	} {
-		if _, err := ta.as.ReviewClient(t.Context(), tc.rejected, asrv.ReviewRejected, "", "admin", ""); err != nil {
+		if _, err := ta.as.ReviewClient(t.Context(), tc.rejected, asrv.ClientReview{Status: asrv.ReviewRejected, By: "admin"}); err != nil {
 			t.Fatal(err)
 		}
 		if status, out := exchange(); status < 400 || out["error"] != tc.wantErr {
 			t.Fatalf("exchange with %s rejected: %d %v; want %s", tc.rejected, status, out, tc.wantErr)
 		}
-		if _, err := ta.as.ReviewClient(t.Context(), tc.rejected, asrv.ReviewApproved, "claude-code", "admin", ""); err != nil {
+		if _, err := ta.as.ReviewClient(t.Context(), tc.rejected, asrv.ClientReview{Status: asrv.ReviewApproved, Provider: "claude-code", By: "admin"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if status, out := exchange(); status != http.StatusOK {
 		t.Fatalf("exchange once both are approved: %d %v", status, out)
+	}
+}
+
+// TestApprovalOfAMachineClient: anyone may register a client with the
+// client_credentials grant and a secret; approved, it would get tokens
+// acting for no person as a machine of the provider's tier. The operator
+// must say so (Machine), or the approval is refused; an approval that
+// does not cover machine use (as stored before approvals said it) gets no
+// client_credentials token, and a machine token issued under a machine
+// approval dies when the approval is narrowed.
+func TestApprovalOfAMachineClient(t *testing.T) {
+	ta := newTestAS(t)
+	reg := ta.register(map[string]any{"client_name": "alice's Claude Code", "grant_types": []string{"client_credentials"},
+		"token_endpoint_auth_method": "client_secret_basic"})
+	id, secret := reg["client_id"].(string), reg["client_secret"].(string)
+	public := ta.publicAgent("", "http://127.0.0.1:43194/cb")
+	machineToken := func() (int, map[string]any) {
+		return ta.form(asrv.PathToken, id, secret, url.Values{"grant_type": {"client_credentials"}, "resource": {ta.resource}, "scope": {"jira:read"}})
+	}
+
+	for _, tc := range []struct {
+		name    string
+		id      string
+		machine bool
+		want    error
+	}{
+		{"a client_credentials client needs machine use confirmed", id, false, asrv.ErrMachineNotConfirmed},
+		{"machine use of a client without client_credentials", public, true, asrv.ErrInvalidReview},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ta.as.ReviewClient(t.Context(), tc.id, asrv.ClientReview{Status: asrv.ReviewApproved, Provider: "claude-code", By: "admin", Machine: tc.machine})
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("ReviewClient = %v; want %v", err, tc.want)
+			}
+		})
+	}
+	if c, _ := ta.store.Client(t.Context(), id); c.Review != nil {
+		t.Fatalf("a refused approval was stored: %+v", c.Review)
+	}
+	if _, err := ta.as.ReviewClient(t.Context(), id, asrv.ClientReview{Status: asrv.ReviewRejected, By: "admin", Machine: true}); !errors.Is(err, asrv.ErrInvalidReview) {
+		t.Fatalf("a rejection confirming machine use: %v", err)
+	}
+
+	c, err := ta.as.ReviewClient(t.Context(), id, asrv.ClientReview{Status: asrv.ReviewApproved, Provider: "claude-code", By: "admin", Machine: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := c.PolicyAttestation(); a == nil || a.Kind != contract.AttestationOperator || !a.Machine {
+		t.Fatalf("attestation %+v; want operator with machine use", a)
+	}
+	status, out := machineToken()
+	if status != http.StatusOK {
+		t.Fatalf("client_credentials after a machine approval: %d %v", status, out)
+	}
+	tok := out["access_token"].(string)
+	if info := ta.introspect(tok); info["active"] != true || info["sub"] != nil {
+		t.Fatalf("the machine token: %v", info)
+	}
+
+	// An approval as stored before approvals said machine use (or written
+	// by hand): the policy refuses it a token acting for no person, and its
+	// machine tokens are inactive.
+	if _, err := ta.store.UpdateClient(t.Context(), id, func(c *asrv.Client) error {
+		c.Review.Machine = false
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	status, out = machineToken()
+	if desc, _ := out["error_description"].(string); status < 400 || !strings.Contains(desc, "not for machine use") {
+		t.Fatalf("client_credentials under an approval for people only: %d %v", status, out)
+	}
+	if info := ta.introspect(tok); info["active"] != false {
+		t.Fatalf("the machine token after the approval was narrowed: %v", info)
 	}
 }

@@ -3,6 +3,7 @@ package asrv_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
@@ -44,10 +46,16 @@ func userAttestationData(t *testing.T, on bool) []byte {
 // "-", posts the form as user with that choice and returns the redirect.
 func signInVouching(t *testing.T, ta *testAS, clientID, user, vouch string) ([]string, *url.URL, int) {
 	t.Helper()
+	return signInVouchingFor(t, ta, clientID, user, vouch, "jira:read")
+}
+
+// signInVouchingFor is signInVouching asking for scope.
+func signInVouchingFor(t *testing.T, ta *testAS, clientID, user, vouch, scope string) ([]string, *url.URL, int) {
+	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	q := url.Values{"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {"http://127.0.0.1:45001/cb"},
-		"scope": {"jira:read"}, "state": {"state-123456789"}, "resource": {ta.resource},
+		"scope": {scope}, "state": {"state-123456789"}, "resource": {ta.resource},
 		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
 	authURL := ta.srv.URL + asrv.PathAuthorize + "?" + q.Encode()
 	resp, err := c.Get(authURL)
@@ -154,5 +162,110 @@ func TestUserAttestation(t *testing.T) {
 	}
 	if info, err := ta.as.Introspect(context.Background(), tok.AccessToken, ta.resource); err != nil || info.Active {
 		t.Fatalf("after user attestation is turned off: %+v %v", info, err)
+	}
+}
+
+// userAttestationAS is a test AS whose user attestation follows the active
+// policy data, turned on for the developer tier.
+func userAttestationAS(t *testing.T) *testAS {
+	t.Helper()
+	var reg *plugins.Registry
+	ta := newTestAS(t, func(c *asrv.Config) {
+		reg = c.Policy.(*plugins.Registry)
+		c.UserAttestable = func() []string {
+			_, d, err := reg.ActivePolicy()
+			if err != nil {
+				return nil
+			}
+			return d.UserAttestable()
+		}
+	})
+	if _, err := reg.SetData(context.Background(), userAttestationData(t, true), "test"); err != nil {
+		t.Fatal(err)
+	}
+	return ta
+}
+
+// registerPending registers a public client nobody vouches for.
+func registerPending(ta *testAS, name string) string {
+	return ta.register(map[string]any{"client_name": name, "redirect_uris": []string{"http://127.0.0.1:45001/cb"},
+		"token_endpoint_auth_method": "none", "grant_types": []string{"authorization_code", "refresh_token"}})["client_id"].(string)
+}
+
+// TestVouchIsRecordedOnlyWhenPolicyAllows: a person's word is weighed
+// with the grant it comes with; when policy refuses the grant (bob asks
+// for what his role does not give), the word is not recorded, so bob does
+// not claim the client and alice may still vouch for it.
+func TestVouchIsRecordedOnlyWhenPolicyAllows(t *testing.T) {
+	ta := userAttestationAS(t)
+	id := registerPending(ta, "my agent")
+	_, loc, _ := signInVouchingFor(t, ta, id, "bob", "claude-code", "gitlab:write")
+	if loc == nil || loc.Query().Get("error") != "access_denied" {
+		t.Fatalf("bob vouching for a grant policy refuses: %v", loc)
+	}
+	if c, err := ta.store.Client(t.Context(), id); err != nil || c.Vouch != nil {
+		t.Fatalf("a refused grant recorded the vouch: %+v %v", c.Vouch, err)
+	}
+	if _, loc, _ := signInVouching(t, ta, id, "alice", "claude-code"); loc.Query().Get("code") == "" {
+		t.Fatalf("alice vouching after bob's refused word: %v", loc)
+	}
+	if c, err := ta.store.Client(t.Context(), id); err != nil || c.Vouch == nil || c.Vouch.Subject != "alice" {
+		t.Fatalf("alice's vouch: %+v %v", c, err)
+	}
+}
+
+// TestVouchesPerSubjectAreBounded: a person vouches for at most
+// MaxVouchesPerSubject clients; past that the sign-in says so and nothing
+// is recorded, while their word for a client they already vouch for
+// still counts.
+func TestVouchesPerSubjectAreBounded(t *testing.T) {
+	ta := userAttestationAS(t)
+	var first string
+	for i := range asrv.MaxVouchesPerSubject {
+		id := registerPending(ta, fmt.Sprintf("agent %d", i))
+		if _, err := ta.store.UpdateClient(t.Context(), id, func(c *asrv.Client) error {
+			c.Vouch = &asrv.ClientVouch{Subject: "alice", Provider: "claude-code", At: time.Now().UTC()}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if first == "" {
+			first = id
+		}
+	}
+	one := registerPending(ta, "one too many")
+	_, loc, _ := signInVouching(t, ta, one, "alice", "claude-code")
+	if loc == nil || loc.Query().Get("error") != "access_denied" || !strings.Contains(loc.Query().Get("error_description"), fmt.Sprintf("already vouch for %d agents", asrv.MaxVouchesPerSubject)) {
+		t.Fatalf("alice vouching past the bound: %v", loc)
+	}
+	if c, err := ta.store.Client(t.Context(), one); err != nil || c.Vouch != nil {
+		t.Fatalf("a vouch past the bound was recorded: %+v %v", c.Vouch, err)
+	}
+	if _, loc, _ := signInVouching(t, ta, first, "alice", "claude-code"); loc.Query().Get("code") == "" {
+		t.Fatalf("alice's word for a client she vouches for already: %v", loc)
+	}
+	// bob is not bounded by alice's words.
+	if _, loc, _ := signInVouching(t, ta, one, "bob", "claude-code"); loc.Query().Get("code") == "" {
+		t.Fatalf("bob vouching: %v", loc)
+	}
+}
+
+// TestVouchNeverCoversMachineUse: a person's word counts for that person
+// only, so a client they vouched for that also registered
+// client_credentials gets no token acting for no person.
+func TestVouchNeverCoversMachineUse(t *testing.T) {
+	ta := userAttestationAS(t)
+	reg := ta.register(map[string]any{"client_name": "my agent", "redirect_uris": []string{"http://127.0.0.1:45001/cb"},
+		"token_endpoint_auth_method": "client_secret_basic", "grant_types": []string{"authorization_code", "client_credentials"}})
+	id, secret := reg["client_id"].(string), reg["client_secret"].(string)
+	if _, err := ta.store.UpdateClient(t.Context(), id, func(c *asrv.Client) error {
+		c.Vouch = &asrv.ClientVouch{Subject: "alice", Provider: "claude-code", At: time.Now().UTC()}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	status, out := ta.form(asrv.PathToken, id, secret, url.Values{"grant_type": {"client_credentials"}, "resource": {ta.resource}, "scope": {"jira:read"}})
+	if desc, _ := out["error_description"].(string); status < 400 || out["access_token"] != nil || !strings.Contains(desc, "not attested") {
+		t.Fatalf("client_credentials of a vouched client: %d %v", status, out)
 	}
 }

@@ -65,6 +65,10 @@ type Attestation struct {
 	// Origin is the client id URL's origin, for "cimd" (the same as By;
 	// kept for policies written against the first version).
 	Origin string `json:"origin,omitempty"`
+	// Machine, for "operator": the operator approved the client to act
+	// for no person (the client_credentials grant). An approval without it
+	// covers only use on a person's behalf.
+	Machine bool `json:"machine,omitempty"`
 }
 
 // Subject is the human an agent acts for; absent for machine clients.

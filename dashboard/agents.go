@@ -53,6 +53,12 @@ type agentView struct {
 	// Review is an operator's decision on the agent (approved, whose
 	// provider it then shows, or rejected); empty when none.
 	Review string `json:"review,omitempty"`
+	// ReviewMachine: the operator's approval covers acting for no person
+	// (its client_credentials grant).
+	ReviewMachine bool `json:"review_machine,omitempty"`
+	// Vouch is a person's word for the agent at sign-in (who, as which
+	// provider, when), which policy honours for that person only.
+	Vouch *admin.ClientVouch `json:"vouch,omitempty"`
 }
 
 // snippetView is one client's configuration for an agent.
@@ -111,9 +117,13 @@ func (h *Handler) view(ctx context.Context, c *asrv.Client, tiers map[string]con
 	}
 	if r := c.Review; r != nil {
 		v.Review = r.Status
+		v.ReviewMachine = r.Status == asrv.ReviewApproved && r.Machine
 		if r.Status == asrv.ReviewApproved && !v.Verified {
 			v.Provider = r.Provider
 		}
+	}
+	if vc := c.Vouch; vc != nil {
+		v.Vouch = &admin.ClientVouch{Subject: vc.Subject, Provider: vc.Provider, At: vc.At}
 	}
 	var reg contract.RegisterResult
 	d, err := h.decide(ctx, contract.Register, contract.Input{Client: c.PolicyClient(), Now: time.Now().Unix()}, &reg)

@@ -60,7 +60,7 @@ func (h *Handler) clientsForReview(w http.ResponseWriter, r *http.Request, _ *se
 }
 
 // reviewAgent serves POST /ui/api/agents/{id}/approve ({"provider",
-// "comment"}) and …/reject ({"comment"}) for an operator, as the admin
+// "comment", "machine"}) and …/reject ({"comment"}) for an operator, as the admin
 // API's POST /admin/clients/{id}/approve and …/reject do, audited under
 // the operator signed in here.
 func (h *Handler) reviewAgent(approve bool) sessionHandler {
@@ -96,7 +96,7 @@ func (h *Handler) reviewAgent(approve bool) sessionHandler {
 		if h.cfg.Audit != nil {
 			h.cfg.Audit.Record(admin.ReviewClientRecord(id, d))
 		}
-		h.cfg.Logger.Info("dashboard: agent reviewed", "client_id", id, "status", d.Status, "provider", d.Provider, "by", d.By)
+		h.cfg.Logger.Info("dashboard: agent reviewed", "client_id", id, "status", d.Status, "provider", d.Provider, "machine", d.Machine, "by", d.By)
 		writeJSON(w, http.StatusOK, map[string]any{"client": c})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,14 +55,16 @@ func TestReviewAgents(t *testing.T) {
 			out := make([]admin.Client, 0, len(list))
 			for _, e := range list {
 				out = append(out, admin.Client{ID: e.Client.ID, Name: e.Client.Name, Status: e.Status, RedirectURIs: e.Client.RedirectURIs,
-					ClaimedSoftwareID: e.Client.ClaimedSoftwareID, NoTokenYet: e.NoTokenYet})
+					ClaimedSoftwareID: e.Client.ClaimedSoftwareID, NoTokenYet: e.NoTokenYet, ActsForNoPerson: e.Client.ActsForNoPerson()})
 			}
 			return out, err
 		}
 		cfg.ReviewClient = func(r *http.Request, id string, d admin.ClientDecision) (admin.Client, error) {
-			c, err := as.ReviewClient(r.Context(), id, d.Status, d.Provider, d.By, d.Comment)
+			c, err := as.ReviewClient(r.Context(), id, asrv.ClientReview{Status: d.Status, Provider: d.Provider, By: d.By, Comment: d.Comment, Machine: d.Machine})
 			if errors.Is(err, asrv.ErrUnknownClient) {
 				return admin.Client{}, fmt.Errorf("%w: %w", admin.ErrNoSuchClient, err)
+			} else if errors.Is(err, asrv.ErrInvalidReview) {
+				return admin.Client{}, fmt.Errorf("%w: %w", admin.ErrBadReview, err)
 			} else if err != nil {
 				return admin.Client{}, err
 			}
@@ -157,5 +160,33 @@ func TestReviewAgents(t *testing.T) {
 	}
 	if stored, err := store.Client(ctx, c.ID); err != nil || !stored.Rejected() || stored.Review.By != admin.OperatorAdmin {
 		t.Fatalf("stored after the rejection: %+v %v", stored, err)
+	}
+
+	// A machine: approved only with machine use confirmed, which the
+	// agent list then shows.
+	m, _, _, err := asrv.NewClient(&asrv.RegistrationRequest{ClientName: "alice's Claude Code", GrantTypes: []string{"client_credentials"},
+		TokenEndpointAuthMethod: asrv.AuthMethodSecretBasic}, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CreateClient(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if list := pending(); len(list) != 1 || list[0].(map[string]any)["acts_for_no_person"] != true {
+		t.Fatalf("the pending machine: %v", list)
+	}
+	status, out = d.do("POST", "/ui/api/agents/"+m.ID+"/approve", map[string]any{"provider": "claude-code"}, "Content-Type", "application/json")
+	if msg, _ := out["error"].(string); status != 400 || !strings.Contains(msg, `"machine": true`) {
+		t.Fatalf("a machine approved without machine use: %d %v", status, out)
+	}
+	if status, out := d.do("POST", "/ui/api/agents/"+m.ID+"/approve", map[string]any{"provider": "claude-code", "machine": true}, "Content-Type", "application/json"); status != 200 {
+		t.Fatalf("a machine approved with machine use: %d %v", status, out)
+	}
+	_, out = d.do("GET", "/ui/api/agents", nil)
+	for _, a := range out["agents"].([]any) {
+		a := a.(map[string]any)
+		if (a["client_id"] == m.ID) != (a["review_machine"] == true) {
+			t.Fatalf("agent %v: review_machine %v", a["client_id"], a["review_machine"])
+		}
 	}
 }

@@ -434,3 +434,44 @@ test('pending review: a self-registered agent is approved by an operator as clau
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+test('pending review: a client that would act for no person is approved only with machine use confirmed', async () => {
+  const { context, page, errors } = await open();
+  await signIn(page, 'alice');
+  await page.locator('#view-start').waitFor({ state: 'visible' });
+
+  // Anybody can register a client_credentials client under any name.
+  const config = await (await fetch(new URL('api/config', BASE))).json();
+  const res = await fetch(`${config.gateway_url}/oauth2/register`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      client_name: "alice's Claude Code", grant_types: ['client_credentials'], token_endpoint_auth_method: 'client_secret_basic',
+    }),
+  });
+  assert.equal(res.status, 201);
+  const clientId = (await res.json()).client_id;
+
+  await go(page, 'audit');
+  await go(page, 'start');
+  const item = page.locator(`[data-pending-client="${clientId}"]`);
+  await item.waitFor();
+  // The card says what it registered and that it would act for no person.
+  assert.match(await item.locator(`[data-review-grants="${clientId}"]`).innerText(), /client_credentials.*client_secret_basic/s);
+  assert.match(await item.locator(`[data-acts-for-no-person="${clientId}"]`).innerText(), /tokens for no person/);
+  await shot(page, 'review-3-machine-pending');
+
+  // Choosing the provider is not enough: the operator says it is a machine.
+  await item.locator('[data-review-provider]').selectOption('claude-code');
+  assert.equal(await item.locator('[data-review-approve]').isDisabled(), true);
+  await item.locator('[data-review-machine]').check();
+  assert.equal(await item.locator('[data-review-approve]').isDisabled(), false);
+  await item.locator('[data-review-approve]').click();
+  await item.waitFor({ state: 'detached' });
+
+  const card = page.locator(`.agent-card[data-client-id="${clientId}"]`);
+  await card.getByText('approved for machine use').waitFor();
+  await shot(page, 'review-4-machine-approved');
+  assert.deepEqual(errors, []);
+  await context.close();
+});

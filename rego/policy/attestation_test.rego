@@ -169,3 +169,33 @@ test_refused_for_every_subject_and_user_attestation if {
 	tok_decision(attested_token_input(vouched("claude-code", "alice"), null)).refused_for_every_subject == [] with data.tiers.developer.user_attestation as true
 	tok_decision(attested_token_input(approved("security-scanner"), null)).refused_for_every_subject == ["none of the requested scopes are permitted for tier read_only, whatever the person's role"]
 }
+
+# A token acting for no person (client_credentials): an operator's
+# approval covers it only when it says machine use; a person's word never
+# does (it counts only for its person); a metadata document's client may
+# (asrv/cimd holds such a document to private_key_jwt).
+machine_token_input(c) := object.union(token_input("claude-code", null, "client_credentials", ["jira:read"]), {"client": c})
+
+test_client_credentials_by_attestation_kind if {
+	d := tok_decision(machine_token_input(approved("claude-code")))
+	not d.allow
+	has_reason(d, "not for machine use")
+
+	m := tok_decision(machine_token_input(object.union(approved("claude-code"), {"attestation": {"machine": true}})))
+	m.allow
+	m.tier == "developer"
+
+	# a machine approval in a string, or of another shape, is no approval for machine use
+	not tok_decision(machine_token_input(object.union(approved("claude-code"), {"attestation": {"machine": "true"}}))).allow
+
+	u := tok_decision(machine_token_input(vouched("claude-code", "alice"))) with data.tiers.developer.user_attestation as true
+	not u.allow
+	has_reason(u, "client is not attested")
+
+	c := tok_decision(machine_token_input(cimd("https://agents.example/claude-code.json"))) with data.agents.cimd_providers as cimd_map
+	c.allow
+
+	# a verified statement's client is known by its statement, not the approval
+	s := object.union(agent("claude-code"), {"attestation": {"kind": "operator", "by": "admin", "provider": "claude-code"}})
+	tok_decision(machine_token_input(s)).allow
+}

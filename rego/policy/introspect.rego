@@ -17,6 +17,14 @@ introspect_deny contains msg if some msg in client_binding_issues
 
 introspect_deny contains msg if some msg in subject_binding_issues
 
+# A machine token (no human subject) of a client whose operator approval
+# does not cover machine use, e.g. narrowed since the token was issued.
+introspect_deny contains operator_not_for_machines if {
+	tok != null
+	not token_human_sub
+	operator_approved_for_people_only(client)
+}
+
 introspect_deny contains msg if {
 	is_number(tok.exp)
 	is_number(tok.iat)
@@ -82,6 +90,9 @@ introspect_fast(inp) := {
 	token_valid_for(t, c, inp.now)
 	subject_bound(inp, t)
 
+	# a machine token needs an approval that covers machine use
+	machine_use_covered(c, t)
+
 	# lifetime within the tier maximum (max_token_ttl)
 	ti := tier # tier_of(c): c is input.client, an object
 	t.exp - t.iat <= max_token_ttl(ti)
@@ -98,6 +109,14 @@ introspect_fast(inp) := {
 }
 
 introspect_fast_allow if introspect_fast(input)
+
+# machine_use_covered(c, t): the operator_not_for_machines introspect_deny
+# rule does not apply to token t of client c.
+machine_use_covered(c, t) := true if {
+	human_sub(t)
+} else := true if {
+	not operator_approved_for_people_only(c)
+} else := false
 
 # subject_bound(inp, t): subject_binding_issues is empty.
 subject_bound(inp, t) := true if {

@@ -118,9 +118,31 @@ introspect_fast_inputs := [
 	introspect_input("claude-code", alice, object.union(human_token("claude-code", alice), {"act": {"sub": "a", "act": {"sub": "b", "act": {"sub": "c", "act": {"sub": "d"}}}}})),
 	introspect_input("claude-code", null, human_token("claude-code", alice)),
 	json.patch(introspect_input("security-scanner", null, machine_token("security-scanner")), [{"op": "replace", "path": "/client/single_use_access_tokens", "value": true}]),
+	object.union(introspect_input("ci-bot", null, machine_token("ci-bot")), {"client": approved_client("ci-bot", false)}),
+	object.union(introspect_input("ci-bot", null, machine_token("ci-bot")), {"client": approved_client("ci-bot", true)}),
+	object.union(introspect_input("claude-code", alice, human_token("claude-code", alice)), {"client": approved_client("claude-code", false)}),
 	{},
 	{"token": {"exp": "never"}, "now": now},
 ]
+
+# approved_client(provider, machine): the client of agent(provider) known
+# by an operator's approval, covering machine use or not.
+approved_client(provider, machine) := {
+	"client_id": agent(provider).client_id, "verified": false,
+	"attestation": {"kind": "operator", "by": "admin", "provider": provider, "machine": machine},
+}
+
+test_introspect_machine_token_needs_an_approval_for_machine_use if {
+	base := introspect_input("ci-bot", null, machine_token("ci-bot"))
+	d := introspect(object.union(base, {"client": approved_client("ci-bot", false)}))
+	not d.allow
+	has_reason(d, "not for machine use")
+	introspect(object.union(base, {"client": approved_client("ci-bot", true)})).allow
+
+	# a person's token of the same approval is not a machine's
+	h := introspect_input("claude-code", alice, human_token("claude-code", alice))
+	introspect(object.union(h, {"client": approved_client("claude-code", false)})).allow
+}
 
 test_introspect_fast_path_agrees_with_full_rules if {
 	wrong := [inp |

@@ -140,6 +140,18 @@ cimd_url_matches(u, key) if {
 	startswith(u, key)
 }
 
+# operator_approved_for_people_only(c): an operator approved c without
+# saying it may act for no person (attestation.machine): its approval
+# covers tokens on a person's behalf, never a machine's (the
+# client_credentials grant), whoever registered it with that grant.
+operator_approved_for_people_only(c) if {
+	c.verified != true
+	c.attestation.kind == "operator"
+	not c.attestation.machine == true
+}
+
+operator_not_for_machines := "an operator approved this client for use on a person's behalf, not for machine use (acting for no person): the operator must approve it again confirming machine use"
+
 user_attested(c) if c.attestation.kind == "user"
 
 user_attestation_allowed(c, _) if not user_attested(c)

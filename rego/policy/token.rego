@@ -50,6 +50,15 @@ token_deny contains msg if {
 	msg := concat("", ["grant_type ", grant_type, " requires a subject"])
 }
 
+# A machine token acts for nobody: an operator's approval must say it
+# covers that. A person's word (kind "user") never does (it needs its
+# person: client_providers); a metadata document's client_credentials
+# client authenticates with private_key_jwt (asrv/cimd refuses any other).
+token_deny contains operator_not_for_machines if {
+	grant_type == "client_credentials"
+	operator_approved_for_people_only(client)
+}
+
 token_deny contains "client is not attested (no trusted statement, operator approval or known metadata document vouches for it); it gets the least tier, which grants nothing" if {
 	not client_attested
 }

@@ -60,15 +60,26 @@ function pendingItem(c, providers) {
     providers.map((p) => h('option', { value: p.provider }, `${p.provider} — tier ${(p.tiers || []).join(', ')}`)));
   const approve = h('button', { type: 'button', class: 'btn btn-primary btn-small', 'data-review-approve': c.client_id }, 'Approve');
   const reject = h('button', { type: 'button', class: 'btn btn-quiet btn-small btn-danger-text', 'data-review-reject': c.client_id }, 'Reject');
-  const canApprove = () => !!select.value;
+  // A client that registered client_credentials would get tokens acting
+  // for no person, as a machine of the provider's tier: approving it takes
+  // the operator's explicit word (the authorization server refuses it
+  // otherwise).
+  const machineId = `review-machine-${c.client_id}`;
+  const machine = c.acts_for_no_person
+    ? h('input', { type: 'checkbox', id: machineId, 'data-review-machine': c.client_id })
+    : null;
+  const canApprove = () => !!select.value && (!machine || machine.checked);
   approve.disabled = !canApprove();
   select.addEventListener('change', () => { approve.disabled = !canApprove(); });
+  if (machine) machine.addEventListener('change', () => { approve.disabled = !canApprove(); });
   const act = async (verb, body) => {
     approve.disabled = true;
     reject.disabled = true;
     try {
       await api('POST', `/ui/api/agents/${encodeURIComponent(c.client_id)}/${verb}`, body);
-      toast(verb === 'approve' ? `${name} is approved as ${body.provider}.` : `${name} is rejected: it gets no token.`, 'ok');
+      toast(verb === 'approve'
+        ? `${name} is approved as ${body.provider}${body.machine ? ', including machine use' : ''}.`
+        : `${name} is rejected: it gets no token.`, 'ok');
       await Promise.all([loadReview(), loadAgents()]);
     } catch (e) {
       reportError(e, `${verb === 'approve' ? 'Approve' : 'Reject'} ${name}`);
@@ -76,13 +87,14 @@ function pendingItem(c, providers) {
       reject.disabled = false;
     }
   };
-  approve.addEventListener('click', () => act('approve', { provider: select.value }));
+  approve.addEventListener('click', () => act('approve', machine ? { provider: select.value, machine: machine.checked } : { provider: select.value }));
   reject.addEventListener('click', () => act('reject', {}));
 
   const facts = h('ul', { class: 'chips' },
     h('li', null, chip('unverified', 'chip-warn', 'no trusted software statement, operator or metadata document vouches for it')),
     c.no_token_yet ? h('li', null, chip('no token yet', 'chip-quiet', 'it expires unless approved or used')) : null,
-    c.application_type ? h('li', null, chip(c.application_type, 'chip-kind', 'application_type at registration')) : null);
+    c.application_type ? h('li', null, chip(c.application_type, 'chip-kind', 'application_type at registration')) : null,
+    c.acts_for_no_person ? h('li', null, chip('acts for no person', 'chip-warn', 'it registered client_credentials: approved, it gets tokens on its own, for nobody')) : null);
   return h('li', { class: 'review-item', 'data-pending-client': c.client_id },
     h('p', { class: 'review-name' }, h('strong', null, name), ' ', h('code', { class: 'break' }, c.client_id)),
     facts,
@@ -90,9 +102,18 @@ function pendingItem(c, providers) {
       'Registered ', fmtAgo(c.created_at) || '—',
       c.claimed_software_id ? [' · says it is ', h('code', null, c.claimed_software_id)] : null,
       c.client_uri ? [' · ', h('code', { class: 'break' }, c.client_uri)] : null),
+    h('p', { class: 'review-meta', 'data-review-grants': c.client_id },
+      'Grant types ', (c.grant_types || []).length ? (c.grant_types || []).map((g, i) => [i ? ', ' : '', h('code', null, g)]) : '—',
+      ' · token endpoint authentication ', h('code', null, c.token_endpoint_auth_method || '—')),
+    c.acts_for_no_person
+      ? h('p', { class: 'review-warning', 'data-acts-for-no-person': c.client_id },
+        'It would get tokens for no person: it registered the client_credentials grant, so once approved it acts on its own, with its secret, as a machine of the provider\'s tier — not on anyone\'s behalf. Anybody can register such a client under any name.')
+      : null,
     (c.redirect_uris || []).length
       ? h('p', { class: 'review-meta' }, 'Returns to ', (c.redirect_uris || []).map((u, i) => [i ? ', ' : '', h('code', { class: 'break' }, u)]))
       : null,
     h('div', { class: 'review-actions' },
-      h('label', { for: selectId, class: 'review-as' }, `Approve ${name} as`), select, approve, reject));
+      h('label', { for: selectId, class: 'review-as' }, `Approve ${name} as`), select,
+      machine ? h('label', { for: machineId, class: 'review-machine' }, machine, ' it is a machine: approve tokens acting for no person') : null,
+      approve, reject));
 }

@@ -187,6 +187,9 @@ function agentCard(a) {
         ? chip('✓ approved by an operator', 'chip-ok', 'an operator approved it as this provider')
         : chip('unverified', 'chip-warn', 'no verified software statement')),
     a.review === 'rejected' ? h('li', null, chip('rejected', 'chip-warn', 'an operator rejected it: it gets no token')) : null,
+    a.review_machine ? h('li', null, chip('approved for machine use', 'chip-warn', 'the operator approved its client_credentials tokens, which act for no person')) : null,
+    a.vouch ? h('li', { 'data-vouch': a.vouch.subject }, chip(`vouched for by ${a.vouch.subject} as ${a.vouch.provider}`, 'chip-role',
+      `${a.vouch.subject}'s word at sign-in, ${fmtAgo(a.vouch.at) || 'at an unknown time'}: it counts for ${a.vouch.subject} alone, where policy allows it`)) : null,
     h('li', null, chip(a.kind === 'machine' ? 'acts as itself' : 'acts for a user', 'chip-kind',
       a.kind === 'machine' ? 'client credentials: it has no user' : 'authorization code + PKCE: a user signs in')),
     a.single_use ? h('li', null, chip('single-use tokens', 'chip-warn', 'each access token works for one call')) : null,
