@@ -201,12 +201,12 @@ func TestDelegatedTokensDieWithTheirChain(t *testing.T) {
 			}
 		}, false, false, false},
 		{"the delegating client rejected by an operator", func(t *testing.T, ch chain) {
-			if _, err := ta.as.ReviewClient(t.Context(), ch.parentID, asrv.ReviewRejected, "", "admin", "not ours"); err != nil {
+			if _, err := ta.as.ReviewClient(t.Context(), ch.parentID, asrv.ClientReview{Status: asrv.ReviewRejected, By: "admin", Comment: "not ours"}); err != nil {
 				t.Fatal(err)
 			}
 		}, false, false, false},
 		{"the middle client rejected by an operator", func(t *testing.T, ch chain) {
-			if _, err := ta.as.ReviewClient(t.Context(), ch.child, asrv.ReviewRejected, "", "admin", "not ours"); err != nil {
+			if _, err := ta.as.ReviewClient(t.Context(), ch.child, asrv.ClientReview{Status: asrv.ReviewRejected, By: "admin", Comment: "not ours"}); err != nil {
 				t.Fatal(err)
 			}
 		}, true, false, false},
