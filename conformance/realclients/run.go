@@ -23,6 +23,7 @@ var Drivers = map[string]Driver{
 	"claude-code-dcr":  DriveClaudeCodeSelfRegistered,
 	"codex":            DriveCodex,
 	"gemini":           DriveGemini,
+	"inspector":        DriveInspector,
 	"opencode":         DriveOpenCode,
 }
 

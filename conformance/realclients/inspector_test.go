@@ -1,0 +1,109 @@
+package realclients
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pbac-gateway/pbac/conformance/modelapi"
+	"github.com/pbac-gateway/pbac/connect"
+)
+
+// TestInspectorCLIFromSnippet: the driver runs the command line connect's
+// Inspector snippet offers, each run with its own method.
+func TestInspectorCLIFromSnippet(t *testing.T) {
+	preset, ok := connect.Lookup("inspector")
+	if !ok {
+		t.Fatal("connect has no inspector preset")
+	}
+	got := inspectorCLI(preset.Snippet(connect.Target{MCPURL: "http://127.0.0.1:8080/mcp", ClientID: "agent-1"}))
+	want := []string{"--cli", "http://127.0.0.1:8080/mcp", "--transport", "http", "--client-id", "agent-1"}
+	if !slices.Equal(got, want) {
+		t.Errorf("inspectorCLI = %q, want %q", got, want)
+	}
+	if got := inspectorCLI("npx @modelcontextprotocol/inspector\n# Streamable HTTP: http://x/mcp"); got != nil {
+		t.Errorf("a snippet without a --cli line: %q, want nil", got)
+	}
+}
+
+// TestPrintedResult: the result is found after Inspector's notices and
+// sign-in prompt, on a terminal's CRLF lines, with what followed it.
+func TestPrintedResult(t *testing.T) {
+	for _, tc := range []struct {
+		name, out string
+		// shown is what the person read from the result on ("": no
+		// result found).
+		shown, isError string
+	}{
+		{"after notices, on a pty",
+			"[mcp-inspector] Secrets are stored unencrypted (file mode 0600).\r\nPlease navigate to: http://gw/authorize?x={y}\r\n{\r\n  \"content\": [],\r\n  \"isError\": true\r\n}\r\n{\"error\":{\"code\":\"tool_is_error\"}}\r\n",
+			"{\n  \"content\": [],\n  \"isError\": true\n}\n{\"error\":{\"code\":\"tool_is_error\"}}", "true"},
+		{"the first line", "{\n  \"tools\": []\n}\n", "{\n  \"tools\": []\n}", ""},
+		{"no result", "Error: connection refused\r\n", "", ""},
+		{"a brace on a line that is no JSON", "x\n{\nnot json\n", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			shown, res, err := printedResult(tc.out)
+			if tc.shown == "" {
+				if err == nil {
+					t.Fatalf("found %q, want an error", shown)
+				}
+				return
+			}
+			if err != nil || shown != tc.shown {
+				t.Fatalf("printedResult = %q, %v; want %q", shown, err, tc.shown)
+			}
+			var r callResult
+			if err := json.Unmarshal(res, &r); err != nil || (tc.isError == "true") != r.IsError {
+				t.Errorf("result %s: isError %v, %v", res, r.IsError, err)
+			}
+		})
+	}
+}
+
+// TestJudgePersonSight: for a client without a model, the steps are judged
+// on what the person was shown, and say so.
+func TestJudgePersonSight(t *testing.T) {
+	events, _, results, audit := goodRun()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	var lines []string
+	for _, a := range audit {
+		raw, _ := json.Marshal(a)
+		lines = append(lines, string(raw))
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	target := Target{ClientID: "agent", AuditFile: path}
+	shown := sight{who: "the person", offered: gatewayTool, allowed: &results[0], denied: &results[1]}
+	var row Row
+	judgeSight(t.Context(), &row, target, events, shown)
+	if f := row.Failed(); len(f) > 0 || !strings.Contains(row.ToolsList, "the person was offered "+gatewayTool) ||
+		!strings.Contains(row.Allowed, "the person saw the file") {
+		t.Errorf("row %+v, failed %q", row, f)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*sight)
+		step   func(Row) string
+		want   string
+	}{
+		{"not listed", func(s *sight) { s.offered = "" }, func(r Row) string { return r.ToolsList }, "the person was never offered"},
+		{"nothing shown for the denied call", func(s *sight) { s.denied = nil }, func(r Row) string { return r.Denied }, "the person never got a result"},
+		{"shown without the policy's word", func(s *sight) { s.denied = &modelapi.ToolResult{Content: "Error: 403"} },
+			func(r Row) string { return r.Denied }, "the person was not told"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := shown
+			tc.change(&s)
+			var row Row
+			judgeSight(t.Context(), &row, target, events, s)
+			if got := tc.step(row); strings.HasPrefix(got, "pass") || !strings.Contains(got, tc.want) {
+				t.Errorf("got %q, want a failure saying %q", got, tc.want)
+			}
+		})
+	}
+}
