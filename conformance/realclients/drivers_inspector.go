@@ -5,11 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/conformance/modelapi"
 	"github.com/pbac-gateway/pbac/connect"
 )
@@ -161,4 +166,178 @@ func listedTool(out string) (string, error) {
 // callResult is the part of a CallToolResult the driver reads.
 type callResult struct {
 	IsError bool `json:"isError"`
+}
+
+// DriveInspectorWeb drives the MCP Inspector's web UI as a person does, in
+// headless Chromium (inspector_web.mjs, Playwright): `mcp-inspector --web`
+// (its own writable catalog under HOME, the token kept in a file), the
+// page it prints opened in the browser; the person adds the gateway's /mcp
+// as a Streamable HTTP server, types the demo agent's pre-registered id in
+// the server's OAuth settings (its redirect URI is the page's origin,
+// http://127.0.0.1:6274/oauth/callback), switches the server on, signs in
+// as alice on the authorization server's own page in the same tab, and on
+// the Tools tab runs drive.read_file on the roadmap and on prod secrets.
+// Inspector does discovery and the token request in its own server (the
+// page's /api/fetch). What the person saw is the page's results panel.
+func DriveInspectorWeb(ctx context.Context, e Env, t Target) (Row, error) {
+	ctx, cancel := context.WithTimeout(ctx, inspectorBudget)
+	defer cancel()
+	row := Row{Client: "MCP Inspector (web UI, headless Chromium)", Version: Version(e.Dir, inspectorPackage)}
+	browser := os.Getenv("CHROMIUM")
+	if browser == "" {
+		browser = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(browser); err != nil {
+		return row, fmt.Errorf("the web UI is driven in Chromium (CHROMIUM, default /usr/bin/chromium): %w", err)
+	}
+	preset, ok := connect.Lookup("inspector")
+	if !ok {
+		return row, errors.New("connect has no inspector preset")
+	}
+	row.Snippet = preset.Snippet(connect.Target{ClientID: t.ClientID, MCPURL: t.Base + "/mcp"})
+	env := append(e.baseEnv(), "MCP_INSPECTOR_SECRET_STORE=file",
+		// The person opens the page in the browser the script drives.
+		"MCP_AUTO_OPEN_ENABLED=false")
+	web, err := startInspectorWeb(ctx, e, env)
+	if err != nil {
+		return row, err
+	}
+	defer web.stop()
+
+	artifacts := filepath.Join(e.Work, "screenshots")
+	if dir := os.Getenv("PBAC_ARTIFACTS"); dir != "" {
+		artifacts = filepath.Join(dir, "inspector-web")
+	}
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		return row, fmt.Errorf("make the screenshot dir: %w", err)
+	}
+	var planned []map[string]string
+	for _, c := range Calls() {
+		planned = append(planned, map[string]string{"marker": c.Marker, "tool": gatewayTool, "path": c.Args["path"].(string)})
+	}
+	callsJSON, _ := json.Marshal(planned)
+	outFile := filepath.Join(e.Work, "inspector-web.json")
+	from := len(t.Observer.Events())
+	_, runErr := e.run(ctx, append(env,
+		"CHROMIUM="+browser,
+		"PBAC_INSPECTOR_URL="+web.url,
+		"PBAC_MCP_URL="+t.Base+"/mcp",
+		"PBAC_CLIENT_ID="+t.ClientID,
+		"PBAC_USER=alice",
+		"PBAC_PASSWORD="+asrv.DemoPassword,
+		"PBAC_CALLS="+string(callsJSON),
+		"PBAC_OUT="+outFile,
+		"PBAC_ARTIFACTS="+artifacts,
+	), "node", filepath.Join(e.Dir, "inspector_web.mjs"))
+	page, err := readWebRun(outFile)
+	if err != nil {
+		return row, fmt.Errorf("%w (the script: %v)", err, runErr)
+	}
+	if page.Error != "" {
+		fmt.Fprintf(e.Log, "inspector web UI: %s (steps %+v; screenshots in %s)\n", page.Error, page.Steps, artifacts)
+	}
+	s := sight{who: "the person"}
+	if slices.Contains(page.Tools, gatewayTool) {
+		s.offered = gatewayTool
+	}
+	for _, c := range page.Calls {
+		shown := strings.TrimSpace(strings.TrimPrefix(c.Shown, "Results"))
+		r := &modelapi.ToolResult{Marker: c.Marker, Tool: gatewayTool, Content: shown,
+			IsError: strings.HasPrefix(shown, "Tool Error")}
+		switch c.Marker {
+		case markerAllowed:
+			s.allowed = r
+		case markerDenied:
+			s.denied = r
+		}
+	}
+	judgeSight(ctx, &row, t, t.Observer.Events()[from:], s)
+	return row, nil
+}
+
+// webRun is what inspector_web.mjs wrote: each step a person took, the
+// tools the Tools tab listed and what the results panel showed for each
+// call.
+type webRun struct {
+	Steps []struct {
+		Name  string `json:"name"`
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	} `json:"steps"`
+	Tools []string `json:"tools"`
+	Calls []struct {
+		Marker string `json:"marker"`
+		Shown  string `json:"shown"`
+	} `json:"calls"`
+	RedirectURI string `json:"redirect_uri"`
+	Error       string `json:"error"`
+}
+
+func readWebRun(path string) (webRun, error) {
+	var w webRun
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return w, fmt.Errorf("read what the browser script saw: %w", err)
+	}
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return w, fmt.Errorf("read what the browser script saw: %w", err)
+	}
+	return w, nil
+}
+
+// inspectorWeb is a running `mcp-inspector --web`.
+type inspectorWeb struct {
+	url    string
+	cmd    *exec.Cmd
+	out    *watched
+	exited chan struct{}
+	log    io.Writer
+}
+
+// inspectorURL is the line the web UI prints with its address and API
+// token.
+var inspectorURL = regexp.MustCompile(`http://\S+\?MCP_INSPECTOR_API_TOKEN=[0-9a-f]+`)
+
+// startInspectorWeb runs `mcp-inspector --web` in its own process group
+// and waits (up to inspectorStep) for the address it prints.
+func startInspectorWeb(ctx context.Context, e Env, env []string) (*inspectorWeb, error) {
+	c := exec.CommandContext(ctx, filepath.Join(e.Dir, "node_modules", ".bin", "mcp-inspector"), "--web")
+	c.Dir, c.Env = e.Work, env
+	setProcessGroup(c)
+	c.WaitDelay = 5 * time.Second
+	web := &inspectorWeb{cmd: c, out: &watched{}, exited: make(chan struct{}), log: e.Log}
+	c.Stdout, c.Stderr = web.out, web.out
+	if err := c.Start(); err != nil {
+		return nil, fmt.Errorf("start mcp-inspector --web: %w", err)
+	}
+	go func() {
+		defer close(web.exited)
+		_ = c.Wait()
+	}()
+	deadline := time.After(inspectorStep)
+	for {
+		if web.url = inspectorURL.FindString(web.out.String()); web.url != "" {
+			return web, nil
+		}
+		select {
+		case <-web.exited:
+			web.stop()
+			return nil, errors.New("mcp-inspector --web exited before it printed its address")
+		case <-deadline:
+			web.stop()
+			return nil, fmt.Errorf("mcp-inspector --web printed no address within %s", inspectorStep)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// stop ends the web UI's process group, waits for it and logs its output.
+func (w *inspectorWeb) stop() {
+	select {
+	case <-w.exited:
+	default:
+		_ = w.cmd.Cancel()
+		<-w.exited
+	}
+	fmt.Fprintf(w.log, "$ mcp-inspector --web\n%s\n", w.out.String())
 }

@@ -2,12 +2,14 @@ package realclients
 
 import (
 	"encoding/json"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/pbac-gateway/pbac/conformance/clientcheck"
 	"github.com/pbac-gateway/pbac/conformance/modelapi"
 	"github.com/pbac-gateway/pbac/connect"
 )
@@ -103,6 +105,43 @@ func TestJudgePersonSight(t *testing.T) {
 			judgeSight(t.Context(), &row, target, events, s)
 			if got := tc.step(row); strings.HasPrefix(got, "pass") || !strings.Contains(got, tc.want) {
 				t.Errorf("got %q, want a failure saying %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestJudgeSignInInBrowser: in a real browser the harness does not sign
+// in; the person posts the sign-in page's form, and the step passes only
+// when it was alice and the AS redirected back without an error.
+func TestJudgeSignInInBrowser(t *testing.T) {
+	form := func(user string) url.Values {
+		return url.Values{"username": {user}, "csrf_token": {"c"}, "decision": {"approve"}}
+	}
+	q := url.Values{"client_id": {"agent"}, "redirect_uri": {"http://127.0.0.1:6274/oauth/callback"}}
+	for _, tc := range []struct {
+		name string
+		post clientcheck.Event
+		want string
+	}{
+		{"alice signs in", clientcheck.Event{Method: "POST", Path: "/oauth2/authorize", Query: q, Form: form("alice"), Status: 303},
+			"pass (alice, on the sign-in page in the browser; redirect_uri http://127.0.0.1:6274/oauth/callback)"},
+		{"someone else signs in", clientcheck.Event{Method: "POST", Path: "/oauth2/authorize", Query: q, Form: form("bob"), Status: 303},
+			`signed in as "bob"`},
+		{"the AS refuses", clientcheck.Event{Method: "POST", Path: "/oauth2/authorize", Query: q, Form: form("alice"), Status: 303,
+			AuthorizeError: "access_denied"}, "refused: access_denied"},
+		{"the form is shown again", clientcheck.Event{Method: "POST", Path: "/oauth2/authorize", Query: q, Form: form("alice"), Status: 200},
+			"answered 200"},
+		{"no form posted", clientcheck.Event{Method: "GET", Path: "/oauth2/authorize", Query: q, Status: 200},
+			"never reached the sign-in page"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			events, _, _, _ := goodRun()
+			events[3] = clientcheck.Event{Method: "GET", Path: "/oauth2/authorize", Query: q, Status: 200}
+			events = append(events[:4], append([]clientcheck.Event{tc.post}, events[4:]...)...)
+			var row Row
+			judgeSight(t.Context(), &row, Target{ClientID: "agent", AuditFile: filepath.Join(t.TempDir(), "none.jsonl")}, events, sight{who: "the person"})
+			if !strings.Contains(row.SignIn, tc.want) || (strings.HasPrefix(tc.want, "pass") != strings.HasPrefix(row.SignIn, "pass")) {
+				t.Errorf("sign-in: %q, want %q", row.SignIn, tc.want)
 			}
 		})
 	}

@@ -435,11 +435,28 @@ func judgeSight(ctx context.Context, row *Row, t Target, events []clientcheck.Ev
 		row.Registration = fmt.Sprintf("authorized as client %q, not the pre-registered id", authz.Query.Get("client_id"))
 	}
 
-	if si, ok := has(func(ev clientcheck.Event) bool { return ev.SignedIn }); !ok {
+	// The harness signs in for a browser helper that fetches the
+	// authorization URL; in a real browser the person posts the sign-in
+	// page's form.
+	si, harness := has(func(ev clientcheck.Event) bool { return ev.SignedIn })
+	byPerson := false
+	if !harness {
+		si, byPerson = has(func(ev clientcheck.Event) bool {
+			return ev.Method == "POST" && strings.HasSuffix(ev.Path, "/oauth2/authorize") && ev.Form.Get("username") != ""
+		})
+	}
+	switch {
+	case !harness && !byPerson:
 		row.SignIn = "the browser never reached the sign-in page"
-	} else if si.AuthorizeError != "" {
+	case si.AuthorizeError != "":
 		row.SignIn = "refused: " + si.AuthorizeError
-	} else {
+	case byPerson && si.Form.Get("username") != "alice":
+		row.SignIn = fmt.Sprintf("signed in as %q, not alice", si.Form.Get("username"))
+	case byPerson && si.Status/100 != 3:
+		row.SignIn = fmt.Sprintf("the sign-in form was answered %d, not a redirect back", si.Status)
+	case byPerson:
+		row.SignIn = fmt.Sprintf("pass (alice, on the sign-in page in the browser; redirect_uri %s)", si.Query.Get("redirect_uri"))
+	default:
 		row.SignIn = fmt.Sprintf("pass (alice, redirect_uri %s)", si.Query.Get("redirect_uri"))
 	}
 

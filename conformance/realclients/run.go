@@ -24,6 +24,7 @@ var Drivers = map[string]Driver{
 	"codex":            DriveCodex,
 	"gemini":           DriveGemini,
 	"inspector":        DriveInspector,
+	"inspector-web":    DriveInspectorWeb,
 	"opencode":         DriveOpenCode,
 }
 
