@@ -177,8 +177,9 @@ type callResult struct {
 // http://127.0.0.1:6274/oauth/callback), switches the server on, signs in
 // as alice on the authorization server's own page in the same tab, and on
 // the Tools tab runs drive.read_file on the roadmap and on prod secrets.
-// Inspector does discovery and the token request in its own server (the
-// page's /api/fetch). What the person saw is the page's results panel.
+// Inspector makes the OAuth requests and the MCP connection from its own
+// server (the page's /api/fetch). What the person saw is the page's
+// results panel.
 func DriveInspectorWeb(ctx context.Context, e Env, t Target) (Row, error) {
 	ctx, cancel := context.WithTimeout(ctx, inspectorBudget)
 	defer cancel()

@@ -1,6 +1,7 @@
 // Package realclients drives real agent CLIs — Claude Code, OpenCode,
 // Codex and Gemini CLI, unpatched, at the versions package-lock.json pins — end to end through a
-// running gateway, headless: the CLI discovers the authorization server,
+// running gateway, headless (and the MCP Inspector, which has no model: its
+// CLI and its web UI, driven as a person uses them, drivers_inspector.go): the CLI discovers the authorization server,
 // signs in as the demo user through a $BROWSER helper, lists the gateway's
 // tools and calls one allowed and one denied tool because a stand-in model
 // API (conformance/modelapi) asks it to. What the CLI sent back as the
