@@ -237,12 +237,20 @@ func DriveInspectorWeb(ctx context.Context, e Env, t Target) (Row, error) {
 	if page.Error != "" {
 		fmt.Fprintf(e.Log, "inspector web UI: %s (steps %+v; screenshots in %s)\n", page.Error, page.Steps, artifacts)
 	}
+	judgeSight(ctx, &row, t, t.Observer.Events()[from:], page.sight())
+	return row, nil
+}
+
+// sight is what the page showed the person: the tool in the Tools tab's
+// list, and the results panel of each call without its heading; a tool
+// error is the panel's red "Tool Error" box.
+func (w webRun) sight() sight {
 	s := sight{who: "the person"}
-	if slices.Contains(page.Tools, gatewayTool) {
+	if slices.Contains(w.Tools, gatewayTool) {
 		s.offered = gatewayTool
 	}
-	for _, c := range page.Calls {
-		shown := strings.TrimSpace(strings.TrimPrefix(c.Shown, "Results"))
+	for _, c := range w.Calls {
+		shown := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(c.Shown), "Results"))
 		r := &modelapi.ToolResult{Marker: c.Marker, Tool: gatewayTool, Content: shown,
 			IsError: strings.HasPrefix(shown, "Tool Error")}
 		switch c.Marker {
@@ -252,8 +260,7 @@ func DriveInspectorWeb(ctx context.Context, e Env, t Target) (Row, error) {
 			s.denied = r
 		}
 	}
-	judgeSight(ctx, &row, t, t.Observer.Events()[from:], s)
-	return row, nil
+	return s
 }
 
 // webRun is what inspector_web.mjs wrote: each step a person took, the

@@ -146,3 +146,37 @@ func TestJudgeSignInInBrowser(t *testing.T) {
 		})
 	}
 }
+
+// TestWebRunSight: what the web UI's results panel showed becomes what
+// the person saw, a "Tool Error" box an error.
+func TestWebRunSight(t *testing.T) {
+	raw := `{"tools": ["database.query", "drive.read_file"], "calls": [
+		{"marker": "pbac-allowed-call", "shown": "Results\n/team/roadmap.md (222 bytes, owner alice)\n\n# Platform roadmap (H2)"},
+		{"marker": "pbac-denied-call", "shown": "Results\nTool Error\ndenied by policy: the arguments name data protected by policy (request id R)"}]}`
+	path := filepath.Join(t.TempDir(), "run.json")
+	if err := os.WriteFile(path, []byte(raw), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := readWebRun(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := w.sight()
+	if s.offered != gatewayTool || s.allowed == nil || s.denied == nil {
+		t.Fatalf("sight %+v", s)
+	}
+	if s.allowed.IsError || !strings.HasPrefix(s.allowed.Content, "/team/roadmap.md") {
+		t.Errorf("allowed: %+v", *s.allowed)
+	}
+	if !s.denied.IsError || s.denied.Content != "Tool Error\ndenied by policy: the arguments name data protected by policy (request id R)" {
+		t.Errorf("denied: %+v", *s.denied)
+	}
+	w.Tools = []string{"drive.read_files"}
+	w.Calls = nil
+	if s := w.sight(); s.offered != "" || s.allowed != nil || s.denied != nil {
+		t.Errorf("a list without the tool and no results: %+v", s)
+	}
+	if _, err := readWebRun(filepath.Join(t.TempDir(), "missing.json")); err == nil {
+		t.Error("a run that wrote nothing: no error")
+	}
+}
