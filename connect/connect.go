@@ -17,7 +17,7 @@
 //	VS Code       http://127.0.0.1:33418/ (or another free port)   microsoft/vscode src/vs/base/common/oauth.ts fetchDynamicRegistration (DEFAULT_AUTH_FLOW_PORT = 33418); not run here
 //	Cursor        http://localhost:8787/callback (older builds: cursor://anysphere.cursor-mcp/oauth/callback, refused here: not a reverse-domain scheme)   cursor.com/docs/mcp (static OAuth: auth.CLIENT_ID), as quoted by providers' setup guides; not run here
 //	mcp-remote    http://127.0.0.1:P/oauth/callback with --host 127.0.0.1   mcp-remote 0.15.1: buildRedirectUrl(host, port, "/oauth/callback"), --static-oauth-client-info; also what Claude Desktop, Cline and Windsurf run for a remote server
-//	Inspector     http://localhost:6274/oauth/callback (the web UI's origin)  @modelcontextprotocol/inspector 2.12.0: `${window.location.origin}/oauth/callback`
+//	Inspector     web UI: http://localhost:6274/oauth/callback (its origin); --cli: http://127.0.0.1:6276/oauth/callback   @modelcontextprotocol/inspector 2.12.0: web `${window.location.origin}/oauth/callback`; CLI --callback-url, default http://127.0.0.1:6276/oauth/callback (MCP_OAUTH_CALLBACK_URL); both run by conformance/realclients
 //
 // The authorization server matches a redirect URI exactly, except http to a
 // loopback IP literal (127.0.0.1, [::1]), which matches on any port (RFC 8252
@@ -51,6 +51,9 @@ const (
 	MCPRemoteCallbackPort = 33422
 	// InspectorPort is the MCP Inspector web UI's default port.
 	InspectorPort = 6274
+	// InspectorCLICallbackPort is the port of the Inspector CLI's default
+	// callback URL (--callback-url).
+	InspectorCLICallbackPort = 6276
 	// CursorCallbackPort is Cursor desktop's loopback callback port.
 	CursorCallbackPort = 8787
 )
@@ -222,12 +225,15 @@ func Clients() []Client {
 		{
 			ID: "inspector", Label: "MCP Inspector",
 			RedirectURIs: []string{loopback("localhost", InspectorPort, "/oauth/callback"), "http://127.0.0.1/oauth/callback"},
-			Sends:        []string{loopback("localhost", InspectorPort, "/oauth/callback"), loopback("127.0.0.1", InspectorPort, "/oauth/callback")},
-			Note:         "In the Inspector: transport Streamable HTTP, this URL, and the client id in the authentication settings.",
-			Source:       "@modelcontextprotocol/inspector 2.12.0: redirect ${window.location.origin}/oauth/callback, the web UI on port 6274",
-			RunHere:      true,
+			Sends: []string{loopback("localhost", InspectorPort, "/oauth/callback"), loopback("127.0.0.1", InspectorPort, "/oauth/callback"),
+				loopback("127.0.0.1", InspectorCLICallbackPort, "/oauth/callback")},
+			Note: "In the Inspector: Add Servers, Add manually, transport streamable-http and this URL; then the server's Settings, " +
+				"OAuth Settings, Client ID; switch the server on and sign in. Its CLI (the last line) signs in on the first run and keeps the token for the next.",
+			Source:  "@modelcontextprotocol/inspector 2.12.0: the web UI redirects to ${window.location.origin}/oauth/callback (port 6274); the CLI to --callback-url, default http://127.0.0.1:6276/oauth/callback",
+			RunHere: true,
 			snippet: func(t Target) string {
-				return "npx @modelcontextprotocol/inspector\n# Streamable HTTP: " + t.MCPURL + "\n# client id: " + t.ClientID
+				return "npx @modelcontextprotocol/inspector\n# Streamable HTTP: " + t.MCPURL + "\n# client id: " + t.ClientID +
+					"\n# or in a terminal:\nnpx @modelcontextprotocol/inspector --cli " + t.MCPURL + " --transport http --client-id " + t.ClientID + " --method tools/list"
 			},
 		},
 	}

@@ -94,7 +94,7 @@ Exits 1 when a check fails.`,
   pbac conformance client --name ts-sdk --command "node conformance/clients/ts-sdk-client.mjs {url}" --json
   pbac conformance client --suite auth --command "./everything-client {url}"
   pbac conformance client --all --markdown   # the client × check table in conformance/CLIENTS.md
-  pbac conformance client --client claude-code,opencode,codex,gemini   # the real CLIs (conformance/realclients/README.md)`,
+  pbac conformance client --client claude-code,opencode,codex,gemini,inspector   # the real CLIs (conformance/realclients/README.md)`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -1,6 +1,7 @@
 // Package realclients drives real agent CLIs — Claude Code, OpenCode,
 // Codex and Gemini CLI, unpatched, at the versions package-lock.json pins — end to end through a
-// running gateway, headless: the CLI discovers the authorization server,
+// running gateway, headless (and the MCP Inspector, which has no model: its
+// CLI and its web UI, driven as a person uses them, drivers_inspector.go): the CLI discovers the authorization server,
 // signs in as the demo user through a $BROWSER helper, lists the gateway's
 // tools and calls one allowed and one denied tool because a stand-in model
 // API (conformance/modelapi) asks it to. What the CLI sent back as the
@@ -102,7 +103,8 @@ type Row struct {
 	Allowed      string `json:"allowed"`
 	Denied       string `json:"denied"`
 	// ModelSawDenied is the tool result the CLI gave the model for the
-	// denied call, verbatim.
+	// denied call, verbatim; for a client without a model (the MCP
+	// Inspector), what it showed the person.
 	ModelSawDenied string `json:"model_saw_denied"`
 	// DeniedHTTP is how the gateway answered the denied tools/call on the
 	// wire (status and challenge), from the observer.
@@ -222,7 +224,7 @@ func Version(dir, pkg string) string {
 }
 
 // commands are the CLIs' commands npm ci installs in node_modules/.bin.
-var commands = []string{"claude", "opencode", "codex", "gemini"}
+var commands = []string{"claude", "opencode", "codex", "gemini", "mcp-inspector"}
 
 // Installed tells whether npm ci has installed the CLIs in dir.
 func Installed(dir string) error {
@@ -344,9 +346,55 @@ func toolCalls(ctx context.Context, path, clientID string, n int) ([]AuditRecord
 	}
 }
 
+// sight is what the far end of a client saw of the gateway's tools: the
+// model, through the stand-in's record, or, for a client without one (the
+// MCP Inspector), the person, through what the client showed.
+type sight struct {
+	// who saw: "the model" or "the person".
+	who string
+	// offered is the name under which the gateway's drive.read_file was
+	// offered ("" when it was not).
+	offered string
+	// allowed and denied are the results seen for the two calls (nil:
+	// none).
+	allowed, denied *modelapi.ToolResult
+}
+
+// modelSight is what the model saw, from the stand-in's records.
+func modelSight(requests []modelapi.Request, results []modelapi.ToolResult) sight {
+	s := sight{who: "the model"}
+	// The CLIs name the gateway's drive.read_file each its own way
+	// (mcp__pbac__drive_read_file, pbac_drive_read_file,
+	// mcp__pbac.drive_read_file, mcp_pbac_drive.read_file): compared with
+	// every character but letters and digits read as "_", as the stand-in
+	// does.
+	for _, r := range requests {
+		for _, name := range r.Tools {
+			if strings.HasSuffix(notWord.ReplaceAllString(name, "_"), toolSuffix) {
+				s.offered = name
+			}
+		}
+	}
+	for _, r := range results {
+		switch r.Marker {
+		case markerAllowed:
+			s.allowed = &r
+		case markerDenied:
+			s.denied = &r
+		}
+	}
+	return s
+}
+
 // judge fills the row's steps from the observer's events, the stand-in's
 // records and the audit trail.
 func judge(ctx context.Context, row *Row, t Target, events []clientcheck.Event, requests []modelapi.Request, results []modelapi.ToolResult) {
+	judgeSight(ctx, row, t, events, modelSight(requests, results))
+}
+
+// judgeSight fills the row's steps from the observer's events, what the
+// far end saw and the audit trail.
+func judgeSight(ctx context.Context, row *Row, t Target, events []clientcheck.Event, s sight) {
 	has := func(pred func(clientcheck.Event) bool) (clientcheck.Event, bool) {
 		for _, ev := range events {
 			if pred(ev) {
@@ -388,11 +436,28 @@ func judge(ctx context.Context, row *Row, t Target, events []clientcheck.Event, 
 		row.Registration = fmt.Sprintf("authorized as client %q, not the pre-registered id", authz.Query.Get("client_id"))
 	}
 
-	if si, ok := has(func(ev clientcheck.Event) bool { return ev.SignedIn }); !ok {
+	// The harness signs in for a browser helper that fetches the
+	// authorization URL; in a real browser the person posts the sign-in
+	// page's form.
+	si, harness := has(func(ev clientcheck.Event) bool { return ev.SignedIn })
+	byPerson := false
+	if !harness {
+		si, byPerson = has(func(ev clientcheck.Event) bool {
+			return ev.Method == "POST" && strings.HasSuffix(ev.Path, "/oauth2/authorize") && ev.Form.Get("username") != ""
+		})
+	}
+	switch {
+	case !harness && !byPerson:
 		row.SignIn = "the browser never reached the sign-in page"
-	} else if si.AuthorizeError != "" {
+	case si.AuthorizeError != "":
 		row.SignIn = "refused: " + si.AuthorizeError
-	} else {
+	case byPerson && si.Form.Get("username") != "alice":
+		row.SignIn = fmt.Sprintf("signed in as %q, not alice", si.Form.Get("username"))
+	case byPerson && si.Status/100 != 3:
+		row.SignIn = fmt.Sprintf("the sign-in form was answered %d, not a redirect back", si.Status)
+	case byPerson:
+		row.SignIn = fmt.Sprintf("pass (alice, on the sign-in page in the browser; redirect_uri %s)", si.Query.Get("redirect_uri"))
+	default:
 		row.SignIn = fmt.Sprintf("pass (alice, redirect_uri %s)", si.Query.Get("redirect_uri"))
 	}
 
@@ -416,37 +481,16 @@ func judge(ctx context.Context, row *Row, t Target, events []clientcheck.Event, 
 	}
 
 	_, listed := has(func(ev clientcheck.Event) bool { return ev.RPC == "tools/list" && ev.Status == 200 })
-	// The CLIs name the gateway's drive.read_file each its own way
-	// (mcp__pbac__drive_read_file, pbac_drive_read_file,
-	// mcp__pbac.drive_read_file, mcp_pbac_drive.read_file): compared with
-	// every character but letters and digits read as "_", as the stand-in
-	// does.
-	offered := ""
-	for _, r := range requests {
-		for _, name := range r.Tools {
-			if strings.HasSuffix(notWord.ReplaceAllString(name, "_"), toolSuffix) {
-				offered = name
-			}
-		}
-	}
 	switch {
 	case !listed:
 		row.ToolsList = "no successful tools/list through the gateway"
-	case offered == "":
-		row.ToolsList = "tools/list answered, but the model was never offered " + gatewayTool
+	case s.offered == "":
+		row.ToolsList = "tools/list answered, but " + s.who + " was never offered " + gatewayTool
 	default:
-		row.ToolsList = "pass (the model was offered " + offered + ")"
+		row.ToolsList = "pass (" + s.who + " was offered " + s.offered + ")"
 	}
 
-	var allowed, denied *modelapi.ToolResult
-	for _, r := range results {
-		switch r.Marker {
-		case markerAllowed:
-			allowed = &r
-		case markerDenied:
-			denied = &r
-		}
-	}
+	allowed, denied := s.allowed, s.denied
 	calls, err := toolCalls(ctx, t.AuditFile, t.ClientID, 2)
 	var audit []string
 	for _, c := range calls {
@@ -466,23 +510,23 @@ func judge(ctx context.Context, row *Row, t Target, events []clientcheck.Event, 
 	}
 	switch {
 	case allowed == nil:
-		row.Allowed = "the model never got a result for the allowed call"
+		row.Allowed = s.who + " never got a result for the allowed call"
 	case !strings.Contains(allowed.Content, allowedText):
-		row.Allowed = "the model saw: " + clip(allowed.Content)
+		row.Allowed = s.who + " saw: " + clip(allowed.Content)
 	case !auditHas("allow"):
-		row.Allowed = "the model saw the file, but the audit trail has no allow of " + gatewayTool + " for alice"
+		row.Allowed = s.who + " saw the file, but the audit trail has no allow of " + gatewayTool + " for alice"
 	default:
-		row.Allowed = "pass (the model saw the file; audit: allow)"
+		row.Allowed = "pass (" + s.who + " saw the file; audit: allow)"
 	}
 	switch {
 	case denied == nil:
-		row.Denied = "the model never got a result for the denied call"
+		row.Denied = s.who + " never got a result for the denied call"
 	case strings.Contains(denied.Content, "DB_HOST="):
-		row.Denied = "the model saw the secret file"
+		row.Denied = s.who + " saw the secret file"
 	case !auditHas("deny"):
 		row.Denied = "the audit trail has no deny of " + gatewayTool + " for alice"
 	case !strings.Contains(denied.Content, deniedByPolicy):
-		row.Denied = "the model was not told the policy denied the call: " + clip(denied.Content)
+		row.Denied = s.who + " was not told the policy denied the call: " + clip(denied.Content)
 	default:
 		row.Denied = "pass (audit: deny)"
 		if denied.IsError {

@@ -49,7 +49,7 @@ func TestRealClients(t *testing.T) {
 		for _, f := range r.Failed() {
 			t.Errorf("%s %s: %s", r.Client, r.Version, f)
 		}
-		t.Logf("%s: the model saw for the denied call: %q", r.Client, r.ModelSawDenied)
+		t.Logf("%s: what the model (Inspector: the person) saw for the denied call: %q", r.Client, r.ModelSawDenied)
 	}
 	report := Markdown(rows)
 	if p := os.Getenv("PBAC_REALCLIENTS_REPORT"); p != "" {

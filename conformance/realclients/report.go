@@ -9,7 +9,7 @@ import (
 // configuration that worked for each.
 func Markdown(rows []Row) string {
 	var b strings.Builder
-	b.WriteString("| client | version | discovery | registration | sign-in | token | tools/list | allowed call | denied call | the gateway answered | what the model saw for the denied call | audit trail |\n")
+	b.WriteString("| client | version | discovery | registration | sign-in | token | tools/list | allowed call | denied call | the gateway answered | what the model (Inspector: the person) saw for the denied call | audit trail |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Client, r.Version,

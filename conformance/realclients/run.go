@@ -23,6 +23,8 @@ var Drivers = map[string]Driver{
 	"claude-code-dcr":  DriveClaudeCodeSelfRegistered,
 	"codex":            DriveCodex,
 	"gemini":           DriveGemini,
+	"inspector":        DriveInspector,
+	"inspector-web":    DriveInspectorWeb,
 	"opencode":         DriveOpenCode,
 }
 
