@@ -86,6 +86,12 @@ func parseFetchURL(raw string, needPath bool) (*url.URL, error) {
 	if needPath && path == "" {
 		return nil, fmt.Errorf("must contain a path component")
 	}
+	if lp := strings.ToLower(path); strings.Contains(lp, "%2f") || strings.Contains(lp, "%5c") {
+		// A server that decodes them would serve another path than the
+		// one policy matched (agents.cimd_providers prefixes), e.g.
+		// /agents/x%2F..%2F..%2Fother.
+		return nil, fmt.Errorf("the path must not contain an encoded slash or backslash")
+	}
 	for _, seg := range strings.Split(path, "/") {
 		if s, err := url.PathUnescape(seg); err == nil && (s == "." || s == "..") || seg == "." || seg == ".." {
 			return nil, fmt.Errorf("must not contain a dot segment")

@@ -13,7 +13,7 @@ import (
 // fragment or dot segment.
 func FuzzParseClientID(f *testing.F) {
 	for _, s := range []string{"https://a.example/c.json", "https://a.example", "https://u@a.example/c", "https://a.example/../c",
-		"https://a.example/%2e%2e/c", "https://[::1]:443/c", "HTTPS://a.example/c", "https://a.example/c#f", "https://a.example:99999/c"} {
+		"https://a.example/%2e%2e/c", "https://a.example/a%2F..%2Fc", "https://[::1]:443/c", "HTTPS://a.example/c", "https://a.example/c#f", "https://a.example:99999/c"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, id string) {
@@ -25,7 +25,8 @@ func FuzzParseClientID(f *testing.F) {
 			return
 		}
 		if !IsURL(id) || u.Scheme != "https" || u.Hostname() == "" || u.User != nil || u.Fragment != "" || u.EscapedPath() == "" ||
-			strings.Contains(id, "/../") || strings.HasSuffix(id, "/..") || strings.Contains(id, "/./") {
+			strings.Contains(id, "/../") || strings.HasSuffix(id, "/..") || strings.Contains(id, "/./") ||
+			strings.Contains(strings.ToLower(u.EscapedPath()), "%2f") {
 			t.Fatalf("accepted %q as %#v", id, u)
 		}
 	})
