@@ -107,7 +107,6 @@ func TestStoredVersionsSurviveARestart(t *testing.T) {
 	})
 }
 
-
 // TestStoredBundlesAreVerifiedAtStart: a stored signed bundle starts again
 // only while it verifies with the keys configured at start; otherwise the
 // one before it that does (here the first, trusted as built in) starts.
@@ -194,7 +193,10 @@ func TestUnstoredChangeDoesNotTakeEffect(t *testing.T) {
 	st.fail = true
 	for name, change := range map[string]func() error{
 		"activate": func() error { _, err := r.Activate(ctx, policytest.Versioned(t, 3, "alice"), "v3"); return err },
-		"data":     func() error { _, err := r.SetData(ctx, []byte(`{"marker": 4, "allowed": ["alice"]}`), "data"); return err },
+		"data": func() error {
+			_, err := r.SetData(ctx, []byte(`{"marker": 4, "allowed": ["alice"]}`), "data")
+			return err
+		},
 		"rollback": func() error { _, err := r.Rollback(ctx); return err },
 	} {
 		if err := change(); !errors.Is(err, plugins.ErrStore) {
