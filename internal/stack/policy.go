@@ -116,15 +116,25 @@ func (s *Stack) openPolicy(ctx context.Context) error {
 		return err
 	}
 	opts := []plugins.Option{plugins.WithLogger(s.log), plugins.WithDecisionTimeout(pc.Limits.DecisionTimeout)}
-	if !s.cfg.Ephemeral {
+	switch {
+	case config.IsPostgresStore(s.cfg.Store):
+		// With the token store, shared by the replicas on the database.
+		st, err := pgsync.OpenVersions(ctx, s.cfg.Store)
+		if err != nil {
+			_ = engine.Close(ctx)
+			return fmt.Errorf("open the policy versions: %w", err)
+		}
+		// Registered before the runtime, so it closes after the registry.
+		s.onClose(phasePolicy, "policy versions", func(context.Context) error { st.Close(); return nil })
+		opts = append(opts, plugins.WithStore(st))
+	case !s.cfg.Ephemeral:
 		dir := filepath.Join(s.cfg.DataDir, PolicyStoreDir)
 		st, err := policystore.Open(ctx, dir, s.log)
 		if err != nil {
 			_ = engine.Close(ctx)
 			return fmt.Errorf("open the policy versions: %w", err)
 		}
-		// Registered before the runtime, so it closes after the registry.
-		s.onClose(phasePolicy, "policy store", func(context.Context) error { return st.Close() })
+		s.onClose(phasePolicy, "policy versions", func(context.Context) error { return st.Close() })
 		opts = append(opts, plugins.WithStore(st))
 	}
 	reg := plugins.New(engine, opts...)
