@@ -31,13 +31,13 @@ type killableUp struct {
 }
 
 // startKillableUp runs `pbac up` on dataDir and waits until it is up.
-func startKillableUp(t *testing.T, dataDir string) *killableUp {
+func startKillableUp(t *testing.T, dataDir string, extra ...string) *killableUp {
 	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
 		t.Fatalf("build pbac: %v", err)
 	}
-	cmd := exec.Command(bin, "up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn")
+	cmd := exec.Command(bin, append([]string{"up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn"}, extra...)...)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -231,5 +231,47 @@ func TestPolicyChangesSurviveKill(t *testing.T) {
 	}
 	if want := []string{"activated", "data_updated", "activated", "rolled_back"}; !slices.Equal(kinds, want) {
 		t.Fatalf("versions after three restarts: %v, want %v", kinds, want)
+	}
+}
+
+// TestPolicyChangeSurvivesKillOnPostgres: with the token store on
+// PostgreSQL the policy versions are kept there: a data change, SIGKILL
+// right after the 200, and a start with an empty data dir on the same
+// database decides with the change, and lists it with its author.
+func TestPolicyChangeSurvivesKillOnPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dsn := pgE2EDSN(t, "pw-durable-policy")
+	p := startKillableUp(t, t.TempDir(), "--store", dsn)
+	if !p.ciBotWrites(t, p.ciBotToken(t)) {
+		t.Fatal("the shipped policy denies the ci bot's jira comment")
+	}
+	shipped, err := rego.BuildShipped(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, raw := p.admin.do(t, http.MethodPut, "/admin/policy/data", withoutGrant(t, shipped.Data, "ci_agent", "jira", "write"))
+	if code != http.StatusOK {
+		t.Fatalf("data change: %d %s", code, raw)
+	}
+	p.kill(t)
+	var changed struct {
+		Version string `json:"version"`
+	}
+	_ = json.Unmarshal(raw, &changed)
+
+	p = startKillableUp(t, t.TempDir(), "--store", dsn)
+	if p.ciBotWrites(t, p.ciBotToken(t)) {
+		t.Fatal("after the data change, SIGKILL and a start on the same database: the ci bot's jira comment is allowed, want denied")
+	}
+	active, events := p.versions(t)
+	if active["version"] != changed.Version || active["author"] != "admin token" || active["source"] != "admin data update" {
+		t.Fatalf("active after the restart: %v", active)
+	}
+	if !slices.ContainsFunc(events, func(e map[string]any) bool {
+		return e["kind"] == "data_updated" && e["version"] == changed.Version && e["author"] == "admin token"
+	}) {
+		t.Fatalf("the versions list lacks the data change: %v", events)
 	}
 }
