@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/plugins/policystore"
 )
@@ -107,5 +108,31 @@ func TestStoreRefuses(t *testing.T) {
 	}
 	if hist, err := st.History(ctx); err != nil || len(hist) != 0 {
 		t.Fatalf("history after refusals: %v, %v", hist, err)
+	}
+}
+
+// BenchmarkAppendShipped measures what storing a version adds to an
+// activation: the shipped bundle, synced to disk.
+func BenchmarkAppendShipped(b *testing.B) {
+	shipped, err := policytest.Shipped()
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := shipped.TarGz()
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := policystore.Open(context.Background(), b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	b.SetBytes(int64(len(raw)))
+	r := rec(1)
+	r.Bundle = raw
+	for b.Loop() {
+		if _, err := st.Append(context.Background(), r); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
