@@ -3,9 +3,12 @@ package plugins_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/plugins"
@@ -222,4 +225,87 @@ func (s *switchable) Append(ctx context.Context, rec plugins.Record) (plugins.Re
 		return plugins.Record{}, errors.New("disk full")
 	}
 	return s.Store.Append(ctx, rec)
+}
+
+// TestDroppedBundleAtStartYieldsToANewerStoredHead: at start, the newest
+// bundle in the watched directory replaces the stored head only when the
+// file is newer than it, so a restart does not undo a later change made
+// through the admin API with an old file.
+func TestDroppedBundleAtStartYieldsToANewerStoredHead(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		fileAge  time.Duration // relative to the stored head
+		wantFile bool
+	}{
+		{"file older than the stored head stays out", -time.Hour, false},
+		{"file newer than the stored head activates", time.Hour, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			store, policies := t.TempDir(), t.TempDir()
+			first := policytest.Versioned(t, 1, "alice")
+			r, _, stop, err := restart(t, store, nil, first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			uploaded := policytest.Versioned(t, 2, "alice")
+			if _, err := r.Activate(plugins.WithAuthor(ctx, "admin token"), uploaded, "admin upload"); err != nil {
+				t.Fatal(err)
+			}
+			stop()
+
+			file := policytest.Versioned(t, 3, "alice")
+			path := filepath.Join(policies, "dropped.tar.gz")
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := file.WriteTarGz(f); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			r, info, _, err := restart(t, store, nil, first)
+			if err != nil || info.Version != uploaded.Revision {
+				t.Fatalf("restart: %+v %v", info, err)
+			}
+			mod := r.HeadAt().Add(tc.fileAge)
+			if err := os.Chtimes(path, mod, mod); err != nil {
+				t.Fatal(err)
+			}
+			wctx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- r.WatchDir(wctx, policies) }()
+			// A bundle dropped while watching always activates: once it
+			// is live, the start's choice is made.
+			later := policytest.Versioned(t, 4, "alice")
+			if tc.wantFile {
+				waitFor(t, "the newer file", func() bool { cur, _ := r.Active(); return cur.Version == file.Revision })
+			}
+			tmp := filepath.Join(policies, ".later")
+			lf, err := os.Create(tmp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := later.WriteTarGz(lf); err != nil {
+				t.Fatal(err)
+			}
+			_ = lf.Close()
+			if err := os.Rename(tmp, filepath.Join(policies, "later.tar.gz")); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the bundle dropped while watching", func() bool { cur, _ := r.Active(); return cur.Version == later.Revision })
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			fileActivated := slices.ContainsFunc(r.Events(), func(e plugins.Event) bool {
+				return e.Kind == "activated" && e.Version == file.Revision
+			})
+			if fileActivated != tc.wantFile {
+				t.Fatalf("the file in the directory at start activated: %v, want %v; events %+v", fileActivated, tc.wantFile, r.Events())
+			}
+		})
+	}
 }
