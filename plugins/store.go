@@ -92,9 +92,10 @@ func (r *Registry) reject(ctx context.Context, v *version, err error) {
 	r.logger.Error("policy change not stored; the active policy stays", "version", short(v.info.Version), "source", v.info.Source, "err", err)
 }
 
-// HeadAt is when the stored head version was activated (zero without a
-// store, or before Start): a bundle dropped into the watched directory
-// before it does not replace it at start.
+// HeadAt is when the stored head version was activated: a bundle dropped
+// into the watched directory before it does not replace it at start. It is
+// zero without a store, before Start, and while the head is the first
+// version Start was given (the shipped policy is only a starting point).
 func (r *Registry) HeadAt() time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -146,7 +147,9 @@ func (r *Registry) Start(ctx context.Context, first *rego.Bundle, source string)
 		}
 		v.info.Author = rec.Author
 		r.rebuildHistory(ctx, recs[:i+1], trusted)
-		r.headAt = rec.At
+		if rec.Version != trusted {
+			r.headAt = rec.At
+		}
 		r.swapNoHistory(ctx, v, "restored")
 		return v.info, nil
 	}
@@ -164,6 +167,7 @@ func (r *Registry) Start(ctx context.Context, first *rego.Bundle, source string)
 		_ = v.policy.Close(ctx)
 		return Info{}, err
 	}
+	r.headAt = time.Time{} // the built-in first version yields to any dropped bundle
 	r.swapNoHistory(ctx, v, "activated")
 	return v.info, nil
 }

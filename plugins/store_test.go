@@ -236,9 +236,11 @@ func TestDroppedBundleAtStartYieldsToANewerStoredHead(t *testing.T) {
 		name     string
 		fileAge  time.Duration // relative to the stored head
 		wantFile bool
+		shipped  bool // the head is the first version, no upload
 	}{
-		{"file older than the stored head stays out", -time.Hour, false},
-		{"file newer than the stored head activates", time.Hour, true},
+		{"file older than the stored head stays out", -time.Hour, false, false},
+		{"file newer than the stored head activates", time.Hour, true, false},
+		{"the shipped head yields to any file", -time.Hour, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -248,8 +250,10 @@ func TestDroppedBundleAtStartYieldsToANewerStoredHead(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			uploaded := policytest.Versioned(t, 2, "alice")
-			if _, err := r.Activate(plugins.WithAuthor(ctx, "admin token"), uploaded, "admin upload"); err != nil {
+			head := policytest.Versioned(t, 2, "alice")
+			if tc.shipped {
+				head = first
+			} else if _, err := r.Activate(plugins.WithAuthor(ctx, "admin token"), head, "admin upload"); err != nil {
 				t.Fatal(err)
 			}
 			stop()
@@ -267,10 +271,10 @@ func TestDroppedBundleAtStartYieldsToANewerStoredHead(t *testing.T) {
 				t.Fatal(err)
 			}
 			r, info, _, err := restart(t, store, nil, first)
-			if err != nil || info.Version != uploaded.Revision {
+			if err != nil || info.Version != head.Revision {
 				t.Fatalf("restart: %+v %v", info, err)
 			}
-			mod := r.HeadAt().Add(tc.fileAge)
+			mod := time.Now().Add(tc.fileAge)
 			if err := os.Chtimes(path, mod, mod); err != nil {
 				t.Fatal(err)
 			}
