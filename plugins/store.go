@@ -110,7 +110,9 @@ func (r *Registry) HeadAt() time.Time {
 // dir, or no store), first (the shipped or configured bundle, trusted as
 // built in: it is not held to signatures) becomes active and, with a store,
 // its first record. A stored version whose revision is first's is trusted
-// the same way.
+// the same way. When the newest record is an earlier run's first version
+// from the same source, never changed since (a binary upgrade that ships
+// another policy), first replaces it.
 func (r *Registry) Start(ctx context.Context, first *rego.Bundle, source string) (Info, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -131,6 +133,22 @@ func (r *Registry) Start(ctx context.Context, first *rego.Bundle, source string)
 	trusted := ""
 	if first != nil {
 		trusted = revisionOf(first)
+	}
+	if n := len(recs); first != nil && n > 0 && isEarlierStart(recs[n-1], source, trusted) {
+		// Nobody changed the policy since an earlier binary (or
+		// configuration) started its own: this one's starting version
+		// replaces it, the earlier one stays in the rollback history.
+		r.logger.Info("the stored policy is an earlier "+source+" policy, never changed since; this one starts",
+			"stored", short(recs[n-1].Version), "version", short(trusted))
+		r.rebuildHistory(ctx, recs, trusted)
+		if b, err := r.storedBundle(ctx, recs[n-1], trusted); err == nil {
+			r.history = append(r.history, b)
+			r.sources = append(r.sources, recs[n-1].Source)
+			if len(r.history) > historyDepth {
+				r.history, r.sources = r.history[1:], r.sources[1:]
+			}
+		}
+		return r.startFirst(ctx, first, source)
 	}
 	for i := len(recs) - 1; i >= 0; i-- {
 		rec := recs[i]
@@ -159,6 +177,18 @@ func (r *Registry) Start(ctx context.Context, first *rego.Bundle, source string)
 	if len(recs) > 0 {
 		r.logger.Error("no stored policy version could be activated; the "+source+" policy starts", "stored", len(recs))
 	}
+	return r.startFirst(ctx, first, source)
+}
+
+// isEarlierStart tells whether rec is the starting version of an earlier
+// run (the same source, nobody's change) other than this one's.
+func isEarlierStart(rec Record, source, trusted string) bool {
+	return rec.Kind == "activated" && rec.Source == source && rec.Author == "" && rec.Version != trusted
+}
+
+// startFirst activates first, trusted as built in, and stores it. Callers
+// hold r.mu.
+func (r *Registry) startFirst(ctx context.Context, first *rego.Bundle, source string) (Info, error) {
 	v, err := r.load(ctx, first, source, nil)
 	if err != nil {
 		return Info{}, err

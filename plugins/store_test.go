@@ -313,3 +313,43 @@ func TestDroppedBundleAtStartYieldsToANewerStoredHead(t *testing.T) {
 		})
 	}
 }
+
+// TestNewShippedPolicyReplacesOnlyAnUnchangedOne: a binary that ships
+// another policy starts it when nobody changed the earlier one (which stays
+// in the rollback history), and keeps an operator's change otherwise.
+func TestNewShippedPolicyReplacesOnlyAnUnchangedOne(t *testing.T) {
+	ctx := context.Background()
+	oldShipped, newShipped := policytest.Versioned(t, 1, "alice"), policytest.Versioned(t, 5, "alice")
+	for _, tc := range []struct {
+		name       string
+		change     bool
+		wantMarker int
+	}{
+		{"unchanged: the new shipped policy starts", false, 5},
+		{"changed: the change stays", true, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			r, _, stop, err := restart(t, dir, nil, oldShipped)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.change {
+				if _, err := r.SetData(plugins.WithAuthor(ctx, "admin token"), []byte(`{"marker": 3, "allowed": ["alice"]}`), "admin data update"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			stop()
+			r, _, _, err = restart(t, dir, nil, newShipped)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, m := decide(t, r, "alice"); m != tc.wantMarker {
+				t.Fatalf("marker %d after the upgrade, want %d", m, tc.wantMarker)
+			}
+			if info, err := r.Rollback(ctx); err != nil || (!tc.change && info.Version != oldShipped.Revision) {
+				t.Fatalf("rollback after the upgrade: %+v %v", info, err)
+			}
+		})
+	}
+}
