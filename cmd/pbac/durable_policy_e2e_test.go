@@ -28,6 +28,7 @@ type killableUp struct {
 	base   string
 	admin  replicaAdmin
 	output string
+	logs   *syncBuffer // its standard error
 }
 
 // startKillableUp runs `pbac up` on dataDir and waits until it is up.
@@ -39,7 +40,8 @@ func startKillableUp(t *testing.T, dataDir string, extra ...string) *killableUp 
 	}
 	cmd := exec.Command(bin, append([]string{"up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn"}, extra...)...)
 	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
+	logs := &syncBuffer{}
+	cmd.Stderr = io.MultiWriter(os.Stderr, logs)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +64,7 @@ func startKillableUp(t *testing.T, dataDir string, extra ...string) *killableUp 
 	case <-time.After(90 * time.Second):
 		t.Fatal("pbac up did not come up")
 	}
-	p := &killableUp{cmd: cmd, output: out}
+	p := &killableUp{cmd: cmd, output: out, logs: logs}
 	if m := upReady.FindStringSubmatch(out); m != nil {
 		p.base = m[1]
 	}
@@ -273,5 +275,55 @@ func TestPolicyChangeSurvivesKillOnPostgres(t *testing.T) {
 		return e["kind"] == "data_updated" && e["version"] == changed.Version && e["author"] == "admin token"
 	}) {
 		t.Fatalf("the versions list lacks the data change: %v", events)
+	}
+}
+
+// TestStoredSignedBundleIsVerifiedAtStart: with signatures required, a
+// signed upload kept across SIGKILL starts again while its key is
+// configured; started with another key it is not activated — the shipped
+// policy decides — and the log says why.
+func TestStoredSignedBundleIsVerifiedAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	keys, dataDir := t.TempDir(), t.TempDir()
+	priv, pub := writeKeyPair(t, keys, "ops")
+	_, otherPub := writeKeyPair(t, keys, "other")
+	shipped, err := rego.BuildShipped(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	demoted := &rego.Bundle{Wasm: shipped.Wasm, Modules: shipped.Modules, Data: withoutGrant(t, shipped.Data, "ci_agent", "jira", "write")}
+	demoted.Revision = rego.Revision(demoted.Wasm, demoted.Data)
+	var signed bytes.Buffer
+	if err := writeSigned(&signed, demoted, priv, ""); err != nil {
+		t.Fatal(err)
+	}
+
+	p := startKillableUp(t, dataDir, "--bundle-verification-key", pub)
+	code, raw := p.admin.do(t, http.MethodPost, "/admin/policy/bundles", signed.Bytes())
+	if code != http.StatusOK {
+		t.Fatalf("signed upload: %d %s", code, raw)
+	}
+	p.kill(t)
+
+	p = startKillableUp(t, dataDir, "--bundle-verification-key", pub)
+	if p.ciBotWrites(t, p.ciBotToken(t)) {
+		t.Fatal("the signed upload is not active after SIGKILL and a restart with its key")
+	}
+	if active, _ := p.versions(t); active["signed_by"] != rego.DefaultKeyID || active["source"] != "admin upload" {
+		t.Fatalf("active after the restart with its key: %v", active)
+	}
+	p.kill(t)
+
+	p = startKillableUp(t, dataDir, "--bundle-verification-key", otherPub)
+	if !p.ciBotWrites(t, p.ciBotToken(t)) {
+		t.Fatal("a stored bundle signed by a key no longer configured decides after a restart")
+	}
+	if active, _ := p.versions(t); active["source"] != "shipped" {
+		t.Fatalf("active after the restart with another key: %v, want the shipped policy", active)
+	}
+	if logs := p.logs.String(); !strings.Contains(logs, "stored policy version not activated") || !strings.Contains(logs, short(demoted.Revision)) {
+		t.Fatalf("the log does not say the stored version was refused:\n%s", logs)
 	}
 }
