@@ -128,7 +128,7 @@ func (s *Stack) openPolicy(ctx context.Context) error {
 		s.onClose(phasePolicy, "policy versions", func(context.Context) error { st.Close(); return nil })
 		opts = append(opts, plugins.WithStore(st))
 	case !s.cfg.Ephemeral:
-		dir := filepath.Join(s.cfg.DataDir, PolicyStoreDir)
+		dir := filepath.Join(s.cfg.DataDir, policyStoreDir)
 		st, err := policystore.Open(ctx, dir, s.log)
 		if err != nil {
 			_ = engine.Close(ctx)
@@ -179,9 +179,9 @@ func (s *Stack) openPolicy(ctx context.Context) error {
 	return nil
 }
 
-// PolicyStoreDir is where, under the data dir, the activated policy
+// policyStoreDir is where, under the data dir, the activated policy
 // versions are kept (plugins/policystore).
-const PolicyStoreDir = "policy-store"
+const policyStoreDir = "policy-store"
 
 // requireSignatures requires signed bundles when a verifier is configured.
 func (s *Stack) requireSignatures() {
