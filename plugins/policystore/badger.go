@@ -6,7 +6,8 @@
 // "bun/" + seq its bundle (tar.gz). A record and its bundle are written in
 // one transaction, synced to disk before Append returns. The newest Keep
 // records are kept; older ones are deleted with the append that passes
-// the bound.
+// the bound, and their space in the value log is reclaimed at the next
+// Open.
 //
 // A Store is safe for concurrent use; appends are serialised by the
 // registry (one process owns a data dir: Badger locks it).
@@ -91,6 +92,13 @@ func Open(ctx context.Context, dir string, logger *slog.Logger, opts ...Option) 
 	s := &Store{db: db, keep: Keep}
 	for _, o := range opts {
 		o(s)
+	}
+	if dir != "" {
+		// Dropped versions leave their bundles in the value log; versions
+		// change by hand, rarely, so reclaiming at start is enough and
+		// needs no goroutine.
+		for db.RunValueLogGC(0.5) == nil {
+		}
 	}
 	return s, nil
 }
