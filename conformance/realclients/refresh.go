@@ -165,11 +165,11 @@ func judgeRefresh(p *refreshProbe, events []clientcheck.Event, results []modelap
 	case reauthorized:
 		what := "re-authorized, not refreshed (a new sign-in)"
 		if refused != nil {
-			what = fmt.Sprintf("re-authorized after its refresh was refused (%d)", refused.Status)
+			what = fmt.Sprintf("re-authorized after its refresh was refused (%s)", refusal(*refused))
 		}
 		return fmt.Sprintf("%s; %s (%s%s)", what, saw, ttl, early)
 	case refused != nil:
-		return fmt.Sprintf("the refresh was refused (%d) and it did not sign in again; %s (%s%s)", refused.Status, saw, ttl, early)
+		return fmt.Sprintf("the refresh was refused (%s) and it did not sign in again; %s (%s%s)", refusal(*refused), saw, ttl, early)
 	case expiredRefused:
 		return fmt.Sprintf("no refresh: the expired token was refused (401) and the CLI neither refreshed nor signed in again; %s (%s%s)", saw, ttl, early)
 	case mcp == 0:
@@ -177,4 +177,12 @@ func judgeRefresh(p *refreshProbe, events []clientcheck.Event, results []modelap
 	default:
 		return fmt.Sprintf("no refresh and no 401: the gateway still took the old token (the wait was too short?); %s (%s%s)", saw, ttl, early)
 	}
+}
+
+// refusal is a refused request's status and OAuth error.
+func refusal(ev clientcheck.Event) string {
+	if ev.OAuthError == "" {
+		return fmt.Sprint(ev.Status)
+	}
+	return fmt.Sprintf("%d %s", ev.Status, ev.OAuthError)
 }

@@ -50,6 +50,8 @@ func TestJudgeRefresh(t *testing.T) {
 		{name: "refresh refused, signed in again", after: []clientcheck.Event{grant("refresh_token", "", 400), {Method: "GET", Path: "/oauth2/authorize"}},
 			results: sawFile, want: "re-authorized after its refresh was refused (400)"},
 		{name: "refresh refused", after: []clientcheck.Event{grant("refresh_token", "", 400)}, want: "the refresh was refused (400)"},
+		{name: "refresh refused, the error said", after: []clientcheck.Event{{Method: "POST", Path: "/oauth2/token", Status: 400,
+			Form: url.Values{"grant_type": {"refresh_token"}}, OAuthError: "invalid_grant: gone"}}, want: "the refresh was refused (400 invalid_grant: gone)"},
 		{name: "the expired token refused, nothing else", after: []clientcheck.Event{call("T", 401)}, want: "no refresh: the expired token was refused"},
 		{name: "no request", want: "the CLI made no request"},
 		{name: "the old token still taken", after: []clientcheck.Event{call("T", 200)}, results: sawFile, want: "no refresh and no 401"},

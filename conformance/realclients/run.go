@@ -177,7 +177,7 @@ func runPhase(ctx context.Context, cfg Config, name string, drive Driver, probe 
 	fmt.Fprintf(cfg.Log, "== %s took %s\n", name, time.Since(began).Round(time.Second))
 	for _, ev := range g.Observer.Events() {
 		if strings.HasSuffix(ev.Path, "/oauth2/token") || strings.HasSuffix(ev.Path, "/register") {
-			fmt.Fprintf(cfg.Log, "gateway saw: %s %s grant_type=%s → %d\n", ev.Method, ev.Path, ev.Form.Get("grant_type"), ev.Status)
+			fmt.Fprintf(cfg.Log, "gateway saw: %s %s grant_type=%s → %d %s\n", ev.Method, ev.Path, ev.Form.Get("grant_type"), ev.Status, ev.OAuthError)
 		}
 	}
 	for _, r := range model.Requests() {
