@@ -102,6 +102,12 @@ func judgeRefresh(p *refreshProbe, events []clientcheck.Event, results []modelap
 	switch ok, refused := refreshOutcomes(events[:p.from]); {
 	case refused > 0:
 		early = fmt.Sprintf("; before, while its token was valid, it had refreshed %d×, %d refused", ok+refused, refused)
+		for _, ev := range events[:p.from] {
+			if isTokenRequest(ev, "refresh_token") && ev.AccessToken == "" {
+				early += " (" + refusal(ev) + ")"
+				break
+			}
+		}
 	case ok > 0:
 		early = fmt.Sprintf("; before, while its token was valid, it had refreshed %d×", ok)
 	}
@@ -129,16 +135,23 @@ func judgeRefresh(p *refreshProbe, events []clientcheck.Event, results []modelap
 		}
 	}
 	reauthorized := false
-	expiredRefused := false
+	expiredRefused, tokenless, oldTaken := false, false, false
 	mcp := 0
+	var seen []string
 	for _, ev := range after {
 		switch {
 		case ev.Method == http.MethodGet && strings.HasSuffix(ev.Path, "/oauth2/authorize"), isTokenRequest(ev, "authorization_code"):
 			reauthorized = true
 		case strings.HasPrefix(ev.Path, "/mcp"):
 			mcp++
-			if ev.Status == http.StatusUnauthorized && ev.Bearer != "" {
+			seen = append(seen, fmt.Sprintf("%s %d", ev.Method, ev.Status))
+			switch {
+			case ev.Status == http.StatusUnauthorized && ev.Bearer != "":
 				expiredRefused = true
+			case ev.Status == http.StatusUnauthorized:
+				tokenless = true
+			case ev.Bearer != "" && ev.Status < 300:
+				oldTaken = true
 			}
 		}
 	}
@@ -161,7 +174,11 @@ func judgeRefresh(p *refreshProbe, events []clientcheck.Event, results []modelap
 		}
 		return fmt.Sprintf("refreshed (refresh_token grant %s, the new token used on /mcp), but %s (%s%s)", on401, saw, ttl, early)
 	case refreshed != nil:
-		return fmt.Sprintf("refreshed, but the new token was never used on /mcp; %s (%s%s)", saw, ttl, early)
+		also := ""
+		if refused != nil {
+			also = "; a refresh was refused (" + refusal(*refused) + ")"
+		}
+		return fmt.Sprintf("refreshed, but the new token was never used on /mcp%s; %s (%s%s)", also, saw, ttl, early)
 	case reauthorized:
 		what := "re-authorized, not refreshed (a new sign-in)"
 		if refused != nil {
@@ -172,17 +189,30 @@ func judgeRefresh(p *refreshProbe, events []clientcheck.Event, results []modelap
 		return fmt.Sprintf("the refresh was refused (%s) and it did not sign in again; %s (%s%s)", refusal(*refused), saw, ttl, early)
 	case expiredRefused:
 		return fmt.Sprintf("no refresh: the expired token was refused (401) and the CLI neither refreshed nor signed in again; %s (%s%s)", saw, ttl, early)
+	case tokenless:
+		return fmt.Sprintf("no token: it called the gateway without one (401) and neither refreshed nor signed in again; %s (%s%s)", saw, ttl, early)
 	case mcp == 0:
 		return fmt.Sprintf("the CLI made no request to the gateway after the access token expired; %s (%s%s)", saw, ttl, early)
-	default:
+	case oldTaken:
 		return fmt.Sprintf("no refresh and no 401: the gateway still took the old token (the wait was too short?); %s (%s%s)", saw, ttl, early)
+	default:
+		return fmt.Sprintf("no refresh and no token: its requests to the gateway (%s) carried none that was taken; %s (%s%s)", strings.Join(seen, ", "), saw, ttl, early)
 	}
 }
 
-// refusal is a refused request's status and OAuth error.
+// refusal is a refused request's status and OAuth error: its code and
+// the last sentence of its description (fosite's descriptions open with
+// RFC 6749's generic text and end with what happened).
 func refusal(ev clientcheck.Event) string {
 	if ev.OAuthError == "" {
 		return fmt.Sprint(ev.Status)
 	}
-	return fmt.Sprintf("%d %s", ev.Status, ev.OAuthError)
+	code, desc, _ := strings.Cut(ev.OAuthError, ": ")
+	if s := strings.Split(strings.TrimSuffix(desc, "."), ". "); len(s) > 1 {
+		desc = "… " + s[len(s)-1]
+	}
+	if desc == "" {
+		return fmt.Sprintf("%d %s", ev.Status, code)
+	}
+	return fmt.Sprintf("%d %s: %s", ev.Status, code, desc)
 }
