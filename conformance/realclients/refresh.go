@@ -38,6 +38,10 @@ type refreshProbe struct {
 	started bool
 	// result is judgeRefresh's.
 	result string
+	// shown, for a driver with no model (the Inspector), is what the
+	// person was shown for the call after the expiry; judged instead of
+	// the stand-in model's results.
+	shown *modelapi.ToolResult
 }
 
 // calls yields the prompts of the driver's invocations, one each: the
@@ -113,12 +117,20 @@ func judgeRefresh(p *refreshProbe, events []clientcheck.Event, results []modelap
 	}
 	after := events[p.from:]
 	saw := "the model got no result for the call"
+	if p.shown != nil {
+		results = []modelapi.ToolResult{*p.shown}
+		saw = "the person was shown no result for the call"
+	}
 	for _, r := range results {
 		if r.Marker == markerRefresh {
+			who := "the model"
+			if p.shown != nil {
+				who = "the person"
+			}
 			if strings.Contains(r.Content, allowedText) {
-				saw = "the model saw the file"
+				saw = who + " saw the file"
 			} else {
-				saw = "the model saw: " + clip(r.Content)
+				saw = who + " saw: " + clip(r.Content)
 			}
 		}
 	}
@@ -169,7 +181,7 @@ func judgeRefresh(p *refreshProbe, events []clientcheck.Event, results []modelap
 	}
 	switch {
 	case refreshed != nil && usedNew:
-		if saw == "the model saw the file" {
+		if strings.HasSuffix(saw, " saw the file") {
 			return fmt.Sprintf("pass (refresh_token grant %s, the new token used on /mcp; %s; %s%s)", on401, saw, ttl, early)
 		}
 		return fmt.Sprintf("refreshed (refresh_token grant %s, the new token used on /mcp), but %s (%s%s)", on401, saw, ttl, early)
