@@ -38,6 +38,8 @@ const (
 	maxRequestBodyBytes = 64 << 10
 	// DefaultMaxSignInAge is Config.MaxSignInAge's default.
 	DefaultMaxSignInAge = 24 * time.Hour
+	// DefaultAccessTokenTTL is Config.AccessTokenTTL's default.
+	DefaultAccessTokenTTL = 10 * time.Minute
 )
 
 // Config configures a Server. Issuer, Resources, Secret, Store and Policy
@@ -162,7 +164,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("asrv: issuer %q must be an https URL (or http on loopback)", cfg.Issuer)
 	}
 	if cfg.AccessTokenTTL <= 0 {
-		cfg.AccessTokenTTL = 10 * time.Minute
+		cfg.AccessTokenTTL = DefaultAccessTokenTTL
 	}
 	if cfg.RefreshTokenTTL <= 0 {
 		cfg.RefreshTokenTTL = 24 * time.Hour

@@ -28,11 +28,13 @@ import (
 //	    revoked_ids: [V1StGXR8_Z5jdHi6B-myTw]   # jti (pbac statement inspect): refused, and their clients unverified
 //	    revoked_keys: [Jx2…]           # issuer key ids (kid): likewise for every statement they signed
 //	  max_sign_in_age: 24h             # a person signs in again this long after signing in, refresh or not
+//	  access_token_ttl: 10m            # an access token's lifetime (policy may shorten it per agent)
 type ASrv struct {
 	IntrospectionClients []IntrospectionClient `yaml:"introspection_clients"`
 	Registration         *Registration         `yaml:"registration"`
 	Statements           *Statements           `yaml:"statements"`
 	MaxSignInAge         string                `yaml:"max_sign_in_age"`
+	AccessTokenTTL       string                `yaml:"access_token_ttl"`
 }
 
 // DefaultMaxSignInAge is asrv.max_sign_in_age's default (the
@@ -50,6 +52,26 @@ func (s *ASrv) SignInMaxAge() (time.Duration, error) {
 	d, err := time.ParseDuration(s.MaxSignInAge)
 	if err != nil || d <= 0 {
 		return 0, fmt.Errorf("asrv.max_sign_in_age %q: want a positive duration (e.g. 24h)", s.MaxSignInAge)
+	}
+	return d, nil
+}
+
+// DefaultAccessTokenTTL is asrv.access_token_ttl's default (the
+// authorization server's own).
+const DefaultAccessTokenTTL = 10 * time.Minute
+
+// AccessTokenLifetime resolves asrv.access_token_ttl: how long an access
+// token lives, at most (the policy's token_ttl_seconds may shorten it for
+// an agent; s may be nil; unset: DefaultAccessTokenTTL). Zero or negative
+// is refused. Short lifetimes make clients refresh sooner; the real-client
+// conformance drivers use a few seconds to watch each CLI refresh.
+func (s *ASrv) AccessTokenLifetime() (time.Duration, error) {
+	if s == nil || s.AccessTokenTTL == "" {
+		return DefaultAccessTokenTTL, nil
+	}
+	d, err := time.ParseDuration(s.AccessTokenTTL)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("asrv.access_token_ttl %q: want a positive duration (e.g. 10m)", s.AccessTokenTTL)
 	}
 	return d, nil
 }
@@ -168,6 +190,9 @@ func (s *ASrv) validate() []error {
 		errs = append(errs, err)
 	}
 	if _, err := s.SignInMaxAge(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := s.AccessTokenLifetime(); err != nil {
 		errs = append(errs, err)
 	}
 	if r := s.Registration; r != nil {

@@ -58,3 +58,53 @@ func TestMaxSignInAge(t *testing.T) {
 		t.Fatalf("the table's default %q is not DefaultMaxSignInAge %v", k.Default, DefaultMaxSignInAge)
 	}
 }
+
+// TestAccessTokenTTL: asrv.access_token_ttl comes from the file or
+// PBAC_ACCESS_TOKEN_TTL (which wins), is 10m when absent (the table's
+// default says so too), and a duration that is not one, zero or negative
+// is refused at load.
+func TestAccessTokenTTL(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name, body string
+		env        map[string]string
+		want       time.Duration
+		wantErr    string
+	}{
+		{name: "absent: 10m", want: 10 * time.Minute},
+		{name: "from the file", body: "asrv: {access_token_ttl: 5m}\n", want: 5 * time.Minute},
+		{name: "from the environment", env: map[string]string{"PBAC_ACCESS_TOKEN_TTL": "8s"}, want: 8 * time.Second},
+		{name: "the environment over the file", body: "asrv: {access_token_ttl: 5m}\n", env: map[string]string{"PBAC_ACCESS_TOKEN_TTL": "1m"}, want: time.Minute},
+		{name: "a number without a unit", env: map[string]string{"PBAC_ACCESS_TOKEN_TTL": "600"}, wantErr: `asrv.access_token_ttl "600"`},
+		{name: "zero", body: "asrv: {access_token_ttl: 0s}\n", wantErr: `asrv.access_token_ttl "0s"`},
+		{name: "negative", env: map[string]string{"PBAC_ACCESS_TOKEN_TTL": "-1m"}, wantErr: `asrv.access_token_ttl "-1m"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := LoadEnv(write(tc.body), func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := cfg.ASrv.AccessTokenLifetime()
+			if err != nil || got != tc.want {
+				t.Fatalf("AccessTokenLifetime() = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+	k, ok := Lookup("asrv.access_token_ttl")
+	if d, err := time.ParseDuration(k.Default); !ok || err != nil || d != DefaultAccessTokenTTL {
+		t.Fatalf("the table's default %q is not DefaultAccessTokenTTL %v", k.Default, DefaultAccessTokenTTL)
+	}
+}

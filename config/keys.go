@@ -302,6 +302,16 @@ var keys = []Key{
 					return c.ASrv.MaxSignInAge
 				}
 		}),
+	key("asrv.access_token_ttl", "PBAC_ACCESS_TOKEN_TTL", "", "10m", "an access token's lifetime at most (the policy's token_ttl_seconds may shorten it per agent); then the client refreshes",
+		func() (func(*File, string) error, func(*File) string) {
+			return func(c *File, v string) error { c.asrv().AccessTokenTTL = v; return nil },
+				func(c *File) string {
+					if c.ASrv == nil {
+						return ""
+					}
+					return c.ASrv.AccessTokenTTL
+				}
+		}),
 	key("clients.metadata_documents.enabled", "PBAC_METADATA_DOCUMENTS", "", "true", "resolve client ids that are https URLs as Client ID Metadata Documents",
 		func() (func(*File, string) error, func(*File) string) {
 			return metadataBool(func(m *MetadataDocuments) **bool { return &m.Enabled })

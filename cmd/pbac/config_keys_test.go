@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/plugins"
@@ -54,6 +55,9 @@ func TestConfigDefaultsAreThePackagesOwn(t *testing.T) {
 		if c.got != c.want {
 			t.Errorf("%s: config says %d, the package %d", c.name, c.got, c.want)
 		}
+	}
+	if config.DefaultAccessTokenTTL != asrv.DefaultAccessTokenTTL {
+		t.Errorf("access token lifetime: config says %v, asrv %v", config.DefaultAccessTokenTTL, asrv.DefaultAccessTokenTTL)
 	}
 	for name, want := range map[string]string{
 		"policy.decision_timeout":     plugins.DefaultDecisionTimeout.String(),

@@ -54,6 +54,9 @@ type conformanceClientFlags struct {
 	suite    string
 	suiteDir string
 	clients  []string
+	// markdownFile is the file whose generated section (clientsBegin …
+	// clientsEnd) gets every client's table.
+	markdownFile string
 }
 
 // newConformanceClientCommand is `pbac conformance client`: it certifies
@@ -94,7 +97,8 @@ Exits 1 when a check fails.`,
   pbac conformance client --name ts-sdk --command "node conformance/clients/ts-sdk-client.mjs {url}" --json
   pbac conformance client --suite auth --command "./everything-client {url}"
   pbac conformance client --all --markdown   # the client × check table in conformance/CLIENTS.md
-  pbac conformance client --client claude-code,opencode,codex,gemini,inspector   # the real CLIs (conformance/realclients/README.md)`,
+  pbac conformance client --client claude-code,opencode,codex,gemini,inspector   # the real CLIs (conformance/realclients/README.md)
+  pbac conformance client --client all --markdown-file conformance/CLIENTS.md   # every client, one table`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -113,7 +117,8 @@ Exits 1 when a check fails.`,
 	fl.BoolVar(&f.verbose, "verbose", false, "show the client's output and the recorded requests")
 	fl.BoolVar(&f.all, "all", false, "certify every client this repository knows instead of --command: the Go SDK's everything-client (built from go.mod) and, when conformance/clients has been installed (npm ci), the TypeScript SDK client and mcp-remote")
 	fl.StringVar(&f.suite, "suite", "", "also run this suite of the official MCP conformance suite's client scenarios ("+strings.Join(official.ClientSuites, ", ")+") and merge its checks into the report; needs Node 22 and the suite (cd conformance && npm ci)")
-	fl.StringSliceVar(&f.clients, "client", nil, "certify these clients instead of --command: "+strings.Join(realclients.Names(), ", ")+" (the real CLIs, each driven end to end through a pbac up of this binary with a stand-in model; needs npm ci in conformance/realclients; prints their table), or go-sdk, ts-sdk and mcp-remote (the harness's clients, as --all)")
+	fl.StringSliceVar(&f.clients, "client", nil, "certify these clients instead of --command: "+strings.Join(realclients.Names(), ", ")+" (the real CLIs, each driven end to end through a pbac up of this binary with a stand-in model; needs npm ci in conformance/realclients; prints their table), go-sdk, ts-sdk and mcp-remote (the harness's clients, as --all), or all (every one of both, one table)")
+	fl.StringVar(&f.markdownFile, "markdown-file", "", "write the table of every client run (steps × clients, and the line each user pastes, from connect/) into this file between the markers <!-- "+clientsMarker+" --> and <!-- /"+clientsMarker+" --> (appended when absent), leaving the rest; the exit status is then 0 when the clients ran, whatever they passed (conformance/CLIENTS.md)")
 	fl.StringVar(&f.suiteDir, "suite-dir", "", "the conformance/ directory where npm ci installed the official suite (default: found from the working directory up)")
 	return cmd
 }
@@ -121,6 +126,7 @@ Exits 1 when a check fails.`,
 // ClientReport is one client's certification.
 type ClientReport struct {
 	Client  string               `json:"client"`
+	Version string               `json:"version,omitempty"`
 	Command string               `json:"command"`
 	Results []clientcheck.Result `json:"results"`
 	Runs    []clientcheck.Run    `json:"runs,omitempty"`
@@ -166,16 +172,23 @@ func runConformanceClient(cmd *cobra.Command, f conformanceClientFlags) error {
 	if f.verbose {
 		stderr = cmd.ErrOrStderr()
 	}
+	began := time.Now()
 	specs := []clientSpec{{name: f.name, command: f.command, env: f.env}}
+	var realNames []string
 	if len(f.clients) > 0 {
-		real, err := splitClients(f.clients)
+		real, harness, err := splitClients(f.clients)
 		if err != nil {
 			return err
 		}
-		if real {
-			return runRealClients(cmd, f)
+		realNames = real
+		if len(harness) == 0 && f.markdownFile == "" {
+			rows, err := driveRealClients(cmd, f, real)
+			if err != nil {
+				return err
+			}
+			return printRealClients(cmd.OutOrStdout(), f, rows)
 		}
-		named, cleanup, err := clientSpecsByName(cmd, f.clients)
+		named, cleanup, err := clientSpecsByName(cmd, harness)
 		defer cleanup()
 		if err != nil {
 			return err
@@ -217,6 +230,30 @@ func runConformanceClient(cmd *cobra.Command, f conformanceClientFlags) error {
 		reps = append(reps, rep)
 	}
 	out := cmd.OutOrStdout()
+	if f.markdownFile != "" || len(realNames) > 0 {
+		var rows []realclients.Row
+		if len(realNames) > 0 {
+			var err error
+			if rows, err = driveRealClients(cmd, f, realNames); err != nil {
+				return err
+			}
+		}
+		section := clientsSection(reps, rows, time.Since(began), f.clients)
+		if f.markdownFile == "" {
+			fmt.Fprint(out, section)
+			return failedAny(reps)
+		}
+		if err := replaceSection(f.markdownFile, section); err != nil {
+			return err
+		}
+		if len(rows) > 0 {
+			if err := updateExpected(rows); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(out, "wrote the table of %d clients to %s (%s)\n", len(reps)+len(rows), f.markdownFile, time.Since(began).Round(time.Second))
+		return nil
+	}
 	if f.markdown {
 		writeClientMarkdown(out, reps)
 		return failedAny(reps)
@@ -265,7 +302,9 @@ func buildGoSDKClient(ctx context.Context) (string, func(), error) {
 
 type clientSpec struct {
 	name, command string
-	env           []string
+	// version is the client's version ("" when the name carries it).
+	version string
+	env     []string
 }
 
 // certifyClient runs the client once per phase against a fresh tenant and
@@ -279,7 +318,7 @@ func certifyClient(ctx context.Context, spec clientSpec, phases []string, timeou
 		return ClientReport{}, err
 	}
 	defer cleanup()
-	rep := ClientReport{Client: spec.name, Command: spec.command}
+	rep := ClientReport{Client: spec.name, Version: spec.version, Command: spec.command}
 	for _, p := range phases {
 		phase := clientcheck.Phase(p)
 		run, err := runPhase(ctx, pol, spec, phase, timeout, clientOut, log)
@@ -596,7 +635,7 @@ func writeClientMarkdown(out io.Writer, reps []ClientReport) {
 // goSDKClient is the Go SDK's everything-client at bin, in one of the
 // official suite's auth scenarios (each one's client code is the same).
 func goSDKClient(bin string) clientSpec {
-	return clientSpec{name: "go-sdk everything-client v1.8.0", command: "'" + bin + "' {url}",
+	return clientSpec{name: "go-sdk everything-client v1.8.0", version: "v1.8.0", command: "'" + bin + "' {url}",
 		env: []string{"MCP_CONFORMANCE_SCENARIO=auth/metadata-default"}}
 }
 
@@ -659,9 +698,9 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 func nodeClients(dir string) []clientSpec {
 	node := shellQuote(nodeFor(dir))
 	return []clientSpec{
-		{name: "TypeScript SDK " + npmVersion(dir, "@modelcontextprotocol/sdk") + " (OAuth client provider)",
+		{name: "TypeScript SDK " + npmVersion(dir, "@modelcontextprotocol/sdk") + " (OAuth client provider)", version: npmVersion(dir, "@modelcontextprotocol/sdk"),
 			command: node + " " + shellQuote(filepath.Join(dir, "ts-sdk-client.mjs")) + " {url}"},
-		{name: "mcp-remote " + npmVersion(dir, "mcp-remote"),
+		{name: "mcp-remote " + npmVersion(dir, "mcp-remote"), version: npmVersion(dir, "mcp-remote"),
 			command: node + " " + shellQuote(filepath.Join(dir, "mcp-remote-driver.mjs")) + " {url}"},
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -43,26 +44,27 @@ func clientSpecsByName(cmd *cobra.Command, names []string) ([]clientSpec, func()
 	return specs, cleanup, nil
 }
 
-// runRealClients drives the real CLIs named (realclients.Drivers)
-// through a `pbac up` of this binary and prints their table.
-func runRealClients(cmd *cobra.Command, f conformanceClientFlags) error {
+// driveRealClients drives the real CLIs named (realclients.Drivers)
+// through a `pbac up` of this binary.
+func driveRealClients(cmd *cobra.Command, f conformanceClientFlags, names []string) ([]realclients.Row, error) {
 	dir, ok := realClientsDir()
 	if !ok {
-		return errors.New("conformance/realclients/node_modules not found from the working directory up: run npm ci in conformance/realclients of the pbac repository")
+		return nil, errors.New("conformance/realclients/node_modules not found from the working directory up: run npm ci in conformance/realclients of the pbac repository")
 	}
 	bin, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("find this binary to run pbac up: %w", err)
+		return nil, fmt.Errorf("find this binary to run pbac up: %w", err)
 	}
 	var log io.Writer
 	if f.verbose {
 		log = cmd.ErrOrStderr()
 	}
-	rows, err := realclients.Run(cmd.Context(), realclients.Config{Dir: dir, Binary: bin, Clients: f.clients, Timeout: f.timeout, Log: log})
-	if err != nil {
-		return err
-	}
-	out := cmd.OutOrStdout()
+	return realclients.Run(cmd.Context(), realclients.Config{Dir: dir, Binary: bin, Clients: names, Timeout: f.timeout, Log: log})
+}
+
+// printRealClients prints the real CLIs' table (or JSON); exit status 1
+// when a core step failed.
+func printRealClients(out io.Writer, f conformanceClientFlags, rows []realclients.Row) error {
 	if f.jsonOut {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
@@ -80,24 +82,57 @@ func runRealClients(cmd *cobra.Command, f conformanceClientFlags) error {
 	return nil
 }
 
-// splitClients checks --client's names: all real CLIs or all harness
-// clients.
-func splitClients(names []string) (real bool, err error) {
-	var r, h []string
+// updateExpected writes what rows passed into conformance/realclients/
+// testdata/expected.json (TestRealClients fails on a regression against
+// it), replacing the entries of the drivers run and keeping the others.
+func updateExpected(rows []realclients.Row) error {
+	dir, ok := realClientsDir()
+	if !ok {
+		return errors.New("conformance/realclients not found from the working directory up")
+	}
+	path := filepath.Join(dir, "testdata", "expected.json")
+	exp, err := realclients.ReadExpected(path)
+	if errors.Is(err, os.ErrNotExist) {
+		exp, err = realclients.Expected{}, nil
+	}
+	if err != nil {
+		return err
+	}
+	maps.Copy(exp, realclients.ExpectedOf(rows))
+	raw, err := json.MarshalIndent(exp, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("write the expectations: %w", err)
+	}
+	if err := os.WriteFile(path, append(raw, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write the expectations: %w", err)
+	}
+	return nil
+}
+
+// allClients is --client's name for every client: the harness's and the
+// real CLIs.
+const allClients = "all"
+
+// splitClients sorts --client's names into real CLIs and harness clients;
+// "all" is every one of both.
+func splitClients(names []string) (real, harness []string, err error) {
 	for _, n := range names {
 		switch {
+		case n == allClients:
+			real, harness = realclients.Names(), slices.Clone(harnessClients)
+			return real, harness, nil
 		case realclients.Drivers[n] != nil:
-			r = append(r, n)
+			real = append(real, n)
 		case slices.Contains(harnessClients, n):
-			h = append(h, n)
+			harness = append(harness, n)
 		default:
-			return false, fmt.Errorf("unknown client %q (%s)", n, strings.Join(append(realclients.Names(), harnessClients...), ", "))
+			return nil, nil, fmt.Errorf("unknown client %q (%s, or %s)", n, strings.Join(append(realclients.Names(), harnessClients...), ", "), allClients)
 		}
 	}
-	if len(r) > 0 && len(h) > 0 {
-		return false, fmt.Errorf("run the real CLIs (%s) and the harness's clients (%s) in separate commands", strings.Join(r, ", "), strings.Join(h, ", "))
-	}
-	return len(r) > 0, nil
+	return real, harness, nil
 }
 
 // realClientsDir finds conformance/realclients with its node_modules

@@ -1,35 +1,40 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pbac-gateway/pbac/conformance/realclients"
 )
 
-// TestSplitClients: --client takes the real CLIs or the harness's clients,
-// not both in one run, and names an unknown client with the known ones.
+// TestSplitClients: --client takes real CLIs and harness clients, in one
+// run or apart; "all" is every one of both; an unknown client is named
+// with the known ones.
 func TestSplitClients(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		clients []string
-		real    bool
-		err     string
+		name          string
+		clients       []string
+		real, harness []string
+		err           string
 	}{
-		{"both real CLIs", []string{"claude-code", "opencode"}, true, ""},
-		{"one real CLI", []string{"opencode"}, true, ""},
-		{"the harness's clients", []string{"go-sdk", "ts-sdk", "mcp-remote"}, false, ""},
-		{"mixed", []string{"claude-code", "go-sdk"}, false, "separate commands"},
-		{"unknown", []string{"cursor"}, false, `unknown client "cursor" (claude-code, claude-code-cimd, claude-code-dcr, codex, gemini, opencode, go-sdk, ts-sdk, mcp-remote)`},
+		{"both real CLIs", []string{"claude-code", "opencode"}, []string{"claude-code", "opencode"}, nil, ""},
+		{"one real CLI", []string{"opencode"}, []string{"opencode"}, nil, ""},
+		{"the harness's clients", []string{"go-sdk", "ts-sdk", "mcp-remote"}, nil, []string{"go-sdk", "ts-sdk", "mcp-remote"}, ""},
+		{"mixed", []string{"claude-code", "go-sdk"}, []string{"claude-code"}, []string{"go-sdk"}, ""},
+		{"all", []string{"all"}, realclients.Names(), harnessClients, ""},
+		{"unknown", []string{"cursor"}, nil, nil, `unknown client "cursor" (claude-code, `},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			real, err := splitClients(tc.clients)
+			real, harness, err := splitClients(tc.clients)
 			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("err %v, want one saying %q", err, tc.err)
+				if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "go-sdk, ts-sdk, mcp-remote, or all") {
+					t.Fatalf("err %v, want one saying %q and naming every client", err, tc.err)
 				}
 				return
 			}
-			if err != nil || real != tc.real {
-				t.Fatalf("real %v, err %v; want %v", real, err, tc.real)
+			if err != nil || !slices.Equal(real, tc.real) || !slices.Equal(harness, tc.harness) {
+				t.Fatalf("real %v, harness %v, err %v; want %v, %v", real, harness, err, tc.real, tc.harness)
 			}
 		})
 	}

@@ -55,6 +55,9 @@ type Event struct {
 	// AuthorizeError is the error an authorization request's redirect
 	// carried back to the client (invalid_scope, access_denied, ...).
 	AuthorizeError string `json:"authorize_error,omitempty"`
+	// OAuthError is the OAuth error body (error: error_description) of a
+	// refused token or registration request.
+	OAuthError string `json:"oauth_error,omitempty"`
 }
 
 // redirectError is the error parameter (and its description) of an
@@ -199,7 +202,22 @@ func (o *Observer) answered(resp *http.Response) {
 	if !ok {
 		return
 	}
-	var access, refresh, scope string
+	var access, refresh, scope, oauthErr string
+	if p := resp.Request.URL.Path; (strings.HasSuffix(p, "/oauth2/token") || strings.HasSuffix(p, "/register")) && resp.StatusCode >= 400 {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		var e struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			oauthErr = e.Error
+			if e.Description != "" {
+				oauthErr += ": " + e.Description
+			}
+		}
+	}
 	if strings.HasSuffix(resp.Request.URL.Path, "/oauth2/token") && resp.StatusCode == http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		resp.Body.Close()
@@ -216,7 +234,7 @@ func (o *Observer) answered(resp *http.Response) {
 	ev := &o.events[idx]
 	ev.Status = resp.StatusCode
 	ev.WWWAuthenticate = resp.Header.Get("WWW-Authenticate")
-	ev.AccessToken, ev.RefreshToken, ev.Scope = access, refresh, scope
+	ev.AccessToken, ev.RefreshToken, ev.Scope, ev.OAuthError = access, refresh, scope, oauthErr
 	if strings.HasSuffix(resp.Request.URL.Path, "/oauth2/authorize") && resp.StatusCode/100 == 3 {
 		ev.AuthorizeError = redirectError(resp.Header.Get("Location"))
 	}

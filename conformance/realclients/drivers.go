@@ -52,7 +52,7 @@ func DriveClaudeCode(ctx context.Context, e Env, t Target) (Row, error) {
 		return row, fmt.Errorf("%w: %v\n%s", errNotSignedIn, err, plain(out))
 	}
 	tool := "mcp__" + serverName + "__" + toolSuffix
-	for _, p := range prompts {
+	for p := range e.calls(ctx) {
 		// A refused call is no failure of the run: the check is what the
 		// model saw, from the stand-in's record.
 		_, _ = e.run(ctx, env, bin, "-p", p, "--allowedTools", tool, "--output-format", "text")
@@ -133,7 +133,7 @@ func DriveOpenCode(ctx context.Context, e Env, t Target) (Row, error) {
 	if err != nil {
 		return row, fmt.Errorf("%w: %v\n%s", errNotSignedIn, err, plain(out))
 	}
-	for _, p := range prompts {
+	for p := range e.calls(ctx) {
 		_, _ = e.run(ctx, env, bin, "run", p)
 	}
 	judge(ctx, &row, t, t.Observer.Events()[from:], e.Model.Requests(), e.Model.Results())

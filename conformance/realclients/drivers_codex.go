@@ -74,7 +74,7 @@ func DriveCodex(ctx context.Context, e Env, t Target) (Row, error) {
 	if out, err := e.run(ctx, env, bin, "mcp", "login", serverName); err != nil {
 		return row, fmt.Errorf("%w: %v\n%s", errNotSignedIn, err, plain(out))
 	}
-	for _, p := range prompts {
+	for p := range e.calls(ctx) {
 		_, _ = e.run(ctx, env, bin, "exec", "--skip-git-repo-check", p)
 	}
 	judge(ctx, &row, t, t.Observer.Events()[from:], e.Model.Requests(), e.Model.Results())

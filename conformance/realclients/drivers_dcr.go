@@ -65,7 +65,7 @@ func DriveClaudeCodeSelfRegistered(ctx context.Context, e Env, t Target) (Row, e
 		return row, fmt.Errorf("%w after the approval: %v\n%s", errNotSignedIn, err, plain(out))
 	}
 	tool := "mcp__" + serverName + "__" + toolSuffix
-	for _, p := range prompts {
+	for p := range e.calls(ctx) {
 		_, _ = e.run(ctx, env, bin, "-p", p, "--allowedTools", tool, "--output-format", "text")
 	}
 	approved := t
@@ -199,7 +199,7 @@ func DriveClaudeCodeCIMD(ctx context.Context, e Env, t Target) (Row, error) {
 		return row, fmt.Errorf("%w: %v\n%s", errNotSignedIn, err, plain(out))
 	}
 	tool := "mcp__" + serverName + "__" + toolSuffix
-	for _, p := range prompts {
+	for p := range e.calls(ctx) {
 		_, _ = e.run(ctx, env, bin, "-p", p, "--allowedTools", tool, "--output-format", "text")
 	}
 	cimd := t

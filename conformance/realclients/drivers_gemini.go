@@ -67,7 +67,7 @@ func DriveGemini(ctx context.Context, e Env, t Target) (Row, error) {
 	if err != nil && !strings.Contains(out, "Successfully authenticated with MCP server '"+serverName+"'") {
 		return row, fmt.Errorf("%w: %v\n%s", errNotSignedIn, err, plain(out))
 	}
-	for _, p := range prompts {
+	for p := range e.calls(ctx) {
 		_, _ = e.run(ctx, env, bin, "--skip-trust", "--approval-mode", "yolo", "-p", p)
 	}
 	judge(ctx, &row, t, t.Observer.Events()[from:], e.Model.Requests(), e.Model.Results())

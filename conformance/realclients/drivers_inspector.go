@@ -64,6 +64,21 @@ func DriveInspector(ctx context.Context, e Env, t Target) (Row, error) {
 	if s.offered, err = listedTool(out); err != nil {
 		return row, err
 	}
+	if e.refresh != nil {
+		// The refresh run: signed in by the tools/list run, one call
+		// once that token has expired (e.calls waits for it).
+		for range e.calls(ctx) {
+			out, _ := e.onPTY(ctx, env, inspectorLine(bin, base, "--method", "tools/call", "--tool-name", gatewayTool,
+				"--tool-arg", "path="+allowedPath))
+			shown, _, err := printedResult(out)
+			if err != nil {
+				fmt.Fprintf(e.Log, "inspector (refresh call): %v\n", err)
+				continue
+			}
+			e.refresh.shown = &modelapi.ToolResult{Marker: markerRefresh, Tool: gatewayTool, Content: shown}
+		}
+		return row, nil
+	}
 	for _, c := range []struct {
 		marker, path string
 		into         **modelapi.ToolResult

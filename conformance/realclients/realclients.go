@@ -52,6 +52,7 @@ func Calls() []modelapi.Call {
 	return []modelapi.Call{
 		{Marker: markerAllowed, Tool: toolSuffix, Args: map[string]any{"path": allowedPath}},
 		{Marker: markerDenied, Tool: toolSuffix, Args: map[string]any{"path": deniedPath}},
+		{Marker: markerRefresh, Tool: toolSuffix, Args: map[string]any{"path": allowedPath}},
 	}
 }
 
@@ -89,10 +90,15 @@ type Env struct {
 	Timeout time.Duration
 	// Log receives every command and its output.
 	Log io.Writer
+
+	// refresh times the refresh call (Env.calls); nil: none is made.
+	refresh *refreshProbe
 }
 
 // Row is one client's result: each step "pass", or what went wrong.
 type Row struct {
+	// Driver is the driver's name (Drivers), Client the CLI's.
+	Driver       string `json:"driver"`
 	Client       string `json:"client"`
 	Version      string `json:"version"`
 	Discovery    string `json:"discovery"`
@@ -111,17 +117,35 @@ type Row struct {
 	DeniedHTTP string `json:"denied_http"`
 	// Audit is what the gateway's audit trail recorded for the two calls.
 	Audit string `json:"audit"`
+	// Refresh is what the CLI did when its access token had expired
+	// before its last call (refreshed, signed in again, or failed).
+	Refresh string `json:"refresh"`
 	// Snippet is the configuration that worked.
 	Snippet string `json:"snippet"`
 }
 
-// Failed lists the steps that did not pass.
+// Step is one step of a row: its name and its result ("pass …", or what
+// went wrong, or "— …" where it was not measured).
+type Step struct{ Name, Result string }
+
+// Passed tells whether the step passed.
+func (s Step) Passed() bool { return strings.HasPrefix(s.Result, "pass") }
+
+// CoreSteps are the steps every driver is judged on, in order.
+func (r Row) CoreSteps() []Step {
+	return []Step{{"discovery", r.Discovery}, {"registration", r.Registration}, {"sign-in", r.SignIn}, {"token", r.Token},
+		{"tools/list", r.ToolsList}, {"allowed", r.Allowed}, {"denied", r.Denied}}
+}
+
+// Steps are the core steps and the refresh.
+func (r Row) Steps() []Step { return append(r.CoreSteps(), Step{"refresh", r.Refresh}) }
+
+// Failed lists the core steps that did not pass.
 func (r Row) Failed() []string {
 	var out []string
-	for _, s := range []struct{ name, v string }{{"discovery", r.Discovery}, {"registration", r.Registration},
-		{"sign-in", r.SignIn}, {"token", r.Token}, {"tools/list", r.ToolsList}, {"allowed", r.Allowed}, {"denied", r.Denied}} {
-		if !strings.HasPrefix(s.v, "pass") {
-			out = append(out, s.name+": "+s.v)
+	for _, s := range r.CoreSteps() {
+		if !s.Passed() {
+			out = append(out, s.Name+": "+s.Result)
 		}
 	}
 	return out

@@ -48,6 +48,11 @@ type Config struct {
 	Clients []string
 	// Timeout bounds each process a driver runs (default 90 s).
 	Timeout time.Duration
+	// AccessTokenTTL is the gateway's access token lifetime
+	// (PBAC_ACCESS_TOKEN_TTL; default DefaultAccessTokenTTL) in each
+	// driver's second run, which calls once the token it signed in with
+	// has expired.
+	AccessTokenTTL time.Duration
 	// Log receives the commands, their output and the stand-in's requests
 	// (nil: discarded).
 	Log io.Writer
@@ -70,6 +75,9 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
+	if cfg.AccessTokenTTL == 0 {
+		cfg.AccessTokenTTL = DefaultAccessTokenTTL
+	}
 	var rows []Row
 	for _, name := range cfg.Clients {
 		drive, ok := Drivers[name]
@@ -85,17 +93,62 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 	return rows, nil
 }
 
+// runOne drives a client twice, each time against a fresh gateway: once
+// with the default access token lifetime, for the steps from discovery to
+// the denied call; then with access tokens of cfg.AccessTokenTTL, signing
+// in and making one call once the token has expired, for the refresh.
+// Apart, a CLI that refreshes ahead of expiry (Claude Code, Codex and
+// Gemini CLI do, minutes ahead) keeps the token it signed in with for the
+// first run's steps, and the refresh cannot change them.
 func runOne(ctx context.Context, cfg Config, name string, drive Driver) (Row, error) {
+	row, err := runPhase(ctx, cfg, name, drive, nil)
+	row.Driver = name
+	if err != nil {
+		return row, err
+	}
+	if why, ok := refreshNotMeasured[name]; ok {
+		row.Refresh = "— (not measured: " + why + ")"
+		return row, nil
+	}
+	probe := &refreshProbe{ttl: cfg.AccessTokenTTL,
+		log: func(format string, args ...any) { fmt.Fprintf(cfg.Log, "== "+name+" (refresh): "+format+"\n", args...) }}
+	if _, err := runPhase(ctx, cfg, name, drive, probe); err != nil {
+		if ctx.Err() != nil {
+			return row, err
+		}
+		row.Refresh = fmt.Sprintf("its run with access tokens of %s failed: %s", cfg.AccessTokenTTL, clip(err.Error()))
+		return row, nil
+	}
+	row.Refresh = probe.result
+	return row, nil
+}
+
+// refreshNotMeasured are the drivers with no refresh run, and why.
+var refreshNotMeasured = map[string]string{
+	"inspector-web": "the web UI's script signs in and calls in one page session and does not wait for the token to expire; the Inspector's CLI row measures the refresh of the same OAuth code",
+}
+
+// runPhase drives a client once against a fresh gateway; with a probe,
+// the gateway's access tokens live probe.ttl and the driver's only call
+// waits until the sign-in's token has expired.
+func runPhase(ctx context.Context, cfg Config, name string, drive Driver, probe *refreshProbe) (Row, error) {
 	var genv []string
+	if probe != nil {
+		genv = append(genv, "PBAC_ACCESS_TOKEN_TTL="+probe.ttl.String())
+	}
 	if setup := gatewaySetups[name]; setup != nil {
 		dir, err := os.MkdirTemp("", "pbac-realclients-setup-")
 		if err != nil {
 			return Row{}, err
 		}
 		defer os.RemoveAll(dir)
-		if genv, err = setup(dir); err != nil {
+		more, err := setup(dir)
+		if err != nil {
 			return Row{}, fmt.Errorf("set up the gateway for %s: %w", name, err)
 		}
+		genv = append(genv, more...)
+	}
+	if len(genv) > 0 {
 		fmt.Fprintf(cfg.Log, "== %s: pbac up with %s\n", name, strings.Join(genv, " "))
 	}
 	g, err := StartGateway(ctx, cfg.Binary, cfg.Log, genv...)
@@ -121,9 +174,23 @@ func runOne(ctx context.Context, cfg Config, name string, drive Driver) (Row, er
 	if err != nil {
 		return Row{}, err
 	}
-	env := Env{Dir: cfg.Dir, Work: work, Browser: browser, Model: model, Timeout: cfg.Timeout, Log: cfg.Log}
+	if probe != nil {
+		probe.obs = g.Observer
+	}
+	env := Env{Dir: cfg.Dir, Work: work, Browser: browser, Model: model, Timeout: cfg.Timeout, Log: cfg.Log, refresh: probe}
 	fmt.Fprintf(cfg.Log, "== %s against %s (stand-in model %s)\n", name, g.Base, model.URL())
+	began := time.Now()
 	row, err := drive(ctx, env, g.Target)
+	row.Snippet = DocSnippet(row.Snippet, g.Target)
+	if err == nil && probe != nil {
+		probe.result = judgeRefresh(probe, g.Observer.Events(), model.Results())
+	}
+	fmt.Fprintf(cfg.Log, "== %s took %s\n", name, time.Since(began).Round(time.Second))
+	for _, ev := range g.Observer.Events() {
+		if strings.HasSuffix(ev.Path, "/oauth2/token") || strings.HasSuffix(ev.Path, "/register") {
+			fmt.Fprintf(cfg.Log, "gateway saw: %s %s grant_type=%s → %d %s\n", ev.Method, ev.Path, ev.Form.Get("grant_type"), ev.Status, ev.OAuthError)
+		}
+	}
 	for _, r := range model.Requests() {
 		fmt.Fprintf(cfg.Log, "model request: %s %s stream=%v tools=%d answer=%s\n", r.API, r.Path, r.Stream, len(r.Tools), r.Answer)
 	}

@@ -117,6 +117,12 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 	if err != nil {
 		return err
 	}
+	accessTTL := s.cfg.AuthServer.AccessTokenTTL
+	if accessTTL == 0 {
+		if accessTTL, err = settings.AccessTokenLifetime(); err != nil {
+			return err
+		}
+	}
 	key, err := asrv.LoadOrCreateIssuerKey(s.cfg.DataDir)
 	if err != nil {
 		return err
@@ -153,7 +159,7 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 		Issuer: issuer, Resources: s.resources(), Scopes: s.cfg.AuthServer.Scopes, ActiveScopes: s.scopes, UserAttestable: s.userAttestable, Secret: secret,
 		Store: store, Policy: s.decider, Statements: verifier, Logger: s.log,
 		Introspectors: introspectors, SignIn: guard, Registration: limits,
-		AccessTokenTTL: s.cfg.AuthServer.AccessTokenTTL, MaxSignInAge: maxSignInAge,
+		AccessTokenTTL: accessTTL, MaxSignInAge: maxSignInAge,
 		Users: ppl.users, SSO: ppl.redirectSource(), Assertions: ppl.assertionIssuer(), ClientMetadata: documents,
 	})
 	if err != nil {

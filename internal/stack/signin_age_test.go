@@ -89,3 +89,50 @@ func TestMaxSignInAgeReachesTheAS(t *testing.T) {
 		})
 	}
 }
+
+// TestAccessTokenTTLReachesTheAS: asrv.access_token_ttl bounds the access
+// tokens the authorization server issues (unset: 10 minutes; the demo
+// agent's policy data asks for longer, so the setting is what bounds it).
+func TestAccessTokenTTLReachesTheAS(t *testing.T) {
+	const redirect = "http://127.0.0.1:47022/cb"
+	for _, tc := range []struct {
+		name     string
+		settings *config.ASrv
+		want     time.Duration
+	}{
+		{name: "unset: 10m", want: 10 * time.Minute},
+		{name: "5s", settings: &config.ASrv{AccessTokenTTL: "5s"}, want: 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := baseConfig(t, t.TempDir())
+			cfg.Ephemeral, cfg.Demo.Backends, cfg.AuthServer.Settings = true, true, tc.settings
+			st, err := stack.New(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				_ = st.Close(ctx)
+				settle()
+			})
+			jws, err := st.AuthServer().Statement(st.StatementKey(), asrv.StatementClaims{SoftwareID: "ttl-test", AgentProvider: "claude-code", AgentModel: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, _, _, err := st.AuthServer().Register(t.Context(), &asrv.RegistrationRequest{ClientName: "ttl-test", SoftwareStatement: jws,
+				RedirectURIs: []string{redirect}, TokenEndpointAuthMethod: asrv.AuthMethodNone, GrantTypes: []string{"authorization_code", "refresh_token"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := oauthtest.CodeFlow(t.Context(), st.URL(), c.ID, redirect, "alice", "demo", st.URL()+"/mcp", "jira:read")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// expires_in is whole seconds, counted from the request.
+			if got := time.Duration(tok.ExpiresIn) * time.Second; got > tc.want || got < tc.want-2*time.Second {
+				t.Fatalf("expires_in = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -114,7 +114,8 @@ type AuthServer struct {
 	// Scopes clients may ask for (nil: those of the active policy's data,
 	// as of each request).
 	Scopes []string
-	// AccessTokenTTL is the access tokens' lifetime (0: the AS's default).
+	// AccessTokenTTL is the access tokens' lifetime (0: Settings'
+	// asrv.access_token_ttl, default 10 minutes).
 	AccessTokenTTL time.Duration
 
 	// Identity is the configuration's identity: section: the users file

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pbac-gateway/pbac/conformance/clientcheck"
+	"github.com/pbac-gateway/pbac/conformance/realclients"
+	"github.com/pbac-gateway/pbac/connect"
+)
+
+// clientsMarker names the generated section of conformance/CLIENTS.md:
+// it lies between <!-- clientsMarker --> and <!-- /clientsMarker -->.
+const clientsMarker = "pbac conformance client --client all"
+
+// docTarget is what the paste table's snippets connect: pbac up's
+// gateway at its default address and the agent's client id as the
+// dashboard shows it.
+var docTarget = connect.Target{MCPURL: realclients.DocURL + "/mcp", ClientID: realclients.DocClientID}
+
+// The columns every client is judged on, in the table's order.
+var clientColumns = []string{"discovery", "registration", "sign-in", "token", "tools/list", "allowed call",
+	"denied call (what the model or person saw)", "step-up", "refresh", "new session after 404"}
+
+// clientLine is one client's row of the table.
+type clientLine struct {
+	client, version, how string
+	cells                []string // one per clientColumns
+}
+
+// Why the real CLIs' rows have no step-up and no new session: said once
+// in each cell, so a reader of one row knows.
+const (
+	realNoStepUp  = "— (not measured: the demo tenant grants the drive scopes at sign-in; no call needs more)"
+	realNoSession = "— (not measured: each CLI invocation opens a session of its own; a 404 needs one session to outlive the gateway's idle expiry)"
+	harnessNoDeny = "— (not measured: the harness's tenant refuses only for a missing scope, the step-up column)"
+)
+
+// realLine is a real CLI's row.
+func realLine(r realclients.Row) clientLine {
+	denied := r.Denied
+	if r.ModelSawDenied != "" {
+		denied += "; the model saw: `" + strings.ReplaceAll(oneLine(clipDoc(r.ModelSawDenied)), "`", "'") + "`"
+	}
+	if r.DeniedHTTP != "" {
+		denied += " (" + r.DeniedHTTP + ")"
+	}
+	refresh := r.Refresh
+	if refresh == "" {
+		refresh = "— (not measured)"
+	}
+	return clientLine{client: r.Client, version: r.Version, how: "real CLI (`--client " + r.Driver + "`)", cells: []string{
+		r.Discovery, r.Registration, r.SignIn, r.Token, r.ToolsList, r.Allowed, denied, realNoStepUp, refresh, realNoSession}}
+}
+
+// harnessLine is a harness client's row, from its checks and the flow
+// phase's requests.
+func harnessLine(rep ClientReport) clientLine {
+	res := map[string]clientcheck.Result{}
+	for _, r := range rep.Results {
+		res[r.Name] = r
+	}
+	both := func(pass string, names ...string) string {
+		var bad []string
+		for _, n := range names {
+			r, ok := res[n]
+			switch {
+			case !ok:
+				bad = append(bad, n+": not run")
+			case !r.Pass:
+				bad = append(bad, r.Message)
+			}
+		}
+		if len(bad) > 0 {
+			return strings.Join(bad, "; ")
+		}
+		return pass
+	}
+	one := func(name string) string {
+		r, ok := res[name]
+		switch {
+		case !ok:
+			return "— (phase not run)"
+		case !r.Pass:
+			return r.Message
+		case r.Message != "":
+			return "pass (" + r.Message + ")"
+		}
+		return "pass"
+	}
+	var flow []clientcheck.Event
+	for _, run := range rep.Runs {
+		if run.Phase == clientcheck.PhaseFlow {
+			flow = run.Events
+		}
+	}
+	listed, called := "— (its script makes no tools/list)", "no tools/call was answered 200"
+	for _, ev := range flow {
+		switch {
+		case ev.RPC == "tools/list" && ev.Status == 200:
+			listed = "pass (answered 200)"
+		case ev.RPC == "tools/call" && ev.Status == 200:
+			called = "pass (tools/call answered 200, after the step-up)"
+		}
+	}
+	return clientLine{client: rep.Client, version: rep.Version, how: "harness (phases flow, expiry, session)", cells: []string{
+		both("pass (protected resource metadata after the 401, then the authorization server's)",
+			"reads protected resource metadata after the 401", "finds the authorization server (RFC 8414 metadata)"),
+		one("registers (DCR) or uses a pre-registered client"),
+		both("pass (code + PKCE S256, resource sent; signed in on the AS's page)",
+			"PKCE with S256", "sends resource (the MCP server's URL) in authorization and token requests"),
+		both("pass (Bearer on the MCP endpoint only)", "uses the token in the Authorization header", "never sends the token elsewhere"),
+		listed, called, harnessNoDeny,
+		one("steps up on 403 insufficient_scope"),
+		one("refreshes an expired token"),
+		one("starts a new session after 404 on an expired session"),
+	}}
+}
+
+// clientsSection is the generated section: every client's row, the line
+// each user pastes (connect's snippets, the dashboard's), and the GUI
+// clients documented but not run here.
+func clientsSection(reps []ClientReport, rows []realclients.Row, took time.Duration, clients []string) string {
+	which := "--client " + strings.Join(clients, ",")
+	if len(clients) == 0 {
+		which = "--all"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "<!-- %s -->\n", clientsMarker)
+	fmt.Fprintf(&b, "_Generated by `go run ./cmd/pbac conformance client %s --markdown-file conformance/CLIENTS.md` on %s (it took %s); do not edit between the markers._\n\n",
+		which, time.Now().UTC().Format("2006-01-02"), took.Round(time.Second))
+	b.WriteString("| client | version | run as | " + strings.Join(clientColumns, " | ") + " |\n")
+	b.WriteString("|---|---|---|" + strings.Repeat("---|", len(clientColumns)) + "\n")
+	var lines []clientLine
+	for _, r := range rows {
+		lines = append(lines, realLine(r))
+	}
+	for _, r := range reps {
+		lines = append(lines, harnessLine(r))
+	}
+	for _, l := range lines {
+		fmt.Fprintf(&b, "| %s | %s | %s |", cellText(l.client), cellText(l.version), l.how)
+		for _, c := range l.cells {
+			if c == "" {
+				c = "not reached"
+			}
+			b.WriteString(" " + realclients.Cell(c) + " |")
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n✅ passed; ❌ failed or fell short (what happened); — not measured for that client, and why.\n")
+	writePasteTable(&b, rows)
+	fmt.Fprintf(&b, "<!-- /%s -->\n", clientsMarker)
+	return b.String()
+}
+
+// writePasteTable writes the line each user pastes: connect's snippet for
+// every client the dashboard offers (for pbac up's gateway and the
+// agent's client id, CLIENT_ID), the redirect URIs it sends and those to
+// register, and whether it is run here; then the CLI configurations the
+// drivers used that connect does not hold (Claude Code without a client
+// id).
+func writePasteTable(b *strings.Builder, rows []realclients.Row) {
+	b.WriteString("\nThe line each user pastes — the snippet the dashboard offers for an agent (package `connect`), shown for `pbac up`'s gateway and the agent's client id `CLIENT_ID`:\n\n")
+	b.WriteString("| client | where it goes | snippet | sends (redirect URI) | register | run here |\n|---|---|---|---|---|---|\n")
+	driven := map[string][]string{} // connect id → what its drivers pasted
+	for _, r := range rows {
+		id := connectIDOf(r.Driver)
+		if id == "" {
+			continue
+		}
+		c, _ := connect.Lookup(id)
+		if codeCell(r.Snippet) == codeCell(c.Snippet(docTarget)) {
+			driven[id] = append(driven[id], "yes: `--client "+r.Driver+"` pasted this snippet")
+		} else {
+			driven[id] = append(driven[id], "yes: `--client "+r.Driver+"`, but it pasted "+codeCell(r.Snippet))
+		}
+	}
+	for _, c := range connect.Clients() {
+		where := c.File
+		if where == "" {
+			where = "a command to run"
+		}
+		run := cellText("not run here (from its public docs: " + c.Source + ")")
+		switch {
+		case len(driven[c.ID]) > 0:
+			run = strings.Join(driven[c.ID], "; ")
+		case c.ID == "mcp-remote":
+			run = "yes: the harness's mcp-remote client (`--client mcp-remote`); Claude Desktop, Cline and Windsurf that run it are not run here"
+		case c.RunHere:
+			run = "yes (a driver of its own; not in this run)"
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", cellText(c.Label), cellText(where), codeCell(c.Snippet(docTarget)),
+			cellText(strings.Join(c.Sends, ", ")), cellText(strings.Join(c.RedirectURIs, ", ")), run)
+	}
+	for _, r := range rows {
+		if connectIDOf(r.Driver) != "" || r.Snippet == "" {
+			continue
+		}
+		fmt.Fprintf(b, "| %s | a command to run | %s | (its own choice) | nothing: %s | yes: `--client %s` |\n", cellText(r.Client), codeCell(r.Snippet),
+			cellText(strings.TrimPrefix(firstWords(r.Registration), "pass ")), r.Driver)
+	}
+	b.WriteString("\nContinue has no row in `connect` yet: not documented here.\n")
+}
+
+// connectIDOf is the connect preset a real-CLI driver pastes (""
+// when it configures the CLI without one).
+func connectIDOf(driver string) string {
+	switch driver {
+	case "claude-code", "opencode", "codex", "inspector":
+		return driver
+	case "gemini":
+		return "gemini-cli"
+	}
+	return ""
+}
+
+// codeCell is a snippet as one table cell: inline code, JSON on one line,
+// the lines of anything else joined by <br>.
+func codeCell(s string) string {
+	var compact bytes.Buffer
+	if json.Compact(&compact, []byte(s)) == nil {
+		s = compact.String()
+	}
+	var parts []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		parts = append(parts, "`"+strings.ReplaceAll(strings.ReplaceAll(l, "|", `\|`), "`", "'")+"`")
+	}
+	return strings.Join(parts, "<br>")
+}
+
+// cellText is s on one line with pipes escaped.
+func cellText(s string) string { return strings.ReplaceAll(oneLine(s), "|", `\|`) }
+
+// firstWords is s up to its first "(": a short form of a step's result.
+func firstWords(s string) string {
+	if i := strings.Index(s, "("); i > 0 {
+		s = s[i+1:]
+		if j := strings.Index(s, ";"); j > 0 {
+			s = s[:j]
+		}
+	}
+	return strings.TrimSuffix(strings.TrimSpace(s), ")")
+}
+
+func clipDoc(s string) string {
+	if r := []rune(s); len(r) > 240 {
+		return string(r[:240]) + "…"
+	}
+	return s
+}
+
+// replaceSection puts section in place of the file's generated section
+// (the lines from <!-- clientsMarker --> to <!-- /clientsMarker -->), or
+// at its end when it has none, and keeps everything else.
+func replaceSection(path, section string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	text := string(raw)
+	begin, end := "<!-- "+clientsMarker+" -->", "<!-- /"+clientsMarker+" -->"
+	i, j := strings.Index(text, begin), strings.Index(text, end)
+	switch {
+	case i >= 0 && j > i:
+		j += len(end)
+		if j < len(text) && text[j] == '\n' {
+			j++
+		}
+		text = text[:i] + section + text[j:]
+	case i >= 0 || j >= 0:
+		return fmt.Errorf("%s has only one of the markers %q and %q", path, begin, end)
+	default:
+		if text != "" && !strings.HasSuffix(text, "\n\n") {
+			text = strings.TrimRight(text, "\n") + "\n\n"
+		}
+		text += section
+	}
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
