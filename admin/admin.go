@@ -29,6 +29,10 @@ import (
 	"github.com/pbac-gateway/pbac/rego"
 )
 
+// TokenAuthor is the author recorded with a policy change made through
+// the admin API (plugins.WithAuthor): whoever holds the admin token.
+const TokenAuthor = "admin token"
+
 // maxBundleUpload bounds a policy bundle uploaded to the admin API.
 const maxBundleUpload = 64 << 20
 
@@ -239,7 +243,7 @@ func (a *api) upload(w http.ResponseWriter, r *http.Request) {
 	if shadow, _ := strconv.ParseBool(r.URL.Query().Get("shadow")); shadow {
 		info, err = a.cfg.Registry.SetShadow(r.Context(), b, source)
 	} else {
-		info, err = a.cfg.Registry.Activate(r.Context(), b, source)
+		info, err = a.cfg.Registry.Activate(plugins.WithAuthor(r.Context(), TokenAuthor), b, source)
 	}
 	if err != nil {
 		adminError(w, err)
@@ -288,7 +292,7 @@ func PolicyChangeAnswer(ctx context.Context, propagate func(context.Context) (an
 }
 
 func (a *api) rollback(w http.ResponseWriter, r *http.Request) {
-	info, err := a.cfg.Registry.Rollback(r.Context())
+	info, err := a.cfg.Registry.Rollback(plugins.WithAuthor(r.Context(), TokenAuthor))
 	if err != nil {
 		adminError(w, err)
 		return
@@ -302,7 +306,7 @@ func (a *api) setData(w http.ResponseWriter, r *http.Request) {
 		adminJSON(w, http.StatusBadRequest, map[string]string{"error": "the body must be the policy data as a JSON object"})
 		return
 	}
-	info, err := a.cfg.Registry.SetData(r.Context(), data, "admin data update")
+	info, err := a.cfg.Registry.SetData(plugins.WithAuthor(r.Context(), TokenAuthor), data, "admin data update")
 	if err != nil {
 		adminError(w, err)
 		return

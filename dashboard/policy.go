@@ -46,6 +46,15 @@ func (h *Handler) who(s *session) string {
 	return "dashboard (operator)"
 }
 
+// author is who a policy change made in this session is recorded as
+// (plugins.WithAuthor): the person signed in, or the admin token.
+func author(s *session) string {
+	if s.user != nil {
+		return s.user.Subject
+	}
+	return admin.TokenAuthor
+}
+
 func (h *Handler) setData(w http.ResponseWriter, r *http.Request, s *session) {
 	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBundleUpload))
 	if err != nil {
@@ -77,7 +86,7 @@ func (h *Handler) setData(w http.ResponseWriter, r *http.Request, s *session) {
 		b.Revision = rego.Revision(b.Wasm, b.Data)
 		info, err = h.cfg.Registry.SetShadow(r.Context(), b, source)
 	} else {
-		info, err = h.cfg.Registry.SetData(r.Context(), raw, source)
+		info, err = h.cfg.Registry.SetData(plugins.WithAuthor(r.Context(), author(s)), raw, source)
 	}
 	if err != nil {
 		policyError(w, err)
@@ -156,7 +165,7 @@ func (h *Handler) uploadBundle(w http.ResponseWriter, r *http.Request, s *sessio
 	if shadow, _ := strconv.ParseBool(r.URL.Query().Get("shadow")); shadow {
 		info, err = h.cfg.Registry.SetShadow(r.Context(), b, source)
 	} else {
-		info, err = h.cfg.Registry.Activate(r.Context(), b, source)
+		info, err = h.cfg.Registry.Activate(plugins.WithAuthor(r.Context(), author(s)), b, source)
 	}
 	if err != nil {
 		policyError(w, err)
@@ -171,7 +180,7 @@ func (h *Handler) uploadBundle(w http.ResponseWriter, r *http.Request, s *sessio
 }
 
 func (h *Handler) rollback(w http.ResponseWriter, r *http.Request, s *session) {
-	info, err := h.cfg.Registry.Rollback(r.Context())
+	info, err := h.cfg.Registry.Rollback(plugins.WithAuthor(r.Context(), author(s)))
 	if err != nil {
 		policyError(w, err)
 		return

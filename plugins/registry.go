@@ -56,9 +56,11 @@ const historyDepth = 8
 // Info describes one policy version.
 type Info struct {
 	// Version is the content hash of the module and its data.
-	Version     string    `json:"version"`
-	ModuleHash  string    `json:"module_hash"`
-	Source      string    `json:"source"`
+	Version    string `json:"version"`
+	ModuleHash string `json:"module_hash"`
+	Source     string `json:"source"`
+	// Author is who asked for the version (WithAuthor), when known.
+	Author      string    `json:"author,omitempty"`
 	LoadedAt    time.Time `json:"loaded_at"`
 	ActivatedAt time.Time `json:"activated_at,omitzero"`
 	Entrypoints []string  `json:"entrypoints"`
@@ -83,6 +85,7 @@ type Event struct {
 	Kind    string    `json:"kind"`
 	Version string    `json:"version,omitempty"`
 	Source  string    `json:"source"`
+	Author  string    `json:"author,omitempty"`
 	Error   string    `json:"error,omitempty"`
 }
 
@@ -157,6 +160,10 @@ type Registry struct {
 	verifier *rego.Verifier
 	// subscribers hear of every change of the active version.
 	subscribers map[chan struct{}]struct{}
+	// store, when set, keeps every activation before it takes effect;
+	// headAt is when its newest record was made.
+	store  Store
+	headAt time.Time
 }
 
 // Option configures a Registry.
@@ -359,8 +366,13 @@ func (r *Registry) Activate(ctx context.Context, b *rego.Bundle, source string) 
 		v, err = r.load(ctx, b, source, base)
 	}
 	if err != nil {
-		r.record(Event{Kind: "rejected", Source: source, Error: err.Error()})
+		r.record(Event{Kind: "rejected", Source: source, Author: authorOf(ctx), Error: err.Error()})
 		r.logger.Warn("policy rejected", "source", source, "err", err)
+		return Info{}, err
+	}
+	v.info.Author = authorOf(ctx)
+	if err := r.persist(ctx, v, "activated"); err != nil {
+		r.reject(ctx, v, err)
 		return Info{}, err
 	}
 	r.swap(ctx, v, "activated")
@@ -393,8 +405,13 @@ func (r *Registry) SetData(ctx context.Context, data []byte, source string) (Inf
 	nb.Revision = rego.Revision(nb.Wasm, nb.Data)
 	v, err := r.load(ctx, nb, source, cur.policy)
 	if err != nil {
-		r.record(Event{Kind: "rejected", Source: source, Error: err.Error()})
+		r.record(Event{Kind: "rejected", Source: source, Author: authorOf(ctx), Error: err.Error()})
 		r.logger.Warn("policy data rejected", "source", source, "err", err)
+		return Info{}, err
+	}
+	v.info.Author = authorOf(ctx)
+	if err := r.persist(ctx, v, "data_updated"); err != nil {
+		r.reject(ctx, v, err)
 		return Info{}, err
 	}
 	r.swap(ctx, v, "data_updated")
@@ -422,7 +439,12 @@ func (r *Registry) Rollback(ctx context.Context) (Info, error) {
 	b, src := r.history[n], r.sources[n]
 	v, err := r.load(ctx, b, "rollback:"+src, nil)
 	if err != nil {
-		r.record(Event{Kind: "rejected", Source: "rollback:" + src, Error: err.Error()})
+		r.record(Event{Kind: "rejected", Source: "rollback:" + src, Author: authorOf(ctx), Error: err.Error()})
+		return Info{}, err
+	}
+	v.info.Author = authorOf(ctx)
+	if err := r.persist(ctx, v, "rolled_back"); err != nil {
+		r.reject(ctx, v, err)
 		return Info{}, err
 	}
 	r.history, r.sources = r.history[:n], r.sources[:n]
@@ -515,9 +537,9 @@ func (r *Registry) swap(ctx context.Context, v *version, kind string) {
 func (r *Registry) swapNoHistory(ctx context.Context, v *version, kind string) {
 	v.info.ActivatedAt = r.now()
 	old := r.active.Swap(v)
-	r.record(Event{Kind: kind, Version: v.info.Version, Source: v.info.Source})
+	r.record(Event{Kind: kind, Version: v.info.Version, Source: v.info.Source, Author: v.info.Author})
 	r.logger.Info("policy "+kind, "version", short(v.info.Version), "source", v.info.Source,
-		"vectors", v.info.Vectors)
+		"author", v.info.Author, "vectors", v.info.Vectors)
 	r.notify()
 	if old != nil {
 		// Retiring waits for in-flight decisions; do not hold up the caller.

@@ -52,7 +52,9 @@ func isBundleName(name string) bool {
 }
 
 // WatchDir makes bundles dropped into dir live: at start the newest bundle
-// already there is activated, then every bundle written or moved in is
+// already there is activated — unless the stored head version (HeadAt) is
+// newer than the file, so a restart does not undo a later change made
+// through the admin API or the dashboard —, then every bundle written or moved in is
 // validated and activated. A bad bundle is rejected and logged; the active
 // version stays. It returns when ctx is done, or at once if dir cannot be
 // watched.
@@ -65,8 +67,13 @@ func (r *Registry) WatchDir(ctx context.Context, dir string) error {
 	if err := w.Add(dir); err != nil {
 		return fmt.Errorf("watch %s: %w", dir, err)
 	}
-	if newest, ok := newestBundle(dir); ok {
-		r.activateFromDir(ctx, newest)
+	if newest, mod, ok := newestBundle(dir); ok {
+		if head := r.HeadAt(); !head.IsZero() && !mod.After(head) {
+			r.logger.Info("the stored policy version is newer than the newest bundle in the policy directory; it stays",
+				"path", newest, "modified", mod, "stored", head)
+		} else {
+			r.activateFromDir(ctx, newest)
+		}
 	}
 
 	var (
@@ -135,10 +142,10 @@ func revisionOf(b *rego.Bundle) string {
 }
 
 // newestBundle finds the most recently modified bundle in dir.
-func newestBundle(dir string) (string, bool) {
+func newestBundle(dir string) (string, time.Time, bool) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return "", false
+		return "", time.Time{}, false
 	}
 	type cand struct {
 		path string
@@ -156,7 +163,7 @@ func newestBundle(dir string) (string, bool) {
 		cs = append(cs, cand{filepath.Join(dir, e.Name()), info.ModTime()})
 	}
 	if len(cs) == 0 {
-		return "", false
+		return "", time.Time{}, false
 	}
 	c := slices.MaxFunc(cs, func(a, b cand) int {
 		if c := a.mod.Compare(b.mod); c != 0 {
@@ -164,5 +171,5 @@ func newestBundle(dir string) (string, bool) {
 		}
 		return strings.Compare(a.path, b.path)
 	})
-	return c.path, true
+	return c.path, c.mod, true
 }

@@ -423,8 +423,14 @@ func TestUsersFilePeople(t *testing.T) {
 		}
 		// She rolls the change back herself: the data no longer names her
 		// group, and the next change is refused.
-		if status, body := d.do("POST", "/ui/api/policy/rollback", nil); status != http.StatusOK {
+		status, body := d.do("POST", "/ui/api/policy/rollback", nil)
+		if status != http.StatusOK {
 			t.Fatalf("olga's rollback: %d %s", status, body)
+		}
+		// The version is recorded as hers.
+		var rolled struct{ Author string }
+		if err := json.Unmarshal(body, &rolled); err != nil || rolled.Author != "olga" {
+			t.Fatalf("olga's rollback is recorded as made by %q (%v), want olga", rolled.Author, err)
 		}
 		if status, _ := d.do("POST", "/ui/api/policy/rollback", nil); session() || status != http.StatusForbidden {
 			t.Fatalf("olga still operates after the rollback: %d", status)

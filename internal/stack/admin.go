@@ -131,7 +131,7 @@ func (e registryEditor) PolicyData() ([]byte, string, error) {
 }
 
 func (e registryEditor) SetPolicyData(ctx context.Context, data []byte, source string) (string, error) {
-	info, err := e.reg.SetData(ctx, data, source)
+	info, err := e.reg.SetData(plugins.WithAuthor(ctx, "demo scenario"), data, source)
 	return info.Version, err
 }
 

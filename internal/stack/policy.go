@@ -15,6 +15,7 @@ import (
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/plugins/bundlesource"
 	"github.com/pbac-gateway/pbac/plugins/pgsync"
+	"github.com/pbac-gateway/pbac/plugins/policystore"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
 )
@@ -114,7 +115,29 @@ func (s *Stack) openPolicy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	reg := plugins.New(engine, plugins.WithLogger(s.log), plugins.WithDecisionTimeout(pc.Limits.DecisionTimeout))
+	opts := []plugins.Option{plugins.WithLogger(s.log), plugins.WithDecisionTimeout(pc.Limits.DecisionTimeout)}
+	switch {
+	case config.IsPostgresStore(s.cfg.Store):
+		// With the token store, shared by the replicas on the database.
+		st, err := pgsync.OpenVersions(ctx, s.cfg.Store)
+		if err != nil {
+			_ = engine.Close(ctx)
+			return fmt.Errorf("open the policy versions: %w", err)
+		}
+		// Registered before the runtime, so it closes after the registry.
+		s.onClose(phasePolicy, "policy versions", func(context.Context) error { st.Close(); return nil })
+		opts = append(opts, plugins.WithStore(st))
+	case !s.cfg.Ephemeral:
+		dir := filepath.Join(s.cfg.DataDir, policyStoreDir)
+		st, err := policystore.Open(ctx, dir, s.log)
+		if err != nil {
+			_ = engine.Close(ctx)
+			return fmt.Errorf("open the policy versions: %w", err)
+		}
+		s.onClose(phasePolicy, "policy versions", func(context.Context) error { return st.Close() })
+		opts = append(opts, plugins.WithStore(st))
+	}
+	reg := plugins.New(engine, opts...)
 	s.policy = &policyRuntime{engine: engine, registry: reg}
 	s.onClose(phasePolicy, "policy runtime", s.policy.close)
 	b, source := pc.Bundle, pc.Source
@@ -127,9 +150,14 @@ func (s *Stack) openPolicy(ctx context.Context) error {
 	if source == "" {
 		source = "shipped"
 	}
-	if _, err := reg.Activate(ctx, b, source); err != nil {
+	// Signatures first: a stored version is activated again only if it
+	// still verifies with the keys configured now.
+	s.requireSignatures()
+	info, err := reg.Start(ctx, b, source)
+	if err != nil {
 		return fmt.Errorf("activate the %s policy: %w", source, err)
 	}
+	s.log.Info("policy active at start", "version", info.Version, "source", info.Source, "author", info.Author)
 	s.decider = reg
 	if err := s.startDistribution(); err != nil {
 		return err
@@ -151,15 +179,22 @@ func (s *Stack) openPolicy(ctx context.Context) error {
 	return nil
 }
 
-// startDistribution requires signatures when a verifier is configured and
-// starts polling the bundle server, if any.
+// policyStoreDir is where, under the data dir, the activated policy
+// versions are kept (plugins/policystore).
+const policyStoreDir = "policy-store"
+
+// requireSignatures requires signed bundles when a verifier is configured.
+func (s *Stack) requireSignatures() {
+	if v := s.cfg.Policy.Verifier; v != nil {
+		s.policy.registry.RequireSignatures(v)
+		s.log.Info("policy bundles must be signed", "key_ids", v.KeyIDs())
+	}
+}
+
+// startDistribution starts polling the bundle server, if any.
 func (s *Stack) startDistribution() error {
 	pc := s.cfg.Policy
 	reg := s.policy.registry
-	if pc.Verifier != nil {
-		reg.RequireSignatures(pc.Verifier)
-		s.log.Info("policy bundles must be signed", "key_ids", pc.Verifier.KeyIDs())
-	}
 	if pc.BundleServer == "" {
 		return nil
 	}

@@ -151,6 +151,7 @@ function renderEvents(events) {
     h('td', null, h('span', { class: ['badge', eventClass(e.kind)] }, e.kind)),
     h('td', null, e.version ? h('code', { title: e.version }, short(e.version)) : '—'),
     h('td', null, e.source || '—'),
+    h('td', null, e.author || '—'),
     h('td', { class: 'reasons' }, e.error || ''))));
 }
 
