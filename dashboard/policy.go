@@ -82,7 +82,7 @@ func (h *Handler) setData(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 		// Like a data-only activation, a data-only shadow is not held to
 		// the bundle's vectors: they state what the shipped data decides.
-		b := &rego.Bundle{Wasm: active.Wasm, Data: raw, ContractVersion: active.ContractVersion}
+		b := &rego.Bundle{Wasm: active.Wasm, Data: raw, ContractVersion: active.ContractVersion, Schema: active.Schema}
 		b.Revision = rego.Revision(b.Wasm, b.Data)
 		info, err = h.cfg.Registry.SetShadow(r.Context(), b, source)
 	} else {

@@ -401,7 +401,7 @@ func (r *Registry) SetData(ctx context.Context, data []byte, source string) (Inf
 	// The bundle's vectors describe decisions under the bundle's own data;
 	// new data changes decisions by design, so only the fail-closed smoke
 	// checks gate a data update.
-	nb := &rego.Bundle{Wasm: cur.bundle.Wasm, Data: data, ContractVersion: cur.bundle.ContractVersion}
+	nb := &rego.Bundle{Wasm: cur.bundle.Wasm, Data: data, ContractVersion: cur.bundle.ContractVersion, Schema: cur.bundle.Schema}
 	nb.Revision = rego.Revision(nb.Wasm, nb.Data)
 	v, err := r.load(ctx, nb, source, cur.policy)
 	if err != nil {
@@ -477,6 +477,11 @@ func (r *Registry) load(ctx context.Context, b *rego.Bundle, source string, base
 	rev := b.Revision
 	if rev == "" {
 		rev = rego.Revision(b.Wasm, b.Data)
+	}
+	// Every path that changes data comes through here: the data is held to
+	// the bundle's schema before anything is compiled.
+	if err := rego.CheckData(b.Schema, b.Data); err != nil {
+		return nil, fmt.Errorf("%w: %s from %s: %w", ErrValidation, short(rev), source, err)
 	}
 	var (
 		p   *wasm.Policy
