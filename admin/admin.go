@@ -5,7 +5,7 @@
 // revoking everything acting for a person, every request under the admin
 // token; and the guard of the whole listener
 // (Guard: Host, Origin and content type). The
-// dashboard answers policy changes as it does (PolicyErrorStatus,
+// dashboard answers policy changes as it does (PolicyErrorAnswer,
 // PolicyChangeAnswer).
 package admin
 
@@ -184,7 +184,30 @@ func adminJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func adminError(w http.ResponseWriter, err error) {
-	adminJSON(w, PolicyErrorStatus(err), map[string]string{"error": err.Error()})
+	status, body := PolicyErrorAnswer(err)
+	adminJSON(w, status, body)
+}
+
+// PolicyError is the body of a refused policy change. Problems lists,
+// when the data's schema or its cross-references refused the data
+// (rego.CheckData), each problem with its JSON path in the data and what
+// was expected there.
+type PolicyError struct {
+	Error    string             `json:"error"`
+	Problems []rego.DataProblem `json:"problems,omitempty"`
+}
+
+// PolicyErrorAnswer is the status (PolicyErrorStatus) and body of a policy
+// registry error. Refused data is answered the same whatever path brought
+// it (the admin API, the dashboard): the body says what is wrong with the
+// data, not who sent it. The admin API and the dashboard answer with it.
+func PolicyErrorAnswer(err error) (int, PolicyError) {
+	status := PolicyErrorStatus(err)
+	if de, ok := errors.AsType[*rego.DataError](err); ok {
+		msg := plugins.ErrValidation.Error() + ": " + de.Error()
+		return status, PolicyError{Error: msg, Problems: de.Problems}
+	}
+	return status, PolicyError{Error: err.Error()}
 }
 
 // PolicyErrorStatus is the HTTP status of a policy registry error: 422 for
