@@ -79,11 +79,12 @@ func (h *Handler) setData(w http.ResponseWriter, r *http.Request, s *session) {
 			policyError(w, plugins.ErrNoPolicy)
 			return
 		}
-		// Like a data-only activation, a data-only shadow is not held to
-		// the bundle's vectors: they state what the shipped data decides.
-		b := &rego.Bundle{Wasm: active.Wasm, Data: raw, ContractVersion: active.ContractVersion, Schema: active.Schema}
-		b.Revision = rego.Revision(b.Wasm, b.Data)
-		info, err = h.cfg.Registry.SetShadow(r.Context(), b, source)
+		// Like a data-only activation (SetData), a data-only shadow is held
+		// to the data schema and the bundle's invariant vectors.
+		var b *rego.Bundle
+		if b, err = active.WithData(raw); err == nil {
+			info, err = h.cfg.Registry.SetShadow(r.Context(), b, source)
+		}
 	} else {
 		info, err = h.cfg.Registry.SetData(plugins.WithAuthor(r.Context(), author(s)), raw, source)
 	}

@@ -3,11 +3,13 @@ package plugins_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -151,5 +153,113 @@ func TestEveryDataPathIsChecked(t *testing.T) {
 		} else if de.Error() != want {
 			t.Fatalf("%s: %s, want %s", name, de, want)
 		}
+	}
+}
+
+// shippedDataWith returns the shipped data changed by mutate.
+func shippedDataWith(t *testing.T, mutate func(d map[string]any)) []byte {
+	t.Helper()
+	b, err := policytest.Shipped()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d map[string]any
+	if err := json.Unmarshal(b.Data, &d); err != nil {
+		t.Fatal(err)
+	}
+	mutate(d)
+	raw, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// TestDataUpdateRunsInvariantVectors: a data update runs the bundle's
+// invariant vectors (decisions no data may change) besides the schema and
+// the fail-closed checks: moving a provider to another tier — which
+// changes what the other vectors pin — passes them, while dropping the
+// protection of production secrets is refused, naming the vector.
+func TestDataUpdateRunsInvariantVectors(t *testing.T) {
+	r := policytest.Registry(t)
+	shipped, _ := policytest.Shipped()
+	inv, err := rego.InvariantVectors(shipped.Vectors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var invariant []rego.Vector
+	if err := json.Unmarshal(inv, &invariant); err != nil {
+		t.Fatal(err)
+	}
+	if len(invariant) == 0 {
+		t.Fatal("the shipped vectors mark no invariant")
+	}
+	if all, _ := r.Active(); all.Vectors <= len(invariant) {
+		t.Fatalf("the shipped bundle ran %d vectors, its invariants alone are %d", all.Vectors, len(invariant))
+	}
+
+	moved := shippedDataWith(t, func(d map[string]any) {
+		tt := d["agents"].(map[string]any)["trust_tiers"].(map[string]any)
+		tt["read_only"] = append(tt["read_only"].([]any), "ci-bot")
+		tt["ci_agent"] = []any{}
+	})
+	info, err := r.SetData(t.Context(), moved, "test")
+	if err != nil {
+		t.Fatalf("a provider moved to another tier: %v", err)
+	}
+	if info.Vectors != len(invariant) {
+		t.Fatalf("the data update ran %d vectors, want the %d invariant ones", info.Vectors, len(invariant))
+	}
+
+	// The most a data change can grant: every tier and role everything
+	// the catalogue has, no separation of duties or argument constraints,
+	// deep delegation, every backend open without a token. The invariants
+	// must hold even so (they are not the data's decisions).
+	permissive := shippedDataWith(t, func(d map[string]any) {
+		grants := map[string][]string{}
+		var backends []string
+		for name, e := range d["catalogue"].(map[string]any) {
+			e := e.(map[string]any)
+			res, acc := e["resource"].(string), e["access"].(string)
+			if !slices.Contains(grants[res], acc) {
+				grants[res] = append(grants[res], acc)
+			}
+			if b, _, _ := strings.Cut(name, "."); !slices.Contains(backends, b) {
+				backends = append(backends, b)
+			}
+		}
+		for _, tier := range d["tiers"].(map[string]any) {
+			tier := tier.(map[string]any)
+			tier["grants"], tier["separation_of_duties"] = grants, []string{}
+			tier["may_delegate"], tier["max_delegation_depth"], tier["user_attestation"] = true, 8, true
+			tier["token_ttl_seconds"], tier["max_token_ttl_seconds"] = 86400, 86400
+		}
+		for _, role := range d["roles"].(map[string]any) {
+			role.(map[string]any)["grants"], role.(map[string]any)["arg_constraints"] = grants, map[string]any{}
+		}
+		d["delegation"] = map[string]any{"max_chain_depth": 8}
+		d["anonymous"] = map[string]any{"backends": backends}
+	})
+	if _, err := r.SetData(t.Context(), permissive, "test"); err != nil {
+		t.Fatalf("the most permissive data: %v", err)
+	}
+	if info, err = r.SetData(t.Context(), moved, "test"); err != nil {
+		t.Fatal(err)
+	}
+
+	unprotected := shippedDataWith(t, func(d map[string]any) {
+		d["protected_arguments"] = d["protected_arguments"].([]any)[1:] // drops prod-secrets
+	})
+	_, err = r.SetData(t.Context(), unprotected, "test")
+	if !errors.Is(err, plugins.ErrValidation) || !strings.Contains(err.Error(), `vector "fm1 prod secrets`) {
+		t.Fatalf("dropping the prod-secrets rule: %v, want a refusal naming its vectors", err)
+	}
+	if now, _ := r.Active(); now.Version != info.Version {
+		t.Fatalf("the refused update became active")
+	}
+	// A data update of a data update still runs them: the version carries
+	// its invariants.
+	if _, err := r.SetData(t.Context(), unprotected, "test again"); err == nil {
+		t.Fatal("the second data update dropped the invariant vectors")
 	}
 }
