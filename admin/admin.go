@@ -195,17 +195,24 @@ func adminError(w http.ResponseWriter, err error) {
 type PolicyError struct {
 	Error    string             `json:"error"`
 	Problems []rego.DataProblem `json:"problems,omitempty"`
+	// FailedVectors names the bundle's decision vectors the change fails
+	// (on a data update, its invariant ones).
+	FailedVectors []string `json:"failed_vectors,omitempty"`
 }
 
 // PolicyErrorAnswer is the status (PolicyErrorStatus) and body of a policy
 // registry error. Refused data is answered the same whatever path brought
 // it (the admin API, the dashboard): the body says what is wrong with the
-// data, not who sent it. The admin API and the dashboard answer with it.
+// data — its problems, or the vectors it fails — not who sent it. The admin API and the dashboard answer with it.
 func PolicyErrorAnswer(err error) (int, PolicyError) {
 	status := PolicyErrorStatus(err)
 	if de, ok := errors.AsType[*rego.DataError](err); ok {
 		msg := plugins.ErrValidation.Error() + ": " + de.Error()
 		return status, PolicyError{Error: msg, Problems: de.Problems}
+	}
+	if ve, ok := errors.AsType[*plugins.VectorError](err); ok {
+		msg := plugins.ErrValidation.Error() + ": " + ve.Error()
+		return status, PolicyError{Error: msg, FailedVectors: ve.Failed}
 	}
 	return status, PolicyError{Error: err.Error()}
 }

@@ -8,10 +8,12 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/internal/policytest"
+	"github.com/pbac-gateway/pbac/rego"
 )
 
 // TestBadDataIsRefusedAlikeByEveryEditor: every bad document of the shared
@@ -29,11 +31,11 @@ func TestBadDataIsRefusedAlikeByEveryEditor(t *testing.T) {
 	}
 	adminSrv := httptest.NewServer(api)
 	t.Cleanup(adminSrv.Close)
-	putAdmin := func(body []byte) (int, map[string]any) {
+	sendAdmin := func(method, path, contentType string, body []byte) (int, map[string]any) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPut, adminSrv.URL+"/admin/policy/data", bytes.NewReader(body))
+		req, _ := http.NewRequest(method, adminSrv.URL+path, bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+testAdminToken)
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -45,6 +47,14 @@ func TestBadDataIsRefusedAlikeByEveryEditor(t *testing.T) {
 			t.Fatalf("admin answer is not JSON: %s", raw)
 		}
 		return resp.StatusCode, out
+	}
+	putAdmin := func(body []byte) (int, map[string]any) {
+		t.Helper()
+		return sendAdmin(http.MethodPut, "/admin/policy/data", "application/json", body)
+	}
+	shipped, err := policytest.Shipped()
+	if err != nil {
+		t.Fatal(err)
 	}
 	before, _ := reg.Active()
 
@@ -78,17 +88,46 @@ func TestBadDataIsRefusedAlikeByEveryEditor(t *testing.T) {
 			if status, out := d.do("PUT", "/ui/api/policy/data?shadow=true", string(tc.Data)); status != http.StatusUnprocessableEntity || !reflect.DeepEqual(out, adminBody) {
 				t.Fatalf("shadow: %d %v", status, out)
 			}
+			// So is an uploaded bundle with the data, against the schema
+			// it carries, through either.
+			nb := &rego.Bundle{Wasm: shipped.Wasm, Data: tc.Data, Schema: shipped.Schema, Vectors: shipped.Vectors, ContractVersion: shipped.ContractVersion}
+			nb.Revision = rego.Revision(nb.Wasm, nb.Data)
+			tgz, err := nb.TarGz()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status, out := sendAdmin(http.MethodPost, "/admin/policy/bundles", "application/gzip", tgz); status != http.StatusUnprocessableEntity || !reflect.DeepEqual(out, adminBody) {
+				t.Fatalf("admin bundle upload: %d %v", status, out)
+			}
+			if status, out := d.do("POST", "/ui/api/policy/bundles", string(tgz), "Content-Type", "application/gzip"); status != http.StatusUnprocessableEntity || !reflect.DeepEqual(out, adminBody) {
+				t.Fatalf("dashboard bundle upload: %d %v", status, out)
+			}
 		})
 	}
 	if now, _ := reg.Active(); now.Version != before.Version {
 		t.Fatalf("a refused document became active: %s, was %s", now.Version, before.Version)
 	}
 
-	// The matrix's move of a provider to another tier, through both.
-	b, err := policytest.Shipped()
-	if err != nil {
+	// Data that fails an invariant vector of the bundle (dropping the
+	// protection of production secrets) is refused alike, naming it.
+	var unprotected map[string]any
+	if err := json.Unmarshal(shipped.Data, &unprotected); err != nil {
 		t.Fatal(err)
 	}
+	unprotected["protected_arguments"] = unprotected["protected_arguments"].([]any)[1:]
+	raw, _ := json.Marshal(unprotected)
+	adminStatus, adminBody := putAdmin(raw)
+	dashStatus, dashBody := d.do("PUT", "/ui/api/policy/data", string(raw))
+	if adminStatus != http.StatusUnprocessableEntity || dashStatus != http.StatusUnprocessableEntity || !reflect.DeepEqual(adminBody, dashBody) {
+		t.Fatalf("admin %d %v, dashboard %d %v; want the same 422", adminStatus, adminBody, dashStatus, dashBody)
+	}
+	failed, _ := adminBody["failed_vectors"].([]any)
+	if !slices.ContainsFunc(failed, func(v any) bool { return strings.HasPrefix(v.(string), "fm1 prod secrets") }) {
+		t.Fatalf("failed_vectors %v do not name the prod-secrets vectors", failed)
+	}
+
+	// The matrix's move of a provider to another tier, through both.
+	b := shipped
 	var data map[string]any
 	if err := json.Unmarshal(b.Data, &data); err != nil {
 		t.Fatal(err)
