@@ -332,7 +332,10 @@ func (a *api) rollback(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) setData(w http.ResponseWriter, r *http.Request) {
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxBundleUpload))
-	if err != nil || !json.Valid(data) {
+	var obj map[string]json.RawMessage
+	if err != nil || json.Unmarshal(data, &obj) != nil || obj == nil {
+		// As the dashboard answers: what is not one JSON object is not
+		// policy data at all (400); what the data schema refuses is 422.
 		adminJSON(w, http.StatusBadRequest, map[string]string{"error": "the body must be the policy data as a JSON object"})
 		return
 	}

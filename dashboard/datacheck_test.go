@@ -108,6 +108,15 @@ func TestBadDataIsRefusedAlikeByEveryEditor(t *testing.T) {
 		t.Fatalf("a refused document became active: %s, was %s", now.Version, before.Version)
 	}
 
+	// What is not one JSON object is not policy data: 400 from both.
+	for _, body := range []string{"{", "[1,2]", "null", `"data"`} {
+		adminStatus, _ := putAdmin([]byte(body))
+		dashStatus, _ := d.do("PUT", "/ui/api/policy/data", body)
+		if adminStatus != http.StatusBadRequest || dashStatus != http.StatusBadRequest {
+			t.Fatalf("%s: admin %d, dashboard %d; want 400 from both", body, adminStatus, dashStatus)
+		}
+	}
+
 	// Data that fails an invariant vector of the bundle (dropping the
 	// protection of production secrets) is refused alike, naming it.
 	var unprotected map[string]any

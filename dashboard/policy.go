@@ -64,8 +64,12 @@ func (h *Handler) setData(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil {
-		writeError(w, http.StatusBadRequest, "the policy data must be one JSON object: "+err.Error())
+	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+		why := "null"
+		if err != nil {
+			why = err.Error()
+		}
+		writeError(w, http.StatusBadRequest, "the policy data must be one JSON object: "+why)
 		return
 	}
 	// What the data must be is the bundle's data schema, checked by the
