@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 
 	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/plugins"
@@ -261,5 +262,38 @@ func TestDataUpdateRunsInvariantVectors(t *testing.T) {
 	// its invariants.
 	if _, err := r.SetData(t.Context(), unprotected, "test again"); err == nil {
 		t.Fatal("the second data update dropped the invariant vectors")
+	}
+}
+
+// TestDataUpdateMustFailClosed: the fail-closed rule (an empty input is
+// denied by every entrypoint) holds data updates too: data that would
+// open a policy whose decisions follow it is refused.
+func TestDataUpdateMustFailClosed(t *testing.T) {
+	r := policytest.Empty(t)
+	b, err := rego.Build(t.Context(), fstest.MapFS{
+		"p.rego": {Data: []byte(`package pbac
+default allow := false
+allow if data.open == true
+d := {"allow": allow, "reasons": ["as the data says"]}
+register := d
+token := d
+introspect := d
+exchange := d
+tool_call := d
+list := d
+anonymous := d
+method := d
+`)},
+		"data.json": {Data: []byte(`{"open": false}`)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Activate(t.Context(), b, "closed"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.SetData(t.Context(), []byte(`{"open": true}`), "open it")
+	if !errors.Is(err, plugins.ErrValidation) || !strings.Contains(err.Error(), "fail closed") {
+		t.Fatalf("err = %v, want a fail-closed validation error", err)
 	}
 }
