@@ -410,7 +410,7 @@ func (r *Registry) SetData(ctx context.Context, data []byte, source string) (Inf
 	nb, err := cur.bundle.WithData(data)
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrValidation, err)
-		r.record(Event{Kind: "rejected", Source: source, Error: err.Error()})
+		r.record(Event{Kind: "rejected", Source: source, Author: authorOf(ctx), Error: err.Error()})
 		return Info{}, err
 	}
 	v, err := r.load(ctx, nb, source, cur.policy)
