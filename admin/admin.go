@@ -5,7 +5,7 @@
 // revoking everything acting for a person, every request under the admin
 // token; and the guard of the whole listener
 // (Guard: Host, Origin and content type). The
-// dashboard answers policy changes as it does (PolicyErrorStatus,
+// dashboard answers policy changes as it does (PolicyErrorAnswer,
 // PolicyChangeAnswer).
 package admin
 
@@ -184,7 +184,37 @@ func adminJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func adminError(w http.ResponseWriter, err error) {
-	adminJSON(w, PolicyErrorStatus(err), map[string]string{"error": err.Error()})
+	status, body := PolicyErrorAnswer(err)
+	adminJSON(w, status, body)
+}
+
+// PolicyError is the body of a refused policy change. Problems lists,
+// when the data's schema or its cross-references refused the data
+// (rego.CheckData), each problem with its JSON path in the data and what
+// was expected there.
+type PolicyError struct {
+	Error    string             `json:"error"`
+	Problems []rego.DataProblem `json:"problems,omitempty"`
+	// FailedVectors names the bundle's decision vectors the change fails
+	// (on a data update, its invariant ones).
+	FailedVectors []string `json:"failed_vectors,omitempty"`
+}
+
+// PolicyErrorAnswer is the status (PolicyErrorStatus) and body of a policy
+// registry error. Refused data is answered the same whatever path brought
+// it (the admin API, the dashboard): the body says what is wrong with the
+// data — its problems, or the vectors it fails — not who sent it. The admin API and the dashboard answer with it.
+func PolicyErrorAnswer(err error) (int, PolicyError) {
+	status := PolicyErrorStatus(err)
+	if de, ok := errors.AsType[*rego.DataError](err); ok {
+		msg := plugins.ErrValidation.Error() + ": " + de.Error()
+		return status, PolicyError{Error: msg, Problems: de.Problems}
+	}
+	if ve, ok := errors.AsType[*plugins.VectorError](err); ok {
+		msg := plugins.ErrValidation.Error() + ": " + ve.Error()
+		return status, PolicyError{Error: msg, FailedVectors: ve.Failed}
+	}
+	return status, PolicyError{Error: err.Error()}
 }
 
 // PolicyErrorStatus is the HTTP status of a policy registry error: 422 for
@@ -302,7 +332,10 @@ func (a *api) rollback(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) setData(w http.ResponseWriter, r *http.Request) {
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxBundleUpload))
-	if err != nil || !json.Valid(data) {
+	var obj map[string]json.RawMessage
+	if err != nil || json.Unmarshal(data, &obj) != nil || obj == nil {
+		// As the dashboard answers: what is not one JSON object is not
+		// policy data at all (400); what the data schema refuses is 422.
 		adminJSON(w, http.StatusBadRequest, map[string]string{"error": "the body must be the policy data as a JSON object"})
 		return
 	}

@@ -28,6 +28,9 @@ func (s *stack) setAnonymousBackends(backends ...string) string {
 	if err := json.Unmarshal(b.Data, &data); err != nil {
 		s.t.Fatal(err)
 	}
+	if backends == nil {
+		backends = []string{} // none: the data schema wants a list
+	}
 	data["anonymous"] = map[string]any{"backends": backends}
 	raw, _ := json.Marshal(data)
 	info, err := s.registry.SetData(context.Background(), raw, "test")

@@ -381,8 +381,10 @@ func (r *Registry) Activate(ctx context.Context, b *rego.Bundle, source string) 
 
 // SetData replaces the active version's data without recompiling its module:
 // the result is a new version (new hash, same module), and the next decision
-// uses it. It must pass the fail-closed smoke checks; the bundle's own
-// vectors are not run, since they describe the bundle's data.
+// uses it. Like every candidate it must pass the bundle's data schema
+// (rego.CheckData) and the fail-closed smoke checks; of the bundle's own
+// vectors, which describe the bundle's data, only the invariant ones run
+// (rego.InvariantVectors).
 func (r *Registry) SetData(ctx context.Context, data []byte, source string) (Info, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -398,11 +400,19 @@ func (r *Registry) SetData(ctx context.Context, data []byte, source string) (Inf
 		r.record(Event{Kind: "rejected", Source: source, Error: err.Error()})
 		return Info{}, err
 	}
-	// The bundle's vectors describe decisions under the bundle's own data;
-	// new data changes decisions by design, so only the fail-closed smoke
-	// checks gate a data update.
-	nb := &rego.Bundle{Wasm: cur.bundle.Wasm, Data: data, ContractVersion: cur.bundle.ContractVersion}
-	nb.Revision = rego.Revision(nb.Wasm, nb.Data)
+	// The bundle's vectors describe decisions under the bundle's own data,
+	// and new data changes decisions by design: a data update is held to
+	// the data schema, the fail-closed smoke checks and the vectors the
+	// bundle marks invariant — decisions no data may change
+	// (rego.(*Bundle).WithData). The new version carries those alone, so
+	// it passes them again wherever it is activated (a rollback, a
+	// replica).
+	nb, err := cur.bundle.WithData(data)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrValidation, err)
+		r.record(Event{Kind: "rejected", Source: source, Author: authorOf(ctx), Error: err.Error()})
+		return Info{}, err
+	}
 	v, err := r.load(ctx, nb, source, cur.policy)
 	if err != nil {
 		r.record(Event{Kind: "rejected", Source: source, Author: authorOf(ctx), Error: err.Error()})
@@ -477,6 +487,11 @@ func (r *Registry) load(ctx context.Context, b *rego.Bundle, source string, base
 	rev := b.Revision
 	if rev == "" {
 		rev = rego.Revision(b.Wasm, b.Data)
+	}
+	// Every path that changes data comes through here: the data is held to
+	// the bundle's schema before anything is compiled.
+	if err := rego.CheckData(b.Schema, b.Data); err != nil {
+		return nil, fmt.Errorf("%w: %s from %s: %w", ErrValidation, short(rev), source, err)
 	}
 	var (
 		p   *wasm.Policy

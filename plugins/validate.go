@@ -18,6 +18,20 @@ const vectorTimeoutRetries = 2
 // maxVectorFailures bounds how many failing vectors an error lists.
 const maxVectorFailures = 5
 
+// VectorError is a candidate refused because some of its decision vectors
+// failed: their names, and how many vectors were run.
+type VectorError struct {
+	Failed []string
+	Total  int
+	err    error // the first failures, each saying what differed
+}
+
+func (e *VectorError) Error() string {
+	return fmt.Sprintf("%d of %d vectors failed: %v", len(e.Failed), e.Total, e.err)
+}
+
+func (e *VectorError) Unwrap() error { return e.err }
+
 // validated is what validation found out about a candidate.
 type validated struct {
 	// vectors is how many of the bundle's vectors passed.
@@ -97,7 +111,10 @@ func validate(ctx context.Context, p *wasm.Policy, explicit []string, declared i
 	if err := json.Unmarshal(vectors, &vs); err != nil {
 		return validated{}, fmt.Errorf("decode the bundle's vectors: %w", err)
 	}
-	var failures []error
+	var (
+		failures []error
+		failed   []string
+	)
 	for _, v := range vs {
 		raw, err := p.Eval(ctx, v.Entrypoint, v.Input)
 		// The evaluation deadline is wall-clock time: on a loaded machine a
@@ -114,11 +131,12 @@ func validate(ctx context.Context, p *wasm.Policy, explicit []string, declared i
 		}
 		if err != nil {
 			failures = append(failures, err)
+			failed = append(failed, v.Name)
 		}
 	}
 	if len(failures) > 0 {
 		shown := failures[:min(len(failures), maxVectorFailures)]
-		return validated{}, fmt.Errorf("%d of %d vectors failed: %w", len(failures), len(vs), errors.Join(shown...))
+		return validated{}, &VectorError{Failed: failed, Total: len(vs), err: errors.Join(shown...)}
 	}
 	out.vectors = len(vs)
 	return out, nil

@@ -34,6 +34,10 @@ type Bundle struct {
 	Revision string
 	// Vectors is a JSON array of decision vectors, or nil.
 	Vectors []byte
+	// Schema is the JSON Schema of Data (policy/data.schema.json), or nil:
+	// every data change of the bundle is checked against it (CheckData).
+	// It is not part of Revision.
+	Schema []byte
 	// Modules are the Rego sources the Wasm was compiled from, by path
 	// (test files excluded), or nil when the bundle does not carry them.
 	// They are not part of Revision: OPA's own evaluator runs them to check
@@ -63,6 +67,7 @@ const (
 	tarData     = "/data.json"
 	tarManifest = "/.manifest"
 	tarVectors  = "/pbac/vectors.json"
+	tarSchema   = "/pbac/" + dataSchemaFile
 )
 
 // Size limits for ReadTarGz.
@@ -157,8 +162,23 @@ func Build(ctx context.Context, fsys fs.FS, opts ...BuildOption) (*Bundle, error
 	if err != nil {
 		return nil, fmt.Errorf("rego: encoding data: %w", err)
 	}
+	schema, err := fs.ReadFile(fsys, dataSchemaFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		schema = nil
+	case err != nil:
+		return nil, fmt.Errorf("rego: read %s: %w", dataSchemaFile, err)
+	}
+	if schema != nil {
+		if err := CheckDataSchema(schema); err != nil {
+			return nil, fmt.Errorf("rego: %s: %w", dataSchemaFile, err)
+		}
+		if err := CheckData(schema, data); err != nil {
+			return nil, fmt.Errorf("rego: %s against %s: %w", dataFile, dataSchemaFile, err)
+		}
+	}
 	wasm := bytes.Clone(out.WasmModules[0].Raw)
-	bdl := &Bundle{Wasm: wasm, Data: data, Revision: revision(wasm, data), Modules: raw, ContractVersion: cfg.version}
+	bdl := &Bundle{Wasm: wasm, Data: data, Revision: revision(wasm, data), Modules: raw, ContractVersion: cfg.version, Schema: schema}
 	if len(opts) > 0 {
 		bdl.entrypoints = cfg.entrypoints
 	}
@@ -234,7 +254,8 @@ func readManifest(raw []byte) (int, error) {
 // /.manifest (revision, roots, wasm entrypoints, and the contract version
 // as metadata.contract_version), the Rego sources of
 // b.Modules at their paths (as `opa build -t wasm` keeps them) and, when
-// b.Vectors is not nil, /pbac/vectors.json. The output is byte-for-byte deterministic:
+// b.Vectors is not nil, /pbac/vectors.json, and when b.Schema is not nil,
+// /pbac/data.schema.json. The output is byte-for-byte deterministic:
 // sorted entries, zero mtimes and owners, and a fixed gzip header.
 func (b *Bundle) WriteTarGz(w io.Writer) error {
 	files, err := b.tarFiles()
@@ -279,6 +300,9 @@ func (b *Bundle) tarFiles() (map[string][]byte, error) {
 	}
 	if b.Vectors != nil {
 		files[tarVectors] = b.Vectors
+	}
+	if b.Schema != nil {
+		files[tarSchema] = b.Schema
 	}
 	for p, src := range b.Modules {
 		name, ok := cleanName(p)
@@ -349,6 +373,7 @@ func (b *Bundle) TarGz() ([]byte, error) {
 // other than *_test.rego become Modules; the .manifest's
 // metadata.contract_version becomes ContractVersion (a manifest that is not
 // JSON, or a contract_version that is not a positive integer, is refused);
+// /pbac/data.schema.json becomes Schema (refused when it does not compile);
 // signatures and other files are ignored (ReadVerifiedTarGz checks them).
 // Entry names that escape the root ("..") are rejected, as are bundles over
 // 64 MiB or with more than 4096 entries. Revision is recomputed from Wasm
@@ -455,6 +480,8 @@ func readTarGz(r io.Reader) (*Bundle, *tarContents, error) {
 		case name == strings.TrimPrefix(tarVectors, "/"):
 			sawVectors = true
 			out.Vectors = body
+		case name == strings.TrimPrefix(tarSchema, "/"):
+			out.Schema = body
 		case strings.HasSuffix(name, ".rego") && !isTestFile(name):
 			if out.Modules == nil {
 				out.Modules = map[string][]byte{}
@@ -467,6 +494,11 @@ func readTarGz(r io.Reader) (*Bundle, *tarContents, error) {
 	}
 	if sawVectors && !json.Valid(out.Vectors) {
 		return nil, nil, errors.New("rego: bundle vectors are not valid JSON")
+	}
+	if out.Schema != nil {
+		if err := CheckDataSchema(out.Schema); err != nil {
+			return nil, nil, fmt.Errorf("rego: bundle %s: %w", tarSchema, err)
+		}
 	}
 	data, err := mergeDataFiles(dataFiles)
 	if err != nil {

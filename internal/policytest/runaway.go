@@ -59,6 +59,16 @@ var runaway = sync.OnceValues(func() (*rego.Bundle, error) {
 		return nil, err
 	}
 	files["data.json"] = &fstest.MapFile{Data: raw}
+	// A bundle with data of its own declares it in its data schema.
+	var schema map[string]any
+	if err := json.Unmarshal(files["data.schema.json"].Data, &schema); err != nil {
+		return nil, err
+	}
+	schema["properties"].(map[string]any)["runaway_big"] = map[string]any{"type": "object"}
+	if raw, err = json.Marshal(schema); err != nil {
+		return nil, err
+	}
+	files["data.schema.json"] = &fstest.MapFile{Data: raw}
 	return rego.Build(context.Background(), files)
 })
 
