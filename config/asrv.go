@@ -79,9 +79,10 @@ func (s *ASrv) AccessTokenLifetime() (time.Duration, error) {
 }
 
 // DefaultRefreshReuseGrace is asrv.refresh_reuse_grace's default: Gemini
-// CLI's concurrent refreshes at start present one refresh token up to
-// about a second apart (RATIONALE.md, "A rotated refresh token has a few
-// seconds of grace"); ten seconds covers that with margin.
+// CLI's concurrent refreshes at start present one refresh token 1-7 ms
+// apart (RATIONALE.md, "A rotated refresh token has ten seconds of
+// grace"); ten seconds covers that, and a slow machine or network, with
+// a wide margin.
 const DefaultRefreshReuseGrace = 10 * time.Second
 
 // MaxRefreshReuseGrace bounds asrv.refresh_reuse_grace (the authorization
