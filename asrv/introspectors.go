@@ -106,28 +106,3 @@ func (c configuredClients) withScopes(cl *Client) *Client {
 	cp.Scopes = slices.Clone(sc)
 	return &cp
 }
-
-// refreshStore is the store as the refresh grant reads it: the scopes of
-// the grant a refresh token carries are narrowed to those clients may ask
-// for now, so a scope the active policy no longer names is dropped from
-// the refreshed token (policy narrows it further) instead of failing
-// fosite's check against the client's scopes (invalid_scope).
-type refreshStore struct {
-	Store
-	scopes func() []string
-}
-
-func (r refreshStore) GetRefreshTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
-	req, err := r.Store.GetRefreshTokenSession(ctx, signature, session)
-	if err != nil || req == nil {
-		return req, err
-	}
-	now := r.scopes()
-	if now == nil {
-		return req, nil
-	}
-	if ar, ok := req.(*fosite.Request); ok {
-		ar.GrantedScope = slices.DeleteFunc(slices.Clone(ar.GrantedScope), func(sc string) bool { return !slices.Contains(now, sc) })
-	}
-	return req, nil
-}

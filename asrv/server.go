@@ -36,6 +36,10 @@ const (
 	GrantTypeExchange   = "urn:ietf:params:oauth:grant-type:token-exchange"
 	TokenTypeAccess     = "urn:ietf:params:oauth:token-type:access_token"
 	maxRequestBodyBytes = 64 << 10
+	// MaxRefreshReuseGrace bounds Config.RefreshReuseGrace: the window
+	// exists for concurrent refreshes, which are seconds apart; a stolen
+	// refresh token replayed within it is not detected as reuse.
+	MaxRefreshReuseGrace = time.Minute
 	// DefaultMaxSignInAge is Config.MaxSignInAge's default.
 	DefaultMaxSignInAge = 24 * time.Hour
 	// DefaultAccessTokenTTL is Config.AccessTokenTTL's default.
@@ -116,6 +120,13 @@ type Config struct {
 	// afresh. Refreshes renew the refresh token's lifetime, so without it
 	// a grant would never end.
 	MaxSignInAge time.Duration
+	// RefreshReuseGrace is the refresh token rotation grace period (0,
+	// the default, none): a refresh token rotated less than this long ago
+	// may be presented again by its own client, and gets a new pair of the
+	// same grant (policy deciding as for any refresh), where otherwise it
+	// would be reuse and revoke the whole family. Clients that refresh
+	// several times at once need it. At most MaxRefreshReuseGrace.
+	RefreshReuseGrace time.Duration
 
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -174,6 +185,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxSignInAge <= 0 {
 		cfg.MaxSignInAge = DefaultMaxSignInAge
+	}
+	if cfg.RefreshReuseGrace < 0 || cfg.RefreshReuseGrace > MaxRefreshReuseGrace {
+		return nil, fmt.Errorf("asrv: the refresh reuse grace period %s must be between 0 and %s", cfg.RefreshReuseGrace, MaxRefreshReuseGrace)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -263,12 +277,12 @@ func New(cfg Config) (*Server, error) {
 			Config:                 fc,
 		},
 		&pkce.Handler{AuthorizeCodeStrategy: strategy, Storage: cfg.Store, Config: fc},
-		&oauth2.RefreshTokenGrantHandler{
+		refreshGrantHandler{&oauth2.RefreshTokenGrantHandler{
 			AccessTokenStrategy:    strategy,
 			RefreshTokenStrategy:   strategy,
-			TokenRevocationStorage: refreshStore{Store: cfg.Store, scopes: s.scopes},
+			TokenRevocationStorage: refreshStore{Store: cfg.Store, scopes: s.scopes, grace: cfg.RefreshReuseGrace, log: cfg.Logger},
 			Config:                 fc,
-		},
+		}},
 		&oauth2.ClientCredentialsGrantHandler{
 			HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: strategy, AccessTokenStorage: cfg.Store, Config: fc},
 			Config:       fc,

@@ -119,6 +119,22 @@ type TokenStore interface {
 	// cannot leave a token behind it. A person who signs in again
 	// afterwards is not affected. It returns what it ended that was live.
 	RevokeSubject(ctx context.Context, subject string, until time.Time) (SubjectRevocation, error)
+	// GetRefreshTokenSessionWithin is GetRefreshTokenSession, except that
+	// a refresh token rotated less than grace ago, by the store's clock,
+	// and whose family was not revoked since, is returned without error:
+	// the rotation grace period (Config.RefreshReuseGrace). grace <= 0 is
+	// GetRefreshTokenSession.
+	GetRefreshTokenSessionWithin(ctx context.Context, signature string, grace time.Duration) (fosite.Requester, error)
+	// RotateRefreshTokenWithin is RotateRefreshToken, except that a refresh
+	// token already rotated less than grace ago, and whose family was not
+	// revoked since, is accepted again (judged atomically with any
+	// concurrent rotation or revocation of it): it is left as it is, so
+	// the window still runs from its first rotation, and no access token
+	// is deleted, so the pairs issued within the window all stay valid.
+	// grace <= 0 is RotateRefreshToken. Revoking the family
+	// (RevokeRefreshToken, RevokeSubject) ends the window of every rotated
+	// token of it.
+	RotateRefreshTokenWithin(ctx context.Context, requestID, signature string, grace time.Duration) error
 }
 
 // SubjectRevocation counts what TokenStore.RevokeSubject ended.

@@ -29,12 +29,14 @@ import (
 //	    revoked_keys: [Jx2…]           # issuer key ids (kid): likewise for every statement they signed
 //	  max_sign_in_age: 24h             # a person signs in again this long after signing in, refresh or not
 //	  access_token_ttl: 10m            # an access token's lifetime (policy may shorten it per agent)
+//	  refresh_reuse_grace: 10s         # a rotated refresh token its client may present again this long (0: never)
 type ASrv struct {
 	IntrospectionClients []IntrospectionClient `yaml:"introspection_clients"`
 	Registration         *Registration         `yaml:"registration"`
 	Statements           *Statements           `yaml:"statements"`
 	MaxSignInAge         string                `yaml:"max_sign_in_age"`
 	AccessTokenTTL       string                `yaml:"access_token_ttl"`
+	RefreshReuseGrace    string                `yaml:"refresh_reuse_grace"`
 }
 
 // DefaultMaxSignInAge is asrv.max_sign_in_age's default (the
@@ -72,6 +74,34 @@ func (s *ASrv) AccessTokenLifetime() (time.Duration, error) {
 	d, err := time.ParseDuration(s.AccessTokenTTL)
 	if err != nil || d <= 0 {
 		return 0, fmt.Errorf("asrv.access_token_ttl %q: want a positive duration (e.g. 10m)", s.AccessTokenTTL)
+	}
+	return d, nil
+}
+
+// DefaultRefreshReuseGrace is asrv.refresh_reuse_grace's default: Gemini
+// CLI's concurrent refreshes at start present one refresh token 1-7 ms
+// apart (RATIONALE.md, "A rotated refresh token has ten seconds of
+// grace"); ten seconds covers that, and a slow machine or network, with
+// a wide margin.
+const DefaultRefreshReuseGrace = 10 * time.Second
+
+// MaxRefreshReuseGrace bounds asrv.refresh_reuse_grace (the authorization
+// server's asrv.MaxRefreshReuseGrace): the window is for concurrent
+// refreshes, not for replays.
+const MaxRefreshReuseGrace = time.Minute
+
+// RefreshReuseGracePeriod resolves asrv.refresh_reuse_grace: how long
+// after a refresh token was rotated its own client may present it again
+// and get a new pair of the same grant, instead of the reuse revoking the
+// whole family (s may be nil; unset: DefaultRefreshReuseGrace). Zero turns
+// it off; negative or more than MaxRefreshReuseGrace is refused.
+func (s *ASrv) RefreshReuseGracePeriod() (time.Duration, error) {
+	if s == nil || s.RefreshReuseGrace == "" {
+		return DefaultRefreshReuseGrace, nil
+	}
+	d, err := time.ParseDuration(s.RefreshReuseGrace)
+	if err != nil || d < 0 || d > MaxRefreshReuseGrace {
+		return 0, fmt.Errorf("asrv.refresh_reuse_grace %q: want a duration from 0 (none) to %s (e.g. 10s)", s.RefreshReuseGrace, MaxRefreshReuseGrace)
 	}
 	return d, nil
 }
@@ -193,6 +223,9 @@ func (s *ASrv) validate() []error {
 		errs = append(errs, err)
 	}
 	if _, err := s.AccessTokenLifetime(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := s.RefreshReuseGracePeriod(); err != nil {
 		errs = append(errs, err)
 	}
 	if r := s.Registration; r != nil {

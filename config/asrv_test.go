@@ -108,3 +108,55 @@ func TestAccessTokenTTL(t *testing.T) {
 		t.Fatalf("the table's default %q is not DefaultAccessTokenTTL %v", k.Default, DefaultAccessTokenTTL)
 	}
 }
+
+// TestRefreshReuseGrace: asrv.refresh_reuse_grace comes from the file or
+// PBAC_REFRESH_REUSE_GRACE (which wins), is 10s when absent (the table's
+// default says so too), 0 turns it off, and a duration that is not one,
+// negative or longer than a minute is refused at load.
+func TestRefreshReuseGrace(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name, body string
+		env        map[string]string
+		want       time.Duration
+		wantErr    string
+	}{
+		{name: "absent: 10s", want: 10 * time.Second},
+		{name: "from the file", body: "asrv: {refresh_reuse_grace: 30s}\n", want: 30 * time.Second},
+		{name: "from the environment", env: map[string]string{"PBAC_REFRESH_REUSE_GRACE": "2s"}, want: 2 * time.Second},
+		{name: "the environment over the file", body: "asrv: {refresh_reuse_grace: 30s}\n", env: map[string]string{"PBAC_REFRESH_REUSE_GRACE": "5s"}, want: 5 * time.Second},
+		{name: "zero turns it off", body: "asrv: {refresh_reuse_grace: 0s}\n", want: 0},
+		{name: "the longest", env: map[string]string{"PBAC_REFRESH_REUSE_GRACE": "1m"}, want: time.Minute},
+		{name: "longer than a minute", env: map[string]string{"PBAC_REFRESH_REUSE_GRACE": "61s"}, wantErr: `asrv.refresh_reuse_grace "61s"`},
+		{name: "a number without a unit", env: map[string]string{"PBAC_REFRESH_REUSE_GRACE": "10"}, wantErr: `asrv.refresh_reuse_grace "10"`},
+		{name: "negative", body: "asrv: {refresh_reuse_grace: -1s}\n", wantErr: `asrv.refresh_reuse_grace "-1s"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := LoadEnv(write(tc.body), func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := cfg.ASrv.RefreshReuseGracePeriod()
+			if err != nil || got != tc.want {
+				t.Fatalf("RefreshReuseGracePeriod() = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+	k, ok := Lookup("asrv.refresh_reuse_grace")
+	if d, err := time.ParseDuration(k.Default); !ok || err != nil || d != DefaultRefreshReuseGrace {
+		t.Fatalf("the table's default %q is not DefaultRefreshReuseGrace %v", k.Default, DefaultRefreshReuseGrace)
+	}
+}

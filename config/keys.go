@@ -312,6 +312,16 @@ var keys = []Key{
 					return c.ASrv.AccessTokenTTL
 				}
 		}),
+	key("asrv.refresh_reuse_grace", "PBAC_REFRESH_REUSE_GRACE", "", "10s", "how long after a refresh token was rotated its own client may present it again and get a new pair (clients that refresh several at once); beyond, reuse revokes the grant; 0: never, 1m at most",
+		func() (func(*File, string) error, func(*File) string) {
+			return func(c *File, v string) error { c.asrv().RefreshReuseGrace = v; return nil },
+				func(c *File) string {
+					if c.ASrv == nil {
+						return ""
+					}
+					return c.ASrv.RefreshReuseGrace
+				}
+		}),
 	key("clients.metadata_documents.enabled", "PBAC_METADATA_DOCUMENTS", "", "true", "resolve client ids that are https URLs as Client ID Metadata Documents",
 		func() (func(*File, string) error, func(*File) string) {
 			return metadataBool(func(m *MetadataDocuments) **bool { return &m.Enabled })

@@ -48,6 +48,10 @@ type Record struct {
 	// Inactive marks an invalidated authorization code or a rotated/revoked
 	// refresh token, kept so reuse is detected.
 	Inactive bool `json:"inactive,omitempty"`
+	// RotatedAt is, for an inactive refresh token, when it was rotated;
+	// zero once its family is revoked (or for one rotated before the
+	// rotation grace period existed). The grace period runs from it.
+	RotatedAt time.Time `json:"rotated_at,omitzero"`
 	// AccessSignature is, for a refresh token, the signature of the access
 	// token issued with it.
 	AccessSignature string `json:"access_signature,omitempty"`
@@ -57,6 +61,14 @@ type Record struct {
 	// those grants, or deleting any of those clients, removes it.
 	Ancestors []string `json:"ancestors,omitempty"`
 	Actors    []string `json:"actors,omitempty"`
+}
+
+// InRotationGrace tells whether a refresh token rotated at rotatedAt (zero:
+// not rotated, or its family revoked) may still be presented at now, under
+// a rotation grace period of grace (asrv.TokenStore's
+// RotateRefreshTokenWithin).
+func InRotationGrace(rotatedAt, now time.Time, grace time.Duration) bool {
+	return grace > 0 && !rotatedAt.IsZero() && now.Sub(rotatedAt) < grace
 }
 
 // MaxChainLinks bounds Ancestors and Actors whatever the caller's chain

@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/conformance/authsuite"
 	"github.com/pbac-gateway/pbac/internal/stack"
 )
@@ -19,6 +21,7 @@ import (
 type conformanceServerFlags struct {
 	cfg      authsuite.Config
 	stepArgs string
+	grace    string
 	dataDir  string
 	jsonOut  bool
 }
@@ -78,6 +81,7 @@ Exits 1 when a check fails.`,
 	fl.StringVar(&f.cfg.IntrospectorID, "introspection-client-id", "", "a resource server the AS lets introspect (RFC 7662); default: the client the suite registers")
 	fl.StringVar(&f.cfg.IntrospectorSecret, "introspection-client-secret", "", "its secret")
 	fl.StringVar(&f.cfg.EchoURL, "echo-url", "", "ours only: an MCP endpoint whose backend echoes the headers it gets")
+	fl.StringVar(&f.grace, "refresh-reuse-grace", "", "the AS's refresh token rotation grace period: a replay within it must get a new pair, after it be refused (default 0; with --ours, asrv.refresh_reuse_grace's default "+config.DefaultRefreshReuseGrace.String()+")")
 	fl.BoolVar(&f.cfg.Ours, "ours", false, "the target is a PBAC Gateway demo tenant: demo defaults and the ours-only checks")
 	fl.StringVar(&f.dataDir, "data-dir", "", "with --ours: the tenant's data dir, for demo-agents.json (default $PBAC_DATA_DIR or ~/.local/share/pbac)")
 	fl.BoolVar(&f.jsonOut, "json", false, "print the report as JSON")
@@ -92,6 +96,15 @@ func runConformanceServer(cmd *cobra.Command, f conformanceServerFlags) error {
 		if err := json.Unmarshal([]byte(f.stepArgs), &cfg.StepUpArgs); err != nil {
 			return fmt.Errorf("--step-up-args: %w", err)
 		}
+	}
+	if f.grace != "" {
+		d, err := time.ParseDuration(f.grace)
+		if err != nil || d < 0 {
+			return fmt.Errorf("--refresh-reuse-grace %q: want a duration (e.g. 10s, or 0)", f.grace)
+		}
+		cfg.RefreshReuseGrace = d
+	} else if cfg.Ours {
+		cfg.RefreshReuseGrace = config.DefaultRefreshReuseGrace
 	}
 	if cfg.Ours {
 		if err := oursDefaults(&cfg, f.dataDir); err != nil {

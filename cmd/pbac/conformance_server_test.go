@@ -29,7 +29,9 @@ func TestConformanceServerAgainstUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(conf, append(raw, []byte("demo: true\nbackends:\n  - name: echo\n    url: "+echo.URL+"\n")...), 0o600); err != nil {
+	// A short rotation grace period, so the refresh-rotation check sees
+	// both sides of it quickly.
+	if err := os.WriteFile(conf, append(raw, []byte("  refresh_reuse_grace: 1s\ndemo: true\nbackends:\n  - name: echo\n    url: "+echo.URL+"\n")...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	base, up := startUp(t, dataDir, "--config", conf)
@@ -42,7 +44,7 @@ func TestConformanceServerAgainstUp(t *testing.T) {
 	cmd.SetOut(&out)
 	cmd.SetErr(io.Discard)
 	cmd.SetArgs([]string{"--url", base + "/mcp/jira", "--ours", "--data-dir", dataDir, "--echo-url", base + "/mcp/echo", "--json",
-		"--introspection-client-id", rsID, "--introspection-client-secret", rsSecret})
+		"--introspection-client-id", rsID, "--introspection-client-secret", rsSecret, "--refresh-reuse-grace", "1s"})
 	err = cmd.Execute()
 	var rep authsuite.Report
 	if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil {

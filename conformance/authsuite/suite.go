@@ -84,6 +84,13 @@ type Config struct {
 	// EchoURL (ours only) is an MCP endpoint behind the gateway whose
 	// backend answers initialize with the request headers it received.
 	EchoURL string
+	// RefreshReuseGrace is the AS's refresh token rotation grace period
+	// (PBAC Gateway's asrv.refresh_reuse_grace; Okta's grace period,
+	// Hydra's rotation_grace_period): the same client replaying a rotated
+	// refresh token within it gets a new pair, so the refresh-rotation
+	// check expects that first and then replays once the window has
+	// passed. Zero: every replay must be refused.
+	RefreshReuseGrace time.Duration
 	// Ours enables the checks only our own deployment can answer.
 	Ours bool
 	// HTTP is the client (default: 15 s timeout, no redirects followed).

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 const needGrant = "needs --client-id, --user and --password: a client policy gives tokens, and a user to sign in as"
@@ -389,6 +390,7 @@ func (s *suite) checkRefreshReplay() (Status, string) {
 		return s.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, s.cfg.ClientID, s.cfg.ClientSecret)
 	}
 	t2, r, err := refresh(t.RefreshToken)
+	rotated := time.Now()
 	if err != nil || t2 == nil {
 		return fail("refresh: %v %v", err, r)
 	}
@@ -398,11 +400,32 @@ func (s *suite) checkRefreshReplay() (Status, string) {
 		}
 		return pass("not rotated (confidential client)")
 	}
+	grace := ""
+	if g := s.cfg.RefreshReuseGrace; g > 0 {
+		// Within the AS's rotation grace period the same client gets a new
+		// pair; the replay that counts comes after it.
+		within, r, err := refresh(t.RefreshToken)
+		if err != nil {
+			return fail("%v", err)
+		}
+		if within == nil || within.AccessToken == "" || within.AccessToken == t2.AccessToken {
+			return fail("replaying the old refresh token within the rotation grace period (%s): want a new pair, got %v", g, r)
+		}
+		grace = fmt.Sprintf("; within the rotation grace period (%s) a new pair", g)
+		select {
+		case <-time.After(time.Until(rotated.Add(g + 500*time.Millisecond))):
+		case <-s.ctx.Done():
+			return fail("%v", s.ctx.Err())
+		}
+	}
 	replay, r, err := refresh(t.RefreshToken)
 	if err != nil {
 		return fail("%v", err)
 	}
 	if replay != nil || oauthError(r) != "invalid_grant" {
+		if replay != nil && s.cfg.RefreshReuseGrace == 0 {
+			return fail("replaying the old refresh token answered a new pair: an AS with a rotation grace period needs it given (Config.RefreshReuseGrace, --refresh-reuse-grace)")
+		}
 		return fail("replaying the old refresh token: want invalid_grant, got %v", r)
 	}
 	// Reuse detection: the family is revoked, so the rotated token fails too.
@@ -416,7 +439,7 @@ func (s *suite) checkRefreshReplay() (Status, string) {
 	if rr, err := s.mcpPost(s.cfg.URL, t2.AccessToken, initializeBody, nil); err == nil && rr.status == http.StatusOK {
 		return fail("after the replay, the access token of the rotated grant still works")
 	}
-	return pass("rotated; replay refused (%s); the family is revoked", oauthError(r))
+	return pass("rotated%s; replay refused (%s); the family is revoked", grace, oauthError(r))
 }
 
 // --- introspection (RFC 7662) ---

@@ -29,6 +29,8 @@ import (
 // kept as presented (in recorded testdata they are labels: only equality
 // matters).
 type Event struct {
+	// At is when the request arrived.
+	At     time.Time  `json:"at,omitzero"`
 	Method string     `json:"method"`
 	Path   string     `json:"path"`
 	Query  url.Values `json:"query,omitempty"`
@@ -138,7 +140,7 @@ type pending struct {
 }
 
 func (o *Observer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ev := Event{Method: r.Method, Path: r.URL.Path, Session: r.Header.Get("Mcp-Session-Id")}
+	ev := Event{At: time.Now(), Method: r.Method, Path: r.URL.Path, Session: r.Header.Get("Mcp-Session-Id")}
 	if len(r.URL.Query()) > 0 {
 		ev.Query = r.URL.Query()
 	}

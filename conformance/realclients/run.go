@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pbac-gateway/pbac/conformance/clientcheck"
 	"github.com/pbac-gateway/pbac/conformance/modelapi"
 )
 
@@ -186,13 +187,36 @@ func runPhase(ctx context.Context, cfg Config, name string, drive Driver, probe 
 		probe.result = judgeRefresh(probe, g.Observer.Events(), model.Results())
 	}
 	fmt.Fprintf(cfg.Log, "== %s took %s\n", name, time.Since(began).Round(time.Second))
-	for _, ev := range g.Observer.Events() {
-		if strings.HasSuffix(ev.Path, "/oauth2/token") || strings.HasSuffix(ev.Path, "/register") {
-			fmt.Fprintf(cfg.Log, "gateway saw: %s %s grant_type=%s → %d %s\n", ev.Method, ev.Path, ev.Form.Get("grant_type"), ev.Status, ev.OAuthError)
-		}
-	}
+	logTokenRequests(cfg.Log, g.Observer.Events())
 	for _, r := range model.Requests() {
 		fmt.Fprintf(cfg.Log, "model request: %s %s stream=%v tools=%d answer=%s\n", r.API, r.Path, r.Stream, len(r.Tools), r.Answer)
 	}
 	return row, err
+}
+
+// logTokenRequests prints the token and registration requests the gateway
+// saw, with when each arrived and, for a refresh, how long after the first
+// refresh with the same refresh token (the gap a rotation grace period,
+// asrv.refresh_reuse_grace, must cover).
+func logTokenRequests(w io.Writer, events []clientcheck.Event) {
+	var first time.Time
+	firstUse := map[string]time.Time{}
+	for _, ev := range events {
+		if !strings.HasSuffix(ev.Path, "/oauth2/token") && !strings.HasSuffix(ev.Path, "/register") {
+			continue
+		}
+		if first.IsZero() {
+			first = ev.At
+		}
+		reuse := ""
+		if rt := ev.Form.Get("refresh_token"); rt != "" {
+			if at, ok := firstUse[rt]; ok {
+				reuse = fmt.Sprintf(" (its refresh token first presented %s earlier)", ev.At.Sub(at).Round(time.Millisecond))
+			} else {
+				firstUse[rt] = ev.At
+			}
+		}
+		fmt.Fprintf(w, "gateway saw: +%s %s %s grant_type=%s → %d %s%s\n", ev.At.Sub(first).Round(time.Millisecond),
+			ev.Method, ev.Path, ev.Form.Get("grant_type"), ev.Status, ev.OAuthError, reuse)
+	}
 }

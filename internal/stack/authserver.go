@@ -123,6 +123,10 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 			return err
 		}
 	}
+	reuseGrace, err := settings.RefreshReuseGracePeriod()
+	if err != nil {
+		return err
+	}
 	key, err := asrv.LoadOrCreateIssuerKey(s.cfg.DataDir)
 	if err != nil {
 		return err
@@ -159,7 +163,7 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 		Issuer: issuer, Resources: s.resources(), Scopes: s.cfg.AuthServer.Scopes, ActiveScopes: s.scopes, UserAttestable: s.userAttestable, Secret: secret,
 		Store: store, Policy: s.decider, Statements: verifier, Logger: s.log,
 		Introspectors: introspectors, SignIn: guard, Registration: limits,
-		AccessTokenTTL: accessTTL, MaxSignInAge: maxSignInAge,
+		AccessTokenTTL: accessTTL, MaxSignInAge: maxSignInAge, RefreshReuseGrace: reuseGrace,
 		Users: ppl.users, SSO: ppl.redirectSource(), Assertions: ppl.assertionIssuer(), ClientMetadata: documents,
 	})
 	if err != nil {

@@ -136,3 +136,82 @@ func TestAccessTokenTTLReachesTheAS(t *testing.T) {
 		})
 	}
 }
+
+// TestRefreshReuseGraceReachesTheAS: asrv.refresh_reuse_grace is the
+// authorization server's rotation grace period. Unset (10s) the client
+// presenting its refresh token again right after a refresh gets a new
+// pair; at 0 that is reuse (invalid_grant); a value that is no duration
+// from 0 to 1m stops the stack from starting, naming the key.
+func TestRefreshReuseGraceReachesTheAS(t *testing.T) {
+	const redirect = "http://127.0.0.1:47023/cb"
+	for _, tc := range []struct {
+		name     string
+		settings *config.ASrv
+		replay   string // the second refresh's answer: "ok", or the error code
+		startErr string
+	}{
+		{name: "unset: 10s", replay: "ok"},
+		{name: "0: none", settings: &config.ASrv{RefreshReuseGrace: "0s"}, replay: "invalid_grant"},
+		{name: "2m", settings: &config.ASrv{RefreshReuseGrace: "2m"}, startErr: `asrv.refresh_reuse_grace "2m"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := baseConfig(t, t.TempDir())
+			cfg.Ephemeral, cfg.Demo.Backends, cfg.AuthServer.Settings = true, true, tc.settings
+			st, err := stack.New(t.Context(), cfg)
+			if tc.startErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.startErr) {
+					if err == nil {
+						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+						defer cancel()
+						_ = st.Close(ctx)
+					}
+					t.Fatalf("stack.New: %v, want an error containing %q", err, tc.startErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				_ = st.Close(ctx)
+				settle()
+			})
+			jws, err := st.AuthServer().Statement(st.StatementKey(), asrv.StatementClaims{SoftwareID: "grace-test", AgentProvider: "claude-code", AgentModel: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, _, _, err := st.AuthServer().Register(t.Context(), &asrv.RegistrationRequest{ClientName: "grace-test", SoftwareStatement: jws,
+				RedirectURIs: []string{redirect}, TokenEndpointAuthMethod: asrv.AuthMethodNone, GrantTypes: []string{"authorization_code", "refresh_token"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := oauthtest.CodeFlow(t.Context(), st.URL(), c.ID, redirect, "alice", "demo", st.URL()+"/mcp", "jira:read")
+			if err != nil {
+				t.Fatal(err)
+			}
+			refresh := func() (int, map[string]any) {
+				resp, err := http.PostForm(st.URL()+"/oauth2/token", url.Values{"grant_type": {"refresh_token"},
+					"client_id": {c.ID}, "refresh_token": {tok.RefreshToken}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				var out map[string]any
+				_ = json.NewDecoder(resp.Body).Decode(&out)
+				return resp.StatusCode, out
+			}
+			if status, out := refresh(); status != http.StatusOK {
+				t.Fatalf("first refresh: %d %v", status, out)
+			}
+			status, out := refresh()
+			switch {
+			case tc.replay == "ok" && (status != http.StatusOK || out["refresh_token"] == nil):
+				t.Fatalf("the same refresh token again: %d %v, want a new pair", status, out)
+			case tc.replay != "ok" && out["error"] != tc.replay:
+				t.Fatalf("the same refresh token again: %d %v, want %s", status, out, tc.replay)
+			}
+		})
+	}
+}

@@ -873,11 +873,18 @@ func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig st
 // fosite.ErrInactiveToken, which fosite treats as reuse and answers by
 // revoking the whole grant.
 func (s *Store) GetRefreshTokenSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+	return s.GetRefreshTokenSessionWithin(ctx, sig, 0)
+}
+
+// GetRefreshTokenSessionWithin is GetRefreshTokenSession that returns a
+// refresh token rotated less than grace ago (its family not revoked since)
+// without error.
+func (s *Store) GetRefreshTokenSessionWithin(ctx context.Context, sig string, grace time.Duration) (fosite.Requester, error) {
 	req, rec, err := s.getToken(ctx, badgerKindRefresh, sig)
 	if err != nil {
 		return nil, err
 	}
-	if rec.Inactive {
+	if rec.Inactive && !store.InRotationGrace(rec.RotatedAt, s.now(), grace) {
 		return req, fmt.Errorf("asrv: get refresh token: %w", fosite.ErrInactiveToken)
 	}
 	return req, nil
@@ -894,15 +901,28 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, sig string) error
 // fosite.ErrInactiveToken for one already rotated, so of two concurrent
 // refreshes with one token only one succeeds.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
+	return s.RotateRefreshTokenWithin(ctx, requestID, sig, 0)
+}
+
+// RotateRefreshTokenWithin is RotateRefreshToken that also accepts a
+// refresh token rotated less than grace ago, leaving it and the family's
+// access tokens as they are. The record read puts the token in the
+// transaction's read set: a revocation committed meanwhile rewrites it, so
+// the rotation conflicts and its retry sees the family revoked.
+func (s *Store) RotateRefreshTokenWithin(ctx context.Context, requestID, sig string, grace time.Duration) error {
 	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
 		rec, item, err := s.loadRecord(txn, badgerKindRefresh, sig)
 		if err != nil {
 			return err
 		}
+		now := s.now()
 		if rec.Inactive {
+			if store.InRotationGrace(rec.RotatedAt, now, grace) {
+				return nil
+			}
 			return fosite.ErrInactiveToken
 		}
-		rec.Inactive = true
+		rec.Inactive, rec.RotatedAt = true, now.UTC()
 		if err := badgerRewriteRecord(txn, badgerKindRefresh.key(sig), rec, item.ExpiresAt()); err != nil {
 			return err
 		}
@@ -914,9 +934,10 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) e
 	return nil
 }
 
-// RevokeRefreshToken marks every refresh token of requestID inactive and
-// deletes the access tokens delegated from the grant. It returns nil when
-// there are none.
+// RevokeRefreshToken marks every refresh token of requestID inactive,
+// ending the rotation grace period of those already rotated, and deletes
+// the access tokens delegated from the grant. It returns nil when there
+// are none.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
 	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
 		if err := badgerRevokeFamily(txn, requestID, badgerKindRefresh); err != nil {
@@ -977,8 +998,9 @@ func badgerRevokeFamily(txn *badger.Txn, requestID string, kind badgerKind) erro
 		}
 		switch kind {
 		case badgerKindRefresh:
-			if !rec.Inactive {
-				rec.Inactive = true
+			// A rotated token loses its grace period with its family.
+			if !rec.Inactive || !rec.RotatedAt.IsZero() {
+				rec.Inactive, rec.RotatedAt = true, time.Time{}
 				if err := badgerRewriteRecord(txn, tk, rec, item.ExpiresAt()); err != nil {
 					return err
 				}

@@ -129,7 +129,7 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string, until time.Ti
 }
 
 // subjectKeys lists the keys of kind's live records acting for subject
-// (refresh tokens: only the active ones).
+// (refresh tokens: the active ones and those in their rotation grace).
 func (s *Store) subjectKeys(ctx context.Context, kind badgerKind, subject string) ([][]byte, error) {
 	var keys [][]byte
 	// The session's sub as the record's JSON spells it: a cheap filter
@@ -182,7 +182,8 @@ func (s *Store) endable(kind badgerKind, rec *store.Record, subject string) bool
 	if exp := rec.Session.GetExpiresAt(kind.typ); !exp.IsZero() && !s.now().Before(exp) {
 		return false
 	}
-	return kind != badgerKindRefresh || !rec.Inactive
+	// A rotated refresh token is ended too: it loses its grace period.
+	return kind != badgerKindRefresh || !rec.Inactive || !rec.RotatedAt.IsZero()
 }
 
 // endSubjectToken ends the record at key if it (still) acts for subject:
@@ -200,8 +201,10 @@ func (s *Store) endSubjectToken(txn *badger.Txn, kind badgerKind, key []byte, su
 		return false, nil
 	}
 	if kind == badgerKindRefresh {
-		rec.Inactive = true
-		return true, badgerRewriteRecord(txn, key, rec, item.ExpiresAt())
+		// Only a token not yet rotated counts as ended.
+		wasActive := !rec.Inactive
+		rec.Inactive, rec.RotatedAt = true, time.Time{}
+		return wasActive, badgerRewriteRecord(txn, key, rec, item.ExpiresAt())
 	}
 	// A redeemed code goes too, but only one not yet redeemed counts.
 	return !rec.Inactive, badgerDeleteRecord(txn, key, rec)

@@ -625,11 +625,11 @@ func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, sig string, req 
 // an invalidated code it returns the request AND
 // fosite.ErrInvalidatedAuthorizeCode, so fosite revokes the grant's tokens.
 func (s *Store) GetAuthorizeCodeSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
-	req, inactive, err := s.getToken(ctx, postgresKindCode, sig)
+	req, st, err := s.getToken(ctx, postgresKindCode, sig)
 	if err != nil {
 		return nil, err
 	}
-	if inactive {
+	if st.inactive {
 		return req, fmt.Errorf("asrv: get authorization code: %w", fosite.ErrInvalidatedAuthorizeCode)
 	}
 	return req, nil
@@ -640,7 +640,7 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, sig string, _ fosit
 // any number of replicas, exactly one succeeds; the others get
 // fosite.ErrInvalidatedAuthorizeCode.
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
-	if err := s.deactivate(ctx, postgresKindCode, sig, fosite.ErrInvalidatedAuthorizeCode, ""); err != nil {
+	if err := s.deactivate(ctx, postgresKindCode, sig, fosite.ErrInvalidatedAuthorizeCode); err != nil {
 		return fmt.Errorf("asrv: invalidate authorization code: %w", err)
 	}
 	return nil
@@ -734,11 +734,18 @@ func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig st
 // fosite.ErrInactiveToken, which fosite treats as reuse and answers by
 // revoking the whole grant.
 func (s *Store) GetRefreshTokenSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
-	req, inactive, err := s.getToken(ctx, postgresKindRefresh, sig)
+	return s.GetRefreshTokenSessionWithin(ctx, sig, 0)
+}
+
+// GetRefreshTokenSessionWithin is GetRefreshTokenSession that returns a
+// refresh token rotated less than grace ago (its family not revoked since)
+// without error.
+func (s *Store) GetRefreshTokenSessionWithin(ctx context.Context, sig string, grace time.Duration) (fosite.Requester, error) {
+	req, st, err := s.getToken(ctx, postgresKindRefresh, sig)
 	if err != nil {
 		return nil, err
 	}
-	if inactive {
+	if st.inactive && !store.InRotationGrace(st.rotatedAt, s.now(), grace) {
 		return req, fmt.Errorf("asrv: get refresh token: %w", fosite.ErrInactiveToken)
 	}
 	return req, nil
@@ -755,17 +762,66 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, sig string) error
 // fosite.ErrInactiveToken for one already rotated: of concurrent refreshes
 // with one token, on any number of replicas, exactly one succeeds.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
-	if err := s.deactivate(ctx, postgresKindRefresh, sig, fosite.ErrInactiveToken, requestID); err != nil {
+	return s.RotateRefreshTokenWithin(ctx, requestID, sig, 0)
+}
+
+// RotateRefreshTokenWithin is RotateRefreshToken that also accepts a
+// refresh token rotated less than grace ago, leaving it and the family's
+// access tokens as they are. The token's row is locked (FOR UPDATE) for
+// the decision: concurrent rotations, and a revocation of the family, wait
+// for each other, on any number of replicas, and each sees what the one
+// before it committed.
+func (s *Store) RotateRefreshTokenWithin(ctx context.Context, requestID, sig string, grace time.Duration) error {
+	if !store.ValidSignature(sig) {
+		return fmt.Errorf("asrv: rotate refresh token: %w", fosite.ErrNotFound)
+	}
+	if err := s.usable(ctx); err != nil {
+		return fmt.Errorf("asrv: rotate refresh token: %w", err)
+	}
+	now := s.now()
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var (
+			inactive  bool
+			rotatedAt *time.Time
+		)
+		err := tx.QueryRow(ctx, `SELECT inactive, rotated_at FROM asrv_tokens
+			WHERE kind = $1 AND sig = $2 AND (expires_at IS NULL OR expires_at > $3) FOR UPDATE`,
+			postgresKindRefresh, sig, now).Scan(&inactive, &rotatedAt)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return fosite.ErrNotFound
+		case err != nil:
+			return err
+		case inactive:
+			if rotatedAt != nil && store.InRotationGrace(*rotatedAt, now, grace) {
+				return nil
+			}
+			return fosite.ErrInactiveToken
+		}
+		if _, err := tx.Exec(ctx, `UPDATE asrv_tokens SET inactive = true, rotated_at = $3 WHERE kind = $1 AND sig = $2`,
+			postgresKindRefresh, sig, now); err != nil {
+			return err
+		}
+		if store.ValidID(requestID) {
+			if _, err := tx.Exec(ctx, `DELETE FROM asrv_tokens WHERE request_id = $1 AND kind = $2`, requestID, postgresKindAccess); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("asrv: rotate refresh token: %w", err)
 	}
 	return nil
 }
 
-// RevokeRefreshToken marks every refresh token of requestID inactive and
-// deletes the access tokens delegated from the grant. It returns nil when
-// there are none.
+// RevokeRefreshToken marks every refresh token of requestID inactive,
+// ending the rotation grace period of those already rotated, and deletes
+// the access tokens delegated from the grant. It returns nil when there
+// are none.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	if err := s.revokeGrant(ctx, requestID, `UPDATE asrv_tokens SET inactive = true WHERE request_id = $1 AND kind = $2 AND NOT inactive`,
+	if err := s.revokeGrant(ctx, requestID, `UPDATE asrv_tokens SET inactive = true, rotated_at = NULL
+		WHERE request_id = $1 AND kind = $2 AND (NOT inactive OR rotated_at IS NOT NULL)`,
 		postgresKindRefresh); err != nil {
 		return fmt.Errorf("asrv: revoke refresh tokens of request: %w", err)
 	}
@@ -897,12 +953,11 @@ func (s *Store) CreateDelegatedAccessToken(ctx context.Context, sig string, req 
 	return nil
 }
 
-// deactivate sets inactive on a live, active code or refresh token, and,
-// when familyID is set, deletes that request's access tokens in the same
-// transaction. The UPDATE's condition makes it the single winner among
-// concurrent callers; a caller that matched nothing learns why: the row is
-// inactive (inactiveErr) or absent or expired (fosite.ErrNotFound).
-func (s *Store) deactivate(ctx context.Context, kind postgresKind, sig string, inactiveErr error, familyID string) error {
+// deactivate sets inactive on a live, active code. The UPDATE's condition
+// makes it the single winner among concurrent callers; a caller that
+// matched nothing learns why: the row is inactive (inactiveErr) or absent
+// or expired (fosite.ErrNotFound).
+func (s *Store) deactivate(ctx context.Context, kind postgresKind, sig string, inactiveErr error) error {
 	if !store.ValidSignature(sig) {
 		return fosite.ErrNotFound
 	}
@@ -929,11 +984,6 @@ func (s *Store) deactivate(ctx context.Context, kind postgresKind, sig string, i
 				return inactiveErr
 			default: // cannot happen: the UPDATE would have matched
 				return fosite.ErrSerializationFailure
-			}
-		}
-		if familyID != "" && store.ValidID(familyID) {
-			if _, err := tx.Exec(ctx, `DELETE FROM asrv_tokens WHERE request_id = $1 AND kind = $2`, familyID, postgresKindAccess); err != nil {
-				return err
 			}
 		}
 		return nil
@@ -998,36 +1048,49 @@ func (s *Store) createToken(ctx context.Context, kind postgresKind, sig, accessS
 	return nil
 }
 
+// tokenState is what a row says of its code or token beside the request.
+type tokenState struct {
+	inactive bool
+	// rotatedAt is when an inactive refresh token was rotated (zero:
+	// never, or its family revoked).
+	rotatedAt time.Time
+}
+
 // getToken reads a live code or token with its client in one query and
-// reports whether it is inactive.
-func (s *Store) getToken(ctx context.Context, kind postgresKind, sig string) (*fosite.Request, bool, error) {
+// reports whether it is inactive, and since when a refresh token is
+// rotated.
+func (s *Store) getToken(ctx context.Context, kind postgresKind, sig string) (*fosite.Request, tokenState, error) {
 	if !store.ValidSignature(sig) {
-		return nil, false, fmt.Errorf("asrv: get %s: %w", kind.name(), fosite.ErrNotFound)
+		return nil, tokenState{}, fmt.Errorf("asrv: get %s: %w", kind.name(), fosite.ErrNotFound)
 	}
 	if err := s.usable(ctx); err != nil {
-		return nil, false, fmt.Errorf("asrv: get %s: %w", kind.name(), err)
+		return nil, tokenState{}, fmt.Errorf("asrv: get %s: %w", kind.name(), err)
 	}
 	now := s.now()
 	var (
 		clientID  string
 		raw, cdoc []byte
-		inactive  bool
+		st        tokenState
+		rotatedAt *time.Time
 	)
-	err := s.pool.QueryRow(ctx, `SELECT t.client_id, t.request, t.inactive, c.doc
+	err := s.pool.QueryRow(ctx, `SELECT t.client_id, t.request, t.inactive, t.rotated_at, c.doc
 		FROM asrv_tokens t JOIN asrv_clients c ON c.id = t.client_id
 		WHERE t.kind = $1 AND t.sig = $2 AND (t.expires_at IS NULL OR t.expires_at > $3)`,
-		kind, sig, now).Scan(&clientID, &raw, &inactive, &cdoc)
+		kind, sig, now).Scan(&clientID, &raw, &st.inactive, &rotatedAt, &cdoc)
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = fosite.ErrNotFound
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("asrv: get %s: %w", kind.name(), err)
+		return nil, tokenState{}, fmt.Errorf("asrv: get %s: %w", kind.name(), err)
 	}
-	req, err := s.toRequest(kind, clientID, raw, cdoc, inactive, now)
+	if rotatedAt != nil {
+		st.rotatedAt = *rotatedAt
+	}
+	req, err := s.toRequest(kind, clientID, raw, cdoc, st.inactive, now)
 	if err != nil {
-		return nil, false, fmt.Errorf("asrv: get %s: %w", kind.name(), err)
+		return nil, tokenState{}, fmt.Errorf("asrv: get %s: %w", kind.name(), err)
 	}
-	return req, inactive, nil
+	return req, st, nil
 }
 
 // toRequest decodes a row. The bytes are untrusted: a record that does not

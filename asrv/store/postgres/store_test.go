@@ -428,7 +428,7 @@ func TestPostgresMigrationFillsSubjects(t *testing.T) {
 	// Back to the schema of version 3, rows and all.
 	conn := rawConn(t, dsn)
 	for _, q := range []string{`ALTER TABLE asrv_tokens DROP COLUMN subject`, `DROP TABLE asrv_revoked_subjects`,
-		`DELETE FROM asrv_schema_migrations WHERE version = 4`} {
+		`ALTER TABLE asrv_tokens DROP COLUMN rotated_at`, `DELETE FROM asrv_schema_migrations WHERE version >= 4`} {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			t.Fatal(err)
 		}

@@ -111,6 +111,12 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string, until time.Ti
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		// Rotated refresh tokens lose their grace period (not counted:
+		// they were no longer active), then the active ones are ended.
+		if _, err := tx.Exec(ctx, `UPDATE asrv_tokens SET rotated_at = NULL
+			WHERE subject = $1 AND kind = $2 AND inactive AND rotated_at IS NOT NULL`, subject, postgresKindRefresh); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, `UPDATE asrv_tokens SET inactive = true
 			WHERE subject = $1 AND kind = $2 AND NOT inactive AND (expires_at IS NULL OR expires_at > $3)`, subject, postgresKindRefresh, now)
 		if err != nil {
