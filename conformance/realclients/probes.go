@@ -107,7 +107,8 @@ func probeCalls() []modelapi.Call {
 }
 
 // saw is what the model (or, with p.shown, the person) saw for the call
-// of marker: "… saw the file"/"… saw: <text>", or that it got nothing.
+// of marker: "… saw the file" (success is allowedText) or "… saw the call
+// succeed (<text>)", "… saw: <text>", or that it got nothing.
 func saw(p *probe, results []modelapi.ToolResult, marker, success string) (string, bool) {
 	who, none := "the model", "the model got no result for the call"
 	if p.shown != nil {
@@ -118,7 +119,10 @@ func saw(p *probe, results []modelapi.ToolResult, marker, success string) (strin
 		if r.Marker != marker {
 			continue
 		}
-		if strings.Contains(r.Content, success) && !r.IsError {
+		switch {
+		case strings.Contains(r.Content, success) && !r.IsError && success == allowedText:
+			return who + " saw the file", true
+		case strings.Contains(r.Content, success) && !r.IsError:
 			return who + " saw the call succeed (" + clip(r.Content) + ")", true
 		}
 		return who + " saw: " + clip(r.Content), false
@@ -226,6 +230,13 @@ func judgeSession(p *probe, events []clientcheck.Event, results []modelapi.ToolR
 	first, _ := saw(p, results, markerSession, allowedText)
 	second, succeeded := saw(p, results, markerSessionSecond, allowedText)
 	idle := fmt.Sprintf("session idle %s, the second call %s after the first's result", sessionIdle, sessionDelay)
+	sessions := slices.ContainsFunc(events, func(ev clientcheck.Event) bool {
+		return strings.HasPrefix(ev.Path, "/mcp") && (ev.Session != "" || ev.RPC == "initialize")
+	})
+	if !sessions {
+		return fmt.Sprintf("— (not measured: the CLI speaks MCP without sessions — no initialize, no Mcp-Session-Id (requests to /mcp: %s) — so the gateway has none to end; first call: %s; second call: %s, %s)",
+			strings.Join(mcpSeen(after), ", "), first, second, idle)
+	}
 	ok, msg := clientcheck.Reinitializes(clientcheck.Run{Phase: clientcheck.PhaseSession, MCPPath: "/mcp", Events: after})
 	switch {
 	case ok && succeeded:

@@ -93,13 +93,15 @@ func TestJudgeSession(t *testing.T) {
 		has     string
 	}{
 		{name: "initialized again", after: []clientcheck.Event{first, mcp("tools/call", "S1", 404), mcp("initialize", "", 200), mcp("notifications/initialized", "S2", 202), mcp("tools/call", "S2", 200)},
-			results: both, want: "pass", has: "second call: the model saw the call succeed"},
+			results: both, want: "pass", has: "second call: the model saw the file"},
 		{name: "initialized again, the second call failed", after: []clientcheck.Event{first, mcp("tools/call", "S1", 404), mcp("initialize", "", 200), mcp("tools/list", "S2", 200)},
 			results: both[:1], want: "initialized a new session", has: "the model got no result"},
 		{name: "gave up after the 404", after: []clientcheck.Event{first, mcp("tools/call", "S1", 404)},
 			results: append(both[:1:1], modelapi.ToolResult{Marker: markerSessionSecond, Content: "Session not found", IsError: true}), want: "after the 404 the client did not initialize", has: "second call: the model saw: Session not found"},
 		{name: "never met a 404", after: []clientcheck.Event{first, mcp("tools/call", "S1", 200)}, results: both,
 			want: "the client never met the 404", has: "tools/call 200, tools/call 200"},
+		{name: "no sessions (the stateless revision)", after: []clientcheck.Event{mcp("server/discover", "", 200), mcp("tools/call", "", 200), mcp("tools/call", "", 200)}, results: both,
+			want: "— (not measured: the CLI speaks MCP without sessions", has: "server/discover 200, tools/call 200, tools/call 200"},
 		{name: "no call", noCall: true, want: "— (not measured"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
