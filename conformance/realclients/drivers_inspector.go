@@ -82,8 +82,8 @@ func DriveInspector(ctx context.Context, e Env, t Target) (Row, error) {
 					continue
 				}
 				// A refused call prints no result: what the person read
-				// is the terminal's last lines.
-				shown = lastLines(plain(out), 3)
+				// is the terminal's last line, the error.
+				shown = lastLines(plain(out), 1)
 			}
 			p.shown = &modelapi.ToolResult{Marker: marker, Tool: tool, Content: shown}
 		}

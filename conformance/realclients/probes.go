@@ -182,21 +182,25 @@ func judgeStepUp(p *probe, events []clientcheck.Event, requests []modelapi.Reque
 		advertised = fmt.Sprintf("metadata advertising %s; no sign-in was seen", stepUpGranted)
 	}
 	if metOn < 0 && slices.Contains(strings.Fields(scope), stepUpScope) {
-		return fmt.Sprintf("— (not measured: the CLI asked for %s at sign-in though the metadata advertised %s alone, so no call needed more; %s)", stepUpScope, stepUpGranted, sawIt)
+		return fmt.Sprintf("— (not measured: at sign-in the CLI asked for scope %q, %s among them, though the protected resource metadata advertised %s alone, so no call needed more; %s)",
+			scope, stepUpScope, stepUpGranted, sawIt)
+	}
+	called := slices.ContainsFunc(after, func(ev clientcheck.Event) bool { return strings.HasPrefix(ev.Path, "/mcp") && ev.RPC == "tools/call" })
+	if metOn < 0 && !called {
+		hidden := fmt.Sprintf("the gateway lists only the tools the token's scopes allow, and the CLI held what it asked for at sign-in (%s)", advertised)
+		if p.shown != nil {
+			return fmt.Sprintf("— (not measured: the CLI refused the call of %s itself, before any request — it reads the tools list first, and %s; the person saw: %s)",
+				stepUpGateway, hidden, clip(p.shown.Content))
+		}
+		offered := slices.ContainsFunc(requests, func(r modelapi.Request) bool {
+			return slices.ContainsFunc(r.Tools, func(t string) bool { return strings.HasSuffix(notWord.ReplaceAllString(t, "_"), stepUpTool) })
+		})
+		if !offered {
+			return fmt.Sprintf("— (not measured: the model was never offered %s, so no call met the 403: %s)", stepUpGateway, hidden)
+		}
+		return fmt.Sprintf("the model was offered %s, but no tools/call reached the gateway; %s (%s)", stepUpGateway, sawIt, advertised)
 	}
 	if metOn < 0 {
-		offered := p.shown != nil
-		for _, r := range requests {
-			for _, t := range r.Tools {
-				if strings.HasSuffix(notWord.ReplaceAllString(t, "_"), stepUpTool) {
-					offered = true
-				}
-			}
-		}
-		if !offered {
-			return fmt.Sprintf("— (not measured: the model was never offered %s, so no call met the 403: the gateway lists only the tools the token's scopes allow, and the CLI held what it asked for at sign-in (%s))",
-				stepUpGateway, advertised)
-		}
 		return fmt.Sprintf("the call that needs %s never met a 403 insufficient_scope (requests to /mcp: %s); %s (%s)",
 			stepUpScope, strings.Join(mcpSeen(after), ", "), sawIt, advertised)
 	}

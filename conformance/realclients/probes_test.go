@@ -38,7 +38,8 @@ func TestJudgeStepUp(t *testing.T) {
 		requests []modelapi.Request
 		results  []modelapi.ToolResult
 		noCall   bool
-		want     string // the start of the result
+		person   *modelapi.ToolResult // what the person was shown (the Inspector)
+		want     string               // the start of the result
 		has      string
 	}{
 		{name: "stepped up", after: []clientcheck.Event{call("T", 403), authorize("C", "drive:read drive:write"), grant("authorization_code", "T2", "drive:read drive:write"), call("T2", 200)},
@@ -53,7 +54,10 @@ func TestJudgeStepUp(t *testing.T) {
 		{name: "re-authorized without the scope", after: []clientcheck.Event{call("T", 403), authorize("C", "drive:read")}, requests: offered, want: "re-authorized with scope \"drive:read\", without"},
 		{name: "never offered the tool", want: "— (not measured: the model was never offered drive.write_file", has: `asked for scope "drive:read"`},
 		{name: "asked for drive:write at sign-in", signIn: []clientcheck.Event{authorize("C", "drive:read drive:write"), grant("authorization_code", "T", "drive:read drive:write")},
-			after: []clientcheck.Event{call("T", 200)}, requests: offered, results: wrote, want: "— (not measured: the CLI asked for drive:write at sign-in"},
+			after: []clientcheck.Event{call("T", 200)}, requests: offered, results: wrote, want: "— (not measured: at sign-in the CLI asked for scope \"drive:read drive:write\", drive:write among them"},
+		{name: "the person's CLI refused the call itself", person: &modelapi.ToolResult{Marker: markerStepUp, Content: `{"error":{"code":"tool_not_found"}}`},
+			want: "— (not measured: the CLI refused the call of drive.write_file itself", has: "the person saw: {\"error\""},
+		{name: "offered, never called", requests: offered, want: "the model was offered drive.write_file, but no tools/call reached the gateway"},
 		{name: "offered but never refused", after: []clientcheck.Event{call("T", 200)}, requests: offered, results: wrote, want: "the call that needs drive:write never met a 403", has: "tools/call 200"},
 		{name: "no call", noCall: true, want: "— (not measured: the driver made no call"},
 	} {
@@ -63,7 +67,7 @@ func TestJudgeStepUp(t *testing.T) {
 				before = tc.signIn
 			}
 			events := append(append([]clientcheck.Event{}, before...), tc.after...)
-			p := &probe{kind: probeStepUp, from: len(before), started: !tc.noCall}
+			p := &probe{kind: probeStepUp, from: len(before), started: !tc.noCall, shown: tc.person}
 			got := p.judge(events, tc.requests, tc.results)
 			if !strings.HasPrefix(got, tc.want) || !strings.Contains(got, tc.has) {
 				t.Fatalf("judge = %q, want it to start with %q and say %q", got, tc.want, tc.has)
