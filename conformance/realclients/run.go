@@ -144,7 +144,7 @@ var notMeasured = map[probeKind]map[string]string{
 		"inspector-web": "the web UI's script signs in and calls in one page session and does not wait for the token to expire; the Inspector's CLI row measures the refresh of the same OAuth code",
 	},
 	probeStepUp: {
-		"inspector-web": "the web UI's script calls only the tools the Tools tab lists; the Inspector's CLI row measures the step-up of the same OAuth code",
+		"inspector-web": "the web UI's script calls only the tools the Tools tab lists, and a token of drive:read lists no write; the Inspector's CLI row tries the step-up with the same OAuth code",
 	},
 	probeSession: {
 		"inspector":     "each run of Inspector's CLI is one request in a session of its own; none outlives the gateway's idle expiry",
