@@ -89,6 +89,14 @@ type File struct {
 	// Denials is how a tools/call policy denies, when no scope would fix
 	// it, is answered: "tool_error" (default) or "http_403".
 	Denials string `yaml:"denials"`
+	// SessionIdle ends an MCP session unused this long (a duration;
+	// default 30m): the client's next request on it is answered 404.
+	SessionIdle string `yaml:"session_idle"`
+	// ScopesSupported are the scopes the protected resource metadata
+	// advertises (default: every scope of the active policy). The
+	// authorization server still grants any the policy allows: a call
+	// that needs another is a step-up.
+	ScopesSupported []string `yaml:"scopes_supported"`
 	// Policy is how this replica gets its policy versions.
 	Policy *Policy `yaml:"policy"`
 	// ASrv configures the authorization server this process runs.
@@ -626,6 +634,9 @@ func (c *File) validateOperation() []error {
 	if c.Denials != "" && c.Denials != "http_403" && c.Denials != "tool_error" {
 		errs = append(errs, fmt.Errorf("denials %q: want http_403 or tool_error", c.Denials))
 	}
+	if _, err := c.SessionIdleOrDefault(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.LogFormat != "" && c.LogFormat != "json" && c.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("log_format %q: want json or text", c.LogFormat))
 	}
@@ -696,4 +707,17 @@ func (a *ArgumentLimits) validate() []error {
 		}
 	}
 	return errs
+}
+
+// SessionIdleOrDefault is session_idle as a duration; 0 when unset (the
+// gateway's default, 30 minutes).
+func (c *File) SessionIdleOrDefault() (time.Duration, error) {
+	if c == nil || c.SessionIdle == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(c.SessionIdle)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("session_idle %q: want a positive duration (e.g. 30m)", c.SessionIdle)
+	}
+	return d, nil
 }

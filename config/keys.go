@@ -194,6 +194,15 @@ var keys = []Key{
 		func() (func(*File, string) error, func(*File) string) {
 			return str(func(c *File) *string { return &c.Denials })
 		}),
+	key("session_idle", "PBAC_SESSION_IDLE", "", "30m", "an MCP session unused this long ends; the client's next request on it is answered 404 and it initializes a new one",
+		func() (func(*File, string) error, func(*File) string) {
+			return str(func(c *File) *string { return &c.SessionIdle })
+		}),
+	key("scopes_supported", "PBAC_SCOPES_SUPPORTED", "", "", "scopes the protected resource metadata advertises, comma-separated (default: every scope of the active policy); the authorization server still grants any the policy allows, so a call needing another is a step-up",
+		func() (func(*File, string) error, func(*File) string) {
+			return func(c *File, v string) error { c.ScopesSupported = strings.Split(v, ","); return nil },
+				func(c *File) string { return strings.Join(c.ScopesSupported, ",") }
+		}),
 	key("drain_delay", "PBAC_DRAIN_DELAY", "drain-delay", "0s", "on SIGTERM, /readyz answers 503 this long before the listeners close",
 		func() (func(*File, string) error, func(*File) string) {
 			return str(func(c *File) *string { return &c.DrainDelay })

@@ -11,7 +11,8 @@ import (
 )
 
 // TestKeysAreTheOneTable: every environment override comes from the table
-// (the 25 of before the table, none lost, identity's 7,
+// (the 25 of before the table, none lost, identity's 7, session_idle's and
+// scopes_supported's,
 // asrv.max_sign_in_age's, demo_agents' and clients.metadata_documents' 5), names and
 // variables are unique,
 // and each variable sets the file key it names (the value read back
@@ -19,7 +20,7 @@ import (
 func TestKeysAreTheOneTable(t *testing.T) {
 	want := []string{"PBAC_LISTEN", "PBAC_ADMIN_LISTEN", "PBAC_DATA_DIR", "PBAC_STORE", "PBAC_STORE_FILE", "PBAC_PUBLIC_URL",
 		"PBAC_TLS_CERT", "PBAC_TLS_KEY", "PBAC_ADMIN_TLS_CERT", "PBAC_ADMIN_TLS_KEY", "PBAC_LOG_LEVEL", "PBAC_LOG_FORMAT",
-		"PBAC_DENIALS", "PBAC_DRAIN_DELAY", "PBAC_BUNDLE_SERVER", "PBAC_BUNDLE_POLL_INTERVAL", "PBAC_BUNDLE_TOKEN_FILE",
+		"PBAC_DENIALS", "PBAC_SESSION_IDLE", "PBAC_SCOPES_SUPPORTED", "PBAC_DRAIN_DELAY", "PBAC_BUNDLE_SERVER", "PBAC_BUNDLE_POLL_INTERVAL", "PBAC_BUNDLE_TOKEN_FILE",
 		"PBAC_BUNDLE_VERIFICATION_KEYS", "PBAC_POLICY_SYNC", "PBAC_POLICY_SYNC_INTERVAL", "PBAC_ADMIN_HOSTS",
 		"PBAC_SESSIONS_PER_AGENT", "PBAC_STDIO_SESSIONS", "PBAC_STDIO_SESSIONS_PER_AGENT", "PBAC_POLICY_DECISION_TIMEOUT",
 		"PBAC_POLICY_EVAL_TIMEOUT", "PBAC_USERS_FILE", "PBAC_OIDC_ISSUER", "PBAC_OIDC_CLIENT_ID", "PBAC_OIDC_CLIENT_SECRET_FILE",
@@ -48,7 +49,7 @@ func TestKeysAreTheOneTable(t *testing.T) {
 			continue
 		}
 		value := map[string]string{"policy.sync": "false", "demo_agents": "true", "limits.sessions_per_agent": "7", "limits.stdio_sessions": "7",
-			"limits.stdio_sessions_per_agent": "7", "policy.verification_keys": "a=/k1,b=/k2", "admin_hosts": "a.internal,b.internal",
+			"limits.stdio_sessions_per_agent": "7", "policy.verification_keys": "a=/k1,b=/k2", "admin_hosts": "a.internal,b.internal", "scopes_supported": "drive:read,jira:read",
 			"identity.oidc.scopes": "openid,groups", "clients.metadata_documents.enabled": "false",
 			"clients.metadata_documents.fetch": "false", "clients.metadata_documents.allow_networks": "127.0.0.1/32,10.0.0.0/8"}[k.Name]
 		if value == "" {
@@ -100,5 +101,27 @@ func TestIdentityFromTheEnvironment(t *testing.T) {
 	}
 	if c, err := LoadEnv("", env(nil)); err != nil || c.Identity != nil {
 		t.Fatalf("no identity variables: %+v, %v", c.Identity, err)
+	}
+}
+
+// TestSessionIdle: session_idle is a positive duration; unset is the
+// gateway's default (0); anything else is refused by name.
+func TestSessionIdle(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    string
+		wantErr bool
+	}{{"", "0s", false}, {"2s", "2s", false}, {"30m", "30m0s", false}, {"0s", "", true}, {"-1s", "", true}, {"soon", "", true}} {
+		c := &File{SessionIdle: tc.in}
+		d, err := c.SessionIdleOrDefault()
+		if (err != nil) != tc.wantErr || (err == nil && d.String() != tc.want) {
+			t.Errorf("session_idle %q = %s, %v; want %s (error %t)", tc.in, d, err, tc.want, tc.wantErr)
+		}
+		if err != nil && !strings.Contains(err.Error(), "session_idle") {
+			t.Errorf("session_idle %q: the error %q does not name the key", tc.in, err)
+		}
+		if verr := c.Validate(); (verr != nil) != tc.wantErr {
+			t.Errorf("session_idle %q: Validate() = %v", tc.in, verr)
+		}
 	}
 }

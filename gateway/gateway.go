@@ -62,6 +62,9 @@ type Backend struct {
 	OwnerHeader string
 }
 
+// DefaultSessionIdle is how long a session lasts unused by default.
+const DefaultSessionIdle = 30 * time.Minute
+
 // Config configures a Gateway.
 type Config struct {
 	// PublicURL is the gateway's base URL as clients reach it; the protected
@@ -98,7 +101,8 @@ type Config struct {
 	// ArgumentLimits bound a call's arguments, checked before policy
 	// (zero fields: DefaultArgumentLimits).
 	ArgumentLimits ArgumentLimits
-	// SessionIdle ends a session unused this long (default 30 min).
+	// SessionIdle ends a session unused this long (default
+	// DefaultSessionIdle).
 	SessionIdle time.Duration
 	// SessionsPerAgent bounds the sessions one agent (a client and the
 	// person it acts for; a caller without a token: its address) holds at
@@ -160,7 +164,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.SessionIdle <= 0 {
-		cfg.SessionIdle = 30 * time.Minute
+		cfg.SessionIdle = DefaultSessionIdle
 	}
 	base := strings.TrimSuffix(cfg.PublicURL, "/")
 	g := &Gateway{

@@ -3,6 +3,7 @@ package main
 import (
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/config"
@@ -59,6 +60,9 @@ func TestConfigDefaultsAreThePackagesOwn(t *testing.T) {
 	if config.DefaultAccessTokenTTL != asrv.DefaultAccessTokenTTL {
 		t.Errorf("access token lifetime: config says %v, asrv %v", config.DefaultAccessTokenTTL, asrv.DefaultAccessTokenTTL)
 	}
+	if k, _ := config.Lookup("session_idle"); mustDuration(t, k.Default) != gateway.DefaultSessionIdle {
+		t.Errorf("session idle: the table's default %q, the gateway's %s", k.Default, gateway.DefaultSessionIdle)
+	}
 	for name, want := range map[string]string{
 		"policy.decision_timeout":     plugins.DefaultDecisionTimeout.String(),
 		"policy.eval_timeout":         wasm.NewConfig().EvalTimeout().String(),
@@ -69,4 +73,13 @@ func TestConfigDefaultsAreThePackagesOwn(t *testing.T) {
 			t.Errorf("%s: the table's default %q, the package's %q", name, k.Default, want)
 		}
 	}
+}
+
+func mustDuration(t *testing.T, s string) time.Duration {
+	t.Helper()
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

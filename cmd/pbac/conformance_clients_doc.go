@@ -32,13 +32,8 @@ type clientLine struct {
 	cells                []string // one per clientColumns
 }
 
-// Why the real CLIs' rows have no step-up and no new session: said once
-// in each cell, so a reader of one row knows.
-const (
-	realNoStepUp  = "— (not measured: the demo tenant grants the drive scopes at sign-in; no call needs more)"
-	realNoSession = "— (not measured: each CLI invocation opens a session of its own; a 404 needs one session to outlive the gateway's idle expiry)"
-	harnessNoDeny = "— (not measured: the harness's tenant refuses only for a missing scope, the step-up column)"
-)
+// harnessNoDeny is why the harness clients' rows have no denied call.
+const harnessNoDeny = "— (not measured: the harness's tenant refuses only for a missing scope, the step-up column)"
 
 // realLine is a real CLI's row.
 func realLine(r realclients.Row) clientLine {
@@ -49,12 +44,14 @@ func realLine(r realclients.Row) clientLine {
 	if r.DeniedHTTP != "" {
 		denied += " (" + r.DeniedHTTP + ")"
 	}
-	refresh := r.Refresh
-	if refresh == "" {
-		refresh = "— (not measured)"
+	measured := func(s string) string {
+		if s == "" {
+			return "— (not measured)"
+		}
+		return s
 	}
 	return clientLine{client: r.Client, version: r.Version, how: "real CLI (`--client " + r.Driver + "`)", cells: []string{
-		r.Discovery, r.Registration, r.SignIn, r.Token, r.ToolsList, r.Allowed, denied, realNoStepUp, refresh, realNoSession}}
+		r.Discovery, r.Registration, r.SignIn, r.Token, r.ToolsList, r.Allowed, denied, measured(r.StepUp), measured(r.Refresh), measured(r.NewSession)}}
 }
 
 // harnessLine is a harness client's row, from its checks and the flow

@@ -14,7 +14,7 @@ import (
 
 // TestClientsSection: the generated section has a row per client with
 // every column, a harness client's steps from its checks and requests, a
-// real CLI's with the reasons for what it does not measure, and the
+// real CLI's with its probes' results (or that they were not measured), and the
 // paste table holds the dashboard's snippet of every connect client,
 // the GUI ones marked not run here.
 func TestClientsSection(t *testing.T) {
@@ -32,7 +32,7 @@ func TestClientsSection(t *testing.T) {
 	row := realclients.Row{Driver: "opencode", Client: "OpenCode", Version: "1.18.33", Discovery: "pass (a)", Registration: "pass (pre-registered id)",
 		SignIn: "pass", Token: "pass", ToolsList: "pass", Allowed: "pass", Denied: "pass (a tool error; audit: deny)",
 		ModelSawDenied: "denied by policy | prod", DeniedHTTP: "HTTP 200, a tool result with isError", Refresh: "no refresh: the expired token was refused (401)",
-		Snippet: "{}"}
+		StepUp: "pass (re-authorized with scope \"drive:read drive:write\")", NewSession: "after the 404 the client did not initialize a new session", Snippet: "{}"}
 	cimd := realclients.Row{Driver: "claude-code-cimd", Client: "Claude Code, by its client ID metadata document (pinned)", Version: "2",
 		Registration: "pass (client ID metadata document: client_id https://claude.ai/x, pinned; no registration)", Snippet: "claude mcp add --transport http pbac http://127.0.0.1:8080/mcp"}
 	codex, _ := connect.Lookup("codex")
@@ -42,7 +42,9 @@ func TestClientsSection(t *testing.T) {
 		"<!-- " + clientsMarker + " -->", "<!-- /" + clientsMarker + " -->", "--client all --markdown-file", "(it took 1m30s)",
 		"| OpenCode | 1.18.33 | real CLI (`--client opencode`) | ✅ (a) |",
 		"✅ (a tool error; audit: deny); the model saw: `denied by policy \\| prod` (HTTP 200, a tool result with isError)",
-		"| " + realNoStepUp + " | ❌ no refresh: the expired token was refused (401) | " + realNoSession + " |",
+		"| ✅ (re-authorized with scope \"drive:read drive:write\") | ❌ no refresh: the expired token was refused (401) | ❌ after the 404 the client did not initialize a new session |",
+		// A row without a probe's result says it was not measured.
+		"| — (not measured) | — (not measured) | — (not measured) |",
 		"| mcp-remote 0.15.1 | 0.15.1 | harness (phases flow, expiry, session) |", "✅ (DCR)", "❌ no new authorization after the 403", harnessNoDeny,
 		"— (its script makes no tools/list) | ✅ (tools/call answered 200, after the step-up)", "— (phase not run) |",
 		"yes: `--client opencode`, but it pasted `{}`", "| yes: `--client codex` pasted this snippet |", "| nothing: client ID metadata document: client_id https://claude.ai/x, pinned | yes: `--client claude-code-cimd` |",

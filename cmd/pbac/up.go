@@ -134,6 +134,10 @@ func (c upConfig) stackConfig(log *slog.Logger) (stack.Config, error) {
 		sc.Admin.Hosts = c.file.AdminHosts
 		sc.Gateway.ArgumentLimits = c.file.ArgumentLimits
 		sc.Gateway.Denials = c.file.Denials
+		sc.Gateway.Scopes = c.file.ScopesSupported
+		if sc.Gateway.SessionIdle, err = c.file.SessionIdleOrDefault(); err != nil {
+			return stack.Config{}, err
+		}
 		sc.AuthServer.Identity = c.file.IdentityOrNone()
 		sc.AuthServer.Clients = c.file.Clients
 	}

@@ -365,3 +365,15 @@ func exitsCleanly(run Run) (bool, string) {
 	}
 	return true, "exit status 0"
 }
+
+// StepsUp is the flow phase's step-up check alone (run.StepUpScope is the
+// scope the 403 asks for): after a 403 insufficient_scope on run.MCPPath,
+// a new authorization whose scope has it and the call retried with the new
+// token, answered 2xx. For drivers that record their own runs
+// (conformance/realclients).
+func StepsUp(run Run) (bool, string) { return stepsUp(run) }
+
+// Reinitializes is the session phase's check alone: after a 404 of an
+// ended session, an initialize without a session and the new session
+// used, its request taken.
+func Reinitializes(run Run) (bool, string) { return reinitializes(run) }

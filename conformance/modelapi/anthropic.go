@@ -78,13 +78,13 @@ func (s *Server) anthropicMessages(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
-	var results, texts []string
+	var results, texts, ids []string
 	for _, b := range last {
 		switch b.Type {
 		case "tool_result":
 			c := textOf(b.Content)
 			s.recordResult("anthropic", b.ToolUseID, c, b.IsError)
-			results = append(results, c)
+			results, ids = append(results, c), append(ids, b.ToolUseID)
 		case "text":
 			texts = append(texts, b.Text)
 		}
@@ -94,7 +94,11 @@ func (s *Server) anthropicMessages(w http.ResponseWriter, r *http.Request) {
 		note.LastUser = clipText(req.Messages[n-1].Role + ": " + string(req.Messages[n-1].Content))
 	}
 	msg := anthropicMessage{model: req.Model}
-	switch call, tool, ok := s.plan(strings.Join(texts, "\n"), note.Tools); {
+	call, tool, ok := s.plan(strings.Join(texts, "\n"), note.Tools)
+	if c, t, then := s.followUp(r.Context(), ids, note.Tools); then {
+		call, tool, ok, results = c, t, true, nil
+	}
+	switch {
 	case len(results) > 0:
 		note.Answer, msg.text = "results", summary(results)
 	case ok:

@@ -79,13 +79,13 @@ func (s *Server) geminiModels(w http.ResponseWriter, r *http.Request) {
 	}
 	// The last content is the user's: its function responses answer the
 	// model's last calls, else its text is the prompt.
-	var results, texts []string
+	var results, texts, ids []string
 	if n := len(req.Contents); n > 0 && req.Contents[n-1].Role == "user" {
 		for _, p := range req.Contents[n-1].Parts {
 			if fr := p.FunctionResponse; fr != nil {
 				c, isErr := geminiResult(fr.Response)
 				s.recordResult("gemini", fr.ID, c, isErr)
-				results = append(results, c)
+				results, ids = append(results, c), append(ids, fr.ID)
 			} else if p.Text != "" {
 				texts = append(texts, p.Text)
 			}
@@ -93,8 +93,15 @@ func (s *Server) geminiModels(w http.ResponseWriter, r *http.Request) {
 	}
 	note.LastUser = clipText(strings.Join(texts, "\n"))
 	var part map[string]any
-	switch call, tool, ok := s.plan(strings.Join(texts, "\n"), note.Tools); {
-	case req.GenerationConfig.ResponseMimeType == "application/json":
+	call, tool, ok := s.plan(strings.Join(texts, "\n"), note.Tools)
+	wantsJSON := req.GenerationConfig.ResponseMimeType == "application/json"
+	if !wantsJSON {
+		if c, t, then := s.followUp(r.Context(), ids, note.Tools); then {
+			call, tool, ok, results = c, t, true, nil
+		}
+	}
+	switch {
+	case wantsJSON:
 		// A side request asking for JSON (Gemini CLI's model router and
 		// next-speaker check): an object its schema accepts.
 		schema := req.GenerationConfig.ResponseJSONSchema

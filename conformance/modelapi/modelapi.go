@@ -28,6 +28,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +47,15 @@ type Call struct {
 	Tool string
 	// Args are the call's arguments.
 	Args map[string]any
+	// Then, when set, is the call the stand-in answers this call's result
+	// with (once), instead of text: a second tool call in the same turn of
+	// the client. Its Marker names its result; its Tool is matched among
+	// the tools the request with the result offers, then the first call's.
+	Then *Call
+	// Delay is how long the stand-in waits before answering with this
+	// call when it is another's Then (to let a session or token of the
+	// client expire between two calls of one run).
+	Delay time.Duration
 }
 
 // ToolResult is what the client sent back for one of the stand-in's calls:
@@ -91,6 +101,7 @@ type Server struct {
 	issued   map[string]issued // call id → the call made
 	results  []ToolResult
 	seen     map[string]bool // call ids whose result was recorded
+	followed map[string]bool // call ids whose Then was made
 	requests []Request
 }
 
@@ -105,7 +116,7 @@ func Start(calls []Call) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for the stand-in model API: %w", err)
 	}
-	s := &Server{calls: calls, ln: ln, done: make(chan struct{}), issued: map[string]issued{}, seen: map[string]bool{}}
+	s := &Server{calls: calls, ln: ln, done: make(chan struct{}), issued: map[string]issued{}, seen: map[string]bool{}, followed: map[string]bool{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/messages", s.anthropicMessages)
 	mux.HandleFunc("POST /v1/messages/count_tokens", s.anthropicCountTokens)
@@ -174,6 +185,45 @@ func (s *Server) plan(lastUserText string, tools []string) (Call, string, bool) 
 		}
 	}
 	return Call{}, "", false
+}
+
+// followUp is the Then of the first call among ids (the calls whose
+// results a request carries) that has one not yet made, and the offered
+// tool it names, after waiting its Delay; ok is false when there is none,
+// or the request ended during the wait.
+func (s *Server) followUp(ctx context.Context, ids, tools []string) (Call, string, bool) {
+	var then *Call
+	var first string
+	s.mu.Lock()
+	for _, id := range ids {
+		if is, ok := s.issued[id]; ok && is.call.Then != nil && !s.followed[id] {
+			s.followed[id], then, first = true, is.call.Then, is.tool
+			break
+		}
+	}
+	s.mu.Unlock()
+	if then == nil {
+		return Call{}, "", false
+	}
+	want := notWord.ReplaceAllString(then.Tool, "_")
+	tool := ""
+	// A request that offers no tools (some clients send them only once)
+	// may still be answered with the first call's tool.
+	for _, t := range append(slices.Clone(tools), first) {
+		if strings.HasSuffix(notWord.ReplaceAllString(t, "_"), want) {
+			tool = t
+			break
+		}
+	}
+	if tool == "" {
+		return Call{}, "", false
+	}
+	select {
+	case <-ctx.Done():
+		return Call{}, "", false
+	case <-time.After(then.Delay):
+	}
+	return *then, tool, true
 }
 
 // issue records a call the stand-in makes and returns its id.

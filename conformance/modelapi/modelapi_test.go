@@ -352,6 +352,47 @@ func TestConversation(t *testing.T) {
 			if len(got) != 1 || got[0] != want {
 				t.Errorf("results %+v, want [%+v]", got, want)
 			}
+
+			// A call with a Then: its result is answered, after the
+			// Then's delay, with the second call of the same tool; the
+			// second result with text, and each is recorded by its marker.
+			const delay = 300 * time.Millisecond
+			then := []Call{{Marker: "pbac-allowed", Tool: "drive_read_file", Args: map[string]any{"path": "/team/roadmap.md"},
+				Then: &Call{Marker: "pbac-second", Tool: "drive_read_file", Args: map[string]any{"path": "/team/b.md"}, Delay: delay}}}
+			s2, err := Start(then)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = s2.Close(ctx)
+			})
+			first := post(t, s2, tc.path, tc.first(prompt))
+			began := time.Now()
+			second := post(t, s2, tc.path, tc.result(callID(first), tc.tool, "first content"))
+			if took := time.Since(began); took < delay {
+				t.Errorf("the second call came after %s, before its delay of %s", took, delay)
+			}
+			name2, args2, _ := toolCall(t, tc.api, second)
+			if name2 != tc.tool || args2 != `{"path":"/team/b.md"}` {
+				t.Fatalf("after the first result: call %q %s, want %s of /team/b.md", name2, args2, tc.tool)
+			}
+			if _, _, text := toolCall(t, tc.api, post(t, s2, tc.path, tc.result(callID(second), tc.tool, "second content"))); !strings.Contains(text, "second content") {
+				t.Errorf("after the second result: %q, want text", text)
+			}
+			// The first result again (a client resending history): no
+			// second follow-up.
+			if name, _, _ := toolCall(t, tc.api, post(t, s2, tc.path, tc.result(callID(first), tc.tool, "first content"))); name != "" {
+				t.Errorf("the first result, sent again, got another call of %s", name)
+			}
+			var markers []string
+			for _, r := range s2.Results() {
+				markers = append(markers, r.Marker+"="+r.Content)
+			}
+			if got := strings.Join(markers, " "); got != "pbac-allowed=first content pbac-second=second content" {
+				t.Errorf("results %s", got)
+			}
 		})
 	}
 }

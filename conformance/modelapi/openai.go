@@ -55,11 +55,11 @@ func (s *Server) openAIChat(w http.ResponseWriter, r *http.Request) {
 	}
 	// The tool messages at the end answer the assistant's last calls; else
 	// the last message is the user's.
-	var results []string
+	var results, ids []string
 	for i := len(req.Messages) - 1; i >= 0 && req.Messages[i].Role == "tool"; i-- {
 		c := openAIText(req.Messages[i].Content)
 		s.recordResult("openai", req.Messages[i].ToolCallID, c, false)
-		results = append([]string{c}, results...)
+		results, ids = append([]string{c}, results...), append(ids, req.Messages[i].ToolCallID)
 	}
 	lastUser := ""
 	if n := len(req.Messages); n > 0 && req.Messages[n-1].Role == "user" {
@@ -67,7 +67,11 @@ func (s *Server) openAIChat(w http.ResponseWriter, r *http.Request) {
 	}
 	note.LastUser = clipText(lastUser)
 	ans := openAIAnswer{model: req.Model}
-	switch call, tool, ok := s.plan(lastUser, note.Tools); {
+	call, tool, ok := s.plan(lastUser, note.Tools)
+	if c, t, then := s.followUp(r.Context(), ids, note.Tools); then {
+		call, tool, ok, results = c, t, true, nil
+	}
+	switch {
 	case len(results) > 0:
 		note.Answer, ans.text = "results", summary(results)
 	case ok:

@@ -113,11 +113,11 @@ func (s *Server) openAIResponses(w http.ResponseWriter, r *http.Request) {
 	// The function call outputs at the end answer the model's last calls;
 	// else the last message is the user's.
 	items := responsesItems(req.Input)
-	var results []string
+	var results, ids []string
 	for i := len(items) - 1; i >= 0 && items[i].Type == "function_call_output"; i-- {
 		c := responsesText(items[i].Output)
 		s.recordResult("responses", items[i].CallID, c, false)
-		results = append([]string{c}, results...)
+		results, ids = append([]string{c}, results...), append(ids, items[i].CallID)
 	}
 	lastUser := ""
 	if n := len(items); n > 0 && items[n-1].Type == "message" && items[n-1].Role == "user" {
@@ -125,12 +125,25 @@ func (s *Server) openAIResponses(w http.ResponseWriter, r *http.Request) {
 	}
 	note.LastUser = clipText(lastUser)
 	ans := responsesAnswer{model: req.Model}
-	switch call, tool, ok := s.plan(lastUser, note.Tools); {
+	call, tool, ok := s.plan(lastUser, note.Tools)
+	if c, t, then := s.followUp(r.Context(), ids, note.Tools); then {
+		call, tool, ok, results = c, t, true, nil
+	}
+	switch {
 	case len(results) > 0:
 		note.Answer, ans.text = "results", summary(results)
 	case ok:
 		note.Answer = "tool:" + tool
-		ans.callID, ans.fn = s.issue("call_", call, tool), offered[tool]
+		fn, ok := offered[tool]
+		if !ok {
+			// A follow-up of a tool this request did not offer again: the
+			// name the first call was made with.
+			ns, name, found := strings.Cut(tool, ".")
+			if fn = (responsesFunction{Namespace: ns, Name: name}); !found {
+				fn = responsesFunction{Name: tool}
+			}
+		}
+		ans.callID, ans.fn = s.issue("call_", call, tool), fn
 		args, _ := json.Marshal(call.Args)
 		if call.Args == nil {
 			args = []byte("{}")

@@ -64,18 +64,28 @@ func DriveInspector(ctx context.Context, e Env, t Target) (Row, error) {
 	if s.offered, err = listedTool(out); err != nil {
 		return row, err
 	}
-	if e.refresh != nil {
-		// The refresh run: signed in by the tools/list run, one call
-		// once that token has expired (e.calls waits for it).
+	if p := e.probe; p != nil {
+		// A probe's run: signed in by the tools/list run, one call — for
+		// the refresh, once that token has expired (e.calls waits for
+		// it); for the step-up, a write, which a person may call by name
+		// though the list (of what drive:read allows) does not show it.
+		tool, marker, args := gatewayTool, markerRefresh, []string{"--tool-arg", "path=" + allowedPath}
+		if p.kind == probeStepUp {
+			tool, marker, args = stepUpGateway, markerStepUp, []string{"--tool-arg", "path=" + stepUpPath, "--tool-arg", "content=" + stepUpContent}
+		}
 		for range e.calls(ctx) {
-			out, _ := e.onPTY(ctx, env, inspectorLine(bin, base, "--method", "tools/call", "--tool-name", gatewayTool,
-				"--tool-arg", "path="+allowedPath))
+			out, _ := e.onPTY(ctx, env, inspectorLine(bin, base, append([]string{"--method", "tools/call", "--tool-name", tool}, args...)...))
 			shown, _, err := printedResult(out)
 			if err != nil {
-				fmt.Fprintf(e.Log, "inspector (refresh call): %v\n", err)
-				continue
+				fmt.Fprintf(e.Log, "inspector (%s call): %v\n", p.kind, err)
+				if p.kind != probeStepUp {
+					continue
+				}
+				// A refused call prints no result: what the person read
+				// is the terminal's last line, the error.
+				shown = lastLines(plain(out), 1)
 			}
-			e.refresh.shown = &modelapi.ToolResult{Marker: markerRefresh, Tool: gatewayTool, Content: shown}
+			p.shown = &modelapi.ToolResult{Marker: marker, Tool: tool, Content: shown}
 		}
 		return row, nil
 	}
@@ -110,6 +120,17 @@ const (
 	inspectorBudget = 90 * time.Second
 	inspectorStep   = 30 * time.Second
 )
+
+// lastLines are the last n non-empty lines of out, joined by " / ".
+func lastLines(out string, n int) string {
+	var lines []string
+	for _, l := range strings.Split(strings.ReplaceAll(out, "\r\n", "\n"), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines[max(0, len(lines)-n):], " / ")
+}
 
 // inspectorCLI is the arguments after the command of the snippet's
 // `npx @modelcontextprotocol/inspector --cli …` line, up to its --method
@@ -228,7 +249,7 @@ func DriveInspectorWeb(ctx context.Context, e Env, t Target) (Row, error) {
 		return row, fmt.Errorf("make the screenshot dir: %w", err)
 	}
 	var planned []map[string]string
-	for _, c := range Calls() {
+	for _, c := range coreCalls() {
 		planned = append(planned, map[string]string{"marker": c.Marker, "tool": gatewayTool, "path": c.Args["path"].(string)})
 	}
 	callsJSON, _ := json.Marshal(planned)

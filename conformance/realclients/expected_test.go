@@ -26,7 +26,7 @@ func TestExpectedFile(t *testing.T) {
 func TestCompare(t *testing.T) {
 	pass := "pass (x)"
 	row := Row{Driver: "opencode", Version: "1", Discovery: pass, Registration: pass, SignIn: pass, Token: pass, ToolsList: pass,
-		Allowed: pass, Denied: pass, Refresh: "no refresh: the expired token was refused"}
+		Allowed: pass, Denied: pass, Refresh: "no refresh: the expired token was refused", StepUp: pass, NewSession: pass}
 	all := func(v bool) map[string]bool {
 		m := map[string]bool{}
 		for _, n := range stepNames() {
@@ -47,15 +47,25 @@ func TestCompare(t *testing.T) {
 		exp         Expected
 		regressions []string // a word of each
 		news        []string
+		row         func(Row) Row // the row changed; nil: row
 	}{
 		{name: "as documented", exp: Expected{"opencode": with(all(true), "refresh", false)}},
 		{name: "refresh regressed", exp: Expected{"opencode": all(true)}, regressions: []string{"(refresh): no refresh"}},
 		{name: "denied now passes", exp: Expected{"opencode": with(with(all(true), "refresh", false), "denied", false)}, news: []string{"(denied) passes now"}},
 		{name: "a step unknown to the file", exp: Expected{"opencode": without(with(all(true), "refresh", false), "token")}, news: []string{"token: no expectation (it passes)"}},
 		{name: "a driver unknown to the file", exp: Expected{}, news: []string{"opencode: not in the expectations"}},
+		// The probes' steps are compared like the others: a step-up that
+		// passed and fails now is a regression.
+		{name: "step-up regressed", exp: Expected{"opencode": with(all(true), "refresh", false)}, regressions: []string{"(step-up): no new authorization"},
+			row: func(r Row) Row { r.StepUp = "no new authorization after the 403"; return r }},
+		{name: "a session step unknown to the file", exp: Expected{"opencode": without(with(all(true), "refresh", false), "session")}, news: []string{"session: no expectation (it passes)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			reg, news := tc.exp.Compare([]Row{row})
+			r := row
+			if tc.row != nil {
+				r = tc.row(r)
+			}
+			reg, news := tc.exp.Compare([]Row{r})
 			check := func(what string, got, want []string) {
 				if len(got) != len(want) {
 					t.Fatalf("%s = %q, want %d", what, got, len(want))
@@ -73,7 +83,7 @@ func TestCompare(t *testing.T) {
 	if got := ExpectedOf([]Row{row})["opencode"]; !got["denied"] || got["refresh"] || len(got) != len(stepNames()) {
 		t.Errorf("ExpectedOf = %v", got)
 	}
-	if !slices.Equal(stepNames()[:7], []string{"discovery", "registration", "sign-in", "token", "tools/list", "allowed", "denied"}) {
+	if !slices.Equal(stepNames(), []string{"discovery", "registration", "sign-in", "token", "tools/list", "allowed", "denied", "refresh", "step-up", "session"}) {
 		t.Errorf("steps %v", stepNames())
 	}
 }

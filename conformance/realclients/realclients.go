@@ -47,12 +47,15 @@ const (
 	allowedText = "Platform roadmap"
 )
 
-// Calls are the stand-in model's planned calls.
-func Calls() []modelapi.Call {
+// Calls are the stand-in model's planned calls: the core run's and the
+// probes'.
+func Calls() []modelapi.Call { return append(coreCalls(), probeCalls()...) }
+
+// coreCalls are the core run's calls: the allowed and the denied one.
+func coreCalls() []modelapi.Call {
 	return []modelapi.Call{
 		{Marker: markerAllowed, Tool: toolSuffix, Args: map[string]any{"path": allowedPath}},
 		{Marker: markerDenied, Tool: toolSuffix, Args: map[string]any{"path": deniedPath}},
-		{Marker: markerRefresh, Tool: toolSuffix, Args: map[string]any{"path": allowedPath}},
 	}
 }
 
@@ -92,7 +95,7 @@ type Env struct {
 	Log io.Writer
 
 	// refresh times the refresh call (Env.calls); nil: none is made.
-	refresh *refreshProbe
+	probe *probe
 }
 
 // Row is one client's result: each step "pass", or what went wrong.
@@ -120,6 +123,14 @@ type Row struct {
 	// Refresh is what the CLI did when its access token had expired
 	// before its last call (refreshed, signed in again, or failed).
 	Refresh string `json:"refresh"`
+	// StepUp is what the CLI did when a call met 403 insufficient_scope
+	// (re-authorized with the union of scopes and retried, or what else),
+	// or why it was not measured.
+	StepUp string `json:"step_up"`
+	// NewSession is what the CLI did when the gateway had ended its
+	// session between two calls of one invocation (404): initialized a new
+	// one and went on, or what else; or why it was not measured.
+	NewSession string `json:"new_session"`
 	// Snippet is the configuration that worked.
 	Snippet string `json:"snippet"`
 }
@@ -137,8 +148,11 @@ func (r Row) CoreSteps() []Step {
 		{"tools/list", r.ToolsList}, {"allowed", r.Allowed}, {"denied", r.Denied}}
 }
 
-// Steps are the core steps and the refresh.
-func (r Row) Steps() []Step { return append(r.CoreSteps(), Step{"refresh", r.Refresh}) }
+// Steps are the core steps and the probes': the refresh, the step-up and
+// a new session after a 404.
+func (r Row) Steps() []Step {
+	return append(r.CoreSteps(), Step{"refresh", r.Refresh}, Step{"step-up", r.StepUp}, Step{"session", r.NewSession})
+}
 
 // Failed lists the core steps that did not pass.
 func (r Row) Failed() []string {

@@ -61,7 +61,7 @@ func TestRealClients(t *testing.T) {
 		t.Logf("update testdata/expected.json and conformance/CLIENTS.md: %s", n)
 	}
 	for _, r := range rows {
-		t.Logf("%s: what the model (Inspector: the person) saw for the denied call: %q; refresh: %s", r.Client, r.ModelSawDenied, r.Refresh)
+		t.Logf("%s: what the model (Inspector: the person) saw for the denied call: %q; refresh: %s; step-up: %s; new session after 404: %s", r.Client, r.ModelSawDenied, r.Refresh, r.StepUp, r.NewSession)
 	}
 	report := Markdown(rows)
 	if p := os.Getenv("PBAC_REALCLIENTS_REPORT"); p != "" {

@@ -24,33 +24,36 @@ var refreshPrompt = markerRefresh + ": read " + allowedPath + " from the drive a
 // refresh run (PBAC_ACCESS_TOKEN_TTL): a few seconds, waited out once.
 const DefaultAccessTokenTTL = 5 * time.Second
 
-// refreshProbe is a driver's refresh run: the gateway's access tokens
-// live ttl; after the sign-in the probe waits until the token has
-// expired and the driver makes its one call; the observer's requests
-// from then on show what the CLI did about the expired token.
-type refreshProbe struct {
-	ttl time.Duration
-	obs *clientcheck.Observer
-	log func(format string, args ...any)
+// probe is a driver's run of its own against a fresh gateway, for one
+// behaviour the core run cannot show (probes.go): the refresh (access
+// tokens live ttl; after the sign-in the probe waits until the token has
+// expired and the driver makes its one call), the step-up and a new
+// session after a 404. The observer's requests from the call on show what
+// the CLI did.
+type probe struct {
+	kind probeKind
+	ttl  time.Duration
+	obs  *clientcheck.Observer
+	log  func(format string, args ...any)
 	// from is the observer's event count when the call started; started
 	// tells whether it did.
 	from    int
 	started bool
-	// result is judgeRefresh's.
+	// result is the probe's judge's.
 	result string
 	// shown, for a driver with no model (the Inspector), is what the
-	// person was shown for the call after the expiry; judged instead of
-	// the stand-in model's results.
+	// person was shown for the probe's call; judged instead of the
+	// stand-in model's results.
 	shown *modelapi.ToolResult
 }
 
 // calls yields the prompts of the driver's invocations, one each: the
-// allowed and the denied call; in a refresh run (a probe), after waiting
-// until the access token of the sign-in has expired, the refresh call
-// alone. A driver runs its CLI once per prompt.
+// allowed and the denied call; in a probe's run, its one prompt (for the
+// refresh, after waiting until the access token of the sign-in has
+// expired). A driver runs its CLI once per prompt.
 func (e Env) calls(ctx context.Context) iter.Seq[string] {
 	return func(yield func(string) bool) {
-		p := e.refresh
+		p := e.probe
 		if p == nil {
 			for _, pr := range prompts {
 				if !yield(pr) {
@@ -59,16 +62,18 @@ func (e Env) calls(ctx context.Context) iter.Seq[string] {
 			}
 			return
 		}
-		// The sign-in's token was issued before now.
-		wait := p.ttl + 2*time.Second
-		p.log("waiting %s for the access token of the sign-in to expire", wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
+		if p.kind == probeRefresh {
+			// The sign-in's token was issued before now.
+			wait := p.ttl + 2*time.Second
+			p.log("waiting %s for the access token of the sign-in to expire", wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 		}
 		p.from, p.started = len(p.obs.Events()), true
-		yield(refreshPrompt)
+		yield(p.kind.prompt())
 	}
 }
 
@@ -95,7 +100,7 @@ func isTokenRequest(ev clientcheck.Event, grant string) bool {
 // refreshed it (a refresh_token grant, then the new token on /mcp),
 // signed in again (re-authorized, not refreshed) or failed; and whether
 // the model got the file for the refresh call.
-func judgeRefresh(p *refreshProbe, events []clientcheck.Event, results []modelapi.ToolResult) string {
+func judgeRefresh(p *probe, events []clientcheck.Event, results []modelapi.ToolResult) string {
 	if p == nil {
 		return "— (not measured)"
 	}

@@ -66,7 +66,7 @@ func TestJudgeRefresh(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			events := append(append(append([]clientcheck.Event{}, core...), tc.early...), tc.after...)
-			p := &refreshProbe{ttl: DefaultAccessTokenTTL, from: len(core) + len(tc.early), started: !tc.noCall}
+			p := &probe{kind: probeRefresh, ttl: DefaultAccessTokenTTL, from: len(core) + len(tc.early), started: !tc.noCall}
 			if tc.noProbe {
 				p = nil
 			}

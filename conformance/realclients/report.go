@@ -9,12 +9,12 @@ import (
 // configuration that worked for each.
 func Markdown(rows []Row) string {
 	var b strings.Builder
-	b.WriteString("| client | version | discovery | registration | sign-in | token | tools/list | allowed call | denied call | the gateway answered | what the model (Inspector: the person) saw for the denied call | audit trail | refresh (after the access token expired) |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| client | version | discovery | registration | sign-in | token | tools/list | allowed call | denied call | the gateway answered | what the model (Inspector: the person) saw for the denied call | audit trail | refresh (after the access token expired) | step-up (403 insufficient_scope) | new session after 404 |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Client, r.Version,
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Client, r.Version,
 			cell(r.Discovery), cell(r.Registration), cell(r.SignIn), cell(r.Token), cell(r.ToolsList),
-			cell(r.Allowed), cell(r.Denied), cell(r.DeniedHTTP), "`"+strings.ReplaceAll(cell(r.ModelSawDenied), "`", "'")+"`", cell(r.Audit), cell(r.Refresh))
+			cell(r.Allowed), cell(r.Denied), cell(r.DeniedHTTP), "`"+strings.ReplaceAll(cell(r.ModelSawDenied), "`", "'")+"`", cell(r.Audit), cell(r.Refresh), cell(r.StepUp), cell(r.NewSession))
 	}
 	for _, r := range rows {
 		fmt.Fprintf(&b, "\n%s %s:\n\n```\n%s\n```\n", r.Client, r.Version, r.Snippet)

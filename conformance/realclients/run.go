@@ -94,48 +94,72 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 	return rows, nil
 }
 
-// runOne drives a client twice, each time against a fresh gateway: once
-// with the default access token lifetime, for the steps from discovery to
-// the denied call; then with access tokens of cfg.AccessTokenTTL, signing
-// in and making one call once the token has expired, for the refresh.
-// Apart, a CLI that refreshes ahead of expiry (Claude Code, Codex and
-// Gemini CLI do, minutes ahead) keeps the token it signed in with for the
-// first run's steps, and the refresh cannot change them.
+// runOne drives a client against a fresh gateway for each of its runs:
+// once with the gateway's defaults, for the steps from discovery to the
+// denied call; then once per probe, each a run of its own (probes.go):
+// the refresh (access tokens of cfg.AccessTokenTTL, one call once the
+// token has expired), the step-up (the metadata advertises drive:read
+// alone, and the call writes a file) and a new session after a 404
+// (sessions end after 2 s idle, and two calls of one invocation are 5 s
+// apart). Apart, a CLI that refreshes ahead of expiry (Claude Code, Codex
+// and Gemini CLI do, minutes ahead) keeps the token it signed in with for
+// the first run's steps, and no probe can change them.
 func runOne(ctx context.Context, cfg Config, name string, drive Driver) (Row, error) {
 	row, err := runPhase(ctx, cfg, name, drive, nil)
 	row.Driver = name
 	if err != nil {
 		return row, err
 	}
-	if why, ok := refreshNotMeasured[name]; ok {
-		row.Refresh = "— (not measured: " + why + ")"
-		return row, nil
-	}
-	probe := &refreshProbe{ttl: cfg.AccessTokenTTL,
-		log: func(format string, args ...any) { fmt.Fprintf(cfg.Log, "== "+name+" (refresh): "+format+"\n", args...) }}
-	if _, err := runPhase(ctx, cfg, name, drive, probe); err != nil {
-		if ctx.Err() != nil {
-			return row, err
+	for _, pr := range []struct {
+		kind   probeKind
+		into   *string
+		failed string
+	}{
+		{probeRefresh, &row.Refresh, fmt.Sprintf("its run with access tokens of %s failed", cfg.AccessTokenTTL)},
+		{probeStepUp, &row.StepUp, "its step-up run failed"},
+		{probeSession, &row.NewSession, fmt.Sprintf("its run with sessions idle for %s failed", sessionIdle)},
+	} {
+		if why, ok := notMeasured[pr.kind][name]; ok {
+			*pr.into = "— (not measured: " + why + ")"
+			continue
 		}
-		row.Refresh = fmt.Sprintf("its run with access tokens of %s failed: %s", cfg.AccessTokenTTL, clip(err.Error()))
-		return row, nil
+		p := &probe{kind: pr.kind, ttl: cfg.AccessTokenTTL,
+			log: func(format string, args ...any) {
+				fmt.Fprintf(cfg.Log, "== "+name+" ("+pr.kind.String()+"): "+format+"\n", args...)
+			}}
+		if _, err := runPhase(ctx, cfg, name, drive, p); err != nil {
+			if ctx.Err() != nil {
+				return row, err
+			}
+			*pr.into = pr.failed + ": " + clip(err.Error())
+			continue
+		}
+		*pr.into = p.result
 	}
-	row.Refresh = probe.result
 	return row, nil
 }
 
-// refreshNotMeasured are the drivers with no refresh run, and why.
-var refreshNotMeasured = map[string]string{
-	"inspector-web": "the web UI's script signs in and calls in one page session and does not wait for the token to expire; the Inspector's CLI row measures the refresh of the same OAuth code",
+// notMeasured are, per probe, the drivers with no run of it, and why.
+var notMeasured = map[probeKind]map[string]string{
+	probeRefresh: {
+		"inspector-web": "the web UI's script signs in and calls in one page session and does not wait for the token to expire; the Inspector's CLI row measures the refresh of the same OAuth code",
+	},
+	probeStepUp: {
+		"inspector-web": "the web UI's script calls only the tools the Tools tab lists, and a token of drive:read lists no write; the Inspector's CLI row tries the step-up with the same OAuth code",
+	},
+	probeSession: {
+		"inspector":     "each run of Inspector's CLI is one request in a session of its own; none outlives the gateway's idle expiry",
+		"inspector-web": "the web UI's script makes its calls within seconds of connecting, and a session that ends after a pause is not scripted",
+	},
 }
 
-// runPhase drives a client once against a fresh gateway; with a probe,
-// the gateway's access tokens live probe.ttl and the driver's only call
-// waits until the sign-in's token has expired.
-func runPhase(ctx context.Context, cfg Config, name string, drive Driver, probe *refreshProbe) (Row, error) {
+// runPhase drives a client once against a fresh gateway; with a probe p,
+// the gateway is set up for it (p.gatewayEnv) and the driver makes p's
+// call alone, which p.judge judges.
+func runPhase(ctx context.Context, cfg Config, name string, drive Driver, p *probe) (Row, error) {
 	var genv []string
-	if probe != nil {
-		genv = append(genv, "PBAC_ACCESS_TOKEN_TTL="+probe.ttl.String())
+	if p != nil {
+		genv = append(genv, p.gatewayEnv()...)
 	}
 	if setup := gatewaySetups[name]; setup != nil {
 		dir, err := os.MkdirTemp("", "pbac-realclients-setup-")
@@ -175,16 +199,16 @@ func runPhase(ctx context.Context, cfg Config, name string, drive Driver, probe 
 	if err != nil {
 		return Row{}, err
 	}
-	if probe != nil {
-		probe.obs = g.Observer
+	if p != nil {
+		p.obs = g.Observer
 	}
-	env := Env{Dir: cfg.Dir, Work: work, Browser: browser, Model: model, Timeout: cfg.Timeout, Log: cfg.Log, refresh: probe}
+	env := Env{Dir: cfg.Dir, Work: work, Browser: browser, Model: model, Timeout: cfg.Timeout, Log: cfg.Log, probe: p}
 	fmt.Fprintf(cfg.Log, "== %s against %s (stand-in model %s)\n", name, g.Base, model.URL())
 	began := time.Now()
 	row, err := drive(ctx, env, g.Target)
 	row.Snippet = DocSnippet(row.Snippet, g.Target)
-	if err == nil && probe != nil {
-		probe.result = judgeRefresh(probe, g.Observer.Events(), model.Results())
+	if err == nil && p != nil {
+		p.result = p.judge(g.Observer.Events(), model.Requests(), model.Results())
 	}
 	fmt.Fprintf(cfg.Log, "== %s took %s\n", name, time.Since(began).Round(time.Second))
 	logTokenRequests(cfg.Log, g.Observer.Events())
