@@ -335,7 +335,15 @@ test('audit view filters, latency panel, and a phone-sized screen', async () => 
 
 test('keyboard: sign in with the keyboard alone', async () => {
   const { context, page, errors } = await open();
+  // A slow configuration (a loaded machine): the sign-in form shows once
+  // it has arrived, and a person types into the form they see. Focusing
+  // it while still hidden sent the keys nowhere (a CI flake).
+  await page.route('**/ui/api/config', async (route) => {
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await route.continue();
+  });
   await page.goto(BASE);
+  await page.locator('#signin-username').waitFor({ state: 'visible' });
   await page.locator('#signin-username').focus();
   await page.keyboard.type('bob');
   await page.keyboard.press('Tab');
