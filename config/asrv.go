@@ -51,11 +51,7 @@ func (s *ASrv) SignInMaxAge() (time.Duration, error) {
 	if s == nil || s.MaxSignInAge == "" {
 		return DefaultMaxSignInAge, nil
 	}
-	d, err := time.ParseDuration(s.MaxSignInAge)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("asrv.max_sign_in_age %q: want a positive duration (e.g. 24h)", s.MaxSignInAge)
-	}
-	return d, nil
+	return positiveDuration("asrv.max_sign_in_age", s.MaxSignInAge, "24h")
 }
 
 // DefaultAccessTokenTTL is asrv.access_token_ttl's default (the
@@ -71,11 +67,7 @@ func (s *ASrv) AccessTokenLifetime() (time.Duration, error) {
 	if s == nil || s.AccessTokenTTL == "" {
 		return DefaultAccessTokenTTL, nil
 	}
-	d, err := time.ParseDuration(s.AccessTokenTTL)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("asrv.access_token_ttl %q: want a positive duration (e.g. 10m)", s.AccessTokenTTL)
-	}
-	return d, nil
+	return positiveDuration("asrv.access_token_ttl", s.AccessTokenTTL, "10m")
 }
 
 // DefaultRefreshReuseGrace is asrv.refresh_reuse_grace's default: Gemini
@@ -131,9 +123,9 @@ func (s *ASrv) StatementPolicy() (StatementPolicy, error) {
 	st := s.Statements
 	var out StatementPolicy
 	if st.MaxLifetime != "" {
-		d, err := time.ParseDuration(st.MaxLifetime)
-		if err != nil || d <= 0 {
-			return StatementPolicy{}, fmt.Errorf("asrv.statements.max_lifetime %q: want a positive duration (e.g. 720h)", st.MaxLifetime)
+		d, err := positiveDuration("asrv.statements.max_lifetime", st.MaxLifetime, "720h")
+		if err != nil {
+			return StatementPolicy{}, err
 		}
 		out.MaxLifetime = d
 	}
@@ -180,9 +172,9 @@ func (s *ASrv) RegistrationLimits() (RegistrationLimits, error) {
 		if d.v == "" {
 			continue
 		}
-		v, err := time.ParseDuration(d.v)
-		if err != nil || v <= 0 {
-			return RegistrationLimits{}, fmt.Errorf("asrv.registration.%s %q: want a positive duration (e.g. 24h)", d.key, d.v)
+		v, err := positiveDuration("asrv.registration."+d.key, d.v, "24h")
+		if err != nil {
+			return RegistrationLimits{}, err
 		}
 		*d.dst = v
 	}

@@ -90,9 +90,9 @@ func (c *Clients) MetadataDocumentSettings() (MetadataDocumentSettings, error) {
 		out.AllowNetworks = append(out.AllowNetworks, p.Masked())
 	}
 	if m.Timeout != "" {
-		d, err := time.ParseDuration(m.Timeout)
-		if err != nil || d <= 0 {
-			return MetadataDocumentSettings{}, fmt.Errorf("clients.metadata_documents.timeout %q: want a positive duration (e.g. 5s)", m.Timeout)
+		d, err := positiveDuration("clients.metadata_documents.timeout", m.Timeout, "5s")
+		if err != nil {
+			return MetadataDocumentSettings{}, err
 		}
 		out.Timeout = d
 	}

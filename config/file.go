@@ -159,8 +159,8 @@ func (p *Policy) validate() []error {
 		if d.v == "" {
 			continue
 		}
-		if v, err := time.ParseDuration(d.v); err != nil || v <= 0 {
-			errs = append(errs, fmt.Errorf("%s %q: want a positive duration (e.g. 30s)", d.key, d.v))
+		if _, err := positiveDuration(d.key, d.v, "30s"); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	files := []struct{ key, path string }{{"policy.bundle_token_file", p.BundleTokenFile}}
@@ -715,9 +715,5 @@ func (c *File) SessionIdleOrDefault() (time.Duration, error) {
 	if c == nil || c.SessionIdle == "" {
 		return 0, nil
 	}
-	d, err := time.ParseDuration(c.SessionIdle)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("session_idle %q: want a positive duration (e.g. 30m)", c.SessionIdle)
-	}
-	return d, nil
+	return positiveDuration("session_idle", c.SessionIdle, "30m")
 }
