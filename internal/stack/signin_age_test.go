@@ -34,46 +34,17 @@ func TestMaxSignInAgeReachesTheAS(t *testing.T) {
 		{name: "negative", settings: &config.ASrv{MaxSignInAge: "-24h"}, startErr: `asrv.max_sign_in_age "-24h"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := baseConfig(t, t.TempDir())
-			cfg.Ephemeral, cfg.Demo.Backends, cfg.AuthServer.Settings = true, true, tc.settings
-			st, err := stack.New(t.Context(), cfg)
-			if tc.startErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.startErr) {
-					if err == nil {
-						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-						defer cancel()
-						_ = st.Close(ctx)
-					}
-					t.Fatalf("stack.New: %v, want an error containing %q", err, tc.startErr)
-				}
+			st := startWithSettings(t, tc.settings, tc.startErr)
+			if st == nil {
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				_ = st.Close(ctx)
-				settle()
-			})
-			jws, err := st.AuthServer().Statement(st.StatementKey(), asrv.StatementClaims{SoftwareID: "age-test", AgentProvider: "claude-code", AgentModel: "test"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, _, _, err := st.AuthServer().Register(t.Context(), &asrv.RegistrationRequest{ClientName: "age-test", SoftwareStatement: jws,
-				RedirectURIs: []string{redirect}, TokenEndpointAuthMethod: asrv.AuthMethodNone, GrantTypes: []string{"authorization_code", "refresh_token"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			client := c.ID
-			resource := st.URL() + "/mcp"
-			tok, err := oauthtest.CodeFlow(t.Context(), st.URL(), client, redirect, "alice", "demo", resource, "jira:read")
+			clientID := registerVerifiedAgent(t, st, "age-test", redirect)
+			tok, err := oauthtest.CodeFlow(t.Context(), st.URL(), clientID, redirect, "alice", "demo", st.URL()+"/mcp", "jira:read")
 			if err != nil {
 				t.Fatal(err)
 			}
 			resp, err := http.PostForm(st.URL()+"/oauth2/token", url.Values{"grant_type": {"refresh_token"},
-				"client_id": {client}, "refresh_token": {tok.RefreshToken}})
+				"client_id": {clientID}, "refresh_token": {tok.RefreshToken}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,28 +75,9 @@ func TestAccessTokenTTLReachesTheAS(t *testing.T) {
 		{name: "5s", settings: &config.ASrv{AccessTokenTTL: "5s"}, want: 5 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := baseConfig(t, t.TempDir())
-			cfg.Ephemeral, cfg.Demo.Backends, cfg.AuthServer.Settings = true, true, tc.settings
-			st, err := stack.New(t.Context(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				_ = st.Close(ctx)
-				settle()
-			})
-			jws, err := st.AuthServer().Statement(st.StatementKey(), asrv.StatementClaims{SoftwareID: "ttl-test", AgentProvider: "claude-code", AgentModel: "test"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, _, _, err := st.AuthServer().Register(t.Context(), &asrv.RegistrationRequest{ClientName: "ttl-test", SoftwareStatement: jws,
-				RedirectURIs: []string{redirect}, TokenEndpointAuthMethod: asrv.AuthMethodNone, GrantTypes: []string{"authorization_code", "refresh_token"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			tok, err := oauthtest.CodeFlow(t.Context(), st.URL(), c.ID, redirect, "alice", "demo", st.URL()+"/mcp", "jira:read")
+			st := startWithSettings(t, tc.settings, "")
+			clientID := registerVerifiedAgent(t, st, "ttl-test", redirect)
+			tok, err := oauthtest.CodeFlow(t.Context(), st.URL(), clientID, redirect, "alice", "demo", st.URL()+"/mcp", "jira:read")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -155,45 +107,18 @@ func TestRefreshReuseGraceReachesTheAS(t *testing.T) {
 		{name: "2m", settings: &config.ASrv{RefreshReuseGrace: "2m"}, startErr: `asrv.refresh_reuse_grace "2m"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := baseConfig(t, t.TempDir())
-			cfg.Ephemeral, cfg.Demo.Backends, cfg.AuthServer.Settings = true, true, tc.settings
-			st, err := stack.New(t.Context(), cfg)
-			if tc.startErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.startErr) {
-					if err == nil {
-						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-						defer cancel()
-						_ = st.Close(ctx)
-					}
-					t.Fatalf("stack.New: %v, want an error containing %q", err, tc.startErr)
-				}
+			st := startWithSettings(t, tc.settings, tc.startErr)
+			if st == nil {
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				_ = st.Close(ctx)
-				settle()
-			})
-			jws, err := st.AuthServer().Statement(st.StatementKey(), asrv.StatementClaims{SoftwareID: "grace-test", AgentProvider: "claude-code", AgentModel: "test"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, _, _, err := st.AuthServer().Register(t.Context(), &asrv.RegistrationRequest{ClientName: "grace-test", SoftwareStatement: jws,
-				RedirectURIs: []string{redirect}, TokenEndpointAuthMethod: asrv.AuthMethodNone, GrantTypes: []string{"authorization_code", "refresh_token"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			tok, err := oauthtest.CodeFlow(t.Context(), st.URL(), c.ID, redirect, "alice", "demo", st.URL()+"/mcp", "jira:read")
+			clientID := registerVerifiedAgent(t, st, "grace-test", redirect)
+			tok, err := oauthtest.CodeFlow(t.Context(), st.URL(), clientID, redirect, "alice", "demo", st.URL()+"/mcp", "jira:read")
 			if err != nil {
 				t.Fatal(err)
 			}
 			refresh := func() (int, map[string]any) {
 				resp, err := http.PostForm(st.URL()+"/oauth2/token", url.Values{"grant_type": {"refresh_token"},
-					"client_id": {c.ID}, "refresh_token": {tok.RefreshToken}})
+					"client_id": {clientID}, "refresh_token": {tok.RefreshToken}})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -214,4 +139,52 @@ func TestRefreshReuseGraceReachesTheAS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startWithSettings starts a demo stack on a fresh data dir with the
+// authorization server settings given, closed when the test ends. With
+// startErr it must refuse to start with an error containing it, and nil
+// is returned.
+func startWithSettings(t *testing.T, settings *config.ASrv, startErr string) *stack.Stack {
+	t.Helper()
+	cfg := baseConfig(t, t.TempDir())
+	cfg.Ephemeral, cfg.Demo.Backends, cfg.AuthServer.Settings = true, true, settings
+	st, err := stack.New(t.Context(), cfg)
+	if startErr != "" {
+		if err == nil || !strings.Contains(err.Error(), startErr) {
+			if err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				_ = st.Close(ctx)
+			}
+			t.Fatalf("stack.New: %v, want an error containing %q", err, startErr)
+		}
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = st.Close(ctx)
+		settle()
+	})
+	return st
+}
+
+// registerVerifiedAgent registers a public claude-code agent with a
+// statement of the stack's own key and redirect, and returns its id.
+func registerVerifiedAgent(t *testing.T, st *stack.Stack, name, redirect string) string {
+	t.Helper()
+	jws, err := st.AuthServer().Statement(st.StatementKey(), asrv.StatementClaims{SoftwareID: name, AgentProvider: "claude-code", AgentModel: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, _, err := st.AuthServer().Register(t.Context(), &asrv.RegistrationRequest{ClientName: name, SoftwareStatement: jws,
+		RedirectURIs: []string{redirect}, TokenEndpointAuthMethod: asrv.AuthMethodNone, GrantTypes: []string{"authorization_code", "refresh_token"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.ID
 }
