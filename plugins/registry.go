@@ -370,9 +370,7 @@ func (r *Registry) Activate(ctx context.Context, b *rego.Bundle, source string) 
 		r.logger.Warn("policy rejected", "source", source, "err", err)
 		return Info{}, err
 	}
-	v.info.Author = authorOf(ctx)
-	if err := r.persist(ctx, v, "activated"); err != nil {
-		r.reject(ctx, v, err)
+	if err := r.commit(ctx, v, "activated"); err != nil {
 		return Info{}, err
 	}
 	r.swap(ctx, v, "activated")
@@ -419,9 +417,7 @@ func (r *Registry) SetData(ctx context.Context, data []byte, source string) (Inf
 		r.logger.Warn("policy data rejected", "source", source, "err", err)
 		return Info{}, err
 	}
-	v.info.Author = authorOf(ctx)
-	if err := r.persist(ctx, v, "data_updated"); err != nil {
-		r.reject(ctx, v, err)
+	if err := r.commit(ctx, v, "data_updated"); err != nil {
 		return Info{}, err
 	}
 	r.swap(ctx, v, "data_updated")
@@ -452,9 +448,7 @@ func (r *Registry) Rollback(ctx context.Context) (Info, error) {
 		r.record(Event{Kind: "rejected", Source: "rollback:" + src, Author: authorOf(ctx), Error: err.Error()})
 		return Info{}, err
 	}
-	v.info.Author = authorOf(ctx)
-	if err := r.persist(ctx, v, "rolled_back"); err != nil {
-		r.reject(ctx, v, err)
+	if err := r.commit(ctx, v, "rolled_back"); err != nil {
 		return Info{}, err
 	}
 	r.history, r.sources = r.history[:n], r.sources[:n]
@@ -536,17 +530,36 @@ func (r *Registry) load(ctx context.Context, b *rego.Bundle, source string, base
 	return v, nil
 }
 
+// commit records who made v (the context's author) and stores it before
+// it takes effect; a version that cannot be stored is rejected. Callers
+// hold r.mu.
+func (r *Registry) commit(ctx context.Context, v *version, kind string) error {
+	v.info.Author = authorOf(ctx)
+	if err := r.persist(ctx, v, kind); err != nil {
+		r.reject(ctx, v, err)
+		return err
+	}
+	return nil
+}
+
 // swap makes v active, keeps the old bundle for rollback and retires the old
 // version once its in-flight decisions finish. Callers hold r.mu.
 func (r *Registry) swap(ctx context.Context, v *version, kind string) {
 	if old := r.active.Load(); old != nil {
-		r.history = append(r.history, old.bundle)
-		r.sources = append(r.sources, old.info.Source)
-		if len(r.history) > historyDepth {
-			r.history, r.sources = r.history[1:], r.sources[1:]
-		}
+		r.pushHistory(old.bundle, old.info.Source)
 	}
 	r.swapNoHistory(ctx, v, kind)
+}
+
+// pushHistory keeps b, activated from source, as the newest version
+// Rollback returns to; the oldest is dropped past historyDepth. Callers
+// hold r.mu.
+func (r *Registry) pushHistory(b *rego.Bundle, source string) {
+	r.history = append(r.history, b)
+	r.sources = append(r.sources, source)
+	if len(r.history) > historyDepth {
+		r.history, r.sources = r.history[1:], r.sources[1:]
+	}
 }
 
 func (r *Registry) swapNoHistory(ctx context.Context, v *version, kind string) {

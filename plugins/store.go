@@ -142,11 +142,7 @@ func (r *Registry) Start(ctx context.Context, first *rego.Bundle, source string)
 			"stored", short(recs[n-1].Version), "version", short(trusted))
 		r.rebuildHistory(ctx, recs, trusted)
 		if b, err := r.storedBundle(ctx, recs[n-1], trusted); err == nil {
-			r.history = append(r.history, b)
-			r.sources = append(r.sources, recs[n-1].Source)
-			if len(r.history) > historyDepth {
-				r.history, r.sources = r.history[1:], r.sources[1:]
-			}
+			r.pushHistory(b, recs[n-1].Source)
 		}
 		return r.startFirst(ctx, first, source)
 	}
