@@ -105,6 +105,17 @@ func tlsFile(files func(c *File) **TLSFiles, cert bool) (func(*File, string) err
 		}
 }
 
+// asrvStr is a key held in a string field of the asrv: section.
+func asrvStr(field func(a *ASrv) *string) (func(*File, string) error, func(*File) string) {
+	return func(c *File, v string) error { *field(c.asrv()) = v; return nil },
+		func(c *File) string {
+			if c.ASrv == nil {
+				return ""
+			}
+			return *field(c.ASrv)
+		}
+}
+
 func policyStr(field func(p *Policy) *string) (func(*File, string) error, func(*File) string) {
 	return func(c *File, v string) error { *field(c.policy()) = v; return nil },
 		func(c *File) string {
@@ -200,8 +211,7 @@ var keys = []Key{
 		}),
 	key("scopes_supported", "PBAC_SCOPES_SUPPORTED", "", "", "scopes the protected resource metadata advertises, comma-separated (default: every scope of the active policy); the authorization server still grants any the policy allows, so a call needing another is a step-up",
 		func() (func(*File, string) error, func(*File) string) {
-			return func(c *File, v string) error { c.ScopesSupported = strings.Split(v, ","); return nil },
-				func(c *File) string { return strings.Join(c.ScopesSupported, ",") }
+			return list(func(c *File) *[]string { return &c.ScopesSupported })
 		}),
 	key("drain_delay", "PBAC_DRAIN_DELAY", "drain-delay", "0s", "on SIGTERM, /readyz answers 503 this long before the listeners close",
 		func() (func(*File, string) error, func(*File) string) {
@@ -303,33 +313,15 @@ var keys = []Key{
 		}),
 	key("asrv.max_sign_in_age", "PBAC_MAX_SIGN_IN_AGE", "", "24h", "how long a person's sign-in lasts: a refresh (or ID-JAG) of an older one is refused and they sign in again, which re-reads their groups",
 		func() (func(*File, string) error, func(*File) string) {
-			return func(c *File, v string) error { c.asrv().MaxSignInAge = v; return nil },
-				func(c *File) string {
-					if c.ASrv == nil {
-						return ""
-					}
-					return c.ASrv.MaxSignInAge
-				}
+			return asrvStr(func(a *ASrv) *string { return &a.MaxSignInAge })
 		}),
 	key("asrv.access_token_ttl", "PBAC_ACCESS_TOKEN_TTL", "", "10m", "an access token's lifetime at most (the policy's token_ttl_seconds may shorten it per agent); then the client refreshes",
 		func() (func(*File, string) error, func(*File) string) {
-			return func(c *File, v string) error { c.asrv().AccessTokenTTL = v; return nil },
-				func(c *File) string {
-					if c.ASrv == nil {
-						return ""
-					}
-					return c.ASrv.AccessTokenTTL
-				}
+			return asrvStr(func(a *ASrv) *string { return &a.AccessTokenTTL })
 		}),
 	key("asrv.refresh_reuse_grace", "PBAC_REFRESH_REUSE_GRACE", "", "10s", "how long after a refresh token was rotated its own client may present it again and get a new pair (clients that refresh several at once); beyond, reuse revokes the grant; 0: never, 1m at most",
 		func() (func(*File, string) error, func(*File) string) {
-			return func(c *File, v string) error { c.asrv().RefreshReuseGrace = v; return nil },
-				func(c *File) string {
-					if c.ASrv == nil {
-						return ""
-					}
-					return c.ASrv.RefreshReuseGrace
-				}
+			return asrvStr(func(a *ASrv) *string { return &a.RefreshReuseGrace })
 		}),
 	key("clients.metadata_documents.enabled", "PBAC_METADATA_DOCUMENTS", "", "true", "resolve client ids that are https URLs as Client ID Metadata Documents",
 		func() (func(*File, string) error, func(*File) string) {
