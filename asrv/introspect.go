@@ -130,18 +130,18 @@ func (s *Server) inspect(ctx context.Context, req fosite.Requester, resource str
 // client that no longer exists is not a rejection (its own tokens were
 // ended with it). A failing store is an error: the caller denies.
 func (s *Server) delegationRejected(ctx context.Context, act *Actor) (string, error) {
-	for a, n := act, 0; a != nil; a, n = a.Act, n+1 {
-		if n >= maxChainDepth {
-			return "delegation chain is longer than this server issues", nil
-		}
-		c, err := s.store.GetClient(ctx, a.Sub)
+	if act.Depth() > maxChainDepth {
+		return "delegation chain is longer than this server issues", nil
+	}
+	for a := act; a != nil; a = a.Act {
+		cl, err := s.store.Client(ctx, a.Sub)
 		switch {
 		case errors.Is(err, fosite.ErrNotFound):
 			continue
 		case err != nil:
 			return "", fmt.Errorf("introspect: read delegating client %q: %w", a.Sub, err)
 		}
-		if cl, ok := c.(*Client); ok && cl.Rejected() {
+		if cl.Rejected() {
 			return "a client that delegated this token (" + a.Sub + ") was rejected by an operator", nil
 		}
 	}
