@@ -57,7 +57,7 @@ func DriveClaudeCode(ctx context.Context, e Env, t Target) (Row, error) {
 		// model saw, from the stand-in's record.
 		_, _ = e.run(ctx, env, bin, "-p", p, "--allowedTools", tool, "--output-format", "text")
 	}
-	judge(ctx, &row, t, t.Observer.Events()[from:], e.Model.Requests(), e.Model.Results())
+	e.judge(ctx, &row, t, from)
 	return row, nil
 }
 
@@ -136,7 +136,7 @@ func DriveOpenCode(ctx context.Context, e Env, t Target) (Row, error) {
 	for p := range e.calls(ctx) {
 		_, _ = e.run(ctx, env, bin, "run", p)
 	}
-	judge(ctx, &row, t, t.Observer.Events()[from:], e.Model.Requests(), e.Model.Results())
+	e.judge(ctx, &row, t, from)
 	return row, nil
 }
 

@@ -77,6 +77,6 @@ func DriveCodex(ctx context.Context, e Env, t Target) (Row, error) {
 	for p := range e.calls(ctx) {
 		_, _ = e.run(ctx, env, bin, "exec", "--skip-git-repo-check", p)
 	}
-	judge(ctx, &row, t, t.Observer.Events()[from:], e.Model.Requests(), e.Model.Results())
+	e.judge(ctx, &row, t, from)
 	return row, nil
 }

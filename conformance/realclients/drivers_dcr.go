@@ -70,7 +70,7 @@ func DriveClaudeCodeSelfRegistered(ctx context.Context, e Env, t Target) (Row, e
 	}
 	approved := t
 	approved.ClientID = id
-	judge(ctx, &row, approved, t.Observer.Events()[from:], e.Model.Requests(), e.Model.Results())
+	e.judge(ctx, &row, approved, from)
 	if row.Registration == "pass (pre-registered id)" {
 		row.Registration = fmt.Sprintf("pass (registered itself by DCR; the first sign-in was refused as %q; pending in GET /admin/clients until an operator approved it as claude-code; then the same client id)", clip(refusal))
 	} else {
@@ -204,7 +204,7 @@ func DriveClaudeCodeCIMD(ctx context.Context, e Env, t Target) (Row, error) {
 	}
 	cimd := t
 	cimd.ClientID = claudeCodeClientID
-	judge(ctx, &row, cimd, t.Observer.Events()[from:], e.Model.Requests(), e.Model.Results())
+	e.judge(ctx, &row, cimd, from)
 	if row.Registration == "pass (pre-registered id)" {
 		row.Registration = "pass (client ID metadata document: client_id " + claudeCodeClientID + ", pinned; no registration)"
 	}

@@ -70,6 +70,6 @@ func DriveGemini(ctx context.Context, e Env, t Target) (Row, error) {
 	for p := range e.calls(ctx) {
 		_, _ = e.run(ctx, env, bin, "--skip-trust", "--approval-mode", "yolo", "-p", p)
 	}
-	judge(ctx, &row, t, t.Observer.Events()[from:], e.Model.Requests(), e.Model.Results())
+	e.judge(ctx, &row, t, from)
 	return row, nil
 }

@@ -113,7 +113,7 @@ func TestJudge(t *testing.T) {
 				t.Fatal(err)
 			}
 			row := Row{}
-			judge(t.Context(), &row, Target{ClientID: "agent", AuditFile: path}, r.events, r.requests, r.results)
+			judgeSight(t.Context(), &row, Target{ClientID: "agent", AuditFile: path}, r.events, modelSight(r.requests, r.results))
 			steps := map[string]string{"discovery": row.Discovery, "registration": row.Registration, "sign-in": row.SignIn,
 				"token": row.Token, "tools/list": row.ToolsList, "allowed": row.Allowed, "denied": row.Denied}
 			for step, got := range steps {

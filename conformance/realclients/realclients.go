@@ -424,10 +424,15 @@ func modelSight(requests []modelapi.Request, results []modelapi.ToolResult) sigh
 	return s
 }
 
-// judge fills the row's steps from the observer's events, the stand-in's
-// records and the audit trail.
-func judge(ctx context.Context, row *Row, t Target, events []clientcheck.Event, requests []modelapi.Request, results []modelapi.ToolResult) {
-	judgeSight(ctx, row, t, events, modelSight(requests, results))
+// judge fills the row's steps from the observer's events since from, the
+// stand-in's records and the audit trail. A probe run's row is not kept
+// (the probe judges its own step), so it is not judged: its calls are not
+// the allowed and the denied one the audit trail would be searched for.
+func (e Env) judge(ctx context.Context, row *Row, t Target, from int) {
+	if e.probe != nil {
+		return
+	}
+	judgeSight(ctx, row, t, t.Observer.Events()[from:], modelSight(e.Model.Requests(), e.Model.Results()))
 }
 
 // judgeSight fills the row's steps from the observer's events, what the
