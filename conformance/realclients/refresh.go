@@ -121,24 +121,7 @@ func judgeRefresh(p *probe, events []clientcheck.Event, results []modelapi.ToolR
 		early = fmt.Sprintf("; before, while its token was valid, it had refreshed %d×", ok)
 	}
 	after := events[p.from:]
-	saw := "the model got no result for the call"
-	if p.shown != nil {
-		results = []modelapi.ToolResult{*p.shown}
-		saw = "the person was shown no result for the call"
-	}
-	for _, r := range results {
-		if r.Marker == markerRefresh {
-			who := "the model"
-			if p.shown != nil {
-				who = "the person"
-			}
-			if strings.Contains(r.Content, allowedText) {
-				saw = who + " saw the file"
-			} else {
-				saw = who + " saw: " + clip(r.Content)
-			}
-		}
-	}
+	saw, gotFile := saw(p, results, markerRefresh, allowedText)
 	ttl := fmt.Sprintf("access token lifetime %s", p.ttl)
 	var refreshed, refused *clientcheck.Event
 	for i, ev := range after {
@@ -186,7 +169,7 @@ func judgeRefresh(p *probe, events []clientcheck.Event, results []modelapi.ToolR
 	}
 	switch {
 	case refreshed != nil && usedNew:
-		if strings.HasSuffix(saw, " saw the file") {
+		if gotFile {
 			return fmt.Sprintf("pass (refresh_token grant %s, the new token used on /mcp; %s; %s%s)", on401, saw, ttl, early)
 		}
 		return fmt.Sprintf("refreshed (refresh_token grant %s, the new token used on /mcp), but %s (%s%s)", on401, saw, ttl, early)
