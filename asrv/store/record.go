@@ -63,6 +63,10 @@ type Record struct {
 	Actors    []string `json:"actors,omitempty"`
 }
 
+// Endable tells whether revoking the refresh token r is a change: it is
+// still active, or rotated with a grace period its revocation takes away.
+func (r *Record) Endable() bool { return !r.Inactive || !r.RotatedAt.IsZero() }
+
 // InRotationGrace tells whether a refresh token rotated at rotatedAt (zero:
 // not rotated, or its family revoked) may still be presented at now, under
 // a rotation grace period of grace (asrv.TokenStore's

@@ -999,7 +999,7 @@ func badgerRevokeFamily(txn *badger.Txn, requestID string, kind badgerKind) erro
 		switch kind {
 		case badgerKindRefresh:
 			// A rotated token loses its grace period with its family.
-			if !rec.Inactive || !rec.RotatedAt.IsZero() {
+			if rec.Endable() {
 				rec.Inactive, rec.RotatedAt = true, time.Time{}
 				if err := badgerRewriteRecord(txn, tk, rec, item.ExpiresAt()); err != nil {
 					return err

@@ -183,7 +183,7 @@ func (s *Store) endable(kind badgerKind, rec *store.Record, subject string) bool
 		return false
 	}
 	// A rotated refresh token is ended too: it loses its grace period.
-	return kind != badgerKindRefresh || !rec.Inactive || !rec.RotatedAt.IsZero()
+	return kind != badgerKindRefresh || rec.Endable()
 }
 
 // endSubjectToken ends the record at key if it (still) acts for subject:
