@@ -697,10 +697,11 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 // package-lock.json pins.
 func nodeClients(dir string) []clientSpec {
 	node := shellQuote(nodeFor(dir))
+	sdk, remote := npmVersion(dir, "@modelcontextprotocol/sdk"), npmVersion(dir, "mcp-remote")
 	return []clientSpec{
-		{name: "TypeScript SDK " + npmVersion(dir, "@modelcontextprotocol/sdk") + " (OAuth client provider)", version: npmVersion(dir, "@modelcontextprotocol/sdk"),
+		{name: "TypeScript SDK " + sdk + " (OAuth client provider)", version: sdk,
 			command: node + " " + shellQuote(filepath.Join(dir, "ts-sdk-client.mjs")) + " {url}"},
-		{name: "mcp-remote " + npmVersion(dir, "mcp-remote"), version: npmVersion(dir, "mcp-remote"),
+		{name: "mcp-remote " + remote, version: remote,
 			command: node + " " + shellQuote(filepath.Join(dir, "mcp-remote-driver.mjs")) + " {url}"},
 	}
 }
