@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pbac-gateway/pbac/conformance/clientcheck"
@@ -76,6 +77,9 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
+	// The gateway's stderr is copied into the log by exec's own goroutine
+	// while the driver writes the commands it runs: one lock for both.
+	cfg.Log = &lockedWriter{w: cfg.Log}
 	if cfg.AccessTokenTTL == 0 {
 		cfg.AccessTokenTTL = DefaultAccessTokenTTL
 	}
@@ -243,4 +247,16 @@ func logTokenRequests(w io.Writer, events []clientcheck.Event) {
 		fmt.Fprintf(w, "gateway saw: +%s %s %s grant_type=%s → %d %s%s\n", ev.At.Sub(first).Round(time.Millisecond),
 			ev.Method, ev.Path, ev.Form.Get("grant_type"), ev.Status, ev.OAuthError, reuse)
 	}
+}
+
+// lockedWriter serializes writes to w from the goroutines of one run.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
