@@ -123,6 +123,10 @@ type Tool struct {
 	AuthorLookup *AuthorLookup `json:"author_lookup"`
 	// Reach, when set, is the subtree a list or search tool reads.
 	Reach *Reach `json:"reach"`
+	// Pin, when set, is the hash of the definition an operator reviewed
+	// ("sha256:<hex>", as Request.ToolDefinition.Hash): another
+	// definition under the tool's name hides it and denies its calls.
+	Pin string `json:"pin"`
 }
 
 // Scope is the scope the tool needs, "<resource>:<access>"; "" when the
@@ -155,6 +159,9 @@ type Reach struct {
 type Backend struct {
 	Resource string            `json:"resource"`
 	Methods  map[string]string `json:"methods"`
+	// AllowDefinitionDrift lets the backend's pinned tools be listed and
+	// called while they serve another definition than their pin.
+	AllowDefinitionDrift bool `json:"allow_definition_drift"`
 }
 
 // ProtectedArgument is one rule of data.protected_arguments.

@@ -128,11 +128,29 @@ type Request struct {
 	// ...}).
 	ResourceAttributes map[string]any `json:"resource_attributes,omitempty"`
 	Tools              []string       `json:"tools,omitempty"`
-	GrantType          string         `json:"grant_type,omitempty"`
-	Scopes             []string       `json:"scopes,omitempty"`
-	Resource           []string       `json:"resource,omitempty"`
-	Actor              *Client        `json:"actor,omitempty"`
-	AudienceClient     *Client        `json:"audience_client,omitempty"`
+	// ToolDefinition is what the gateway knows of the called tool's
+	// definition (tools/call); ToolDefinitions the same for each listed
+	// tool, by its catalogue name (tools/list).
+	ToolDefinition  *ToolDefinition           `json:"tool_definition,omitempty"`
+	ToolDefinitions map[string]ToolDefinition `json:"tool_definitions,omitempty"`
+	GrantType       string                    `json:"grant_type,omitempty"`
+	Scopes          []string                  `json:"scopes,omitempty"`
+	Resource        []string                  `json:"resource,omitempty"`
+	Actor           *Client                   `json:"actor,omitempty"`
+	AudienceClient  *Client                   `json:"audience_client,omitempty"`
+}
+
+// ToolDefinition is a tool's definition as its backend serves it now:
+// Hash is "sha256:<hex>" of the definition in canonical JSON (package
+// tooldefs), "" when the gateway has not seen the tool listed; Pinned
+// whether the active catalogue entry pins a definition, and Matches
+// whether Hash is that pin. The shipped policy decides on the catalogue's
+// pin and Hash (the data of the version deciding); Pinned and Matches are
+// the gateway's view, for rules of an organisation's own.
+type ToolDefinition struct {
+	Hash    string `json:"hash"`
+	Pinned  bool   `json:"pinned"`
+	Matches bool   `json:"matches"`
 }
 
 // RawJSON is JSON passed to policy as it is (the call's exact arguments).
