@@ -53,9 +53,22 @@ anonymous_tool_ok(t) if {
 	count(t) > count(anonymous_backend) + 1
 }
 
+# A catalogued tool pinned to a reviewed definition is held to its pin for
+# anonymous callers too (definitions.rego).
+anonymous_deny contains msg if {
+	t := request.tool
+	anonymous_tool_ok(t)
+	definition_drift(t, called_definition)
+	msg := concat("", ["the definition of tool ", t, " does not match the one an operator reviewed: it is blocked until reviewed again"])
+}
+
 anonymous_allow if count(anonymous_deny) == 0
 
-anonymous_tools := sort({t | some t in request.tools; anonymous_tool_ok(t)}) if anonymous_allow else := []
+anonymous_tools := sort({t |
+	some t in request.tools
+	anonymous_tool_ok(t)
+	not definition_drift(t, listed_definition(t))
+}) if anonymous_allow else := []
 
 default anonymous := {
 	"allow": false,

@@ -9,6 +9,7 @@ list_visible(t) if {
 	e := data.catalogue[t]
 	is_object(e)
 	not backend_mismatch(t)
+	not definition_drift(t, listed_definition(t))
 	effective(tier, subject, e.resource, e.access)
 	concat(":", [e.resource, e.access]) in token_scopes
 }

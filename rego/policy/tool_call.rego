@@ -573,6 +573,7 @@ tool_call_fast(inp) := {
 	is_string(a)
 	method_ok(req)
 	backend_ok(req, tool)
+	not definition_drift(tool, object.get(req, "tool_definition", null))
 
 	# tier grant (tier_grants), separation of duties (sod_blocked)
 	ti := tier # tier_of(c): c is input.client, an object
