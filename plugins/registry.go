@@ -384,6 +384,14 @@ func (r *Registry) Activate(ctx context.Context, b *rego.Bundle, source string) 
 // vectors, which describe the bundle's data, only the invariant ones run
 // (rego.InvariantVectors).
 func (r *Registry) SetData(ctx context.Context, data []byte, source string) (Info, error) {
+	return r.UpdateData(ctx, func([]byte) ([]byte, error) { return data, nil }, source)
+}
+
+// UpdateData is SetData of what change makes of the active version's
+// data, read and replaced under one lock: no other change comes between
+// (an edit of one catalogue entry does not undo a concurrent one). An
+// error of change is returned as it is, and nothing changes.
+func (r *Registry) UpdateData(ctx context.Context, change func(active []byte) ([]byte, error), source string) (Info, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -405,6 +413,10 @@ func (r *Registry) SetData(ctx context.Context, data []byte, source string) (Inf
 	// (rego.(*Bundle).WithData). The new version carries those alone, so
 	// it passes them again wherever it is activated (a rollback, a
 	// replica).
+	data, err := change(cur.bundle.Data)
+	if err != nil {
+		return Info{}, err
+	}
 	nb, err := cur.bundle.WithData(data)
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrValidation, err)
