@@ -19,6 +19,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/jsonrpc"
 )
 
@@ -207,6 +208,7 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 	ctx := c.UserContext()
 	var tools []json.RawMessage
 	var names []string
+	defs := map[string]contract.ToolDefinition{}
 	for _, name := range slices.Sorted(maps.Keys(g.backends)) {
 		b := g.backends[name]
 		// The gateway opens a backend session only where the caller could
@@ -235,6 +237,12 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 			if err := json.Unmarshal(res, &page); err != nil {
 				break
 			}
+			served := make([]json.RawMessage, 0, len(page.Tools))
+			for _, t := range page.Tools {
+				raw, _ := json.Marshal(t)
+				served = append(served, raw)
+			}
+			maps.Copy(defs, g.listedDefinitions(ctx, name, served))
 			for _, t := range page.Tools {
 				var tn string
 				_ = json.Unmarshal(t["name"], &tn)
@@ -249,7 +257,7 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 			}
 		}
 	}
-	allowed, version, err := g.allowedTools(ctx, &Backend{}, cl, names)
+	allowed, version, err := g.allowedTools(ctx, &Backend{}, cl, names, defs)
 	if err != nil {
 		rec.Decision, rec.Reasons = "error", []string{err.Error()}
 		g.finish(rec, start)

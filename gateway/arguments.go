@@ -118,6 +118,8 @@ type toolRules struct {
 	// lookup, when set, is the backend call that finds the author of what
 	// the tool acts on.
 	lookup *authorLookup
+	// pin is the hash of the reviewed definition ("" for none).
+	pin string
 }
 
 // authorLookup is a catalogue entry's author_lookup.
@@ -134,7 +136,7 @@ type catalogue struct {
 func newCatalogue(revision string, d *contract.Data) *catalogue {
 	cat := &catalogue{revision: revision, tools: make(map[string]*toolRules, len(d.Catalogue))}
 	for tool, e := range d.Catalogue {
-		r := &toolRules{kinds: map[string]canon.Kind{}, actor: e.ActorArg, lookup: (*authorLookup)(e.AuthorLookup)}
+		r := &toolRules{kinds: map[string]canon.Kind{}, actor: e.ActorArg, lookup: (*authorLookup)(e.AuthorLookup), pin: e.Pin}
 		seen := map[string]bool{}
 		addName := func(n string) {
 			if n != "" && !seen[n] {

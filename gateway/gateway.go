@@ -84,6 +84,10 @@ type Config struct {
 	Introspector Introspector
 	Policy       Decider
 	Audit        *audit.Trail
+	// ToolDefinitions keeps the definitions backends serve, for the
+	// catalogue's pins; nil: none is kept, and a pinned tool is hidden and
+	// denied (its definition is never seen).
+	ToolDefinitions ToolDefinitions
 	// AuthServer, when set, is mounted on the same listener (the AS runs in
 	// process by default).
 	AuthServer http.Handler
@@ -436,10 +440,11 @@ func (g *Gateway) challenge(c *fiber.Ctx, backend, errCode, desc string) {
 // and returns false: a token is what the caller needs.
 func (g *Gateway) admitAnonymous(c *fiber.Ctx, backend, method, tool, rid string) (*caller, bool, time.Duration) {
 	start := time.Now()
-	raw, err := json.Marshal(contract.Input{
-		Request: contract.Request{Backend: backend, Method: method, Tool: tool},
-		Now:     start.Unix(),
-	})
+	req := contract.Request{Backend: backend, Method: method, Tool: tool}
+	if name, ok := strings.CutPrefix(tool, backend+"."); ok && name != "" {
+		req.ToolDefinition = g.calledDefinition(backend, name)
+	}
+	raw, err := json.Marshal(contract.Input{Request: req, Now: start.Unix()})
 	if err != nil {
 		g.challenge(c, backend, "", "a bearer token is required")
 		return nil, false, time.Since(start)

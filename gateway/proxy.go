@@ -345,6 +345,7 @@ func (g *Gateway) decideCall(c *fiber.Ctx, endpoint string, backend *Backend, cl
 	in := cl.input(backend.Name, msg.Method)
 	in.Request.Tool = full
 	in.Request.Arguments = msg.Arguments
+	in.Request.ToolDefinition = g.calledDefinition(backend.Name, tool)
 	in.Request.ResourceAttributes = attrs
 	raw, err := json.Marshal(in)
 	if err != nil {
@@ -687,7 +688,7 @@ func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller,
 			_ = json.Unmarshal(t, &tn)
 			names = append(names, backend.Name+"."+tn.Name)
 		}
-		allowed, version, err := g.allowedTools(ctx, backend, cl, names)
+		allowed, version, err := g.allowedTools(ctx, backend, cl, names, g.listedDefinitions(ctx, backend.Name, tools))
 		if err != nil {
 			return nil, err
 		}
@@ -735,12 +736,13 @@ var errUndecided = errors.New("the policy could not decide")
 
 // allowedTools asks pbac/list (pbac/anonymous for a caller without a
 // token) which of names the caller may call.
-func (g *Gateway) allowedTools(ctx context.Context, backend *Backend, cl *caller, names []string) (map[string]bool, string, error) {
+func (g *Gateway) allowedTools(ctx context.Context, backend *Backend, cl *caller, names []string, defs map[string]contract.ToolDefinition) (map[string]bool, string, error) {
 	in, entrypoint := cl.input(backend.Name, "tools/list"), contract.List
 	if cl.anonymous {
 		in, entrypoint = contract.Input{Request: contract.Request{Backend: backend.Name, Method: "tools/list"}, Now: time.Now().Unix()}, contract.Anonymous
 	}
 	in.Request.Tools = names
+	in.Request.ToolDefinitions = defs
 	raw, err := json.Marshal(in)
 	if err != nil {
 		return nil, "", err
