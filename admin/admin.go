@@ -27,6 +27,7 @@ import (
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
+	"github.com/pbac-gateway/pbac/tooldefs"
 )
 
 // TokenAuthor is the author recorded with a policy change made through
@@ -57,6 +58,9 @@ type Config struct {
 	// RevokeSubject): ErrBadSubject for a subject no grant can have. Nil:
 	// no authorization server's store here.
 	RevokePerson func(r *http.Request, sub string) (PersonRevocation, error)
+	// Tools are the tool definitions the gateway saw its backends serve,
+	// for the tool review (GET /admin/tools); nil: no review here.
+	Tools *tooldefs.Store
 	// BackendHealth reports each backend's reachability.
 	BackendHealth func(r *http.Request) map[string]string
 	// BundleToken, when set, is a read-only token that may fetch the policy
@@ -113,6 +117,11 @@ func New(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("POST /admin/clients/{id}/approve", a.reviewClient(true))
 	mux.HandleFunc("POST /admin/clients/{id}/reject", a.reviewClient(false))
 	mux.HandleFunc("POST /admin/people/{sub}/revoke", a.revokePerson)
+	if cfg.Tools != nil {
+		a.tools = &ToolReview{Tools: cfg.Tools, Registry: cfg.Registry, Audit: cfg.Audit}
+		mux.HandleFunc("GET /admin/tools", a.listTools)
+		mux.HandleFunc("POST /admin/tools/{tool}/{action}", a.reviewTool)
+	}
 	top := http.NewServeMux()
 	top.Handle("GET /bundles/{name}", a.authenticate(http.HandlerFunc(a.serveBundle), cfg.BundleToken))
 	top.Handle("/", a.authenticate(mux))
@@ -149,7 +158,8 @@ func (a *api) serveBundle(w http.ResponseWriter, r *http.Request) {
 }
 
 type api struct {
-	cfg Config
+	cfg   Config
+	tools *ToolReview // nil without Config.Tools
 }
 
 // authenticate lets through requests bearing the admin token or one of

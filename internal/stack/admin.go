@@ -38,7 +38,7 @@ func (s *Stack) newAdmin() (http.Handler, error) {
 	}
 	reg := s.policy.registry
 	cfg := admin.Config{Token: token, Registry: reg, Logger: s.log, BundleToken: s.cfg.Policy.BundleToken,
-		Audit: s.trail, Index: s.index, Propagate: s.propagate()}
+		Audit: s.trail, Index: s.index, Propagate: s.propagate(), Tools: s.tools}
 	if src := s.bundleSource; src != nil {
 		cfg.PolicySource = func() any { return src.Status() }
 	}

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ import (
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/plugins/bundlesource"
 	"github.com/pbac-gateway/pbac/plugins/pgsync"
+	"github.com/pbac-gateway/pbac/tooldefs"
 )
 
 // Config is everything the system is built from, resolved: cmd/pbac fills
@@ -194,6 +196,7 @@ type Stack struct {
 	trail           *audit.Trail
 	index           *index.Index
 	gw              *gateway.Gateway
+	tools           *tooldefs.Store // the tool definitions backends serve
 	backends        []gateway.Backend
 	agents          []DemoAgent
 	ready           *readiness
@@ -412,14 +415,29 @@ func (c *scopeCache) of(version string, data *contract.Data, err error) []string
 	return vs.scopes
 }
 
+// toolDefinitionsDir is where the tool definitions backends serve are kept
+// in the data dir (package tooldefs).
+const toolDefinitionsDir = "tool-definitions"
+
 // newGateway builds the gateway on what is open.
 func (s *Stack) newGateway() error {
 	g := s.cfg.Gateway
+	dir := ""
+	if !s.cfg.Ephemeral {
+		dir = filepath.Join(s.cfg.DataDir, toolDefinitionsDir)
+	}
+	tools, err := tooldefs.Open(s.bgCtx, dir, s.log)
+	if err != nil {
+		return fmt.Errorf("open the tool definitions: %w", err)
+	}
+	s.tools = tools
+	// Registered before the gateway's, so it closes after the gateway.
+	s.onClose(phaseGateway, "tool definitions", func(context.Context) error { return tools.Close() })
 	cfg := gateway.Config{
 		PublicURL: s.base, Backends: s.backends, AuthorizationServers: []string{s.issuer}, Scopes: g.Scopes, ActiveScopes: s.scopes,
 		Introspector: s.introspector(), Policy: s.decider, Audit: s.trail, Logger: s.log, Ready: s.ready.check,
 		ArgumentLimits: gatewayArgumentLimits(g.ArgumentLimits), SessionsPerAgent: s.cfg.Limits.SessionsPerAgent,
-		SessionIdle: g.SessionIdle, RefusalWindow: g.RefusalWindow, Denials: g.Denials,
+		SessionIdle: g.SessionIdle, RefusalWindow: g.RefusalWindow, Denials: g.Denials, ToolDefinitions: tools,
 	}
 	if s.as != nil && s.as.served {
 		cfg.AuthServer = s.as.server.Handler()
