@@ -61,6 +61,9 @@ type Config struct {
 	// Tools are the tool definitions the gateway saw its backends serve,
 	// for the tool review (GET /admin/tools); nil: no review here.
 	Tools *tooldefs.Store
+	// DiscoverTools lists every backend's tools now (POST
+	// /admin/tools/discover) and reports what it saw.
+	DiscoverTools func(ctx context.Context) any
 	// BackendHealth reports each backend's reachability.
 	BackendHealth func(r *http.Request) map[string]string
 	// BundleToken, when set, is a read-only token that may fetch the policy
@@ -121,6 +124,11 @@ func New(cfg Config) (http.Handler, error) {
 		a.tools = &ToolReview{Tools: cfg.Tools, Registry: cfg.Registry, Audit: cfg.Audit}
 		mux.HandleFunc("GET /admin/tools", a.listTools)
 		mux.HandleFunc("POST /admin/tools/{tool}/{action}", a.reviewTool)
+		if cfg.DiscoverTools != nil {
+			mux.HandleFunc("POST /admin/tools/discover", func(w http.ResponseWriter, r *http.Request) {
+				adminJSON(w, http.StatusOK, cfg.DiscoverTools(r.Context()))
+			})
+		}
 	}
 	top := http.NewServeMux()
 	top.Handle("GET /bundles/{name}", a.authenticate(http.HandlerFunc(a.serveBundle), cfg.BundleToken))

@@ -188,6 +188,10 @@ type ToolDecision struct {
 	// Resource and Access, for ToolCatalogue: the scope the tool needs.
 	Resource, Access string
 	By               string // who decided, for the audit trail and the policy history
+
+	// backendResource: cataloguing also made Resource the backend's
+	// (data.backends had no entry for it).
+	backendResource bool
 }
 
 const maxToolReviewBody = 4 << 10
@@ -258,12 +262,17 @@ func (t *ToolReview) Decide(ctx context.Context, tool string, d ToolDecision) (R
 			return ReviewedTool{}, info, fmt.Errorf("%w: %s is %s, already in the catalogue", ErrToolReviewConflict, tool, status)
 		}
 		info, err = t.Registry.UpdateData(plugins.WithAuthor(ctx, d.By), func(active []byte) ([]byte, error) {
-			return setCatalogueEntry(active, tool, func(entry map[string]any) error {
+			data, err := setCatalogueEntry(active, tool, func(entry map[string]any) error {
 				if entry != nil {
 					return fmt.Errorf("%w: %s is already in the catalogue", ErrToolReviewConflict, tool)
 				}
 				return nil
 			}, map[string]any{"resource": d.Resource, "access": d.Access, "pin": d.Hash})
+			if err != nil {
+				return nil, err
+			}
+			data, d.backendResource, err = defaultBackendResource(data, backend, d.Resource)
+			return data, err
 		}, "tool review")
 	case ToolApprove:
 		if status != ToolChanged && status != ToolRejected && status != ToolCatalogued {
@@ -356,12 +365,46 @@ func setCatalogueEntry(data []byte, tool string, check func(entry map[string]any
 	return json.Marshal(doc)
 }
 
+// defaultBackendResource gives backend the resource its first catalogued
+// tool needs, when data.backends has no entry for it: a backend's methods
+// (initialize, tools/list) are decided on its resource, by default its own
+// name, which no tier grants for a new backend; without this no agent could
+// open a session to call the tool. It says whether it did.
+func defaultBackendResource(data []byte, backend, resource string) ([]byte, bool, error) {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, false, fmt.Errorf("read the policy data: %w", err)
+	}
+	backends := map[string]json.RawMessage{}
+	if raw, ok := doc["backends"]; ok {
+		if err := json.Unmarshal(raw, &backends); err != nil {
+			return nil, false, fmt.Errorf("read data.backends: %w", err)
+		}
+	}
+	if _, ok := backends[backend]; ok {
+		return data, false, nil
+	}
+	entry, err := json.Marshal(map[string]string{"resource": resource})
+	if err != nil {
+		return nil, false, err
+	}
+	backends[backend] = entry
+	if doc["backends"], err = json.Marshal(backends); err != nil {
+		return nil, false, err
+	}
+	out, err := json.Marshal(doc)
+	return out, err == nil, err
+}
+
 // toolReviewRecord is the audit record of a tool review.
 func toolReviewRecord(tool, backend string, d ToolDecision, info plugins.Info) audit.Record {
 	var method, what string
 	switch d.Action {
 	case ToolCatalogue:
 		method, what = MethodCatalogueTool, fmt.Sprintf("tool %s catalogued by %s as %s:%s, pinned to %s", tool, d.By, d.Resource, d.Access, d.Hash)
+		if d.backendResource {
+			what += fmt.Sprintf("; backend %s had no entry in data.backends, so its methods are now decided on %s", backend, d.Resource)
+		}
 	case ToolApprove:
 		method, what = MethodApproveTool, fmt.Sprintf("definition %s of tool %s approved by %s: the catalogue pins it", d.Hash, tool, d.By)
 	case ToolDismiss:

@@ -3,6 +3,10 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
 
 	"github.com/pbac-gateway/pbac/contract"
 )
@@ -60,4 +64,92 @@ func (g *Gateway) listedDefinitions(ctx context.Context, backend string, tools [
 		out[full] = g.definition(full, hashes[tn.Name])
 	}
 	return out
+}
+
+// discoveryOwner is the quota key of the gateway's own discovery sessions
+// on backends that share themselves per agent.
+const discoveryOwner = "pbac-gateway/tool-discovery"
+
+// Discovery is what DiscoverTools saw: the tools each backend listed, and
+// why a backend could not be listed.
+type Discovery struct {
+	Tools  map[string]int    `json:"tools"`
+	Errors map[string]string `json:"errors,omitempty"`
+}
+
+// DiscoverTools lists every backend's tools on a session of the gateway's
+// own and records them in the tool definitions, so an operator reviews a
+// new backend's tools before any agent can see them (an agent is shown
+// only catalogued tools, and a backend's methods follow its resource).
+// Each backend's session is ended after. It is a no-op without
+// ToolDefinitions.
+func (g *Gateway) DiscoverTools(ctx context.Context) Discovery {
+	out := Discovery{Tools: map[string]int{}}
+	if g.cfg.ToolDefinitions == nil {
+		return out
+	}
+	for _, name := range slices.Sorted(maps.Keys(g.backends)) {
+		n, err := g.discover(ctx, g.backends[name])
+		if err != nil {
+			if out.Errors == nil {
+				out.Errors = map[string]string{}
+			}
+			out.Errors[name] = err.Error()
+			g.log.Warn("tool discovery: a backend could not be listed", "backend", name, "err", err)
+			continue
+		}
+		out.Tools[name] = n
+	}
+	return out
+}
+
+func (g *Gateway) discover(ctx context.Context, b *Backend) (int, error) {
+	sess := &aggSession{backends: map[string]string{}, owner: discoveryOwner}
+	defer g.endDiscovery(b, sess)
+	seen, cursor := 0, ""
+	for range maxToolPages {
+		params := map[string]any{}
+		if cursor != "" {
+			params["cursor"] = cursor
+		}
+		res, err := g.backendCall(ctx, b, sess, "tools/list", params)
+		if err != nil {
+			return seen, fmt.Errorf("tools/list: %w", err)
+		}
+		var page struct {
+			Tools      []json.RawMessage `json:"tools"`
+			NextCursor string            `json:"nextCursor"`
+		}
+		if err := json.Unmarshal(res, &page); err != nil {
+			return seen, fmt.Errorf("tools/list result: %w", err)
+		}
+		seen += len(g.cfg.ToolDefinitions.Observe(ctx, b.Name, page.Tools))
+		if cursor = page.NextCursor; cursor == "" {
+			return seen, nil
+		}
+	}
+	return seen, fmt.Errorf("more than %d pages of tools", maxToolPages)
+}
+
+// endDiscovery ends a discovery's backend session (bounded by
+// sessionEndTimeout).
+func (g *Gateway) endDiscovery(b *Backend, sess *aggSession) {
+	sid := sess.backends[b.Name]
+	if sid == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sessionEndTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, b.URL, nil)
+	if err != nil {
+		return
+	}
+	req.Header.Set(hdrSession, sid)
+	for k, v := range b.Headers {
+		req.Header.Set(k, v)
+	}
+	setOwner(req, b, discoveryOwner)
+	if resp, err := g.client.Do(req); err == nil {
+		resp.Body.Close()
+	}
 }

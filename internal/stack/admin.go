@@ -39,6 +39,9 @@ func (s *Stack) newAdmin() (http.Handler, error) {
 	reg := s.policy.registry
 	cfg := admin.Config{Token: token, Registry: reg, Logger: s.log, BundleToken: s.cfg.Policy.BundleToken,
 		Audit: s.trail, Index: s.index, Propagate: s.propagate(), Tools: s.tools}
+	if gw := s.gw; gw != nil {
+		cfg.DiscoverTools = func(ctx context.Context) any { return gw.DiscoverTools(ctx) }
+	}
 	if src := s.bundleSource; src != nil {
 		cfg.PolicySource = func() any { return src.Status() }
 	}

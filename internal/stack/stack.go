@@ -297,6 +297,10 @@ func New(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		}
 	}
 	s.serve(adminHandler)
+	if s.gw != nil {
+		gw := s.gw
+		s.bg.Go(func() { discoverTools(s.bgCtx, gw, toolDiscoveryEvery) })
+	}
 	return s, nil
 }
 
@@ -413,6 +417,26 @@ func (c *scopeCache) of(version string, data *contract.Data, err error) []string
 	vs := &versionScopes{version: version, scopes: data.Scopes()}
 	c.last.Store(vs)
 	return vs.scopes
+}
+
+// toolDiscoveryEvery is how often the gateway lists every backend's tools
+// on a session of its own (besides at start and on the admin API's
+// request), so new and changed tools reach the review without an agent.
+const toolDiscoveryEvery = 15 * time.Minute
+
+// discoverTools lists every backend's tools now and then every interval,
+// until ctx ends.
+func discoverTools(ctx context.Context, gw *gateway.Gateway, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		gw.DiscoverTools(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // toolDefinitionsDir is where the tool definitions backends serve are kept

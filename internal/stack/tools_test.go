@@ -34,6 +34,10 @@ func newAcmeBackend(t *testing.T) *acmeBackend {
 	t.Helper()
 	a := &acmeBackend{server: mcp.NewServer(&mcp.Implementation{Name: "acme", Version: "1"}, nil)}
 	a.describe("Greet someone by name.")
+	mcp.AddTool(a.server, &mcp.Tool{Name: "shout", Description: "Shout a message."},
+		func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "HEY"}}}, nil, nil
+		})
 	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return a.server }, nil))
 	t.Cleanup(srv.Close)
 	a.url = srv.URL
@@ -132,17 +136,6 @@ func TestToolReviewAndPinnedDefinitions(t *testing.T) {
 		settle()
 	}
 	defer func() { closeStack() }()
-	// The backend's methods are decided on the jira resource.
-	if _, err := st.Registry().UpdateData(t.Context(), func(active []byte) ([]byte, error) {
-		var data map[string]any
-		if err := json.Unmarshal(active, &data); err != nil {
-			return nil, err
-		}
-		data["backends"] = map[string]any{"acme": map[string]any{"resource": "jira"}}
-		return json.Marshal(data)
-	}, "test"); err != nil {
-		t.Fatal(err)
-	}
 
 	// A CI bot (a signed statement, client credentials) with jira:read.
 	ctx := t.Context()
@@ -184,9 +177,9 @@ func TestToolReviewAndPinnedDefinitions(t *testing.T) {
 		}
 		return names
 	}
-	call := func(sess *mcp.ClientSession) (bool, string) {
+	callTool := func(sess *mcp.ClientSession, name string) (bool, string) {
 		t.Helper()
-		res, err := sess.CallTool(ctx, &mcp.CallToolParams{Name: "greet", Arguments: map[string]any{"name": "ada"}})
+		res, err := sess.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: map[string]any{"name": "ada"}})
 		if err != nil {
 			return false, err.Error()
 		}
@@ -198,13 +191,16 @@ func TestToolReviewAndPinnedDefinitions(t *testing.T) {
 		}
 		return !res.IsError, text.String()
 	}
+	call := func(sess *mcp.ClientSession) (bool, string) { t.Helper(); return callTool(sess, "greet") }
 
-	sess := connect()
-	if got := listed(sess); len(got) != 0 {
-		t.Fatalf("an uncatalogued tool is listed: %v", got)
+	// The gateway lists the new backend's tools on its own session: the
+	// operator reviews them before any agent can open a session there.
+	var disc struct {
+		Tools map[string]int `json:"tools"`
 	}
-	if ok, text := call(sess); ok || !strings.Contains(text, "not in the catalogue") {
-		t.Fatalf("an uncatalogued tool's call: ok=%v %q", ok, text)
+	adminDo(t, st, http.MethodPost, "/admin/tools/discover", map[string]any{}, http.StatusOK, &disc)
+	if disc.Tools["acme"] != 2 {
+		t.Fatalf("discovery = %+v", disc)
 	}
 	first := reviewOf(t, st, "acme.greet")
 	if first.Status != "uncatalogued" || first.Description != "Greet someone by name." || len(first.Flags) != 0 {
@@ -222,8 +218,14 @@ func TestToolReviewAndPinnedDefinitions(t *testing.T) {
 	if got := reviewOf(t, st, "acme.greet"); got.Status != "pinned" {
 		t.Fatalf("after cataloguing: %+v", got)
 	}
+	// Cataloguing the backend's first tool gave the backend its resource
+	// (data.backends.acme): the agent may now open a session there.
+	sess := connect()
 	if got := listed(sess); !slices.Equal(got, []string{"greet"}) {
-		t.Fatalf("catalogued tool not listed: %v", got)
+		t.Fatalf("catalogued tool not listed (or the uncatalogued one listed): %v", got)
+	}
+	if ok, text := callTool(sess, "shout"); ok || !strings.Contains(text, "not in the catalogue") {
+		t.Fatalf("an uncatalogued tool's call: ok=%v %q", ok, text)
 	}
 	if ok, text := call(sess); !ok || text != "hello ada" {
 		t.Fatalf("catalogued tool's call: ok=%v %q", ok, text)
