@@ -141,7 +141,7 @@ func ParseToolStatuses(q string) ([]string, error) {
 func reviewed(e tooldefs.Entry, data *contract.Data) ReviewedTool {
 	cur := e.Current()
 	rt := ReviewedTool{Tool: e.Backend + "." + e.Name, Backend: e.Backend, Name: e.Name, Hash: e.Hash,
-		FirstSeen: e.FirstSeen, LastSeen: e.LastSeen, Flags: cur.Flags, Definition: cur.Definition, Review: e.Review}
+		FirstSeen: e.FirstSeen, LastSeen: e.LastSeen, Flags: tooldefs.Flags(cur.Definition), Definition: cur.Definition, Review: e.Review}
 	var d struct {
 		Description string `json:"description"`
 	}

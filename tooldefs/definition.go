@@ -96,7 +96,7 @@ var modelDirected = []string{
 	"you must", "you should always", "always call", "before using this tool", "before calling",
 	"do not tell", "don't tell", "do not mention", "don't mention", "without telling", "without asking",
 	"do not inform", "the user must not", "system prompt", "<important>", "<system>", "[inst]",
-	"instead of", "also read", "also send", "send the contents", "read the contents",
+	"also send", "send the contents", "send it to", "exfiltrate",
 	"~/.ssh", "id_rsa", ".env", "api key", "api_key", "password", "private key", "credentials",
 }
 
@@ -125,7 +125,7 @@ func Flags(canonical []byte) []Flag {
 	walk = func(path string, v any) {
 		switch v := v.(type) {
 		case string:
-			for _, what := range textFlags(v) {
+			for _, what := range textFlags(v, schemaURI(path)) {
 				add(path, what)
 			}
 		case map[string]any:
@@ -139,7 +139,7 @@ func Flags(canonical []byte) []Flag {
 				if path != "" {
 					p = path + "." + k
 				}
-				for _, what := range textFlags(k) {
+				for _, what := range textFlags(k, false) {
 					add(p+" (the key)", what)
 				}
 				walk(p, v[k])
@@ -154,8 +154,20 @@ func Flags(canonical []byte) []Flag {
 	return out
 }
 
-// textFlags is what Flags says of one string.
-func textFlags(s string) []string {
+// schemaURI tells whether path names a JSON Schema keyword whose value is
+// a URI by definition ($schema, $id, $ref): not a link to flag.
+func schemaURI(path string) bool {
+	i := strings.LastIndexByte(path, '.')
+	switch path[i+1:] {
+	case "$schema", "$id", "$ref":
+		return true
+	}
+	return false
+}
+
+// textFlags is what Flags says of one string; uri: the string is a
+// schema's own URI, so a link in it is not flagged.
+func textFlags(s string, uri bool) []string {
 	var out []string
 	hidden := map[rune]bool{}
 	for _, r := range s {
@@ -174,7 +186,7 @@ func textFlags(s string) []string {
 		sort.Strings(codes)
 		out = append(out, "hidden characters ("+strings.Join(codes, ", ")+")")
 	}
-	if m := link.FindString(s); m != "" {
+	if m := link.FindString(s); m != "" && !uri {
 		out = append(out, fmt.Sprintf("a link (%s…)", m))
 	}
 	lower := strings.ToLower(s)

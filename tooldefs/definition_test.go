@@ -140,3 +140,17 @@ func FuzzCanonical(f *testing.F) {
 		_ = Flags(c)
 	})
 }
+
+// TestFlagsSpareSchemaURIs: a JSON Schema's own URIs ($schema, $id, $ref)
+// are not links to a reviewer, and ordinary tool prose is not flagged.
+func TestFlagsSpareSchemaURIs(t *testing.T) {
+	def := `{"name":"read_text_file","description":"Read the complete contents of a file as text. DEPRECATED: use read_text_file instead of read_file.",` +
+		`"inputSchema":{"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://example.com/s","properties":{"p":{"$ref":"#/$defs/p"}}}}`
+	_, c, err := Canonical([]byte(def))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Flags(c); len(got) != 0 {
+		t.Fatalf("Flags = %+v, want none", got)
+	}
+}

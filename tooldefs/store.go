@@ -49,8 +49,7 @@ var ErrStale = errors.New("tooldefs: the definition changed since it was shown")
 // Version is one definition a tool was seen with.
 type Version struct {
 	Hash       string          `json:"hash"`
-	Definition json.RawMessage `json:"definition"`
-	Flags      []Flag          `json:"flags,omitempty"`
+	Definition json.RawMessage `json:"definition"` // canonical (Canonical)
 	FirstSeen  time.Time       `json:"first_seen"`
 	LastSeen   time.Time       `json:"last_seen"`
 }
@@ -254,7 +253,7 @@ func (s *Store) observe(backend, name, hash string, canonical []byte, now time.T
 		s.tools[k] = e
 		s.counts[backend]++
 	}
-	v := Version{Hash: hash, Definition: append(json.RawMessage(nil), canonical...), Flags: Flags(canonical), FirstSeen: now, LastSeen: now}
+	v := Version{Hash: hash, Definition: append(json.RawMessage(nil), canonical...), FirstSeen: now, LastSeen: now}
 	if old, ok := e.Version(hash); ok {
 		v.FirstSeen = old.FirstSeen // a definition served again
 	}

@@ -70,7 +70,7 @@ func TestStoreKeepsDefinitionsAcrossReopen(t *testing.T) {
 	if !e.FirstSeen.Equal(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)) || !e.LastSeen.Equal(clock) {
 		t.Errorf("first/last seen = %s / %s", e.FirstSeen, e.LastSeen)
 	}
-	if len(e.Current().Flags) == 0 {
+	if len(Flags(e.Current().Definition)) == 0 {
 		t.Errorf("the changed definition has no flags: %+v", e.Current())
 	}
 	if list := s.List(); len(list) != 2 || list[0].Name != "read_file" || list[1].Name != "write_file" {

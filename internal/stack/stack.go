@@ -299,7 +299,7 @@ func New(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	s.serve(adminHandler)
 	if s.gw != nil {
 		gw := s.gw
-		s.bg.Go(func() { discoverTools(s.bgCtx, gw, toolDiscoveryEvery) })
+		s.bg.Go(func() { discoverTools(s.bgCtx, gw, toolDiscoveryFirst, toolDiscoveryEvery) })
 	}
 	return s, nil
 }
@@ -419,23 +419,29 @@ func (c *scopeCache) of(version string, data *contract.Data, err error) []string
 	return vs.scopes
 }
 
-// toolDiscoveryEvery is how often the gateway lists every backend's tools
-// on a session of its own (besides at start and on the admin API's
-// request), so new and changed tools reach the review without an agent.
-const toolDiscoveryEvery = 15 * time.Minute
+// The gateway lists every backend's tools on a session of its own a
+// minute after start (not at once: a stdio backend's process would be
+// taken from the agents starting then) and every 15 minutes after that,
+// besides on the admin API's and the dashboard's request, so new and
+// changed tools reach the review without an agent.
+const (
+	toolDiscoveryFirst = time.Minute
+	toolDiscoveryEvery = 15 * time.Minute
+)
 
-// discoverTools lists every backend's tools now and then every interval,
-// until ctx ends.
-func discoverTools(ctx context.Context, gw *gateway.Gateway, every time.Duration) {
-	t := time.NewTicker(every)
+// discoverTools lists every backend's tools after first, then every
+// interval, until ctx ends.
+func discoverTools(ctx context.Context, gw *gateway.Gateway, first, every time.Duration) {
+	t := time.NewTimer(first)
 	defer t.Stop()
 	for {
-		gw.DiscoverTools(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		gw.DiscoverTools(ctx)
+		t.Reset(every)
 	}
 }
 
