@@ -48,7 +48,13 @@ func TestSharedDataChangeKeepsItsChecks(t *testing.T) {
 	if conf, err := b.sync.Propagate(ctx); err != nil || !conf.Complete {
 		t.Fatalf("propagate: %+v, %v", conf, err)
 	}
+	// This test is about the checks a runs, not Propagate's wait: a is
+	// given until ctx ends to run the change.
 	got, _ := a.reg.Active()
+	for got.Version != info.Version && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+		got, _ = a.reg.Active()
+	}
 	if got.Version != info.Version {
 		t.Fatalf("a runs %s, want b's %s", got.Version, info.Version)
 	}

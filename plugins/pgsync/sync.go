@@ -69,6 +69,8 @@ type Sync struct {
 	applied int64  // the head seq this replica has dealt with (applied or refused)
 	version string // the version of that head
 	lastErr string // why the latest head was refused, if it was
+
+	beating sync.Mutex // one heartbeat at a time
 }
 
 // Replica is one replica's state as the database has it.
@@ -270,8 +272,11 @@ func (s *Sync) settle(h head, refused string) {
 	s.mu.Unlock()
 }
 
-// heartbeat records this replica's state.
+// heartbeat records this replica's state; one at a time, so the state a
+// beat reads is the state it writes.
 func (s *Sync) heartbeat(ctx context.Context) error {
+	s.beating.Lock()
+	defer s.beating.Unlock()
 	info, _ := s.cfg.Registry.Active()
 	s.mu.Lock()
 	seq, refused := s.applied, s.lastErr
@@ -300,6 +305,9 @@ func (s *Sync) Run(ctx context.Context) error {
 	defer cancel()
 	notes := make(chan struct{}, 1)
 	go s.listen(ctx, notes)
+	var beats sync.WaitGroup
+	defer beats.Wait()
+	beats.Go(func() { s.beat(ctx) })
 	tick := time.NewTicker(s.cfg.Interval)
 	defer tick.Stop()
 	for {
@@ -325,6 +333,25 @@ func (s *Sync) Run(ctx context.Context) error {
 		}
 		if err := s.heartbeat(ctx); err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Warn("policy sync", "err", err)
+		}
+	}
+}
+
+// beat records this replica's state every interval on its own, so a slow
+// apply in Run (a bundle's checks on a loaded machine) does not make the
+// replica look gone to a Propagate waiting for it: it stays live, pending
+// on the version it runs, until it runs the new one.
+func (s *Sync) beat(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.heartbeat(ctx); err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Warn("policy sync heartbeat", "err", err)
 		}
 	}
 }
