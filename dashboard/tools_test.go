@@ -23,21 +23,21 @@ import (
 // the admin API's status and body; someone who does not operate may do
 // none of it, and a change without the CSRF header is refused.
 func TestReviewTools(t *testing.T) {
-	// On disk, as the stack keeps them (in memory, Badger holds no value
-	// over its value threshold).
+	// On disk, as the stack keeps them.
 	tools, err := tooldefs.Open(t.Context(), t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tools.Close() })
-	observe := func(description string) {
+	observeTool := func(name, description string) {
 		t.Helper()
-		def, _ := json.Marshal(map[string]any{"name": "export", "description": description,
+		def, _ := json.Marshal(map[string]any{"name": name, "description": description,
 			"inputSchema": map[string]any{"type": "object"}})
-		if hashes := tools.Observe(t.Context(), "jira", []json.RawMessage{def}); hashes["export"] == "" {
+		if hashes := tools.Observe(t.Context(), "jira", []json.RawMessage{def}); hashes[name] == "" {
 			t.Fatalf("the definition was not read: %s", def)
 		}
 	}
+	observe := func(description string) { t.Helper(); observeTool("export", description) }
 	observe("Export an issue.")
 	trail := audit.NewTrail(nil)
 	t.Cleanup(func() { _ = trail.Close(context.Background()) })
@@ -168,8 +168,20 @@ func TestReviewTools(t *testing.T) {
 		changed["pinned_definition"].(map[string]any)["description"] != "Export an issue." {
 		t.Fatalf("the re-described tool: %v", changed)
 	}
+	status, out = d.do("POST", "/ui/api/tools/jira.export/reject", map[string]string{"hash": changed["hash"].(string)}, "Content-Type", "application/json")
+	if rt, _ := out["tool"].(map[string]any); status != 200 || rt["status"] != admin.ToolRejected || out["policy"] != nil {
+		t.Fatalf("reject: %d %v", status, out)
+	}
 	status, out = d.do("POST", "/ui/api/tools/jira.export/approve", map[string]string{"hash": changed["hash"].(string)}, "Content-Type", "application/json")
 	if rt, _ := out["tool"].(map[string]any); status != 200 || rt["status"] != admin.ToolPinned || rt["catalogue"].(map[string]any)["pin"] != changed["hash"] {
 		t.Fatalf("approve: %d %v", status, out)
+	}
+
+	// Another new tool, dismissed: out of the catalogue, no policy change.
+	observeTool("purge", "Delete every issue.")
+	status, out = d.do("POST", "/ui/api/tools/jira.purge/dismiss", map[string]string{"hash": review("jira.purge")["hash"].(string)}, "Content-Type", "application/json")
+	if rt, _ := out["tool"].(map[string]any); status != 200 || rt["status"] != admin.ToolDismissed || out["policy"] != nil ||
+		rt["review"].(map[string]any)["by"] != admin.OperatorAdmin {
+		t.Fatalf("dismiss: %d %v", status, out)
 	}
 }
