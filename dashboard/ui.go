@@ -31,6 +31,7 @@ import (
 	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/identity"
 	"github.com/pbac-gateway/pbac/plugins"
+	"github.com/pbac-gateway/pbac/tooldefs"
 )
 
 //go:embed static
@@ -75,6 +76,10 @@ type Config struct {
 	// RevokePerson revokes everything acting for a person (the admin
 	// API's); nil hides it.
 	RevokePerson func(r *http.Request, sub string) (admin.PersonRevocation, error)
+	// Tools are the tool definitions the gateway records from the
+	// backends' tools/list answers, for the operator's review (the admin
+	// API's); nil hides it.
+	Tools *tooldefs.Store
 	// Latency reports the gateway's per-stage latency.
 	Latency func() gateway.LatencyReport
 	// Demo is the demo tenant; nil outside it.
@@ -128,6 +133,8 @@ type Handler struct {
 
 	signIn *signin.Guard
 	forms  *signin.Forms
+
+	tools *admin.ToolReview // nil without Config.Tools
 }
 
 // New builds the dashboard.
@@ -154,6 +161,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux(), sessions: newSessions(), secrets: map[string]string{},
 		ssoSeal: seal, ssoSpent: map[string]time.Time{}, signIn: cfg.SignIn, forms: forms}
+	if cfg.Tools != nil {
+		h.tools = &admin.ToolReview{Tools: cfg.Tools, Registry: cfg.Registry, Audit: cfg.Audit}
+	}
 	if cfg.Demo != nil {
 		sc, err := demo.Scenarios()
 		if err != nil {
@@ -191,6 +201,8 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET /ui/api/agents/review", h.operator(h.clientsForReview))
 	h.mux.HandleFunc("POST /ui/api/agents/{id}/approve", h.operator(h.reviewAgent(true)))
 	h.mux.HandleFunc("POST /ui/api/agents/{id}/reject", h.operator(h.reviewAgent(false)))
+	h.mux.HandleFunc("GET /ui/api/tools", h.operator(h.listTools))
+	h.mux.HandleFunc("POST /ui/api/tools/{tool}/{action}", h.operator(h.reviewTool))
 	h.mux.HandleFunc("POST /ui/api/people/{sub}/revoke", h.operator(h.revokePerson))
 	h.mux.HandleFunc("GET /ui/api/matrix", h.signedIn(h.matrix))
 	h.mux.HandleFunc("GET /ui/api/policy", h.reader(h.policy))
@@ -292,7 +304,7 @@ func (h *Handler) config(w http.ResponseWriter, _ *http.Request) {
 	out := map[string]any{
 		"gateway_url": h.cfg.GatewayURL, "mcp_url": h.cfg.GatewayURL + "/mcp", "issuer": h.cfg.Issuer,
 		"demo": h.cfg.Demo != nil, "sign_in_users": h.cfg.Users != nil, "revoke_people": h.cfg.RevokePerson != nil,
-		"review_agents": h.cfg.ReviewClient != nil && h.cfg.ListClients != nil,
+		"review_agents": h.cfg.ReviewClient != nil && h.cfg.ListClients != nil, "review_tools": h.tools != nil,
 	}
 	bs := []backend{}
 	for _, b := range h.cfg.Backends {

@@ -149,7 +149,11 @@ func Open(ctx context.Context, dir string, logger *slog.Logger) (*Store, error) 
 		WithIndexCacheSize(1 << 20).
 		WithNumCompactors(2)
 	if dir == "" {
-		bo = bo.WithInMemory(true)
+		// In memory there is no value log: an entry must fit under the
+		// value threshold, and the largest one (every definition kept, each
+		// up to MaxDefinitionBytes) is hundreds of KiB. Badger allows a
+		// threshold up to 1 MiB when a batch (15% of a memtable) holds it.
+		bo = bo.WithInMemory(true).WithMemTableSize(8 << 20).WithValueThreshold(1 << 20)
 	} else {
 		bo = bo.WithSyncWrites(true).WithValueLogFileSize(16 << 20)
 	}

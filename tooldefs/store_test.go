@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -153,5 +154,38 @@ func TestStoreBoundsToolsPerBackend(t *testing.T) {
 	s.Observe(t.Context(), "other", tools(`{"name":"t0"}`))
 	if _, ok := s.Hash("other", "t0"); !ok {
 		t.Errorf("another backend's tool was refused by the first one's bound")
+	}
+}
+
+// TestStoreKeepsLargeDefinitions: a tool's entry with every definition
+// it may keep, each near the largest a backend may serve, is stored in
+// memory (an ephemeral stack) as on disk.
+func TestStoreKeepsLargeDefinitions(t *testing.T) {
+	for _, tc := range []struct{ name, dir string }{{"in memory", ""}, {"on disk", t.TempDir()}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(t.Context(), tc.dir, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			def := func(i int) string {
+				return fmt.Sprintf(`{"name":"read_file","description":"v%d %s"}`, i, strings.Repeat("x", MaxDefinitionBytes-100))
+			}
+			s.Observe(t.Context(), "fs", tools(def(0)))
+			if _, err := s.Keep("fs", "read_file", hashOf(t, def(0))); err != nil {
+				t.Fatalf("keep the pinned definition: %v", err)
+			}
+			last := keepVersions + 2
+			for i := 1; i <= last; i++ {
+				s.Observe(t.Context(), "fs", tools(def(i)))
+			}
+			e, err := s.Entry("fs", "read_file")
+			if err != nil || e.Hash != hashOf(t, def(last)) {
+				t.Fatalf("the newest definition was not stored: %v", err)
+			}
+			if _, ok := e.Version(hashOf(t, def(0))); !ok {
+				t.Fatal("the pinned definition was dropped")
+			}
+		})
 	}
 }

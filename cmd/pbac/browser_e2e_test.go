@@ -21,6 +21,24 @@ const chromiumPath = "/usr/bin/chromium"
 // installs them and sets PBAC_BROWSER_TESTS=1, which turns a missing tool
 // into a failure instead of a skip.
 func TestDashboardInBrowser(t *testing.T) {
+	b := needBrowser(t)
+	_, out := startUp(t, t.TempDir())
+	m := dashboardLine.FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no dashboard in the output:\n%s", out)
+	}
+	b.run(t, m[1]+"/ui/", nil, ".")
+}
+
+// browser is what the Playwright tests of dashboard/e2e run with.
+type browser struct {
+	node, dir, artifacts string
+}
+
+// needBrowser finds node, Chromium and playwright-core, or skips the test
+// (fails it under PBAC_BROWSER_TESTS=1).
+func needBrowser(t *testing.T) browser {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the binary and a browser")
 	}
@@ -52,19 +70,21 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return browser{node: node, dir: dir, artifacts: artifacts}
+}
 
-	_, out := startUp(t, t.TempDir())
-	m := dashboardLine.FindStringSubmatch(out.String())
-	if m == nil {
-		t.Fatalf("no dashboard in the output:\n%s", out)
-	}
+// run runs the test files (or "." for every one) of dashboard/e2e against
+// the dashboard at dashboardURL, with env added to their environment.
+func (b browser) run(t *testing.T, dashboardURL string, env []string, files ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "--test", "--test-concurrency=1", "--test-reporter=spec", ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "PBAC_DASHBOARD="+m[1]+"/ui/", "PBAC_ARTIFACTS="+artifacts, "CHROMIUM="+chromiumPath)
+	cmd := exec.CommandContext(ctx, b.node, append([]string{"--test", "--test-concurrency=1", "--test-reporter=spec"}, files...)...)
+	cmd.Dir = b.dir
+	cmd.Env = append(os.Environ(), "PBAC_DASHBOARD="+dashboardURL, "PBAC_ARTIFACTS="+b.artifacts, "CHROMIUM="+chromiumPath)
+	cmd.Env = append(cmd.Env, env...)
 	output, err := cmd.CombinedOutput()
-	t.Logf("node --test (screenshots in %s):\n%s", artifacts, output)
+	t.Logf("node --test (screenshots in %s):\n%s", b.artifacts, output)
 	if err != nil {
 		t.Fatalf("the browser tests failed: %v", err)
 	}

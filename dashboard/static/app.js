@@ -12,11 +12,12 @@ import * as audit from './js/views/audit.js';
 import * as matrix from './js/views/matrix.js';
 import * as policy from './js/views/policy.js';
 import * as latency from './js/views/latency.js';
+import * as tools from './js/views/tools.js';
 
-const VIEWS = { start, demo, audit, matrix, policy, latency };
+const VIEWS = { start, demo, audit, matrix, policy, tools, latency };
 const TITLES = {
   start: 'Start here', demo: 'Narrative demo', audit: 'Audit trail', matrix: 'Trust-tier matrix',
-  policy: 'Policy', latency: 'Latency', signin: 'Sign in',
+  policy: 'Policy', tools: 'Tools', latency: 'Latency', signin: 'Sign in',
 };
 // A hint that this browser has a session, so that a signed-out visit does
 // not ask the server (and log a 401) for nothing. The session itself is an

@@ -78,7 +78,7 @@ func (s *Stack) newDashboard(adminCfg admin.Config, loopback bool) (*dashboard.H
 		GatewayURL: s.base, Issuer: s.issuer, Registry: s.policy.registry, Audit: adminCfg.Audit, Index: adminCfg.Index,
 		AdminToken: adminCfg.Token, Latency: s.gw.Latency, Logger: s.log.With("component", "dashboard"),
 		Propagate: adminCfg.Propagate, DemoOperators: demoTenant && loopback, RevokePerson: adminCfg.RevokePerson,
-		ListClients: adminCfg.ListClients, ReviewClient: adminCfg.ReviewClient,
+		ListClients: adminCfg.ListClients, ReviewClient: adminCfg.ReviewClient, Tools: adminCfg.Tools,
 	}
 	for _, b := range s.backends {
 		cfg.Backends = append(cfg.Backends, b.Name)

@@ -16,21 +16,30 @@ export function onUnauthorized(fn) {
 }
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, problems) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
+    // problems: where refused policy data is wrong ({path, message}), when
+    // the answer lists them (422).
+    this.problems = problems || [];
   }
 }
 
-async function errorMessage(res) {
+async function errorBody(res) {
   try {
     const body = await res.json();
-    if (body && typeof body.error === 'string' && body.error) return body.error;
+    if (body && typeof body.error === 'string' && body.error) {
+      return { message: body.error, problems: Array.isArray(body.problems) ? body.problems : [] };
+    }
   } catch {
     // not JSON: fall through
   }
-  return `the gateway answered ${res.status}${res.statusText ? ' ' + res.statusText : ''}`;
+  return { message: `the gateway answered ${res.status}${res.statusText ? ' ' + res.statusText : ''}`, problems: [] };
+}
+
+async function errorMessage(res) {
+  return (await errorBody(res)).message;
 }
 
 // api calls an endpoint and returns its JSON (null for 204). body is an
@@ -65,7 +74,10 @@ export async function api(method, path, body, opts = {}) {
     unauthorized(msg);
     throw new ApiError(401, msg);
   }
-  if (!res.ok) throw new ApiError(res.status, await errorMessage(res));
+  if (!res.ok) {
+    const { message, problems } = await errorBody(res);
+    throw new ApiError(res.status, message, problems);
+  }
   if (opts.raw) return res;
   if (res.status === 204) return null;
   const type = res.headers.get('Content-Type') || '';
