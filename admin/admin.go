@@ -27,7 +27,7 @@ import (
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
-	"github.com/pbac-gateway/pbac/tooldefs"
+	tdstore "github.com/pbac-gateway/pbac/tooldefs/store"
 )
 
 // TokenAuthor is the author recorded with a policy change made through
@@ -60,7 +60,7 @@ type Config struct {
 	RevokePerson func(r *http.Request, sub string) (PersonRevocation, error)
 	// Tools are the tool definitions the gateway saw its backends serve,
 	// for the tool review (GET /admin/tools); nil: no review here.
-	Tools *tooldefs.Store
+	Tools *tdstore.Store
 	// DiscoverTools lists every backend's tools now (POST
 	// /admin/tools/discover) and reports what it saw.
 	DiscoverTools func(ctx context.Context) any

@@ -17,6 +17,7 @@ import (
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/tooldefs"
+	tdstore "github.com/pbac-gateway/pbac/tooldefs/store"
 )
 
 // A tool's review status (ReviewedTool.Status): what the catalogue of the
@@ -91,17 +92,17 @@ type ReviewedTool struct {
 	Catalogue *ToolCatalogueEntry `json:"catalogue,omitempty"`
 	// PinnedDefinition is the reviewed definition a changed or rejected
 	// tool no longer serves (when still kept), to compare side by side.
-	PinnedDefinition json.RawMessage  `json:"pinned_definition,omitempty"`
-	Review           *tooldefs.Review `json:"review,omitempty"`
+	PinnedDefinition json.RawMessage `json:"pinned_definition,omitempty"`
+	Review           *tdstore.Review `json:"review,omitempty"`
 }
 
 // ToolReview is the review of the tools backends serve: the definitions
-// the gateway saw (tooldefs.Store) against the active policy's catalogue.
+// the gateway saw (tdstore.Store) against the active policy's catalogue.
 // Cataloguing and approving change the policy data (a new version,
 // checked like every change); dismissing and rejecting are kept with the
 // definitions. Every decision is audited.
 type ToolReview struct {
-	Tools    *tooldefs.Store
+	Tools    *tdstore.Store
 	Registry *plugins.Registry
 	Audit    *audit.Trail
 }
@@ -138,7 +139,7 @@ func ParseToolStatuses(q string) ([]string, error) {
 	return out, nil
 }
 
-func reviewed(e tooldefs.Entry, data *contract.Data) ReviewedTool {
+func reviewed(e tdstore.Entry, data *contract.Data) ReviewedTool {
 	cur := e.Current()
 	rt := ReviewedTool{Tool: e.Backend + "." + e.Name, Backend: e.Backend, Name: e.Name, Hash: e.Hash,
 		FirstSeen: e.FirstSeen, LastSeen: e.LastSeen, Flags: tooldefs.Flags(cur.Definition), Definition: cur.Definition, Review: e.Review}
@@ -155,7 +156,7 @@ func reviewed(e tooldefs.Entry, data *contract.Data) ReviewedTool {
 		entry, ok = data.Catalogue[rt.Tool]
 	}
 	switch {
-	case !ok && reviewedNow(tooldefs.StateDismissed):
+	case !ok && reviewedNow(tdstore.StateDismissed):
 		rt.Status = ToolDismissed
 	case !ok:
 		rt.Status = ToolUncatalogued
@@ -163,7 +164,7 @@ func reviewed(e tooldefs.Entry, data *contract.Data) ReviewedTool {
 		rt.Status = ToolCatalogued
 	case entry.Pin == e.Hash:
 		rt.Status = ToolPinned
-	case reviewedNow(tooldefs.StateRejected):
+	case reviewedNow(tdstore.StateRejected):
 		rt.Status = ToolRejected
 	default:
 		rt.Status = ToolChanged
@@ -291,26 +292,29 @@ func (t *ToolReview) Decide(ctx context.Context, tool string, d ToolDecision) (R
 		if status != ToolUncatalogued {
 			return ReviewedTool{}, info, fmt.Errorf("%w: %s is %s: only an uncatalogued tool is dismissed", ErrToolReviewConflict, tool, status)
 		}
-		_, err = t.Tools.SetReview(backend, name, d.Hash, tooldefs.StateDismissed, d.By)
+		_, err = t.Tools.SetReview(backend, name, d.Hash, tdstore.StateDismissed, d.By)
 	case ToolReject:
 		if status != ToolChanged {
 			return ReviewedTool{}, info, fmt.Errorf("%w: %s is %s: only a changed definition is rejected", ErrToolReviewConflict, tool, status)
 		}
-		_, err = t.Tools.SetReview(backend, name, d.Hash, tooldefs.StateRejected, d.By)
+		_, err = t.Tools.SetReview(backend, name, d.Hash, tdstore.StateRejected, d.By)
 	default:
 		return ReviewedTool{}, info, fmt.Errorf("%w: unknown action %q", ErrBadToolReview, d.Action)
 	}
 	if err != nil {
 		return ReviewedTool{}, info, err
 	}
+	// Decided (and, for a data change, active): audited before anything
+	// else can fail.
+	if t.Audit != nil {
+		t.Audit.Record(toolReviewRecord(tool, backend, d, info))
+	}
 	if d.Action == ToolCatalogue || d.Action == ToolApprove {
-		// The pinned definition is kept for a later side-by-side review.
+		// The pinned definition is kept for a later side-by-side review
+		// (the one reviewed, even when the backend serves another now).
 		if _, err := t.Tools.Keep(backend, name, d.Hash); err != nil {
 			return ReviewedTool{}, info, fmt.Errorf("the catalogue pins %s; keeping its definition failed: %w", tool, err)
 		}
-	}
-	if t.Audit != nil {
-		t.Audit.Record(toolReviewRecord(tool, backend, d, info))
 	}
 	if e, err = t.Tools.Entry(backend, name); err != nil {
 		return ReviewedTool{}, info, err
@@ -422,9 +426,9 @@ func ToolReviewStatus(err error) int {
 	switch {
 	case errors.Is(err, ErrBadToolReview):
 		return http.StatusBadRequest
-	case errors.Is(err, ErrNoSuchTool), errors.Is(err, tooldefs.ErrNotFound):
+	case errors.Is(err, ErrNoSuchTool), errors.Is(err, tdstore.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, ErrToolReviewConflict), errors.Is(err, tooldefs.ErrStale):
+	case errors.Is(err, ErrToolReviewConflict), errors.Is(err, tdstore.ErrStale):
 		return http.StatusConflict
 	}
 	return PolicyErrorStatus(err)

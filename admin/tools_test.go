@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/pbac-gateway/pbac/contract"
-	"github.com/pbac-gateway/pbac/tooldefs"
+	tdstore "github.com/pbac-gateway/pbac/tooldefs/store"
 )
 
 func TestToolReviewBody(t *testing.T) {
@@ -50,8 +50,8 @@ func TestToolReviewBody(t *testing.T) {
 func TestReviewedStatus(t *testing.T) {
 	h1, h2 := "sha256:"+strings.Repeat("1", 64), "sha256:"+strings.Repeat("2", 64)
 	at := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
-	entry := func(hash string, review *tooldefs.Review) tooldefs.Entry {
-		return tooldefs.Entry{Backend: "fs", Name: "read", Hash: hash, Review: review, Versions: []tooldefs.Version{
+	entry := func(hash string, review *tdstore.Review) tdstore.Entry {
+		return tdstore.Entry{Backend: "fs", Name: "read", Hash: hash, Review: review, Versions: []tdstore.Version{
 			{Hash: hash, Definition: json.RawMessage(`{"name":"read","description":"now"}`)}}}
 	}
 	cat := func(pin string) *contract.Data {
@@ -59,18 +59,18 @@ func TestReviewedStatus(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		e    tooldefs.Entry
+		e    tdstore.Entry
 		data *contract.Data
 		want string
 	}{
 		{"new", entry(h1, nil), &contract.Data{}, ToolUncatalogued},
-		{"dismissed", entry(h1, &tooldefs.Review{State: tooldefs.StateDismissed, Hash: h1, At: at}), &contract.Data{}, ToolDismissed},
-		{"dismissed, then changed", entry(h2, &tooldefs.Review{State: tooldefs.StateDismissed, Hash: h1, At: at}), &contract.Data{}, ToolUncatalogued},
+		{"dismissed", entry(h1, &tdstore.Review{State: tdstore.StateDismissed, Hash: h1, At: at}), &contract.Data{}, ToolDismissed},
+		{"dismissed, then changed", entry(h2, &tdstore.Review{State: tdstore.StateDismissed, Hash: h1, At: at}), &contract.Data{}, ToolUncatalogued},
 		{"catalogued without a pin", entry(h1, nil), cat(""), ToolCatalogued},
 		{"pinned", entry(h1, nil), cat(h1), ToolPinned},
 		{"changed", entry(h2, nil), cat(h1), ToolChanged},
-		{"rejected", entry(h2, &tooldefs.Review{State: tooldefs.StateRejected, Hash: h2, At: at}), cat(h1), ToolRejected},
-		{"rejected, then changed again", entry(h2, &tooldefs.Review{State: tooldefs.StateRejected, Hash: h1, At: at}), cat("sha256:" + strings.Repeat("3", 64)), ToolChanged},
+		{"rejected", entry(h2, &tdstore.Review{State: tdstore.StateRejected, Hash: h2, At: at}), cat(h1), ToolRejected},
+		{"rejected, then changed again", entry(h2, &tdstore.Review{State: tdstore.StateRejected, Hash: h1, At: at}), cat("sha256:" + strings.Repeat("3", 64)), ToolChanged},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt := reviewed(tc.e, tc.data)

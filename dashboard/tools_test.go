@@ -14,7 +14,7 @@ import (
 	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/internal/policytest"
-	"github.com/pbac-gateway/pbac/tooldefs"
+	tdstore "github.com/pbac-gateway/pbac/tooldefs/store"
 )
 
 // TestReviewTools: an operator lists the tools backends serve, with the
@@ -24,7 +24,7 @@ import (
 // none of it, and a change without the CSRF header is refused.
 func TestReviewTools(t *testing.T) {
 	// On disk, as the stack keeps them.
-	tools, err := tooldefs.Open(t.Context(), t.TempDir(), nil)
+	tools, err := tdstore.Open(t.Context(), t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,8 @@ func TestReviewTools(t *testing.T) {
 		t.Helper()
 		def, _ := json.Marshal(map[string]any{"name": name, "description": description,
 			"inputSchema": map[string]any{"type": "object"}})
-		if hashes := tools.Observe(t.Context(), "jira", []json.RawMessage{def}); hashes[name] == "" {
+		tools.Observe(t.Context(), "jira", []json.RawMessage{def})
+		if _, ok := tools.Hash("jira", name); !ok {
 			t.Fatalf("the definition was not read: %s", def)
 		}
 	}

@@ -31,7 +31,7 @@ import (
 	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/identity"
 	"github.com/pbac-gateway/pbac/plugins"
-	"github.com/pbac-gateway/pbac/tooldefs"
+	tdstore "github.com/pbac-gateway/pbac/tooldefs/store"
 )
 
 //go:embed static
@@ -79,7 +79,7 @@ type Config struct {
 	// Tools are the tool definitions the gateway records from the
 	// backends' tools/list answers, for the operator's review (the admin
 	// API's); nil hides it.
-	Tools *tooldefs.Store
+	Tools *tdstore.Store
 	// Latency reports the gateway's per-stage latency.
 	Latency func() gateway.LatencyReport
 	// Demo is the demo tenant; nil outside it.

@@ -21,6 +21,7 @@ import (
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/jsonrpc"
+	"github.com/pbac-gateway/pbac/tooldefs"
 )
 
 // The aggregated server at /mcp: one MCP server whose tools are every
@@ -220,6 +221,7 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 			continue
 		}
 		cursor := ""
+		var listed []listedTool
 		for range maxToolPages {
 			params := map[string]any{}
 			if cursor != "" {
@@ -231,30 +233,40 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 				break // one unavailable backend does not hide the others
 			}
 			var page struct {
-				Tools      []map[string]json.RawMessage `json:"tools"`
-				NextCursor string                       `json:"nextCursor"`
+				Tools      []json.RawMessage `json:"tools"`
+				NextCursor string            `json:"nextCursor"`
 			}
-			if err := json.Unmarshal(res, &page); err != nil {
+			if tooldefs.CheckObjectKeys(res) != nil || json.Unmarshal(res, &page) != nil {
+				g.log.Warn("aggregate: a tools/list result that cannot be read is not passed on", "backend", name)
 				break
 			}
-			served := make([]json.RawMessage, 0, len(page.Tools))
-			for _, t := range page.Tools {
-				raw, _ := json.Marshal(t)
-				served = append(served, raw)
-			}
-			maps.Copy(defs, g.listedDefinitions(ctx, name, served))
-			for _, t := range page.Tools {
-				var tn string
-				_ = json.Unmarshal(t["name"], &tn)
-				full := name + "." + tn
-				t["name"], _ = json.Marshal(full)
-				raw, _ := json.Marshal(t)
-				tools = append(tools, raw)
-				names = append(names, full)
-			}
+			listed = append(listed, g.readTools(name, page.Tools)...)
 			if cursor = page.NextCursor; cursor == "" {
 				break
 			}
+		}
+		// A name on two pages is one listed twice: neither is passed on.
+		count := map[string]int{}
+		for _, lt := range listed {
+			count[lt.name]++
+		}
+		kept := listed[:0]
+		for _, lt := range listed {
+			if count[lt.name] == 1 {
+				kept = append(kept, lt)
+			}
+		}
+		maps.Copy(defs, g.listedDefinitions(ctx, name, kept))
+		for _, lt := range kept {
+			var t map[string]json.RawMessage
+			if json.Unmarshal(lt.canonical, &t) != nil {
+				continue
+			}
+			full := name + "." + lt.name
+			t["name"], _ = json.Marshal(full)
+			raw, _ := json.Marshal(t)
+			tools = append(tools, raw)
+			names = append(names, full)
 		}
 	}
 	allowed, version, err := g.allowedTools(ctx, &Backend{}, cl, names, defs)

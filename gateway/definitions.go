@@ -9,15 +9,16 @@ import (
 	"slices"
 
 	"github.com/pbac-gateway/pbac/contract"
+	"github.com/pbac-gateway/pbac/tooldefs"
 )
 
 // ToolDefinitions keeps the tool definitions backends serve in tools/list
-// (package tooldefs; the composition root passes one): Observe records
-// the tools of one answer of backend and returns each one's hash by its
-// name; Hash is the newest hash seen for a backend's tool. Both must be
+// (package tooldefs/store; the composition root passes one): Observe
+// records the tools of one answer of backend (canonical definitions, at
+// most one per name); Hash is the newest hash seen for a backend's tool. Both must be
 // safe for concurrent use; Hash is on every call's path.
 type ToolDefinitions interface {
-	Observe(ctx context.Context, backend string, tools []json.RawMessage) map[string]string
+	Observe(ctx context.Context, backend string, tools []json.RawMessage)
 	Hash(backend, name string) (string, bool)
 }
 
@@ -45,23 +46,59 @@ func (g *Gateway) calledDefinition(backend, name string) *contract.ToolDefinitio
 	return &d
 }
 
-// listedDefinitions records the tools of one tools/list answer of backend
-// and returns their definitions by catalogue name ("<backend>.<name>").
-func (g *Gateway) listedDefinitions(ctx context.Context, backend string, tools []json.RawMessage) map[string]contract.ToolDefinition {
-	var hashes map[string]string
-	if g.cfg.ToolDefinitions != nil {
-		hashes = g.cfg.ToolDefinitions.Observe(ctx, backend, tools)
-	}
-	out := make(map[string]contract.ToolDefinition, len(tools))
+// listedTool is one tool object of a tools/list answer as the gateway
+// forwards it: its name as tooldefs reads it, its canonical form (what
+// the client gets) and that form's hash.
+type listedTool struct {
+	name      string
+	canonical json.RawMessage
+	hash      string
+}
+
+// readTools reads the tool objects of one tools/list answer of backend
+// strictly (tooldefs.Canonical). An object it cannot read is dropped, and
+// so is every object of a name listed more than once: which of them a
+// client keeps is the client's guess, and policy decides per name. Each
+// object is judged on its own definition: nothing rides on another
+// object's name.
+func (g *Gateway) readTools(backend string, tools []json.RawMessage) []listedTool {
+	out := make([]listedTool, 0, len(tools))
+	count := make(map[string]int, len(tools))
 	for _, t := range tools {
-		var tn struct {
-			Name string `json:"name"`
-		}
-		if json.Unmarshal(t, &tn) != nil || tn.Name == "" {
+		name, canonical, err := tooldefs.Canonical(t)
+		if err != nil {
+			g.log.Warn("a tool of a tools/list answer is not passed on", "backend", backend, "err", err)
 			continue
 		}
-		full := backend + "." + tn.Name
-		out[full] = g.definition(full, hashes[tn.Name])
+		count[name]++
+		out = append(out, listedTool{name: name, canonical: canonical, hash: tooldefs.Hash(canonical)})
+	}
+	kept := out[:0]
+	for _, lt := range out {
+		if count[lt.name] > 1 {
+			g.log.Warn("a tool listed more than once in one tools/list answer is not passed on", "backend", backend, "tool", lt.name, "times", count[lt.name])
+			continue
+		}
+		kept = append(kept, lt)
+	}
+	return kept
+}
+
+// listedDefinitions records the tools of one tools/list answer of backend
+// (read by readTools) and returns their definitions by catalogue name
+// ("<backend>.<name>").
+func (g *Gateway) listedDefinitions(ctx context.Context, backend string, tools []listedTool) map[string]contract.ToolDefinition {
+	if g.cfg.ToolDefinitions != nil {
+		defs := make([]json.RawMessage, len(tools))
+		for i, lt := range tools {
+			defs[i] = lt.canonical
+		}
+		g.cfg.ToolDefinitions.Observe(ctx, backend, defs)
+	}
+	out := make(map[string]contract.ToolDefinition, len(tools))
+	for _, lt := range tools {
+		full := backend + "." + lt.name
+		out[full] = g.definition(full, lt.hash)
 	}
 	return out
 }
@@ -123,7 +160,13 @@ func (g *Gateway) discover(ctx context.Context, b *Backend) (int, error) {
 		if err := json.Unmarshal(res, &page); err != nil {
 			return seen, fmt.Errorf("tools/list result: %w", err)
 		}
-		seen += len(g.cfg.ToolDefinitions.Observe(ctx, b.Name, page.Tools))
+		listed := g.readTools(b.Name, page.Tools)
+		defs := make([]json.RawMessage, len(listed))
+		for i, lt := range listed {
+			defs[i] = lt.canonical
+		}
+		g.cfg.ToolDefinitions.Observe(ctx, b.Name, defs)
+		seen += len(listed)
 		if cursor = page.NextCursor; cursor == "" {
 			return seen, nil
 		}

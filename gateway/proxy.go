@@ -19,6 +19,7 @@ import (
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/jsonrpc"
+	"github.com/pbac-gateway/pbac/tooldefs"
 )
 
 // Header names of the Streamable HTTP transport.
@@ -664,6 +665,12 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller, body []byte, sse bool, rec *audit.Record) ([]byte, int, error) {
 	kept := 0
 	rewrite := func(msg []byte) ([]byte, error) {
+		// A key twice (or spelt twice) is read one way here and another by
+		// some client: such an answer is not passed on. (Each tool object
+		// is read strictly on its own, by readTools.)
+		if err := tooldefs.CheckObjectKeys(msg); err != nil {
+			return nil, fmt.Errorf("backend answer: %w", err)
+		}
 		var env map[string]json.RawMessage
 		if err := json.Unmarshal(msg, &env); err != nil {
 			return nil, fmt.Errorf("backend answer is not JSON: %w", err)
@@ -671,6 +678,9 @@ func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller,
 		res, ok := env["result"]
 		if !ok {
 			return msg, nil // an error answer passes as it is
+		}
+		if err := tooldefs.CheckObjectKeys(res); err != nil {
+			return nil, fmt.Errorf("tools/list result: %w", err)
 		}
 		var result map[string]json.RawMessage
 		if err := json.Unmarshal(res, &result); err != nil {
@@ -680,23 +690,20 @@ func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller,
 		if err := json.Unmarshal(result["tools"], &tools); err != nil {
 			return nil, fmt.Errorf("tools/list result has no tool array: %w", err)
 		}
-		names := make([]string, 0, len(tools))
-		for _, t := range tools {
-			var tn struct {
-				Name string `json:"name"`
-			}
-			_ = json.Unmarshal(t, &tn)
-			names = append(names, backend.Name+"."+tn.Name)
+		listed := g.readTools(backend.Name, tools)
+		names := make([]string, len(listed))
+		for i, lt := range listed {
+			names[i] = backend.Name + "." + lt.name
 		}
-		allowed, version, err := g.allowedTools(ctx, backend, cl, names, g.listedDefinitions(ctx, backend.Name, tools))
+		allowed, version, err := g.allowedTools(ctx, backend, cl, names, g.listedDefinitions(ctx, backend.Name, listed))
 		if err != nil {
 			return nil, err
 		}
 		rec.PolicyVersion = version
-		out := make([]json.RawMessage, 0, len(tools))
-		for i, t := range tools {
+		out := make([]json.RawMessage, 0, len(listed))
+		for i, lt := range listed {
 			if allowed[names[i]] {
-				out = append(out, t)
+				out = append(out, lt.canonical) // what was hashed is what is forwarded
 			}
 		}
 		kept = len(out)
@@ -712,20 +719,28 @@ func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller,
 		b, err := rewrite(body)
 		return b, kept, err
 	}
+	// Events are read as clients read them (CR, LF or CRLF line ends, a
+	// byte order mark, data over several lines) and written back in one
+	// form: every data the client will see has been through rewrite.
 	var out bytes.Buffer
-	for _, line := range bytes.SplitAfter(body, []byte("\n")) {
-		data, ok := bytes.CutPrefix(line, []byte("data:"))
-		if !ok {
-			out.Write(line)
-			continue
+	events := newSSEReader(bytes.NewReader(body), maxFilteredResponse)
+	for {
+		ev, err := events.next()
+		if errors.Is(err, io.EOF) {
+			break
 		}
-		b, err := rewrite(bytes.TrimSpace(data))
 		if err != nil {
 			return nil, 0, err
 		}
-		out.WriteString("data: ")
-		out.Write(b)
-		out.WriteByte('\n')
+		data := ev.data
+		if ev.hasData && len(bytes.TrimSpace(data)) > 0 { // an empty data is a priming event
+			if data, err = rewrite(data); err != nil {
+				return nil, 0, err
+			}
+		}
+		if err := ev.write(&out, data); err != nil {
+			return nil, 0, err
+		}
 	}
 	return out.Bytes(), kept, nil
 }
@@ -845,6 +860,12 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer cancel()
 		defer resp.Body.Close()
+		if strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream") {
+			if err := pipeStream(w, resp.Body); err != nil {
+				g.log.Warn("the backend's event stream ended", "backend", backend.Name, "err", err)
+			}
+			return
+		}
 		pipe(w, resp.Body)
 	})
 	return nil

@@ -1,15 +1,16 @@
-// Package tooldefs keeps the tool definitions the gateway has seen its
-// backends serve in tools/list: per backend and tool name, the definition
-// (name, title, description, input and output schema, annotations), its
-// hash, when it was first and last seen, and an operator's review of it.
-// The catalogue pins a reviewed definition by its hash (contract.Tool.Pin);
-// a backend that later serves another definition under the same name (a
-// "rug pull") is caught by comparing the hash the gateway saw last with the
-// pin.
+// Package tooldefs reads the tool definitions backends serve in tools/list:
+// each one strictly, into the canonical form the gateway forwards, with
+// its hash and a reviewer's warnings. The catalogue pins a reviewed
+// definition by its hash (contract.Tool.Pin); a backend that later serves
+// another definition under the same name (a "rug pull") is caught by
+// comparing the hash with the pin. Package tooldefs/store keeps what was
+// seen.
 //
 // Definitions come from backends and are outside input: each is bounded
-// in size, read once into its canonical form, and every check on it is
-// linear in its length.
+// in size, read once, and every check on it is linear in its length. A
+// definition two readers could read differently (a key twice, two
+// spellings of one key, a name outside the MCP tool-name characters) is
+// refused, never forwarded.
 package tooldefs
 
 import (
@@ -19,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"sort"
 	"strings"
@@ -34,13 +36,20 @@ const MaxDefinitionBytes = 64 << 10
 var ErrBadDefinition = errors.New("tooldefs: bad tool definition")
 
 // Canonical reads one tool of a tools/list result and returns its name and
-// its canonical form: the JSON object without _meta (which carries
-// per-response data, not what the model is told), keys sorted, no
-// insignificant space, numbers as written. Two servings of the same
-// definition, however formatted, have the same canonical form.
+// its canonical form: the JSON object with its keys sorted, no
+// insignificant space, strings re-escaped one way, numbers as written. The
+// canonical form is what the gateway forwards, so what was hashed (and
+// reviewed) is what the client reads. _meta is part of it: hosts act on it
+// (an app's UI resource, say). Refused (ErrBadDefinition): not one JSON
+// object, larger than MaxDefinitionBytes, an object anywhere in it with a
+// key twice or two keys equal but for case (clients resolve those
+// differently), no name, or a name outside NamePattern.
 func Canonical(tool []byte) (name string, canonical []byte, err error) {
 	if len(tool) > MaxDefinitionBytes {
 		return "", nil, fmt.Errorf("%w: %d bytes, more than %d", ErrBadDefinition, len(tool), MaxDefinitionBytes)
+	}
+	if err := CheckKeys(tool); err != nil {
+		return "", nil, fmt.Errorf("%w: %w", ErrBadDefinition, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(tool))
 	dec.UseNumber()
@@ -51,14 +60,13 @@ func Canonical(tool []byte) (name string, canonical []byte, err error) {
 	if obj == nil {
 		return "", nil, fmt.Errorf("%w: not a JSON object", ErrBadDefinition)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return "", nil, fmt.Errorf("%w: more than one JSON value", ErrBadDefinition)
 	}
 	name, _ = obj["name"].(string)
-	if name == "" {
-		return "", nil, fmt.Errorf("%w: no name", ErrBadDefinition)
+	if !NamePattern.MatchString(name) {
+		return "", nil, fmt.Errorf("%w: name %q: want 1 to 128 of A-Z a-z 0-9 _ - . /", ErrBadDefinition, clip(name))
 	}
-	delete(obj, "_meta")
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -66,6 +74,65 @@ func Canonical(tool []byte) (name string, canonical []byte, err error) {
 		return "", nil, fmt.Errorf("%w: %w", ErrBadDefinition, err)
 	}
 	return name, bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// NamePattern is a tool name the gateway forwards: the characters the MCP
+// specification lists for tool names (2025-11-25), and "/".
+var NamePattern = regexp.MustCompile(`^[A-Za-z0-9_./-]{1,128}$`)
+
+// clip shortens outside text for an error message.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// CheckKeys walks raw JSON once and refuses an object with a key twice,
+// or with two keys equal under Unicode case folding.
+func CheckKeys(raw []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	type frame struct {
+		object bool
+		keys   map[string]bool // folded
+		key    bool            // the next token is a key
+	}
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].key {
+			if k, ok := tok.(string); ok {
+				f := strings.ToLower(k)
+				if stack[n-1].keys[f] {
+					return fmt.Errorf("key %q twice (or spelt twice)", clip(k))
+				}
+				stack[n-1].keys[f] = true
+				stack[n-1].key = false
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, frame{object: true, keys: map[string]bool{}, key: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, frame{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		// A value ends: in an object, a key comes next.
+		if n := len(stack); n > 0 && stack[n-1].object {
+			stack[n-1].key = true
+		}
+	}
 }
 
 // Hash is "sha256:<hex>" of a canonical definition: the form of
@@ -116,9 +183,12 @@ func Flags(canonical []byte) []Flag {
 		return nil
 	}
 	var out []Flag
+	more := 0
 	add := func(path, what string) {
 		if len(out) < maxFlags {
 			out = append(out, Flag{Path: path, What: what})
+		} else {
+			more++
 		}
 	}
 	var walk func(path string, v any)
@@ -151,6 +221,9 @@ func Flags(canonical []byte) []Flag {
 		}
 	}
 	walk("", v)
+	if more > 0 {
+		out = append(out, Flag{What: fmt.Sprintf("and %d more not shown", more)})
+	}
 	return out
 }
 
@@ -165,14 +238,28 @@ func schemaURI(path string) bool {
 	return false
 }
 
+// hiddenRune is a character a reader does not see: format and private-use
+// characters (zero-width, bidi controls, Unicode tags), controls but tab and
+// newlines, variation selectors, and the blank fillers some fonts draw as
+// nothing.
+func hiddenRune(r rune) bool {
+	switch {
+	case r == utf8.RuneError, unicode.Is(unicode.Cf, r), unicode.Is(unicode.Co, r),
+		unicode.IsControl(r) && r != '\n' && r != '\t' && r != '\r',
+		unicode.Is(unicode.Variation_Selector, r),
+		r == 0x115F, r == 0x1160, r == 0x2800, r == 0x3164, r == 0xFFA0:
+		return true
+	}
+	return false
+}
+
 // textFlags is what Flags says of one string; uri: the string is a
 // schema's own URI, so a link in it is not flagged.
 func textFlags(s string, uri bool) []string {
 	var out []string
 	hidden := map[rune]bool{}
 	for _, r := range s {
-		if r == utf8.RuneError || unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Co, r) ||
-			(unicode.IsControl(r) && r != '\n' && r != '\t' && r != '\r') {
+		if hiddenRune(r) {
 			if len(hidden) < 4 {
 				hidden[r] = true
 			}
@@ -197,4 +284,32 @@ func textFlags(s string, uri bool) []string {
 		}
 	}
 	return out
+}
+
+// CheckObjectKeys refuses a JSON object whose own keys (not those of the
+// values in it) repeat or differ only in case; the values are skipped,
+// not checked. Not an object is an error too.
+func CheckObjectKeys(raw []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return errors.New("not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		k, _ := tok.(string)
+		f := strings.ToLower(k)
+		if seen[f] {
+			return fmt.Errorf("key %q twice (or spelt twice)", clip(k))
+		}
+		seen[f] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -34,7 +34,7 @@ import (
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/plugins/bundlesource"
 	"github.com/pbac-gateway/pbac/plugins/pgsync"
-	"github.com/pbac-gateway/pbac/tooldefs"
+	tdstore "github.com/pbac-gateway/pbac/tooldefs/store"
 )
 
 // Config is everything the system is built from, resolved: cmd/pbac fills
@@ -196,7 +196,7 @@ type Stack struct {
 	trail           *audit.Trail
 	index           *index.Index
 	gw              *gateway.Gateway
-	tools           *tooldefs.Store // the tool definitions backends serve
+	tools           *tdstore.Store // the tool definitions backends serve
 	backends        []gateway.Backend
 	agents          []DemoAgent
 	ready           *readiness
@@ -446,7 +446,7 @@ func discoverTools(ctx context.Context, gw *gateway.Gateway, first, every time.D
 }
 
 // toolDefinitionsDir is where the tool definitions backends serve are kept
-// in the data dir (package tooldefs).
+// in the data dir (package tooldefs/store).
 const toolDefinitionsDir = "tool-definitions"
 
 // newGateway builds the gateway on what is open.
@@ -456,7 +456,7 @@ func (s *Stack) newGateway() error {
 	if !s.cfg.Ephemeral {
 		dir = filepath.Join(s.cfg.DataDir, toolDefinitionsDir)
 	}
-	tools, err := tooldefs.Open(s.bgCtx, dir, s.log)
+	tools, err := tdstore.Open(s.bgCtx, dir, s.log)
 	if err != nil {
 		return fmt.Errorf("open the tool definitions: %w", err)
 	}

@@ -1,10 +1,12 @@
-package tooldefs
+package store
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pbac-gateway/pbac/tooldefs"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -25,11 +27,11 @@ const (
 
 func hashOf(t *testing.T, def string) string {
 	t.Helper()
-	_, c, err := Canonical([]byte(def))
+	_, c, err := tooldefs.Canonical([]byte(def))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Hash(c)
+	return tooldefs.Hash(c)
 }
 
 func TestStoreKeepsDefinitionsAcrossReopen(t *testing.T) {
@@ -40,17 +42,28 @@ func TestStoreKeepsDefinitionsAcrossReopen(t *testing.T) {
 	}
 	clock := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
 	s.now = func() time.Time { return clock }
-	got := s.Observe(t.Context(), "fs", tools(readV1, write, `{"description":"no name"}`))
-	if len(got) != 2 || got["read_file"] != hashOf(t, readV1) || got["write_file"] != hashOf(t, write) {
-		t.Fatalf("Observe = %v", got)
+	s.Observe(t.Context(), "fs", tools(readV1, write, `{"description":"no name"}`))
+	if h, _ := s.Hash("fs", "read_file"); h != hashOf(t, readV1) {
+		t.Fatalf("Hash(read_file) = %q", h)
+	}
+	if h, _ := s.Hash("fs", "write_file"); h != hashOf(t, write) {
+		t.Fatalf("Hash(write_file) = %q", h)
+	}
+	if n := len(s.List()); n != 2 {
+		t.Fatalf("%d tools kept, want 2 (a definition without a name is not)", n)
 	}
 	clock = clock.Add(time.Hour)
 	s.Observe(t.Context(), "fs", tools(readV2))
 	if h, ok := s.Hash("fs", "read_file"); !ok || h != hashOf(t, readV2) {
 		t.Fatalf("Hash after the change = %q, %v", h, ok)
 	}
-	if _, err := s.Keep("fs", "read_file", hashOf(t, readV1)); !errors.Is(err, ErrStale) {
-		t.Fatalf("Keep of the older definition = %v, want ErrStale", err)
+	if _, err := s.Keep("fs", "read_file", hashOf(t, `{"name":"read_file","description":"never served"}`)); !errors.Is(err, ErrStale) {
+		t.Fatalf("Keep of a definition never seen = %v, want ErrStale", err)
+	}
+	// The operator reviewed readV1; the backend serves readV2 since: the
+	// catalogue pins what was reviewed, and the store keeps it.
+	if e, err := s.Keep("fs", "read_file", hashOf(t, readV1)); err != nil || e.Pinned == nil || e.Pinned.Hash != hashOf(t, readV1) {
+		t.Fatalf("Keep of the older, still kept definition = %+v, %v", e.Pinned, err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -71,7 +84,7 @@ func TestStoreKeepsDefinitionsAcrossReopen(t *testing.T) {
 	if !e.FirstSeen.Equal(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)) || !e.LastSeen.Equal(clock) {
 		t.Errorf("first/last seen = %s / %s", e.FirstSeen, e.LastSeen)
 	}
-	if len(Flags(e.Current().Definition)) == 0 {
+	if len(tooldefs.Flags(e.Current().Definition)) == 0 {
 		t.Errorf("the changed definition has no flags: %+v", e.Current())
 	}
 	if list := s.List(); len(list) != 2 || list[0].Name != "read_file" || list[1].Name != "write_file" {
@@ -141,10 +154,7 @@ func TestStoreBoundsToolsPerBackend(t *testing.T) {
 	for i := range MaxToolsPerBackend + 10 {
 		defs = append(defs, fmt.Sprintf(`{"name":"t%d"}`, i))
 	}
-	got := s.Observe(t.Context(), "many", tools(defs...))
-	if len(got) != MaxToolsPerBackend+10 {
-		t.Errorf("%d hashes returned, want one per tool", len(got))
-	}
+	s.Observe(t.Context(), "many", tools(defs...))
 	if n := len(s.List()); n != MaxToolsPerBackend {
 		t.Errorf("%d tools kept, want the bound %d", n, MaxToolsPerBackend)
 	}
@@ -169,7 +179,7 @@ func TestStoreKeepsLargeDefinitions(t *testing.T) {
 			}
 			defer s.Close()
 			def := func(i int) string {
-				return fmt.Sprintf(`{"name":"read_file","description":"v%d %s"}`, i, strings.Repeat("x", MaxDefinitionBytes-100))
+				return fmt.Sprintf(`{"name":"read_file","description":"v%d %s"}`, i, strings.Repeat("x", tooldefs.MaxDefinitionBytes-100))
 			}
 			s.Observe(t.Context(), "fs", tools(def(0)))
 			if _, err := s.Keep("fs", "read_file", hashOf(t, def(0))); err != nil {
@@ -187,5 +197,32 @@ func TestStoreKeepsLargeDefinitions(t *testing.T) {
 				t.Fatal("the pinned definition was dropped")
 			}
 		})
+	}
+}
+
+// TestStoreConcurrentUse: listings, lookups and reviews from many
+// goroutines (run with -race).
+func TestStoreConcurrentUse(t *testing.T) {
+	s, err := Open(t.Context(), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Observe(t.Context(), "fs", tools(readV1))
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 20 {
+				s.Observe(t.Context(), "fs", tools(fmt.Sprintf(`{"name":"read_file","description":"v%d"}`, (i+j)%3), write))
+				_, _ = s.Hash("fs", "read_file")
+				if e, err := s.Entry("fs", "read_file"); err == nil {
+					_, _ = s.Keep("fs", "read_file", e.Hash)
+				}
+				_ = s.List()
+			}
+		})
+	}
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,10 +1,11 @@
-package tooldefs
+package store
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pbac-gateway/pbac/tooldefs"
 	"log/slog"
 	"sort"
 	"strings"
@@ -23,9 +24,6 @@ const (
 	// keepVersions bounds the distinct definitions kept per tool besides
 	// the pinned one.
 	keepVersions = 4
-	// lastSeenEvery is how stale a kept "last seen" may grow before a
-	// listing that changes nothing else writes it.
-	lastSeenEvery = time.Minute
 )
 
 // Review states an operator sets (Entry.Review.State).
@@ -76,7 +74,7 @@ type Entry struct {
 	Pinned *Version `json:"pinned,omitempty"`
 	Review *Review  `json:"review,omitempty"`
 
-	written time.Time // LastSeen as last written
+	rev uint64 // counts the changes made in memory since Open
 }
 
 // Current is the newest definition seen.
@@ -125,6 +123,13 @@ type Store struct {
 	tools  map[string]*Entry // by key(backend, name)
 	counts map[string]int    // tools kept per backend
 	warned map[string]bool   // backends told they passed MaxToolsPerBackend
+
+	// writing orders the writes, which a listing makes outside mu (the
+	// request path's Hash never waits for the disk); written is the
+	// newest revision of each entry written, so an older copy that comes
+	// late is not written over a newer one.
+	writing sync.Mutex
+	written map[string]uint64
 }
 
 const entryPrefix = "tool/"
@@ -143,17 +148,19 @@ func Open(ctx context.Context, dir string, logger *slog.Logger) (*Store, error) 
 	bo := badger.DefaultOptions(dir).
 		WithLogger(nil).
 		WithNumVersionsToKeep(1).
-		WithMemTableSize(4 << 20).
-		WithValueThreshold(1 << 10).
+		WithMemTableSize(8 << 20).
+		WithValueThreshold(1 << 20).
 		WithBlockCacheSize(1 << 20).
 		WithIndexCacheSize(1 << 20).
 		WithNumCompactors(2)
+	// Every entry stays in the LSM tree (the value threshold is above the
+	// largest, every definition kept each up to MaxDefinitionBytes: a few
+	// hundred KiB; Badger allows 1 MiB when a batch, 15% of a memtable,
+	// holds it), so compaction reclaims the space of an entry rewritten by
+	// a backend that changes its definitions: no value log to collect. In
+	// memory there is no value log at all.
 	if dir == "" {
-		// In memory there is no value log: an entry must fit under the
-		// value threshold, and the largest one (every definition kept, each
-		// up to MaxDefinitionBytes) is hundreds of KiB. Badger allows a
-		// threshold up to 1 MiB when a batch (15% of a memtable) holds it.
-		bo = bo.WithInMemory(true).WithMemTableSize(8 << 20).WithValueThreshold(1 << 20)
+		bo = bo.WithInMemory(true)
 	} else {
 		bo = bo.WithSyncWrites(true).WithValueLogFileSize(16 << 20)
 	}
@@ -161,7 +168,8 @@ func Open(ctx context.Context, dir string, logger *slog.Logger) (*Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("tooldefs: open %q: %w", dir, err)
 	}
-	s := &Store{db: db, log: logger, now: time.Now, tools: map[string]*Entry{}, counts: map[string]int{}, warned: map[string]bool{}}
+	s := &Store{db: db, log: logger, now: time.Now, tools: map[string]*Entry{}, counts: map[string]int{}, warned: map[string]bool{},
+		written: map[string]uint64{}}
 	err = db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(entryPrefix), PrefetchValues: true})
 		defer it.Close()
@@ -170,7 +178,6 @@ func Open(ctx context.Context, dir string, logger *slog.Logger) (*Store, error) 
 			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
 				return fmt.Errorf("read %q: %w", it.Item().Key(), err)
 			}
-			e.written = e.LastSeen
 			s.tools[key(e.Backend, e.Name)] = &e
 			s.counts[e.Backend]++
 		}
@@ -185,64 +192,98 @@ func Open(ctx context.Context, dir string, logger *slog.Logger) (*Store, error) 
 	return s, nil
 }
 
-// Close closes the database.
+// Close writes the last-seen times a listing keeps in memory only, and
+// closes the database.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("tooldefs: close: %w", err)
+	s.mu.Lock()
+	all := make([]Entry, 0, len(s.tools))
+	for _, e := range s.tools {
+		e.rev++
+		all = append(all, e.clone())
 	}
-	return nil
+	s.mu.Unlock()
+	err := s.write(all)
+	if cerr := s.db.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("tooldefs: close: %w", cerr))
+	}
+	return err
 }
 
-// put writes e; the caller holds s.mu.
-func (s *Store) put(e *Entry) error {
-	raw, err := json.Marshal(e)
-	if err != nil {
-		return err
+// write writes copies of entries in one batch, skipping a copy older than
+// one already written.
+func (s *Store) write(entries []Entry) error {
+	s.writing.Lock()
+	defer s.writing.Unlock()
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for i := range entries {
+		e := &entries[i]
+		k := key(e.Backend, e.Name)
+		if e.rev < s.written[k] {
+			continue
+		}
+		raw, err := json.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("tooldefs: encode %s.%s: %w", e.Backend, e.Name, err)
+		}
+		if err := wb.Set([]byte(entryPrefix+k), raw); err != nil {
+			return fmt.Errorf("tooldefs: write %s.%s: %w", e.Backend, e.Name, err)
+		}
+		s.written[k] = e.rev
 	}
-	if err := s.db.Update(func(txn *badger.Txn) error {
-		return txn.Set([]byte(entryPrefix+key(e.Backend, e.Name)), raw)
-	}); err != nil {
-		return fmt.Errorf("tooldefs: write %s.%s: %w", e.Backend, e.Name, err)
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("tooldefs: write: %w", err)
 	}
-	e.written = e.LastSeen
 	return nil
 }
 
 // Observe records the tools of one tools/list answer of backend (each the
-// JSON object the backend served) and returns each tool's hash by name. A
-// tool that cannot be read (ErrBadDefinition) has no hash: a pinned tool
-// it names then matches no pin. A failed write is logged and the hashes
-// are still returned: the next listing tries again.
-func (s *Store) Observe(_ context.Context, backend string, tools []json.RawMessage) map[string]string {
-	hashes := make(map[string]string, len(tools))
-	now := s.now().UTC()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// JSON object the backend served, or its canonical form). A tool that
+// cannot be read (tooldefs.ErrBadDefinition) is not recorded. The
+// definitions are read before the store is locked, and what changed (a
+// new tool, another definition) is written after: the request path's
+// Hash waits for a map update, never for the disk. A listing that changes
+// nothing but the last-seen times writes nothing (they are written at
+// Close). A failed write is logged: the next change writes the entry again.
+func (s *Store) Observe(_ context.Context, backend string, tools []json.RawMessage) {
+	type seen struct {
+		name, hash string
+		canonical  []byte
+	}
+	read := make([]seen, 0, len(tools))
 	for _, raw := range tools {
-		name, canonical, err := Canonical(raw)
+		name, canonical, err := tooldefs.Canonical(raw)
 		if err != nil {
 			s.log.Warn("tool definition not kept", "backend", backend, "err", err)
 			continue
 		}
-		hash := Hash(canonical)
-		hashes[name] = hash
-		if err := s.observe(backend, name, hash, canonical, now); err != nil {
-			s.log.Warn("tool definition not stored", "backend", backend, "tool", name, "err", err)
+		read = append(read, seen{name: name, hash: tooldefs.Hash(canonical), canonical: canonical})
+	}
+	now := s.now().UTC()
+	var changed []Entry
+	s.mu.Lock()
+	for _, t := range read {
+		if e := s.observe(backend, t.name, t.hash, t.canonical, now); e != nil {
+			changed = append(changed, e.clone())
 		}
 	}
-	return hashes
+	s.mu.Unlock()
+	if len(changed) > 0 {
+		if err := s.write(changed); err != nil {
+			s.log.Warn("tool definitions not stored", "backend", backend, "err", err)
+		}
+	}
 }
 
-func (s *Store) observe(backend, name, hash string, canonical []byte, now time.Time) error {
+// observe records one tool in memory and returns its entry when it
+// changed (nil when only its last-seen time did); the caller holds s.mu.
+func (s *Store) observe(backend, name, hash string, canonical []byte, now time.Time) *Entry {
 	k := key(backend, name)
 	e, ok := s.tools[k]
 	if ok && e.Hash == hash {
 		e.LastSeen = now
 		e.Versions[0].LastSeen = now
-		if now.Sub(e.written) < lastSeenEvery {
-			return nil
-		}
-		return s.put(e)
+		return nil
 	}
 	if !ok {
 		if s.counts[backend] >= MaxToolsPerBackend {
@@ -268,7 +309,8 @@ func (s *Store) observe(backend, name, hash string, canonical []byte, now time.T
 		}
 	}
 	e.Hash, e.LastSeen, e.Versions = hash, now, versions
-	return s.put(e)
+	e.rev++
+	return e
 }
 
 // Hash is the hash of the newest definition of backend's tool name seen,
@@ -313,39 +355,44 @@ func (s *Store) List() []Entry {
 
 // Keep marks the definition hash of a tool as the one the catalogue pins
 // now (it is kept however many definitions follow), and clears the
-// review state. It is ErrStale when hash is not the newest definition
-// seen.
+// review state. The definition need not be the newest one seen (the
+// backend may have served another since the operator looked), only one
+// still kept: else ErrStale.
 func (s *Store) Keep(backend, name, hash string) (Entry, error) {
-	return s.update(backend, name, hash, func(e *Entry, v Version) {
+	return s.update(backend, name, hash, false, func(e *Entry, v Version) {
 		e.Pinned = &v
 		e.Review = nil
 	})
 }
 
 // SetReview records an operator's state (StateDismissed, StateRejected)
-// for the newest definition of a tool, which must be hash.
+// for the newest definition of a tool, which must be hash (ErrStale).
 func (s *Store) SetReview(backend, name, hash, state, by string) (Entry, error) {
 	if state != StateDismissed && state != StateRejected {
 		return Entry{}, fmt.Errorf("tooldefs: unknown review state %q", state)
 	}
-	return s.update(backend, name, hash, func(e *Entry, _ Version) {
+	return s.update(backend, name, hash, true, func(e *Entry, _ Version) {
 		e.Review = &Review{State: state, Hash: hash, By: by, At: s.now().UTC()}
 	})
 }
 
-func (s *Store) update(backend, name, hash string, f func(*Entry, Version)) (Entry, error) {
+// update changes one entry with f, given the kept definition of hash
+// (newest: the newest one seen), and writes it before it returns.
+func (s *Store) update(backend, name, hash string, newest bool, f func(*Entry, Version)) (Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.tools[key(backend, name)]
 	if !ok {
 		return Entry{}, fmt.Errorf("%w: %s.%s", ErrNotFound, backend, name)
 	}
-	if e.Hash != hash {
+	v, kept := e.Version(hash)
+	if !kept || (newest && e.Hash != hash) {
 		return Entry{}, fmt.Errorf("%w: %s.%s is now %s, not %s", ErrStale, backend, name, short(e.Hash), short(hash))
 	}
 	prev := e.clone()
-	f(e, e.Versions[0])
-	if err := s.put(e); err != nil {
+	f(e, v)
+	e.rev++
+	if err := s.write([]Entry{e.clone()}); err != nil {
 		*e = prev
 		return Entry{}, err
 	}
