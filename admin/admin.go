@@ -389,7 +389,11 @@ func (a *api) queryAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	f := audit.Filter{ClientID: q.Get("client_id"), Tool: q.Get("tool"), Decision: q.Get("decision"), Subject: q.Get("sub")}
+	f := audit.Filter{Event: q.Get("event"), ClientID: q.Get("client_id"), Tool: q.Get("tool"), Decision: q.Get("decision"), Subject: q.Get("sub")}
+	if err := f.CheckEvent(); err != nil {
+		adminJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
 	for key, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
 		if v := q.Get(key); v != "" {
 			t, err := time.Parse(time.RFC3339, v)

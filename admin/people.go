@@ -51,7 +51,7 @@ func RevokePersonRecord(sub, operator, reason string, r PersonRevocation) audit.
 	if reason != "" {
 		reasons = append(reasons, "reason: "+reason)
 	}
-	return audit.Record{Time: time.Now().UTC(), RequestID: rand.Text(), ClientID: OperatorClientID, Subject: sub,
+	return audit.Record{Event: audit.EventRevocation, Time: time.Now().UTC(), RequestID: rand.Text(), ClientID: OperatorClientID, Subject: sub,
 		Method: MethodRevokePerson, Decision: audit.DecisionAllow, Status: http.StatusOK, Reasons: reasons}
 }
 

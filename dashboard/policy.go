@@ -161,7 +161,7 @@ func (h *Handler) queryAudit(w http.ResponseWriter, r *http.Request, s *session)
 		return
 	}
 	q := r.URL.Query()
-	f := audit.Filter{ClientID: q.Get("client_id"), Tool: q.Get("tool"), Decision: q.Get("decision"), Subject: q.Get("sub"), Limit: 100}
+	f := audit.Filter{Event: q.Get("event"), ClientID: q.Get("client_id"), Tool: q.Get("tool"), Decision: q.Get("decision"), Subject: q.Get("sub"), Limit: 100}
 	if sub, only := h.ownRecordsOnly(s); only {
 		// A person who does not operate sees their own records, whatever
 		// the query asks for.
@@ -173,6 +173,10 @@ func (h *Handler) queryAudit(w http.ResponseWriter, r *http.Request, s *session)
 	}
 	if d := f.Decision; d != "" && d != "allow" && d != "deny" && d != "error" {
 		writeError(w, http.StatusBadRequest, "decision must be allow, deny or error")
+		return
+	}
+	if err := f.CheckEvent(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	for key, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {

@@ -382,7 +382,7 @@ func (s *Stack) auditSignIn(_ context.Context, e signin.Event) {
 		return
 	}
 	r := audit.Record{
-		Time: e.Time.UTC(), RequestID: newRequestID(), ClientID: "(sign-in)", Subject: e.Username,
+		Event: audit.EventSignIn, Time: e.Time.UTC(), RequestID: newRequestID(), ClientID: "(sign-in)", Subject: e.Username,
 		Method: "sign-in/" + e.Surface, Remote: e.Address, Count: 1,
 	}
 	switch e.Outcome {
