@@ -84,12 +84,15 @@ type Record struct {
 	Time time.Time `json:"ts"`
 	// Event is the record's kind (EventDecision, EventToken, ...); empty
 	// means EventDecision, and is written as such.
-	Event         string           `json:"event"`
-	RequestID     string           `json:"request_id"`
-	ClientID      string           `json:"client_id"`
-	AgentProvider string           `json:"agent_provider,omitempty"`
-	AgentModel    string           `json:"agent_model,omitempty"`
-	Tier          string           `json:"tier,omitempty"`
+	Event         string `json:"event"`
+	RequestID     string `json:"request_id"`
+	ClientID      string `json:"client_id"`
+	AgentProvider string `json:"agent_provider,omitempty"`
+	AgentModel    string `json:"agent_model,omitempty"`
+	Tier          string `json:"tier,omitempty"`
+	// Attestation is what vouches for the client (a software statement,
+	// an operator, a metadata document, a person), on AS events.
+	Attestation   string           `json:"attestation,omitempty"`
 	Subject       string           `json:"sub,omitempty"`
 	Act           json.RawMessage  `json:"act,omitempty"` // RFC 8693 actor chain as JSON
 	Backend       string           `json:"backend,omitempty"`
