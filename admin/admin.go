@@ -289,7 +289,7 @@ func (a *api) upload(w http.ResponseWriter, r *http.Request) {
 	source := "admin upload"
 	var info plugins.Info
 	if shadow, _ := strconv.ParseBool(r.URL.Query().Get("shadow")); shadow {
-		info, err = a.cfg.Registry.SetShadow(r.Context(), b, source)
+		info, err = a.cfg.Registry.SetShadow(plugins.WithAuthor(r.Context(), TokenAuthor), b, source)
 	} else {
 		info, err = a.cfg.Registry.Activate(plugins.WithAuthor(r.Context(), TokenAuthor), b, source)
 	}
@@ -375,7 +375,7 @@ func (a *api) shadow(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (a *api) clearShadow(w http.ResponseWriter, r *http.Request) {
-	st, ok := a.cfg.Registry.ClearShadow(r.Context())
+	st, ok := a.cfg.Registry.ClearShadow(plugins.WithAuthor(r.Context(), TokenAuthor))
 	if !ok {
 		adminJSON(w, http.StatusNotFound, map[string]string{"error": "no shadow policy"})
 		return

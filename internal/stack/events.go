@@ -1,12 +1,14 @@
 package stack
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"strings"
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/plugins"
 )
 
 // auditAS records the AS's registrations, authorizations, token requests
@@ -67,6 +69,52 @@ func asEventRecord(e asrv.Event, id string) audit.Record {
 	default:
 		r.Decision = audit.DecisionDeny
 		r.Reasons = []string{e.Error + ": " + e.Reason}
+	}
+	return r
+}
+
+// auditPolicy records a change of policy — an activation, a data change,
+// a rollback, a restore at start, a shadow set or cleared, or a candidate
+// refused — in the audit trail once it is open (the first version is
+// activated before). The trail's Record is bounded, as the registry asks.
+func (s *Stack) auditPolicy(_ context.Context, e plugins.Event) {
+	if t := s.policyTrail.Load(); t != nil {
+		t.Record(policyEventRecord(e, newRequestID()))
+	}
+}
+
+// policyClientID is the client of the policy's audit records: no agent,
+// the operator who changed it is their subject.
+const policyClientID = "(policy)"
+
+// policyEventRecord is the audit record of a policy registry event, with
+// the request id id: its method is "policy/<kind>", its subject the
+// author, its policy version the version after (for a shadow, the
+// shadow's), its reason what changed from what, from which source.
+func policyEventRecord(e plugins.Event, id string) audit.Record {
+	r := audit.Record{
+		Event: audit.EventPolicy, Time: e.At.UTC(), RequestID: id, ClientID: policyClientID, Subject: e.Author,
+		Method: "policy/" + e.Kind, PolicyVersion: e.Version, Decision: audit.DecisionAllow, Status: http.StatusOK,
+	}
+	what := e.Kind
+	if e.Version != "" {
+		what += " version " + e.Version
+	}
+	if e.Previous != "" {
+		what += " (before: " + e.Previous + ")"
+	}
+	what += " from " + cmp.Or(e.Source, "an unnamed source")
+	if e.Author != "" {
+		what += " by " + e.Author
+	}
+	r.Reasons = []string{what}
+	if e.Error != "" {
+		// A refused candidate: the active version stays.
+		r.Decision, r.Status = audit.DecisionDeny, http.StatusUnprocessableEntity
+		r.Reasons = append(r.Reasons, "refused: "+e.Error)
+		if e.Version == "" {
+			r.PolicyVersion = e.Previous
+		}
 	}
 	return r
 }

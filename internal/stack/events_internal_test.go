@@ -7,6 +7,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/plugins"
 )
 
 // TestASEventRecord: each AS event becomes an audit record of its kind,
@@ -80,5 +81,53 @@ func TestASEventRecord(t *testing.T) {
 			t.Errorf("AS event kind %q: audit kind %q", k, got)
 		}
 		kinds = append(kinds, got)
+	}
+}
+
+// TestPolicyEventRecord: each policy change is a policy record whose
+// subject is its author, whose policy version is the version after, and
+// whose reason says what changed from what, from which source; a refused
+// candidate is a deny that keeps the active version.
+func TestPolicyEventRecord(t *testing.T) {
+	at := time.Date(2026, 12, 3, 5, 40, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		in   plugins.Event
+		want audit.Record
+	}{
+		{"an activation",
+			plugins.Event{At: at, Kind: "activated", Version: "v2", Previous: "v1", Source: "admin upload", Author: "admin token"},
+			audit.Record{Event: audit.EventPolicy, Time: at, RequestID: "id", ClientID: "(policy)", Subject: "admin token",
+				Method: "policy/activated", PolicyVersion: "v2", Decision: audit.DecisionAllow, Status: 200,
+				Reasons: []string{"activated version v2 (before: v1) from admin upload by admin token"}}},
+		{"a data change from the dashboard",
+			plugins.Event{At: at, Kind: "data_updated", Version: "v3", Previous: "v2", Source: "dashboard data", Author: "olga"},
+			audit.Record{Event: audit.EventPolicy, Time: at, RequestID: "id", ClientID: "(policy)", Subject: "olga",
+				Method: "policy/data_updated", PolicyVersion: "v3", Decision: audit.DecisionAllow, Status: 200,
+				Reasons: []string{"data_updated version v3 (before: v2) from dashboard data by olga"}}},
+		{"a rollback",
+			plugins.Event{At: at, Kind: "rolled_back", Version: "v1", Previous: "v3", Source: "rollback:admin upload", Author: "admin token"},
+			audit.Record{Event: audit.EventPolicy, Time: at, RequestID: "id", ClientID: "(policy)", Subject: "admin token",
+				Method: "policy/rolled_back", PolicyVersion: "v1", Decision: audit.DecisionAllow, Status: 200,
+				Reasons: []string{"rolled_back version v1 (before: v3) from rollback:admin upload by admin token"}}},
+		{"a shadow set, by nobody known",
+			plugins.Event{At: at, Kind: "shadow_set", Version: "s1", Source: "candidate"},
+			audit.Record{Event: audit.EventPolicy, Time: at, RequestID: "id", ClientID: "(policy)",
+				Method: "policy/shadow_set", PolicyVersion: "s1", Decision: audit.DecisionAllow, Status: 200,
+				Reasons: []string{"shadow_set version s1 from candidate"}}},
+		{"a refused candidate keeps the active version",
+			plugins.Event{At: at, Kind: "rejected", Previous: "v1", Source: "file:/bundles/x.tar.gz", Error: "validation: vector failed"},
+			audit.Record{Event: audit.EventPolicy, Time: at, RequestID: "id", ClientID: "(policy)",
+				Method: "policy/rejected", PolicyVersion: "v1", Decision: audit.DecisionDeny, Status: 422,
+				Reasons: []string{"rejected (before: v1) from file:/bundles/x.tar.gz", "refused: validation: vector failed"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := policyEventRecord(tc.in, "id")
+			g, _ := audit.Encode(&got)
+			w, _ := audit.Encode(&tc.want)
+			if string(g) != string(w) {
+				t.Fatalf("record\n got  %s\n want %s", g, w)
+			}
+		})
 	}
 }

@@ -21,8 +21,9 @@ import (
 // is a registration record; its authorization requests, refused by policy
 // before anyone signs in and refused for a redirect URI it did not
 // register, are authorization records with the reason and the policy
-// version; the admin API finds each by event=, and refuses a kind it does
-// not know.
+// version; a policy data change through the admin API is a policy record
+// with its author and the versions before and after; the admin API finds
+// each by event=, and refuses a kind it does not know.
 func TestASEventsInTheAuditTrail(t *testing.T) {
 	cfg := baseConfig(t, t.TempDir())
 	cfg.Ephemeral, cfg.Demo.Backends = true, true
@@ -123,6 +124,38 @@ func TestASEventsInTheAuditTrail(t *testing.T) {
 	if _, recs, _ := query("event=decision&client_id=" + url.QueryEscape(reg.ClientID)); len(recs) != 0 {
 		t.Errorf("event=decision found the AS's records: %+v", recs)
 	}
+	// A policy data change through the admin API: who, from which version
+	// to which.
+	before, _ := st.Registry().Active()
+	active, _ := st.Registry().ActiveBundle()
+	var data map[string]any
+	if err := json.Unmarshal(active.Data, &data); err != nil {
+		t.Fatal(err)
+	}
+	data["agents"].(map[string]any)["cimd_providers"] = map[string]any{"https://agent.example/client.json": "claude-code"}
+	body, _ := json.Marshal(data)
+	req, _ := http.NewRequest(http.MethodPut, st.AdminURL()+"/admin/policy/data", strings.NewReader(string(body)))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT /admin/policy/data: %d", resp.StatusCode)
+	}
+	after, _ := st.Registry().Active()
+	var changes []audit.Record
+	for deadline := time.Now().Add(10 * time.Second); len(changes) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		_, changes, _ = query("event=policy")
+	}
+	if len(changes) != 1 || changes[0].Method != "policy/data_updated" || changes[0].Subject != "admin token" ||
+		changes[0].PolicyVersion != after.Version || len(changes[0].Reasons) != 1 ||
+		!strings.Contains(changes[0].Reasons[0], "(before: "+before.Version+")") || !strings.Contains(changes[0].Reasons[0], "admin data update") {
+		t.Errorf("the data change in the trail: %+v, want one from %s to %s by the admin token", changes, before.Version, after.Version)
+	}
+
 	if status, _, msg := query("event=tool_call"); status != http.StatusBadRequest || !strings.Contains(msg, "event must be one of decision, sign_in") {
 		t.Errorf("an unknown kind: %d %q, want 400 naming the kinds", status, msg)
 	}
