@@ -491,5 +491,8 @@ func (a *api) deleteClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.cfg.Logger.Info("admin: client revoked", "client_id", id)
+	if a.cfg.Audit != nil {
+		a.cfg.Audit.Record(RevokeClientRecord(id, OperatorAdmin))
+	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -22,7 +22,8 @@ import (
 // before anyone signs in and refused for a redirect URI it did not
 // register, are authorization records with the reason and the policy
 // version; a policy data change through the admin API is a policy record
-// with its author and the versions before and after; the admin API finds
+// with its author and the versions before and after; the operator's
+// revocation of the client is a revocation record; the admin API finds
 // each by event=, and refuses a kind it does not know.
 func TestASEventsInTheAuditTrail(t *testing.T) {
 	cfg := baseConfig(t, t.TempDir())
@@ -154,6 +155,25 @@ func TestASEventsInTheAuditTrail(t *testing.T) {
 		changes[0].PolicyVersion != after.Version || len(changes[0].Reasons) != 1 ||
 		!strings.Contains(changes[0].Reasons[0], "(before: "+before.Version+")") || !strings.Contains(changes[0].Reasons[0], "admin data update") {
 		t.Errorf("the data change in the trail: %+v, want one from %s to %s by the admin token", changes, before.Version, after.Version)
+	}
+
+	// The operator revokes the client: a revocation record, by the admin.
+	req, _ = http.NewRequest(http.MethodDelete, st.AdminURL()+"/admin/clients/"+reg.ClientID, nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE /admin/clients/%s: %d", reg.ClientID, resp.StatusCode)
+	}
+	var revoked []audit.Record
+	for deadline := time.Now().Add(10 * time.Second); len(revoked) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		_, revoked, _ = query("event=revocation&client_id=" + url.QueryEscape(reg.ClientID))
+	}
+	if len(revoked) != 1 || revoked[0].Method != "admin/revoke-client" || revoked[0].Subject != "admin" {
+		t.Errorf("the client's revocation in the trail: %+v", revoked)
 	}
 
 	if status, _, msg := query("event=tool_call"); status != http.StatusBadRequest || !strings.Contains(msg, "event must be one of decision, sign_in") {
