@@ -55,7 +55,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	if client.Rejected() {
 		s.log.InfoContext(ctx, "authorization refused: the client was rejected by an operator", "client_id", client.ID)
 		s.event(ctx, *s.forClient(&Event{Kind: EventAuthorization, Action: "authorize", Error: "access_denied",
-			Reason: "the client was rejected by an operator", Status: http.StatusForbidden, Remote: r.RemoteAddr}, client))
+			Reason: "the client was rejected by an operator", Status: http.StatusForbidden, Remote: remoteHost(r)}, client))
 		s.renderError(w, http.StatusForbidden, "access_denied", rejectedPage(client.ID))
 		return
 	}
@@ -71,11 +71,11 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.log.InfoContext(ctx, "authorization refused before sign-in", "client_id", client.ID, "tier", p.tier, "reasons", p.refused)
 		if r.Method == http.MethodGet {
 			s.event(ctx, *s.forClient((&Event{Kind: EventAuthorization, Action: "authorize", Tier: p.tier,
-				PolicyVersion: p.version, Remote: r.RemoteAddr}).refusal(p.refusal()), client))
+				PolicyVersion: p.version, Remote: remoteHost(r)}).refusal(p.refusal()), client))
 			s.renderRefusal(ctx, w, p)
 			return
 		}
-		s.refuseAuthorization(ctx, w, ar, p.refusal(), Event{Tier: p.tier, PolicyVersion: p.version, Remote: r.RemoteAddr})
+		s.refuseAuthorization(ctx, w, ar, p.refusal(), Event{Tier: p.tier, PolicyVersion: p.version, Remote: remoteHost(r)})
 		return
 	}
 	if r.Method == http.MethodGet {
@@ -204,7 +204,7 @@ func (s *Server) authorizeRequest(ctx context.Context, w http.ResponseWriter, r 
 	}
 	if err := s.dropOfflineAccess(r); err != nil {
 		s.event(ctx, Event{Kind: EventAuthorization, Action: "authorize", Error: "invalid_request",
-			Reason: "the request could not be read: " + err.Error(), Status: http.StatusBadRequest, Remote: r.RemoteAddr})
+			Reason: "the request could not be read: " + err.Error(), Status: http.StatusBadRequest, Remote: remoteHost(r)})
 		s.renderError(w, http.StatusBadRequest, "invalid_request", "The request could not be read.")
 		return nil, nil, nil, false
 	}
@@ -214,7 +214,7 @@ func (s *Server) authorizeRequest(ctx context.Context, w http.ResponseWriter, r 
 			err = e // what was wrong with the client's metadata document, not "no such client"
 		}
 		s.log.InfoContext(ctx, "authorize request rejected", "client_id", requestClientID(r), "reason", refusalReason(err))
-		s.refuseAuthorization(ctx, w, ar, err, Event{Remote: r.RemoteAddr})
+		s.refuseAuthorization(ctx, w, ar, err, Event{Remote: remoteHost(r)})
 		return nil, nil, nil, false
 	}
 	// The redirect URI obeys the rule registration applies (fosite matches
@@ -223,7 +223,7 @@ func (s *Server) authorizeRequest(ctx context.Context, w http.ResponseWriter, r 
 	if err := checkAuthorizeParams(r.Form, ar); err != nil {
 		s.log.InfoContext(ctx, "authorize request rejected", "client_id", requestClientID(r), "reason", err.Error())
 		e := Event{Kind: EventAuthorization, Action: "authorize", Error: "invalid_request", Reason: err.Error(),
-			Status: http.StatusBadRequest, Remote: r.RemoteAddr, ClientID: requestClientID(r)}
+			Status: http.StatusBadRequest, Remote: remoteHost(r), ClientID: requestClientID(r)}
 		if c, ok := ar.GetClient().(*Client); ok {
 			s.forClient(&e, c)
 		}

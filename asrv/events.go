@@ -2,6 +2,7 @@ package asrv
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"time"
 
@@ -57,7 +58,7 @@ type Event struct {
 	Status int
 	// PolicyVersion is the policy version that decided, when one did.
 	PolicyVersion string
-	// Remote is the caller's address.
+	// Remote is the caller's address, without its port.
 	Remote string
 }
 
@@ -119,6 +120,15 @@ func refusalReason(err error) string {
 		reason = f.ErrorField
 	}
 	return reason
+}
+
+// remoteHost is the caller's address without its port, as the sign-in
+// records have it.
+func remoteHost(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
 }
 
 // requestClientID is the client id a request names, for an event about a

@@ -164,7 +164,7 @@ func TestEvents(t *testing.T) {
 				t.Errorf("no event's reason says %q: %+v", tc.reason, got)
 			}
 			for _, e := range got {
-				if e.Time.IsZero() || e.Status == 0 || (!e.Allowed && (e.Error == "" || e.Reason == "")) {
+				if e.Time.IsZero() || e.Status == 0 || (!e.Allowed && (e.Error == "" || e.Reason == "")) || (e.Remote != "" && e.Remote != "127.0.0.1") {
 					t.Errorf("incomplete event %+v", e)
 				}
 				if e.Kind != asrv.EventRevocation && e.ClientID == "" && e.Kind != asrv.EventRegistration {

@@ -259,7 +259,7 @@ func rfc7662(i Introspection) map[string]any {
 func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	err := s.provider.NewRevocationRequest(ctx, r)
-	e := Event{Kind: EventRevocation, Action: "revoke", ClientID: requestClientID(r), Remote: r.RemoteAddr,
+	e := Event{Kind: EventRevocation, Action: "revoke", ClientID: requestClientID(r), Remote: remoteHost(r),
 		Allowed: true, Status: http.StatusOK, Reason: "revocation accepted: the token, if it was one of this client's, is revoked"}
 	if hint := r.PostForm.Get("token_type_hint"); hint != "" {
 		e.Reason += " (" + hint + ")"

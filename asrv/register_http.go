@@ -25,7 +25,7 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	// it had one, is what it presented to be vouched for.
 	var req *RegistrationRequest
 	refused := func(status int, code, reason string) {
-		e := Event{Kind: EventRegistration, Action: "register", Error: code, Reason: reason, Status: status, Remote: r.RemoteAddr}
+		e := Event{Kind: EventRegistration, Action: "register", Error: code, Reason: reason, Status: status, Remote: remoteHost(r)}
 		if req != nil && req.SoftwareStatement != "" {
 			e.Attestation = contract.AttestationStatement
 		}
@@ -68,7 +68,7 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		if !errors.As(err, &re) {
 			s.log.ErrorContext(ctx, "register client", "err", err.Error())
 			oe := policyError(err)
-			s.event(ctx, *(&Event{Kind: EventRegistration, Action: "register", Remote: r.RemoteAddr}).refusal(oe))
+			s.event(ctx, *(&Event{Kind: EventRegistration, Action: "register", Remote: remoteHost(r)}).refusal(oe))
 			writeOAuthError(w, oe)
 			return
 		}
@@ -80,7 +80,7 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	s.log.InfoContext(ctx, "client registered", "client_id", client.ID, "verified", client.Agent.Verified,
 		"provider", client.Agent.AgentProvider, "model", client.Agent.AgentModel)
 	e := s.forClient(&Event{Kind: EventRegistration, Action: "register", Allowed: true, Status: http.StatusCreated,
-		Scopes: client.Scopes, Remote: r.RemoteAddr}, client)
+		Scopes: client.Scopes, Remote: remoteHost(r)}, client)
 	e.Reason = "registered unverified: no software statement; nothing vouches for it until an operator approves it or a person vouches for it"
 	if client.Agent.Verified {
 		e.Reason = "registered verified: software statement of issuer " + statementIssuerName(client.Agent)

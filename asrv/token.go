@@ -18,7 +18,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	ar, err := s.provider.NewAccessRequest(ctx, r, &Session{})
 	// refused answers a refused token request and records it.
 	refused := func(err error) {
-		e := Event{Kind: EventToken, Action: r.PostForm.Get("grant_type"), ClientID: requestClientID(r), Remote: r.RemoteAddr}
+		e := Event{Kind: EventToken, Action: r.PostForm.Get("grant_type"), ClientID: requestClientID(r), Remote: remoteHost(r)}
 		if ar != nil {
 			if c, ok := ar.GetClient().(*Client); ok {
 				s.forClient(&e, c)
@@ -67,7 +67,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		"grant_type", strings.Join(ar.GetGrantTypes(), " "), "sub", ar.GetSession().GetSubject(),
 		"scopes", []string(ar.GetGrantedScopes()))
 	e := Event{Kind: EventToken, Action: strings.Join(ar.GetGrantTypes(), " "), Allowed: true, Status: http.StatusOK,
-		Subject: ar.GetSession().GetSubject(), Scopes: ar.GetGrantedScopes(), Remote: r.RemoteAddr}
+		Subject: ar.GetSession().GetSubject(), Scopes: ar.GetGrantedScopes(), Remote: remoteHost(r)}
 	if c, ok := ar.GetClient().(*Client); ok {
 		s.forClient(&e, c)
 	}
