@@ -79,8 +79,10 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.InfoContext(ctx, "client registered", "client_id", client.ID, "verified", client.Agent.Verified,
 		"provider", client.Agent.AgentProvider, "model", client.Agent.AgentModel)
+	// Not its scopes: every client registers the scopes there are (a hint,
+	// see Register), so they say nothing of this one.
 	e := s.forClient(&Event{Kind: EventRegistration, Action: "register", Allowed: true, Status: http.StatusCreated,
-		Scopes: client.Scopes, Remote: remoteHost(r)}, client)
+		Remote: remoteHost(r)}, client)
 	e.Reason = "registered unverified: no software statement; nothing vouches for it until an operator approves it or a person vouches for it"
 	if client.Agent.Verified {
 		e.Reason = "registered verified: software statement of issuer " + statementIssuerName(client.Agent)
