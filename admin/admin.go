@@ -289,7 +289,7 @@ func (a *api) upload(w http.ResponseWriter, r *http.Request) {
 	source := "admin upload"
 	var info plugins.Info
 	if shadow, _ := strconv.ParseBool(r.URL.Query().Get("shadow")); shadow {
-		info, err = a.cfg.Registry.SetShadow(r.Context(), b, source)
+		info, err = a.cfg.Registry.SetShadow(plugins.WithAuthor(r.Context(), TokenAuthor), b, source)
 	} else {
 		info, err = a.cfg.Registry.Activate(plugins.WithAuthor(r.Context(), TokenAuthor), b, source)
 	}
@@ -375,7 +375,7 @@ func (a *api) shadow(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (a *api) clearShadow(w http.ResponseWriter, r *http.Request) {
-	st, ok := a.cfg.Registry.ClearShadow(r.Context())
+	st, ok := a.cfg.Registry.ClearShadow(plugins.WithAuthor(r.Context(), TokenAuthor))
 	if !ok {
 		adminJSON(w, http.StatusNotFound, map[string]string{"error": "no shadow policy"})
 		return
@@ -389,7 +389,11 @@ func (a *api) queryAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	f := audit.Filter{ClientID: q.Get("client_id"), Tool: q.Get("tool"), Decision: q.Get("decision"), Subject: q.Get("sub")}
+	f := audit.Filter{Event: q.Get("event"), ClientID: q.Get("client_id"), Tool: q.Get("tool"), Decision: q.Get("decision"), Subject: q.Get("sub")}
+	if err := f.CheckEvent(); err != nil {
+		adminJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
 	for key, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
 		if v := q.Get(key); v != "" {
 			t, err := time.Parse(time.RFC3339, v)
@@ -487,5 +491,8 @@ func (a *api) deleteClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.cfg.Logger.Info("admin: client revoked", "client_id", id)
+	if a.cfg.Audit != nil {
+		a.cfg.Audit.Record(RevokeClientRecord(id, OperatorAdmin))
+	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -31,6 +31,9 @@ type PersonRevocation struct {
 const (
 	// MethodRevokePerson is the audit record's method.
 	MethodRevokePerson = "admin/revoke-person"
+	// MethodRevokeClient is the audit record's method of a client's
+	// revocation.
+	MethodRevokeClient = "admin/revoke-client"
 	// OperatorClientID is the audit record's client: an operator, not an
 	// agent.
 	OperatorClientID = "(operator)"
@@ -51,8 +54,17 @@ func RevokePersonRecord(sub, operator, reason string, r PersonRevocation) audit.
 	if reason != "" {
 		reasons = append(reasons, "reason: "+reason)
 	}
-	return audit.Record{Time: time.Now().UTC(), RequestID: rand.Text(), ClientID: OperatorClientID, Subject: sub,
+	return audit.Record{Event: audit.EventRevocation, Time: time.Now().UTC(), RequestID: rand.Text(), ClientID: OperatorClientID, Subject: sub,
 		Method: MethodRevokePerson, Decision: audit.DecisionAllow, Status: http.StatusOK, Reasons: reasons}
+}
+
+// RevokeClientRecord is the audit record of the revocation of client id
+// (deleted with its tokens) by operator: the client is the revoked one,
+// sub the operator, as for a review.
+func RevokeClientRecord(id, operator string) audit.Record {
+	return audit.Record{Event: audit.EventRevocation, Time: time.Now().UTC(), RequestID: rand.Text(), ClientID: id, Subject: operator,
+		Method: MethodRevokeClient, Decision: audit.DecisionAllow, Status: http.StatusNoContent,
+		Reasons: []string{fmt.Sprintf("client %s revoked by %s: deleted with its tokens", id, operator)}}
 }
 
 // RevokeReason reads the optional reason of a revocation request body (a

@@ -191,7 +191,7 @@ func ReviewClientRecord(id string, d ClientDecision) audit.Record {
 	if d.Comment != "" {
 		reasons = append(reasons, "comment: "+d.Comment)
 	}
-	return audit.Record{Time: time.Now().UTC(), RequestID: rand.Text(), ClientID: id, AgentProvider: d.Provider, Subject: d.By,
+	return audit.Record{Event: audit.EventClientReview, Time: time.Now().UTC(), RequestID: rand.Text(), ClientID: id, AgentProvider: d.Provider, Subject: d.By,
 		Method: method, Decision: audit.DecisionAllow, Status: http.StatusOK, Reasons: reasons}
 }
 

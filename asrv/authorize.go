@@ -54,6 +54,8 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	if client.Rejected() {
 		s.log.InfoContext(ctx, "authorization refused: the client was rejected by an operator", "client_id", client.ID)
+		s.event(ctx, *s.forClient(&Event{Kind: EventAuthorization, Action: "authorize", Error: "access_denied",
+			Reason: "the client was rejected by an operator", Status: http.StatusForbidden, Remote: remoteHost(r)}, client))
 		s.renderError(w, http.StatusForbidden, "access_denied", rejectedPage(client.ID))
 		return
 	}
@@ -68,10 +70,12 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	if len(p.refused) > 0 {
 		s.log.InfoContext(ctx, "authorization refused before sign-in", "client_id", client.ID, "tier", p.tier, "reasons", p.refused)
 		if r.Method == http.MethodGet {
+			s.event(ctx, *s.forClient((&Event{Kind: EventAuthorization, Action: "authorize", Tier: p.tier,
+				PolicyVersion: p.version, Remote: remoteHost(r)}).refusal(p.refusal()), client))
 			s.renderRefusal(ctx, w, p)
 			return
 		}
-		s.authorizeError(ctx, w, ar, p.refusal())
+		s.refuseAuthorization(ctx, w, ar, p.refusal(), Event{Tier: p.tier, PolicyVersion: p.version, Remote: remoteHost(r)})
 		return
 	}
 	if r.Method == http.MethodGet {
@@ -130,6 +134,8 @@ type pendingAuthorization struct {
 	// reasons policy refuses it whoever signs in.
 	tier    string
 	refused []string
+	// version is the policy version that decided.
+	version string
 }
 
 // refusal is the OAuth error of a client refused whoever signs in.
@@ -146,14 +152,15 @@ func (p *pendingAuthorization) refusal() error {
 // refuses nothing here, and the decision after sign-in decides as before.
 func (s *Server) preflight(ctx context.Context, client *Client, ar fosite.AuthorizeRequester, resources []string) (*pendingAuthorization, error) {
 	var td contract.TokenResult
-	_, err := s.decide(ctx, contract.Token, contract.Input{
+	d, err := s.decide(ctx, contract.Token, contract.Input{
 		Client:  s.policyClient(client),
 		Request: contract.Request{GrantType: "authorization_code", Scopes: ar.GetRequestedScopes(), Resource: resources},
 	}, &td)
 	if err != nil {
 		return nil, err
 	}
-	return &pendingAuthorization{ar: ar, client: client, resources: resources, tier: td.Tier, refused: td.RefusedForEverySubject}, nil
+	return &pendingAuthorization{ar: ar, client: client, resources: resources, tier: td.Tier, refused: td.RefusedForEverySubject,
+		version: d.Version}, nil
 }
 
 // ScopeOfflineAccess is the OpenID Connect scope by which a client asks
@@ -196,6 +203,8 @@ func (s *Server) authorizeRequest(ctx context.Context, w http.ResponseWriter, r 
 		ctx = withRedirectHint(ctx, r)
 	}
 	if err := s.dropOfflineAccess(r); err != nil {
+		s.event(ctx, Event{Kind: EventAuthorization, Action: "authorize", Error: "invalid_request",
+			Reason: "the request could not be read: " + err.Error(), Status: http.StatusBadRequest, Remote: remoteHost(r)})
 		s.renderError(w, http.StatusBadRequest, "invalid_request", "The request could not be read.")
 		return nil, nil, nil, false
 	}
@@ -204,15 +213,21 @@ func (s *Server) authorizeRequest(ctx context.Context, w http.ResponseWriter, r 
 		if e, ok := metadataError(err); ok {
 			err = e // what was wrong with the client's metadata document, not "no such client"
 		}
-		s.log.InfoContext(ctx, "authorize request rejected", "err", err)
-		s.authorizeError(ctx, w, ar, err)
+		s.log.InfoContext(ctx, "authorize request rejected", "client_id", requestClientID(r), "reason", refusalReason(err))
+		s.refuseAuthorization(ctx, w, ar, err, Event{Remote: remoteHost(r)})
 		return nil, nil, nil, false
 	}
 	// The redirect URI obeys the rule registration applies (fosite matches
 	// loopback URIs by host and path only), and every parameter that has
 	// one value has one: otherwise there is no URI to answer to.
 	if err := checkAuthorizeParams(r.Form, ar); err != nil {
-		s.log.InfoContext(ctx, "authorize request rejected", "err", err)
+		s.log.InfoContext(ctx, "authorize request rejected", "client_id", requestClientID(r), "reason", err.Error())
+		e := Event{Kind: EventAuthorization, Action: "authorize", Error: "invalid_request", Reason: err.Error(),
+			Status: http.StatusBadRequest, Remote: remoteHost(r), ClientID: requestClientID(r)}
+		if c, ok := ar.GetClient().(*Client); ok {
+			s.forClient(&e, c)
+		}
+		s.event(ctx, e)
 		s.renderError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return nil, nil, nil, false
 	}
@@ -259,9 +274,10 @@ func (s *Server) grantAuthorization(ctx context.Context, w http.ResponseWriter, 
 		s.authorizeError(ctx, w, ar, policyError(err))
 		return
 	}
+	refused := Event{Subject: user.Subject, Tier: td.Tier, PolicyVersion: d.Version}
 	if !d.Allow {
 		s.log.InfoContext(ctx, "authorization denied by policy", "client_id", client.ID, "sub", user.Subject, "reasons", d.Reasons)
-		s.authorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint(strings.Join(d.Reasons, "; ")))
+		s.refuseAuthorization(ctx, w, ar, fosite.ErrAccessDenied.WithHint(strings.Join(d.Reasons, "; ")), refused)
 		return
 	}
 	for _, sc := range td.Scopes {
@@ -279,13 +295,13 @@ func (s *Server) grantAuthorization(ctx context.Context, w http.ResponseWriter, 
 	if vouch != nil {
 		// The person's word, which policy just allowed the grant with.
 		if err := s.recordVouch(ctx, client.ID, vouch); err != nil {
-			s.authorizeError(ctx, w, ar, err)
+			s.refuseAuthorization(ctx, w, ar, err, refused)
 			return
 		}
 	}
 	if err := s.anchorMetadataClient(ctx, client); err != nil {
 		s.log.ErrorContext(ctx, "authorization refused", "client_id", client.ID, "err", err)
-		s.authorizeError(ctx, w, ar, anchorError(err))
+		s.refuseAuthorization(ctx, w, ar, anchorError(err), refused)
 		return
 	}
 	session := &Session{Subject: user.Subject, Roles: user.Roles, Groups: user.Groups, Via: via, ClientID: client.ID, Tier: td.Tier,
@@ -295,11 +311,14 @@ func (s *Server) grantAuthorization(ctx context.Context, w http.ResponseWriter, 
 		if errors.Is(err, ErrSubjectRevoked) {
 			err = fosite.ErrAccessDenied.WithHint("Everything acting for you was just revoked; sign in again.").WithWrap(err)
 		}
-		s.authorizeError(ctx, w, ar, err)
+		s.refuseAuthorization(ctx, w, ar, err, refused)
 		return
 	}
 	s.log.InfoContext(ctx, "authorization code issued", "client_id", client.ID, "sub", user.Subject, "groups", user.Groups,
 		"via", cmp.Or(via, "password"), "scopes", td.Scopes)
+	s.event(ctx, *s.forClient(&Event{Kind: EventAuthorization, Action: "authorize", Allowed: true, Status: http.StatusFound,
+		Subject: user.Subject, Tier: td.Tier, Scopes: td.Scopes, PolicyVersion: d.Version,
+		Reason: "authorization code issued; signed in with " + cmp.Or(via, "password")}, client))
 	s.provider.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
 
@@ -356,16 +375,27 @@ func redirectRegistered(u *url.URL, registered []string) bool {
 // request, with no user interaction, would make this server an open
 // redirector for phishing.
 func (s *Server) authorizeError(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, err error) {
+	s.refuseAuthorization(ctx, w, ar, err, Event{})
+}
+
+// refuseAuthorization is authorizeError that records the refusal with
+// what is known of the request (e: its subject, tier, policy version).
+func (s *Server) refuseAuthorization(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, err error, e Event) {
+	e.Kind, e.Action = EventAuthorization, "authorize"
+	if ar != nil {
+		if c, ok := ar.GetClient().(*Client); ok {
+			s.forClient(&e, c)
+		} else if form := ar.GetRequestForm(); form != nil {
+			e.ClientID = form.Get("client_id")
+		}
+	}
+	s.event(ctx, *e.refusal(err))
 	if ar != nil && s.redirectTrusted(ar) {
 		s.provider.WriteAuthorizeError(ctx, w, ar, err)
 		return
 	}
-	e := fosite.ErrorToRFC6749Error(err)
-	status := e.CodeField
-	if status < 400 || status > 599 {
-		status = http.StatusBadRequest
-	}
-	s.renderError(w, status, e.ErrorField, e.GetDescription())
+	f := fosite.ErrorToRFC6749Error(err)
+	s.renderError(w, e.Status, f.ErrorField, f.GetDescription())
 }
 
 // redirectTrusted tells whether an authorization request's answer may be

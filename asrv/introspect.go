@@ -259,8 +259,15 @@ func rfc7662(i Introspection) map[string]any {
 func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	err := s.provider.NewRevocationRequest(ctx, r)
-	if err != nil {
-		s.log.InfoContext(ctx, "revocation rejected", "err", err)
+	e := Event{Kind: EventRevocation, Action: "revoke", ClientID: requestClientID(r), Remote: remoteHost(r),
+		Allowed: true, Status: http.StatusOK, Reason: "revocation accepted: the token, if it was one of this client's, is revoked"}
+	if hint := r.PostForm.Get("token_type_hint"); hint != "" {
+		e.Reason += " (" + hint + ")"
 	}
+	if err != nil {
+		s.log.InfoContext(ctx, "revocation rejected", "client_id", e.ClientID, "reason", refusalReason(err))
+		e.refusal(err)
+	}
+	s.event(ctx, e)
 	s.provider.WriteRevocationResponse(ctx, w, err)
 }

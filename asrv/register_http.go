@@ -21,8 +21,19 @@ import (
 func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	addr := throttle.AddressKey(r.RemoteAddr)
+	// refused records a refused registration; the request's statement, if
+	// it had one, is what it presented to be vouched for.
+	var req *RegistrationRequest
+	refused := func(status int, code, reason string) {
+		e := Event{Kind: EventRegistration, Action: "register", Error: code, Reason: reason, Status: status, Remote: remoteHost(r)}
+		if req != nil && req.SoftwareStatement != "" {
+			e.Attestation = contract.AttestationStatement
+		}
+		s.event(ctx, e)
+	}
 	if ok, wait := s.reg.perAddr.Allow(addr); !ok {
 		s.log.WarnContext(ctx, "registration refused: rate limit of the address", "address", addr)
+		refused(http.StatusTooManyRequests, "temporarily_unavailable", "too many registrations from this address")
 		retryAfter(w, wait)
 		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "temporarily_unavailable",
 			"error_description": "too many registrations from this address; try again later"})
@@ -30,35 +41,53 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		writeRegistrationError(w, &RegistrationError{Code: "invalid_client_metadata", Description: "the request body is too large or unreadable"})
+		re := &RegistrationError{Code: "invalid_client_metadata", Description: "the request body is too large or unreadable"}
+		refused(http.StatusBadRequest, re.Code, re.Description)
+		writeRegistrationError(w, re)
 		return
 	}
-	req, err := ParseRegistration(body)
+	req, err = ParseRegistration(body)
 	if err != nil {
-		writeRegistrationError(w, err)
+		s.log.InfoContext(ctx, "registration rejected", "reason", err.Error())
+		re := registrationError(err)
+		refused(http.StatusBadRequest, re.Code, re.Description)
+		writeRegistrationError(w, re)
 		return
 	}
 	client, secret, regToken, err := s.Register(ctx, req)
 	if err != nil {
 		var re *RegistrationError
 		if errors.Is(err, ErrRegistrationFull) {
-			s.log.WarnContext(ctx, "registration refused", "err", err)
+			s.log.WarnContext(ctx, "registration refused", "reason", err.Error())
+			refused(http.StatusServiceUnavailable, "temporarily_unavailable", err.Error())
 			retryAfter(w, time.Hour)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable",
 				"error_description": "the authorization server takes no more registrations now; try again later"})
 			return
 		}
 		if !errors.As(err, &re) {
-			s.log.ErrorContext(ctx, "register client", "err", err)
-			writeOAuthError(w, policyError(err))
+			s.log.ErrorContext(ctx, "register client", "err", err.Error())
+			oe := policyError(err)
+			s.event(ctx, *(&Event{Kind: EventRegistration, Action: "register", Remote: remoteHost(r)}).refusal(oe))
+			writeOAuthError(w, oe)
 			return
 		}
-		s.log.InfoContext(ctx, "registration rejected", "err", err)
+		s.log.InfoContext(ctx, "registration rejected", "reason", err.Error())
+		refused(http.StatusBadRequest, re.Code, re.Description)
 		writeRegistrationError(w, err)
 		return
 	}
 	s.log.InfoContext(ctx, "client registered", "client_id", client.ID, "verified", client.Agent.Verified,
 		"provider", client.Agent.AgentProvider, "model", client.Agent.AgentModel)
+	// Not its scopes: every client registers the scopes there are (a hint,
+	// see Register), so they say nothing of this one.
+	e := s.forClient(&Event{Kind: EventRegistration, Action: "register", Allowed: true, Status: http.StatusCreated,
+		Remote: remoteHost(r)}, client)
+	e.Reason = "registered unverified: no software statement; nothing vouches for it until an operator approves it or a person vouches for it"
+	if client.Agent.Verified {
+		e.Reason = "registered verified: software statement of issuer " + statementIssuerName(client.Agent)
+	}
+	s.event(ctx, *e)
 	writeJSON(w, http.StatusCreated, RegistrationResponse(client, secret, regToken, s.url(PathRegister+"/"+client.ID)))
 }
 
@@ -126,9 +155,16 @@ func (s *Server) serveClientConfiguration(w http.ResponseWriter, r *http.Request
 }
 
 func writeRegistrationError(w http.ResponseWriter, err error) {
+	re := registrationError(err)
+	writeJSON(w, http.StatusBadRequest, map[string]string{"error": re.Code, "error_description": re.Description})
+}
+
+// registrationError is the RFC 7591 error a registration refused with err
+// is answered with.
+func registrationError(err error) *RegistrationError {
 	var re *RegistrationError
 	if !errors.As(err, &re) {
 		re = &RegistrationError{Code: "invalid_client_metadata", Description: "the registration request is invalid"}
 	}
-	writeJSON(w, http.StatusBadRequest, map[string]string{"error": re.Code, "error_description": re.Description})
+	return re
 }

@@ -5,6 +5,7 @@
 package asrv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -127,6 +128,12 @@ type Config struct {
 	// would be reuse and revoke the whole family. Clients that refresh
 	// several times at once need it. At most MaxRefreshReuseGrace.
 	RefreshReuseGrace time.Duration
+
+	// Events, when set, receives every registration, authorization,
+	// token request and revocation, granted or refused with the reason,
+	// for the audit trail. It is called on the request's goroutine and
+	// must not block.
+	Events func(context.Context, Event)
 
 	Logger *slog.Logger
 	Now    func() time.Time

@@ -16,21 +16,36 @@ import (
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ar, err := s.provider.NewAccessRequest(ctx, r, &Session{})
-	if err != nil {
-		s.log.InfoContext(ctx, "token request rejected", "err", err, "debug", fosite.ErrorToRFC6749Error(err).GetDescription())
+	// refused answers a refused token request and records it.
+	refused := func(err error) {
+		e := Event{Kind: EventToken, Action: r.PostForm.Get("grant_type"), ClientID: requestClientID(r), Remote: remoteHost(r)}
+		if ar != nil {
+			if c, ok := ar.GetClient().(*Client); ok {
+				s.forClient(&e, c)
+			}
+			if sess, ok := ar.GetSession().(*Session); ok {
+				e.Subject, e.Tier = sess.Subject, sess.Tier
+			}
+		}
+		s.event(ctx, *e.refusal(err))
 		s.provider.WriteAccessError(ctx, w, ar, err)
+	}
+	if err != nil {
+		s.log.InfoContext(ctx, "token request rejected", "client_id", requestClientID(r), "grant_type", r.PostForm.Get("grant_type"),
+			"reason", refusalReason(err))
+		refused(err)
 		return
 	}
 	g, err := s.applyTokenPolicy(ctx, ar)
 	if err != nil {
-		s.log.InfoContext(ctx, "token request denied", "client_id", ar.GetClient().GetID(), "err", err)
-		s.provider.WriteAccessError(ctx, w, ar, err)
+		s.log.InfoContext(ctx, "token request denied", "client_id", ar.GetClient().GetID(), "reason", refusalReason(err))
+		refused(err)
 		return
 	}
 	if c, ok := ar.GetClient().(*Client); ok {
 		if err := s.anchorMetadataClient(ctx, c); err != nil {
 			s.log.ErrorContext(ctx, "token refused", "client_id", c.ID, "err", err)
-			s.provider.WriteAccessError(ctx, w, ar, anchorError(err))
+			refused(anchorError(err))
 			return
 		}
 	}
@@ -44,13 +59,25 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		err = fosite.ErrInvalidGrant.WithHint("Everything acting for this person was revoked.").WithWrap(err)
 	}
 	if err != nil {
-		s.log.WarnContext(ctx, "token response failed", "client_id", ar.GetClient().GetID(), "err", err)
-		s.provider.WriteAccessError(ctx, w, ar, err)
+		s.log.WarnContext(ctx, "token response failed", "client_id", ar.GetClient().GetID(), "reason", refusalReason(err))
+		refused(err)
 		return
 	}
 	s.log.InfoContext(ctx, "token issued", "client_id", ar.GetClient().GetID(),
 		"grant_type", strings.Join(ar.GetGrantTypes(), " "), "sub", ar.GetSession().GetSubject(),
 		"scopes", []string(ar.GetGrantedScopes()))
+	e := Event{Kind: EventToken, Action: strings.Join(ar.GetGrantTypes(), " "), Allowed: true, Status: http.StatusOK,
+		Subject: ar.GetSession().GetSubject(), Scopes: ar.GetGrantedScopes(), Remote: remoteHost(r)}
+	if c, ok := ar.GetClient().(*Client); ok {
+		s.forClient(&e, c)
+	}
+	if sess, ok := ar.GetSession().(*Session); ok {
+		e.Tier = sess.Tier
+	}
+	if g != nil {
+		e.PolicyVersion = g.version
+	}
+	s.event(ctx, e)
 	s.provider.WriteAccessResponse(ctx, w, ar, resp)
 }
 
@@ -184,7 +211,7 @@ func (s *Server) applyTokenPolicy(ctx context.Context, ar fosite.AccessRequester
 	// the lifetime policy allows.
 	exp := ar.GetRequestedAt().UTC().Add(ttlOf(td.TTLSeconds, s.cfg.AccessTokenTTL)).Truncate(time.Second)
 	session.SetExpiresAt(fosite.AccessToken, exp)
-	return &grant{scopes: scopes, audience: resources}, nil
+	return &grant{scopes: scopes, audience: resources, version: d.Version}, nil
 }
 
 // permitsSomething asks policy whether the client would get any token with
@@ -201,6 +228,8 @@ func (s *Server) permitsSomething(ctx context.Context, in contract.Input) bool {
 // writes the response; grantStore narrows them to this grant.
 type grant struct {
 	scopes, audience []string
+	// version is the policy version that decided (for the audit trail).
+	version string
 }
 
 type grantKey struct{}

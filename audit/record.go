@@ -13,6 +13,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -22,6 +24,50 @@ const (
 	DecisionDeny  = "deny"
 	DecisionError = "error"
 )
+
+// Event kinds (Record.Event): what a record is about. A record without
+// one is a decision: the gateway's records, and every record written
+// before records had a kind, read as EventDecision.
+const (
+	// EventDecision is the gateway's decision on an MCP request.
+	EventDecision = "decision"
+	// EventSignIn is a sign-in attempt (the AS's page or the dashboard's).
+	EventSignIn = "sign_in"
+	// EventRegistration is a dynamic client registration, accepted or
+	// refused, with what vouched for the client.
+	EventRegistration = "registration"
+	// EventAuthorization is an authorization request granted or refused.
+	EventAuthorization = "authorization"
+	// EventToken is a token issued, refreshed or exchanged, or a token
+	// request refused.
+	EventToken = "token"
+	// EventRevocation is a token revoked, or everything acting for a
+	// person.
+	EventRevocation = "revocation"
+	// EventClientReview is an operator's approval or rejection of a
+	// client.
+	EventClientReview = "client_review"
+	// EventPolicy is a change of policy: a version activated or rolled
+	// back, its data changed, a shadow set or cleared.
+	EventPolicy = "policy"
+)
+
+// eventKinds are the kinds a record can have, in a stable order.
+var eventKinds = [...]string{EventDecision, EventSignIn, EventRegistration, EventAuthorization,
+	EventToken, EventRevocation, EventClientReview, EventPolicy}
+
+// EventKinds returns the kinds a record can have, in a stable order.
+func EventKinds() []string { return append([]string(nil), eventKinds[:]...) }
+
+// ValidEvent reports whether kind is one of EventKinds.
+func ValidEvent(kind string) bool {
+	for _, k := range eventKinds {
+		if k == kind {
+			return true
+		}
+	}
+	return false
+}
 
 // Latency stages (keys of Record.LatencyMicros).
 const (
@@ -35,12 +81,18 @@ const (
 // the trail from then on: the caller must not modify its slices, maps or raw
 // JSON afterwards.
 type Record struct {
-	Time          time.Time        `json:"ts"`
-	RequestID     string           `json:"request_id"`
-	ClientID      string           `json:"client_id"`
-	AgentProvider string           `json:"agent_provider,omitempty"`
-	AgentModel    string           `json:"agent_model,omitempty"`
-	Tier          string           `json:"tier,omitempty"`
+	Time time.Time `json:"ts"`
+	// Event is the record's kind (EventDecision, EventToken, ...); empty
+	// means EventDecision, and is written as such.
+	Event         string `json:"event"`
+	RequestID     string `json:"request_id"`
+	ClientID      string `json:"client_id"`
+	AgentProvider string `json:"agent_provider,omitempty"`
+	AgentModel    string `json:"agent_model,omitempty"`
+	Tier          string `json:"tier,omitempty"`
+	// Attestation is what vouches for the client (a software statement,
+	// an operator, a metadata document, a person), on AS events.
+	Attestation   string           `json:"attestation,omitempty"`
 	Subject       string           `json:"sub,omitempty"`
 	Act           json.RawMessage  `json:"act,omitempty"` // RFC 8693 actor chain as JSON
 	Backend       string           `json:"backend,omitempty"`
@@ -59,6 +111,25 @@ type Record struct {
 	// record stands for (they are aggregated, see host).
 	Remote string `json:"remote,omitempty"`
 	Count  int    `json:"count,omitempty"`
+}
+
+// Kind is the record's event kind: Event, or EventDecision when it has
+// none.
+func (r *Record) Kind() string {
+	if r.Event == "" {
+		return EventDecision
+	}
+	return r.Event
+}
+
+// MarshalJSON writes the record with its kind: a record without one (the
+// gateway's decisions) is written with "event":"decision", so every line
+// of the trail says what it is about.
+func (r Record) MarshalJSON() ([]byte, error) {
+	type plain Record // without this method
+	p := plain(r)
+	p.Event = r.Kind()
+	return json.Marshal(&p)
 }
 
 // Digest returns "sha256:<hex>" of exactly the given bytes (no
@@ -96,6 +167,9 @@ func Encode(r *Record) ([]byte, error) {
 // Since is inclusive, Until exclusive. Limit <= 0 means DefaultQueryLimit;
 // it is capped at MaxQueryLimit.
 type Filter struct {
+	// Event is a kind of EventKinds; EventDecision also selects the
+	// records without a kind.
+	Event    string
 	ClientID string
 	Tool     string
 	Decision string
@@ -105,16 +179,26 @@ type Filter struct {
 	Limit    int
 }
 
+// CheckEvent checks the filter's kind: empty (every kind) or one of
+// EventKinds. The error says which kinds there are.
+func (f *Filter) CheckEvent() error {
+	if f.Event == "" || ValidEvent(f.Event) {
+		return nil
+	}
+	return fmt.Errorf("event must be one of %s; got %q", strings.Join(eventKinds[:], ", "), f.Event)
+}
+
 // Query limits.
 const (
 	DefaultQueryLimit = 100
 	MaxQueryLimit     = 10000
 )
 
-// Matches reports whether r passes the filter's client, tool, decision and
-// subject (its time range and limit are the query's).
+// Matches reports whether r passes the filter's kind, client, tool,
+// decision and subject (its time range and limit are the query's).
 func (f *Filter) Matches(r *Record) bool {
-	return (f.ClientID == "" || r.ClientID == f.ClientID) &&
+	return (f.Event == "" || r.Kind() == f.Event) &&
+		(f.ClientID == "" || r.ClientID == f.ClientID) &&
 		(f.Tool == "" || r.Tool == f.Tool) &&
 		(f.Decision == "" || r.Decision == f.Decision) &&
 		(f.Subject == "" || r.Subject == f.Subject)

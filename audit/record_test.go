@@ -67,3 +67,51 @@ func TestEncodeRecordInvalidRawJSON(t *testing.T) {
 		t.Fatalf("unexpected encoding %s", b)
 	}
 }
+
+func TestRecordEventKind(t *testing.T) {
+	tests := []struct {
+		name     string
+		line     string // a stored JSON line
+		wantKind string
+	}{
+		{"a line written before records had a kind is a decision", `{"ts":"2026-11-23T12:00:00Z","request_id":"a","client_id":"c","method":"tools/call","decision":"allow","status":200}`, EventDecision},
+		{"an empty kind is a decision", `{"event":"","request_id":"b","method":"tools/call","decision":"deny","status":403}`, EventDecision},
+		{"a token event", `{"event":"token","request_id":"c","method":"token/refresh_token","decision":"allow","status":200}`, EventToken},
+		{"a policy event", `{"event":"policy","request_id":"d","method":"policy/activate","decision":"allow","status":200}`, EventPolicy},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var r Record
+			if err := json.Unmarshal([]byte(tc.line), &r); err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Kind(); got != tc.wantKind {
+				t.Fatalf("Kind() = %q, want %q", got, tc.wantKind)
+			}
+			if f := (Filter{Event: tc.wantKind}); !f.Matches(&r) {
+				t.Fatalf("a filter on %q does not match %s", tc.wantKind, tc.line)
+			}
+			// Written again, the line says its kind.
+			b, err := Encode(&r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := `"event":"` + tc.wantKind + `"`; !strings.Contains(string(b), want) {
+				t.Fatalf("re-encoded %s lacks %s", b, want)
+			}
+		})
+	}
+}
+
+func TestValidEvent(t *testing.T) {
+	for _, k := range EventKinds() {
+		if !ValidEvent(k) {
+			t.Errorf("ValidEvent(%q) = false for a kind of EventKinds", k)
+		}
+	}
+	for _, k := range []string{"", "Decision", "tool_call", "token "} {
+		if ValidEvent(k) {
+			t.Errorf("ValidEvent(%q) = true", k)
+		}
+	}
+}

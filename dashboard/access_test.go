@@ -132,6 +132,10 @@ func TestWhoSeesWhat(t *testing.T) {
 		{"an operator by group sees all", olga, "", 200, map[string]int{erinSub: 2, olgaSub: 2, "": 1}},
 		{"an operator picks a person", olga, "?sub=" + erinSub, 200, map[string]int{erinSub: 2}},
 		{"the admin token sees all", admin, "", 200, map[string]int{erinSub: 2, olgaSub: 2, "": 1}},
+		{"records without a kind are decisions", admin, "?event=decision", 200, map[string]int{erinSub: 2, olgaSub: 2, "": 1}},
+		{"a person's events of a kind are their own", erin, "?event=decision", 200, map[string]int{erinSub: 2}},
+		{"no record of another kind", admin, "?event=token", 200, map[string]int{}},
+		{"an unknown kind is refused", admin, "?event=tool_call", http.StatusBadRequest, map[string]int{}},
 	} {
 		t.Run("query/"+tc.name, func(t *testing.T) {
 			status, got := querySubjects(tc.d, tc.query)

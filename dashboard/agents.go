@@ -339,7 +339,7 @@ func clientIDs() []string {
 	return out
 }
 
-func (h *Handler) deleteAgent(w http.ResponseWriter, r *http.Request, _ *session) {
+func (h *Handler) deleteAgent(w http.ResponseWriter, r *http.Request, s *session) {
 	if h.cfg.Clients == nil {
 		writeError(w, http.StatusServiceUnavailable, "agents are managed by the remote authorization server")
 		return
@@ -353,6 +353,13 @@ func (h *Handler) deleteAgent(w http.ResponseWriter, r *http.Request, _ *session
 	delete(h.secrets, id)
 	h.mu.Unlock()
 	h.cfg.Logger.Info("dashboard: agent revoked", "client_id", id)
+	if h.cfg.Audit != nil {
+		by := admin.OperatorAdmin
+		if s.user != nil {
+			by = s.user.Subject
+		}
+		h.cfg.Audit.Record(admin.RevokeClientRecord(id, by))
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -87,7 +87,7 @@ func (h *Handler) setData(w http.ResponseWriter, r *http.Request, s *session) {
 		// to the data schema and the bundle's invariant vectors.
 		var b *rego.Bundle
 		if b, err = active.WithData(raw); err == nil {
-			info, err = h.cfg.Registry.SetShadow(r.Context(), b, source)
+			info, err = h.cfg.Registry.SetShadow(plugins.WithAuthor(r.Context(), author(s)), b, source)
 		}
 	} else {
 		info, err = h.cfg.Registry.SetData(plugins.WithAuthor(r.Context(), author(s)), raw, source)
@@ -120,7 +120,7 @@ func (h *Handler) uploadBundle(w http.ResponseWriter, r *http.Request, s *sessio
 	source := h.who(s) + ": bundle upload"
 	var info plugins.Info
 	if shadow, _ := strconv.ParseBool(r.URL.Query().Get("shadow")); shadow {
-		info, err = h.cfg.Registry.SetShadow(r.Context(), b, source)
+		info, err = h.cfg.Registry.SetShadow(plugins.WithAuthor(r.Context(), author(s)), b, source)
 	} else {
 		info, err = h.cfg.Registry.Activate(plugins.WithAuthor(r.Context(), author(s)), b, source)
 	}
@@ -146,8 +146,8 @@ func (h *Handler) rollback(w http.ResponseWriter, r *http.Request, s *session) {
 	h.changed(w, r, info)
 }
 
-func (h *Handler) clearShadow(w http.ResponseWriter, r *http.Request, _ *session) {
-	st, ok := h.cfg.Registry.ClearShadow(r.Context())
+func (h *Handler) clearShadow(w http.ResponseWriter, r *http.Request, s *session) {
+	st, ok := h.cfg.Registry.ClearShadow(plugins.WithAuthor(r.Context(), author(s)))
 	if !ok {
 		writeError(w, http.StatusNotFound, "no shadow policy")
 		return
@@ -161,7 +161,7 @@ func (h *Handler) queryAudit(w http.ResponseWriter, r *http.Request, s *session)
 		return
 	}
 	q := r.URL.Query()
-	f := audit.Filter{ClientID: q.Get("client_id"), Tool: q.Get("tool"), Decision: q.Get("decision"), Subject: q.Get("sub"), Limit: 100}
+	f := audit.Filter{Event: q.Get("event"), ClientID: q.Get("client_id"), Tool: q.Get("tool"), Decision: q.Get("decision"), Subject: q.Get("sub"), Limit: 100}
 	if sub, only := h.ownRecordsOnly(s); only {
 		// A person who does not operate sees their own records, whatever
 		// the query asks for.
@@ -173,6 +173,10 @@ func (h *Handler) queryAudit(w http.ResponseWriter, r *http.Request, s *session)
 	}
 	if d := f.Decision; d != "" && d != "allow" && d != "deny" && d != "error" {
 		writeError(w, http.StatusBadRequest, "decision must be allow, deny or error")
+		return
+	}
+	if err := f.CheckEvent(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	for key, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {

@@ -84,9 +84,13 @@ type Event struct {
 	At      time.Time `json:"at"`
 	Kind    string    `json:"kind"`
 	Version string    `json:"version,omitempty"`
-	Source  string    `json:"source"`
-	Author  string    `json:"author,omitempty"`
-	Error   string    `json:"error,omitempty"`
+	// Previous is the version before: the one active before an
+	// activation, a data change, a rollback or a restore, or still active
+	// after a rejected candidate; the shadow replaced by a new one.
+	Previous string `json:"previous,omitempty"`
+	Source   string `json:"source"`
+	Author   string `json:"author,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 // version is a loaded, validated policy. Decisions hold its read lock, so
@@ -160,6 +164,8 @@ type Registry struct {
 	verifier *rego.Verifier
 	// subscribers hear of every change of the active version.
 	subscribers map[chan struct{}]struct{}
+	// onEvent, when set, hears of every event as it happens (WithEvents).
+	onEvent func(context.Context, Event)
 	// store, when set, keeps every activation before it takes effect;
 	// headAt is when its newest record was made.
 	store  Store
@@ -192,6 +198,16 @@ func WithDecisionTimeout(d time.Duration) Option {
 			r.decisionTimeout = d
 		}
 	}
+}
+
+// WithEvents hands every event of the registry's history to fn as it
+// happens — each activation, data change, rollback, restore, shadow change
+// and rejected candidate, with its author, source and the versions before
+// and after — for the audit trail. Events read back from the store at
+// Start are not new and are not handed over. fn is called while the
+// registry's changes are serialised: it must not block.
+func WithEvents(fn func(context.Context, Event)) Option {
+	return func(r *Registry) { r.onEvent = fn }
 }
 
 // WithClock sets the clock used for timestamps (tests).
@@ -366,7 +382,7 @@ func (r *Registry) Activate(ctx context.Context, b *rego.Bundle, source string) 
 		v, err = r.load(ctx, b, source, base)
 	}
 	if err != nil {
-		r.record(Event{Kind: "rejected", Source: source, Author: authorOf(ctx), Error: err.Error()})
+		r.record(ctx, Event{Kind: "rejected", Previous: r.activeVersion(), Source: source, Author: authorOf(ctx), Error: err.Error()})
 		r.logger.Warn("policy rejected", "source", source, "err", err)
 		return Info{}, err
 	}
@@ -403,7 +419,7 @@ func (r *Registry) UpdateData(ctx context.Context, change func(active []byte) ([
 	}
 	if r.verifier != nil {
 		err := fmt.Errorf("%w: %w: signed bundles are required, so policy data changes only with a signed bundle", ErrValidation, ErrSignature)
-		r.record(Event{Kind: "rejected", Source: source, Error: err.Error()})
+		r.record(ctx, Event{Kind: "rejected", Previous: r.activeVersion(), Source: source, Author: authorOf(ctx), Error: err.Error()})
 		return Info{}, err
 	}
 	// The bundle's vectors describe decisions under the bundle's own data,
@@ -420,12 +436,12 @@ func (r *Registry) UpdateData(ctx context.Context, change func(active []byte) ([
 	nb, err := cur.bundle.WithData(data)
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrValidation, err)
-		r.record(Event{Kind: "rejected", Source: source, Author: authorOf(ctx), Error: err.Error()})
+		r.record(ctx, Event{Kind: "rejected", Previous: r.activeVersion(), Source: source, Author: authorOf(ctx), Error: err.Error()})
 		return Info{}, err
 	}
 	v, err := r.load(ctx, nb, source, cur.policy)
 	if err != nil {
-		r.record(Event{Kind: "rejected", Source: source, Author: authorOf(ctx), Error: err.Error()})
+		r.record(ctx, Event{Kind: "rejected", Previous: r.activeVersion(), Source: source, Author: authorOf(ctx), Error: err.Error()})
 		r.logger.Warn("policy data rejected", "source", source, "err", err)
 		return Info{}, err
 	}
@@ -457,7 +473,7 @@ func (r *Registry) Rollback(ctx context.Context) (Info, error) {
 	b, src := r.history[n], r.sources[n]
 	v, err := r.load(ctx, b, "rollback:"+src, nil)
 	if err != nil {
-		r.record(Event{Kind: "rejected", Source: "rollback:" + src, Author: authorOf(ctx), Error: err.Error()})
+		r.record(ctx, Event{Kind: "rejected", Previous: r.activeVersion(), Source: "rollback:" + src, Author: authorOf(ctx), Error: err.Error()})
 		return Info{}, err
 	}
 	if err := r.commit(ctx, v, "rolled_back"); err != nil {
@@ -577,7 +593,11 @@ func (r *Registry) pushHistory(b *rego.Bundle, source string) {
 func (r *Registry) swapNoHistory(ctx context.Context, v *version, kind string) {
 	v.info.ActivatedAt = r.now()
 	old := r.active.Swap(v)
-	r.record(Event{Kind: kind, Version: v.info.Version, Source: v.info.Source, Author: v.info.Author})
+	e := Event{Kind: kind, Version: v.info.Version, Source: v.info.Source, Author: v.info.Author}
+	if old != nil {
+		e.Previous = old.info.Version
+	}
+	r.record(ctx, e)
 	r.logger.Info("policy "+kind, "version", short(v.info.Version), "source", v.info.Source,
 		"author", v.info.Author, "vectors", v.info.Vectors)
 	r.notify()
@@ -617,12 +637,31 @@ func (r *Registry) notify() {
 	}
 }
 
-func (r *Registry) record(e Event) {
+// record adds e, happening now, to the history and hands it to
+// WithEvents' fn. Callers hold r.mu.
+func (r *Registry) record(ctx context.Context, e Event) {
 	e.At = r.now()
+	r.remember(e)
+	if r.onEvent != nil {
+		r.onEvent(ctx, e)
+	}
+}
+
+// remember adds e to the history, which keeps the newest 256. Callers
+// hold r.mu.
+func (r *Registry) remember(e Event) {
 	r.events = append(r.events, e)
 	if len(r.events) > 256 {
 		r.events = r.events[len(r.events)-256:]
 	}
+}
+
+// activeVersion is the active version's hash, "" before any.
+func (r *Registry) activeVersion() string {
+	if v := r.active.Load(); v != nil {
+		return v.info.Version
+	}
+	return ""
 }
 
 func short(v string) string {

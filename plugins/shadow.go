@@ -165,17 +165,19 @@ func (r *Registry) SetShadow(ctx context.Context, b *rego.Bundle, source string)
 		v, err = r.load(ctx, b, source, nil)
 	}
 	if err != nil {
-		r.record(Event{Kind: "shadow_rejected", Source: source, Error: err.Error()})
+		r.record(ctx, Event{Kind: "shadow_rejected", Source: source, Author: authorOf(ctx), Error: err.Error()})
 		return Info{}, err
 	}
 	v.info.ActivatedAt = r.now()
 	s := &shadow{v: v, jobs: make(chan shadowJob, shadowQueue), now: r.now}
 	s.done.Add(1)
 	go s.run(context.WithoutCancel(ctx))
+	e := Event{Kind: "shadow_set", Version: v.info.Version, Source: source, Author: authorOf(ctx)}
 	if old := r.shadow.Swap(s); old != nil {
+		e.Previous = old.v.info.Version
 		old.stop(ctx)
 	}
-	r.record(Event{Kind: "shadow_set", Version: v.info.Version, Source: source})
+	r.record(ctx, e)
 	return v.info, nil
 }
 
@@ -187,7 +189,7 @@ func (r *Registry) ClearShadow(ctx context.Context) (ShadowStats, bool) {
 	if s == nil {
 		return ShadowStats{}, false
 	}
-	r.record(Event{Kind: "shadow_cleared", Version: s.v.info.Version, Source: s.v.info.Source})
+	r.record(ctx, Event{Kind: "shadow_cleared", Version: s.v.info.Version, Source: s.v.info.Source, Author: authorOf(ctx)})
 	s.stop(ctx)
 	return s.stats(), true
 }

@@ -88,7 +88,7 @@ func (r *Registry) persist(ctx context.Context, v *version, kind string) error {
 // records why. Callers hold r.mu.
 func (r *Registry) reject(ctx context.Context, v *version, err error) {
 	_ = v.policy.Close(ctx)
-	r.record(Event{Kind: "rejected", Source: v.info.Source, Author: v.info.Author, Error: err.Error()})
+	r.record(ctx, Event{Kind: "rejected", Previous: r.activeVersion(), Source: v.info.Source, Author: v.info.Author, Error: err.Error()})
 	r.logger.Error("policy change not stored; the active policy stays", "version", short(v.info.Version), "source", v.info.Source, "err", err)
 }
 
@@ -127,8 +127,8 @@ func (r *Registry) Start(ctx context.Context, first *rego.Bundle, source string)
 		}
 	}
 	for _, rec := range recs {
-		r.record(Event{Kind: rec.Kind, Version: rec.Version, Source: rec.Source, Author: rec.Author})
-		r.events[len(r.events)-1].At = rec.At
+		// Read back, not happening now: the history only.
+		r.remember(Event{At: rec.At, Kind: rec.Kind, Version: rec.Version, Source: rec.Source, Author: rec.Author})
 	}
 	trusted := ""
 	if first != nil {
@@ -154,7 +154,7 @@ func (r *Registry) Start(ctx context.Context, first *rego.Bundle, source string)
 			v, err = r.load(ctx, b, rec.Source, nil)
 		}
 		if err != nil {
-			r.record(Event{Kind: "rejected", Version: rec.Version, Source: rec.Source, Author: rec.Author, Error: err.Error()})
+			r.record(ctx, Event{Kind: "rejected", Version: rec.Version, Source: rec.Source, Author: rec.Author, Error: err.Error()})
 			r.logger.Error("stored policy version not activated; trying the one before it",
 				"version", short(rec.Version), "source", rec.Source, "stored_at", rec.At, "err", err)
 			continue

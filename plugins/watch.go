@@ -24,7 +24,7 @@ func (r *Registry) ActivateFile(ctx context.Context, path string) (Info, error) 
 	b, err := readBundleFile(path)
 	if err != nil {
 		r.mu.Lock()
-		r.record(Event{Kind: "rejected", Source: "file:" + path, Error: err.Error()})
+		r.record(ctx, Event{Kind: "rejected", Previous: r.activeVersion(), Source: "file:" + path, Error: err.Error()})
 		r.mu.Unlock()
 		return Info{}, err
 	}

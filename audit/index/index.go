@@ -171,7 +171,7 @@ func (ix *Index) Write(ctx context.Context, recs []audit.Record) error {
 		for _, f := range [...]struct {
 			p byte
 			v string
-		}{{'c', r.ClientID}, {'t', r.Tool}, {'d', r.Decision}, {'s', r.Subject}} {
+		}{{'c', r.ClientID}, {'t', r.Tool}, {'d', r.Decision}, {'s', r.Subject}, {'e', indexedKind(r.Kind())}} {
 			if f.v != "" {
 				set(append(indexPrefix(f.p, f.v), id...), nil)
 			}
@@ -214,7 +214,7 @@ func (ix *Index) query(ctx context.Context, f audit.Filter) ([]audit.Record, int
 	for _, c := range [...]struct {
 		p byte
 		v string
-	}{{'s', f.Subject}, {'c', f.ClientID}, {'t', f.Tool}, {'d', f.Decision}} {
+	}{{'s', f.Subject}, {'c', f.ClientID}, {'t', f.Tool}, {'d', f.Decision}, {'e', indexedKind(f.Event)}} {
 		if c.v != "" {
 			prefixes = append(prefixes, indexPrefix(c.p, c.v))
 		}
@@ -320,6 +320,17 @@ func (ix *Index) query(ctx context.Context, f audit.Filter) ([]audit.Record, int
 		return nil, visited, err
 	}
 	return out, visited, nil
+}
+
+// indexedKind is the kind a record is indexed under: every kind but
+// decisions. Decisions are most records, and those written before records
+// had a kind have no entry; a query for them scans and filters by
+// Filter.Matches instead.
+func indexedKind(kind string) string {
+	if kind == audit.EventDecision {
+		return ""
+	}
+	return kind
 }
 
 // Close stops value-log GC and closes the database. It is idempotent.

@@ -37,9 +37,13 @@ func TestIndexQuery(t *testing.T) {
 	tools := []string{"drive.read", "jira.create", "slack.post", "db.ddl"}
 	decisions := []string{audit.DecisionAllow, audit.DecisionDeny, audit.DecisionError}
 	subjects := []string{"alice", "bob", ""}
+	// Most records have no kind (decisions, as the gateway and older
+	// trails write them), some say decision, some are other events.
+	events := []string{"", "", audit.EventDecision, "", audit.EventToken, "", audit.EventPolicy}
 	var all []audit.Record
 	for i := range 240 {
 		all = append(all, audit.Record{
+			Event:     events[i%7],
 			Time:      base.Add(time.Duration(i) * time.Second),
 			RequestID: fmt.Sprintf("r%03d", i),
 			ClientID:  clients[i%3],
@@ -104,6 +108,11 @@ func TestIndexQuery(t *testing.T) {
 		{"subject", audit.Filter{Subject: "alice", Limit: 1000}},
 		{"client+decision", audit.Filter{ClientID: "claude-code", Decision: audit.DecisionError, Limit: 1000}},
 		{"client+tool+decision+subject", audit.Filter{ClientID: "ci-bot", Tool: "jira.create", Decision: audit.DecisionDeny, Subject: "bob", Limit: 1000}},
+		{"event decision includes records without a kind", audit.Filter{Event: audit.EventDecision, Limit: 1000}},
+		{"event token", audit.Filter{Event: audit.EventToken, Limit: 1000}},
+		{"event policy+client", audit.Filter{Event: audit.EventPolicy, ClientID: "ci-bot", Limit: 1000}},
+		{"event decision+client+decision", audit.Filter{Event: audit.EventDecision, ClientID: "ci-bot", Decision: audit.DecisionDeny, Limit: 1000}},
+		{"event with no record", audit.Filter{Event: audit.EventRegistration}},
 		{"since", audit.Filter{Since: base.Add(200 * time.Second), Limit: 1000}},
 		{"until", audit.Filter{Until: base.Add(10 * time.Second), Limit: 1000}},
 		{"since+until", audit.Filter{Since: base.Add(50 * time.Second), Until: base.Add(60 * time.Second)}},

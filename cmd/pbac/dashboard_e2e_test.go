@@ -201,7 +201,7 @@ func TestDashboardScenarios(t *testing.T) {
 	t.Run("every denial is in the audit trail", func(t *testing.T) {
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			_, raw := d.do("GET", "/ui/api/audit?decision=deny&limit=200", nil)
+			_, raw := d.do("GET", "/ui/api/audit?event=decision&decision=deny&limit=200", nil)
 			var recs struct {
 				Records []struct {
 					RequestID string   `json:"request_id"`

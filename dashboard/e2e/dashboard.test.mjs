@@ -316,6 +316,18 @@ test('audit view filters, latency panel, and a phone-sized screen', async () => 
   }
   await shot(page, 'audit-denials');
 
+  // Sign-ins are in the trail beside the calls, found by their kind.
+  await page.selectOption('#audit-decision', '');
+  await page.selectOption('#audit-event', 'sign_in');
+  await Promise.all([
+    page.waitForResponse((r) => r.url().includes('/ui/api/audit?') && r.url().includes('event=sign_in')),
+    page.locator('#audit-form button[type="submit"]').click(),
+  ]);
+  await page.waitForFunction(() => {
+    const trs = [...document.querySelectorAll('#audit-table tbody tr')];
+    return trs.length > 0 && trs.every((tr) => /sign-in\//.test(tr.innerText) && /sign in/i.test(tr.innerText));
+  });
+
   await go(page, 'latency');
   await page.locator('#latency-table tr[data-stage="total"]').waitFor();
   assert.match(await page.locator('#latency-table tr[data-stage="policy"]').innerText(), /\d/);

@@ -161,7 +161,7 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 	}
 	srv, err := asrv.New(asrv.Config{
 		Issuer: issuer, Resources: s.resources(), Scopes: s.cfg.AuthServer.Scopes, ActiveScopes: s.scopes, UserAttestable: s.userAttestable, Secret: secret,
-		Store: store, Policy: s.decider, Statements: verifier, Logger: s.log,
+		Store: store, Policy: s.decider, Statements: verifier, Logger: s.log, Events: s.auditAS,
 		Introspectors: introspectors, SignIn: guard, Registration: limits,
 		AccessTokenTTL: accessTTL, MaxSignInAge: maxSignInAge, RefreshReuseGrace: reuseGrace,
 		Users: ppl.users, SSO: ppl.redirectSource(), Assertions: ppl.assertionIssuer(), ClientMetadata: documents,
@@ -382,7 +382,7 @@ func (s *Stack) auditSignIn(_ context.Context, e signin.Event) {
 		return
 	}
 	r := audit.Record{
-		Time: e.Time.UTC(), RequestID: newRequestID(), ClientID: "(sign-in)", Subject: e.Username,
+		Event: audit.EventSignIn, Time: e.Time.UTC(), RequestID: newRequestID(), ClientID: "(sign-in)", Subject: e.Username,
 		Method: "sign-in/" + e.Surface, Remote: e.Address, Count: 1,
 	}
 	switch e.Outcome {

@@ -115,7 +115,8 @@ func (s *Stack) openPolicy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := []plugins.Option{plugins.WithLogger(s.log), plugins.WithDecisionTimeout(pc.Limits.DecisionTimeout)}
+	opts := []plugins.Option{plugins.WithLogger(s.log), plugins.WithDecisionTimeout(pc.Limits.DecisionTimeout),
+		plugins.WithEvents(s.auditPolicy)}
 	switch {
 	case config.IsPostgresStore(s.cfg.Store):
 		// With the token store, shared by the replicas on the database.

@@ -209,6 +209,11 @@ type Stack struct {
 	closeOnce       sync.Once
 	closeErr        error
 	scopeCache      scopeCache // the active policy's scopes (scopes)
+
+	// policyTrail is the trail once it is open, for the policy
+	// registry's events: its sources (a bundle server, the shared
+	// database) run before the trail opens.
+	policyTrail atomic.Pointer[audit.Trail]
 }
 
 // phase is a step of Close: every part registers how it is closed in its

@@ -85,6 +85,7 @@ function toRFC3339(v) {
 function readFilters() {
   const limit = parseInt($('#audit-limit').value, 10);
   return {
+    event: $('#audit-event').value,
     client_id: $('#audit-agent').value,
     sub: $('#audit-user').value,
     tool: $('#audit-tool').value.trim(),
@@ -97,6 +98,7 @@ function readFilters() {
 
 function matches(r) {
   const f = filters;
+  if (f.event && (r.event || 'decision') !== f.event) return false;
   if (f.client_id && r.client_id !== f.client_id) return false;
   if (f.sub && r.sub !== f.sub) return false;
   if (f.tool && r.tool !== f.tool) return false;
@@ -151,7 +153,8 @@ export function recordRow(r) {
       h('span', { class: 'cell-sub', title: `client_id ${r.client_id}` }, r.agent_provider ? `${r.agent_provider}${r.agent_model ? ' · ' + r.agent_model : ''}` : short(r.client_id))),
     h('td', null, r.sub ? h('span', null, r.sub) : h('span', { class: 'muted' }, 'itself')),
     h('td', null, h('code', { class: 'tool' }, r.tool || r.method || '—'),
-      r.tool && r.method && r.method !== 'tools/call' ? h('span', { class: 'cell-sub' }, r.method) : null),
+      r.tool && r.method && r.method !== 'tools/call' ? h('span', { class: 'cell-sub' }, r.method) : null,
+      r.event && r.event !== 'decision' ? h('span', { class: 'cell-sub event' }, r.event.replace('_', ' ')) : null),
     h('td', null, decisionBadge(r.decision)),
     h('td', null, statusBadge(r.status, { decision: r.decision })),
     h('td', { class: 'reasons' }, reasons.length

@@ -205,6 +205,9 @@ async function run(sc, card, btn, out) {
 // --- live feed ---
 
 function addFeedRow(r) {
+  // The feed is the gateway's calls; sign-ins, tokens and policy changes
+  // are in the audit view.
+  if (r.event && r.event !== 'decision') return;
   const list = $('#live-feed');
   $('#live-feed-empty').hidden = true;
   const reasons = (r.reasons || []).join('; ');
