@@ -416,7 +416,7 @@ func toolReviewRecord(tool, backend string, d ToolDecision, info plugins.Info) a
 	case ToolReject:
 		method, what = MethodRejectTool, fmt.Sprintf("definition %s of tool %s rejected by %s: the tool stays hidden and denied", d.Hash, tool, d.By)
 	}
-	return audit.Record{Time: time.Now().UTC(), RequestID: rand.Text(), ClientID: OperatorClientID, Subject: d.By,
+	return audit.Record{Time: time.Now().UTC(), Event: audit.EventToolReview, RequestID: rand.Text(), ClientID: OperatorClientID, Subject: d.By,
 		Backend: backend, Tool: tool, Method: method, Decision: audit.DecisionAllow, Status: http.StatusOK,
 		PolicyVersion: info.Version, Reasons: []string{what}}
 }

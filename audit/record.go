@@ -50,11 +50,14 @@ const (
 	// EventPolicy is a change of policy: a version activated or rolled
 	// back, its data changed, a shadow set or cleared.
 	EventPolicy = "policy"
+	// EventToolReview is an operator's review of a tool a backend serves:
+	// catalogued, dismissed, a changed definition approved or rejected.
+	EventToolReview = "tool_review"
 )
 
 // eventKinds are the kinds a record can have, in a stable order.
 var eventKinds = [...]string{EventDecision, EventSignIn, EventRegistration, EventAuthorization,
-	EventToken, EventRevocation, EventClientReview, EventPolicy}
+	EventToken, EventRevocation, EventClientReview, EventPolicy, EventToolReview}
 
 // EventKinds returns the kinds a record can have, in a stable order.
 func EventKinds() []string { return append([]string(nil), eventKinds[:]...) }

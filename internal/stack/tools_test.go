@@ -277,7 +277,7 @@ func TestToolReviewAndPinnedDefinitions(t *testing.T) {
 			Method string `json:"method"`
 		} `json:"records"`
 	}
-	adminDo(t, st, http.MethodGet, "/admin/audit?tool=acme.greet&limit=100", nil, http.StatusOK, &recs)
+	adminDo(t, st, http.MethodGet, "/admin/audit?event=tool_review&tool=acme.greet&limit=100", nil, http.StatusOK, &recs)
 	methods := map[string]bool{}
 	for _, r := range recs.Records {
 		methods[r.Method] = true
