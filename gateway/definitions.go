@@ -64,10 +64,14 @@ type listedTool struct {
 func (g *Gateway) readTools(backend string, tools []json.RawMessage) []listedTool {
 	out := make([]listedTool, 0, len(tools))
 	count := make(map[string]int, len(tools))
+	unread, twice := 0, 0
+	var first error
 	for _, t := range tools {
 		name, canonical, err := tooldefs.Canonical(t)
 		if err != nil {
-			g.log.Warn("a tool of a tools/list answer is not passed on", "backend", backend, "err", err)
+			if unread++; first == nil {
+				first = err
+			}
 			continue
 		}
 		count[name]++
@@ -76,10 +80,15 @@ func (g *Gateway) readTools(backend string, tools []json.RawMessage) []listedToo
 	kept := out[:0]
 	for _, lt := range out {
 		if count[lt.name] > 1 {
-			g.log.Warn("a tool listed more than once in one tools/list answer is not passed on", "backend", backend, "tool", lt.name, "times", count[lt.name])
+			twice++
 			continue
 		}
 		kept = append(kept, lt)
+	}
+	if unread > 0 || twice > 0 {
+		// One line per answer, however many objects a backend sends.
+		g.log.Warn("tools of a tools/list answer are not passed on", "backend", backend,
+			"unreadable", unread, "first_error", first, "listed_more_than_once", twice)
 	}
 	return kept
 }
