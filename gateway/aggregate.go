@@ -221,7 +221,7 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 			continue
 		}
 		cursor := ""
-		var listed []listedTool
+		var listed []tooldefs.Tool
 		for range maxToolPages {
 			params := map[string]any{}
 			if cursor != "" {
@@ -248,21 +248,21 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 		// A name on two pages is one listed twice: neither is passed on.
 		count := map[string]int{}
 		for _, lt := range listed {
-			count[lt.name]++
+			count[lt.Name]++
 		}
 		kept := listed[:0]
 		for _, lt := range listed {
-			if count[lt.name] == 1 {
+			if count[lt.Name] == 1 {
 				kept = append(kept, lt)
 			}
 		}
 		maps.Copy(defs, g.listedDefinitions(ctx, name, kept))
 		for _, lt := range kept {
 			var t map[string]json.RawMessage
-			if json.Unmarshal(lt.canonical, &t) != nil {
+			if json.Unmarshal(lt.Canonical, &t) != nil {
 				continue
 			}
-			full := name + "." + lt.name
+			full := name + "." + lt.Name
 			t["name"], _ = json.Marshal(full)
 			raw, _ := json.Marshal(t)
 			tools = append(tools, raw)

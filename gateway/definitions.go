@@ -14,11 +14,11 @@ import (
 
 // ToolDefinitions keeps the tool definitions backends serve in tools/list
 // (package tooldefs/store; the composition root passes one): Observe
-// records the tools of one answer of backend (canonical definitions, at
+// records the tools of one answer of backend (read by tooldefs.Read, at
 // most one per name); Hash is the newest hash seen for a backend's tool. Both must be
 // safe for concurrent use; Hash is on every call's path.
 type ToolDefinitions interface {
-	Observe(ctx context.Context, backend string, tools []json.RawMessage)
+	ObserveRead(ctx context.Context, backend string, tools []tooldefs.Tool)
 	Hash(backend, name string) (string, bool)
 }
 
@@ -46,40 +46,31 @@ func (g *Gateway) calledDefinition(backend, name string) *contract.ToolDefinitio
 	return &d
 }
 
-// listedTool is one tool object of a tools/list answer as the gateway
-// forwards it: its name as tooldefs reads it, its canonical form (what
-// the client gets) and that form's hash.
-type listedTool struct {
-	name      string
-	canonical json.RawMessage
-	hash      string
-}
-
 // readTools reads the tool objects of one tools/list answer of backend
 // strictly (tooldefs.Canonical). An object it cannot read is dropped, and
 // so is every object of a name listed more than once: which of them a
 // client keeps is the client's guess, and policy decides per name. Each
 // object is judged on its own definition: nothing rides on another
 // object's name.
-func (g *Gateway) readTools(backend string, tools []json.RawMessage) []listedTool {
-	out := make([]listedTool, 0, len(tools))
+func (g *Gateway) readTools(backend string, tools []json.RawMessage) []tooldefs.Tool {
+	out := make([]tooldefs.Tool, 0, len(tools))
 	count := make(map[string]int, len(tools))
 	unread, twice := 0, 0
 	var first error
 	for _, t := range tools {
-		name, canonical, err := tooldefs.Canonical(t)
+		lt, err := tooldefs.Read(t)
 		if err != nil {
 			if unread++; first == nil {
 				first = err
 			}
 			continue
 		}
-		count[name]++
-		out = append(out, listedTool{name: name, canonical: canonical, hash: tooldefs.Hash(canonical)})
+		count[lt.Name]++
+		out = append(out, lt)
 	}
 	kept := out[:0]
 	for _, lt := range out {
-		if count[lt.name] > 1 {
+		if count[lt.Name] > 1 {
 			twice++
 			continue
 		}
@@ -96,18 +87,14 @@ func (g *Gateway) readTools(backend string, tools []json.RawMessage) []listedToo
 // listedDefinitions records the tools of one tools/list answer of backend
 // (read by readTools) and returns their definitions by catalogue name
 // ("<backend>.<name>").
-func (g *Gateway) listedDefinitions(ctx context.Context, backend string, tools []listedTool) map[string]contract.ToolDefinition {
+func (g *Gateway) listedDefinitions(ctx context.Context, backend string, tools []tooldefs.Tool) map[string]contract.ToolDefinition {
 	if g.cfg.ToolDefinitions != nil {
-		defs := make([]json.RawMessage, len(tools))
-		for i, lt := range tools {
-			defs[i] = lt.canonical
-		}
-		g.cfg.ToolDefinitions.Observe(ctx, backend, defs)
+		g.cfg.ToolDefinitions.ObserveRead(ctx, backend, tools)
 	}
 	out := make(map[string]contract.ToolDefinition, len(tools))
 	for _, lt := range tools {
-		full := backend + "." + lt.name
-		out[full] = g.definition(full, lt.hash)
+		full := backend + "." + lt.Name
+		out[full] = g.definition(full, lt.Hash)
 	}
 	return out
 }
@@ -170,11 +157,7 @@ func (g *Gateway) discover(ctx context.Context, b *Backend) (int, error) {
 			return seen, fmt.Errorf("tools/list result: %w", err)
 		}
 		listed := g.readTools(b.Name, page.Tools)
-		defs := make([]json.RawMessage, len(listed))
-		for i, lt := range listed {
-			defs[i] = lt.canonical
-		}
-		g.cfg.ToolDefinitions.Observe(ctx, b.Name, defs)
+		g.cfg.ToolDefinitions.ObserveRead(ctx, b.Name, listed)
 		seen += len(listed)
 		if cursor = page.NextCursor; cursor == "" {
 			return seen, nil

@@ -693,7 +693,7 @@ func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller,
 		listed := g.readTools(backend.Name, tools)
 		names := make([]string, len(listed))
 		for i, lt := range listed {
-			names[i] = backend.Name + "." + lt.name
+			names[i] = backend.Name + "." + lt.Name
 		}
 		allowed, version, err := g.allowedTools(ctx, backend, cl, names, g.listedDefinitions(ctx, backend.Name, listed))
 		if err != nil {
@@ -703,7 +703,7 @@ func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller,
 		out := make([]json.RawMessage, 0, len(listed))
 		for i, lt := range listed {
 			if allowed[names[i]] {
-				out = append(out, lt.canonical) // what was hashed is what is forwarded
+				out = append(out, lt.Canonical) // what was hashed is what is forwarded
 			}
 		}
 		kept = len(out)

@@ -135,6 +135,24 @@ func CheckKeys(raw []byte) error {
 	}
 }
 
+// Tool is one tool object read by Read: its name, its canonical form and
+// that form's hash.
+type Tool struct {
+	Name      string
+	Canonical json.RawMessage
+	Hash      string
+}
+
+// Read reads one tool object of a tools/list answer (Canonical) and
+// hashes it.
+func Read(raw []byte) (Tool, error) {
+	name, canonical, err := Canonical(raw)
+	if err != nil {
+		return Tool{}, err
+	}
+	return Tool{Name: name, Canonical: canonical, Hash: Hash(canonical)}, nil
+}
+
 // Hash is "sha256:<hex>" of a canonical definition: the form of
 // contract.Tool.Pin and contract.ToolDefinition.Hash.
 func Hash(canonical []byte) string {

@@ -168,3 +168,16 @@ func TestFlagsSpareSchemaURIs(t *testing.T) {
 		t.Fatalf("Flags = %+v, want none", got)
 	}
 }
+
+// BenchmarkRead is reading one tool object of about 1 KiB (what the
+// gateway does once per listed tool).
+func BenchmarkRead(b *testing.B) {
+	raw := []byte(`{"name":"read_text_file","description":"` + strings.Repeat("Reads things and says what it read. ", 20) +
+		`","inputSchema":{"type":"object","properties":{"path":{"type":"string","description":"where"},"limit":{"type":"number"}}},"annotations":{"readOnlyHint":true}}`)
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if _, err := Read(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

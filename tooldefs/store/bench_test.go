@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/pbac-gateway/pbac/tooldefs"
 	"strings"
 	"testing"
 )
@@ -42,6 +43,28 @@ func BenchmarkObserve(b *testing.B) {
 				s.Observe(b.Context(), "bench", l)
 			}
 		})
+	}
+}
+
+// BenchmarkObserveRead is ObserveRead of a listing of 50 unchanged tools
+// already read (the gateway reads each object once, tooldefs.Read).
+func BenchmarkObserveRead(b *testing.B) {
+	s, err := Open(b.Context(), b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var read []tooldefs.Tool
+	for _, raw := range benchTools(50, "v0") {
+		t, err := tooldefs.Read(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		read = append(read, t)
+	}
+	s.ObserveRead(b.Context(), "bench", read)
+	for b.Loop() {
+		s.ObserveRead(b.Context(), "bench", read)
 	}
 }
 

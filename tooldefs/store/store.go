@@ -237,33 +237,35 @@ func (s *Store) write(entries []Entry) error {
 	return nil
 }
 
-// Observe records the tools of one tools/list answer of backend (each the
-// JSON object the backend served, or its canonical form). A tool that
-// cannot be read (tooldefs.ErrBadDefinition) is not recorded. The
-// definitions are read before the store is locked, and what changed (a
-// new tool, another definition) is written after: the request path's
-// Hash waits for a map update, never for the disk. A listing that changes
-// nothing but the last-seen times writes nothing (they are written at
-// Close). A failed write is logged: the next change writes the entry again.
-func (s *Store) Observe(_ context.Context, backend string, tools []json.RawMessage) {
-	type seen struct {
-		name, hash string
-		canonical  []byte
-	}
-	read := make([]seen, 0, len(tools))
+// Observe records the tools of one tools/list answer of backend, each the
+// JSON object the backend served; one that cannot be read
+// (tooldefs.ErrBadDefinition) is not recorded. See ObserveRead.
+func (s *Store) Observe(ctx context.Context, backend string, tools []json.RawMessage) {
+	read := make([]tooldefs.Tool, 0, len(tools))
 	for _, raw := range tools {
-		name, canonical, err := tooldefs.Canonical(raw)
+		t, err := tooldefs.Read(raw)
 		if err != nil {
 			s.log.Warn("tool definition not kept", "backend", backend, "err", err)
 			continue
 		}
-		read = append(read, seen{name: name, hash: tooldefs.Hash(canonical), canonical: canonical})
+		read = append(read, t)
 	}
+	s.ObserveRead(ctx, backend, read)
+}
+
+// ObserveRead records the tools of one tools/list answer of backend,
+// already read by tooldefs.Read (the gateway reads each object once). What
+// changed (a new tool, another definition) is written after the store is
+// unlocked: the request path's Hash waits for a map update, never for the
+// disk. A listing that changes nothing but the last-seen times writes
+// nothing (they are written at Close). A failed write is logged: the next
+// change writes the entry again.
+func (s *Store) ObserveRead(_ context.Context, backend string, tools []tooldefs.Tool) {
 	now := s.now().UTC()
 	var changed []Entry
 	s.mu.Lock()
-	for _, t := range read {
-		if e := s.observe(backend, t.name, t.hash, t.canonical, now); e != nil {
+	for _, t := range tools {
+		if e := s.observe(backend, t.Name, t.Hash, t.Canonical, now); e != nil {
 			changed = append(changed, e.clone())
 		}
 	}
