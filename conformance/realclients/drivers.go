@@ -47,7 +47,7 @@ func DriveClaudeCode(ctx context.Context, e Env, t Target) (Row, error) {
 	if _, err := e.run(ctx, env, bin, strings.Fields(add)[1:]...); err != nil {
 		return row, err
 	}
-	out, err := e.onPTY(ctx, env, shellQuote(bin)+" mcp login "+serverName)
+	out, err := e.onPTYFixedPort(ctx, env, shellQuote(bin)+" mcp login "+serverName)
 	if err != nil {
 		return row, fmt.Errorf("%w: %v\n%s", errNotSignedIn, err, plain(out))
 	}

@@ -214,6 +214,31 @@ func (e Env) onPTY(ctx context.Context, env []string, line string) (string, erro
 	return e.run(ctx, env, "script", "-qec", line, "/dev/null")
 }
 
+// portTaken is what Claude Code says when its fixed callback port is held.
+const portTaken = "is already in use"
+
+// onPTYFixedPort is onPTY for a sign-in that listens on a fixed callback
+// port (Claude Code's --callback-port 33418): that port lies in Linux's
+// ephemeral range, so any loopback connection of the machine (the other
+// test packages') may hold it for a moment; a sign-in refused for that is
+// tried again, up to five times, 3 s apart.
+func (e Env) onPTYFixedPort(ctx context.Context, env []string, line string) (string, error) {
+	for attempt := 1; ; attempt++ {
+		out, err := e.onPTY(ctx, env, line)
+		if err == nil || attempt == 5 || !strings.Contains(plain(out), portTaken) {
+			return out, err
+		}
+		if e.Log != nil {
+			fmt.Fprintf(e.Log, "the callback port is held (attempt %d); again in 3 s\n", attempt)
+		}
+		select {
+		case <-ctx.Done():
+			return out, err
+		case <-time.After(3 * time.Second):
+		}
+	}
+}
+
 // onPTYAnswering is onPTY answering a prompt on the terminal.
 func (e Env) onPTYAnswering(ctx context.Context, env []string, line string, a answer) (string, error) {
 	return e.runAnswering(ctx, env, &a, "script", "-qec", line, "/dev/null")
