@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,10 +76,6 @@ func TestREADMEWalkthrough(t *testing.T) {
 	if !strings.Contains(blocks[0], "@modelcontextprotocol/server-filesystem@2026.8.31") {
 		t.Fatalf("the README installs another server version than %s pins:\n%s", walkthroughDir, blocks[0])
 	}
-	bin, err := buildBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
 	began := time.Now()
 	w := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(w, "files"), 0o755); err != nil {
@@ -97,27 +91,8 @@ func TestREADMEWalkthrough(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "up", "--config", cfg, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-level", "warn")
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() })
-	sc := bufio.NewScanner(stdout)
-	var out strings.Builder
-	for sc.Scan() {
-		out.WriteString(sc.Text() + "\n")
-		if strings.HasPrefix(sc.Text(), "Press Ctrl-C") {
-			break
-		}
-	}
-	go func() { _, _ = io.Copy(io.Discard, stdout) }()
-	gw, adm := upReady.FindStringSubmatch(out.String()), adminLine.FindStringSubmatch(out.String())
-	if gw == nil || adm == nil {
-		t.Fatalf("unexpected output:\n%s", out.String())
-	}
-	script := strings.NewReplacer("/tmp/pbac-review", w, "http://127.0.0.1:8080", gw[1], "http://127.0.0.1:8081", adm[1]).
+	_, gw, adm := startUpArgs(t, nil, "--config", cfg)
+	script := strings.NewReplacer("/tmp/pbac-review", w, "http://127.0.0.1:8080", gw, "http://127.0.0.1:8081", adm).
 		Replace(blocks[1] + blocks[2])
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
