@@ -35,7 +35,13 @@ const (
 
 // Version is the contract version this binary implements: a bundle built
 // by it declares this version.
-const Version = 2
+const Version = 3
+
+// ApprovalSince is the contract version that introduced pbac/tool_call's
+// approval result (ToolCallResult.Approval) and input (Input.Approval). It
+// adds no entrypoint: Required(3) is Required(2). A bundle of an older
+// version is never read for an approval.
+const ApprovalSince = 3
 
 // OldestVersion is the oldest contract version this binary still runs.
 const OldestVersion = 1

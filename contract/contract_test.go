@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -207,5 +208,62 @@ func TestDataRolesOf(t *testing.T) {
 	}
 	if got := (&Data{}).RolesOf([]string{"r"}, []string{"g"}); !slices.Equal(got, []string{"r"}) {
 		t.Fatalf("without identity data: %v", got)
+	}
+}
+
+// TestCheckToolCallResult: pbac/tool_call's result may ask for an approval
+// only with a deny (fail closed for a binary that does not know
+// approvals).
+func TestCheckToolCallResult(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		raw  string
+		want error
+	}{
+		{"an allow without approval", `{"allow": true, "reasons": ["ok"]}`, nil},
+		{"a deny without approval", `{"allow": false}`, nil},
+		{"a null approval", `{"allow": true, "approval": null}`, nil},
+		{"approval required with a deny", `{"allow": false, "approval": {"required": true, "rule": "r", "approvers": {"groups": ["release"], "not": ["bob"]}, "ttl_seconds": 900}}`, nil},
+		{"approval not required with an allow", `{"allow": true, "approval": {"required": false}}`, nil},
+		{"approval required with an allow", `{"allow": true, "approval": {"required": true}}`, ErrApprovalAllowed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := CheckToolCallResult([]byte(tc.raw)); !errors.Is(err, tc.want) {
+				t.Fatalf("CheckToolCallResult(%s) = %v, want %v", tc.raw, err, tc.want)
+			}
+		})
+	}
+	for _, raw := range []string{`{"allow": true, "approval": "yes"}`, `{"allow": true, "approval": {"required": "true"}}`, `[`} {
+		if err := CheckToolCallResult([]byte(raw)); err == nil || errors.Is(err, ErrApprovalAllowed) {
+			t.Errorf("CheckToolCallResult(%s) = %v, want an error reading it", raw, err)
+		}
+	}
+}
+
+// TestApprovalRoundTrip: the approval result and the granted approval of
+// the input keep their wire names (rego/README.md, the policy reads them).
+func TestApprovalRoundTrip(t *testing.T) {
+	res := ToolCallResult{Approval: &Approval{Required: true, Rule: "deploy-needs-release", Reason: "r",
+		Approvers: Approvers{Groups: []string{"release"}, Not: []string{"ci-bot-client"}}, TTLSeconds: 900}}
+	raw, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wantRes = `"approval":{"required":true,"rule":"deploy-needs-release","reason":"r","approvers":{"groups":["release"],"not":["ci-bot-client"]},"ttl_seconds":900}`
+	if !strings.Contains(string(raw), wantRes) {
+		t.Fatalf("result %s lacks %s", raw, wantRes)
+	}
+	in := Input{Approval: &GrantedApproval{ID: "apr_1", Rule: "deploy-needs-release", Granted: true,
+		Approver: ApprovalPerson{Sub: "bob", Roles: []string{"release"}, Groups: []string{}}, Via: "dashboard", GrantedAt: 1764745200}}
+	raw, err = json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wantIn = `"approval":{"id":"apr_1","rule":"deploy-needs-release","granted":true,"approver":{"sub":"bob","roles":["release"],"groups":[]},"via":"dashboard","granted_at":1764745200}`
+	if !strings.Contains(string(raw), wantIn) {
+		t.Fatalf("input %s lacks %s", raw, wantIn)
+	}
+	if raw, _ := json.Marshal(Input{}); strings.Contains(string(raw), "approval") {
+		t.Fatalf("an input without approval names one: %s", raw)
 	}
 }

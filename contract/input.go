@@ -15,6 +15,34 @@ type Input struct {
 	// Now is the decision time in unix seconds; the policy never reads a
 	// clock of its own.
 	Now int64 `json:"now"`
+	// Approval is the approval a person granted for this tools/call, which
+	// the gateway presents on the client's retry (contract version
+	// ApprovalSince); policy decides again and honours it only when it
+	// matches the rule that asks for it.
+	Approval *GrantedApproval `json:"approval,omitempty"`
+}
+
+// GrantedApproval is an approval as policy sees it on a retried call:
+// its id, the rule it was asked for, whether it was granted, who decided
+// (as they were when they decided), through which channel and when.
+type GrantedApproval struct {
+	ID       string         `json:"id"`
+	Rule     string         `json:"rule"`
+	Granted  bool           `json:"granted"`
+	Approver ApprovalPerson `json:"approver"`
+	// Via is where the approver decided: "dashboard", "link", "admin" or
+	// "client" (the requester confirming in the client, form mode).
+	Via string `json:"via"`
+	// GrantedAt is the decision time in unix seconds.
+	GrantedAt int64 `json:"granted_at"`
+}
+
+// ApprovalPerson is the person who decided an approval, with their roles
+// and identity-source groups at the time they decided.
+type ApprovalPerson struct {
+	Sub    string   `json:"sub"`
+	Roles  []string `json:"roles"`
+	Groups []string `json:"groups"`
 }
 
 // Client is an agent as policy sees it: only claims verified from a signed

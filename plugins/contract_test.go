@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -73,12 +74,15 @@ func TestContractOlderBundleOnNewerBinary(t *testing.T) {
 		t.Fatalf("pbac/tool_call on {}: %+v %v", d, err)
 	}
 
-	// The same module declaring this binary's version must export pbac/method.
-	claims2 := *old
-	claims2.ContractVersion = contract.Version
-	if _, err := r.Activate(ctx, &claims2, "v2 without method"); !errors.Is(err, plugins.ErrValidation) ||
-		!strings.Contains(err.Error(), "missing entrypoint pbac/method (contract version 2 requires it)") {
-		t.Fatalf("a version 2 bundle without pbac/method: %v", err)
+	// The same module declaring version 2, or this binary's version, must
+	// export pbac/method.
+	for _, v := range []int{2, contract.Version} {
+		claims := *old
+		claims.ContractVersion = v
+		want := fmt.Sprintf("missing entrypoint pbac/method (contract version %d requires it)", v)
+		if _, err := r.Activate(ctx, &claims, "without method"); !errors.Is(err, plugins.ErrValidation) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("a version %d bundle without pbac/method: %v", v, err)
+		}
 	}
 	// A version 1 bundle missing a version 1 entrypoint.
 	b, err := rego.Build(ctx, denyAll(), rego.ForContract(1, contract.Register, contract.Token, contract.Introspect,
@@ -142,5 +146,51 @@ func TestContractNewerBundleOnOlderBinary(t *testing.T) {
 	if _, err := r.Activate(ctx, b, "next without method"); !errors.Is(err, plugins.ErrValidation) ||
 		!strings.Contains(err.Error(), "missing entrypoint pbac/method") {
 		t.Fatalf("a newer bundle without pbac/method: %v", err)
+	}
+}
+
+// TestApprovalRequiredMustDeny: a bundle whose pbac/tool_call asks for an
+// approval and allows the call in the same result is refused by its own
+// vectors (a binary that does not know approvals would let the call
+// through); asking for an approval with a deny is accepted.
+func TestApprovalRequiredMustDeny(t *testing.T) {
+	ctx := context.Background()
+	const vector = `[{"name": "held", "entrypoint": "pbac/tool_call", "input": {}, "want": {"approval": {"required": true, "rule": "r"}}}]`
+	for _, tc := range []struct {
+		name   string
+		result string
+		err    string
+	}{
+		{"approval with a deny", `{"allow": false, "reasons": ["approval required"], "approval": {"required": true, "rule": "r"}}`, ""},
+		{"approval with an allow", `{"allow": true, "reasons": ["ok"], "approval": {"required": true, "rule": "r"}}`, contract.ErrApprovalAllowed.Error()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var src strings.Builder
+			src.WriteString("package pbac\n\nd := {\"allow\": false, \"reasons\": [\"no\"]}\n")
+			for _, ep := range contract.Names() {
+				if ep == string(contract.ToolCall) {
+					continue
+				}
+				src.WriteString(strings.TrimPrefix(ep, "pbac/") + " := d\n")
+			}
+			// The smoke decision on {} must still deny: the allow comes only
+			// with input.held.
+			src.WriteString("tool_call := " + tc.result + " if input.held else := d\n")
+			b, err := rego.Build(ctx, fstest.MapFS{"p.rego": {Data: []byte(src.String())}, "data.json": {Data: []byte(`{}`)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Vectors = []byte(strings.Replace(vector, `"input": {}`, `"input": {"held": true}`, 1))
+			_, err = policytest.Empty(t).Activate(ctx, b, tc.name)
+			if tc.err == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, plugins.ErrValidation) || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("err = %v, want a validation error saying %q", err, tc.err)
+			}
+		})
 	}
 }

@@ -314,6 +314,7 @@ func (r *Registry) Decide(ctx context.Context, entrypoint contract.Entrypoint, i
 		if err != nil {
 			return Decision{}, err
 		}
+		d.ContractVersion = v.info.ContractVersion
 		if s := r.shadow.Load(); s != nil {
 			s.offer(entrypoint, input, d)
 		}

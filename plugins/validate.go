@@ -126,6 +126,13 @@ func validate(ctx context.Context, p *wasm.Policy, explicit []string, declared i
 		}
 		if err == nil {
 			err = v.Check(raw)
+			if err == nil && v.Entrypoint == string(contract.ToolCall) {
+				// An approval asked for must come with a deny: a binary
+				// that does not know approvals then denies the held call.
+				if cerr := contract.CheckToolCallResult(raw); cerr != nil {
+					err = fmt.Errorf("vector %q: %w", v.Name, cerr)
+				}
+			}
 		} else {
 			err = fmt.Errorf("vector %q: %w", v.Name, err)
 		}

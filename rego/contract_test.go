@@ -3,6 +3,7 @@ package rego
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io/fs"
 	"slices"
 	"strings"
@@ -56,7 +57,7 @@ func TestBundleDeclaresContractVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := string(files[tarManifest]); !strings.Contains(m, `"metadata":{"contract_version":2}`) {
+	if m := string(files[tarManifest]); !strings.Contains(m, fmt.Sprintf(`"metadata":{"contract_version":%d}`, contract.Version)) {
 		t.Fatalf("manifest %s", m)
 	}
 
