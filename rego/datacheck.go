@@ -219,6 +219,12 @@ type modelData struct {
 		ID        string   `json:"id"`
 		Resources []string `json:"resources"`
 	} `json:"protected_arguments"`
+	ApprovalRules []struct {
+		ID        string   `json:"id"`
+		Resources []string `json:"resources"`
+		Access    []string `json:"access"`
+		Tiers     []string `json:"tiers"`
+	} `json:"approval_rules"`
 	Catalogue map[string]struct {
 		Resource  string            `json:"resource"`
 		Access    string            `json:"access"`
@@ -249,6 +255,10 @@ const (
 	ruleReachArg
 	ruleCIMDProvider
 	ruleTTL
+	ruleApprovalID
+	ruleApprovalResource
+	ruleApprovalAccess
+	ruleApprovalTier
 )
 
 // crossRuleMessages is what each cross-reference expects; %[1]s is the
@@ -269,6 +279,10 @@ var crossRuleMessages = [...]string{
 	ruleReachArg:           "a path argument the tool declares in its arguments; %[1]q is not one",
 	ruleCIMDProvider:       "a provider listed in /agents/trust_tiers; %[1]q is listed in none (providers: %[2]s)",
 	ruleTTL:                "max_token_ttl_seconds at least token_ttl_seconds; %[1]s is less",
+	ruleApprovalID:         "an id no other approval rule has; %[1]q is used more than once",
+	ruleApprovalResource:   "a resource of a catalogue tool or a backend; %[1]q is none (resources: %[2]s)",
+	ruleApprovalAccess:     "an access some catalogue tool uses; %[1]q is none (accesses: %[2]s)",
+	ruleApprovalTier:       "a tier of /tiers; %[1]q is none (tiers: %[2]s)",
 }
 
 // crossReferences checks what the shipped data model's parts say of each
@@ -401,6 +415,35 @@ func crossReferences(d *modelData) []DataProblem {
 		for j, res := range rule.Resources {
 			if !resources[res] {
 				add(ruleProtectedResource, []string{"protected_arguments", strconv.Itoa(i), "resources", strconv.Itoa(j)}, res, list(resources))
+			}
+		}
+	}
+	approvalIDs := map[string]bool{}
+	for i, rule := range d.ApprovalRules {
+		at := func(key string, j ...int) []string {
+			p := []string{"approval_rules", strconv.Itoa(i), key}
+			for _, n := range j {
+				p = append(p, strconv.Itoa(n))
+			}
+			return p
+		}
+		if approvalIDs[rule.ID] {
+			add(ruleApprovalID, at("id"), rule.ID, "")
+		}
+		approvalIDs[rule.ID] = true
+		for j, res := range rule.Resources {
+			if !resources[res] {
+				add(ruleApprovalResource, at("resources", j), res, list(resources))
+			}
+		}
+		for j, a := range rule.Access {
+			if !accesses[a] {
+				add(ruleApprovalAccess, at("access", j), a, list(accesses))
+			}
+		}
+		for j, t := range rule.Tiers {
+			if !tiers[t] {
+				add(ruleApprovalTier, at("tiers", j), t, list(tiers))
 			}
 		}
 	}

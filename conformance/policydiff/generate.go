@@ -3,6 +3,7 @@ package policydiff
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -30,6 +31,9 @@ type Domain struct {
 	Jobs           []string
 	SQL            []string
 	Audiences      []string
+	// ApprovalRules are ids of data.approval_rules; a granted approval
+	// names one of them (or a bogus one).
+	ApprovalRules []string
 }
 
 // DefaultDomain is the shipped demo tenant's domain.
@@ -47,8 +51,8 @@ func DefaultDomain() Domain {
 		KnownProviders: known,
 		ClientIDs:      []string{"c-alice-cc", "c-ci", "c-scan", "c-plan", "c-other"},
 		Subjects: []map[string]any{
-			{"sub": "alice", "roles": []any{"engineering"}},
-			{"sub": "bob", "roles": []any{"analytics"}},
+			{"sub": "alice", "roles": []any{"engineering", "dba"}},
+			{"sub": "bob", "roles": []any{"analytics", "release"}},
 			{"sub": "carol", "roles": []any{"contractor"}},
 			{"sub": "dave", "roles": []any{"engineering", "analytics"}},
 			{"sub": "erin", "roles": []any{}},
@@ -69,7 +73,8 @@ func DefaultDomain() Domain {
 		Jobs: []string{"build-api", "deploy-prod", "credentials/aws", "rotate-secrets", "nightly"},
 		SQL: []string{"select 1", "select * from pg_shadow", "SELECT password FROM credentials",
 			"drop table users", "create index i on t(x)"},
-		Audiences: []string{"http://127.0.0.1:8080/mcp"},
+		Audiences:     []string{"http://127.0.0.1:8080/mcp"},
+		ApprovalRules: []string{"deploy-needs-release", "ddl-needs-dba"},
 	}
 }
 
@@ -77,7 +82,8 @@ func DefaultDomain() Domain {
 // uses, when it follows the shipped data model (rego/README.md): the
 // providers of agents.trust_tiers, a human per role of roles, the scopes the
 // tiers and roles grant, the catalogue's tools, the backends of
-// anonymous.backends and the path prefixes of protected_arguments. A user's
+// anonymous.backends, the path prefixes of protected_arguments and the ids
+// of approval_rules. A user's
 // tenant then gets inputs that its policy can allow, not only the demo's.
 // Data that is not a JSON object yields the default domain.
 func DomainFromData(data []byte) Domain {
@@ -102,6 +108,9 @@ func DomainFromData(data []byte) Domain {
 		ProtectedArguments []struct {
 			PathPrefixes []any `json:"path_prefixes"`
 		} `json:"protected_arguments"`
+		ApprovalRules []struct {
+			ID any `json:"id"`
+		} `json:"approval_rules"`
 	}
 	// Best effort: a data model of another shape adds nothing.
 	_ = json.Unmarshal(data, &doc)
@@ -148,6 +157,11 @@ func DomainFromData(data []byte) Domain {
 	for _, b := range doc.Anonymous.Backends {
 		if s, ok := b.(string); ok && s != "" {
 			d.Tools = appendNew(d.Tools, s+".any_tool")
+		}
+	}
+	for _, ar := range doc.ApprovalRules {
+		if s, ok := ar.ID.(string); ok && s != "" {
+			d.ApprovalRules = appendNew(d.ApprovalRules, s)
 		}
 	}
 	for _, pa := range doc.ProtectedArguments {
@@ -346,6 +360,37 @@ func (g *Generator) resourceAttributes() any {
 		map[string]any{"author": " C-CI"}, map[string]any{"author": 7}, map[string]any{}, "x", nil)
 }
 
+// approval draws the approval a gateway would present on a retried call
+// (input.approval): usually none; else granted or not, for a rule of the
+// data or a bogus one, by a person of the domain or by the requester
+// (requester, which may be nil), through some channel; sometimes broken.
+func (g *Generator) approval(requester any) any {
+	if g.chance(0.6) {
+		return nil
+	}
+	approver := any(g.subject())
+	if requester != nil && g.chance(0.3) {
+		approver = requester
+	}
+	if a, ok := approver.(map[string]any); ok && g.chance(0.3) {
+		a = maps.Clone(a)
+		a["groups"] = []any{g.pick("release", "dba", "engineering", "nobody")}
+		approver = a
+	}
+	rule := "no-such-rule"
+	if len(g.d.ApprovalRules) > 0 && g.chance(0.8) {
+		rule = g.str(g.d.ApprovalRules)
+	}
+	a := map[string]any{
+		"id": "apr_x", "rule": rule, "granted": g.chance(0.85), "approver": approver,
+		"via": g.pick("dashboard", "link", "admin", "client", nil), "granted_at": 1700000000,
+	}
+	if g.chance(0.1) {
+		return g.pick("yes", true, map[string]any{"granted": true}, map[string]any{"rule": rule, "granted": true, "approver": "bob"})
+	}
+	return a
+}
+
 // backendOf is the "<backend>" of "<backend>.<tool>" (the whole name when
 // it has no dot).
 func backendOf(tool string) string {
@@ -395,7 +440,8 @@ func (g *Generator) coherent() map[string]any {
 			"scopes":     requested, "actor": client, "audience_client": audience, "tools": tools,
 			"resource_attributes": g.resourceAttributes(),
 		},
-		"now": now,
+		"approval": g.approval(subject),
+		"now":      now,
 	}
 }
 
@@ -409,7 +455,7 @@ func (g *Generator) Input(entrypoint string) []byte {
 		if g.chance(0.4) {
 			// Perturb one field with a value from the wild generator.
 			wild := g.wildDoc()
-			k := g.pick("client", "subject", "token", "request", "now").(string)
+			k := g.pick("client", "subject", "token", "request", "approval", "now").(string)
 			if v, ok := wild[k]; ok {
 				in[k] = v
 			} else {
@@ -458,11 +504,12 @@ func (g *Generator) wildDoc() map[string]any {
 	}
 	req["tools"] = tools
 	in := map[string]any{
-		"client":  client,
-		"subject": subject,
-		"token":   g.token(now, client, subject),
-		"request": req,
-		"now":     now,
+		"client":   client,
+		"subject":  subject,
+		"token":    g.token(now, client, subject),
+		"request":  req,
+		"approval": g.approval(subject),
+		"now":      now,
 	}
 	for _, k := range []string{"client", "subject", "token", "request", "now"} {
 		if g.chance(0.03) {

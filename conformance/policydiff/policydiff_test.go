@@ -88,6 +88,9 @@ func TestDomainFromData(t *testing.T) {
 		}},
 		{"anonymous backends", data, func(d policydiff.Domain) bool { return slices.Contains(d.Tools, "public.any_tool") }},
 		{"protected paths", data, func(d policydiff.Domain) bool { return slices.Contains(d.Paths, "/private/x") }},
+		{"approval rules", []byte(`{"approval_rules": [{"id": "r1"}, {"id": 3}]}`), func(d policydiff.Domain) bool {
+			return slices.Contains(d.ApprovalRules, "r1") && slices.Contains(d.ApprovalRules, "deploy-needs-release")
+		}},
 		{"the demo domain stays", data, func(d policydiff.Domain) bool { return slices.Contains(d.Tools, "jira.create_issue") }},
 		{"not an object", []byte(`[1]`), func(d policydiff.Domain) bool {
 			return len(d.Tools) == len(policydiff.DefaultDomain().Tools)
@@ -211,6 +214,64 @@ func TestCheckBundleShipped(t *testing.T) {
 		if r.Inputs != n+perEP[r.Entrypoint] {
 			t.Errorf("%s: %d inputs, want %d generated + %d vectors", r.Entrypoint, r.Inputs, n, perEP[r.Entrypoint])
 		}
+	}
+}
+
+// TestCheckBundleApprovals: with data under which the shipped approval
+// rules hold calls (ci_agent and developer granted what the rules hold),
+// the Wasm module and the reference agree on pbac/tool_call, whose
+// generated inputs present approvals granted, refused, for other rules and
+// by the requester; some of the decisions hold a call.
+func TestCheckBundleApprovals(t *testing.T) {
+	b := shippedBundle(t)
+	var data map[string]any
+	if err := json.Unmarshal(b.Data, &data); err != nil {
+		t.Fatal(err)
+	}
+	tiers := data["tiers"].(map[string]any)
+	ci := tiers["ci_agent"].(map[string]any)
+	ci["grants"].(map[string]any)["jenkins"] = []any{"read", "build", "deploy"}
+	ci["separation_of_duties"] = []any{"approve", "merge"}
+	tiers["developer"].(map[string]any)["grants"].(map[string]any)["database"] = []any{"read", "ddl"}
+	raw, _ := json.Marshal(data)
+	gated := &rego.Bundle{Wasm: b.Wasm, Data: raw, Modules: b.Modules, Revision: rego.Revision(b.Wasm, raw)}
+
+	// The generated inputs do reach a hold under this data.
+	ref, err := rego.NewReferenceFromBundle(context.Background(), gated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Coherent inputs call the held tools as the agents whose tiers the
+	// rules name (the wild ones still draw from every tool).
+	d := policydiff.DomainFromData(raw)
+	d.CatalogueTools = []string{"jenkins.trigger_deploy", "database.execute_ddl"}
+	d.KnownProviders = []string{"ci-bot", "claude-code"}
+	const n = 400
+	g := policydiff.NewGenerator(20, 26, d)
+	held := 0
+	for range n {
+		out, err := ref.Decide(context.Background(), string(contract.ToolCall), g.Input(string(contract.ToolCall)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := contract.CheckToolCallResult(out); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if bytes.Contains(out, []byte(`"required":true`)) {
+			held++
+		}
+	}
+	if held == 0 {
+		t.Fatalf("none of %d generated inputs is held", n)
+	}
+	t.Logf("%d of %d generated inputs held", held, n)
+
+	rep, err := policydiff.CheckBundle(context.Background(), gated, policydiff.Options{Inputs: n, Domain: &d, Entrypoints: []string{string(contract.ToolCall)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Fatalf("Wasm and the reference disagree: %+v", rep)
 	}
 }
 

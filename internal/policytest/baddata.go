@@ -95,6 +95,30 @@ var badDataMutations = []struct {
 		d["protected_arguments"].(arr)[1].(obj)["id"] = "prod-secrets"
 		return d
 	}},
+	{"approval rule on an unknown resource", "/approval_rules/0/resources/0", func(d obj) any {
+		d["approval_rules"].(arr)[0].(obj)["resources"] = arr{"jenkin"}
+		return d
+	}},
+	{"approval rule for an access no tool uses", "/approval_rules/0/access/0", func(d obj) any {
+		d["approval_rules"].(arr)[0].(obj)["access"] = arr{"deplyo"}
+		return d
+	}},
+	{"approval rule for an unknown tier", "/approval_rules/0/tiers/0", func(d obj) any {
+		d["approval_rules"].(arr)[0].(obj)["tiers"] = arr{"ci-agent"}
+		return d
+	}},
+	{"approval rule id twice", "/approval_rules/1/id", func(d obj) any {
+		d["approval_rules"].(arr)[1].(obj)["id"] = d["approval_rules"].(arr)[0].(obj)["id"]
+		return d
+	}},
+	{"approval rule without approvers", "/approval_rules/0", func(d obj) any {
+		delete(d["approval_rules"].(arr)[0].(obj), "approver_groups")
+		return d
+	}},
+	{"approval valid for no time", "/approval_rules/1/ttl_seconds", func(d obj) any {
+		d["approval_rules"].(arr)[1].(obj)["ttl_seconds"] = 0
+		return d
+	}},
 	{"chain depth as a string", "/delegation/max_chain_depth", func(d obj) any {
 		d["delegation"].(obj)["max_chain_depth"] = "3"
 		return d

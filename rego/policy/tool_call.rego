@@ -479,11 +479,122 @@ reach_violations contains msg if {
 }
 
 # ---------------------------------------------------------------------------
+# Approval (data.approval_rules; contract version 3)
+#
+# A call the rules above would allow may still need a person's approval
+# first: the first approval rule whose resources, access and tiers (absent:
+# every tier) match it holds the call (allow false, with an "approval"
+# object saying who may approve) until the gateway presents, on a retry,
+# an approval granted for that rule (input.approval) by someone in one of
+# its approver_groups (a role, or an identity-source group) who is not one
+# of the requester's identities when the rule excludes the requester. A
+# rule with requester: true also takes the requester's own confirmation in
+# the client (via "client"). A call denied for any other reason carries no
+# approval: nobody can approve it into being allowed.
+
+# approval_rule_applies(i, t, r, a): approval rule i holds access a on
+# resource r for tier t.
+approval_rule_applies(i, t, r, a) if {
+	r in data.approval_rules[i].resources
+	a in data.approval_rules[i].access
+	approval_rule_tier(i, t)
+}
+
+approval_rule_tier(i, _) if object.get(data.approval_rules[i], "tiers", null) == null
+
+approval_rule_tier(i, t) if t in data.approval_rules[i].tiers
+
+# approval_gated(t, r, a): some approval rule holds access a on r for t.
+approval_gated(t, r, a) if {
+	some i, _ in data.approval_rules
+	approval_rule_applies(i, t, r, a)
+}
+
+approval_rule_index := min(ids) if {
+	in_catalogue
+	ids := {i | some i, _ in data.approval_rules; approval_rule_applies(i, tier, tool_resource, tool_access)}
+	count(ids) > 0
+}
+
+approval_rule := data.approval_rules[approval_rule_index]
+
+# Who may not approve: every identity of the caller (self_ids: the agent,
+# the person it acts for, its delegation chain), compared as identity_key.
+approval_not := sort(self_id_keys) if {
+	approval_rule.exclude_requester == true
+} else := []
+
+approval_requester_may_confirm if approval_rule.requester == true
+
+approval_presented := a if {
+	a := input.approval
+	is_object(a)
+	a.granted == true
+	a.rule == approval_rule.id
+}
+
+approval_approver_sub := identity_key(s) if {
+	s := approval_presented.approver.sub
+	is_string(s)
+	trim_space(s) != ""
+}
+
+# approver_in_groups(p, groups): person p has one of groups as a role (own
+# or through identity.group_roles) or as an identity-source group.
+approver_in_groups(p, groups) if {
+	some g in groups
+	g in roles_of(p)
+}
+
+approver_in_groups(p, groups) if {
+	some g in groups
+	g in p.groups
+}
+
+# Granted by an eligible approver (not in the client: that channel is the
+# requester's own).
+approval_granted if {
+	object.get(approval_presented, "via", "") != "client"
+	p := approval_presented.approver
+	is_object(p)
+	approver_in_groups(p, data.approval_rules[approval_rule_index].approver_groups)
+	sub := approval_approver_sub
+	not sub in approval_not
+}
+
+# Confirmed in the client by the person the agent acts for, where the rule
+# allows it.
+approval_granted if {
+	approval_requester_may_confirm
+	approval_presented.via == "client"
+	subject != null
+	approval_approver_sub == identity_key(subject.sub)
+}
+
+approval_required if {
+	approval_rule
+	not approval_granted
+}
+
+tool_call_approval := {
+	"required": true,
+	"rule": approval_rule.id,
+	"reason": approval_rule.reason,
+	"approvers": {
+		"groups": approval_rule.approver_groups,
+		"not": approval_not,
+		"requester": object.get(approval_rule, "requester", false) == true,
+	},
+	"ttl_seconds": approval_rule.ttl_seconds,
+}
+
+# ---------------------------------------------------------------------------
 # Decision
 
 default tool_call_allow := false
 
-tool_call_allow if {
+# Allowed but for an approval: what tool_call_allow was before approvals.
+tool_call_permitted if {
 	count(tool_call_deny) == 0
 	tok != null
 	now != null
@@ -493,10 +604,25 @@ tool_call_allow if {
 	required_scope in token_scopes
 }
 
+tool_call_allow if {
+	tool_call_permitted
+	not approval_required
+}
+
+# Held: permitted, and an approval rule asks for an approval not yet
+# presented. Never together with tool_call_allow (the contract's
+# invariant: approval.required implies allow false).
+tool_call_held if {
+	tool_call_permitted
+	approval_required
+}
+
 tool_call_reasons := [concat("", [tier, " tier may ", tool_access, " ", tool_resource])] if {
 	tool_call_allow
 } else := sort(tool_call_deny) if {
 	count(tool_call_deny) > 0
+} else := [concat("", ["approval required: ", approval_rule.reason])] if {
+	tool_call_held
 } else := ["no rule allows this call"]
 
 # What the agent is told (public_reasons): the deny reasons, except that
@@ -529,6 +655,8 @@ tool_call_insufficient_scope if {
 }
 
 tool_call_extra := {"required_scope": required_scope} if in_catalogue else := {}
+
+tool_call_approval_extra := {"approval": tool_call_approval} if tool_call_held else := {}
 
 # ---------------------------------------------------------------------------
 # Fast allow path
@@ -594,6 +722,9 @@ tool_call_fast(inp) := {
 	not protected_violation_in(r, args)
 	not reach_blocked(e, r, args)
 	not self_approval_in(e, req)
+
+	# a call an approval rule holds is decided by the full rules
+	not approval_gated(ti, r, a)
 }
 
 tool_call_fast_allow if tool_call_fast(input)
@@ -747,5 +878,5 @@ tool_call := d if {
 		"access": tool_access,
 		"insufficient_scope": tool_call_insufficient_scope,
 	},
-	tool_call_extra,
+	object.union(tool_call_extra, tool_call_approval_extra),
 )
