@@ -70,7 +70,7 @@ func TestContractOlderBundleOnNewerBinary(t *testing.T) {
 		}
 	}
 	// What the bundle exports, it decides itself.
-	if d, err := r.Decide(ctx, contract.ToolCall, []byte(`{}`)); err != nil || d.Allow {
+	if d, err := r.Decide(ctx, contract.ToolCall, []byte(`{}`)); err != nil || d.Allow || d.ContractVersion != 1 {
 		t.Fatalf("pbac/tool_call on {}: %+v %v", d, err)
 	}
 
@@ -181,10 +181,17 @@ func TestApprovalRequiredMustDeny(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.Vectors = []byte(strings.Replace(vector, `"input": {}`, `"input": {"held": true}`, 1))
-			_, err = policytest.Empty(t).Activate(ctx, b, tc.name)
+			r := policytest.Empty(t)
+			_, err = r.Activate(ctx, b, tc.name)
 			if tc.err == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
+				}
+				// The decision says which contract it was made under, so
+				// the gateway reads approval only from a version 3 bundle.
+				d, err := r.Decide(ctx, contract.ToolCall, []byte(`{"held": true}`))
+				if err != nil || d.Allow || d.ContractVersion != contract.Version {
+					t.Fatalf("decision %+v %v, want a deny under contract version %d", d, err, contract.Version)
 				}
 				return
 			}
