@@ -40,6 +40,11 @@ func TestLoadOrCreateStateKey(t *testing.T) {
 	if !bytes.Equal(k1.k, k2.k) {
 		t.Fatal("second load made another key")
 	}
+	// A state signed before the "restart" verifies after it.
+	s := signed(t, k1, deployCall())
+	if _, err := VerifyState(k2, s, deployCall(), t0); err != nil {
+		t.Fatalf("state across reload: %v", err)
+	}
 	other, err := LoadOrCreateStateKey(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
