@@ -2,7 +2,10 @@ package approvals
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -40,8 +43,8 @@ func signed(t testing.TB, k *StateKey, c Call) string {
 	return s
 }
 
-// resign builds a state whose payload is edited by f and signs it properly
-// with k: a genuine state whose content is not what SignState would write.
+// resign signs payload properly with k: a genuine state whose content is
+// not what SignState would write.
 func resign(t *testing.T, k *StateKey, payload []byte) string {
 	t.Helper()
 	return StatePrefix + b64.EncodeToString(payload) + "." + b64.EncodeToString(stateMAC(k, payload))
@@ -123,33 +126,34 @@ func TestStateRefused(t *testing.T) {
 		call  Call
 		now   time.Time
 		want  error
+		why   string // in the error, when set
 	}{
-		{"tampered payload", StatePrefix + b64.EncodeToString(flip(payload, 10)) + "." + m64, c, t0, ErrStateSignature},
-		{"payload of another state", StatePrefix + b64.EncodeToString(edited(func(m map[string]any) { m["s"] = "bob" })) + "." + m64, c, t0, ErrStateSignature},
-		{"tampered signature", StatePrefix + p64 + "." + b64.EncodeToString(flip(mac, 31)), c, t0, ErrStateSignature},
-		{"another key", signed(t, testKey(t, 2), c), c, t0, ErrStateSignature},
-		{"truncated", good[:len(good)-4], c, t0, ErrStateMalformed},
-		{"signature cut off", StatePrefix + p64 + ".", c, t0, ErrStateMalformed},
-		{"no signature", StatePrefix + p64, c, t0, ErrStateMalformed},
-		{"extra part", good + ".AAAA", c, t0, ErrStateMalformed},
-		{"wrong prefix", "pbac2." + strings.TrimPrefix(good, StatePrefix), c, t0, ErrStateMalformed},
-		{"no prefix", strings.TrimPrefix(good, StatePrefix), c, t0, ErrStateMalformed},
-		{"empty", "", c, t0, ErrStateMalformed},
-		{"padded base64", StatePrefix + base64.URLEncoding.EncodeToString(payload) + "." + m64, c, t0, ErrStateMalformed},
-		{"oversized", StatePrefix + strings.Repeat("A", MaxStateLen) + "." + m64, c, t0, ErrStateMalformed},
-		{"signed but not JSON", resign(t, k, []byte("not json")), c, t0, ErrStateMalformed},
-		{"signed, unknown field", resign(t, k, edited(func(m map[string]any) { m["x"] = 1 })), c, t0, ErrStateMalformed},
-		{"signed, missing approval id", resign(t, k, edited(func(m map[string]any) { delete(m, "a") })), c, t0, ErrStateMalformed},
-		{"signed, no expiry", resign(t, k, edited(func(m map[string]any) { m["e"] = 0 })), c, t0, ErrStateMalformed},
-		{"signed, not canonical", resign(t, k, append([]byte(" "), payload...)), c, t0, ErrStateMalformed},
-		{"expired", good, c, t0.Add(10 * time.Minute), ErrStateExpired},
-		{"long expired", good, c, t0.Add(24 * time.Hour), ErrStateExpired},
-		{"other arguments", good, with(func(c *Call) { c.Arguments = []byte(`{"job":"deploy-prod","environment":"staging"}`) }), t0, ErrStateOtherRequest},
-		{"same arguments spelt otherwise", good, with(func(c *Call) { c.Arguments = []byte(`{"environment":"production","job":"deploy-prod"}`) }), t0, ErrStateOtherRequest},
-		{"other method", good, with(func(c *Call) { c.Method = "tools/other" }), t0, ErrStateOtherRequest},
-		{"other client", good, with(func(c *Call) { c.ClientID = "planner-client" }), t0, ErrStateOtherRequest},
-		{"other subject", good, with(func(c *Call) { c.Subject = "bob" }), t0, ErrStateOtherRequest},
-		{"other tool", good, with(func(c *Call) { c.Tool = "jenkins.trigger_build" }), t0, ErrStateOtherRequest},
+		{"tampered payload", StatePrefix + b64.EncodeToString(flip(payload, 10)) + "." + m64, c, t0, ErrStateSignature, ""},
+		{"payload of another state", StatePrefix + b64.EncodeToString(edited(func(m map[string]any) { m["s"] = "bob" })) + "." + m64, c, t0, ErrStateSignature, ""},
+		{"tampered signature", StatePrefix + p64 + "." + b64.EncodeToString(flip(mac, 31)), c, t0, ErrStateSignature, ""},
+		{"another key", signed(t, testKey(t, 2), c), c, t0, ErrStateSignature, ""},
+		{"truncated", good[:len(good)-4], c, t0, ErrStateMalformed, ""},
+		{"signature cut off", StatePrefix + p64 + ".", c, t0, ErrStateMalformed, ""},
+		{"no signature", StatePrefix + p64, c, t0, ErrStateMalformed, ""},
+		{"extra part", good + ".AAAA", c, t0, ErrStateMalformed, ""},
+		{"wrong prefix", "pbac2." + strings.TrimPrefix(good, StatePrefix), c, t0, ErrStateMalformed, ""},
+		{"no prefix", strings.TrimPrefix(good, StatePrefix), c, t0, ErrStateMalformed, ""},
+		{"empty", "", c, t0, ErrStateMalformed, ""},
+		{"padded base64", StatePrefix + base64.URLEncoding.EncodeToString(payload) + "." + m64, c, t0, ErrStateMalformed, ""},
+		{"oversized", StatePrefix + strings.Repeat("A", MaxStateLen) + "." + m64, c, t0, ErrStateMalformed, ""},
+		{"signed but not JSON", resign(t, k, []byte("not json")), c, t0, ErrStateMalformed, ""},
+		{"signed, unknown field", resign(t, k, edited(func(m map[string]any) { m["x"] = 1 })), c, t0, ErrStateMalformed, ""},
+		{"signed, missing approval id", resign(t, k, edited(func(m map[string]any) { delete(m, "a") })), c, t0, ErrStateMalformed, ""},
+		{"signed, no expiry", resign(t, k, edited(func(m map[string]any) { m["e"] = 0 })), c, t0, ErrStateMalformed, ""},
+		{"signed, not canonical", resign(t, k, append([]byte(" "), payload...)), c, t0, ErrStateMalformed, ""},
+		{"expired", good, c, t0.Add(10 * time.Minute), ErrStateExpired, ""},
+		{"long expired", good, c, t0.Add(24 * time.Hour), ErrStateExpired, ""},
+		{"other arguments", good, with(func(c *Call) { c.Arguments = []byte(`{"job":"deploy-prod","environment":"staging"}`) }), t0, ErrStateOtherRequest, "other arguments"},
+		{"same arguments spelt otherwise", good, with(func(c *Call) { c.Arguments = []byte(`{"environment":"production","job":"deploy-prod"}`) }), t0, ErrStateOtherRequest, ""},
+		{"other method", good, with(func(c *Call) { c.Method = "tools/other" }), t0, ErrStateOtherRequest, ""},
+		{"other client", good, with(func(c *Call) { c.ClientID = "planner-client" }), t0, ErrStateOtherRequest, "another client"},
+		{"other subject", good, with(func(c *Call) { c.Subject = "bob" }), t0, ErrStateOtherRequest, "another person"},
+		{"other tool", good, with(func(c *Call) { c.Tool = "jenkins.trigger_build" }), t0, ErrStateOtherRequest, "another tool"},
 	}
 	sentinels := []error{ErrStateMalformed, ErrStateSignature, ErrStateExpired, ErrStateOtherRequest}
 	for _, tt := range tests {
@@ -157,6 +161,9 @@ func TestStateRefused(t *testing.T) {
 			st, err := VerifyState(k, tt.state, tt.call, tt.now)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("VerifyState = %+v, %v; want %v", st, err, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.why) {
+				t.Errorf("error %q does not say %q", err, tt.why)
 			}
 			if st != (State{}) {
 				t.Errorf("refused state still returned content %+v", st)
@@ -228,12 +235,39 @@ func TestSignStateRefusesIncompleteOrHugeStates(t *testing.T) {
 	}
 }
 
-func TestCallDigestSeparatesFields(t *testing.T) {
-	a := Call{Method: "tools/call", Tool: "a", Arguments: []byte("b")}
-	b := Call{Method: "tools/call", Tool: "ab", Arguments: nil}
-	if a.Digest() == b.Digest() {
-		t.Fatal("tool/arguments boundary not in the digest")
+// The wire format is the design's (issue20-design.md §5, §7), computed here
+// independently of SignState and Digest.
+func TestStateWireFormat(t *testing.T) {
+	k := testKey(t, 1)
+	c := deployCall()
+	sum := sha256.Sum256([]byte("tools/call\x00jenkins.trigger_deploy\x00" + string(c.Arguments)))
+	if got, want := c.Digest(), hex.EncodeToString(sum[:]); got != want {
+		t.Fatalf("digest %s, want %s", got, want)
 	}
+	s := signed(t, k, c)
+	p64, m64, _ := strings.Cut(strings.TrimPrefix(s, StatePrefix), ".")
+	payload, err := base64.RawURLEncoding.DecodeString(p64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := hmac.New(sha256.New, bytes.Repeat([]byte{1}, 32))
+	m.Write([]byte("pbac/approval-state/v1\x00"))
+	m.Write(payload)
+	if want := base64.RawURLEncoding.EncodeToString(m.Sum(nil)); m64 != want {
+		t.Fatalf("signature %s, want HMAC-SHA256(key, context || payload) = %s", m64, want)
+	}
+}
+
+func TestCallDigestSeparatesFields(t *testing.T) {
+	for _, pair := range [][2]Call{
+		{{Method: "tools/call", Tool: "a", Arguments: []byte("b")}, {Method: "tools/call", Tool: "ab"}},
+		{{Method: "tools/call", Tool: "ab", Arguments: []byte("{}")}, {Method: "tools/calla", Tool: "b", Arguments: []byte("{}")}},
+	} {
+		if pair[0].Digest() == pair[1].Digest() {
+			t.Fatalf("%+v and %+v have one digest", pair[0], pair[1])
+		}
+	}
+	a := Call{Method: "tools/call", Tool: "a", Arguments: []byte("b")}
 	if d := a.Digest(); len(d) != 64 || strings.Trim(d, "0123456789abcdef") != "" {
 		t.Fatalf("digest %q: want 64 lowercase hex digits", d)
 	}
