@@ -183,6 +183,11 @@ func ParseState(key *StateKey, s string) (State, error) {
 	if !ok || p64 == "" || m64 == "" {
 		return State{}, fmt.Errorf("%w: want payload.signature", ErrStateMalformed)
 	}
+	// encoding/base64 skips \r and \n even in strict mode; a state has one
+	// spelling, so only the alphabet itself is accepted.
+	if !isB64URL(p64) || !isB64URL(m64) {
+		return State{}, fmt.Errorf("%w: not base64url", ErrStateMalformed)
+	}
 	payload, err := b64.DecodeString(p64)
 	if err != nil {
 		return State{}, fmt.Errorf("%w: payload is not base64url", ErrStateMalformed)
@@ -238,6 +243,16 @@ func VerifyState(key *StateKey, s string, c Call, now time.Time) (State, error) 
 		return State{}, fmt.Errorf("%w: approval was for other arguments", ErrStateOtherRequest)
 	}
 	return st, nil
+}
+
+func isB64URL(s string) bool {
+	for i := range len(s) {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // strEqual compares in constant time for equal lengths.

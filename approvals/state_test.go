@@ -139,6 +139,7 @@ func TestStateRefused(t *testing.T) {
 		{"wrong prefix", "pbac2." + strings.TrimPrefix(good, StatePrefix), c, t0, ErrStateMalformed, ""},
 		{"no prefix", strings.TrimPrefix(good, StatePrefix), c, t0, ErrStateMalformed, ""},
 		{"empty", "", c, t0, ErrStateMalformed, ""},
+		{"line breaks inside", good[:20] + "\r\n" + good[20:], c, t0, ErrStateMalformed, "not base64url"},
 		{"padded base64", StatePrefix + base64.URLEncoding.EncodeToString(payload) + "." + m64, c, t0, ErrStateMalformed, ""},
 		{"oversized", StatePrefix + strings.Repeat("A", MaxStateLen) + "." + m64, c, t0, ErrStateMalformed, ""},
 		{"signed but not JSON", resign(t, k, []byte("not json")), c, t0, ErrStateMalformed, ""},
