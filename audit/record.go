@@ -23,6 +23,9 @@ const (
 	DecisionAllow = "allow"
 	DecisionDeny  = "deny"
 	DecisionError = "error"
+	// DecisionHold is a tools/call policy holds until a person approves
+	// it (the client is told where to ask, and retries).
+	DecisionHold = "hold"
 )
 
 // Event kinds (Record.Event): what a record is about. A record without
@@ -53,11 +56,27 @@ const (
 	// EventToolReview is an operator's review of a tool a backend serves:
 	// catalogued, dismissed, a changed definition approved or rejected.
 	EventToolReview = "tool_review"
+	// EventApproval is a step in the life of an approval a held call asked
+	// for (Method says which: ApprovalRequested, ApprovalApproved, ...);
+	// ApprovalID links the steps and the gateway's decisions on the call.
+	EventApproval = "approval"
+)
+
+// The steps of an approval (Record.Method of EventApproval records).
+const (
+	ApprovalRequested = "approval/requested"
+	ApprovalApproved  = "approval/approved"
+	ApprovalDenied    = "approval/denied"
+	ApprovalRefused   = "approval/refused" // someone not allowed tried to decide it
+	ApprovalUsed      = "approval/used"
+	ApprovalExpired   = "approval/expired"
+	ApprovalVoid      = "approval/void"
+	ApprovalWithdrawn = "approval/withdrawn"
 )
 
 // eventKinds are the kinds a record can have, in a stable order.
 var eventKinds = [...]string{EventDecision, EventSignIn, EventRegistration, EventAuthorization,
-	EventToken, EventRevocation, EventClientReview, EventPolicy, EventToolReview}
+	EventToken, EventRevocation, EventClientReview, EventPolicy, EventToolReview, EventApproval}
 
 // EventKinds returns the kinds a record can have, in a stable order.
 func EventKinds() []string { return append([]string(nil), eventKinds[:]...) }
@@ -114,6 +133,12 @@ type Record struct {
 	// record stands for (they are aggregated, see host).
 	Remote string `json:"remote,omitempty"`
 	Count  int    `json:"count,omitempty"`
+	// ApprovalID links the records of one approval: its steps
+	// (EventApproval) and the decisions on the call that asked for it and
+	// used it. Approver and Comment are the decider's, on a decision step.
+	ApprovalID string `json:"approval_id,omitempty"`
+	Approver   string `json:"approver,omitempty"`
+	Comment    string `json:"comment,omitempty"`
 }
 
 // Kind is the record's event kind: Event, or EventDecision when it has
