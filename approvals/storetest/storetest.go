@@ -490,11 +490,17 @@ func testTransitionIndexes(t *testing.T, s approvals.Store) {
 	}
 }
 
-// testTransitionConcurrentOneWins: 32 retries race to use one granted
-// approval; exactly one transition succeeds, every other gets ErrStatus
-// and sees it used.
+// testTransitionConcurrentOneWins: see RaceReplicas.
 func testTransitionConcurrentOneWins(t *testing.T, s approvals.Store) {
+	RaceReplicas(t, []approvals.Store{s})
+}
+
+// RaceReplicas: 32 retries, spread over stores (replicas sharing one
+// database, or one store), race to use one granted approval; exactly one
+// transition succeeds, every other gets ErrStatus and sees it used.
+func RaceReplicas(t *testing.T, stores []approvals.Store) {
 	const n = 32
+	s := stores[0]
 	create(t, s, NewApproval("apr_x", "ci-bot", "b1:x", T0))
 	grant(t, s, "apr_x")
 	type result struct {
@@ -507,7 +513,7 @@ func testTransitionConcurrentOneWins(t *testing.T, s approvals.Store) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			a, err := s.Transition(context.Background(), "apr_x", []approvals.Status{approvals.Granted}, func(a *approvals.Approval) error {
+			a, err := stores[i%len(stores)].Transition(context.Background(), "apr_x", []approvals.Status{approvals.Granted}, func(a *approvals.Approval) error {
 				a.Status, a.Comment = approvals.Used, fmt.Sprintf("retry %d", i)
 				return nil
 			})
