@@ -240,7 +240,8 @@ func identityKey(s string) string { return strings.ToLower(strings.TrimSpace(s))
 // deny, with an optional comment, through via (ViaDashboard, ViaLink,
 // ViaAdmin). p is checked against the approver rule now; a refusal is
 // audited. Only one decision is ever recorded: a second, or one racing
-// the first, gets ErrClosed.
+// the first, gets ErrClosed (ErrExpired once the approval expired). A
+// denial closes the approval at the decision's time.
 func (s *Service) Decide(ctx context.Context, id string, p Person, via string, approve bool, comment string) (Approval, error) {
 	if len(comment) > MaxCommentLen || !utf8.ValidString(comment) {
 		return Approval{}, fmt.Errorf("%w: the comment must be UTF-8 and at most %d bytes", ErrBadDecision, MaxCommentLen)
@@ -254,8 +255,8 @@ func (s *Service) Decide(ctx context.Context, id string, p Person, via string, a
 	if err != nil {
 		return Approval{}, err
 	}
-	if a.Status != Pending {
-		return a, fmt.Errorf("%w: %s is %s", ErrClosed, id, a.Status)
+	if err := notPending(a); err != nil {
+		return a, err
 	}
 	now := s.now()
 	if !a.ExpiresAt.After(now) {
@@ -278,9 +279,14 @@ func (s *Service) Decide(ctx context.Context, id string, p Person, via string, a
 			return ErrExpired
 		}
 		x.Status, x.Approver, x.Via, x.Comment, x.DecidedAt = to, &person, via, comment, now.UTC()
+		if to == Denied {
+			x.ClosedAt = x.DecidedAt // by this clock, not the store's
+		}
 		return nil
 	})
 	switch {
+	case errors.Is(err, ErrStatus) && a.Status == Expired:
+		return a, fmt.Errorf("%w: %s expired meanwhile", ErrExpired, id)
 	case errors.Is(err, ErrStatus):
 		return a, fmt.Errorf("%w: %s was decided meanwhile", ErrClosed, id)
 	case err != nil:
@@ -301,9 +307,22 @@ func (s *Service) Decide(ctx context.Context, id string, p Person, via string, a
 	return a, nil
 }
 
+// notPending is why a cannot be decided: nil while pending, ErrExpired once
+// the sweeper expired it, else ErrClosed.
+func notPending(a Approval) error {
+	switch a.Status {
+	case Pending:
+		return nil
+	case Expired:
+		return fmt.Errorf("%w: %s expired at %s", ErrExpired, a.ID, a.ExpiresAt.Format(time.RFC3339))
+	}
+	return fmt.Errorf("%w: %s is %s", ErrClosed, a.ID, a.Status)
+}
+
 // Confirm records the requester's own confirmation in the client (form
 // mode), which only a rule with Approvers.Requester allows; sub is the
-// person the call's token acts for.
+// person the call's token acts for. A refusal (ErrNotApprover) is audited;
+// an approval no longer pending is ErrClosed (ErrExpired once expired).
 func (s *Service) Confirm(ctx context.Context, id, sub string, requestID string) (Approval, error) {
 	now := s.now()
 	a, err := s.store.Transition(ctx, id, []Status{Pending}, func(x *Approval) error {
@@ -318,7 +337,18 @@ func (s *Service) Confirm(ctx context.Context, id, sub string, requestID string)
 		x.Status, x.Approver, x.Via, x.DecidedAt = Granted, &Person{Sub: sub}, ViaClient, now.UTC()
 		return nil
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrNotApprover):
+		rec := s.base(a, audit.ApprovalRefused, requestID, err.Error())
+		rec.Decision, rec.Status, rec.Approver = audit.DecisionDeny, http.StatusForbidden, sub
+		s.audit.Record(rec)
+		return a, err
+	case errors.Is(err, ErrStatus):
+		if nerr := notPending(a); nerr != nil {
+			return a, nerr
+		}
+		return a, err
+	case err != nil:
 		return a, err
 	}
 	s.pending.Dec()
@@ -345,6 +375,8 @@ func (s *Service) Use(ctx context.Context, id, requestID string) (Approval, erro
 	switch {
 	case errors.Is(err, ErrStatus) && a.Status == Used:
 		return a, fmt.Errorf("%w: %s allowed an earlier call", ErrUsed, id)
+	case errors.Is(err, ErrStatus) && a.Status == Expired:
+		return a, fmt.Errorf("%w: %s expired at %s", ErrExpired, id, a.ExpiresAt.Format(time.RFC3339))
 	case errors.Is(err, ErrStatus):
 		return a, fmt.Errorf("%w: %s is %s", ErrClosed, id, a.Status)
 	case err != nil:
