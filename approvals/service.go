@@ -117,6 +117,12 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
+// Collectors are the service's metrics, for a registry that did not
+// get them through Config.Registerer.
+func (s *Service) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{s.pending, s.decision}
+}
+
 // URL is the approval page of id.
 func (s *Service) URL(id string) string { return s.pageURL + id }
 

@@ -68,7 +68,7 @@ func (c Call) Digest() string {
 type State struct {
 	ApprovalID    string
 	ClientID      string
-	Subject       string
+	Subject       string // "" for a machine agent, which acts for no person
 	Tool          string
 	Digest        string // Call.Digest
 	PolicyVersion string // the policy version that asked for approval
@@ -117,7 +117,6 @@ func (w wireState) check() error {
 	for _, f := range []struct{ name, v string }{
 		{"approval id", w.A},
 		{"client id", w.C},
-		{"subject", w.S},
 		{"tool", w.T},
 		{"digest", w.D},
 		{"policy version", w.V},

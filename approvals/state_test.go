@@ -208,7 +208,6 @@ func TestSignStateRefusesIncompleteOrHugeStates(t *testing.T) {
 	}{
 		{"no approval id", func(s *State) { s.ApprovalID = "" }},
 		{"no client", func(s *State) { s.ClientID = "" }},
-		{"no subject", func(s *State) { s.Subject = "" }},
 		{"no tool", func(s *State) { s.Tool = "" }},
 		{"no digest", func(s *State) { s.Digest = "" }},
 		{"no policy version", func(s *State) { s.PolicyVersion = "" }},
@@ -308,4 +307,23 @@ func FuzzParseState(f *testing.F) {
 			t.Fatalf("state %q parsed and signed again is %q", s, again)
 		}
 	})
+}
+
+// A machine agent acts for no person: its state has no subject, and it is
+// refused for a call on someone's behalf.
+func TestStateWithoutSubject(t *testing.T) {
+	k := testKey(t, 1)
+	c := deployCall()
+	c.Subject = ""
+	s, err := SignState(k, NewState("apr_1", "v1", c, t0.Add(time.Minute)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyState(k, s, c, t0); err != nil {
+		t.Fatalf("the machine agent's own retry: %v", err)
+	}
+	c.Subject = "alice"
+	if _, err := VerifyState(k, s, c, t0); !errors.Is(err, ErrStateOtherRequest) {
+		t.Fatalf("the state for alice's call = %v, want ErrStateOtherRequest", err)
+	}
 }
