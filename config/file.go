@@ -89,6 +89,15 @@ type File struct {
 	// Denials is how a tools/call policy denies, when no scope would fix
 	// it, is answered: "tool_error" (default) or "http_403".
 	Denials string `yaml:"denials"`
+	// ApprovalsURL is the approval page's base as approvers reach it (the
+	// approval's id is appended; default: the admin listener's dashboard).
+	ApprovalsURL string `yaml:"approvals_url"`
+	// ApprovalsWait is how long a client's retry waits for a pending
+	// approval before it is told to ask again (a duration; default 10s).
+	ApprovalsWait string `yaml:"approvals_wait"`
+	// ApprovalsStateKeyFile holds the key that signs requestStates
+	// (default approval-state.key in the data dir); replicas share one.
+	ApprovalsStateKeyFile string `yaml:"approvals_state_key_file"`
 	// SessionIdle ends an MCP session unused this long (a duration;
 	// default 30m): the client's next request on it is answered 404.
 	SessionIdle string `yaml:"session_idle"`
@@ -637,6 +646,14 @@ func (c *File) validateOperation() []error {
 	if _, err := c.SessionIdleOrDefault(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := c.ApprovalsWaitOrDefault(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.ApprovalsURL != "" {
+		if u, err := url.Parse(c.ApprovalsURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || u.RawQuery != "" || u.Fragment != "" {
+			errs = append(errs, fmt.Errorf("approvals_url %q: want an absolute http(s) URL without query or fragment, e.g. https://gw.example/ui/approvals/", c.ApprovalsURL))
+		}
+	}
 	if c.LogFormat != "" && c.LogFormat != "json" && c.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("log_format %q: want json or text", c.LogFormat))
 	}
@@ -707,6 +724,19 @@ func (a *ArgumentLimits) validate() []error {
 		}
 	}
 	return errs
+}
+
+// ApprovalsWaitOrDefault is approvals_wait as a duration; 0 when unset
+// (the gateway's default, 10 seconds).
+func (c *File) ApprovalsWaitOrDefault() (time.Duration, error) {
+	if c == nil || c.ApprovalsWait == "" {
+		return 0, nil
+	}
+	d, err := positiveDuration("approvals_wait", c.ApprovalsWait, "10s")
+	if err == nil && d > 2*time.Minute {
+		err = fmt.Errorf("approvals_wait %q: at most 2m (a retry holds a connection that long)", c.ApprovalsWait)
+	}
+	return d, err
 }
 
 // SessionIdleOrDefault is session_idle as a duration; 0 when unset (the

@@ -209,6 +209,18 @@ var keys = []Key{
 		func() (func(*File, string) error, func(*File) string) {
 			return str(func(c *File) *string { return &c.SessionIdle })
 		}),
+	key("approvals_url", "PBAC_APPROVALS_URL", "", "", "the approval page's base as approvers reach it; a held call's approval id is appended (default: <admin URL>/ui/approvals/)",
+		func() (func(*File, string) error, func(*File) string) {
+			return str(func(c *File) *string { return &c.ApprovalsURL })
+		}),
+	key("approvals_wait", "PBAC_APPROVALS_WAIT", "", "10s", "how long a client's retry of a held call waits for its pending approval before it is told to ask again (at most 2m)",
+		func() (func(*File, string) error, func(*File) string) {
+			return str(func(c *File) *string { return &c.ApprovalsWait })
+		}),
+	key("approvals_state_key_file", "PBAC_APPROVALS_STATE_KEY_FILE", "", "", "the key (32 bytes, mode 0600) that signs the requestState of held calls, created if missing (default: approval-state.key in the data dir; replicas share one file)",
+		func() (func(*File, string) error, func(*File) string) {
+			return str(func(c *File) *string { return &c.ApprovalsStateKeyFile })
+		}),
 	key("scopes_supported", "PBAC_SCOPES_SUPPORTED", "", "", "scopes the protected resource metadata advertises, comma-separated (default: every scope of the active policy); the authorization server still grants any the policy allows, so a call needing another is a step-up",
 		func() (func(*File, string) error, func(*File) string) {
 			return list(func(c *File) *[]string { return &c.ScopesSupported })

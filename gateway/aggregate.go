@@ -47,6 +47,9 @@ type aggSession struct {
 	// owner is the caller's quota key, sent to backends that share by
 	// owner (Backend.OwnerHeader).
 	owner string
+	// elicitURL: the client declared URL elicitation at initialize
+	// (2025-11-25), so a held call is answered -32042.
+	elicitURL bool
 	// ids numbers the requests the gateway sends in this session's
 	// backend sessions: the stateless calls of one agent share them
 	// concurrently, and a backend refuses a second in-flight request
@@ -162,7 +165,7 @@ func (g *Gateway) aggregateInitialize(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mes
 	}
 	id := newID()
 	g.putSession(id, &session{clientID: cl.token.ClientID, subject: cl.token.Subject, owner: cl.ownerKey(),
-		agg: &aggSession{backends: map[string]string{}, owner: cl.ownerKey()}})
+		agg: &aggSession{backends: map[string]string{}, owner: cl.ownerKey(), elicitURL: declaresURLElicitation(msg)}})
 	c.Set(hdrSession, id)
 	rec.Status = fiber.StatusOK
 	g.finish(rec, start)
@@ -300,7 +303,7 @@ func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 	}
 	local := *msg
 	local.Name = tool
-	allowed, err := g.decideCall(c, "", b, cl, &local, attrs, rec)
+	allowed, err := g.decideCall(c, "", b, cl, &local, attrs, sess.elicitURL, rec)
 	if err != nil || !allowed {
 		g.finish(rec, start)
 		return err
@@ -313,6 +316,7 @@ func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 		params[k] = v
 	}
 	params["name"], _ = json.Marshal(tool)
+	withoutApprovalFields(params)
 	// The protocol fields of _meta belong to the client's hop; the backend
 	// session speaks its own revision.
 	if meta, ok := params["_meta"]; ok {

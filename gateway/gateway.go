@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pbac-gateway/pbac/approvals"
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/jsonrpc"
@@ -119,6 +120,13 @@ type Config struct {
 	// record after the first (default DefaultRefusalWindow).
 	RefusalWindow time.Duration
 	Logger        *slog.Logger
+	// Approvals, when set, lets a tools/call policy holds for a person's
+	// approval wait for one (see hold.go); nil: such a call is denied,
+	// with the policy's reason.
+	Approvals *approvals.Service
+	// ApprovalWait is how long a retry presenting a pending approval waits
+	// for the approver (default DefaultApprovalWait).
+	ApprovalWait time.Duration
 	// Ready backs /readyz: nil when the gateway should get traffic, else
 	// why not (errors.Join of one error per unready part). Nil Ready: always.
 	Ready func(ctx context.Context) error
@@ -190,6 +198,13 @@ func New(cfg Config) (*Gateway, error) {
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
+	}
+	if cfg.Approvals != nil {
+		for _, m := range cfg.Approvals.Collectors() {
+			if err := g.metrics.reg.Register(m); err != nil {
+				return nil, fmt.Errorf("gateway: registering the approvals' metrics: %w", err)
+			}
+		}
 	}
 	for _, o := range cfg.AllowedOrigins {
 		g.origins[strings.TrimSuffix(o, "/")] = true

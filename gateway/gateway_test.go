@@ -61,6 +61,8 @@ type stackOptions struct {
 	config func(*system.Config)
 	// users are the people who sign in (default: the demo users).
 	users asrv.UserSource
+	// captured, when set, gets the system as built.
+	captured **system.Stack
 }
 
 // newStackWith builds the system through internal/stack (package
@@ -122,6 +124,9 @@ func newStackWith(t testing.TB, opts stackOptions) *stack {
 	st, err := system.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if opts.captured != nil {
+		*opts.captured = st
 	}
 	t.Cleanup(func() {
 		// A connection the client's pool dialled but never used keeps

@@ -115,10 +115,13 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 		if msg, attrs, ok, err = g.prepareCall(c, backend, cl, msg, callTarget(msg), &rec, start); !ok {
 			return err
 		}
-		allowed, err := g.decideCall(c, backend.Name, backend, cl, msg, attrs, &rec)
+		allowed, err := g.decideCall(c, backend.Name, backend, cl, msg, attrs, sess != nil && sess.elicitURL, &rec)
 		if err != nil || !allowed {
 			g.finish(&rec, start)
 			return err
+		}
+		if msg, err = forwardedWithoutApproval(msg, g.cfg.MaxJSONDepth); err != nil {
+			return fmt.Errorf("removing the approval fields of a call: %w", err)
 		}
 		probeDecided(c.Context().ID())
 	default:
@@ -332,7 +335,7 @@ const deniedByPolicy = "denied by policy"
 // answered with the policy's public reasons and the request id (see
 // denyCall); the full reasons go to the audit record and the log. For an
 // anonymous caller, pbac/anonymous has decided the call already.
-func (g *Gateway) decideCall(c *fiber.Ctx, endpoint string, backend *Backend, cl *caller, msg *jsonrpc.Message, attrs map[string]any, rec *audit.Record) (bool, error) {
+func (g *Gateway) decideCall(c *fiber.Ctx, endpoint string, backend *Backend, cl *caller, msg *jsonrpc.Message, attrs map[string]any, elicitURL bool, rec *audit.Record) (bool, error) {
 	tool := callTarget(msg)
 	if tool == "" {
 		return false, g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidParams, "params.name is required", nil))
@@ -348,15 +351,35 @@ func (g *Gateway) decideCall(c *fiber.Ctx, endpoint string, backend *Backend, cl
 	in.Request.Arguments = msg.Arguments
 	in.Request.ToolDefinition = g.calledDefinition(backend.Name, tool)
 	in.Request.ResourceAttributes = attrs
-	raw, err := json.Marshal(in)
-	if err != nil {
-		return false, err
+	h := g.newHold(endpoint, backend, cl, msg, full, elicitURL)
+	if h != nil {
+		pres, done, err := g.presentedState(c, h, cl, msg, rec)
+		if done {
+			return false, err
+		}
+		if pres != nil {
+			h.presented, in.Approval = pres, pres.Granted()
+		}
 	}
-	start := time.Now()
-	d, err := g.cfg.Policy.Decide(c.UserContext(), contract.ToolCall, raw)
-	took := time.Since(start)
-	g.metrics.stage("policy", took)
-	rec.LatencyMicros["policy"] = took.Microseconds()
+	d, err := g.decideToolCall(c.UserContext(), &in, rec)
+	var asked *contract.Approval
+	if err == nil {
+		if asked, err = heldBy(d); err != nil {
+			err = fmt.Errorf("%w: %w", contract.ErrUndecided, err)
+		}
+	}
+	if err == nil && asked != nil && h != nil && h.presented == nil {
+		// The channels without a requestState find the approval by the
+		// call itself, and the call is decided again with it.
+		if pres := g.grantedFor(c.UserContext(), h, asked.Rule); pres != nil {
+			h.presented, in.Approval = pres, pres.Granted()
+			if d, err = g.decideToolCall(c.UserContext(), &in, rec); err == nil {
+				if asked, err = heldBy(d); err != nil {
+					err = fmt.Errorf("%w: %w", contract.ErrUndecided, err)
+				}
+			}
+		}
+	}
 	if err != nil {
 		// A decision that cannot be made is a deny.
 		rec.Decision, rec.Reasons, rec.Status = "error", []string{"policy could not decide: " + err.Error()}, fiber.StatusForbidden
@@ -368,13 +391,48 @@ func (g *Gateway) decideCall(c *fiber.Ctx, endpoint string, backend *Backend, cl
 	rec.Reasons = d.Reasons
 	if d.Allow {
 		rec.Decision = "allow"
+		if h != nil && h.presented != nil {
+			// One approval, one call: of concurrent retries only one
+			// gets past this.
+			a, err := g.cfg.Approvals.Use(c.UserContext(), h.presented.ID, rec.RequestID)
+			rec.ApprovalID = a.ID
+			if err != nil {
+				return false, g.refuseApproval(c, msg, rec, err)
+			}
+		}
 		return true, nil
+	}
+	if h != nil && h.presented != nil {
+		// Decided again under the policy now active, the call is not
+		// allowed with the approval it presents: the approval is void.
+		why := fmt.Sprintf("decided again under policy %s, the call is not allowed with it", d.Version)
+		if _, err := g.cfg.Approvals.Void(c.UserContext(), h.presented.ID, why, rec.RequestID); err != nil {
+			g.log.Warn("voiding an approval", "request_id", rec.RequestID, "approval", h.presented.ID, "err", err)
+		}
+	}
+	if asked != nil && h != nil {
+		g.log.Info("call held for approval", "request_id", rec.RequestID, "tool", full, "client_id", rec.ClientID, "rule", asked.Rule)
+		return false, g.holdCall(c, h, cl, msg, rec, asked, d.Version)
 	}
 	var extra contract.ToolCallResult
 	_ = d.Decode(&extra)
 	rec.Decision, rec.Status = "deny", fiber.StatusForbidden
 	g.log.Info("call denied by policy", "request_id", rec.RequestID, "tool", full, "client_id", rec.ClientID, "reasons", d.Reasons)
 	return false, g.denyCall(c, endpoint, cl, msg, extra, rec, d.Version)
+}
+
+// decideToolCall asks pbac/tool_call about in, timing it into rec.
+func (g *Gateway) decideToolCall(ctx context.Context, in *contract.Input, rec *audit.Record) (contract.Decision, error) {
+	raw, err := json.Marshal(in)
+	if err != nil {
+		return contract.Decision{}, err
+	}
+	start := time.Now()
+	d, err := g.cfg.Policy.Decide(ctx, contract.ToolCall, raw)
+	took := time.Since(start)
+	g.metrics.stage("policy", took)
+	rec.LatencyMicros["policy"] += took.Microseconds()
+	return d, err
 }
 
 // denyCall answers a call policy denied. A denial a scope would fix
@@ -532,7 +590,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backend.Name+" is unavailable", nil))
 	}
 	rec.Status = resp.StatusCode
-	g.adoptSession(c, backend, cl, resp)
+	g.adoptSession(c, backend, cl, msg, resp)
 	copyResponseHeaders(c, resp)
 	c.Status(resp.StatusCode)
 	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
@@ -599,7 +657,7 @@ func copyResponseHeaders(c *fiber.Ctx, resp *http.Response) {
 
 // adoptSession replaces a session id the backend assigned (on initialize)
 // with one of the gateway's, bound to the caller.
-func (g *Gateway) adoptSession(c *fiber.Ctx, backend *Backend, cl *caller, resp *http.Response) {
+func (g *Gateway) adoptSession(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, resp *http.Response) {
 	bid := resp.Header.Get(hdrSession)
 	if bid == "" {
 		return
@@ -610,7 +668,7 @@ func (g *Gateway) adoptSession(c *fiber.Ctx, backend *Backend, cl *caller, resp 
 	}
 	id := newID()
 	g.putSession(id, &session{backend: backend.Name, backendID: bid, clientID: cl.token.ClientID, subject: cl.token.Subject,
-		anonymous: cl.anonymous, owner: cl.ownerKey()})
+		anonymous: cl.anonymous, owner: cl.ownerKey(), elicitURL: msg.Method == "initialize" && declaresURLElicitation(msg)})
 	c.Set(hdrSession, id)
 }
 
@@ -637,7 +695,7 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	if err != nil {
 		return err
 	}
-	g.adoptSession(c, backend, cl, resp)
+	g.adoptSession(c, backend, cl, msg, resp)
 	copyResponseHeaders(c, resp)
 	sse := strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream")
 	filtered, kept, err := g.filterTools(c.UserContext(), backend, cl, body, sse, rec)

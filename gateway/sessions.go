@@ -40,6 +40,9 @@ type session struct {
 	lastUsed  time.Time
 	// agg is set for a session of the aggregated server.
 	agg *aggSession
+	// elicitURL: the client declared URL elicitation when it opened the
+	// session (2025-11-25), so a held call is answered -32042.
+	elicitURL bool
 }
 
 func newSessions(perOwner int) *sessions {

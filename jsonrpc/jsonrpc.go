@@ -31,6 +31,16 @@ const (
 	// CodeHeaderMismatch answers MCP headers that disagree with the body
 	// or are missing (HeaderMismatch, 2026-07-28 revision).
 	CodeHeaderMismatch = -32020
+	// CodeApprovalRequired is the gateway's own code for a call policy
+	// holds until a person approves it, answered to a client that can take
+	// neither an input request (2026-07-28) nor a URL elicitation: its
+	// data names the approval page; the same call, once approved, goes
+	// through. (Not -32003, -32004 or -32005: the go-sdk's client reads
+	// those as its connection closing or its transport refusing.)
+	CodeApprovalRequired = -32010
+	// CodeURLElicitationRequired is revision 2025-11-25's
+	// URLElicitationRequiredError: the client opens the URL and retries.
+	CodeURLElicitationRequired = -32042
 )
 
 // Errors Parse wraps; Code tells which JSON-RPC code answers each.
@@ -78,6 +88,10 @@ type Message struct {
 	// MetaProtocolVersion is params._meta["io.modelcontextprotocol/protocolVersion"]
 	// (2026-07-28 requests carry it).
 	MetaProtocolVersion string
+	// MetaClientCapabilities is params._meta["io.modelcontextprotocol/clientCapabilities"],
+	// the exact bytes (nil when absent): from 2026-07-28 a client says on
+	// every request what it can do for the server (elicitation, sampling).
+	MetaClientCapabilities json.RawMessage
 	// ProgressToken is params._meta.progressToken, the exact bytes (nil
 	// when absent): the token of the progress notifications a request
 	// asks for.
@@ -197,6 +211,8 @@ func Parse(body []byte, maxDepth int) (*Message, error) {
 				m.MetaProtocolVersion = s
 			case "progressToken":
 				m.ProgressToken = json.RawMessage(mb.Raw)
+			case "io.modelcontextprotocol/clientCapabilities":
+				m.MetaClientCapabilities = json.RawMessage(mb.Raw)
 			}
 		}
 	}

@@ -138,6 +138,11 @@ func (c upConfig) stackConfig(log *slog.Logger) (stack.Config, error) {
 		if sc.Gateway.SessionIdle, err = c.file.SessionIdleOrDefault(); err != nil {
 			return stack.Config{}, err
 		}
+		if sc.Gateway.Approvals.Wait, err = c.file.ApprovalsWaitOrDefault(); err != nil {
+			return stack.Config{}, err
+		}
+		sc.Gateway.Approvals.PageURL = c.file.ApprovalsURL
+		sc.Gateway.Approvals.StateKeyFile = c.file.ApprovalsStateKeyFile
 		sc.AuthServer.Identity = c.file.IdentityOrNone()
 		sc.AuthServer.Clients = c.file.Clients
 	}

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pbac-gateway/pbac/approvals"
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/audit/index"
@@ -154,6 +155,23 @@ type Gateway struct {
 	Denials string
 	// RefusalWindow sums refusals of one kind (0: the default).
 	RefusalWindow time.Duration
+	// Approvals shapes how calls policy holds for a person's approval
+	// wait for one.
+	Approvals Approvals
+}
+
+// Approvals configures the approvals of held calls (package approvals).
+type Approvals struct {
+	// PageURL is the approval page's base as approvers reach it; the
+	// approval's id is appended (default: the admin listener's
+	// dashboard, <admin URL>/ui/approvals/).
+	PageURL string
+	// Wait is how long a client's retry waits for a pending approval
+	// before it is told to ask again (0: gateway.DefaultApprovalWait).
+	Wait time.Duration
+	// StateKeyFile holds the key that signs requestStates (default
+	// approval-state.key in the data dir); replicas share one.
+	StateKeyFile string
 }
 
 // Demo is the demo tenant.
@@ -197,6 +215,7 @@ type Stack struct {
 	index           *index.Index
 	gw              *gateway.Gateway
 	tools           *tdstore.Store // the tool definitions backends serve
+	approvals       *approvals.Service
 	backends        []gateway.Backend
 	agents          []DemoAgent
 	ready           *readiness
@@ -468,7 +487,13 @@ func (s *Stack) newGateway() error {
 	s.tools = tools
 	// Registered before the gateway's, so it closes after the gateway.
 	s.onClose(phaseGateway, "tool definitions", func(context.Context) error { return tools.Close() })
+	approvalsSvc, err := s.openApprovals()
+	if err != nil {
+		return fmt.Errorf("open the approvals: %w", err)
+	}
+	s.approvals = approvalsSvc
 	cfg := gateway.Config{
+		Approvals: approvalsSvc, ApprovalWait: g.Approvals.Wait,
 		PublicURL: s.base, Backends: s.backends, AuthorizationServers: []string{s.issuer}, Scopes: g.Scopes, ActiveScopes: s.scopes,
 		Introspector: s.introspector(), Policy: s.decider, Audit: s.trail, Logger: s.log, Ready: s.ready.check,
 		ArgumentLimits: gatewayArgumentLimits(g.ArgumentLimits), SessionsPerAgent: s.cfg.Limits.SessionsPerAgent,
@@ -641,6 +666,9 @@ func (s *Stack) Registry() *plugins.Registry {
 
 // Gateway is the gateway (nil when the AS runs alone).
 func (s *Stack) Gateway() *gateway.Gateway { return s.gw }
+
+// Approvals returns the approvals of held calls (nil without a gateway).
+func (s *Stack) Approvals() *approvals.Service { return s.approvals }
 
 // AuthServer is the in-process authorization server (nil with a remote
 // one).

@@ -1,0 +1,368 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/pbac-gateway/pbac/approvals"
+	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/contract"
+	"github.com/pbac-gateway/pbac/jsonrpc"
+)
+
+// A call policy holds for a person's approval (contract version
+// ApprovalSince) is answered, by what the client can do:
+//
+//   - revision 2026-07-28 (MRTR, SEP-2322), the request's client
+//     capabilities declaring URL elicitation: an input_required result
+//     asking the client to open the approval page, with a requestState the
+//     gateway signs (approvals.SignState); the retry presents it, and is
+//     decided again with the approval once an approver granted it;
+//   - the same with form elicitation only, when the rule lets the person
+//     the agent acts for confirm the call themselves (Approvers.Requester);
+//   - revision 2025-11-25, the session having declared URL elicitation:
+//     URLElicitationRequiredError (-32042) naming the page; the client
+//     retries the same call;
+//   - anyone else: a JSON-RPC error (CodeApprovalRequired) carrying the
+//     page and a retry hint.
+//
+// Without a requestState (the last two), the retry finds its approval by
+// the call's binding: the same client, person, tool and argument bytes.
+// Either way an approval allows one call: approvals.Service.Use is the one
+// compare-and-set, made after policy allowed the retry and before it is
+// forwarded.
+
+// approvalInputKey names the gateway's input request in an input_required
+// result, and the client's answer in the retry's inputResponses.
+const approvalInputKey = "pbac_approval"
+
+// DefaultApprovalWait is how long a retry presenting a pending approval
+// waits for an approver before it is answered input_required again.
+const DefaultApprovalWait = 10 * time.Second
+
+// hold is a tools/call the approval path looks after.
+type hold struct {
+	call     approvals.Call
+	endpoint string
+	backend  *Backend
+	// elicitURL: the 2025-11-25 session declared URL elicitation.
+	elicitURL bool
+	// presented is the granted approval the call presents, if any.
+	presented *approvals.Approval
+}
+
+// newHold returns the approval path of a call, or nil when approvals are
+// off or the call cannot be held (only tools/call is).
+func (g *Gateway) newHold(endpoint string, backend *Backend, cl *caller, msg *jsonrpc.Message, full string, elicitURL bool) *hold {
+	if g.cfg.Approvals == nil || msg.Method != "tools/call" || cl.anonymous {
+		return nil
+	}
+	return &hold{endpoint: endpoint, backend: backend, elicitURL: elicitURL, call: approvals.Call{
+		ClientID: cl.token.ClientID, Subject: cl.token.Subject, Method: msg.Method, Tool: full, Arguments: msg.Arguments}}
+}
+
+// heldBy returns what policy asks for when d holds the call for an
+// approval; nil when it does not (or the bundle predates approvals).
+func heldBy(d contract.Decision) (*contract.Approval, error) {
+	if d.ContractVersion < contract.ApprovalSince || !strings.Contains(string(d.Result), `"approval"`) {
+		return nil, nil
+	}
+	var r contract.ToolCallResult
+	if err := d.Decode(&r); err != nil {
+		return nil, err
+	}
+	if r.Approval == nil || !r.Approval.Required {
+		return nil, nil
+	}
+	if d.Allow {
+		return nil, contract.ErrApprovalAllowed
+	}
+	if r.Approval.Rule == "" || len(r.Approval.Approvers.Groups) == 0 && !r.Approval.Approvers.Requester {
+		return nil, errors.New("the policy asked for an approval without a rule or approvers")
+	}
+	return r.Approval, nil
+}
+
+// presentedState reads the retry's requestState when it is the gateway's
+// (a backend's own passes through) and returns the approval it presents:
+// granted, ready to be decided with. When done is true it has answered
+// (refused, denied, or input required again) and audited.
+func (g *Gateway) presentedState(c *fiber.Ctx, h *hold, cl *caller, msg *jsonrpc.Message, rec *audit.Record) (_ *approvals.Approval, done bool, _ error) {
+	raw, ok := msg.Params["requestState"]
+	if !ok {
+		return nil, false, nil
+	}
+	s, ok := jsonrpc.Unquote(raw)
+	if !ok {
+		return nil, true, g.refuseApproval(c, msg, rec, errors.New("params.requestState must be a string"))
+	}
+	if !strings.HasPrefix(s, approvals.StatePrefix) {
+		return nil, false, nil
+	}
+	svc := g.cfg.Approvals
+	ctx := c.UserContext()
+	st, err := svc.VerifyState(s, h.call)
+	if err != nil {
+		return nil, true, g.refuseApproval(c, msg, rec, fmt.Errorf("requestState refused: %w", err))
+	}
+	rec.ApprovalID = st.ApprovalID
+	a, err := svc.Get(ctx, st.ApprovalID)
+	if err != nil {
+		return nil, true, g.refuseApproval(c, msg, rec, fmt.Errorf("requestState refused: %w", err))
+	}
+	if a.Status == approvals.Pending {
+		switch answer := approvalAnswer(msg); {
+		case answer.Action == "decline" || answer.Action == "cancel":
+			if a, err = svc.Withdraw(ctx, a.ID, "the client answered "+answer.Action, rec.RequestID); err == nil {
+				return nil, true, g.approvalOutcome(c, msg, rec, a, "you "+answer.Action+"ed the approval request")
+			}
+		case answer.Action == "accept" && answer.Confirm && a.Approvers.Requester:
+			if confirmed, err := svc.Confirm(ctx, a.ID, cl.token.Subject, rec.RequestID); err == nil {
+				a = confirmed
+			}
+		}
+		if a.Status == approvals.Pending {
+			if a, err = svc.Wait(ctx, a.ID, g.approvalWait()); err != nil {
+				return nil, true, g.refuseApproval(c, msg, rec, fmt.Errorf("the approval cannot be read: %w", err))
+			}
+		}
+	}
+	switch a.Status {
+	case approvals.Granted:
+		return &a, false, nil
+	case approvals.Pending:
+		return nil, true, g.askFor(c, h, msg, rec, a)
+	case approvals.Void, approvals.Withdrawn:
+		// Decided afresh: the call may be held again, for a new approval.
+		return nil, false, nil
+	case approvals.Denied:
+		why := "denied by " + a.Approver.Sub
+		if a.Comment != "" {
+			why += ": " + a.Comment
+		}
+		return nil, true, g.approvalOutcome(c, msg, rec, a, why)
+	case approvals.Used:
+		return nil, true, g.refuseApproval(c, msg, rec, fmt.Errorf("%w: call again without it to ask for another", approvals.ErrUsed))
+	default:
+		return nil, true, g.refuseApproval(c, msg, rec, fmt.Errorf("%w: call again without it to ask for another", approvals.ErrExpired))
+	}
+}
+
+func (g *Gateway) approvalWait() time.Duration {
+	if g.cfg.ApprovalWait > 0 {
+		return g.cfg.ApprovalWait
+	}
+	return DefaultApprovalWait
+}
+
+// answer is the client's answer to the gateway's input request.
+type answer struct {
+	Action  string
+	Confirm bool
+}
+
+func approvalAnswer(msg *jsonrpc.Message) answer {
+	var resp map[string]struct {
+		Action  string `json:"action"`
+		Content struct {
+			Confirm bool `json:"confirm"`
+		} `json:"content"`
+	}
+	if raw, ok := msg.Params["inputResponses"]; !ok || json.Unmarshal(raw, &resp) != nil {
+		return answer{}
+	}
+	r := resp[approvalInputKey]
+	return answer{Action: r.Action, Confirm: r.Content.Confirm}
+}
+
+// grantedFor finds a granted approval of this very call under rule, for
+// the channels that carry no requestState.
+func (g *Gateway) grantedFor(ctx context.Context, h *hold, rule string) *approvals.Approval {
+	l, err := g.cfg.Approvals.List(ctx, approvals.Filter{Binding: h.call.Binding(), Statuses: []approvals.Status{approvals.Granted}, Limit: approvals.MaxOpenPerClient})
+	if err != nil {
+		g.log.Warn("looking up a granted approval", "tool", h.call.Tool, "err", err)
+		return nil
+	}
+	now := time.Now()
+	for _, a := range l {
+		if a.Rule == rule && a.ExpiresAt.After(now) {
+			return &a
+		}
+	}
+	return nil
+}
+
+// holdCall asks for an approval of the call (or finds the one asked
+// already) and answers the client where to get it.
+func (g *Gateway) holdCall(c *fiber.Ctx, h *hold, cl *caller, msg *jsonrpc.Message, rec *audit.Record, asked *contract.Approval, version string) error {
+	a, _, err := g.cfg.Approvals.Ask(c.UserContext(), approvals.Request{Call: h.call, RequestID: rec.RequestID,
+		AgentProvider: cl.token.Agent.AgentProvider, Tier: cl.token.Tier, Backend: h.backend.Name, PolicyVersion: version, Asked: *asked})
+	if err != nil {
+		public := "an approval could not be asked for"
+		if errors.Is(err, approvals.ErrTooMany) {
+			public = "too many approvals of this agent are waiting: ask an approver to decide them first"
+		}
+		rec.Decision, rec.Status = audit.DecisionDeny, fiber.StatusForbidden
+		rec.Reasons = append(rec.Reasons, "held for approval, but "+err.Error())
+		g.log.Warn("asking for an approval", "request_id", rec.RequestID, "tool", h.call.Tool, "err", err)
+		return g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, "denied: "+public,
+			map[string]any{"request_id": rec.RequestID, "policy_version": version}))
+	}
+	return g.askFor(c, h, msg, rec, a)
+}
+
+// askFor answers a held call: where and how the client gets the approval
+// a, by what the client can do (see the top of this file).
+func (g *Gateway) askFor(c *fiber.Ctx, h *hold, msg *jsonrpc.Message, rec *audit.Record, a approvals.Approval) error {
+	svc := g.cfg.Approvals
+	rec.Decision, rec.Status, rec.ApprovalID = audit.DecisionHold, fiber.StatusOK, a.ID
+	page := svc.URL(a.ID)
+	who := strings.Join(a.Approvers.Groups, " or ")
+	if who == "" {
+		who = "you"
+	}
+	text := fmt.Sprintf("%s needs approval: %s. Ask someone from %s to approve it at %s; the same call goes through once approved.",
+		h.call.Tool, a.Reason, who, page)
+	if protocolOf(c, msg) >= statelessRevision {
+		url, form := elicitation(msg.MetaClientCapabilities)
+		var params map[string]any
+		switch {
+		case url:
+			params = map[string]any{"mode": "url", "message": text, "url": page}
+		case form && a.Approvers.Requester:
+			params = map[string]any{"mode": "form", "message": fmt.Sprintf("Run %s? %s", h.call.Tool, a.Reason),
+				"requestedSchema": map[string]any{"type": "object", "required": []string{"confirm"},
+					"properties": map[string]any{"confirm": map[string]any{"type": "boolean", "title": "Run it"}}}}
+		}
+		if params != nil {
+			state, err := svc.State(a, h.call)
+			if err != nil {
+				return fmt.Errorf("signing the requestState of %s: %w", a.ID, err)
+			}
+			return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{
+				"resultType":    "input_required",
+				"inputRequests": map[string]any{approvalInputKey: map[string]any{"method": "elicitation/create", "params": params}},
+				"requestState":  state,
+			}))
+		}
+	} else if h.elicitURL {
+		return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeURLElicitationRequired, "approval required: "+a.Reason,
+			map[string]any{"elicitations": []map[string]any{{"mode": "url", "elicitationId": a.ID, "url": page, "message": text}},
+				"request_id": rec.RequestID, "policy_version": a.PolicyVersion}))
+	}
+	return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeApprovalRequired, "approval required: "+text,
+		map[string]any{"approval": map[string]any{"id": a.ID, "url": page, "status": a.Status,
+			"expires_at": a.ExpiresAt.Format(time.RFC3339), "retry_after_seconds": 10},
+			"request_id": rec.RequestID, "policy_version": a.PolicyVersion}))
+}
+
+// protocolOf is the revision a request speaks: its header, else its
+// _meta (2026-07-28 requests carry both).
+func protocolOf(c *fiber.Ctx, msg *jsonrpc.Message) string {
+	if v := c.Get(hdrProtocol); v != "" {
+		return v
+	}
+	return msg.MetaProtocolVersion
+}
+
+// elicitation reads the elicitation modes a client declares
+// ({"elicitation":{}} is form only).
+func elicitation(caps json.RawMessage) (url, form bool) {
+	var c struct {
+		Elicitation *struct {
+			Form json.RawMessage `json:"form"`
+			URL  json.RawMessage `json:"url"`
+		} `json:"elicitation"`
+	}
+	if len(caps) == 0 || json.Unmarshal(caps, &c) != nil || c.Elicitation == nil {
+		return false, false
+	}
+	e := c.Elicitation
+	url = e.URL != nil
+	form = e.Form != nil || e.URL == nil
+	return url, form
+}
+
+// declaresURLElicitation reads an initialize request's capabilities
+// (2025-11-25): whether the client takes URL elicitation.
+func declaresURLElicitation(msg *jsonrpc.Message) bool {
+	url, _ := elicitation(msg.Params["capabilities"])
+	return url
+}
+
+// refuseApproval answers a retry whose approval cannot be used (a bad,
+// tampered or foreign requestState, an approval used or expired): invalid
+// params, audited as a deny with why.
+func (g *Gateway) refuseApproval(c *fiber.Ctx, msg *jsonrpc.Message, rec *audit.Record, err error) error {
+	rec.Decision, rec.Status = audit.DecisionDeny, fiber.StatusBadRequest
+	rec.Reasons = append(rec.Reasons, err.Error())
+	g.log.Info("approval refused", "request_id", rec.RequestID, "tool", rec.Tool, "client_id", rec.ClientID, "err", err)
+	return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidParams, err.Error(),
+		map[string]any{"request_id": rec.RequestID}))
+}
+
+// approvalOutcome answers a retry whose approval was denied or withdrawn:
+// a denial with why, as policy denials are answered.
+func (g *Gateway) approvalOutcome(c *fiber.Ctx, msg *jsonrpc.Message, rec *audit.Record, a approvals.Approval, why string) error {
+	rec.Decision, rec.Status, rec.PolicyVersion = audit.DecisionDeny, fiber.StatusForbidden, a.PolicyVersion
+	rec.Reasons = append(rec.Reasons, "approval "+a.ID+" "+string(a.Status)+": "+why)
+	return g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, "denied: approval "+string(a.Status)+": "+why,
+		map[string]any{"request_id": rec.RequestID, "approval": map[string]any{"id": a.ID, "status": a.Status}}))
+}
+
+// withoutApprovalFields removes from params what only the gateway reads
+// on a retry — its own requestState and its input request's answer — so
+// the backend gets the call as the person approved it and never a state
+// it did not sign. It reports whether anything was removed; params is
+// changed in place.
+func withoutApprovalFields(params map[string]json.RawMessage) bool {
+	changed := false
+	if raw, ok := params["requestState"]; ok {
+		if s, ok := jsonrpc.Unquote(raw); ok && strings.HasPrefix(s, approvals.StatePrefix) {
+			delete(params, "requestState")
+			changed = true
+		}
+	}
+	if raw, ok := params["inputResponses"]; ok {
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) == nil {
+			if _, ok := m[approvalInputKey]; ok {
+				delete(m, approvalInputKey)
+				changed = true
+				if len(m) == 0 {
+					delete(params, "inputResponses")
+				} else {
+					params["inputResponses"], _ = json.Marshal(m)
+				}
+			}
+		}
+	}
+	return changed
+}
+
+// forwardedWithoutApproval is msg as the backend gets it on the
+// per-backend endpoint: the same message, re-serialised without the
+// approval fields when it had any (the arguments' bytes are kept).
+func forwardedWithoutApproval(msg *jsonrpc.Message, maxDepth int) (*jsonrpc.Message, error) {
+	if msg.Params == nil {
+		return msg, nil
+	}
+	params := make(map[string]json.RawMessage, len(msg.Params))
+	for k, v := range msg.Params {
+		params[k] = v
+	}
+	if !withoutApprovalFields(params) {
+		return msg, nil
+	}
+	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": msg.ID, "method": msg.Method, "params": params})
+	if err != nil {
+		return nil, err
+	}
+	return jsonrpc.Parse(body, maxDepth)
+}
