@@ -1,11 +1,13 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pbac-gateway/pbac/identity"
 )
@@ -20,7 +22,7 @@ import (
 func TestKeysAreTheOneTable(t *testing.T) {
 	want := []string{"PBAC_LISTEN", "PBAC_ADMIN_LISTEN", "PBAC_DATA_DIR", "PBAC_STORE", "PBAC_STORE_FILE", "PBAC_PUBLIC_URL",
 		"PBAC_TLS_CERT", "PBAC_TLS_KEY", "PBAC_ADMIN_TLS_CERT", "PBAC_ADMIN_TLS_KEY", "PBAC_LOG_LEVEL", "PBAC_LOG_FORMAT",
-		"PBAC_DENIALS", "PBAC_SESSION_IDLE", "PBAC_SCOPES_SUPPORTED", "PBAC_DRAIN_DELAY", "PBAC_BUNDLE_SERVER", "PBAC_BUNDLE_POLL_INTERVAL", "PBAC_BUNDLE_TOKEN_FILE",
+		"PBAC_DENIALS", "PBAC_SESSION_IDLE", "PBAC_APPROVALS_URL", "PBAC_APPROVALS_WAIT", "PBAC_APPROVALS_STATE_KEY_FILE", "PBAC_SCOPES_SUPPORTED", "PBAC_DRAIN_DELAY", "PBAC_BUNDLE_SERVER", "PBAC_BUNDLE_POLL_INTERVAL", "PBAC_BUNDLE_TOKEN_FILE",
 		"PBAC_BUNDLE_VERIFICATION_KEYS", "PBAC_POLICY_SYNC", "PBAC_POLICY_SYNC_INTERVAL", "PBAC_ADMIN_HOSTS",
 		"PBAC_SESSIONS_PER_AGENT", "PBAC_STDIO_SESSIONS", "PBAC_STDIO_SESSIONS_PER_AGENT", "PBAC_POLICY_DECISION_TIMEOUT",
 		"PBAC_POLICY_EVAL_TIMEOUT", "PBAC_USERS_FILE", "PBAC_OIDC_ISSUER", "PBAC_OIDC_CLIENT_ID", "PBAC_OIDC_CLIENT_SECRET_FILE",
@@ -123,5 +125,35 @@ func TestSessionIdle(t *testing.T) {
 		if verr := c.Validate(); (verr != nil) != tc.wantErr {
 			t.Errorf("session_idle %q: Validate() = %v", tc.in, verr)
 		}
+	}
+}
+
+func TestApprovalsSettings(t *testing.T) {
+	tests := []struct {
+		name string
+		file File
+		wait time.Duration
+		bad  string
+	}{
+		{"unset", File{}, 0, ""},
+		{"wait", File{ApprovalsWait: "30s"}, 30 * time.Second, ""},
+		{"wait too long", File{ApprovalsWait: "5m"}, 0, "at most 2m"},
+		{"wait not a duration", File{ApprovalsWait: "soon"}, 0, "approvals_wait"},
+		{"url", File{ApprovalsURL: "https://gw.example/ui/approvals/"}, 0, ""},
+		{"url relative", File{ApprovalsURL: "/ui/approvals/"}, 0, "approvals_url"},
+		{"url with query", File{ApprovalsURL: "https://gw.example/a?x=1"}, 0, "approvals_url"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := errors.Join(tt.file.validateOperation()...)
+			if tt.bad == "" && errs != nil || tt.bad != "" && (errs == nil || !strings.Contains(errs.Error(), tt.bad)) {
+				t.Fatalf("check = %v, want %q", errs, tt.bad)
+			}
+			if tt.bad == "" {
+				if d, _ := tt.file.ApprovalsWaitOrDefault(); d != tt.wait {
+					t.Fatalf("wait = %v, want %v", d, tt.wait)
+				}
+			}
+		})
 	}
 }
