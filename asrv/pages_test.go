@@ -46,7 +46,7 @@ func TestSignInPageSaysWhoIsAsking(t *testing.T) {
 				`Provider <code>claude-code</code>, model <code>test-model</code>: verified by a software statement signed by <code>` + asrv.LocalIssuer + `</code>`,
 				`tier developer`, `<li><code>jira:read</code></li>`, `<li><code>drive:write</code></li>`,
 				`<code class="resource">{{resource}}</code>`, `<code id="redirect-host">127.0.0.1:43177</code>`,
-				`name="csrf_token"`, `name="password"`, `Sign in and approve`, `Demo users: alice (engineering)`},
+				`name="csrf_token"`, `name="password"`, `Sign in and approve`, `Demo users: alice (engineering, dba), bob (analytics, release)`},
 			absent: []string{`id="refused"`, `id="sso"`, `localhost only`, `nobody vouched for`},
 		},
 		{

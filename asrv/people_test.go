@@ -175,7 +175,7 @@ func TestSignInPageOffersTheConfiguredSources(t *testing.T) {
 			if got := strings.Contains(p, `name="password"`) && strings.Contains(p, "Sign in and approve"); got != tc.pw {
 				t.Errorf("password form: %v, want %v", got, tc.pw)
 			}
-			if got := strings.Contains(p, "Demo users: alice (engineering)"); got != tc.demoNote {
+			if got := strings.Contains(p, "Demo users: alice (engineering, dba)"); got != tc.demoNote {
 				t.Errorf("demo note: %v, want %v", got, tc.demoNote)
 			}
 			if t.Failed() {

@@ -57,9 +57,10 @@ var (
 	ErrUnknownUser    = errors.New("unknown user")
 )
 
-// DemoUsers is the demo tenant's user source: alice (engineering), bob
-// (analytics) and carol (contractor), each with the password "demo". It is
-// for `pbac up` only.
+// DemoUsers is the demo tenant's user source: alice (engineering, and a
+// DBA who approves schema changes), bob (analytics, and release, who
+// approves deploys) and carol (contractor), each with the password "demo".
+// It is for `pbac up` only.
 type DemoUsers struct{}
 
 // DemoPassword is every demo user's password.
@@ -67,8 +68,8 @@ const DemoPassword = "demo"
 
 func demoUsers() map[string]User {
 	return map[string]User{
-		"alice": {Subject: "alice", Name: "Alice (engineering)", Roles: []string{"engineering"}},
-		"bob":   {Subject: "bob", Name: "Bob (analytics)", Roles: []string{"analytics"}},
+		"alice": {Subject: "alice", Name: "Alice (engineering)", Roles: []string{"engineering", "dba"}},
+		"bob":   {Subject: "bob", Name: "Bob (analytics)", Roles: []string{"analytics", "release"}},
 		"carol": {Subject: "carol", Name: "Carol (contractor)", Roles: []string{"contractor"}},
 	}
 }

@@ -243,6 +243,31 @@ func cellLabels(t *testing.T, m map[string]any) map[string]map[string]string {
 	return out
 }
 
+// cellReason is the matrix's reason for denying provider access on
+// resource ("" when it is allowed).
+func cellReason(t *testing.T, m map[string]any, provider, resource, access string) string {
+	t.Helper()
+	for _, r := range m["rows"].([]any) {
+		row := r.(map[string]any)
+		if row["provider"] != provider {
+			continue
+		}
+		cell := row["cells"].(map[string]any)[resource].(map[string]any)
+		for _, a := range cell["allowed"].([]any) {
+			if a == access {
+				return ""
+			}
+		}
+		why, ok := cell["reasons"].(map[string]any)[access].(string)
+		if !ok {
+			t.Fatalf("%s %s:%s is neither allowed nor denied with a reason: %v", provider, resource, access, cell)
+		}
+		return why
+	}
+	t.Fatalf("no matrix row for %s", provider)
+	return ""
+}
+
 // TestMatrixIsTheSeedMatrix: evaluating the shipped policy gives DESIGN.md's
 // seed trust-tier matrix, for an agent acting for alice and acting alone.
 func TestMatrixIsTheSeedMatrix(t *testing.T) {
@@ -279,6 +304,18 @@ func TestMatrixIsTheSeedMatrix(t *testing.T) {
 			if got != w {
 				t.Errorf("user %q, %s: got %v, want %v", user, row["provider"], got, w)
 			}
+		}
+		// What waits for a person's approval is denied here, with that
+		// reason; the planner deploys without asking.
+		for _, held := range []struct{ provider, resource, access string }{
+			{"claude-code", "database", "ddl"}, {"ci-bot", "jenkins", "deploy"},
+		} {
+			if why := cellReason(t, m, held.provider, held.resource, held.access); !strings.HasPrefix(why, "approval required: ") {
+				t.Errorf("user %q, %s %s:%s: reason %q, want an approval required", user, held.provider, held.resource, held.access, why)
+			}
+		}
+		if why := cellReason(t, m, "claude-code-trusted", "jenkins", "deploy"); why != "" {
+			t.Errorf("user %q: the planner's deploy is denied: %q", user, why)
 		}
 		if len(labels[unverifiedRow]) == 0 || labels[unverifiedRow]["drive"] != "denied" {
 			t.Errorf("the unverified row: %v", labels[unverifiedRow])

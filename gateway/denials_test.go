@@ -109,13 +109,15 @@ func TestDenialModes(t *testing.T) {
 		t.Run("mode="+mode, func(t *testing.T) {
 			s := newStackWith(t, stackOptions{config: func(c *system.Config) { c.Gateway.Denials = mode }})
 			tok := s.humanAgent("claude-code", "alice", "jira:read", "database:read")
+			// bob's roles grant no DDL: no scope his token could get fixes it
+			bob := s.humanAgent("claude-code", "bob", "database:read")
 			for _, path := range []string{"/mcp", "/mcp/database"} {
 				name := "execute_ddl"
 				if path == "/mcp" {
 					name = "database.execute_ddl"
 				}
-				sid := s.initialized(path, tok)
-				status, challenge, _, body := s.rpcCall(path, tok, "2025-11-25", sid, ddl(name))
+				sid := s.initialized(path, bob)
+				status, challenge, _, body := s.rpcCall(path, bob, "2025-11-25", sid, ddl(name))
 				if challenge != "" {
 					t.Errorf("%s: a denial no scope fixes carries a challenge %q", path, challenge)
 				}

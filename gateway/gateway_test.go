@@ -287,9 +287,9 @@ func TestSeedMatrixOverHTTP(t *testing.T) {
 	agents := []struct {
 		name  string
 		token string
-		want  string // drive read/write, jira read/write, slack read/write, ddl
+		want  string // drive read/write, jira read/write, slack read/write, ddl (h: held for an approval)
 	}{
-		{"alice's claude code (developer)", s.humanAgent("claude-code", "alice", all...), "rw rw rw -"},
+		{"alice's claude code (developer)", s.humanAgent("claude-code", "alice", all...), "rw rw rw h"},
 		{"ci bot (ci_agent)", s.machineAgent("ci-bot", false, "drive:read", "jira:read", "jira:write", "database:read"), "r- rw -- -"},
 		{"security scanner (read_only)", s.machineAgent("security-scanner", false, "drive:read", "jira:read", "database:read"), "r- r- -- -"},
 		{"autonomous planner (internal_trusted)", s.humanAgent("claude-code-trusted", "alice", all...), "rw rw rw -"},
@@ -312,11 +312,13 @@ func TestSeedMatrixOverHTTP(t *testing.T) {
 			for i, c := range calls {
 				ok, why := s.call(a.token, c.backend, c.tool, c.args)
 				mark := byte('-')
-				if ok {
+				switch {
+				case ok && i == 6:
+					mark = 'x' // DDL is never allowed without a DBA's approval
+				case ok:
 					mark = "rwrwrwd"[i]
-					if i == 6 {
-						mark = 'x' // DDL must never be allowed
-					}
+				case strings.Contains(why, "approval required: "):
+					mark = 'h'
 				}
 				got = append(got, mark)
 				if i%2 == 1 || i == 6 {

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/pbac-gateway/pbac/gateway"
@@ -21,7 +22,7 @@ func TestRemoteIntrospectorMatchesInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got.Active || got.Subject != "alice" || len(got.Roles) != 1 || got.Roles[0] != "engineering" ||
+	if !got.Active || got.Subject != "alice" || !slices.Equal(got.Roles, []string{"engineering", "dba"}) ||
 		got.Agent.AgentProvider != "claude-code" || !got.Agent.Verified || got.Tier != "developer" {
 		t.Fatalf("remote introspection %+v (agent %+v)", got, got.Agent)
 	}

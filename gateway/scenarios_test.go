@@ -28,7 +28,7 @@ func TestFailureModes(t *testing.T) {
 		"gitlab:approve", "jenkins:read", "jenkins:build"}
 	dev := s.humanAgent("claude-code", "alice", all...)
 	planner := s.humanAgent("claude-code-trusted", "alice", all...)
-	ci := s.machineAgent("ci-bot", false, "gitlab:read", "gitlab:write", "jenkins:read", "jenkins:build")
+	ci := s.machineAgent("ci-bot", false, "gitlab:read", "gitlab:write", "jenkins:read", "jenkins:build", "jenkins:deploy")
 
 	for _, tc := range []struct {
 		name, token, backend, tool string
@@ -47,7 +47,8 @@ func TestFailureModes(t *testing.T) {
 		{"2. the CI bot opens a merge request", ci, "gitlab", "create_merge_request", map[string]any{"project": "platform/api",
 			"source_branch": "fix", "target_branch": "main", "title": "fix"}, true, ""},
 		{"2. ... but may not approve it", ci, "gitlab", "approve_merge_request", map[string]any{"project": "platform/api", "iid": 7}, false, "separation of duties"},
-		{"2. ... nor deploy", ci, "jenkins", "trigger_deploy", map[string]any{"job": "deploy-prod", "environment": "production"}, false, "separation of duties"},
+		{"2. ... and its deploy waits for someone in release", ci, "jenkins", "trigger_deploy", map[string]any{"job": "deploy-prod", "environment": "production"}, false,
+			"approval required: deploys need someone from release who is not the requester"},
 		{"4. a tool nobody reviewed is denied even for the most trusted tier", planner, "jenkins", "delete_job", map[string]any{"job": "nightly-tests"}, false, "not in the catalogue"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -160,14 +160,22 @@ func TestDashboardScenarios(t *testing.T) {
 		"live-test": {ok, no},
 		// The traversal is not a canonical path: refused before policy
 		// (issue 14, High #2).
-		"prod-secrets":     {ok, no, refused, no},
+		"prod-secrets": {ok, no, refused, no},
+		// The approval is refused (separation of duties); the deploy
+		// waits for release, a denial until the gateway holds calls.
 		"ci-self-approval": {ok, ok, no, no},
 		"scanner-token":    {ok, unauth},
 		"planner-new-tool": {ok, ok, no},
 		"broad-scope":      {ok, "P", no},
-		"alice-day":        {ok, ok, ok, ok, no},
+		"alice-day":        {ok, ok, ok, ok, no}, // the DDL waits for a DBA
 		"bob-day":          {ok, ok, no, no},
 		"carol-day":        {ok, ok, no, no},
+	}
+	// The denied calls that wait for a person's approval, and the reason
+	// they say so (the planner's deploy is allowed).
+	waits := map[string]string{
+		"jenkins.trigger_deploy": "approval required: deploys need someone from release",
+		"database.execute_ddl":   "approval required: schema changes need a DBA",
 	}
 	status, raw := d.do("GET", "/ui/api/scenarios", nil)
 	var list struct{ Scenarios []struct{ ID string } }
@@ -175,6 +183,7 @@ func TestDashboardScenarios(t *testing.T) {
 		t.Fatalf("scenarios: %d %s", status, raw)
 	}
 	var denied []string
+	waited := 0
 	for _, sc := range list.Scenarios {
 		t.Run(sc.ID, func(t *testing.T) {
 			evs := d.run(sc.ID, map[string]any{})
@@ -185,6 +194,12 @@ func TestDashboardScenarios(t *testing.T) {
 				t.Fatalf("a run starts with the token and ends with done: %+v", evs)
 			}
 			for _, e := range evs {
+				if e.Type == "step" && outcome(e) == no && waits[e.Tool] != "" {
+					waited++
+					if !strings.Contains(e.Reason, waits[e.Tool]) {
+						t.Errorf("%s: reason %q, want %q", e.Tool, e.Reason, waits[e.Tool])
+					}
+				}
 				if e.Type == "step" && outcome(e) == no {
 					if e.Reason == "" || e.RequestID == "" {
 						t.Errorf("a denial without reason or request id: %+v", e)
@@ -196,6 +211,10 @@ func TestDashboardScenarios(t *testing.T) {
 				t.Errorf("the scenario's policy change was not undone: %+v", evs[len(evs)-1])
 			}
 		})
+	}
+
+	if waited != 2 { // ci-self-approval's deploy, alice-day's DDL
+		t.Errorf("%d calls waited for an approval, want 2", waited)
 	}
 
 	t.Run("every denial is in the audit trail", func(t *testing.T) {

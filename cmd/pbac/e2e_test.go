@@ -819,7 +819,7 @@ func TestUpScenarios(t *testing.T) {
 
 	t.Run("failure modes are stopped", func(t *testing.T) {
 		id, secret := agent("ci-bot")
-		tok, err := oauthtest.ClientCredentials(ctx, base, id, secret, resource, "drive:read", "gitlab:read", "gitlab:write", "jenkins:read", "jenkins:build")
+		tok, err := oauthtest.ClientCredentials(ctx, base, id, secret, resource, "drive:read", "gitlab:read", "gitlab:write", "jenkins:read", "jenkins:build", "jenkins:deploy")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -832,7 +832,9 @@ func TestUpScenarios(t *testing.T) {
 			// (issue 14, Low #16).
 			{"drive", "read_file", map[string]any{"path": "/prod/secrets/db.env"}, "protected by policy"},
 			{"gitlab", "approve_merge_request", map[string]any{"project": "platform/api", "iid": 7, "author": id}, "separation of duties"},
-			{"jenkins", "trigger_deploy", map[string]any{"job": "deploy-prod", "environment": "production"}, "separation of duties"},
+			// The CI bot may deploy, once someone in release approves.
+			{"jenkins", "trigger_deploy", map[string]any{"job": "deploy-prod", "environment": "production"},
+				"approval required: deploys need someone from release who is not the requester"},
 			{"jenkins", "delete_job", map[string]any{"job": "x"}, "not in the catalogue"},
 		} {
 			if ok, why := call(tok.AccessToken, c.backend, c.tool, c.args); ok || !strings.HasPrefix(why, "denied: ") || !strings.Contains(why, c.reason) {

@@ -194,7 +194,7 @@ test('register an agent with the OpenCode preset: its redirect URI, then its ope
 
 // Each user's day: what the steps return follows the user's role.
 const days = {
-  alice: [OK, OK, OK, OK, DENY],
+  alice: [OK, OK, OK, OK, DENY], // the schema change waits for a DBA
   bob: [OK, OK, DENY, DENY],
   carol: [OK, OK, DENY, DENY],
 };
@@ -223,7 +223,7 @@ test('narrative demo: the five failure modes are stopped', async () => {
   await go(page, 'demo');
   const modes = {
     'prod-secrets': [OK, DENY, BAD, DENY], // the traversal spelling is refused before policy (400)
-    'ci-self-approval': [OK, OK, DENY, DENY],
+    'ci-self-approval': [OK, OK, DENY, DENY], // the approval is refused; the deploy waits for release
     'scanner-token': [OK, UNAUTH],
     'planner-new-tool': [OK, OK, DENY],
   };

@@ -1,6 +1,6 @@
-# Approval required (data.approval_rules, contract version 3). The shipped
-# data's rules hold nothing yet (every call they match is denied for
-# another reason), so these tests grant what the rules then hold.
+# Approval required (data.approval_rules, contract version 3), with the
+# shipped data: ci_agent's deploys wait for release (deploy-needs-release),
+# developer's DDL for a DBA (ddl-needs-dba).
 package pbac_test
 
 deploy_args := {"job": "pbac-deploy", "environment": "production"}
@@ -24,16 +24,8 @@ granted(rule, approver, via) := {
 
 with_approval(inp, a) := object.union(inp, {"approval": a})
 
-# gated(inp): the decision with ci_agent granted deploys (no separation of
-# duties on them) and developer granted DDL, as the next data step does.
-gated(inp) := d if {
-	d := tool_call(inp) with data.tiers.ci_agent.grants.jenkins as ["read", "build", "deploy"]
-		with data.tiers.ci_agent.separation_of_duties as ["approve", "merge"]
-		with data.tiers.developer.grants.database as ["read", "ddl"]
-}
-
 test_ci_deploy_held if {
-	d := gated(ci_deploy)
+	d := tool_call(ci_deploy)
 	d.allow == false
 	d.approval == {
 		"required": true,
@@ -48,7 +40,7 @@ test_ci_deploy_held if {
 }
 
 test_ci_deploy_granted_by_release if {
-	d := gated(with_approval(ci_deploy, granted("deploy-needs-release", release_bob, "dashboard")))
+	d := tool_call(with_approval(ci_deploy, granted("deploy-needs-release", release_bob, "dashboard")))
 	d.allow == true
 	not d.approval
 	d.reasons == ["ci_agent tier may deploy jenkins"]
@@ -56,42 +48,53 @@ test_ci_deploy_granted_by_release if {
 
 test_release_through_identity_group if {
 	erin := {"sub": "erin", "roles": [], "groups": ["release"]}
-	gated(with_approval(ci_deploy, granted("deploy-needs-release", erin, "link"))).allow == true
+	tool_call(with_approval(ci_deploy, granted("deploy-needs-release", erin, "link"))).allow == true
 
 	# a group identity.group_roles maps to the release role
 	frank := {"sub": "frank", "roles": [], "groups": ["rel-team"]}
-	d := gated(with_approval(ci_deploy, granted("deploy-needs-release", frank, "admin"))) with data.identity.group_roles as {"rel-team": ["release"]}
+	d := tool_call(with_approval(ci_deploy, granted("deploy-needs-release", frank, "admin"))) with data.identity.group_roles as {"rel-team": ["release"]}
 	d.allow == true
 }
 
+# The shipped identity.group_roles gives the release and dba roles to the
+# groups of those names: a person of a users file or single sign-on in them
+# approves, and their agents get the roles' grants.
+test_shipped_groups_give_the_approver_roles if {
+	data.identity.group_roles.release == ["release"]
+	data.identity.group_roles.dba == ["dba"]
+	rita := {"sub": "rita", "roles": [], "groups": ["release"]}
+	allowed(human_call("claude-code", rita, "jenkins.get_build_log", args_for("jenkins.get_build_log")))
+	tool_call(with_approval(ci_deploy, granted("deploy-needs-release", rita, "dashboard"))).allow == true
+}
+
 test_requester_cannot_approve_own_ddl if {
-	held := gated(alice_ddl)
+	held := tool_call(alice_ddl)
 	held.allow == false
 	held.approval.rule == "ddl-needs-dba"
 	held.approval.approvers.not == ["alice", "claude-code-client"]
 
 	# alice is a DBA too, but the call is her agent's: still held
 	alice_dba := {"sub": " Alice ", "roles": ["engineering", "dba"], "groups": []}
-	d := gated(with_approval(alice_ddl, granted("ddl-needs-dba", alice_dba, "dashboard")))
+	d := tool_call(with_approval(alice_ddl, granted("ddl-needs-dba", alice_dba, "dashboard")))
 	d.allow == false
 	d.approval.rule == "ddl-needs-dba"
 
 	# the agent itself cannot approve either
 	agent_dba := {"sub": "claude-code-client", "roles": ["dba"]}
-	gated(with_approval(alice_ddl, granted("ddl-needs-dba", agent_dba, "admin"))).allow == false
+	tool_call(with_approval(alice_ddl, granted("ddl-needs-dba", agent_dba, "admin"))).allow == false
 
 	# another DBA can
-	gated(with_approval(alice_ddl, granted("ddl-needs-dba", dba_dave, "dashboard"))).allow == true
+	tool_call(with_approval(alice_ddl, granted("ddl-needs-dba", dba_dave, "dashboard"))).allow == true
 }
 
 test_grant_for_other_rule_ignored if {
-	d := gated(with_approval(ci_deploy, granted("ddl-needs-dba", release_bob, "dashboard")))
+	d := tool_call(with_approval(ci_deploy, granted("ddl-needs-dba", release_bob, "dashboard")))
 	d.allow == false
 	d.approval.rule == "deploy-needs-release"
 }
 
 test_approver_outside_group_ignored if {
-	d := gated(with_approval(ci_deploy, granted("deploy-needs-release", carol, "dashboard")))
+	d := tool_call(with_approval(ci_deploy, granted("deploy-needs-release", carol, "dashboard")))
 	d.allow == false
 	d.approval.required == true
 }
@@ -109,7 +112,7 @@ test_unusable_grants_ignored if {
 			"yes",
 			true,
 		]
-		gated(with_approval(ci_deploy, a)).approval.required == true
+		tool_call(with_approval(ci_deploy, a)).approval.required == true
 	]
 	count(held) == 6
 }
@@ -122,41 +125,53 @@ test_requester_confirms_in_client if {
 		"approver_groups": ["dba"], "requester": true, "ttl_seconds": 60,
 		"reason": "confirm schema changes",
 	}]
-	held := gated(alice_ddl) with data.approval_rules as rules
+	held := tool_call(alice_ddl) with data.approval_rules as rules
 	held.approval.approvers == {"groups": ["dba"], "not": [], "requester": true}
 
-	gated(with_approval(alice_ddl, granted("ddl-confirm", alice, "client"))).allow == true with data.approval_rules as rules
+	tool_call(with_approval(alice_ddl, granted("ddl-confirm", alice, "client"))).allow == true with data.approval_rules as rules
 
 	# bob is not the person the agent acts for
-	gated(with_approval(alice_ddl, granted("ddl-confirm", release_bob, "client"))).allow == false with data.approval_rules as rules
+	tool_call(with_approval(alice_ddl, granted("ddl-confirm", release_bob, "client"))).allow == false with data.approval_rules as rules
 
 	# outside the client, alice needs the approver group
-	gated(with_approval(alice_ddl, granted("ddl-confirm", alice, "dashboard"))).allow == false with data.approval_rules as rules
+	tool_call(with_approval(alice_ddl, granted("ddl-confirm", alice, "dashboard"))).allow == false with data.approval_rules as rules
 
 	# without requester: true her confirmation is nothing
-	gated(with_approval(alice_ddl, granted("ddl-needs-dba", alice, "client"))).allow == false
+	tool_call(with_approval(alice_ddl, granted("ddl-needs-dba", alice, "client"))).allow == false
 
 	# and a DBA's "client" confirmation is not an approval
-	gated(with_approval(alice_ddl, granted("ddl-needs-dba", dba_dave, "client"))).allow == false
+	tool_call(with_approval(alice_ddl, granted("ddl-needs-dba", dba_dave, "client"))).allow == false
 }
 
 test_denied_call_has_no_approval if {
-	# shipped data: ci_agent may not deploy at all (separation of duties)
-	d := tool_call(ci_deploy)
+	# a deploy the rule would hold, of a job whose name is protected data
+	d := tool_call(machine_call("ci-bot", "jenkins.trigger_deploy", {"job": "credentials/aws-rotate", "environment": "production"}))
 	d.allow == false
-	has_reason(d, "separation of duties")
+	has_reason(d, "jenkins-credentials")
 	not d.approval
+	not has_reason(d, "approval required")
+
+	# DDL by bob's agent: the developer tier grants it, bob's roles do not
+	b := tool_call(human_call("claude-code", bob, "database.execute_ddl", args_for("database.execute_ddl")))
+	b.allow == false
+	b.reasons == ["roles analytics do not grant database:ddl"]
+	not b.approval
+
+	# ci_agent may not approve at all (separation of duties): nothing to approve
+	sod := tool_call(machine_call("ci-bot", "gitlab.approve_merge_request", {"project": "platform/api", "iid": 7}))
+	has_reason(sod, "separation of duties")
+	not sod.approval
 
 	# granted, but the token lacks the scope: a deny, not a hold
 	no_scope := object.union(ci_deploy, {"token": object.union(machine_token("ci-bot"), {"scp": ["jenkins:read"]})})
-	s := gated(no_scope)
+	s := tool_call(no_scope)
 	s.allow == false
 	s.insufficient_scope == true
 	not s.approval
 	not has_reason(s, "approval required")
 
 	# security-scanner (read_only) is not granted DDL: a deny
-	r := gated(machine_call("security-scanner", "database.execute_ddl", args_for("database.execute_ddl")))
+	r := tool_call(machine_call("security-scanner", "database.execute_ddl", args_for("database.execute_ddl")))
 	r.allow == false
 	not r.approval
 }
@@ -168,28 +183,23 @@ test_first_matching_rule_wins if {
 		{"id": "c", "resources": ["jenkins"], "access": ["deploy"], "approver_groups": ["release"], "ttl_seconds": 1, "reason": "c"},
 		{"id": "d", "resources": ["jenkins"], "access": ["deploy"], "approver_groups": ["x"], "ttl_seconds": 1, "reason": "d"},
 	]
-	gated(ci_deploy).approval.rule == "c" with data.approval_rules as rules
+	tool_call(ci_deploy).approval.rule == "c" with data.approval_rules as rules
 }
 
 test_trusted_planner_deploys_unasked if {
-	d := gated(machine_call("claude-code-trusted", "jenkins.trigger_deploy", deploy_args))
+	d := tool_call(machine_call("claude-code-trusted", "jenkins.trigger_deploy", deploy_args))
 	d.allow == true
 	not d.approval
 }
 
 test_no_approval_rules_no_hold if {
-	gated(ci_deploy).allow == true with data.approval_rules as []
-	d := tool_call(ci_deploy) with data.tiers.ci_agent.grants.jenkins as ["read", "build", "deploy"]
-		with data.tiers.ci_agent.separation_of_duties as ["approve", "merge"]
-		with data.approval_rules as null
+	tool_call(ci_deploy).allow == true with data.approval_rules as []
+	d := tool_call(ci_deploy) with data.approval_rules as null
 	d.allow == true
 }
 
 fast_allows(inp) if {
 	data.pbac.tool_call_fast_allow with input as inp
-		with data.tiers.ci_agent.grants.jenkins as ["read", "build", "deploy"]
-		with data.tiers.ci_agent.separation_of_duties as ["approve", "merge"]
-		with data.tiers.developer.grants.database as ["read", "ddl"]
 }
 
 test_fast_path_never_allows_gated_call if {
@@ -225,7 +235,7 @@ test_approval_required_implies_deny if {
 			"id": "all", "resources": ["jenkins", "database"], "access": ["deploy", "ddl", "build"],
 			"approver_groups": ["release"], "requester": true, "ttl_seconds": 5, "reason": "all",
 		}]]
-		d := gated(inp) with data.approval_rules as rules
+		d := tool_call(inp) with data.approval_rules as rules
 		d.approval.required == true
 		d.allow != false
 	]
@@ -234,7 +244,7 @@ test_approval_required_implies_deny if {
 	# and some of them are held
 	held := [inp |
 		some inp in approval_inputs
-		gated(inp).approval.required == true
+		tool_call(inp).approval.required == true
 	]
 	count(held) > 0
 }

@@ -14,7 +14,7 @@ test_valid_token_active if {
 	d.allow
 	d.tier == "developer"
 	d.jit_single_use == false
-	d.scopes == ["database:read", "drive:read", "drive:write", "gitlab:approve", "gitlab:read", "gitlab:write", "jenkins:build", "jenkins:read", "jira:read", "jira:write", "slack:read", "slack:write"]
+	d.scopes == ["database:ddl", "database:read", "drive:read", "drive:write", "gitlab:approve", "gitlab:read", "gitlab:write", "jenkins:build", "jenkins:read", "jira:read", "jira:write", "slack:read", "slack:write"]
 }
 
 # Failure mode 3.

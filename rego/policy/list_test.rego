@@ -28,9 +28,11 @@ test_list_scanner_sees_read_only if {
 	d.tools == ["jira.get_issue", "jira.search_issues"]
 }
 
-test_list_ci_hides_approve_and_deploy if {
+# ci_agent never approves or merges; its deploys are listed (each call
+# waits for an approval, which pbac/tool_call asks for).
+test_list_ci_hides_approve_and_merge if {
 	d := lst(list_input("ci-bot", alice, ["gitlab.create_merge_request", "gitlab.approve_merge_request", "gitlab.merge_merge_request", "jenkins.trigger_build", "jenkins.trigger_deploy"]))
-	d.tools == ["gitlab.create_merge_request", "jenkins.trigger_build"]
+	d.tools == ["gitlab.create_merge_request", "jenkins.trigger_build", "jenkins.trigger_deploy"]
 }
 
 test_list_drops_uncatalogued_tools if {

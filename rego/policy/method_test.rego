@@ -97,10 +97,12 @@ test_method_bounded_by_role if {
 }
 
 test_method_separation_of_duties_is_no_grant if {
-	# ci_agent's only jenkins grants are read and build; a token with just
-	# jenkins:deploy (blocked by separation of duties) holds nothing there
-	inp := json.patch(machine_method("ci-bot", "jenkins", "initialize"), [{"op": "replace", "path": "/token/scp", "value": ["jenkins:deploy"]}])
-	not method(inp).allow
+	# a token with just gitlab:approve, which ci_agent's separation of
+	# duties blocks even when its grants name it, holds nothing on gitlab
+	inp := json.patch(machine_method("ci-bot", "gitlab", "initialize"), [{"op": "replace", "path": "/token/scp", "value": ["gitlab:approve"]}])
+	not method(inp).allow with data.tiers.ci_agent.grants.gitlab as ["read", "write", "approve"]
+	method(inp).allow with data.tiers.ci_agent.grants.gitlab as ["read", "write", "approve"]
+		with data.tiers.ci_agent.separation_of_duties as []
 }
 
 test_method_unverified_client_holds_nothing if {

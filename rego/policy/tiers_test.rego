@@ -104,10 +104,13 @@ test_trust_tiers_exact if {
 	}
 }
 
-test_no_tier_grants_ddl if {
-	every t in data.tiers {
-		not "ddl" in object.get(t.grants, "database", [])
-	}
+# Only developer grants DDL, and an approval rule holds every DDL it
+# grants; ci_agent's deploys are held too, internal_trusted's are not.
+test_ddl_and_agent_deploys_need_an_approval if {
+	{t | some t, def in data.tiers; "ddl" in object.get(def.grants, "database", [])} == {"developer"}
+	data.pbac.approval_gated("developer", "database", "ddl")
+	data.pbac.approval_gated("ci_agent", "jenkins", "deploy")
+	not data.pbac.approval_gated("internal_trusted", "jenkins", "deploy")
 }
 
 test_every_entrypoint_defined_on_empty_input if {

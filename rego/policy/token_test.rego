@@ -26,7 +26,7 @@ test_developer_token_gets_requested_scopes if {
 test_empty_request_gets_all_permitted_scopes if {
 	d := tok_decision(token_input("ci-bot", null, "client_credentials", []))
 	d.allow
-	d.scopes == ["database:read", "drive:read", "gitlab:read", "gitlab:write", "jenkins:build", "jenkins:read", "jira:read", "jira:write"]
+	d.scopes == ["database:read", "drive:read", "gitlab:read", "gitlab:write", "jenkins:build", "jenkins:deploy", "jenkins:read", "jira:read", "jira:write"]
 }
 
 test_token_scopes_bounded_by_role if {
@@ -47,8 +47,12 @@ test_token_nothing_grantable_denied if {
 	d.reasons == ["none of the requested scopes are permitted for tier read_only with roles (machine client)"]
 }
 
-test_ddl_scope_never_granted if {
-	every p in ["claude-code", "ci-bot", "security-scanner", "claude-code-trusted"] {
+# database:ddl only for a developer agent, and only for a person whose
+# role grants it (each call then waits for a DBA: approval rule ddl-needs-dba).
+test_ddl_scope_only_for_developer_agents_of_ddl_roles if {
+	"database:ddl" in tok_decision(token_input("claude-code", alice, "authorization_code", [])).scopes
+	not "database:ddl" in tok_decision(token_input("claude-code", bob, "authorization_code", [])).scopes
+	every p in ["ci-bot", "security-scanner", "claude-code-trusted"] {
 		d := tok_decision(token_input(p, alice, "authorization_code", []))
 		not "database:ddl" in d.scopes
 	}
@@ -154,11 +158,11 @@ test_refused_for_every_subject_none_for_a_verified_client if {
 }
 
 test_refused_for_every_subject_scopes_no_role_has if {
-	# database:ddl: engineering holds it, but no agent tier grants it.
-	d := tok_decision(token_input("claude-code", null, "authorization_code", ["database:ddl"]))
+	# gitlab:merge: engineering holds it, but the developer tier does not grant it.
+	d := tok_decision(token_input("claude-code", null, "authorization_code", ["gitlab:merge"]))
 	d.refused_for_every_subject == ["none of the requested scopes are permitted for tier developer, whatever the person's role"]
 	every subj in [alice, bob, carol] {
-		not tok_decision(token_input("claude-code", subj, "authorization_code", ["database:ddl"])).allow
+		not tok_decision(token_input("claude-code", subj, "authorization_code", ["gitlab:merge"])).allow
 	}
 }
 
@@ -169,10 +173,15 @@ test_refused_for_every_subject_tier_meets_no_role if {
 }
 
 test_refused_for_every_subject_separation_of_duties if {
-	# ci_agent may never approve, merge or deploy, whoever asks.
-	d := tok_decision(token_input("ci-bot", null, "authorization_code", ["gitlab:approve", "jenkins:deploy"]))
+	# ci_agent may never approve or merge, whoever asks, even where its
+	# grants would say so.
+	d := tok_decision(token_input("ci-bot", null, "authorization_code", ["gitlab:approve", "gitlab:merge"])) with data.tiers.ci_agent.grants.gitlab as ["read", "write", "approve", "merge"]
 	d.refused_for_every_subject == ["none of the requested scopes are permitted for tier ci_agent, whatever the person's role"]
-	not tok_decision(token_input("ci-bot", alice, "authorization_code", ["gitlab:approve", "jenkins:deploy"])).allow
+	not tok_decision(token_input("ci-bot", alice, "authorization_code", ["gitlab:approve", "gitlab:merge"])).allow with data.tiers.ci_agent.grants.gitlab as ["read", "write", "approve", "merge"]
+
+	# it may deploy (each deploy waits for release: approval rule deploy-needs-release)
+	tok_decision(token_input("ci-bot", null, "authorization_code", ["jenkins:deploy"])).refused_for_every_subject == []
+	tok_decision(token_input("ci-bot", alice, "authorization_code", ["jenkins:deploy"])).scopes == ["jenkins:deploy"]
 }
 
 test_refused_for_every_subject_one_role_is_enough if {

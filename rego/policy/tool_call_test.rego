@@ -80,11 +80,19 @@ test_read_only_cannot_write_jira if {
 	has_reason(d, "read_only tier does not grant jira:write")
 }
 
-test_ddl_denied_for_every_tier if {
-	every p in ["claude-code", "ci-bot", "security-scanner", "claude-code-trusted", "our-internal-scanner"] {
+# developer is the one tier that grants DDL, and every schema change it
+# makes waits for a DBA (approval rule ddl-needs-dba); the other tiers are
+# denied it outright, with no approval to ask for.
+test_ddl_held_for_developer_denied_for_every_other_tier if {
+	held := tool_call(human_call("claude-code", alice, "database.execute_ddl", {"sql": "drop table t"}))
+	held.allow == false
+	held.approval.rule == "ddl-needs-dba"
+	held.reasons == ["approval required: schema changes need a DBA"]
+	every p in ["ci-bot", "security-scanner", "claude-code-trusted", "our-internal-scanner"] {
 		d := tool_call(human_call(p, alice, "database.execute_ddl", {"sql": "drop table t"}))
 		not d.allow
 		has_reason(d, "does not grant database:ddl")
+		not d.approval
 	}
 }
 
@@ -326,11 +334,28 @@ test_ci_agent_may_create_merge_request_and_build if {
 	allowed(machine_call("ci-bot", "jenkins.trigger_build", {"job": "pbac-ci"}))
 }
 
-test_ci_agent_cannot_approve_merge_or_deploy if {
-	every tool in ["gitlab.approve_merge_request", "gitlab.merge_merge_request", "jenkins.trigger_deploy"] {
-		d := tool_call(human_call("ci-bot", alice, tool, {"job": "pbac-deploy", "iid": 7}))
+test_ci_agent_cannot_approve_or_merge if {
+	every tool in ["gitlab.approve_merge_request", "gitlab.merge_merge_request"] {
+		d := tool_call(human_call("ci-bot", alice, tool, {"iid": 7}))
 		not d.allow
 		has_reason(d, "separation of duties: ci_agent tier may not")
+		d.insufficient_scope == false
+		not d.approval
+	}
+}
+
+# The CI bot's deploys, as itself or for a person, wait for someone in
+# release (approval rule deploy-needs-release).
+test_ci_agent_deploy_held_for_release if {
+	every inp in [
+		machine_call("ci-bot", "jenkins.trigger_deploy", {"job": "pbac-deploy"}),
+		human_call("ci-bot", alice, "jenkins.trigger_deploy", {"job": "pbac-deploy"}),
+	] {
+		d := tool_call(inp)
+		d.allow == false
+		d.approval.rule == "deploy-needs-release"
+		d.approval.approvers.groups == ["release"]
+		d.reasons == ["approval required: deploys need someone from release who is not the requester"]
 		d.insufficient_scope == false
 	}
 }
@@ -575,7 +600,9 @@ full_decision(inp) := object.union(
 	resource := data.pbac.tool_resource with input as inp
 	access := data.pbac.tool_access with input as inp
 	insufficient := data.pbac.tool_call_insufficient_scope with input as inp
-	extra := data.pbac.tool_call_extra with input as inp
+	scope_extra := data.pbac.tool_call_extra with input as inp
+	approval_extra := data.pbac.tool_call_approval_extra with input as inp
+	extra := object.union(scope_extra, approval_extra)
 	public := data.pbac.tool_call_public_reasons with input as inp
 }
 
