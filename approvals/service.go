@@ -252,6 +252,9 @@ func (s *Service) Decide(ctx context.Context, id string, p Person, via string, a
 	if len(comment) > MaxCommentLen || !utf8.ValidString(comment) {
 		return Approval{}, fmt.Errorf("%w: the comment must be UTF-8 and at most %d bytes", ErrBadDecision, MaxCommentLen)
 	}
+	if identityKey(p.Sub) == "" {
+		return Approval{}, fmt.Errorf("%w: no approver named", ErrBadDecision)
+	}
 	switch via {
 	case ViaDashboard, ViaLink, ViaAdmin:
 	default:
@@ -429,17 +432,19 @@ func (s *Service) close(ctx context.Context, id string, to Status, why, requestI
 // Wait waits until the approval id is no longer pending, or for at most
 // max (or until ctx ends), and returns it as it is then.
 func (s *Service) Wait(ctx context.Context, id string, max time.Duration) (Approval, error) {
-	ctx, cancel := context.WithTimeout(ctx, max)
+	wait, cancel := context.WithTimeout(ctx, max)
 	defer cancel()
 	t := time.NewTicker(s.poll)
 	defer t.Stop()
 	for {
+		// Read with the caller's context: the end of the wait must not
+		// fail a read that a tick started at the same moment.
 		a, err := s.store.Get(ctx, id)
 		if err != nil || a.Status != Pending {
 			return a, err
 		}
 		select {
-		case <-ctx.Done():
+		case <-wait.Done():
 			// The wait is over, not the request: answer with what is known.
 			return s.store.Get(context.WithoutCancel(ctx), id)
 		case <-t.C:
