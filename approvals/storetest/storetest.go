@@ -514,6 +514,9 @@ func RaceReplicas(t *testing.T, stores []approvals.Store) {
 		wg.Go(func() {
 			<-start
 			a, err := stores[i%len(stores)].Transition(context.Background(), "apr_x", []approvals.Status{approvals.Granted}, func(a *approvals.Approval) error {
+				// Between the store's read and its write: a store whose
+				// check and write are not one step lets the others in here.
+				time.Sleep(time.Millisecond)
 				a.Status, a.Comment = approvals.Used, fmt.Sprintf("retry %d", i)
 				return nil
 			})
