@@ -247,6 +247,10 @@ type Store interface {
 	// Expire moves every open approval whose ExpiresAt is not after now
 	// to Expired, and returns them as stored.
 	Expire(ctx context.Context, now time.Time) ([]Approval, error)
+	// Prune deletes the closed approvals whose ClosedAt is before
+	// closedBefore and returns how many it deleted. Open approvals are
+	// never pruned.
+	Prune(ctx context.Context, closedBefore time.Time) (int, error)
 	// Close releases the store.
 	Close() error
 }

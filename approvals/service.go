@@ -62,7 +62,13 @@ type Config struct {
 	// Poll is how often Wait looks at the store (default 250 ms); Sweep
 	// how often Run expires approvals (default 10 s).
 	Poll, Sweep time.Duration
+	// Keep is how long Run keeps a closed approval before it prunes it
+	// from the store (default DefaultKeep); the audit trail keeps its story.
+	Keep time.Duration
 }
+
+// DefaultKeep is how long closed approvals stay in the store by default.
+const DefaultKeep = 7 * 24 * time.Hour
 
 // Service is the life of approvals: asked for by the gateway, decided by
 // approvers, used once by the call's retry, expired by time.
@@ -75,6 +81,7 @@ type Service struct {
 	now     func() time.Time
 	poll    time.Duration
 	sweep   time.Duration
+	keep    time.Duration
 
 	pending  prometheus.Gauge
 	decision *prometheus.HistogramVec
@@ -89,7 +96,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, errors.New("approvals: the approval page's URL is required")
 	}
 	s := &Service{store: cfg.Store, key: cfg.Key, audit: cfg.Audit, pageURL: cfg.PageURL,
-		log: cfg.Logger, now: cfg.Now, poll: cfg.Poll, sweep: cfg.Sweep}
+		log: cfg.Logger, now: cfg.Now, poll: cfg.Poll, sweep: cfg.Sweep, keep: cfg.Keep}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -101,6 +108,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if s.sweep <= 0 {
 		s.sweep = 10 * time.Second
+	}
+	if s.keep <= 0 {
+		s.keep = DefaultKeep
 	}
 	s.pending = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pbac_approvals_pending",
 		Help: "Approvals asked for and not yet decided, expired or withdrawn."})
@@ -462,8 +472,9 @@ func (s *Service) VerifyState(state string, c Call) (State, error) {
 	return VerifyState(s.key, state, c, s.now())
 }
 
-// Run expires approvals every Sweep until ctx ends; the caller owns it
-// (run it in a goroutine and wait for it to return).
+// Run expires approvals, and prunes those closed longer than Keep ago,
+// every Sweep until ctx ends; the caller owns it (run it in a goroutine and
+// wait for it to return).
 func (s *Service) Run(ctx context.Context) {
 	t := time.NewTicker(s.sweep)
 	defer t.Stop()
@@ -474,6 +485,7 @@ func (s *Service) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			s.ExpireNow(ctx)
+			s.prune(ctx)
 		}
 	}
 }
@@ -490,6 +502,17 @@ func (s *Service) ExpireNow(ctx context.Context) {
 		s.record(a, audit.ApprovalExpired, "", fmt.Sprintf("approval %s of %s's call to %s expired unused", a.ID, a.ClientID, a.Tool), nil, "")
 	}
 	s.refresh(ctx)
+}
+
+// prune deletes the approvals closed more than Keep ago.
+func (s *Service) prune(ctx context.Context) {
+	n, err := s.store.Prune(ctx, s.now().Add(-s.keep))
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.log.WarnContext(ctx, "pruning closed approvals", "err", err)
+	case n > 0:
+		s.log.DebugContext(ctx, "pruned closed approvals", "count", n)
+	}
 }
 
 func (s *Service) refresh(ctx context.Context) {

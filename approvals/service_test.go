@@ -710,7 +710,8 @@ func TestExpireNow(t *testing.T) {
 	}
 }
 
-// Run sweeps on its own and returns when its context ends.
+// Run sweeps on its own (expires, prunes what closed more than Keep ago)
+// and returns when its context ends.
 func TestRunSweeps(t *testing.T) {
 	store, err := badger.Open(context.Background(), "", nil)
 	if err != nil {
@@ -721,7 +722,7 @@ func TestRunSweeps(t *testing.T) {
 	tr := &trail{}
 	c := &clock{now: t0}
 	svc, err := approvals.New(approvals.Config{Store: store, Key: key, Audit: tr, PageURL: "https://gw/ui/approvals/",
-		Now: c.Now, Sweep: 5 * time.Millisecond})
+		Now: c.Now, Sweep: 5 * time.Millisecond, Keep: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -731,7 +732,14 @@ func TestRunSweeps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Add(time.Second)
+	denied, _, err := svc.Ask(context.Background(), withArgs(r, `{"job":"denied"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Decide(context.Background(), denied.ID, bob, approvals.ViaAdmin, false, ""); err != nil {
+		t.Fatal(err)
+	}
+	c.Add(time.Hour + time.Second) // the denial is older than Keep; the other expires now
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); svc.Run(ctx) }()
@@ -741,14 +749,19 @@ func TestRunSweeps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Status == approvals.Expired {
+		_, perr := svc.Get(context.Background(), denied.ID)
+		if got.Status == approvals.Expired && errors.Is(perr, approvals.ErrNotFound) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("Run did not expire the approval")
+			t.Fatalf("Run left %s (want expired) and %s (want pruned: %v)", got.Status, denied.ID, perr)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	cancel()
 	<-done
+	// The one it expired is kept: closed just now.
+	if got, err := store.Get(context.Background(), a.ID); err != nil || got.Status != approvals.Expired {
+		t.Fatalf("the expired approval after Run: %+v, %v", got, err)
+	}
 }

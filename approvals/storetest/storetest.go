@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) approvals.Store) {
 		{"TransitionMovesIndexes", testTransitionIndexes},
 		{"TransitionConcurrentOneWins", testTransitionConcurrentOneWins},
 		{"Expire", testExpire},
+		{"Prune", testPrune},
 		{"CancelledContext", testCancelled},
 	}
 	for _, tt := range tests {
@@ -650,4 +651,59 @@ func Reopen(t *testing.T, open func(t *testing.T) approvals.Store) {
 	if _, err := s.Transition(ctx, "apr_x", []approvals.Status{approvals.Granted}, setStatus(approvals.Used)); err != nil {
 		t.Fatalf("Transition after reopening: %v", err)
 	}
+}
+
+func testPrune(t *testing.T, s approvals.Store) {
+	ctx := context.Background()
+	cutoff := T0.Add(time.Hour)
+	closeAt := func(id string, to approvals.Status, at time.Time) {
+		t.Helper()
+		if _, err := s.Transition(ctx, id, []approvals.Status{approvals.Pending, approvals.Granted}, func(a *approvals.Approval) error {
+			a.Status, a.ClosedAt = to, at
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, id := range []string{"apr_old1", "apr_old2", "apr_at", "apr_new", "apr_open", "apr_granted"} {
+		create(t, s, NewApproval(id, "ci-bot", "b1:p", T0.Add(time.Duration(i)*time.Second)))
+	}
+	closeAt("apr_old1", approvals.Denied, cutoff.Add(-time.Minute))
+	closeAt("apr_old2", approvals.Used, cutoff.Add(-time.Microsecond))
+	closeAt("apr_at", approvals.Expired, cutoff)
+	closeAt("apr_new", approvals.Void, cutoff.Add(time.Minute))
+	grant(t, s, "apr_granted") // open, however old
+
+	n, err := s.Prune(ctx, cutoff)
+	if err != nil || n != 2 {
+		t.Fatalf("Prune = %d, %v; want 2", n, err)
+	}
+	for _, id := range []string{"apr_old1", "apr_old2"} {
+		if _, err := s.Get(ctx, id); !errors.Is(err, approvals.ErrNotFound) {
+			t.Fatalf("pruned %s: Get %v, want ErrNotFound", id, err)
+		}
+	}
+	want := []string{"apr_granted", "apr_open", "apr_new", "apr_at"}
+	for _, f := range []approvals.Filter{{}, {Binding: "b1:p"}, {ClientID: "ci-bot"}, {Statuses: approvals.Statuses()}} {
+		got, err := s.List(ctx, f)
+		if err != nil || !slices.Equal(ids(got), want) {
+			t.Fatalf("List(%+v) after Prune = %v, %v; want %v", f, ids(got), err, want)
+		}
+	}
+	if n, err := s.CountOpen(ctx, "ci-bot"); err != nil || n != 2 {
+		t.Fatalf("CountOpen after Prune = %d, %v; want 2", n, err)
+	}
+	if n, err := s.Prune(ctx, cutoff); err != nil || n != 0 {
+		t.Fatalf("second Prune = %d, %v; want 0", n, err)
+	}
+	// Far in the future: every closed one goes, the open ones stay.
+	if n, err := s.Prune(ctx, T0.Add(1000*time.Hour)); err != nil || n != 2 {
+		t.Fatalf("Prune of everything closed = %d, %v; want 2", n, err)
+	}
+	got, err := s.List(ctx, approvals.Filter{})
+	if err != nil || !slices.Equal(ids(got), []string{"apr_granted", "apr_open"}) {
+		t.Fatalf("List after pruning everything closed = %v, %v", ids(got), err)
+	}
+	// An id pruned may be created again.
+	create(t, s, NewApproval("apr_old1", "ci-bot", "b1:p", T0))
 }

@@ -32,19 +32,19 @@ import (
 //	b/<len><binding><when><id>                by binding, newest first
 //	o/<len><client id><id>                    the open (pending, granted) ones by client
 //	e/<expires><id>                           the open ones by expiry, soonest first
+//	x/<closed><id>                            the closed ones by ClosedAt, oldest first
 //
 // Index values are empty. <when> is ^CreatedAt in Unix microseconds, 8
 // bytes big-endian (so ascending keys are newest first, and the order is
 // the PostgreSQL store's: microseconds, then id); <expires> is ExpiresAt
-// in Unix microseconds; <len> is the uvarint length of the string that
+// in Unix microseconds, <closed> ClosedAt likewise; <len> is the uvarint length of the string that
 // follows, so no value is read as a prefix of a longer one. Every write
 // deletes the index keys of the approval as it was and sets those of the
 // approval as it is, in the same transaction.
 //
 // Closed approvals are kept (without their arguments, which Transition
-// drops): there is no pruning yet. What they cost is bounded by the rate
-// approvals are asked for (at most approvals.MaxOpenPerClient open per
-// client at once); the indexes keep List and CountOpen from reading them.
+// drops) until Prune deletes them; the indexes keep List, CountOpen and
+// Expire from reading the closed ones they do not list.
 type Store struct {
 	db  *badger.DB
 	log *slog.Logger
@@ -138,6 +138,7 @@ const (
 	pBinding  = "b/"
 	pOpen     = "o/"
 	pExpiry   = "e/"
+	pClosed   = "x/"
 )
 
 func approvalKey(id string) []byte { return []byte(pApproval + id) }
@@ -166,6 +167,8 @@ func indexKeys(a *approvals.Approval) [][]byte {
 		keys = append(keys,
 			cat(lenPrefixed(pOpen, a.ClientID), []byte(a.ID)),
 			cat(binary.BigEndian.AppendUint64([]byte(pExpiry), uint64(a.ExpiresAt.UnixMicro())), []byte(a.ID)))
+	} else {
+		keys = append(keys, cat(binary.BigEndian.AppendUint64([]byte(pClosed), uint64(a.ClosedAt.UnixMicro())), []byte(a.ID)))
 	}
 	return keys
 }
@@ -448,4 +451,58 @@ func (s *Store) Expire(ctx context.Context, now time.Time) ([]approvals.Approval
 		}
 	}
 	return out, nil
+}
+
+// pruneBatch bounds the approvals one Prune transaction deletes, far below
+// Badger's transaction size limit.
+const pruneBatch = 256
+
+// Prune deletes the closed approvals whose ClosedAt is before closedBefore,
+// walking the closed index oldest first, pruneBatch per transaction.
+func (s *Store) Prune(ctx context.Context, closedBefore time.Time) (int, error) {
+	n := 0
+	for {
+		done := 0
+		more := false
+		err := s.update(ctx, func(txn *badger.Txn) error {
+			done, more = 0, false
+			var due []string
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pClosed)})
+			for it.Rewind(); it.Valid(); it.Next() {
+				k := it.Item().Key()
+				if len(due) == pruneBatch {
+					more = true
+					break
+				}
+				if int64(binary.BigEndian.Uint64(k[len(pClosed):])) >= closedBefore.UnixMicro() {
+					break
+				}
+				due = append(due, string(k[len(pClosed)+8:]))
+			}
+			it.Close()
+			for _, id := range due {
+				a, err := read(txn, id)
+				if err != nil {
+					return err
+				}
+				if a.Status.Open() || !a.ClosedAt.Before(closedBefore) {
+					continue // by the microsecond only
+				}
+				for _, k := range append(indexKeys(&a), approvalKey(id)) {
+					if err := txn.Delete(k); err != nil {
+						return fmt.Errorf("delete approval %s: %w", id, err)
+					}
+				}
+				done++
+			}
+			return nil
+		})
+		n += done
+		if err != nil {
+			return n, fmt.Errorf("approvals: prune: %w", err)
+		}
+		if !more || done == 0 {
+			return n, nil
+		}
+	}
 }

@@ -60,9 +60,9 @@ func SchemaVersion() int { return migrations().Latest() }
 // exactly, and Expire judges them exactly. Strings holding NUL cannot be
 // stored (jsonb refuses them): Create and Transition fail.
 //
-// Closed approvals are kept (without their arguments); there is no pruning
-// yet. The partial indexes on open approvals keep CountOpen and Expire from
-// reading closed ones.
+// Closed approvals are kept (without their arguments) until Prune deletes
+// them. The partial indexes on open approvals keep CountOpen and Expire
+// from reading closed ones.
 type Store struct {
 	pool     *pgxpool.Pool
 	ownsPool bool
@@ -188,6 +188,14 @@ func args(a approvals.Approval) []byte {
 	return a.Args
 }
 
+// closedAt is the closed_at column of a: NULL while it is open.
+func closedAt(a approvals.Approval) *time.Time {
+	if a.Status.Open() {
+		return nil
+	}
+	return &a.ClosedAt
+}
+
 func openStatuses() []string { return []string{string(approvals.Pending), string(approvals.Granted)} }
 
 // --- reading ----------------------------------------------------------------
@@ -288,9 +296,9 @@ func update(ctx context.Context, tx pgx.Tx, a approvals.Approval) error {
 		return err
 	}
 	_, err = tx.Exec(ctx, `
-		UPDATE approvals SET status = $2, created_at = $3, expires_at = $4, rev = $5, doc = $6, args = $7
+		UPDATE approvals SET status = $2, created_at = $3, expires_at = $4, rev = $5, doc = $6, args = $7, closed_at = $8
 		WHERE id = $1`,
-		a.ID, string(a.Status), a.CreatedAt, a.ExpiresAt, int64(a.Rev), doc, args(a))
+		a.ID, string(a.Status), a.CreatedAt, a.ExpiresAt, int64(a.Rev), doc, args(a), closedAt(a))
 	if err != nil {
 		return fmt.Errorf("write approval %s: %w", a.ID, err)
 	}
@@ -371,6 +379,34 @@ func (s *Store) Expire(ctx context.Context, now time.Time) ([]approvals.Approval
 		out = append(out, batch...)
 		if !full || len(batch) == 0 {
 			return out, nil
+		}
+	}
+}
+
+// pruneBatch bounds the rows one Prune statement deletes.
+const pruneBatch = 1000
+
+// Prune deletes the closed approvals whose ClosedAt is before closedBefore,
+// pruneBatch rows per statement (replicas pruning at once share the work:
+// SKIP LOCKED). closed_at keeps microseconds: an approval closed less than
+// a microsecond before closedBefore may be kept until the next Prune.
+func (s *Store) Prune(ctx context.Context, closedBefore time.Time) (int, error) {
+	cutoff := closedBefore.Truncate(time.Microsecond)
+	if cutoff.After(closedBefore) { // before 1970 Truncate rounds up
+		cutoff = cutoff.Add(-time.Microsecond)
+	}
+	n := 0
+	for {
+		tag, err := s.pool.Exec(ctx, `
+			DELETE FROM approvals WHERE id IN (
+				SELECT id FROM approvals WHERE closed_at < $1 AND NOT (status = ANY($2))
+				ORDER BY closed_at LIMIT $3 FOR UPDATE SKIP LOCKED)`, cutoff, openStatuses(), pruneBatch)
+		if err != nil {
+			return n, fmt.Errorf("approvals: prune: %w", err)
+		}
+		n += int(tag.RowsAffected())
+		if tag.RowsAffected() < pruneBatch {
+			return n, nil
 		}
 	}
 }

@@ -63,7 +63,7 @@ func TestOpenErrorHidesPassword(t *testing.T) {
 }
 
 func TestSchemaVersion(t *testing.T) {
-	if v := postgres.SchemaVersion(); v != 1 {
-		t.Fatalf("SchemaVersion = %d, want 1", v)
+	if v := postgres.SchemaVersion(); v != 2 {
+		t.Fatalf("SchemaVersion = %d, want 2", v)
 	}
 }
