@@ -47,7 +47,6 @@ import (
 // Expire from reading the closed ones they do not list.
 type Store struct {
 	db  *badger.DB
-	log *slog.Logger
 	now func() time.Time
 
 	// mu orders every write (Create, Transition, Expire): one process owns
@@ -86,7 +85,7 @@ func Open(ctx context.Context, dir string, logger *slog.Logger, opts ...Option) 
 	// Approvals are small (arguments up to approvals.MaxArgsLen), so every
 	// value stays in the LSM tree and compaction reclaims rewritten ones.
 	bo := badger.DefaultOptions(dir).
-		WithLogger(nil).
+		WithLogger(badgerLogger{l: logger.With("component", "approvals-badger")}).
 		WithNumVersionsToKeep(1).
 		WithMemTableSize(8 << 20).
 		WithValueThreshold(1 << 20).
@@ -107,7 +106,7 @@ func Open(ctx context.Context, dir string, logger *slog.Logger, opts ...Option) 
 		}
 		return nil, fmt.Errorf("approvals: open badger store (%s): %w", where, err)
 	}
-	s := &Store{db: db, log: logger, now: time.Now}
+	s := &Store{db: db, now: time.Now}
 	for _, o := range opts {
 		o(s)
 	}
@@ -127,6 +126,15 @@ func (s *Store) Close() error {
 	}
 	return nil
 }
+
+// badgerLogger hands Badger's logs to slog; its informational chatter at
+// debug level.
+type badgerLogger struct{ l *slog.Logger }
+
+func (g badgerLogger) Errorf(f string, a ...any)   { g.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...))) }
+func (g badgerLogger) Warningf(f string, a ...any) { g.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...))) }
+func (g badgerLogger) Infof(f string, a ...any)    { g.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...))) }
+func (g badgerLogger) Debugf(f string, a ...any)   { g.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...))) }
 
 // --- keys -------------------------------------------------------------------
 
