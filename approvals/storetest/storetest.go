@@ -707,3 +707,26 @@ func testPrune(t *testing.T, s approvals.Store) {
 	// An id pruned may be created again.
 	create(t, s, NewApproval("apr_old1", "ci-bot", "b1:p", T0))
 }
+
+// BenchmarkLife measures one approval's life in s: Create, then the two
+// transitions of a granted and used approval (three writes).
+func BenchmarkLife(b *testing.B, s approvals.Store) {
+	ctx := context.Background()
+	use := func(to approvals.Status) func(*approvals.Approval) error {
+		return func(a *approvals.Approval) error { a.Status = to; return nil }
+	}
+	i := 0
+	for b.Loop() {
+		id := fmt.Sprintf("apr_bench%d", i)
+		i++
+		if err := s.Create(ctx, NewApproval(id, fmt.Sprintf("client-%d", i%50), "b1:"+id, T0)); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Transition(ctx, id, []approvals.Status{approvals.Pending}, use(approvals.Granted)); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Transition(ctx, id, []approvals.Status{approvals.Granted}, use(approvals.Used)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -51,3 +51,20 @@ func TestClosedStoreRefuses(t *testing.T) {
 		t.Fatalf("Get on a closed store: %v, want an error that is not ErrNotFound", err)
 	}
 }
+
+func BenchmarkLife(b *testing.B) {
+	for _, where := range []string{"memory", "disk"} {
+		b.Run(where, func(b *testing.B) {
+			dir := ""
+			if where == "disk" {
+				dir = b.TempDir()
+			}
+			s, err := badger.Open(context.Background(), dir, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			storetest.BenchmarkLife(b, s)
+		})
+	}
+}

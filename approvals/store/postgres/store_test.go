@@ -67,3 +67,12 @@ func TestSchemaVersion(t *testing.T) {
 		t.Fatalf("SchemaVersion = %d, want 2", v)
 	}
 }
+
+func BenchmarkLife(b *testing.B) {
+	s, err := postgres.Open(context.Background(), pgtest.FreshSchema(b), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storetest.BenchmarkLife(b, s)
+}
