@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -85,6 +86,12 @@ type Service struct {
 
 	pending  prometheus.Gauge
 	decision *prometheus.HistogramVec
+
+	// asking serialises Ask in this process, so that concurrent held
+	// calls of one agent neither ask twice for the same call nor overrun
+	// MaxOpenPerClient between the count and the create. (Replicas may
+	// still each ask once: the bound is then per replica.)
+	asking sync.Mutex
 }
 
 // New checks cfg and builds a Service.
@@ -156,6 +163,8 @@ func (s *Service) Ask(ctx context.Context, r Request) (a Approval, created bool,
 	if !r.Asked.Required || r.Asked.Rule == "" {
 		return Approval{}, false, errors.New("approvals: asking for an approval policy did not require")
 	}
+	s.asking.Lock()
+	defer s.asking.Unlock()
 	binding := r.Call.Binding()
 	now := s.now()
 	open, err := s.store.List(ctx, Filter{Statuses: []Status{Pending, Granted}, Binding: binding, Limit: MaxOpenPerClient})

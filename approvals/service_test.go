@@ -765,3 +765,48 @@ func TestRunSweeps(t *testing.T) {
 		t.Fatalf("the expired approval after Run: %+v, %v", got, err)
 	}
 }
+
+// Concurrent held calls of one agent ask once for the same call, and never
+// hold more than MaxOpenPerClient open between them.
+func TestAskConcurrentOnce(t *testing.T) {
+	f := newFixture(t)
+	svc := f.svc
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	ids := make([]string, 16)
+	for i := range ids {
+		wg.Go(func() {
+			a, _, err := svc.Ask(ctx, deployRequest())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = a.ID
+		})
+	}
+	wg.Wait()
+	for _, id := range ids[1:] {
+		if id != ids[0] {
+			t.Fatalf("16 concurrent asks for one call made approvals %v, want one", ids)
+		}
+	}
+	errs := make(chan error, 2*approvals.MaxOpenPerClient)
+	for i := range 2 * approvals.MaxOpenPerClient {
+		wg.Go(func() {
+			_, _, err := svc.Ask(ctx, withArgs(deployRequest(), fmt.Sprintf(`{"n":%d}`, i)))
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	tooMany := 0
+	for err := range errs {
+		if errors.Is(err, approvals.ErrTooMany) {
+			tooMany++
+		}
+	}
+	// One open already (the first call's): 19 more fit.
+	if want := approvals.MaxOpenPerClient + 1; tooMany != want {
+		t.Fatalf("%d of %d asks refused as too many, want %d", tooMany, 2*approvals.MaxOpenPerClient, want)
+	}
+}

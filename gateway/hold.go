@@ -256,7 +256,9 @@ func (g *Gateway) askFor(c *fiber.Ctx, h *hold, msg *jsonrpc.Message, rec *audit
 			map[string]any{"elicitations": []map[string]any{{"mode": "url", "elicitationId": a.ID, "url": page, "message": text}},
 				"request_id": rec.RequestID, "policy_version": a.PolicyVersion}))
 	}
-	return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeApprovalRequired, "approval required: "+text,
+	fallback := fmt.Sprintf("approval required: %s. Ask someone from %s to approve %s at %s; the same call goes through once approved.",
+		a.Reason, who, h.call.Tool, page)
+	return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeApprovalRequired, fallback,
 		map[string]any{"approval": map[string]any{"id": a.ID, "url": page, "status": a.Status,
 			"expires_at": a.ExpiresAt.Format(time.RFC3339), "retry_after_seconds": 10},
 			"request_id": rec.RequestID, "policy_version": a.PolicyVersion}))
