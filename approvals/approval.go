@@ -234,12 +234,15 @@ type Store interface {
 	CountOpen(ctx context.Context, clientID string) (int, error)
 	// Transition changes the approval id when its status is one of from:
 	// change gets it as stored and edits it in place (its ID, Binding and
-	// ClientID cannot change); the store bumps Rev and, when the new
-	// status is final, sets ClosedAt (if unset) and drops Args. ErrStatus
-	// when the status is not in from, ErrNotFound when there is no such
-	// approval; an error from change is returned wrapped and nothing is
-	// stored. It returns the approval as stored, also with ErrStatus (so the
-	// caller sees the status that refused the change).
+	// ClientID cannot change, the status must be valid, and a closed
+	// approval never opens again: each an error); the store bumps Rev
+	// and, when the new status is final, sets ClosedAt (if unset) and
+	// drops Args (ApplyChange). ErrStatus when the status is not in from,
+	// ErrNotFound when there is no such approval; an error from change is
+	// returned wrapped and nothing is stored. It returns the approval as
+	// stored, also with ErrStatus (so the caller sees the status that
+	// refused the change) and with change's error. Args are kept byte for
+	// byte.
 	Transition(ctx context.Context, id string, from []Status, change func(*Approval) error) (Approval, error)
 	// Expire moves every open approval whose ExpiresAt is not after now
 	// to Expired, and returns them as stored.
