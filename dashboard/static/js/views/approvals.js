@@ -42,6 +42,7 @@ const STATUS_CHIP = {
 
 let items = [];
 let focusId = '';
+let focusError = ''; // why the approval the page was opened on cannot be shown
 let visible = false;
 let loadSeq = 0;
 let ticker = null;
@@ -77,6 +78,7 @@ export function sessionStarted() {
 export async function onShow(arg) {
   visible = true;
   focusId = arg && ID_PATTERN.test(arg) ? arg : '';
+  focusError = arg && !focusId ? `${arg} is not an approval id.` : '';
   clearInterval(ticker);
   ticker = setInterval(tick, 1000);
   await load();
@@ -103,6 +105,7 @@ export function reset() {
   clearTimeout(soon);
   poller = ticker = null;
   items = [];
+  focusId = focusError = '';
   busy = false;
   $('#nav-approvals').hidden = true;
   badge(0);
@@ -116,16 +119,17 @@ export function reset() {
 export async function load() {
   if (!offered()) return;
   const seq = ++loadSeq;
+  const want = focusId;
   try {
     const r = await api('GET', '/ui/api/approvals');
     let list = (r && r.approvals) || [];
-    if (focusId && !list.some((a) => a.id === focusId)) {
+    if (want && !list.some((a) => a.id === want)) {
       try {
-        list = [await api('GET', `/ui/api/approvals/${focusId}`), ...list];
+        list = [await api('GET', `/ui/api/approvals/${want}`), ...list];
       } catch (e) {
-        if (e.status === 401) return;
-        if (seq === loadSeq && visible) setMessage($('#approvals-message'), `The approval ${focusId} cannot be shown: ${e.message}`, 'error');
-        focusId = '';
+        if (e.status === 401 || seq !== loadSeq) return;
+        focusError = `The approval ${want} cannot be shown: ${e.message}.`;
+        if (focusId === want) focusId = '';
       }
     }
     if (seq !== loadSeq) return;
@@ -152,7 +156,9 @@ function render() {
     (b.id === focusId) - (a.id === focusId) || Date.parse(b.decided_at || b.closed_at || b.created_at) - Date.parse(a.decided_at || a.closed_at || a.created_at));
   const waiting = pending.filter(mine).length;
   badge(waiting);
-  if (!(focusId && $('#approvals-message').classList.contains('is-error'))) {
+  if (focusError) {
+    setMessage($('#approvals-message'), focusError, 'error');
+  } else {
     setMessage($('#approvals-message'), !pending.length
       ? 'No call is waiting for an approval.'
       : currentUser()
