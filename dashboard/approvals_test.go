@@ -12,6 +12,7 @@ import (
 	"github.com/pbac-gateway/pbac/approvals"
 	apbadger "github.com/pbac-gateway/pbac/approvals/store/badger"
 	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/audit/index"
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/identity"
 	"github.com/pbac-gateway/pbac/plugins"
@@ -358,6 +359,57 @@ func TestApprovalLink(t *testing.T) {
 		resp.Body.Close()
 		if resp.Header.Get("Location") != "/ui/" {
 			t.Fatalf("return %q: back to %q", ret, resp.Header.Get("Location"))
+		}
+	}
+}
+
+// TestAuditStoryOfAnApproval: the audit query selects one approval's
+// records (its steps and the gateway's decisions on the call) and the
+// calls held; another decision value is refused.
+func TestAuditStoryOfAnApproval(t *testing.T) {
+	ix, err := index.Open(t.Context(), "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ix.Close() })
+	d := newDashWith(t, true, func(c *Config) { c.Index = ix })
+	d.signIn("bob")
+	now := time.Now()
+	const id, other = "apr_aaaaaaaaaaaaaaaaaaaaaaaaaa", "apr_bbbbbbbbbbbbbbbbbbbbbbbbbb"
+	recs := []audit.Record{
+		{RequestID: "held", ClientID: "ci-bot", Subject: "alice", Method: "tools/call", Tool: "jenkins.trigger_deploy", Decision: audit.DecisionHold, ApprovalID: id},
+		{RequestID: "asked", Event: audit.EventApproval, ClientID: "ci-bot", Subject: "alice", Method: audit.ApprovalRequested, Decision: audit.DecisionAllow, ApprovalID: id},
+		{RequestID: "unrelated", ClientID: "ci-bot", Subject: "alice", Method: "tools/call", Tool: "jenkins.trigger_deploy", Decision: audit.DecisionAllow},
+		{RequestID: "other", Event: audit.EventApproval, ClientID: "ci-bot", Subject: "alice", Method: audit.ApprovalRequested, Decision: audit.DecisionAllow, ApprovalID: other},
+		{RequestID: "approved", Event: audit.EventApproval, ClientID: "ci-bot", Subject: "alice", Method: audit.ApprovalApproved, Decision: audit.DecisionAllow, ApprovalID: id, Approver: "bob"},
+		{RequestID: "used", ClientID: "ci-bot", Subject: "alice", Method: "tools/call", Tool: "jenkins.trigger_deploy", Decision: audit.DecisionAllow, ApprovalID: id},
+	}
+	for i := range recs {
+		recs[i].Time = now.Add(time.Duration(i) * time.Millisecond)
+	}
+	if err := ix.Write(t.Context(), recs); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		query  string
+		status int
+		want   string
+	}{
+		{"?approval_id=" + id, 200, "used approved asked held"},
+		{"?approval_id=" + id + "&event=approval", 200, "approved asked"},
+		{"?decision=hold", 200, "held"},
+		{"?approval_id=" + other, 200, "other"},
+		{"?decision=maybe", 400, ""},
+	} {
+		status, out := d.do("GET", "/ui/api/audit"+tc.query, nil)
+		var got []string
+		if l, ok := out["records"].([]any); ok {
+			for _, r := range l {
+				got = append(got, r.(map[string]any)["request_id"].(string))
+			}
+		}
+		if status != tc.status || strings.Join(got, " ") != tc.want {
+			t.Fatalf("%s: %d %v, want %d %q", tc.query, status, got, tc.status, tc.want)
 		}
 	}
 }
