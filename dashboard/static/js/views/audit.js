@@ -12,6 +12,7 @@ const LIVE_MAX = 1000;
 let filters = {};
 let searched = false;
 let searchSeq = 0;
+let storyAsked = false; // showStory asked for a search the view has not run yet
 
 export function init() {
   on('agents', renderAgentSelect);
@@ -47,15 +48,20 @@ export function onShow() {
   renderAgentSelect();
   renderUserSelect();
   renderToolList();
-  if (!searched || !$('#audit-live').checked) search();
+  if (storyAsked || !searched || !$('#audit-live').checked) search();
+  storyAsked = false;
 }
 
 // showStory shows the story of one approval: its records, oldest first.
 export function showStory(id) {
   $('#audit-form').reset();
   $('#audit-approval').value = id;
-  if (location.hash === '#audit') search();
-  else location.hash = '#audit'; // onShow searches
+  if (location.hash === '#audit') {
+    search();
+    return;
+  }
+  storyAsked = true;
+  location.hash = '#audit'; // onShow searches
 }
 
 export function reset() {
