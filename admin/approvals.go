@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pbac-gateway/pbac/approvals"
 	"github.com/pbac-gateway/pbac/asrv"
@@ -70,7 +71,7 @@ func (d *ApprovalDesk) Person(sub string, roles, groups []string) (approvals.Per
 func (d *ApprovalDesk) Decide(ctx context.Context, id string, p approvals.Person, via string, approve bool, comment string) (approvals.Approval, error) {
 	a, err := d.Service.Decide(ctx, id, p, via, approve, comment)
 	if errors.Is(err, approvals.ErrClosed) && a.Status == approvals.Expired {
-		return a, fmt.Errorf("%w: %s expired at %s", approvals.ErrExpired, id, a.ExpiresAt.Format("2006-01-02T15:04:05Z07:00"))
+		return a, fmt.Errorf("%w: %s expired at %s", approvals.ErrExpired, id, a.ExpiresAt.Format(time.RFC3339))
 	}
 	return a, err
 }
@@ -230,7 +231,8 @@ func (a *api) noApprovals(w http.ResponseWriter) bool {
 }
 
 // listApprovals serves GET /admin/approvals?status=&client_id=&limit=:
-// newest first, with their arguments (the admin token operates).
+// newest first, as stored, with their arguments (the admin token
+// operates).
 func (a *api) listApprovals(w http.ResponseWriter, r *http.Request) {
 	if a.noApprovals(w) {
 		return
@@ -245,11 +247,10 @@ func (a *api) listApprovals(w http.ResponseWriter, r *http.Request) {
 		a.approvalError(w, "listing approvals", err)
 		return
 	}
-	out := make([]ApprovalView, 0, len(list))
-	for _, x := range list {
-		out = append(out, ViewApproval(x, nil, true))
+	if list == nil {
+		list = []approvals.Approval{}
 	}
-	adminJSON(w, http.StatusOK, map[string]any{"approvals": out})
+	adminJSON(w, http.StatusOK, map[string]any{"approvals": list})
 }
 
 // getApproval serves GET /admin/approvals/{id}.
@@ -262,7 +263,7 @@ func (a *api) getApproval(w http.ResponseWriter, r *http.Request) {
 		a.approvalError(w, "reading the approval", err)
 		return
 	}
-	adminJSON(w, http.StatusOK, ViewApproval(x, nil, true))
+	adminJSON(w, http.StatusOK, x)
 }
 
 // decideApproval serves POST /admin/approvals/{id}/approve|deny with
@@ -287,7 +288,7 @@ func (a *api) decideApproval(approve bool) http.HandlerFunc {
 			var x approvals.Approval
 			if x, err = a.approvals.Decide(r.Context(), id, p, approvals.ViaAdmin, approve, in.Comment); err == nil {
 				a.cfg.Logger.Info("admin: approval decided", "id", id, "approver", p.Sub, "status", x.Status)
-				adminJSON(w, http.StatusOK, ViewApproval(x, &p, true))
+				adminJSON(w, http.StatusOK, x)
 				return
 			}
 		}
