@@ -22,6 +22,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pbac-gateway/pbac/approvals"
+	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/audit/index"
 	"github.com/pbac-gateway/pbac/contract"
@@ -78,7 +80,20 @@ type Config struct {
 	Propagate func(ctx context.Context) (report any, complete bool, err error)
 	// PolicySync reports the replicas' shared policy state for /admin/status.
 	PolicySync func(ctx context.Context) any
-	Logger     *slog.Logger
+	// Approvals are the tool calls policy held for a person's approval
+	// (GET /admin/approvals, POST /admin/approvals/{id}/approve|deny);
+	// nil: none are kept here.
+	Approvals *approvals.Service
+	// Approvers are the people an approval through the admin API may be
+	// decided in the name of: those who sign in with a password (the
+	// authorization server's demo users or users file), with their
+	// groups as that source gives them now. Nil: nobody.
+	Approvers asrv.UserSource
+	// ApproversSSO: people also sign in through single sign-on; one the
+	// password source does not know is answered 409 (approve in the
+	// dashboard) rather than unknown.
+	ApproversSSO bool
+	Logger       *slog.Logger
 }
 
 // propagateWait bounds how long a policy change waits for the other
@@ -130,6 +145,13 @@ func New(cfg Config) (http.Handler, error) {
 			})
 		}
 	}
+	if cfg.Approvals != nil {
+		a.approvals = &ApprovalDesk{Service: cfg.Approvals, Registry: cfg.Registry}
+	}
+	mux.HandleFunc("GET /admin/approvals", a.listApprovals)
+	mux.HandleFunc("GET /admin/approvals/{id}", a.getApproval)
+	mux.HandleFunc("POST /admin/approvals/{id}/approve", a.decideApproval(true))
+	mux.HandleFunc("POST /admin/approvals/{id}/deny", a.decideApproval(false))
 	top := http.NewServeMux()
 	top.Handle("GET /bundles/{name}", a.authenticate(http.HandlerFunc(a.serveBundle), cfg.BundleToken))
 	top.Handle("/", a.authenticate(mux))
@@ -166,8 +188,9 @@ func (a *api) serveBundle(w http.ResponseWriter, r *http.Request) {
 }
 
 type api struct {
-	cfg   Config
-	tools *ToolReview // nil without Config.Tools
+	cfg       Config
+	tools     *ToolReview   // nil without Config.Tools
+	approvals *ApprovalDesk // nil without Config.Approvals
 }
 
 // authenticate lets through requests bearing the admin token or one of
@@ -389,7 +412,8 @@ func (a *api) queryAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	f := audit.Filter{Event: q.Get("event"), ClientID: q.Get("client_id"), Tool: q.Get("tool"), Decision: q.Get("decision"), Subject: q.Get("sub")}
+	f := audit.Filter{Event: q.Get("event"), ClientID: q.Get("client_id"), Tool: q.Get("tool"), Decision: q.Get("decision"),
+		Subject: q.Get("sub"), ApprovalID: q.Get("approval_id")}
 	if err := f.CheckEvent(); err != nil {
 		adminJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return

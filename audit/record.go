@@ -202,9 +202,12 @@ type Filter struct {
 	Tool     string
 	Decision string
 	Subject  string
-	Since    time.Time
-	Until    time.Time
-	Limit    int
+	// ApprovalID selects the records of one approval: its steps and the
+	// gateway's decisions on the call that asked for it and used it.
+	ApprovalID string
+	Since      time.Time
+	Until      time.Time
+	Limit      int
 }
 
 // CheckEvent checks the filter's kind: empty (every kind) or one of
@@ -223,11 +226,13 @@ const (
 )
 
 // Matches reports whether r passes the filter's kind, client, tool,
-// decision and subject (its time range and limit are the query's).
+// decision, subject and approval (its time range and limit are the
+// query's).
 func (f *Filter) Matches(r *Record) bool {
 	return (f.Event == "" || r.Kind() == f.Event) &&
 		(f.ClientID == "" || r.ClientID == f.ClientID) &&
 		(f.Tool == "" || r.Tool == f.Tool) &&
 		(f.Decision == "" || r.Decision == f.Decision) &&
-		(f.Subject == "" || r.Subject == f.Subject)
+		(f.Subject == "" || r.Subject == f.Subject) &&
+		(f.ApprovalID == "" || r.ApprovalID == f.ApprovalID)
 }

@@ -59,7 +59,7 @@ func WithSSESubject(sub string) SSEOption {
 //	data: <record JSON>
 //
 // with a ": heartbeat" comment every 15s. Optional query parameters
-// client_id, decision and tool select records. When the stream falls behind
+// client_id, decision, tool and approval_id select records. When the stream falls behind
 // and loses records, it says so before the next record with
 //
 //	event: dropped
@@ -88,7 +88,7 @@ func (h *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	f := Filter{ClientID: q.Get("client_id"), Decision: q.Get("decision"), Tool: q.Get("tool")}
+	f := Filter{ClientID: q.Get("client_id"), Decision: q.Get("decision"), Tool: q.Get("tool"), ApprovalID: q.Get("approval_id")}
 	if h.cfg.onlySubject {
 		if h.cfg.subject == "" {
 			http.Error(w, "no subject to stream the records of", http.StatusForbidden)
@@ -97,9 +97,9 @@ func (h *sseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.Subject = h.cfg.subject
 	}
 	switch f.Decision {
-	case "", DecisionAllow, DecisionDeny, DecisionError:
+	case "", DecisionAllow, DecisionDeny, DecisionError, DecisionHold:
 	default:
-		http.Error(w, "decision must be allow, deny or error", http.StatusBadRequest)
+		http.Error(w, "decision must be allow, deny, error or hold", http.StatusBadRequest)
 		return
 	}
 	rc := http.NewResponseController(w)

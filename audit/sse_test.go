@@ -48,18 +48,22 @@ func TestSSEHandler(t *testing.T) {
 		opts  []SSEOption
 		want  []string // request ids expected, in order
 	}{
-		{"all", "", nil, []string{"a1", "d1", "a2", "e1"}},
-		{"by client", "?client_id=ci-bot", nil, []string{"d1", "e1"}},
+		{"all", "", nil, []string{"a1", "d1", "a2", "e1", "h1", "p1"}},
+		{"by client", "?client_id=ci-bot", nil, []string{"d1", "e1", "h1", "p1"}},
 		{"by decision", "?decision=deny", nil, []string{"d1"}},
 		{"by client and decision", "?client_id=claude-code&decision=allow", nil, []string{"a1", "a2"}},
-		{"one subject", "", []SSEOption{WithSSESubject("alice")}, []string{"a1", "e1"}},
+		{"one subject", "", []SSEOption{WithSSESubject("alice")}, []string{"a1", "e1", "h1", "p1"}},
 		{"one subject, whatever the query", "?sub=bob&decision=error", []SSEOption{WithSSESubject("alice")}, []string{"e1"}},
+		{"held calls", "?decision=hold", nil, []string{"h1"}},
+		{"one approval's story", "?approval_id=apr_1", nil, []string{"h1", "p1"}},
 	}
 	records := []Record{
 		{RequestID: "a1", ClientID: "claude-code", Subject: "alice", Decision: DecisionAllow, Method: "tools/call", Tool: "drive.read"},
 		{RequestID: "d1", ClientID: "ci-bot", Decision: DecisionDeny, Method: "tools/call", Tool: "slack.post", Reasons: []string{"tier ci_agent may not use slack"}},
 		{RequestID: "a2", ClientID: "claude-code", Subject: "bob", Decision: DecisionAllow, Method: "tools/list"},
 		{RequestID: "e1", ClientID: "ci-bot", Subject: "alice", Decision: DecisionError, Method: "tools/call", Tool: "x"},
+		{RequestID: "h1", ClientID: "ci-bot", Subject: "alice", Decision: DecisionHold, Method: "tools/call", Tool: "jenkins.deploy", ApprovalID: "apr_1"},
+		{RequestID: "p1", Event: EventApproval, ClientID: "ci-bot", Subject: "alice", Decision: DecisionAllow, Method: ApprovalRequested, Tool: "jenkins.deploy", ApprovalID: "apr_1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -161,7 +161,8 @@ func (h *Handler) queryAudit(w http.ResponseWriter, r *http.Request, s *session)
 		return
 	}
 	q := r.URL.Query()
-	f := audit.Filter{Event: q.Get("event"), ClientID: q.Get("client_id"), Tool: q.Get("tool"), Decision: q.Get("decision"), Subject: q.Get("sub"), Limit: 100}
+	f := audit.Filter{Event: q.Get("event"), ClientID: q.Get("client_id"), Tool: q.Get("tool"), Decision: q.Get("decision"), Subject: q.Get("sub"),
+		ApprovalID: q.Get("approval_id"), Limit: 100}
 	if sub, only := h.ownRecordsOnly(s); only {
 		// A person who does not operate sees their own records, whatever
 		// the query asks for.
@@ -171,8 +172,8 @@ func (h *Handler) queryAudit(w http.ResponseWriter, r *http.Request, s *session)
 		}
 		f.Subject = sub
 	}
-	if d := f.Decision; d != "" && d != "allow" && d != "deny" && d != "error" {
-		writeError(w, http.StatusBadRequest, "decision must be allow, deny or error")
+	if d := f.Decision; d != "" && d != audit.DecisionAllow && d != audit.DecisionDeny && d != audit.DecisionError && d != audit.DecisionHold {
+		writeError(w, http.StatusBadRequest, "decision must be allow, deny, error or hold")
 		return
 	}
 	if err := f.CheckEvent(); err != nil {

@@ -75,7 +75,13 @@ func (h *Handler) startSSO(w http.ResponseWriter, r *http.Request) {
 		ssoPage(w, http.StatusServiceUnavailable, "The identity provider cannot be reached right now; try again later, or sign in with the admin token.")
 		return
 	}
-	name, sealed, err := h.ssoSeal.Seal(identity.SealedSignIn{Pending: red.Pending, Exp: time.Now().Add(ssoPendingTTL).Unix()})
+	// Where on the page to come back to (the approval link's approval),
+	// when it is one of the page's own places.
+	resume := r.URL.Query().Get("return")
+	if !resumePattern.MatchString(resume) {
+		resume = ""
+	}
+	name, sealed, err := h.ssoSeal.Seal(identity.SealedSignIn{Pending: red.Pending, Resume: resume, Exp: time.Now().Add(ssoPendingTTL).Unix()})
 	if err != nil || len(sealed) > identity.MaxSealedCookie {
 		h.cfg.Logger.Warn("dashboard: single sign-on state does not fit a cookie", "bytes", len(sealed), "err", err)
 		ssoPage(w, http.StatusInternalServerError, "The sign-in could not be started; sign in with the admin token.")
@@ -132,7 +138,11 @@ func (h *Handler) finishSSO(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/ui", HttpOnly: true,
 		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(sessionMaxAge / time.Second)})
 	h.cfg.Logger.Info("dashboard: signed in", "who", u.Subject, "via", "sso", "groups", u.Groups, "operator", h.isOperator(sess))
-	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+	back := "/ui/"
+	if resumePattern.MatchString(rec.Resume) {
+		back += rec.Resume
+	}
+	http.Redirect(w, r, back, http.StatusSeeOther)
 }
 
 var ssoErrorPage = template.Must(template.New("sso").Parse(`<!doctype html>

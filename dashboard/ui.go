@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pbac-gateway/pbac/admin"
+	"github.com/pbac-gateway/pbac/approvals"
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/asrv/signin"
 	"github.com/pbac-gateway/pbac/audit"
@@ -80,6 +81,11 @@ type Config struct {
 	// backends' tools/list answers, for the operator's review (the admin
 	// API's); nil hides it.
 	Tools *tdstore.Store
+	// Approvals are the tool calls policy held for a person's approval:
+	// the Approvals view lists them and its signed-in people decide them;
+	// nil hides it. The gateway's approval link is this dashboard's
+	// <public base>/ui/approvals/{id} (approvals.Config.PageURL).
+	Approvals *approvals.Service
 	// Latency reports the gateway's per-stage latency.
 	Latency func() gateway.LatencyReport
 	// Demo is the demo tenant; nil outside it.
@@ -134,7 +140,8 @@ type Handler struct {
 	signIn *signin.Guard
 	forms  *signin.Forms
 
-	tools *admin.ToolReview // nil without Config.Tools
+	tools     *admin.ToolReview   // nil without Config.Tools
+	approvals *admin.ApprovalDesk // nil without Config.Approvals
 }
 
 // New builds the dashboard.
@@ -164,6 +171,9 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Tools != nil {
 		h.tools = &admin.ToolReview{Tools: cfg.Tools, Registry: cfg.Registry, Audit: cfg.Audit}
 	}
+	if cfg.Approvals != nil {
+		h.approvals = &admin.ApprovalDesk{Service: cfg.Approvals, Registry: cfg.Registry}
+	}
 	if cfg.Demo != nil {
 		sc, err := demo.Scenarios()
 		if err != nil {
@@ -188,6 +198,7 @@ func New(cfg Config) (*Handler, error) {
 		http.Redirect(w, r, "/ui/", http.StatusFound)
 	})
 
+	h.mux.HandleFunc("GET /ui/approvals/{id}", h.approvalLink)
 	h.mux.HandleFunc("GET /ui/api/config", h.config)
 	h.mux.HandleFunc("GET /ui/api/session/form", h.signInForm)
 	h.mux.HandleFunc("POST /ui/api/session", h.signInHandler)
@@ -204,6 +215,10 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET /ui/api/tools", h.operator(h.listTools))
 	h.mux.HandleFunc("POST /ui/api/tools/{tool}/{action}", h.operator(h.reviewTool))
 	h.mux.HandleFunc("POST /ui/api/people/{sub}/revoke", h.operator(h.revokePerson))
+	h.mux.HandleFunc("GET /ui/api/approvals", h.signedIn(h.listApprovals))
+	h.mux.HandleFunc("GET /ui/api/approvals/{id}", h.signedIn(h.getApproval))
+	h.mux.HandleFunc("POST /ui/api/approvals/{id}/approve", h.signedIn(h.decideApproval(true)))
+	h.mux.HandleFunc("POST /ui/api/approvals/{id}/deny", h.signedIn(h.decideApproval(false)))
 	h.mux.HandleFunc("GET /ui/api/matrix", h.signedIn(h.matrix))
 	h.mux.HandleFunc("GET /ui/api/policy", h.reader(h.policy))
 	h.mux.HandleFunc("PUT /ui/api/policy/data", h.operator(h.setData))
@@ -305,6 +320,7 @@ func (h *Handler) config(w http.ResponseWriter, _ *http.Request) {
 		"gateway_url": h.cfg.GatewayURL, "mcp_url": h.cfg.GatewayURL + "/mcp", "issuer": h.cfg.Issuer,
 		"demo": h.cfg.Demo != nil, "sign_in_users": h.cfg.Users != nil, "revoke_people": h.cfg.RevokePerson != nil,
 		"review_agents": h.cfg.ReviewClient != nil && h.cfg.ListClients != nil, "review_tools": h.tools != nil,
+		"approvals": h.approvals != nil,
 	}
 	bs := []backend{}
 	for _, b := range h.cfg.Backends {

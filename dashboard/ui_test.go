@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -671,5 +673,48 @@ func TestOperatorGroups(t *testing.T) {
 	// The rollback took the data back: olga's group is no longer named.
 	if operator(olga) || rollback(olga) != http.StatusForbidden {
 		t.Fatal("olga still operates once the data no longer names her group")
+	}
+}
+
+// TestPageHasTheElementsItsScriptsName: every element a script looks up
+// by id ($('#…')) is in the page, so that a renamed or forgotten element
+// fails here rather than as a null in a browser.
+func TestPageHasTheElementsItsScriptsName(t *testing.T) {
+	page, err := static.ReadFile("static/index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\bid="([A-Za-z0-9_-]+)"`).FindAllSubmatch(page, -1) {
+		ids[string(m[1])] = true
+	}
+	lookup := regexp.MustCompile(`\$\('#([A-Za-z0-9_-]+)`)
+	checked := 0
+	err = fs.WalkDir(static, "static", func(path string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || !strings.HasSuffix(path, ".js") {
+			return err
+		}
+		src, err := static.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range lookup.FindAllSubmatch(src, -1) {
+			checked++
+			if !ids[string(m[1])] {
+				t.Errorf("%s looks up #%s, which index.html does not have", path, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"nav-approvals", "approvals-badge", "approvals-list", "approvals-closed", "approvals-message", "audit-approval", "audit-story"} {
+		if !ids[id] {
+			t.Errorf("index.html has no #%s", id)
+		}
+	}
+	if checked < 100 {
+		t.Fatalf("only %d lookups found: the pattern no longer matches the scripts", checked)
 	}
 }

@@ -1,7 +1,7 @@
 // Package index is the queryable audit store: audit records in a Badger
-// database of their own, indexed by client, tool, decision and subject. It
-// is an audit.Sink apart from package audit so that what records audits
-// (the gateway) does not link Badger.
+// database of their own, indexed by client, tool, decision, subject, kind
+// and approval. It is an audit.Sink apart from package audit so that what
+// records audits (the gateway) does not link Badger.
 package index
 
 import (
@@ -37,6 +37,8 @@ import (
 //	t/<len><tool><id>          empty: tool index
 //	d/<len><decision><id>      empty: decision index
 //	s/<len><subject><id>       empty: subject index
+//	e/<len><event kind><id>    empty: kind index (not for decisions)
+//	a/<len><approval id><id>   empty: approval index
 //
 // <len> is the uvarint length of the value that follows (values longer than
 // 256 bytes are replaced by their SHA-256). Every key of a record expires at
@@ -171,7 +173,7 @@ func (ix *Index) Write(ctx context.Context, recs []audit.Record) error {
 		for _, f := range [...]struct {
 			p byte
 			v string
-		}{{'c', r.ClientID}, {'t', r.Tool}, {'d', r.Decision}, {'s', r.Subject}, {'e', indexedKind(r.Kind())}} {
+		}{{'c', r.ClientID}, {'t', r.Tool}, {'d', r.Decision}, {'s', r.Subject}, {'e', indexedKind(r.Kind())}, {'a', r.ApprovalID}} {
 			if f.v != "" {
 				set(append(indexPrefix(f.p, f.v), id...), nil)
 			}
@@ -214,7 +216,7 @@ func (ix *Index) query(ctx context.Context, f audit.Filter) ([]audit.Record, int
 	for _, c := range [...]struct {
 		p byte
 		v string
-	}{{'s', f.Subject}, {'c', f.ClientID}, {'t', f.Tool}, {'d', f.Decision}, {'e', indexedKind(f.Event)}} {
+	}{{'s', f.Subject}, {'c', f.ClientID}, {'t', f.Tool}, {'d', f.Decision}, {'e', indexedKind(f.Event)}, {'a', f.ApprovalID}} {
 		if c.v != "" {
 			prefixes = append(prefixes, indexPrefix(c.p, c.v))
 		}

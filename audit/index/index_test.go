@@ -40,18 +40,25 @@ func TestIndexQuery(t *testing.T) {
 	// Most records have no kind (decisions, as the gateway and older
 	// trails write them), some say decision, some are other events.
 	events := []string{"", "", audit.EventDecision, "", audit.EventToken, "", audit.EventPolicy}
+	// Every eleventh record belongs to one of two approvals' stories.
+	approvalIDs := []string{"apr_aaaaaaaaaaaaaaaaaaaaaaaaaa", "apr_bbbbbbbbbbbbbbbbbbbbbbbbbb"}
 	var all []audit.Record
 	for i := range 240 {
+		approval := ""
+		if i%11 == 0 {
+			approval = approvalIDs[(i/11)%2]
+		}
 		all = append(all, audit.Record{
-			Event:     events[i%7],
-			Time:      base.Add(time.Duration(i) * time.Second),
-			RequestID: fmt.Sprintf("r%03d", i),
-			ClientID:  clients[i%3],
-			Tool:      tools[(i/3)%4],
-			Decision:  decisions[(i/2)%3],
-			Subject:   subjects[(i/5)%3],
-			Method:    "tools/call",
-			Status:    200,
+			ApprovalID: approval,
+			Event:      events[i%7],
+			Time:       base.Add(time.Duration(i) * time.Second),
+			RequestID:  fmt.Sprintf("r%03d", i),
+			ClientID:   clients[i%3],
+			Tool:       tools[(i/3)%4],
+			Decision:   decisions[(i/2)%3],
+			Subject:    subjects[(i/5)%3],
+			Method:     "tools/call",
+			Status:     200,
 		})
 	}
 	// Two records at the very same instant: both kept, the later write first.
@@ -113,6 +120,9 @@ func TestIndexQuery(t *testing.T) {
 		{"event policy+client", audit.Filter{Event: audit.EventPolicy, ClientID: "ci-bot", Limit: 1000}},
 		{"event decision+client+decision", audit.Filter{Event: audit.EventDecision, ClientID: "ci-bot", Decision: audit.DecisionDeny, Limit: 1000}},
 		{"event with no record", audit.Filter{Event: audit.EventRegistration}},
+		{"approval", audit.Filter{ApprovalID: approvalIDs[0], Limit: 1000}},
+		{"approval+decision", audit.Filter{ApprovalID: approvalIDs[1], Decision: audit.DecisionAllow, Limit: 1000}},
+		{"unknown approval", audit.Filter{ApprovalID: "apr_cccccccccccccccccccccccccc"}},
 		{"since", audit.Filter{Since: base.Add(200 * time.Second), Limit: 1000}},
 		{"until", audit.Filter{Until: base.Add(10 * time.Second), Limit: 1000}},
 		{"since+until", audit.Filter{Since: base.Add(50 * time.Second), Until: base.Add(60 * time.Second)}},
@@ -155,7 +165,7 @@ func TestIndexQueryDoesNotScan(t *testing.T) {
 	for i := range 5000 {
 		r := audit.Record{Time: base.Add(time.Duration(i) * time.Millisecond), RequestID: fmt.Sprint(i), ClientID: "busy", Tool: "drive.read", Decision: audit.DecisionAllow, Method: "tools/call"}
 		if i%500 == 0 {
-			r.ClientID, r.Decision = "rare", audit.DecisionDeny
+			r.ClientID, r.Decision, r.ApprovalID = "rare", audit.DecisionDeny, "apr_rare"
 		}
 		recs = append(recs, r)
 	}
@@ -169,6 +179,7 @@ func TestIndexQueryDoesNotScan(t *testing.T) {
 		maxVisited int
 	}{
 		{"rare client", audit.Filter{ClientID: "rare", Limit: 100}, 10, 40},
+		{"one approval's story", audit.Filter{ApprovalID: "apr_rare", Limit: 100}, 10, 40},
 		{"rare client + common tool", audit.Filter{ClientID: "rare", Tool: "drive.read", Limit: 100}, 10, 60},
 		{"common decision + rare client", audit.Filter{Decision: audit.DecisionDeny, ClientID: "rare"}, 10, 60},
 		{"time range only", audit.Filter{Since: base.Add(4990 * time.Millisecond)}, 10, 12},

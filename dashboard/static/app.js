@@ -13,12 +13,17 @@ import * as matrix from './js/views/matrix.js';
 import * as policy from './js/views/policy.js';
 import * as latency from './js/views/latency.js';
 import * as tools from './js/views/tools.js';
+import * as approvals from './js/views/approvals.js';
 
-const VIEWS = { start, demo, audit, matrix, policy, tools, latency };
+const VIEWS = { start, demo, audit, matrix, policy, tools, approvals, latency };
 const TITLES = {
   start: 'Start here', demo: 'Narrative demo', audit: 'Audit trail', matrix: 'Trust-tier matrix',
-  policy: 'Policy', tools: 'Tools', latency: 'Latency', signin: 'Sign in',
+  policy: 'Policy', tools: 'Tools', approvals: 'Approvals', latency: 'Latency', signin: 'Sign in',
 };
+// A place on the page a sign-in comes back to (the approval link's): a
+// view, optionally one approval, optionally marked as opened from the
+// link. The server accepts the same, nothing else.
+const RESUME = /^(\?via=link)?#[a-z]{1,32}(\/apr_[a-z2-7]{26})?$/;
 // A hint that this browser has a session, so that a signed-out visit does
 // not ask the server (and log a 401) for nothing. The session itself is an
 // HttpOnly cookie the page never sees.
@@ -45,12 +50,14 @@ function hasHint() {
 
 // --- routing ---
 
-function viewName() {
-  const name = location.hash.replace(/^#/, '');
-  return VIEWS[name] ? name : 'start';
+// viewRoute is the view the hash names and what follows it
+// (#approvals/<id>: that approval).
+function viewRoute() {
+  const [name, arg] = location.hash.replace(/^#/, '').split('/', 2);
+  return VIEWS[name] ? { name, arg: arg || '' } : { name: 'start', arg: '' };
 }
 
-function show(name, { focus = false } = {}) {
+function show(name, { focus = false, arg = '' } = {}) {
   if (current && current !== name && VIEWS[current] && VIEWS[current].onHide) VIEWS[current].onHide();
   for (const sec of $$('main > .view')) sec.hidden = sec.id !== `view-${name}`;
   for (const a of $$('#nav a')) {
@@ -60,7 +67,7 @@ function show(name, { focus = false } = {}) {
   document.title = `${TITLES[name] || name} · PBAC Gateway`;
   current = name;
   if (VIEWS[name] && VIEWS[name].onShow) {
-    Promise.resolve(VIEWS[name].onShow()).catch((e) => reportError(e));
+    Promise.resolve(VIEWS[name].onShow(arg)).catch((e) => reportError(e));
   }
   if (focus) {
     const heading = $(`#view-${name} h1`);
@@ -74,7 +81,8 @@ function route(focus) {
     show('signin');
     return;
   }
-  show(viewName(), { focus });
+  const { name, arg } = viewRoute();
+  show(name, { focus, arg });
 }
 
 // --- header ---
@@ -166,6 +174,7 @@ async function signedIn(s) {
   clearError();
   renderHeader();
   startFeed();
+  approvals.sessionStarted();
   route(false);
   // Shared data the views use; each view also refreshes what it shows.
   store.loadAgents();
@@ -222,6 +231,11 @@ function wire() {
     signIn({ admin_token: token }, $('#signin-token-submit'));
   });
   $('#signin-toggle').addEventListener('click', toggleSignin);
+  // Single sign-on leaves the page: tell it where to come back to.
+  $('#signin-sso').addEventListener('click', () => {
+    const back = (location.search === '?via=link' ? location.search : '') + location.hash;
+    $('#signin-sso').href = '/ui/api/session/sso' + (RESUME.test(back) ? `?return=${encodeURIComponent(back)}` : '');
+  });
   $('#signout').addEventListener('click', signOut);
   $('#skip-link').addEventListener('click', (e) => {
     e.preventDefault();

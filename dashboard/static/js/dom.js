@@ -123,6 +123,7 @@ export function timeEl(ts, text) {
 // denied is a denial whatever the status (denials: tool_error answers it
 // 200 with a tool result whose isError is set).
 export function statusClass(status, decision) {
+  if (decision === 'hold') return 'status-hold';
   if (decision === 'deny' && status !== 401) return 'status-deny';
   if (!status) return 'status-err';
   if (status >= 200 && status < 300) return 'status-ok';
@@ -142,6 +143,7 @@ export function statusBadge(status, { big = false, decision } = {}) {
 }
 
 function statusTitle(status, decision) {
+  if (decision === 'hold') return `${status}: held until a person approves it; the client was told where to ask, and retries`;
   if (decision === 'deny' && status >= 200 && status < 300) {
     return `${status}: denied by policy, answered as a tool result with isError and the reasons; the backend was not called`;
   }
@@ -156,8 +158,8 @@ function statusTitle(status, decision) {
 
 export function decisionBadge(decision) {
   const d = decision || 'error';
-  const cls = d === 'allow' ? 'badge-ok' : d === 'deny' ? 'badge-deny' : 'badge-warn';
-  return h('span', { class: ['badge', 'decision', cls] }, d);
+  const cls = d === 'allow' ? 'badge-ok' : d === 'deny' ? 'badge-deny' : d === 'hold' ? 'badge-hold' : 'badge-warn';
+  return h('span', { class: ['badge', 'decision', cls], title: d === 'hold' ? 'held: waits for a person to approve it' : undefined }, d);
 }
 
 const KNOWN_TIERS = new Set(['internal_trusted', 'developer', 'ci_agent', 'read_only', 'unverified']);

@@ -1,7 +1,10 @@
 // #audit: the audit trail, filtered, with a live mode fed by the stream.
+// A record of an approval's life, or of the gateway's decisions on the
+// call that asked for it (decision "hold") and used it, links to that
+// approval's story: the records with its approval_id, oldest first.
 import { h, $, clear, replace, statusBadge, decisionBadge, tierBadge, fmtClock, fmtTime, fmtUs, short } from '../dom.js';
 import { api } from '../api.js';
-import { reportError } from '../notify.js';
+import { reportError, setMessage } from '../notify.js';
 import { state, on, users, agentById } from '../state.js';
 import { subscribe } from '../feed.js';
 
@@ -9,6 +12,7 @@ const LIVE_MAX = 1000;
 let filters = {};
 let searched = false;
 let searchSeq = 0;
+let storyAsked = false; // showStory asked for a search the view has not run yet
 
 export function init() {
   on('agents', renderAgentSelect);
@@ -27,7 +31,9 @@ export function init() {
     const body = $('#audit-table tbody');
     const row = recordRow(r);
     row.classList.add('is-new');
-    body.prepend(row);
+    // A story reads oldest first: what happens next goes at the end.
+    if (filters.approval_id) body.append(row);
+    else body.prepend(row);
     while (body.children.length > LIVE_MAX) body.lastElementChild.remove();
     $('#audit-empty').hidden = true;
     setCount(body.children.length, true);
@@ -42,7 +48,20 @@ export function onShow() {
   renderAgentSelect();
   renderUserSelect();
   renderToolList();
-  if (!searched || !$('#audit-live').checked) search();
+  if (storyAsked || !searched || !$('#audit-live').checked) search();
+  storyAsked = false;
+}
+
+// showStory shows the story of one approval: its records, oldest first.
+export function showStory(id) {
+  $('#audit-form').reset();
+  $('#audit-approval').value = id;
+  if (location.hash === '#audit') {
+    search();
+    return;
+  }
+  storyAsked = true;
+  location.hash = '#audit'; // onShow searches
 }
 
 export function reset() {
@@ -90,6 +109,7 @@ function readFilters() {
     sub: $('#audit-user').value,
     tool: $('#audit-tool').value.trim(),
     decision: $('#audit-decision').value,
+    approval_id: $('#audit-approval').value.trim(),
     since: toRFC3339($('#audit-since').value),
     until: toRFC3339($('#audit-until').value),
     limit: Number.isFinite(limit) ? Math.min(Math.max(limit, 1), 1000) : 100,
@@ -103,6 +123,7 @@ function matches(r) {
   if (f.sub && r.sub !== f.sub) return false;
   if (f.tool && r.tool !== f.tool) return false;
   if (f.decision && r.decision !== f.decision) return false;
+  if (f.approval_id && r.approval_id !== f.approval_id) return false;
   const t = Date.parse(r.ts);
   if (f.since && t < Date.parse(f.since)) return false;
   if (f.until && t > Date.parse(f.until)) return false;
@@ -121,6 +142,8 @@ async function search() {
     if (seq !== searchSeq) return;
     searched = true;
     const recs = (r && r.records) || [];
+    if (filters.approval_id) recs.reverse();
+    story(filters.approval_id, recs);
     replace($('#audit-table tbody'), recs.map(recordRow));
     $('#audit-empty').hidden = recs.length > 0;
     setCount(recs.length, $('#audit-live').checked);
@@ -132,7 +155,34 @@ async function search() {
 }
 
 function setCount(n, live) {
-  $('#audit-count').textContent = `${n} record${n === 1 ? '' : 's'}, newest first${live ? ' · live: new calls that match are added at the top' : ''}.`;
+  const isStory = !!filters.approval_id;
+  $('#audit-count').textContent = `${n} record${n === 1 ? '' : 's'}, ${isStory ? 'oldest' : 'newest'} first${live ? ` · live: new calls that match are added at the ${isStory ? 'end' : 'top'}` : ''}.`;
+}
+
+// story says, above an approval's records, how its life went.
+const STEPS = {
+  'approval/requested': 'asked for',
+  'approval/approved': 'approved',
+  'approval/denied': 'denied',
+  'approval/refused': 'refused to someone who may not decide it',
+  'approval/used': 'used by the retried call',
+  'approval/expired': 'expired',
+  'approval/void': 'void (the policy changed)',
+  'approval/withdrawn': 'withdrawn in the client',
+};
+
+function story(id, recs) {
+  const el = $('#audit-story');
+  if (!id) {
+    setMessage(el, '');
+    return;
+  }
+  const steps = recs.map((r) => (r.event === 'approval'
+    ? STEPS[r.method] || r.method
+    : `gateway ${r.decision === 'hold' ? 'held the call' : r.decision === 'allow' ? 'allowed the retried call' : r.decision}`));
+  setMessage(el, recs.length
+    ? `The story of approval ${id}: ${steps.join(' → ')}.`
+    : `No record of approval ${id} (the audit trail of a person who does not operate holds only their own calls).`);
 }
 
 function latencyTitle(l) {
@@ -160,7 +210,11 @@ export function recordRow(r) {
     h('td', { class: 'reasons' }, reasons.length
       ? (reasons.length === 1 ? reasons[0] : h('ul', { class: 'reason-list' }, reasons.map((x) => h('li', null, x))))
       : h('span', { class: 'muted' }, '—'),
-    r.args_digest ? h('span', { class: 'cell-sub digest', title: `arguments ${r.args_digest}` }, `args ${short(r.args_digest.replace('sha256:', ''), 10)}…`) : null),
+    r.args_digest ? h('span', { class: 'cell-sub digest', title: `arguments ${r.args_digest}` }, `args ${short(r.args_digest.replace('sha256:', ''), 10)}…`) : null,
+    r.approval_id ? h('a', {
+      class: 'cell-sub story-link', href: '#audit', 'data-approval-story': r.approval_id, title: `every record of approval ${r.approval_id}, oldest first`,
+      on: { click: (e) => { e.preventDefault(); showStory(r.approval_id); } },
+    }, r.approver ? `approval story · by ${r.approver}` : 'approval story') : null),
     h('td', null, r.policy_version ? h('code', { title: r.policy_version }, short(r.policy_version)) : h('span', { class: 'muted' }, '—')),
     h('td', { class: 'num nowrap', title: latencyTitle(lat) }, lat && lat.total !== undefined ? fmtUs(lat.total) : '—'));
 }
