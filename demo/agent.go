@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -275,7 +276,23 @@ type CallResult struct {
 	// Reasons are the policy's reasons for a denial.
 	Reasons       []string
 	PolicyVersion string
+	// Held is set when policy holds the call until a person approves it.
+	Held *Held
 }
+
+// Held is a call policy holds for a person's approval, as the gateway
+// answered it (an input_required result asking to open the approval
+// page): the page, what it says, and the requestState the retry echoes.
+type Held struct {
+	ApprovalID   string
+	URL          string
+	Message      string
+	RequestState string
+}
+
+// approvalInput names the gateway's input request in an input_required
+// result.
+const approvalInput = "pbac_approval"
 
 // statelessRevision is the MCP revision without sessions; the gateway's
 // aggregated endpoint serves it.
@@ -285,14 +302,33 @@ const statelessRevision = "2026-07-28"
 const maxResponse = 8 << 20
 
 // CallTool calls tool (named <backend>.<tool>) through the gateway with
-// the token, as one stateless MCP request.
+// the token, as one stateless MCP request. The client says it takes URL
+// elicitation, so a call policy holds for approval comes back Held.
 func (a *AgentClient) CallTool(ctx context.Context, token, tool string, args map[string]any) (CallResult, error) {
+	return a.callTool(ctx, token, tool, args, nil)
+}
+
+// RetryHeld calls the held call again, echoing its requestState and
+// saying the person opened the approval page (MRTR's retry): once an
+// approver granted it, the call goes through.
+func (a *AgentClient) RetryHeld(ctx context.Context, token, tool string, args map[string]any, h *Held) (CallResult, error) {
+	return a.callTool(ctx, token, tool, args, h)
+}
+
+func (a *AgentClient) callTool(ctx context.Context, token, tool string, args map[string]any, retry *Held) (CallResult, error) {
 	if args == nil {
 		args = map[string]any{}
 	}
+	params := map[string]any{"name": tool, "arguments": args, "_meta": map[string]any{
+		"io.modelcontextprotocol/protocolVersion":    statelessRevision,
+		"io.modelcontextprotocol/clientCapabilities": map[string]any{"elicitation": map[string]any{"url": map[string]any{}}},
+	}}
+	if retry != nil {
+		params["requestState"] = retry.RequestState
+		params["inputResponses"] = map[string]any{approvalInput: map[string]any{"action": "accept"}}
+	}
 	body, err := json.Marshal(map[string]any{
-		"jsonrpc": "2.0", "id": a.ids.Add(1), "method": "tools/call",
-		"params": map[string]any{"name": tool, "arguments": args},
+		"jsonrpc": "2.0", "id": a.ids.Add(1), "method": "tools/call", "params": params,
 	})
 	if err != nil {
 		return CallResult{}, fmt.Errorf("encode the call: %w", err)
@@ -349,6 +385,10 @@ func (a *AgentClient) CallTool(ctx context.Context, token, tool string, args map
 		out.Denied = resp.StatusCode == http.StatusForbidden
 		return out, nil
 	}
+	if h, ok := heldOf(msg.Result); ok {
+		out.Held = h
+		return out, nil
+	}
 	var res mcp.CallToolResult
 	if d, ok := contract.DenialOf(msg.Result); ok {
 		_ = json.Unmarshal(msg.Result, &res)
@@ -361,6 +401,27 @@ func (a *AgentClient) CallTool(ctx context.Context, token, tool string, args map
 	}
 	out.Result = &res
 	return out, nil
+}
+
+// heldOf reads an input_required result asking to open the approval page.
+func heldOf(result json.RawMessage) (*Held, bool) {
+	var r struct {
+		ResultType    string `json:"resultType"`
+		InputRequests map[string]struct {
+			Params struct {
+				Mode, Message, URL string
+			} `json:"params"`
+		} `json:"inputRequests"`
+		RequestState string `json:"requestState"`
+	}
+	if json.Unmarshal(result, &r) != nil || r.ResultType != "input_required" {
+		return nil, false
+	}
+	in, ok := r.InputRequests[approvalInput]
+	if !ok || in.Params.URL == "" {
+		return nil, false
+	}
+	return &Held{ApprovalID: path.Base(in.Params.URL), URL: in.Params.URL, Message: in.Params.Message, RequestState: r.RequestState}, true
 }
 
 // lastSSEData returns the data of the last event of an SSE body.

@@ -41,6 +41,10 @@ const (
 	// StepPolicy is an operator's change of policy data, undone when the
 	// scenario ends.
 	StepPolicy = "policy"
+	// StepApprove is a demo user deciding the approval the last held call
+	// waits for, as they would in the dashboard; the next repeat retries
+	// the held call.
+	StepApprove = "approve"
 )
 
 // Step is one step of a scenario.
@@ -51,6 +55,11 @@ type Step struct {
 	Args  map[string]any `json:"args,omitempty"`
 	// Revoke removes one access from a tier's grants (a StepPolicy).
 	Revoke *Revoke `json:"revoke,omitempty"`
+	// As is the demo user who decides (a StepApprove), Comment what they
+	// write, and Deny whether they refuse rather than approve.
+	As      string `json:"as,omitempty"`
+	Comment string `json:"comment,omitempty"`
+	Deny    bool   `json:"deny,omitempty"`
 }
 
 // Revoke names one access of one resource in one tier's grants.
@@ -111,6 +120,13 @@ func (sc *Scenario) validate() error {
 			if st.Revoke == nil || st.Revoke.Tier == "" || st.Revoke.Resource == "" || st.Revoke.Access == "" {
 				return fmt.Errorf("step %d: a policy step needs revoke.tier, .resource and .access", i)
 			}
+		case StepApprove:
+			if st.As == "" {
+				return fmt.Errorf("step %d: an approve step needs as (the demo user who decides)", i)
+			}
+			if !slices.ContainsFunc(sc.Steps[:i], func(s Step) bool { return s.Kind == StepCall }) {
+				return fmt.Errorf("step %d decides an approval but no call comes before it", i)
+			}
 		default:
 			return fmt.Errorf("step %d: unknown kind %q", i, st.Kind)
 		}
@@ -144,10 +160,15 @@ type Event struct {
 	TookMS        float64 `json:"took_ms,omitempty"`
 	PolicyVersion string  `json:"policy_version,omitempty"`
 	RequestID     string  `json:"request_id,omitempty"`
+	// ApprovalID and ApprovalURL name the approval a held call waits for
+	// (Decision "hold"), or the one an approve step decided.
+	ApprovalID  string `json:"approval_id,omitempty"`
+	ApprovalURL string `json:"approval_url,omitempty"`
 
 	// done
 	Allowed  int    `json:"allowed,omitempty"`
 	Denied   int    `json:"denied,omitempty"`
+	Held     int    `json:"held,omitempty"`
 	Restored string `json:"restored_policy_version,omitempty"`
 
 	Error string `json:"error,omitempty"`
@@ -161,11 +182,20 @@ type PolicyEditor interface {
 	SetPolicyData(ctx context.Context, data []byte, source string) (version string, err error)
 }
 
+// Approver decides approvals for a scenario's approve steps, as the demo
+// user would in the dashboard; an error is the refusal (not an approver,
+// the requester's own call).
+type Approver interface {
+	Decide(ctx context.Context, approvalID, user string, approve bool, comment string) error
+}
+
 // Runner runs scenarios against a gateway.
 type Runner struct {
 	Client *AgentClient
 	// Policy makes the policy steps; without it they fail.
 	Policy PolicyEditor
+	// Approver makes the approve steps; without it they fail.
+	Approver Approver
 }
 
 // RunOptions say who runs a scenario.
@@ -208,11 +238,13 @@ func (r *Runner) Run(ctx context.Context, sc Scenario, opt RunOptions, emit func
 		lastTool          string
 		lastArgs          map[string]any
 		allowed, denied   int
+		held              int
+		lastHeld          *Held
 		restore           []byte
 		changedTo, source string
 	)
 	defer func() {
-		done := Event{Type: "done", Allowed: allowed, Denied: denied}
+		done := Event{Type: "done", Allowed: allowed, Denied: denied, Held: held}
 		if restore != nil {
 			if v, err := r.restore(context.WithoutCancel(ctx), restore, changedTo, source); err != nil {
 				done.Error = err.Error()
@@ -252,6 +284,10 @@ func (r *Runner) Run(ctx context.Context, sc Scenario, opt RunOptions, emit func
 			}
 			emit(ev)
 			continue
+		case StepApprove:
+			r.approve(ctx, st, lastHeld, &ev)
+			emit(ev)
+			continue
 		case StepRepeat:
 			st.Tool, st.Args = lastTool, lastArgs
 		}
@@ -266,7 +302,15 @@ func (r *Runner) Run(ctx context.Context, sc Scenario, opt RunOptions, emit func
 		lastTool, lastArgs = st.Tool, st.Args
 		ev.Tool, ev.ArgsGist = st.Tool, ArgsGist(st.Args)
 		start := time.Now()
-		res, err := r.Client.CallTool(ctx, tok.AccessToken, st.Tool, st.Args)
+		var res CallResult
+		if st.Kind == StepRepeat && lastHeld != nil {
+			// The retry of a held call, as the client makes it once the
+			// person opened the approval page.
+			res, err = r.Client.RetryHeld(ctx, tok.AccessToken, st.Tool, st.Args, lastHeld)
+		} else {
+			res, err = r.Client.CallTool(ctx, tok.AccessToken, st.Tool, st.Args)
+		}
+		lastHeld = nil
 		ev.TookMS = float64(time.Since(start).Microseconds()) / 1000
 		if err != nil {
 			ev.Decision, ev.Reason = "error", err.Error()
@@ -275,6 +319,11 @@ func (r *Runner) Run(ctx context.Context, sc Scenario, opt RunOptions, emit func
 		}
 		ev.Status, ev.RequestID, ev.PolicyVersion = res.Status, res.RequestID, res.PolicyVersion
 		switch {
+		case res.Held != nil:
+			ev.Decision, ev.Reason = "hold", res.Held.Message
+			ev.ApprovalID, ev.ApprovalURL = res.Held.ApprovalID, res.Held.URL
+			lastHeld = res.Held
+			held++
 		case res.Status == 200 && res.Result != nil:
 			ev.Decision = "allow"
 			results[i], _ = res.Result.StructuredContent.(map[string]any)
@@ -296,6 +345,32 @@ func (r *Runner) Run(ctx context.Context, sc Scenario, opt RunOptions, emit func
 		emit(ev)
 	}
 	return nil
+}
+
+// approve makes an approve step: st.As decides the approval the last
+// held call waits for.
+func (r *Runner) approve(ctx context.Context, st Step, h *Held, ev *Event) {
+	verb := "approves"
+	if st.Deny {
+		verb = "denies"
+	}
+	switch {
+	case h == nil:
+		ev.Decision, ev.Reason = "error", "no held call waits for an approval"
+		return
+	case r.Approver == nil:
+		ev.Decision, ev.Reason = "error", "this gateway does not let the demo decide approvals"
+		return
+	}
+	ev.ApprovalID, ev.ApprovalURL = h.ApprovalID, h.URL
+	if err := r.Approver.Decide(ctx, h.ApprovalID, st.As, !st.Deny, st.Comment); err != nil {
+		ev.Decision, ev.Reason = "deny", fmt.Sprintf("%s may not decide it: %v", st.As, err)
+		return
+	}
+	ev.Decision, ev.Summary = "allow", fmt.Sprintf("%s %s %s", st.As, verb, h.ApprovalID)
+	if st.Comment != "" {
+		ev.Summary += ": " + st.Comment
+	}
 }
 
 func (r *Runner) policyData() ([]byte, string, error) {

@@ -227,8 +227,8 @@ func (g *Gateway) askFor(c *fiber.Ctx, h *hold, msg *jsonrpc.Message, rec *audit
 	if who == "" {
 		who = "you"
 	}
-	text := fmt.Sprintf("%s needs approval: %s. Ask someone from %s to approve it at %s; the same call goes through once approved.",
-		h.call.Tool, a.Reason, who, page)
+	text := fmt.Sprintf("approval required: %s. Ask someone from %s to approve %s at %s; the same call goes through once approved.",
+		a.Reason, who, h.call.Tool, page)
 	if protocolOf(c, msg) >= statelessRevision {
 		url, form := elicitation(msg.MetaClientCapabilities)
 		var params map[string]any
@@ -256,9 +256,7 @@ func (g *Gateway) askFor(c *fiber.Ctx, h *hold, msg *jsonrpc.Message, rec *audit
 			map[string]any{"elicitations": []map[string]any{{"mode": "url", "elicitationId": a.ID, "url": page, "message": text}},
 				"request_id": rec.RequestID, "policy_version": a.PolicyVersion}))
 	}
-	fallback := fmt.Sprintf("approval required: %s. Ask someone from %s to approve %s at %s; the same call goes through once approved.",
-		a.Reason, who, h.call.Tool, page)
-	return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeApprovalRequired, fallback,
+	return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeApprovalRequired, text,
 		map[string]any{"approval": map[string]any{"id": a.ID, "url": page, "status": a.Status,
 			"expires_at": a.ExpiresAt.Format(time.RFC3339), "retry_after_seconds": 10},
 			"request_id": rec.RequestID, "policy_version": a.PolicyVersion}))

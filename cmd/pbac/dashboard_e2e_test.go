@@ -82,6 +82,7 @@ func (d *dashboardClient) do(method, path string, body any) (int, []byte) {
 
 type runEvent struct {
 	Type, Kind, Tool, Reason, Summary, Error, RequestID, Decision string
+	ApprovalID                                                    string `json:"approval_id"`
 	Status                                                        int
 	Restored                                                      string `json:"restored_policy_version"`
 }
@@ -124,10 +125,18 @@ func statuses(evs []runEvent) []string {
 			out = append(out, "P")
 			continue
 		}
+		if e.Kind == "approve" {
+			out = append(out, "approve: "+e.Decision)
+			continue
+		}
 		out = append(out, outcome(e))
 	}
 	return out
 }
+
+// held is what outcome says of a call policy holds until a person
+// approves it.
+const held = "held"
 
 // deniedAsResult is what outcome says of a call policy denied and the
 // gateway answered, as it does by default (denials: tool_error), with a
@@ -140,6 +149,9 @@ const deniedAsResult = "denied (tool result)"
 func outcome(e runEvent) string {
 	if e.Decision == "deny" && e.Status == http.StatusOK {
 		return deniedAsResult
+	}
+	if e.Decision == "hold" {
+		return held
 	}
 	return http.StatusText(e.Status)
 }
@@ -162,17 +174,21 @@ func TestDashboardScenarios(t *testing.T) {
 		// (issue 14, High #2).
 		"prod-secrets": {ok, no, refused, no},
 		// The approval is refused (separation of duties); the deploy
-		// waits for release, a denial until the gateway holds calls.
-		"ci-self-approval": {ok, ok, no, no},
+		// waits for release.
+		"ci-self-approval": {ok, ok, no, held},
+		// Bob (release) approves; the retry deploys.
+		"deploy-approval":  {ok, held, "approve: allow", ok},
 		"scanner-token":    {ok, unauth},
 		"planner-new-tool": {ok, ok, no},
 		"broad-scope":      {ok, "P", no},
-		"alice-day":        {ok, ok, ok, ok, no}, // the DDL waits for a DBA
-		"bob-day":          {ok, ok, no, no},
-		"carol-day":        {ok, ok, no, no},
+		// The DDL waits for a DBA, and alice, one, may not approve her
+		// own agent's.
+		"alice-day": {ok, ok, ok, ok, held, "approve: deny"},
+		"bob-day":   {ok, ok, no, no},
+		"carol-day": {ok, ok, no, no},
 	}
-	// The denied calls that wait for a person's approval, and the reason
-	// they say so (the planner's deploy is allowed).
+	// The calls that wait for a person's approval, and the reason they
+	// say so (the planner's deploy is allowed).
 	waits := map[string]string{
 		"jenkins.trigger_deploy": "approval required: deploys need someone from release",
 		"database.execute_ddl":   "approval required: schema changes need a DBA",
@@ -194,11 +210,14 @@ func TestDashboardScenarios(t *testing.T) {
 				t.Fatalf("a run starts with the token and ends with done: %+v", evs)
 			}
 			for _, e := range evs {
-				if e.Type == "step" && outcome(e) == no && waits[e.Tool] != "" {
+				if e.Type == "step" && e.Kind != "approve" && outcome(e) == held {
 					waited++
-					if !strings.Contains(e.Reason, waits[e.Tool]) {
-						t.Errorf("%s: reason %q, want %q", e.Tool, e.Reason, waits[e.Tool])
+					if waits[e.Tool] == "" || !strings.Contains(e.Reason, waits[e.Tool]) || e.ApprovalID == "" {
+						t.Errorf("%s held: reason %q, approval %q; want %q", e.Tool, e.Reason, e.ApprovalID, waits[e.Tool])
 					}
+				}
+				if e.Type == "step" && e.Kind == "approve" && e.Decision == "deny" && !strings.Contains(e.Reason, "requester may not approve") {
+					t.Errorf("alice's refused approval says %q, want the separation of duties", e.Reason)
 				}
 				if e.Type == "step" && outcome(e) == no {
 					if e.Reason == "" || e.RequestID == "" {
@@ -213,8 +232,8 @@ func TestDashboardScenarios(t *testing.T) {
 		})
 	}
 
-	if waited != 2 { // ci-self-approval's deploy, alice-day's DDL
-		t.Errorf("%d calls waited for an approval, want 2", waited)
+	if waited != 3 { // ci-self-approval's and deploy-approval's deploys, alice-day's DDL
+		t.Errorf("%d calls waited for an approval, want 3", waited)
 	}
 
 	t.Run("every denial is in the audit trail", func(t *testing.T) {

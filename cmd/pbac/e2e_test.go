@@ -832,14 +832,17 @@ func TestUpScenarios(t *testing.T) {
 			// (issue 14, Low #16).
 			{"drive", "read_file", map[string]any{"path": "/prod/secrets/db.env"}, "protected by policy"},
 			{"gitlab", "approve_merge_request", map[string]any{"project": "platform/api", "iid": 7, "author": id}, "separation of duties"},
-			// The CI bot may deploy, once someone in release approves.
-			{"jenkins", "trigger_deploy", map[string]any{"job": "deploy-prod", "environment": "production"},
-				"approval required: deploys need someone from release who is not the requester"},
 			{"jenkins", "delete_job", map[string]any{"job": "x"}, "not in the catalogue"},
 		} {
 			if ok, why := call(tok.AccessToken, c.backend, c.tool, c.args); ok || !strings.HasPrefix(why, "denied: ") || !strings.Contains(why, c.reason) {
 				t.Errorf("%s.%s: allowed=%v %s, want a denial naming %q", c.backend, c.tool, ok, why, c.reason)
 			}
+		}
+		// The CI bot may deploy, once someone in release approves: the
+		// call is held, and this client (no elicitation) is told where.
+		if ok, why := call(tok.AccessToken, "jenkins", "trigger_deploy", map[string]any{"job": "deploy-prod", "environment": "production"}); ok ||
+			!strings.Contains(why, "approval required: deploys need someone from release who is not the requester") || !strings.Contains(why, "/ui/approvals/apr_") {
+			t.Errorf("the CI bot's deploy: allowed=%v %s, want held with the approval page", ok, why)
 		}
 	})
 }

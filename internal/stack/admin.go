@@ -49,6 +49,7 @@ func (s *Stack) newAdmin() (http.Handler, error) {
 		cfg.PolicySync = func(ctx context.Context) any { return sy.Status(ctx) }
 	}
 	s.adminClientFuncs(&cfg)
+	s.adminApprovals(&cfg)
 	gw := s.gw
 	cfg.BackendHealth = func(r *http.Request) map[string]string { return gw.BackendHealth(r.Context()) }
 	api, err := admin.New(cfg)
@@ -79,6 +80,7 @@ func (s *Stack) newDashboard(adminCfg admin.Config, loopback bool) (*dashboard.H
 		AdminToken: adminCfg.Token, Latency: s.gw.Latency, Logger: s.log.With("component", "dashboard"),
 		Propagate: adminCfg.Propagate, DemoOperators: demoTenant && loopback, RevokePerson: adminCfg.RevokePerson,
 		ListClients: adminCfg.ListClients, ReviewClient: adminCfg.ReviewClient, Tools: adminCfg.Tools,
+		Approvals: adminCfg.Approvals,
 	}
 	for _, b := range s.backends {
 		cfg.Backends = append(cfg.Backends, b.Name)
@@ -115,7 +117,8 @@ func (s *Stack) newDashboard(adminCfg admin.Config, loopback bool) (*dashboard.H
 				c, secret, _, err := as.server.Register(ctx, req)
 				return c, secret, err
 			},
-			Runner: &demo.Runner{Client: &demo.AgentClient{BaseURL: s.base}, Policy: registryEditor{s.policy.registry}},
+			Runner: &demo.Runner{Client: &demo.AgentClient{BaseURL: s.base}, Policy: registryEditor{s.policy.registry},
+				Approver: s.demoApprover()},
 		}
 	}
 	return dashboard.New(cfg)

@@ -9,10 +9,13 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/approvals"
 	apbadger "github.com/pbac-gateway/pbac/approvals/store/badger"
 	appostgres "github.com/pbac-gateway/pbac/approvals/store/postgres"
+	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/config"
+	"github.com/pbac-gateway/pbac/demo"
 )
 
 // approvalsDir is where the approvals are kept in the data dir.
@@ -87,4 +90,42 @@ func (s *Stack) openApprovalsStore() (approvals.Store, error) {
 	default:
 		return apbadger.Open(s.bgCtx, filepath.Join(s.cfg.DataDir, approvalsDir), s.log)
 	}
+}
+
+// adminApprovals gives the admin API the approvals and the people who may
+// be named as their approvers: those who sign in with a password here.
+func (s *Stack) adminApprovals(cfg *admin.Config) {
+	cfg.Approvals = s.approvals
+	if s.as != nil && s.as.served {
+		cfg.Approvers = s.as.people.users
+		cfg.ApproversSSO = s.as.people.sso != nil
+	}
+}
+
+// demoApprover decides approvals for the demo's scenarios as a demo user
+// would in the dashboard: with the groups the user source gives them and
+// the roles the active data makes of those, now.
+func (s *Stack) demoApprover() demo.Approver {
+	if s.approvals == nil {
+		return nil
+	}
+	return demoApprover{users: asrv.DemoUsers{}, desk: &admin.ApprovalDesk{Service: s.approvals, Registry: s.policy.registry}}
+}
+
+type demoApprover struct {
+	users asrv.UserSource
+	desk  *admin.ApprovalDesk
+}
+
+func (d demoApprover) Decide(ctx context.Context, id, user string, approve bool, comment string) error {
+	u, err := d.users.Lookup(ctx, user)
+	if err != nil {
+		return fmt.Errorf("the demo user %q: %w", user, err)
+	}
+	p, err := d.desk.Person(u.Subject, u.Roles, u.Groups)
+	if err != nil {
+		return err
+	}
+	_, err = d.desk.Decide(ctx, id, p, approvals.ViaDashboard, approve, comment)
+	return err
 }
