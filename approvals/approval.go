@@ -152,9 +152,14 @@ func (c Call) Binding() string {
 
 // Limits on what a store keeps.
 const (
-	// MaxArgsLen bounds the argument bytes an approval keeps to show;
-	// longer arguments are kept as their digest only.
-	MaxArgsLen = 64 << 10
+	// MaxArgsLen bounds the arguments of a call that may be held: an
+	// approver sees every byte of what they approve, so a call with longer
+	// arguments is not asked for (the gateway's default argument limit is
+	// the same 256 KiB).
+	MaxArgsLen = 256 << 10
+	// DeniedCooldown is how long after an approver denied a call the same
+	// call is refused rather than asked for again.
+	DeniedCooldown = 5 * time.Minute
 	// MaxCommentLen bounds an approver's comment, in bytes.
 	MaxCommentLen = 1024
 	// MaxOpenPerClient bounds the open approvals of one client: asking for

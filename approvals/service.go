@@ -34,6 +34,12 @@ var (
 	ErrUsed = errors.New("approval already used")
 	// ErrTooMany: the client has MaxOpenPerClient approvals open.
 	ErrTooMany = errors.New("too many approvals open for this client")
+	// ErrRecentlyDenied: an approver denied the same call less than
+	// DeniedCooldown ago.
+	ErrRecentlyDenied = errors.New("an approver denied this call")
+	// ErrArgsTooLong: the call's arguments are longer than an approver is
+	// shown (MaxArgsLen).
+	ErrArgsTooLong = errors.New("the arguments are too long to be shown to an approver")
 	// ErrBadDecision: the decision itself is malformed (comment too long
 	// or not UTF-8, no approver).
 	ErrBadDecision = errors.New("bad approval decision")
@@ -155,18 +161,37 @@ type Request struct {
 	Asked contract.Approval
 }
 
-// Ask returns the open approval for this call under this rule and policy
-// version, or asks for a new one (created true). An open approval of the
-// same call asked for under another rule or policy version is void: the
-// call was decided again and asks for something else now.
+// Ask returns the pending approval of this call under this rule and
+// approvers (whichever policy version asked: an edit elsewhere in the
+// policy does not take the approver's link away), or asks for a new one
+// (created true). Any other open approval of the same call is void: the
+// call was decided again and asks for something else now. A call an
+// approver denied less than DeniedCooldown ago is not asked for again
+// (ErrRecentlyDenied), so an agent cannot wear an approver down; nor is a
+// call whose arguments are too long to show the approver (ErrArgsTooLong).
 func (s *Service) Ask(ctx context.Context, r Request) (a Approval, created bool, err error) {
 	if !r.Asked.Required || r.Asked.Rule == "" {
 		return Approval{}, false, errors.New("approvals: asking for an approval policy did not require")
+	}
+	if len(r.Call.Arguments) > MaxArgsLen {
+		return Approval{}, false, fmt.Errorf("%w: %d bytes, an approver is shown at most %d", ErrArgsTooLong, len(r.Call.Arguments), MaxArgsLen)
 	}
 	s.asking.Lock()
 	defer s.asking.Unlock()
 	binding := r.Call.Binding()
 	now := s.now()
+	denied, err := s.store.List(ctx, Filter{Statuses: []Status{Denied}, Binding: binding, Limit: 1})
+	if err != nil {
+		return Approval{}, false, fmt.Errorf("approvals: looking up denials of the call: %w", err)
+	}
+	if len(denied) == 1 && now.Sub(denied[0].DecidedAt) < DeniedCooldown {
+		d := denied[0]
+		why := fmt.Sprintf("%s denied it at %s", d.Approver.Sub, d.DecidedAt.Format(time.RFC3339))
+		if d.Comment != "" {
+			why += " (" + d.Comment + ")"
+		}
+		return d, false, fmt.Errorf("%w: %s; ask again after %s", ErrRecentlyDenied, why, d.DecidedAt.Add(DeniedCooldown).Format(time.RFC3339))
+	}
 	open, err := s.store.List(ctx, Filter{Statuses: []Status{Pending, Granted}, Binding: binding, Limit: MaxOpenPerClient})
 	if err != nil {
 		return Approval{}, false, fmt.Errorf("approvals: looking up open approvals of the call: %w", err)
@@ -175,10 +200,11 @@ func (s *Service) Ask(ctx context.Context, r Request) (a Approval, created bool,
 		switch {
 		case !o.ExpiresAt.After(now):
 			// the sweeper closes it
-		case o.Rule == r.Asked.Rule && o.PolicyVersion == r.PolicyVersion && o.Status == Pending:
+		case o.Status == Pending && o.Rule == r.Asked.Rule && sameApprovers(o.Approvers, r.Asked.Approvers):
 			return o, false, nil
 		default:
-			why := fmt.Sprintf("the call was decided again under policy %s and now asks for %s", r.PolicyVersion, r.Asked.Rule)
+			why := fmt.Sprintf("the call was decided again under policy %s, which asks for rule %s with approvers %s%s instead",
+				r.PolicyVersion, r.Asked.Rule, strings.Join(r.Asked.Approvers.Groups, ", "), notText(r.Asked.Approvers.Not))
 			if _, err := s.close(ctx, o.ID, Void, why, r.RequestID); err != nil && !errors.Is(err, ErrStatus) {
 				return Approval{}, false, err
 			}
@@ -203,9 +229,7 @@ func (s *Service) Ask(ctx context.Context, r Request) (a Approval, created bool,
 		Subject: r.Call.Subject, Backend: r.Backend, Tool: r.Call.Tool, ArgsDigest: r.Call.Digest(), Binding: binding,
 		CreatedAt: now.UTC(), ExpiresAt: now.Add(ttl).UTC(),
 	}
-	if len(r.Call.Arguments) <= MaxArgsLen {
-		a.Args = append([]byte(nil), r.Call.Arguments...)
-	}
+	a.Args = append([]byte(nil), r.Call.Arguments...)
 	if err := s.store.Create(ctx, a); err != nil {
 		return Approval{}, false, fmt.Errorf("approvals: storing the approval asked for: %w", err)
 	}
@@ -213,6 +237,18 @@ func (s *Service) Ask(ctx context.Context, r Request) (a Approval, created bool,
 	s.record(a, audit.ApprovalRequested, a.RequestID, fmt.Sprintf("%s asked for approval of %s: %s; approvers: %s%s",
 		a.ClientID, a.Tool, a.Reason, strings.Join(a.Approvers.Groups, ", "), notText(a.Approvers.Not)), nil, "")
 	return a, true, nil
+}
+
+// sameApprovers reports whether a and b let the same people approve.
+func sameApprovers(a, b contract.Approvers) bool {
+	return a.Requester == b.Requester && sameSet(a.Groups, b.Groups) && sameSet(a.Not, b.Not)
+}
+
+func sameSet(a, b []string) bool {
+	x, y := slices.Clone(a), slices.Clone(b)
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(slices.Compact(x), slices.Compact(y))
 }
 
 func notText(not []string) string {

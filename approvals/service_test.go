@@ -192,15 +192,21 @@ func TestAskReusesTheOpenApproval(t *testing.T) {
 	}
 	f.pending(t, 2)
 
-	// Another policy version: the old approval is void, a new one asked for.
+	// Another policy version asking the same of the same people: the
+	// approver's link stays good.
 	r3 := r
 	r3.PolicyVersion = "v13"
+	if same, created, err := f.svc.Ask(ctx, r3); err != nil || created || same.ID != a.ID {
+		t.Fatalf("Ask under v13, same rule and approvers: %s created %v, %v; want %s reused", same.ID, created, err, a.ID)
+	}
+	// Other approvers: the old approval is void, a new one asked for.
+	r3.Asked.Approvers.Groups = []string{"release", "sre"}
 	fresh, created, err := f.svc.Ask(ctx, r3)
 	if err != nil || !created || fresh.ID == a.ID || fresh.PolicyVersion != "v13" {
 		t.Fatalf("Ask under v13: %+v created %v, %v", fresh, created, err)
 	}
 	old := f.get(t, a.ID)
-	if old.Status != approvals.Void || !strings.Contains(old.Why, "v13") || old.Args != nil {
+	if old.Status != approvals.Void || !strings.Contains(old.Why, "v13") || !strings.Contains(old.Why, "sre") || old.Args != nil {
 		t.Fatalf("the v12 approval: %s %q args %q; want void, saying why, no arguments", old.Status, old.Why, old.Args)
 	}
 	if got := f.trail.steps(); !equal(got, []string{audit.ApprovalRequested, audit.ApprovalRequested, audit.ApprovalVoid, audit.ApprovalRequested}) {
@@ -264,10 +270,35 @@ func TestAskRefuses(t *testing.T) {
 	if _, _, err := f.svc.Ask(context.Background(), r); err == nil {
 		t.Fatal("asked for an approval without a rule")
 	}
-	// Arguments too long to show are kept as their digest only.
+	// Arguments too long to show an approver are not asked for.
 	big := withArgs(deployRequest(), `{"blob":"`+strings.Repeat("x", approvals.MaxArgsLen)+`"}`)
-	if a := f.ask(t, big); a.Args != nil || a.ArgsDigest != big.Call.Digest() {
-		t.Fatalf("oversized arguments: %d bytes kept, digest %s", len(a.Args), a.ArgsDigest)
+	if _, _, err := f.svc.Ask(context.Background(), big); !errors.Is(err, approvals.ErrArgsTooLong) {
+		t.Fatalf("oversized arguments: %v, want ErrArgsTooLong", err)
+	}
+	if n, _ := f.store.CountOpen(context.Background(), ""); n != 0 {
+		t.Fatalf("%d approvals stored for refused asks", n)
+	}
+}
+
+// After a denial the same call is refused, not asked for again, for
+// DeniedCooldown: an agent cannot wear an approver down.
+func TestAskAfterDenial(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	a := f.ask(t, deployRequest())
+	if _, err := f.svc.Decide(ctx, a.ID, bob, approvals.ViaDashboard, false, "not on a Friday"); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(approvals.DeniedCooldown - time.Second)
+	_, _, err := f.svc.Ask(ctx, deployRequest())
+	if !errors.Is(err, approvals.ErrRecentlyDenied) || !strings.Contains(err.Error(), "bob") || !strings.Contains(err.Error(), "not on a Friday") {
+		t.Fatalf("Ask right after the denial = %v, want ErrRecentlyDenied naming bob and his comment", err)
+	}
+	// Other arguments are another call.
+	f.ask(t, withArgs(deployRequest(), `{"job":"deploy-staging"}`))
+	f.clock.Add(2 * time.Second)
+	if again := f.ask(t, deployRequest()); again.ID == a.ID || again.Status != approvals.Pending {
+		t.Fatalf("Ask after the cool-down: %+v", again)
 	}
 }
 

@@ -463,3 +463,44 @@ func TestHoldPerBackendEndpoint(t *testing.T) {
 		})
 	}
 }
+
+// TestDeclineAfterGrant: the person declines in the client after an
+// approver granted the call: the call does not run.
+func TestDeclineAfterGrant(t *testing.T) {
+	s := newApprovalStack(t, 0)
+	cs := s.session(t, s.ciBot(), &mcp.ClientOptions{Capabilities: urlCaps(), MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}}, "")
+	page, state := held(t, cs, deployArgs)
+	id := approvalID(t, page)
+	s.approve(t, id, bob)
+	_, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "jenkins.trigger_deploy", Arguments: deployArgs,
+		InputResponses: mcp.InputResponseMap{"pbac_approval": &mcp.ElicitResult{Action: "decline"}}, RequestState: state})
+	if err == nil || !strings.Contains(err.Error(), "declined") {
+		t.Fatalf("declined retry = %v, want a denial saying so", err)
+	}
+	if a, _ := s.svc.Get(context.Background(), id); a.Status != approvals.Withdrawn {
+		t.Fatalf("the approval after the decline is %s, want withdrawn", a.Status)
+	}
+	// Accepting after that is a new call: held again, for a new approval.
+	res, err := retry(cs, deployArgs, state)
+	if err != nil || !res.NeedsInput() || approvalID(t, res.InputRequests["pbac_approval"].(*mcp.ElicitParams).URL) == id {
+		t.Fatalf("accept after the decline = %+v, %v; want held for a new approval", res, err)
+	}
+}
+
+// TestDeniedCallNotAskedAgain: after bob denies, the same call is refused
+// with his reason, not held for a new approval.
+func TestDeniedCallNotAskedAgain(t *testing.T) {
+	s := newApprovalStack(t, 0)
+	cs := s.session(t, s.ciBot(), &mcp.ClientOptions{Capabilities: urlCaps(), MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}}, "")
+	page, state := held(t, cs, deployArgs)
+	if _, err := s.svc.Decide(context.Background(), approvalID(t, page), bob, approvals.ViaDashboard, false, "change freeze"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := retry(cs, deployArgs, state); err == nil || !strings.Contains(err.Error(), "change freeze") {
+		t.Fatalf("retry after the denial = %v, want denied with bob's comment", err)
+	}
+	_, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "jenkins.trigger_deploy", Arguments: deployArgs})
+	if err == nil || !strings.Contains(err.Error(), "denied it") || !strings.Contains(err.Error(), "change freeze") {
+		t.Fatalf("the same call again = %v, want refused, naming the denial", err)
+	}
+}

@@ -151,6 +151,8 @@ type Gateway struct {
 	// sessions at backends, refusal audit); Shutdown waits for them.
 	bg       sync.WaitGroup
 	refusals *refusals
+	// waiting counts the retries waiting for an approver (hold.go).
+	waiting waiters
 }
 
 // New builds a gateway; a configuration mistake fails here.

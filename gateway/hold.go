@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -114,23 +115,30 @@ func (g *Gateway) presentedState(c *fiber.Ctx, h *hold, cl *caller, msg *jsonrpc
 	rec.ApprovalID = st.ApprovalID
 	a, err := svc.Get(ctx, st.ApprovalID)
 	if err != nil {
-		return nil, true, g.refuseApproval(c, msg, rec, fmt.Errorf("requestState refused: %w", err))
+		return nil, true, g.approvalError(c, msg, rec, fmt.Errorf("requestState refused: %w", err))
+	}
+	answer := approvalAnswer(msg)
+	if (answer.Action == "decline" || answer.Action == "cancel") && a.Status.Open() {
+		// The person said no in the client: whatever an approver did, the
+		// call does not run.
+		a, err = svc.Withdraw(ctx, a.ID, "the client answered "+answer.Action, rec.RequestID)
+		if err != nil && !errors.Is(err, approvals.ErrStatus) {
+			return nil, true, g.approvalError(c, msg, rec, err)
+		}
+		if err == nil {
+			said := map[string]string{"decline": "declined", "cancel": "cancelled"}[answer.Action]
+			return nil, true, g.approvalOutcome(c, msg, rec, a, "you "+said+" the approval request")
+		}
+		// Closed meanwhile (used, expired): answered below as it is now.
+	}
+	if a.Status == approvals.Pending && answer.Action == "accept" && answer.Confirm && a.Approvers.Requester {
+		if confirmed, err := svc.Confirm(ctx, a.ID, cl.token.Subject, rec.RequestID); err == nil {
+			a = confirmed
+		}
 	}
 	if a.Status == approvals.Pending {
-		switch answer := approvalAnswer(msg); {
-		case answer.Action == "decline" || answer.Action == "cancel":
-			if a, err = svc.Withdraw(ctx, a.ID, "the client answered "+answer.Action, rec.RequestID); err == nil {
-				return nil, true, g.approvalOutcome(c, msg, rec, a, "you "+answer.Action+"ed the approval request")
-			}
-		case answer.Action == "accept" && answer.Confirm && a.Approvers.Requester:
-			if confirmed, err := svc.Confirm(ctx, a.ID, cl.token.Subject, rec.RequestID); err == nil {
-				a = confirmed
-			}
-		}
-		if a.Status == approvals.Pending {
-			if a, err = svc.Wait(ctx, a.ID, g.approvalWait()); err != nil {
-				return nil, true, g.refuseApproval(c, msg, rec, fmt.Errorf("the approval cannot be read: %w", err))
-			}
+		if a, err = g.waitApproval(ctx, h, a); err != nil {
+			return nil, true, g.approvalError(c, msg, rec, fmt.Errorf("the approval cannot be read: %w", err))
 		}
 	}
 	switch a.Status {
@@ -159,6 +167,56 @@ func (g *Gateway) approvalWait() time.Duration {
 		return g.cfg.ApprovalWait
 	}
 	return DefaultApprovalWait
+}
+
+// Bounds on the retries waiting for an approver at once: per agent and in
+// all. A retry beyond them is answered at once (input required again)
+// instead of waiting.
+const (
+	maxWaitsPerAgent = 4
+	maxWaits         = 256
+)
+
+// waiters counts the retries waiting for an approver, per agent.
+type waiters struct {
+	mu    sync.Mutex
+	n     int
+	agent map[string]int
+}
+
+func (w *waiters) enter(agent string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n >= maxWaits || w.agent[agent] >= maxWaitsPerAgent {
+		return false
+	}
+	if w.agent == nil {
+		w.agent = map[string]int{}
+	}
+	w.n++
+	w.agent[agent]++
+	return true
+}
+
+func (w *waiters) leave(agent string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.n--
+	if w.agent[agent]--; w.agent[agent] <= 0 {
+		delete(w.agent, agent)
+	}
+}
+
+// waitApproval waits, within bounds, for an approver to decide a: at most
+// approvalWait, and not at all when the agent already has
+// maxWaitsPerAgent retries waiting (or the gateway maxWaits).
+func (g *Gateway) waitApproval(ctx context.Context, h *hold, a approvals.Approval) (approvals.Approval, error) {
+	agent := h.call.ClientID + "\x00" + h.call.Subject
+	if !g.waiting.enter(agent) {
+		return a, nil
+	}
+	defer g.waiting.leave(agent)
+	return g.cfg.Approvals.Wait(ctx, a.ID, g.approvalWait())
 }
 
 // answer is the client's answer to the gateway's input request.
@@ -204,9 +262,14 @@ func (g *Gateway) holdCall(c *fiber.Ctx, h *hold, cl *caller, msg *jsonrpc.Messa
 	a, _, err := g.cfg.Approvals.Ask(c.UserContext(), approvals.Request{Call: h.call, RequestID: rec.RequestID,
 		AgentProvider: cl.token.Agent.AgentProvider, Tier: cl.token.Tier, Backend: h.backend.Name, PolicyVersion: version, Asked: *asked})
 	if err != nil {
-		public := "an approval could not be asked for"
-		if errors.Is(err, approvals.ErrTooMany) {
+		var public string
+		switch {
+		case errors.Is(err, approvals.ErrTooMany):
 			public = "too many approvals of this agent are waiting: ask an approver to decide them first"
+		case errors.Is(err, approvals.ErrRecentlyDenied), errors.Is(err, approvals.ErrArgsTooLong):
+			public = err.Error()
+		default:
+			return g.approvalError(c, msg, rec, fmt.Errorf("asking for an approval: %w", err))
 		}
 		rec.Decision, rec.Status = audit.DecisionDeny, fiber.StatusForbidden
 		rec.Reasons = append(rec.Reasons, "held for approval, but "+err.Error())
@@ -296,6 +359,25 @@ func declaresURLElicitation(msg *jsonrpc.Message) bool {
 	return url
 }
 
+// approvalError answers a retry whose approval cannot be used: the
+// client's mistake (a bad, tampered or foreign requestState, an approval
+// used, closed or expired, or not found) is refused as invalid params;
+// anything else is the approvals' store failing, and the call is denied
+// as undecided (503), the detail logged and audited but not told.
+func (g *Gateway) approvalError(c *fiber.Ctx, msg *jsonrpc.Message, rec *audit.Record, err error) error {
+	for _, clients := range []error{approvals.ErrStateMalformed, approvals.ErrStateSignature, approvals.ErrStateExpired,
+		approvals.ErrStateOtherRequest, approvals.ErrNotFound, approvals.ErrUsed, approvals.ErrClosed, approvals.ErrExpired} {
+		if errors.Is(err, clients) {
+			return g.refuseApproval(c, msg, rec, err)
+		}
+	}
+	rec.Decision, rec.Status = audit.DecisionError, fiber.StatusServiceUnavailable
+	rec.Reasons = append(rec.Reasons, "approvals could not be read or written: "+err.Error())
+	g.log.Error("approvals could not be read or written", "request_id", rec.RequestID, "tool", rec.Tool, "err", err)
+	return g.reply(c, fiber.StatusServiceUnavailable, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError,
+		"denied: approvals are unavailable, try again later", map[string]any{"request_id": rec.RequestID}))
+}
+
 // refuseApproval answers a retry whose approval cannot be used (a bad,
 // tampered or foreign requestState, an approval used or expired): invalid
 // params, audited as a deny with why.
@@ -320,49 +402,124 @@ func (g *Gateway) approvalOutcome(c *fiber.Ctx, msg *jsonrpc.Message, rec *audit
 // on a retry — its own requestState and its input request's answer — so
 // the backend gets the call as the person approved it and never a state
 // it did not sign. It reports whether anything was removed; params is
-// changed in place.
+// changed in place (the aggregated endpoint, which re-encodes its call).
 func withoutApprovalFields(params map[string]json.RawMessage) bool {
 	changed := false
-	if raw, ok := params["requestState"]; ok {
-		if s, ok := jsonrpc.Unquote(raw); ok && strings.HasPrefix(s, approvals.StatePrefix) {
-			delete(params, "requestState")
-			changed = true
-		}
+	if raw, ok := params["requestState"]; ok && ourState(raw) {
+		delete(params, "requestState")
+		changed = true
 	}
 	if raw, ok := params["inputResponses"]; ok {
-		var m map[string]json.RawMessage
-		if json.Unmarshal(raw, &m) == nil {
-			if _, ok := m[approvalInputKey]; ok {
-				delete(m, approvalInputKey)
-				changed = true
-				if len(m) == 0 {
-					delete(params, "inputResponses")
-				} else {
-					params["inputResponses"], _ = json.Marshal(m)
-				}
+		if kept, removed, err := withoutMember(raw, approvalInputKey); err == nil && removed {
+			changed = true
+			if kept == nil {
+				delete(params, "inputResponses")
+			} else {
+				params["inputResponses"] = kept
 			}
 		}
 	}
 	return changed
 }
 
+// ourState reports whether raw is a requestState the gateway signed.
+func ourState(raw json.RawMessage) bool {
+	s, ok := jsonrpc.Unquote(raw)
+	return ok && strings.HasPrefix(s, approvals.StatePrefix)
+}
+
+// withoutMember is the object obj without its member key, spliced from
+// obj's own bytes (nil when nothing is left); removed says whether it was
+// there.
+func withoutMember(obj []byte, key string) (kept []byte, removed bool, _ error) {
+	members, err := jsonrpc.Members(obj)
+	if err != nil {
+		return nil, false, err
+	}
+	out := []byte{'{'}
+	n := 0
+	for _, m := range members {
+		if m.Key == key {
+			removed = true
+			continue
+		}
+		if n > 0 {
+			out = append(out, ',')
+		}
+		k, _ := json.Marshal(m.Key)
+		out = append(append(append(out, k...), ':'), m.Raw...)
+		n++
+	}
+	if n == 0 {
+		return nil, removed, nil
+	}
+	return append(out, '}'), removed, nil
+}
+
 // forwardedWithoutApproval is msg as the backend gets it on the
-// per-backend endpoint: the same message, re-serialised without the
-// approval fields when it had any (the arguments' bytes are kept).
+// per-backend endpoint: msg itself, or, when it carries the gateway's
+// approval fields, its own bytes with those members cut out of params —
+// every other byte (the arguments policy decided on, the id, or its
+// absence) as the client sent it.
 func forwardedWithoutApproval(msg *jsonrpc.Message, maxDepth int) (*jsonrpc.Message, error) {
 	if msg.Params == nil {
 		return msg, nil
 	}
-	params := make(map[string]json.RawMessage, len(msg.Params))
-	for k, v := range msg.Params {
-		params[k] = v
+	rs, hasState := msg.Params["requestState"]
+	ir, hasAnswers := msg.Params["inputResponses"]
+	dropState := hasState && ourState(rs)
+	var answers []byte
+	dropAnswers := false
+	if hasAnswers {
+		kept, removed, err := withoutMember(ir, approvalInputKey)
+		if err != nil {
+			return nil, fmt.Errorf("params.inputResponses: %w", err)
+		}
+		answers, dropAnswers = kept, removed
 	}
-	if !withoutApprovalFields(params) {
+	if !dropState && !dropAnswers {
 		return msg, nil
 	}
-	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": msg.ID, "method": msg.Method, "params": params})
+	top, err := jsonrpc.Members(msg.Raw)
 	if err != nil {
 		return nil, err
 	}
+	var params []byte
+	for _, m := range top {
+		if m.Key == "params" {
+			params = m.Raw
+		}
+	}
+	members, err := jsonrpc.Members(params)
+	if err != nil {
+		return nil, err
+	}
+	np := []byte{'{'}
+	for _, m := range members {
+		v := m.Raw
+		switch {
+		case m.Key == "requestState" && dropState:
+			continue
+		case m.Key == "inputResponses" && dropAnswers:
+			if answers == nil {
+				continue
+			}
+			v = answers
+		}
+		if len(np) > 1 {
+			np = append(np, ',')
+		}
+		k, _ := json.Marshal(m.Key)
+		np = append(append(append(np, k...), ':'), v...)
+	}
+	np = append(np, '}')
+	off := cap(msg.Raw) - cap(params)
+	if off < 0 || off+len(params) > len(msg.Raw) || &msg.Raw[off] != &params[0] {
+		return nil, errors.New("the params are not part of the message")
+	}
+	body := make([]byte, 0, len(msg.Raw))
+	body = append(body, msg.Raw[:off]...)
+	body = append(body, np...)
+	body = append(body, msg.Raw[off+len(params):]...)
 	return jsonrpc.Parse(body, maxDepth)
 }

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
@@ -12,7 +11,7 @@ import (
 // input request's answer go; a backend's own state and answers stay; the
 // arguments' bytes are the ones decided on.
 func TestForwardedWithoutApproval(t *testing.T) {
-	args := `{"job": "deploy-prod",  "environment":"production"}`
+	args := `{"job": "deploy-prod",  "environment":"production", "note": "<b>&</b>"}`
 	tests := []struct {
 		name, params string
 		gone, kept   []string
@@ -52,13 +51,8 @@ func TestForwardedWithoutApproval(t *testing.T) {
 			if string(out.ID) != "7" || out.Method != "tools/call" {
 				t.Errorf("forwarded id %s method %s", out.ID, out.Method)
 			}
-			var a, b map[string]any
-			if err := json.Unmarshal(out.Arguments, &a); err != nil {
-				t.Fatal(err)
-			}
-			_ = json.Unmarshal([]byte(args), &b)
-			if a["job"] != b["job"] || a["environment"] != b["environment"] || len(a) != len(b) {
-				t.Errorf("arguments changed: %s", out.Arguments)
+			if string(out.Arguments) != args {
+				t.Errorf("arguments changed: %s, want the bytes %s", out.Arguments, args)
 			}
 		})
 	}
@@ -84,5 +78,21 @@ func TestElicitationCapabilities(t *testing.T) {
 		if url != tt.url || form != tt.form {
 			t.Errorf("elicitation(%s) = url %v form %v, want %v %v", tt.caps, url, form, tt.url, tt.form)
 		}
+	}
+}
+
+// A notification stays one: the splice keeps the message's own members.
+func TestForwardedWithoutApprovalKeepsTheMessage(t *testing.T) {
+	raw := `{"method":"tools/call", "jsonrpc":"2.0","params":{"requestState":"pbac1.a.b","name":"t","arguments":{}}}`
+	msg, err := jsonrpc.Parse([]byte(raw), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := forwardedWithoutApproval(msg, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"method":"tools/call", "jsonrpc":"2.0","params":{"name":"t","arguments":{}}}`; string(out.Raw) != want {
+		t.Fatalf("forwarded %s, want %s", out.Raw, want)
 	}
 }

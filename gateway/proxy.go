@@ -115,14 +115,22 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 		if msg, attrs, ok, err = g.prepareCall(c, backend, cl, msg, callTarget(msg), &rec, start); !ok {
 			return err
 		}
+		// What the backend gets: the call without the gateway's own
+		// approval fields (read before the decision, so that nothing can
+		// fail between an approval's use and the forwarding).
+		fwd, err := forwardedWithoutApproval(msg, g.cfg.MaxJSONDepth)
+		if err != nil {
+			rec.Decision, rec.Status, rec.Reasons = "deny", fiber.StatusBadRequest, []string{"refused before policy: " + err.Error()}
+			g.finish(&rec, start)
+			return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidParams, err.Error(),
+				map[string]any{"request_id": rec.RequestID}))
+		}
 		allowed, err := g.decideCall(c, backend.Name, backend, cl, msg, attrs, sess != nil && sess.elicitURL, &rec)
 		if err != nil || !allowed {
 			g.finish(&rec, start)
 			return err
 		}
-		if msg, err = forwardedWithoutApproval(msg, g.cfg.MaxJSONDepth); err != nil {
-			return fmt.Errorf("removing the approval fields of a call: %w", err)
-		}
+		msg = fwd
 		probeDecided(c.Context().ID())
 	default:
 		// Every other method is decided too (pbac/method): no grant on a
@@ -394,18 +402,20 @@ func (g *Gateway) decideCall(c *fiber.Ctx, endpoint string, backend *Backend, cl
 		if h != nil && h.presented != nil {
 			// One approval, one call: of concurrent retries only one
 			// gets past this.
-			a, err := g.cfg.Approvals.Use(c.UserContext(), h.presented.ID, rec.RequestID)
-			rec.ApprovalID = a.ID
+			_, err := g.cfg.Approvals.Use(c.UserContext(), h.presented.ID, rec.RequestID)
+			rec.ApprovalID = h.presented.ID
 			if err != nil {
-				return false, g.refuseApproval(c, msg, rec, err)
+				return false, g.approvalError(c, msg, rec, err)
 			}
 		}
 		return true, nil
 	}
-	if h != nil && h.presented != nil {
-		// Decided again under the policy now active, the call is not
-		// allowed with the approval it presents: the approval is void.
-		why := fmt.Sprintf("decided again under policy %s, the call is not allowed with it", d.Version)
+	if h != nil && h.presented != nil && asked == nil && h.presented.PolicyVersion != d.Version {
+		// A newer policy denies the call outright: the approval it
+		// presents is void. (Held again, the approval is void when the
+		// new one is asked for; denied by the policy that asked for it,
+		// for a scope say, it stays, for the retry after a step-up.)
+		why := fmt.Sprintf("decided again under policy %s, the call is denied", d.Version)
 		if _, err := g.cfg.Approvals.Void(c.UserContext(), h.presented.ID, why, rec.RequestID); err != nil {
 			g.log.Warn("voiding an approval", "request_id", rec.RequestID, "approval", h.presented.ID, "err", err)
 		}

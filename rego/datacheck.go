@@ -224,6 +224,10 @@ type modelData struct {
 		Resources []string `json:"resources"`
 		Access    []string `json:"access"`
 		Tiers     []string `json:"tiers"`
+		// Requester lets the person the agent acts for confirm in the
+		// client; ExcludeRequester says they may never approve.
+		Requester        bool `json:"requester"`
+		ExcludeRequester bool `json:"exclude_requester"`
 	} `json:"approval_rules"`
 	Catalogue map[string]struct {
 		Resource  string            `json:"resource"`
@@ -259,6 +263,7 @@ const (
 	ruleApprovalResource
 	ruleApprovalAccess
 	ruleApprovalTier
+	ruleApprovalRequester
 )
 
 // crossRuleMessages is what each cross-reference expects; %[1]s is the
@@ -283,6 +288,7 @@ var crossRuleMessages = [...]string{
 	ruleApprovalResource:   "a resource of a catalogue tool or a backend; %[1]q is none (resources: %[2]s)",
 	ruleApprovalAccess:     "an access some catalogue tool uses; %[1]q is none (accesses: %[2]s)",
 	ruleApprovalTier:       "a tier of /tiers; %[1]q is none (tiers: %[2]s)",
+	ruleApprovalRequester:  "false where exclude_requester is true (it is %[1]s): the requester confirming their own call is what exclude_requester forbids%[2]s",
 }
 
 // crossReferences checks what the shipped data model's parts say of each
@@ -445,6 +451,9 @@ func crossReferences(d *modelData) []DataProblem {
 			if !tiers[t] {
 				add(ruleApprovalTier, at("tiers", j), t, list(tiers))
 			}
+		}
+		if rule.Requester && rule.ExcludeRequester {
+			add(ruleApprovalRequester, at("requester"), "true", "")
 		}
 	}
 	for name, tool := range d.Catalogue {

@@ -111,6 +111,11 @@ var badDataMutations = []struct {
 		d["approval_rules"].(arr)[1].(obj)["id"] = d["approval_rules"].(arr)[0].(obj)["id"]
 		return d
 	}},
+	{"approval rule the requester confirms and may not approve", "/approval_rules/0/requester", func(d obj) any {
+		r := d["approval_rules"].(arr)[0].(obj)
+		r["requester"], r["exclude_requester"] = true, true
+		return d
+	}},
 	{"approval rule without approvers", "/approval_rules/0", func(d obj) any {
 		delete(d["approval_rules"].(arr)[0].(obj), "approver_groups")
 		return d

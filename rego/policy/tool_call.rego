@@ -569,6 +569,7 @@ approval_granted if {
 	approval_presented.via == "client"
 	subject != null
 	approval_approver_sub == identity_key(subject.sub)
+	not approval_approver_sub in approval_not
 }
 
 approval_required if {
