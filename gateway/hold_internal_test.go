@@ -96,3 +96,43 @@ func TestForwardedWithoutApprovalKeepsTheMessage(t *testing.T) {
 		t.Fatalf("forwarded %s, want %s", out.Raw, want)
 	}
 }
+
+// FuzzForwardedWithoutApproval: whatever a client sends, what the backend
+// gets parses, carries the arguments' exact bytes, the same id and method,
+// and never the gateway's requestState or its input request's answer.
+func FuzzForwardedWithoutApproval(f *testing.F) {
+	for _, seed := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"a":1},"requestState":"pbac1.x.y","inputResponses":{"pbac_approval":{"action":"accept"}}}}`,
+		`{"jsonrpc":"2.0","id":"s","method":"tools/call","params":{"name":"t","requestState":"backend","inputResponses":{"q":{},"pbac_approval":{}}}}`,
+		`{"jsonrpc":"2.0","method":"tools/call","params":{"inputResponses":{"pbac_approval":1}}}`,
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"requestState":"pbac1.","arguments":{"\u0070bac":"<&>"}}}`,
+		`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"inputResponses":[]}}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		msg, err := jsonrpc.Parse(body, 64)
+		if err != nil {
+			return
+		}
+		out, err := forwardedWithoutApproval(msg, 64)
+		if err != nil {
+			return // refused as invalid params
+		}
+		if string(out.Arguments) != string(msg.Arguments) || string(out.ID) != string(msg.ID) || out.Method != msg.Method || out.Name != msg.Name {
+			t.Fatalf("forwarded %s changed what was decided in %s", out.Raw, body)
+		}
+		if raw, ok := out.Params["requestState"]; ok && ourState(raw) {
+			t.Fatalf("forwarded %s keeps the gateway's requestState", out.Raw)
+		}
+		if raw, ok := out.Params["inputResponses"]; ok {
+			if ms, err := jsonrpc.Members(raw); err == nil {
+				for _, m := range ms {
+					if m.Key == approvalInputKey {
+						t.Fatalf("forwarded %s keeps the gateway's answer", out.Raw)
+					}
+				}
+			}
+		}
+	})
+}
