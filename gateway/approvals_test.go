@@ -160,6 +160,13 @@ func TestHoldMRTRURL(t *testing.T) {
 	if !deployed(res) {
 		t.Fatalf("the approved deploy did not run: %+v", res)
 	}
+	// The gateway's metrics count the decision and what it took.
+	m := s.scrape()
+	for _, want := range []string{"pbac_approvals_pending 0", `pbac_approval_decision_seconds_count{outcome="approved"} 1`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 	if asked.Load() != 1 {
 		t.Fatalf("the client was asked %d times, want once", asked.Load())
 	}
@@ -188,6 +195,9 @@ func TestRetryRefusals(t *testing.T) {
 	cs := s.session(t, token, manual, "")
 	page, state := held(t, cs, deployArgs)
 	id := approvalID(t, page)
+	if m := s.scrape(); !strings.Contains(m, "pbac_approvals_pending 1") {
+		t.Errorf("metrics while the deploy waits lack pbac_approvals_pending 1")
+	}
 
 	// Still pending: the retry waits (Wait) and is asked again, with the
 	// same approval.
