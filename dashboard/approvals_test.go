@@ -229,7 +229,8 @@ func TestWhoSeesWhichApproval(t *testing.T) {
 		args     []string
 	}{
 		{"bob", nil, []string{forBob.ID}, []string{forBob.ID}},
-		{"alice", nil, []string{forBob.ID}, []string{forBob.ID}},
+		// Her own call's, and carol's DDL: alice is a DBA.
+		{"alice", nil, []string{forNobody.ID, forBob.ID}, []string{forNobody.ID, forBob.ID}},
 		{"carol", nil, []string{forNobody.ID}, []string{forNobody.ID}},
 		{"operator", nil, []string{forNobody.ID, forBob.ID}, []string{forNobody.ID, forBob.ID}},
 	} {
