@@ -189,6 +189,7 @@ func printUp(out io.Writer, base, issuer, adminBase, dataDir string, people stac
 		signIn = "sign in as a person of the organisation, or with the admin token; operators by group (identity.operator_groups)"
 	}
 	fmt.Fprintf(out, "  dashboard             %s/ui/  (%s)\n", adminBase, signIn)
+	fmt.Fprintf(out, "  approvals             %s/ui/#approvals  (the calls policy holds until a person approves them)\n", adminBase)
 	fmt.Fprintf(out, "  gateway               %s\n", base)
 	fmt.Fprintf(out, "  authorization server  %s/.well-known/oauth-authorization-server\n", issuer)
 	fmt.Fprintf(out, "  metrics               %s/metrics  (admin listener)\n", adminBase)
