@@ -38,7 +38,7 @@ bench-go:
 # The dashboard in headless Chromium (Debian's chromium; npm ci once).
 browser-test:
     cd dashboard/e2e && npm ci --no-audit --no-fund
-    PBAC_BROWSER_TESTS=1 go test -count=1 -run TestDashboardInBrowser -v ./cmd/pbac/
+    PBAC_BROWSER_TESTS=1 go test -count=1 -run 'TestDashboardInBrowser|TestToolReviewInBrowser|TestApprovalsInBrowser' -v ./cmd/pbac/
 
 # The official MCP conformance suite, directly and through the gateway
 # (npm ci pins the suite and the Node 22 it needs under conformance/).

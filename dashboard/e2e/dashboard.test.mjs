@@ -72,6 +72,12 @@ async function outcomeOf(row) {
   const status = await statusOf(row);
   const cls = (await row.getAttribute('class')) || '';
   if (/\bresult-allow\b/.test(cls)) return `${status} allowed`;
+  if (/\bresult-hold\b/.test(cls)) {
+    // Held for a person's approval: the agent was handed the page.
+    assert.equal((await row.locator('.decision-word').textContent()).trim(), 'held');
+    assert.match(await row.locator('a[data-approval-link]').getAttribute('href'), /\/ui\/approvals\/apr_[a-z2-7]{26}$/);
+    return `${status} held`;
+  }
   if (!/\bresult-deny\b/.test(cls)) return `${status} error`;
   const badge = (await row.locator('.status').getAttribute('class')) || '';
   assert.doesNotMatch(badge, /status-ok/, `a denied call's status badge: ${badge}`);
@@ -82,8 +88,8 @@ async function outcomeOf(row) {
 
 // The outcomes of a call: allowed, denied by policy (a tool result with
 // isError, denials: tool_error), refused before policy (400), a token the
-// gateway did not accept (401).
-const OK = '200 allowed', DENY = '200 denied', BAD = '400 denied', UNAUTH = '401 denied';
+// gateway did not accept (401), held until a person approves it.
+const OK = '200 allowed', DENY = '200 denied', BAD = '400 denied', UNAUTH = '401 denied', HELD = '200 held';
 
 test('onboarding: sign in, pick an agent, connect, see the matrix, live allowed and denied', async () => {
   const { context, page, errors } = await open();
@@ -194,7 +200,7 @@ test('register an agent with the OpenCode preset: its redirect URI, then its ope
 
 // Each user's day: what the steps return follows the user's role.
 const days = {
-  alice: [OK, OK, OK, OK, DENY], // the schema change waits for a DBA
+  alice: [OK, OK, OK, OK, HELD], // the schema change waits for a DBA who is not alice
   bob: [OK, OK, DENY, DENY],
   carol: [OK, OK, DENY, DENY],
 };
@@ -208,6 +214,14 @@ for (const [user, want] of Object.entries(days)) {
     await card.locator('[data-run]').click();
     for (let i = 0; i < want.length; i++) {
       assert.equal(await outcomeOf(card.locator(`[data-step-result="${i}"]`)), want[i], `${user} step ${i}`);
+    }
+    if (user === 'alice') {
+      // She is a DBA, but may not approve her own agent's DDL.
+      const step = card.locator('[data-step-result="5"]');
+      await step.waitFor();
+      assert.equal(await step.getAttribute('data-step-kind'), 'approve');
+      assert.equal(await step.getAttribute('data-step-decision'), 'deny');
+      assert.match(await step.innerText(), /alice may not decide it: the requester may not approve their own call/);
     }
     // The calls also arrive on the live feed from the audit stream.
     await page.locator('#live-feed [data-request-id]').first().waitFor();
@@ -223,7 +237,7 @@ test('narrative demo: the five failure modes are stopped', async () => {
   await go(page, 'demo');
   const modes = {
     'prod-secrets': [OK, DENY, BAD, DENY], // the traversal spelling is refused before policy (400)
-    'ci-self-approval': [OK, OK, DENY, DENY], // the approval is refused; the deploy waits for release
+    'ci-self-approval': [OK, OK, DENY, HELD], // the approval is refused; the deploy waits for release
     'scanner-token': [OK, UNAUTH],
     'planner-new-tool': [OK, OK, DENY],
   };

@@ -30,21 +30,37 @@ export function tokenLine(ev) {
 
 function decisionWord(ev) {
   if (ev.kind === 'policy') return ev.decision === 'error' ? 'failed' : 'policy change';
+  if (ev.kind === 'approve') return ev.decision === 'allow' ? 'decided' : ev.decision === 'deny' ? 'refused' : 'failed';
+  if (ev.decision === 'hold') return 'held';
   if (ev.decision === 'allow') return 'allowed';
   if (ev.decision === 'deny') return ev.status === 401 ? 'token refused' : 'denied';
   return 'error';
 }
 
+// approvalLink links the approval page a held call waits on (the link
+// the gateway handed the agent), or '' when the step names none.
+function approvalLink(ev, text) {
+  if (!ev.approval_url || !/^https?:\/\//.test(ev.approval_url)) return '';
+  return h('a', { href: ev.approval_url, 'data-approval-link': ev.approval_id || '' }, text);
+}
+
 // stepRow renders one step; attr names the attribute that carries the
-// step's index (data-result-index or data-step-result).
+// step's index (data-result-index or data-step-result). A step made by a
+// person rather than the agent (a policy change, an approver's decision)
+// shows what it was instead of an HTTP status.
 export function stepRow(ev, attr) {
   const isPolicy = ev.kind === 'policy';
-  const kind = isPolicy ? (ev.decision === 'error' ? 'error' : 'policy') : (ev.decision || 'error');
-  const li = h('li', { class: ['result', `result-${kind}`], [attr]: String(ev.index) });
+  const isApprove = ev.kind === 'approve';
+  const byPerson = isPolicy || isApprove;
+  const kind = byPerson ? (ev.decision === 'error' || ev.decision === 'deny' ? 'error' : 'policy') : (ev.decision || 'error');
+  const li = h('li', {
+    class: ['result', `result-${kind}`], [attr]: String(ev.index),
+    'data-step-kind': ev.kind || 'call', 'data-step-decision': ev.decision || 'error',
+  });
 
   const statusCol = h('div', { class: 'result-status' });
-  if (isPolicy) {
-    statusCol.append(h('span', { class: ['badge-policy', ev.decision === 'error' && 'is-error'] }, 'policy'));
+  if (byPerson) {
+    statusCol.append(h('span', { class: ['badge-policy', kind === 'error' && 'is-error'] }, isApprove ? 'person' : 'policy'));
   } else {
     statusCol.append(statusBadge(ev.status, { big: true, decision: ev.decision }));
   }
@@ -61,6 +77,15 @@ export function stepRow(ev, attr) {
   if (isPolicy) {
     if (ev.decision === 'error') main.append(h('p', { class: 'reason' }, ev.reason || 'the policy change failed'));
     else main.append(h('p', { class: 'reason reason-policy' }, ev.summary || 'the policy data changed'));
+  } else if (isApprove) {
+    main.append(h('p', { class: ['reason', ev.decision === 'allow' && 'reason-policy'] },
+      ev.decision === 'allow' ? ev.summary || 'decided' : ev.reason || 'the decision failed'));
+    const link = approvalLink(ev, 'the approval page');
+    if (link) main.append(h('p', { class: 'summary' }, h('span', { class: 'summary-label' }, 'In the dashboard: '), link));
+  } else if (ev.decision === 'hold') {
+    main.append(h('p', { class: 'reason reason-policy' }, ev.reason || 'held until a person approves it'));
+    const link = approvalLink(ev, 'Open the approval page');
+    if (link) main.append(h('p', { class: 'summary' }, h('span', { class: 'summary-label' }, 'The agent was handed the page to ask a person: '), link));
   } else if (ev.decision === 'allow') {
     main.append(h('p', { class: 'reason reason-allow' }, 'Allowed by policy: the call reached the backend.'));
     if (ev.summary) main.append(h('p', { class: 'summary' }, h('span', { class: 'summary-label' }, 'Result: '), ev.summary));
@@ -69,7 +94,7 @@ export function stepRow(ev, attr) {
   }
 
   const meta = h('div', { class: 'result-meta' });
-  if (ev.took_ms !== undefined && ev.took_ms !== null && !isPolicy) meta.append(h('span', { class: 'took', title: 'round trip through the gateway' }, fmtMs(ev.took_ms)));
+  if (ev.took_ms !== undefined && ev.took_ms !== null && !byPerson) meta.append(h('span', { class: 'took', title: 'round trip through the gateway' }, fmtMs(ev.took_ms)));
   if (ev.policy_version) meta.append(h('span', { class: 'ver', title: `policy version ${ev.policy_version}` }, `policy ${short(ev.policy_version)}`));
   li.append(statusCol, main, meta);
   return li;
@@ -78,7 +103,8 @@ export function stepRow(ev, attr) {
 export function doneLine(ev) {
   const p = h('p', { class: 'done-line' },
     h('span', { class: 'done-count ok' }, `${ev.allowed || 0} allowed`), ' · ',
-    h('span', { class: 'done-count deny' }, `${ev.denied || 0} refused`));
+    h('span', { class: 'done-count deny' }, `${ev.denied || 0} refused`),
+    ev.held ? [' · ', h('span', { class: 'done-count' }, `${ev.held} held for an approval`)] : null);
   if (ev.restored_policy_version) {
     p.append(' · the scenario\'s policy change was undone: version ', h('code', null, short(ev.restored_policy_version)), ' is live again');
   }
@@ -96,11 +122,13 @@ export function reportText({ title, token, steps, done, policyVersion }) {
   for (const s of steps) {
     if (s.kind === 'policy') {
       lines.push(`${s.index + 1}. [policy] ${s.title}: ${s.summary || s.reason || ''}`);
+    } else if (s.kind === 'approve') {
+      lines.push(`${s.index + 1}. [approval] ${s.title}: ${s.summary || s.reason || ''}`);
     } else {
       lines.push(`${s.index + 1}. ${s.tool}(${s.args_gist || ''}) -> HTTP ${s.status || 'error'} ${s.decision}${s.reason ? ': ' + s.reason : ''}${s.request_id ? ' [request ' + s.request_id + ']' : ''}`);
     }
   }
-  if (done) lines.push(`Result: ${done.allowed || 0} allowed, ${done.denied || 0} refused.`);
+  if (done) lines.push(`Result: ${done.allowed || 0} allowed, ${done.denied || 0} refused${done.held ? `, ${done.held} held for an approval` : ''}.`);
   if (policyVersion) lines.push(`Policy version: ${policyVersion}`);
   return lines.join('\n');
 }

@@ -295,7 +295,8 @@ async function decide(a, approve, comment, buttons, errorBox) {
   try {
     const r = await api('POST', `/ui/api/approvals/${a.id}/${approve ? 'approve' : 'deny'}`,
       { comment: comment.value.trim(), via: a.id === LINKED ? 'link' : 'dashboard' });
-    toast(`${a.tool} for ${a.sub || a.client_id}: ${approve ? 'approved; the agent’s retry of this call may go through once' : 'denied'}.`, 'ok');
+    const agent = agentById(a.client_id);
+    toast(`${a.tool} for ${a.sub || (agent && agent.client_name) || a.client_id}: ${approve ? 'approved; the agent’s retry of this call may go through once' : 'denied'}.`, 'ok');
     busy = false;
     if (r && r.id) items = items.map((x) => (x.id === r.id ? r : x));
     render();

@@ -171,6 +171,16 @@ const STEPS = {
   'approval/withdrawn': 'withdrawn in the client',
 };
 
+// decider names who made an approval step: the approver who decided it,
+// or the person a decision was refused to.
+function decider(r) {
+  if (!r.approver) return '';
+  if (r.method === 'approval/refused') return ` (${r.approver})`;
+  return r.method === 'approval/approved' || r.method === 'approval/denied' ? ` by ${r.approver}` : '';
+}
+
+const GATEWAY = { hold: 'held the call', allow: 'allowed the retried call', deny: 'denied the call' };
+
 function story(id, recs) {
   const el = $('#audit-story');
   if (!id) {
@@ -178,8 +188,8 @@ function story(id, recs) {
     return;
   }
   const steps = recs.map((r) => (r.event === 'approval'
-    ? STEPS[r.method] || r.method
-    : `gateway ${r.decision === 'hold' ? 'held the call' : r.decision === 'allow' ? 'allowed the retried call' : r.decision}`));
+    ? `${STEPS[r.method] || r.method}${decider(r)}${r.comment ? ` (“${r.comment}”)` : ''}`
+    : `gateway ${GATEWAY[r.decision] || r.decision}`));
   setMessage(el, recs.length
     ? `The story of approval ${id}: ${steps.join(' → ')}.`
     : `No record of approval ${id} (the audit trail of a person who does not operate holds only their own calls).`);

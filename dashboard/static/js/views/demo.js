@@ -137,6 +137,7 @@ function renderScenarios() {
 function stepWords(st) {
   const li = h('li', null, st.title || st.tool);
   if (st.kind === 'policy') li.append(' ', h('span', { class: 'chip chip-policy' }, 'policy change'));
+  else if (st.kind === 'approve') li.append(' ', h('span', { class: 'chip chip-policy' }, `${st.as || 'a person'} ${st.deny ? 'denies' : 'approves'}`));
   else if (st.kind === 'repeat') li.append(' ', h('span', { class: 'chip' }, 'same call again'));
   else if (st.tool) li.append(' ', h('code', { class: 'tool-quiet' }, st.tool));
   return li;

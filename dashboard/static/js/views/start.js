@@ -4,11 +4,11 @@ import { api } from '../api.js';
 import { reportError, setMessage, toast } from '../notify.js';
 import {
   state, on, isOperator, currentUser, isDemo, users, pickedAgent, pickAgent,
-  loadAgents, activeVersion,
+  loadAgents, activeVersion, loadScenarios,
 } from '../state.js';
 import { fetchMatrix, renderMatrix, providersOf } from '../matrix-table.js';
 import { copyButton, copyText, tabs } from '../widgets.js';
-import { runScenario, tokenLine, stepRow, reportText } from '../run.js';
+import { runScenario, tokenLine, stepRow, doneLine, reportText } from '../run.js';
 import { loadReview, resetReview } from '../review.js';
 
 const progress = { connected: false, matrixSeen: false, liveDone: false };
@@ -16,6 +16,11 @@ let lastMatrix = null;
 let matrixLoad = 0;
 let liveRunning = false;
 let lastRun = null;
+let approvalRunning = false;
+
+// APPROVAL_SCENARIO is the demo scenario step 5 also runs: a call policy
+// neither allows nor denies but holds until a person approves it.
+const APPROVAL_SCENARIO = 'deploy-approval';
 
 const OTHER = '__other';
 
@@ -33,6 +38,7 @@ export function init() {
     highlightMatrix();
     renderStepper();
   });
+  on('scenarios', renderApprovalIntro);
   on('policy', (d) => {
     renderVersion();
     if (d && d.changed && isVisible()) loadMatrix();
@@ -62,6 +68,7 @@ export function init() {
   });
   $('#live-test-run').addEventListener('click', runLiveTest);
   $('#live-test-copy').addEventListener('click', copyReport);
+  $('#live-approval-run').addEventListener('click', runApproval);
   $('#connect-content').addEventListener('copied', (e) => {
     if (e.detail && e.detail.ok && pickedAgent()) {
       progress.connected = true;
@@ -79,6 +86,7 @@ export function onShow() {
   loadAgents();
   loadMatrix();
   loadReview();
+  if (isDemo() && !state.scenarios.length) loadScenarios();
 }
 
 export function reset() {
@@ -94,6 +102,8 @@ export function reset() {
   clear($('#connect-content'));
   clear($('#onboard-matrix'));
   clearLive();
+  clearApproval();
+  $('#live-approval').hidden = true;
 }
 
 function renderAll() {
@@ -104,6 +114,7 @@ function renderAll() {
   renderConnect();
   renderVersion();
   renderLiveIntro();
+  renderApprovalIntro();
   renderStepper();
 }
 
@@ -695,4 +706,51 @@ async function copyReport() {
   }) + '\n' + verdictSentence(lastRun.steps);
   const ok = await copyText(text);
   toast(ok ? 'Copied the live test\'s result as text.' : 'The clipboard is not available here.', ok ? 'ok' : 'info');
+}
+
+// --- step 5, the third outcome: a call held for a person's approval ---
+
+function renderApprovalIntro() {
+  const sc = isDemo() && state.scenarios.find((x) => x.id === APPROVAL_SCENARIO);
+  $('#live-approval').hidden = !sc;
+  if (!sc) return;
+  $('#live-approval-run').textContent = `Run: ${sc.title}`;
+  $('#live-approval-run').disabled = approvalRunning;
+  replace($('#live-approval-intro'), sc.story, ' ',
+    h('a', { href: '#approvals' }, 'The Approvals view'), ' lists what waits for you.');
+}
+
+function clearApproval() {
+  clear($('#live-approval-token'));
+  clear($('#live-approval-results'));
+  clear($('#live-approval-done'));
+  $('#live-approval-done').hidden = true;
+  setMessage($('#live-approval-error'), '');
+}
+
+async function runApproval() {
+  if (approvalRunning) return;
+  approvalRunning = true;
+  clearApproval();
+  const btn = $('#live-approval-run');
+  btn.disabled = true;
+  btn.setAttribute('aria-busy', 'true');
+  try {
+    // The scenario's own agent (the CI bot, acting as itself) and approver.
+    await runScenario(APPROVAL_SCENARIO, {}, (ev) => {
+      if (ev.type === 'token') replace($('#live-approval-token'), tokenLine(ev));
+      else if (ev.type === 'step') $('#live-approval-results').append(stepRow(ev, 'data-approval-step'));
+      else if (ev.type === 'done') {
+        const done = $('#live-approval-done');
+        replace(done, doneLine(ev));
+        done.hidden = false;
+      } else if (ev.type === 'error') setMessage($('#live-approval-error'), `The agent got no token: ${ev.error}`, 'error');
+    });
+  } catch (e) {
+    if (e.status !== 401) setMessage($('#live-approval-error'), `The scenario could not run: ${e.message}`, 'error');
+  } finally {
+    approvalRunning = false;
+    btn.removeAttribute('aria-busy');
+    renderApprovalIntro();
+  }
 }
