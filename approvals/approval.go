@@ -95,7 +95,8 @@ type Approval struct {
 	PolicyVersion string             `json:"policy_version"`
 
 	// The call: who asked, for whom, which tool, and the digest of its
-	// exact arguments (Call.Digest). Binding identifies the call
+	// exact arguments ("sha256:<hex>", as the audit trail's args_digest,
+	// so one call's records match). Binding identifies the call
 	// (Call.Binding); Args are the arguments, shown to approvers, and
 	// dropped once the approval is closed.
 	RequestID     string          `json:"request_id"`

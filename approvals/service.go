@@ -226,7 +226,7 @@ func (s *Service) Ask(ctx context.Context, r Request) (a Approval, created bool,
 		ID: newID(), Status: Pending, Rev: 1,
 		Rule: r.Asked.Rule, Reason: r.Asked.Reason, Approvers: r.Asked.Approvers, PolicyVersion: r.PolicyVersion,
 		RequestID: r.RequestID, ClientID: r.Call.ClientID, AgentProvider: r.AgentProvider, Tier: r.Tier,
-		Subject: r.Call.Subject, Backend: r.Backend, Tool: r.Call.Tool, ArgsDigest: r.Call.Digest(), Binding: binding,
+		Subject: r.Call.Subject, Backend: r.Backend, Tool: r.Call.Tool, ArgsDigest: audit.Digest(r.Call.Arguments), Binding: binding,
 		CreatedAt: now.UTC(), ExpiresAt: now.Add(ttl).UTC(),
 	}
 	a.Args = append([]byte(nil), r.Call.Arguments...)
@@ -582,7 +582,7 @@ func (s *Service) base(a Approval, step, requestID, what string) audit.Record {
 	return audit.Record{Time: s.now().UTC(), Event: audit.EventApproval, RequestID: requestID,
 		ClientID: a.ClientID, AgentProvider: a.AgentProvider, Tier: a.Tier, Subject: a.Subject,
 		Backend: a.Backend, Method: step, Tool: a.Tool, Decision: audit.DecisionAllow, Status: http.StatusOK,
-		PolicyVersion: a.PolicyVersion, ArgsDigest: "sha256:" + a.ArgsDigest, Reasons: []string{what},
+		PolicyVersion: a.PolicyVersion, ArgsDigest: a.ArgsDigest, Reasons: []string{what},
 		ApprovalID: a.ID}
 }
 

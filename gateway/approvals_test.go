@@ -17,6 +17,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pbac-gateway/pbac/approvals"
+	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
 	system "github.com/pbac-gateway/pbac/internal/stack"
 )
@@ -176,6 +177,27 @@ func TestHoldMRTRURL(t *testing.T) {
 	}
 	if a.Status != approvals.Used || a.Approver.Sub != "bob" || a.Tool != "jenkins.trigger_deploy" {
 		t.Fatalf("approval after the call = %+v, want used, approved by bob", a)
+	}
+	// The gateway's records of the call and the approval's steps are one
+	// story: the same approval id and arguments digest.
+	var recs []audit.Record
+	for deadline := time.Now().Add(5 * time.Second); len(recs) < 5 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if recs, err = s.index.Query(context.Background(), audit.Filter{ApprovalID: a.ID, Limit: 100}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kinds := map[string]bool{}
+	for _, r := range recs {
+		kinds[r.Kind()+" "+r.Method+" "+r.Decision] = true
+		if r.ArgsDigest != a.ArgsDigest {
+			t.Errorf("record %s %s has args digest %s, the approval %s", r.Kind(), r.Method, r.ArgsDigest, a.ArgsDigest)
+		}
+	}
+	for _, want := range []string{"decision tools/call hold", "approval approval/requested allow", "approval approval/approved allow",
+		"approval approval/used allow", "decision tools/call allow"} {
+		if !kinds[want] {
+			t.Errorf("the approval's story lacks %q: %v", want, kinds)
+		}
 	}
 	// The same call again is a new call: held again, for a new approval.
 	cs2 := s.session(t, s.ciBot(), &mcp.ClientOptions{Capabilities: urlCaps(), MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}}, "")
