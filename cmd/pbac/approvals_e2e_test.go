@@ -675,11 +675,13 @@ func TestApprovalsAcrossReplicas(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), apTimeout)
 	defer cancel()
 	t.Setenv("PBAC_APPROVALS_STATE_KEY_FILE", filepath.Join(t.TempDir(), "approval-state.key"))
-	const public = "https://gateway.pbac.test" // the load balancer's name: the tokens' resource on both
+	// The load balancer's name: the issuer, and the tokens' resource on both.
+	const public = "https://gateway.pbac.test"
+	t.Setenv("PBAC_PUBLIC_URL", public)
 
 	dirA, dirB := t.TempDir(), t.TempDir()
 	addrA, addrB := freeAddr(t), freeAddr(t)
-	a := startApprovalUp(t, dirA, "http://"+addrA, "--listen", addrA, "--store", dsn, "--issuer", public)
+	a := startApprovalUp(t, dirA, "http://"+addrA, "--listen", addrA, "--store", dsn)
 	// Both replicas sign tokens with one secret, as one AS would: B starts
 	// with A's.
 	secret, err := os.ReadFile(filepath.Join(dirA, "token-secret"))
@@ -689,7 +691,7 @@ func TestApprovalsAcrossReplicas(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dirB, "token-secret"), secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b := startApprovalUp(t, dirB, "http://"+addrB, "--listen", addrB, "--store", dsn, "--issuer", public)
+	b := startApprovalUp(t, dirB, "http://"+addrB, "--listen", addrB, "--store", dsn)
 	a.mcp, b.mcp = a.base+"/mcp", b.base+"/mcp"
 
 	// A's CI bot, its token asked of A for the public resource.
