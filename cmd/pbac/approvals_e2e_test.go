@@ -51,6 +51,11 @@ type apUp struct {
 	mcp   string // the aggregated endpoint, the tokens' resource
 	out   string // what it printed (the demo agents' credentials)
 	admin apAdmin
+	// mcpConns carries the MCP sessions; its connections are closed
+	// before pbac is stopped: a connection the client dialled but never
+	// used (net/http does, under concurrent requests) holds the gateway's
+	// graceful shutdown for its whole timeout.
+	mcpConns *http.Transport
 }
 
 // apAdmin is an admin API, every request bounded.
@@ -73,7 +78,9 @@ func startApprovalUp(t *testing.T, dataDir, base string, extra ...string) apUp {
 	if m == nil || err != nil || base == "" {
 		t.Fatalf("no gateway or admin API in the output, or no admin token (%v):\n%s", err, out)
 	}
-	return apUp{base: base, mcp: base + "/mcp", out: out.String(),
+	conns := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(conns.CloseIdleConnections) // before startUp's: pbac stops after
+	return apUp{base: base, mcp: base + "/mcp", out: out.String(), mcpConns: conns,
 		admin: apAdmin{base: m[1], token: strings.TrimSpace(string(tok)), client: &http.Client{Timeout: 20 * time.Second}}}
 }
 
@@ -218,7 +225,7 @@ func (u apUp) connect(t *testing.T, ctx context.Context, token string, opts *mcp
 	}
 	cs, err := mcp.NewClient(&mcp.Implementation{Name: "pbac-approvals-e2e", Version: "1"}, opts).Connect(ctx, &mcp.StreamableClientTransport{
 		Endpoint:             u.mcp,
-		HTTPClient:           &http.Client{Transport: &oauthtest.BearerTransport{Token: token}},
+		HTTPClient:           &http.Client{Transport: &oauthtest.BearerTransport{Token: token, Base: u.mcpConns}},
 		MaxRetries:           -1,
 		DisableStandaloneSSE: true,
 	}, sopts)
