@@ -60,7 +60,8 @@ func TestThreeReplicas(t *testing.T) {
 	// with the same file.
 	users := filepath.Join(t.TempDir(), "users.yaml")
 	const alicePassword = "alice-of-the-users-file"
-	writeUsers(t, users, alicePassword, map[string][]string{"alice": {"engineering"}})
+	// bob, in release, approves the CI bot's deploys.
+	writeUsers(t, users, alicePassword, map[string][]string{"alice": {"engineering"}, "bob": {"release"}})
 	asConf := filepath.Join(t.TempDir(), "asrv.yaml")
 	if err := os.WriteFile(asConf, []byte("identity: {users_file: "+users+"}\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -76,11 +77,13 @@ func TestThreeReplicas(t *testing.T) {
 	}
 
 	var replicas []*gatewayReplica
+	// One key signs the requestState of held calls on every replica.
+	stateKey := filepath.Join(t.TempDir(), "approval-state.key")
 	for _, name := range []string{"a", "b", "c"} {
 		dir := t.TempDir()
 		cfg := filepath.Join(dir, "pbac.yaml")
-		yaml := fmt.Sprintf("public_url: %s\nstore: %q\nauthorization_server:\n  issuer: %s\n  token_secret_file: %s\nidentity: {users_file: %s}\n",
-			public, dsn, as.base, secretFile, users)
+		yaml := fmt.Sprintf("public_url: %s\nstore: %q\nauthorization_server:\n  issuer: %s\n  token_secret_file: %s\nidentity: {users_file: %s}\napprovals_state_key_file: %s\n",
+			public, dsn, as.base, secretFile, users, stateKey)
 		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -207,6 +210,32 @@ func TestThreeReplicas(t *testing.T) {
 				t.Errorf("replica %s, %s: %q, want %q", r.name, a.name, got, a.want)
 			}
 		}
+	}
+
+	// The CI bot's deploy is held on a, approved on b's admin API by bob
+	// (a person of the users file; the AS runs apart), and the retry with
+	// a's requestState deploys on c, once.
+	deployer := machineToken(ciReg, "jenkins:read", "jenkins:deploy")
+	deployArgs := map[string]any{"job": "deploy-prod", "environment": "production"}
+	held := call(replicas[0], deployer, "jenkins.trigger_deploy", deployArgs).Held
+	if held == nil {
+		t.Fatal("the CI bot's deploy was not held on replica a")
+	}
+	if status, body := replicas[1].admin.do(t, http.MethodPost, "/admin/approvals/"+held.ApprovalID+"/approve", []byte(`{"approver":"bob"}`)); status != http.StatusOK {
+		t.Fatalf("bob approving on replica b: %d %s", status, body)
+	}
+	retry := func(r *gatewayReplica) demo.CallResult {
+		res, err := r.agent.RetryHeld(ctx, deployer, "jenkins.trigger_deploy", deployArgs, held)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := retry(replicas[2]); !allowed(res) {
+		t.Fatalf("the approved retry on replica c: %+v", res)
+	}
+	if res := retry(replicas[0]); allowed(res) || !strings.Contains(res.Error, "already used") {
+		t.Fatalf("the replay on replica a: %+v, want refused as used", res)
 	}
 
 	// 2. A single-use token succeeds exactly once across the three.

@@ -49,7 +49,9 @@ func (s *Stack) newAdmin() (http.Handler, error) {
 		cfg.PolicySync = func(ctx context.Context) any { return sy.Status(ctx) }
 	}
 	s.adminClientFuncs(&cfg)
-	s.adminApprovals(&cfg)
+	if err := s.adminApprovals(&cfg); err != nil {
+		return nil, err
+	}
 	gw := s.gw
 	cfg.BackendHealth = func(r *http.Request) map[string]string { return gw.BackendHealth(r.Context()) }
 	api, err := admin.New(cfg)

@@ -16,6 +16,7 @@ import (
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/demo"
+	"github.com/pbac-gateway/pbac/identity/usersfile"
 )
 
 // approvalsDir is where the approvals are kept in the data dir.
@@ -93,13 +94,28 @@ func (s *Stack) openApprovalsStore() (approvals.Store, error) {
 }
 
 // adminApprovals gives the admin API the approvals and the people who may
-// be named as their approvers: those who sign in with a password here.
-func (s *Stack) adminApprovals(cfg *admin.Config) {
+// be named as their approvers: those who sign in with a password at the
+// authorization server — its own users here, or, on a replica whose AS
+// runs elsewhere (a shared store's `pbac asrv`, or a remote one), the
+// users file this replica is configured with, the AS's.
+func (s *Stack) adminApprovals(cfg *admin.Config) error {
 	cfg.Approvals = s.approvals
 	if s.as != nil && s.as.served {
 		cfg.Approvers = s.as.people.users
 		cfg.ApproversSSO = s.as.people.sso != nil
+		return nil
 	}
+	id := s.cfg.AuthServer.Identity
+	cfg.ApproversSSO = id.OIDC != nil
+	if id.UsersFile == "" {
+		return nil
+	}
+	f, err := usersfile.Open(id.UsersFile, usersfile.Options{Logger: s.log.With("component", "users-file")})
+	if err != nil {
+		return fmt.Errorf("identity.users_file, for the approvers: %w", err)
+	}
+	cfg.Approvers = asrv.PasswordUsers(f)
+	return nil
 }
 
 // demoApprover decides approvals for the demo's scenarios as a demo user
