@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pbac-gateway/pbac/admin"
 	"github.com/pbac-gateway/pbac/approvals"
@@ -72,7 +73,11 @@ func (s *Stack) openApprovals() (*approvals.Service, error) {
 	// gateway stopped taking calls.
 	s.onClose(phaseGateway, "approvals", func(ctx context.Context) error {
 		cancel()
-		return errors.Join(waitGroup(ctx, &sweeper, "the approvals sweeper"), store.Close())
+		// Its own bound: the phase's may be spent by a listener that
+		// drained slowly, and the sweeper stops at once when cancelled.
+		wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer wcancel()
+		return errors.Join(waitGroup(wctx, &sweeper, "the approvals sweeper"), store.Close())
 	})
 	return svc, nil
 }
