@@ -18,6 +18,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/approvals"
 	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
 	system "github.com/pbac-gateway/pbac/internal/stack"
 )
@@ -341,9 +342,22 @@ func TestHoldElicitation20251125(t *testing.T) {
 // revision) gets a JSON-RPC error naming the approval page.
 func TestHoldFallbackError(t *testing.T) {
 	s := newApprovalStack(t, 0)
-	for _, version := range []string{"2025-11-25", "2026-07-28"} {
+	for _, tc := range []struct {
+		version string
+		caps    *mcp.ClientCapabilities
+	}{
+		{"2025-11-25", nil}, {"2026-07-28", nil},
+		// URL elicitation came with 2025-11-25: a session of an earlier
+		// revision that declares it (Codex does) is not sent -32042.
+		{"2025-06-18", urlCaps()},
+	} {
+		version := tc.version
 		t.Run(version, func(t *testing.T) {
-			cs := s.session(t, s.ciBot(), nil, version)
+			var opts *mcp.ClientOptions
+			if tc.caps != nil {
+				opts = &mcp.ClientOptions{Capabilities: tc.caps}
+			}
+			cs := s.session(t, s.ciBot(), opts, version)
 			_, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "jenkins.trigger_deploy", Arguments: deployArgs})
 			var we *jsonrpc.Error
 			if !errors.As(err, &we) || we.Code != -32010 {
@@ -504,16 +518,16 @@ func TestDeclineAfterGrant(t *testing.T) {
 	page, state := held(t, cs, deployArgs)
 	id := approvalID(t, page)
 	s.approve(t, id, bob)
-	_, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "jenkins.trigger_deploy", Arguments: deployArgs,
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "jenkins.trigger_deploy", Arguments: deployArgs,
 		InputResponses: mcp.InputResponseMap{"pbac_approval": &mcp.ElicitResult{Action: "decline"}}, RequestState: state})
-	if err == nil || !strings.Contains(err.Error(), "declined") {
-		t.Fatalf("declined retry = %v, want a denial saying so", err)
+	if !refused(res, err, "declined") {
+		t.Fatalf("declined retry = %+v, %v; want a denial saying so", res, err)
 	}
 	if a, _ := s.svc.Get(context.Background(), id); a.Status != approvals.Withdrawn {
 		t.Fatalf("the approval after the decline is %s, want withdrawn", a.Status)
 	}
 	// Accepting after that is a new call: held again, for a new approval.
-	res, err := retry(cs, deployArgs, state)
+	res, err = retry(cs, deployArgs, state)
 	if err != nil || !res.NeedsInput() || approvalID(t, res.InputRequests["pbac_approval"].(*mcp.ElicitParams).URL) == id {
 		t.Fatalf("accept after the decline = %+v, %v; want held for a new approval", res, err)
 	}
@@ -528,11 +542,41 @@ func TestDeniedCallNotAskedAgain(t *testing.T) {
 	if _, err := s.svc.Decide(context.Background(), approvalID(t, page), bob, approvals.ViaDashboard, false, "change freeze"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := retry(cs, deployArgs, state); err == nil || !strings.Contains(err.Error(), "change freeze") {
-		t.Fatalf("retry after the denial = %v, want denied with bob's comment", err)
+	if res, err := retry(cs, deployArgs, state); !refused(res, err, "change freeze") {
+		t.Fatalf("retry after the denial = %+v, %v; want denied with bob's comment", res, err)
 	}
-	_, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "jenkins.trigger_deploy", Arguments: deployArgs})
-	if err == nil || !strings.Contains(err.Error(), "denied it") || !strings.Contains(err.Error(), "change freeze") {
-		t.Fatalf("the same call again = %v, want refused, naming the denial", err)
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "jenkins.trigger_deploy", Arguments: deployArgs})
+	if !refused(res, err, "denied it") || !refused(res, err, "change freeze") {
+		t.Fatalf("the same call again = %+v, %v; want refused, naming the denial", res, err)
+	}
+}
+
+// refused reports whether a call was denied, as denials are answered by
+// default (a tool result with isError), saying want.
+func refused(res *mcp.CallToolResult, err error, want string) bool {
+	return err == nil && res != nil && res.IsError && strings.Contains(demo.ResultText(res), want)
+}
+
+// TestCancelKeepsTheApprovalPending: a client that dismisses the request
+// without a choice (a headless one does so at once) leaves the approval
+// pending and is told where it is; once approved, the same call made
+// again goes through.
+func TestCancelKeepsTheApprovalPending(t *testing.T) {
+	s := newApprovalStack(t, 0)
+	cs := s.session(t, s.ciBot(), &mcp.ClientOptions{Capabilities: urlCaps(), MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}}, "")
+	page, state := held(t, cs, deployArgs)
+	_, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "jenkins.trigger_deploy", Arguments: deployArgs,
+		InputResponses: mcp.InputResponseMap{"pbac_approval": &mcp.ElicitResult{Action: "cancel"}}, RequestState: state})
+	var we *jsonrpc.Error
+	if !errors.As(err, &we) || we.Code != -32010 || !strings.Contains(we.Message, page) {
+		t.Fatalf("cancelled retry = %v, want -32010 naming %s", err, page)
+	}
+	if a, _ := s.svc.Get(context.Background(), approvalID(t, page)); a.Status != approvals.Pending {
+		t.Fatalf("the approval after a cancel is %s, want still pending", a.Status)
+	}
+	s.approve(t, approvalID(t, page), bob)
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "jenkins.trigger_deploy", Arguments: deployArgs})
+	if err != nil || !deployed(res) {
+		t.Fatalf("the same call after the approval = %+v, %v", res, err)
 	}
 }

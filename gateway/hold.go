@@ -118,18 +118,24 @@ func (g *Gateway) presentedState(c *fiber.Ctx, h *hold, cl *caller, msg *jsonrpc
 		return nil, true, g.approvalError(c, msg, rec, fmt.Errorf("requestState refused: %w", err))
 	}
 	answer := approvalAnswer(msg)
-	if (answer.Action == "decline" || answer.Action == "cancel") && a.Status.Open() {
+	if answer.Action == "decline" && a.Status.Open() {
 		// The person said no in the client: whatever an approver did, the
 		// call does not run.
-		a, err = svc.Withdraw(ctx, a.ID, "the client answered "+answer.Action, rec.RequestID)
+		a, err = svc.Withdraw(ctx, a.ID, "the client answered decline", rec.RequestID)
 		if err != nil && !errors.Is(err, approvals.ErrStatus) {
 			return nil, true, g.approvalError(c, msg, rec, err)
 		}
 		if err == nil {
-			said := map[string]string{"decline": "declined", "cancel": "cancelled"}[answer.Action]
-			return nil, true, g.approvalOutcome(c, msg, rec, a, "you "+said+" the approval request")
+			return nil, true, g.approvalOutcome(c, msg, rec, a, "you declined the approval request")
 		}
 		// Closed meanwhile (used, expired): answered below as it is now.
+	}
+	if answer.Action == "cancel" && a.Status == approvals.Pending {
+		// Dismissed without a choice — a headless client does so at once
+		// (Claude Code's -p): the approval stays pending, and the client
+		// is told where it is, in words the model reads, so that the same
+		// call made again once an approver decided goes through.
+		return nil, true, g.askPlainly(c, h, msg, rec, a)
 	}
 	if a.Status == approvals.Pending && answer.Action == "accept" && answer.Confirm && a.Approvers.Requester {
 		if confirmed, err := svc.Confirm(ctx, a.ID, cl.token.Subject, rec.RequestID); err == nil {
@@ -274,8 +280,8 @@ func (g *Gateway) holdCall(c *fiber.Ctx, h *hold, cl *caller, msg *jsonrpc.Messa
 		rec.Decision, rec.Status = audit.DecisionDeny, fiber.StatusForbidden
 		rec.Reasons = append(rec.Reasons, "held for approval, but "+err.Error())
 		g.log.Warn("asking for an approval", "request_id", rec.RequestID, "tool", h.call.Tool, "err", err)
-		return g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, "denied: "+public,
-			map[string]any{"request_id": rec.RequestID, "policy_version": version}))
+		return g.denyHeld(c, msg, rec, "denied: "+public,
+			map[string]any{"reasons": []string{public}, "request_id": rec.RequestID, "policy_version": version})
 	}
 	return g.askFor(c, h, msg, rec, a)
 }
@@ -286,12 +292,8 @@ func (g *Gateway) askFor(c *fiber.Ctx, h *hold, msg *jsonrpc.Message, rec *audit
 	svc := g.cfg.Approvals
 	rec.Decision, rec.Status, rec.ApprovalID = audit.DecisionHold, fiber.StatusOK, a.ID
 	page := svc.URL(a.ID)
-	who := strings.Join(a.Approvers.Groups, " or ")
-	if who == "" {
-		who = "you"
-	}
 	text := fmt.Sprintf("approval required: %s. Ask someone from %s to approve %s at %s; the same call goes through once approved.",
-		a.Reason, who, h.call.Tool, page)
+		a.Reason, approverWords(a), h.call.Tool, page)
 	if protocolOf(c, msg) >= statelessRevision {
 		url, form := elicitation(msg.MetaClientCapabilities)
 		var params map[string]any
@@ -314,15 +316,37 @@ func (g *Gateway) askFor(c *fiber.Ctx, h *hold, msg *jsonrpc.Message, rec *audit
 				"requestState":  state,
 			}))
 		}
-	} else if h.elicitURL {
+	} else if h.elicitURL && protocolOf(c, msg) >= urlElicitationRevision {
 		return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeURLElicitationRequired, "approval required: "+a.Reason,
 			map[string]any{"elicitations": []map[string]any{{"mode": "url", "elicitationId": a.ID, "url": page, "message": text}},
 				"request_id": rec.RequestID, "policy_version": a.PolicyVersion}))
 	}
+	return g.askPlainly(c, h, msg, rec, a)
+}
+
+// urlElicitationRevision introduced URL elicitation and -32042 (SEP-1036).
+const urlElicitationRevision = "2025-11-25"
+
+// askPlainly answers a held call with a JSON-RPC error (CodeApprovalRequired)
+// whose message names the approval page and says to call again: what a
+// client that takes no input request shows its model or person.
+func (g *Gateway) askPlainly(c *fiber.Ctx, h *hold, msg *jsonrpc.Message, rec *audit.Record, a approvals.Approval) error {
+	rec.Decision, rec.Status, rec.ApprovalID = audit.DecisionHold, fiber.StatusOK, a.ID
+	page := g.cfg.Approvals.URL(a.ID)
+	text := fmt.Sprintf("approval required: %s. Ask someone from %s to approve %s at %s; the same call goes through once approved.",
+		a.Reason, approverWords(a), h.call.Tool, page)
 	return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeApprovalRequired, text,
 		map[string]any{"approval": map[string]any{"id": a.ID, "url": page, "status": a.Status,
 			"expires_at": a.ExpiresAt.Format(time.RFC3339), "retry_after_seconds": 10},
 			"request_id": rec.RequestID, "policy_version": a.PolicyVersion}))
+}
+
+// approverWords says who may approve a, for a message.
+func approverWords(a approvals.Approval) string {
+	if who := strings.Join(a.Approvers.Groups, " or "); who != "" {
+		return who
+	}
+	return "you"
 }
 
 // protocolOf is the revision a request speaks: its header, else its
@@ -394,8 +418,28 @@ func (g *Gateway) refuseApproval(c *fiber.Ctx, msg *jsonrpc.Message, rec *audit.
 func (g *Gateway) approvalOutcome(c *fiber.Ctx, msg *jsonrpc.Message, rec *audit.Record, a approvals.Approval, why string) error {
 	rec.Decision, rec.Status, rec.PolicyVersion = audit.DecisionDeny, fiber.StatusForbidden, a.PolicyVersion
 	rec.Reasons = append(rec.Reasons, "approval "+a.ID+" "+string(a.Status)+": "+why)
-	return g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, "denied: approval "+string(a.Status)+": "+why,
-		map[string]any{"request_id": rec.RequestID, "approval": map[string]any{"id": a.ID, "status": a.Status}}))
+	text := "denied: approval " + string(a.Status) + ": " + why
+	data := map[string]any{"reasons": []string{"approval " + string(a.Status) + ": " + why}, "request_id": rec.RequestID,
+		"policy_version": a.PolicyVersion, "approval": map[string]any{"id": a.ID, "status": a.Status}}
+	return g.denyHeld(c, msg, rec, text, data)
+}
+
+// denyHeld answers a held call that will not run (its approval denied or
+// withdrawn, or none may be asked for) as policy denials are answered
+// (Config.Denials): by default a tool result the model reads, else a 403
+// JSON-RPC error.
+func (g *Gateway) denyHeld(c *fiber.Ctx, msg *jsonrpc.Message, rec *audit.Record, text string, data map[string]any) error {
+	if g.cfg.Denials == DenialHTTP403 {
+		return g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, text, data))
+	}
+	// As policy denials are answered by default: a tool result the model
+	// reads (denials: tool_error).
+	rec.Status = fiber.StatusOK
+	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{
+		"content": []map[string]any{{"type": "text", "text": text + " (request id " + rec.RequestID + ")"}},
+		"isError": true,
+		"_meta":   map[string]any{contract.DenialMetaKey: data},
+	}))
 }
 
 // withoutApprovalFields removes from params what only the gateway reads
