@@ -52,7 +52,7 @@ const (
 	heldRetryDelay = 4 * time.Second
 )
 
-var heldPrompt = markerHeld + ": create the index on orders.region in the database"
+var heldPrompt = markerHeld + ": add a region column to the orders table in the database"
 
 func heldCalls() []modelapi.Call {
 	args := map[string]any{"sql": heldSQL}
@@ -187,12 +187,18 @@ func (a *approver) loop(ctx context.Context) {
 			} `json:"approvals"`
 		}
 		if err := a.t.admin(ctx, http.MethodGet, "/admin/approvals?status=pending", nil, &list); err != nil {
+			if ctx.Err() != nil {
+				return // stopped
+			}
 			a.note("", err)
 			continue
 		}
 		for _, x := range list.Approvals {
 			body := fmt.Sprintf(`{"approver":%q,"comment":"the realclients held-call probe"}`, heldApprover)
 			err := a.t.admin(ctx, http.MethodPost, "/admin/approvals/"+url.PathEscape(x.ID)+"/approve", strings.NewReader(body), nil)
+			if err != nil && ctx.Err() != nil {
+				return
+			}
 			a.note(x.ID, err)
 		}
 	}
