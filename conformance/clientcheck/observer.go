@@ -60,6 +60,15 @@ type Event struct {
 	// OAuthError is the OAuth error body (error: error_description) of a
 	// refused token or registration request.
 	OAuthError string `json:"oauth_error,omitempty"`
+	// Protocol is the MCP revision a JSON-RPC request speaks: its
+	// MCP-Protocol-Version header, else its params._meta's
+	// io.modelcontextprotocol/protocolVersion, else (initialize) its
+	// params.protocolVersion.
+	Protocol string `json:"protocol,omitempty"`
+	// ElicitURL: the request declared URL-mode elicitation — initialize in
+	// params.capabilities, any request in params._meta's
+	// io.modelcontextprotocol/clientCapabilities.
+	ElicitURL bool `json:"elicit_url,omitempty"`
 }
 
 // redirectError is the error parameter (and its description) of an
@@ -162,11 +171,10 @@ func (o *Observer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				ev.Form = f
 			}
 		case "application/json":
-			var m struct {
-				Method string `json:"method"`
-			}
+			var m rpcRequest
 			if json.Unmarshal(body, &m) == nil {
 				ev.RPC = m.Method
+				ev.Protocol, ev.ElicitURL = m.declared(r.Header.Get("Mcp-Protocol-Version"))
 			}
 		}
 	}
@@ -184,6 +192,44 @@ func (o *Observer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	idx := o.record(ev)
 	r = r.WithContext(contextWith(r.Context(), idx))
 	o.proxy.ServeHTTP(w, r)
+}
+
+// rpcRequest is what the observer reads of a JSON-RPC request.
+type rpcRequest struct {
+	Method string `json:"method"`
+	Params struct {
+		ProtocolVersion string          `json:"protocolVersion"`
+		Capabilities    json.RawMessage `json:"capabilities"`
+		Meta            struct {
+			ProtocolVersion    string          `json:"io.modelcontextprotocol/protocolVersion"`
+			ClientCapabilities json.RawMessage `json:"io.modelcontextprotocol/clientCapabilities"`
+		} `json:"_meta"`
+	} `json:"params"`
+}
+
+// declared is the revision the request speaks (header is its
+// MCP-Protocol-Version) and whether it declared URL elicitation.
+func (m rpcRequest) declared(header string) (protocol string, elicitURL bool) {
+	protocol = header
+	if protocol == "" {
+		protocol = m.Params.Meta.ProtocolVersion
+	}
+	if protocol == "" && m.Method == "initialize" {
+		protocol = m.Params.ProtocolVersion
+	}
+	caps := m.Params.Meta.ClientCapabilities
+	if m.Method == "initialize" && len(m.Params.Capabilities) > 0 {
+		caps = m.Params.Capabilities
+	}
+	var c struct {
+		Elicitation *struct {
+			URL json.RawMessage `json:"url"`
+		} `json:"elicitation"`
+	}
+	if len(caps) > 0 && json.Unmarshal(caps, &c) == nil && c.Elicitation != nil {
+		elicitURL = c.Elicitation.URL != nil
+	}
+	return protocol, elicitURL
 }
 
 // isClientFetch tells a client fetching the authorization URL itself from

@@ -52,6 +52,9 @@ func DriveClaudeCode(ctx context.Context, e Env, t Target) (Row, error) {
 		return row, fmt.Errorf("%w: %v\n%s", errNotSignedIn, err, plain(out))
 	}
 	tool := "mcp__" + serverName + "__" + toolSuffix
+	for _, more := range e.probe.tools() {
+		tool += ",mcp__" + serverName + "__" + more
+	}
 	for p := range e.calls(ctx) {
 		// A refused call is no failure of the run: the check is what the
 		// model saw, from the stand-in's record.

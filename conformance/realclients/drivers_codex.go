@@ -23,6 +23,18 @@ func codexConfig(e Env, t Target) (cfg, snippet string, err error) {
 		return "", "", errors.New("connect has no codex preset")
 	}
 	snippet = preset.Snippet(connect.Target{ClientID: t.ClientID, MCPURL: t.Base + "/mcp"})
+	server := snippet
+	if len(e.probe.tools()) > 0 {
+		// The probe's call is one Codex asks a person to approve (a tool
+		// not marked read-only), which approval_policy "never" refuses:
+		// the server's tools are approved in advance, as Claude Code's
+		// --allowedTools does.
+		oauth := "[mcp_servers." + serverName + ".oauth]"
+		if !strings.Contains(server, oauth) {
+			return "", "", fmt.Errorf("the Codex snippet has no %s table:\n%s", oauth, snippet)
+		}
+		server = strings.Replace(server, oauth, "default_tools_approval_mode = \"approve\"\n\n"+oauth, 1)
+	}
 	cfg = strings.Join([]string{
 		`model = "standin-model"`,
 		`model_provider = "standin"`,
@@ -40,7 +52,7 @@ func codexConfig(e Env, t Target) (cfg, snippet string, err error) {
 		`wire_api = "responses"`,
 		`env_key = "STANDIN_API_KEY"`,
 		``,
-		snippet,
+		server,
 		``,
 	}, "\n")
 	return cfg, snippet, nil

@@ -26,10 +26,14 @@ const (
 	// prompt makes two calls in one CLI invocation, the second after
 	// sessionDelay: it meets the 404 of the ended session.
 	probeSession
+	// probeHeld: the one call is held for a DBA's approval, which an
+	// approver gives through the admin API; the stand-in calls again
+	// (held.go). Run by RunHeld, not by Run.
+	probeHeld
 )
 
 func (k probeKind) String() string {
-	return [...]string{"refresh", "step-up", "session"}[k]
+	return [...]string{"refresh", "step-up", "session", "held"}[k]
 }
 
 // prompt is the probe's one prompt.
@@ -39,6 +43,8 @@ func (k probeKind) prompt() string {
 		return stepUpPrompt
 	case probeSession:
 		return sessionPrompt
+	case probeHeld:
+		return heldPrompt
 	}
 	return refreshPrompt
 }
@@ -50,6 +56,8 @@ func (p *probe) gatewayEnv() []string {
 		return []string{"PBAC_SCOPES_SUPPORTED=" + stepUpGranted}
 	case probeSession:
 		return []string{"PBAC_SESSION_IDLE=" + sessionIdle.String()}
+	case probeHeld:
+		return nil
 	}
 	return []string{"PBAC_ACCESS_TOKEN_TTL=" + p.ttl.String()}
 }
@@ -98,12 +106,24 @@ var sessionPrompt = markerSession + ": read " + allowedPath + " from the drive, 
 
 // probeCalls are the stand-in's planned calls of the probes.
 func probeCalls() []modelapi.Call {
-	return []modelapi.Call{
+	return append([]modelapi.Call{
 		{Marker: markerRefresh, Tool: toolSuffix, Args: map[string]any{"path": allowedPath}},
 		{Marker: markerStepUp, Tool: stepUpTool, Args: map[string]any{"path": stepUpPath, "content": stepUpContent}},
 		{Marker: markerSession, Tool: toolSuffix, Args: map[string]any{"path": allowedPath},
 			Then: &modelapi.Call{Marker: markerSessionSecond, Tool: toolSuffix, Args: map[string]any{"path": allowedPath}, Delay: sessionDelay}},
+	}, heldCalls()...)
+}
+
+// tools are the gateway tools (their names' ends, as the stand-in
+// matches them) a probe's call needs beyond drive.read_file, for a CLI
+// that allows tools by name (Claude Code's --allowedTools). The step-up
+// probe's write is not among them: that run measures what Claude Code
+// does with drive.read_file allowed alone.
+func (p *probe) tools() []string {
+	if p != nil && p.kind == probeHeld {
+		return []string{heldTool}
 	}
+	return nil
 }
 
 // saw is what the model (or, with p.shown, the person) saw for the call

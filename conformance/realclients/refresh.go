@@ -45,6 +45,13 @@ type probe struct {
 	// person was shown for the probe's call; judged instead of the
 	// stand-in model's results.
 	shown *modelapi.ToolResult
+
+	// The held-call probe's (held.go): the gateway, the browser helper's
+	// log, the approver it runs, and what it found.
+	target     Target
+	browserLog string
+	approver   *approver
+	held       *HeldRow
 }
 
 // calls yields the prompts of the driver's invocations, one each: the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -206,12 +207,23 @@ func runPhase(ctx context.Context, cfg Config, name string, drive Driver, p *pro
 	if p != nil {
 		p.obs = g.Observer
 	}
+	if p != nil && p.kind == probeHeld {
+		p.target, p.browserLog = g.Target, filepath.Join(work, "browser.log")
+		if p.approver, err = startApprover(ctx, g.Target, p.log); err != nil {
+			return Row{}, err
+		}
+		defer p.approver.stop()
+	}
 	env := Env{Dir: cfg.Dir, Work: work, Browser: browser, Model: model, Timeout: cfg.Timeout, Log: cfg.Log, probe: p}
 	fmt.Fprintf(cfg.Log, "== %s against %s (stand-in model %s)\n", name, g.Base, model.URL())
 	began := time.Now()
 	row, err := drive(ctx, env, g.Target)
 	row.Snippet = DocSnippet(row.Snippet, g.Target)
-	if err == nil && p != nil {
+	if err == nil && p != nil && p.kind == probeHeld {
+		p.approver.stop()
+		p.result = judgeHeld(ctx, p, g.Observer.Events(), model.Results())
+		p.log("%s", p.result)
+	} else if err == nil && p != nil {
 		p.result = p.judge(g.Observer.Events(), model.Requests(), model.Results())
 	}
 	fmt.Fprintf(cfg.Log, "== %s took %s\n", name, time.Since(began).Round(time.Second))
