@@ -405,7 +405,8 @@ func heldChannel(events []clientcheck.Event) (channel, declared string) {
 	switch {
 	case call.Protocol >= "2026-07-28" && call.ElicitURL:
 		return "input_required", declared
-	case call.Protocol < "2026-07-28" && initURL:
+	case call.Protocol >= "2025-11-25" && call.Protocol < "2026-07-28" && initURL:
+		// URL elicitation (and -32042) came with 2025-11-25.
 		return "-32042", declared
 	}
 	return "-32010", declared

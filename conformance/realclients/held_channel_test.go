@@ -28,6 +28,7 @@ func TestHeldChannel(t *testing.T) {
 		{"2025-11-25, URL at initialize", []clientcheck.Event{init("2025-11-25", true), call("2025-11-25", false)}, "-32042"},
 		{"2025-11-25, none declared", []clientcheck.Event{init("2025-11-25", false), call("2025-11-25", false)}, "-32010"},
 		{"no header after 2025-06-18", []clientcheck.Event{init("2025-06-18", false), call("", false)}, "-32010"},
+		{"2025-06-18, URL at initialize (Codex)", []clientcheck.Event{init("2025-06-18", true), call("2025-06-18", false)}, "-32010"},
 		{"no call", []clientcheck.Event{init("2025-11-25", true)}, "none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
