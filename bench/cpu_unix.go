@@ -27,23 +27,59 @@ func ProcessCPU(pid int) (time.Duration, bool) {
 	if err != nil {
 		return 0, false
 	}
+	cpu, _, ok := parseStat(raw)
+	return cpu, ok
+}
+
+// parseStat reads a /proc/<pid>/stat line: the process's user + system CPU
+// time and its parent's pid.
+func parseStat(raw []byte) (cpu time.Duration, ppid int, ok bool) {
 	// The command name (field 2) may hold spaces; fields count from the
-	// closing parenthesis. utime and stime are fields 14 and 15, in clock
-	// ticks of USER_HZ, which is 100 on Linux.
+	// closing parenthesis. ppid is field 4; utime and stime are fields 14
+	// and 15, in clock ticks of USER_HZ, which is 100 on Linux.
 	s := string(raw)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, false
+		return 0, 0, false
 	}
 	f := strings.Fields(s[i+1:])
 	if len(f) < 13 {
-		return 0, false
+		return 0, 0, false
 	}
+	pp, err0 := strconv.Atoi(f[1])
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
+	if err0 != nil || err1 != nil || err2 != nil {
+		return 0, 0, false
 	}
 	const userHZ = 100
-	return time.Duration(ut+st) * time.Second / userHZ, true
+	return time.Duration(ut+st) * time.Second / userHZ, pp, true
+}
+
+// ProcessTreeCPU is ProcessCPU of pid plus that of its living children
+// (nginx's master and its workers, say), from /proc (Linux). A child that
+// already exited is not counted.
+func ProcessTreeCPU(pid int) (time.Duration, bool) {
+	total, ok := ProcessCPU(pid)
+	if !ok {
+		return 0, false
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return total, true
+	}
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil || child == pid {
+			continue
+		}
+		raw, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if cpu, ppid, ok := parseStat(raw); ok && ppid == pid {
+			total += cpu
+		}
+	}
+	return total, true
 }

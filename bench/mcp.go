@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pbac-gateway/pbac/contract"
@@ -35,6 +36,10 @@ type MCPTarget struct {
 	Token func(ctx context.Context) (string, error)
 	// Timeout bounds one request (default 10 s).
 	Timeout time.Duration
+	// IDs, when set, numbers the calls of every connection opened from
+	// this target, so request ids are distinct across connections, not
+	// only within each session.
+	IDs *atomic.Int64
 }
 
 // Open implements Target.
@@ -96,7 +101,11 @@ type mcpConn struct {
 // Call makes one tools/call. A non-2xx status, a JSON-RPC error or a tool
 // error result is a failure.
 func (c *mcpConn) Call(ctx context.Context) error {
-	c.id++
+	if c.t.IDs != nil {
+		c.id = c.t.IDs.Add(1)
+	} else {
+		c.id++
+	}
 	// A fresh body each call: the transport may still hold the last one.
 	body := make([]byte, 0, len(c.prefix)+len(c.suffix)+20)
 	body = append(body, c.prefix...)

@@ -180,6 +180,7 @@ failed.`,
 	f.IntVar(&o.attackSegments, "attack-segments", attackCanonicalSegments, "segments of --attack-canonical's path (1 with a short --attack-size: benign calls at the same rate, the control)")
 	f.BoolVar(&o.attackCanonical, "attack-canonical", false, "the attackers send the costliest argument the gateway admits (a canonical path of --attack-size bytes in 63 segments, which reaches the policy) instead of the spellings refused before it")
 	f.BoolVar(&o.probe, "probe", false, "attach the eBPF probe (pbac probe) to the gateway it starts and report the probe's figures beside the bench's")
+	cmd.AddCommand(newBenchExternalCommand())
 	return cmd
 }
 
