@@ -25,6 +25,15 @@ lint:
 bench:
     go run ./cmd/pbac bench -o bench/results.json
 
+# The gateway measured from outside: one demo backend, nginx (Debian's:
+# apt-get install nginx-light; skipped when absent) and pbac up, each its own
+# process, driven in rounds at each rate; p50/p99, the latency nginx and the
+# gateway add over the direct call, CPU per call per process. Rewrites its
+# section of bench/RESULTS.md and writes bench/external.json (not committed);
+# about 5 minutes with the defaults.
+bench-external rates="200,1000" rounds="5" duration="8s":
+    go run ./cmd/pbac bench external --rates {{rates}} --rounds {{rounds}} --duration {{duration}} --markdown-file bench/RESULTS.md -o bench/external.json
+
 # Throughput at saturation (closed loop) and CPU per 1,000 calls.
 bench-saturate:
     go run ./cmd/pbac bench --saturate --duration 10s

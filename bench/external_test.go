@@ -1,0 +1,146 @@
+package bench
+
+import (
+	"bytes"
+	"math"
+	"regexp"
+	"testing"
+	"time"
+)
+
+// externalRun builds one run's result: n calls of latency µs, two of them
+// of slow µs (which p99 picks up when n is 100).
+func externalRun(target string, round int, rate float64, n int, latency, slow int64, cpu map[string]time.Duration) ExternalRun {
+	r := &Result{Latency: newHistogram(), Service: newHistogram(), ErrorKinds: map[string]int64{},
+		Requests: int64(n), Elapsed: time.Second, Rate: rate}
+	for i := range n {
+		v := latency
+		if i >= n-2 {
+			v = slow
+		}
+		_ = r.Latency.RecordValue(v * 1000)
+		_ = r.Service.RecordValue(v * 1000)
+	}
+	return NewExternalRun(target, round, r, cpu)
+}
+
+func TestExternalCompute(t *testing.T) {
+	ms := func(v int) time.Duration { return time.Duration(v) * time.Millisecond }
+	rep := &ExternalReport{Scenario: ExternalScenario{Rates: []float64{200}, Rounds: 3}}
+	// Round by round: direct 500, 600, 700 µs; nginx +100, +50, +150;
+	// the gateway +400, +900, +600. 100 calls, so CPU per call is the
+	// milliseconds given ×10 µs.
+	for i, d := range []int64{500, 600, 700} {
+		round := i + 1
+		rep.Runs = append(rep.Runs,
+			externalRun(TargetDirect, round, 200, 100, d, 5000, map[string]time.Duration{ProcBackend: ms(30 + i)}),
+			externalRun(TargetNginx, round, 200, 100, d+[]int64{100, 50, 150}[i], 5000, map[string]time.Duration{ProcBackend: ms(30), ProcNginx: ms(5)}),
+			externalRun(TargetGateway, round, 200, 100, d+[]int64{400, 900, 600}[i], 6000, map[string]time.Duration{ProcBackend: ms(30), ProcGateway: ms(40 + 10*i)}),
+		)
+	}
+	rep.Compute()
+	tests := []struct {
+		name       string
+		target     string
+		p50        Spread
+		added50    *Spread
+		added99    *Spread
+		cpuProc    string
+		cpuPerCall float64
+	}{
+		{"direct is the baseline, no added figures", TargetDirect, Spread{600, 500, 700}, nil, nil, ProcBackend, 310},
+		{"nginx adds its hop, median over rounds", TargetNginx, Spread{650, 600, 850}, &Spread{100, 50, 150}, &Spread{0, 0, 0}, ProcNginx, 50},
+		{"the gateway's added p50 and its spread", TargetGateway, Spread{1300, 900, 1500}, &Spread{600, 400, 900}, &Spread{1000, 1000, 1000}, ProcGateway, 500},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ss := rep.Summaries(tt.target)
+			if len(ss) != 1 {
+				t.Fatalf("%d summaries of %s, want 1", len(ss), tt.target)
+			}
+			s := ss[0]
+			if s.Rounds != 3 || s.Requests != 300 || s.Errors != 0 {
+				t.Errorf("rounds %d, requests %d, errors %d; want 3, 300, 0", s.Rounds, s.Requests, s.Errors)
+			}
+			if !near(s.P50, &tt.p50) {
+				t.Errorf("p50 %+v, want %+v", *s.P50, tt.p50)
+			}
+			if !near(s.AddedP50, tt.added50) {
+				t.Errorf("added p50 %+v, want %+v", s.AddedP50, tt.added50)
+			}
+			if !near(s.AddedP99, tt.added99) {
+				t.Errorf("added p99 %+v, want %+v", s.AddedP99, tt.added99)
+			}
+			if got := s.CPU[tt.cpuProc]; got != tt.cpuPerCall {
+				t.Errorf("CPU of %s %.1f µs/call, want %.1f", tt.cpuProc, got, tt.cpuPerCall)
+			}
+		})
+	}
+	if rep.Failed() {
+		t.Error("a report with figures for every run and no errors failed")
+	}
+	var md bytes.Buffer
+	if err := rep.WriteMarkdown(&md, "pbac bench external"); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`\| gateway \| 200 \| 300 \| 0 \| 130\d \[90\d\.\.150\d\] \|`).MatchString(md.String()) {
+		t.Errorf("the Markdown has no gateway row as expected:\n%s", md.String())
+	}
+}
+
+// near tells whether two spreads agree within the histograms' precision
+// (three significant digits: a few µs at these latencies).
+func near(got, want *Spread) bool {
+	if got == nil || want == nil {
+		return got == want
+	}
+	close := func(a, b float64) bool { return math.Abs(a-b) <= 5 }
+	return close(got.Median, want.Median) && close(got.Min, want.Min) && close(got.Max, want.Max)
+}
+
+func TestExternalFailed(t *testing.T) {
+	ok := externalRun(TargetDirect, 1, 100, 100, 500, 900, nil)
+	tests := []struct {
+		name   string
+		runs   []ExternalRun
+		failed bool
+	}{
+		{"no runs", nil, true},
+		{"every run has figures", []ExternalRun{ok}, false},
+		{"more than 1% errors", []ExternalRun{ok, {Target: TargetGateway, Requests: 100, Errors: 2, P50: 900}}, true},
+		{"a run without figures", []ExternalRun{ok, {Target: TargetNginx, Requests: 100}}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := &ExternalReport{Runs: tt.runs}
+			if got := rep.Failed(); got != tt.failed {
+				t.Errorf("Failed() = %v, want %v", got, tt.failed)
+			}
+		})
+	}
+}
+
+func TestSpliceSection(t *testing.T) {
+	const start, end, heading = "<!-- s -->", "<!-- e -->", "## External"
+	tests := []struct {
+		name, doc, want string
+		err             bool
+	}{
+		{"appended to a file without the section", "# Results\n\nbefore\n", "# Results\n\nbefore\n\n## External\n\n<!-- s -->\nnew\n<!-- e -->\n", false},
+		{"an empty file gets the section alone", "", "## External\n\n<!-- s -->\nnew\n<!-- e -->\n", false},
+		{"the section is replaced, the rest kept", "a\n<!-- s -->\nold\nolder\n<!-- e -->\nafter\n", "a\n<!-- s -->\nnew\n<!-- e -->\nafter\n", false},
+		{"an end marker alone is refused", "a\n<!-- e -->\n", "", true},
+		{"markers out of order are refused", "<!-- e -->\n<!-- s -->\n", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := SpliceSection([]byte(tt.doc), start, end, heading, []byte("new\n"))
+			if (err != nil) != tt.err {
+				t.Fatalf("error %v, want error %v", err, tt.err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("got\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}
