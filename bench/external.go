@@ -54,6 +54,11 @@ type ExternalScenario struct {
 	Nginx string `json:"nginx,omitempty"`
 	// Date is when the run started (UTC).
 	Date string `json:"date"`
+	// LoadStart and LoadEnd are the machine's load averages (1, 5 and 15
+	// minutes, /proc/loadavg) when the run started and ended: what else
+	// ran beside it.
+	LoadStart string `json:"load_start,omitempty"`
+	LoadEnd   string `json:"load_end,omitempty"`
 }
 
 // ExternalRun is one target measured at one rate in one round.
@@ -279,6 +284,9 @@ func (r *ExternalReport) WriteMarkdown(w io.Writer, command string) error {
 		sc.Date, command, sc.Tool, sc.Connections, sc.Rounds, secs(sc.DurationS), secs(sc.WarmupS), sc.CPUs, sc.GoVersion)
 	if sc.Nginx != "" {
 		fmt.Fprintf(&b, ", %s", sc.Nginx)
+	}
+	if sc.LoadStart != "" && sc.LoadEnd != "" {
+		fmt.Fprintf(&b, "; the machine's load average (1/5/15 min) was %s at the start and %s at the end", sc.LoadStart, sc.LoadEnd)
 	}
 	b.WriteString(".\n\n")
 	b.WriteString("| target | rate (calls/s) | calls | errors | p50 µs | p99 µs | added p50 µs | added p99 µs | CPU µs/call: backend | nginx | gateway | load generator |\n")

@@ -253,11 +253,12 @@ func runBenchExternal(ctx context.Context, stdout, stderr io.Writer, o externalO
 	rep := &bench.ExternalReport{Scenario: bench.ExternalScenario{
 		Tool: o.tool, ArgsBytes: len(args), Rates: o.rates, DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(),
 		Rounds: o.rounds, Connections: o.connections, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
-		Nginx: env.nginxVersion, Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"),
+		Nginx: env.nginxVersion, Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), LoadStart: loadAverage(),
 	}, Notes: env.notes}
 	if err := env.measure(ctx, stderr, o, rep); err != nil {
 		return err
 	}
+	rep.Scenario.LoadEnd = loadAverage()
 	rep.Compute()
 	return writeExternalReport(stdout, stderr, o, rep, command)
 }
@@ -551,6 +552,20 @@ func (e *externalEnv) startGateway(ctx context.Context, bin, backendName, backen
 		}
 		return t.AccessToken, nil
 	}, nil
+}
+
+// loadAverage is the machine's 1, 5 and 15 minute load averages, "" where
+// /proc/loadavg is not there.
+func loadAverage() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(raw))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // gatewaySessionsDefault is the gateway's default sessions per agent.
