@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,15 +16,80 @@ import (
 
 // TestBenchExternal runs pbac bench external for real but tiny: the backend,
 // nginx and pbac up as separate processes, two rounds of a second at 100
-// calls/s. It checks that every target answered and figures came out,
-// never how fast: timings on a shared machine are not a test's business.
+// calls/s; and once with no nginx, which leaves its target out and says
+// so. It checks that every target answered and figures came out, never
+// how fast: timings on a shared machine are not a test's business.
 func TestBenchExternal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary, nginx and pbac up")
 	}
-	if _, ok := findNginx("nginx"); !ok {
-		t.Skip("nginx is not installed (Debian: apt-get install nginx-light): pbac bench external's nginx target needs it")
+	_, haveNginx := findNginx("nginx")
+	tests := []struct {
+		name    string
+		nginx   string
+		targets []string
+		note    string
+	}{
+		{"backend, nginx and gateway", "nginx", bench.Targets(), ""},
+		{"no nginx: its target is left out and the report says why", "/nonexistent/nginx",
+			[]string{bench.TargetDirect, bench.TargetGateway}, "nginx target skipped: no nginx binary"},
 	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.nginx == "nginx" && !haveNginx {
+				t.Skip("nginx is not installed (Debian: apt-get install nginx-light): pbac bench external's nginx target needs it")
+			}
+			rep, doc := runBenchExternalTiny(t, tt.nginx)
+			for _, target := range bench.Targets() {
+				ss := rep.Summaries(target)
+				if !slices.Contains(tt.targets, target) {
+					if len(ss) != 0 {
+						t.Errorf("%s ran: %+v", target, ss)
+					}
+					continue
+				}
+				if len(ss) != 1 {
+					t.Fatalf("%s: %d summaries, want one (100 calls/s)", target, len(ss))
+				}
+				s := ss[0]
+				if s.Rounds != 2 || s.Requests == 0 || s.P50 == nil || s.P50.Median <= 0 || s.P99 == nil {
+					t.Errorf("%s: rounds %d, requests %d, p50 %+v: want 2 rounds of answered calls with figures", target, s.Rounds, s.Requests, s.P50)
+				}
+				if target != bench.TargetDirect && (s.AddedP50 == nil || s.AddedP99 == nil) {
+					t.Errorf("%s: no added latency over direct", target)
+				}
+				for _, p := range []string{bench.ProcBackend, bench.ProcGateway, bench.ProcLoad} {
+					if _, ok := s.CPU[p]; !ok {
+						t.Errorf("%s: no CPU figure for the %s process", target, p)
+					}
+				}
+				if _, ok := s.CPU[bench.ProcNginx]; ok != slices.Contains(tt.targets, bench.TargetNginx) {
+					t.Errorf("%s: a CPU figure for nginx is there: %v, want %v", target, ok, !ok)
+				}
+				if !strings.Contains(doc, "| "+target+" | 100 |") {
+					t.Errorf("--markdown-file has no row for %s:\n%s", target, doc)
+				}
+			}
+			if (rep.Scenario.Nginx != "") != slices.Contains(tt.targets, bench.TargetNginx) {
+				t.Errorf("the report's nginx version %q", rep.Scenario.Nginx)
+			}
+			if tt.note != "" && (!slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.Contains(n, tt.note) }) || !strings.Contains(doc, tt.note)) {
+				t.Errorf("no note %q in the report (%q) or the Markdown:\n%s", tt.note, rep.Notes, doc)
+			}
+			for _, want := range []string{"what was here stays", bench.ExternalSectionStart, bench.ExternalSectionEnd} {
+				if !strings.Contains(doc, want) {
+					t.Errorf("--markdown-file has no %q:\n%s", want, doc)
+				}
+			}
+		})
+	}
+}
+
+// runBenchExternalTiny runs pbac bench external with --nginx nginx at 100
+// calls/s, two rounds of a second, into a Markdown file that had other
+// text; it returns the JSON report and the file.
+func runBenchExternalTiny(t *testing.T, nginx string) (*bench.ExternalReport, string) {
+	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
 		t.Fatalf("build pbac: %v", err)
@@ -36,7 +102,7 @@ func TestBenchExternal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "bench", "external", "--rates", "100", "--duration", "1s", "--rounds", "2",
-		"--warmup", "0", "--connections", "4", "-o", out, "--markdown-file", md)
+		"--warmup", "0", "--connections", "4", "--nginx", nginx, "-o", out, "--markdown-file", md)
 	cmd.WaitDelay = 30 * time.Second
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("pbac bench external: %v\n%s", err, b)
@@ -49,34 +115,9 @@ func TestBenchExternal(t *testing.T) {
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		t.Fatalf("the JSON report: %v\n%s", err, raw)
 	}
-	if rep.Scenario.Nginx == "" {
-		t.Error("the report names no nginx version")
-	}
-	for _, target := range bench.Targets() {
-		ss := rep.Summaries(target)
-		if len(ss) != 1 {
-			t.Fatalf("%s: %d summaries, want one (100 calls/s)", target, len(ss))
-		}
-		s := ss[0]
-		if s.Rounds != 2 || s.Requests == 0 || s.P50 == nil || s.P50.Median <= 0 || s.P99 == nil {
-			t.Errorf("%s: rounds %d, requests %d, p50 %+v: want 2 rounds of answered calls with figures", target, s.Rounds, s.Requests, s.P50)
-		}
-		if target != bench.TargetDirect && (s.AddedP50 == nil || s.AddedP99 == nil) {
-			t.Errorf("%s: no added latency over direct", target)
-		}
-		for _, p := range bench.Procs() {
-			if _, ok := s.CPU[p]; !ok {
-				t.Errorf("%s: no CPU figure for the %s process", target, p)
-			}
-		}
-	}
 	doc, err := os.ReadFile(md)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"what was here stays", bench.ExternalSectionStart, "| nginx | 100 |", "| gateway | 100 |", bench.ExternalSectionEnd} {
-		if !strings.Contains(string(doc), want) {
-			t.Errorf("--markdown-file has no %q:\n%s", want, doc)
-		}
-	}
+	return &rep, string(doc)
 }
