@@ -64,10 +64,22 @@ func ProcessTreeCPU(pid int) (time.Duration, bool) {
 	if !ok {
 		return 0, false
 	}
+	for _, child := range childrenOf(pid) {
+		if cpu, ok := ProcessCPU(child); ok {
+			total += cpu
+		}
+	}
+	return total, true
+}
+
+// childrenOf lists the living processes whose parent is pid (from /proc;
+// none where there is no /proc).
+func childrenOf(pid int) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return total, true
+		return nil
 	}
+	var out []int
 	for _, e := range entries {
 		child, err := strconv.Atoi(e.Name())
 		if err != nil || child == pid {
@@ -75,11 +87,11 @@ func ProcessTreeCPU(pid int) (time.Duration, bool) {
 		}
 		raw, err := os.ReadFile("/proc/" + e.Name() + "/stat")
 		if err != nil {
-			continue // gone meanwhile
+			continue
 		}
-		if cpu, ppid, ok := parseStat(raw); ok && ppid == pid {
-			total += cpu
+		if _, ppid, ok := parseStat(raw); ok && ppid == pid {
+			out = append(out, child)
 		}
 	}
-	return total, true
+	return out
 }

@@ -76,9 +76,13 @@ type ExternalRun struct {
 	Throughput float64 `json:"throughput_rps"`
 	// CPU is each process's user + system CPU time over the run divided by
 	// the successful calls, in µs, by process (Procs).
-	CPU        map[string]float64 `json:"cpu_us_per_call"`
-	Error      string             `json:"error,omitempty"`
-	ErrorKinds map[string]int64   `json:"error_kinds,omitempty"`
+	CPU map[string]float64 `json:"cpu_us_per_call"`
+	// BackendConns is how many TCP connections the target's process
+	// (nginx's, the gateway's) held established to the backend right
+	// after the run; nil for direct, or where /proc is not readable.
+	BackendConns *int             `json:"backend_conns,omitempty"`
+	Error        string           `json:"error,omitempty"`
+	ErrorKinds   map[string]int64 `json:"error_kinds,omitempty"`
 }
 
 // NewExternalRun summarises one run; cpu is each process's CPU time over
@@ -131,6 +135,8 @@ type ExternalSummary struct {
 	AddedP99 *Spread `json:"added_p99_us,omitempty"`
 	// CPU is the median over rounds of each process's CPU µs per call.
 	CPU map[string]float64 `json:"cpu_us_per_call"`
+	// BackendConns spreads ExternalRun.BackendConns over the rounds.
+	BackendConns *Spread `json:"backend_conns,omitempty"`
 }
 
 // ExternalReport is the outcome of `pbac bench external`.
@@ -154,7 +160,7 @@ func (r *ExternalReport) Compute() {
 	for _, rate := range r.Scenario.Rates {
 		for _, target := range Targets() {
 			s := ExternalSummary{Target: target, Rate: rate, CPU: map[string]float64{}}
-			var p50, p99, a50, a99 []float64
+			var p50, p99, a50, a99, conns []float64
 			cpu := map[string][]float64{}
 			for _, run := range r.Runs {
 				if run.Target != target || run.Rate != rate {
@@ -163,6 +169,9 @@ func (r *ExternalReport) Compute() {
 				s.Rounds++
 				s.Requests += run.Requests
 				s.Errors += run.Errors
+				if run.BackendConns != nil {
+					conns = append(conns, float64(*run.BackendConns))
+				}
 				if run.P50 <= 0 {
 					continue
 				}
@@ -178,6 +187,7 @@ func (r *ExternalReport) Compute() {
 				continue
 			}
 			s.P50, s.P99, s.AddedP50, s.AddedP99 = spreadOf(p50), spreadOf(p99), spreadOf(a50), spreadOf(a99)
+			s.BackendConns = spreadOf(conns)
 			for p, vs := range cpu {
 				s.CPU[p] = spreadOf(vs).Median
 			}
@@ -223,13 +233,15 @@ func (r *ExternalReport) JSON() ([]byte, error) {
 // WriteTable prints the summary as a text table.
 func (r *ExternalReport) WriteTable(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-8s %6s %9s %9s %16s %16s %16s %16s %7s  %s\n", "target", "rate", "calls", "errors",
-		"p50 µs", "p99 µs", "+p50 µs", "+p99 µs", "", "CPU µs/call: "+strings.Join(Procs(), " / "))
+	fmt.Fprintf(&b, "%-8s %6s %8s %6s %20s %22s %20s %24s %12s  %s\n", "target", "rate", "calls", "errors",
+		"p50 µs", "p99 µs", "+p50 µs", "+p99 µs", "conns", "CPU µs/call: "+strings.Join(Procs(), " / "))
 	for _, s := range r.Summary {
-		fmt.Fprintf(&b, "%-8s %6.0f %9d %9d %16s %16s %16s %16s %7s  %s\n", s.Target, s.Rate, s.Requests, s.Errors,
-			spreadText(s.P50, false), spreadText(s.P99, false), spreadText(s.AddedP50, true), spreadText(s.AddedP99, true), "", cpuText(s.CPU))
+		fmt.Fprintf(&b, "%-8s %6.0f %8d %6d %20s %22s %20s %24s %12s  %s\n", s.Target, s.Rate, s.Requests, s.Errors,
+			spreadText(s.P50, false), spreadText(s.P99, false), spreadText(s.AddedP50, true), spreadText(s.AddedP99, true),
+			spreadText(s.BackendConns, false), cpuText(s.CPU))
 	}
-	b.WriteString("\nmedian over rounds [min..max]; +p50/+p99: the target's figure minus direct's, round by round\n")
+	b.WriteString("\nmedian over rounds [min..max]; +p50/+p99: the target's figure minus direct's, round by round;\n")
+	b.WriteString("conns: TCP connections the target's process held established to the backend right after each run\n")
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}
@@ -289,8 +301,8 @@ func (r *ExternalReport) WriteMarkdown(w io.Writer, command string) error {
 		fmt.Fprintf(&b, "; the machine's load average (1/5/15 min) was %s at the start and %s at the end", sc.LoadStart, sc.LoadEnd)
 	}
 	b.WriteString(".\n\n")
-	b.WriteString("| target | rate (calls/s) | calls | errors | p50 µs | p99 µs | added p50 µs | added p99 µs | CPU µs/call: backend | nginx | gateway | load generator |\n")
-	b.WriteString("|---|---:|---:|---:|---|---|---|---|---:|---:|---:|---:|\n")
+	b.WriteString("| target | rate (calls/s) | calls | errors | p50 µs | p99 µs | added p50 µs | added p99 µs | CPU µs/call: backend | nginx | gateway | load generator | connections to the backend |\n")
+	b.WriteString("|---|---:|---:|---:|---|---|---|---|---:|---:|---:|---:|---|\n")
 	for _, s := range r.Summary {
 		fmt.Fprintf(&b, "| %s | %.0f | %d | %d | %s | %s | %s | %s |", s.Target, s.Rate, s.Requests, s.Errors,
 			spreadText(s.P50, false), spreadText(s.P99, false), spreadText(s.AddedP50, true), spreadText(s.AddedP99, true))
@@ -301,10 +313,10 @@ func (r *ExternalReport) WriteMarkdown(w io.Writer, command string) error {
 				b.WriteString(" — |")
 			}
 		}
-		b.WriteString("\n")
+		fmt.Fprintf(&b, " %s |\n", spreadText(s.BackendConns, false))
 	}
 	b.WriteString("\nFigures are the median over rounds, [min..max] the spread; added = the target's figure minus direct's in the same round. ")
-	b.WriteString("CPU is each process's user + system time from /proc/<pid>/stat (children included: nginx's workers) over the measured run, divided by its successful calls; a process the target does not use shows what it spends idle.\n")
+	b.WriteString("CPU is each process's user + system time from /proc/<pid>/stat (children included: nginx's workers) over the measured run, divided by its successful calls; a process the target does not use shows what it spends idle. Connections to the backend: those nginx's or the gateway's process held established to the backend right after each run.\n")
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "\nNote: %s\n", n)
 	}

@@ -38,7 +38,17 @@ func TestExternalCompute(t *testing.T) {
 			externalRun(TargetGateway, round, 200, 100, d+[]int64{400, 900, 600}[i], 6000, map[string]time.Duration{ProcBackend: ms(30), ProcGateway: ms(40 + 10*i)}),
 		)
 	}
+	// The gateway held 1, 3 and 2 connections to the backend.
+	for i, n := range []int{1, 3, 2} {
+		rep.Runs[3*i+2].BackendConns = &n
+	}
 	rep.Compute()
+	if g := rep.Summaries(TargetGateway); len(g) != 1 || g[0].BackendConns == nil || *g[0].BackendConns != (Spread{2, 1, 3}) {
+		t.Errorf("the gateway's connections to the backend: %+v, want median 2 in 1..3", g)
+	}
+	if d := rep.Summaries(TargetDirect); len(d) != 1 || d[0].BackendConns != nil {
+		t.Errorf("direct's connections to the backend: %+v, want none", d)
+	}
 	tests := []struct {
 		name       string
 		target     string

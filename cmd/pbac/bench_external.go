@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -161,6 +162,9 @@ type externalEnv struct {
 	nginxVersion string
 	notes        []string
 	targets      map[string]*bench.MCPTarget
+	// backendPort is the backend's TCP port, whose connections from nginx
+	// and the gateway each run counts.
+	backendPort int
 }
 
 // Close stops every process (gateway first, backend last) and removes the
@@ -224,6 +228,9 @@ func runBenchExternal(ctx context.Context, stdout, stderr io.Writer, o externalO
 		return err
 	}
 	backendURL := line[1]
+	if u, err := url.Parse(backendURL); err == nil {
+		env.backendPort, _ = strconv.Atoi(u.Port())
+	}
 	env.targets[bench.TargetDirect] = mcp(backendURL)
 
 	// nginx in front of it.
@@ -292,8 +299,12 @@ func (e *externalEnv) measure(ctx context.Context, stderr io.Writer, o externalO
 				if err != nil {
 					return fmt.Errorf("%s at %g calls/s, round %d: %w", name, rate, round, err)
 				}
-				fmt.Fprintf(stderr, "bench external: %4g calls/s round %d/%d %-7s p50 %7.0f µs  p99 %7.0f µs  errors %d  CPU µs/call %v\n",
-					rate, round, o.rounds, name, run.P50, run.P99, run.Errors, run.CPU)
+				conns := ""
+				if run.BackendConns != nil {
+					conns = fmt.Sprintf("  connections to the backend: %d", *run.BackendConns)
+				}
+				fmt.Fprintf(stderr, "bench external: %4g calls/s round %d/%d %-7s p50 %7.0f µs  p99 %7.0f µs  errors %d  CPU µs/call %v%s\n",
+					rate, round, o.rounds, name, run.P50, run.P99, run.Errors, run.CPU, conns)
 				rep.Runs = append(rep.Runs, run)
 			}
 		}
@@ -320,7 +331,15 @@ func (e *externalEnv) runOne(ctx context.Context, o externalOptions, pool *bench
 			cpu[p] = d - b
 		}
 	}
-	return bench.NewExternalRun(name, round, res, cpu), nil
+	run := bench.NewExternalRun(name, round, res, cpu)
+	// The target's own process: what it holds to the backend after the
+	// calls are answered.
+	if c := e.procs[name]; c != nil && name != bench.TargetDirect {
+		if n, ok := bench.EstablishedTo(c.cmd.Process.Pid, e.backendPort); ok {
+			run.BackendConns = &n
+		}
+	}
+	return run, nil
 }
 
 // cpu reads each running process's CPU time (its children's included).

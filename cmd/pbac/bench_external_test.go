@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -57,6 +58,9 @@ func TestBenchExternal(t *testing.T) {
 				}
 				if target != bench.TargetDirect && (s.AddedP50 == nil || s.AddedP99 == nil) {
 					t.Errorf("%s: no added latency over direct", target)
+				}
+				if (s.BackendConns != nil) != (target != bench.TargetDirect && runtime.GOOS == "linux") {
+					t.Errorf("%s: connections to the backend %+v", target, s.BackendConns)
 				}
 				for _, p := range []string{bench.ProcBackend, bench.ProcGateway, bench.ProcLoad} {
 					if _, ok := s.CPU[p]; !ok {
