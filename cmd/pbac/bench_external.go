@@ -334,12 +334,24 @@ func (e *externalEnv) runOne(ctx context.Context, o externalOptions, pool *bench
 	run := bench.NewExternalRun(name, round, res, cpu)
 	// The target's own process: what it holds to the backend after the
 	// calls are answered.
-	if c := e.procs[name]; c != nil && name != bench.TargetDirect {
+	if c := e.procs[targetProc(name)]; c != nil {
 		if n, ok := bench.EstablishedTo(c.cmd.Process.Pid, e.backendPort); ok {
 			run.BackendConns = &n
 		}
 	}
 	return run, nil
+}
+
+// targetProc is the process a target goes through on its way to the
+// backend ("" for direct).
+func targetProc(target string) string {
+	switch target {
+	case bench.TargetNginx:
+		return bench.ProcNginx
+	case bench.TargetGateway:
+		return bench.ProcGateway
+	}
+	return ""
 }
 
 // cpu reads each running process's CPU time (its children's included).
