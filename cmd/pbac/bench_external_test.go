@@ -125,3 +125,38 @@ func runBenchExternalTiny(t *testing.T, nginx string) (*bench.ExternalReport, st
 	}
 	return &rep, string(doc)
 }
+
+func TestBenchExternalRefusesBadFlags(t *testing.T) {
+	good := func() externalOptions {
+		return externalOptions{rates: []float64{200, 1000}, duration: 10 * time.Second, warmup: time.Second,
+			rounds: 5, connections: 64, tool: benchDefaultTool}
+	}
+	tests := []struct {
+		name   string
+		change func(*externalOptions)
+		want   string // "" accepted
+	}{
+		{"the defaults are accepted", func(*externalOptions) {}, ""},
+		{"no rate", func(o *externalOptions) { o.rates = nil }, "--rates: name at least one rate"},
+		{"a rate of 0", func(o *externalOptions) { o.rates = []float64{0} }, "--rates 0: each must be 1.."},
+		{"a rate named twice", func(o *externalOptions) { o.rates = []float64{200, 200} }, "--rates: 200 is named twice"},
+		{"no rounds", func(o *externalOptions) { o.rounds = 0 }, "--rounds 0: must be 1..50"},
+		{"too many connections", func(o *externalOptions) { o.connections = 513 }, "--connections 513: must be 1..512"},
+		{"no duration", func(o *externalOptions) { o.duration = 0 }, "--duration 0s"},
+		{"a tool without its backend", func(o *externalOptions) { o.tool = "search_issues" }, "--tool \"search_issues\": must be <backend>.<tool>"},
+		{"arguments that are not JSON", func(o *externalOptions) { o.args = "{" }, "--args: not valid JSON"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := good()
+			tt.change(&o)
+			err := o.validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("error %v, want one saying %q", err, tt.want)
+			}
+		})
+	}
+}
