@@ -127,7 +127,7 @@ func New() *Handler {
 // toolJSON is search_issues as the demo jira backend lists it (name,
 // description, input schema, annotations), without its output schema: the
 // answer here is text only.
-const toolJSON = `{"name":"search_issues","title":"Search issues",` +
+const toolJSON = `{"name":"search_issues",` +
 	`"description":"Search issues with simple JQL (e.g. project = SEC AND status = \"To Do\") or a plain text query. No arguments lists every issue.",` +
 	`"inputSchema":{"type":"object","properties":{` +
 	`"jql":{"type":"string","description":"simple JQL: clauses joined by AND, each 'field = value', 'field != value' or 'field ~ text'; fields project, status, assignee, reporter, priority, key, summary, description, text"},` +
@@ -284,6 +284,10 @@ func (h *Handler) answer(out *bytes.Buffer, resp, hdr http.Header, body []byte) 
 	if stateless {
 		if hdr.Get(hdrMethod) != method {
 			appendError(out, msg.ID, codeHeaderMismatch, "the Mcp-Method header does not name the body's method")
+			return http.StatusBadRequest
+		}
+		if msg.ID != nil && params.Meta.ProtocolVersion == "" {
+			appendError(out, msg.ID, codeInvalidParams, "invalid params: a "+Stateless+" request names its revision in _meta "+metaProtocolVersion)
 			return http.StatusBadRequest
 		}
 		if msg.ID != nil && params.Meta.ProtocolVersion != version {
