@@ -62,3 +62,31 @@ func FuzzAppendString(f *testing.F) {
 		}
 	})
 }
+
+// TestSessionsAreBounded: beyond the bound, initialize ends an older
+// session, whose client then gets 404.
+func TestSessionsAreBounded(t *testing.T) {
+	h := New()
+	h.maxSessions = 2
+	var ids []string
+	for range 3 {
+		resp := http.Header{}
+		var out bytes.Buffer
+		if status := h.initialize(&out, resp, json.RawMessage("0"), Latest); status != http.StatusOK {
+			t.Fatalf("initialize: %d", status)
+		}
+		ids = append(ids, resp.Get(hdrSession))
+	}
+	live := 0
+	for i, id := range ids {
+		status, _ := h.live(id)
+		if status == 0 {
+			live++
+		} else if status != http.StatusNotFound || i == 2 {
+			t.Fatalf("session %d: %d", i, status)
+		}
+	}
+	if live != 2 {
+		t.Fatalf("%d live sessions, want 2", live)
+	}
+}

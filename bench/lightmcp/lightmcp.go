@@ -102,9 +102,10 @@ const serverName = "pbac-bench-light"
 // Handler is the server: an http.Handler for the MCP endpoint. The zero
 // value is not usable; call New.
 type Handler struct {
-	mu       sync.RWMutex
-	sessions map[string]struct{}
-	bufs     sync.Pool // *bytes.Buffer, request bodies and answers
+	mu          sync.RWMutex
+	sessions    map[string]struct{}
+	maxSessions int
+	bufs        sync.Pool // *bytes.Buffer, request bodies and answers
 	// Fixed answers, prepared once.
 	toolsLegacy, toolsStateless, discover []byte
 	jsonType                              []string // the Content-Type value, shared by every answer
@@ -113,8 +114,9 @@ type Handler struct {
 // New returns a Handler with no sessions.
 func New() *Handler {
 	h := &Handler{
-		sessions: map[string]struct{}{},
-		jsonType: []string{"application/json"},
+		sessions:    map[string]struct{}{},
+		maxSessions: MaxSessions,
+		jsonType:    []string{"application/json"},
 	}
 	h.bufs.New = func() any { return new(bytes.Buffer) }
 	h.toolsLegacy = []byte(`{"tools":[` + toolJSON + `]}`)
@@ -360,7 +362,7 @@ func (h *Handler) initialize(out *bytes.Buffer, resp http.Header, id json.RawMes
 	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails (Go 1.24+)
 	sid := hex.EncodeToString(raw[:])
 	h.mu.Lock()
-	if len(h.sessions) >= MaxSessions {
+	if len(h.sessions) >= h.maxSessions {
 		for old := range h.sessions {
 			delete(h.sessions, old)
 			break

@@ -3,10 +3,12 @@ package lightmcp_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -19,9 +21,18 @@ import (
 // session id and its body.
 func post(t *testing.T, url string, hdr map[string]string, body string) (int, string, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	status, sid, out, err := send(url, hdr, body)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return status, sid, out
+}
+
+// send is post for any goroutine: errors are returned.
+func send(url string, hdr map[string]string, body string) (int, string, string, error) {
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return 0, "", "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
@@ -34,17 +45,17 @@ func post(t *testing.T, url string, hdr map[string]string, body string) (int, st
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", "", err
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", "", err
 	}
 	if len(out) > 0 && resp.Header.Get("Content-Type") == "application/json" && !json.Valid(out) {
-		t.Fatalf("answer is not JSON: %s", out)
+		return 0, "", "", fmt.Errorf("answer is not JSON: %s", out)
 	}
-	return resp.StatusCode, resp.Header.Get("Mcp-Session-Id"), string(out)
+	return resp.StatusCode, resp.Header.Get("Mcp-Session-Id"), string(out), nil
 }
 
 const initialize = `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
@@ -274,5 +285,45 @@ func TestToolIsTheDemoJiras(t *testing.T) {
 		if string(w) != string(g) {
 			t.Errorf("%s:\n got %s\nwant %s", part.name, g, w)
 		}
+	}
+}
+
+// TestConcurrentSessions: sessions opened, used and ended at once (run
+// with -race).
+func TestConcurrentSessions(t *testing.T) {
+	srv := httptest.NewServer(lightmcp.New())
+	defer srv.Close()
+	var wg sync.WaitGroup
+	errs := make(chan string, 16)
+	for i := range 16 {
+		wg.Go(func() {
+			status, sid, body, err := send(srv.URL, nil, initialize)
+			if err != nil || status != http.StatusOK || sid == "" {
+				errs <- fmt.Sprintf("%d: initialize %d %s %v", i, status, body, err)
+				return
+			}
+			hdr := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-06-18"}
+			for j := range 20 {
+				q := fmt.Sprintf("q%d-%d", i, j)
+				status, _, body, err := send(srv.URL, hdr, `{"jsonrpc":"2.0","id":`+fmt.Sprint(j)+`,"method":"tools/call","params":{"name":"search_issues","arguments":{"query":"`+q+`"}}}`)
+				if err != nil || status != http.StatusOK || !strings.Contains(body, `query \"`+q+`\"`) || !strings.Contains(body, `"id":`+fmt.Sprint(j)+`,`) {
+					errs <- fmt.Sprintf("%d: call %d: %d %s %v", i, j, status, body, err)
+					return
+				}
+			}
+			req, _ := http.NewRequest(http.MethodDelete, srv.URL, nil)
+			req.Header.Set("Mcp-Session-Id", sid)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil || resp.StatusCode != http.StatusNoContent {
+				errs <- fmt.Sprintf("%d: DELETE %v", i, err)
+				return
+			}
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
