@@ -18,6 +18,6 @@ arguments.`,
 	root.AddCommand(newUpCommand(), newPolicyCommand(), newAsrvCommand(), newConfigCommand())
 	root.AddCommand(newStatementCommand(), newUserCommand())
 	root.AddCommand(newDemoCommand())
-	root.AddCommand(newBenchCommand(), newProbeCommand(), newConformanceCommand())
+	root.AddCommand(withBenchSubcommands(newBenchCommand()), newProbeCommand(), newConformanceCommand())
 	return root
 }
