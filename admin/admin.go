@@ -71,6 +71,9 @@ type Config struct {
 	// BundleToken, when set, is a read-only token that may fetch the policy
 	// bundle (GET /bundles/pbac) and nothing else; the admin token may too.
 	BundleToken string
+	// Profiling serves Go's runtime profiles at /admin/debug/pprof/
+	// (behind the admin token, as every admin route).
+	Profiling bool
 	// PolicySource reports the bundle server this replica polls, if any
 	// (shown in /admin/status as bundle_source).
 	PolicySource func() any
@@ -147,6 +150,9 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	if cfg.Approvals != nil {
 		a.approvals = &ApprovalDesk{Service: cfg.Approvals, Registry: cfg.Registry}
+	}
+	if cfg.Profiling {
+		routeProfiles(mux)
 	}
 	mux.HandleFunc("GET /admin/approvals", a.listApprovals)
 	mux.HandleFunc("GET /admin/approvals/{id}", a.getApproval)

@@ -116,6 +116,9 @@ type File struct {
 	// AdminHosts are host names the admin listener answers to besides its
 	// own address (a DNS-rebinding defence: any other Host is refused).
 	AdminHosts []string `yaml:"admin_hosts"`
+	// AdminPprof serves Go's runtime profiles on the admin API, behind the
+	// admin token (/admin/debug/pprof/…); off unless set.
+	AdminPprof bool `yaml:"admin_pprof"`
 	// Limits bound what one agent may hold.
 	Limits *Limits `yaml:"limits"`
 	// Identity is where the people agents act for sign in: the

@@ -177,6 +177,22 @@ var keys = []Key{
 					return strconv.FormatBool(*c.DemoAgents)
 				}
 		}),
+	key("admin_pprof", "PBAC_ADMIN_PPROF", "", "false", "serve Go's runtime profiles (CPU, heap, goroutine, mutex, block, trace) on the admin API at /admin/debug/pprof/, behind the admin token, and record mutex and block events for them",
+		func() (func(*File, string) error, func(*File) string) {
+			return func(c *File, v string) error {
+					b, err := strconv.ParseBool(v)
+					if err != nil {
+						return errors.New("want true or false")
+					}
+					c.AdminPprof = b
+					return nil
+				}, func(c *File) string {
+					if !c.AdminPprof {
+						return ""
+					}
+					return "true"
+				}
+		}),
 	key("tls.cert_file", "PBAC_TLS_CERT", "tls-cert", "", "certificate (PEM) of the gateway listener; reloaded on change",
 		func() (func(*File, string) error, func(*File) string) {
 			return tlsFile(func(c *File) **TLSFiles { return &c.TLS }, true)

@@ -23,7 +23,7 @@ func TestKeysAreTheOneTable(t *testing.T) {
 	want := []string{"PBAC_LISTEN", "PBAC_ADMIN_LISTEN", "PBAC_DATA_DIR", "PBAC_STORE", "PBAC_STORE_FILE", "PBAC_PUBLIC_URL",
 		"PBAC_TLS_CERT", "PBAC_TLS_KEY", "PBAC_ADMIN_TLS_CERT", "PBAC_ADMIN_TLS_KEY", "PBAC_LOG_LEVEL", "PBAC_LOG_FORMAT",
 		"PBAC_DENIALS", "PBAC_SESSION_IDLE", "PBAC_APPROVALS_URL", "PBAC_APPROVALS_WAIT", "PBAC_APPROVALS_STATE_KEY_FILE", "PBAC_SCOPES_SUPPORTED", "PBAC_DRAIN_DELAY", "PBAC_BUNDLE_SERVER", "PBAC_BUNDLE_POLL_INTERVAL", "PBAC_BUNDLE_TOKEN_FILE",
-		"PBAC_BUNDLE_VERIFICATION_KEYS", "PBAC_POLICY_SYNC", "PBAC_POLICY_SYNC_INTERVAL", "PBAC_ADMIN_HOSTS",
+		"PBAC_BUNDLE_VERIFICATION_KEYS", "PBAC_POLICY_SYNC", "PBAC_POLICY_SYNC_INTERVAL", "PBAC_ADMIN_HOSTS", "PBAC_ADMIN_PPROF",
 		"PBAC_SESSIONS_PER_AGENT", "PBAC_STDIO_SESSIONS", "PBAC_STDIO_SESSIONS_PER_AGENT", "PBAC_POLICY_DECISION_TIMEOUT",
 		"PBAC_POLICY_EVAL_TIMEOUT", "PBAC_USERS_FILE", "PBAC_OIDC_ISSUER", "PBAC_OIDC_CLIENT_ID", "PBAC_OIDC_CLIENT_SECRET_FILE",
 		"PBAC_OIDC_SCOPES", "PBAC_OIDC_GROUPS_CLAIM", "PBAC_OIDC_SUBJECT_CLAIM", "PBAC_MAX_SIGN_IN_AGE", "PBAC_ACCESS_TOKEN_TTL", "PBAC_REFRESH_REUSE_GRACE", "PBAC_DEMO_AGENTS",
@@ -50,7 +50,7 @@ func TestKeysAreTheOneTable(t *testing.T) {
 		if k.Env == "" {
 			continue
 		}
-		value := map[string]string{"policy.sync": "false", "demo_agents": "true", "limits.sessions_per_agent": "7", "limits.stdio_sessions": "7",
+		value := map[string]string{"policy.sync": "false", "demo_agents": "true", "admin_pprof": "true", "limits.sessions_per_agent": "7", "limits.stdio_sessions": "7",
 			"limits.stdio_sessions_per_agent": "7", "policy.verification_keys": "a=/k1,b=/k2", "admin_hosts": "a.internal,b.internal", "scopes_supported": "drive:read,jira:read",
 			"identity.oidc.scopes": "openid,groups", "clients.metadata_documents.enabled": "false",
 			"clients.metadata_documents.fetch": "false", "clients.metadata_documents.allow_networks": "127.0.0.1/32,10.0.0.0/8"}[k.Name]

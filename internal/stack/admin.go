@@ -37,7 +37,7 @@ func (s *Stack) newAdmin() (http.Handler, error) {
 		return nil, err
 	}
 	reg := s.policy.registry
-	cfg := admin.Config{Token: token, Registry: reg, Logger: s.log, BundleToken: s.cfg.Policy.BundleToken,
+	cfg := admin.Config{Token: token, Registry: reg, Logger: s.log, BundleToken: s.cfg.Policy.BundleToken, Profiling: s.cfg.Admin.Profiling,
 		Audit: s.trail, Index: s.index, Propagate: s.propagate(), Tools: s.tools}
 	if gw := s.gw; gw != nil {
 		cfg.DiscoverTools = func(ctx context.Context) any { return gw.DiscoverTools(ctx) }

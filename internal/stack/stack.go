@@ -102,6 +102,9 @@ type Admin struct {
 	// Hosts are names the admin listener answers to besides its own
 	// address (a DNS-rebinding defence).
 	Hosts []string
+	// Profiling serves Go's runtime profiles on the admin API (behind the
+	// admin token).
+	Profiling bool
 }
 
 // AuthServer shapes the in-process authorization server.
