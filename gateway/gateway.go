@@ -153,6 +153,9 @@ type Gateway struct {
 	refusals *refusals
 	// waiting counts the retries waiting for an approver (hold.go).
 	waiting waiters
+	// draining bounds the backend streams being read to their end after
+	// the answer went through (sse_answer.go).
+	draining chan struct{}
 }
 
 // New builds a gateway; a configuration mistake fails here.
@@ -190,6 +193,7 @@ func New(cfg Config) (*Gateway, error) {
 		resource: base + "/mcp",
 		origins:  map[string]bool{pub.Scheme + "://" + pub.Host: true},
 		stop:     make(chan struct{}),
+		draining: make(chan struct{}, maxDraining),
 		client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:               nil, // backends are reached directly, never through an environment proxy

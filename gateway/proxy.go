@@ -617,11 +617,16 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 		c.Response().SetBodyStream(&closeFunc{ReadCloser: resp.Body, after: cancel}, size)
 		return nil
 	}
-	// An SSE answer streams through as it comes, flushed event by event.
+	// An SSE answer streams through as it comes, flushed event by event,
+	// until the response to the request has gone through.
+	watch := newAnswerWatch(msg.ID)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		defer cancel()
-		defer resp.Body.Close()
-		pipe(w, resp.Body)
+		if pipeAnswer(w, resp.Body, watch) {
+			g.drainAnswered(resp.Body, cancel)
+			return
+		}
+		resp.Body.Close()
+		cancel()
 	})
 	return nil
 }

@@ -1,0 +1,201 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"time"
+
+	"github.com/pbac-gateway/pbac/jsonrpc"
+)
+
+// answerWatch follows the bytes of a backend's event-stream answer to one
+// request, as they are passed on unchanged, and tells when the event that
+// carries the JSON-RPC response to that request has gone through: after it
+// the server has nothing more to send on this stream (it SHOULD close it,
+// Streamable HTTP), so the gateway stops reading and lets the backend
+// connection go instead of holding it, and a worker, until the backend
+// closes. An event longer than maxWatched is not read (the stream then
+// ends when the backend ends it, as before).
+type answerWatch struct {
+	id      string // jsonrpc.IDKey of the request
+	buf     []byte // the current event so far
+	skip    bool   // the current event is too long to read
+	last    []byte // the last bytes seen, for a line end split between writes
+	scanned int    // how far buf has been searched for the event's end
+	later   bool   // an event has gone by: a BOM no longer starts the stream
+}
+
+var utf8BOM = []byte("\xEF\xBB\xBF")
+
+// maxWatched bounds the event answerWatch reads.
+const maxWatched = 1 << 20
+
+func newAnswerWatch(id json.RawMessage) *answerWatch {
+	key, ok := jsonrpc.IDKey(id)
+	if !ok {
+		return nil
+	}
+	return &answerWatch{id: key}
+}
+
+// feed reads p, the next bytes of the stream, and reports whether the
+// response has now been passed on whole.
+func (a *answerWatch) feed(p []byte) bool {
+	for len(p) > 0 {
+		if a.skip {
+			// Drop bytes up to the end of the long event.
+			joined := append(append([]byte(nil), a.last...), p...)
+			end := eventEnd(joined, 0)
+			if end < 0 {
+				a.last = tail(joined, 3)
+				return false
+			}
+			consumed := end - len(a.last)
+			if consumed < 0 {
+				consumed = 0
+			}
+			a.skip, a.last, a.later = false, nil, true
+			p = p[min(consumed, len(p)):]
+			continue
+		}
+		a.buf = append(a.buf, p...)
+		p = nil
+		for {
+			end := eventEnd(a.buf, max(0, a.scanned-3))
+			if end < 0 {
+				a.scanned = len(a.buf)
+				if len(a.buf) > maxWatched {
+					a.skip, a.last, a.buf, a.scanned = true, tail(a.buf, 3), nil, 0
+					a.later = true
+				}
+				break
+			}
+			ev := a.buf[:end]
+			rest := a.buf[end:]
+			if a.isAnswer(ev) {
+				return true
+			}
+			a.buf, a.scanned, a.later = append([]byte(nil), rest...), 0, true
+		}
+	}
+	return false
+}
+
+// isAnswer tells whether one whole event is the response to the request.
+func (a *answerWatch) isAnswer(event []byte) bool {
+	if a.later && bytes.HasPrefix(event, utf8BOM) {
+		// Only the stream's first bytes may be a BOM; later it is part of
+		// a field name no reader knows, so the event carries no data.
+		return false
+	}
+	ev, err := newSSEReader(bytes.NewReader(event), maxWatched+8).next()
+	if err != nil || !ev.hasData || !isResponse(ev.data) {
+		return false
+	}
+	var m struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(ev.data, &m) != nil {
+		return false
+	}
+	key, ok := jsonrpc.IDKey(m.ID)
+	return ok && key == a.id
+}
+
+// eventEnd is the index just past the blank line that ends the first
+// event in b (searching from from), or -1: an event ends at two line ends
+// in a row, each CRLF, LF or CR.
+func eventEnd(b []byte, from int) int {
+	for i := from; i < len(b); i++ {
+		var first int // length of the line end at i
+		switch {
+		case b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n':
+			first = 2
+		case b[i] == '\r' && i+1 == len(b):
+			return -1 // a CR at the end may be the start of a CRLF
+		case b[i] == '\n' || b[i] == '\r':
+			first = 1
+		default:
+			continue
+		}
+		j := i + first
+		switch {
+		case j < len(b) && b[j] == '\r' && j+1 < len(b) && b[j+1] == '\n':
+			return j + 2
+		case j < len(b) && b[j] == '\r' && j+1 == len(b):
+			return -1
+		case j < len(b) && (b[j] == '\n' || b[j] == '\r'):
+			return j + 1
+		}
+		i = j - 1
+	}
+	return -1
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) <= n {
+		return append([]byte(nil), b...)
+	}
+	return append([]byte(nil), b[len(b)-n:]...)
+}
+
+// pipeAnswer copies a backend's event-stream answer to one request to the
+// client unchanged, flushed as it comes, and stops once the response to
+// that request has gone through (answerWatch), reporting so; with no
+// watch (a notification, or an id the gateway cannot compare) it copies
+// to the end.
+func pipeAnswer(w *bufio.Writer, r io.Reader, watch *answerWatch) (answered bool) {
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return false
+			}
+			if werr := w.Flush(); werr != nil {
+				return false
+			}
+			if watch != nil && watch.feed(buf[:n]) {
+				return true
+			}
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
+
+// After the answer, what a backend still sends on the stream (its end,
+// usually within a millisecond) is read and dropped in the background,
+// so that the client's response ends at once and the connection goes back
+// to the pool. A backend that sends more than drainBytes or keeps the
+// stream open past drainWait loses the connection; so does every stream
+// beyond maxDraining at once.
+const (
+	maxDraining = 256
+	drainWait   = 250 * time.Millisecond
+	drainBytes  = 64 << 10
+)
+
+// drainAnswered reads body to its end in the background (bounded as
+// above), then closes it and ends the backend request with cancel.
+func (g *Gateway) drainAnswered(body io.ReadCloser, cancel context.CancelFunc) {
+	select {
+	case g.draining <- struct{}{}:
+	default:
+		body.Close()
+		cancel()
+		return
+	}
+	g.bg.Go(func() {
+		defer func() { <-g.draining }()
+		defer cancel()
+		defer body.Close()
+		t := time.AfterFunc(drainWait, cancel)
+		defer t.Stop()
+		_, _ = io.Copy(io.Discard, io.LimitReader(body, drainBytes))
+	})
+}

@@ -1,0 +1,111 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+)
+
+// feedAll feeds stream to a watch for id in chunks of size n and returns
+// how many bytes had been fed when it said the answer had gone through
+// (-1: never).
+func feedAll(id, stream string, n int) int {
+	w := newAnswerWatch([]byte(id))
+	for i := 0; i < len(stream); i += n {
+		j := min(i+n, len(stream))
+		if w.feed([]byte(stream[i:j])) {
+			return j
+		}
+	}
+	return -1
+}
+
+func TestAnswerWatch(t *testing.T) {
+	progress := "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n"
+	answer := "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}\n\n"
+	other := "data: {\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{}}\n\n"
+	strID := "data: {\"jsonrpc\":\"2.0\",\"id\":\"a\",\"error\":{\"code\":1,\"message\":\"x\"}}\n\n"
+	twoLines := "data: {\"jsonrpc\":\"2.0\",\n" + "data: \"id\":7,\"result\":{}}\n\n"
+	tests := []struct {
+		name, id, stream string
+		done             int // bytes fed when done (-1 never)
+	}{
+		{"the answer", "7", answer, len(answer)},
+		{"after a progress notification", "7", progress + answer, len(progress + answer)},
+		{"another id's answer is not ours", "7", other, -1},
+		{"an id spelt otherwise is ours", "7.0", answer, len(answer)},
+		{"a string id", `"a"`, strID, len(strID)},
+		{"CRLF line ends", "7", strings.ReplaceAll(answer, "\n", "\r\n"), len(answer) + 3},
+		// A CR last may be the start of a CRLF: the event ends with the
+		// next byte (or with the stream).
+		{"CR line ends", "7", strings.ReplaceAll(answer, "\n", "\r") + ":", len(answer) + 1},
+		{"data on two lines", "7", twoLines, len(twoLines)},
+		{"a BOM first", "7", "\xEF\xBB\xBF" + answer, len(answer) + 3},
+		{"a BOM later names no field", "7", progress + "\xEF\xBB\xBF" + answer, -1},
+		{"an unfinished event", "7", strings.TrimSuffix(answer, "\n"), -1},
+		{"a request from the server with our id", "7", "data: {\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"elicitation/create\"}\n\n", -1},
+		{"a too long event, then the answer", "7", "data: " + strings.Repeat("x", maxWatched+10) + "\n\n" + answer, maxWatched + 18 + len(answer)},
+	}
+	for _, tt := range tests {
+		for _, n := range []int{1, 2, 3, 7, 64, 1 << 16, 1 << 21} {
+			if got := feedAll(tt.id, tt.stream, n); got != tt.done && !(tt.done > 0 && got >= tt.done && got-tt.done < n) {
+				t.Errorf("%s, chunks of %d: done after %d bytes, want %d", tt.name, n, got, tt.done)
+			}
+		}
+	}
+}
+
+// pipeAnswer stops reading after the answer: a backend that keeps the
+// stream open afterwards does not hold the gateway.
+func TestPipeAnswerStopsAfterTheAnswer(t *testing.T) {
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = io.WriteString(pw, "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n")
+		// then nothing, never closed
+	}()
+	var out bytes.Buffer
+	bw := bufio.NewWriter(&out)
+	done := make(chan struct{})
+	go func() { pipeAnswer(bw, pr, newAnswerWatch([]byte("1"))); close(done) }()
+	<-done
+	_ = pw.Close()
+	if !strings.Contains(out.String(), `"id":1`) {
+		t.Fatalf("passed on %q", out.String())
+	}
+}
+
+// FuzzAnswerWatch: whatever the stream and however it is cut, the watch
+// agrees with the EventSource reader on whether (and after which event)
+// the response to the request went through.
+func FuzzAnswerWatch(f *testing.F) {
+	f.Add([]byte("data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n"), uint8(3))
+	f.Add([]byte("\xEF\xBB\xBFdata: {\"id\":1,\"result\":1}\r\n\r\n"), uint8(1))
+	f.Add([]byte(": c\n\n\xEF\xBB\xBFdata: {\"id\":1,\"result\":1}\n\n"), uint8(4))
+	f.Add([]byte(": c\n\ndata: {\"id\":2}\n\ndata:{\"id\":1,\"result\":1}\r\r"), uint8(5))
+	f.Fuzz(func(t *testing.T, stream []byte, cut uint8) {
+		n := int(cut%32) + 1
+		if len(stream) > 1<<16 {
+			return
+		}
+		// The reference: the events as the EventSource reader reads them.
+		want := -1
+		r := newSSEReader(bytes.NewReader(stream), maxWatched+8)
+		w := newAnswerWatch([]byte("1"))
+		for {
+			ev, err := r.next()
+			if err != nil {
+				break
+			}
+			if ev.hasData && isResponse(ev.data) && w.isAnswer([]byte("data: "+strings.ReplaceAll(string(ev.data), "\n", "\ndata: ")+"\n\n")) {
+				want = 1
+				break
+			}
+		}
+		got := feedAll("1", string(stream), n)
+		if want < 0 && got >= 0 {
+			t.Fatalf("done after %d bytes of %q, which carries no answer", got, stream)
+		}
+	})
+}
