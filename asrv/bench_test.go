@@ -69,6 +69,58 @@ func benchIntrospect(b *testing.B, gap time.Duration, opts ...func(*asrv.Config)
 	latency.Report(b, samples)
 }
 
+// BenchmarkIntrospectAmidWrites is BenchmarkIntrospect/store=badger with,
+// before each timed introspection, an untimed write that does not concern
+// the token: another agent's client_credentials token issued through the
+// token endpoint (a fleet's agents fetching tokens while this one calls
+// tools). writes=none is the same loop without the writes, the baseline of
+// the same run. The read cache forgets only the entries a write touched,
+// so both should show the cache's hit; a cache emptied by every write
+// shows a store read and two JSON decodes in writes=other-token.
+func BenchmarkIntrospectAmidWrites(b *testing.B) {
+	for _, writes := range []bool{false, true} {
+		name := "writes=none"
+		if writes {
+			name = "writes=other-token"
+		}
+		b.Run(name, func(b *testing.B) {
+			ta := newTestAS(b)
+			token := ta.machineToken("ci-bot", "jira:read")
+			reg := ta.register(map[string]any{
+				"client_name": "other", "grant_types": []string{"client_credentials"},
+				"token_endpoint_auth_method": "client_secret_basic",
+				"software_statement":         ta.statement("ci-bot", false),
+			})
+			id, secret := reg["client_id"].(string), reg["client_secret"].(string)
+			body := url.Values{"grant_type": {"client_credentials"}, "scope": {"jira:read"}}.Encode()
+			h := ta.srv.Config.Handler
+			ctx := context.Background()
+			samples := make([]time.Duration, 0, 1<<14)
+			for b.Loop() {
+				if writes {
+					b.StopTimer()
+					req := httptest.NewRequest(http.MethodPost, asrv.PathToken, strings.NewReader(body))
+					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+					req.SetBasicAuth(id, secret)
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, req)
+					if rec.Code != http.StatusOK {
+						b.Fatalf("%d %s", rec.Code, rec.Body)
+					}
+					b.StartTimer()
+				}
+				start := time.Now()
+				res, err := ta.as.Introspect(ctx, token, ta.resource)
+				samples = append(samples, time.Since(start))
+				if err != nil || !res.Active {
+					b.Fatalf("%v %v", res.Reasons, err)
+				}
+			}
+			latency.Report(b, samples)
+		})
+	}
+}
+
 // BenchmarkTokenIssuance issues client_credentials tokens through the token
 // endpoint's handler (client authentication, pbac/token, a synced Badger
 // write per token): tokens per second = 1e9 / ns/op.

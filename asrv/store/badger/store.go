@@ -240,13 +240,19 @@ func (s *Store) view(ctx context.Context, fn func(txn *badger.Txn) error) error 
 // for on-disk stores), retrying when it loses a write conflict. fn learns
 // whether it is a retry. When the retries run out the error wraps
 // fosite.ErrSerializationFailure, which fosite turns into "retry".
-func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn, retry bool) error) error {
+func (s *Store) update(ctx context.Context, fn func(txn *writeTxn, retry bool) error) error {
 	for attempt := 0; ; attempt++ {
 		if err := s.usable(ctx); err != nil {
 			return err
 		}
-		err := s.db.Update(func(txn *badger.Txn) error { return fn(txn, attempt > 0) })
-		s.cache.invalidate()
+		w := &writeTxn{}
+		err := s.db.Update(func(txn *badger.Txn) error {
+			w.Txn = txn
+			return fn(w, attempt > 0)
+		})
+		// Forgotten whether or not the commit went through: a failed one
+		// loses at most some cache hits.
+		s.cache.forget(w.access, w.clients)
 		if !errors.Is(err, badger.ErrConflict) {
 			return err
 		}
@@ -350,7 +356,7 @@ func (s *Store) CreateClient(ctx context.Context, c *asrv.Client) error {
 	if err != nil {
 		return fmt.Errorf("asrv: create client %q: encode: %w", c.ID, err)
 	}
-	err = s.update(ctx, func(txn *badger.Txn, _ bool) error {
+	err = s.update(ctx, func(txn *writeTxn, _ bool) error {
 		_, err := txn.Get(badgerClientKey(c.ID))
 		switch {
 		case err == nil:
@@ -376,7 +382,7 @@ func badgerPendingKey(id string) []byte { return []byte(badgerPrefixPending + id
 
 // badgerClientUsed clears id's pending mark, in the transaction that
 // issues it a code or token.
-func badgerClientUsed(txn *badger.Txn, id string) error {
+func badgerClientUsed(txn *writeTxn, id string) error {
 	k := badgerPendingKey(id)
 	if _, err := txn.Get(k); errors.Is(err, badger.ErrKeyNotFound) {
 		return nil
@@ -492,8 +498,8 @@ func (s *Store) Clients(ctx context.Context) ([]*asrv.Client, error) {
 // token of the client sees the change.
 func (s *Store) UpdateClient(ctx context.Context, id string, update func(*asrv.Client) error) (*asrv.Client, error) {
 	var out *asrv.Client
-	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
-		c, err := badgerLoadClient(txn, id)
+	err := s.update(ctx, func(txn *writeTxn, _ bool) error {
+		c, err := badgerLoadClient(txn.Txn, id)
 		if err != nil {
 			return err
 		}
@@ -601,7 +607,7 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 // pending) and sweeps its tokens; it reports whether it deleted it.
 func (s *Store) deleteClient(ctx context.Context, id string, onlyPending bool) (bool, error) {
 	existed := false
-	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+	err := s.update(ctx, func(txn *writeTxn, _ bool) error {
 		existed = false
 		if onlyPending {
 			if _, err := txn.Get(badgerPendingKey(id)); errors.Is(err, badger.ErrKeyNotFound) {
@@ -642,7 +648,7 @@ func (s *Store) deleteClient(ctx context.Context, id string, onlyPending bool) (
 		if len(keys) == 0 {
 			break
 		}
-		err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+		err := s.update(ctx, func(txn *writeTxn, _ bool) error {
 			for _, ik := range keys {
 				if err := badgerDeleteTokenByKey(txn, ik[len(base):]); err != nil {
 					return err
@@ -709,8 +715,8 @@ func (s *Store) ClientAssertionJWTValid(ctx context.Context, jti string) error {
 // assertion is rejected for its expiry anyway). Expired JTIs are removed by
 // Badger's TTL, so there is no sweep.
 func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
-	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
-		known, err := s.jtiKnown(txn, jti)
+	err := s.update(ctx, func(txn *writeTxn, _ bool) error {
+		known, err := s.jtiKnown(txn.Txn, jti)
 		if err != nil {
 			return err
 		}
@@ -775,8 +781,8 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, sig string, _ fosit
 // fails with fosite.ErrInvalidatedAuthorizeCode: of two concurrent token
 // requests redeeming one code, only one gets tokens.
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
-	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
-		rec, item, err := s.loadRecord(txn, badgerKindCode, sig)
+	err := s.update(ctx, func(txn *writeTxn, _ bool) error {
+		rec, item, err := s.loadRecord(txn.Txn, badgerKindCode, sig)
 		if err != nil {
 			return err
 		}
@@ -838,19 +844,19 @@ func (s *Store) DeleteAccessTokenSession(ctx context.Context, sig string) error 
 // fosite.ErrNotFound.
 func (s *Store) ConsumeAccessToken(ctx context.Context, sig string) (fosite.Requester, error) {
 	var req *fosite.Request
-	err := s.update(ctx, func(txn *badger.Txn, retry bool) error {
-		rec, _, err := s.loadRecord(txn, badgerKindAccess, sig)
+	err := s.update(ctx, func(txn *writeTxn, retry bool) error {
+		rec, _, err := s.loadRecord(txn.Txn, badgerKindAccess, sig)
 		if err != nil {
 			if retry && errors.Is(err, fosite.ErrNotFound) {
 				return asrv.ErrConsumed
 			}
 			return err
 		}
-		client, err := badgerLoadClient(txn, rec.ClientID)
+		client, err := badgerLoadClient(txn.Txn, rec.ClientID)
 		if err != nil {
 			return err
 		}
-		if err := badgerActorsRegistered(txn, rec); err != nil {
+		if err := badgerActorsRegistered(txn.Txn, rec); err != nil {
 			return err
 		}
 		req = rec.Request(client)
@@ -910,8 +916,8 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) e
 // transaction's read set: a revocation committed meanwhile rewrites it, so
 // the rotation conflicts and its retry sees the family revoked.
 func (s *Store) RotateRefreshTokenWithin(ctx context.Context, requestID, sig string, grace time.Duration) error {
-	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
-		rec, item, err := s.loadRecord(txn, badgerKindRefresh, sig)
+	err := s.update(ctx, func(txn *writeTxn, _ bool) error {
+		rec, item, err := s.loadRecord(txn.Txn, badgerKindRefresh, sig)
 		if err != nil {
 			return err
 		}
@@ -939,7 +945,7 @@ func (s *Store) RotateRefreshTokenWithin(ctx context.Context, requestID, sig str
 // the access tokens delegated from the grant. It returns nil when there
 // are none.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+	err := s.update(ctx, func(txn *writeTxn, _ bool) error {
 		if err := badgerRevokeFamily(txn, requestID, badgerKindRefresh); err != nil {
 			return err
 		}
@@ -955,7 +961,7 @@ func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error 
 // access token delegated from the grant. It returns nil when there are
 // none.
 func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
-	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+	err := s.update(ctx, func(txn *writeTxn, _ bool) error {
 		if err := badgerRevokeFamily(txn, requestID, badgerKindAccess); err != nil {
 			return err
 		}
@@ -969,12 +975,12 @@ func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
 
 // badgerRevokeFamily deletes the access tokens, or deactivates the refresh tokens,
 // of requestID, found through the request-id index.
-func badgerRevokeFamily(txn *badger.Txn, requestID string, kind badgerKind) error {
+func badgerRevokeFamily(txn *writeTxn, requestID string, kind badgerKind) error {
 	if !store.ValidID(requestID) {
 		return nil
 	}
 	base := badgerIndexBase(badgerPrefixReqIndex, requestID)
-	for _, ik := range badgerScanKeys(txn, append(base, kind.prefix...), 0) {
+	for _, ik := range badgerScanKeys(txn.Txn, append(base, kind.prefix...), 0) {
 		tk := ik[len(base):]
 		item, err := txn.Get(tk)
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -1017,7 +1023,7 @@ func badgerRevokeFamily(txn *badger.Txn, requestID string, kind badgerKind) erro
 // badgerRevokeDescendants deletes the access tokens delegated from a token
 // of requestID, at any depth (each is indexed under every grant it
 // descends from).
-func badgerRevokeDescendants(txn *badger.Txn, requestID string) error {
+func badgerRevokeDescendants(txn *writeTxn, requestID string) error {
 	if !store.ValidID(requestID) {
 		return nil
 	}
@@ -1025,7 +1031,7 @@ func badgerRevokeDescendants(txn *badger.Txn, requestID string) error {
 		return err
 	}
 	base := badgerIndexBase(badgerPrefixAncIndex, requestID)
-	for _, ik := range badgerScanKeys(txn, base, 0) {
+	for _, ik := range badgerScanKeys(txn.Txn, base, 0) {
 		if err := badgerDeleteTokenByKey(txn, ik[len(base):]); err != nil {
 			return err
 		}
@@ -1042,7 +1048,7 @@ func badgerRevokeDescendants(txn *badger.Txn, requestID string) error {
 // found a key written meanwhile: without a key both touch, a revocation
 // could miss a delegated token committed after it started, and a delegation
 // could miss a refresh-side revocation committed after it started.
-func badgerTouchGrant(txn *badger.Txn, requestID string, exp uint64, remove bool) error {
+func badgerTouchGrant(txn *writeTxn, requestID string, exp uint64, remove bool) error {
 	k := badgerIndexBase(badgerPrefixGrant, requestID)
 	if _, err := txn.Get(k); err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
 		return err
@@ -1070,8 +1076,8 @@ func (s *Store) CreateDelegatedAccessToken(ctx context.Context, sig string, req 
 	}
 	exp := badgerExpiresAt(rec.Session.GetExpiresAt(fosite.AccessToken))
 	key := badgerKindAccess.key(sig)
-	err = s.update(ctx, func(txn *badger.Txn, retry bool) error {
-		subject, _, err := s.loadRecord(txn, badgerKindAccess, subjectSig)
+	err = s.update(ctx, func(txn *writeTxn, retry bool) error {
+		subject, _, err := s.loadRecord(txn.Txn, badgerKindAccess, subjectSig)
 		if err != nil {
 			if retry && errors.Is(err, fosite.ErrNotFound) {
 				return asrv.ErrConsumed
@@ -1083,7 +1089,7 @@ func (s *Store) CreateDelegatedAccessToken(ctx context.Context, sig string, req 
 			return err
 		}
 		for _, id := range append(slices.Clone(linked.Actors), linked.ClientID) {
-			if _, err := badgerLoadClient(txn, id); err != nil {
+			if _, err := badgerLoadClient(txn.Txn, id); err != nil {
 				return fmt.Errorf("client %q: %w", id, err)
 			}
 		}
@@ -1092,7 +1098,7 @@ func (s *Store) CreateDelegatedAccessToken(ctx context.Context, sig string, req 
 				return err
 			}
 		}
-		if err := s.badgerSubjectAllowed(txn, &linked); err != nil {
+		if err := s.badgerSubjectAllowed(txn.Txn, &linked); err != nil {
 			return err
 		}
 		if err := badgerClientUsed(txn, linked.ClientID); err != nil {
@@ -1122,14 +1128,14 @@ func (s *Store) createToken(ctx context.Context, kind badgerKind, sig, accessSig
 	rec.AccessSignature = accessSig
 	exp := badgerExpiresAt(rec.Session.GetExpiresAt(kind.typ))
 	key := kind.key(sig)
-	err = s.update(ctx, func(txn *badger.Txn, _ bool) error {
+	err = s.update(ctx, func(txn *writeTxn, _ bool) error {
 		// Reading the client puts it in this transaction's read set: a
 		// concurrent DeleteClient makes this commit conflict and the retry
 		// finds the client gone, so no token outlives its client.
-		if _, err := badgerLoadClient(txn, rec.ClientID); err != nil {
+		if _, err := badgerLoadClient(txn.Txn, rec.ClientID); err != nil {
 			return fmt.Errorf("client %q: %w", rec.ClientID, err)
 		}
-		if err := s.badgerSubjectAllowed(txn, rec); err != nil {
+		if err := s.badgerSubjectAllowed(txn.Txn, rec); err != nil {
 			return err
 		}
 		if err := badgerClientUsed(txn, rec.ClientID); err != nil {
@@ -1146,7 +1152,7 @@ func (s *Store) createToken(ctx context.Context, kind badgerKind, sig, accessSig
 // badgerSetToken writes a token record and its index entries, all expiring
 // at exp: by request id and client, and for a delegated token by every
 // grant it descends from and every actor.
-func badgerSetToken(txn *badger.Txn, key []byte, rec *store.Record, exp uint64) error {
+func badgerSetToken(txn *writeTxn, key []byte, rec *store.Record, exp uint64) error {
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode: %w", err)
@@ -1221,7 +1227,7 @@ func (s *Store) deleteToken(ctx context.Context, kind badgerKind, sig string) er
 	if !store.ValidSignature(sig) {
 		return nil
 	}
-	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+	err := s.update(ctx, func(txn *writeTxn, _ bool) error {
 		return badgerDeleteTokenByKey(txn, kind.key(sig))
 	})
 	if err != nil {
@@ -1264,7 +1270,7 @@ func badgerItemRecord(item *badger.Item) (*store.Record, error) {
 
 // badgerDeleteTokenByKey deletes a token record and its index entries; nothing if
 // it is absent.
-func badgerDeleteTokenByKey(txn *badger.Txn, tk []byte) error {
+func badgerDeleteTokenByKey(txn *writeTxn, tk []byte) error {
 	item, err := txn.Get(tk)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil
@@ -1291,7 +1297,7 @@ func badgerActorsRegistered(txn *badger.Txn, rec *store.Record) error {
 	return nil
 }
 
-func badgerDeleteRecord(txn *badger.Txn, tk []byte, rec *store.Record) error {
+func badgerDeleteRecord(txn *writeTxn, tk []byte, rec *store.Record) error {
 	if err := txn.Delete(tk); err != nil {
 		return err
 	}
@@ -1326,7 +1332,7 @@ func badgerDeleteRecord(txn *badger.Txn, tk []byte, rec *store.Record) error {
 }
 
 // badgerRewriteRecord stores rec under tk keeping its Badger expiry.
-func badgerRewriteRecord(txn *badger.Txn, tk []byte, rec *store.Record, expiresAt uint64) error {
+func badgerRewriteRecord(txn *writeTxn, tk []byte, rec *store.Record, expiresAt uint64) error {
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode: %w", err)

@@ -72,7 +72,7 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string, until time.Ti
 		until = at.Add(time.Minute)
 	}
 	mark := badgerIndexBase(badgerPrefixRevoked, subject)
-	err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+	err := s.update(ctx, func(txn *writeTxn, _ bool) error {
 		exp := badgerExpiresAt(until)
 		if item, err := txn.Get(mark); err == nil {
 			exp = max(exp, item.ExpiresAt())
@@ -99,7 +99,7 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string, until time.Ti
 			batch := keys[:min(len(keys), badgerSweepBatch)]
 			keys = keys[len(batch):]
 			n := 0
-			err := s.update(ctx, func(txn *badger.Txn, _ bool) error {
+			err := s.update(ctx, func(txn *writeTxn, _ bool) error {
 				n = 0
 				for _, k := range batch {
 					ended, err := s.endSubjectToken(txn, kind, k, subject)
@@ -189,7 +189,7 @@ func (s *Store) endable(kind badgerKind, rec *store.Record, subject string) bool
 // endSubjectToken ends the record at key if it (still) acts for subject:
 // a refresh token is made inactive, anything else deleted. It reports
 // whether that ended something usable.
-func (s *Store) endSubjectToken(txn *badger.Txn, kind badgerKind, key []byte, subject string) (bool, error) {
+func (s *Store) endSubjectToken(txn *writeTxn, kind badgerKind, key []byte, subject string) (bool, error) {
 	item, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return false, nil
