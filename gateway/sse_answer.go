@@ -6,7 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"strings"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/pbac-gateway/pbac/jsonrpc"
 )
@@ -92,17 +95,63 @@ func (a *answerWatch) isAnswer(event []byte) bool {
 		return false
 	}
 	ev, err := newSSEReader(bytes.NewReader(event), maxWatched+8).next()
-	if err != nil || !ev.hasData || !isResponse(ev.data) {
+	if err != nil || !ev.hasData {
 		return false
 	}
-	var m struct {
-		ID json.RawMessage `json:"id"`
-	}
-	if json.Unmarshal(ev.data, &m) != nil {
+	id, ok := responseID(ev.data)
+	if !ok {
 		return false
 	}
-	key, ok := jsonrpc.IDKey(m.ID)
+	key, ok := jsonrpc.IDKey(id)
 	return ok && key == a.id
+}
+
+// responseID is the id of a JSON-RPC response: one object with an "id"
+// that is not null and no method. It is read in one pass that skips the
+// result unparsed. Anything doubtful is not a response (a name that is
+// "id" or "method" but for case, a name twice, bytes after the object):
+// the stream then goes on to its end, as it would without the watch.
+func responseID(data []byte) (json.RawMessage, bool) {
+	dec := jsontext.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return nil, false
+	}
+	var id jsontext.Value
+	for {
+		switch dec.PeekKind() {
+		case '}':
+			if _, err := dec.ReadToken(); err != nil {
+				return nil, false
+			}
+			if _, err := dec.ReadToken(); err != io.EOF {
+				return nil, false
+			}
+			if len(id) == 0 || string(id) == "null" {
+				return nil, false
+			}
+			return json.RawMessage(id), true
+		case 0:
+			return nil, false
+		}
+		name, err := dec.ReadToken()
+		if err != nil {
+			return nil, false
+		}
+		switch n := name.String(); {
+		case n == "id":
+			v, err := dec.ReadValue()
+			if err != nil {
+				return nil, false
+			}
+			id = v.Clone()
+		case strings.EqualFold(n, "id") || strings.EqualFold(n, "method"):
+			return nil, false
+		default:
+			if dec.SkipValue() != nil {
+				return nil, false
+			}
+		}
+	}
 }
 
 // eventEnd is the index just past the blank line that ends the first

@@ -3,9 +3,12 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/pbac-gateway/pbac/jsonrpc"
 )
 
 // feedAll feeds stream to a watch for id in chunks of size n and returns
@@ -106,6 +109,90 @@ func FuzzAnswerWatch(f *testing.F) {
 		got := feedAll("1", string(stream), n)
 		if want < 0 && got >= 0 {
 			t.Fatalf("done after %d bytes of %q, which carries no answer", got, stream)
+		}
+	})
+}
+
+func TestResponseID(t *testing.T) {
+	tests := []struct {
+		data string
+		id   string // "" when not a response
+	}{
+		{`{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"x"}]}}`, "7"},
+		{` {"result":{},"id":"a"} `, `"a"`},
+		{`{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"m"}}`, "7"},
+		{`{"jsonrpc":"2.0","id":7,"method":"elicitation/create","params":{}}`, ""},
+		{`{"jsonrpc":"2.0","method":"notifications/progress"}`, ""},
+		{`{"jsonrpc":"2.0","id":null,"error":{}}`, ""},
+		{`{"jsonrpc":"2.0","ID":7,"result":{}}`, ""},
+		{`{"jsonrpc":"2.0","id":7,"Method":"x","result":{}}`, ""},
+		{`{"id":7,"id":8,"result":{}}`, ""},
+		{`{"id":7,"result":{}} {"id":8}`, ""},
+		{`{"id":7,"result":{`, ""},
+		{`[{"id":7,"result":{}}]`, ""},
+		{``, ""},
+	}
+	for _, tt := range tests {
+		id, ok := responseID([]byte(tt.data))
+		if ok != (tt.id != "") || string(id) != tt.id {
+			t.Errorf("responseID(%s) = %s, %v; want %q", tt.data, id, ok, tt.id)
+		}
+	}
+}
+
+// FuzzResponseID is differential: whatever responseID takes for a
+// response, encoding/json's reading (isResponse, then the id) takes for
+// the same response.
+func FuzzResponseID(f *testing.F) {
+	f.Add([]byte(`{"jsonrpc":"2.0","id":7,"result":{}}`))
+	f.Add([]byte(`{"id":"a","error":{"code":1}}`))
+	f.Add([]byte(`{"id":7,"method":"x"}`))
+	f.Add([]byte(`{"id":1.0e0,"result":[1,{"a":"\u0000"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		id, ok := responseID(data)
+		if !ok {
+			return
+		}
+		var m struct {
+			ID json.RawMessage `json:"id"`
+		}
+		if !isResponse(data) || json.Unmarshal(data, &m) != nil {
+			t.Fatalf("responseID takes %q for a response (id %s), encoding/json does not", data, id)
+		}
+		k1, ok1 := jsonrpc.IDKey(id)
+		k2, ok2 := jsonrpc.IDKey(m.ID)
+		if ok1 != ok2 || k1 != k2 {
+			t.Fatalf("%q: id %s (%q %v), encoding/json %s (%q %v)", data, id, k1, ok1, m.ID, k2, ok2)
+		}
+	})
+}
+
+// BenchmarkResponseID: telling the answer to a tools/call (a 2 KiB result)
+// from other messages, in one pass (responseID) and, as the baseline of
+// the same run, with encoding/json as the watch did before (isResponse,
+// then the id).
+func BenchmarkResponseID(b *testing.B) {
+	text := strings.Repeat(`{"key":"SEC-12","summary":"Rotate production AWS credentials automatically"},`, 26)
+	data := []byte(`{"jsonrpc":"2.0","id":42,"result":{"content":[{"type":"text","text":"x"}],"structuredContent":{"issues":[` + strings.TrimSuffix(text, ",") + `]}}}`)
+	b.Run("one-pass", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := responseID(data); !ok {
+				b.Fatal("not a response")
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for b.Loop() {
+			var m struct {
+				ID json.RawMessage `json:"id"`
+			}
+			if !isResponse(data) || json.Unmarshal(data, &m) != nil {
+				b.Fatal("not a response")
+			}
 		}
 	})
 }
