@@ -19,27 +19,9 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 )
 
-// HostPrefix is the package path of the gateway's markers.
-const HostPrefix = "github.com/pbac-gateway/pbac/host."
-
-// Markers are the marker functions (gateway/probe_markers.go) by stage.
-// Each probed marker costs the gateway an entry uprobe's trap into the
-// kernel per call, so the ones only the per-stage breakdown needs are
-// attached with Options.Stages (probeReplyDone also without the socket
-// stages, where it ends the call).
-var markers = []struct {
-	stage    Stage
-	name     string
-	required bool
-	detail   bool
-}{
-	{StageStart, "probeRequestStart", true, false},
-	{StageAuthenticated, "probeAuthenticated", false, true},
-	{StageDecided, "probeDecided", false, true},
-	{StageForward, "probeForwardStart", true, false},
-	{StageBackendDone, "probeBackendDone", true, false},
-	{StageReplyDone, "probeReplyDone", true, true},
-}
+// MarkerPrefix is the package path of the gateway's markers (gateway/probe_markers.go),
+// with the dot that joins it to a function's name in the symbol table.
+const MarkerPrefix = "github.com/pbac-gateway/pbac/gateway."
 
 // readInterval is how often the reader empties the ring buffer.
 const readInterval = 50 * time.Millisecond
@@ -51,14 +33,14 @@ type Options struct {
 	// Executable is the gateway's executable; default /proc/<PID>/exe.
 	Executable string
 	// SymbolPrefix is the markers' package path with a trailing dot;
-	// default HostPrefix.
+	// default MarkerPrefix.
 	SymbolPrefix string
 	// Ports are the local ports of the gateway's client connections (the
 	// ports it listens on), for the socket-level stages; when empty, the
 	// TCP ports the process listens on.
 	Ports []uint16
 	// Addresses are the markers' entry addresses in the process, by name
-	// (host.ProbeMarkers for this process); when set they are used instead
+	// (gateway.ProbeMarkers for this process); when set they are used instead
 	// of the executable's symbol table, which go run and go test leave out.
 	Addresses map[string]uintptr
 	// Stages attaches the markers only the per-stage breakdown needs
@@ -101,7 +83,7 @@ func Attach(o Options) (*Probe, error) {
 		o.Executable = "/proc/" + strconv.Itoa(o.PID) + "/exe"
 	}
 	if o.SymbolPrefix == "" {
-		o.SymbolPrefix = HostPrefix
+		o.SymbolPrefix = MarkerPrefix
 	}
 	var err error
 	if err := rlimit.RemoveMemlock(); err != nil {

@@ -4,8 +4,9 @@ package ebpf
 
 import "log/slog"
 
-// HostPrefix is the package path of the gateway's markers.
-const HostPrefix = "github.com/pbac-gateway/pbac/host."
+// MarkerPrefix is the package path of the gateway's markers (gateway/probe_markers.go),
+// with the dot that joins it to a function's name in the symbol table.
+const MarkerPrefix = "github.com/pbac-gateway/pbac/gateway."
 
 // Options say what to probe; see the Linux build.
 type Options struct {
