@@ -111,43 +111,26 @@ func Attach(o Options) (*Probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the gateway's executable: %w", err)
 	}
-	for _, mk := range markers {
-		if mk.detail && !o.Stages && (sockets || mk.stage != StageReplyDone) {
-			continue
-		}
-		insns := p.maps.markerProgram(mk.stage)
-		if mk.stage == StageStart && sockets {
-			insns = p.maps.requestStartProgram()
-		}
-		prog, err := loadProgram("pbac_"+mk.stage.String(), cebpf.Kprobe, insns)
-		if err != nil {
-			return nil, err
-		}
-		p.progs = append(p.progs, prog)
-		symbol, uo := o.SymbolPrefix+mk.name, &link.UprobeOptions{PID: o.PID}
-		if o.Addresses != nil {
-			addr, ok := o.Addresses[mk.name]
-			if !ok {
-				if mk.required {
-					return nil, fmt.Errorf("no address for marker %s", mk.name)
-				}
+	// The split markers first: when both attach, the handler's ends of
+	// the backend call are needed only for the breakdown.
+	split := 0
+	for _, pass := range []bool{true, false} {
+		for _, mk := range markers {
+			if mk.split != pass {
 				continue
 			}
-			if uo.Address, err = fileOffset(o.PID, uint64(addr)); err != nil {
-				return nil, fmt.Errorf("marker %s: %w", mk.name, err)
-			}
-			symbol = ""
-		}
-		l, err := ex.Uprobe(symbol, prog, uo)
-		if err != nil {
-			if !mk.required && errors.Is(err, link.ErrNoSymbol) {
-				log.Info("probe: optional marker not in the executable", "marker", mk.name)
+			if mk.handler && split == 2 && !o.Stages {
 				continue
 			}
-			return nil, fmt.Errorf("attach to marker %s%s in %s (an executable built by go run or with -ldflags=-s has no symbol table; build it with go build): %w",
-				o.SymbolPrefix, mk.name, o.Executable, err)
+			attachedOne, err := p.attachMarker(ex, o, mk.stage, mk.name, mk.required && !(mk.handler && split == 2),
+				mk.detail && !o.Stages && (sockets || mk.stage != StageReplyDone), sockets, log)
+			if err != nil {
+				return nil, err
+			}
+			if mk.split && attachedOne {
+				split++
+			}
 		}
-		p.links = append(p.links, l)
 	}
 	if sockets {
 		if err := p.attachSockets(); err != nil {
@@ -159,8 +142,51 @@ func Attach(o Options) (*Probe, error) {
 	}
 	attached = true
 	go p.read(log)
-	log.Info("probe attached", "pid", o.PID, "executable", o.Executable, "sockets", sockets, "ports", ports)
+	log.Info("probe attached", "pid", o.PID, "executable", o.Executable, "sockets", sockets, "ports", ports, "backend_split", split == 2)
 	return p, nil
+}
+
+// attachMarker attaches the program of stage to the marker name (skip:
+// not wanted), and reports whether it did; a marker not in the executable
+// is an error only when required.
+func (p *Probe) attachMarker(ex *link.Executable, o Options, stage Stage, name string, required, skip, sockets bool, log *slog.Logger) (bool, error) {
+	if skip {
+		return false, nil
+	}
+	insns := p.maps.markerProgram(stage)
+	if stage == StageStart && sockets {
+		insns = p.maps.requestStartProgram()
+	}
+	prog, err := loadProgram("pbac_"+stage.String(), cebpf.Kprobe, insns)
+	if err != nil {
+		return false, err
+	}
+	p.progs = append(p.progs, prog)
+	symbol, uo := o.SymbolPrefix+name, &link.UprobeOptions{PID: o.PID}
+	if o.Addresses != nil {
+		addr, ok := o.Addresses[name]
+		if !ok {
+			if required {
+				return false, fmt.Errorf("no address for marker %s", name)
+			}
+			return false, nil
+		}
+		if uo.Address, err = fileOffset(o.PID, uint64(addr)); err != nil {
+			return false, fmt.Errorf("marker %s: %w", name, err)
+		}
+		symbol = ""
+	}
+	l, err := ex.Uprobe(symbol, prog, uo)
+	if err != nil {
+		if !required && errors.Is(err, link.ErrNoSymbol) {
+			log.Info("probe: optional marker not in the executable", "marker", name)
+			return false, nil
+		}
+		return false, fmt.Errorf("attach to marker %s%s in %s (an executable built by go run or with -ldflags=-s has no symbol table; build it with go build): %w",
+			o.SymbolPrefix, name, o.Executable, err)
+	}
+	p.links = append(p.links, l)
+	return true, nil
 }
 
 func (p *Probe) attachSockets() error {

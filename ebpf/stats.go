@@ -24,6 +24,14 @@ const (
 	StageDecided
 	// StageForward: the request to the backend is about to leave (probeForwardStart).
 	StageForward
+	// StageBackendSent: the gateway's HTTP client has written the request
+	// to the backend's connection (probeBackendSent, httptrace's
+	// WroteRequest, after the write).
+	StageBackendSent
+	// StageBackendFirstByte: the gateway's HTTP client has read the first
+	// byte of the backend's response (probeBackendFirstByte, httptrace's
+	// GotFirstResponseByte).
+	StageBackendFirstByte
 	// StageBackendDone: the backend's response headers are in (probeBackendDone).
 	StageBackendDone
 	// StageReplyDone: the handler handed the reply to the server (probeReplyDone).
@@ -34,7 +42,7 @@ const (
 	numStages
 )
 
-var stageNames = [numStages]string{"", "arrival", "start", "authenticated", "decided", "forward", "backend_done", "reply_done", "reply_out"}
+var stageNames = [numStages]string{"", "arrival", "start", "authenticated", "decided", "forward", "backend_sent", "backend_first_byte", "backend_done", "reply_done", "reply_out"}
 
 func (s Stage) String() string {
 	if s < numStages {
@@ -47,13 +55,16 @@ func (s Stage) String() string {
 // breakdown; with a stage not probed, the segment across it is named by
 // its two ends.
 var segmentNames = map[[2]Stage]string{
-	{StageArrival, StageStart}:         "receive",      // wake-up, read and parse of the request
-	{StageStart, StageAuthenticated}:   "authenticate", // token introspection
-	{StageAuthenticated, StageDecided}: "decide",       // JSON-RPC parse, session, pbac/tool_call
-	{StageDecided, StageForward}:       "prepare",      // building the backend request
-	{StageForward, StageBackendDone}:   "backend",      // the backend's time, as the gateway sees it
-	{StageBackendDone, StageReplyDone}: "respond",      // response headers, audit, handing over the body
-	{StageReplyDone, StageReplyOut}:    "send",         // the server writing the reply
+	{StageArrival, StageStart}:                "receive",      // wake-up, read and parse of the request
+	{StageStart, StageAuthenticated}:          "authenticate", // token introspection
+	{StageAuthenticated, StageDecided}:        "decide",       // JSON-RPC parse, session, pbac/tool_call
+	{StageDecided, StageForward}:              "prepare",      // building the backend request
+	{StageForward, StageBackendDone}:          "backend",      // the backend's time, as the gateway's handler sees it
+	{StageForward, StageBackendSent}:          "client out",   // the gateway's HTTP client sending the request
+	{StageBackendSent, StageBackendFirstByte}: "backend",      // request written → first byte of the answer read
+	{StageBackendFirstByte, StageBackendDone}: "client in",    // the HTTP client reading the response headers
+	{StageBackendDone, StageReplyDone}:        "respond",      // response headers, audit, handing over the body
+	{StageReplyDone, StageReplyOut}:           "send",         // the server writing the reply
 }
 
 func segmentName(from, to Stage) string {
@@ -167,7 +178,7 @@ func (c *Collector) evictLocked() {
 
 func (c *Collector) finishLocked(cl *call) {
 	ts := cl.ts
-	if ts[StageForward] == 0 {
+	if ts[StageForward] == 0 && ts[StageBackendSent] == 0 {
 		// Answered by the gateway itself: a denial, an error.
 		c.notForwarded++
 		return
@@ -176,18 +187,28 @@ func (c *Collector) finishLocked(cl *call) {
 	if c.sockets {
 		begin, end = StageArrival, StageReplyOut
 	}
-	if ts[begin] == 0 || ts[end] == 0 || ts[StageBackendDone] == 0 ||
-		!(ts[begin] <= ts[StageForward] && ts[StageForward] <= ts[StageBackendDone] && ts[StageBackendDone] <= ts[end]) {
+	// The backend's own time is from the request written to its
+	// connection to the answer's first byte read (the HTTP client's
+	// markers); the gateway's HTTP client on either side of it (handing
+	// the request to its connection's writer, reading the response
+	// headers) is the gateway's. Without those markers (an older gateway)
+	// it is the handler's view, forward → response headers.
+	out0, in1 := StageBackendSent, StageBackendFirstByte
+	if ts[out0] == 0 || ts[in1] == 0 {
+		out0, in1 = StageForward, StageBackendDone
+	}
+	if ts[begin] == 0 || ts[end] == 0 || ts[out0] == 0 || ts[in1] == 0 ||
+		!(ts[begin] <= ts[out0] && ts[out0] <= ts[in1] && ts[in1] <= ts[end]) {
 		c.partial++
 		return
 	}
-	in, out := int64(ts[StageForward]-ts[begin]), int64(ts[end]-ts[StageBackendDone])
+	in, out := int64(ts[out0]-ts[begin]), int64(ts[end]-ts[in1])
 	for _, h := range []*histSet{c.total, c.window} {
 		h.calls++
 		_ = h.ingress.RecordValue(in)
 		_ = h.egress.RecordValue(out)
 		_ = h.overhead.RecordValue(in + out)
-		_ = h.backend.RecordValue(int64(ts[StageBackendDone] - ts[StageForward]))
+		_ = h.backend.RecordValue(int64(ts[in1] - ts[out0]))
 		_ = h.total.RecordValue(int64(ts[end] - ts[begin]))
 		prev := Stage(0)
 		for st := StageArrival; st < numStages; st++ {

@@ -336,7 +336,7 @@ func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 	}
 	probeForwardStart(c.Context().ID())
 	bstart := time.Now()
-	res, err := g.backendCall(c.UserContext(), b, sess, "tools/call", params)
+	res, err := g.backendCall(probeTrace(c.UserContext(), c.Context().ID()), b, sess, "tools/call", params)
 	probeBackendDone(c.Context().ID())
 	btook := time.Since(bstart)
 	g.metrics.stage("backend", btook)

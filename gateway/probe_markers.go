@@ -1,6 +1,10 @@
 package gateway
 
-import "reflect"
+import (
+	"context"
+	"net/http/httptrace"
+	"reflect"
+)
 
 // Probe markers: empty, never-inlined functions the gateway calls at each
 // stage of a forwarded call, with the call's probe id (fasthttp's request
@@ -40,6 +44,18 @@ func probeForwardStart(id uint64) { _ = id }
 //go:noinline
 func probeBackendDone(id uint64) { _ = id }
 
+// probeBackendSent: the gateway's HTTP client has written the request to
+// the backend's connection.
+//
+//go:noinline
+func probeBackendSent(id uint64) { _ = id }
+
+// probeBackendFirstByte: the gateway's HTTP client has read the first
+// byte of the backend's response.
+//
+//go:noinline
+func probeBackendFirstByte(id uint64) { _ = id }
+
 // probeReplyDone: the handler has handed the reply to the server, which
 // writes it once the handler returns.
 //
@@ -52,11 +68,24 @@ func probeReplyDone(id uint64) { _ = id }
 // table.
 func ProbeMarkers() map[string]uintptr {
 	return map[string]uintptr{
-		"probeRequestStart":  reflect.ValueOf(probeRequestStart).Pointer(),
-		"probeAuthenticated": reflect.ValueOf(probeAuthenticated).Pointer(),
-		"probeDecided":       reflect.ValueOf(probeDecided).Pointer(),
-		"probeForwardStart":  reflect.ValueOf(probeForwardStart).Pointer(),
-		"probeBackendDone":   reflect.ValueOf(probeBackendDone).Pointer(),
-		"probeReplyDone":     reflect.ValueOf(probeReplyDone).Pointer(),
+		"probeRequestStart":     reflect.ValueOf(probeRequestStart).Pointer(),
+		"probeAuthenticated":    reflect.ValueOf(probeAuthenticated).Pointer(),
+		"probeDecided":          reflect.ValueOf(probeDecided).Pointer(),
+		"probeForwardStart":     reflect.ValueOf(probeForwardStart).Pointer(),
+		"probeBackendSent":      reflect.ValueOf(probeBackendSent).Pointer(),
+		"probeBackendFirstByte": reflect.ValueOf(probeBackendFirstByte).Pointer(),
+		"probeBackendDone":      reflect.ValueOf(probeBackendDone).Pointer(),
+		"probeReplyDone":        reflect.ValueOf(probeReplyDone).Pointer(),
 	}
+}
+
+// probeTrace marks, for the probe, when the gateway's HTTP client has
+// written call id's request to the backend and read the answer's first
+// byte: the time between is the backend's own, the rest of the client's
+// is the gateway's.
+func probeTrace(ctx context.Context, id uint64) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest:         func(httptrace.WroteRequestInfo) { probeBackendSent(id) },
+		GotFirstResponseByte: func() { probeBackendFirstByte(id) },
+	})
 }

@@ -581,7 +581,7 @@ func (g *Gateway) backendRequest(ctx context.Context, c *fiber.Ctx, backend *Bac
 // forward sends an allowed message to the backend and streams the answer.
 func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, sess *session, rec *audit.Record, start time.Time) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), backend.Timeout)
-	req, err := g.backendRequest(ctx, c, backend, http.MethodPost, msg.Raw, sess)
+	req, err := g.backendRequest(probeTrace(ctx, c.Context().ID()), c, backend, http.MethodPost, msg.Raw, sess)
 	if err != nil {
 		cancel()
 		return err

@@ -38,14 +38,20 @@ func newProbeCommand() *cobra.Command {
 		Long: `Attaches eBPF programs to a running gateway and measures, per call forwarded
 to a backend, from outside the gateway's code:
 
-  ingress   request in → forward out: from the client's request arriving on the
-            gateway's connection to the request to the backend leaving
-  egress    backend response → reply out: from the backend's response headers
-            to the reply leaving on the client's connection
+  ingress   request in → request out: from the client's request arriving on
+            the gateway's connection to the gateway's HTTP client having
+            written it to the backend's connection
+  egress    response in → reply out: from the HTTP client reading the first
+            byte of the backend's response to the reply leaving on the
+            client's connection
   overhead  ingress + egress: what the gateway adds to the call
+  backend   request out → response in: the backend's own time (the gateway's
+            HTTP client on either side of it is the gateway's)
 
 with live p50/p99 every --interval and a per-stage breakdown (receive,
-prepare, backend, send; with --stages also authenticate, decide, respond). Entry uprobes on the
+prepare, client out, backend, client in, send; with --stages also
+authenticate, decide, respond). A gateway older than the client's markers
+is measured from forward to response headers instead. Entry uprobes on the
 gateway's marker functions give the stages inside the process, with each
 call's id read from the Go register ABI; the sock:sk_data_ready,
 sock_recv_length and sock_send_length tracepoints on the gateway's listening

@@ -1,0 +1,53 @@
+package ebpf
+
+import "testing"
+
+// TestCollectorBackendEnds: the backend's time is taken between the HTTP
+// client's markers (request written, first byte read) when a call has
+// them, the gateway's client on either side counting as overhead; a call
+// from a gateway without them is measured from forward to the response
+// headers; a call with neither is partial, one with no forward at all was
+// not forwarded.
+func TestCollectorBackendEnds(t *testing.T) {
+	µs := func(n uint64) uint64 { return n * 1000 }
+	tests := []struct {
+		name                       string
+		ts                         map[Stage]uint64
+		calls, partial, notFwd     int64
+		backend, overhead, ingress float64
+	}{
+		{"split", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageForward: µs(10), StageBackendSent: µs(30),
+			StageBackendFirstByte: µs(130), StageBackendDone: µs(150), StageReplyOut: µs(200)}, 1, 0, 0, 100, 99, 29},
+		{"split without the handler's ends", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageBackendSent: µs(30),
+			StageBackendFirstByte: µs(130), StageReplyOut: µs(200)}, 1, 0, 0, 100, 99, 29},
+		{"an older gateway", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageForward: µs(10),
+			StageBackendDone: µs(150), StageReplyOut: µs(200)}, 1, 0, 0, 140, 59, 9},
+		{"ends out of order", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageBackendSent: µs(130),
+			StageBackendFirstByte: µs(30), StageReplyOut: µs(200)}, 0, 1, 0, 0, 0, 0},
+		{"no answer from the backend", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageBackendSent: µs(30),
+			StageReplyOut: µs(200)}, 0, 1, 0, 0, 0, 0},
+		{"answered by the gateway", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageReplyOut: µs(20)}, 0, 0, 1, 0, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewCollector(true)
+			for st := StageArrival; st < numStages; st++ {
+				if ts, ok := tt.ts[st]; ok {
+					c.Add(7, st, ts)
+				}
+			}
+			s := c.Total()
+			if s.Calls != tt.calls || c.partial != tt.partial || c.notForwarded != tt.notFwd {
+				t.Fatalf("calls %d, partial %d, not forwarded %d; want %d, %d, %d", s.Calls, c.partial, c.notForwarded, tt.calls, tt.partial, tt.notFwd)
+			}
+			if tt.calls == 0 {
+				return
+			}
+			near := func(got, want float64) bool { return got >= want*0.99 && got <= want*1.01+1 }
+			if !near(s.Backend.P50, tt.backend) || !near(s.Overhead.P50, tt.overhead) || !near(s.Ingress.P50, tt.ingress) {
+				t.Errorf("backend %.1f, overhead %.1f, ingress %.1f µs; want %.0f, %.0f, %.0f",
+					s.Backend.P50, s.Overhead.P50, s.Ingress.P50, tt.backend, tt.overhead, tt.ingress)
+			}
+		})
+	}
+}
