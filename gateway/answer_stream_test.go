@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,13 +77,12 @@ func TestAnswerEndsTheClientsStream(t *testing.T) {
 	}})
 	ci := s.machineAgent("ci-bot", false, "jira:read")
 	sid := s.initialized("/mcp/jira", ci)
-	call := func(id int) string {
+	call := func(id int) {
 		status, _, _, body := s.rpcCall("/mcp/jira", ci, "2025-11-25", sid,
-			`{"jsonrpc":"2.0","id":`+string(rune('0'+id))+`,"method":"tools/call","params":{"name":"search_issues","arguments":{"query":"SEC"}}}`)
+			`{"jsonrpc":"2.0","id":`+strconv.Itoa(id)+`,"method":"tools/call","params":{"name":"search_issues","arguments":{"query":"SEC"}}}`)
 		if status != http.StatusOK || !strings.Contains(body, "SEC-12") {
 			t.Fatalf("call %d: %d %s", id, status, body)
 		}
-		return body
 	}
 
 	before := h.conns.Load()

@@ -621,7 +621,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 	// until the response to the request has gone through.
 	watch := newAnswerWatch(msg.ID)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		if pipeAnswer(w, resp.Body, watch) {
+		if pipe(w, resp.Body, watch) {
 			g.drainAnswered(resp.Body, cancel)
 			return
 		}
@@ -643,21 +643,26 @@ func (c *closeFunc) Close() error {
 	return err
 }
 
-// pipe copies a stream, flushing each chunk, until either side is done.
-func pipe(w *bufio.Writer, r io.Reader) {
+// pipe copies a stream, flushing each chunk, until either side is done
+// or, with a watch (an answer to one request), until the response to that
+// request has gone through, which it then reports.
+func pipe(w *bufio.Writer, r io.Reader, watch *answerWatch) (answered bool) {
 	buf := make([]byte, 16<<10)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return
+				return false
 			}
 			if werr := w.Flush(); werr != nil {
-				return
+				return false
+			}
+			if watch != nil && watch.feed(buf[:n]) {
+				return true
 			}
 		}
 		if err != nil {
-			return
+			return false
 		}
 	}
 }
@@ -939,7 +944,7 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 			}
 			return
 		}
-		pipe(w, resp.Body)
+		pipe(w, resp.Body, nil)
 	})
 	return nil
 }

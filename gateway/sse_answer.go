@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -189,32 +188,6 @@ func tail(b []byte, n int) []byte {
 		return append([]byte(nil), b...)
 	}
 	return append([]byte(nil), b[len(b)-n:]...)
-}
-
-// pipeAnswer copies a backend's event-stream answer to one request to the
-// client unchanged, flushed as it comes, and stops once the response to
-// that request has gone through (answerWatch), reporting so; with no
-// watch (a notification, or an id the gateway cannot compare) it copies
-// to the end.
-func pipeAnswer(w *bufio.Writer, r io.Reader, watch *answerWatch) (answered bool) {
-	buf := make([]byte, 16<<10)
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return false
-			}
-			if werr := w.Flush(); werr != nil {
-				return false
-			}
-			if watch != nil && watch.feed(buf[:n]) {
-				return true
-			}
-		}
-		if err != nil {
-			return false
-		}
-	}
 }
 
 // After the answer, what a backend still sends on the stream (its end,

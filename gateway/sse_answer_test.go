@@ -60,7 +60,7 @@ func TestAnswerWatch(t *testing.T) {
 	}
 }
 
-// pipeAnswer stops reading after the answer: a backend that keeps the
+// pipe, watching an answer, stops reading after it: a backend that keeps the
 // stream open afterwards does not hold the gateway.
 func TestPipeAnswerStopsAfterTheAnswer(t *testing.T) {
 	pr, pw := io.Pipe()
@@ -71,7 +71,7 @@ func TestPipeAnswerStopsAfterTheAnswer(t *testing.T) {
 	var out bytes.Buffer
 	bw := bufio.NewWriter(&out)
 	done := make(chan struct{})
-	go func() { pipeAnswer(bw, pr, newAnswerWatch([]byte("1"))); close(done) }()
+	go func() { pipe(bw, pr, newAnswerWatch([]byte("1"))); close(done) }()
 	<-done
 	_ = pw.Close()
 	if !strings.Contains(out.String(), `"id":1`) {
