@@ -119,11 +119,10 @@ func Attach(o Options) (*Probe, error) {
 			if mk.split != pass {
 				continue
 			}
-			if mk.handler && split == 2 && !o.Stages {
+			if (mk.handler && split == 2 || mk.detail && (sockets || mk.stage != StageReplyDone)) && !o.Stages {
 				continue
 			}
-			attachedOne, err := p.attachMarker(ex, o, mk.stage, mk.name, mk.required && !(mk.handler && split == 2),
-				mk.detail && !o.Stages && (sockets || mk.stage != StageReplyDone), sockets, log)
+			attachedOne, err := p.attachMarker(ex, o, mk.stage, mk.name, mk.required && !(mk.handler && split == 2), sockets, log)
 			if err != nil {
 				return nil, err
 			}
@@ -146,13 +145,10 @@ func Attach(o Options) (*Probe, error) {
 	return p, nil
 }
 
-// attachMarker attaches the program of stage to the marker name (skip:
-// not wanted), and reports whether it did; a marker not in the executable
-// is an error only when required.
-func (p *Probe) attachMarker(ex *link.Executable, o Options, stage Stage, name string, required, skip, sockets bool, log *slog.Logger) (bool, error) {
-	if skip {
-		return false, nil
-	}
+// attachMarker attaches the program of stage to the marker name and
+// reports whether it did; a marker not in the executable is an error only
+// when required.
+func (p *Probe) attachMarker(ex *link.Executable, o Options, stage Stage, name string, required, sockets bool, log *slog.Logger) (bool, error) {
 	insns := p.maps.markerProgram(stage)
 	if stage == StageStart && sockets {
 		insns = p.maps.requestStartProgram()
