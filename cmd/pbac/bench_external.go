@@ -551,12 +551,8 @@ func (e *externalEnv) startGateway(ctx context.Context, bin, backendName, backen
 	if _, err := c.waitLine(lines, upReadyLine, externalStartLimit); err != nil {
 		return "", nil, err
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, stack.DemoAgentsFile))
+	agents, err := stack.ReadDemoAgents(dir)
 	if err != nil {
-		return "", nil, fmt.Errorf("read the demo agents pbac up registered: %w", err)
-	}
-	var agents []stack.DemoAgent
-	if err := json.Unmarshal(raw, &agents); err != nil {
 		return "", nil, fmt.Errorf("read the demo agents pbac up registered: %w", err)
 	}
 	bot, ok := stack.FindDemoAgent(agents, benchAgent)

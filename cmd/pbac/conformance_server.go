@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -146,13 +145,9 @@ func oursDefaults(cfg *authsuite.Config, dataDir string) error {
 		cfg.User, cfg.Password = "alice", "demo"
 	}
 	if cfg.ClientID == "" {
-		raw, err := os.ReadFile(filepath.Join(dataDir, stack.DemoAgentsFile))
+		agents, err := stack.ReadDemoAgents(dataDir)
 		if err != nil {
 			return fmt.Errorf("--ours without --client-id reads the demo agents: %w", err)
-		}
-		var agents []stack.DemoAgent
-		if err := json.Unmarshal(raw, &agents); err != nil {
-			return fmt.Errorf("%s: %w", stack.DemoAgentsFile, err)
 		}
 		if a, ok := stack.FindDemoAgent(agents, "claude-code"); ok {
 			cfg.ClientID = a.ClientID

@@ -47,6 +47,20 @@ func TestDemoAgentsFollowTheDemo(t *testing.T) {
 	}
 }
 
+// demoAgent is the demo agent name pbac up registered in dataDir.
+func demoAgent(t *testing.T, dataDir, name string) stack.DemoAgent {
+	t.Helper()
+	agents, err := stack.ReadDemoAgents(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, ok := stack.FindDemoAgent(agents, name)
+	if !ok {
+		t.Fatalf("pbac up registered no %s in %s", name, dataDir)
+	}
+	return a
+}
+
 // startUpStack builds the system pbac up runs for the configuration body
 // and environment, as its RunE does, on free ports.
 func startUpStack(t *testing.T, body string, env map[string]string) (*stack.Stack, opsSettings) {

@@ -6,7 +6,6 @@ import (
 	"debug/elf"
 	"encoding/json"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -78,27 +77,10 @@ func TestProbeAttachesToPbacUp(t *testing.T) {
 	}
 	data := filepath.Join(t.TempDir(), "data")
 	up, gw, _ := startUpArgs(t, nil, "--data-dir", data)
-	raw, err := os.ReadFile(filepath.Join(data, "demo-agents.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var agents []struct {
-		Name         string `json:"name"`
-		ClientID     string `json:"client_id"`
-		ClientSecret string `json:"client_secret"`
-	}
-	if err := json.Unmarshal(raw, &agents); err != nil {
-		t.Fatal(err)
-	}
-	var id, secret string
-	for _, a := range agents {
-		if a.Name == "ci-bot" {
-			id, secret = a.ClientID, a.ClientSecret
-		}
-	}
+	bot := demoAgent(t, data, "ci-bot")
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	tok, err := oauthtest.ClientCredentials(ctx, gw, id, secret, gw+"/mcp", "jira:read")
+	tok, err := oauthtest.ClientCredentials(ctx, gw, bot.ClientID, bot.ClientSecret, gw+"/mcp", "jira:read")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package stack
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,14 +25,24 @@ type DemoAgent struct {
 // 0600, in the data dir, demo only).
 const DemoAgentsFile = "demo-agents.json"
 
+// ReadDemoAgents reads the demo agents pbac up registered in dataDir.
+func ReadDemoAgents(dataDir string) ([]DemoAgent, error) {
+	raw, err := os.ReadFile(filepath.Join(dataDir, DemoAgentsFile))
+	if err != nil {
+		return nil, err
+	}
+	var agents []DemoAgent
+	if err := json.Unmarshal(raw, &agents); err != nil {
+		return nil, fmt.Errorf("%s: %w", DemoAgentsFile, err)
+	}
+	return agents, nil
+}
+
 // seedDemoAgents registers the four agents of the seed matrix with signed
 // statements, once: later runs reuse them while they are still registered.
 func seedDemoAgents(ctx context.Context, dataDir string, as *authRuntime, store asrv.Store) ([]DemoAgent, error) {
 	path := filepath.Join(dataDir, DemoAgentsFile)
-	var saved []DemoAgent
-	if raw, err := os.ReadFile(path); err == nil {
-		_ = json.Unmarshal(raw, &saved)
-	}
+	saved, _ := ReadDemoAgents(dataDir) // none saved, or unreadable: registered afresh
 	specs := []struct {
 		name, provider string
 		machine        bool
