@@ -86,24 +86,15 @@ func BenchmarkIntrospectAmidWrites(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			ta := newTestAS(b)
 			token := ta.machineToken("ci-bot", "jira:read")
-			reg := ta.register(map[string]any{
-				"client_name": "other", "grant_types": []string{"client_credentials"},
-				"token_endpoint_auth_method": "client_secret_basic",
-				"software_statement":         ta.statement("ci-bot", false),
-			})
-			id, secret := reg["client_id"].(string), reg["client_secret"].(string)
-			body := url.Values{"grant_type": {"client_credentials"}, "scope": {"jira:read"}}.Encode()
+			newRequest := ta.ciTokenRequest("other")
 			h := ta.srv.Config.Handler
 			ctx := context.Background()
 			samples := make([]time.Duration, 0, 1<<14)
 			for b.Loop() {
 				if writes {
 					b.StopTimer()
-					req := httptest.NewRequest(http.MethodPost, asrv.PathToken, strings.NewReader(body))
-					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-					req.SetBasicAuth(id, secret)
 					rec := httptest.NewRecorder()
-					h.ServeHTTP(rec, req)
+					h.ServeHTTP(rec, newRequest())
 					if rec.Code != http.StatusOK {
 						b.Fatalf("%d %s", rec.Code, rec.Body)
 					}
@@ -141,19 +132,11 @@ func BenchmarkTokenIssuance(b *testing.B) {
 				opts = append(opts, func(c *asrv.Config) { c.Store = store })
 			}
 			ta := newTestAS(b, opts...)
-			reg := ta.register(map[string]any{
-				"client_name": "ci", "grant_types": []string{"client_credentials"},
-				"token_endpoint_auth_method": "client_secret_basic",
-				"software_statement":         ta.statement("ci-bot", false),
-			})
-			id, secret := reg["client_id"].(string), reg["client_secret"].(string)
-			body := url.Values{"grant_type": {"client_credentials"}, "scope": {"jira:read"}}.Encode()
+			newRequest := ta.ciTokenRequest("ci")
 			h := ta.srv.Config.Handler
 			samples := make([]time.Duration, 0, 1<<14)
 			for b.Loop() {
-				req := httptest.NewRequest(http.MethodPost, asrv.PathToken, strings.NewReader(body))
-				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-				req.SetBasicAuth(id, secret)
+				req := newRequest()
 				rec := httptest.NewRecorder()
 				start := time.Now()
 				h.ServeHTTP(rec, req)
@@ -164,5 +147,24 @@ func BenchmarkTokenIssuance(b *testing.B) {
 			}
 			latency.Report(b, samples)
 		})
+	}
+}
+
+// ciTokenRequest registers a confidential CI bot client named name and
+// returns a maker of its client_credentials token request (jira:read) for
+// the token endpoint's handler.
+func (ta *testAS) ciTokenRequest(name string) func() *http.Request {
+	reg := ta.register(map[string]any{
+		"client_name": name, "grant_types": []string{"client_credentials"},
+		"token_endpoint_auth_method": "client_secret_basic",
+		"software_statement":         ta.statement("ci-bot", false),
+	})
+	id, secret := reg["client_id"].(string), reg["client_secret"].(string)
+	body := url.Values{"grant_type": {"client_credentials"}, "scope": {"jira:read"}}.Encode()
+	return func() *http.Request {
+		req := httptest.NewRequest(http.MethodPost, asrv.PathToken, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(id, secret)
+		return req
 	}
 }
