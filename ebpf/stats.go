@@ -247,13 +247,17 @@ type Summary struct {
 	// Egress ends when the reply left on it; otherwise both are bounded by
 	// the markers inside the handler.
 	Sockets bool `json:"sockets"`
-	// Ingress: request in → forward out (the gateway's time before the backend).
+	// Ingress: request in → the request to the backend written by the
+	// gateway's HTTP client (forwarded, for a gateway without its markers):
+	// the gateway's time before the backend.
 	Ingress Percentiles `json:"ingress"`
-	// Egress: backend response → reply out.
+	// Egress: the first byte of the backend's answer read (its response
+	// headers, for a gateway without the client's markers) → reply out.
 	Egress Percentiles `json:"egress"`
 	// Overhead: ingress + egress of each call, what the gateway adds.
 	Overhead Percentiles `json:"overhead"`
-	// Backend: forward out → backend response, as the gateway sees it.
+	// Backend: the request written → the answer's first byte read (forward
+	// → response headers, for a gateway without the client's markers).
 	Backend Percentiles `json:"backend"`
 	// Total: request in → reply out, the whole call in the gateway.
 	Total Percentiles `json:"total"`
@@ -319,9 +323,9 @@ func (c *Collector) summaryLocked(h *histSet) Summary {
 func (s Summary) WriteText(w io.Writer, title string) error {
 	var b strings.Builder
 	pp := func(p Percentiles) string { return fmt.Sprintf("%.1f/%.1f", p.P50, p.P99) }
-	in, out := "request in → forward out", "backend response → reply out"
+	in, out := "request in → request to the backend", "backend's answer → reply out"
 	if !s.Sockets {
-		in, out = "handler start → forward out", "backend response → reply handed to the server"
+		in, out = "handler start → request to the backend", "backend's answer → reply handed to the server"
 	}
 	fmt.Fprintf(&b, "%s: %d calls (p50/p99 µs): %s %s, %s %s, overhead %s; total %s, backend %s, added (total − backend) %.1f/%.1f\n",
 		title, s.Calls, in, pp(s.Ingress), out, pp(s.Egress), pp(s.Overhead), pp(s.Total), pp(s.Backend), s.AddedP50, s.AddedP99)

@@ -21,10 +21,11 @@ import (
 //     from the call's intended send time to its answer read.
 //   - the probe, in the kernel, per call: total = request arrived on the
 //     gateway's connection (sock:sk_data_ready, within the client's send)
-//     → reply sent on it (sock:sock_send_length); backend = forward out
-//     (probeForwardStart) → response headers in (probeBackendDone), the
-//     backend call as the gateway's HTTP client sees it, which is what the
-//     bench's client sees in direct mode. Its added p50 is p50(total) −
+//     → reply sent on it (sock:sock_send_length); backend = the request
+//     written by the gateway's HTTP client (probeBackendSent) → the first
+//     byte of the answer read (probeBackendFirstByte), the backend call
+//     less the client's own work, which is what the bench's client sees of
+//     the backend in direct mode. Its added p50 is p50(total) −
 //     p50(backend): the same construction as the bench's.
 //
 // The probe's per-call overhead p50 (ingress + egress of each call) is
