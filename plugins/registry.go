@@ -76,6 +76,10 @@ type Info struct {
 	// Fallbacks are the entrypoints of this binary's contract the bundle
 	// predates, decided by the built-in contract.Fallback.
 	Fallbacks []contract.Entrypoint `json:"fallbacks,omitempty"`
+	// Memoized are the entrypoints whose decisions this version remembers
+	// by their exact input (see memo): none when the module calls a
+	// builtin OPA marks nondeterministic.
+	Memoized []contract.Entrypoint `json:"memoized,omitempty"`
 }
 
 // Event is one entry of the registry's history: an activation, a rejected
@@ -105,6 +109,9 @@ type version struct {
 	fallback map[contract.Entrypoint]bool
 	// data is the typed view of the bundle's data, read once on first use.
 	data func() (*contract.Data, error)
+	// memo remembers the decisions of pbac/introspect (memoized); nil
+	// when the module is not deterministic or a fallback decides it.
+	memo *memo
 
 	mu     sync.RWMutex
 	closed bool
@@ -300,6 +307,15 @@ func (r *Registry) Decide(ctx context.Context, entrypoint contract.Entrypoint, i
 		if !v.enter() {
 			continue // swapped out just now: take the new one
 		}
+		var m *memo
+		if v.memo != nil && memoized(entrypoint) {
+			m = v.memo
+			if d, ok := m.get(input); ok {
+				v.exit()
+				r.offerShadow(entrypoint, input, d)
+				return d, nil
+			}
+		}
 		raw, err := v.eval(dctx, entrypoint, input)
 		v.exit()
 		if err != nil {
@@ -315,10 +331,19 @@ func (r *Registry) Decide(ctx context.Context, entrypoint contract.Entrypoint, i
 			return Decision{}, err
 		}
 		d.ContractVersion = v.info.ContractVersion
-		if s := r.shadow.Load(); s != nil {
-			s.offer(entrypoint, input, d)
+		if m != nil {
+			m.put(input, d)
 		}
+		r.offerShadow(entrypoint, input, d)
 		return d, nil
+	}
+}
+
+// offerShadow hands a decision of the active version to the shadow
+// candidate, if there is one, to compare.
+func (r *Registry) offerShadow(ep contract.Entrypoint, input []byte, d Decision) {
+	if s := r.shadow.Load(); s != nil {
+		s.offer(ep, input, d)
 	}
 }
 
@@ -553,6 +578,10 @@ func (r *Registry) load(ctx context.Context, b *rego.Bundle, source string, base
 			r.logger.Warn("policy predates an entrypoint: the built-in fallback decides it", "version", short(rev),
 				"contract_version", val.version, "entrypoint", ep)
 		}
+	}
+	if !v.fallback[contract.Introspect] && deterministic(info.Builtins) {
+		v.memo = newMemo()
+		v.info.Memoized = []contract.Entrypoint{contract.Introspect}
 	}
 	data := b.Data
 	v.data = sync.OnceValues(func() (*contract.Data, error) { return contract.ParseData(data) })
