@@ -237,17 +237,23 @@ func (m *probeMaps) readableProgram(portOff int32) asm.Instructions {
 }
 
 // recvProgram (sock:sock_recv_length) hands a gateway connection's arrival
-// time to the thread reading it.
+// time to the thread reading it. A read of the end of the stream forgets
+// the connection's arrival instead: the client's FIN wakes the socket like
+// data, and an arrival left behind would be claimed by the next connection
+// the kernel places at the same address (a client opening a connection per
+// call, as curl does, then showed the time since its previous connection
+// as the next request's receive stage).
 func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 	return join(
 		asm.Instructions{
 			asm.LoadMem(asm.R7, asm.R1, argSock, asm.DWord),
 			asm.LoadMem(asm.R8, asm.R1, argRet, asm.DWord),
-			asm.JSLE.Imm32(asm.R8, 0, "exit"), // nothing read
+			asm.JSLT.Imm32(asm.R8, 0, "exit"), // an error: nothing read
 		},
 		m.gatewaySocket(asm.R7, portOff, "exit"),
 		asm.Instructions{
 			asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord),
+			asm.JEq.Imm32(asm.R8, 0, "forget"), // the end of the stream
 			asm.LoadMapPtr(asm.R1, m.arrival.FD()),
 		},
 		stackPtr(asm.R2, -8),
@@ -266,7 +272,7 @@ func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 		asm.Instructions{
 			asm.Mov.Imm(asm.R4, bpfAny),
 			asm.FnMapUpdateElem.Call(),
-			asm.LoadMapPtr(asm.R1, m.arrival.FD()),
+			asm.LoadMapPtr(asm.R1, m.arrival.FD()).WithSymbol("forget"),
 		},
 		stackPtr(asm.R2, -8),
 		asm.Instructions{asm.FnMapDeleteElem.Call()},

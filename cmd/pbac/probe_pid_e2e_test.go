@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -110,7 +111,13 @@ func TestProbeAttachesToPbacUp(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- probe.Wait() }()
 	// Calls until the probe has finished: it says when it has attached,
-	// and the calls before that are not counted.
+	// and the calls before that are not counted. Each call is on a
+	// connection of its own, which the client closes after the answer, as
+	// curl does: the kernel tends to place the next connection where the
+	// last one was, and the probe must not take the last one's end for the
+	// next request's arrival (it would then show the pause between calls
+	// as the receive stage).
+	const pause = 100 * time.Millisecond
 	calls := 0
 	for running := true; running; {
 		select {
@@ -119,11 +126,12 @@ func TestProbeAttachesToPbacUp(t *testing.T) {
 				t.Fatalf("pbac probe --pid: %v\n%s", err, stderr.String())
 			}
 			running = false
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(pause):
 			res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "jira.search_issues", Arguments: map[string]any{"query": "SEC"}})
 			if err != nil || res.IsError {
 				t.Fatalf("call %d: %v %+v", calls, err, res)
 			}
+			conns.CloseIdleConnections()
 			calls++
 		}
 	}
@@ -135,5 +143,13 @@ func TestProbeAttachesToPbacUp(t *testing.T) {
 		calls, sum.Calls, sum.Sockets, sum.Overhead.P50, sum.Backend.P50, bytes.TrimSpace(stderr.Bytes()))
 	if !sum.Sockets || sum.Calls < int64(calls/3) || sum.Calls == 0 {
 		t.Fatalf("the probe assembled %d calls (sockets %v) of the %d made while it ran:\n%s", sum.Calls, sum.Sockets, calls, stdout.String())
+	}
+	i := slices.IndexFunc(sum.Stages, func(s ebpf.StageFigures) bool { return s.Name == "receive" })
+	if i < 0 {
+		t.Fatalf("no receive stage in the probe's summary:\n%s", stdout.String())
+	}
+	if recv := sum.Stages[i]; recv.P50 >= float64(pause.Microseconds())/2 {
+		t.Fatalf("receive (arrival → handler) p50 %.0f µs with %v between calls: the arrival taken is not this request's\n%s",
+			recv.P50, pause, stdout.String())
 	}
 }
