@@ -74,6 +74,9 @@ fuzz seconds="30":
     go test -run '^$' -fuzz FuzzParseMessage -fuzztime {{seconds}}s ./jsonrpc/
     go test -run '^$' -fuzz FuzzParseMessageDifferential -fuzztime {{seconds}}s ./jsonrpc/
     go test -run '^$' -fuzz FuzzBridgeMessages -fuzztime {{seconds}}s ./stdio/
+    go test -run '^$' -fuzz FuzzAnswerWatch -fuzztime {{seconds}}s ./gateway/
+    go test -run '^$' -fuzz FuzzEventData -fuzztime {{seconds}}s ./gateway/
+    go test -run '^$' -fuzz FuzzResponseID -fuzztime {{seconds}}s ./gateway/
 
 # What CI runs.
 ci:

@@ -93,16 +93,64 @@ func (a *answerWatch) isAnswer(event []byte) bool {
 		// a field name no reader knows, so the event carries no data.
 		return false
 	}
-	ev, err := newSSEReader(bytes.NewReader(event), maxWatched+8).next()
-	if err != nil || !ev.hasData {
+	if len(event) > maxWatched {
 		return false
 	}
-	id, ok := responseID(ev.data)
+	data, ok := eventData(event)
+	if !ok {
+		return false
+	}
+	id, ok := responseID(data)
 	if !ok {
 		return false
 	}
 	key, ok := jsonrpc.IDKey(id)
 	return ok && key == a.id
+}
+
+// eventData is the data of the first event in event, read as sseReader
+// reads it (and as an EventSource does: lines end with CRLF, LF or CR, a
+// leading byte order mark is dropped, data lines are joined with "\n", a
+// blank line ends the event), and whether it has any. It reads the bytes in
+// place: one data line, the usual answer, is returned without a copy.
+func eventData(event []byte) (data []byte, hasData bool) {
+	event = bytes.TrimPrefix(event, utf8BOM)
+	var joined []byte // the data lines joined, once there are two
+	fields := false
+	for len(event) > 0 {
+		line := event
+		event = nil
+		if i := bytes.IndexAny(line, "\r\n"); i >= 0 {
+			end := i + 1
+			if line[i] == '\r' && end < len(line) && line[end] == '\n' {
+				end++
+			}
+			line, event = line[:i], line[end:]
+		}
+		if len(line) == 0 {
+			if hasData || fields {
+				return data, hasData
+			}
+			continue // blank lines before the event
+		}
+		value, ok := bytes.CutPrefix(line, []byte("data"))
+		if !ok || (len(value) > 0 && value[0] != ':') {
+			fields = true
+			continue
+		}
+		value = bytes.TrimPrefix(bytes.TrimPrefix(value, []byte(":")), []byte(" "))
+		switch {
+		case !hasData:
+			data, hasData = value, true
+		default:
+			if joined == nil {
+				joined = append([]byte(nil), data...)
+			}
+			joined = append(append(joined, '\n'), value...)
+			data = joined
+		}
+	}
+	return data, hasData
 }
 
 // responseID is the id of a JSON-RPC response: one object with an "id"

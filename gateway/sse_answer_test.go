@@ -196,3 +196,82 @@ func BenchmarkResponseID(b *testing.B) {
 		}
 	})
 }
+
+// eventDataCases are events as a backend may spell them.
+var eventDataCases = []string{
+	"data: {\"id\":1}\n\n",
+	"data:{\"id\":1}\r\n\r\n",
+	"data:  two spaces\r\r",
+	"\xEF\xBB\xBFdata: x\n\n",
+	"event: message\nid: 7\ndata: a\ndata: b\n\n",
+	"data\ndata:\ndata: c\n\n",
+	"\n\n: comment\ndata: x\n\n",
+	": only a comment\n\n",
+	"datax: not data\n\n",
+	"Data: not data either\n\n",
+	"data: cut short",
+	"data: a\rdata: b\r\n\n",
+	"",
+}
+
+// TestEventData: the answer watch's in-place read of one event gives the
+// data the event-stream reader gives.
+func TestEventData(t *testing.T) {
+	for _, c := range eventDataCases {
+		ev, err := newSSEReader(strings.NewReader(c), maxWatched+8).next()
+		data, ok := eventData([]byte(c))
+		if ok != (err == nil && ev.hasData) || !bytes.Equal(data, ev.data) {
+			t.Errorf("%q: eventData = %q %v, the reader %q %v (%v)", c, data, ok, ev.data, ev.hasData, err)
+		}
+	}
+}
+
+// FuzzEventData is differential: eventData and sseReader.next agree on the
+// first event of any bytes.
+func FuzzEventData(f *testing.F) {
+	for _, c := range eventDataCases {
+		f.Add([]byte(c))
+	}
+	f.Fuzz(func(t *testing.T, event []byte) {
+		if len(event) > 1<<16 {
+			return
+		}
+		ev, err := newSSEReader(bytes.NewReader(event), maxWatched+8).next()
+		data, ok := eventData(event)
+		if ok != (err == nil && ev.hasData) || !bytes.Equal(data, ev.data) {
+			t.Fatalf("%q: eventData = %q %v, the reader %q %v (%v)", event, data, ok, ev.data, ev.hasData, err)
+		}
+	})
+}
+
+// BenchmarkIsAnswer: telling whether one event (a 2 KiB tools/call
+// answer) is the answer, as the watch does (eventData, then responseID),
+// and, as the baseline of the same run, reading the event with the
+// event-stream reader as the watch did before.
+func BenchmarkIsAnswer(b *testing.B) {
+	text := strings.Repeat(`{"key":"SEC-12","summary":"Rotate production AWS credentials automatically"},`, 26)
+	event := []byte("event: message\ndata: " + `{"jsonrpc":"2.0","id":42,"result":{"content":[{"type":"text","text":"x"}],"structuredContent":{"issues":[` + strings.TrimSuffix(text, ",") + `]}}}` + "\n\n")
+	w := newAnswerWatch([]byte("42"))
+	b.Run("in-place", func(b *testing.B) {
+		b.SetBytes(int64(len(event)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if !w.isAnswer(event) {
+				b.Fatal("not the answer")
+			}
+		}
+	})
+	b.Run("event-stream-reader", func(b *testing.B) {
+		b.SetBytes(int64(len(event)))
+		b.ReportAllocs()
+		for b.Loop() {
+			ev, err := newSSEReader(bytes.NewReader(event), maxWatched+8).next()
+			if err != nil || !ev.hasData {
+				b.Fatal(err)
+			}
+			if id, ok := responseID(ev.data); !ok || string(id) != "42" {
+				b.Fatal("not the answer")
+			}
+		}
+	})
+}
