@@ -41,7 +41,10 @@ func Procs() []string { return []string{ProcBackend, ProcNginx, ProcGateway, Pro
 
 // ExternalScenario describes an external run.
 type ExternalScenario struct {
-	Tool        string    `json:"tool"`
+	Tool string `json:"tool"`
+	// Backend is the backend process: "demo" (pbac demo backend) or
+	// "light" (the light bench backend).
+	Backend     string    `json:"backend,omitempty"`
 	ArgsBytes   int       `json:"args_bytes"`
 	Rates       []float64 `json:"rates"`
 	DurationS   float64   `json:"duration_s"`
@@ -292,8 +295,12 @@ const (
 func (r *ExternalReport) WriteMarkdown(w io.Writer, command string) error {
 	var b strings.Builder
 	sc := r.Scenario
-	fmt.Fprintf(&b, "Run %s: `%s` — %s on %d connections, %d rounds of %s per target and rate (after %s of warm-up each), the targets interleaved in every round (direct, nginx, gateway); %d CPUs, %s",
-		sc.Date, command, sc.Tool, sc.Connections, sc.Rounds, secs(sc.DurationS), secs(sc.WarmupS), sc.CPUs, sc.GoVersion)
+	backend := "the demo backend"
+	if sc.Backend == "light" {
+		backend = "the light bench backend"
+	}
+	fmt.Fprintf(&b, "Run %s: `%s` — %s of %s on %d connections, %d rounds of %s per target and rate (after %s of warm-up each), the targets interleaved in every round (direct, nginx, gateway); %d CPUs, %s",
+		sc.Date, command, sc.Tool, backend, sc.Connections, sc.Rounds, secs(sc.DurationS), secs(sc.WarmupS), sc.CPUs, sc.GoVersion)
 	if sc.Nginx != "" {
 		fmt.Fprintf(&b, ", %s", sc.Nginx)
 	}

@@ -36,11 +36,17 @@ type externalOptions struct {
 	rates                []float64
 	duration, warmup     time.Duration
 	rounds, connections  int
-	tool, args           string
+	tool, args, backend  string
 	nginx, pbac          string
 	markdownFile, output string
 	json                 bool
 }
+
+// The backends pbac bench external can run (--backend).
+const (
+	externalBackendDemo  = "demo"
+	externalBackendLight = "light"
+)
 
 // Limits of pbac bench external's flags.
 const (
@@ -99,6 +105,7 @@ the nginx target is left out, and the report says so.
 	f.IntVar(&o.rounds, "rounds", 5, "rounds per rate, 1..50")
 	f.IntVar(&o.connections, "connections", 64, "keep-alive connections per target (each its own MCP session), 1..512")
 	f.StringVar(&o.tool, "tool", benchDefaultTool, "tool to call, as <backend>.<tool> of a demo backend")
+	f.StringVar(&o.backend, "backend", externalBackendDemo, `the backend process: "demo" (pbac demo backend: the go-sdk server the demo runs, which validates every call's arguments against the tool's JSON Schema) or "light" (the light bench backend, pbac bench light-backend: jira.search_issues only, no validation, JSON answers), so that the gateway's own cost shows`)
 	f.StringVar(&o.args, "args", "", `tool arguments, a JSON object (default `+benchDefaultArgs+` for `+benchDefaultTool+`, else {})`)
 	f.StringVar(&o.nginx, "nginx", "nginx", "the nginx binary (a name is looked up in PATH, then /usr/sbin); the nginx target is skipped when there is none")
 	f.StringVar(&o.pbac, "pbac", "", "the pbac binary that runs the backend and the gateway (default: this one)")
@@ -149,6 +156,15 @@ func (o *externalOptions) validate() error {
 	}
 	if o.args != "" && !json.Valid([]byte(o.args)) {
 		bad("--args: not valid JSON: %s", o.args)
+	}
+	switch o.backend {
+	case externalBackendDemo:
+	case externalBackendLight:
+		if o.tool != benchDefaultTool {
+			bad("--backend light serves only %s, not --tool %s", benchDefaultTool, o.tool)
+		}
+	default:
+		bad("--backend %q: must be %q or %q", o.backend, externalBackendDemo, externalBackendLight)
 	}
 	return errors.Join(errs...)
 }
@@ -217,13 +233,17 @@ func runBenchExternal(ctx context.Context, stdout, stderr io.Writer, o externalO
 	}
 
 	// The backend.
-	fmt.Fprintf(stderr, "bench external: starting the demo backend %s (%s demo backend)\n", backendName, bin)
-	backend, lines, err := startChild(dir, bench.ProcBackend, bin, "demo", "backend", backendName, "--listen", "127.0.0.1:0")
+	argv, announced := []string{"demo", "backend", backendName}, backendName
+	if o.backend == externalBackendLight {
+		argv, announced = []string{"bench", "light-backend"}, "light"
+	}
+	fmt.Fprintf(stderr, "bench external: starting the %s backend %s (%s %s)\n", o.backend, backendName, bin, strings.Join(argv, " "))
+	backend, lines, err := startChild(dir, bench.ProcBackend, bin, append(argv, "--listen", "127.0.0.1:0")...)
 	if err != nil {
 		return err
 	}
 	env.procs[bench.ProcBackend] = backend
-	line, err := backend.waitLine(lines, regexp.MustCompile(`^`+regexp.QuoteMeta(backendName)+`\t(http://\S+)$`), externalStartLimit)
+	line, err := backend.waitLine(lines, regexp.MustCompile(`^`+regexp.QuoteMeta(announced)+`\t(http://\S+)$`), externalStartLimit)
 	if err != nil {
 		return err
 	}
@@ -258,7 +278,7 @@ func runBenchExternal(ctx context.Context, stdout, stderr io.Writer, o externalO
 	env.targets[bench.TargetGateway] = t
 
 	rep := &bench.ExternalReport{Scenario: bench.ExternalScenario{
-		Tool: o.tool, ArgsBytes: len(args), Rates: o.rates, DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(),
+		Tool: o.tool, Backend: o.backend, ArgsBytes: len(args), Rates: o.rates, DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(),
 		Rounds: o.rounds, Connections: o.connections, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
 		Nginx: env.nginxVersion, Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), LoadStart: loadAverage(),
 	}, Notes: env.notes}

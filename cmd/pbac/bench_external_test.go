@@ -17,8 +17,8 @@ import (
 
 // TestBenchExternal runs pbac bench external for real but tiny: the backend,
 // nginx and pbac up as separate processes, two rounds of a second at 100
-// calls/s; and once with no nginx, which leaves its target out and says
-// so. It checks that every target answered and figures came out, never
+// calls/s; once with no nginx, which leaves its target out and says so;
+// and once on the light bench backend. It checks that every target answered and figures came out, never
 // how fast: timings on a shared machine are not a test's business.
 func TestBenchExternal(t *testing.T) {
 	if testing.Short() {
@@ -28,19 +28,24 @@ func TestBenchExternal(t *testing.T) {
 	tests := []struct {
 		name    string
 		nginx   string
+		backend string
 		targets []string
 		note    string
 	}{
-		{"backend, nginx and gateway", "nginx", bench.Targets(), ""},
-		{"no nginx: its target is left out and the report says why", "/nonexistent/nginx",
+		{"backend, nginx and gateway", "nginx", externalBackendDemo, bench.Targets(), ""},
+		{"no nginx: its target is left out and the report says why", "/nonexistent/nginx", externalBackendDemo,
 			[]string{bench.TargetDirect, bench.TargetGateway}, "nginx target skipped: no nginx binary"},
+		{"the light bench backend, nginx and gateway", "nginx", externalBackendLight, bench.Targets(), "the light bench backend"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.nginx == "nginx" && !haveNginx {
 				t.Skip("nginx is not installed (Debian: apt-get install nginx-light): pbac bench external's nginx target needs it")
 			}
-			rep, doc := runBenchExternalTiny(t, tt.nginx)
+			rep, doc := runBenchExternalTiny(t, tt.nginx, tt.backend)
+			if rep.Scenario.Backend != tt.backend {
+				t.Errorf("the report's backend %q, want %q", rep.Scenario.Backend, tt.backend)
+			}
 			for _, target := range bench.Targets() {
 				ss := rep.Summaries(target)
 				if !slices.Contains(tt.targets, target) {
@@ -77,8 +82,11 @@ func TestBenchExternal(t *testing.T) {
 			if (rep.Scenario.Nginx != "") != slices.Contains(tt.targets, bench.TargetNginx) {
 				t.Errorf("the report's nginx version %q", rep.Scenario.Nginx)
 			}
-			if tt.note != "" && (!slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.Contains(n, tt.note) }) || !strings.Contains(doc, tt.note)) {
+			if tt.note != "" && tt.backend == externalBackendDemo && (!slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.Contains(n, tt.note) }) || !strings.Contains(doc, tt.note)) {
 				t.Errorf("no note %q in the report (%q) or the Markdown:\n%s", tt.note, rep.Notes, doc)
+			}
+			if tt.backend == externalBackendLight && !strings.Contains(doc, tt.note) {
+				t.Errorf("the Markdown does not name %q:\n%s", tt.note, doc)
 			}
 			for _, want := range []string{"what was here stays", bench.ExternalSectionStart, bench.ExternalSectionEnd} {
 				if !strings.Contains(doc, want) {
@@ -89,10 +97,11 @@ func TestBenchExternal(t *testing.T) {
 	}
 }
 
-// runBenchExternalTiny runs pbac bench external with --nginx nginx at 100
-// calls/s, two rounds of a second, into a Markdown file that had other
-// text; it returns the JSON report and the file.
-func runBenchExternalTiny(t *testing.T, nginx string) (*bench.ExternalReport, string) {
+// runBenchExternalTiny runs pbac bench external with --nginx nginx and
+// --backend backend at 100 calls/s, two rounds of a second, into a
+// Markdown file that had other text; it returns the JSON report and the
+// file.
+func runBenchExternalTiny(t *testing.T, nginx, backend string) (*bench.ExternalReport, string) {
 	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
@@ -106,7 +115,7 @@ func runBenchExternalTiny(t *testing.T, nginx string) (*bench.ExternalReport, st
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "bench", "external", "--rates", "100", "--duration", "1s", "--rounds", "2",
-		"--warmup", "0", "--connections", "4", "--nginx", nginx, "-o", out, "--markdown-file", md)
+		"--warmup", "0", "--connections", "4", "--nginx", nginx, "--backend", backend, "-o", out, "--markdown-file", md)
 	cmd.WaitDelay = 30 * time.Second
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("pbac bench external: %v\n%s", err, b)
@@ -129,7 +138,7 @@ func runBenchExternalTiny(t *testing.T, nginx string) (*bench.ExternalReport, st
 func TestBenchExternalRefusesBadFlags(t *testing.T) {
 	good := func() externalOptions {
 		return externalOptions{rates: []float64{200, 1000}, duration: 10 * time.Second, warmup: time.Second,
-			rounds: 5, connections: 64, tool: benchDefaultTool}
+			rounds: 5, connections: 64, tool: benchDefaultTool, backend: externalBackendDemo}
 	}
 	tests := []struct {
 		name   string
@@ -145,6 +154,11 @@ func TestBenchExternalRefusesBadFlags(t *testing.T) {
 		{"no duration", func(o *externalOptions) { o.duration = 0 }, "--duration 0s"},
 		{"a tool without its backend", func(o *externalOptions) { o.tool = "search_issues" }, "--tool \"search_issues\": must be <backend>.<tool>"},
 		{"arguments that are not JSON", func(o *externalOptions) { o.args = "{" }, "--args: not valid JSON"},
+		{"the light backend", func(o *externalOptions) { o.backend = externalBackendLight }, ""},
+		{"the light backend with a tool it does not serve", func(o *externalOptions) {
+			o.backend, o.tool = externalBackendLight, "jira.create_issue"
+		}, "--backend light serves only jira.search_issues"},
+		{"a backend there is not", func(o *externalOptions) { o.backend = "heavy" }, `--backend "heavy": must be "demo" or "light"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
