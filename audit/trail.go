@@ -23,9 +23,15 @@ type TrailOptions struct {
 	// QueueSize bounds the records waiting for the sinks (default 8192).
 	QueueSize int
 	// BatchSize bounds the records handed to one Sink.Write (default 512).
-	// Batches are formed greedily from what is queued, so an idle trail
-	// writes each record at once and a busy one writes in large batches.
+	// A full batch is written at once.
 	BatchSize int
+	// Linger is how long the writer waits, after a record arrives, for
+	// more to write with it (default 20ms; negative: none, each record is
+	// written as soon as nothing else is queued). Writing each record
+	// alone costs every call a wake-up of the writer, a file write and a
+	// store commit; lingering shares them among the calls of a few
+	// milliseconds. Close writes what is queued without waiting.
+	Linger time.Duration
 	// EnqueueTimeout is the longest Record waits for room in a full queue
 	// before the record is counted as dropped (default 5ms).
 	EnqueueTimeout time.Duration
@@ -37,6 +43,7 @@ type TrailOptions struct {
 const (
 	DefaultQueueSize      = 8192
 	DefaultBatchSize      = 512
+	DefaultLinger         = 20 * time.Millisecond
 	DefaultEnqueueTimeout = 5 * time.Millisecond
 	DefaultSinkTimeout    = 30 * time.Second
 )
@@ -47,6 +54,9 @@ func (o TrailOptions) withDefaults() TrailOptions {
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = DefaultBatchSize
+	}
+	if o.Linger == 0 {
+		o.Linger = DefaultLinger
 	}
 	if o.EnqueueTimeout <= 0 {
 		o.EnqueueTimeout = DefaultEnqueueTimeout
@@ -202,13 +212,30 @@ func rateOK(last *atomic.Int64, every time.Duration) bool {
 	return last.CompareAndSwap(prev, now)
 }
 
-// run is the single writer: it takes what is queued (up to BatchSize) and
-// writes it to every sink, until the queue is closed and empty; then it
-// closes the sinks.
+// run is the single writer: from a record's arrival it gathers what comes
+// within Linger (up to BatchSize, what is queued first) and writes it to
+// every sink, until the queue is closed and empty; then it closes the
+// sinks.
 func (t *Trail) run() {
 	batch := make([]Record, 0, t.opts.BatchSize)
+	// linger ends the wait for more records; without a linger, a closed
+	// channel makes the wait end as soon as nothing is queued.
+	var linger <-chan time.Time
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	if t.opts.Linger < 0 {
+		ended := make(chan time.Time)
+		close(ended)
+		linger = ended
+	} else {
+		linger = timer.C
+	}
 	for r := range t.queue {
 		batch = append(batch[:0], r)
+		if t.opts.Linger > 0 {
+			timer.Reset(t.opts.Linger)
+		}
 	fill:
 		for len(batch) < t.opts.BatchSize {
 			select {
@@ -217,10 +244,20 @@ func (t *Trail) run() {
 					break fill
 				}
 				batch = append(batch, r)
+				continue
 			default:
+			}
+			select {
+			case r, ok := <-t.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			case <-linger:
 				break fill
 			}
 		}
+		timer.Stop()
 		t.flush(batch)
 		clear(batch) // do not pin the records' memory until the next batch
 	}

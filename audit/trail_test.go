@@ -283,3 +283,64 @@ func TestTrailConcurrentRecordAndClose(t *testing.T) {
 		t.Fatalf("written %d + dropped %d != %d", len(got), tr.Dropped(), workers*per)
 	}
 }
+
+// TestTrailLinger: a record waits for others to be written with it; a full
+// batch is written at once, and Close writes what waits without waiting
+// out the linger.
+func TestTrailLinger(t *testing.T) {
+	sink := &memSink{}
+	tr := NewTrailWithOptions(testLogger(), TrailOptions{BatchSize: 3, Linger: time.Hour}, sink)
+	for i := range 7 {
+		tr.Record(rec(i))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, batches, _ := sink.snapshot()
+		if len(got) == 6 {
+			if len(batches) != 2 || batches[0] != 3 || batches[1] != 3 {
+				t.Fatalf("batches %v, want two full ones", batches)
+			}
+			break
+		}
+		if len(got) > 6 || time.Now().After(deadline) {
+			t.Fatalf("%d records written in batches %v: want the two full batches, and the seventh waiting", len(got), batches)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := ctxTimeout(10 * time.Second)
+	defer cancel()
+	closed := time.Now()
+	if err := tr.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, batches, _ := sink.snapshot()
+	if len(got) != 7 || len(batches) != 3 || batches[2] != 1 {
+		t.Fatalf("after Close: %d records in batches %v, want the seventh written alone", len(got), batches)
+	}
+	if waited := time.Since(closed); waited > 5*time.Second {
+		t.Fatalf("Close waited %v: it waited out the linger", waited)
+	}
+}
+
+// TestTrailWithoutLinger: a negative linger writes a record as soon as
+// nothing else is queued.
+func TestTrailWithoutLinger(t *testing.T) {
+	sink := &memSink{}
+	tr := NewTrailWithOptions(testLogger(), TrailOptions{Linger: -1}, sink)
+	defer func() {
+		ctx, cancel := ctxTimeout(10 * time.Second)
+		defer cancel()
+		_ = tr.Close(ctx)
+	}()
+	tr.Record(rec(0))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if got, _, _ := sink.snapshot(); len(got) == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the record was not written while the trail was open")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
