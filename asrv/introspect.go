@@ -2,11 +2,13 @@ package asrv
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/ory/fosite"
 
@@ -95,10 +97,13 @@ func (s *Server) inspect(ctx context.Context, req fosite.Requester, resource str
 		in.Subject = subjectInput(&u)
 		roles, groups = u.Roles, u.Groups
 	}
-	var id contract.IntrospectResult
-	d, err := s.decide(ctx, contract.Introspect, in, &id)
+	d, err := s.decide(ctx, contract.Introspect, in, nil)
 	if err != nil {
 		return Introspection{}, false, err
+	}
+	id, err := s.introspected.decode(d.Result)
+	if err != nil {
+		return inactive("policy result is malformed"), false, nil
 	}
 	if !d.Allow {
 		return inactive(d.Reasons...), false, nil
@@ -270,4 +275,49 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	s.event(ctx, e)
 	s.provider.WriteRevocationResponse(ctx, w, err)
+}
+
+// resultDecoder decodes pbac/introspect results and remembers them by
+// their bytes: every call of a token gets the same result (policy
+// remembers the decision, see plugins), and the decoding is a function of
+// the bytes alone. At most resultDecoderEntries results of at most
+// resultDecoderMax bytes are kept; when full it forgets them all.
+type resultDecoder struct {
+	mu      sync.Mutex
+	decoded map[string]contract.IntrospectResult
+}
+
+const (
+	resultDecoderEntries = 1024
+	resultDecoderMax     = 16 << 10
+)
+
+// decode returns raw decoded (an empty result for no bytes); the caller
+// owns what it gets.
+func (c *resultDecoder) decode(raw []byte) (contract.IntrospectResult, error) {
+	var r contract.IntrospectResult
+	if len(raw) == 0 {
+		return r, nil
+	}
+	c.mu.Lock()
+	r, ok := c.decoded[string(raw)]
+	c.mu.Unlock()
+	if ok {
+		r.Scopes = slices.Clone(r.Scopes)
+		return r, nil
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return contract.IntrospectResult{}, fmt.Errorf("decode the introspect result: %w", err)
+	}
+	if len(raw) <= resultDecoderMax {
+		kept := r
+		kept.Scopes = slices.Clone(r.Scopes)
+		c.mu.Lock()
+		if c.decoded == nil || len(c.decoded) >= resultDecoderEntries {
+			c.decoded = make(map[string]contract.IntrospectResult)
+		}
+		c.decoded[string(raw)] = kept
+		c.mu.Unlock()
+	}
+	return r, nil
 }

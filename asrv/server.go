@@ -163,6 +163,8 @@ type Server struct {
 	introspectors map[string]*Client
 	// clients is the client registry fosite sees.
 	clients configuredClients
+	// introspected decodes pbac/introspect's results.
+	introspected resultDecoder
 }
 
 // New builds a Server; a configuration mistake fails here, not mid-request.
