@@ -272,17 +272,26 @@ func TestToolReviewAndPinnedDefinitions(t *testing.T) {
 	if ok, text := call(sess); !ok || text != "hello ada" {
 		t.Fatalf("approved tool's call: ok=%v %q", ok, text)
 	}
-	var recs struct {
-		Records []struct {
-			Method string `json:"method"`
-		} `json:"records"`
-	}
-	adminDo(t, st, http.MethodGet, "/admin/audit?event=tool_review&tool=acme.greet&limit=100", nil, http.StatusOK, &recs)
+	// The trail writes within its linger (20 ms): the records are looked
+	// for until they are all there, for at most ten seconds.
+	want := []string{"admin/catalogue-tool", "admin/reject-tool-definition", "admin/approve-tool-definition"}
 	methods := map[string]bool{}
-	for _, r := range recs.Records {
-		methods[r.Method] = true
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var recs struct {
+			Records []struct {
+				Method string `json:"method"`
+			} `json:"records"`
+		}
+		adminDo(t, st, http.MethodGet, "/admin/audit?event=tool_review&tool=acme.greet&limit=100", nil, http.StatusOK, &recs)
+		clear(methods)
+		for _, r := range recs.Records {
+			methods[r.Method] = true
+		}
+		if !slices.ContainsFunc(want, func(m string) bool { return !methods[m] }) || time.Now().After(deadline) {
+			break
+		}
 	}
-	for _, m := range []string{"admin/catalogue-tool", "admin/reject-tool-definition", "admin/approve-tool-definition"} {
+	for _, m := range want {
 		if !methods[m] {
 			t.Errorf("no audit record %s for acme.greet (%v)", m, methods)
 		}
