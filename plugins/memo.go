@@ -29,16 +29,29 @@ func memoized(ep contract.Entrypoint) bool { return ep == contract.Introspect }
 // deterministic reports whether a module calling these host builtins
 // decides the same way every time on the same input and data: none of them
 // is one OPA marks nondeterministic (time.now_ns, rand.intn, uuid.rfc4122,
-// the JWT verifiers that read the clock, ...). The builtins the module runs
-// itself compute on their arguments alone.
+// the JWT verifiers that read the clock, ...) or one that reads the clock
+// unmarked (clockReaders), and none is unknown. The builtins the module
+// runs itself compute on their arguments alone.
 func deterministic(builtins []string) bool {
 	for _, name := range builtins {
 		b, ok := ast.BuiltinMap[name]
-		if !ok || b.Nondeterministic {
+		if !ok || b.Nondeterministic || clockReaders(name) {
 			return false
 		}
 	}
 	return true
+}
+
+// clockReaders are builtins that read the clock although OPA does not mark
+// them nondeterministic: the certificate verifiers check validity against
+// the time now.
+func clockReaders(name string) bool {
+	switch name {
+	case "crypto.x509.parse_and_verify_certificates",
+		"crypto.x509.parse_and_verify_certificates_with_options":
+		return true
+	}
+	return false
 }
 
 // memo remembers one version's decisions of one entrypoint by their exact
