@@ -41,6 +41,7 @@ import (
 //	log_level: info                 # debug, info, warn, error
 //	log_format: json                # json or text (default text)
 //	drain_delay: 5s                 # on SIGTERM, /readyz answers 503 this long before the listeners close
+//	audit_linger: 20ms              # the audit writer waits this long for more records to write at once (0s: none)
 //	denials: http_403               # a policy denial no scope fixes: tool_error (default) or http_403
 //	argument_limits: {max_bytes: 262144, max_path_segments: 64}  # a call's arguments, checked before policy (ArgumentLimits)
 //	admin_hosts: [gw-1.internal]    # names the admin listener answers to, besides its address (and loopback names)
@@ -86,6 +87,9 @@ type File struct {
 	LogLevel   string    `yaml:"log_level"`
 	LogFormat  string    `yaml:"log_format"`
 	DrainDelay string    `yaml:"drain_delay"`
+	// AuditLinger is how long the audit writer waits after a record for
+	// more to write with it (0s: none).
+	AuditLinger string `yaml:"audit_linger"`
 	// Denials is how a tools/call policy denies, when no scope would fix
 	// it, is answered: "tool_error" (default) or "http_403".
 	Denials string `yaml:"denials"`
@@ -665,6 +669,11 @@ func (c *File) validateOperation() []error {
 			errs = append(errs, fmt.Errorf("drain_delay %q is not a duration (e.g. 5s)", c.DrainDelay))
 		}
 	}
+	if c.AuditLinger != "" {
+		if _, err := ParseAuditLinger(c.AuditLinger); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errs
 }
 
@@ -749,4 +758,16 @@ func (c *File) SessionIdleOrDefault() (time.Duration, error) {
 		return 0, nil
 	}
 	return positiveDuration("session_idle", c.SessionIdle, "30m")
+}
+
+// MaxAuditLinger bounds audit_linger: records wait at most this long.
+const MaxAuditLinger = time.Second
+
+// ParseAuditLinger reads audit_linger: a duration of 0s to MaxAuditLinger.
+func ParseAuditLinger(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > MaxAuditLinger {
+		return 0, fmt.Errorf("audit_linger %q: want a duration from 0s to %s (e.g. 20ms)", v, MaxAuditLinger)
+	}
+	return d, nil
 }

@@ -245,6 +245,10 @@ var keys = []Key{
 		func() (func(*File, string) error, func(*File) string) {
 			return str(func(c *File) *string { return &c.DrainDelay })
 		}),
+	key("audit_linger", "PBAC_AUDIT_LINGER", "audit-linger", "20ms", "how long the audit writer waits after a record for more to write with it, at most 1s; 0s writes each record as soon as nothing else is queued (a crash then loses fewer records; every call costs a write)",
+		func() (func(*File, string) error, func(*File) string) {
+			return str(func(c *File) *string { return &c.AuditLinger })
+		}),
 	key("policy.bundle_server", "PBAC_BUNDLE_SERVER", "bundle-server", "", "poll this bundle server's /bundles/pbac for the policy",
 		func() (func(*File, string) error, func(*File) string) {
 			return policyStr(func(p *Policy) *string { return &p.BundleServer })

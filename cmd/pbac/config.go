@@ -122,6 +122,11 @@ func printOps(w io.Writer, s opsSettings) {
 	fmt.Fprintf(w, "  limits per agent      %d sessions; %d of each stdio backend's %d processes\n", l.SessionsPerAgent, l.StdioSessionsPerAgent, l.StdioSessions)
 	fmt.Fprintf(w, "  logs                  %s, level %s\n", s.logFormat, s.logLevel)
 	fmt.Fprintf(w, "  drain delay           %s\n", s.drainDelay)
+	if s.auditLinger > 0 {
+		fmt.Fprintf(w, "  audit writes          within %s of a record, in batches\n", s.auditLinger)
+	} else {
+		fmt.Fprintf(w, "  audit writes          each record as soon as nothing else is queued\n")
+	}
 	fmt.Fprintf(w, "  policy decisions      at most %s each, the wait for an instance included; an evaluation at most %s\n",
 		orDefaultDuration(s.limits.decisionTimeout, plugins.DefaultDecisionTimeout), orDefaultDuration(s.limits.evalTimeout, wasm.NewConfig().EvalTimeout()))
 	for _, b := range s.file.Backends {

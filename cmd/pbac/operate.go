@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/wasm"
@@ -26,6 +27,7 @@ type opsSettings struct {
 	logLevel, logFormat          string
 	tls, adminTLS                *config.TLSFiles
 	drainDelay                   time.Duration
+	auditLinger                  time.Duration
 	limits                       policyLimits
 	file                         *config.File // file + environment
 }
@@ -42,6 +44,7 @@ func addOpsFlags(cmd *cobra.Command, hasAdmin bool) {
 	}
 	f.String("log-format", "text", "log format: text or json (one JSON object a line)")
 	f.Duration("drain-delay", 0, "on SIGTERM, answer /readyz with 503 this long before the listeners stop (let the load balancer notice)")
+	f.Duration("audit-linger", audit.DefaultLinger, "how long the audit writer waits after a record for more to write with it, at most 1s; 0s writes each record as soon as nothing else is queued (a crash then loses fewer records; every call costs a write)")
 	f.Duration("policy-decision-timeout", plugins.DefaultDecisionTimeout, "bound of one policy decision, the wait for a policy instance included; a decision not made in time is a deny (the gateway's 403, the authorization server's temporarily_unavailable)")
 	f.Duration("policy-eval-timeout", wasm.NewConfig().EvalTimeout(), "bound of one policy evaluation, at most --policy-decision-timeout; a policy that runs longer is stopped")
 }
@@ -84,6 +87,12 @@ func resolveOps(flags *pflag.FlagSet, configPath string, lookup func(string) (st
 	}
 	s.tls = pickTLS(pick("tls.cert_file"), pick("tls.key_file"))
 	s.adminTLS = pickTLS(pick("admin_tls.cert_file"), pick("admin_tls.key_file"))
+	s.auditLinger = audit.DefaultLinger
+	if d := pick("audit_linger"); d != "" {
+		if s.auditLinger, err = config.ParseAuditLinger(d); err != nil {
+			return opsSettings{}, err
+		}
+	}
 	if d := pick("drain_delay"); d != "" {
 		if s.drainDelay, err = time.ParseDuration(d); err != nil || s.drainDelay < 0 {
 			return opsSettings{}, fmt.Errorf("drain delay %q is not a duration (e.g. 5s)", d)

@@ -327,3 +327,50 @@ func TestConfigCheckIdentity(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditLingerPrecedence: audit_linger from the file, the environment
+// and the flag, in that order; 0s means none; out of range is refused.
+func TestAuditLingerPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "pbac.yaml")
+	if err := os.WriteFile(file, []byte("audit_linger: 50ms\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		file       string
+		env, flags map[string]string
+		want       time.Duration // the trail's linger (negative: none)
+		wantErr    string
+	}{
+		{name: "default", want: 20 * time.Millisecond},
+		{name: "file", file: file, want: 50 * time.Millisecond},
+		{name: "env over file", file: file, env: map[string]string{"PBAC_AUDIT_LINGER": "5ms"}, want: 5 * time.Millisecond},
+		{name: "flag over env", file: file, env: map[string]string{"PBAC_AUDIT_LINGER": "5ms"}, flags: map[string]string{"audit-linger": "0s"}, want: -1},
+		{name: "longer than a second", env: map[string]string{"PBAC_AUDIT_LINGER": "2s"}, wantErr: "audit_linger"},
+		{name: "negative", flags: map[string]string{"audit-linger": "-1ms"}, wantErr: "audit_linger"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			flags := newUpCommand().Flags()
+			for k, v := range tc.flags {
+				if err := flags.Set(k, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
+			s, err := resolveOps(flags, tc.file, lookup)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := auditLinger(s.auditLinger); got != tc.want {
+				t.Errorf("the trail's linger = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}

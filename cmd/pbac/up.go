@@ -124,7 +124,8 @@ func (c upConfig) stackConfig(log *slog.Logger) (stack.Config, error) {
 		Gateway: &stack.Gateway{}, Limits: c.file.LimitsOrDefault(),
 		// The seed matrix's agents are registered when the AS runs in this
 		// process and the demo is on (or demo_agents asks for them).
-		Demo: stack.Demo{Backends: c.startDemo(), Agents: c.demoAgents()},
+		Demo:  stack.Demo{Backends: c.startDemo(), Agents: c.demoAgents()},
+		Audit: stack.Audit{Linger: auditLinger(c.ops.auditLinger)},
 	}
 	if sc.DataDir == "" {
 		sc.DataDir = asrv.DefaultDataDir()
@@ -271,3 +272,12 @@ func printUp(out io.Writer, base, issuer, adminBase, dataDir string, people stac
 
 // adminTokenFile holds the admin API's bearer token in the data dir.
 const adminTokenFile = stack.AdminTokenFile
+
+// auditLinger is the trail's linger for audit_linger: 0s there means
+// none, which the trail spells negative (its zero is the default).
+func auditLinger(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}

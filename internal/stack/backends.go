@@ -99,7 +99,7 @@ func (s *Stack) openAudit(ctx context.Context) error {
 	}
 	s.onClose(phaseAudit, "audit index", func(context.Context) error { return idx.Close() })
 	s.index = idx
-	s.trail = audit.NewTrail(s.log, append(sinks, idx)...)
+	s.trail = audit.NewTrailWithOptions(s.log, audit.TrailOptions{Linger: a.Linger}, append(sinks, idx)...)
 	s.policyTrail.Store(s.trail)
 	// The trail closes its sinks once it has written what is queued.
 	s.onClose(phaseAudit, "audit trail", s.trail.Close)

@@ -195,6 +195,10 @@ type Audit struct {
 	MaxBackups int
 	// Retention is how long the index keeps records (0: 30 days).
 	Retention time.Duration
+	// Linger is how long the trail's writer waits after a record for more
+	// to write with it (0: audit.DefaultLinger; negative: none, each record
+	// is written as soon as nothing else is queued).
+	Linger time.Duration
 }
 
 // Stack is the running system.
