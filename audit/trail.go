@@ -85,7 +85,8 @@ type Trail struct {
 	// are abandoned and whatever is still queued is counted as dropped.
 	wctx    context.Context
 	wcancel context.CancelFunc
-	done    chan struct{} // closed when the writer has finished and closed the sinks
+	done    chan struct{}      // closed when the writer has finished and closed the sinks
+	flushes chan chan struct{} // Flush's requests to the writer, each closed when done
 
 	closeOnce sync.Once
 	closeErr  error // set by the writer before done is closed
@@ -128,6 +129,7 @@ func NewTrailWithOptions(logger *slog.Logger, opts TrailOptions, sinks ...Sink) 
 		wctx:    wctx,
 		wcancel: cancel,
 		done:    make(chan struct{}),
+		flushes: make(chan chan struct{}),
 		subs:    make(map[*Subscription]struct{}),
 	}
 	go t.run()
@@ -214,8 +216,8 @@ func rateOK(last *atomic.Int64, every time.Duration) bool {
 
 // run is the single writer: from a record's arrival it gathers what comes
 // within Linger (up to BatchSize, what is queued first) and writes it to
-// every sink, until the queue is closed and empty; then it closes the
-// sinks.
+// every sink; a Flush has what is queued written at once. It runs until the
+// queue is closed and empty; then it closes the sinks.
 func (t *Trail) run() {
 	batch := make([]Record, 0, t.opts.BatchSize)
 	// linger ends the wait for more records; without a linger, a closed
@@ -231,35 +233,78 @@ func (t *Trail) run() {
 	} else {
 		linger = timer.C
 	}
-	for r := range t.queue {
-		batch = append(batch[:0], r)
-		if t.opts.Linger > 0 {
-			timer.Reset(t.opts.Linger)
-		}
-	fill:
-		for len(batch) < t.opts.BatchSize {
+	var acks []chan struct{} // Flush calls waiting for this batch
+	// take moves what is queued into the batch, without waiting, up to
+	// BatchSize; false once the queue is closed and empty.
+	open := true
+	take := func() {
+		for open && len(batch) < t.opts.BatchSize {
 			select {
 			case r, ok := <-t.queue:
 				if !ok {
-					break fill
+					open = false
+					return
 				}
 				batch = append(batch, r)
-				continue
 			default:
-			}
-			select {
-			case r, ok := <-t.queue:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, r)
-			case <-linger:
-				break fill
+				return
 			}
 		}
-		timer.Stop()
-		t.flush(batch)
-		clear(batch) // do not pin the records' memory until the next batch
+	}
+	for open {
+		batch = batch[:0]
+		select {
+		case r, ok := <-t.queue:
+			if !ok {
+				open = false
+				break
+			}
+			batch = append(batch, r)
+			if t.opts.Linger > 0 {
+				timer.Reset(t.opts.Linger)
+			}
+		fill:
+			for open && len(batch) < t.opts.BatchSize && len(acks) == 0 {
+				take()
+				if !open || len(batch) >= t.opts.BatchSize {
+					break
+				}
+				select {
+				case r, ok := <-t.queue:
+					if !ok {
+						open = false
+						break fill
+					}
+					batch = append(batch, r)
+				case ack := <-t.flushes:
+					acks = append(acks, ack)
+				case <-linger:
+					break fill
+				}
+			}
+			timer.Stop()
+		case ack := <-t.flushes:
+			acks = append(acks, ack)
+		}
+		// A Flush is answered once everything queued when it came is
+		// written, batch after batch.
+		for {
+			if len(acks) > 0 {
+				take()
+			}
+			if len(batch) > 0 {
+				t.flush(batch)
+				clear(batch) // do not pin the records' memory until the next batch
+				batch = batch[:0]
+			}
+			if len(acks) == 0 || !open || len(t.queue) == 0 {
+				break
+			}
+		}
+		for _, a := range acks {
+			close(a)
+		}
+		acks = acks[:0]
 	}
 	var errs []error
 	for _, s := range t.sinks {
@@ -269,6 +314,29 @@ func (t *Trail) run() {
 	}
 	t.closeErr = errors.Join(errs...)
 	close(t.done)
+}
+
+// Flush returns once every record recorded before it was called has been
+// written to the sinks (a sink that failed has counted them as failed), so
+// that a query of the index sees them; or when ctx ends first (its error),
+// or the trail is closed (Close writes them).
+func (t *Trail) Flush(ctx context.Context) error {
+	ack := make(chan struct{})
+	select {
+	case t.flushes <- ack:
+	case <-t.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("audit: flush: %w", ctx.Err())
+	}
+	select {
+	case <-ack:
+		return nil
+	case <-t.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("audit: flush: %w", ctx.Err())
+	}
 }
 
 func (t *Trail) flush(batch []Record) {

@@ -344,3 +344,39 @@ func TestTrailWithoutLinger(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestTrailFlush: Flush returns once every record recorded before it is
+// with the sinks, batch after batch, without waiting out the linger; on a
+// closed trail it returns at once.
+func TestTrailFlush(t *testing.T) {
+	sink := &memSink{}
+	tr := NewTrailWithOptions(testLogger(), TrailOptions{BatchSize: 2, Linger: time.Hour}, sink)
+	ctx, cancel := ctxTimeout(10 * time.Second)
+	defer cancel()
+	if err := tr.Flush(ctx); err != nil {
+		t.Fatalf("Flush of an empty trail: %v", err)
+	}
+	for round := range 3 {
+		for i := range 5 {
+			tr.Record(rec(round*5 + i))
+		}
+		if err := tr.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got, batches, _ := sink.snapshot()
+		if len(got) != (round+1)*5 {
+			t.Fatalf("round %d: after Flush the sink has %d records (batches %v), want %d", round, len(got), batches, (round+1)*5)
+		}
+		for i, r := range got {
+			if r.RequestID != rec(i).RequestID {
+				t.Fatalf("record %d is %s: order broken", i, r.RequestID)
+			}
+		}
+	}
+	if err := tr.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Flush(ctx); err != nil {
+		t.Fatalf("Flush of a closed trail: %v", err)
+	}
+}
