@@ -235,7 +235,7 @@ func (t *Trail) run() {
 	}
 	var acks []chan struct{} // Flush calls waiting for this batch
 	// take moves what is queued into the batch, without waiting, up to
-	// BatchSize; false once the queue is closed and empty.
+	// BatchSize; it clears open once the queue is closed and empty.
 	open := true
 	take := func() {
 		for open && len(batch) < t.opts.BatchSize {
