@@ -290,6 +290,16 @@ const (
 	ExternalSectionEnd   = "<!-- pbac bench external: end -->"
 )
 
+// ExternalSectionMarkers are the markers of a run on backend ("demo" or
+// "light"): a run on the light bench backend has a section of its own, so
+// that it does not replace the demo backend's.
+func ExternalSectionMarkers(backend string) (start, end string) {
+	if backend == "light" {
+		return "<!-- pbac bench external --backend light: start -->", "<!-- pbac bench external --backend light: end -->"
+	}
+	return ExternalSectionStart, ExternalSectionEnd
+}
+
 // WriteMarkdown writes the report as a Markdown section (without the
 // markers): the scenario, a table per rate and the notes.
 func (r *ExternalReport) WriteMarkdown(w io.Writer, command string) error {

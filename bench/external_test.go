@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -152,5 +153,31 @@ func TestSpliceSection(t *testing.T) {
 				t.Errorf("got\n%q\nwant\n%q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestSectionsPerBackend: a run on the light backend and one on the demo
+// backend each rewrite their own section of the same file.
+func TestSectionsPerBackend(t *testing.T) {
+	doc := []byte("# Benchmark results\n")
+	for i, run := range []struct{ backend, text string }{
+		{"demo", "demo 1\n"}, {"light", "light 1\n"}, {"demo", "demo 2\n"}, {"light", "light 2\n"},
+	} {
+		start, end := ExternalSectionMarkers(run.backend)
+		var err error
+		if doc, err = SpliceSection(doc, start, end, "## "+run.backend, []byte(run.text)); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+	}
+	s := string(doc)
+	for _, want := range []string{"demo 2", "light 2"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("no %q in:\n%s", want, s)
+		}
+	}
+	for _, gone := range []string{"demo 1", "light 1"} {
+		if strings.Contains(s, gone) {
+			t.Errorf("%q was not replaced:\n%s", gone, s)
+		}
 	}
 }

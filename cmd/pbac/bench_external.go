@@ -86,7 +86,9 @@ the nginx target is left out, and the report says so.
 
 --markdown-file rewrites the section between the markers
 "` + bench.ExternalSectionStart + `" and
-"` + bench.ExternalSectionEnd + `" (appending it the first time).`,
+"` + bench.ExternalSectionEnd + `" (appending it the first time); a run with
+--backend light has its own section, between "<!-- pbac bench external
+--backend light: start -->" and its end marker.`,
 		Example: `  pbac bench external
   pbac bench external --rates 200,1000 --duration 10s --rounds 5 --markdown-file bench/RESULTS.md
   pbac bench external --rates 100 --duration 1s --rounds 2 --warmup 0 --json`,
@@ -154,8 +156,13 @@ func (o *externalOptions) validate() error {
 	if b, t, ok := strings.Cut(o.tool, "."); !ok || b == "" || t == "" {
 		bad("--tool %q: must be <backend>.<tool>, e.g. %s", o.tool, benchDefaultTool)
 	}
-	if o.args != "" && !json.Valid([]byte(o.args)) {
-		bad("--args: not valid JSON: %s", o.args)
+	if o.args != "" {
+		var obj map[string]json.RawMessage
+		if !json.Valid([]byte(o.args)) {
+			bad("--args: not valid JSON: %s", o.args)
+		} else if json.Unmarshal([]byte(o.args), &obj) != nil || obj == nil {
+			bad("--args: must be a JSON object (the tool's arguments): %s", o.args)
+		}
 	}
 	switch o.backend {
 	case externalBackendDemo:
@@ -418,7 +425,10 @@ func writeExternalReport(stdout, stderr io.Writer, o externalOptions, rep *bench
 }
 
 // externalHeading is the heading the section gets when a file has none.
-const externalHeading = "## pbac bench external: backend, nginx and gateway as separate processes"
+const (
+	externalHeading      = "## pbac bench external: backend, nginx and gateway as separate processes"
+	externalLightHeading = "### pbac bench external --backend light"
+)
 
 // spliceMarkdown rewrites the external section of the Markdown file at
 // path (creating the file when it does not exist).
@@ -431,7 +441,12 @@ func spliceMarkdown(path string, rep *bench.ExternalReport, command string) erro
 	if err := rep.WriteMarkdown(&section, command); err != nil {
 		return err
 	}
-	out, err := bench.SpliceSection(doc, bench.ExternalSectionStart, bench.ExternalSectionEnd, externalHeading, section.Bytes())
+	start, end := bench.ExternalSectionMarkers(rep.Scenario.Backend)
+	heading := externalHeading
+	if rep.Scenario.Backend == externalBackendLight {
+		heading = externalLightHeading
+	}
+	out, err := bench.SpliceSection(doc, start, end, heading, section.Bytes())
 	if err != nil {
 		return fmt.Errorf("--markdown-file %s: %w", path, err)
 	}

@@ -88,7 +88,8 @@ func TestBenchExternal(t *testing.T) {
 			if tt.backend == externalBackendLight && !strings.Contains(doc, tt.note) {
 				t.Errorf("the Markdown does not name %q:\n%s", tt.note, doc)
 			}
-			for _, want := range []string{"what was here stays", bench.ExternalSectionStart, bench.ExternalSectionEnd} {
+			start, end := bench.ExternalSectionMarkers(tt.backend)
+			for _, want := range []string{"what was here stays", start, end} {
 				if !strings.Contains(doc, want) {
 					t.Errorf("--markdown-file has no %q:\n%s", want, doc)
 				}
@@ -154,6 +155,8 @@ func TestBenchExternalRefusesBadFlags(t *testing.T) {
 		{"no duration", func(o *externalOptions) { o.duration = 0 }, "--duration 0s"},
 		{"a tool without its backend", func(o *externalOptions) { o.tool = "search_issues" }, "--tool \"search_issues\": must be <backend>.<tool>"},
 		{"arguments that are not JSON", func(o *externalOptions) { o.args = "{" }, "--args: not valid JSON"},
+		{"arguments that are not an object", func(o *externalOptions) { o.args = "[1]" }, "--args: must be a JSON object"},
+		{"arguments that are null", func(o *externalOptions) { o.args = "null" }, "--args: must be a JSON object"},
 		{"the light backend", func(o *externalOptions) { o.backend = externalBackendLight }, ""},
 		{"the light backend with a tool it does not serve", func(o *externalOptions) {
 			o.backend, o.tool = externalBackendLight, "jira.create_issue"
