@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pbac-gateway/pbac/config"
@@ -50,14 +51,7 @@ func TestOpsPrecedence(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			flags := newUpCommand().Flags()
-			for k, v := range tc.flags {
-				if err := flags.Set(k, v); err != nil {
-					t.Fatal(err)
-				}
-			}
-			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
-			s, err := resolveOps(flags, tc.file, lookup)
+			_, s, err := resolveUpOps(t, tc.file, tc.env, tc.flags)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -172,14 +166,7 @@ func TestBundleSettingsPrecedence(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			flags := newUpCommand().Flags()
-			for k, v := range tc.flags {
-				if err := flags.Set(k, v); err != nil {
-					t.Fatal(err)
-				}
-			}
-			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
-			ops, err := resolveOps(flags, tc.file, lookup)
+			flags, ops, err := resolveUpOps(t, tc.file, tc.env, tc.flags)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -246,14 +233,7 @@ func TestPolicyLimitsPrecedence(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			flags := newUpCommand().Flags()
-			for k, v := range tc.flags {
-				if err := flags.Set(k, v); err != nil {
-					t.Fatal(err)
-				}
-			}
-			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
-			s, err := resolveOps(flags, tc.file, lookup)
+			_, s, err := resolveUpOps(t, tc.file, tc.env, tc.flags)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
@@ -351,14 +331,7 @@ func TestAuditLingerPrecedence(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			flags := newUpCommand().Flags()
-			for k, v := range tc.flags {
-				if err := flags.Set(k, v); err != nil {
-					t.Fatal(err)
-				}
-			}
-			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
-			s, err := resolveOps(flags, tc.file, lookup)
+			_, s, err := resolveUpOps(t, tc.file, tc.env, tc.flags)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
@@ -373,4 +346,20 @@ func TestAuditLingerPrecedence(t *testing.T) {
 			}
 		})
 	}
+}
+
+// resolveUpOps resolves pbac up's settings from the configuration file at
+// file (none when empty), the environment env and the command-line flags
+// set, as resolveOps does; it returns the flag set too.
+func resolveUpOps(t *testing.T, file string, env, set map[string]string) (*pflag.FlagSet, opsSettings, error) {
+	t.Helper()
+	flags := newUpCommand().Flags()
+	for k, v := range set {
+		if err := flags.Set(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	s, err := resolveOps(flags, file, lookup)
+	return flags, s, err
 }
