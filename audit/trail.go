@@ -234,18 +234,23 @@ func (t *Trail) run() {
 		linger = timer.C
 	}
 	var acks []chan struct{} // Flush calls waiting for this batch
-	// take moves what is queued into the batch, without waiting, up to
-	// BatchSize; it clears open once the queue is closed and empty.
+	// add takes what a receive from the queue gave: a record into the
+	// batch, or the end of a closed and empty queue, which clears open.
 	open := true
+	add := func(r Record, ok bool) {
+		if !ok {
+			open = false
+			return
+		}
+		batch = append(batch, r)
+	}
+	// take moves what is queued into the batch, without waiting, up to
+	// BatchSize.
 	take := func() {
 		for open && len(batch) < t.opts.BatchSize {
 			select {
 			case r, ok := <-t.queue:
-				if !ok {
-					open = false
-					return
-				}
-				batch = append(batch, r)
+				add(r, ok)
 			default:
 				return
 			}
@@ -255,12 +260,8 @@ func (t *Trail) run() {
 		batch = batch[:0]
 		select {
 		case r, ok := <-t.queue:
-			if !ok {
-				open = false
-				break
-			}
-			batch = append(batch, r)
-			if t.opts.Linger > 0 {
+			add(r, ok)
+			if open && t.opts.Linger > 0 {
 				timer.Reset(t.opts.Linger)
 			}
 		fill:
@@ -271,11 +272,7 @@ func (t *Trail) run() {
 				}
 				select {
 				case r, ok := <-t.queue:
-					if !ok {
-						open = false
-						break fill
-					}
-					batch = append(batch, r)
+					add(r, ok)
 				case ack := <-t.flushes:
 					acks = append(acks, ack)
 				case <-linger:
