@@ -442,7 +442,7 @@ func (a *api) queryAudit(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Limit = n
 	}
-	flushAudit(r.Context(), a.cfg.Audit)
+	a.cfg.Audit.FlushForQuery(r.Context())
 	recs, err := a.cfg.Index.Query(r.Context(), f)
 	if err != nil {
 		adminError(w, err)
@@ -526,21 +526,4 @@ func (a *api) deleteClient(w http.ResponseWriter, r *http.Request) {
 		a.cfg.Audit.Record(RevokeClientRecord(id, OperatorAdmin))
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// auditFlushWait bounds how long a query of the audit index waits for the
-// trail to write what it holds.
-const auditFlushWait = 2 * time.Second
-
-// flushAudit has the trail write the records it holds (it batches them for
-// up to its linger), so that a query sees every decision made before it. A
-// trail that takes longer is not waited for: the query answers with what
-// is written.
-func flushAudit(ctx context.Context, trail *audit.Trail) {
-	if trail == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, auditFlushWait)
-	defer cancel()
-	_ = trail.Flush(ctx)
 }

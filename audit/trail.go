@@ -313,6 +313,22 @@ func (t *Trail) run() {
 	close(t.done)
 }
 
+// queryFlushWait bounds how long FlushForQuery waits for the writer.
+const queryFlushWait = 2 * time.Second
+
+// FlushForQuery is Flush before a query of a sink (the index): the query
+// then sees every decision made before it. It waits at most queryFlushWait
+// and ctx; a writer that takes longer is not waited for, and the query
+// answers with what is written. A nil trail has nothing to write.
+func (t *Trail) FlushForQuery(ctx context.Context) {
+	if t == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, queryFlushWait)
+	defer cancel()
+	_ = t.Flush(ctx)
+}
+
 // Flush returns once every record recorded before it was called has been
 // written to the sinks (a sink that failed has counted them as failed), so
 // that a query of the index sees them; or when ctx ends first (its error),

@@ -198,13 +198,7 @@ func (h *Handler) queryAudit(w http.ResponseWriter, r *http.Request, s *session)
 		}
 		f.Limit = n
 	}
-	if h.cfg.Audit != nil {
-		// The trail batches its writes: what it holds is written first,
-		// so the view shows every decision made before it asked.
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		_ = h.cfg.Audit.Flush(ctx)
-		cancel()
-	}
+	h.cfg.Audit.FlushForQuery(r.Context())
 	recs, err := h.cfg.Index.Query(r.Context(), f)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "query the audit trail: "+err.Error())
