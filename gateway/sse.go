@@ -108,8 +108,7 @@ func (s *sseReader) next() (sseEvent, error) {
 			}
 			continue // blank lines between events
 		}
-		if value, ok := bytes.CutPrefix(line, []byte("data")); ok && (len(value) == 0 || value[0] == ':') {
-			value = bytes.TrimPrefix(bytes.TrimPrefix(value, []byte(":")), []byte(" "))
+		if value, ok := dataValue(line); ok {
 			if ev.hasData {
 				ev.data = append(ev.data, '\n')
 			}
@@ -119,6 +118,16 @@ func (s *sseReader) next() (sseEvent, error) {
 		}
 		ev.fields = append(ev.fields, line)
 	}
+}
+
+// dataValue is the value of a "data" field line ("data", "data:" or
+// "data: " and the value), and whether line is one.
+func dataValue(line []byte) ([]byte, bool) {
+	value, ok := bytes.CutPrefix(line, []byte("data"))
+	if !ok || (len(value) > 0 && value[0] != ':') {
+		return nil, false
+	}
+	return bytes.TrimPrefix(bytes.TrimPrefix(value, []byte(":")), []byte(" ")), true
 }
 
 // isResponse tells whether data is a JSON-RPC response (an id, no method).

@@ -133,12 +133,11 @@ func eventData(event []byte) (data []byte, hasData bool) {
 			}
 			continue // blank lines before the event
 		}
-		value, ok := bytes.CutPrefix(line, []byte("data"))
-		if !ok || (len(value) > 0 && value[0] != ':') {
+		value, ok := dataValue(line)
+		if !ok {
 			fields = true
 			continue
 		}
-		value = bytes.TrimPrefix(bytes.TrimPrefix(value, []byte(":")), []byte(" "))
 		switch {
 		case !hasData:
 			data, hasData = value, true
