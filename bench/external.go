@@ -39,11 +39,16 @@ const (
 // Procs lists the processes in report order.
 func Procs() []string { return []string{ProcBackend, ProcNginx, ProcGateway, ProcLoad} }
 
+// The backends an external run can put behind the targets.
+const (
+	BackendDemo  = "demo"  // pbac demo backend: the go-sdk demo server
+	BackendLight = "light" // the light bench backend (lightmcp)
+)
+
 // ExternalScenario describes an external run.
 type ExternalScenario struct {
 	Tool string `json:"tool"`
-	// Backend is the backend process: "demo" (pbac demo backend) or
-	// "light" (the light bench backend).
+	// Backend is the backend process: BackendDemo or BackendLight.
 	Backend     string    `json:"backend,omitempty"`
 	ArgsBytes   int       `json:"args_bytes"`
 	Rates       []float64 `json:"rates"`
@@ -294,7 +299,7 @@ const (
 // "light"): a run on the light bench backend has a section of its own, so
 // that it does not replace the demo backend's.
 func ExternalSectionMarkers(backend string) (start, end string) {
-	if backend == "light" {
+	if backend == BackendLight {
 		return "<!-- pbac bench external --backend light: start -->", "<!-- pbac bench external --backend light: end -->"
 	}
 	return ExternalSectionStart, ExternalSectionEnd
@@ -306,7 +311,7 @@ func (r *ExternalReport) WriteMarkdown(w io.Writer, command string) error {
 	var b strings.Builder
 	sc := r.Scenario
 	backend := "the demo backend"
-	if sc.Backend == "light" {
+	if sc.Backend == BackendLight {
 		backend = "the light bench backend"
 	}
 	fmt.Fprintf(&b, "Run %s: `%s` — %s of %s on %d connections, %d rounds of %s per target and rate (after %s of warm-up each), the targets interleaved in every round (direct, nginx, gateway); %d CPUs, %s",

@@ -42,12 +42,6 @@ type externalOptions struct {
 	json                 bool
 }
 
-// The backends pbac bench external can run (--backend).
-const (
-	externalBackendDemo  = "demo"
-	externalBackendLight = "light"
-)
-
 // Limits of pbac bench external's flags.
 const (
 	externalMaxRounds      = 50
@@ -107,7 +101,7 @@ the nginx target is left out, and the report says so.
 	f.IntVar(&o.rounds, "rounds", 5, "rounds per rate, 1..50")
 	f.IntVar(&o.connections, "connections", 64, "keep-alive connections per target (each its own MCP session), 1..512")
 	f.StringVar(&o.tool, "tool", benchDefaultTool, "tool to call, as <backend>.<tool> of a demo backend")
-	f.StringVar(&o.backend, "backend", externalBackendDemo, `the backend process: "demo" (pbac demo backend: the go-sdk server the demo runs, which validates every call's arguments against the tool's JSON Schema) or "light" (the light bench backend, pbac bench light-backend: jira.search_issues only, no validation, JSON answers), so that the gateway's own cost shows`)
+	f.StringVar(&o.backend, "backend", bench.BackendDemo, `the backend process: "demo" (pbac demo backend: the go-sdk server the demo runs, which validates every call's arguments against the tool's JSON Schema) or "light" (the light bench backend, pbac bench light-backend: jira.search_issues only, no validation, JSON answers), so that the gateway's own cost shows`)
 	f.StringVar(&o.args, "args", "", `tool arguments, a JSON object (default `+benchDefaultArgs+` for `+benchDefaultTool+`, else {})`)
 	f.StringVar(&o.nginx, "nginx", "nginx", "the nginx binary (a name is looked up in PATH, then /usr/sbin); the nginx target is skipped when there is none")
 	f.StringVar(&o.pbac, "pbac", "", "the pbac binary that runs the backend and the gateway (default: this one)")
@@ -165,13 +159,13 @@ func (o *externalOptions) validate() error {
 		}
 	}
 	switch o.backend {
-	case externalBackendDemo:
-	case externalBackendLight:
+	case bench.BackendDemo:
+	case bench.BackendLight:
 		if o.tool != benchDefaultTool {
 			bad("--backend light serves only %s, not --tool %s", benchDefaultTool, o.tool)
 		}
 	default:
-		bad("--backend %q: must be %q or %q", o.backend, externalBackendDemo, externalBackendLight)
+		bad("--backend %q: must be %q or %q", o.backend, bench.BackendDemo, bench.BackendLight)
 	}
 	return errors.Join(errs...)
 }
@@ -241,7 +235,7 @@ func runBenchExternal(ctx context.Context, stdout, stderr io.Writer, o externalO
 
 	// The backend.
 	argv, announced := []string{"demo", "backend", backendName}, backendName
-	if o.backend == externalBackendLight {
+	if o.backend == bench.BackendLight {
 		argv, announced = []string{"bench", "light-backend"}, "light"
 	}
 	fmt.Fprintf(stderr, "bench external: starting the %s backend %s (%s %s)\n", o.backend, backendName, bin, strings.Join(argv, " "))
@@ -443,7 +437,7 @@ func spliceMarkdown(path string, rep *bench.ExternalReport, command string) erro
 	}
 	start, end := bench.ExternalSectionMarkers(rep.Scenario.Backend)
 	heading := externalHeading
-	if rep.Scenario.Backend == externalBackendLight {
+	if rep.Scenario.Backend == bench.BackendLight {
 		heading = externalLightHeading
 	}
 	out, err := bench.SpliceSection(doc, start, end, heading, section.Bytes())

@@ -32,10 +32,10 @@ func TestBenchExternal(t *testing.T) {
 		targets []string
 		note    string
 	}{
-		{"backend, nginx and gateway", "nginx", externalBackendDemo, bench.Targets(), ""},
-		{"no nginx: its target is left out and the report says why", "/nonexistent/nginx", externalBackendDemo,
+		{"backend, nginx and gateway", "nginx", bench.BackendDemo, bench.Targets(), ""},
+		{"no nginx: its target is left out and the report says why", "/nonexistent/nginx", bench.BackendDemo,
 			[]string{bench.TargetDirect, bench.TargetGateway}, "nginx target skipped: no nginx binary"},
-		{"the light bench backend, nginx and gateway", "nginx", externalBackendLight, bench.Targets(), "the light bench backend"},
+		{"the light bench backend, nginx and gateway", "nginx", bench.BackendLight, bench.Targets(), "the light bench backend"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,10 +82,10 @@ func TestBenchExternal(t *testing.T) {
 			if (rep.Scenario.Nginx != "") != slices.Contains(tt.targets, bench.TargetNginx) {
 				t.Errorf("the report's nginx version %q", rep.Scenario.Nginx)
 			}
-			if tt.note != "" && tt.backend == externalBackendDemo && (!slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.Contains(n, tt.note) }) || !strings.Contains(doc, tt.note)) {
+			if tt.note != "" && tt.backend == bench.BackendDemo && (!slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.Contains(n, tt.note) }) || !strings.Contains(doc, tt.note)) {
 				t.Errorf("no note %q in the report (%q) or the Markdown:\n%s", tt.note, rep.Notes, doc)
 			}
-			if tt.backend == externalBackendLight && !strings.Contains(doc, tt.note) {
+			if tt.backend == bench.BackendLight && !strings.Contains(doc, tt.note) {
 				t.Errorf("the Markdown does not name %q:\n%s", tt.note, doc)
 			}
 			start, end := bench.ExternalSectionMarkers(tt.backend)
@@ -139,7 +139,7 @@ func runBenchExternalTiny(t *testing.T, nginx, backend string) (*bench.ExternalR
 func TestBenchExternalRefusesBadFlags(t *testing.T) {
 	good := func() externalOptions {
 		return externalOptions{rates: []float64{200, 1000}, duration: 10 * time.Second, warmup: time.Second,
-			rounds: 5, connections: 64, tool: benchDefaultTool, backend: externalBackendDemo}
+			rounds: 5, connections: 64, tool: benchDefaultTool, backend: bench.BackendDemo}
 	}
 	tests := []struct {
 		name   string
@@ -157,9 +157,9 @@ func TestBenchExternalRefusesBadFlags(t *testing.T) {
 		{"arguments that are not JSON", func(o *externalOptions) { o.args = "{" }, "--args: not valid JSON"},
 		{"arguments that are not an object", func(o *externalOptions) { o.args = "[1]" }, "--args: must be a JSON object"},
 		{"arguments that are null", func(o *externalOptions) { o.args = "null" }, "--args: must be a JSON object"},
-		{"the light backend", func(o *externalOptions) { o.backend = externalBackendLight }, ""},
+		{"the light backend", func(o *externalOptions) { o.backend = bench.BackendLight }, ""},
 		{"the light backend with a tool it does not serve", func(o *externalOptions) {
-			o.backend, o.tool = externalBackendLight, "jira.create_issue"
+			o.backend, o.tool = bench.BackendLight, "jira.create_issue"
 		}, "--backend light serves only jira.search_issues"},
 		{"a backend there is not", func(o *externalOptions) { o.backend = "heavy" }, `--backend "heavy": must be "demo" or "light"`},
 	}
