@@ -77,8 +77,8 @@ type Info struct {
 	// predates, decided by the built-in contract.Fallback.
 	Fallbacks []contract.Entrypoint `json:"fallbacks,omitempty"`
 	// Memoized are the entrypoints whose decisions this version remembers
-	// by their exact input (see memo): none when the module calls a
-	// builtin OPA marks nondeterministic.
+	// by their exact input (see memo): none when the module is not
+	// deterministic (see deterministic).
 	Memoized []contract.Entrypoint `json:"memoized,omitempty"`
 }
 
@@ -297,8 +297,9 @@ func (r *Registry) Decide(ctx context.Context, entrypoint contract.Entrypoint, i
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	dctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
-	defer cancel()
+	// The deadline's context (and its timer) is made for an evaluation,
+	// not for a decision the version remembers.
+	var dctx context.Context
 	for {
 		v := r.active.Load()
 		if v == nil {
@@ -315,6 +316,11 @@ func (r *Registry) Decide(ctx context.Context, entrypoint contract.Entrypoint, i
 				r.offerShadow(entrypoint, input, d)
 				return d, nil
 			}
+		}
+		if dctx == nil {
+			var cancel context.CancelFunc
+			dctx, cancel = context.WithDeadline(context.WithoutCancel(ctx), deadline)
+			defer cancel()
 		}
 		raw, err := v.eval(dctx, entrypoint, input)
 		v.exit()
