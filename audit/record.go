@@ -154,10 +154,23 @@ func (r *Record) Kind() string {
 // gateway's decisions) is written with "event":"decision", so every line
 // of the trail says what it is about.
 func (r Record) MarshalJSON() ([]byte, error) {
-	type plain Record // without this method
-	p := plain(r)
-	p.Event = r.Kind()
-	return json.Marshal(&p)
+	return marshalPlain(&r)
+}
+
+// plainRecord is Record without its MarshalJSON method.
+type plainRecord Record
+
+// marshalPlain encodes r with its kind. Encoding the record through
+// MarshalJSON would have encoding/json check and compact the method's
+// output again, a second pass over every line.
+func marshalPlain(r *Record) ([]byte, error) {
+	p := (*plainRecord)(r)
+	if r.Event != "" {
+		return json.Marshal(p)
+	}
+	c := *p
+	c.Event = EventDecision
+	return json.Marshal(&c)
 }
 
 // Digest returns "sha256:<hex>" of exactly the given bytes (no
@@ -177,7 +190,7 @@ func Digest(args []byte) string {
 // not valid JSON they are kept as JSON strings holding the raw bytes
 // instead.
 func Encode(r *Record) ([]byte, error) {
-	b, err := json.Marshal(r)
+	b, err := marshalPlain(r)
 	if err == nil {
 		return b, nil
 	}
@@ -188,7 +201,7 @@ func Encode(r *Record) ([]byte, error) {
 	if len(c.Args) > 0 && !json.Valid(c.Args) {
 		c.Args, _ = json.Marshal(string(c.Args))
 	}
-	return json.Marshal(&c)
+	return marshalPlain(&c)
 }
 
 // Filter selects records for Index.Query. Empty fields match everything.

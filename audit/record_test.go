@@ -1,9 +1,11 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDigest(t *testing.T) {
@@ -112,6 +114,44 @@ func TestValidEvent(t *testing.T) {
 	for _, k := range []string{"", "Decision", "tool_call", "token "} {
 		if ValidEvent(k) {
 			t.Errorf("ValidEvent(%q) = true", k)
+		}
+	}
+}
+
+// TestEncodeAgreesWithMarshal: Encode writes exactly what encoding/json
+// writes for the record through its MarshalJSON method, which Encode
+// skips so as not to pass over every line twice.
+func TestEncodeAgreesWithMarshal(t *testing.T) {
+	ts := time.Date(2026, 12, 3, 17, 0, 0, 123456789, time.UTC)
+	for _, r := range []Record{
+		{},
+		{Time: ts, RequestID: "r1", ClientID: "c", Method: "tools/call", Tool: "jira.search_issues", Decision: "allow", Status: 200,
+			Scopes: []string{"jira:read"}, Args: json.RawMessage(`{ "query" : "SEC" }`), Act: json.RawMessage(`{"sub":"a"}`),
+			LatencyMicros: map[string]int64{"total": 30, "backend": 12, "policy": 5}},
+		{Time: ts, Event: EventToken, ClientID: "c", Reasons: []string{"<html> & \u2028"}, Count: 3, Remote: "127.0.0.1:1"},
+	} {
+		want, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Encode(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("Encode:\n%s\njson.Marshal:\n%s", got, want)
+		}
+	}
+}
+
+func BenchmarkEncode(b *testing.B) {
+	r := Record{Time: time.Now().UTC(), RequestID: "0f9c2b7e5d3a4c1b", ClientID: "ci-bot", Method: "tools/call", Backend: "jira",
+		Tool: "jira.search_issues", Decision: "allow", Status: 200, Scopes: []string{"jira:read"}, PolicyVersion: "v3-1a2b3c",
+		ArgsDigest: Digest([]byte(`{"query":"SEC"}`)), LatencyMicros: map[string]int64{"introspect": 4, "policy": 30, "backend": 120, "total": 190}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Encode(&r); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
