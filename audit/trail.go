@@ -87,6 +87,10 @@ type Trail struct {
 	wcancel context.CancelFunc
 	done    chan struct{}      // closed when the writer has finished and closed the sinks
 	flushes chan chan struct{} // Flush's requests to the writer, each closed when done
+	// kick ends the writer's linger early: a full batch is queued, or the
+	// queue is closed. While it lingers the writer does not receive from
+	// the queue, so a call's Record does not wake it.
+	kick chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error // set by the writer before done is closed
@@ -130,6 +134,7 @@ func NewTrailWithOptions(logger *slog.Logger, opts TrailOptions, sinks ...Sink) 
 		wcancel: cancel,
 		done:    make(chan struct{}),
 		flushes: make(chan chan struct{}),
+		kick:    make(chan struct{}, 1),
 		subs:    make(map[*Subscription]struct{}),
 	}
 	go t.run()
@@ -154,6 +159,7 @@ func (t *Trail) Record(r Record) {
 	t.publish(&r)
 	select {
 	case t.queue <- r:
+		t.kickIfFull()
 		return
 	default:
 	}
@@ -161,8 +167,23 @@ func (t *Trail) Record(r Record) {
 	defer timer.Stop()
 	select {
 	case t.queue <- r:
+		t.kickIfFull()
 	case <-timer.C:
 		t.drop(1, "queue full")
+	}
+}
+
+// kickIfFull ends the writer's linger once a full batch waits in the queue.
+func (t *Trail) kickIfFull() {
+	if len(t.queue) >= t.opts.BatchSize {
+		t.kickWriter()
+	}
+}
+
+func (t *Trail) kickWriter() {
+	select {
+	case t.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -220,19 +241,9 @@ func rateOK(last *atomic.Int64, every time.Duration) bool {
 // queue is closed and empty; then it closes the sinks.
 func (t *Trail) run() {
 	batch := make([]Record, 0, t.opts.BatchSize)
-	// linger ends the wait for more records; without a linger, a closed
-	// channel makes the wait end as soon as nothing is queued.
-	var linger <-chan time.Time
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	if t.opts.Linger < 0 {
-		ended := make(chan time.Time)
-		close(ended)
-		linger = ended
-	} else {
-		linger = timer.C
-	}
 	var acks []chan struct{} // Flush calls waiting for this batch
 	// add takes what a receive from the queue gave: a record into the
 	// batch, or the end of a closed and empty queue, which clears open.
@@ -261,25 +272,29 @@ func (t *Trail) run() {
 		select {
 		case r, ok := <-t.queue:
 			add(r, ok)
+			// The linger: the records of the next few milliseconds wait in
+			// the queue, and the writer sleeps until the linger ends, a
+			// full batch is queued (kick), the queue is closed (kick) or a
+			// Flush asks. Receiving each record as it came would wake the
+			// writer once per call.
 			if open && t.opts.Linger > 0 {
 				timer.Reset(t.opts.Linger)
-			}
-		fill:
-			for open && len(batch) < t.opts.BatchSize && len(acks) == 0 {
 				take()
-				if !open || len(batch) >= t.opts.BatchSize {
-					break
+			linger:
+				for open && len(batch) < t.opts.BatchSize {
+					select {
+					case <-timer.C:
+						break linger
+					case <-t.kick:
+						take()
+					case ack := <-t.flushes:
+						acks = append(acks, ack)
+						break linger
+					}
 				}
-				select {
-				case r, ok := <-t.queue:
-					add(r, ok)
-				case ack := <-t.flushes:
-					acks = append(acks, ack)
-				case <-linger:
-					break fill
-				}
+				timer.Stop()
 			}
-			timer.Stop()
+			take()
 		case ack := <-t.flushes:
 			acks = append(acks, ack)
 		}
@@ -382,6 +397,7 @@ func (t *Trail) Close(ctx context.Context) error {
 		t.closed = true
 		close(t.queue)
 		t.mu.Unlock()
+		t.kickWriter() // a lingering writer writes what is queued now
 
 		t.subMu.Lock()
 		t.subsClosed = true
