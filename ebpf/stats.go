@@ -24,13 +24,15 @@ const (
 	StageDecided
 	// StageForward: the request to the backend is about to leave (probeForwardStart).
 	StageForward
-	// StageBackendSent: the gateway's HTTP client has written the request
-	// to the backend's connection (probeBackendSent, httptrace's
-	// WroteRequest, after the write).
+	// StageBackendSent: the gateway's HTTP client is handed the request
+	// (probeBackendSent). The forwarding client (fasthttp's, in the
+	// handler's goroutine) writes the request and reads the answer's
+	// headers within one call, so "backend" holds that write and that
+	// read, a few µs, and "client out" and "client in" are the
+	// bookkeeping around it.
 	StageBackendSent
-	// StageBackendFirstByte: the gateway's HTTP client has read the first
-	// byte of the backend's response (probeBackendFirstByte, httptrace's
-	// GotFirstResponseByte).
+	// StageBackendFirstByte: the client has returned with the answer's
+	// headers (probeBackendFirstByte).
 	StageBackendFirstByte
 	// StageBackendDone: the backend's response headers are in (probeBackendDone).
 	StageBackendDone
@@ -60,9 +62,9 @@ var segmentNames = map[[2]Stage]string{
 	{StageAuthenticated, StageDecided}:        "decide",       // JSON-RPC parse, session, pbac/tool_call
 	{StageDecided, StageForward}:              "prepare",      // building the backend request
 	{StageForward, StageBackendDone}:          "backend",      // the backend's time, as the gateway's handler sees it
-	{StageForward, StageBackendSent}:          "client out",   // the gateway's HTTP client sending the request
-	{StageBackendSent, StageBackendFirstByte}: "backend",      // request written → first byte of the answer read
-	{StageBackendFirstByte, StageBackendDone}: "client in",    // the HTTP client reading the response headers
+	{StageForward, StageBackendSent}:          "client out",   // before the gateway's HTTP client takes the request
+	{StageBackendSent, StageBackendFirstByte}: "backend",      // the client writing the request, the backend, the client reading the headers
+	{StageBackendFirstByte, StageBackendDone}: "client in",    // after the client returned
 	{StageBackendDone, StageReplyDone}:        "respond",      // response headers, audit, handing over the body
 	{StageReplyDone, StageReplyOut}:           "send",         // the server writing the reply
 }

@@ -336,7 +336,9 @@ func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 	}
 	probeForwardStart(c.Context().ID())
 	bstart := time.Now()
-	res, err := g.backendCall(probeTrace(c.UserContext(), c.Context().ID()), b, sess, "tools/call", params)
+	probeBackendSent(c.Context().ID())
+	res, err := g.backendCall(c.UserContext(), b, sess, "tools/call", params)
+	probeBackendFirstByte(c.Context().ID())
 	probeBackendDone(c.Context().ID())
 	btook := time.Since(bstart)
 	g.metrics.stage("backend", btook)
@@ -393,40 +395,25 @@ func (g *Gateway) backendSession(ctx context.Context, b *Backend, sess *aggSessi
 // owner and returns the result of the answer (JSON or SSE) and the session
 // id the backend named.
 func (g *Gateway) backendRoundTrip(ctx context.Context, b *Backend, owner, sid string, body []byte) (json.RawMessage, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL, bytes.NewReader(body))
+	ans, err := g.post(ctx, b, owner, sid, body)
 	if err != nil {
 		return nil, "", err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set(hdrProtocol, backendProtocol)
-	if sid != "" {
-		req.Header.Set(hdrSession, sid)
+	defer ans.body.Close()
+	if ans.sid != "" {
+		sid = ans.sid
 	}
-	for k, v := range b.Headers {
-		req.Header.Set(k, v)
-	}
-	setOwner(req, b, owner)
-	resp, err := g.client.Do(req)
-	if err != nil {
-		return nil, "", err
-	}
-	defer resp.Body.Close()
-	if newSID := resp.Header.Get(hdrSession); newSID != "" {
-		sid = newSID
-	}
-	if resp.StatusCode == http.StatusAccepted {
+	if ans.status == http.StatusAccepted {
 		return nil, sid, nil
 	}
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, sid, fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+	if ans.status != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(ans.body, 512))
+		return nil, sid, fmt.Errorf("HTTP %d: %s", ans.status, bytes.TrimSpace(msg))
 	}
+	resp := ans
 	var msgs [][]byte
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		sc := bufio.NewScanner(io.LimitReader(resp.Body, maxFilteredResponse))
+	if strings.HasPrefix(resp.contentType, "text/event-stream") {
+		sc := bufio.NewScanner(io.LimitReader(resp.body, maxFilteredResponse))
 		sc.Buffer(make([]byte, 64<<10), maxFilteredResponse)
 		for sc.Scan() {
 			if data, ok := bytes.CutPrefix(sc.Bytes(), []byte("data:")); ok {
@@ -434,7 +421,7 @@ func (g *Gateway) backendRoundTrip(ctx context.Context, b *Backend, owner, sid s
 			}
 		}
 	} else {
-		raw, err := io.ReadAll(io.LimitReader(resp.Body, maxFilteredResponse))
+		raw, err := io.ReadAll(io.LimitReader(resp.body, maxFilteredResponse))
 		if err != nil {
 			return nil, sid, err
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
 
 	"github.com/pbac-gateway/pbac/approvals"
 	"github.com/pbac-gateway/pbac/audit"
@@ -138,11 +139,14 @@ type Gateway struct {
 	app      *fiber.App
 	backends map[string]*Backend
 	client   *http.Client
-	log      *slog.Logger
-	metrics  *metrics
-	sessions *sessions
-	resource string
-	origins  map[string]bool
+	// forwarders send the allowed messages, one client per backend
+	// (forwarder.go).
+	forwarders map[string]*fasthttp.HostClient
+	log        *slog.Logger
+	metrics    *metrics
+	sessions   *sessions
+	resource   string
+	origins    map[string]bool
 	// catalogues holds the argument rules of the active policy's catalogue.
 	catalogues catalogues
 	stop       chan struct{}
@@ -185,15 +189,16 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	base := strings.TrimSuffix(cfg.PublicURL, "/")
 	g := &Gateway{
-		cfg:      cfg,
-		backends: map[string]*Backend{},
-		log:      cfg.Logger,
-		metrics:  newMetrics(activeVersion(cfg.Policy)),
-		sessions: newSessions(cfg.SessionsPerAgent),
-		resource: base + "/mcp",
-		origins:  map[string]bool{pub.Scheme + "://" + pub.Host: true},
-		stop:     make(chan struct{}),
-		draining: make(chan struct{}, maxDraining),
+		cfg:        cfg,
+		backends:   map[string]*Backend{},
+		forwarders: map[string]*fasthttp.HostClient{},
+		log:        cfg.Logger,
+		metrics:    newMetrics(activeVersion(cfg.Policy)),
+		sessions:   newSessions(cfg.SessionsPerAgent),
+		resource:   base + "/mcp",
+		origins:    map[string]bool{pub.Scheme + "://" + pub.Host: true},
+		stop:       make(chan struct{}),
+		draining:   make(chan struct{}, maxDraining),
 		client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:               nil, // backends are reached directly, never through an environment proxy
@@ -229,7 +234,12 @@ func New(cfg Config) (*Gateway, error) {
 		if b.Timeout <= 0 {
 			b.Timeout = 30 * time.Second
 		}
+		fw, err := newForwarder(&b)
+		if err != nil {
+			return nil, err
+		}
 		g.backends[b.Name] = &b
+		g.forwarders[b.Name] = fw
 	}
 	g.refusals = newRefusals(cfg.RefusalWindow, func(r audit.Record) {
 		if g.cfg.Audit != nil {
@@ -289,6 +299,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		err = errors.Join(err, fmt.Errorf("gateway: shutdown: background work still running: %w", ctx.Err()))
 	}
 	g.client.CloseIdleConnections()
+	for _, fw := range g.forwarders {
+		fw.CloseIdleConnections()
+	}
 	return err
 }
 

@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"context"
-	"net/http/httptrace"
 	"reflect"
 )
 
@@ -44,14 +42,14 @@ func probeForwardStart(id uint64) { _ = id }
 //go:noinline
 func probeBackendDone(id uint64) { _ = id }
 
-// probeBackendSent: the gateway's HTTP client has written the request to
-// the backend's connection.
+// probeBackendSent: the request goes to the forwarding client, which
+// writes it and reads the answer's headers before it returns (forward).
 //
 //go:noinline
 func probeBackendSent(id uint64) { _ = id }
 
-// probeBackendFirstByte: the gateway's HTTP client has read the first
-// byte of the backend's response.
+// probeBackendFirstByte: the forwarding client has returned with the
+// answer's headers.
 //
 //go:noinline
 func probeBackendFirstByte(id uint64) { _ = id }
@@ -77,15 +75,4 @@ func ProbeMarkers() map[string]uintptr {
 		"probeBackendDone":      reflect.ValueOf(probeBackendDone).Pointer(),
 		"probeReplyDone":        reflect.ValueOf(probeReplyDone).Pointer(),
 	}
-}
-
-// probeTrace marks, for the probe, when the gateway's HTTP client has
-// written call id's request to the backend and read the answer's first
-// byte: the time between is the backend's own, the rest of the client's
-// is the gateway's.
-func probeTrace(ctx context.Context, id uint64) context.Context {
-	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest:         func(httptrace.WroteRequestInfo) { probeBackendSent(id) },
-		GotFirstResponseByte: func() { probeBackendFirstByte(id) },
-	})
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/contract"
@@ -557,76 +558,65 @@ func (g *Gateway) backendRequest(ctx context.Context, c *fiber.Ctx, backend *Bac
 	if err != nil {
 		return nil, err
 	}
-	for _, h := range []string{fiber.HeaderContentType, fiber.HeaderAccept, hdrProtocol, hdrLastID, hdrMethod, hdrName} {
-		if v := c.Get(h); v != "" {
-			req.Header.Set(h, v)
-		}
-	}
-	// Mcp-Param-* mirror annotated arguments (2026-07-28); the backend
-	// validates them against the body it gets, which is the body policy saw.
-	c.Request().Header.VisitAll(func(k, v []byte) {
-		if key := string(k); len(key) > len("Mcp-Param-") && strings.EqualFold(key[:len("Mcp-Param-")], "Mcp-Param-") {
-			req.Header.Set(key, string(v))
-		}
-	})
-	if sess != nil {
-		req.Header.Set(hdrSession, sess.backendID)
-	}
-	for k, v := range backend.Headers {
-		req.Header.Set(k, v)
-	}
+	forwardHeaders(c, backend, sess, req.Header.Set)
 	return req, nil
 }
 
-// forward sends an allowed message to the backend and streams the answer.
+// forward sends an allowed message to the backend and streams the answer
+// (with the backend's forwarder, forwarder.go).
 func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, sess *session, rec *audit.Record, start time.Time) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), backend.Timeout)
-	req, err := g.backendRequest(probeTrace(ctx, c.Context().ID()), c, backend, http.MethodPost, msg.Raw, sess)
-	if err != nil {
-		cancel()
-		return err
-	}
-	setCallerOwner(req, backend, cl)
-	probeForwardStart(c.Context().ID())
+	id := c.Context().ID()
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	forwardRequest(req, c, backend, cl, msg.Raw, sess)
+	resp := fasthttp.AcquireResponse()
+	probeForwardStart(id)
 	bstart := time.Now()
-	resp, err := g.client.Do(req)
-	probeBackendDone(c.Context().ID())
+	// The client writes the request and reads the answer's headers within
+	// DoDeadline, in this goroutine: the probe's backend stage holds both
+	// (a few µs) around the backend's own time.
+	probeBackendSent(id)
+	err := g.forwarders[backend.Name].DoDeadline(req, resp, bstart.Add(backend.Timeout))
+	probeBackendFirstByte(id)
+	probeBackendDone(id)
 	if err != nil {
-		cancel()
+		fasthttp.ReleaseResponse(resp)
 		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
 		rec.Reasons = append(rec.Reasons, "backend unreachable")
 		g.finish(rec, start)
 		g.log.Warn("backend request failed", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
 		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backend.Name+" is unavailable", nil))
 	}
-	rec.Status = resp.StatusCode
-	g.adoptSession(c, backend, cl, msg, resp)
-	copyResponseHeaders(c, resp)
-	c.Status(resp.StatusCode)
+	rec.Status = resp.StatusCode()
+	g.adoptSession(c, backend, cl, msg, string(resp.Header.Peek(hdrSession)))
+	copyForwardHeaders(c, &resp.Header)
+	c.Status(rec.Status)
 	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
 	g.metrics.stage("backend", time.Since(bstart))
 	g.finish(rec, start)
-	probeReplyDone(c.Context().ID())
-	if !strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream") {
+	probeReplyDone(id)
+	if resp.BodyStream() == nil {
+		// No body to stream (fasthttp read what there was, if anything).
+		c.Response().SetBody(resp.Body())
+		fasthttp.ReleaseResponse(resp)
+		return nil
+	}
+	body := newForwardBody(resp)
+	if !bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream")) {
 		// A JSON answer is passed on whole, whatever its size, without being
-		// held in memory; the backend request ends when it has been sent.
-		size := -1
-		if resp.ContentLength >= 0 {
-			size = int(resp.ContentLength)
-		}
-		c.Response().SetBodyStream(&closeFunc{ReadCloser: resp.Body, after: cancel}, size)
+		// held in memory; the server closes the body once it has sent it.
+		c.Response().SetBodyStream(body, max(resp.Header.ContentLength(), -1))
 		return nil
 	}
 	// An SSE answer streams through as it comes, flushed event by event,
 	// until the response to the request has gone through.
 	watch := newAnswerWatch(msg.ID)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		if pipe(w, resp.Body, watch) {
-			g.drainAnswered(resp.Body, cancel)
+		if pipe(w, body, watch) {
+			g.drainAnswered(body, func() { _ = body.Close() })
 			return
 		}
-		resp.Body.Close()
-		cancel()
+		_ = body.Close()
 	})
 	return nil
 }
@@ -677,8 +667,7 @@ func copyResponseHeaders(c *fiber.Ctx, resp *http.Response) {
 
 // adoptSession replaces a session id the backend assigned (on initialize)
 // with one of the gateway's, bound to the caller.
-func (g *Gateway) adoptSession(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, resp *http.Response) {
-	bid := resp.Header.Get(hdrSession)
+func (g *Gateway) adoptSession(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, bid string) {
 	if bid == "" {
 		return
 	}
@@ -715,7 +704,7 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	if err != nil {
 		return err
 	}
-	g.adoptSession(c, backend, cl, msg, resp)
+	g.adoptSession(c, backend, cl, msg, resp.Header.Get(hdrSession))
 	copyResponseHeaders(c, resp)
 	sse := strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream")
 	filtered, kept, err := g.filterTools(c.UserContext(), backend, cl, body, sse, rec)

@@ -1,0 +1,225 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
+)
+
+// The gateway forwards the messages it allows (forward, proxy.go) with
+// fasthttp's client, one HostClient per backend. It writes the request and
+// reads the answer's headers in the handler's own goroutine; net/http's
+// Transport hands every request to a writer goroutine and every answer
+// back from a reader goroutine, three goroutine wake-ups per call that
+// cost more CPU than the gateway's own work (RATIONALE.md, "Forwarding
+// with fasthttp's client"). The other requests to backends (tool lists,
+// definitions, author lookups, the GET stream, ending sessions) keep
+// net/http: they are not per call.
+//
+// What a forward must keep from net/http:
+//   - A POST is never sent twice: fasthttp retries only idempotent
+//     methods, so a call the backend may have acted on is answered with
+//     an error, never replayed.
+//   - An answer read only in part never returns its connection to the
+//     pool: closing a body stream that is not at its end closes the
+//     connection (fasthttp ≥ 1.79; its tests and ours,
+//     TestForwardAbandonedAnswerDoesNotReachNextCall).
+//   - backend.Timeout bounds the whole exchange, the streamed body
+//     included: DoDeadline sets the connection's read deadline once.
+
+// forwardIdle is how long a connection to a backend stays pooled unused.
+// A server closes idle keep-alive connections after its own timeout
+// (Node's default is 5 s); a POST on a connection the server has just
+// closed fails and is not retried, so the gateway lets go first.
+const forwardIdle = 4 * time.Second
+
+// maxForwardConns bounds the connections to one backend; a call waits up
+// to the backend's timeout for one to free up.
+const maxForwardConns = 512
+
+// newForwarder builds the client that forwards allowed messages to b.
+func newForwarder(b *Backend) (*fasthttp.HostClient, error) {
+	u, err := url.Parse(b.URL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("gateway: backend %s: URL %q is not absolute", b.Name, b.URL)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("gateway: backend %s: URL %q: scheme must be http or https", b.Name, b.URL)
+	}
+	return &fasthttp.HostClient{
+		Addr:                u.Host,
+		IsTLS:               u.Scheme == "https",
+		Name:                "pbac-gateway",
+		MaxConns:            maxForwardConns,
+		MaxConnWaitTimeout:  b.Timeout,
+		MaxIdleConnDuration: forwardIdle,
+		ConnPoolStrategy:    fasthttp.LIFO,
+		// Response headers as large as net/http's client takes in its
+		// first read; a larger header block fails the call.
+		ReadBufferSize:         64 << 10,
+		StreamResponseBody:     true,
+		DisablePathNormalizing: true,
+	}, nil
+}
+
+// forwardRequest fills req with the message to the backend: the exact
+// body, the transport headers, the backend's own credentials, never the
+// client's token. It is backendRequest's counterpart for forward.
+func forwardRequest(req *fasthttp.Request, c *fiber.Ctx, backend *Backend, cl *caller, body []byte, sess *session) {
+	req.SetRequestURI(backend.URL)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetNoDefaultContentType(true)
+	req.SetBodyRaw(body)
+	forwardHeaders(c, backend, sess, req.Header.Set)
+	if backend.OwnerHeader != "" {
+		req.Header.Set(backend.OwnerHeader, cl.ownerKey())
+	}
+}
+
+// forwardBody is a backend's answer as the gateway passes it on: its
+// streamed body, read by the server writing the reply (or the SSE pipe),
+// and closed once. Close may run while a Read waits (a drain that ran out
+// of time): fasthttp then closes the connection to end the Read.
+type forwardBody struct {
+	resp *fasthttp.Response
+	r    io.Reader
+	once sync.Once
+	err  error
+}
+
+func newForwardBody(resp *fasthttp.Response) *forwardBody {
+	return &forwardBody{resp: resp, r: resp.BodyStream()}
+}
+
+func (b *forwardBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func (b *forwardBody) Close() error {
+	b.once.Do(func() {
+		b.err = b.resp.CloseBodyStream()
+		fasthttp.ReleaseResponse(b.resp)
+	})
+	return b.err
+}
+
+// copyForwardHeaders passes on the answer's headers a client needs, as
+// copyResponseHeaders does for net/http's.
+func copyForwardHeaders(c *fiber.Ctx, h *fasthttp.ResponseHeader) {
+	for _, k := range []string{fiber.HeaderContentType, hdrProtocol, fiber.HeaderCacheControl, fiber.HeaderRetryAfter} {
+		if v := h.Peek(k); len(v) > 0 {
+			c.Set(k, string(v))
+		}
+	}
+}
+
+// backendAnswer is a backend's answer to a message the gateway sent of its own
+// (post): the parts the gateway reads, whichever client carried it.
+type backendAnswer struct {
+	status      int
+	sid         string // Mcp-Session-Id, if the backend named one
+	contentType string
+	body        io.ReadCloser
+}
+
+// post sends a message of the gateway's own (the aggregated endpoint's
+// calls, its backend sessions, tool discovery) for the caller whose quota
+// key is owner. A context that cannot be cancelled (a handler's) goes
+// through the backend's forwarder, bounded by the backend's timeout and
+// the context's deadline; one that can be (discovery, shutdown) goes
+// through net/http, which ends the request when the context ends.
+func (g *Gateway) post(ctx context.Context, b *Backend, owner, sid string, body []byte) (*backendAnswer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if ctx.Done() != nil {
+		return g.postHTTP(ctx, b, owner, sid, body)
+	}
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.SetRequestURI(b.URL)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetBodyRaw(body)
+	setPostHeaders(req.Header.Set, b, owner, sid)
+	deadline := time.Now().Add(b.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	resp := fasthttp.AcquireResponse()
+	if err := g.forwarders[b.Name].DoDeadline(req, resp, deadline); err != nil {
+		fasthttp.ReleaseResponse(resp)
+		return nil, err
+	}
+	ans := &backendAnswer{status: resp.StatusCode(), sid: string(resp.Header.Peek(hdrSession)), contentType: string(resp.Header.ContentType())}
+	if resp.BodyStream() == nil {
+		ans.body = io.NopCloser(bytes.NewReader(bytes.Clone(resp.Body())))
+		fasthttp.ReleaseResponse(resp)
+		return ans, nil
+	}
+	ans.body = newForwardBody(resp)
+	return ans, nil
+}
+
+func (g *Gateway) postHTTP(ctx context.Context, b *Backend, owner, sid string, body []byte) (*backendAnswer, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.Timeout)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL, bytes.NewReader(body))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	setPostHeaders(req.Header.Set, b, owner, sid)
+	resp, err := g.client.Do(req)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &backendAnswer{status: resp.StatusCode, sid: resp.Header.Get(hdrSession), contentType: resp.Header.Get("Content-Type"),
+		body: &closeFunc{ReadCloser: resp.Body, after: cancel}}, nil
+}
+
+// setPostHeaders sets the headers of a message of the gateway's own.
+func setPostHeaders(set func(k, v string), b *Backend, owner, sid string) {
+	set("Content-Type", "application/json")
+	set("Accept", "application/json, text/event-stream")
+	set(hdrProtocol, backendProtocol)
+	if sid != "" {
+		set(hdrSession, sid)
+	}
+	for k, v := range b.Headers {
+		set(k, v)
+	}
+	if b.OwnerHeader != "" {
+		set(b.OwnerHeader, owner)
+	}
+}
+
+// forwardHeaders sets, on a request to backend for the client's request c,
+// the transport headers the client sent, the backend's session and the
+// backend's own credentials.
+func forwardHeaders(c *fiber.Ctx, backend *Backend, sess *session, set func(k, v string)) {
+	for _, h := range []string{fiber.HeaderContentType, fiber.HeaderAccept, hdrProtocol, hdrLastID, hdrMethod, hdrName} {
+		if v := c.Get(h); v != "" {
+			set(h, v)
+		}
+	}
+	// Mcp-Param-* mirror annotated arguments (2026-07-28); the backend
+	// validates them against the body it gets, which is the body policy saw.
+	for k, v := range c.Request().Header.All() {
+		if len(k) > len("Mcp-Param-") && strings.EqualFold(string(k[:len("Mcp-Param-")]), "Mcp-Param-") {
+			set(string(k), string(v))
+		}
+	}
+	if sess != nil {
+		set(hdrSession, sess.backendID)
+	}
+	for k, v := range backend.Headers {
+		set(k, v)
+	}
+}

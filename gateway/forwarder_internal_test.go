@@ -1,0 +1,186 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// countingServer answers POSTs with body(n) for the n-th request and
+// counts the TCP connections it accepted.
+func countingServer(t *testing.T, body func(n int64) []byte) (*httptest.Server, *atomic.Int64, *atomic.Int64) {
+	t.Helper()
+	var conns, reqs atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		b := body(reqs.Add(1))
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		_, _ = w.Write(b)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, &conns, &reqs
+}
+
+func forwardOnce(t *testing.T, fw *fasthttp.HostClient, url string) *forwardBody {
+	t.Helper()
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.SetRequestURI(url)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetBodyString(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`)
+	resp := fasthttp.AcquireResponse()
+	if err := fw.DoDeadline(req, resp, time.Now().Add(5*time.Second)); err != nil {
+		fasthttp.ReleaseResponse(resp)
+		t.Fatalf("forward: %v", err)
+	}
+	if resp.BodyStream() == nil {
+		t.Fatal("the answer's body is not streamed")
+	}
+	return newForwardBody(resp)
+}
+
+// TestForwardAbandonedAnswerDoesNotReachNextCall: an answer the gateway
+// stopped reading (its client went away mid-answer) takes its connection
+// with it, so the rest of it can never be read as the answer to another
+// caller's call; an answer read to its end leaves the connection for the
+// next call.
+func TestForwardAbandonedAnswerDoesNotReachNextCall(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), 1<<20)
+	srv, conns, _ := countingServer(t, func(n int64) []byte {
+		if n == 1 {
+			return big
+		}
+		return []byte(`{"answer":` + strconv.FormatInt(n, 10) + `}`)
+	})
+	fw, err := newForwarder(&Backend{Name: "b", URL: srv.URL, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fw.CloseIdleConnections)
+
+	first := forwardOnce(t, fw, srv.URL)
+	if _, err := io.ReadFull(first, make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Close() // 1 MiB minus 10 bytes unread
+	_ = first.Close() // idempotent
+
+	for n := 2; n <= 3; n++ {
+		b := forwardOnce(t, fw, srv.URL)
+		got, err := io.ReadAll(b)
+		_ = b.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := `{"answer":` + strconv.Itoa(n) + `}`; string(got) != want {
+			t.Fatalf("call %d got %.60q, want %s", n, got, want)
+		}
+	}
+	if got := conns.Load(); got != 2 {
+		t.Errorf("connections: %d, want 2 (the abandoned answer's closed, the next two calls on one)", got)
+	}
+}
+
+// TestForwardDoesNotRepeatACall: a backend that took the call and closed
+// the connection without answering gets it once; the gateway answers with
+// an error instead of sending the call again.
+func TestForwardDoesNotRepeatACall(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		calls.Add(1)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_ = conn.Close()
+	}))
+	t.Cleanup(srv.Close)
+	fw, err := newForwarder(&Backend{Name: "b", URL: srv.URL, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.SetRequestURI(srv.URL)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetBodyString(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`)
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(resp)
+	err = fw.DoDeadline(req, resp, time.Now().Add(5*time.Second))
+	if !errors.Is(err, fasthttp.ErrConnectionClosed) {
+		t.Errorf("err = %v, want the connection closed", err)
+	}
+	if got := calls.Load(); got != 1 {
+		t.Errorf("the backend got the call %d times, want 1", got)
+	}
+}
+
+// TestForwardTimeoutBoundsTheBody: the backend's timeout bounds the whole
+// answer, its streamed body included.
+func TestForwardTimeoutBoundsTheBody(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = w.Write([]byte("event: message\ndata: {}\n\n"))
+		http.NewResponseController(w).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	fw, err := newForwarder(&Backend{Name: "b", URL: srv.URL, Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.SetRequestURI(srv.URL)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	resp := fasthttp.AcquireResponse()
+	if err := fw.DoDeadline(req, resp, time.Now().Add(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	body := newForwardBody(resp)
+	defer body.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(body)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("the held stream ended without an error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the body was still being read 5 s after the 300 ms timeout")
+	}
+}
+
+func TestNewForwarderRefusesBadURLs(t *testing.T) {
+	for _, u := range []string{"ftp://host/mcp", "/mcp", "http://"} {
+		if _, err := newForwarder(&Backend{Name: "b", URL: u, Timeout: time.Second}); err == nil {
+			t.Errorf("%q: accepted", u)
+		}
+	}
+}
