@@ -30,7 +30,9 @@ type TrailOptions struct {
 	// written as soon as nothing else is queued). Writing each record
 	// alone costs every call a wake-up of the writer, a file write and a
 	// store commit; lingering shares them among the calls of a few
-	// milliseconds. Close writes what is queued without waiting.
+	// milliseconds. While it lingers the writer sleeps: records wait in
+	// the queue, and only a full batch, Flush or Close wakes it early.
+	// Close writes what is queued without waiting.
 	Linger time.Duration
 	// EnqueueTimeout is the longest Record waits for room in a full queue
 	// before the record is counted as dropped (default 5ms).

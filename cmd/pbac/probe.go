@@ -39,14 +39,15 @@ func newProbeCommand() *cobra.Command {
 to a backend, from outside the gateway's code:
 
   ingress   request in → request out: from the client's request arriving on
-            the gateway's connection to the gateway's HTTP client having
-            written it to the backend's connection
-  egress    response in → reply out: from the HTTP client reading the first
-            byte of the backend's response to the reply leaving on the
+            the gateway's connection to the request being handed to the
+            gateway's forwarding client
+  egress    response in → reply out: from that client returning with the
+            backend's response headers to the reply leaving on the
             client's connection
   overhead  ingress + egress: what the gateway adds to the call
-  backend   request out → response in: the backend's own time (the gateway's
-            HTTP client on either side of it is the gateway's)
+  backend   request out → response in: the backend's own time, with the
+            forwarding client's write of the request and read of the
+            response headers (a few µs) inside it
 
 with live p50/p99 every --interval and a per-stage breakdown (receive,
 prepare, client out, backend, client in, send; with --stages also
