@@ -3,12 +3,15 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -21,14 +24,18 @@ import (
 // Transport hands every request to a writer goroutine and every answer
 // back from a reader goroutine, three goroutine wake-ups per call that
 // cost more CPU than the gateway's own work (RATIONALE.md, "Forwarding
-// with fasthttp's client"). The other requests to backends (tool lists,
-// definitions, author lookups, the GET stream, ending sessions) keep
-// net/http: they are not per call.
+// with fasthttp's client"). The aggregated endpoint's messages go through
+// it too (post); a message under a context that can be cancelled (tool
+// discovery), the filtered per-backend tools/list, the GET stream and
+// ending a session keep net/http.
 //
 // What a forward must keep from net/http:
 //   - A POST is never sent twice: fasthttp retries only idempotent
 //     methods, so a call the backend may have acted on is answered with
-//     an error, never replayed.
+//     an error, never replayed. The one retry is of a call nothing of
+//     which was written: its pooled connection was found closed or dirty.
+//   - A pooled connection the backend closed, or on which it sent more
+//     than it answered, is not used (liveConn).
 //   - An answer read only in part never returns its connection to the
 //     pool: closing a body stream that is not at its end closes the
 //     connection (fasthttp ≥ 1.79; its tests and ours,
@@ -38,8 +45,9 @@ import (
 
 // forwardIdle is how long a connection to a backend stays pooled unused.
 // A server closes idle keep-alive connections after its own timeout
-// (Node's default is 5 s); a POST on a connection the server has just
-// closed fails and is not retried, so the gateway lets go first.
+// (Node's default is 5 s). liveConn finds a connection already closed; one
+// the server closes in the instant the request goes out fails the call
+// (it is not sent again), so the gateway lets go first where it can.
 const forwardIdle = 4 * time.Second
 
 // maxForwardConns bounds the connections to one backend; a call waits up
@@ -56,19 +64,89 @@ func newForwarder(b *Backend) (*fasthttp.HostClient, error) {
 		return nil, fmt.Errorf("gateway: backend %s: URL %q: scheme must be http or https", b.Name, b.URL)
 	}
 	return &fasthttp.HostClient{
-		Addr:                u.Host,
-		IsTLS:               u.Scheme == "https",
-		Name:                "pbac-gateway",
-		MaxConns:            maxForwardConns,
-		MaxConnWaitTimeout:  b.Timeout,
-		MaxIdleConnDuration: forwardIdle,
-		ConnPoolStrategy:    fasthttp.LIFO,
-		// Response headers as large as net/http's client takes in its
-		// first read; a larger header block fails the call.
+		Addr:  u.Host,
+		IsTLS: u.Scheme == "https",
+		Name:  "pbac-gateway",
+		// net.Dialer: IPv6 as well as IPv4, names resolved at each dial;
+		// every connection checked before it is used again (liveConn).
+		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
+			d := net.Dialer{Timeout: timeout}
+			c, err := d.Dial("tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return newLiveConn(c), nil
+		},
+		// A call is sent again only when nothing of it was written: the
+		// pooled connection it was to go on was found closed or dirty
+		// (liveConn). Each such try drops one connection, so the tries are
+		// bounded by the pool.
+		RetryIfErr: func(_ *fasthttp.Request, _ int, err error) (bool, bool) {
+			return false, errors.Is(err, errConnNotReusable)
+		},
+		MaxIdemponentCallAttempts: maxForwardConns + 1,
+		MaxConns:                  maxForwardConns,
+		MaxConnWaitTimeout:        b.Timeout,
+		MaxIdleConnDuration:       forwardIdle,
+		ConnPoolStrategy:          fasthttp.LIFO,
+		// Up to 64 KiB of response headers; a larger header block fails
+		// the call (net/http's client takes up to 10 MiB).
 		ReadBufferSize:         64 << 10,
 		StreamResponseBody:     true,
 		DisablePathNormalizing: true,
+		// fasthttp's errors would quote the bytes it could not parse: a
+		// backend's answer, which is not for logs or other callers.
+		SecureErrorLogMessage: true,
 	}, nil
+}
+
+// Why a pooled connection is not used again; errConnNotReusable wraps both.
+var (
+	errConnNotReusable = errors.New("pooled connection to the backend not reusable")
+	errConnClosed      = fmt.Errorf("%w: closed by the backend", errConnNotReusable)
+	errConnUnsolicited = fmt.Errorf("%w: bytes nobody asked for are waiting on it", errConnNotReusable)
+)
+
+// liveConn is a connection to a backend that, before a request is written
+// on it again, checks that the backend has not closed it (an idle timeout,
+// a restart) and has sent nothing unasked (an answer longer than it said,
+// the rest of which would be read as the next caller's answer). net/http's
+// client learns both from a goroutine reading every pooled connection;
+// fasthttp's does not, and would fail the call or misread the answer.
+type liveConn struct {
+	net.Conn
+	raw syscall.RawConn // nil: not checked
+	// read: an answer has been read since the last request went out.
+	read bool
+}
+
+func newLiveConn(c net.Conn) *liveConn {
+	lc := &liveConn{Conn: c}
+	if sc, ok := c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			lc.raw = rc
+		}
+	}
+	return lc
+}
+
+func (c *liveConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.read = true
+	}
+	return n, err
+}
+
+func (c *liveConn) Write(p []byte) (int, error) {
+	if c.read {
+		// The first write of a request on a connection used before.
+		c.read = false
+		if err := connUsable(c.raw); err != nil {
+			return 0, err
+		}
+	}
+	return c.Conn.Write(p)
 }
 
 // forwardRequest fills req with the message to the backend: the exact

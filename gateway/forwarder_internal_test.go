@@ -184,3 +184,137 @@ func TestNewForwarderRefusesBadURLs(t *testing.T) {
 		}
 	}
 }
+
+func postOnce(fw *fasthttp.HostClient, url string) (string, error) {
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.SetRequestURI(url)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetBodyString(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`)
+	resp := fasthttp.AcquireResponse()
+	if err := fw.DoDeadline(req, resp, time.Now().Add(5*time.Second)); err != nil {
+		fasthttp.ReleaseResponse(resp)
+		return "", err
+	}
+	b := newForwardBody(resp)
+	defer b.Close()
+	got, err := io.ReadAll(b)
+	return string(got), err
+}
+
+// TestForwardSkipsConnectionsTheBackendClosed: a pooled connection the
+// backend closed (its idle timeout, a restart) is found before a call is
+// written on it; the call goes out on a new one, once.
+func TestForwardSkipsConnectionsTheBackendClosed(t *testing.T) {
+	srv, conns, reqs := countingServer(t, func(n int64) []byte { return []byte(`{"answer":` + strconv.FormatInt(n, 10) + `}`) })
+	srv.Config.SetKeepAlivesEnabled(true)
+	fw, err := newForwarder(&Backend{Name: "b", URL: srv.URL, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fw.CloseIdleConnections)
+	for n := 1; n <= 3; n++ {
+		if n > 1 {
+			srv.CloseClientConnections() // as a restart does
+			time.Sleep(50 * time.Millisecond)
+		}
+		got, err := postOnce(fw, srv.URL)
+		if err != nil {
+			t.Fatalf("call %d after the backend closed its connections: %v", n, err)
+		}
+		if want := `{"answer":` + strconv.Itoa(n) + `}`; got != want {
+			t.Fatalf("call %d: %s, want %s", n, got, want)
+		}
+	}
+	if got := reqs.Load(); got != 3 {
+		t.Errorf("the backend got %d requests for 3 calls", got)
+	}
+	if got := conns.Load(); got != 3 {
+		t.Errorf("connections: %d, want 3 (one per call, each after the last was closed)", got)
+	}
+}
+
+// TestForwardDropsConnectionsWithUnsolicitedBytes: a backend that sent
+// more than its answer said (here two bytes past its Content-Length) has
+// bytes waiting on the connection that would be read as the start of the
+// next caller's answer; the connection is dropped and the next call goes
+// out on a new one.
+func TestForwardDropsConnectionsWithUnsolicitedBytes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	var served atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				for {
+					n, err := c.Read(buf)
+					if err != nil || !bytes.Contains(buf[:n], []byte("tools/call")) {
+						return
+					}
+					k := served.Add(1)
+					body := `{"answer":` + strconv.FormatInt(k, 10) + `}`
+					extra := ""
+					if k == 1 {
+						extra = `!!`
+					}
+					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "+
+						strconv.Itoa(len(body))+"\r\n\r\n"+body); err != nil {
+						return
+					}
+					if extra != "" {
+						time.Sleep(20 * time.Millisecond) // after the answer was read
+						_, _ = io.WriteString(c, extra)
+					}
+				}
+			}(c)
+		}
+	}()
+	url := "http://" + ln.Addr().String() + "/mcp"
+	fw, err := newForwarder(&Backend{Name: "b", URL: url, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fw.CloseIdleConnections)
+	for n := 1; n <= 2; n++ {
+		got, err := postOnce(fw, url)
+		if err != nil {
+			t.Fatalf("call %d: %v", n, err)
+		}
+		if want := `{"answer":` + strconv.Itoa(n) + `}`; got != want {
+			t.Fatalf("call %d got %q, want %s", n, got, want)
+		}
+		time.Sleep(60 * time.Millisecond)
+	}
+}
+
+// TestForwardReachesIPv6Backends: a backend on an IPv6 address is dialled
+// (fasthttp's own dialer is IPv4 only unless told otherwise).
+func TestForwardReachesIPv6Backends(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	}))
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	fw, err := newForwarder(&Backend{Name: "b", URL: srv.URL, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fw.CloseIdleConnections)
+	if got, err := postOnce(fw, srv.URL); err != nil || got != `{"ok":true}` {
+		t.Fatalf("%s: %q %v", srv.URL, got, err)
+	}
+}

@@ -97,9 +97,13 @@ func callJira(t *testing.T, st *stack.Stack) {
 	http.DefaultClient.CloseIdleConnections()
 }
 
-// fasthttpCleaner is fasthttp's idle-worker cleaner: a stopped server's
-// ends on its own once its sleep (10 s) is over; it holds nothing of ours.
+// fasthttpCleaner ignores fasthttp's cleaners: a stopped server's
+// idle-worker cleaner and an idle client's connection cleaner (the
+// gateway's forwarders) each end on their own once their sleep (10 s, 4 s)
+// is over, and hold nothing of ours (Shutdown has closed the connections).
 var fasthttpCleaner = goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2")
+
+var fasthttpConnsCleaner = goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner")
 
 // settle closes the test's own idle client connections, so that only the
 // system's goroutines are left to count.
@@ -169,7 +173,7 @@ func TestCloseJoinsEveryGoroutine(t *testing.T) {
 			run(t, tc.config)
 			baseline := goleak.IgnoreCurrent()
 			run(t, tc.config)
-			goleak.VerifyNone(t, baseline, fasthttpCleaner)
+			goleak.VerifyNone(t, baseline, fasthttpCleaner, fasthttpConnsCleaner)
 		})
 	}
 }
@@ -234,7 +238,7 @@ func TestNewFailingHalfwayClosesWhatItOpened(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New: %v, want an error saying %q", err, tc.want)
 			}
-			goleak.VerifyNone(t, baseline, fasthttpCleaner)
+			goleak.VerifyNone(t, baseline, fasthttpCleaner, fasthttpConnsCleaner)
 			ln, err := net.Listen("tcp", cfg.Listen)
 			if err != nil {
 				t.Fatalf("the listener's port is still taken: %v", err)
