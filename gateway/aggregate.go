@@ -410,10 +410,9 @@ func (g *Gateway) backendRoundTrip(ctx context.Context, b *Backend, owner, sid s
 		msg, _ := io.ReadAll(io.LimitReader(ans.body, 512))
 		return nil, sid, fmt.Errorf("HTTP %d: %s", ans.status, bytes.TrimSpace(msg))
 	}
-	resp := ans
 	var msgs [][]byte
-	if strings.HasPrefix(resp.contentType, "text/event-stream") {
-		sc := bufio.NewScanner(io.LimitReader(resp.body, maxFilteredResponse))
+	if strings.HasPrefix(ans.contentType, "text/event-stream") {
+		sc := bufio.NewScanner(io.LimitReader(ans.body, maxFilteredResponse))
 		sc.Buffer(make([]byte, 64<<10), maxFilteredResponse)
 		for sc.Scan() {
 			if data, ok := bytes.CutPrefix(sc.Bytes(), []byte("data:")); ok {
@@ -421,7 +420,7 @@ func (g *Gateway) backendRoundTrip(ctx context.Context, b *Backend, owner, sid s
 			}
 		}
 	} else {
-		raw, err := io.ReadAll(io.LimitReader(resp.body, maxFilteredResponse))
+		raw, err := io.ReadAll(io.LimitReader(ans.body, maxFilteredResponse))
 		if err != nil {
 			return nil, sid, err
 		}

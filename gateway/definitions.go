@@ -183,7 +183,7 @@ func (g *Gateway) endDiscovery(b *Backend, sess *aggSession) {
 	for k, v := range b.Headers {
 		req.Header.Set(k, v)
 	}
-	setOwner(req, b, discoveryOwner)
+	setOwner(req.Header.Set, b, discoveryOwner)
 	if resp, err := g.client.Do(req); err == nil {
 		resp.Body.Close()
 	}

@@ -158,14 +158,13 @@ func forwardRequest(req *fasthttp.Request, c *fiber.Ctx, backend *Backend, cl *c
 	req.Header.SetNoDefaultContentType(true)
 	req.SetBodyRaw(body)
 	forwardHeaders(c, backend, sess, req.Header.Set)
-	if backend.OwnerHeader != "" {
-		req.Header.Set(backend.OwnerHeader, cl.ownerKey())
-	}
+	setCallerOwner(req.Header.Set, backend, cl)
 }
 
 // forwardBody is a backend's answer as the gateway passes it on: its
-// streamed body, read by the server writing the reply (or the SSE pipe),
-// and closed once. Close may run while a Read waits (a drain that ran out
+// streamed body (or, when fasthttp read it whole, the body it read), read
+// by the server writing the reply (or the SSE pipe, or post's caller), and
+// closed once. Close may run while a Read waits (a drain that ran out
 // of time): fasthttp then closes the connection to end the Read.
 type forwardBody struct {
 	resp *fasthttp.Response
@@ -175,7 +174,10 @@ type forwardBody struct {
 }
 
 func newForwardBody(resp *fasthttp.Response) *forwardBody {
-	return &forwardBody{resp: resp, r: resp.BodyStream()}
+	if s := resp.BodyStream(); s != nil {
+		return &forwardBody{resp: resp, r: s}
+	}
+	return &forwardBody{resp: resp, r: bytes.NewReader(resp.Body())}
 }
 
 func (b *forwardBody) Read(p []byte) (int, error) { return b.r.Read(p) }
@@ -186,16 +188,6 @@ func (b *forwardBody) Close() error {
 		fasthttp.ReleaseResponse(b.resp)
 	})
 	return b.err
-}
-
-// copyForwardHeaders passes on the answer's headers a client needs, as
-// copyResponseHeaders does for net/http's.
-func copyForwardHeaders(c *fiber.Ctx, h *fasthttp.ResponseHeader) {
-	for _, k := range []string{fiber.HeaderContentType, hdrProtocol, fiber.HeaderCacheControl, fiber.HeaderRetryAfter} {
-		if v := h.Peek(k); len(v) > 0 {
-			c.Set(k, string(v))
-		}
-	}
 }
 
 // backendAnswer is a backend's answer to a message the gateway sent of its own
@@ -235,14 +227,8 @@ func (g *Gateway) post(ctx context.Context, b *Backend, owner, sid string, body 
 		fasthttp.ReleaseResponse(resp)
 		return nil, err
 	}
-	ans := &backendAnswer{status: resp.StatusCode(), sid: string(resp.Header.Peek(hdrSession)), contentType: string(resp.Header.ContentType())}
-	if resp.BodyStream() == nil {
-		ans.body = io.NopCloser(bytes.NewReader(bytes.Clone(resp.Body())))
-		fasthttp.ReleaseResponse(resp)
-		return ans, nil
-	}
-	ans.body = newForwardBody(resp)
-	return ans, nil
+	return &backendAnswer{status: resp.StatusCode(), sid: string(resp.Header.Peek(hdrSession)), contentType: string(resp.Header.ContentType()),
+		body: newForwardBody(resp)}, nil
 }
 
 func (g *Gateway) postHTTP(ctx context.Context, b *Backend, owner, sid string, body []byte) (*backendAnswer, error) {
@@ -273,9 +259,7 @@ func setPostHeaders(set func(k, v string), b *Backend, owner, sid string) {
 	for k, v := range b.Headers {
 		set(k, v)
 	}
-	if b.OwnerHeader != "" {
-		set(b.OwnerHeader, owner)
-	}
+	setOwner(set, b, owner)
 }
 
 // forwardHeaders sets, on a request to backend for the client's request c,

@@ -225,9 +225,6 @@ func New(cfg Config) (*Gateway, error) {
 		if b.Name == "" || strings.ContainsAny(b.Name, "/.? ") {
 			return nil, fmt.Errorf("gateway: backend name %q must be a plain path segment", b.Name)
 		}
-		if u, err := url.Parse(b.URL); err != nil || u.Host == "" {
-			return nil, fmt.Errorf("gateway: backend %s: URL %q is not absolute", b.Name, b.URL)
-		}
 		if _, dup := g.backends[b.Name]; dup {
 			return nil, fmt.Errorf("gateway: backend %s is configured twice", b.Name)
 		}

@@ -589,7 +589,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 	}
 	rec.Status = resp.StatusCode()
 	g.adoptSession(c, backend, cl, msg, string(resp.Header.Peek(hdrSession)))
-	copyForwardHeaders(c, &resp.Header)
+	copyAnswerHeaders(c, func(k string) string { return string(resp.Header.Peek(k)) })
 	c.Status(rec.Status)
 	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
 	g.metrics.stage("backend", time.Since(bstart))
@@ -613,7 +613,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 	watch := newAnswerWatch(msg.ID)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		if pipe(w, body, watch) {
-			g.drainAnswered(body, func() { _ = body.Close() })
+			g.drainAnswered(body)
 			return
 		}
 		_ = body.Close()
@@ -657,9 +657,11 @@ func pipe(w *bufio.Writer, r io.Reader, watch *answerWatch) (answered bool) {
 	}
 }
 
-func copyResponseHeaders(c *fiber.Ctx, resp *http.Response) {
+// copyAnswerHeaders passes on the headers of a backend's answer a client
+// needs; get reads one from the answer (net/http's or fasthttp's).
+func copyAnswerHeaders(c *fiber.Ctx, get func(k string) string) {
 	for _, h := range []string{fiber.HeaderContentType, hdrProtocol, fiber.HeaderCacheControl, fiber.HeaderRetryAfter} {
-		if v := resp.Header.Get(h); v != "" {
+		if v := get(h); v != "" {
 			c.Set(h, v)
 		}
 	}
@@ -690,7 +692,7 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	if err != nil {
 		return err
 	}
-	setCallerOwner(req, backend, cl)
+	setCallerOwner(req.Header.Set, backend, cl)
 	bstart := time.Now()
 	resp, err := g.client.Do(req)
 	if err != nil {
@@ -705,7 +707,7 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 		return err
 	}
 	g.adoptSession(c, backend, cl, msg, resp.Header.Get(hdrSession))
-	copyResponseHeaders(c, resp)
+	copyAnswerHeaders(c, resp.Header.Get)
 	sse := strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream")
 	filtered, kept, err := g.filterTools(c.UserContext(), backend, cl, body, sse, rec)
 	if errors.Is(err, errUndecided) {
@@ -922,7 +924,7 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 	}
 	rec.Status = resp.StatusCode
 	g.finish(rec, start)
-	copyResponseHeaders(c, resp)
+	copyAnswerHeaders(c, resp.Header.Get)
 	c.Status(resp.StatusCode)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer cancel()

@@ -201,16 +201,17 @@ func (g *Gateway) endAtBackends(gone ...*session) {
 
 // setOwner names the quota key owner on a request to a backend that shares
 // itself per agent (Backend.OwnerHeader).
-func setOwner(req *http.Request, b *Backend, owner string) {
+// set is the request's header setter (net/http's or fasthttp's).
+func setOwner(set func(k, v string), b *Backend, owner string) {
 	if b.OwnerHeader != "" {
-		req.Header.Set(b.OwnerHeader, owner)
+		set(b.OwnerHeader, owner)
 	}
 }
 
 // setCallerOwner is setOwner with cl's key, computed only for a backend
 // that reads it (the hot path forwards to others).
-func setCallerOwner(req *http.Request, b *Backend, cl *caller) {
+func setCallerOwner(set func(k, v string), b *Backend, cl *caller) {
 	if b.OwnerHeader != "" {
-		req.Header.Set(b.OwnerHeader, cl.ownerKey())
+		set(b.OwnerHeader, cl.ownerKey())
 	}
 }

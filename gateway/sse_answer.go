@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"strings"
@@ -250,20 +249,19 @@ const (
 )
 
 // drainAnswered reads body to its end in the background (bounded as
-// above), then closes it and ends the backend request with cancel.
-func (g *Gateway) drainAnswered(body io.ReadCloser, cancel context.CancelFunc) {
+// above), then closes it. A close when drainWait is up ends a read in
+// flight (forwardBody).
+func (g *Gateway) drainAnswered(body io.ReadCloser) {
 	select {
 	case g.draining <- struct{}{}:
 	default:
 		body.Close()
-		cancel()
 		return
 	}
 	g.bg.Go(func() {
 		defer func() { <-g.draining }()
-		defer cancel()
 		defer body.Close()
-		t := time.AfterFunc(drainWait, cancel)
+		t := time.AfterFunc(drainWait, func() { _ = body.Close() })
 		defer t.Stop()
 		_, _ = io.Copy(io.Discard, io.LimitReader(body, drainBytes))
 	})
