@@ -37,22 +37,55 @@ func countingServer(t *testing.T, body func(n int64) []byte) (*httptest.Server, 
 	return srv, &conns, &reqs
 }
 
-func forwardOnce(t *testing.T, fw *fasthttp.HostClient, url string) *forwardBody {
+// testForwarder is the forwarder of a backend at url, closed with the test.
+func testForwarder(t *testing.T, url string, timeout time.Duration) *fasthttp.HostClient {
 	t.Helper()
+	fw, err := newForwarder(&Backend{Name: "b", URL: url, Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fw.CloseIdleConnections)
+	return fw
+}
+
+// send posts a call through fw within timeout, as forward does; the
+// answer's body is the caller's to close.
+func send(fw *fasthttp.HostClient, url string, timeout time.Duration) (*forwardBody, error) {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	req.SetRequestURI(url)
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.SetBodyString(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`)
 	resp := fasthttp.AcquireResponse()
-	if err := fw.DoDeadline(req, resp, time.Now().Add(5*time.Second)); err != nil {
+	if err := fw.DoDeadline(req, resp, time.Now().Add(timeout)); err != nil {
 		fasthttp.ReleaseResponse(resp)
+		return nil, err
+	}
+	return newForwardBody(resp), nil
+}
+
+// forwardOnce sends a call whose answer must be streamed.
+func forwardOnce(t *testing.T, fw *fasthttp.HostClient, url string) *forwardBody {
+	t.Helper()
+	b, err := send(fw, url, 5*time.Second)
+	if err != nil {
 		t.Fatalf("forward: %v", err)
 	}
-	if resp.BodyStream() == nil {
+	if b.resp.BodyStream() == nil {
 		t.Fatal("the answer's body is not streamed")
 	}
-	return newForwardBody(resp)
+	return b
+}
+
+// postOnce sends a call and reads its answer.
+func postOnce(fw *fasthttp.HostClient, url string) (string, error) {
+	b, err := send(fw, url, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer b.Close()
+	got, err := io.ReadAll(b)
+	return string(got), err
 }
 
 // TestForwardAbandonedAnswerDoesNotReachNextCall: an answer the gateway
@@ -68,11 +101,7 @@ func TestForwardAbandonedAnswerDoesNotReachNextCall(t *testing.T) {
 		}
 		return []byte(`{"answer":` + strconv.FormatInt(n, 10) + `}`)
 	})
-	fw, err := newForwarder(&Backend{Name: "b", URL: srv.URL, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fw.CloseIdleConnections)
+	fw := testForwarder(t, srv.URL, 5*time.Second)
 
 	first := forwardOnce(t, fw, srv.URL)
 	if _, err := io.ReadFull(first, make([]byte, 10)); err != nil {
@@ -113,18 +142,11 @@ func TestForwardDoesNotRepeatACall(t *testing.T) {
 		_ = conn.Close()
 	}))
 	t.Cleanup(srv.Close)
-	fw, err := newForwarder(&Backend{Name: "b", URL: srv.URL, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
+	fw := testForwarder(t, srv.URL, 5*time.Second)
+	b, err := send(fw, srv.URL, 5*time.Second)
+	if err == nil {
+		_ = b.Close()
 	}
-	req := fasthttp.AcquireRequest()
-	defer fasthttp.ReleaseRequest(req)
-	req.SetRequestURI(srv.URL)
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.SetBodyString(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`)
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseResponse(resp)
-	err = fw.DoDeadline(req, resp, time.Now().Add(5*time.Second))
 	if !errors.Is(err, fasthttp.ErrConnectionClosed) {
 		t.Errorf("err = %v, want the connection closed", err)
 	}
@@ -148,19 +170,11 @@ func TestForwardTimeoutBoundsTheBody(t *testing.T) {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	fw, err := newForwarder(&Backend{Name: "b", URL: srv.URL, Timeout: 300 * time.Millisecond})
+	fw := testForwarder(t, srv.URL, 300*time.Millisecond)
+	body, err := send(fw, srv.URL, 300*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := fasthttp.AcquireRequest()
-	defer fasthttp.ReleaseRequest(req)
-	req.SetRequestURI(srv.URL)
-	req.Header.SetMethod(fasthttp.MethodPost)
-	resp := fasthttp.AcquireResponse()
-	if err := fw.DoDeadline(req, resp, time.Now().Add(300*time.Millisecond)); err != nil {
-		t.Fatal(err)
-	}
-	body := newForwardBody(resp)
 	defer body.Close()
 	done := make(chan error, 1)
 	go func() {
@@ -185,34 +199,13 @@ func TestNewForwarderRefusesBadURLs(t *testing.T) {
 	}
 }
 
-func postOnce(fw *fasthttp.HostClient, url string) (string, error) {
-	req := fasthttp.AcquireRequest()
-	defer fasthttp.ReleaseRequest(req)
-	req.SetRequestURI(url)
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.SetBodyString(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`)
-	resp := fasthttp.AcquireResponse()
-	if err := fw.DoDeadline(req, resp, time.Now().Add(5*time.Second)); err != nil {
-		fasthttp.ReleaseResponse(resp)
-		return "", err
-	}
-	b := newForwardBody(resp)
-	defer b.Close()
-	got, err := io.ReadAll(b)
-	return string(got), err
-}
-
 // TestForwardSkipsConnectionsTheBackendClosed: a pooled connection the
 // backend closed (its idle timeout, a restart) is found before a call is
 // written on it; the call goes out on a new one, once.
 func TestForwardSkipsConnectionsTheBackendClosed(t *testing.T) {
 	srv, conns, reqs := countingServer(t, func(n int64) []byte { return []byte(`{"answer":` + strconv.FormatInt(n, 10) + `}`) })
 	srv.Config.SetKeepAlivesEnabled(true)
-	fw, err := newForwarder(&Backend{Name: "b", URL: srv.URL, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fw.CloseIdleConnections)
+	fw := testForwarder(t, srv.URL, 5*time.Second)
 	for n := 1; n <= 3; n++ {
 		if n > 1 {
 			srv.CloseClientConnections() // as a restart does
@@ -279,11 +272,7 @@ func TestForwardDropsConnectionsWithUnsolicitedBytes(t *testing.T) {
 		}
 	}()
 	url := "http://" + ln.Addr().String() + "/mcp"
-	fw, err := newForwarder(&Backend{Name: "b", URL: url, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fw.CloseIdleConnections)
+	fw := testForwarder(t, url, 5*time.Second)
 	for n := 1; n <= 2; n++ {
 		got, err := postOnce(fw, url)
 		if err != nil {
@@ -309,11 +298,7 @@ func TestForwardReachesIPv6Backends(t *testing.T) {
 	srv.Listener = ln
 	srv.Start()
 	t.Cleanup(srv.Close)
-	fw, err := newForwarder(&Backend{Name: "b", URL: srv.URL, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fw.CloseIdleConnections)
+	fw := testForwarder(t, srv.URL, 5*time.Second)
 	if got, err := postOnce(fw, srv.URL); err != nil || got != `{"ok":true}` {
 		t.Fatalf("%s: %q %v", srv.URL, got, err)
 	}

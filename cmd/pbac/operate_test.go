@@ -233,15 +233,9 @@ func TestPolicyLimitsPrecedence(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, s, err := resolveUpOps(t, tc.file, tc.env, tc.flags)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
-				}
+			s, ok := resolvedOrRefused(t, tc.file, tc.env, tc.flags, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if s.limits.decisionTimeout != tc.decision || s.limits.evalTimeout != tc.eval {
 				t.Errorf("decision %s, evaluation %s; want %s, %s", s.limits.decisionTimeout, s.limits.evalTimeout, tc.decision, tc.eval)
@@ -331,21 +325,33 @@ func TestAuditLingerPrecedence(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, s, err := resolveUpOps(t, tc.file, tc.env, tc.flags)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
-				}
+			s, ok := resolvedOrRefused(t, tc.file, tc.env, tc.flags, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if got := auditLinger(s.auditLinger); got != tc.want {
 				t.Errorf("the trail's linger = %s, want %s", got, tc.want)
 			}
 		})
 	}
+}
+
+// resolvedOrRefused resolves one case's settings with resolveUpOps. With
+// wantErr the case must be refused with an error naming it, and ok is
+// false; without, it must resolve.
+func resolvedOrRefused(t *testing.T, file string, env, set map[string]string, wantErr string) (s opsSettings, ok bool) {
+	t.Helper()
+	_, s, err := resolveUpOps(t, file, env, set)
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("err = %v, want one naming %q", err, wantErr)
+		}
+		return opsSettings{}, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, true
 }
 
 // resolveUpOps resolves pbac up's settings from the configuration file at
