@@ -419,7 +419,7 @@ func (a *api) queryAudit(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	f := audit.Filter{Event: q.Get("event"), ClientID: q.Get("client_id"), Tool: q.Get("tool"), Decision: q.Get("decision"),
-		Subject: q.Get("sub"), ApprovalID: q.Get("approval_id")}
+		Subject: q.Get("sub"), ApprovalID: q.Get("approval_id"), TraceID: q.Get("trace_id")}
 	if err := f.CheckEvent(); err != nil {
 		adminJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return

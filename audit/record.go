@@ -106,8 +106,11 @@ type Record struct {
 	Time time.Time `json:"ts"`
 	// Event is the record's kind (EventDecision, EventToken, ...); empty
 	// means EventDecision, and is written as such.
-	Event         string `json:"event"`
-	RequestID     string `json:"request_id"`
+	Event     string `json:"event"`
+	RequestID string `json:"request_id"`
+	// TraceID is the W3C trace id of the request's trace (hex), when it
+	// has one: the gateway's span, or the caller's trace passed on.
+	TraceID       string `json:"trace_id,omitempty"`
 	ClientID      string `json:"client_id"`
 	AgentProvider string `json:"agent_provider,omitempty"`
 	AgentModel    string `json:"agent_model,omitempty"`
@@ -218,9 +221,11 @@ type Filter struct {
 	// ApprovalID selects the records of one approval: its steps and the
 	// gateway's decisions on the call that asked for it and used it.
 	ApprovalID string
-	Since      time.Time
-	Until      time.Time
-	Limit      int
+	// TraceID selects the records of one trace.
+	TraceID string
+	Since   time.Time
+	Until   time.Time
+	Limit   int
 }
 
 // CheckEvent checks the filter's kind: empty (every kind) or one of
@@ -247,5 +252,6 @@ func (f *Filter) Matches(r *Record) bool {
 		(f.Tool == "" || r.Tool == f.Tool) &&
 		(f.Decision == "" || r.Decision == f.Decision) &&
 		(f.Subject == "" || r.Subject == f.Subject) &&
-		(f.ApprovalID == "" || r.ApprovalID == f.ApprovalID)
+		(f.ApprovalID == "" || r.ApprovalID == f.ApprovalID) &&
+		(f.TraceID == "" || r.TraceID == f.TraceID)
 }

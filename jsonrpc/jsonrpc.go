@@ -96,6 +96,10 @@ type Message struct {
 	// when absent): the token of the progress notifications a request
 	// asks for.
 	ProgressToken json.RawMessage
+	// TraceParent, TraceState and Baggage are params._meta's W3C trace
+	// context (SEP-414), "" when absent or not a string: a malformed one
+	// is the tracer's to ignore, never a reason to refuse the message.
+	TraceParent, TraceState, Baggage string
 }
 
 // Parse reads one JSON-RPC message from body, in one strict pass
@@ -213,6 +217,12 @@ func Parse(body []byte, maxDepth int) (*Message, error) {
 				m.ProgressToken = json.RawMessage(mb.Raw)
 			case "io.modelcontextprotocol/clientCapabilities":
 				m.MetaClientCapabilities = json.RawMessage(mb.Raw)
+			case "traceparent":
+				m.TraceParent, _ = Unquote(mb.Raw)
+			case "tracestate":
+				m.TraceState, _ = Unquote(mb.Raw)
+			case "baggage":
+				m.Baggage, _ = Unquote(mb.Raw)
 			}
 		}
 	}

@@ -39,6 +39,7 @@ import (
 //	s/<len><subject><id>       empty: subject index
 //	e/<len><event kind><id>    empty: kind index (not for decisions)
 //	a/<len><approval id><id>   empty: approval index
+//	x/<len><trace id><id>      empty: trace index
 //
 // <len> is the uvarint length of the value that follows (values longer than
 // 256 bytes are replaced by their SHA-256). Every key of a record expires at
@@ -173,7 +174,7 @@ func (ix *Index) Write(ctx context.Context, recs []audit.Record) error {
 		for _, f := range [...]struct {
 			p byte
 			v string
-		}{{'c', r.ClientID}, {'t', r.Tool}, {'d', r.Decision}, {'s', r.Subject}, {'e', indexedKind(r.Kind())}, {'a', r.ApprovalID}} {
+		}{{'c', r.ClientID}, {'t', r.Tool}, {'d', r.Decision}, {'s', r.Subject}, {'e', indexedKind(r.Kind())}, {'a', r.ApprovalID}, {'x', r.TraceID}} {
 			if f.v != "" {
 				set(append(indexPrefix(f.p, f.v), id...), nil)
 			}
@@ -216,7 +217,7 @@ func (ix *Index) query(ctx context.Context, f audit.Filter) ([]audit.Record, int
 	for _, c := range [...]struct {
 		p byte
 		v string
-	}{{'s', f.Subject}, {'c', f.ClientID}, {'t', f.Tool}, {'d', f.Decision}, {'e', indexedKind(f.Event)}, {'a', f.ApprovalID}} {
+	}{{'s', f.Subject}, {'c', f.ClientID}, {'t', f.Tool}, {'d', f.Decision}, {'e', indexedKind(f.Event)}, {'a', f.ApprovalID}, {'x', f.TraceID}} {
 		if c.v != "" {
 			prefixes = append(prefixes, indexPrefix(c.p, c.v))
 		}
