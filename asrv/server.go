@@ -50,6 +50,10 @@ const (
 // Config configures a Server. Issuer, Resources, Secret, Store and Policy
 // are required.
 type Config struct {
+	// Instrument, when set, wraps each endpoint's handler, given its route
+	// pattern ("POST /oauth2/token"): tracing names the endpoint's span
+	// after it.
+	Instrument func(pattern string, h http.Handler) http.Handler
 	// Issuer is the AS's base URL (https, or http on loopback for the demo).
 	Issuer string
 	// Resources are the protected resources (RFC 8707 identifiers, e.g. the
@@ -329,17 +333,24 @@ func New(cfg Config) (*Server, error) {
 // Handler serves every endpoint of the authorization server.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+PathMetadata, s.serveMetadata)
-	mux.HandleFunc("GET "+PathOpenIDMetadata, s.serveMetadata)
-	mux.HandleFunc("POST "+PathRegister, s.serveRegister)
-	mux.HandleFunc("GET "+PathRegister+"/{client_id}", s.serveClientConfiguration)
-	mux.HandleFunc("DELETE "+PathRegister+"/{client_id}", s.serveClientConfiguration)
-	mux.HandleFunc("GET "+PathAuthorize, s.serveAuthorize)
-	mux.HandleFunc("POST "+PathAuthorize, s.serveAuthorize)
-	mux.HandleFunc("GET "+PathIDPCallback, s.serveIDPCallback)
-	mux.HandleFunc("POST "+PathToken, s.serveToken)
-	mux.HandleFunc("POST "+PathIntrospect, s.serveIntrospect)
-	mux.HandleFunc("POST "+PathRevoke, s.serveRevoke)
+	handle := func(pattern string, h http.HandlerFunc) {
+		if s.cfg.Instrument != nil {
+			mux.Handle(pattern, s.cfg.Instrument(pattern, h))
+			return
+		}
+		mux.Handle(pattern, h)
+	}
+	handle("GET "+PathMetadata, s.serveMetadata)
+	handle("GET "+PathOpenIDMetadata, s.serveMetadata)
+	handle("POST "+PathRegister, s.serveRegister)
+	handle("GET "+PathRegister+"/{client_id}", s.serveClientConfiguration)
+	handle("DELETE "+PathRegister+"/{client_id}", s.serveClientConfiguration)
+	handle("GET "+PathAuthorize, s.serveAuthorize)
+	handle("POST "+PathAuthorize, s.serveAuthorize)
+	handle("GET "+PathIDPCallback, s.serveIDPCallback)
+	handle("POST "+PathToken, s.serveToken)
+	handle("POST "+PathIntrospect, s.serveIntrospect)
+	handle("POST "+PathRevoke, s.serveRevoke)
 	return limitBody(mux)
 }
 

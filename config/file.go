@@ -54,6 +54,7 @@ import (
 //	identity:                       # who people sign in as (outside the demo: nobody without it)
 //	  oidc: {issuer: https://login.example.com, client_id: pbac, client_secret_file: /etc/pbac/secrets/oidc-client-secret}
 //	  users_file: /etc/pbac/users.yaml
+//	telemetry: {endpoint: http://otel-collector:4318, protocol: http/protobuf, sample_ratio: 1}  # OTLP traces (OTEL_* env wins; off without an endpoint)
 //	clients:                        # clients no operator registered (Clients)
 //	  metadata_documents: {fetch: false, pinned_dir: /etc/pbac/clients}
 //	  statement_issuers: [{name: acme, issuer: https://acme.example, jwks_file: /etc/pbac/acme.jwks.json}]
@@ -133,8 +134,72 @@ type File struct {
 	// Clients is how the authorization server knows clients no operator
 	// registered: Client ID Metadata Documents, trusted statement issuers.
 	Clients *Clients `yaml:"clients"`
+	// Telemetry is where traces are exported (OpenTelemetry over OTLP);
+	// the OTEL_* environment wins over it. Without an endpoint in either,
+	// nothing is exported.
+	Telemetry *Telemetry `yaml:"telemetry"`
 
 	envErrs []error // environment values that do not parse
+}
+
+// Telemetry is the telemetry block: an OTLP endpoint for traces.
+type Telemetry struct {
+	// Endpoint is the OTLP base URL (http://collector:4318 over HTTP,
+	// http://collector:4317 over gRPC); OTEL_EXPORTER_OTLP_ENDPOINT wins.
+	Endpoint string `yaml:"endpoint"`
+	// Protocol is http/protobuf (default) or grpc.
+	Protocol string `yaml:"protocol"`
+	// Headers go with every export; ${VAR} is taken from the environment.
+	Headers map[string]string `yaml:"headers"`
+	// SampleRatio is the share of new traces recorded (0 < r ≤ 1, default
+	// every one); a caller's sampling decision is followed.
+	SampleRatio float64 `yaml:"sample_ratio"`
+	// ServiceName is service.name (default pbac-gateway; OTEL_SERVICE_NAME
+	// wins).
+	ServiceName string `yaml:"service_name"`
+}
+
+// Check reports what is wrong with the block.
+func (t *Telemetry) Check() error {
+	if t == nil {
+		return nil
+	}
+	var errs []error
+	if t.Endpoint != "" {
+		if u, err := url.Parse(t.Endpoint); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			errs = append(errs, fmt.Errorf("telemetry: endpoint %q must be an absolute http(s) URL", t.Endpoint))
+		}
+	}
+	switch t.Protocol {
+	case "", "http/protobuf", "grpc":
+	default:
+		errs = append(errs, fmt.Errorf("telemetry: protocol %q: want http/protobuf or grpc", t.Protocol))
+	}
+	if t.SampleRatio < 0 || t.SampleRatio > 1 {
+		errs = append(errs, fmt.Errorf("telemetry: sample_ratio %v must be between 0 and 1", t.SampleRatio))
+	}
+	for h, v := range t.Headers {
+		for _, m := range envRef.FindAllStringSubmatch(v, -1) {
+			if _, ok := os.LookupEnv(m[1]); !ok {
+				errs = append(errs, fmt.Errorf("telemetry: header %s uses ${%s}, which is not set", h, m[1]))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ResolvedHeaders are the headers with ${VAR} expanded.
+func (t *Telemetry) ResolvedHeaders() map[string]string {
+	if t == nil || len(t.Headers) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(t.Headers))
+	for h, v := range t.Headers {
+		out[h] = envRef.ReplaceAllStringFunc(v, func(ref string) string {
+			return os.Getenv(envRef.FindStringSubmatch(ref)[1])
+		})
+	}
+	return out
 }
 
 // Policy is the policy distribution of one replica (the flags of the
@@ -556,6 +621,9 @@ func (c *File) Validate() error {
 				errs = append(errs, fmt.Errorf("%s: header %s: %w", where, h, err))
 			}
 		}
+	}
+	if err := c.Telemetry.Check(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -65,6 +65,13 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 	if !g.checkOrigin(c, "") {
 		return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
 	}
+	// The body is read first for the trace context in its _meta; one that
+	// does not parse is refused after the token's check.
+	body := bytes.Clone(c.Body())
+	msg, err := jsonrpc.Parse(body, g.cfg.MaxJSONDepth)
+	var rec audit.Record
+	span := g.startRequest(c, "", rid, msg, start)
+	defer func() { endRequest(span, c, msg, &rec) }()
 	cl, ok, took := g.authenticate(c, "", rid)
 	if !ok {
 		g.metrics.decision("auth", "deny")
@@ -72,16 +79,14 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 	}
 	g.metrics.stage("introspect", took)
 	probeAuthenticated(c.Context().ID())
-	body := bytes.Clone(c.Body())
-	msg, err := jsonrpc.Parse(body, g.cfg.MaxJSONDepth)
 	if err != nil {
 		return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(nil, jsonrpc.CodeInvalidRequest, "invalid request: "+err.Error(), nil))
 	}
 	if err := checkHeaders(c, msg); err != nil {
 		return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeHeaderMismatch, err.Error(), nil))
 	}
-	rec := audit.Record{Time: start.UTC(), RequestID: rid, Method: msg.Method,
-		LatencyMicros: map[string]int64{"introspect": took.Microseconds()}}
+	rec = audit.Record{Time: start.UTC(), RequestID: rid, Method: msg.Method,
+		LatencyMicros: map[string]int64{"introspect": took.Microseconds()}, TraceID: traceID(span)}
 	fillCaller(&rec, cl)
 	notification := msg.IsResponse || (msg.ID == nil && strings.HasPrefix(msg.Method, "notifications/"))
 	switch {
@@ -365,8 +370,13 @@ func (g *Gateway) backendCall(ctx context.Context, b *Backend, sess *aggSession,
 	if err != nil {
 		return nil, err
 	}
+	ctx, span := g.startBackendCall(ctx, b, method, params)
+	if m, ok := params.(map[string]json.RawMessage); ok && span.IsRecording() {
+		params = g.paramsWithTraceMeta(ctx, m)
+	}
 	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": sess.ids.Add(1), "method": method, "params": params})
 	res, _, err := g.backendRoundTrip(ctx, b, sess.owner, sid, body)
+	endBackend(span, 0, err)
 	return res, err
 }
 

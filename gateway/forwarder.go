@@ -16,6 +16,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // The gateway forwards the messages it allows (forward, proxy.go) with
@@ -218,6 +219,7 @@ func (g *Gateway) post(ctx context.Context, b *Backend, owner, sid string, body 
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.SetBodyRaw(body)
 	setPostHeaders(req.Header.Set, b, owner, sid)
+	g.propagator.Inject(ctx, fasthttpCarrier{&req.Header})
 	deadline := time.Now().Add(b.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -239,6 +241,7 @@ func (g *Gateway) postHTTP(ctx context.Context, b *Backend, owner, sid string, b
 		return nil, err
 	}
 	setPostHeaders(req.Header.Set, b, owner, sid)
+	g.propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	resp, err := g.client.Do(req)
 	if err != nil {
 		cancel()

@@ -28,6 +28,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pbac-gateway/pbac/approvals"
 	"github.com/pbac-gateway/pbac/audit"
@@ -131,6 +133,11 @@ type Config struct {
 	// Ready backs /readyz: nil when the gateway should get traffic, else
 	// why not (errors.Join of one error per unready part). Nil Ready: always.
 	Ready func(ctx context.Context) error
+	// Tracer and Propagator trace each request (trace.go); nil: no spans
+	// are recorded, and a caller's W3C trace context is passed on to the
+	// backend as it came.
+	Tracer     trace.Tracer
+	Propagator propagation.TextMapPropagator
 }
 
 // Gateway is the MCP enforcement point.
@@ -160,6 +167,9 @@ type Gateway struct {
 	// draining bounds the backend streams being read to their end after
 	// the answer went through (sse_answer.go).
 	draining chan struct{}
+	// tracer and propagator are Config's, or defaultTracing's.
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
 }
 
 // New builds a gateway; a configuration mistake fails here.
@@ -188,7 +198,16 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.SessionIdle = DefaultSessionIdle
 	}
 	base := strings.TrimSuffix(cfg.PublicURL, "/")
+	tracer, propagator := defaultTracing()
+	if cfg.Tracer != nil {
+		tracer = cfg.Tracer
+	}
+	if cfg.Propagator != nil {
+		propagator = cfg.Propagator
+	}
 	g := &Gateway{
+		tracer:     tracer,
+		propagator: propagator,
 		cfg:        cfg,
 		backends:   map[string]*Backend{},
 		forwarders: map[string]*fasthttp.HostClient{},
@@ -509,8 +528,10 @@ func (g *Gateway) authenticate(c *fiber.Ctx, backend string, rid string) (*calle
 	if backend != "" {
 		resource += "/" + backend
 	}
-	res, err := g.cfg.Introspector.Introspect(c.UserContext(), token, resource)
+	ctx, span := g.child(c.UserContext(), "pbac.introspect", trace.WithSpanKind(trace.SpanKindInternal))
+	res, err := g.cfg.Introspector.Introspect(ctx, token, resource)
 	took := time.Since(start)
+	endIntrospect(span, res, err)
 	if err != nil {
 		g.log.Error("introspection failed", "request_id", rid, "err", err)
 		if errors.Is(err, contract.ErrUndecided) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pbac-gateway/pbac/approvals"
 	"github.com/pbac-gateway/pbac/audit"
@@ -222,7 +223,10 @@ func (g *Gateway) waitApproval(ctx context.Context, h *hold, a approvals.Approva
 		return a, nil
 	}
 	defer g.waiting.leave(agent)
-	return g.cfg.Approvals.Wait(ctx, a.ID, g.approvalWait())
+	ctx, span := g.child(ctx, "pbac.approval.wait", trace.WithAttributes(attrApprovalID.String(a.ID)))
+	got, err := g.cfg.Approvals.Wait(ctx, a.ID, g.approvalWait())
+	endApprovalWait(span, got, err)
+	return got, err
 }
 
 // answer is the client's answer to the gateway's input request.

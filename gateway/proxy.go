@@ -16,6 +16,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/contract"
@@ -51,8 +52,15 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 		g.metrics.decision("origin", "deny")
 		return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
 	}
-	// A request without a token is read first: policy decides on its
-	// method and tool whether it may proceed anonymously.
+	// The body is read before the token is checked: its _meta may carry
+	// the caller's trace, which the request's span joins; a request
+	// without a token is decided on its method and tool. A body that does
+	// not parse is refused after the token's check, as before.
+	body := bytes.Clone(c.Body()) // fasthttp reuses its buffers
+	msg, err := jsonrpc.Parse(body, g.cfg.MaxJSONDepth)
+	var rec audit.Record
+	span := g.startRequest(c, backend.Name, rid, msg, start)
+	defer func() { endRequest(span, c, msg, &rec) }()
 	var (
 		cl             *caller
 		introspectTook time.Duration
@@ -66,8 +74,6 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 		g.metrics.stage("introspect", introspectTook)
 		probeAuthenticated(c.Context().ID())
 	}
-	body := bytes.Clone(c.Body()) // fasthttp reuses its buffers
-	msg, err := jsonrpc.Parse(body, g.cfg.MaxJSONDepth)
 	if err != nil {
 		if cl == nil {
 			g.metrics.decision("auth", "deny")
@@ -97,9 +103,9 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 	if err := checkHeaders(c, msg); err != nil {
 		return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeHeaderMismatch, err.Error(), nil))
 	}
-	rec := audit.Record{
+	rec = audit.Record{
 		Time: start.UTC(), RequestID: rid, Backend: backend.Name, Method: msg.Method,
-		LatencyMicros: latency,
+		LatencyMicros: latency, TraceID: traceID(span),
 	}
 	fillCaller(&rec, cl)
 	sess, status, errBody := g.resolveSession(c, backend, cl, msg)
@@ -559,6 +565,7 @@ func (g *Gateway) backendRequest(ctx context.Context, c *fiber.Ctx, backend *Bac
 		return nil, err
 	}
 	forwardHeaders(c, backend, sess, req.Header.Set)
+	g.propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	return req, nil
 }
 
@@ -568,7 +575,17 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 	id := c.Context().ID()
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
-	forwardRequest(req, c, backend, cl, msg.Raw, sess)
+	ctx, bspan := g.startBackend(c.UserContext(), backend, msg)
+	out := msg.Raw
+	if bspan.IsRecording() {
+		if b, err := g.withTraceMeta(ctx, out); err == nil {
+			out = b
+		} else {
+			g.log.Debug("trace context not written in _meta", "request_id", rec.RequestID, "err", err)
+		}
+	}
+	forwardRequest(req, c, backend, cl, out, sess)
+	g.propagator.Inject(ctx, fasthttpCarrier{&req.Header})
 	resp := fasthttp.AcquireResponse()
 	probeForwardStart(id)
 	bstart := time.Now()
@@ -579,6 +596,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 	err := g.forwarders[backend.Name].DoDeadline(req, resp, bstart.Add(backend.Timeout))
 	probeBackendFirstByte(id)
 	probeBackendDone(id)
+	endBackend(bspan, resp.StatusCode(), err)
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
 		rec.Decision, rec.Status = "error", fiber.StatusBadGateway

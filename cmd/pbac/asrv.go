@@ -53,7 +53,8 @@ token and introspection is decided by the shipped policy.`,
 				Logger: log, DataDir: dataDir, Listen: ops.listen, TLS: ops.tls, PublicURL: ops.publicURL,
 				Store: ops.store, Policy: pol, AuthServer: stack.AuthServer{Settings: ops.file.ASrv, Resources: resources,
 					Identity: ops.file.IdentityOrNone(), Clients: ops.file.Clients},
-				Audit: stack.Audit{Linger: auditLinger(ops.auditLinger)},
+				Audit:     stack.Audit{Linger: auditLinger(ops.auditLinger)},
+				Telemetry: telemetryConfig(ops.file.Telemetry),
 			})
 			if err != nil {
 				return err

@@ -14,6 +14,7 @@ import (
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/config"
 	"github.com/pbac-gateway/pbac/plugins"
+	"github.com/pbac-gateway/pbac/telemetry"
 	"github.com/pbac-gateway/pbac/wasm"
 )
 
@@ -181,4 +182,14 @@ func (s opsSettings) logger() *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// telemetryConfig is the configuration's telemetry block as the stack
+// takes it (nil: none; the OTEL_* environment may still turn tracing on).
+func telemetryConfig(t *config.Telemetry) telemetry.Config {
+	if t == nil {
+		return telemetry.Config{}
+	}
+	return telemetry.Config{Endpoint: t.Endpoint, Protocol: t.Protocol, Headers: t.ResolvedHeaders(),
+		SampleRatio: t.SampleRatio, ServiceName: t.ServiceName}
 }

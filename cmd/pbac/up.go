@@ -148,6 +148,7 @@ func (c upConfig) stackConfig(log *slog.Logger) (stack.Config, error) {
 		sc.Gateway.Approvals.StateKeyFile = c.file.ApprovalsStateKeyFile
 		sc.AuthServer.Identity = c.file.IdentityOrNone()
 		sc.AuthServer.Clients = c.file.Clients
+		sc.Telemetry = telemetryConfig(c.file.Telemetry)
 	}
 	return sc, nil
 }

@@ -161,7 +161,7 @@ func (s *Stack) openAS(ctx context.Context, issuer string, secret []byte, guard 
 	}
 	srv, err := asrv.New(asrv.Config{
 		Issuer: issuer, Resources: s.resources(), Scopes: s.cfg.AuthServer.Scopes, ActiveScopes: s.scopes, UserAttestable: s.userAttestable, Secret: secret,
-		Store: store, Policy: s.decider, Statements: verifier, Logger: s.log, Events: s.auditAS,
+		Store: store, Policy: s.tel.Decider(s.decider), Statements: verifier, Instrument: s.tel.Instrument, Logger: s.log, Events: s.auditAS,
 		Introspectors: introspectors, SignIn: guard, Registration: limits,
 		AccessTokenTTL: accessTTL, MaxSignInAge: maxSignInAge, RefreshReuseGrace: reuseGrace,
 		Users: ppl.users, SSO: ppl.redirectSource(), Assertions: ppl.assertionIssuer(), ClientMetadata: documents,

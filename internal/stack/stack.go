@@ -35,6 +35,7 @@ import (
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/plugins/bundlesource"
 	"github.com/pbac-gateway/pbac/plugins/pgsync"
+	"github.com/pbac-gateway/pbac/telemetry"
 	tdstore "github.com/pbac-gateway/pbac/tooldefs/store"
 )
 
@@ -93,6 +94,9 @@ type Config struct {
 	Demo Demo
 	// Audit shapes the audit trail (zero fields: the defaults).
 	Audit Audit
+	// Telemetry is where traces go (the configuration's telemetry block;
+	// the OTEL_* environment wins). No endpoint: none are exported.
+	Telemetry telemetry.Config
 }
 
 // Admin is the admin listener.
@@ -211,6 +215,7 @@ type Stack struct {
 	issuer          string
 	policy          *policyRuntime
 	decider         contract.Decider
+	tel             *telemetry.Telemetry
 	data            *contract.Data // an outside decider's policy data
 	bundleSource    *bundlesource.Source
 	sync            *pgsync.Sync
@@ -297,6 +302,9 @@ func New(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err := s.openListeners(); err != nil {
 		return nil, err
 	}
+	if err := s.openTelemetry(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.openPolicy(ctx); err != nil {
 		return nil, err
 	}
@@ -333,6 +341,21 @@ func New(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		s.bg.Go(func() { discoverTools(s.bgCtx, gw, toolDiscoveryFirst, toolDiscoveryEvery) })
 	}
 	return s, nil
+}
+
+// openTelemetry sets up tracing; its spans are flushed once the gateway
+// and the listeners have stopped.
+func (s *Stack) openTelemetry(ctx context.Context) error {
+	tel, err := telemetry.New(ctx, s.cfg.Telemetry, s.log)
+	if err != nil {
+		return err
+	}
+	s.tel = tel
+	if tel.Enabled() {
+		s.log.Info("tracing on", "endpoint", tel.Endpoint(), "protocol", tel.Protocol())
+	}
+	s.onClose(phaseAudit, "telemetry", tel.Shutdown)
+	return nil
 }
 
 // onClose registers how a part is closed, in its phase.
@@ -502,7 +525,8 @@ func (s *Stack) newGateway() error {
 	cfg := gateway.Config{
 		Approvals: approvalsSvc, ApprovalWait: g.Approvals.Wait,
 		PublicURL: s.base, Backends: s.backends, AuthorizationServers: []string{s.issuer}, Scopes: g.Scopes, ActiveScopes: s.scopes,
-		Introspector: s.introspector(), Policy: s.decider, Audit: s.trail, Logger: s.log, Ready: s.ready.check,
+		Introspector: s.introspector(), Policy: s.tel.Decider(s.decider), Audit: s.trail, Logger: s.log, Ready: s.ready.check,
+		Tracer: s.tel.Tracer("gateway"), Propagator: s.tel.Propagator(),
 		ArgumentLimits: gatewayArgumentLimits(g.ArgumentLimits), SessionsPerAgent: s.cfg.Limits.SessionsPerAgent,
 		SessionIdle: g.SessionIdle, RefusalWindow: g.RefusalWindow, Denials: g.Denials, ToolDefinitions: tools,
 	}
