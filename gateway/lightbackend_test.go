@@ -14,10 +14,15 @@ import (
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
+	system "github.com/pbac-gateway/pbac/internal/stack"
 )
 
 // newLightStack is the stack with the light bench backend as "jira".
-func newLightStack(t testing.TB) *stack {
+func newLightStack(t testing.TB) *stack { return newLightStackWith(t, nil) }
+
+// newLightStackWith is newLightStack with the system's configuration
+// adjusted by config (nil: as it is).
+func newLightStackWith(t testing.TB, config func(*system.Config)) *stack {
 	t.Helper()
 	light, err := lightmcp.Start(context.Background(), "127.0.0.1:0")
 	if err != nil {
@@ -29,7 +34,7 @@ func newLightStack(t testing.TB) *stack {
 			return light.URL
 		}
 		return url
-	}})
+	}, config: config})
 	s.direct["jira"] = light.URL
 	return s
 }

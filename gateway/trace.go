@@ -126,6 +126,11 @@ func (g *Gateway) startRequest(c *fiber.Ctx, backend, rid string, m *jsonrpc.Mes
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		ctx = g.propagator.Extract(ctx, fiberCarrier{c})
 	}
+	ctx, span := g.tracer.Start(ctx, spanMethod(m), trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start))
+	c.SetUserContext(ctx)
+	if !span.IsRecording() {
+		return span // tracing off or not sampled: no attributes to build
+	}
 	attrs := []attribute.KeyValue{attrTransport.String("tcp"), attrGatewayReqID.String(rid)}
 	if backend != "" {
 		attrs = append(attrs, attrBackend.String(backend))
@@ -141,9 +146,7 @@ func (g *Gateway) startRequest(c *fiber.Ctx, backend, rid string, m *jsonrpc.Mes
 	} else if m != nil && m.MetaProtocolVersion != "" {
 		attrs = append(attrs, attrProtocol.String(clip(m.MetaProtocolVersion)))
 	}
-	ctx, span := g.tracer.Start(ctx, spanMethod(m), trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithTimestamp(start), trace.WithAttributes(attrs...))
-	c.SetUserContext(ctx)
+	span.SetAttributes(attrs...)
 	return span
 }
 
@@ -249,20 +252,29 @@ func endIntrospect(span trace.Span, res contract.Identity, err error) {
 
 // startBackend starts the client span of a message forwarded to a backend.
 func (g *Gateway) startBackend(ctx context.Context, backend *Backend, m *jsonrpc.Message) (context.Context, trace.Span) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return ctx, noop.Span{}
+	}
 	name := spanMethod(m)
 	if m != nil && (m.Method == "tools/call" || m.Method == "prompts/get") && m.Name != "" {
 		name += " " + clip(m.Name)
 	}
-	attrs := []attribute.KeyValue{attrBackend.String(backend.Name), attrTransport.String("tcp")}
-	if m != nil {
-		attrs = append(attrs, messageAttrs(m)...)
+	ctx, span := g.child(ctx, name, trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() {
+		span.SetAttributes(attrBackend.String(backend.Name), attrTransport.String("tcp"))
+		if m != nil {
+			span.SetAttributes(messageAttrs(m)...)
+		}
 	}
-	return g.child(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	return ctx, span
 }
 
 // startBackendCall starts the client span of a message the aggregated
 // endpoint (or a catalogue's author lookup) sends to a backend.
 func (g *Gateway) startBackendCall(ctx context.Context, backend *Backend, method string, params any) (context.Context, trace.Span) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return ctx, noop.Span{}
+	}
 	name := method
 	attrs := []attribute.KeyValue{attrBackend.String(backend.Name), attrTransport.String("tcp"), attrMethod.String(method)}
 	if m, ok := params.(map[string]json.RawMessage); ok && method == "tools/call" {
