@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -139,7 +141,10 @@ func (g *Gateway) startRequest(c *fiber.Ctx, backend, rid string, m *jsonrpc.Mes
 		attrs = append(attrs, messageAttrs(m)...)
 	}
 	if sid := c.Get(hdrSession); sid != "" {
-		attrs = append(attrs, attrSession.String(clip(sid)))
+		// The session id is held like a credential: the span gets a digest
+		// that ties one session's requests together.
+		sum := sha256.Sum256([]byte(sid))
+		attrs = append(attrs, attrSession.String(hex.EncodeToString(sum[:8])))
 	}
 	if v := c.Get(hdrProtocol); v != "" {
 		attrs = append(attrs, attrProtocol.String(clip(v)))
