@@ -129,12 +129,18 @@ type authorLookup contract.AuthorLookup
 type catalogue struct {
 	revision string
 	tools    map[string]*toolRules
+	// tiers are the data's tier names: the values the metrics' tier label
+	// takes besides "other" and "none".
+	tiers map[string]bool
 }
 
 // newCatalogue derives the argument rules of every catalogued tool from
 // the policy data's view.
 func newCatalogue(revision string, d *contract.Data) *catalogue {
-	cat := &catalogue{revision: revision, tools: make(map[string]*toolRules, len(d.Catalogue))}
+	cat := &catalogue{revision: revision, tools: make(map[string]*toolRules, len(d.Catalogue)), tiers: make(map[string]bool, len(d.Tiers))}
+	for t := range d.Tiers {
+		cat.tiers[t] = true
+	}
 	for tool, e := range d.Catalogue {
 		r := &toolRules{kinds: map[string]canon.Kind{}, actor: e.ActorArg, lookup: (*authorLookup)(e.AuthorLookup), pin: e.Pin}
 		seen := map[string]bool{}

@@ -138,6 +138,9 @@ type Config struct {
 	// backend as it came.
 	Tracer     trace.Tracer
 	Propagator propagation.TextMapPropagator
+	// Collectors are other parts' metrics (the authorization server's, the
+	// stdio bridges'), served with the gateway's on the admin listener.
+	Collectors []prometheus.Collector
 }
 
 // Gateway is the MCP enforcement point.
@@ -234,6 +237,11 @@ func New(cfg Config) (*Gateway, error) {
 			if err := g.metrics.reg.Register(m); err != nil {
 				return nil, fmt.Errorf("gateway: registering the approvals' metrics: %w", err)
 			}
+		}
+	}
+	for _, m := range cfg.Collectors {
+		if err := g.metrics.reg.Register(m); err != nil {
+			return nil, fmt.Errorf("gateway: registering a collector: %w", err)
 		}
 	}
 	for _, o := range cfg.AllowedOrigins {

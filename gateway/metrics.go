@@ -21,6 +21,11 @@ type metrics struct {
 	// ("idle", "quota").
 	sessionsEnded *prometheus.CounterVec
 	policy        *prometheus.GaugeVec
+	// calls and callSeconds count and time the calls (tools/call,
+	// resources/read, prompts/get) by backend, tool, agent tier and
+	// outcome; every label is bounded (callLabels).
+	calls       *prometheus.CounterVec
+	callSeconds *prometheus.HistogramVec
 
 	mu            sync.Mutex
 	policyVersion string
@@ -132,12 +137,21 @@ func newMetrics(active func() string) *metrics {
 		policy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pbac_policy_version_info", Help: "The active policy version (value 1).",
 		}, []string{"version"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pbac_calls_total",
+			Help: "Calls (tools/call, resources/read, prompts/get) decided, by backend, tool (catalogued tools; any other is \"other\"), agent tier and outcome (allow, deny, hold, error).",
+		}, []string{"backend", "tool", "tier", "outcome"}),
+		callSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "pbac_call_seconds",
+			Help:    "Time from a call's arrival to its answer's headers (the audit record's total), by backend, tool (catalogued tools; any other is \"other\") and outcome.",
+			Buckets: []float64{250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3, 1, 10},
+		}, []string{"backend", "tool", "outcome"}),
 	}
 	m.recent = map[string]*window{}
 	for _, st := range latencyStages {
 		m.recent[st] = &window{}
 	}
-	m.reg.MustRegister(m.decisions, m.latency, m.sessions, m.sessionsEnded, policyVersionCollector{m},
+	m.reg.MustRegister(m.decisions, m.latency, m.sessions, m.sessionsEnded, policyVersionCollector{m}, m.calls, m.callSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -162,7 +176,7 @@ var methodLabels = map[string]bool{
 }
 
 // decisionLabels are the values of the decision label.
-var decisionLabels = map[string]bool{"allow": true, "deny": true, "error": true}
+var decisionLabels = map[string]bool{"allow": true, "deny": true, "error": true, "hold": true}
 
 // boundedLabel is v when known lists it, else "other".
 func boundedLabel(v string, known map[string]bool) string {
@@ -186,6 +200,12 @@ func (m *metrics) decision(method, decision string) {
 		c, _ = m.counts.LoadOrStore(decision, new(atomic.Uint64))
 	}
 	c.(*atomic.Uint64).Add(1)
+}
+
+// call counts and times one call under labels callLabels bounded.
+func (m *metrics) call(backend, tool, tier, outcome string, took time.Duration) {
+	m.calls.WithLabelValues(backend, tool, tier, outcome).Inc()
+	m.callSeconds.WithLabelValues(backend, tool, outcome).Observe(took.Seconds())
 }
 
 // policyVersionCollector refreshes pbac_policy_version_info from the

@@ -531,9 +531,41 @@ func (g *Gateway) finish(rec *audit.Record, start time.Time) {
 		g.metrics.overhead(total - time.Duration(b)*time.Microsecond)
 	}
 	g.metrics.version(rec.PolicyVersion)
+	if isCall(rec.Method) {
+		backend, tool, tier := g.callLabels(rec)
+		g.metrics.call(backend, tool, tier, boundedLabel(rec.Decision, decisionLabels), total)
+	}
 	if g.cfg.Audit != nil {
 		g.cfg.Audit.Record(*rec)
 	}
+}
+
+// isCall tells the methods counted as calls (pbac_calls_total).
+func isCall(method string) bool {
+	return method == "tools/call" || method == "resources/read" || method == "prompts/get"
+}
+
+// callLabels are a call's backend, tool and tier as the metrics name them,
+// each from a bounded set: a configured backend (else "other"), a tool the
+// active catalogue lists (else "other"), a tier of the active data (else
+// "other"; "none" for a caller without one).
+func (g *Gateway) callLabels(rec *audit.Record) (backend, tool, tier string) {
+	backend, tool, tier = "other", "other", "other"
+	if _, ok := g.backends[rec.Backend]; ok {
+		backend = rec.Backend
+	}
+	if rec.Tier == "" {
+		tier = "none"
+	}
+	if cat := g.catalogues.current.Load(); cat != nil {
+		if _, ok := cat.tools[rec.Tool]; ok {
+			tool = rec.Tool
+		}
+		if cat.tiers[rec.Tier] {
+			tier = rec.Tier
+		}
+	}
+	return backend, tool, tier
 }
 
 // resolveSession maps the client's session id to the backend's, checking

@@ -224,6 +224,14 @@ func Start(ctx context.Context, cfg Config) (*Bridge, error) {
 	return b, nil
 }
 
+// Processes is how many of the backend's processes run now (the ones
+// ending included, until they are reaped).
+func (b *Bridge) Processes() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.procs)
+}
+
 // URL is the Streamable HTTP endpoint: http://127.0.0.1:PORT/mcp.
 func (b *Bridge) URL() string { return b.url }
 

@@ -659,6 +659,15 @@ func TestUpWithStdioBackend(t *testing.T) {
 	if a := mcpPost(t, base, "/mcp/tracker", otherTok, other.sid, ping); a.status != http.StatusOK {
 		t.Fatalf("the other agent's process was taken: %d %s", a.status, a.body)
 	}
+	// The admin listener's metrics count the backend's processes: both.
+	admin := adminLine.FindStringSubmatch(out.String())
+	if admin == nil {
+		t.Fatalf("no admin API in the output:\n%s", out.String())
+	}
+	if status, body := rawHTTP(t, http.DefaultClient, http.MethodGet, admin[1]+"/metrics", "", nil); status != http.StatusOK ||
+		!strings.Contains(body, `pbac_stdio_processes{backend="tracker"} 2`) {
+		t.Errorf("GET /metrics: %d, want pbac_stdio_processes{backend=\"tracker\"} 2 in:\n%s", status, body)
+	}
 }
 
 var adminLine = regexp.MustCompile(`admin API\s+(http://127\.0\.0\.1:\d+)/admin/status`)

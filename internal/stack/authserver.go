@@ -70,6 +70,8 @@ func (s *Stack) openAuthorization(ctx context.Context) error {
 		return nil
 	default:
 		s.issuer = s.base
+		s.asMetrics = asrv.NewMetrics()
+		s.collectors = append(s.collectors, s.asMetrics.Collectors()...)
 		guard := signin.New(signin.Config{Logger: s.log.With("component", "sign-in"), Audit: signin.AuditorFunc(s.auditSignIn)})
 		if err := s.openAS(ctx, s.base, nil, guard, s.cfg.AuthServer.Settings, s.cfg.Demo.Backends); err != nil {
 			return err
@@ -378,6 +380,9 @@ func revokePerson(as *asrv.Server) func(r *http.Request, sub string) (admin.Pers
 // is served; without a gateway there is none and the guard's log line is
 // the record.
 func (s *Stack) auditSignIn(_ context.Context, e signin.Event) {
+	if s.asMetrics != nil {
+		s.asMetrics.SignIn(e)
+	}
 	if s.trail == nil {
 		return
 	}

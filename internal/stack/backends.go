@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/audit/index"
 	"github.com/pbac-gateway/pbac/demo"
@@ -46,6 +48,10 @@ func (s *Stack) startBackends(ctx context.Context) error {
 			return fmt.Errorf("backend %s: %w", bc.Name, err)
 		}
 		s.onClose(phaseBackends, "stdio backend "+bc.Name, bridge.Close)
+		s.collectors = append(s.collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pbac_stdio_processes", Help: "Processes a stdio backend runs now (one per MCP session).",
+			ConstLabels: prometheus.Labels{"backend": bc.Name},
+		}, func() float64 { return float64(bridge.Processes()) }))
 		b := gateway.Backend{Name: bc.Name, URL: bridge.URL(), OwnerHeader: stdio.OwnerHeader}
 		if bc.Timeout != "" {
 			if b.Timeout, err = time.ParseDuration(bc.Timeout); err != nil {

@@ -11,11 +11,15 @@ import (
 	"github.com/pbac-gateway/pbac/plugins"
 )
 
-// auditAS records the AS's registrations, authorizations, token requests
-// and revocations in the audit trail, beside the gateway's decisions.
+// auditAS counts the AS's registrations, authorizations, token requests
+// and revocations and records them in the audit trail, beside the
+// gateway's decisions.
 // Without a gateway there is no trail, and the AS's log line is the
 // record.
 func (s *Stack) auditAS(_ context.Context, e asrv.Event) {
+	if s.asMetrics != nil {
+		s.asMetrics.Event(e)
+	}
 	if s.trail == nil {
 		return
 	}

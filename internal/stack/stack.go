@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pbac-gateway/pbac/approvals"
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/audit"
@@ -216,30 +218,34 @@ type Stack struct {
 	policy          *policyRuntime
 	decider         contract.Decider
 	tel             *telemetry.Telemetry
-	data            *contract.Data // an outside decider's policy data
-	bundleSource    *bundlesource.Source
-	sync            *pgsync.Sync
-	as              *authRuntime // nil: the AS runs elsewhere
-	remote          *gateway.RemoteIntrospector
-	store           asrv.Store // the in-process AS's or the shared store; nil with a remote AS
-	storeName       string
-	trail           *audit.Trail
-	index           *index.Index
-	gw              *gateway.Gateway
-	tools           *tdstore.Store // the tool definitions backends serve
-	approvals       *approvals.Service
-	backends        []gateway.Backend
-	agents          []DemoAgent
-	ready           *readiness
-	bgCtx           context.Context // background work; cancelled by Close
-	bgCancel        context.CancelFunc
-	bg              sync.WaitGroup // policy sources: watch, bundle polling, sync
-	gwServing       sync.WaitGroup // the gateway listener's serve loop
-	serveErr        chan error     // what the serve loops returned
-	closers         [numPhases][]closer
-	closeOnce       sync.Once
-	closeErr        error
-	scopeCache      scopeCache // the active policy's scopes (scopes)
+	// collectors are parts' metrics the gateway serves beside its own:
+	// the in-process AS's, each stdio backend's process count.
+	collectors   []prometheus.Collector
+	asMetrics    *asrv.Metrics
+	data         *contract.Data // an outside decider's policy data
+	bundleSource *bundlesource.Source
+	sync         *pgsync.Sync
+	as           *authRuntime // nil: the AS runs elsewhere
+	remote       *gateway.RemoteIntrospector
+	store        asrv.Store // the in-process AS's or the shared store; nil with a remote AS
+	storeName    string
+	trail        *audit.Trail
+	index        *index.Index
+	gw           *gateway.Gateway
+	tools        *tdstore.Store // the tool definitions backends serve
+	approvals    *approvals.Service
+	backends     []gateway.Backend
+	agents       []DemoAgent
+	ready        *readiness
+	bgCtx        context.Context // background work; cancelled by Close
+	bgCancel     context.CancelFunc
+	bg           sync.WaitGroup // policy sources: watch, bundle polling, sync
+	gwServing    sync.WaitGroup // the gateway listener's serve loop
+	serveErr     chan error     // what the serve loops returned
+	closers      [numPhases][]closer
+	closeOnce    sync.Once
+	closeErr     error
+	scopeCache   scopeCache // the active policy's scopes (scopes)
 
 	// policyTrail is the trail once it is open, for the policy
 	// registry's events: its sources (a bundle server, the shared
@@ -526,7 +532,7 @@ func (s *Stack) newGateway() error {
 		Approvals: approvalsSvc, ApprovalWait: g.Approvals.Wait,
 		PublicURL: s.base, Backends: s.backends, AuthorizationServers: []string{s.issuer}, Scopes: g.Scopes, ActiveScopes: s.scopes,
 		Introspector: s.introspector(), Policy: s.tel.Decider(s.decider), Audit: s.trail, Logger: s.log, Ready: s.ready.check,
-		Tracer: s.tel.Tracer("gateway"), Propagator: s.tel.Propagator(),
+		Tracer: s.tel.Tracer("gateway"), Propagator: s.tel.Propagator(), Collectors: s.collectors,
 		ArgumentLimits: gatewayArgumentLimits(g.ArgumentLimits), SessionsPerAgent: s.cfg.Limits.SessionsPerAgent,
 		SessionIdle: g.SessionIdle, RefusalWindow: g.RefusalWindow, Denials: g.Denials, ToolDefinitions: tools,
 	}
