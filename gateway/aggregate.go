@@ -112,6 +112,8 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 		g.finish(&rec, start)
 		return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{
 			"resultType":        "complete",
+			"ttlMs":             0,
+			"cacheScope":        "private",
 			"supportedVersions": append([]string{statelessRevision}, aggregateVersions...),
 			"capabilities": map[string]any{"tools": map[string]any{},
 				"extensions": map[string]any{ExtensionOAuthClientCredentials: map[string]any{}}},
@@ -292,7 +294,13 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 	rec.PolicyVersion, rec.Status = version, fiber.StatusOK
 	rec.Reasons = []string{fmt.Sprintf("%d of %d tools listed", len(out), len(tools))}
 	g.finish(rec, start)
-	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{"tools": out}))
+	result := map[string]any{"tools": out}
+	if c.Get(hdrProtocol) >= statelessRevision {
+		// Filtered for this caller, under a policy that may change at any
+		// moment: fresh for no one else, and not for long.
+		result["ttlMs"], result["cacheScope"] = 0, "private"
+	}
+	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, result))
 }
 
 func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message, sess *aggSession, rec *audit.Record, start time.Time) error {

@@ -196,3 +196,51 @@ func TestListedToolsAreJudgedOneByOne(t *testing.T) {
 		}
 	})
 }
+
+// TestFilteredListsArePrivate: a tools/list the gateway filtered for one
+// caller tells caches it is that caller's (2026-07-28's cacheScope),
+// whatever the backend said of its whole list; its ttlMs is kept. The
+// aggregated list, built per caller, is private and immediately stale.
+func TestFilteredListsArePrivate(t *testing.T) {
+	jira := &craftedJira{}
+	fake := httptest.NewServer(jira)
+	defer fake.Close()
+	s := newStackWith(t, stackOptions{backendURL: func(name, url string) string {
+		if name == "jira" {
+			return fake.URL
+		}
+		return url
+	}})
+	token := s.machineAgent("ci-bot", false, "jira:read")
+	for _, tc := range []struct{ name, result, want string }{
+		{"public list", `"ttlMs":60000,"cacheScope":"public"`, `"cacheScope":"private"`},
+		{"ttl alone", `"ttlMs":5000`, `"cacheScope":"private"`},
+		{"no hints (before 2026-07-28)", ``, ``},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hints := ""
+			if tc.result != "" {
+				hints = "," + tc.result
+			}
+			jira.set("application/json", `{"jsonrpc":"2.0","id":%ID%,"result":{"tools":[`+genuineSearch+`]`+hints+`}}`)
+			status, _, _, body := s.rpcCall("/mcp/jira", token, "2025-11-25", "", `{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{}}`)
+			if status != http.StatusOK || !strings.Contains(body, `"search_issues"`) {
+				t.Fatalf("tools/list: %d %s", status, body)
+			}
+			switch {
+			case tc.want == "" && strings.Contains(body, "cacheScope"):
+				t.Errorf("hints added to a result that had none: %s", body)
+			case tc.want != "" && (!strings.Contains(body, tc.want) || strings.Contains(body, `"public"`)):
+				t.Errorf("got %s, want %s", body, tc.want)
+			case strings.Contains(tc.result, "ttlMs") && !strings.Contains(body, strings.Split(tc.result, ",")[0]):
+				t.Errorf("the backend's ttlMs was not kept: %s", body)
+			}
+		})
+	}
+	status, _, _, body := s.rpcCall("/mcp", token, "2026-07-28", "",
+		`{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`,
+		"Mcp-Method", "tools/list")
+	if status != http.StatusOK || !strings.Contains(body, `"cacheScope":"private"`) || !strings.Contains(body, `"ttlMs":0`) {
+		t.Errorf("aggregated tools/list on 2026-07-28: %d %s", status, body)
+	}
+}

@@ -779,6 +779,18 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	return c.Status(resp.StatusCode).Send(filtered)
 }
 
+// markPrivate makes a list result filtered for one caller say so to caches
+// (2026-07-28's caching hints): whatever scope the backend gave its whole
+// list, this one is "private", never to be served to another caller. A
+// result without hints (an older revision) is left without.
+func markPrivate(result map[string]json.RawMessage) {
+	_, ttl := result["ttlMs"]
+	_, scope := result["cacheScope"]
+	if ttl || scope {
+		result["cacheScope"] = json.RawMessage(`"private"`)
+	}
+}
+
 // filterTools rewrites a tools/list result (plain JSON or the SSE events
 // carrying it) to the tools policy allows.
 func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller, body []byte, sse bool, rec *audit.Record) ([]byte, int, error) {
@@ -829,6 +841,7 @@ func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller,
 		if result["tools"], err = json.Marshal(out); err != nil {
 			return nil, err
 		}
+		markPrivate(result)
 		if env["result"], err = json.Marshal(result); err != nil {
 			return nil, err
 		}
