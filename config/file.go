@@ -67,6 +67,8 @@ import (
 //	  - name: files
 //	    command: [npx, -y, "@modelcontextprotocol/server-filesystem", /srv/docs]
 //	    env: [NODE_OPTIONS=--max-old-space-size=256]
+//	    idle_timeout: 10m            # a session's process ends unused this long (default 30m; 0s: never)
+//	    max_processes: 8             # at once (default limits.stdio_sessions); max_processes_per_agent too
 type File struct {
 	// AuthorizationServer, when set, is a remote AS the gateway trusts
 	// instead of running one in process.
@@ -376,6 +378,28 @@ type Backend struct {
 	Timeout          string            `yaml:"timeout"`
 	Headers          map[string]string `yaml:"headers"`
 	HeadersFromFiles map[string]string `yaml:"headers_from_files"`
+	// IdleTimeout ends a stdio backend's session (and its process) unused
+	// this long (a duration; default 30m; "0s": never).
+	IdleTimeout string `yaml:"idle_timeout"`
+	// MaxProcesses and MaxProcessesPerAgent bound a stdio backend's
+	// processes, in all and per agent (default limits.stdio_sessions and
+	// limits.stdio_sessions_per_agent).
+	MaxProcesses         int `yaml:"max_processes"`
+	MaxProcessesPerAgent int `yaml:"max_processes_per_agent"`
+}
+
+// StdioLimits are a stdio backend's idle timeout (0: the default;
+// negative: never) and process caps (0: the limits block's), resolved.
+func (b Backend) StdioLimits() (idle time.Duration, maxProcs, maxPerAgent int, err error) {
+	if b.IdleTimeout != "" {
+		if idle, err = time.ParseDuration(b.IdleTimeout); err != nil || idle < 0 {
+			return 0, 0, 0, fmt.Errorf("backend %s: idle_timeout %q is not a duration (e.g. 30m; 0s: never)", b.Name, b.IdleTimeout)
+		}
+		if idle == 0 {
+			idle = -1
+		}
+	}
+	return idle, b.MaxProcesses, b.MaxProcessesPerAgent, nil
 }
 
 var (
@@ -608,6 +632,18 @@ func (c *File) Validate() error {
 			if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
 				errs = append(errs, fmt.Errorf("%s: env entry %q must be KEY=VALUE", where, e))
 			}
+		}
+		stdioOnly := b.IdleTimeout != "" || b.MaxProcesses != 0 || b.MaxProcessesPerAgent != 0
+		switch {
+		case stdioOnly && len(b.Command) == 0:
+			errs = append(errs, fmt.Errorf("%s: idle_timeout, max_processes and max_processes_per_agent are for a command (stdio) backend", where))
+		case b.MaxProcesses < 0 || b.MaxProcessesPerAgent < 0:
+			errs = append(errs, fmt.Errorf("%s: max_processes and max_processes_per_agent must not be negative", where))
+		case b.MaxProcesses > 0 && b.MaxProcessesPerAgent > b.MaxProcesses:
+			errs = append(errs, fmt.Errorf("%s: max_processes_per_agent %d is more than max_processes %d", where, b.MaxProcessesPerAgent, b.MaxProcesses))
+		}
+		if _, _, _, err := b.StdioLimits(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 		}
 		for h, v := range b.Headers {
 			for _, m := range envRef.FindAllStringSubmatch(v, -1) {

@@ -565,8 +565,11 @@ func TestUpWithStdioBackend(t *testing.T) {
 	}
 	dataDir := t.TempDir()
 	cfg := filepath.Join(dataDir, "pbac.yaml")
-	body := "demo: false\ndemo_agents: true\nlimits: {stdio_sessions: 2, stdio_sessions_per_agent: 1}\nbackends:\n  - name: tracker\n    command: [" +
-		strconv.Quote(bin) + ", demo, backend, jira, --stdio]\n"
+	// The backend's own caps (2 processes, 1 an agent's) win over the
+	// limits block's; "idler" ends a session's process unused for a second.
+	body := "demo: false\ndemo_agents: true\nlimits: {stdio_sessions: 5, stdio_sessions_per_agent: 3}\nbackends:\n  - name: tracker\n    command: [" +
+		strconv.Quote(bin) + ", demo, backend, jira, --stdio]\n    max_processes: 2\n    max_processes_per_agent: 1\n" +
+		"  - name: idler\n    command: [" + strconv.Quote(bin) + ", demo, backend, jira, --stdio]\n    idle_timeout: 1s\n"
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -604,7 +607,7 @@ func TestUpWithStdioBackend(t *testing.T) {
 		t.Fatalf("initialize on a backend nobody has a grant on: %d %s", a.status, a.body)
 	}
 	// The policy data maps the backend to the jira resource.
-	mapBackends(t, out.String(), dataDir, map[string]string{"tracker": "jira"})
+	mapBackends(t, out.String(), dataDir, map[string]string{"tracker": "jira", "idler": "jira"})
 
 	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
 	sess, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: base + "/mcp/tracker", MaxRetries: -1,
@@ -667,6 +670,24 @@ func TestUpWithStdioBackend(t *testing.T) {
 	if status, body := rawHTTP(t, http.DefaultClient, http.MethodGet, admin[1]+"/metrics", "", nil); status != http.StatusOK ||
 		!strings.Contains(body, `pbac_stdio_processes{backend="tracker"} 2`) {
 		t.Errorf("GET /metrics: %d, want pbac_stdio_processes{backend=\"tracker\"} 2 in:\n%s", status, body)
+	}
+	// idle_timeout: a session left alone ends, and its process with it.
+	if a := mcpPost(t, base, "/mcp/idler", tok, "", mcpInit); a.status != http.StatusOK {
+		t.Fatalf("initialize on idler: %d %s", a.status, a.body)
+	}
+	processes := func() string {
+		_, body := rawHTTP(t, http.DefaultClient, http.MethodGet, admin[1]+"/metrics", "", nil)
+		return regexp.MustCompile(`pbac_stdio_processes\{backend="idler"\} (\d+)`).FindString(body)
+	}
+	if got := processes(); got == "" || strings.HasSuffix(got, " 0") {
+		t.Fatalf("idler after initialize: %q, want its process (and maybe tool discovery's)", got)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.HasSuffix(processes(), " 0") {
+		if time.Now().After(deadline) {
+			t.Fatalf("idler's process still runs 10 s after its session went idle (idle_timeout: 1s): %q", processes())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

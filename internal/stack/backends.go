@@ -39,9 +39,19 @@ func (s *Stack) startBackends(ctx context.Context) error {
 			s.backends = append(s.backends, gateway.Backend{Name: r.Name, URL: r.URL, Headers: r.Headers, Timeout: r.Timeout})
 			continue
 		}
+		idle, maxProcs, maxPerAgent, err := bc.StdioLimits()
+		if err != nil {
+			return err
+		}
+		if maxProcs == 0 {
+			maxProcs = s.cfg.Limits.StdioSessions
+		}
+		if maxPerAgent == 0 {
+			maxPerAgent = s.cfg.Limits.StdioSessionsPerAgent
+		}
 		bridge, err := stdio.Start(ctx, stdio.Config{
 			Name: bc.Name, Command: bc.Command, Env: bc.Env, Dir: bc.Dir,
-			MaxSessions: s.cfg.Limits.StdioSessions, MaxSessionsPerAgent: s.cfg.Limits.StdioSessionsPerAgent,
+			MaxSessions: maxProcs, MaxSessionsPerAgent: maxPerAgent, IdleTimeout: idle,
 			Logger: s.log, // the bridge names its backend in every line
 		})
 		if err != nil {
