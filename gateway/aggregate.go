@@ -67,7 +67,10 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 	}
 	// The body is read first for the trace context in its _meta; one that
 	// does not parse is refused after the token's check.
-	body := bytes.Clone(c.Body())
+	body, ok := requestBody(c)
+	if !ok {
+		return nil
+	}
 	msg, err := jsonrpc.Parse(body, g.cfg.MaxJSONDepth)
 	var rec audit.Record
 	span := g.startRequest(c, "", rid, msg, start)

@@ -1,9 +1,13 @@
 package gateway_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -146,5 +150,55 @@ func TestSessionQuotaPerAgent(t *testing.T) {
 	t.Logf("after %d initializes by one agent: %s active sessions; jira ended %d of them", 205, active[1], deletes())
 	if got := log.of("slack"); slices.Contains(got, "DELETE") {
 		t.Fatalf("slack got a DELETE: %v", got)
+	}
+}
+
+// TestCompressedBodiesAreRefused: a body with a Content-Encoding is refused
+// with 415 before it is read, with or without a token, so a small gzip of
+// gigabytes of zeros costs the gateway nothing (the hostile review of the
+// tracing change: Fiber inflates such a body without a bound).
+func TestCompressedBodiesAreRefused(t *testing.T) {
+	s := newStack(t)
+	token := s.machineAgent("ci-bot", false, "jira:read")
+	var zbuf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&zbuf, gzip.BestCompression)
+	zeros := make([]byte, 1<<20)
+	for range 64 { // 64 MiB inflated
+		_, _ = zw.Write(zeros)
+	}
+	_ = zw.Close()
+	for _, path := range []string{"/mcp", "/mcp/jira"} {
+		for _, auth := range []string{"", "Bearer not-a-token", "Bearer " + token} {
+			for _, enc := range []string{"gzip", "br", "deflate, gzip"} {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				req, _ := http.NewRequest(http.MethodPost, s.base+path, bytes.NewReader(zbuf.Bytes()))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Content-Encoding", enc)
+				req.Header.Set("Accept", "application/json, text/event-stream")
+				if auth != "" {
+					req.Header.Set("Authorization", auth)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				runtime.ReadMemStats(&after)
+				if resp.StatusCode != http.StatusUnsupportedMediaType {
+					t.Errorf("%s %q %s: %d, want 415", path, auth, enc, resp.StatusCode)
+				}
+				if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+					t.Errorf("%s %q %s: the gateway allocated %d MiB for a %d-byte body", path, auth, enc, grew>>20, zbuf.Len())
+				}
+			}
+		}
+	}
+	// identity is no encoding.
+	status, _, _, body := s.rpcCall("/mcp/jira", token, "2025-11-25", "", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, "Content-Encoding", "identity")
+	if status == http.StatusUnsupportedMediaType {
+		t.Errorf("Content-Encoding: identity was refused: %s", body)
 	}
 }

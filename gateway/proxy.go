@@ -56,7 +56,10 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 	// the caller's trace, which the request's span joins; a request
 	// without a token is decided on its method and tool. A body that does
 	// not parse is refused after the token's check, as before.
-	body := bytes.Clone(c.Body()) // fasthttp reuses its buffers
+	body, ok := requestBody(c)
+	if !ok {
+		return nil
+	}
 	msg, err := jsonrpc.Parse(body, g.cfg.MaxJSONDepth)
 	var rec audit.Record
 	span := g.startRequest(c, backend.Name, rid, msg, start)
@@ -150,6 +153,18 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 		}
 	}
 	return g.forward(c, backend, cl, msg, sess, &rec, start)
+}
+
+// requestBody is the request's body as it came (a copy: fasthttp reuses its
+// buffers). A body with a Content-Encoding is refused (415) before a byte
+// of it is read: Fiber would inflate it without a bound — a few hundred
+// kilobytes of gzip are gigabytes — and MCP clients send none.
+func requestBody(c *fiber.Ctx) ([]byte, bool) {
+	if ce := c.Get(fiber.HeaderContentEncoding); ce != "" && !strings.EqualFold(ce, "identity") {
+		_ = c.Status(fiber.StatusUnsupportedMediaType).JSON(fiber.Map{"error": "a request body with a Content-Encoding is not accepted"})
+		return nil, false
+	}
+	return bytes.Clone(c.Request().Body()), true
 }
 
 // anonymousResponse is the method pbac/anonymous is asked about for a
