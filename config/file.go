@@ -159,6 +159,9 @@ type Telemetry struct {
 	// ServiceName is service.name (default pbac-gateway; OTEL_SERVICE_NAME
 	// wins).
 	ServiceName string `yaml:"service_name"`
+	// Baggage passes callers' W3C baggage on to backends (default: it is
+	// dropped; policy never sees it).
+	Baggage bool `yaml:"baggage"`
 }
 
 // Check reports what is wrong with the block.
@@ -177,7 +180,7 @@ func (t *Telemetry) Check() error {
 	default:
 		errs = append(errs, fmt.Errorf("telemetry: protocol %q: want http/protobuf or grpc", t.Protocol))
 	}
-	if t.SampleRatio < 0 || t.SampleRatio > 1 {
+	if !(t.SampleRatio >= 0 && t.SampleRatio <= 1) {
 		errs = append(errs, fmt.Errorf("telemetry: sample_ratio %v must be between 0 and 1", t.SampleRatio))
 	}
 	for h, v := range t.Headers {

@@ -625,7 +625,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 	ctx, bspan := g.startBackend(c.UserContext(), backend, msg)
 	out := msg.Raw
 	if bspan.IsRecording() {
-		if b, err := g.withTraceMeta(ctx, out); err == nil {
+		if b, err := g.withTraceMeta(ctx, msg); err == nil {
 			out = b
 		} else {
 			g.log.Debug("trace context not written in _meta", "request_id", rec.RequestID, "err", err)

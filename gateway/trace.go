@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
@@ -82,11 +83,17 @@ func spanMethod(m *jsonrpc.Message) string {
 	return "mcp.request"
 }
 
+// clip is a caller's string as an attribute: valid UTF-8, at most
+// maxAttrLen bytes, cut between characters.
 func clip(s string) string {
 	if len(s) > maxAttrLen {
-		return s[:maxAttrLen]
+		cut := maxAttrLen
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
 	}
-	return s
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // fiberCarrier reads the request's headers for the propagator.
@@ -244,7 +251,7 @@ func endIntrospect(span trace.Span, res contract.Identity, err error) {
 		return
 	}
 	if err != nil {
-		span.RecordError(err)
+		span.SetAttributes(attrErrorType.String(errorKind(err)))
 		span.SetStatus(codes.Error, "the token could not be checked")
 	} else {
 		span.SetAttributes(attrTokenActive.Bool(res.Active))
@@ -282,8 +289,15 @@ func (g *Gateway) startBackendCall(ctx context.Context, backend *Backend, method
 	}
 	name := method
 	attrs := []attribute.KeyValue{attrBackend.String(backend.Name), attrTransport.String("tcp"), attrMethod.String(method)}
-	if m, ok := params.(map[string]json.RawMessage); ok && method == "tools/call" {
-		if tool, ok := jsonrpc.Unquote(m["name"]); ok {
+	if method == "tools/call" {
+		tool := ""
+		switch m := params.(type) {
+		case map[string]json.RawMessage:
+			tool, _ = jsonrpc.Unquote(m["name"])
+		case map[string]any:
+			tool, _ = m["name"].(string)
+		}
+		if tool != "" {
 			name += " " + clip(tool)
 			attrs = append(attrs, attrToolName.String(clip(tool)), attrOperation.String("execute_tool"))
 		}
@@ -316,8 +330,11 @@ func (g *Gateway) paramsWithTraceMeta(ctx context.Context, params map[string]jso
 			return params
 		}
 	}
-	delete(meta, "tracestate")
-	delete(meta, "baggage")
+	for k := range meta {
+		if isTraceKey(k) {
+			delete(meta, k)
+		}
+	}
 	for k, v := range mc {
 		meta[k], _ = json.Marshal(v)
 	}
@@ -335,8 +352,10 @@ func endBackend(span trace.Span, status int, err error) {
 		return
 	}
 	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, "backend unreachable")
+		// Not the error's text: a net/http error quotes the backend's URL,
+		// which may carry a credential, and a backend's error its answer.
+		span.SetAttributes(attrErrorType.String(errorKind(err)))
+		span.SetStatus(codes.Error, "backend unreachable or failed")
 	} else if status > 0 {
 		span.SetAttributes(attrHTTPStatus.Int(status))
 		if status >= 500 {
@@ -346,6 +365,22 @@ func endBackend(span trace.Span, status int, err error) {
 	span.End()
 }
 
+// errorKind is an error's kind for error.type: a timeout, a cancellation,
+// a backend's JSON-RPC error, or "error".
+func errorKind(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, fasthttp.ErrTimeout):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, errBackendError):
+		return "backend_error"
+	case errors.Is(err, contract.ErrUndecided):
+		return "undecided"
+	}
+	return "error"
+}
+
 // endApprovalWait ends the span of a retry's wait for an approver with the
 // approval's status when the wait ended.
 func endApprovalWait(span trace.Span, a approvals.Approval, err error) {
@@ -353,7 +388,7 @@ func endApprovalWait(span trace.Span, a approvals.Approval, err error) {
 		return
 	}
 	if err != nil {
-		span.RecordError(err)
+		span.SetAttributes(attrErrorType.String(errorKind(err)))
 		span.SetStatus(codes.Error, "the wait for an approver failed")
 	} else {
 		span.SetAttributes(attribute.String("pbac.approval.status", string(a.Status)))
@@ -361,13 +396,20 @@ func endApprovalWait(span trace.Span, a approvals.Approval, err error) {
 	span.End()
 }
 
-// withTraceMeta is body with params._meta carrying ctx's trace context
-// (SEP-414), so the backend's own spans join the trace under the span that
-// sent them. Only those three keys change, after the decision: policy's
-// input has no _meta, so it decided on the same call. A body without
-// params, or whose _meta is not an object, is returned as it is (the
-// headers still carry the context).
-func (g *Gateway) withTraceMeta(ctx context.Context, body []byte) ([]byte, error) {
+// withTraceMeta is the message's body with params._meta carrying ctx's
+// trace context (SEP-414), so the backend's own spans join the trace under
+// the span that sent them. Only those keys change, after the decision:
+// the caller's traceparent, tracestate and baggage (in any letter case)
+// give way to the gateway's, and every other member of _meta, params and
+// the message is kept byte for byte. Policy's input has no _meta, so it
+// decided on the same call. A message without params (or a response), or
+// whose _meta is not an object, is returned as it is (the headers still
+// carry the context).
+func (g *Gateway) withTraceMeta(ctx context.Context, msg *jsonrpc.Message) ([]byte, error) {
+	body := msg.Raw
+	if msg.IsResponse || msg.Params == nil {
+		return body, nil
+	}
 	mc := propagation.MapCarrier{}
 	g.propagator.Inject(ctx, mc)
 	if mc["traceparent"] == "" {
@@ -382,7 +424,7 @@ func (g *Gateway) withTraceMeta(ctx context.Context, body []byte) ([]byte, error
 		return body, err
 	}
 	var entries []byte
-	for _, k := range []string{"traceparent", "tracestate", "baggage"} {
+	for _, k := range traceKeys() {
 		v, ok := mc[k]
 		if !ok || v == "" {
 			continue
@@ -408,11 +450,10 @@ func (g *Gateway) withTraceMeta(ctx context.Context, body []byte) ([]byte, error
 	}
 	nm := append([]byte{'{'}, entries...)
 	for _, mb := range members {
-		if mb.Key == "traceparent" || mb.Key == "tracestate" || mb.Key == "baggage" {
+		if isTraceKey(mb.Key) {
 			continue
 		}
-		k, _ := json.Marshal(mb.Key)
-		nm = append(append(append(append(nm, ','), k...), ':'), mb.Raw...)
+		nm = append(append(nm, ','), mb.Whole...)
 	}
 	nm = append(nm, '}')
 	off, err := offsetIn(params, meta)
@@ -427,6 +468,21 @@ func (g *Gateway) withTraceMeta(ctx context.Context, body []byte) ([]byte, error
 	}
 	out := make([]byte, 0, len(body)+len(nm))
 	return append(append(append(out, body[:poff]...), np...), body[poff+len(params):]...), nil
+}
+
+// traceKeys are the W3C keys SEP-414 puts in _meta, in the order the
+// gateway writes them.
+func traceKeys() [3]string { return [3]string{"traceparent", "tracestate", "baggage"} }
+
+// isTraceKey is whether key is one of traceKeys in any letter case (a
+// decoder that matches keys case-insensitively would read either).
+func isTraceKey(key string) bool {
+	for _, k := range traceKeys() {
+		if strings.EqualFold(key, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // memberOf is the value of an object's member key, a sub-slice of doc.

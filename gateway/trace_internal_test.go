@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"testing"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -31,6 +30,14 @@ func TestWithTraceMeta(t *testing.T) {
 	g := &Gateway{propagator: prop}
 	ctx := tracedContext(t, g, map[string]string{"traceparent": testParent, "baggage": "k=v"})
 	const meta = `"traceparent":"` + testParent + `","baggage":"k=v"`
+	parse := func(body string) *jsonrpc.Message {
+		t.Helper()
+		m, err := jsonrpc.Parse([]byte(body), 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
 	for _, tc := range []struct{ name, in, want string }{
 		{"no _meta", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":1}}}`,
 			`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{` + meta + `},"name":"x","arguments":{"a":1}}}`},
@@ -40,12 +47,15 @@ func TestWithTraceMeta(t *testing.T) {
 			`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{` + meta + `} }}`},
 		{"the caller's keys replaced, others kept", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"progressToken":5,"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","tracestate":"a=b","x\"y":1}}}`,
 			`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{` + meta + `,"progressToken":5,"x\"y":1}}}`},
+		{"other members byte for byte", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{ "\u0041" : [1, 2] ,"h":"a<b&c","TraceParent":"x","BAGGAGE":"y"}}}`,
+			`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{` + meta + `,"\u0041" : [1, 2],"h":"a<b&c"}}}`},
+		{"a response", `{"jsonrpc":"2.0","id":1,"result":{},"params":{}}`, `{"jsonrpc":"2.0","id":1,"result":{},"params":{}}`},
 		{"no params", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, `{"jsonrpc":"2.0","id":1,"method":"ping"}`},
 		{"_meta not an object", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":null}}`,
 			`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":null}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := g.withTraceMeta(ctx, []byte(tc.in))
+			got, err := g.withTraceMeta(ctx, parse(tc.in))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -56,7 +66,7 @@ func TestWithTraceMeta(t *testing.T) {
 	}
 	// Without a trace context there is nothing to write.
 	in := []byte(`{"jsonrpc":"2.0","id":1,"method":"ping","params":{}}`)
-	if got, err := g.withTraceMeta(context.Background(), in); err != nil || !bytes.Equal(got, in) {
+	if got, err := g.withTraceMeta(context.Background(), parse(string(in))); err != nil || !bytes.Equal(got, in) {
 		t.Errorf("without a context: %s %v", got, err)
 	}
 }
@@ -83,7 +93,7 @@ func FuzzWithTraceMeta(f *testing.F) {
 		if err != nil {
 			return
 		}
-		out, err := g.withTraceMeta(ctx, msg.Raw)
+		out, err := g.withTraceMeta(ctx, msg)
 		if err != nil {
 			t.Fatalf("a parsed message failed: %v", err)
 		}
@@ -98,7 +108,7 @@ func FuzzWithTraceMeta(f *testing.F) {
 		meta, metaIsObject := msg.Params["_meta"]
 		metaIsObject = metaIsObject && len(meta) > 0 && meta[0] == '{'
 		switch {
-		case msg.Params == nil, msg.Params["_meta"] != nil && !metaIsObject:
+		case msg.IsResponse, msg.Params == nil, msg.Params["_meta"] != nil && !metaIsObject:
 			if !bytes.Equal(out, msg.Raw) {
 				t.Fatalf("changed a body with nowhere to put the context:\n%s\n%s", body, out)
 			}
@@ -116,12 +126,24 @@ func FuzzWithTraceMeta(f *testing.F) {
 			t.Fatalf("params members %d → %d", len(msg.Params), len(fwd.Params))
 		}
 		if metaIsObject {
-			var before, after map[string]json.RawMessage
-			if json.Unmarshal(meta, &before) == nil && json.Unmarshal(fwd.Params["_meta"], &after) == nil {
-				for k, v := range before {
-					if k != "traceparent" && k != "tracestate" && k != "baggage" && !bytes.Equal(after[k], v) {
-						t.Fatalf("_meta.%s changed: %s → %s", k, v, after[k])
-					}
+			before, err := jsonrpc.Members(meta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			after, err := jsonrpc.Members(fwd.Params["_meta"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := map[string][]byte{}
+			for _, m := range after {
+				if isTraceKey(m.Key) && m.Key != "traceparent" && m.Key != "tracestate" && m.Key != "baggage" {
+					t.Fatalf("a spelling of a trace key is left: %q in %s", m.Key, out)
+				}
+				kept[m.Key] = m.Whole
+			}
+			for _, m := range before {
+				if !isTraceKey(m.Key) && !bytes.Equal(kept[m.Key], m.Whole) {
+					t.Fatalf("_meta member %q changed: %s → %s", m.Key, m.Whole, kept[m.Key])
 				}
 			}
 		}

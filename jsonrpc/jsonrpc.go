@@ -240,6 +240,9 @@ func Parse(body []byte, maxDepth int) (*Message, error) {
 type Member struct {
 	Key string
 	Raw []byte
+	// Whole is the member as written: its key (escapes included), the
+	// colon and the value, with the space between them.
+	Whole []byte
 }
 
 // Members reads doc as exactly one JSON object, strictly (the whole
@@ -284,6 +287,7 @@ func objectMembers(doc []byte, descend descender) ([]Member, error) {
 func readMembers(dec *jsontext.Decoder, doc []byte, descend descender) ([]Member, error) {
 	var out []Member
 	for dec.PeekKind() != '}' {
+		before := dec.InputOffset()
 		name, err := dec.ReadToken()
 		if err != nil {
 			return nil, malformed(err)
@@ -307,8 +311,10 @@ func readMembers(dec *jsontext.Decoder, doc []byte, descend descender) ([]Member
 		} else if err := dec.SkipValue(); err != nil {
 			return nil, malformed(err)
 		}
-		raw := bytes.TrimLeft(doc[start:dec.InputOffset()], " \t\r\n:")
-		out = append(out, Member{Key: key, Raw: raw})
+		end := dec.InputOffset()
+		raw := bytes.TrimLeft(doc[start:end], " \t\r\n:")
+		whole := bytes.TrimLeft(doc[before:end], " \t\r\n,")
+		out = append(out, Member{Key: key, Raw: raw, Whole: whole})
 	}
 	if _, err := dec.ReadToken(); err != nil {
 		return nil, malformed(err)

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
+	"net"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/goleak"
 
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/internal/otlptest"
@@ -52,10 +56,21 @@ func TestNewFromSettings(t *testing.T) {
 			wantOn: true, wantEndpoint: "http://env:4317", wantProtocol: "grpc"},
 		{name: "SDK disabled", cfg: telemetry.Config{Endpoint: "http://collector:4318"}, env: map[string]string{"OTEL_SDK_DISABLED": "true"}},
 		{name: "exporter none", cfg: telemetry.Config{Endpoint: "http://collector:4318"}, env: map[string]string{"OTEL_TRACES_EXPORTER": "none"}},
-		{name: "exporter zipkin", env: map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, wantErr: true},
+		{name: "exporter zipkin alone", env: map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, wantErr: true},
 		{name: "http/json", cfg: telemetry.Config{Endpoint: "http://collector:4318", Protocol: "http/json"}, wantErr: true},
 		{name: "not a URL", cfg: telemetry.Config{Endpoint: "collector:4318"}, wantErr: true},
 		{name: "ratio above 1", cfg: telemetry.Config{Endpoint: "http://collector:4318", SampleRatio: 1.5}, wantErr: true},
+		{name: "ratio NaN", cfg: telemetry.Config{Endpoint: "http://collector:4318", SampleRatio: math.NaN()}, wantErr: true},
+		{name: "a traces URL is not extended", cfg: telemetry.Config{Endpoint: "http://collector:4318/v1/traces"}, wantOn: true,
+			wantEndpoint: "http://collector:4318/v1/traces", wantProtocol: "http/protobuf"},
+		{name: "credentials are not shown", cfg: telemetry.Config{Endpoint: "https://user:secret@otlp.example"}, wantOn: true,
+			wantEndpoint: "https://otlp.example/v1/traces", wantProtocol: "http/protobuf"},
+		{name: "environment endpoint without a scheme", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "collector.invalid:4318"}, wantErr: true},
+		{name: "names in any case", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://env:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "GRPC",
+			"OTEL_TRACES_EXPORTER": "OTLP"}, wantOn: true, wantEndpoint: "http://env:4317", wantProtocol: "grpc"},
+		{name: "an exporter list with otlp", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://env:4318", "OTEL_TRACES_EXPORTER": "otlp,console"},
+			wantOn: true, wantEndpoint: "http://env:4318", wantProtocol: "http/protobuf"},
+		{name: "none in a list", cfg: telemetry.Config{Endpoint: "http://collector:4318"}, env: map[string]string{"OTEL_TRACES_EXPORTER": "console, None"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
@@ -96,8 +111,18 @@ func TestOffPassesTheCallersContextOn(t *testing.T) {
 	}
 	out := propagation.MapCarrier{}
 	tel.Propagator().Inject(ctx2, out)
+	if out["traceparent"] != tp || out["baggage"] != "" {
+		t.Errorf("passed on %v, want the caller's traceparent and no baggage", out)
+	}
+	// Baggage passes only when the configuration says so.
+	withBaggage, err := telemetry.New(ctx, telemetry.Config{Baggage: true, Getenv: env(nil)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = propagation.MapCarrier{}
+	withBaggage.Propagator().Inject(withBaggage.Propagator().Extract(ctx, propagation.MapCarrier{"traceparent": tp, "baggage": "k=v"}), out)
 	if out["traceparent"] != tp || out["baggage"] != "k=v" {
-		t.Errorf("passed on %v, want the caller's context", out)
+		t.Errorf("with baggage: passed on %v, want the caller's context and baggage", out)
 	}
 	if d := tel.Decider(contract.DeciderFunc(allow)); d == nil {
 		t.Fatal("no decider")
@@ -135,6 +160,9 @@ func TestExportsToACollector(t *testing.T) {
 			if _, err := d.Decide(ctx, contract.Introspect, []byte(`{}`)); err != nil {
 				t.Fatal(err)
 			}
+			// A caller's string that is not UTF-8 (a header, a name cut
+			// mid-character) is repaired, not the end of the whole batch.
+			span.SetAttributes(attribute.String("mcp.protocol.version", "2025-11-25\xff"), attribute.StringSlice("pbac.decision.reasons", []string{"a\xc3"}))
 			span.End()
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
@@ -158,11 +186,94 @@ func TestExportsToACollector(t *testing.T) {
 					dec = s
 				}
 			}
+			if req.Attr("mcp.protocol.version") != "2025-11-25\uFFFD" || req.Attr("pbac.decision.reasons") != "[a\uFFFD]" {
+				t.Errorf("the repaired attributes: %v", req.Attrs)
+			}
 			if req.Kind != "server" || dec.ParentID != req.SpanID || dec.TraceID != req.TraceID ||
 				dec.Attr("pbac.decision.allow") != "true" || dec.Attr("pbac.policy.version") != "v1" ||
 				dec.Attr("pbac.policy.entrypoint") != "pbac/tool_call" {
 				t.Fatalf("span tree:\n%s", otlptest.Tree(got))
 			}
 		})
+	}
+}
+
+// TestCallersDoNotDecideSampling: the gateway draws whether a request is
+// traced; a caller's sampled flag neither hides its requests (flag 00) nor
+// overrides the ratio (flag 01). Spans under the gateway's own follow it.
+func TestCallersDoNotDecideSampling(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		ratio    float64
+		min, max int // recorded of 1000
+	}{{0, 1000, 1000}, {0.2, 120, 280}} {
+		tel, err := telemetry.New(ctx, telemetry.Config{Endpoint: "http://127.0.0.1:1", SampleRatio: tc.ratio, Getenv: env(nil)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, flag := range []string{"00", "01"} {
+			parent := tel.Propagator().Extract(ctx, propagation.MapCarrier{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-" + flag})
+			recorded := 0
+			for range 1000 {
+				c, span := tel.Tracer("test").Start(parent, "request")
+				if span.IsRecording() {
+					recorded++
+					if _, child := tel.Tracer("test").Start(c, "child"); !child.IsRecording() {
+						t.Fatal("a child of a recorded span is not recorded")
+					}
+				} else if _, child := tel.Tracer("test").Start(c, "child"); child.IsRecording() {
+					t.Fatal("a child of a dropped span is recorded")
+				}
+			}
+			if recorded < tc.min || recorded > tc.max {
+				t.Errorf("ratio %v, caller's flag %s: %d of 1000 recorded, want %d..%d", tc.ratio, flag, recorded, tc.min, tc.max)
+			}
+		}
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		_ = tel.Shutdown(sctx) // nothing reaches port 1: the export fails, and is not retried
+		cancel()
+	}
+}
+
+// TestShutdownWithACollectorThatDoesNotAnswer: a collector that takes the
+// connection and never answers holds Shutdown only as long as its context
+// (plus the bounded drain), and leaves no exporter goroutine behind.
+func TestShutdownWithACollectorThatDoesNotAnswer(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c // held open, never answered
+		}
+	}()
+	defer func() {
+		ln.Close()
+		for c := range accepted {
+			c.Close()
+		}
+	}()
+	ctx := context.Background()
+	tel, err := telemetry.New(ctx, telemetry.Config{Endpoint: "http://" + ln.Addr().String(), Getenv: env(nil)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := tel.Tracer("test").Start(ctx, "request")
+	span.End()
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_ = tel.Shutdown(sctx)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Shutdown took %v with a 300 ms context", took)
 	}
 }

@@ -191,5 +191,5 @@ func telemetryConfig(t *config.Telemetry) telemetry.Config {
 		return telemetry.Config{}
 	}
 	return telemetry.Config{Endpoint: t.Endpoint, Protocol: t.Protocol, Headers: t.ResolvedHeaders(),
-		SampleRatio: t.SampleRatio, ServiceName: t.ServiceName}
+		SampleRatio: t.SampleRatio, ServiceName: t.ServiceName, Baggage: t.Baggage}
 }
