@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // Data is the typed view of the policy data (rego/README.md, "Data
@@ -127,6 +128,17 @@ type Tool struct {
 	// ("sha256:<hex>", as Request.ToolDefinition.Hash): another
 	// definition under the tool's name hides it and denies its calls.
 	Pin string `json:"pin"`
+	// URIPrefix marks an entry of a resource ("<backend>.resource:<uri>/")
+	// that decides every canonical URI under its key's.
+	URIPrefix bool `json:"uri_prefix"`
+}
+
+// IsToolName tells a tool's catalogue name ("<backend>.<tool>") from a
+// prompt's ("<backend>.prompt:<name>") and a resource's
+// ("<backend>.resource:<uri>").
+func IsToolName(name string) bool {
+	_, local, ok := strings.Cut(name, ".")
+	return ok && !strings.HasPrefix(local, "prompt:") && !strings.HasPrefix(local, "resource:")
 }
 
 // Scope is the scope the tool needs, "<resource>:<access>"; "" when the

@@ -100,8 +100,8 @@ func (h *Handler) computeMatrix(ctx context.Context, user *asrv.User) (map[strin
 	tools := map[string]map[string]string{}
 	for _, name := range slicesSortedKeys(data.Catalogue) {
 		e := data.Catalogue[name]
-		if e.Resource == "" || e.Access == "" {
-			continue
+		if e.Resource == "" || e.Access == "" || !contract.IsToolName(name) {
+			continue // the matrix calls tools, not prompts or resources
 		}
 		if tools[e.Resource] == nil {
 			tools[e.Resource] = map[string]string{}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -139,7 +140,55 @@ func newJiraServer() *mcp.Server {
 		Description: "Move an issue to another status: To Do, In Progress or Done.",
 		Annotations: writes("Transition issue", true, true),
 	}, j.transitionIssue)
+	// Each issue is a resource too (jira://issue/<key>, listed and by
+	// template), and a prompt drafts an issue's triage: what the gateway's
+	// catalogue decides like the tools (jira.resource:jira://issue/,
+	// jira.prompt:triage_issue).
+	s.AddPrompt(&mcp.Prompt{
+		Name:        "triage_issue",
+		Description: "Draft the triage of one issue: its priority, owner and next step.",
+		Arguments:   []*mcp.PromptArgument{{Name: "key", Description: "issue key, e.g. SEC-12", Required: true}},
+	}, j.triagePrompt)
+	s.AddResourceTemplate(&mcp.ResourceTemplate{
+		Name: "issue", URITemplate: issueURI + "{key}", MIMEType: "text/plain",
+		Description: "One issue, with its comments.",
+	}, j.readIssue)
+	for _, key := range slices.Sorted(maps.Keys(j.issues)) {
+		s.AddResource(&mcp.Resource{Name: key, URI: issueURI + key, MIMEType: "text/plain", Title: j.issues[key].Summary}, j.readIssue)
+	}
 	return s
+}
+
+// issueURI is the prefix of an issue's resource URI.
+const issueURI = "jira://issue/"
+
+// readIssue reads the resource of one issue (jira://issue/<key>).
+func (j *jira) readIssue(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+	key, ok := strings.CutPrefix(req.Params.URI, issueURI)
+	if !ok {
+		return nil, mcp.ResourceNotFoundError(req.Params.URI)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	is, ok := j.issues[key]
+	if !ok {
+		return nil, mcp.ResourceNotFoundError(req.Params.URI)
+	}
+	return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, MIMEType: "text/plain", Text: renderIssue(is)}}}, nil
+}
+
+// triagePrompt is the triage_issue prompt for one issue.
+func (j *jira) triagePrompt(_ context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	is, err := j.lookup(req.Params.Arguments["key"])
+	if err != nil {
+		return nil, err
+	}
+	return &mcp.GetPromptResult{
+		Description: "Triage " + is.Key,
+		Messages:    []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "Triage this issue: say its priority, who should own it and the next step.\n\n" + renderIssue(is)}}},
+	}, nil
 }
 
 // issueCmp orders issues by project, then number.

@@ -148,7 +148,7 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 		if allowed, err := g.decideMethod(c, backend.Name, cl, methodOf(msg), msg.ID, &rec, start); err != nil || !allowed {
 			return err
 		}
-		if msg.Method == "tools/list" {
+		if _, listed := listedKinds[msg.Method]; listed || msg.Method == "tools/list" {
 			return g.forwardFiltered(c, backend, cl, msg, sess, &rec, start)
 		}
 	}
@@ -774,7 +774,13 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	g.adoptSession(c, backend, cl, msg, resp.Header.Get(hdrSession))
 	copyAnswerHeaders(c, resp.Header.Get)
 	sse := strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream")
-	filtered, kept, err := g.filterTools(c.UserContext(), backend, cl, body, sse, rec)
+	filter := g.filterTools
+	if kind, ok := listedKinds[msg.Method]; ok {
+		filter = func(ctx context.Context, backend *Backend, cl *caller, body []byte, sse bool, rec *audit.Record) ([]byte, int, error) {
+			return g.filterListed(ctx, kind, backend, cl, body, sse, rec)
+		}
+	}
+	filtered, kept, err := filter(c.UserContext(), backend, cl, body, sse, rec)
 	if errors.Is(err, errUndecided) {
 		rec.Decision, rec.Status, rec.Reasons = "error", fiber.StatusForbidden, []string{err.Error()}
 		g.log.Error("policy could not decide", "request_id", rec.RequestID, "entrypoint", contract.List, "err", err)
@@ -789,7 +795,11 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "the tool list could not be filtered", nil))
 	}
 	rec.Status = resp.StatusCode
-	rec.Reasons = append(rec.Reasons, fmt.Sprintf("%d tools listed", kept))
+	what := "tools"
+	if kind, ok := listedKinds[msg.Method]; ok {
+		what = kind.key
+	}
+	rec.Reasons = append(rec.Reasons, fmt.Sprintf("%d %s listed", kept, what))
 	g.finish(rec, start)
 	return c.Status(resp.StatusCode).Send(filtered)
 }
@@ -862,13 +872,19 @@ func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller,
 		}
 		return json.Marshal(env)
 	}
+	out, err := rewriteAnswer(body, sse, rewrite)
+	return out, kept, err
+}
+
+// rewriteAnswer applies rewrite to a backend's answer: the JSON message,
+// or the data of each SSE event. Events are read as clients read them
+// (CR, LF or CRLF line ends, a byte order mark, data over several lines)
+// and written back in one form: every data the client will see has been
+// through rewrite.
+func rewriteAnswer(body []byte, sse bool, rewrite func([]byte) ([]byte, error)) ([]byte, error) {
 	if !sse {
-		b, err := rewrite(body)
-		return b, kept, err
+		return rewrite(body)
 	}
-	// Events are read as clients read them (CR, LF or CRLF line ends, a
-	// byte order mark, data over several lines) and written back in one
-	// form: every data the client will see has been through rewrite.
 	var out bytes.Buffer
 	events := newSSEReader(bytes.NewReader(body), maxFilteredResponse)
 	for {
@@ -877,19 +893,19 @@ func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller,
 			break
 		}
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		data := ev.data
 		if ev.hasData && len(bytes.TrimSpace(data)) > 0 { // an empty data is a priming event
 			if data, err = rewrite(data); err != nil {
-				return nil, 0, err
+				return nil, err
 			}
 		}
 		if err := ev.write(&out, data); err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 	}
-	return out.Bytes(), kept, nil
+	return out.Bytes(), nil
 }
 
 // errUndecided is a decision the policy could not make; the request is

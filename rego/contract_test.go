@@ -121,8 +121,17 @@ func TestShippedDataReadsAsTheContractView(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(d.Catalogue); n != 25 {
-		t.Errorf("%d catalogued tools, want the 25 demo tools", n)
+	tools := 0
+	for name := range d.Catalogue {
+		if contract.IsToolName(name) {
+			tools++
+		}
+	}
+	if n := len(d.Catalogue); n != 27 || tools != 25 {
+		t.Errorf("%d catalogue entries, %d of them tools; want the 25 demo tools and jira's prompt and issues", n, tools)
+	}
+	if e := d.Catalogue["jira.resource:jira://issue/"]; !e.URIPrefix || e.Scope() != "jira:read" {
+		t.Errorf("jira's issues: %+v", e)
 	}
 	scopes := d.Scopes()
 	for _, want := range []string{"drive:read", "gitlab:merge", "database:ddl", "jenkins:deploy"} {

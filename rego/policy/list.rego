@@ -1,4 +1,7 @@
-# pbac/list: which of the backend's tools may this caller see (tools/list)?
+# pbac/list: which of the backend's tools (tools/list), prompts
+# (prompts/list: "<backend>.prompt:<name>") and resources (resources/list
+# and resources/templates/list: "<backend>.resource:<uri>", a template by
+# the literal part of its URI) may this caller see?
 # tier ∩ role ∩ token scope, catalogue default-deny; argument rules are not
 # applied (they depend on the call).
 package pbac
@@ -6,8 +9,8 @@ package pbac
 list_input := [t | some t in request.tools; is_string(t)]
 
 list_visible(t) if {
-	e := data.catalogue[t]
-	is_object(e)
+	e := catalogue_entry(t)
+	e != null
 	not backend_mismatch(t)
 	not definition_drift(t, listed_definition(t))
 	effective(tier, subject, e.resource, e.access)

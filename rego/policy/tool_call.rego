@@ -7,12 +7,7 @@ tool_name := t if {
 	t != ""
 } else := ""
 
-tool_entry := e if {
-	e := data.catalogue[tool_name]
-	is_object(e)
-	is_string(e.resource)
-	is_string(e.access)
-} else := null
+tool_entry := catalogue_entry(tool_name)
 
 in_catalogue if tool_entry != null
 
@@ -339,10 +334,18 @@ tool_call_deny contains msg if some msg in client_binding_issues
 
 tool_call_deny contains msg if some msg in subject_binding_issues
 
-tool_call_deny contains "request method is not tools/call" if {
+tool_call_deny contains "request method is not tools/call, prompts/get or resources/read" if {
 	m := request.method
 	m != null
-	m != "tools/call"
+	not m in call_methods
+}
+
+tool_call_deny contains msg if {
+	m := object.get(request, "method", null)
+	m in call_methods
+	tool_name != ""
+	not call_kind_ok(m, tool_name)
+	msg := concat("", [m, " does not name ", tool_name])
 }
 
 tool_call_deny contains "request.tool is missing" if tool_name == ""
@@ -696,11 +699,12 @@ tool_call_fast(inp) := {
 	tool != ""
 	e := data.catalogue[tool]
 	is_object(e)
+	not object.get(e, "uri_prefix", false) == true
 	r := e.resource
 	is_string(r)
 	a := e.access
 	is_string(a)
-	method_ok(req)
+	call_kind_ok(object.get(req, "method", null), tool)
 	backend_ok(req, tool)
 	not definition_drift(tool, object.get(req, "tool_definition", null))
 
@@ -760,12 +764,6 @@ arguments_of(req) := a if {
 	a := req.arguments
 	is_object(a)
 } else := {}
-
-method_ok(req) := true if {
-	req.method == "tools/call"
-} else := true if {
-	object.get(req, "method", null) == null
-} else := false
 
 # The backend deny rules fire only when request_backend is set and not false.
 backend_ok(req, tool) := true if {

@@ -1,0 +1,126 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/jsonrpc"
+	"github.com/pbac-gateway/pbac/tooldefs"
+)
+
+// listedKind is what a list method other than tools/list lists: the
+// result's array, and the catalogue name of each item (its policy name, as
+// a call to it is decided: "<backend>.prompt:<name>",
+// "<backend>.resource:<uri>").
+type listedKind struct {
+	key  string
+	name func(backend string, item map[string]json.RawMessage) (string, bool)
+}
+
+// listedKinds are the lists filtered by pbac/list besides tools/list.
+var listedKinds = map[string]listedKind{
+	"prompts/list": {key: "prompts", name: func(b string, it map[string]json.RawMessage) (string, bool) {
+		return itemName(b, "prompt:", it["name"])
+	}},
+	"resources/list": {key: "resources", name: func(b string, it map[string]json.RawMessage) (string, bool) {
+		return itemName(b, "resource:", it["uri"])
+	}},
+	// A template is listed when a catalogue prefix covers the literal part
+	// of its URI, before its first expression: what every URI it expands to
+	// starts with.
+	"resources/templates/list": {key: "resourceTemplates", name: func(b string, it map[string]json.RawMessage) (string, bool) {
+		t, ok := jsonrpc.Unquote(it["uriTemplate"])
+		if !ok {
+			return "", false
+		}
+		literal, _, _ := strings.Cut(t, "{")
+		return b + ".resource:" + literal, true
+	}},
+}
+
+func itemName(backend, prefix string, raw json.RawMessage) (string, bool) {
+	v, ok := jsonrpc.Unquote(raw)
+	if !ok || v == "" {
+		return "", false
+	}
+	return backend + "." + prefix + v, true
+}
+
+// filterListed rewrites a prompts or resources list (plain JSON or the SSE
+// events carrying it) to the items pbac/list lets this caller see, each
+// passed on as the backend wrote it (compacted). An item that cannot be
+// read, whose keys repeat, or whose
+// name (or URI) is listed twice, is dropped: which one a client would keep
+// is its guess. The list is private to the caller (markPrivate).
+func (g *Gateway) filterListed(ctx context.Context, kind listedKind, backend *Backend, cl *caller, body []byte, sse bool, rec *audit.Record) ([]byte, int, error) {
+	kept := 0
+	rewrite := func(msg []byte) ([]byte, error) {
+		if err := tooldefs.CheckObjectKeys(msg); err != nil {
+			return nil, fmt.Errorf("backend answer: %w", err)
+		}
+		var env map[string]json.RawMessage
+		if err := json.Unmarshal(msg, &env); err != nil {
+			return nil, fmt.Errorf("backend answer is not JSON: %w", err)
+		}
+		res, ok := env["result"]
+		if !ok {
+			return msg, nil // an error answer passes as it is
+		}
+		if err := tooldefs.CheckObjectKeys(res); err != nil {
+			return nil, fmt.Errorf("%s result: %w", kind.key, err)
+		}
+		var result map[string]json.RawMessage
+		if err := json.Unmarshal(res, &result); err != nil {
+			return nil, fmt.Errorf("%s result is not an object: %w", kind.key, err)
+		}
+		var items []json.RawMessage
+		if err := json.Unmarshal(result[kind.key], &items); err != nil {
+			return nil, fmt.Errorf("the result has no %s array: %w", kind.key, err)
+		}
+		names := make([]string, len(items))
+		count := map[string]int{}
+		for i, raw := range items {
+			// An item whose keys repeat (or differ only in case) says two
+			// things; it is not passed on.
+			var it map[string]json.RawMessage
+			if tooldefs.CheckObjectKeys(raw) != nil || json.Unmarshal(raw, &it) != nil {
+				continue
+			}
+			if n, ok := kind.name(backend.Name, it); ok {
+				names[i] = n
+				count[n]++
+			}
+		}
+		asked := make([]string, 0, len(names))
+		for _, n := range names {
+			if n != "" && count[n] == 1 {
+				asked = append(asked, n)
+			}
+		}
+		allowed, version, err := g.allowedTools(ctx, backend, cl, asked, nil)
+		if err != nil {
+			return nil, err
+		}
+		rec.PolicyVersion = version
+		out := make([]json.RawMessage, 0, len(items))
+		for i, raw := range items {
+			if n := names[i]; n != "" && count[n] == 1 && allowed[n] {
+				out = append(out, raw)
+			}
+		}
+		kept = len(out)
+		if result[kind.key], err = json.Marshal(out); err != nil {
+			return nil, err
+		}
+		markPrivate(result)
+		if env["result"], err = json.Marshal(result); err != nil {
+			return nil, err
+		}
+		return json.Marshal(env)
+	}
+	out, err := rewriteAnswer(body, sse, rewrite)
+	return out, kept, err
+}

@@ -1,0 +1,139 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pbac-gateway/pbac/audit"
+)
+
+// TestPromptsAndResourcesAreDecided: on /mcp/<backend>, prompts/get and
+// resources/read are decided by policy through the catalogue like tools
+// (the shipped data catalogues jira's triage_issue prompt and every
+// jira://issue/ URI), and prompts/list, resources/list and
+// resources/templates/list show only what the caller may use — with the
+// go-sdk client, as an MCP client sees them.
+func TestPromptsAndResourcesAreDecided(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	sess, err := s.connect(s.machineAgent("ci-bot", false, "jira:read"), "jira")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+
+	prompts, err := sess.ListPrompts(ctx, nil)
+	if err != nil || len(prompts.Prompts) != 1 || prompts.Prompts[0].Name != "triage_issue" {
+		t.Fatalf("prompts/list: %v %+v", err, prompts)
+	}
+	got, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Name: "triage_issue", Arguments: map[string]string{"key": "SEC-12"}})
+	if err != nil || len(got.Messages) != 1 || !strings.Contains(got.Messages[0].Content.(*mcp.TextContent).Text, "SEC-12") {
+		t.Fatalf("prompts/get: %v %+v", err, got)
+	}
+	resources, err := sess.ListResources(ctx, nil)
+	if err != nil || len(resources.Resources) == 0 {
+		t.Fatalf("resources/list: %v %+v", err, resources)
+	}
+	for _, r := range resources.Resources {
+		if !strings.HasPrefix(r.URI, "jira://issue/") {
+			t.Errorf("resources/list shows %s", r.URI)
+		}
+	}
+	templates, err := sess.ListResourceTemplates(ctx, nil)
+	if err != nil || len(templates.ResourceTemplates) != 1 || templates.ResourceTemplates[0].URITemplate != "jira://issue/{key}" {
+		t.Fatalf("resources/templates/list: %v %+v", err, templates)
+	}
+	read, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{URI: "jira://issue/SEC-12"})
+	if err != nil || len(read.Contents) != 1 || !strings.Contains(read.Contents[0].Text, "SEC-12") {
+		t.Fatalf("resources/read: %v %+v", err, read)
+	}
+
+	// What the catalogue does not cover, or a URI that could leave the
+	// prefix it sits under, is denied before the backend.
+	for _, uri := range []string{"jira://admin/keys", "jira://issue/../admin/keys", "jira://issue/%2e%2e/admin"} {
+		if _, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{URI: uri}); err == nil || !strings.Contains(err.Error(), "denied") {
+			t.Errorf("resources/read %s: %v, want a denial", uri, err)
+		}
+	}
+	if _, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Name: "exfiltrate"}); err == nil || !strings.Contains(err.Error(), "denied") {
+		t.Errorf("prompts/get of an uncatalogued prompt: %v, want a denial", err)
+	}
+	recs, err := s.waitAudit(audit.Filter{Decision: "deny", Tool: "jira.resource:jira://admin/keys", Limit: 5})
+	if err != nil || len(recs) != 1 || recs[0].Method != "resources/read" {
+		t.Errorf("audit of the denied read: %v %+v", err, recs)
+	}
+
+	// Another tier without jira:read sees and reads nothing of it.
+	none := s.machineAgent("ci-bot", false, "drive:read")
+	status, _, _, body := s.rpcCall("/mcp/jira", none, "2025-11-25", "",
+		`{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"jira://issue/SEC-12"}}`)
+	if status != http.StatusForbidden {
+		t.Errorf("resources/read without jira:read: %d %s", status, body)
+	}
+}
+
+// TestListsKeepOnlyWhatPolicyShows: a backend's prompts, resources and
+// templates lists reach the caller with only the catalogued items policy
+// lets it see — an uncatalogued URI, one that climbs out of its prefix, a
+// URI listed twice, an item whose keys repeat and a template outside every
+// prefix are dropped — each kept item as the backend wrote it, the list
+// private to the caller.
+func TestListsKeepOnlyWhatPolicyShows(t *testing.T) {
+	lists := map[string]string{
+		"prompts/list": `{"prompts":[{"name":"triage_issue","description":"t"},{"name":"exfiltrate"},` +
+			`{"name":"x","name":"triage_issue"}],"ttlMs":1000,"cacheScope":"public"}`,
+		"resources/list": `{"resources":[{"uri":"jira://issue/SEC-12","name":"SEC-12"},{"uri":"jira://admin/keys","name":"keys"},` +
+			`{"uri":"jira://issue/../admin/keys","name":"climb"},{"uri":"jira://issue/SEC-13","name":"a"},{"uri":"jira://issue/SEC-13","name":"b"},` +
+			`{"uri":"jira://issue/SEC-14","URI":"jira://admin/keys","name":"two keys"}]}`,
+		"resources/templates/list": `{"resourceTemplates":[{"uriTemplate":"jira://issue/{key}","name":"issue"},{"uriTemplate":"jira://{area}/keys","name":"any"}]}`,
+	}
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		raw, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(raw, &m)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Mcp-Session-Id", "fake")
+		switch {
+		case m.Method == "initialize":
+			io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(m.ID)+`,"result":{"protocolVersion":"2025-11-25","capabilities":{"prompts":{},"resources":{}},"serverInfo":{"name":"jira","version":"1"}}}`)
+		case lists[m.Method] != "":
+			io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(m.ID)+`,"result":`+lists[m.Method]+`}`)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	defer fake.Close()
+	s := newStackWith(t, stackOptions{backendURL: func(name, url string) string {
+		if name == "jira" {
+			return fake.URL
+		}
+		return url
+	}})
+	token := s.machineAgent("ci-bot", false, "jira:read")
+	for _, tc := range []struct{ method, want string }{
+		{"prompts/list", `"prompts":[{"name":"triage_issue","description":"t"}]`},
+		{"resources/list", `"resources":[{"uri":"jira://issue/SEC-12","name":"SEC-12"}]`},
+		{"resources/templates/list", `"resourceTemplates":[{"uriTemplate":"jira://issue/{key}","name":"issue"}]`},
+	} {
+		status, _, _, body := s.rpcCall("/mcp/jira", token, "2025-11-25", "", `{"jsonrpc":"2.0","id":9,"method":"`+tc.method+`","params":{}}`)
+		var answer struct {
+			Result json.RawMessage `json:"result"`
+		}
+		if status != http.StatusOK || json.Unmarshal([]byte(body), &answer) != nil || !strings.Contains(string(answer.Result), tc.want) {
+			t.Errorf("%s: %d %s\nwant a result with %s", tc.method, status, body, tc.want)
+		}
+		if tc.method == "prompts/list" && !strings.Contains(body, `"cacheScope":"private"`) {
+			t.Errorf("%s: a filtered list with hints is not private: %s", tc.method, body)
+		}
+	}
+}

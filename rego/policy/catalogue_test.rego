@@ -1,0 +1,107 @@
+package pbac_test
+
+# Prompts and resources are decided through the catalogue like tools:
+# prompts by name, resources by exact URI or by the longest URI prefix.
+
+prompt_get(provider, name, args) := json.patch(machine_call(provider, "jira.prompt:triage_issue", args), [
+	{"op": "replace", "path": "/request/method", "value": "prompts/get"},
+	{"op": "replace", "path": "/request/tool", "value": name},
+])
+
+resource_read(provider, name) := json.patch(machine_call(provider, "jira.get_issue", {}), [
+	{"op": "replace", "path": "/request/method", "value": "resources/read"},
+	{"op": "replace", "path": "/request/tool", "value": name},
+	{"op": "remove", "path": "/request/arguments"},
+])
+
+test_prompt_catalogued_allowed if {
+	d := tool_call(prompt_get("ci-bot", "jira.prompt:triage_issue", {"key": "SEC-12"}))
+	d.allow
+	d.resource == "jira"
+	d.access == "read"
+}
+
+test_prompt_needs_the_tier_grant if {
+	# slack:write is not the prompt's; the tier must grant jira:read.
+	inp := json.patch(prompt_get("ci-bot", "jira.prompt:triage_issue", {}), [{"op": "replace", "path": "/token/scp", "value": ["slack:read"]}])
+	d := tool_call(inp)
+	not d.allow
+	has_reason(d, "token lacks scope jira:read")
+}
+
+test_uncatalogued_prompt_denied if {
+	d := tool_call(prompt_get("ci-bot", "jira.prompt:exfiltrate", {}))
+	not d.allow
+	has_reason(d, "jira.prompt:exfiltrate is not in the catalogue")
+}
+
+test_resource_under_a_prefix_allowed if {
+	d := tool_call(resource_read("ci-bot", "jira.resource:jira://issue/SEC-12"))
+	d.allow
+	d.required_scope == "jira:read"
+}
+
+test_resource_outside_every_prefix_denied if {
+	some name in [
+		"jira.resource:jira://admin/keys",
+		"jira.resource:jira://issue", # the prefix itself without its slash
+		"jira.resource:jira://issuex/1",
+	]
+	d := tool_call(resource_read("ci-bot", name))
+	not d.allow
+	has_reason(d, "is not in the catalogue")
+}
+
+test_resource_uri_must_be_canonical_under_a_prefix if {
+	every name in [
+		"jira.resource:jira://issue/../admin/keys",
+		"jira.resource:jira://issue/%2e%2e/admin",
+		"jira.resource:jira://issue/a%2Fb",
+		"jira.resource:jira://issue/a\\b",
+		"jira.resource:jira://issue/./x",
+		"jira.resource:jira://issue/SEC-12?raw=1",
+		"jira.resource:jira://issue/SEC-12#x",
+		"jira.resource:jira://issue/\u0000",
+	] {
+		not tool_call(resource_read("ci-bot", name)).allow
+	}
+}
+
+test_longest_prefix_decides if {
+	cat := object.union(data.catalogue, {"jira.resource:jira://issue/restricted/": {"resource": "jira", "access": "write", "uri_prefix": true}})
+	d := data.pbac.tool_call with input as resource_read("security-scanner", "jira.resource:jira://issue/restricted/SEC-1") with data.catalogue as cat
+	not d.allow
+	d.required_scope == "jira:write"
+	data.pbac.tool_call.allow with input as resource_read("security-scanner", "jira.resource:jira://issue/SEC-1") with data.catalogue as cat
+}
+
+test_a_prefix_key_without_its_slash_covers_nothing if {
+	cat := object.union(data.catalogue, {"jira.resource:jira://board": {"resource": "jira", "access": "read", "uri_prefix": true}})
+	not data.pbac.tool_call.allow with input as resource_read("ci-bot", "jira.resource:jira://board-secret") with data.catalogue as cat
+	not data.pbac.tool_call.allow with input as resource_read("ci-bot", "jira.resource:jira://board") with data.catalogue as cat
+}
+
+test_method_must_match_what_is_named if {
+	# A tool whose name starts with prompt: or resource: is never called;
+	# a prompt is not read as a resource, nor a tool got as a prompt.
+	every inp in [
+		machine_call("ci-bot", "jira.prompt:triage_issue", {}),
+		machine_call("ci-bot", "jira.resource:jira://issue/SEC-12", {}),
+		resource_read("ci-bot", "jira.prompt:triage_issue"),
+		prompt_get("ci-bot", "jira.get_issue", {}),
+		prompt_get("ci-bot", "jira.resource:jira://issue/SEC-12", {}),
+	] {
+		d := tool_call(inp)
+		not d.allow
+		has_reason(d, " does not name ")
+	}
+}
+
+test_list_shows_catalogued_prompts_and_resources if {
+	d := lst(list_input("ci-bot", alice, [
+		"jira.prompt:triage_issue", "jira.prompt:other",
+		"jira.resource:jira://issue/SEC-12", "jira.resource:jira://issue/", "jira.resource:jira://admin/x",
+		"jira.resource:jira://issue/../admin",
+	]))
+	d.tools == ["jira.prompt:triage_issue", "jira.resource:jira://issue/", "jira.resource:jira://issue/SEC-12"]
+}
