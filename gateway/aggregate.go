@@ -282,7 +282,7 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 			names = append(names, full)
 		}
 	}
-	allowed, version, err := g.allowedTools(ctx, &Backend{}, cl, names, defs)
+	allowed, version, err := g.allowedTools(ctx, &Backend{}, cl, "tools/list", names, defs)
 	if err != nil {
 		rec.Decision, rec.Reasons = "error", []string{err.Error()}
 		g.finish(rec, start)

@@ -16,22 +16,22 @@ import (
 // a call to it is decided: "<backend>.prompt:<name>",
 // "<backend>.resource:<uri>").
 type listedKind struct {
-	key  string
-	name func(backend string, item map[string]json.RawMessage) (string, bool)
+	method, key string
+	name        func(backend string, item map[string]json.RawMessage) (string, bool)
 }
 
 // listedKinds are the lists filtered by pbac/list besides tools/list.
 var listedKinds = map[string]listedKind{
-	"prompts/list": {key: "prompts", name: func(b string, it map[string]json.RawMessage) (string, bool) {
+	"prompts/list": {method: "prompts/list", key: "prompts", name: func(b string, it map[string]json.RawMessage) (string, bool) {
 		return itemName(b, "prompt:", it["name"])
 	}},
-	"resources/list": {key: "resources", name: func(b string, it map[string]json.RawMessage) (string, bool) {
+	"resources/list": {method: "resources/list", key: "resources", name: func(b string, it map[string]json.RawMessage) (string, bool) {
 		return itemName(b, "resource:", it["uri"])
 	}},
 	// A template is listed when a catalogue prefix covers the literal part
 	// of its URI, before its first expression: what every URI it expands to
 	// starts with.
-	"resources/templates/list": {key: "resourceTemplates", name: func(b string, it map[string]json.RawMessage) (string, bool) {
+	"resources/templates/list": {method: "resources/templates/list", key: "resourceTemplates", name: func(b string, it map[string]json.RawMessage) (string, bool) {
 		t, ok := jsonrpc.Unquote(it["uriTemplate"])
 		if !ok {
 			return "", false
@@ -100,7 +100,7 @@ func (g *Gateway) filterListed(ctx context.Context, kind listedKind, backend *Ba
 				asked = append(asked, n)
 			}
 		}
-		allowed, version, err := g.allowedTools(ctx, backend, cl, asked, nil)
+		allowed, version, err := g.allowedTools(ctx, backend, cl, kind.method, asked, nil)
 		if err != nil {
 			return nil, err
 		}

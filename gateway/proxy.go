@@ -851,7 +851,7 @@ func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller,
 		for i, lt := range listed {
 			names[i] = backend.Name + "." + lt.Name
 		}
-		allowed, version, err := g.allowedTools(ctx, backend, cl, names, g.listedDefinitions(ctx, backend.Name, listed))
+		allowed, version, err := g.allowedTools(ctx, backend, cl, "tools/list", names, g.listedDefinitions(ctx, backend.Name, listed))
 		if err != nil {
 			return nil, err
 		}
@@ -914,10 +914,10 @@ var errUndecided = errors.New("the policy could not decide")
 
 // allowedTools asks pbac/list (pbac/anonymous for a caller without a
 // token) which of names the caller may call.
-func (g *Gateway) allowedTools(ctx context.Context, backend *Backend, cl *caller, names []string, defs map[string]contract.ToolDefinition) (map[string]bool, string, error) {
-	in, entrypoint := cl.input(backend.Name, "tools/list"), contract.List
+func (g *Gateway) allowedTools(ctx context.Context, backend *Backend, cl *caller, method string, names []string, defs map[string]contract.ToolDefinition) (map[string]bool, string, error) {
+	in, entrypoint := cl.input(backend.Name, method), contract.List
 	if cl.anonymous {
-		in, entrypoint = contract.Input{Request: contract.Request{Backend: backend.Name, Method: "tools/list"}, Now: time.Now().Unix()}, contract.Anonymous
+		in, entrypoint = contract.Input{Request: contract.Request{Backend: backend.Name, Method: method}, Now: time.Now().Unix()}, contract.Anonymous
 	}
 	in.Request.Tools = names
 	in.Request.ToolDefinitions = defs
