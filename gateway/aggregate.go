@@ -93,7 +93,8 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 	fillCaller(&rec, cl)
 	notification := msg.IsResponse || (msg.ID == nil && strings.HasPrefix(msg.Method, "notifications/"))
 	switch {
-	case notification, msg.Method == "initialize", msg.Method == "server/discover", msg.Method == "ping", msg.Method == "tools/list":
+	case notification, msg.Method == "initialize", msg.Method == "server/discover", msg.Method == "ping", msg.Method == "tools/list",
+		listedKinds[msg.Method].key != "":
 		// The aggregated server's own methods are decided as well
 		// (pbac/method, backend ""): a caller with no grant anywhere opens
 		// no session here.
@@ -118,7 +119,7 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 			"ttlMs":             0,
 			"cacheScope":        "private",
 			"supportedVersions": append([]string{statelessRevision}, aggregateVersions...),
-			"capabilities": map[string]any{"tools": map[string]any{},
+			"capabilities": map[string]any{"tools": map[string]any{}, "prompts": map[string]any{}, "resources": map[string]any{},
 				"extensions": map[string]any{ExtensionOAuthClientCredentials: map[string]any{}}},
 			"_meta":        map[string]any{"io.modelcontextprotocol/serverInfo": serverInfo()},
 			"instructions": aggregateInstructions,
@@ -142,8 +143,10 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 		return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{}))
 	case "tools/list":
 		return g.aggregateToolsList(c, cl, msg, sess, &rec, start)
-	case "tools/call":
-		return g.aggregateToolsCall(c, cl, msg, sess, &rec, start)
+	case "tools/call", "prompts/get", "resources/read":
+		return g.aggregateCall(c, cl, msg, sess, &rec, start)
+	case "prompts/list", "resources/list", "resources/templates/list":
+		return g.aggregateListed(c, cl, msg, sess, listedKinds[msg.Method], &rec, start)
 	default:
 		return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, -32601, "method not served by the aggregated server: use /mcp/<backend>", nil))
 	}
@@ -181,9 +184,10 @@ func (g *Gateway) aggregateInitialize(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mes
 	g.finish(rec, start)
 	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, map[string]any{
 		"protocolVersion": version,
-		"capabilities":    map[string]any{"tools": map[string]any{"listChanged": false}},
-		"serverInfo":      serverInfo(),
-		"instructions":    aggregateInstructions,
+		"capabilities": map[string]any{"tools": map[string]any{"listChanged": false},
+			"prompts": map[string]any{"listChanged": false}, "resources": map[string]any{"listChanged": false}},
+		"serverInfo":   serverInfo(),
+		"instructions": aggregateInstructions,
 	}))
 }
 
@@ -306,19 +310,34 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, result))
 }
 
-func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message, sess *aggSession, rec *audit.Record, start time.Time) error {
-	backendName, tool, ok := strings.Cut(msg.Name, ".")
+// aggregateCall routes a call on the aggregated server — a tool or a
+// prompt named "<backend>.<name>", a resource by "<backend>+<uri>" — to its
+// backend under the backend's own name, decided as on /mcp/<backend>.
+func (g *Gateway) aggregateCall(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message, sess *aggSession, rec *audit.Record, start time.Time) error {
+	named, sep, noun, what := msg.Name, ".", "tool", "tools are named <backend>.<tool>"
+	switch msg.Method {
+	case "prompts/get":
+		noun, what = "prompt", "prompts are named <backend>.<prompt>"
+	case "resources/read":
+		named, sep, noun, what = msg.URI, "+", "resource", "resources are read as <backend>+<uri>"
+	}
+	backendName, tool, ok := strings.Cut(named, sep)
 	b, known := g.backends[backendName]
 	if !ok || !known || tool == "" {
-		return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidParams, "unknown tool "+msg.Name+": tools are named <backend>.<tool>", nil))
+		return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidParams, "unknown "+noun+" "+named+": "+what, nil))
 	}
 	rec.Backend = backendName
-	msg, attrs, ok, err := g.prepareCall(c, b, cl, msg, tool, rec, start)
+	local := *msg
+	if msg.Method == "resources/read" {
+		local.URI = tool
+	} else {
+		local.Name = tool
+	}
+	msg, attrs, ok, err := g.prepareCall(c, b, cl, msg, callTarget(&local), rec, start)
 	if !ok {
 		return err
 	}
-	local := *msg
-	local.Name = tool
+	local.Raw, local.Params, local.Arguments = msg.Raw, msg.Params, msg.Arguments
 	allowed, err := g.decideCall(c, "", b, cl, &local, attrs, sess.elicitURL, rec)
 	if err != nil || !allowed {
 		g.finish(rec, start)
@@ -331,7 +350,11 @@ func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 	for k, v := range msg.Params {
 		params[k] = v
 	}
-	params["name"], _ = json.Marshal(tool)
+	if msg.Method == "resources/read" {
+		params["uri"], _ = json.Marshal(tool)
+	} else {
+		params["name"], _ = json.Marshal(tool)
+	}
 	withoutApprovalFields(params)
 	// The protocol fields of _meta belong to the client's hop; the backend
 	// session speaks its own revision.
@@ -353,7 +376,7 @@ func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 	probeForwardStart(c.Context().ID())
 	bstart := time.Now()
 	probeBackendSent(c.Context().ID())
-	res, err := g.backendCall(c.UserContext(), b, sess, "tools/call", params)
+	res, err := g.backendCall(c.UserContext(), b, sess, msg.Method, params)
 	probeBackendFirstByte(c.Context().ID())
 	probeBackendDone(c.Context().ID())
 	btook := time.Since(bstart)
@@ -365,10 +388,148 @@ func (g *Gateway) aggregateToolsCall(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 		g.finish(rec, start)
 		return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backendName+" failed: "+err.Error(), nil))
 	}
+	if msg.Method == "resources/read" {
+		res = aggregateURIs(res, backendName)
+	}
 	rec.Status = fiber.StatusOK
 	g.finish(rec, start)
 	probeReplyDone(c.Context().ID())
 	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, json.RawMessage(res)))
+}
+
+// aggregateURIs renames the contents of a resources/read result as the
+// aggregated server names resources: "<backend>+<uri>". A result it cannot
+// read is passed as it is.
+func aggregateURIs(res json.RawMessage, backend string) json.RawMessage {
+	var result map[string]json.RawMessage
+	if json.Unmarshal(res, &result) != nil {
+		return res
+	}
+	var contents []map[string]json.RawMessage
+	if json.Unmarshal(result["contents"], &contents) != nil {
+		return res
+	}
+	for _, c := range contents {
+		if u, ok := jsonrpc.Unquote(c["uri"]); ok {
+			c["uri"], _ = json.Marshal(backend + "+" + u)
+		}
+	}
+	result["contents"], _ = json.Marshal(contents)
+	out, err := json.Marshal(result)
+	if err != nil {
+		return res
+	}
+	return out
+}
+
+// aggregateListed answers prompts/list, resources/list and
+// resources/templates/list on the aggregated server: each backend's list
+// (where the caller may list there, every page) with prompts named
+// "<backend>.<name>" and resources (and templates) "<backend>+<uri>" —
+// reversible, as backend names hold no "." or "+" — filtered by pbac/list
+// like the list of one backend.
+func (g *Gateway) aggregateListed(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message, sess *aggSession, kind listedKind, rec *audit.Record, start time.Time) error {
+	ctx := c.UserContext()
+	var items []json.RawMessage
+	var names []string
+	for _, name := range slices.Sorted(maps.Keys(g.backends)) {
+		b := g.backends[name]
+		if d, _, err := g.askMethod(ctx, name, cl, kind.method); err != nil || !d.Allow {
+			if err != nil {
+				g.log.Warn("aggregate: policy could not decide a list", "backend", name, "method", kind.method, "err", err)
+			}
+			continue
+		}
+		var page []json.RawMessage
+		cursor := ""
+		for range maxToolPages {
+			params := map[string]any{}
+			if cursor != "" {
+				params["cursor"] = cursor
+			}
+			res, err := g.backendCall(ctx, b, sess, kind.method, params)
+			if err != nil {
+				g.log.Warn("aggregate: a list failed", "backend", name, "method", kind.method, "err", err)
+				break // one unavailable backend does not hide the others
+			}
+			var result map[string]json.RawMessage
+			var listed []json.RawMessage
+			if tooldefs.CheckObjectKeys(res) != nil || json.Unmarshal(res, &result) != nil || json.Unmarshal(result[kind.key], &listed) != nil {
+				g.log.Warn("aggregate: a list that cannot be read is not passed on", "backend", name, "method", kind.method)
+				break
+			}
+			page = append(page, listed...)
+			if cursor, _ = jsonrpc.Unquote(result["nextCursor"]); cursor == "" {
+				break
+			}
+		}
+		seen := map[string]int{}
+		type entry struct {
+			name string
+			item map[string]json.RawMessage
+		}
+		var entries []entry
+		for _, raw := range page {
+			var it map[string]json.RawMessage
+			if tooldefs.CheckObjectKeys(raw) != nil || json.Unmarshal(raw, &it) != nil {
+				continue
+			}
+			n, ok := kind.name(name, it)
+			if !ok {
+				continue
+			}
+			seen[n]++
+			entries = append(entries, entry{n, it})
+		}
+		for _, e := range entries {
+			if seen[e.name] != 1 || !aggregateName(kind, name, e.item) {
+				continue
+			}
+			raw, err := json.Marshal(e.item)
+			if err != nil {
+				continue
+			}
+			items = append(items, raw)
+			names = append(names, e.name)
+		}
+	}
+	allowed, version, err := g.allowedTools(ctx, &Backend{}, cl, kind.method, names, nil)
+	if err != nil {
+		rec.Decision, rec.Reasons = "error", []string{err.Error()}
+		g.finish(rec, start)
+		return g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, "denied: the policy could not decide", nil))
+	}
+	out := make([]json.RawMessage, 0, len(items))
+	for i, it := range items {
+		if allowed[names[i]] {
+			out = append(out, it)
+		}
+	}
+	rec.PolicyVersion, rec.Status = version, fiber.StatusOK
+	rec.Reasons = []string{fmt.Sprintf("%d of %d %s listed", len(out), len(items), kind.key)}
+	g.finish(rec, start)
+	result := map[string]any{kind.key: out}
+	if c.Get(hdrProtocol) >= statelessRevision {
+		result["ttlMs"], result["cacheScope"] = 0, "private"
+	}
+	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, result))
+}
+
+// aggregateName renames a listed item as the aggregated server names it.
+func aggregateName(kind listedKind, backend string, it map[string]json.RawMessage) bool {
+	field, sep := "name", "."
+	switch kind.key {
+	case "resources":
+		field, sep = "uri", "+"
+	case "resourceTemplates":
+		field, sep = "uriTemplate", "+"
+	}
+	v, ok := jsonrpc.Unquote(it[field])
+	if !ok || v == "" {
+		return false
+	}
+	it[field], _ = json.Marshal(backend + sep + v)
+	return true
 }
 
 // errBackendError is a JSON-RPC error a backend answered with.

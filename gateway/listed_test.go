@@ -12,6 +12,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/internal/oauthtest"
 )
 
 // TestPromptsAndResourcesAreDecided: on /mcp/<backend>, prompts/get and
@@ -135,5 +136,66 @@ func TestListsKeepOnlyWhatPolicyShows(t *testing.T) {
 		if tc.method == "prompts/list" && !strings.Contains(body, `"cacheScope":"private"`) {
 			t.Errorf("%s: a filtered list with hints is not private: %s", tc.method, body)
 		}
+	}
+}
+
+// TestAggregatedPromptsAndResources: the aggregated /mcp serves every
+// backend's prompts as "<backend>.<name>" and resources as
+// "<backend>+<uri>" (templates too), filtered and decided as on
+// /mcp/<backend>; a read's contents come back under the aggregated URI.
+func TestAggregatedPromptsAndResources(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	client := mcp.NewClient(&mcp.Implementation{Name: "pbac-test", Version: "1"}, nil)
+	sess, err := client.Connect(ctx, &mcp.StreamableClientTransport{
+		Endpoint:             s.base + "/mcp",
+		HTTPClient:           &http.Client{Transport: &oauthtest.BearerTransport{Token: s.machineAgent("ci-bot", false, "jira:read")}},
+		MaxRetries:           -1,
+		DisableStandaloneSSE: true,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if caps := sess.InitializeResult().Capabilities; caps.Prompts == nil || caps.Resources == nil {
+		t.Fatalf("the aggregated server declares %+v", caps)
+	}
+	prompts, err := sess.ListPrompts(ctx, nil)
+	if err != nil || len(prompts.Prompts) != 1 || prompts.Prompts[0].Name != "jira.triage_issue" {
+		t.Fatalf("prompts/list: %v %+v", err, prompts)
+	}
+	got, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Name: "jira.triage_issue", Arguments: map[string]string{"key": "SEC-12"}})
+	if err != nil || len(got.Messages) != 1 || !strings.Contains(got.Messages[0].Content.(*mcp.TextContent).Text, "SEC-12") {
+		t.Fatalf("prompts/get: %v %+v", err, got)
+	}
+	resources, err := sess.ListResources(ctx, nil)
+	if err != nil || len(resources.Resources) == 0 {
+		t.Fatalf("resources/list: %v %+v", err, resources)
+	}
+	for _, r := range resources.Resources {
+		if !strings.HasPrefix(r.URI, "jira+jira://issue/") {
+			t.Errorf("resources/list shows %s", r.URI)
+		}
+	}
+	templates, err := sess.ListResourceTemplates(ctx, nil)
+	if err != nil || len(templates.ResourceTemplates) != 1 || templates.ResourceTemplates[0].URITemplate != "jira+jira://issue/{key}" {
+		t.Fatalf("resources/templates/list: %v %+v", err, templates)
+	}
+	read, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{URI: "jira+jira://issue/SEC-12"})
+	if err != nil || len(read.Contents) != 1 || read.Contents[0].URI != "jira+jira://issue/SEC-12" || !strings.Contains(read.Contents[0].Text, "SEC-12") {
+		t.Fatalf("resources/read: %v %+v", err, read)
+	}
+	for _, tc := range []struct{ uri, want string }{
+		{"jira+jira://admin/keys", "denied"},
+		{"jira+jira://issue/../admin/keys", "denied"},
+		{"nowhere+jira://issue/SEC-12", "unknown resource"},
+		{"jira://issue/SEC-12", "unknown resource"},
+	} {
+		if _, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{URI: tc.uri}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("resources/read %s: %v, want %q", tc.uri, err, tc.want)
+		}
+	}
+	if _, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Name: "jira.exfiltrate"}); err == nil || !strings.Contains(err.Error(), "denied") {
+		t.Errorf("prompts/get of an uncatalogued prompt: %v, want a denial", err)
 	}
 }
