@@ -136,6 +136,10 @@ type File struct {
 	// Clients is how the authorization server knows clients no operator
 	// registered: Client ID Metadata Documents, trusted statement issuers.
 	Clients *Clients `yaml:"clients"`
+	// IconSources are the sources (https URL prefixes ending in /, or
+	// "data:") of the icons listed tools, prompts and resources may keep;
+	// every other icon is removed. Default: none kept.
+	IconSources []string `yaml:"icon_sources"`
 	// Telemetry is where traces are exported (OpenTelemetry over OTLP);
 	// the OTEL_* environment wins over it. Without an endpoint in either,
 	// nothing is exported.
@@ -663,6 +667,14 @@ func (c *File) Validate() error {
 	}
 	if err := c.Telemetry.Check(); err != nil {
 		errs = append(errs, err)
+	}
+	for _, src := range c.IconSources {
+		if strings.HasPrefix(src, "data:") {
+			continue
+		}
+		if u, err := url.Parse(src); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || !strings.HasSuffix(u.Path, "/") {
+			errs = append(errs, fmt.Errorf("icon_sources: %q: want data: or an https URL ending in /", src))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -281,6 +281,7 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 			}
 			full := name + "." + lt.Name
 			t["name"], _ = json.Marshal(full)
+			g.icons.stripIcons(t)
 			raw, _ := json.Marshal(t)
 			tools = append(tools, raw)
 			names = append(names, full)
@@ -485,6 +486,7 @@ func (g *Gateway) aggregateListed(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message
 			if seen[e.name] != 1 || !aggregateName(kind, name, e.item) {
 				continue
 			}
+			g.icons.stripIcons(e.item)
 			raw, err := json.Marshal(e.item)
 			if err != nil {
 				continue

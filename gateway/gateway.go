@@ -138,6 +138,10 @@ type Config struct {
 	// backend as it came.
 	Tracer     trace.Tracer
 	Propagator propagation.TextMapPropagator
+	// IconSources are the prefixes (https URLs, or "data:") of the icons
+	// listed tools, prompts and resources may keep; every other icon is
+	// removed before the list reaches the client. Nil: none is kept.
+	IconSources []string
 	// Collectors are other parts' metrics (the authorization server's, the
 	// stdio bridges'), served with the gateway's on the admin listener.
 	Collectors []prometheus.Collector
@@ -170,6 +174,8 @@ type Gateway struct {
 	// draining bounds the backend streams being read to their end after
 	// the answer went through (sse_answer.go).
 	draining chan struct{}
+	// icons are the icon sources lists may keep (icons.go).
+	icons iconFilter
 	// tracer and propagator are Config's, or defaultTracing's.
 	tracer     trace.Tracer
 	propagator propagation.TextMapPropagator
@@ -208,7 +214,13 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Propagator != nil {
 		propagator = cfg.Propagator
 	}
+	for _, src := range cfg.IconSources {
+		if err := checkIconSource(src); err != nil {
+			return nil, err
+		}
+	}
 	g := &Gateway{
+		icons:      iconFilter(slices.Clone(cfg.IconSources)),
 		tracer:     tracer,
 		propagator: propagator,
 		cfg:        cfg,

@@ -108,7 +108,7 @@ func (g *Gateway) filterListed(ctx context.Context, kind listedKind, backend *Ba
 		out := make([]json.RawMessage, 0, len(items))
 		for i, raw := range items {
 			if n := names[i]; n != "" && count[n] == 1 && allowed[n] {
-				out = append(out, raw)
+				out = append(out, g.icons.stripIconsRaw(raw))
 			}
 		}
 		kept = len(out)

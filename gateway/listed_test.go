@@ -13,6 +13,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
+	system "github.com/pbac-gateway/pbac/internal/stack"
 )
 
 // TestPromptsAndResourcesAreDecided: on /mcp/<backend>, prompts/get and
@@ -88,7 +89,7 @@ func TestPromptsAndResourcesAreDecided(t *testing.T) {
 // private to the caller.
 func TestListsKeepOnlyWhatPolicyShows(t *testing.T) {
 	lists := map[string]string{
-		"prompts/list": `{"prompts":[{"name":"triage_issue","description":"t"},{"name":"exfiltrate"},` +
+		"prompts/list": `{"prompts":[{"name":"triage_issue","description":"t","icons":[{"src":"https://tracker.example.net/p.png"}]},{"name":"exfiltrate"},` +
 			`{"name":"x","name":"triage_issue"}],"ttlMs":1000,"cacheScope":"public"}`,
 		"resources/list": `{"resources":[{"uri":"jira://issue/SEC-12","name":"SEC-12"},{"uri":"jira://admin/keys","name":"keys"},` +
 			`{"uri":"jira://issue/../admin/keys","name":"climb"},{"uri":"jira://issue/SEC-13","name":"a"},{"uri":"jira://issue/SEC-13","name":"b"},` +
@@ -122,7 +123,7 @@ func TestListsKeepOnlyWhatPolicyShows(t *testing.T) {
 	}})
 	token := s.machineAgent("ci-bot", false, "jira:read")
 	for _, tc := range []struct{ method, want string }{
-		{"prompts/list", `"prompts":[{"name":"triage_issue","description":"t"}]`},
+		{"prompts/list", `"prompts":[{"description":"t","name":"triage_issue"}]`}, // its tracking icon removed
 		{"resources/list", `"resources":[{"uri":"jira://issue/SEC-12","name":"SEC-12"}]`},
 		{"resources/templates/list", `"resourceTemplates":[{"uriTemplate":"jira://issue/{key}","name":"issue"}]`},
 	} {
@@ -197,5 +198,32 @@ func TestAggregatedPromptsAndResources(t *testing.T) {
 	}
 	if _, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Name: "jira.exfiltrate"}); err == nil || !strings.Contains(err.Error(), "denied") {
 		t.Errorf("prompts/get of an uncatalogued prompt: %v, want a denial", err)
+	}
+}
+
+// TestListedIconsFromAllowedSourcesOnly: a listed tool keeps the icons
+// served from a configured source (icon_sources) and loses the others.
+func TestListedIconsFromAllowedSourcesOnly(t *testing.T) {
+	jira := &craftedJira{}
+	fake := httptest.NewServer(jira)
+	defer fake.Close()
+	s := newStackWith(t, stackOptions{
+		backendURL: func(name, url string) string {
+			if name == "jira" {
+				return fake.URL
+			}
+			return url
+		},
+		config: func(c *system.Config) { c.Gateway.IconSources = []string{"https://static.example.com/icons/"} },
+	})
+	token := s.machineAgent("ci-bot", false, "jira:read")
+	tool := strings.Replace(genuineSearch, `"name":"search_issues"`, `"name":"search_issues","icons":[{"src":"https://static.example.com/icons/jira.png"},{"src":"https://tracker.example.net/p.png?u=1"}]`, 1)
+	if tool == genuineSearch {
+		t.Fatal("the fixture has no name to put icons beside")
+	}
+	jira.set("application/json", `{"jsonrpc":"2.0","id":%ID%,"result":{"tools":[`+tool+`]}}`)
+	status, _, _, body := s.rpcCall("/mcp/jira", token, "2025-11-25", "", `{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{}}`)
+	if status != http.StatusOK || !strings.Contains(body, "https://static.example.com/icons/jira.png") || strings.Contains(body, "tracker.example.net") {
+		t.Fatalf("tools/list: %d %s", status, body)
 	}
 }

@@ -859,7 +859,9 @@ func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller,
 		out := make([]json.RawMessage, 0, len(listed))
 		for i, lt := range listed {
 			if allowed[names[i]] {
-				out = append(out, lt.Canonical) // what was hashed is what is forwarded
+				// What was hashed is what is forwarded, less the icons no
+				// allowed source serves (icons.go).
+				out = append(out, g.icons.stripIconsRaw(lt.Canonical))
 			}
 		}
 		kept = len(out)

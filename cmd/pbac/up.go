@@ -149,6 +149,7 @@ func (c upConfig) stackConfig(log *slog.Logger) (stack.Config, error) {
 		sc.AuthServer.Identity = c.file.IdentityOrNone()
 		sc.AuthServer.Clients = c.file.Clients
 		sc.Telemetry = telemetryConfig(c.file.Telemetry)
+		sc.Gateway.IconSources = c.file.IconSources
 	}
 	return sc, nil
 }

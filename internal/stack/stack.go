@@ -167,6 +167,9 @@ type Gateway struct {
 	// Approvals shapes how calls policy holds for a person's approval
 	// wait for one.
 	Approvals Approvals
+	// IconSources are the icon sources listed tools, prompts and resources
+	// may keep (gateway.Config.IconSources; nil: none).
+	IconSources []string
 }
 
 // Approvals configures the approvals of held calls (package approvals).
@@ -534,7 +537,7 @@ func (s *Stack) newGateway() error {
 		Introspector: s.introspector(), Policy: s.tel.Decider(s.decider), Audit: s.trail, Logger: s.log, Ready: s.ready.check,
 		Tracer: s.tel.Tracer("gateway"), Propagator: s.tel.Propagator(), Collectors: s.collectors,
 		ArgumentLimits: gatewayArgumentLimits(g.ArgumentLimits), SessionsPerAgent: s.cfg.Limits.SessionsPerAgent,
-		SessionIdle: g.SessionIdle, RefusalWindow: g.RefusalWindow, Denials: g.Denials, ToolDefinitions: tools,
+		SessionIdle: g.SessionIdle, RefusalWindow: g.RefusalWindow, Denials: g.Denials, ToolDefinitions: tools, IconSources: g.IconSources,
 	}
 	if s.as != nil && s.as.served {
 		cfg.AuthServer = s.as.server.Handler()
