@@ -88,6 +88,11 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 	if err := checkHeaders(c, msg); err != nil {
 		return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeHeaderMismatch, err.Error(), nil))
 	}
+	if backend, tool, ok := strings.Cut(msg.Name, "."); ok {
+		if err := g.checkParams(c, backend, tool, msg); err != nil {
+			return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeHeaderMismatch, err.Error(), nil))
+		}
+	}
 	rec = audit.Record{Time: start.UTC(), RequestID: rid, Method: msg.Method,
 		LatencyMicros: map[string]int64{"introspect": took.Microseconds()}, TraceID: traceID(span)}
 	fillCaller(&rec, cl)

@@ -81,6 +81,7 @@ func (g *Gateway) readTools(backend string, tools []json.RawMessage) []tooldefs.
 		g.log.Warn("tools of a tools/list answer are not passed on", "backend", backend,
 			"unreadable", unread, "first_error", first, "listed_more_than_once", twice)
 	}
+	g.params.observe(backend, kept)
 	return kept
 }
 

@@ -174,6 +174,9 @@ type Gateway struct {
 	// draining bounds the backend streams being read to their end after
 	// the answer went through (sse_answer.go).
 	draining chan struct{}
+	// params are the Mcp-Param-* declarations of the tools backends list
+	// (params.go).
+	params paramIndex
 	// icons are the icon sources lists may keep (icons.go).
 	icons iconFilter
 	// tracer and propagator are Config's, or defaultTracing's.

@@ -106,6 +106,9 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 	if err := checkHeaders(c, msg); err != nil {
 		return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeHeaderMismatch, err.Error(), nil))
 	}
+	if err := g.checkParams(c, backend.Name, msg.Name, msg); err != nil {
+		return g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeHeaderMismatch, err.Error(), nil))
+	}
 	rec = audit.Record{
 		Time: start.UTC(), RequestID: rid, Backend: backend.Name, Method: msg.Method,
 		LatencyMicros: latency, TraceID: traceID(span),
