@@ -264,8 +264,10 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	for i := range cfg.Backends {
 		b := cfg.Backends[i]
-		if b.Name == "" || strings.ContainsAny(b.Name, "/.? ") {
-			return nil, fmt.Errorf("gateway: backend name %q must be a plain path segment", b.Name)
+		// Nor "+" or ":": the aggregated server names resources
+		// "<backend>+<uri>" and reads them back by the first "+".
+		if b.Name == "" || strings.ContainsAny(b.Name, "/.? +:") {
+			return nil, fmt.Errorf("gateway: backend name %q must be a plain path segment (no '.', '+' or ':')", b.Name)
 		}
 		if _, dup := g.backends[b.Name]; dup {
 			return nil, fmt.Errorf("gateway: backend %s is configured twice", b.Name)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/pbac-gateway/pbac/audit"
@@ -28,18 +29,27 @@ var listedKinds = map[string]listedKind{
 	"resources/list": {method: "resources/list", key: "resources", name: func(b string, it map[string]json.RawMessage) (string, bool) {
 		return itemName(b, "resource:", it["uri"])
 	}},
-	// A template is listed when a catalogue prefix covers the literal part
-	// of its URI, before its first expression: what every URI it expands to
-	// starts with.
+	// A template is named "<backend>.template:<literal>", the literal part
+	// of its URI before its first expression; pbac/list shows it when a
+	// prefix entry covers that literal and no stricter entry lies below
+	// it. A template with an expression that may expand to "/", "?", "#"
+	// or ";" (an RFC 6570 operator) is never listed: its URIs are not
+	// under its literal part's prefix alone.
 	"resources/templates/list": {method: "resources/templates/list", key: "resourceTemplates", name: func(b string, it map[string]json.RawMessage) (string, bool) {
 		t, ok := jsonrpc.Unquote(it["uriTemplate"])
-		if !ok {
+		if !ok || templateOperator.MatchString(t) {
 			return "", false
 		}
 		literal, _, _ := strings.Cut(t, "{")
-		return b + ".resource:" + literal, true
+		if literal == "" {
+			return "", false
+		}
+		return b + ".template:" + literal, true
 	}},
 }
+
+// templateOperator finds an RFC 6570 expression with an operator.
+var templateOperator = regexp.MustCompile(`\{[+#./;?&=,!@|]`)
 
 func itemName(backend, prefix string, raw json.RawMessage) (string, bool) {
 	v, ok := jsonrpc.Unquote(raw)

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/contract"
+	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
 	system "github.com/pbac-gateway/pbac/internal/stack"
 )
@@ -59,7 +62,7 @@ func TestPromptsAndResourcesAreDecided(t *testing.T) {
 
 	// What the catalogue does not cover, or a URI that could leave the
 	// prefix it sits under, is denied before the backend.
-	for _, uri := range []string{"jira://admin/keys", "jira://issue/../admin/keys", "jira://issue/%2e%2e/admin"} {
+	for _, uri := range []string{"jira://admin/keys", "jira://issue/../admin/keys", "jira://issue/%2e%2e/admin", "jira://issue//admin", "jira://issue/..;/admin"} {
 		if _, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{URI: uri}); err == nil || !strings.Contains(err.Error(), "denied") {
 			t.Errorf("resources/read %s: %v, want a denial", uri, err)
 		}
@@ -72,9 +75,28 @@ func TestPromptsAndResourcesAreDecided(t *testing.T) {
 		t.Errorf("audit of the denied read: %v %+v", err, recs)
 	}
 
+	// A read carries no arguments (policy's argument rules must not be met
+	// or dodged by ones the backend ignores); a subscription is decided
+	// like a read.
+	status, _, _, body := s.rpcCall("/mcp/jira", s.machineAgent("ci-bot", false, "jira:read"), "2025-11-25", "",
+		`{"jsonrpc":"2.0","id":4,"method":"resources/read","params":{"uri":"jira://issue/SEC-12","arguments":{"path":"/public/x"}}}`)
+	if status != http.StatusForbidden || !strings.Contains(body, "denied") {
+		t.Errorf("resources/read with arguments: %d %s", status, body)
+	}
+	status, _, _, body = s.rpcCall("/mcp/jira", s.machineAgent("ci-bot", false, "jira:read"), "2025-11-25", "",
+		`{"jsonrpc":"2.0","id":5,"method":"resources/subscribe","params":{"uri":"jira://admin/keys"}}`)
+	if status != http.StatusForbidden || !strings.Contains(body, "denied") {
+		t.Errorf("resources/subscribe to an uncatalogued URI: %d %s", status, body)
+	}
+	status, _, _, body = s.rpcCall("/mcp/jira", s.machineAgent("ci-bot", false, "jira:read"), "2025-11-25", "",
+		`{"jsonrpc":"2.0","id":6,"method":"resources/read","params":{"uri":"jira://issue/SEC-12","URI":"jira://admin/keys"}}`)
+	if status != http.StatusBadRequest {
+		t.Errorf("resources/read with a second spelling of uri: %d %s", status, body)
+	}
+
 	// Another tier without jira:read sees and reads nothing of it.
 	none := s.machineAgent("ci-bot", false, "drive:read")
-	status, _, _, body := s.rpcCall("/mcp/jira", none, "2025-11-25", "",
+	status, _, _, body = s.rpcCall("/mcp/jira", none, "2025-11-25", "",
 		`{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"jira://issue/SEC-12"}}`)
 	if status != http.StatusForbidden {
 		t.Errorf("resources/read without jira:read: %d %s", status, body)
@@ -94,7 +116,8 @@ func TestListsKeepOnlyWhatPolicyShows(t *testing.T) {
 		"resources/list": `{"resources":[{"uri":"jira://issue/SEC-12","name":"SEC-12"},{"uri":"jira://admin/keys","name":"keys"},` +
 			`{"uri":"jira://issue/../admin/keys","name":"climb"},{"uri":"jira://issue/SEC-13","name":"a"},{"uri":"jira://issue/SEC-13","name":"b"},` +
 			`{"uri":"jira://issue/SEC-14","URI":"jira://admin/keys","name":"two keys"}]}`,
-		"resources/templates/list": `{"resourceTemplates":[{"uriTemplate":"jira://issue/{key}","name":"issue"},{"uriTemplate":"jira://{area}/keys","name":"any"}]}`,
+		"resources/templates/list": `{"resourceTemplates":[{"uriTemplate":"jira://issue/{key}","name":"issue"},{"uriTemplate":"jira://{area}/keys","name":"any"},` +
+			`{"uriTemplate":"jira://issue/{+path}","name":"reserved expansion"},{"uriTemplate":"jira://issue/{/a,b}","name":"path segments"}]}`,
 	}
 	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var m struct {
@@ -225,5 +248,75 @@ func TestListedIconsFromAllowedSourcesOnly(t *testing.T) {
 	status, _, _, body := s.rpcCall("/mcp/jira", token, "2025-11-25", "", `{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{}}`)
 	if status != http.StatusOK || !strings.Contains(body, "https://static.example.com/icons/jira.png") || strings.Contains(body, "tracker.example.net") {
 		t.Fatalf("tools/list: %d %s", status, body)
+	}
+}
+
+// TestBackendNamesCannotBlurAggregatedURIs: the aggregated server reads a
+// resource back by the first "+" of "<backend>+<uri>", so a backend name
+// may hold neither "+" nor ":" (nor "." for tools and prompts).
+func TestBackendNamesCannotBlurAggregatedURIs(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{{"a+b", false}, {"a:b", false}, {"a.b", false}, {"a_b-1", true}} {
+		g, err := gateway.New(gateway.Config{PublicURL: "http://127.0.0.1:1", Introspector: noIntrospection{},
+			Policy: contract.DeciderFunc(func(context.Context, contract.Entrypoint, []byte) (contract.Decision, error) {
+				return contract.Decision{}, nil
+			}),
+			Backends: []gateway.Backend{{Name: tc.name, URL: "http://127.0.0.1:2/mcp"}}})
+		if (err == nil) != tc.ok {
+			t.Errorf("backend %q: %v", tc.name, err)
+		}
+		if g != nil {
+			_ = g.Shutdown(context.Background())
+		}
+	}
+}
+
+type noIntrospection struct{}
+
+func (noIntrospection) Introspect(context.Context, string, string) (contract.Identity, error) {
+	return contract.Identity{}, nil
+}
+
+// TestALongResourceListIsDecided: a resources/list of 2,000 URIs is
+// decided (in parts, each within one evaluation's time), not refused as
+// undecided.
+func TestALongResourceListIsDecided(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"resources":[`)
+	for i := range 2000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"uri":"jira://issue/SEC-%d","name":"SEC-%d"}`, i, i)
+	}
+	b.WriteString(`]}`)
+	list := b.String()
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		raw, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(raw, &m)
+		w.Header().Set("Content-Type", "application/json")
+		if m.Method == "resources/list" {
+			io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(m.ID)+`,"result":`+list+`}`)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer fake.Close()
+	s := newStackWith(t, stackOptions{backendURL: func(name, url string) string {
+		if name == "jira" {
+			return fake.URL
+		}
+		return url
+	}})
+	status, _, _, body := s.rpcCall("/mcp/jira", s.machineAgent("ci-bot", false, "jira:read"), "2025-11-25", "",
+		`{"jsonrpc":"2.0","id":9,"method":"resources/list","params":{}}`)
+	if status != http.StatusOK || strings.Count(body, `"uri":`) != 2000 {
+		t.Fatalf("resources/list of 2,000: %d, %d URIs listed", status, strings.Count(body, `"uri":`))
 	}
 }

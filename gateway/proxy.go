@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -120,7 +121,7 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 	}
 
 	switch msg.Method {
-	case "tools/call", "resources/read", "prompts/get":
+	case "tools/call", "resources/read", "prompts/get", "resources/subscribe", "resources/unsubscribe":
 		var (
 			attrs map[string]any
 			ok    bool
@@ -182,7 +183,7 @@ func callTarget(msg *jsonrpc.Message) string {
 	switch msg.Method {
 	case "tools/call":
 		return msg.Name
-	case "resources/read":
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
 		if msg.URI != "" {
 			return "resource:" + msg.URI
 		}
@@ -807,6 +808,9 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	return c.Status(resp.StatusCode).Send(filtered)
 }
 
+// listBatch is how many names one pbac/list evaluation decides.
+const listBatch = 250
+
 // markPrivate makes a list result filtered for one caller say so to caches
 // (2026-07-28's caching hints): whatever scope the backend gave its whole
 // list, this one is "private", never to be served to another caller. A
@@ -920,6 +924,30 @@ var errUndecided = errors.New("the policy could not decide")
 // allowedTools asks pbac/list (pbac/anonymous for a caller without a
 // token) which of names the caller may call.
 func (g *Gateway) allowedTools(ctx context.Context, backend *Backend, cl *caller, method string, names []string, defs map[string]contract.ToolDefinition) (map[string]bool, string, error) {
+	// A long list is decided in parts, each well within one evaluation's
+	// time: a resource's name costs policy tens of µs (its prefixes are
+	// looked up), and 2,000 at once would run past policy.eval_timeout.
+	if len(names) > listBatch {
+		allowed, version := map[string]bool{}, ""
+		for part := range slices.Chunk(names, listBatch) {
+			var partDefs map[string]contract.ToolDefinition
+			if defs != nil {
+				partDefs = make(map[string]contract.ToolDefinition, len(part))
+				for _, n := range part {
+					if d, ok := defs[n]; ok {
+						partDefs[n] = d
+					}
+				}
+			}
+			got, v, err := g.allowedTools(ctx, backend, cl, method, part, partDefs)
+			if err != nil {
+				return nil, "", err
+			}
+			maps.Copy(allowed, got)
+			version = v
+		}
+		return allowed, version, nil
+	}
 	in, entrypoint := cl.input(backend.Name, method), contract.List
 	if cl.anonymous {
 		in, entrypoint = contract.Input{Request: contract.Request{Backend: backend.Name, Method: method}, Now: time.Now().Unix()}, contract.Anonymous

@@ -15,6 +15,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -185,6 +186,13 @@ func Parse(body []byte, maxDepth int) (*Message, error) {
 	}
 	m.Params = make(map[string]json.RawMessage, len(params))
 	for _, mb := range params {
+		// A decoder that matches keys case-insensitively (Go's) would read
+		// "Name" or "URI" as the member the gateway decides on.
+		for _, k := range [...]string{"name", "uri", "arguments"} {
+			if mb.Key != k && strings.EqualFold(mb.Key, k) {
+				return nil, fmt.Errorf("params.%s is another spelling of params.%s", mb.Key, k)
+			}
+		}
 		m.Params[mb.Key] = json.RawMessage(mb.Raw)
 	}
 	str := func(key string) (string, error) {

@@ -36,12 +36,12 @@ func TestParseMessage(t *testing.T) {
 		{name: "duplicate argument key", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"r","arguments":{"path":"/public/a","path":"/prod/secrets/k"}}}`, wantErr: ErrDuplicateKey},
 		{name: "duplicate key deep inside", body: `{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":[{"b":1,"b":2}]}}`, wantErr: ErrDuplicateKey},
 		{name: "same key in sibling objects is fine", body: `{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":{"k":1},"b":{"k":2}}}`},
-		{name: "case variants are different keys, and only exact ones count", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","Name":"b"}}`,
-			check: func(t *testing.T, m *Message) {
-				if m.Name != "a" {
-					t.Fatalf("name %q", m.Name)
-				}
-			}},
+		// A Go backend decodes keys case-insensitively: "Name" would be
+		// the name it acts on, not the one policy decided.
+		{name: "another spelling of name", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","Name":"b"}}`, errText: "another spelling of params.name"},
+		{name: "another spelling of uri", body: `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"a","URI":"b"}}`, errText: "another spelling of params.uri"},
+		{name: "another spelling of arguments", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","Arguments":{}}}`, errText: "another spelling of params.arguments"},
+		{name: "case variants elsewhere are different keys", body: `{"jsonrpc":"2.0","id":1,"method":"x","params":{"cursor":"a","Cursor":"b"}}`},
 		{name: "batch", body: `[{"jsonrpc":"2.0","id":1,"method":"ping"}]`, wantErr: ErrNotObject},
 		{name: "trailing data", body: `{"jsonrpc":"2.0","id":1,"method":"ping"} {}`, wantErr: ErrNotObject},
 		{name: "too deep", body: `{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}}`, wantErr: ErrTooDeep},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"regexp"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -53,6 +54,13 @@ func parseReference(body []byte, maxDepth int) (*Message, error) {
 	if p, ok := top["params"]; ok && string(bytes.TrimSpace(p)) != "null" {
 		if err := json.Unmarshal(p, &m.Params); err != nil {
 			return nil, errors.New("params must be an object")
+		}
+		for k := range m.Params {
+			for _, want := range []string{"name", "uri", "arguments"} {
+				if k != want && strings.EqualFold(k, want) {
+					return nil, fmt.Errorf("params.%s is another spelling of params.%s", k, want)
+				}
+			}
 		}
 	}
 	str := func(key string) (string, error) {

@@ -2,9 +2,12 @@ package plugins_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/internal/latency"
 	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/rego"
@@ -166,4 +169,46 @@ func BenchmarkColdStart(b *testing.B) {
 			start(b, wasm.NewConfig())
 		}
 	})
+}
+
+// listOfResources is a pbac/list input naming n resources under the
+// shipped jira://issue/ prefix, for the caller of benchInput.
+func listOfResources(b testing.TB, n int) []byte {
+	var in map[string]any
+	if err := json.Unmarshal([]byte(benchInput), &in); err != nil {
+		b.Fatal(err)
+	}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("jira.resource:jira://issue/SEC-%d", i)
+	}
+	in["request"] = map[string]any{"backend": "jira", "method": "resources/list", "tools": names}
+	raw, err := json.Marshal(in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw
+}
+
+// BenchmarkListResources decides pbac/list for a resources/list of 100
+// and of 2,000 URIs under a prefix entry: each name is looked up by its
+// own prefixes, not against every catalogue entry.
+func BenchmarkListResources(b *testing.B) {
+	ctx := context.Background()
+	for _, n := range []int{100, 2000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			r := policytest.Registry(b)
+			input := listOfResources(b, n)
+			samples := make([]time.Duration, 0, 1024)
+			for b.Loop() {
+				start := time.Now()
+				d, err := r.Decide(ctx, contract.List, input)
+				samples = append(samples, time.Since(start))
+				if err != nil || !d.Allow {
+					b.Fatalf("%v %v", d, err)
+				}
+			}
+			latency.Report(b, samples)
+		})
+	}
 }

@@ -2,15 +2,24 @@
 #
 # A call names a tool ("<backend>.<tool>", tools/call), a prompt
 # ("<backend>.prompt:<name>", prompts/get) or a resource
-# ("<backend>.resource:<uri>", resources/read). Tools and prompts are
-# catalogued by their exact name. A resource is catalogued by its exact URI,
-# or by a prefix: an entry with "uri_prefix": true whose key ends in "/"
-# covers every canonical URI under it (the longest such prefix decides).
+# ("<backend>.resource:<uri>", resources/read, resources/subscribe and
+# resources/unsubscribe). Tools and prompts are catalogued by their exact
+# name. A resource is catalogued by its exact URI, or by a prefix: an entry
+# with "uri_prefix": true whose key ends in "/" covers every URI under it
+# whose rest is a canonical path (uri_rest_canonical); prefix keys are
+# written in lower case and compared with the URI lower-cased, and the
+# longest decides, so a stricter prefix below a wider one is not avoided by
+# another letter case.
 package pbac
 
-# The kind of thing each call method names, and the prefix of its local
-# name after "<backend>.".
-call_kind_prefix := {"prompts/get": "prompt:", "resources/read": "resource:"}
+# The kind of thing each call method names: the prefix of its local name
+# after "<backend>.".
+call_kind_prefix := {
+	"prompts/get": "prompt:",
+	"resources/read": "resource:",
+	"resources/subscribe": "resource:",
+	"resources/unsubscribe": "resource:",
+}
 
 # local_name(t): t without its "<backend>." prefix.
 local_name(t) := substring(t, indexof(t, ".") + 1, -1) if contains(t, ".") else := ""
@@ -21,9 +30,9 @@ names_other_kind(t) if {
 	startswith(local_name(t), p)
 }
 
-# call_kind_ok(m, t): method m (absent: tools/call) names the kind of
-# thing t is. A tool whose name starts with "prompt:" or "resource:" is
-# never called: its name would be a prompt's or a resource's catalogue key.
+# call_kind_ok(m, t): method m (null: tools/call) names the kind of thing t
+# is. A tool whose name starts with "prompt:" or "resource:" is never
+# called: its name would be a prompt's or a resource's catalogue key.
 call_kind_ok(null, t) if not names_other_kind(t)
 
 call_kind_ok("tools/call", t) if not names_other_kind(t)
@@ -33,47 +42,64 @@ call_kind_ok(m, t) if {
 	startswith(local_name(t), p)
 }
 
+# The longest URI (in bytes) and the most segments a prefix decides on.
+max_uri_bytes := 2048
+
+max_uri_segments := 64
+
 # catalogue_entry(t): the entry deciding name t, or null.
 catalogue_entry(t) := e if {
 	e := data.catalogue[t]
 	is_object(e)
+	not object.get(e, "uri_prefix", false) == true
 	is_string(e.resource)
 	is_string(e.access)
-	not object.get(e, "uri_prefix", false) == true
 } else := e if {
-	startswith(local_name(t), "resource:")
-	canonical_uri(substring(local_name(t), count("resource:"), -1))
-	keys := [k | some k, v in data.catalogue; uri_prefix_covers(k, v, t)]
-	count(keys) > 0
-	longest := max({count(k) | some k in keys})
-	some k in keys
-	count(k) == longest
+	k := uri_prefix_of(t)
 	e := data.catalogue[k]
 } else := null
 
-# uri_prefix_covers(k, v, t): entry v at key k is a URI prefix covering the
-# resource name t, on a segment boundary (k ends in "/").
-uri_prefix_covers(k, v, t) if {
+# uri_prefix_of(t): the key of the longest prefix entry covering resource
+# name t case-insensitively (prefix keys are written in lower case; one
+# that is not covers nothing) whose rest after it is a canonical path. The
+# candidates are t's own prefixes ending in "/": a keyed lookup each, not a
+# walk through the catalogue.
+uri_prefix_of(t) := k if {
+	startswith(local_name(t), "resource:")
+	count(t) <= max_uri_bytes
+	low := lower(t)
+	parts := split(low, "/")
+	count(parts) <= max_uri_segments + 3
+	found := [n |
+		some i, _ in parts
+		i < count(parts) - 1
+		p := concat("", [concat("/", array.slice(parts, 0, i + 1)), "/"])
+		is_uri_prefix(data.catalogue[p])
+		n := count(p)
+	]
+	count(found) > 0
+	longest := max(found)
+	k := substring(low, 0, longest)
+	uri_rest_canonical(substring(t, longest, -1))
+}
+
+is_uri_prefix(v) if {
 	is_object(v)
 	v.uri_prefix == true
 	is_string(v.resource)
 	is_string(v.access)
-	startswith(local_name(k), "resource:")
-	endswith(k, "/")
-	startswith(t, k)
 }
 
-# canonical_uri(u): a URI a prefix may decide on: no dot segments, no
-# backslash, no control character, no percent-encoded dot, slash or
-# backslash, no query or fragment — nothing a server could resolve to
-# somewhere outside the prefix it sits under.
-canonical_uri(u) if {
-	is_string(u)
-	u != ""
-	not contains(u, "\\")
-	not contains(u, "?")
-	not contains(u, "#")
-	not regex.match(`(^|/)\.\.?(/|$)`, u)
-	not regex.match(`(?i)%(2e|2f|5c)`, u)
-	not regex.match(`[\x00-\x1f\x7f]`, u)
+# uri_rest_canonical(r): the part of a URI below its prefix is a plain
+# path: segments of RFC 3986 characters (no "%" escapes, no ";" path
+# parameters, no "?" or "#"), none empty (a trailing "/" names a
+# directory), "." or "..", none ending in "." or holding a space — nothing a server could resolve to somewhere outside
+# the prefix, or to another spelling of a path a stricter entry decides.
+uri_rest_canonical(r) if {
+	regex.match(`^[A-Za-z0-9._~!$&'()*+,=:@/-]*$`, r)
+	not regex.match(`^/|//`, r)
+	not regex.match(`(^|/)\.\.?(/|$)`, r)
+	not regex.match(`\.(/|$)`, r)
 }
+
+uri_rest_canonical("")

@@ -97,6 +97,21 @@ test_method_must_match_what_is_named if {
 	}
 }
 
+test_list_shows_templates_under_a_prefix_only if {
+	cat := object.union(data.catalogue, {
+		"jira.resource:jira://issue/restricted/": {"resource": "jira", "access": "write", "uri_prefix": true},
+		"jira.resource:jira://board/1": {"resource": "jira", "access": "read"},
+	})
+	d := data.pbac.list with input as list_input("security-scanner", alice, [
+		"jira.template:jira://issue/", # covered, but a stricter prefix lies below: hidden
+		"jira.template:jira://comment/", # no prefix
+		"jira.template:jira://board/1", # an exact entry is no prefix
+	]) with data.catalogue as cat
+	d.tools == []
+	d2 := lst(list_input("ci-bot", alice, ["jira.template:jira://issue/", "jira.template:jira://issue/SEC-"]))
+	d2.tools == ["jira.template:jira://issue/", "jira.template:jira://issue/SEC-"]
+}
+
 test_list_shows_catalogued_prompts_and_resources if {
 	d := lst(list_input("ci-bot", alice, [
 		"jira.prompt:triage_issue", "jira.prompt:other",
@@ -104,4 +119,72 @@ test_list_shows_catalogued_prompts_and_resources if {
 		"jira.resource:jira://issue/../admin",
 	]))
 	d.tools == ["jira.prompt:triage_issue", "jira.resource:jira://issue/", "jira.resource:jira://issue/SEC-12"]
+}
+
+# The hostile review's spellings: under a prefix, the rest of the URI is a
+# plain path, so no other spelling reaches what a stricter entry decides
+# (or leaves the prefix on a server that resolves it).
+test_other_spellings_do_not_dodge_a_stricter_prefix if {
+	cat := object.union(data.catalogue, {"jira.resource:jira://issue/restricted/": {"resource": "jira", "access": "write", "uri_prefix": true}})
+	every uri in [
+		"jira://issue/restricted/x",
+		"jira://issue/RESTRICTED/x", # prefixes compare case-insensitively: the stricter one decides
+		"jira://issue//restricted/x",
+		"jira://issue/%72estricted/x",
+		"jira://issue/restricted./x",
+		"jira://issue/restricted%20/x",
+		"jira://issue/restricted /x",
+		"jira://issue/..;/admin/keys",
+		"jira://issue/%252e%252e/admin",
+		"jira://issue/%c0%ae%c0%ae/admin",
+		"jira://issue/\uff0e\uff0e/admin",
+		"jira://issue/.. /admin",
+		"jira://issue/%u002e%u002e/admin",
+	] {
+		not data.pbac.tool_call.allow with input as resource_read("security-scanner", concat("", ["jira.resource:", uri])) with data.catalogue as cat
+	}
+	data.pbac.tool_call.allow with input as resource_read("security-scanner", "jira.resource:jira://issue/SEC-1") with data.catalogue as cat
+	data.pbac.tool_call.allow with input as resource_read("security-scanner", "jira.resource:jira://issue/folder/") with data.catalogue as cat
+}
+
+test_a_resource_is_read_without_arguments if {
+	inp := json.patch(resource_read("ci-bot", "jira.resource:jira://issue/SEC-12"), [{"op": "add", "path": "/request/arguments", "value": {"path": "/public/x"}}])
+	d := tool_call(inp)
+	not d.allow
+	has_reason(d, "a resource is read without arguments")
+}
+
+test_resources_of_a_resource_with_argument_rules_are_not_read if {
+	# drive has protected_arguments (prod-secrets) and a role's
+	# arg_constraints (contractor): a URI cannot be held to them.
+	cat := object.union(data.catalogue, {"drive.resource:drive:///": {"resource": "drive", "access": "read", "uri_prefix": true}})
+	inp := json.patch(human_call("claude-code", alice, "drive.read_file", {}), [
+		{"op": "replace", "path": "/request/method", "value": "resources/read"},
+		{"op": "replace", "path": "/request/tool", "value": "drive.resource:drive:///docs/readme.md"},
+		{"op": "remove", "path": "/request/arguments"},
+	])
+	d := data.pbac.tool_call with input as inp with data.catalogue as cat
+	not d.allow
+	has_reason(d, "resource drive has argument rules")
+}
+
+test_a_prompt_or_resource_is_not_called_as_a_tool_without_a_method if {
+	every name in ["jira.prompt:triage_issue", "jira.resource:jira://issue/SEC-12"] {
+		inp := json.patch(machine_call("ci-bot", name, {}), [{"op": "remove", "path": "/request/method"}])
+		d := tool_call(inp)
+		not d.allow
+		has_reason(d, "the call does not name")
+	}
+}
+
+test_subscribe_is_decided_like_a_read if {
+	sub := json.patch(resource_read("ci-bot", "jira.resource:jira://issue/SEC-12"), [{"op": "replace", "path": "/request/method", "value": "resources/subscribe"}])
+	tool_call(sub).allow
+	other := json.patch(resource_read("ci-bot", "jira.resource:jira://admin/keys"), [{"op": "replace", "path": "/request/method", "value": "resources/subscribe"}])
+	not tool_call(other).allow
+}
+
+test_a_long_uri_is_under_no_prefix if {
+	long := concat("/", [x | some _ in numbers.range(1, 70); x := "a"])
+	not tool_call(resource_read("ci-bot", concat("", ["jira.resource:jira://issue/", long]))).allow
 }

@@ -102,7 +102,7 @@ tier_allows_method if not tier_limits_methods
 
 tier_allows_method if method_name in data.tiers[tier].methods
 
-call_methods := {"tools/call", "resources/read", "prompts/get"}
+call_methods := {"tools/call", "resources/read", "prompts/get", "resources/subscribe", "resources/unsubscribe"}
 
 method_deny contains msg if some msg in token_issues
 

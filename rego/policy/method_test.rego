@@ -24,8 +24,7 @@ session_methods := [
 ]
 
 read_methods := [
-	"resources/list", "resources/templates/list", "resources/subscribe",
-	"resources/unsubscribe", "prompts/list", "completion/complete",
+	"resources/list", "resources/templates/list", "prompts/list", "completion/complete",
 ]
 
 test_method_empty_input_denied if {
@@ -66,7 +65,7 @@ test_method_unknown_method_denied if {
 }
 
 test_method_calls_belong_to_tool_call if {
-	every m in ["tools/call", "resources/read", "prompts/get"] {
+	every m in ["tools/call", "resources/read", "prompts/get", "resources/subscribe", "resources/unsubscribe"] {
 		d := method(machine_method("claude-code-trusted", "jira", m))
 		not d.allow
 		d.reasons == [concat("", [m, " is decided by pbac/tool_call"])]

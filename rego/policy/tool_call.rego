@@ -342,10 +342,44 @@ tool_call_deny contains "request method is not tools/call, prompts/get or resour
 
 tool_call_deny contains msg if {
 	m := object.get(request, "method", null)
-	m in call_methods
 	tool_name != ""
 	not call_kind_ok(m, tool_name)
-	msg := concat("", [m, " does not name ", tool_name])
+	msg := concat("", [method_text(m), " does not name ", tool_name])
+}
+
+method_text(m) := m if is_string(m) else := "the call"
+
+# A resource is read by its URI alone: arguments on resources/read are
+# nothing the backend acts on, and policy's argument rules must not be
+# satisfied (or dodged) by them.
+tool_call_deny contains "a resource is read without arguments" if {
+	startswith(local_name(tool_name), "resource:")
+	args := object.get(request, "arguments", null)
+	args != null
+	args != {}
+}
+
+# The argument rules of a resource (protected_arguments, a role's
+# arg_constraints) hold tools to paths and names a URI does not carry:
+# its resources are not read through the catalogue at all.
+tool_call_deny contains msg if {
+	startswith(local_name(tool_name), "resource:")
+	in_catalogue
+	resource_has_argument_rules(tool_resource)
+	msg := concat("", [
+		"resource ", tool_resource, " has argument rules (protected_arguments, arg_constraints) ",
+		"that a resource URI cannot be held to: read it through its tools",
+	])
+}
+
+resource_has_argument_rules(r) if {
+	some rule in data.protected_arguments
+	r in rule.resources
+}
+
+resource_has_argument_rules(r) if {
+	some role, _ in data.roles
+	is_object(data.roles[role].arg_constraints[r])
 }
 
 tool_call_deny contains "request.tool is missing" if tool_name == ""
@@ -705,6 +739,7 @@ tool_call_fast(inp) := {
 	a := e.access
 	is_string(a)
 	call_kind_ok(object.get(req, "method", null), tool)
+	not startswith(local_name(tool), "resource:") # resources: the full rules
 	backend_ok(req, tool)
 	not definition_drift(tool, object.get(req, "tool_definition", null))
 
