@@ -320,3 +320,34 @@ func TestALongResourceListIsDecided(t *testing.T) {
 		t.Fatalf("resources/list of 2,000: %d, %d URIs listed", status, strings.Count(body, `"uri":`))
 	}
 }
+
+// TestCompletionIsDecidedByWhatItCompletes: completion/complete reaches
+// the backend only for a prompt or a resource template the caller may
+// use; one naming anything else is denied (or refused when it names a
+// template with an RFC 6570 operator), so completions of a prompt or
+// template it may not use never come back.
+func TestCompletionIsDecidedByWhatItCompletes(t *testing.T) {
+	s := newStack(t)
+	token := s.machineAgent("ci-bot", false, "jira:read")
+	sid := s.initialized("/mcp/jira", token)
+	complete := func(ref string) (int, string) {
+		status, _, _, body := s.rpcCall("/mcp/jira", token, "2025-11-25", sid,
+			`{"jsonrpc":"2.0","id":7,"method":"completion/complete","params":{"ref":`+ref+`,"argument":{"name":"key","value":"SEC"}}}`)
+		return status, body
+	}
+	for _, tc := range []struct {
+		ref    string
+		status int
+	}{
+		{`{"type":"ref/prompt","name":"triage_issue"}`, http.StatusOK},
+		{`{"type":"ref/resource","uri":"jira://issue/{key}"}`, http.StatusOK},
+		{`{"type":"ref/prompt","name":"exfiltrate"}`, http.StatusForbidden},
+		{`{"type":"ref/resource","uri":"jira://admin/{k}"}`, http.StatusForbidden},
+		{`{"type":"ref/resource","uri":"jira://issue/{+path}"}`, http.StatusBadRequest},
+		{`{"type":"ref/tool","name":"get_issue"}`, http.StatusBadRequest},
+	} {
+		if status, body := complete(tc.ref); status != tc.status {
+			t.Errorf("completion/complete of %s: %d %s, want %d", tc.ref, status, body, tc.status)
+		}
+	}
+}

@@ -121,7 +121,7 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 	}
 
 	switch msg.Method {
-	case "tools/call", "resources/read", "prompts/get", "resources/subscribe", "resources/unsubscribe":
+	case "tools/call", "resources/read", "prompts/get", "resources/subscribe", "resources/unsubscribe", "completion/complete":
 		var (
 			attrs map[string]any
 			ok    bool
@@ -171,6 +171,36 @@ func requestBody(c *fiber.Ctx) ([]byte, bool) {
 	return bytes.Clone(c.Request().Body()), true
 }
 
+// completionTarget is what a completion/complete completes an argument
+// of: "prompt:<name>" for a prompt, "template:<literal>" for a resource
+// template (the literal part of its URI, as lists name templates); "" when
+// the reference is neither, or a template with an RFC 6570 operator.
+func completionTarget(msg *jsonrpc.Message) string {
+	var ref struct {
+		Type string `json:"type"`
+		Name string `json:"name"`
+		URI  string `json:"uri"`
+	}
+	if json.Unmarshal(msg.Params["ref"], &ref) != nil {
+		return ""
+	}
+	switch ref.Type {
+	case "ref/prompt":
+		if ref.Name != "" {
+			return "prompt:" + ref.Name
+		}
+	case "ref/resource":
+		if ref.URI == "" || templateOperator.MatchString(ref.URI) {
+			return ""
+		}
+		literal, _, _ := strings.Cut(ref.URI, "{")
+		if literal != "" {
+			return "template:" + literal
+		}
+	}
+	return ""
+}
+
 // anonymousResponse is the method pbac/anonymous is asked about for a
 // JSON-RPC response, which has none: the client answering a server's
 // request (sampling, elicitation, roots).
@@ -187,6 +217,8 @@ func callTarget(msg *jsonrpc.Message) string {
 		if msg.URI != "" {
 			return "resource:" + msg.URI
 		}
+	case "completion/complete":
+		return completionTarget(msg)
 	case "prompts/get":
 		if msg.Name != "" {
 			return "prompt:" + msg.Name
@@ -372,7 +404,14 @@ const deniedByPolicy = "denied by policy"
 func (g *Gateway) decideCall(c *fiber.Ctx, endpoint string, backend *Backend, cl *caller, msg *jsonrpc.Message, attrs map[string]any, elicitURL bool, rec *audit.Record) (bool, error) {
 	tool := callTarget(msg)
 	if tool == "" {
-		return false, g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidParams, "params.name is required", nil))
+		what := "params.name is required"
+		switch msg.Method {
+		case "resources/read", "resources/subscribe", "resources/unsubscribe":
+			what = "params.uri is required"
+		case "completion/complete":
+			what = "params.ref must name a prompt, or a resource template without RFC 6570 operators"
+		}
+		return false, g.reply(c, fiber.StatusBadRequest, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidParams, what, nil))
 	}
 	full := backend.Name + "." + tool
 	rec.Tool = full

@@ -24,11 +24,17 @@ call_kind_prefix := {
 # local_name(t): t without its "<backend>." prefix.
 local_name(t) := substring(t, indexof(t, ".") + 1, -1) if contains(t, ".") else := ""
 
-# names_other_kind(t): the local name is a prompt's or a resource's.
+# names_other_kind(t): the local name is a prompt's, a resource's or a
+# resource template's.
 names_other_kind(t) if {
-	some p in ["prompt:", "resource:"]
+	some p in ["prompt:", "resource:", "template:"]
 	startswith(local_name(t), p)
 }
+
+# names_resource(t): t names a resource or a resource template.
+names_resource(t) if startswith(local_name(t), "resource:")
+
+names_resource(t) if startswith(local_name(t), "template:")
 
 # call_kind_ok(m, t): method m (null: tools/call) names the kind of thing t
 # is. A tool whose name starts with "prompt:" or "resource:" is never
@@ -39,6 +45,14 @@ call_kind_ok("tools/call", t) if not names_other_kind(t)
 
 call_kind_ok(m, t) if {
 	p := call_kind_prefix[m]
+	startswith(local_name(t), p)
+}
+
+# completion/complete completes an argument of a prompt
+# ("<backend>.prompt:<name>") or of a resource template
+# ("<backend>.template:<literal part of its URI>").
+call_kind_ok("completion/complete", t) if {
+	some p in ["prompt:", "template:"]
 	startswith(local_name(t), p)
 }
 
@@ -57,7 +71,31 @@ catalogue_entry(t) := e if {
 } else := e if {
 	k := uri_prefix_of(t)
 	e := data.catalogue[k]
+} else := e if {
+	# A resource template ("<backend>.template:<literal>"): the prefix
+	# entry covering its literal part — never an exact entry — when no
+	# resource entry lies below that literal (a stricter prefix or URI its
+	# expansions would reach).
+	startswith(local_name(t), "template:")
+	r := concat("", [split(t, ".")[0], ".resource:", substring(local_name(t), count("template:"), -1)])
+	k := uri_prefix_of(r)
+	not resource_entry_below(r)
+	e := data.catalogue[k]
 } else := null
+
+# resource_entry_below(r): a resource entry's key starts with r
+# (case-insensitively) and is longer.
+resource_entry_below(r) if {
+	lr := lower(r)
+	some k in resource_keys_lower
+	count(k) > count(lr)
+	startswith(k, lr)
+}
+
+resource_keys_lower := {lower(k) |
+	some k, _ in data.catalogue
+	startswith(local_name(k), "resource:")
+}
 
 # uri_prefix_of(t): the key of the longest prefix entry covering resource
 # name t case-insensitively (prefix keys are written in lower case; one

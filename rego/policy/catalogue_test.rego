@@ -188,3 +188,24 @@ test_a_long_uri_is_under_no_prefix if {
 	long := concat("/", [x | some _ in numbers.range(1, 70); x := "a"])
 	not tool_call(resource_read("ci-bot", concat("", ["jira.resource:jira://issue/", long]))).allow
 }
+
+completion(provider, name) := json.patch(machine_call(provider, "jira.get_issue", {}), [
+	{"op": "replace", "path": "/request/method", "value": "completion/complete"},
+	{"op": "replace", "path": "/request/tool", "value": name},
+	{"op": "remove", "path": "/request/arguments"},
+])
+
+test_completion_is_decided_by_what_it_completes if {
+	tool_call(completion("ci-bot", "jira.prompt:triage_issue")).allow
+	tool_call(completion("ci-bot", "jira.template:jira://issue/")).allow
+	every name in [
+		"jira.prompt:exfiltrate", # not catalogued
+		"jira.template:jira://comment/", # under no prefix
+		"jira.get_issue", # a tool is not completed
+		"jira.resource:jira://issue/SEC-12", # a resource's arguments: a template's
+	] {
+		not tool_call(completion("ci-bot", name)).allow
+	}
+	cat := object.union(data.catalogue, {"jira.resource:jira://issue/restricted/": {"resource": "jira", "access": "write", "uri_prefix": true}})
+	not data.pbac.tool_call.allow with input as completion("security-scanner", "jira.template:jira://issue/") with data.catalogue as cat
+}

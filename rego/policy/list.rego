@@ -9,7 +9,7 @@ package pbac
 list_input := [t | some t in request.tools; is_string(t)]
 
 list_visible(t) if {
-	e := list_entry(t)
+	e := catalogue_entry(t)
 	e != null
 	not backend_mismatch(t)
 	not definition_drift(t, listed_definition(t))
@@ -46,33 +46,4 @@ list := {
 		format_int(count(list_input), 10), " tools visible to tier ", tier,
 	])),
 	"tools": list_tools,
-}
-
-# list_entry(t): the entry deciding a listed name. A resource template
-# ("<backend>.template:<literal>") is decided by the prefix entry covering
-# its literal part — never an exact entry — and only when no resource
-# entry lies below that literal (a stricter prefix or URI the template's
-# expansions would reach); anything else by catalogue_entry.
-list_entry(t) := e if {
-	startswith(local_name(t), "template:")
-	r := concat("", [split(t, ".")[0], ".resource:", substring(local_name(t), count("template:"), -1)])
-	k := uri_prefix_of(r)
-	not resource_entry_below(r)
-	e := data.catalogue[k]
-} else := null if {
-	startswith(local_name(t), "template:")
-} else := catalogue_entry(t)
-
-# resource_entry_below(r): a resource entry's key starts with r
-# (case-insensitively) and is longer.
-resource_entry_below(r) if {
-	lr := lower(r)
-	some k in resource_keys_lower
-	count(k) > count(lr)
-	startswith(k, lr)
-}
-
-resource_keys_lower := {lower(k) |
-	some k, _ in data.catalogue
-	startswith(local_name(k), "resource:")
 }

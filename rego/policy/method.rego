@@ -2,7 +2,7 @@
 #
 # The gateway asks on every request of a caller with a token other than
 # tools/call, resources/read and prompts/get (pbac/tool_call decides those):
-# initialize, ping, notifications, the lists, completion/complete,
+# initialize, ping, notifications, the lists,
 # logging/setLevel, the client's answer to a server request (method
 # "response") and the transport's bodiless GET and DELETE. Input as for
 # pbac/tool_call without tool and arguments; request.backend absent (or "")
@@ -102,7 +102,7 @@ tier_allows_method if not tier_limits_methods
 
 tier_allows_method if method_name in data.tiers[tier].methods
 
-call_methods := {"tools/call", "resources/read", "prompts/get", "resources/subscribe", "resources/unsubscribe"}
+call_methods := {"tools/call", "resources/read", "prompts/get", "resources/subscribe", "resources/unsubscribe", "completion/complete"}
 
 method_deny contains msg if some msg in token_issues
 

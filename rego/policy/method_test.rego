@@ -23,9 +23,7 @@ session_methods := [
 	"GET", "DELETE", "server/discover", "tools/list", "logging/setLevel",
 ]
 
-read_methods := [
-	"resources/list", "resources/templates/list", "prompts/list", "completion/complete",
-]
+read_methods := ["resources/list", "resources/templates/list", "prompts/list"]
 
 test_method_empty_input_denied if {
 	d := data.pbac.method with input as {}
@@ -65,7 +63,7 @@ test_method_unknown_method_denied if {
 }
 
 test_method_calls_belong_to_tool_call if {
-	every m in ["tools/call", "resources/read", "prompts/get", "resources/subscribe", "resources/unsubscribe"] {
+	every m in ["tools/call", "resources/read", "prompts/get", "resources/subscribe", "resources/unsubscribe", "completion/complete"] {
 		d := method(machine_method("claude-code-trusted", "jira", m))
 		not d.allow
 		d.reasons == [concat("", [m, " is decided by pbac/tool_call"])]

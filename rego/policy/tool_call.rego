@@ -353,7 +353,7 @@ method_text(m) := m if is_string(m) else := "the call"
 # nothing the backend acts on, and policy's argument rules must not be
 # satisfied (or dodged) by them.
 tool_call_deny contains "a resource is read without arguments" if {
-	startswith(local_name(tool_name), "resource:")
+	names_resource(tool_name)
 	args := object.get(request, "arguments", null)
 	args != null
 	args != {}
@@ -363,7 +363,7 @@ tool_call_deny contains "a resource is read without arguments" if {
 # arg_constraints) hold tools to paths and names a URI does not carry:
 # its resources are not read through the catalogue at all.
 tool_call_deny contains msg if {
-	startswith(local_name(tool_name), "resource:")
+	names_resource(tool_name)
 	in_catalogue
 	resource_has_argument_rules(tool_resource)
 	msg := concat("", [
@@ -739,7 +739,7 @@ tool_call_fast(inp) := {
 	a := e.access
 	is_string(a)
 	call_kind_ok(object.get(req, "method", null), tool)
-	not startswith(local_name(tool), "resource:") # resources: the full rules
+	not names_resource(tool) # resources and templates: the full rules
 	backend_ok(req, tool)
 	not definition_drift(tool, object.get(req, "tool_definition", null))
 
