@@ -115,7 +115,8 @@ func rpcBody(m string, notification bool) string {
 	case notification:
 		return `{"jsonrpc":"2.0","method":"` + m + `"}`
 	case m == "completion/complete":
-		return `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p"},"argument":{"name":"a","value":"x"}}}`
+		// Decided by what it completes: jira's catalogued prompt.
+		return `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"triage_issue"},"argument":{"name":"key","value":"SEC"}}}`
 	case m == "logging/setLevel":
 		return `{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}`
 	}
@@ -146,8 +147,14 @@ func TestEveryMethodIsDecided(t *testing.T) {
 	t.Run("no grant on slack: every method is 403 and slack sees nothing", func(t *testing.T) {
 		for _, m := range methods {
 			status, sid, body := s.rpc(ci, http.MethodPost, "/mcp/slack", "", rpcBody(m.name, m.notification))
+			// A completion is decided by what it completes (pbac/tool_call):
+			// slack has no such prompt; every other method by pbac/method.
+			why := []string{"holds no", "on slack"}
+			if m.name == "completion/complete" {
+				why = []string{"slack.prompt:triage_issue is not in the catalogue"}
+			}
 			if status != http.StatusForbidden || sid != "" || !strings.Contains(body, `"code":-32001`) ||
-				!strings.Contains(body, "holds no") || !strings.Contains(body, "on slack") ||
+				!strings.Contains(body, why[0]) || !strings.Contains(body, why[len(why)-1]) ||
 				!strings.Contains(body, `"request_id":"`) {
 				t.Errorf("%s on slack: %d session %q %s", m.name, status, sid, body)
 			}
