@@ -292,22 +292,31 @@ func (g *Gateway) aggregateToolsList(c *fiber.Ctx, cl *caller, msg *jsonrpc.Mess
 			names = append(names, full)
 		}
 	}
-	allowed, version, err := g.allowedTools(ctx, &Backend{}, cl, "tools/list", names, defs)
+	return g.replyAggregatedList(c, cl, msg, "tools/list", "tools", tools, names, defs, rec, start)
+}
+
+// replyAggregatedList answers an aggregated list (tools, prompts,
+// resources, templates) with the items, named as the aggregated server
+// names them, that pbac/list lets the caller see (names[i] is items[i]'s
+// policy name), and audits it.
+func (g *Gateway) replyAggregatedList(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message, method, key string, items []json.RawMessage, names []string,
+	defs map[string]contract.ToolDefinition, rec *audit.Record, start time.Time) error {
+	allowed, version, err := g.allowedTools(c.UserContext(), &Backend{}, cl, method, names, defs)
 	if err != nil {
 		rec.Decision, rec.Reasons = "error", []string{err.Error()}
 		g.finish(rec, start)
 		return g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, "denied: the policy could not decide", nil))
 	}
-	out := make([]json.RawMessage, 0, len(tools))
-	for i, t := range tools {
+	out := make([]json.RawMessage, 0, len(items))
+	for i, it := range items {
 		if allowed[names[i]] {
-			out = append(out, t)
+			out = append(out, it)
 		}
 	}
 	rec.PolicyVersion, rec.Status = version, fiber.StatusOK
-	rec.Reasons = []string{fmt.Sprintf("%d of %d tools listed", len(out), len(tools))}
+	rec.Reasons = []string{fmt.Sprintf("%d of %d %s listed", len(out), len(items), key)}
 	g.finish(rec, start)
-	result := map[string]any{"tools": out}
+	result := map[string]any{key: out}
 	if c.Get(hdrProtocol) >= statelessRevision {
 		// Filtered for this caller, under a policy that may change at any
 		// moment: fresh for no one else, and not for long.
@@ -500,26 +509,7 @@ func (g *Gateway) aggregateListed(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message
 			names = append(names, e.name)
 		}
 	}
-	allowed, version, err := g.allowedTools(ctx, &Backend{}, cl, kind.method, names, nil)
-	if err != nil {
-		rec.Decision, rec.Reasons = "error", []string{err.Error()}
-		g.finish(rec, start)
-		return g.reply(c, fiber.StatusForbidden, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeDenied, "denied: the policy could not decide", nil))
-	}
-	out := make([]json.RawMessage, 0, len(items))
-	for i, it := range items {
-		if allowed[names[i]] {
-			out = append(out, it)
-		}
-	}
-	rec.PolicyVersion, rec.Status = version, fiber.StatusOK
-	rec.Reasons = []string{fmt.Sprintf("%d of %d %s listed", len(out), len(items), kind.key)}
-	g.finish(rec, start)
-	result := map[string]any{kind.key: out}
-	if c.Get(hdrProtocol) >= statelessRevision {
-		result["ttlMs"], result["cacheScope"] = 0, "private"
-	}
-	return g.reply(c, fiber.StatusOK, rpcResult(msg.ID, result))
+	return g.replyAggregatedList(c, cl, msg, kind.method, kind.key, items, names, nil, rec, start)
 }
 
 // aggregateName renames a listed item as the aggregated server names it.

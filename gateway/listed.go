@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"regexp"
 	"strings"
 
@@ -66,30 +65,7 @@ func itemName(backend, prefix string, raw json.RawMessage) (string, bool) {
 // name (or URI) is listed twice, is dropped: which one a client would keep
 // is its guess. The list is private to the caller (markPrivate).
 func (g *Gateway) filterListed(ctx context.Context, kind listedKind, backend *Backend, cl *caller, body []byte, sse bool, rec *audit.Record) ([]byte, int, error) {
-	kept := 0
-	rewrite := func(msg []byte) ([]byte, error) {
-		if err := tooldefs.CheckObjectKeys(msg); err != nil {
-			return nil, fmt.Errorf("backend answer: %w", err)
-		}
-		var env map[string]json.RawMessage
-		if err := json.Unmarshal(msg, &env); err != nil {
-			return nil, fmt.Errorf("backend answer is not JSON: %w", err)
-		}
-		res, ok := env["result"]
-		if !ok {
-			return msg, nil // an error answer passes as it is
-		}
-		if err := tooldefs.CheckObjectKeys(res); err != nil {
-			return nil, fmt.Errorf("%s result: %w", kind.key, err)
-		}
-		var result map[string]json.RawMessage
-		if err := json.Unmarshal(res, &result); err != nil {
-			return nil, fmt.Errorf("%s result is not an object: %w", kind.key, err)
-		}
-		var items []json.RawMessage
-		if err := json.Unmarshal(result[kind.key], &items); err != nil {
-			return nil, fmt.Errorf("the result has no %s array: %w", kind.key, err)
-		}
+	return filterListAnswer(body, sse, kind.method, kind.key, func(items []json.RawMessage) ([]json.RawMessage, error) {
 		names := make([]string, len(items))
 		count := map[string]int{}
 		for i, raw := range items {
@@ -121,16 +97,6 @@ func (g *Gateway) filterListed(ctx context.Context, kind listedKind, backend *Ba
 				out = append(out, g.icons.stripIconsRaw(raw))
 			}
 		}
-		kept = len(out)
-		if result[kind.key], err = json.Marshal(out); err != nil {
-			return nil, err
-		}
-		markPrivate(result)
-		if env["result"], err = json.Marshal(result); err != nil {
-			return nil, err
-		}
-		return json.Marshal(env)
-	}
-	out, err := rewriteAnswer(body, sse, rewrite)
-	return out, kept, err
+		return out, nil
+	})
 }

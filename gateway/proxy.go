@@ -865,33 +865,8 @@ func markPrivate(result map[string]json.RawMessage) {
 // filterTools rewrites a tools/list result (plain JSON or the SSE events
 // carrying it) to the tools policy allows.
 func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller, body []byte, sse bool, rec *audit.Record) ([]byte, int, error) {
-	kept := 0
-	rewrite := func(msg []byte) ([]byte, error) {
-		// A key twice (or spelt twice) is read one way here and another by
-		// some client: such an answer is not passed on. (Each tool object
-		// is read strictly on its own, by readTools.)
-		if err := tooldefs.CheckObjectKeys(msg); err != nil {
-			return nil, fmt.Errorf("backend answer: %w", err)
-		}
-		var env map[string]json.RawMessage
-		if err := json.Unmarshal(msg, &env); err != nil {
-			return nil, fmt.Errorf("backend answer is not JSON: %w", err)
-		}
-		res, ok := env["result"]
-		if !ok {
-			return msg, nil // an error answer passes as it is
-		}
-		if err := tooldefs.CheckObjectKeys(res); err != nil {
-			return nil, fmt.Errorf("tools/list result: %w", err)
-		}
-		var result map[string]json.RawMessage
-		if err := json.Unmarshal(res, &result); err != nil {
-			return nil, fmt.Errorf("tools/list result is not an object: %w", err)
-		}
-		var tools []json.RawMessage
-		if err := json.Unmarshal(result["tools"], &tools); err != nil {
-			return nil, fmt.Errorf("tools/list result has no tool array: %w", err)
-		}
+	// Each tool object is read strictly on its own, by readTools.
+	return filterListAnswer(body, sse, "tools/list", "tools", func(tools []json.RawMessage) ([]json.RawMessage, error) {
 		listed := g.readTools(backend.Name, tools)
 		names := make([]string, len(listed))
 		for i, lt := range listed {
@@ -910,8 +885,48 @@ func (g *Gateway) filterTools(ctx context.Context, backend *Backend, cl *caller,
 				out = append(out, g.icons.stripIconsRaw(lt.Canonical))
 			}
 		}
+		return out, nil
+	})
+}
+
+// filterListAnswer rewrites a list answer (plain JSON, or the SSE events
+// carrying it) of method: the result's key array is replaced by what keep
+// returns for it, and the result is marked private to the caller
+// (markPrivate). A key twice (or spelt twice) in the message or its result
+// is read one way here and another by some client: such an answer is not
+// passed on. An error answer passes as it is. It reports how many items
+// the (last) rewritten result kept.
+func filterListAnswer(body []byte, sse bool, method, key string, keep func([]json.RawMessage) ([]json.RawMessage, error)) ([]byte, int, error) {
+	kept := 0
+	rewrite := func(msg []byte) ([]byte, error) {
+		if err := tooldefs.CheckObjectKeys(msg); err != nil {
+			return nil, fmt.Errorf("backend answer: %w", err)
+		}
+		var env map[string]json.RawMessage
+		if err := json.Unmarshal(msg, &env); err != nil {
+			return nil, fmt.Errorf("backend answer is not JSON: %w", err)
+		}
+		res, ok := env["result"]
+		if !ok {
+			return msg, nil
+		}
+		if err := tooldefs.CheckObjectKeys(res); err != nil {
+			return nil, fmt.Errorf("%s result: %w", method, err)
+		}
+		var result map[string]json.RawMessage
+		if err := json.Unmarshal(res, &result); err != nil {
+			return nil, fmt.Errorf("%s result is not an object: %w", method, err)
+		}
+		var items []json.RawMessage
+		if err := json.Unmarshal(result[key], &items); err != nil {
+			return nil, fmt.Errorf("%s result has no %s array: %w", method, key, err)
+		}
+		out, err := keep(items)
+		if err != nil {
+			return nil, err
+		}
 		kept = len(out)
-		if result["tools"], err = json.Marshal(out); err != nil {
+		if result[key], err = json.Marshal(out); err != nil {
 			return nil, err
 		}
 		markPrivate(result)
