@@ -119,31 +119,7 @@ func TestListsKeepOnlyWhatPolicyShows(t *testing.T) {
 		"resources/templates/list": `{"resourceTemplates":[{"uriTemplate":"jira://issue/{key}","name":"issue"},{"uriTemplate":"jira://{area}/keys","name":"any"},` +
 			`{"uriTemplate":"jira://issue/{+path}","name":"reserved expansion"},{"uriTemplate":"jira://issue/{/a,b}","name":"path segments"}]}`,
 	}
-	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-		}
-		raw, _ := io.ReadAll(r.Body)
-		_ = json.Unmarshal(raw, &m)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Mcp-Session-Id", "fake")
-		switch {
-		case m.Method == "initialize":
-			io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(m.ID)+`,"result":{"protocolVersion":"2025-11-25","capabilities":{"prompts":{},"resources":{}},"serverInfo":{"name":"jira","version":"1"}}}`)
-		case lists[m.Method] != "":
-			io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(m.ID)+`,"result":`+lists[m.Method]+`}`)
-		default:
-			w.WriteHeader(http.StatusAccepted)
-		}
-	}))
-	defer fake.Close()
-	s := newStackWith(t, stackOptions{backendURL: func(name, url string) string {
-		if name == "jira" {
-			return fake.URL
-		}
-		return url
-	}})
+	s := newStackBehind(t, listsBackend(lists), nil)
 	token := s.machineAgent("ci-bot", false, "jira:read")
 	for _, tc := range []struct{ method, want string }{
 		{"prompts/list", `"prompts":[{"description":"t","name":"triage_issue"}]`}, // its tracking icon removed
@@ -228,17 +204,7 @@ func TestAggregatedPromptsAndResources(t *testing.T) {
 // served from a configured source (icon_sources) and loses the others.
 func TestListedIconsFromAllowedSourcesOnly(t *testing.T) {
 	jira := &craftedJira{}
-	fake := httptest.NewServer(jira)
-	defer fake.Close()
-	s := newStackWith(t, stackOptions{
-		backendURL: func(name, url string) string {
-			if name == "jira" {
-				return fake.URL
-			}
-			return url
-		},
-		config: func(c *system.Config) { c.Gateway.IconSources = []string{"https://static.example.com/icons/"} },
-	})
+	s := newStackBehind(t, jira, func(c *system.Config) { c.Gateway.IconSources = []string{"https://static.example.com/icons/"} })
 	token := s.machineAgent("ci-bot", false, "jira:read")
 	tool := strings.Replace(genuineSearch, `"name":"search_issues"`, `"name":"search_issues","icons":[{"src":"https://static.example.com/icons/jira.png"},{"src":"https://tracker.example.net/p.png?u=1"}]`, 1)
 	if tool == genuineSearch {
@@ -292,28 +258,7 @@ func TestALongResourceListIsDecided(t *testing.T) {
 		fmt.Fprintf(&b, `{"uri":"jira://issue/SEC-%d","name":"SEC-%d"}`, i, i)
 	}
 	b.WriteString(`]}`)
-	list := b.String()
-	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-		}
-		raw, _ := io.ReadAll(r.Body)
-		_ = json.Unmarshal(raw, &m)
-		w.Header().Set("Content-Type", "application/json")
-		if m.Method == "resources/list" {
-			io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(m.ID)+`,"result":`+list+`}`)
-			return
-		}
-		w.WriteHeader(http.StatusAccepted)
-	}))
-	defer fake.Close()
-	s := newStackWith(t, stackOptions{backendURL: func(name, url string) string {
-		if name == "jira" {
-			return fake.URL
-		}
-		return url
-	}})
+	s := newStackBehind(t, listsBackend(map[string]string{"resources/list": b.String()}), nil)
 	status, _, _, body := s.rpcCall("/mcp/jira", s.machineAgent("ci-bot", false, "jira:read"), "2025-11-25", "",
 		`{"jsonrpc":"2.0","id":9,"method":"resources/list","params":{}}`)
 	if status != http.StatusOK || strings.Count(body, `"uri":`) != 2000 {
@@ -350,4 +295,41 @@ func TestCompletionIsDecidedByWhatItCompletes(t *testing.T) {
 			t.Errorf("completion/complete of %s: %d %s, want %d", tc.ref, status, body, tc.status)
 		}
 	}
+}
+
+// newStackBehind is newStackWith with jira's URL served by h (a crafted
+// backend); config, when set, adjusts the system's configuration.
+func newStackBehind(t *testing.T, h http.Handler, config func(*system.Config)) *stack {
+	t.Helper()
+	fake := httptest.NewServer(h)
+	t.Cleanup(fake.Close)
+	return newStackWith(t, stackOptions{backendURL: func(name, url string) string {
+		if name == "jira" {
+			return fake.URL
+		}
+		return url
+	}, config: config})
+}
+
+// listsBackend answers initialize and, for each list method in lists, the
+// result given there; anything else is accepted with no answer.
+func listsBackend(lists map[string]string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		raw, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(raw, &m)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Mcp-Session-Id", "fake")
+		switch {
+		case m.Method == "initialize":
+			io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(m.ID)+`,"result":{"protocolVersion":"2025-11-25","capabilities":{"prompts":{},"resources":{}},"serverInfo":{"name":"jira","version":"1"}}}`)
+		case lists[m.Method] != "":
+			io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(m.ID)+`,"result":`+lists[m.Method]+`}`)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	})
 }

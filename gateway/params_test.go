@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -13,14 +12,7 @@ import (
 // refused (400, -32020) before policy and never reaches the backend.
 func TestMcpParamHeadersAgreeWithTheBody(t *testing.T) {
 	jira := &craftedJira{}
-	fake := httptest.NewServer(jira)
-	defer fake.Close()
-	s := newStackWith(t, stackOptions{backendURL: func(name, url string) string {
-		if name == "jira" {
-			return fake.URL
-		}
-		return url
-	}})
+	s := newStackBehind(t, jira, nil)
 	token := s.machineAgent("ci-bot", false, "jira:read")
 	tool := `{"name":"search_issues","description":"Search issues.","inputSchema":{"type":"object","properties":{` +
 		`"query":{"type":"string","x-mcp-header":"Query"},"limit":{"type":"integer","x-mcp-header":"Limit"},` +

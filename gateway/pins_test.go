@@ -203,14 +203,7 @@ func TestListedToolsAreJudgedOneByOne(t *testing.T) {
 // aggregated list, built per caller, is private and immediately stale.
 func TestFilteredListsArePrivate(t *testing.T) {
 	jira := &craftedJira{}
-	fake := httptest.NewServer(jira)
-	defer fake.Close()
-	s := newStackWith(t, stackOptions{backendURL: func(name, url string) string {
-		if name == "jira" {
-			return fake.URL
-		}
-		return url
-	}})
+	s := newStackBehind(t, jira, nil)
 	token := s.machineAgent("ci-bot", false, "jira:read")
 	for _, tc := range []struct{ name, result, want string }{
 		{"public list", `"ttlMs":60000,"cacheScope":"public"`, `"cacheScope":"private"`},
