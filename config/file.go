@@ -187,13 +187,7 @@ func (t *Telemetry) Check() error {
 	if !(t.SampleRatio >= 0 && t.SampleRatio <= 1) {
 		errs = append(errs, fmt.Errorf("telemetry: sample_ratio %v must be between 0 and 1", t.SampleRatio))
 	}
-	for h, v := range t.Headers {
-		for _, m := range envRef.FindAllStringSubmatch(v, -1) {
-			if _, ok := os.LookupEnv(m[1]); !ok {
-				errs = append(errs, fmt.Errorf("telemetry: header %s uses ${%s}, which is not set", h, m[1]))
-			}
-		}
-	}
+	errs = append(errs, unsetHeaderRefs("telemetry", t.Headers)...)
 	return errors.Join(errs...)
 }
 
@@ -204,9 +198,7 @@ func (t *Telemetry) ResolvedHeaders() map[string]string {
 	}
 	out := make(map[string]string, len(t.Headers))
 	for h, v := range t.Headers {
-		out[h] = envRef.ReplaceAllStringFunc(v, func(ref string) string {
-			return os.Getenv(envRef.FindStringSubmatch(ref)[1])
-		})
+		out[h] = expandEnv(v)
 	}
 	return out
 }
@@ -413,6 +405,27 @@ var (
 	backendName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	envRef      = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 )
+
+// unsetHeaderRefs are the errors of header values (of where) that name an
+// environment variable (${VAR}) that is not set.
+func unsetHeaderRefs(where string, headers map[string]string) []error {
+	var errs []error
+	for h, v := range headers {
+		for _, m := range envRef.FindAllStringSubmatch(v, -1) {
+			if _, ok := os.LookupEnv(m[1]); !ok {
+				errs = append(errs, fmt.Errorf("%s: header %s uses ${%s}, which is not set", where, h, m[1]))
+			}
+		}
+	}
+	return errs
+}
+
+// expandEnv is a header value with each ${VAR} replaced by the variable.
+func expandEnv(v string) string {
+	return envRef.ReplaceAllStringFunc(v, func(ref string) string {
+		return os.Getenv(envRef.FindStringSubmatch(ref)[1])
+	})
+}
 
 // Load reads and validates a configuration file. Errors name the
 // file, and the line where the YAML parser can tell.
@@ -652,13 +665,7 @@ func (c *File) Validate() error {
 		if _, _, _, err := b.StdioLimits(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 		}
-		for h, v := range b.Headers {
-			for _, m := range envRef.FindAllStringSubmatch(v, -1) {
-				if _, ok := os.LookupEnv(m[1]); !ok {
-					errs = append(errs, fmt.Errorf("%s: header %s uses ${%s}, which is not set", where, h, m[1]))
-				}
-			}
-		}
+		errs = append(errs, unsetHeaderRefs(where, b.Headers)...)
 		for h, path := range b.HeadersFromFiles {
 			if _, err := os.Stat(path); err != nil {
 				errs = append(errs, fmt.Errorf("%s: header %s: %w", where, h, err))
@@ -815,9 +822,7 @@ func (b Backend) Resolve() (ResolvedBackend, error) {
 		out.Timeout = d
 	}
 	for h, v := range b.Headers {
-		out.Headers[h] = envRef.ReplaceAllStringFunc(v, func(ref string) string {
-			return os.Getenv(envRef.FindStringSubmatch(ref)[1])
-		})
+		out.Headers[h] = expandEnv(v)
 	}
 	for h, path := range b.HeadersFromFiles {
 		raw, err := os.ReadFile(path)

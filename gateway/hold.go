@@ -561,9 +561,9 @@ func forwardedWithoutApproval(msg *jsonrpc.Message, maxDepth int) (*jsonrpc.Mess
 		np = append(append(append(np, k...), ':'), v...)
 	}
 	np = append(np, '}')
-	off := cap(msg.Raw) - cap(params)
-	if off < 0 || off+len(params) > len(msg.Raw) || &msg.Raw[off] != &params[0] {
-		return nil, errors.New("the params are not part of the message")
+	off, err := offsetIn(msg.Raw, params)
+	if err != nil {
+		return nil, fmt.Errorf("the params: %w", err)
 	}
 	body := make([]byte, 0, len(msg.Raw))
 	body = append(body, msg.Raw[:off]...)
