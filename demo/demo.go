@@ -168,11 +168,17 @@ func StartAll(ctx context.Context) ([]*Running, error) {
 // --- helpers shared by the backends ---
 
 func newServer(name, title, instructions string) *mcp.Server {
+	return newServerWith(name, title, instructions, &mcp.ServerOptions{})
+}
+
+// newServerWith is newServer with more of the SDK's server options.
+func newServerWith(name, title, instructions string, opts *mcp.ServerOptions) *mcp.Server {
+	opts.Instructions = instructions
 	return mcp.NewServer(&mcp.Implementation{
 		Name:    "pbac-demo-" + name,
 		Title:   title,
 		Version: Version,
-	}, &mcp.ServerOptions{Instructions: instructions})
+	}, opts)
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -49,6 +49,9 @@ func (i *Issue) clone() Issue {
 }
 
 type jira struct {
+	// srv is the server the issues are served by: a change to an issue is
+	// announced to its resource's subscribers.
+	srv      *mcp.Server
 	mu       sync.Mutex
 	issues   map[string]*Issue
 	projects map[string]string // key -> name
@@ -112,9 +115,16 @@ func newJiraServer() *mcp.Server {
 		n, _ := strconv.Atoi(strings.TrimPrefix(is.Key, is.Project+"-"))
 		j.next[is.Project] = max(j.next[is.Project], n+1)
 	}
-	s := newServer("jira", "Demo Jira",
+	// An issue's resource may be subscribed to (resources/subscribe, or
+	// subscriptions/listen from 2026-07-28): a comment or a transition
+	// announces notifications/resources/updated to its subscribers.
+	s := newServerWith("jira", "Demo Jira",
 		"An issue tracker with projects SEC (Security) and PLAT (Platform). "+
-			"Statuses: To Do, In Progress, Done.")
+			"Statuses: To Do, In Progress, Done.", &mcp.ServerOptions{
+			SubscribeHandler:   j.subscribable,
+			UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
+		})
+	j.srv = s
 	mcp.AddTool(s, &mcp.Tool{
 		Name:        "search_issues",
 		Description: "Search issues with simple JQL (e.g. project = SEC AND status = \"To Do\") or a plain text query. No arguments lists every issue.",
@@ -161,6 +171,25 @@ func newJiraServer() *mcp.Server {
 
 // issueURI is the prefix of an issue's resource URI.
 const issueURI = "jira://issue/"
+
+// subscribable accepts a subscription to an existing issue's resource.
+func (j *jira) subscribable(_ context.Context, req *mcp.SubscribeRequest) error {
+	key, ok := strings.CutPrefix(req.Params.URI, issueURI)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if _, exists := j.issues[key]; !ok || !exists {
+		return mcp.ResourceNotFoundError(req.Params.URI)
+	}
+	return nil
+}
+
+// updated announces a change to issue key (when not "") to its resource's
+// subscribers; it is deferred before j.mu is taken, so it runs unlocked.
+func (j *jira) updated(ctx context.Context, key *string) {
+	if *key != "" {
+		_ = j.srv.ResourceUpdated(ctx, &mcp.ResourceUpdatedNotificationParams{URI: issueURI + *key})
+	}
+}
 
 // readIssue reads the resource of one issue (jira://issue/<key>).
 func (j *jira) readIssue(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
@@ -359,10 +388,12 @@ func (j *jira) createIssue(_ context.Context, _ *mcp.CallToolRequest, in CreateI
 	return textResult("Created %s: %s (status To Do).", is.Key, is.Summary), is.clone(), nil
 }
 
-func (j *jira) addComment(_ context.Context, _ *mcp.CallToolRequest, in AddCommentArgs) (*mcp.CallToolResult, AddCommentOutput, error) {
+func (j *jira) addComment(ctx context.Context, _ *mcp.CallToolRequest, in AddCommentArgs) (*mcp.CallToolResult, AddCommentOutput, error) {
 	if err := required("body", in.Body); err != nil {
 		return nil, AddCommentOutput{}, err
 	}
+	var changed string
+	defer j.updated(ctx, &changed)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	is, err := j.lookup(in.Key)
@@ -373,14 +404,17 @@ func (j *jira) addComment(_ context.Context, _ *mcp.CallToolRequest, in AddComme
 	is.Comments = append(is.Comments, c)
 	is.Updated = c.Created
 	out := AddCommentOutput{Key: is.Key, Comment: c, Comments: len(is.Comments)}
+	changed = is.Key
 	return textResult("Comment added to %s (%d comment(s) now).", is.Key, len(is.Comments)), out, nil
 }
 
-func (j *jira) transitionIssue(_ context.Context, _ *mcp.CallToolRequest, in TransitionIssueArgs) (*mcp.CallToolResult, TransitionIssueOutput, error) {
+func (j *jira) transitionIssue(ctx context.Context, _ *mcp.CallToolRequest, in TransitionIssueArgs) (*mcp.CallToolResult, TransitionIssueOutput, error) {
 	idx := slices.IndexFunc(jiraStatuses, func(s string) bool { return strings.EqualFold(s, strings.TrimSpace(in.Status)) })
 	if idx < 0 {
 		return nil, TransitionIssueOutput{}, fmt.Errorf("status %q is not valid: use To Do, In Progress or Done", in.Status)
 	}
+	var changed string
+	defer j.updated(ctx, &changed)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	is, err := j.lookup(in.Key)
@@ -393,6 +427,7 @@ func (j *jira) transitionIssue(_ context.Context, _ *mcp.CallToolRequest, in Tra
 	}
 	is.Status = out.To
 	is.Updated = now()
+	changed = is.Key
 	return textResult("%s moved from %s to %s.", is.Key, out.From, out.To), out, nil
 }
 

@@ -118,6 +118,10 @@ type Config struct {
 	// DefaultSessionsPerAgent). A new session beyond it ends the agent's
 	// least recently used one, at its backend too.
 	SessionsPerAgent int
+	// TasksPerAgent bounds the task ids one agent holds recorded at once
+	// (tasks.go; default DefaultTasksPerAgent): past it, its oldest task is
+	// forgotten and answered as unknown.
+	TasksPerAgent int
 	// RefusalWindow is how long refusals of one kind (a bad or missing
 	// token, a foreign origin, from one address) are summed into one audit
 	// record after the first (default DefaultRefusalWindow).
@@ -159,12 +163,15 @@ type Gateway struct {
 	log        *slog.Logger
 	metrics    *metrics
 	sessions   *sessions
+	tasks      *tasks
 	resource   string
 	origins    map[string]bool
 	// catalogues holds the argument rules of the active policy's catalogue.
 	catalogues catalogues
-	stop       chan struct{}
-	stopOnce   sync.Once
+	// stopped ends at Shutdown: the gateway's own goroutines and every
+	// stream it relays stop with it.
+	stopped context.Context
+	halt    context.CancelFunc
 	// bg are the gateway's own goroutines (session expiry, ending
 	// sessions at backends, refusal audit); Shutdown waits for them.
 	bg       sync.WaitGroup
@@ -232,9 +239,9 @@ func New(cfg Config) (*Gateway, error) {
 		log:        cfg.Logger,
 		metrics:    newMetrics(activeVersion(cfg.Policy)),
 		sessions:   newSessions(cfg.SessionsPerAgent),
+		tasks:      newTasks(cfg.TasksPerAgent),
 		resource:   base + "/mcp",
 		origins:    map[string]bool{pub.Scheme + "://" + pub.Host: true},
-		stop:       make(chan struct{}),
 		draining:   make(chan struct{}, maxDraining),
 		client: &http.Client{
 			Transport: &http.Transport{
@@ -247,6 +254,7 @@ func New(cfg Config) (*Gateway, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
+	g.stopped, g.halt = context.WithCancel(context.Background())
 	if cfg.Approvals != nil {
 		for _, m := range cfg.Approvals.Collectors() {
 			if err := g.metrics.reg.Register(m); err != nil {
@@ -254,6 +262,9 @@ func New(cfg Config) (*Gateway, error) {
 			}
 		}
 	}
+	g.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pbac_tasks_recorded", Help: "Tasks (the tasks extension) the gateway holds the owners of.",
+	}, func() float64 { return float64(g.tasks.count()) }))
 	for _, m := range cfg.Collectors {
 		if err := g.metrics.reg.Register(m); err != nil {
 			return nil, fmt.Errorf("gateway: registering a collector: %w", err)
@@ -289,18 +300,29 @@ func New(cfg Config) (*Gateway, error) {
 	})
 	g.app = g.routes()
 	g.bg.Go(g.expireSessions)
-	g.bg.Go(func() { g.refusals.run(g.stop) })
+	g.bg.Go(func() { g.refusals.run(g.stopped.Done()) })
 	return g, nil
 }
 
-// expireSessions forgets sessions idle longer than SessionIdle; their
-// clients must initialize again (404), as the transport specifies.
+// streamContext is the context of a backend stream a handler hands on to
+// its body writer: it outlives the handler (keeping the request's trace)
+// and ends with cancel or at Shutdown, which ends every stream rather than
+// wait for a quiet one to notice that its client has gone.
+func (g *Gateway) streamContext(c *fiber.Ctx) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(c.UserContext()))
+	stop := context.AfterFunc(g.stopped, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// expireSessions forgets sessions idle longer than SessionIdle (their
+// clients must initialize again, 404, as the transport specifies) and the
+// tasks past their life.
 func (g *Gateway) expireSessions() {
 	t := time.NewTicker(max(g.cfg.SessionIdle/4, time.Second))
 	defer t.Stop()
 	for {
 		select {
-		case <-g.stop:
+		case <-g.stopped.Done():
 			return
 		case now := <-t.C:
 			if gone := g.sessions.expire(now.Add(-g.cfg.SessionIdle)); len(gone) > 0 {
@@ -309,6 +331,7 @@ func (g *Gateway) expireSessions() {
 				g.log.Info("idle sessions ended", "count", len(gone))
 				g.endAtBackends(gone...)
 			}
+			g.tasks.expire(now)
 		}
 	}
 }
@@ -330,7 +353,7 @@ func (g *Gateway) App() *fiber.App { return g.app }
 // Shutdown drains in-flight requests and the gateway's own goroutines
 // (within ctx), then closes idle backend connections.
 func (g *Gateway) Shutdown(ctx context.Context) error {
-	g.stopOnce.Do(func() { close(g.stop) })
+	g.halt()
 	err := g.app.ShutdownWithContext(ctx)
 	done := make(chan struct{})
 	go func() { g.bg.Wait(); close(done) }()

@@ -26,6 +26,9 @@ type metrics struct {
 	// outcome; every label is bounded (callLabels).
 	calls       *prometheus.CounterVec
 	callSeconds *prometheus.HistogramVec
+	// notifications counts the messages backends push on streams, by
+	// backend and outcome (passed, withheld: listen.go).
+	notifications *prometheus.CounterVec
 
 	mu            sync.Mutex
 	policyVersion string
@@ -146,12 +149,16 @@ func newMetrics(active func() string) *metrics {
 			Help:    "Time from a call's arrival to its answer's headers (the audit record's total), by backend, tool (catalogued tools; any other is \"other\") and outcome.",
 			Buckets: []float64{250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3, 1, 10},
 		}, []string{"backend", "tool", "outcome"}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pbac_stream_messages_total",
+			Help: "Messages backends pushed on a subscriptions/listen or GET stream, by backend and outcome: passed, or withheld (what the caller may not see, or does not parse).",
+		}, []string{"backend", "outcome"}),
 	}
 	m.recent = map[string]*window{}
 	for _, st := range latencyStages {
 		m.recent[st] = &window{}
 	}
-	m.reg.MustRegister(m.decisions, m.latency, m.sessions, m.sessionsEnded, policyVersionCollector{m}, m.calls, m.callSeconds,
+	m.reg.MustRegister(m.decisions, m.latency, m.sessions, m.sessionsEnded, policyVersionCollector{m}, m.calls, m.callSeconds, m.notifications,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -168,8 +175,8 @@ var methodLabels = map[string]bool{
 	"resources/list": true, "resources/templates/list": true, "resources/read": true,
 	"resources/subscribe": true, "resources/unsubscribe": true,
 	"prompts/list": true, "prompts/get": true,
-	"completion/complete": true, "logging/setLevel": true,
-	"tasks/get": true, "tasks/list": true, "tasks/result": true, "tasks/cancel": true,
+	"completion/complete": true, "logging/setLevel": true, "subscriptions/listen": true,
+	"tasks/get": true, "tasks/list": true, "tasks/result": true, "tasks/cancel": true, "tasks/update": true,
 	"notifications/initialized": true, "notifications/cancelled": true, "notifications/progress": true,
 	"notifications/roots/list_changed": true, "notifications/tasks/status": true,
 	"GET": true, "DELETE": true, anonymousResponse: true, "auth": true, "origin": true,
@@ -261,4 +268,9 @@ func (m *metrics) stage(name string, d time.Duration) {
 // overhead records what the gateway added to a forwarded call.
 func (m *metrics) overhead(d time.Duration) {
 	m.recent["overhead"].add(d.Microseconds())
+}
+
+// notification counts one message a backend pushed on a stream.
+func (m *metrics) notification(backend, outcome string) {
+	m.notifications.WithLabelValues(backend, outcome).Inc()
 }

@@ -146,7 +146,20 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 		}
 		msg = fwd
 		probeDecided(c.Context().ID())
+		if asksForTask(msg) {
+			return g.forwardTaskable(c, backend, cl, msg, sess, &rec, start)
+		}
+	case "subscriptions/listen":
+		if allowed, err := g.decideMethod(c, backend.Name, cl, methodOf(msg), msg.ID, &rec, start); err != nil || !allowed {
+			return err
+		}
+		return g.listen(c, backend, cl, msg, sess, &rec, start)
 	default:
+		// A task is named only by its owner (tasks.go), then decided as
+		// any method.
+		if taskMethods[msg.Method] && !g.checkTaskOwner(c, backend, cl, msg, &rec, start) {
+			return nil
+		}
 		// Every other method is decided too (pbac/method): no grant on a
 		// backend, no session there; an unknown method never reaches it.
 		if allowed, err := g.decideMethod(c, backend.Name, cl, methodOf(msg), msg.ID, &rec, start); err != nil || !allowed {
@@ -240,10 +253,14 @@ func checkHeaders(c *fiber.Ctx, m *jsonrpc.Message) error {
 		return nil
 	}
 	version := c.Get(hdrProtocol)
-	named := m.Method == "tools/call" || m.Method == "resources/read" || m.Method == "prompts/get"
+	named := m.Method == "tools/call" || m.Method == "resources/read" || m.Method == "prompts/get" || taskMethods[m.Method]
 	name := m.Name
-	if m.Method == "resources/read" {
+	switch {
+	case m.Method == "resources/read":
 		name = m.URI
+	case taskMethods[m.Method]:
+		// The tasks extension names the task in Mcp-Name.
+		name, _ = taskOf(m)
 	}
 	if version >= statelessRevision {
 		if m.MetaProtocolVersion != "" && m.MetaProtocolVersion != version {
@@ -1036,19 +1053,16 @@ func (g *Gateway) allowedTools(ctx context.Context, backend *Backend, cl *caller
 // one is named, and policy's decision on the method (GET or DELETE). When
 // ok is false the answer has been written; else rec is the request's audit
 // record, to finish once the backend has answered.
-func (g *Gateway) sessionRequest(c *fiber.Ctx) (backend *Backend, sess *session, rec *audit.Record, ok bool, err error) {
+func (g *Gateway) sessionRequest(c *fiber.Ctx) (backend *Backend, cl *caller, sess *session, rec *audit.Record, ok bool, err error) {
 	start := time.Now()
 	backend, known := g.backends[c.Params("backend")]
 	if !known {
-		return nil, nil, nil, false, c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "unknown backend"})
+		return nil, nil, nil, nil, false, c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "unknown backend"})
 	}
 	if !g.checkOrigin(c, backend.Name) {
-		return nil, nil, nil, false, c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
+		return nil, nil, nil, nil, false, c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
 	}
-	var (
-		cl     *caller
-		authed bool
-	)
+	var authed bool
 	rid := newID()
 	if bearerToken(c) != "" {
 		cl, authed, _ = g.authenticate(c, backend.Name, rid)
@@ -1057,39 +1071,29 @@ func (g *Gateway) sessionRequest(c *fiber.Ctx) (backend *Backend, sess *session,
 		cl, authed, _ = g.admitAnonymous(c, backend.Name, c.Method(), "", rid)
 	}
 	if !authed {
-		return nil, nil, nil, false, nil
+		return nil, nil, nil, nil, false, nil
 	}
 	sess, status, errBody := g.resolveSession(c, backend, cl, &jsonrpc.Message{})
 	if errBody != nil {
-		return nil, nil, nil, false, g.reply(c, status, errBody)
+		return nil, nil, nil, nil, false, g.reply(c, status, errBody)
 	}
 	method := strings.Clone(c.Method()) // fasthttp reuses its buffers; the record outlives the request
 	rec = &audit.Record{Time: start.UTC(), RequestID: rid, Backend: backend.Name, Method: method, LatencyMicros: map[string]int64{}}
 	fillCaller(rec, cl)
 	if allowed, err := g.decideMethod(c, backend.Name, cl, method, nil, rec, start); err != nil || !allowed {
-		return nil, nil, nil, false, err
+		return nil, nil, nil, nil, false, err
 	}
-	return backend, sess, rec, true, nil
+	return backend, cl, sess, rec, true, nil
 }
 
 // handleStream serves the GET stream (server-to-client messages) through.
 func (g *Gateway) handleStream(c *fiber.Ctx) error {
 	start := time.Now()
-	backend, sess, rec, ok, err := g.sessionRequest(c)
+	backend, cl, sess, rec, ok, err := g.sessionRequest(c)
 	if !ok {
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(c.UserContext()))
-	// A client that went away is noticed only on the next write, which may
-	// never come on a quiet stream: Shutdown ends every stream instead of
-	// waiting for it.
-	go func() {
-		select {
-		case <-g.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx, cancel := g.streamContext(c)
 	req, err := g.backendRequest(ctx, c, backend, http.MethodGet, nil, sess)
 	if err != nil {
 		cancel()
@@ -1111,7 +1115,7 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 		defer cancel()
 		defer resp.Body.Close()
 		if strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream") {
-			if err := pipeStream(w, resp.Body); err != nil {
+			if err := relayVetted(ctx, w, resp.Body, g.notificationVetter(backend, cl, nil)); err != nil {
 				g.log.Warn("the backend's event stream ended", "backend", backend.Name, "err", err)
 			}
 			return
@@ -1124,7 +1128,7 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 // handleDelete ends a session at the backend and forgets it.
 func (g *Gateway) handleDelete(c *fiber.Ctx) error {
 	start := time.Now()
-	backend, sess, rec, ok, err := g.sessionRequest(c)
+	backend, _, sess, rec, ok, err := g.sessionRequest(c)
 	if !ok {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 )
 
@@ -140,32 +139,4 @@ func isResponse(data []byte) bool {
 		return false
 	}
 	return len(m.ID) > 0 && string(m.ID) != "null" && m.Method == nil
-}
-
-// pipeStream copies the backend's standalone GET stream to the client
-// event by event, dropping JSON-RPC responses: a response belongs on the
-// stream of the request it answers, where the gateway checks it (a
-// tools/list answer is filtered there), and a backend that sends one here
-// (or replays one after a Last-Event-ID) would reach the client unchecked.
-// It ends at the first error or an event larger than maxFilteredResponse.
-func pipeStream(w *bufio.Writer, r io.Reader) error {
-	events := newSSEReader(r, maxFilteredResponse)
-	for {
-		ev, err := events.next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read the backend's event stream: %w", err)
-		}
-		if ev.hasData && isResponse(ev.data) {
-			continue
-		}
-		if err := ev.write(w, ev.data); err != nil {
-			return err
-		}
-		if err := w.Flush(); err != nil {
-			return err
-		}
-	}
 }

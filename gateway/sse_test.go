@@ -3,8 +3,10 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -66,22 +68,38 @@ func TestSSEReader(t *testing.T) {
 	}
 }
 
-// TestPipeStreamDropsResponses: the standalone stream passes requests and
-// notifications, never a response.
-func TestPipeStreamDropsResponses(t *testing.T) {
+// TestStreamVettingDropsResponses: the standalone stream passes a
+// server's requests and the notifications that carry nothing of another's,
+// never a response, an unknown notification or a message that does not
+// parse; a listen stream passes its own answer last.
+func TestStreamVettingDropsResponses(t *testing.T) {
+	g := &Gateway{cfg: Config{MaxJSONDepth: 64}, metrics: newMetrics(nil), tasks: newTasks(0), log: slog.New(slog.DiscardHandler)}
+	b := &Backend{Name: "jira"}
+	cl := &caller{anonymous: true, remote: "127.0.0.1"}
 	in := "id: 1\rdata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\r\r" +
 		"id: 2\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"x\",\"error\":{\"code\":1,\"message\":\"m\"}}\n\n" +
 		"id: 3\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"sampling/createMessage\"}\n\n" +
+		"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/secret/things\",\"params\":{}}\n\n" +
+		"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tasks\",\"params\":{\"taskId\":\"not-yours\"}}\n\n" +
+		"data: not json\n\n" +
 		": a comment\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n"
-	var out bytes.Buffer
-	w := bufio.NewWriter(&out)
-	if err := pipeStream(w, strings.NewReader(in)); err != nil {
-		t.Fatal(err)
+	relay := func(listenID json.RawMessage, in string) string {
+		var out bytes.Buffer
+		w := bufio.NewWriter(&out)
+		if err := relayVetted(t.Context(), w, strings.NewReader(in), g.notificationVetter(b, cl, listenID)); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
 	}
 	want := "id: 3\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"sampling/createMessage\"}\n\n" +
 		": a comment\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n"
-	if out.String() != want {
-		t.Fatalf("stream = %q\nwant %q", out.String(), want)
+	if got := relay(nil, in); got != want {
+		t.Fatalf("GET stream = %q\nwant %q", got, want)
+	}
+	// On the listen stream of request "x", its answer passes and ends the
+	// relay: nothing after it is read.
+	if got, want := relay(json.RawMessage(`"x"`), in), "id: 2\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"x\",\"error\":{\"code\":1,\"message\":\"m\"}}\n\n"; got != want {
+		t.Fatalf("listen stream = %q\nwant %q", got, want)
 	}
 }
 

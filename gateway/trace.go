@@ -58,7 +58,7 @@ const (
 const maxAttrLen = 256
 
 // spanMethod is what a request span is named after: its method when MCP
-// defines it, else "mcp.request" (its mcp.method.name attribute still says
+// defines it (one of the metrics' methodLabels), else "mcp.request" (its mcp.method.name attribute still says
 // which), so span names stay few whatever callers send.
 func spanMethod(m *jsonrpc.Message) string {
 	switch {
@@ -69,15 +69,8 @@ func spanMethod(m *jsonrpc.Message) string {
 	case strings.HasPrefix(m.Method, "notifications/"):
 		return "notifications"
 	}
-	switch m.Method {
-	case "initialize", "ping", "server/discover",
-		"tools/list", "tools/call",
-		"resources/list", "resources/templates/list", "resources/read",
-		"resources/subscribe", "resources/unsubscribe",
-		"prompts/list", "prompts/get",
-		"completion/complete", "logging/setLevel",
-		"tasks/get", "tasks/list", "tasks/cancel", "tasks/result",
-		"subscriptions/listen":
+	// (Not the labels that name no JSON-RPC method: GET, auth, ….)
+	if methodLabels[m.Method] && (strings.Contains(m.Method, "/") || m.Method == "initialize" || m.Method == "ping") {
 		return m.Method
 	}
 	return "mcp.request"

@@ -187,8 +187,9 @@ func Parse(body []byte, maxDepth int) (*Message, error) {
 	m.Params = make(map[string]json.RawMessage, len(params))
 	for _, mb := range params {
 		// A decoder that matches keys case-insensitively (Go's) would read
-		// "Name" or "URI" as the member the gateway decides on.
-		for _, k := range [...]string{"name", "uri", "arguments"} {
+		// "Name" or "URI" as the member the gateway decides on (a task's
+		// id, a subscription's notifications alike).
+		for _, k := range [...]string{"name", "uri", "arguments", "taskId", "notifications"} {
 			if mb.Key != k && strings.EqualFold(mb.Key, k) {
 				return nil, fmt.Errorf("params.%s is another spelling of params.%s", mb.Key, k)
 			}

@@ -41,6 +41,8 @@ func TestParseMessage(t *testing.T) {
 		{name: "another spelling of name", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","Name":"b"}}`, errText: "another spelling of params.name"},
 		{name: "another spelling of uri", body: `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"a","URI":"b"}}`, errText: "another spelling of params.uri"},
 		{name: "another spelling of arguments", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","Arguments":{}}}`, errText: "another spelling of params.arguments"},
+		{name: "another spelling of taskId", body: `{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"a","TASKID":"b"}}`, errText: "another spelling of params.taskId"},
+		{name: "another spelling of notifications", body: `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{},"Notifications":{"resourceSubscriptions":["x"]}}}`, errText: "another spelling of params.notifications"},
 		{name: "case variants elsewhere are different keys", body: `{"jsonrpc":"2.0","id":1,"method":"x","params":{"cursor":"a","Cursor":"b"}}`},
 		{name: "batch", body: `[{"jsonrpc":"2.0","id":1,"method":"ping"}]`, wantErr: ErrNotObject},
 		{name: "trailing data", body: `{"jsonrpc":"2.0","id":1,"method":"ping"} {}`, wantErr: ErrNotObject},

@@ -56,7 +56,7 @@ func parseReference(body []byte, maxDepth int) (*Message, error) {
 			return nil, errors.New("params must be an object")
 		}
 		for k := range m.Params {
-			for _, want := range []string{"name", "uri", "arguments"} {
+			for _, want := range []string{"name", "uri", "arguments", "taskId", "notifications"} {
 				if k != want && strings.EqualFold(k, want) {
 					return nil, fmt.Errorf("params.%s is another spelling of params.%s", k, want)
 				}

@@ -1,0 +1,217 @@
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pbac-gateway/pbac/audit"
+	"github.com/pbac-gateway/pbac/demo"
+	"github.com/pbac-gateway/pbac/internal/oauthtest"
+)
+
+// statelessJira is the demo jira served as the 2026-07-28 revision wants
+// (the go-sdk's stateless mode), and a client of it that goes around the
+// gateway, to change its issues.
+func statelessJira(t *testing.T) (*stack, func(key string)) {
+	t.Helper()
+	h, err := demo.NewHandler("jira", &mcp.StreamableHTTPOptions{Stateless: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := httptest.NewServer(h)
+	t.Cleanup(fake.Close)
+	s := newStackWith(t, stackOptions{backendURL: func(name, url string) string {
+		if name == "jira" {
+			return fake.URL
+		}
+		return url
+	}})
+	direct, err := mcp.NewClient(&mcp.Implementation{Name: "direct", Version: "1"}, nil).Connect(t.Context(),
+		&mcp.StreamableClientTransport{Endpoint: fake.URL, MaxRetries: -1, DisableStandaloneSSE: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { direct.Close() })
+	comment := func(key string) {
+		t.Helper()
+		res, err := direct.CallTool(t.Context(), &mcp.CallToolParams{Name: "add_comment", Arguments: map[string]any{"key": key, "body": "changed"}})
+		if err != nil || res.IsError {
+			t.Fatalf("comment on %s: %v %+v", key, err, res)
+		}
+	}
+	return s, comment
+}
+
+// listenStream opens a subscriptions/listen on /mcp/jira with body's
+// notifications and returns its messages as they come.
+func listenStream(t *testing.T, s *stack, token, notifications string) <-chan map[string]any {
+	t.Helper()
+	body := `{"jsonrpc":"2.0","id":"listen-1","method":"subscriptions/listen","params":{"_meta":{` +
+		`"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},` +
+		`"io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"}},"notifications":` + notifications + `}}`
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/mcp/jira", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", "subscriptions/listen")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		resp.Body.Close()
+		t.Fatalf("listen: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	out := make(chan map[string]any, 16)
+	go func() {
+		defer close(out)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			data, ok := strings.CutPrefix(sc.Text(), "data: ")
+			if !ok {
+				continue
+			}
+			var m map[string]any
+			if json.Unmarshal([]byte(data), &m) == nil {
+				out <- m
+			}
+		}
+	}()
+	return out
+}
+
+func next(t *testing.T, ch <-chan map[string]any) map[string]any {
+	t.Helper()
+	select {
+	case m, ok := <-ch:
+		if !ok {
+			t.Fatal("the stream ended")
+		}
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message on the stream in 10 s")
+	}
+	return nil
+}
+
+// TestSubscriptionsListen: a 2026-07-28 subscriptions/listen reaches the
+// backend with only the opt-ins the caller may have (a resource it may not
+// see and an opt-in the gateway cannot vet are dropped), so the backend's
+// acknowledgement says what will flow; and each update on the stream is
+// decided as it comes, by the policy active then: once the data hides
+// SEC-12 from the caller, its updates stop while SEC-13's still pass.
+func TestSubscriptionsListen(t *testing.T) {
+	s, comment := statelessJira(t)
+	token := s.machineAgent("ci-bot", false, "jira:read")
+	stream := listenStream(t, s, token, `{"resourceSubscriptions":["jira://issue/SEC-12","jira://issue/SEC-13","jira://admin/keys"],"somethingElse":true}`)
+
+	ack := next(t, stream)
+	if ack["method"] != "notifications/subscriptions/acknowledged" {
+		t.Fatalf("first message %v, want the acknowledgement", ack)
+	}
+	params := ack["params"].(map[string]any)
+	got := params["notifications"].(map[string]any)
+	if subs := got["resourceSubscriptions"]; !slices.Equal(toStrings(subs), []string{"jira://issue/SEC-12", "jira://issue/SEC-13"}) {
+		t.Fatalf("acknowledged resources %v, want SEC-12 and SEC-13 only", subs)
+	}
+	if _, ok := got["somethingElse"]; ok {
+		t.Fatalf("an opt-in the gateway cannot vet reached the backend: %v", got)
+	}
+	if rec := s.auditOf(t, "subscriptions/listen"); rec.Decision != "allow" || !slices.Contains(rec.Reasons, "2 of 3 resource subscriptions passed") {
+		t.Fatalf("audit of the listen: %+v", rec)
+	}
+
+	comment("SEC-12")
+	if m := next(t, stream); m["method"] != "notifications/resources/updated" || m["params"].(map[string]any)["uri"] != "jira://issue/SEC-12" {
+		t.Fatalf("got %v, want SEC-12's update", m)
+	}
+	// An exact entry below the issues' prefix: SEC-12 now needs write
+	// access, which this caller lacks.
+	s.editData(t, func(d map[string]any) {
+		d["catalogue"].(map[string]any)["jira.resource:jira://issue/SEC-12"] = map[string]any{"resource": "jira", "access": "write"}
+	})
+	comment("SEC-12")
+	comment("SEC-13")
+	if m := next(t, stream); m["params"].(map[string]any)["uri"] != "jira://issue/SEC-13" {
+		t.Fatalf("got %v after the policy change, want SEC-13's update (SEC-12's withheld)", m)
+	}
+}
+
+// auditOf waits for the latest audit record of method.
+func (s *stack) auditOf(t *testing.T, method string) audit.Record {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		recs, err := s.index.Query(context.Background(), audit.Filter{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.Method == method {
+				return r
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no audit record of %s in 5 s", method)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSubscriptionsListenWithTheSDKClient: the go-sdk's own client, at
+// 2026-07-28, opens subscriptions/listen as it connects (it has list
+// handlers) and for each Subscribe, in the background; before the gateway
+// decided the method, each was refused and the client silently got no
+// updates. Through the gateway now, its Subscribe gets a resource's
+// updates.
+func TestSubscriptionsListenWithTheSDKClient(t *testing.T) {
+	s, comment := statelessJira(t)
+	updates := make(chan string, 4)
+	client := mcp.NewClient(&mcp.Implementation{Name: "sdk", Version: "1"}, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {},
+		ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) { updates <- r.Params.URI },
+	})
+	cs, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{
+		Endpoint:   s.base + "/mcp/jira",
+		HTTPClient: &http.Client{Transport: &oauthtest.BearerTransport{Token: s.machineAgent("ci-bot", false, "jira:read")}},
+		MaxRetries: -1,
+	}, &mcp.ClientSessionOptions{ProtocolVersion: "2026-07-28"})
+	if err != nil {
+		t.Fatalf("connect at 2026-07-28 through the gateway: %v", err)
+	}
+	defer cs.Close()
+	if err := cs.Subscribe(t.Context(), &mcp.SubscribeParams{URI: "jira://issue/SEC-14"}); err != nil {
+		t.Fatal(err)
+	}
+	// The listen is opened in the background: comment until an update
+	// comes (the first may precede the subscription).
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case uri := <-updates:
+			if uri != "jira://issue/SEC-14" {
+				t.Fatalf("update of %s, want SEC-14", uri)
+			}
+			return
+		case <-tick.C:
+			comment("SEC-14")
+		case <-deadline:
+			t.Fatal("no update of SEC-14 reached the SDK client in 10 s")
+		}
+	}
+}
