@@ -99,7 +99,7 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 	notification := msg.IsResponse || (msg.ID == nil && strings.HasPrefix(msg.Method, "notifications/"))
 	switch {
 	case notification, msg.Method == "initialize", msg.Method == "server/discover", msg.Method == "ping", msg.Method == "tools/list",
-		listedKinds[msg.Method].key != "":
+		msg.Method == "subscriptions/listen", listedKinds[msg.Method].key != "":
 		// The aggregated server's own methods are decided as well
 		// (pbac/method, backend ""): a caller with no grant anywhere opens
 		// no session here.
@@ -124,7 +124,7 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 			"ttlMs":             0,
 			"cacheScope":        "private",
 			"supportedVersions": append([]string{statelessRevision}, aggregateVersions...),
-			"capabilities": map[string]any{"tools": map[string]any{}, "prompts": map[string]any{}, "resources": map[string]any{},
+			"capabilities": map[string]any{"tools": map[string]any{}, "prompts": map[string]any{}, "resources": map[string]any{"subscribe": true},
 				"extensions": map[string]any{ExtensionOAuthClientCredentials: map[string]any{}}},
 			"_meta":        map[string]any{"io.modelcontextprotocol/serverInfo": serverInfo()},
 			"instructions": aggregateInstructions,
@@ -152,6 +152,8 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 		return g.aggregateCall(c, cl, msg, sess, &rec, start)
 	case "prompts/list", "resources/list", "resources/templates/list":
 		return g.aggregateListed(c, cl, msg, sess, listedKinds[msg.Method], &rec, start)
+	case "subscriptions/listen":
+		return g.aggregateListen(c, cl, msg, &rec, start)
 	default:
 		return g.reply(c, fiber.StatusOK, jsonrpc.ErrorBody(msg.ID, -32601, "method not served by the aggregated server: use /mcp/<backend>", nil))
 	}

@@ -176,8 +176,9 @@ type Gateway struct {
 	// sessions at backends, refusal audit); Shutdown waits for them.
 	bg       sync.WaitGroup
 	refusals *refusals
-	// waiting counts the retries waiting for an approver (hold.go).
-	waiting waiters
+	// waiting counts the retries waiting for an approver (hold.go), listens
+	// the aggregated subscriptions/listen streams (aggregate_listen.go).
+	waiting, listens *holders
 	// draining bounds the backend streams being read to their end after
 	// the answer went through (sse_answer.go).
 	draining chan struct{}
@@ -240,6 +241,8 @@ func New(cfg Config) (*Gateway, error) {
 		metrics:    newMetrics(activeVersion(cfg.Policy)),
 		sessions:   newSessions(cfg.SessionsPerAgent),
 		tasks:      newTasks(cfg.TasksPerAgent),
+		waiting:    &holders{perAgent: maxWaitsPerAgent, total: maxWaits},
+		listens:    &holders{perAgent: maxListensPerAgent, total: maxListens},
 		resource:   base + "/mcp",
 		origins:    map[string]bool{pub.Scheme + "://" + pub.Host: true},
 		draining:   make(chan struct{}, maxDraining),

@@ -184,17 +184,21 @@ const (
 	maxWaits         = 256
 )
 
-// waiters counts the retries waiting for an approver, per agent.
-type waiters struct {
+// holders counts what agents hold open at once — retries waiting for an
+// approver, aggregated subscriptions/listen streams — within a bound per
+// agent and one in all.
+type holders struct {
+	perAgent, total int
+
 	mu    sync.Mutex
 	n     int
 	agent map[string]int
 }
 
-func (w *waiters) enter(agent string) bool {
+func (w *holders) enter(agent string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.n >= maxWaits || w.agent[agent] >= maxWaitsPerAgent {
+	if w.n >= w.total || w.agent[agent] >= w.perAgent {
 		return false
 	}
 	if w.agent == nil {
@@ -205,7 +209,7 @@ func (w *waiters) enter(agent string) bool {
 	return true
 }
 
-func (w *waiters) leave(agent string) {
+func (w *holders) leave(agent string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.n--

@@ -281,8 +281,8 @@ func relayVetted(ctx context.Context, w *bufio.Writer, r io.Reader, keep func(ct
 //   - notifications/tasks (notifications/tasks/status in 2025-11-25)
 //     passes for a task the caller owns;
 //   - the list_changed notifications, the subscription's acknowledgement,
-//     progress, log messages and cancellations pass: they carry nothing of
-//     another's;
+//     progress, log messages, cancellations and a URL elicitation's
+//     completion pass: they carry nothing of another's;
 //   - any other is withheld, as is a message that does not parse.
 func (g *Gateway) notificationVetter(backend *Backend, cl *caller, listenID json.RawMessage) func(ctx context.Context, data []byte) (pass, last bool) {
 	owner := cl.ownerKey()
@@ -331,7 +331,8 @@ func (g *Gateway) vetNotification(ctx context.Context, backend *Backend, cl *cal
 		id, err := taskOf(m)
 		return err == nil && g.tasks.owns(owner, taskKey{backend.Name, id}, time.Now())
 	case "notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed",
-		"notifications/subscriptions/acknowledged", "notifications/progress", "notifications/message", "notifications/cancelled":
+		"notifications/subscriptions/acknowledged", "notifications/progress", "notifications/message", "notifications/cancelled",
+		"notifications/elicitation/complete":
 		return true
 	}
 	return false

@@ -51,16 +51,16 @@ func statelessJira(t *testing.T) (*stack, func(key string)) {
 	return s, comment
 }
 
-// listenStream opens a subscriptions/listen on /mcp/jira with body's
+// listenStream opens a subscriptions/listen at path with body's
 // notifications and returns its messages as they come.
-func listenStream(t *testing.T, s *stack, token, notifications string) <-chan map[string]any {
+func listenStream(t *testing.T, s *stack, path, token, notifications string) <-chan map[string]any {
 	t.Helper()
 	body := `{"jsonrpc":"2.0","id":"listen-1","method":"subscriptions/listen","params":{"_meta":{` +
 		`"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},` +
 		`"io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"}},"notifications":` + notifications + `}}`
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/mcp/jira", strings.NewReader(body))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.base+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
@@ -116,7 +116,7 @@ func next(t *testing.T, ch <-chan map[string]any) map[string]any {
 func TestSubscriptionsListen(t *testing.T) {
 	s, comment := statelessJira(t)
 	token := s.machineAgent("ci-bot", false, "jira:read")
-	stream := listenStream(t, s, token, `{"resourceSubscriptions":["jira://issue/SEC-12","jira://issue/SEC-13","jira://admin/keys"],"somethingElse":true}`)
+	stream := listenStream(t, s, "/mcp/jira", token, `{"resourceSubscriptions":["jira://issue/SEC-12","jira://issue/SEC-13","jira://admin/keys"],"somethingElse":true}`)
 
 	ack := next(t, stream)
 	if ack["method"] != "notifications/subscriptions/acknowledged" {
@@ -213,5 +213,30 @@ func TestSubscriptionsListenWithTheSDKClient(t *testing.T) {
 		case <-deadline:
 			t.Fatal("no update of SEC-14 reached the SDK client in 10 s")
 		}
+	}
+}
+
+// TestAggregatedSubscriptionsListen: on the aggregated server, a listen
+// names resources as its lists do (<backend>+<uri>); the gateway subscribes
+// at the backend for the ones the caller may see and relays their updates
+// under the aggregated URI, with the listen's subscription id.
+func TestAggregatedSubscriptionsListen(t *testing.T) {
+	s := newStack(t)
+	token := s.machineAgent("ci-bot", false, "jira:read")
+	stream := listenStream(t, s, "/mcp", token, `{"resourceSubscriptions":["jira+jira://issue/SEC-12","jira+jira://admin/keys","nosuch+x://y"],"toolsListChanged":true}`)
+	ack := next(t, stream)
+	got := ack["params"].(map[string]any)["notifications"].(map[string]any)
+	if ack["method"] != "notifications/subscriptions/acknowledged" || !slices.Equal(toStrings(got["resourceSubscriptions"]), []string{"jira+jira://issue/SEC-12"}) || got["toolsListChanged"] != nil {
+		t.Fatalf("acknowledgement %v, want SEC-12's subscription only", ack)
+	}
+	s.directCall("jira", "add_comment", map[string]any{"key": "SEC-12", "body": "changed"})
+	m := next(t, stream)
+	params := m["params"].(map[string]any)
+	if m["method"] != "notifications/resources/updated" || params["uri"] != "jira+jira://issue/SEC-12" ||
+		params["_meta"].(map[string]any)["io.modelcontextprotocol/subscriptionId"] != "listen-1" {
+		t.Fatalf("got %v, want SEC-12's update under its aggregated URI", m)
+	}
+	if rec := s.auditOf(t, "subscriptions/listen"); rec.Decision != "allow" || !slices.Contains(rec.Reasons, "1 of 3 resource subscriptions open") {
+		t.Fatalf("audit of the listen: %+v", rec)
 	}
 }
