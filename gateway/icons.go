@@ -111,3 +111,54 @@ func checkIconSource(src string) error {
 	}
 	return nil
 }
+
+// servesServerInfo tells whether method's result names the server
+// (serverInfo: initialize; in _meta, server/discover).
+func servesServerInfo(method string) bool {
+	return method == "initialize" || method == "server/discover"
+}
+
+// metaServerInfo is the _meta key under which 2026-07-28 results name
+// their server.
+const metaServerInfo = "io.modelcontextprotocol/serverInfo"
+
+// serverInfoIcons holds the icons of a result's serverInfo (and of
+// _meta's, from 2026-07-28) to the allowed sources; any other message is
+// returned as it is.
+func (f iconFilter) serverInfoIcons(msg []byte) ([]byte, error) {
+	if !bytes.Contains(bytes.ToLower(msg), []byte(`icons"`)) && !bytes.Contains(msg, []byte(`\u`)) {
+		return msg, nil
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(msg, &m) != nil {
+		return msg, nil
+	}
+	var result map[string]json.RawMessage
+	if raw, ok := m["result"]; !ok || json.Unmarshal(raw, &result) != nil {
+		return msg, nil
+	}
+	changed := false
+	if info, ok := result["serverInfo"]; ok {
+		if out := f.stripIconsRaw(info); !bytes.Equal(out, info) {
+			result["serverInfo"], changed = out, true
+		}
+	}
+	var meta map[string]json.RawMessage
+	if raw, ok := result["_meta"]; ok && json.Unmarshal(raw, &meta) == nil {
+		if info, ok := meta[metaServerInfo]; ok {
+			if out := f.stripIconsRaw(info); !bytes.Equal(out, info) {
+				meta[metaServerInfo] = out
+				result["_meta"], _ = json.Marshal(meta)
+				changed = true
+			}
+		}
+	}
+	if !changed {
+		return msg, nil
+	}
+	var err error
+	if m["result"], err = json.Marshal(result); err != nil {
+		return nil, err
+	}
+	return json.Marshal(m)
+}

@@ -333,3 +333,40 @@ func listsBackend(lists map[string]string) http.Handler {
 		}
 	})
 }
+
+// TestServerInfoIconsFromAllowedSourcesOnly: the server's own icons, in
+// initialize's serverInfo and in server/discover's _meta, are held to the
+// icon sources like a listed tool's.
+func TestServerInfoIconsFromAllowedSourcesOnly(t *testing.T) {
+	icons := `"icons":[{"src":"https://static.example.com/icons/jira.png"},{"src":"https://tracker.example.net/p.png?u=1"}]`
+	backend := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		raw, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(raw, &m)
+		w.Header().Set("Mcp-Session-Id", "fake")
+		switch m.Method {
+		case "initialize":
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":"+string(m.ID)+`,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"jira","version":"1",`+icons+"}}}\n\n")
+		case "server/discover":
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(m.ID)+`,"result":{"resultType":"complete","supportedVersions":["2026-07-28"],"capabilities":{},"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"jira","version":"1",`+icons+`}}}}`)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	})
+	s := newStackBehind(t, backend, func(c *system.Config) { c.Gateway.IconSources = []string{"https://static.example.com/icons/"} })
+	token := s.machineAgent("ci-bot", false, "jira:read")
+	for _, tc := range []struct{ protocol, method, body string }{
+		{"2025-11-25", "initialize", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`},
+		{"2026-07-28", "server/discover", `{"jsonrpc":"2.0","id":2,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`},
+	} {
+		status, _, _, body := s.rpcCall("/mcp/jira", token, tc.protocol, "", tc.body, "Mcp-Method", tc.method)
+		if status != http.StatusOK || !strings.Contains(body, "https://static.example.com/icons/jira.png") || strings.Contains(body, "tracker.example.net") {
+			t.Errorf("%s: %d %s", tc.method, status, body)
+		}
+	}
+}

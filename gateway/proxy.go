@@ -165,7 +165,7 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 		if allowed, err := g.decideMethod(c, backend.Name, cl, methodOf(msg), msg.ID, &rec, start); err != nil || !allowed {
 			return err
 		}
-		if _, listed := listedKinds[msg.Method]; listed || msg.Method == "tools/list" {
+		if _, listed := listedKinds[msg.Method]; listed || msg.Method == "tools/list" || servesServerInfo(msg.Method) {
 			return g.forwardFiltered(c, backend, cl, msg, sess, &rec, start)
 		}
 	}
@@ -808,8 +808,10 @@ func (g *Gateway) adoptSession(c *fiber.Ctx, backend *Backend, cl *caller, msg *
 	c.Set(hdrSession, id)
 }
 
-// forwardFiltered forwards tools/list and removes from the answer every tool
-// pbac/list does not let this caller call.
+// forwardFiltered forwards tools/list (and the prompts and resources lists)
+// and removes from the answer every item pbac/list does not let this caller
+// see; it forwards initialize and server/discover and removes the icons of
+// the server's own serverInfo that Config.IconSources does not allow.
 func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, sess *session, rec *audit.Record, start time.Time) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), backend.Timeout)
 	defer cancel()
@@ -834,11 +836,20 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	g.adoptSession(c, backend, cl, msg, resp.Header.Get(hdrSession))
 	copyAnswerHeaders(c, resp.Header.Get)
 	sse := strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream")
-	filter := g.filterTools
+	filter, what := g.filterTools, "tools"
 	if kind, ok := listedKinds[msg.Method]; ok {
 		filter = func(ctx context.Context, backend *Backend, cl *caller, body []byte, sse bool, rec *audit.Record) ([]byte, int, error) {
 			return g.filterListed(ctx, kind, backend, cl, body, sse, rec)
 		}
+		what = kind.key
+	} else if servesServerInfo(msg.Method) {
+		// The server's own icons (serverInfo) are held to the icon
+		// sources like a listed tool's.
+		filter = func(_ context.Context, _ *Backend, _ *caller, body []byte, sse bool, _ *audit.Record) ([]byte, int, error) {
+			out, err := rewriteAnswer(body, sse, g.icons.serverInfoIcons)
+			return out, 0, err
+		}
+		what = ""
 	}
 	filtered, kept, err := filter(c.UserContext(), backend, cl, body, sse, rec)
 	if errors.Is(err, errUndecided) {
@@ -852,14 +863,12 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
 		rec.Reasons = []string{err.Error()}
 		g.finish(rec, start)
-		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "the tool list could not be filtered", nil))
+		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "the backend's answer could not be checked", nil))
 	}
 	rec.Status = resp.StatusCode
-	what := "tools"
-	if kind, ok := listedKinds[msg.Method]; ok {
-		what = kind.key
+	if what != "" {
+		rec.Reasons = append(rec.Reasons, fmt.Sprintf("%d %s listed", kept, what))
 	}
-	rec.Reasons = append(rec.Reasons, fmt.Sprintf("%d %s listed", kept, what))
 	g.finish(rec, start)
 	return c.Status(resp.StatusCode).Send(filtered)
 }
