@@ -233,6 +233,17 @@ func (b *Bridge) handlePost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	established = b.serveCall(w, r, s, call, in.key, in.id, in.id, deadline, fresh, s.id)
+}
+
+// serveCall answers one request written to s's process, whose call waits
+// for its response under key (wireID on the process's side, clientID on
+// the client's): the server messages routed to it, then the response (or
+// an error in its place) as JSON or one SSE stream. A fresh call is an
+// initialize that starts session sessionID; it reports whether that
+// succeeded.
+func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *session, call *pendingCall, key string, wireID, clientID json.RawMessage,
+	deadline time.Time, fresh bool, sessionID string) (established bool) {
 	rc := http.NewResponseController(w)
 	streaming := false
 	startStream := func() {
@@ -242,7 +253,7 @@ func (b *Bridge) handlePost(w http.ResponseWriter, r *http.Request) {
 		h.Set("Cache-Control", "no-cache, no-transform")
 		h.Set("X-Accel-Buffering", "no")
 		if fresh {
-			h.Set(sessionHeader, s.id)
+			h.Set(sessionHeader, sessionID)
 		}
 		w.WriteHeader(http.StatusOK)
 	}
@@ -253,7 +264,7 @@ func (b *Bridge) handlePost(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if fresh && established {
-			w.Header().Set(sessionHeader, s.id)
+			w.Header().Set(sessionHeader, sessionID)
 		}
 		w.Header().Set("Cache-Control", "no-cache, no-transform")
 		reply(w, status, msg)
@@ -287,41 +298,41 @@ func (b *Bridge) handlePost(w http.ResponseWriter, r *http.Request) {
 		case <-call.box.ready:
 			msgs, final := call.box.take()
 			if !relay(msgs) {
-				s.unregister(in.key, call)
-				return
+				s.unregister(key, call)
+				return established
 			}
 			if final != nil {
 				response(final)
-				return
+				return established
 			}
 		case <-s.done:
 			// What the process wrote before it ended has been dispatched.
 			msgs, final := call.box.take()
 			if relay(msgs) && final != nil {
 				response(final)
-				return
+				return established
 			}
 			status := http.StatusNotFound
 			if fresh {
 				status = http.StatusBadGateway
 			}
-			answer(jsonrpc.ErrorBody(in.id, jsonrpc.CodeInternalError, "stdio backend "+b.cfg.Name+": "+s.endReason(), nil), status)
-			return
+			answer(jsonrpc.ErrorBody(clientID, jsonrpc.CodeInternalError, "stdio backend "+b.cfg.Name+": "+s.endReason(), nil), status)
+			return established
 		case <-timer.C:
-			s.unregister(in.key, call)
+			s.unregister(key, call)
 			msgs, final := call.box.take()
 			if relay(msgs) && final != nil { // it made it after all
 				response(final)
-				return
+				return established
 			}
-			go s.cancelRequest(in.id)
-			answer(jsonrpc.ErrorBody(in.id, jsonrpc.CodeInternalError, fmt.Sprintf("stdio backend %s did not answer within %s", b.cfg.Name, b.cfg.RequestTimeout), nil), http.StatusOK)
-			return
+			go s.cancelRequest(wireID)
+			answer(jsonrpc.ErrorBody(clientID, jsonrpc.CodeInternalError, fmt.Sprintf("stdio backend %s did not answer within %s", b.cfg.Name, b.cfg.RequestTimeout), nil), http.StatusOK)
+			return established
 		case <-r.Context().Done():
 			// The client is gone. Disconnection is not cancellation: the
 			// process finishes the request and its late response is dropped.
-			s.unregister(in.key, call)
-			return
+			s.unregister(key, call)
+			return established
 		}
 	}
 }
