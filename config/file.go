@@ -69,6 +69,7 @@ import (
 //	    env: [NODE_OPTIONS=--max-old-space-size=256]
 //	    idle_timeout: 10m            # a session's process ends unused this long (default 30m; 0s: never)
 //	    max_processes: 8             # at once (default limits.stdio_sessions); max_processes_per_agent too
+//	    shared: true                 # one process for every session: for a server that keeps no state between requests
 type File struct {
 	// AuthorizationServer, when set, is a remote AS the gateway trusts
 	// instead of running one in process.
@@ -385,6 +386,10 @@ type Backend struct {
 	// limits.stdio_sessions_per_agent).
 	MaxProcesses         int `yaml:"max_processes"`
 	MaxProcessesPerAgent int `yaml:"max_processes_per_agent"`
+	// Shared runs one process of a stdio backend for every session (its
+	// server keeps no state between requests): max_processes does not
+	// apply, max_processes_per_agent bounds each agent's sessions.
+	Shared bool `yaml:"shared"`
 }
 
 // StdioLimits are a stdio backend's idle timeout (0: the default;
@@ -653,10 +658,12 @@ func (c *File) Validate() error {
 				errs = append(errs, fmt.Errorf("%s: env entry %q must be KEY=VALUE", where, e))
 			}
 		}
-		stdioOnly := b.IdleTimeout != "" || b.MaxProcesses != 0 || b.MaxProcessesPerAgent != 0
+		stdioOnly := b.IdleTimeout != "" || b.MaxProcesses != 0 || b.MaxProcessesPerAgent != 0 || b.Shared
 		switch {
 		case stdioOnly && len(b.Command) == 0:
-			errs = append(errs, fmt.Errorf("%s: idle_timeout, max_processes and max_processes_per_agent are for a command (stdio) backend", where))
+			errs = append(errs, fmt.Errorf("%s: idle_timeout, max_processes, max_processes_per_agent and shared are for a command (stdio) backend", where))
+		case b.Shared && b.MaxProcesses != 0:
+			errs = append(errs, fmt.Errorf("%s: a shared stdio backend runs one process: max_processes does not apply", where))
 		case b.MaxProcesses < 0 || b.MaxProcessesPerAgent < 0:
 			errs = append(errs, fmt.Errorf("%s: max_processes and max_processes_per_agent must not be negative", where))
 		case b.MaxProcesses > 0 && b.MaxProcessesPerAgent > b.MaxProcesses:

@@ -25,6 +25,7 @@ import (
 const (
 	CodeParseError     = -32700
 	CodeInvalidRequest = -32600
+	CodeMethodNotFound = -32601
 	CodeInvalidParams  = -32602
 	CodeInternalError  = -32603
 	// CodeDenied is the gateway's own code for a call policy refused.

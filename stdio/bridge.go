@@ -17,6 +17,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -120,6 +122,12 @@ type Config struct {
 	// open GET stream: a client that vanished without DELETE must not hold
 	// one of the MaxSessions forever.
 	IdleTimeout time.Duration
+	// Shared runs one process for every session (shared.go), for a server
+	// that keeps no state between requests: MaxSessions does not apply,
+	// MaxSessionsPerAgent bounds each agent's sessions, and what the
+	// process sends that belongs to no one request is not passed on (but
+	// for list_changed, which every session gets).
+	Shared bool
 }
 
 // Bridge serves one stdio MCP server command as a Streamable HTTP
@@ -148,6 +156,15 @@ type Bridge struct {
 	// bg are the listener's and the idle reaper's goroutines; Close joins
 	// them.
 	bg sync.WaitGroup
+
+	// Shared mode (shared.go): the one process (b.mu), its initialize
+	// result, the client sessions it serves; sharedMu serialises starting
+	// it; wireSeq numbers the ids the bridge gives requests there.
+	sharedMu   sync.Mutex
+	shared     *session
+	sharedInit json.RawMessage
+	views      map[string]*view
+	wireSeq    atomic.Int64
 }
 
 // Start listens on 127.0.0.1:0 and serves cfg's command there. ctx
@@ -203,6 +220,7 @@ func Start(ctx context.Context, cfg Config) (*Bridge, error) {
 		url:      "http://" + ln.Addr().String() + "/mcp",
 		sessions: map[string]*session{},
 		procs:    map[*session]struct{}{},
+		views:    map[string]*view{},
 		stop:     make(chan struct{}),
 	}
 	b.srv = &http.Server{
@@ -245,9 +263,12 @@ func (b *Bridge) Close(ctx context.Context) error {
 		return nil
 	}
 	b.closed = true
-	live := make([]*session, 0, len(b.sessions))
+	live := make([]*session, 0, len(b.sessions)+1)
 	for _, s := range b.sessions {
 		live = append(live, s)
+	}
+	if b.shared != nil {
+		live = append(live, b.shared)
 	}
 	b.mu.Unlock()
 	b.stopOnce.Do(func() { close(b.stop) })

@@ -32,7 +32,22 @@ func (b *Bridge) reapIdle() {
 					stale = append(stale, s)
 				}
 			}
+			var staleViews []*view
+			for id, v := range b.views {
+				if d, _ := v.idle(now); d > idle {
+					delete(b.views, id)
+					staleViews = append(staleViews, v)
+				}
+			}
+			// The shared process ends when no session has used it for
+			// as long.
+			if s := b.shared; s != nil && len(b.views) == 0 && s.idleFor(now) > idle {
+				stale = append(stale, s)
+			}
 			b.mu.Unlock()
+			for _, v := range staleViews {
+				v.end()
+			}
 			for _, s := range stale {
 				s.end("idle")
 			}
@@ -58,6 +73,22 @@ func (b *Bridge) newSession(owner string) (*session, int, error) {
 		// Forgotten now, so that its slot is this one's; ended below.
 		delete(b.sessions, victim.id)
 	}
+	s := b.newProcess(owner)
+	b.sessions[s.id] = s
+	b.mu.Unlock()
+	if victim != nil {
+		victim.log.Info("stdio session ended to make room", "for_owner", owner[:min(len(owner), 8)], "owner", victim.owner[:min(len(victim.owner), 8)])
+		victim.end("ended to make room for another session (stdio session quota)")
+	}
+	if err := b.startProcess(s); err != nil {
+		return nil, http.StatusBadGateway, err
+	}
+	return s, 0, nil
+}
+
+// newProcess makes the session of a process not yet started, counted in
+// b.procs until it is reaped. b.mu is held.
+func (b *Bridge) newProcess(owner string) *session {
 	s := &session{
 		b:          b,
 		owner:      owner,
@@ -71,14 +102,14 @@ func (b *Bridge) newSession(owner string) (*session, int, error) {
 		errDone:    make(chan struct{}),
 	}
 	s.log = b.log.With("session", s.id[:8])
-	b.sessions[s.id] = s
 	b.procs[s] = struct{}{}
 	b.reaped.Add(1)
-	b.mu.Unlock()
-	if victim != nil {
-		victim.log.Info("stdio session ended to make room", "for_owner", owner[:min(len(owner), 8)], "owner", victim.owner[:min(len(victim.owner), 8)])
-		victim.end("ended to make room for another session (stdio session quota)")
-	}
+	return s
+}
+
+// startProcess starts s's process; when it cannot, s is ended and
+// reaped, and the error is errNotStarted (the cause is logged).
+func (b *Bridge) startProcess(s *session) error {
 	if err := s.start(); err != nil {
 		s.end("start failed")
 		b.mu.Lock()
@@ -87,9 +118,9 @@ func (b *Bridge) newSession(owner string) (*session, int, error) {
 		close(s.exited)
 		b.reaped.Done()
 		b.log.Error("stdio backend could not start", "err", err)
-		return nil, http.StatusBadGateway, errNotStarted
+		return errNotStarted
 	}
-	return s, 0, nil
+	return nil
 }
 
 // makeRoom decides whether owner may start a session now: nil and no
@@ -207,19 +238,37 @@ func (s *session) dispatch(raw []byte, noise *lineLimiter) {
 			s.log.Debug("response to no pending request dropped (timed out or abandoned)", "id", string(m.ID))
 			return
 		}
+		if c.origID != nil {
+			if msg, err = setMember(msg, "id", c.origID); err != nil {
+				s.log.Warn("a response of the shared process could not be given its client's id; dropped", "err", err)
+				return
+			}
+		}
 		c.box.finish(msg)
 		return
 	}
 	var target *mailbox
+	var origToken json.RawMessage
 	s.mu.Lock()
 	if method == "notifications/progress" {
 		if tok, ok := jsonrpc.IDKey(m.Params["progressToken"]); ok {
 			for _, c := range s.pending {
 				if c.token == tok && c.sse {
-					target = c.box
+					target, origToken = c.box, c.origToken
 					break
 				}
 			}
+		}
+	}
+	if target == nil && s.shared {
+		s.mu.Unlock()
+		s.dispatchShared(m, msg)
+		return
+	}
+	if origToken != nil {
+		if msg, err = setPath(msg, []string{"params", "progressToken"}, origToken); err != nil {
+			s.mu.Unlock()
+			return
 		}
 	}
 	if target == nil {

@@ -37,6 +37,8 @@ type session struct {
 	id    string
 	owner string // OwnerHeader of the initialize that started it
 	log   *slog.Logger
+	// shared marks the shared process (Config.Shared, shared.go).
+	shared bool
 
 	cmd     *exec.Cmd
 	pid     int
@@ -70,6 +72,10 @@ type pendingCall struct {
 	sse   bool   // the client accepts an SSE answer, so server messages may go there
 	token string // key of params._meta.progressToken, "" if none
 	box   *mailbox
+	// origID and origToken are the client's id and progress token when
+	// the process knows the request by the bridge's own (shared mode):
+	// its response and progress go back under them.
+	origID, origToken json.RawMessage
 }
 
 func (s *session) start() error {
@@ -193,6 +199,9 @@ func (s *session) end(reason string) {
 		}
 		b.mu.Unlock()
 		close(s.done)
+		if s.shared {
+			b.endViewsOf(s)
+		}
 		if !started {
 			return
 		}
@@ -234,6 +243,12 @@ func (s *session) inputFailed(err error) {
 // endReason is why the session ended, as a client may be told: end is
 // only ever given generic reasons; the details are logged where they
 // happen.
+func (s *session) isEnded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
+}
+
 func (s *session) endReason() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -31,6 +31,10 @@ type incoming struct {
 	method string
 	kind   kind
 	token  string
+	// tokenRaw is the progress token as sent; cancels, for a
+	// notifications/cancelled, the id key of the request it cancels.
+	tokenRaw json.RawMessage
+	cancels  string
 }
 
 // parsePost reads a POST body as one JSON-RPC message, with the strict
@@ -51,12 +55,16 @@ func parsePost(body []byte) (*incoming, int, error) {
 		in.kind = kindResponse
 	case m.ID == nil:
 		in.kind = kindNotification
+		if m.Method == "notifications/cancelled" {
+			in.cancels, _ = jsonrpc.IDKey(m.Params["requestId"])
+		}
 	default:
 		if in.key, ok = jsonrpc.IDKey(m.ID); !ok {
 			return nil, jsonrpc.CodeInvalidRequest, errors.New("id must be a string or a number")
 		}
 		in.kind = kindRequest
 		in.token, _ = jsonrpc.IDKey(m.ProgressToken)
+		in.tokenRaw = m.ProgressToken
 	}
 	var buf bytes.Buffer
 	buf.Grow(len(body) + 1)
@@ -159,6 +167,10 @@ func (b *Bridge) handlePost(w http.ResponseWriter, r *http.Request) {
 	in, code, err := parsePost(body)
 	if err != nil {
 		fail(w, http.StatusBadRequest, nil, code, "invalid request: "+err.Error())
+		return
+	}
+	if b.cfg.Shared {
+		b.handleSharedPost(w, r, in, jsonOK, sseOK)
 		return
 	}
 
@@ -371,6 +383,10 @@ func (b *Bridge) handleGet(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotAcceptable, nil, jsonrpc.CodeInvalidRequest, "Accept must allow text/event-stream")
 		return
 	}
+	if b.cfg.Shared {
+		b.handleSharedGet(w, r)
+		return
+	}
 	s := b.lookup(w, r, nil)
 	if s == nil {
 		return
@@ -396,41 +412,15 @@ func (b *Bridge) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.finish()
 	}()
 
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache, no-transform")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	if rc.Flush() != nil {
-		return
-	}
-	ping := time.NewTicker(keepAlive)
-	defer ping.Stop()
-	for {
-		select {
-		case <-s.standalone.ready:
-			msgs, _ := s.standalone.take()
-			for _, m := range msgs {
-				if writeSSE(w, rc, m) != nil {
-					return
-				}
-			}
-		case <-ping.C:
-			_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
-				return
-			}
-		case <-s.done:
-			return
-		case <-r.Context().Done():
-			return
-		}
-	}
+	streamStandalone(w, r, s.standalone, s.done, nil)
 }
 
 // handleDelete ends a session and waits (briefly) for its process to go.
 func (b *Bridge) handleDelete(w http.ResponseWriter, r *http.Request) {
+	if b.cfg.Shared {
+		b.handleSharedDelete(w, r)
+		return
+	}
 	s := b.lookup(w, r, nil)
 	if s == nil {
 		return

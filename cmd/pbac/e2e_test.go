@@ -569,7 +569,8 @@ func TestUpWithStdioBackend(t *testing.T) {
 	// limits block's; "idler" ends a session's process unused for a second.
 	body := "demo: false\ndemo_agents: true\nlimits: {stdio_sessions: 5, stdio_sessions_per_agent: 3}\nbackends:\n  - name: tracker\n    command: [" +
 		strconv.Quote(bin) + ", demo, backend, jira, --stdio]\n    max_processes: 2\n    max_processes_per_agent: 1\n" +
-		"  - name: idler\n    command: [" + strconv.Quote(bin) + ", demo, backend, jira, --stdio]\n    idle_timeout: 1s\n"
+		"  - name: idler\n    command: [" + strconv.Quote(bin) + ", demo, backend, jira, --stdio]\n    idle_timeout: 1s\n" +
+		"  - name: sharer\n    command: [" + strconv.Quote(bin) + ", demo, backend, jira, --stdio]\n    shared: true\n"
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -607,7 +608,7 @@ func TestUpWithStdioBackend(t *testing.T) {
 		t.Fatalf("initialize on a backend nobody has a grant on: %d %s", a.status, a.body)
 	}
 	// The policy data maps the backend to the jira resource.
-	mapBackends(t, out.String(), dataDir, map[string]string{"tracker": "jira", "idler": "jira"})
+	mapBackends(t, out.String(), dataDir, map[string]string{"tracker": "jira", "idler": "jira", "sharer": "jira"})
 
 	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
 	sess, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: base + "/mcp/tracker", MaxRetries: -1,
@@ -670,6 +671,19 @@ func TestUpWithStdioBackend(t *testing.T) {
 	if status, body := rawHTTP(t, http.DefaultClient, http.MethodGet, admin[1]+"/metrics", "", nil); status != http.StatusOK ||
 		!strings.Contains(body, `pbac_stdio_processes{backend="tracker"} 2`) {
 		t.Errorf("GET /metrics: %d, want pbac_stdio_processes{backend=\"tracker\"} 2 in:\n%s", status, body)
+	}
+	// shared: every agent's sessions are one process.
+	for _, tk := range []string{tok, otherTok, thirdTok} {
+		a := mcpPost(t, base, "/mcp/sharer", tk, "", mcpInit)
+		if a.status != http.StatusOK {
+			t.Fatalf("initialize on the shared backend: %d %s", a.status, a.body)
+		}
+		if a := mcpPost(t, base, "/mcp/sharer", tk, a.sid, ping); a.status != http.StatusOK || !strings.Contains(a.body, `"id":7`) {
+			t.Fatalf("ping on the shared backend: %d %s", a.status, a.body)
+		}
+	}
+	if _, body := rawHTTP(t, http.DefaultClient, http.MethodGet, admin[1]+"/metrics", "", nil); !strings.Contains(body, `pbac_stdio_processes{backend="sharer"} 1`) {
+		t.Errorf("three agents' sessions of a shared stdio backend: want pbac_stdio_processes{backend=\"sharer\"} 1 in:\n%s", body)
 	}
 	// idle_timeout: a session left alone ends, and its process with it.
 	if a := mcpPost(t, base, "/mcp/idler", tok, "", mcpInit); a.status != http.StatusOK {

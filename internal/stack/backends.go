@@ -51,7 +51,7 @@ func (s *Stack) startBackends(ctx context.Context) error {
 		}
 		bridge, err := stdio.Start(ctx, stdio.Config{
 			Name: bc.Name, Command: bc.Command, Env: bc.Env, Dir: bc.Dir,
-			MaxSessions: maxProcs, MaxSessionsPerAgent: maxPerAgent, IdleTimeout: idle,
+			MaxSessions: maxProcs, MaxSessionsPerAgent: maxPerAgent, IdleTimeout: idle, Shared: bc.Shared,
 			Logger: s.log, // the bridge names its backend in every line
 		})
 		if err != nil {
@@ -59,7 +59,7 @@ func (s *Stack) startBackends(ctx context.Context) error {
 		}
 		s.onClose(phaseBackends, "stdio backend "+bc.Name, bridge.Close)
 		s.collectors = append(s.collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "pbac_stdio_processes", Help: "Processes a stdio backend runs now (one per MCP session).",
+			Name: "pbac_stdio_processes", Help: "Processes a stdio backend runs now (one per MCP session; one in all for a shared backend).",
 			ConstLabels: prometheus.Labels{"backend": bc.Name},
 		}, func() float64 { return float64(bridge.Processes()) }))
 		b := gateway.Backend{Name: bc.Name, URL: bridge.URL(), OwnerHeader: stdio.OwnerHeader}
