@@ -295,6 +295,10 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		g.backends[b.Name] = &b
 		g.forwarders[b.Name] = fw
+		// A backend's stream series exist from the start, at 0.
+		for _, outcome := range []string{"passed", "withheld"} {
+			g.metrics.notifications.WithLabelValues(b.Name, outcome)
+		}
 	}
 	g.refusals = newRefusals(cfg.RefusalWindow, func(r audit.Record) {
 		if g.cfg.Audit != nil {
