@@ -152,10 +152,17 @@ func (g *Gateway) aggregateListen(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message
 		ended := make(chan struct{})
 		go func() { wg.Wait(); close(ended) }()
 		defer func() { cancel(); <-ended }()
+		ping := time.NewTicker(streamKeepAlive)
+		defer ping.Stop()
 		for {
 			select {
 			case m := <-msgs:
 				if writeEvent(w, m) != nil {
+					return
+				}
+			case <-ping.C:
+				// A client that has gone is noticed only at a write.
+				if writeKeepAlive(w) != nil {
 					return
 				}
 			case <-ended:

@@ -178,12 +178,28 @@ func (g *Gateway) listen(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrp
 	if err != nil {
 		return refuse(err)
 	}
+	owner := cl.ownerKey()
+	if !g.listens.enter(owner) {
+		rec.Decision, rec.Status, rec.Reasons = "deny", fiber.StatusTooManyRequests, append(rec.Reasons, "refused: too many subscriptions/listen streams open")
+		g.finish(rec, start)
+		c.Set(fiber.HeaderRetryAfter, "5")
+		return g.reply(c, fiber.StatusTooManyRequests, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidRequest,
+			fmt.Sprintf("this agent has %d subscriptions/listen streams open here already", maxListensPerAgent), nil))
+	}
 	ctx, cancel := g.streamContext(c)
+	left := false
+	done := func() {
+		cancel()
+		if !left {
+			left = true
+			g.listens.leave(owner)
+		}
+	}
 	headers := time.AfterFunc(backend.Timeout, cancel)
 	ctx, bspan := g.startBackend(ctx, backend, msg)
 	req, err := g.backendRequest(ctx, c, backend, http.MethodPost, body, sess)
 	if err != nil {
-		cancel()
+		done()
 		return err
 	}
 	setCallerOwner(req.Header.Set, backend, cl)
@@ -196,7 +212,7 @@ func (g *Gateway) listen(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrp
 	}
 	endBackend(bspan, code, err)
 	if err != nil {
-		cancel()
+		done()
 		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
 		rec.Reasons = append(rec.Reasons, "backend unreachable")
 		g.finish(rec, start)
@@ -209,24 +225,23 @@ func (g *Gateway) listen(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrp
 	c.Status(resp.StatusCode)
 	if !strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream") {
 		// An answer at once (an error, or nothing to listen for): whole.
-		defer cancel()
+		defer done()
 		defer resp.Body.Close()
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxFilteredResponse))
-		if err != nil {
-			return err
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxFilteredResponse+1))
+		if err != nil || len(b) > maxFilteredResponse {
+			return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backend.Name+" answered too much", nil))
 		}
 		return c.Send(b)
 	}
 	// The stream lasts no longer than the token it was opened with.
 	if exp := cl.token.ExpiresAt; exp > 0 && !cl.anonymous {
 		t := time.AfterFunc(time.Until(time.Unix(exp, 0)), cancel)
-		end := cancel
-		cancel = func() { t.Stop(); end() }
+		end := done
+		done = func() { t.Stop(); end() }
 	}
 	keep := g.notificationVetter(backend, cl, msg.ID)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		defer cancel()
-		defer resp.Body.Close()
+		defer done()
 		if err := relayVetted(ctx, w, resp.Body, keep); err != nil {
 			g.log.Info("a subscriptions/listen stream ended", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
 		}
@@ -234,39 +249,97 @@ func (g *Gateway) listen(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrp
 	return nil
 }
 
+// streamKeepAlive is how often a relayed stream gets a comment of the
+// gateway's own when nothing else was written: a client that has gone is
+// noticed only at a write.
+const streamKeepAlive = 25 * time.Second
+
+// vetted is one event of a relayed stream, or how the stream ended.
+type vetted struct {
+	ev   sseEvent
+	last bool
+	err  error
+}
+
 // relayVetted copies an event stream to w event by event, each message
-// only when keep lets it, until the stream ends, ctx is done, or keep
-// reports the request answered (a clean end).
-func relayVetted(ctx context.Context, w *bufio.Writer, r io.Reader, keep func(ctx context.Context, data []byte) (pass bool, last bool)) error {
-	events := newSSEReader(r, maxFilteredResponse)
+// only when keep lets it (and of an event's other lines only comments and
+// the event, id and retry fields), with a keep-alive comment when the
+// stream is quiet, until the stream ends, ctx is done, the client goes, or
+// keep reports the request answered (a clean end). body is closed on
+// return, which ends its reader.
+func relayVetted(ctx context.Context, w *bufio.Writer, body io.ReadCloser, keep func(ctx context.Context, data []byte) (pass bool, last bool)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	items := make(chan vetted)
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		events := newSSEReader(body, maxFilteredResponse)
+		for {
+			ev, err := events.next()
+			it := vetted{err: err}
+			if err == nil {
+				if ev.hasData {
+					var pass bool
+					if pass, it.last = keep(ctx, ev.data); !pass {
+						continue
+					}
+				}
+				it.ev = ev.plain()
+			}
+			select {
+			case items <- it:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || it.last {
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		body.Close()
+		<-read
+	}()
+	ping := time.NewTicker(streamKeepAlive)
+	defer ping.Stop()
 	for {
-		ev, err := events.next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return context.Cause(ctx)
+		select {
+		case it := <-items:
+			switch {
+			case errors.Is(it.err, io.EOF):
+				return nil
+			case it.err != nil:
+				if ctx.Err() != nil {
+					return context.Cause(ctx)
+				}
+				return fmt.Errorf("read the backend's event stream: %w", it.err)
 			}
-			return fmt.Errorf("read the backend's event stream: %w", err)
-		}
-		last := false
-		if ev.hasData {
-			var pass bool
-			if pass, last = keep(ctx, ev.data); !pass {
-				continue
+			if err := it.ev.write(w, it.ev.data); err != nil {
+				return err
 			}
-		}
-		if err := ev.write(w, ev.data); err != nil {
-			return err
-		}
-		if err := w.Flush(); err != nil {
-			return err
-		}
-		if last {
-			return nil
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if it.last {
+				return nil
+			}
+		case <-ping.C:
+			if err := writeKeepAlive(w); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return context.Cause(ctx)
 		}
 	}
+}
+
+// writeKeepAlive writes an SSE comment and flushes it.
+func writeKeepAlive(w *bufio.Writer) error {
+	if _, err := w.WriteString(": keep-alive\n\n"); err != nil {
+		return err
+	}
+	return w.Flush()
 }
 
 // notificationVetter decides each message a backend pushes to this caller

@@ -38,6 +38,21 @@ func (e sseEvent) write(w io.Writer, data []byte) error {
 	return err
 }
 
+// plain is the event with, of its lines other than data, only comments
+// and the event, id and retry fields: a line a parser might read another
+// way (a byte order mark before "data:", an unknown field) is not passed
+// on.
+func (e sseEvent) plain() sseEvent {
+	out := sseEvent{data: e.data, hasData: e.hasData}
+	for _, f := range e.fields {
+		if bytes.HasPrefix(f, []byte(":")) || bytes.HasPrefix(f, []byte("event:")) || bytes.HasPrefix(f, []byte("id:")) ||
+			bytes.HasPrefix(f, []byte("retry:")) || bytes.Equal(f, []byte("event")) || bytes.Equal(f, []byte("id")) {
+			out.fields = append(out.fields, f)
+		}
+	}
+	return out
+}
+
 // errSSELine is an SSE line or event longer than the reader allows.
 var errSSELine = errors.New("an event-stream event is too long")
 

@@ -48,6 +48,15 @@ const (
 	maxTaskIDBytes       = 512
 )
 
+// maxTaskAnswer is the longest JSON answer read whole for a task handle.
+const maxTaskAnswer = 64 << 10
+
+// readCloser reads from one reader and closes another.
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
 // ExtensionTasks is the tasks extension's identifier.
 const ExtensionTasks = "io.modelcontextprotocol/tasks"
 
@@ -77,16 +86,25 @@ func newTasks(perOwner int) *tasks {
 	return &tasks{perOwner: perOwner, m: map[taskKey]*taskRecord{}, owned: map[string]map[taskKey]struct{}{}}
 }
 
+// maxTasks bounds the tasks recorded in all (owners without a token are
+// keyed by address, so owners are many): past it a new task is not
+// recorded, and its owner is told "unknown task" (a deny).
+const maxTasks = 100_000
+
 // add records task k as owner's. Past the owner's quota, its oldest task
-// (the first to expire among ties) is forgotten.
-func (t *tasks) add(k taskKey, r *taskRecord) {
+// (the first to expire among ties) is forgotten; it reports false when
+// the gateway holds maxTasks already.
+func (t *tasks) add(k taskKey, r *taskRecord) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if _, known := t.m[k]; !known && len(t.m) >= maxTasks && len(t.owned[r.owner]) < t.perOwner {
+		return false
+	}
 	if old, ok := t.m[k]; ok {
 		// An id seen again is the first owner's: a backend that reuses ids
 		// does not hand one owner's task to another.
 		if old.owner != r.owner {
-			return
+			return false
 		}
 		t.forget(k, old)
 	}
@@ -106,6 +124,7 @@ func (t *tasks) add(k taskKey, r *taskRecord) {
 		t.owned[r.owner] = map[taskKey]struct{}{}
 	}
 	t.owned[r.owner][k] = struct{}{}
+	return true
 }
 
 func (t *tasks) forget(k taskKey, r *taskRecord) {
@@ -224,7 +243,11 @@ func (g *Gateway) noteTask(backend *Backend, cl *caller, tool string, answer []b
 		return
 	}
 	now := time.Now()
-	g.tasks.add(taskKey{backend.Name, id}, &taskRecord{owner: cl.ownerKey(), tool: tool, created: now, expires: now.Add(ttl)})
+	if !g.tasks.add(taskKey{backend.Name, id}, &taskRecord{owner: cl.ownerKey(), tool: tool, created: now, expires: now.Add(ttl)}) {
+		g.log.Warn("a task was not recorded: the gateway holds as many as it may, or another owner's has its id", "backend", backend.Name)
+		rec.Reasons = append(rec.Reasons, "task "+id+" created, not recorded (its owner will be told it is unknown)")
+		return
+	}
 	rec.Reasons = append(rec.Reasons, "task "+id+" created")
 }
 
@@ -273,18 +296,28 @@ func (g *Gateway) forwardTaskable(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	rec.Status = resp.StatusCode
 	tool := backend.Name + "." + msg.Name
 	if !strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream") {
-		defer cancel()
-		defer resp.Body.Close()
-		body, err := io.ReadAll(io.LimitReader(resp.Body, maxFilteredResponse+1))
-		if err != nil || len(body) > maxFilteredResponse {
+		// A task handle is small: an answer longer than maxTaskAnswer is a
+		// result, streamed on as it comes.
+		head, err := io.ReadAll(io.LimitReader(resp.Body, maxTaskAnswer+1))
+		if err != nil {
+			cancel()
+			resp.Body.Close()
 			rec.Decision, rec.Status = "error", fiber.StatusBadGateway
-			rec.Reasons = append(rec.Reasons, "the backend's answer could not be read whole")
+			rec.Reasons = append(rec.Reasons, "the backend's answer could not be read")
 			g.finish(rec, start)
-			return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backend.Name+" answered too much", nil))
+			return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backend.Name+" is unavailable", nil))
 		}
-		g.noteTask(backend, cl, tool, body, rec)
+		if len(head) <= maxTaskAnswer {
+			cancel()
+			resp.Body.Close()
+			g.noteTask(backend, cl, tool, head, rec)
+			g.finish(rec, start)
+			return c.Status(resp.StatusCode).Send(head)
+		}
 		g.finish(rec, start)
-		return c.Status(resp.StatusCode).Send(body)
+		c.Status(resp.StatusCode)
+		c.Response().SetBodyStream(&closeFunc{ReadCloser: readCloser{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}, after: cancel}, -1)
+		return nil
 	}
 	g.finish(rec, start)
 	c.Status(resp.StatusCode)

@@ -145,6 +145,13 @@ func Parse(body []byte, maxDepth int) (*Message, error) {
 		hasResult, hasError, has   bool
 	)
 	for _, mb := range top {
+		// A decoder that matches keys case-insensitively (Go's) would read
+		// "ID" or "Params" as the member the gateway read.
+		for _, k := range [...]string{"jsonrpc", "id", "method", "params", "result", "error"} {
+			if mb.Key != k && strings.EqualFold(mb.Key, k) {
+				return nil, fmt.Errorf("%s is another spelling of %s", mb.Key, k)
+			}
+		}
 		switch mb.Key {
 		case "jsonrpc":
 			version = mb.Raw
@@ -216,6 +223,9 @@ func Parse(body []byte, maxDepth int) (*Message, error) {
 	}
 	if meta, ok := m.Params["_meta"]; ok && len(meta) > 0 && meta[0] == '{' && metaRead {
 		for _, mb := range metas {
+			if mb.Key != "progressToken" && strings.EqualFold(mb.Key, "progressToken") {
+				return nil, fmt.Errorf("_meta.%s is another spelling of _meta.progressToken", mb.Key)
+			}
 			switch mb.Key {
 			case "io.modelcontextprotocol/protocolVersion":
 				s, ok := Unquote(mb.Raw)

@@ -27,6 +27,13 @@ func parseReference(body []byte, maxDepth int) (*Message, error) {
 	if err := json.Unmarshal(body, &top); err != nil {
 		return nil, ErrNotObject
 	}
+	for k := range top {
+		for _, want := range []string{"jsonrpc", "id", "method", "params", "result", "error"} {
+			if k != want && strings.EqualFold(k, want) {
+				return nil, fmt.Errorf("%s is another spelling of %s", k, want)
+			}
+		}
+	}
 	m := &Message{Raw: body}
 	if v, ok := top["jsonrpc"]; !ok || string(bytes.TrimSpace(v)) != `"2.0"` {
 		return nil, errors.New(`jsonrpc must be "2.0"`)
@@ -91,6 +98,11 @@ func parseReference(body []byte, maxDepth int) (*Message, error) {
 			}
 			if v, ok := mm["progressToken"]; ok {
 				m.ProgressToken = v
+			}
+			for k := range mm {
+				if k != "progressToken" && strings.EqualFold(k, "progressToken") {
+					return nil, fmt.Errorf("_meta.%s is another spelling of _meta.progressToken", k)
+				}
 			}
 		}
 	}

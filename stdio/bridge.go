@@ -78,6 +78,10 @@ var (
 	errFull      = errors.New("every stdio session is in use")
 	errAgentFull = errors.New("this agent holds as many stdio sessions as one agent may, all of them busy")
 	errClosed    = errors.New("the stdio backend is closing")
+	// errStdinBusy is a write to stdin that wrote nothing before its
+	// deadline: the process is not reading its input now.
+	errStdinBusy = errors.New("the stdio process is not reading its input")
+	errTooMany   = errors.New("too many requests of this session in flight")
 	// errNotStarted stands, for the client, for a process that could not
 	// be started (the cause is logged).
 	errNotStarted = errors.New("the stdio process could not be started")

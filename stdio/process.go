@@ -37,8 +37,13 @@ type session struct {
 	id    string
 	owner string // OwnerHeader of the initialize that started it
 	log   *slog.Logger
-	// shared marks the shared process (Config.Shared, shared.go).
-	shared bool
+	// shared marks the shared process (Config.Shared, shared.go); replies
+	// queues the lines the bridge itself sends it (answers to its
+	// requests, cancellations), written by writeQueued, not by the stdout
+	// reader; repliesDone closes when writeQueued returns.
+	shared      bool
+	replies     chan []byte
+	repliesDone chan struct{}
 
 	cmd     *exec.Cmd
 	pid     int
@@ -167,6 +172,9 @@ func (s *session) wait() {
 		s.log.Warn("stdio process exited; its session ends", "status", exitStatus(err))
 	}
 	s.end("the stdio process exited") // its status is in the log, not for the client
+	if s.repliesDone != nil {
+		<-s.repliesDone // writeQueued returns at s.done
+	}
 	b := s.b
 	b.mu.Lock()
 	delete(b.procs, s)
@@ -235,9 +243,17 @@ func (s *session) signal(sig groupSignal) {
 // inputFailed ends the session after a failed or partial write to stdin,
 // which leaves the stream unusable: the cause goes to the log, the client
 // hears only that the session ended.
-func (s *session) inputFailed(err error) {
+//
+// A write that wrote nothing before its deadline (errStdinBusy) leaves the
+// stream intact: the session goes on, and inputFailed reports false.
+func (s *session) inputFailed(err error) (ended bool) {
+	if errors.Is(err, errStdinBusy) {
+		s.log.Warn("stdio process did not read its input in time; the request is refused, the session goes on")
+		return false
+	}
 	s.log.Warn("stdio process stdin write failed; its session ends", "err", err)
 	s.end("the stdio process does not accept input")
+	return true
 }
 
 // endReason is why the session ended, as a client may be told: end is
@@ -307,7 +323,12 @@ func (s *session) write(line []byte, deadline time.Time) error {
 	if err := s.stdin.SetWriteDeadline(deadline); err != nil {
 		return err
 	}
-	_, err := s.stdin.Write(line)
+	n, err := s.stdin.Write(line)
+	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		// Nothing was written: the stream is intact, the process is
+		// only not reading now.
+		return errStdinBusy
+	}
 	return err
 }
 

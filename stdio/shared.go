@@ -39,7 +39,8 @@ const maxViews = 1024
 
 // sharedOnly are the methods whose effect would be the process's for every
 // session: refused in shared mode.
-var sharedOnly = map[string]bool{"resources/subscribe": true, "resources/unsubscribe": true, "logging/setLevel": true}
+var sharedOnly = map[string]bool{"resources/subscribe": true, "resources/unsubscribe": true, "logging/setLevel": true,
+	"subscriptions/listen": true}
 
 // view is one client session of the shared process.
 type view struct {
@@ -106,6 +107,9 @@ func (v *view) track(key string, wire json.RawMessage) error {
 	if _, dup := v.wire[key]; dup {
 		return errDuplicate
 	}
+	if len(v.wire) >= maxViewCalls {
+		return errTooMany
+	}
 	v.wire[key] = wire
 	return nil
 }
@@ -123,14 +127,49 @@ func (v *view) wireOf(key string) (json.RawMessage, bool) {
 	return w, ok
 }
 
-// wireID is a fresh id of the bridge's own for the shared process.
+// wireID is a fresh id of the bridge's own for the shared process: a
+// count and a random part, so that no session can guess another's.
 func (b *Bridge) wireID() json.RawMessage {
-	return json.RawMessage(strconv.Quote("pbac-" + strconv.FormatInt(b.wireSeq.Add(1), 10)))
+	return json.RawMessage(strconv.Quote("pbac-" + strconv.FormatInt(b.wireSeq.Add(1), 10) + "-" + newSessionID()[:16]))
+}
+
+// sharedVersion is the protocol revision the bridge initializes a shared
+// process at: fixed, so that no client picks it for the others.
+const sharedVersion = "2025-06-18"
+
+// maxViewCalls bounds the requests of one view in flight at once.
+const maxViewCalls = 32
+
+// queue hands a line of the bridge's own to writeQueued; when the queue
+// is full the line is dropped (an answer the process waits for in vain,
+// a cancellation not made).
+func (s *session) queue(line []byte) {
+	select {
+	case s.replies <- line:
+	default:
+		s.log.Warn("a shared stdio process's queue of the bridge's own messages is full; one dropped")
+	}
+}
+
+// writeQueued writes the queued lines until the session ends.
+func (s *session) writeQueued() {
+	defer close(s.repliesDone)
+	for {
+		select {
+		case <-s.done:
+			return
+		case line := <-s.replies:
+			if err := s.write(line, time.Now().Add(writeTimeout)); err != nil && !errors.Is(err, errEnded) {
+				s.inputFailed(err)
+			}
+		}
+	}
 }
 
 // sharedProcess is the running shared process and its initialize result,
-// started (and initialized at version) when there is none.
-func (b *Bridge) sharedProcess(version string) (*session, json.RawMessage, int, error) {
+// started (and initialized at sharedVersion) when there is none. The
+// process is returned begun (session.begin): the caller finishes it.
+func (b *Bridge) sharedProcess() (*session, json.RawMessage, int, error) {
 	b.sharedMu.Lock()
 	defer b.sharedMu.Unlock()
 	b.mu.Lock()
@@ -141,18 +180,25 @@ func (b *Bridge) sharedProcess(version string) (*session, json.RawMessage, int, 
 	if s := b.shared; s != nil && !s.isEnded() {
 		init := b.sharedInit
 		b.mu.Unlock()
-		return s, init, 0, nil
+		if s.begin() {
+			return s, init, 0, nil
+		}
+		s.finish()
+		return nil, nil, http.StatusServiceUnavailable, errEnded
 	}
 	s := b.newProcess("")
 	s.shared = true
+	s.replies, s.repliesDone = make(chan []byte, 64), make(chan struct{})
 	b.shared, b.sharedInit = s, nil
 	b.mu.Unlock()
 	if err := b.startProcess(s); err != nil {
+		close(s.repliesDone)
 		return nil, nil, http.StatusBadGateway, err
 	}
+	go s.writeQueued() // joined by wait, through repliesDone
 	// The bridge's own initialize: no client capabilities, since the
 	// process's requests to a client are not passed on.
-	init, err := b.sharedRoundTrip(s, "initialize", map[string]any{"protocolVersion": version, "capabilities": map[string]any{},
+	init, err := b.sharedRoundTrip(s, "initialize", map[string]any{"protocolVersion": sharedVersion, "capabilities": map[string]any{},
 		"clientInfo": map[string]any{"name": "pbac-stdio-bridge", "version": "1"}})
 	if err == nil {
 		err = s.write([]byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`+"\n"), time.Now().Add(writeTimeout))
@@ -166,6 +212,7 @@ func (b *Bridge) sharedProcess(version string) (*session, json.RawMessage, int, 
 	b.sharedInit = init
 	b.mu.Unlock()
 	s.log.Info("shared stdio process initialized")
+	s.begin()
 	return s, init, 0, nil
 }
 
@@ -223,6 +270,9 @@ func (b *Bridge) newView(owner string, proc *session) (*view, int, error) {
 	defer b.mu.Unlock()
 	if b.closed {
 		return nil, http.StatusServiceUnavailable, errClosed
+	}
+	if proc.isEnded() {
+		return nil, http.StatusServiceUnavailable, errEnded
 	}
 	now := time.Now()
 	var mine []*view
@@ -321,14 +371,9 @@ func (b *Bridge) handleSharedPost(w http.ResponseWriter, r *http.Request, in *in
 			fail(w, http.StatusBadRequest, in.id, jsonrpc.CodeInvalidRequest, "missing "+sessionHeader+": only initialize starts a session")
 			return
 		}
-		var p struct {
-			Params struct {
-				ProtocolVersion string `json:"protocolVersion"`
-			} `json:"params"`
-		}
-		_ = json.Unmarshal(in.line, &p)
-		s, init, status, err := b.sharedProcess(p.Params.ProtocolVersion)
+		s, init, status, err := b.sharedProcess()
 		if err == nil {
+			defer s.finish()
 			var v *view
 			if v, status, err = b.newView(r.Header.Get(OwnerHeader), s); err == nil {
 				w.Header().Set(sessionHeader, v.id)
@@ -361,6 +406,14 @@ func (b *Bridge) handleSharedPost(w http.ResponseWriter, r *http.Request, in *in
 	}
 	defer v.finish()
 	s := v.proc
+	// The process is in use while a view's request is: the reaper leaves
+	// it be.
+	if !s.begin() {
+		s.finish()
+		fail(w, http.StatusNotFound, in.id, jsonrpc.CodeInvalidRequest, "unknown or expired session")
+		return
+	}
+	defer s.finish()
 	deadline := time.Now().Add(b.cfg.RequestTimeout)
 	switch in.kind {
 	case kindNotification:
@@ -404,7 +457,12 @@ func (b *Bridge) handleSharedPost(w http.ResponseWriter, r *http.Request, in *in
 		return
 	}
 	if err := v.track(in.key, wire); err != nil {
-		fail(w, http.StatusBadRequest, in.id, jsonrpc.CodeInvalidRequest, err.Error())
+		status := http.StatusBadRequest
+		if errors.Is(err, errTooMany) {
+			status = http.StatusTooManyRequests
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		fail(w, status, in.id, jsonrpc.CodeInvalidRequest, err.Error())
 		return
 	}
 	defer v.untrack(in.key)
@@ -414,7 +472,10 @@ func (b *Bridge) handleSharedPost(w http.ResponseWriter, r *http.Request, in *in
 	}
 	if err := s.write(append(line, '\n'), deadline); err != nil {
 		s.unregister(key, call)
-		s.inputFailed(err)
+		if !s.inputFailed(err) {
+			busy(w, in.id, b.cfg.Name)
+			return
+		}
 		fail(w, http.StatusNotFound, in.id, jsonrpc.CodeInternalError, "the stdio process does not accept input")
 		return
 	}
@@ -429,7 +490,12 @@ func (b *Bridge) handleSharedGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.mu.Lock()
-	if v.getOpen || v.ended {
+	switch {
+	case v.ended:
+		v.mu.Unlock()
+		fail(w, http.StatusNotFound, nil, jsonrpc.CodeInvalidRequest, "unknown or expired session")
+		return
+	case v.getOpen:
 		v.mu.Unlock()
 		fail(w, http.StatusConflict, nil, jsonrpc.CodeInvalidRequest, "this session already has a GET stream")
 		return
@@ -464,9 +530,7 @@ func (s *session) dispatchShared(m *jsonrpc.Message, msg []byte) {
 	case m.ID != nil:
 		line, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": m.ID, "error": map[string]any{
 			"code": jsonrpc.CodeMethodNotFound, "message": "the gateway's shared stdio process does not pass requests on to a client"}})
-		if err := s.write(append(line, '\n'), time.Now().Add(time.Second)); err != nil && !errors.Is(err, errEnded) {
-			s.inputFailed(err)
-		}
+		s.queue(append(line, '\n'))
 	case m.Method == "notifications/tools/list_changed", m.Method == "notifications/prompts/list_changed",
 		m.Method == "notifications/resources/list_changed":
 		s.b.broadcast(s, msg)

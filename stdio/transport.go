@@ -108,6 +108,13 @@ func fail(w http.ResponseWriter, status int, id json.RawMessage, code int, msg s
 	reply(w, status, jsonrpc.ErrorBody(id, code, msg, nil))
 }
 
+// busy refuses a request the process did not read in time (errStdinBusy):
+// 503 with Retry-After; the session goes on.
+func busy(w http.ResponseWriter, id json.RawMessage, backend string) {
+	w.Header().Set("Retry-After", retryAfter)
+	fail(w, http.StatusServiceUnavailable, id, jsonrpc.CodeInternalError, "stdio backend "+backend+" is not reading its input: retry later")
+}
+
 func (b *Bridge) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/mcp" {
 		http.NotFound(w, r)
@@ -208,7 +215,10 @@ func (b *Bridge) handlePost(w http.ResponseWriter, r *http.Request) {
 
 	if in.kind != kindRequest {
 		if err := s.write(in.line, deadline); err != nil {
-			s.inputFailed(err)
+			if !s.inputFailed(err) {
+				busy(w, in.id, b.cfg.Name)
+				return
+			}
 			fail(w, http.StatusNotFound, in.id, jsonrpc.CodeInvalidRequest, "the stdio session has ended")
 			return
 		}
@@ -236,7 +246,10 @@ func (b *Bridge) handlePost(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.write(in.line, deadline); err != nil {
 		s.unregister(in.key, call)
-		s.inputFailed(err)
+		if !s.inputFailed(err) {
+			busy(w, in.id, b.cfg.Name)
+			return
+		}
 		status := http.StatusNotFound
 		if fresh {
 			status = http.StatusBadGateway
@@ -256,6 +269,9 @@ func (b *Bridge) handlePost(w http.ResponseWriter, r *http.Request) {
 // succeeded.
 func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *session, call *pendingCall, key string, wireID, clientID json.RawMessage,
 	deadline time.Time, fresh bool, sessionID string) (established bool) {
+	// The shared process serves everyone: work a client abandoned is
+	// cancelled there rather than left to run.
+	cancelGone := s.shared
 	rc := http.NewResponseController(w)
 	streaming := false
 	startStream := func() {
@@ -342,8 +358,12 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *session, c
 			return established
 		case <-r.Context().Done():
 			// The client is gone. Disconnection is not cancellation: the
-			// process finishes the request and its late response is dropped.
+			// process finishes the request and its late response is dropped
+			// (but on the shared process, see cancelGone).
 			s.unregister(key, call)
+			if cancelGone {
+				s.cancelRequest(wireID) // queued: the shared process's writer sends it
+			}
 			return established
 		}
 	}
@@ -357,6 +377,10 @@ func (s *session) cancelRequest(id json.RawMessage) {
 		"params":  map[string]any{"requestId": id, "reason": "request timed out at the gateway"},
 	})
 	if err != nil {
+		return
+	}
+	if s.replies != nil {
+		s.queue(append(line, '\n'))
 		return
 	}
 	if err := s.write(append(line, '\n'), time.Now().Add(writeTimeout)); err != nil && !errors.Is(err, errEnded) {
