@@ -133,6 +133,9 @@ func printOps(w io.Writer, s opsSettings) {
 		target := b.URL
 		if target == "" {
 			target = fmt.Sprintf("stdio %q", b.Command)
+			if b.Shared {
+				target += " (shared: one process for every session)"
+			}
 		}
 		fmt.Fprintf(w, "  backend %-13s %s\n", b.Name, target)
 	}
