@@ -21,7 +21,13 @@ import (
 // statelessJira is the demo jira served as the 2026-07-28 revision wants
 // (the go-sdk's stateless mode), and a client of it that goes around the
 // gateway, to change its issues.
-func statelessJira(t *testing.T) (*stack, func(key string)) {
+func statelessJira(t testing.TB) (*stack, func(key string)) {
+	s, comment, _ := statelessJiraAt(t)
+	return s, comment
+}
+
+// statelessJiraAt is statelessJira with the backend's own URL.
+func statelessJiraAt(t testing.TB) (*stack, func(key string), string) {
 	t.Helper()
 	h, err := demo.NewHandler("jira", &mcp.StreamableHTTPOptions{Stateless: true})
 	if err != nil {
@@ -48,20 +54,29 @@ func statelessJira(t *testing.T) (*stack, func(key string)) {
 			t.Fatalf("comment on %s: %v %+v", key, err, res)
 		}
 	}
-	return s, comment
+	return s, comment, fake.URL
 }
 
 // listenStream opens a subscriptions/listen at path with body's
 // notifications and returns its messages as they come.
-func listenStream(t *testing.T, s *stack, path, token, notifications string) <-chan map[string]any {
+func listenStream(t testing.TB, s *stack, path, token, notifications string) <-chan map[string]any {
+	t.Helper()
+	return listenAt(t, s.base+path, token, notifications)
+}
+
+// listenAt opens a subscriptions/listen at url (token "": none) and
+// returns its messages as they come, each with "received" set to when.
+func listenAt(t testing.TB, url, token, notifications string) <-chan map[string]any {
 	t.Helper()
 	body := `{"jsonrpc":"2.0","id":"listen-1","method":"subscriptions/listen","params":{"_meta":{` +
 		`"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},` +
 		`"io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"}},"notifications":` + notifications + `}}`
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.base+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
@@ -86,6 +101,7 @@ func listenStream(t *testing.T, s *stack, path, token, notifications string) <-c
 			}
 			var m map[string]any
 			if json.Unmarshal([]byte(data), &m) == nil {
+				m["received"] = time.Now()
 				out <- m
 			}
 		}
@@ -93,7 +109,7 @@ func listenStream(t *testing.T, s *stack, path, token, notifications string) <-c
 	return out
 }
 
-func next(t *testing.T, ch <-chan map[string]any) map[string]any {
+func next(t testing.TB, ch <-chan map[string]any) map[string]any {
 	t.Helper()
 	select {
 	case m, ok := <-ch:
@@ -238,5 +254,39 @@ func TestAggregatedSubscriptionsListen(t *testing.T) {
 	}
 	if rec := s.auditOf(t, "subscriptions/listen"); rec.Decision != "allow" || !slices.Contains(rec.Reasons, "1 of 3 resource subscriptions open") {
 		t.Fatalf("audit of the listen: %+v", rec)
+	}
+}
+
+// BenchmarkListenUpdate prints how long a resource update takes from the
+// change at the backend to the listening client, straight from the go-sdk
+// server and through the gateway (which decides it by pbac/list as it
+// passes), both listening at once to the same changes:
+// go test -run '^$' -bench ListenUpdate -benchtime 2000x ./gateway/
+func BenchmarkListenUpdate(b *testing.B) {
+	s, comment, backendURL := statelessJiraAt(b)
+	token := s.machineAgent("ci-bot", false, "jira:read")
+	subs := `{"resourceSubscriptions":["jira://issue/SEC-12"]}`
+	direct := listenAt(b, backendURL, "", subs)
+	through := listenStream(b, s, "/mcp/jira", token, subs)
+	next(b, direct)
+	next(b, through) // the acknowledgements
+	var straight, gated []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		comment("SEC-12")
+		d, g := next(b, direct), next(b, through)
+		straight = append(straight, d["received"].(time.Time).Sub(start))
+		gated = append(gated, g["received"].(time.Time).Sub(start))
+	}
+	q := func(ds []time.Duration, p float64) time.Duration {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		return s[min(len(s)-1, int(p*float64(len(s))))]
+	}
+	if len(gated) > 0 {
+		b.ReportMetric(float64(q(straight, 0.5).Microseconds()), "direct-p50-µs")
+		b.ReportMetric(float64(q(straight, 0.99).Microseconds()), "direct-p99-µs")
+		b.ReportMetric(float64(q(gated, 0.5).Microseconds()), "gateway-p50-µs")
+		b.ReportMetric(float64(q(gated, 0.99).Microseconds()), "gateway-p99-µs")
 	}
 }
