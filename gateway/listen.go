@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"time"
 
@@ -195,30 +194,11 @@ func (g *Gateway) listen(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrp
 			g.listens.leave(owner)
 		}
 	}
-	headers := time.AfterFunc(backend.Timeout, cancel)
-	ctx, bspan := g.startBackend(ctx, backend, msg)
-	req, err := g.backendRequest(ctx, c, backend, http.MethodPost, body, sess)
-	if err != nil {
+	resp, err := g.streamFromBackend(ctx, cancel, c, backend, cl, msg, body, sess, rec, start)
+	if resp == nil {
 		done()
 		return err
 	}
-	setCallerOwner(req.Header.Set, backend, cl)
-	bstart := time.Now()
-	resp, err := g.client.Do(req)
-	headers.Stop()
-	code := 0
-	if resp != nil {
-		code = resp.StatusCode
-	}
-	endBackend(bspan, code, err)
-	if err != nil {
-		done()
-		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
-		rec.Reasons = append(rec.Reasons, "backend unreachable")
-		g.finish(rec, start)
-		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backend.Name+" is unavailable", nil))
-	}
-	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
 	rec.Status = resp.StatusCode
 	copyAnswerHeaders(c, resp.Header.Get)
 	g.finish(rec, start)

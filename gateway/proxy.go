@@ -706,11 +706,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 	endBackend(bspan, resp.StatusCode(), err)
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
-		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
-		rec.Reasons = append(rec.Reasons, "backend unreachable")
-		g.finish(rec, start)
-		g.log.Warn("backend request failed", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
-		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backend.Name+" is unavailable", nil))
+		return g.unreachable(c, backend, msg.ID, rec, start, err)
 	}
 	rec.Status = resp.StatusCode()
 	g.adoptSession(c, backend, cl, msg, string(resp.Header.Peek(hdrSession)))
@@ -744,6 +740,55 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 		_ = body.Close()
 	})
 	return nil
+}
+
+// unreachable answers a request whose backend could not be reached: 502
+// with a JSON-RPC error (id: the request's), audited and logged.
+func (g *Gateway) unreachable(c *fiber.Ctx, backend *Backend, id json.RawMessage, rec *audit.Record, start time.Time, err error) error {
+	rec.Decision, rec.Status = "error", fiber.StatusBadGateway
+	rec.Reasons = append(rec.Reasons, "backend unreachable")
+	g.finish(rec, start)
+	g.log.Warn("backend request failed", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
+	return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(id, jsonrpc.CodeInternalError, "backend "+backend.Name+" is unavailable", nil))
+}
+
+// streamFromBackend posts body (nil: msg as the client sent it, with the
+// backend span's trace context in its _meta, as forward sends it) to
+// backend for the caller, under a backend span, within ctx (a
+// streamContext, which cancel ends). The backend has its Timeout to answer
+// with headers; the body it then streams lasts as long as ctx. When the
+// backend cannot be reached the client has been answered (unreachable)
+// and the response is nil.
+func (g *Gateway) streamFromBackend(ctx context.Context, cancel context.CancelFunc, c *fiber.Ctx, backend *Backend, cl *caller,
+	msg *jsonrpc.Message, body []byte, sess *session, rec *audit.Record, start time.Time) (*http.Response, error) {
+	headers := time.AfterFunc(backend.Timeout, cancel)
+	defer headers.Stop()
+	ctx, bspan := g.startBackend(ctx, backend, msg)
+	if body == nil {
+		body = msg.Raw
+		if bspan.IsRecording() {
+			if b, err := g.withTraceMeta(ctx, msg); err == nil {
+				body = b
+			}
+		}
+	}
+	req, err := g.backendRequest(ctx, c, backend, http.MethodPost, body, sess)
+	if err != nil {
+		return nil, err
+	}
+	setCallerOwner(req.Header.Set, backend, cl)
+	bstart := time.Now()
+	resp, err := g.client.Do(req)
+	code := 0
+	if resp != nil {
+		code = resp.StatusCode
+	}
+	endBackend(bspan, code, err)
+	if err != nil {
+		return nil, g.unreachable(c, backend, msg.ID, rec, start, err)
+	}
+	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
+	return resp, nil
 }
 
 // closeFunc runs after once the body is closed.
@@ -1111,10 +1156,7 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 	resp, err := g.client.Do(req)
 	if err != nil {
 		cancel()
-		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
-		rec.Reasons = append(rec.Reasons, "backend unreachable")
-		g.finish(rec, start)
-		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(nil, jsonrpc.CodeInternalError, "backend "+backend.Name+" is unavailable", nil))
+		return g.unreachable(c, backend, nil, rec, start, err)
 	}
 	rec.Status = resp.StatusCode
 	g.finish(rec, start)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -261,36 +260,11 @@ func (g *Gateway) forwardTaskable(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	// The backend has its timeout to answer; a stream it answers with then
 	// lasts until it ends, as on the forwarder's path, or until Shutdown.
 	ctx, cancel := g.streamContext(c)
-	headers := time.AfterFunc(backend.Timeout, cancel)
-	ctx, bspan := g.startBackend(ctx, backend, msg)
-	out := msg.Raw
-	if bspan.IsRecording() {
-		if b, err := g.withTraceMeta(ctx, msg); err == nil {
-			out = b
-		}
-	}
-	req, err := g.backendRequest(ctx, c, backend, http.MethodPost, out, sess)
-	if err != nil {
+	resp, err := g.streamFromBackend(ctx, cancel, c, backend, cl, msg, nil, sess, rec, start)
+	if resp == nil {
 		cancel()
 		return err
 	}
-	setCallerOwner(req.Header.Set, backend, cl)
-	bstart := time.Now()
-	resp, err := g.client.Do(req)
-	headers.Stop()
-	code := 0
-	if resp != nil {
-		code = resp.StatusCode
-	}
-	endBackend(bspan, code, err)
-	if err != nil {
-		cancel()
-		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
-		rec.Reasons = append(rec.Reasons, "backend unreachable")
-		g.finish(rec, start)
-		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backend.Name+" is unavailable", nil))
-	}
-	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
 	g.adoptSession(c, backend, cl, msg, resp.Header.Get(hdrSession))
 	copyAnswerHeaders(c, resp.Header.Get)
 	rec.Status = resp.StatusCode
