@@ -34,31 +34,7 @@ func TestPromptsAndResourcesAreDecided(t *testing.T) {
 	}
 	defer sess.Close()
 
-	prompts, err := sess.ListPrompts(ctx, nil)
-	if err != nil || len(prompts.Prompts) != 1 || prompts.Prompts[0].Name != "triage_issue" {
-		t.Fatalf("prompts/list: %v %+v", err, prompts)
-	}
-	got, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Name: "triage_issue", Arguments: map[string]string{"key": "SEC-12"}})
-	if err != nil || len(got.Messages) != 1 || !strings.Contains(got.Messages[0].Content.(*mcp.TextContent).Text, "SEC-12") {
-		t.Fatalf("prompts/get: %v %+v", err, got)
-	}
-	resources, err := sess.ListResources(ctx, nil)
-	if err != nil || len(resources.Resources) == 0 {
-		t.Fatalf("resources/list: %v %+v", err, resources)
-	}
-	for _, r := range resources.Resources {
-		if !strings.HasPrefix(r.URI, "jira://issue/") {
-			t.Errorf("resources/list shows %s", r.URI)
-		}
-	}
-	templates, err := sess.ListResourceTemplates(ctx, nil)
-	if err != nil || len(templates.ResourceTemplates) != 1 || templates.ResourceTemplates[0].URITemplate != "jira://issue/{key}" {
-		t.Fatalf("resources/templates/list: %v %+v", err, templates)
-	}
-	read, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{URI: "jira://issue/SEC-12"})
-	if err != nil || len(read.Contents) != 1 || !strings.Contains(read.Contents[0].Text, "SEC-12") {
-		t.Fatalf("resources/read: %v %+v", err, read)
-	}
+	servesJiraPromptsAndResources(t, sess, "", "")
 
 	// What the catalogue does not cover, or a URI that could leave the
 	// prefix it sits under, is denied before the backend.
@@ -160,31 +136,7 @@ func TestAggregatedPromptsAndResources(t *testing.T) {
 	if caps := sess.InitializeResult().Capabilities; caps.Prompts == nil || caps.Resources == nil {
 		t.Fatalf("the aggregated server declares %+v", caps)
 	}
-	prompts, err := sess.ListPrompts(ctx, nil)
-	if err != nil || len(prompts.Prompts) != 1 || prompts.Prompts[0].Name != "jira.triage_issue" {
-		t.Fatalf("prompts/list: %v %+v", err, prompts)
-	}
-	got, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Name: "jira.triage_issue", Arguments: map[string]string{"key": "SEC-12"}})
-	if err != nil || len(got.Messages) != 1 || !strings.Contains(got.Messages[0].Content.(*mcp.TextContent).Text, "SEC-12") {
-		t.Fatalf("prompts/get: %v %+v", err, got)
-	}
-	resources, err := sess.ListResources(ctx, nil)
-	if err != nil || len(resources.Resources) == 0 {
-		t.Fatalf("resources/list: %v %+v", err, resources)
-	}
-	for _, r := range resources.Resources {
-		if !strings.HasPrefix(r.URI, "jira+jira://issue/") {
-			t.Errorf("resources/list shows %s", r.URI)
-		}
-	}
-	templates, err := sess.ListResourceTemplates(ctx, nil)
-	if err != nil || len(templates.ResourceTemplates) != 1 || templates.ResourceTemplates[0].URITemplate != "jira+jira://issue/{key}" {
-		t.Fatalf("resources/templates/list: %v %+v", err, templates)
-	}
-	read, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{URI: "jira+jira://issue/SEC-12"})
-	if err != nil || len(read.Contents) != 1 || read.Contents[0].URI != "jira+jira://issue/SEC-12" || !strings.Contains(read.Contents[0].Text, "SEC-12") {
-		t.Fatalf("resources/read: %v %+v", err, read)
-	}
+	servesJiraPromptsAndResources(t, sess, "jira.", "jira+")
 	for _, tc := range []struct{ uri, want string }{
 		{"jira+jira://admin/keys", "denied"},
 		{"jira+jira://issue/../admin/keys", "denied"},
@@ -368,5 +320,39 @@ func TestServerInfoIconsFromAllowedSourcesOnly(t *testing.T) {
 		if status != http.StatusOK || !strings.Contains(body, "https://static.example.com/icons/jira.png") || strings.Contains(body, "tracker.example.net") {
 			t.Errorf("%s: %d %s", tc.method, status, body)
 		}
+	}
+}
+
+// servesJiraPromptsAndResources checks the demo jira's prompt, resources
+// and template through sess, named with prefix (prompts) and uriPrefix
+// (resources): "" on /mcp/jira, "jira." and "jira+" on the aggregated
+// server.
+func servesJiraPromptsAndResources(t *testing.T, sess *mcp.ClientSession, prefix, uriPrefix string) {
+	t.Helper()
+	ctx := t.Context()
+	prompts, err := sess.ListPrompts(ctx, nil)
+	if err != nil || len(prompts.Prompts) != 1 || prompts.Prompts[0].Name != prefix+"triage_issue" {
+		t.Fatalf("prompts/list: %v %+v", err, prompts)
+	}
+	got, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Name: prefix + "triage_issue", Arguments: map[string]string{"key": "SEC-12"}})
+	if err != nil || len(got.Messages) != 1 || !strings.Contains(got.Messages[0].Content.(*mcp.TextContent).Text, "SEC-12") {
+		t.Fatalf("prompts/get: %v %+v", err, got)
+	}
+	resources, err := sess.ListResources(ctx, nil)
+	if err != nil || len(resources.Resources) == 0 {
+		t.Fatalf("resources/list: %v %+v", err, resources)
+	}
+	for _, r := range resources.Resources {
+		if !strings.HasPrefix(r.URI, uriPrefix+"jira://issue/") {
+			t.Errorf("resources/list shows %s", r.URI)
+		}
+	}
+	templates, err := sess.ListResourceTemplates(ctx, nil)
+	if err != nil || len(templates.ResourceTemplates) != 1 || templates.ResourceTemplates[0].URITemplate != uriPrefix+"jira://issue/{key}" {
+		t.Fatalf("resources/templates/list: %v %+v", err, templates)
+	}
+	read, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{URI: uriPrefix + "jira://issue/SEC-12"})
+	if err != nil || len(read.Contents) != 1 || read.Contents[0].URI != uriPrefix+"jira://issue/SEC-12" || !strings.Contains(read.Contents[0].Text, "SEC-12") {
+		t.Fatalf("resources/read: %v %+v", err, read)
 	}
 }
