@@ -489,27 +489,30 @@ func (b *Bridge) handleSharedGet(w http.ResponseWriter, r *http.Request) {
 	if v == nil {
 		return
 	}
+	serveGet(w, r, v, v.standalone, v.done, v.proc.done)
+}
+
+func (v *view) claimGet() (int, string) {
 	v.mu.Lock()
 	switch {
 	case v.ended:
 		v.mu.Unlock()
-		fail(w, http.StatusNotFound, nil, jsonrpc.CodeInvalidRequest, "unknown or expired session")
-		return
+		return http.StatusNotFound, refusalEnded
 	case v.getOpen:
 		v.mu.Unlock()
-		fail(w, http.StatusConflict, nil, jsonrpc.CodeInvalidRequest, "this session already has a GET stream")
-		return
+		return http.StatusConflict, refusalOpened
 	}
 	v.getOpen = true
 	v.mu.Unlock()
 	v.begin()
-	defer func() {
-		v.mu.Lock()
-		v.getOpen = false
-		v.mu.Unlock()
-		v.finish()
-	}()
-	streamStandalone(w, r, v.standalone, v.done, v.proc.done)
+	return 0, ""
+}
+
+func (v *view) releaseGet() {
+	v.mu.Lock()
+	v.getOpen = false
+	v.mu.Unlock()
+	v.finish()
 }
 
 // handleSharedDelete ends a view (the process serves on).

@@ -415,28 +415,56 @@ func (b *Bridge) handleGet(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
+	serveGet(w, r, s, s.standalone, s.done, nil)
+}
+
+// getHolder is what a GET stream belongs to: a process's session, or a
+// view of the shared process. claimGet takes its one GET stream (and
+// begins a use of it), or says with what status and words to refuse;
+// releaseGet gives the stream back and ends the use.
+type getHolder interface {
+	claimGet() (status int, refusal string)
+	releaseGet()
+}
+
+// Refusals of a GET stream.
+const (
+	refusalEnded  = "unknown or expired session"
+	refusalOpened = "this session already has a GET stream"
+)
+
+// serveGet serves h's GET stream from box until the client goes or end
+// or also closes.
+func serveGet(w http.ResponseWriter, r *http.Request, h getHolder, box *mailbox, end, also <-chan struct{}) {
+	if status, refusal := h.claimGet(); status != 0 {
+		fail(w, status, nil, jsonrpc.CodeInvalidRequest, refusal)
+		return
+	}
+	defer h.releaseGet()
+	streamStandalone(w, r, box, end, also)
+}
+
+func (s *session) claimGet() (int, string) {
 	s.mu.Lock()
 	switch {
 	case s.ended:
 		s.mu.Unlock()
-		fail(w, http.StatusNotFound, nil, jsonrpc.CodeInvalidRequest, "unknown or expired session")
-		return
+		return http.StatusNotFound, refusalEnded
 	case s.getOpen:
 		s.mu.Unlock()
-		fail(w, http.StatusConflict, nil, jsonrpc.CodeInvalidRequest, "this session already has a GET stream")
-		return
+		return http.StatusConflict, refusalOpened
 	}
 	s.getOpen = true
 	s.mu.Unlock()
 	s.begin()
-	defer func() {
-		s.mu.Lock()
-		s.getOpen = false
-		s.mu.Unlock()
-		s.finish()
-	}()
+	return 0, ""
+}
 
-	streamStandalone(w, r, s.standalone, s.done, nil)
+func (s *session) releaseGet() {
+	s.mu.Lock()
+	s.getOpen = false
+	s.mu.Unlock()
+	s.finish()
 }
 
 // handleDelete ends a session and waits (briefly) for its process to go.
