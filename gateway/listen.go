@@ -345,10 +345,11 @@ func (g *Gateway) notificationVetter(backend *Backend, cl *caller, listenID json
 			g.metrics.notification(backend.Name, "withheld")
 			return false, false
 		}
-		pass = g.vetNotification(ctx, backend, cl, owner, m)
 		if m.IsResponse {
 			pass = listenID != nil && bytes.Equal(m.ID, listenID)
 			last = pass
+		} else {
+			pass = g.vetNotification(ctx, backend, cl, owner, m)
 		}
 		if pass {
 			g.metrics.notification(backend.Name, "passed")
@@ -361,6 +362,7 @@ func (g *Gateway) notificationVetter(backend *Backend, cl *caller, listenID json
 }
 
 // vetNotification decides one message of a stream (see notificationVetter).
+// A response is never one: readers of a stream place responses themselves.
 func (g *Gateway) vetNotification(ctx context.Context, backend *Backend, cl *caller, owner string, m *jsonrpc.Message) bool {
 	if m.IsResponse {
 		return false
