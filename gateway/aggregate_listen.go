@@ -83,12 +83,7 @@ func (g *Gateway) aggregateListen(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message
 		return refuse(fiber.StatusTooManyRequests, jsonrpc.CodeInvalidRequest,
 			fmt.Sprintf("this agent has %d subscriptions/listen streams open here already", maxListensPerAgent))
 	}
-	ctx, cancel := g.streamContext(c)
-	if exp := cl.token.ExpiresAt; exp > 0 {
-		t := time.AfterFunc(time.Until(time.Unix(exp, 0)), cancel)
-		end := cancel
-		cancel = func() { t.Stop(); end() }
-	}
+	ctx, cancel := g.callerStreamContext(c, cl)
 	own := &aggSession{backends: map[string]string{}, owner: owner}
 	done := func() {
 		cancel()

@@ -321,6 +321,20 @@ func (g *Gateway) streamContext(c *fiber.Ctx) (context.Context, context.CancelFu
 	return ctx, func() { stop(); cancel() }
 }
 
+// callerStreamContext is streamContext for a stream of cl's: it also ends
+// when cl's token expires, as a stream lasts no longer than the token it
+// was opened with.
+func (g *Gateway) callerStreamContext(c *fiber.Ctx, cl *caller) (context.Context, context.CancelFunc) {
+	ctx, cancel := g.streamContext(c)
+	if exp := cl.token.ExpiresAt; exp > 0 && !cl.anonymous {
+		var end context.CancelFunc
+		ctx, end = context.WithDeadline(ctx, time.Unix(exp, 0))
+		stop := cancel
+		cancel = func() { end(); stop() }
+	}
+	return ctx, cancel
+}
+
 // expireSessions forgets sessions idle longer than SessionIdle (their
 // clients must initialize again, 404, as the transport specifies) and the
 // tasks past their life.

@@ -185,7 +185,7 @@ func (g *Gateway) listen(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrp
 		return g.reply(c, fiber.StatusTooManyRequests, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidRequest,
 			fmt.Sprintf("this agent has %d subscriptions/listen streams open here already", maxListensPerAgent), nil))
 	}
-	ctx, cancel := g.streamContext(c)
+	ctx, cancel := g.callerStreamContext(c, cl)
 	left := false
 	done := func() {
 		cancel()
@@ -212,12 +212,6 @@ func (g *Gateway) listen(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrp
 			return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backend.Name+" answered too much", nil))
 		}
 		return c.Send(b)
-	}
-	// The stream lasts no longer than the token it was opened with.
-	if exp := cl.token.ExpiresAt; exp > 0 && !cl.anonymous {
-		t := time.AfterFunc(time.Until(time.Unix(exp, 0)), cancel)
-		end := done
-		done = func() { t.Stop(); end() }
 	}
 	keep := g.notificationVetter(backend, cl, msg.ID)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
