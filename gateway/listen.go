@@ -102,17 +102,11 @@ const maxURIBytes = 2048
 // withOptIns is body with params.notifications replaced by o; every other
 // byte stays as the client sent it.
 func withOptIns(body []byte, msg *jsonrpc.Message, o listenOptIns) ([]byte, error) {
-	raw := msg.Params["notifications"]
-	off, err := offsetIn(body, raw)
-	if err != nil {
-		return nil, err
-	}
 	nb, err := json.Marshal(o)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, len(body)-len(raw)+len(nb))
-	return append(append(append(out, body[:off]...), nb...), body[off+len(raw):]...), nil
+	return replaceIn(body, msg.Params["notifications"], nb)
 }
 
 // vetOptIns keeps the opt-ins the caller may have: the resources pbac/list

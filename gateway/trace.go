@@ -449,18 +449,12 @@ func (g *Gateway) withTraceMeta(ctx context.Context, msg *jsonrpc.Message) ([]by
 		nm = append(append(nm, ','), mb.Whole...)
 	}
 	nm = append(nm, '}')
-	off, err := offsetIn(params, meta)
+	// meta is a sub-slice of params, a sub-slice of body.
+	out, err := replaceIn(body, meta, nm)
 	if err != nil {
 		return body, err
 	}
-	np := make([]byte, 0, len(params)+len(nm))
-	np = append(append(append(np, params[:off]...), nm...), params[off+len(meta):]...)
-	poff, err := offsetIn(body, params)
-	if err != nil {
-		return body, err
-	}
-	out := make([]byte, 0, len(body)+len(nm))
-	return append(append(append(out, body[:poff]...), np...), body[poff+len(params):]...), nil
+	return out, nil
 }
 
 // traceKeys are the W3C keys SEP-414 puts in _meta, in the order the
@@ -499,6 +493,16 @@ func offsetIn(doc, sub []byte) (int, error) {
 		return 0, errors.New("the value is not part of the document")
 	}
 	return off, nil
+}
+
+// replaceIn is doc with its sub-slice sub replaced by with.
+func replaceIn(doc, sub, with []byte) ([]byte, error) {
+	off, err := offsetIn(doc, sub)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(doc)-len(sub)+len(with))
+	return append(append(append(out, doc[:off]...), with...), doc[off+len(sub):]...), nil
 }
 
 // splice inserts ins into body at offset at of the sub-slice part.
