@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,48 @@ import (
 type Sink interface {
 	Write(ctx context.Context, recs []Record) error
 	Close() error
+}
+
+// LineSink is a Sink that stores each record as its line (Encode): the
+// trail encodes a batch once for all such sinks and calls WriteLines
+// instead of Write. lines[i] is recs[i]'s line, or nil when it could not be
+// encoded (the sink reports that record as Write would); lines, like recs,
+// is only valid during the call.
+type LineSink interface {
+	Sink
+	WriteLines(ctx context.Context, recs []Record, lines [][]byte) error
+}
+
+// LineOf is recs[i]'s line: lines[i] when lines holds the batch's lines
+// (EncodeLines), else Encode's. A record that could not be encoded is an
+// error naming it.
+func LineOf(recs []Record, lines [][]byte, i int) ([]byte, error) {
+	if lines != nil {
+		if l := lines[i]; l != nil {
+			return l, nil
+		}
+	}
+	line, err := Encode(&recs[i])
+	if err != nil {
+		return nil, fmt.Errorf("encode record %q: %w", recs[i].RequestID, err)
+	}
+	return line, nil
+}
+
+// EncodeLines is Encode for each of recs into lines (grown to len(recs)
+// and returned): nil where a record could not be encoded, with the errors
+// joined.
+func EncodeLines(recs []Record, lines [][]byte) ([][]byte, error) {
+	lines = slices.Grow(lines[:0], len(recs))[:len(recs)]
+	var errs []error
+	for i := range recs {
+		line, err := LineOf(recs, nil, i)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("audit: %w", err))
+		}
+		lines[i] = line
+	}
+	return lines, errors.Join(errs...)
 }
 
 // TrailOptions tune a Trail; zero fields take the defaults.
@@ -247,6 +290,7 @@ func (t *Trail) run() {
 	timer.Stop()
 	defer timer.Stop()
 	var acks []chan struct{} // Flush calls waiting for this batch
+	var lines [][]byte       // the batch's encoding, for the LineSinks
 	// add takes what a receive from the queue gave: a record into the
 	// batch, or the end of a closed and empty queue, which clears open.
 	open := true
@@ -307,7 +351,7 @@ func (t *Trail) run() {
 				take()
 			}
 			if len(batch) > 0 {
-				t.flush(batch)
+				t.flush(batch, &lines)
 				clear(batch) // do not pin the records' memory until the next batch
 				batch = batch[:0]
 			}
@@ -369,14 +413,29 @@ func (t *Trail) Flush(ctx context.Context) error {
 	}
 }
 
-func (t *Trail) flush(batch []Record) {
+// flush writes batch to every sink; buf is the writer's to hold the
+// batch's lines between batches.
+func (t *Trail) flush(batch []Record, buf *[][]byte) {
 	if t.wctx.Err() != nil {
 		t.drop(len(batch), "shutdown deadline passed")
 		return
 	}
+	// Every LineSink gets the lines of one encoding of the batch.
+	var lines [][]byte
+	encoded := false
 	for _, s := range t.sinks {
 		ctx, cancel := context.WithTimeout(t.wctx, t.opts.SinkTimeout)
-		err := s.Write(ctx, batch)
+		var err error
+		if ls, ok := s.(LineSink); ok {
+			if !encoded {
+				// An error here is a record the sinks report themselves.
+				*buf, _ = EncodeLines(batch, *buf)
+				lines, encoded = *buf, true
+			}
+			err = ls.WriteLines(ctx, batch, lines)
+		} else {
+			err = s.Write(ctx, batch)
+		}
 		cancel()
 		if err != nil {
 			t.sinkFailed.Add(uint64(len(batch)))
@@ -385,6 +444,7 @@ func (t *Trail) flush(batch []Record) {
 			}
 		}
 	}
+	clear(lines) // do not pin the lines' memory until the next batch
 	t.written.Add(uint64(len(batch)))
 }
 

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -383,4 +384,75 @@ func TestTrailFlush(t *testing.T) {
 	}
 	var none *Trail
 	none.FlushForQuery(ctx) // no trail: nothing to write, no panic
+}
+
+// lineSink is a LineSink keeping the lines it was given (copies) and the
+// address of each line's first byte, to tell one encoding from two.
+type lineSink struct {
+	memSink
+	lines [][]byte
+	addrs []*byte
+}
+
+func (s *lineSink) WriteLines(ctx context.Context, recs []Record, lines [][]byte) error {
+	s.mu.Lock()
+	for _, l := range lines {
+		s.lines = append(s.lines, bytes.Clone(l))
+		s.addrs = append(s.addrs, &l[0])
+	}
+	s.mu.Unlock()
+	return s.Write(ctx, recs)
+}
+
+// TestTrailEncodesOnceForLineSinks: the trail encodes a batch once and every
+// LineSink gets those bytes, each record's Encode; a plain Sink beside them
+// still gets the records.
+func TestTrailEncodesOnceForLineSinks(t *testing.T) {
+	a, b, plain := &lineSink{}, &lineSink{}, &memSink{}
+	tr := NewTrailWithOptions(testLogger(), TrailOptions{BatchSize: 16}, a, plain, b)
+	const n = 40
+	for i := range n {
+		tr.Record(rec(i))
+	}
+	if err := tr.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ := plain.snapshot()
+	if len(got) != n || len(a.lines) != n || len(b.lines) != n {
+		t.Fatalf("plain sink got %d records, line sinks %d and %d lines, want %d each", len(got), len(a.lines), len(b.lines), n)
+	}
+	for i := range n {
+		want, err := Encode(&got[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a.lines[i], want) || !bytes.Equal(b.lines[i], want) {
+			t.Fatalf("record %d: line sinks got %s and %s, want %s", i, a.lines[i], b.lines[i], want)
+		}
+		if a.addrs[i] != b.addrs[i] {
+			t.Fatalf("record %d was encoded once per line sink, not once for both", i)
+		}
+	}
+}
+
+// TestLineOf: a batch's line when there is one, else the record encoded
+// there and then.
+func TestLineOf(t *testing.T) {
+	recs := []Record{rec(1), rec(2)}
+	lines, err := EncodeLines(recs, nil)
+	if err != nil || len(lines) != 2 {
+		t.Fatalf("EncodeLines: %d lines, %v", len(lines), err)
+	}
+	for _, tc := range []struct {
+		name  string
+		lines [][]byte
+	}{{"encoded lines", lines}, {"none", nil}, {"a nil line", [][]byte{lines[0], nil}}} {
+		for i := range recs {
+			got, err := LineOf(recs, tc.lines, i)
+			want, _ := Encode(&recs[i])
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("%s: LineOf(%d) = %s, %v; want %s", tc.name, i, got, err, want)
+			}
+		}
+	}
 }

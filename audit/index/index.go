@@ -130,9 +130,17 @@ func Open(ctx context.Context, dir string, retention time.Duration, opts ...Opti
 	return ix, nil
 }
 
+var _ audit.LineSink = (*Index)(nil)
+
 // Write stores recs with their index entries. Records already past their
 // retention are skipped.
 func (ix *Index) Write(ctx context.Context, recs []audit.Record) error {
+	return ix.WriteLines(ctx, recs, nil)
+}
+
+// WriteLines is Write with the records' lines already encoded (nil lines:
+// none are, each is encoded here).
+func (ix *Index) WriteLines(ctx context.Context, recs []audit.Record, lines [][]byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -159,9 +167,9 @@ func (ix *Index) Write(ctx context.Context, recs []audit.Record) error {
 				expiresAt++
 			}
 		}
-		val, err := audit.Encode(r)
+		val, err := audit.LineOf(recs, lines, i)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("audit: index: encode record %q: %w", r.RequestID, err))
+			errs = append(errs, fmt.Errorf("audit: index: %w", err))
 			continue
 		}
 		id := makeID(ts, ix.seq.Add(1))
