@@ -105,6 +105,35 @@ func BenchmarkToolCall(b *testing.B) {
 	})
 }
 
+// BenchmarkInputParse prints what carrying a call's input costs a decision
+// by itself: pbac/anonymous on an empty input against the same with
+// benchInput under a key no rule reads, so the difference is the input's
+// validation, copy into the instance and parse by OPA's JSON parser alone
+// (the cost a per-token principal kept in instance memory would save):
+// go test -run '^$' -bench InputParse -benchtime 10000x ./plugins/
+func BenchmarkInputParse(b *testing.B) {
+	ctx := context.Background()
+	for _, c := range []struct{ name, input string }{
+		{"empty", `{}`},
+		{"unread-call-input", `{"unread":` + benchInput + `}`},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			r := policytest.Registry(b)
+			input := []byte(c.input)
+			samples := make([]time.Duration, 0, 1<<16)
+			for b.Loop() {
+				start := time.Now()
+				_, err := r.Decide(ctx, contract.Anonymous, input)
+				samples = append(samples, time.Since(start))
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			latency.Report(b, samples)
+		})
+	}
+}
+
 // BenchmarkSwap measures validate + activate of the shipped bundle (its
 // decision vectors included) on a registry that already runs a version, and a
 // data-only update that reuses the compiled module.
