@@ -101,6 +101,9 @@ func (s *FileSink) WriteLines(ctx context.Context, recs []Record, lines [][]byte
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := CheckLines(recs, lines); err != nil {
+		return fmt.Errorf("audit: file sink: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

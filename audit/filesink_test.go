@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -194,5 +195,31 @@ func TestFileSinkRotationMB(t *testing.T) {
 		if st.Size() > 1<<20 || st.Size() < 1<<19 {
 			t.Fatalf("backup %s size %d", b, st.Size())
 		}
+	}
+}
+
+// TestFileSinkWritesTheLinesItIsGiven: a LineSink stores the batch's lines
+// as given (it does not encode the records again), encodes a record whose
+// line is missing, and refuses lines that are not one per record, writing
+// none of that batch.
+func TestFileSinkWritesTheLinesItIsGiven(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	s, err := NewFileSink(path, 10, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	recs := []Record{rec(1), rec(2)}
+	given := []byte(`{"request_id":"as-given"}`)
+	if err := s.WriteLines(ctx, recs, [][]byte{given, nil}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteLines(ctx, recs, [][]byte{given}); !errors.Is(err, ErrLinesMismatch) {
+		t.Fatalf("one line for two records: %v, want ErrLinesMismatch", err)
+	}
+	got := readLines(t, path)
+	if len(got) != 2 || got[0].RequestID != "as-given" || got[1].RequestID != recs[1].RequestID {
+		t.Fatalf("file holds %+v, want the given line, then record 2 encoded", got)
 	}
 }

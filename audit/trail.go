@@ -33,7 +33,7 @@ type LineSink interface {
 // (EncodeLines), else Encode's. A record that could not be encoded is an
 // error naming it.
 func LineOf(recs []Record, lines [][]byte, i int) ([]byte, error) {
-	if lines != nil {
+	if i < len(lines) {
 		if l := lines[i]; l != nil {
 			return l, nil
 		}
@@ -43,6 +43,19 @@ func LineOf(recs []Record, lines [][]byte, i int) ([]byte, error) {
 		return nil, fmt.Errorf("encode record %q: %w", recs[i].RequestID, err)
 	}
 	return line, nil
+}
+
+// ErrLinesMismatch: a LineSink was given lines that cannot be its
+// records' (another count); it writes none of them.
+var ErrLinesMismatch = errors.New("audit: lines do not match the records")
+
+// CheckLines is what a LineSink checks before it writes: lines is nil
+// (none encoded) or one per record.
+func CheckLines(recs []Record, lines [][]byte) error {
+	if lines != nil && len(lines) != len(recs) {
+		return fmt.Errorf("%w: %d lines for %d records", ErrLinesMismatch, len(lines), len(recs))
+	}
+	return nil
 }
 
 // EncodeLines is Encode for each of recs into lines (grown to len(recs)

@@ -397,6 +397,10 @@ type lineSink struct {
 func (s *lineSink) WriteLines(ctx context.Context, recs []Record, lines [][]byte) error {
 	s.mu.Lock()
 	for _, l := range lines {
+		if len(l) == 0 {
+			s.mu.Unlock()
+			return errors.New("lineSink: an empty line")
+		}
 		s.lines = append(s.lines, bytes.Clone(l))
 		s.addrs = append(s.addrs, &l[0])
 	}
@@ -446,7 +450,7 @@ func TestLineOf(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		lines [][]byte
-	}{{"encoded lines", lines}, {"none", nil}, {"a nil line", [][]byte{lines[0], nil}}} {
+	}{{"encoded lines", lines}, {"none", nil}, {"a nil line", [][]byte{lines[0], nil}}, {"too few lines", lines[:1]}} {
 		for i := range recs {
 			got, err := LineOf(recs, tc.lines, i)
 			want, _ := Encode(&recs[i])

@@ -144,6 +144,9 @@ func (ix *Index) WriteLines(ctx context.Context, recs []audit.Record, lines [][]
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := audit.CheckLines(recs, lines); err != nil {
+		return fmt.Errorf("audit: index: %w", err)
+	}
 	wb := ix.db.NewWriteBatch()
 	defer wb.Cancel()
 	now := time.Now()

@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -323,5 +324,30 @@ func TestTrailCloseDrainsToFileAndIndex(t *testing.T) {
 	}
 	if got[0].ArgsDigest != audit.Digest([]byte(`{"path":"/docs/x"}`)) {
 		t.Fatalf("digest lost: %+v", got[0])
+	}
+}
+
+// TestIndexRefusesLinesThatAreNotTheRecords: lines that are not one per
+// record are refused, and none of the batch is stored.
+func TestIndexRefusesLinesThatAreNotTheRecords(t *testing.T) {
+	ix := openTestIndex(t, "", 0)
+	ctx := context.Background()
+	recs := []audit.Record{rec(1), rec(2)}
+	lines, err := audit.EncodeLines(recs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.WriteLines(ctx, recs, lines[:1]); !errors.Is(err, audit.ErrLinesMismatch) {
+		t.Fatalf("one line for two records: %v, want ErrLinesMismatch", err)
+	}
+	got, err := ix.Query(ctx, audit.Filter{})
+	if err != nil || len(got) != 0 {
+		t.Fatalf("after the refusal the index holds %d records (%v), want none", len(got), err)
+	}
+	if err := ix.WriteLines(ctx, recs, lines); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ix.Query(ctx, audit.Filter{}); err != nil || len(got) != 2 {
+		t.Fatalf("index holds %d records (%v), want 2", len(got), err)
 	}
 }
