@@ -110,8 +110,22 @@ test('approvals: the approval link, alice may not decide, bob approves, the retr
   await pending.waitFor();
   await shot(page, 'approvals-2-alice-may-not');
 
-  // bob (release) signs in on the same page.
+  // Signing out while the page's own poll is still on its way: the poll
+  // is answered before the session ends, so nothing is refused with a 401
+  // (the console check at the end). The route holds the poll back 300 ms.
+  let polls = 0;
+  await page.route('**/ui/api/approvals', async (route) => {
+    polls++;
+    await new Promise((r) => setTimeout(r, 300));
+    await route.continue();
+  });
+  await page.click('#approvals-refresh');
   await page.click('#signout');
+  await page.locator('#signin-username').waitFor({ state: 'visible' });
+  await page.unroute('**/ui/api/approvals');
+  assert.ok(polls >= 1, 'no approvals poll was on its way when alice signed out');
+
+  // bob (release) signs in on the same page.
   await signIn(page, 'bob');
   await page.locator('#view-approvals').waitFor({ state: 'visible' });
   await pending.waitFor();

@@ -1,7 +1,7 @@
 // PBAC Gateway dashboard: sign-in, the header, hash routing between the
 // views. Plain ES modules, no build step, nothing loaded from elsewhere.
 import { h, $, $$, replace, chip } from './js/dom.js';
-import { api, setCsrf, onUnauthorized } from './js/api.js';
+import { api, setCsrf, onUnauthorized, settled } from './js/api.js';
 import { showError, clearError, reportError, setMessage } from './js/notify.js';
 import * as store from './js/state.js';
 import { state } from './js/state.js';
@@ -28,6 +28,8 @@ const RESUME = /^(\?via=link)?#[a-z]{1,32}(\/apr_[a-z2-7]{26})?$/;
 // not ask the server (and log a 401) for nothing. The session itself is an
 // HttpOnly cookie the page never sees.
 const SESSION_HINT = 'pbac.dashboard.session';
+// How long signing out waits for the page's requests in flight.
+const SIGN_OUT_SETTLE_MS = 2000;
 
 let current = null;
 
@@ -181,14 +183,20 @@ async function signedIn(s) {
   store.loadPolicy().catch((e) => reportError(e, 'Load the policy'));
 }
 
-function signedOut(message) {
-  const wasSignedIn = !!state.session;
+// quiesce stops what the page asks by itself: the view's timers, every
+// view's pollers and the live feed.
+function quiesce() {
   if (current && VIEWS[current] && VIEWS[current].onHide) VIEWS[current].onHide();
   stopFeed();
+  for (const v of Object.values(VIEWS)) if (v.reset) v.reset();
+}
+
+function signedOut(message) {
+  const wasSignedIn = !!state.session;
+  quiesce();
   store.reset();
   setCsrf('');
   hint(false);
-  for (const v of Object.values(VIEWS)) if (v.reset) v.reset();
   renderHeader();
   current = null;
   route(false);
@@ -200,6 +208,10 @@ function signedOut(message) {
 }
 
 async function signOut() {
+  // Nothing new is asked, and what was asked is answered, before the
+  // session ends: a poll the server reads after it would be refused.
+  quiesce();
+  await settled(SIGN_OUT_SETTLE_MS);
   try {
     await api('DELETE', '/ui/api/session', undefined, { quiet401: true });
   } catch (e) {

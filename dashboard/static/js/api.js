@@ -4,9 +4,25 @@
 
 let csrf = '';
 let unauthorized = () => {};
+// The requests waiting for their answer's headers (settled waits for them).
+const inFlight = new Set();
 
 export function setCsrf(v) {
   csrf = v || '';
+}
+
+// settled resolves once no request is waiting for its answer, or after ms:
+// signing out ends the session only after the page's last requests are
+// answered, so none of them is refused (401) for a session that ended
+// under it.
+export async function settled(ms) {
+  const deadline = Date.now() + ms;
+  while (inFlight.size > 0 && Date.now() < deadline) {
+    await Promise.race([
+      Promise.allSettled([...inFlight]),
+      new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now()))),
+    ]);
+  }
 }
 
 // onUnauthorized registers what to do when a request answers 401 (the
@@ -63,11 +79,15 @@ export async function api(method, path, body, opts = {}) {
     }
   }
   let res;
+  const sent = fetch(path, init);
+  inFlight.add(sent);
   try {
-    res = await fetch(path, init);
+    res = await sent;
   } catch (e) {
     if (e && e.name === 'AbortError') throw e;
     throw new ApiError(0, 'The gateway did not answer: is it still running?');
+  } finally {
+    inFlight.delete(sent);
   }
   if (res.status === 401 && !opts.quiet401) {
     const msg = await errorMessage(res);
