@@ -80,6 +80,7 @@ func (g *Gateway) aggregateListen(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message
 	rec.Reasons = append(rec.Reasons, reasons...)
 	owner := cl.ownerKey()
 	if !g.listens.enter(owner) {
+		c.Set(fiber.HeaderRetryAfter, "5")
 		return refuse(fiber.StatusTooManyRequests, jsonrpc.CodeInvalidRequest,
 			fmt.Sprintf("this agent has %d subscriptions/listen streams open here already", maxListensPerAgent))
 	}

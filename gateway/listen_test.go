@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -289,4 +290,46 @@ func BenchmarkListenUpdate(b *testing.B) {
 		b.ReportMetric(float64(q(gated, 0.5).Microseconds()), "gateway-p50-µs")
 		b.ReportMetric(float64(q(gated, 0.99).Microseconds()), "gateway-p99-µs")
 	}
+}
+
+// TestListensAreBoundedPerAgent: an agent holds at most 8 listens at once,
+// counted over /mcp/<backend> and /mcp together; the next, on either, is
+// answered 429 with Retry-After and a JSON-RPC error, and another agent is
+// not held back.
+func TestListensAreBoundedPerAgent(t *testing.T) {
+	s, _ := statelessJira(t)
+	bot := s.machineAgent("ci-bot", false, "jira:read")
+	other := s.machineAgent("ci-bot", false, "jira:read") // another registration: another agent
+	perBackend := `{"resourceSubscriptions":["jira://issue/SEC-12"]}`
+	for range 8 {
+		next(t, listenStream(t, s, "/mcp/jira", bot, perBackend)) // the acknowledgement
+	}
+	for _, tc := range []struct{ path, subs string }{
+		{"/mcp/jira", perBackend},
+		{"/mcp", `{"resourceSubscriptions":["jira+jira://issue/SEC-12"]}`},
+	} {
+		body := `{"jsonrpc":"2.0","id":"listen-9","method":"subscriptions/listen","params":{"_meta":{` +
+			`"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},` +
+			`"io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"}},"notifications":` + tc.subs + `}}`
+		req, _ := http.NewRequest(http.MethodPost, s.base+tc.path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+bot)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+		req.Header.Set("Mcp-Method", "subscriptions/listen")
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == http.StatusOK {
+			resp.Body.Close()
+			t.Fatalf("a ninth listen on %s was opened (%s)", tc.path, resp.Header.Get("Content-Type"))
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(raw), `"error"`) {
+			t.Fatalf("a ninth listen on %s: %d Retry-After=%q %s, want 429 with Retry-After and an error", tc.path, resp.StatusCode, resp.Header.Get("Retry-After"), raw)
+		}
+	}
+	next(t, listenStream(t, s, "/mcp/jira", other, perBackend)) // another agent still listens
 }
