@@ -433,17 +433,17 @@ func (t *Trail) flush(batch []Record, buf *[][]byte) {
 		t.drop(len(batch), "shutdown deadline passed")
 		return
 	}
-	// Every LineSink gets the lines of one encoding of the batch.
+	// Every LineSink gets the lines of one encoding of the batch (nil
+	// until the first needs them).
 	var lines [][]byte
-	encoded := false
 	for _, s := range t.sinks {
 		ctx, cancel := context.WithTimeout(t.wctx, t.opts.SinkTimeout)
 		var err error
 		if ls, ok := s.(LineSink); ok {
-			if !encoded {
+			if lines == nil {
 				// An error here is a record the sinks report themselves.
 				*buf, _ = EncodeLines(batch, *buf)
-				lines, encoded = *buf, true
+				lines = *buf
 			}
 			err = ls.WriteLines(ctx, batch, lines)
 		} else {
