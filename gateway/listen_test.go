@@ -65,15 +65,12 @@ func listenStream(t testing.TB, s *stack, path, token, notifications string) <-c
 	return listenAt(t, s.base+path, token, notifications)
 }
 
-// listenAt opens a subscriptions/listen at url (token "": none) and
-// returns its messages as they come, each with "received" set to when.
-func listenAt(t testing.TB, url, token, notifications string) <-chan map[string]any {
-	t.Helper()
-	body := `{"jsonrpc":"2.0","id":"listen-1","method":"subscriptions/listen","params":{"_meta":{` +
+// listenRequest is a 2026-07-28 subscriptions/listen POST to url with id
+// and the notifications opt-ins (token "": none).
+func listenRequest(ctx context.Context, url, token, id, notifications string) *http.Request {
+	body := `{"jsonrpc":"2.0","id":"` + id + `","method":"subscriptions/listen","params":{"_meta":{` +
 		`"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},` +
 		`"io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"}},"notifications":` + notifications + `}}`
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -82,7 +79,16 @@ func listenAt(t testing.TB, url, token, notifications string) <-chan map[string]
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
 	req.Header.Set("Mcp-Method", "subscriptions/listen")
-	resp, err := http.DefaultClient.Do(req)
+	return req
+}
+
+// listenAt opens a subscriptions/listen at url (token "": none) and
+// returns its messages as they come, each with "received" set to when.
+func listenAt(t testing.TB, url, token, notifications string) <-chan map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	resp, err := http.DefaultClient.Do(listenRequest(ctx, url, token, "listen-1", notifications))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,15 +314,7 @@ func TestListensAreBoundedPerAgent(t *testing.T) {
 		{"/mcp/jira", perBackend},
 		{"/mcp", `{"resourceSubscriptions":["jira+jira://issue/SEC-12"]}`},
 	} {
-		body := `{"jsonrpc":"2.0","id":"listen-9","method":"subscriptions/listen","params":{"_meta":{` +
-			`"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},` +
-			`"io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"}},"notifications":` + tc.subs + `}}`
-		req, _ := http.NewRequest(http.MethodPost, s.base+tc.path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+bot)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("MCP-Protocol-Version", "2026-07-28")
-		req.Header.Set("Mcp-Method", "subscriptions/listen")
+		req := listenRequest(context.Background(), s.base+tc.path, bot, "listen-9", tc.subs)
 		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 		if err != nil {
 			t.Fatal(err)
