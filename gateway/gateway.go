@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
@@ -432,10 +431,7 @@ func (g *Gateway) routes() *fiber.App {
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	app.Get("/readyz", g.serveReady)
 	if g.cfg.AuthServer != nil {
-		as := adaptor.HTTPHandler(g.cfg.AuthServer)
-		app.All("/oauth2/*", as)
-		app.Get("/.well-known/oauth-authorization-server", as)
-		app.Get("/.well-known/openid-configuration", as)
+		mountAuthServer(app, g.cfg.AuthServer)
 	}
 	return app
 }
