@@ -205,6 +205,7 @@ func (h *Handler) listAgents(ctx context.Context) ([]agentView, error) {
 func (h *Handler) agents(w http.ResponseWriter, r *http.Request, _ *session) {
 	list, err := h.listAgents(r.Context())
 	if err != nil {
+		h.cfg.Logger.Warn("dashboard: the agents could not be listed", "err", err)
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}

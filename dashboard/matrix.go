@@ -268,6 +268,7 @@ func (h *Handler) matrix(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	m, err := h.computeMatrix(r.Context(), user)
 	if err != nil {
+		h.cfg.Logger.Warn("dashboard: the matrix could not be computed", "user", sub, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "compute the matrix: "+err.Error())
 		return
 	}

@@ -262,8 +262,37 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		hd.Set("Cache-Control", "no-cache")
 	}
-	h.mux.ServeHTTP(w, r)
+	sw := &statusWriter{ResponseWriter: w}
+	h.mux.ServeHTTP(sw, r)
+	if sw.status >= 500 {
+		// The answer's body says why in short; the log keeps which request.
+		h.cfg.Logger.Warn("dashboard: a request failed", "method", r.Method, "path", r.URL.Path, "status", sw.status)
+	}
 }
+
+// statusWriter remembers the status a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.NewResponseController reach the connection's writer
+// (flushes and deadlines of the streams).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // maxJSONBody bounds a JSON request body; a policy bundle has its own.
 const (

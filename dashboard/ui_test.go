@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -404,8 +406,11 @@ func mustJSON(v any) []byte {
 	return b
 }
 
+// TestScenariosOutsideTheDemo: outside the demo tenant the narrative demo
+// and the agents are a 503, and the server's log names each such request.
 func TestScenariosOutsideTheDemo(t *testing.T) {
-	d := newDash(t, false)
+	var logged syncBuffer
+	d := newDashWith(t, false, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logged, nil)) })
 	d.signIn("alice")
 	if status, out := d.do("GET", "/ui/api/scenarios", nil); status != 200 || len(out["scenarios"].([]any)) != 0 {
 		t.Fatalf("scenarios: %d %v", status, out)
@@ -419,6 +424,34 @@ func TestScenariosOutsideTheDemo(t *testing.T) {
 	if status, out := d.do("GET", "/ui/api/latency", nil); status != 200 || out["window"] != float64(1024) {
 		t.Fatalf("latency: %d %v", status, out)
 	}
+	log := logged.String()
+	for _, want := range []string{"method=POST path=/ui/api/scenarios/live-test/run status=503", "method=GET path=/ui/api/agents status=503",
+		`msg="dashboard: the agents could not be listed"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log does not say %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "/ui/api/latency") || strings.Contains(log, "/ui/api/scenarios ") {
+		t.Errorf("the log names a request that did not fail:\n%s", log)
+	}
+}
+
+// syncBuffer is a log's destination that handlers may write to at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestLabel(t *testing.T) {

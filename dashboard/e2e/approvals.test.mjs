@@ -68,7 +68,7 @@ test('approvals: the approval link, alice may not decide, bob approves, the retr
   const errors = [];
   page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
   // alice's refused decision answers 403, and the browser logs it.
-  page.on('console', (m) => { if (m.type() === 'error' && !/status of 403/.test(m.text())) errors.push(`console: ${m.text()}`); });
+  page.on('console', (m) => { if (m.type() === 'error' && !/status of 403/.test(m.text())) errors.push(`console: ${m.text()}${m.location().url ? ` (${m.location().url})` : ''}`); });
 
   // The link, as a person follows it, signed out: the sign-in form,
   // on the page of that approval.

@@ -65,7 +65,7 @@ test('tool review: catalogue a new tool, see it pinned; a re-described tool is c
   page.setDefaultTimeout(TIMEOUT);
   const errors = [];
   page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error' && !/status of 409/.test(m.text())) errors.push(`console: ${m.text()}`); });
+  page.on('console', (m) => { if (m.type() === 'error' && !/status of 409/.test(m.text())) errors.push(`console: ${m.text()}${m.location().url ? ` (${m.location().url})` : ''}`); });
 
   // A new tool is listed to nobody, and recorded for review.
   assert.deepEqual(await listed(), [], 'an uncatalogued tool is listed');
