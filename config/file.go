@@ -215,7 +215,7 @@ func (t *Telemetry) ResolvedHeaders() map[string]string {
 //	  sync: true               # with a PostgreSQL store: one version on every replica (default)
 //	  sync_interval: 2s
 //	  decision_timeout: 1s     # one decision, the wait for a policy instance included; then a deny
-//	  eval_timeout: 100ms      # one evaluation; at most decision_timeout
+//	  eval_timeout: 100ms      # one evaluation's CPU time; at most decision_timeout
 type Policy struct {
 	BundleServer       string   `yaml:"bundle_server"`
 	BundlePollInterval string   `yaml:"bundle_poll_interval"`

@@ -295,7 +295,7 @@ var keys = []Key{
 		func() (func(*File, string) error, func(*File) string) {
 			return policyStr(func(p *Policy) *string { return &p.DecisionTimeout })
 		}),
-	key("policy.eval_timeout", "PBAC_POLICY_EVAL_TIMEOUT", "policy-eval-timeout", "100ms", "bound of one policy evaluation, at most policy.decision_timeout",
+	key("policy.eval_timeout", "PBAC_POLICY_EVAL_TIMEOUT", "policy-eval-timeout", "100ms", "CPU time one policy evaluation may use (one held up on a busy host stops at ten times it), at most policy.decision_timeout",
 		func() (func(*File, string) error, func(*File) string) {
 			return policyStr(func(p *Policy) *string { return &p.EvalTimeout })
 		}),

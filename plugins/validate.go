@@ -117,10 +117,11 @@ func validate(ctx context.Context, p *wasm.Policy, explicit []string, declared i
 	)
 	for _, v := range vs {
 		raw, err := p.Eval(ctx, v.Entrypoint, v.Input)
-		// The evaluation deadline is wall-clock time: on a loaded machine a
-		// vector can miss it without being slow. A timeout is tried again
-		// (twice); a vector that misses it every time fails, since the
-		// same decision would be a deny when asked for real.
+		// An evaluation held up ten times its limit on a loaded machine
+		// is stopped without being slow (the limit itself is CPU time). A
+		// timeout is tried again (twice); a vector that misses it every
+		// time fails, since the same decision would be a deny when asked
+		// for real.
 		for retry := 0; retry < vectorTimeoutRetries && errors.Is(err, wasm.ErrTimeout) && ctx.Err() == nil; retry++ {
 			raw, err = p.Eval(ctx, v.Entrypoint, v.Input)
 		}

@@ -19,7 +19,7 @@ type Config struct {
 }
 
 // NewConfig returns the defaults: one instance per CPU (at least two), a
-// 64 MiB memory cap per instance, a 100 ms evaluation deadline, 1 MiB of
+// 64 MiB memory cap per instance, 100 ms of CPU per evaluation, 1 MiB of
 // input, and no on-disk compilation cache.
 func NewConfig() Config {
 	return Config{
@@ -44,8 +44,11 @@ func (c Config) WithMaxMemoryPages(pages uint32) Config {
 	return c
 }
 
-// WithEvalTimeout sets the deadline of one evaluation; a policy that runs
-// longer is stopped and the evaluation fails with ErrTimeout.
+// WithEvalTimeout sets the time one evaluation may run: a policy that has
+// used that much of its thread's CPU is stopped and the evaluation fails
+// with ErrTimeout. One that a busy machine holds up is stopped at ten times
+// that in wall-clock time (or at its context's deadline). Without a
+// per-thread CPU clock (only Linux has one here) it is wall-clock time.
 func (c Config) WithEvalTimeout(d time.Duration) Config {
 	if d > 0 {
 		c.evalTimeout = d
@@ -53,7 +56,7 @@ func (c Config) WithEvalTimeout(d time.Duration) Config {
 	return c
 }
 
-// EvalTimeout is the deadline of one evaluation.
+// EvalTimeout is the time one evaluation may run (see WithEvalTimeout).
 func (c Config) EvalTimeout() time.Duration { return c.evalTimeout }
 
 // WithMaxInputBytes bounds the size of one evaluation's input JSON.

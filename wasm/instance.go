@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/topdown"
@@ -36,7 +37,9 @@ type instance struct {
 	// Per-evaluation state, read by builtins and the fuel check.
 	callCtx  context.Context
 	callTime time.Time
-	deadline time.Time
+	deadline time.Time // the evaluation stops once past it, whatever held it up
+	soft     time.Time // past it, once it has used evalTimeout of CPU; zero while loading
+	cpu      cpuWatch
 	bctx     *topdown.BuiltinContext
 
 	dead bool
@@ -231,10 +234,14 @@ func (in *instance) eval(ctx context.Context, entrypoint int32, input []byte) ([
 	}
 
 	in.callCtx, in.callTime, in.bctx = ctx, time.Now(), nil
-	in.deadline = in.callTime.Add(in.policy.engine.cfg.evalTimeout)
+	timeout := in.policy.engine.cfg.evalTimeout
+	in.soft = in.callTime.Add(timeout)
+	in.deadline = in.callTime.Add(starvedFactor * timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(in.deadline) {
 		in.deadline = d
 	}
+	in.soft = minTime(in.soft, in.deadline)
+	in.cpu.start()
 
 	s := in.stack[:]
 	s[0] = 0 // reserved
@@ -247,7 +254,8 @@ func (in *instance) eval(ctx context.Context, entrypoint int32, input []byte) ([
 	// A context without Done keeps wazero from watching it with a goroutine
 	// per call; the fuel check honours the caller's context instead.
 	err := in.evalFn.CallWithStack(context.Background(), s)
-	in.callCtx, in.bctx = nil, nil
+	in.cpu.stop()
+	in.callCtx, in.bctx, in.soft = nil, nil, time.Time{}
 	if err != nil {
 		return nil, in.classify(err)
 	}
@@ -311,9 +319,20 @@ func (in *instance) classify(err error) error {
 }
 
 // yield is the instrumented loops' periodic call into Go: the evaluation
-// stops here once it is past its deadline or its caller has given up.
+// stops here once it is past its deadline, once its caller has given up,
+// or once it is past evalTimeout and has used that much CPU.
+//
+// evalTimeout stops a policy that runs away, not one the machine is too
+// busy to run: on a loaded host (more runnable threads than cores) an
+// evaluation of a millisecond can take a hundred in wall-clock time, and
+// the gateway would deny calls for it. So an evaluation holds its OS
+// thread, whose CPU clock then counts its own work alone, read once as it
+// starts (about 0.2 µs) and again only at checks past evalTimeout. One held
+// up for starvedFactor times evalTimeout (or past its caller's deadline)
+// stops anyway. Where no thread clock can be read, the wall clock decides.
 func (in *instance) yield() {
-	if time.Now().After(in.deadline) {
+	now := time.Now()
+	if now.After(in.deadline) {
 		panic(timeoutError{cause: errors.New("deadline exceeded")})
 	}
 	if ctx := in.callCtx; ctx != nil {
@@ -321,6 +340,61 @@ func (in *instance) yield() {
 			panic(timeoutError{cause: err})
 		}
 	}
+	if in.soft.IsZero() {
+		return // loading: the deadline alone
+	}
+	if now.After(in.soft) {
+		timeout := in.policy.engine.cfg.evalTimeout
+		if used, ok := in.cpu.used(); !ok || used >= timeout {
+			panic(timeoutError{cause: fmt.Errorf("ran %s, the evaluation time limit", timeout)})
+		}
+	}
+}
+
+// starvedFactor bounds an evaluation's wall-clock time, in evalTimeouts,
+// however little CPU it got.
+const starvedFactor = 10
+
+// cpuWatch counts the CPU time of one evaluation's thread.
+type cpuWatch struct {
+	held bool          // the evaluation's goroutine holds its OS thread
+	ok   bool          // base was read
+	base time.Duration // the thread's CPU time as the evaluation started
+}
+
+// start holds the goroutine on its thread and reads its CPU clock, as an
+// evaluation starts.
+func (w *cpuWatch) start() {
+	runtime.LockOSThread()
+	w.held = true
+	w.base, w.ok = threadCPU()
+}
+
+// used is the CPU time the evaluation's thread has used since it started.
+func (w *cpuWatch) used() (time.Duration, bool) {
+	if !w.ok {
+		return 0, false
+	}
+	now, ok := threadCPU()
+	if !ok {
+		return 0, false
+	}
+	return now - w.base, true
+}
+
+// stop lets go of the thread after an evaluation.
+func (w *cpuWatch) stop() {
+	if w.held {
+		runtime.UnlockOSThread()
+	}
+	*w = cpuWatch{}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // timeoutError carries a stopped evaluation out of the host function panic.

@@ -47,7 +47,7 @@ func addOpsFlags(cmd *cobra.Command, hasAdmin bool) {
 	f.Duration("drain-delay", 0, "on SIGTERM, answer /readyz with 503 this long before the listeners stop (let the load balancer notice)")
 	f.Duration("audit-linger", audit.DefaultLinger, "how long the audit writer waits after a record for more to write with it, at most 1s; 0s writes each record as soon as nothing else is queued (a crash then loses fewer records; every call costs a write)")
 	f.Duration("policy-decision-timeout", plugins.DefaultDecisionTimeout, "bound of one policy decision, the wait for a policy instance included; a decision not made in time is a deny (the gateway's 403, the authorization server's temporarily_unavailable)")
-	f.Duration("policy-eval-timeout", wasm.NewConfig().EvalTimeout(), "bound of one policy evaluation, at most --policy-decision-timeout; a policy that runs longer is stopped")
+	f.Duration("policy-eval-timeout", wasm.NewConfig().EvalTimeout(), "CPU time one policy evaluation may use, at most --policy-decision-timeout; a policy that runs longer is stopped (one held up on a busy host stops at ten times it)")
 }
 
 // resolveOps reads the configuration file (configPath; none when empty)
