@@ -17,6 +17,7 @@ import (
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/internal/oauthtest"
+	system "github.com/pbac-gateway/pbac/internal/stack"
 )
 
 // statelessJira is the demo jira served as the 2026-07-28 revision wants
@@ -330,4 +331,58 @@ func TestListensAreBoundedPerAgent(t *testing.T) {
 		}
 	}
 	next(t, listenStream(t, s, "/mcp/jira", other, perBackend)) // another agent still listens
+}
+
+// TestListenEndsAtTokenExpiry: a listen lasts as long as the token it was
+// opened with, on /mcp/<backend> (a stateless backend, which takes the
+// listen itself) and on the aggregated /mcp (a stateful one, where the
+// gateway subscribes in a session of its own): it is open before the token
+// expires and ended by the gateway once it has (the client listens again
+// with its next token).
+func TestListenEndsAtTokenExpiry(t *testing.T) {
+	const ttl = 3 * time.Second
+	shortTokens := func(c *system.Config) { c.AuthServer.Settings.AccessTokenTTL = ttl.String() }
+	h, err := demo.NewHandler("jira", &mcp.StreamableHTTPOptions{Stateless: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stateless := httptest.NewServer(h)
+	t.Cleanup(stateless.Close)
+	for _, tc := range []struct {
+		name, path, subs string
+		opts             stackOptions
+	}{
+		{"per backend", "/mcp/jira", `{"resourceSubscriptions":["jira://issue/SEC-12"]}`, stackOptions{config: shortTokens,
+			backendURL: func(name, url string) string {
+				if name == "jira" {
+					return stateless.URL
+				}
+				return url
+			}}},
+		{"aggregated", "/mcp", `{"resourceSubscriptions":["jira+jira://issue/SEC-12"]}`, stackOptions{config: shortTokens}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStackWith(t, tc.opts)
+			issued := time.Now()
+			bot := s.machineAgent("ci-bot", false, "jira:read")
+			stream := listenStream(t, s, tc.path, bot, tc.subs)
+			next(t, stream) // the acknowledgement
+			late := time.After(ttl + 10*time.Second)
+			for {
+				select {
+				case _, open := <-stream:
+					if open {
+						continue // a keep-alive or an update: still listening
+					}
+					// Expiry is rounded to the second at issuance.
+					if ended := time.Since(issued); ended < ttl-time.Second {
+						t.Fatalf("the listen ended %s after its token was issued, before the token's %s expired", ended.Round(time.Millisecond), ttl)
+					}
+					return
+				case <-late:
+					t.Fatalf("the listen is still open %s after its token expired", 10*time.Second)
+				}
+			}
+		})
+	}
 }
