@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +28,7 @@ import (
 	"github.com/pbac-gateway/pbac/demo"
 	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/identity/usersfile"
+	"github.com/pbac-gateway/pbac/internal/logtest"
 	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/plugins"
 )
@@ -409,7 +409,7 @@ func mustJSON(v any) []byte {
 // TestScenariosOutsideTheDemo: outside the demo tenant the narrative demo
 // and the agents are a 503, and the server's log names each such request.
 func TestScenariosOutsideTheDemo(t *testing.T) {
-	var logged syncBuffer
+	var logged logtest.Buffer
 	d := newDashWith(t, false, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logged, nil)) })
 	d.signIn("alice")
 	if status, out := d.do("GET", "/ui/api/scenarios", nil); status != 200 || len(out["scenarios"].([]any)) != 0 {
@@ -434,24 +434,6 @@ func TestScenariosOutsideTheDemo(t *testing.T) {
 	if strings.Contains(log, "/ui/api/latency") || strings.Contains(log, "/ui/api/scenarios ") {
 		t.Errorf("the log names a request that did not fail:\n%s", log)
 	}
-}
-
-// syncBuffer is a log's destination that handlers may write to at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestLabel(t *testing.T) {

@@ -11,34 +11,15 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"testing/fstest"
 
+	"github.com/pbac-gateway/pbac/internal/logtest"
 	"github.com/pbac-gateway/pbac/internal/policytest"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
 )
-
-// lockedBuffer is a log sink the watch goroutine writes while the test
-// reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestWatchDirRefusesBadData: a bundle dropped in the watched directory
 // whose data its own schema refuses is rejected — logged with the
@@ -55,7 +36,7 @@ func TestWatchDirRefusesBadData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &logtest.Buffer{}
 	r := plugins.New(engine, plugins.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	t.Cleanup(func() {
 		_ = r.Close(context.Background())

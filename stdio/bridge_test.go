@@ -25,6 +25,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pbac-gateway/pbac/internal/logtest"
 	"github.com/pbac-gateway/pbac/jsonrpc"
 )
 
@@ -52,11 +53,11 @@ func TestStdioDemoBackend(t *testing.T) {
 		t.Skip("builds ./cmd/pbac")
 	}
 	bin := buildPBAC(t, t.TempDir())
-	logs := &logBuffer{}
+	logs := &logtest.Buffer{}
 	b, err := Start(t.Context(), Config{
 		Name:    "jira",
 		Command: []string{bin, "demo", "backend", "jira", "--stdio"},
-		Logger:  logs.logger(),
+		Logger:  debugLogger(logs),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +154,7 @@ func TestStdioDemoBackend(t *testing.T) {
 	if got := searchTotal(t, ctx, cs3, ""); got != all {
 		t.Fatalf("the restarted backend has %d issues, want the fresh %d", got, all)
 	}
-	if !logs.contains("stdio process exited; its session ends") {
+	if !logs.Contains("stdio process exited; its session ends") {
 		t.Errorf("the crash was not logged:\n%s", logs)
 	}
 
@@ -285,14 +286,14 @@ func TestStdioHelperProcess(t *testing.T) {
 	os.Exit(0)
 }
 
-func startHelper(t *testing.T, cfg Config) (*Bridge, *logBuffer) {
+func startHelper(t *testing.T, cfg Config) (*Bridge, *logtest.Buffer) {
 	t.Helper()
 	t.Setenv("SECRET_OF_THE_GATEWAY", "must-not-reach-the-backend")
-	logs := &logBuffer{}
+	logs := &logtest.Buffer{}
 	cfg.Name = "helper"
 	cfg.Command = []string{os.Args[0], "-test.run=^TestStdioHelperProcess$"}
 	cfg.Env = []string{"PBAC_STDIO_HELPER=1"}
-	cfg.Logger = logs.logger()
+	cfg.Logger = debugLogger(logs)
 	b, err := Start(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -402,13 +403,13 @@ func TestStdioServerMessages(t *testing.T) {
 	if got := callText(t, ctx, cs, &mcp.CallToolParams{Name: "spam", Arguments: map[string]any{}}); got != "spammed" {
 		t.Fatalf("spam: %q", got)
 	}
-	waitFor(t, "the stderr rate limit to show", func() bool { return logs.contains("rate limit reached") })
+	waitFor(t, "the stderr rate limit to show", func() bool { return logs.Contains("rate limit reached") })
 	for _, want := range []string{"helper stderr: hello", "non-JSON-RPC line", "(truncated)"} {
-		if !logs.contains(want) {
+		if !logs.Contains(want) {
 			t.Errorf("log lacks %q", want)
 		}
 	}
-	if logs.contains("leaked gateway environment") {
+	if logs.Contains("leaked gateway environment") {
 		t.Error("the process inherited the gateway's environment")
 	}
 	if n := strings.Count(logs.String(), "spam "); n > 2*linesPerSecond {
@@ -458,7 +459,7 @@ func TestStdioLifecycle(t *testing.T) {
 	if !bytes.Contains(body, []byte("did not answer within")) || !bytes.Contains(body, []byte(`"id":5`)) {
 		t.Fatalf("sleep: %s", body)
 	}
-	waitFor(t, "the process to get notifications/cancelled", func() bool { return logs.contains("sleep cancelled") })
+	waitFor(t, "the process to get notifications/cancelled", func() bool { return logs.Contains("sleep cancelled") })
 	resp = postRaw(t, b.URL(), s1, `{"jsonrpc":"2.0","id":6,"method":"ping"}`)
 	if body, _ := io.ReadAll(resp.Body); resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`"result"`)) {
 		t.Fatalf("ping after a timeout: %d %s", resp.StatusCode, body)
@@ -713,28 +714,9 @@ func childrenRunning(t *testing.T, exe string) []int {
 	return kids
 }
 
-// logBuffer collects a logger's output for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logBuffer) contains(s string) bool { return strings.Contains(l.String(), s) }
-
-func (l *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+// debugLogger logs everything, from debug up, to w.
+func debugLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // postAs is postRaw for the agent whose owner key is owner (what the

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pbac-gateway/pbac/internal/logtest"
 )
 
 // rpcErrorMessage reads the error message of a JSON-RPC error answer.
@@ -45,7 +47,7 @@ func TestStdioErrorsToClientsAreGeneric(t *testing.T) {
 	if msg := rpcErrorMessage(t, resp); msg != "stdio backend helper: the stdio process exited" {
 		t.Errorf("crash: the client was told %q", msg)
 	}
-	waitFor(t, "the exit status in the log", func() bool { return logs.contains("exit status 3") })
+	waitFor(t, "the exit status in the log", func() bool { return logs.Contains("exit status 3") })
 
 	// A command that cannot be executed (its interpreter does not exist).
 	dir := t.TempDir()
@@ -53,8 +55,8 @@ func TestStdioErrorsToClientsAreGeneric(t *testing.T) {
 	if err := os.WriteFile(script, []byte("#!/nonexistent/pbac-interpreter\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bad := &logBuffer{}
-	b2, err := Start(t.Context(), Config{Name: "broken", Command: []string{script}, Logger: bad.logger()})
+	bad := &logtest.Buffer{}
+	b2, err := Start(t.Context(), Config{Name: "broken", Command: []string{script}, Logger: debugLogger(bad)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +74,7 @@ func TestStdioErrorsToClientsAreGeneric(t *testing.T) {
 			t.Errorf("the client was told %q: it shows %q", msg, leak)
 		}
 	}
-	if !bad.contains("could not start") || !bad.contains("no such file") {
+	if !bad.Contains("could not start") || !bad.Contains("no such file") {
 		t.Errorf("the exec error is not in the log:\n%s", bad)
 	}
 	if bytes.Contains([]byte(bad.String()), []byte("panic")) {

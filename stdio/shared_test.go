@@ -92,7 +92,7 @@ func TestStdioSharedProcess(t *testing.T) {
 	if n := b.Processes(); n != 1 {
 		t.Fatalf("%d processes after a session ended, want 1", n)
 	}
-	if !logs.contains("shared stdio process initialized") {
+	if !logs.Contains("shared stdio process initialized") {
 		t.Fatalf("log: %s", logs)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/contract"
+	"github.com/pbac-gateway/pbac/internal/logtest"
 	"github.com/pbac-gateway/pbac/rego"
 )
 
@@ -28,7 +29,7 @@ type killableUp struct {
 	base   string
 	admin  replicaAdmin
 	output string
-	logs   *syncBuffer // its standard error
+	logs   *logtest.Buffer // its standard error
 }
 
 // startKillableUp runs `pbac up` on dataDir and waits until it is up.
@@ -40,7 +41,7 @@ func startKillableUp(t *testing.T, dataDir string, extra ...string) *killableUp 
 	}
 	cmd := exec.Command(bin, append([]string{"up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn"}, extra...)...)
 	stdout, _ := cmd.StdoutPipe()
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	cmd.Stderr = io.MultiWriter(os.Stderr, logs)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"net"
 	"net/url"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pbac-gateway/pbac/asrv"
+	"github.com/pbac-gateway/pbac/internal/logtest"
 	"github.com/pbac-gateway/pbac/internal/pgtest"
 )
 
@@ -23,27 +23,9 @@ func pgE2EDSN(t *testing.T, password string) string {
 	return pgtest.WithPassword(t, pgtest.FreshSchema(t), password)
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startAsrvOn runs `pbac asrv --store dsn`, logging at debug, and collects
 // everything it prints.
-func startAsrvOn(t *testing.T, dataDir, dsn string, out *syncBuffer, extra ...string) *proc {
+func startAsrvOn(t *testing.T, dataDir, dsn string, out *logtest.Buffer, extra ...string) *proc {
 	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
@@ -88,7 +70,7 @@ func TestAsrvReplicasOnPostgres(t *testing.T) {
 	const password = "pw-MUST-NOT-LEAK-7f3a"
 	dsn := pgE2EDSN(t, password)
 	dataDir := t.TempDir()
-	var outA, outB syncBuffer
+	var outA, outB logtest.Buffer
 	conf, rsID, rsSecret := introspectorConfig(t, t.TempDir())
 	a := startAsrvOn(t, dataDir, dsn, &outA, "--config", conf) // creates the data dir's secret and key
 	b := startAsrvOn(t, dataDir, dsn, &outB, "--config", conf)
@@ -157,7 +139,7 @@ func TestAsrvReplicasOnPostgres(t *testing.T) {
 		t.Error("a token issued by a replica killed with SIGKILL is gone")
 	}
 
-	for name, out := range map[string]*syncBuffer{"A": &outA, "B": &outB} {
+	for name, out := range map[string]*logtest.Buffer{"A": &outA, "B": &outB} {
 		if strings.Contains(out.String(), password) {
 			t.Errorf("replica %s printed the DSN's password:\n%s", name, out.String())
 		}
