@@ -10,6 +10,7 @@ import (
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/internal/latency"
 	"github.com/pbac-gateway/pbac/internal/policytest"
+	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/rego"
 	"github.com/pbac-gateway/pbac/wasm"
 )
@@ -37,25 +38,16 @@ func BenchmarkToolCall(b *testing.B) {
 	// sequential decides in a loop; with evict, it writes over evict
 	// before each decision, outside the timed part.
 	sequential := func(b *testing.B, evict []byte) {
-		r := policytest.Registry(b)
 		b.ReportAllocs()
-		samples := make([]time.Duration, 0, 1<<16)
-		for i := 0; b.Loop(); i++ {
-			if evict != nil {
-				b.StopTimer()
+		var before func(i int)
+		if evict != nil {
+			before = func(i int) {
 				for j := 0; j < len(evict); j += 64 {
 					evict[j] = byte(i)
 				}
-				b.StartTimer()
-			}
-			start := time.Now()
-			d, err := r.Decide(ctx, "pbac/tool_call", input)
-			samples = append(samples, time.Since(start))
-			if err != nil || !d.Allow {
-				b.Fatalf("%v %v", d, err)
 			}
 		}
-		latency.Report(b, samples)
+		timedDecisions(b, policytest.Registry(b), contract.ToolCall, input, before, func(d plugins.Decision) bool { return d.Allow })
 	}
 	b.Run("engine=wasm", func(b *testing.B) { sequential(b, nil) })
 	// cold: before each decision the benchmark writes over 32 MiB, so the
@@ -112,26 +104,36 @@ func BenchmarkToolCall(b *testing.B) {
 // (the cost a per-token principal kept in instance memory would save):
 // go test -run '^$' -bench InputParse -benchtime 10000x ./plugins/
 func BenchmarkInputParse(b *testing.B) {
-	ctx := context.Background()
 	for _, c := range []struct{ name, input string }{
 		{"empty", `{}`},
 		{"unread-call-input", `{"unread":` + benchInput + `}`},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			r := policytest.Registry(b)
-			input := []byte(c.input)
-			samples := make([]time.Duration, 0, 1<<16)
-			for b.Loop() {
-				start := time.Now()
-				_, err := r.Decide(ctx, contract.Anonymous, input)
-				samples = append(samples, time.Since(start))
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
-			latency.Report(b, samples)
+			timedDecisions(b, policytest.Registry(b), contract.Anonymous, []byte(c.input), nil, nil)
 		})
 	}
+}
+
+// timedDecisions decides input at entrypoint on r in a loop and reports
+// the decisions' p50 and p99. before, if any, runs ahead of each decision
+// outside the timed part; ok, if any, must hold for every decision.
+func timedDecisions(b *testing.B, r *plugins.Registry, entrypoint contract.Entrypoint, input []byte, before func(i int), ok func(plugins.Decision) bool) {
+	ctx := context.Background()
+	samples := make([]time.Duration, 0, 1<<16)
+	for i := 0; b.Loop(); i++ {
+		if before != nil {
+			b.StopTimer()
+			before(i)
+			b.StartTimer()
+		}
+		start := time.Now()
+		d, err := r.Decide(ctx, entrypoint, input)
+		samples = append(samples, time.Since(start))
+		if err != nil || (ok != nil && !ok(d)) {
+			b.Fatalf("%v %v", d, err)
+		}
+	}
+	latency.Report(b, samples)
 }
 
 // BenchmarkSwap measures validate + activate of the shipped bundle (its
