@@ -517,9 +517,9 @@ func (g *Gateway) noteRefusal(c *fiber.Ctx, backend, reason, desc string, status
 	if rid == "" {
 		rid = newID()
 	}
-	// fasthttp reuses its buffers; the record outlives the request.
-	g.refusals.note(time.Now(), strings.Clone(rid), reason, strings.Clone(desc), backend, strings.Clone(c.IP()),
-		strings.Clone(c.Method()), status)
+	// The record outlives the request: Fiber's strings are copies here
+	// (fiberConfig: Immutable).
+	g.refusals.note(time.Now(), rid, reason, desc, backend, c.IP(), c.Method(), status)
 }
 
 // caller is a request's identity: an introspected token, or a caller
@@ -587,7 +587,7 @@ func (g *Gateway) admitAnonymous(c *fiber.Ctx, backend, method, tool, rid string
 		g.challenge(c, backend, "", "a bearer token is required")
 		return nil, false, took
 	}
-	return &caller{anonymous: true, admitted: d, remote: strings.Clone(c.IP())}, true, took
+	return &caller{anonymous: true, admitted: d, remote: c.IP()}, true, took
 }
 
 // authenticate introspects the bearer token for this backend's resource.

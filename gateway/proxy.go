@@ -1131,7 +1131,7 @@ func (g *Gateway) sessionRequest(c *fiber.Ctx) (backend *Backend, cl *caller, se
 	if errBody != nil {
 		return nil, nil, nil, nil, false, g.reply(c, status, errBody)
 	}
-	method := strings.Clone(c.Method()) // fasthttp reuses its buffers; the record outlives the request
+	method := c.Method() // a copy (fiberConfig: Immutable); the record outlives the request
 	rec = &audit.Record{Time: start.UTC(), RequestID: rid, Backend: backend.Name, Method: method, LatencyMicros: map[string]int64{}}
 	fillCaller(rec, cl)
 	if allowed, err := g.decideMethod(c, backend.Name, cl, method, nil, rec, start); err != nil || !allowed {

@@ -89,13 +89,12 @@ func clip(s string) string {
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
-// fiberCarrier reads the request's headers for the propagator. Fiber's
-// strings share fasthttp's buffers, which the next request on the
-// connection reuses; the trace state and baggage parsed from them are
-// kept on the span, exported later, so each value is copied.
+// fiberCarrier reads the request's headers for the propagator. The trace
+// state and baggage parsed from them are kept on the span, exported after
+// the request; the app is Immutable (fiberConfig), so they are copies.
 type fiberCarrier struct{ c *fiber.Ctx }
 
-func (f fiberCarrier) Get(key string) string { return strings.Clone(f.c.Get(key)) }
+func (f fiberCarrier) Get(key string) string { return f.c.Get(key) }
 func (f fiberCarrier) Set(string, string)    {}
 func (f fiberCarrier) Keys() []string        { return []string{"traceparent", "tracestate", "baggage"} }
 
@@ -150,8 +149,7 @@ func (g *Gateway) startRequest(c *fiber.Ctx, backend, rid string, m *jsonrpc.Mes
 		attrs = append(attrs, attrSession.String(hex.EncodeToString(sum[:8])))
 	}
 	if v := c.Get(hdrProtocol); v != "" {
-		// A copy: the span outlives fasthttp's buffer (see fiberCarrier).
-		attrs = append(attrs, attrProtocol.String(clip(strings.Clone(v))))
+		attrs = append(attrs, attrProtocol.String(clip(v)))
 	} else if m != nil && m.MetaProtocolVersion != "" {
 		attrs = append(attrs, attrProtocol.String(clip(m.MetaProtocolVersion)))
 	}
