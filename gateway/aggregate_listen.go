@@ -42,6 +42,13 @@ const (
 	maxListens         = 512
 )
 
+// tooManyListens answers a listen over the agent's bound, on /mcp and on
+// /mcp/<backend> alike: it sets Retry-After and returns the reason.
+func tooManyListens(c *fiber.Ctx) string {
+	c.Set(fiber.HeaderRetryAfter, "5")
+	return fmt.Sprintf("this agent has %d subscriptions/listen streams open here already", maxListensPerAgent)
+}
+
 // aggregateListen serves a subscriptions/listen on /mcp.
 func (g *Gateway) aggregateListen(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message, rec *audit.Record, start time.Time) error {
 	refuse := func(status, code int, text string) error {
@@ -80,9 +87,7 @@ func (g *Gateway) aggregateListen(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message
 	rec.Reasons = append(rec.Reasons, reasons...)
 	owner := cl.ownerKey()
 	if !g.listens.enter(owner) {
-		c.Set(fiber.HeaderRetryAfter, "5")
-		return refuse(fiber.StatusTooManyRequests, jsonrpc.CodeInvalidRequest,
-			fmt.Sprintf("this agent has %d subscriptions/listen streams open here already", maxListensPerAgent))
+		return refuse(fiber.StatusTooManyRequests, jsonrpc.CodeInvalidRequest, tooManyListens(c))
 	}
 	ctx, cancel := g.callerStreamContext(c, cl)
 	own := &aggSession{backends: map[string]string{}, owner: owner}

@@ -175,9 +175,7 @@ func (g *Gateway) listen(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrp
 	if !g.listens.enter(owner) {
 		rec.Decision, rec.Status, rec.Reasons = "deny", fiber.StatusTooManyRequests, append(rec.Reasons, "refused: too many subscriptions/listen streams open")
 		g.finish(rec, start)
-		c.Set(fiber.HeaderRetryAfter, "5")
-		return g.reply(c, fiber.StatusTooManyRequests, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidRequest,
-			fmt.Sprintf("this agent has %d subscriptions/listen streams open here already", maxListensPerAgent), nil))
+		return g.reply(c, fiber.StatusTooManyRequests, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidRequest, tooManyListens(c), nil))
 	}
 	ctx, cancel := g.callerStreamContext(c, cl)
 	left := false
