@@ -26,7 +26,7 @@ func mountAuthServer(app *fiber.App, h http.Handler) {
 // protocol version and the path.
 func detachRequest(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := r.Clone(r.Context())
+		d := r.WithContext(r.Context()) // a shallow copy; what holds strings is replaced below
 		d.Method = strings.Clone(r.Method)
 		d.Proto = strings.Clone(r.Proto)
 		d.RequestURI = strings.Clone(r.RequestURI)
