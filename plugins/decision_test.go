@@ -1,0 +1,148 @@
+package plugins_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/pbac-gateway/pbac/plugins"
+)
+
+// TestParseDecision: a result is an object with a boolean allow; anything
+// else is malformed, so the caller denies. The stricter cases are the ones
+// encoding/json would have let through.
+func TestParseDecision(t *testing.T) {
+	for _, c := range []struct {
+		name, raw string
+		allow     bool
+		reasons   []string
+		malformed bool
+	}{
+		{name: "allow", raw: `{"allow":true,"reasons":["developer tier may write jira"],"tier":"developer"}`, allow: true, reasons: []string{"developer tier may write jira"}},
+		{name: "deny", raw: `{"allow":false,"reasons":["a","b"],"extra":{"x":[1,2,{"y":null}]}}`, reasons: []string{"a", "b"}},
+		{name: "no reasons", raw: `{"allow":false}`},
+		{name: "null reasons", raw: `{"reasons":null,"allow":true}`, allow: true},
+		{name: "empty reasons", raw: `{"allow":true,"reasons":[]}`, allow: true, reasons: []string{}},
+		{name: "escaped reason", raw: `{"allow":false,"reasons":["tab\there \u00e9"]}`, reasons: []string{"tab\there é"}},
+		{name: "no allow", raw: `{"reasons":[]}`, malformed: true},
+		{name: "null allow", raw: `{"allow":null}`, malformed: true},
+		{name: "string allow", raw: `{"allow":"true"}`, malformed: true},
+		{name: "number reason", raw: `{"allow":true,"reasons":[1]}`, malformed: true},
+		{name: "not an object", raw: `[{"allow":true}]`, malformed: true},
+		{name: "two values", raw: `{"allow":true} {"allow":false}`, malformed: true},
+		{name: "truncated", raw: `{"allow":true,"reasons":["a"`, malformed: true},
+		{name: "empty", raw: ``, malformed: true},
+		// Stricter than encoding/json:
+		{name: "duplicate allow", raw: `{"allow":false,"allow":true}`, malformed: true},
+		{name: "case variant overrides", raw: `{"allow":false,"ALLOW":true}`, reasons: nil},
+		{name: "case variant alone", raw: `{"Allow":true}`, malformed: true},
+		{name: "duplicate nested name", raw: `{"allow":true,"x":{"a":1,"a":2}}`, malformed: true},
+		{name: "invalid UTF-8", raw: "{\"allow\":true,\"reasons\":[\"\xff\"]}", malformed: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, err := plugins.ParseDecision("v1", []byte(c.raw))
+			if c.malformed {
+				if !errors.Is(err, plugins.ErrMalformedDecision) {
+					t.Fatalf("ParseDecision(%s) = %+v, %v; want ErrMalformedDecision", c.raw, d, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseDecision(%s): %v", c.raw, err)
+			}
+			if d.Allow != c.allow || !slices.Equal(d.Reasons, c.reasons) || (d.Reasons == nil) != (c.reasons == nil) ||
+				d.Version != "v1" || string(d.Result) != c.raw {
+				t.Fatalf("ParseDecision(%s) = %+v; want allow %v reasons %q", c.raw, d, c.allow, c.reasons)
+			}
+		})
+	}
+}
+
+// FuzzParseDecision checks the decision parser against encoding/json, the
+// parser it replaced: where both read a result they agree, and where only
+// encoding/json reads it the result is one parseDecision refuses on
+// purpose (not I-JSON: a duplicate name or invalid UTF-8), or it holds a
+// top-level name that only differs in case from allow or reasons.
+func FuzzParseDecision(f *testing.F) {
+	for _, s := range []string{
+		`{"allow":true,"reasons":["r"]}`, `{"allow":false}`, `{"allow":null}`, `{"reasons":null,"allow":true}`,
+		`{"allow":false,"ALLOW":true}`, `{"allow":true,"x":{"a":1,"a":2}}`, "{\"allow\":true,\"reasons\":[\"\xff\"]}",
+		`{"allow":true,"reasons":[1]}`, `[]`, `{"allow":true,"required_scope":"jira:write","approval":{"required":false}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, err := plugins.ParseDecision("v", raw)
+		var ref struct {
+			Allow   *bool    `json:"allow"`
+			Reasons []string `json:"reasons"`
+		}
+		refErr := json.Unmarshal(raw, &ref)
+		refOK := refErr == nil && ref.Allow != nil
+		if err != nil {
+			if !errors.Is(err, plugins.ErrMalformedDecision) {
+				t.Fatalf("ParseDecision(%q): %v does not wrap ErrMalformedDecision", raw, err)
+			}
+			if refOK && jsontext.Value(raw).IsValid() && !caseVariantName(raw) {
+				t.Fatalf("ParseDecision(%q) refused what encoding/json reads: %v", raw, err)
+			}
+			return
+		}
+		if !refOK {
+			t.Fatalf("ParseDecision(%q) = %+v; encoding/json refuses it: %v", raw, got, refErr)
+		}
+		if caseVariantName(raw) {
+			return // encoding/json may have read another member
+		}
+		if got.Allow != *ref.Allow || !slices.Equal(got.Reasons, ref.Reasons) || !bytes.Equal(got.Result, raw) {
+			t.Fatalf("ParseDecision(%q) = %+v; encoding/json: allow %v reasons %q", raw, got, *ref.Allow, ref.Reasons)
+		}
+	})
+}
+
+// caseVariantName reports whether raw, an object, has a member whose name
+// is allow or reasons in another case.
+func caseVariantName(raw []byte) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return false
+	}
+	for k := range m {
+		if (strings.EqualFold(k, "allow") && k != "allow") || (strings.EqualFold(k, "reasons") && k != "reasons") {
+			return true
+		}
+	}
+	return false
+}
+
+// BenchmarkParseDecision: a pbac/tool_call result read by parseDecision,
+// against encoding/json (what it replaced) in the same run:
+// go test -run '^$' -bench ParseDecision ./plugins/
+func BenchmarkParseDecision(b *testing.B) {
+	raw := []byte(`{"access":"write","allow":true,"insufficient_scope":false,"public_reasons":["developer tier may write jira"],"reasons":["developer tier may write jira"],"required_scope":"jira:write","resource":"jira","tier":"developer"}`)
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var s struct {
+				Allow   *bool    `json:"allow"`
+				Reasons []string `json:"reasons"`
+			}
+			if err := json.Unmarshal(raw, &s); err != nil || s.Allow == nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parseDecision", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := plugins.ParseDecision("v", raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
