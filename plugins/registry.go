@@ -131,12 +131,12 @@ func (v *version) exit() { v.mu.RUnlock() }
 
 // eval evaluates ep on input: with the module, or with the built-in
 // fallback when the bundle predates ep.
-func (v *version) eval(ctx context.Context, ep contract.Entrypoint, input []byte) ([]byte, error) {
+func (v *version) eval(ctx context.Context, deadline time.Time, ep contract.Entrypoint, input []byte) ([]byte, error) {
 	if v.fallback[ep] {
 		raw, _ := contract.Fallback(ep, input)
 		return raw, nil
 	}
-	return v.policy.Eval(ctx, string(ep), input)
+	return v.policy.EvalBy(ctx, deadline, string(ep), input)
 }
 
 // retire waits for in-flight decisions, then closes the instances.
@@ -297,9 +297,9 @@ func (r *Registry) Decide(ctx context.Context, entrypoint contract.Entrypoint, i
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	// The deadline's context (and its timer) is made for an evaluation,
-	// not for a decision the version remembers.
-	var dctx context.Context
+	// The deadline goes to the evaluation as a value: a context with it
+	// would start a timer per decision.
+	ectx := context.WithoutCancel(ctx)
 	for {
 		v := r.active.Load()
 		if v == nil {
@@ -317,12 +317,7 @@ func (r *Registry) Decide(ctx context.Context, entrypoint contract.Entrypoint, i
 				return d, nil
 			}
 		}
-		if dctx == nil {
-			var cancel context.CancelFunc
-			dctx, cancel = context.WithDeadline(context.WithoutCancel(ctx), deadline)
-			defer cancel()
-		}
-		raw, err := v.eval(dctx, entrypoint, input)
+		raw, err := v.eval(ectx, deadline, entrypoint, input)
 		v.exit()
 		if err != nil {
 			// Ours, not the caller's deadline (the evaluation's own check

@@ -220,7 +220,7 @@ func (in *instance) parseJSON(ctx context.Context, doc []byte) (uint32, error) {
 
 // eval runs one opa_eval: input is written above the data, the heap is reset
 // to just past it, and the result JSON is copied out.
-func (in *instance) eval(ctx context.Context, entrypoint int32, input []byte) ([]byte, error) {
+func (in *instance) eval(ctx context.Context, deadline time.Time, entrypoint int32, input []byte) ([]byte, error) {
 	inputAddr := in.heapBase
 	end := uint64(inputAddr) + uint64(len(input))
 	if size := uint64(in.mem.Size()); end+pageSize > size {
@@ -239,6 +239,9 @@ func (in *instance) eval(ctx context.Context, entrypoint int32, input []byte) ([
 	in.deadline = in.callTime.Add(starvedFactor * timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(in.deadline) {
 		in.deadline = d
+	}
+	if !deadline.IsZero() && deadline.Before(in.deadline) {
+		in.deadline = deadline
 	}
 	in.soft = minTime(in.soft, in.deadline)
 	in.cpu.start()

@@ -23,7 +23,7 @@ func testPool() (*Policy, *instance, *instance) {
 
 func mustAcquire(t *testing.T, p *Policy) *instance {
 	t.Helper()
-	in, err := p.acquire(context.Background())
+	in, err := p.acquire(context.Background(), time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +66,12 @@ func TestPoolWaitersGetReleasedInstances(t *testing.T) {
 
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	if _, err := p.acquire(cctx); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := p.acquire(cctx, time.Time{}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("acquire with every instance busy: %v, want the context's deadline", err)
+	}
+	// A deadline given as a value bounds the wait as well.
+	if _, err := p.acquire(ctx, time.Now().Add(20*time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("acquire with every instance busy, by a deadline: %v, want it exceeded", err)
 	}
 
 	const waiters = 8
@@ -75,7 +79,7 @@ func TestPoolWaitersGetReleasedInstances(t *testing.T) {
 	got := make(chan *instance, waiters)
 	for range waiters {
 		wg.Go(func() {
-			in, err := p.acquire(ctx)
+			in, err := p.acquire(ctx, time.Time{})
 			if err != nil {
 				t.Error(err)
 				return
@@ -115,7 +119,7 @@ func TestPoolWaiterSeesClose(t *testing.T) {
 	mustAcquire(t, p)
 	errc := make(chan error, 1)
 	go func() {
-		_, err := p.acquire(context.Background())
+		_, err := p.acquire(context.Background(), time.Time{})
 		errc <- err
 	}()
 	time.Sleep(10 * time.Millisecond)
@@ -124,7 +128,7 @@ func TestPoolWaiterSeesClose(t *testing.T) {
 	if err := <-errc; !errors.Is(err, ErrClosed) {
 		t.Fatalf("a waiter on a closed policy got %v, want ErrClosed", err)
 	}
-	if _, err := p.acquire(context.Background()); !errors.Is(err, ErrClosed) {
+	if _, err := p.acquire(context.Background(), time.Time{}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("acquire on a closed policy: %v, want ErrClosed", err)
 	}
 }
@@ -142,7 +146,7 @@ func TestPoolWaiterThatGivesUpPassesItsGrantOn(t *testing.T) {
 		ctx1, cancel1 := context.WithCancel(context.Background())
 		first, second := make(chan error, 1), make(chan *instance, 1)
 		go func() {
-			in, err := p.acquire(ctx1)
+			in, err := p.acquire(ctx1, time.Time{})
 			if err == nil {
 				p.release(context.Background(), in)
 			}
@@ -150,7 +154,7 @@ func TestPoolWaiterThatGivesUpPassesItsGrantOn(t *testing.T) {
 		}()
 		waitWaiting(t, p, 1)
 		go func() {
-			in, err := p.acquire(context.Background())
+			in, err := p.acquire(context.Background(), time.Time{})
 			if err != nil {
 				t.Error(err)
 			}

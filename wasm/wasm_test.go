@@ -208,6 +208,18 @@ func TestContextDeadlineIsHonoured(t *testing.T) {
 	if _, err := p.Eval(ctx, "t/slow", []byte(`{}`)); !errors.Is(err, wasm.ErrTimeout) {
 		t.Fatalf("err = %v, want ErrTimeout", err)
 	}
+	// The same deadline given as a value, beside a context without one.
+	start := time.Now()
+	if _, err := p.EvalBy(context.Background(), start.Add(50*time.Millisecond), "t/slow", []byte(`{}`)); !errors.Is(err, wasm.ErrTimeout) {
+		t.Fatalf("EvalBy: err = %v, want ErrTimeout", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("EvalBy stopped after %s, its deadline was 50ms", took)
+	}
+	// A deadline already past: no evaluation.
+	if _, err := p.EvalBy(context.Background(), time.Now().Add(-time.Millisecond), "t/allow", []byte(`{"user":"alice"}`)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("EvalBy past its deadline: err = %v, want DeadlineExceeded", err)
+	}
 }
 
 func TestMemoryCap(t *testing.T) {
