@@ -26,10 +26,16 @@ local_name(t) := substring(t, indexof(t, ".") + 1, -1) if contains(t, ".") else 
 
 # names_other_kind(t): the local name is a prompt's, a resource's or a
 # resource template's.
-names_other_kind(t) if {
-	some p in ["prompt:", "resource:", "template:"]
-	startswith(local_name(t), p)
-}
+names_other_kind(t) if other_kind_local(local_name(t))
+
+# other_kind_local(ln): local name ln is a prompt's, a resource's or a
+# resource template's. (One rule body per prefix: with the prefixes in a
+# list the Wasm plan built the list and the local name for each.)
+other_kind_local(ln) if startswith(ln, "prompt:")
+
+other_kind_local(ln) if startswith(ln, "resource:")
+
+other_kind_local(ln) if startswith(ln, "template:")
 
 # names_resource(t): t names a resource or a resource template.
 names_resource(t) if startswith(local_name(t), "resource:")

@@ -738,8 +738,10 @@ tool_call_fast(inp) := {
 	is_string(r)
 	a := e.access
 	is_string(a)
-	call_kind_ok(object.get(req, "method", null), tool)
-	not names_resource(tool) # resources and templates: the full rules
+	# the kind of call (call_kind_ok): tools/call of a tool, its local name
+	# computed once; other methods, resources and templates: the full rules
+	tools_call_method(object.get(req, "method", null))
+	not other_kind_local(local_name(tool))
 	backend_ok(req, tool)
 	not definition_drift(tool, object.get(req, "tool_definition", null))
 
@@ -768,6 +770,11 @@ tool_call_fast(inp) := {
 }
 
 tool_call_fast_allow if tool_call_fast(input)
+
+# tools_call_method(m): m is tools/call (null: the method was not given).
+tools_call_method(null)
+
+tools_call_method("tools/call")
 
 # token_valid_for(t, c, n): token t passes every token_issues check at time
 # n, carries a numeric iat and is bound to client object c

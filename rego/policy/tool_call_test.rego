@@ -716,4 +716,24 @@ test_fast_path_stricter_shapes_fall_back if {
 	no_id := json.remove(machine_call("claude-code", "jira.get_issue", {}), ["client/client_id"])
 	not fast_allow(no_id)
 	allowed(no_id)
+	# Methods other than tools/call (a prompt here) are the full rules'.
+	prompt := prompt_get("ci-bot", "jira.prompt:triage_issue", {"key": "SEC-12"})
+	not fast_allow(prompt)
+	allowed(prompt)
+	tool_call(prompt) == full_decision(prompt)
+}
+
+# The kind of call, on the fast path as in the full rules: a tool named
+# like a prompt, resource or template is never called, and a tool is not
+# got as a prompt.
+test_fast_path_refuses_other_kinds if {
+	every inp in [
+		machine_call("ci-bot", "jira.prompt:triage_issue", {}),
+		machine_call("ci-bot", "jira.resource:jira://issue/SEC-12", {}),
+		machine_call("ci-bot", "jira.template:jira://issue/", {}),
+		prompt_get("ci-bot", "jira.get_issue", {}),
+	] {
+		not fast_allow(inp)
+		not full_allow_bool(inp)
+	}
 }
