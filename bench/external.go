@@ -67,6 +67,9 @@ type ExternalScenario struct {
 	// ran beside it.
 	LoadStart string `json:"load_start,omitempty"`
 	LoadEnd   string `json:"load_end,omitempty"`
+	// Pinned says which CPUs each process was held to (pbac bench external
+	// --pin), "" when the kernel placed them.
+	Pinned string `json:"pinned,omitempty"`
 }
 
 // ExternalRun is one target measured at one rate in one round.
@@ -250,6 +253,9 @@ func (r *ExternalReport) WriteTable(w io.Writer) error {
 	}
 	b.WriteString("\nmedian over rounds [min..max]; +p50/+p99: the target's figure minus direct's, round by round;\n")
 	b.WriteString("conns: TCP connections the target's process held established to the backend right after each run\n")
+	if r.Scenario.Pinned != "" {
+		fmt.Fprintf(&b, "pinned: %s\n", r.Scenario.Pinned)
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}
@@ -296,11 +302,17 @@ const (
 )
 
 // ExternalSectionMarkers are the markers of a run on backend ("demo" or
-// "light"): a run on the light bench backend has a section of its own, so
-// that it does not replace the demo backend's.
-func ExternalSectionMarkers(backend string) (start, end string) {
-	if backend == BackendLight {
+// "light"), pinned (--pin) or not: each of the four has a section of its
+// own, so that a run on the light bench backend does not replace the demo
+// backend's, nor a pinned run one the kernel placed.
+func ExternalSectionMarkers(backend string, pinned bool) (start, end string) {
+	switch {
+	case backend == BackendLight && pinned:
+		return "<!-- pbac bench external --backend light --pin: start -->", "<!-- pbac bench external --backend light --pin: end -->"
+	case backend == BackendLight:
 		return "<!-- pbac bench external --backend light: start -->", "<!-- pbac bench external --backend light: end -->"
+	case pinned:
+		return "<!-- pbac bench external --pin: start -->", "<!-- pbac bench external --pin: end -->"
 	}
 	return ExternalSectionStart, ExternalSectionEnd
 }
@@ -321,6 +333,9 @@ func (r *ExternalReport) WriteMarkdown(w io.Writer, command string) error {
 	}
 	if sc.LoadStart != "" && sc.LoadEnd != "" {
 		fmt.Fprintf(&b, "; the machine's load average (1/5/15 min) was %s at the start and %s at the end", sc.LoadStart, sc.LoadEnd)
+	}
+	if sc.Pinned != "" {
+		fmt.Fprintf(&b, "; pinned: %s", sc.Pinned)
 	}
 	b.WriteString(".\n\n")
 	b.WriteString("| target | rate (calls/s) | calls | errors | p50 µs | p99 µs | added p50 µs | added p99 µs | CPU µs/call: backend | nginx | gateway | load generator | connections to the backend |\n")

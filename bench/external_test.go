@@ -160,22 +160,26 @@ func TestSpliceSection(t *testing.T) {
 // backend each rewrite their own section of the same file.
 func TestSectionsPerBackend(t *testing.T) {
 	doc := []byte("# Benchmark results\n")
-	for i, run := range []struct{ backend, text string }{
-		{"demo", "demo 1\n"}, {"light", "light 1\n"}, {"demo", "demo 2\n"}, {"light", "light 2\n"},
+	for i, run := range []struct {
+		backend, text string
+		pinned        bool
+	}{
+		{"demo", "demo 1\n", false}, {"light", "light 1\n", false}, {"light", "pinned light 1\n", true}, {"demo", "pinned demo 1\n", true},
+		{"demo", "demo 2\n", false}, {"light", "light 2\n", false}, {"light", "pinned light 2\n", true}, {"demo", "pinned demo 2\n", true},
 	} {
-		start, end := ExternalSectionMarkers(run.backend)
+		start, end := ExternalSectionMarkers(run.backend, run.pinned)
 		var err error
 		if doc, err = SpliceSection(doc, start, end, "## "+run.backend, []byte(run.text)); err != nil {
 			t.Fatalf("run %d: %v", i, err)
 		}
 	}
 	s := string(doc)
-	for _, want := range []string{"demo 2", "light 2"} {
+	for _, want := range []string{"\ndemo 2", "\nlight 2", "pinned light 2", "pinned demo 2"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("no %q in:\n%s", want, s)
 		}
 	}
-	for _, gone := range []string{"demo 1", "light 1"} {
+	for _, gone := range []string{"demo 1", "light 1"} { // pinned or not
 		if strings.Contains(s, gone) {
 			t.Errorf("%q was not replaced:\n%s", gone, s)
 		}

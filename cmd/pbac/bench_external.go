@@ -39,7 +39,7 @@ type externalOptions struct {
 	tool, args, backend  string
 	nginx, pbac          string
 	markdownFile, output string
-	json                 bool
+	json, pin            bool
 }
 
 // Limits of pbac bench external's flags.
@@ -82,7 +82,13 @@ the nginx target is left out, and the report says so.
 "` + bench.ExternalSectionStart + `" and
 "` + bench.ExternalSectionEnd + `" (appending it the first time); a run with
 --backend light has its own section, between "<!-- pbac bench external
---backend light: start -->" and its end marker.`,
+--backend light: start -->" and its end marker, and a run with --pin one
+more ("... --pin: start -->").
+
+--pin holds this process (the load generator) and the backend to the first
+CPU it may use, and nginx and the gateway to the others (Linux, 2 CPUs at
+least): the proxy under test then has its CPUs to itself, as on a host of
+its own, instead of sharing cores and caches with what drives it.`,
 		Example: `  pbac bench external
   pbac bench external --rates 200,1000 --duration 10s --rounds 5 --markdown-file bench/RESULTS.md
   pbac bench external --rates 100 --duration 1s --rounds 2 --warmup 0 --json`,
@@ -108,6 +114,7 @@ the nginx target is left out, and the report says so.
 	f.StringVar(&o.markdownFile, "markdown-file", "", "rewrite the external section of this Markdown file (bench/RESULTS.md) with the report")
 	f.StringVarP(&o.output, "output", "o", "", "also write the JSON report to this file")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON")
+	f.BoolVar(&o.pin, "pin", false, "hold the load generator and the backend to one CPU and nginx and the gateway to the others (Linux, 2 CPUs at least)")
 	return cmd
 }
 
@@ -182,6 +189,8 @@ type externalEnv struct {
 	// backendPort is the backend's TCP port, whose connections from nginx
 	// and the gateway each run counts.
 	backendPort int
+	// pin, when --pin, says which CPUs each process runs on.
+	pin *pinning
 }
 
 // Close stops every process (gateway first, backend last) and removes the
@@ -222,11 +231,21 @@ func runBenchExternal(ctx context.Context, stdout, stderr io.Writer, o externalO
 			return fmt.Errorf("find this pbac binary (pass --pbac): %w", err)
 		}
 	}
+	var pin *pinning
+	if o.pin {
+		if pin, err = planPinning(); err != nil {
+			return err
+		}
+		if err := pin.pinLoadGenerator(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "bench external: pinned: %s\n", pin.describe())
+	}
 	dir, err := os.MkdirTemp("", "pbac-bench-external-")
 	if err != nil {
 		return err
 	}
-	env := &externalEnv{dir: dir, procs: map[string]*child{}, targets: map[string]*bench.MCPTarget{}}
+	env := &externalEnv{dir: dir, procs: map[string]*child{}, targets: map[string]*bench.MCPTarget{}, pin: pin}
 	defer env.Close()
 	ids := &atomic.Int64{}
 	mcp := func(u string) *bench.MCPTarget {
@@ -239,7 +258,7 @@ func runBenchExternal(ctx context.Context, stdout, stderr io.Writer, o externalO
 		argv, announced = []string{"bench", "light-backend"}, "light"
 	}
 	fmt.Fprintf(stderr, "bench external: starting the %s backend %s (%s %s)\n", o.backend, backendName, bin, strings.Join(argv, " "))
-	backend, lines, err := startChild(dir, bench.ProcBackend, bin, append(argv, "--listen", "127.0.0.1:0")...)
+	backend, lines, err := startChild(dir, bench.ProcBackend, bin, env.pin.start(bench.ProcBackend), append(argv, "--listen", "127.0.0.1:0")...)
 	if err != nil {
 		return err
 	}
@@ -282,6 +301,7 @@ func runBenchExternal(ctx context.Context, stdout, stderr io.Writer, o externalO
 		Tool: o.tool, Backend: o.backend, ArgsBytes: len(args), Rates: o.rates, DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(),
 		Rounds: o.rounds, Connections: o.connections, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
 		Nginx: env.nginxVersion, Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), LoadStart: loadAverage(),
+		Pinned: pin.describe(),
 	}, Notes: env.notes}
 	if err := env.measure(ctx, stderr, o, rep); err != nil {
 		return err
@@ -435,10 +455,13 @@ func spliceMarkdown(path string, rep *bench.ExternalReport, command string) erro
 	if err := rep.WriteMarkdown(&section, command); err != nil {
 		return err
 	}
-	start, end := bench.ExternalSectionMarkers(rep.Scenario.Backend)
+	start, end := bench.ExternalSectionMarkers(rep.Scenario.Backend, rep.Scenario.Pinned != "")
 	heading := externalHeading
 	if rep.Scenario.Backend == bench.BackendLight {
 		heading = externalLightHeading
+	}
+	if rep.Scenario.Pinned != "" {
+		heading += " --pin"
 	}
 	out, err := bench.SpliceSection(doc, start, end, heading, section.Bytes())
 	if err != nil {
@@ -535,7 +558,7 @@ func (e *externalEnv) startNginx(ctx context.Context, path, backendURL string) (
 	if v, err := exec.CommandContext(ctx, path, "-v").CombinedOutput(); err == nil {
 		e.nginxVersion = strings.TrimPrefix(strings.TrimSpace(string(v)), "nginx version: ")
 	}
-	c, _, err := startChild(e.dir, bench.ProcNginx, path, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
+	c, _, err := startChild(e.dir, bench.ProcNginx, path, e.pin.start(bench.ProcNginx), "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
 	if err != nil {
 		return "", err
 	}
@@ -566,7 +589,7 @@ func (e *externalEnv) startGateway(ctx context.Context, bin, backendName, backen
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return "", nil, err
 	}
-	c, lines, err := startChild(e.dir, bench.ProcGateway, bin, "up", "--config", confPath, "--data-dir", dir,
+	c, lines, err := startChild(e.dir, bench.ProcGateway, bin, e.pin.start(bench.ProcGateway), "up", "--config", confPath, "--data-dir", dir,
 		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-level", "warn")
 	if err != nil {
 		return "", nil, err
@@ -649,9 +672,10 @@ type child struct {
 	once    sync.Once
 }
 
-// startChild starts bin with args; the returned channel carries its stdout
-// lines (those that do not fit are dropped: only start-up lines matter).
-func startChild(dir, name, bin string, args ...string) (*child, <-chan string, error) {
+// startChild starts bin with args, by start (exec.Cmd.Start, or on pinned
+// CPUs); the returned channel carries its stdout lines (those that do not
+// fit are dropped: only start-up lines matter).
+func startChild(dir, name, bin string, start func(*exec.Cmd) error, args ...string) (*child, <-chan string, error) {
 	errPath := filepath.Join(dir, name+".stderr")
 	errFile, err := os.Create(errPath)
 	if err != nil {
@@ -663,7 +687,7 @@ func startChild(dir, name, bin string, args ...string) (*child, <-chan string, e
 	cmd.Stdout = &lineWriter{lines: lines}
 	cmd.Stderr = errFile
 	cmd.Env = os.Environ()
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		return nil, nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
 	}
 	c := &child{name: name, cmd: cmd, errPath: errPath, exited: make(chan struct{})}

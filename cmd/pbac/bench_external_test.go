@@ -18,8 +18,9 @@ import (
 // TestBenchExternal runs pbac bench external for real but tiny: the backend,
 // nginx and pbac up as separate processes, two rounds of a second at 100
 // calls/s; once with no nginx, which leaves its target out and says so;
-// and once on the light bench backend. It checks that every target answered and figures came out, never
-// how fast: timings on a shared machine are not a test's business.
+// and once on the light bench backend with --pin (where this process may
+// use 2 CPUs). It checks that every target answered and figures came out,
+// never how fast: timings on a shared machine are not a test's business.
 func TestBenchExternal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary, nginx and pbac up")
@@ -31,18 +32,22 @@ func TestBenchExternal(t *testing.T) {
 		backend string
 		targets []string
 		note    string
+		pin     bool
 	}{
-		{"backend, nginx and gateway", "nginx", bench.BackendDemo, bench.Targets(), ""},
+		{"backend, nginx and gateway", "nginx", bench.BackendDemo, bench.Targets(), "", false},
 		{"no nginx: its target is left out and the report says why", "/nonexistent/nginx", bench.BackendDemo,
-			[]string{bench.TargetDirect, bench.TargetGateway}, "nginx target skipped: no nginx binary"},
-		{"the light bench backend, nginx and gateway", "nginx", bench.BackendLight, bench.Targets(), "the light bench backend"},
+			[]string{bench.TargetDirect, bench.TargetGateway}, "nginx target skipped: no nginx binary", false},
+		{"the light bench backend, nginx and gateway, pinned", "nginx", bench.BackendLight, bench.Targets(), "the light bench backend", pinnable()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.nginx == "nginx" && !haveNginx {
 				t.Skip("nginx is not installed (Debian: apt-get install nginx-light): pbac bench external's nginx target needs it")
 			}
-			rep, doc := runBenchExternalTiny(t, tt.nginx, tt.backend)
+			rep, doc := runBenchExternalTiny(t, tt.nginx, tt.backend, tt.pin)
+			if (rep.Scenario.Pinned != "") != tt.pin || (tt.pin && !strings.Contains(doc, "; pinned: "+rep.Scenario.Pinned)) {
+				t.Errorf("pinned %q (--pin %v), in the Markdown: %v", rep.Scenario.Pinned, tt.pin, strings.Contains(doc, "pinned: "))
+			}
 			if rep.Scenario.Backend != tt.backend {
 				t.Errorf("the report's backend %q, want %q", rep.Scenario.Backend, tt.backend)
 			}
@@ -88,7 +93,7 @@ func TestBenchExternal(t *testing.T) {
 			if tt.backend == bench.BackendLight && !strings.Contains(doc, tt.note) {
 				t.Errorf("the Markdown does not name %q:\n%s", tt.note, doc)
 			}
-			start, end := bench.ExternalSectionMarkers(tt.backend)
+			start, end := bench.ExternalSectionMarkers(tt.backend, tt.pin)
 			for _, want := range []string{"what was here stays", start, end} {
 				if !strings.Contains(doc, want) {
 					t.Errorf("--markdown-file has no %q:\n%s", want, doc)
@@ -98,11 +103,11 @@ func TestBenchExternal(t *testing.T) {
 	}
 }
 
-// runBenchExternalTiny runs pbac bench external with --nginx nginx and
+// runBenchExternalTiny runs pbac bench external (with --pin when pin) with --nginx nginx and
 // --backend backend at 100 calls/s, two rounds of a second, into a
 // Markdown file that had other text; it returns the JSON report and the
 // file.
-func runBenchExternalTiny(t *testing.T, nginx, backend string) (*bench.ExternalReport, string) {
+func runBenchExternalTiny(t *testing.T, nginx, backend string, pin bool) (*bench.ExternalReport, string) {
 	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
@@ -117,6 +122,9 @@ func runBenchExternalTiny(t *testing.T, nginx, backend string) (*bench.ExternalR
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "bench", "external", "--rates", "100", "--duration", "1s", "--rounds", "2",
 		"--warmup", "0", "--connections", "4", "--nginx", nginx, "--backend", backend, "-o", out, "--markdown-file", md)
+	if pin {
+		cmd.Args = append(cmd.Args, "--pin")
+	}
 	cmd.WaitDelay = 30 * time.Second
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("pbac bench external: %v\n%s", err, b)
@@ -134,6 +142,13 @@ func runBenchExternalTiny(t *testing.T, nginx, backend string) (*bench.ExternalR
 		t.Fatal(err)
 	}
 	return &rep, string(doc)
+}
+
+// pinnable reports whether --pin can run here: this process may use 2
+// CPUs at least.
+func pinnable() bool {
+	_, err := planPinning()
+	return err == nil
 }
 
 func TestBenchExternalRefusesBadFlags(t *testing.T) {
