@@ -32,9 +32,10 @@ bench:
 # section of bench/RESULTS.md and writes bench/external.json (not committed);
 # about 5 minutes with the defaults. backend="light" puts the light bench
 # backend (no schema validation) where the demo backend was, so the gateway's
-# own cost is not lost in the backend's (its section of bench/RESULTS.md is its own).
-bench-external rates="200,1000" rounds="5" duration="8s" backend="demo":
-    go run ./cmd/pbac bench external --backend {{backend}} --rates {{rates}} --rounds {{rounds}} --duration {{duration}} --markdown-file bench/RESULTS.md -o bench/external.json
+# own cost is not lost in the backend's (its section of bench/RESULTS.md is its own);
+# flags go on as they are, e.g. --pin: just bench-external 200,1000 5 8s light --pin
+bench-external rates="200,1000" rounds="5" duration="8s" backend="demo" *flags="":
+    go run ./cmd/pbac bench external --backend {{backend}} --rates {{rates}} --rounds {{rounds}} --duration {{duration}} --markdown-file bench/RESULTS.md -o bench/external.json {{flags}}
 
 # Throughput at saturation (closed loop) and CPU per 1,000 calls.
 bench-saturate:
