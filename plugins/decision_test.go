@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -64,15 +65,17 @@ func TestParseDecision(t *testing.T) {
 }
 
 // FuzzParseDecision checks the decision parser against encoding/json, the
-// parser it replaced: where both read a result they agree, and where only
-// encoding/json reads it the result is one parseDecision refuses on
-// purpose (not I-JSON: a duplicate name or invalid UTF-8), or it holds a
-// top-level name that only differs in case from allow or reasons.
+// parser it replaced: what it accepts has the allow it read as the literal
+// under the exact name "allow"; where both read a result they agree; where
+// only one reads it, the result is one parseDecision refuses on purpose
+// (not I-JSON: a duplicate name or invalid UTF-8) or it holds a top-level
+// name that only differs in case from allow or reasons, which
+// encoding/json matches and parseDecision ignores.
 func FuzzParseDecision(f *testing.F) {
 	for _, s := range []string{
 		`{"allow":true,"reasons":["r"]}`, `{"allow":false}`, `{"allow":null}`, `{"reasons":null,"allow":true}`,
 		`{"allow":false,"ALLOW":true}`, `{"allow":true,"x":{"a":1,"a":2}}`, "{\"allow\":true,\"reasons\":[\"\xff\"]}",
-		`{"allow":true,"reasons":[1]}`, `[]`, `{"allow":true,"required_scope":"jira:write","approval":{"required":false}}`,
+		`{"allow":true,"reasons":[1]}`, `[]`, `{"allow":true,"ALLOW":null}`, `{"allow":true,"Reasons":[1]}`, `{"allow":true,"required_scope":"jira:write","approval":{"required":false}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -93,11 +96,20 @@ func FuzzParseDecision(f *testing.F) {
 			}
 			return
 		}
-		if !refOK {
-			t.Fatalf("ParseDecision(%q) = %+v; encoding/json refuses it: %v", raw, got, refErr)
+		// What it accepts it reads from the exact member: allow is the
+		// literal the object holds under "allow".
+		var exact map[string]json.RawMessage
+		if json.Unmarshal(raw, &exact) != nil {
+			t.Fatalf("ParseDecision(%q) = %+v; it is not one JSON object", raw, got)
+		}
+		if lit := string(bytes.TrimSpace(exact["allow"])); lit != strconv.FormatBool(got.Allow) {
+			t.Fatalf("ParseDecision(%q) = allow %v; the object's allow is %s", raw, got.Allow, lit)
 		}
 		if caseVariantName(raw) {
-			return // encoding/json may have read another member
+			return // encoding/json may have read another member, or refused its type
+		}
+		if !refOK {
+			t.Fatalf("ParseDecision(%q) = %+v; encoding/json refuses it: %v", raw, got, refErr)
 		}
 		if got.Allow != *ref.Allow || !slices.Equal(got.Reasons, ref.Reasons) || !bytes.Equal(got.Result, raw) {
 			t.Fatalf("ParseDecision(%q) = %+v; encoding/json: allow %v reasons %q", raw, got, *ref.Allow, ref.Reasons)
