@@ -725,15 +725,21 @@ test_fast_path_stricter_shapes_fall_back if {
 
 # The kind of call, on the fast path as in the full rules: a tool named
 # like a prompt, resource or template is never called, and a tool is not
-# got as a prompt.
+# got as a prompt. The resource and the template are catalogued exactly
+# (not as URI prefixes, which the fast path leaves to the full rules), so
+# only the kind check stands between them and the fast path.
 test_fast_path_refuses_other_kinds if {
+	cat := object.union(data.catalogue, {
+		"jira.resource:jira://issue/SEC-12": {"resource": "jira", "access": "read"},
+		"jira.template:jira://issue/": {"resource": "jira", "access": "read"},
+	})
 	every inp in [
 		machine_call("ci-bot", "jira.prompt:triage_issue", {}),
 		machine_call("ci-bot", "jira.resource:jira://issue/SEC-12", {}),
 		machine_call("ci-bot", "jira.template:jira://issue/", {}),
 		prompt_get("ci-bot", "jira.get_issue", {}),
 	] {
-		not fast_allow(inp)
-		not full_allow_bool(inp)
+		not data.pbac.tool_call_fast_allow with input as inp with data.catalogue as cat
+		not data.pbac.tool_call.allow with input as inp with data.catalogue as cat
 	}
 }
