@@ -88,7 +88,8 @@ more ("... --pin: start -->").
 --pin holds this process (the load generator) and the backend to the first
 CPU it may use, and nginx and the gateway to the others (Linux, 2 CPUs at
 least): the proxy under test then has its CPUs to itself, as on a host of
-its own, instead of sharing cores and caches with what drives it.`,
+its own, instead of sharing cores and caches with what drives it (where the
+CPUs are hyperthreads of one core, they still share that core).`,
 		Example: `  pbac bench external
   pbac bench external --rates 200,1000 --duration 10s --rounds 5 --markdown-file bench/RESULTS.md
   pbac bench external --rates 100 --duration 1s --rounds 2 --warmup 0 --json`,

@@ -52,10 +52,11 @@ func planPinning() (*pinning, error) {
 
 // pinSelf holds every thread of this process to set; threads made later
 // inherit it from the thread that makes them. A thread made while the
-// list is read is caught by the next pass.
+// list is read is caught by a later pass: it ends when a pass finds no
+// thread it has not pinned.
 func pinSelf(set unix.CPUSet) error {
 	done := map[int]bool{}
-	for pass := 0; pass < 3; pass++ {
+	for pass := 0; pass < pinPasses; pass++ {
 		entries, err := os.ReadDir("/proc/self/task")
 		if err != nil {
 			return fmt.Errorf("--pin: list this process's threads: %w", err)
@@ -75,8 +76,11 @@ func pinSelf(set unix.CPUSet) error {
 			return nil
 		}
 	}
-	return nil
+	return fmt.Errorf("--pin: this process kept making threads through %d passes", pinPasses)
 }
+
+// pinPasses bounds pinSelf's passes over the threads.
+const pinPasses = 64
 
 // startOn starts cmd on set: the process is forked from a thread held to
 // set, whose mask it inherits before it runs anything. The thread is
