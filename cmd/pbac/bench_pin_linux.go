@@ -83,19 +83,27 @@ func pinSelf(set unix.CPUSet) error {
 const pinPasses = 64
 
 // startOn starts cmd on set: the process is forked from a thread held to
-// set, whose mask it inherits before it runs anything. The thread is
-// never let go: it ends with its goroutine, so no other goroutine runs on
-// it pinned. (Threads the runtime makes while a goroutine holds its thread
-// come from its template thread, not from this one.)
+// set, whose mask it inherits before it runs anything. The thread then
+// gets its own mask back, and is never let go: it ends with its goroutine
+// (the main thread, which cannot end, is parked for good), so no other
+// goroutine runs on it. (Threads the runtime makes while a goroutine holds
+// its thread come from its template thread, not from this one.)
 func startOn(cmd *exec.Cmd, set unix.CPUSet) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		var own unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &own); err != nil {
+			errc <- fmt.Errorf("--pin: read the CPUs of the thread that starts %s: %w", cmd.Path, err)
+			return
+		}
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
 			errc <- fmt.Errorf("--pin: pin the thread that starts %s: %w", cmd.Path, err)
 			return
 		}
-		errc <- cmd.Start()
+		err := cmd.Start()
+		_ = unix.SchedSetaffinity(0, &own) // should it fail, the thread still ends here
+		errc <- err
 	}()
 	return <-errc
 }

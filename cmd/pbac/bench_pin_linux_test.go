@@ -46,8 +46,9 @@ func TestStartOnPinsTheChild(t *testing.T) {
 			t.Errorf("%s runs on %v, want %v", c.role, got, c.want)
 		}
 	}
-	// The threads that started them end with their goroutines: soon no
-	// thread of this process is left pinned.
+	// The threads that started them got their own CPUs back and end with
+	// their goroutines (the main thread, if it was one, is parked): soon
+	// no thread of this process is left pinned.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		pinned := pinnedThreads(t, before)
