@@ -219,7 +219,9 @@ func (in *instance) parseJSON(ctx context.Context, doc []byte) (uint32, error) {
 }
 
 // eval runs one opa_eval: input is written above the data, the heap is reset
-// to just past it, and the result JSON is copied out.
+// to just past it, and the result JSON is copied out. deadline (zero: none)
+// is the caller's, ctx's own already in it (EvalBy); ctx's cancellation is
+// watched by the fuel check.
 func (in *instance) eval(ctx context.Context, deadline time.Time, entrypoint int32, input []byte) ([]byte, error) {
 	inputAddr := in.heapBase
 	end := uint64(inputAddr) + uint64(len(input))
@@ -237,9 +239,6 @@ func (in *instance) eval(ctx context.Context, deadline time.Time, entrypoint int
 	timeout := in.policy.engine.cfg.evalTimeout
 	in.soft = in.callTime.Add(timeout)
 	in.deadline = in.callTime.Add(starvedFactor * timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(in.deadline) {
-		in.deadline = d
-	}
 	if !deadline.IsZero() && deadline.Before(in.deadline) {
 		in.deadline = deadline
 	}

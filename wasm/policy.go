@@ -204,8 +204,7 @@ func (p *Policy) Builtins() []string {
 // retained. Errors wrap ErrUnknownEntrypoint, ErrInvalidInput, ErrUndefined,
 // ErrTimeout, ErrAborted, ErrClosed, or the context's error.
 func (p *Policy) Eval(ctx context.Context, entrypoint string, input []byte) ([]byte, error) {
-	deadline, _ := ctx.Deadline()
-	return p.EvalBy(ctx, deadline, entrypoint, input)
+	return p.EvalBy(ctx, time.Time{}, entrypoint, input)
 }
 
 // EvalBy is Eval bounded by deadline as well as by ctx; a zero deadline
@@ -215,6 +214,9 @@ func (p *Policy) Eval(ctx context.Context, entrypoint string, input []byte) ([]b
 // one per call (context.WithDeadline), and with cold caches that was a
 // sixth of the fixed cost of an evaluation.
 func (p *Policy) EvalBy(ctx context.Context, deadline time.Time, entrypoint string, input []byte) ([]byte, error) {
+	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		deadline = d // the earlier of the two, from here on
+	}
 	id, ok := p.code.entrypoints[entrypoint]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownEntrypoint, entrypoint)
