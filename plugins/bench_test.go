@@ -35,8 +35,8 @@ const benchInput = `{
 func BenchmarkToolCall(b *testing.B) {
 	ctx := context.Background()
 	input := []byte(benchInput)
-	// sequential decides in a loop; with evict, it writes over evict
-	// before each decision, outside the timed part.
+	// sequential decides in a loop; before, if any, runs ahead of each
+	// decision, outside the timed part.
 	sequential := func(b *testing.B, before func(int)) {
 		b.ReportAllocs()
 		timedDecisions(b, policytest.Registry(b), contract.ToolCall, input, before, func(d plugins.Decision) bool { return d.Allow })
