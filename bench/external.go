@@ -306,15 +306,14 @@ const (
 // own, so that a run on the light bench backend does not replace the demo
 // backend's, nor a pinned run one the kernel placed.
 func ExternalSectionMarkers(backend string, pinned bool) (start, end string) {
-	switch {
-	case backend == BackendLight && pinned:
-		return "<!-- pbac bench external --backend light --pin: start -->", "<!-- pbac bench external --backend light --pin: end -->"
-	case backend == BackendLight:
-		return "<!-- pbac bench external --backend light: start -->", "<!-- pbac bench external --backend light: end -->"
-	case pinned:
-		return "<!-- pbac bench external --pin: start -->", "<!-- pbac bench external --pin: end -->"
+	name := "pbac bench external"
+	if backend == BackendLight {
+		name += " --backend light"
 	}
-	return ExternalSectionStart, ExternalSectionEnd
+	if pinned {
+		name += " --pin"
+	}
+	return "<!-- " + name + ": start -->", "<!-- " + name + ": end -->"
 }
 
 // WriteMarkdown writes the report as a Markdown section (without the

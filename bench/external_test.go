@@ -159,6 +159,9 @@ func TestSpliceSection(t *testing.T) {
 // TestSectionsPerBackend: a run on the light backend and one on the demo
 // backend each rewrite their own section of the same file.
 func TestSectionsPerBackend(t *testing.T) {
+	if start, end := ExternalSectionMarkers(BackendDemo, false); start != ExternalSectionStart || end != ExternalSectionEnd {
+		t.Fatalf("the demo backend's markers %q, %q are not ExternalSectionStart and End", start, end)
+	}
 	doc := []byte("# Benchmark results\n")
 	for i, run := range []struct {
 		backend, text string
