@@ -57,14 +57,13 @@ func planPinning() (*pinning, error) {
 func pinSelf(set unix.CPUSet) error {
 	done := map[int]bool{}
 	for pass := 0; pass < pinPasses; pass++ {
-		entries, err := os.ReadDir("/proc/self/task")
+		tids, err := selfThreads()
 		if err != nil {
-			return fmt.Errorf("--pin: list this process's threads: %w", err)
+			return fmt.Errorf("--pin: %w", err)
 		}
 		fresh := 0
-		for _, e := range entries {
-			tid, err := strconv.Atoi(e.Name())
-			if err != nil || done[tid] {
+		for _, tid := range tids {
+			if done[tid] {
 				continue
 			}
 			if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
@@ -77,6 +76,21 @@ func pinSelf(set unix.CPUSet) error {
 		}
 	}
 	return fmt.Errorf("--pin: this process kept making threads through %d passes", pinPasses)
+}
+
+// selfThreads lists the ids of this process's threads.
+func selfThreads() ([]int, error) {
+	entries, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil, fmt.Errorf("list this process's threads: %w", err)
+	}
+	tids := make([]int, 0, len(entries))
+	for _, e := range entries {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
 }
 
 // pinPasses bounds pinSelf's passes over the threads.

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"os"
 	"os/exec"
-	"strconv"
 	"testing"
 	"time"
 
@@ -72,16 +70,12 @@ func TestStartOnPinsTheChild(t *testing.T) {
 // pinnedThreads lists the threads of this process whose CPUs are not all.
 func pinnedThreads(t *testing.T, all unix.CPUSet) []int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc/self/task")
+	tids, err := selfThreads()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []int
-	for _, e := range entries {
-		tid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, tid := range tids {
 		var set unix.CPUSet
 		if unix.SchedGetaffinity(tid, &set) == nil && set != all {
 			out = append(out, tid)
