@@ -81,31 +81,33 @@ func FuzzParseDecision(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		got, err := plugins.ParseDecision("v", raw)
-		var ref struct {
-			Allow   *bool    `json:"allow"`
-			Reasons []string `json:"reasons"`
-		}
+		var ref referenceShape
 		refErr := json.Unmarshal(raw, &ref)
 		refOK := refErr == nil && ref.Allow != nil
+		// The object's members by their exact names; nil when raw is not
+		// one object.
+		var members map[string]json.RawMessage
+		if json.Unmarshal(raw, &members) != nil {
+			members = nil
+		}
 		if err != nil {
 			if !errors.Is(err, plugins.ErrMalformedDecision) {
 				t.Fatalf("ParseDecision(%q): %v does not wrap ErrMalformedDecision", raw, err)
 			}
-			if refOK && jsontext.Value(raw).IsValid() && !caseVariantName(raw) {
+			if refOK && jsontext.Value(raw).IsValid() && !caseVariantName(members) {
 				t.Fatalf("ParseDecision(%q) refused what encoding/json reads: %v", raw, err)
 			}
 			return
 		}
 		// What it accepts it reads from the exact member: allow is the
 		// literal the object holds under "allow".
-		var exact map[string]json.RawMessage
-		if json.Unmarshal(raw, &exact) != nil {
+		if members == nil {
 			t.Fatalf("ParseDecision(%q) = %+v; it is not one JSON object", raw, got)
 		}
-		if lit := string(bytes.TrimSpace(exact["allow"])); lit != strconv.FormatBool(got.Allow) {
+		if lit := string(bytes.TrimSpace(members["allow"])); lit != strconv.FormatBool(got.Allow) {
 			t.Fatalf("ParseDecision(%q) = allow %v; the object's allow is %s", raw, got.Allow, lit)
 		}
-		if caseVariantName(raw) {
+		if caseVariantName(members) {
 			return // encoding/json may have read another member, or refused its type
 		}
 		if !refOK {
@@ -117,14 +119,16 @@ func FuzzParseDecision(f *testing.F) {
 	})
 }
 
-// caseVariantName reports whether raw, an object, has a member whose name
-// is allow or reasons in another case.
-func caseVariantName(raw []byte) bool {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil {
-		return false
-	}
-	for k := range m {
+// referenceShape is what parseDecision reads, as encoding/json read it.
+type referenceShape struct {
+	Allow   *bool    `json:"allow"`
+	Reasons []string `json:"reasons"`
+}
+
+// caseVariantName reports whether an object's members hold one whose
+// name is allow or reasons in another case.
+func caseVariantName(members map[string]json.RawMessage) bool {
+	for k := range members {
 		if (strings.EqualFold(k, "allow") && k != "allow") || (strings.EqualFold(k, "reasons") && k != "reasons") {
 			return true
 		}
@@ -140,10 +144,7 @@ func BenchmarkParseDecision(b *testing.B) {
 	b.Run("encoding-json", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			var s struct {
-				Allow   *bool    `json:"allow"`
-				Reasons []string `json:"reasons"`
-			}
+			var s referenceShape
 			if err := json.Unmarshal(raw, &s); err != nil || s.Allow == nil {
 				b.Fatal(err)
 			}
