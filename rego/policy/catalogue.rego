@@ -45,9 +45,15 @@ names_resource(t) if startswith(local_name(t), "template:")
 # call_kind_ok(m, t): method m (null: tools/call) names the kind of thing t
 # is. A tool whose name starts with "prompt:" or "resource:" is never
 # called: its name would be a prompt's or a resource's catalogue key.
-call_kind_ok(null, t) if not names_other_kind(t)
+call_kind_ok(m, t) if {
+	tools_call_method(m)
+	not names_other_kind(t)
+}
 
-call_kind_ok("tools/call", t) if not names_other_kind(t)
+# tools_call_method(m): m is tools/call (null: the method was not given).
+tools_call_method(null)
+
+tools_call_method("tools/call")
 
 call_kind_ok(m, t) if {
 	p := call_kind_prefix[m]

@@ -771,11 +771,6 @@ tool_call_fast(inp) := {
 
 tool_call_fast_allow if tool_call_fast(input)
 
-# tools_call_method(m): m is tools/call (null: the method was not given).
-tools_call_method(null)
-
-tools_call_method("tools/call")
-
 # token_valid_for(t, c, n): token t passes every token_issues check at time
 # n, carries a numeric iat and is bound to client object c
 # (client_binding_issues is empty).
