@@ -26,11 +26,12 @@ bench:
     go run ./cmd/pbac bench -o bench/results.json
 
 # The gateway measured from outside: one demo backend, nginx (Debian's:
-# apt-get install nginx-light; skipped when absent) and pbac up, each its own
-# process, driven in rounds at each rate; p50/p99, the latency nginx and the
-# gateway add over the direct call, CPU per call per process. Rewrites its
-# section of bench/RESULTS.md and writes bench/external.json (not committed);
-# about 5 minutes with the defaults. backend="light" puts the light bench
+# apt-get install nginx-light), Caddy (apt-get install caddy; a proxy
+# written in Go; each skipped when absent) and pbac up, each its own
+# process, driven in rounds at each rate; p50/p99, the latency the proxies
+# and the gateway add over the direct call, CPU per call per process.
+# Rewrites its section of bench/RESULTS.md and writes bench/external.json
+# (not committed); about 7 minutes with the defaults. backend="light" puts the light bench
 # backend (no schema validation) where the demo backend was, so the gateway's
 # own cost is not lost in the backend's (its section of bench/RESULTS.md is its own);
 # flags go on as they are, e.g. --pin: just bench-external 200,1000 5 8s light --pin

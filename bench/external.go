@@ -19,25 +19,35 @@ const (
 	// TargetNginx is nginx (Debian's) as a keep-alive reverse proxy to
 	// the backend: the floor of an extra hop, by a proxy no one here wrote.
 	TargetNginx = "nginx"
+	// TargetCaddy is Caddy (Debian's) as a keep-alive reverse proxy to the
+	// backend: the same hop by a well-known proxy written in Go, so the
+	// cost of Go's runtime and net/http alone shows beside nginx's event
+	// loop and the gateway.
+	TargetCaddy = "caddy"
 	// TargetGateway is `pbac up` as its own process, with the backend as
 	// its only backend.
 	TargetGateway = "gateway"
 )
 
 // Targets lists the external targets in round order.
-func Targets() []string { return []string{TargetDirect, TargetNginx, TargetGateway} }
+func Targets() []string { return []string{TargetDirect, TargetNginx, TargetCaddy, TargetGateway} }
+
+// Proxies lists the targets that are a reference proxy no one here wrote,
+// in round order.
+func Proxies() []string { return []string{TargetNginx, TargetCaddy} }
 
 // The processes whose CPU time an external run reads from /proc.
 const (
 	ProcBackend = "backend"
 	ProcNginx   = "nginx"
+	ProcCaddy   = "caddy"
 	ProcGateway = "gateway"
 	// ProcLoad is the load generator (the process running the bench).
 	ProcLoad = "load"
 )
 
 // Procs lists the processes in report order.
-func Procs() []string { return []string{ProcBackend, ProcNginx, ProcGateway, ProcLoad} }
+func Procs() []string { return []string{ProcBackend, ProcNginx, ProcCaddy, ProcGateway, ProcLoad} }
 
 // The backends an external run can put behind the targets.
 const (
@@ -60,6 +70,8 @@ type ExternalScenario struct {
 	GoVersion   string    `json:"go_version"`
 	// Nginx is `nginx -v`'s version, "" when nginx did not run.
 	Nginx string `json:"nginx,omitempty"`
+	// Caddy is `caddy version`'s version, "" when Caddy did not run.
+	Caddy string `json:"caddy,omitempty"`
 	// Date is when the run started (UTC).
 	Date string `json:"date"`
 	// LoadStart and LoadEnd are the machine's load averages (1, 5 and 15
@@ -155,7 +167,8 @@ type ExternalReport struct {
 	Scenario ExternalScenario  `json:"scenario"`
 	Runs     []ExternalRun     `json:"runs"`
 	Summary  []ExternalSummary `json:"summary"`
-	// Notes say what did not run and why (nginx not installed, say).
+	// Notes say what did not run and why (nginx or Caddy not installed,
+	// say).
 	Notes []string `json:"notes,omitempty"`
 }
 
@@ -325,10 +338,13 @@ func (r *ExternalReport) WriteMarkdown(w io.Writer, command string) error {
 	if sc.Backend == BackendLight {
 		backend = "the light bench backend"
 	}
-	fmt.Fprintf(&b, "Run %s: `%s` — %s of %s on %d connections, %d rounds of %s per target and rate (after %s of warm-up each), the targets interleaved in every round (direct, nginx, gateway); %d CPUs, %s",
-		sc.Date, command, sc.Tool, backend, sc.Connections, sc.Rounds, secs(sc.DurationS), secs(sc.WarmupS), sc.CPUs, sc.GoVersion)
+	fmt.Fprintf(&b, "Run %s: `%s` — %s of %s on %d connections, %d rounds of %s per target and rate (after %s of warm-up each), the targets interleaved in every round (%s); %d CPUs, %s",
+		sc.Date, command, sc.Tool, backend, sc.Connections, sc.Rounds, secs(sc.DurationS), secs(sc.WarmupS), strings.Join(r.targetsRun(), ", "), sc.CPUs, sc.GoVersion)
 	if sc.Nginx != "" {
 		fmt.Fprintf(&b, ", %s", sc.Nginx)
+	}
+	if sc.Caddy != "" {
+		fmt.Fprintf(&b, ", Caddy %s", sc.Caddy)
 	}
 	if sc.LoadStart != "" && sc.LoadEnd != "" {
 		fmt.Fprintf(&b, "; the machine's load average (1/5/15 min) was %s at the start and %s at the end", sc.LoadStart, sc.LoadEnd)
@@ -337,8 +353,18 @@ func (r *ExternalReport) WriteMarkdown(w io.Writer, command string) error {
 		fmt.Fprintf(&b, "; pinned: %s", sc.Pinned)
 	}
 	b.WriteString(".\n\n")
-	b.WriteString("| target | rate (calls/s) | calls | errors | p50 µs | p99 µs | added p50 µs | added p99 µs | CPU µs/call: backend | nginx | gateway | load generator | connections to the backend |\n")
-	b.WriteString("|---|---:|---:|---:|---|---|---|---|---:|---:|---:|---:|---|\n")
+	b.WriteString("| target | rate (calls/s) | calls | errors | p50 µs | p99 µs | added p50 µs | added p99 µs |")
+	for i, p := range Procs() {
+		if i == 0 {
+			b.WriteString(" CPU µs/call:")
+		}
+		if p == ProcLoad {
+			p = "load generator"
+		}
+		fmt.Fprintf(&b, " %s |", p)
+	}
+	b.WriteString(" connections to the backend |\n|---|---:|---:|---:|---|---|---|---|")
+	b.WriteString(strings.Repeat("---:|", len(Procs())) + "---|\n")
 	for _, s := range r.Summary {
 		fmt.Fprintf(&b, "| %s | %.0f | %d | %d | %s | %s | %s | %s |", s.Target, s.Rate, s.Requests, s.Errors,
 			spreadText(s.P50, false), spreadText(s.P99, false), spreadText(s.AddedP50, true), spreadText(s.AddedP99, true))
@@ -352,12 +378,23 @@ func (r *ExternalReport) WriteMarkdown(w io.Writer, command string) error {
 		fmt.Fprintf(&b, " %s |\n", spreadText(s.BackendConns, false))
 	}
 	b.WriteString("\nFigures are the median over rounds, [min..max] the spread; added = the target's figure minus direct's in the same round. ")
-	b.WriteString("CPU is each process's user + system time from /proc/<pid>/stat (children included: nginx's workers) over the measured run, divided by its successful calls; a process the target does not use shows what it spends idle. Connections to the backend: those nginx's or the gateway's process held established to the backend right after each run.\n")
+	b.WriteString("CPU is each process's user + system time from /proc/<pid>/stat (children included: nginx's workers) over the measured run, divided by its successful calls; a process the target does not use shows what it spends idle. Connections to the backend: those the target's process (nginx's, Caddy's or the gateway's) held established to the backend right after each run.\n")
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "\nNote: %s\n", n)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// targetsRun lists the targets the runs measured, in round order.
+func (r *ExternalReport) targetsRun() []string {
+	var out []string
+	for _, t := range Targets() {
+		if slices.ContainsFunc(r.Runs, func(run ExternalRun) bool { return run.Target == t }) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // SpliceSection returns doc with the text between start and end replaced

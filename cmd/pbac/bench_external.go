@@ -37,7 +37,7 @@ type externalOptions struct {
 	duration, warmup     time.Duration
 	rounds, connections  int
 	tool, args, backend  string
-	nginx, pbac          string
+	nginx, caddy, pbac   string
 	markdownFile, output string
 	json, pin            bool
 }
@@ -57,11 +57,13 @@ func newBenchExternalCommand() *cobra.Command {
 	o := externalOptions{}
 	cmd := &cobra.Command{
 		Use:   "external",
-		Short: "Measure the gateway from outside: backend, nginx and pbac up as separate processes",
+		Short: "Measure the gateway from outside: backend, nginx, Caddy and pbac up as separate processes",
 		Long: `Measures what a client sees, with every part in a process of its own on
 127.0.0.1: one demo backend (pbac demo backend), nginx (Debian's, as a
 keep-alive reverse proxy to that backend: the floor of an extra hop by a
-proxy no one here wrote) and the gateway (pbac up with a generated
+proxy no one here wrote), Caddy (Debian's, the same hop by a well-known
+proxy written in Go, as the gateway is: what Go's runtime and net/http
+cost alone) and the gateway (pbac up with a generated
 configuration whose only backend is that one, its demo agents on; the CI bot
 gets a client credentials token, so every call is introspected and decided).
 
@@ -69,14 +71,14 @@ This process is the load generator: open loop at a constant rate, latency
 measured from each call's intended send time (corrected for coordinated
 omission), MCP tools/call with request ids distinct across all connections,
 on --connections keep-alive connections per target, each its own MCP
-session. For each rate, --rounds rounds run the three targets one after
-another (direct, nginx, gateway), each for --warmup then --duration.
+session. For each rate, --rounds rounds run the targets one after another
+(direct, nginx, caddy, gateway), each for --warmup then --duration.
 
 Reported per target and rate: p50 and p99 (median over rounds and range),
-what nginx and the gateway add over the direct call of the same round, the
-errors, and each process's CPU time per call (user + system from
-/proc/<pid>/stat, nginx's workers included). When nginx is not installed
-the nginx target is left out, and the report says so.
+what nginx, Caddy and the gateway add over the direct call of the same
+round, the errors, and each process's CPU time per call (user + system
+from /proc/<pid>/stat, nginx's workers included). When nginx or Caddy is
+not installed its target is left out, and the report says so.
 
 --markdown-file rewrites the section between the markers
 "` + bench.ExternalSectionStart + `" and
@@ -86,8 +88,8 @@ the nginx target is left out, and the report says so.
 more ("... --pin: start -->").
 
 --pin holds this process (the load generator) and the backend to the first
-CPU it may use, and nginx and the gateway to the others (Linux, 2 CPUs at
-least): the proxy under test then has its CPUs to itself, as on a host of
+CPU it may use, and nginx, Caddy and the gateway to the others (Linux, 2
+CPUs at least): the proxy under test then has its CPUs to itself, as on a host of
 its own, instead of sharing cores and caches with what drives it (where the
 CPUs are hyperthreads of one core, they still share that core).`,
 		Example: `  pbac bench external
@@ -111,11 +113,12 @@ CPUs are hyperthreads of one core, they still share that core).`,
 	f.StringVar(&o.backend, "backend", bench.BackendDemo, `the backend process: "demo" (pbac demo backend: the go-sdk server the demo runs, which validates every call's arguments against the tool's JSON Schema) or "light" (the light bench backend, pbac bench light-backend: jira.search_issues only, no validation, JSON answers), so that the gateway's own cost shows`)
 	f.StringVar(&o.args, "args", "", `tool arguments, a JSON object (default `+benchDefaultArgs+` for `+benchDefaultTool+`, else {})`)
 	f.StringVar(&o.nginx, "nginx", "nginx", "the nginx binary (a name is looked up in PATH, then /usr/sbin); the nginx target is skipped when there is none")
+	f.StringVar(&o.caddy, "caddy", "caddy", "the Caddy binary (a name is looked up in PATH, then /usr/sbin); the caddy target is skipped when there is none")
 	f.StringVar(&o.pbac, "pbac", "", "the pbac binary that runs the backend and the gateway (default: this one)")
 	f.StringVar(&o.markdownFile, "markdown-file", "", "rewrite the external section of this Markdown file (bench/RESULTS.md) with the report")
 	f.StringVarP(&o.output, "output", "o", "", "also write the JSON report to this file")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON")
-	f.BoolVar(&o.pin, "pin", false, "hold the load generator and the backend to one CPU and nginx and the gateway to the others (Linux, 2 CPUs at least)")
+	f.BoolVar(&o.pin, "pin", false, "hold the load generator and the backend to one CPU and nginx, Caddy and the gateway to the others (Linux, 2 CPUs at least)")
 	return cmd
 }
 
@@ -185,10 +188,12 @@ type externalEnv struct {
 	procs map[string]*child // by bench.Proc*
 	// nginxVersion is `nginx -v`'s answer; "" when nginx does not run.
 	nginxVersion string
+	// caddyVersion is `caddy version`'s; "" when Caddy does not run.
+	caddyVersion string
 	notes        []string
 	targets      map[string]*bench.MCPTarget
-	// backendPort is the backend's TCP port, whose connections from nginx
-	// and the gateway each run counts.
+	// backendPort is the backend's TCP port, whose connections from the
+	// proxies and the gateway each run counts.
 	backendPort int
 	// pin, when --pin, says which CPUs each process runs on.
 	pin *pinning
@@ -197,7 +202,7 @@ type externalEnv struct {
 // Close stops every process (gateway first, backend last) and removes the
 // directory.
 func (e *externalEnv) Close() {
-	for _, p := range []string{bench.ProcGateway, bench.ProcNginx, bench.ProcBackend} {
+	for _, p := range []string{bench.ProcGateway, bench.ProcCaddy, bench.ProcNginx, bench.ProcBackend} {
 		if c := e.procs[p]; c != nil {
 			c.stop()
 		}
@@ -259,7 +264,7 @@ func runBenchExternal(ctx context.Context, stdout, stderr io.Writer, o externalO
 		argv, announced = []string{"bench", "light-backend"}, "light"
 	}
 	fmt.Fprintf(stderr, "bench external: starting the %s backend %s (%s %s)\n", o.backend, backendName, bin, strings.Join(argv, " "))
-	backend, lines, err := startChild(dir, bench.ProcBackend, bin, env.pin.start(bench.ProcBackend), append(argv, "--listen", "127.0.0.1:0")...)
+	backend, lines, err := startChild(dir, bench.ProcBackend, bin, env.pin.start(bench.ProcBackend), nil, append(argv, "--listen", "127.0.0.1:0")...)
 	if err != nil {
 		return err
 	}
@@ -275,7 +280,7 @@ func runBenchExternal(ctx context.Context, stdout, stderr io.Writer, o externalO
 	env.targets[bench.TargetDirect] = mcp(backendURL)
 
 	// nginx in front of it.
-	if path, ok := findNginx(o.nginx); !ok {
+	if path, ok := findProxy(o.nginx); !ok {
 		note := fmt.Sprintf("nginx target skipped: no nginx binary (%q not found; on Debian: apt-get install nginx-light)", o.nginx)
 		fmt.Fprintln(stderr, "bench external: "+note)
 		env.notes = append(env.notes, note)
@@ -286,6 +291,20 @@ func runBenchExternal(ctx context.Context, stdout, stderr io.Writer, o externalO
 			return err
 		}
 		env.targets[bench.TargetNginx] = mcp(u)
+	}
+
+	// Caddy in front of it.
+	if path, ok := findProxy(o.caddy); !ok {
+		note := fmt.Sprintf("caddy target skipped: no Caddy binary (%q not found; on Debian: apt-get install caddy)", o.caddy)
+		fmt.Fprintln(stderr, "bench external: "+note)
+		env.notes = append(env.notes, note)
+	} else {
+		fmt.Fprintf(stderr, "bench external: starting Caddy (%s) in front of the backend\n", path)
+		u, err := env.startCaddy(ctx, path, backendURL)
+		if err != nil {
+			return err
+		}
+		env.targets[bench.TargetCaddy] = mcp(u)
 	}
 
 	// The gateway, with the backend as its only backend.
@@ -301,7 +320,7 @@ func runBenchExternal(ctx context.Context, stdout, stderr io.Writer, o externalO
 	rep := &bench.ExternalReport{Scenario: bench.ExternalScenario{
 		Tool: o.tool, Backend: o.backend, ArgsBytes: len(args), Rates: o.rates, DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(),
 		Rounds: o.rounds, Connections: o.connections, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
-		Nginx: env.nginxVersion, Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), LoadStart: loadAverage(),
+		Nginx: env.nginxVersion, Caddy: env.caddyVersion, Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), LoadStart: loadAverage(),
 		Pinned: pin.describe(),
 	}, Notes: env.notes}
 	if err := env.measure(ctx, stderr, o, rep); err != nil {
@@ -390,6 +409,8 @@ func targetProc(target string) string {
 	switch target {
 	case bench.TargetNginx:
 		return bench.ProcNginx
+	case bench.TargetCaddy:
+		return bench.ProcCaddy
 	case bench.TargetGateway:
 		return bench.ProcGateway
 	}
@@ -441,7 +462,7 @@ func writeExternalReport(stdout, stderr io.Writer, o externalOptions, rep *bench
 
 // externalHeading is the heading the section gets when a file has none.
 const (
-	externalHeading      = "## pbac bench external: backend, nginx and gateway as separate processes"
+	externalHeading      = "## pbac bench external: backend, nginx, Caddy and gateway as separate processes"
 	externalLightHeading = "### pbac bench external --backend light"
 )
 
@@ -474,9 +495,9 @@ func spliceMarkdown(path string, rep *bench.ExternalReport, command string) erro
 	return nil
 }
 
-// findNginx resolves --nginx: a path, a name in PATH, or under /usr/sbin
-// (not in every user's PATH).
-func findNginx(name string) (string, bool) {
+// findProxy resolves --nginx or --caddy: a path, a name in PATH, or under
+// /usr/sbin (not in every user's PATH).
+func findProxy(name string) (string, bool) {
 	if p, err := exec.LookPath(name); err == nil {
 		return p, true
 	}
@@ -559,12 +580,80 @@ func (e *externalEnv) startNginx(ctx context.Context, path, backendURL string) (
 	if v, err := exec.CommandContext(ctx, path, "-v").CombinedOutput(); err == nil {
 		e.nginxVersion = strings.TrimPrefix(strings.TrimSpace(string(v)), "nginx version: ")
 	}
-	c, _, err := startChild(e.dir, bench.ProcNginx, path, e.pin.start(bench.ProcNginx), "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
+	c, _, err := startChild(e.dir, bench.ProcNginx, path, e.pin.start(bench.ProcNginx), nil, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
 	if err != nil {
 		return "", err
 	}
 	e.procs[bench.ProcNginx] = c
 	if err := c.waitListening(listen, filepath.Join(dir, "error.log"), externalStartLimit); err != nil {
+		return "", err
+	}
+	return "http://" + listen + bu.Path, nil
+}
+
+// caddyConfig is Caddy's JSON configuration as a plain keep-alive reverse
+// proxy on listen to upstream (host:port), set up as nginxConfig sets
+// nginx up: HTTP/1.1 to the backend on pooled connections, answers
+// flushed as they come (flush_interval -1, as an MCP proxy must for SSE),
+// the backend's own Host, no access log (Caddy writes none unless asked),
+// errors only; no admin endpoint and nothing saved, TLS off.
+func caddyConfig(listen, upstream string) ([]byte, error) {
+	type obj = map[string]any
+	return json.MarshalIndent(obj{
+		"admin":   obj{"disabled": true, "config": obj{"persist": false}},
+		"logging": obj{"logs": obj{"default": obj{"level": "ERROR"}}},
+		"apps": obj{"http": obj{"servers": obj{"bench": obj{
+			"listen":          []string{listen},
+			"automatic_https": obj{"disable": true},
+			"routes": []obj{{"handle": []obj{{
+				"handler":        "reverse_proxy",
+				"upstreams":      []obj{{"dial": upstream}},
+				"flush_interval": -1,
+				"headers":        obj{"request": obj{"set": obj{"Host": []string{upstream}}}},
+				"transport": obj{"protocol": "http", "keep_alive": obj{
+					"max_idle_conns_per_host": 256, "idle_timeout": "300s",
+				}},
+			}}}},
+		}}}},
+	}, "", "  ")
+}
+
+// startCaddy runs Caddy in front of the backend and returns the proxied
+// MCP endpoint. Its home and XDG directories are under the run's
+// directory, so it writes nothing elsewhere.
+func (e *externalEnv) startCaddy(ctx context.Context, path, backendURL string) (string, error) {
+	bu, err := url.Parse(backendURL)
+	if err != nil {
+		return "", fmt.Errorf("the backend's URL: %w", err)
+	}
+	listen, err := freeLoopbackAddr()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(e.dir, "caddy")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return "", err
+	}
+	conf, err := caddyConfig(listen, bu.Host)
+	if err != nil {
+		return "", err
+	}
+	confPath := filepath.Join(dir, "caddy.json")
+	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
+		return "", err
+	}
+	env := []string{"HOME=" + dir, "XDG_CONFIG_HOME=" + filepath.Join(dir, "config"), "XDG_DATA_HOME=" + filepath.Join(dir, "data")}
+	if v, err := exec.CommandContext(ctx, path, "version").Output(); err == nil {
+		if f := strings.Fields(string(v)); len(f) > 0 {
+			e.caddyVersion = strings.TrimPrefix(f[0], "v")
+		}
+	}
+	c, _, err := startChild(e.dir, bench.ProcCaddy, path, e.pin.start(bench.ProcCaddy), env, "run", "--config", confPath)
+	if err != nil {
+		return "", err
+	}
+	e.procs[bench.ProcCaddy] = c
+	if err := c.waitListening(listen, c.errPath, externalStartLimit); err != nil {
 		return "", err
 	}
 	return "http://" + listen + bu.Path, nil
@@ -590,7 +679,7 @@ func (e *externalEnv) startGateway(ctx context.Context, bin, backendName, backen
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return "", nil, err
 	}
-	c, lines, err := startChild(e.dir, bench.ProcGateway, bin, e.pin.start(bench.ProcGateway), "up", "--config", confPath, "--data-dir", dir,
+	c, lines, err := startChild(e.dir, bench.ProcGateway, bin, e.pin.start(bench.ProcGateway), nil, "up", "--config", confPath, "--data-dir", dir,
 		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-level", "warn")
 	if err != nil {
 		return "", nil, err
@@ -676,7 +765,7 @@ type child struct {
 // startChild starts bin with args, by start (exec.Cmd.Start, or on pinned
 // CPUs); the returned channel carries its stdout lines (those that do not
 // fit are dropped: only start-up lines matter).
-func startChild(dir, name, bin string, start func(*exec.Cmd) error, args ...string) (*child, <-chan string, error) {
+func startChild(dir, name, bin string, start func(*exec.Cmd) error, env []string, args ...string) (*child, <-chan string, error) {
 	errPath := filepath.Join(dir, name+".stderr")
 	errFile, err := os.Create(errPath)
 	if err != nil {
@@ -687,7 +776,7 @@ func startChild(dir, name, bin string, start func(*exec.Cmd) error, args ...stri
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = &lineWriter{lines: lines}
 	cmd.Stderr = errFile
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), env...)
 	if err := start(cmd); err != nil {
 		return nil, nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
 	}

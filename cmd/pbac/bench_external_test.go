@@ -16,35 +16,40 @@ import (
 )
 
 // TestBenchExternal runs pbac bench external for real but tiny: the backend,
-// nginx and pbac up as separate processes, two rounds of a second at 100
-// calls/s; once with no nginx, which leaves its target out and says so;
+// nginx, Caddy and pbac up as separate processes, two rounds of a second at
+// 100 calls/s; once with neither proxy, which leaves their targets out and
+// says so;
 // and once on the light bench backend with --pin (where this process may
 // use 2 CPUs). It checks that every target answered and figures came out,
 // never how fast: timings on a shared machine are not a test's business.
 func TestBenchExternal(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds and runs the binary, nginx and pbac up")
+		t.Skip("builds and runs the binary, nginx, Caddy and pbac up")
 	}
-	_, haveNginx := findNginx("nginx")
+	_, haveNginx := findProxy("nginx")
+	_, haveCaddy := findProxy("caddy")
 	tests := []struct {
-		name    string
-		nginx   string
-		backend string
-		targets []string
-		note    string
-		pin     bool
+		name         string
+		nginx, caddy string
+		backend      string
+		targets      []string
+		notes        []string
+		pin          bool
 	}{
-		{"backend, nginx and gateway", "nginx", bench.BackendDemo, bench.Targets(), "", false},
-		{"no nginx: its target is left out and the report says why", "/nonexistent/nginx", bench.BackendDemo,
-			[]string{bench.TargetDirect, bench.TargetGateway}, "nginx target skipped: no nginx binary", false},
-		{"the light bench backend, nginx and gateway, pinned", "nginx", bench.BackendLight, bench.Targets(), "the light bench backend", pinnable()},
+		{"backend, nginx, caddy and gateway", "nginx", "caddy", bench.BackendDemo, bench.Targets(), nil, false},
+		{"no nginx, no caddy: their targets are left out and the report says why", "/nonexistent/nginx", "/nonexistent/caddy", bench.BackendDemo,
+			[]string{bench.TargetDirect, bench.TargetGateway}, []string{"nginx target skipped: no nginx binary", "caddy target skipped: no Caddy binary"}, false},
+		{"the light bench backend, nginx, caddy and gateway, pinned", "nginx", "caddy", bench.BackendLight, bench.Targets(), nil, pinnable()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.nginx == "nginx" && !haveNginx {
 				t.Skip("nginx is not installed (Debian: apt-get install nginx-light): pbac bench external's nginx target needs it")
 			}
-			rep, doc := runBenchExternalTiny(t, tt.nginx, tt.backend, tt.pin)
+			if tt.caddy == "caddy" && !haveCaddy {
+				t.Skip("Caddy is not installed (Debian: apt-get install caddy): pbac bench external's caddy target needs it")
+			}
+			rep, doc := runBenchExternalTiny(t, tt.nginx, tt.caddy, tt.backend, tt.pin)
 			if (rep.Scenario.Pinned != "") != tt.pin || (tt.pin && !strings.Contains(doc, "; pinned: "+rep.Scenario.Pinned)) {
 				t.Errorf("pinned %q (--pin %v), in the Markdown: %v", rep.Scenario.Pinned, tt.pin, strings.Contains(doc, "pinned: "))
 			}
@@ -77,8 +82,10 @@ func TestBenchExternal(t *testing.T) {
 						t.Errorf("%s: no CPU figure for the %s process", target, p)
 					}
 				}
-				if _, ok := s.CPU[bench.ProcNginx]; ok != slices.Contains(tt.targets, bench.TargetNginx) {
-					t.Errorf("%s: a CPU figure for nginx is there: %v, want %v", target, ok, !ok)
+				for _, proxy := range bench.Proxies() {
+					if _, ok := s.CPU[targetProc(proxy)]; ok != slices.Contains(tt.targets, proxy) {
+						t.Errorf("%s: a CPU figure for %s is there: %v, want %v", target, proxy, ok, !ok)
+					}
 				}
 				if !strings.Contains(doc, "| "+target+" | 100 |") {
 					t.Errorf("--markdown-file has no row for %s:\n%s", target, doc)
@@ -87,11 +94,19 @@ func TestBenchExternal(t *testing.T) {
 			if (rep.Scenario.Nginx != "") != slices.Contains(tt.targets, bench.TargetNginx) {
 				t.Errorf("the report's nginx version %q", rep.Scenario.Nginx)
 			}
-			if tt.note != "" && tt.backend == bench.BackendDemo && (!slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.Contains(n, tt.note) }) || !strings.Contains(doc, tt.note)) {
-				t.Errorf("no note %q in the report (%q) or the Markdown:\n%s", tt.note, rep.Notes, doc)
+			if (rep.Scenario.Caddy != "") != slices.Contains(tt.targets, bench.TargetCaddy) {
+				t.Errorf("the report's Caddy version %q", rep.Scenario.Caddy)
 			}
-			if tt.backend == bench.BackendLight && !strings.Contains(doc, tt.note) {
-				t.Errorf("the Markdown does not name %q:\n%s", tt.note, doc)
+			if want := "(" + strings.Join(tt.targets, ", ") + ")"; !strings.Contains(doc, want) {
+				t.Errorf("the Markdown does not list the targets that ran, %s:\n%s", want, doc)
+			}
+			for _, note := range tt.notes {
+				if !slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.Contains(n, note) }) || !strings.Contains(doc, note) {
+					t.Errorf("no note %q in the report (%q) or the Markdown:\n%s", note, rep.Notes, doc)
+				}
+			}
+			if tt.backend == bench.BackendLight && !strings.Contains(doc, "the light bench backend") {
+				t.Errorf("the Markdown does not name the light bench backend:\n%s", doc)
 			}
 			start, end := bench.ExternalSectionMarkers(tt.backend, tt.pin)
 			for _, want := range []string{"what was here stays", start, end} {
@@ -103,11 +118,11 @@ func TestBenchExternal(t *testing.T) {
 	}
 }
 
-// runBenchExternalTiny runs pbac bench external (with --pin when pin) with --nginx nginx and
-// --backend backend at 100 calls/s, two rounds of a second, into a
+// runBenchExternalTiny runs pbac bench external (with --pin when pin) with
+// --nginx nginx, --caddy caddy and --backend backend at 100 calls/s, two rounds of a second, into a
 // Markdown file that had other text; it returns the JSON report and the
 // file.
-func runBenchExternalTiny(t *testing.T, nginx, backend string, pin bool) (*bench.ExternalReport, string) {
+func runBenchExternalTiny(t *testing.T, nginx, caddy, backend string, pin bool) (*bench.ExternalReport, string) {
 	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
@@ -121,7 +136,7 @@ func runBenchExternalTiny(t *testing.T, nginx, backend string, pin bool) (*bench
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "bench", "external", "--rates", "100", "--duration", "1s", "--rounds", "2",
-		"--warmup", "0", "--connections", "4", "--nginx", nginx, "--backend", backend, "-o", out, "--markdown-file", md)
+		"--warmup", "0", "--connections", "4", "--nginx", nginx, "--caddy", caddy, "--backend", backend, "-o", out, "--markdown-file", md)
 	if pin {
 		cmd.Args = append(cmd.Args, "--pin")
 	}

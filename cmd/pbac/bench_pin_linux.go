@@ -15,8 +15,8 @@ import (
 )
 
 // pinning is pbac bench external --pin's layout: the load generator (this
-// process) and the backend on the first CPU this process may use, nginx
-// and the gateway on the others, so the proxy under test has its CPUs to
+// process) and the backend on the first CPU this process may use, the
+// reference proxies (nginx, Caddy) and the gateway on the others, so the proxy under test has its CPUs to
 // itself and does not share caches with what drives it.
 type pinning struct {
 	front, proxies unix.CPUSet
@@ -46,7 +46,7 @@ func planPinning() (*pinning, error) {
 		p.proxies.Set(c)
 		names = append(names, strconv.Itoa(c))
 	}
-	p.text = fmt.Sprintf("load generator and backend on CPU %d, nginx and the gateway on CPU %s", cpus[0], strings.Join(names, ","))
+	p.text = fmt.Sprintf("load generator and backend on CPU %d, nginx, Caddy and the gateway on CPU %s", cpus[0], strings.Join(names, ","))
 	return p, nil
 }
 
