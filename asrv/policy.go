@@ -135,7 +135,7 @@ func (s *Server) decide(ctx context.Context, entrypoint contract.Entrypoint, in 
 	if in.Now == 0 {
 		in.Now = s.now().Unix()
 	}
-	raw, err := json.Marshal(in)
+	raw, err := contract.MarshalInput(&in)
 	if err != nil {
 		return Decision{}, fmt.Errorf("encode %s input: %w", entrypoint, err)
 	}

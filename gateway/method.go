@@ -27,7 +27,7 @@ func methodOf(msg *jsonrpc.Message) string {
 // server). An error is a decision that could not be made.
 func (g *Gateway) askMethod(ctx context.Context, backend string, cl *caller, method string) (contract.Decision, time.Duration, error) {
 	in := cl.input(backend, method)
-	raw, err := json.Marshal(in)
+	raw, err := contract.MarshalInput(&in)
 	if err != nil {
 		return contract.Decision{}, 0, fmt.Errorf("encode the pbac/method input: %w", err)
 	}

@@ -515,7 +515,7 @@ func (g *Gateway) decideCall(c *fiber.Ctx, endpoint string, backend *Backend, cl
 
 // decideToolCall asks pbac/tool_call about in, timing it into rec.
 func (g *Gateway) decideToolCall(ctx context.Context, in *contract.Input, rec *audit.Record) (contract.Decision, error) {
-	raw, err := json.Marshal(in)
+	raw, err := contract.MarshalInput(in)
 	if err != nil {
 		return contract.Decision{}, err
 	}
@@ -1079,7 +1079,7 @@ func (g *Gateway) allowedTools(ctx context.Context, backend *Backend, cl *caller
 	}
 	in.Request.Tools = names
 	in.Request.ToolDefinitions = defs
-	raw, err := json.Marshal(in)
+	raw, err := contract.MarshalInput(&in)
 	if err != nil {
 		return nil, "", err
 	}
