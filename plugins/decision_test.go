@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/pbac-gateway/pbac/plugins"
@@ -30,6 +33,11 @@ func TestParseDecision(t *testing.T) {
 		{name: "null reasons", raw: `{"reasons":null,"allow":true}`, allow: true},
 		{name: "empty reasons", raw: `{"allow":true,"reasons":[]}`, allow: true, reasons: []string{}},
 		{name: "escaped reason", raw: `{"allow":false,"reasons":["tab\there \u00e9"]}`, reasons: []string{"tab\there é"}},
+		{name: "escaped names", raw: `{"\u0061llow":true,"re\u0061sons":["x"]}`, allow: true, reasons: []string{"x"}},
+		{name: "white space everywhere", raw: " \n{ \"x\" : [ 1 , { \"y\" : [ ] } ] ,\t\"allow\" : false , \"reasons\" : [ \"a\" , \"b\\\"]\" ] }\r\n", reasons: []string{"a", "b\"]"}},
+		{name: "allow only nested", raw: `{"x":{"allow":true},"y":["allow",true]}`, malformed: true},
+		{name: "allow inside a string", raw: `{"x":"\"allow\":true"}`, malformed: true},
+		{name: "numbers and literals skipped", raw: `{"n":-1.5e+3,"t":true,"z":null,"allow":true}`, allow: true},
 		{name: "no allow", raw: `{"reasons":[]}`, malformed: true},
 		{name: "null allow", raw: `{"allow":null}`, malformed: true},
 		{name: "string allow", raw: `{"allow":"true"}`, malformed: true},
@@ -64,8 +72,9 @@ func TestParseDecision(t *testing.T) {
 	}
 }
 
-// FuzzParseDecision checks the decision parser against encoding/json, the
-// parser it replaced: what it accepts has the allow it read as the literal
+// FuzzParseDecision checks the decision parser against encoding/json/v2,
+// the decoder it replaced, which must agree exactly, and against
+// encoding/json, the one before that: what it accepts has the allow it read as the literal
 // under the exact name "allow"; where both read a result they agree; where
 // only one reads it, the result is one parseDecision refuses on purpose
 // (not I-JSON: a duplicate name or invalid UTF-8) or it holds a top-level
@@ -81,6 +90,17 @@ func FuzzParseDecision(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		got, err := plugins.ParseDecision("v", raw)
+		// The decoder it replaced, encoding/json/v2, must agree exactly:
+		// the same results accepted, with the same allow and reasons.
+		var v2 referenceShape
+		v2Err := jsonv2.Unmarshal(raw, &v2)
+		v2OK := v2Err == nil && v2.Allow != nil
+		if (err == nil) != v2OK {
+			t.Fatalf("ParseDecision(%q): %v; encoding/json/v2: allow %v, %v", raw, err, v2.Allow, v2Err)
+		}
+		if err == nil && (got.Allow != *v2.Allow || !slices.Equal(got.Reasons, v2.Reasons) || (got.Reasons == nil) != (v2.Reasons == nil)) {
+			t.Fatalf("ParseDecision(%q) = %+v; encoding/json/v2: allow %v reasons %q", raw, got, *v2.Allow, v2.Reasons)
+		}
 		var ref referenceShape
 		refErr := json.Unmarshal(raw, &ref)
 		refOK := refErr == nil && ref.Allow != nil
@@ -137,25 +157,58 @@ func caseVariantName(members map[string]json.RawMessage) bool {
 }
 
 // BenchmarkParseDecision: a pbac/tool_call result read by parseDecision,
-// against encoding/json (what it replaced) in the same run:
+// against encoding/json and encoding/json/v2 (what it replaced) in the
+// same run, with the CPU's caches warm and evicted before each read (as
+// between calls a millisecond apart):
 // go test -run '^$' -bench ParseDecision ./plugins/
 func BenchmarkParseDecision(b *testing.B) {
 	raw := []byte(`{"access":"write","allow":true,"insufficient_scope":false,"public_reasons":["developer tier may write jira"],"reasons":["developer tier may write jira"],"required_scope":"jira:write","resource":"jira","tier":"developer"}`)
-	b.Run("encoding-json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+	evict := make([]byte, 32<<20)
+	for _, dec := range []struct {
+		name string
+		read func() error
+	}{
+		{"encoding-json", func() error {
 			var s referenceShape
 			if err := json.Unmarshal(raw, &s); err != nil || s.Allow == nil {
-				b.Fatal(err)
+				return fmt.Errorf("%v %v", s, err)
 			}
-		}
-	})
-	b.Run("parseDecision", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := plugins.ParseDecision("v", raw); err != nil {
-				b.Fatal(err)
+			return nil
+		}},
+		{"encoding-json-v2", func() error {
+			var s referenceShape
+			if err := jsonv2.Unmarshal(raw, &s); err != nil || s.Allow == nil {
+				return fmt.Errorf("%v %v", s, err)
 			}
+			return nil
+		}},
+		{"parseDecision", func() error {
+			_, err := plugins.ParseDecision("v", raw)
+			return err
+		}},
+	} {
+		for _, cold := range []bool{false, true} {
+			name := dec.name
+			if cold {
+				name += "/cold"
+			}
+			b.Run(name, func(b *testing.B) {
+				b.ReportAllocs()
+				var total time.Duration
+				for i := 0; b.Loop(); i++ {
+					if cold {
+						for j := 0; j < len(evict); j += 64 {
+							evict[j] = byte(i)
+						}
+					}
+					start := time.Now()
+					if err := dec.read(); err != nil {
+						b.Fatal(err)
+					}
+					total += time.Since(start)
+				}
+				b.ReportMetric(float64(total.Nanoseconds())/float64(b.N)/1e3, "µs/read")
+			})
 		}
-	})
+	}
 }
