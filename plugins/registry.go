@@ -298,8 +298,13 @@ func (r *Registry) Decide(ctx context.Context, entrypoint contract.Entrypoint, i
 		deadline = d
 	}
 	// The deadline goes to the evaluation as a value: a context with it
-	// would start a timer per decision.
-	ectx := context.WithoutCancel(ctx)
+	// would start a timer per decision. A context that is never cancelled
+	// (no Done channel: the gateway's and the AS's request contexts) goes
+	// as it is; wrapping it would cost an allocation per decision.
+	ectx := ctx
+	if ctx.Done() != nil {
+		ectx = context.WithoutCancel(ctx)
+	}
 	for {
 		v := r.active.Load()
 		if v == nil {
