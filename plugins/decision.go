@@ -41,7 +41,8 @@ func parseDecision(version string, raw []byte) (Decision, error) {
 
 // scanDecision reads allow and reasons from raw, a valid JSON value
 // (checked by the caller): it must be an object; allow a boolean or null,
-// reasons an array of strings or null; other members are skipped.
+// reasons an array of strings (a null element reads as "", as v2 reads it)
+// or null; other members are skipped.
 func scanDecision(raw []byte) (allow *bool, reasons []string, err error) {
 	s := decisionScanner{b: raw}
 	s.space()
@@ -84,6 +85,11 @@ func scanDecision(raw []byte) (allow *bool, reasons []string, err error) {
 			for s.space(); !s.take(']'); s.space() {
 				s.take(',')
 				s.space()
+				if s.literal("null") {
+					// encoding/json/v2 leaves a null element its zero value
+					reasons = append(reasons, "")
+					continue
+				}
 				if s.peek() != '"' {
 					return nil, nil, errors.New("a reason is not a string")
 				}

@@ -42,6 +42,7 @@ func TestParseDecision(t *testing.T) {
 		{name: "null allow", raw: `{"allow":null}`, malformed: true},
 		{name: "string allow", raw: `{"allow":"true"}`, malformed: true},
 		{name: "number reason", raw: `{"allow":true,"reasons":[1]}`, malformed: true},
+		{name: "null reason", raw: `{"allow":false,"reasons":[null,"a",null]}`, reasons: []string{"", "a", ""}},
 		{name: "not an object", raw: `[{"allow":true}]`, malformed: true},
 		{name: "two values", raw: `{"allow":true} {"allow":false}`, malformed: true},
 		{name: "truncated", raw: `{"allow":true,"reasons":["a"`, malformed: true},
@@ -84,7 +85,7 @@ func FuzzParseDecision(f *testing.F) {
 	for _, s := range []string{
 		`{"allow":true,"reasons":["r"]}`, `{"allow":false}`, `{"allow":null}`, `{"reasons":null,"allow":true}`,
 		`{"allow":false,"ALLOW":true}`, `{"allow":true,"x":{"a":1,"a":2}}`, "{\"allow\":true,\"reasons\":[\"\xff\"]}",
-		`{"allow":true,"reasons":[1]}`, `[]`, `{"allow":true,"ALLOW":null}`, `{"allow":true,"Reasons":[1]}`, `{"allow":true,"required_scope":"jira:write","approval":{"required":false}}`,
+		`{"allow":true,"reasons":[1]}`, `{"allow":true,"reasons":[null]}`, `[]`, `{"allow":true,"ALLOW":null}`, `{"allow":true,"Reasons":[1]}`, `{"allow":true,"required_scope":"jira:write","approval":{"required":false}}`,
 	} {
 		f.Add([]byte(s))
 	}
