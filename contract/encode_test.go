@@ -3,6 +3,8 @@ package contract_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -73,6 +75,110 @@ func TestMarshalInputMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// TestMarshalInputWritesEveryField sets every field of an Input and of
+// every type in it, by reflection, and compares with encoding/json: a
+// field added to the contract later and not to MarshalInput fails here
+// instead of being left out of what policy decides on. Pointers are also
+// set to zero values, so each omitempty rule is met both ways.
+func TestMarshalInputWritesEveryField(t *testing.T) {
+	for _, zero := range []bool{false, true} {
+		var in contract.Input
+		fill(reflect.ValueOf(&in).Elem(), zero, 0)
+		want, err := json.Marshal(&in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := contract.MarshalInput(&in)
+		if err != nil {
+			t.Fatalf("MarshalInput: %v", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("zero %v: MarshalInput:\n%s\nencoding/json:\n%s", zero, got, want)
+		}
+	}
+}
+
+// fill sets v: with zero, only pointers (to zero values) and nothing else;
+// else every field non-zero, slices and maps with entries, pointers to
+// filled values (delegation chains three links deep).
+func fill(v reflect.Value, zero bool, depth int) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if depth > 3 {
+			return
+		}
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(v.Elem(), zero, depth+1)
+		return
+	case reflect.Struct:
+		for i := range v.NumField() {
+			fill(v.Field(i), zero, depth)
+		}
+		return
+	}
+	if zero {
+		return
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(fmt.Sprintf("s%d<&>", depth))
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int64:
+		v.SetInt(int64(-7 - depth))
+	case reflect.Slice:
+		if v.Type() == reflect.TypeFor[contract.RawJSON]() {
+			v.SetBytes([]byte(` {"a": [1, "<b>"]} `))
+			return
+		}
+		v.Set(reflect.MakeSlice(v.Type(), 2, 2))
+		for i := range 2 {
+			fill(v.Index(i), zero, depth)
+		}
+	case reflect.Map:
+		v.Set(reflect.MakeMap(v.Type()))
+		e := reflect.New(v.Type().Elem()).Elem()
+		if e.Kind() == reflect.Interface {
+			e.Set(reflect.ValueOf("v"))
+		} else {
+			fill(e, zero, depth)
+		}
+		v.SetMapIndex(reflect.ValueOf("k"), e)
+	default:
+		panic(fmt.Sprintf("fill: a %s field: teach fill and MarshalInput", v.Type()))
+	}
+}
+
+// TestMarshalInputEdges: a nil input is null, as encoding/json writes it;
+// a delegation chain that loops is an error (encoding/json's too), a long
+// one that does not is written.
+func TestMarshalInputEdges(t *testing.T) {
+	if b, err := contract.MarshalInput(nil); err != nil || string(b) != "null" {
+		t.Errorf("MarshalInput(nil) = %s, %v", b, err)
+	}
+	loop := &contract.Actor{Sub: "a"}
+	loop.Act = loop
+	in := &contract.Input{Token: &contract.TokenClaims{Act: loop}}
+	if _, err := json.Marshal(in); err == nil {
+		t.Fatal("encoding/json wrote a loop")
+	}
+	if b, err := contract.MarshalInput(in); err == nil {
+		t.Errorf("MarshalInput wrote a loop: %.100s", b)
+	}
+	var long *contract.Actor
+	for i := range 1500 {
+		long = &contract.Actor{Sub: fmt.Sprint(i), Act: long}
+	}
+	in = &contract.Input{Token: &contract.TokenClaims{Act: long}}
+	want, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := contract.MarshalInput(in); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("a chain of 1,500 links: %v, same bytes %v", err, bytes.Equal(got, want))
+	}
+}
+
 // TestMarshalInputRefusesBadArguments: arguments that are not JSON are an
 // error, as they are for encoding/json, never an input policy would read
 // otherwise.
@@ -104,6 +210,13 @@ func FuzzMarshalInput(f *testing.F) {
 				Now:     now,
 			},
 			{Request: contract.Request{Method: sub, Tools: []string{tool, role}, Arguments: args}, Now: now},
+			{
+				Token: &contract.TokenClaims{Act: &contract.Actor{Sub: sub, Act: &contract.Actor{Sub: tool}}},
+				Request: contract.Request{ToolDefinition: &contract.ToolDefinition{Hash: tool, Matches: now%2 == 0},
+					ToolDefinitions: map[string]contract.ToolDefinition{sub: {Hash: role}}, Actor: &contract.Client{ClientID: sub},
+					AudienceClient: &contract.Client{ClientID: role, Attestation: &contract.Attestation{Kind: tool, Machine: true}}},
+				Approval: &contract.GrantedApproval{ID: sub, Rule: role, Approver: contract.ApprovalPerson{Sub: tool, Groups: []string{sub}}, GrantedAt: now},
+			},
 		} {
 			want, wantErr := json.Marshal(in)
 			got, err := contract.MarshalInput(in)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"regexp"
@@ -140,7 +139,7 @@ func (h *Handler) view(ctx context.Context, c *asrv.Client, tiers map[string]con
 // decide evaluates an entrypoint of the active policy and decodes its
 // result into out.
 func (h *Handler) decide(ctx context.Context, entrypoint contract.Entrypoint, in contract.Input, out any) (decision, error) {
-	raw, err := json.Marshal(in)
+	raw, err := contract.MarshalInput(&in)
 	if err != nil {
 		return decision{}, err
 	}
