@@ -188,3 +188,62 @@ func TestSectionsPerBackend(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteMarkdown: the Markdown table has as many cells in each row as
+// in its header and separator, one CPU column per process, and the text
+// names the targets that ran and the proxies' versions, with Caddy and
+// without.
+func TestWriteMarkdown(t *testing.T) {
+	ms := func(v int) time.Duration { return time.Duration(v) * time.Millisecond }
+	cpu := map[string]time.Duration{ProcBackend: ms(30), ProcNginx: ms(5), ProcGateway: ms(40)}
+	for _, tt := range []struct {
+		name    string
+		targets []string
+		caddy   string
+		want    []string
+	}{
+		{"every target", Targets(), "2.6.2", []string{"(direct, nginx, caddy, gateway)", ", nginx/1.22.1, Caddy 2.6.2;"}},
+		{"no caddy", []string{TargetDirect, TargetNginx, TargetGateway}, "", []string{"(direct, nginx, gateway)", ", nginx/1.22.1;"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := &ExternalReport{Scenario: ExternalScenario{Tool: "jira.search_issues", Rates: []float64{200}, Rounds: 1,
+				Nginx: "nginx/1.22.1", Caddy: tt.caddy, LoadStart: "1 1 1", LoadEnd: "1 1 1"}}
+			for i, target := range tt.targets {
+				rep.Runs = append(rep.Runs, externalRun(target, 1, 200, 100, int64(500+100*i), 900, cpu))
+			}
+			rep.Compute()
+			var b strings.Builder
+			if err := rep.WriteMarkdown(&b, "pbac bench external"); err != nil {
+				t.Fatal(err)
+			}
+			doc := b.String()
+			for _, want := range tt.want {
+				if !strings.Contains(doc, want) {
+					t.Errorf("no %q in\n%s", want, doc)
+				}
+			}
+			var rows []string
+			for _, line := range strings.Split(doc, "\n") {
+				if strings.HasPrefix(line, "|") {
+					rows = append(rows, line)
+				}
+			}
+			if len(rows) != 2+len(tt.targets) {
+				t.Fatalf("%d table lines, want a header, a separator and %d rows:\n%s", len(rows), len(tt.targets), doc)
+			}
+			// target, rate, calls, errors, p50, p99, added p50, added p99,
+			// one CPU column per process, connections.
+			cells := 8 + len(Procs()) + 1
+			for _, row := range rows {
+				if n := strings.Count(row, "|") - 1; n != cells {
+					t.Errorf("%d cells, want %d: %s", n, cells, row)
+				}
+			}
+			for _, p := range Procs() {
+				if p != ProcLoad && !strings.Contains(rows[0], " "+p+" |") {
+					t.Errorf("the header has no CPU column for %s: %s", p, rows[0])
+				}
+			}
+		})
+	}
+}

@@ -17,8 +17,8 @@ import (
 
 // TestBenchExternal runs pbac bench external for real but tiny: the backend,
 // nginx, Caddy and pbac up as separate processes, two rounds of a second at
-// 100 calls/s; once with neither proxy, which leaves their targets out and
-// says so;
+// 100 calls/s; once with neither proxy and once without Caddy, which leave
+// their targets out and say so;
 // and once on the light bench backend with --pin (where this process may
 // use 2 CPUs). It checks that every target answered and figures came out,
 // never how fast: timings on a shared machine are not a test's business.
@@ -39,6 +39,8 @@ func TestBenchExternal(t *testing.T) {
 		{"backend, nginx, caddy and gateway", "nginx", "caddy", bench.BackendDemo, bench.Targets(), nil, false},
 		{"no nginx, no caddy: their targets are left out and the report says why", "/nonexistent/nginx", "/nonexistent/caddy", bench.BackendDemo,
 			[]string{bench.TargetDirect, bench.TargetGateway}, []string{"nginx target skipped: no nginx binary", "caddy target skipped: no Caddy binary"}, false},
+		{"nginx but no caddy: the caddy target alone is left out", "nginx", "/nonexistent/caddy", bench.BackendLight,
+			[]string{bench.TargetDirect, bench.TargetNginx, bench.TargetGateway}, []string{"caddy target skipped: no Caddy binary"}, false},
 		{"the light bench backend, nginx, caddy and gateway, pinned", "nginx", "caddy", bench.BackendLight, bench.Targets(), nil, pinnable()},
 	}
 	for _, tt := range tests {
