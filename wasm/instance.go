@@ -31,8 +31,16 @@ type instance struct {
 	evalFn, mallocFn, valueParseFn, valueDumpFn api.Function
 
 	dataAddr uint32
-	heapBase uint32 // first free heap address after the data: reset point
+	dataEnd  uint32 // first free heap address after the data
+	heapBase uint32 // the reset point: dataEnd, or past the shared members held
 	stack    [7]uint64
+
+	// shared is the input's shared part (EvalShared) this instance holds
+	// parsed between dataEnd and heapBase; nil for none. seen is the
+	// shared part of its last evaluation that did not find it held.
+	shared   *heldMembers
+	seen     []Member
+	ctxFuncs *contextFuncs // resolved on the first EvalShared
 
 	// Per-evaluation state, read by builtins and the fuel check.
 	callCtx  context.Context
@@ -117,7 +125,7 @@ func (in *instance) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	in.heapBase = heap
+	in.dataEnd, in.heapBase = heap, heap
 	return nil
 }
 
@@ -223,28 +231,13 @@ func (in *instance) parseJSON(ctx context.Context, doc []byte) (uint32, error) {
 // is the caller's, ctx's own already in it (EvalBy); ctx's cancellation is
 // watched by the fuel check.
 func (in *instance) eval(ctx context.Context, deadline time.Time, entrypoint int32, input []byte) ([]byte, error) {
-	inputAddr := in.heapBase
+	inputAddr, err := in.place(input)
+	if err != nil {
+		return nil, err
+	}
 	end := uint64(inputAddr) + uint64(len(input))
-	if size := uint64(in.mem.Size()); end+pageSize > size {
-		pages := uint32((end + pageSize - size + pageSize - 1) / pageSize)
-		if _, ok := in.mem.Grow(pages); !ok {
-			return nil, fmt.Errorf("%w: input of %d bytes exceeds the instance memory cap", ErrInvalidInput, len(input))
-		}
-	}
-	if !in.mem.Write(inputAddr, input) {
-		return nil, fmt.Errorf("%w: write input", ErrInvalidInput)
-	}
 
-	in.callCtx, in.callTime, in.bctx = ctx, time.Now(), nil
-	timeout := in.policy.engine.cfg.evalTimeout
-	in.soft = in.callTime.Add(timeout)
-	in.deadline = in.callTime.Add(starvedFactor * timeout)
-	if !deadline.IsZero() && deadline.Before(in.deadline) {
-		in.deadline = deadline
-	}
-	in.soft = minTime(in.soft, in.deadline)
-	in.cpu.start()
-
+	in.begin(ctx, deadline)
 	s := in.stack[:]
 	s[0] = 0 // reserved
 	s[1] = api.EncodeI32(entrypoint)
@@ -255,13 +248,49 @@ func (in *instance) eval(ctx context.Context, deadline time.Time, entrypoint int
 	s[6] = 0 // JSON output
 	// A context without Done keeps wazero from watching it with a goroutine
 	// per call; the fuel check honours the caller's context instead.
-	err := in.evalFn.CallWithStack(context.Background(), s)
-	in.cpu.stop()
-	in.callCtx, in.bctx, in.soft = nil, nil, time.Time{}
+	err = in.evalFn.CallWithStack(context.Background(), s)
+	in.end()
 	if err != nil {
 		return nil, in.classify(err)
 	}
 	return in.result(api.DecodeU32(s[0]))
+}
+
+// place writes input at heapBase, growing the memory to hold it and a page
+// more, and returns its address.
+func (in *instance) place(input []byte) (uint32, error) {
+	at := in.heapBase
+	end := uint64(at) + uint64(len(input))
+	if size := uint64(in.mem.Size()); end+pageSize > size {
+		pages := uint32((end + pageSize - size + pageSize - 1) / pageSize)
+		if _, ok := in.mem.Grow(pages); !ok {
+			return 0, fmt.Errorf("%w: input of %d bytes exceeds the instance memory cap", ErrInvalidInput, len(input))
+		}
+	}
+	if !in.mem.Write(at, input) {
+		return 0, fmt.Errorf("%w: write input", ErrInvalidInput)
+	}
+	return at, nil
+}
+
+// begin sets an evaluation's deadlines and starts counting its CPU;
+// deadline (zero: none) is the caller's.
+func (in *instance) begin(ctx context.Context, deadline time.Time) {
+	in.callCtx, in.callTime, in.bctx = ctx, time.Now(), nil
+	timeout := in.policy.engine.cfg.evalTimeout
+	in.soft = in.callTime.Add(timeout)
+	in.deadline = in.callTime.Add(starvedFactor * timeout)
+	if !deadline.IsZero() && deadline.Before(in.deadline) {
+		in.deadline = deadline
+	}
+	in.soft = minTime(in.soft, in.deadline)
+	in.cpu.start()
+}
+
+// end ends what begin started.
+func (in *instance) end() {
+	in.cpu.stop()
+	in.callCtx, in.bctx, in.soft = nil, nil, time.Time{}
 }
 
 // result copies the entrypoint value out of the `[{"result": V}]` set that

@@ -214,12 +214,9 @@ func (p *Policy) Eval(ctx context.Context, entrypoint string, input []byte) ([]b
 // one per call (context.WithDeadline), and with cold caches that was a
 // sixth of the fixed cost of an evaluation.
 func (p *Policy) EvalBy(ctx context.Context, deadline time.Time, entrypoint string, input []byte) ([]byte, error) {
-	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
-		deadline = d // the earlier of the two, from here on
-	}
-	id, ok := p.code.entrypoints[entrypoint]
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownEntrypoint, entrypoint)
+	id, err := p.entrypoint(entrypoint)
+	if err != nil {
+		return nil, err
 	}
 	if len(input) > p.engine.cfg.maxInputBytes {
 		return nil, fmt.Errorf("%w: %d bytes exceeds the %d byte limit", ErrInvalidInput, len(input), p.engine.cfg.maxInputBytes)
@@ -229,17 +226,46 @@ func (p *Policy) EvalBy(ctx context.Context, deadline time.Time, entrypoint stri
 	if !validJSON(input) {
 		return nil, fmt.Errorf("%w: not valid UTF-8 JSON", ErrInvalidInput)
 	}
+	in, deadline, err := p.start(ctx, deadline, entrypoint)
+	if err != nil {
+		return nil, err
+	}
+	out, err := in.eval(ctx, deadline, id, input)
+	return p.finish(ctx, in, deadline, entrypoint, out, err)
+}
+
+// entrypoint is the module's id of the entrypoint name.
+func (p *Policy) entrypoint(name string) (int32, error) {
+	id, ok := p.code.entrypoints[name]
+	if !ok {
+		return 0, fmt.Errorf("%w: %q", ErrUnknownEntrypoint, name)
+	}
+	return id, nil
+}
+
+// start folds ctx's deadline into deadline (the earlier of the two, from
+// then on) and acquires an instance for an evaluation of entrypoint
+// within it.
+func (p *Policy) start(ctx context.Context, deadline time.Time, entrypoint string) (*instance, time.Time, error) {
+	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		deadline = d
+	}
 	in, err := p.acquire(ctx, deadline)
 	if err != nil {
-		return nil, fmt.Errorf("eval %s: %w", entrypoint, err)
+		return nil, deadline, fmt.Errorf("eval %s: %w", entrypoint, err)
 	}
 	if err := callerDone(ctx, deadline); err != nil {
 		// Out of time before it began: an evaluation stopped at once
 		// would cost the instance its life for nothing.
 		p.release(ctx, in)
-		return nil, fmt.Errorf("eval %s: wait for a policy instance: %w", entrypoint, err)
+		return nil, deadline, fmt.Errorf("eval %s: wait for a policy instance: %w", entrypoint, err)
 	}
-	out, err := in.eval(ctx, deadline, id, input)
+	return in, deadline, nil
+}
+
+// finish releases the instance of an evaluation and returns its outcome,
+// an error once the caller's time is up.
+func (p *Policy) finish(ctx context.Context, in *instance, deadline time.Time, entrypoint string, out []byte, err error) ([]byte, error) {
 	p.release(ctx, in)
 	if err != nil {
 		return nil, fmt.Errorf("eval %s: %w", entrypoint, err)
