@@ -2,6 +2,7 @@ package contract
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +30,68 @@ func MarshalInput(in *Input) ([]byte, error) {
 		return nil, e.err
 	}
 	return e.buf, nil
+}
+
+// Member is one top-level member of a policy input given apart from the
+// rest of it: its name and its value, JSON.
+type Member struct {
+	Name  string
+	Value []byte
+}
+
+// SharedDecider is a Decider that also takes an input in two parts
+// (*plugins.Registry does): shared, the members of the token's part, which
+// a run of calls by one token have in common, and rest, a JSON object of
+// the others. The decision is the one Decide makes on the object of rest's
+// members and shared's; the policy engine parses the shared members once
+// for the run instead of on every call.
+type SharedDecider interface {
+	Decider
+	DecideShared(ctx context.Context, entrypoint Entrypoint, shared []Member, rest []byte) (Decision, error)
+}
+
+// MarshalInputParts encodes in as MarshalInput does, in two parts: shared,
+// the token's part (client, subject and token, those that are set, in that
+// order), and rest, the object of the other members. The object of rest's
+// members and shared's is the input MarshalInput writes, in another order
+// of members (TestMarshalInputParts).
+func MarshalInputParts(in *Input) (shared []Member, rest []byte, err error) {
+	if in == nil {
+		return nil, nil, errors.New("encode the policy input: no input")
+	}
+	e := inputEncoder{buf: make([]byte, 0, 640)}
+	var marks [4]int // where each shared value ends in e.buf
+	names := [3]string{"client", "subject", "token"}
+	set := [3]bool{in.Client != nil, in.Subject != nil, in.Token != nil}
+	if set[0] {
+		e.client(in.Client)
+	}
+	marks[1] = len(e.buf)
+	if set[1] {
+		e.subject(in.Subject)
+	}
+	marks[2] = len(e.buf)
+	if set[2] {
+		e.token(in.Token)
+	}
+	marks[3] = len(e.buf)
+	if e.err != nil {
+		return nil, nil, e.err
+	}
+	values := e.buf
+	for i, name := range names {
+		if set[i] {
+			shared = append(shared, Member{Name: name, Value: values[marks[i]:marks[i+1]:marks[i+1]]})
+		}
+	}
+	r := inputEncoder{buf: make([]byte, 0, 256)}
+	r.open()
+	r.rest(in)
+	r.close()
+	if r.err != nil {
+		return nil, nil, r.err
+	}
+	return shared, r.buf, nil
 }
 
 // inputEncoder appends an Input's JSON to buf; the first error stops it.
@@ -124,27 +187,42 @@ func (e *inputEncoder) input(in *Input) {
 	}
 	if in.Subject != nil {
 		e.name("subject")
-		e.open()
-		e.str("sub", in.Subject.Sub)
-		e.strings("roles", in.Subject.Roles)
-		e.stringsOmit("groups", in.Subject.Groups)
-		e.close()
+		e.subject(in.Subject)
 	}
-	if t := in.Token; t != nil {
+	if in.Token != nil {
 		e.name("token")
-		e.open()
-		e.str("client_id", t.ClientID)
-		e.strOmit("sub", t.Sub)
-		e.strings("scp", t.Scp)
-		e.strings("aud", t.Aud)
-		e.integer("iat", t.Iat)
-		e.integer("exp", t.Exp)
-		if t.Act != nil {
-			e.name("act")
-			e.actor(t.Act)
-		}
-		e.close()
+		e.token(in.Token)
 	}
+	e.rest(in)
+	e.close()
+}
+
+func (e *inputEncoder) subject(s *Subject) {
+	e.open()
+	e.str("sub", s.Sub)
+	e.strings("roles", s.Roles)
+	e.stringsOmit("groups", s.Groups)
+	e.close()
+}
+
+func (e *inputEncoder) token(t *TokenClaims) {
+	e.open()
+	e.str("client_id", t.ClientID)
+	e.strOmit("sub", t.Sub)
+	e.strings("scp", t.Scp)
+	e.strings("aud", t.Aud)
+	e.integer("iat", t.Iat)
+	e.integer("exp", t.Exp)
+	if t.Act != nil {
+		e.name("act")
+		e.actor(t.Act)
+	}
+	e.close()
+}
+
+// rest appends the members after the token's part: request, now and
+// approval, into the open object.
+func (e *inputEncoder) rest(in *Input) {
 	e.name("request")
 	e.request(&in.Request)
 	e.integer("now", in.Now)
@@ -164,7 +242,6 @@ func (e *inputEncoder) input(in *Input) {
 		e.integer("granted_at", a.GrantedAt)
 		e.close()
 	}
-	e.close()
 }
 
 func (e *inputEncoder) client(c *Client) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pbac-gateway/pbac/contract"
+	"github.com/pbac-gateway/pbac/wasm"
 )
 
 // inputs are policy inputs of every shape the gateway and the
@@ -272,5 +273,51 @@ func BenchmarkMarshalInput(b *testing.B) {
 				b.ReportMetric(float64(total.Nanoseconds())/float64(b.N)/1e3, "µs/encoding")
 			})
 		}
+	}
+}
+
+// TestMarshalInputParts: the token's part and the rest, put back together
+// as the policy engine puts them (wasm.MergeInput), are the input
+// MarshalInput writes, member for member, for every shape of input and
+// with every field set.
+func TestMarshalInputParts(t *testing.T) {
+	all := inputs()
+	for _, zero := range []bool{false, true} {
+		var in contract.Input
+		fill(reflect.ValueOf(&in).Elem(), zero, 0)
+		all[fmt.Sprintf("every field (zero %v)", zero)] = &in
+	}
+	for name, in := range all {
+		t.Run(name, func(t *testing.T) {
+			whole, err := contract.MarshalInput(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			shared, rest, err := contract.MarshalInputParts(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ms []wasm.Member
+			for i, m := range shared {
+				if i > 0 && m.Name <= shared[i-1].Name { // client, subject, token
+					t.Errorf("shared members out of order: %q after %q", m.Name, shared[i-1].Name)
+				}
+				ms = append(ms, wasm.Member(m))
+			}
+			merged, err := wasm.MergeInput(ms, rest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got, want any
+			if err := json.Unmarshal(merged, &got); err != nil {
+				t.Fatalf("the parts put together are not JSON: %v\n%s", err, merged)
+			}
+			if err := json.Unmarshal(whole, &want); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("parts:\n%s\nMarshalInput:\n%s", merged, whole)
+			}
+		})
 	}
 }
