@@ -131,12 +131,43 @@ func (v *version) exit() { v.mu.RUnlock() }
 
 // eval evaluates ep on input: with the module, or with the built-in
 // fallback when the bundle predates ep.
-func (v *version) eval(ctx context.Context, deadline time.Time, ep contract.Entrypoint, input []byte) ([]byte, error) {
+func (v *version) eval(ctx context.Context, deadline time.Time, ep contract.Entrypoint, input *decisionInput) ([]byte, error) {
 	if v.fallback[ep] {
-		raw, _ := contract.Fallback(ep, input)
+		whole, err := input.whole()
+		if err != nil {
+			return nil, err
+		}
+		raw, _ := contract.Fallback(ep, whole)
 		return raw, nil
 	}
-	return v.policy.EvalBy(ctx, deadline, string(ep), input)
+	if len(input.shared) > 0 {
+		return v.policy.EvalShared(ctx, deadline, string(ep), input.shared, input.rest)
+	}
+	return v.policy.EvalBy(ctx, deadline, string(ep), input.rest)
+}
+
+// decisionInput is a decision's input: rest, with the shared members (the
+// token's part) given apart when there are any (DecideShared).
+type decisionInput struct {
+	shared []wasm.Member
+	rest   []byte
+	merged []byte // the whole input, once whole made it
+}
+
+// whole is the input as one document, for what needs it so: the memo's
+// key, the shadow candidate, a built-in fallback.
+func (in *decisionInput) whole() ([]byte, error) {
+	if len(in.shared) == 0 {
+		return in.rest, nil
+	}
+	if in.merged == nil {
+		m, err := wasm.MergeInput(in.shared, in.rest)
+		if err != nil {
+			return nil, err
+		}
+		in.merged = m
+	}
+	return in.merged, nil
 }
 
 // retire waits for in-flight decisions, then closes the instances.
@@ -284,6 +315,23 @@ func (r *Registry) verify(b *rego.Bundle, source string) (*rego.Bundle, error) {
 // decision was made and the caller must deny; one that ran out of the
 // decision timeout wraps ErrDecisionTimeout.
 func (r *Registry) Decide(ctx context.Context, entrypoint contract.Entrypoint, input []byte) (Decision, error) {
+	return r.decide(ctx, entrypoint, &decisionInput{rest: input})
+}
+
+// DecideShared is Decide on the input wasm.MergeInput writes from shared
+// and rest, given in two parts so that the token's part of a call's input,
+// the same for a run of calls, is parsed once by each policy instance
+// rather than on every call (wasm.Policy.EvalShared). The decision is the
+// one Decide makes on the whole input.
+func (r *Registry) DecideShared(ctx context.Context, entrypoint contract.Entrypoint, shared []contract.Member, rest []byte) (Decision, error) {
+	ms := make([]wasm.Member, len(shared))
+	for i, m := range shared {
+		ms[i] = wasm.Member(m)
+	}
+	return r.decide(ctx, entrypoint, &decisionInput{shared: ms, rest: rest})
+}
+
+func (r *Registry) decide(ctx context.Context, entrypoint contract.Entrypoint, input *decisionInput) (Decision, error) {
 	if err := ctx.Err(); err != nil {
 		return Decision{}, fmt.Errorf("decide %s: %w", entrypoint, err)
 	}
@@ -314,9 +362,15 @@ func (r *Registry) Decide(ctx context.Context, entrypoint contract.Entrypoint, i
 			continue // swapped out just now: take the new one
 		}
 		var m *memo
+		var key []byte
 		if v.memo != nil && memoized(entrypoint) {
-			m = v.memo
-			if d, ok := m.get(input); ok {
+			whole, err := input.whole()
+			if err != nil {
+				v.exit()
+				return Decision{}, fmt.Errorf("policy %s: %w", short(v.info.Version), err)
+			}
+			m, key = v.memo, whole
+			if d, ok := m.get(key); ok {
 				v.exit()
 				r.offerShadow(entrypoint, input, d)
 				return d, nil
@@ -338,7 +392,7 @@ func (r *Registry) Decide(ctx context.Context, entrypoint contract.Entrypoint, i
 		}
 		d.ContractVersion = v.info.ContractVersion
 		if m != nil {
-			m.put(input, d)
+			m.put(key, d)
 		}
 		r.offerShadow(entrypoint, input, d)
 		return d, nil
@@ -347,9 +401,11 @@ func (r *Registry) Decide(ctx context.Context, entrypoint contract.Entrypoint, i
 
 // offerShadow hands a decision of the active version to the shadow
 // candidate, if there is one, to compare.
-func (r *Registry) offerShadow(ep contract.Entrypoint, input []byte, d Decision) {
+func (r *Registry) offerShadow(ep contract.Entrypoint, input *decisionInput, d Decision) {
 	if s := r.shadow.Load(); s != nil {
-		s.offer(ep, input, d)
+		if whole, err := input.whole(); err == nil {
+			s.offer(ep, whole, d)
+		}
 	}
 }
 

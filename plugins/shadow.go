@@ -91,7 +91,7 @@ func (s *shadow) offer(entrypoint contract.Entrypoint, input []byte, active Deci
 func (s *shadow) run(ctx context.Context) {
 	defer s.done.Done()
 	for job := range s.jobs {
-		raw, err := s.v.eval(ctx, time.Time{}, job.entrypoint, job.input)
+		raw, err := s.v.eval(ctx, time.Time{}, job.entrypoint, &decisionInput{rest: job.input})
 		var d Decision
 		if err == nil {
 			d, err = parseDecision(s.v.info.Version, raw)
