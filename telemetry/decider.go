@@ -33,9 +33,27 @@ func (t *Telemetry) Decider(inner contract.Decider) contract.Decider {
 	if ap, ok := inner.(activePolicy); ok {
 		// The gateway reads the active version's data (its catalogue's
 		// argument rules) through the decider: that must not be lost.
-		return &tracedActiveDecider{tracedDecider: d, active: ap}
+		a := &tracedActiveDecider{tracedDecider: d, active: ap}
+		if sd, ok := inner.(contract.SharedDecider); ok {
+			// Nor may the input in two parts (the registry's).
+			return &tracedSharedDecider{tracedActiveDecider: a, shared: sd}
+		}
+		return a
 	}
 	return d
+}
+
+// tracedSharedDecider traces a registry's decisions on inputs in two parts
+// as it traces the others.
+type tracedSharedDecider struct {
+	*tracedActiveDecider
+	shared contract.SharedDecider
+}
+
+func (d *tracedSharedDecider) DecideShared(ctx context.Context, entrypoint contract.Entrypoint, shared []contract.Member, rest []byte) (contract.Decision, error) {
+	return d.traced(ctx, entrypoint, func(ctx context.Context) (contract.Decision, error) {
+		return d.shared.DecideShared(ctx, entrypoint, shared, rest)
+	})
 }
 
 // activePolicy is what a registry tells of its active version.
@@ -58,16 +76,23 @@ type tracedDecider struct {
 }
 
 func (d *tracedDecider) Decide(ctx context.Context, entrypoint contract.Entrypoint, input []byte) (contract.Decision, error) {
+	return d.traced(ctx, entrypoint, func(ctx context.Context) (contract.Decision, error) {
+		return d.inner.Decide(ctx, entrypoint, input)
+	})
+}
+
+// traced makes a decision with decide in a span of its own.
+func (d *tracedDecider) traced(ctx context.Context, entrypoint contract.Entrypoint, decide func(context.Context) (contract.Decision, error)) (contract.Decision, error) {
 	// A decision is a step of a traced request, never a trace of its own
 	// (the background work that asks policy starts none).
 	if !trace.SpanFromContext(ctx).IsRecording() {
-		return d.inner.Decide(ctx, entrypoint, input)
+		return decide(ctx)
 	}
 	ctx, span := d.tracer.Start(ctx, "pbac.decide "+string(entrypoint),
 		trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithAttributes(AttrEntrypoint.String(string(entrypoint))))
 	defer span.End()
-	dec, err := d.inner.Decide(ctx, entrypoint, input)
+	dec, err := decide(ctx)
 	if err != nil {
 		span.RecordError(err)
 		kind := "error"

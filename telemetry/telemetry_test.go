@@ -277,3 +277,48 @@ func TestShutdownWithACollectorThatDoesNotAnswer(t *testing.T) {
 		t.Errorf("Shutdown took %v with a 300 ms context", took)
 	}
 }
+
+// sharedRegistry is a decider that, like the registry, tells its active
+// version and takes inputs in two parts.
+type sharedRegistry struct{ shared int }
+
+func (r *sharedRegistry) Decide(ctx context.Context, ep contract.Entrypoint, in []byte) (contract.Decision, error) {
+	return allow(ctx, ep, in)
+}
+
+func (r *sharedRegistry) DecideShared(context.Context, contract.Entrypoint, []contract.Member, []byte) (contract.Decision, error) {
+	r.shared++
+	return contract.Decision{Allow: true, Version: "v2"}, nil
+}
+
+func (r *sharedRegistry) ActivePolicy() (string, *contract.Data, error) { return "v2", nil, nil }
+
+// TestTracedDeciderKeepsSharedDecisions: traced, a registry still takes a
+// call's input in two parts (the gateway asks the decider whether it can),
+// inside a traced request and outside one.
+func TestTracedDeciderKeepsSharedDecisions(t *testing.T) {
+	ctx := context.Background()
+	tel, err := telemetry.New(ctx, telemetry.Config{Endpoint: "http://127.0.0.1:1", Getenv: env(nil)}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tel.Shutdown(ctx) }()
+	inner := &sharedRegistry{}
+	sd, ok := tel.Decider(inner).(contract.SharedDecider)
+	if !ok {
+		t.Fatal("the traced registry is not a SharedDecider")
+	}
+	root, span := tel.Tracer("test").Start(ctx, "request")
+	defer span.End()
+	for _, c := range []context.Context{root, ctx} {
+		if d, err := sd.DecideShared(c, contract.ToolCall, []contract.Member{{Name: "token", Value: []byte(`{}`)}}, []byte(`{}`)); err != nil || d.Version != "v2" {
+			t.Fatalf("DecideShared = %+v, %v", d, err)
+		}
+	}
+	if inner.shared != 2 {
+		t.Fatalf("the registry decided %d inputs in two parts, want 2", inner.shared)
+	}
+	if _, ok := tel.Decider(contract.DeciderFunc(allow)).(contract.SharedDecider); ok {
+		t.Fatal("a decider that takes no input in two parts claims to")
+	}
+}
