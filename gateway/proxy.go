@@ -515,12 +515,28 @@ func (g *Gateway) decideCall(c *fiber.Ctx, endpoint string, backend *Backend, cl
 
 // decideToolCall asks pbac/tool_call about in, timing it into rec.
 func (g *Gateway) decideToolCall(ctx context.Context, in *contract.Input, rec *audit.Record) (contract.Decision, error) {
-	raw, err := contract.MarshalInput(in)
-	if err != nil {
-		return contract.Decision{}, err
+	var (
+		d     contract.Decision
+		err   error
+		start time.Time
+	)
+	if sd, ok := g.cfg.Policy.(contract.SharedDecider); ok {
+		// The token's part apart: a run of calls by one token has it in
+		// common, and the policy instance parses it once for them.
+		shared, rest, merr := contract.MarshalInputParts(in)
+		if merr != nil {
+			return contract.Decision{}, merr
+		}
+		start = time.Now()
+		d, err = sd.DecideShared(ctx, contract.ToolCall, shared, rest)
+	} else {
+		raw, merr := contract.MarshalInput(in)
+		if merr != nil {
+			return contract.Decision{}, merr
+		}
+		start = time.Now()
+		d, err = g.cfg.Policy.Decide(ctx, contract.ToolCall, raw)
 	}
-	start := time.Now()
-	d, err := g.cfg.Policy.Decide(ctx, contract.ToolCall, raw)
 	took := time.Since(start)
 	g.metrics.stage("policy", took)
 	rec.LatencyMicros["policy"] += took.Microseconds()
