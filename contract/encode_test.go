@@ -304,6 +304,15 @@ func TestMarshalInputParts(t *testing.T) {
 				}
 				ms = append(ms, wasm.Member(m))
 			}
+			var restMembers map[string]json.RawMessage
+			if err := json.Unmarshal(rest, &restMembers); err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range []string{"client", "subject", "token"} {
+				if _, ok := restMembers[name]; ok {
+					t.Errorf("the rest has the token's part's %s too", name)
+				}
+			}
 			merged, err := wasm.MergeInput(ms, rest)
 			if err != nil {
 				t.Fatal(err)

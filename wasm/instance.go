@@ -41,6 +41,8 @@ type instance struct {
 	shared   *heldMembers
 	seen     []Member
 	ctxFuncs *contextFuncs // resolved on the first EvalShared
+	// noCtxFuncs says the module lacks one of them.
+	noCtxFuncs bool
 
 	// Per-evaluation state, read by builtins and the fuel check.
 	callCtx  context.Context

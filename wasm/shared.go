@@ -21,46 +21,119 @@ type Member struct {
 // MergeInput is the input EvalShared evaluates, as one JSON document: rest's
 // members, then shared's (a name in both is shared's, as it is for
 // EvalShared: JSON decoders, OPA's included, keep an object's last member
-// of a name). rest must be a JSON object.
+// of a name). rest must be a JSON object, each shared value JSON, and the
+// names in shared differ from each other.
 func MergeInput(shared []Member, rest []byte) ([]byte, error) {
-	rest = bytes.TrimSpace(rest)
-	if len(rest) < 2 || rest[0] != '{' || rest[len(rest)-1] != '}' {
-		return nil, fmt.Errorf("%w: the input's rest is not a JSON object", ErrInvalidInput)
+	obj, err := checkParts(shared, rest)
+	if err != nil {
+		return nil, err
 	}
-	n := len(rest)
-	for _, m := range shared {
-		n += len(m.Name) + len(m.Value) + 8
+	return obj.merge(shared), nil
+}
+
+// restObject is a rest checked by checkParts: trimmed of JSON white space,
+// and whether it has no member.
+type restObject struct {
+	text  []byte
+	empty bool
+}
+
+// checkParts checks the parts of an input as Eval checks a whole input,
+// but for its size (mergedSize): rest a JSON object in UTF-8, each shared
+// value JSON in UTF-8 and nested no deeper than the whole may be, no name
+// twice in shared.
+func checkParts(shared []Member, rest []byte) (restObject, error) {
+	if !validJSON(rest) {
+		return restObject{}, fmt.Errorf("%w: not valid UTF-8 JSON", ErrInvalidInput)
 	}
-	out := make([]byte, 0, n)
-	empty := len(bytes.TrimSpace(rest[1:len(rest)-1])) == 0
-	if empty {
+	t := trimJSONSpace(rest)
+	if t[0] != '{' {
+		return restObject{}, fmt.Errorf("%w: the input's rest is not a JSON object", ErrInvalidInput)
+	}
+	for i, m := range shared {
+		for _, o := range shared[:i] {
+			if o.Name == m.Name {
+				return restObject{}, fmt.Errorf("%w: shared member %q given twice", ErrInvalidInput, m.Name)
+			}
+		}
+		// A member's value is one level down in the whole input.
+		if !validJSONAt(m.Value, 1) {
+			return restObject{}, fmt.Errorf("%w: shared member %q is not valid UTF-8 JSON", ErrInvalidInput, m.Name)
+		}
+	}
+	return restObject{text: t, empty: len(trimJSONSpace(t[1:len(t)-1])) == 0}, nil
+}
+
+// size is the length of the input merge writes.
+func (r restObject) size(shared []Member) int {
+	n := len(r.text)
+	if r.empty {
+		n = 2
+	}
+	for i, m := range shared {
+		if i > 0 || !r.empty {
+			n++ // the comma before it
+		}
+		n += len(appendMemberName(nil, m.Name)) + 1 + len(m.Value)
+	}
+	return n
+}
+
+// merge writes the input: rest's members, then shared's.
+func (r restObject) merge(shared []Member) []byte {
+	out := make([]byte, 0, r.size(shared))
+	if r.empty {
 		out = append(out, '{')
 	} else {
-		out = append(out, rest[:len(rest)-1]...)
+		out = append(out, r.text[:len(r.text)-1]...)
 	}
-	for _, m := range shared {
-		if !empty {
+	for i, m := range shared {
+		if i > 0 || !r.empty {
 			out = append(out, ',')
 		}
-		empty = false
-		name, err := json.Marshal(m.Name)
-		if err != nil {
-			return nil, fmt.Errorf("%w: member name %q: %w", ErrInvalidInput, m.Name, err)
-		}
-		out = append(out, name...)
+		out = appendMemberName(out, m.Name)
 		out = append(out, ':')
 		out = append(out, m.Value...)
 	}
-	return append(out, '}'), nil
+	return append(out, '}')
+}
+
+// appendMemberName appends name as a JSON string: as it is between quotes when
+// it needs no escape (the token's part's names), else as encoding/json
+// writes it.
+func appendMemberName(dst []byte, name string) []byte {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			quoted, _ := json.Marshal(name) // a string always encodes
+			return append(dst, quoted...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, name...)
+	return append(dst, '"')
+}
+
+// trimJSONSpace trims JSON's white space (RFC 8259: space, tab, line feed,
+// carriage return) from both ends of b.
+func trimJSONSpace(b []byte) []byte {
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+	for len(b) > 0 && isSpace(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 // EvalShared evaluates entrypoint on an input given in two parts: rest, a
 // JSON object with the members particular to this evaluation, and shared,
 // members that many evaluations have in common (the token's part of a
-// call's input: its client, subject and claims). Each instance keeps the
-// shared members it parsed last, so a run of evaluations with the same
-// shared members parses them once and only rest each time. The input is
-// the one MergeInput writes, and the decision the one Eval makes on it
+// call's input: its client, subject and claims). An instance that sees the
+// same shared members twice in a row keeps them parsed, so a run of
+// evaluations with the same shared members parses them twice and then
+// only rest each time. The input is the one MergeInput writes, checked as
+// Eval checks it, and the decision the one Eval makes on it
 // (TestEvalSharedMatchesEval). Names in shared must differ from each other.
 func (p *Policy) EvalShared(ctx context.Context, deadline time.Time, entrypoint string, shared []Member, rest []byte) ([]byte, error) {
 	if len(shared) == 0 {
@@ -70,29 +143,18 @@ func (p *Policy) EvalShared(ctx context.Context, deadline time.Time, entrypoint 
 	if err != nil {
 		return nil, err
 	}
-	size := len(rest)
-	for i, m := range shared {
-		size += len(m.Name) + len(m.Value)
-		for _, o := range shared[:i] {
-			if o.Name == m.Name {
-				return nil, fmt.Errorf("%w: shared member %q given twice", ErrInvalidInput, m.Name)
-			}
-		}
-		if !validJSON(m.Value) {
-			return nil, fmt.Errorf("%w: shared member %q is not valid UTF-8 JSON", ErrInvalidInput, m.Name)
-		}
+	obj, err := checkParts(shared, rest)
+	if err != nil {
+		return nil, err
 	}
-	if size > p.engine.cfg.maxInputBytes {
+	if size := obj.size(shared); size > p.engine.cfg.maxInputBytes {
 		return nil, fmt.Errorf("%w: %d bytes exceeds the %d byte limit", ErrInvalidInput, size, p.engine.cfg.maxInputBytes)
-	}
-	if !validJSON(rest) {
-		return nil, fmt.Errorf("%w: not valid UTF-8 JSON", ErrInvalidInput)
 	}
 	in, deadline, err := p.start(ctx, deadline, entrypoint)
 	if err != nil {
 		return nil, err
 	}
-	out, err := in.evalShared(ctx, deadline, id, shared, rest)
+	out, err := in.evalShared(ctx, deadline, id, shared, obj)
 	return p.finish(ctx, in, deadline, entrypoint, out, err)
 }
 
@@ -128,9 +190,11 @@ type contextFuncs struct {
 	jsonDump                                                  api.Function
 }
 
-func (in *instance) contextFuncs() (*contextFuncs, error) {
-	if in.ctxFuncs != nil {
-		return in.ctxFuncs, nil
+// contextFuncs resolves the exports once per instance; nil when the
+// module lacks one.
+func (in *instance) contextFuncs() *contextFuncs {
+	if in.ctxFuncs != nil || in.noCtxFuncs {
+		return in.ctxFuncs
 	}
 	f := &contextFuncs{}
 	for name, dst := range map[string]*api.Function{
@@ -140,11 +204,12 @@ func (in *instance) contextFuncs() (*contextFuncs, error) {
 		"opa_json_dump": &f.jsonDump,
 	} {
 		if *dst = in.mod.ExportedFunction(name); *dst == nil {
-			return nil, fmt.Errorf("%w: missing export %s", ErrInvalidPolicy, name)
+			in.noCtxFuncs = true
+			return nil
 		}
 	}
 	in.ctxFuncs = f
-	return f, nil
+	return f
 }
 
 // invoke calls fn with i32 arguments (at most len(in.stack)) and returns
@@ -189,10 +254,12 @@ func (in *instance) parseValue(doc []byte) (uint32, error) {
 // taking turns on an instance cost what Eval costs (parsing the members
 // apart costs more than parsing them with the rest, and they would not
 // be used again), and a run of one token's calls parses its part twice
-// and then never. Any failure kills the instance, its heap in an unknown
-// state.
-func (in *instance) evalShared(ctx context.Context, deadline time.Time, entrypoint int32, shared []Member, rest []byte) ([]byte, error) {
-	if !in.shared.matches(shared) && !membersEqual(in.seen, shared) {
+// and then never. A module without OPA's context functions is always
+// given the whole input. A failure in the module kills the instance, its
+// heap in an unknown state.
+func (in *instance) evalShared(ctx context.Context, deadline time.Time, entrypoint int32, shared []Member, rest restObject) ([]byte, error) {
+	f := in.contextFuncs()
+	if f == nil || (!in.shared.matches(shared) && !membersEqual(in.seen, shared)) {
 		// Copied into the buffers of the last ones: the values are alike.
 		n := len(shared)
 		if cap(in.seen) < n {
@@ -202,54 +269,48 @@ func (in *instance) evalShared(ctx context.Context, deadline time.Time, entrypoi
 		for i, m := range shared {
 			in.seen[i].Name, in.seen[i].Value = m.Name, append(in.seen[i].Value[:0], m.Value...)
 		}
-		whole, err := MergeInput(shared, rest)
-		if err != nil {
-			return nil, err
-		}
-		return in.eval(ctx, deadline, entrypoint, whole)
-	}
-	f, err := in.contextFuncs()
-	if err != nil {
-		in.dead = true
-		return nil, err
+		return in.eval(ctx, deadline, entrypoint, rest.merge(shared))
 	}
 	in.begin(ctx, deadline)
-	out, err := in.evalSteps(f, entrypoint, shared, rest)
+	str, err := in.evalSteps(f, entrypoint, shared, rest.text)
 	in.end()
 	if err != nil {
 		return nil, in.classify(err)
 	}
-	return out, nil
+	return in.result(str)
 }
 
-func (in *instance) evalSteps(f *contextFuncs, entrypoint int32, shared []Member, rest []byte) ([]byte, error) {
+// evalSteps evaluates with the shared members held (parsing them first
+// when it does not hold them yet) and returns the address of the result's
+// JSON.
+func (in *instance) evalSteps(f *contextFuncs, entrypoint int32, shared []Member, rest []byte) (uint32, error) {
 	if !in.shared.matches(shared) {
 		// Drop what it held, then parse the members just past the data;
 		// the heap is reset to just past them from now on.
 		in.shared, in.heapBase = nil, in.dataEnd
 		if _, err := in.invoke(f.heapPtrSet, in.dataEnd); err != nil {
-			return nil, err
+			return 0, err
 		}
 		h := &heldMembers{}
 		for _, m := range shared {
 			path, err := json.Marshal([]string{m.Name})
 			if err != nil {
-				return nil, fmt.Errorf("%w: member name %q: %w", ErrInvalidInput, m.Name, err)
+				return 0, fmt.Errorf("%w: member name %q: %w", ErrInvalidInput, m.Name, err)
 			}
 			p, err := in.parseValue(path)
 			if err != nil {
-				return nil, err
+				return 0, err
 			}
 			v, err := in.parseValue(m.Value)
 			if err != nil {
-				return nil, err
+				return 0, err
 			}
 			h.members = append(h.members, Member{Name: m.Name, Value: bytes.Clone(m.Value)})
 			h.paths, h.values = append(h.paths, p), append(h.values, v)
 		}
 		top, err := in.invoke(f.heapPtrGet)
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
 		in.shared, in.heapBase = h, top
 	}
@@ -257,53 +318,49 @@ func (in *instance) evalSteps(f *contextFuncs, entrypoint int32, shared []Member
 	// the heap starts after it (the parsed values may point into it).
 	at, err := in.place(rest)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if _, err := in.invoke(f.heapPtrSet, at+uint32(len(rest))); err != nil {
-		return nil, err
+		return 0, err
 	}
 	input, err := in.invoke(in.valueParseFn, at, uint32(len(rest)))
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if input == 0 {
-		return nil, fmt.Errorf("%w: the module could not parse the input", ErrInvalidInput)
+		return 0, fmt.Errorf("%w: the module could not parse the input", ErrInvalidInput)
 	}
 	for i := range in.shared.values {
 		errc, err := in.invoke(f.addPath, input, in.shared.paths[i], in.shared.values[i])
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
 		if errc != 0 {
-			return nil, fmt.Errorf("%w: the input's rest is not an object (error %d)", ErrInvalidInput, errc)
+			return 0, fmt.Errorf("%w: the input's rest is not an object (error %d)", ErrInvalidInput, errc)
 		}
 	}
 	c, err := in.invoke(f.ctxNew)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	for _, step := range []struct {
 		fn  api.Function
 		arg uint32
 	}{{f.setInput, input}, {f.setData, in.dataAddr}, {f.setEntrypoint, uint32(entrypoint)}} {
 		if _, err := in.invoke(step.fn, c, step.arg); err != nil {
-			return nil, err
+			return 0, err
 		}
 	}
 	errc, err := in.invoke(f.eval, c)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if errc != 0 {
-		return nil, errors.New("the evaluation failed")
+		return 0, errors.New("the evaluation failed")
 	}
 	result, err := in.invoke(f.getResult, c)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	str, err := in.invoke(f.jsonDump, result)
-	if err != nil {
-		return nil, err
-	}
-	return in.result(str)
+	return in.invoke(f.jsonDump, result)
 }

@@ -270,3 +270,92 @@ func BenchmarkEvalShared(b *testing.B) {
 		}
 	}
 }
+
+// sharedTestPolicy is testdata/shared.rego with one instance and cfg.
+func sharedTestPolicy(t *testing.T, cfg wasm.Config) *wasm.Policy {
+	t.Helper()
+	return load(t, newEngine(t, cfg.WithMaxInstances(1)), compileRego(t, "testdata/shared.rego", "s/allow", "s/maybe", "s/echo"), "")
+}
+
+// TestEvalSharedChecksAsEval: the whole input's limits hold for the parts
+// (the hostile review found the first version let an input a few bytes
+// over the size limit, or one level too deep, through): at the limit both
+// paths evaluate, past it both refuse, on the first, second and third
+// evaluation alike.
+func TestEvalSharedChecksAsEval(t *testing.T) {
+	ctx := context.Background()
+	shared := []wasm.Member{{Name: "user", Value: []byte(`"alice"`)}, {Name: "a", Value: []byte(`1`)}, {Name: "b", Value: []byte(`2`)}}
+	rest := []byte(`{"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`)
+	merged, err := wasm.MergeInput(shared, rest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nested := func(depth int) []byte {
+		return append(bytes.Repeat([]byte("["), depth), bytes.Repeat([]byte("]"), depth)...)
+	}
+	for _, tt := range []struct {
+		name   string
+		max    int
+		shared []wasm.Member
+		rest   []byte
+		refuse bool
+	}{
+		{"at the size limit", len(merged), shared, rest, false},
+		{"a byte over the size limit", len(merged) - 1, shared, rest, true},
+		{"an empty rest at the size limit", len(`{"user":"alice"}`), shared[:1], []byte(` { } `), false},
+		{"an empty rest a byte over", len(`{"user":"alice"}`) - 1, shared[:1], []byte(` { } `), true},
+		{"nested to the depth limit", 0, []wasm.Member{shared[0], {Name: "deep", Value: nested(9999)}}, []byte(`{}`), false},
+		{"nested a level deeper", 0, []wasm.Member{shared[0], {Name: "deep", Value: nested(10000)}}, []byte(`{}`), true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := wasm.NewConfig()
+			if tt.max > 0 {
+				cfg = cfg.WithMaxInputBytes(tt.max)
+			}
+			p := sharedTestPolicy(t, cfg)
+			whole, err := wasm.MergeInput(tt.shared, tt.rest)
+			if err != nil {
+				if !tt.refuse {
+					t.Fatal(err)
+				}
+				// MergeInput checks as EvalShared does: put it together
+				// by hand, for Eval to judge.
+				whole = []byte(`{"user":"alice","deep":` + string(tt.shared[1].Value) + `}`)
+			}
+			want, wantErr := p.Eval(ctx, "s/allow", whole)
+			if (wantErr != nil) != tt.refuse {
+				t.Fatalf("Eval of the whole input = %s, %v; want refused %v", want, wantErr, tt.refuse)
+			}
+			for i := range 3 {
+				got, err := p.EvalShared(ctx, time.Time{}, "s/allow", tt.shared, tt.rest)
+				if tt.refuse != errors.Is(err, wasm.ErrInvalidInput) || (err == nil && !bytes.Equal(got, want)) {
+					t.Fatalf("evaluation %d: EvalShared = %s, %v; Eval = %s, %v", i+1, got, err, want, wantErr)
+				}
+			}
+		})
+	}
+}
+
+// TestEvalSharedKeepsItsInstance: an undefined decision, and a rest that is
+// not an object, are errors that leave the instance as it was (the review
+// found the first version killed it the second time, so a caller could
+// make the gateway instantiate the policy again every other call).
+func TestEvalSharedKeepsItsInstance(t *testing.T) {
+	ctx := context.Background()
+	p := sharedTestPolicy(t, wasm.NewConfig())
+	shared := []wasm.Member{{Name: "user", Value: []byte(`"alice"`)}}
+	for i := range 4 {
+		if out, err := p.EvalShared(ctx, time.Time{}, "s/maybe", shared, []byte(`{"x":2}`)); !errors.Is(err, wasm.ErrUndefined) || errors.Is(err, wasm.ErrAborted) {
+			t.Fatalf("evaluation %d: %s, %v; want ErrUndefined alone", i+1, out, err)
+		}
+		if out, err := p.EvalShared(ctx, time.Time{}, "s/maybe", shared, []byte(`[{"x":1}]`)); !errors.Is(err, wasm.ErrInvalidInput) {
+			t.Fatalf("evaluation %d of an array: %s, %v; want ErrInvalidInput", i+1, out, err)
+		}
+		if created, idle, _ := wasm.PoolStateForTest(p); created != 1 || idle != 1 {
+			t.Fatalf("evaluation %d: %d instances, %d idle; want the one, idle", i+1, created, idle)
+		}
+	}
+	if out, err := p.EvalShared(ctx, time.Time{}, "s/maybe", shared, []byte(`{"x":1}`)); err != nil || string(out) != "true" {
+		t.Fatalf("then: %s, %v", out, err)
+	}
+}

@@ -11,7 +11,13 @@ const maxJSONDepth = 10000
 // nesting limit included, at a fraction of their cost. Outside strings
 // JSON is ASCII, so only string contents need decoding as UTF-8.
 func validJSON(doc []byte) bool {
-	v := validator{doc: doc}
+	return validJSONAt(doc, 0)
+}
+
+// validJSONAt is validJSON for a value that will sit nested depth levels
+// deep in a document: the nesting limit is the whole document's.
+func validJSONAt(doc []byte, depth int) bool {
+	v := validator{doc: doc, max: maxJSONDepth - depth}
 	v.space()
 	if !v.value() {
 		return false
@@ -28,6 +34,7 @@ type validator struct {
 	depth int
 	near  [64]byte
 	far   []byte
+	max   int // the deepest nesting allowed
 }
 
 func (v *validator) push(c byte) {
@@ -71,7 +78,7 @@ func (v *validator) value() bool {
 		}
 		switch c := v.doc[v.i]; {
 		case c == '{' || c == '[':
-			if v.depth >= maxJSONDepth {
+			if v.depth >= v.max {
 				return false
 			}
 			v.push(c)
