@@ -74,7 +74,7 @@ func (r restObject) size(shared []Member) int {
 		if i > 0 || !r.empty {
 			n++ // the comma before it
 		}
-		n += len(appendMemberName(nil, m.Name)) + 1 + len(m.Value)
+		n += memberNameLen(m.Name) + 1 + len(m.Value)
 	}
 	return n
 }
@@ -98,19 +98,35 @@ func (r restObject) merge(shared []Member) []byte {
 	return append(out, '}')
 }
 
-// appendMemberName appends name as a JSON string: as it is between quotes when
-// it needs no escape (the token's part's names), else as encoding/json
-// writes it.
+// appendMemberName appends name as a JSON string: as it is between quotes
+// when it needs no escape (the token's part's names), else as
+// encoding/json writes it.
 func appendMemberName(dst []byte, name string) []byte {
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			quoted, _ := json.Marshal(name) // a string always encodes
-			return append(dst, quoted...)
-		}
+	if !plainName(name) {
+		quoted, _ := json.Marshal(name) // a string always encodes
+		return append(dst, quoted...)
 	}
 	dst = append(dst, '"')
 	dst = append(dst, name...)
 	return append(dst, '"')
+}
+
+// memberNameLen is the length appendMemberName appends.
+func memberNameLen(name string) int {
+	if !plainName(name) {
+		return len(appendMemberName(nil, name))
+	}
+	return len(name) + 2
+}
+
+// plainName reports whether name needs no escape in JSON.
+func plainName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // trimJSONSpace trims JSON's white space (RFC 8259: space, tab, line feed,
