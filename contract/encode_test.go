@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pbac-gateway/pbac/contract"
+	"github.com/pbac-gateway/pbac/internal/latency"
 	"github.com/pbac-gateway/pbac/wasm"
 )
 
@@ -242,7 +243,7 @@ func BenchmarkMarshalInput(b *testing.B) {
 		Request: contract.Request{Backend: "jira", Method: "tools/call", Tool: "jira.search_issues", Arguments: json.RawMessage(`{"query":"project = SEC"}`), ToolDefinition: &contract.ToolDefinition{Hash: "sha256:0123456789abcdef"}},
 		Now:     1700000100,
 	}
-	evict := make([]byte, 32<<20)
+	evict := latency.EvictCaches()
 	for _, enc := range []struct {
 		name string
 		fn   func(*contract.Input) ([]byte, error)
@@ -260,9 +261,7 @@ func BenchmarkMarshalInput(b *testing.B) {
 				var total time.Duration
 				for i := 0; b.Loop(); i++ {
 					if cold {
-						for j := 0; j < len(evict); j += 64 {
-							evict[j] = byte(i)
-						}
+						evict(i)
 					}
 					start := time.Now()
 					if _, err := enc.fn(in); err != nil {

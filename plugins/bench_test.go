@@ -42,9 +42,9 @@ func BenchmarkToolCall(b *testing.B) {
 		timedDecisions(b, policytest.Registry(b), contract.ToolCall, input, before, func(d plugins.Decision) bool { return d.Allow })
 	}
 	b.Run("engine=wasm", func(b *testing.B) { sequential(b, nil) })
-	// cold: the caches evicted before each decision (evictCaches). The time
+	// cold: the caches evicted before each decision (latency.EvictCaches). The time
 	// is the decision's alone.
-	b.Run("engine=wasm/cold", func(b *testing.B) { sequential(b, evictCaches()) })
+	b.Run("engine=wasm/cold", func(b *testing.B) { sequential(b, latency.EvictCaches()) })
 	b.Run("engine=wasm/parallel", func(b *testing.B) {
 		r := policytest.Registry(b)
 		b.ReportAllocs()
@@ -93,7 +93,7 @@ func BenchmarkToolCall(b *testing.B) {
 // validation, copy into the instance and parse by OPA's JSON parser alone
 // (the cost a per-token principal kept in instance memory would save).
 // The empty input's decision is the fixed cost of any decision; /cold
-// evicts the caches before each (evictCaches):
+// evicts the caches before each (latency.EvictCaches):
 // go test -run '^$' -bench InputParse -benchtime 10000x ./plugins/
 func BenchmarkInputParse(b *testing.B) {
 	for _, c := range []struct{ name, input string }{
@@ -104,20 +104,8 @@ func BenchmarkInputParse(b *testing.B) {
 			timedDecisions(b, policytest.Registry(b), contract.Anonymous, []byte(c.input), nil, nil)
 		})
 		b.Run(c.name+"/cold", func(b *testing.B) {
-			timedDecisions(b, policytest.Registry(b), contract.Anonymous, []byte(c.input), evictCaches(), nil)
+			timedDecisions(b, policytest.Registry(b), contract.Anonymous, []byte(c.input), latency.EvictCaches(), nil)
 		})
-	}
-}
-
-// evictCaches returns a function that writes over 32 MiB, so the next
-// decision finds its code and memory out of the CPU's caches, as it does
-// in a gateway taking a call every millisecond beside other processes.
-func evictCaches() func(int) {
-	evict := make([]byte, 32<<20)
-	return func(i int) {
-		for j := 0; j < len(evict); j += 64 {
-			evict[j] = byte(i)
-		}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/pbac-gateway/pbac/internal/latency"
 	"github.com/pbac-gateway/pbac/plugins"
 )
 
@@ -164,7 +165,7 @@ func caseVariantName(members map[string]json.RawMessage) bool {
 // go test -run '^$' -bench ParseDecision ./plugins/
 func BenchmarkParseDecision(b *testing.B) {
 	raw := []byte(`{"access":"write","allow":true,"insufficient_scope":false,"public_reasons":["developer tier may write jira"],"reasons":["developer tier may write jira"],"required_scope":"jira:write","resource":"jira","tier":"developer"}`)
-	evict := make([]byte, 32<<20)
+	evict := latency.EvictCaches()
 	for _, dec := range []struct {
 		name string
 		read func() error
@@ -198,9 +199,7 @@ func BenchmarkParseDecision(b *testing.B) {
 				var total time.Duration
 				for i := 0; b.Loop(); i++ {
 					if cold {
-						for j := 0; j < len(evict); j += 64 {
-							evict[j] = byte(i)
-						}
+						evict(i)
 					}
 					start := time.Now()
 					if err := dec.read(); err != nil {
