@@ -59,30 +59,33 @@ func MarshalInputParts(in *Input) (shared []Member, rest []byte, err error) {
 	if in == nil {
 		return nil, nil, errors.New("encode the policy input: no input")
 	}
+	// The values go one after another into one buffer; each member's is
+	// cut from it once all are written (the buffer may move until then).
 	e := inputEncoder{buf: make([]byte, 0, 640)}
-	var marks [4]int // where each shared value ends in e.buf
-	names := [3]string{"client", "subject", "token"}
-	set := [3]bool{in.Client != nil, in.Subject != nil, in.Token != nil}
-	if set[0] {
+	var ends [3]int
+	written := func(name string) {
+		ends[len(shared)] = len(e.buf)
+		shared = append(shared, Member{Name: name})
+	}
+	if in.Client != nil {
 		e.client(in.Client)
+		written("client")
 	}
-	marks[1] = len(e.buf)
-	if set[1] {
+	if in.Subject != nil {
 		e.subject(in.Subject)
+		written("subject")
 	}
-	marks[2] = len(e.buf)
-	if set[2] {
+	if in.Token != nil {
 		e.token(in.Token)
+		written("token")
 	}
-	marks[3] = len(e.buf)
 	if e.err != nil {
 		return nil, nil, e.err
 	}
-	values := e.buf
-	for i, name := range names {
-		if set[i] {
-			shared = append(shared, Member{Name: name, Value: values[marks[i]:marks[i+1]:marks[i+1]]})
-		}
+	start := 0
+	for i := range shared {
+		shared[i].Value = e.buf[start:ends[i]:ends[i]]
+		start = ends[i]
 	}
 	r := inputEncoder{buf: make([]byte, 0, 256)}
 	r.open()
