@@ -561,34 +561,60 @@ http {
 // startNginx runs nginx in front of the backend and returns the proxied
 // MCP endpoint.
 func (e *externalEnv) startNginx(ctx context.Context, path, backendURL string) (string, error) {
-	bu, err := url.Parse(backendURL)
-	if err != nil {
-		return "", fmt.Errorf("the backend's URL: %w", err)
-	}
-	listen, err := freeLoopbackAddr()
+	p, err := e.placeProxy(bench.ProcNginx, backendURL)
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(e.dir, "nginx")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return "", err
-	}
-	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(nginxConfig(dir, listen, bu.Host, os.Geteuid() == 0)), 0o644); err != nil {
+	conf := filepath.Join(p.dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(nginxConfig(p.dir, p.listen, p.backend.Host, os.Geteuid() == 0)), 0o644); err != nil {
 		return "", err
 	}
 	if v, err := exec.CommandContext(ctx, path, "-v").CombinedOutput(); err == nil {
 		e.nginxVersion = strings.TrimPrefix(strings.TrimSpace(string(v)), "nginx version: ")
 	}
-	c, _, err := startChild(e.dir, bench.ProcNginx, path, e.pin.start(bench.ProcNginx), nil, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
+	errorLog := filepath.Join(p.dir, "error.log")
+	return e.runProxy(p, bench.ProcNginx, path, nil, errorLog, "-p", p.dir, "-c", conf, "-e", errorLog)
+}
+
+// proxyPlace is where a reference proxy runs: in front of backend, on
+// listen, with a directory of its own under the run's.
+type proxyPlace struct {
+	backend     *url.URL
+	listen, dir string
+}
+
+// placeProxy picks proc's address and makes its directory.
+func (e *externalEnv) placeProxy(proc, backendURL string) (proxyPlace, error) {
+	bu, err := url.Parse(backendURL)
+	if err != nil {
+		return proxyPlace{}, fmt.Errorf("the backend's URL: %w", err)
+	}
+	listen, err := freeLoopbackAddr()
+	if err != nil {
+		return proxyPlace{}, err
+	}
+	dir := filepath.Join(e.dir, proc)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return proxyPlace{}, err
+	}
+	return proxyPlace{backend: bu, listen: listen, dir: dir}, nil
+}
+
+// runProxy starts proc (path with args and env), waits until it listens
+// (quoting logPath if it does not) and returns the proxied MCP endpoint.
+func (e *externalEnv) runProxy(p proxyPlace, proc, path string, env []string, logPath string, args ...string) (string, error) {
+	c, _, err := startChild(e.dir, proc, path, e.pin.start(proc), env, args...)
 	if err != nil {
 		return "", err
 	}
-	e.procs[bench.ProcNginx] = c
-	if err := c.waitListening(listen, filepath.Join(dir, "error.log"), externalStartLimit); err != nil {
+	e.procs[proc] = c
+	if logPath == "" {
+		logPath = c.errPath
+	}
+	if err := c.waitListening(p.listen, logPath, externalStartLimit); err != nil {
 		return "", err
 	}
-	return "http://" + listen + bu.Path, nil
+	return "http://" + p.listen + p.backend.Path, nil
 }
 
 // caddyConfig is Caddy's JSON configuration as a plain keep-alive reverse
@@ -622,41 +648,25 @@ func caddyConfig(listen, upstream string) ([]byte, error) {
 // MCP endpoint. Its home and XDG directories are under the run's
 // directory, so it writes nothing elsewhere.
 func (e *externalEnv) startCaddy(ctx context.Context, path, backendURL string) (string, error) {
-	bu, err := url.Parse(backendURL)
-	if err != nil {
-		return "", fmt.Errorf("the backend's URL: %w", err)
-	}
-	listen, err := freeLoopbackAddr()
+	p, err := e.placeProxy(bench.ProcCaddy, backendURL)
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(e.dir, "caddy")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return "", err
-	}
-	conf, err := caddyConfig(listen, bu.Host)
+	conf, err := caddyConfig(p.listen, p.backend.Host)
 	if err != nil {
 		return "", err
 	}
-	confPath := filepath.Join(dir, "caddy.json")
+	confPath := filepath.Join(p.dir, "caddy.json")
 	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
 		return "", err
 	}
-	env := []string{"HOME=" + dir, "XDG_CONFIG_HOME=" + filepath.Join(dir, "config"), "XDG_DATA_HOME=" + filepath.Join(dir, "data")}
+	env := []string{"HOME=" + p.dir, "XDG_CONFIG_HOME=" + filepath.Join(p.dir, "config"), "XDG_DATA_HOME=" + filepath.Join(p.dir, "data")}
 	if v, err := exec.CommandContext(ctx, path, "version").Output(); err == nil {
 		if f := strings.Fields(string(v)); len(f) > 0 {
 			e.caddyVersion = strings.TrimPrefix(f[0], "v")
 		}
 	}
-	c, _, err := startChild(e.dir, bench.ProcCaddy, path, e.pin.start(bench.ProcCaddy), env, "run", "--config", confPath)
-	if err != nil {
-		return "", err
-	}
-	e.procs[bench.ProcCaddy] = c
-	if err := c.waitListening(listen, c.errPath, externalStartLimit); err != nil {
-		return "", err
-	}
-	return "http://" + listen + bu.Path, nil
+	return e.runProxy(p, bench.ProcCaddy, path, env, "", "run", "--config", confPath)
 }
 
 var (
