@@ -150,8 +150,11 @@ func Attach(o Options) (*Probe, error) {
 // when required.
 func (p *Probe) attachMarker(ex *link.Executable, o Options, stage Stage, name string, required, sockets bool, log *slog.Logger) (bool, error) {
 	insns := p.maps.markerProgram(stage)
-	if stage == StageStart && sockets {
+	switch {
+	case stage == StageStart && sockets:
 		insns = p.maps.requestStartProgram()
+	case stage == StageBackendSent && sockets:
+		insns = p.maps.backendSentProgram()
 	}
 	prog, err := loadProgram("pbac_"+stage.String(), cebpf.Kprobe, insns)
 	if err != nil {

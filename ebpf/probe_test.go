@@ -33,23 +33,67 @@ func probeDecided(id uint64) { _ = id }
 func probeForwardStart(id uint64) { _ = id }
 
 //go:noinline
+func probeBackendSent(id uint64) { _ = id }
+
+//go:noinline
+func probeBackendFirstByte(id uint64) { _ = id }
+
+//go:noinline
 func probeBackendDone(id uint64) { _ = id }
 
 //go:noinline
 func probeReplyDone(id uint64) { _ = id }
 
-// backendTime is the line server's pretend backend call.
+// backendTime is how long the line server's backend takes to answer.
 const backendTime = 2 * time.Millisecond
 
-// serveLines answers each line "<id>\n" with "ok\n", hitting the markers
-// with the id on the way.
-func serveLines(t *testing.T) *net.TCPListener {
+// listenLocal listens on a free port of 127.0.0.1 until the test ends.
+func listenLocal(t *testing.T) *net.TCPListener {
 	t.Helper()
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// serveBackend answers each line with "ok\n" after backendTime.
+func serveBackend(t *testing.T) *net.TCPListener {
+	t.Helper()
+	ln := listenLocal(t)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					if _, err := r.ReadString('\n'); err != nil {
+						return
+					}
+					time.Sleep(backendTime)
+					if _, err := c.Write([]byte("ok\n")); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln
+}
+
+// serveLines answers each line "<id>\n" with "ok\n", hitting the markers
+// with the id on the way and passing the line to a backend of its own
+// (serveBackend) on a connection per client connection, as the gateway
+// forwards a call.
+func serveLines(t *testing.T) *net.TCPListener {
+	t.Helper()
+	backend := serveBackend(t).Addr().String()
+	ln := listenLocal(t)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -59,10 +103,16 @@ func serveLines(t *testing.T) *net.TCPListener {
 			go func() {
 				defer c.Close()
 				// The read and the first marker on one thread, as a
-				// goroutine's read and its handler's start almost always are.
+				// goroutine's read and its handler's start almost always
+				// are; and the backend marker and the send after it.
 				runtime.LockOSThread()
 				defer runtime.UnlockOSThread()
-				r := bufio.NewReader(c)
+				bc, err := net.Dial("tcp", backend)
+				if err != nil {
+					return
+				}
+				defer bc.Close()
+				r, br := bufio.NewReader(c), bufio.NewReader(bc)
 				for {
 					line, err := r.ReadString('\n')
 					if err != nil {
@@ -73,7 +123,14 @@ func serveLines(t *testing.T) *net.TCPListener {
 					probeAuthenticated(id)
 					probeDecided(id)
 					probeForwardStart(id)
-					time.Sleep(backendTime)
+					probeBackendSent(id)
+					if _, err := bc.Write([]byte(line)); err != nil {
+						return
+					}
+					if _, err := br.ReadString('\n'); err != nil {
+						return
+					}
+					probeBackendFirstByte(id)
 					probeBackendDone(id)
 					probeReplyDone(id)
 					if _, err := c.Write([]byte("ok\n")); err != nil {
@@ -88,12 +145,14 @@ func serveLines(t *testing.T) *net.TCPListener {
 
 func testMarkers() map[string]uintptr {
 	return map[string]uintptr{
-		"probeRequestStart":  reflect.ValueOf(probeRequestStart).Pointer(),
-		"probeAuthenticated": reflect.ValueOf(probeAuthenticated).Pointer(),
-		"probeDecided":       reflect.ValueOf(probeDecided).Pointer(),
-		"probeForwardStart":  reflect.ValueOf(probeForwardStart).Pointer(),
-		"probeBackendDone":   reflect.ValueOf(probeBackendDone).Pointer(),
-		"probeReplyDone":     reflect.ValueOf(probeReplyDone).Pointer(),
+		"probeRequestStart":     reflect.ValueOf(probeRequestStart).Pointer(),
+		"probeAuthenticated":    reflect.ValueOf(probeAuthenticated).Pointer(),
+		"probeDecided":          reflect.ValueOf(probeDecided).Pointer(),
+		"probeForwardStart":     reflect.ValueOf(probeForwardStart).Pointer(),
+		"probeBackendSent":      reflect.ValueOf(probeBackendSent).Pointer(),
+		"probeBackendFirstByte": reflect.ValueOf(probeBackendFirstByte).Pointer(),
+		"probeBackendDone":      reflect.ValueOf(probeBackendDone).Pointer(),
+		"probeReplyDone":        reflect.ValueOf(probeReplyDone).Pointer(),
 	}
 }
 
@@ -161,13 +220,21 @@ func TestProbeSeesEveryStage(t *testing.T) {
 	for _, st := range s.Stages {
 		names[st.Name] = st.Percentiles
 	}
-	for _, want := range []string{"receive", "authenticate", "decide", "prepare", "backend", "respond", "send"} {
+	for _, want := range []string{"receive", "authenticate", "decide", "prepare", "client out", "backend", "wake-up", "client in", "respond", "send"} {
 		if names[want].Count != n {
 			t.Errorf("stage %s: %d calls, want %d", want, names[want].Count, n)
 		}
 	}
+	if s.Unbound != 0 {
+		t.Errorf("%d backend arrivals not bound to their calls", s.Unbound)
+	}
+	// The backend's own time ends when its answer arrives: past its sleep,
+	// and short of the first byte read by the wake-up.
 	if s.Backend.P50 < float64(backendTime.Microseconds()) {
-		t.Errorf("backend p50 %.1f µs, below the server's %s sleep", s.Backend.P50, backendTime)
+		t.Errorf("backend p50 %.1f µs, below the backend's %s sleep", s.Backend.P50, backendTime)
+	}
+	if w := names["wake-up"]; w.P50 <= 0 || w.P50 >= s.Backend.P50 {
+		t.Errorf("wake-up p50 %.1f µs, want more than nothing and less than the backend's %.1f", w.P50, s.Backend.P50)
 	}
 	// The overhead is a part of what the client waits beyond the backend.
 	beyond := float64((mean - backendTime).Microseconds())
@@ -188,7 +255,7 @@ func TestProbeMarkersOnly(t *testing.T) {
 		t.Fatalf("probe saw %d complete calls (sockets %v), want %d between markers: %+v", s.Calls, s.Sockets, n, s)
 	}
 	for _, st := range s.Stages {
-		if st.Name == "receive" || st.Name == "send" {
+		if st.Name == "receive" || st.Name == "send" || st.Name == "wake-up" {
 			t.Errorf("socket stage %s without the socket probes", st.Name)
 		}
 	}
@@ -286,4 +353,64 @@ func BenchmarkMarkerProbed(b *testing.B) {
 	for i := range b.N {
 		probeForwardStart(uint64(i))
 	}
+}
+
+// BenchmarkSocketsProbed is what the socket stages cost a round trip on
+// loopback: a line written to an echo server on a port the probe watches
+// as the gateway's and read back, unprobed and then probed (the
+// tracepoints' programs run on both sockets' sends, reads and arrivals;
+// no trap). Compare the two in one run.
+func BenchmarkSocketsProbed(b *testing.B) {
+	if err := Check(); err != nil {
+		b.Skip(err.Error())
+	}
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if _, err := c.Write([]byte(line)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	roundTrips := func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.Write([]byte("1\n")); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := r.ReadString('\n'); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("unprobed", roundTrips)
+	p, err := Attach(Options{Ports: []uint16{uint16(ln.Addr().(*net.TCPAddr).Port)}, Addresses: testMarkers()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	b.Run("probed", roundTrips)
 }

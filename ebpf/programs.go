@@ -33,6 +33,15 @@ import (
 //     socket as the call's.
 //   - sock:sock_send_length: the first send on the call's socket after that
 //     is the reply leaving for the client.
+//
+// and, on the connection the forwarding client writes a call's request to,
+// when the backend's answer arrives (StageBackendArrived): the marker
+// probeBackendSent leaves the call's id with its thread; that thread's next
+// send on a connection that is not a gateway's binds the connection to the
+// call (sock_send_length); the next data to arrive on it is the answer
+// (sk_data_ready). A goroutine that moves to another thread between the
+// marker and the send leaves its id behind for the next send on that
+// thread; the collector drops an arrival outside the call's own markers.
 
 // regsAX is the offset of RAX in x86-64 pt_regs: Go ABIInternal's first
 // integer argument.
@@ -68,6 +77,8 @@ type probeMaps struct {
 	arrival *cebpf.Map // sk -> ns: request data arrived, not yet read
 	pending *cebpf.Map // pid_tgid -> {ns, sk}: read by this thread, not yet claimed by a call
 	callOf  *cebpf.Map // sk -> call id: the call being served on this connection
+	sending *cebpf.Map // pid_tgid -> call id: this thread is about to send the call's request to its backend
+	awaits  *cebpf.Map // sk -> call id: the backend connection awaiting the call's answer
 }
 
 func newProbeMaps() (*probeMaps, error) {
@@ -81,6 +92,8 @@ func newProbeMaps() (*probeMaps, error) {
 		{&m.arrival, cebpf.MapSpec{Name: "pbac_arrival", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 8, MaxEntries: 16384}},
 		{&m.pending, cebpf.MapSpec{Name: "pbac_pending", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 16, MaxEntries: 16384}},
 		{&m.callOf, cebpf.MapSpec{Name: "pbac_callof", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 8, MaxEntries: 16384}},
+		{&m.sending, cebpf.MapSpec{Name: "pbac_sending", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 8, MaxEntries: 16384}},
+		{&m.awaits, cebpf.MapSpec{Name: "pbac_awaits", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 8, MaxEntries: 16384}},
 	}
 	for _, s := range specs {
 		mp, err := cebpf.NewMap(&s.spec)
@@ -94,7 +107,7 @@ func newProbeMaps() (*probeMaps, error) {
 }
 
 func (m *probeMaps) close() {
-	for _, mp := range []*cebpf.Map{m.events, m.ports, m.arrival, m.pending, m.callOf} {
+	for _, mp := range []*cebpf.Map{m.events, m.ports, m.arrival, m.pending, m.callOf, m.sending, m.awaits} {
 		if mp != nil {
 			_ = mp.Close()
 		}
@@ -121,6 +134,13 @@ func (m *probeMaps) emit(idReg asm.Register, stage Stage, tsReg asm.Register) as
 // gatewaySocket jumps to exit unless the socket in skReg (R6–R9) has a
 // local port the gateway listens on. It uses the stack slot at -64.
 func (m *probeMaps) gatewaySocket(skReg asm.Register, portOff int32, exit string) asm.Instructions {
+	return m.whichSocket(skReg, portOff, exit, exit)
+}
+
+// whichSocket jumps to exit when the local port of the socket in skReg
+// (R6–R9) cannot be read, and to other when the gateway does not listen
+// on it. It uses the stack slot at -64.
+func (m *probeMaps) whichSocket(skReg asm.Register, portOff int32, exit, other string) asm.Instructions {
 	return asm.Instructions{
 		asm.StoreImm(asm.R10, -64, 0, asm.Word),
 		asm.Mov.Reg(asm.R1, asm.R10),
@@ -134,7 +154,7 @@ func (m *probeMaps) gatewaySocket(skReg asm.Register, portOff int32, exit string
 		asm.Mov.Reg(asm.R2, asm.R10),
 		asm.Add.Imm(asm.R2, -64),
 		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, exit),
+		asm.JEq.Imm(asm.R0, 0, other),
 	}
 }
 
@@ -164,6 +184,33 @@ func (m *probeMaps) markerProgram(stage Stage) asm.Instructions {
 			asm.Mov.Reg(asm.R9, asm.R0),
 		},
 		m.emit(asm.R7, stage, asm.R9),
+		ret(),
+	)
+}
+
+// backendSentProgram reports StageBackendSent and leaves the call's id with
+// this thread for its next send on a socket that is not a gateway's: the
+// request to the backend (sendProgram).
+func (m *probeMaps) backendSentProgram() asm.Instructions {
+	return join(
+		asm.Instructions{
+			asm.LoadMem(asm.R7, asm.R1, regsAX, asm.DWord),
+			asm.FnKtimeGetNs.Call(),
+			asm.Mov.Reg(asm.R9, asm.R0),
+		},
+		m.emit(asm.R7, StageBackendSent, asm.R9),
+		asm.Instructions{
+			asm.FnGetCurrentPidTgid.Call(),
+			asm.StoreMem(asm.R10, -40, asm.R0, asm.DWord),
+			asm.StoreMem(asm.R10, -48, asm.R7, asm.DWord),
+			asm.LoadMapPtr(asm.R1, m.sending.FD()),
+		},
+		stackPtr(asm.R2, -40),
+		stackPtr(asm.R3, -48),
+		asm.Instructions{
+			asm.Mov.Imm(asm.R4, bpfAny),
+			asm.FnMapUpdateElem.Call(),
+		},
 		ret(),
 	)
 }
@@ -215,11 +262,13 @@ func relabel(insns asm.Instructions, sym string) asm.Instructions {
 }
 
 // readableProgram (sock:sk_data_ready) notes when data arrives on a
-// gateway connection; the first arrival since the last read counts.
+// gateway connection; the first arrival since the last read counts. On a
+// backend connection awaiting a call's answer (sendProgram), it reports
+// StageBackendArrived, once.
 func (m *probeMaps) readableProgram(portOff int32) asm.Instructions {
 	return join(
 		asm.Instructions{asm.LoadMem(asm.R7, asm.R1, argSock, asm.DWord)},
-		m.gatewaySocket(asm.R7, portOff, "exit"),
+		m.whichSocket(asm.R7, portOff, "exit", "answer"),
 		asm.Instructions{
 			asm.FnKtimeGetNs.Call(),
 			asm.StoreMem(asm.R10, -16, asm.R0, asm.DWord),
@@ -233,6 +282,27 @@ func (m *probeMaps) readableProgram(portOff int32) asm.Instructions {
 			asm.FnMapUpdateElem.Call(),
 		},
 		ret(),
+		// Another socket: a backend connection awaiting a call's answer?
+		asm.Instructions{
+			asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord).WithSymbol("answer"),
+			asm.LoadMapPtr(asm.R1, m.awaits.FD()),
+		},
+		stackPtr(asm.R2, -8),
+		asm.Instructions{
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "exit"),
+			asm.LoadMem(asm.R6, asm.R0, 0, asm.DWord),
+			asm.FnKtimeGetNs.Call(),
+			asm.Mov.Reg(asm.R9, asm.R0),
+		},
+		m.emit(asm.R6, StageBackendArrived, asm.R9),
+		asm.Instructions{asm.LoadMapPtr(asm.R1, m.awaits.FD())},
+		stackPtr(asm.R2, -8),
+		asm.Instructions{
+			asm.FnMapDeleteElem.Call(),
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
 	)
 }
 
@@ -282,7 +352,9 @@ func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 
 // sendProgram (sock:sock_send_length) reports the first send on a call's
 // connection as StageReplyOut. A send by a thread also drops what it read
-// but no call claimed (a request that is not a marked call).
+// but no call claimed (a request that is not a marked call). On another
+// socket, a thread's first send since probeBackendSent binds the socket
+// to that call, whose answer it then awaits (readableProgram).
 func (m *probeMaps) sendProgram(portOff int32) asm.Instructions {
 	return join(
 		asm.Instructions{
@@ -290,7 +362,7 @@ func (m *probeMaps) sendProgram(portOff int32) asm.Instructions {
 			asm.LoadMem(asm.R8, asm.R1, argRet, asm.DWord),
 			asm.JSLE.Imm32(asm.R8, 0, "exit"), // nothing sent
 		},
-		m.gatewaySocket(asm.R6, portOff, "exit"),
+		m.whichSocket(asm.R6, portOff, "exit", "request"),
 		asm.Instructions{
 			asm.FnGetCurrentPidTgid.Call(),
 			asm.StoreMem(asm.R10, -40, asm.R0, asm.DWord),
@@ -315,6 +387,35 @@ func (m *probeMaps) sendProgram(portOff int32) asm.Instructions {
 		stackPtr(asm.R2, -48),
 		asm.Instructions{asm.FnMapDeleteElem.Call()},
 		ret(),
+		// Another socket: this thread's first send since probeBackendSent
+		// is the call's request to its backend.
+		asm.Instructions{
+			asm.FnGetCurrentPidTgid.Call().WithSymbol("request"),
+			asm.StoreMem(asm.R10, -40, asm.R0, asm.DWord),
+			asm.LoadMapPtr(asm.R1, m.sending.FD()),
+		},
+		stackPtr(asm.R2, -40),
+		asm.Instructions{
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "exit"),
+			asm.LoadMem(asm.R7, asm.R0, 0, asm.DWord),
+			asm.StoreMem(asm.R10, -56, asm.R7, asm.DWord),
+			asm.StoreMem(asm.R10, -48, asm.R6, asm.DWord),
+			asm.LoadMapPtr(asm.R1, m.awaits.FD()),
+		},
+		stackPtr(asm.R2, -48),
+		stackPtr(asm.R3, -56),
+		asm.Instructions{
+			asm.Mov.Imm(asm.R4, bpfAny),
+			asm.FnMapUpdateElem.Call(),
+			asm.LoadMapPtr(asm.R1, m.sending.FD()),
+		},
+		stackPtr(asm.R2, -40),
+		asm.Instructions{
+			asm.FnMapDeleteElem.Call(),
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
 	)
 }
 

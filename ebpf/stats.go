@@ -1,8 +1,10 @@
 package ebpf
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 
@@ -27,10 +29,17 @@ const (
 	// StageBackendSent: the gateway's HTTP client is handed the request
 	// (probeBackendSent). The forwarding client (fasthttp's, in the
 	// handler's goroutine) writes the request and reads the answer's
-	// headers within one call, so "backend" holds that write and that
-	// read, a few µs, and "client out" and "client in" are the
+	// headers within one call, so "backend" holds that write, a few µs,
+	// "wake-up" that read, and "client out" and "client in" are the
 	// bookkeeping around it.
 	StageBackendSent
+	// StageBackendArrived: the backend's answer arrived on the connection
+	// the forwarding client wrote the request to (kernel, socket level):
+	// the end of the backend's own time. From here to
+	// StageBackendFirstByte the gateway's thread is woken and reads the
+	// answer's headers, a wait the client would not have had calling the
+	// backend itself.
+	StageBackendArrived
 	// StageBackendFirstByte: the client has returned with the answer's
 	// headers (probeBackendFirstByte).
 	StageBackendFirstByte
@@ -44,7 +53,7 @@ const (
 	numStages
 )
 
-var stageNames = [numStages]string{"", "arrival", "start", "authenticated", "decided", "forward", "backend_sent", "backend_first_byte", "backend_done", "reply_done", "reply_out"}
+var stageNames = [numStages]string{"", "arrival", "start", "authenticated", "decided", "forward", "backend_sent", "backend_arrived", "backend_first_byte", "backend_done", "reply_done", "reply_out"}
 
 func (s Stage) String() string {
 	if s < numStages {
@@ -57,16 +66,18 @@ func (s Stage) String() string {
 // breakdown; with a stage not probed, the segment across it is named by
 // its two ends.
 var segmentNames = map[[2]Stage]string{
-	{StageArrival, StageStart}:                "receive",      // wake-up, read and parse of the request
-	{StageStart, StageAuthenticated}:          "authenticate", // token introspection
-	{StageAuthenticated, StageDecided}:        "decide",       // JSON-RPC parse, session, pbac/tool_call
-	{StageDecided, StageForward}:              "prepare",      // building the backend request
-	{StageForward, StageBackendDone}:          "backend",      // the backend's time, as the gateway's handler sees it
-	{StageForward, StageBackendSent}:          "client out",   // before the gateway's HTTP client takes the request
-	{StageBackendSent, StageBackendFirstByte}: "backend",      // the client writing the request, the backend, the client reading the headers
-	{StageBackendFirstByte, StageBackendDone}: "client in",    // after the client returned
-	{StageBackendDone, StageReplyDone}:        "respond",      // response headers, audit, handing over the body
-	{StageReplyDone, StageReplyOut}:           "send",         // the server writing the reply
+	{StageArrival, StageStart}:                   "receive",      // wake-up, read and parse of the request
+	{StageStart, StageAuthenticated}:             "authenticate", // token introspection
+	{StageAuthenticated, StageDecided}:           "decide",       // JSON-RPC parse, session, pbac/tool_call
+	{StageDecided, StageForward}:                 "prepare",      // building the backend request
+	{StageForward, StageBackendDone}:             "backend",      // the backend's time, as the gateway's handler sees it
+	{StageForward, StageBackendSent}:             "client out",   // before the gateway's HTTP client takes the request
+	{StageBackendSent, StageBackendFirstByte}:    "backend",      // the client writing the request, the backend, the client reading the headers
+	{StageBackendSent, StageBackendArrived}:      "backend",      // the client writing the request, the backend until its answer arrives
+	{StageBackendArrived, StageBackendFirstByte}: "wake-up",      // the gateway woken by the answer, reading its headers
+	{StageBackendFirstByte, StageBackendDone}:    "client in",    // after the client returned
+	{StageBackendDone, StageReplyDone}:           "respond",      // response headers, audit, handing over the body
+	{StageReplyDone, StageReplyOut}:              "send",         // the server writing the reply
 }
 
 func segmentName(from, to Stage) string {
@@ -91,14 +102,16 @@ type Collector struct {
 	window  *histSet
 	// counts
 	events, partial, notForwarded, evicted int64
-	lastTS                                 uint64
+	// unbound counts backend arrivals dropped as not the call's own.
+	unbound int64
+	lastTS  uint64
 }
 
 // histSet is one set of histograms, in ns.
 type histSet struct {
 	ingress, egress, overhead, backend, total *hdrhistogram.Histogram
 	segments                                  map[string]*hdrhistogram.Histogram
-	order                                     []string // segments in the order first seen
+	order                                     []segmentKey // segments as the call goes, each named once
 	calls                                     int64
 }
 
@@ -109,12 +122,26 @@ func newHistSet() *histSet {
 		segments: map[string]*hdrhistogram.Histogram{}}
 }
 
-func (h *histSet) segment(name string) *hdrhistogram.Histogram {
+// segmentKey is a segment's name and its two ends, where it was first seen.
+type segmentKey struct {
+	name     string
+	from, to Stage
+}
+
+// segment is the histogram of the segment from → to, kept in call order:
+// by its ends, a wider segment (across a stage a call did not report)
+// before the narrower ones it spans.
+func (h *histSet) segment(from, to Stage) *hdrhistogram.Histogram {
+	name := segmentName(from, to)
 	hist, ok := h.segments[name]
 	if !ok {
 		hist = newHist()
 		h.segments[name] = hist
-		h.order = append(h.order, name)
+		k := segmentKey{name, from, to}
+		i, _ := slices.BinarySearchFunc(h.order, k, func(a, b segmentKey) int {
+			return cmp.Or(cmp.Compare(a.from, b.from), cmp.Compare(b.to, a.to))
+		})
+		h.order = slices.Insert(h.order, i, k)
 	}
 	return hist
 }
@@ -199,6 +226,19 @@ func (c *Collector) finishLocked(cl *call) {
 	if ts[out0] == 0 || ts[in1] == 0 {
 		out0, in1 = StageForward, StageBackendDone
 	}
+	// With the socket stages, the backend's own time ends when its answer
+	// arrives on the gateway's connection; the gateway's wake-up and the
+	// client's header read after it are the gateway's. An arrival outside
+	// the client's markers (a thread's binding gone stale when the
+	// goroutine moved threads, see sendProgram) is not this call's.
+	if arr := ts[StageBackendArrived]; arr != 0 {
+		if in1 == StageBackendFirstByte && ts[out0] <= arr && arr <= ts[in1] {
+			in1 = StageBackendArrived
+		} else {
+			ts[StageBackendArrived] = 0
+			c.unbound++
+		}
+	}
 	if ts[begin] == 0 || ts[end] == 0 || ts[out0] == 0 || ts[in1] == 0 ||
 		!(ts[begin] <= ts[out0] && ts[out0] <= ts[in1] && ts[in1] <= ts[end]) {
 		c.partial++
@@ -218,7 +258,7 @@ func (c *Collector) finishLocked(cl *call) {
 				continue
 			}
 			if prev != 0 && ts[st] >= ts[prev] {
-				h.segment(segmentName(prev, st)).RecordValue(int64(ts[st] - ts[prev]))
+				h.segment(prev, st).RecordValue(int64(ts[st] - ts[prev]))
 			}
 			prev = st
 		}
@@ -253,13 +293,16 @@ type Summary struct {
 	// gateway's HTTP client (forwarded, for a gateway without its markers):
 	// the gateway's time before the backend.
 	Ingress Percentiles `json:"ingress"`
-	// Egress: the first byte of the backend's answer read (its response
-	// headers, for a gateway without the client's markers) → reply out.
+	// Egress: the backend's answer arriving on the gateway's connection to
+	// it (with the socket stages; otherwise its first byte read, or its
+	// response headers for a gateway without the client's markers) →
+	// reply out.
 	Egress Percentiles `json:"egress"`
 	// Overhead: ingress + egress of each call, what the gateway adds.
 	Overhead Percentiles `json:"overhead"`
-	// Backend: the request written → the answer's first byte read (forward
-	// → response headers, for a gateway without the client's markers).
+	// Backend: the request handed to the forwarding client → the answer
+	// arriving (with the socket stages) or its first byte read (forward →
+	// response headers, for a gateway without the client's markers).
 	Backend Percentiles `json:"backend"`
 	// Total: request in → reply out, the whole call in the gateway.
 	Total Percentiles `json:"total"`
@@ -279,6 +322,9 @@ type Summary struct {
 	NotForwarded int64 `json:"not_forwarded"`
 	Partial      int64 `json:"partial"`
 	Evicted      int64 `json:"evicted,omitempty"`
+	// Unbound: calls whose backend arrival was dropped as not their own
+	// (measured to the answer's first byte read instead).
+	Unbound int64 `json:"unbound,omitempty"`
 }
 
 // StageFigures is one segment of the breakdown.
@@ -291,8 +337,8 @@ func (h *histSet) summary() Summary {
 	s := Summary{Calls: h.calls, Ingress: percentiles(h.ingress), Egress: percentiles(h.egress),
 		Overhead: percentiles(h.overhead), Backend: percentiles(h.backend), Total: percentiles(h.total)}
 	s.AddedP50, s.AddedP99 = s.Total.P50-s.Backend.P50, s.Total.P99-s.Backend.P99
-	for _, name := range h.order {
-		s.Stages = append(s.Stages, StageFigures{Name: name, Percentiles: percentiles(h.segments[name])})
+	for _, k := range h.order {
+		s.Stages = append(s.Stages, StageFigures{Name: k.name, Percentiles: percentiles(h.segments[k.name])})
 	}
 	return s
 }
@@ -317,7 +363,7 @@ func (c *Collector) Window() Summary {
 func (c *Collector) summaryLocked(h *histSet) Summary {
 	s := h.summary()
 	s.Sockets = c.sockets
-	s.Events, s.NotForwarded, s.Partial, s.Evicted = c.events, c.notForwarded, c.partial, c.evicted
+	s.Events, s.NotForwarded, s.Partial, s.Evicted, s.Unbound = c.events, c.notForwarded, c.partial, c.evicted, c.unbound
 	return s
 }
 
@@ -325,7 +371,7 @@ func (c *Collector) summaryLocked(h *histSet) Summary {
 func (s Summary) WriteText(w io.Writer, title string) error {
 	var b strings.Builder
 	pp := func(p Percentiles) string { return fmt.Sprintf("%.1f/%.1f", p.P50, p.P99) }
-	in, out := "request in → request to the backend", "backend's answer → reply out"
+	in, out := "request in → request to the backend", "backend's answer in → reply out"
 	if !s.Sockets {
 		in, out = "handler start → request to the backend", "backend's answer → reply handed to the server"
 	}
@@ -338,8 +384,8 @@ func (s Summary) WriteText(w io.Writer, title string) error {
 		}
 		fmt.Fprintf(&b, "  stages (p50/p99 µs): %s\n", strings.Join(parts, ", "))
 	}
-	if s.Partial > 0 || s.NotForwarded > 0 || s.Evicted > 0 {
-		fmt.Fprintf(&b, "  not forwarded %d, partial %d, evicted %d\n", s.NotForwarded, s.Partial, s.Evicted)
+	if s.Partial > 0 || s.NotForwarded > 0 || s.Evicted > 0 || s.Unbound > 0 {
+		fmt.Fprintf(&b, "  not forwarded %d, partial %d, evicted %d, backend arrivals not the call's %d\n", s.NotForwarded, s.Partial, s.Evicted, s.Unbound)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -1,10 +1,14 @@
 package ebpf
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
-// TestCollectorBackendEnds: the backend's time is taken between the HTTP
-// client's markers (request written, first byte read) when a call has
-// them, the gateway's client on either side counting as overhead; a call
+// TestCollectorBackendEnds: the backend's time is taken from the HTTP
+// client's first marker (request handed over) to the answer's arrival on
+// the backend connection when the probe saw it in between, else to the
+// client's second (first byte read) when a call has them, the gateway's client on either side counting as overhead; a call
 // from a gateway without them is measured from forward to the response
 // headers; a call with neither is partial, one with no forward at all was
 // not forwarded.
@@ -15,18 +19,27 @@ func TestCollectorBackendEnds(t *testing.T) {
 		ts                         map[Stage]uint64
 		calls, partial, notFwd     int64
 		backend, overhead, ingress float64
+		unbound                    int64
 	}{
+		{"the answer's arrival", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageForward: µs(10), StageBackendSent: µs(30),
+			StageBackendArrived: µs(110), StageBackendFirstByte: µs(130), StageBackendDone: µs(150), StageReplyOut: µs(200)}, 1, 0, 0, 80, 119, 29, 0},
+		{"an arrival before the request went out", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageBackendSent: µs(30),
+			StageBackendArrived: µs(20), StageBackendFirstByte: µs(130), StageReplyOut: µs(200)}, 1, 0, 0, 100, 99, 29, 1},
+		{"an arrival after the first byte", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageBackendSent: µs(30),
+			StageBackendArrived: µs(140), StageBackendFirstByte: µs(130), StageReplyOut: µs(200)}, 1, 0, 0, 100, 99, 29, 1},
+		{"an arrival without the client's markers", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageForward: µs(10),
+			StageBackendArrived: µs(110), StageBackendDone: µs(150), StageReplyOut: µs(200)}, 1, 0, 0, 140, 59, 9, 1},
 		{"split", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageForward: µs(10), StageBackendSent: µs(30),
-			StageBackendFirstByte: µs(130), StageBackendDone: µs(150), StageReplyOut: µs(200)}, 1, 0, 0, 100, 99, 29},
+			StageBackendFirstByte: µs(130), StageBackendDone: µs(150), StageReplyOut: µs(200)}, 1, 0, 0, 100, 99, 29, 0},
 		{"split without the handler's ends", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageBackendSent: µs(30),
-			StageBackendFirstByte: µs(130), StageReplyOut: µs(200)}, 1, 0, 0, 100, 99, 29},
+			StageBackendFirstByte: µs(130), StageReplyOut: µs(200)}, 1, 0, 0, 100, 99, 29, 0},
 		{"an older gateway", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageForward: µs(10),
-			StageBackendDone: µs(150), StageReplyOut: µs(200)}, 1, 0, 0, 140, 59, 9},
+			StageBackendDone: µs(150), StageReplyOut: µs(200)}, 1, 0, 0, 140, 59, 9, 0},
 		{"ends out of order", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageBackendSent: µs(130),
-			StageBackendFirstByte: µs(30), StageReplyOut: µs(200)}, 0, 1, 0, 0, 0, 0},
+			StageBackendFirstByte: µs(30), StageReplyOut: µs(200)}, 0, 1, 0, 0, 0, 0, 0},
 		{"no answer from the backend", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageBackendSent: µs(30),
-			StageReplyOut: µs(200)}, 0, 1, 0, 0, 0, 0},
-		{"answered by the gateway", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageReplyOut: µs(20)}, 0, 0, 1, 0, 0, 0},
+			StageReplyOut: µs(200)}, 0, 1, 0, 0, 0, 0, 0},
+		{"answered by the gateway", map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageReplyOut: µs(20)}, 0, 0, 1, 0, 0, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -37,8 +50,9 @@ func TestCollectorBackendEnds(t *testing.T) {
 				}
 			}
 			s := c.Total()
-			if s.Calls != tt.calls || c.partial != tt.partial || c.notForwarded != tt.notFwd {
-				t.Fatalf("calls %d, partial %d, not forwarded %d; want %d, %d, %d", s.Calls, c.partial, c.notForwarded, tt.calls, tt.partial, tt.notFwd)
+			if s.Calls != tt.calls || c.partial != tt.partial || c.notForwarded != tt.notFwd || s.Unbound != tt.unbound {
+				t.Fatalf("calls %d, partial %d, not forwarded %d, unbound %d; want %d, %d, %d, %d",
+					s.Calls, c.partial, c.notForwarded, s.Unbound, tt.calls, tt.partial, tt.notFwd, tt.unbound)
 			}
 			if tt.calls == 0 {
 				return
@@ -49,5 +63,30 @@ func TestCollectorBackendEnds(t *testing.T) {
 					s.Backend.P50, s.Overhead.P50, s.Ingress.P50, tt.backend, tt.overhead, tt.ingress)
 			}
 		})
+	}
+}
+
+// TestCollectorStagesInCallOrder: the breakdown lists segments as a call
+// goes, whichever call first had them: a stage only later calls report
+// (the backend's answer arriving) comes where it happens.
+func TestCollectorStagesInCallOrder(t *testing.T) {
+	c := NewCollector(true)
+	add := func(id uint64, ts map[Stage]uint64) {
+		for st := StageArrival; st < numStages; st++ {
+			if v, ok := ts[st]; ok {
+				c.Add(id, st, v)
+			}
+		}
+	}
+	add(1, map[Stage]uint64{StageArrival: 1000, StageStart: 2000, StageBackendSent: 30000, StageBackendFirstByte: 130000, StageReplyOut: 200000})
+	add(2, map[Stage]uint64{StageArrival: 1000, StageStart: 2000, StageBackendSent: 30000, StageBackendArrived: 110000,
+		StageBackendFirstByte: 130000, StageReplyOut: 200000})
+	var got []string
+	for _, st := range c.Total().Stages {
+		got = append(got, st.Name)
+	}
+	want := []string{"receive", "start→backend_sent", "backend", "wake-up", "backend_first_byte→reply_out"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("stages %q, want %q", got, want)
 	}
 }

@@ -713,8 +713,9 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 	probeForwardStart(id)
 	bstart := time.Now()
 	// The client writes the request and reads the answer's headers within
-	// DoDeadline, in this goroutine: the probe's backend stage holds both
-	// (a few µs) around the backend's own time.
+	// DoDeadline, in this goroutine: the probe's backend stage holds the
+	// write (a few µs), and its wake-up stage, from the answer's arrival
+	// on the connection, the read.
 	probeBackendSent(id)
 	err := g.forwarders[backend.Name].DoDeadline(req, resp, bstart.Add(backend.Timeout))
 	probeBackendFirstByte(id)
