@@ -82,6 +82,9 @@ type ExternalScenario struct {
 	// Pinned says which CPUs each process was held to (pbac bench external
 	// --pin), "" when the kernel placed them.
 	Pinned string `json:"pinned,omitempty"`
+	// GoSysmon is how the gateway's Go monitor thread waited between calls
+	// (pbac up's go_sysmon: backoff or default).
+	GoSysmon string `json:"go_sysmon,omitempty"`
 }
 
 // ExternalRun is one target measured at one rate in one round.
@@ -269,6 +272,9 @@ func (r *ExternalReport) WriteTable(w io.Writer) error {
 	if r.Scenario.Pinned != "" {
 		fmt.Fprintf(&b, "pinned: %s\n", r.Scenario.Pinned)
 	}
+	if r.Scenario.GoSysmon != "" {
+		fmt.Fprintf(&b, "the gateway's go_sysmon: %s\n", r.Scenario.GoSysmon)
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}
@@ -351,6 +357,9 @@ func (r *ExternalReport) WriteMarkdown(w io.Writer, command string) error {
 	}
 	if sc.Pinned != "" {
 		fmt.Fprintf(&b, "; pinned: %s", sc.Pinned)
+	}
+	if sc.GoSysmon != "" {
+		fmt.Fprintf(&b, "; the gateway's go_sysmon: %s", sc.GoSysmon)
 	}
 	b.WriteString(".\n\n")
 	b.WriteString("| target | rate (calls/s) | calls | errors | p50 µs | p99 µs | added p50 µs | added p99 µs |")

@@ -29,6 +29,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/bench"
 	"github.com/pbac-gateway/pbac/internal/stack"
+	"github.com/pbac-gateway/pbac/internal/sysmon"
 )
 
 // externalOptions are pbac bench external's flags.
@@ -40,6 +41,7 @@ type externalOptions struct {
 	nginx, caddy, pbac   string
 	markdownFile, output string
 	json, pin            bool
+	goSysmon             string // the gateway's go_sysmon
 }
 
 // Limits of pbac bench external's flags.
@@ -118,6 +120,7 @@ CPUs are hyperthreads of one core, they still share that core).`,
 	f.StringVar(&o.markdownFile, "markdown-file", "", "rewrite the external section of this Markdown file (bench/RESULTS.md) with the report")
 	f.StringVarP(&o.output, "output", "o", "", "also write the JSON report to this file")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON")
+	f.StringVar(&o.goSysmon, "go-sysmon", string(sysmon.Backoff), "the gateway's go_sysmon (PBAC_GO_SYSMON): backoff, or default for the Go runtime's own monitor thread, as a baseline")
 	f.BoolVar(&o.pin, "pin", false, "hold the load generator and the backend to one CPU and nginx, Caddy and the gateway to the others (Linux, 2 CPUs at least)")
 	return cmd
 }
@@ -132,6 +135,9 @@ func (o *externalOptions) validate() error {
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if len(o.rates) == 0 {
 		bad("--rates: name at least one rate")
+	}
+	if _, err := sysmon.ParseMode(o.goSysmon); err != nil {
+		bad("--go-sysmon %w", err)
 	}
 	seen := map[float64]bool{}
 	for _, r := range o.rates {
@@ -309,7 +315,7 @@ func runBenchExternal(ctx context.Context, stdout, stderr io.Writer, o externalO
 
 	// The gateway, with the backend as its only backend.
 	fmt.Fprintln(stderr, "bench external: starting the gateway (pbac up, the backend as its only backend, demo agents on)")
-	gwURL, token, err := env.startGateway(ctx, bin, backendName, backendURL, scope, o.connections)
+	gwURL, token, err := env.startGateway(ctx, bin, backendName, backendURL, scope, o.connections, o.goSysmon)
 	if err != nil {
 		return err
 	}
@@ -321,7 +327,7 @@ func runBenchExternal(ctx context.Context, stdout, stderr io.Writer, o externalO
 		Tool: o.tool, Backend: o.backend, ArgsBytes: len(args), Rates: o.rates, DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(),
 		Rounds: o.rounds, Connections: o.connections, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
 		Nginx: env.nginxVersion, Caddy: env.caddyVersion, Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), LoadStart: loadAverage(),
-		Pinned: pin.describe(),
+		Pinned: pin.describe(), GoSysmon: o.goSysmon,
 	}, Notes: env.notes}
 	if err := env.measure(ctx, stderr, o, rep); err != nil {
 		return err
@@ -677,7 +683,7 @@ var (
 // startGateway runs pbac up with the backend as its only backend and the
 // demo agents on, and gets the CI bot a token for scope. It returns the
 // backend's endpoint at the gateway and the token source.
-func (e *externalEnv) startGateway(ctx context.Context, bin, backendName, backendURL, scope string, connections int) (string, func(context.Context) (string, error), error) {
+func (e *externalEnv) startGateway(ctx context.Context, bin, backendName, backendURL, scope string, connections int, goSysmon string) (string, func(context.Context) (string, error), error) {
 	dir := filepath.Join(e.dir, "gateway")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return "", nil, err
@@ -689,7 +695,7 @@ func (e *externalEnv) startGateway(ctx context.Context, bin, backendName, backen
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return "", nil, err
 	}
-	c, lines, err := startChild(e.dir, bench.ProcGateway, bin, e.pin.start(bench.ProcGateway), nil, "up", "--config", confPath, "--data-dir", dir,
+	c, lines, err := startChild(e.dir, bench.ProcGateway, bin, e.pin.start(bench.ProcGateway), []string{"PBAC_GO_SYSMON=" + goSysmon}, "up", "--config", confPath, "--data-dir", dir,
 		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-level", "warn")
 	if err != nil {
 		return "", nil, err

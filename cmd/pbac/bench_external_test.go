@@ -194,6 +194,8 @@ func TestBenchExternalRefusesBadFlags(t *testing.T) {
 			o.backend, o.tool = bench.BackendLight, "jira.create_issue"
 		}, "--backend light serves only jira.search_issues"},
 		{"a backend there is not", func(o *externalOptions) { o.backend = "heavy" }, `--backend "heavy": must be "demo" or "light"`},
+		{"the runtime's own monitor", func(o *externalOptions) { o.goSysmon = "default" }, ""},
+		{"a monitor there is not", func(o *externalOptions) { o.goSysmon = "off" }, `--go-sysmon "off": want "backoff" or "default"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

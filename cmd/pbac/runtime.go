@@ -9,6 +9,7 @@ import (
 
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/internal/stack"
+	"github.com/pbac-gateway/pbac/internal/sysmon"
 	"github.com/pbac-gateway/pbac/rego"
 )
 
@@ -43,4 +44,32 @@ func newLogger(level string) *slog.Logger {
 		l = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// goMonitor sets how the Go runtime's monitor thread waits (package
+// sysmon, the go_sysmon setting): unless want is the runtime's default or
+// GODEBUG sets it already, the process runs itself again with it set to
+// back off, and reexec returns only when that failed (reexecErr; the
+// process then runs on with the runtime's default).
+func goMonitor(want sysmon.Mode, environ []string, reexec func([]string) error) (mode sysmon.Mode, reexecErr error) {
+	mode, again, env := sysmon.Plan(want, environ)
+	if !again {
+		return mode, nil
+	}
+	if !sysmon.Supported {
+		return sysmon.Default, nil
+	}
+	if err := reexec(env); err != nil {
+		return sysmon.Default, err
+	}
+	return mode, nil
+}
+
+// logMonitor says how the runtime's monitor thread waits in this process.
+func logMonitor(log *slog.Logger, mode sysmon.Mode, reexecErr error) {
+	if reexecErr != nil {
+		log.Warn("go runtime monitor: the runtime's default (could not run again with GODEBUG set)", "err", reexecErr)
+		return
+	}
+	log.Info("go runtime monitor", "mode", string(mode), "setting", "go_sysmon")
 }
