@@ -104,7 +104,7 @@ func Attach(o Options) (*Probe, error) {
 			p.release()
 		}
 	}()
-	if p.maps, err = newProbeMaps(); err != nil {
+	if p.maps, err = newProbeMaps(o.PID); err != nil {
 		return nil, err
 	}
 	ex, err := link.OpenExecutable(o.Executable)
@@ -153,8 +153,8 @@ func (p *Probe) attachMarker(ex *link.Executable, o Options, stage Stage, name s
 	switch {
 	case stage == StageStart && sockets:
 		insns = p.maps.requestStartProgram()
-	case stage == StageBackendSent && sockets:
-		insns = p.maps.backendSentProgram()
+	case stage == StageBackendFirstByte && sockets:
+		insns = p.maps.firstByteProgram()
 	}
 	prog, err := loadProgram("pbac_"+stage.String(), cebpf.Kprobe, insns)
 	if err != nil {

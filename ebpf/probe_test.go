@@ -143,6 +143,90 @@ func serveLines(t *testing.T) *net.TCPListener {
 	return ln
 }
 
+// serveLinesLoose is serveLines as a gateway meets it at its worst: no
+// goroutine held to a thread, and between the request's marker and the
+// backend's answer a round trip on an unrelated UDP socket (a DNS lookup)
+// and a connection to the backend dialled for the call.
+func serveLinesLoose(t *testing.T) *net.TCPListener {
+	t.Helper()
+	backend := serveBackend(t).Addr().String()
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { udp.Close() })
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, from, err := udp.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			_, _ = udp.WriteToUDP(buf[:n], from)
+		}
+	}()
+	ln := listenLocal(t)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					id, _ := strconv.ParseUint(strings.TrimSpace(line), 10, 64)
+					probeRequestStart(id)
+					probeForwardStart(id)
+					probeBackendSent(id)
+					if !lookupAndCall(udp.LocalAddr().String(), backend, line) {
+						return
+					}
+					probeBackendFirstByte(id)
+					probeBackendDone(id)
+					probeReplyDone(id)
+					if _, err := c.Write([]byte("ok\n")); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln
+}
+
+// lookupAndCall makes a UDP round trip to lookup, then sends line to the
+// backend on a new connection and reads its answer.
+func lookupAndCall(lookup, backend, line string) bool {
+	u, err := net.Dial("udp", lookup)
+	if err != nil {
+		return false
+	}
+	defer u.Close()
+	buf := make([]byte, 64)
+	if _, err := u.Write([]byte("q")); err != nil {
+		return false
+	}
+	if _, err := u.Read(buf); err != nil {
+		return false
+	}
+	bc, err := net.Dial("tcp", backend)
+	if err != nil {
+		return false
+	}
+	defer bc.Close()
+	if _, err := bc.Write([]byte(line)); err != nil {
+		return false
+	}
+	_, err = bufio.NewReader(bc).ReadString('\n')
+	return err == nil
+}
+
 func testMarkers() map[string]uintptr {
 	return map[string]uintptr{
 		"probeRequestStart":     reflect.ValueOf(probeRequestStart).Pointer(),
@@ -243,6 +327,38 @@ func TestProbeSeesEveryStage(t *testing.T) {
 	}
 	t.Logf("mean round trip %s; probe: overhead p50 %.1f µs, ingress %.1f, egress %.1f, backend %.1f",
 		mean, s.Overhead.P50, s.Ingress.P50, s.Egress.P50, s.Backend.P50)
+}
+
+// TestProbeFindsTheAnswerItself: the backend's time ends at its answer's
+// arrival even when the goroutine is not held to a thread, reads a UDP
+// answer on the way and dials the backend for the call: the probe takes
+// the arrival of what the marker's thread last read, not of what was sent
+// first after the request's marker.
+func TestProbeFindsTheAnswerItself(t *testing.T) {
+	ln := serveLinesLoose(t)
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	p := attachOrSkip(t, Options{Ports: []uint16{port}})
+	const n = 50
+	callLines(t, ln.Addr().String(), n)
+	s := waitCalls(t, p, n)
+	if s.Calls != n {
+		t.Fatalf("probe saw %d complete calls, want %d: %+v", s.Calls, n, s)
+	}
+	wake := Percentiles{}
+	for _, st := range s.Stages {
+		if st.Name == "wake-up" {
+			wake = st.Percentiles
+		}
+	}
+	// A goroutine may move threads between its read and the marker now and
+	// then; most calls must have their arrival.
+	if wake.Count < n*9/10 || s.WithoutArrival+s.Unbound > n/10 {
+		t.Errorf("wake-up seen in %d calls, %d without an arrival, %d arrivals not their own; want %d", wake.Count, s.WithoutArrival, s.Unbound, n)
+	}
+	if s.Backend.P50 < float64(backendTime.Microseconds()) {
+		t.Errorf("backend p50 %.1f µs, below the backend's %s sleep: an arrival that was not the answer", s.Backend.P50, backendTime)
+	}
+	t.Logf("probe: backend p50 %.1f µs, wake-up p50 %.1f µs, overhead p50 %.1f µs", s.Backend.P50, wake.P50, s.Overhead.P50)
 }
 
 func TestProbeMarkersOnly(t *testing.T) {

@@ -34,14 +34,28 @@ import (
 //   - sock:sock_send_length: the first send on the call's socket after that
 //     is the reply leaving for the client.
 //
-// and, on the connection the forwarding client writes a call's request to,
-// when the backend's answer arrives (StageBackendArrived): the marker
-// probeBackendSent leaves the call's id with its thread; that thread's next
-// send on a connection that is not a gateway's binds the connection to the
-// call (sock_send_length); the next data to arrive on it is the answer
-// (sk_data_ready). A goroutine that moves to another thread between the
-// marker and the send leaves its id behind for the next send on that
-// thread; the collector drops an arrival outside the call's own markers.
+// and, on the gateway's other connections (those it sends on from a port
+// it does not listen on: its backends, and whatever else it talks to), when
+// the backend's answer arrives (StageBackendArrived), matched to a call on
+// the reading side, as the request's arrival is:
+//
+//   - sock:sock_send_length by a gateway thread marks the socket as one
+//     awaiting data (outbound, once per socket);
+//   - sock:sk_data_ready on a marked socket keeps the time of the first
+//     data since the gateway last read it;
+//   - sock:sock_recv_length by a gateway thread hands that time to the
+//     thread (answered);
+//   - the marker probeBackendFirstByte, which the same goroutine hits once
+//     the forwarding client has read the answer's headers, claims it for
+//     its call.
+//
+// So a DNS answer, a TLS handshake or a session's initialize on the way to
+// the backend is read before the answer and replaced by it, and which
+// thread sent the request does not matter. An answer that arrived before
+// its request's send was marked (the first on a new connection, when the
+// sender was preempted in between) is not seen, and the call is counted
+// as measured without it; one whose time a thread holds for an earlier
+// read falls before the call's request and is dropped by the collector.
 
 // regsAX is the offset of RAX in x86-64 pt_regs: Go ABIInternal's first
 // integer argument.
@@ -77,12 +91,17 @@ type probeMaps struct {
 	arrival *cebpf.Map // sk -> ns: request data arrived, not yet read
 	pending *cebpf.Map // pid_tgid -> {ns, sk}: read by this thread, not yet claimed by a call
 	callOf  *cebpf.Map // sk -> call id: the call being served on this connection
-	sending *cebpf.Map // pid_tgid -> call id: this thread is about to send the call's request to its backend
-	awaits  *cebpf.Map // sk -> call id: the backend connection awaiting the call's answer
+	// outbound: sk -> ns: a socket the gateway sends on from a port it
+	// does not listen on; 0 while no data waits unread, else when the first
+	// did arrive.
+	outbound *cebpf.Map
+	answered *cebpf.Map // pid_tgid -> ns: the arrival of what this thread last read on an outbound socket
+	// pid is the gateway's process (its threads' tgid).
+	pid uint32
 }
 
-func newProbeMaps() (*probeMaps, error) {
-	m := &probeMaps{}
+func newProbeMaps(pid int) (*probeMaps, error) {
+	m := &probeMaps{pid: uint32(pid)}
 	specs := []struct {
 		dst  **cebpf.Map
 		spec cebpf.MapSpec
@@ -92,8 +111,8 @@ func newProbeMaps() (*probeMaps, error) {
 		{&m.arrival, cebpf.MapSpec{Name: "pbac_arrival", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 8, MaxEntries: 16384}},
 		{&m.pending, cebpf.MapSpec{Name: "pbac_pending", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 16, MaxEntries: 16384}},
 		{&m.callOf, cebpf.MapSpec{Name: "pbac_callof", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 8, MaxEntries: 16384}},
-		{&m.sending, cebpf.MapSpec{Name: "pbac_sending", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 8, MaxEntries: 16384}},
-		{&m.awaits, cebpf.MapSpec{Name: "pbac_awaits", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 8, MaxEntries: 16384}},
+		{&m.outbound, cebpf.MapSpec{Name: "pbac_outbound", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 8, MaxEntries: 16384}},
+		{&m.answered, cebpf.MapSpec{Name: "pbac_answered", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 8, MaxEntries: 16384}},
 	}
 	for _, s := range specs {
 		mp, err := cebpf.NewMap(&s.spec)
@@ -107,7 +126,7 @@ func newProbeMaps() (*probeMaps, error) {
 }
 
 func (m *probeMaps) close() {
-	for _, mp := range []*cebpf.Map{m.events, m.ports, m.arrival, m.pending, m.callOf, m.sending, m.awaits} {
+	for _, mp := range []*cebpf.Map{m.events, m.ports, m.arrival, m.pending, m.callOf, m.outbound, m.answered} {
 		if mp != nil {
 			_ = mp.Close()
 		}
@@ -129,12 +148,6 @@ func (m *probeMaps) emit(idReg asm.Register, stage Stage, tsReg asm.Register) as
 		asm.Mov.Imm(asm.R4, bpfRBNoWakeup),
 		asm.FnRingbufOutput.Call(),
 	}
-}
-
-// gatewaySocket jumps to exit unless the socket in skReg (R6–R9) has a
-// local port the gateway listens on. It uses the stack slot at -64.
-func (m *probeMaps) gatewaySocket(skReg asm.Register, portOff int32, exit string) asm.Instructions {
-	return m.whichSocket(skReg, portOff, exit, exit)
 }
 
 // whichSocket jumps to exit when the local port of the socket in skReg
@@ -188,29 +201,44 @@ func (m *probeMaps) markerProgram(stage Stage) asm.Instructions {
 	)
 }
 
-// backendSentProgram reports StageBackendSent and leaves the call's id with
-// this thread for its next send on a socket that is not a gateway's: the
-// request to the backend (sendProgram).
-func (m *probeMaps) backendSentProgram() asm.Instructions {
+// gatewayThread jumps to exit unless the current thread is the gateway's;
+// it leaves pid_tgid in R0 and at the stack slot at -72.
+func (m *probeMaps) gatewayThread(exit string) asm.Instructions {
+	return asm.Instructions{
+		asm.FnGetCurrentPidTgid.Call(),
+		asm.StoreMem(asm.R10, -72, asm.R0, asm.DWord),
+		asm.Mov.Reg(asm.R1, asm.R0),
+		asm.RSh.Imm(asm.R1, 32),
+		asm.JNE.Imm(asm.R1, int32(m.pid), exit),
+	}
+}
+
+// firstByteProgram reports StageBackendFirstByte and, when this thread has
+// read an answer on an outbound socket since (recvProgram),
+// StageBackendArrived with that answer's arrival time.
+func (m *probeMaps) firstByteProgram() asm.Instructions {
 	return join(
 		asm.Instructions{
 			asm.LoadMem(asm.R7, asm.R1, regsAX, asm.DWord),
 			asm.FnKtimeGetNs.Call(),
 			asm.Mov.Reg(asm.R9, asm.R0),
 		},
-		m.emit(asm.R7, StageBackendSent, asm.R9),
+		m.emit(asm.R7, StageBackendFirstByte, asm.R9),
 		asm.Instructions{
 			asm.FnGetCurrentPidTgid.Call(),
 			asm.StoreMem(asm.R10, -40, asm.R0, asm.DWord),
-			asm.StoreMem(asm.R10, -48, asm.R7, asm.DWord),
-			asm.LoadMapPtr(asm.R1, m.sending.FD()),
+			asm.LoadMapPtr(asm.R1, m.answered.FD()),
 		},
 		stackPtr(asm.R2, -40),
-		stackPtr(asm.R3, -48),
 		asm.Instructions{
-			asm.Mov.Imm(asm.R4, bpfAny),
-			asm.FnMapUpdateElem.Call(),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "exit"),
+			asm.LoadMem(asm.R8, asm.R0, 0, asm.DWord),
 		},
+		m.emit(asm.R7, StageBackendArrived, asm.R8),
+		asm.Instructions{asm.LoadMapPtr(asm.R1, m.answered.FD())},
+		stackPtr(asm.R2, -40),
+		asm.Instructions{asm.FnMapDeleteElem.Call()},
 		ret(),
 	)
 }
@@ -262,9 +290,9 @@ func relabel(insns asm.Instructions, sym string) asm.Instructions {
 }
 
 // readableProgram (sock:sk_data_ready) notes when data arrives on a
-// gateway connection; the first arrival since the last read counts. On a
-// backend connection awaiting a call's answer (sendProgram), it reports
-// StageBackendArrived, once.
+// gateway connection; the first arrival since the last read counts. On
+// an outbound socket (sendProgram) it keeps the time of the first data
+// since the gateway last read it.
 func (m *probeMaps) readableProgram(portOff int32) asm.Instructions {
 	return join(
 		asm.Instructions{asm.LoadMem(asm.R7, asm.R1, argSock, asm.DWord)},
@@ -282,24 +310,21 @@ func (m *probeMaps) readableProgram(portOff int32) asm.Instructions {
 			asm.FnMapUpdateElem.Call(),
 		},
 		ret(),
-		// Another socket: a backend connection awaiting a call's answer?
+		// Another socket: one the gateway sends on (outbound), with no
+		// data waiting unread? Then this is the first since its last read.
 		asm.Instructions{
 			asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord).WithSymbol("answer"),
-			asm.LoadMapPtr(asm.R1, m.awaits.FD()),
+			asm.LoadMapPtr(asm.R1, m.outbound.FD()),
 		},
 		stackPtr(asm.R2, -8),
 		asm.Instructions{
 			asm.FnMapLookupElem.Call(),
 			asm.JEq.Imm(asm.R0, 0, "exit"),
-			asm.LoadMem(asm.R6, asm.R0, 0, asm.DWord),
+			asm.Mov.Reg(asm.R6, asm.R0),
+			asm.LoadMem(asm.R1, asm.R6, 0, asm.DWord),
+			asm.JNE.Imm(asm.R1, 0, "exit"),
 			asm.FnKtimeGetNs.Call(),
-			asm.Mov.Reg(asm.R9, asm.R0),
-		},
-		m.emit(asm.R6, StageBackendArrived, asm.R9),
-		asm.Instructions{asm.LoadMapPtr(asm.R1, m.awaits.FD())},
-		stackPtr(asm.R2, -8),
-		asm.Instructions{
-			asm.FnMapDeleteElem.Call(),
+			asm.StoreMem(asm.R6, 0, asm.R0, asm.DWord),
 			asm.Mov.Imm(asm.R0, 0),
 			asm.Return(),
 		},
@@ -307,7 +332,8 @@ func (m *probeMaps) readableProgram(portOff int32) asm.Instructions {
 }
 
 // recvProgram (sock:sock_recv_length) hands a gateway connection's arrival
-// time to the thread reading it. A read of the end of the stream forgets
+// time to the thread reading it, and an outbound socket's to the gateway
+// thread reading it (answered, for firstByteProgram). A read of the end of the stream forgets
 // the connection's arrival instead: the client's FIN wakes the socket like
 // data, and an arrival left behind would be claimed by the next connection
 // the kernel places at the same address (a client opening a connection per
@@ -320,7 +346,7 @@ func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 			asm.LoadMem(asm.R8, asm.R1, argRet, asm.DWord),
 			asm.JSLT.Imm32(asm.R8, 0, "exit"), // an error: nothing read
 		},
-		m.gatewaySocket(asm.R7, portOff, "exit"),
+		m.whichSocket(asm.R7, portOff, "exit", "outbound"),
 		asm.Instructions{
 			asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord),
 			asm.JEq.Imm32(asm.R8, 0, "forget"), // the end of the stream
@@ -347,14 +373,42 @@ func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 		stackPtr(asm.R2, -8),
 		asm.Instructions{asm.FnMapDeleteElem.Call()},
 		ret(),
+		// Another socket: a gateway thread reading an outbound socket takes
+		// the arrival of the data it reads (or forgets the socket at its
+		// end) and the socket waits for data again.
+		relabel(m.gatewayThread("exit"), "outbound"),
+		asm.Instructions{asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord)},
+		asm.Instructions{asm.LoadMapPtr(asm.R1, m.outbound.FD())},
+		stackPtr(asm.R2, -8),
+		asm.Instructions{
+			asm.JEq.Imm32(asm.R8, 0, "forget outbound"), // the end of the stream
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "exit"),
+			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+			asm.JEq.Imm(asm.R1, 0, "exit"), // nothing arrived since the last read
+			asm.Mov.Imm(asm.R2, 0),         // (a 64-bit store of an immediate is no instruction)
+			asm.StoreMem(asm.R0, 0, asm.R2, asm.DWord),
+			asm.StoreMem(asm.R10, -24, asm.R1, asm.DWord),
+			asm.LoadMapPtr(asm.R1, m.answered.FD()),
+		},
+		stackPtr(asm.R2, -72),
+		stackPtr(asm.R3, -24),
+		asm.Instructions{
+			asm.Mov.Imm(asm.R4, bpfAny),
+			asm.FnMapUpdateElem.Call(),
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+			asm.FnMapDeleteElem.Call().WithSymbol("forget outbound"),
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
 	)
 }
 
 // sendProgram (sock:sock_send_length) reports the first send on a call's
 // connection as StageReplyOut. A send by a thread also drops what it read
-// but no call claimed (a request that is not a marked call). On another
-// socket, a thread's first send since probeBackendSent binds the socket
-// to that call, whose answer it then awaits (readableProgram).
+// but no call claimed (a request that is not a marked call). A gateway
+// thread's send on another socket marks it outbound (readableProgram).
 func (m *probeMaps) sendProgram(portOff int32) asm.Instructions {
 	return join(
 		asm.Instructions{
@@ -387,32 +441,20 @@ func (m *probeMaps) sendProgram(portOff int32) asm.Instructions {
 		stackPtr(asm.R2, -48),
 		asm.Instructions{asm.FnMapDeleteElem.Call()},
 		ret(),
-		// Another socket: this thread's first send since probeBackendSent
-		// is the call's request to its backend.
+		// Another socket: the gateway's thread sending on it marks it as
+		// outbound, awaiting data, the first time.
+		relabel(m.gatewayThread("exit"), "request"),
 		asm.Instructions{
-			asm.FnGetCurrentPidTgid.Call().WithSymbol("request"),
-			asm.StoreMem(asm.R10, -40, asm.R0, asm.DWord),
-			asm.LoadMapPtr(asm.R1, m.sending.FD()),
-		},
-		stackPtr(asm.R2, -40),
-		asm.Instructions{
-			asm.FnMapLookupElem.Call(),
-			asm.JEq.Imm(asm.R0, 0, "exit"),
-			asm.LoadMem(asm.R7, asm.R0, 0, asm.DWord),
-			asm.StoreMem(asm.R10, -56, asm.R7, asm.DWord),
 			asm.StoreMem(asm.R10, -48, asm.R6, asm.DWord),
-			asm.LoadMapPtr(asm.R1, m.awaits.FD()),
+			asm.Mov.Imm(asm.R1, 0),
+			asm.StoreMem(asm.R10, -56, asm.R1, asm.DWord),
+			asm.LoadMapPtr(asm.R1, m.outbound.FD()),
 		},
 		stackPtr(asm.R2, -48),
 		stackPtr(asm.R3, -56),
 		asm.Instructions{
-			asm.Mov.Imm(asm.R4, bpfAny),
+			asm.Mov.Imm(asm.R4, bpfNoExist),
 			asm.FnMapUpdateElem.Call(),
-			asm.LoadMapPtr(asm.R1, m.sending.FD()),
-		},
-		stackPtr(asm.R2, -40),
-		asm.Instructions{
-			asm.FnMapDeleteElem.Call(),
 			asm.Mov.Imm(asm.R0, 0),
 			asm.Return(),
 		},

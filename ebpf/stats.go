@@ -102,9 +102,11 @@ type Collector struct {
 	window  *histSet
 	// counts
 	events, partial, notForwarded, evicted int64
-	// unbound counts backend arrivals dropped as not the call's own.
-	unbound int64
-	lastTS  uint64
+	// unbound counts backend arrivals dropped as not the call's own;
+	// withoutArrival the calls measured to the answer's first byte read
+	// because the probe saw no arrival of their own.
+	unbound, withoutArrival int64
+	lastTS                  uint64
 }
 
 // histSet is one set of histograms, in ns.
@@ -171,6 +173,12 @@ func (c *Collector) Add(id uint64, stage Stage, ts uint64) {
 		c.lastTS = ts
 	}
 	cl := c.open[id]
+	if cl == nil && stage == StageBackendArrived {
+		// It is reported with the call's first byte: a call it does not
+		// find is over, and this is not its answer.
+		c.unbound++
+		return
+	}
 	if cl == nil {
 		if len(c.open) >= maxOpen {
 			c.evictLocked()
@@ -238,6 +246,9 @@ func (c *Collector) finishLocked(cl *call) {
 			ts[StageBackendArrived] = 0
 			c.unbound++
 		}
+	}
+	if in1 == StageBackendFirstByte && c.sockets {
+		c.withoutArrival++
 	}
 	if ts[begin] == 0 || ts[end] == 0 || ts[out0] == 0 || ts[in1] == 0 ||
 		!(ts[begin] <= ts[out0] && ts[out0] <= ts[in1] && ts[in1] <= ts[end]) {
@@ -322,9 +333,14 @@ type Summary struct {
 	NotForwarded int64 `json:"not_forwarded"`
 	Partial      int64 `json:"partial"`
 	Evicted      int64 `json:"evicted,omitempty"`
-	// Unbound: calls whose backend arrival was dropped as not their own
-	// (measured to the answer's first byte read instead).
+	// Unbound: backend arrivals dropped as not the call's own (before its
+	// request, after its first byte, or of a call already over).
 	Unbound int64 `json:"unbound,omitempty"`
+	// WithoutArrival: calls measured to the answer's first byte read, the
+	// probe having seen no arrival of their own (the first answer on a new
+	// connection whose send was marked late, a goroutine that moved
+	// threads between the read and the marker).
+	WithoutArrival int64 `json:"without_arrival,omitempty"`
 }
 
 // StageFigures is one segment of the breakdown.
@@ -363,7 +379,7 @@ func (c *Collector) Window() Summary {
 func (c *Collector) summaryLocked(h *histSet) Summary {
 	s := h.summary()
 	s.Sockets = c.sockets
-	s.Events, s.NotForwarded, s.Partial, s.Evicted, s.Unbound = c.events, c.notForwarded, c.partial, c.evicted, c.unbound
+	s.Events, s.NotForwarded, s.Partial, s.Evicted, s.Unbound, s.WithoutArrival = c.events, c.notForwarded, c.partial, c.evicted, c.unbound, c.withoutArrival
 	return s
 }
 
@@ -384,8 +400,9 @@ func (s Summary) WriteText(w io.Writer, title string) error {
 		}
 		fmt.Fprintf(&b, "  stages (p50/p99 µs): %s\n", strings.Join(parts, ", "))
 	}
-	if s.Partial > 0 || s.NotForwarded > 0 || s.Evicted > 0 || s.Unbound > 0 {
-		fmt.Fprintf(&b, "  not forwarded %d, partial %d, evicted %d, backend arrivals not the call's %d\n", s.NotForwarded, s.Partial, s.Evicted, s.Unbound)
+	if s.Partial > 0 || s.NotForwarded > 0 || s.Evicted > 0 || s.Unbound > 0 || s.WithoutArrival > 0 {
+		fmt.Fprintf(&b, "  not forwarded %d, partial %d, evicted %d; backend arrivals not the call's %d, calls without one %d\n",
+			s.NotForwarded, s.Partial, s.Evicted, s.Unbound, s.WithoutArrival)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -90,3 +90,31 @@ func TestCollectorStagesInCallOrder(t *testing.T) {
 		t.Fatalf("stages %q, want %q", got, want)
 	}
 }
+
+// TestCollectorArrivals: an arrival reported for a call already over is
+// counted as not its own and opens no call that would wait for ever; a
+// call the probe saw no arrival for is counted as measured without one.
+func TestCollectorArrivals(t *testing.T) {
+	µs := func(n uint64) uint64 { return n * 1000 }
+	call := map[Stage]uint64{StageArrival: µs(1), StageStart: µs(2), StageBackendSent: µs(30), StageBackendFirstByte: µs(130), StageReplyOut: µs(200)}
+	c := NewCollector(true)
+	for st := StageArrival; st < numStages; st++ {
+		if ts, ok := call[st]; ok {
+			c.Add(1, st, ts)
+		}
+	}
+	c.Add(1, StageBackendArrived, µs(300))
+	s := c.Total()
+	if s.Calls != 1 || s.Unbound != 1 || s.WithoutArrival != 1 || len(c.open) != 0 {
+		t.Fatalf("calls %d, unbound %d, without arrival %d, open %d; want 1, 1, 1, 0", s.Calls, s.Unbound, s.WithoutArrival, len(c.open))
+	}
+	call[StageBackendArrived] = µs(100)
+	for st := StageArrival; st < numStages; st++ {
+		if ts, ok := call[st]; ok {
+			c.Add(2, st, ts)
+		}
+	}
+	if s := c.Total(); s.Calls != 2 || s.WithoutArrival != 1 || s.Backend.Max > 100.1 {
+		t.Fatalf("calls %d, without arrival %d, backend max %.1f µs; want 2, 1 and the second call's 70 µs", s.Calls, s.WithoutArrival, s.Backend.Max)
+	}
+}
