@@ -83,7 +83,7 @@ type ExternalScenario struct {
 	// --pin), "" when the kernel placed them.
 	Pinned string `json:"pinned,omitempty"`
 	// GoSysmon is how the gateway's Go monitor thread waited between calls
-	// (pbac up's go_sysmon: backoff or default).
+	// (PBAC_GO_SYSMON: backoff or default; operator when GODEBUG set it).
 	GoSysmon string `json:"go_sysmon,omitempty"`
 }
 
@@ -273,7 +273,7 @@ func (r *ExternalReport) WriteTable(w io.Writer) error {
 		fmt.Fprintf(&b, "pinned: %s\n", r.Scenario.Pinned)
 	}
 	if r.Scenario.GoSysmon != "" {
-		fmt.Fprintf(&b, "the gateway's go_sysmon: %s\n", r.Scenario.GoSysmon)
+		fmt.Fprintf(&b, "the gateway's Go monitor thread (PBAC_GO_SYSMON): %s\n", r.Scenario.GoSysmon)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
@@ -359,7 +359,7 @@ func (r *ExternalReport) WriteMarkdown(w io.Writer, command string) error {
 		fmt.Fprintf(&b, "; pinned: %s", sc.Pinned)
 	}
 	if sc.GoSysmon != "" {
-		fmt.Fprintf(&b, "; the gateway's go_sysmon: %s", sc.GoSysmon)
+		fmt.Fprintf(&b, "; the gateway's Go monitor thread (PBAC_GO_SYSMON): %s", sc.GoSysmon)
 	}
 	b.WriteString(".\n\n")
 	b.WriteString("| target | rate (calls/s) | calls | errors | p50 µs | p99 µs | added p50 µs | added p99 µs |")

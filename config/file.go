@@ -25,7 +25,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pbac-gateway/pbac/identity"
-	"github.com/pbac-gateway/pbac/internal/sysmon"
 )
 
 // File is the gateway's configuration file (YAML). Every field is
@@ -43,7 +42,6 @@ import (
 //	log_format: json                # json or text (default text)
 //	drain_delay: 5s                 # on SIGTERM, /readyz answers 503 this long before the listeners close
 //	audit_linger: 20ms              # the audit writer waits this long for more records to write at once (0s: none)
-//	go_sysmon: backoff              # Go's monitor thread between calls: backoff (default) or default (the runtime's own)
 //	denials: http_403               # a policy denial no scope fixes: tool_error (default) or http_403
 //	argument_limits: {max_bytes: 262144, max_path_segments: 64}  # a call's arguments, checked before policy (ArgumentLimits)
 //	admin_hosts: [gw-1.internal]    # names the admin listener answers to, besides its address (and loopback names)
@@ -96,9 +94,6 @@ type File struct {
 	// AuditLinger is how long the audit writer waits after a record for
 	// more to write with it (0s: none).
 	AuditLinger string `yaml:"audit_linger"`
-	// GoSysmon is how the Go runtime's monitor thread waits between calls
-	// (internal/sysmon): "backoff" (default) or "default".
-	GoSysmon string `yaml:"go_sysmon"`
 	// Denials is how a tools/call policy denies, when no scope would fix
 	// it, is answered: "tool_error" (default) or "http_403".
 	Denials string `yaml:"denials"`
@@ -811,9 +806,6 @@ func (c *File) validateOperation() []error {
 		if _, err := ParseAuditLinger(c.AuditLinger); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if _, err := sysmon.ParseMode(c.GoSysmon); err != nil {
-		errs = append(errs, fmt.Errorf("go_sysmon %w", err))
 	}
 	return errs
 }

@@ -249,10 +249,6 @@ var keys = []Key{
 		func() (func(*File, string) error, func(*File) string) {
 			return str(func(c *File) *string { return &c.AuditLinger })
 		}),
-	key("go_sysmon", "PBAC_GO_SYSMON", "", "backoff", "how Go's monitor thread waits between calls: backoff (the process runs itself again with GODEBUG schedtrace set, so the monitor polls and backs off to 10 ms instead of sleeping until the next system call; less CPU and latency per call at up to a few thousand calls/s) or default (the runtime's own); a GODEBUG that sets schedtrace is left as it is",
-		func() (func(*File, string) error, func(*File) string) {
-			return str(func(c *File) *string { return &c.GoSysmon })
-		}),
 	key("policy.bundle_server", "PBAC_BUNDLE_SERVER", "bundle-server", "", "poll this bundle server's /bundles/pbac for the policy",
 		func() (func(*File, string) error, func(*File) string) {
 			return policyStr(func(p *Policy) *string { return &p.BundleServer })

@@ -15,15 +15,14 @@ import (
 // TestKeysAreTheOneTable: every environment override comes from the table
 // (the 25 of before the table, none lost, identity's 7, session_idle's and
 // scopes_supported's,
-// asrv.max_sign_in_age's, demo_agents', clients.metadata_documents' 5 and
-// go_sysmon's), names and
+// asrv.max_sign_in_age's, demo_agents' and clients.metadata_documents' 5), names and
 // variables are unique,
 // and each variable sets the file key it names (the value read back
 // through the table).
 func TestKeysAreTheOneTable(t *testing.T) {
 	want := []string{"PBAC_LISTEN", "PBAC_ADMIN_LISTEN", "PBAC_DATA_DIR", "PBAC_STORE", "PBAC_STORE_FILE", "PBAC_PUBLIC_URL",
 		"PBAC_TLS_CERT", "PBAC_TLS_KEY", "PBAC_ADMIN_TLS_CERT", "PBAC_ADMIN_TLS_KEY", "PBAC_LOG_LEVEL", "PBAC_LOG_FORMAT",
-		"PBAC_DENIALS", "PBAC_SESSION_IDLE", "PBAC_APPROVALS_URL", "PBAC_APPROVALS_WAIT", "PBAC_APPROVALS_STATE_KEY_FILE", "PBAC_SCOPES_SUPPORTED", "PBAC_DRAIN_DELAY", "PBAC_AUDIT_LINGER", "PBAC_GO_SYSMON", "PBAC_BUNDLE_SERVER", "PBAC_BUNDLE_POLL_INTERVAL", "PBAC_BUNDLE_TOKEN_FILE",
+		"PBAC_DENIALS", "PBAC_SESSION_IDLE", "PBAC_APPROVALS_URL", "PBAC_APPROVALS_WAIT", "PBAC_APPROVALS_STATE_KEY_FILE", "PBAC_SCOPES_SUPPORTED", "PBAC_DRAIN_DELAY", "PBAC_AUDIT_LINGER", "PBAC_BUNDLE_SERVER", "PBAC_BUNDLE_POLL_INTERVAL", "PBAC_BUNDLE_TOKEN_FILE",
 		"PBAC_BUNDLE_VERIFICATION_KEYS", "PBAC_POLICY_SYNC", "PBAC_POLICY_SYNC_INTERVAL", "PBAC_ADMIN_HOSTS", "PBAC_ADMIN_PPROF",
 		"PBAC_SESSIONS_PER_AGENT", "PBAC_STDIO_SESSIONS", "PBAC_STDIO_SESSIONS_PER_AGENT", "PBAC_POLICY_DECISION_TIMEOUT",
 		"PBAC_POLICY_EVAL_TIMEOUT", "PBAC_USERS_FILE", "PBAC_OIDC_ISSUER", "PBAC_OIDC_CLIENT_ID", "PBAC_OIDC_CLIENT_SECRET_FILE",

@@ -10,7 +10,6 @@ import (
 
 	"github.com/pbac-gateway/pbac/asrv"
 	"github.com/pbac-gateway/pbac/internal/stack"
-	"github.com/pbac-gateway/pbac/internal/sysmon"
 )
 
 func newAsrvCommand() *cobra.Command {
@@ -35,11 +34,8 @@ token and introspection is decided by the shipped policy.`,
 			if err != nil {
 				return err
 			}
-			// Before anything is opened: the process may run itself
-			// again with the runtime's monitor set to back off.
-			monitor, reexecErr := goMonitor(ops.goSysmon, os.Environ(), sysmon.Reexec)
 			log := ops.logger()
-			logMonitor(log, monitor, reexecErr)
+			logMonitor(log, os.Environ())
 			bundles, err := bundleSettings(cmd.Flags(), ops.file)
 			if err != nil {
 				return err

@@ -41,7 +41,7 @@ type externalOptions struct {
 	nginx, caddy, pbac   string
 	markdownFile, output string
 	json, pin            bool
-	goSysmon             string // the gateway's go_sysmon
+	goSysmon             string // the gateway's PBAC_GO_SYSMON
 }
 
 // Limits of pbac bench external's flags.
@@ -120,7 +120,7 @@ CPUs are hyperthreads of one core, they still share that core).`,
 	f.StringVar(&o.markdownFile, "markdown-file", "", "rewrite the external section of this Markdown file (bench/RESULTS.md) with the report")
 	f.StringVarP(&o.output, "output", "o", "", "also write the JSON report to this file")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON")
-	f.StringVar(&o.goSysmon, "go-sysmon", string(sysmon.Backoff), "the gateway's go_sysmon (PBAC_GO_SYSMON): backoff, or default for the Go runtime's own monitor thread, as a baseline")
+	f.StringVar(&o.goSysmon, "go-sysmon", string(sysmon.Default), "the gateway's PBAC_GO_SYSMON: default (the Go runtime's own monitor thread) or backoff (pbac up runs itself again with GODEBUG schedtrace set; README, Performance)")
 	f.BoolVar(&o.pin, "pin", false, "hold the load generator and the backend to one CPU and nginx, Caddy and the gateway to the others (Linux, 2 CPUs at least)")
 	return cmd
 }
@@ -327,7 +327,7 @@ func runBenchExternal(ctx context.Context, stdout, stderr io.Writer, o externalO
 		Tool: o.tool, Backend: o.backend, ArgsBytes: len(args), Rates: o.rates, DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(),
 		Rounds: o.rounds, Connections: o.connections, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
 		Nginx: env.nginxVersion, Caddy: env.caddyVersion, Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), LoadStart: loadAverage(),
-		Pinned: pin.describe(), GoSysmon: o.goSysmon,
+		Pinned: pin.describe(), GoSysmon: gatewayMonitor(o.goSysmon, os.Environ()),
 	}, Notes: env.notes}
 	if err := env.measure(ctx, stderr, o, rep); err != nil {
 		return err
@@ -900,4 +900,16 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		w.buf = w.buf[:0] // a line this long is no start-up line
 	}
 	return len(p), nil
+}
+
+// gatewayMonitor is how the gateway's Go monitor thread waits when it is
+// started with PBAC_GO_SYSMON=want beside this process's environment (a
+// GODEBUG here that sets schedtrace is the operator's, and wins).
+func gatewayMonitor(want string, environ []string) string {
+	m, err := sysmon.ParseMode(want)
+	if err != nil {
+		return want
+	}
+	mode, _, _ := sysmon.Plan(m, environ)
+	return string(mode)
 }

@@ -194,8 +194,8 @@ func TestBenchExternalRefusesBadFlags(t *testing.T) {
 			o.backend, o.tool = bench.BackendLight, "jira.create_issue"
 		}, "--backend light serves only jira.search_issues"},
 		{"a backend there is not", func(o *externalOptions) { o.backend = "heavy" }, `--backend "heavy": must be "demo" or "light"`},
-		{"the runtime's own monitor", func(o *externalOptions) { o.goSysmon = "default" }, ""},
-		{"a monitor there is not", func(o *externalOptions) { o.goSysmon = "off" }, `--go-sysmon "off": want "backoff" or "default"`},
+		{"the monitor backing off", func(o *externalOptions) { o.goSysmon = "backoff" }, ""},
+		{"a monitor there is not", func(o *externalOptions) { o.goSysmon = "off" }, `--go-sysmon PBAC_GO_SYSMON="off": want "backoff" or "default"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,5 +209,24 @@ func TestBenchExternalRefusesBadFlags(t *testing.T) {
 				t.Fatalf("error %v, want one saying %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestGatewayMonitor: the report says how the gateway's monitor thread
+// waited, a GODEBUG of the bench's own that sets schedtrace included.
+func TestGatewayMonitor(t *testing.T) {
+	for _, tc := range []struct {
+		want    string
+		environ []string
+		mode    string
+	}{
+		{"default", []string{"HOME=/h"}, "default"},
+		{"backoff", []string{"HOME=/h"}, "backoff"},
+		{"default", []string{"GODEBUG=schedtrace=1000"}, "operator"},
+		{"backoff", []string{"GODEBUG=schedtrace=1000"}, "operator"},
+	} {
+		if got := gatewayMonitor(tc.want, tc.environ); got != tc.mode {
+			t.Errorf("gatewayMonitor(%q, %q) = %q, want %q", tc.want, tc.environ, got, tc.mode)
+		}
 	}
 }

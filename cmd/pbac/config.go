@@ -127,7 +127,6 @@ func printOps(w io.Writer, s opsSettings) {
 	} else {
 		fmt.Fprintf(w, "  audit writes          each record as soon as nothing else is queued\n")
 	}
-	fmt.Fprintf(w, "  go runtime monitor    %s\n", s.goSysmon)
 	fmt.Fprintf(w, "  policy decisions      at most %s each, the wait for an instance included; an evaluation at most %s\n",
 		orDefaultDuration(s.limits.decisionTimeout, plugins.DefaultDecisionTimeout), orDefaultDuration(s.limits.evalTimeout, wasm.NewConfig().EvalTimeout()))
 	for _, b := range s.file.Backends {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/config"
-	"github.com/pbac-gateway/pbac/internal/sysmon"
 	"github.com/pbac-gateway/pbac/plugins"
 	"github.com/pbac-gateway/pbac/telemetry"
 	"github.com/pbac-gateway/pbac/wasm"
@@ -30,7 +29,6 @@ type opsSettings struct {
 	tls, adminTLS                *config.TLSFiles
 	drainDelay                   time.Duration
 	auditLinger                  time.Duration
-	goSysmon                     sysmon.Mode
 	limits                       policyLimits
 	file                         *config.File // file + environment
 }
@@ -95,9 +93,6 @@ func resolveOps(flags *pflag.FlagSet, configPath string, lookup func(string) (st
 		if s.auditLinger, err = config.ParseAuditLinger(d); err != nil {
 			return opsSettings{}, err
 		}
-	}
-	if s.goSysmon, err = sysmon.ParseMode(pick("go_sysmon")); err != nil {
-		return opsSettings{}, fmt.Errorf("go_sysmon %w", err)
 	}
 	if d := pick("drain_delay"); d != "" {
 		if s.drainDelay, err = time.ParseDuration(d); err != nil || s.drainDelay < 0 {

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -46,30 +49,43 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
 
-// goMonitor sets how the Go runtime's monitor thread waits (package
-// sysmon, the go_sysmon setting): unless want is the runtime's default or
-// GODEBUG sets it already, the process runs itself again with it set to
-// back off, and reexec returns only when that failed (reexecErr; the
-// process then runs on with the runtime's default).
-func goMonitor(want sysmon.Mode, environ []string, reexec func([]string) error) (mode sysmon.Mode, reexecErr error) {
-	mode, again, env := sysmon.Plan(want, environ)
-	if !again {
-		return mode, nil
+// goMonitor runs the process again with Go's monitor thread set to back
+// off (internal/sysmon) when args are a serving command's (pbac up, pbac
+// asrv) and PBAC_GO_SYSMON=backoff asks for it; main calls it first, before
+// anything is read or started. reexec returns only when the exec failed,
+// which is said on stderr, and the process runs on with the runtime's
+// default. err is a PBAC_GO_SYSMON the process must not start with.
+func goMonitor(args, environ []string, reexec func([]string) error, stderr io.Writer) error {
+	if len(args) < 2 || (args[1] != "up" && args[1] != "asrv") {
+		return nil
 	}
-	if !sysmon.Supported {
-		return sysmon.Default, nil
+	want, err := sysmon.Wanted(environ)
+	if err != nil {
+		return err
 	}
-	if err := reexec(env); err != nil {
-		return sysmon.Default, err
+	if _, again, env := sysmon.Plan(want, environ); again && sysmon.Supported {
+		if err := reexec(env); err != nil {
+			fmt.Fprintf(stderr, "pbac: %s=%s not in effect: %v\n", sysmon.Env, want, err)
+		}
 	}
-	return mode, nil
+	return nil
 }
 
-// logMonitor says how the runtime's monitor thread waits in this process.
-func logMonitor(log *slog.Logger, mode sysmon.Mode, reexecErr error) {
-	if reexecErr != nil {
-		log.Warn("go runtime monitor: the runtime's default (could not run again with GODEBUG set)", "err", reexecErr)
+// logMonitor says how Go's monitor thread waits in this process, and warns
+// where what was asked is not in effect or costs the most.
+func logMonitor(log *slog.Logger, environ []string) {
+	want, err := sysmon.Wanted(environ)
+	if err != nil {
+		log.Warn("go runtime monitor: the runtime's default", "err", err)
 		return
 	}
-	log.Info("go runtime monitor", "mode", string(mode), "setting", "go_sysmon")
+	mode, again, _ := sysmon.Plan(want, environ)
+	switch {
+	case again:
+		log.Warn("go runtime monitor: the runtime's default; backoff was asked but is not in effect (the exec failed, or this is not Linux)", "env", sysmon.Env)
+	case mode == sysmon.Backoff && runtime.GOMAXPROCS(0) == 1:
+		log.Warn("go runtime monitor: backoff with GOMAXPROCS=1: a goroutine in a blocking system call holds up every other for up to about 20 ms", "env", sysmon.Env)
+	default:
+		log.Info("go runtime monitor", "mode", string(mode), "env", sysmon.Env)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -13,12 +14,14 @@ import (
 	"time"
 )
 
-// TestUpGoMonitor drives the real pbac up: it runs itself again with
-// GODEBUG's schedtrace set, so the Go runtime's monitor thread backs off
-// instead of sleeping until the next system call (internal/sysmon), and
-// serves as the same process; PBAC_GO_SYSMON=default keeps the runtime's
-// default, the operator's own schedtrace is left alone, and a value it
-// does not know stops it before anything starts.
+// TestUpGoMonitor drives the real pbac up: with PBAC_GO_SYSMON=backoff it
+// runs itself again with GODEBUG's schedtrace set, so the Go runtime's
+// monitor thread backs off instead of sleeping until the next system call
+// (internal/sysmon), and serves as the same process under its own name,
+// reading its configuration after the exec (here from a pipe, which a
+// read before it would have emptied); without it, or with default, the
+// runtime's default stays; the operator's own schedtrace is left alone; a
+// value it does not know stops it before anything starts.
 func TestUpGoMonitor(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -37,14 +40,16 @@ func TestUpGoMonitor(t *testing.T) {
 		mode    string // logged
 		fails   string
 	}{
-		{name: "backoff by default", godebug: "GODEBUG=schedtrace=2147483647", mode: "mode=backoff"},
-		{name: "the runtime's default", env: []string{"PBAC_GO_SYSMON=default"}, mode: "mode=default"},
-		{name: "the operator's schedtrace", env: []string{"GODEBUG=schedtrace=3600000"}, godebug: "GODEBUG=schedtrace=3600000", mode: "mode=operator"},
-		{name: "a value it does not know", env: []string{"PBAC_GO_SYSMON=on"}, fails: `go_sysmon "on": want "backoff" or "default"`},
+		{name: "backoff asked", env: []string{"PBAC_GO_SYSMON=backoff"}, godebug: "GODEBUG=schedtrace=2147483647", mode: "mode=backoff"},
+		{name: "the runtime's default", mode: "mode=default"},
+		{name: "default asked", env: []string{"PBAC_GO_SYSMON=default"}, mode: "mode=default"},
+		{name: "the operator's schedtrace", env: []string{"PBAC_GO_SYSMON=backoff", "GODEBUG=schedtrace=3600000"}, godebug: "GODEBUG=schedtrace=3600000", mode: "mode=operator"},
+		{name: "a value it does not know", env: []string{"PBAC_GO_SYSMON=on"}, fails: `PBAC_GO_SYSMON="on": want "backoff" or "default"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd := exec.Command(bin, "up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-level", "info")
-			var env []string
+			cmd := exec.Command(bin, "up", "--config", "/dev/stdin", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-level", "info")
+			cmd.Stdin = strings.NewReader("demo_agents: false\n")
+			env := []string{}
 			for _, kv := range os.Environ() {
 				if !strings.HasPrefix(kv, "GODEBUG=") && !strings.HasPrefix(kv, "PBAC_GO_SYSMON=") {
 					env = append(env, kv)
@@ -59,9 +64,11 @@ func TestUpGoMonitor(t *testing.T) {
 			}
 			pid := cmd.Process.Pid
 			ready := make(chan bool, 1)
+			var out syncBuffer
 			go func() {
 				sc := bufio.NewScanner(stdout)
 				for sc.Scan() {
+					out.Write([]byte(sc.Text() + "\n"))
 					if strings.HasPrefix(sc.Text(), "Press Ctrl-C") {
 						ready <- true
 					}
@@ -83,6 +90,12 @@ func TestUpGoMonitor(t *testing.T) {
 				}
 			case <-time.After(90 * time.Second):
 				t.Fatalf("pbac up did not come up: %s", stderr.String())
+			}
+			if comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); err != nil || strings.TrimSpace(string(comm)) != filepath.Base(bin) {
+				t.Errorf("process %d is named %q (%v), want %q", pid, comm, err, filepath.Base(bin))
+			}
+			if strings.Contains(out.String(), "client_id=") {
+				t.Errorf("demo agents printed: the configuration from the pipe was not read after the exec:\n%s", out.String())
 			}
 			raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
 			if err != nil {

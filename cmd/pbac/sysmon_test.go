@@ -1,45 +1,60 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pbac-gateway/pbac/internal/sysmon"
 )
 
 // TestGoMonitor: pbac up and pbac asrv run themselves again with GODEBUG's
-// schedtrace added unless told not to; when that fails they run on with
-// the runtime's default and say why.
+// schedtrace added when PBAC_GO_SYSMON=backoff asks for it, and no other
+// command does; a failed exec is said and the process runs on; a value it
+// does not know stops it.
 func TestGoMonitor(t *testing.T) {
 	if !sysmon.Supported {
 		t.Skip("runs itself again on Linux only")
 	}
+	backoff := []string{"HOME=/h", "PBAC_GO_SYSMON=backoff"}
+	ranWith := []string{"HOME=/h", "PBAC_GO_SYSMON=backoff", "GODEBUG=schedtrace=2147483647"}
 	failed := errors.New("exec: permission denied")
 	for _, tc := range []struct {
-		name     string
-		want     sysmon.Mode
-		environ  []string
-		execErr  error
-		mode     sysmon.Mode
-		ran      []string // the environment it ran itself with; nil: not run
-		reexecOK bool
+		name    string
+		args    []string
+		environ []string
+		execErr error
+		ran     []string // the environment it ran itself with; nil: not run
+		said    string   // on stderr
+		err     string
 	}{
-		{name: "backoff", want: sysmon.Backoff, environ: []string{"HOME=/h"}, mode: sysmon.Backoff,
-			ran: []string{"HOME=/h", "GODEBUG=schedtrace=2147483647"}, reexecOK: true},
-		{name: "run again already", want: sysmon.Backoff, environ: []string{"GODEBUG=schedtrace=2147483647"}, mode: sysmon.Backoff, reexecOK: true},
-		{name: "the runtime's default", want: sysmon.Default, environ: []string{"HOME=/h"}, mode: sysmon.Default, reexecOK: true},
-		{name: "exec refused", want: sysmon.Backoff, environ: []string{"HOME=/h"}, execErr: failed, mode: sysmon.Default,
-			ran: []string{"HOME=/h", "GODEBUG=schedtrace=2147483647"}},
+		{name: "up, backoff", args: []string{"pbac", "up"}, environ: backoff, ran: ranWith},
+		{name: "asrv, backoff", args: []string{"pbac", "asrv", "--config", "x"}, environ: backoff, ran: ranWith},
+		{name: "up, the runtime's default", args: []string{"pbac", "up"}, environ: []string{"HOME=/h"}},
+		{name: "up, default asked", args: []string{"pbac", "up"}, environ: []string{"PBAC_GO_SYSMON=default"}},
+		{name: "run again already", args: []string{"pbac", "up"}, environ: []string{"PBAC_GO_SYSMON=backoff", "GODEBUG=schedtrace=2147483647"}},
+		{name: "another command", args: []string{"pbac", "bench", "external"}, environ: backoff},
+		{name: "no command", args: []string{"pbac"}, environ: backoff},
+		{name: "exec refused", args: []string{"pbac", "up"}, environ: backoff, execErr: failed, ran: ranWith,
+			said: "pbac: PBAC_GO_SYSMON=backoff not in effect: exec: permission denied"},
+		{name: "a value it does not know", args: []string{"pbac", "up"}, environ: []string{"PBAC_GO_SYSMON=on"},
+			err: `PBAC_GO_SYSMON="on": want "backoff" or "default"`},
+		{name: "not its business elsewhere", args: []string{"pbac", "policy", "build"}, environ: []string{"PBAC_GO_SYSMON=on"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var ran []string
-			mode, err := goMonitor(tc.want, tc.environ, func(env []string) error { ran = env; return tc.execErr })
-			if mode != tc.mode || (err == nil) != tc.reexecOK || !slices.Equal(ran, tc.ran) {
-				t.Fatalf("mode %q, err %v, ran with %q; want %q, error %v, %q", mode, err, ran, tc.mode, !tc.reexecOK, tc.ran)
+			var stderr bytes.Buffer
+			err := goMonitor(tc.args, tc.environ, func(env []string) error { ran = env; return tc.execErr }, &stderr)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || ran != nil {
+					t.Fatalf("err %v, ran with %q; want %q and no exec", err, ran, tc.err)
+				}
+				return
 			}
-			if err != nil && !errors.Is(err, failed) {
-				t.Errorf("err %v does not wrap the exec's", err)
+			if err != nil || !slices.Equal(ran, tc.ran) || strings.TrimSpace(stderr.String()) != tc.said {
+				t.Fatalf("err %v, ran with %q, said %q; want ran with %q, said %q", err, ran, stderr.String(), tc.ran, tc.said)
 			}
 		})
 	}

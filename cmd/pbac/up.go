@@ -18,7 +18,6 @@ import (
 	"github.com/pbac-gateway/pbac/connect"
 	"github.com/pbac-gateway/pbac/gateway"
 	"github.com/pbac-gateway/pbac/internal/stack"
-	"github.com/pbac-gateway/pbac/internal/sysmon"
 )
 
 func newUpCommand() *cobra.Command {
@@ -43,15 +42,12 @@ make it live; a bad one is rejected and the active policy stays.`,
 			if err != nil {
 				return err
 			}
-			// Before anything is opened: the process may run itself
-			// again with the runtime's monitor set to back off.
-			monitor, reexecErr := goMonitor(ops.goSysmon, os.Environ(), sysmon.Reexec)
 			bundles, err := bundleSettings(cmd.Flags(), ops.file)
 			if err != nil {
 				return err
 			}
 			log := ops.logger()
-			logMonitor(log, monitor, reexecErr)
+			logMonitor(log, os.Environ())
 			cfg := upConfig{listen: ops.listen, adminListen: ops.adminListen, dataDir: ops.dataDir, store: ops.store,
 				probe: probe, file: ops.file, ops: ops, bundles: bundles}
 			return runUp(cmd.Context(), cmd.OutOrStdout(), cfg, log)

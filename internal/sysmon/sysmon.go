@@ -1,34 +1,47 @@
 // Package sysmon sets how the Go runtime's monitor thread (sysmon) waits
 // in a server that takes calls a millisecond or more apart.
 //
-// By default the monitor sleeps until woken when every P is idle, and the
+// By default the monitor sleeps until woken when every P is idle; the
 // first system call after that wakes it and resets it to polling every
 // 20 µs, so between calls a millisecond apart it is woken once per call
-// and then sleeps and wakes half a dozen times while the call runs: on
-// `pbac bench external` that was 16% of the gateway's CPU samples, and a
+// and then sleeps and wakes half a dozen times while the call runs. On
+// `pbac bench external` that was about 16% of the gateway's CPU samples, a
 // known cost of the runtime (golang/go#18236). While GODEBUG's schedtrace
-// is set the monitor never sleeps that deeply (proc.go: "sysmon should not
-// enter deep sleep if schedtrace is enabled"): it polls, and backs off
-// from 20 µs to 10 ms while it finds nothing to do, as it does in a busy
-// process. schedtrace set to its largest value, 2^31−1 ms (24.8 days),
-// prints the scheduler's one-line summary once that long after boot and
-// then every 24.8 days, and the whole scheduler's state after a fatal
-// error.
+// is set the monitor never sleeps that deeply (runtime/proc.go: "sysmon
+// should not enter deep sleep if schedtrace is enabled"): it polls, and
+// backs off from 20 µs to 10 ms while it finds nothing to do, as it does
+// in a busy process. With schedtrace at its largest value, 2^31−1 ms
+// (24.8 days), the trace itself is rare.
 //
-// What it costs: a P left in a blocking system call (a file write, an
-// fsync) is handed to another thread when the monitor next looks, up to
-// 10 ms later instead of within tens of µs; with GOMAXPROCS of 2 or more
-// the other Ps go on meanwhile.
+// It is opt-in (PBAC_GO_SYSMON=backoff), because schedtrace changes more
+// than the monitor's sleep:
+//   - a P held by a goroutine in a blocking system call (a file write, an
+//     fsync) is handed to another thread when the monitor has seen it there
+//     twice: up to about 20 ms later instead of tens of µs. With
+//     GOMAXPROCS=1 (one CPU, or a pinned process) nothing else runs
+//     meanwhile;
+//   - a fatal error prints the scheduler's whole state (one line per P, M
+//     and goroutine) before the panic itself, and a fatal error raised
+//     while the scheduler's lock is held (thread exhaustion) waits on that
+//     lock forever instead of ending the process, so a supervisor does not
+//     restart it;
+//   - on a host up longer than 24.8 days a "SCHED" line goes to standard
+//     error when the process starts, and every 24.8 days after;
+//   - an idle process wakes about 100 times a second.
 //
 // The runtime reads GODEBUG once, when the process starts, so a process
-// that wants it runs itself again with it set (Reexec, Linux only; same
-// process id, arguments and open files).
+// that wants it runs itself again with it set (Reexec, Linux only: same
+// process id, arguments and standard streams).
 package sysmon
 
 import (
 	"fmt"
 	"strings"
 )
+
+// Env is the environment variable that chooses: "backoff", or "default"
+// (the runtime's own; also when unset).
+const Env = "PBAC_GO_SYSMON"
 
 // The GODEBUG setting that keeps the monitor from sleeping deeply.
 const (
@@ -50,27 +63,40 @@ const (
 	Operator Mode = "operator"
 )
 
-// ParseMode reads a chosen mode: backoff or default ("" is backoff).
+// ParseMode reads a chosen mode: backoff or default ("" is default).
 func ParseMode(v string) (Mode, error) {
 	switch Mode(v) {
-	case Backoff, "":
-		return Backoff, nil
-	case Default:
+	case Default, "":
 		return Default, nil
+	case Backoff:
+		return Backoff, nil
 	}
-	return "", fmt.Errorf("%q: want %q or %q", v, Backoff, Default)
+	return "", fmt.Errorf("%s=%q: want %q or %q", Env, v, Backoff, Default)
+}
+
+// Wanted is the mode the environment (as os.Environ gives it) asks for;
+// of two settings the first, as os.Getenv reads it.
+func Wanted(environ []string) (Mode, error) {
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, Env+"="); ok {
+			return ParseMode(v)
+		}
+	}
+	return Default, nil
 }
 
 // Plan says which mode a process that wants want runs in, given its
-// environment (as os.Environ gives it), whether it must run itself again
-// for it, and the environment to run with: its own with schedtrace added
-// to GODEBUG. A GODEBUG that sets schedtrace already is left as it is:
-// the operator's, or this process run again.
+// environment, whether it must run itself again for it, and the
+// environment to run with: its own with schedtrace added to GODEBUG. A
+// GODEBUG that sets schedtrace already is left as it is: the operator's,
+// or this process run again.
 func Plan(want Mode, environ []string) (mode Mode, reexec bool, env []string) {
+	// The runtime reads the first GODEBUG, as os.Getenv does.
 	godebug, hasGodebug := "", false
 	for _, kv := range environ {
 		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
 			godebug, hasGodebug = v, true
+			break
 		}
 	}
 	if set, ok := setting(godebug); ok {
@@ -79,7 +105,7 @@ func Plan(want Mode, environ []string) (mode Mode, reexec bool, env []string) {
 		}
 		return Operator, false, nil
 	}
-	if want == Default {
+	if want != Backoff {
 		return Default, false, nil
 	}
 	entry := godebugKey + "=" + godebugValue

@@ -26,6 +26,8 @@ func TestPlan(t *testing.T) {
 		{name: "the operator's schedtrace", environ: []string{"GODEBUG=schedtrace=1000"}, mode: Operator},
 		{name: "the operator's, last wins", environ: []string{"GODEBUG=" + ours + ",schedtrace=0"}, mode: Operator},
 		{name: "ours, but default asked", want: Default, environ: []string{"GODEBUG=" + ours}, mode: Operator},
+		{name: "two GODEBUGs, the first read", environ: []string{"GODEBUG=madvdontneed=1", "GODEBUG=schedtrace=5"}, mode: Backoff, reexec: true,
+			godebug: "madvdontneed=1," + ours},
 		{name: "a key that only starts the same", environ: []string{"GODEBUG=schedtracex=1"}, mode: Backoff, reexec: true,
 			godebug: "schedtracex=1," + ours},
 	} {
@@ -76,14 +78,35 @@ func countGodebug(environ []string) int {
 }
 
 func TestParseMode(t *testing.T) {
-	for in, want := range map[string]Mode{"": Backoff, "backoff": Backoff, "default": Default} {
+	for in, want := range map[string]Mode{"": Default, "backoff": Backoff, "default": Default} {
 		if got, err := ParseMode(in); err != nil || got != want {
 			t.Errorf("ParseMode(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"operator", "Backoff", "on", " default"} {
-		if got, err := ParseMode(in); err == nil || !strings.Contains(err.Error(), `want "backoff" or "default"`) {
+		if got, err := ParseMode(in); err == nil || !strings.Contains(err.Error(), `PBAC_GO_SYSMON="`+in+`": want "backoff" or "default"`) {
 			t.Errorf("ParseMode(%q) = %q, %v; want an error", in, got, err)
+		}
+	}
+}
+
+func TestWanted(t *testing.T) {
+	for _, tc := range []struct {
+		environ []string
+		want    Mode
+		err     bool
+	}{
+		{nil, Default, false},
+		{[]string{"HOME=/h"}, Default, false},
+		{[]string{Env + "=backoff"}, Backoff, false},
+		{[]string{Env + "=default"}, Default, false},
+		{[]string{Env + "=backoff", Env + "=default"}, Backoff, false}, // the first, as os.Getenv reads it
+		{[]string{Env + "X=backoff"}, Default, false},
+		{[]string{Env + "=on"}, "", true},
+	} {
+		got, err := Wanted(tc.environ)
+		if got != tc.want || (err != nil) != tc.err {
+			t.Errorf("Wanted(%q) = %q, %v; want %q, error %v", tc.environ, got, err, tc.want, tc.err)
 		}
 	}
 }
