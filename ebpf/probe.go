@@ -193,6 +193,9 @@ func (p *Probe) attachSockets() error {
 	if err != nil {
 		return err
 	}
+	if p.maps.fsBase, err = fsBaseOffset(); err != nil {
+		return err
+	}
 	for _, port := range p.ports {
 		var key [2]byte
 		binary.NativeEndian.PutUint16(key[:], port)

@@ -40,26 +40,38 @@ import (
 // the reading side, as the request's arrival is:
 //
 //   - sock:sock_send_length by a gateway thread marks the socket as one
-//     awaiting data (outbound, once per socket);
+//     awaiting data (outbound), anew at every send: what arrived before it
+//     (a FIN left unread, a freed socket's at the same address) is not its
+//     answer;
 //   - sock:sk_data_ready on a marked socket keeps the time of the first
-//     data since the gateway last read it;
+//     data since then or since the gateway last read it;
 //   - sock:sock_recv_length by a gateway thread hands that time to the
-//     thread (answered);
+//     goroutine reading (answered, keyed by its g, which Go keeps at FS
+//     base − 8), or, finding none, drops what that goroutine held;
 //   - the marker probeBackendFirstByte, which the same goroutine hits once
-//     the forwarding client has read the answer's headers, claims it for
-//     its call.
+//     the forwarding client has read the answer's headers (its g in R14),
+//     claims it for its call.
 //
 // So a DNS answer, a TLS handshake or a session's initialize on the way to
-// the backend is read before the answer and replaced by it, and which
-// thread sent the request does not matter. An answer that arrived before
-// its request's send was marked (the first on a new connection, when the
-// sender was preempted in between) is not seen, and the call is counted
-// as measured without it; one whose time a thread holds for an earlier
-// read falls before the call's request and is dropped by the collector.
+// the backend is read before the answer and replaced by it, and neither
+// the thread that sent the request nor the one that read the answer
+// matters. An answer that arrived before its request's send was marked is
+// not seen, and the call is counted as measured without it. (On the
+// aggregated /mcp the marker comes after the whole body is read: its
+// "answer" is then the last data read.) Gateway threads are told by their
+// tgid as the kernel sees it, which the first marker of each call records
+// (self), so that a gateway in a pid namespace of its own is found too.
+// Only the gateway's sends and reads run past that test; sk_data_ready,
+// which runs in the sender, costs every socket on the host two map
+// lookups.
 
 // regsAX is the offset of RAX in x86-64 pt_regs: Go ABIInternal's first
-// integer argument.
-const regsAX = 80
+// integer argument; regsR14 is R14's, which holds the running goroutine
+// (its g) throughout Go ABIInternal code.
+const (
+	regsAX  = 80
+	regsR14 = 8
+)
 
 // A raw tracepoint's context is its arguments, a u64 each:
 // sk_data_ready(sk), sock_recv_length(sk, ret, flags),
@@ -95,13 +107,22 @@ type probeMaps struct {
 	// does not listen on; 0 while no data waits unread, else when the first
 	// did arrive.
 	outbound *cebpf.Map
-	answered *cebpf.Map // pid_tgid -> ns: the arrival of what this thread last read on an outbound socket
-	// pid is the gateway's process (its threads' tgid).
-	pid uint32
+	// answered: g -> ns: the arrival of what this goroutine (its g's
+	// address, the same on whichever thread it runs) last read on an
+	// outbound socket.
+	answered *cebpf.Map
+	// self: 0 -> the gateway's tgid as the kernel sees it (the host's pid
+	// namespace), seeded with the pid the probe was given and written by
+	// each call's first marker, whose uprobe fires in the gateway alone.
+	self *cebpf.Map
+	// fsBase is the offset of the thread's FS base in struct task_struct:
+	// Go keeps the running g at FS base − 8 (kernel BTF; set before the
+	// socket programs are built).
+	fsBase int32
 }
 
 func newProbeMaps(pid int) (*probeMaps, error) {
-	m := &probeMaps{pid: uint32(pid)}
+	m := &probeMaps{}
 	specs := []struct {
 		dst  **cebpf.Map
 		spec cebpf.MapSpec
@@ -113,6 +134,7 @@ func newProbeMaps(pid int) (*probeMaps, error) {
 		{&m.callOf, cebpf.MapSpec{Name: "pbac_callof", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 8, MaxEntries: 16384}},
 		{&m.outbound, cebpf.MapSpec{Name: "pbac_outbound", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 8, MaxEntries: 16384}},
 		{&m.answered, cebpf.MapSpec{Name: "pbac_answered", Type: cebpf.LRUHash, KeySize: 8, ValueSize: 8, MaxEntries: 16384}},
+		{&m.self, cebpf.MapSpec{Name: "pbac_self", Type: cebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1}},
 	}
 	for _, s := range specs {
 		mp, err := cebpf.NewMap(&s.spec)
@@ -122,11 +144,15 @@ func newProbeMaps(pid int) (*probeMaps, error) {
 		}
 		*s.dst = mp
 	}
+	if err := m.self.Put(uint32(0), uint64(pid)); err != nil {
+		m.close()
+		return nil, fmt.Errorf("map pbac_self: %w", err)
+	}
 	return m, nil
 }
 
 func (m *probeMaps) close() {
-	for _, mp := range []*cebpf.Map{m.events, m.ports, m.arrival, m.pending, m.callOf, m.outbound, m.answered} {
+	for _, mp := range []*cebpf.Map{m.events, m.ports, m.arrival, m.pending, m.callOf, m.outbound, m.answered, m.self} {
 		if mp != nil {
 			_ = mp.Close()
 		}
@@ -201,32 +227,90 @@ func (m *probeMaps) markerProgram(stage Stage) asm.Instructions {
 	)
 }
 
-// gatewayThread jumps to exit unless the current thread is the gateway's;
-// it leaves pid_tgid in R0 and at the stack slot at -72.
+// gatewayThread jumps to exit unless the current thread is the gateway's
+// (its tgid is self's); it leaves pid_tgid at the stack slot at -72 and
+// uses the one at -80.
 func (m *probeMaps) gatewayThread(exit string) asm.Instructions {
-	return asm.Instructions{
-		asm.FnGetCurrentPidTgid.Call(),
-		asm.StoreMem(asm.R10, -72, asm.R0, asm.DWord),
-		asm.Mov.Reg(asm.R1, asm.R0),
-		asm.RSh.Imm(asm.R1, 32),
-		asm.JNE.Imm(asm.R1, int32(m.pid), exit),
-	}
+	return join(
+		asm.Instructions{
+			asm.FnGetCurrentPidTgid.Call(),
+			asm.StoreMem(asm.R10, -72, asm.R0, asm.DWord),
+			asm.StoreImm(asm.R10, -80, 0, asm.Word),
+			asm.LoadMapPtr(asm.R1, m.self.FD()),
+		},
+		stackPtr(asm.R2, -80),
+		asm.Instructions{
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, exit),
+			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+			asm.LoadMem(asm.R2, asm.R10, -72, asm.DWord),
+			asm.RSh.Imm(asm.R2, 32),
+			asm.JNE.Reg(asm.R2, asm.R1, exit),
+		},
+	)
 }
 
-// firstByteProgram reports StageBackendFirstByte and, when this thread has
-// read an answer on an outbound socket since (recvProgram),
+// currentG reads the goroutine the current thread runs (the g pointer Go
+// keeps at FS base − 8) to the stack slot at -104; it uses the one at -96
+// and jumps to exit when it cannot be read.
+func (m *probeMaps) currentG(exit string) asm.Instructions {
+	return join(
+		asm.Instructions{
+			asm.FnGetCurrentTask.Call(),
+			asm.Mov.Reg(asm.R3, asm.R0),
+			asm.Add.Imm(asm.R3, m.fsBase),
+		},
+		stackPtr(asm.R1, -96),
+		asm.Instructions{
+			asm.Mov.Imm(asm.R2, 8),
+			asm.FnProbeReadKernel.Call(),
+			asm.JNE.Imm(asm.R0, 0, exit),
+			asm.LoadMem(asm.R3, asm.R10, -96, asm.DWord),
+			asm.Add.Imm(asm.R3, -8),
+		},
+		stackPtr(asm.R1, -104),
+		asm.Instructions{
+			asm.Mov.Imm(asm.R2, 8),
+			asm.FnProbeReadUser.Call(),
+			asm.JNE.Imm(asm.R0, 0, exit),
+		},
+	)
+}
+
+// rememberSelf writes this thread's tgid (pid_tgid at the stack slot at
+// -40) to self; it uses the slots at -80 and -88.
+func (m *probeMaps) rememberSelf() asm.Instructions {
+	return join(
+		asm.Instructions{
+			asm.LoadMem(asm.R1, asm.R10, -40, asm.DWord),
+			asm.RSh.Imm(asm.R1, 32),
+			asm.StoreMem(asm.R10, -88, asm.R1, asm.DWord),
+			asm.StoreImm(asm.R10, -80, 0, asm.Word),
+			asm.LoadMapPtr(asm.R1, m.self.FD()),
+		},
+		stackPtr(asm.R2, -80),
+		stackPtr(asm.R3, -88),
+		asm.Instructions{
+			asm.Mov.Imm(asm.R4, bpfAny),
+			asm.FnMapUpdateElem.Call(),
+		},
+	)
+}
+
+// firstByteProgram reports StageBackendFirstByte and, when this goroutine
+// has read an answer on an outbound socket (recvProgram),
 // StageBackendArrived with that answer's arrival time.
 func (m *probeMaps) firstByteProgram() asm.Instructions {
 	return join(
 		asm.Instructions{
 			asm.LoadMem(asm.R7, asm.R1, regsAX, asm.DWord),
+			asm.LoadMem(asm.R6, asm.R1, regsR14, asm.DWord),
+			asm.StoreMem(asm.R10, -40, asm.R6, asm.DWord),
 			asm.FnKtimeGetNs.Call(),
 			asm.Mov.Reg(asm.R9, asm.R0),
 		},
 		m.emit(asm.R7, StageBackendFirstByte, asm.R9),
 		asm.Instructions{
-			asm.FnGetCurrentPidTgid.Call(),
-			asm.StoreMem(asm.R10, -40, asm.R0, asm.DWord),
 			asm.LoadMapPtr(asm.R1, m.answered.FD()),
 		},
 		stackPtr(asm.R2, -40),
@@ -254,6 +338,9 @@ func (m *probeMaps) requestStartProgram() asm.Instructions {
 			asm.Mov.Reg(asm.R9, asm.R0),
 			asm.FnGetCurrentPidTgid.Call(),
 			asm.StoreMem(asm.R10, -40, asm.R0, asm.DWord),
+		},
+		m.rememberSelf(),
+		asm.Instructions{
 			asm.LoadMapPtr(asm.R1, m.pending.FD()),
 		},
 		stackPtr(asm.R2, -40),
@@ -346,6 +433,7 @@ func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 			asm.LoadMem(asm.R8, asm.R1, argRet, asm.DWord),
 			asm.JSLT.Imm32(asm.R8, 0, "exit"), // an error: nothing read
 		},
+		m.gatewayThread("exit"), // only the gateway's reads matter
 		m.whichSocket(asm.R7, portOff, "exit", "outbound"),
 		asm.Instructions{
 			asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord),
@@ -375,23 +463,26 @@ func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 		ret(),
 		// Another socket: a gateway thread reading an outbound socket takes
 		// the arrival of the data it reads (or forgets the socket at its
-		// end) and the socket waits for data again.
-		relabel(m.gatewayThread("exit"), "outbound"),
+		// end) and the socket waits for data again. A read that finds no
+		// arrival (the socket not marked, or its data come before the mark)
+		// drops what the thread held from an earlier read, so that its
+		// call's marker does not take that for the answer.
+		relabel(m.currentG("exit"), "outbound"),
 		asm.Instructions{asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord)},
 		asm.Instructions{asm.LoadMapPtr(asm.R1, m.outbound.FD())},
 		stackPtr(asm.R2, -8),
 		asm.Instructions{
 			asm.JEq.Imm32(asm.R8, 0, "forget outbound"), // the end of the stream
 			asm.FnMapLookupElem.Call(),
-			asm.JEq.Imm(asm.R0, 0, "exit"),
+			asm.JEq.Imm(asm.R0, 0, "unanswered"),
 			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
-			asm.JEq.Imm(asm.R1, 0, "exit"), // nothing arrived since the last read
-			asm.Mov.Imm(asm.R2, 0),         // (a 64-bit store of an immediate is no instruction)
+			asm.JEq.Imm(asm.R1, 0, "unanswered"), // nothing arrived since the last read
+			asm.Mov.Imm(asm.R2, 0),               // (a 64-bit store of an immediate is no instruction)
 			asm.StoreMem(asm.R0, 0, asm.R2, asm.DWord),
 			asm.StoreMem(asm.R10, -24, asm.R1, asm.DWord),
 			asm.LoadMapPtr(asm.R1, m.answered.FD()),
 		},
-		stackPtr(asm.R2, -72),
+		stackPtr(asm.R2, -104),
 		stackPtr(asm.R3, -24),
 		asm.Instructions{
 			asm.Mov.Imm(asm.R4, bpfAny),
@@ -399,6 +490,11 @@ func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 			asm.Mov.Imm(asm.R0, 0),
 			asm.Return(),
 			asm.FnMapDeleteElem.Call().WithSymbol("forget outbound"),
+			asm.LoadMapPtr(asm.R1, m.answered.FD()).WithSymbol("unanswered"),
+		},
+		stackPtr(asm.R2, -104),
+		asm.Instructions{
+			asm.FnMapDeleteElem.Call(),
 			asm.Mov.Imm(asm.R0, 0),
 			asm.Return(),
 		},
@@ -416,6 +512,7 @@ func (m *probeMaps) sendProgram(portOff int32) asm.Instructions {
 			asm.LoadMem(asm.R8, asm.R1, argRet, asm.DWord),
 			asm.JSLE.Imm32(asm.R8, 0, "exit"), // nothing sent
 		},
+		m.gatewayThread("exit"), // only the gateway's sends matter
 		m.whichSocket(asm.R6, portOff, "exit", "request"),
 		asm.Instructions{
 			asm.FnGetCurrentPidTgid.Call(),
@@ -442,18 +539,30 @@ func (m *probeMaps) sendProgram(portOff int32) asm.Instructions {
 		asm.Instructions{asm.FnMapDeleteElem.Call()},
 		ret(),
 		// Another socket: the gateway's thread sending on it marks it as
-		// outbound, awaiting data, the first time.
-		relabel(m.gatewayThread("exit"), "request"),
+		// outbound and awaiting data: whatever arrived before this send
+		// (a FIN left unread, the data of a socket freed at this address)
+		// is not an answer to it. An existing mark is reset in place, so
+		// that only a new socket takes an entry.
 		asm.Instructions{
-			asm.StoreMem(asm.R10, -48, asm.R6, asm.DWord),
+			asm.StoreMem(asm.R10, -48, asm.R6, asm.DWord).WithSymbol("request"),
+			asm.LoadMapPtr(asm.R1, m.outbound.FD()),
+		},
+		stackPtr(asm.R2, -48),
+		asm.Instructions{
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "mark"),
 			asm.Mov.Imm(asm.R1, 0),
+			asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+			asm.Mov.Imm(asm.R1, 0).WithSymbol("mark"),
 			asm.StoreMem(asm.R10, -56, asm.R1, asm.DWord),
 			asm.LoadMapPtr(asm.R1, m.outbound.FD()),
 		},
 		stackPtr(asm.R2, -48),
 		stackPtr(asm.R3, -56),
 		asm.Instructions{
-			asm.Mov.Imm(asm.R4, bpfNoExist),
+			asm.Mov.Imm(asm.R4, bpfAny),
 			asm.FnMapUpdateElem.Call(),
 			asm.Mov.Imm(asm.R0, 0),
 			asm.Return(),
@@ -495,6 +604,32 @@ func localPortOffset() (int32, error) {
 		return 0, errors.New("kernel BTF: struct sock_common has no skc_num")
 	}
 	return int32(common + num), nil
+}
+
+// fsBaseOffset finds, in the kernel's BTF, the offset of the thread's FS
+// base (struct task_struct's thread.fsbase, x86-64) in struct task_struct.
+func fsBaseOffset() (int32, error) {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return 0, fmt.Errorf("kernel BTF: %w", err)
+	}
+	var task *btf.Struct
+	if err := spec.TypeByName("task_struct", &task); err != nil {
+		return 0, fmt.Errorf("kernel BTF: struct task_struct: %w", err)
+	}
+	thread, ok := memberOffset(task, "thread")
+	if !ok {
+		return 0, errors.New("kernel BTF: struct task_struct has no thread")
+	}
+	var ts *btf.Struct
+	if err := spec.TypeByName("thread_struct", &ts); err != nil {
+		return 0, fmt.Errorf("kernel BTF: struct thread_struct: %w", err)
+	}
+	fs, ok := memberOffset(ts, "fsbase")
+	if !ok {
+		return 0, errors.New("kernel BTF: struct thread_struct has no fsbase")
+	}
+	return int32(thread + fs), nil
 }
 
 // memberOffset finds a member by name in a struct or union, looking into

@@ -237,23 +237,27 @@ func (c *Collector) finishLocked(cl *call) {
 	// With the socket stages, the backend's own time ends when its answer
 	// arrives on the gateway's connection; the gateway's wake-up and the
 	// client's header read after it are the gateway's. An arrival outside
-	// the client's markers (a thread's binding gone stale when the
-	// goroutine moved threads, see sendProgram) is not this call's.
+	// the client's markers (what the marker's thread read for another
+	// call) is not this call's.
+	arrivalDropped := false
 	if arr := ts[StageBackendArrived]; arr != 0 {
 		if in1 == StageBackendFirstByte && ts[out0] <= arr && arr <= ts[in1] {
 			in1 = StageBackendArrived
 		} else {
 			ts[StageBackendArrived] = 0
-			c.unbound++
+			arrivalDropped = true
 		}
-	}
-	if in1 == StageBackendFirstByte && c.sockets {
-		c.withoutArrival++
 	}
 	if ts[begin] == 0 || ts[end] == 0 || ts[out0] == 0 || ts[in1] == 0 ||
 		!(ts[begin] <= ts[out0] && ts[out0] <= ts[in1] && ts[in1] <= ts[end]) {
 		c.partial++
 		return
+	}
+	switch {
+	case arrivalDropped:
+		c.unbound++
+	case in1 == StageBackendFirstByte && c.sockets:
+		c.withoutArrival++
 	}
 	in, out := int64(ts[out0]-ts[begin]), int64(ts[end]-ts[in1])
 	for _, h := range []*histSet{c.total, c.window} {
@@ -334,12 +338,13 @@ type Summary struct {
 	Partial      int64 `json:"partial"`
 	Evicted      int64 `json:"evicted,omitempty"`
 	// Unbound: backend arrivals dropped as not the call's own (before its
-	// request, after its first byte, or of a call already over).
+	// request, after its first byte, or of a call already over); its call
+	// is then measured to the first byte read.
 	Unbound int64 `json:"unbound,omitempty"`
 	// WithoutArrival: calls measured to the answer's first byte read, the
-	// probe having seen no arrival of their own (the first answer on a new
-	// connection whose send was marked late, a goroutine that moved
-	// threads between the read and the marker).
+	// probe having seen no arrival for them (an answer that came before its
+	// request's send was marked, one read by a thread other than the
+	// marker's).
 	WithoutArrival int64 `json:"without_arrival,omitempty"`
 }
 
