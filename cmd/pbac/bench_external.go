@@ -327,7 +327,7 @@ func runBenchExternal(ctx context.Context, stdout, stderr io.Writer, o externalO
 		Tool: o.tool, Backend: o.backend, ArgsBytes: len(args), Rates: o.rates, DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(),
 		Rounds: o.rounds, Connections: o.connections, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
 		Nginx: env.nginxVersion, Caddy: env.caddyVersion, Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), LoadStart: loadAverage(),
-		Pinned: pin.describe(), GoSysmon: gatewayMonitor(o.goSysmon, os.Environ()),
+		Pinned: pin.describe(), GoSysmon: gatewayMonitor(env.procs[bench.ProcGateway], o.goSysmon, os.Environ()),
 	}, Notes: env.notes}
 	if err := env.measure(ctx, stderr, o, rep); err != nil {
 		return err
@@ -902,10 +902,16 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// gatewayMonitor is how the gateway's Go monitor thread waits when it is
-// started with PBAC_GO_SYSMON=want beside this process's environment (a
-// GODEBUG here that sets schedtrace is the operator's, and wins).
-func gatewayMonitor(want string, environ []string) string {
+// gatewayMonitor is how the gateway's Go monitor thread waits: as its
+// process's environment says (/proc/<pid>/environ, after it ran itself
+// again), else as PBAC_GO_SYSMON=want beside this process's environment
+// plans it.
+func gatewayMonitor(gw *child, want string, environ []string) string {
+	if gw != nil && gw.cmd.Process != nil {
+		if raw, err := os.ReadFile("/proc/" + strconv.Itoa(gw.cmd.Process.Pid) + "/environ"); err == nil {
+			return string(sysmon.InEffect(strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")))
+		}
+	}
 	m, err := sysmon.ParseMode(want)
 	if err != nil {
 		return want

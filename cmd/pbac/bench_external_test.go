@@ -58,6 +58,10 @@ func TestBenchExternal(t *testing.T) {
 			if rep.Scenario.Backend != tt.backend {
 				t.Errorf("the report's backend %q, want %q", rep.Scenario.Backend, tt.backend)
 			}
+			// Read from the gateway's process: the runtime's own unless asked.
+			if rep.Scenario.GoSysmon != "default" || !strings.Contains(doc, "the gateway's Go monitor thread (PBAC_GO_SYSMON): default") {
+				t.Errorf("the gateway's monitor %q, want default, in the Markdown too", rep.Scenario.GoSysmon)
+			}
 			for _, target := range bench.Targets() {
 				ss := rep.Summaries(target)
 				if !slices.Contains(tt.targets, target) {
@@ -225,7 +229,7 @@ func TestGatewayMonitor(t *testing.T) {
 		{"default", []string{"GODEBUG=schedtrace=1000"}, "operator"},
 		{"backoff", []string{"GODEBUG=schedtrace=1000"}, "operator"},
 	} {
-		if got := gatewayMonitor(tc.want, tc.environ); got != tc.mode {
+		if got := gatewayMonitor(nil, tc.want, tc.environ); got != tc.mode {
 			t.Errorf("gatewayMonitor(%q, %q) = %q, want %q", tc.want, tc.environ, got, tc.mode)
 		}
 	}

@@ -56,7 +56,7 @@ func newLogger(level string) *slog.Logger {
 // which is said on stderr, and the process runs on with the runtime's
 // default. err is a PBAC_GO_SYSMON the process must not start with.
 func goMonitor(args, environ []string, reexec func([]string) error, stderr io.Writer) error {
-	if len(args) < 2 || (args[1] != "up" && args[1] != "asrv") {
+	if !servingCommand(args) {
 		return nil
 	}
 	want, err := sysmon.Wanted(environ)
@@ -71,6 +71,17 @@ func goMonitor(args, environ []string, reexec func([]string) error, stderr io.Wr
 	return nil
 }
 
+// servingCommand reports whether args (os.Args) run pbac up or pbac asrv,
+// flags before the command's name included, as the command line finds it
+// (no file is read).
+func servingCommand(args []string) bool {
+	if len(args) < 2 {
+		return false
+	}
+	cmd, _, err := newRootCommand().Find(args[1:])
+	return err == nil && cmd.Parent() != nil && cmd.Parent().Parent() == nil && (cmd.Name() == "up" || cmd.Name() == "asrv")
+}
+
 // logMonitor says how Go's monitor thread waits in this process, and warns
 // where what was asked is not in effect or costs the most.
 func logMonitor(log *slog.Logger, environ []string) {
@@ -82,7 +93,7 @@ func logMonitor(log *slog.Logger, environ []string) {
 	mode, again, _ := sysmon.Plan(want, environ)
 	switch {
 	case again:
-		log.Warn("go runtime monitor: the runtime's default; backoff was asked but is not in effect (the exec failed, or this is not Linux)", "env", sysmon.Env)
+		log.Warn("go runtime monitor: the runtime's default; backoff was asked but is not in effect (the exec failed and said why on stderr, or this is not Linux)", "env", sysmon.Env)
 	case mode == sysmon.Backoff && runtime.GOMAXPROCS(0) == 1:
 		log.Warn("go runtime monitor: backoff with GOMAXPROCS=1: a goroutine in a blocking system call holds up every other for up to about 20 ms", "env", sysmon.Env)
 	default:

@@ -17,21 +17,29 @@
 // than the monitor's sleep:
 //   - a P held by a goroutine in a blocking system call (a file write, an
 //     fsync) is handed to another thread when the monitor has seen it there
-//     twice: up to about 20 ms later instead of tens of µs. With
-//     GOMAXPROCS=1 (one CPU, or a pinned process) nothing else runs
-//     meanwhile;
-//   - a fatal error prints the scheduler's whole state (one line per P, M
-//     and goroutine) before the panic itself, and a fatal error raised
-//     while the scheduler's lock is held (thread exhaustion) waits on that
-//     lock forever instead of ending the process, so a supervisor does not
-//     restart it;
+//     twice: up to about 20 ms later, where a process that had gone idle
+//     would have had its monitor woken by that call and polling every 20 µs
+//     (a busy one backs off either way). With GOMAXPROCS=1 (one CPU, or a
+//     pinned process) nothing else runs meanwhile;
+//   - a fatal error, an unrecovered panic included, prints the scheduler's
+//     whole state (one line per P, M and goroutine) before the panic
+//     itself, which can push the panic out of a log's limits; and a fatal
+//     error raised while the scheduler's lock is held (thread exhaustion)
+//     waits on that lock forever instead of ending the process, so a
+//     supervisor does not restart it;
 //   - on a host up longer than 24.8 days a "SCHED" line goes to standard
 //     error when the process starts, and every 24.8 days after;
 //   - an idle process wakes about 100 times a second.
 //
 // The runtime reads GODEBUG once, when the process starts, so a process
 // that wants it runs itself again with it set (Reexec, Linux only: same
-// process id, arguments and standard streams).
+// process id, arguments and standard streams; package initialisers run
+// again in the new image).
+//
+// The tests check that the process runs again with the setting, not that
+// the runtime still honours it: a Go release that changed sysmon's
+// condition would leave them green, and pbac bench external --go-sysmon is
+// how to see the difference.
 package sysmon
 
 import (
@@ -119,6 +127,16 @@ func Plan(want Mode, environ []string) (mode Mode, reexec bool, env []string) {
 		}
 	}
 	return Backoff, true, append(env, "GODEBUG="+entry)
+}
+
+// InEffect is the mode a running process with environment environ (as
+// /proc/<pid>/environ gives it) waits in.
+func InEffect(environ []string) Mode {
+	mode, again, _ := Plan(Backoff, environ)
+	if again {
+		return Default
+	}
+	return mode
 }
 
 // setting is the value GODEBUG gives schedtrace, the last one as the

@@ -77,6 +77,22 @@ func countGodebug(environ []string) int {
 	return n
 }
 
+func TestInEffect(t *testing.T) {
+	for _, tc := range []struct {
+		environ []string
+		want    Mode
+	}{
+		{[]string{"HOME=/h"}, Default},
+		{[]string{"GODEBUG=madvdontneed=1"}, Default},
+		{[]string{"GODEBUG=schedtrace=2147483647"}, Backoff},
+		{[]string{"GODEBUG=schedtrace=1000"}, Operator},
+	} {
+		if got := InEffect(tc.environ); got != tc.want {
+			t.Errorf("InEffect(%q) = %q, want %q", tc.environ, got, tc.want)
+		}
+	}
+}
+
 func TestParseMode(t *testing.T) {
 	for in, want := range map[string]Mode{"": Default, "backoff": Backoff, "default": Default} {
 		if got, err := ParseMode(in); err != nil || got != want {
