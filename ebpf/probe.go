@@ -107,6 +107,13 @@ func Attach(o Options) (*Probe, error) {
 	if p.maps, err = newProbeMaps(o.PID); err != nil {
 		return nil, err
 	}
+	if sockets {
+		// The socket programs and the first byte's marker read the
+		// goroutine through the thread's FS base.
+		if p.maps.fsBase, err = fsBaseOffset(); err != nil {
+			return nil, err
+		}
+	}
 	ex, err := link.OpenExecutable(o.Executable)
 	if err != nil {
 		return nil, fmt.Errorf("open the gateway's executable: %w", err)
@@ -193,9 +200,7 @@ func (p *Probe) attachSockets() error {
 	if err != nil {
 		return err
 	}
-	if p.maps.fsBase, err = fsBaseOffset(); err != nil {
-		return err
-	}
+
 	for _, port := range p.ports {
 		var key [2]byte
 		binary.NativeEndian.PutUint16(key[:], port)

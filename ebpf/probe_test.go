@@ -364,7 +364,7 @@ func TestProbeFindsTheAnswerItself(t *testing.T) {
 	p.mu.Lock()
 	least := time.Duration(p.total.backend.Min())
 	p.mu.Unlock()
-	if least < backendTime {
+	if least < backendTime-time.Microsecond { // the histogram's bucket there is about 1 µs wide
 		t.Errorf("the shortest backend time %s, below the backend's %s sleep: an arrival that was not the answer", least, backendTime)
 	}
 	t.Logf("probe: backend p50 %.1f µs, wake-up p50 %.1f µs, overhead p50 %.1f µs", s.Backend.P50, wake.P50, s.Overhead.P50)

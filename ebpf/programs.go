@@ -47,38 +47,49 @@ import (
 //     data since then or since the gateway last read it;
 //   - sock:sock_recv_length by a gateway thread hands that time to the
 //     goroutine reading (answered, keyed by its g, which Go keeps at FS
-//     base − 8), or, finding none, drops what that goroutine held;
+//     base − 8); a read that finds nothing arrived since the send drops
+//     what that goroutine held, one of more of what it took keeps it, and
+//     a peek (the pool's liveness check) is no read;
 //   - the marker probeBackendFirstByte, which the same goroutine hits once
-//     the forwarding client has read the answer's headers (its g in R14),
-//     claims it for its call.
+//     the forwarding client has read the answer's headers, claims it for
+//     its call (the g read the same way).
 //
 // So a DNS answer, a TLS handshake or a session's initialize on the way to
 // the backend is read before the answer and replaced by it, and neither
 // the thread that sent the request nor the one that read the answer
 // matters. An answer that arrived before its request's send was marked is
-// not seen, and the call is counted as measured without it. (On the
-// aggregated /mcp the marker comes after the whole body is read: its
-// "answer" is then the last data read.) Gateway threads are told by their
-// tgid as the kernel sees it, which the first marker of each call records
-// (self), so that a gateway in a pid namespace of its own is found too.
+// not seen, and the call is counted as measured without it; so is one
+// whose answer came while the send's tracepoint was still to fire (it
+// fires after the send returns, and resets the mark). (On the aggregated
+// /mcp the marker comes after the whole body is read.) Gateway threads are
+// told by their tgid as the kernel sees it, which the first marker of each
+// call records (self): the pid the probe is given is in its own pid
+// namespace, which a probe run in a container does not share with the
+// kernel. Until the first marker, that pid stands in.
 // Only the gateway's sends and reads run past that test; sk_data_ready,
 // which runs in the sender, costs every socket on the host two map
 // lookups.
 
 // regsAX is the offset of RAX in x86-64 pt_regs: Go ABIInternal's first
-// integer argument; regsR14 is R14's, which holds the running goroutine
-// (its g) throughout Go ABIInternal code.
-const (
-	regsAX  = 80
-	regsR14 = 8
-)
+// integer argument.
+const regsAX = 80
 
 // A raw tracepoint's context is its arguments, a u64 each:
 // sk_data_ready(sk), sock_recv_length(sk, ret, flags),
 // sock_send_length(sk, ret, flags).
 const (
-	argSock = 0
-	argRet  = 8
+	argSock  = 0
+	argRet   = 8
+	argFlags = 16
+	msgPeek  = 2 // MSG_PEEK
+)
+
+// An outbound socket's value: sent (nothing arrived since the gateway's
+// last send on it), read (what arrived has been read), or the time the
+// first data since then arrived, unread.
+const (
+	outboundSent = 0
+	outboundRead = 1
 )
 
 // Flags of bpf_map_update_elem.
@@ -304,16 +315,18 @@ func (m *probeMaps) firstByteProgram() asm.Instructions {
 	return join(
 		asm.Instructions{
 			asm.LoadMem(asm.R7, asm.R1, regsAX, asm.DWord),
-			asm.LoadMem(asm.R6, asm.R1, regsR14, asm.DWord),
-			asm.StoreMem(asm.R10, -40, asm.R6, asm.DWord),
 			asm.FnKtimeGetNs.Call(),
 			asm.Mov.Reg(asm.R9, asm.R0),
 		},
 		m.emit(asm.R7, StageBackendFirstByte, asm.R9),
+		// The goroutine as the reads saw it (FS base − 8, not R14): should
+		// that place ever not hold g, both sides key by what it holds, a
+		// value per thread, and the match is by thread, as it was.
+		m.currentG("exit"),
 		asm.Instructions{
 			asm.LoadMapPtr(asm.R1, m.answered.FD()),
 		},
-		stackPtr(asm.R2, -40),
+		stackPtr(asm.R2, -104),
 		asm.Instructions{
 			asm.FnMapLookupElem.Call(),
 			asm.JEq.Imm(asm.R0, 0, "exit"),
@@ -321,7 +334,7 @@ func (m *probeMaps) firstByteProgram() asm.Instructions {
 		},
 		m.emit(asm.R7, StageBackendArrived, asm.R8),
 		asm.Instructions{asm.LoadMapPtr(asm.R1, m.answered.FD())},
-		stackPtr(asm.R2, -40),
+		stackPtr(asm.R2, -104),
 		asm.Instructions{asm.FnMapDeleteElem.Call()},
 		ret(),
 	)
@@ -398,7 +411,8 @@ func (m *probeMaps) readableProgram(portOff int32) asm.Instructions {
 		},
 		ret(),
 		// Another socket: one the gateway sends on (outbound), with no
-		// data waiting unread? Then this is the first since its last read.
+		// data waiting unread? Then this is the first since its last send
+		// or read.
 		asm.Instructions{
 			asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord).WithSymbol("answer"),
 			asm.LoadMapPtr(asm.R1, m.outbound.FD()),
@@ -409,7 +423,7 @@ func (m *probeMaps) readableProgram(portOff int32) asm.Instructions {
 			asm.JEq.Imm(asm.R0, 0, "exit"),
 			asm.Mov.Reg(asm.R6, asm.R0),
 			asm.LoadMem(asm.R1, asm.R6, 0, asm.DWord),
-			asm.JNE.Imm(asm.R1, 0, "exit"),
+			asm.JGT.Imm(asm.R1, outboundRead, "exit"), // an arrival waits unread
 			asm.FnKtimeGetNs.Call(),
 			asm.StoreMem(asm.R6, 0, asm.R0, asm.DWord),
 			asm.Mov.Imm(asm.R0, 0),
@@ -432,6 +446,9 @@ func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 			asm.LoadMem(asm.R7, asm.R1, argSock, asm.DWord),
 			asm.LoadMem(asm.R8, asm.R1, argRet, asm.DWord),
 			asm.JSLT.Imm32(asm.R8, 0, "exit"), // an error: nothing read
+			asm.LoadMem(asm.R1, asm.R1, argFlags, asm.DWord),
+			asm.And.Imm(asm.R1, msgPeek),
+			asm.JNE.Imm(asm.R1, 0, "exit"), // a peek (the pool's liveness check) reads nothing
 		},
 		m.gatewayThread("exit"), // only the gateway's reads matter
 		m.whichSocket(asm.R7, portOff, "exit", "outbound"),
@@ -476,8 +493,9 @@ func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 			asm.FnMapLookupElem.Call(),
 			asm.JEq.Imm(asm.R0, 0, "unanswered"),
 			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
-			asm.JEq.Imm(asm.R1, 0, "unanswered"), // nothing arrived since the last read
-			asm.Mov.Imm(asm.R2, 0),               // (a 64-bit store of an immediate is no instruction)
+			asm.JEq.Imm(asm.R1, outboundSent, "unanswered"), // nothing arrived since the send: it came before
+			asm.JEq.Imm(asm.R1, outboundRead, "exit"),       // more of what was taken
+			asm.Mov.Imm(asm.R2, outboundRead),
 			asm.StoreMem(asm.R0, 0, asm.R2, asm.DWord),
 			asm.StoreMem(asm.R10, -24, asm.R1, asm.DWord),
 			asm.LoadMapPtr(asm.R1, m.answered.FD()),
@@ -490,6 +508,8 @@ func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 			asm.Mov.Imm(asm.R0, 0),
 			asm.Return(),
 			asm.FnMapDeleteElem.Call().WithSymbol("forget outbound"),
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
 			asm.LoadMapPtr(asm.R1, m.answered.FD()).WithSymbol("unanswered"),
 		},
 		stackPtr(asm.R2, -104),

@@ -237,7 +237,7 @@ func (c *Collector) finishLocked(cl *call) {
 	// With the socket stages, the backend's own time ends when its answer
 	// arrives on the gateway's connection; the gateway's wake-up and the
 	// client's header read after it are the gateway's. An arrival outside
-	// the client's markers (what the marker's thread read for another
+	// the client's markers (what the marker's goroutine read for another
 	// call) is not this call's.
 	arrivalDropped := false
 	if arr := ts[StageBackendArrived]; arr != 0 {
@@ -338,12 +338,12 @@ type Summary struct {
 	Partial      int64 `json:"partial"`
 	Evicted      int64 `json:"evicted,omitempty"`
 	// Unbound: backend arrivals dropped as not the call's own (before its
-	// request, after its first byte, or of a call already over); its call
-	// is then measured to the first byte read.
+	// request or after its first byte: the call is then measured to the
+	// first byte read; or reported for a call already over).
 	Unbound int64 `json:"unbound,omitempty"`
 	// WithoutArrival: calls measured to the answer's first byte read, the
 	// probe having seen no arrival for them (an answer that came before its
-	// request's send was marked, one read by a thread other than the
+	// request's send was marked, one read by a goroutine other than the
 	// marker's).
 	WithoutArrival int64 `json:"without_arrival,omitempty"`
 }
