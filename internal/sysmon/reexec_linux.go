@@ -13,10 +13,11 @@ import (
 // not close-on-exec (the standard streams; Go opens its own files
 // close-on-exec). It returns only when the exec failed; the process then
 // runs on as it is. The executable is named by its path (os.Executable),
-// not /proc/self/exe, so that the process keeps its name ("pbac", not
-// "exe") for ps, pgrep and the journal; when the file at that path is no
-// longer the one running (replaced on disk since the start) it does not
-// run it.
+// not /proc/self/exe, so that the process is named after its executable
+// file ("pbac", not "exe"; a symlink's target's name where it was started
+// through one) for ps, pgrep and the journal; when the file at that path
+// is no longer the one running (replaced on disk since the start) it does
+// not run it.
 func Reexec(env []string) error {
 	exe, err := os.Executable()
 	if err != nil {
@@ -26,7 +27,11 @@ func Reexec(env []string) error {
 	if err != nil {
 		return fmt.Errorf("run again with GODEBUG set: %w", err)
 	}
-	if onDisk, err := os.Stat(exe); err != nil || !os.SameFile(running, onDisk) {
+	onDisk, err := os.Stat(exe)
+	if err != nil {
+		return fmt.Errorf("run again with GODEBUG set: %w", err)
+	}
+	if !os.SameFile(running, onDisk) {
 		return fmt.Errorf("run again with GODEBUG set: %s is no longer the executable running (replaced since the start)", exe)
 	}
 	if err := syscall.Exec(exe, os.Args, env); err != nil {
