@@ -27,10 +27,10 @@ import (
 //   - sock:sk_data_ready: the client's request has arrived on the
 //     connection (on loopback, within the sender's send call). The time is
 //     kept per socket until the gateway reads it.
-//   - sock:sock_recv_length: a gateway thread has read that socket; the
-//     arrival moves to the thread, so the marker the same goroutine hits
-//     next (probeRequestStart) can claim it for its call, and remembers the
-//     socket as the call's.
+//   - sock:sock_recv_length: a gateway goroutine has read that socket; the
+//     arrival moves to the goroutine (its g, as below), so the marker it
+//     hits next (probeRequestStart) can claim it for its call, on whichever
+//     thread, and remembers the socket as the call's.
 //   - sock:sock_send_length: the first send on the call's socket after that
 //     is the reply leaving for the client.
 //
@@ -112,7 +112,7 @@ type probeMaps struct {
 	events  *cebpf.Map // ring buffer of events
 	ports   *cebpf.Map // u16 local port -> 1: the gateway's listening ports
 	arrival *cebpf.Map // sk -> ns: request data arrived, not yet read
-	pending *cebpf.Map // pid_tgid -> {ns, sk}: read by this thread, not yet claimed by a call
+	pending *cebpf.Map // g -> {ns, sk}: read by this goroutine, not yet claimed by a call
 	callOf  *cebpf.Map // sk -> call id: the call being served on this connection
 	// outbound: sk -> ns: a socket the gateway sends on from a port it
 	// does not listen on; 0 while no data waits unread, else when the first
@@ -353,10 +353,11 @@ func (m *probeMaps) requestStartProgram() asm.Instructions {
 			asm.StoreMem(asm.R10, -40, asm.R0, asm.DWord),
 		},
 		m.rememberSelf(),
+		m.currentG("start"),
 		asm.Instructions{
 			asm.LoadMapPtr(asm.R1, m.pending.FD()),
 		},
-		stackPtr(asm.R2, -40),
+		stackPtr(asm.R2, -104),
 		asm.Instructions{
 			asm.FnMapLookupElem.Call(),
 			asm.JEq.Imm(asm.R0, 0, "start"),
@@ -376,7 +377,7 @@ func (m *probeMaps) requestStartProgram() asm.Instructions {
 			asm.FnMapUpdateElem.Call(),
 			asm.LoadMapPtr(asm.R1, m.pending.FD()),
 		},
-		stackPtr(asm.R2, -40),
+		stackPtr(asm.R2, -104),
 		asm.Instructions{asm.FnMapDeleteElem.Call()},
 		relabel(m.emit(asm.R7, StageStart, asm.R9), "start"),
 		ret(),
@@ -451,6 +452,7 @@ func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 			asm.JNE.Imm(asm.R1, 0, "exit"), // a peek (the pool's liveness check) reads nothing
 		},
 		m.gatewayThread("exit"), // only the gateway's reads matter
+		m.currentG("exit"),      // the goroutine reading, at -104
 		m.whichSocket(asm.R7, portOff, "exit", "outbound"),
 		asm.Instructions{
 			asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord),
@@ -464,11 +466,9 @@ func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
 			asm.StoreMem(asm.R10, -32, asm.R1, asm.DWord), // value: time
 			asm.StoreMem(asm.R10, -24, asm.R7, asm.DWord), // value: socket
-			asm.FnGetCurrentPidTgid.Call(),
-			asm.StoreMem(asm.R10, -16, asm.R0, asm.DWord),
 			asm.LoadMapPtr(asm.R1, m.pending.FD()),
 		},
-		stackPtr(asm.R2, -16),
+		stackPtr(asm.R2, -104),
 		stackPtr(asm.R3, -32),
 		asm.Instructions{
 			asm.Mov.Imm(asm.R4, bpfAny),
@@ -484,8 +484,7 @@ func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 		// arrival (the socket not marked, or its data come before the mark)
 		// drops what the thread held from an earlier read, so that its
 		// call's marker does not take that for the answer.
-		relabel(m.currentG("exit"), "outbound"),
-		asm.Instructions{asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord)},
+		asm.Instructions{asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord).WithSymbol("outbound")},
 		asm.Instructions{asm.LoadMapPtr(asm.R1, m.outbound.FD())},
 		stackPtr(asm.R2, -8),
 		asm.Instructions{
@@ -522,7 +521,7 @@ func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 }
 
 // sendProgram (sock:sock_send_length) reports the first send on a call's
-// connection as StageReplyOut. A send by a thread also drops what it read
+// connection as StageReplyOut. A send by a goroutine also drops what it read
 // but no call claimed (a request that is not a marked call). A gateway
 // thread's send on another socket marks it outbound (readableProgram).
 func (m *probeMaps) sendProgram(portOff int32) asm.Instructions {
@@ -534,15 +533,14 @@ func (m *probeMaps) sendProgram(portOff int32) asm.Instructions {
 		},
 		m.gatewayThread("exit"), // only the gateway's sends matter
 		m.whichSocket(asm.R6, portOff, "exit", "request"),
+		m.currentG("reply"),
 		asm.Instructions{
-			asm.FnGetCurrentPidTgid.Call(),
-			asm.StoreMem(asm.R10, -40, asm.R0, asm.DWord),
 			asm.LoadMapPtr(asm.R1, m.pending.FD()),
 		},
-		stackPtr(asm.R2, -40),
+		stackPtr(asm.R2, -104),
 		asm.Instructions{
 			asm.FnMapDeleteElem.Call(),
-			asm.StoreMem(asm.R10, -48, asm.R6, asm.DWord),
+			asm.StoreMem(asm.R10, -48, asm.R6, asm.DWord).WithSymbol("reply"),
 			asm.LoadMapPtr(asm.R1, m.callOf.FD()),
 		},
 		stackPtr(asm.R2, -48),
