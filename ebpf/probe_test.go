@@ -48,7 +48,7 @@ func probeReplyDone(id uint64) { _ = id }
 const backendTime = 2 * time.Millisecond
 
 // listenLocal listens on a free port of 127.0.0.1 until the test ends.
-func listenLocal(t *testing.T) *net.TCPListener {
+func listenLocal(t testing.TB) *net.TCPListener {
 	t.Helper()
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -58,10 +58,10 @@ func listenLocal(t *testing.T) *net.TCPListener {
 	return ln
 }
 
-// serveBackend answers each line with "ok\n" after backendTime; with
-// once, it closes the connection after its first answer, as a backend
-// that does not keep connections alive.
-func serveBackend(t *testing.T, once bool) *net.TCPListener {
+// serveBackend answers each line with "ok\n" after delay; with once, it
+// closes the connection after its first answer, as a backend that does
+// not keep connections alive.
+func serveBackend(t testing.TB, delay time.Duration, once bool) *net.TCPListener {
 	t.Helper()
 	ln := listenLocal(t)
 	go func() {
@@ -77,7 +77,7 @@ func serveBackend(t *testing.T, once bool) *net.TCPListener {
 					if _, err := r.ReadString('\n'); err != nil {
 						return
 					}
-					time.Sleep(backendTime)
+					time.Sleep(delay)
 					if _, err := c.Write([]byte("ok\n")); err != nil || once {
 						return
 					}
@@ -94,7 +94,7 @@ func serveBackend(t *testing.T, once bool) *net.TCPListener {
 // forwards a call.
 func serveLines(t *testing.T) *net.TCPListener {
 	t.Helper()
-	backend := serveBackend(t, false).Addr().String()
+	backend := serveBackend(t, backendTime, false).Addr().String()
 	ln := listenLocal(t)
 	go func() {
 		for {
@@ -153,7 +153,7 @@ func serveLines(t *testing.T) *net.TCPListener {
 // closes, and the next call's socket may take the freed one's address).
 func serveLinesLoose(t *testing.T) *net.TCPListener {
 	t.Helper()
-	backend := serveBackend(t, true).Addr().String()
+	backend := serveBackend(t, backendTime, true).Addr().String()
 	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -481,40 +481,16 @@ func BenchmarkMarkerProbed(b *testing.B) {
 }
 
 // BenchmarkSocketsProbed is what the socket stages cost a round trip on
-// loopback: a line written to an echo server on a port the probe watches
-// as the gateway's and read back, unprobed and then probed (the
+// loopback: a line written to a server on a port the probe watches as the
+// gateway's (serveBackend, answering at once) and its answer read back,
+// unprobed and then probed (the
 // tracepoints' programs run on both sockets' sends, reads and arrivals;
 // no trap). Compare the two in one run.
 func BenchmarkSocketsProbed(b *testing.B) {
 	if err := Check(); err != nil {
 		b.Skip(err.Error())
 	}
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if _, err := c.Write([]byte(line)); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	ln := serveBackend(b, 0, false)
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		b.Fatal(err)

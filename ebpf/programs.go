@@ -3,7 +3,6 @@
 package ebpf
 
 import (
-	"errors"
 	"fmt"
 
 	cebpf "github.com/cilium/ebpf"
@@ -601,53 +600,35 @@ func loadProgram(name string, typ cebpf.ProgramType, insns asm.Instructions) (*c
 // localPortOffset finds, in the kernel's BTF, the offset of the local port
 // (struct sock_common's skc_num) in struct sock.
 func localPortOffset() (int32, error) {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return 0, fmt.Errorf("kernel BTF: %w", err)
-	}
-	var sock *btf.Struct
-	if err := spec.TypeByName("sock", &sock); err != nil {
-		return 0, fmt.Errorf("kernel BTF: struct sock: %w", err)
-	}
-	common, ok := memberOffset(sock, "__sk_common")
-	if !ok {
-		return 0, errors.New("kernel BTF: struct sock has no __sk_common")
-	}
-	var sc *btf.Struct
-	if err := spec.TypeByName("sock_common", &sc); err != nil {
-		return 0, fmt.Errorf("kernel BTF: struct sock_common: %w", err)
-	}
-	num, ok := memberOffset(sc, "skc_num")
-	if !ok {
-		return 0, errors.New("kernel BTF: struct sock_common has no skc_num")
-	}
-	return int32(common + num), nil
+	return kernelOffset("sock", "__sk_common", "sock_common", "skc_num")
 }
 
 // fsBaseOffset finds, in the kernel's BTF, the offset of the thread's FS
 // base (struct task_struct's thread.fsbase, x86-64) in struct task_struct.
 func fsBaseOffset() (int32, error) {
+	return kernelOffset("task_struct", "thread", "thread_struct", "fsbase")
+}
+
+// kernelOffset finds, in the kernel's BTF, the offset in struct outer of
+// field, a member of struct inner, which is outer's member.
+func kernelOffset(outer, member, inner, field string) (int32, error) {
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
 		return 0, fmt.Errorf("kernel BTF: %w", err)
 	}
-	var task *btf.Struct
-	if err := spec.TypeByName("task_struct", &task); err != nil {
-		return 0, fmt.Errorf("kernel BTF: struct task_struct: %w", err)
+	var off uint32
+	for _, step := range [][2]string{{outer, member}, {inner, field}} {
+		var st *btf.Struct
+		if err := spec.TypeByName(step[0], &st); err != nil {
+			return 0, fmt.Errorf("kernel BTF: struct %s: %w", step[0], err)
+		}
+		o, ok := memberOffset(st, step[1])
+		if !ok {
+			return 0, fmt.Errorf("kernel BTF: struct %s has no %s", step[0], step[1])
+		}
+		off += o
 	}
-	thread, ok := memberOffset(task, "thread")
-	if !ok {
-		return 0, errors.New("kernel BTF: struct task_struct has no thread")
-	}
-	var ts *btf.Struct
-	if err := spec.TypeByName("thread_struct", &ts); err != nil {
-		return 0, fmt.Errorf("kernel BTF: struct thread_struct: %w", err)
-	}
-	fs, ok := memberOffset(ts, "fsbase")
-	if !ok {
-		return 0, errors.New("kernel BTF: struct thread_struct has no fsbase")
-	}
-	return int32(thread + fs), nil
+	return int32(off), nil
 }
 
 // memberOffset finds a member by name in a struct or union, looking into
