@@ -395,22 +395,56 @@ canonical_value("ref", v) if {
 canonical_path_value("/")
 
 canonical_path_value(v) if {
-	is_string(v)
-	startswith(v, "/")
-	v != "/"
-	canonical_segments(v)
+	path_form(v)
 	canonical_chars(v)
 }
 
 # Segments joined by "/", without a leading "/".
 canonical_name_value(v) if {
+	name_form(v)
+	canonical_chars(v)
+}
+
+# path_form(v), name_form(v): the shape of a canonical path other than "/"
+# and of a canonical name, their characters aside.
+path_form(v) if {
+	is_string(v)
+	startswith(v, "/")
+	v != "/"
+	canonical_segments(v)
+}
+
+name_form(v) if {
 	is_string(v)
 	v != ""
 	not startswith(v, "/")
 	not startswith(v, " ")
 	canonical_segments(v)
-	canonical_chars(v)
 }
+
+# canonical_form(kind, v): canonical_value(kind, v) for a string whose
+# characters are vouched for already (the fast path's plain_ascii).
+canonical_form("path", "/")
+
+canonical_form("path", v) if path_form(v)
+
+canonical_form("name", v) if name_form(v)
+
+canonical_form("ref", "/")
+
+canonical_form("ref", v) if path_form(v)
+
+canonical_form("ref", v) if {
+	is_string(v)
+	not startswith(v, "/")
+	name_form(v)
+}
+
+# canonical_as(kind, v, how): canonical_value ("checked") or canonical_form
+# ("vouched": v is one of the strings the fast path found plain ASCII).
+canonical_as(kind, v, "checked") if canonical_value(kind, v)
+
+canonical_as(kind, v, "vouched") if canonical_form(kind, v)
 
 canonical_segments(v) if {
 	not endswith(v, "/")

@@ -146,12 +146,13 @@ reach_of(e, args) := v if {
 	d := e.reach.default
 } else := "/"
 
-# reach_hit(e, r, args, rule): the reach covers a protected prefix of rule
-# (it holds the protected area or lies inside it).
-reach_hit(e, r, args, rule) if {
+# reach_hit(e, r, args, rule, how): the reach covers a protected prefix of
+# rule (it holds the protected area or lies inside it). how is
+# canonical_as's: "checked" in the full rules, "vouched" on the fast path.
+reach_hit(e, r, args, rule, how) if {
 	is_object(e.reach)
 	v := reach_of(e, args)
-	canonical_value("path", v)
+	canonical_as("path", v, how)
 	p := folded(v)
 	r in rule.resources
 	some pre in rule.path_prefixes
@@ -165,26 +166,26 @@ covers(p, pre) if path_under(p, pre)
 
 # A reach that is not a canonical path (a bad default in data; a bad
 # argument is denied as a declared path).
-reach_unusable(e, args) if {
+reach_unusable(e, args, how) if {
 	is_object(e.reach)
-	not canonical_value("path", reach_of(e, args))
+	not canonical_as("path", reach_of(e, args), how)
 }
 
 # ---------------------------------------------------------------------------
 # Argument protection (data.protected_arguments)
 #
-# protected_state(rule, v): "ok", or why the value of a protected argument
-# is refused: not a string, not canonical (for a rule with path prefixes),
-# or protected (under a prefix, case-insensitively; or holding a
-# substring, lower-cased).
+# protected_state(rule, v, how): "ok", or why the value of a protected
+# argument is refused: not a string, not canonical (for a rule with path
+# prefixes), or protected (under a prefix, case-insensitively; or holding a
+# substring, lower-cased). how is canonical_as's.
 
-protected_state(rule, v) := "not a string" if {
+protected_state(rule, v, how) := "not a string" if {
 	not is_string(v)
 } else := "not canonical" if {
 	has_prefixes(rule)
-	not canonical_value("ref", v)
+	not canonical_as("ref", v, how)
 } else := "protected" if {
-	protected_hit(rule, v)
+	protected_hit(rule, v, how)
 } else := "ok"
 
 has_prefixes(rule) if {
@@ -192,15 +193,15 @@ has_prefixes(rule) if {
 	is_string(pre)
 }
 
-protected_hit(rule, v) if {
-	canonical_value("ref", v)
+protected_hit(rule, v, how) if {
+	canonical_as("ref", v, how)
 	p := folded(v)
 	some pre in rule.path_prefixes
 	is_string(pre)
 	path_under(p, prefix_path(pre))
 }
 
-protected_hit(rule, v) if {
+protected_hit(rule, v, _) if {
 	lv := lower(v)
 	some sub in rule.substrings
 	is_string(sub)
@@ -214,7 +215,7 @@ protected_violations contains msg if {
 	tool_resource in rule.resources
 	some name in rule.args
 	v := arguments[name]
-	st := protected_state(rule, v)
+	st := protected_state(rule, v, "checked")
 	st != "ok"
 	msg := protected_message(rule, name, st)
 }
@@ -499,7 +500,7 @@ caller_identity_text := caller_identity(tok) if tok != null else := "unknown"
 
 tool_call_deny contains msg if {
 	in_catalogue
-	reach_unusable(tool_entry, arguments)
+	reach_unusable(tool_entry, arguments, "checked")
 	msg := concat("", [tool_name, " has no canonical reach (catalogue reach)"])
 }
 
@@ -508,7 +509,7 @@ tool_call_deny contains msg if {
 reach_violations contains msg if {
 	in_catalogue
 	some rule in data.protected_arguments
-	reach_hit(tool_entry, tool_resource, arguments, rule)
+	reach_hit(tool_entry, tool_resource, arguments, rule, "checked")
 	msg := concat("", [
 		tool_name, " reaches ", reach_of(tool_entry, arguments),
 		", which covers data protected by rule ", rule.id,
@@ -701,7 +702,7 @@ tool_call_approval_extra := {"approval": tool_call_approval} if tool_call_held e
 #
 # The decision is evaluated in full on every call, so the allowed case is
 # decided first by one rule body of cheap positive checks on the raw input
-# (no message strings, no sets, few rule lookups): the negation of every
+# (no message strings, few sets and rule lookups): the negation of every
 # tool_call_deny rule plus the conditions of tool_call_allow. When any check
 # fails, the full rules below compute allow and the sorted reasons; in a few
 # rare shapes (a token without iat or client_id, a missing method, a subject
@@ -711,13 +712,13 @@ tool_call_approval_extra := {"approval": tool_call_approval} if tool_call_held e
 
 tool_call_fast(inp) := {
 	"allow": true,
-	"reasons": [concat("", [ti, " tier may ", a, " ", r])],
+	"reasons": [why],
 	"tier": ti,
 	"resource": r,
 	"access": a,
 	"insufficient_scope": false,
 	"required_scope": sc,
-	"public_reasons": [concat("", [ti, " tier may ", a, " ", r])],
+	"public_reasons": [why],
 } if {
 	# token_issues, client_binding_issues
 	c := inp.client
@@ -761,12 +762,12 @@ tool_call_fast(inp) := {
 	# arguments: canonical paths and names, their spelling, the actor,
 	# protected arguments, reach, self-approval
 	arguments_ok(e, r, args, t)
-	not protected_violation_in(r, args)
-	not reach_blocked(e, r, args)
 	not self_approval_in(e, req)
 
 	# a call an approval rule holds is decided by the full rules
 	not approval_gated(ti, r, a)
+
+	why := concat("", [ti, " tier may ", a, " ", r])
 }
 
 tool_call_fast_allow if tool_call_fast(input)
@@ -850,46 +851,72 @@ scope_in(scp, sc) if {
 	sc in split(scp, " ")
 }
 
+# arguments_ok(e, r, args, t): for tool entry e on resource r, no
+# declared argument is spelled non-canonically, no argument name is
+# refused, the actor argument (if any) is the caller, no protected argument
+# holds protected data and the reach covers none. It works on e, r and
+# args alone, not on the rules the full decision builds from the input
+# (tool_declared_names, checked_strings): every string whose characters
+# policy checks (argument names, the values of declared arguments, the
+# reach) is found plain ASCII at once, without a regular expression, and
+# the checks that follow take their characters as vouched for
+# (canonical_form). A string that is not plain ASCII (which may still be
+# canonical) leaves the call to the full rules.
+arguments_ok(e, r, args, t) if {
+	names := declared_names(e, r)
+	plain_ascii(concat("/", array.concat(
+		[k | some k, _ in args],
+		[v | some n in names; v := args[n]; is_string(v)],
+	)))
+	reach_plain(e, args)
+	not variant_key_in(names, args)
+	not bad_declared_arg(e, args)
+	not bad_actor(e, args, t)
+	not reach_unusable(e, args, "vouched")
+	not protected_violation_in(r, args)
+	not reach_blocked(e, r, args)
+}
+
+# The reach of a tool without one, or a reach that is plain ASCII (a
+# reach argument is a declared name, and its value was checked with them;
+# this is for the default in data).
+reach_plain(e, _) if not is_object(object.get(e, "reach", null))
+
+reach_plain(e, args) if {
+	is_object(e.reach)
+	v := reach_of(e, args)
+	is_string(v)
+	plain_ascii(v)
+}
+
+# variant_key_in(names, args): case_variant for some argument name, the
+# declared names lower-cased once.
+variant_key_in(names, args) if {
+	lowered := {lower(n) | some n in names}
+	some k, _ in args
+	not k in names
+	lower(k) in lowered
+}
+
+bad_declared_arg(e, args) if {
+	some name, kind in arg_kinds(e)
+	v := args[name]
+	not canonical_form(kind, v)
+}
+
 # Some protected_violations message exists for resource r and arguments args.
 protected_violation_in(r, args) if {
 	some rule in data.protected_arguments
 	r in rule.resources
 	some name in rule.args
 	v := args[name]
-	protected_state(rule, v) != "ok"
-}
-
-# arguments_ok(e, r, args, t): no declared argument is spelled
-# non-canonically, no argument name is refused, and the actor argument (if
-# any) is the caller.
-arguments_ok(e, r, args, t) if {
-	not bad_declared_arg(e, args)
-	not bad_key_in(args)
-	not bad_actor(e, args, t)
-	not reach_unusable(e, args)
-}
-
-bad_declared_arg(e, args) if {
-	some name, kind in arg_kinds(e)
-	v := args[name]
-	not canonical_value(kind, v)
-}
-
-# (The fast path's e and r are tool_entry and tool_resource: both come
-# from the same input.)
-bad_key_in(args) if {
-	some k, _ in args
-	case_variant(tool_declared_names, k)
-}
-
-bad_key_in(args) if {
-	some k, _ in args
-	not canonical_chars(k)
+	protected_state(rule, v, "vouched") != "ok"
 }
 
 reach_blocked(e, r, args) if {
+	is_object(e.reach)
 	some rule in data.protected_arguments
-	reach_hit(e, r, args, rule)
+	reach_hit(e, r, args, rule, "vouched")
 }
 
 default tool_call := {

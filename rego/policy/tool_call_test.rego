@@ -651,6 +651,13 @@ fast_path_inputs := array.concat(
 		machine_call("claude-code", "drive.read_file", {"pa\u200bth": "/docs/a.md"}),
 		machine_call("claude-code", "drive.write_file", {"path": "/docs/a.md", "content": "x", "Content-Type": "text/plain"}),
 		machine_call("claude-code", "database.query", {"\u017fql": "select 1"}),
+		machine_call("claude-code", "jira.create_issue", {"project": "ENG/", "summary": "s"}),
+		machine_call("claude-code", "jira.create_issue", {"project": "EN\u200bG", "summary": "s"}),
+		machine_call("claude-code", "jira.create_issue", {"Project": "ENG", "summary": "s"}),
+		machine_call("claude-code", "jira.create_issue", {"project": "ENG", "summary": "s", "Summary": "t"}),
+		machine_call("claude-code", "drive.list_files", {"path": "/public", "PATH": "/prod"}),
+		machine_call("claude-code", "drive.list_files", {"path": "/prod/secrets/keys"}),
+		machine_call("claude-code", "drive.list_files", {"path": 7}),
 		machine_call("claude-code", "drive.search_files", {"query": "password"}),
 		machine_call("claude-code", "drive.search_files", {"query": "password", "path": "/team"}),
 		machine_call("claude-code", "drive.list_files", {"path": "/prod"}),
@@ -716,6 +723,16 @@ test_fast_path_stricter_shapes_fall_back if {
 	no_id := json.remove(machine_call("claude-code", "jira.get_issue", {}), ["client/client_id"])
 	not fast_allow(no_id)
 	allowed(no_id)
+	# A canonical value or name that is not plain ASCII: the fast path
+	# cannot vouch for its characters without a regular expression.
+	accented := machine_call("claude-code", "jira.create_issue", {"project": "ENG", "summary": "Caf\u00e9", "r\u00e9sum\u00e9": "x"})
+	not fast_allow(accented)
+	allowed(accented)
+	tool_call(accented) == full_decision(accented)
+	accented_value := machine_call("claude-code", "jira.create_issue", {"project": "CAF\u00c9", "summary": "s"})
+	not fast_allow(accented_value)
+	allowed(accented_value)
+	tool_call(accented_value) == full_decision(accented_value)
 	# Methods other than tools/call (a prompt here) are the full rules'.
 	prompt := prompt_get("ci-bot", "jira.prompt:triage_issue", {"key": "SEC-12"})
 	not fast_allow(prompt)
@@ -739,6 +756,37 @@ test_fast_path_refuses_other_kinds if {
 		machine_call("ci-bot", "jira.template:jira://issue/", {}),
 		prompt_get("ci-bot", "jira.get_issue", {}),
 	] {
+		not data.pbac.tool_call_fast_allow with input as inp with data.catalogue as cat
+		not data.pbac.tool_call.allow with input as inp with data.catalogue as cat
+	}
+}
+
+# A list tool's reach comes from data when the call gives none (the
+# shipped default, "/", covers protected data): the fast path checks the
+# default's characters too (it is not among the strings of the call), and
+# leaves a default it cannot vouch for to the full rules.
+reach_default_catalogue(def) := json.patch(data.catalogue, [{"op": "replace", "path": "/drive.list_files/reach/default", "value": def}])
+
+test_fast_path_checks_the_reach_default if {
+	inp := machine_call("claude-code", "drive.list_files", {})
+	data.pbac.tool_call_fast_allow with input as inp with data.catalogue as reach_default_catalogue("/public")
+	every def in ["/pub\u200blic", "public", "/docs/", "/prod", 7] {
+		not data.pbac.tool_call_fast_allow with input as inp with data.catalogue as reach_default_catalogue(def)
+		not data.pbac.tool_call.allow with input as inp with data.catalogue as reach_default_catalogue(def)
+	}
+	cafe := reach_default_catalogue("/caf\u00e9")
+	not data.pbac.tool_call_fast_allow with input as inp with data.catalogue as cafe
+	data.pbac.tool_call.allow with input as inp with data.catalogue as cafe
+}
+
+# A declared name in mixed case ("filePath"): its other spellings are found
+# on the fast path as in the full rules.
+test_fast_path_finds_other_spellings_of_mixed_case_names if {
+	cat := json.patch(data.catalogue, [{"op": "add", "path": "/drive.read_file/arguments/filePath", "value": "path"}])
+	ok := machine_call("claude-code", "drive.read_file", {"path": "/docs/a.md", "filePath": "/docs/b.md"})
+	data.pbac.tool_call_fast_allow with input as ok with data.catalogue as cat
+	every args in [{"path": "/docs/a.md", "filepath": "/docs/b.md"}, {"path": "/docs/a.md", "FILEPATH": "/docs/b.md"}] {
+		inp := machine_call("claude-code", "drive.read_file", args)
 		not data.pbac.tool_call_fast_allow with input as inp with data.catalogue as cat
 		not data.pbac.tool_call.allow with input as inp with data.catalogue as cat
 	}
