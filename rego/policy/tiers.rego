@@ -440,9 +440,13 @@ canonical_form("ref", v) if {
 	name_form(v)
 }
 
-# canonical_as(kind, v, how): canonical_value ("checked") or canonical_form
-# ("vouched": v is one of the strings the fast path found plain ASCII).
-canonical_as(kind, v, "checked") if canonical_value(kind, v)
+# canonical_as(kind, v, how): canonical_form when how is "vouched" (v is
+# one of the strings the fast path found plain ASCII), else canonical_value
+# ("checked"): any other word checks the characters too.
+canonical_as(kind, v, how) if {
+	how != "vouched"
+	canonical_value(kind, v)
+}
 
 canonical_as(kind, v, "vouched") if canonical_form(kind, v)
 
@@ -463,6 +467,9 @@ canonical_segments(v) if {
 # plain_ascii, without a regular expression, once per decision; only when
 # that cannot vouch for them is each judged, once (clean_checked_strings),
 # by canonical_ascii and, for those that are not ASCII, the refused class.
+# (The fast path, tool_call.rego's arguments_ok, checks the strings it
+# relies on the same way by itself; when it falls back to the full rules,
+# they are checked again here.)
 canonical_chars(s) := true if {
 	checked_ascii
 	s in checked_strings
@@ -477,8 +484,9 @@ checked_ascii if plain_ascii(checked_text)
 # plain_ascii(s): s is printable ASCII without "%" or "\\" (what
 # canonical_ascii matches), decided without a regular expression: as many
 # bytes as characters (three copies encode to exactly four base64 bytes
-# each), nothing JSON escapes (controls, "\\"; also the harmless '"', which
-# then takes the slower path), and no "%" or DEL. It never holds for a
+# each), nothing JSON escapes (controls, "\\"; also the harmless '"', and
+# in OPA's Go evaluator, not its Wasm module, "<", ">" and "&", which then
+# take the slower path), and no "%" or DEL. It never holds for a
 # string canonical_ascii does not match; it may fail for one it matches.
 plain_ascii(s) if {
 	count(base64.encode(concat("", [s, s, s]))) == 4 * count(s)

@@ -194,6 +194,7 @@ has_prefixes(rule) if {
 }
 
 protected_hit(rule, v, how) if {
+	has_prefixes(rule)
 	canonical_as("ref", v, how)
 	p := folded(v)
 	some pre in rule.path_prefixes
@@ -855,18 +856,23 @@ scope_in(scp, sc) if {
 # declared argument is spelled non-canonically, no argument name is
 # refused, the actor argument (if any) is the caller, no protected argument
 # holds protected data and the reach covers none. It works on e, r and
-# args alone, not on the rules the full decision builds from the input
-# (tool_declared_names, checked_strings): every string whose characters
-# policy checks (argument names, the values of declared arguments, the
-# reach) is found plain ASCII at once, without a regular expression, and
-# the checks that follow take their characters as vouched for
-# (canonical_form). A string that is not plain ASCII (which may still be
-# canonical) leaves the call to the full rules.
+# args, not on the rules the full decision builds from the input
+# (tool_declared_names, checked_strings; a role's argument constraint,
+# checked before it, still reads them): the strings whose canonical
+# spelling it checks (the argument names, the values of arguments the
+# catalogue declares a kind for or a protected rule with path prefixes
+# names, and the reach) are found plain ASCII, without a regular
+# expression, the names and values together and the reach by itself
+# (reach_plain), and the checks that follow take their characters as
+# vouched for (canonical_form). A string that is not plain ASCII (which
+# may still be canonical) leaves the call to the full rules. Values policy
+# does not check the spelling of (a query, an actor) are not among them:
+# "%" in a SQL statement does not leave the fast path.
 arguments_ok(e, r, args, t) if {
 	names := declared_names(e, r)
 	plain_ascii(concat("/", array.concat(
 		[k | some k, _ in args],
-		[v | some n in names; v := args[n]; is_string(v)],
+		[v | some n in spelled_names(e, r); v := args[n]; is_string(v)],
 	)))
 	reach_plain(e, args)
 	not variant_key_in(names, args)
@@ -877,9 +883,19 @@ arguments_ok(e, r, args, t) if {
 	not reach_blocked(e, r, args)
 }
 
-# The reach of a tool without one, or a reach that is plain ASCII (a
-# reach argument is a declared name, and its value was checked with them;
-# this is for the default in data).
+# spelled_names(e, r): the arguments whose values policy checks the
+# canonical spelling of, for tool entry e on resource r: those with a kind
+# in the catalogue, and those a protected rule with path prefixes names.
+spelled_names(e, r) := {n | some n, _ in arg_kinds(e)} | {n |
+	some rule in data.protected_arguments
+	r in rule.resources
+	has_prefixes(rule)
+	some n in rule.args
+	is_string(n)
+}
+
+# The reach of a tool without one, or a reach that is plain ASCII: its
+# argument's value, or the default from data, or "/".
 reach_plain(e, _) if not is_object(object.get(e, "reach", null))
 
 reach_plain(e, args) if {

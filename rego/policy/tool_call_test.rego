@@ -651,6 +651,8 @@ fast_path_inputs := array.concat(
 		machine_call("claude-code", "drive.read_file", {"pa\u200bth": "/docs/a.md"}),
 		machine_call("claude-code", "drive.write_file", {"path": "/docs/a.md", "content": "x", "Content-Type": "text/plain"}),
 		machine_call("claude-code", "database.query", {"\u017fql": "select 1"}),
+		machine_call("claude-code", "database.query", {"sql": "select * from t where a like '%x%'\n"}),
+		machine_call("claude-code", "database.query", {"sql": "select * from pg_authid -- 100%"}),
 		machine_call("claude-code", "jira.create_issue", {"project": "ENG/", "summary": "s"}),
 		machine_call("claude-code", "jira.create_issue", {"project": "EN\u200bG", "summary": "s"}),
 		machine_call("claude-code", "jira.create_issue", {"Project": "ENG", "summary": "s"}),
@@ -789,5 +791,22 @@ test_fast_path_finds_other_spellings_of_mixed_case_names if {
 		inp := machine_call("claude-code", "drive.read_file", args)
 		not data.pbac.tool_call_fast_allow with input as inp with data.catalogue as cat
 		not data.pbac.tool_call.allow with input as inp with data.catalogue as cat
+	}
+}
+
+# A protected rule with path prefixes names an argument the catalogue
+# gives no kind: its value's characters are checked on the fast path too,
+# so a zero-width space cannot slip a protected path past the prefix.
+test_fast_path_checks_protected_path_arguments if {
+	rules := array.concat(data.protected_arguments, [{
+		"id": "jira-secret", "description": "secret queries", "resources": ["jira"],
+		"args": ["query"], "path_prefixes": ["/secret"], "substrings": [],
+	}])
+	ok := machine_call("claude-code", "jira.search_issues", {"query": "/public/x"})
+	data.pbac.tool_call_fast_allow with input as ok with data.protected_arguments as rules
+	every q in ["/sec\u200bret/x", "/Secret/x", "/secret/../public"] {
+		inp := machine_call("claude-code", "jira.search_issues", {"query": q})
+		not data.pbac.tool_call_fast_allow with input as inp with data.protected_arguments as rules
+		not data.pbac.tool_call.allow with input as inp with data.protected_arguments as rules
 	}
 }
