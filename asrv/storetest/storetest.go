@@ -116,7 +116,14 @@ func (f *fixture) client(id string) *asrv.Client {
 // request builds a request of client c with id reqID and a session expiring
 // an hour from now for every token type.
 func request(c *asrv.Client, reqID string) *fosite.Request {
-	now := time.Now().UTC().Truncate(time.Second)
+	return requestAt(c, reqID, time.Now())
+}
+
+// requestAt is request made at now (to the second): requests a test
+// compares with each other are made at one time, or a second turning
+// between them would tell them apart.
+func requestAt(c *asrv.Client, reqID string, now time.Time) *fosite.Request {
+	now = now.UTC().Truncate(time.Second)
 	sess := &asrv.Session{
 		Subject:  "alice",
 		Roles:    []string{"engineer"},
@@ -420,12 +427,13 @@ func testTokenForUnknownClient(t *testing.T, f *fixture) {
 func testReturnedRequestsAreCopies(t *testing.T, f *fixture) {
 	c := f.client("agent-1")
 	s := sig()
-	want := request(c, "r1")
+	now := time.Now()
+	want := requestAt(c, "r1", now)
 	accessKind.mustCreate(f, s, want)
 
 	// Changing the request after storing it does not change the store.
-	want = request(c, "r1")
-	stored := request(c, "r1")
+	want = requestAt(c, "r1", now)
+	stored := requestAt(c, "r1", now)
 	s2 := sig()
 	accessKind.mustCreate(f, s2, stored)
 	stored.Session.(*asrv.Session).Subject = "changed"
