@@ -190,7 +190,7 @@ func (m *probeMaps) emit(idReg asm.Register, stage Stage, tsReg asm.Register) as
 // (R6–R9) cannot be read, and to other when the gateway does not listen
 // on it. It uses the stack slot at -64.
 func (m *probeMaps) whichSocket(skReg asm.Register, portOff int32, exit, other string) asm.Instructions {
-	return asm.Instructions{
+	return join(asm.Instructions{
 		asm.StoreImm(asm.R10, -64, 0, asm.Word),
 		asm.Mov.Reg(asm.R1, asm.R10),
 		asm.Add.Imm(asm.R1, -64),
@@ -199,12 +199,7 @@ func (m *probeMaps) whichSocket(skReg asm.Register, portOff int32, exit, other s
 		asm.Add.Imm(asm.R3, portOff),
 		asm.FnProbeReadKernel.Call(),
 		asm.JNE.Imm(asm.R0, 0, exit),
-		asm.LoadMapPtr(asm.R1, m.ports.FD()),
-		asm.Mov.Reg(asm.R2, asm.R10),
-		asm.Add.Imm(asm.R2, -64),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, other),
-	}
+	}, mapLookup(m.ports, -64), asm.Instructions{asm.JEq.Imm(asm.R0, 0, other)})
 }
 
 // stackKey points R2 (and R3 when val != 0) at stack slots.
@@ -222,6 +217,26 @@ func join(parts ...asm.Instructions) asm.Instructions {
 		out = append(out, p...)
 	}
 	return out
+}
+
+// mapLookup looks up the key in the stack slot at key in mp: R0 is the
+// value's address, or 0.
+func mapLookup(mp *cebpf.Map, key int32) asm.Instructions {
+	return join(asm.Instructions{asm.LoadMapPtr(asm.R1, mp.FD())}, stackPtr(asm.R2, key),
+		asm.Instructions{asm.FnMapLookupElem.Call()})
+}
+
+// mapUpdate writes the value in the stack slot at val under the key in the
+// slot at key in mp, as flags allow (bpfAny, bpfNoExist).
+func mapUpdate(mp *cebpf.Map, key, val, flags int32) asm.Instructions {
+	return join(asm.Instructions{asm.LoadMapPtr(asm.R1, mp.FD())}, stackPtr(asm.R2, key), stackPtr(asm.R3, val),
+		asm.Instructions{asm.Mov.Imm(asm.R4, flags), asm.FnMapUpdateElem.Call()})
+}
+
+// mapDelete deletes the key in the stack slot at key from mp.
+func mapDelete(mp *cebpf.Map, key int32) asm.Instructions {
+	return join(asm.Instructions{asm.LoadMapPtr(asm.R1, mp.FD())}, stackPtr(asm.R2, key),
+		asm.Instructions{asm.FnMapDeleteElem.Call()})
 }
 
 // markerProgram reports a marker's stage with the call id from RAX.
@@ -246,11 +261,9 @@ func (m *probeMaps) gatewayThread(exit string) asm.Instructions {
 			asm.FnGetCurrentPidTgid.Call(),
 			asm.StoreMem(asm.R10, -72, asm.R0, asm.DWord),
 			asm.StoreImm(asm.R10, -80, 0, asm.Word),
-			asm.LoadMapPtr(asm.R1, m.self.FD()),
 		},
-		stackPtr(asm.R2, -80),
+		mapLookup(m.self, -80),
 		asm.Instructions{
-			asm.FnMapLookupElem.Call(),
 			asm.JEq.Imm(asm.R0, 0, exit),
 			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
 			asm.LoadMem(asm.R2, asm.R10, -72, asm.DWord),
@@ -296,14 +309,8 @@ func (m *probeMaps) rememberSelf() asm.Instructions {
 			asm.RSh.Imm(asm.R1, 32),
 			asm.StoreMem(asm.R10, -88, asm.R1, asm.DWord),
 			asm.StoreImm(asm.R10, -80, 0, asm.Word),
-			asm.LoadMapPtr(asm.R1, m.self.FD()),
 		},
-		stackPtr(asm.R2, -80),
-		stackPtr(asm.R3, -88),
-		asm.Instructions{
-			asm.Mov.Imm(asm.R4, bpfAny),
-			asm.FnMapUpdateElem.Call(),
-		},
+		mapUpdate(m.self, -80, -88, bpfAny),
 	)
 }
 
@@ -322,19 +329,13 @@ func (m *probeMaps) firstByteProgram() asm.Instructions {
 		// that place ever not hold g, both sides key by what it holds, a
 		// value per thread, and the match is by thread, as it was.
 		m.currentG("exit"),
+		mapLookup(m.answered, -104),
 		asm.Instructions{
-			asm.LoadMapPtr(asm.R1, m.answered.FD()),
-		},
-		stackPtr(asm.R2, -104),
-		asm.Instructions{
-			asm.FnMapLookupElem.Call(),
 			asm.JEq.Imm(asm.R0, 0, "exit"),
 			asm.LoadMem(asm.R8, asm.R0, 0, asm.DWord),
 		},
 		m.emit(asm.R7, StageBackendArrived, asm.R8),
-		asm.Instructions{asm.LoadMapPtr(asm.R1, m.answered.FD())},
-		stackPtr(asm.R2, -104),
-		asm.Instructions{asm.FnMapDeleteElem.Call()},
+		mapDelete(m.answered, -104),
 		ret(),
 	)
 }
@@ -353,31 +354,17 @@ func (m *probeMaps) requestStartProgram() asm.Instructions {
 		},
 		m.rememberSelf(),
 		m.currentG("start"),
+		mapLookup(m.pending, -104),
 		asm.Instructions{
-			asm.LoadMapPtr(asm.R1, m.pending.FD()),
-		},
-		stackPtr(asm.R2, -104),
-		asm.Instructions{
-			asm.FnMapLookupElem.Call(),
 			asm.JEq.Imm(asm.R0, 0, "start"),
 			asm.LoadMem(asm.R8, asm.R0, 0, asm.DWord), // arrival time
 			asm.LoadMem(asm.R1, asm.R0, 8, asm.DWord), // socket
 			asm.StoreMem(asm.R10, -48, asm.R1, asm.DWord),
 		},
 		m.emit(asm.R7, StageArrival, asm.R8),
-		asm.Instructions{
-			asm.StoreMem(asm.R10, -56, asm.R7, asm.DWord),
-			asm.LoadMapPtr(asm.R1, m.callOf.FD()),
-		},
-		stackPtr(asm.R2, -48),
-		stackPtr(asm.R3, -56),
-		asm.Instructions{
-			asm.Mov.Imm(asm.R4, bpfAny),
-			asm.FnMapUpdateElem.Call(),
-			asm.LoadMapPtr(asm.R1, m.pending.FD()),
-		},
-		stackPtr(asm.R2, -104),
-		asm.Instructions{asm.FnMapDeleteElem.Call()},
+		asm.Instructions{asm.StoreMem(asm.R10, -56, asm.R7, asm.DWord)},
+		mapUpdate(m.callOf, -48, -56, bpfAny),
+		mapDelete(m.pending, -104),
 		relabel(m.emit(asm.R7, StageStart, asm.R9), "start"),
 		ret(),
 	)
@@ -401,25 +388,15 @@ func (m *probeMaps) readableProgram(portOff int32) asm.Instructions {
 			asm.FnKtimeGetNs.Call(),
 			asm.StoreMem(asm.R10, -16, asm.R0, asm.DWord),
 			asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord),
-			asm.LoadMapPtr(asm.R1, m.arrival.FD()),
 		},
-		stackPtr(asm.R2, -8),
-		stackPtr(asm.R3, -16),
-		asm.Instructions{
-			asm.Mov.Imm(asm.R4, bpfNoExist),
-			asm.FnMapUpdateElem.Call(),
-		},
+		mapUpdate(m.arrival, -8, -16, bpfNoExist),
 		ret(),
 		// Another socket: one the gateway sends on (outbound), with no
 		// data waiting unread? Then this is the first since its last send
 		// or read.
+		asm.Instructions{asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord).WithSymbol("answer")},
+		mapLookup(m.outbound, -8),
 		asm.Instructions{
-			asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord).WithSymbol("answer"),
-			asm.LoadMapPtr(asm.R1, m.outbound.FD()),
-		},
-		stackPtr(asm.R2, -8),
-		asm.Instructions{
-			asm.FnMapLookupElem.Call(),
 			asm.JEq.Imm(asm.R0, 0, "exit"),
 			asm.Mov.Reg(asm.R6, asm.R0),
 			asm.LoadMem(asm.R1, asm.R6, 0, asm.DWord),
@@ -456,26 +433,16 @@ func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 		asm.Instructions{
 			asm.StoreMem(asm.R10, -8, asm.R7, asm.DWord),
 			asm.JEq.Imm32(asm.R8, 0, "forget"), // the end of the stream
-			asm.LoadMapPtr(asm.R1, m.arrival.FD()),
 		},
-		stackPtr(asm.R2, -8),
+		mapLookup(m.arrival, -8),
 		asm.Instructions{
-			asm.FnMapLookupElem.Call(),
 			asm.JEq.Imm(asm.R0, 0, "exit"),
 			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
 			asm.StoreMem(asm.R10, -32, asm.R1, asm.DWord), // value: time
 			asm.StoreMem(asm.R10, -24, asm.R7, asm.DWord), // value: socket
-			asm.LoadMapPtr(asm.R1, m.pending.FD()),
 		},
-		stackPtr(asm.R2, -104),
-		stackPtr(asm.R3, -32),
-		asm.Instructions{
-			asm.Mov.Imm(asm.R4, bpfAny),
-			asm.FnMapUpdateElem.Call(),
-			asm.LoadMapPtr(asm.R1, m.arrival.FD()).WithSymbol("forget"),
-		},
-		stackPtr(asm.R2, -8),
-		asm.Instructions{asm.FnMapDeleteElem.Call()},
+		mapUpdate(m.pending, -104, -32, bpfAny),
+		relabel(mapDelete(m.arrival, -8), "forget"),
 		ret(),
 		// Another socket: a gateway thread reading an outbound socket takes
 		// the arrival of the data it reads (or forgets the socket at its
@@ -496,23 +463,17 @@ func (m *probeMaps) recvProgram(portOff int32) asm.Instructions {
 			asm.Mov.Imm(asm.R2, outboundRead),
 			asm.StoreMem(asm.R0, 0, asm.R2, asm.DWord),
 			asm.StoreMem(asm.R10, -24, asm.R1, asm.DWord),
-			asm.LoadMapPtr(asm.R1, m.answered.FD()),
 		},
-		stackPtr(asm.R2, -104),
-		stackPtr(asm.R3, -24),
+		mapUpdate(m.answered, -104, -24, bpfAny),
 		asm.Instructions{
-			asm.Mov.Imm(asm.R4, bpfAny),
-			asm.FnMapUpdateElem.Call(),
 			asm.Mov.Imm(asm.R0, 0),
 			asm.Return(),
 			asm.FnMapDeleteElem.Call().WithSymbol("forget outbound"),
 			asm.Mov.Imm(asm.R0, 0),
 			asm.Return(),
-			asm.LoadMapPtr(asm.R1, m.answered.FD()).WithSymbol("unanswered"),
 		},
-		stackPtr(asm.R2, -104),
+		relabel(mapDelete(m.answered, -104), "unanswered"),
 		asm.Instructions{
-			asm.FnMapDeleteElem.Call(),
 			asm.Mov.Imm(asm.R0, 0),
 			asm.Return(),
 		},
@@ -533,40 +494,26 @@ func (m *probeMaps) sendProgram(portOff int32) asm.Instructions {
 		m.gatewayThread("exit"), // only the gateway's sends matter
 		m.whichSocket(asm.R6, portOff, "exit", "request"),
 		m.currentG("reply"),
+		mapDelete(m.pending, -104),
+		asm.Instructions{asm.StoreMem(asm.R10, -48, asm.R6, asm.DWord).WithSymbol("reply")},
+		mapLookup(m.callOf, -48),
 		asm.Instructions{
-			asm.LoadMapPtr(asm.R1, m.pending.FD()),
-		},
-		stackPtr(asm.R2, -104),
-		asm.Instructions{
-			asm.FnMapDeleteElem.Call(),
-			asm.StoreMem(asm.R10, -48, asm.R6, asm.DWord).WithSymbol("reply"),
-			asm.LoadMapPtr(asm.R1, m.callOf.FD()),
-		},
-		stackPtr(asm.R2, -48),
-		asm.Instructions{
-			asm.FnMapLookupElem.Call(),
 			asm.JEq.Imm(asm.R0, 0, "exit"),
 			asm.LoadMem(asm.R7, asm.R0, 0, asm.DWord),
 			asm.FnKtimeGetNs.Call(),
 			asm.Mov.Reg(asm.R9, asm.R0),
 		},
 		m.emit(asm.R7, StageReplyOut, asm.R9),
-		asm.Instructions{asm.LoadMapPtr(asm.R1, m.callOf.FD())},
-		stackPtr(asm.R2, -48),
-		asm.Instructions{asm.FnMapDeleteElem.Call()},
+		mapDelete(m.callOf, -48),
 		ret(),
 		// Another socket: the gateway's thread sending on it marks it as
 		// outbound and awaiting data: whatever arrived before this send
 		// (a FIN left unread, the data of a socket freed at this address)
 		// is not an answer to it. An existing mark is reset in place, so
 		// that only a new socket takes an entry.
+		asm.Instructions{asm.StoreMem(asm.R10, -48, asm.R6, asm.DWord).WithSymbol("request")},
+		mapLookup(m.outbound, -48),
 		asm.Instructions{
-			asm.StoreMem(asm.R10, -48, asm.R6, asm.DWord).WithSymbol("request"),
-			asm.LoadMapPtr(asm.R1, m.outbound.FD()),
-		},
-		stackPtr(asm.R2, -48),
-		asm.Instructions{
-			asm.FnMapLookupElem.Call(),
 			asm.JEq.Imm(asm.R0, 0, "mark"),
 			asm.Mov.Imm(asm.R1, 0),
 			asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
@@ -574,13 +521,9 @@ func (m *probeMaps) sendProgram(portOff int32) asm.Instructions {
 			asm.Return(),
 			asm.Mov.Imm(asm.R1, 0).WithSymbol("mark"),
 			asm.StoreMem(asm.R10, -56, asm.R1, asm.DWord),
-			asm.LoadMapPtr(asm.R1, m.outbound.FD()),
 		},
-		stackPtr(asm.R2, -48),
-		stackPtr(asm.R3, -56),
+		mapUpdate(m.outbound, -48, -56, bpfAny),
 		asm.Instructions{
-			asm.Mov.Imm(asm.R4, bpfAny),
-			asm.FnMapUpdateElem.Call(),
 			asm.Mov.Imm(asm.R0, 0),
 			asm.Return(),
 		},
