@@ -200,7 +200,6 @@ func (p *Probe) attachSockets() error {
 	if err != nil {
 		return err
 	}
-
 	for _, port := range p.ports {
 		var key [2]byte
 		binary.NativeEndian.PutUint16(key[:], port)

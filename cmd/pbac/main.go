@@ -17,12 +17,13 @@ func main() {
 	// First: pbac up and asrv may run themselves again with Go's monitor
 	// thread set to back off (PBAC_GO_SYSMON), before anything is read,
 	// started or handled, signals included.
-	if err := goMonitor(os.Args, os.Environ(), sysmon.Reexec, os.Stderr); err != nil {
+	root := newRootCommand()
+	if err := goMonitor(root, os.Args, os.Environ(), sysmon.Reexec, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "pbac:", err)
 		os.Exit(1)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRootCommand().ExecuteContext(ctx)
+	err := root.ExecuteContext(ctx)
 	stop()
 	if err != nil {
 		var exit exitError

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/pbac-gateway/pbac/contract"
 	"github.com/pbac-gateway/pbac/internal/stack"
 	"github.com/pbac-gateway/pbac/internal/sysmon"
@@ -55,8 +57,8 @@ func newLogger(level string) *slog.Logger {
 // anything is read or started. reexec returns only when the exec failed,
 // which is said on stderr, and the process runs on with the runtime's
 // default. err is a PBAC_GO_SYSMON the process must not start with.
-func goMonitor(args, environ []string, reexec func([]string) error, stderr io.Writer) error {
-	if !servingCommand(args) {
+func goMonitor(root *cobra.Command, args, environ []string, reexec func([]string) error, stderr io.Writer) error {
+	if !servingCommand(root, args) {
 		return nil
 	}
 	want, err := sysmon.Wanted(environ)
@@ -72,13 +74,13 @@ func goMonitor(args, environ []string, reexec func([]string) error, stderr io.Wr
 }
 
 // servingCommand reports whether args (os.Args) run pbac up or pbac asrv,
-// flags before the command's name included, as the command line finds it
-// (no file is read).
-func servingCommand(args []string) bool {
+// flags before the command's name included, as root, the command line,
+// finds it (nothing is parsed or read).
+func servingCommand(root *cobra.Command, args []string) bool {
 	if len(args) < 2 {
 		return false
 	}
-	cmd, _, err := newRootCommand().Find(args[1:])
+	cmd, _, err := root.Find(args[1:])
 	return err == nil && cmd.Parent() != nil && cmd.Parent().Parent() == nil && (cmd.Name() == "up" || cmd.Name() == "asrv")
 }
 

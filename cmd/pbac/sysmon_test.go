@@ -49,7 +49,7 @@ func TestGoMonitor(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var ran []string
 			var stderr bytes.Buffer
-			err := goMonitor(tc.args, tc.environ, func(env []string) error { ran = env; return tc.execErr }, &stderr)
+			err := goMonitor(newRootCommand(), tc.args, tc.environ, func(env []string) error { ran = env; return tc.execErr }, &stderr)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) || ran != nil {
 					t.Fatalf("err %v, ran with %q; want %q and no exec", err, ran, tc.err)
