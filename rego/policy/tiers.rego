@@ -450,6 +450,24 @@ canonical_as(kind, v, how) if {
 
 canonical_as(kind, v, "vouched") if canonical_form(kind, v)
 
+# canonical_alone(kind, v): canonical_value(kind, v), decided without the
+# call's checked_strings when v is plain ASCII. plain_ascii never holds for
+# a string canonical_ascii does not match, so for such a string
+# canonical_value is canonical_form; any other string is judged by
+# canonical_value. For a check that needs one string of the call, on the
+# fast path as in the full rules (a role's argument constraint).
+canonical_alone(kind, v) if {
+	is_string(v)
+	plain_ascii(v)
+	canonical_form(kind, v)
+}
+
+canonical_alone(kind, v) if {
+	is_string(v)
+	not plain_ascii(v)
+	canonical_value(kind, v)
+}
+
 canonical_segments(v) if {
 	not endswith(v, "/")
 	not contains(v, "//")

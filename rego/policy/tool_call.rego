@@ -246,7 +246,7 @@ role_constraint_ok(role, r, args) := true if {
 } else := true if {
 	c := data.roles[role].arg_constraints[r]
 	v := args[c.arg]
-	canonical_value("ref", v)
+	canonical_alone("ref", v)
 	some pre in c.path_prefixes
 	is_string(pre)
 	path_under(rooted(v), exact_prefix(pre))
@@ -857,8 +857,8 @@ scope_in(scp, sc) if {
 # refused, the actor argument (if any) is the caller, no protected argument
 # holds protected data and the reach covers none. It works on e, r and
 # args, not on the rules the full decision builds from the input
-# (tool_declared_names, checked_strings; a role's argument constraint,
-# checked before it, still reads them): the strings whose canonical
+# (tool_declared_names, checked_strings; nor does a role's argument
+# constraint, checked before it: canonical_alone): the strings whose canonical
 # spelling it checks (the argument names, the values of arguments the
 # catalogue declares a kind for or a protected rule with path prefixes
 # names, and the reach) are found plain ASCII, without a regular

@@ -139,6 +139,36 @@ test_contractor_cannot_escape_public_with_traversal if {
 
 test_contractor_writes_jira if allowed(human_call("claude-code", carol, "jira.create_issue", {}))
 
+# A role's constraint on an argument the catalogue declares no kind for
+# (folder on drive.read_file): the constraint alone judges the value's
+# spelling (canonical_alone), on the fast path as in the full rules. A
+# plain ASCII value is judged by its shape; any other by canonical_value.
+folder_roles := object.union(data.roles, {"contractor": object.union(data.roles.contractor, {
+	"arg_constraints": {"drive": {"arg": "folder", "path_prefixes": ["/public"], "required": true}},
+})})
+
+folder_call(v) := human_call("claude-code", carol, "drive.read_file", {"path": "/public/handbook.md", "folder": v})
+
+test_role_constraint_judges_its_value_alone if {
+	every v in ["/public", "/public/x", "public/x", "/public/a\"b", "/public/caf\u00e9", "/public/a<b>&c"] {
+		tool_call(folder_call(v)).allow with data.roles as folder_roles
+		tool_call(folder_call(v)) == full_decision(folder_call(v)) with data.roles as folder_roles
+	}
+	every v in [
+		"/public/", "/public//x", "/public/./x", "/public/../eng", " /public/x", "/public/x ",
+		"/public/\u200bx", "/public\uff0fx", "/public/%2e%2e/eng", "/public\\x", "/public/x\u007f",
+		"/public/x\n", "/Public/x", "/publicx", "/eng", "", 7, null, ["/public/x"],
+	] {
+		not tool_call(folder_call(v)).allow with data.roles as folder_roles
+		tool_call(folder_call(v)) == full_decision(folder_call(v)) with data.roles as folder_roles
+	}
+	# On the fast path too, a value plain_ascii cannot vouch for is judged by
+	# canonical_value: folder is no argument the fast path checks by itself.
+	every v in ["/public/x", "/public/a\"b", "/public/caf\u00e9"] {
+		fast_allow(folder_call(v)) with data.roles as folder_roles
+	}
+}
+
 test_contractor_cannot_write_drive if denied(human_call("claude-code", carol, "drive.write_file", {"path": "/public/x"}))
 
 test_subject_without_roles_gets_nothing if {
