@@ -28,6 +28,19 @@ const benchInput = `{
  "now": 1700000100
 }`
 
+// constrainedInput is a call under a role's argument constraint: carol, a
+// contractor, may read Drive only under /public.
+const constrainedInput = `{
+ "client": {"client_id": "c-carol-cc", "agent_provider": "claude-code", "agent_model": "claude-opus-4",
+            "single_use_access_tokens": false, "verified": true},
+ "subject": {"sub": "carol", "roles": ["contractor"]},
+ "token": {"client_id": "c-carol-cc", "sub": "carol", "scp": ["drive:read", "jira:read", "jira:write"],
+           "aud": ["http://127.0.0.1:8080/mcp"], "iat": 1700000000, "exp": 1700003600},
+ "request": {"backend": "drive", "method": "tools/call", "tool": "drive.read_file",
+             "arguments": {"path": "/public/handbook.md"}},
+ "now": 1700000100
+}`
+
 // BenchmarkToolCall compares one pbac/tool_call decision on the shipped
 // policy: Wasm in wazero through the registry (what the gateway calls) and
 // OPA's prepared topdown query (the reference evaluator). Both start from the
@@ -42,6 +55,11 @@ func BenchmarkToolCall(b *testing.B) {
 		timedDecisions(b, policytest.Registry(b), contract.ToolCall, input, before, func(d plugins.Decision) bool { return d.Allow })
 	}
 	b.Run("engine=wasm", func(b *testing.B) { sequential(b, nil) })
+	// A call a role's argument constraint applies to (role_constraint_ok).
+	b.Run("engine=wasm/role-constraint", func(b *testing.B) {
+		b.ReportAllocs()
+		timedDecisions(b, policytest.Registry(b), contract.ToolCall, []byte(constrainedInput), nil, func(d plugins.Decision) bool { return d.Allow })
+	})
 	// cold: the caches evicted before each decision (latency.EvictCaches). The time
 	// is the decision's alone.
 	b.Run("engine=wasm/cold", func(b *testing.B) { sequential(b, latency.EvictCaches()) })
