@@ -129,3 +129,101 @@ func TestPolicyCanonicalAgreesWithCanon(t *testing.T) {
 		}
 	}
 }
+
+// TestRoleConstraintAgreesWithCanon: a role's argument constraint judges the
+// spelling of its value by itself (canonical_alone), in the Wasm module as
+// in the reference, as the gateway's canon.Check judges a constrained
+// argument (the ref kind): on a constraint to /public on an argument the
+// catalogue gives no kind (folder), so that only the constraint judges it,
+// a value under /public is allowed exactly when canon.Check accepts it
+// (but for what only Unicode normalization tells apart, which the gateway
+// refuses before policy). The strings are encoded as Go's encoder writes
+// them: no escaped surrogate pairs, which OPA's Wasm JSON parser decodes
+// wrongly for some characters (the gateway's canon.Check refuses those
+// before policy).
+func TestRoleConstraintAgreesWithCanon(t *testing.T) {
+	ctx := context.Background()
+	b, err := BuildShipped(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data map[string]any
+	if err := json.Unmarshal(b.Data, &data); err != nil {
+		t.Fatal(err)
+	}
+	contractor := data["roles"].(map[string]any)["contractor"].(map[string]any)
+	contractor["arg_constraints"] = map[string]any{"drive": map[string]any{"arg": "folder", "path_prefixes": []string{"/public"}, "required": true}}
+	changed, err := json.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReference(ctx, Sources(), changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := wasm.NewEngine(ctx, wasm.NewConfig().WithEvalTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	w, err := e.Load(ctx, b.Wasm, changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corpus := []string{"/public", "/public/x", "/public/a\"b", "/public/caf\u00e9", "/public/a<b>&c", "/public/", "/public//x",
+		"/public/./x", "/public/../eng", "/public/x ", "/public/\u200bx", "/public\uff0fx", "/public/%2e%2e/eng", "/public\\x",
+		"/public/x\u007f", "/public/x\n", "/public/\U0001d400", "/public/\U000e0001", "/public/\ufffd"}
+	alphabet := []rune{'/', '/', 'a', 'b', '.', ' ', '%', '\\', '\t', 0, 0x7f, '"', '<', '&', 0x2028, 0xe9, 0x301, 0x212b, 0xff0f, 0x2215,
+		0x200b, 0x17f, 0x212a, 0xa0, 0xfeff, 0x202e, 0xfffd, 0xe000, 0x6587, 0xfb01, 0x1d400, 0xe0001, 0x2024}
+	rng := rand.New(rand.NewPCG(21, 9))
+	for range 300 {
+		var s strings.Builder
+		s.WriteString("/public/")
+		for range 1 + rng.IntN(6) {
+			s.WriteRune(alphabet[rng.IntN(len(alphabet))])
+		}
+		corpus = append(corpus, s.String())
+	}
+	allowed := 0
+	for _, v := range corpus {
+		in := map[string]any{
+			"client": map[string]any{"client_id": "c1", "agent_provider": "claude-code", "agent_model": "m", "verified": true,
+				"single_use_access_tokens": false},
+			"subject": map[string]any{"sub": "carol", "roles": []string{"contractor"}},
+			"token": map[string]any{"client_id": "c1", "sub": "carol", "scp": []string{"drive:read"}, "aud": []string{"https://gw.example/mcp"},
+				"iat": 1700000000, "exp": 1700000300},
+			"request": map[string]any{"backend": "drive", "method": "tools/call", "tool": "drive.read_file",
+				"arguments": map[string]any{"path": "/public/handbook.md", "folder": v}},
+			"now": 1700000100,
+		}
+		d := decide(t, r, "pbac/tool_call", in)
+		raw, _ := json.Marshal(in)
+		out, err := w.Eval(ctx, "pbac/tool_call", raw)
+		if err != nil {
+			t.Fatalf("%q: wasm: %v", v, err)
+		}
+		var wd map[string]any
+		if err := json.Unmarshal(out, &wd); err != nil {
+			t.Fatalf("%q: wasm: %s", v, out)
+		}
+		reasons, _ := json.Marshal(d["reasons"])
+		if wr, _ := json.Marshal(wd["reasons"]); string(wr) != string(reasons) || wd["allow"] != d["allow"] {
+			t.Errorf("%q: wasm says %v %s, the reference %v %s", v, wd["allow"], wr, d["allow"], reasons)
+		}
+		policyOK := d["allow"] == true
+		if policyOK {
+			allowed++
+		}
+		err = canon.Check(canon.KindRef, v)
+		switch {
+		case err == nil && !policyOK:
+			t.Errorf("%q: the gateway accepts it, policy refuses it: %s", v, reasons)
+		case err != nil && policyOK && !strings.Contains(err.Error(), "normalization"):
+			t.Errorf("%q: policy accepts it, the gateway refuses it (%v)", v, err)
+		}
+	}
+	if allowed == 0 || allowed == len(corpus) {
+		t.Fatalf("%d of %d values allowed: the corpus does not test both sides", allowed, len(corpus))
+	}
+	t.Logf("%d of %d values allowed", allowed, len(corpus))
+}

@@ -454,19 +454,19 @@ canonical_as(kind, v, "vouched") if canonical_form(kind, v)
 # call's checked_strings when v is plain ASCII. plain_ascii never holds for
 # a string canonical_ascii does not match, so for such a string
 # canonical_value is canonical_form; any other string is judged by
-# canonical_value. For a check that needs one string of the call, on the
-# fast path as in the full rules (a role's argument constraint).
+# canonical_value (which builds checked_strings). For a check that needs
+# one string of the call, on the fast path as in the full rules (a role's
+# argument constraint). plain_ascii is computed once.
 canonical_alone(kind, v) if {
 	is_string(v)
-	plain_ascii(v)
-	canonical_form(kind, v)
+	canonical_alone_as(kind, v, plain_or_not(v))
 }
 
-canonical_alone(kind, v) if {
-	is_string(v)
-	not plain_ascii(v)
-	canonical_value(kind, v)
-}
+plain_or_not(s) := true if plain_ascii(s) else := false
+
+canonical_alone_as(kind, v, true) if canonical_form(kind, v)
+
+canonical_alone_as(kind, v, false) if canonical_value(kind, v)
 
 canonical_segments(v) if {
 	not endswith(v, "/")

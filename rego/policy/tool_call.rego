@@ -858,7 +858,8 @@ scope_in(scp, sc) if {
 # holds protected data and the reach covers none. It works on e, r and
 # args, not on the rules the full decision builds from the input
 # (tool_declared_names, checked_strings; nor does a role's argument
-# constraint, checked before it: canonical_alone): the strings whose canonical
+# constraint, checked before it, when its value is plain ASCII:
+# canonical_alone): the strings whose canonical
 # spelling it checks (the argument names, the values of arguments the
 # catalogue declares a kind for or a protected rule with path prefixes
 # names, and the reach) are found plain ASCII, without a regular
