@@ -1,6 +1,7 @@
 package rego
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -137,10 +138,9 @@ func TestPolicyCanonicalAgreesWithCanon(t *testing.T) {
 // catalogue gives no kind (folder), so that only the constraint judges it,
 // a value under /public is allowed exactly when canon.Check accepts it
 // (but for what only Unicode normalization tells apart, which the gateway
-// refuses before policy). The strings are encoded as Go's encoder writes
-// them: no escaped surrogate pairs, which OPA's Wasm JSON parser decodes
-// wrongly for some characters (the gateway's canon.Check refuses those
-// before policy).
+// refuses before policy). Some values come with their characters escaped
+// as UTF-16 surrogates, which the Wasm engine reads as Go does (OPA's own
+// Wasm parser misreads some: wasm/surrogates.go).
 func TestRoleConstraintAgreesWithCanon(t *testing.T) {
 	ctx := context.Background()
 	b, err := BuildShipped(ctx)
@@ -184,8 +184,21 @@ func TestRoleConstraintAgreesWithCanon(t *testing.T) {
 		}
 		corpus = append(corpus, s.String())
 	}
+	// Escaped as a client may send them: raw JSON string literals.
+	escaped := []string{`"/public/\ud83d\ude00"`, `"/public/\udb40\udc01"`, `"/public/\udb40\udc7f"`, `"/public/\ud840\udc00"`,
+		`"/public/\uDBFF\uDFFD"`, `"/public/\ud800\ud800"`, `"/public/\udc00\udc00"`, `"/public/a\u200bb"`, `"/public/caf\u00e9"`}
+	const placeholder = "\x00escaped"
+	for _, e := range escaped {
+		corpus = append(corpus, placeholder+e)
+	}
 	allowed := 0
 	for _, v := range corpus {
+		literal, isEscaped := strings.CutPrefix(v, placeholder)
+		if isEscaped {
+			if err := json.Unmarshal([]byte(literal), &v); err != nil {
+				t.Fatal(err)
+			}
+		}
 		in := map[string]any{
 			"client": map[string]any{"client_id": "c1", "agent_provider": "claude-code", "agent_model": "m", "verified": true,
 				"single_use_access_tokens": false},
@@ -196,8 +209,11 @@ func TestRoleConstraintAgreesWithCanon(t *testing.T) {
 				"arguments": map[string]any{"path": "/public/handbook.md", "folder": v}},
 			"now": 1700000100,
 		}
-		d := decide(t, r, "pbac/tool_call", in)
 		raw, _ := json.Marshal(in)
+		if isEscaped {
+			quoted, _ := json.Marshal(v)
+			raw = bytes.Replace(raw, quoted, []byte(literal), 1)
+		}
 		out, err := w.Eval(ctx, "pbac/tool_call", raw)
 		if err != nil {
 			t.Fatalf("%q: wasm: %v", v, err)
@@ -205,6 +221,14 @@ func TestRoleConstraintAgreesWithCanon(t *testing.T) {
 		var wd map[string]any
 		if err := json.Unmarshal(out, &wd); err != nil {
 			t.Fatalf("%q: wasm: %s", v, out)
+		}
+		refOut, err := r.Decide(ctx, "pbac/tool_call", raw)
+		if err != nil {
+			t.Fatalf("%q: reference: %v", v, err)
+		}
+		var d map[string]any
+		if err := json.Unmarshal(refOut, &d); err != nil {
+			t.Fatalf("%q: reference: %s", v, refOut)
 		}
 		reasons, _ := json.Marshal(d["reasons"])
 		if wr, _ := json.Marshal(wd["reasons"]); string(wr) != string(reasons) || wd["allow"] != d["allow"] {

@@ -223,8 +223,12 @@ func (p *Policy) EvalBy(ctx context.Context, deadline time.Time, entrypoint stri
 	}
 	// JSON text is UTF-8 (RFC 8259); OPA's parser aborts on anything else
 	// while Go's json.Valid lets it through. validJSON checks both at once.
-	if !validJSON(input) {
+	ok, surrogates := checkJSON(input, 0)
+	if !ok {
 		return nil, fmt.Errorf("%w: not valid UTF-8 JSON", ErrInvalidInput)
+	}
+	if surrogates {
+		input = decodeSurrogates(input)
 	}
 	in, deadline, err := p.start(ctx, deadline, entrypoint)
 	if err != nil {

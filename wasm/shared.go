@@ -24,7 +24,7 @@ type Member struct {
 // of a name). rest must be a JSON object, each shared value JSON, and the
 // names in shared differ from each other.
 func MergeInput(shared []Member, rest []byte) ([]byte, error) {
-	obj, err := checkParts(shared, rest)
+	obj, shared, err := checkParts(shared, rest)
 	if err != nil {
 		return nil, err
 	}
@@ -41,27 +41,41 @@ type restObject struct {
 // checkParts checks the parts of an input as Eval checks a whole input,
 // but for its size (mergedSize): rest a JSON object in UTF-8, each shared
 // value JSON in UTF-8 and nested no deeper than the whole may be, no name
-// twice in shared.
-func checkParts(shared []Member, rest []byte) (restObject, error) {
-	if !validJSON(rest) {
-		return restObject{}, fmt.Errorf("%w: not valid UTF-8 JSON", ErrInvalidInput)
+// twice in shared. Escaped surrogates are rewritten as Eval rewrites them
+// (decodeSurrogates): the shared members it returns are shared, or a copy
+// of it with the values that held one rewritten.
+func checkParts(shared []Member, rest []byte) (restObject, []Member, error) {
+	ok, surrogates := checkJSON(rest, 0)
+	if !ok {
+		return restObject{}, nil, fmt.Errorf("%w: not valid UTF-8 JSON", ErrInvalidInput)
+	}
+	if surrogates {
+		rest = decodeSurrogates(rest)
 	}
 	t := trimJSONSpace(rest)
 	if t[0] != '{' {
-		return restObject{}, fmt.Errorf("%w: the input's rest is not a JSON object", ErrInvalidInput)
+		return restObject{}, nil, fmt.Errorf("%w: the input's rest is not a JSON object", ErrInvalidInput)
 	}
+	copied := false
 	for i, m := range shared {
 		for _, o := range shared[:i] {
 			if o.Name == m.Name {
-				return restObject{}, fmt.Errorf("%w: shared member %q given twice", ErrInvalidInput, m.Name)
+				return restObject{}, nil, fmt.Errorf("%w: shared member %q given twice", ErrInvalidInput, m.Name)
 			}
 		}
 		// A member's value is one level down in the whole input.
-		if !validJSONAt(m.Value, 1) {
-			return restObject{}, fmt.Errorf("%w: shared member %q is not valid UTF-8 JSON", ErrInvalidInput, m.Name)
+		ok, surrogates := checkJSON(m.Value, 1)
+		if !ok {
+			return restObject{}, nil, fmt.Errorf("%w: shared member %q is not valid UTF-8 JSON", ErrInvalidInput, m.Name)
+		}
+		if surrogates {
+			if !copied {
+				shared, copied = append([]Member(nil), shared...), true
+			}
+			shared[i].Value = decodeSurrogates(m.Value)
 		}
 	}
-	return restObject{text: t, empty: len(trimJSONSpace(t[1:len(t)-1])) == 0}, nil
+	return restObject{text: t, empty: len(trimJSONSpace(t[1:len(t)-1])) == 0}, shared, nil
 }
 
 // size is the length of the input merge writes.
@@ -159,7 +173,7 @@ func (p *Policy) EvalShared(ctx context.Context, deadline time.Time, entrypoint 
 	if err != nil {
 		return nil, err
 	}
-	obj, err := checkParts(shared, rest)
+	obj, shared, err := checkParts(shared, rest)
 	if err != nil {
 		return nil, err
 	}

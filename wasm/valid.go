@@ -11,19 +11,22 @@ const maxJSONDepth = 10000
 // nesting limit included, at a fraction of their cost. Outside strings
 // JSON is ASCII, so only string contents need decoding as UTF-8.
 func validJSON(doc []byte) bool {
-	return validJSONAt(doc, 0)
+	ok, _ := checkJSON(doc, 0)
+	return ok
 }
 
-// validJSONAt is validJSON for a value that will sit nested depth levels
-// deep in a document: the nesting limit is the whole document's.
-func validJSONAt(doc []byte, depth int) bool {
+// checkJSON is validJSON for a value that will sit nested depth levels
+// deep in a document (the nesting limit is the whole document's), and says
+// whether a string of doc holds an escaped surrogate (\uD800 to \uDFFF),
+// which OPA's Wasm parser does not read as Go's does (decodeSurrogates).
+func checkJSON(doc []byte, depth int) (ok, surrogates bool) {
 	v := validator{doc: doc, max: maxJSONDepth - depth}
 	v.space()
 	if !v.value() {
-		return false
+		return false, false
 	}
 	v.space()
-	return v.i == len(doc)
+	return v.i == len(doc), v.surrogates
 }
 
 type validator struct {
@@ -35,6 +38,8 @@ type validator struct {
 	near  [64]byte
 	far   []byte
 	max   int // the deepest nesting allowed
+	// surrogates: an escape of a UTF-16 surrogate was read.
+	surrogates bool
 }
 
 func (v *validator) push(c byte) {
@@ -188,6 +193,9 @@ func (v *validator) str() bool {
 					if !isHex(h) {
 						return false
 					}
+				}
+				if isSurrogateEscape(v.doc[v.i+1 : v.i+5]) {
+					v.surrogates = true
 				}
 				v.i += 5
 			default:

@@ -358,3 +358,41 @@ func jsonEqual(a, b []byte) bool {
 	jb, _ := json.Marshal(y)
 	return bytes.Equal(ja, jb)
 }
+
+// TestSurrogatesReadAsGoReadsThem: the module reads an escaped surrogate
+// pair as its character and an unpaired surrogate as U+FFFD, as Go's
+// decoder (OPA's Go evaluator's, the gateway's, a backend's) does, whether
+// the input comes whole or in parts. OPA's Wasm parser alone reads
+// "\udb40\udc01" (U+E0001) as U+D0001 and aborts on an unpaired one.
+func TestSurrogatesReadAsGoReadsThem(t *testing.T) {
+	ctx := context.Background()
+	p := load(t, newEngine(t, wasm.NewConfig()), testModule(t), `{}`)
+	goReads := func(doc []byte) any {
+		d := json.NewDecoder(bytes.NewReader(doc))
+		d.UseNumber()
+		var v any
+		if err := d.Decode(&v); err != nil {
+			t.Fatalf("decode %s: %v", doc, err)
+		}
+		return v
+	}
+	for _, s := range []string{`"\ud83d\ude00"`, `"/public/\udb40\udc01"`, `"\ud840\udc00\uDBFF\uDFFF"`, `"\ud800"`, `"a\udc00\ud800b"`,
+		`"\ud800\ud800\udc00"`, `"\\ud800\\udc00"`} {
+		in := []byte(`{"v":` + s + `,"k` + s[1:len(s)-1] + `":1}`)
+		out, err := p.Eval(ctx, "t/echo", in)
+		if err != nil {
+			t.Fatalf("Eval %s: %v", in, err)
+		}
+		if got, want := goReads(out), goReads(in); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("Eval %s read %q, Go reads %q", in, got, want)
+		}
+		out, err = p.EvalShared(ctx, time.Time{}, "t/echo", []wasm.Member{{Name: "shared", Value: []byte(s)}}, []byte(`{"rest":`+s+`}`))
+		if err != nil {
+			t.Fatalf("EvalShared %s: %v", s, err)
+		}
+		want := goReads([]byte(`{"rest":` + s + `,"shared":` + s + `}`))
+		if got := goReads(out); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("EvalShared %s read %q, Go reads %q", s, got, want)
+		}
+	}
+}
