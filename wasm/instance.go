@@ -117,7 +117,7 @@ func (in *instance) init(ctx context.Context) error {
 		}
 	}
 	if in.policy.data != nil {
-		addr, err := in.parseJSON(ctx, in.policy.data)
+		addr, err := in.parseJSON(ctx, in.policy.dataRead)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidData, err)
 		}

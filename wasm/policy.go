@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -55,6 +54,9 @@ type Policy struct {
 	engine *Engine
 	code   *code
 	data   []byte
+	// dataRead is data as each instance parses it: its escaped surrogates
+	// decoded (decodeSurrogates).
+	dataRead []byte
 
 	// The pool. Idle instances wait on a stack, so the one released last
 	// (its memory still in the CPU caches) serves the next decision: under
@@ -136,15 +138,25 @@ func checkImports(m wazero.CompiledModule) error {
 }
 
 func (c *code) newPolicy(ctx context.Context, data []byte) (*Policy, error) {
-	if data != nil && !json.Valid(data) {
-		return nil, fmt.Errorf("%w: not valid JSON", ErrInvalidData)
+	read := data
+	if data != nil {
+		// As an input: valid UTF-8 JSON (OPA's parser aborts on anything
+		// else), its escaped surrogates decoded as Go reads them.
+		ok, surrogates := checkJSON(data, 0)
+		if !ok {
+			return nil, fmt.Errorf("%w: not valid UTF-8 JSON", ErrInvalidData)
+		}
+		if surrogates {
+			read = decodeSurrogates(data)
+		}
 	}
 	p := &Policy{
-		engine:  c.engine,
-		code:    c,
-		data:    data,
-		created: 1,
-		done:    make(chan struct{}),
+		engine:   c.engine,
+		code:     c,
+		data:     data,
+		dataRead: read,
+		created:  1,
+		done:     make(chan struct{}),
 	}
 	in, err := p.newInstance(ctx)
 	if err != nil {

@@ -21,61 +21,78 @@ type Member struct {
 // MergeInput is the input EvalShared evaluates, as one JSON document: rest's
 // members, then shared's (a name in both is shared's, as it is for
 // EvalShared: JSON decoders, OPA's included, keep an object's last member
-// of a name). rest must be a JSON object, each shared value JSON, and the
-// names in shared differ from each other.
+// of a name), with escaped surrogates decoded as the module is given them
+// (decodeSurrogates). rest must be a JSON object, each shared value JSON,
+// and the names in shared differ from each other.
 func MergeInput(shared []Member, rest []byte) ([]byte, error) {
-	obj, shared, err := checkParts(shared, rest)
+	obj, err := checkParts(shared, rest)
 	if err != nil {
 		return nil, err
 	}
+	obj, shared = obj.decoded(shared)
 	return obj.merge(shared), nil
 }
 
 // restObject is a rest checked by checkParts: trimmed of JSON white space,
-// and whether it has no member.
+// whether it has no member, and whether it or a shared value holds an
+// escaped surrogate.
 type restObject struct {
-	text  []byte
-	empty bool
+	text       []byte
+	empty      bool
+	surrogates bool
 }
 
-// checkParts checks the parts of an input as Eval checks a whole input,
-// but for its size (mergedSize): rest a JSON object in UTF-8, each shared
-// value JSON in UTF-8 and nested no deeper than the whole may be, no name
-// twice in shared. Escaped surrogates are rewritten as Eval rewrites them
-// (decodeSurrogates): the shared members it returns are shared, or a copy
-// of it with the values that held one rewritten.
-func checkParts(shared []Member, rest []byte) (restObject, []Member, error) {
-	ok, surrogates := checkJSON(rest, 0)
-	if !ok {
-		return restObject{}, nil, fmt.Errorf("%w: not valid UTF-8 JSON", ErrInvalidInput)
+// decoded returns the parts with their escaped surrogates decoded as Eval
+// decodes a whole input's (decodeSurrogates): r and shared themselves when
+// none holds one, else copies; the caller's bytes are never written.
+func (r restObject) decoded(shared []Member) (restObject, []Member) {
+	if !r.surrogates {
+		return r, shared
 	}
-	if surrogates {
-		rest = decodeSurrogates(rest)
-	}
-	t := trimJSONSpace(rest)
-	if t[0] != '{' {
-		return restObject{}, nil, fmt.Errorf("%w: the input's rest is not a JSON object", ErrInvalidInput)
+	if _, s := checkJSON(r.text, 0); s {
+		r.text = decodeSurrogates(r.text)
 	}
 	copied := false
 	for i, m := range shared {
-		for _, o := range shared[:i] {
-			if o.Name == m.Name {
-				return restObject{}, nil, fmt.Errorf("%w: shared member %q given twice", ErrInvalidInput, m.Name)
-			}
-		}
-		// A member's value is one level down in the whole input.
-		ok, surrogates := checkJSON(m.Value, 1)
-		if !ok {
-			return restObject{}, nil, fmt.Errorf("%w: shared member %q is not valid UTF-8 JSON", ErrInvalidInput, m.Name)
-		}
-		if surrogates {
+		if _, s := checkJSON(m.Value, 1); s {
 			if !copied {
 				shared, copied = append([]Member(nil), shared...), true
 			}
 			shared[i].Value = decodeSurrogates(m.Value)
 		}
 	}
-	return restObject{text: t, empty: len(trimJSONSpace(t[1:len(t)-1])) == 0}, shared, nil
+	r.surrogates = false
+	return r, shared
+}
+
+// checkParts checks the parts of an input as Eval checks a whole input,
+// but for its size (restObject.size): rest a JSON object in UTF-8, each
+// shared value JSON in UTF-8 and nested no deeper than the whole may be,
+// no name twice in shared. It says whether a part holds an escaped
+// surrogate, which restObject.decoded then decodes.
+func checkParts(shared []Member, rest []byte) (restObject, error) {
+	ok, surrogates := checkJSON(rest, 0)
+	if !ok {
+		return restObject{}, fmt.Errorf("%w: not valid UTF-8 JSON", ErrInvalidInput)
+	}
+	t := trimJSONSpace(rest)
+	if t[0] != '{' {
+		return restObject{}, fmt.Errorf("%w: the input's rest is not a JSON object", ErrInvalidInput)
+	}
+	for i, m := range shared {
+		for _, o := range shared[:i] {
+			if o.Name == m.Name {
+				return restObject{}, fmt.Errorf("%w: shared member %q given twice", ErrInvalidInput, m.Name)
+			}
+		}
+		// A member's value is one level down in the whole input.
+		ok, s := checkJSON(m.Value, 1)
+		if !ok {
+			return restObject{}, fmt.Errorf("%w: shared member %q is not valid UTF-8 JSON", ErrInvalidInput, m.Name)
+		}
+		surrogates = surrogates || s
+	}
+	return restObject{text: t, empty: len(trimJSONSpace(t[1:len(t)-1])) == 0, surrogates: surrogates}, nil
 }
 
 // size is the length of the input merge writes.
@@ -173,13 +190,15 @@ func (p *Policy) EvalShared(ctx context.Context, deadline time.Time, entrypoint 
 	if err != nil {
 		return nil, err
 	}
-	obj, shared, err := checkParts(shared, rest)
+	obj, err := checkParts(shared, rest)
 	if err != nil {
 		return nil, err
 	}
+	// The size of the input as given, as Eval bounds it before decoding.
 	if size := obj.size(shared); size > p.engine.cfg.maxInputBytes {
 		return nil, fmt.Errorf("%w: %d bytes exceeds the %d byte limit", ErrInvalidInput, size, p.engine.cfg.maxInputBytes)
 	}
+	obj, shared = obj.decoded(shared)
 	in, deadline, err := p.start(ctx, deadline, entrypoint)
 	if err != nil {
 		return nil, err

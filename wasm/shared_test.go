@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -355,5 +356,34 @@ func TestEvalSharedKeepsItsInstance(t *testing.T) {
 	}
 	if out, err := p.EvalShared(ctx, time.Time{}, "s/maybe", shared, []byte(`{"x":1}`)); err != nil || string(out) != "true" {
 		t.Fatalf("then: %s, %v", out, err)
+	}
+}
+
+// TestEvalSharedBoundsTheInputAsGiven: escaped surrogates shrink when they
+// are decoded (twelve bytes a pair, four after), but the size limit bounds
+// the input as given, as Eval bounds it.
+func TestEvalSharedBoundsTheInputAsGiven(t *testing.T) {
+	ctx := context.Background()
+	shared := []wasm.Member{{Name: "user", Value: []byte(`"alice"`)}}
+	rest := []byte(`{"pad":"` + strings.Repeat(`\udb40\udc01`, 20) + `"}`)
+	given := []byte(`{"pad":"` + strings.Repeat(`\udb40\udc01`, 20) + `","user":"alice"}`)
+	for _, tt := range []struct {
+		name   string
+		max    int
+		refuse bool
+	}{
+		{"at the size limit", len(given), false},
+		{"a byte over it", len(given) - 1, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := sharedTestPolicy(t, wasm.NewConfig().WithMaxInputBytes(tt.max))
+			_, errWhole := p.Eval(ctx, "s/allow", given)
+			_, errParts := p.EvalShared(ctx, time.Time{}, "s/allow", shared, rest)
+			for what, err := range map[string]error{"Eval": errWhole, "EvalShared": errParts} {
+				if refused := errors.Is(err, wasm.ErrInvalidInput); refused != tt.refuse {
+					t.Errorf("%s: %v, want refused %v", what, err, tt.refuse)
+				}
+			}
+		})
 	}
 }

@@ -9,12 +9,15 @@ import (
 // pair with an OR where an addition belongs, so "\udb40\udc01" (U+E0001,
 // a character policy refuses) reads as U+D0001: a character of planes 2,
 // 4, 6, ... 14 and 16 reads as the one 65,536 code points lower. An
-// unpaired surrogate aborts the evaluation. OPA's Go evaluator, the gateway and the
-// backends read such strings with Go's decoder: a pair as its character,
-// an unpaired surrogate as U+FFFD. So before an input goes into the
-// module, decodeSurrogates rewrites the escapes of surrogates as Go reads
-// them: the policy decides on the same characters whichever evaluator runs
-// it (TestSurrogatesReadAsGoReadsThem).
+// unpaired surrogate aborts the evaluation, or takes the escape after it
+// along ("\ud800\u002f" reads as U+FFFD without its "/", "\ud800\udb0f"
+// as U+FF0F). OPA's Go evaluator, the gateway and the backends read such
+// strings with Go's decoder: a pair as its character, an unpaired
+// surrogate as U+FFFD and the next escape on its own. So before an input
+// or policy data goes into the module, decodeSurrogates rewrites the
+// escapes of surrogates as Go reads them: the policy decides on the same
+// characters whichever evaluator runs it (TestSurrogatesReadAsGoReadsThem,
+// TestDataSurrogatesReadAsGoReadsThem).
 
 // isSurrogateEscape reports whether hex, the four digits of a \u escape,
 // names a surrogate (D800–DFFF).

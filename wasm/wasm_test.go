@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -394,5 +395,41 @@ func TestSurrogatesReadAsGoReadsThem(t *testing.T) {
 		if got := goReads(out); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("EvalShared %s read %q, Go reads %q", s, got, want)
 		}
+	}
+}
+
+// TestDataSurrogatesReadAsGoReadsThem: policy data with escaped surrogates
+// (as Python's json.dumps writes non-ASCII) is read as Go reads it, as an
+// input is.
+func TestDataSurrogatesReadAsGoReadsThem(t *testing.T) {
+	ctx := context.Background()
+	src := filepath.Join(t.TempDir(), "d.rego")
+	if err := os.WriteFile(src, []byte("package d\n\nx := data.x\n\neq if input.v == data.x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	module := compileRego(t, src, "d/x", "d/eq")
+	value := `"\udb40\udc01 \ud800\u0041 \ud800\ud800 \udc00\ud800 \ud83d\ude00"`
+	p := load(t, newEngine(t, wasm.NewConfig()), module, `{"x":`+value+`}`)
+	var want string
+	if err := json.Unmarshal([]byte(value), &want); err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Eval(ctx, "d/x", []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("d/x: %s", out)
+	}
+	if got != want {
+		t.Errorf("data.x reads %q, Go reads %q", got, want)
+	}
+	in, _ := json.Marshal(map[string]string{"v": want})
+	if out, err := p.Eval(ctx, "d/eq", in); err != nil || string(out) != "true" {
+		t.Errorf("input.v == data.x for the same string: %s, %v", out, err)
+	}
+	if !bytes.Equal(p.Data(), []byte(`{"x":`+value+`}`)) {
+		t.Errorf("Data() = %s, want the data as given", p.Data())
 	}
 }
