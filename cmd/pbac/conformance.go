@@ -42,8 +42,9 @@ func newConformancePolicyCommand() *cobra.Command {
 gateway's engine and the Rego sources it carries in OPA's own evaluator
 (topdown), both over the bundle's data, on generated inputs for every
 entrypoint of the policy contract — drawn from the bundle's data: its agents,
-roles, scopes and catalogued tools, with broken and mistyped fields mixed in —
-and on the bundle's own decision vectors. It prints agreements per entrypoint
+roles, scopes and catalogued tools, with broken and mistyped fields mixed in,
+some written as a client that escapes non-ASCII writes them — and on the
+bundle's own decision vectors. It prints agreements per entrypoint
 and exits 1 on any disagreement, so a bundle can be checked before it is
 activated.
 

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // Domain is what generated inputs are drawn from: the agents, humans,
@@ -69,7 +71,11 @@ func DefaultDomain() Domain {
 			// spellings two parsers read differently (issue 14): Unicode
 			// look-alikes, invisible and separator characters, NFC/NFKC
 			" /prod/secrets/db.env", "\t/prod/secrets/k", "/prod\uff0fsecrets/k", "/prod/secr\u200bets/k",
-			"/prod/\u017fecrets/k", "/prod/secrets\u3000", "/docs/caf\u00e9.md", "/docs/cafe\u0301.md", "/prod/secrets/"},
+			"/prod/\u017fecrets/k", "/prod/secrets\u3000", "/docs/caf\u00e9.md", "/docs/cafe\u0301.md", "/prod/secrets/",
+			// beyond the BMP: a tag character (refused), a letter of
+			// another plane, an emoji; Input sometimes escapes them as
+			// UTF-16 surrogate pairs.
+			"/docs/a\U000e0001.md", "/public/\U00020000.md", "/public/\U0001f600.md"},
 		Jobs: []string{"build-api", "deploy-prod", "credentials/aws", "rotate-secrets", "nightly"},
 		SQL: []string{"select 1", "select * from pg_shadow", "SELECT password FROM credentials",
 			"drop table users", "create index i on t(x)"},
@@ -194,8 +200,9 @@ func appendNew(xs []string, x string) []string {
 // to end (the token belongs to the client and the human, is live and
 // carries scopes, so allows are common), a share of those with one field
 // replaced by a wild value, and the rest with every field drawn
-// independently, broken and mistyped ones included. The same seeds and
-// domain give the same inputs. A Generator is not safe for concurrent use.
+// independently, broken and mistyped ones included; about a third of all
+// are written with every character beyond ASCII escaped (asciiEscaped).
+// The same seeds and domain give the same inputs. A Generator is not safe for concurrent use.
 type Generator struct {
 	r *rand.Rand
 	d Domain
@@ -450,6 +457,16 @@ func (g *Generator) coherent() map[string]any {
 // distribution, so that a field one entrypoint ignores is still varied.
 func (g *Generator) Input(entrypoint string) []byte {
 	_ = entrypoint
+	in := g.input()
+	if g.chance(0.3) {
+		// As a client that escapes non-ASCII writes it (Python's
+		// json.dumps): beyond the BMP as UTF-16 surrogate pairs.
+		return asciiEscaped(in)
+	}
+	return in
+}
+
+func (g *Generator) input() []byte {
 	if g.chance(0.5) {
 		in := g.coherent()
 		if g.chance(0.4) {
@@ -520,6 +537,24 @@ func (g *Generator) wildDoc() map[string]any {
 		in["now"] = "yesterday"
 	}
 	return in
+}
+
+// asciiEscaped is doc, JSON, with every character beyond ASCII written as
+// a \u escape: one beyond the BMP as a UTF-16 surrogate pair.
+func asciiEscaped(doc []byte) []byte {
+	var b strings.Builder
+	for _, r := range string(doc) {
+		switch {
+		case r < utf8.RuneSelf:
+			b.WriteRune(r)
+		case r > 0xffff:
+			hi, lo := utf16.EncodeRune(r)
+			fmt.Fprintf(&b, "\\u%04x\\u%04x", hi, lo)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+	}
+	return []byte(b.String())
 }
 
 func mustJSON(v any) []byte {

@@ -51,6 +51,32 @@ func TestGeneratorIsDeterministic(t *testing.T) {
 	}
 }
 
+// TestGeneratorEscapesSomeInputs: some inputs come as a client that
+// escapes non-ASCII writes them, characters beyond the BMP as surrogate
+// pairs (which OPA's Wasm parser misread before the engine decoded them),
+// and Go reads them as the same JSON values.
+func TestGeneratorEscapesSomeInputs(t *testing.T) {
+	g := policydiff.NewGenerator(3, 4, policydiff.DefaultDomain())
+	escaped, pairs := 0, 0
+	for i := range 2000 {
+		in := g.Input("pbac/tool_call")
+		var v any
+		if err := json.Unmarshal(in, &v); err != nil {
+			t.Fatalf("input %d: %v: %s", i, err, in)
+		}
+		if bytes.Contains(in, []byte(`\u00e9`)) || bytes.Contains(in, []byte(`\u200b`)) {
+			escaped++
+		}
+		if bytes.Contains(in, []byte(`\udb40\udc01`)) {
+			pairs++
+		}
+	}
+	if escaped == 0 || pairs == 0 {
+		t.Fatalf("%d inputs with escaped BMP characters, %d with an escaped tag character: want some of each", escaped, pairs)
+	}
+	t.Logf("%d of 2000 inputs with escaped BMP characters, %d with an escaped tag character", escaped, pairs)
+}
+
 func TestGeneratorFallsBackOnAnEmptyDomain(t *testing.T) {
 	g := policydiff.NewGenerator(1, 2, policydiff.Domain{})
 	for range 100 {
