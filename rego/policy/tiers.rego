@@ -459,14 +459,10 @@ canonical_as(kind, v, "vouched") if canonical_form(kind, v)
 # argument constraint). plain_ascii is computed once.
 canonical_alone(kind, v) if {
 	is_string(v)
-	canonical_alone_as(kind, v, plain_or_not(v))
+	canonical_as(kind, v, vouched_if_plain(v))
 }
 
-plain_or_not(s) := true if plain_ascii(s) else := false
-
-canonical_alone_as(kind, v, true) if canonical_form(kind, v)
-
-canonical_alone_as(kind, v, false) if canonical_value(kind, v)
+vouched_if_plain(s) := "vouched" if plain_ascii(s) else := "checked"
 
 canonical_segments(v) if {
 	not endswith(v, "/")
