@@ -75,14 +75,7 @@ func TestPolicyCanonicalAgreesWithCanon(t *testing.T) {
 		"/a /b", "/a/ b", "/a\\b", "/a%2fb", "/caf\u00e9", "/cafe\u0301", "/\u212b", "/\uff0f", "/\u2215", "/\u200b", "/\u017f", "a/b"}
 	alphabet := []rune{'/', '/', '/', 'a', 'b', '.', ' ', '%', '\\', '\t', 0, 0x7f, '"', '<', '&', 0x2028, 0xe9, 0x301, 0x212b, 0xff0f, 0x2215, 0x200b,
 		0x17f, 0x212a, 0xa0, 0x3000, 0xfeff, 0x202e, 0xfffd, 0xe000, 0x30ce, 0x6587, 0xfb01, 0x1d400, 0x2024}
-	rng := rand.New(rand.NewPCG(14, 2))
-	for range 400 {
-		var b strings.Builder
-		for range 1 + rng.IntN(8) {
-			b.WriteRune(alphabet[rng.IntN(len(alphabet))])
-		}
-		corpus = append(corpus, b.String())
-	}
+	corpus = append(corpus, troublemakers(rand.New(rand.NewPCG(14, 2)), 400, "", 8, alphabet)...)
 	// The Wasm module (what the gateway runs) must say the same as the
 	// reference: its ASCII fast path (plain_ascii) takes the slower path
 	// for strings it cannot vouch for, never the other way round.
@@ -90,15 +83,7 @@ func TestPolicyCanonicalAgreesWithCanon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := wasm.NewEngine(context.Background(), wasm.NewConfig().WithEvalTimeout(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close(context.Background())
-	w, err := e.Load(context.Background(), b.Wasm, b.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := loadWasm(t, b, b.Data)
 	for _, s := range corpus {
 		in := map[string]any{
 			"client": map[string]any{"client_id": "c1", "agent_provider": "claude-code", "verified": true},
@@ -108,20 +93,14 @@ func TestPolicyCanonicalAgreesWithCanon(t *testing.T) {
 				"arguments": map[string]any{"path": s}},
 			"now": 1700000100,
 		}
-		d := decide(t, r, "pbac/tool_call", in)
-		reasons, _ := json.Marshal(d["reasons"])
 		raw, _ := json.Marshal(in)
-		out, err := w.Eval(context.Background(), "pbac/tool_call", raw)
-		if err != nil {
-			t.Fatalf("%q: wasm: %v", s, err)
-		}
-		var wd map[string]any
-		_ = json.Unmarshal(out, &wd)
+		wd, d := toolCallBoth(t, w, r, raw)
+		reasons, _ := json.Marshal(d["reasons"])
 		if wr, _ := json.Marshal(wd["reasons"]); string(wr) != string(reasons) {
 			t.Errorf("%q: wasm says %s, the reference %s", s, wr, reasons)
 		}
 		policyOK := !strings.Contains(string(reasons), "argument path is not a canonical path")
-		err = canon.Check(canon.KindPath, s)
+		err := canon.Check(canon.KindPath, s)
 		switch {
 		case err == nil && !policyOK:
 			t.Errorf("%q: the gateway accepts it, policy refuses it: %s", s, reasons)
@@ -161,44 +140,33 @@ func TestRoleConstraintAgreesWithCanon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := wasm.NewEngine(ctx, wasm.NewConfig().WithEvalTimeout(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close(ctx)
-	w, err := e.Load(ctx, b.Wasm, changed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	corpus := []string{"/public", "/public/x", "/public/a\"b", "/public/caf\u00e9", "/public/a<b>&c", "/public/", "/public//x",
+	w := loadWasm(t, b, changed)
+	// Each value as Go's encoder writes it (literal "") or as the JSON
+	// string literal given.
+	type value struct{ v, literal string }
+	var corpus []value
+	for _, v := range []string{"/public", "/public/x", "/public/a\"b", "/public/caf\u00e9", "/public/a<b>&c", "/public/", "/public//x",
 		"/public/./x", "/public/../eng", "/public/x ", "/public/\u200bx", "/public\uff0fx", "/public/%2e%2e/eng", "/public\\x",
-		"/public/x\u007f", "/public/x\n", "/public/\U0001d400", "/public/\U000e0001", "/public/\ufffd"}
+		"/public/x\u007f", "/public/x\n", "/public/\U0001d400", "/public/\U000e0001", "/public/\ufffd"} {
+		corpus = append(corpus, value{v: v})
+	}
 	alphabet := []rune{'/', '/', 'a', 'b', '.', ' ', '%', '\\', '\t', 0, 0x7f, '"', '<', '&', 0x2028, 0xe9, 0x301, 0x212b, 0xff0f, 0x2215,
 		0x200b, 0x17f, 0x212a, 0xa0, 0xfeff, 0x202e, 0xfffd, 0xe000, 0x6587, 0xfb01, 0x1d400, 0xe0001, 0x2024}
-	rng := rand.New(rand.NewPCG(21, 9))
-	for range 300 {
-		var s strings.Builder
-		s.WriteString("/public/")
-		for range 1 + rng.IntN(6) {
-			s.WriteRune(alphabet[rng.IntN(len(alphabet))])
-		}
-		corpus = append(corpus, s.String())
+	for _, v := range troublemakers(rand.New(rand.NewPCG(21, 9)), 300, "/public/", 6, alphabet) {
+		corpus = append(corpus, value{v: v})
 	}
-	// Escaped as a client may send them: raw JSON string literals.
-	escaped := []string{`"/public/\ud83d\ude00"`, `"/public/\udb40\udc01"`, `"/public/\udb40\udc7f"`, `"/public/\ud840\udc00"`,
-		`"/public/\uDBFF\uDFFD"`, `"/public/\ud800\ud800"`, `"/public/\udc00\udc00"`, `"/public/a\u200bb"`, `"/public/caf\u00e9"`}
-	const placeholder = "\x00escaped"
-	for _, e := range escaped {
-		corpus = append(corpus, placeholder+e)
+	// Escaped as a client may send them.
+	for _, literal := range []string{`"/public/\ud83d\ude00"`, `"/public/\udb40\udc01"`, `"/public/\udb40\udc7f"`, `"/public/\ud840\udc00"`,
+		`"/public/\uDBFF\uDFFD"`, `"/public/\ud800\ud800"`, `"/public/\udc00\udc00"`, `"/public/a\u200bb"`, `"/public/caf\u00e9"`} {
+		var v string
+		if err := json.Unmarshal([]byte(literal), &v); err != nil {
+			t.Fatal(err)
+		}
+		corpus = append(corpus, value{v, literal})
 	}
 	allowed := 0
-	for _, v := range corpus {
-		literal, isEscaped := strings.CutPrefix(v, placeholder)
-		if isEscaped {
-			if err := json.Unmarshal([]byte(literal), &v); err != nil {
-				t.Fatal(err)
-			}
-		}
+	for _, c := range corpus {
+		v := c.v
 		in := map[string]any{
 			"client": map[string]any{"client_id": "c1", "agent_provider": "claude-code", "agent_model": "m", "verified": true,
 				"single_use_access_tokens": false},
@@ -210,26 +178,11 @@ func TestRoleConstraintAgreesWithCanon(t *testing.T) {
 			"now": 1700000100,
 		}
 		raw, _ := json.Marshal(in)
-		if isEscaped {
+		if c.literal != "" {
 			quoted, _ := json.Marshal(v)
-			raw = bytes.Replace(raw, quoted, []byte(literal), 1)
+			raw = bytes.Replace(raw, quoted, []byte(c.literal), 1)
 		}
-		out, err := w.Eval(ctx, "pbac/tool_call", raw)
-		if err != nil {
-			t.Fatalf("%q: wasm: %v", v, err)
-		}
-		var wd map[string]any
-		if err := json.Unmarshal(out, &wd); err != nil {
-			t.Fatalf("%q: wasm: %s", v, out)
-		}
-		refOut, err := r.Decide(ctx, "pbac/tool_call", raw)
-		if err != nil {
-			t.Fatalf("%q: reference: %v", v, err)
-		}
-		var d map[string]any
-		if err := json.Unmarshal(refOut, &d); err != nil {
-			t.Fatalf("%q: reference: %s", v, refOut)
-		}
+		wd, d := toolCallBoth(t, w, r, raw)
 		reasons, _ := json.Marshal(d["reasons"])
 		if wr, _ := json.Marshal(wd["reasons"]); string(wr) != string(reasons) || wd["allow"] != d["allow"] {
 			t.Errorf("%q: wasm says %v %s, the reference %v %s", v, wd["allow"], wr, d["allow"], reasons)
@@ -238,7 +191,7 @@ func TestRoleConstraintAgreesWithCanon(t *testing.T) {
 		if policyOK {
 			allowed++
 		}
-		err = canon.Check(canon.KindRef, v)
+		err := canon.Check(canon.KindRef, v)
 		switch {
 		case err == nil && !policyOK:
 			t.Errorf("%q: the gateway accepts it, policy refuses it: %s", v, reasons)
@@ -250,4 +203,58 @@ func TestRoleConstraintAgreesWithCanon(t *testing.T) {
 		t.Fatalf("%d of %d values allowed: the corpus does not test both sides", allowed, len(corpus))
 	}
 	t.Logf("%d of %d values allowed", allowed, len(corpus))
+}
+
+// troublemakers returns n strings: prefix, then 1 to max runes drawn from
+// alphabet.
+func troublemakers(rng *rand.Rand, n int, prefix string, max int, alphabet []rune) []string {
+	out := make([]string, 0, n)
+	for range n {
+		var b strings.Builder
+		b.WriteString(prefix)
+		for range 1 + rng.IntN(max) {
+			b.WriteRune(alphabet[rng.IntN(len(alphabet))])
+		}
+		out = append(out, b.String())
+	}
+	return out
+}
+
+// loadWasm loads b's module with data on an engine closed when the test
+// ends.
+func loadWasm(t *testing.T, b *Bundle, data []byte) *wasm.Policy {
+	t.Helper()
+	ctx := context.Background()
+	e, err := wasm.NewEngine(ctx, wasm.NewConfig().WithEvalTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close(ctx) })
+	w, err := e.Load(ctx, b.Wasm, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// toolCallBoth decides raw, a pbac/tool_call input, in the Wasm module w and
+// in the reference r.
+func toolCallBoth(t *testing.T, w *wasm.Policy, r *Reference, raw []byte) (fromWasm, fromReference map[string]any) {
+	t.Helper()
+	ctx := context.Background()
+	out, err := w.Eval(ctx, "pbac/tool_call", raw)
+	if err != nil {
+		t.Fatalf("%s: wasm: %v", raw, err)
+	}
+	if err := json.Unmarshal(out, &fromWasm); err != nil {
+		t.Fatalf("%s: wasm: %s", raw, out)
+	}
+	out, err = r.Decide(ctx, "pbac/tool_call", raw)
+	if err != nil {
+		t.Fatalf("%s: reference: %v", raw, err)
+	}
+	if err := json.Unmarshal(out, &fromReference); err != nil {
+		t.Fatalf("%s: reference: %s", raw, out)
+	}
+	return fromWasm, fromReference
 }
