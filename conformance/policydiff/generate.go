@@ -200,7 +200,7 @@ func appendNew(xs []string, x string) []string {
 // to end (the token belongs to the client and the human, is live and
 // carries scopes, so allows are common), a share of those with one field
 // replaced by a wild value, and the rest with every field drawn
-// independently, broken and mistyped ones included; about a third of all
+// independently, broken and mistyped ones included; three in ten of all
 // are written with every character beyond ASCII escaped (asciiEscaped).
 // The same seeds and domain give the same inputs. A Generator is not safe for concurrent use.
 type Generator struct {
