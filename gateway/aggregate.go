@@ -592,7 +592,7 @@ func (g *Gateway) backendRoundTrip(ctx context.Context, b *Backend, owner, sid s
 		return nil, sid, fmt.Errorf("HTTP %d: %s", ans.status, bytes.TrimSpace(msg))
 	}
 	var msgs [][]byte
-	if strings.HasPrefix(ans.contentType, "text/event-stream") {
+	if isEventStream(ans.contentType) {
 		sc := bufio.NewScanner(io.LimitReader(ans.body, maxFilteredResponse))
 		sc.Buffer(make([]byte, 64<<10), maxFilteredResponse)
 		for sc.Scan() {

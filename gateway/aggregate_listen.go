@@ -220,7 +220,7 @@ func (g *Gateway) openBackendStream(ctx context.Context, b *Backend, own *aggSes
 		cancel()
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+	if resp.StatusCode != http.StatusOK || !isEventStream(resp.Header.Get("Content-Type")) {
 		resp.Body.Close()
 		cancel()
 		return nil, fmt.Errorf("HTTP %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))

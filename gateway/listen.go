@@ -2,13 +2,11 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -195,13 +193,18 @@ func (g *Gateway) listen(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrp
 	copyAnswerHeaders(c, resp.Header.Get)
 	g.finish(rec, start)
 	c.Status(resp.StatusCode)
-	if !strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream") {
-		// An answer at once (an error, or nothing to listen for): whole.
+	if !isEventStream(resp.Header.Get(fiber.HeaderContentType)) {
+		// An answer at once (an error, or nothing to listen for): whole,
+		// when it answers this request (answer.go).
 		defer done()
 		defer resp.Body.Close()
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxFilteredResponse+1))
 		if err != nil || len(b) > maxFilteredResponse {
 			return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backend.Name+" answered too much", nil))
+		}
+		if err := checkJSONAnswer(b, msg.ID, resp.StatusCode); err != nil {
+			g.log.Warn("a backend's answer was withheld", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
+			return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "the backend's answer could not be checked", nil))
 		}
 		return c.Send(b)
 	}
@@ -309,10 +312,12 @@ func writeKeepAlive(w *bufio.Writer) error {
 }
 
 // notificationVetter decides each message a backend pushes to this caller
-// on a stream: on a subscriptions/listen stream (listenID its request's
-// id), the listen's own answer (the last message) passes; on the GET
-// stream (listenID nil) no response does — a response belongs on the
-// stream of the request it answers. Requests of the server (sampling,
+// on a stream: on the answer to a request (a subscriptions/listen stream,
+// or any request's answer: listenID that request's id), the request's own
+// response (the last message) passes and a response to any other id does
+// not; on the GET stream and a notification's answer (listenID nil) no
+// response does — a response belongs on the stream of the request it
+// answers (answer.go). Requests of the server (sampling,
 // elicitation, roots, ping) pass: the client's answers are decided on
 // their way back. Of notifications:
 //   - notifications/resources/updated passes while pbac/list lets the
@@ -326,22 +331,26 @@ func writeKeepAlive(w *bufio.Writer) error {
 func (g *Gateway) notificationVetter(backend *Backend, cl *caller, listenID json.RawMessage) func(ctx context.Context, data []byte) (pass, last bool) {
 	owner := cl.ownerKey()
 	return func(ctx context.Context, data []byte) (pass, last bool) {
-		m, err := jsonrpc.Parse(data, g.cfg.MaxJSONDepth)
-		if err != nil {
-			g.metrics.notification(backend.Name, "withheld")
-			return false, false
-		}
-		if m.IsResponse {
-			pass = listenID != nil && bytes.Equal(m.ID, listenID)
+		// A response is placed by its id alone (readEnvelope: a result's
+		// own names may repeat); the server's requests and notifications
+		// are read strictly, as a client's are.
+		method := ""
+		switch env, err := readEnvelope(data); {
+		case err != nil:
+		case !env.method:
+			pass = env.answer && listenID != nil && sameID(env.id, listenID)
 			last = pass
-		} else {
-			pass = g.vetNotification(ctx, backend, cl, owner, m)
+		default:
+			if m, err := jsonrpc.Parse(data, g.cfg.MaxJSONDepth); err == nil {
+				method = m.Method
+				pass = g.vetNotification(ctx, backend, cl, owner, m)
+			}
 		}
 		if pass {
 			g.metrics.notification(backend.Name, "passed")
 		} else {
 			g.metrics.notification(backend.Name, "withheld")
-			g.log.Debug("a backend's message was withheld from its stream", "backend", backend.Name, "method", m.Method)
+			g.log.Debug("a backend's message was withheld from its stream", "backend", backend.Name, "method", method)
 		}
 		return pass, last
 	}

@@ -726,37 +726,98 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 		return g.unreachable(c, backend, msg.ID, rec, start, err)
 	}
 	rec.Status = resp.StatusCode()
+	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
+	g.metrics.stage("backend", time.Since(bstart))
+	if !isEventStream(string(resp.Header.ContentType())) {
+		// A JSON answer is read whole (at most maxFilteredResponse) and
+		// passed on when it answers this request (answer.go): a client
+		// acts on a JSON body only once it has all of it.
+		return g.forwardJSONAnswer(c, backend, cl, msg, resp, rec, start)
+	}
 	g.adoptSession(c, backend, cl, msg, string(resp.Header.Peek(hdrSession)))
 	copyAnswerHeaders(c, func(k string) string { return string(resp.Header.Peek(k)) })
 	c.Status(rec.Status)
-	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
-	g.metrics.stage("backend", time.Since(bstart))
 	g.finish(rec, start)
 	probeReplyDone(id)
+	keep := g.notificationVetter(backend, cl, msg.ID)
 	if resp.BodyStream() == nil {
-		// No body to stream (fasthttp read what there was, if anything).
-		c.Response().SetBody(resp.Body())
-		fasthttp.ReleaseResponse(resp)
+		// fasthttp read what there was: its events that may pass go back
+		// now.
+		defer fasthttp.ReleaseResponse(resp)
+		answer, err := vetEvents(ctx, resp.Body(), keep)
+		if err != nil {
+			g.log.Warn("the backend's answer stream could not be read", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
+		}
+		c.Response().SetBody(answer)
 		return nil
 	}
+	// An SSE answer streams through as it comes, event by event, each
+	// message held to what this request may bring back (answer.go), until
+	// the response to the request has gone through.
 	body := newForwardBody(resp)
-	if !bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream")) {
-		// A JSON answer is passed on whole, whatever its size, without being
-		// held in memory; the server closes the body once it has sent it.
-		c.Response().SetBodyStream(body, max(resp.Header.ContentLength(), -1))
-		return nil
-	}
-	// An SSE answer streams through as it comes, flushed event by event,
-	// until the response to the request has gone through.
-	watch := newAnswerWatch(msg.ID)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		if pipe(w, body, watch) {
+		answered, err := relayAnswer(ctx, w, body, keep)
+		if err != nil {
+			g.log.Info("the backend's answer stream ended", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
+		}
+		if answered {
 			g.drainAnswered(body)
 			return
 		}
 		_ = body.Close()
 	})
 	return nil
+}
+
+// forwardJSONAnswer passes on a backend's answer that is not an event
+// stream, read whole (at most maxFilteredResponse), when it answers msg
+// (checkJSONAnswer); otherwise the client gets 502 (a request) or the
+// status alone (a notification, which has no answer to wait for). resp is
+// released.
+func (g *Gateway) forwardJSONAnswer(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, resp *fasthttp.Response, rec *audit.Record, start time.Time) error {
+	defer fasthttp.ReleaseResponse(resp)
+	var body []byte
+	if stream := resp.BodyStream(); stream != nil {
+		b, err := io.ReadAll(io.LimitReader(stream, maxFilteredResponse+1))
+		_ = resp.CloseBodyStream()
+		if err != nil || len(b) > maxFilteredResponse {
+			reason := "the backend's answer is larger than the gateway reads"
+			if err != nil {
+				reason = "the backend's answer could not be read"
+			}
+			g.log.Warn("a backend's answer was not passed on", "backend", backend.Name, "request_id", rec.RequestID, "reason", reason, "err", err)
+			return g.withheld(c, msg, rec, start, reason)
+		}
+		body = b
+	} else {
+		body = resp.Body()
+	}
+	if err := checkJSONAnswer(body, msg.ID, resp.StatusCode()); err != nil {
+		g.log.Warn("a backend's answer was withheld", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
+		return g.withheld(c, msg, rec, start, err.Error())
+	}
+	g.adoptSession(c, backend, cl, msg, string(resp.Header.Peek(hdrSession)))
+	copyAnswerHeaders(c, func(k string) string { return string(resp.Header.Peek(k)) })
+	c.Status(rec.Status)
+	g.finish(rec, start)
+	probeReplyDone(c.Context().ID())
+	// SetBody copies: body may be resp's own, released on return.
+	c.Response().SetBody(body)
+	return nil
+}
+
+// withheld answers a request whose backend's answer was not passed on
+// (reason, for the audit trail): 502 with a JSON-RPC error, or, for a
+// notification, the backend's status with no body.
+func (g *Gateway) withheld(c *fiber.Ctx, msg *jsonrpc.Message, rec *audit.Record, start time.Time, reason string) error {
+	rec.Reasons = append(rec.Reasons, "answer withheld: "+reason)
+	if msg.ID == nil {
+		g.finish(rec, start)
+		return c.SendStatus(rec.Status)
+	}
+	rec.Decision, rec.Status = "error", fiber.StatusBadGateway
+	g.finish(rec, start)
+	return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "the backend's answer could not be checked", nil))
 }
 
 // unreachable answers a request whose backend could not be reached: 502
@@ -820,30 +881,6 @@ func (c *closeFunc) Close() error {
 	return err
 }
 
-// pipe copies a stream, flushing each chunk, until either side is done
-// or, with a watch (an answer to one request), until the response to that
-// request has gone through, which it then reports.
-func pipe(w *bufio.Writer, r io.Reader, watch *answerWatch) (answered bool) {
-	buf := make([]byte, 16<<10)
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return false
-			}
-			if werr := w.Flush(); werr != nil {
-				return false
-			}
-			if watch != nil && watch.feed(buf[:n]) {
-				return true
-			}
-		}
-		if err != nil {
-			return false
-		}
-	}
-}
-
 // copyAnswerHeaders passes on the headers of a backend's answer a client
 // needs; get reads one from the answer (net/http's or fasthttp's).
 func copyAnswerHeaders(c *fiber.Ctx, get func(k string) string) {
@@ -893,11 +930,29 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxFilteredResponse))
 	rec.LatencyMicros["backend"] = time.Since(bstart).Microseconds()
 	if err != nil {
-		return err
+		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
+		rec.Reasons = []string{"the backend's answer could not be read"}
+		g.finish(rec, start)
+		g.log.Warn("a backend's answer could not be read", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
+		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backend.Name+" is unavailable", nil))
 	}
 	g.adoptSession(c, backend, cl, msg, resp.Header.Get(hdrSession))
 	copyAnswerHeaders(c, resp.Header.Get)
-	sse := strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream")
+	sse := isEventStream(resp.Header.Get(fiber.HeaderContentType))
+	// Only this request's response, and what may pass on its stream, is
+	// filtered and passed on (answer.go).
+	if sse {
+		body, err = vetEvents(c.UserContext(), body, g.notificationVetter(backend, cl, msg.ID))
+	} else {
+		err = checkJSONAnswer(body, msg.ID, resp.StatusCode)
+	}
+	if err != nil {
+		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
+		rec.Reasons = []string{"answer withheld: " + err.Error()}
+		g.finish(rec, start)
+		g.log.Warn("a backend's answer was withheld", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
+		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "the backend's answer could not be checked", nil))
+	}
 	filter, what := g.filterTools, "tools"
 	if kind, ok := listedKinds[msg.Method]; ok {
 		filter = func(ctx context.Context, backend *Backend, cl *caller, body []byte, sse bool, rec *audit.Record) ([]byte, int, error) {
@@ -1164,7 +1219,9 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 	if !ok {
 		return err
 	}
-	ctx, cancel := g.streamContext(c)
+	// The stream lasts no longer than the token it was opened with, as a
+	// listen stream.
+	ctx, cancel := g.callerStreamContext(c, cl)
 	req, err := g.backendRequest(ctx, c, backend, http.MethodGet, nil, sess)
 	if err != nil {
 		cancel()
@@ -1179,16 +1236,20 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 	g.finish(rec, start)
 	copyAnswerHeaders(c, resp.Header.Get)
 	c.Status(resp.StatusCode)
+	if !isEventStream(resp.Header.Get(fiber.HeaderContentType)) {
+		// No stream (405 from a server without one, an error): the status
+		// alone. A body that is not an event stream carries no message a
+		// client may take from this stream.
+		cancel()
+		resp.Body.Close()
+		return nil
+	}
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer cancel()
 		defer resp.Body.Close()
-		if strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream") {
-			if err := relayVetted(ctx, w, resp.Body, g.notificationVetter(backend, cl, nil)); err != nil {
-				g.log.Warn("the backend's event stream ended", "backend", backend.Name, "err", err)
-			}
-			return
+		if err := relayVetted(ctx, w, resp.Body, g.notificationVetter(backend, cl, nil)); err != nil {
+			g.log.Warn("the backend's event stream ended", "backend", backend.Name, "err", err)
 		}
-		pipe(w, resp.Body, nil)
 	})
 	return nil
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 )
@@ -142,16 +141,4 @@ func dataValue(line []byte) ([]byte, bool) {
 		return nil, false
 	}
 	return bytes.TrimPrefix(bytes.TrimPrefix(value, []byte(":")), []byte(" ")), true
-}
-
-// isResponse tells whether data is a JSON-RPC response (an id, no method).
-func isResponse(data []byte) bool {
-	var m struct {
-		ID     json.RawMessage `json:"id"`
-		Method *string         `json:"method"`
-	}
-	if json.Unmarshal(data, &m) != nil {
-		return false
-	}
-	return len(m.ID) > 0 && string(m.ID) != "null" && m.Method == nil
 }

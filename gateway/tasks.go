@@ -2,12 +2,11 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -49,12 +48,6 @@ const (
 
 // maxTaskAnswer is the longest JSON answer read whole for a task handle.
 const maxTaskAnswer = 64 << 10
-
-// readCloser reads from one reader and closes another.
-type readCloser struct {
-	io.Reader
-	io.Closer
-}
 
 // ExtensionTasks is the tasks extension's identifier.
 const ExtensionTasks = "io.modelcontextprotocol/tasks"
@@ -269,55 +262,51 @@ func (g *Gateway) forwardTaskable(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	copyAnswerHeaders(c, resp.Header.Get)
 	rec.Status = resp.StatusCode
 	tool := backend.Name + "." + msg.Name
-	if !strings.HasPrefix(resp.Header.Get(fiber.HeaderContentType), "text/event-stream") {
-		// A task handle is small: an answer longer than maxTaskAnswer is a
-		// result, streamed on as it comes.
-		head, err := io.ReadAll(io.LimitReader(resp.Body, maxTaskAnswer+1))
-		if err != nil {
-			cancel()
-			resp.Body.Close()
-			rec.Decision, rec.Status = "error", fiber.StatusBadGateway
-			rec.Reasons = append(rec.Reasons, "the backend's answer could not be read")
-			g.finish(rec, start)
-			return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "backend "+backend.Name+" is unavailable", nil))
+	if !isEventStream(resp.Header.Get(fiber.HeaderContentType)) {
+		// Read whole (at most maxFilteredResponse) and passed on when it
+		// answers this request (answer.go); a task handle is small, so an
+		// answer longer than maxTaskAnswer is a result.
+		defer cancel()
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxFilteredResponse+1))
+		reason := ""
+		switch {
+		case err != nil:
+			reason = "the backend's answer could not be read"
+		case len(body) > maxFilteredResponse:
+			reason = "the backend's answer is larger than the gateway reads"
+		default:
+			if err = checkJSONAnswer(body, msg.ID, resp.StatusCode); err != nil {
+				reason = err.Error()
+			}
 		}
-		if len(head) <= maxTaskAnswer {
-			cancel()
-			resp.Body.Close()
-			g.noteTask(backend, cl, tool, head, rec)
-			g.finish(rec, start)
-			return c.Status(resp.StatusCode).Send(head)
+		if reason != "" {
+			g.log.Warn("a backend's answer was not passed on", "backend", backend.Name, "request_id", rec.RequestID, "reason", reason, "err", err)
+			return g.withheld(c, msg, rec, start, reason)
+		}
+		if len(body) <= maxTaskAnswer {
+			g.noteTask(backend, cl, tool, body, rec)
 		}
 		g.finish(rec, start)
-		c.Status(resp.StatusCode)
-		c.Response().SetBodyStream(&closeFunc{ReadCloser: readCloser{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}, after: cancel}, -1)
-		return nil
+		return c.Status(resp.StatusCode).Send(body)
 	}
 	g.finish(rec, start)
 	c.Status(resp.StatusCode)
+	keep := g.notificationVetter(backend, cl, msg.ID)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer cancel()
 		defer resp.Body.Close()
-		events := newSSEReader(resp.Body, maxFilteredResponse)
-		for {
-			ev, err := events.next()
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					g.log.Warn("the backend's answer stream ended", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
-				}
-				return
+		// Each message held to what this request may bring back
+		// (answer.go); the answer, once it passes, is recorded before the
+		// client can read its task's id.
+		noted := func(ctx context.Context, data []byte) (pass, last bool) {
+			if pass, last = keep(ctx, data); last {
+				g.noteTask(backend, cl, tool, data, &audit.Record{})
 			}
-			answer := false
-			if ev.hasData {
-				if id, ok := responseID(ev.data); ok && bytes.Equal(id, msg.ID) {
-					// Recorded before the client can read the id.
-					g.noteTask(backend, cl, tool, ev.data, &audit.Record{})
-					answer = true
-				}
-			}
-			if ev.write(w, ev.data) != nil || w.Flush() != nil || answer {
-				return
-			}
+			return pass, last
+		}
+		if _, err := relayAnswer(ctx, w, resp.Body, noted); err != nil {
+			g.log.Warn("the backend's answer stream ended", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
 		}
 	})
 	return nil

@@ -1,0 +1,212 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/pbac-gateway/pbac/jsonrpc"
+)
+
+// A backend's answer to one request is held to what that request may
+// bring back before a client sees it. Clients place every response by its
+// id, whichever stream it came on (the TypeScript SDK dispatches each
+// message of a JSON array, and resolves a pending request by id), so a
+// response to another request, carried on this one's answer, would be
+// taken as the answer to a request the gateway saw go out but never saw
+// answered: a tools/list nobody filtered, tool definitions nobody pinned.
+// So on a request's answer only its own response passes, as on a listen
+// stream; the server's requests and notifications pass as they pass on
+// the GET stream (notificationVetter).
+
+// errAnswerWithheld is a backend's answer that carries something other
+// than the response to the request it answers.
+var errAnswerWithheld = errors.New("the backend's answer carries what does not answer this request")
+
+// isEventStream reports whether a backend's Content-Type names an event
+// stream. The media type is read as clients read it: its case and its
+// parameters do not matter.
+func isEventStream(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
+}
+
+// checkJSONAnswer checks a backend's answer that is not an event stream
+// (the whole body, at most maxFilteredResponse) to the request whose id is
+// id (nil: a notification). A successful answer (status 2xx) is empty or
+// is one JSON-RPC response to this request: not a batch, not a request or
+// notification, not a response to another id. An error status's body
+// passes when it is not JSON (a reason in plain text, which clients show
+// and do not dispatch) or is a response to this request or to none (id
+// null); any other JSON in it does not.
+func checkJSONAnswer(body []byte, id json.RawMessage, status int) error {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return nil
+	}
+	ok2xx := status >= 200 && status < 300
+	if !ok2xx && trimmed[0] != '{' && trimmed[0] != '[' {
+		return nil
+	}
+	env, err := readEnvelope(body)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errAnswerWithheld, err)
+	}
+	if env.method || !env.answer {
+		return fmt.Errorf("%w: a message that is not a response where the response belongs", errAnswerWithheld)
+	}
+	if !ok2xx && (env.id == nil || string(env.id) == "null") {
+		return nil
+	}
+	if !sameID(env.id, id) {
+		return fmt.Errorf("%w: a response to id %s", errAnswerWithheld, truncateID(env.id))
+	}
+	return nil
+}
+
+// envelope is what a client places a JSON-RPC message by.
+type envelope struct {
+	id     json.RawMessage // nil when there is none
+	method bool            // a request or a notification
+	answer bool            // a result or an error: a response
+}
+
+// routedNames are the members a client places a message by.
+var routedNames = [...]string{"id", "method", "result", "error"}
+
+// readEnvelope reads the top level of one JSON-RPC message (an object,
+// not a batch) as a client places it: its "id", "method", "result" and
+// "error". Each may come once and only so spelt: a second one, or one in
+// another case, is read one way by some client and another way by
+// another, and is an error, as are bytes after the object. What the
+// members hold is read as JSON and skipped: a result's own names may
+// repeat (what the gateway reads of a result, it reads strictly itself).
+func readEnvelope(data []byte) (envelope, error) {
+	var env envelope
+	dec := jsontext.NewDecoder(bytes.NewReader(data), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	if tok, err := dec.ReadToken(); err != nil {
+		return env, err
+	} else if tok.Kind() != '{' {
+		return env, errors.New("not one JSON object")
+	}
+	var seen [len(routedNames)]bool
+	for dec.PeekKind() != '}' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return env, err
+		}
+		name := tok.String()
+		routed := -1
+		for i, r := range routedNames {
+			if strings.EqualFold(name, r) {
+				routed = i
+			}
+		}
+		if routed < 0 {
+			if err := dec.SkipValue(); err != nil {
+				return env, err
+			}
+			continue
+		}
+		if name != routedNames[routed] || seen[routed] {
+			return env, fmt.Errorf("the member %q twice or in another case", routedNames[routed])
+		}
+		seen[routed] = true
+		switch routed {
+		case 0:
+			v, err := dec.ReadValue()
+			if err != nil {
+				return env, err
+			}
+			env.id = json.RawMessage(v.Clone())
+		default:
+			if err := dec.SkipValue(); err != nil {
+				return env, err
+			}
+			env.method = env.method || routed == 1
+			env.answer = env.answer || routed > 1
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return env, err
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return env, errors.New("bytes after the message")
+	}
+	return env, nil
+}
+
+// sameID reports whether two JSON-RPC ids name the same request as a
+// client reads them (jsonrpc.IDKey: 1 and 1.0 alike). A missing or null
+// id names none.
+func sameID(a, b json.RawMessage) bool {
+	ka, ok := jsonrpc.IDKey(a)
+	if !ok {
+		return false
+	}
+	kb, ok := jsonrpc.IDKey(b)
+	return ok && ka == kb
+}
+
+// truncateID is an id for a log line or a reason: at most 64 bytes of it.
+func truncateID(id json.RawMessage) string {
+	if len(id) > 64 {
+		return string(id[:64]) + "…"
+	}
+	return string(id)
+}
+
+// relayAnswer copies the event stream answering one request to w, in this
+// goroutine, event by event: each message only when keep lets it (and of
+// an event's other lines only comments and the event, id and retry
+// fields, as relayVetted), flushed as it goes, until the stream ends, the
+// client goes, or keep reports the request answered, which it then
+// reports (the rest of the stream can be drained so that the connection
+// is used again). A message that is withheld is not written at all.
+func relayAnswer(ctx context.Context, w *bufio.Writer, body io.Reader, keep func(ctx context.Context, data []byte) (pass, last bool)) (answered bool, err error) {
+	events := newSSEReader(body, maxFilteredResponse)
+	for {
+		ev, err := events.next()
+		if errors.Is(err, io.EOF) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("read the backend's event stream: %w", err)
+		}
+		last := false
+		if ev.hasData {
+			var pass bool
+			if pass, last = keep(ctx, ev.data); !pass {
+				continue
+			}
+		}
+		ev = ev.plain()
+		if err := ev.write(w, ev.data); err != nil {
+			return false, err
+		}
+		if err := w.Flush(); err != nil {
+			return false, err
+		}
+		if last {
+			return true, nil
+		}
+	}
+}
+
+// vetEvents keeps, of an event stream read whole (body), the events whose
+// messages keep lets through, as relayAnswer would write them.
+func vetEvents(ctx context.Context, body []byte, keep func(ctx context.Context, data []byte) (pass, last bool)) ([]byte, error) {
+	var out bytes.Buffer
+	w := bufio.NewWriter(&out)
+	if _, err := relayAnswer(ctx, w, bytes.NewReader(body), keep); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}

@@ -1,0 +1,148 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/pbac-gateway/pbac/jsonrpc"
+)
+
+func TestIsEventStream(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"text/event-stream":                     true,
+		"Text/Event-Stream":                     true,
+		"TEXT/EVENT-STREAM; charset=utf-8":      true,
+		" text/event-stream ;x=1":               true,
+		"application/json":                      false,
+		"application/json; a=text/event-stream": false,
+		"text/event-streams":                    false,
+		"":                                      false,
+	} {
+		if got := isEventStream(ct); got != want {
+			t.Errorf("isEventStream(%q) = %v, want %v", ct, got, want)
+		}
+	}
+}
+
+func TestCheckJSONAnswer(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		body   string
+		id     string // the request's; "" for a notification
+		status int
+		ok     bool
+	}{
+		{"the response", `{"jsonrpc":"2.0","id":5,"result":{}}`, `5`, 200, true},
+		{"an error response", `{"jsonrpc":"2.0","id":"a","error":{"code":-32601,"message":"no"}}`, `"a"`, 200, true},
+		{"the same id spelt as a client reads it", `{"jsonrpc":"2.0","id":5.0,"result":{}}`, `5`, 200, true},
+		{"a result whose own names repeat", `{"jsonrpc":"2.0","id":5,"result":{"a":1,"a":2}}`, `5`, 200, true},
+		{"no body", ``, `5`, 200, true},
+		{"the other id escaped", `{"jsonrpc":"2.0","\u0069d":99,"result":{}}`, `5`, 200, false},
+		{"neither result nor error", `{"jsonrpc":"2.0","id":5}`, `5`, 200, false},
+		{"result in another case", `{"jsonrpc":"2.0","id":5,"Result":{}}`, `5`, 200, false},
+		{"no body for a notification", "  \n", ``, 202, true},
+		{"a response to another id", `{"jsonrpc":"2.0","id":99,"result":{"tools":[]}}`, `5`, 200, false},
+		{"a response to the string id of the number", `{"jsonrpc":"2.0","id":"5","result":{}}`, `5`, 200, false},
+		{"a batch holding the response", `[{"jsonrpc":"2.0","id":99,"result":{}},{"jsonrpc":"2.0","id":5,"result":{}}]`, `5`, 200, false},
+		{"a batch of the response alone", `[{"jsonrpc":"2.0","id":5,"result":{}}]`, `5`, 200, false},
+		{"a request of the server's", `{"jsonrpc":"2.0","id":5,"method":"sampling/createMessage","params":{}}`, `5`, 200, false},
+		{"a notification", `{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`, `5`, 200, false},
+		{"id twice", `{"jsonrpc":"2.0","id":5,"id":99,"result":{}}`, `5`, 200, false},
+		{"id in another case as well", `{"jsonrpc":"2.0","id":5,"ID":99,"result":{}}`, `5`, 200, false},
+		{"not JSON", `SEC-12`, `5`, 200, false},
+		{"bytes after the response", `{"jsonrpc":"2.0","id":5,"result":{}} {"jsonrpc":"2.0","id":99,"result":{}}`, `5`, 200, false},
+		{"a response to a notification", `{"jsonrpc":"2.0","id":5,"result":{}}`, ``, 200, false},
+		{"an error status with a reason in plain text", `session not found`, `5`, 404, true},
+		{"an error status with the response", `{"jsonrpc":"2.0","id":5,"error":{"code":-32600,"message":"bad"}}`, `5`, 400, true},
+		{"an error status with a response to none", `{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}`, `5`, 400, true},
+		{"an error status with a response to another id", `{"jsonrpc":"2.0","id":99,"result":{"tools":[]}}`, `5`, 400, false},
+		{"an error status with a batch", `[{"jsonrpc":"2.0","id":99,"result":{}}]`, `5`, 500, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var id json.RawMessage
+			if c.id != "" {
+				id = json.RawMessage(c.id)
+			}
+			err := checkJSONAnswer([]byte(c.body), id, c.status)
+			if (err == nil) != c.ok {
+				t.Fatalf("checkJSONAnswer(%s) = %v, want ok %v", c.body, err, c.ok)
+			}
+			if err != nil && !errors.Is(err, errAnswerWithheld) {
+				t.Errorf("the error %v is not errAnswerWithheld", err)
+			}
+		})
+	}
+}
+
+// FuzzCheckJSONAnswer holds checkJSONAnswer to encoding/json: whatever it
+// passes with a 2xx status and a body is one JSON object whose "id" (read
+// as a client reads it, the one member of that name) is the request's,
+// with no "method".
+func FuzzCheckJSONAnswer(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":5,"result":{}}`,
+		`{"jsonrpc":"2.0","id":99,"result":{}}`,
+		`[{"jsonrpc":"2.0","id":5,"result":{}}]`,
+		`{"jsonrpc":"2.0","id":5,"method":"x"}`,
+		`{"jsonrpc":"2.0","\u0069d":5,"result":{}}`,
+		`{"jsonrpc":"2.0","id":5,"result":{},"id":6}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if checkJSONAnswer(body, json.RawMessage(`5`), 200) != nil || len(bytes.TrimSpace(body)) == 0 {
+			return
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Fatalf("passed %q, which is not one JSON object: %v", body, err)
+		}
+		if _, ok := m["method"]; ok {
+			t.Fatalf("passed %q, which has a method", body)
+		}
+		if key, ok := jsonrpc.IDKey(m["id"]); !ok || key != "n:5" {
+			t.Fatalf("passed %q, whose id reads as %s", body, m["id"])
+		}
+	})
+}
+
+// TestRelayAnswer: relayAnswer writes only the events keep lets through,
+// in the normal form, and stops after the last.
+func TestRelayAnswer(t *testing.T) {
+	stream := ": a comment\n\n" +
+		"event: message\r\ndata: {\"id\":99,\"result\":{}}\r\n\r\n" +
+		"data: {\"method\":\"notifications/progress\"}\n\n" +
+		"data: {\"method\":\"notifications/other\"}\n\n" +
+		"foo: bar\nid: 7\ndata: {\"id\":5,\"result\":{}}\n\n" +
+		"data: {\"method\":\"notifications/progress\",\"after\":true}\n\n"
+	keep := func(_ context.Context, data []byte) (pass, last bool) {
+		switch {
+		case bytes.Contains(data, []byte(`"id":5`)):
+			return true, true
+		case bytes.Contains(data, []byte(`"id":`)):
+			return false, false
+		}
+		return bytes.Contains(data, []byte("progress")), false
+	}
+	var out bytes.Buffer
+	w := bufio.NewWriter(&out)
+	answered, err := relayAnswer(context.Background(), w, strings.NewReader(stream), keep)
+	if err != nil || !answered {
+		t.Fatalf("relayAnswer = %v, %v; want answered", answered, err)
+	}
+	want := ": a comment\n\n" +
+		"data: {\"method\":\"notifications/progress\"}\n\n" +
+		"id: 7\ndata: {\"id\":5,\"result\":{}}\n\n"
+	if out.String() != want {
+		t.Errorf("wrote\n%q\nwant\n%q", out.String(), want)
+	}
+	got, err := vetEvents(context.Background(), []byte(stream), keep)
+	if err != nil || string(got) != want {
+		t.Errorf("vetEvents = %q, %v; want %q", got, err, want)
+	}
+}
