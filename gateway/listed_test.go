@@ -221,8 +221,9 @@ func TestALongResourceListIsDecided(t *testing.T) {
 // TestCompletionIsDecidedByWhatItCompletes: completion/complete reaches
 // the backend only for a prompt or a resource template the caller may
 // use; one naming anything else is denied (or refused when it names a
-// template with an RFC 6570 operator), so completions of a prompt or
-// template it may not use never come back.
+// template with an RFC 6570 operator, or names it twice, once in another
+// case), so completions of a prompt or template it may not use never come
+// back.
 func TestCompletionIsDecidedByWhatItCompletes(t *testing.T) {
 	s := newStack(t)
 	token := s.machineAgent("ci-bot", false, "jira:read")
@@ -242,6 +243,13 @@ func TestCompletionIsDecidedByWhatItCompletes(t *testing.T) {
 		{`{"type":"ref/resource","uri":"jira://admin/{k}"}`, http.StatusForbidden},
 		{`{"type":"ref/resource","uri":"jira://issue/{+path}"}`, http.StatusBadRequest},
 		{`{"type":"ref/tool","name":"get_issue"}`, http.StatusBadRequest},
+		// A name in another case beside the exact one: the backend reads
+		// the exact one, encoding/json the last, so neither is decided.
+		{`{"type":"ref/prompt","name":"exfiltrate","NAME":"triage_issue"}`, http.StatusBadRequest},
+		{`{"type":"ref/resource","uri":"jira://admin/{k}","URI":"jira://issue/{key}"}`, http.StatusBadRequest},
+		{`{"type":"ref/resource","uri":"jira://issue/{+path}","Uri":"jira://issue/{key}"}`, http.StatusBadRequest},
+		{`{"type":"ref/tool","Type":"ref/prompt","name":"triage_issue"}`, http.StatusBadRequest},
+		{`{"type":"ref/prompt","name":7}`, http.StatusBadRequest},
 	} {
 		if status, body := complete(tc.ref); status != tc.status {
 			t.Errorf("completion/complete of %s: %d %s, want %d", tc.ref, status, body, tc.status)

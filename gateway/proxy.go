@@ -187,15 +187,33 @@ func requestBody(c *fiber.Ctx) ([]byte, bool) {
 // completionTarget is what a completion/complete completes an argument
 // of: "prompt:<name>" for a prompt, "template:<literal>" for a resource
 // template (the literal part of its URI, as lists name templates); "" when
-// the reference is neither, or a template with an RFC 6570 operator.
+// the reference is neither, or a template with an RFC 6570 operator. The
+// reference is read as servers read it, its names exactly: a "NAME" or
+// "URI" beside "name" or "uri" (which encoding/json would take, the last
+// of them, where the SDKs take the exact one) makes it neither.
 func completionTarget(msg *jsonrpc.Message) string {
-	var ref struct {
-		Type string `json:"type"`
-		Name string `json:"name"`
-		URI  string `json:"uri"`
-	}
-	if json.Unmarshal(msg.Params["ref"], &ref) != nil {
+	var ref struct{ Type, Name, URI string }
+	members, err := jsonrpc.Members(msg.Params["ref"])
+	if err != nil {
 		return ""
+	}
+	for _, m := range members {
+		var dst *string
+		switch {
+		case m.Key == "type":
+			dst = &ref.Type
+		case m.Key == "name":
+			dst = &ref.Name
+		case m.Key == "uri":
+			dst = &ref.URI
+		case strings.EqualFold(m.Key, "type") || strings.EqualFold(m.Key, "name") || strings.EqualFold(m.Key, "uri"):
+			return ""
+		default:
+			continue
+		}
+		if json.Unmarshal(m.Raw, dst) != nil {
+			return ""
+		}
 	}
 	switch ref.Type {
 	case "ref/prompt":
