@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -137,9 +136,9 @@ func (g *Gateway) aggregateListen(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Status(fiber.StatusOK)
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+	c.Context().SetBodyStreamWriter(g.streamWriter(c, func(out clientStream) {
 		defer done()
-		if writeEvent(w, ack) != nil {
+		if writeEvent(out, ack) != nil {
 			return
 		}
 		msgs := make(chan []byte)
@@ -158,32 +157,29 @@ func (g *Gateway) aggregateListen(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message
 		for {
 			select {
 			case m := <-msgs:
-				if writeEvent(w, m) != nil {
+				if writeEvent(out, m) != nil {
 					return
 				}
 			case <-ping.C:
 				// A client that has gone is noticed only at a write.
-				if writeKeepAlive(w) != nil {
+				if out.keepAlive() != nil {
 					return
 				}
 			case <-ended:
 				// Every backend's stream has ended: so does the listen.
-				_ = writeEvent(w, final)
+				_ = writeEvent(out, final)
 				return
 			case <-ctx.Done():
 				return
 			}
 		}
-	})
+	}))
 	return nil
 }
 
 // writeEvent writes one SSE event of data and flushes it.
-func writeEvent(w *bufio.Writer, data []byte) error {
-	if err := (sseEvent{hasData: true}).write(w, data); err != nil {
-		return err
-	}
-	return w.Flush()
+func writeEvent(out clientStream, data []byte) error {
+	return out.send(sseEvent{hasData: true}, data)
 }
 
 // backendStream is the event stream of an aggregated listen's session at

@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/pbac-gateway/pbac/jsonrpc"
 )
@@ -29,6 +32,63 @@ import (
 // errAnswerWithheld is a backend's answer that carries something other
 // than the response to the request it answers.
 var errAnswerWithheld = errors.New("the backend's answer carries what does not answer this request")
+
+// answerWriteWait bounds the write of an answer read whole (at most
+// maxFilteredResponse), as Config.ClientWriteWait bounds each write of a
+// stream. A client that stops reading loses its answer or stream when
+// they are up, and with it what it holds: the backend's connection (a
+// stream is read from the backend only as fast as the client takes it),
+// a worker, the answer's memory.
+const answerWriteWait = 2 * time.Minute
+
+// clientStream is the way back to a client of a stream's events: w, each
+// write of which (an event or a keep-alive, with its flush) is bounded by
+// wait through deadline (the connection's write deadline; nil for none: a
+// buffer).
+type clientStream struct {
+	w        *bufio.Writer
+	deadline func(time.Time) error
+	wait     time.Duration
+}
+
+// streamWriter makes a body stream writer for c's response of write,
+// which gets the clientStream to the client. The writer runs after the
+// handler has returned, when c is no longer the request's, so the
+// connection is taken now; its write deadline is cleared when write
+// returns, before the connection can serve its next request.
+func (g *Gateway) streamWriter(c *fiber.Ctx, write func(out clientStream)) fasthttp.StreamWriter {
+	conn := c.Context().Conn()
+	return func(w *bufio.Writer) {
+		defer func() { _ = conn.SetWriteDeadline(time.Time{}) }()
+		write(clientStream{w: w, deadline: conn.SetWriteDeadline, wait: g.cfg.ClientWriteWait})
+	}
+}
+
+// send writes ev (with data as its data) and flushes it, within the
+// stream's wait.
+func (s clientStream) send(ev sseEvent, data []byte) error {
+	if s.deadline != nil {
+		if err := s.deadline(time.Now().Add(s.wait)); err != nil {
+			return err
+		}
+	}
+	if err := ev.write(s.w, data); err != nil {
+		return err
+	}
+	return s.w.Flush()
+}
+
+// keepAlive writes an SSE comment and flushes it, within the stream's
+// wait.
+func (s clientStream) keepAlive() error {
+	return s.send(sseEvent{fields: [][]byte{[]byte(": keep-alive")}}, nil)
+}
+
+// boundAnswer bounds the write of c's answer, read whole, by
+// answerWriteWait.
+func boundAnswer(c *fiber.Ctx) {
+	_ = c.Context().SetWriteDeadline(time.Now().Add(answerWriteWait))
+}
 
 // isEventStream reports whether a backend's Content-Type names an event
 // stream. The media type is read as clients read it: its case and its
@@ -163,14 +223,14 @@ func truncateID(id json.RawMessage) string {
 	return string(id)
 }
 
-// relayAnswer copies the event stream answering one request to w, in this
-// goroutine, event by event: each message only when keep lets it (and of
+// relayAnswer copies the event stream answering one request to out, in
+// this goroutine, event by event: each message only when keep lets it (and of
 // an event's other lines only comments and the event, id and retry
 // fields, as relayVetted), flushed as it goes, until the stream ends, the
 // client goes, or keep reports the request answered, which it then
 // reports (the rest of the stream can be drained so that the connection
 // is used again). A message that is withheld is not written at all.
-func relayAnswer(ctx context.Context, w *bufio.Writer, body io.Reader, keep func(ctx context.Context, data []byte) (pass, last bool)) (answered bool, err error) {
+func relayAnswer(ctx context.Context, out clientStream, body io.Reader, keep func(ctx context.Context, data []byte) (pass, last bool)) (answered bool, err error) {
 	events := newSSEReader(body, maxFilteredResponse)
 	for {
 		ev, err := events.next()
@@ -188,10 +248,7 @@ func relayAnswer(ctx context.Context, w *bufio.Writer, body io.Reader, keep func
 			}
 		}
 		ev = ev.plain()
-		if err := ev.write(w, ev.data); err != nil {
-			return false, err
-		}
-		if err := w.Flush(); err != nil {
+		if err := out.send(ev, ev.data); err != nil {
 			return false, err
 		}
 		if last {
@@ -205,7 +262,7 @@ func relayAnswer(ctx context.Context, w *bufio.Writer, body io.Reader, keep func
 func vetEvents(ctx context.Context, body []byte, keep func(ctx context.Context, data []byte) (pass, last bool)) ([]byte, error) {
 	var out bytes.Buffer
 	w := bufio.NewWriter(&out)
-	if _, err := relayAnswer(ctx, w, bytes.NewReader(body), keep); err != nil {
+	if _, err := relayAnswer(ctx, clientStream{w: w}, bytes.NewReader(body), keep); err != nil {
 		return nil, err
 	}
 	return out.Bytes(), nil

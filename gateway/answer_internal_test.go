@@ -131,7 +131,7 @@ func TestRelayAnswer(t *testing.T) {
 	}
 	var out bytes.Buffer
 	w := bufio.NewWriter(&out)
-	answered, err := relayAnswer(context.Background(), w, strings.NewReader(stream), keep)
+	answered, err := relayAnswer(context.Background(), clientStream{w: w}, strings.NewReader(stream), keep)
 	if err != nil || !answered {
 		t.Fatalf("relayAnswer = %v, %v; want answered", answered, err)
 	}

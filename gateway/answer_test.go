@@ -2,9 +2,13 @@ package gateway_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,5 +183,66 @@ func TestGetStreamEndsAtTokenExpiry(t *testing.T) {
 	sid := s.initialized("/mcp/jira", bot)
 	if _, ended := getStream(t, s, bot, sid, ttl+5*time.Second); !ended {
 		t.Errorf("the GET stream is still open 5 s after its token expired")
+	}
+}
+
+// TestAStreamToAClientThatDoesNotReadEnds: a client that sends a call and
+// never reads its answer, streamed by the backend event by event, loses
+// the stream once a write to it has waited ClientWriteWait, and the
+// backend's connection with it: the backend's writes end instead of
+// waiting for as long as the client likes.
+func TestAStreamToAClientThatDoesNotReadEnds(t *testing.T) {
+	const events = 4096
+	progress := `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1,"message":"` + strings.Repeat("x", 16<<10) + `"}}`
+	backendDone := make(chan error, 1)
+	backend := answeringBackend("text/event-stream", func(string, string) string { return "" })
+	s := newStackBehind(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		if !strings.Contains(string(raw), `"tools/call"`) {
+			r.Body = io.NopCloser(strings.NewReader(string(raw)))
+			backend.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		var err error
+		for i := 0; i < events && err == nil; i++ {
+			if _, err = io.WriteString(w, "data: "+progress+"\n\n"); err == nil {
+				w.(http.Flusher).Flush()
+			}
+		}
+		backendDone <- err
+	}), func(c *system.Config) { c.Gateway.ClientWriteWait = time.Second })
+	token := s.machineAgent("ci-bot", false, "jira:read")
+	sid := s.initialized("/mcp/jira", token)
+
+	u, err := url.Parse(s.base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	conn, err := d.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"search_issues","arguments":{"query":"SEC"}}}`
+	fmt.Fprintf(conn, "POST /mcp/jira HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n"+
+		"Accept: application/json, text/event-stream\r\nMcp-Protocol-Version: 2025-11-25\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n%s",
+		u.Host, token, sid, len(body), body)
+	// The answer is 64 MiB, far more than the sockets between hold: the
+	// backend can finish only if the gateway lets its connection go.
+	select {
+	case err := <-backendDone:
+		if err == nil {
+			t.Fatalf("the backend wrote all %d events to a client that reads nothing", events)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("20 s after a client stopped reading, the gateway still holds the backend's stream (ClientWriteWait 1 s)")
 	}
 }

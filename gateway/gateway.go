@@ -68,6 +68,9 @@ type Backend struct {
 // DefaultSessionIdle is how long a session lasts unused by default.
 const DefaultSessionIdle = 30 * time.Minute
 
+// DefaultClientWriteWait is Config.ClientWriteWait's default.
+const DefaultClientWriteWait = 30 * time.Second
+
 // Config configures a Gateway.
 type Config struct {
 	// PublicURL is the gateway's base URL as clients reach it; the protected
@@ -111,6 +114,11 @@ type Config struct {
 	// SessionIdle ends a session unused this long (default
 	// DefaultSessionIdle).
 	SessionIdle time.Duration
+	// ClientWriteWait bounds each write of a stream to its client (an
+	// event, a keep-alive): a client that takes none of it for this long
+	// loses the stream, and with it the backend's connection the stream
+	// holds (default DefaultClientWriteWait).
+	ClientWriteWait time.Duration
 	// SessionsPerAgent bounds the sessions one agent (a client and the
 	// person it acts for; a caller without a token: its address) holds at
 	// once, per-backend and aggregated together (default
@@ -212,6 +220,9 @@ func New(cfg Config) (*Gateway, error) {
 	cfg.ArgumentLimits = cfg.ArgumentLimits.withDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ClientWriteWait <= 0 {
+		cfg.ClientWriteWait = DefaultClientWriteWait
 	}
 	if cfg.SessionIdle <= 0 {
 		cfg.SessionIdle = DefaultSessionIdle

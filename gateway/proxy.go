@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -773,8 +772,8 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 	// message held to what this request may bring back (answer.go), until
 	// the response to the request has gone through.
 	body := newForwardBody(resp)
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		answered, err := relayAnswer(ctx, w, body, keep)
+	c.Context().SetBodyStreamWriter(g.streamWriter(c, func(out clientStream) {
+		answered, err := relayAnswer(ctx, out, body, keep)
 		if err != nil {
 			g.log.Info("the backend's answer stream ended", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
 		}
@@ -783,7 +782,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 			return
 		}
 		_ = body.Close()
-	})
+	}))
 	return nil
 }
 
@@ -821,6 +820,7 @@ func (g *Gateway) forwardJSONAnswer(c *fiber.Ctx, backend *Backend, cl *caller, 
 	probeReplyDone(c.Context().ID())
 	// SetBody copies: body may be resp's own, released on return.
 	c.Response().SetBody(body)
+	boundAnswer(c)
 	return nil
 }
 
@@ -1005,6 +1005,7 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 		rec.Reasons = append(rec.Reasons, fmt.Sprintf("%d %s listed", kept, what))
 	}
 	g.finish(rec, start)
+	boundAnswer(c)
 	return c.Status(resp.StatusCode).Send(filtered)
 }
 
@@ -1262,13 +1263,13 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 		resp.Body.Close()
 		return nil
 	}
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+	c.Context().SetBodyStreamWriter(g.streamWriter(c, func(out clientStream) {
 		defer cancel()
 		defer resp.Body.Close()
-		if err := relayVetted(ctx, w, resp.Body, g.notificationVetter(backend, cl, nil)); err != nil {
+		if err := relayVetted(ctx, out, resp.Body, g.notificationVetter(backend, cl, nil)); err != nil {
 			g.log.Warn("the backend's event stream ended", "backend", backend.Name, "err", err)
 		}
-	})
+	}))
 	return nil
 }
 

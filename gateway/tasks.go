@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -288,12 +287,13 @@ func (g *Gateway) forwardTaskable(c *fiber.Ctx, backend *Backend, cl *caller, ms
 			g.noteTask(backend, cl, tool, body, rec)
 		}
 		g.finish(rec, start)
+		boundAnswer(c)
 		return c.Status(resp.StatusCode).Send(body)
 	}
 	g.finish(rec, start)
 	c.Status(resp.StatusCode)
 	keep := g.notificationVetter(backend, cl, msg.ID)
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+	c.Context().SetBodyStreamWriter(g.streamWriter(c, func(out clientStream) {
 		defer cancel()
 		defer resp.Body.Close()
 		// Each message held to what this request may bring back
@@ -305,10 +305,10 @@ func (g *Gateway) forwardTaskable(c *fiber.Ctx, backend *Backend, cl *caller, ms
 			}
 			return pass, last
 		}
-		if _, err := relayAnswer(ctx, w, resp.Body, noted); err != nil {
+		if _, err := relayAnswer(ctx, out, resp.Body, noted); err != nil {
 			g.log.Warn("the backend's answer stream ended", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
 		}
-	})
+	}))
 	return nil
 }
 
