@@ -163,8 +163,12 @@ const (
 	DeniedCooldown = 5 * time.Minute
 	// MaxCommentLen bounds an approver's comment, in bytes.
 	MaxCommentLen = 1024
-	// MaxOpenPerClient bounds the open approvals of one client: asking for
-	// more is refused (the call is denied) until some close.
+	// MaxOpenPerClient bounds the open approvals of one agent: one client
+	// acting for one person (Subject; none for a machine). Asking for more
+	// is refused (the call is denied) until some close. It is per person
+	// because one client id may serve many people (a client id metadata
+	// document's URL is one client for a whole organisation), and one of
+	// them must not use up everybody's approvals.
 	MaxOpenPerClient = 20
 	// MaxTTL is the longest an approval stays open, whatever policy asks.
 	MaxTTL = 24 * time.Hour
@@ -235,12 +239,14 @@ type Store interface {
 	// List returns the approvals f selects, newest (CreatedAt) first,
 	// at most f.EffectiveLimit().
 	List(ctx context.Context, f Filter) ([]Approval, error)
-	// CountOpen counts the open (pending or granted) approvals of a client,
-	// or of every client when clientID is empty.
-	CountOpen(ctx context.Context, clientID string) (int, error)
+	// CountOpen counts the open (pending or granted) approvals that
+	// client clientID asked for on behalf of subject ("": of no person),
+	// the bound Service.Ask applies; or every open approval when clientID
+	// is empty.
+	CountOpen(ctx context.Context, clientID, subject string) (int, error)
 	// Transition changes the approval id when its status is one of from:
-	// change gets it as stored and edits it in place (its ID, Binding and
-	// ClientID cannot change, the status must be valid, and a closed
+	// change gets it as stored and edits it in place (its ID, Binding,
+	// ClientID and Subject cannot change, the status must be valid, and a closed
 	// approval never opens again: each an error); the store bumps Rev
 	// and, when the new status is final, sets ClosedAt (if unset) and
 	// drops Args (ApplyChange). ErrStatus when the status is not in from,

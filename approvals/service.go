@@ -32,8 +32,9 @@ var (
 	ErrExpired = errors.New("approval expired")
 	// ErrUsed: the approval already allowed a call (a replay).
 	ErrUsed = errors.New("approval already used")
-	// ErrTooMany: the client has MaxOpenPerClient approvals open.
-	ErrTooMany = errors.New("too many approvals open for this client")
+	// ErrTooMany: the client has MaxOpenPerClient approvals open for
+	// this person.
+	ErrTooMany = errors.New("too many approvals open for this client and person")
 	// ErrRecentlyDenied: an approver denied the same call less than
 	// DeniedCooldown ago.
 	ErrRecentlyDenied = errors.New("an approver denied this call")
@@ -169,6 +170,8 @@ type Request struct {
 // approver denied less than DeniedCooldown ago is not asked for again
 // (ErrRecentlyDenied), so an agent cannot wear an approver down; nor is a
 // call whose arguments are too long to show the approver (ErrArgsTooLong).
+// One client holds at most MaxOpenPerClient open approvals for one person
+// (ErrTooMany).
 func (s *Service) Ask(ctx context.Context, r Request) (a Approval, created bool, err error) {
 	if !r.Asked.Required || r.Asked.Rule == "" {
 		return Approval{}, false, errors.New("approvals: asking for an approval policy did not require")
@@ -210,9 +213,12 @@ func (s *Service) Ask(ctx context.Context, r Request) (a Approval, created bool,
 			}
 		}
 	}
-	n, err := s.store.CountOpen(ctx, r.Call.ClientID)
+	// The bound is per agent (client and person), as every other bound
+	// on agents: one person's held calls leave the others on a shared
+	// client their own.
+	n, err := s.store.CountOpen(ctx, r.Call.ClientID, r.Call.Subject)
 	if err != nil {
-		return Approval{}, false, fmt.Errorf("approvals: counting the client's open approvals: %w", err)
+		return Approval{}, false, fmt.Errorf("approvals: counting the open approvals of the client for the person: %w", err)
 	}
 	if n >= MaxOpenPerClient {
 		return Approval{}, false, fmt.Errorf("%w (%d): wait for some to be decided or to expire", ErrTooMany, n)

@@ -275,7 +275,7 @@ func TestAskRefuses(t *testing.T) {
 	if _, _, err := f.svc.Ask(context.Background(), big); !errors.Is(err, approvals.ErrArgsTooLong) {
 		t.Fatalf("oversized arguments: %v, want ErrArgsTooLong", err)
 	}
-	if n, _ := f.store.CountOpen(context.Background(), ""); n != 0 {
+	if n, _ := f.store.CountOpen(context.Background(), "", ""); n != 0 {
 		t.Fatalf("%d approvals stored for refused asks", n)
 	}
 }
@@ -302,6 +302,11 @@ func TestAskAfterDenial(t *testing.T) {
 	}
 }
 
+// TestAskTooMany: one agent (a client acting for one person) holds at
+// most MaxOpenPerClient open approvals. Every other agent has a budget of
+// its own, another person on the same client too: one client id may serve
+// a whole organisation (a client id metadata document's URL), and one
+// person's held calls must not leave the others no approval at all.
 func TestAskTooMany(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -320,16 +325,26 @@ func TestAskTooMany(t *testing.T) {
 	if a, created, err := f.svc.Ask(ctx, withArgs(deployRequest(), `{"n":0}`)); err != nil || created || a.ID != first.ID {
 		t.Fatalf("Ask of an open call at the limit: %s created %v, %v", a.ID, created, err)
 	}
-	// Another client has its own budget.
-	other := withArgs(deployRequest(), `{"n":"one more"}`)
-	other.Call.ClientID = "planner-client"
-	f.ask(t, other)
+	others := []struct {
+		name, client, subject string
+	}{
+		{"another client for the same person", "planner-client", "alice"},
+		{"another person on the same client", "ci-bot-client", "bob"},
+		{"the same client for no person", "ci-bot-client", ""},
+	}
+	for _, o := range others {
+		r := withArgs(deployRequest(), `{"n":"one more"}`)
+		r.Call.ClientID, r.Call.Subject = o.client, o.subject
+		if _, created, err := f.svc.Ask(ctx, r); err != nil || !created {
+			t.Errorf("%s, while alice's agent holds %d: created %v, %v; want a new approval", o.name, approvals.MaxOpenPerClient, created, err)
+		}
+	}
 	// One decided frees a place.
 	if _, err := f.svc.Decide(ctx, first.ID, bob, approvals.ViaAdmin, false, "no"); err != nil {
 		t.Fatal(err)
 	}
 	f.ask(t, withArgs(deployRequest(), `{"n":"one more"}`))
-	f.pending(t, approvals.MaxOpenPerClient+1)
+	f.pending(t, approvals.MaxOpenPerClient+len(others))
 }
 
 func TestDecide(t *testing.T) {

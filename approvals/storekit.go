@@ -55,8 +55,9 @@ func (a Approval) Clone() Approval {
 }
 
 // ApplyChange is the part of Store.Transition after the status check:
-// change edits a copy of was; the result must keep was's ID, Binding and
-// ClientID, have a valid status, and not reopen a closed approval. Rev
+// change edits a copy of was; the result must keep was's ID, Binding,
+// ClientID and Subject (the stores count open approvals by client and
+// person), have a valid status, and not reopen a closed approval. Rev
 // becomes was.Rev+1 and, when the new status is final, ClosedAt is set
 // (to now, if change left it unset) and Args are dropped. An error from
 // change is returned wrapped.
@@ -66,8 +67,8 @@ func ApplyChange(was Approval, change func(*Approval) error, now time.Time) (App
 		return Approval{}, fmt.Errorf("change refused: %w", err)
 	}
 	switch {
-	case a.ID != was.ID || a.Binding != was.Binding || a.ClientID != was.ClientID:
-		return Approval{}, errors.New("a transition may not change an approval's id, binding or client")
+	case a.ID != was.ID || a.Binding != was.Binding || a.ClientID != was.ClientID || a.Subject != was.Subject:
+		return Approval{}, errors.New("a transition may not change an approval's id, binding, client or person")
 	case !a.Status.Valid():
 		return Approval{}, fmt.Errorf("unknown status %q", a.Status)
 	case !was.Status.Open() && a.Status.Open():

@@ -162,7 +162,7 @@ func testCreateRefuses(t *testing.T, s approvals.Store) {
 			}
 		})
 	}
-	if n, err := s.CountOpen(context.Background(), ""); err != nil || n != 0 {
+	if n, err := s.CountOpen(context.Background(), "", ""); err != nil || n != 0 {
 		t.Fatalf("CountOpen after refusals = %d, %v; want 0", n, err)
 	}
 }
@@ -189,7 +189,7 @@ func testCreateConcurrent(t *testing.T, s approvals.Store) {
 	if won != 1 {
 		t.Fatalf("%d of %d concurrent Creates of one id succeeded, want 1", won, n)
 	}
-	if c, err := s.CountOpen(context.Background(), ""); err != nil || c != 1 {
+	if c, err := s.CountOpen(context.Background(), "", ""); err != nil || c != 1 {
 		t.Fatalf("CountOpen = %d, %v; want 1", c, err)
 	}
 }
@@ -284,35 +284,49 @@ func testListDefaultLimit(t *testing.T, s approvals.Store) {
 
 func testCountOpen(t *testing.T, s approvals.Store) {
 	ctx := context.Background()
-	count := func(client string, want int) {
+	type owner struct {
+		client, subject string
+		want            int
+	}
+	counts := func(when string, want []owner) {
 		t.Helper()
-		if n, err := s.CountOpen(ctx, client); err != nil || n != want {
-			t.Fatalf("CountOpen(%q) = %d, %v; want %d", client, n, err, want)
+		for _, o := range want {
+			if n, err := s.CountOpen(ctx, o.client, o.subject); err != nil || n != o.want {
+				t.Fatalf("%s: CountOpen(%q, %q) = %d, %v; want %d", when, o.client, o.subject, n, err, o.want)
+			}
 		}
 	}
-	count("", 0)
-	count("ci-bot", 0)
-	for i := range 3 {
-		create(t, s, NewApproval(fmt.Sprintf("apr_ci%d", i), "ci-bot", fmt.Sprintf("b1:%d", i), T0))
+	of := func(id, client, subject string) approvals.Approval {
+		a := NewApproval(id, client, "b1:"+id, T0)
+		a.Subject = subject
+		return a
 	}
-	create(t, s, NewApproval("apr_pl", "planner", "b1:pl", T0))
-	// A client id that is a prefix of another's counts alone.
-	create(t, s, NewApproval("apr_cib", "ci-bot-2", "b1:pl", T0))
-	count("ci-bot", 3)
-	count("planner", 1)
-	count("ci-bot-2", 1)
-	count("ci", 0)
-	count("", 5)
+	counts("empty", []owner{{"", "", 0}, {"ci-bot", "alice", 0}})
+	for i := range 3 {
+		create(t, s, of(fmt.Sprintf("apr_ci%d", i), "ci-bot", "alice"))
+	}
+	create(t, s, of("apr_pl", "planner", "alice"), of("apr_cib", "ci-bot-2", "alice"),
+		of("apr_bob", "ci-bot", "bob"), of("apr_al2", "ci-bot", "alice-2"), of("apr_none", "ci-bot", ""))
+	counts("created", []owner{
+		{"ci-bot", "alice", 3},
+		{"planner", "alice", 1},
+		{"ci-bot-2", "alice", 1}, // a client id that is a prefix of another's counts alone
+		{"ci", "alice", 0},
+		{"ci-bot", "bob", 1}, // another person on the same client counts apart
+		{"ci-bot", "alice-2", 1},
+		{"ci-bot", "ali", 0},
+		{"ci-bot", "", 1}, // no person (a machine) too
+		{"", "", 8},
+	})
 	grant(t, s, "apr_ci0") // granted is still open
-	count("ci-bot", 3)
+	counts("granted", []owner{{"ci-bot", "alice", 3}})
 	if _, err := s.Transition(ctx, "apr_ci0", []approvals.Status{approvals.Granted}, setStatus(approvals.Used)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Transition(ctx, "apr_ci1", []approvals.Status{approvals.Pending}, setStatus(approvals.Withdrawn)); err != nil {
 		t.Fatal(err)
 	}
-	count("ci-bot", 1)
-	count("", 3)
+	counts("closed", []owner{{"ci-bot", "alice", 1}, {"ci-bot", "bob", 1}, {"", "", 6}})
 }
 
 func testTransitionStatusRefused(t *testing.T, s approvals.Store) {
@@ -368,6 +382,7 @@ func testTransitionImmutable(t *testing.T, s approvals.Store) {
 		"id":      func(a *approvals.Approval) { a.ID = "apr_y" },
 		"binding": func(a *approvals.Approval) { a.Binding = "b1:y" },
 		"client":  func(a *approvals.Approval) { a.ClientID = "planner" },
+		"person":  func(a *approvals.Approval) { a.Subject = "bob" },
 		"status":  func(a *approvals.Approval) { a.Status = "maybe" },
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -483,7 +498,7 @@ func testTransitionIndexes(t *testing.T, s approvals.Store) {
 			t.Fatalf("after %s: List(client) = %v", to, got)
 		}
 	}
-	if n, err := s.CountOpen(ctx, "ci-bot"); err != nil || n != 0 {
+	if n, err := s.CountOpen(ctx, "ci-bot", "alice"); err != nil || n != 0 {
 		t.Fatalf("CountOpen after used = %d, %v", n, err)
 	}
 	if exp, err := s.Expire(ctx, T0.Add(time.Hour)); err != nil || len(exp) != 0 {
@@ -602,7 +617,7 @@ func testExpire(t *testing.T, s approvals.Store) {
 	if again, err := s.Expire(ctx, now); err != nil || len(again) != 0 {
 		t.Fatalf("second Expire = %v, %v; want nothing", ids(again), err)
 	}
-	if n, err := s.CountOpen(ctx, "ci-bot"); err != nil || n != 2 {
+	if n, err := s.CountOpen(ctx, "ci-bot", "alice"); err != nil || n != 2 {
 		t.Fatalf("CountOpen after Expire = %d, %v; want 2", n, err)
 	}
 	if got, err := s.List(ctx, approvals.Filter{Statuses: []approvals.Status{approvals.Expired}}); err != nil || len(got) != 3 {
@@ -645,7 +660,7 @@ func Reopen(t *testing.T, open func(t *testing.T) approvals.Store) {
 	if err != nil || !slices.Equal(ids(got), []string{"apr_x"}) {
 		t.Fatalf("List(granted) after reopening = %v, %v", ids(got), err)
 	}
-	if n, err := s.CountOpen(ctx, "ci-bot"); err != nil || n != 2 {
+	if n, err := s.CountOpen(ctx, "ci-bot", "alice"); err != nil || n != 2 {
 		t.Fatalf("CountOpen after reopening = %d, %v; want 2", n, err)
 	}
 	if _, err := s.Transition(ctx, "apr_x", []approvals.Status{approvals.Granted}, setStatus(approvals.Used)); err != nil {
@@ -690,7 +705,7 @@ func testPrune(t *testing.T, s approvals.Store) {
 			t.Fatalf("List(%+v) after Prune = %v, %v; want %v", f, ids(got), err, want)
 		}
 	}
-	if n, err := s.CountOpen(ctx, "ci-bot"); err != nil || n != 2 {
+	if n, err := s.CountOpen(ctx, "ci-bot", "alice"); err != nil || n != 2 {
 		t.Fatalf("CountOpen after Prune = %d, %v; want 2", n, err)
 	}
 	if n, err := s.Prune(ctx, cutoff); err != nil || n != 0 {

@@ -30,7 +30,7 @@ import (
 //	s/<status>\x00<when><id>                  by status, newest first
 //	c/<len><client id><when><id>              by client, newest first
 //	b/<len><binding><when><id>                by binding, newest first
-//	o/<len><client id><id>                    the open (pending, granted) ones by client
+//	p/<len><client id><len><subject><id>      the open (pending, granted) ones by client and person
 //	e/<expires><id>                           the open ones by expiry, soonest first
 //	x/<closed><id>                            the closed ones by ClosedAt, oldest first
 //
@@ -41,6 +41,10 @@ import (
 // follows, so no value is read as a prefix of a longer one. Every write
 // deletes the index keys of the approval as it was and sets those of the
 // approval as it is, in the same transaction.
+//
+// Stores before open approvals were bounded per person kept the open ones
+// by client alone (o/<len><client id><id>); the first write of such an
+// approval deletes its key, and CountOpen does not count it meanwhile.
 //
 // Closed approvals are kept (without their arguments, which Transition
 // drops) until Prune deletes them; the indexes keep List, CountOpen and
@@ -144,10 +148,14 @@ const (
 	pStatus   = "s/"
 	pClient   = "c/"
 	pBinding  = "b/"
-	pOpen     = "o/"
+	pOpen     = "p/"
 	pExpiry   = "e/"
 	pClosed   = "x/"
 )
+
+// pOpenByClient is the open index of earlier stores, never written (see
+// Store).
+const pOpenByClient = "o/"
 
 func approvalKey(id string) []byte { return []byte(pApproval + id) }
 
@@ -161,6 +169,13 @@ func when(t time.Time) []byte { return binary.BigEndian.AppendUint64(nil, ^uint6
 
 func statusPrefix(st approvals.Status) []byte { return []byte(pStatus + string(st) + "\x00") }
 
+// openPrefix is where the open approvals of client for subject are.
+func openPrefix(client, subject string) []byte {
+	b := lenPrefixed(pOpen, client)
+	b = binary.AppendUvarint(b, uint64(len(subject)))
+	return append(b, subject...)
+}
+
 // indexKeys are the index keys of a.
 func indexKeys(a *approvals.Approval) [][]byte {
 	w := when(a.CreatedAt)
@@ -173,7 +188,7 @@ func indexKeys(a *approvals.Approval) [][]byte {
 	}
 	if a.Status.Open() {
 		keys = append(keys,
-			cat(lenPrefixed(pOpen, a.ClientID), []byte(a.ID)),
+			cat(openPrefix(a.ClientID, a.Subject), []byte(a.ID)),
 			cat(binary.BigEndian.AppendUint64([]byte(pExpiry), uint64(a.ExpiresAt.UnixMicro())), []byte(a.ID)))
 	} else {
 		keys = append(keys, cat(binary.BigEndian.AppendUint64([]byte(pClosed), uint64(a.ClosedAt.UnixMicro())), []byte(a.ID)))
@@ -303,12 +318,12 @@ func newestFirst(a, b approvals.Approval) int {
 	return strings.Compare(a.ID, b.ID)
 }
 
-// CountOpen counts the open approvals of clientID (of everyone when ""),
-// from the keys of an index only.
-func (s *Store) CountOpen(ctx context.Context, clientID string) (int, error) {
+// CountOpen counts the open approvals of clientID for subject (of
+// everyone when clientID is ""), from the keys of an index only.
+func (s *Store) CountOpen(ctx context.Context, clientID, subject string) (int, error) {
 	var prefixes [][]byte
 	if clientID != "" {
-		prefixes = [][]byte{lenPrefixed(pOpen, clientID)}
+		prefixes = [][]byte{openPrefix(clientID, subject)}
 	} else {
 		prefixes = [][]byte{statusPrefix(approvals.Pending), statusPrefix(approvals.Granted)}
 	}
@@ -351,7 +366,11 @@ func put(txn *badger.Txn, was, a *approvals.Approval) error {
 		return fmt.Errorf("encode approval %s: %w", a.ID, err)
 	}
 	if was != nil {
-		for _, k := range indexKeys(was) {
+		old := indexKeys(was)
+		if was.Status.Open() {
+			old = append(old, append(lenPrefixed(pOpenByClient, was.ClientID), was.ID...))
+		}
+		for _, k := range old {
 			if err := txn.Delete(k); err != nil {
 				return fmt.Errorf("write approval %s: %w", a.ID, err)
 			}

@@ -249,13 +249,14 @@ func (s *Store) List(ctx context.Context, f approvals.Filter) ([]approvals.Appro
 	return out, nil
 }
 
-// CountOpen counts the open approvals of clientID (of everyone when "").
-func (s *Store) CountOpen(ctx context.Context, clientID string) (int, error) {
+// CountOpen counts the open approvals of clientID for subject (of
+// everyone when clientID is "").
+func (s *Store) CountOpen(ctx context.Context, clientID, subject string) (int, error) {
 	q := `SELECT count(*) FROM approvals WHERE status = ANY($1)`
 	params := []any{openStatuses()}
 	if clientID != "" {
-		q += ` AND client_id = $2`
-		params = append(params, clientID)
+		q += ` AND client_id = $2 AND subject = $3`
+		params = append(params, clientID, subject)
 	}
 	var n int
 	if err := s.pool.QueryRow(ctx, q, params...).Scan(&n); err != nil {
@@ -277,9 +278,9 @@ func (s *Store) Create(ctx context.Context, a approvals.Approval) error {
 		return fmt.Errorf("approvals: create: %w", err)
 	}
 	tag, err := s.pool.Exec(ctx, `
-		INSERT INTO approvals (id, status, binding, client_id, created_at, expires_at, rev, doc, args)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING`,
-		a.ID, string(a.Status), a.Binding, a.ClientID, a.CreatedAt, a.ExpiresAt, int64(a.Rev), doc, args(a))
+		INSERT INTO approvals (id, status, binding, client_id, subject, created_at, expires_at, rev, doc, args)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING`,
+		a.ID, string(a.Status), a.Binding, a.ClientID, a.Subject, a.CreatedAt, a.ExpiresAt, int64(a.Rev), doc, args(a))
 	if err != nil {
 		return fmt.Errorf("approvals: create %s: %w", a.ID, err)
 	}

@@ -63,8 +63,8 @@ func TestOpenErrorHidesPassword(t *testing.T) {
 }
 
 func TestSchemaVersion(t *testing.T) {
-	if v := postgres.SchemaVersion(); v != 2 {
-		t.Fatalf("SchemaVersion = %d, want 2", v)
+	if v := postgres.SchemaVersion(); v != 3 {
+		t.Fatalf("SchemaVersion = %d, want 3", v)
 	}
 }
 
