@@ -44,6 +44,20 @@ func (w issWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// refuseRejected answers the authorization request of a client an operator
+// rejected with a page saying so (never a redirect to the client) and
+// records the refusal; it reports whether the client was rejected.
+func (s *Server) refuseRejected(ctx context.Context, w http.ResponseWriter, r *http.Request, client *Client) bool {
+	if !client.Rejected() {
+		return false
+	}
+	s.log.InfoContext(ctx, "authorization refused: the client was rejected by an operator", "client_id", client.ID)
+	s.event(ctx, *s.forClient(&Event{Kind: EventAuthorization, Action: "authorize", Error: "access_denied",
+		Reason: "the client was rejected by an operator", Status: http.StatusForbidden, Remote: remoteHost(r)}, client))
+	s.renderError(w, http.StatusForbidden, "access_denied", rejectedPage(client.ID))
+	return true
+}
+
 func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	browser := w // for the redirect to the identity provider, which is not an answer to the client
 	w = issWriter{ResponseWriter: w, iss: s.cfg.Issuer}
@@ -52,11 +66,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if client.Rejected() {
-		s.log.InfoContext(ctx, "authorization refused: the client was rejected by an operator", "client_id", client.ID)
-		s.event(ctx, *s.forClient(&Event{Kind: EventAuthorization, Action: "authorize", Error: "access_denied",
-			Reason: "the client was rejected by an operator", Status: http.StatusForbidden, Remote: remoteHost(r)}, client))
-		s.renderError(w, http.StatusForbidden, "access_denied", rejectedPage(client.ID))
+	if s.refuseRejected(ctx, w, r, client) {
 		return
 	}
 	// Who is asking, as policy sees it before anyone signs in: a client

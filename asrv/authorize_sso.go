@@ -26,9 +26,10 @@ import (
 // the sign-in, and the state is bound to the request it started from. The
 // callback opens the cookie its state names, spends the state in the token
 // store (so it completes once, on whichever replica), runs the
-// authorization request through the endpoint's checks again, completes the
-// sign-in at the provider, and grants as for a password sign-in — with the
-// person's groups recorded in the grant.
+// authorization request through the endpoint's checks again (a client an
+// operator rejected meanwhile is refused), completes the sign-in at the
+// provider, and grants as for a password sign-in — with the person's groups
+// recorded in the grant.
 
 const (
 	// ssoTTL is how long a person may take at the identity provider.
@@ -121,6 +122,11 @@ func (s *Server) serveIDPCallback(w http.ResponseWriter, r *http.Request) {
 	aw := issWriter{ResponseWriter: w, iss: s.cfg.Issuer}
 	ar, client, resources, ok := s.authorizeRequest(ctx, aw, areq)
 	if !ok {
+		return
+	}
+	// An operator may have rejected the client while the person was at
+	// the provider: refused as the authorization endpoint refuses it.
+	if s.refuseRejected(ctx, aw, areq, client) {
 		return
 	}
 	person, err := s.sso.Finish(ctx, rec.Pending, q)

@@ -531,6 +531,25 @@ func TestSSOCallbackOnce(t *testing.T) {
 	}
 }
 
+// TestSSOClientRejectedMeanwhile: an operator rejects the client while the
+// person is at the provider. The callback refuses it as the authorization
+// endpoint does, with the page that says so, and redirects nothing to the
+// client: no code.
+func TestSSOClientRejectedMeanwhile(t *testing.T) {
+	ta, _ := newSSOTestAS(t, nil)
+	client := ta.publicAgent("claude-code", agentRedirect)
+	authURL, _ := ta.ssoAuthURL(client, agentRedirect, "jira:read")
+	res := ssoSignIn(t, authURL, agentRedirect, "dana", opPeople["dana"].password, func(*url.URL, http.CookieJar) {
+		if _, err := ta.as.ReviewClient(t.Context(), client, asrv.ClientReview{Status: asrv.ReviewRejected, By: "admin"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if res.redirect != nil || res.status != http.StatusForbidden ||
+		!strings.Contains(res.body, "An operator of this gateway rejected this agent (client id "+client+")") {
+		t.Fatalf("the callback for a client rejected meanwhile: redirect %v, %d:\n%s", res.redirect, res.status, res.body)
+	}
+}
+
 // exchangeCode redeems an authorization code with its PKCE verifier.
 func (ta *testAS) exchangeCode(clientID, code, verifier string) *oauth2.Token {
 	ta.t.Helper()
