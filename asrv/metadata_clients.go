@@ -167,7 +167,7 @@ func (s *Server) anchorMetadataClient(ctx context.Context, c *Client) error {
 	}
 	snap, _ := s.clients.metadata.fromDocument(c.metadata)
 	snap.metadata = nil
-	if err := s.admitClient(ctx, snap); err != nil && !errors.Is(err, ErrClientExists) {
+	if err := s.admitClient(ctx, snap, ""); err != nil && !errors.Is(err, ErrClientExists) {
 		return fmt.Errorf("anchor metadata client %s: %w", c.ID, err)
 	}
 	s.log.InfoContext(ctx, "metadata document client stored", "client_id", c.ID, "origin", c.Attestation.Origin)

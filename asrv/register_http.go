@@ -54,9 +54,17 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		writeRegistrationError(w, re)
 		return
 	}
-	client, secret, regToken, err := s.Register(ctx, req)
+	client, secret, regToken, err := s.register(ctx, req, addr)
 	if err != nil {
 		var re *RegistrationError
+		if errors.Is(err, ErrAddressPendingFull) {
+			s.log.WarnContext(ctx, "registration refused", "reason", err.Error())
+			refused(http.StatusTooManyRequests, "temporarily_unavailable", err.Error())
+			retryAfter(w, time.Hour)
+			writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "temporarily_unavailable",
+				"error_description": "too many unverified registrations from this address have obtained no code or token yet; try again later"})
+			return
+		}
 		if errors.Is(err, ErrRegistrationFull) {
 			s.log.WarnContext(ctx, "registration refused", "reason", err.Error())
 			refused(http.StatusServiceUnavailable, "temporarily_unavailable", err.Error())
@@ -93,10 +101,17 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 
 // Register registers a client as the registration endpoint does: the
 // statement is verified, policy (pbac/register) must allow it, and it is
-// stored, within the registration limits. The secret and registration
-// token are returned once. A refusal is a *RegistrationError, or
-// ErrRegistrationFull.
+// stored, within the registration limits other than the per-address ones
+// (it has no client address). The secret and registration token are
+// returned once. A refusal is a *RegistrationError, or ErrRegistrationFull.
 func (s *Server) Register(ctx context.Context, req *RegistrationRequest) (client *Client, secret, regToken string, err error) {
+	return s.register(ctx, req, "")
+}
+
+// register is Register of a request from the address from
+// (throttle.AddressKey; "" for none), which may also be refused with
+// ErrAddressPendingFull.
+func (s *Server) register(ctx context.Context, req *RegistrationRequest, from string) (client *Client, secret, regToken string, err error) {
 	client, secret, regToken, err = NewClient(req, s.cfg.Statements, s.now())
 	if err != nil {
 		return nil, "", "", err
@@ -116,7 +131,7 @@ func (s *Server) Register(ctx context.Context, req *RegistrationRequest) (client
 		return nil, "", "", &RegistrationError{Code: "unapproved_software_statement",
 			Description: "policy does not allow this client to register: " + strings.Join(d.Reasons, "; ")}
 	}
-	if err := s.admitClient(ctx, client); err != nil {
+	if err := s.admitClient(ctx, client, from); err != nil {
 		return nil, "", "", err
 	}
 	return client, secret, regToken, nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,5 +114,72 @@ func TestRegistrationCapsAndExpiry(t *testing.T) {
 	}
 	if total, p, err := ta.store.CountClients(ctx); err != nil || total != 4 || p != 1 {
 		t.Fatalf("after the sweep: %d clients, %d pending (%v); want the 3 verified and the new one", total, p, err)
+	}
+}
+
+// TestPendingRegistrationsPerAddress: with the default limits one address
+// holds at most 50 unverified registrations that obtained no code or token
+// (a twentieth of the 1,000 there may be), then 429 until one of them is
+// no longer pending: approved, say, or deleted when its 24 h are up.
+// Otherwise one address, one registration every 20 s, would hold the
+// whole cap within hours for ever, and every unverified registration from
+// anywhere else would be 503. Another address, and a verified
+// registration from the same one, are not held back.
+func TestPendingRegistrationsPerAddress(t *testing.T) {
+	clock := &testClock{t: time.Now()}
+	ta := newTestAS(t, func(c *asrv.Config) { c.Now = clock.now })
+	const addr = "203.0.113.7:4444"
+	// register registers from addr, waiting out the rate limit, until it
+	// is refused otherwise.
+	register := func() (int, string, map[string]any) {
+		t.Helper()
+		for {
+			status, wait, out := ta.registerFrom(addr, anonymousClient)
+			if status != http.StatusTooManyRequests || !strings.Contains(fmt.Sprint(out["error_description"]), "too many registrations from this address") {
+				return status, wait, out
+			}
+			clock.add(20 * time.Second)
+		}
+	}
+	var ids []string
+	for {
+		status, wait, out := register()
+		if status == http.StatusCreated {
+			ids = append(ids, out["client_id"].(string))
+			continue
+		}
+		if status != http.StatusTooManyRequests || wait == "" || out["error"] != "temporarily_unavailable" ||
+			!strings.Contains(fmt.Sprint(out["error_description"]), "unverified registrations from this address") {
+			t.Fatalf("after %d pending registrations: %d Retry-After %q %v, want 429 for the address's pending ones", len(ids), status, wait, out)
+		}
+		break
+	}
+	if len(ids) != 50 {
+		t.Fatalf("one address holds %d pending registrations, want 50", len(ids))
+	}
+	if status, _, out := ta.registerFrom("198.51.100.1:1", anonymousClient); status != http.StatusCreated {
+		t.Fatalf("an unverified registration from another address: %d %v", status, out)
+	}
+	verified := map[string]any{"client_name": "ci", "grant_types": []string{"client_credentials"},
+		"token_endpoint_auth_method": "client_secret_basic", "software_statement": ta.statement("ci-bot", false)}
+	clock.add(20 * time.Second)
+	if status, _, out := ta.registerFrom(addr, verified); status != http.StatusCreated {
+		t.Fatalf("a verified registration from the address (never pending): %d %v", status, out)
+	}
+
+	// An approved client is no longer pending: its place is free.
+	if _, err := ta.as.ReviewClient(t.Context(), ids[0], asrv.ClientReview{Status: asrv.ReviewApproved, Provider: "claude-code", By: "admin"}); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, out := register(); status != http.StatusCreated {
+		t.Fatalf("after one of the address's clients was approved: %d %v", status, out)
+	}
+	if status, _, _ := register(); status != http.StatusTooManyRequests {
+		t.Fatalf("the address's 51st pending registration: %d, want 429", status)
+	}
+	// Pending clients whose time is up are deleted, and count no more.
+	clock.add(24*time.Hour + time.Minute)
+	if status, _, out := register(); status != http.StatusCreated {
+		t.Fatalf("after the address's pending clients expired: %d %v", status, out)
 	}
 }

@@ -22,6 +22,7 @@ import (
 //	    per_address_interval: 20s      # …then one every
 //	    max_clients: 10000
 //	    max_unverified: 1000           # unverified clients that never got a code or token…
+//	    max_unverified_per_address: 50 # …of them registered from one address (default max_unverified/20)…
 //	    unverified_ttl: 24h            # …are deleted after this long
 //	  statements:                      # software statements (pbac statement sign)
 //	    max_lifetime: 720h             # the longest exp - iat accepted
@@ -140,21 +141,23 @@ func (s *ASrv) StatementPolicy() (StatementPolicy, error) {
 
 // Registration bound dynamic client registration (zero: defaults).
 type Registration struct {
-	PerAddress         int    `yaml:"per_address"`
-	PerAddressInterval string `yaml:"per_address_interval"`
-	MaxClients         int    `yaml:"max_clients"`
-	MaxUnverified      int    `yaml:"max_unverified"`
-	UnverifiedTTL      string `yaml:"unverified_ttl"`
+	PerAddress              int    `yaml:"per_address"`
+	PerAddressInterval      string `yaml:"per_address_interval"`
+	MaxClients              int    `yaml:"max_clients"`
+	MaxUnverified           int    `yaml:"max_unverified"`
+	MaxUnverifiedPerAddress int    `yaml:"max_unverified_per_address"`
+	UnverifiedTTL           string `yaml:"unverified_ttl"`
 }
 
 // RegistrationLimits are the registration settings, resolved (zero
 // fields: the authorization server's defaults).
 type RegistrationLimits struct {
-	PerAddress         int
-	PerAddressInterval time.Duration
-	MaxClients         int
-	MaxUnverified      int
-	UnverifiedTTL      time.Duration
+	PerAddress              int
+	PerAddressInterval      time.Duration
+	MaxClients              int
+	MaxUnverified           int
+	MaxUnverifiedPerAddress int
+	UnverifiedTTL           time.Duration
 }
 
 // RegistrationLimits resolves the registration settings (s may be nil:
@@ -164,7 +167,8 @@ func (s *ASrv) RegistrationLimits() (RegistrationLimits, error) {
 		return RegistrationLimits{}, nil
 	}
 	r := s.Registration
-	l := RegistrationLimits{PerAddress: r.PerAddress, MaxClients: r.MaxClients, MaxUnverified: r.MaxUnverified}
+	l := RegistrationLimits{PerAddress: r.PerAddress, MaxClients: r.MaxClients, MaxUnverified: r.MaxUnverified,
+		MaxUnverifiedPerAddress: r.MaxUnverifiedPerAddress}
 	for _, d := range []struct {
 		key, v string
 		dst    *time.Duration
@@ -221,7 +225,7 @@ func (s *ASrv) validate() []error {
 		errs = append(errs, err)
 	}
 	if r := s.Registration; r != nil {
-		if r.PerAddress < 0 || r.MaxClients < 0 || r.MaxUnverified < 0 {
+		if r.PerAddress < 0 || r.MaxClients < 0 || r.MaxUnverified < 0 || r.MaxUnverifiedPerAddress < 0 {
 			errs = append(errs, errors.New("asrv.registration: counts must not be negative (0 or absent: the default)"))
 		}
 		if _, err := s.RegistrationLimits(); err != nil {

@@ -308,7 +308,7 @@ func asRegistrationLimits(c *config.ASrv) (asrv.RegistrationLimits, error) {
 		return asrv.RegistrationLimits{}, err
 	}
 	return asrv.RegistrationLimits{PerAddressBurst: l.PerAddress, PerAddressInterval: l.PerAddressInterval,
-		MaxClients: l.MaxClients, MaxPending: l.MaxUnverified, PendingTTL: l.UnverifiedTTL}, nil
+		MaxClients: l.MaxClients, MaxPending: l.MaxUnverified, MaxPendingPerAddress: l.MaxUnverifiedPerAddress, PendingTTL: l.UnverifiedTTL}, nil
 }
 
 // asStatementVerifier returns v with the configuration's statement

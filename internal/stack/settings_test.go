@@ -29,6 +29,7 @@ func TestLoadConfigASrv(t *testing.T) {
     per_address_interval: 1m
     max_clients: 100
     max_unverified: 10
+    max_unverified_per_address: 3
     unverified_ttl: 2h
   statements:
     max_lifetime: 48h
@@ -45,7 +46,7 @@ func TestLoadConfigASrv(t *testing.T) {
 		t.Fatalf("introspectors %+v %v", in, err)
 	}
 	l, err := asRegistrationLimits(cfg.ASrv)
-	if err != nil || l != (asrv.RegistrationLimits{PerAddressBurst: 5, PerAddressInterval: time.Minute, MaxClients: 100, MaxPending: 10, PendingTTL: 2 * time.Hour}) {
+	if err != nil || l != (asrv.RegistrationLimits{PerAddressBurst: 5, PerAddressInterval: time.Minute, MaxClients: 100, MaxPending: 10, MaxPendingPerAddress: 3, PendingTTL: 2 * time.Hour}) {
 		t.Fatalf("limits %+v %v", l, err)
 	}
 	v, err := asStatementVerifier(cfg.ASrv, nil)
