@@ -154,8 +154,12 @@ func (c configuredClients) metadataClient(ctx context.Context, id string) (*Clie
 // anchorMetadataClient stores a snapshot of a metadata document's client
 // before its first code or token: the token stores tie every token to a
 // registered client (and delete them with it), so the client is registered
-// under its URL, unverified, within the registration caps. What the AS
-// enforces is always read from the document, never from the snapshot.
+// under its URL, unverified, within the cap on clients. Policy has allowed
+// the grant by then, and the code or token that follows at once ends the
+// client's pending state, so the caps on pending clients do not refuse it:
+// registrations that fill them must not keep people from signing in with
+// such a client. What the AS enforces is always read from the document,
+// never from the snapshot.
 func (s *Server) anchorMetadataClient(ctx context.Context, c *Client) error {
 	if !isMetadataClient(c) || c.metadata == nil {
 		return nil
@@ -167,7 +171,7 @@ func (s *Server) anchorMetadataClient(ctx context.Context, c *Client) error {
 	}
 	snap, _ := s.clients.metadata.fromDocument(c.metadata)
 	snap.metadata = nil
-	if err := s.admitClient(ctx, snap, ""); err != nil && !errors.Is(err, ErrClientExists) {
+	if err := s.admitClient(ctx, snap, admission{granted: true}); err != nil && !errors.Is(err, ErrClientExists) {
 		return fmt.Errorf("anchor metadata client %s: %w", c.ID, err)
 	}
 	s.log.InfoContext(ctx, "metadata document client stored", "client_id", c.ID, "origin", c.Attestation.Origin)

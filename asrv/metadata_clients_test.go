@@ -271,6 +271,49 @@ func TestCIMDCodeFlow(t *testing.T) {
 	}
 }
 
+// TestCIMDFirstCodeAndTheRegistrationCaps: a metadata document's client
+// is stored on its first code, after policy allowed the grant, and gets
+// its code at once, so it is never left pending: the caps on pending
+// clients, full of unverified registrations, do not refuse it. The cap on
+// clients does.
+func TestCIMDFirstCodeAndTheRegistrationCaps(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		limits      asrv.RegistrationLimits
+		wantErr     string // "": the code flow succeeds
+		wantClients int    // stored at the end, the registration's included
+	}{
+		{"the pending caps are full", asrv.RegistrationLimits{MaxPending: 1, MaxPendingPerAddress: 1}, "", 2},
+		{"the client cap is full", asrv.RegistrationLimits{MaxClients: 1}, "temporarily_unavailable", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			host, cfg := newCIMDHost(t)
+			pol := &admitCIMD{}
+			ta := newTestAS(t, withMetadata(t, cfg), func(c *asrv.Config) {
+				pol.next, c.Policy, c.Registration = c.Policy, pol, tc.limits
+			})
+			if status, _, out := ta.registerFrom("127.0.0.1:1", anonymousClient); status != http.StatusCreated {
+				t.Fatalf("the unverified registration that fills the caps: %d %v", status, out)
+			}
+			id := host.publish("/oauth/client.json", map[string]any{
+				"client_name": "Loopback Agent", "redirect_uris": []string{"http://127.0.0.1/callback"},
+				"grant_types": []string{"authorization_code", "refresh_token"}, "token_endpoint_auth_method": "none",
+			})
+			_, err := oauthtest.CodeFlow(t.Context(), ta.srv.URL, id, "http://127.0.0.1:40123/callback", "alice", asrv.DemoPassword, ta.resource, "drive:read")
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("the client's first code and token: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("the client's first code and token: %v, want %s", err, tc.wantErr)
+			}
+			total, pending, err := ta.store.CountClients(t.Context())
+			if err != nil || total != tc.wantClients || pending != 1 {
+				t.Fatalf("%d clients, %d pending (%v); want %d, and the registration pending", total, pending, err, tc.wantClients)
+			}
+		})
+	}
+}
+
 // TestCIMDShippedPolicyGivesNothing: under the shipped policy a client of
 // a metadata document is unverified, and so refused after sign-in.
 func TestCIMDShippedPolicyGivesNothing(t *testing.T) {

@@ -131,7 +131,7 @@ func (s *Server) register(ctx context.Context, req *RegistrationRequest, from st
 		return nil, "", "", &RegistrationError{Code: "unapproved_software_statement",
 			Description: "policy does not allow this client to register: " + strings.Join(d.Reasons, "; ")}
 	}
-	if err := s.admitClient(ctx, client, from); err != nil {
+	if err := s.admitClient(ctx, client, admission{from: from}); err != nil {
 		return nil, "", "", err
 	}
 	return client, secret, regToken, nil

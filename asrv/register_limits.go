@@ -110,12 +110,22 @@ func newRegistrations(l RegistrationLimits, now func() time.Time) *registrations
 		pendingFrom: map[string][]registeredAt{}}
 }
 
-// admitClient holds a registration from the address from
-// (throttle.AddressKey; "" when it did not come over HTTP) to the caps and,
-// when admitted, stores c under the lock. Expired pending clients are
-// deleted first (at most once a minute), so they never count against the
-// caps for long.
-func (s *Server) admitClient(ctx context.Context, c *Client, from string) error {
+// admission is how admitClient holds a client to the caps.
+type admission struct {
+	// from is the registering client address (throttle.AddressKey), ""
+	// when the client did not register over HTTP.
+	from string
+	// granted: policy has already allowed the client a grant whose code
+	// or token is issued right after it is stored (a metadata document's
+	// client on its first one). It is pending only until then, so the
+	// pending caps do not refuse it; MaxClients does.
+	granted bool
+}
+
+// admitClient holds a client to the caps as a says and, when admitted,
+// stores c under the lock. Expired pending clients are deleted first (at
+// most once a minute), so they never count against the caps for long.
+func (s *Server) admitClient(ctx context.Context, c *Client, a admission) error {
 	r := s.reg
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -133,24 +143,24 @@ func (s *Server) admitClient(ctx context.Context, c *Client, from string) error 
 	switch {
 	case total >= r.limits.MaxClients:
 		return fmt.Errorf("%w (%d clients)", ErrRegistrationFull, total)
-	case !c.Agent.Verified && pending >= r.limits.MaxPending:
+	case !c.Agent.Verified && !a.granted && pending >= r.limits.MaxPending:
 		return fmt.Errorf("%w (%d unverified clients without a token yet)", ErrRegistrationFull, pending)
 	}
-	counted := !c.Agent.Verified && from != ""
+	counted := !c.Agent.Verified && !a.granted && a.from != ""
 	if counted {
-		n, err := s.pendingFromAddress(ctx, from, now)
+		n, err := s.pendingFromAddress(ctx, a.from, now)
 		if err != nil {
 			return err
 		}
 		if n >= r.limits.MaxPendingPerAddress {
-			return fmt.Errorf("%w (%d from %s)", ErrAddressPendingFull, n, from)
+			return fmt.Errorf("%w (%d from %s)", ErrAddressPendingFull, n, a.from)
 		}
 	}
 	if err := s.store.CreateClient(ctx, c); err != nil {
 		return fmt.Errorf("store client: %w", err)
 	}
 	if counted {
-		r.pendingFrom[from] = append(r.pendingFrom[from], registeredAt{id: c.ID, at: now})
+		r.pendingFrom[a.from] = append(r.pendingFrom[a.from], registeredAt{id: c.ID, at: now})
 	}
 	return nil
 }
