@@ -426,10 +426,14 @@ func (h *Handler) revokePerson(w http.ResponseWriter, r *http.Request, s *sessio
 	if s.user != nil {
 		operator = "the dashboard (" + s.user.Subject + ")"
 	}
+	// Their dashboard sessions act for them too (the operator's own
+	// included, when they revoke themselves).
+	sessions := h.sessions.endPerson(sub)
 	if h.cfg.Audit != nil {
 		h.cfg.Audit.Record(admin.RevokePersonRecord(sub, operator, reason, got))
 	}
 	h.cfg.Logger.Info("dashboard: everything acting for a person revoked", "sub", sub, "by", operator, "reason", reason,
-		"access_tokens", got.AccessTokens, "refresh_tokens", got.RefreshTokens, "authorization_codes", got.Codes)
+		"access_tokens", got.AccessTokens, "refresh_tokens", got.RefreshTokens, "authorization_codes", got.Codes,
+		"dashboard_sessions", sessions)
 	writeJSON(w, http.StatusOK, map[string]any{"sub": sub, "revoked": got})
 }

@@ -14,8 +14,9 @@ import (
 // approves them. A signed-in person sees those they may decide and their
 // own agents' calls (an operator, and anyone in the demo tenant, sees
 // every one), and approves or denies in their own name, checked against
-// the approver rule at that moment with the groups they signed in with
-// and the roles the active data gives them, through the admin API's
+// the approver rule at that moment with their groups (the users file's
+// now, looked up at each request; those of their sign-in for single
+// sign-on) and the roles the active data gives them, through the admin API's
 // ApprovalDesk. The arguments of a call show to the requester, to its
 // eligible approvers and to operators only. A session without a person
 // (the admin token) reads but does not decide. The approval link the

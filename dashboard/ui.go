@@ -390,6 +390,12 @@ const (
 
 type session struct {
 	user *asrv.User
+	// byPassword: the person signed in with a password of Config.Users,
+	// which is asked about them again at each request (signedIn), so that
+	// user is the person as it knows them now. A person of single sign-on
+	// keeps the groups of their sign-in: the provider cannot be asked
+	// without them.
+	byPassword bool
 	// operator: signed in with the admin token, or a demo user of a
 	// loopback demo tenant. A person may also operate by their groups
 	// (isOperator), decided at each request.
@@ -437,27 +443,56 @@ func (s *session) expired(now time.Time) bool {
 	return now.Sub(s.lastSeen) > sessionIdle || now.Sub(s.created) > sessionMaxAge
 }
 
-func (s *sessions) get(id string) (*session, bool) {
+// get returns a copy of the session id, which the request may change (its
+// person as looked up now) without touching the one kept.
+func (s *sessions) get(id string) (session, bool) {
 	key := sha256.Sum256([]byte(id))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sess, ok := s.m[key]
 	if !ok {
-		return nil, false
+		return session{}, false
 	}
 	now := time.Now()
 	if sess.expired(now) {
 		delete(s.m, key)
-		return nil, false
+		return session{}, false
 	}
 	sess.lastSeen = now
-	return sess, true
+	return *sess, true
 }
 
 func (s *sessions) remove(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.m, sha256.Sum256([]byte(id)))
+}
+
+// endPerson ends every session of the person sub, and says how many.
+func (s *sessions) endPerson(sub string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for k, v := range s.m {
+		if v.user != nil && v.user.Subject == sub {
+			delete(s.m, k)
+			n++
+		}
+	}
+	return n
+}
+
+// EndSessions ends the dashboard sessions of the person sub, and says how
+// many it ended: the composition calls it when everything acting for the
+// person is revoked through the admin API (the dashboard's own revocation
+// ends them itself). The person may sign in again, as they may get new
+// tokens; a session is one more thing acting for them.
+func (h *Handler) EndSessions(sub string) int {
+	n := h.sessions.endPerson(sub)
+	if n > 0 {
+		h.cfg.Logger.Info("dashboard: a revoked person's sessions ended", "sub", sub, "sessions", n)
+	}
+	return n
 }
 
 type sessionHandler func(http.ResponseWriter, *http.Request, *session)
@@ -475,14 +510,41 @@ func (h *Handler) signedIn(next sessionHandler) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, "your session has ended: sign in again")
 			return
 		}
+		if sess.byPassword && !h.lookUpAgain(w, r, c.Value, &sess) {
+			return
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			if subtle.ConstantTimeCompare([]byte(r.Header.Get(csrfHeader)), []byte(sess.csrf)) != 1 {
 				writeError(w, http.StatusForbidden, "missing or wrong "+csrfHeader+" header")
 				return
 			}
 		}
-		next(w, r, sess)
+		next(w, r, &sess)
 	}
+}
+
+// lookUpAgain replaces the person of a password session with the person
+// as Config.Users knows them now: a users file is read at each use, as
+// the authorization server reads it for every token and the admin API for
+// every approver, so a person taken out of an operator or approver group
+// loses those rights at their next request, and one removed from the file
+// loses the session (401), rather than both lasting as long as the session
+// (sessionIdle, sessionMaxAge). False when it answered the request.
+func (h *Handler) lookUpAgain(w http.ResponseWriter, r *http.Request, id string, sess *session) bool {
+	u, err := h.cfg.Users.Lookup(r.Context(), sess.user.Subject)
+	switch {
+	case errors.Is(err, asrv.ErrUnknownUser):
+		h.sessions.remove(id)
+		h.cfg.Logger.Info("dashboard: session ended: its person is no longer known", "sub", sess.user.Subject, "err", err)
+		writeError(w, http.StatusUnauthorized, "your session has ended: you are no longer a person who signs in here")
+		return false
+	case err != nil:
+		h.cfg.Logger.Warn("dashboard: the session's person cannot be looked up", "sub", sess.user.Subject, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "who you are cannot be checked right now: try again shortly")
+		return false
+	}
+	sess.user = &u
+	return true
 }
 
 // operator requires a session allowed to change policy and clients.
@@ -590,7 +652,7 @@ func (h *Handler) signInHandler(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusUnauthorized, "unknown user or wrong password")
 			return
 		}
-		sess.user = &u
+		sess.user, sess.byPassword = &u, true
 		// In the demo tenant on a loopback listener every user operates
 		// the local demo; anywhere else the admin token does, and the
 		// people of the operator groups (isOperator).

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -537,28 +538,54 @@ const filePassword = "correct horse battery staple"
 // it as a user source.
 func usersFileUsers(t *testing.T, people map[string][]string) asrv.UserSource {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "users.yaml")
+	return newUsersFile(t, people).users
+}
+
+// usersFile is a users file the test rewrites, and the user source that
+// reads it, seeing each rewrite at its next use.
+type usersFile struct {
+	t     *testing.T
+	path  string
+	users asrv.UserSource
+}
+
+func newUsersFile(t *testing.T, people map[string][]string) *usersFile {
+	t.Helper()
+	f := &usersFile{t: t, path: filepath.Join(t.TempDir(), "users.yaml")}
+	f.write(people)
+	src, err := usersfile.Open(f.path, usersfile.Options{CheckEvery: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.users = asrv.PasswordUsers(src)
+	return f
+}
+
+// write replaces the file with one of people (name -> groups), each with
+// filePassword, as an administrator's edit would (a new file renamed over
+// the old one).
+func (f *usersFile) write(people map[string][]string) {
+	f.t.Helper()
+	next := filepath.Join(f.t.TempDir(), "users.yaml")
 	cheap := usersfile.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 	for name, groups := range people {
 		e, err := usersfile.NewEntry(name, groups, []byte(filePassword), cheap)
 		if err != nil {
-			t.Fatal(err)
+			f.t.Fatal(err)
 		}
-		if err := usersfile.Append(path, e); err != nil {
-			t.Fatal(err)
+		if err := usersfile.Append(next, e); err != nil {
+			f.t.Fatal(err)
 		}
 	}
-	f, err := usersfile.Open(path, usersfile.Options{})
-	if err != nil {
-		t.Fatal(err)
+	if err := os.Rename(next, f.path); err != nil {
+		f.t.Fatal(err)
 	}
-	return asrv.PasswordUsers(f)
 }
 
 // TestRevokePerson: an operator revokes everything acting for a person from
-// the dashboard — the authorization server's tokens of that person end,
-// another person's stay, the audit trail says who did it and why — and a
-// user who is not an operator may not.
+// the dashboard — the authorization server's tokens and the dashboard
+// sessions of that person end, another person's stay, the audit trail says
+// who did it and why — and a user who is not an operator may not.
 func TestRevokePerson(t *testing.T) {
 	ctx := t.Context()
 	store, err := badger.Open(ctx, "")
@@ -597,6 +624,10 @@ func TestRevokePerson(t *testing.T) {
 			return admin.PersonRevocation{AccessTokens: got.AccessTokens, RefreshTokens: got.RefreshTokens, Codes: got.Codes}, err
 		}
 	})
+	h := d.srv.Config.Handler.(*Handler)
+	aliceBrowser, bobBrowser := serveDash(t, h), serveDash(t, h)
+	aliceBrowser.signIn("alice")
+	bobBrowser.signIn("bob")
 	d.signIn("bob")
 	if status, out := d.do("POST", "/ui/api/people/alice/revoke", map[string]string{}); status != 403 {
 		t.Fatalf("a user who is not an operator revokes a person: %d %v", status, out)
@@ -623,6 +654,12 @@ func TestRevokePerson(t *testing.T) {
 	}
 	if _, err := store.GetAccessTokenSession(ctx, bob, nil); err != nil {
 		t.Errorf("bob's token after alice's revocation: %v", err)
+	}
+	if status, _ := aliceBrowser.do("GET", "/ui/api/session", nil); status != 401 {
+		t.Errorf("alice's dashboard session after the revocation: %d, want 401", status)
+	}
+	if status, _ := bobBrowser.do("GET", "/ui/api/session", nil); status != 200 {
+		t.Errorf("bob's dashboard session after alice's revocation: %d, want 200", status)
 	}
 	select {
 	case rec := <-records:
@@ -731,5 +768,62 @@ func TestPageHasTheElementsItsScriptsName(t *testing.T) {
 	}
 	if checked < 100 {
 		t.Fatalf("only %d lookups found: the pattern no longer matches the scripts", checked)
+	}
+}
+
+// TestPasswordSessionFollowsTheUsersFile: a person signed in with a
+// password of the users file is looked up again at each request, as the
+// file is everywhere else: taken out of the operator group they no longer
+// read the policy or roll it back, taken out of the approver group they no
+// longer approve, and removed from the file their session ends (401) —
+// with the session they signed in with before the change.
+func TestPasswordSessionFollowsTheUsersFile(t *testing.T) {
+	before := map[string][]string{"olga": {"pbac-operators", "release-managers"}, "erin": {"engineering"}}
+	for _, tc := range []struct {
+		name    string
+		after   map[string][]string
+		session int // GET /ui/api/session
+		policy  int // GET /ui/api/policy: operators only
+		approve int // POST /ui/api/approvals/{id}/approve: release managers only
+		change  int // POST /ui/api/policy/rollback: operators only
+	}{
+		{"unchanged", before, 200, 200, 200, 200},
+		{"out of the operator group", map[string][]string{"olga": {"release-managers"}, "erin": {"engineering"}}, 200, 403, 200, 403},
+		{"out of the approver group", map[string][]string{"olga": {"pbac-operators"}, "erin": {"engineering"}}, 200, 200, 403, 200},
+		{"removed from the file", map[string][]string{"erin": {"engineering"}}, 401, 401, 401, 401},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := newUsersFile(t, before)
+			desk := newApprovalDesk(t)
+			var reg *plugins.Registry
+			olga := newDashWith(t, false, func(c *Config) { c.Users, c.Approvals, reg = file.users, desk.svc, c.Registry })
+			setOperatorGroups(t, reg, "pbac-operators")
+			olga.signInAs("olga", filePassword)
+			if status, out := olga.do("GET", "/ui/api/session", nil); status != 200 || out["operator"] != true {
+				t.Fatalf("olga before the change: %d %v", status, out)
+			}
+			id := desk.ask("erin", `{"n":1}`, "release-managers").ID
+
+			file.write(tc.after)
+			status, out := olga.do("GET", "/ui/api/session", nil)
+			if status != tc.session {
+				t.Fatalf("session: %d %v, want %d", status, out, tc.session)
+			}
+			if status == 200 {
+				groups := fmt.Sprint(out["user"].(map[string]any)["groups"])
+				if want := fmt.Sprint(tc.after["olga"]); groups != want || out["operator"] != (tc.policy == 200) {
+					t.Fatalf("session: groups %s operator %v, want the file's now: %s", groups, out["operator"], want)
+				}
+			}
+			if status, out := olga.do("GET", "/ui/api/policy", nil); status != tc.policy {
+				t.Errorf("policy: %d %v, want %d", status, out, tc.policy)
+			}
+			if status, out := olga.do("POST", "/ui/api/approvals/"+id+"/approve", map[string]string{}); status != tc.approve {
+				t.Errorf("approve: %d %v, want %d", status, out, tc.approve)
+			}
+			if status, out := olga.do("POST", "/ui/api/policy/rollback", nil); status != tc.change {
+				t.Errorf("rollback: %d %v, want %d", status, out, tc.change)
+			}
+		})
 	}
 }

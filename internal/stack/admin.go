@@ -54,10 +54,6 @@ func (s *Stack) newAdmin() (http.Handler, error) {
 	}
 	gw := s.gw
 	cfg.BackendHealth = func(r *http.Request) map[string]string { return gw.BackendHealth(r.Context()) }
-	api, err := admin.New(cfg)
-	if err != nil {
-		return nil, err
-	}
 	guard, err := admin.NewGuard(s.adminLn.Addr().String(), s.cfg.Admin.Hosts)
 	if err != nil {
 		return nil, err
@@ -65,6 +61,21 @@ func (s *Stack) newAdmin() (http.Handler, error) {
 	dash, err := s.newDashboard(cfg, guard.Loopback())
 	if err != nil {
 		return nil, fmt.Errorf("build the dashboard: %w", err)
+	}
+	if revoke := cfg.RevokePerson; revoke != nil {
+		// A person revoked through the admin API loses their dashboard
+		// sessions too (the dashboard's own revocation ends them itself).
+		cfg.RevokePerson = func(r *http.Request, sub string) (admin.PersonRevocation, error) {
+			got, err := revoke(r, sub)
+			if err == nil {
+				dash.EndSessions(sub)
+			}
+			return got, err
+		}
+	}
+	api, err := admin.New(cfg)
+	if err != nil {
+		return nil, err
 	}
 	return withProbes(guard.Handler(adminMux(api, dash, gw.MetricsHandler())), s.ready.check), nil
 }
