@@ -134,7 +134,12 @@ func (h *Handler) finishSSO(w http.ResponseWriter, r *http.Request) {
 	}
 	u := asrv.User{Subject: person.Subject, Name: person.Name, Email: person.Email, Groups: person.Groups}
 	sess := &session{user: &u, csrf: randomToken(24)}
-	id := h.sessions.create(sess)
+	id, err := h.sessions.create(sess)
+	if err != nil {
+		h.cfg.Logger.Warn("dashboard: single sign-on: no session to be had", "who", u.Subject, "err", err)
+		ssoPage(w, http.StatusServiceUnavailable, "Too many people are signed in to the dashboard right now; you are not signed in. Try again later.")
+		return
+	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/ui", HttpOnly: true,
 		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(sessionMaxAge / time.Second)})
 	h.cfg.Logger.Info("dashboard: signed in", "who", u.Subject, "via", "sso", "groups", u.Groups, "operator", h.isOperator(sess))

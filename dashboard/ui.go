@@ -383,10 +383,17 @@ const (
 	sessionCookie  = "pbac_ui"
 	sessionIdle    = 8 * time.Hour
 	sessionMaxAge  = 24 * time.Hour
-	maxSessions    = 1024
 	csrfHeader     = "X-PBAC-CSRF"
 	sessionIDBytes = 32
+	// maxSessionsPerPerson bounds one person's sessions (a browser each;
+	// the admin token's count as one person's), maxSessions everyone's
+	// (sessions.create says what happens at each bound).
+	maxSessionsPerPerson = 16
+	maxSessions          = 1024
 )
+
+// errSessionsFull: maxSessions are held and none may be ended for a new one.
+var errSessionsFull = errors.New("too many people are signed in to the dashboard")
 
 type session struct {
 	user *asrv.User
@@ -413,30 +420,75 @@ type sessions struct {
 
 func newSessions() *sessions { return &sessions{m: map[[32]byte]*session{}} }
 
-func (s *sessions) create(sess *session) string {
+// create keeps sess and returns its cookie value, or errSessionsFull.
+//
+// Successful sign-ins are not throttled, so the bounds must hold against a
+// person who signs in again and again. Evicting the oldest session of all
+// at a global cap (as before) let anyone who can sign in sign every
+// operator out; refusing at the global cap would let a few accounts keep
+// everyone out. So a person beyond maxSessionsPerPerson loses their own
+// least recently used session, and nobody else's: one person, however
+// often they sign in, holds 16 of the 1,024. Only many people together
+// (64 at their cap) fill the table; then a new sign-in ends the least
+// recently used session of whoever holds the most, if they hold at least
+// two more than the newcomer (shares converge, never swing back and
+// forth, as a full stdio bridge's do: RATIONALE.md), and is refused
+// otherwise. A flood from a few accounts thus ends only their own
+// sessions, and someone with one or two sessions loses one only when
+// about a thousand people are signed in at once.
+func (s *sessions) create(sess *session) (string, error) {
 	id := randomToken(sessionIDBytes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
+	held := map[string]int{}
 	for k, v := range s.m {
 		if v.expired(now) {
 			delete(s.m, k)
+			continue
 		}
+		held[v.holder()]++
 	}
-	if len(s.m) >= maxSessions {
-		// Drop the oldest session rather than refuse a sign-in.
-		var oldest [32]byte
-		var at time.Time
-		for k, v := range s.m {
-			if at.IsZero() || v.lastSeen.Before(at) {
-				oldest, at = k, v.lastSeen
-			}
+	who := sess.holder()
+	switch {
+	case held[who] >= maxSessionsPerPerson:
+		s.endLeastRecent(func(v *session) bool { return v.holder() == who })
+	case len(s.m) >= maxSessions:
+		most := 0
+		for _, n := range held {
+			most = max(most, n)
 		}
-		delete(s.m, oldest)
+		if most < held[who]+2 {
+			return "", errSessionsFull
+		}
+		s.endLeastRecent(func(v *session) bool { return held[v.holder()] == most })
 	}
 	sess.created, sess.lastSeen = now, now
 	s.m[sha256.Sum256([]byte(id))] = sess
-	return id
+	return id, nil
+}
+
+// endLeastRecent ends the least recently used of the sessions that of
+// says; the caller holds the lock.
+func (s *sessions) endLeastRecent(of func(*session) bool) {
+	var victim [32]byte
+	var at time.Time
+	for k, v := range s.m {
+		if of(v) && (at.IsZero() || v.lastSeen.Before(at)) {
+			victim, at = k, v.lastSeen
+		}
+	}
+	delete(s.m, victim)
+}
+
+// holder is whose the session is, for the bounds of sessions.create: its
+// person's subject, or "" for the admin token's sessions, which count
+// together.
+func (s *session) holder() string {
+	if s.user == nil {
+		return ""
+	}
+	return s.user.Subject
 }
 
 func (s *session) expired(now time.Time) bool {
@@ -661,7 +713,11 @@ func (h *Handler) signInHandler(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "give a username and password, or the admin token")
 		return
 	}
-	id := h.sessions.create(sess)
+	id, err := h.sessions.create(sess)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error()+": try again later")
+		return
+	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/ui", HttpOnly: true,
 		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(sessionMaxAge / time.Second)})
 	who := "operator"

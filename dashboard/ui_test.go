@@ -827,3 +827,99 @@ func TestPasswordSessionFollowsTheUsersFile(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionBounds: a person holds at most maxSessionsPerPerson sessions,
+// a sign-in beyond that ending their own least recently used one, so no
+// person signs anyone else out however often they sign in; when many
+// people together hold maxSessions, a new sign-in ends the least recently
+// used session of whoever holds the most, if that is at least two more
+// than the newcomer, and is refused otherwise.
+func TestSessionBounds(t *testing.T) {
+	type holding struct {
+		who string // "" the admin token
+		n   int
+	}
+	many := func(people, each int, also ...holding) []holding {
+		var out []holding
+		for i := range people {
+			out = append(out, holding{fmt.Sprintf("p%03d", i), each})
+		}
+		return append(out, also...)
+	}
+	for _, tc := range []struct {
+		name     string
+		held     []holding // created in this order
+		newcomer string
+		err      error
+		ended    string // whose first session the sign-in ended; "-" nobody's
+	}{
+		{"a person at their cap ends their own", []holding{{"", 1}, {"erin", maxSessionsPerPerson}, {"olga", 1}}, "erin", nil, "erin"},
+		{"the admin token at its cap ends its own", []holding{{"", maxSessionsPerPerson}, {"erin", 1}}, "", nil, ""},
+		{"room left: nobody's ends", []holding{{"", 1}, {"erin", maxSessionsPerPerson - 1}}, "erin", nil, "-"},
+		{"full: the newcomer takes from whoever holds the most", many(maxSessions/maxSessionsPerPerson-1, maxSessionsPerPerson, holding{"olga", 1}, holding{"", maxSessionsPerPerson - 1}), "dana", nil, "p000"},
+		{"full of pairs: a newcomer takes one", many(maxSessions/2, 2), "dana", nil, "p000"},
+		{"full of pairs: one of them is refused", many(maxSessions/2, 2), "p001", errSessionsFull, "-"},
+		{"full of ones: refused", many(maxSessions, 1), "dana", errSessionsFull, "-"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSessions()
+			open := func(who string) (string, error) {
+				sess := &session{}
+				if who != "" {
+					sess.user = &asrv.User{Subject: who}
+				}
+				return s.create(sess)
+			}
+			ids := map[string][]string{}
+			for _, h := range tc.held {
+				for range h.n {
+					id, err := open(h.who)
+					if err != nil {
+						t.Fatalf("filling: %v", err)
+					}
+					ids[h.who] = append(ids[h.who], id)
+				}
+			}
+			if _, err := open(tc.newcomer); !errors.Is(err, tc.err) {
+				t.Fatalf("the newcomer's sign-in: %v, want %v", err, tc.err)
+			}
+			for who, list := range ids {
+				for i, id := range list {
+					_, kept := s.get(id)
+					if ended := who == tc.ended && i == 0; kept == ended {
+						t.Fatalf("%q's session %d: kept %v", who, i, kept)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestSigningInAgainSignsNobodyElseOut: a person who signs in more than
+// maxSessionsPerPerson times ends only their own oldest session; the
+// operator signed in before keeps theirs.
+func TestSigningInAgainSignsNobodyElseOut(t *testing.T) {
+	d := newDash(t, false)
+	h := d.srv.Config.Handler.(*Handler)
+	if status, out := d.postSignIn(map[string]string{"admin_token": testAdminToken}); status != 200 {
+		t.Fatalf("operator sign-in: %d %v", status, out)
+	}
+	first, again := serveDash(t, h), serveDash(t, h)
+	first.signIn("alice")
+	for range maxSessionsPerPerson {
+		again.signIn("alice")
+	}
+	for _, tc := range []struct {
+		name string
+		d    *dash
+		want int
+	}{
+		{"the operator", d, 200},
+		{"alice's first session", first, 401},
+		{"alice's last session", again, 200},
+	} {
+		if status, _ := tc.d.do("GET", "/ui/api/session", nil); status != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, status, tc.want)
+		}
+	}
+}
