@@ -137,8 +137,9 @@ type Handler struct {
 	ssoSeal  *identity.SignInSeal
 	ssoSpent map[string]time.Time
 
-	signIn *signin.Guard
-	forms  *signin.Forms
+	signIn     *signin.Guard
+	forms      *signin.Forms
+	spentForms *signin.MemorySpender // the forms' spender, spent per address
 
 	tools     *admin.ToolReview   // nil without Config.Tools
 	approvals *admin.ApprovalDesk // nil without Config.Approvals
@@ -158,7 +159,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.SignIn == nil {
 		cfg.SignIn = signin.New(signin.Config{Logger: cfg.Logger})
 	}
-	forms, err := newSignInForms()
+	forms, spentForms, err := newSignInForms()
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +168,7 @@ func New(cfg Config) (*Handler, error) {
 		return nil, fmt.Errorf("dashboard: the single sign-on key: %w", err)
 	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux(), sessions: newSessions(), secrets: map[string]string{},
-		ssoSeal: seal, ssoSpent: map[string]time.Time{}, signIn: cfg.SignIn, forms: forms}
+		ssoSeal: seal, ssoSpent: map[string]time.Time{}, signIn: cfg.SignIn, forms: forms, spentForms: spentForms}
 	if cfg.Tools != nil {
 		h.tools = &admin.ToolReview{Tools: cfg.Tools, Registry: cfg.Registry, Audit: cfg.Audit}
 	}
@@ -666,8 +667,12 @@ func (h *Handler) reader(next sessionHandler) http.HandlerFunc {
 	})
 }
 
+// signInHandler signs a browser in. The form is verified before anything
+// and spent only by a password attempt the guard admitted (signin.go says
+// why).
 func (h *Handler) signInHandler(w http.ResponseWriter, r *http.Request) {
-	if !h.checkSignInForm(w, r) {
+	form, ok := h.verifySignInForm(w, r)
+	if !ok {
 		return
 	}
 	var in struct {
@@ -696,6 +701,9 @@ func (h *Handler) signInHandler(w http.ResponseWriter, r *http.Request) {
 	case in.Username != "" && h.cfg.Users != nil:
 		attempt, ok := h.beginSignIn(w, r, in.Username)
 		if !ok {
+			return
+		}
+		if !h.spendSignInForm(w, r, form, attempt) {
 			return
 		}
 		u, err := h.cfg.Users.Authenticate(r.Context(), in.Username, in.Password)

@@ -82,18 +82,11 @@ func (f *Forms) Issue(cookie string, binding []byte) string {
 // binding, and spends it. It returns ErrFormInvalid, ErrFormExpired, or
 // the spender's error.
 func (f *Forms) Check(ctx context.Context, token, cookie string, binding []byte) error {
-	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(b) != formLen || b[0] != formVersion || cookie == "" {
-		return ErrFormInvalid
+	form, err := f.Verify(token, cookie, binding)
+	if err != nil {
+		return err
 	}
-	if !hmac.Equal(b[9+formNonceLen:], f.mac(b[:9+formNonceLen], cookie, binding)) {
-		return ErrFormInvalid
-	}
-	exp := time.Unix(int64(binary.BigEndian.Uint64(b[1:9])), 0)
-	if !f.now().Before(exp) {
-		return ErrFormExpired
-	}
-	fresh, err := f.spend.Spend(ctx, base64.RawURLEncoding.EncodeToString(b[9:9+formNonceLen]), exp)
+	fresh, err := f.spend.Spend(ctx, form.Nonce, form.Expires)
 	if err != nil {
 		return fmt.Errorf("spend the sign-in form token: %w", err)
 	}
@@ -101,6 +94,31 @@ func (f *Forms) Check(ctx context.Context, token, cookie string, binding []byte)
 		return ErrFormExpired
 	}
 	return nil
+}
+
+// Form is a verified form token: the nonce to spend, and when it expires.
+type Form struct {
+	Nonce   string
+	Expires time.Time
+}
+
+// Verify verifies a token as Check does, without spending it: the caller
+// spends Form.Nonce itself, once it knows the request is worth a place
+// among the spent ones (the dashboard, with the client's address:
+// MemorySpender.SpendFor). It returns ErrFormInvalid or ErrFormExpired.
+func (f *Forms) Verify(token, cookie string, binding []byte) (Form, error) {
+	b, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(b) != formLen || b[0] != formVersion || cookie == "" {
+		return Form{}, ErrFormInvalid
+	}
+	if !hmac.Equal(b[9+formNonceLen:], f.mac(b[:9+formNonceLen], cookie, binding)) {
+		return Form{}, ErrFormInvalid
+	}
+	exp := time.Unix(int64(binary.BigEndian.Uint64(b[1:9])), 0)
+	if !f.now().Before(exp) {
+		return Form{}, ErrFormExpired
+	}
+	return Form{Nonce: base64.RawURLEncoding.EncodeToString(b[9 : 9+formNonceLen]), Expires: exp}, nil
 }
 
 func (f *Forms) mac(head []byte, cookie string, binding []byte) []byte {
@@ -117,44 +135,88 @@ func (f *Forms) mac(head []byte, cookie string, binding []byte) []byte {
 }
 
 // MemorySpender spends nonces in memory, at most max at once (expired ones
-// are forgotten first); a process's own sign-ins only.
+// are forgotten first), and at most perKey of one key at once (SpendFor);
+// a process's own sign-ins only. A table capped for everyone is only as
+// available as its greediest caller lets it be: the per-key bound is what
+// keeps one client (one address) from filling it for everyone.
 type MemorySpender struct {
-	max int
-	now func() time.Time
+	max, perKey int
+	now         func() time.Time
 
-	mu   sync.Mutex
-	used map[string]time.Time
+	mu    sync.Mutex
+	used  map[string]spentNonce
+	byKey map[string]int // the nonces held of each key but ""
 }
 
-// ErrSpenderFull means too many form tokens are in use to record another.
-var ErrSpenderFull = errors.New("too many sign-in forms in use; try again later")
+type spentNonce struct {
+	exp time.Time
+	key string
+}
 
-// NewMemorySpender returns a spender holding at most max nonces.
-func NewMemorySpender(max int, now func() time.Time) *MemorySpender {
+// Errors of a MemorySpender.
+var (
+	// ErrSpenderFull means too many form tokens are in use to record another.
+	ErrSpenderFull = errors.New("too many sign-in forms in use; try again later")
+	// ErrSpenderKeyFull means this key (client address) has too many form
+	// tokens in use to record another.
+	ErrSpenderKeyFull = errors.New("too many sign-in forms in use from this address; try again later")
+)
+
+// NewMemorySpender returns a spender holding at most max nonces, and at
+// most perKey of one key (none: perKey <= 0).
+func NewMemorySpender(max, perKey int, now func() time.Time) *MemorySpender {
 	if now == nil {
 		now = time.Now
 	}
-	return &MemorySpender{max: max, now: now, used: map[string]time.Time{}}
+	return &MemorySpender{max: max, perKey: perKey, now: now, used: map[string]spentNonce{}, byKey: map[string]int{}}
 }
 
-// Spend implements Spender.
+// Spend implements Spender: a nonce of no key, bounded by max only.
 func (m *MemorySpender) Spend(_ context.Context, nonce string, exp time.Time) (bool, error) {
+	return m.SpendFor("", nonce, exp)
+}
+
+// SpendFor spends nonce, until exp, for key (the client's address, as
+// throttle.AddressKey gives it): false when it already was, ErrSpenderKeyFull
+// when key holds perKey unexpired nonces, ErrSpenderFull when all keys
+// together hold max.
+func (m *MemorySpender) SpendFor(key, nonce string, exp time.Time) (bool, error) {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e, ok := m.used[nonce]; ok && now.Before(e) {
-		return false, nil
+	if e, ok := m.used[nonce]; ok {
+		if now.Before(e.exp) {
+			return false, nil
+		}
+		m.forget(nonce, e)
 	}
-	if len(m.used) >= m.max {
+	keyFull := func() bool { return key != "" && m.perKey > 0 && m.byKey[key] >= m.perKey }
+	if len(m.used) >= m.max || keyFull() {
 		for k, e := range m.used {
-			if !now.Before(e) {
-				delete(m.used, k)
+			if !now.Before(e.exp) {
+				m.forget(k, e)
 			}
 		}
-		if len(m.used) >= m.max {
-			return false, ErrSpenderFull
-		}
 	}
-	m.used[nonce] = exp
+	switch {
+	case keyFull():
+		return false, ErrSpenderKeyFull
+	case len(m.used) >= m.max:
+		return false, ErrSpenderFull
+	}
+	m.used[nonce] = spentNonce{exp: exp, key: key}
+	if key != "" {
+		m.byKey[key]++
+	}
 	return true, nil
+}
+
+func (m *MemorySpender) forget(nonce string, e spentNonce) {
+	delete(m.used, nonce)
+	if e.key == "" {
+		return
+	}
+	if m.byKey[e.key]--; m.byKey[e.key] <= 0 {
+		delete(m.byKey, e.key)
+	}
 }

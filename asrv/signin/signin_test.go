@@ -221,11 +221,11 @@ func TestFormsTokens(t *testing.T) {
 	ctx := context.Background()
 	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	key := bytes.Repeat([]byte("k"), 32)
-	f, err := signin.NewForms(key, 10*time.Minute, signin.NewMemorySpender(100, c.now), c.now)
+	f, err := signin.NewForms(key, 10*time.Minute, signin.NewMemorySpender(100, 0, c.now), c.now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, _ := signin.NewForms(bytes.Repeat([]byte("o"), 32), 10*time.Minute, signin.NewMemorySpender(100, c.now), c.now)
+	other, _ := signin.NewForms(bytes.Repeat([]byte("o"), 32), 10*time.Minute, signin.NewMemorySpender(100, 0, c.now), c.now)
 	binding := []byte("authorization request 1")
 	for _, tc := range []struct {
 		name    string
@@ -266,8 +266,22 @@ func TestFormsTokens(t *testing.T) {
 			t.Fatalf("replayed: %v, want ErrFormExpired", err)
 		}
 	})
+	t.Run("verified without spending", func(t *testing.T) {
+		tok := f.Issue("cookie-a", binding)
+		for range 2 {
+			if _, err := f.Verify(tok, "cookie-a", binding); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := f.Verify(tok, "cookie-b", binding); !errors.Is(err, signin.ErrFormInvalid) {
+			t.Fatalf("another browser's cookie: %v, want ErrFormInvalid", err)
+		}
+		if err := f.Check(ctx, tok, "cookie-a", binding); err != nil {
+			t.Fatalf("spent after two verifications: %v", err)
+		}
+	})
 	t.Run("bounded memory", func(t *testing.T) {
-		small, _ := signin.NewForms(key, time.Minute, signin.NewMemorySpender(3, c.now), c.now)
+		small, _ := signin.NewForms(key, time.Minute, signin.NewMemorySpender(3, 0, c.now), c.now)
 		for range 3 {
 			if err := small.Check(ctx, small.Issue("c", nil), "c", nil); err != nil {
 				t.Fatal(err)
@@ -283,11 +297,44 @@ func TestFormsTokens(t *testing.T) {
 	})
 }
 
+// TestMemorySpenderPerKey: one key (a client address) holds at most perKey
+// nonces at once, so it cannot fill the table for the others; a spent
+// nonce stays spent whoever presents it, and a key's nonces count again
+// only once they expire.
+func TestMemorySpenderPerKey(t *testing.T) {
+	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	m := signin.NewMemorySpender(4, 2, c.now)
+	for i, step := range []struct {
+		wait       time.Duration
+		key, nonce string
+		fresh      bool
+		err        error
+	}{
+		{0, "192.0.2.1", "a", true, nil},
+		{0, "192.0.2.1", "b", true, nil},
+		{0, "192.0.2.1", "c", false, signin.ErrSpenderKeyFull},
+		{0, "192.0.2.1", "a", false, nil},
+		{0, "192.0.2.2", "a", false, nil},
+		{0, "192.0.2.2", "c", true, nil},
+		{0, "", "d", true, nil},
+		{0, "192.0.2.3", "e", false, signin.ErrSpenderFull},
+		{time.Minute, "192.0.2.1", "e", true, nil},
+		{0, "192.0.2.1", "a", true, nil},
+		{0, "192.0.2.1", "f", false, signin.ErrSpenderKeyFull},
+	} {
+		c.add(step.wait)
+		fresh, err := m.SpendFor(step.key, step.nonce, c.now().Add(time.Minute))
+		if fresh != step.fresh || !errors.Is(err, step.err) {
+			t.Fatalf("step %d (%s spends %s): %v, %v; want %v, %v", i, step.key, step.nonce, fresh, err, step.fresh, step.err)
+		}
+	}
+}
+
 // FuzzFormToken: a token passes only for the browser and request it was
 // issued for, once, and no byte of it can change.
 func FuzzFormToken(f *testing.F) {
 	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	forms, err := signin.NewForms(bytes.Repeat([]byte("k"), 32), time.Hour, signin.NewMemorySpender(1<<20, c.now), c.now)
+	forms, err := signin.NewForms(bytes.Repeat([]byte("k"), 32), time.Hour, signin.NewMemorySpender(1<<20, 0, c.now), c.now)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -259,4 +259,4 @@ func (p *testProvider) start(pr *idp.Provider) identity.Pending {
 }
 
 // spender is an in-memory jti store.
-func spender(c *clock) identity.Spender { return signin.NewMemorySpender(1000, c.now) }
+func spender(c *clock) identity.Spender { return signin.NewMemorySpender(1000, 0, c.now) }
