@@ -148,7 +148,14 @@ type Bridge struct {
 	env  []string // the processes' environment
 	log  *slog.Logger
 	url  string
-	srv  *http.Server
+	// endpoint is the URL's path: a secret of the bridge's own before
+	// /mcp, so that only who was given the URL (the gateway) reaches the
+	// processes; any other process on the host, or in the same network
+	// namespace (a pod's other containers), that finds the loopback port
+	// gets 404 and never the server, its tools or the credentials in its
+	// environment, past policy.
+	endpoint string
+	srv      *http.Server
 
 	mu       sync.Mutex
 	sessions map[string]*session   // by session id, live ones only
@@ -221,12 +228,13 @@ func Start(ctx context.Context, cfg Config) (*Bridge, error) {
 		path:     path,
 		env:      processEnv(os.Environ(), cfg.Env),
 		log:      cfg.Logger.With("backend", cfg.Name),
-		url:      "http://" + ln.Addr().String() + "/mcp",
+		endpoint: "/" + rand.Text() + "/mcp",
 		sessions: map[string]*session{},
 		procs:    map[*session]struct{}{},
 		views:    map[string]*view{},
 		stop:     make(chan struct{}),
 	}
+	b.url = "http://" + ln.Addr().String() + b.endpoint
 	b.srv = &http.Server{
 		Handler: http.HandlerFunc(b.serveHTTP),
 		// No ReadTimeout/WriteTimeout: responses are long-lived streams;
@@ -242,7 +250,7 @@ func Start(ctx context.Context, cfg Config) (*Bridge, error) {
 		}
 	})
 	b.bg.Go(b.reapIdle)
-	b.log.Info("stdio backend listening", "url", b.url, "command", path)
+	b.log.Info("stdio backend listening", "address", ln.Addr().String(), "command", path)
 	return b, nil
 }
 
@@ -254,7 +262,9 @@ func (b *Bridge) Processes() int {
 	return len(b.procs)
 }
 
-// URL is the Streamable HTTP endpoint: http://127.0.0.1:PORT/mcp.
+// URL is the Streamable HTTP endpoint, http://127.0.0.1:PORT/SECRET/mcp:
+// whoever has it reaches the processes, so it is given to the gateway
+// only (and not logged).
 func (b *Bridge) URL() string { return b.url }
 
 // Close ends every session, kills every process (SIGTERM to its process

@@ -6,12 +6,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,6 +72,17 @@ func TestStdioDemoBackend(t *testing.T) {
 	})
 	if !strings.HasPrefix(b.URL(), "http://127.0.0.1:") || !strings.HasSuffix(b.URL(), "/mcp") {
 		t.Fatalf("URL = %q", b.URL())
+	}
+	// Only the URL's own path, with its secret, reaches the processes:
+	// another process that finds the port gets 404 for anything else.
+	u, err := url.Parse(b.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/mcp", "/" + rand.Text() + "/mcp", strings.TrimSuffix(u.Path, "/mcp"), u.Path + "/", strings.ToUpper(u.Path)} {
+		if resp := postRaw(t, "http://"+u.Host+p, "", initializeBody); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("POST %s: %d, want 404", p, resp.StatusCode)
+		}
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()

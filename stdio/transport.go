@@ -2,6 +2,7 @@ package stdio
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -116,7 +117,9 @@ func busy(w http.ResponseWriter, id json.RawMessage, backend string) {
 }
 
 func (b *Bridge) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/mcp" {
+	// The endpoint's secret compared in constant time: nothing to learn
+	// of it from how long a wrong one takes.
+	if subtle.ConstantTimeCompare([]byte(r.URL.Path), []byte(b.endpoint)) != 1 {
 		http.NotFound(w, r)
 		return
 	}
