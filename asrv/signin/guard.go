@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pbac-gateway/pbac/internal/throttle"
@@ -75,10 +76,25 @@ func (f AuditorFunc) SignInAttempt(ctx context.Context, e Event) { f(ctx, e) }
 const MaxUsername = 256
 
 // Config configures a Guard; the zero value has sensible defaults.
+//
+// A user name is throttled twice: from each address (User), and from all
+// of them together (User as well), which holds back guessing spread over
+// many addresses. The second alone would let anyone who knows a user name
+// keep that person out, by failing once each time the wait ends; so an
+// address the person signed in from lately (KnownFor) is held only to
+// the first, and the person signs in from it whatever is tried from
+// elsewhere. Guessing from that address is still held back, by the first.
 type Config struct {
 	// User throttles per user name (default: 5 free failures, then 1 s
-	// doubling to 15 min, forgotten after an hour without one).
+	// doubling to 15 min, forgotten after an hour without one), from each
+	// address and from all of them together.
 	User throttle.BackoffConfig
+	// KnownFor is how long an address a user signed in from is exempt
+	// from that user's throttle across addresses (default 30 days); at
+	// most MaxKnown pairs of a user and an address are remembered (default
+	// 65536; beyond, the least recently used is forgotten).
+	KnownFor time.Duration
+	MaxKnown int
 	// Address throttles per client address (default: 20 free failures,
 	// then the same back-off): several people may share an address.
 	Address throttle.BackoffConfig
@@ -95,11 +111,12 @@ type Config struct {
 // Guard throttles and audits sign-in attempts. It holds bounded memory and
 // is safe for concurrent use.
 type Guard struct {
-	users, addrs *throttle.Backoff
-	floor        time.Duration
-	audit        Auditor
-	log          *slog.Logger
-	now          func() time.Time
+	users, pairs, addrs *throttle.Backoff
+	known               *knownPairs
+	floor               time.Duration
+	audit               Auditor
+	log                 *slog.Logger
+	now                 func() time.Time
 }
 
 // New builds a Guard.
@@ -116,8 +133,16 @@ func New(cfg Config) *Guard {
 	if cfg.FailureFloor <= 0 {
 		cfg.FailureFloor = 250 * time.Millisecond
 	}
+	if cfg.KnownFor <= 0 {
+		cfg.KnownFor = 30 * 24 * time.Hour
+	}
+	if cfg.MaxKnown <= 0 {
+		cfg.MaxKnown = 1 << 16
+	}
 	return &Guard{
 		users: throttle.NewBackoff(cfg.User, cfg.Now),
+		pairs: throttle.NewBackoff(cfg.User, cfg.Now),
+		known: &knownPairs{ttl: cfg.KnownFor, max: cfg.MaxKnown, m: map[string]time.Time{}},
 		addrs: throttle.NewBackoff(cfg.Address, cfg.Now),
 		floor: cfg.FailureFloor,
 		audit: cfg.Audit,
@@ -139,6 +164,8 @@ type Pending struct {
 	a        Attempt
 	userKey  string
 	addrKey  string
+	pairKey  string // the user name from this address; "" without a name
+	known    bool   // the user signed in from this address lately
 	started  time.Time
 	finished bool
 }
@@ -149,25 +176,52 @@ type Pending struct {
 func (g *Guard) Begin(ctx context.Context, a Attempt) (*Pending, error) {
 	a.Username = truncate(a.Username)
 	p := &Pending{g: g, a: a, userKey: userKey(a.Username), addrKey: throttle.AddressKey(a.RemoteAddr), started: g.now()}
+	if p.userKey != "" {
+		p.pairKey = p.userKey + "\x00" + p.addrKey
+		p.known = g.known.has(p.pairKey, p.started)
+	}
 	wait := g.addrs.Wait(p.addrKey)
 	if p.userKey != "" {
-		wait = max(wait, g.users.Wait(p.userKey))
+		wait = max(wait, g.pairs.Wait(p.pairKey))
+		if !p.known {
+			wait = max(wait, g.users.Wait(p.userKey))
+		}
 	}
 	if wait == 0 {
-		if w := g.addrs.Begin(p.addrKey); w > 0 {
-			wait = w
-		} else if p.userKey != "" {
-			if w := g.users.Begin(p.userKey); w > 0 {
-				g.addrs.Succeeded(p.addrKey, false) // not attempted after all
-				wait = w
-			}
-		}
+		wait = g.count(p)
 	}
 	if wait > 0 {
 		g.report(ctx, p, Throttled, wait)
 		return nil, &ThrottledError{RetryAfter: wait}
 	}
 	return p, nil
+}
+
+// count counts an admitted attempt as a failure of its address, its user
+// name from that address and (but from a known address whose user must
+// wait) its user name, until Done says otherwise; when one of them must
+// wait after all (a concurrent attempt came first) it counts nothing and
+// says how long.
+func (g *Guard) count(p *Pending) time.Duration {
+	if w := g.addrs.Begin(p.addrKey); w > 0 {
+		return w
+	}
+	if p.userKey == "" {
+		return 0
+	}
+	if w := g.pairs.Begin(p.pairKey); w > 0 {
+		g.addrs.Succeeded(p.addrKey, false) // not attempted after all
+		return w
+	}
+	if p.known && g.users.Wait(p.userKey) > 0 {
+		return 0 // the user's throttle across addresses does not hold it
+	}
+	if w := g.users.Begin(p.userKey); w > 0 {
+		g.addrs.Succeeded(p.addrKey, false)
+		g.pairs.Succeeded(p.pairKey, false)
+		return w
+	}
+	return 0
 }
 
 // Done records the attempt's outcome. A failure is answered no sooner than
@@ -182,6 +236,8 @@ func (p *Pending) Done(ctx context.Context, ok bool) {
 		g.addrs.Succeeded(p.addrKey, false)
 		if p.userKey != "" {
 			g.users.Succeeded(p.userKey, true)
+			g.pairs.Succeeded(p.pairKey, true)
+			g.known.add(p.pairKey, g.now())
 		}
 		g.report(ctx, p, Success, 0)
 		return
@@ -229,4 +285,39 @@ func truncate(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
+}
+
+// knownPairs remembers, for a while, the addresses each user signed in
+// from (a user name and an address's throttle key), within a bound.
+type knownPairs struct {
+	ttl time.Duration
+	max int
+
+	mu sync.Mutex
+	m  map[string]time.Time // the last sign-in
+}
+
+func (k *knownPairs) has(pair string, now time.Time) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	at, ok := k.m[pair]
+	return ok && now.Sub(at) < k.ttl
+}
+
+func (k *knownPairs) add(pair string, now time.Time) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.m[pair]; !ok && len(k.m) >= k.max {
+		// Full: forget the least recently used (a scan, on a successful
+		// sign-in only, and only once the table is full).
+		var oldest string
+		var at time.Time
+		for p, t := range k.m {
+			if oldest == "" || t.Before(at) {
+				oldest, at = p, t
+			}
+		}
+		delete(k.m, oldest)
+	}
+	k.m[pair] = now
 }

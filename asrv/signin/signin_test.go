@@ -122,6 +122,59 @@ func TestGuardThrottlesGuessing(t *testing.T) {
 	}
 }
 
+// TestGuardKnownAddressOutlastsGuessing: someone who knows a user name and
+// fails once each time the wait ends, from addresses of their own, holds
+// that user back from every address but those the user signed in from
+// lately; guessing from such an address is held back as from any other;
+// and the exemption ends after KnownFor.
+func TestGuardKnownAddressOutlastsGuessing(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	g := signin.New(signin.Config{
+		User:         throttle.BackoffConfig{Free: 5, Base: time.Second, Max: 15 * time.Minute},
+		Address:      throttle.BackoffConfig{Free: 20, Base: time.Second, Max: 15 * time.Minute},
+		KnownFor:     30 * 24 * time.Hour,
+		FailureFloor: time.Millisecond, Audit: &recorder{}, Now: c.now,
+	})
+	const home, elsewhere = "192.0.2.10:1", "198.51.100.7:1"
+	if err := signIn(ctx, g, "alice", asrv.DemoPassword, home); err != nil {
+		t.Fatal(err)
+	}
+	// An hour of failing once each time the wait ends, from 60 addresses.
+	var te *signin.ThrottledError
+	for i := range 3600 {
+		attacker := fmt.Sprintf("203.0.113.%d:1", i%60)
+		if err := signIn(ctx, g, "alice", "guess", attacker); errors.As(err, &te) {
+			c.add(te.RetryAfter)
+		} else {
+			c.add(time.Second)
+		}
+	}
+	if err := signIn(ctx, g, "alice", asrv.DemoPassword, elsewhere); !errors.Is(err, signin.ErrThrottled) {
+		t.Fatalf("alice from an address she never signed in from: %v, want throttled", err)
+	}
+	if err := signIn(ctx, g, "alice", asrv.DemoPassword, home); err != nil {
+		t.Fatalf("alice from home, whatever was tried elsewhere: %v", err)
+	}
+	// Guessing from her address (a shared NAT, say) is held back there.
+	for range 5 {
+		if err := signIn(ctx, g, "alice", "guess", home); err == nil || errors.Is(err, signin.ErrThrottled) {
+			t.Fatalf("a free failure from home: %v", err)
+		}
+	}
+	if err := signIn(ctx, g, "alice", "guess", home); !errors.Is(err, signin.ErrThrottled) {
+		t.Fatalf("a sixth failure from home in a row: %v, want throttled", err)
+	}
+	// 31 days on (and the back-off forgotten), home is an address like any other.
+	c.add(31 * 24 * time.Hour)
+	for range 5 {
+		_ = signIn(ctx, g, "alice", "guess", "203.0.113.200:1")
+	}
+	if err := signIn(ctx, g, "alice", asrv.DemoPassword, home); !errors.Is(err, signin.ErrThrottled) {
+		t.Fatalf("alice from home after KnownFor: %v, want throttled", err)
+	}
+}
+
 // TestGuardThrottlesAnAddressAcrossUsers: one address spraying many user
 // names is held back after its free failures; a success from it is not
 // counted as one; and a correct password resets the user's count.
