@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
+	"github.com/pbac-gateway/pbac/audit"
 	"github.com/pbac-gateway/pbac/jsonrpc"
 )
 
@@ -41,6 +43,47 @@ var errAnswerWithheld = errors.New("the backend's answer carries what does not a
 // a worker, the answer's memory.
 const answerWriteWait = 2 * time.Minute
 
+// An agent's requests to a backend in flight are bounded: each may hold
+// a connection to the backend (of maxForwardConns per backend) until its
+// answer has gone through, so without a bound one agent could hold them
+// all. maxInFlight bounds every agent's together.
+const (
+	maxInFlightPerAgent = 64
+	maxInFlight         = 4096
+)
+
+// inFlightSlot is one request's place among its agent's requests in
+// flight. It is given back when the handler returns, or, when the answer
+// is a stream, when the stream ends (streamWriter takes it over).
+type inFlightSlot struct {
+	release  func()
+	handedOn bool
+}
+
+// localInFlight is the fiber.Ctx local holding the request's slot.
+const localInFlight = "pbac.inFlight"
+
+// takeInFlight takes a slot for c's request of agent owner and returns
+// what gives it back, which the caller defers; or it answers 429
+// (audited) and returns nil and the answer's error.
+func (g *Gateway) takeInFlight(c *fiber.Ctx, owner string, msg *jsonrpc.Message, rec *audit.Record, start time.Time) (done func(), err error) {
+	if !g.inFlight.enter(owner) {
+		rec.Decision, rec.Status = "deny", fiber.StatusTooManyRequests
+		rec.Reasons = append(rec.Reasons, "refused: too many requests of this agent in flight")
+		g.finish(rec, start)
+		c.Set(fiber.HeaderRetryAfter, "1")
+		return nil, g.reply(c, fiber.StatusTooManyRequests, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidRequest,
+			fmt.Sprintf("this agent has %d requests in flight here already", maxInFlightPerAgent), nil))
+	}
+	slot := &inFlightSlot{release: sync.OnceFunc(func() { g.inFlight.leave(owner) })}
+	c.Locals(localInFlight, slot)
+	return func() {
+		if !slot.handedOn {
+			slot.release()
+		}
+	}, nil
+}
+
 // clientStream is the way back to a client of a stream's events: w, each
 // write of which (an event or a keep-alive, with its flush) is bounded by
 // wait through deadline (the connection's write deadline; nil for none: a
@@ -52,13 +95,19 @@ type clientStream struct {
 }
 
 // streamWriter makes a body stream writer for c's response of write,
-// which gets the clientStream to the client. The writer runs after the
+// which gets the clientStream to the client; the request's in-flight slot,
+// if any, is given back when write returns. The writer runs after the
 // handler has returned, when c is no longer the request's, so the
 // connection is taken now; its write deadline is cleared when write
 // returns, before the connection can serve its next request.
 func (g *Gateway) streamWriter(c *fiber.Ctx, write func(out clientStream)) fasthttp.StreamWriter {
 	conn := c.Context().Conn()
+	release := func() {}
+	if slot, ok := c.Locals(localInFlight).(*inFlightSlot); ok {
+		slot.handedOn, release = true, slot.release
+	}
 	return func(w *bufio.Writer) {
+		defer release()
 		defer func() { _ = conn.SetWriteDeadline(time.Time{}) }()
 		write(clientStream{w: w, deadline: conn.SetWriteDeadline, wait: g.cfg.ClientWriteWait})
 	}

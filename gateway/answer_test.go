@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -244,5 +245,76 @@ func TestAStreamToAClientThatDoesNotReadEnds(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("20 s after a client stopped reading, the gateway still holds the backend's stream (ClientWriteWait 1 s)")
+	}
+}
+
+// TestAnAgentsRequestsInFlightAreBounded: each request in flight may hold
+// a connection to the backend, so one agent holds at most 64 at once; the
+// 65th is refused (429) while another agent's goes through, and once the
+// first are answered the agent is served again.
+func TestAnAgentsRequestsInFlightAreBounded(t *testing.T) {
+	const bound = 64
+	release := make(chan struct{})
+	var arrived sync.WaitGroup
+	arrived.Add(bound)
+	backend := answeringBackend("application/json", func(_, id string) string {
+		return `{"jsonrpc":"2.0","id":` + id + `,"result":{"content":[{"type":"text","text":"SEC-12"}]}}`
+	})
+	s := newStackBehind(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(raw), `"query":"hold"`) {
+			arrived.Done()
+			<-release
+		}
+		r.Body = io.NopCloser(strings.NewReader(string(raw)))
+		backend.ServeHTTP(w, r)
+	}), nil)
+	bot := s.machineAgent("ci-bot", false, "jira:read")
+	other := s.machineAgent("ci-bot", false, "jira:read")
+	sid := s.initialized("/mcp/jira", bot)
+	otherSid := s.initialized("/mcp/jira", other)
+	call := func(token, sid, query string) (int, string) {
+		status, _, _, body := s.rpcCall("/mcp/jira", token, "2025-11-25", sid,
+			`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"search_issues","arguments":{"query":"`+query+`"}}}`)
+		return status, body
+	}
+	var held sync.WaitGroup
+	for range bound {
+		held.Go(func() {
+			if status, body := call(bot, sid, "hold"); status != http.StatusOK {
+				t.Errorf("a held call: %d %s", status, body)
+			}
+		})
+	}
+	arrived.Wait()
+	if status, body := call(bot, sid, "SEC"); status != http.StatusTooManyRequests || !strings.Contains(body, "in flight") {
+		t.Errorf("the agent's call beyond %d in flight: %d %s, want 429", bound, status, body)
+	}
+	if status, body := call(other, otherSid, "SEC"); status != http.StatusOK {
+		t.Errorf("another agent's call meanwhile: %d %s", status, body)
+	}
+	close(release)
+	held.Wait()
+	if status, body := call(bot, sid, "SEC"); status != http.StatusOK {
+		t.Errorf("the agent's call once the others were answered: %d %s", status, body)
+	}
+}
+
+// TestStreamedAnswersGiveBackTheirPlaces: a request whose answer streams
+// keeps its place among its agent's requests in flight until the stream
+// ends, then gives it back: more calls than the bound, one after another,
+// all go through.
+func TestStreamedAnswersGiveBackTheirPlaces(t *testing.T) {
+	s := newStackBehind(t, answeringBackend("text/event-stream", func(_, id string) string {
+		return "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":" + id + ",\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"SEC-12\"}]}}\n\n"
+	}), nil)
+	bot := s.machineAgent("ci-bot", false, "jira:read")
+	sid := s.initialized("/mcp/jira", bot)
+	for i := range 80 {
+		status, _, _, body := s.rpcCall("/mcp/jira", bot, "2025-11-25", sid,
+			`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"search_issues","arguments":{"query":"SEC"}}}`)
+		if status != http.StatusOK || !strings.Contains(body, "SEC-12") {
+			t.Fatalf("call %d: %d %s", i, status, body)
+		}
 	}
 }

@@ -186,6 +186,9 @@ type Gateway struct {
 	// waiting counts the retries waiting for an approver (hold.go), listens
 	// the aggregated subscriptions/listen streams (aggregate_listen.go).
 	waiting, listens *holders
+	// inFlight counts each agent's requests to a backend in flight
+	// (answer.go: inFlightSlot).
+	inFlight *holders
 	// draining bounds the backend streams being read to their end after
 	// the answer went through (sse_answer.go).
 	draining chan struct{}
@@ -253,6 +256,7 @@ func New(cfg Config) (*Gateway, error) {
 		tasks:      newTasks(cfg.TasksPerAgent),
 		waiting:    &holders{perAgent: maxWaitsPerAgent, total: maxWaits},
 		listens:    &holders{perAgent: maxListensPerAgent, total: maxListens},
+		inFlight:   &holders{perAgent: maxInFlightPerAgent, total: maxInFlight},
 		resource:   base + "/mcp",
 		origins:    map[string]bool{pub.Scheme + "://" + pub.Host: true},
 		draining:   make(chan struct{}, maxDraining),

@@ -118,6 +118,13 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 	if errBody != nil {
 		return g.reply(c, status, errBody)
 	}
+	if msg.Method != "subscriptions/listen" { // bounded by listens instead
+		done, err := g.takeInFlight(c, cl.ownerKey(), msg, &rec, start)
+		if done == nil {
+			return err
+		}
+		defer done()
+	}
 
 	switch msg.Method {
 	case "tools/call", "resources/read", "prompts/get", "resources/subscribe", "resources/unsubscribe", "completion/complete":
