@@ -318,3 +318,30 @@ func TestStreamedAnswersGiveBackTheirPlaces(t *testing.T) {
 		}
 	}
 }
+
+// TestUnansweredMessagesGetNoAnswer: a notification and a client's
+// response to the server's request are not answered; what a backend sends
+// back for them anyway is withheld, and the client gets the status alone.
+func TestUnansweredMessagesGetNoAnswer(t *testing.T) {
+	s := newStackBehind(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(raw), `"initialize"`) {
+			r.Body = io.NopCloser(strings.NewReader(string(raw)))
+			answeringBackend("application/json", nil).ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":7,"result":{"smuggled":true}}`)
+	}), nil)
+	bot := s.machineAgent("ci-bot", false, "jira:read")
+	sid := s.initialized("/mcp/jira", bot)
+	for _, msg := range []string{
+		`{"jsonrpc":"2.0","method":"notifications/initialized"}`,
+		`{"jsonrpc":"2.0","id":7,"result":{"roots":[]}}`,
+	} {
+		status, _, _, body := s.rpcCall("/mcp/jira", bot, "2025-11-25", sid, msg)
+		if status != http.StatusOK || strings.Contains(body, "smuggled") {
+			t.Errorf("%s: %d %q, want the status alone", msg, status, body)
+		}
+	}
+}

@@ -763,7 +763,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 	c.Status(rec.Status)
 	g.finish(rec, start)
 	probeReplyDone(id)
-	keep := g.notificationVetter(backend, cl, msg.ID)
+	keep := g.notificationVetter(backend, cl, answeredID(msg))
 	if resp.BodyStream() == nil {
 		// fasthttp read what there was: its events that may pass go back
 		// now.
@@ -816,7 +816,7 @@ func (g *Gateway) forwardJSONAnswer(c *fiber.Ctx, backend *Backend, cl *caller, 
 	} else {
 		body = resp.Body()
 	}
-	if err := checkJSONAnswer(body, msg.ID, resp.StatusCode()); err != nil {
+	if err := checkJSONAnswer(body, answeredID(msg), resp.StatusCode()); err != nil {
 		g.log.Warn("a backend's answer was withheld", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
 		return g.withheld(c, msg, rec, start, err.Error())
 	}
@@ -831,12 +831,23 @@ func (g *Gateway) forwardJSONAnswer(c *fiber.Ctx, backend *Backend, cl *caller, 
 	return nil
 }
 
+// answeredID is the id whose response may come back for msg: its own, for
+// a request; none for a notification or for a client's response to the
+// server's request, neither of which is answered.
+func answeredID(msg *jsonrpc.Message) json.RawMessage {
+	if msg.IsResponse {
+		return nil
+	}
+	return msg.ID
+}
+
 // withheld answers a request whose backend's answer was not passed on
 // (reason, for the audit trail): 502 with a JSON-RPC error, or, for a
-// notification, the backend's status with no body.
+// message that is not answered (answeredID), the backend's status with no
+// body.
 func (g *Gateway) withheld(c *fiber.Ctx, msg *jsonrpc.Message, rec *audit.Record, start time.Time, reason string) error {
 	rec.Reasons = append(rec.Reasons, "answer withheld: "+reason)
-	if msg.ID == nil {
+	if answeredID(msg) == nil {
 		g.finish(rec, start)
 		return c.SendStatus(rec.Status)
 	}
