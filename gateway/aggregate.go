@@ -96,6 +96,13 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 	rec = audit.Record{Time: start.UTC(), RequestID: rid, Method: msg.Method,
 		LatencyMicros: map[string]int64{"introspect": took.Microseconds()}, TraceID: traceID(span)}
 	fillCaller(&rec, cl)
+	if msg.Method != "subscriptions/listen" { // bounded by listens instead
+		done, err := g.takeInFlight(c, cl.ownerKey(), msg, &rec, start)
+		if done == nil {
+			return err
+		}
+		defer done()
+	}
 	notification := msg.IsResponse || (msg.ID == nil && strings.HasPrefix(msg.Method, "notifications/"))
 	switch {
 	case notification, msg.Method == "initialize", msg.Method == "server/discover", msg.Method == "ping", msg.Method == "tools/list",

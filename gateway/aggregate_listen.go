@@ -136,7 +136,7 @@ func (g *Gateway) aggregateListen(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Status(fiber.StatusOK)
-	c.Context().SetBodyStreamWriter(g.streamWriter(c, func(out clientStream) {
+	g.sendStream(c, func(out clientStream) {
 		defer done()
 		if writeEvent(out, ack) != nil {
 			return
@@ -173,7 +173,7 @@ func (g *Gateway) aggregateListen(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message
 				return
 			}
 		}
-	}))
+	})
 	return nil
 }
 

@@ -43,14 +43,12 @@ var errAnswerWithheld = errors.New("the backend's answer carries what does not a
 // a worker, the answer's memory.
 const answerWriteWait = 2 * time.Minute
 
-// An agent's requests to a backend in flight are bounded: each may hold
-// a connection to the backend (of maxForwardConns per backend) until its
-// answer has gone through, so without a bound one agent could hold them
+// An agent's requests to a backend in flight are bounded
+// (Config.InFlightPerAgent): each may hold a connection to the backend
+// (of maxForwardConns per backend), or its answer's memory, until its
+// answer has been written, so without a bound one agent could hold them
 // all. maxInFlight bounds every agent's together.
-const (
-	maxInFlightPerAgent = 64
-	maxInFlight         = 4096
-)
+const maxInFlight = 4096
 
 // inFlightSlot is one request's place among its agent's requests in
 // flight. It is given back when the handler returns, or, when the answer
@@ -73,7 +71,7 @@ func (g *Gateway) takeInFlight(c *fiber.Ctx, owner string, msg *jsonrpc.Message,
 		g.finish(rec, start)
 		c.Set(fiber.HeaderRetryAfter, "1")
 		return nil, g.reply(c, fiber.StatusTooManyRequests, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidRequest,
-			fmt.Sprintf("this agent has %d requests in flight here already", maxInFlightPerAgent), nil))
+			fmt.Sprintf("this agent has %d requests in flight here already", g.cfg.InFlightPerAgent), nil))
 	}
 	slot := &inFlightSlot{release: sync.OnceFunc(func() { g.inFlight.leave(owner) })}
 	c.Locals(localInFlight, slot)
@@ -94,30 +92,74 @@ type clientStream struct {
 	wait     time.Duration
 }
 
-// streamWriter makes a body stream writer for c's response of write,
-// which gets the clientStream to the client; the request's in-flight slot,
-// if any, is given back when write returns. The writer runs after the
-// handler has returned, when c is no longer the request's, so the
-// connection is taken now; its write deadline is cleared when write
-// returns, before the connection can serve its next request.
-func (g *Gateway) streamWriter(c *fiber.Ctx, write func(out clientStream)) fasthttp.StreamWriter {
+// sendStream makes c's response the event stream write writes to the
+// client, event by event (clientStream). write runs in a goroutine of its
+// own from now on (fasthttp.NewStreamReader), writing into a pipe the
+// server copies to the connection; so each write sets the connection's
+// write deadline for the copy that follows. When the server has copied
+// it all (or failed to) and closes the stream, the rest of the response
+// (what the server still buffers) gets answerWriteWait, and the request's
+// in-flight slot, if any, is given back. The deadline is cleared at the
+// connection's next request (clearWriteDeadline). The connection is taken
+// now: c is not the request's once the handler returns.
+func (g *Gateway) sendStream(c *fiber.Ctx, write func(out clientStream)) {
 	conn := c.Context().Conn()
-	release := func() {}
-	if slot, ok := c.Locals(localInFlight).(*inFlightSlot); ok {
-		slot.handedOn, release = true, slot.release
+	release := g.handOnSlot(c)
+	wait := g.cfg.ClientWriteWait
+	stream := fasthttp.NewStreamReader(func(w *bufio.Writer) {
+		write(clientStream{w: w, deadline: conn.SetWriteDeadline, wait: wait})
+	})
+	c.Context().SetBodyStream(&closeFunc{ReadCloser: stream, after: func() {
+		_ = conn.SetWriteDeadline(time.Now().Add(answerWriteWait))
+		release()
+	}}, -1)
+}
+
+// sendAnswer makes body (a JSON answer read whole, or the gateway's own)
+// c's response, to be written within answerWriteWait. An answer larger
+// than the connection takes at once keeps the request's in-flight slot,
+// if any, until it is written: a client that does not read holds its
+// memory, so it counts among its agent's requests in flight.
+func (g *Gateway) sendAnswer(c *fiber.Ctx, body []byte) {
+	_ = c.Context().SetWriteDeadline(time.Now().Add(answerWriteWait))
+	if len(body) <= smallAnswer {
+		c.Response().SetBody(body)
+		return
 	}
-	return func(w *bufio.Writer) {
-		defer release()
-		defer func() { _ = conn.SetWriteDeadline(time.Time{}) }()
-		write(clientStream{w: w, deadline: conn.SetWriteDeadline, wait: g.cfg.ClientWriteWait})
+	c.Context().SetBodyStream(&closeFunc{ReadCloser: io.NopCloser(bytes.NewReader(body)), after: g.handOnSlot(c)}, len(body))
+}
+
+// smallAnswer is the largest answer a connection's send buffer takes at
+// once, whether the client reads or not.
+const smallAnswer = 64 << 10
+
+// handOnSlot takes over c's request's in-flight slot, if any, from the
+// handler (which no longer gives it back when it returns) and returns what
+// gives it back.
+func (g *Gateway) handOnSlot(c *fiber.Ctx) func() {
+	if slot, ok := c.Locals(localInFlight).(*inFlightSlot); ok && !slot.handedOn {
+		slot.handedOn = true
+		return slot.release
 	}
+	return func() {}
+}
+
+// clearWriteDeadline clears what write deadline an earlier response left
+// on the connection (sendStream, sendAnswer), before anything else of the
+// request: a middleware of the agents' listener.
+func clearWriteDeadline(c *fiber.Ctx) error {
+	if conn := c.Context().Conn(); conn != nil {
+		_ = conn.SetWriteDeadline(time.Time{})
+	}
+	return c.Next()
 }
 
 // send writes ev (with data as its data) and flushes it, within the
-// stream's wait.
+// stream's wait (and a second more per 64 KiB of data).
 func (s clientStream) send(ev sseEvent, data []byte) error {
 	if s.deadline != nil {
-		if err := s.deadline(time.Now().Add(s.wait)); err != nil {
+		// A large event gets longer: at least 64 KiB a second on top.
+		if err := s.deadline(time.Now().Add(s.wait + time.Duration(len(data)>>16)*time.Second)); err != nil {
 			return err
 		}
 	}
@@ -131,12 +173,6 @@ func (s clientStream) send(ev sseEvent, data []byte) error {
 // wait.
 func (s clientStream) keepAlive() error {
 	return s.send(sseEvent{fields: [][]byte{[]byte(": keep-alive")}}, nil)
-}
-
-// boundAnswer bounds the write of c's answer, read whole, by
-// answerWriteWait.
-func boundAnswer(c *fiber.Ctx) {
-	_ = c.Context().SetWriteDeadline(time.Now().Add(answerWriteWait))
 }
 
 // isEventStream reports whether a backend's Content-Type names an event

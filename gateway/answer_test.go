@@ -345,3 +345,85 @@ func TestUnansweredMessagesGetNoAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestALargeAnswerKeepsItsPlaceUntilWritten: an answer read whole but
+// larger than a connection takes at once keeps its request's place among
+// its agent's requests in flight until it is written, so clients that do
+// not read cannot make an agent hold more of them than the bound; once
+// their connections go, the agent is served again.
+func TestALargeAnswerKeepsItsPlaceUntilWritten(t *testing.T) {
+	big := `{"jsonrpc":"2.0","id":5,"result":{"content":[{"type":"text","text":"` + strings.Repeat("x", 6<<20) + `"}]}}`
+	s := newStackBehind(t, answeringBackend("application/json", func(_, id string) string {
+		if id != "5" {
+			return `{"jsonrpc":"2.0","id":` + id + `,"result":{"content":[{"type":"text","text":"SEC-12"}]}}`
+		}
+		return big
+	}), func(c *system.Config) { c.Gateway.InFlightPerAgent = 2 })
+	bot := s.machineAgent("ci-bot", false, "jira:read")
+	sid := s.initialized("/mcp/jira", bot)
+	u, err := url.Parse(s.base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	for range 2 {
+		conn := postWithoutReading(t, u.Host, bot, sid,
+			`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"search_issues","arguments":{"query":"SEC"}}}`)
+		// Its answer has begun: the status line, and no more, is read.
+		status := make([]byte, len("HTTP/1.1 200"))
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(conn, status); err != nil || string(status) != "HTTP/1.1 200" {
+			t.Fatalf("a large answer: %q %v", status, err)
+		}
+		conns = append(conns, conn)
+	}
+	call := func(token, sid string) (int, string) {
+		status, _, _, body := s.rpcCall("/mcp/jira", token, "2025-11-25", sid,
+			`{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"search_issues","arguments":{"query":"SEC"}}}`)
+		return status, body
+	}
+	if status, body := call(bot, sid); status != http.StatusTooManyRequests {
+		t.Fatalf("with two 6 MiB answers unread, the agent's third call: %d %.200s, want 429", status, body)
+	}
+	other := s.machineAgent("ci-bot", false, "jira:read")
+	if status, body := call(other, s.initialized("/mcp/jira", other)); status != http.StatusOK {
+		t.Errorf("another agent meanwhile: %d %.200s", status, body)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, body := call(bot, sid)
+		if status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after the unread answers' clients went, the agent's call: %d %.200s", status, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// postWithoutReading posts body to /mcp/jira on a connection of its own
+// whose receive buffer is as small as the kernel allows, and never reads
+// from it.
+func postWithoutReading(t *testing.T, host, token, sid, body string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	conn, err := d.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "POST /mcp/jira HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n"+
+		"Accept: application/json, text/event-stream\r\nMcp-Protocol-Version: 2025-11-25\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n%s",
+		host, token, sid, len(body), body)
+	return conn
+}

@@ -68,6 +68,9 @@ type Backend struct {
 // DefaultSessionIdle is how long a session lasts unused by default.
 const DefaultSessionIdle = 30 * time.Minute
 
+// DefaultInFlightPerAgent is Config.InFlightPerAgent's default.
+const DefaultInFlightPerAgent = 64
+
 // DefaultClientWriteWait is Config.ClientWriteWait's default.
 const DefaultClientWriteWait = 30 * time.Second
 
@@ -114,6 +117,11 @@ type Config struct {
 	// SessionIdle ends a session unused this long (default
 	// DefaultSessionIdle).
 	SessionIdle time.Duration
+	// InFlightPerAgent bounds the requests to backends one agent has in
+	// flight at once (default DefaultInFlightPerAgent): each may hold a
+	// connection to the backend, or an answer's memory, until its answer
+	// is written (answer.go).
+	InFlightPerAgent int
 	// ClientWriteWait bounds each write of a stream to its client (an
 	// event, a keep-alive): a client that takes none of it for this long
 	// loses the stream, and with it the backend's connection the stream
@@ -224,6 +232,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.InFlightPerAgent <= 0 {
+		cfg.InFlightPerAgent = DefaultInFlightPerAgent
+	}
 	if cfg.ClientWriteWait <= 0 {
 		cfg.ClientWriteWait = DefaultClientWriteWait
 	}
@@ -256,7 +267,7 @@ func New(cfg Config) (*Gateway, error) {
 		tasks:      newTasks(cfg.TasksPerAgent),
 		waiting:    &holders{perAgent: maxWaitsPerAgent, total: maxWaits},
 		listens:    &holders{perAgent: maxListensPerAgent, total: maxListens},
-		inFlight:   &holders{perAgent: maxInFlightPerAgent, total: maxInFlight},
+		inFlight:   &holders{perAgent: cfg.InFlightPerAgent, total: maxInFlight},
 		resource:   base + "/mcp",
 		origins:    map[string]bool{pub.Scheme + "://" + pub.Host: true},
 		draining:   make(chan struct{}, maxDraining),
@@ -443,6 +454,7 @@ func (g *Gateway) fiberConfig() fiber.Config {
 
 func (g *Gateway) routes() *fiber.App {
 	app := fiber.New(g.fiberConfig())
+	app.Use(clearWriteDeadline) // what an earlier response on the connection left (answer.go)
 	prm := func(c *fiber.Ctx) error { return g.serveResourceMetadata(c) }
 	app.Get("/.well-known/oauth-protected-resource", prm)
 	app.Get("/.well-known/oauth-protected-resource/mcp", prm)

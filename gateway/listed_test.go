@@ -250,6 +250,7 @@ func TestCompletionIsDecidedByWhatItCompletes(t *testing.T) {
 		{`{"type":"ref/resource","uri":"jira://issue/{+path}","Uri":"jira://issue/{key}"}`, http.StatusBadRequest},
 		{`{"type":"ref/tool","Type":"ref/prompt","name":"triage_issue"}`, http.StatusBadRequest},
 		{`{"type":"ref/prompt","name":7}`, http.StatusBadRequest},
+		{`{"type":"ref/prompt","name":"triage_issue"},"Ref":{"type":"ref/prompt","name":"exfiltrate"}`, http.StatusBadRequest},
 	} {
 		if status, body := complete(tc.ref); status != tc.status {
 			t.Errorf("completion/complete of %s: %d %s, want %d", tc.ref, status, body, tc.status)

@@ -205,15 +205,16 @@ func (g *Gateway) listen(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrp
 			g.log.Warn("a backend's answer was withheld", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
 			return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "the backend's answer could not be checked", nil))
 		}
-		return c.Send(b)
+		g.sendAnswer(c, b)
+		return nil
 	}
 	keep := g.notificationVetter(backend, cl, msg.ID)
-	c.Context().SetBodyStreamWriter(g.streamWriter(c, func(out clientStream) {
+	g.sendStream(c, func(out clientStream) {
 		defer done()
 		if err := relayVetted(ctx, out, resp.Body, keep); err != nil {
 			g.log.Info("a subscriptions/listen stream ended", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
 		}
-	}))
+	})
 	return nil
 }
 
@@ -351,7 +352,11 @@ func (g *Gateway) vetNotification(ctx context.Context, backend *Backend, cl *cal
 		return false
 	}
 	if m.ID != nil {
-		return true // a request of the server's
+		// A request of the server's, when its id is one (a string or a
+		// number): a method beside a null or other id is read by some
+		// clients as a notification, which this would pass unvetted.
+		_, ok := jsonrpc.IDKey(m.ID)
+		return ok
 	}
 	switch m.Method {
 	case "notifications/resources/updated":

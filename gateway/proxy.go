@@ -198,6 +198,11 @@ func requestBody(c *fiber.Ctx) ([]byte, bool) {
 // "URI" beside "name" or "uri" (which encoding/json would take, the last
 // of them, where the SDKs take the exact one) makes it neither.
 func completionTarget(msg *jsonrpc.Message) string {
+	for k := range msg.Params {
+		if k != "ref" && strings.EqualFold(k, "ref") {
+			return "" // a second ref, which some servers read instead
+		}
+	}
 	var ref struct{ Type, Name, URI string }
 	members, err := jsonrpc.Members(msg.Params["ref"])
 	if err != nil {
@@ -630,7 +635,9 @@ func publicDenial(public []string, requestID, version string) (string, map[strin
 
 func (g *Gateway) reply(c *fiber.Ctx, status int, body []byte) error {
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	return c.Status(status).Send(body)
+	c.Status(status)
+	g.sendAnswer(c, body)
+	return nil
 }
 
 // finish completes and emits the audit record.
@@ -772,14 +779,14 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 		if err != nil {
 			g.log.Warn("the backend's answer stream could not be read", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
 		}
-		c.Response().SetBody(answer)
+		g.sendAnswer(c, answer)
 		return nil
 	}
 	// An SSE answer streams through as it comes, event by event, each
 	// message held to what this request may bring back (answer.go), until
 	// the response to the request has gone through.
 	body := newForwardBody(resp)
-	c.Context().SetBodyStreamWriter(g.streamWriter(c, func(out clientStream) {
+	g.sendStream(c, func(out clientStream) {
 		answered, err := relayAnswer(ctx, out, body, keep)
 		if err != nil {
 			g.log.Info("the backend's answer stream ended", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
@@ -789,7 +796,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 			return
 		}
 		_ = body.Close()
-	}))
+	})
 	return nil
 }
 
@@ -801,6 +808,7 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 func (g *Gateway) forwardJSONAnswer(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrpc.Message, resp *fasthttp.Response, rec *audit.Record, start time.Time) error {
 	defer fasthttp.ReleaseResponse(resp)
 	var body []byte
+	owned := false // body is not resp's, which is released on return
 	if stream := resp.BodyStream(); stream != nil {
 		b, err := io.ReadAll(io.LimitReader(stream, maxFilteredResponse+1))
 		_ = resp.CloseBodyStream()
@@ -812,7 +820,7 @@ func (g *Gateway) forwardJSONAnswer(c *fiber.Ctx, backend *Backend, cl *caller, 
 			g.log.Warn("a backend's answer was not passed on", "backend", backend.Name, "request_id", rec.RequestID, "reason", reason, "err", err)
 			return g.withheld(c, msg, rec, start, reason)
 		}
-		body = b
+		body, owned = b, true
 	} else {
 		body = resp.Body()
 	}
@@ -825,9 +833,10 @@ func (g *Gateway) forwardJSONAnswer(c *fiber.Ctx, backend *Backend, cl *caller, 
 	c.Status(rec.Status)
 	g.finish(rec, start)
 	probeReplyDone(c.Context().ID())
-	// SetBody copies: body may be resp's own, released on return.
-	c.Response().SetBody(body)
-	boundAnswer(c)
+	if len(body) > smallAnswer && !owned {
+		body = bytes.Clone(body) // sendAnswer holds a large one past the return
+	}
+	g.sendAnswer(c, body)
 	return nil
 }
 
@@ -1023,8 +1032,9 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 		rec.Reasons = append(rec.Reasons, fmt.Sprintf("%d %s listed", kept, what))
 	}
 	g.finish(rec, start)
-	boundAnswer(c)
-	return c.Status(resp.StatusCode).Send(filtered)
+	c.Status(resp.StatusCode)
+	g.sendAnswer(c, filtered)
+	return nil
 }
 
 // listBatch is how many names one pbac/list evaluation decides.
@@ -1281,13 +1291,13 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 		resp.Body.Close()
 		return nil
 	}
-	c.Context().SetBodyStreamWriter(g.streamWriter(c, func(out clientStream) {
+	g.sendStream(c, func(out clientStream) {
 		defer cancel()
 		defer resp.Body.Close()
 		if err := relayVetted(ctx, out, resp.Body, g.notificationVetter(backend, cl, nil)); err != nil {
 			g.log.Warn("the backend's event stream ended", "backend", backend.Name, "err", err)
 		}
-	}))
+	})
 	return nil
 }
 

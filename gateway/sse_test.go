@@ -79,6 +79,8 @@ func TestStreamVettingDropsResponses(t *testing.T) {
 	in := "id: 1\rdata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\r\r" +
 		"id: 2\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"x\",\"error\":{\"code\":1,\"message\":\"m\"}}\n\n" +
 		"id: 3\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"sampling/createMessage\"}\n\n" +
+		"data: {\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"notifications/resources/updated\",\"params\":{\"uri\":\"jira://admin/hidden\"}}\n\n" +
+		"data: {\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"notifications/secret/things\"}\n\n" +
 		"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/secret/things\",\"params\":{}}\n\n" +
 		"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tasks\",\"params\":{\"taskId\":\"not-yours\"}}\n\n" +
 		"data: not json\n\n" +

@@ -287,13 +287,14 @@ func (g *Gateway) forwardTaskable(c *fiber.Ctx, backend *Backend, cl *caller, ms
 			g.noteTask(backend, cl, tool, body, rec)
 		}
 		g.finish(rec, start)
-		boundAnswer(c)
-		return c.Status(resp.StatusCode).Send(body)
+		c.Status(resp.StatusCode)
+		g.sendAnswer(c, body)
+		return nil
 	}
 	g.finish(rec, start)
 	c.Status(resp.StatusCode)
 	keep := g.notificationVetter(backend, cl, msg.ID)
-	c.Context().SetBodyStreamWriter(g.streamWriter(c, func(out clientStream) {
+	g.sendStream(c, func(out clientStream) {
 		defer cancel()
 		defer resp.Body.Close()
 		// Each message held to what this request may bring back
@@ -308,7 +309,7 @@ func (g *Gateway) forwardTaskable(c *fiber.Ctx, backend *Backend, cl *caller, ms
 		if _, err := relayAnswer(ctx, out, resp.Body, noted); err != nil {
 			g.log.Warn("the backend's answer stream ended", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
 		}
-	}))
+	})
 	return nil
 }
 

@@ -162,6 +162,9 @@ type Gateway struct {
 	// ClientWriteWait bounds each write of a stream to its client
 	// (gateway.Config.ClientWriteWait; 0: the default).
 	ClientWriteWait time.Duration
+	// InFlightPerAgent bounds one agent's requests in flight
+	// (gateway.Config.InFlightPerAgent; 0: the default).
+	InFlightPerAgent int
 	// Denials is how a policy denial no scope fixes is answered
 	// (gateway.Config.Denials; "": a tool result with isError).
 	Denials string
@@ -540,7 +543,7 @@ func (s *Stack) newGateway() error {
 		Introspector: s.introspector(), Policy: s.tel.Decider(s.decider), Audit: s.trail, Logger: s.log, Ready: s.ready.check,
 		Tracer: s.tel.Tracer("gateway"), Propagator: s.tel.Propagator(), Collectors: s.collectors,
 		ArgumentLimits: gatewayArgumentLimits(g.ArgumentLimits), SessionsPerAgent: s.cfg.Limits.SessionsPerAgent,
-		SessionIdle: g.SessionIdle, ClientWriteWait: g.ClientWriteWait, RefusalWindow: g.RefusalWindow, Denials: g.Denials, ToolDefinitions: tools, IconSources: g.IconSources,
+		SessionIdle: g.SessionIdle, ClientWriteWait: g.ClientWriteWait, InFlightPerAgent: g.InFlightPerAgent, RefusalWindow: g.RefusalWindow, Denials: g.Denials, ToolDefinitions: tools, IconSources: g.IconSources,
 	}
 	if s.as != nil && s.as.served {
 		cfg.AuthServer = s.as.server.Handler()
