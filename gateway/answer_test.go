@@ -427,3 +427,48 @@ func postWithoutReading(t *testing.T, host, token, sid, body string) net.Conn {
 		host, token, sid, len(body), body)
 	return conn
 }
+
+// TestTheAggregatedEndpointCountsRequestsInFlight: calls through /mcp take
+// their places among the agent's requests in flight as calls to one
+// backend do.
+func TestTheAggregatedEndpointCountsRequestsInFlight(t *testing.T) {
+	release := make(chan struct{})
+	var arrived sync.WaitGroup
+	arrived.Add(2)
+	backend := answeringBackend("application/json", func(_, id string) string {
+		return `{"jsonrpc":"2.0","id":` + id + `,"result":{"content":[{"type":"text","text":"SEC-12"}]}}`
+	})
+	s := newStackBehind(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(raw), `"query":"hold"`) {
+			arrived.Done()
+			<-release
+		}
+		r.Body = io.NopCloser(strings.NewReader(string(raw)))
+		backend.ServeHTTP(w, r)
+	}), func(c *system.Config) { c.Gateway.InFlightPerAgent = 2 })
+	bot := s.machineAgent("ci-bot", false, "jira:read")
+	sid := s.initialized("/mcp", bot)
+	call := func(query string) (int, string) {
+		status, _, _, body := s.rpcCall("/mcp", bot, "2025-11-25", sid,
+			`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"jira.search_issues","arguments":{"query":"`+query+`"}}}`)
+		return status, body
+	}
+	var held sync.WaitGroup
+	for range 2 {
+		held.Go(func() {
+			if status, body := call("hold"); status != http.StatusOK {
+				t.Errorf("a held call: %d %.200s", status, body)
+			}
+		})
+	}
+	arrived.Wait()
+	if status, body := call("SEC"); status != http.StatusTooManyRequests {
+		t.Errorf("a third call through /mcp with two in flight: %d %.200s, want 429", status, body)
+	}
+	close(release)
+	held.Wait()
+	if status, body := call("SEC"); status != http.StatusOK {
+		t.Errorf("once they were answered: %d %.200s", status, body)
+	}
+}
