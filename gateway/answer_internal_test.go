@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -144,5 +146,36 @@ func TestRelayAnswer(t *testing.T) {
 	got, err := vetEvents(context.Background(), []byte(stream), keep)
 	if err != nil || string(got) != want {
 		t.Errorf("vetEvents = %q, %v; want %q", got, err, want)
+	}
+}
+
+// TestBackendClientErrorsKeepSecretURLs: an error reaching a backend whose
+// URL is a secret (a stdio bridge's) names its address, not the URL.
+func TestBackendClientErrorsKeepSecretURLs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	secret := "http://" + addr + "/S3CRET/mcp"
+	plain := "http://" + addr + "/mcp"
+	c := backendClient{Client: &http.Client{}, secret: secretURLs([]Backend{{Name: "fs", URL: secret, SecretURL: true}, {Name: "jira", URL: plain}})}
+	for _, u := range []string{secret, plain} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Do(req)
+		switch {
+		case err == nil:
+			t.Fatalf("GET %s: no error", u)
+		case strings.Contains(err.Error(), "S3CRET"):
+			t.Errorf("the error quotes the secret URL: %v", err)
+		case u == plain && !strings.Contains(err.Error(), plain):
+			t.Errorf("the error of a backend whose URL is no secret does not name it: %v", err)
+		case u == secret && !strings.Contains(err.Error(), addr):
+			t.Errorf("the error does not name the backend's address: %v", err)
+		}
 	}
 }

@@ -58,6 +58,10 @@ type Backend struct {
 	Headers map[string]string
 	// Timeout bounds one forwarded request (streams excepted); default 30 s.
 	Timeout time.Duration
+	// SecretURL says URL itself is a credential (a stdio bridge's, whose
+	// path holds its secret): errors that would quote it (logs, audit
+	// reasons, the admin API's health) do not.
+	SecretURL bool
 	// OwnerHeader, when set, is a header the gateway puts on every request
 	// it sends there: an opaque key of the agent the request is for (never
 	// its identity), which a backend that shares itself per agent reads. A
@@ -171,7 +175,7 @@ type Gateway struct {
 	cfg      Config
 	app      *fiber.App
 	backends map[string]*Backend
-	client   *http.Client
+	client   backendClient
 	// forwarders send the allowed messages, one client per backend
 	// (forwarder.go).
 	forwarders map[string]*fasthttp.HostClient
@@ -271,7 +275,7 @@ func New(cfg Config) (*Gateway, error) {
 		resource:   base + "/mcp",
 		origins:    map[string]bool{pub.Scheme + "://" + pub.Host: true},
 		draining:   make(chan struct{}, maxDraining),
-		client: &http.Client{
+		client: backendClient{Client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:               nil, // backends are reached directly, never through an environment proxy
 				MaxIdleConns:        256,
@@ -280,7 +284,7 @@ func New(cfg Config) (*Gateway, error) {
 				ForceAttemptHTTP2:   false,
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		}, secret: secretURLs(cfg.Backends)},
 	}
 	g.stopped, g.halt = context.WithCancel(context.Background())
 	if cfg.Approvals != nil {
@@ -724,4 +728,41 @@ func (g *Gateway) BackendHealth(ctx context.Context) map[string]string {
 	}
 	wg.Wait()
 	return out
+}
+
+// backendClient is the gateway's net/http client to backends. Its errors
+// quote the request's URL (net/http's *url.Error), unless the URL is a
+// backend's secret (Backend.SecretURL): then they name the backend's URL
+// without it.
+type backendClient struct {
+	*http.Client
+	secret map[string]string // a secret URL: what its errors say instead
+}
+
+// Do is http.Client.Do, its error free of secret URLs.
+func (c backendClient) Do(req *http.Request) (*http.Response, error) {
+	resp, err := c.Client.Do(req)
+	var ue *url.Error
+	if err != nil && errors.As(err, &ue) {
+		if shown, ok := c.secret[ue.URL]; ok {
+			ue.URL = shown
+		}
+	}
+	return resp, err
+}
+
+// secretURLs maps the secret URLs of backends to what errors show of them.
+func secretURLs(backends []Backend) map[string]string {
+	m := map[string]string{}
+	for _, b := range backends {
+		if !b.SecretURL {
+			continue
+		}
+		shown := "the URL of backend " + b.Name
+		if u, err := url.Parse(b.URL); err == nil {
+			shown = u.Scheme + "://" + u.Host + "/…"
+		}
+		m[b.URL] = shown
+	}
+	return m
 }

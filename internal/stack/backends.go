@@ -62,7 +62,7 @@ func (s *Stack) startBackends(ctx context.Context) error {
 			Name: "pbac_stdio_processes", Help: "Processes a stdio backend runs now (one per MCP session; one in all for a shared backend).",
 			ConstLabels: prometheus.Labels{"backend": bc.Name},
 		}, func() float64 { return float64(bridge.Processes()) }))
-		b := gateway.Backend{Name: bc.Name, URL: bridge.URL(), OwnerHeader: stdio.OwnerHeader}
+		b := gateway.Backend{Name: bc.Name, URL: bridge.URL(), SecretURL: true, OwnerHeader: stdio.OwnerHeader}
 		if bc.Timeout != "" {
 			if b.Timeout, err = time.ParseDuration(bc.Timeout); err != nil {
 				return fmt.Errorf("backend %s: timeout: %w", bc.Name, err)
