@@ -90,9 +90,9 @@ type Config struct {
 	// address and from all of them together.
 	User throttle.BackoffConfig
 	// KnownFor is how long an address a user signed in from is exempt
-	// from that user's throttle across addresses (default 30 days); at
-	// most MaxKnown pairs of a user and an address are remembered (default
-	// 65536; beyond, the least recently used is forgotten).
+	// from that user's throttle across addresses (default 30 days); the
+	// addresses of at most MaxKnown users are remembered (default 65536;
+	// beyond, the user seen least recently is forgotten), 16 a user.
 	KnownFor time.Duration
 	MaxKnown int
 	// Address throttles per client address (default: 20 free failures,
@@ -142,7 +142,7 @@ func New(cfg Config) *Guard {
 	return &Guard{
 		users: throttle.NewBackoff(cfg.User, cfg.Now),
 		pairs: throttle.NewBackoff(cfg.User, cfg.Now),
-		known: &knownPairs{ttl: cfg.KnownFor, max: cfg.MaxKnown, m: map[string]time.Time{}},
+		known: &knownPairs{ttl: cfg.KnownFor, max: cfg.MaxKnown, m: map[string]*knownUser{}},
 		addrs: throttle.NewBackoff(cfg.Address, cfg.Now),
 		floor: cfg.FailureFloor,
 		audit: cfg.Audit,
@@ -166,6 +166,7 @@ type Pending struct {
 	addrKey  string
 	pairKey  string // the user name from this address; "" without a name
 	known    bool   // the user signed in from this address lately
+	counted  bool   // the attempt counts against the user name across addresses
 	started  time.Time
 	finished bool
 }
@@ -178,7 +179,7 @@ func (g *Guard) Begin(ctx context.Context, a Attempt) (*Pending, error) {
 	p := &Pending{g: g, a: a, userKey: userKey(a.Username), addrKey: throttle.AddressKey(a.RemoteAddr), started: g.now()}
 	if p.userKey != "" {
 		p.pairKey = p.userKey + "\x00" + p.addrKey
-		p.known = g.known.has(p.pairKey, p.started)
+		p.known = g.known.has(a.Username, p.addrKey, p.started)
 	}
 	wait := g.addrs.Wait(p.addrKey)
 	if p.userKey != "" {
@@ -221,6 +222,7 @@ func (g *Guard) count(p *Pending) time.Duration {
 		g.pairs.Succeeded(p.pairKey, false)
 		return w
 	}
+	p.counted = true
 	return 0
 }
 
@@ -235,9 +237,16 @@ func (p *Pending) Done(ctx context.Context, ok bool) {
 	if ok {
 		g.addrs.Succeeded(p.addrKey, false)
 		if p.userKey != "" {
-			g.users.Succeeded(p.userKey, true)
+			// The attempt is taken back from the user name's count across
+			// addresses, which a success does not clear: a success (the
+			// person's, or someone's whose name differs only in case)
+			// must not give guessing elsewhere its free failures again.
+			// From this address the person has proved who they are.
+			if p.counted {
+				g.users.Succeeded(p.userKey, false)
+			}
 			g.pairs.Succeeded(p.pairKey, true)
-			g.known.add(p.pairKey, g.now())
+			g.known.add(p.a.Username, p.addrKey, g.now())
 		}
 		g.report(ctx, p, Success, 0)
 		return
@@ -288,36 +297,67 @@ func truncate(s string) string {
 }
 
 // knownPairs remembers, for a while, the addresses each user signed in
-// from (a user name and an address's throttle key), within a bound.
+// from: by the user name exactly as it signed in (a name that differs in
+// case may be another person's), at most maxKnownPerUser addresses a user
+// (their least recently used forgotten first, so one account's sign-ins
+// from many addresses push out only its own) and max users (the least
+// recently seen forgotten first).
 type knownPairs struct {
 	ttl time.Duration
 	max int
 
 	mu sync.Mutex
-	m  map[string]time.Time // the last sign-in
+	m  map[string]*knownUser
 }
 
-func (k *knownPairs) has(pair string, now time.Time) bool {
+// maxKnownPerUser bounds the addresses remembered for one user.
+const maxKnownPerUser = 16
+
+type knownUser struct {
+	last  time.Time            // the latest sign-in
+	addrs map[string]time.Time // the last sign-in from each address
+}
+
+func (k *knownPairs) has(user, addr string, now time.Time) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	at, ok := k.m[pair]
+	u := k.m[user]
+	if u == nil {
+		return false
+	}
+	at, ok := u.addrs[addr]
 	return ok && now.Sub(at) < k.ttl
 }
 
-func (k *knownPairs) add(pair string, now time.Time) {
+func (k *knownPairs) add(user, addr string, now time.Time) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if _, ok := k.m[pair]; !ok && len(k.m) >= k.max {
-		// Full: forget the least recently used (a scan, on a successful
-		// sign-in only, and only once the table is full).
+	u := k.m[user]
+	if u == nil {
+		if len(k.m) >= k.max {
+			// Full: forget the user seen least recently (a scan, on a
+			// successful sign-in only, and only once the table is full).
+			var oldest string
+			var at time.Time
+			for name, v := range k.m {
+				if oldest == "" || v.last.Before(at) {
+					oldest, at = name, v.last
+				}
+			}
+			delete(k.m, oldest)
+		}
+		u = &knownUser{addrs: map[string]time.Time{}}
+		k.m[user] = u
+	}
+	if _, ok := u.addrs[addr]; !ok && len(u.addrs) >= maxKnownPerUser {
 		var oldest string
 		var at time.Time
-		for p, t := range k.m {
+		for a, t := range u.addrs {
 			if oldest == "" || t.Before(at) {
-				oldest, at = p, t
+				oldest, at = a, t
 			}
 		}
-		delete(k.m, oldest)
+		delete(u.addrs, oldest)
 	}
-	k.m[pair] = now
+	u.addrs[addr], u.last = now, now
 }

@@ -175,6 +175,52 @@ func TestGuardKnownAddressOutlastsGuessing(t *testing.T) {
 	}
 }
 
+// TestGuardKnownAddressesAreThePersons: what makes an address known for a
+// user is a sign-in under that user name exactly: not one under a name
+// that differs in case (another account of a case-sensitive users file),
+// and another account signing in from many addresses does not push the
+// user's out; nor does a success clear the user name's count across
+// addresses for guessing elsewhere.
+func TestGuardKnownAddressesAreThePersons(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	g := signin.New(signin.Config{
+		User:         throttle.BackoffConfig{Free: 5, Base: time.Second, Max: 15 * time.Minute},
+		Address:      throttle.BackoffConfig{Free: 20, Base: time.Second, Max: 15 * time.Minute},
+		MaxKnown:     4,
+		FailureFloor: time.Millisecond, Audit: &recorder{}, Now: c.now,
+	})
+	succeed := func(user, addr string) {
+		t.Helper()
+		p, err := g.Begin(ctx, signin.Attempt{Surface: "test", Username: user, RemoteAddr: addr})
+		if err != nil {
+			t.Fatalf("%s from %s: %v", user, addr, err)
+		}
+		p.Done(ctx, true) // as a users file that has this name would
+	}
+	const home, attackers = "192.0.2.10:1", "203.0.113.9:1"
+	succeed("alice", home)
+	succeed("ALICE", attackers) // another account, or a name that differs in case
+	for i := range 100 {
+		succeed("mallory", fmt.Sprintf("198.51.100.%d:1", i))
+	}
+	for range 4 {
+		_ = signIn(ctx, g, "alice", "guess", "203.0.113.20:1")
+	}
+	// A success from another account does not clear the count.
+	succeed("ALICE", "203.0.113.30:1")
+	_ = signIn(ctx, g, "alice", "guess", "203.0.113.20:1")
+	if err := signIn(ctx, g, "alice", "guess", "203.0.113.21:1"); !errors.Is(err, signin.ErrThrottled) {
+		t.Fatalf("guessing alice from elsewhere after ALICE signed in: %v, want throttled", err)
+	}
+	if err := signIn(ctx, g, "alice", asrv.DemoPassword, attackers); !errors.Is(err, signin.ErrThrottled) {
+		t.Fatalf("alice from where ALICE signed in: %v, want throttled", err)
+	}
+	if err := signIn(ctx, g, "alice", asrv.DemoPassword, home); err != nil {
+		t.Fatalf("alice from home, after mallory signed in from 100 addresses: %v", err)
+	}
+}
+
 // TestGuardThrottlesAnAddressAcrossUsers: one address spraying many user
 // names is held back after its free failures; a success from it is not
 // counted as one; and a correct password resets the user's count.
