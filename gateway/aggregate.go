@@ -97,7 +97,7 @@ func (g *Gateway) handleAggregate(c *fiber.Ctx) error {
 		LatencyMicros: map[string]int64{"introspect": took.Microseconds()}, TraceID: traceID(span)}
 	fillCaller(&rec, cl)
 	if msg.Method != "subscriptions/listen" { // bounded by listens instead
-		done, err := g.takeInFlight(c, cl.ownerKey(), msg, &rec, start)
+		done, err := g.takeInFlight(c, cl.inFlightKey(), msg, &rec, start)
 		if done == nil {
 			return err
 		}

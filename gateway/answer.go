@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -83,36 +84,53 @@ func (g *Gateway) takeInFlight(c *fiber.Ctx, owner string, msg *jsonrpc.Message,
 }
 
 // clientStream is the way back to a client of a stream's events: w, each
-// write of which (an event or a keep-alive, with its flush) is bounded by
-// wait through deadline (the connection's write deadline; nil for none: a
-// buffer).
+// event flushed as it is written.
 type clientStream struct {
-	w        *bufio.Writer
-	deadline func(time.Time) error
-	wait     time.Duration
+	w *bufio.Writer
 }
 
 // sendStream makes c's response the event stream write writes to the
 // client, event by event (clientStream). write runs in a goroutine of its
 // own from now on (fasthttp.NewStreamReader), writing into a pipe the
-// server copies to the connection; so each write sets the connection's
-// write deadline for the copy that follows. When the server has copied
-// it all (or failed to) and closes the stream, the rest of the response
-// (what the server still buffers) gets answerWriteWait, and the request's
-// in-flight slot, if any, is given back. The deadline is cleared at the
-// connection's next request (clearWriteDeadline). The connection is taken
-// now: c is not the request's once the handler returns.
+// server reads and copies to the connection. Each read the server makes
+// of it sets the connection's write deadline for the write of what it
+// read (writeDeadlines): Config.ClientWriteWait and a second more per 64
+// KiB. So a client that stops reading loses the stream, one that reads 64
+// KiB a second keeps it, and the writer never touches the connection,
+// which may serve another request once the server is done. When the
+// server closes the stream, what it still buffers gets answerWriteWait,
+// and the request's in-flight slot, if any, is given back. The
+// connection is taken now: c is not the request's once the handler
+// returns.
 func (g *Gateway) sendStream(c *fiber.Ctx, write func(out clientStream)) {
 	conn := c.Context().Conn()
 	release := g.handOnSlot(c)
-	wait := g.cfg.ClientWriteWait
-	stream := fasthttp.NewStreamReader(func(w *bufio.Writer) {
-		write(clientStream{w: w, deadline: conn.SetWriteDeadline, wait: wait})
-	})
-	c.Context().SetBodyStream(&closeFunc{ReadCloser: stream, after: func() {
-		_ = conn.SetWriteDeadline(time.Now().Add(answerWriteWait))
-		release()
-	}}, -1)
+	stream := fasthttp.NewStreamReader(func(w *bufio.Writer) { write(clientStream{w: w}) })
+	c.Context().SetBodyStream(&writeDeadlines{ReadCloser: stream, conn: conn, wait: g.cfg.ClientWriteWait, after: release}, -1)
+}
+
+// writeDeadlines is a response's body stream that bounds the write of
+// each read's bytes through the connection's write deadline (sendStream).
+type writeDeadlines struct {
+	io.ReadCloser
+	conn  net.Conn
+	wait  time.Duration
+	after func()
+}
+
+func (d *writeDeadlines) Read(p []byte) (int, error) {
+	n, err := d.ReadCloser.Read(p)
+	if n > 0 {
+		_ = d.conn.SetWriteDeadline(time.Now().Add(d.wait + time.Duration(n>>16)*time.Second))
+	}
+	return n, err
+}
+
+func (d *writeDeadlines) Close() error {
+	err := d.ReadCloser.Close()
+	_ = d.conn.SetWriteDeadline(time.Now().Add(answerWriteWait))
+	d.after()
+	return err
 }
 
 // sendAnswer makes body (a JSON answer read whole, or the gateway's own)
@@ -144,33 +162,27 @@ func (g *Gateway) handOnSlot(c *fiber.Ctx) func() {
 	return func() {}
 }
 
-// clearWriteDeadline clears what write deadline an earlier response left
-// on the connection (sendStream, sendAnswer), before anything else of the
-// request: a middleware of the agents' listener.
-func clearWriteDeadline(c *fiber.Ctx) error {
+// defaultWriteDeadline gives every response on the agents' listener
+// answerWriteWait to be written, before anything else of the request (a
+// middleware): what an earlier response left on the connection goes, and
+// a response no handler bounds (health, metadata, a 202, a 404) is
+// bounded all the same. sendAnswer and sendStream set their own.
+func defaultWriteDeadline(c *fiber.Ctx) error {
 	if conn := c.Context().Conn(); conn != nil {
-		_ = conn.SetWriteDeadline(time.Time{})
+		_ = conn.SetWriteDeadline(time.Now().Add(answerWriteWait))
 	}
 	return c.Next()
 }
 
-// send writes ev (with data as its data) and flushes it, within the
-// stream's wait (and a second more per 64 KiB of data).
+// send writes ev (with data as its data) and flushes it.
 func (s clientStream) send(ev sseEvent, data []byte) error {
-	if s.deadline != nil {
-		// A large event gets longer: at least 64 KiB a second on top.
-		if err := s.deadline(time.Now().Add(s.wait + time.Duration(len(data)>>16)*time.Second)); err != nil {
-			return err
-		}
-	}
 	if err := ev.write(s.w, data); err != nil {
 		return err
 	}
 	return s.w.Flush()
 }
 
-// keepAlive writes an SSE comment and flushes it, within the stream's
-// wait.
+// keepAlive writes an SSE comment and flushes it.
 func (s clientStream) keepAlive() error {
 	return s.send(sseEvent{fields: [][]byte{[]byte(": keep-alive")}}, nil)
 }

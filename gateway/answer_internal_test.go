@@ -6,10 +6,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
 
 	"github.com/pbac-gateway/pbac/jsonrpc"
 )
@@ -177,5 +183,73 @@ func TestBackendClientErrorsKeepSecretURLs(t *testing.T) {
 		case u == secret && !strings.Contains(err.Error(), addr):
 			t.Errorf("the error does not name the backend's address: %v", err)
 		}
+	}
+}
+
+// smallSendBuffers accepts connections whose send buffers are as small as
+// the kernel allows, so that what a stream writes waits on its reader.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+// TestAStreamKeepsASteadyReader: a client that reads a stream steadily at
+// 128 KiB a second keeps it to its end, with ClientWriteWait 1 s and many
+// large events queued ahead of the socket; the deadline is the server's
+// own for each write, not the writer's, which runs ahead.
+func TestAStreamKeepsASteadyReader(t *testing.T) {
+	const events, size = 8, 64 << 10
+	g := &Gateway{cfg: Config{ClientWriteWait: time.Second}}
+	wrote := make(chan error, 1)
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	app.Get("/s", func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderContentType, "text/event-stream")
+		g.sendStream(c, func(out clientStream) {
+			data := bytes.Repeat([]byte("x"), size)
+			for i := range events {
+				if err := out.send(sseEvent{hasData: true}, data); err != nil {
+					wrote <- fmt.Errorf("event %d: %w", i, err)
+					return
+				}
+			}
+			wrote <- nil
+		})
+		return nil
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { defer close(served); _ = app.Listener(smallSendBuffers{ln}) }()
+	t.Cleanup(func() { _ = app.Shutdown(); <-served })
+	conn, err := (&net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}).Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+	total, buf := 0, make([]byte, 16<<10)
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := io.ReadFull(conn, buf)
+		total += n
+		if err != nil || total >= events*size {
+			break
+		}
+		time.Sleep(125 * time.Millisecond) // 16 KiB every 125 ms
+	}
+	if err := <-wrote; err != nil {
+		t.Fatalf("the stream's writer: %v", err)
+	}
+	if want := events * size; total < want {
+		t.Errorf("the reader got %d bytes, fewer than the %d of the events", total, want)
 	}
 }

@@ -472,3 +472,66 @@ func TestTheAggregatedEndpointCountsRequestsInFlight(t *testing.T) {
 		t.Errorf("once they were answered: %d %.200s", status, body)
 	}
 }
+
+// TestGetStreamsCountInFlight: a session's GET stream holds a connection
+// to the backend while it lasts, so it counts among its agent's requests
+// in flight; beyond the bound the agent is refused (429) until one ends.
+// (A stream whose client goes is noticed at its next write, a keep-alive
+// at most 25 s on.)
+func TestGetStreamsCountInFlight(t *testing.T) {
+	end := make(chan struct{})
+	backend := answeringBackend("application/json", func(_, id string) string { return "" })
+	s := newStackBehind(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			backend.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-end: // the backend ends one stream
+		}
+	}), func(c *system.Config) { c.Gateway.InFlightPerAgent = 2 })
+	bot := s.machineAgent("ci-bot", false, "jira:read")
+	sid := s.initialized("/mcp/jira", bot)
+	open := func() *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, s.base+"/mcp/jira", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+bot)
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Mcp-Session-Id", sid)
+		req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	for range 2 {
+		if resp := open(); resp.StatusCode != http.StatusOK {
+			t.Fatalf("a GET stream: %d", resp.StatusCode)
+		}
+	}
+	if resp := open(); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("a third GET stream with two open: %d, want 429", resp.StatusCode)
+	}
+	end <- struct{}{}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp := open()
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after the backend ended a stream, another: %d", resp.StatusCode)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -458,7 +458,7 @@ func (g *Gateway) fiberConfig() fiber.Config {
 
 func (g *Gateway) routes() *fiber.App {
 	app := fiber.New(g.fiberConfig())
-	app.Use(clearWriteDeadline) // what an earlier response on the connection left (answer.go)
+	app.Use(defaultWriteDeadline) // every response is written in bounded time (answer.go)
 	prm := func(c *fiber.Ctx) error { return g.serveResourceMetadata(c) }
 	app.Get("/.well-known/oauth-protected-resource", prm)
 	app.Get("/.well-known/oauth-protected-resource/mcp", prm)

@@ -119,7 +119,7 @@ func (g *Gateway) handlePost(c *fiber.Ctx) error {
 		return g.reply(c, status, errBody)
 	}
 	if msg.Method != "subscriptions/listen" { // bounded by listens instead
-		done, err := g.takeInFlight(c, cl.ownerKey(), msg, &rec, start)
+		done, err := g.takeInFlight(c, cl.inFlightKey(), msg, &rec, start)
 		if done == nil {
 			return err
 		}
@@ -1266,6 +1266,13 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 	if !ok {
 		return err
 	}
+	// It holds a connection to the backend while it lasts: one of the
+	// agent's requests in flight.
+	done, err := g.takeInFlight(c, cl.inFlightKey(), &jsonrpc.Message{}, rec, start)
+	if done == nil {
+		return err
+	}
+	defer done()
 	// The stream lasts no longer than the token it was opened with, as a
 	// listen stream.
 	ctx, cancel := g.callerStreamContext(c, cl)

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/pbac-gateway/pbac/internal/throttle"
 )
 
 // DefaultSessionsPerAgent is how many sessions one agent (a client acting
@@ -140,6 +142,17 @@ func (cl *caller) ownerKey() string {
 	}
 	sum := sha256.Sum256([]byte(k))
 	return hex.EncodeToString(sum[:12])
+}
+
+// inFlightKey is whose requests in flight cl's count among: its agent's
+// (ownerKey), or, for a caller without a token, its address's network (an
+// IPv6 /64 is one, as for sign-in's throttle: one host has all of its
+// addresses, and would otherwise fill every agent's shared cap alone).
+func (cl *caller) inFlightKey() string {
+	if cl.anonymous {
+		return "anonymous\x00" + throttle.AddressKey(cl.remote)
+	}
+	return cl.ownerKey()
 }
 
 // putSession stores a new session, ends at its backend whatever session
