@@ -93,12 +93,13 @@ type clientStream struct {
 // client, event by event (clientStream). write runs in a goroutine of its
 // own from now on (fasthttp.NewStreamReader), writing into a pipe the
 // server reads and copies to the connection. Each read the server makes
-// of it sets the connection's write deadline for the write of what it
-// read (writeDeadlines): Config.ClientWriteWait and a second more per 64
-// KiB. So a client that stops reading loses the stream, one that reads 64
-// KiB a second keeps it, and the writer never touches the connection,
+// of it (a few KiB) sets the connection's write deadline for the write of
+// what it read (writeDeadlines): Config.ClientWriteWait. So a client that
+// stops reading loses the stream, one that reads steadily keeps it, and
+// the writer never touches the connection,
 // which may serve another request once the server is done. When the
-// server closes the stream, what it still buffers gets answerWriteWait,
+// server closes the stream, what it still buffers gets answerWriteWait
+// (and the connection's wait for its next request after it: idleWait),
 // and the request's in-flight slot, if any, is given back. The
 // connection is taken now: c is not the request's once the handler
 // returns.
@@ -121,25 +122,27 @@ type writeDeadlines struct {
 func (d *writeDeadlines) Read(p []byte) (int, error) {
 	n, err := d.ReadCloser.Read(p)
 	if n > 0 {
-		_ = d.conn.SetWriteDeadline(time.Now().Add(d.wait + time.Duration(n>>16)*time.Second))
+		// fasthttp reads a chunked body a few KiB at a time and writes
+		// each read before the next.
+		_ = d.conn.SetWriteDeadline(time.Now().Add(d.wait))
 	}
 	return n, err
 }
 
 func (d *writeDeadlines) Close() error {
 	err := d.ReadCloser.Close()
-	_ = d.conn.SetWriteDeadline(time.Now().Add(answerWriteWait))
+	_ = d.conn.SetWriteDeadline(time.Now().Add(answerWriteWait + idleWait))
 	d.after()
 	return err
 }
 
 // sendAnswer makes body (a JSON answer read whole, or the gateway's own)
-// c's response, to be written within answerWriteWait. An answer larger
+// c's response, to be written within answerWriteWait
+// (defaultWriteDeadline). An answer larger
 // than the connection takes at once keeps the request's in-flight slot,
 // if any, until it is written: a client that does not read holds its
 // memory, so it counts among its agent's requests in flight.
 func (g *Gateway) sendAnswer(c *fiber.Ctx, body []byte) {
-	_ = c.Context().SetWriteDeadline(time.Now().Add(answerWriteWait))
 	if len(body) <= smallAnswer {
 		c.Response().SetBody(body)
 		return
@@ -162,17 +165,25 @@ func (g *Gateway) handOnSlot(c *fiber.Ctx) func() {
 	return func() {}
 }
 
-// defaultWriteDeadline gives every response on the agents' listener
-// answerWriteWait to be written, before anything else of the request (a
-// middleware): what an earlier response left on the connection goes, and
-// a response no handler bounds (health, metadata, a 202, a 404) is
-// bounded all the same. sendAnswer and sendStream set their own.
+// defaultWriteDeadline bounds the write of every response on the agents'
+// listener, a middleware: once the handler has made the response, the
+// connection's write deadline is answerWriteWait on, plus idleWait, as
+// long as the connection may then wait idle for its next request, so
+// that what fasthttp writes itself before that request's handler (a 100
+// Continue, a 400) is bounded too. A stream sets its own as it goes
+// (sendStream). The deadline is the connection's own, which fasthttp
+// does not clear.
 func defaultWriteDeadline(c *fiber.Ctx) error {
+	err := c.Next()
 	if conn := c.Context().Conn(); conn != nil {
-		_ = conn.SetWriteDeadline(time.Now().Add(answerWriteWait))
+		_ = conn.SetWriteDeadline(time.Now().Add(answerWriteWait + idleWait))
 	}
-	return c.Next()
+	return err
 }
+
+// idleWait is how long a connection of the agents' listener may wait for
+// its next request (fiber.Config.IdleTimeout).
+const idleWait = 120 * time.Second
 
 // send writes ev (with data as its data) and flushes it.
 func (s clientStream) send(ev sseEvent, data []byte) error {

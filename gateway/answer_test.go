@@ -473,12 +473,13 @@ func TestTheAggregatedEndpointCountsRequestsInFlight(t *testing.T) {
 	}
 }
 
-// TestGetStreamsCountInFlight: a session's GET stream holds a connection
-// to the backend while it lasts, so it counts among its agent's requests
-// in flight; beyond the bound the agent is refused (429) until one ends.
-// (A stream whose client goes is noticed at its next write, a keep-alive
-// at most 25 s on.)
-func TestGetStreamsCountInFlight(t *testing.T) {
+// TestGetStreamsAreBoundedPerAgent: a session's GET stream holds a
+// connection to the backend while it lasts, for hours maybe, so an agent
+// holds at most as many as it may hold sessions; beyond, 429 until one
+// ends. Idle streams do not count among its requests in flight: its calls
+// go through whatever streams it holds. (A stream whose client went is
+// noticed at its next write, a keep-alive at most 25 s on.)
+func TestGetStreamsAreBoundedPerAgent(t *testing.T) {
 	end := make(chan struct{})
 	backend := answeringBackend("application/json", func(_, id string) string { return "" })
 	s := newStackBehind(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -493,7 +494,7 @@ func TestGetStreamsCountInFlight(t *testing.T) {
 		case <-r.Context().Done():
 		case <-end: // the backend ends one stream
 		}
-	}), func(c *system.Config) { c.Gateway.InFlightPerAgent = 2 })
+	}), func(c *system.Config) { c.Gateway.InFlightPerAgent = 2; c.Limits.SessionsPerAgent = 3 })
 	bot := s.machineAgent("ci-bot", false, "jira:read")
 	sid := s.initialized("/mcp/jira", bot)
 	open := func() *http.Response {
@@ -513,13 +514,31 @@ func TestGetStreamsCountInFlight(t *testing.T) {
 		t.Cleanup(func() { resp.Body.Close() })
 		return resp
 	}
-	for range 2 {
+	for range 3 {
 		if resp := open(); resp.StatusCode != http.StatusOK {
 			t.Fatalf("a GET stream: %d", resp.StatusCode)
 		}
 	}
+	if status, _, _, body := s.rpcCall("/mcp/jira", bot, "2025-11-25", sid,
+		`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"search_issues","arguments":{"query":"SEC"}}}`); status != http.StatusOK {
+		t.Errorf("a call with three GET streams open (two requests in flight allowed): %d %.200s", status, body)
+	}
 	if resp := open(); resp.StatusCode != http.StatusTooManyRequests {
-		t.Errorf("a third GET stream with two open: %d, want 429", resp.StatusCode)
+		t.Errorf("a fourth GET stream with three open: %d, want 429", resp.StatusCode)
+	}
+	head, err := http.NewRequest(http.MethodHead, s.base+"/mcp/jira", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Header.Set("Authorization", "Bearer "+bot)
+	head.Header.Set("Mcp-Session-Id", sid)
+	head.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	// Denied by policy here (pbac/method), and refused (405) where policy
+	// would let it through, as for a caller without a token.
+	if resp, err := http.DefaultClient.Do(head); err != nil || resp.StatusCode == http.StatusOK {
+		t.Errorf("HEAD, which no body would carry a stream on: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	end <- struct{}{}
 	deadline := time.Now().Add(10 * time.Second)

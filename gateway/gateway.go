@@ -199,8 +199,9 @@ type Gateway struct {
 	// the aggregated subscriptions/listen streams (aggregate_listen.go).
 	waiting, listens *holders
 	// inFlight counts each agent's requests to a backend in flight
-	// (answer.go: inFlightSlot).
-	inFlight *holders
+	// (answer.go: inFlightSlot), getStreams its sessions' GET streams
+	// open, as many as it may hold sessions.
+	inFlight, getStreams *holders
 	// draining bounds the backend streams being read to their end after
 	// the answer went through (sse_answer.go).
 	draining chan struct{}
@@ -235,6 +236,9 @@ func New(cfg Config) (*Gateway, error) {
 	cfg.ArgumentLimits = cfg.ArgumentLimits.withDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.SessionsPerAgent <= 0 {
+		cfg.SessionsPerAgent = DefaultSessionsPerAgent
 	}
 	if cfg.InFlightPerAgent <= 0 {
 		cfg.InFlightPerAgent = DefaultInFlightPerAgent
@@ -272,6 +276,7 @@ func New(cfg Config) (*Gateway, error) {
 		waiting:    &holders{perAgent: maxWaitsPerAgent, total: maxWaits},
 		listens:    &holders{perAgent: maxListensPerAgent, total: maxListens},
 		inFlight:   &holders{perAgent: cfg.InFlightPerAgent, total: maxInFlight},
+		getStreams: &holders{perAgent: cfg.SessionsPerAgent, total: maxInFlight},
 		resource:   base + "/mcp",
 		origins:    map[string]bool{pub.Scheme + "://" + pub.Host: true},
 		draining:   make(chan struct{}, maxDraining),
@@ -443,7 +448,7 @@ func (g *Gateway) fiberConfig() fiber.Config {
 		Immutable:             true,
 		DisableStartupMessage: true,
 		ReadTimeout:           60 * time.Second,
-		IdleTimeout:           120 * time.Second,
+		IdleTimeout:           idleWait,
 		ReadBufferSize:        16 << 10,
 		ErrorHandler: func(c *fiber.Ctx, err error) error {
 			code := fiber.StatusInternalServerError

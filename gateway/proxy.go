@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -1266,13 +1267,33 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 	if !ok {
 		return err
 	}
-	// It holds a connection to the backend while it lasts: one of the
-	// agent's requests in flight.
-	done, err := g.takeInFlight(c, cl.inFlightKey(), &jsonrpc.Message{}, rec, start)
-	if done == nil {
-		return err
+	if c.Method() != fiber.MethodGet {
+		// HEAD (which Fiber routes here): no body would carry the stream,
+		// and the backend's would be held unread.
+		rec.Status = fiber.StatusMethodNotAllowed
+		g.finish(rec, start)
+		c.Set(fiber.HeaderAllow, "GET, POST, DELETE")
+		return c.SendStatus(fiber.StatusMethodNotAllowed)
 	}
-	defer done()
+	// It holds a connection to the backend while it lasts, and may last
+	// for hours: bounded per agent on its own (getStreams), not among the
+	// agent's requests in flight, which idle streams would use up.
+	owner := cl.inFlightKey()
+	if !g.getStreams.enter(owner) {
+		rec.Decision, rec.Status = "deny", fiber.StatusTooManyRequests
+		rec.Reasons = append(rec.Reasons, "refused: too many GET streams of this agent open")
+		g.finish(rec, start)
+		c.Set(fiber.HeaderRetryAfter, "5")
+		return g.reply(c, fiber.StatusTooManyRequests, jsonrpc.ErrorBody(nil, jsonrpc.CodeInvalidRequest,
+			fmt.Sprintf("this agent has %d GET streams open here already", g.cfg.SessionsPerAgent), nil))
+	}
+	slot := &inFlightSlot{release: sync.OnceFunc(func() { g.getStreams.leave(owner) })}
+	c.Locals(localInFlight, slot)
+	defer func() {
+		if !slot.handedOn {
+			slot.release()
+		}
+	}()
 	// The stream lasts no longer than the token it was opened with, as a
 	// listen stream.
 	ctx, cancel := g.callerStreamContext(c, cl)
