@@ -52,8 +52,9 @@ const answerWriteWait = 2 * time.Minute
 const maxInFlight = 4096
 
 // inFlightSlot is one request's place among its agent's requests in
-// flight. It is given back when the handler returns, or, when the answer
-// is a stream, when the stream ends (streamWriter takes it over).
+// flight (or its GET streams). It is given back when the handler returns,
+// or, when the answer is written after (a stream, a large answer), when
+// the server has written it (handOnSlot).
 type inFlightSlot struct {
 	release  func()
 	handedOn bool
@@ -62,19 +63,34 @@ type inFlightSlot struct {
 // localInFlight is the fiber.Ctx local holding the request's slot.
 const localInFlight = "pbac.inFlight"
 
-// takeInFlight takes a slot for c's request of agent owner and returns
-// what gives it back, which the caller defers; or it answers 429
-// (audited) and returns nil and the answer's error.
+// quota is one bound per agent that takeSlot holds a request to: what it
+// counts (for the refusal), its counts, the bound, and when to try again.
+type quota struct {
+	what       string
+	holders    *holders
+	perAgent   int
+	retryAfter string
+}
+
+// takeInFlight takes a slot among the requests in flight of agent owner
+// for c's request (takeSlot).
 func (g *Gateway) takeInFlight(c *fiber.Ctx, owner string, msg *jsonrpc.Message, rec *audit.Record, start time.Time) (done func(), err error) {
-	if !g.inFlight.enter(owner) {
+	return g.takeSlot(c, quota{"requests in flight", g.inFlight, g.cfg.InFlightPerAgent, "1"}, owner, msg.ID, rec, start)
+}
+
+// takeSlot takes a slot of q for c's request of agent owner and returns
+// what gives it back, which the caller defers; or it answers 429 (audited,
+// to the request id) and returns nil and the answer's error.
+func (g *Gateway) takeSlot(c *fiber.Ctx, q quota, owner string, id json.RawMessage, rec *audit.Record, start time.Time) (done func(), err error) {
+	if !q.holders.enter(owner) {
 		rec.Decision, rec.Status = "deny", fiber.StatusTooManyRequests
-		rec.Reasons = append(rec.Reasons, "refused: too many requests of this agent in flight")
+		rec.Reasons = append(rec.Reasons, "refused: this agent has too many "+q.what)
 		g.finish(rec, start)
-		c.Set(fiber.HeaderRetryAfter, "1")
-		return nil, g.reply(c, fiber.StatusTooManyRequests, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInvalidRequest,
-			fmt.Sprintf("this agent has %d requests in flight here already", g.cfg.InFlightPerAgent), nil))
+		c.Set(fiber.HeaderRetryAfter, q.retryAfter)
+		return nil, g.reply(c, fiber.StatusTooManyRequests, jsonrpc.ErrorBody(id, jsonrpc.CodeInvalidRequest,
+			fmt.Sprintf("this agent has %d %s here already", q.perAgent, q.what), nil))
 	}
-	slot := &inFlightSlot{release: sync.OnceFunc(func() { g.inFlight.leave(owner) })}
+	slot := &inFlightSlot{release: sync.OnceFunc(func() { q.holders.leave(owner) })}
 	c.Locals(localInFlight, slot)
 	return func() {
 		if !slot.handedOn {

@@ -110,11 +110,11 @@ func TestAnswerCarriesOnlyItsOwnResponse(t *testing.T) {
 	}
 }
 
-// getStream opens the GET stream of session sid on /mcp/jira and returns
-// what it carried until it ended or wait passed, and whether it ended.
-func getStream(t *testing.T, s *stack, token, sid string, wait time.Duration) (string, bool) {
+// streamRequest is a request for the GET stream (or another method on
+// its route) of session sid on /mcp/jira.
+func streamRequest(t *testing.T, s *stack, method, token, sid string) *http.Request {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, s.base+"/mcp/jira", nil)
+	req, err := http.NewRequest(method, s.base+"/mcp/jira", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,14 @@ func getStream(t *testing.T, s *stack, token, sid string, wait time.Duration) (s
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Mcp-Session-Id", sid)
 	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
-	resp, err := http.DefaultClient.Do(req)
+	return req
+}
+
+// getStream opens the GET stream of session sid on /mcp/jira and returns
+// what it carried until it ended or wait passed, and whether it ended.
+func getStream(t *testing.T, s *stack, token, sid string, wait time.Duration) (string, bool) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(streamRequest(t, s, http.MethodGet, token, sid))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,22 +227,8 @@ func TestAStreamToAClientThatDoesNotReadEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) }); err != nil {
-			return err
-		}
-		return serr
-	}}
-	conn, err := d.Dial("tcp", u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	body := `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"search_issues","arguments":{"query":"SEC"}}}`
-	fmt.Fprintf(conn, "POST /mcp/jira HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n"+
-		"Accept: application/json, text/event-stream\r\nMcp-Protocol-Version: 2025-11-25\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n%s",
-		u.Host, token, sid, len(body), body)
+	postWithoutReading(t, u.Host, token, sid,
+		`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"search_issues","arguments":{"query":"SEC"}}}`)
 	// The answer is 64 MiB, far more than the sockets between hold: the
 	// backend can finish only if the gateway lets its connection go.
 	select {
@@ -499,15 +492,7 @@ func TestGetStreamsAreBoundedPerAgent(t *testing.T) {
 	sid := s.initialized("/mcp/jira", bot)
 	open := func() *http.Response {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodGet, s.base+"/mcp/jira", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+bot)
-		req.Header.Set("Accept", "text/event-stream")
-		req.Header.Set("Mcp-Session-Id", sid)
-		req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := http.DefaultClient.Do(streamRequest(t, s, http.MethodGet, bot, sid))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -526,13 +511,7 @@ func TestGetStreamsAreBoundedPerAgent(t *testing.T) {
 	if resp := open(); resp.StatusCode != http.StatusTooManyRequests {
 		t.Errorf("a fourth GET stream with three open: %d, want 429", resp.StatusCode)
 	}
-	head, err := http.NewRequest(http.MethodHead, s.base+"/mcp/jira", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	head.Header.Set("Authorization", "Bearer "+bot)
-	head.Header.Set("Mcp-Session-Id", sid)
-	head.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	head := streamRequest(t, s, http.MethodHead, bot, sid)
 	// Denied by policy here (pbac/method), and refused (405) where policy
 	// would let it through, as for a caller without a token.
 	if resp, err := http.DefaultClient.Do(head); err != nil || resp.StatusCode == http.StatusOK {

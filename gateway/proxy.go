@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -1278,22 +1277,11 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 	// It holds a connection to the backend while it lasts, and may last
 	// for hours: bounded per agent on its own (getStreams), not among the
 	// agent's requests in flight, which idle streams would use up.
-	owner := cl.inFlightKey()
-	if !g.getStreams.enter(owner) {
-		rec.Decision, rec.Status = "deny", fiber.StatusTooManyRequests
-		rec.Reasons = append(rec.Reasons, "refused: too many GET streams of this agent open")
-		g.finish(rec, start)
-		c.Set(fiber.HeaderRetryAfter, "5")
-		return g.reply(c, fiber.StatusTooManyRequests, jsonrpc.ErrorBody(nil, jsonrpc.CodeInvalidRequest,
-			fmt.Sprintf("this agent has %d GET streams open here already", g.cfg.SessionsPerAgent), nil))
+	done, err := g.takeSlot(c, quota{"GET streams open", g.getStreams, g.cfg.SessionsPerAgent, "5"}, cl.inFlightKey(), nil, rec, start)
+	if done == nil {
+		return err
 	}
-	slot := &inFlightSlot{release: sync.OnceFunc(func() { g.getStreams.leave(owner) })}
-	c.Locals(localInFlight, slot)
-	defer func() {
-		if !slot.handedOn {
-			slot.release()
-		}
-	}()
+	defer done()
 	// The stream lasts no longer than the token it was opened with, as a
 	// listen stream.
 	ctx, cancel := g.callerStreamContext(c, cl)
