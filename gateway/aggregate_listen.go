@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -136,9 +137,9 @@ func (g *Gateway) aggregateListen(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Status(fiber.StatusOK)
-	g.sendStream(c, func(out clientStream) {
+	g.sendStream(c, func(w *bufio.Writer) {
 		defer done()
-		if writeEvent(out, ack) != nil {
+		if writeEvent(w, ack) != nil {
 			return
 		}
 		msgs := make(chan []byte)
@@ -157,17 +158,17 @@ func (g *Gateway) aggregateListen(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message
 		for {
 			select {
 			case m := <-msgs:
-				if writeEvent(out, m) != nil {
+				if writeEvent(w, m) != nil {
 					return
 				}
 			case <-ping.C:
 				// A client that has gone is noticed only at a write.
-				if out.keepAlive() != nil {
+				if writeKeepAlive(w) != nil {
 					return
 				}
 			case <-ended:
 				// Every backend's stream has ended: so does the listen.
-				_ = writeEvent(out, final)
+				_ = writeEvent(w, final)
 				return
 			case <-ctx.Done():
 				return
@@ -178,8 +179,8 @@ func (g *Gateway) aggregateListen(c *fiber.Ctx, cl *caller, msg *jsonrpc.Message
 }
 
 // writeEvent writes one SSE event of data and flushes it.
-func writeEvent(out clientStream, data []byte) error {
-	return out.send(sseEvent{hasData: true}, data)
+func writeEvent(w *bufio.Writer, data []byte) error {
+	return writeSSE(w, sseEvent{hasData: true}, data)
 }
 
 // backendStream is the event stream of an aggregated listen's session at

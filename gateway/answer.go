@@ -99,14 +99,8 @@ func (g *Gateway) takeSlot(c *fiber.Ctx, q quota, owner string, id json.RawMessa
 	}, nil
 }
 
-// clientStream is the way back to a client of a stream's events: w, each
-// event flushed as it is written.
-type clientStream struct {
-	w *bufio.Writer
-}
-
 // sendStream makes c's response the event stream write writes to the
-// client, event by event (clientStream). write runs in a goroutine of its
+// client, event by event (writeSSE). write runs in a goroutine of its
 // own from now on (fasthttp.NewStreamReader), writing into a pipe the
 // server reads and copies to the connection. Each read the server makes
 // of it (a few KiB) sets the connection's write deadline for the write of
@@ -119,10 +113,10 @@ type clientStream struct {
 // and the request's in-flight slot, if any, is given back. The
 // connection is taken now: c is not the request's once the handler
 // returns.
-func (g *Gateway) sendStream(c *fiber.Ctx, write func(out clientStream)) {
+func (g *Gateway) sendStream(c *fiber.Ctx, write fasthttp.StreamWriter) {
 	conn := c.Context().Conn()
 	release := g.handOnSlot(c)
-	stream := fasthttp.NewStreamReader(func(w *bufio.Writer) { write(clientStream{w: w}) })
+	stream := fasthttp.NewStreamReader(write)
 	c.Context().SetBodyStream(&writeDeadlines{ReadCloser: stream, conn: conn, wait: g.cfg.ClientWriteWait, after: release}, -1)
 }
 
@@ -201,17 +195,18 @@ func defaultWriteDeadline(c *fiber.Ctx) error {
 // its next request (fiber.Config.IdleTimeout).
 const idleWait = 120 * time.Second
 
-// send writes ev (with data as its data) and flushes it.
-func (s clientStream) send(ev sseEvent, data []byte) error {
-	if err := ev.write(s.w, data); err != nil {
+// writeSSE writes ev (with data as its data) to a stream to a client and
+// flushes it.
+func writeSSE(w *bufio.Writer, ev sseEvent, data []byte) error {
+	if err := ev.write(w, data); err != nil {
 		return err
 	}
-	return s.w.Flush()
+	return w.Flush()
 }
 
-// keepAlive writes an SSE comment and flushes it.
-func (s clientStream) keepAlive() error {
-	return s.send(sseEvent{fields: [][]byte{[]byte(": keep-alive")}}, nil)
+// writeKeepAlive writes an SSE comment and flushes it.
+func writeKeepAlive(w *bufio.Writer) error {
+	return writeSSE(w, sseEvent{fields: [][]byte{[]byte(": keep-alive")}}, nil)
 }
 
 // isEventStream reports whether a backend's Content-Type names an event
@@ -347,14 +342,14 @@ func truncateID(id json.RawMessage) string {
 	return string(id)
 }
 
-// relayAnswer copies the event stream answering one request to out, in
+// relayAnswer copies the event stream answering one request to w, in
 // this goroutine, event by event: each message only when keep lets it (and of
 // an event's other lines only comments and the event, id and retry
 // fields, as relayVetted), flushed as it goes, until the stream ends, the
 // client goes, or keep reports the request answered, which it then
 // reports (the rest of the stream can be drained so that the connection
 // is used again). A message that is withheld is not written at all.
-func relayAnswer(ctx context.Context, out clientStream, body io.Reader, keep func(ctx context.Context, data []byte) (pass, last bool)) (answered bool, err error) {
+func relayAnswer(ctx context.Context, w *bufio.Writer, body io.Reader, keep func(ctx context.Context, data []byte) (pass, last bool)) (answered bool, err error) {
 	events := newSSEReader(body, maxFilteredResponse)
 	for {
 		ev, err := events.next()
@@ -372,7 +367,7 @@ func relayAnswer(ctx context.Context, out clientStream, body io.Reader, keep fun
 			}
 		}
 		ev = ev.plain()
-		if err := out.send(ev, ev.data); err != nil {
+		if err := writeSSE(w, ev, ev.data); err != nil {
 			return false, err
 		}
 		if last {
@@ -386,7 +381,7 @@ func relayAnswer(ctx context.Context, out clientStream, body io.Reader, keep fun
 func vetEvents(ctx context.Context, body []byte, keep func(ctx context.Context, data []byte) (pass, last bool)) ([]byte, error) {
 	var out bytes.Buffer
 	w := bufio.NewWriter(&out)
-	if _, err := relayAnswer(ctx, clientStream{w: w}, bytes.NewReader(body), keep); err != nil {
+	if _, err := relayAnswer(ctx, w, bytes.NewReader(body), keep); err != nil {
 		return nil, err
 	}
 	return out.Bytes(), nil

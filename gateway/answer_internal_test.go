@@ -139,7 +139,7 @@ func TestRelayAnswer(t *testing.T) {
 	}
 	var out bytes.Buffer
 	w := bufio.NewWriter(&out)
-	answered, err := relayAnswer(context.Background(), clientStream{w: w}, strings.NewReader(stream), keep)
+	answered, err := relayAnswer(context.Background(), w, strings.NewReader(stream), keep)
 	if err != nil || !answered {
 		t.Fatalf("relayAnswer = %v, %v; want answered", answered, err)
 	}
@@ -209,10 +209,10 @@ func TestAStreamKeepsASteadyReader(t *testing.T) {
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Get("/s", func(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderContentType, "text/event-stream")
-		g.sendStream(c, func(out clientStream) {
+		g.sendStream(c, func(w *bufio.Writer) {
 			data := bytes.Repeat([]byte("x"), size)
 			for i := range events {
-				if err := out.send(sseEvent{hasData: true}, data); err != nil {
+				if err := writeSSE(w, sseEvent{hasData: true}, data); err != nil {
 					wrote <- fmt.Errorf("event %d: %w", i, err)
 					return
 				}

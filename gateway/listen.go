@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -209,9 +210,9 @@ func (g *Gateway) listen(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonrp
 		return nil
 	}
 	keep := g.notificationVetter(backend, cl, msg.ID)
-	g.sendStream(c, func(out clientStream) {
+	g.sendStream(c, func(w *bufio.Writer) {
 		defer done()
-		if err := relayVetted(ctx, out, resp.Body, keep); err != nil {
+		if err := relayVetted(ctx, w, resp.Body, keep); err != nil {
 			g.log.Info("a subscriptions/listen stream ended", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
 		}
 	})
@@ -230,13 +231,13 @@ type vetted struct {
 	err  error
 }
 
-// relayVetted copies an event stream to out event by event, each message
+// relayVetted copies an event stream to w event by event, each message
 // only when keep lets it (and of an event's other lines only comments and
 // the event, id and retry fields), with a keep-alive comment when the
 // stream is quiet, until the stream ends, ctx is done, the client goes, or
 // keep reports the request answered (a clean end). body is closed on
 // return, which ends its reader.
-func relayVetted(ctx context.Context, out clientStream, body io.ReadCloser, keep func(ctx context.Context, data []byte) (pass bool, last bool)) error {
+func relayVetted(ctx context.Context, w *bufio.Writer, body io.ReadCloser, keep func(ctx context.Context, data []byte) (pass bool, last bool)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	items := make(chan vetted)
 	read := make(chan struct{})
@@ -284,14 +285,14 @@ func relayVetted(ctx context.Context, out clientStream, body io.ReadCloser, keep
 				}
 				return fmt.Errorf("read the backend's event stream: %w", it.err)
 			}
-			if err := out.send(it.ev, it.ev.data); err != nil {
+			if err := writeSSE(w, it.ev, it.ev.data); err != nil {
 				return err
 			}
 			if it.last {
 				return nil
 			}
 		case <-ping.C:
-			if err := out.keepAlive(); err != nil {
+			if err := writeKeepAlive(w); err != nil {
 				return err
 			}
 		case <-ctx.Done():

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -786,8 +787,8 @@ func (g *Gateway) forward(c *fiber.Ctx, backend *Backend, cl *caller, msg *jsonr
 	// message held to what this request may bring back (answer.go), until
 	// the response to the request has gone through.
 	body := newForwardBody(resp)
-	g.sendStream(c, func(out clientStream) {
-		answered, err := relayAnswer(ctx, out, body, keep)
+	g.sendStream(c, func(w *bufio.Writer) {
+		answered, err := relayAnswer(ctx, w, body, keep)
 		if err != nil {
 			g.log.Info("the backend's answer stream ended", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
 		}
@@ -1307,10 +1308,10 @@ func (g *Gateway) handleStream(c *fiber.Ctx) error {
 		resp.Body.Close()
 		return nil
 	}
-	g.sendStream(c, func(out clientStream) {
+	g.sendStream(c, func(w *bufio.Writer) {
 		defer cancel()
 		defer resp.Body.Close()
-		if err := relayVetted(ctx, out, resp.Body, g.notificationVetter(backend, cl, nil)); err != nil {
+		if err := relayVetted(ctx, w, resp.Body, g.notificationVetter(backend, cl, nil)); err != nil {
 			g.log.Warn("the backend's event stream ended", "backend", backend.Name, "err", err)
 		}
 	})

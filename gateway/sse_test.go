@@ -88,7 +88,7 @@ func TestStreamVettingDropsResponses(t *testing.T) {
 	relay := func(listenID json.RawMessage, in string) string {
 		var out bytes.Buffer
 		w := bufio.NewWriter(&out)
-		if err := relayVetted(t.Context(), clientStream{w: w}, io.NopCloser(strings.NewReader(in)), g.notificationVetter(b, cl, listenID)); err != nil {
+		if err := relayVetted(t.Context(), w, io.NopCloser(strings.NewReader(in)), g.notificationVetter(b, cl, listenID)); err != nil {
 			t.Fatal(err)
 		}
 		return out.String()

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -294,7 +295,7 @@ func (g *Gateway) forwardTaskable(c *fiber.Ctx, backend *Backend, cl *caller, ms
 	g.finish(rec, start)
 	c.Status(resp.StatusCode)
 	keep := g.notificationVetter(backend, cl, msg.ID)
-	g.sendStream(c, func(out clientStream) {
+	g.sendStream(c, func(w *bufio.Writer) {
 		defer cancel()
 		defer resp.Body.Close()
 		// Each message held to what this request may bring back
@@ -306,7 +307,7 @@ func (g *Gateway) forwardTaskable(c *fiber.Ctx, backend *Backend, cl *caller, ms
 			}
 			return pass, last
 		}
-		if _, err := relayAnswer(ctx, out, resp.Body, noted); err != nil {
+		if _, err := relayAnswer(ctx, w, resp.Body, noted); err != nil {
 			g.log.Warn("the backend's answer stream ended", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
 		}
 	})
