@@ -245,7 +245,7 @@ func checkJSONAnswer(body []byte, id json.RawMessage, status int) error {
 		return nil
 	}
 	if !sameID(env.id, id) {
-		return fmt.Errorf("%w: a response to id %s", errAnswerWithheld, truncateID(env.id))
+		return fmt.Errorf("%w: a response to id %s", errAnswerWithheld, clip(string(env.id)))
 	}
 	return nil
 }
@@ -332,14 +332,6 @@ func sameID(a, b json.RawMessage) bool {
 	}
 	kb, ok := jsonrpc.IDKey(b)
 	return ok && ka == kb
-}
-
-// truncateID is an id for a log line or a reason: at most 64 bytes of it.
-func truncateID(id json.RawMessage) string {
-	if len(id) > 64 {
-		return string(id[:64]) + "…"
-	}
-	return string(id)
 }
 
 // relayAnswer copies the event stream answering one request to w, in
