@@ -993,11 +993,8 @@ func (g *Gateway) forwardFiltered(c *fiber.Ctx, backend *Backend, cl *caller, ms
 		err = checkJSONAnswer(body, msg.ID, resp.StatusCode)
 	}
 	if err != nil {
-		rec.Decision, rec.Status = "error", fiber.StatusBadGateway
-		rec.Reasons = []string{"answer withheld: " + err.Error()}
-		g.finish(rec, start)
 		g.log.Warn("a backend's answer was withheld", "backend", backend.Name, "request_id", rec.RequestID, "err", err)
-		return g.reply(c, fiber.StatusBadGateway, jsonrpc.ErrorBody(msg.ID, jsonrpc.CodeInternalError, "the backend's answer could not be checked", nil))
+		return g.withheld(c, msg, rec, start, err.Error())
 	}
 	filter, what := g.filterTools, "tools"
 	if kind, ok := listedKinds[msg.Method]; ok {
